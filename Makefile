@@ -1,0 +1,130 @@
+# Celltrail: a global control plane and regional data planes.
+#
+#   make run      start the local multi-region stack (deploy/local/stack.sh)
+#   make stop     stop every process the stack started
+#   make test     unit + integration tests, then again under ASan+UBSan
+#   make bench    HTTP benchmarks against a same-run hello-world baseline
+#
+# Every target first runs `deps`, which installs missing Debian packages
+# (as root) and is a no-op when everything is present.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= cc
+
+# Debian packages this tree builds, runs and tests with.
+DEB_PACKAGES := gcc libc6-dev make pkg-config ca-certificates curl \
+	libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev libssl-dev \
+	libcurl4-openssl-dev check libsubunit-dev \
+	postgresql-15 wrk
+
+PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wformat=2 -Wno-format-nonliteral
+CFLAGS  ?= -O2 -g
+override CFLAGS += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+CHECK_LIBS = $(shell pkg-config --libs check)
+
+SAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=all
+
+# BUILD is where objects go; the sanitizer build uses build/asan.
+BUILD ?= build/release
+BIN   ?= bin
+
+COMMON_SRC := $(wildcard common/*.c)
+CP_SRC     := $(wildcard control-plane/*.c)
+DP_SRC     := $(wildcard data-plane/*.c)
+UNIT_SRC   := $(wildcard tests/unit/*.c)
+IT_SRC     := $(wildcard tests/integration/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+COMMON_OBJ := $(call obj,$(COMMON_SRC))
+CP_OBJ     := $(call obj,$(CP_SRC))
+DP_OBJ     := $(call obj,$(DP_SRC))
+
+.PHONY: all deps services testbins benchbins run stop test test-fast bench install clean
+.DEFAULT_GOAL := all
+
+deps:
+	@sh deploy/deps.sh $(DEB_PACKAGES)
+
+all: deps
+	@$(MAKE) --no-print-directory services
+
+services: $(BIN)/control-plane $(BIN)/data-plane
+testbins: services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
+benchbins: services $(BIN)/hello-bench
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(BIN)/control-plane: $(CP_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/data-plane: $(DP_OBJ) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/unit-tests: $(call obj,$(UNIT_SRC)) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/it-tests: $(call obj,$(IT_SRC)) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/http-testd: $(call obj,tests/support/http_testd.c) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/hello-bench: $(call obj,tests/bench/hello.c)
+	@mkdir -p $(BIN)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+# The sanitizer build: same sources, objects in build/asan.
+ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
+	CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
+
+run: all
+	@sh deploy/local/stack.sh start
+
+stop: deps
+	@sh deploy/local/stack.sh stop
+
+# The whole suite twice: once as built, once under ASan+UBSan.
+test: deps
+	@$(MAKE) --no-print-directory testbins
+	@$(ASAN_MAKE) testbins
+	@ln -sfn ../../migrations build/asan/migrations  # as bin/../migrations
+	@sh tests/run.sh $(BIN) release
+	@sh tests/run.sh build/asan/bin asan
+
+# One pass, no sanitizers: for a quick local loop.
+test-fast: deps
+	@$(MAKE) --no-print-directory testbins
+	@sh tests/run.sh $(BIN) release
+
+bench: deps
+	@$(MAKE) --no-print-directory benchbins
+	@sh tests/bench/run.sh $(BIN)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane \
+		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region
+	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 migrations/control-plane/*.sql \
+		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane/
+	install -m 0644 migrations/region/*.sql $(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/
+	install -m 0644 deploy/regions.conf $(DESTDIR)$(PREFIX)/share/celltrail/
+
+clean:
+	rm -rf build $(BIN)
+
+-include $(shell find build -name '*.d' 2>/dev/null)

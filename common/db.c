@@ -1,0 +1,355 @@
+/* Connection pool and transaction runner. */
+#include "db.h"
+#include "log.h"
+
+#include <errno.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TX_MAX_ATTEMPTS 5
+
+struct db_conn {
+	PGconn *pg;
+	int in_use;
+	char sqlstate[6];
+};
+
+struct db_pool {
+	char **keys, **vals;   /* parsed conninfo plus our defaults, NULL-terminated */
+	unsigned size;
+	unsigned acquire_timeout_ms;
+	struct db_conn *conns;
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	unsigned in_use;
+	atomic_ullong tx_ok, tx_retries, tx_failed, acquire_timeouts;
+	atomic_ullong reconnects; /* broken or abandoned sessions replaced */
+};
+
+const char *db_status_str(enum db_status st)
+{
+	static const char *const names[] = { "ok", "not_found", "conflict", "invalid",
+		                                 "retry", "unavailable", "error" };
+	return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "?";
+}
+
+static void free_kv(char **keys, char **vals)
+{
+	if (keys)
+		for (size_t i = 0; keys[i]; i++) {
+			free(keys[i]);
+			free(vals[i]);
+		}
+	free(keys);
+	free(vals);
+}
+
+/* Parses `conninfo` and adds defaults the caller did not set: a connect
+ * timeout (so that a dead server fails fast instead of hanging a request)
+ * and TCP keepalives (so that a vanished server is noticed). */
+static int build_params(struct db_pool *p, const char *conninfo, char *err, size_t errlen)
+{
+	static const char *const defaults[][2] = {
+		{ "connect_timeout", "3" }, { "keepalives", "1" }, { "keepalives_idle", "30" },
+		{ "application_name", "celltrail" },
+	};
+	const size_t ndef = sizeof defaults / sizeof defaults[0];
+	char *perr = NULL;
+	PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+	size_t n = 0, k = 0;
+
+	if (!opts) {
+		/* perr may echo the string; it can hold a password, so do not show it. */
+		snprintf(err, errlen, "the database connection string is malformed");
+		PQfreemem(perr);
+		return -1;
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++)
+		n++;
+	p->keys = calloc(n + ndef + 1, sizeof *p->keys);
+	p->vals = calloc(n + ndef + 1, sizeof *p->vals);
+	if (!p->keys || !p->vals)
+		goto oom;
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		const char *v = o->val;
+		for (size_t d = 0; !v && d < ndef; d++)
+			if (strcmp(o->keyword, defaults[d][0]) == 0)
+				v = defaults[d][1];
+		if (!v)
+			continue;
+		p->keys[k] = strdup(o->keyword);
+		p->vals[k] = strdup(v);
+		if (!p->keys[k] || !p->vals[k++])
+			goto oom;
+	}
+	PQconninfoFree(opts);
+	return 0;
+oom:
+	PQconninfoFree(opts);
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+struct db_pool *db_pool_new(const char *conninfo, unsigned size, unsigned acquire_timeout_ms,
+                            char *err, size_t errlen)
+{
+	struct db_pool *p = calloc(1, sizeof *p);
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (build_params(p, conninfo, err, errlen))
+		goto fail;
+	p->size = size ? size : 1;
+	p->acquire_timeout_ms = acquire_timeout_ms;
+	p->conns = calloc(p->size, sizeof *p->conns);
+	if (!p->conns) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->freed, &ca);
+	pthread_condattr_destroy(&ca);
+	return p;
+fail:
+	free_kv(p->keys, p->vals);
+	free(p);
+	return NULL;
+}
+
+void db_pool_free(struct db_pool *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; i < p->size; i++)
+		if (p->conns[i].pg)
+			PQfinish(p->conns[i].pg);
+	free(p->conns);
+	free_kv(p->keys, p->vals);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->freed);
+	free(p);
+}
+
+/* Makes sure `c` has a working session; (re)connects when it has none. */
+static int ensure_connected(struct db_pool *p, struct db_conn *c)
+{
+	if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
+		return 0;
+	if (c->pg) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+		atomic_fetch_add(&p->reconnects, 1);
+	}
+	c->pg = PQconnectdbParams((const char *const *)p->keys, (const char *const *)p->vals, 0);
+	if (PQstatus(c->pg) != CONNECTION_OK) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->pg));
+		msg[strcspn(msg, "\n")] = '\0';
+		log_warn(NULL, "database connection failed: %s", msg);
+		PQfinish(c->pg);
+		c->pg = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+struct db_conn *db_acquire(struct db_pool *p)
+{
+	struct timespec deadline;
+	struct db_conn *c = NULL;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += p->acquire_timeout_ms / 1000;
+	deadline.tv_nsec += (long)(p->acquire_timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->lock);
+	while (!c) {
+		/* Prefer a connection that is already open. */
+		for (unsigned i = 0; i < p->size && !c; i++)
+			if (!p->conns[i].in_use && p->conns[i].pg)
+				c = &p->conns[i];
+		for (unsigned i = 0; i < p->size && !c; i++)
+			if (!p->conns[i].in_use)
+				c = &p->conns[i];
+		if (c)
+			break;
+		if (pthread_cond_timedwait(&p->freed, &p->lock, &deadline) == ETIMEDOUT) {
+			pthread_mutex_unlock(&p->lock);
+			atomic_fetch_add(&p->acquire_timeouts, 1);
+			log_warn(NULL, "no database connection free within %u ms", p->acquire_timeout_ms);
+			return NULL;
+		}
+	}
+	c->in_use = 1;
+	p->in_use++;
+	pthread_mutex_unlock(&p->lock);
+
+	if (ensure_connected(p, c)) {
+		db_release(p, c);
+		return NULL;
+	}
+	c->sqlstate[0] = '\0';
+	return c;
+}
+
+void db_release(struct db_pool *p, struct db_conn *c)
+{
+	if (!c)
+		return;
+	/* A connection left inside a transaction must not be reused as is. */
+	if (c->pg && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+		atomic_fetch_add(&p->reconnects, 1);
+	}
+	pthread_mutex_lock(&p->lock);
+	c->in_use = 0;
+	p->in_use--;
+	pthread_cond_signal(&p->freed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+const char *db_last_sqlstate(const struct db_conn *c)
+{
+	return c->sqlstate;
+}
+
+static enum db_status classify(const char *state)
+{
+	if (!state || !*state)
+		return DB_UNAVAILABLE;
+	if (!strcmp(state, "40001") || !strcmp(state, "40P01"))
+		return DB_RETRY;
+	if (!strcmp(state, "23505") || !strcmp(state, "23P01"))
+		return DB_CONFLICT;
+	if (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))
+		return DB_INVALID;
+	/* 08: connection exception; 57P01..57P03: admin shutdown, crash, cannot connect now */
+	if (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3))
+		return DB_UNAVAILABLE;
+	return DB_ERROR;
+}
+
+enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
+                       const char *const *params)
+{
+	PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+	ExecStatusType est = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+
+	if (res)
+		*res = NULL;
+	if (est == PGRES_COMMAND_OK || est == PGRES_TUPLES_OK) {
+		c->sqlstate[0] = '\0';
+		if (res)
+			*res = r;
+		else
+			PQclear(r);
+		return DB_OK;
+	}
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state ? state : "");
+	enum db_status st = PQstatus(c->pg) == CONNECTION_BAD ? DB_UNAVAILABLE : classify(state);
+	if (st == DB_ERROR || st == DB_UNAVAILABLE) {
+		char msg[300];
+		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->pg));
+		msg[strcspn(msg, "\n")] = '\0';
+		log_write(st == DB_ERROR ? LOG_ERROR : LOG_WARN, NULL,
+		          json_pack("{ss}", "sqlstate", c->sqlstate), "database: %s", msg);
+	}
+	PQclear(r);
+	return st;
+}
+
+static void backoff(int attempt)
+{
+	unsigned char rnd = 0;
+	RAND_bytes(&rnd, 1);
+	/* 2, 4, 8, 16 ms, each with up to as much again of jitter */
+	useconds_t base = 1000u << attempt;
+	usleep(base + (useconds_t)rnd * base / 255u);
+}
+
+enum db_status db_tx(struct db_pool *p, enum db_isolation iso, db_tx_fn fn, void *ctx)
+{
+	static const char *const begin_sql[] = {
+		"BEGIN ISOLATION LEVEL READ COMMITTED",
+		"BEGIN ISOLATION LEVEL REPEATABLE READ",
+		"BEGIN ISOLATION LEVEL SERIALIZABLE",
+	};
+	enum db_status st = DB_UNAVAILABLE;
+
+	for (int attempt = 0; attempt < TX_MAX_ATTEMPTS; attempt++) {
+		struct db_conn *c = db_acquire(p);
+		int commit_sent = 0;
+
+		if (!c) {
+			st = DB_UNAVAILABLE;
+			break;
+		}
+		st = db_exec(c, NULL, begin_sql[iso], 0, NULL);
+		if (st == DB_OK)
+			st = fn(c, ctx);
+		if (st == DB_OK) {
+			commit_sent = 1;
+			st = db_exec(c, NULL, "COMMIT", 0, NULL);
+		}
+		if (st != DB_OK && c->pg && PQstatus(c->pg) == CONNECTION_OK &&
+		    PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+			PGresult *r = PQexec(c->pg, "ROLLBACK");
+			PQclear(r);
+		}
+		db_release(p, c);
+
+		if (st == DB_OK) {
+			atomic_fetch_add(&p->tx_ok, 1);
+			return DB_OK;
+		}
+		int retry = st == DB_RETRY || (st == DB_UNAVAILABLE && !commit_sent);
+		if (!retry || attempt == TX_MAX_ATTEMPTS - 1)
+			break;
+		atomic_fetch_add(&p->tx_retries, 1);
+		backoff(attempt);
+	}
+	atomic_fetch_add(&p->tx_failed, 1);
+	return st;
+}
+
+enum db_status db_ping(struct db_pool *p)
+{
+	struct db_conn *c = db_acquire(p);
+	if (!c)
+		return DB_UNAVAILABLE;
+	enum db_status st = db_exec(c, NULL, "SELECT 1", 0, NULL);
+	if (st == DB_UNAVAILABLE) {
+		/* The session died under us (server restart): one fresh try. */
+		st = ensure_connected(p, c) == 0 ? db_exec(c, NULL, "SELECT 1", 0, NULL) : DB_UNAVAILABLE;
+	}
+	db_release(p, c);
+	return st;
+}
+
+void db_pool_stats(struct db_pool *p, struct db_stats *out)
+{
+	out->tx_ok = atomic_load(&p->tx_ok);
+	out->tx_retries = atomic_load(&p->tx_retries);
+	out->tx_failed = atomic_load(&p->tx_failed);
+	out->reconnects = atomic_load(&p->reconnects);
+	out->acquire_timeouts = atomic_load(&p->acquire_timeouts);
+	pthread_mutex_lock(&p->lock);
+	out->size = p->size;
+	out->in_use = p->in_use;
+	pthread_mutex_unlock(&p->lock);
+}

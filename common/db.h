@@ -1,0 +1,75 @@
+/* Database layer over libpq: a fixed-size connection pool, parameterized
+ * statements only, and one transaction runner.
+ *
+ * The runner retries serialization failures and deadlocks, and reconnects
+ * by itself after the server restarts: a connection found broken is reset
+ * on its next use, and a transaction that failed because its connection
+ * broke before COMMIT was sent is retried on a fresh connection. */
+#ifndef CT_DB_H
+#define CT_DB_H
+
+#include <libpq-fe.h>
+
+struct db_pool;
+struct db_conn;
+
+enum db_status {
+	DB_OK = 0,
+	DB_NOT_FOUND,     /* for callers: no row matched                     */
+	DB_CONFLICT,      /* unique or exclusion violation (23505, 23P01)    */
+	DB_INVALID,       /* the data broke another constraint (class 22/23) */
+	DB_RETRY,         /* serialization failure or deadlock (40001, 40P01) */
+	DB_UNAVAILABLE,   /* no connection, or the connection broke          */
+	DB_ERROR,         /* anything else: a bug or an operator problem      */
+};
+
+const char *db_status_str(enum db_status st);
+
+/* Creates a pool of `size` connections to `conninfo` (a URL or key=value
+ * string). Connections are opened lazily, so the pool is usable while the
+ * server is down. Returns NULL only on a malformed conninfo (message in
+ * `err`). `acquire_timeout_ms` bounds the wait for a free connection. */
+struct db_pool *db_pool_new(const char *conninfo, unsigned size, unsigned acquire_timeout_ms,
+                            char *err, size_t errlen);
+void db_pool_free(struct db_pool *pool);
+
+/* Takes a connected connection from the pool; NULL when none is free in
+ * time or the server cannot be reached. Give it back with db_release(). */
+struct db_conn *db_acquire(struct db_pool *pool) __attribute__((warn_unused_result));
+void db_release(struct db_pool *pool, struct db_conn *c);
+
+/* Runs one parameterized statement. On DB_OK, *res (when res is not NULL)
+ * holds the result, which the caller PQclear()s; on failure *res is NULL
+ * and the error is logged. Values are text; NULL pointers are SQL NULL. */
+enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
+                       const char *const *params) __attribute__((warn_unused_result));
+
+/* The SQLSTATE of the last failed statement on `c` ("" if none). */
+const char *db_last_sqlstate(const struct db_conn *c);
+
+/* A transaction body: runs statements on `c`, returns DB_OK to commit or
+ * any other status to roll back (DB_RETRY asks for another attempt). It may
+ * run more than once, so it must not have side effects outside the database
+ * other than filling `ctx`. */
+typedef enum db_status (*db_tx_fn)(struct db_conn *c, void *ctx);
+
+enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE };
+
+/* Runs `fn` in one transaction, retrying serialization failures, deadlocks
+ * and connection losses before COMMIT (at most a few attempts, with jittered
+ * backoff). A connection lost during COMMIT gives DB_UNAVAILABLE: the
+ * outcome is unknown, and callers must treat the request as not done. */
+enum db_status db_tx(struct db_pool *pool, enum db_isolation iso, db_tx_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+
+/* Connects if needed and runs "SELECT 1". DB_OK when the server answers. */
+enum db_status db_ping(struct db_pool *pool);
+
+/* Counters for /metrics. */
+struct db_stats {
+	unsigned long long tx_ok, tx_retries, tx_failed, reconnects, acquire_timeouts;
+	unsigned size, in_use;
+};
+void db_pool_stats(struct db_pool *pool, struct db_stats *out);
+
+#endif

@@ -1,0 +1,548 @@
+/* HTTP server layer: libmicrohttpd in epoll thread-pool mode.
+ *
+ * A request's state (struct http_req) is created on the first callback and
+ * freed only in the completion notification, as libmicrohttpd's examples
+ * do. A response is never queued while an upload is still arriving, except
+ * to refuse it outright (413 on a declared Content-Length, 404, 405), in
+ * which case libmicrohttpd closes the connection after answering. */
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+
+#include <microhttpd.h>
+#include <netdb.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_EXTRA_HEADERS 12
+#define REQ_ID_MAX 64
+
+struct http_server {
+	struct MHD_Daemon *daemon;
+	struct http_server_opts o;
+	struct metrics *metrics;
+	uint16_t port;
+	atomic_int inflight;
+	atomic_int draining;
+};
+
+struct http_req {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	const char *method;
+	const char *path;
+	enum route_result found;
+	struct route_match m;
+	char id[REQ_ID_MAX + 1];
+	uint64_t start_us;
+
+	char *body;
+	size_t body_len, body_cap;
+	size_t refused_bytes;     /* body bytes read past the route's limit */
+	int too_large;
+
+	unsigned status;          /* 0 until a response is queued */
+	int nhdr;
+	char *hdr[MAX_EXTRA_HEADERS][2];
+
+	void *auth;
+	void (*auth_free)(void *);
+};
+
+/* A client that keeps streaming a chunked body past its limit is cut off
+ * after this many extra bytes rather than read forever. */
+#define REFUSED_BODY_SLACK (256 * 1024)
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void http_signals_block(void)
+{
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+int http_signals_wait(void)
+{
+	sigset_t set;
+	int sig = 0;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	while (sigwait(&set, &sig) != 0)
+		;
+	return sig;
+}
+
+/* ---- request id ---- */
+
+static int valid_req_id(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+		if (n >= REQ_ID_MAX)
+			return 0;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.' || c == ':'))
+			return 0;
+	}
+	return n > 0;
+}
+
+static void new_req_id(char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char raw[12];
+	if (RAND_bytes(raw, sizeof raw) != 1)
+		memset(raw, 0, sizeof raw); /* ids are for correlation, not security */
+	for (size_t i = 0; i < sizeof raw; i++) {
+		out[2 * i] = hex[raw[i] >> 4];
+		out[2 * i + 1] = hex[raw[i] & 15];
+	}
+	out[2 * sizeof raw] = '\0';
+}
+
+/* ---- responses ---- */
+
+int http_add_header(struct http_req *req, const char *name, const char *value)
+{
+	if (req->nhdr == MAX_EXTRA_HEADERS)
+		return -1;
+	char *n = strdup(name), *v = strdup(value);
+	if (!n || !v) {
+		free(n);
+		free(v);
+		return -1;
+	}
+	req->hdr[req->nhdr][0] = n;
+	req->hdr[req->nhdr][1] = v;
+	req->nhdr++;
+	return 0;
+}
+
+/* Queues a response built from `data`; with `owned` the buffer was malloc'd
+ * and is handed over (freed here on every path). */
+static int queue(struct http_req *req, unsigned status, const char *ctype, void *data,
+                 size_t len, int owned)
+{
+	struct MHD_Response *resp;
+	int ret = -1;
+
+	if (req->status) {
+		log_error(req->id, "a second response for one request was refused (status %u)", status);
+		goto out;
+	}
+	resp = MHD_create_response_from_buffer(len, data,
+	                                       owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		goto out;
+	owned = 0;
+	if (ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	for (int i = 0; i < req->nhdr; i++)
+		MHD_add_response_header(resp, req->hdr[i][0], req->hdr[i][1]);
+	if (atomic_load(&req->srv->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
+		req->status = status;
+		ret = 0;
+	}
+	MHD_destroy_response(resp);
+out:
+	if (owned)
+		free(data);
+	return ret;
+}
+
+int http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
+                   const void *data, size_t len)
+{
+	return queue(req, status, content_type, (void *)data, len, 0);
+}
+
+static int reply_json_typed(struct http_req *req, unsigned status, json_t *body, const char *ctype)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(body);
+	if (!text)
+		return -1;
+	return queue(req, status, ctype, text, strlen(text), 1);
+}
+
+int http_reply_json(struct http_req *req, unsigned status, json_t *body)
+{
+	return reply_json_typed(req, status, body, "application/json");
+}
+
+int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
+                          const char *fmt, ...)
+{
+	char detail[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+
+	json_t *body = problem_body(code, detail, req->id);
+	if (extra) {
+		json_object_update_missing(body, extra);
+		json_decref(extra);
+	}
+	return reply_json_typed(req, problem_info(code)->status, body, "application/problem+json");
+}
+
+int http_reply_invalid(struct http_req *req, const struct jsonx_err *err)
+{
+	json_t *extra = err->field[0] ? json_pack("{ss}", "field", err->field) : NULL;
+	return http_reply_problem_ex(req, PROB_VALIDATION, extra, "%s", err->msg);
+}
+
+/* ---- request accessors ---- */
+
+const char *http_req_method(const struct http_req *req) { return req->method; }
+const char *http_req_path(const struct http_req *req) { return req->path; }
+const char *http_req_id(const struct http_req *req) { return req->id; }
+void *http_req_app(const struct http_req *req) { return req->srv->o.app; }
+void *http_req_auth(const struct http_req *req) { return req->auth; }
+
+const char *http_req_param(const struct http_req *req, const char *name)
+{
+	return route_param(&req->m, name);
+}
+
+const char *http_req_query(const struct http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *http_req_header(const struct http_req *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_req_body(const struct http_req *req, size_t *len)
+{
+	*len = req->body_len;
+	return req->body ? req->body : "";
+}
+
+void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *))
+{
+	if (req->auth && req->auth_free)
+		req->auth_free(req->auth);
+	req->auth = ctx;
+	req->auth_free = free_fn;
+}
+
+int http_req_json_object(struct http_req *req, json_t **out)
+{
+	const char *ct = http_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+	struct jsonx_err err;
+	size_t n = strlen("application/json");
+
+	*out = NULL;
+	if (!ct || strncasecmp(ct, "application/json", n) != 0 || (ct[n] && ct[n] != ';' && ct[n] != ' '))
+		return http_reply_problem(req, PROB_UNSUPPORTED_MEDIA_TYPE,
+		                          "Send the body as Content-Type: application/json."), -1;
+	json_t *v = jsonx_parse(req->body ? req->body : "", req->body_len, 0, &err);
+	if (!v)
+		return http_reply_problem(req, PROB_INVALID_JSON, "%s", err.msg), -1;
+	if (!json_is_object(v)) {
+		json_decref(v);
+		return http_reply_problem(req, PROB_INVALID_JSON, "The body must be a JSON object."), -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* ---- built-in handlers ---- */
+
+int http_handle_healthz(struct http_req *req)
+{
+	return http_reply_json(req, 200, json_pack("{ss}", "status", "ok"));
+}
+
+int http_handle_metrics(struct http_req *req)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return -1;
+	metrics_render(req->srv->metrics, req->srv->o.service, f);
+	if (req->srv->o.metrics_extra)
+		req->srv->o.metrics_extra(f, req->srv->o.app);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -1;
+	}
+	return queue(req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len, 1);
+}
+
+/* ---- libmicrohttpd callbacks ---- */
+
+static void dispatch(struct http_req *req)
+{
+	if (req->found == ROUTE_NOT_FOUND) {
+		http_reply_problem(req, PROB_NOT_FOUND, "No route for %s %s.", req->method, req->path);
+		return;
+	}
+	if (req->found == ROUTE_BAD_METHOD) {
+		http_add_header(req, MHD_HTTP_HEADER_ALLOW, req->m.allow);
+		http_reply_problem(req, PROB_METHOD_NOT_ALLOWED, "%s is not allowed here; allowed: %s.",
+		                   req->method, req->m.allow);
+		return;
+	}
+	const struct http_route *r = &req->srv->o.routes[req->m.route];
+
+	if (req->too_large) {
+		http_reply_problem(req, PROB_BODY_TOO_LARGE,
+		                   "The body is larger than this route's limit of %zu bytes.", r->body_limit);
+		return;
+	}
+	if (r->auth && req->srv->o.authenticate && req->srv->o.authenticate(req, r->auth) != 0) {
+		if (!req->status)
+			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
+		return;
+	}
+	int rc = r->handler(req);
+	if (!req->status) {
+		if (rc == 0)
+			log_error(req->id, "handler of %s %s returned without a response", r->method, r->pattern);
+		http_reply_problem(req, PROB_INTERNAL, "An internal error occurred; it has been logged.");
+	}
+}
+
+/* Called on the first callback of a request, once its headers are in. */
+static enum MHD_Result begin(struct http_req *req)
+{
+	const char *rid = http_req_header(req, "X-Request-Id");
+	if (rid && valid_req_id(rid))
+		snprintf(req->id, sizeof req->id, "%s", rid);
+	else
+		new_req_id(req->id);
+
+	req->found = route_find(req->srv->o.routes, req->srv->o.nroutes, req->method, req->path, &req->m);
+	if (req->found != ROUTE_FOUND)
+		return MHD_YES; /* answered once the request is read, keeping the connection */
+	/* A declared length over the limit is refused before reading a byte. */
+	const char *cl = http_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	size_t limit = req->srv->o.routes[req->m.route].body_limit;
+	if (cl) {
+		char *end;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (*end == '\0' && n > limit) {
+			req->too_large = 1;
+			dispatch(req);
+		}
+	}
+	return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *srv = cls;
+	struct http_req *req = *con_cls;
+	(void)version;
+
+	if (!req) {
+		req = calloc(1, sizeof *req);
+		if (!req)
+			return MHD_NO;
+		req->srv = srv;
+		req->conn = conn;
+		req->method = method;
+		req->path = url;
+		req->start_us = now_us();
+		*con_cls = req;
+		atomic_fetch_add(&srv->inflight, 1);
+		return begin(req);
+	}
+	if (req->status) {
+		/* Already answered (refused early): drop whatever still arrives. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		size_t limit = req->found == ROUTE_FOUND ? srv->o.routes[req->m.route].body_limit : 0;
+		*upload_data_size = 0;
+		if (req->too_large || req->body_len + n > limit) {
+			req->too_large = 1;
+			req->refused_bytes += n;
+			return req->refused_bytes > REFUSED_BODY_SLACK ? MHD_NO : MHD_YES;
+		}
+		if (req->body_len + n + 1 > req->body_cap) {
+			size_t cap = req->body_cap ? req->body_cap : 1024;
+			while (cap < req->body_len + n + 1)
+				cap *= 2;
+			if (cap > limit + 1)
+				cap = limit + 1;
+			char *b = realloc(req->body, cap);
+			if (!b)
+				return MHD_NO;
+			req->body = b;
+			req->body_cap = cap;
+		}
+		memcpy(req->body + req->body_len, upload_data, n);
+		req->body_len += n;
+		req->body[req->body_len] = '\0';
+		return MHD_YES;
+	}
+	dispatch(req);
+	return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *srv = cls;
+	struct http_req *req = *con_cls;
+	(void)conn;
+
+	if (!req)
+		return;
+	uint64_t us = now_us() - req->start_us;
+	unsigned status = req->status ? req->status : 499; /* client went away first */
+	metrics_observe(srv->metrics, req->m.route, status, us);
+	if (srv->o.access_log || status >= 500) {
+		json_t *f = json_pack("{ss ss si sf}", "method", req->method, "path", req->path,
+		                      "status", (int)status, "duration_ms", (double)us / 1000.0);
+		if (f && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+			json_object_set_new(f, "terminated", json_integer(toe));
+		log_write(status >= 500 ? LOG_WARN : LOG_INFO, req->id, f, "request");
+	}
+	for (int i = 0; i < req->nhdr; i++) {
+		free(req->hdr[i][0]);
+		free(req->hdr[i][1]);
+	}
+	if (req->auth && req->auth_free)
+		req->auth_free(req->auth);
+	free(req->body);
+	free(req);
+	*con_cls = NULL;
+	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	size_t n = strlen(msg);
+	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	log_warn(NULL, "libmicrohttpd: %s", msg);
+}
+
+/* ---- lifecycle ---- */
+
+struct http_server *http_server_start(const struct http_server_opts *opts, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *ai = NULL;
+	struct http_server *srv;
+	char port[8];
+
+	srv = calloc(1, sizeof *srv);
+	if (!srv) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	srv->o = *opts;
+	srv->metrics = metrics_new(opts->routes, opts->nroutes);
+	if (!srv->metrics) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	snprintf(port, sizeof port, "%u", opts->listen.port);
+	int gai = getaddrinfo(opts->listen.host, port, &hints, &ai);
+	if (gai) {
+		snprintf(err, errlen, "cannot resolve listen address %s: %s", opts->listen.host,
+		         gai_strerror(gai));
+		goto fail;
+	}
+	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (ai->ai_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	srv->daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+		MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opts->threads ? opts->threads : 1),
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned)opts->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->connection_memory,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
+		MHD_OPTION_END);
+	freeaddrinfo(ai);
+	if (!srv->daemon) {
+		char addr[80];
+		cfg_addr_format(&opts->listen, addr, sizeof addr);
+		snprintf(err, errlen, "cannot listen on %s (address in use or not permitted)", addr);
+		goto fail;
+	}
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = info ? info->port : opts->listen.port;
+	return srv;
+fail:
+	metrics_free(srv->metrics);
+	free(srv);
+	return NULL;
+}
+
+uint16_t http_server_port(const struct http_server *srv)
+{
+	return srv->port;
+}
+
+int http_server_drain(struct http_server *srv, unsigned timeout_ms)
+{
+	if (!srv->daemon)
+		return 0;
+	atomic_store(&srv->draining, 1);
+	/* The listening socket comes back to us, but worker threads may still
+	 * touch it: it is closed only after the daemon has stopped. */
+	MHD_socket lsock = MHD_quiesce_daemon(srv->daemon);
+	uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
+	while (atomic_load(&srv->inflight) > 0 && now_us() < deadline)
+		usleep(10000);
+	int left = atomic_load(&srv->inflight);
+	MHD_stop_daemon(srv->daemon);
+	srv->daemon = NULL;
+	if (lsock != MHD_INVALID_SOCKET)
+		close(lsock);
+	return left;
+}
+
+void http_server_free(struct http_server *srv)
+{
+	if (!srv)
+		return;
+	if (srv->daemon)
+		MHD_stop_daemon(srv->daemon);
+	metrics_free(srv->metrics);
+	free(srv);
+}

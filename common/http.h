@@ -1,0 +1,95 @@
+/* HTTP server layer over libmicrohttpd.
+ *
+ * One route table per service; bodies accumulated up to the route's limit
+ * (413 above it); JSON in and out; errors as application/problem+json;
+ * X-Request-Id taken or generated, returned and logged; per-route metrics;
+ * graceful drain on SIGTERM. Handlers never see libmicrohttpd. */
+#ifndef CT_HTTP_H
+#define CT_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "config.h"
+#include "jsonx.h"
+#include "problem.h"
+#include "route.h"
+
+struct http_server;
+struct http_req;
+
+struct http_server_opts {
+	const char *service;            /* for logs and metrics labels */
+	struct cfg_addr listen;         /* port 0 picks a free port */
+	unsigned threads;               /* worker threads (epoll, one per thread) */
+	unsigned max_connections;
+	unsigned connection_timeout_s;  /* idle connections are closed after this */
+	size_t connection_memory;       /* per connection; bounds request headers */
+	int access_log;                 /* one log line per request */
+	const struct http_route *routes;
+	size_t nroutes;
+	/* Called for routes with auth != 0 before the handler: returns 0 to go
+	 * on, -1 after queueing a 401/403 itself. */
+	int (*authenticate)(struct http_req *req, int auth);
+	/* Appends service-specific metrics to GET /metrics (may be NULL). */
+	void (*metrics_extra)(FILE *out, void *app);
+	void *app;                      /* handed to handlers via http_req_app() */
+};
+
+/* Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and every thread
+ * it creates afterwards) and ignores SIGPIPE. Call first thing in main(). */
+void http_signals_block(void);
+/* Waits for one of the blocked signals; returns its number. */
+int http_signals_wait(void);
+
+/* Starts listening. Returns NULL with a sentence in `err` on failure. */
+struct http_server *http_server_start(const struct http_server_opts *opts, char *err,
+                                      size_t errlen);
+uint16_t http_server_port(const struct http_server *srv);
+/* Stops accepting connections, lets requests in flight finish (at most
+ * `timeout_ms`), then closes every connection. Returns the number of
+ * requests that were still running at the deadline. */
+int http_server_drain(struct http_server *srv, unsigned timeout_ms);
+/* Stops (if still running) and frees. Accepts NULL. */
+void http_server_free(struct http_server *srv);
+
+/* --- request accessors; strings live as long as the request --- */
+const char *http_req_method(const struct http_req *req);
+const char *http_req_path(const struct http_req *req);
+const char *http_req_id(const struct http_req *req);
+const char *http_req_param(const struct http_req *req, const char *name);
+const char *http_req_query(const struct http_req *req, const char *name);
+const char *http_req_header(const struct http_req *req, const char *name);
+const char *http_req_body(const struct http_req *req, size_t *len);
+void *http_req_app(const struct http_req *req);
+/* Auth context a service attaches in its authenticate hook; `free_fn` (may be
+ * NULL) is called on it when the request completes. */
+void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *));
+void *http_req_auth(const struct http_req *req);
+
+/* Parses the body as a JSON object. Returns 0 with a new reference in *out
+ * (caller json_decref()s), or -1 after queueing 415 or 400. */
+int http_req_json_object(struct http_req *req, json_t **out) __attribute__((warn_unused_result));
+
+/* --- responses; each returns 0 when queued, -1 otherwise --- */
+/* Adds a header to the response that will be queued. Copies both strings. */
+int http_add_header(struct http_req *req, const char *name, const char *value);
+/* Queues `body` (reference stolen) as application/json. */
+int http_reply_json(struct http_req *req, unsigned status, json_t *body);
+/* Queues a copy of `len` bytes. */
+int http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
+                   const void *data, size_t len);
+/* Queues a problem document; `extra` (may be NULL, stolen) adds members. */
+int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
+                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+#define http_reply_problem(req, code, ...) http_reply_problem_ex(req, code, NULL, __VA_ARGS__)
+/* Queues 400 validation_failed naming the field of `err`. */
+int http_reply_invalid(struct http_req *req, const struct jsonx_err *err);
+
+/* Built-in handlers for the route tables. */
+int http_handle_healthz(struct http_req *req);
+int http_handle_metrics(struct http_req *req);
+
+#endif

@@ -1,0 +1,67 @@
+/* Service start-up helpers. */
+#include "svc.h"
+
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void svc_data_path(const char *rel, char *out, size_t len)
+{
+	char exe[4096], installed[4200];
+	struct stat st;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+
+	if (n <= 0) {
+		snprintf(out, len, "%s", rel);
+		return;
+	}
+	exe[n] = '\0';
+	char *bindir = dirname(exe);
+	snprintf(installed, sizeof installed, "%s/../share/celltrail/%s", bindir, rel);
+	if (stat(installed, &st) == 0) {
+		snprintf(out, len, "%s", installed);
+		return;
+	}
+	snprintf(out, len, "%s/../%s", bindir, rel);
+	if (stat(out, &st) != 0)
+		snprintf(out, len, "%s", installed);
+}
+
+void svc_load_config(const char *prog, const struct cfg_var *tab, void *cfg)
+{
+	char err[512];
+	if (cfg_load(tab, cfg, err, sizeof err) != 0) {
+		fprintf(stderr, "%s: invalid configuration: %s (see %s --help)\n", prog, err, prog);
+		exit(SVC_EXIT_USAGE);
+	}
+}
+
+void svc_db_metrics(FILE *out, struct db_pool *pool, const char *service)
+{
+	struct db_stats s;
+	if (!pool)
+		return;
+	db_pool_stats(pool, &s);
+	fprintf(out,
+	        "# HELP db_pool_connections Connections in the pool, by state.\n"
+	        "# TYPE db_pool_connections gauge\n"
+	        "db_pool_connections{service=\"%s\",state=\"in_use\"} %u\n"
+	        "db_pool_connections{service=\"%s\",state=\"size\"} %u\n"
+	        "# HELP db_transactions_total Transactions run, by outcome.\n"
+	        "# TYPE db_transactions_total counter\n"
+	        "db_transactions_total{service=\"%s\",outcome=\"committed\"} %llu\n"
+	        "db_transactions_total{service=\"%s\",outcome=\"failed\"} %llu\n"
+	        "# HELP db_transaction_retries_total Attempts repeated after a serialization failure, deadlock or lost connection.\n"
+	        "# TYPE db_transaction_retries_total counter\n"
+	        "db_transaction_retries_total{service=\"%s\"} %llu\n"
+	        "# HELP db_reconnects_total Broken connections replaced.\n"
+	        "# TYPE db_reconnects_total counter\n"
+	        "db_reconnects_total{service=\"%s\"} %llu\n"
+	        "# HELP db_acquire_timeouts_total Requests that found no free connection in time.\n"
+	        "# TYPE db_acquire_timeouts_total counter\n"
+	        "db_acquire_timeouts_total{service=\"%s\"} %llu\n",
+	        service, s.in_use, service, s.size, service, s.tx_ok, service, s.tx_failed, service,
+	        s.tx_retries, service, s.reconnects, service, s.acquire_timeouts);
+}
