@@ -1,0 +1,254 @@
+#!/bin/sh
+# The local multi-region stack: one PostgreSQL cluster standing in for the
+# control plane's database and each region's own database server, the
+# control plane, and one data plane per region.
+#
+#   deploy/local/stack.sh start   (make run)  create once, migrate, (re)start
+#   deploy/local/stack.sh stop    (make stop) stop what start started, by pid
+#   deploy/local/stack.sh status
+#
+# Everything lives under var/: the cluster, logs, pid files, generated
+# secrets and stack.env. Ports and regions can be changed with:
+#   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region),
+#   STACK_PG_PORT (55432), STACK_REGIONS ("us eu jp").
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+VAR="$ROOT/var"
+BIN="$ROOT/bin"
+CP_PORT=${STACK_CP_PORT:-8080}
+DP_BASE_PORT=${STACK_DP_BASE_PORT:-8081}
+PG_PORT=${STACK_PG_PORT:-55432}
+REGIONS=${STACK_REGIONS:-us eu jp}
+. "$ROOT/deploy/local/pg.sh"
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
+
+# The cluster must live where the unprivileged `postgres` user can reach it.
+# When the checkout is somewhere it cannot (under /root, say), the cluster
+# goes to /var/tmp and var/pg points there.
+pg_home() {
+	if [ -L "$VAR/pg" ] || [ -d "$VAR/pg" ]; then
+		echo "$VAR/pg"; return
+	fi
+	mkdir -p "$VAR/pg"
+	[ "$(id -u)" = 0 ] && chown postgres "$VAR/pg"
+	if pg_as_owner test -w "$VAR/pg" 2>/dev/null; then
+		echo "$VAR/pg"; return
+	fi
+	rmdir "$VAR/pg"
+	alt="/var/tmp/celltrail-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+	mkdir -p "$alt"
+	chown postgres "$alt"
+	ln -s "$alt" "$VAR/pg"
+	echo "$VAR/pg"
+}
+
+# Reads var/secrets, generating any secret not there yet.
+load_secrets() {
+	umask 077
+	touch "$VAR/secrets"
+	. "$VAR/secrets"
+	for name in PG_PASSWORD CP_DB_PASSWORD ADMIN_TOKEN $(for r in $REGIONS; do echo "DP_DB_PASSWORD_$r"; done); do
+		eval "v=\${$name:-}"
+		if [ -z "$v" ]; then
+			v=$(pg_random_hex)
+			printf '%s=%s\n' "$name" "$v" >> "$VAR/secrets"
+			eval "$name=\$v"
+		fi
+	done
+	umask 022
+}
+
+dp_port() { # region -> port, by its position in $REGIONS
+	i=0
+	for r in $REGIONS; do
+		[ "$r" = "$1" ] && { echo $((DP_BASE_PORT + i)); return; }
+		i=$((i + 1))
+	done
+}
+
+pg_url() { # user password db
+	echo "postgresql://$1:$2@127.0.0.1:$PG_PORT/$3"
+}
+
+# Creates a role and its own database, reachable by that role only.
+ensure_db() { # role password database
+	super=$(pg_url postgres "$PG_PASSWORD" postgres)
+	exists=$(pg_psql "$super" -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$1'")
+	if [ "$exists" != 1 ]; then
+		pg_psql "$super" -c "CREATE ROLE \"$1\" LOGIN PASSWORD '$2'"
+	fi
+	exists=$(pg_psql "$super" -tAc "SELECT 1 FROM pg_database WHERE datname = '$3'")
+	if [ "$exists" != 1 ]; then
+		pg_psql "$super" -c "CREATE DATABASE \"$3\" OWNER \"$1\""
+		pg_psql "$super" -c "REVOKE ALL ON DATABASE \"$3\" FROM PUBLIC"
+	fi
+}
+
+# Is PIDFILE's process alive and one of ours (not a reused pid)?
+ours() {
+	[ -f "$1" ] || return 1
+	pid=$(cat "$1")
+	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+	exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
+	case "$exe" in "$BIN"/*) return 0 ;; esac
+	return 1
+}
+
+stop_pidfile() {
+	f=$1
+	if ours "$f"; then
+		pid=$(cat "$f")
+		kill -TERM "$pid"
+		n=0
+		while kill -0 "$pid" 2>/dev/null && [ $n -lt 150 ]; do sleep 0.1; n=$((n + 1)); done
+		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+		say "stopped $(basename "$f" .pid) (pid $pid)"
+	fi
+	rm -f "$f"
+}
+
+stop_services() {
+	for f in "$VAR"/run/*.pid; do
+		[ -e "$f" ] && stop_pidfile "$f"
+	done
+	return 0
+}
+
+wait_healthy() { # name url
+	n=0
+	until curl -fsS -o /dev/null --max-time 1 "$2/healthz" 2>/dev/null; do
+		n=$((n + 1))
+		if [ $n -ge 100 ]; then
+			tail -n 20 "$VAR/log/$1.log" >&2 || true
+			die "$1 did not answer $2/healthz within 20 s (log: var/log/$1.log)"
+		fi
+		sleep 0.2
+	done
+}
+
+start_service() { # name env-assignments... -- binary
+	name=$1; shift
+	env_args=""
+	while [ "$1" != "--" ]; do env_args="$env_args $1"; shift; done
+	shift
+	# shellcheck disable=SC2086
+	env $env_args nohup "$@" >>"$VAR/log/$name.log" 2>&1 &
+	echo $! > "$VAR/run/$name.pid"
+}
+
+cmd_start() {
+	[ -x "$BIN/control-plane" ] && [ -x "$BIN/data-plane" ] || die "build first: make all"
+	for r in $REGIONS; do
+		grep -q "^$r[[:space:]]" "$ROOT/deploy/regions.conf" || die "region '$r' is not in deploy/regions.conf"
+	done
+	mkdir -p "$VAR/log" "$VAR/run"
+	chmod 0755 "$VAR"
+	load_secrets
+	stop_services
+
+	pgdir="$(pg_home)"
+	if [ ! -f "$pgdir/data/PG_VERSION" ]; then
+		say "creating the PostgreSQL cluster in var/pg (port $PG_PORT)"
+		pg_init "$pgdir/data" "$PG_PASSWORD"
+	fi
+	if ! pg_running "$pgdir/data"; then
+		pg_start "$pgdir/data" "$PG_PORT" "$pgdir/postgres.log" ||
+			die "PostgreSQL did not start (port $PG_PORT taken? see $pgdir/postgres.log)"
+	fi
+
+	ensure_db celltrail_cp "$CP_DB_PASSWORD" celltrail_cp
+	CP_DB_URL=$(pg_url celltrail_cp "$CP_DB_PASSWORD" celltrail_cp)
+	CP_DATABASE_URL=$CP_DB_URL "$BIN/control-plane" migrate >>"$VAR/log/migrate.log" 2>&1 ||
+		{ tail -n 5 "$VAR/log/migrate.log" >&2; die "control-plane migrations failed"; }
+	for r in $REGIONS; do
+		eval "pw=\$DP_DB_PASSWORD_$r"
+		ensure_db "celltrail_dp_$r" "$pw" "celltrail_region_$r"
+		DP_REGION=$r DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
+			DP_DATABASE_URL=$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r") \
+			"$BIN/data-plane" migrate >>"$VAR/log/migrate.log" 2>&1 ||
+			{ tail -n 5 "$VAR/log/migrate.log" >&2; die "region $r migrations failed"; }
+	done
+
+	start_service control-plane CP_LISTEN="127.0.0.1:$CP_PORT" CP_DATABASE_URL="$CP_DB_URL" \
+		-- "$BIN/control-plane"
+	for r in $REGIONS; do
+		eval "pw=\$DP_DB_PASSWORD_$r"
+		start_service "data-plane-$r" DP_REGION="$r" DP_LISTEN="127.0.0.1:$(dp_port "$r")" \
+			DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
+			DP_DATABASE_URL="$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")" \
+			-- "$BIN/data-plane"
+	done
+	wait_healthy control-plane "http://127.0.0.1:$CP_PORT"
+	for r in $REGIONS; do
+		wait_healthy "data-plane-$r" "http://127.0.0.1:$(dp_port "$r")"
+	done
+
+	umask 077
+	{
+		echo "# Written by deploy/local/stack.sh; source it: . var/stack.env"
+		echo "CP_URL=http://127.0.0.1:$CP_PORT"
+		echo "ADMIN_TOKEN=$ADMIN_TOKEN"
+		echo "REGIONS=\"$REGIONS\""
+		for r in $REGIONS; do echo "DP_URL_$r=http://127.0.0.1:$(dp_port "$r")"; done
+		echo "PG_URL=$(pg_url postgres "$PG_PASSWORD" postgres)"
+		echo "PG_BIN=$PG_BIN"
+		echo "CP_DATABASE_URL=$CP_DB_URL"
+		for r in $REGIONS; do
+			eval "pw=\$DP_DB_PASSWORD_$r"
+			echo "DP_DATABASE_URL_$r=$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")"
+		done
+		echo "export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL$(for r in $REGIONS; do printf ' DP_URL_%s DP_DATABASE_URL_%s' "$r" "$r"; done)"
+	} > "$VAR/stack.env"
+	umask 022
+
+	first=$(echo "$REGIONS" | cut -d' ' -f1)
+	cat <<MSG
+
+The local stack is running.
+
+  control plane   http://127.0.0.1:$CP_PORT
+$(for r in $REGIONS; do printf '  data plane %-4s http://127.0.0.1:%s\n' "$r" "$(dp_port "$r")"; done)
+  PostgreSQL      127.0.0.1:$PG_PORT (cluster in var/pg)
+  logs            var/log/*.log (one JSON object per line)
+
+Try:
+  . var/stack.env
+  curl -s \$CP_URL/healthz
+  curl -s \$DP_URL_$first/healthz
+  curl -s \$CP_URL/metrics | grep http_requests_total
+  curl -s \$CP_URL/no-such-route        # a problem+json 404
+
+Stop everything with: make stop
+MSG
+}
+
+cmd_stop() {
+	stop_services
+	if [ -e "$VAR/pg/data/PG_VERSION" ] && pg_running "$VAR/pg/data"; then
+		pg_stop "$VAR/pg/data"
+		say "stopped PostgreSQL"
+	fi
+}
+
+cmd_status() {
+	for f in "$VAR"/run/*.pid; do
+		[ -e "$f" ] || continue
+		if ours "$f"; then say "$(basename "$f" .pid): running (pid $(cat "$f"))"
+		else say "$(basename "$f" .pid): not running"; fi
+	done
+	if [ -e "$VAR/pg/data/PG_VERSION" ] && pg_running "$VAR/pg/data"; then
+		say "postgresql: running"
+	else
+		say "postgresql: not running"
+	fi
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
