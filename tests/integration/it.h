@@ -1,0 +1,71 @@
+/* Integration test harness: real processes, real HTTP (libcurl), real
+ * PostgreSQL (a throwaway cluster made by tests/run.sh).
+ *
+ * Environment from tests/run.sh: IT_ROOT, IT_BIN, IT_LOG_DIR, IT_PG_URL
+ * (superuser), IT_PG_DIR, IT_PG_PORT. */
+#ifndef IT_H
+#define IT_H
+
+#include <check.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+Suite *http_layer_suite(void);
+Suite *services_suite(void);
+Suite *db_suite(void);
+
+/* --- environment --- */
+const char *it_env(const char *name); /* aborts the test when unset */
+/* Writes "$IT_BIN/<name>" into buf. */
+void it_bin(const char *name, char *buf, size_t len);
+
+/* --- processes --- */
+struct it_proc {
+	pid_t pid;
+	char log[512]; /* stdout and stderr of the process */
+};
+
+/* Starts argv[0] with the inherited environment minus CP_* and DP_*, plus
+ * `env` ("NAME=value", NULL-terminated, may be NULL). Output goes to a log
+ * file named after `name`. The process is killed if the test dies. */
+void it_spawn(struct it_proc *p, const char *name, char *const argv[], const char *const env[]);
+/* Waits for exit at most `timeout_ms`; returns the exit status, 128+signal
+ * when killed, or -1 on timeout. */
+int it_wait(struct it_proc *p, int timeout_ms);
+/* SIGTERM, then wait up to 15 s; returns as it_wait (SIGKILLs on timeout). */
+int it_stop(struct it_proc *p);
+/* Reads the port the process announced ("PORT n" or a log line's "port":n). */
+int it_wait_port(struct it_proc *p, int timeout_ms);
+/* Runs to completion; output (stdout+stderr) into out. Returns the status. */
+int it_run(const char *name, char *const argv[], const char *const env[], char *out, size_t outlen);
+/* Reads a whole file into a malloc'd string (caller frees); NULL if missing. */
+char *it_slurp(const char *path);
+
+/* --- HTTP --- */
+struct it_resp {
+	long status;          /* 0 when no response (connection failed) */
+	char *body;
+	size_t len;
+	char headers[8192];
+};
+/* One request. `headers` is NULL-terminated "Name: value" (may be NULL). */
+void it_http(struct it_resp *r, const char *method, const char *url, const char *const headers[],
+             const char *body, size_t body_len);
+/* Like it_http but sends the body chunked, `chunk` bytes at a time. */
+void it_http_chunked(struct it_resp *r, const char *url, const char *const headers[],
+                     const char *body, size_t body_len, size_t chunk);
+/* Copies the value of response header `name` (case-insensitive); 0 if found. */
+int it_header(const struct it_resp *r, const char *name, char *out, size_t len);
+void it_resp_free(struct it_resp *r);
+
+/* --- PostgreSQL --- */
+/* Creates a fresh database; writes its superuser URL into url. */
+void it_create_db(const char *name, char *url, size_t len);
+/* Runs one statement, returns the first column of the first row as a
+ * malloc'd string (NULL when no row). Fails the test on error. */
+char *it_sql(const char *url, const char *sql);
+/* Stops / starts the throwaway cluster. */
+void it_pg_stop(void);
+void it_pg_start(void);
+
+#endif

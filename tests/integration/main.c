@@ -1,0 +1,18 @@
+/* Integration tests: the services and the HTTP/DB layers, from outside. */
+#include <curl/curl.h>
+#include <stdlib.h>
+
+#include "it.h"
+
+int main(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	SRunner *sr = srunner_create(http_layer_suite());
+	srunner_add_suite(sr, services_suite());
+	srunner_add_suite(sr, db_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	curl_global_cleanup();
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

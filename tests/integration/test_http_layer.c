@@ -1,0 +1,333 @@
+/* The HTTP layer from outside, through http-testd (common/http with a few
+ * test routes: POST /echo limited to 1024 bytes, GET /slow, GET|DELETE
+ * /items/{id}, GET /fail). */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "it.h"
+
+static const char *const json_ct[] = { "Content-Type: application/json", NULL };
+
+static int start_testd(struct it_proc *p)
+{
+	char bin[1024];
+	it_bin("http-testd", bin, sizeof bin);
+	char *argv[] = { bin, NULL };
+	it_spawn(p, "http-testd", argv, NULL);
+	return it_wait_port(p, 10000);
+}
+
+static void url(char *buf, size_t len, int port, const char *path)
+{
+	snprintf(buf, len, "http://127.0.0.1:%d%s", port, path);
+}
+
+/* Asserts a problem+json answer with the given status and code. */
+static void assert_problem(const struct it_resp *r, long status, const char *code)
+{
+	char ct[128], want[64];
+	ck_assert_int_eq(r->status, status);
+	ck_assert_int_eq(it_header(r, "Content-Type", ct, sizeof ct), 0);
+	ck_assert_str_eq(ct, "application/problem+json");
+	snprintf(want, sizeof want, "\"code\":\"%s\"", code);
+	ck_assert_msg(strstr(r->body, want), "expected %s in %.300s", want, r->body);
+	snprintf(want, sizeof want, "\"status\":%ld", status);
+	ck_assert_msg(strstr(r->body, want), "expected %s in %.300s", want, r->body);
+}
+
+/* A JSON body within the limit reaches the handler intact. */
+START_TEST(echo_roundtrip)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128], ct[64];
+	const char *body = "{\"name\":\"Zoë\",\"n\":[1,2,3]}";
+	url(u, sizeof u, start_testd(&p), "/echo");
+	it_http(&r, "POST", u, json_ct, body, strlen(body));
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, body);
+	ck_assert_int_eq(it_header(&r, "Content-Type", ct, sizeof ct), 0);
+	ck_assert_str_eq(ct, "application/json");
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+/* Every answer carries a request id: the client's when well-formed,
+ * otherwise a fresh one, so that logs and clients can be correlated. */
+START_TEST(request_id)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128], id[128];
+	url(u, sizeof u, start_testd(&p), "/healthz");
+
+	const char *const mine[] = { "X-Request-Id: client-chosen.42", NULL };
+	it_http(&r, "GET", u, mine, NULL, 0);
+	ck_assert_int_eq(it_header(&r, "X-Request-Id", id, sizeof id), 0);
+	ck_assert_str_eq(id, "client-chosen.42");
+	it_resp_free(&r);
+
+	const char *const bad[] = { "X-Request-Id: has spaces and \"quotes\"", NULL };
+	it_http(&r, "GET", u, bad, NULL, 0);
+	ck_assert_int_eq(it_header(&r, "X-Request-Id", id, sizeof id), 0);
+	ck_assert_int_eq(strlen(id), 24);
+	ck_assert_int_eq(strspn(id, "0123456789abcdef"), 24);
+	it_resp_free(&r);
+
+	char id2[128];
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(it_header(&r, "X-Request-Id", id2, sizeof id2), 0);
+	ck_assert_str_ne(id, id2);
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+/* A declared body over the route's limit is refused with 413 before it is
+ * read, and the server goes on serving. */
+START_TEST(body_limit_declared)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128];
+	int port = start_testd(&p);
+	size_t n = 4096;
+	char *big = malloc(n);
+	memset(big, ' ', n);
+	big[0] = '{';
+	big[n - 1] = '}';
+	url(u, sizeof u, port, "/echo");
+	it_http(&r, "POST", u, json_ct, big, n);
+	assert_problem(&r, 413, "body_too_large");
+	ck_assert_msg(strstr(r.body, "1024 bytes"), "detail names the limit: %.300s", r.body);
+	it_resp_free(&r);
+	free(big);
+
+	it_http(&r, "POST", u, json_ct, "{}", 2);
+	ck_assert_int_eq(r.status, 200);
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+/* A chunked body (no declared length) is bounded the same way. */
+START_TEST(body_limit_chunked)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128];
+	url(u, sizeof u, start_testd(&p), "/echo");
+
+	size_t n = 3000;
+	char *big = malloc(n);
+	memset(big, ' ', n);
+	big[0] = '{';
+	big[n - 1] = '}';
+	it_http_chunked(&r, u, json_ct, big, n, 500);
+	assert_problem(&r, 413, "body_too_large");
+	it_resp_free(&r);
+
+	/* Under the limit, chunked works. */
+	it_http_chunked(&r, u, json_ct, big, 1000, 100);
+	ck_assert_int_eq(r.status, 400); /* 1000 bytes of '{' + spaces: not JSON */
+	assert_problem(&r, 400, "invalid_json");
+	it_resp_free(&r);
+	const char *ok = "{\"chunked\":true}";
+	it_http_chunked(&r, u, json_ct, ok, strlen(ok), 3);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, ok);
+	it_resp_free(&r);
+	free(big);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+/* Malformed JSON bodies are a 400 with a sentence, never a 500. */
+START_TEST(bad_bodies)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128];
+	url(u, sizeof u, start_testd(&p), "/echo");
+
+	it_http(&r, "POST", u, NULL, "{}", 2); /* no Content-Type */
+	assert_problem(&r, 415, "unsupported_media_type");
+	it_resp_free(&r);
+	const char *const text[] = { "Content-Type: text/plain", NULL };
+	it_http(&r, "POST", u, text, "{}", 2);
+	assert_problem(&r, 415, "unsupported_media_type");
+	it_resp_free(&r);
+
+	static const char *const bad[] = {
+		"{\"a\":", "[1,2]", "{\"a\":1,\"a\":2}", "{\"a\":\"\xff\xfe\"}", "",
+		"{\"n\":123456789012345678901234567890}",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		it_http(&r, "POST", u, json_ct, bad[i], strlen(bad[i]));
+		assert_problem(&r, 400, "invalid_json");
+		it_resp_free(&r);
+	}
+	char deep[400];
+	memset(deep, '[', 200);
+	memset(deep + 200, ']', 200);
+	char wrapped[420];
+	snprintf(wrapped, sizeof wrapped, "{\"a\":%.*s}", 400, deep);
+	it_http(&r, "POST", u, json_ct, wrapped, strlen(wrapped));
+	assert_problem(&r, 400, "invalid_json");
+	ck_assert_msg(strstr(r.body, "nested deeper"), "%.300s", r.body);
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+/* Unknown paths are 404 and wrong methods 405 with Allow, as problem+json;
+ * path parameters reach the handler. */
+START_TEST(routing)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128], allow[64];
+	int port = start_testd(&p);
+
+	url(u, sizeof u, port, "/nowhere");
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	assert_problem(&r, 404, "not_found");
+	it_resp_free(&r);
+
+	url(u, sizeof u, port, "/items/abc-1");
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, "{\"id\":\"abc-1\"}");
+	it_resp_free(&r);
+
+	it_http(&r, "PUT", u, NULL, NULL, 0);
+	assert_problem(&r, 405, "method_not_allowed");
+	ck_assert_int_eq(it_header(&r, "Allow", allow, sizeof allow), 0);
+	ck_assert_str_eq(allow, "GET, HEAD, DELETE");
+	it_resp_free(&r);
+
+	it_http(&r, "HEAD", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_int_eq(r.len, 0);
+	it_resp_free(&r);
+
+	url(u, sizeof u, port, "/items/");
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	assert_problem(&r, 404, "not_found");
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+/* A handler's internal failure is a 500 problem that reveals nothing. */
+START_TEST(internal_error)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128];
+	url(u, sizeof u, start_testd(&p), "/fail");
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	assert_problem(&r, 500, "internal_error");
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+struct slow_call {
+	char url[128];
+	struct it_resp r;
+};
+
+static void *slow_thread(void *arg)
+{
+	struct slow_call *c = arg;
+	it_http(&c->r, "GET", c->url, NULL, NULL, 0);
+	return NULL;
+}
+
+/* SIGTERM lets requests in flight finish, refuses new connections, and
+ * the process exits 0: a rolling restart loses no request. */
+START_TEST(sigterm_drains)
+{
+	struct it_proc p;
+	struct slow_call c;
+	struct it_resp r;
+	pthread_t t;
+	char u[128];
+	int port = start_testd(&p);
+
+	url(c.url, sizeof c.url, port, "/slow?ms=1500");
+	ck_assert_int_eq(pthread_create(&t, NULL, slow_thread, &c), 0);
+	usleep(400 * 1000);
+	kill(p.pid, SIGTERM);
+	usleep(200 * 1000);
+	url(u, sizeof u, port, "/healthz");
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 0); /* not accepted any more */
+	it_resp_free(&r);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(c.r.status, 200);
+	ck_assert_str_eq(c.r.body, "{\"slept_ms\":1500}");
+	it_resp_free(&c.r);
+	ck_assert_int_eq(it_wait(&p, 10000), 0);
+}
+END_TEST
+
+/* /metrics counts requests by route and status in Prometheus format. */
+START_TEST(metrics)
+{
+	struct it_proc p;
+	struct it_resp r;
+	char u[128];
+	int port = start_testd(&p);
+	url(u, sizeof u, port, "/items/x");
+	for (int i = 0; i < 3; i++) {
+		it_http(&r, "GET", u, NULL, NULL, 0);
+		it_resp_free(&r);
+	}
+	url(u, sizeof u, port, "/nowhere");
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	it_resp_free(&r);
+	/* A request is counted when libmicrohttpd reports it complete, which can
+	 * be just after its client has the response: poll briefly. */
+	url(u, sizeof u, port, "/metrics");
+	for (int i = 0; i < 100; i++) {
+		it_http(&r, "GET", u, NULL, NULL, 0);
+		ck_assert_int_eq(r.status, 200);
+		if (strstr(r.body, "route=\"/items/{id}\",status=\"200\"} 3\n") &&
+		    strstr(r.body, "route=\"unmatched\",status=\"404\"} 1\n"))
+			break;
+		it_resp_free(&r);
+		usleep(20000);
+	}
+	ck_assert_ptr_nonnull(strstr(r.body, "http_requests_total{method=\"GET\",route=\"/items/{id}\",status=\"200\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(r.body, "http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 1\n"));
+	ck_assert_ptr_nonnull(strstr(r.body, "http_request_duration_seconds_count{method=\"GET\",route=\"/items/{id}\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(r.body, "process_resident_memory_bytes{service=\"http-testd\"}"));
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+Suite *http_layer_suite(void)
+{
+	Suite *s = suite_create("http-layer");
+	TCase *tc = tcase_create("http");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, echo_roundtrip);
+	tcase_add_test(tc, request_id);
+	tcase_add_test(tc, body_limit_declared);
+	tcase_add_test(tc, body_limit_chunked);
+	tcase_add_test(tc, bad_bodies);
+	tcase_add_test(tc, routing);
+	tcase_add_test(tc, internal_error);
+	tcase_add_test(tc, sigterm_drains);
+	tcase_add_test(tc, metrics);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,300 @@
+/* The two services as an operator meets them: --help, configuration
+ * errors, migrations, the region identity check, health and shutdown. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "it.h"
+
+static char out[65536];
+
+static int run_bin(const char *bin, const char *arg, const char *const env[])
+{
+	char path[1024];
+	it_bin(bin, path, sizeof path);
+	char *argv[] = { path, (char *)arg, NULL };
+	return it_run(bin, argv, env, out, sizeof out);
+}
+
+/* --help prints the configuration table, so an operator can see every
+ * variable, its type, default and meaning. */
+START_TEST(help_prints_table)
+{
+	ck_assert_int_eq(run_bin("control-plane", "--help", NULL), 0);
+	static const char *const cp[] = { "CP_LISTEN", "CP_DATABASE_URL", "CP_DB_POOL_SIZE",
+		                              "127.0.0.1:8080", "(required)", "migrate" };
+	for (size_t i = 0; i < sizeof cp / sizeof cp[0]; i++)
+		ck_assert_msg(strstr(out, cp[i]), "control-plane --help lacks %s:\n%.400s", cp[i], out);
+	ck_assert_int_eq(run_bin("data-plane", "--help", NULL), 0);
+	static const char *const dp[] = { "DP_REGION", "DP_LISTEN", "DP_DATABASE_URL",
+		                              "DP_CONTROL_PLANE_URL" };
+	for (size_t i = 0; i < sizeof dp / sizeof dp[0]; i++)
+		ck_assert_msg(strstr(out, dp[i]), "data-plane --help lacks %s:\n%.400s", dp[i], out);
+}
+END_TEST
+
+/* A malformed or missing value stops the service with status 2 and a
+ * message naming the variable, instead of running misconfigured. */
+START_TEST(bad_config_exits_2)
+{
+	static const struct { const char *bin; const char *env[5]; const char *named; } cases[] = {
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_LISTEN=nonsense" }, "CP_LISTEN" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_LISTEN=127.0.0.1:70000" }, "CP_LISTEN" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_DB_POOL_SIZE=0" }, "CP_DB_POOL_SIZE" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_DRAIN_TIMEOUT=soon" }, "CP_DRAIN_TIMEOUT" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_LOG_LEVEL=loud" }, "CP_LOG_LEVEL" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_ACCESS_LOG=maybe" }, "CP_ACCESS_LOG" },
+		{ "control-plane", { NULL }, "CP_DATABASE_URL" },
+		{ "data-plane", { "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=http://x" }, "DP_REGION" },
+		{ "data-plane", { "DP_REGION=Bad_Region", "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=http://x" }, "DP_REGION" },
+		{ "data-plane", { "DP_REGION=us", "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=ftp://x" }, "DP_CONTROL_PLANE_URL" },
+		{ "data-plane", { "DP_REGION=us", "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=http://x", "DP_HTTP_THREADS=-1" }, "DP_HTTP_THREADS" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		int st = run_bin(cases[i].bin, "serve", cases[i].env);
+		ck_assert_msg(st == 2, "case %zu: exit %d, want 2: %.400s", i, st, out);
+		ck_assert_msg(strstr(out, cases[i].named), "case %zu: message does not name %s: %.400s", i,
+		              cases[i].named, out);
+	}
+	ck_assert_int_eq(run_bin("control-plane", "frobnicate", NULL), 2);
+}
+END_TEST
+
+/* Migrations apply once; a second run changes nothing. */
+START_TEST(migrate_idempotent)
+{
+	char url[512], env0[600];
+	it_create_db("it_cp_migrate", url, sizeof url);
+	snprintf(env0, sizeof env0, "CP_DATABASE_URL=%s", url);
+	const char *const env[] = { env0, NULL };
+
+	ck_assert_int_eq(run_bin("control-plane", "migrate", env), 0);
+	ck_assert_msg(strstr(out, "1 migration(s) applied"), "%.400s", out);
+	char *before = it_sql(url, "SELECT string_agg(version || ':' || checksum || ':' || applied_at, ',') FROM schema_migrations");
+	ck_assert_int_eq(run_bin("control-plane", "migrate", env), 0);
+	ck_assert_msg(strstr(out, "0 migration(s) applied"), "%.400s", out);
+	char *after = it_sql(url, "SELECT string_agg(version || ':' || checksum || ':' || applied_at, ',') FROM schema_migrations");
+	ck_assert_str_eq(before, after);
+	free(before);
+	free(after);
+	char *t = it_sql(url, "SELECT count(*) FROM regions");
+	ck_assert_str_eq(t, "0");
+	free(t);
+}
+END_TEST
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* An applied migration that was edited afterwards is refused with a clear
+ * message, and nothing after it runs. */
+START_TEST(migrate_refuses_edited)
+{
+	char url[512], env0[600], env1[600], dir[512], f1[600], f2[600];
+	it_create_db("it_cp_edited", url, sizeof url);
+	snprintf(dir, sizeof dir, "%s/migrations-edited-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	mkdir(dir, 0755);
+	snprintf(f1, sizeof f1, "%s/0001_first.sql", dir);
+	write_file(f1, "CREATE TABLE t1 (id int);\n");
+	snprintf(env0, sizeof env0, "CP_DATABASE_URL=%s", url);
+	snprintf(env1, sizeof env1, "CP_MIGRATIONS_DIR=%s", dir);
+	const char *const env[] = { env0, env1, NULL };
+	ck_assert_int_eq(run_bin("control-plane", "migrate", env), 0);
+
+	write_file(f1, "CREATE TABLE t1 (id bigint);\n");
+	snprintf(f2, sizeof f2, "%s/0002_second.sql", dir);
+	write_file(f2, "CREATE TABLE t2 (id int);\n");
+	int st = run_bin("control-plane", "migrate", env);
+	ck_assert_int_eq(st, 1);
+	ck_assert_msg(strstr(out, "0001_first.sql") && strstr(out, "must not be edited"), "%.400s", out);
+	char *t2 = it_sql(url, "SELECT to_regclass('t2') IS NULL");
+	ck_assert_str_eq(t2, "t");
+	free(t2);
+}
+END_TEST
+
+/* A migration that fails leaves nothing behind: its statements and its
+ * schema_migrations row are rolled back together. */
+START_TEST(migrate_failure_is_atomic)
+{
+	char url[512], env0[600], env1[600], dir[512], f[600];
+	it_create_db("it_cp_atomic", url, sizeof url);
+	snprintf(dir, sizeof dir, "%s/migrations-atomic-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	mkdir(dir, 0755);
+	snprintf(f, sizeof f, "%s/0001_broken.sql", dir);
+	write_file(f, "CREATE TABLE half (id int);\nSELECT no_such_function();\n");
+	snprintf(env0, sizeof env0, "CP_DATABASE_URL=%s", url);
+	snprintf(env1, sizeof env1, "CP_MIGRATIONS_DIR=%s", dir);
+	const char *const env[] = { env0, env1, NULL };
+	ck_assert_int_eq(run_bin("control-plane", "migrate", env), 1);
+	ck_assert_msg(strstr(out, "0001_broken.sql"), "%.400s", out);
+	char *v = it_sql(url, "SELECT (to_regclass('half') IS NULL) || ':' || (SELECT count(*) FROM schema_migrations)");
+	ck_assert_str_eq(v, "true:0");
+	free(v);
+}
+END_TEST
+
+/* Several migrators started at once (a rolling deploy) are serialized:
+ * each migration is applied exactly once and none of them fails. */
+START_TEST(migrate_concurrent)
+{
+	enum { N = 4 };
+	char url[512], env0[600], env1[600], dir[512], f[600];
+	struct it_proc p[N];
+	char bin[1024];
+
+	it_create_db("it_cp_concurrent", url, sizeof url);
+	snprintf(dir, sizeof dir, "%s/migrations-concurrent-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	mkdir(dir, 0755);
+	snprintf(f, sizeof f, "%s/0001_slow.sql", dir);
+	write_file(f, "CREATE TABLE slow (id int);\nSELECT pg_sleep(0.3);\n");
+	snprintf(f, sizeof f, "%s/0002_counter.sql", dir);
+	write_file(f, "CREATE TABLE counter (n int);\nINSERT INTO counter VALUES (1);\n");
+	snprintf(env0, sizeof env0, "CP_DATABASE_URL=%s", url);
+	snprintf(env1, sizeof env1, "CP_MIGRATIONS_DIR=%s", dir);
+	const char *const env[] = { env0, env1, NULL };
+	it_bin("control-plane", bin, sizeof bin);
+	char *argv[] = { bin, "migrate", NULL };
+	for (int i = 0; i < N; i++)
+		it_spawn(&p[i], "migrate", argv, env);
+	int total = 0;
+	for (int i = 0; i < N; i++) {
+		ck_assert_int_eq(it_wait(&p[i], 30000), 0);
+		char *log = it_slurp(p[i].log);
+		const char *m = strstr(log, "migration(s) applied");
+		ck_assert_ptr_nonnull(m);
+		while (m > log && m[-1] != '\n')
+			m--;
+		total += atoi(m);
+		free(log);
+	}
+	ck_assert_int_eq(total, 2);
+	char *v = it_sql(url, "SELECT (SELECT count(*) FROM counter) || ':' || (SELECT count(*) FROM schema_migrations)");
+	ck_assert_str_eq(v, "1:2");
+	free(v);
+}
+END_TEST
+
+static void start_cp(struct it_proc *p, const char *url, int *port)
+{
+	char bin[1024];
+	static char env0[600];
+	snprintf(env0, sizeof env0, "CP_DATABASE_URL=%s", url);
+	const char *const env[] = { env0, "CP_LISTEN=127.0.0.1:0", "CP_DB_ACQUIRE_TIMEOUT=1s", NULL };
+	it_bin("control-plane", bin, sizeof bin);
+	char *argv[] = { bin, NULL };
+	it_spawn(p, "control-plane", argv, env);
+	*port = it_wait_port(p, 10000);
+}
+
+/* The control plane serves /healthz and /readyz, answers 503 while its
+ * database is down, recovers by itself when it returns, and exits 0 on
+ * SIGTERM. */
+START_TEST(cp_health_and_db_restart)
+{
+	char url[512], u[128];
+	struct it_proc p;
+	struct it_resp r;
+	int port;
+
+	it_create_db("it_cp_serve", url, sizeof url);
+	start_cp(&p, url, &port);
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/healthz", port);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+	it_resp_free(&r);
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/readyz", port);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200);
+	it_resp_free(&r);
+
+	it_pg_stop();
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 503);
+	ck_assert_ptr_nonnull(strstr(r.body, "\"code\":\"unavailable\""));
+	it_resp_free(&r);
+	/* Liveness does not depend on the database. */
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/healthz", port);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200);
+	it_resp_free(&r);
+	it_pg_start();
+
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/readyz", port);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200); /* the first request after the restart succeeds */
+	it_resp_free(&r);
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/metrics", port);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(r.body, "db_pool_connections{service=\"control-plane\",state=\"size\"} 8"));
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+/* A data plane refuses a database that belongs to another region: a wrong
+ * connection string must never put a tenant's data in the wrong region. */
+START_TEST(dp_region_identity)
+{
+	char url[512], e_db[600], bin[1024];
+	it_create_db("it_region_us", url, sizeof url);
+	snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", url);
+	const char *const us[] = { e_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
+		                       "DP_LISTEN=127.0.0.1:0", NULL };
+	const char *const eu[] = { e_db, "DP_REGION=eu", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
+		                       "DP_LISTEN=127.0.0.1:0", NULL };
+
+	/* Not migrated yet: refuses to serve. */
+	ck_assert_int_eq(run_bin("data-plane", "serve", us), 1);
+	ck_assert_msg(strstr(out, "migrate"), "%.400s", out);
+
+	ck_assert_int_eq(run_bin("data-plane", "migrate", us), 0);
+	ck_assert_msg(strstr(out, "belongs to region us"), "%.400s", out);
+	ck_assert_int_eq(run_bin("data-plane", "migrate", us), 0); /* again: a no-op */
+
+	ck_assert_int_eq(run_bin("data-plane", "migrate", eu), 1);
+	ck_assert_msg(strstr(out, "belongs to region 'us'"), "%.400s", out);
+	ck_assert_int_eq(run_bin("data-plane", "serve", eu), 2);
+	ck_assert_msg(strstr(out, "belongs to region 'us'"), "%.400s", out);
+
+	/* Its own region serves, and stops cleanly. */
+	struct it_proc p;
+	struct it_resp r;
+	char u[128];
+	const char *const us_serve[] = { e_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
+		                             "DP_LISTEN=127.0.0.1:0", NULL };
+	it_bin("data-plane", bin, sizeof bin);
+	char *argv[] = { bin, NULL };
+	it_spawn(&p, "data-plane", argv, us_serve);
+	snprintf(u, sizeof u, "http://127.0.0.1:%d/healthz", it_wait_port(&p, 10000));
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200);
+	it_resp_free(&r);
+	ck_assert_int_eq(it_stop(&p), 0);
+}
+END_TEST
+
+Suite *services_suite(void)
+{
+	Suite *s = suite_create("services");
+	TCase *tc = tcase_create("services");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, help_prints_table);
+	tcase_add_test(tc, bad_config_exits_2);
+	tcase_add_test(tc, migrate_idempotent);
+	tcase_add_test(tc, migrate_refuses_edited);
+	tcase_add_test(tc, migrate_failure_is_atomic);
+	tcase_add_test(tc, migrate_concurrent);
+	tcase_add_test(tc, cp_health_and_db_restart);
+	tcase_add_test(tc, dp_region_identity);
+	suite_add_tcase(s, tc);
+	return s;
+}

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Runs the unit and integration tests with the binaries of BINDIR against a
+# throwaway PostgreSQL cluster, removed afterwards.
+#   tests/run.sh BINDIR LABEL
+# With LABEL "asan" the binaries are the sanitizer build: any sanitizer
+# report, in the tests or in a service they started, fails the run.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BINDIR=$(cd "$1" && pwd)
+LABEL=$2
+cd "$ROOT"
+
+logdir=$(mktemp -d /tmp/celltrail-test-logs.XXXXXX)
+chmod 0755 "$logdir"
+eval "$(sh tests/pgtmp.sh create)"
+cleanup() {
+	sh tests/pgtmp.sh destroy "$PGTMP_DIR" || true
+	if [ "${KEEP_TEST_LOGS:-}" ]; then echo "test logs kept in $logdir"; else rm -rf "$logdir"; fi
+}
+trap cleanup EXIT INT TERM
+
+export IT_ROOT="$ROOT" IT_BIN="$BINDIR" IT_LOG_DIR="$logdir"
+export IT_PG_URL="$PGTMP_URL" IT_PG_DIR="$PGTMP_DIR" IT_PG_PORT="$PGTMP_PORT"
+if [ "$LABEL" = asan ]; then
+	export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_path=$logdir/sanitizer"
+	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logdir/sanitizer"
+	export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0"
+fi
+
+status=0
+echo "== unit tests ($LABEL)"
+"$BINDIR/unit-tests" || status=1
+echo "== integration tests ($LABEL)"
+"$BINDIR/it-tests" || status=1
+
+if ls "$logdir"/sanitizer* >/dev/null 2>&1; then
+	echo "== sanitizer reports ($LABEL):"
+	cat "$logdir"/sanitizer*
+	status=1
+fi
+if [ $status -eq 0 ]; then echo "== all $LABEL tests passed"; else echo "== $LABEL tests FAILED"; fi
+exit $status

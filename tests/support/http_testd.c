@@ -1,0 +1,79 @@
+/* http-testd: a tiny service built on common/http, used by the integration
+ * tests to exercise the HTTP layer through routes the real services do not
+ * have (an echo with a small body limit, a slow route for drain tests).
+ * Prints "PORT <n>" on stdout once listening; drains and exits 0 on SIGTERM. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+
+static int handle_echo(struct http_req *req)
+{
+	json_t *body;
+	if (http_req_json_object(req, &body) != 0)
+		return 0;
+	return http_reply_json(req, 200, body);
+}
+
+static int handle_slow(struct http_req *req)
+{
+	const char *ms = http_req_query(req, "ms");
+	long n = ms ? strtol(ms, NULL, 10) : 1000;
+	if (n < 0 || n > 5000)
+		return http_reply_problem(req, PROB_BAD_REQUEST, "ms must be within 0..5000.");
+	usleep((useconds_t)n * 1000u);
+	return http_reply_json(req, 200, json_pack("{sI}", "slept_ms", (json_int_t)n));
+}
+
+static int handle_item(struct http_req *req)
+{
+	return http_reply_json(req, 200, json_pack("{ss}", "id", http_req_param(req, "id")));
+}
+
+static int handle_fail(struct http_req *req)
+{
+	(void)req;
+	return -1; /* an internal failure: the layer must answer 500 */
+}
+
+static const struct http_route routes[] = {
+	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
+	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
+	{ "POST", "/echo", handle_echo, 1024, 0 },
+	{ "GET", "/slow", handle_slow, 0, 0 },
+	{ "GET", "/items/{id}", handle_item, 0, 0 },
+	{ "DELETE", "/items/{id}", handle_item, 0, 0 },
+	{ "GET", "/fail", handle_fail, 0, 0 },
+};
+
+int main(void)
+{
+	char err[256];
+	struct http_server_opts o = {
+		.service = "http-testd",
+		.listen = { "127.0.0.1", 0 },
+		.threads = 2,
+		.max_connections = 64,
+		.connection_timeout_s = 2,
+		.connection_memory = 16384,
+		.access_log = 0,
+		.routes = routes,
+		.nroutes = sizeof routes / sizeof routes[0],
+	};
+
+	http_signals_block();
+	log_init("http-testd", LOG_WARN);
+	struct http_server *srv = http_server_start(&o, err, sizeof err);
+	if (!srv) {
+		fprintf(stderr, "http-testd: %s\n", err);
+		return 1;
+	}
+	printf("PORT %u\n", http_server_port(srv));
+	fflush(stdout);
+	http_signals_wait();
+	int left = http_server_drain(srv, 5000);
+	http_server_free(srv);
+	return left ? 1 : 0;
+}

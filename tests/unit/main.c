@@ -1,0 +1,19 @@
+/* Unit test runner: every suite in one SRunner. CK_FORK, CK_VERBOSITY and
+ * CK_RUN_SUITE from the environment are honoured by Check itself. */
+#include <stdlib.h>
+
+#include "unit.h"
+
+int main(void)
+{
+	SRunner *sr = srunner_create(route_suite());
+	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, jsonx_suite());
+	srunner_add_suite(sr, problem_suite());
+	srunner_add_suite(sr, metrics_suite());
+
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

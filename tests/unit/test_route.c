@@ -1,0 +1,253 @@
+/* Unit tests of common/route: path patterns, 404 versus 405, HEAD. */
+#include <stdio.h>
+#include <string.h>
+
+#include "route.h"
+#include "unit.h"
+
+static int nop(struct http_req *req)
+{
+	(void)req;
+	return 0;
+}
+
+enum {
+	R_HEALTH, R_TENANTS_LIST, R_TENANTS_CREATE, R_TENANT_GET, R_TENANT_DELETE,
+	R_KEYS_CREATE, R_KEY_DELETE,
+};
+
+static const struct http_route routes[] = {
+	[R_HEALTH]         = { "GET", "/healthz", nop, 0, 0 },
+	[R_TENANTS_LIST]   = { "GET", "/v1/tenants", nop, 0, 1 },
+	[R_TENANTS_CREATE] = { "POST", "/v1/tenants", nop, 4096, 1 },
+	[R_TENANT_GET]     = { "GET", "/v1/tenants/{id}", nop, 0, 1 },
+	[R_TENANT_DELETE]  = { "DELETE", "/v1/tenants/{id}", nop, 0, 1 },
+	[R_KEYS_CREATE]    = { "POST", "/v1/tenants/{id}/api-keys", nop, 1024, 1 },
+	[R_KEY_DELETE]     = { "DELETE", "/v1/tenants/{tenant}/api-keys/{key}", nop, 0, 1 },
+};
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+static enum route_result find(const char *method, const char *path, struct route_match *m)
+{
+	return route_find(routes, NROUTES, method, path, m);
+}
+
+START_TEST(static_path_found)
+{
+	/* A fixed path reaches its own handler and carries no parameters. */
+	struct route_match m;
+	ck_assert_int_eq(find("GET", "/healthz", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, R_HEALTH);
+	ck_assert_int_eq(m.nparams, 0);
+	ck_assert_ptr_null(route_param(&m, "id"));
+}
+END_TEST
+
+START_TEST(method_selects_route)
+{
+	/* GET and POST on the same path reach different handlers. */
+	struct route_match m;
+	ck_assert_int_eq(find("GET", "/v1/tenants", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, R_TENANTS_LIST);
+	ck_assert_int_eq(find("POST", "/v1/tenants", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, R_TENANTS_CREATE);
+}
+END_TEST
+
+START_TEST(param_extracted)
+{
+	/* The {id} segment of the URL is handed to the handler verbatim. */
+	struct route_match m;
+	ck_assert_int_eq(find("GET", "/v1/tenants/t_01HXYZ", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, R_TENANT_GET);
+	ck_assert_int_eq(m.nparams, 1);
+	ck_assert_str_eq(route_param(&m, "id"), "t_01HXYZ");
+	ck_assert_ptr_null(route_param(&m, "tenant"));
+	ck_assert_ptr_null(route_param(&m, "i"));
+}
+END_TEST
+
+START_TEST(two_params_extracted)
+{
+	/* Several parameters in one path are each bound to their own name. */
+	struct route_match m;
+	ck_assert_int_eq(find("DELETE", "/v1/tenants/acme/api-keys/k42", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, R_KEY_DELETE);
+	ck_assert_int_eq(m.nparams, 2);
+	ck_assert_str_eq(route_param(&m, "tenant"), "acme");
+	ck_assert_str_eq(route_param(&m, "key"), "k42");
+	ck_assert_ptr_null(route_param(&m, "id"));
+}
+END_TEST
+
+START_TEST(unknown_path_404)
+{
+	/* A path no route knows is a 404, with no Allow list. */
+	struct route_match m;
+	ck_assert_int_eq(find("GET", "/v2/tenants", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(m.route, -1);
+	ck_assert_str_eq(m.allow, "");
+	ck_assert_int_eq(find("GET", "/", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("GET", "/v1", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("GET", "/v1/tenantsX", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("GET", "/V1/tenants", &m), ROUTE_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(wrong_method_405_allow)
+{
+	/* A known path with a wrong method is a 405 that lists what is allowed. */
+	struct route_match m;
+	ck_assert_int_eq(find("PUT", "/v1/tenants", &m), ROUTE_BAD_METHOD);
+	ck_assert_int_eq(m.route, -1);
+	ck_assert_str_eq(m.allow, "GET, HEAD, POST");
+}
+END_TEST
+
+START_TEST(wrong_method_405_on_param_path)
+{
+	/* The Allow list is built for patterns with parameters too. */
+	struct route_match m;
+	ck_assert_int_eq(find("PATCH", "/v1/tenants/acme", &m), ROUTE_BAD_METHOD);
+	ck_assert_str_eq(m.allow, "GET, HEAD, DELETE");
+	ck_assert_int_eq(find("GET", "/v1/tenants/acme/api-keys", &m), ROUTE_BAD_METHOD);
+	ck_assert_str_eq(m.allow, "POST");
+	ck_assert_int_eq(m.nparams, 0);
+	ck_assert_ptr_null(route_param(&m, "id"));
+}
+END_TEST
+
+START_TEST(head_served_by_get)
+{
+	/* HEAD works wherever GET does, through the GET handler. */
+	struct route_match m;
+	ck_assert_int_eq(find("HEAD", "/v1/tenants/acme", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, R_TENANT_GET);
+	ck_assert_str_eq(route_param(&m, "id"), "acme");
+	ck_assert_int_eq(find("HEAD", "/healthz", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, R_HEALTH);
+}
+END_TEST
+
+START_TEST(head_without_get_405)
+{
+	/* HEAD on a path that has no GET is a 405, not a silent POST. */
+	struct route_match m;
+	ck_assert_int_eq(find("HEAD", "/v1/tenants/acme/api-keys", &m), ROUTE_BAD_METHOD);
+	ck_assert_str_eq(m.allow, "POST");
+}
+END_TEST
+
+START_TEST(method_is_case_sensitive)
+{
+	/* Methods are case-sensitive (RFC 9110): "get" is not GET. */
+	struct route_match m;
+	ck_assert_int_eq(find("get", "/healthz", &m), ROUTE_BAD_METHOD);
+	ck_assert_str_eq(m.allow, "GET, HEAD");
+}
+END_TEST
+
+START_TEST(empty_segment_not_param)
+{
+	/* An empty segment never satisfies {param}: no handler sees id="". */
+	struct route_match m;
+	ck_assert_int_eq(find("GET", "/v1/tenants/", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("POST", "/v1/tenants//api-keys", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("DELETE", "/v1/tenants/acme/api-keys/", &m), ROUTE_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(trailing_slash_not_matched)
+{
+	/* "/healthz/" and "//healthz" are different paths from "/healthz". */
+	struct route_match m;
+	ck_assert_int_eq(find("GET", "/healthz/", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("GET", "//healthz", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("GET", "healthz", &m), ROUTE_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(param_is_one_segment)
+{
+	/* A {param} never swallows a slash: extra segments are a 404. */
+	struct route_match m;
+	ck_assert_int_eq(find("GET", "/v1/tenants/a/b", &m), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(find("DELETE", "/v1/tenants/a/api-keys/b/c", &m), ROUTE_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(param_length_limit)
+{
+	/* A parameter of ROUTE_MAX_PARAM_LEN bytes is accepted, one more is a 404. */
+	char path[64 + ROUTE_MAX_PARAM_LEN + 2];
+	char seg[ROUTE_MAX_PARAM_LEN + 2];
+	struct route_match m;
+
+	memset(seg, 'x', ROUTE_MAX_PARAM_LEN);
+	seg[ROUTE_MAX_PARAM_LEN] = '\0';
+	snprintf(path, sizeof path, "/v1/tenants/%s", seg);
+	ck_assert_int_eq(find("GET", path, &m), ROUTE_FOUND);
+	ck_assert_uint_eq(strlen(route_param(&m, "id")), ROUTE_MAX_PARAM_LEN);
+	ck_assert_str_eq(route_param(&m, "id"), seg);
+
+	strcat(path, "y");
+	ck_assert_int_eq(find("GET", path, &m), ROUTE_NOT_FOUND);
+}
+END_TEST
+
+START_TEST(allow_has_no_repeats)
+{
+	/* Two GET routes matching one path list GET once in Allow. */
+	static const struct http_route t[] = {
+		{ "GET", "/v1/items/{id}", nop, 0, 0 },
+		{ "GET", "/v1/items/special", nop, 0, 0 },
+		{ "POST", "/v1/items/{id}", nop, 0, 0 },
+		{ "POST", "/v1/items/special", nop, 0, 0 },
+	};
+	struct route_match m;
+	ck_assert_int_eq(route_find(t, 4, "PUT", "/v1/items/special", &m), ROUTE_BAD_METHOD);
+	ck_assert_str_eq(m.allow, "GET, HEAD, POST");
+}
+END_TEST
+
+START_TEST(first_route_in_table_wins)
+{
+	/* A literal route listed before a {param} one wins for that literal path. */
+	static const struct http_route t[] = {
+		{ "GET", "/v1/items/export", nop, 0, 0 },
+		{ "GET", "/v1/items/{id}", nop, 0, 0 },
+	};
+	struct route_match m;
+	ck_assert_int_eq(route_find(t, 2, "GET", "/v1/items/export", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, 0);
+	ck_assert_int_eq(m.nparams, 0);
+	ck_assert_int_eq(route_find(t, 2, "GET", "/v1/items/i7", &m), ROUTE_FOUND);
+	ck_assert_int_eq(m.route, 1);
+	ck_assert_str_eq(route_param(&m, "id"), "i7");
+}
+END_TEST
+
+Suite *route_suite(void)
+{
+	Suite *s = suite_create("route");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, static_path_found);
+	tcase_add_test(tc, method_selects_route);
+	tcase_add_test(tc, param_extracted);
+	tcase_add_test(tc, two_params_extracted);
+	tcase_add_test(tc, unknown_path_404);
+	tcase_add_test(tc, wrong_method_405_allow);
+	tcase_add_test(tc, wrong_method_405_on_param_path);
+	tcase_add_test(tc, head_served_by_get);
+	tcase_add_test(tc, head_without_get_405);
+	tcase_add_test(tc, method_is_case_sensitive);
+	tcase_add_test(tc, empty_segment_not_param);
+	tcase_add_test(tc, trailing_slash_not_matched);
+	tcase_add_test(tc, param_is_one_segment);
+	tcase_add_test(tc, param_length_limit);
+	tcase_add_test(tc, allow_has_no_repeats);
+	tcase_add_test(tc, first_route_in_table_wins);
+	suite_add_tcase(s, tc);
+	return s;
+}
