@@ -12,7 +12,15 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
                               size_t *upload_size, void **con_cls)
 {
 	static const char body[] = "{\"status\":\"ok\"}";
-	(void)cls, (void)url, (void)method, (void)version, (void)upload, (void)upload_size, (void)con_cls;
+	static int marker;
+	(void)cls, (void)url, (void)method, (void)version, (void)upload, (void)upload_size;
+	/* Answer on the second call, once the request is complete, as
+	 * libmicrohttpd's minimal_example.c does: answering on the first call
+	 * makes libmicrohttpd close the connection after the response. */
+	if (*con_cls != &marker) {
+		*con_cls = &marker;
+		return MHD_YES;
+	}
 	struct MHD_Response *r =
 		MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
 	MHD_add_response_header(r, "Content-Type", "application/json");

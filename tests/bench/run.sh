@@ -1,0 +1,82 @@
+#!/bin/sh
+# HTTP benchmarks. Every figure is printed beside a baseline measured in the
+# same run: the smallest libmicrohttpd server (tests/bench/hello.c) in the
+# same threading mode. Runs alternate baseline and subject, ROUNDS times,
+# and report the median of each, because this machine is small and noisy.
+#   tests/bench/run.sh BINDIR
+# Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3)
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+BIN=$(cd "$1" && pwd)
+SECS=${BENCH_SECONDS:-5}
+CONNS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
+cd "$ROOT"
+
+work=$(mktemp -d /tmp/celltrail-bench.XXXXXX)
+pids=""
+eval "$(sh tests/pgtmp.sh create)"
+cleanup() {
+	for p in $pids; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	sh tests/pgtmp.sh destroy "$PGTMP_DIR" || true
+	rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+wait_port() { # port
+	n=0
+	until curl -fsS -o /dev/null "http://127.0.0.1:$1/healthz" 2>/dev/null; do
+		n=$((n + 1)); [ $n -gt 100 ] && { echo "bench: nothing answers on port $1" >&2; exit 1; }
+		sleep 0.1
+	done
+}
+
+# One wrk run; prints "req/s p50_ms p99_ms".
+measure() { # url
+	wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$1" > "$work/wrk.out" 2>&1
+	awk '
+		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+		/Requests\/sec/ { rps = $2 }
+		/^ +50%/ { p50 = ms($2) }
+		/^ +99%/ { p99 = ms($2) }
+		/Non-2xx/ { bad = $NF }
+		END { if (bad) { print "bench: non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+		      printf "%.0f %.2f %.2f\n", rps, p50, p99 }' "$work/wrk.out"
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+HELLO_PORT=18090 CP_PORT=18091 CP_LOG_PORT=18092
+"$BIN/hello-bench" $HELLO_PORT "$THREADS" & pids="$pids $!"
+CP_DATABASE_URL="$PGTMP_URL" "$BIN/control-plane" migrate >/dev/null 2>&1
+CP_DATABASE_URL="$PGTMP_URL" CP_LISTEN=127.0.0.1:$CP_PORT CP_HTTP_THREADS=$THREADS \
+	CP_ACCESS_LOG=false "$BIN/control-plane" 2>"$work/cp.log" & pids="$pids $!"
+CP_DATABASE_URL="$PGTMP_URL" CP_LISTEN=127.0.0.1:$CP_LOG_PORT CP_HTTP_THREADS=$THREADS \
+	CP_ACCESS_LOG=true "$BIN/control-plane" 2>/dev/null & pids="$pids $!"
+wait_port $HELLO_PORT; wait_port $CP_PORT; wait_port $CP_LOG_PORT
+
+echo "HTTP layer: wrk, $CONNS connections, ${SECS}s x $ROUNDS rounds (medians), $THREADS server threads, loopback, $(nproc) cores"
+: > "$work/hello"; : > "$work/cp"; : > "$work/cplog"
+for r in $(seq 1 "$ROUNDS"); do
+	measure "http://127.0.0.1:$HELLO_PORT/healthz" >> "$work/hello"
+	measure "http://127.0.0.1:$CP_PORT/healthz" >> "$work/cp"
+	measure "http://127.0.0.1:$CP_LOG_PORT/healthz" >> "$work/cplog"
+done
+
+report() { # label file baseline_rps
+	rps=$(cut -d' ' -f1 "$2" | median)
+	p50=$(cut -d' ' -f2 "$2" | median)
+	p99=$(cut -d' ' -f3 "$2" | median)
+	if [ -n "$3" ]; then
+		ratio=$(awk -v a="$rps" -v b="$3" 'BEGIN { printf "%.2fx baseline", a / b }')
+	else
+		ratio="(baseline)"
+	fi
+	printf '  %-44s %9s req/s   p50 %6s ms   p99 %6s ms   %s\n' "$1" "$rps" "$p50" "$p99" "$ratio"
+}
+base=$(cut -d' ' -f1 "$work/hello" | median)
+report "hello-world libmicrohttpd" "$work/hello" ""
+report "control-plane GET /healthz" "$work/cp" "$base"
+report "control-plane GET /healthz, access log on" "$work/cplog" "$base"
