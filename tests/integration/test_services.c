@@ -282,6 +282,42 @@ START_TEST(dp_region_identity)
 }
 END_TEST
 
+/* The README's configuration tables say what --help says: every variable
+ * with its type and default, and no variable that does not exist. */
+START_TEST(readme_matches_help)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/README.md", it_env("IT_ROOT"));
+	char *readme = it_slurp(path);
+	ck_assert_ptr_nonnull(readme);
+	static const char *const bins[] = { "control-plane", "data-plane" };
+	char names[4096] = "";
+	for (int b = 0; b < 2; b++) {
+		ck_assert_int_eq(run_bin(bins[b], "--help", NULL), 0);
+		for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+			char name[64], type[32], def[64], row[200];
+			if (strncmp(line, "  CP_", 5) && strncmp(line, "  DP_", 5))
+				continue;
+			ck_assert_int_eq(sscanf(line, "%63s %31s %63s", name, type, def), 3);
+			snprintf(row, sizeof row, "\n| %s | %s | %s |", name, type, def);
+			ck_assert_msg(strstr(readme, row), "README.md lacks the row for %s (want '%s')", name, row + 1);
+			strcat(names, name);
+			strcat(names, " ");
+		}
+	}
+	for (const char *r = readme; (r = strstr(r, "\n| ")) != NULL; r++) {
+		char name[64];
+		if (strncmp(r + 3, "CP_", 3) && strncmp(r + 3, "DP_", 3))
+			continue;
+		ck_assert_int_eq(sscanf(r + 3, "%63s", name), 1);
+		char key[70];
+		snprintf(key, sizeof key, "%s ", name);
+		ck_assert_msg(strstr(names, key), "README.md documents %s, which --help does not know", name);
+	}
+	free(readme);
+}
+END_TEST
+
 Suite *services_suite(void)
 {
 	Suite *s = suite_create("services");
@@ -289,6 +325,7 @@ Suite *services_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, help_prints_table);
 	tcase_add_test(tc, bad_config_exits_2);
+	tcase_add_test(tc, readme_matches_help);
 	tcase_add_test(tc, migrate_idempotent);
 	tcase_add_test(tc, migrate_refuses_edited);
 	tcase_add_test(tc, migrate_failure_is_atomic);
