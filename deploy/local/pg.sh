@@ -10,7 +10,8 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 # Runs a command as the cluster's owner.
 pg_as_owner() {
 	if [ "$(id -u)" = 0 ]; then
-		runuser -u postgres -- "$@"
+		# From /, since the caller's directory may be closed to that user.
+		(cd / && runuser -u postgres -- "$@")
 	else
 		"$@"
 	fi

@@ -28,21 +28,22 @@ die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
 # The cluster must live where the unprivileged `postgres` user can reach it.
 # When the checkout is somewhere it cannot (under /root, say), the cluster
 # goes to /var/tmp and var/pg points there.
+# Prints the cluster's home as a path without symlinks: the postgres user
+# must not have to traverse the checkout's parents to reach it.
 pg_home() {
-	if [ -L "$VAR/pg" ] || [ -d "$VAR/pg" ]; then
-		echo "$VAR/pg"; return
+	if [ ! -L "$VAR/pg" ] && [ ! -d "$VAR/pg" ]; then
+		mkdir -p "$VAR/pg"
+		[ "$(id -u)" = 0 ] && chown postgres "$VAR/pg"
+		if ! pg_as_owner test -w "$VAR/pg" 2>/dev/null; then
+			rmdir "$VAR/pg"
+			alt="/var/tmp/celltrail-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+			mkdir -p "$alt"
+			chmod 0755 "$alt"
+			chown postgres "$alt"
+			ln -s "$alt" "$VAR/pg"
+		fi
 	fi
-	mkdir -p "$VAR/pg"
-	[ "$(id -u)" = 0 ] && chown postgres "$VAR/pg"
-	if pg_as_owner test -w "$VAR/pg" 2>/dev/null; then
-		echo "$VAR/pg"; return
-	fi
-	rmdir "$VAR/pg"
-	alt="/var/tmp/celltrail-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
-	mkdir -p "$alt"
-	chown postgres "$alt"
-	ln -s "$alt" "$VAR/pg"
-	echo "$VAR/pg"
+	readlink -f "$VAR/pg"
 }
 
 # Reads var/secrets, generating any secret not there yet.
@@ -227,9 +228,12 @@ MSG
 
 cmd_stop() {
 	stop_services
-	if [ -e "$VAR/pg/data/PG_VERSION" ] && pg_running "$VAR/pg/data"; then
-		pg_stop "$VAR/pg/data"
-		say "stopped PostgreSQL"
+	if [ -e "$VAR/pg/data/PG_VERSION" ]; then
+		pgdir=$(pg_home)
+		if pg_running "$pgdir/data"; then
+			pg_stop "$pgdir/data"
+			say "stopped PostgreSQL"
+		fi
 	fi
 }
 
@@ -239,7 +243,7 @@ cmd_status() {
 		if ours "$f"; then say "$(basename "$f" .pid): running (pid $(cat "$f"))"
 		else say "$(basename "$f" .pid): not running"; fi
 	done
-	if [ -e "$VAR/pg/data/PG_VERSION" ] && pg_running "$VAR/pg/data"; then
+	if [ -e "$VAR/pg/data/PG_VERSION" ] && pg_running "$(pg_home)/data"; then
 		say "postgresql: running"
 	else
 		say "postgresql: not running"
