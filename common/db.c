@@ -28,14 +28,14 @@ struct db_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t freed;
 	unsigned in_use;
-	atomic_ullong tx_ok, tx_retries, tx_failed, acquire_timeouts;
+	atomic_ullong tx_ok, tx_rolled_back, tx_retries, tx_failed, acquire_timeouts;
 	atomic_ullong reconnects; /* broken or abandoned sessions replaced */
 };
 
 const char *db_status_str(enum db_status st)
 {
 	static const char *const names[] = { "ok", "not_found", "conflict", "invalid",
-		                                 "retry", "unavailable", "error" };
+		                                 "retry", "unavailable", "error", "rollback" };
 	return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "?";
 }
 
@@ -273,6 +273,76 @@ enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int n
 	return st;
 }
 
+static json_t *decode(PGresult *r, int row)
+{
+	const char *text = PQgetvalue(r, row, 0);
+	json_error_t e;
+	json_t *v = json_loadb(text, (size_t)PQgetlength(r, row, 0), JSON_DECODE_ANY, &e);
+	if (!v)
+		log_error(NULL, "database returned JSON that does not parse: %s", e.text);
+	return v;
+}
+
+enum db_status db_json_one(struct db_conn *c, json_t **out, const char *sql, int nparams,
+                           const char *const *params)
+{
+	PGresult *r;
+	enum db_status st = db_exec(c, &r, sql, nparams, params);
+	*out = NULL;
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0)
+		st = DB_NOT_FOUND;
+	else if (!(*out = decode(r, 0)))
+		st = DB_ERROR;
+	PQclear(r);
+	return st;
+}
+
+static enum db_status rows(struct db_conn *c, json_t **out, const char *sql, int nparams,
+                           const char *const *params, int keyed)
+{
+	PGresult *r;
+	enum db_status st = db_exec(c, &r, sql, nparams, params);
+	*out = NULL;
+	if (st != DB_OK)
+		return st;
+	if (keyed && PQnfields(r) < 3) {
+		PQclear(r);
+		log_error(NULL, "a page query must return doc, sort timestamp and id");
+		return DB_ERROR;
+	}
+	json_t *arr = json_array();
+	for (int i = 0; i < PQntuples(r); i++) {
+		json_t *v = decode(r, i);
+		if (!v) {
+			json_decref(arr);
+			PQclear(r);
+			return DB_ERROR;
+		}
+		if (keyed && json_is_object(v)) {
+			json_object_set_new(v, "_ts", json_integer(strtoll(PQgetvalue(r, i, 1), NULL, 10)));
+			json_object_set_new(v, "_id", json_string(PQgetvalue(r, i, 2)));
+		}
+		json_array_append_new(arr, v);
+	}
+	PQclear(r);
+	*out = arr;
+	return DB_OK;
+}
+
+enum db_status db_json_rows(struct db_conn *c, json_t **out, const char *sql, int nparams,
+                            const char *const *params)
+{
+	return rows(c, out, sql, nparams, params, 0);
+}
+
+enum db_status db_json_page(struct db_conn *c, json_t **out, const char *sql, int nparams,
+                            const char *const *params)
+{
+	return rows(c, out, sql, nparams, params, 1);
+}
+
 static void backoff(int attempt)
 {
 	unsigned char rnd = 0;
@@ -317,6 +387,10 @@ enum db_status db_tx(struct db_pool *p, enum db_isolation iso, db_tx_fn fn, void
 			atomic_fetch_add(&p->tx_ok, 1);
 			return DB_OK;
 		}
+		if (st == DB_ROLLBACK) {
+			atomic_fetch_add(&p->tx_rolled_back, 1);
+			return st;
+		}
 		int retry = st == DB_RETRY || (st == DB_UNAVAILABLE && !commit_sent);
 		if (!retry || attempt == TX_MAX_ATTEMPTS - 1)
 			break;
@@ -344,6 +418,7 @@ enum db_status db_ping(struct db_pool *p)
 void db_pool_stats(struct db_pool *p, struct db_stats *out)
 {
 	out->tx_ok = atomic_load(&p->tx_ok);
+	out->tx_rolled_back = atomic_load(&p->tx_rolled_back);
 	out->tx_retries = atomic_load(&p->tx_retries);
 	out->tx_failed = atomic_load(&p->tx_failed);
 	out->reconnects = atomic_load(&p->reconnects);

@@ -8,6 +8,7 @@
 #ifndef CT_DB_H
 #define CT_DB_H
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 struct db_pool;
@@ -21,6 +22,7 @@ enum db_status {
 	DB_RETRY,         /* serialization failure or deadlock (40001, 40P01) */
 	DB_UNAVAILABLE,   /* no connection, or the connection broke          */
 	DB_ERROR,         /* anything else: a bug or an operator problem      */
+	DB_ROLLBACK,      /* the transaction body chose to roll back (a client error) */
 };
 
 const char *db_status_str(enum db_status st);
@@ -43,6 +45,21 @@ void db_release(struct db_pool *pool, struct db_conn *c);
  * and the error is logged. Values are text; NULL pointers are SQL NULL. */
 enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
                        const char *const *params) __attribute__((warn_unused_result));
+
+/* Runs a query whose first column is JSON text and decodes it.
+ * db_json_one: *out is the first row's value (DB_NOT_FOUND when no row).
+ * db_json_rows: *out is an array of every row's value.
+ * The caller json_decref()s *out. */
+enum db_status db_json_one(struct db_conn *c, json_t **out, const char *sql, int nparams,
+                           const char *const *params) __attribute__((warn_unused_result));
+enum db_status db_json_rows(struct db_conn *c, json_t **out, const char *sql, int nparams,
+                            const char *const *params) __attribute__((warn_unused_result));
+
+/* Like db_json_rows for a keyset page: column 0 is an object's JSON text,
+ * columns 1 and 2 its sort key (a bigint and an id), attached to each
+ * object as "_ts" and "_id" so that the caller can build the next cursor. */
+enum db_status db_json_page(struct db_conn *c, json_t **out, const char *sql, int nparams,
+                            const char *const *params) __attribute__((warn_unused_result));
 
 /* The SQLSTATE of the last failed statement on `c` ("" if none). */
 const char *db_last_sqlstate(const struct db_conn *c);
@@ -67,7 +84,7 @@ enum db_status db_ping(struct db_pool *pool);
 
 /* Counters for /metrics. */
 struct db_stats {
-	unsigned long long tx_ok, tx_retries, tx_failed, reconnects, acquire_timeouts;
+	unsigned long long tx_ok, tx_rolled_back, tx_retries, tx_failed, reconnects, acquire_timeouts;
 	unsigned size, in_use;
 };
 void db_pool_stats(struct db_pool *pool, struct db_stats *out);

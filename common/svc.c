@@ -25,6 +25,10 @@ void svc_data_path(const char *rel, char *out, size_t len)
 		return;
 	}
 	snprintf(out, len, "%s/../%s", bindir, rel);
+	if (stat(out, &st) == 0)
+		return;
+	/* The source tree keeps deployment files under deploy/. */
+	snprintf(out, len, "%s/../deploy/%s", bindir, rel);
 	if (stat(out, &st) != 0)
 		snprintf(out, len, "%s", installed);
 }
@@ -52,6 +56,7 @@ void svc_db_metrics(FILE *out, struct db_pool *pool, const char *service)
 	        "# HELP db_transactions_total Transactions run, by outcome.\n"
 	        "# TYPE db_transactions_total counter\n"
 	        "db_transactions_total{service=\"%s\",outcome=\"committed\"} %llu\n"
+	        "db_transactions_total{service=\"%s\",outcome=\"rolled_back\"} %llu\n"
 	        "db_transactions_total{service=\"%s\",outcome=\"failed\"} %llu\n"
 	        "# HELP db_transaction_retries_total Attempts repeated after a serialization failure, deadlock or lost connection.\n"
 	        "# TYPE db_transaction_retries_total counter\n"
@@ -62,6 +67,7 @@ void svc_db_metrics(FILE *out, struct db_pool *pool, const char *service)
 	        "# HELP db_acquire_timeouts_total Requests that found no free connection in time.\n"
 	        "# TYPE db_acquire_timeouts_total counter\n"
 	        "db_acquire_timeouts_total{service=\"%s\"} %llu\n",
-	        service, s.in_use, service, s.size, service, s.tx_ok, service, s.tx_failed, service,
+	        service, s.in_use, service, s.size, service, s.tx_ok, service, s.tx_rolled_back, service,
+	        s.tx_failed, service,
 	        s.tx_retries, service, s.reconnects, service, s.acquire_timeouts);
 }

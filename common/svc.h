@@ -14,7 +14,8 @@ enum { SVC_EXIT_OK = 0, SVC_EXIT_FAILURE = 1, SVC_EXIT_USAGE = 2 };
 
 /* Resolves a data directory shipped with the binaries: an installed tree
  * (<prefix>/bin/X next to <prefix>/share/celltrail/<rel>) or the source tree
- * (bin/X next to <rel>). Writes the first that exists, or the installed one. */
+ * (bin/X next to <rel>, or next to deploy/<rel>). Writes the first that
+ * exists, or the installed one. */
 void svc_data_path(const char *rel, char *out, size_t len);
 
 /* Loads `tab` into `cfg`; on a malformed or missing value prints

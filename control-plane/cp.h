@@ -1,11 +1,14 @@
-/* The control plane's shared state, handed to every handler. */
+/* The control plane's internal contract: shared state, principals, the
+ * mutation runner, and the handlers of each resource (one file each). */
 #ifndef CP_H
 #define CP_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "config.h"
 #include "db.h"
+#include "http.h"
 
 struct cp_config {
 	struct cfg_addr listen;
@@ -20,11 +23,132 @@ struct cp_config {
 	const char *migrations_dir;
 	int log_level;
 	int access_log;
+	const char *admin_token;
+	const char *secrets_key;
+	const char *regions_file;
+	int64_t session_ttl_ms;
+	long scrypt_log2n;
+	long login_max_failures;
 };
 
 struct cp_app {
 	struct cp_config cfg;
 	struct db_pool *db;
+	unsigned char secrets_key[32];   /* seals secrets kept for idempotent replays */
+	unsigned char admin_token_sha256[32];
+	int have_admin_token;
 };
+
+/* Route authentication levels (struct http_route.auth). */
+enum { CP_AUTH_PUBLIC = 0, CP_AUTH_USER = 1, CP_AUTH_ADMIN = 2 };
+
+enum cp_role { CP_ROLE_ADMIN, CP_ROLE_OWNER, CP_ROLE_MEMBER };
+
+/* Who is calling: set by the authenticate hook for every non-public route. */
+struct cp_principal {
+	enum cp_role role;
+	int via_admin_token;
+	char user_id[37];     /* "" for the bootstrap admin token */
+	char tenant_id[37];   /* "" for platform admins */
+	char session[65];     /* hex SHA-256 of the session token, "" for the admin token */
+	char scope[48];       /* idempotency scope: "admin-token" or "user:<id>" */
+};
+
+const struct cp_principal *cp_principal(struct http_req *req);
+int cp_authenticate(struct http_req *req, int level);
+extern const char *const cp_role_names[];
+
+/* Tenant scoping. Admins pass; a tenant user passes for its own tenant
+ * only. Another tenant's objects do not exist for it: 404, never 403.
+ * With `write`, members get 403 on their own tenant.
+ * Returns 0 to go on, -1 after replying. */
+int cp_require_tenant(struct http_req *req, const char *tenant_id, int write);
+
+/* ---- mutations: idempotency, audit and rollback in one transaction ---- */
+
+struct cp_outcome {
+	unsigned status;          /* success status; 0 when `problem` is set */
+	json_t *body;             /* owned */
+	char location[256];
+	int sealed;               /* the body holds a secret: never store it in clear */
+	int problem;              /* a client error: reply with prob/detail */
+	enum problem_code prob;
+	json_t *prob_extra;       /* owned, may be NULL */
+	char detail[400];
+};
+
+/* A transaction body. Runs the change, writes the audit record, raises
+ * config versions, and fills `out`. It may run more than once. */
+typedef enum db_status (*cp_apply_fn)(struct db_conn *c, struct http_req *req, void *ctx,
+                                      struct cp_outcome *out);
+
+/* Runs `apply` in one transaction with the request's Idempotency-Key (if
+ * any): a replay with the same body returns the first response, another
+ * body gets 422. Replies in every case; returns the handler's result. */
+int cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
+
+/* Records a client error in `out`; returns DB_ROLLBACK. */
+enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Records success: `body` is stolen. Returns DB_OK. */
+enum db_status cp_done(struct cp_outcome *out, unsigned status, json_t *body);
+
+/* Appends to the audit log (before/after borrowed, may be NULL). */
+enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *tenant_id,
+                        const char *action, const char *object_type, const char *object_id,
+                        json_t *before, json_t *after) __attribute__((warn_unused_result));
+
+/* Runs a read-only body (one snapshot) and replies with `out`. */
+int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
+/* Runs a body that writes without idempotency (login, logout). */
+int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);
+
+/* Replies to a failed database call (503, 409, 500...). */
+int cp_reply_db_error(struct http_req *req, enum db_status st);
+
+/* Parses the body against `fields` into `dst`. Returns 0, or -1 after
+ * replying 400/415. *obj is the parsed body (caller json_decref()s). */
+int cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
+                  uint64_t *present, json_t **obj) __attribute__((warn_unused_result));
+
+/* Pagination: reads ?limit= and ?cursor=; replies 400 and returns -1 when
+ * malformed. `have_cursor` tells whether a cursor was given. */
+struct cp_page {
+	int limit;
+	int have_cursor;
+	char ts[24];
+	char id[65];
+};
+int cp_parse_page(struct http_req *req, struct cp_page *pg) __attribute__((warn_unused_result));
+/* Wraps `items` (stolen) as {"items": [...], "next_cursor": ...}. Rows
+ * carry "_ts" and "_id" sort keys, removed here. */
+json_t *cp_page_result(json_t *items, int limit);
+
+/* ---- handlers ---- */
+int cp_auth_login(struct http_req *req);
+int cp_auth_logout(struct http_req *req);
+int cp_regions_list(struct http_req *req);
+int cp_regions_create(struct http_req *req);
+int cp_regions_update(struct http_req *req);
+int cp_lookup(struct http_req *req);
+int cp_tenants_create(struct http_req *req);
+int cp_tenants_list(struct http_req *req);
+int cp_tenants_get(struct http_req *req);
+int cp_tenants_update(struct http_req *req);
+int cp_tenants_delete(struct http_req *req);
+int cp_users_create(struct http_req *req);
+int cp_users_list(struct http_req *req);
+int cp_users_update(struct http_req *req);
+int cp_users_delete(struct http_req *req);
+int cp_admins_create(struct http_req *req);
+int cp_admins_list(struct http_req *req);
+int cp_admins_delete(struct http_req *req);
+int cp_api_keys_create(struct http_req *req);
+int cp_api_keys_list(struct http_req *req);
+int cp_api_keys_delete(struct http_req *req);
+int cp_audit_list(struct http_req *req);
+
+/* Seeds the region catalog from `path` when it is empty. */
+int cp_seed_regions(struct cp_app *app, const char *path) __attribute__((warn_unused_result));
 
 #endif

@@ -4,14 +4,18 @@
  *   control-plane [serve]   run the HTTP service
  *   control-plane migrate   apply pending migrations, then exit
  *   control-plane --help    print usage and the configuration table */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cp.h"
+#include "cpdb.h"
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
+#include "secret.h"
 #include "svc.h"
 
 #define PROG "control-plane"
@@ -42,6 +46,18 @@ static const struct cfg_var cp_vars[] = {
 	  "Lowest level logged." },
 	{ "CP_ACCESS_LOG", CFG_BOOL, "true", 0, O(access_log), 0, 0, NULL,
 	  "Log one line per request (5xx answers are always logged)." },
+	{ "CP_ADMIN_TOKEN", CFG_SECRET, NULL, 0, O(admin_token), 0, 0, NULL,
+	  "Bootstrap platform-admin bearer token (at least 32 characters); unset disables it." },
+	{ "CP_SECRETS_KEY", CFG_SECRET, NULL, 0, O(secrets_key), 0, 0, NULL,
+	  "Required to serve. 64 hex characters (openssl rand -hex 32): seals secrets kept for idempotent replays." },
+	{ "CP_REGIONS_FILE", CFG_STR, NULL, 0, O(regions_file), 0, 0, NULL,
+	  "Region catalog seeded at first start (default: regions.conf shipped with the binary)." },
+	{ "CP_SESSION_TTL", CFG_DURATION, "12h", 0, O(session_ttl_ms), 60000, 2592000000L, NULL,
+	  "Lifetime of a login session." },
+	{ "CP_SCRYPT_LOG2N", CFG_INT, "15", 0, O(scrypt_log2n), 10, 20, NULL,
+	  "Password hashing cost: scrypt N = 2^value (r=8, p=1; 15 uses 32 MiB per hash)." },
+	{ "CP_LOGIN_MAX_FAILURES", CFG_INT, "5", 0, O(login_max_failures), 1, 100, NULL,
+	  "Failed logins before an account is locked for a growing time (at most 15 minutes)." },
 	CFG_END
 };
 #undef O
@@ -56,11 +72,40 @@ static int handle_readyz(struct http_req *req)
 	return http_reply_json(req, 200, json_pack("{ss}", "status", "ready"));
 }
 
+#define BODY (16 * 1024)
+#define PUB CP_AUTH_PUBLIC
+#define USR CP_AUTH_USER
+#define ADM CP_AUTH_ADMIN
 static const struct http_route cp_routes[] = {
-	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
-	{ "GET", "/readyz", handle_readyz, 0, 0 },
-	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
+	{ "GET", "/healthz", http_handle_healthz, 0, PUB },
+	{ "GET", "/readyz", handle_readyz, 0, PUB },
+	{ "GET", "/metrics", http_handle_metrics, 0, PUB },
+	{ "POST", "/v1/auth/login", cp_auth_login, 4096, PUB },
+	{ "POST", "/v1/auth/logout", cp_auth_logout, BODY, USR },
+	{ "GET", "/v1/regions", cp_regions_list, 0, PUB },
+	{ "POST", "/v1/regions", cp_regions_create, BODY, ADM },
+	{ "PATCH", "/v1/regions/{name}", cp_regions_update, BODY, ADM },
+	{ "GET", "/v1/lookup", cp_lookup, 0, PUB },
+	{ "POST", "/v1/tenants", cp_tenants_create, BODY, ADM },
+	{ "GET", "/v1/tenants", cp_tenants_list, 0, USR },
+	{ "GET", "/v1/tenants/{id}", cp_tenants_get, 0, USR },
+	{ "PATCH", "/v1/tenants/{id}", cp_tenants_update, BODY, USR },
+	{ "DELETE", "/v1/tenants/{id}", cp_tenants_delete, 0, ADM },
+	{ "POST", "/v1/tenants/{id}/users", cp_users_create, BODY, USR },
+	{ "GET", "/v1/tenants/{id}/users", cp_users_list, 0, USR },
+	{ "PATCH", "/v1/tenants/{id}/users/{user_id}", cp_users_update, BODY, USR },
+	{ "DELETE", "/v1/tenants/{id}/users/{user_id}", cp_users_delete, 0, USR },
+	{ "POST", "/v1/tenants/{id}/api-keys", cp_api_keys_create, BODY, USR },
+	{ "GET", "/v1/tenants/{id}/api-keys", cp_api_keys_list, 0, USR },
+	{ "DELETE", "/v1/tenants/{id}/api-keys/{key_id}", cp_api_keys_delete, 0, USR },
+	{ "GET", "/v1/audit-log", cp_audit_list, 0, USR },
+	{ "POST", "/v1/admins", cp_admins_create, BODY, ADM },
+	{ "GET", "/v1/admins", cp_admins_list, 0, ADM },
+	{ "DELETE", "/v1/admins/{id}", cp_admins_delete, 0, ADM },
 };
+#undef PUB
+#undef USR
+#undef ADM
 
 static void cp_metrics(FILE *out, void *app)
 {
@@ -70,10 +115,81 @@ static void cp_metrics(FILE *out, void *app)
 static void usage(FILE *out)
 {
 	cfg_print_help(out,
-	               "Usage: " PROG " [serve|migrate|--help]\n\n"
+	               "Usage: " PROG " [serve|migrate|routes|--help]\n\n"
 	               "  serve     run the HTTP API (the default)\n"
-	               "  migrate   apply pending migrations to CP_DATABASE_URL and exit",
+	               "  migrate   apply pending migrations to CP_DATABASE_URL and exit\n"
+	               "  routes    print the route table (method, path, auth) and exit",
 	               cp_vars);
+}
+
+static int cmd_routes(void)
+{
+	static const char *const auth[] = { "public", "user", "admin" };
+	for (size_t i = 0; i < sizeof cp_routes / sizeof cp_routes[0]; i++)
+		printf("%s %s %s\n", cp_routes[i].method, cp_routes[i].pattern, auth[cp_routes[i].auth]);
+	return SVC_EXIT_OK;
+}
+
+/* Keys and tokens from the configuration, checked once at start. */
+static int load_secrets(struct cp_app *app)
+{
+	if (!app->cfg.secrets_key) {
+		fprintf(stderr, PROG ": invalid configuration: CP_SECRETS_KEY: required to serve "
+		                "(generate one with: openssl rand -hex 32)\n");
+		return -1;
+	}
+	if (strlen(app->cfg.secrets_key) != 64 ||
+	    secret_unhex(app->cfg.secrets_key, app->secrets_key, 32) != 0) {
+		fprintf(stderr, PROG ": invalid configuration: CP_SECRETS_KEY: must be 64 hex characters "
+		                "(generate one with: openssl rand -hex 32)\n");
+		return -1;
+	}
+	if (app->cfg.admin_token) {
+		if (strlen(app->cfg.admin_token) < 32) {
+			fprintf(stderr, PROG ": invalid configuration: CP_ADMIN_TOKEN: must have at least 32 characters\n");
+			return -1;
+		}
+		secret_sha256(app->cfg.admin_token, strlen(app->cfg.admin_token), app->admin_token_sha256);
+		app->have_admin_token = 1;
+	}
+	return 0;
+}
+
+/* Background upkeep: removes idempotency records older than a day. */
+struct upkeep {
+	struct cp_app *app;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int stop;
+};
+
+static enum db_status purge_tx(struct db_conn *c, void *ctx)
+{
+	long removed = 0;
+	enum db_status st = cpdb_idem_purge(c, &removed);
+	if (st == DB_OK && removed)
+		log_info(NULL, "removed %ld idempotency record(s) older than a day", removed);
+	(void)ctx;
+	return st;
+}
+
+static void *upkeep_main(void *arg)
+{
+	struct upkeep *u = arg;
+	pthread_mutex_lock(&u->lock);
+	while (!u->stop) {
+		pthread_mutex_unlock(&u->lock);
+		if (db_tx(u->app->db, DB_READ_COMMITTED, purge_tx, NULL) != DB_OK)
+			log_warn(NULL, "idempotency purge failed; will retry");
+		pthread_mutex_lock(&u->lock);
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 600;
+		while (!u->stop && pthread_cond_timedwait(&u->wake, &u->lock, &until) == 0)
+			;
+	}
+	pthread_mutex_unlock(&u->lock);
+	return NULL;
 }
 
 static int cmd_migrate(struct cp_app *app)
@@ -107,9 +223,13 @@ static int cmd_serve(struct cp_app *app)
 		.access_log = app->cfg.access_log,
 		.routes = cp_routes,
 		.nroutes = sizeof cp_routes / sizeof cp_routes[0],
+		.authenticate = cp_authenticate,
 		.metrics_extra = cp_metrics,
 		.app = app,
 	};
+	struct upkeep up = { .app = app, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
+	pthread_t upkeep_thread;
+	char regions[4096];
 
 	app->db = db_pool_new(app->cfg.database_url, (unsigned)app->cfg.db_pool_size,
 	                      (unsigned)app->cfg.db_acquire_timeout_ms, err, sizeof err);
@@ -117,9 +237,24 @@ static int cmd_serve(struct cp_app *app)
 		fprintf(stderr, PROG ": CP_DATABASE_URL: %s\n", err);
 		return SVC_EXIT_USAGE;
 	}
+	if (app->cfg.regions_file)
+		snprintf(regions, sizeof regions, "%s", app->cfg.regions_file);
+	else
+		svc_data_path("regions.conf", regions, sizeof regions);
+	/* Seeding needs the database; without it the service still starts and
+	 * seeds nothing, which a later start with the database up fixes. */
+	if (cp_seed_regions(app, regions) != 0)
+		log_warn(NULL, "could not seed the region catalog from %s (database down or file invalid)",
+		         regions);
 	struct http_server *srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
 		log_error(NULL, "%s", err);
+		db_pool_free(app->db);
+		return SVC_EXIT_FAILURE;
+	}
+	if (pthread_create(&upkeep_thread, NULL, upkeep_main, &up) != 0) {
+		log_error(NULL, "cannot start the upkeep thread");
+		http_server_free(srv);
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
@@ -132,6 +267,11 @@ static int cmd_serve(struct cp_app *app)
 	int left = http_server_drain(srv, (unsigned)app->cfg.drain_timeout_ms);
 	if (left)
 		log_warn(NULL, "%d request(s) cut off at the drain deadline", left);
+	pthread_mutex_lock(&up.lock);
+	up.stop = 1;
+	pthread_cond_signal(&up.wake);
+	pthread_mutex_unlock(&up.lock);
+	pthread_join(upkeep_thread, NULL);
 	http_server_free(srv);
 	db_pool_free(app->db);
 	log_info(NULL, "stopped");
@@ -148,11 +288,15 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return SVC_EXIT_OK;
 	}
+	if (!strcmp(cmd, "routes"))
+		return cmd_routes();
 	if (argc > 2 || (strcmp(cmd, "serve") && strcmp(cmd, "migrate"))) {
 		usage(stderr);
 		return SVC_EXIT_USAGE;
 	}
 	svc_load_config(PROG, cp_vars, &app.cfg);
+	if (!strcmp(cmd, "serve") && load_secrets(&app) != 0)
+		return SVC_EXIT_USAGE;
 	log_init(PROG, (enum log_level)app.cfg.log_level);
 	return !strcmp(cmd, "migrate") ? cmd_migrate(&app) : cmd_serve(&app);
 }

@@ -29,9 +29,6 @@ struct dp_app {
 	struct db_pool *db;
 };
 
-/* A region name: [a-z][a-z0-9-]*, at most 32 bytes. */
-int dp_valid_region_name(const char *s);
-
 /* The regional database records which region it belongs to, so that a data
  * plane pointed at another region's database refuses to start instead of
  * writing a tenant's data in the wrong place. */

@@ -14,6 +14,7 @@
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
+#include "names.h"
 #include "svc.h"
 
 #define PROG "data-plane"
@@ -51,17 +52,6 @@ static const struct cfg_var dp_vars[] = {
 	CFG_END
 };
 #undef O
-
-int dp_valid_region_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 32 || s[0] < 'a' || s[0] > 'z')
-		return 0;
-	for (size_t i = 1; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-			return 0;
-	return 1;
-}
 
 static const struct http_route dp_routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
@@ -205,7 +195,7 @@ int main(int argc, char **argv)
 		return SVC_EXIT_USAGE;
 	}
 	svc_load_config(PROG, dp_vars, &app.cfg);
-	if (!dp_valid_region_name(app.cfg.region)) {
+	if (!name_valid_region(app.cfg.region)) {
 		fprintf(stderr, PROG ": invalid configuration: DP_REGION: '%s' is not a region name "
 		                "([a-z][a-z0-9-]*, at most 32 characters)\n", app.cfg.region);
 		return SVC_EXIT_USAGE;

@@ -14,6 +14,9 @@ Suite *http_layer_suite(void);
 Suite *services_suite(void);
 Suite *db_suite(void);
 
+/* A fixed CP_SECRETS_KEY for the services the tests start. */
+#define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 /* --- environment --- */
 const char *it_env(const char *name); /* aborts the test when unset */
 /* Writes "$IT_BIN/<name>" into buf. */

@@ -47,6 +47,9 @@ START_TEST(bad_config_exits_2)
 		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_LOG_LEVEL=loud" }, "CP_LOG_LEVEL" },
 		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_ACCESS_LOG=maybe" }, "CP_ACCESS_LOG" },
 		{ "control-plane", { NULL }, "CP_DATABASE_URL" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x" }, "CP_SECRETS_KEY" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_SECRETS_KEY=abc" }, "CP_SECRETS_KEY" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_ADMIN_TOKEN=short" }, "CP_ADMIN_TOKEN" },
 		{ "data-plane", { "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=http://x" }, "DP_REGION" },
 		{ "data-plane", { "DP_REGION=Bad_Region", "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=http://x" }, "DP_REGION" },
 		{ "data-plane", { "DP_REGION=us", "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=ftp://x" }, "DP_CONTROL_PLANE_URL" },
@@ -71,7 +74,7 @@ START_TEST(migrate_idempotent)
 	const char *const env[] = { env0, NULL };
 
 	ck_assert_int_eq(run_bin("control-plane", "migrate", env), 0);
-	ck_assert_msg(strstr(out, "1 migration(s) applied"), "%.400s", out);
+	ck_assert_msg(strstr(out, "2 migration(s) applied"), "%.400s", out);
 	char *before = it_sql(url, "SELECT string_agg(version || ':' || checksum || ':' || applied_at, ',') FROM schema_migrations");
 	ck_assert_int_eq(run_bin("control-plane", "migrate", env), 0);
 	ck_assert_msg(strstr(out, "0 migration(s) applied"), "%.400s", out);
@@ -187,7 +190,8 @@ static void start_cp(struct it_proc *p, const char *url, int *port)
 	char bin[1024];
 	static char env0[600];
 	snprintf(env0, sizeof env0, "CP_DATABASE_URL=%s", url);
-	const char *const env[] = { env0, "CP_LISTEN=127.0.0.1:0", "CP_DB_ACQUIRE_TIMEOUT=1s", NULL };
+	const char *const env[] = { env0, "CP_LISTEN=127.0.0.1:0", "CP_DB_ACQUIRE_TIMEOUT=1s",
+		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, NULL };
 	it_bin("control-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
 	it_spawn(p, "control-plane", argv, env);

@@ -1,0 +1,178 @@
+/* Secrets over OpenSSL. */
+#include "secret.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+int secret_random(void *buf, size_t len)
+{
+	return RAND_bytes(buf, (int)len) == 1 ? 0 : -1;
+}
+
+void secret_hex(const void *buf, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *b = buf;
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[b[i] >> 4];
+		out[2 * i + 1] = digits[b[i] & 15];
+	}
+	out[2 * len] = '\0';
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9') return c - '0';
+	if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+	return -1;
+}
+
+int secret_unhex(const char *hex, void *out, size_t len)
+{
+	unsigned char *o = out;
+	for (size_t i = 0; i < len; i++) {
+		int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		o[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return hex[2 * len] == '\0' ? 0 : -1;
+}
+
+void secret_sha256(const void *data, size_t len, unsigned char out[32])
+{
+	unsigned int n = 32;
+	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+}
+
+int secret_equal(const void *a, const void *b, size_t len)
+{
+	return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+void secret_b64url(const void *buf, size_t len, char *out)
+{
+	const unsigned char *b = buf;
+	size_t o = 0, i = 0;
+	for (; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8 | b[i + 2];
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = b64[(v >> 6) & 63];
+		out[o++] = b64[v & 63];
+	}
+	if (len - i == 1) {
+		uint32_t v = (uint32_t)b[i] << 16;
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+	} else if (len - i == 2) {
+		uint32_t v = (uint32_t)b[i] << 16 | (uint32_t)b[i + 1] << 8;
+		out[o++] = b64[v >> 18];
+		out[o++] = b64[(v >> 12) & 63];
+		out[o++] = b64[(v >> 6) & 63];
+	}
+	out[o] = '\0';
+}
+
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z') return c - 'A';
+	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+	if (c >= '0' && c <= '9') return c - '0' + 52;
+	if (c == '-') return 62;
+	if (c == '_') return 63;
+	return -1;
+}
+
+long secret_unb64url(const char *in, size_t inlen, void *out, size_t cap)
+{
+	unsigned char *o = out;
+	size_t n = 0;
+	uint32_t acc = 0;
+	int bits = 0;
+
+	if (inlen % 4 == 1)
+		return -1;
+	for (size_t i = 0; i < inlen; i++) {
+		int v = b64val((unsigned char)in[i]);
+		if (v < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			if (n == cap)
+				return -1;
+			o[n++] = (unsigned char)(acc >> bits);
+		}
+	}
+	/* Leftover bits must be zero, or two texts would decode alike. */
+	if (bits && (acc & ((1u << bits) - 1)))
+		return -1;
+	return (long)n;
+}
+
+#define NONCE 12
+#define TAG 16
+
+char *secret_seal(const unsigned char key[32], const void *plain, size_t len)
+{
+	unsigned char *buf = malloc(NONCE + len + TAG);
+	char *out = NULL;
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	int n;
+
+	if (!buf || !ctx || secret_random(buf, NONCE) != 0)
+		goto done;
+	if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, buf) != 1 ||
+	    EVP_EncryptUpdate(ctx, buf + NONCE, &n, plain, (int)len) != 1 ||
+	    EVP_EncryptFinal_ex(ctx, buf + NONCE + n, &n) != 1 ||
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG, buf + NONCE + len) != 1)
+		goto done;
+	out = malloc(4 * ((NONCE + len + TAG + 2) / 3) + 1);
+	if (out)
+		secret_b64url(buf, NONCE + len + TAG, out);
+done:
+	EVP_CIPHER_CTX_free(ctx);
+	free(buf);
+	return out;
+}
+
+char *secret_open(const unsigned char key[32], const char *sealed, size_t *len)
+{
+	size_t slen = strlen(sealed), cap = slen * 3 / 4 + 3;
+	unsigned char *raw = malloc(cap);
+	char *plain = NULL;
+	EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	long n = raw ? secret_unb64url(sealed, slen, raw, cap) : -1;
+	int m, ok = 0;
+
+	if (!ctx || n < NONCE + TAG)
+		goto done;
+	size_t clen = (size_t)n - NONCE - TAG;
+	plain = malloc(clen + 1);
+	if (!plain)
+		goto done;
+	if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, raw) == 1 &&
+	    EVP_DecryptUpdate(ctx, (unsigned char *)plain, &m, raw + NONCE, (int)clen) == 1 &&
+	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG, raw + NONCE + clen) == 1 &&
+	    EVP_DecryptFinal_ex(ctx, (unsigned char *)plain + m, &m) == 1) {
+		plain[clen] = '\0';
+		*len = clen;
+		ok = 1;
+	}
+done:
+	EVP_CIPHER_CTX_free(ctx);
+	free(raw);
+	if (!ok) {
+		free(plain);
+		plain = NULL;
+	}
+	return plain;
+}

@@ -1,0 +1,43 @@
+/* GET /v1/audit-log?tenant=&limit=&cursor=: newest first. Admins read
+ * everything (or one tenant); an owner reads its own tenant's records. */
+#include <string.h>
+#include <strings.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "names.h"
+
+struct audit_ctx {
+	const char *tenant;
+	struct cp_page pg;
+};
+
+static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                              struct cp_outcome *out)
+{
+	(void)req;
+	struct audit_ctx *ctx = vctx;
+	json_t *items;
+	enum db_status st = cpdb_audit_page(c, ctx->tenant, &ctx->pg, &items);
+	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
+}
+
+int cp_audit_list(struct http_req *req)
+{
+	const struct cp_principal *p = cp_principal(req);
+	struct audit_ctx ctx = { .tenant = http_req_query(req, "tenant") };
+
+	if (p->role != CP_ROLE_ADMIN) {
+		if (ctx.tenant && strcasecmp(ctx.tenant, p->tenant_id) != 0)
+			return http_reply_problem(req, PROB_NOT_FOUND, "No such tenant.");
+		if (p->role != CP_ROLE_OWNER)
+			return http_reply_problem(req, PROB_FORBIDDEN, "Only owners read their tenant's audit log.");
+		ctx.tenant = p->tenant_id;
+	} else if (ctx.tenant && !name_valid_uuid(ctx.tenant)) {
+		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "tenant"),
+		                             "tenant must be a tenant id.");
+	}
+	if (cp_parse_page(req, &ctx.pg) != 0)
+		return 0;
+	return cp_read(req, list_tx, &ctx);
+}

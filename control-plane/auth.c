@@ -1,0 +1,259 @@
+/* Authentication and tenant scoping.
+ *
+ * Credentials are bearer tokens: the bootstrap admin token from
+ * configuration (compared by SHA-256 in constant time), or a session token
+ * from POST /v1/auth/login (only its SHA-256 is stored). Tokens and
+ * passwords are never logged. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "log.h"
+#include "names.h"
+#include "password.h"
+#include "secret.h"
+
+#define TOKEN_MAX 512
+#define SESSION_PREFIX "cts_"
+
+const char *const cp_role_names[] = { "admin", "owner", "member", NULL };
+
+static int role_from(const char *s, enum cp_role *out)
+{
+	for (int i = 0; cp_role_names[i]; i++)
+		if (!strcmp(s, cp_role_names[i])) {
+			*out = (enum cp_role)i;
+			return 0;
+		}
+	return -1;
+}
+
+const struct cp_principal *cp_principal(struct http_req *req)
+{
+	static const struct cp_principal anonymous = { .role = CP_ROLE_MEMBER, .scope = "anonymous" };
+	const struct cp_principal *p = http_req_auth(req);
+	return p ? p : &anonymous;
+}
+
+/* The token of "Authorization: Bearer <token>", or NULL. */
+static const char *bearer(struct http_req *req)
+{
+	const char *h = http_req_header(req, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	size_t n = strlen(h);
+	return n > 0 && n <= TOKEN_MAX ? h : NULL;
+}
+
+static int unauthorized(struct http_req *req, const char *why)
+{
+	http_add_header(req, "WWW-Authenticate", "Bearer");
+	return http_reply_problem(req, PROB_UNAUTHORIZED, "%s", why), -1;
+}
+
+int cp_authenticate(struct http_req *req, int level)
+{
+	struct cp_app *app = http_req_app(req);
+	const char *token = bearer(req);
+	unsigned char sha[32];
+	struct cp_principal *p;
+
+	if (!token)
+		return unauthorized(req, "Send a token: Authorization: Bearer <token>.");
+	secret_sha256(token, strlen(token), sha);
+	p = calloc(1, sizeof *p);
+	if (!p)
+		return -1;
+	if (app->have_admin_token && secret_equal(sha, app->admin_token_sha256, 32)) {
+		p->role = CP_ROLE_ADMIN;
+		p->via_admin_token = 1;
+		snprintf(p->scope, sizeof p->scope, "admin-token");
+	} else {
+		struct cpdb_session s;
+		struct db_conn *c = db_acquire(app->db);
+		enum db_status st = DB_UNAVAILABLE;
+		secret_hex(sha, 32, p->session);
+		if (c) {
+			st = cpdb_session_lookup(c, p->session, &s);
+			db_release(app->db, c);
+		}
+		if (st != DB_OK) {
+			free(p);
+			if (st == DB_NOT_FOUND)
+				return unauthorized(req, "The token is unknown or has expired; log in again.");
+			cp_reply_db_error(req, st);
+			return -1;
+		}
+		if (role_from(s.role, &p->role) != 0) {
+			free(p);
+			return -1;
+		}
+		snprintf(p->user_id, sizeof p->user_id, "%s", s.user_id);
+		snprintf(p->tenant_id, sizeof p->tenant_id, "%s", s.tenant_id);
+		snprintf(p->scope, sizeof p->scope, "user:%s", s.user_id);
+	}
+	http_req_set_auth(req, p, free);
+	if (level == CP_AUTH_ADMIN && p->role != CP_ROLE_ADMIN)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins may do this."), -1;
+	return 0;
+}
+
+int cp_require_tenant(struct http_req *req, const char *tenant_id, int write)
+{
+	const struct cp_principal *p = cp_principal(req);
+	if (!tenant_id || !name_valid_uuid(tenant_id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such tenant."), -1;
+	if (p->role == CP_ROLE_ADMIN)
+		return 0;
+	if (strcasecmp(p->tenant_id, tenant_id) != 0)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such tenant."), -1;
+	if (write && p->role != CP_ROLE_OWNER)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only the tenant's owners may do this."), -1;
+	return 0;
+}
+
+/* ---- POST /v1/auth/login ---- */
+
+struct login_req {
+	const char *email;
+	const char *password;
+	const char *tenant;
+};
+
+static const struct jsonx_field login_fields[] = {
+	{ "email", JX_STRING, 1, 0, 0, 254, offsetof(struct login_req, email) },
+	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, offsetof(struct login_req, password) },
+	{ "tenant", JX_STRING, 0, 1, 0, 63, offsetof(struct login_req, tenant) },
+	JSONX_END
+};
+
+struct login_ctx {
+	struct login_req in;
+	char email[256];
+	char token[80];
+	int checked;       /* the password was verified in this attempt */
+	int matched;
+};
+
+/* Hashes a fixed password once, so that logins to unknown accounts take as
+ * long as logins to known ones and do not reveal which emails exist. */
+static const char *dummy_hash(int log2n)
+{
+	static char hash[PASSWORD_HASH_MAX];
+	static int ready;
+	if (!ready && password_hash("not a password of anyone", log2n, hash) == 0)
+		ready = 1;
+	return hash;
+}
+
+static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                               struct cp_outcome *out)
+{
+	struct login_ctx *ctx = vctx;
+	struct cp_app *app = http_req_app(req);
+	struct cpdb_login acc;
+	enum db_status st = cpdb_login_lookup(c, ctx->in.tenant, ctx->email, &acc);
+
+	if (st == DB_NOT_FOUND) {
+		if (password_verify(ctx->in.password, dummy_hash((int)app->cfg.scrypt_log2n)) < 0)
+			log_warn(http_req_id(req), "dummy password hash unavailable");
+		return cp_fail(out, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
+	}
+	if (st != DB_OK)
+		return st;
+	if (acc.locked_for_s > 0) {
+		char s[24];
+		snprintf(s, sizeof s, "%ld", acc.locked_for_s);
+		out->prob_extra = json_pack("{sI}", "retry_after_seconds", (json_int_t)acc.locked_for_s);
+		http_add_header(req, "Retry-After", s);
+		return cp_fail(out, PROB_RATE_LIMITED,
+		               "Too many failed logins for this account; try again in %ld seconds.",
+		               acc.locked_for_s);
+	}
+	/* The password check runs once even if the transaction is retried. */
+	if (!ctx->checked) {
+		ctx->matched = password_verify(ctx->in.password, acc.password_hash) == 1;
+		ctx->checked = 1;
+	}
+	if (!ctx->matched) {
+		st = cpdb_login_failed(c, acc.user_id, app->cfg.login_max_failures);
+		if (st != DB_OK)
+			return st;
+		/* The failure must be counted, so this transaction commits. */
+		out->problem = 1;
+		out->prob = PROB_UNAUTHORIZED;
+		snprintf(out->detail, sizeof out->detail, "Unknown email or wrong password.");
+		return DB_OK;
+	}
+	if (acc.tenant_id[0] && strcmp(acc.tenant_status, "deleted") == 0)
+		return cp_fail(out, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
+
+	unsigned char raw[32], sha[32];
+	char hex[65], expires[40];
+	if (secret_random(raw, sizeof raw) != 0)
+		return DB_ERROR;
+	strcpy(ctx->token, SESSION_PREFIX);
+	secret_b64url(raw, sizeof raw, ctx->token + strlen(SESSION_PREFIX));
+	secret_sha256(ctx->token, strlen(ctx->token), sha);
+	secret_hex(sha, 32, hex);
+	if ((st = cpdb_login_succeeded(c, acc.user_id)) != DB_OK ||
+	    (st = cpdb_session_insert(c, hex, acc.user_id, app->cfg.session_ttl_ms, expires)) != DB_OK)
+		return st;
+
+	json_t *user = NULL, *tenant = NULL;
+	st = cpdb_user_get(c, acc.tenant_id[0] ? acc.tenant_id : NULL, acc.user_id, 0, &user);
+	if (st != DB_OK)
+		return st;
+	if (acc.tenant_id[0] && (st = cpdb_tenant_get(c, acc.tenant_id, 0, &tenant)) != DB_OK) {
+		json_decref(user);
+		return st;
+	}
+	json_t *body = json_pack("{ss ss so}", "token", ctx->token, "expires_at", expires, "user", user);
+	if (tenant) {
+		json_object_set_new(body, "tenant", tenant);
+		json_object_set(body, "region", json_object_get(tenant, "region"));
+		json_object_set(body, "region_endpoint", json_object_get(tenant, "region_endpoint"));
+	}
+	return cp_done(out, 200, body);
+}
+
+int cp_auth_login(struct http_req *req)
+{
+	struct login_ctx ctx = { 0 };
+	json_t *obj;
+
+	if (cp_parse_body(req, login_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (name_normalize_email(ctx.in.email, ctx.email, sizeof ctx.email) != 0 ||
+	    (ctx.in.tenant && !name_valid_slug(ctx.in.tenant))) {
+		json_decref(obj);
+		return http_reply_problem(req, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
+	}
+	/* Logins are not idempotent requests: no Idempotency-Key replay here. */
+	int rc = cp_run(req, login_tx, &ctx);
+	json_decref(obj);
+	return rc;
+}
+
+/* ---- POST /v1/auth/logout ---- */
+
+static enum db_status logout_tx(struct db_conn *c, struct http_req *req, void *ctx,
+                                struct cp_outcome *out)
+{
+	(void)ctx;
+	const struct cp_principal *p = cp_principal(req);
+	if (p->via_admin_token)
+		return cp_fail(out, PROB_BAD_REQUEST, "The admin token is not a session; nothing to end.");
+	enum db_status st = cpdb_session_delete(c, p->session);
+	return st == DB_OK ? cp_done(out, 200, json_pack("{sb}", "logged_out", 1)) : st;
+}
+
+int cp_auth_logout(struct http_req *req)
+{
+	return cp_run(req, logout_tx, NULL);
+}

@@ -1,0 +1,128 @@
+/* The control plane's SQL, one function per statement, grouped by
+ * resource in db_<resource>.c. Everything is parameterized; JSON documents
+ * come from the api_* views of the migrations. Functions returning a
+ * json_t ** give a new reference the caller json_decref()s. */
+#ifndef CP_CPDB_H
+#define CP_CPDB_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "db.h"
+
+struct cp_page;
+
+/* Runs a statement that returns one id (INSERT/UPDATE ... RETURNING id);
+ * DB_NOT_FOUND when it touched no row. */
+enum db_status cpdb_returning_id(struct db_conn *c, char id[40], const char *sql, int n,
+                                 const char *const *params);
+
+/* ---- regions (db_regions.c) ---- */
+enum db_status cpdb_regions_list(struct db_conn *c, json_t **items);
+enum db_status cpdb_region_get(struct db_conn *c, const char *name, json_t **doc);
+/* cloud_regions is a JSON array text. */
+enum db_status cpdb_region_insert(struct db_conn *c, const char *name, const char *display_name,
+                                  const char *cloud_regions, const char *endpoint, const char *wave,
+                                  const char *status, json_t **doc);
+/* NULL arguments leave the field as it is. */
+enum db_status cpdb_region_update(struct db_conn *c, const char *name, const char *display_name,
+                                  const char *cloud_regions, const char *endpoint, const char *wave,
+                                  const char *status, json_t **doc);
+/* A change every region must learn (the catalog is in every document). */
+enum db_status cpdb_regions_bump_all(struct db_conn *c);
+/* A change only `region` must learn (its tenants, keys, limits). */
+enum db_status cpdb_region_bump(struct db_conn *c, const char *region);
+enum db_status cpdb_regions_count(struct db_conn *c, long *n);
+
+/* ---- plans (db_tenants.c) ---- */
+enum db_status cpdb_plan_exists(struct db_conn *c, const char *id, int *exists);
+
+/* ---- tenants (db_tenants.c) ---- */
+enum db_status cpdb_tenant_insert(struct db_conn *c, const char *slug, const char *name,
+                                  const char *region, const char *plan, json_t **doc);
+enum db_status cpdb_tenant_get(struct db_conn *c, const char *id, int for_update, json_t **doc);
+enum db_status cpdb_tenant_by_slug(struct db_conn *c, const char *slug, json_t **doc);
+/* `only_id` restricts the list to one tenant (a tenant user's view). */
+enum db_status cpdb_tenants_page(struct db_conn *c, const char *region, const char *status,
+                                 const char *only_id, const struct cp_page *pg, json_t **items);
+enum db_status cpdb_tenant_update(struct db_conn *c, const char *id, const char *name,
+                                  const char *plan, const char *status, json_t **doc);
+/* Offboarding: revokes every key and ends every session of the tenant. */
+enum db_status cpdb_tenant_offboard(struct db_conn *c, const char *id);
+
+/* ---- users and sessions (db_users.c) ---- */
+/* tenant_id NULL means platform admins. */
+enum db_status cpdb_user_insert(struct db_conn *c, const char *tenant_id, const char *email,
+                                const char *role, const char *password_hash, json_t **doc);
+enum db_status cpdb_users_page(struct db_conn *c, const char *tenant_id, const struct cp_page *pg,
+                               json_t **items);
+enum db_status cpdb_user_get(struct db_conn *c, const char *tenant_id, const char *id,
+                             int for_update, json_t **doc);
+enum db_status cpdb_user_set_role(struct db_conn *c, const char *tenant_id, const char *id,
+                                  const char *role, json_t **doc);
+enum db_status cpdb_user_delete(struct db_conn *c, const char *tenant_id, const char *id);
+enum db_status cpdb_tenant_owner_count(struct db_conn *c, const char *tenant_id, long *n);
+
+struct cpdb_login {
+	char user_id[37], tenant_id[37], role[16], tenant_status[16];
+	char password_hash[200];
+	long locked_for_s;    /* > 0 while locked out */
+};
+/* Finds the account for a login; tenant_slug NULL means platform admins. */
+enum db_status cpdb_login_lookup(struct db_conn *c, const char *tenant_slug, const char *email,
+                                 struct cpdb_login *out);
+/* Counts a failure; locks the account for a growing time after `max`. */
+enum db_status cpdb_login_failed(struct db_conn *c, const char *user_id, long max);
+enum db_status cpdb_login_succeeded(struct db_conn *c, const char *user_id);
+/* token_sha256_hex: 64 hex characters. *expires_at: RFC 3339 text. */
+enum db_status cpdb_session_insert(struct db_conn *c, const char *token_sha256_hex,
+                                   const char *user_id, int64_t ttl_ms, char expires_at[40]);
+struct cpdb_session {
+	char user_id[37], tenant_id[37], role[16];
+};
+/* DB_NOT_FOUND when unknown, expired, or the tenant was deleted. */
+enum db_status cpdb_session_lookup(struct db_conn *c, const char *token_sha256_hex,
+                                   struct cpdb_session *out);
+enum db_status cpdb_session_delete(struct db_conn *c, const char *token_sha256_hex);
+enum db_status cpdb_user_end_sessions(struct db_conn *c, const char *user_id);
+
+/* ---- API keys (db_api_keys.c) ---- */
+/* scopes: JSON array text; expires_at may be NULL. */
+enum db_status cpdb_api_key_insert(struct db_conn *c, const char *id, const char *tenant_id,
+                                   const char *name, const unsigned char secret_sha256[32],
+                                   const char *scopes, const char *expires_at, json_t **doc);
+enum db_status cpdb_api_keys_page(struct db_conn *c, const char *tenant_id,
+                                  const struct cp_page *pg, json_t **items);
+enum db_status cpdb_api_key_get(struct db_conn *c, const char *tenant_id, const char *id,
+                                json_t **doc);
+enum db_status cpdb_api_key_revoke(struct db_conn *c, const char *tenant_id, const char *id,
+                                   json_t **doc);
+
+/* ---- audit log (db_audit.c) ---- */
+enum db_status cpdb_audit_insert(struct db_conn *c, const char *actor_type, const char *actor_id,
+                                 const char *tenant_id, const char *action, const char *object_type,
+                                 const char *object_id, const char *before, const char *after,
+                                 const char *request_id);
+enum db_status cpdb_audit_page(struct db_conn *c, const char *tenant_id, const struct cp_page *pg,
+                               json_t **items);
+
+/* ---- idempotency (db_idempotency.c) ---- */
+/* Claims (scope, key) for this transaction. *claimed is 0 when a committed
+ * record exists already (then read it with cpdb_idem_get). */
+enum db_status cpdb_idem_claim(struct db_conn *c, const char *scope, const char *key,
+                               const char *request_sha256_hex, int *claimed);
+struct cpdb_idem {
+	char request_sha256[65];
+	int status;
+	char location[256];
+	char *body;   /* malloc'd; caller frees */
+	int sealed;
+};
+enum db_status cpdb_idem_get(struct db_conn *c, const char *scope, const char *key,
+                             struct cpdb_idem *out);
+enum db_status cpdb_idem_store(struct db_conn *c, const char *scope, const char *key, int status,
+                               const char *location, const char *body, int sealed);
+/* Removes records older than a day. */
+enum db_status cpdb_idem_purge(struct db_conn *c, long *removed);
+
+#endif

@@ -1,0 +1,75 @@
+/* SQL of the region catalog. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cp.h"
+#include "cpdb.h"
+
+enum db_status cpdb_regions_list(struct db_conn *c, json_t **items)
+{
+	return db_json_rows(c, items, "SELECT doc::text FROM api_regions ORDER BY wave, name", 0, NULL);
+}
+
+enum db_status cpdb_region_get(struct db_conn *c, const char *name, json_t **doc)
+{
+	const char *p[] = { name };
+	return db_json_one(c, doc, "SELECT doc::text FROM api_regions WHERE name = $1", 1, p);
+}
+
+enum db_status cpdb_region_insert(struct db_conn *c, const char *name, const char *display_name,
+                                  const char *cloud_regions, const char *endpoint, const char *wave,
+                                  const char *status, json_t **doc)
+{
+	const char *p[] = { name, display_name, cloud_regions, endpoint, wave, status };
+	enum db_status st = db_exec(c, NULL,
+		"INSERT INTO regions (name, display_name, cloud_regions, endpoint_url, wave, status)"
+		" VALUES ($1, $2, ARRAY(SELECT json_array_elements_text($3::json)), $4, $5::int,"
+		"         coalesce($6, 'active'))", 6, p);
+	return st == DB_OK ? cpdb_region_get(c, name, doc) : st;
+}
+
+enum db_status cpdb_region_update(struct db_conn *c, const char *name, const char *display_name,
+                                  const char *cloud_regions, const char *endpoint, const char *wave,
+                                  const char *status, json_t **doc)
+{
+	const char *p[] = { name, display_name, cloud_regions, endpoint, wave, status };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"UPDATE regions SET"
+		"  display_name = coalesce($2, display_name),"
+		"  cloud_regions = CASE WHEN $3::json IS NULL THEN cloud_regions"
+		"                  ELSE ARRAY(SELECT json_array_elements_text($3::json)) END,"
+		"  endpoint_url = coalesce($4, endpoint_url),"
+		"  wave = coalesce($5::int, wave),"
+		"  status = coalesce($6, status),"
+		"  updated_at = now()"
+		" WHERE name = $1", 6, p);
+	if (st != DB_OK)
+		return st;
+	int n = atoi(PQcmdTuples(r));
+	PQclear(r);
+	return n ? cpdb_region_get(c, name, doc) : DB_NOT_FOUND;
+}
+
+enum db_status cpdb_regions_bump_all(struct db_conn *c)
+{
+	return db_exec(c, NULL, "UPDATE regions SET config_version = config_version + 1", 0, NULL);
+}
+
+enum db_status cpdb_region_bump(struct db_conn *c, const char *region)
+{
+	const char *p[] = { region };
+	return db_exec(c, NULL,
+	               "UPDATE regions SET config_version = config_version + 1 WHERE name = $1", 1, p);
+}
+
+enum db_status cpdb_regions_count(struct db_conn *c, long *n)
+{
+	PGresult *r;
+	enum db_status st = db_exec(c, &r, "SELECT count(*) FROM regions", 0, NULL);
+	if (st == DB_OK) {
+		*n = atol(PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
+	return st;
+}

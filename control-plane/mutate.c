@@ -1,0 +1,331 @@
+/* The request plumbing every control-plane handler shares: body parsing,
+ * pagination, database error replies, and the mutation runner that puts
+ * the change, its audit record, its config-version bumps and its
+ * idempotency record in one transaction. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "cursor.h"
+#include "log.h"
+#include "secret.h"
+
+#define IDEM_KEY_MAX 255
+
+int cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
+                  uint64_t *present, json_t **obj)
+{
+	struct jsonx_err err;
+	if (http_req_json_object(req, obj) != 0)
+		return -1;
+	if (jsonx_unpack(*obj, fields, dst, present, &err) != 0) {
+		http_reply_invalid(req, &err);
+		json_decref(*obj);
+		*obj = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+int cp_parse_page(struct http_req *req, struct cp_page *pg)
+{
+	struct cursor c;
+	const char *text = http_req_query(req, "cursor");
+
+	if (cursor_parse_limit(http_req_query(req, "limit"), 50, 100, &pg->limit) != 0) {
+		http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "limit"),
+		                      "limit must be an integer from 1 to 100.");
+		return -1;
+	}
+	pg->have_cursor = 0;
+	if (text) {
+		if (cursor_decode(text, &c) != 0) {
+			http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "cursor"),
+			                      "cursor is not one this API returned.");
+			return -1;
+		}
+		pg->have_cursor = 1;
+		snprintf(pg->ts, sizeof pg->ts, "%lld", (long long)c.ts_us);
+		snprintf(pg->id, sizeof pg->id, "%s", c.id);
+	}
+	return 0;
+}
+
+json_t *cp_page_result(json_t *items, int limit)
+{
+	json_t *next = json_null();
+	size_t n = json_array_size(items);
+
+	if (n > (size_t)limit) {
+		json_t *last = json_array_get(items, (size_t)limit - 1);
+		struct cursor c = { .ts_us = json_integer_value(json_object_get(last, "_ts")) };
+		char text[CURSOR_TEXT_MAX];
+		snprintf(c.id, sizeof c.id, "%s", json_string_value(json_object_get(last, "_id")));
+		cursor_encode(&c, text);
+		next = json_string(text);
+		json_array_remove(items, (size_t)limit);
+	}
+	size_t i;
+	json_t *v;
+	json_array_foreach(items, i, v) {
+		json_object_del(v, "_ts");
+		json_object_del(v, "_id");
+	}
+	return json_pack("{so so}", "items", items, "next_cursor", next);
+}
+
+int cp_reply_db_error(struct http_req *req, enum db_status st)
+{
+	switch (st) {
+	case DB_UNAVAILABLE:
+	case DB_RETRY:
+		http_add_header(req, "Retry-After", "1");
+		return http_reply_problem(req, PROB_UNAVAILABLE,
+		                          "The control-plane database is unavailable; retry shortly.");
+	case DB_NOT_FOUND:
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such object.");
+	case DB_CONFLICT:
+		return http_reply_problem(req, PROB_CONFLICT, "The change conflicts with an existing object.");
+	case DB_INVALID:
+		return http_reply_problem(req, PROB_VALIDATION, "A value was rejected by the database's rules.");
+	default:
+		return -1; /* the layer answers 500 and the DB layer has logged why */
+	}
+}
+
+enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
+{
+	va_list ap;
+	out->problem = 1;
+	out->prob = code;
+	va_start(ap, fmt);
+	vsnprintf(out->detail, sizeof out->detail, fmt, ap);
+	va_end(ap);
+	return DB_ROLLBACK;
+}
+
+enum db_status cp_done(struct cp_outcome *out, unsigned status, json_t *body)
+{
+	out->status = status;
+	json_decref(out->body);
+	out->body = body;
+	return DB_OK;
+}
+
+static void outcome_reset(struct cp_outcome *out)
+{
+	json_decref(out->body);
+	json_decref(out->prob_extra);
+	memset(out, 0, sizeof *out);
+}
+
+enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *tenant_id,
+                        const char *action, const char *object_type, const char *object_id,
+                        json_t *before, json_t *after)
+{
+	const struct cp_principal *p = cp_principal(req);
+	char *b = before ? json_dumps(before, JSON_COMPACT) : NULL;
+	char *a = after ? json_dumps(after, JSON_COMPACT) : NULL;
+	enum db_status st = cpdb_audit_insert(
+		c, p->via_admin_token ? "admin_token" : "user", p->via_admin_token ? NULL : p->user_id,
+		tenant_id && *tenant_id ? tenant_id : NULL, action, object_type, object_id, b, a,
+		http_req_id(req));
+	free(b);
+	free(a);
+	return st;
+}
+
+struct mutation {
+	struct http_req *req;
+	cp_apply_fn apply;
+	void *ctx;
+	const char *idem_key;
+	char request_hash[65];
+	int replayed;
+	struct cp_outcome out;
+};
+
+/* Turns a stored record into the outcome of this request. */
+static enum db_status replay(struct db_conn *c, struct mutation *m)
+{
+	struct cp_app *app = http_req_app(m->req);
+	struct cpdb_idem rec;
+	enum db_status st = cpdb_idem_get(c, cp_principal(m->req)->scope, m->idem_key, &rec);
+	if (st != DB_OK)
+		return st;
+	if (strcmp(rec.request_sha256, m->request_hash) != 0) {
+		free(rec.body);
+		return cp_fail(&m->out, PROB_UNPROCESSABLE,
+		               "This Idempotency-Key was used with another request; use a new key.");
+	}
+	char *text = rec.body;
+	size_t len = strlen(text);
+	if (rec.sealed) {
+		text = secret_open(app->secrets_key, rec.body, &len);
+		free(rec.body);
+		if (!text) {
+			log_error(http_req_id(m->req), "a sealed idempotent response does not open: was CP_SECRETS_KEY changed?");
+			return DB_ERROR;
+		}
+	}
+	json_error_t e;
+	json_t *body = json_loadb(text, len, 0, &e);
+	free(text);
+	if (!body)
+		return DB_ERROR;
+	m->replayed = 1;
+	snprintf(m->out.location, sizeof m->out.location, "%s", rec.location);
+	return cp_done(&m->out, (unsigned)rec.status, body);
+}
+
+static enum db_status mutation_tx(struct db_conn *c, void *ctx)
+{
+	struct mutation *m = ctx;
+	const struct cp_principal *p = cp_principal(m->req);
+	enum db_status st;
+
+	outcome_reset(&m->out);
+	m->replayed = 0;
+	if (m->idem_key) {
+		int claimed;
+		st = cpdb_idem_claim(c, p->scope, m->idem_key, m->request_hash, &claimed);
+		if (st != DB_OK)
+			return st;
+		if (!claimed)
+			return replay(c, m);
+	}
+	st = m->apply(c, m->req, m->ctx, &m->out);
+	if (st != DB_OK || !m->idem_key)
+		return st;
+
+	struct cp_app *app = http_req_app(m->req);
+	char *text = json_dumps(m->out.body, JSON_COMPACT);
+	if (!text)
+		return DB_ERROR;
+	if (m->out.sealed) {
+		char *sealed = secret_seal(app->secrets_key, text, strlen(text));
+		free(text);
+		if (!sealed)
+			return DB_ERROR;
+		text = sealed;
+	}
+	st = cpdb_idem_store(c, p->scope, m->idem_key, (int)m->out.status, m->out.location, text,
+	                     m->out.sealed);
+	free(text);
+	return st;
+}
+
+static int valid_idem_key(const char *k)
+{
+	size_t n = strlen(k);
+	if (n == 0 || n > IDEM_KEY_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* Hash of what makes two requests "the same": method, path and body. */
+static void request_hash(struct http_req *req, char out[65])
+{
+	const char *method = http_req_method(req), *path = http_req_path(req);
+	size_t blen;
+	const char *body = http_req_body(req, &blen);
+	size_t total = strlen(method) + 1 + strlen(path) + 1 + blen;
+	char *buf = malloc(total);
+	unsigned char md[32];
+	if (!buf) {
+		memset(out, '0', 64);
+		out[64] = '\0';
+		return;
+	}
+	memcpy(buf, method, strlen(method) + 1);
+	memcpy(buf + strlen(method) + 1, path, strlen(path) + 1);
+	memcpy(buf + strlen(method) + 1 + strlen(path) + 1, body, blen);
+	secret_sha256(buf, total, md);
+	free(buf);
+	secret_hex(md, 32, out);
+}
+
+static int reply_outcome(struct http_req *req, struct cp_outcome *out, int replayed)
+{
+	int rc;
+	if (out->problem) {
+		rc = http_reply_problem_ex(req, out->prob, out->prob_extra, "%s", out->detail);
+		out->prob_extra = NULL;
+		return rc;
+	}
+	if (out->location[0])
+		http_add_header(req, "Location", out->location);
+	if (replayed)
+		http_add_header(req, "Idempotent-Replayed", "true");
+	rc = http_reply_json(req, out->status, out->body);
+	out->body = NULL;
+	return rc;
+}
+
+int cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx)
+{
+	struct cp_app *app = http_req_app(req);
+	struct mutation m = { .req = req, .apply = apply, .ctx = ctx };
+	int rc;
+
+	m.idem_key = http_req_header(req, "Idempotency-Key");
+	if (m.idem_key) {
+		if (!valid_idem_key(m.idem_key))
+			return http_reply_problem_ex(req, PROB_BAD_REQUEST,
+			                             json_pack("{ss}", "field", "Idempotency-Key"),
+			                             "Idempotency-Key must be 1 to %d visible ASCII characters.",
+			                             IDEM_KEY_MAX);
+		request_hash(req, m.request_hash);
+	}
+	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, mutation_tx, &m);
+	if (st == DB_OK || (st == DB_ROLLBACK && m.out.problem))
+		rc = reply_outcome(req, &m.out, m.replayed);
+	else
+		rc = cp_reply_db_error(req, st);
+	outcome_reset(&m.out);
+	return rc;
+}
+
+struct reading {
+	struct http_req *req;
+	cp_apply_fn fn;
+	void *ctx;
+	struct cp_outcome out;
+};
+
+static enum db_status read_tx(struct db_conn *c, void *ctx)
+{
+	struct reading *r = ctx;
+	outcome_reset(&r->out);
+	return r->fn(c, r->req, r->ctx, &r->out);
+}
+
+static int run(struct http_req *req, enum db_isolation iso, cp_apply_fn fn, void *ctx)
+{
+	struct cp_app *app = http_req_app(req);
+	struct reading r = { .req = req, .fn = fn, .ctx = ctx };
+	int rc;
+	enum db_status st = db_tx(app->db, iso, read_tx, &r);
+	if (st == DB_OK || (st == DB_ROLLBACK && r.out.problem))
+		rc = reply_outcome(req, &r.out, 0);
+	else
+		rc = cp_reply_db_error(req, st);
+	outcome_reset(&r.out);
+	return rc;
+}
+
+int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx)
+{
+	return run(req, DB_REPEATABLE_READ, fn, ctx);
+}
+
+int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx)
+{
+	return run(req, DB_READ_COMMITTED, fn, ctx);
+}

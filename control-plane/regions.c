@@ -1,0 +1,213 @@
+/* The region catalog: GET /v1/regions (public), POST /v1/regions and
+ * PATCH /v1/regions/{name} (admin). A catalog change raises the config
+ * version of every region, since each region's document carries the
+ * directory of all regions' endpoints. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "names.h"
+
+struct region_in {
+	const char *name, *display_name, *endpoint_url, *status;
+	json_t *cloud_regions;
+	int64_t wave;
+};
+
+#define F(n) offsetof(struct region_in, n)
+static const struct jsonx_field create_fields[] = {
+	{ "name", JX_STRING, 1, 0, 0, 32, F(name) },
+	{ "display_name", JX_STRING, 1, 0, 0, 100, F(display_name) },
+	{ "cloud_regions", JX_ARRAY, 1, 0, 0, 16, F(cloud_regions) },
+	{ "endpoint_url", JX_STRING, 1, 0, 0, 200, F(endpoint_url) },
+	{ "wave", JX_INT, 1, 0, 1, 100, F(wave) },
+	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	JSONX_END
+};
+static const struct jsonx_field update_fields[] = {
+	{ "display_name", JX_STRING, 0, 0, 0, 100, F(display_name) },
+	{ "cloud_regions", JX_ARRAY, 0, 0, 0, 16, F(cloud_regions) },
+	{ "endpoint_url", JX_STRING, 0, 0, 0, 200, F(endpoint_url) },
+	{ "wave", JX_INT, 0, 0, 1, 100, F(wave) },
+	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	JSONX_END
+};
+#undef F
+
+struct region_ctx {
+	struct region_in in;
+	const char *name;
+	char *clouds;   /* JSON text */
+	char wave[16];
+};
+
+int cp_regions_list(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	struct db_conn *c = db_acquire(app->db);
+	json_t *items;
+	if (!c)
+		return cp_reply_db_error(req, DB_UNAVAILABLE);
+	enum db_status st = cpdb_regions_list(c, &items);
+	db_release(app->db, c);
+	if (st != DB_OK)
+		return cp_reply_db_error(req, st);
+	return http_reply_json(req, 200, json_pack("{so}", "items", items));
+}
+
+/* Checks the fields given; replies 400 and returns -1 on the first bad one. */
+static int validate(struct http_req *req, struct region_ctx *ctx)
+{
+	struct region_in *in = &ctx->in;
+	if (in->display_name && (!*in->display_name))
+		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "display_name"),
+		                             "display_name must not be empty."), -1;
+	if (in->endpoint_url && !name_valid_endpoint(in->endpoint_url))
+		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "endpoint_url"),
+		                             "endpoint_url must be an http(s) URL without query or credentials."), -1;
+	if (in->status && strcmp(in->status, "active") && strcmp(in->status, "draining") &&
+	    strcmp(in->status, "retired"))
+		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "status"),
+		                             "status must be active, draining or retired."), -1;
+	if (in->cloud_regions) {
+		size_t i;
+		json_t *v;
+		if (json_array_size(in->cloud_regions) == 0)
+			goto bad_clouds;
+		json_array_foreach(in->cloud_regions, i, v)
+			if (!json_is_string(v) || !name_valid_region(json_string_value(v)))
+				goto bad_clouds;
+		ctx->clouds = json_dumps(in->cloud_regions, JSON_COMPACT);
+	}
+	if (in->wave)
+		snprintf(ctx->wave, sizeof ctx->wave, "%lld", (long long)in->wave);
+	return 0;
+bad_clouds:
+	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "cloud_regions"),
+	                             "cloud_regions must be 1 to 16 names like eu-west-1."), -1;
+}
+
+static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct region_ctx *ctx = vctx;
+	json_t *doc;
+	enum db_status st = cpdb_region_insert(c, ctx->in.name, ctx->in.display_name, ctx->clouds,
+	                                       ctx->in.endpoint_url, ctx->wave, ctx->in.status, &doc);
+	if (st == DB_CONFLICT)
+		return cp_fail(out, PROB_CONFLICT, "Region '%s' exists already.", ctx->in.name);
+	if (st != DB_OK)
+		return st;
+	if ((st = cpdb_regions_bump_all(c)) != DB_OK ||
+	    (st = cp_audit(c, req, NULL, "region.create", "region", ctx->in.name, NULL, doc)) != DB_OK) {
+		json_decref(doc);
+		return st;
+	}
+	snprintf(out->location, sizeof out->location, "/v1/regions/%s", ctx->in.name);
+	return cp_done(out, 201, doc);
+}
+
+int cp_regions_create(struct http_req *req)
+{
+	struct region_ctx ctx = { 0 };
+	json_t *obj;
+	int rc = 0;
+	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (!name_valid_region(ctx.in.name))
+		http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "name"),
+		                      "name must match [a-z][a-z0-9-]* (at most 32 characters).");
+	else if (validate(req, &ctx) == 0)
+		rc = cp_mutate(req, create_tx, &ctx);
+	free(ctx.clouds);
+	json_decref(obj);
+	return rc;
+}
+
+static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct region_ctx *ctx = vctx;
+	json_t *before, *after;
+	enum db_status st = cpdb_region_get(c, ctx->name, &before);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No region named '%s'.", ctx->name);
+	if (st != DB_OK)
+		return st;
+	st = cpdb_region_update(c, ctx->name, ctx->in.display_name, ctx->clouds, ctx->in.endpoint_url,
+	                        ctx->wave[0] ? ctx->wave : NULL, ctx->in.status, &after);
+	if (st == DB_OK && (st = cpdb_regions_bump_all(c)) == DB_OK)
+		st = cp_audit(c, req, NULL, "region.update", "region", ctx->name, before, after);
+	json_decref(before);
+	if (st != DB_OK) {
+		json_decref(after);
+		return st;
+	}
+	/* The answer shows the version after this change's bump. */
+	json_decref(after);
+	if ((st = cpdb_region_get(c, ctx->name, &after)) != DB_OK)
+		return st;
+	return cp_done(out, 200, after);
+}
+
+int cp_regions_update(struct http_req *req)
+{
+	struct region_ctx ctx = { .name = http_req_param(req, "name") };
+	json_t *obj;
+	int rc = 0;
+	if (!name_valid_region(ctx.name))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (validate(req, &ctx) == 0)
+		rc = cp_mutate(req, update_tx, &ctx);
+	free(ctx.clouds);
+	json_decref(obj);
+	return rc;
+}
+
+/* Seeding: "name wave clouds endpoint display name..." per line. */
+static enum db_status seed_tx(struct db_conn *c, void *vpath)
+{
+	const char *path = vpath;
+	long n;
+	enum db_status st = cpdb_regions_count(c, &n);
+	if (st != DB_OK || n > 0)
+		return st;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return DB_ERROR;
+	char line[512];
+	while (st == DB_OK && fgets(line, sizeof line, f)) {
+		char name[64], wave[16], clouds[256], endpoint[256], display[200];
+		char *p = line + strspn(line, " \t");
+		if (*p == '#' || *p == '\n' || *p == '\0')
+			continue;
+		int off = 0;
+		if (sscanf(p, "%63s %15s %255s %255s %n", name, wave, clouds, endpoint, &off) != 4 ||
+		    !name_valid_region(name) || !name_valid_endpoint(endpoint)) {
+			st = DB_INVALID;
+			break;
+		}
+		snprintf(display, sizeof display, "%s", p + off);
+		display[strcspn(display, "\r\n")] = '\0';
+		json_t *arr = json_array();
+		for (char *tok = strtok(clouds, ","); tok; tok = strtok(NULL, ","))
+			json_array_append_new(arr, json_string(tok));
+		char *cj = json_dumps(arr, JSON_COMPACT);
+		json_decref(arr);
+		json_t *doc = NULL;
+		st = cpdb_region_insert(c, name, display, cj, endpoint, wave, NULL, &doc);
+		free(cj);
+		json_decref(doc);
+	}
+	fclose(f);
+	return st;
+}
+
+int cp_seed_regions(struct cp_app *app, const char *path)
+{
+	return db_tx(app->db, DB_SERIALIZABLE, seed_tx, (void *)path) == DB_OK ? 0 : -1;
+}

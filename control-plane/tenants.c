@@ -1,0 +1,302 @@
+/* Tenants and their home region: POST/GET /v1/tenants,
+ * GET/PATCH/DELETE /v1/tenants/{id}, and the public region lookup
+ * GET /v1/lookup?tenant=<slug>. Every change raises the config version of
+ * the tenant's home region, in the same transaction. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "names.h"
+
+struct tenant_in {
+	const char *name, *slug, *region, *plan, *status;
+};
+
+#define F(n) offsetof(struct tenant_in, n)
+static const struct jsonx_field create_fields[] = {
+	{ "name", JX_STRING, 1, 0, 0, 200, F(name) },
+	{ "slug", JX_STRING, 1, 0, 0, 63, F(slug) },
+	{ "region", JX_STRING, 1, 0, 0, 32, F(region) },
+	{ "plan", JX_STRING, 1, 0, 0, 32, F(plan) },
+	JSONX_END
+};
+/* region is listed so that trying to change it gets a 409 that says why,
+ * not a 400 about an unknown field. */
+static const struct jsonx_field update_fields[] = {
+	{ "name", JX_STRING, 0, 0, 0, 200, F(name) },
+	{ "plan", JX_STRING, 0, 0, 0, 32, F(plan) },
+	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	{ "region", JX_STRING, 0, 0, 0, 32, F(region) },
+	JSONX_END
+};
+#undef F
+
+struct tenant_ctx {
+	struct tenant_in in;
+	const char *id;
+};
+
+static int bad_field(struct http_req *req, const char *field, const char *why)
+{
+	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", field), "%s", why);
+}
+
+/* Region and plan must exist; the region must take new tenants. */
+static enum db_status check_refs(struct db_conn *c, const char *region, const char *plan,
+                                 struct cp_outcome *out)
+{
+	enum db_status st;
+	if (region) {
+		json_t *r;
+		st = cpdb_region_get(c, region, &r);
+		if (st == DB_NOT_FOUND) {
+			out->prob_extra = json_pack("{ss}", "field", "region");
+			return cp_fail(out, PROB_UNPROCESSABLE, "There is no region named '%s'.", region);
+		}
+		if (st != DB_OK)
+			return st;
+		int active = !strcmp(json_string_value(json_object_get(r, "status")), "active");
+		json_decref(r);
+		if (!active) {
+			out->prob_extra = json_pack("{ss}", "field", "region");
+			return cp_fail(out, PROB_UNPROCESSABLE,
+			               "Region '%s' is not active and takes no new tenants.", region);
+		}
+	}
+	if (plan) {
+		int exists;
+		if ((st = cpdb_plan_exists(c, plan, &exists)) != DB_OK)
+			return st;
+		if (!exists) {
+			out->prob_extra = json_pack("{ss}", "field", "plan");
+			return cp_fail(out, PROB_UNPROCESSABLE, "There is no plan named '%s'.", plan);
+		}
+	}
+	return DB_OK;
+}
+
+static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct tenant_ctx *ctx = vctx;
+	json_t *doc;
+	enum db_status st = check_refs(c, ctx->in.region, ctx->in.plan, out);
+	if (st != DB_OK)
+		return st;
+	st = cpdb_tenant_insert(c, ctx->in.slug, ctx->in.name, ctx->in.region, ctx->in.plan, &doc);
+	if (st == DB_CONFLICT) {
+		out->prob_extra = json_pack("{ss}", "field", "slug");
+		return cp_fail(out, PROB_CONFLICT, "The slug '%s' is taken.", ctx->in.slug);
+	}
+	if (st != DB_OK)
+		return st;
+	const char *id = json_string_value(json_object_get(doc, "id"));
+	if ((st = cpdb_region_bump(c, ctx->in.region)) != DB_OK ||
+	    (st = cp_audit(c, req, id, "tenant.create", "tenant", id, NULL, doc)) != DB_OK) {
+		json_decref(doc);
+		return st;
+	}
+	snprintf(out->location, sizeof out->location, "/v1/tenants/%s", id);
+	return cp_done(out, 201, doc);
+}
+
+int cp_tenants_create(struct http_req *req)
+{
+	struct tenant_ctx ctx = { 0 };
+	json_t *obj;
+	int rc = 0;
+	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (!*ctx.in.name)
+		bad_field(req, "name", "name must not be empty.");
+	else if (!name_valid_slug(ctx.in.slug))
+		bad_field(req, "slug", "slug must be 3 to 63 characters of a-z, 0-9 and '-', "
+		                       "starting and ending with a letter or digit.");
+	else if (!name_valid_region(ctx.in.region))
+		bad_field(req, "region", "region must be a region name like 'eu'.");
+	else if (!name_valid_region(ctx.in.plan))
+		bad_field(req, "plan", "plan must be a plan id like 'pro'.");
+	else
+		rc = cp_mutate(req, create_tx, &ctx);
+	json_decref(obj);
+	return rc;
+}
+
+struct list_ctx {
+	const char *region, *status, *only;
+	struct cp_page pg;
+};
+
+static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                              struct cp_outcome *out)
+{
+	(void)req;
+	struct list_ctx *ctx = vctx;
+	json_t *items;
+	enum db_status st = cpdb_tenants_page(c, ctx->region, ctx->status, ctx->only, &ctx->pg, &items);
+	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
+}
+
+int cp_tenants_list(struct http_req *req)
+{
+	const struct cp_principal *p = cp_principal(req);
+	struct list_ctx ctx = { .region = http_req_query(req, "region"),
+		                    .status = http_req_query(req, "status") };
+	if (ctx.region && !name_valid_region(ctx.region))
+		return bad_field(req, "region", "region must be a region name like 'eu'.");
+	if (ctx.status && strcmp(ctx.status, "active") && strcmp(ctx.status, "suspended") &&
+	    strcmp(ctx.status, "deleted"))
+		return bad_field(req, "status", "status must be active, suspended or deleted.");
+	if (cp_parse_page(req, &ctx.pg) != 0)
+		return 0;
+	/* A tenant user sees its own tenant only. */
+	if (p->role != CP_ROLE_ADMIN)
+		ctx.only = p->tenant_id;
+	return cp_read(req, list_tx, &ctx);
+}
+
+static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                             struct cp_outcome *out)
+{
+	(void)req;
+	struct tenant_ctx *ctx = vctx;
+	json_t *doc;
+	enum db_status st = cpdb_tenant_get(c, ctx->id, 0, &doc);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
+	return st == DB_OK ? cp_done(out, 200, doc) : st;
+}
+
+int cp_tenants_get(struct http_req *req)
+{
+	struct tenant_ctx ctx = { .id = http_req_param(req, "id") };
+	if (cp_require_tenant(req, ctx.id, 0) != 0)
+		return 0;
+	return cp_read(req, get_tx, &ctx);
+}
+
+static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct tenant_ctx *ctx = vctx;
+	json_t *before, *after;
+	enum db_status st = cpdb_tenant_get(c, ctx->id, 1, &before);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
+	if (st != DB_OK)
+		return st;
+	const char *region = json_string_value(json_object_get(before, "region"));
+	const char *status = json_string_value(json_object_get(before, "status"));
+	if (ctx->in.region && strcmp(ctx->in.region, region) != 0) {
+		json_decref(before);
+		return cp_fail(out, PROB_CONFLICT,
+		               "A tenant's home region is fixed at creation: its data lives only there "
+		               "and is never moved. Create a new tenant in the other region instead.");
+	}
+	if (!strcmp(status, "deleted")) {
+		json_decref(before);
+		return cp_fail(out, PROB_CONFLICT, "The tenant has been deleted and cannot change.");
+	}
+	if ((st = check_refs(c, NULL, ctx->in.plan, out)) != DB_OK) {
+		json_decref(before);
+		return st;
+	}
+	st = cpdb_tenant_update(c, ctx->id, ctx->in.name, ctx->in.plan, ctx->in.status, &after);
+	if (st == DB_OK && (st = cpdb_region_bump(c, region)) == DB_OK)
+		st = cp_audit(c, req, ctx->id, "tenant.update", "tenant", ctx->id, before, after);
+	json_decref(before);
+	if (st != DB_OK) {
+		json_decref(after);
+		return st;
+	}
+	return cp_done(out, 200, after);
+}
+
+int cp_tenants_update(struct http_req *req)
+{
+	const struct cp_principal *p = cp_principal(req);
+	struct tenant_ctx ctx = { .id = http_req_param(req, "id") };
+	json_t *obj;
+	int rc = 0;
+	if (cp_require_tenant(req, ctx.id, 1) != 0)
+		return 0;
+	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (ctx.in.name && !*ctx.in.name)
+		bad_field(req, "name", "name must not be empty.");
+	else if (ctx.in.status && strcmp(ctx.in.status, "active") && strcmp(ctx.in.status, "suspended"))
+		bad_field(req, "status", "status must be active or suspended (DELETE offboards a tenant).");
+	else if (ctx.in.plan && !name_valid_region(ctx.in.plan))
+		bad_field(req, "plan", "plan must be a plan id like 'pro'.");
+	else if (ctx.in.region && !name_valid_region(ctx.in.region))
+		bad_field(req, "region", "region must be a region name like 'eu'.");
+	else if (p->role != CP_ROLE_ADMIN && (ctx.in.plan || ctx.in.status))
+		http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins change a tenant's plan or status.");
+	else
+		rc = cp_mutate(req, update_tx, &ctx);
+	json_decref(obj);
+	return rc;
+}
+
+static enum db_status delete_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct tenant_ctx *ctx = vctx;
+	json_t *before, *after;
+	enum db_status st = cpdb_tenant_get(c, ctx->id, 1, &before);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
+	if (st != DB_OK)
+		return st;
+	if (!strcmp(json_string_value(json_object_get(before, "status")), "deleted")) {
+		json_decref(before);
+		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
+	}
+	const char *region = json_string_value(json_object_get(before, "region"));
+	st = cpdb_tenant_update(c, ctx->id, NULL, NULL, "deleted", &after);
+	if (st == DB_OK && (st = cpdb_tenant_offboard(c, ctx->id)) == DB_OK &&
+	    (st = cpdb_region_bump(c, region)) == DB_OK)
+		st = cp_audit(c, req, ctx->id, "tenant.delete", "tenant", ctx->id, before, after);
+	json_decref(before);
+	if (st != DB_OK) {
+		json_decref(after);
+		return st;
+	}
+	return cp_done(out, 200, after);
+}
+
+int cp_tenants_delete(struct http_req *req)
+{
+	struct tenant_ctx ctx = { .id = http_req_param(req, "id") };
+	if (cp_require_tenant(req, ctx.id, 1) != 0)
+		return 0;
+	return cp_mutate(req, delete_tx, &ctx);
+}
+
+static enum db_status lookup_tx(struct db_conn *c, struct http_req *req, void *vslug,
+                                struct cp_outcome *out)
+{
+	(void)req;
+	json_t *doc;
+	enum db_status st = cpdb_tenant_by_slug(c, vslug, &doc);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No tenant with that slug.");
+	if (st != DB_OK)
+		return st;
+	json_t *body = json_pack("{sO sO sO}", "tenant", json_object_get(doc, "slug"), "region",
+	                         json_object_get(doc, "region"), "endpoint",
+	                         json_object_get(doc, "region_endpoint"));
+	json_decref(doc);
+	return cp_done(out, 200, body);
+}
+
+int cp_lookup(struct http_req *req)
+{
+	const char *slug = http_req_query(req, "tenant");
+	if (!slug)
+		return bad_field(req, "tenant", "Give the tenant's slug: /v1/lookup?tenant=<slug>.");
+	if (!name_valid_slug(slug))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No tenant with that slug.");
+	return cp_read(req, lookup_tx, (void *)slug);
+}

@@ -1,0 +1,273 @@
+/* Users: a tenant's users under /v1/tenants/{id}/users (owners manage,
+ * members read) and platform admins under /v1/admins. Emails are
+ * normalized (trimmed, lowercased) and unique per tenant; passwords are
+ * hashed with scrypt and never stored or logged in clear. A tenant keeps
+ * at least one owner. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "names.h"
+#include "password.h"
+
+struct user_in {
+	const char *email, *role, *password;
+};
+
+#define F(n) offsetof(struct user_in, n)
+static const struct jsonx_field create_fields[] = {
+	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
+	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
+	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
+	JSONX_END
+};
+static const struct jsonx_field admin_fields[] = {
+	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
+	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
+	JSONX_END
+};
+static const struct jsonx_field update_fields[] = {
+	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
+	JSONX_END
+};
+#undef F
+
+struct user_ctx {
+	struct user_in in;
+	const char *tenant_id;   /* NULL for platform admins */
+	const char *user_id;
+	char email[256];
+	char hash[PASSWORD_HASH_MAX];
+};
+
+static int bad_field(struct http_req *req, const char *field, const char *why)
+{
+	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", field), "%s", why);
+}
+
+static int tenant_role(const char *r)
+{
+	return r && (!strcmp(r, "owner") || !strcmp(r, "member"));
+}
+
+/* Validates email and password and hashes the password. 0, or -1 after replying. */
+static int prepare(struct http_req *req, struct user_ctx *ctx)
+{
+	struct cp_app *app = http_req_app(req);
+	size_t pwlen = strlen(ctx->in.password);
+	if (name_normalize_email(ctx->in.email, ctx->email, sizeof ctx->email) != 0)
+		return bad_field(req, "email", "email is not a valid address."), -1;
+	if (pwlen < PASSWORD_MIN_LEN)
+		return bad_field(req, "password", "password must have at least 10 characters."), -1;
+	if (password_hash(ctx->in.password, (int)app->cfg.scrypt_log2n, ctx->hash) != 0)
+		return -1;
+	return 0;
+}
+
+static enum db_status tenant_live(struct db_conn *c, const char *tenant_id, struct cp_outcome *out)
+{
+	json_t *t;
+	enum db_status st = cpdb_tenant_get(c, tenant_id, 0, &t);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
+	if (st != DB_OK)
+		return st;
+	int deleted = !strcmp(json_string_value(json_object_get(t, "status")), "deleted");
+	json_decref(t);
+	return deleted ? cp_fail(out, PROB_NOT_FOUND, "No such tenant.") : DB_OK;
+}
+
+static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct user_ctx *ctx = vctx;
+	json_t *doc;
+	enum db_status st;
+	if (ctx->tenant_id && (st = tenant_live(c, ctx->tenant_id, out)) != DB_OK)
+		return st;
+	st = cpdb_user_insert(c, ctx->tenant_id, ctx->email, ctx->tenant_id ? ctx->in.role : "admin",
+	                      ctx->hash, &doc);
+	if (st == DB_CONFLICT) {
+		out->prob_extra = json_pack("{ss}", "field", "email");
+		return cp_fail(out, PROB_CONFLICT, "A user with this email exists already.");
+	}
+	if (st != DB_OK)
+		return st;
+	const char *id = json_string_value(json_object_get(doc, "id"));
+	st = cp_audit(c, req, ctx->tenant_id, ctx->tenant_id ? "user.create" : "admin.create", "user",
+	              id, NULL, doc);
+	if (st != DB_OK) {
+		json_decref(doc);
+		return st;
+	}
+	if (ctx->tenant_id)
+		snprintf(out->location, sizeof out->location, "/v1/tenants/%s/users/%s", ctx->tenant_id, id);
+	else
+		snprintf(out->location, sizeof out->location, "/v1/admins/%s", id);
+	return cp_done(out, 201, doc);
+}
+
+int cp_users_create(struct http_req *req)
+{
+	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id") };
+	json_t *obj;
+	int rc = 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
+		return 0;
+	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (!tenant_role(ctx.in.role))
+		bad_field(req, "role", "role must be owner or member.");
+	else if (prepare(req, &ctx) == 0)
+		rc = cp_mutate(req, create_tx, &ctx);
+	else
+		rc = 0;
+	json_decref(obj);
+	return rc;
+}
+
+int cp_admins_create(struct http_req *req)
+{
+	struct user_ctx ctx = { 0 };
+	json_t *obj;
+	int rc = 0;
+	if (cp_parse_body(req, admin_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (prepare(req, &ctx) == 0)
+		rc = cp_mutate(req, create_tx, &ctx);
+	json_decref(obj);
+	return rc;
+}
+
+struct list_ctx {
+	const char *tenant_id;
+	struct cp_page pg;
+};
+
+static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                              struct cp_outcome *out)
+{
+	(void)req;
+	struct list_ctx *ctx = vctx;
+	json_t *items;
+	enum db_status st;
+	if (ctx->tenant_id && (st = tenant_live(c, ctx->tenant_id, out)) != DB_OK)
+		return st;
+	st = cpdb_users_page(c, ctx->tenant_id, &ctx->pg, &items);
+	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
+}
+
+int cp_users_list(struct http_req *req)
+{
+	struct list_ctx ctx = { .tenant_id = http_req_param(req, "id") };
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0 || cp_parse_page(req, &ctx.pg) != 0)
+		return 0;
+	return cp_read(req, list_tx, &ctx);
+}
+
+int cp_admins_list(struct http_req *req)
+{
+	struct list_ctx ctx = { 0 };
+	if (cp_parse_page(req, &ctx.pg) != 0)
+		return 0;
+	return cp_read(req, list_tx, &ctx);
+}
+
+/* Would this change leave the tenant without an owner? */
+static enum db_status keeps_owner(struct db_conn *c, struct user_ctx *ctx, json_t *before,
+                                  struct cp_outcome *out)
+{
+	long owners;
+	enum db_status st;
+	if (!ctx->tenant_id || strcmp(json_string_value(json_object_get(before, "role")), "owner"))
+		return DB_OK;
+	if ((st = cpdb_tenant_owner_count(c, ctx->tenant_id, &owners)) != DB_OK)
+		return st;
+	return owners <= 1 ? cp_fail(out, PROB_CONFLICT, "A tenant must keep at least one owner.") : DB_OK;
+}
+
+static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct user_ctx *ctx = vctx;
+	json_t *before, *after;
+	enum db_status st = cpdb_user_get(c, ctx->tenant_id, ctx->user_id, 1, &before);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such user.");
+	if (st != DB_OK)
+		return st;
+	if (strcmp(ctx->in.role, "owner") && (st = keeps_owner(c, ctx, before, out)) != DB_OK) {
+		json_decref(before);
+		return st;
+	}
+	st = cpdb_user_set_role(c, ctx->tenant_id, ctx->user_id, ctx->in.role, &after);
+	if (st == DB_OK)
+		st = cp_audit(c, req, ctx->tenant_id, "user.update", "user", ctx->user_id, before, after);
+	json_decref(before);
+	if (st != DB_OK) {
+		json_decref(after);
+		return st;
+	}
+	return cp_done(out, 200, after);
+}
+
+int cp_users_update(struct http_req *req)
+{
+	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id"),
+		                    .user_id = http_req_param(req, "user_id") };
+	json_t *obj;
+	int rc = 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
+		return 0;
+	if (!name_valid_uuid(ctx.user_id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
+	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (!tenant_role(ctx.in.role))
+		bad_field(req, "role", "role must be owner or member.");
+	else
+		rc = cp_mutate(req, update_tx, &ctx);
+	json_decref(obj);
+	return rc;
+}
+
+static enum db_status delete_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	struct user_ctx *ctx = vctx;
+	json_t *before;
+	enum db_status st = cpdb_user_get(c, ctx->tenant_id, ctx->user_id, 1, &before);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such user.");
+	if (st != DB_OK)
+		return st;
+	if ((st = keeps_owner(c, ctx, before, out)) == DB_OK &&
+	    (st = cpdb_user_delete(c, ctx->tenant_id, ctx->user_id)) == DB_OK)
+		st = cp_audit(c, req, ctx->tenant_id, ctx->tenant_id ? "user.delete" : "admin.delete",
+		              "user", ctx->user_id, before, NULL);
+	json_decref(before);
+	return st == DB_OK ? cp_done(out, 200, json_pack("{ss sb}", "id", ctx->user_id, "deleted", 1)) : st;
+}
+
+int cp_users_delete(struct http_req *req)
+{
+	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id"),
+		                    .user_id = http_req_param(req, "user_id") };
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
+		return 0;
+	if (!name_valid_uuid(ctx.user_id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
+	return cp_mutate(req, delete_tx, &ctx);
+}
+
+int cp_admins_delete(struct http_req *req)
+{
+	const struct cp_principal *p = cp_principal(req);
+	struct user_ctx ctx = { .user_id = http_req_param(req, "id") };
+	if (!name_valid_uuid(ctx.user_id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such admin.");
+	if (!strcmp(p->user_id, ctx.user_id))
+		return http_reply_problem(req, PROB_CONFLICT, "An admin cannot delete itself.");
+	return cp_mutate(req, delete_tx, &ctx);
+}
