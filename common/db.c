@@ -369,10 +369,10 @@ enum db_status db_tx(struct db_pool *p, enum db_isolation iso, db_tx_fn fn, void
 			st = DB_UNAVAILABLE;
 			break;
 		}
-		st = db_exec(c, NULL, begin_sql[iso], 0, NULL);
+		st = iso == DB_AUTOCOMMIT ? DB_OK : db_exec(c, NULL, begin_sql[iso], 0, NULL);
 		if (st == DB_OK)
 			st = fn(c, ctx);
-		if (st == DB_OK) {
+		if (st == DB_OK && iso != DB_AUTOCOMMIT) {
 			commit_sent = 1;
 			st = db_exec(c, NULL, "COMMIT", 0, NULL);
 		}

@@ -70,7 +70,10 @@ const char *db_last_sqlstate(const struct db_conn *c);
  * other than filling `ctx`. */
 typedef enum db_status (*db_tx_fn)(struct db_conn *c, void *ctx);
 
-enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE };
+/* DB_AUTOCOMMIT runs the body's statements without BEGIN/COMMIT: for
+ * reads whose statements need no common snapshot, it saves two round
+ * trips. A body that writes must use a real isolation level. */
+enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE, DB_AUTOCOMMIT };
 
 /* Runs `fn` in one transaction, retrying serialization failures, deadlocks
  * and connection losses before COMMIT (at most a few attempts, with jittered

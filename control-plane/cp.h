@@ -98,7 +98,7 @@ enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *ten
                         const char *action, const char *object_type, const char *object_id,
                         json_t *before, json_t *after) __attribute__((warn_unused_result));
 
-/* Runs a read-only body (one snapshot) and replies with `out`. */
+/* Runs a read-only body (statements in autocommit) and replies with `out`. */
 int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
 /* Runs a body that writes without idempotency (login, logout). */
 int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);

@@ -322,7 +322,7 @@ static int run(struct http_req *req, enum db_isolation iso, cp_apply_fn fn, void
 
 int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx)
 {
-	return run(req, DB_REPEATABLE_READ, fn, ctx);
+	return run(req, DB_AUTOCOMMIT, fn, ctx);
 }
 
 int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx)

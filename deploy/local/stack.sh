@@ -51,10 +51,12 @@ load_secrets() {
 	umask 077
 	touch "$VAR/secrets"
 	. "$VAR/secrets"
-	for name in PG_PASSWORD CP_DB_PASSWORD ADMIN_TOKEN $(for r in $REGIONS; do echo "DP_DB_PASSWORD_$r"; done); do
+	for name in PG_PASSWORD CP_DB_PASSWORD ADMIN_TOKEN CP_SECRETS_KEY DEMO_PASSWORD \
+		$(for r in $REGIONS; do echo "DP_DB_PASSWORD_$r"; done); do
 		eval "v=\${$name:-}"
 		if [ -z "$v" ]; then
 			v=$(pg_random_hex)
+			[ "$name" = CP_SECRETS_KEY ] && v="$v$(pg_random_hex)"  # 32 bytes
 			printf '%s=%s\n' "$name" "$v" >> "$VAR/secrets"
 			eval "$name=\$v"
 		fi
@@ -140,6 +142,55 @@ start_service() { # name env-assignments... -- binary
 	echo $! > "$VAR/run/$name.pid"
 }
 
+# One admin API call: api METHOD PATH [JSON]. Prints the body; fails
+# unless the status is 2xx.
+api() {
+	if [ $# -ge 3 ]; then
+		curl -fsS -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
+			-H 'Content-Type: application/json' -d "$3" "http://127.0.0.1:$CP_PORT$2"
+	else
+		curl -fsS -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$CP_PORT$2"
+	fi
+}
+
+# The first "name":"value" string member of a JSON text (no nesting needed).
+json_str() { # name
+	grep -o "\"$1\":\"[^\"]*\"" | head -n 1 | cut -d'"' -f4
+}
+
+remember() { # NAME VALUE: keep a generated value in var/secrets
+	umask 077
+	printf '%s=%s\n' "$1" "$2" >> "$VAR/secrets"
+	umask 022
+	eval "$1=\$2"
+}
+
+# Points each running region at its local data plane, then makes sure each
+# has a demo tenant with an owner and an API key holding both scopes.
+seed_demo() {
+	for r in $REGIONS; do
+		api PATCH "/v1/regions/$r" "{\"endpoint_url\":\"http://127.0.0.1:$(dp_port "$r")\"}" >/dev/null ||
+			die "could not set the endpoint of region $r"
+		eval "tenant=\${DEMO_TENANT_$r:-}"
+		if [ -z "$tenant" ] || ! api GET "/v1/tenants/$tenant" >/dev/null 2>&1; then
+			body=$(api POST /v1/tenants "{\"name\":\"Demo ($r)\",\"slug\":\"demo-$r\",\"region\":\"$r\",\"plan\":\"pro\"}") ||
+				die "could not create the demo tenant of region $r (is the slug demo-$r taken?)"
+			tenant=$(printf '%s' "$body" | json_str id)
+			remember "DEMO_TENANT_$r" "$tenant"
+			api POST "/v1/tenants/$tenant/users" \
+				"{\"email\":\"owner@demo-$r.test\",\"role\":\"owner\",\"password\":\"$DEMO_PASSWORD\"}" >/dev/null ||
+				die "could not create the demo owner of region $r"
+			eval "DEMO_KEY_$r="  # a new tenant needs a new key
+		fi
+		eval "key=\${DEMO_KEY_$r:-}"
+		if [ -z "$key" ]; then
+			body=$(api POST "/v1/tenants/$tenant/api-keys" '{"name":"demo","scopes":["events:write","events:read"]}') ||
+				die "could not create the demo API key of region $r"
+			remember "DEMO_KEY_$r" "$(printf '%s' "$body" | json_str secret)"
+		fi
+	done
+}
+
 cmd_start() {
 	[ -x "$BIN/control-plane" ] && [ -x "$BIN/data-plane" ] || die "build first: make all"
 	for r in $REGIONS; do
@@ -174,7 +225,8 @@ cmd_start() {
 	done
 
 	start_service control-plane CP_LISTEN="127.0.0.1:$CP_PORT" CP_DATABASE_URL="$CP_DB_URL" \
-		-- "$BIN/control-plane"
+		CP_ADMIN_TOKEN="$ADMIN_TOKEN" CP_SECRETS_KEY="$CP_SECRETS_KEY" \
+		CP_REGIONS_FILE="$ROOT/deploy/regions.conf" -- "$BIN/control-plane"
 	for r in $REGIONS; do
 		eval "pw=\$DP_DB_PASSWORD_$r"
 		start_service "data-plane-$r" DP_REGION="$r" DP_LISTEN="127.0.0.1:$(dp_port "$r")" \
@@ -186,6 +238,8 @@ cmd_start() {
 	for r in $REGIONS; do
 		wait_healthy "data-plane-$r" "http://127.0.0.1:$(dp_port "$r")"
 	done
+
+	seed_demo
 
 	umask 077
 	{
@@ -201,7 +255,13 @@ cmd_start() {
 			eval "pw=\$DP_DB_PASSWORD_$r"
 			echo "DP_DATABASE_URL_$r=$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")"
 		done
-		echo "export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL$(for r in $REGIONS; do printf ' DP_URL_%s DP_DATABASE_URL_%s' "$r" "$r"; done)"
+		echo "DEMO_PASSWORD=$DEMO_PASSWORD"
+		for r in $REGIONS; do
+			eval "echo DEMO_TENANT_$r=\$DEMO_TENANT_$r"
+			eval "echo DEMO_KEY_$r=\$DEMO_KEY_$r"
+			echo "DEMO_OWNER_$r=owner@demo-$r.test"
+		done
+		echo "export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL DEMO_PASSWORD$(for r in $REGIONS; do printf ' DP_URL_%s DP_DATABASE_URL_%s DEMO_TENANT_%s DEMO_KEY_%s DEMO_OWNER_%s' "$r" "$r" "$r" "$r" "$r"; done)"
 	} > "$VAR/stack.env"
 	umask 022
 
@@ -215,12 +275,17 @@ $(for r in $REGIONS; do printf '  data plane %-4s http://127.0.0.1:%s\n' "$r" "$
   PostgreSQL      127.0.0.1:$PG_PORT (cluster in var/pg)
   logs            var/log/*.log (one JSON object per line)
 
+Each region has a demo tenant (demo-<region>) with an owner and an API key.
 Try:
   . var/stack.env
-  curl -s \$CP_URL/healthz
+  curl -s \$CP_URL/v1/regions
+  curl -s "\$CP_URL/v1/lookup?tenant=demo-$first"
+  curl -s -H "Authorization: Bearer \$ADMIN_TOKEN" \$CP_URL/v1/tenants
+  curl -s -H 'Content-Type: application/json' \\
+       -d "{\"tenant\":\"demo-$first\",\"email\":\"\$DEMO_OWNER_$first\",\"password\":\"\$DEMO_PASSWORD\"}" \\
+       \$CP_URL/v1/auth/login
   curl -s \$DP_URL_$first/healthz
   curl -s \$CP_URL/metrics | grep http_requests_total
-  curl -s \$CP_URL/no-such-route        # a problem+json 404
 
 Stop everything with: make stop
 MSG

@@ -1,0 +1,23 @@
+-- wrk script: POST /v1/tenants with a unique slug per request.
+-- The admin token comes from the environment (BENCH_ADMIN_TOKEN).
+local counter = 0
+local threads = 0
+
+function setup(thread)
+	thread:set("tid", threads)
+	threads = threads + 1
+end
+
+function init(args)
+	wrk.method = "POST"
+	wrk.headers["Content-Type"] = "application/json"
+	wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_ADMIN_TOKEN")
+end
+
+function request()
+	counter = counter + 1
+	local body = string.format(
+		'{"name":"Bench %d-%d","slug":"bench-%d-%d-%d","region":"eu","plan":"pro"}',
+		tid, counter, tid, counter, math.random(1, 1000000000))
+	return wrk.format(nil, "/v1/tenants", nil, body)
+end
