@@ -82,7 +82,7 @@ $(BIN)/data-plane: $(DP_OBJ) $(COMMON_OBJ)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
-$(BIN)/unit-tests: $(call obj,$(UNIT_SRC)) $(COMMON_OBJ)
+$(BIN)/unit-tests: $(call obj,$(UNIT_SRC)) $(call obj,control-plane/password.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(LDFLAGS)

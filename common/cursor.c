@@ -42,10 +42,15 @@ int cursor_decode(const char *text, struct cursor *c)
 	plain[n] = '\0';
 	if (memchr(plain, '\0', (size_t)n) || strncmp(plain, "c1.", 3) != 0)
 		return -1;
+	/* Only the form cursor_encode writes: digits, no sign, no leading zero. */
+	const char *num = plain + 3;
+	size_t nd = strspn(num, "0123456789");
+	if (nd == 0 || nd > 19 || num[nd] != '.' || (num[0] == '0' && nd > 1))
+		return -1;
 	char *end;
 	errno = 0;
-	long long ts = strtoll(plain + 3, &end, 10);
-	if (errno || end == plain + 3 || *end != '.' || ts < 0 || plain[3] == '+' || plain[3] == ' ')
+	long long ts = strtoll(num, &end, 10);
+	if (errno || end != num + nd)
 		return -1;
 	const char *id = end + 1;
 	if (!valid_id(id, strlen(id)))
@@ -61,10 +66,12 @@ int cursor_parse_limit(const char *text, int def, int max, int *out)
 		*out = def;
 		return 0;
 	}
+	if (text[0] < '0' || text[0] > '9' || strlen(text) > 9)
+		return -1; /* strtol would skip whitespace and take signs */
 	char *end;
 	errno = 0;
 	long v = strtol(text, &end, 10);
-	if (errno || end == text || *end || text[0] == '+' || text[0] == ' ' || v < 1 || v > max)
+	if (errno || *end || v < 1 || v > max)
 		return -1;
 	*out = (int)v;
 	return 0;

@@ -45,6 +45,11 @@ int password_verify(const char *pw, const char *stored)
 	if (sscanf(stored, "scrypt$%d$%d$%d$%63[^$]$%63s%n", &log2n, &r, &p, s64, k64, &off) != 5 ||
 	    stored[off] != '\0' || log2n < 10 || log2n > 22 || r < 1 || r > 32 || p < 1 || p > 4)
 		return -1;
+	/* Only the canonical form password_hash writes (no signs, spaces or zeros). */
+	char canon[PASSWORD_HASH_MAX + 64];
+	snprintf(canon, sizeof canon, "scrypt$%d$%d$%d$%s$%s", log2n, r, p, s64, k64);
+	if (strcmp(canon, stored) != 0)
+		return -1;
 	long slen = secret_unb64url(s64, strlen(s64), salt, sizeof salt);
 	if (slen < 8 || secret_unb64url(k64, strlen(k64), want, sizeof want) != KEY)
 		return -1;

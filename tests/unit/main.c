@@ -11,6 +11,11 @@ int main(void)
 	srunner_add_suite(sr, jsonx_suite());
 	srunner_add_suite(sr, problem_suite());
 	srunner_add_suite(sr, metrics_suite());
+	srunner_add_suite(sr, names_suite());
+	srunner_add_suite(sr, cursor_suite());
+	srunner_add_suite(sr, apikey_suite());
+	srunner_add_suite(sr, secret_suite());
+	srunner_add_suite(sr, password_suite());
 
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

@@ -10,5 +10,10 @@ Suite *config_suite(void);
 Suite *jsonx_suite(void);
 Suite *problem_suite(void);
 Suite *metrics_suite(void);
+Suite *names_suite(void);
+Suite *cursor_suite(void);
+Suite *apikey_suite(void);
+Suite *secret_suite(void);
+Suite *password_suite(void);
 
 #endif
