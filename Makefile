@@ -16,7 +16,7 @@ CC      ?= cc
 DEB_PACKAGES := gcc libc6-dev make pkg-config ca-certificates curl \
 	libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev libssl-dev \
 	libcurl4-openssl-dev check libsubunit-dev \
-	postgresql-15 wrk
+	postgresql-15 wrk python3 python3-jwt python3-cryptography
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl
 
@@ -65,7 +65,7 @@ all: deps
 
 services: $(BIN)/control-plane $(BIN)/data-plane
 testbins: services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
-benchbins: services $(BIN)/hello-bench
+benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -97,6 +97,11 @@ $(BIN)/http-testd: $(call obj,tests/support/http_testd.c) $(COMMON_OBJ)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
+$(BIN)/cfgdoc-bench: $(call obj,tests/bench/cfgdoc_bench.c) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
 $(BIN)/hello-bench: $(call obj,tests/bench/hello.c)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
@@ -117,6 +122,7 @@ test: deps
 	@$(MAKE) --no-print-directory testbins
 	@$(ASAN_MAKE) testbins
 	@ln -sfn ../../migrations build/asan/migrations  # as bin/../migrations
+	@ln -sfn ../../deploy build/asan/deploy
 	@sh tests/run.sh $(BIN) release
 	@sh tests/run.sh build/asan/bin asan
 

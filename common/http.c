@@ -54,6 +54,9 @@ struct http_req {
 
 	void *auth;
 	void (*auth_free)(void *);
+	void *state;
+	void (*state_free)(void *);
+	int suspended;            /* parked by the handler's last invocation */
 };
 
 /* A client that keeps streaming a chunked body past its limit is cut off
@@ -138,10 +141,12 @@ int http_add_header(struct http_req *req, const char *name, const char *value)
 	return 0;
 }
 
-/* Queues a response built from `data`; with `owned` the buffer was malloc'd
- * and is handed over (freed here on every path). */
-static int queue(struct http_req *req, unsigned status, const char *ctype, void *data,
-                 size_t len, int owned)
+/* Queues a response. The body is either copied (`owned` 0, no release),
+ * handed over as malloc'd memory (`owned` 1), or shared (`release` set:
+ * called with `cls` once libmicrohttpd is done with it). Ownership passes
+ * on every path, success or not. */
+static int queue_body(struct http_req *req, unsigned status, const char *ctype, void *data,
+                      size_t len, int owned, void (*release)(void *), void *cls)
 {
 	struct MHD_Response *resp;
 	int ret = -1;
@@ -150,11 +155,15 @@ static int queue(struct http_req *req, unsigned status, const char *ctype, void 
 		log_error(req->id, "a second response for one request was refused (status %u)", status);
 		goto out;
 	}
-	resp = MHD_create_response_from_buffer(len, data,
-	                                       owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
+	if (release)
+		resp = MHD_create_response_from_buffer_with_free_callback_cls(len, data, release, cls);
+	else
+		resp = MHD_create_response_from_buffer(len, data,
+		                                       owned ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
 	if (!resp)
 		goto out;
 	owned = 0;
+	release = NULL;
 	if (ctype)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
 	MHD_add_response_header(resp, "X-Request-Id", req->id);
@@ -170,7 +179,21 @@ static int queue(struct http_req *req, unsigned status, const char *ctype, void 
 out:
 	if (owned)
 		free(data);
+	if (release)
+		release(cls);
 	return ret;
+}
+
+static int queue(struct http_req *req, unsigned status, const char *ctype, void *data,
+                 size_t len, int owned)
+{
+	return queue_body(req, status, ctype, data, len, owned, NULL, NULL);
+}
+
+int http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
+                      const void *data, size_t len, void (*release)(void *), void *cls)
+{
+	return queue_body(req, status, content_type, (void *)data, len, 0, release, cls);
 }
 
 int http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
@@ -253,6 +276,27 @@ void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *))
 	req->auth_free = free_fn;
 }
 
+void http_req_set_state(struct http_req *req, void *state, void (*free_fn)(void *))
+{
+	if (req->state && req->state_free)
+		req->state_free(req->state);
+	req->state = state;
+	req->state_free = free_fn;
+}
+
+void *http_req_state(const struct http_req *req) { return req->state; }
+
+void http_req_suspend(struct http_req *req)
+{
+	req->suspended = 1;
+	MHD_suspend_connection(req->conn);
+}
+
+void http_req_resume(struct http_req *req)
+{
+	MHD_resume_connection(req->conn);
+}
+
 int http_req_json_object(struct http_req *req, json_t **out)
 {
 	const char *ct = http_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
@@ -324,7 +368,10 @@ static void dispatch(struct http_req *req)
 			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
 		return;
 	}
+	req->suspended = 0;
 	int rc = r->handler(req);
+	if (rc == 0 && req->suspended && !req->status)
+		return; /* parked: the handler runs again once resumed */
 	if (!req->status) {
 		if (rc == 0)
 			log_error(req->id, "handler of %s %s returned without a response", r->method, r->pattern);
@@ -439,6 +486,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	if (req->auth && req->auth_free)
 		req->auth_free(req->auth);
+	if (req->state && req->state_free)
+		req->state_free(req->state);
 	free(req->body);
 	free(req);
 	*con_cls = NULL;
@@ -523,6 +572,8 @@ int http_server_drain(struct http_server *srv, unsigned timeout_ms)
 	if (!srv->daemon)
 		return 0;
 	atomic_store(&srv->draining, 1);
+	if (srv->o.on_drain)
+		srv->o.on_drain(srv->o.app);
 	/* The listening socket comes back to us, but worker threads may still
 	 * touch it: it is closed only after the daemon has stopped. */
 	MHD_socket lsock = MHD_quiesce_daemon(srv->daemon);

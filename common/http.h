@@ -33,6 +33,9 @@ struct http_server_opts {
 	/* Called for routes with auth != 0 before the handler: returns 0 to go
 	 * on, -1 after queueing a 401/403 itself. */
 	int (*authenticate)(struct http_req *req, int auth);
+	/* Called when draining starts, before waiting for requests in flight:
+	 * a service resumes the requests it holds suspended (may be NULL). */
+	void (*on_drain)(void *app);
 	/* Appends service-specific metrics to GET /metrics (may be NULL). */
 	void (*metrics_extra)(FILE *out, void *app);
 	void *app;                      /* handed to handlers via http_req_app() */
@@ -69,6 +72,19 @@ void *http_req_app(const struct http_req *req);
 void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *));
 void *http_req_auth(const struct http_req *req);
 
+/* State a handler keeps across the invocations of one suspended request;
+ * `free_fn` (may be NULL) runs when the request completes. */
+void http_req_set_state(struct http_req *req, void *state, void (*free_fn)(void *));
+void *http_req_state(const struct http_req *req);
+
+/* Long polls. A handler calls http_req_suspend() and returns 0 without a
+ * response: the connection is parked without holding a worker thread.
+ * Later, any thread calls http_req_resume() exactly once, and the handler
+ * runs again for the same request (authentication included) and answers
+ * or suspends again. */
+void http_req_suspend(struct http_req *req);
+void http_req_resume(struct http_req *req);
+
 /* Parses the body as a JSON object. Returns 0 with a new reference in *out
  * (caller json_decref()s), or -1 after queueing 415 or 400. */
 int http_req_json_object(struct http_req *req, json_t **out) __attribute__((warn_unused_result));
@@ -81,6 +97,11 @@ int http_reply_json(struct http_req *req, unsigned status, json_t *body);
 /* Queues a copy of `len` bytes. */
 int http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
                    const void *data, size_t len);
+/* Queues `len` bytes that stay owned by the caller's reference: `release`
+ * (called once, from any thread) drops it when the response is done. For
+ * large shared bodies that must not be copied per request. */
+int http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
+                      const void *data, size_t len, void (*release)(void *), void *cls);
 /* Queues a problem document; `extra` (may be NULL, stolen) adds members. */
 int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
                           const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -58,7 +58,7 @@ int name_normalize_email(const char *in, char *out, size_t outlen)
 	size_t at = n;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)in[i];
-		if (c <= ' ' || c == 0x7f || c == '"' || c == '(' || c == ')' || c == ',' ||
+		if (c <= ' ' || c >= 0x7f || c == '"' || c == '(' || c == ')' || c == ',' ||
 		    c == ':' || c == ';' || c == '<' || c == '>' || c == '[' || c == ']' || c == '\\')
 			return -1;
 		if (c == '@') {
@@ -100,6 +100,8 @@ int name_valid_timestamp(const char *s)
 	int ss = (s[17] - '0') * 10 + (s[18] - '0');
 	static const int mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
 	int year = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+	if (year == 0)
+		return 0; /* RFC 3339 years start at 0001 */
 	int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
 	if (mon < 1 || mon > 12 || day < 1 || day > mdays[mon - 1] || (mon == 2 && day == 29 && !leap) ||
 	    hh > 23 || mm > 59 || ss > 60)

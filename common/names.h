@@ -13,7 +13,9 @@ int name_valid_slug(const char *s);
 int name_valid_uuid(const char *s);
 /* Normalizes an email (trims spaces, lowercases) into `out` and validates
  * it: one '@', a non-empty local part, a domain with a dot, no spaces or
- * control characters, at most 254 bytes. Returns 0 or -1. */
+ * control characters, ASCII only (lowercasing non-ASCII letters is
+ * locale-dependent, so such addresses are refused), at most 254 bytes.
+ * Returns 0 or -1. */
 int name_normalize_email(const char *in, char *out, size_t outlen);
 /* An RFC 3339 date-time with seconds and a zone ('Z' or +hh:mm), on a
  * day that exists (leap years included). */

@@ -4,6 +4,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,41 +81,51 @@ void secret_b64url(const void *buf, size_t len, char *out)
 	out[o] = '\0';
 }
 
-static int b64val(unsigned char c)
+/* Decoding table: 6-bit value, or 0x40 for a character outside the alphabet. */
+static unsigned char b64tab[256];
+
+static void b64tab_init(void)
 {
-	if (c >= 'A' && c <= 'Z') return c - 'A';
-	if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-	if (c >= '0' && c <= '9') return c - '0' + 52;
-	if (c == '-') return 62;
-	if (c == '_') return 63;
-	return -1;
+	memset(b64tab, 0x40, sizeof b64tab);
+	for (int i = 0; i < 64; i++)
+		b64tab[(unsigned char)b64[i]] = (unsigned char)i;
 }
 
 long secret_unb64url(const char *in, size_t inlen, void *out, size_t cap)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	const unsigned char *s = (const unsigned char *)in;
 	unsigned char *o = out;
-	size_t n = 0;
-	uint32_t acc = 0;
-	int bits = 0;
+	size_t full = inlen / 4, rest = inlen % 4, n;
 
-	if (inlen % 4 == 1)
+	pthread_once(&once, b64tab_init);
+	if (rest == 1)
 		return -1;
-	for (size_t i = 0; i < inlen; i++) {
-		int v = b64val((unsigned char)in[i]);
-		if (v < 0)
+	n = full * 3 + (rest ? rest - 1 : 0);
+	if (n > cap)
+		return -1;
+	/* Four characters make three bytes; any bad character sets bit 6. */
+	for (size_t i = 0; i < full; i++, s += 4, o += 3) {
+		unsigned a = b64tab[s[0]], b = b64tab[s[1]], c = b64tab[s[2]], d = b64tab[s[3]];
+		if ((a | b | c | d) & 0x40)
 			return -1;
-		acc = acc << 6 | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			if (n == cap)
-				return -1;
-			o[n++] = (unsigned char)(acc >> bits);
-		}
+		uint32_t v = a << 18 | b << 12 | c << 6 | d;
+		o[0] = (unsigned char)(v >> 16);
+		o[1] = (unsigned char)(v >> 8);
+		o[2] = (unsigned char)v;
 	}
-	/* Leftover bits must be zero, or two texts would decode alike. */
-	if (bits && (acc & ((1u << bits) - 1)))
-		return -1;
+	if (rest) {
+		unsigned a = b64tab[s[0]], b = b64tab[s[1]], c = rest == 3 ? b64tab[s[2]] : 0;
+		if ((a | b | c) & 0x40)
+			return -1;
+		uint32_t v = a << 18 | b << 12 | c << 6;
+		o[0] = (unsigned char)(v >> 16);
+		if (rest == 3)
+			o[1] = (unsigned char)(v >> 8);
+		/* Leftover bits must be zero, or two texts would decode alike. */
+		if ((rest == 2 && (b & 0x0f)) || (rest == 3 && (c & 0x03)))
+			return -1;
+	}
 	return (long)n;
 }
 

@@ -70,13 +70,19 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 		/* The database compares with its own clock. */
 		const char *p[] = { ctx->in.expires_at };
 		PGresult *r;
-		if ((st = db_exec(c, &r, "SELECT $1::timestamptz > now()", 1, p)) != DB_OK)
-			return st == DB_INVALID ? cp_fail(out, PROB_VALIDATION, "expires_at is not a valid time.") : st;
-		int future = PQgetvalue(r, 0, 0)[0] == 't';
-		PQclear(r);
-		if (!future) {
+		st = db_exec(c, &r,
+			"SELECT $1::timestamptz > now(), $1::timestamptz < '9999-12-31T00:00:00Z'", 1, p);
+		if (st == DB_INVALID) {
 			out->prob_extra = json_pack("{ss}", "field", "expires_at");
-			return cp_fail(out, PROB_VALIDATION, "expires_at must be in the future.");
+			return cp_fail(out, PROB_VALIDATION, "expires_at is not a valid time.");
+		}
+		if (st != DB_OK)
+			return st;
+		int future = PQgetvalue(r, 0, 0)[0] == 't', representable = PQgetvalue(r, 0, 1)[0] == 't';
+		PQclear(r);
+		if (!future || !representable) {
+			out->prob_extra = json_pack("{ss}", "field", "expires_at");
+			return cp_fail(out, PROB_VALIDATION, "expires_at must be in the future and before 9999-12-31 (UTC).");
 		}
 	}
 	if (apikey_generate(region, text, &k) != 0)
@@ -157,7 +163,7 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 int cp_api_keys_list(struct http_req *req)
 {
 	struct list_ctx ctx = { .tenant_id = http_req_param(req, "id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0 || cp_parse_page(req, &ctx.pg) != 0)
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0 || cp_parse_page(req, &ctx.pg, CP_CURSOR_KEY_ID) != 0)
 		return 0;
 	return cp_read(req, list_tx, &ctx);
 }

@@ -37,7 +37,7 @@ int cp_audit_list(struct http_req *req)
 		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "tenant"),
 		                             "tenant must be a tenant id.");
 	}
-	if (cp_parse_page(req, &ctx.pg) != 0)
+	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_AUDIT) != 0)
 		return 0;
 	return cp_read(req, list_tx, &ctx);
 }

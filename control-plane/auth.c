@@ -20,6 +20,8 @@
 
 const char *const cp_role_names[] = { "admin", "owner", "member", NULL };
 
+#define REGION_TOKEN_PREFIX "crt_"
+
 static int role_from(const char *s, enum cp_role *out)
 {
 	for (int i = 0; cp_role_names[i]; i++)
@@ -73,6 +75,24 @@ int cp_authenticate(struct http_req *req, int level)
 		p->role = CP_ROLE_ADMIN;
 		p->via_admin_token = 1;
 		snprintf(p->scope, sizeof p->scope, "admin-token");
+	} else if (!strncmp(token, REGION_TOKEN_PREFIX, strlen(REGION_TOKEN_PREFIX))) {
+		struct db_conn *c = db_acquire(app->db);
+		enum db_status st = DB_UNAVAILABLE;
+		char hex[65];
+		secret_hex(sha, 32, hex);
+		if (c) {
+			st = cpdb_credential_region(c, hex, p->region);
+			db_release(app->db, c);
+		}
+		if (st != DB_OK) {
+			free(p);
+			if (st == DB_NOT_FOUND)
+				return unauthorized(req, "The region credential is unknown or revoked.");
+			cp_reply_db_error(req, st);
+			return -1;
+		}
+		p->role = CP_ROLE_REGION;
+		snprintf(p->scope, sizeof p->scope, "region:%s", p->region);
 	} else {
 		struct cpdb_session s;
 		struct db_conn *c = db_acquire(app->db);
@@ -98,6 +118,11 @@ int cp_authenticate(struct http_req *req, int level)
 		snprintf(p->scope, sizeof p->scope, "user:%s", s.user_id);
 	}
 	http_req_set_auth(req, p, free);
+	if (p->role == CP_ROLE_REGION && level != CP_AUTH_REGION)
+		return http_reply_problem(req, PROB_FORBIDDEN,
+		                          "A region credential only reaches its region's config routes."), -1;
+	if (level == CP_AUTH_REGION && p->role != CP_ROLE_REGION && p->role != CP_ROLE_ADMIN)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only a region credential or an admin may do this."), -1;
 	if (level == CP_AUTH_ADMIN && p->role != CP_ROLE_ADMIN)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins may do this."), -1;
 	return 0;
@@ -232,6 +257,7 @@ int cp_auth_login(struct http_req *req)
 	if (name_normalize_email(ctx.in.email, ctx.email, sizeof ctx.email) != 0 ||
 	    (ctx.in.tenant && !name_valid_slug(ctx.in.tenant))) {
 		json_decref(obj);
+		http_add_header(req, "WWW-Authenticate", "Bearer");
 		return http_reply_problem(req, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
 	}
 	/* Logins are not idempotent requests: no Idempotency-Key replay here. */

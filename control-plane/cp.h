@@ -29,7 +29,15 @@ struct cp_config {
 	int64_t session_ttl_ms;
 	long scrypt_log2n;
 	long login_max_failures;
+	const char *signing_keys_dir;
+	int64_t doc_lifetime_ms;
+	int64_t key_overlap_ms;
+	int64_t fleet_silent_after_ms;
 };
+
+struct keyring;
+struct lp;
+struct doc_cache;
 
 struct cp_app {
 	struct cp_config cfg;
@@ -37,12 +45,17 @@ struct cp_app {
 	unsigned char secrets_key[32];   /* seals secrets kept for idempotent replays */
 	unsigned char admin_token_sha256[32];
 	int have_admin_token;
+	struct keyring *keys;     /* signing keys (signing.h) */
+	struct lp *lp;            /* parked long polls (longpoll.c) */
+	struct doc_cache *docs;   /* signed documents by region (config_doc.c) */
 };
 
 /* Route authentication levels (struct http_route.auth). */
-enum { CP_AUTH_PUBLIC = 0, CP_AUTH_USER = 1, CP_AUTH_ADMIN = 2 };
+enum { CP_AUTH_PUBLIC = 0, CP_AUTH_USER = 1, CP_AUTH_ADMIN = 2, CP_AUTH_REGION = 3 };
 
-enum cp_role { CP_ROLE_ADMIN, CP_ROLE_OWNER, CP_ROLE_MEMBER };
+/* A region credential (CP_ROLE_REGION) reaches only its region's config
+ * routes (CP_AUTH_REGION); admins reach those too. */
+enum cp_role { CP_ROLE_ADMIN, CP_ROLE_OWNER, CP_ROLE_MEMBER, CP_ROLE_REGION };
 
 /* Who is calling: set by the authenticate hook for every non-public route. */
 struct cp_principal {
@@ -50,6 +63,7 @@ struct cp_principal {
 	int via_admin_token;
 	char user_id[37];     /* "" for the bootstrap admin token */
 	char tenant_id[37];   /* "" for platform admins */
+	char region[33];      /* a region credential's region */
 	char session[65];     /* hex SHA-256 of the session token, "" for the admin token */
 	char scope[48];       /* idempotency scope: "admin-token" or "user:<id>" */
 };
@@ -119,7 +133,9 @@ struct cp_page {
 	char ts[24];
 	char id[65];
 };
-int cp_parse_page(struct http_req *req, struct cp_page *pg) __attribute__((warn_unused_result));
+enum cp_cursor_kind { CP_CURSOR_UUID, CP_CURSOR_KEY_ID, CP_CURSOR_AUDIT };
+int cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
+	__attribute__((warn_unused_result));
 /* Wraps `items` (stolen) as {"items": [...], "next_cursor": ...}. Rows
  * carry "_ts" and "_id" sort keys, removed here. */
 json_t *cp_page_result(json_t *items, int limit);
@@ -147,6 +163,52 @@ int cp_api_keys_create(struct http_req *req);
 int cp_api_keys_list(struct http_req *req);
 int cp_api_keys_delete(struct http_req *req);
 int cp_audit_list(struct http_req *req);
+
+int cp_jwks(struct http_req *req);
+int cp_region_config(struct http_req *req);
+int cp_region_credentials_create(struct http_req *req);
+int cp_region_status(struct http_req *req);
+int cp_region_fleet(struct http_req *req);
+
+/* ---- regional config documents (config_doc.c) ---- */
+#define CP_ISSUER "celltrail-control-plane"
+
+/* A signed document, shared by reference between the cache and the
+ * responses that send it. */
+struct cp_doc {
+	_Atomic int refs;
+	int64_t version;
+	char *token;
+	size_t len;
+};
+void cp_doc_release(void *doc);
+
+struct doc_cache *doc_cache_new(void);
+void doc_cache_free(struct doc_cache *dc);
+/* The signed document of `region` at version `want` or newer: from the
+ * cache, else from region_documents, else built, signed and stored now.
+ * *out holds a reference (cp_doc_release). */
+enum db_status cp_doc_get(struct cp_app *app, const char *region, int64_t want,
+                          struct cp_doc **out) __attribute__((warn_unused_result));
+/* Builds and signs the region's current document in one snapshot, without
+ * storing it. *token malloc'd; *ver its version. For issuance and benchmarks. */
+enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *region,
+                            int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
+	__attribute__((warn_unused_result));
+
+/* ---- long polls (longpoll.c) ---- */
+/* Starts the LISTEN thread that wakes parked requests when a region's
+ * config version rises, and resumes them at their deadline. */
+struct lp *lp_start(struct cp_app *app, char *err, size_t errlen);
+void lp_stop(struct lp *lp);
+/* Parks `req` until `region` passes version `seen` or `deadline_ms`
+ * (CLOCK_MONOTONIC ms). Returns 0, or -1 when the service is draining
+ * (answer now instead). */
+int lp_park(struct lp *lp, struct http_req *req, const char *region, int64_t seen,
+            int64_t deadline_ms) __attribute__((warn_unused_result));
+/* Resumes every parked request and refuses new parks (drain). */
+void lp_drain(void *app);
+int64_t lp_now_ms(void);
 
 /* Seeds the region catalog from `path` when it is empty. */
 int cp_seed_regions(struct cp_app *app, const char *path) __attribute__((warn_unused_result));

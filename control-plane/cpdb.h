@@ -125,4 +125,36 @@ enum db_status cpdb_idem_store(struct db_conn *c, const char *scope, const char 
 /* Removes records older than a day. */
 enum db_status cpdb_idem_purge(struct db_conn *c, long *removed);
 
+/* ---- regional config documents, credentials, fleet (db_config.c) ---- */
+enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver);
+/* The stored document of (region, version); DB_NOT_FOUND if none. *token malloc'd. */
+enum db_status cpdb_doc_get(struct db_conn *c, const char *region, int64_t ver, char **token);
+/* Stores a document unless that version has one already; *stored is 0
+ * when another replica stored it first. */
+enum db_status cpdb_doc_insert(struct db_conn *c, const char *region, int64_t ver, const char *token,
+                               const char *kid, int64_t iat, int64_t exp, int *stored);
+/* Keeps the last `keep` versions of a region's documents. */
+enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver, int keep);
+/* Rows of the region's live tenants and their usable keys, ordered by
+ * tenant: tenant id, slug, status, plan, key id, key SHA-256 (base64url),
+ * write scope, read scope (t/f), expiry (unix s; 0 none). Caller PQclear()s. */
+enum db_status cpdb_doc_content(struct db_conn *c, const char *region, PGresult **rows);
+/* Every plan: id, rate_limit, burst, monthly_event_quota, retention_days. */
+enum db_status cpdb_plans_rows(struct db_conn *c, PGresult **rows);
+/* Regions whose newest document expires before now + within_s. */
+enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, PGresult **rows);
+
+enum db_status cpdb_credential_insert(struct db_conn *c, const char *region,
+                                      const char *token_sha256_hex, json_t **doc);
+/* The region of a live credential; DB_NOT_FOUND if unknown or revoked. */
+enum db_status cpdb_credential_region(struct db_conn *c, const char *token_sha256_hex,
+                                      char region[33]);
+
+enum db_status cpdb_fleet_upsert(struct db_conn *c, const char *region, const char *instance,
+                                 const char *version, const char *source,
+                                 const char *last_pull_ok_at, const char *last_error,
+                                 const char *stale);
+enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t stale_after_s,
+                               json_t **items);
+
 #endif

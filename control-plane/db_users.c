@@ -113,11 +113,13 @@ enum db_status cpdb_login_failed(struct db_conn *c, const char *user_id, long ma
 	char maxs[16];
 	snprintf(maxs, sizeof maxs, "%ld", max);
 	const char *p[] = { user_id, maxs };
-	/* After `max` failures the account locks for 2^(n-max) seconds, at most 15 minutes. */
+	/* After `max` failures the account locks for 2^(n-max) seconds, at most
+	 * 2^10 s (about 17 minutes); the exponent is capped before power() so
+	 * that a long attack cannot overflow it and end the lockout. */
 	return db_exec(c, NULL,
 		"UPDATE users SET failed_logins = failed_logins + 1,"
 		"  locked_until = CASE WHEN failed_logins + 1 >= $2::int"
-		"    THEN now() + least(power(2, failed_logins + 1 - $2::int), 900) * interval '1 second'"
+		"    THEN now() + power(2, least(failed_logins + 1 - $2::int, 10)) * interval '1 second'"
 		"    ELSE locked_until END"
 		" WHERE id = $1", 2, p);
 }

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "secret.h"
+#include "signing.h"
 #include "svc.h"
 
 #define PROG "control-plane"
@@ -24,8 +25,8 @@
 static const struct cfg_var cp_vars[] = {
 	{ "CP_LISTEN", CFG_ADDR, "127.0.0.1:8080", 0, O(listen), 0, 0, NULL,
 	  "Address and port the HTTP API listens on." },
-	{ "CP_DATABASE_URL", CFG_SECRET, NULL, 1, O(database_url), 0, 0, NULL,
-	  "PostgreSQL connection string of the control-plane database." },
+	{ "CP_DATABASE_URL", CFG_SECRET, NULL, 0, O(database_url), 0, 0, NULL,
+	  "PostgreSQL connection string of the control-plane database (required by all but jwks and stage-key)." },
 	{ "CP_DB_POOL_SIZE", CFG_INT, "8", 0, O(db_pool_size), 1, 256, NULL,
 	  "Database connections kept by the pool." },
 	{ "CP_DB_ACQUIRE_TIMEOUT", CFG_DURATION, "2s", 0, O(db_acquire_timeout_ms), 1, 60000, NULL,
@@ -57,7 +58,15 @@ static const struct cfg_var cp_vars[] = {
 	{ "CP_SCRYPT_LOG2N", CFG_INT, "15", 0, O(scrypt_log2n), 10, 20, NULL,
 	  "Password hashing cost: scrypt N = 2^value (r=8, p=1; 15 uses 32 MiB per hash)." },
 	{ "CP_LOGIN_MAX_FAILURES", CFG_INT, "5", 0, O(login_max_failures), 1, 100, NULL,
-	  "Failed logins before an account is locked for a growing time (at most 15 minutes)." },
+	  "Failed logins before an account is locked for a growing time (at most 17 minutes)." },
+	{ "CP_SIGNING_KEYS_DIR", CFG_STR, NULL, 0, O(signing_keys_dir), 0, 0, NULL,
+	  "Directory of the ES256 signing keys (created with a first key if empty); unset: no regional documents are issued." },
+	{ "CP_CONFIG_LIFETIME", CFG_DURATION, "7d", 0, O(doc_lifetime_ms), 60000, 31536000000L, NULL,
+	  "Lifetime of a signed regional document; it is re-issued when half of it has passed." },
+	{ "CP_KEY_OVERLAP", CFG_DURATION, "8d", 0, O(key_overlap_ms), 0, 31536000000L, NULL,
+	  "How long a retired signing key stays in the JWK set (keep it above CP_CONFIG_LIFETIME)." },
+	{ "CP_FLEET_SILENT_AFTER", CFG_DURATION, "60s", 0, O(fleet_silent_after_ms), 1000, 86400000, NULL,
+	  "A data plane that has not reported for this long is marked silent in the fleet view." },
 	CFG_END
 };
 #undef O
@@ -76,13 +85,19 @@ static int handle_readyz(struct http_req *req)
 #define PUB CP_AUTH_PUBLIC
 #define USR CP_AUTH_USER
 #define ADM CP_AUTH_ADMIN
+#define REG CP_AUTH_REGION
 static const struct http_route cp_routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, PUB },
 	{ "GET", "/readyz", handle_readyz, 0, PUB },
 	{ "GET", "/metrics", http_handle_metrics, 0, PUB },
 	{ "POST", "/v1/auth/login", cp_auth_login, 4096, PUB },
 	{ "POST", "/v1/auth/logout", cp_auth_logout, BODY, USR },
+	{ "GET", "/.well-known/jwks.json", cp_jwks, 0, PUB },
 	{ "GET", "/v1/regions", cp_regions_list, 0, PUB },
+	{ "GET", "/v1/regions/{region}/config", cp_region_config, 0, REG },
+	{ "POST", "/v1/regions/{region}/status", cp_region_status, 4096, REG },
+	{ "GET", "/v1/regions/{region}/fleet", cp_region_fleet, 0, ADM },
+	{ "POST", "/v1/regions/{name}/credentials", cp_region_credentials_create, BODY, ADM },
 	{ "POST", "/v1/regions", cp_regions_create, BODY, ADM },
 	{ "PATCH", "/v1/regions/{name}", cp_regions_update, BODY, ADM },
 	{ "GET", "/v1/lookup", cp_lookup, 0, PUB },
@@ -106,6 +121,7 @@ static const struct http_route cp_routes[] = {
 #undef PUB
 #undef USR
 #undef ADM
+#undef REG
 
 static void cp_metrics(FILE *out, void *app)
 {
@@ -115,16 +131,20 @@ static void cp_metrics(FILE *out, void *app)
 static void usage(FILE *out)
 {
 	cfg_print_help(out,
-	               "Usage: " PROG " [serve|migrate|routes|--help]\n\n"
-	               "  serve     run the HTTP API (the default)\n"
-	               "  migrate   apply pending migrations to CP_DATABASE_URL and exit\n"
-	               "  routes    print the route table (method, path, auth) and exit",
+	               "Usage: " PROG " [serve|migrate|routes|jwks|stage-key|rotate-key|--help]\n\n"
+	               "  serve       run the HTTP API (the default)\n"
+	               "  migrate     apply pending migrations to CP_DATABASE_URL and exit\n"
+	               "  routes      print the route table (method, path, auth) and exit\n"
+	               "  jwks        print the public JWK set of CP_SIGNING_KEYS_DIR (a trust bundle)\n"
+	               "  stage-key   add a next signing key: published in the JWK set, not yet signing\n"
+	               "  rotate-key  make the staged (or a new) key sign, retire the old one, and\n"
+	               "              raise every region's config version so documents are re-signed",
 	               cp_vars);
 }
 
 static int cmd_routes(void)
 {
-	static const char *const auth[] = { "public", "user", "admin" };
+	static const char *const auth[] = { "public", "user", "admin", "region" };
 	for (size_t i = 0; i < sizeof cp_routes / sizeof cp_routes[0]; i++)
 		printf("%s %s %s\n", cp_routes[i].method, cp_routes[i].pattern, auth[cp_routes[i].auth]);
 	return SVC_EXIT_OK;
@@ -155,7 +175,83 @@ static int load_secrets(struct cp_app *app)
 	return 0;
 }
 
-/* Background upkeep: removes idempotency records older than a day. */
+static int need_keys_dir(struct cp_app *app)
+{
+	if (!app->cfg.signing_keys_dir) {
+		fprintf(stderr, PROG ": invalid configuration: CP_SIGNING_KEYS_DIR: required for this command\n");
+		return -1;
+	}
+	return 0;
+}
+
+static int cmd_jwks(struct cp_app *app)
+{
+	char err[512];
+	if (need_keys_dir(app))
+		return SVC_EXIT_USAGE;
+	struct keyring *kr = keyring_open(app->cfg.signing_keys_dir, app->cfg.key_overlap_ms / 1000, err, sizeof err);
+	if (!kr) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return SVC_EXIT_FAILURE;
+	}
+	json_t *j = keyring_jwks(kr);
+	json_dumpf(j, stdout, JSON_INDENT(2));
+	putchar('\n');
+	json_decref(j);
+	keyring_free(kr);
+	return SVC_EXIT_OK;
+}
+
+static enum db_status bump_all_tx(struct db_conn *c, void *ctx)
+{
+	(void)ctx;
+	return cpdb_regions_bump_all(c);
+}
+
+static int cmd_keys(struct cp_app *app, int rotate)
+{
+	char err[512], kid[64];
+	if (need_keys_dir(app))
+		return SVC_EXIT_USAGE;
+	if ((rotate ? keyring_rotate : keyring_stage)(app->cfg.signing_keys_dir, kid, err, sizeof err) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return SVC_EXIT_FAILURE;
+	}
+	if (!rotate) {
+		printf("staged signing key %s; publish it to the data planes' trust bundles, then rotate-key\n", kid);
+		return SVC_EXIT_OK;
+	}
+	printf("signing key %s is current\n", kid);
+	/* New documents for every region, signed with the new key. */
+	app->db = db_pool_new(app->cfg.database_url, 1, 5000, err, sizeof err);
+	enum db_status st = app->db ? db_tx(app->db, DB_READ_COMMITTED, bump_all_tx, NULL) : DB_ERROR;
+	db_pool_free(app->db);
+	if (st != DB_OK) {
+		fprintf(stderr, PROG ": the key rotated, but raising the config versions failed (%s); "
+		                "documents are re-signed at the next change\n", db_status_str(st));
+		return SVC_EXIT_FAILURE;
+	}
+	return SVC_EXIT_OK;
+}
+
+static enum db_status reissue_tx(struct db_conn *c, void *ctx)
+{
+	struct cp_app *app = ctx;
+	PGresult *r;
+	enum db_status st = cpdb_docs_expiring(c, app->cfg.doc_lifetime_ms / 2000, &r);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r) && st == DB_OK; i++) {
+		log_info(NULL, "region %s: its document passed half its lifetime; issuing a new one",
+		         PQgetvalue(r, i, 0));
+		st = cpdb_region_bump(c, PQgetvalue(r, i, 0));
+	}
+	PQclear(r);
+	return st;
+}
+
+/* Background upkeep: removes idempotency records older than a day, and
+ * raises the version of regions whose document is half-way to expiry. */
 struct upkeep {
 	struct cp_app *app;
 	pthread_mutex_t lock;
@@ -181,10 +277,12 @@ static void *upkeep_main(void *arg)
 		pthread_mutex_unlock(&u->lock);
 		if (db_tx(u->app->db, DB_READ_COMMITTED, purge_tx, NULL) != DB_OK)
 			log_warn(NULL, "idempotency purge failed; will retry");
+		if (db_tx(u->app->db, DB_READ_COMMITTED, reissue_tx, u->app) != DB_OK)
+			log_warn(NULL, "re-issuing expiring documents failed; will retry");
 		pthread_mutex_lock(&u->lock);
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 600;
+		until.tv_sec += 60;
 		while (!u->stop && pthread_cond_timedwait(&u->wake, &u->lock, &until) == 0)
 			;
 	}
@@ -224,6 +322,7 @@ static int cmd_serve(struct cp_app *app)
 		.routes = cp_routes,
 		.nroutes = sizeof cp_routes / sizeof cp_routes[0],
 		.authenticate = cp_authenticate,
+		.on_drain = lp_drain,
 		.metrics_extra = cp_metrics,
 		.app = app,
 	};
@@ -246,9 +345,27 @@ static int cmd_serve(struct cp_app *app)
 	if (cp_seed_regions(app, regions) != 0)
 		log_warn(NULL, "could not seed the region catalog from %s (database down or file invalid)",
 		         regions);
+	err[0] = '\0';
+	if (app->cfg.signing_keys_dir)
+		app->keys = keyring_open(app->cfg.signing_keys_dir, app->cfg.key_overlap_ms / 1000, err, sizeof err);
+	else
+		log_warn(NULL, "CP_SIGNING_KEYS_DIR is not set: no regional documents will be issued");
+	app->docs = doc_cache_new();
+	if ((app->cfg.signing_keys_dir && !app->keys) || !app->docs ||
+	    !(app->lp = lp_start(app, err, sizeof err))) {
+		log_error(NULL, "signing keys or long polls: %s", err);
+		fprintf(stderr, PROG ": %s\n", err);
+		keyring_free(app->keys);
+		doc_cache_free(app->docs);
+		db_pool_free(app->db);
+		return SVC_EXIT_FAILURE;
+	}
 	struct http_server *srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
 		log_error(NULL, "%s", err);
+		lp_stop(app->lp);
+		keyring_free(app->keys);
+		doc_cache_free(app->docs);
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
@@ -273,6 +390,9 @@ static int cmd_serve(struct cp_app *app)
 	pthread_mutex_unlock(&up.lock);
 	pthread_join(upkeep_thread, NULL);
 	http_server_free(srv);
+	lp_stop(app->lp);
+	keyring_free(app->keys);
+	doc_cache_free(app->docs);
 	db_pool_free(app->db);
 	log_info(NULL, "stopped");
 	return SVC_EXIT_OK;
@@ -290,13 +410,29 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "routes"))
 		return cmd_routes();
-	if (argc > 2 || (strcmp(cmd, "serve") && strcmp(cmd, "migrate"))) {
+	static const char *const cmds[] = { "serve", "migrate", "jwks", "stage-key", "rotate-key", NULL };
+	int known = 0;
+	for (int i = 0; cmds[i]; i++)
+		known |= !strcmp(cmd, cmds[i]);
+	if (argc > 2 || !known) {
 		usage(stderr);
 		return SVC_EXIT_USAGE;
 	}
 	svc_load_config(PROG, cp_vars, &app.cfg);
-	if (!strcmp(cmd, "serve") && load_secrets(&app) != 0)
-		return SVC_EXIT_USAGE;
 	log_init(PROG, (enum log_level)app.cfg.log_level);
-	return !strcmp(cmd, "migrate") ? cmd_migrate(&app) : cmd_serve(&app);
+	if (!strcmp(cmd, "jwks"))
+		return cmd_jwks(&app);
+	if (!strcmp(cmd, "stage-key"))
+		return cmd_keys(&app, 0);
+	if (!app.cfg.database_url) {
+		fprintf(stderr, PROG ": invalid configuration: CP_DATABASE_URL: required but not set (see " PROG " --help)\n");
+		return SVC_EXIT_USAGE;
+	}
+	if (!strcmp(cmd, "migrate"))
+		return cmd_migrate(&app);
+	if (!strcmp(cmd, "rotate-key"))
+		return cmd_keys(&app, 1);
+	if (load_secrets(&app) != 0)
+		return SVC_EXIT_USAGE;
+	return cmd_serve(&app);
 }

@@ -11,6 +11,7 @@
 #include "cpdb.h"
 #include "cursor.h"
 #include "log.h"
+#include "names.h"
 #include "secret.h"
 
 #define IDEM_KEY_MAX 255
@@ -30,7 +31,21 @@ int cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *
 	return 0;
 }
 
-int cp_parse_page(struct http_req *req, struct cp_page *pg)
+/* Does the cursor's id have the shape of the list's ids? */
+static int cursor_id_ok(const char *id, enum cp_cursor_kind kind)
+{
+	switch (kind) {
+	case CP_CURSOR_UUID:
+		return name_valid_uuid(id);
+	case CP_CURSOR_KEY_ID:
+		return strlen(id) == 24 && strspn(id, "0123456789abcdef") == 24;
+	case CP_CURSOR_AUDIT:
+		return !strcmp(id, "a");
+	}
+	return 0;
+}
+
+int cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
 {
 	struct cursor c;
 	const char *text = http_req_query(req, "cursor");
@@ -42,7 +57,7 @@ int cp_parse_page(struct http_req *req, struct cp_page *pg)
 	}
 	pg->have_cursor = 0;
 	if (text) {
-		if (cursor_decode(text, &c) != 0) {
+		if (cursor_decode(text, &c) != 0 || !cursor_id_ok(c.id, kind)) {
 			http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "cursor"),
 			                      "cursor is not one this API returned.");
 			return -1;
@@ -255,6 +270,8 @@ static int reply_outcome(struct http_req *req, struct cp_outcome *out, int repla
 {
 	int rc;
 	if (out->problem) {
+		if (out->prob == PROB_UNAUTHORIZED) /* every 401 names its scheme (RFC 9110) */
+			http_add_header(req, "WWW-Authenticate", "Bearer");
 		rc = http_reply_problem_ex(req, out->prob, out->prob_extra, "%s", out->detail);
 		out->prob_extra = NULL;
 		return rc;

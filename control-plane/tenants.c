@@ -148,7 +148,7 @@ int cp_tenants_list(struct http_req *req)
 	if (ctx.status && strcmp(ctx.status, "active") && strcmp(ctx.status, "suspended") &&
 	    strcmp(ctx.status, "deleted"))
 		return bad_field(req, "status", "status must be active, suspended or deleted.");
-	if (cp_parse_page(req, &ctx.pg) != 0)
+	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != 0)
 		return 0;
 	/* A tenant user sees its own tenant only. */
 	if (p->role != CP_ROLE_ADMIN)

@@ -57,7 +57,7 @@ static int prepare(struct http_req *req, struct user_ctx *ctx)
 	struct cp_app *app = http_req_app(req);
 	size_t pwlen = strlen(ctx->in.password);
 	if (name_normalize_email(ctx->in.email, ctx->email, sizeof ctx->email) != 0)
-		return bad_field(req, "email", "email is not a valid address."), -1;
+		return bad_field(req, "email", "email is not a valid address (ASCII only, one '@', a domain with a dot)."), -1;
 	if (pwlen < PASSWORD_MIN_LEN)
 		return bad_field(req, "password", "password must have at least 10 characters."), -1;
 	if (password_hash(ctx->in.password, (int)app->cfg.scrypt_log2n, ctx->hash) != 0)
@@ -161,7 +161,7 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 int cp_users_list(struct http_req *req)
 {
 	struct list_ctx ctx = { .tenant_id = http_req_param(req, "id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0 || cp_parse_page(req, &ctx.pg) != 0)
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0 || cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != 0)
 		return 0;
 	return cp_read(req, list_tx, &ctx);
 }
@@ -169,7 +169,7 @@ int cp_users_list(struct http_req *req)
 int cp_admins_list(struct http_req *req)
 {
 	struct list_ctx ctx = { 0 };
-	if (cp_parse_page(req, &ctx.pg) != 0)
+	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != 0)
 		return 0;
 	return cp_read(req, list_tx, &ctx);
 }
@@ -182,6 +182,12 @@ static enum db_status keeps_owner(struct db_conn *c, struct user_ctx *ctx, json_
 	enum db_status st;
 	if (!ctx->tenant_id || strcmp(json_string_value(json_object_get(before, "role")), "owner"))
 		return DB_OK;
+	/* Owner changes of one tenant take turns on the tenant's row, so two
+	 * concurrent demotions cannot both see "another owner remains". */
+	json_t *t;
+	if ((st = cpdb_tenant_get(c, ctx->tenant_id, 1, &t)) != DB_OK)
+		return st;
+	json_decref(t);
 	if ((st = cpdb_tenant_owner_count(c, ctx->tenant_id, &owners)) != DB_OK)
 		return st;
 	return owners <= 1 ? cp_fail(out, PROB_CONFLICT, "A tenant must keep at least one owner.") : DB_OK;

@@ -182,6 +182,12 @@ seed_demo() {
 				die "could not create the demo owner of region $r"
 			eval "DEMO_KEY_$r="  # a new tenant needs a new key
 		fi
+		eval "rt=\${REGION_TOKEN_$r:-}"
+		if [ -z "$rt" ]; then
+			body=$(api POST "/v1/regions/$r/credentials" '{}') ||
+				die "could not create the credential of region $r"
+			remember "REGION_TOKEN_$r" "$(printf '%s' "$body" | json_str token)"
+		fi
 		eval "key=\${DEMO_KEY_$r:-}"
 		if [ -z "$key" ]; then
 			body=$(api POST "/v1/tenants/$tenant/api-keys" '{"name":"demo","scopes":["events:write","events:read"]}') ||
@@ -226,20 +232,26 @@ cmd_start() {
 
 	start_service control-plane CP_LISTEN="127.0.0.1:$CP_PORT" CP_DATABASE_URL="$CP_DB_URL" \
 		CP_ADMIN_TOKEN="$ADMIN_TOKEN" CP_SECRETS_KEY="$CP_SECRETS_KEY" \
+		CP_SIGNING_KEYS_DIR="$VAR/signing-keys" \
 		CP_REGIONS_FILE="$ROOT/deploy/regions.conf" -- "$BIN/control-plane"
+	wait_healthy control-plane "http://127.0.0.1:$CP_PORT"
+	seed_demo
+	# The data planes trust the keys the control plane publishes.
+	CP_SIGNING_KEYS_DIR="$VAR/signing-keys" "$BIN/control-plane" jwks > "$VAR/trust-bundle.json" ||
+		die "could not export the trust bundle"
 	for r in $REGIONS; do
-		eval "pw=\$DP_DB_PASSWORD_$r"
+		eval "pw=\$DP_DB_PASSWORD_$r; token=\$REGION_TOKEN_$r"
+		mkdir -p "$VAR/cache/$r"
 		start_service "data-plane-$r" DP_REGION="$r" DP_LISTEN="127.0.0.1:$(dp_port "$r")" \
 			DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
 			DP_DATABASE_URL="$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")" \
+			DP_REGION_TOKEN="$token" DP_TRUST_BUNDLE="$VAR/trust-bundle.json" \
+			DP_CACHE_DIR="$VAR/cache/$r" DP_INSTANCE="local-$r-1" \
 			-- "$BIN/data-plane"
 	done
-	wait_healthy control-plane "http://127.0.0.1:$CP_PORT"
 	for r in $REGIONS; do
 		wait_healthy "data-plane-$r" "http://127.0.0.1:$(dp_port "$r")"
 	done
-
-	seed_demo
 
 	umask 077
 	{
@@ -255,13 +267,15 @@ cmd_start() {
 			eval "pw=\$DP_DB_PASSWORD_$r"
 			echo "DP_DATABASE_URL_$r=$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")"
 		done
+		echo "TRUST_BUNDLE=$VAR/trust-bundle.json"
+		for r in $REGIONS; do eval "echo REGION_TOKEN_$r=\$REGION_TOKEN_$r"; done
 		echo "DEMO_PASSWORD=$DEMO_PASSWORD"
 		for r in $REGIONS; do
 			eval "echo DEMO_TENANT_$r=\$DEMO_TENANT_$r"
 			eval "echo DEMO_KEY_$r=\$DEMO_KEY_$r"
 			echo "DEMO_OWNER_$r=owner@demo-$r.test"
 		done
-		echo "export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL DEMO_PASSWORD$(for r in $REGIONS; do printf ' DP_URL_%s DP_DATABASE_URL_%s DEMO_TENANT_%s DEMO_KEY_%s DEMO_OWNER_%s' "$r" "$r" "$r" "$r" "$r"; done)"
+		echo "export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL DEMO_PASSWORD TRUST_BUNDLE$(for r in $REGIONS; do printf ' DP_URL_%s DP_DATABASE_URL_%s DEMO_TENANT_%s DEMO_KEY_%s DEMO_OWNER_%s REGION_TOKEN_%s' "$r" "$r" "$r" "$r" "$r" "$r"; done)"
 	} > "$VAR/stack.env"
 	umask 022
 

@@ -10,6 +10,9 @@ int main(void)
 	SRunner *sr = srunner_create(http_layer_suite());
 	srunner_add_suite(sr, services_suite());
 	srunner_add_suite(sr, db_suite());
+	srunner_add_suite(sr, cp_api_suite());
+	srunner_add_suite(sr, openapi_suite());
+	srunner_add_suite(sr, config_issue_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

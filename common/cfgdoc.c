@@ -1,0 +1,657 @@
+/* Regional config documents: build, sign, verify, index. */
+#include "cfgdoc.h"
+
+#include <errno.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "names.h"
+#include "secret.h"
+
+const char *const cfgdoc_result_names[CFGDOC__COUNT] = {
+	[CFGDOC_OK] = "ok",
+	[CFGDOC_MALFORMED] = "malformed",
+	[CFGDOC_BAD_ALG] = "alg",
+	[CFGDOC_UNKNOWN_KID] = "kid",
+	[CFGDOC_BAD_SIGNATURE] = "signature",
+	[CFGDOC_BAD_ISSUER] = "issuer",
+	[CFGDOC_WRONG_AUDIENCE] = "audience",
+	[CFGDOC_NOT_YET_VALID] = "not_yet_valid",
+	[CFGDOC_EXPIRED] = "expired",
+	[CFGDOC_ROLLBACK] = "rollback",
+	[CFGDOC_BAD_CONTENT] = "content",
+};
+
+/* ---- lookup tables ---- */
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static size_t table_cap(size_t n)
+{
+	size_t cap = 16;
+	while (cap < n * 2)
+		cap *= 2;
+	return cap;
+}
+
+/* Inserts index i under `id`; returns -1 if `id` is there already. */
+static int slot_put(uint32_t *slots, size_t cap, const char *id, uint32_t i,
+                    const char *(*id_of)(const struct cfgdoc *, uint32_t), const struct cfgdoc *d)
+{
+	for (size_t s = hash(id) & (cap - 1);; s = (s + 1) & (cap - 1)) {
+		if (!slots[s]) {
+			slots[s] = i + 1;
+			return 0;
+		}
+		if (!strcmp(id_of(d, slots[s] - 1), id))
+			return -1;
+	}
+}
+
+static const char *key_id(const struct cfgdoc *d, uint32_t i) { return d->keys[i].id; }
+static const char *tenant_id(const struct cfgdoc *d, uint32_t i) { return d->tenants[i].id; }
+
+const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id)
+{
+	if (!d->key_cap)
+		return NULL;
+	for (size_t s = hash(id) & (d->key_cap - 1); d->key_slots[s]; s = (s + 1) & (d->key_cap - 1))
+		if (!strcmp(d->keys[d->key_slots[s] - 1].id, id))
+			return &d->keys[d->key_slots[s] - 1];
+	return NULL;
+}
+
+const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const char *id)
+{
+	if (!d->tenant_cap)
+		return NULL;
+	for (size_t s = hash(id) & (d->tenant_cap - 1); d->tenant_slots[s];
+	     s = (s + 1) & (d->tenant_cap - 1))
+		if (!strcmp(d->tenants[d->tenant_slots[s] - 1].id, id))
+			return &d->tenants[d->tenant_slots[s] - 1];
+	return NULL;
+}
+
+const struct cfgdoc_region *cfgdoc_find_region(const struct cfgdoc *d, const char *name)
+{
+	for (size_t i = 0; i < d->ndir; i++)
+		if (!strcmp(d->dir[i].name, name))
+			return &d->dir[i];
+	return NULL;
+}
+
+void cfgdoc_free(struct cfgdoc *d)
+{
+	if (!d)
+		return;
+	free(d->dir);
+	free(d->plans);
+	free(d->tenants);
+	free(d->keys);
+	free(d->key_slots);
+	free(d->tenant_slots);
+	free(d->token);
+	free(d);
+}
+
+/* ---- trust bundle ---- */
+
+int cfgdoc_trust_load(const char *path, struct cfgdoc_trust *t, char *err, size_t errlen)
+{
+	json_error_t je;
+	json_t *set = json_load_file(path, JSON_REJECT_DUPLICATES, &je), *keys;
+	size_t i;
+	json_t *k;
+
+	memset(t, 0, sizeof *t);
+	if (!set) {
+		snprintf(err, errlen, "cannot read trust bundle %s: %s", path, je.text);
+		return -1;
+	}
+	keys = json_object_get(set, "keys");
+	if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > 64) {
+		snprintf(err, errlen, "trust bundle %s: expected a JWK set {\"keys\": [1 to 64 keys]}", path);
+		json_decref(set);
+		return -1;
+	}
+	t->keys = calloc(json_array_size(keys), sizeof *t->keys);
+	if (!t->keys) {
+		snprintf(err, errlen, "trust bundle %s: out of memory", path);
+		json_decref(set);
+		return -1;
+	}
+	json_array_foreach(keys, i, k) {
+		char why[200];
+		if (jwk_from_json(k, &t->keys[t->n], why, sizeof why) != 0) {
+			snprintf(err, errlen, "trust bundle %s: %s", path, why);
+			cfgdoc_trust_free(t);
+			json_decref(set);
+			return -1;
+		}
+		t->n++;
+	}
+	json_decref(set);
+	return 0;
+}
+
+void cfgdoc_trust_free(struct cfgdoc_trust *t)
+{
+	for (size_t i = 0; i < t->n; i++)
+		jwk_clear(&t->keys[i]);
+	free(t->keys);
+	memset(t, 0, sizeof *t);
+}
+
+/* ---- content ---- */
+
+/* Splits `line` (NUL-terminated) at '|' into at most `max` fields. */
+static int split(char *line, char **f, int max)
+{
+	int n = 0;
+	f[n++] = line;
+	for (char *p = line; *p; p++)
+		if (*p == '|') {
+			if (n == max)
+				return -1;
+			*p = '\0';
+			f[n++] = p + 1;
+		}
+	return n;
+}
+
+static int parse_int(const char *s, int64_t *out)
+{
+	if (!*s || strlen(s) > 18)
+		return -1;
+	int64_t v = 0;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+static int plan_index(const struct cfgdoc *d, const char *id, uint32_t *out)
+{
+	for (size_t i = 0; i < d->nplans; i++)
+		if (!strcmp(d->plans[i].id, id)) {
+			*out = (uint32_t)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* Builds tenants, keys and their tables from the tenants text (modified in place). */
+static int parse_tenants(struct cfgdoc *d, char *text, char *detail, size_t dlen)
+{
+	size_t nt = 0, nk = 0, lineno = 0;
+	/* Count first, to allocate once: a record starts the text or follows ';'. */
+	for (const char *p = text; *p; p++) {
+		if (p != text && p[-1] != ';')
+			continue;
+		if (*p == 't')
+			nt++;
+		else
+			nk++;
+	}
+	d->tenants = calloc(nt ? nt : 1, sizeof *d->tenants);
+	d->keys = calloc(nk ? nk : 1, sizeof *d->keys);
+	d->tenant_cap = table_cap(nt);
+	d->key_cap = table_cap(nk);
+	d->tenant_slots = calloc(d->tenant_cap, sizeof *d->tenant_slots);
+	d->key_slots = calloc(d->key_cap, sizeof *d->key_slots);
+	if (!d->tenants || !d->keys || !d->tenant_slots || !d->key_slots) {
+		snprintf(detail, dlen, "out of memory");
+		return -1;
+	}
+	for (char *line = text, *next; line && *line; line = next) {
+		char *f[6];
+		next = strchr(line, ';');
+		if (!next)
+			goto bad; /* every record is ended */
+		*next++ = '\0';
+		lineno++;
+		int n = split(line, f, 6);
+		if (n == 5 && !strcmp(f[0], "t") && d->ntenants < nt) {
+			struct cfgdoc_tenant *t = &d->tenants[d->ntenants];
+			if (!name_valid_uuid(f[1]) || !name_valid_slug(f[2]) || strlen(f[3]) != 1 ||
+			    !strchr("asd", f[3][0]) || plan_index(d, f[4], &t->plan) != 0)
+				goto bad;
+			snprintf(t->id, sizeof t->id, "%s", f[1]);
+			snprintf(t->slug, sizeof t->slug, "%s", f[2]);
+			t->status = f[3][0];
+			if (slot_put(d->tenant_slots, d->tenant_cap, t->id, (uint32_t)d->ntenants, tenant_id, d))
+				goto bad;
+			d->ntenants++;
+		} else if (n == 5 && !strcmp(f[0], "k") && d->ntenants > 0 && d->nkeys < nk) {
+			struct cfgdoc_key *k = &d->keys[d->nkeys];
+			if (strlen(f[1]) != 24 || strspn(f[1], "0123456789abcdef") != 24 ||
+			    secret_unb64url(f[2], strlen(f[2]), k->sha256, 32) != 32 ||
+			    (strcmp(f[3], "w") && strcmp(f[3], "r") && strcmp(f[3], "wr")) ||
+			    parse_int(f[4], &k->expires) != 0)
+				goto bad;
+			memcpy(k->id, f[1], 25);
+			k->scopes = (strchr(f[3], 'w') ? CFGDOC_SCOPE_WRITE : 0) |
+			            (strchr(f[3], 'r') ? CFGDOC_SCOPE_READ : 0);
+			k->tenant = (uint32_t)d->ntenants - 1;
+			if (slot_put(d->key_slots, d->key_cap, k->id, (uint32_t)d->nkeys, key_id, d))
+				goto bad;
+			d->nkeys++;
+		} else {
+			goto bad;
+		}
+	}
+	return 0;
+bad:
+	snprintf(detail, dlen, "tenants record %zu is malformed or repeated", lineno);
+	return -1;
+}
+
+static int copy_str(const json_t *v, char *out, size_t len)
+{
+	const char *s = json_string_value(v);
+	if (!s || strlen(s) >= len)
+		return -1;
+	memcpy(out, s, strlen(s) + 1);
+	return 0;
+}
+
+static int parse_claims(struct cfgdoc *d, json_t *claims, char *detail, size_t dlen)
+{
+	json_t *v, *e;
+	size_t i;
+	const char *k;
+
+	/* region */
+	v = json_object_get(claims, "region");
+	if (!json_is_object(v) || copy_str(json_object_get(v, "name"), d->self.name, sizeof d->self.name) ||
+	    copy_str(json_object_get(v, "endpoint_url"), d->self.endpoint, sizeof d->self.endpoint) ||
+	    copy_str(json_object_get(v, "status"), d->self.status, sizeof d->self.status)) {
+		snprintf(detail, dlen, "claim 'region' is missing or malformed");
+		return -1;
+	}
+
+	/* directory */
+	v = json_object_get(claims, "directory");
+	if (!json_is_array(v) || json_array_size(v) > 1000 ||
+	    !(d->dir = calloc(json_array_size(v) + 1, sizeof *d->dir)))
+		goto bad_dir;
+	json_array_foreach(v, i, e) {
+		struct cfgdoc_region *r = &d->dir[d->ndir++];
+		if (json_array_size(e) != 3 || copy_str(json_array_get(e, 0), r->name, sizeof r->name) ||
+		    copy_str(json_array_get(e, 1), r->endpoint, sizeof r->endpoint) ||
+		    copy_str(json_array_get(e, 2), r->status, sizeof r->status))
+			goto bad_dir;
+	}
+
+	/* plans */
+	v = json_object_get(claims, "plans");
+	if (!json_is_object(v) || json_object_size(v) > 1000 ||
+	    !(d->plans = calloc(json_object_size(v) + 1, sizeof *d->plans)))
+		goto bad_plans;
+	json_object_foreach(v, k, e) {
+		struct cfgdoc_plan *p = &d->plans[d->nplans++];
+		int64_t *f[] = { &p->rate, &p->burst, &p->quota, &p->retention_days };
+		if (strlen(k) >= sizeof p->id || json_array_size(e) != 4)
+			goto bad_plans;
+		strcpy(p->id, k);
+		for (int j = 0; j < 4; j++) {
+			json_t *n = json_array_get(e, (size_t)j);
+			if (!json_is_integer(n) || json_integer_value(n) < 0)
+				goto bad_plans;
+			*f[j] = json_integer_value(n);
+		}
+	}
+
+	/* tenants: parsed in place, the claim is ours to cut */
+	v = json_object_get(claims, "tenants");
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		snprintf(detail, dlen, "claim 'tenants' is missing or not a string");
+		return -1;
+	}
+	return parse_tenants(d, (char *)json_string_value(v), detail, dlen);
+bad_dir:
+	snprintf(detail, dlen, "claim 'directory' is missing or malformed");
+	return -1;
+bad_plans:
+	snprintf(detail, dlen, "claim 'plans' is missing or malformed");
+	return -1;
+}
+
+/* A required integer claim. */
+static int claim_int(json_t *claims, const char *name, int64_t *out)
+{
+	json_t *v = json_object_get(claims, name);
+	if (!json_is_integer(v))
+		return -1;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* Verifies the ES256 signature (raw r || s) over `input` with `key`. */
+static int es256_verify(const struct jwk *key, const char *input, size_t len, const char *sig64,
+                        size_t sig64len)
+{
+	unsigned char raw[64], der[80];
+	BIO *bio = BIO_new_mem_buf(key->public_pem, -1);
+	EVP_PKEY *pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	ECDSA_SIG *sig = ECDSA_SIG_new();
+	BIGNUM *r = NULL, *s = NULL;
+	int ok = 0;
+
+	if (!pkey || !md || !sig || secret_unb64url(sig64, sig64len, raw, sizeof raw) != 64)
+		goto out;
+	r = BN_bin2bn(raw, 32, NULL);
+	s = BN_bin2bn(raw + 32, 32, NULL);
+	if (!r || !s || ECDSA_SIG_set0(sig, r, s) != 1)
+		goto out;
+	r = s = NULL; /* owned by sig now */
+	unsigned char *p = der;
+	int derlen = i2d_ECDSA_SIG(sig, &p);
+	if (derlen <= 0 || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pkey) != 1)
+		goto out;
+	ok = EVP_DigestVerify(md, der, (size_t)derlen, (const unsigned char *)input, len) == 1;
+out:
+	BN_free(r);
+	BN_free(s);
+	ECDSA_SIG_free(sig);
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return ok;
+}
+
+enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
+                                 const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
+                                 char *detail, size_t dlen)
+{
+	enum cfgdoc_result res = CFGDOC_MALFORMED;
+	struct cfgdoc *d = NULL;
+	json_t *hdr = NULL, *claims = NULL;
+	const struct jwk *key = NULL;
+	char *tok = NULL;
+
+	*out = NULL;
+	snprintf(detail, dlen, "not a compact JWS");
+	if (len == 0 || (o->max_bytes && len > o->max_bytes) || memchr(token, '\0', len))
+		goto out;
+	const char *dot1 = memchr(token, '.', len);
+	const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
+	if (!dot1 || !dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)) ||
+	    dot1 - token > 1024)
+		goto out;
+
+	/* 1. The header, before anything is verified: alg is pinned. */
+	char hbuf[800];
+	long hn = secret_unb64url(token, (size_t)(dot1 - token), hbuf, sizeof hbuf - 1);
+	json_error_t je;
+	if (hn <= 0 || !(hdr = json_loadb(hbuf, (size_t)hn, JSON_REJECT_DUPLICATES, &je)) ||
+	    !json_is_object(hdr))
+		goto out;
+	const char *alg = json_string_value(json_object_get(hdr, "alg"));
+	const char *kid = json_string_value(json_object_get(hdr, "kid"));
+	if (!alg || strcmp(alg, "ES256") != 0) {
+		res = CFGDOC_BAD_ALG;
+		snprintf(detail, dlen, "header alg is '%.20s'; only ES256 is accepted", alg ? alg : "(none)");
+		goto out;
+	}
+	if (json_object_get(hdr, "crit")) {
+		snprintf(detail, dlen, "header 'crit' is not supported");
+		goto out;
+	}
+	for (size_t i = 0; kid && i < trust->n; i++)
+		if (!strcmp(trust->keys[i].kid, kid))
+			key = &trust->keys[i];
+	if (!key) {
+		res = CFGDOC_UNKNOWN_KID;
+		snprintf(detail, dlen, "kid '%.64s' is not in the trust bundle", kid ? kid : "(none)");
+		goto out;
+	}
+
+	/* 2. The signature, with the key the kid names and the alg pinned above.
+	 * OpenSSL checks it directly: libjwt 1.10 decodes into alloca() buffers
+	 * sized by the token, which overflows a thread's stack for large ones. */
+	if (!es256_verify(key, token, (size_t)(dot2 - token), dot2 + 1, len - (size_t)(dot2 + 1 - token))) {
+		res = CFGDOC_BAD_SIGNATURE;
+		snprintf(detail, dlen, "the signature does not verify with key %.64s", key->kid);
+		goto out;
+	}
+	size_t p64 = (size_t)(dot2 - dot1 - 1);
+	tok = malloc(p64 + 1);
+	long plen = tok ? secret_unb64url(dot1 + 1, p64, tok, p64) : -1;
+	if (plen <= 0 || !(claims = json_loadb(tok, (size_t)plen, JSON_REJECT_DUPLICATES, &je)) ||
+	    !json_is_object(claims)) {
+		snprintf(detail, dlen, "the payload is not a JSON object");
+		goto out;
+	}
+	free(tok);
+	tok = NULL;
+
+	/* 3. Claims. */
+	const char *iss = json_string_value(json_object_get(claims, "iss"));
+	if (!iss || strcmp(iss, o->issuer) != 0) {
+		res = CFGDOC_BAD_ISSUER;
+		snprintf(detail, dlen, "iss is '%.64s', expected '%s'", iss ? iss : "(none)", o->issuer);
+		goto out;
+	}
+	const char *aud = json_string_value(json_object_get(claims, "aud"));
+	if (!aud || strcmp(aud, o->region) != 0) {
+		res = CFGDOC_WRONG_AUDIENCE;
+		snprintf(detail, dlen, "aud is '%.40s', this region is '%s'", aud ? aud : "(none)", o->region);
+		goto out;
+	}
+	d = calloc(1, sizeof *d);
+	if (!d)
+		goto out;
+	res = CFGDOC_BAD_CONTENT;
+	if (claim_int(claims, "iat", &d->iat) || claim_int(claims, "nbf", &d->nbf) ||
+	    claim_int(claims, "exp", &d->exp) || claim_int(claims, "ver", &d->ver)) {
+		snprintf(detail, dlen, "iat, nbf, exp or ver is missing or not an integer");
+		goto out;
+	}
+	if (d->nbf > o->now + o->skew) {
+		res = CFGDOC_NOT_YET_VALID;
+		snprintf(detail, dlen, "nbf is %lld s in the future", (long long)(d->nbf - o->now));
+		goto out;
+	}
+	if (d->exp <= o->now - o->skew && !o->allow_expired) {
+		res = CFGDOC_EXPIRED;
+		snprintf(detail, dlen, "expired %lld s ago", (long long)(o->now - d->exp));
+		goto out;
+	}
+	if (d->ver <= o->min_version) {
+		res = CFGDOC_ROLLBACK;
+		snprintf(detail, dlen, "ver %lld is not newer than %lld, the version in use",
+		         (long long)d->ver, (long long)o->min_version);
+		goto out;
+	}
+
+	/* 4. Content. */
+	int64_t fmt;
+	const char *kind = json_string_value(json_object_get(claims, "kind"));
+	const char *jti = json_string_value(json_object_get(claims, "jti"));
+	if (claim_int(claims, "fmt", &fmt) || fmt != CFGDOC_FMT || !kind || strcmp(kind, "full")) {
+		snprintf(detail, dlen, "unsupported document format or kind");
+		goto out;
+	}
+	snprintf(d->jti, sizeof d->jti, "%s", jti ? jti : "");
+	snprintf(d->kid, sizeof d->kid, "%s", key->kid);
+	if (parse_claims(d, claims, detail, dlen) != 0)
+		goto out;
+	if (strcmp(d->self.name, o->region) != 0) {
+		snprintf(detail, dlen, "the region record is '%s', not '%s'", d->self.name, o->region);
+		goto out;
+	}
+	/* The cache keeps the token as received. */
+	if (!(tok = malloc(len + 1)))
+		goto out;
+	memcpy(tok, token, len);
+	tok[len] = '\0';
+	d->token = tok;
+	d->token_len = len;
+	tok = NULL;
+	*out = d;
+	d = NULL;
+	res = CFGDOC_OK;
+	snprintf(detail, dlen, "ok");
+out:
+	cfgdoc_free(d);
+	free(tok);
+	json_decref(claims);
+	json_decref(hdr);
+	return res;
+}
+
+/* ---- building ---- */
+
+static void put(struct buf *b, const char *s)
+{
+	buf_append(b, s, strlen(s));
+}
+
+int cfgdoc_add_tenant(struct buf *b, const char *id, const char *slug, const char *status,
+                      const char *plan)
+{
+	const char *s = !strcmp(status, "active") ? "|a|" : !strcmp(status, "suspended") ? "|s|" : "|d|";
+	if (!name_valid_uuid(id) || !name_valid_slug(slug) || !name_valid_region(plan))
+		return -1;
+	put(b, "t|");
+	put(b, id);
+	put(b, "|");
+	put(b, slug);
+	put(b, s);
+	put(b, plan);
+	put(b, ";");
+	return 0;
+}
+
+int cfgdoc_add_key_b64(struct buf *b, const char *id, const char *sha256_b64url, int write,
+                       int read, int64_t expires)
+{
+	char tail[40];
+	if (strlen(id) != 24 || strspn(id, "0123456789abcdef") != 24 || strlen(sha256_b64url) != 43 ||
+	    (!write && !read))
+		return -1;
+	put(b, "k|");
+	put(b, id);
+	put(b, "|");
+	put(b, sha256_b64url);
+	snprintf(tail, sizeof tail, "|%s%s|%lld;", write ? "w" : "", read ? "r" : "",
+	         (long long)(expires > 0 ? expires : 0));
+	put(b, tail);
+	return 0;
+}
+
+int cfgdoc_add_key(struct buf *b, const char *id, const unsigned char sha256[32], int write,
+                   int read, int64_t expires)
+{
+	char h[48];
+	secret_b64url(sha256, 32, h);
+	return cfgdoc_add_key_b64(b, id, h, write, read, expires);
+}
+
+/* JOSE wants the ECDSA signature as r || s, 32 bytes each; OpenSSL makes DER. */
+static int der_to_jose(const unsigned char *der, size_t len, unsigned char out[64])
+{
+	const unsigned char *p = der;
+	ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)len);
+	const BIGNUM *r, *s;
+	int ok = 0;
+	if (sig) {
+		ECDSA_SIG_get0(sig, &r, &s);
+		ok = BN_bn2binpad(r, out, 32) == 32 && BN_bn2binpad(s, out + 32, 32) == 32;
+		ECDSA_SIG_free(sig);
+	}
+	return ok ? 0 : -1;
+}
+
+/* Signed with OpenSSL rather than libjwt: libjwt 1.10's encoder builds the
+ * base64 of the header and payload in alloca() buffers, which overflows a
+ * thread's stack for a document of tens of megabytes. */
+char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenants)
+{
+	json_t *payload = json_deep_copy(claims), *hdr = NULL;
+	char *htext = NULL, *ptext = NULL, *input = NULL, *token = NULL;
+	unsigned char der[80], raw[64];
+	size_t derlen = sizeof der;
+	EVP_PKEY *pkey = NULL;
+	EVP_MD_CTX *md = NULL;
+	BIO *bio = NULL;
+
+	/* The tenants text needs no escaping (see the format); it is spliced
+	 * into the payload as the last member rather than copied through the
+	 * JSON encoder, which matters at tens of megabytes. */
+	for (const char *t = tenants; *t; t++)
+		if (*t == '"' || *t == '\\' || (unsigned char)*t < 0x20 || (unsigned char)*t > 0x7e)
+			goto out;
+	if (!payload || json_object_get(payload, "tenants"))
+		goto out;
+	hdr = json_pack("{ss ss ss}", "alg", "ES256", "typ", "JWT", "kid", key->kid);
+	htext = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
+	char *small = json_dumps(payload, JSON_COMPACT);
+	if (!htext || !small || small[strlen(small) - 1] != '}') {
+		free(small);
+		goto out;
+	}
+	size_t slen = strlen(small) - 1, tlen = strlen(tenants);
+	ptext = malloc(slen + tlen + 16);
+	if (!ptext) {
+		free(small);
+		goto out;
+	}
+	memcpy(ptext, small, slen);
+	free(small);
+	size_t at = slen;
+	if (slen > 1)
+		ptext[at++] = ',';
+	memcpy(ptext + at, "\"tenants\":\"", 11);
+	at += 11;
+	memcpy(ptext + at, tenants, tlen);
+	at += tlen;
+	memcpy(ptext + at, "\"}", 3);
+	size_t hlen = strlen(htext), plen = at + 2;
+	size_t h64 = 4 * ((hlen + 2) / 3), p64 = 4 * ((plen + 2) / 3);
+	input = malloc(h64 + 1 + p64 + 1 + 90);
+	if (!input)
+		goto out;
+	secret_b64url(htext, hlen, input);
+	size_t n = strlen(input);
+	input[n++] = '.';
+	secret_b64url(ptext, plen, input + n);
+	n += strlen(input + n);
+
+	bio = BIO_new_mem_buf(key->private_pem, -1);
+	pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	md = EVP_MD_CTX_new();
+	if (!pkey || !md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pkey) != 1 ||
+	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)input, n) != 1 ||
+	    der_to_jose(der, derlen, raw) != 0)
+		goto out;
+	input[n++] = '.';
+	secret_b64url(raw, sizeof raw, input + n);
+	token = input;
+	input = NULL;
+out:
+	json_decref(payload);
+	json_decref(hdr);
+	free(htext);
+	free(ptext);
+	free(input);
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return token;
+}

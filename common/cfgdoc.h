@@ -1,0 +1,141 @@
+/* The signed regional configuration document.
+ *
+ * A compact JWT (ES256) whose claims are:
+ *   iss, aud (the region), iat, nbf, exp, jti, ver (the region's config
+ *   version, strictly increasing), fmt (1), kind ("full"),
+ *   region     {name, display_name, endpoint_url, status, wave}
+ *   directory  [[name, endpoint_url, status], ...]   every region
+ *   plans      {"<id>": [rate, burst, monthly_quota, retention_days]}
+ *   tenants    one string of records ended by ';', fields split by '|':
+ *     t|<tenant uuid>|<slug>|<a|s|d: active, suspended, deleted>|<plan id>;
+ *     k|<key id, 24 hex>|<SHA-256 of the secret, base64url>|<w, r or wr>|<expiry, unix s; 0 none>;
+ *   where each k record belongs to the t record before it. Every character
+ *   in it is one JSON carries unescaped, so the control plane splices the
+ *   text into the payload without copying it through a JSON encoder.
+ * The tenants string holds only tenants whose home region is aud.
+ * Keeping the bulk in one string lets a data plane build its lookup tables
+ * in one pass, without a JSON tree of every tenant. A later "kind":"delta"
+ * can carry changes since a base version; a data plane that meets a fmt or
+ * kind it does not know rejects the document and keeps what it has. */
+#ifndef CT_CFGDOC_H
+#define CT_CFGDOC_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "jwk.h"
+
+#define CFGDOC_FMT 1
+#define CFGDOC_SCOPE_WRITE 1u
+#define CFGDOC_SCOPE_READ 2u
+
+struct cfgdoc_plan {
+	char id[33];
+	int64_t rate, burst, quota, retention_days;
+};
+
+struct cfgdoc_tenant {
+	char id[37];
+	char slug[64];
+	char status;          /* 'a', 's' or 'd' */
+	uint32_t plan;        /* index into plans */
+};
+
+struct cfgdoc_key {
+	char id[25];
+	unsigned char sha256[32];
+	unsigned scopes;      /* CFGDOC_SCOPE_* */
+	int64_t expires;      /* unix seconds; 0 = never */
+	uint32_t tenant;      /* index into tenants */
+};
+
+struct cfgdoc_region {
+	char name[33];
+	char endpoint[201];
+	char status[16];
+};
+
+struct cfgdoc {
+	int64_t ver, iat, nbf, exp;
+	char jti[65], kid[64];
+	struct cfgdoc_region self;
+	struct cfgdoc_region *dir;
+	size_t ndir;
+	struct cfgdoc_plan *plans;
+	size_t nplans;
+	struct cfgdoc_tenant *tenants;
+	size_t ntenants;
+	struct cfgdoc_key *keys;
+	size_t nkeys;
+	uint32_t *key_slots, *tenant_slots;   /* open addressing; value = index + 1 */
+	size_t key_cap, tenant_cap;
+	char *token;                           /* the verified text, for the cache */
+	size_t token_len;
+};
+
+const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id);
+const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const char *id);
+const struct cfgdoc_region *cfgdoc_find_region(const struct cfgdoc *d, const char *name);
+void cfgdoc_free(struct cfgdoc *d);
+
+/* ---- trust bundle: a JWK set file of the keys a data plane accepts ---- */
+struct cfgdoc_trust {
+	struct jwk *keys;
+	size_t n;
+};
+int cfgdoc_trust_load(const char *path, struct cfgdoc_trust *t, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+void cfgdoc_trust_free(struct cfgdoc_trust *t);
+
+/* ---- verification ---- */
+enum cfgdoc_result {
+	CFGDOC_OK = 0,
+	CFGDOC_MALFORMED,     /* not a compact JWS, or too large */
+	CFGDOC_BAD_ALG,       /* header alg other than ES256 */
+	CFGDOC_UNKNOWN_KID,   /* kid missing or not in the trust bundle */
+	CFGDOC_BAD_SIGNATURE,
+	CFGDOC_BAD_ISSUER,
+	CFGDOC_WRONG_AUDIENCE,
+	CFGDOC_NOT_YET_VALID,
+	CFGDOC_EXPIRED,
+	CFGDOC_ROLLBACK,      /* ver not greater than the version in use */
+	CFGDOC_BAD_CONTENT,
+	CFGDOC__COUNT
+};
+extern const char *const cfgdoc_result_names[CFGDOC__COUNT];
+
+struct cfgdoc_verify_opts {
+	const char *issuer;
+	const char *region;
+	int64_t now;              /* unix seconds */
+	int64_t skew;             /* seconds allowed on nbf and exp */
+	int64_t min_version;      /* the document's ver must be greater */
+	int allow_expired;        /* for a cached document at start: report, do not refuse */
+	size_t max_bytes;
+};
+
+/* Verifies `token` in this order: header alg exactly ES256 and kid in the
+ * trust bundle (before any signature work); signature; iss; aud; nbf/exp;
+ * ver; content. On CFGDOC_OK, *out is the document (caller cfgdoc_free()s),
+ * holding a copy of the token. Otherwise `detail` says why. */
+enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
+                                 const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
+                                 char *detail, size_t detail_len) __attribute__((warn_unused_result));
+
+/* ---- building (control plane) ---- */
+/* Appends one tenant line / one key line to `b`. Returns 0, or -1 when a
+ * field cannot be represented (the caller has a bug). */
+int cfgdoc_add_tenant(struct buf *b, const char *id, const char *slug, const char *status,
+                      const char *plan);
+int cfgdoc_add_key(struct buf *b, const char *id, const unsigned char sha256[32], int write,
+                   int read, int64_t expires);
+/* The same with the digest already in base64url (43 characters). */
+int cfgdoc_add_key_b64(struct buf *b, const char *id, const char *sha256_b64url, int write,
+                       int read, int64_t expires);
+/* Signs `claims` (borrowed; must not hold "tenants") plus the tenants text
+ * with `key`. Returns the compact token (malloc'd) or NULL. */
+char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenants);
+
+#endif

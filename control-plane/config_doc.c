@@ -1,0 +1,282 @@
+/* Issuing regional config documents: build from one database snapshot,
+ * sign once per version, store so every replica serves the same bytes,
+ * and keep the latest per region in memory. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "cfgdoc.h"
+#include "cp.h"
+#include "cpdb.h"
+#include "log.h"
+#include "secret.h"
+#include "signing.h"
+
+#define MAX_REGIONS 128
+#define KEEP_VERSIONS 5
+
+struct doc_slot {
+	char region[33];
+	pthread_mutex_t build;    /* one build per region at a time in this process */
+	struct cp_doc *doc;       /* guarded by doc_cache.lock */
+};
+
+struct doc_cache {
+	pthread_mutex_t lock;
+	struct doc_slot slots[MAX_REGIONS];
+	size_t n;
+};
+
+static struct cp_doc *doc_ref(struct cp_doc *d)
+{
+	atomic_fetch_add(&d->refs, 1);
+	return d;
+}
+
+void cp_doc_release(void *vd)
+{
+	struct cp_doc *d = vd;
+	if (d && atomic_fetch_sub(&d->refs, 1) == 1) {
+		free(d->token);
+		free(d);
+	}
+}
+
+struct doc_cache *doc_cache_new(void)
+{
+	struct doc_cache *dc = calloc(1, sizeof *dc);
+	if (dc)
+		pthread_mutex_init(&dc->lock, NULL);
+	return dc;
+}
+
+void doc_cache_free(struct doc_cache *dc)
+{
+	if (!dc)
+		return;
+	for (size_t i = 0; i < dc->n; i++) {
+		cp_doc_release(dc->slots[i].doc);
+		pthread_mutex_destroy(&dc->slots[i].build);
+	}
+	pthread_mutex_destroy(&dc->lock);
+	free(dc);
+}
+
+static struct doc_slot *slot_for(struct doc_cache *dc, const char *region)
+{
+	struct doc_slot *s = NULL;
+	pthread_mutex_lock(&dc->lock);
+	for (size_t i = 0; i < dc->n && !s; i++)
+		if (!strcmp(dc->slots[i].region, region))
+			s = &dc->slots[i];
+	if (!s && dc->n < MAX_REGIONS) {
+		s = &dc->slots[dc->n++];
+		snprintf(s->region, sizeof s->region, "%s", region);
+		pthread_mutex_init(&s->build, NULL);
+	}
+	pthread_mutex_unlock(&dc->lock);
+	return s;
+}
+
+/* The cached document if it is at least `want`, with a reference. */
+static struct cp_doc *cached(struct doc_cache *dc, struct doc_slot *s, int64_t want)
+{
+	struct cp_doc *d = NULL;
+	pthread_mutex_lock(&dc->lock);
+	if (s->doc && s->doc->version >= want)
+		d = doc_ref(s->doc);
+	pthread_mutex_unlock(&dc->lock);
+	return d;
+}
+
+static void cache_put(struct doc_cache *dc, struct doc_slot *s, struct cp_doc *d)
+{
+	pthread_mutex_lock(&dc->lock);
+	if (!s->doc || s->doc->version < d->version) {
+		cp_doc_release(s->doc);
+		s->doc = doc_ref(d);
+	}
+	pthread_mutex_unlock(&dc->lock);
+}
+
+static json_t *plans_claim(PGresult *r)
+{
+	json_t *o = json_object();
+	for (int i = 0; i < PQntuples(r); i++)
+		json_object_set_new(o, PQgetvalue(r, i, 0),
+		                    json_pack("[IIII]", (json_int_t)atoll(PQgetvalue(r, i, 1)),
+		                              (json_int_t)atoll(PQgetvalue(r, i, 2)),
+		                              (json_int_t)atoll(PQgetvalue(r, i, 3)),
+		                              (json_int_t)atoll(PQgetvalue(r, i, 4))));
+	return o;
+}
+
+/* The tenants text from the content rows (see cpdb_doc_content). */
+static int tenants_text(PGresult *r, struct buf *b)
+{
+	const char *last = "";
+	for (int i = 0; i < PQntuples(r); i++) {
+		const char *tid = PQgetvalue(r, i, 0);
+		if (strcmp(tid, last) != 0) {
+			if (cfgdoc_add_tenant(b, tid, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+			                      PQgetvalue(r, i, 3)) != 0)
+				return -1;
+			last = tid;
+		}
+		if (PQgetisnull(r, i, 4))
+			continue;
+		if (cfgdoc_add_key_b64(b, PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6)[0] == 't',
+		                       PQgetvalue(r, i, 7)[0] == 't', atoll(PQgetvalue(r, i, 8))) != 0)
+			return -1;
+	}
+	return b->failed ? -1 : 0;
+}
+
+enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *region,
+                            int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
+{
+	json_t *self = NULL, *regions = NULL, *claims = NULL, *dir;
+	PGresult *plans = NULL, *content = NULL;
+	struct buf text = { 0 };
+	struct jwk key = { 0 };
+	unsigned char jti[16];
+	char jti_hex[33];
+	enum db_status st;
+	size_t i;
+	json_t *r;
+
+	*token = NULL;
+	if ((st = cpdb_region_version(c, region, ver)) != DB_OK ||
+	    (st = cpdb_region_get(c, region, &self)) != DB_OK ||
+	    (st = cpdb_regions_list(c, &regions)) != DB_OK || (st = cpdb_plans_rows(c, &plans)) != DB_OK ||
+	    (st = cpdb_doc_content(c, region, &content)) != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	/* One allocation of about the final size: regrowing tens of megabytes
+	 * costs more than building them. */
+	text.cap = (size_t)PQntuples(content) * 96 + 64;
+	if (!(text.p = malloc(text.cap)))
+		goto out;
+	text.p[0] = '\0';
+	if (tenants_text(content, &text) != 0) {
+		log_error(NULL, "region %s: a tenant or key cannot be written into the document", region);
+		goto out;
+	}
+	if (keyring_current(app->keys, &key) != 0 || secret_random(jti, sizeof jti) != 0)
+		goto out;
+	secret_hex(jti, sizeof jti, jti_hex);
+	dir = json_array();
+	json_array_foreach(regions, i, r)
+		json_array_append_new(dir, json_pack("[OOO]", json_object_get(r, "name"),
+		                                     json_object_get(r, "endpoint_url"),
+		                                     json_object_get(r, "status")));
+	*iat = time(NULL);
+	*exp = *iat + app->cfg.doc_lifetime_ms / 1000;
+	claims = json_pack("{ss ss sI sI sI ss sI si ss s{sOsOsOsOsO} so so}", "iss", CP_ISSUER, "aud", region,
+	                   "iat", (json_int_t)*iat, "nbf", (json_int_t)*iat, "exp", (json_int_t)*exp,
+	                   "jti", jti_hex, "ver", (json_int_t)*ver, "fmt", CFGDOC_FMT, "kind", "full",
+	                   "region", "name", json_object_get(self, "name"), "display_name",
+	                   json_object_get(self, "display_name"), "endpoint_url",
+	                   json_object_get(self, "endpoint_url"), "status", json_object_get(self, "status"),
+	                   "wave", json_object_get(self, "wave"), "directory", dir, "plans",
+	                   plans_claim(plans));
+	if (!claims)
+		goto out;
+	*token = cfgdoc_sign(&key, claims, text.p ? text.p : "");
+	if (*token) {
+		snprintf(kid, 64, "%s", key.kid);
+		st = DB_OK;
+	}
+out:
+	json_decref(self);
+	json_decref(regions);
+	json_decref(claims);
+	PQclear(plans);
+	PQclear(content);
+	buf_free(&text);
+	jwk_clear(&key);
+	return st;
+}
+
+struct issue {
+	struct cp_app *app;
+	const char *region;
+	int64_t want, ver;
+	char *token;
+};
+
+static enum db_status issue_tx(struct db_conn *c, void *vctx)
+{
+	struct issue *is = vctx;
+	int64_t iat, exp;
+	char kid[64], *built = NULL;
+
+	free(is->token);
+	is->token = NULL;
+	/* Another replica may have stored this version already. */
+	enum db_status st = cpdb_region_version(c, is->region, &is->ver);
+	if (st != DB_OK)
+		return st;
+	st = cpdb_doc_get(c, is->region, is->ver, &is->token);
+	if (st != DB_NOT_FOUND)
+		return st;
+	if ((st = cp_doc_build(c, is->app, is->region, &is->ver, &built, &iat, &exp, kid)) != DB_OK)
+		return st;
+	/* A stored document can always be rebuilt from the tables, so its
+	 * commit need not wait for the disk (this transaction only). */
+	if ((st = db_exec(c, NULL, "SET LOCAL synchronous_commit = off", 0, NULL)) != DB_OK) {
+		free(built);
+		return st;
+	}
+	int stored = 0;
+	st = cpdb_doc_insert(c, is->region, is->ver, built, kid, iat, exp, &stored);
+	if (st == DB_OK && stored) {
+		is->token = built;
+		built = NULL;
+	} else if (st == DB_OK) {
+		st = cpdb_doc_get(c, is->region, is->ver, &is->token); /* another replica's */
+	}
+	free(built);
+	if (st == DB_OK)
+		st = cpdb_doc_prune(c, is->region, is->ver, KEEP_VERSIONS);
+	return st;
+}
+
+enum db_status cp_doc_get(struct cp_app *app, const char *region, int64_t want, struct cp_doc **out)
+{
+	struct doc_slot *s = slot_for(app->docs, region);
+	enum db_status st = DB_OK;
+
+	*out = NULL;
+	if (!s)
+		return DB_ERROR;
+	if ((*out = cached(app->docs, s, want)) != NULL)
+		return DB_OK;
+	pthread_mutex_lock(&s->build);
+	if ((*out = cached(app->docs, s, want)) == NULL) {
+		struct issue is = { .app = app, .region = region, .want = want };
+		/* One snapshot: the version and the content it describes agree. */
+		st = db_tx(app->db, DB_REPEATABLE_READ, issue_tx, &is);
+		if (st == DB_OK) {
+			struct cp_doc *d = calloc(1, sizeof *d);
+			if (d) {
+				d->refs = 1;
+				d->version = is.ver;
+				d->token = is.token;
+				d->len = strlen(is.token);
+				is.token = NULL;
+				cache_put(app->docs, s, d);
+				*out = d;
+			} else {
+				st = DB_ERROR;
+			}
+		}
+		free(is.token);
+	}
+	pthread_mutex_unlock(&s->build);
+	return st;
+}

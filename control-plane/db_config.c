@@ -1,0 +1,165 @@
+/* SQL of regional config documents, region credentials and fleet status. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp.h"
+#include "cpdb.h"
+
+enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver)
+{
+	const char *p[] = { region };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r, "SELECT config_version FROM regions WHERE name = $1", 1, p);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0)
+		st = DB_NOT_FOUND;
+	else
+		*ver = atoll(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return st;
+}
+
+enum db_status cpdb_doc_get(struct db_conn *c, const char *region, int64_t ver, char **token)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%lld", (long long)ver);
+	const char *p[] = { region, v };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"SELECT token FROM region_documents WHERE region = $1 AND version = $2::bigint", 2, p);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0)
+		st = DB_NOT_FOUND;
+	else if (!(*token = strdup(PQgetvalue(r, 0, 0))))
+		st = DB_ERROR;
+	PQclear(r);
+	return st;
+}
+
+enum db_status cpdb_doc_insert(struct db_conn *c, const char *region, int64_t ver, const char *token,
+                               const char *kid, int64_t iat, int64_t exp, int *stored)
+{
+	PGresult *r;
+	char v[24], i[24], e[24];
+	snprintf(v, sizeof v, "%lld", (long long)ver);
+	snprintf(i, sizeof i, "%lld", (long long)iat);
+	snprintf(e, sizeof e, "%lld", (long long)exp);
+	const char *p[] = { region, v, token, kid, i, e };
+	enum db_status st = db_exec(c, &r,
+		"INSERT INTO region_documents (region, version, token, kid, issued_at, expires_at)"
+		" VALUES ($1, $2::bigint, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint))"
+		" ON CONFLICT DO NOTHING RETURNING 1", 6, p);
+	if (st == DB_OK) {
+		*stored = PQntuples(r) == 1;
+		PQclear(r);
+	}
+	return st;
+}
+
+enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver, int keep)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%lld", (long long)(ver - keep));
+	const char *p[] = { region, v };
+	return db_exec(c, NULL, "DELETE FROM region_documents WHERE region = $1 AND version <= $2::bigint",
+	               2, p);
+}
+
+enum db_status cpdb_doc_content(struct db_conn *c, const char *region, PGresult **rows)
+{
+	const char *p[] = { region };
+	return db_exec(c, rows,
+		"SELECT t.id, t.slug, t.status, t.plan, k.id,"
+		"       rtrim(translate(encode(k.secret_sha256, 'base64'), '+/', '-_'), '='),"
+		"       'events:write' = ANY (k.scopes), 'events:read' = ANY (k.scopes),"
+		"       coalesce(extract(epoch FROM k.expires_at)::bigint, 0)"
+		" FROM tenants t"
+		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL"
+		"      AND (k.expires_at IS NULL OR k.expires_at > now())"
+		" WHERE t.region = $1 AND t.status <> 'deleted'"
+		" ORDER BY t.id, k.id", 1, p);
+}
+
+enum db_status cpdb_plans_rows(struct db_conn *c, PGresult **rows)
+{
+	return db_exec(c, rows,
+		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans ORDER BY id",
+		0, NULL);
+}
+
+enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, PGresult **rows)
+{
+	char w[24];
+	snprintf(w, sizeof w, "%lld", (long long)within_s);
+	const char *p[] = { w };
+	return db_exec(c, rows,
+		"SELECT r.name FROM regions r"
+		" JOIN region_documents d ON d.region = r.name AND d.version = r.config_version"
+		" WHERE d.expires_at < now() + $1::bigint * interval '1 second'", 1, p);
+}
+
+enum db_status cpdb_credential_insert(struct db_conn *c, const char *region,
+                                      const char *token_sha256_hex, json_t **doc)
+{
+	char hex[80];
+	snprintf(hex, sizeof hex, "\\x%s", token_sha256_hex);
+	const char *p[] = { region, hex };
+	return db_json_one(c, doc,
+		"INSERT INTO region_credentials (region, token_sha256) VALUES ($1, $2::bytea)"
+		" RETURNING json_build_object('id', id, 'region', region,"
+		"                             'created_at', api_ts(created_at))::text", 2, p);
+}
+
+enum db_status cpdb_credential_region(struct db_conn *c, const char *token_sha256_hex,
+                                      char region[33])
+{
+	char hex[80];
+	snprintf(hex, sizeof hex, "\\x%s", token_sha256_hex);
+	const char *p[] = { hex };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"SELECT region FROM region_credentials WHERE token_sha256 = $1::bytea AND revoked_at IS NULL",
+		1, p);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0)
+		st = DB_NOT_FOUND;
+	else
+		snprintf(region, 33, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return st;
+}
+
+enum db_status cpdb_fleet_upsert(struct db_conn *c, const char *region, const char *instance,
+                                 const char *version, const char *source,
+                                 const char *last_pull_ok_at, const char *last_error,
+                                 const char *stale)
+{
+	const char *p[] = { region, instance, version, source, last_pull_ok_at, last_error, stale };
+	return db_exec(c, NULL,
+		"INSERT INTO fleet_instances (region, instance, version, source, last_pull_ok_at,"
+		"                             last_error, stale, last_seen)"
+		" VALUES ($1, $2, $3::bigint, $4, $5::timestamptz, $6, $7::boolean, now())"
+		" ON CONFLICT (region, instance) DO UPDATE SET version = EXCLUDED.version,"
+		"   source = EXCLUDED.source, last_pull_ok_at = EXCLUDED.last_pull_ok_at,"
+		"   last_error = EXCLUDED.last_error, stale = EXCLUDED.stale, last_seen = now()", 7, p);
+}
+
+enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t stale_after_s,
+                               json_t **items)
+{
+	char s[24];
+	snprintf(s, sizeof s, "%lld", (long long)stale_after_s);
+	const char *p[] = { region, s };
+	return db_json_rows(c, items,
+		"SELECT json_build_object('instance', f.instance, 'version', f.version,"
+		"  'current_version', r.config_version, 'source', f.source,"
+		"  'config_stale', f.stale, 'last_pull_ok_at', api_ts(f.last_pull_ok_at),"
+		"  'last_error', f.last_error, 'last_seen', api_ts(f.last_seen),"
+		"  'silent', f.last_seen < now() - $2::bigint * interval '1 second')::text"
+		" FROM fleet_instances f JOIN regions r ON r.name = f.region"
+		" WHERE f.region = $1 ORDER BY f.instance", 2, p);
+}

@@ -1,0 +1,250 @@
+/* Long polls of GET /v1/regions/{region}/config?wait=N.
+ *
+ * A request that is up to date is parked (libmicrohttpd suspend) without
+ * holding a worker thread. One thread LISTENs on the region_config channel
+ * (raised by a trigger whenever a region's config version rises, so a
+ * change made through any replica wakes the polls of every replica) and
+ * resumes the parked requests of that region; it also resumes requests
+ * whose wait is over. It keeps the latest version heard per region, so a
+ * notification that arrives between a handler's version check and its
+ * park is not lost. */
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cp.h"
+#include "log.h"
+
+#define MAX_REGIONS 128
+
+struct waiter {
+	struct http_req *req;
+	char region[33];
+	int64_t seen, deadline_ms;
+	struct waiter *next;
+};
+
+struct heard {
+	char region[33];
+	int64_t version;
+};
+
+struct lp {
+	struct cp_app *app;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	struct waiter *waiters;
+	struct heard heard[MAX_REGIONS];
+	size_t nheard;
+	int draining;
+	atomic_int stop;
+};
+
+int64_t lp_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Latest version heard for `region` (0 if none). Lock held. */
+static int64_t heard_of(struct lp *lp, const char *region)
+{
+	for (size_t i = 0; i < lp->nheard; i++)
+		if (!strcmp(lp->heard[i].region, region))
+			return lp->heard[i].version;
+	return 0;
+}
+
+static void hear(struct lp *lp, const char *region, int64_t version)
+{
+	for (size_t i = 0; i < lp->nheard; i++)
+		if (!strcmp(lp->heard[i].region, region)) {
+			if (version > lp->heard[i].version)
+				lp->heard[i].version = version;
+			return;
+		}
+	if (lp->nheard < MAX_REGIONS) {
+		snprintf(lp->heard[lp->nheard].region, sizeof lp->heard[0].region, "%s", region);
+		lp->heard[lp->nheard++].version = version;
+	}
+}
+
+int lp_park(struct lp *lp, struct http_req *req, const char *region, int64_t seen, int64_t deadline_ms)
+{
+	struct waiter *w = calloc(1, sizeof *w);
+	if (!w)
+		return -1;
+	w->req = req;
+	snprintf(w->region, sizeof w->region, "%s", region);
+	w->seen = seen;
+	w->deadline_ms = deadline_ms;
+	pthread_mutex_lock(&lp->lock);
+	if (lp->draining || heard_of(lp, region) > seen) {
+		pthread_mutex_unlock(&lp->lock);
+		free(w);
+		return -1; /* answer now: draining, or a newer version is known */
+	}
+	/* Suspended before it is visible to the resuming thread. */
+	http_req_suspend(req);
+	w->next = lp->waiters;
+	lp->waiters = w;
+	pthread_mutex_unlock(&lp->lock);
+	return 0;
+}
+
+/* Takes out of the list the waiters that `wake` selects, then resumes them
+ * with the lock released. */
+static void resume_where(struct lp *lp, int (*wake)(const struct waiter *, void *), void *arg)
+{
+	struct waiter *ready = NULL;
+	pthread_mutex_lock(&lp->lock);
+	for (struct waiter **pp = &lp->waiters; *pp;) {
+		struct waiter *w = *pp;
+		if (wake(w, arg)) {
+			*pp = w->next;
+			w->next = ready;
+			ready = w;
+		} else {
+			pp = &w->next;
+		}
+	}
+	pthread_mutex_unlock(&lp->lock);
+	while (ready) {
+		struct waiter *w = ready;
+		ready = w->next;
+		http_req_resume(w->req);
+		free(w);
+	}
+}
+
+static int wake_any(const struct waiter *w, void *arg)
+{
+	(void)w, (void)arg;
+	return 1;
+}
+
+static int wake_due(const struct waiter *w, void *now)
+{
+	return w->deadline_ms <= *(int64_t *)now;
+}
+
+struct change {
+	const char *region;
+	int64_t version;
+};
+
+static int wake_region(const struct waiter *w, void *arg)
+{
+	const struct change *ch = arg;
+	return !strcmp(w->region, ch->region) && ch->version > w->seen;
+}
+
+static PGconn *listen_conn(struct lp *lp)
+{
+	PGconn *pg = PQconnectdb(lp->app->cfg.database_url);
+	if (PQstatus(pg) == CONNECTION_OK) {
+		PGresult *r = PQexec(pg, "LISTEN region_config");
+		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		if (ok)
+			return pg;
+	}
+	PQfinish(pg);
+	return NULL;
+}
+
+static void *listen_main(void *arg)
+{
+	struct lp *lp = arg;
+	PGconn *pg = NULL;
+	int64_t retry_at = 0;
+
+	while (!atomic_load(&lp->stop)) {
+		int64_t now = lp_now_ms();
+		if (!pg && now >= retry_at) {
+			pg = listen_conn(lp);
+			if (pg) {
+				/* Changes made while we were not listening: let every
+				 * parked request look again. */
+				resume_where(lp, wake_any, NULL);
+			} else {
+				log_warn(NULL, "long polls: cannot LISTEN; retrying in 1 s");
+				retry_at = now + 1000;
+			}
+		}
+		if (pg) {
+			struct pollfd pfd = { .fd = PQsocket(pg), .events = POLLIN };
+			if (poll(&pfd, 1, 100) > 0 && PQconsumeInput(pg) == 0) {
+				log_warn(NULL, "long polls: the LISTEN connection broke; reconnecting");
+				PQfinish(pg);
+				pg = NULL;
+				continue;
+			}
+			PGnotify *n;
+			while ((n = PQnotifies(pg)) != NULL) {
+				char region[33];
+				long long version;
+				if (sscanf(n->extra, "%32s %lld", region, &version) == 2) {
+					struct change ch = { region, version };
+					pthread_mutex_lock(&lp->lock);
+					hear(lp, region, version);
+					pthread_mutex_unlock(&lp->lock);
+					resume_where(lp, wake_region, &ch);
+				}
+				PQfreemem(n);
+			}
+		} else {
+			usleep(100 * 1000);
+		}
+		now = lp_now_ms();
+		resume_where(lp, wake_due, &now);
+	}
+	PQfinish(pg);
+	return NULL;
+}
+
+struct lp *lp_start(struct cp_app *app, char *err, size_t errlen)
+{
+	struct lp *lp = calloc(1, sizeof *lp);
+	if (!lp) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	lp->app = app;
+	pthread_mutex_init(&lp->lock, NULL);
+	if (pthread_create(&lp->thread, NULL, listen_main, lp) != 0) {
+		snprintf(err, errlen, "cannot start the long-poll thread");
+		pthread_mutex_destroy(&lp->lock);
+		free(lp);
+		return NULL;
+	}
+	return lp;
+}
+
+void lp_drain(void *vapp)
+{
+	struct lp *lp = ((struct cp_app *)vapp)->lp;
+	if (!lp)
+		return;
+	pthread_mutex_lock(&lp->lock);
+	lp->draining = 1;
+	pthread_mutex_unlock(&lp->lock);
+	resume_where(lp, wake_any, NULL);
+}
+
+void lp_stop(struct lp *lp)
+{
+	if (!lp)
+		return;
+	atomic_store(&lp->stop, 1);
+	pthread_join(lp->thread, NULL);
+	resume_where(lp, wake_any, NULL);
+	pthread_mutex_destroy(&lp->lock);
+	free(lp);
+}

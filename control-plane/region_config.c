@@ -1,0 +1,241 @@
+/* What the regions use: GET /.well-known/jwks.json (public keys),
+ * GET /v1/regions/{region}/config (the signed document, long-polled),
+ * POST /v1/regions/{name}/credentials (admin: a region's credential),
+ * POST /v1/regions/{region}/status (a data plane's report) and
+ * GET /v1/regions/{region}/fleet (admin: the reports). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "names.h"
+#include "secret.h"
+#include "signing.h"
+
+#define MAX_WAIT_S 60
+
+static int no_keys(struct http_req *req)
+{
+	return http_reply_problem(req, PROB_UNAVAILABLE,
+	                          "This control plane has no signing keys (CP_SIGNING_KEYS_DIR is not set).");
+}
+
+int cp_jwks(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	if (!app->keys)
+		return no_keys(req);
+	json_t *jwks = keyring_jwks(app->keys);
+	if (!jwks)
+		return -1;
+	http_add_header(req, "Cache-Control", "max-age=60");
+	return http_reply_json(req, 200, jwks);
+}
+
+/* Region routes are for that region's credential, or an admin. */
+static int region_allowed(struct http_req *req, const char *region)
+{
+	const struct cp_principal *p = cp_principal(req);
+	if (!region || !name_valid_region(region))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region."), -1;
+	if (p->role == CP_ROLE_ADMIN || (p->role == CP_ROLE_REGION && !strcmp(p->region, region)))
+		return 0;
+	return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), -1;
+}
+
+/* The version in If-None-Match ("12" or W/"12"); -1 when absent or not ours. */
+static int64_t seen_version(struct http_req *req)
+{
+	const char *v = http_req_header(req, "If-None-Match");
+	if (!v)
+		return -1;
+	if (!strncmp(v, "W/", 2))
+		v += 2;
+	size_t n = strlen(v);
+	if (n < 3 || n > 21 || v[0] != '"' || v[n - 1] != '"' || strspn(v + 1, "0123456789") != n - 2)
+		return -1;
+	return atoll(v + 1);
+}
+
+struct poll_state {
+	int64_t deadline_ms;
+};
+
+int cp_region_config(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	const char *region = http_req_param(req, "region");
+	const char *wait = http_req_query(req, "wait");
+	struct poll_state *ps = http_req_state(req);
+	struct db_conn *c;
+	int64_t current, seen;
+	char etag[32];
+
+	if (region_allowed(req, region) != 0)
+		return 0;
+	if (!app->keys)
+		return no_keys(req);
+	if (!ps) {
+		long w = 0;
+		if (wait && (strspn(wait, "0123456789") != strlen(wait) || !*wait || strlen(wait) > 3 ||
+		             (w = atol(wait)) > MAX_WAIT_S))
+			return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "wait"),
+			                             "wait must be a number of seconds from 0 to %d.", MAX_WAIT_S);
+		ps = calloc(1, sizeof *ps);
+		if (!ps)
+			return -1;
+		ps->deadline_ms = lp_now_ms() + w * 1000;
+		http_req_set_state(req, ps, free);
+	}
+	if (!(c = db_acquire(app->db)))
+		return cp_reply_db_error(req, DB_UNAVAILABLE);
+	enum db_status st = cpdb_region_version(c, region, &current);
+	db_release(app->db, c);
+	if (st == DB_NOT_FOUND)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	if (st != DB_OK)
+		return cp_reply_db_error(req, st);
+
+	seen = seen_version(req);
+	if (seen >= current) {
+		if (lp_now_ms() < ps->deadline_ms &&
+		    lp_park(app->lp, req, region, seen, ps->deadline_ms) == 0)
+			return 0; /* parked: this handler runs again when woken */
+		snprintf(etag, sizeof etag, "\"%lld\"", (long long)current);
+		http_add_header(req, "ETag", etag);
+		return http_reply_raw(req, 304, NULL, "", 0);
+	}
+	struct cp_doc *doc;
+	if ((st = cp_doc_get(app, region, current, &doc)) != DB_OK)
+		return cp_reply_db_error(req, st);
+	snprintf(etag, sizeof etag, "\"%lld\"", (long long)doc->version);
+	http_add_header(req, "ETag", etag);
+	http_add_header(req, "Cache-Control", "no-store");
+	return http_reply_shared(req, 200, "application/jwt", doc->token, doc->len, cp_doc_release, doc);
+}
+
+struct cred_ctx {
+	const char *region;
+	char token[96];
+};
+
+static enum db_status cred_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                              struct cp_outcome *out)
+{
+	struct cred_ctx *ctx = vctx;
+	unsigned char raw[32], sha[32];
+	char hex[65];
+	json_t *doc, *r;
+	enum db_status st = cpdb_region_get(c, ctx->region, &r);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such region.");
+	if (st != DB_OK)
+		return st;
+	json_decref(r);
+	if (secret_random(raw, sizeof raw) != 0)
+		return DB_ERROR;
+	int n = snprintf(ctx->token, sizeof ctx->token, "crt_%s_", ctx->region);
+	secret_b64url(raw, sizeof raw, ctx->token + n);
+	secret_sha256(ctx->token, strlen(ctx->token), sha);
+	secret_hex(sha, 32, hex);
+	if ((st = cpdb_credential_insert(c, ctx->region, hex, &doc)) != DB_OK)
+		return st;
+	if ((st = cp_audit(c, req, NULL, "region.credential.create", "region_credential",
+	                   json_string_value(json_object_get(doc, "id")), NULL, doc)) != DB_OK) {
+		json_decref(doc);
+		return st;
+	}
+	json_object_set_new(doc, "token", json_string(ctx->token));
+	out->sealed = 1;
+	return cp_done(out, 201, doc);
+}
+
+int cp_region_credentials_create(struct http_req *req)
+{
+	struct cred_ctx ctx = { .region = http_req_param(req, "name") };
+	if (!name_valid_region(ctx.region))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	int rc = cp_mutate(req, cred_tx, &ctx);
+	memset(ctx.token, 0, sizeof ctx.token);
+	return rc;
+}
+
+struct status_in {
+	const char *instance, *source, *last_pull_ok_at, *last_error;
+	int64_t version;
+	int stale;
+};
+
+#define F(n) offsetof(struct status_in, n)
+static const struct jsonx_field status_fields[] = {
+	{ "instance", JX_STRING, 1, 0, 0, 128, F(instance) },
+	{ "version", JX_INT, 0, 1, 0, INT64_MAX, F(version) },
+	{ "source", JX_STRING, 0, 1, 0, 16, F(source) },
+	{ "last_pull_ok_at", JX_STRING, 0, 1, 0, 40, F(last_pull_ok_at) },
+	{ "last_error", JX_STRING, 0, 1, 0, 500, F(last_error) },
+	{ "stale", JX_BOOL, 0, 0, 0, 0, F(stale) },
+	JSONX_END
+};
+#undef F
+
+int cp_region_status(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	const char *region = http_req_param(req, "region");
+	struct status_in in = { 0 };
+	uint64_t present;
+	json_t *obj;
+	char ver[24];
+
+	if (region_allowed(req, region) != 0 ||
+	    cp_parse_body(req, status_fields, &in, &present, &obj) != 0)
+		return 0;
+	int rc;
+	if (!*in.instance || strspn(in.instance, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(in.instance))
+		rc = http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "instance"),
+		                           "instance must be 1 to 128 characters of [A-Za-z0-9._:-].");
+	else if (in.source && strcmp(in.source, "control-plane") && strcmp(in.source, "cache"))
+		rc = http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "source"),
+		                           "source must be control-plane or cache.");
+	else if (in.last_pull_ok_at && !name_valid_timestamp(in.last_pull_ok_at))
+		rc = http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "last_pull_ok_at"),
+		                           "last_pull_ok_at must be an RFC 3339 time.");
+	else {
+		struct db_conn *c = db_acquire(app->db);
+		snprintf(ver, sizeof ver, "%lld", (long long)in.version);
+		enum db_status st = DB_UNAVAILABLE;
+		if (c) {
+			st = cpdb_fleet_upsert(c, region, in.instance, (present & 2) ? ver : NULL, in.source,
+			                       in.last_pull_ok_at, in.last_error, in.stale ? "true" : "false");
+			db_release(app->db, c);
+		}
+		rc = st == DB_OK ? http_reply_json(req, 200, json_pack("{sb}", "recorded", 1))
+		                 : cp_reply_db_error(req, st);
+	}
+	json_decref(obj);
+	return rc;
+}
+
+int cp_region_fleet(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	const char *region = http_req_param(req, "region");
+	json_t *items;
+	int64_t ver;
+	if (!name_valid_region(region))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	struct db_conn *c = db_acquire(app->db);
+	if (!c)
+		return cp_reply_db_error(req, DB_UNAVAILABLE);
+	enum db_status st = cpdb_region_version(c, region, &ver);
+	if (st == DB_OK)
+		st = cpdb_fleet_list(c, region, app->cfg.fleet_silent_after_ms / 1000, &items);
+	db_release(app->db, c);
+	if (st == DB_NOT_FOUND)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	if (st != DB_OK)
+		return cp_reply_db_error(req, st);
+	return http_reply_json(req, 200, json_pack("{ss sI so}", "region", region, "config_version",
+	                                           (json_int_t)ver, "items", items));
+}
