@@ -1,11 +1,24 @@
-/* The data plane's shared state, handed to every handler. */
+/* The data plane's shared state, handed to every handler, and the
+ * handlers of its route table. */
 #ifndef DP_H
 #define DP_H
 
 #include <stdint.h>
 
+#include "cfgdoc.h"
 #include "config.h"
 #include "db.h"
+
+struct http_req;
+struct dp_snaps;
+struct dp_pull;
+
+/* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
+enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
+extern const char *const dp_stale_policy_names[]; /* NULL-terminated */
+
+/* The issuer every configuration document must name. */
+#define DP_CONFIG_ISSUER "celltrail-control-plane"
 
 struct dp_config {
 	const char *region;
@@ -22,12 +35,54 @@ struct dp_config {
 	const char *migrations_dir;
 	int log_level;
 	int access_log;
+	const char *region_token;           /* secret: never logged */
+	const char *trust_bundle;
+	const char *cache_dir;
+	int stale_policy;                   /* enum dp_stale_policy */
+	int64_t pull_wait_ms;
+	int64_t pull_connect_timeout_ms;
+	int64_t clock_skew_ms;
+	const char *instance;               /* NULL: <hostname>-<pid> */
+	long config_max_bytes;
 };
 
 struct dp_app {
 	struct dp_config cfg;
+	char instance[129];                 /* DP_INSTANCE or its default */
 	struct db_pool *db;
+	struct cfgdoc_trust trust;          /* keys a document may be signed with */
+	struct dp_snaps *snaps;             /* the configuration in use */
+	struct dp_pull *pull;               /* loads it: cache at start, then the control plane */
 };
+
+/* ---- routes ---- */
+
+/* The route table's `auth` value of tenant routes: an API key of this
+ * region, checked against the configuration in use (never the database,
+ * never the control plane). */
+#define DP_AUTH_API_KEY 1
+
+/* What a tenant route knows about its caller once authenticated: a copy
+ * taken from the snapshot, so that the handler and the response never hold
+ * the configuration. Set with http_req_set_auth(); read with
+ * http_req_auth(). */
+struct dp_auth {
+	char tenant_id[37];
+	char slug[64];
+	char status;                        /* 'a' or 's' (suspended never gets here) */
+	struct cfgdoc_plan plan;
+	char key_id[25];
+	unsigned scopes;                    /* CFGDOC_SCOPE_* */
+	int64_t config_version;
+};
+
+/* The service's authenticate hook (auth.c). Returns 0 with a struct
+ * dp_auth attached, or -1 after queueing 401, 403, 421 or 503. */
+int dp_authenticate(struct http_req *req, int auth);
+/* GET /v1/tenant (tenant.c): the caller's tenant, plan and key. */
+int dp_handle_tenant(struct http_req *req);
+/* GET /readyz (readyz.c): the configuration in use, 503 before there is one. */
+int dp_handle_readyz(struct http_req *req);
 
 /* The regional database records which region it belongs to, so that a data
  * plane pointed at another region's database refuses to start instead of

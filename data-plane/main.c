@@ -6,18 +6,26 @@
  *   data-plane migrate   apply the regional migrations and claim the
  *                        database for DP_REGION, then exit
  *   data-plane --help    print usage and the configuration table */
+#include <curl/curl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "config_pull.h"
+#include "config_store.h"
 #include "dp.h"
 #include "http.h"
 #include "log.h"
 #include "migrate.h"
 #include "names.h"
+#include "snapshot.h"
 #include "svc.h"
 
 #define PROG "data-plane"
+
+const char *const dp_stale_policy_names[] = { [DP_STALE_SERVE] = "serve",
+	                                          [DP_STALE_FAIL_CLOSED] = "fail-closed", NULL };
 
 #define O(f) offsetof(struct dp_config, f)
 static const struct cfg_var dp_vars[] = {
@@ -49,18 +57,39 @@ static const struct cfg_var dp_vars[] = {
 	  "Lowest level logged." },
 	{ "DP_ACCESS_LOG", CFG_BOOL, "true", 0, O(access_log), 0, 0, NULL,
 	  "Log one line per request (5xx answers are always logged)." },
+	{ "DP_REGION_TOKEN", CFG_SECRET, NULL, 0, O(region_token), 0, 0, NULL,
+	  "Required to serve. This region's credential at the control plane (config pulls, fleet status)." },
+	{ "DP_TRUST_BUNDLE", CFG_STR, NULL, 0, O(trust_bundle), 0, 0, NULL,
+	  "Required to serve. JWK set file of the keys a configuration document may be signed with." },
+	{ "DP_CACHE_DIR", CFG_STR, NULL, 0, O(cache_dir), 0, 0, NULL,
+	  "Required to serve. Directory of the last verified configuration (config.jwt); created if missing." },
+	{ "DP_STALE_POLICY", CFG_ENUM, "serve", 0, O(stale_policy), 0, 0, dp_stale_policy_names,
+	  "Tenant routes once the configuration in use has expired: keep serving, or answer 503." },
+	{ "DP_PULL_WAIT", CFG_DURATION, "30s", 0, O(pull_wait_ms), 1000, 60000, NULL,
+	  "How long the control plane may hold a config pull open for a newer version (1s to 60s)." },
+	{ "DP_PULL_CONNECT_TIMEOUT", CFG_DURATION, "2s", 0, O(pull_connect_timeout_ms), 100, 60000, NULL,
+	  "Longest wait to connect to the control plane." },
+	{ "DP_CLOCK_SKEW", CFG_DURATION, "60s", 0, O(clock_skew_ms), 0, 3600000, NULL,
+	  "Clock difference tolerated on a configuration document's nbf and exp." },
+	{ "DP_INSTANCE", CFG_STR, NULL, 0, O(instance), 0, 0, NULL,
+	  "Name of this instance in fleet status: 1 to 128 of [A-Za-z0-9._:-] (default: <hostname>-<pid>)." },
+	{ "DP_CONFIG_MAX_BYTES", CFG_INT, "268435456", 0, O(config_max_bytes), 4096, 1073741824, NULL,
+	  "Largest configuration document accepted, in bytes." },
 	CFG_END
 };
 #undef O
 
 static const struct http_route dp_routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
+	{ "GET", "/readyz", dp_handle_readyz, 0, 0 },
 	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
+	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
 };
 
 static void dp_metrics(FILE *out, void *app)
 {
 	svc_db_metrics(out, ((struct dp_app *)app)->db, PROG);
+	dp_pull_metrics(((struct dp_app *)app)->pull, out);
 }
 
 static void usage(FILE *out)
@@ -117,9 +146,58 @@ static int cmd_migrate(struct dp_app *app)
 	return ret;
 }
 
+static int usage_error(const char *var, const char *why)
+{
+	fprintf(stderr, PROG ": invalid configuration: %s: %s (see " PROG " --help)\n", var, why);
+	return SVC_EXIT_USAGE;
+}
+
+/* What only `serve` needs: the region credential, the trust bundle (loaded
+ * here), the cache directory and the instance name. Returns 0 or an exit
+ * status after a message naming the variable. */
+static int serve_config(struct dp_app *app)
+{
+	const struct dp_config *c = &app->cfg;
+	char err[600] = "";
+
+	if (!c->region_token || !*c->region_token)
+		return usage_error("DP_REGION_TOKEN", "required to serve");
+	for (const char *t = c->region_token; *t; t++)
+		if (*t <= ' ' || *t > '~')
+			return usage_error("DP_REGION_TOKEN", "must be printable ASCII without spaces");
+	if (strlen(c->control_plane_url) > 900)
+		return usage_error("DP_CONTROL_PLANE_URL", "longer than 900 characters");
+	if (!c->trust_bundle || !*c->trust_bundle)
+		return usage_error("DP_TRUST_BUNDLE", "required to serve");
+	if (!c->cache_dir || !*c->cache_dir)
+		return usage_error("DP_CACHE_DIR", "required to serve");
+	if (dp_cache_prepare(c->cache_dir, err, sizeof err) != 0)
+		return usage_error("DP_CACHE_DIR", err);
+	/* Fleet status accepts 1 to 128 characters of [A-Za-z0-9._:-]. */
+	static const char inst_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
+	if (c->instance) {
+		size_t n = strlen(c->instance);
+		if (n == 0 || n >= sizeof app->instance || strspn(c->instance, inst_chars) != n)
+			return usage_error("DP_INSTANCE", "must be 1 to 128 characters of [A-Za-z0-9._:-]");
+		snprintf(app->instance, sizeof app->instance, "%s", c->instance);
+	} else {
+		char host[100] = "";
+		if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+			snprintf(host, sizeof host, "data-plane");
+		for (char *h = host; *h; h++)
+			if (!strchr(inst_chars, *h))
+				*h = '-';
+		snprintf(app->instance, sizeof app->instance, "%s-%ld", host, (long)getpid());
+	}
+	if (cfgdoc_trust_load(c->trust_bundle, &app->trust, err, sizeof err) != 0)
+		return usage_error("DP_TRUST_BUNDLE", err[0] ? err : "cannot be loaded");
+	return 0;
+}
+
 static int cmd_serve(struct dp_app *app)
 {
 	char err[512], addr[96], owner[64];
+	struct http_server *srv = NULL;
 	struct http_server_opts o = {
 		.service = PROG,
 		.listen = app->cfg.listen,
@@ -130,12 +208,19 @@ static int cmd_serve(struct dp_app *app)
 		.access_log = app->cfg.access_log,
 		.routes = dp_routes,
 		.nroutes = sizeof dp_routes / sizeof dp_routes[0],
+		.authenticate = dp_authenticate,
 		.metrics_extra = dp_metrics,
 		.app = app,
 	};
+	int ret = serve_config(app);
 
-	if (open_pool(app))
+	if (ret != 0)
+		return ret;
+	ret = SVC_EXIT_FAILURE;
+	if (open_pool(app)) {
+		cfgdoc_trust_free(&app->trust);
 		return SVC_EXIT_USAGE;
+	}
 	/* A wrong database is a fatal misconfiguration; an unreachable one is
 	 * not: the region keeps answering what it can without it. */
 	switch (dp_db_region_check(app->db, app->cfg.region, owner, sizeof owner)) {
@@ -146,38 +231,55 @@ static int cmd_serve(struct dp_app *app)
 		          owner, app->cfg.region);
 		fprintf(stderr, PROG ": DP_DATABASE_URL belongs to region '%s', not '%s'\n", owner,
 		        app->cfg.region);
-		db_pool_free(app->db);
-		return SVC_EXIT_USAGE;
+		ret = SVC_EXIT_USAGE;
+		goto out;
 	case DP_REGION_UNCLAIMED:
 		log_error(NULL, "the regional database has not been migrated for region '%s'; run '" PROG " migrate'",
 		          app->cfg.region);
-		db_pool_free(app->db);
-		return SVC_EXIT_FAILURE;
+		goto out;
 	case DP_REGION_UNKNOWN:
 		log_warn(NULL, "regional database unreachable at start; serving what needs no database");
 		break;
 	}
-	struct http_server *srv = http_server_start(&o, err, sizeof err);
+	/* The cached configuration is in use before the first connection is
+	 * accepted; the control plane is only ever asked by the pull thread. */
+	if (!(app->snaps = dp_snaps_new()) || !(app->pull = dp_pull_new(app))) {
+		log_error(NULL, "out of memory");
+		goto out;
+	}
+	dp_pull_load_cache(app->pull);
+	srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
 		log_error(NULL, "%s", err);
-		db_pool_free(app->db);
-		return SVC_EXIT_FAILURE;
+		goto out;
 	}
 	cfg_addr_format(&app->cfg.listen, addr, sizeof addr);
 	log_write(LOG_INFO, NULL,
-	          json_pack("{ss ss si}", "region", app->cfg.region, "listen", addr, "port",
-	                    http_server_port(srv)),
+	          json_pack("{ss ss si ss}", "region", app->cfg.region, "listen", addr, "port",
+	                    http_server_port(srv), "instance", app->instance),
 	          "data plane listening");
+	if (dp_pull_start(app->pull, err, sizeof err) != 0) {
+		log_error(NULL, "%s", err);
+		goto out;
+	}
 
 	int sig = http_signals_wait();
 	log_info(NULL, "signal %d: draining requests in flight", sig);
+	dp_pull_stop(app->pull);
 	int left = http_server_drain(srv, (unsigned)app->cfg.drain_timeout_ms);
 	if (left)
 		log_warn(NULL, "%d request(s) cut off at the drain deadline", left);
-	http_server_free(srv);
-	db_pool_free(app->db);
 	log_info(NULL, "stopped");
-	return SVC_EXIT_OK;
+	ret = SVC_EXIT_OK;
+out:
+	/* The server's threads are the readers: they are gone before the
+	 * snapshots are freed. */
+	http_server_free(srv);
+	dp_pull_free(app->pull);
+	dp_snaps_free(app->snaps);
+	cfgdoc_trust_free(&app->trust);
+	db_pool_free(app->db);
+	return ret;
 }
 
 int main(int argc, char **argv)
@@ -205,5 +307,11 @@ int main(int argc, char **argv)
 		return SVC_EXIT_USAGE;
 	}
 	log_init(PROG, (enum log_level)app.cfg.log_level);
-	return !strcmp(cmd, "migrate") ? cmd_migrate(&app) : cmd_serve(&app);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, PROG ": cannot initialize libcurl\n");
+		return SVC_EXIT_FAILURE;
+	}
+	int ret = !strcmp(cmd, "migrate") ? cmd_migrate(&app) : cmd_serve(&app);
+	curl_global_cleanup();
+	return ret;
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "it.h"
+#include "jwk.h"
 
 static char out[65536];
 
@@ -266,13 +267,23 @@ END_TEST
  * connection string must never put a tenant's data in the wrong region. */
 START_TEST(dp_region_identity)
 {
-	char url[512], e_db[600], bin[1024];
+	char url[512], e_db[600], bin[1024], trust[512], e_trust[600], e_cache[600];
 	it_create_db("it_region_us", url, sizeof url);
 	snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", url);
+	/* Serving also needs a region credential, a trust bundle and a cache directory. */
+	struct jwk k;
+	ck_assert_int_eq(jwk_generate(&k), 0);
+	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&k));
+	snprintf(trust, sizeof trust, "%s/trust-%d.json", it_env("IT_LOG_DIR"), (int)getpid());
+	ck_assert_int_eq(json_dump_file(set, trust, 0), 0);
+	json_decref(set);
+	jwk_clear(&k);
+	snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust);
+	snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s/dp-cache-%d", it_env("IT_LOG_DIR"), (int)getpid());
 	const char *const us[] = { e_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
-		                       "DP_LISTEN=127.0.0.1:0", NULL };
+		                       "DP_LISTEN=127.0.0.1:0", "DP_REGION_TOKEN=it-token", e_trust, e_cache, NULL };
 	const char *const eu[] = { e_db, "DP_REGION=eu", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
-		                       "DP_LISTEN=127.0.0.1:0", NULL };
+		                       "DP_LISTEN=127.0.0.1:0", "DP_REGION_TOKEN=it-token", e_trust, e_cache, NULL };
 
 	/* Not migrated yet: refuses to serve. */
 	ck_assert_int_eq(run_bin("data-plane", "serve", us), 1);
@@ -292,7 +303,8 @@ START_TEST(dp_region_identity)
 	struct it_resp r;
 	char u[128];
 	const char *const us_serve[] = { e_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
-		                             "DP_LISTEN=127.0.0.1:0", NULL };
+		                             "DP_LISTEN=127.0.0.1:0", "DP_REGION_TOKEN=it-token", e_trust,
+		                             e_cache, NULL };
 	it_bin("data-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
 	it_spawn(&p, "data-plane", argv, us_serve);

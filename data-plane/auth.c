@@ -1,0 +1,113 @@
+/* API-key authentication of tenant routes, against the configuration in
+ * use only: no database, no control plane on a request's path.
+ *
+ * Order: the key's text; its region (another region's key is answered 421
+ * with that region's endpoint, and nothing else is looked at); a verified,
+ * usable configuration (503 otherwise); the key id, its secret (constant
+ * time) and expiry (401); the tenant's status (deleted 401, suspended 403).
+ * The secret is checked before the tenant's status, so that a wrong secret
+ * never learns whether a tenant is suspended. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "apikey.h"
+#include "dp.h"
+#include "http.h"
+#include "secret.h"
+#include "snapshot.h"
+
+#define RETRY_AFTER "5"
+
+static int unauthorized(struct http_req *req, const char *detail)
+{
+	http_add_header(req, "WWW-Authenticate", "Bearer");
+	http_reply_problem(req, PROB_UNAUTHORIZED, "%s", detail);
+	return -1;
+}
+
+static int unavailable(struct http_req *req, const char *detail)
+{
+	http_add_header(req, "Retry-After", RETRY_AFTER);
+	http_reply_problem(req, PROB_UNAVAILABLE, "%s", detail);
+	return -1;
+}
+
+/* The key text from "Authorization: Bearer <key>", or NULL. */
+static const char *bearer(struct http_req *req)
+{
+	const char *h = http_req_header(req, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	return h;
+}
+
+int dp_authenticate(struct http_req *req, int auth)
+{
+	struct dp_app *app = http_req_app(req);
+	const char *text = bearer(req);
+	struct apikey key;
+	int ret = -1;
+
+	(void)auth; /* DP_AUTH_API_KEY is the only kind */
+	if (!text || apikey_parse(text, &key) != 0)
+		return unauthorized(req, "Send an API key as Authorization: Bearer <key>.");
+
+	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
+	if (strcmp(key.region, app->cfg.region) != 0) {
+		/* Told from the key alone; the endpoint comes from whatever
+		 * directory is loaded (null when none names the region). */
+		const struct cfgdoc_region *r = s ? cfgdoc_find_region(s->doc, key.region) : NULL;
+		json_t *extra = json_pack("{ss so}", "region", key.region, "endpoint",
+		                          r && r->endpoint[0] ? json_string(r->endpoint) : json_null());
+		http_reply_problem_ex(req, PROB_MISDIRECTED, extra,
+		                      "This key belongs to region %s; send its requests to that region.",
+		                      key.region);
+		goto out;
+	}
+	if (!s) {
+		unavailable(req, "This region has no verified configuration yet.");
+		goto out;
+	}
+	int64_t now = (int64_t)time(NULL);
+	if (app->cfg.stale_policy == DP_STALE_FAIL_CLOSED && dp_snapshot_stale(s, now)) {
+		unavailable(req, "This region's configuration has expired and it is set to fail closed.");
+		goto out;
+	}
+	const struct cfgdoc_key *k = cfgdoc_find_key(s->doc, key.id);
+	static const unsigned char none[32];
+	/* Compared even for an unknown id, so that both take the same time. */
+	int match = secret_equal(k ? k->sha256 : none, key.secret_sha256, 32) && k;
+	if (!match || (k->expires && now >= k->expires)) {
+		unauthorized(req, "Unknown, revoked or expired API key.");
+		goto out;
+	}
+	const struct cfgdoc_tenant *t = &s->doc->tenants[k->tenant];
+	if (t->status == 'd') {
+		unauthorized(req, "Unknown, revoked or expired API key.");
+		goto out;
+	}
+	if (t->status == 's') {
+		http_reply_problem(req, PROB_FORBIDDEN, "This tenant is suspended.");
+		goto out;
+	}
+	struct dp_auth *a = calloc(1, sizeof *a);
+	if (!a)
+		goto out; /* the layer answers 500 */
+	memcpy(a->tenant_id, t->id, sizeof a->tenant_id);
+	memcpy(a->slug, t->slug, sizeof a->slug);
+	a->status = t->status;
+	a->plan = s->doc->plans[t->plan];
+	memcpy(a->key_id, k->id, sizeof a->key_id);
+	a->scopes = k->scopes;
+	a->config_version = s->doc->ver;
+	http_req_set_auth(req, a, free);
+	ret = 0;
+out:
+	dp_snaps_leave(app->snaps);
+	return ret;
+}

@@ -1,0 +1,633 @@
+/* The configuration puller: start-up from the cache, then a thread that
+ * long-polls the control plane and posts fleet status.
+ *
+ * The thread runs one libcurl multi handle with at most two transfers: the
+ * config long poll and a status POST, so that status is reported every
+ * STATUS_INTERVAL_MS even while a long poll is held open. Shutdown sets a
+ * flag and calls curl_multi_wakeup(); the loop never blocks longer than
+ * LOOP_MAX_MS anyway. */
+#include "config_pull.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+#include "cfgdoc.h"
+#include "config_store.h"
+#include "dp.h"
+#include "log.h"
+#include "secret.h"
+#include "snapshot.h"
+
+#define STATUS_INTERVAL_MS 15000  /* fleet status at least this often */
+#define STATUS_TIMEOUT_MS 5000    /* a status POST is best effort */
+#define STATUS_BODY_MAX 65536     /* what we read of its answer */
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
+#define POLL_FLOOR_MS 1000        /* pulls answered 304 start at most this often */
+#define PULL_GRACE_MS 10000       /* total timeout = wait + this */
+#define LOOP_MAX_MS 1000          /* the loop wakes at least this often */
+#define ERROR_MAX 500             /* fleet status last_error */
+
+enum outcome { PULL_UPDATED, PULL_NOT_MODIFIED, PULL_ERROR, PULL__COUNT };
+static const char *const outcome_names[PULL__COUNT] = { "updated", "not_modified", "error" };
+
+struct transfer {
+	CURL *easy;                    /* NULL when idle */
+	struct curl_slist *headers;
+	struct buf body;               /* the answer, at most `max` bytes */
+	size_t max;
+	int too_large;
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct dp_pull {
+	struct dp_app *app;
+	char base[1024];               /* DP_CONTROL_PLANE_URL without a trailing '/' */
+	CURLM *multi;
+	pthread_t thread;
+	int running;                   /* a thread to join */
+	atomic_int stop;
+
+	/* read by /metrics and /readyz on any thread */
+	atomic_uint_least64_t applied, rejected[CFGDOC__COUNT], pulls[PULL__COUNT];
+	atomic_int_least64_t last_ok;
+
+	/* the pull thread's own (the main thread's before it starts) */
+	struct transfer cfg, status;
+	char last_error[ERROR_MAX + 1];
+	unsigned failures;             /* consecutive failed pulls, for the backoff */
+	int status_failing;
+	int was_stale;
+	uint64_t rng;
+};
+
+/* ---- small helpers ---- */
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void dp_time_rfc3339(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (!gmtime_r(&tt, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, 32, "1970-01-01T00:00:00Z");
+}
+
+static uint64_t next_rand(struct dp_pull *p)
+{
+	/* xorshift64*: jitter only, not a secret. */
+	p->rng ^= p->rng >> 12;
+	p->rng ^= p->rng << 25;
+	p->rng ^= p->rng >> 27;
+	return p->rng * 2685821657736338717ull;
+}
+
+/* 0.5 s doubling to 30 s, with equal jitter so that a fleet that lost the
+ * control plane together does not come back in step. */
+static int64_t backoff_ms(struct dp_pull *p)
+{
+	unsigned shift = p->failures > 7 ? 7 : (p->failures ? p->failures - 1 : 0);
+	int64_t d = (int64_t)BACKOFF_MIN_MS << shift;
+	if (d > BACKOFF_MAX_MS)
+		d = BACKOFF_MAX_MS;
+	return d / 2 + (int64_t)(next_rand(p) % (uint64_t)(d / 2 + 1));
+}
+
+/* Records the last error for fleet status: printable ASCII only, since it
+ * may quote a hostile document's header. */
+static void set_error(struct dp_pull *p, const char *fmt, va_list ap)
+{
+	vsnprintf(p->last_error, sizeof p->last_error, fmt, ap);
+	for (char *c = p->last_error; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			*c = '?';
+}
+
+static void fail(struct dp_pull *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(struct dp_pull *p, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	set_error(p, fmt, ap);
+	va_end(ap);
+	log_warn(NULL, "config pull failed: %s", p->last_error);
+}
+
+static void reject(struct dp_pull *p, enum cfgdoc_result r, const char *where, const char *detail)
+{
+	atomic_fetch_add(&p->rejected[r], 1);
+	snprintf(p->last_error, sizeof p->last_error, "%s document rejected (%s): %s", where,
+	         cfgdoc_result_names[r], detail);
+	for (char *c = p->last_error; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			*c = '?';
+	log_write(LOG_WARN, NULL, json_pack("{ss}", "reason", cfgdoc_result_names[r]), "%s",
+	          p->last_error);
+}
+
+/* What is in use, copied out of a read section. */
+struct in_use {
+	int loaded;
+	int64_t ver, exp;
+	enum dp_source source;
+	size_t tenants, keys;
+	int stale;
+};
+
+static void in_use(struct dp_pull *p, struct in_use *u)
+{
+	const struct dp_snapshot *s = dp_snaps_enter(p->app->snaps);
+	memset(u, 0, sizeof *u);
+	if (s) {
+		u->loaded = 1;
+		u->ver = s->doc->ver;
+		u->exp = s->doc->exp;
+		u->source = s->source;
+		u->tenants = s->doc->ntenants;
+		u->keys = s->doc->nkeys;
+		u->stale = dp_snapshot_stale(s, (int64_t)time(NULL));
+	}
+	dp_snaps_leave(p->app->snaps);
+}
+
+static struct cfgdoc_verify_opts verify_opts(const struct dp_pull *p, int64_t min_version,
+                                             int allow_expired)
+{
+	struct cfgdoc_verify_opts o = {
+		.issuer = DP_CONFIG_ISSUER,
+		.region = p->app->cfg.region,
+		.now = (int64_t)time(NULL),
+		.skew = p->app->cfg.clock_skew_ms / 1000,
+		.min_version = min_version,
+		.allow_expired = allow_expired,
+		.max_bytes = (size_t)p->app->cfg.config_max_bytes,
+	};
+	return o;
+}
+
+/* ---- lifecycle ---- */
+
+struct dp_pull *dp_pull_new(struct dp_app *app)
+{
+	struct dp_pull *p = calloc(1, sizeof *p);
+	if (!p)
+		return NULL;
+	p->app = app;
+	snprintf(p->base, sizeof p->base, "%s", app->cfg.control_plane_url);
+	for (size_t n = strlen(p->base); n && p->base[n - 1] == '/'; n--)
+		p->base[n - 1] = '\0';
+	if (secret_random(&p->rng, sizeof p->rng) != 0 || !p->rng)
+		p->rng = (uint64_t)time(NULL) * 6364136223846793005ull + 1;
+	p->multi = curl_multi_init();
+	if (!p->multi) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+void dp_pull_load_cache(struct dp_pull *p)
+{
+	const struct dp_config *c = &p->app->cfg;
+	char err[512], detail[512];
+	char *tok = NULL;
+	size_t len;
+	struct cfgdoc *doc = NULL;
+
+	switch (dp_cache_read(c->cache_dir, (size_t)c->config_max_bytes, &tok, &len, err, sizeof err)) {
+	case DP_CACHE_ABSENT:
+		log_info(NULL, "no cached configuration in %s; waiting for the control plane", c->cache_dir);
+		return;
+	case DP_CACHE_ERROR:
+		log_warn(NULL, "cached configuration ignored: %s", err);
+		return;
+	case DP_CACHE_FOUND:
+		break;
+	}
+	struct cfgdoc_verify_opts o = verify_opts(p, 0, 1);
+	enum cfgdoc_result r = cfgdoc_verify(tok, len, &p->app->trust, &o, &doc, detail, sizeof detail);
+	free(tok);
+	if (r != CFGDOC_OK) {
+		reject(p, r, "cached", detail);
+		if (dp_cache_reject(c->cache_dir, err, sizeof err) != 0)
+			log_warn(NULL, "%s", err);
+		else
+			log_warn(NULL, "the rejected cache file was renamed %s/%s", c->cache_dir, DP_CACHE_REJECTED);
+		return;
+	}
+	int64_t ver = doc->ver, exp = doc->exp;
+	size_t nt = doc->ntenants, nk = doc->nkeys;
+	struct dp_snapshot *s = dp_snapshot_new(doc, DP_SOURCE_CACHE);
+	if (!s) {
+		log_error(NULL, "out of memory loading the cached configuration");
+		return;
+	}
+	atomic_fetch_add(&p->applied, 1);
+	dp_snaps_publish(p->app->snaps, s);
+	char when[32];
+	dp_time_rfc3339(exp, when);
+	int stale = (int64_t)time(NULL) >= exp;
+	log_write(stale ? LOG_WARN : LOG_INFO, NULL,
+	          json_pack("{sI sI sI ss sb}", "version", (json_int_t)ver, "tenants", (json_int_t)nt,
+	                    "keys", (json_int_t)nk, "expires_at", when, "stale", stale),
+	          "serving the cached configuration%s", stale ? ", which has expired" : "");
+}
+
+/* ---- transfers ---- */
+
+static size_t on_body(char *data, size_t size, size_t n, void *userp)
+{
+	struct transfer *t = userp;
+	size_t len = size * n;
+	if (t->body.len + len > t->max) {
+		t->too_large = 1;
+		return 0; /* aborts the transfer */
+	}
+	buf_append(&t->body, data, len);
+	return t->body.failed ? 0 : len;
+}
+
+static void transfer_end(struct dp_pull *p, struct transfer *t)
+{
+	if (t->easy) {
+		curl_multi_remove_handle(p->multi, t->easy);
+		curl_easy_cleanup(t->easy);
+	}
+	curl_slist_free_all(t->headers);
+	buf_free(&t->body);
+	memset(t, 0, sizeof *t);
+}
+
+/* Prepares `t` for `path` under the control plane's base URL, with the
+ * region credential. The caller adds its own headers and options, then
+ * transfer_add(). */
+static int transfer_begin(struct dp_pull *p, struct transfer *t, const char *path, size_t max,
+                          long total_ms)
+{
+	char url[2048], auth[1024];
+	const struct dp_config *c = &p->app->cfg;
+
+	memset(t, 0, sizeof *t);
+	t->max = max;
+	snprintf(url, sizeof url, "%s%s", p->base, path);
+	if (!(t->easy = curl_easy_init()))
+		return -1;
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->region_token);
+	t->headers = curl_slist_append(NULL, auth);
+	explicit_bzero(auth, sizeof auth);
+	if (!t->headers)
+		return -1;
+	curl_easy_setopt(t->easy, CURLOPT_URL, url);
+	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->pull_connect_timeout_ms);
+	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, total_ms);
+	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
+	/* A name lookup that hangs must not hold up shutdown either: the
+	 * resolver thread is abandoned rather than waited for. */
+	curl_easy_setopt(t->easy, CURLOPT_QUICK_EXIT, 1L);
+	return 0;
+}
+
+static int transfer_add(struct dp_pull *p, struct transfer *t)
+{
+	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+	return curl_multi_add_handle(p->multi, t->easy) == CURLM_OK ? 0 : -1;
+}
+
+/* ---- the config long poll ---- */
+
+static int start_config(struct dp_pull *p)
+{
+	const struct dp_config *c = &p->app->cfg;
+	struct in_use u;
+	char path[256], inm[64];
+	long wait_s = (long)(c->pull_wait_ms / 1000);
+
+	in_use(p, &u);
+	snprintf(path, sizeof path, "/v1/regions/%s/config?wait=%ld", c->region, wait_s);
+	if (transfer_begin(p, &p->cfg, path, (size_t)c->config_max_bytes, wait_s * 1000 + PULL_GRACE_MS))
+		return -1;
+	struct curl_slist *h = curl_slist_append(p->cfg.headers, "Accept: application/jwt");
+	if (!h)
+		return -1;
+	p->cfg.headers = h;
+	if (u.loaded) {
+		snprintf(inm, sizeof inm, "If-None-Match: \"%lld\"", (long long)u.ver);
+		if (!(h = curl_slist_append(p->cfg.headers, inm)))
+			return -1;
+		p->cfg.headers = h;
+	}
+	curl_easy_setopt(p->cfg.easy, CURLOPT_ACCEPT_ENCODING, "");
+	return transfer_add(p, &p->cfg);
+}
+
+/* A 200: verify, cache, swap in. Returns 1 when the document was applied. */
+static int apply(struct dp_pull *p)
+{
+	const struct dp_config *c = &p->app->cfg;
+	struct in_use u;
+	struct cfgdoc *doc = NULL;
+	char detail[512], err[512], when[32];
+
+	in_use(p, &u);
+	struct cfgdoc_verify_opts o = verify_opts(p, u.loaded ? u.ver : 0, 0);
+	enum cfgdoc_result r = cfgdoc_verify(p->cfg.body.p ? p->cfg.body.p : "", p->cfg.body.len,
+	                                     &p->app->trust, &o, &doc, detail, sizeof detail);
+	if (r != CFGDOC_OK) {
+		reject(p, r, "pulled", detail);
+		return 0;
+	}
+	/* A document that cannot be cached is still applied: serving the newer
+	 * configuration matters more; a restart would pull it again. */
+	if (dp_cache_write(c->cache_dir, doc->token, doc->token_len, err, sizeof err) != 0)
+		log_warn(NULL, "configuration version %lld is applied but not cached: %s",
+		         (long long)doc->ver, err);
+	int64_t ver = doc->ver;
+	size_t nt = doc->ntenants, nk = doc->nkeys;
+	dp_time_rfc3339(doc->exp, when);
+	struct dp_snapshot *s = dp_snapshot_new(doc, DP_SOURCE_CONTROL_PLANE);
+	if (!s) {
+		fail(p, "out of memory applying configuration version %lld", (long long)ver);
+		return 0;
+	}
+	/* Counted first, so that whoever sees the new version sees it counted. */
+	atomic_fetch_add(&p->applied, 1);
+	atomic_fetch_add(&p->pulls[PULL_UPDATED], 1);
+	dp_snaps_publish(p->app->snaps, s);
+	log_write(LOG_INFO, NULL,
+	          json_pack("{sI sI sI sI ss}", "version", (json_int_t)ver, "previous",
+	                    (json_int_t)(u.loaded ? u.ver : 0), "tenants", (json_int_t)nt, "keys",
+	                    (json_int_t)nk, "expires_at", when),
+	          "configuration version %lld applied", (long long)ver);
+	return 1;
+}
+
+/* The long poll ended with `rc`. Returns the delay before the next one. */
+static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
+{
+	long status = 0;
+	enum outcome o = PULL_ERROR;
+
+	curl_easy_getinfo(p->cfg.easy, CURLINFO_RESPONSE_CODE, &status);
+	if (p->cfg.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
+		char detail[128];
+		snprintf(detail, sizeof detail, "larger than DP_CONFIG_MAX_BYTES (%ld bytes)",
+		         p->app->cfg.config_max_bytes);
+		reject(p, CFGDOC_MALFORMED, "pulled", detail);
+	} else if (rc != CURLE_OK) {
+		fail(p, "control plane unreachable: %s", p->cfg.errbuf[0] ? p->cfg.errbuf : curl_easy_strerror(rc));
+	} else if (status == 304) {
+		o = PULL_NOT_MODIFIED;
+	} else if (status == 200) {
+		o = apply(p) ? PULL_UPDATED : PULL_ERROR;
+	} else if (status == 401 || status == 403) {
+		fail(p, "the control plane refused DP_REGION_TOKEN (HTTP %ld)", status);
+	} else {
+		fail(p, "the control plane answered HTTP %ld", status);
+	}
+	transfer_end(p, &p->cfg);
+	if (o != PULL_UPDATED) /* counted by apply() */
+		atomic_fetch_add(&p->pulls[o], 1);
+	if (o == PULL_ERROR) {
+		p->failures++;
+		return backoff_ms(p);
+	}
+	if (p->failures)
+		log_info(NULL, "configuration pull succeeded after %u failure(s)", p->failures);
+	p->failures = 0;
+	p->last_error[0] = '\0';
+	atomic_store(&p->last_ok, (int64_t)time(NULL));
+	if (o == PULL_NOT_MODIFIED) {
+		/* A control plane that answers 304 at once is not polled in a loop. */
+		int64_t left = started + POLL_FLOOR_MS - mono_ms();
+		return left > 0 ? left : 0;
+	}
+	return 0;
+}
+
+/* ---- fleet status ---- */
+
+static int start_status(struct dp_pull *p)
+{
+	const struct dp_config *c = &p->app->cfg;
+	struct in_use u;
+	char path[256], when[32];
+	int64_t ok = atomic_load(&p->last_ok);
+	int ret = -1;
+
+	in_use(p, &u);
+	if (ok)
+		dp_time_rfc3339(ok, when);
+	json_t *body = json_pack("{ss so so so so sb}", "instance", p->app->instance, "version",
+	                         u.loaded ? json_integer(u.ver) : json_null(), "source",
+	                         u.loaded ? json_string(dp_source_names[u.source]) : json_null(),
+	                         "last_pull_ok_at", ok ? json_string(when) : json_null(), "last_error",
+	                         p->last_error[0] ? json_string(p->last_error) : json_null(), "stale",
+	                         u.stale);
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text)
+		goto out;
+	snprintf(path, sizeof path, "/v1/regions/%s/status", c->region);
+	if (transfer_begin(p, &p->status, path, STATUS_BODY_MAX, STATUS_TIMEOUT_MS))
+		goto out;
+	struct curl_slist *h = curl_slist_append(p->status.headers, "Content-Type: application/json");
+	if (!h)
+		goto out;
+	p->status.headers = h;
+	curl_easy_setopt(p->status.easy, CURLOPT_COPYPOSTFIELDS, text);
+	ret = transfer_add(p, &p->status);
+out:
+	free(text);
+	return ret;
+}
+
+static void finish_status(struct dp_pull *p, CURLcode rc)
+{
+	long status = 0;
+	curl_easy_getinfo(p->status.easy, CURLINFO_RESPONSE_CODE, &status);
+	int ok = rc == CURLE_OK && status >= 200 && status < 300;
+	/* Best effort: said once when it starts failing, not on every attempt. */
+	if (!ok && !p->status_failing)
+		log_warn(NULL, "fleet status not accepted: %s",
+		         rc != CURLE_OK ? (p->status.errbuf[0] ? p->status.errbuf : curl_easy_strerror(rc))
+		                        : (status == 401 || status == 403 ? "DP_REGION_TOKEN refused"
+		                                                          : "unexpected HTTP status"));
+	p->status_failing = !ok;
+	transfer_end(p, &p->status);
+}
+
+/* ---- the thread ---- */
+
+static void *run(void *arg)
+{
+	struct dp_pull *p = arg;
+	int64_t next_pull = 0, next_status = 0, started = 0;
+	int cfg_on = 0, status_on = 0, status_due = 1;
+
+	while (!atomic_load(&p->stop)) {
+		int64_t now = mono_ms();
+		struct in_use u;
+
+		in_use(p, &u);
+		if (u.stale != p->was_stale) {
+			if (u.stale)
+				log_warn(NULL, "the configuration in use (version %lld) has expired; tenant routes %s",
+				         (long long)u.ver,
+				         p->app->cfg.stale_policy == DP_STALE_FAIL_CLOSED ? "answer 503" : "keep serving");
+			p->was_stale = u.stale;
+			status_due = 1;
+		}
+		if (!cfg_on && now >= next_pull) {
+			started = now;
+			if (start_config(p) == 0) {
+				cfg_on = 1;
+			} else {
+				transfer_end(p, &p->cfg);
+				fail(p, "cannot start a pull (out of memory)");
+				atomic_fetch_add(&p->pulls[PULL_ERROR], 1);
+				p->failures++;
+				next_pull = now + backoff_ms(p);
+				status_due = 1;
+			}
+		}
+		if (!status_on && (status_due || now >= next_status)) {
+			status_due = 0;
+			if (start_status(p) == 0) {
+				status_on = 1;
+			} else {
+				transfer_end(p, &p->status);
+				next_status = now + STATUS_INTERVAL_MS;
+			}
+		}
+
+		int running, left;
+		curl_multi_perform(p->multi, &running);
+		CURLMsg *m;
+		while ((m = curl_multi_info_read(p->multi, &left)) != NULL) {
+			if (m->msg != CURLMSG_DONE)
+				continue;
+			/* Copied out: the message does not survive removing its handle. */
+			CURL *easy = m->easy_handle;
+			CURLcode rc = m->data.result;
+			if (cfg_on && easy == p->cfg.easy) {
+				next_pull = mono_ms() + finish_config(p, rc, started);
+				cfg_on = 0;
+				status_due = 1;
+			} else if (status_on && easy == p->status.easy) {
+				finish_status(p, rc);
+				status_on = 0;
+				next_status = mono_ms() + STATUS_INTERVAL_MS;
+			}
+		}
+		dp_snaps_reclaim(p->app->snaps);
+
+		now = mono_ms();
+		int64_t timeout = LOOP_MAX_MS;
+		if (!cfg_on && next_pull - now < timeout)
+			timeout = next_pull - now;
+		if (!status_on && next_status - now < timeout)
+			timeout = next_status - now;
+		if (!status_on && status_due)
+			timeout = 0;
+		if (timeout > 0)
+			curl_multi_poll(p->multi, NULL, 0, (int)timeout, NULL);
+	}
+	transfer_end(p, &p->cfg);
+	transfer_end(p, &p->status);
+	return NULL;
+}
+
+int dp_pull_start(struct dp_pull *p, char *err, size_t errlen)
+{
+	int rc = pthread_create(&p->thread, NULL, run, p);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot start the configuration pull thread: %s", strerror(rc));
+		return -1;
+	}
+	p->running = 1;
+	return 0;
+}
+
+void dp_pull_stop(struct dp_pull *p)
+{
+	if (!p || !p->running)
+		return;
+	atomic_store(&p->stop, 1);
+	curl_multi_wakeup(p->multi);
+	pthread_join(p->thread, NULL);
+	p->running = 0;
+}
+
+void dp_pull_free(struct dp_pull *p)
+{
+	if (!p)
+		return;
+	dp_pull_stop(p);
+	transfer_end(p, &p->cfg);
+	transfer_end(p, &p->status);
+	curl_multi_cleanup(p->multi);
+	free(p);
+}
+
+int64_t dp_pull_last_ok(const struct dp_pull *p)
+{
+	return p ? atomic_load(&p->last_ok) : 0;
+}
+
+/* ---- metrics ---- */
+
+void dp_pull_metrics(struct dp_pull *p, FILE *out)
+{
+	struct in_use u;
+	if (!p)
+		return;
+	in_use(p, &u);
+	fprintf(out,
+	        "# HELP dp_config_version Version of the configuration document in use (0: none).\n"
+	        "# TYPE dp_config_version gauge\n"
+	        "dp_config_version %lld\n"
+	        "# HELP dp_config_expires_at_seconds When the document in use expires, in unix seconds (0: none).\n"
+	        "# TYPE dp_config_expires_at_seconds gauge\n"
+	        "dp_config_expires_at_seconds %lld\n"
+	        "# HELP dp_config_stale 1 when the document in use has passed its expiry.\n"
+	        "# TYPE dp_config_stale gauge\n"
+	        "dp_config_stale %d\n"
+	        "# HELP dp_config_tenants Tenants in the document in use.\n"
+	        "# TYPE dp_config_tenants gauge\n"
+	        "dp_config_tenants %zu\n"
+	        "# HELP dp_config_keys API keys in the document in use.\n"
+	        "# TYPE dp_config_keys gauge\n"
+	        "dp_config_keys %zu\n"
+	        "# HELP dp_config_applied_total Verified documents put in use (from the cache or the control plane).\n"
+	        "# TYPE dp_config_applied_total counter\n"
+	        "dp_config_applied_total %llu\n"
+	        "# HELP dp_config_rejected_total Documents refused, by reason.\n"
+	        "# TYPE dp_config_rejected_total counter\n",
+	        (long long)u.ver, (long long)u.exp, u.stale, u.tenants, u.keys,
+	        (unsigned long long)atomic_load(&p->applied));
+	for (int r = 1; r < CFGDOC__COUNT; r++)
+		fprintf(out, "dp_config_rejected_total{reason=\"%s\"} %llu\n", cfgdoc_result_names[r],
+		        (unsigned long long)atomic_load(&p->rejected[r]));
+	fprintf(out, "# HELP dp_config_pulls_total Pulls from the control plane, by outcome.\n"
+	             "# TYPE dp_config_pulls_total counter\n");
+	for (int o = 0; o < PULL__COUNT; o++)
+		fprintf(out, "dp_config_pulls_total{outcome=\"%s\"} %llu\n", outcome_names[o],
+		        (unsigned long long)atomic_load(&p->pulls[o]));
+}

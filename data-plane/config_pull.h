@@ -1,0 +1,48 @@
+/* Loading the region's signed configuration, never on a request's path.
+ *
+ * At start-up the cached document (DP_CACHE_DIR/config.jwt) is verified and
+ * put in use at once, expired or not; a corrupt or tampered one is moved
+ * aside. Then one background thread long-polls the control plane for newer
+ * versions, verifies each (a version not newer than the one in use is a
+ * rollback), caches it and swaps it in, backs off with jitter on errors,
+ * and reports this instance's state to the control plane (fleet status).
+ * It drives libcurl's multi interface, so that stopping it never waits for
+ * a hung control plane. */
+#ifndef DP_CONFIG_PULL_H
+#define DP_CONFIG_PULL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct dp_app;
+struct dp_pull;
+
+/* The puller's state and counters, without its thread. `app` (its cfg,
+ * instance, trust and snaps) must outlive it. NULL when out of memory. */
+struct dp_pull *dp_pull_new(struct dp_app *app);
+
+/* Start-up: verifies DP_CACHE_DIR/config.jwt (allowing an expired one) and
+ * puts it in use; a file that does not verify is logged, counted and
+ * renamed config.jwt.rejected. Never fails the start. Call before the
+ * thread starts. */
+void dp_pull_load_cache(struct dp_pull *p);
+
+/* Starts the pull thread. Returns 0, or -1 with `err` set. */
+int dp_pull_start(struct dp_pull *p, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* Stops the thread, abandoning any transfer in flight; returns promptly
+ * whatever the control plane does. Idempotent. */
+void dp_pull_stop(struct dp_pull *p);
+/* Stops (if needed) and frees. Accepts NULL. */
+void dp_pull_free(struct dp_pull *p);
+
+/* Unix seconds of the last pull answered with a verified document or 304;
+ * 0 when there was none. Any thread. */
+int64_t dp_pull_last_ok(const struct dp_pull *p);
+
+/* Appends the dp_config_* families to a /metrics page. Any thread. */
+void dp_pull_metrics(struct dp_pull *p, FILE *out);
+
+/* Unix seconds as RFC 3339 in UTC: "2024-05-01T12:00:00Z". */
+void dp_time_rfc3339(int64_t t, char out[32]);
+
+#endif

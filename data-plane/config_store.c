@@ -1,0 +1,157 @@
+/* The cached configuration document on disk. */
+#include "config_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int dp_cache_prepare(const char *dir, char *err, size_t errlen)
+{
+	struct stat st;
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a directory", dir);
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK) != 0) {
+		snprintf(err, errlen, "%s is not writable: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+enum dp_cache_read dp_cache_read(const char *dir, size_t max_bytes, char **out, size_t *len,
+                                 char *err, size_t errlen)
+{
+	char path[4096];
+	enum dp_cache_read ret = DP_CACHE_ERROR;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int fd;
+
+	*out = NULL;
+	*len = 0;
+	snprintf(path, sizeof path, "%s/%s", dir, DP_CACHE_FILE);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return DP_CACHE_ABSENT;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return DP_CACHE_ERROR;
+	}
+	for (;;) {
+		if (n + 1 >= cap) {
+			/* Room for max_bytes + 1 bytes and the NUL is all it takes. */
+			if (cap >= max_bytes + 2)
+				break;
+			size_t want = cap ? cap * 2 : 16384;
+			if (want > max_bytes + 2)
+				want = max_bytes + 2;
+			char *b = realloc(buf, want);
+			if (!b) {
+				snprintf(err, errlen, "out of memory reading %s", path);
+				goto out;
+			}
+			buf = b;
+			cap = want;
+		}
+		ssize_t r = read(fd, buf + n, cap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > max_bytes)
+			break;
+	}
+	while (n && buf[n - 1] && strchr(" \t\r\n", buf[n - 1]))
+		n--;
+	if (!buf && !(buf = malloc(1)))
+		goto out;
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	buf = NULL;
+	ret = DP_CACHE_FOUND;
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)
+{
+	char tmp[4096], path[4096];
+	int fd = -1, dfd = -1, ret = -1;
+
+	snprintf(path, sizeof path, "%s/%s", dir, DP_CACHE_FILE);
+	snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, DP_CACHE_FILE);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create a file in %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(fd, token + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
+			goto out;
+		}
+		off += (size_t)w;
+	}
+	if (fsync(fd) != 0) {
+		snprintf(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	if (close(fd) != 0) {
+		fd = -1;
+		snprintf(err, errlen, "cannot close %s: %s", tmp, strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+		goto out;
+	}
+	tmp[0] = '\0'; /* renamed: nothing to remove */
+	/* The rename is durable only once the directory itself is synced. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0) {
+		snprintf(err, errlen, "cannot fsync directory %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	if (ret != 0 && tmp[0])
+		unlink(tmp);
+	return ret;
+}
+
+int dp_cache_reject(const char *dir, char *err, size_t errlen)
+{
+	char from[4096], to[4096];
+	snprintf(from, sizeof from, "%s/%s", dir, DP_CACHE_FILE);
+	snprintf(to, sizeof to, "%s/%s", dir, DP_CACHE_REJECTED);
+	if (rename(from, to) != 0) {
+		snprintf(err, errlen, "cannot rename %s to %s: %s", from, to, strerror(errno));
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,36 @@
+/* The on-disk copy of the last verified configuration document,
+ * DP_CACHE_DIR/config.jwt: what a data plane serves from at start-up when
+ * the control plane cannot be reached. It is written atomically (a
+ * temporary file, fsync, rename, fsync of the directory), so a crash leaves
+ * either the old document or the new one, never a mixture. The file holds
+ * only the signed token: it is verified again when it is read. */
+#ifndef DP_CONFIG_STORE_H
+#define DP_CONFIG_STORE_H
+
+#include <stddef.h>
+
+#define DP_CACHE_FILE "config.jwt"
+#define DP_CACHE_REJECTED "config.jwt.rejected"
+
+/* Makes sure `dir` is a directory this process can write, creating it
+ * (mode 0700) when missing. Returns 0, or -1 with a sentence in `err`. */
+int dp_cache_prepare(const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+enum dp_cache_read { DP_CACHE_FOUND, DP_CACHE_ABSENT, DP_CACHE_ERROR };
+/* Reads the cached token into *out (malloc'd, NUL-terminated, caller
+ * frees), at most `max_bytes` + 1 bytes so that an oversized file is still
+ * seen as too large. Trailing whitespace (a file written by hand) is cut. */
+enum dp_cache_read dp_cache_read(const char *dir, size_t max_bytes, char **out, size_t *len,
+                                 char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* Replaces the cached token atomically. Returns 0, or -1 with `err` set
+ * (the previous file is then left as it was). */
+int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Moves a cached file that failed verification aside (config.jwt.rejected,
+ * replacing an older one) so that it is kept for inspection and never read
+ * again. Returns 0 or -1 with `err` set. */
+int dp_cache_reject(const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,613 @@
+/* Unit tests of common/cfgdoc: the signed regional configuration document
+ * a data plane accepts only when it is genuine, meant for its region, fresh
+ * and newer than what it serves. */
+#include <jwt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "cfgdoc.h"
+#include "jwk.h"
+#include "secret.h"
+#include "unit.h"
+
+#define ISS "celltrail-control-plane"
+#define T1 "11111111-1111-4111-8111-111111111111"
+#define T2 "22222222-2222-4222-8222-222222222222"
+#define T3 "33333333-3333-4333-8333-333333333333"
+#define K1 "aaaaaaaaaaaaaaaaaaaaaaa1"
+#define K2 "aaaaaaaaaaaaaaaaaaaaaaa2"
+#define K3 "aaaaaaaaaaaaaaaaaaaaaaa3"
+
+static struct jwk trusted, stranger;
+static struct cfgdoc_trust trust;
+static char bundle_path[64];
+static int64_t now;
+
+static void setup(void)
+{
+	now = (int64_t)time(NULL);
+	ck_assert_int_eq(jwk_generate(&trusted), 0);
+	ck_assert_int_eq(jwk_generate(&stranger), 0);
+	/* The trust bundle is a JWK set file, as a data plane is given it. */
+	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&trusted));
+	snprintf(bundle_path, sizeof bundle_path, "/tmp/cfgdoc-trust-XXXXXX");
+	int fd = mkstemp(bundle_path);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(json_dump_file(set, bundle_path, 0), 0);
+	json_decref(set);
+	char err[256];
+	ck_assert_msg(cfgdoc_trust_load(bundle_path, &trust, err, sizeof err) == 0, "%s", err);
+}
+
+static void teardown(void)
+{
+	cfgdoc_trust_free(&trust);
+	jwk_clear(&trusted);
+	jwk_clear(&stranger);
+	unlink(bundle_path);
+}
+
+/* The claims of a document for `region`, addressed to `aud`. */
+static json_t *claims(const char *region, const char *aud, int64_t ver, int64_t exp)
+{
+	return json_pack("{ss ss sI sI sI ss sI si ss"
+	                 " s{ss ss ss ss si}"
+	                 " s[[sss][sss]]"
+	                 " s{s[iiii] s[iiii]}}",
+	                 "iss", ISS, "aud", aud, "iat", (json_int_t)now, "nbf", (json_int_t)now - 5,
+	                 "exp", (json_int_t)exp, "jti", "doc-1", "ver", (json_int_t)ver, "fmt", 1,
+	                 "kind", "full",
+	                 "region", "name", region, "display_name", "Region", "endpoint_url",
+	                 "https://us.example.test", "status", "active", "wave", 1,
+	                 "directory", "us", "https://us.example.test", "active", "eu",
+	                 "https://eu.example.test", "active",
+	                 "plans", "pro", 100, 200, 1000000, 30, "free", 5, 10, 1000, 7);
+}
+
+static unsigned char sha_a[32], sha_b[32];
+
+/* Two tenants with keys (one suspended), built as the control plane does. */
+static char *tenants_text(void)
+{
+	struct buf b = { 0 };
+	secret_sha256("secret-a", 8, sha_a);
+	secret_sha256("secret-b", 8, sha_b);
+	ck_assert_int_eq(cfgdoc_add_tenant(&b, T1, "acme", "active", "pro"), 0);
+	ck_assert_int_eq(cfgdoc_add_key(&b, K1, sha_a, 1, 1, 0), 0);
+	ck_assert_int_eq(cfgdoc_add_key(&b, K2, sha_b, 0, 1, now + 3600), 0);
+	ck_assert_int_eq(cfgdoc_add_tenant(&b, T2, "paused", "suspended", "free"), 0);
+	ck_assert_int_eq(cfgdoc_add_key(&b, K3, sha_a, 1, 0, 0), 0);
+	char *t = buf_take(&b);
+	ck_assert_ptr_nonnull(t);
+	return t;
+}
+
+static char *sign_with(const struct jwk *key, json_t *c, const char *tenants)
+{
+	char *tok = cfgdoc_sign(key, c, tenants);
+	json_decref(c);
+	ck_assert_ptr_nonnull(tok);
+	return tok;
+}
+
+/* A well-formed document of region us, version `ver`. */
+static char *good(int64_t ver)
+{
+	char *t = tenants_text();
+	char *tok = sign_with(&trusted, claims("us", "us", ver, now + 3600), t);
+	free(t);
+	return tok;
+}
+
+static struct cfgdoc_verify_opts opts(int64_t min_version)
+{
+	struct cfgdoc_verify_opts o = { .issuer = ISS, .region = "us", .now = now, .skew = 60,
+		                            .min_version = min_version, .max_bytes = 1 << 20 };
+	return o;
+}
+
+static enum cfgdoc_result verify_o(const char *tok, size_t len, const struct cfgdoc_verify_opts *o)
+{
+	struct cfgdoc *d = (struct cfgdoc *)1;
+	char detail[256];
+	enum cfgdoc_result r = cfgdoc_verify(tok, len, &trust, o, &d, detail, sizeof detail);
+	ck_assert_msg((r == CFGDOC_OK) == (d != NULL), "result %s but document %p (%s)",
+	              cfgdoc_result_names[r], (void *)d, detail);
+	ck_assert(detail[0]);
+	cfgdoc_free(d);
+	return r;
+}
+
+static enum cfgdoc_result verify(const char *tok, int64_t min_version)
+{
+	struct cfgdoc_verify_opts o = opts(min_version);
+	return verify_o(tok, strlen(tok), &o);
+}
+
+#define ck_result(got, want) \
+	ck_assert_msg((got) == (want), "got %s, want %s", cfgdoc_result_names[got], cfgdoc_result_names[want])
+
+START_TEST(accepts_and_indexes)
+{
+	/* A genuine document is accepted and every tenant and key can be found by id. */
+	char *tok = good(7), detail[256];
+	struct cfgdoc_verify_opts o = opts(6);
+	struct cfgdoc *d;
+
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
+	ck_assert_int_eq(d->ver, 7);
+	ck_assert_int_eq(d->iat, now);
+	ck_assert_int_eq(d->exp, now + 3600);
+	ck_assert_str_eq(d->kid, trusted.kid);
+	ck_assert_str_eq(d->self.name, "us");
+	ck_assert_uint_eq(d->ntenants, 2);
+	ck_assert_uint_eq(d->nkeys, 3);
+	ck_assert_uint_eq(d->token_len, strlen(tok));
+	ck_assert(memcmp(d->token, tok, d->token_len) == 0);
+
+	const struct cfgdoc_key *k = cfgdoc_find_key(d, K2);
+	ck_assert_ptr_nonnull(k);
+	ck_assert(memcmp(k->sha256, sha_b, 32) == 0);
+	ck_assert_uint_eq(k->scopes, CFGDOC_SCOPE_READ);
+	ck_assert_int_eq(k->expires, now + 3600);
+	const struct cfgdoc_tenant *t = &d->tenants[k->tenant];
+	ck_assert_str_eq(t->id, T1);
+	ck_assert_str_eq(t->slug, "acme");
+	ck_assert_int_eq(t->status, 'a');
+	ck_assert_str_eq(d->plans[t->plan].id, "pro");
+	ck_assert_int_eq(d->plans[t->plan].rate, 100);
+	ck_assert_int_eq(d->plans[t->plan].retention_days, 30);
+
+	k = cfgdoc_find_key(d, K3);
+	ck_assert_ptr_nonnull(k);
+	ck_assert_uint_eq(k->scopes, CFGDOC_SCOPE_WRITE);
+	ck_assert_str_eq(d->tenants[k->tenant].id, T2);
+	ck_assert_int_eq(d->tenants[k->tenant].status, 's');
+	ck_assert_uint_eq(cfgdoc_find_key(d, K1)->scopes, CFGDOC_SCOPE_READ | CFGDOC_SCOPE_WRITE);
+	ck_assert_ptr_null(cfgdoc_find_key(d, "aaaaaaaaaaaaaaaaaaaaaaa4"));
+	ck_assert_ptr_eq(cfgdoc_find_tenant(d, T2), &d->tenants[1]);
+	ck_assert_ptr_null(cfgdoc_find_tenant(d, T3));
+
+	const struct cfgdoc_region *r = cfgdoc_find_region(d, "eu");
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->endpoint, "https://eu.example.test");
+	ck_assert_ptr_null(cfgdoc_find_region(d, "jp"));
+	cfgdoc_free(d);
+	free(tok);
+}
+END_TEST
+
+START_TEST(many_tenants_index)
+{
+	/* A region with thousands of tenants still finds each key (the tables grow). */
+	struct buf b = { 0 };
+	unsigned char h[32] = { 1 };
+	char id[37], kid[25], slug[32];
+	for (int i = 0; i < 3000; i++) {
+		snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000000", i);
+		snprintf(slug, sizeof slug, "tenant-%d", i);
+		snprintf(kid, sizeof kid, "%024x", i);
+		ck_assert_int_eq(cfgdoc_add_tenant(&b, id, slug, "active", "free"), 0);
+		ck_assert_int_eq(cfgdoc_add_key(&b, kid, h, 1, 1, 0), 0);
+	}
+	char *text = buf_take(&b), detail[256];
+	char *tok = sign_with(&trusted, claims("us", "us", 1, now + 60), text);
+	struct cfgdoc_verify_opts o = opts(0);
+	struct cfgdoc *d;
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
+	ck_assert_uint_eq(d->nkeys, 3000);
+	for (int i = 0; i < 3000; i++) {
+		snprintf(kid, sizeof kid, "%024x", i);
+		const struct cfgdoc_key *k = cfgdoc_find_key(d, kid);
+		ck_assert_ptr_nonnull(k);
+		ck_assert_uint_eq(k->tenant, (unsigned)i);
+	}
+	cfgdoc_free(d);
+	free(tok);
+	free(text);
+}
+END_TEST
+
+/* "<header>.<payload>.<signature>" split at the dots (pointers into tok). */
+static void segments(const char *tok, const char **p, size_t *plen, const char **s)
+{
+	const char *d1 = strchr(tok, '.'), *d2 = strchr(d1 + 1, '.');
+	*p = d1 + 1;
+	*plen = (size_t)(d2 - d1 - 1);
+	*s = d2 + 1;
+}
+
+START_TEST(refuses_alg_none)
+{
+	/* A token that claims to need no signature is refused before anything else. */
+	char *tok = good(7), hdr[256], forged[65536];
+	const char *payload, *sig;
+	size_t plen;
+	segments(tok, &payload, &plen, &sig);
+
+	static const char *const headers[] = {
+		"{\"alg\":\"none\"}",
+		"{\"alg\":\"none\",\"typ\":\"JWT\",\"kid\":\"%s\"}",
+		"{\"alg\":\"None\",\"kid\":\"%s\"}",
+		"{\"kid\":\"%s\"}",
+	};
+	for (size_t i = 0; i < sizeof headers / sizeof headers[0]; i++) {
+		char json[256];
+		snprintf(json, sizeof json, headers[i], trusted.kid);
+		secret_b64url(json, strlen(json), hdr);
+		snprintf(forged, sizeof forged, "%s.%.*s.", hdr, (int)plen, payload);
+		ck_result(verify(forged, 0), CFGDOC_BAD_ALG);
+		/* Keeping the genuine signature does not help either. */
+		snprintf(forged, sizeof forged, "%s.%.*s.%s", hdr, (int)plen, payload, sig);
+		ck_result(verify(forged, 0), CFGDOC_BAD_ALG);
+	}
+	free(tok);
+}
+END_TEST
+
+START_TEST(refuses_hs256_with_public_key)
+{
+	/* The classic key-confusion forgery: HMAC keyed with the public PEM. */
+	jwt_t *jwt;
+	json_t *c = claims("us", "us", 9, now + 3600);
+	char *cj = json_dumps(c, JSON_COMPACT), *t = tenants_text();
+	ck_assert_int_eq(jwt_new(&jwt), 0);
+	ck_assert_int_eq(jwt_add_grants_json(jwt, cj), 0);
+	ck_assert_int_eq(jwt_add_grant(jwt, "tenants", t), 0);
+	ck_assert_int_eq(jwt_add_header(jwt, "kid", trusted.kid), 0);
+	ck_assert_int_eq(jwt_set_alg(jwt, JWT_ALG_HS256, (const unsigned char *)trusted.public_pem,
+	                             (int)strlen(trusted.public_pem)),
+	                 0);
+	char *tok = jwt_encode_str(jwt);
+	ck_assert_ptr_nonnull(tok);
+	ck_result(verify(tok, 0), CFGDOC_BAD_ALG);
+	free(tok);
+	jwt_free(jwt);
+	free(cj);
+	free(t);
+	json_decref(c);
+}
+END_TEST
+
+START_TEST(refuses_unknown_kid)
+{
+	/* A document signed by a key outside the trust bundle is refused. */
+	char *t = tenants_text();
+	char *tok = sign_with(&stranger, claims("us", "us", 7, now + 3600), t);
+	ck_result(verify(tok, 0), CFGDOC_UNKNOWN_KID);
+	free(tok);
+	free(t);
+}
+END_TEST
+
+START_TEST(refuses_spliced_payload)
+{
+	/* A genuine signature does not vouch for another document's payload. */
+	char *a = good(7), *b = good(8), spliced[65536];
+	const char *pa, *sa, *pb, *sb;
+	size_t la, lb;
+	segments(a, &pa, &la, &sa);
+	segments(b, &pb, &lb, &sb);
+	snprintf(spliced, sizeof spliced, "%.*s%.*s.%s", (int)(pa - a), a, (int)lb, pb, sa);
+	ck_result(verify(spliced, 0), CFGDOC_BAD_SIGNATURE);
+	/* One flipped character of the signature. */
+	free(b);
+	b = strdup(a);
+	size_t n = strlen(b);
+	b[n - 5] = b[n - 5] == 'A' ? 'B' : 'A';
+	ck_result(verify(b, 0), CFGDOC_BAD_SIGNATURE);
+	/* No signature, a zero one, one too long, and one that is not base64url. */
+	const char *pa2, *sa2;
+	size_t la2;
+	segments(a, &pa2, &la2, &sa2);
+	static const char *const sigs[] = {
+		"", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"!!!!",
+	};
+	for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+		snprintf(spliced, sizeof spliced, "%.*s%s", (int)(sa2 - a), a, sigs[i]);
+		ck_result(verify(spliced, 0), CFGDOC_BAD_SIGNATURE);
+	}
+	free(a);
+	free(b);
+}
+END_TEST
+
+START_TEST(refuses_trusted_kid_with_other_key)
+{
+	/* Naming a trusted key in the header does not make another key's
+	 * signature valid. */
+	jwt_t *jwt;
+	json_t *c = claims("us", "us", 9, now + 3600);
+	char *cj = json_dumps(c, JSON_COMPACT), *t = tenants_text();
+	ck_assert_int_eq(jwt_new(&jwt), 0);
+	ck_assert_int_eq(jwt_add_grants_json(jwt, cj), 0);
+	ck_assert_int_eq(jwt_add_grant(jwt, "tenants", t), 0);
+	ck_assert_int_eq(jwt_add_header(jwt, "kid", trusted.kid), 0);
+	ck_assert_int_eq(jwt_set_alg(jwt, JWT_ALG_ES256, (const unsigned char *)stranger.private_pem,
+	                             (int)strlen(stranger.private_pem)),
+	                 0);
+	char *tok = jwt_encode_str(jwt);
+	ck_assert_ptr_nonnull(tok);
+	ck_result(verify(tok, 0), CFGDOC_BAD_SIGNATURE);
+	free(tok);
+	/* The same made with the trusted key verifies: libjwt and cfgdoc agree on ES256. */
+	ck_assert_int_eq(jwt_set_alg(jwt, JWT_ALG_ES256, (const unsigned char *)trusted.private_pem,
+	                             (int)strlen(trusted.private_pem)),
+	                 0);
+	tok = jwt_encode_str(jwt);
+	ck_assert_ptr_nonnull(tok);
+	ck_result(verify(tok, 0), CFGDOC_OK);
+	free(tok);
+	jwt_free(jwt);
+	free(cj);
+	free(t);
+	json_decref(c);
+}
+END_TEST
+
+START_TEST(refuses_other_region)
+{
+	/* A region never accepts another region's document, even genuinely signed. */
+	char *t = tenants_text();
+	char *tok = sign_with(&trusted, claims("eu", "eu", 7, now + 3600), t);
+	ck_result(verify(tok, 0), CFGDOC_WRONG_AUDIENCE);
+	free(tok);
+	/* Addressed to us but carrying eu's region record. */
+	tok = sign_with(&trusted, claims("eu", "us", 7, now + 3600), t);
+	ck_result(verify(tok, 0), CFGDOC_BAD_CONTENT);
+	free(tok);
+	free(t);
+}
+END_TEST
+
+START_TEST(refuses_bad_issuer_and_time)
+{
+	/* Only the control plane's issuer, and only inside the validity window. */
+	char *t = tenants_text();
+	json_t *c = claims("us", "us", 7, now + 3600);
+	json_object_set_new(c, "iss", json_string("someone-else"));
+	char *tok = sign_with(&trusted, c, t);
+	ck_result(verify(tok, 0), CFGDOC_BAD_ISSUER);
+	free(tok);
+
+	c = claims("us", "us", 7, now + 3600);
+	json_object_set_new(c, "nbf", json_integer(now + 600));
+	tok = sign_with(&trusted, c, t);
+	ck_result(verify(tok, 0), CFGDOC_NOT_YET_VALID);
+	free(tok);
+
+	c = claims("us", "us", 7, now + 3600);
+	json_object_del(c, "ver");
+	tok = sign_with(&trusted, c, t);
+	ck_result(verify(tok, 0), CFGDOC_BAD_CONTENT);
+	free(tok);
+	free(t);
+}
+END_TEST
+
+START_TEST(refuses_expired)
+{
+	/* A document past exp (beyond the allowed skew) is refused for serving,
+	 * but a cached one may still be loaded at start-up and reported stale. */
+	char *t = tenants_text();
+	char *tok = sign_with(&trusted, claims("us", "us", 7, now - 3600), t);
+	ck_result(verify(tok, 0), CFGDOC_EXPIRED);
+	struct cfgdoc_verify_opts o = opts(0);
+	o.allow_expired = 1;
+	ck_result(verify_o(tok, strlen(tok), &o), CFGDOC_OK);
+	free(tok);
+	/* Within the skew it is still accepted. */
+	tok = sign_with(&trusted, claims("us", "us", 7, now - 30), t);
+	ck_result(verify(tok, 0), CFGDOC_OK);
+	free(tok);
+	free(t);
+}
+END_TEST
+
+START_TEST(refuses_rollback)
+{
+	/* A replayed or older document never replaces a newer one. */
+	char *tok = good(7);
+	ck_result(verify(tok, 7), CFGDOC_ROLLBACK);
+	ck_result(verify(tok, 8), CFGDOC_ROLLBACK);
+	ck_result(verify(tok, 6), CFGDOC_OK);
+	free(tok);
+	tok = good(0);
+	ck_result(verify(tok, 0), CFGDOC_ROLLBACK);
+	free(tok);
+}
+END_TEST
+
+START_TEST(refuses_truncated_and_garbage)
+{
+	/* A token cut short by a network or disk fault is never accepted. */
+	char *tok = good(7);
+	size_t n = strlen(tok);
+	struct cfgdoc_verify_opts o = opts(0);
+	for (size_t cut = 0; cut < n; cut += (cut < 64 || n - cut < 64) ? 1 : 97)
+		ck_assert_msg(verify_o(tok, cut, &o) != CFGDOC_OK, "accepted a token cut at %zu", cut);
+	ck_result(verify_o(tok, n - 10, &o), CFGDOC_BAD_SIGNATURE);
+	ck_result(verify_o(tok, (size_t)(strrchr(tok, '.') - tok), &o), CFGDOC_MALFORMED);
+	ck_result(verify_o(tok, 0, &o), CFGDOC_MALFORMED);
+	/* Larger than the cap. */
+	o.max_bytes = n - 1;
+	ck_result(verify_o(tok, n, &o), CFGDOC_MALFORMED);
+	free(tok);
+
+	static const char *const junk[] = { "", "garbage", "a.b.c", "..", "...", "a.b.c.d",
+		                                "{}.{}.{}", "\xff\xfe.\x01.\x02",
+		                                "W10.e30.", "bnVsbA.e30." };
+	for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+		ck_assert_msg(verify(junk[i], 0) == CFGDOC_MALFORMED, "junk %zu: %s", i,
+		              cfgdoc_result_names[verify(junk[i], 0)]);
+	/* A header without kid names no trusted key. */
+	ck_result(verify("eyJhbGciOiJFUzI1NiJ9.e30.", 0), CFGDOC_UNKNOWN_KID);
+	/* An embedded NUL. */
+	o.max_bytes = 0;
+	ck_result(verify_o("a\0b.c.d", 7, &o), CFGDOC_MALFORMED);
+}
+END_TEST
+
+/* Signs `text` as the tenants of an otherwise good document and verifies it. */
+static enum cfgdoc_result verify_tenants(const char *text)
+{
+	char *tok = sign_with(&trusted, claims("us", "us", 7, now + 3600), text);
+	enum cfgdoc_result r = verify(tok, 0);
+	free(tok);
+	return r;
+}
+
+START_TEST(refuses_malformed_tenants)
+{
+	/* A document whose tenant records are inconsistent is refused as a
+	 * whole: no half-understood set of keys is ever served. */
+	char h[48], text[1024];
+	unsigned char sha[32] = { 7 };
+	secret_b64url(sha, 32, h);
+
+	snprintf(text, sizeof text, "t|%s|acme|a|pro;k|%s|%s|wr|0;", T1, K1, h);
+	ck_result(verify_tenants(text), CFGDOC_OK);
+	ck_result(verify_tenants(""), CFGDOC_OK);
+
+	/* HASH stands for a well-formed hash. */
+	static const char *const bad[] = {
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASH|wr|0;k|" K1 "|HASH|r|0;",           /* duplicate key id */
+		"t|" T1 "|acme|a|pro;t|" T2 "|beta|a|pro;k|" K1 "|HASH|w|0;k|" K1 "|HASH|r|0;",
+		"k|" K1 "|HASH|wr|0;t|" T1 "|acme|a|pro;",                          /* k before any t */
+		"t|" T1 "|acme|a|pro;t|" T1 "|acme2|a|pro;",                        /* duplicate tenant */
+		"t|" T1 "|acme|a|pro;k|" K1 "|AAAA|wr|0;",                          /* hash too short */
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASH!|wr|0;",                         /* not base64url */
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASHAAAA|wr|0;",                      /* hash too long */
+		"t|" T1 "|acme|a|pro;k|" K1 "||wr|0;",                              /* no hash */
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASH|x|0;",                           /* bad scopes */
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASH||0;",                            /* no scopes */
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASH|wr|-1;",                         /* bad expiry */
+		"t|" T1 "|acme|a|pro;k|AAAAAAAAAAAAAAAAAAAAAAA1|HASH|wr|0;",        /* key id not lower hex */
+		"t|" T1 "|acme|a|pro;k|aaaa|HASH|wr|0;",                            /* key id too short */
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASH|wr|0|extra;",                    /* extra field */
+		"t|" T1 "|acme|a;",                                                  /* missing field */
+		"t|" T1 "|acme|x|pro;",                                              /* bad status */
+		"t|" T1 "|acme|a|gold;",                                             /* unknown plan */
+		"t|not-a-uuid|acme|a|pro;",                                          /* bad tenant id */
+		"t|" T1 "|Acme!|a|pro;",                                             /* bad slug */
+		"t|" T1 "|acme|a|pro;;k|" K1 "|HASH|wr|0;",                         /* empty record */
+		"t|" T1 "|acme|a|pro;k|" K1 "|HASH|wr|0",                            /* record not ended */
+		"x|" T1 "|acme|a|pro;",                                              /* unknown record */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		struct buf b = { 0 };
+		for (const char *p = bad[i]; *p;) {
+			if (!strncmp(p, "HASH", 4)) {
+				buf_append(&b, h, strlen(h));
+				p += 4;
+			} else {
+				buf_append(&b, p++, 1);
+			}
+		}
+		snprintf(text, sizeof text, "%s", b.p);
+		buf_free(&b);
+		enum cfgdoc_result r = verify_tenants(text);
+		ck_assert_msg(r == CFGDOC_BAD_CONTENT, "case %zu: %s", i, cfgdoc_result_names[r]);
+	}
+}
+END_TEST
+
+START_TEST(refuses_unknown_format)
+{
+	/* A document of a format or kind this data plane does not know is refused. */
+	char *t = tenants_text();
+	json_t *c = claims("us", "us", 7, now + 3600);
+	json_object_set_new(c, "fmt", json_integer(2));
+	char *tok = sign_with(&trusted, c, t);
+	ck_result(verify(tok, 0), CFGDOC_BAD_CONTENT);
+	free(tok);
+	c = claims("us", "us", 7, now + 3600);
+	json_object_set_new(c, "kind", json_string("delta"));
+	tok = sign_with(&trusted, c, t);
+	ck_result(verify(tok, 0), CFGDOC_BAD_CONTENT);
+	free(tok);
+	c = claims("us", "us", 7, now + 3600);
+	json_object_set_new(c, "directory", json_pack("[[ss]]", "eu", "https://eu.example.test"));
+	tok = sign_with(&trusted, c, t);
+	ck_result(verify(tok, 0), CFGDOC_BAD_CONTENT);
+	free(tok);
+	c = claims("us", "us", 7, now + 3600);
+	json_object_set_new(c, "plans", json_pack("{s[iii]}", "pro", 1, 2, 3));
+	tok = sign_with(&trusted, c, t);
+	ck_result(verify(tok, 0), CFGDOC_BAD_CONTENT);
+	free(tok);
+	free(t);
+}
+END_TEST
+
+static int load_bundle(const char *text)
+{
+	char path[64] = "/tmp/cfgdoc-bundle-XXXXXX", err[256];
+	struct cfgdoc_trust t;
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	close(fd);
+	int rc = cfgdoc_trust_load(path, &t, err, sizeof err);
+	if (rc == 0)
+		cfgdoc_trust_free(&t);
+	else
+		ck_assert_msg(strstr(err, path), "error does not name the file: %s", err);
+	unlink(path);
+	return rc;
+}
+
+START_TEST(trust_bundle_checked)
+{
+	/* A data plane refuses a trust bundle it cannot fully use, saying which file. */
+	char err[256], text[1024];
+	struct cfgdoc_trust t;
+	ck_assert_int_eq(cfgdoc_trust_load("/nonexistent/trust.json", &t, err, sizeof err), -1);
+	ck_assert_ptr_nonnull(strstr(err, "/nonexistent/trust.json"));
+	ck_assert_int_eq(load_bundle("not json"), -1);
+	ck_assert_int_eq(load_bundle("{\"keys\": []}"), -1);
+	ck_assert_int_eq(load_bundle("[]"), -1);
+	snprintf(text, sizeof text,
+	         "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\",\"kid\":\"wrong\"}]}",
+	         trusted.x, trusted.y);
+	ck_assert_int_eq(load_bundle(text), -1);
+	snprintf(text, sizeof text,
+	         "{\"keys\":[{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%s\",\"kid\":\"%s\"}]}",
+	         trusted.x, trusted.y, trusted.kid);
+	ck_assert_int_eq(load_bundle(text), 0);
+	for (int i = 0; i < CFGDOC__COUNT; i++)
+		ck_assert_ptr_nonnull(cfgdoc_result_names[i]);
+}
+END_TEST
+
+Suite *cfgdoc_suite(void)
+{
+	Suite *s = suite_create("cfgdoc");
+	TCase *tc = tcase_create("cfgdoc");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, accepts_and_indexes);
+	tcase_add_test(tc, many_tenants_index);
+	tcase_add_test(tc, refuses_alg_none);
+	tcase_add_test(tc, refuses_hs256_with_public_key);
+	tcase_add_test(tc, refuses_unknown_kid);
+	tcase_add_test(tc, refuses_spliced_payload);
+	tcase_add_test(tc, refuses_trusted_kid_with_other_key);
+	tcase_add_test(tc, refuses_other_region);
+	tcase_add_test(tc, refuses_bad_issuer_and_time);
+	tcase_add_test(tc, refuses_expired);
+	tcase_add_test(tc, refuses_rollback);
+	tcase_add_test(tc, refuses_truncated_and_garbage);
+	tcase_add_test(tc, refuses_malformed_tenants);
+	tcase_add_test(tc, refuses_unknown_format);
+	tcase_add_test(tc, trust_bundle_checked);
+	suite_add_tcase(s, tc);
+	return s;
+}
