@@ -65,7 +65,7 @@ all: deps
 
 services: $(BIN)/control-plane $(BIN)/data-plane
 testbins: services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
-benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench
+benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -98,6 +98,11 @@ $(BIN)/http-testd: $(call obj,tests/support/http_testd.c) $(COMMON_OBJ)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 $(BIN)/cfgdoc-bench: $(call obj,tests/bench/cfgdoc_bench.c) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/propagation-bench: $(call obj,tests/bench/propagation.c)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)

@@ -10,11 +10,12 @@
 # Everything lives under var/: the cluster, logs, pid files, generated
 # secrets and stack.env. Ports and regions can be changed with:
 #   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region),
-#   STACK_PG_PORT (55432), STACK_REGIONS ("us eu jp").
+#   STACK_PG_PORT (55432), STACK_REGIONS ("us eu jp"); STACK_VAR (var/) moves
+#   the whole state elsewhere, as the benchmarks do for a stack of their own.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-VAR="$ROOT/var"
+VAR="${STACK_VAR:-$ROOT/var}"
 BIN="$ROOT/bin"
 CP_PORT=${STACK_CP_PORT:-8080}
 DP_BASE_PORT=${STACK_DP_BASE_PORT:-8081}
@@ -36,7 +37,7 @@ pg_home() {
 		[ "$(id -u)" = 0 ] && chown postgres "$VAR/pg"
 		if ! pg_as_owner test -w "$VAR/pg" 2>/dev/null; then
 			rmdir "$VAR/pg"
-			alt="/var/tmp/celltrail-pg-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+			alt="/var/tmp/celltrail-pg-$(printf '%s' "$VAR" | cksum | cut -d' ' -f1)"
 			mkdir -p "$alt"
 			chmod 0755 "$alt"
 			chown postgres "$alt"

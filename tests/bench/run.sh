@@ -16,6 +16,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 cd "$ROOT"
 
 work=$(mktemp -d /tmp/celltrail-bench.XXXXXX)
+chmod 0755 "$work"  # the stack's PostgreSQL runs as another user
 pids=""
 eval "$(sh tests/pgtmp.sh create)"
 cleanup() {
@@ -139,3 +140,55 @@ awk -v b="$build" -v c="$cached" -v s="$size" -v v="$1" -v held="$2" -v peak="$3
 	printf "  data plane verify+apply        %.2f s   (target < 1 s: %s)\n", v, (v < 1 ? "met" : "NOT met")
 	printf "  memory of the applied tables   %d MB held, %d MB peak RSS of the verifier\n", held, peak
 }'
+
+# The whole local stack, in a directory of its own: how fast a change
+# reaches every region, and what applying a large document costs the
+# tenant requests a data plane is serving at the time.
+echo
+echo "Propagation and apply: a private local stack (control plane + us, eu, jp)"
+export STACK_VAR="$work/stack" STACK_PG_PORT=${BENCH_STACK_PG_PORT:-18399}
+export STACK_CP_PORT=18300 STACK_DP_BASE_PORT=18301
+stack_down() { sh "$ROOT/deploy/local/stack.sh" stop >/dev/null 2>&1 || true; }
+trap 'stack_down; cleanup' EXIT INT TERM
+sh "$ROOT/deploy/local/stack.sh" start > "$work/stack.log" 2>&1 || { tail -20 "$work/stack.log"; exit 1; }
+. "$STACK_VAR/stack.env"
+set -- $("$BIN/propagation-bench" "$CP_URL" "$ADMIN_TOKEN" 100 "$DP_URL_us" "$DP_URL_eu" "$DP_URL_jp")
+awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN {
+	printf "  change -> applied in all 3 regions, 100 changes: p50 %.0f ms, p99 %.0f ms, max %.0f ms (target p99 < 1 s: %s)\n", a, b, c, (b < 1000 ? "met" : "NOT met") }'
+
+"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$CP_DATABASE_URL" <<SQL
+INSERT INTO tenants (slug, name, region, plan)
+  SELECT 'bulk-' || i, 'Bulk ' || i, 'eu', 'pro' FROM generate_series(1, $TENANTS) i;
+INSERT INTO api_keys (id, tenant_id, name, secret_sha256, scopes)
+  SELECT substr(md5(t.id::text || k), 1, 24), t.id, 'k' || k,
+         sha256(convert_to(t.id::text || k, 'UTF8')), ARRAY['events:read', 'events:write']
+  FROM tenants t, generate_series(1, 3) k WHERE t.slug LIKE 'bulk-%';
+SQL
+bump_eu() { "$PG_BIN/psql" -X -q "$CP_DATABASE_URL" -c "UPDATE regions SET config_version = config_version + 1 WHERE name = 'eu'" >/dev/null; }
+eu_version() { curl -fsS "$DP_URL_eu/readyz" | grep -o '"config_version":[0-9]*' | cut -d: -f2; }
+bump_eu
+want=$("$PG_BIN/psql" -X -tA "$CP_DATABASE_URL" -c "SELECT config_version FROM regions WHERE name = 'eu'")
+t0=$(date +%s.%N)
+until [ "$(eu_version)" -ge "$want" ] 2>/dev/null; do
+	sleep 0.05
+	[ "$(date +%s)" -lt "$(( ${t0%.*} + 60 ))" ] || { echo "bench: eu did not apply version $want" >&2; exit 1; }
+done
+t1=$(date +%s.%N)
+rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$(cat "$STACK_VAR/run/data-plane-eu.pid")/status")
+awk -v a="$t0" -v b="$t1" -v r="$rss" -v t="$TENANTS" 'BEGIN {
+	printf "  eu with %d tenants: change -> applied %.2f s (build, sign, transfer, verify, apply); data plane RSS %d MB\n", t, b - a, r }'
+
+CONNS=16
+measure_tenant() { measure "$DP_URL_eu/v1/tenant" -H "Authorization: Bearer $DEMO_KEY_eu"; }
+# One change per measured window: the window holds the control plane's
+# build and the data plane's verify and apply (about 3 s here).
+SECS=$(( SECS > 5 ? SECS : 5 ))
+idle=$(measure_tenant)
+( sleep 0.3; bump_eu ) &
+bumper=$!
+busy=$(measure_tenant)
+wait "$bumper"
+set -- $idle; i99=$3; irps=$1
+set -- $busy; b99=$3; brps=$1
+awk -v i="$i99" -v b="$b99" -v ir="$irps" -v br="$brps" 'BEGIN {
+	printf "  GET /v1/tenant, 16 connections: idle %s req/s p99 %.2f ms; during one apply %s req/s p99 %.2f ms (%.2fx; target < 2x: %s)\n", ir, i, br, b, b / i, (b < 2 * i ? "met" : "NOT met") }'
