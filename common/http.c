@@ -233,6 +233,28 @@ int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *
 	return reply_json_typed(req, problem_info(code)->status, body, "application/problem+json");
 }
 
+int http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
+{
+	char detail[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof detail, fmt, ap);
+	va_end(ap);
+	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", field), "%s", detail);
+}
+
+const char *http_req_bearer(const struct http_req *req)
+{
+	const char *h = http_req_header(req, "Authorization");
+	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	size_t n = strlen(h);
+	return n > 0 && n <= HTTP_BEARER_MAX ? h : NULL;
+}
+
 int http_reply_invalid(struct http_req *req, const struct jsonx_err *err)
 {
 	json_t *extra = err->field[0] ? json_pack("{ss}", "field", err->field) : NULL;

@@ -66,6 +66,10 @@ const char *http_req_param(const struct http_req *req, const char *name);
 const char *http_req_query(const struct http_req *req, const char *name);
 const char *http_req_header(const struct http_req *req, const char *name);
 const char *http_req_body(const struct http_req *req, size_t *len);
+/* The token of "Authorization: Bearer <token>" (scheme case-insensitive),
+ * or NULL when absent, empty or longer than HTTP_BEARER_MAX. */
+#define HTTP_BEARER_MAX 512
+const char *http_req_bearer(const struct http_req *req);
 void *http_req_app(const struct http_req *req);
 /* Auth context a service attaches in its authenticate hook; `free_fn` (may be
  * NULL) is called on it when the request completes. */
@@ -108,6 +112,9 @@ int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *
 #define http_reply_problem(req, code, ...) http_reply_problem_ex(req, code, NULL, __VA_ARGS__)
 /* Queues 400 validation_failed naming the field of `err`. */
 int http_reply_invalid(struct http_req *req, const struct jsonx_err *err);
+/* Queues 400 validation_failed with "field": `field` and the sentence. */
+int http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* Built-in handlers for the route tables. */
 int http_handle_healthz(struct http_req *req);

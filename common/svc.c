@@ -1,5 +1,7 @@
 /* Service start-up helpers. */
 #include "svc.h"
+#include "http.h"
+#include "log.h"
 
 #include <libgen.h>
 #include <stdlib.h>
@@ -70,4 +72,13 @@ void svc_db_metrics(FILE *out, struct db_pool *pool, const char *service)
 	        service, s.in_use, service, s.size, service, s.tx_ok, service, s.tx_rolled_back, service,
 	        s.tx_failed, service,
 	        s.tx_retries, service, s.reconnects, service, s.acquire_timeouts);
+}
+
+void svc_wait_and_drain(struct http_server *srv, int64_t drain_ms)
+{
+	int sig = http_signals_wait();
+	log_info(NULL, "signal %d: draining requests in flight", sig);
+	int left = http_server_drain(srv, (unsigned)drain_ms);
+	if (left)
+		log_warn(NULL, "%d request(s) cut off at the drain deadline", left);
 }

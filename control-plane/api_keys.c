@@ -31,10 +31,6 @@ struct key_ctx {
 	char *scopes;    /* JSON text */
 };
 
-static int bad_field(struct http_req *req, const char *field, const char *why)
-{
-	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", field), "%s", why);
-}
 
 static enum db_status tenant_for_keys(struct db_conn *c, const char *tenant_id, int for_update,
                                       struct cp_outcome *out, json_t **tenant)
@@ -116,7 +112,7 @@ int cp_api_keys_create(struct http_req *req)
 	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!*ctx.in.name) {
-		bad_field(req, "name", "name must not be empty.");
+		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
 		goto out;
 	}
 	if (json_array_size(ctx.in.scopes) == 0)
@@ -127,7 +123,7 @@ int cp_api_keys_create(struct http_req *req)
 			goto bad_scopes;
 	}
 	if (ctx.in.expires_at && !name_valid_timestamp(ctx.in.expires_at)) {
-		bad_field(req, "expires_at", "expires_at must be an RFC 3339 time, e.g. 2030-01-01T00:00:00Z.");
+		http_reply_invalid_field(req, "expires_at", "%s", "expires_at must be an RFC 3339 time, e.g. 2030-01-01T00:00:00Z.");
 		goto out;
 	}
 	ctx.scopes = json_dumps(ctx.in.scopes, JSON_COMPACT);
@@ -135,7 +131,7 @@ int cp_api_keys_create(struct http_req *req)
 	free(ctx.scopes);
 	goto out;
 bad_scopes:
-	bad_field(req, "scopes", "scopes must be a non-empty list of events:write and events:read.");
+	http_reply_invalid_field(req, "scopes", "%s", "scopes must be a non-empty list of events:write and events:read.");
 out:
 	json_decref(obj);
 	return rc;

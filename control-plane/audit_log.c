@@ -34,8 +34,7 @@ int cp_audit_list(struct http_req *req)
 			return http_reply_problem(req, PROB_FORBIDDEN, "Only owners read their tenant's audit log.");
 		ctx.tenant = p->tenant_id;
 	} else if (ctx.tenant && !name_valid_uuid(ctx.tenant)) {
-		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "tenant"),
-		                             "tenant must be a tenant id.");
+		return http_reply_invalid_field(req, "tenant", "tenant must be a tenant id.");
 	}
 	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_AUDIT) != 0)
 		return 0;

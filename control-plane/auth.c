@@ -15,7 +15,6 @@
 #include "password.h"
 #include "secret.h"
 
-#define TOKEN_MAX 512
 #define SESSION_PREFIX "cts_"
 
 const char *const cp_role_names[] = { "admin", "owner", "member", NULL };
@@ -39,19 +38,6 @@ const struct cp_principal *cp_principal(struct http_req *req)
 	return p ? p : &anonymous;
 }
 
-/* The token of "Authorization: Bearer <token>", or NULL. */
-static const char *bearer(struct http_req *req)
-{
-	const char *h = http_req_header(req, "Authorization");
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	size_t n = strlen(h);
-	return n > 0 && n <= TOKEN_MAX ? h : NULL;
-}
-
 static int unauthorized(struct http_req *req, const char *why)
 {
 	http_add_header(req, "WWW-Authenticate", "Bearer");
@@ -61,7 +47,7 @@ static int unauthorized(struct http_req *req, const char *why)
 int cp_authenticate(struct http_req *req, int level)
 {
 	struct cp_app *app = http_req_app(req);
-	const char *token = bearer(req);
+	const char *token = http_req_bearer(req);
 	unsigned char sha[32];
 	struct cp_principal *p;
 

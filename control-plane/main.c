@@ -379,11 +379,7 @@ static int cmd_serve(struct cp_app *app)
 	log_write(LOG_INFO, NULL, json_pack("{ss si}", "listen", addr, "port", http_server_port(srv)),
 	          "control plane listening");
 
-	int sig = http_signals_wait();
-	log_info(NULL, "signal %d: draining requests in flight", sig);
-	int left = http_server_drain(srv, (unsigned)app->cfg.drain_timeout_ms);
-	if (left)
-		log_warn(NULL, "%d request(s) cut off at the drain deadline", left);
+	svc_wait_and_drain(srv, app->cfg.drain_timeout_ms);
 	pthread_mutex_lock(&up.lock);
 	up.stop = 1;
 	pthread_cond_signal(&up.wake);

@@ -193,14 +193,11 @@ int cp_region_status(struct http_req *req)
 		return 0;
 	int rc;
 	if (!*in.instance || strspn(in.instance, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(in.instance))
-		rc = http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "instance"),
-		                           "instance must be 1 to 128 characters of [A-Za-z0-9._:-].");
+		rc = http_reply_invalid_field(req, "instance", "instance must be 1 to 128 characters of [A-Za-z0-9._:-].");
 	else if (in.source && strcmp(in.source, "control-plane") && strcmp(in.source, "cache"))
-		rc = http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "source"),
-		                           "source must be control-plane or cache.");
+		rc = http_reply_invalid_field(req, "source", "source must be control-plane or cache.");
 	else if (in.last_pull_ok_at && !name_valid_timestamp(in.last_pull_ok_at))
-		rc = http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "last_pull_ok_at"),
-		                           "last_pull_ok_at must be an RFC 3339 time.");
+		rc = http_reply_invalid_field(req, "last_pull_ok_at", "last_pull_ok_at must be an RFC 3339 time.");
 	else {
 		struct db_conn *c = db_acquire(app->db);
 		snprintf(ver, sizeof ver, "%lld", (long long)in.version);

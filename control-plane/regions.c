@@ -62,15 +62,12 @@ static int validate(struct http_req *req, struct region_ctx *ctx)
 {
 	struct region_in *in = &ctx->in;
 	if (in->display_name && (!*in->display_name))
-		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "display_name"),
-		                             "display_name must not be empty."), -1;
+		return http_reply_invalid_field(req, "display_name", "display_name must not be empty."), -1;
 	if (in->endpoint_url && !name_valid_endpoint(in->endpoint_url))
-		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "endpoint_url"),
-		                             "endpoint_url must be an http(s) URL without query or credentials."), -1;
+		return http_reply_invalid_field(req, "endpoint_url", "endpoint_url must be an http(s) URL without query or credentials."), -1;
 	if (in->status && strcmp(in->status, "active") && strcmp(in->status, "draining") &&
 	    strcmp(in->status, "retired"))
-		return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "status"),
-		                             "status must be active, draining or retired."), -1;
+		return http_reply_invalid_field(req, "status", "status must be active, draining or retired."), -1;
 	if (in->cloud_regions) {
 		size_t i;
 		json_t *v;
@@ -85,8 +82,7 @@ static int validate(struct http_req *req, struct region_ctx *ctx)
 		snprintf(ctx->wave, sizeof ctx->wave, "%lld", (long long)in->wave);
 	return 0;
 bad_clouds:
-	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "cloud_regions"),
-	                             "cloud_regions must be 1 to 16 names like eu-west-1."), -1;
+	return http_reply_invalid_field(req, "cloud_regions", "cloud_regions must be 1 to 16 names like eu-west-1."), -1;
 }
 
 static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *vctx,
@@ -117,8 +113,7 @@ int cp_regions_create(struct http_req *req)
 	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!name_valid_region(ctx.in.name))
-		http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", "name"),
-		                      "name must match [a-z][a-z0-9-]* (at most 32 characters).");
+		http_reply_invalid_field(req, "name", "name must match [a-z][a-z0-9-]* (at most 32 characters).");
 	else if (validate(req, &ctx) == 0)
 		rc = cp_mutate(req, create_tx, &ctx);
 	free(ctx.clouds);

@@ -37,10 +37,6 @@ struct tenant_ctx {
 	const char *id;
 };
 
-static int bad_field(struct http_req *req, const char *field, const char *why)
-{
-	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", field), "%s", why);
-}
 
 /* Region and plan must exist; the region must take new tenants. */
 static enum db_status check_refs(struct db_conn *c, const char *region, const char *plan,
@@ -109,14 +105,14 @@ int cp_tenants_create(struct http_req *req)
 	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!*ctx.in.name)
-		bad_field(req, "name", "name must not be empty.");
+		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
 	else if (!name_valid_slug(ctx.in.slug))
-		bad_field(req, "slug", "slug must be 3 to 63 characters of a-z, 0-9 and '-', "
+		http_reply_invalid_field(req, "slug", "%s", "slug must be 3 to 63 characters of a-z, 0-9 and '-', "
 		                       "starting and ending with a letter or digit.");
 	else if (!name_valid_region(ctx.in.region))
-		bad_field(req, "region", "region must be a region name like 'eu'.");
+		http_reply_invalid_field(req, "region", "%s", "region must be a region name like 'eu'.");
 	else if (!name_valid_region(ctx.in.plan))
-		bad_field(req, "plan", "plan must be a plan id like 'pro'.");
+		http_reply_invalid_field(req, "plan", "%s", "plan must be a plan id like 'pro'.");
 	else
 		rc = cp_mutate(req, create_tx, &ctx);
 	json_decref(obj);
@@ -144,10 +140,10 @@ int cp_tenants_list(struct http_req *req)
 	struct list_ctx ctx = { .region = http_req_query(req, "region"),
 		                    .status = http_req_query(req, "status") };
 	if (ctx.region && !name_valid_region(ctx.region))
-		return bad_field(req, "region", "region must be a region name like 'eu'.");
+		return http_reply_invalid_field(req, "region", "%s", "region must be a region name like 'eu'.");
 	if (ctx.status && strcmp(ctx.status, "active") && strcmp(ctx.status, "suspended") &&
 	    strcmp(ctx.status, "deleted"))
-		return bad_field(req, "status", "status must be active, suspended or deleted.");
+		return http_reply_invalid_field(req, "status", "%s", "status must be active, suspended or deleted.");
 	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != 0)
 		return 0;
 	/* A tenant user sees its own tenant only. */
@@ -224,13 +220,13 @@ int cp_tenants_update(struct http_req *req)
 	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (ctx.in.name && !*ctx.in.name)
-		bad_field(req, "name", "name must not be empty.");
+		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
 	else if (ctx.in.status && strcmp(ctx.in.status, "active") && strcmp(ctx.in.status, "suspended"))
-		bad_field(req, "status", "status must be active or suspended (DELETE offboards a tenant).");
+		http_reply_invalid_field(req, "status", "%s", "status must be active or suspended (DELETE offboards a tenant).");
 	else if (ctx.in.plan && !name_valid_region(ctx.in.plan))
-		bad_field(req, "plan", "plan must be a plan id like 'pro'.");
+		http_reply_invalid_field(req, "plan", "%s", "plan must be a plan id like 'pro'.");
 	else if (ctx.in.region && !name_valid_region(ctx.in.region))
-		bad_field(req, "region", "region must be a region name like 'eu'.");
+		http_reply_invalid_field(req, "region", "%s", "region must be a region name like 'eu'.");
 	else if (p->role != CP_ROLE_ADMIN && (ctx.in.plan || ctx.in.status))
 		http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins change a tenant's plan or status.");
 	else
@@ -295,7 +291,7 @@ int cp_lookup(struct http_req *req)
 {
 	const char *slug = http_req_query(req, "tenant");
 	if (!slug)
-		return bad_field(req, "tenant", "Give the tenant's slug: /v1/lookup?tenant=<slug>.");
+		return http_reply_invalid_field(req, "tenant", "%s", "Give the tenant's slug: /v1/lookup?tenant=<slug>.");
 	if (!name_valid_slug(slug))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No tenant with that slug.");
 	return cp_read(req, lookup_tx, (void *)slug);

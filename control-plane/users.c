@@ -41,10 +41,6 @@ struct user_ctx {
 	char hash[PASSWORD_HASH_MAX];
 };
 
-static int bad_field(struct http_req *req, const char *field, const char *why)
-{
-	return http_reply_problem_ex(req, PROB_VALIDATION, json_pack("{ss}", "field", field), "%s", why);
-}
 
 static int tenant_role(const char *r)
 {
@@ -57,9 +53,9 @@ static int prepare(struct http_req *req, struct user_ctx *ctx)
 	struct cp_app *app = http_req_app(req);
 	size_t pwlen = strlen(ctx->in.password);
 	if (name_normalize_email(ctx->in.email, ctx->email, sizeof ctx->email) != 0)
-		return bad_field(req, "email", "email is not a valid address (ASCII only, one '@', a domain with a dot)."), -1;
+		return http_reply_invalid_field(req, "email", "%s", "email is not a valid address (ASCII only, one '@', a domain with a dot)."), -1;
 	if (pwlen < PASSWORD_MIN_LEN)
-		return bad_field(req, "password", "password must have at least 10 characters."), -1;
+		return http_reply_invalid_field(req, "password", "%s", "password must have at least 10 characters."), -1;
 	if (password_hash(ctx->in.password, (int)app->cfg.scrypt_log2n, ctx->hash) != 0)
 		return -1;
 	return 0;
@@ -118,7 +114,7 @@ int cp_users_create(struct http_req *req)
 	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!tenant_role(ctx.in.role))
-		bad_field(req, "role", "role must be owner or member.");
+		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");
 	else if (prepare(req, &ctx) == 0)
 		rc = cp_mutate(req, create_tx, &ctx);
 	else
@@ -231,7 +227,7 @@ int cp_users_update(struct http_req *req)
 	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!tenant_role(ctx.in.role))
-		bad_field(req, "role", "role must be owner or member.");
+		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");
 	else
 		rc = cp_mutate(req, update_tx, &ctx);
 	json_decref(obj);

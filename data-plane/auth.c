@@ -34,22 +34,10 @@ static int unavailable(struct http_req *req, const char *detail)
 	return -1;
 }
 
-/* The key text from "Authorization: Bearer <key>", or NULL. */
-static const char *bearer(struct http_req *req)
-{
-	const char *h = http_req_header(req, "Authorization");
-	if (!h || strncasecmp(h, "Bearer ", 7) != 0)
-		return NULL;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	return h;
-}
-
 int dp_authenticate(struct http_req *req, int auth)
 {
 	struct dp_app *app = http_req_app(req);
-	const char *text = bearer(req);
+	const char *text = http_req_bearer(req);
 	struct apikey key;
 	int ret = -1;
 

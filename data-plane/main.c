@@ -263,12 +263,8 @@ static int cmd_serve(struct dp_app *app)
 		goto out;
 	}
 
-	int sig = http_signals_wait();
-	log_info(NULL, "signal %d: draining requests in flight", sig);
+	svc_wait_and_drain(srv, app->cfg.drain_timeout_ms);
 	dp_pull_stop(app->pull);
-	int left = http_server_drain(srv, (unsigned)app->cfg.drain_timeout_ms);
-	if (left)
-		log_warn(NULL, "%d request(s) cut off at the drain deadline", left);
 	log_info(NULL, "stopped");
 	ret = SVC_EXIT_OK;
 out:
