@@ -306,10 +306,16 @@ static void url_with_db(const char *base, const char *db, char *out, size_t len)
 	snprintf(out, len, "%.*s/%s", (int)(slash - base), base, db);
 }
 
+static void quiet(void *arg, const char *message)
+{
+	(void)arg, (void)message; /* "database ... does not exist, skipping" and the like */
+}
+
 char *it_sql(const char *url, const char *sql)
 {
 	PGconn *pg = PQconnectdb(url);
 	ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "connect: %s", PQerrorMessage(pg));
+	PQsetNoticeProcessor(pg, quiet, NULL);
 	PGresult *r = PQexec(pg, sql);
 	ExecStatusType st = PQresultStatus(r);
 	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql,
