@@ -152,7 +152,7 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 	*token = NULL;
 	if ((st = cpdb_region_version(c, region, ver)) != DB_OK ||
 	    (st = cpdb_region_get(c, region, &self)) != DB_OK ||
-	    (st = cpdb_regions_list(c, &regions)) != DB_OK || (st = cpdb_plans_rows(c, &plans)) != DB_OK ||
+	    (st = cpdb_regions_list(c, &regions)) != DB_OK || (st = cpdb_plans_rows(c, region, &plans)) != DB_OK ||
 	    (st = cpdb_doc_content(c, region, &content)) != DB_OK)
 		goto out;
 	st = DB_ERROR;

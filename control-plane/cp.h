@@ -85,6 +85,7 @@ struct cp_outcome {
 	json_t *body;             /* owned */
 	char location[256];
 	int sealed;               /* the body holds a secret: never store it in clear */
+	int replayed;             /* the first answer to an earlier request, again */
 	int problem;              /* a client error: reply with prob/detail */
 	enum problem_code prob;
 	json_t *prob_extra;       /* owned, may be NULL */
@@ -116,6 +117,8 @@ enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *ten
 int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
 /* Runs a body that writes without idempotency (login, logout). */
 int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);
+/* The same, SERIALIZABLE (retried on conflicts). */
+int cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx);
 
 /* Replies to a failed database call (503, 409, 500...). */
 int cp_reply_db_error(struct http_req *req, enum db_status st);
@@ -169,6 +172,16 @@ int cp_region_config(struct http_req *req);
 int cp_region_credentials_create(struct http_req *req);
 int cp_region_status(struct http_req *req);
 int cp_region_fleet(struct http_req *req);
+int cp_plans_list(struct http_req *req);
+int cp_plans_create(struct http_req *req);
+int cp_plans_update(struct http_req *req);
+int cp_usage_ingest(struct http_req *req);
+int cp_tenant_usage(struct http_req *req);
+int cp_period_close(struct http_req *req);
+int cp_tenant_invoices(struct http_req *req);
+int cp_invoice_get(struct http_req *req);
+int cp_invoice_finalize(struct http_req *req);
+int cp_invoice_void(struct http_req *req);
 
 /* ---- regional config documents (config_doc.c) ---- */
 #define CP_ISSUER "celltrail-control-plane"

@@ -139,8 +139,9 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
  * tenant: tenant id, slug, status, plan, key id, key SHA-256 (base64url),
  * write scope, read scope (t/f), expiry (unix s; 0 none). Caller PQclear()s. */
 enum db_status cpdb_doc_content(struct db_conn *c, const char *region, PGresult **rows);
-/* Every plan: id, rate_limit, burst, monthly_event_quota, retention_days. */
-enum db_status cpdb_plans_rows(struct db_conn *c, PGresult **rows);
+/* The plans the region's live tenants are on: id, rate_limit, burst,
+ * monthly_event_quota, retention_days. */
+enum db_status cpdb_plans_rows(struct db_conn *c, const char *region, PGresult **rows);
 /* Regions whose newest document expires before now + within_s. */
 enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, PGresult **rows);
 
@@ -156,5 +157,56 @@ enum db_status cpdb_fleet_upsert(struct db_conn *c, const char *region, const ch
                                  const char *stale);
 enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t stale_after_s,
                                json_t **items);
+
+/* ---- billing (db_billing.c) ---- */
+enum db_status cpdb_plans_list(struct db_conn *c, json_t **items);
+enum db_status cpdb_plan_get(struct db_conn *c, const char *id, json_t **doc);
+/* v: name, currency, base_price, events_included, price_per_1000,
+ * rate_limit, burst, monthly_event_quota, retention_days (text; NULL keeps). */
+enum db_status cpdb_plan_insert(struct db_conn *c, const char *id, const char *const v[9], json_t **doc);
+enum db_status cpdb_plan_update(struct db_conn *c, const char *id, const char *const v[9], json_t **doc);
+/* Raises the config version of every region with live tenants on the plan. */
+enum db_status cpdb_plan_bump_regions(struct db_conn *c, const char *id);
+
+/* A usage batch's key: claimed (1) by this transaction, or seen before (0). */
+enum db_status cpdb_usage_claim(struct db_conn *c, const char *region, const char *key,
+                                const char *sha256_hex, int *claimed);
+/* The first answer to a batch and its request hash; both malloc'd. */
+enum db_status cpdb_usage_batch(struct db_conn *c, const char *region, const char *key,
+                                char **sha256_hex, char **response);
+enum db_status cpdb_usage_answer(struct db_conn *c, const char *region, const char *key,
+                                 const char *response);
+/* The first record (1-based) whose window does not fit its period, with
+ * the field at fault; *index 0 when all fit. records: JSON array text. */
+enum db_status cpdb_usage_check_windows(struct db_conn *c, const char *records, long *index,
+                                        char field[16]);
+/* How many of the records' tenants do not live in `region`. */
+enum db_status cpdb_usage_foreign(struct db_conn *c, const char *region, const char *records, long *n);
+enum db_status cpdb_usage_insert(struct db_conn *c, const char *region, const char *key,
+                                 const char *records);
+/* The first record (1-based; 0 if none) whose period ended before its
+ * tenant was created, and the first that would take its tenant's period
+ * past `max_events` (a decimal text). */
+enum db_status cpdb_usage_limits(struct db_conn *c, const char *records, const char *max_events,
+                                 long *early, long *over);
+/* Whether any tenant has ever been on the plan. */
+enum db_status cpdb_plan_used(struct db_conn *c, const char *id, long *n);
+/* The currency of a plan (DB_NOT_FOUND when there is none). */
+enum db_status cpdb_plan_currency(struct db_conn *c, const char *id, char currency[4]);
+/* {tenant, period, total, by_day, by_region} of one tenant and period ("YYYY-MM"). */
+enum db_status cpdb_usage_report(struct db_conn *c, const char *tenant_id, const char *period,
+                                 json_t **doc);
+
+/* Closes a period ("YYYY-MM"): invoices, their lines and totals, the
+ * ledger rows they bill. *closed_now is 0 when it was closed before (then
+ * nothing changes). DB_ROLLBACK-free: the caller checks the period ended. */
+enum db_status cpdb_period_close(struct db_conn *c, const char *period, int *closed_now,
+                                 json_t **summary);
+/* Whether the period has ended (its last instant is in the past). */
+enum db_status cpdb_period_ended(struct db_conn *c, const char *period, int *ended);
+enum db_status cpdb_invoices_for_tenant(struct db_conn *c, const char *tenant_id, json_t **items);
+enum db_status cpdb_invoice_get(struct db_conn *c, const char *id, int for_update, json_t **doc);
+enum db_status cpdb_invoice_set_status(struct db_conn *c, const char *id, const char *status,
+                                       json_t **doc);
 
 #endif

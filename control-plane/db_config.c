@@ -83,11 +83,13 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, PGresult 
 		" ORDER BY t.id, k.id", 1, p);
 }
 
-enum db_status cpdb_plans_rows(struct db_conn *c, PGresult **rows)
+enum db_status cpdb_plans_rows(struct db_conn *c, const char *region, PGresult **rows)
 {
+	const char *p[] = { region };
 	return db_exec(c, rows,
-		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans ORDER BY id",
-		0, NULL);
+		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans"
+		" WHERE id IN (SELECT plan FROM tenants WHERE region = $1 AND status <> 'deleted')"
+		" ORDER BY id", 1, p);
 }
 
 enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, PGresult **rows)

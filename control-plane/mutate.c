@@ -278,7 +278,7 @@ static int reply_outcome(struct http_req *req, struct cp_outcome *out, int repla
 	}
 	if (out->location[0])
 		http_add_header(req, "Location", out->location);
-	if (replayed)
+	if (replayed || out->replayed)
 		http_add_header(req, "Idempotent-Replayed", "true");
 	rc = http_reply_json(req, out->status, out->body);
 	out->body = NULL;
@@ -345,4 +345,9 @@ int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx)
 int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx)
 {
 	return run(req, DB_READ_COMMITTED, fn, ctx);
+}
+
+int cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx)
+{
+	return run(req, DB_SERIALIZABLE, fn, ctx);
 }

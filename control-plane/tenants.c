@@ -198,6 +198,21 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 		json_decref(before);
 		return st;
 	}
+	/* Invoices and their late adjustments are in one currency per tenant. */
+	if (ctx->in.plan) {
+		char now[4], next[4];
+		if ((st = cpdb_plan_currency(c, json_string_value(json_object_get(before, "plan")), now)) != DB_OK ||
+		    (st = cpdb_plan_currency(c, ctx->in.plan, next)) != DB_OK) {
+			json_decref(before);
+			return st;
+		}
+		if (strcmp(now, next) != 0) {
+			json_decref(before);
+			out->prob_extra = json_pack("{ss}", "field", "plan");
+			return cp_fail(out, PROB_CONFLICT, "Plan '%s' is billed in %s and this tenant in %s: a "
+			                                   "tenant's currency cannot change.", ctx->in.plan, next, now);
+		}
+	}
 	st = cpdb_tenant_update(c, ctx->id, ctx->in.name, ctx->in.plan, ctx->in.status, &after);
 	if (st == DB_OK && (st = cpdb_region_bump(c, region)) == DB_OK)
 		st = cp_audit(c, req, ctx->id, "tenant.update", "tenant", ctx->id, before, after);

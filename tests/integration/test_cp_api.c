@@ -494,6 +494,27 @@ static const struct authz_row authz_rows[] = {
 	  { 401, 401, 403, 403, 403, 200 } },
 	{ "POST", "/v1/regions/{name}/credentials", "/v1/regions/eu/credentials", NULL, F_NONE, 1, 0,
 	  { 401, 401, 403, 403, 403, 201 } },
+	{ "POST", "/v1/plans", "/v1/plans",
+	  "{\"id\":\"p{n}\",\"name\":\"Plan {n}\",\"currency\":\"EUR\",\"base_price\":100,"
+	  "\"events_included\":10,\"price_per_1000\":5,\"rate_limit\":10,\"burst\":20,"
+	  "\"monthly_event_quota\":1000,\"retention_days\":30}",
+	  F_NONE, 1, 0, { 401, 401, 403, 403, 403, 201 } },
+	{ "PATCH", "/v1/plans/{id}", "/v1/plans/free", "{\"name\":\"Free\"}", F_NONE, 1, 0,
+	  { 401, 401, 403, 403, 403, 200 } },
+	{ "GET", "/v1/tenants/{id}/usage", "/v1/tenants/{A}/usage?period=2026-01", NULL, F_NONE, 0, 0,
+	  { 401, 401, 404, 403, 200, 200 } },
+	{ "GET", "/v1/tenants/{id}/invoices", "/v1/tenants/{A}/invoices", NULL, F_NONE, 0, 0,
+	  { 401, 401, 404, 403, 200, 200 } },
+	/* No invoice exists in this world: these rows check who is refused
+	 * before the lookup (the billing suite covers invoices themselves). */
+	{ "GET", "/v1/invoices/{id}", "/v1/invoices/00000000-0000-4000-8000-000000000000", NULL, F_NONE,
+	  0, 0, { 401, 401, 404, 404, 404, 404 } },
+	{ "POST", "/v1/invoices/{id}/finalize", "/v1/invoices/00000000-0000-4000-8000-000000000000/finalize",
+	  NULL, F_NONE, 0, 0, { 401, 401, 403, 403, 403, 404 } },
+	{ "POST", "/v1/invoices/{id}/void", "/v1/invoices/00000000-0000-4000-8000-000000000000/void",
+	  NULL, F_NONE, 0, 0, { 401, 401, 403, 403, 403, 404 } },
+	{ "POST", "/v1/billing/periods/{period}/close", "/v1/billing/periods/2020-01/close", NULL, F_NONE,
+	  1, 0, { 401, 401, 403, 403, 403, 201 } },
 	{ "POST", "/v1/auth/logout", "/v1/auth/logout", NULL, F_NONE, 0, 1, { 401, 401, 200, 200, 200, 400 } },
 	{ "DELETE", "/v1/tenants/{id}", "/v1/tenants/{A}", NULL, F_NONE, 1, 0,
 	  { 401, 401, 403, 403, 403, 200 } },

@@ -1,0 +1,542 @@
+/* Billing: plans and their prices (GET/POST /v1/plans, PATCH
+ * /v1/plans/{id}), usage from the regions (POST /v1/usage), a tenant's
+ * usage (GET /v1/tenants/{id}/usage), closing a period into invoices
+ * (POST /v1/billing/periods/{period}/close) and the invoices themselves.
+ *
+ * Usage is exact by construction: a batch's Idempotency-Key is claimed in
+ * the same transaction that writes its ledger rows, so a batch counts once
+ * or not at all, and a replay returns the first answer. Every invoice can
+ * be recomputed from the ledger and the plan history. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cp.h"
+#include "cpdb.h"
+#include "names.h"
+#include "secret.h"
+
+#define MAX_RECORDS 1000
+
+/* Bounds that keep every amount within bigint: at most 1e13 events per
+ * tenant and month, at most 1e5 minor units per 1,000 events, so an
+ * overage stays below 1e15 minor units and a total far below 2^63. */
+#define MAX_EVENTS_PER_RECORD INT64_C(10000000000)      /* 1e10 */
+#define MAX_EVENTS_PER_MONTH "10000000000000"           /* 1e13, checked in SQL */
+#define MAX_PRICE_PER_1000 INT64_C(100000)              /* 1e5 */
+#define MAX_BASE_PRICE INT64_C(10000000000)             /* 1e10 */
+
+/* ---- plans ---- */
+
+struct plan_in {
+	const char *id, *name, *currency;
+	int64_t n[7]; /* base_price, events_included, price_per_1000, rate_limit, burst, quota, retention */
+};
+
+#define F(m) offsetof(struct plan_in, m)
+#define N(i) (offsetof(struct plan_in, n) + (i) * sizeof(int64_t))
+static const struct jsonx_field plan_create_fields[] = {
+	{ "id", JX_STRING, 1, 0, 0, 32, F(id) },
+	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
+	{ "currency", JX_STRING, 1, 0, 0, 3, F(currency) },
+	{ "base_price", JX_INT, 1, 0, 0, MAX_BASE_PRICE, N(0) },
+	{ "events_included", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(1) },
+	{ "price_per_1000", JX_INT, 1, 0, 0, MAX_PRICE_PER_1000, N(2) },
+	{ "rate_limit", JX_INT, 1, 0, 1, 1000000, N(3) },
+	{ "burst", JX_INT, 1, 0, 1, 1000000, N(4) },
+	{ "monthly_event_quota", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(5) },
+	{ "retention_days", JX_INT, 1, 0, 1, 3650, N(6) },
+	JSONX_END
+};
+static const struct jsonx_field plan_update_fields[] = {
+	{ "name", JX_STRING, 0, 0, 0, 100, F(name) },
+	{ "currency", JX_STRING, 0, 0, 0, 3, F(currency) },
+	{ "base_price", JX_INT, 0, 0, 0, MAX_BASE_PRICE, N(0) },
+	{ "events_included", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(1) },
+	{ "price_per_1000", JX_INT, 0, 0, 0, MAX_PRICE_PER_1000, N(2) },
+	{ "rate_limit", JX_INT, 0, 0, 1, 1000000, N(3) },
+	{ "burst", JX_INT, 0, 0, 1, 1000000, N(4) },
+	{ "monthly_event_quota", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(5) },
+	{ "retention_days", JX_INT, 0, 0, 1, 3650, N(6) },
+	JSONX_END
+};
+#undef F
+#undef N
+
+struct plan_ctx {
+	struct plan_in in;
+	const char *id;
+	char num[7][24];
+	const char *v[9];
+};
+
+/* Turns the parsed fields into the text parameters of the SQL; for an
+ * update, `present` marks the given ones (bit i of the update table). */
+static void plan_params(struct plan_ctx *ctx, uint64_t present, int update)
+{
+	ctx->v[0] = ctx->in.name;
+	ctx->v[1] = ctx->in.currency;
+	for (int i = 0; i < 7; i++) {
+		int given = update ? (present >> (i + 2)) & 1 : 1;
+		snprintf(ctx->num[i], sizeof ctx->num[i], "%lld", (long long)ctx->in.n[i]);
+		ctx->v[2 + i] = given ? ctx->num[i] : NULL;
+	}
+}
+
+int cp_plans_list(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	json_t *items;
+	struct db_conn *c = db_acquire(app->db);
+	if (!c)
+		return cp_reply_db_error(req, DB_UNAVAILABLE);
+	enum db_status st = cpdb_plans_list(c, &items);
+	db_release(app->db, c);
+	return st == DB_OK ? http_reply_json(req, 200, json_pack("{so}", "items", items))
+	                   : cp_reply_db_error(req, st);
+}
+
+static int valid_currency(const char *s)
+{
+	return s && strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
+}
+
+static enum db_status plan_create_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                     struct cp_outcome *out)
+{
+	struct plan_ctx *ctx = vctx;
+	json_t *doc;
+	enum db_status st = cpdb_plan_insert(c, ctx->in.id, ctx->v, &doc);
+	if (st == DB_CONFLICT) {
+		out->prob_extra = json_pack("{ss}", "field", "id");
+		return cp_fail(out, PROB_CONFLICT, "Plan '%s' exists already.", ctx->in.id);
+	}
+	if (st != DB_OK)
+		return st;
+	if ((st = cp_audit(c, req, NULL, "plan.create", "plan", ctx->in.id, NULL, doc)) != DB_OK) {
+		json_decref(doc);
+		return st;
+	}
+	snprintf(out->location, sizeof out->location, "/v1/plans/%s", ctx->in.id);
+	return cp_done(out, 201, doc);
+}
+
+int cp_plans_create(struct http_req *req)
+{
+	struct plan_ctx ctx = { 0 };
+	json_t *obj;
+	int rc = 0;
+	if (cp_parse_body(req, plan_create_fields, &ctx.in, NULL, &obj) != 0)
+		return 0;
+	if (!name_valid_region(ctx.in.id))
+		http_reply_invalid_field(req, "id", "id must match [a-z][a-z0-9-]* (at most 32 characters).");
+	else if (!*ctx.in.name)
+		http_reply_invalid_field(req, "name", "name must not be empty.");
+	else if (!valid_currency(ctx.in.currency))
+		http_reply_invalid_field(req, "currency", "currency must be an ISO 4217 code such as USD.");
+	else {
+		plan_params(&ctx, 0, 0);
+		rc = cp_mutate(req, plan_create_tx, &ctx);
+	}
+	json_decref(obj);
+	return rc;
+}
+
+static enum db_status plan_update_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                     struct cp_outcome *out)
+{
+	struct plan_ctx *ctx = vctx;
+	json_t *before, *after;
+	enum db_status st = cpdb_plan_get(c, ctx->id, &before);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No plan named '%s'.", ctx->id);
+	if (st != DB_OK)
+		return st;
+	const char *cur = json_string_value(json_object_get(before, "currency"));
+	if (ctx->in.currency && strcmp(ctx->in.currency, cur) != 0) {
+		long used;
+		if ((st = cpdb_plan_used(c, ctx->id, &used)) != DB_OK) {
+			json_decref(before);
+			return st;
+		}
+		if (used) {
+			json_decref(before);
+			out->prob_extra = json_pack("{ss}", "field", "currency");
+			return cp_fail(out, PROB_CONFLICT, "Tenants have been on plan '%s': its currency cannot "
+			                                   "change (make a new plan instead).", ctx->id);
+		}
+	}
+	st = cpdb_plan_update(c, ctx->id, ctx->v, &after);
+	/* The limits travel in the documents of the regions with tenants on it. */
+	if (st == DB_OK && (st = cpdb_plan_bump_regions(c, ctx->id)) == DB_OK)
+		st = cp_audit(c, req, NULL, "plan.update", "plan", ctx->id, before, after);
+	json_decref(before);
+	if (st != DB_OK) {
+		json_decref(after);
+		return st;
+	}
+	return cp_done(out, 200, after);
+}
+
+int cp_plans_update(struct http_req *req)
+{
+	struct plan_ctx ctx = { .id = http_req_param(req, "id") };
+	uint64_t present;
+	json_t *obj;
+	int rc = 0;
+	if (!name_valid_region(ctx.id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such plan.");
+	if (cp_parse_body(req, plan_update_fields, &ctx.in, &present, &obj) != 0)
+		return 0;
+	if (ctx.in.name && !*ctx.in.name)
+		http_reply_invalid_field(req, "name", "name must not be empty.");
+	else if (ctx.in.currency && !valid_currency(ctx.in.currency))
+		http_reply_invalid_field(req, "currency", "currency must be an ISO 4217 code such as USD.");
+	else {
+		plan_params(&ctx, present, 1);
+		rc = cp_mutate(req, plan_update_tx, &ctx);
+	}
+	json_decref(obj);
+	return rc;
+}
+
+/* ---- usage from the regions ---- */
+
+struct record_in {
+	const char *tenant, *period, *window_start, *window_end;
+	int64_t events;
+};
+
+#define F(m) offsetof(struct record_in, m)
+static const struct jsonx_field record_fields[] = {
+	{ "tenant", JX_STRING, 1, 0, 0, 36, F(tenant) },
+	{ "period", JX_STRING, 1, 0, 0, 7, F(period) },
+	{ "events", JX_INT, 1, 0, 0, MAX_EVENTS_PER_RECORD, F(events) },
+	{ "window_start", JX_STRING, 1, 0, 0, 40, F(window_start) },
+	{ "window_end", JX_STRING, 1, 0, 0, 40, F(window_end) },
+	JSONX_END
+};
+#undef F
+
+struct usage_in {
+	json_t *records;
+};
+static const struct jsonx_field usage_fields[] = {
+	{ "records", JX_ARRAY, 1, 0, 0, MAX_RECORDS, offsetof(struct usage_in, records) },
+	JSONX_END
+};
+
+/* "YYYY-MM" with a month from 01 to 12. */
+static int valid_period(const char *s)
+{
+	return s && strlen(s) == 7 && strspn(s, "0123456789") == 4 && s[4] == '-' &&
+	       strspn(s + 5, "0123456789") == 2 && atoi(s + 5) >= 1 && atoi(s + 5) <= 12 &&
+	       strncmp(s, "0000", 4) != 0;
+}
+
+struct usage_ctx {
+	const char *region, *key, *records;
+	char hash[65];
+	long count;
+	long long events;
+};
+
+static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                               struct cp_outcome *out)
+{
+	(void)req;
+	struct usage_ctx *ctx = vctx;
+	int claimed;
+	long bad, foreign;
+	char field[16];
+	enum db_status st;
+
+	if ((st = cpdb_usage_claim(c, ctx->region, ctx->key, ctx->hash, &claimed)) != DB_OK)
+		return st;
+	if (!claimed) {
+		char *hash = NULL, *response = NULL;
+		if ((st = cpdb_usage_batch(c, ctx->region, ctx->key, &hash, &response)) != DB_OK)
+			return st;
+		int same = !strcmp(hash, ctx->hash);
+		free(hash);
+		if (!same) {
+			free(response);
+			return cp_fail(out, PROB_UNPROCESSABLE,
+			               "This Idempotency-Key was used for another batch; use a new key.");
+		}
+		json_error_t e;
+		json_t *first = json_loads(response, 0, &e);
+		free(response);
+		if (!first)
+			return DB_ERROR;
+		out->replayed = 1;
+		return cp_done(out, 200, first); /* the first answer, nothing added */
+	}
+	if ((st = cpdb_usage_check_windows(c, ctx->records, &bad, field)) != DB_OK)
+		return st;
+	if (bad) {
+		char f[48];
+		snprintf(f, sizeof f, "records[%ld].%s", bad - 1, field);
+		out->prob_extra = json_pack("{ss}", "field", f);
+		return cp_fail(out, PROB_VALIDATION,
+		               "Record %ld: window_start must fall in its period (UTC) and window_end may "
+		               "not precede it.", bad - 1);
+	}
+	if ((st = cpdb_usage_foreign(c, ctx->region, ctx->records, &foreign)) != DB_OK)
+		return st;
+	if (foreign)
+		return cp_fail(out, PROB_FORBIDDEN,
+		               "%ld record(s) name tenants whose home region is not %s; nothing was recorded.",
+		               foreign, ctx->region);
+	long early, over;
+	if ((st = cpdb_usage_limits(c, ctx->records, MAX_EVENTS_PER_MONTH, &early, &over)) != DB_OK)
+		return st;
+	if (early)
+		return cp_fail(out, PROB_UNPROCESSABLE,
+		               "Record %ld: its period ended before the tenant was created; nothing was "
+		               "recorded.", early - 1);
+	if (over)
+		return cp_fail(out, PROB_UNPROCESSABLE,
+		               "Record %ld: the tenant's usage for that period would pass %s events; nothing "
+		               "was recorded.", over - 1, MAX_EVENTS_PER_MONTH);
+	if ((st = cpdb_usage_insert(c, ctx->region, ctx->key, ctx->records)) != DB_OK)
+		return st;
+	json_t *answer = json_pack("{ss sI sI}", "batch", ctx->key, "records", (json_int_t)ctx->count,
+	                           "events", (json_int_t)ctx->events);
+	char *text = json_dumps(answer, JSON_COMPACT);
+	st = text ? cpdb_usage_answer(c, ctx->region, ctx->key, text) : DB_ERROR;
+	free(text);
+	if (st != DB_OK) {
+		json_decref(answer);
+		return st;
+	}
+	return cp_done(out, 201, answer);
+}
+
+int cp_usage_ingest(struct http_req *req)
+{
+	const struct cp_principal *p = cp_principal(req);
+	struct usage_ctx ctx = { .key = http_req_header(req, "Idempotency-Key") };
+	struct usage_in in = { 0 };
+	json_t *obj;
+	size_t i;
+	json_t *rec;
+	int rc = 0;
+
+	if (p->role != CP_ROLE_REGION)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Usage is reported by a region's credential.");
+	ctx.region = p->region;
+	/* Required (a missing one is a missing field); malformed is a bad
+	 * request, as on every route that takes the header. */
+	if (!ctx.key)
+		return http_reply_invalid_field(req, "Idempotency-Key",
+		                                "Each usage batch needs an Idempotency-Key, so that a retry "
+		                                "never counts twice.");
+	if (!*ctx.key || strlen(ctx.key) > 255 ||
+	    strspn(ctx.key, "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
+	                    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(ctx.key))
+		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
+		                             "Idempotency-Key must be 1 to 255 visible ASCII characters.");
+	if (cp_parse_body(req, usage_fields, &in, NULL, &obj) != 0)
+		return 0;
+	if (json_array_size(in.records) == 0) {
+		rc = http_reply_invalid_field(req, "records", "records must hold 1 to %d records.", MAX_RECORDS);
+		goto out;
+	}
+	json_array_foreach(in.records, i, rec) {
+		struct record_in r = { 0 };
+		struct jsonx_err err;
+		char f[200];
+		if (jsonx_unpack(rec, record_fields, &r, NULL, &err) != 0) {
+			snprintf(f, sizeof f, "records[%zu]%s%s", i, err.field[0] ? "." : "", err.field);
+			rc = http_reply_invalid_field(req, f, "Record %zu: %s", i, err.msg);
+			goto out;
+		}
+		const char *bad = !name_valid_uuid(r.tenant) ? "tenant"
+		                  : !valid_period(r.period) ? "period"
+		                  : !name_valid_timestamp(r.window_start) ? "window_start"
+		                  : !name_valid_timestamp(r.window_end) ? "window_end" : NULL;
+		if (bad) {
+			snprintf(f, sizeof f, "records[%zu].%s", i, bad);
+			rc = http_reply_invalid_field(req, f, "Record %zu: %s is malformed (tenant: a tenant id; "
+			                                      "period: YYYY-MM; windows: RFC 3339 times).", i, bad);
+			goto out;
+		}
+		ctx.events += r.events;
+	}
+	ctx.count = (long)json_array_size(in.records);
+	/* The batch is the same when its records are: hash them canonically. */
+	char *canon = json_dumps(in.records, JSON_COMPACT | JSON_SORT_KEYS);
+	if (!canon) {
+		rc = -1;
+		goto out;
+	}
+	unsigned char md[32];
+	secret_sha256(canon, strlen(canon), md);
+	secret_hex(md, 32, ctx.hash);
+	ctx.records = canon;
+	rc = cp_run(req, usage_tx, &ctx);
+	free(canon);
+out:
+	json_decref(obj);
+	return rc;
+}
+
+/* ---- a tenant's usage ---- */
+
+struct report_ctx {
+	const char *tenant, *period;
+};
+
+static enum db_status report_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                struct cp_outcome *out)
+{
+	(void)req;
+	struct report_ctx *ctx = vctx;
+	json_t *t, *doc;
+	enum db_status st = cpdb_tenant_get(c, ctx->tenant, 0, &t);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
+	if (st != DB_OK)
+		return st;
+	json_decref(t);
+	st = cpdb_usage_report(c, ctx->tenant, ctx->period, &doc);
+	return st == DB_OK ? cp_done(out, 200, doc) : st;
+}
+
+int cp_tenant_usage(struct http_req *req)
+{
+	const struct cp_principal *p = cp_principal(req);
+	struct report_ctx ctx = { .tenant = http_req_param(req, "id"), .period = http_req_query(req, "period") };
+	if (cp_require_tenant(req, ctx.tenant, 0) != 0)
+		return 0;
+	if (p->role == CP_ROLE_MEMBER)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only owners and admins read usage.");
+	if (!valid_period(ctx.period))
+		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
+		                             "Give the period as ?period=YYYY-MM.");
+	return cp_read(req, report_tx, &ctx);
+}
+
+/* ---- periods and invoices ---- */
+
+struct close_ctx {
+	const char *period;
+};
+
+static enum db_status close_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                               struct cp_outcome *out)
+{
+	struct close_ctx *ctx = vctx;
+	int ended, now;
+	json_t *summary;
+	enum db_status st = cpdb_period_ended(c, ctx->period, &ended);
+	if (st != DB_OK)
+		return st;
+	if (!ended)
+		return cp_fail(out, PROB_CONFLICT, "Period %s has not ended yet.", ctx->period);
+	if ((st = cpdb_period_close(c, ctx->period, &now, &summary)) != DB_OK)
+		return st;
+	if (now && (st = cp_audit(c, req, NULL, "billing.period.close", "billing_period", ctx->period,
+	                          NULL, summary)) != DB_OK) {
+		json_decref(summary);
+		return st;
+	}
+	return cp_done(out, now ? 201 : 200, summary);
+}
+
+int cp_period_close(struct http_req *req)
+{
+	struct close_ctx ctx = { .period = http_req_param(req, "period") };
+	if (!valid_period(ctx.period))
+		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
+		                             "The period is a month: YYYY-MM.");
+	/* Serializable: a close sees every batch committed before it, and a
+	 * batch committing meanwhile is either in it or left for the next. */
+	return cp_run_serializable(req, close_tx, &ctx);
+}
+
+static enum db_status invoices_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                  struct cp_outcome *out)
+{
+	(void)req;
+	const char *tenant = vctx;
+	json_t *t, *items;
+	enum db_status st = cpdb_tenant_get(c, tenant, 0, &t);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
+	if (st != DB_OK)
+		return st;
+	json_decref(t);
+	st = cpdb_invoices_for_tenant(c, tenant, &items);
+	return st == DB_OK ? cp_done(out, 200, json_pack("{so}", "items", items)) : st;
+}
+
+int cp_tenant_invoices(struct http_req *req)
+{
+	const struct cp_principal *p = cp_principal(req);
+	const char *tenant = http_req_param(req, "id");
+	if (cp_require_tenant(req, tenant, 0) != 0)
+		return 0;
+	if (p->role == CP_ROLE_MEMBER)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only owners and admins read invoices.");
+	return cp_read(req, invoices_tx, (void *)tenant);
+}
+
+struct invoice_ctx {
+	const char *id;
+	const char *to; /* NULL: read */
+};
+
+static enum db_status invoice_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                                 struct cp_outcome *out)
+{
+	struct invoice_ctx *ctx = vctx;
+	const struct cp_principal *p = cp_principal(req);
+	json_t *doc, *after;
+	enum db_status st = cpdb_invoice_get(c, ctx->id, ctx->to != NULL, &doc);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such invoice.");
+	if (st != DB_OK)
+		return st;
+	const char *tenant = json_string_value(json_object_get(doc, "tenant_id"));
+	/* Only the tenant's owners and admins see an invoice; for anyone else
+	 * it does not exist. */
+	if (p->role != CP_ROLE_ADMIN && (strcasecmp(tenant, p->tenant_id) || p->role != CP_ROLE_OWNER)) {
+		json_decref(doc);
+		return cp_fail(out, PROB_NOT_FOUND, "No such invoice.");
+	}
+	if (!ctx->to)
+		return cp_done(out, 200, doc);
+	const char *status = json_string_value(json_object_get(doc, "status"));
+	int allowed = !strcmp(ctx->to, "finalized") ? !strcmp(status, "draft") : strcmp(status, "void") != 0;
+	if (!allowed) {
+		char why[96];
+		snprintf(why, sizeof why, "The invoice is %s; it cannot become %s.", status, ctx->to);
+		json_decref(doc);
+		return cp_fail(out, PROB_CONFLICT, "%s", why);
+	}
+	st = cpdb_invoice_set_status(c, ctx->id, ctx->to, &after);
+	if (st == DB_OK)
+		st = cp_audit(c, req, tenant, !strcmp(ctx->to, "void") ? "invoice.void" : "invoice.finalize",
+		              "invoice", ctx->id, doc, after);
+	json_decref(doc);
+	if (st != DB_OK) {
+		json_decref(after);
+		return st;
+	}
+	return cp_done(out, 200, after);
+}
+
+static int invoice(struct http_req *req, const char *to)
+{
+	struct invoice_ctx ctx = { .id = http_req_param(req, "id"), .to = to };
+	if (!name_valid_uuid(ctx.id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such invoice.");
+	return to ? cp_mutate(req, invoice_tx, &ctx) : cp_read(req, invoice_tx, &ctx);
+}
+
+int cp_invoice_get(struct http_req *req) { return invoice(req, NULL); }
+int cp_invoice_finalize(struct http_req *req) { return invoice(req, "finalized"); }
+int cp_invoice_void(struct http_req *req) { return invoice(req, "void"); }
