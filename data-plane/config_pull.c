@@ -14,7 +14,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "cfgdoc.h"
@@ -480,6 +483,12 @@ static void *run(void *arg)
 	struct dp_pull *p = arg;
 	int64_t next_pull = 0, next_status = 0, started = 0;
 	int cfg_on = 0, status_on = 0, status_due = 1;
+
+	/* Verifying and indexing a large document is CPU work that must not
+	 * take cores from the requests being served meanwhile: this thread
+	 * yields to them (on Linux a thread's nice value is its own). */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+		log_warn(NULL, "config pull: could not lower this thread's priority");
 
 	while (!atomic_load(&p->stop)) {
 		int64_t now = mono_ms();

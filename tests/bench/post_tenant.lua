@@ -9,6 +9,9 @@ function setup(thread)
 end
 
 function init(args)
+	-- Each run of wrk starts its counters again: the time makes its slugs new.
+	started = os.time()
+	math.randomseed(started * 100 + tid)
 	wrk.method = "POST"
 	wrk.headers["Content-Type"] = "application/json"
 	wrk.headers["Authorization"] = "Bearer " .. os.getenv("BENCH_ADMIN_TOKEN")
@@ -17,7 +20,7 @@ end
 function request()
 	counter = counter + 1
 	local body = string.format(
-		'{"name":"Bench %d-%d","slug":"bench-%d-%d-%d","region":"eu","plan":"pro"}',
-		tid, counter, tid, counter, math.random(1, 1000000000))
+		'{"name":"Bench %d-%d","slug":"b-%d-%d-%d-%d","region":"eu","plan":"pro"}',
+		tid, counter, started, tid, counter, math.random(1, 1000000000))
 	return wrk.format(nil, "/v1/tenants", nil, body)
 end
