@@ -20,7 +20,7 @@ end
 function request()
 	counter = counter + 1
 	local body = string.format(
-		'{"name":"Bench %d-%d","slug":"b-%d-%d-%d-%d","region":"eu","plan":"pro"}',
+		'{"name":"Bench %d-%d","slug":"b-%d-%d-%d-%d","region":"in","plan":"pro"}',
 		tid, counter, started, tid, counter, math.random(1, 1000000000))
 	return wrk.format(nil, "/v1/tenants", nil, body)
 end
