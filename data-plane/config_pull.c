@@ -484,10 +484,12 @@ static void *run(void *arg)
 	int64_t next_pull = 0, next_status = 0, started = 0;
 	int cfg_on = 0, status_on = 0, status_due = 1;
 
-	/* Verifying and indexing a large document is CPU work that must not
+	/* Verifying and indexing a large document is CPU work that should not
 	 * take cores from the requests being served meanwhile: this thread
-	 * yields to them (on Linux a thread's nice value is its own). */
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) != 0)
+	 * yields to them (on Linux a thread's nice value is its own). Nice 5,
+	 * not more: under a load that fills every core, a lower share would
+	 * delay the apply itself by seconds. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 5) != 0)
 		log_warn(NULL, "config pull: could not lower this thread's priority");
 
 	while (!atomic_load(&p->stop)) {
