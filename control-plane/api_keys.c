@@ -200,3 +200,29 @@ int cp_api_keys_delete(struct http_req *req)
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such API key.");
 	return cp_mutate(req, revoke_tx, &ctx);
 }
+
+static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                             struct cp_outcome *out)
+{
+	(void)req;
+	struct key_ctx *ctx = vctx;
+	json_t *tenant, *doc;
+	enum db_status st = tenant_for_keys(c, ctx->tenant_id, 0, out, &tenant);
+	if (st != DB_OK)
+		return st;
+	json_decref(tenant);
+	st = cpdb_api_key_get(c, ctx->tenant_id, ctx->key_id, &doc);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such API key.");
+	return st == DB_OK ? cp_done(out, 200, doc) : st;
+}
+
+int cp_api_keys_get(struct http_req *req)
+{
+	struct key_ctx ctx = { .tenant_id = http_req_param(req, "id"), .key_id = http_req_param(req, "key_id") };
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0)
+		return 0;
+	if (strlen(ctx.key_id) != APIKEY_ID_HEX || strspn(ctx.key_id, "0123456789abcdef") != APIKEY_ID_HEX)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such API key.");
+	return cp_read(req, get_tx, &ctx);
+}

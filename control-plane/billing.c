@@ -97,6 +97,23 @@ int cp_plans_list(struct http_req *req)
 	                   : cp_reply_db_error(req, st);
 }
 
+int cp_plans_get(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	const char *id = http_req_param(req, "id");
+	json_t *doc;
+	if (!name_valid_region(id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such plan.");
+	struct db_conn *c = db_acquire(app->db);
+	if (!c)
+		return cp_reply_db_error(req, DB_UNAVAILABLE);
+	enum db_status st = cpdb_plan_get(c, id, &doc);
+	db_release(app->db, c);
+	if (st == DB_NOT_FOUND)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No plan named '%s'.", id);
+	return st == DB_OK ? http_reply_json(req, 200, doc) : cp_reply_db_error(req, st);
+}
+
 static int valid_currency(const char *s)
 {
 	return s && strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;

@@ -57,6 +57,23 @@ int cp_regions_list(struct http_req *req)
 	return http_reply_json(req, 200, json_pack("{so}", "items", items));
 }
 
+int cp_regions_get(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	const char *name = http_req_param(req, "name");
+	json_t *doc;
+	if (!name_valid_region(name))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	struct db_conn *c = db_acquire(app->db);
+	if (!c)
+		return cp_reply_db_error(req, DB_UNAVAILABLE);
+	enum db_status st = cpdb_region_get(c, name, &doc);
+	db_release(app->db, c);
+	if (st == DB_NOT_FOUND)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No region named '%s'.", name);
+	return st == DB_OK ? http_reply_json(req, 200, doc) : cp_reply_db_error(req, st);
+}
+
 /* Checks the fields given; replies 400 and returns -1 on the first bad one. */
 static int validate(struct http_req *req, struct region_ctx *ctx)
 {

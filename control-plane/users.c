@@ -273,3 +273,37 @@ int cp_admins_delete(struct http_req *req)
 		return http_reply_problem(req, PROB_CONFLICT, "An admin cannot delete itself.");
 	return cp_mutate(req, delete_tx, &ctx);
 }
+
+static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                             struct cp_outcome *out)
+{
+	(void)req;
+	struct user_ctx *ctx = vctx;
+	json_t *doc;
+	enum db_status st;
+	if (ctx->tenant_id && (st = tenant_live(c, ctx->tenant_id, out)) != DB_OK)
+		return st;
+	st = cpdb_user_get(c, ctx->tenant_id, ctx->user_id, 0, &doc);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "No such user.");
+	return st == DB_OK ? cp_done(out, 200, doc) : st;
+}
+
+int cp_users_get(struct http_req *req)
+{
+	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id"),
+		                    .user_id = http_req_param(req, "user_id") };
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0)
+		return 0;
+	if (!name_valid_uuid(ctx.user_id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
+	return cp_read(req, get_tx, &ctx);
+}
+
+int cp_admins_get(struct http_req *req)
+{
+	struct user_ctx ctx = { .user_id = http_req_param(req, "id") };
+	if (!name_valid_uuid(ctx.user_id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such admin.");
+	return cp_read(req, get_tx, &ctx);
+}

@@ -515,6 +515,12 @@ static const struct authz_row authz_rows[] = {
 	  NULL, F_NONE, 0, 0, { 401, 401, 403, 403, 403, 404 } },
 	{ "POST", "/v1/billing/periods/{period}/close", "/v1/billing/periods/2020-01/close", NULL, F_NONE,
 	  1, 0, { 401, 401, 403, 403, 403, 201 } },
+	{ "GET", "/v1/tenants/{id}/users/{user_id}", "/v1/tenants/{A}/users/{member}", NULL, F_NONE, 0, 0,
+	  { 401, 401, 404, 200, 200, 200 } },
+	{ "GET", "/v1/tenants/{id}/api-keys/{key_id}", "/v1/tenants/{A}/api-keys/{fresh}", NULL, F_KEY, 0, 0,
+	  { 401, 401, 404, 200, 200, 200 } },
+	{ "GET", "/v1/admins/{id}", "/v1/admins/{fresh}", NULL, F_ADMIN, 0, 0,
+	  { 401, 401, 403, 403, 403, 200 } },
 	{ "POST", "/v1/auth/logout", "/v1/auth/logout", NULL, F_NONE, 0, 1, { 401, 401, 200, 200, 200, 400 } },
 	{ "DELETE", "/v1/tenants/{id}", "/v1/tenants/{A}", NULL, F_NONE, 1, 0,
 	  { 401, 401, 403, 403, 403, 200 } },
@@ -2359,6 +2365,44 @@ END_TEST
 /* One TCase per test, each with its own control plane and database (a
  * checked fixture), so that no test sees another's tenants or audit
  * records; CK_RUN_CASE=<test name> runs one. */
+/* Every 201's Location can be fetched, and gives the object just made. */
+START_TEST(locations_resolve)
+{
+	static const struct { const char *path, *body, *id_member; } made[] = {
+		{ "/v1/tenants", "{\"name\":\"Loc\",\"slug\":\"loc-t\",\"region\":\"eu\",\"plan\":\"pro\"}", "id" },
+		{ "/v1/regions", "{\"name\":\"loc\",\"display_name\":\"Loc\",\"cloud_regions\":[\"xx-loc-1\"],"
+		  "\"endpoint_url\":\"https://loc.example\",\"wave\":4}", "name" },
+		{ "/v1/admins", "{\"email\":\"loc-admin@example.test\",\"password\":\"" PASSWORD "\"}", "id" },
+		{ "/v1/plans", "{\"id\":\"loc\",\"name\":\"Loc\",\"currency\":\"USD\",\"base_price\":1,"
+		  "\"events_included\":1,\"price_per_1000\":1,\"rate_limit\":1,\"burst\":1,"
+		  "\"monthly_event_quota\":1,\"retention_days\":1}", "id" },
+		{ "/v1/tenants/{T}/users", "{\"email\":\"loc@example.test\",\"role\":\"member\",\"password\":\"" PASSWORD "\"}", "id" },
+		{ "/v1/tenants/{T}/api-keys", "{\"name\":\"loc\",\"scopes\":[\"events:read\"]}", "id" },
+	};
+	char tenant[64] = "";
+	for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+		struct res r, g;
+		char path[256], loc[512];
+		const char *t = strstr(made[i].path, "{T}");
+		if (t)
+			snprintf(path, sizeof path, "%.*s%s%s", (int)(t - made[i].path), made[i].path, tenant, t + 3);
+		else
+			snprintf(path, sizeof path, "%s", made[i].path);
+		api(&r, "POST", path, ADMIN_TOKEN, made[i].body);
+		ck_assert_msg(r.status == 201, "POST %s: %ld", path, r.status);
+		ck_assert_msg(it_header(&r.raw, "Location", loc, sizeof loc) == 0, "POST %s: no Location", path);
+		if (i == 0)
+			snprintf(tenant, sizeof tenant, "%s", js(r.json, "id"));
+		api(&g, "GET", loc, ADMIN_TOKEN, NULL);
+		ck_assert_msg(g.status == 200, "GET %s (the Location of POST %s): %ld", loc, path, g.status);
+		ck_assert_str_eq(js(g.json, made[i].id_member), js(r.json, made[i].id_member));
+		ck_assert_ptr_null(json_object_get(g.json, "secret")); /* shown once, at creation */
+		res_free(&r);
+		res_free(&g);
+	}
+}
+END_TEST
+
 Suite *cp_api_suite(void)
 {
 	const TTest *const tests[] = {
@@ -2370,7 +2414,7 @@ Suite *cp_api_suite(void)
 		api_keys, secrets_stay_secret,
 		idempotency_replay, idempotency_concurrent,
 		audit_log, audit_append_only,
-		config_versions, lookup,
+		config_versions, lookup, locations_resolve,
 	};
 	Suite *s = suite_create("cp-api");
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
