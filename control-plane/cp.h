@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "db.h"
@@ -226,6 +227,11 @@ int lp_park(struct lp *lp, struct http_req *req, const char *region, int64_t see
             int64_t deadline_ms) __attribute__((warn_unused_result));
 /* Resumes every parked request and refuses new parks (drain). */
 void lp_drain(void *app);
+/* Appends cp_longpolls_parked, cp_longpoll_wakeups_total, cp_notify_connected. */
+void lp_metrics(struct lp *lp, FILE *out);
+/* Appends cp_config_documents_built_total, cp_config_build_seconds_total,
+ * cp_config_document_bytes{region}. */
+void doc_cache_metrics(struct doc_cache *dc, FILE *out);
 int64_t lp_now_ms(void);
 
 /* Seeds the region catalog from `path` when it is empty. */

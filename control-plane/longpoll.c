@@ -43,6 +43,9 @@ struct lp {
 	size_t nheard;
 	int draining;
 	atomic_int stop;
+	atomic_long parked;         /* requests parked right now */
+	atomic_ulong wakeups;       /* parked requests resumed, for any reason */
+	atomic_int listening;       /* the LISTEN connection is up */
 };
 
 int64_t lp_now_ms(void)
@@ -94,6 +97,7 @@ int lp_park(struct lp *lp, struct http_req *req, const char *region, int64_t see
 	http_req_suspend(req);
 	w->next = lp->waiters;
 	lp->waiters = w;
+	atomic_fetch_add(&lp->parked, 1);
 	pthread_mutex_unlock(&lp->lock);
 	return 0;
 }
@@ -118,6 +122,8 @@ static void resume_where(struct lp *lp, int (*wake)(const struct waiter *, void 
 	while (ready) {
 		struct waiter *w = ready;
 		ready = w->next;
+		atomic_fetch_sub(&lp->parked, 1);
+		atomic_fetch_add(&lp->wakeups, 1);
 		http_req_resume(w->req);
 		free(w);
 	}
@@ -167,6 +173,7 @@ static void *listen_main(void *arg)
 
 	while (!atomic_load(&lp->stop)) {
 		int64_t now = lp_now_ms();
+		atomic_store(&lp->listening, pg != NULL);
 		if (!pg && now >= retry_at) {
 			pg = listen_conn(lp);
 			if (pg) {
@@ -247,4 +254,21 @@ void lp_stop(struct lp *lp)
 	resume_where(lp, wake_any, NULL);
 	pthread_mutex_destroy(&lp->lock);
 	free(lp);
+}
+
+void lp_metrics(struct lp *lp, FILE *out)
+{
+	if (!lp)
+		return;
+	fprintf(out,
+	        "# HELP cp_longpolls_parked Config polls held open right now.\n"
+	        "# TYPE cp_longpolls_parked gauge\n"
+	        "cp_longpolls_parked %ld\n"
+	        "# HELP cp_longpoll_wakeups_total Held polls resumed (a change, their deadline, or a drain).\n"
+	        "# TYPE cp_longpoll_wakeups_total counter\n"
+	        "cp_longpoll_wakeups_total %lu\n"
+	        "# HELP cp_notify_connected 1 while the LISTEN connection that wakes polls is up.\n"
+	        "# TYPE cp_notify_connected gauge\n"
+	        "cp_notify_connected %d\n",
+	        atomic_load(&lp->parked), atomic_load(&lp->wakeups), atomic_load(&lp->listening));
 }

@@ -138,9 +138,12 @@ static const struct http_route cp_routes[] = {
 #undef ADM
 #undef REG
 
-static void cp_metrics(FILE *out, void *app)
+static void cp_metrics(FILE *out, void *vapp)
 {
-	svc_db_metrics(out, ((struct cp_app *)app)->db, PROG);
+	struct cp_app *app = vapp;
+	svc_db_metrics(out, app->db, PROG);
+	lp_metrics(app->lp, out);
+	doc_cache_metrics(app->docs, out);
 }
 
 static void usage(FILE *out)

@@ -371,6 +371,18 @@ START_TEST(long_poll_wakes_on_change)
 	ck_assert_int_eq(idle.status, 304);
 	ck_assert_msg(took > 0.8 && took < 3.0, "wait=1 answered after %.2f s", took);
 	free(idle.body);
+
+	/* Operators see the polls and the builds. */
+	struct it_resp m;
+	char u[128];
+	snprintf(u, sizeof u, "%s/metrics", url);
+	it_http(&m, "GET", u, NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_notify_connected 1\n"));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_longpolls_parked 0\n"));
+	ck_assert_ptr_null(strstr(m.body, "cp_longpoll_wakeups_total 0\n"));
+	ck_assert_ptr_null(strstr(m.body, "cp_config_documents_built_total 0\n"));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_config_document_bytes{region=\"eu\"}"));
+	it_resp_free(&m);
 	free(w.body);
 	free(d.body);
 }
