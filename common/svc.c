@@ -82,3 +82,13 @@ void svc_wait_and_drain(struct http_server *srv, int64_t drain_ms)
 	if (left)
 		log_warn(NULL, "%d request(s) cut off at the drain deadline", left);
 }
+
+void svc_http_opts(const struct svc_common_cfg *c, struct http_server_opts *o)
+{
+	o->listen = c->listen;
+	o->threads = (unsigned)c->http_threads;
+	o->max_connections = (unsigned)c->max_connections;
+	o->connection_timeout_s = (unsigned)((c->connection_timeout_ms + 999) / 1000);
+	o->connection_memory = (size_t)c->connection_memory;
+	o->access_log = c->access_log;
+}

@@ -10,6 +10,48 @@
 #include "config.h"
 #include "db.h"
 
+/* The settings both services have, each under its own prefix (CP_, DP_). */
+struct svc_common_cfg {
+	struct cfg_addr listen;
+	long db_pool_size;
+	int64_t db_acquire_timeout_ms;
+	long http_threads;
+	long max_connections;
+	int64_t connection_timeout_ms;
+	long connection_memory;
+	int64_t drain_timeout_ms;
+	int log_level;
+	int access_log;
+};
+
+/* The configuration-table rows of those settings. P is the prefix ("CP_"),
+ * T the service's configuration struct, M its svc_common_cfg member. */
+#define SVC_COMMON_VARS(P, T, M, LISTEN_DEFAULT, MAX_CONNECTIONS_DEFAULT)                        \
+	{ P "LISTEN", CFG_ADDR, LISTEN_DEFAULT, 0, offsetof(T, M.listen), 0, 0, NULL,                \
+	  "Address and port the HTTP API listens on." },                                           \
+	{ P "DB_POOL_SIZE", CFG_INT, "8", 0, offsetof(T, M.db_pool_size), 1, 256, NULL,              \
+	  "Database connections kept by the pool." },                                              \
+	{ P "DB_ACQUIRE_TIMEOUT", CFG_DURATION, "2s", 0, offsetof(T, M.db_acquire_timeout_ms), 1,    \
+	  60000, NULL, "Longest wait for a free database connection before answering 503." },     \
+	{ P "HTTP_THREADS", CFG_INT, "4", 0, offsetof(T, M.http_threads), 1, 256, NULL,              \
+	  "HTTP worker threads (each runs its own epoll loop)." },                                 \
+	{ P "MAX_CONNECTIONS", CFG_INT, MAX_CONNECTIONS_DEFAULT, 0, offsetof(T, M.max_connections),  \
+	  1, 65536, NULL, "Concurrent client connections accepted." },                            \
+	{ P "CONNECTION_TIMEOUT", CFG_DURATION, "30s", 0, offsetof(T, M.connection_timeout_ms),      \
+	  1000, 3600000, NULL, "Idle or stalled connections are closed after this long." },       \
+	{ P "CONNECTION_MEMORY", CFG_INT, "32768", 0, offsetof(T, M.connection_memory), 8192,        \
+	  1048576, NULL, "Bytes of buffer per connection; bounds the request line and headers." }, \
+	{ P "DRAIN_TIMEOUT", CFG_DURATION, "10s", 0, offsetof(T, M.drain_timeout_ms), 0, 600000,     \
+	  NULL, "On SIGTERM, how long requests in flight may take to finish." },                  \
+	{ P "LOG_LEVEL", CFG_ENUM, "info", 0, offsetof(T, M.log_level), 0, 0, log_level_names,      \
+	  "Lowest level logged." },                                                                 \
+	{ P "ACCESS_LOG", CFG_BOOL, "true", 0, offsetof(T, M.access_log), 0, 0, NULL,                \
+	  "Log one line per request (5xx answers are always logged)." }
+
+struct http_server_opts;
+/* Fills the server options that come from the common settings. */
+void svc_http_opts(const struct svc_common_cfg *c, struct http_server_opts *o);
+
 /* Exit codes of both binaries. */
 enum { SVC_EXIT_OK = 0, SVC_EXIT_FAILURE = 1, SVC_EXIT_USAGE = 2 };
 

@@ -9,21 +9,13 @@
 
 #include "config.h"
 #include "db.h"
+#include "svc.h"
 #include "http.h"
 
 struct cp_config {
-	struct cfg_addr listen;
+	struct svc_common_cfg common;
 	const char *database_url;
-	long db_pool_size;
-	int64_t db_acquire_timeout_ms;
-	long http_threads;
-	long max_connections;
-	int64_t connection_timeout_ms;
-	long connection_memory;
-	int64_t drain_timeout_ms;
 	const char *migrations_dir;
-	int log_level;
-	int access_log;
 	const char *admin_token;
 	const char *secrets_key;
 	const char *regions_file;

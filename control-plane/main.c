@@ -23,30 +23,11 @@
 
 #define O(f) offsetof(struct cp_config, f)
 static const struct cfg_var cp_vars[] = {
-	{ "CP_LISTEN", CFG_ADDR, "127.0.0.1:8080", 0, O(listen), 0, 0, NULL,
-	  "Address and port the HTTP API listens on." },
+	SVC_COMMON_VARS("CP_", struct cp_config, common, "127.0.0.1:8080", "1024"),
 	{ "CP_DATABASE_URL", CFG_SECRET, NULL, 0, O(database_url), 0, 0, NULL,
 	  "PostgreSQL connection string of the control-plane database (required by all but jwks and stage-key)." },
-	{ "CP_DB_POOL_SIZE", CFG_INT, "8", 0, O(db_pool_size), 1, 256, NULL,
-	  "Database connections kept by the pool." },
-	{ "CP_DB_ACQUIRE_TIMEOUT", CFG_DURATION, "2s", 0, O(db_acquire_timeout_ms), 1, 60000, NULL,
-	  "Longest wait for a free database connection before answering 503." },
-	{ "CP_HTTP_THREADS", CFG_INT, "4", 0, O(http_threads), 1, 256, NULL,
-	  "HTTP worker threads (each runs its own epoll loop)." },
-	{ "CP_MAX_CONNECTIONS", CFG_INT, "1024", 0, O(max_connections), 1, 65536, NULL,
-	  "Concurrent client connections accepted." },
-	{ "CP_CONNECTION_TIMEOUT", CFG_DURATION, "30s", 0, O(connection_timeout_ms), 1000, 3600000, NULL,
-	  "Idle or stalled connections are closed after this long." },
-	{ "CP_CONNECTION_MEMORY", CFG_INT, "32768", 0, O(connection_memory), 8192, 1048576, NULL,
-	  "Bytes of buffer per connection; bounds the request line and headers." },
-	{ "CP_DRAIN_TIMEOUT", CFG_DURATION, "10s", 0, O(drain_timeout_ms), 0, 600000, NULL,
-	  "On SIGTERM, how long requests in flight may take to finish." },
 	{ "CP_MIGRATIONS_DIR", CFG_STR, NULL, 0, O(migrations_dir), 0, 0, NULL,
 	  "Directory of the control-plane migrations (default: the one shipped with the binary)." },
-	{ "CP_LOG_LEVEL", CFG_ENUM, "info", 0, O(log_level), 0, 0, log_level_names,
-	  "Lowest level logged." },
-	{ "CP_ACCESS_LOG", CFG_BOOL, "true", 0, O(access_log), 0, 0, NULL,
-	  "Log one line per request (5xx answers are always logged)." },
 	{ "CP_ADMIN_TOKEN", CFG_SECRET, NULL, 0, O(admin_token), 0, 0, NULL,
 	  "Bootstrap platform-admin bearer token (at least 32 characters); unset disables it." },
 	{ "CP_SECRETS_KEY", CFG_SECRET, NULL, 0, O(secrets_key), 0, 0, NULL,
@@ -331,12 +312,6 @@ static int cmd_serve(struct cp_app *app)
 	char err[512], addr[96];
 	struct http_server_opts o = {
 		.service = PROG,
-		.listen = app->cfg.listen,
-		.threads = (unsigned)app->cfg.http_threads,
-		.max_connections = (unsigned)app->cfg.max_connections,
-		.connection_timeout_s = (unsigned)((app->cfg.connection_timeout_ms + 999) / 1000),
-		.connection_memory = (size_t)app->cfg.connection_memory,
-		.access_log = app->cfg.access_log,
 		.routes = cp_routes,
 		.nroutes = sizeof cp_routes / sizeof cp_routes[0],
 		.authenticate = cp_authenticate,
@@ -344,12 +319,13 @@ static int cmd_serve(struct cp_app *app)
 		.metrics_extra = cp_metrics,
 		.app = app,
 	};
+	svc_http_opts(&app->cfg.common, &o);
 	struct upkeep up = { .app = app, .lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER };
 	pthread_t upkeep_thread;
 	char regions[4096];
 
-	app->db = db_pool_new(app->cfg.database_url, (unsigned)app->cfg.db_pool_size,
-	                      (unsigned)app->cfg.db_acquire_timeout_ms, err, sizeof err);
+	app->db = db_pool_new(app->cfg.database_url, (unsigned)app->cfg.common.db_pool_size,
+	                      (unsigned)app->cfg.common.db_acquire_timeout_ms, err, sizeof err);
 	if (!app->db) {
 		fprintf(stderr, PROG ": CP_DATABASE_URL: %s\n", err);
 		return SVC_EXIT_USAGE;
@@ -393,11 +369,11 @@ static int cmd_serve(struct cp_app *app)
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
-	cfg_addr_format(&app->cfg.listen, addr, sizeof addr);
+	cfg_addr_format(&app->cfg.common.listen, addr, sizeof addr);
 	log_write(LOG_INFO, NULL, json_pack("{ss si}", "listen", addr, "port", http_server_port(srv)),
 	          "control plane listening");
 
-	svc_wait_and_drain(srv, app->cfg.drain_timeout_ms);
+	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
 	pthread_mutex_lock(&up.lock);
 	up.stop = 1;
 	pthread_cond_signal(&up.wake);
@@ -433,7 +409,7 @@ int main(int argc, char **argv)
 		return SVC_EXIT_USAGE;
 	}
 	svc_load_config(PROG, cp_vars, &app.cfg);
-	log_init(PROG, (enum log_level)app.cfg.log_level);
+	log_init(PROG, (enum log_level)app.cfg.common.log_level);
 	if (!strcmp(cmd, "jwks"))
 		return cmd_jwks(&app);
 	if (!strcmp(cmd, "stage-key"))

@@ -8,6 +8,7 @@
 #include "cfgdoc.h"
 #include "config.h"
 #include "db.h"
+#include "svc.h"
 
 struct http_req;
 struct dp_snaps;
@@ -21,20 +22,11 @@ extern const char *const dp_stale_policy_names[]; /* NULL-terminated */
 #define DP_CONFIG_ISSUER "celltrail-control-plane"
 
 struct dp_config {
+	struct svc_common_cfg common;
 	const char *region;
-	struct cfg_addr listen;
 	const char *database_url;
 	const char *control_plane_url;
-	long db_pool_size;
-	int64_t db_acquire_timeout_ms;
-	long http_threads;
-	long max_connections;
-	int64_t connection_timeout_ms;
-	long connection_memory;
-	int64_t drain_timeout_ms;
 	const char *migrations_dir;
-	int log_level;
-	int access_log;
 	const char *region_token;           /* secret: never logged */
 	const char *trust_bundle;
 	const char *cache_dir;

@@ -29,34 +29,15 @@ const char *const dp_stale_policy_names[] = { [DP_STALE_SERVE] = "serve",
 
 #define O(f) offsetof(struct dp_config, f)
 static const struct cfg_var dp_vars[] = {
+	SVC_COMMON_VARS("DP_", struct dp_config, common, "127.0.0.1:8081", "4096"),
 	{ "DP_REGION", CFG_STR, NULL, 1, O(region), 0, 0, NULL,
 	  "Name of the region this instance serves ([a-z][a-z0-9-]*)." },
-	{ "DP_LISTEN", CFG_ADDR, "127.0.0.1:8081", 0, O(listen), 0, 0, NULL,
-	  "Address and port the tenant API listens on." },
 	{ "DP_DATABASE_URL", CFG_SECRET, NULL, 1, O(database_url), 0, 0, NULL,
 	  "PostgreSQL connection string of this region's own database." },
 	{ "DP_CONTROL_PLANE_URL", CFG_STR, NULL, 1, O(control_plane_url), 0, 0, NULL,
 	  "Base URL of the control plane (config is pulled from it, never on a request's path)." },
-	{ "DP_DB_POOL_SIZE", CFG_INT, "8", 0, O(db_pool_size), 1, 256, NULL,
-	  "Database connections kept by the pool." },
-	{ "DP_DB_ACQUIRE_TIMEOUT", CFG_DURATION, "2s", 0, O(db_acquire_timeout_ms), 1, 60000, NULL,
-	  "Longest wait for a free database connection before answering 503." },
-	{ "DP_HTTP_THREADS", CFG_INT, "4", 0, O(http_threads), 1, 256, NULL,
-	  "HTTP worker threads (each runs its own epoll loop)." },
-	{ "DP_MAX_CONNECTIONS", CFG_INT, "4096", 0, O(max_connections), 1, 65536, NULL,
-	  "Concurrent client connections accepted." },
-	{ "DP_CONNECTION_TIMEOUT", CFG_DURATION, "30s", 0, O(connection_timeout_ms), 1000, 3600000, NULL,
-	  "Idle or stalled connections are closed after this long." },
-	{ "DP_CONNECTION_MEMORY", CFG_INT, "32768", 0, O(connection_memory), 8192, 1048576, NULL,
-	  "Bytes of buffer per connection; bounds the request line and headers." },
-	{ "DP_DRAIN_TIMEOUT", CFG_DURATION, "10s", 0, O(drain_timeout_ms), 0, 600000, NULL,
-	  "On SIGTERM, how long requests in flight may take to finish." },
 	{ "DP_MIGRATIONS_DIR", CFG_STR, NULL, 0, O(migrations_dir), 0, 0, NULL,
 	  "Directory of the regional migrations (default: the one shipped with the binary)." },
-	{ "DP_LOG_LEVEL", CFG_ENUM, "info", 0, O(log_level), 0, 0, log_level_names,
-	  "Lowest level logged." },
-	{ "DP_ACCESS_LOG", CFG_BOOL, "true", 0, O(access_log), 0, 0, NULL,
-	  "Log one line per request (5xx answers are always logged)." },
 	{ "DP_REGION_TOKEN", CFG_SECRET, NULL, 0, O(region_token), 0, 0, NULL,
 	  "Required to serve. This region's credential at the control plane (config pulls, fleet status)." },
 	{ "DP_TRUST_BUNDLE", CFG_STR, NULL, 0, O(trust_bundle), 0, 0, NULL,
@@ -105,8 +86,8 @@ static void usage(FILE *out)
 static int open_pool(struct dp_app *app)
 {
 	char err[512];
-	app->db = db_pool_new(app->cfg.database_url, (unsigned)app->cfg.db_pool_size,
-	                      (unsigned)app->cfg.db_acquire_timeout_ms, err, sizeof err);
+	app->db = db_pool_new(app->cfg.database_url, (unsigned)app->cfg.common.db_pool_size,
+	                      (unsigned)app->cfg.common.db_acquire_timeout_ms, err, sizeof err);
 	if (!app->db) {
 		fprintf(stderr, PROG ": DP_DATABASE_URL: %s\n", err);
 		return -1;
@@ -200,18 +181,13 @@ static int cmd_serve(struct dp_app *app)
 	struct http_server *srv = NULL;
 	struct http_server_opts o = {
 		.service = PROG,
-		.listen = app->cfg.listen,
-		.threads = (unsigned)app->cfg.http_threads,
-		.max_connections = (unsigned)app->cfg.max_connections,
-		.connection_timeout_s = (unsigned)((app->cfg.connection_timeout_ms + 999) / 1000),
-		.connection_memory = (size_t)app->cfg.connection_memory,
-		.access_log = app->cfg.access_log,
 		.routes = dp_routes,
 		.nroutes = sizeof dp_routes / sizeof dp_routes[0],
 		.authenticate = dp_authenticate,
 		.metrics_extra = dp_metrics,
 		.app = app,
 	};
+	svc_http_opts(&app->cfg.common, &o);
 	int ret = serve_config(app);
 
 	if (ret != 0)
@@ -253,7 +229,7 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "%s", err);
 		goto out;
 	}
-	cfg_addr_format(&app->cfg.listen, addr, sizeof addr);
+	cfg_addr_format(&app->cfg.common.listen, addr, sizeof addr);
 	log_write(LOG_INFO, NULL,
 	          json_pack("{ss ss si ss}", "region", app->cfg.region, "listen", addr, "port",
 	                    http_server_port(srv), "instance", app->instance),
@@ -263,7 +239,7 @@ static int cmd_serve(struct dp_app *app)
 		goto out;
 	}
 
-	svc_wait_and_drain(srv, app->cfg.drain_timeout_ms);
+	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
 	dp_pull_stop(app->pull);
 	log_info(NULL, "stopped");
 	ret = SVC_EXIT_OK;
@@ -302,7 +278,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, PROG ": invalid configuration: DP_CONTROL_PLANE_URL: must start with http:// or https://\n");
 		return SVC_EXIT_USAGE;
 	}
-	log_init(PROG, (enum log_level)app.cfg.log_level);
+	log_init(PROG, (enum log_level)app.cfg.common.log_level);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, PROG ": cannot initialize libcurl\n");
 		return SVC_EXIT_FAILURE;
