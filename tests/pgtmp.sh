@@ -16,10 +16,12 @@ create)
 	[ "$(id -u)" = 0 ] && chown postgres "$dir"
 	pw=$(pg_random_hex)
 	pg_init "$dir/data" "$pw" >&2
-	# A port is free only if the server can bind it: try a few at random.
+	# A port is free only if the server can bind it: try a few at random,
+	# below the ephemeral range (32768 and up), where the lingering
+	# TIME-WAIT of some client connection could take the port.
 	tries=0
 	while :; do
-		port=$(( 20000 + $(od -An -tu2 -N2 /dev/urandom | tr -d ' ') % 30000 ))
+		port=$(( 20000 + $(od -An -tu2 -N2 /dev/urandom | tr -d ' ') % 12000 ))
 		if pg_start "$dir/data" "$port" "$dir/postgres.log" 2>/dev/null; then
 			break
 		fi

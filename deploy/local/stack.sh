@@ -10,7 +10,7 @@
 # Everything lives under var/: the cluster, logs, pid files, generated
 # secrets and stack.env. Ports and regions can be changed with:
 #   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region),
-#   STACK_PG_PORT (55432), STACK_REGIONS ("us eu jp"); STACK_VAR (var/) moves
+#   STACK_PG_PORT (15432), STACK_REGIONS ("us eu jp"); STACK_VAR (var/) moves
 #   the whole state elsewhere, as the benchmarks do for a stack of their own.
 set -eu
 
@@ -19,7 +19,7 @@ VAR="${STACK_VAR:-$ROOT/var}"
 BIN="$ROOT/bin"
 CP_PORT=${STACK_CP_PORT:-8080}
 DP_BASE_PORT=${STACK_DP_BASE_PORT:-8081}
-PG_PORT=${STACK_PG_PORT:-55432}
+PG_PORT=${STACK_PG_PORT:-15432}  # below the ephemeral range (32768+): see README
 REGIONS=${STACK_REGIONS:-us eu jp}
 . "$ROOT/deploy/local/pg.sh"
 
