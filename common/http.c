@@ -495,13 +495,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	uint64_t us = now_us() - req->start_us;
 	unsigned status = req->status ? req->status : 499; /* client went away first */
 	metrics_observe(srv->metrics, req->m.route, status, us);
-	if (srv->o.access_log || status >= 500) {
-		json_t *f = json_pack("{ss ss si sf}", "method", req->method, "path", req->path,
-		                      "status", (int)status, "duration_ms", (double)us / 1000.0);
-		if (f && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
-			json_object_set_new(f, "terminated", json_integer(toe));
-		log_write(status >= 500 ? LOG_WARN : LOG_INFO, req->id, f, "request");
-	}
+	if (srv->o.access_log || status >= 500)
+		log_request(status >= 500 ? LOG_WARN : LOG_INFO, req->id, req->method, req->path, status,
+		            (double)us / 1000.0,
+		            toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? (int)toe : -1);
 	for (int i = 0; i < req->nhdr; i++) {
 		free(req->hdr[i][0]);
 		free(req->hdr[i][1]);

@@ -25,6 +25,93 @@ int log_enabled(enum log_level lvl)
 	return lvl >= log_min;
 }
 
+/* Length of the valid UTF-8 sequence at s (1 to 4), or 0 if it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xC2 && s[0] <= 0xDF)
+		return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+	if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+		if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+			return 0;
+		if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F))
+			return 0; /* overlong, or a UTF-16 surrogate */
+		return 3;
+	}
+	if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+		if ((s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+			return 0;
+		if ((s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+			return 0;
+		return 4;
+	}
+	return 0;
+}
+
+size_t log_json_escape(const char *str, char *out, size_t outlen)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t o = 0;
+	if (!outlen)
+		return 0;
+	while (*s) {
+		char tmp[8];
+		const char *piece = tmp;
+		size_t n, adv = 1;
+		if (*s == '"' || *s == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)*s;
+			n = 2;
+		} else if (*s < 0x20 || *s == 0x7f) {
+			n = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", *s);
+		} else if ((adv = utf8_len(s)) == 0) {
+			piece = "\\ufffd";
+			n = 6;
+			adv = 1;
+		} else {
+			piece = (const char *)s;
+			n = adv;
+		}
+		if (o + n >= outlen)
+			break; /* cut before a whole character, never inside one */
+		memcpy(out + o, piece, n);
+		o += n;
+		s += adv;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+void log_request(enum log_level lvl, const char *req_id, const char *method, const char *path,
+                 unsigned status, double duration_ms, int terminated)
+{
+	char ts[64], m[64], p[2048], term[32] = "", line[2600];
+	struct timespec now;
+	struct tm tm;
+
+	if (lvl < log_min)
+		return;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+	         (int)(now.tv_nsec / 1000000) % 1000);
+	log_json_escape(method, m, sizeof m);
+	log_json_escape(path, p, sizeof p);
+	if (terminated >= 0)
+		snprintf(term, sizeof term, ",\"terminated\":%d", terminated);
+	int n = snprintf(line, sizeof line,
+	                 "{\"ts\":\"%s\",\"level\":\"%s\",\"svc\":\"%s\",\"msg\":\"request\","
+	                 "\"req_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,"
+	                 "\"duration_ms\":%.3f%s}\n",
+	                 ts, log_level_names[lvl], log_service, req_id, m, p, status, duration_ms, term);
+	if (n > 0) {
+		ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+		(void)w;
+	}
+}
+
 void log_write(enum log_level lvl, const char *req_id, json_t *fields, const char *fmt, ...)
 {
 	char msg[1024], ts[64];

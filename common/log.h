@@ -20,6 +20,17 @@ int log_enabled(enum log_level lvl);
 void log_write(enum log_level lvl, const char *req_id, json_t *fields,
                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* One access-log line, formatted directly (no JSON tree: this runs for
+ * every request). `terminated` < 0 leaves that member out. */
+void log_request(enum log_level lvl, const char *req_id, const char *method, const char *path,
+                 unsigned status, double duration_ms, int terminated);
+
+/* Writes `s` as the body of a JSON string into out (at most outlen bytes
+ * with the NUL, cut at a character boundary): quotes, backslashes and
+ * control characters escaped, bytes that are not UTF-8 replaced by U+FFFD.
+ * Returns the length written. */
+size_t log_json_escape(const char *s, char *out, size_t outlen);
+
 #define log_debug(rid, ...) \
 	do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, rid, NULL, __VA_ARGS__); } while (0)
 #define log_info(rid, ...)  log_write(LOG_INFO, rid, NULL, __VA_ARGS__)

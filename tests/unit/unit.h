@@ -16,6 +16,7 @@ Suite *apikey_suite(void);
 Suite *secret_suite(void);
 Suite *password_suite(void);
 Suite *cfgdoc_suite(void);
+Suite *log_suite(void);
 Suite *snapshot_suite(void);
 
 #endif
