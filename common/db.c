@@ -237,6 +237,10 @@ static enum db_status classify(const char *state)
 		return DB_CONFLICT;
 	if (!strncmp(state, "22", 2) || !strncmp(state, "23", 2))
 		return DB_INVALID;
+	/* 08P01 is a protocol violation: our bug (a wrong parameter count, say),
+	 * not an outage, so it is neither retried nor answered 503. */
+	if (!strcmp(state, "08P01"))
+		return DB_ERROR;
 	/* 08: connection exception; 57P01..57P03: admin shutdown, crash, cannot connect now */
 	if (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3))
 		return DB_UNAVAILABLE;

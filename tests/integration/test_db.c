@@ -44,10 +44,18 @@ START_TEST(classifies_errors)
 	struct stmt neg = { "UPDATE kv SET v = $1::int WHERE k = 'counter'", "-5" };
 	struct stmt notint = { "SELECT $1::int", "abc" };
 	struct stmt syntax = { "SELEC 1", NULL };
+	/* A statement given more parameters than it names is our bug, not an
+	 * outage: an error (500), never retried as "unavailable" (503). */
+	struct stmt extra = { "SELECT 1", "surplus" };
 	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, run_stmt, &dup), DB_CONFLICT);
 	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, run_stmt, &neg), DB_INVALID);
 	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, run_stmt, &notint), DB_INVALID);
 	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, run_stmt, &syntax), DB_ERROR);
+	struct db_stats before, after;
+	db_pool_stats(p, &before);
+	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, run_stmt, &extra), DB_ERROR);
+	db_pool_stats(p, &after);
+	ck_assert_int_eq(after.tx_retries, before.tx_retries);
 	/* Parameters are data, never SQL. */
 	struct stmt evil = { "INSERT INTO kv VALUES ($1, 7)", "x'); DROP TABLE kv; --" };
 	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, run_stmt, &evil), DB_OK);
