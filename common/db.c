@@ -1,5 +1,6 @@
 /* Connection pool and transaction runner. */
 #include "db.h"
+#include "buf.h"
 #include "log.h"
 
 #include <errno.h>
@@ -431,4 +432,24 @@ void db_pool_stats(struct db_pool *p, struct db_stats *out)
 	out->size = p->size;
 	out->in_use = p->in_use;
 	pthread_mutex_unlock(&p->lock);
+}
+
+void db_array_add(struct buf *b, const char *s, size_t len)
+{
+	buf_append(b, b->len ? "," : "{", 1);
+	buf_append(b, "\"", 1);
+	for (size_t i = 0, run = 0; i <= len; i++) {
+		if (i == len || s[i] == '"' || s[i] == '\\') {
+			buf_append(b, s + run, i - run);
+			if (i < len)
+				buf_append(b, s[i] == '"' ? "\\\"" : "\\\\", 2);
+			run = i + 1;
+		}
+	}
+	buf_append(b, "\"", 1);
+}
+
+void db_array_end(struct buf *b)
+{
+	buf_append(b, b->len ? "}" : "{}", b->len ? 1 : 2);
 }

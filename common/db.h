@@ -61,6 +61,14 @@ enum db_status db_json_rows(struct db_conn *c, json_t **out, const char *sql, in
 enum db_status db_json_page(struct db_conn *c, json_t **out, const char *sql, int nparams,
                             const char *const *params) __attribute__((warn_unused_result));
 
+/* Array parameters: a text array literal built element by element, for
+ * statements that take many rows at once (unnest($1::text[], ...)).
+ * db_array_add appends one element (quoted, so any text is safe);
+ * db_array_end closes the literal ("{}" when nothing was added). */
+struct buf;
+void db_array_add(struct buf *b, const char *s, size_t len);
+void db_array_end(struct buf *b);
+
 /* The SQLSTATE of the last failed statement on `c` ("" if none). */
 const char *db_last_sqlstate(const struct db_conn *c);
 

@@ -385,7 +385,10 @@ static void dispatch(struct http_req *req)
 		                   "The body is larger than this route's limit of %zu bytes.", r->body_limit);
 		return;
 	}
-	if (r->auth && req->srv->o.authenticate && req->srv->o.authenticate(req, r->auth) != 0) {
+	/* A resumed request was authenticated on its first run; it is not asked
+	 * again, so that work already done for it is answered for. */
+	if (r->auth && !req->auth && req->srv->o.authenticate &&
+	    req->srv->o.authenticate(req, r->auth) != 0) {
 		if (!req->status)
 			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
 		return;

@@ -17,6 +17,7 @@ static const struct problem_info problems[PROB__COUNT] = {
 	[PROB_MISDIRECTED]            = { "wrong_region", 421, "This region does not serve the tenant" },
 	[PROB_UNPROCESSABLE]          = { "unprocessable", 422, "The request cannot be processed" },
 	[PROB_RATE_LIMITED]           = { "rate_limited", 429, "Too many requests" },
+	[PROB_QUOTA_EXCEEDED]         = { "quota_exceeded", 429, "Quota exceeded" },
 	[PROB_INTERNAL]               = { "internal_error", 500, "Internal error" },
 	[PROB_UNAVAILABLE]            = { "unavailable", 503, "Service unavailable" },
 };

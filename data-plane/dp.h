@@ -13,6 +13,10 @@
 struct http_req;
 struct dp_snaps;
 struct dp_pull;
+struct dp_ingest;
+struct dp_limits;
+struct dp_usage;
+struct dp_retention;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -36,6 +40,13 @@ struct dp_config {
 	int64_t clock_skew_ms;
 	const char *instance;               /* NULL: <hostname>-<pid> */
 	long config_max_bytes;
+	long ingest_writers;
+	long ingest_group_max;
+	long ingest_queue_max;
+	int64_t usage_report_interval_ms;
+	int64_t usage_refresh_ms;
+	int64_t retention_interval_ms;
+	long retention_batch;
 };
 
 struct dp_app {
@@ -45,6 +56,10 @@ struct dp_app {
 	struct cfgdoc_trust trust;          /* keys a document may be signed with */
 	struct dp_snaps *snaps;             /* the configuration in use */
 	struct dp_pull *pull;               /* loads it: cache at start, then the control plane */
+	struct dp_ingest *ingest;           /* group commit of POST /v1/events */
+	struct dp_limits *limits;           /* per-tenant rate buckets and usage counts */
+	struct dp_usage *usage;             /* usage refresher and reporter threads */
+	struct dp_retention *retention;
 };
 
 /* ---- routes ---- */
@@ -73,6 +88,13 @@ struct dp_auth {
 int dp_authenticate(struct http_req *req, int auth);
 /* GET /v1/tenant (tenant.c): the caller's tenant, plan and key. */
 int dp_handle_tenant(struct http_req *req);
+/* Every events route first: the key's scope (403) and the tenant's rate
+ * limit (429), with the RateLimit-* headers. Returns 0 to go on, or -1
+ * after queueing the refusal (events.c). */
+int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope);
+/* GET /v1/events and GET /v1/events/{id} (events.c); POST is in ingest.h. */
+int dp_handle_events_list(struct http_req *req);
+int dp_handle_event_get(struct http_req *req);
 /* GET /readyz (readyz.c): the configuration in use, 503 before there is one. */
 int dp_handle_readyz(struct http_req *req);
 

@@ -16,11 +16,14 @@
 #include "config_store.h"
 #include "dp.h"
 #include "http.h"
+#include "ingest.h"
+#include "limits.h"
 #include "log.h"
 #include "migrate.h"
 #include "names.h"
 #include "snapshot.h"
 #include "svc.h"
+#include "usage.h"
 
 #define PROG "data-plane"
 
@@ -56,6 +59,20 @@ static const struct cfg_var dp_vars[] = {
 	  "Name of this instance in fleet status: 1 to 128 of [A-Za-z0-9._:-] (default: <hostname>-<pid>)." },
 	{ "DP_CONFIG_MAX_BYTES", CFG_INT, "268435456", 0, O(config_max_bytes), 4096, 1073741824, NULL,
 	  "Largest configuration document accepted, in bytes." },
+	{ "DP_INGEST_WRITERS", CFG_INT, "2", 0, O(ingest_writers), 1, 64, NULL,
+	  "Threads committing POST /v1/events in groups, each with its own database connection." },
+	{ "DP_INGEST_GROUP_MAX", CFG_INT, "4000", 0, O(ingest_group_max), 1, 100000, NULL,
+	  "Most events one group-commit transaction takes (a single request of up to 1000 always fits)." },
+	{ "DP_INGEST_QUEUE_MAX", CFG_INT, "4096", 0, O(ingest_queue_max), 1, 1000000, NULL,
+	  "Ingest requests waiting for a commit; beyond it POST /v1/events answers 503." },
+	{ "DP_USAGE_REPORT_INTERVAL", CFG_DURATION, "10s", 0, O(usage_report_interval_ms), 100, 3600000, NULL,
+	  "How often usage is cut into batches and sent to the control plane's POST /v1/usage." },
+	{ "DP_USAGE_REFRESH", CFG_DURATION, "1s", 0, O(usage_refresh_ms), 100, 60000, NULL,
+	  "How often tenants' usage this month is read for GET /v1/tenant (its largest lag)." },
+	{ "DP_RETENTION_INTERVAL", CFG_DURATION, "10m", 0, O(retention_interval_ms), 1000, 86400000, NULL,
+	  "How often events past their tenant's retention are deleted." },
+	{ "DP_RETENTION_BATCH", CFG_INT, "1000", 0, O(retention_batch), 1, 100000, NULL,
+	  "Most events one retention statement deletes." },
 	CFG_END
 };
 #undef O
@@ -65,19 +82,45 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/readyz", dp_handle_readyz, 0, 0 },
 	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
 	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
+	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY },
+	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },
+	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY },
 };
 
-static void dp_metrics(FILE *out, void *app)
+static int cmd_routes(void)
 {
-	svc_db_metrics(out, ((struct dp_app *)app)->db, PROG);
-	dp_pull_metrics(((struct dp_app *)app)->pull, out);
+	for (size_t i = 0; i < sizeof dp_routes / sizeof dp_routes[0]; i++)
+		printf("%s %s %s\n", dp_routes[i].method, dp_routes[i].pattern,
+		       dp_routes[i].auth == DP_AUTH_API_KEY ? "api_key" : "public");
+	return SVC_EXIT_OK;
+}
+
+static void dp_metrics(FILE *out, void *arg)
+{
+	struct dp_app *app = arg;
+	svc_db_metrics(out, app->db, PROG);
+	dp_pull_metrics(app->pull, out);
+	dp_ingest_metrics(app->ingest, out);
+	if (app->usage)
+		dp_usage_metrics(app->usage, out);
+	if (app->retention)
+		dp_retention_metrics(app->retention, out);
+}
+
+/* Draining: the requests waiting for a group commit are committed and
+ * answered before the server stops. */
+static void dp_on_drain(void *arg)
+{
+	struct dp_app *app = arg;
+	dp_ingest_drain(app->ingest, (unsigned)app->cfg.common.drain_timeout_ms);
 }
 
 static void usage(FILE *out)
 {
 	cfg_print_help(out,
-	               "Usage: " PROG " [serve|migrate|--help]\n\n"
+	               "Usage: " PROG " [serve|migrate|routes|--help]\n\n"
 	               "  serve     run the regional tenant API (the default)\n"
+	               "  routes    print the route table (method, path, auth) and exit\n"
 	               "  migrate   apply the regional migrations to DP_DATABASE_URL, claim that\n"
 	               "            database for DP_REGION, and exit",
 	               dp_vars);
@@ -185,6 +228,7 @@ static int cmd_serve(struct dp_app *app)
 		.nroutes = sizeof dp_routes / sizeof dp_routes[0],
 		.authenticate = dp_authenticate,
 		.metrics_extra = dp_metrics,
+		.on_drain = dp_on_drain,
 		.app = app,
 	};
 	svc_http_opts(&app->cfg.common, &o);
@@ -219,7 +263,8 @@ static int cmd_serve(struct dp_app *app)
 	}
 	/* The cached configuration is in use before the first connection is
 	 * accepted; the control plane is only ever asked by the pull thread. */
-	if (!(app->snaps = dp_snaps_new()) || !(app->pull = dp_pull_new(app))) {
+	if (!(app->snaps = dp_snaps_new()) || !(app->pull = dp_pull_new(app)) ||
+	    !(app->limits = dp_limits_new()) || !(app->ingest = dp_ingest_new(app))) {
 		log_error(NULL, "out of memory");
 		goto out;
 	}
@@ -234,8 +279,13 @@ static int cmd_serve(struct dp_app *app)
 	          json_pack("{ss ss si ss}", "region", app->cfg.region, "listen", addr, "port",
 	                    http_server_port(srv), "instance", app->instance),
 	          "data plane listening");
-	if (dp_pull_start(app->pull, err, sizeof err) != 0) {
+	if (dp_pull_start(app->pull, err, sizeof err) != 0 ||
+	    dp_ingest_start(app->ingest, err, sizeof err) != 0) {
 		log_error(NULL, "%s", err);
+		goto out;
+	}
+	if (!(app->usage = dp_usage_start(app)) || !(app->retention = dp_retention_start(app))) {
+		log_error(NULL, "cannot start the background threads");
 		goto out;
 	}
 
@@ -245,8 +295,13 @@ static int cmd_serve(struct dp_app *app)
 	ret = SVC_EXIT_OK;
 out:
 	/* The server's threads are the readers: they are gone before the
-	 * snapshots are freed. */
+	 * snapshots are freed. The writers resume requests of the server:
+	 * they stop first. */
+	dp_retention_stop(app->retention);
+	dp_usage_stop(app->usage);
+	dp_ingest_free(app->ingest);
 	http_server_free(srv);
+	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);
 	dp_snaps_free(app->snaps);
 	cfgdoc_trust_free(&app->trust);
@@ -264,6 +319,8 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return SVC_EXIT_OK;
 	}
+	if (!strcmp(cmd, "routes") && argc == 2)
+		return cmd_routes();
 	if (argc > 2 || (strcmp(cmd, "serve") && strcmp(cmd, "migrate"))) {
 		usage(stderr);
 		return SVC_EXIT_USAGE;

@@ -24,6 +24,7 @@ static const struct {
 	{ PROB_MISDIRECTED, "wrong_region", 421 },
 	{ PROB_UNPROCESSABLE, "unprocessable", 422 },
 	{ PROB_RATE_LIMITED, "rate_limited", 429 },
+	{ PROB_QUOTA_EXCEEDED, "quota_exceeded", 429 },
 	{ PROB_INTERNAL, "internal_error", 500 },
 	{ PROB_UNAVAILABLE, "unavailable", 503 },
 };

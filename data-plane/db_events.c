@@ -1,0 +1,344 @@
+/* SQL of the events API, usage metering and retention. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dpdb.h"
+
+/* Microseconds since the epoch to timestamptz and back, exactly. */
+#define TS(p) "('epoch'::timestamptz + (" p ")::bigint * interval '1 microsecond')"
+#define US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
+#define RFC3339(c) "to_char(" c " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+#define PERIOD(p) "((" p ") || '-01')::date"
+
+static int64_t int_at(PGresult *r, int row, int col)
+{
+	return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+enum db_status dp_db_events_existing(struct db_conn *c, const char *tenants, const char *ids,
+                                     dp_existing_fn fn, void *ctx)
+{
+	const char *p[2] = { tenants, ids };
+	PGresult *r;
+	enum db_status st = db_exec(
+		c, &r,
+		"SELECT e.tenant_id::text, e.id, encode(e.content_sha256, 'hex'), e.body::text"
+		"  FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, id)"
+		"  JOIN events e ON e.tenant_id = k.tenant_id AND e.id = k.id",
+		2, p);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++)
+		fn(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
+		   (size_t)PQgetlength(r, i, 3));
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status dp_db_usage_add(struct db_conn *c, const char *tenants, const char *periods,
+                               const char *counts, const char *received_us, dp_usage_fn fn,
+                               void *ctx)
+{
+	const char *p[4] = { tenants, periods, counts, received_us };
+	PGresult *r;
+	/* Rows are locked in one order (tenant, period) whatever the request
+	 * order, so that concurrent groups never deadlock on them. */
+	enum db_status st = db_exec(
+		c, &r,
+		"INSERT INTO usage_counters AS u (tenant_id, period, events, pending_since, last_at, updated_at)"
+		" SELECT t, " PERIOD("p") ", n, " TS("r") ", " TS("r") ", clock_timestamp()"
+		"   FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[]) AS x(t, p, n, r)"
+		"  ORDER BY t, p"
+		" ON CONFLICT (tenant_id, period) DO UPDATE SET"
+		"   events = u.events + excluded.events,"
+		"   pending_since = CASE WHEN u.events = u.reported THEN excluded.pending_since"
+		"                        ELSE u.pending_since END,"
+		"   last_at = greatest(u.last_at, excluded.last_at),"
+		"   updated_at = excluded.updated_at"
+		" RETURNING tenant_id::text, to_char(period, 'YYYY-MM'), events",
+		4, p);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++)
+		fn(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), int_at(r, i, 2));
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status dp_db_usage_sub(struct db_conn *c, const char *tenant, const char *period, int64_t n)
+{
+	char num[24];
+	snprintf(num, sizeof num, "%" PRId64, n);
+	const char *p[3] = { tenant, period, num };
+	return db_exec(c, NULL,
+	               "UPDATE usage_counters SET events = events - $3::bigint"
+	               " WHERE tenant_id = $1::uuid AND period = " PERIOD("$2"),
+	               3, p);
+}
+
+enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS], long *inserted)
+{
+	const char *p[DP_NCOLS];
+	PGresult *r;
+	for (int i = 0; i < DP_NCOLS; i++)
+		p[i] = cols[i].p ? cols[i].p : "{}";
+	enum db_status st = db_exec(
+		c, &r,
+		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
+		"                    content_sha256, body)"
+		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), b::json"
+		"   FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],"
+		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b)"
+		" ON CONFLICT (tenant_id, id) DO NOTHING",
+		DP_NCOLS, p);
+	if (st != DB_OK)
+		return st;
+	*inserted = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char *id, char **body,
+                               size_t *len)
+{
+	const char *p[2] = { tenant, id };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+	                            "SELECT body::text FROM events WHERE tenant_id = $1::uuid AND id = $2",
+	                            2, p);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return DB_NOT_FOUND;
+	}
+	*len = (size_t)PQgetlength(r, 0, 0);
+	*body = malloc(*len + 1);
+	if (*body)
+		memcpy(*body, PQgetvalue(r, 0, 0), *len + 1);
+	PQclear(r);
+	return *body ? DB_OK : DB_ERROR;
+}
+
+enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
+                                 int *n, int64_t *last_us, int64_t *last_seq)
+{
+	char sql[1024], nums[5][24];
+	const char *p[8];
+	int np = 0;
+	struct buf w = { 0 };
+
+	p[np++] = q->tenant;
+	buf_printf(&w, "tenant_id = $1::uuid");
+	if (q->actor) {
+		p[np++] = q->actor;
+		buf_printf(&w, " AND actor_id = $%d", np);
+	}
+	if (q->action) {
+		p[np++] = q->action;
+		buf_printf(&w, " AND action = $%d", np);
+	}
+	if (q->target) {
+		p[np++] = q->target;
+		buf_printf(&w, " AND target_ids @> ARRAY[$%d::text]", np);
+	}
+	if (q->since_us >= 0) {
+		snprintf(nums[0], sizeof nums[0], "%" PRId64, q->since_us);
+		p[np++] = nums[0];
+		buf_printf(&w, " AND occurred_at >= " TS("$%d"), np);
+	}
+	if (q->until_us >= 0) {
+		snprintf(nums[1], sizeof nums[1], "%" PRId64, q->until_us);
+		p[np++] = nums[1];
+		buf_printf(&w, " AND occurred_at < " TS("$%d"), np);
+	}
+	if (q->has_cursor) {
+		snprintf(nums[2], sizeof nums[2], "%" PRId64, q->cursor_us);
+		snprintf(nums[3], sizeof nums[3], "%" PRId64, q->cursor_seq);
+		p[np++] = nums[2];
+		p[np++] = nums[3];
+		/* The first test bounds the index scan; the second breaks ties. */
+		buf_printf(&w, " AND occurred_at <= " TS("$%d") " AND (occurred_at < " TS("$%d") " OR seq < $%d::bigint)",
+		           np - 1, np - 1, np);
+	}
+	snprintf(nums[4], sizeof nums[4], "%d", q->limit);
+	p[np++] = nums[4];
+	if (w.failed) {
+		buf_free(&w);
+		return DB_ERROR;
+	}
+	snprintf(sql, sizeof sql,
+	         "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
+	         " ORDER BY occurred_at DESC, seq DESC LIMIT $%d::int",
+	         w.p, np);
+	buf_free(&w);
+
+	PGresult *r;
+	enum db_status st = db_exec(c, &r, sql, np, p);
+	if (st != DB_OK)
+		return st;
+	*n = PQntuples(r);
+	for (int i = 0; i < *n; i++) {
+		if (i)
+			buf_append(out, ",", 1);
+		buf_append(out, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+	}
+	if (*n) {
+		*last_us = int_at(r, *n - 1, 1);
+		*last_seq = int_at(r, *n - 1, 2);
+	}
+	PQclear(r);
+	return out->failed ? DB_ERROR : DB_OK;
+}
+
+enum db_status dp_db_usage_changed(struct db_conn *c, const char *period, int64_t since_us,
+                                   dp_usage_fn fn, void *ctx)
+{
+	char num[24];
+	snprintf(num, sizeof num, "%" PRId64, since_us < 0 ? 0 : since_us);
+	const char *p[2] = { period, num };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+	                            "SELECT tenant_id::text, events FROM usage_counters"
+	                            " WHERE period = " PERIOD("$1") " AND updated_at >= " TS("$2"),
+	                            2, p);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++)
+		fn(ctx, PQgetvalue(r, i, 0), period, int_at(r, i, 1));
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status dp_db_usage_backlog(struct db_conn *c, int64_t *batches, int64_t *events,
+                                   int64_t *unbatched)
+{
+	PGresult *r;
+	enum db_status st = db_exec(
+		c, &r,
+		"SELECT (SELECT count(*) FROM usage_outbox WHERE sent_at IS NULL AND rejected_at IS NULL),"
+		"       (SELECT coalesce(sum(events), 0) FROM usage_outbox"
+		"         WHERE sent_at IS NULL AND rejected_at IS NULL),"
+		"       (SELECT coalesce(sum(events - reported), 0) FROM usage_counters WHERE events > reported)",
+		0, NULL);
+	if (st != DB_OK)
+		return st;
+	*batches = int_at(r, 0, 0);
+	*events = int_at(r, 0, 1);
+	*unbatched = int_at(r, 0, 2);
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status dp_db_outbox_next(struct db_conn *c, struct dp_outbox_batch *b)
+{
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+	                            "SELECT id, key, body::text, events, records FROM usage_outbox"
+	                            " WHERE sent_at IS NULL AND rejected_at IS NULL ORDER BY id LIMIT 1",
+	                            0, NULL);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0) {
+		PQclear(r);
+		return DB_NOT_FOUND;
+	}
+	b->id = int_at(r, 0, 0);
+	snprintf(b->key, sizeof b->key, "%s", PQgetvalue(r, 0, 1));
+	b->body = strdup(PQgetvalue(r, 0, 2));
+	b->events = int_at(r, 0, 3);
+	b->records = (int)int_at(r, 0, 4);
+	PQclear(r);
+	return b->body ? DB_OK : DB_ERROR;
+}
+
+enum db_status dp_db_outbox_cut(struct db_conn *c, const char *key_prefix)
+{
+	const char *p[1] = { key_prefix };
+	PGresult *r;
+	/* A record carries at most 1e10 events (the control plane's bound); a
+	 * counter with more waits for the next batch for the rest. */
+	enum db_status st = db_exec(
+		c, &r,
+		"WITH lock AS (SELECT pg_try_advisory_xact_lock(7143210001) AS got),"
+		" d AS (SELECT c.tenant_id, c.period, c.events, c.reported, c.pending_since, c.last_at"
+		"         FROM usage_counters c, lock WHERE lock.got AND c.events > c.reported"
+		"        ORDER BY c.period, c.tenant_id LIMIT 1000 FOR UPDATE OF c),"
+		" u AS (UPDATE usage_counters c"
+		"          SET reported = c.reported + least(d.events - d.reported, 10000000000)"
+		"         FROM d WHERE c.tenant_id = d.tenant_id AND c.period = d.period"
+		"       RETURNING c.tenant_id, c.period, least(d.events - d.reported, 10000000000) AS n,"
+		"                 d.pending_since, d.last_at)"
+		" INSERT INTO usage_outbox (key, body, records, events)"
+		" SELECT $1 || gen_random_uuid(),"
+		"        json_build_object('records', json_agg(json_build_object("
+		"          'tenant', tenant_id, 'period', to_char(period, 'YYYY-MM'), 'events', n,"
+		"          'window_start', " RFC3339("pending_since") ","
+		"          'window_end', " RFC3339("greatest(last_at, pending_since)") ")"
+		"          ORDER BY period, tenant_id)),"
+		"        count(*), sum(n)"
+		"   FROM u HAVING count(*) > 0"
+		" RETURNING id",
+		1, p);
+	if (st != DB_OK)
+		return st;
+	st = PQntuples(r) ? DB_OK : DB_NOT_FOUND;
+	PQclear(r);
+	return st;
+}
+
+enum db_status dp_db_outbox_mark(struct db_conn *c, int64_t id, enum dp_outbox_outcome o,
+                                 const char *error)
+{
+	char num[24];
+	snprintf(num, sizeof num, "%" PRId64, id);
+	const char *p[2] = { num, error };
+	static const char *const sql[] = {
+		[DP_OUTBOX_SENT] = "UPDATE usage_outbox SET sent_at = now(), attempts = attempts + 1,"
+		                   " last_error = $2 WHERE id = $1::bigint",
+		[DP_OUTBOX_REJECTED] = "UPDATE usage_outbox SET rejected_at = now(), attempts = attempts + 1,"
+		                       " last_error = $2 WHERE id = $1::bigint",
+		[DP_OUTBOX_FAILED] = "UPDATE usage_outbox SET attempts = attempts + 1, last_error = $2"
+		                     " WHERE id = $1::bigint",
+	};
+	return db_exec(c, NULL, sql[o], 2, p);
+}
+
+enum db_status dp_db_outbox_purge(struct db_conn *c, int days, long *deleted)
+{
+	char num[24];
+	snprintf(num, sizeof num, "%d", days);
+	const char *p[1] = { num };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+	                            "DELETE FROM usage_outbox WHERE sent_at < now() - $1::int * interval '1 day'",
+	                            1, p);
+	if (st != DB_OK)
+		return st;
+	*deleted = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cutoff_us, int batch,
+                               long *deleted)
+{
+	char num[24], lim[16];
+	snprintf(num, sizeof num, "%" PRId64, cutoff_us);
+	snprintf(lim, sizeof lim, "%d", batch);
+	const char *p[3] = { tenant, num, lim };
+	PGresult *r;
+	enum db_status st = db_exec(
+		c, &r,
+		"DELETE FROM events WHERE ctid = ANY(ARRAY("
+		"  SELECT ctid FROM events WHERE tenant_id = $1::uuid AND occurred_at < " TS("$2")
+		"   ORDER BY occurred_at LIMIT $3::int FOR UPDATE SKIP LOCKED))",
+		3, p);
+	if (st != DB_OK)
+		return st;
+	*deleted = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return DB_OK;
+}

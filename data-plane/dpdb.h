@@ -1,0 +1,104 @@
+/* The data plane's SQL: every statement it sends to the regional database
+ * is in db_events.c (and db_region.c), parameterized. Each names the
+ * tenant it works for: a tenant's rows are reached through its id only. */
+#ifndef DP_DPDB_H
+#define DP_DPDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "db.h"
+
+/* ---- ingest (inside the group-commit transaction) ---- */
+
+/* The events that already exist among the pairs (tenants[i], ids[i]),
+ * both text array literals. `fn` is called for each one found. */
+typedef void (*dp_existing_fn)(void *ctx, const char *tenant, const char *id, const char *sha256_hex,
+                               const char *body, size_t body_len);
+enum db_status dp_db_events_existing(struct db_conn *c, const char *tenants, const char *ids,
+                                     dp_existing_fn fn, void *ctx) __attribute__((warn_unused_result));
+
+/* Adds counts[i] events to the usage counter of (tenants[i], periods[i]
+ * "YYYY-MM"), received at received_us[i]; the rows are locked until the
+ * transaction ends, so the totals passed to `fn` are exact. */
+typedef void (*dp_usage_fn)(void *ctx, const char *tenant, const char *period, int64_t total);
+enum db_status dp_db_usage_add(struct db_conn *c, const char *tenants, const char *periods,
+                               const char *counts, const char *received_us, dp_usage_fn fn,
+                               void *ctx) __attribute__((warn_unused_result));
+/* Takes back `n` of the events just added (requests refused for quota). */
+enum db_status dp_db_usage_sub(struct db_conn *c, const char *tenant, const char *period, int64_t n)
+	__attribute__((warn_unused_result));
+
+/* The columns of a multi-row insert, as text array literals. */
+enum { DP_COL_TENANT, DP_COL_ID, DP_COL_OCCURRED, DP_COL_RECEIVED, DP_COL_ACTION, DP_COL_ACTOR,
+       DP_COL_TARGETS, DP_COL_SHA, DP_COL_BODY, DP_NCOLS };
+/* Inserts the rows; an id that already exists is skipped, so *inserted
+ * tells whether another transaction got there first. */
+enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS], long *inserted)
+	__attribute__((warn_unused_result));
+
+/* ---- reads ---- */
+
+/* One event's stored JSON (malloc'd into *body); DB_NOT_FOUND if none. */
+enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char *id, char **body,
+                               size_t *len) __attribute__((warn_unused_result));
+
+struct dp_event_query {
+	const char *tenant;
+	const char *actor, *action, *target;   /* NULL: no filter */
+	int64_t since_us, until_us;             /* -1: no bound */
+	int has_cursor;
+	int64_t cursor_us, cursor_seq;          /* the last row of the previous page */
+	int limit;
+};
+/* Appends up to q->limit events, newest first, to `out` as a JSON array's
+ * elements separated by commas; *n is how many, and *last_us / *last_seq
+ * the sort key of the last one. */
+enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
+                                 int *n, int64_t *last_us, int64_t *last_seq)
+	__attribute__((warn_unused_result));
+
+/* ---- background work ---- */
+
+/* Usage counters of `period` changed at or after since_us (all of them
+ * when since_us < 0). */
+enum db_status dp_db_usage_changed(struct db_conn *c, const char *period, int64_t since_us,
+                                   dp_usage_fn fn, void *ctx) __attribute__((warn_unused_result));
+
+/* What has not reached the control plane yet, for /metrics. */
+enum db_status dp_db_usage_backlog(struct db_conn *c, int64_t *batches, int64_t *events,
+                                   int64_t *unbatched) __attribute__((warn_unused_result));
+
+struct dp_outbox_batch {
+	int64_t id;
+	char key[128];
+	char *body;     /* malloc'd */
+	int64_t events;
+	int records;
+};
+/* The oldest batch not yet acknowledged or rejected (DB_NOT_FOUND: none). */
+enum db_status dp_db_outbox_next(struct db_conn *c, struct dp_outbox_batch *b)
+	__attribute__((warn_unused_result));
+/* Moves up to 1000 unreported counters into a new batch keyed
+ * "<key_prefix><uuid>", unless another instance is cutting one right now
+ * (then DB_NOT_FOUND, as when nothing is unreported). The counters'
+ * `reported` moves in the same transaction, so usage lands in exactly one
+ * batch. Run it in a READ COMMITTED transaction. */
+enum db_status dp_db_outbox_cut(struct db_conn *c, const char *key_prefix)
+	__attribute__((warn_unused_result));
+/* The control plane acknowledged (sent), refused for good (rejected), or
+ * could not be reached (attempt failed): recorded with `error` (may be NULL). */
+enum dp_outbox_outcome { DP_OUTBOX_SENT, DP_OUTBOX_REJECTED, DP_OUTBOX_FAILED };
+enum db_status dp_db_outbox_mark(struct db_conn *c, int64_t id, enum dp_outbox_outcome o,
+                                 const char *error) __attribute__((warn_unused_result));
+/* Deletes acknowledged batches older than `days`. */
+enum db_status dp_db_outbox_purge(struct db_conn *c, int days, long *deleted)
+	__attribute__((warn_unused_result));
+
+/* Deletes at most `batch` events of `tenant` that occurred before
+ * cutoff_us; *deleted is how many. */
+enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cutoff_us, int batch,
+                               long *deleted) __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,191 @@
+/* GET /v1/events and GET /v1/events/{id}, and what every events route
+ * checks first: the key's scope and the tenant's rate limit. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cursor.h"
+#include "dp.h"
+#include "dpdb.h"
+#include "event.h"
+#include "http.h"
+#include "limits.h"
+#include "timefmt.h"
+
+#define RETRY_AFTER_DB "2"
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define FILTER_MAX 256
+
+int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
+{
+	struct dp_app *app = http_req_app(req);
+	struct dp_rate r;
+	struct timespec ts;
+	char v[24];
+
+	if (!a)
+		return -1;
+	if (!(a->scopes & scope)) {
+		http_reply_problem(req, PROB_FORBIDDEN, "This API key lacks the scope %s.",
+		                   scope == CFGDOC_SCOPE_WRITE ? "events:write" : "events:read");
+		return -1;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (dp_limits_take(app->limits, a->tenant_id, a->plan.rate, a->plan.burst,
+	                   (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, &r) != 0)
+		return 0; /* no memory for a bucket: let it through rather than fail */
+	snprintf(v, sizeof v, "%" PRId64, r.limit);
+	http_add_header(req, "RateLimit-Limit", v);
+	snprintf(v, sizeof v, "%" PRId64, r.remaining);
+	http_add_header(req, "RateLimit-Remaining", v);
+	snprintf(v, sizeof v, "%" PRId64, r.reset_s);
+	http_add_header(req, "RateLimit-Reset", v);
+	if (!r.allowed) {
+		snprintf(v, sizeof v, "%" PRId64, r.retry_after_s);
+		http_add_header(req, "Retry-After", v);
+		http_reply_problem(req, PROB_RATE_LIMITED,
+		                   "This tenant's rate limit of %" PRId64 " requests per second (burst %" PRId64
+		                   ") is exhausted; retry in %" PRId64 " s.",
+		                   a->plan.rate, a->plan.burst, r.retry_after_s);
+		return -1;
+	}
+	return 0;
+}
+
+static int db_failed(struct http_req *req, enum db_status st)
+{
+	if (st == DB_UNAVAILABLE || st == DB_RETRY) {
+		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
+		return http_reply_problem(req, PROB_UNAVAILABLE, "The region's database is unavailable. Retry later.");
+	}
+	return -1; /* the DB layer logged it; the HTTP layer answers 500 */
+}
+
+struct get_q {
+	const char *tenant, *id;
+	char *body;
+	size_t len;
+};
+
+static enum db_status get_tx(struct db_conn *c, void *ctx)
+{
+	struct get_q *q = ctx;
+	return dp_db_event_get(c, q->tenant, q->id, &q->body, &q->len);
+}
+
+int dp_handle_event_get(struct http_req *req)
+{
+	struct dp_app *app = http_req_app(req);
+	const struct dp_auth *a = http_req_auth(req);
+	const char *id = http_req_param(req, "id");
+
+	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != 0)
+		return 0;
+	if (!dp_event_id_valid(id))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No event has this id.");
+	struct get_q q = { .tenant = a->tenant_id, .id = id };
+	enum db_status st = db_tx(app->db, DB_AUTOCOMMIT, get_tx, &q);
+	if (st == DB_NOT_FOUND)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No event has this id.");
+	if (st != DB_OK)
+		return db_failed(req, st);
+	int rc = http_reply_raw(req, 200, "application/json", q.body, q.len);
+	free(q.body);
+	return rc;
+}
+
+struct list_q {
+	struct dp_event_query q;
+	struct buf out;
+	int n;
+	int64_t last_us, last_seq;
+};
+
+static enum db_status list_tx(struct db_conn *c, void *ctx)
+{
+	struct list_q *l = ctx;
+	l->out.len = 0;
+	if (l->out.p)
+		l->out.p[0] = '\0';
+	return dp_db_events_list(c, &l->q, &l->out, &l->n, &l->last_us, &l->last_seq);
+}
+
+/* A filter's value: absent, or 1..FILTER_MAX bytes. */
+static int filter(struct http_req *req, const char *name, const char **out)
+{
+	const char *v = http_req_query(req, name);
+	*out = NULL;
+	if (!v)
+		return 0;
+	size_t n = strlen(v);
+	if (n == 0 || n > FILTER_MAX) {
+		http_reply_invalid_field(req, name, "%s must be 1 to %d bytes.", name, FILTER_MAX);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int time_param(struct http_req *req, const char *name, int64_t *out)
+{
+	const char *v = http_req_query(req, name);
+	*out = -1;
+	if (v && timefmt_parse(v, out) != 0) {
+		http_reply_invalid_field(req, name, "%s must be an RFC 3339 date-time with an offset.", name);
+		return -1;
+	}
+	return 0;
+}
+
+int dp_handle_events_list(struct http_req *req)
+{
+	struct dp_app *app = http_req_app(req);
+	const struct dp_auth *a = http_req_auth(req);
+	struct list_q l = { .q = { .tenant = a ? a->tenant_id : NULL } };
+	const char *cur;
+
+	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != 0)
+		return 0;
+	if (filter(req, "actor", &l.q.actor) || filter(req, "action", &l.q.action) ||
+	    filter(req, "target", &l.q.target) || time_param(req, "since", &l.q.since_us) ||
+	    time_param(req, "until", &l.q.until_us))
+		return 0;
+	if (cursor_parse_limit(http_req_query(req, "limit"), LIST_DEFAULT, LIST_MAX, &l.q.limit) != 0)
+		return http_reply_invalid_field(req, "limit", "limit must be an integer from 1 to %d.", LIST_MAX);
+	if ((cur = http_req_query(req, "cursor"))) {
+		struct cursor c;
+		char *end;
+		if (cursor_decode(cur, &c) != 0 || (l.q.cursor_seq = strtoll(c.id, &end, 10)) <= 0 || *end)
+			return http_reply_invalid_field(req, "cursor", "cursor is not one this API returned.");
+		l.q.has_cursor = 1;
+		l.q.cursor_us = c.ts_us;
+	}
+	buf_append(&l.out, "", 0);
+	enum db_status st = db_tx(app->db, DB_AUTOCOMMIT, list_tx, &l);
+	if (st != DB_OK) {
+		buf_free(&l.out);
+		return db_failed(req, st);
+	}
+	struct buf b = { 0 };
+	buf_append(&b, "{\"events\":[", 11);
+	buf_append(&b, l.out.p ? l.out.p : "", l.out.len);
+	buf_free(&l.out);
+	if (l.n == l.q.limit) {
+		struct cursor c = { .ts_us = l.last_us };
+		char text[CURSOR_TEXT_MAX];
+		snprintf(c.id, sizeof c.id, "%" PRId64, l.last_seq);
+		cursor_encode(&c, text);
+		buf_printf(&b, "],\"next_cursor\":\"%s\"}", text);
+	} else {
+		buf_append(&b, "],\"next_cursor\":null}", 21);
+	}
+	if (b.failed) {
+		buf_free(&b);
+		return -1;
+	}
+	int rc = http_reply_raw(req, 200, "application/json", b.p, b.len);
+	buf_free(&b);
+	return rc;
+}

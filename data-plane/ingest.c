@@ -1,0 +1,783 @@
+/* POST /v1/events: validation on the HTTP thread, group commit on the
+ * writer threads. See ingest.h. */
+#include "ingest.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dp.h"
+#include "dpdb.h"
+#include "event.h"
+#include "http.h"
+#include "limits.h"
+#include "log.h"
+#include "secret.h"
+#include "timefmt.h"
+
+#define RETRY_AFTER_DB "2"
+
+enum outcome { J_PENDING, J_STORED, J_REPLAYED, J_CONFLICT, J_QUOTA, J_UNAVAILABLE, J_BUSY, J_ERROR };
+
+struct job {
+	struct http_req *req;
+	struct job *next;
+	char tenant[37];
+	int64_t quota;
+	int64_t received_us;
+	char period[8];
+	json_t *root;                /* the parsed body: events borrow from it */
+	struct dp_event *ev;
+	size_t n;
+	int batch;                   /* answered as {"events": [...]} */
+	/* decided by the group transaction (reset on each attempt) */
+	enum outcome outcome;
+	size_t conflict;             /* the first event whose id holds other content */
+	int64_t used;                /* for a quota refusal: events stored this month */
+	char **existing;             /* per event: its stored body when it was there already */
+	size_t *existing_len;
+	size_t n_new;
+};
+
+struct dp_ingest {
+	struct dp_app *app;
+	pthread_t *threads;
+	size_t nthreads, started;
+	pthread_mutex_t mu;
+	pthread_cond_t work, idle;
+	struct job *head, *tail;
+	size_t queued, active;
+	int draining;
+	atomic_ullong events_stored, events_replayed, requests_stored, requests_replayed,
+		requests_conflict, requests_quota, requests_failed, groups, group_retries, busy;
+	atomic_ullong group_events_hist[8];   /* 1, 2-7, 8-31, 32-127, 128-511, 512-2047, 2048+ */
+};
+
+/* ---- jobs ---- */
+
+static void job_reset(struct job *j)
+{
+	for (size_t i = 0; i < j->n; i++) {
+		free(j->existing[i]);
+		j->existing[i] = NULL;
+	}
+	j->outcome = J_PENDING;
+	j->n_new = j->n;
+	j->conflict = 0;
+	j->used = 0;
+}
+
+static void job_free(void *p)
+{
+	struct job *j = p;
+	if (!j)
+		return;
+	for (size_t i = 0; j->ev && i < j->n; i++) {
+		free(j->existing ? j->existing[i] : NULL);
+		dp_event_clear(&j->ev[i]);
+	}
+	free(j->existing);
+	free(j->existing_len);
+	free(j->ev);
+	json_decref(j->root);
+	free(j);
+}
+
+/* ---- the group transaction ---- */
+
+struct ref {                 /* an event whose id the client chose */
+	const char *tenant, *id;
+	struct job *job;
+	size_t idx;
+};
+
+struct ukey {                /* one usage counter the group adds to */
+	const char *tenant, *period;
+	int64_t sum, total, committed;
+	int64_t first;           /* the earliest receipt among its requests */
+	int got;
+};
+
+struct group {
+	struct dp_ingest *g;
+	struct job **jobs;
+	size_t n, nevents;
+	struct ref *refs;
+	size_t nrefs;
+	struct ukey *keys;
+	size_t nkeys;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+	const struct ref *x = a, *y = b;
+	int c = strcmp(x->tenant, y->tenant);
+	return c ? c : strcmp(x->id, y->id);
+}
+
+static int ukey_cmp(const void *a, const void *b)
+{
+	const struct ukey *x = a, *y = b;
+	int c = strcmp(x->tenant, y->tenant);
+	return c ? c : strcmp(x->period, y->period);
+}
+
+static void on_existing(void *ctx, const char *tenant, const char *id, const char *sha_hex,
+                        const char *body, size_t len)
+{
+	struct group *gr = ctx;
+	struct ref key = { .tenant = tenant, .id = id };
+	struct ref *r = bsearch(&key, gr->refs, gr->nrefs, sizeof *gr->refs, ref_cmp);
+	if (!r)
+		return;
+	struct job *j = r->job;
+	unsigned char sha[32];
+	if (secret_unhex(sha_hex, sha, sizeof sha) == 0 && !memcmp(sha, j->ev[r->idx].sha256, 32)) {
+		if (!j->existing[r->idx] && (j->existing[r->idx] = malloc(len + 1))) {
+			memcpy(j->existing[r->idx], body, len + 1);
+			j->existing_len[r->idx] = len;
+			j->n_new--;
+		}
+		return;
+	}
+	if (j->outcome != J_CONFLICT || r->idx < j->conflict) {
+		j->outcome = J_CONFLICT;
+		j->conflict = r->idx;
+	}
+}
+
+static void on_usage(void *ctx, const char *tenant, const char *period, int64_t total)
+{
+	struct group *gr = ctx;
+	struct ukey key = { .tenant = tenant, .period = period };
+	struct ukey *k = bsearch(&key, gr->keys, gr->nkeys, sizeof *gr->keys, ukey_cmp);
+	if (k) {
+		k->total = total;
+		k->got = 1;
+	}
+}
+
+static void num_add(struct buf *b, int64_t v)
+{
+	char s[24];
+	int n = snprintf(s, sizeof s, "%" PRId64, v);
+	db_array_add(b, s, (size_t)n);
+}
+
+static enum db_status group_tx(struct db_conn *c, void *ctx)
+{
+	struct group *gr = ctx;
+	enum db_status st = DB_OK;
+	struct buf a = { 0 }, b = { 0 }, cnt = { 0 }, rcv = { 0 };
+	struct buf cols[DP_NCOLS] = { { 0 } };
+
+	for (size_t i = 0; i < gr->n; i++)
+		job_reset(gr->jobs[i]);
+
+	/* 1. Client ids already stored: a replay when the content matches, a
+	 *    conflict otherwise. */
+	if (gr->nrefs) {
+		for (size_t i = 0; i < gr->nrefs; i++) {
+			db_array_add(&a, gr->refs[i].tenant, strlen(gr->refs[i].tenant));
+			db_array_add(&b, gr->refs[i].id, strlen(gr->refs[i].id));
+		}
+		db_array_end(&a);
+		db_array_end(&b);
+		if (a.failed || b.failed) {
+			st = DB_ERROR;
+			goto out;
+		}
+		st = dp_db_events_existing(c, a.p, b.p, on_existing, gr);
+		if (st != DB_OK)
+			goto out;
+		buf_free(&a);
+		buf_free(&b);
+	}
+	for (size_t i = 0; i < gr->n; i++) {
+		struct job *j = gr->jobs[i];
+		if (j->outcome == J_PENDING && j->n_new == 0)
+			j->outcome = J_REPLAYED;
+	}
+
+	/* 2. Usage: one counter per tenant and month, locked until commit, so
+	 *    the quota is exact across writers and instances. */
+	gr->nkeys = 0;
+	for (size_t i = 0; i < gr->n; i++) {
+		struct job *j = gr->jobs[i];
+		if (j->outcome != J_PENDING)
+			continue;
+		gr->keys[gr->nkeys++] = (struct ukey){ .tenant = j->tenant, .period = j->period,
+		                                       .first = INT64_MAX };
+	}
+	if (gr->nkeys == 0)
+		goto out; /* nothing new to store */
+	qsort(gr->keys, gr->nkeys, sizeof *gr->keys, ukey_cmp);
+	size_t u = 0;
+	for (size_t i = 0; i < gr->nkeys; i++)
+		if (u == 0 || ukey_cmp(&gr->keys[u - 1], &gr->keys[i]))
+			gr->keys[u++] = gr->keys[i];
+	gr->nkeys = u;
+	for (size_t i = 0; i < gr->n; i++) {
+		struct job *j = gr->jobs[i];
+		if (j->outcome != J_PENDING)
+			continue;
+		struct ukey key = { .tenant = j->tenant, .period = j->period };
+		struct ukey *k = bsearch(&key, gr->keys, gr->nkeys, sizeof *gr->keys, ukey_cmp);
+		k->sum += (int64_t)j->n_new;
+		if (j->received_us < k->first)
+			k->first = j->received_us;
+	}
+	for (size_t i = 0; i < gr->nkeys; i++) {
+		struct ukey *k = &gr->keys[i];
+		db_array_add(&a, k->tenant, strlen(k->tenant));
+		db_array_add(&b, k->period, strlen(k->period));
+		num_add(&cnt, k->sum);
+		num_add(&rcv, k->first);
+	}
+	db_array_end(&a);
+	db_array_end(&b);
+	db_array_end(&cnt);
+	db_array_end(&rcv);
+	if (a.failed || b.failed || cnt.failed || rcv.failed) {
+		st = DB_ERROR;
+		goto out;
+	}
+	st = dp_db_usage_add(c, a.p, b.p, cnt.p, rcv.p, on_usage, gr);
+	if (st != DB_OK)
+		goto out;
+
+	/* Admit each tenant's requests in arrival order while they fit. */
+	for (size_t i = 0; i < gr->nkeys; i++) {
+		struct ukey *k = &gr->keys[i];
+		if (!k->got) {
+			st = DB_ERROR;
+			goto out;
+		}
+		int64_t before = k->total - k->sum, taken = 0;
+		for (size_t x = 0; x < gr->n; x++) {
+			struct job *j = gr->jobs[x];
+			if (j->outcome != J_PENDING || strcmp(j->tenant, k->tenant) || strcmp(j->period, k->period))
+				continue;
+			if (before + taken + (int64_t)j->n_new > j->quota) {
+				j->outcome = J_QUOTA;
+				j->used = before + taken;
+			} else {
+				taken += (int64_t)j->n_new;
+			}
+		}
+		k->committed = before + taken;
+		if (taken < k->sum) {
+			st = dp_db_usage_sub(c, k->tenant, k->period, k->sum - taken);
+			if (st != DB_OK)
+				goto out;
+		}
+	}
+
+	/* 3. The new events, in one statement. */
+	long expected = 0, inserted = 0;
+	for (size_t x = 0; x < gr->n; x++) {
+		struct job *j = gr->jobs[x];
+		if (j->outcome != J_PENDING)
+			continue;
+		for (size_t i = 0; i < j->n; i++) {
+			const struct dp_event *e = &j->ev[i];
+			char hex[65];
+			if (j->existing[i])
+				continue;
+			db_array_add(&cols[DP_COL_TENANT], j->tenant, 36);
+			db_array_add(&cols[DP_COL_ID], e->id, strlen(e->id));
+			num_add(&cols[DP_COL_OCCURRED], e->occurred_us);
+			num_add(&cols[DP_COL_RECEIVED], j->received_us);
+			db_array_add(&cols[DP_COL_ACTION], e->action, strlen(e->action));
+			db_array_add(&cols[DP_COL_ACTOR], e->actor_id, strlen(e->actor_id));
+			struct buf t = { 0 };
+			size_t ti;
+			const json_t *tv;
+			json_array_foreach(e->targets, ti, tv) {
+				const char *tid = json_string_value(json_object_get(tv, "id"));
+				db_array_add(&t, tid, strlen(tid));
+			}
+			db_array_end(&t);
+			db_array_add(&cols[DP_COL_TARGETS], t.p ? t.p : "{}", t.p ? t.len : 2);
+			buf_free(&t);
+			secret_hex(e->sha256, 32, hex);
+			db_array_add(&cols[DP_COL_SHA], hex, 64);
+			db_array_add(&cols[DP_COL_BODY], e->body, e->body_len);
+			expected++;
+		}
+	}
+	if (expected) {
+		for (int i = 0; i < DP_NCOLS; i++) {
+			db_array_end(&cols[i]);
+			if (cols[i].failed)
+				st = DB_ERROR;
+		}
+		if (st != DB_OK)
+			goto out;
+		st = dp_db_events_insert(c, cols, &inserted);
+		if (st != DB_OK)
+			goto out;
+		/* Another transaction stored one of these ids since step 1: run
+		 * the group again, which will see it. */
+		if (inserted != expected) {
+			atomic_fetch_add(&gr->g->group_retries, 1);
+			st = DB_RETRY;
+		}
+	}
+out:
+	buf_free(&a);
+	buf_free(&b);
+	buf_free(&cnt);
+	buf_free(&rcv);
+	for (int i = 0; i < DP_NCOLS; i++)
+		buf_free(&cols[i]);
+	return st;
+}
+
+/* ---- writers ---- */
+
+static uint64_t pair_hash(const char *tenant, const char *id)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *s = tenant; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	h = (h ^ '/') * 1099511628211ULL;
+	for (const char *s = id; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h | 1;
+}
+
+/* Takes the next group off the queue: every waiting request, up to
+ * `max_events` (at least one request), stopping before a request that
+ * names an id already in the group, so that a concurrent retry is
+ * answered after its original. Called with the lock held. */
+static size_t take_group(struct dp_ingest *g, struct group *gr, uint64_t *seen, size_t seen_cap,
+                         size_t max_events)
+{
+	memset(seen, 0, seen_cap * sizeof *seen);
+	gr->n = gr->nevents = gr->nrefs = 0;
+	while (g->head) {
+		struct job *j = g->head;
+		if (gr->n && gr->nevents + j->n > max_events)
+			break;
+		int clash = 0;
+		for (size_t i = 0; i < j->n && !clash; i++) {
+			if (!j->ev[i].id_given)
+				continue;
+			uint64_t h = pair_hash(j->tenant, j->ev[i].id);
+			for (size_t s = h & (seen_cap - 1);; s = (s + 1) & (seen_cap - 1)) {
+				if (!seen[s])
+					break;
+				if (seen[s] == h) {
+					clash = 1;
+					break;
+				}
+			}
+		}
+		if (clash && gr->n)
+			break;
+		for (size_t i = 0; i < j->n; i++) {
+			if (!j->ev[i].id_given)
+				continue;
+			uint64_t h = pair_hash(j->tenant, j->ev[i].id);
+			size_t s = h & (seen_cap - 1);
+			while (seen[s] && seen[s] != h)
+				s = (s + 1) & (seen_cap - 1);
+			seen[s] = h;
+			gr->refs[gr->nrefs++] = (struct ref){ j->tenant, j->ev[i].id, j, i };
+		}
+		g->head = j->next;
+		if (!g->head)
+			g->tail = NULL;
+		g->queued--;
+		j->next = NULL;
+		gr->jobs[gr->n++] = j;
+		gr->nevents += j->n;
+	}
+	return gr->n;
+}
+
+static void hist_add(struct dp_ingest *g, size_t n)
+{
+	int b = n <= 1 ? 0 : n < 8 ? 1 : n < 32 ? 2 : n < 128 ? 3 : n < 512 ? 4 : n < 2048 ? 5 : 6;
+	atomic_fetch_add(&g->group_events_hist[b], 1);
+}
+
+static void commit_group(struct dp_ingest *g, struct group *gr)
+{
+	struct dp_app *app = g->app;
+	qsort(gr->refs, gr->nrefs, sizeof *gr->refs, ref_cmp);
+	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
+	atomic_fetch_add(&g->groups, 1);
+	hist_add(g, gr->nevents);
+	int64_t now = timefmt_now_us();
+	if (st == DB_OK)
+		for (size_t i = 0; i < gr->nkeys; i++)
+			if (gr->keys[i].got)
+				dp_limits_usage_set(app->limits, gr->keys[i].tenant, gr->keys[i].period,
+				                    gr->keys[i].committed, now);
+	for (size_t i = 0; i < gr->n; i++) {
+		struct job *j = gr->jobs[i];
+		if (st != DB_OK)
+			j->outcome = st == DB_UNAVAILABLE || st == DB_RETRY ? J_UNAVAILABLE : J_ERROR;
+		else if (j->outcome == J_PENDING)
+			j->outcome = J_STORED;
+		switch (j->outcome) {
+		case J_STORED:
+			atomic_fetch_add(&g->requests_stored, 1);
+			atomic_fetch_add(&g->events_stored, j->n_new);
+			atomic_fetch_add(&g->events_replayed, j->n - j->n_new);
+			break;
+		case J_REPLAYED:
+			atomic_fetch_add(&g->requests_replayed, 1);
+			atomic_fetch_add(&g->events_replayed, j->n);
+			break;
+		case J_CONFLICT: atomic_fetch_add(&g->requests_conflict, 1); break;
+		case J_QUOTA: atomic_fetch_add(&g->requests_quota, 1); break;
+		default: atomic_fetch_add(&g->requests_failed, 1); break;
+		}
+	}
+	if (st != DB_OK && st != DB_UNAVAILABLE)
+		log_error(NULL, "ingest: a group of %zu request(s) failed: %s", gr->n, db_status_str(st));
+	/* Last: once resumed, a request may complete and free its job at once. */
+	for (size_t i = 0; i < gr->n; i++)
+		http_req_resume(gr->jobs[i]->req);
+}
+
+static void *writer_main(void *arg)
+{
+	struct dp_ingest *g = arg;
+	size_t max = (size_t)g->app->cfg.ingest_group_max;
+	size_t seen_cap = 16;
+	while (seen_cap < 2 * max)
+		seen_cap *= 2;
+	struct group gr = { .g = g };
+	uint64_t *seen = calloc(seen_cap, sizeof *seen);
+	/* A group holds at most `max` events, and at least one request of up
+	 * to DP_BATCH_MAX. */
+	size_t cap = max > DP_BATCH_MAX ? max : DP_BATCH_MAX;
+	gr.jobs = calloc(cap, sizeof *gr.jobs);
+	gr.refs = calloc(cap, sizeof *gr.refs);
+	gr.keys = calloc(cap, sizeof *gr.keys);
+	if (!seen || !gr.jobs || !gr.refs || !gr.keys) {
+		log_error(NULL, "ingest: out of memory starting a writer");
+		goto out;
+	}
+	pthread_mutex_lock(&g->mu);
+	for (;;) {
+		while (!g->head && !g->draining)
+			pthread_cond_wait(&g->work, &g->mu);
+		if (!g->head)
+			break; /* draining, and nothing left */
+		take_group(g, &gr, seen, seen_cap, max);
+		g->active++;
+		pthread_mutex_unlock(&g->mu);
+		commit_group(g, &gr);
+		pthread_mutex_lock(&g->mu);
+		g->active--;
+		if (!g->head && !g->active)
+			pthread_cond_broadcast(&g->idle);
+	}
+	pthread_mutex_unlock(&g->mu);
+out:
+	free(seen);
+	free(gr.jobs);
+	free(gr.refs);
+	free(gr.keys);
+	return NULL;
+}
+
+struct dp_ingest *dp_ingest_new(struct dp_app *app)
+{
+	struct dp_ingest *g = calloc(1, sizeof *g);
+	if (!g)
+		return NULL;
+	g->app = app;
+	g->nthreads = (size_t)app->cfg.ingest_writers;
+	g->threads = calloc(g->nthreads, sizeof *g->threads);
+	if (!g->threads) {
+		free(g);
+		return NULL;
+	}
+	pthread_mutex_init(&g->mu, NULL);
+	pthread_cond_init(&g->work, NULL);
+	pthread_cond_init(&g->idle, NULL);
+	return g;
+}
+
+int dp_ingest_start(struct dp_ingest *g, char *err, size_t errlen)
+{
+	for (; g->started < g->nthreads; g->started++)
+		if (pthread_create(&g->threads[g->started], NULL, writer_main, g) != 0) {
+			snprintf(err, errlen, "cannot start ingest writer threads");
+			return -1;
+		}
+	return 0;
+}
+
+void dp_ingest_drain(struct dp_ingest *g, unsigned timeout_ms)
+{
+	struct timespec deadline;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&g->mu);
+	g->draining = 1;
+	pthread_cond_broadcast(&g->work);
+	while ((g->head || g->active) && g->started)
+		if (pthread_cond_timedwait(&g->idle, &g->mu, &deadline) != 0)
+			break;
+	pthread_mutex_unlock(&g->mu);
+}
+
+void dp_ingest_free(struct dp_ingest *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->mu);
+	g->draining = 1;
+	pthread_cond_broadcast(&g->work);
+	pthread_mutex_unlock(&g->mu);
+	for (size_t i = 0; i < g->started; i++)
+		pthread_join(g->threads[i], NULL);
+	/* No writer is left: whatever is still queued belongs to requests the
+	 * server has already closed. */
+	while (g->head) {
+		struct job *j = g->head;
+		g->head = j->next;
+		(void)j; /* owned by its request's state, freed with it */
+	}
+	pthread_cond_destroy(&g->work);
+	pthread_cond_destroy(&g->idle);
+	pthread_mutex_destroy(&g->mu);
+	free(g->threads);
+	free(g);
+}
+
+void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
+{
+	static const char *const le[] = { "1", "7", "31", "127", "511", "2047", "+Inf" };
+	unsigned long long cum = 0;
+	pthread_mutex_lock(&g->mu);
+	size_t queued = g->queued;
+	pthread_mutex_unlock(&g->mu);
+	fprintf(out,
+	        "# HELP dp_events_stored_total Events stored (committed) by this instance.\n"
+	        "# TYPE dp_events_stored_total counter\ndp_events_stored_total %llu\n"
+	        "# HELP dp_events_replayed_total Events sent again under an id already stored with the same content.\n"
+	        "# TYPE dp_events_replayed_total counter\ndp_events_replayed_total %llu\n"
+	        "# HELP dp_ingest_requests_total Ingest requests by outcome.\n"
+	        "# TYPE dp_ingest_requests_total counter\n"
+	        "dp_ingest_requests_total{outcome=\"stored\"} %llu\n"
+	        "dp_ingest_requests_total{outcome=\"replayed\"} %llu\n"
+	        "dp_ingest_requests_total{outcome=\"conflict\"} %llu\n"
+	        "dp_ingest_requests_total{outcome=\"quota_exceeded\"} %llu\n"
+	        "dp_ingest_requests_total{outcome=\"failed\"} %llu\n"
+	        "dp_ingest_requests_total{outcome=\"queue_full\"} %llu\n"
+	        "# HELP dp_ingest_queue_requests Requests waiting for a group commit.\n"
+	        "# TYPE dp_ingest_queue_requests gauge\ndp_ingest_queue_requests %zu\n"
+	        "# HELP dp_ingest_group_retries_total Group transactions run again after a concurrent insert of the same id.\n"
+	        "# TYPE dp_ingest_group_retries_total counter\ndp_ingest_group_retries_total %llu\n"
+	        "# HELP dp_ingest_group_events Events per group-commit transaction.\n"
+	        "# TYPE dp_ingest_group_events histogram\n",
+	        (unsigned long long)g->events_stored, (unsigned long long)g->events_replayed,
+	        (unsigned long long)g->requests_stored, (unsigned long long)g->requests_replayed,
+	        (unsigned long long)g->requests_conflict, (unsigned long long)g->requests_quota,
+	        (unsigned long long)g->requests_failed, (unsigned long long)g->busy, queued,
+	        (unsigned long long)g->group_retries);
+	for (int i = 0; i < 7; i++) {
+		cum += g->group_events_hist[i];
+		fprintf(out, "dp_ingest_group_events_bucket{le=\"%s\"} %llu\n", le[i], cum);
+	}
+	fprintf(out, "dp_ingest_group_events_count %llu\n", (unsigned long long)g->groups);
+}
+
+/* ---- the handler ---- */
+
+static int reply_outcome(struct http_req *req, struct job *j)
+{
+	switch (j->outcome) {
+	case J_STORED:
+	case J_REPLAYED: {
+		struct buf b = { 0 };
+		if (j->batch)
+			buf_append(&b, "{\"events\":[", 11);
+		for (size_t i = 0; i < j->n; i++) {
+			if (i)
+				buf_append(&b, ",", 1);
+			if (j->existing[i])
+				buf_append(&b, j->existing[i], j->existing_len[i]);
+			else
+				buf_append(&b, j->ev[i].body, j->ev[i].body_len);
+		}
+		if (j->batch)
+			buf_append(&b, "]}", 2);
+		if (b.failed) {
+			buf_free(&b);
+			return -1;
+		}
+		if (j->outcome == J_REPLAYED)
+			http_add_header(req, "Idempotent-Replayed", "true");
+		int rc = http_reply_raw(req, j->outcome == J_STORED ? 201 : 200, "application/json", b.p, b.len);
+		buf_free(&b);
+		return rc;
+	}
+	case J_CONFLICT: {
+		char field[48];
+		if (j->batch)
+			snprintf(field, sizeof field, "events[%zu].id", j->conflict);
+		else
+			snprintf(field, sizeof field, "id");
+		return http_reply_problem_ex(req, PROB_CONFLICT, json_pack("{ss}", "field", field),
+		                             "An event with id '%s' is already stored with other content.",
+		                             j->ev[j->conflict].id);
+	}
+	case J_QUOTA: {
+		int64_t next;
+		char ra[24];
+		timefmt_month(j->received_us, NULL, &next, NULL);
+		snprintf(ra, sizeof ra, "%" PRId64, (next - j->received_us + 999999) / 1000000);
+		http_add_header(req, "Retry-After", ra);
+		return http_reply_problem_ex(
+			req, PROB_QUOTA_EXCEEDED,
+			json_pack("{sI sI ss}", "quota", (json_int_t)j->quota, "used", (json_int_t)j->used,
+			          "period", j->period),
+			"This request's %zu event(s) would exceed the plan's quota of %" PRId64
+			" events in %s (%" PRId64 " used); nothing was stored.",
+			j->n_new, j->quota, j->period, j->used);
+	}
+	case J_UNAVAILABLE:
+		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
+		return http_reply_problem(req, PROB_UNAVAILABLE,
+		                          "The region's database is unavailable; nothing was stored. Retry later.");
+	default:
+		return -1; /* 500, logged by the writer */
+	}
+}
+
+static int queue_full(struct http_req *req, const char *why)
+{
+	http_add_header(req, "Retry-After", "1");
+	return http_reply_problem(req, PROB_UNAVAILABLE, "%s", why);
+}
+
+int dp_handle_events_post(struct http_req *req)
+{
+	struct dp_app *app = http_req_app(req);
+	struct dp_ingest *g = app->ingest;
+	struct job *j = http_req_state(req);
+	json_t *body;
+	struct jsonx_err err;
+
+	if (j)
+		return reply_outcome(req, j); /* resumed after its group committed */
+
+	const struct dp_auth *a = http_req_auth(req);
+	if (dp_events_admit(req, a, CFGDOC_SCOPE_WRITE) != 0)
+		return 0;
+	if (http_req_json_object(req, &body) != 0)
+		return 0;
+	if (!(j = calloc(1, sizeof *j))) {
+		json_decref(body);
+		return -1;
+	}
+	j->req = req;
+	j->root = body;
+	memcpy(j->tenant, a->tenant_id, sizeof j->tenant);
+	j->quota = a->plan.quota;
+	j->received_us = timefmt_now_us();
+	timefmt_month(j->received_us, NULL, NULL, j->period);
+	http_req_set_state(req, j, job_free);
+
+	const json_t *list = json_object_get(body, "events");
+	j->batch = list != NULL;
+	if (j->batch) {
+		if (json_object_size(body) != 1) {
+			const char *k;
+			json_t *v;
+			json_object_foreach(body, k, v)
+				if (strcmp(k, "events"))
+					return http_reply_invalid_field(req, k, "A batch has only the member events.");
+		}
+		if (!json_is_array(list) || json_array_size(list) < 1 || json_array_size(list) > DP_BATCH_MAX)
+			return http_reply_invalid_field(req, "events", "events must be an array of 1 to %d events.",
+			                                DP_BATCH_MAX);
+		j->n = json_array_size(list);
+	} else {
+		j->n = 1;
+	}
+	j->ev = calloc(j->n, sizeof *j->ev);
+	j->existing = calloc(j->n, sizeof *j->existing);
+	j->existing_len = calloc(j->n, sizeof *j->existing_len);
+	if (!j->ev || !j->existing || !j->existing_len)
+		return -1;
+	int64_t oldest = j->received_us - a->plan.retention_days * INT64_C(86400000000);
+	for (size_t i = 0; i < j->n; i++) {
+		char prefix[40] = "";
+		if (j->batch)
+			snprintf(prefix, sizeof prefix, "events[%zu].", i);
+		int rc = dp_event_parse(j->batch ? json_array_get(list, i) : body, j->received_us, oldest,
+		                        prefix, &j->ev[i], &err);
+		if (rc == -2)
+			return -1;
+		if (rc != 0) {
+			j->n = i; /* only the parsed ones hold memory */
+			return http_reply_invalid(req, &err);
+		}
+	}
+	/* Ids repeated within the batch: a sort of the client-named ones. */
+	if (j->batch) {
+		for (size_t i = 1; i < j->n; i++) {
+			if (!j->ev[i].id_given)
+				continue;
+			for (size_t k = 0; k < i; k++) /* at most 1000 x 1000 compares, only on ids given */
+				if (j->ev[k].id_given && !strcmp(j->ev[k].id, j->ev[i].id)) {
+					char field[48];
+					snprintf(field, sizeof field, "events[%zu].id", i);
+					return http_reply_invalid_field(req, field, "This id is also the id of events[%zu].", k);
+				}
+		}
+	}
+	/* Certainly over quota (the count held here never exceeds the stored
+	 * one): refused without asking the database, unless the request names
+	 * ids, which may be the retry of events already stored. */
+	int64_t used, as_of;
+	int named = 0;
+	for (size_t i = 0; i < j->n; i++)
+		named |= j->ev[i].id_given;
+	dp_limits_usage_get(app->limits, j->tenant, j->period, &used, &as_of);
+	if (!named && used + (int64_t)j->n > j->quota) {
+		j->outcome = J_QUOTA;
+		j->used = used;
+		j->n_new = j->n;
+		atomic_fetch_add(&g->requests_quota, 1);
+		return reply_outcome(req, j);
+	}
+
+	pthread_mutex_lock(&g->mu);
+	if (g->draining || g->queued >= (size_t)app->cfg.ingest_queue_max) {
+		int draining = g->draining;
+		pthread_mutex_unlock(&g->mu);
+		atomic_fetch_add(&g->busy, 1);
+		return queue_full(req, draining ? "This instance is shutting down; nothing was stored. Retry."
+		                                : "Too many requests are waiting to be stored; nothing was stored. Retry.");
+	}
+	if (g->tail)
+		g->tail->next = j;
+	else
+		g->head = j;
+	g->tail = j;
+	g->queued++;
+	/* Suspended before a writer can see it, so that the resume follows. */
+	http_req_suspend(req);
+	pthread_cond_signal(&g->work);
+	pthread_mutex_unlock(&g->mu);
+	return 0;
+}

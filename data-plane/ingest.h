@@ -1,0 +1,33 @@
+/* POST /v1/events with group commit.
+ *
+ * A request is validated on its HTTP thread, then queued and suspended.
+ * Writer threads (DP_INGEST_WRITERS) each take every request waiting, up
+ * to DP_INGEST_GROUP_MAX events, and store them in one transaction: the
+ * idempotency check of client ids, the exact monthly quota (usage rows
+ * locked in the transaction), the usage counters that feed billing, and
+ * one multi-row insert. Each request is resumed, and answered, only after
+ * that transaction committed; while one group commits, the next gathers.
+ * A request's events are all stored or none. */
+#ifndef DP_INGEST_H
+#define DP_INGEST_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+struct dp_app;
+struct dp_ingest;
+struct http_req;
+
+struct dp_ingest *dp_ingest_new(struct dp_app *app);
+/* Starts the writers. Returns 0, or -1 with `err` set. */
+int dp_ingest_start(struct dp_ingest *g, char *err, size_t errlen) __attribute__((warn_unused_result));
+/* From the drain hook: refuses new requests (503), lets the writers commit
+ * what is queued (at most `timeout_ms`) and stops them. */
+void dp_ingest_drain(struct dp_ingest *g, unsigned timeout_ms);
+/* Stops (if needed) and frees. Accepts NULL. */
+void dp_ingest_free(struct dp_ingest *g);
+void dp_ingest_metrics(struct dp_ingest *g, FILE *out);
+
+int dp_handle_events_post(struct http_req *req);
+
+#endif

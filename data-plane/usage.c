@@ -1,0 +1,415 @@
+/* Usage refresher and reporter (see usage.h). */
+#include "usage.h"
+
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "background.h"
+#include "buf.h"
+#include "dp.h"
+#include "dpdb.h"
+#include "http.h"
+#include "limits.h"
+#include "log.h"
+#include "snapshot.h"
+#include "timefmt.h"
+
+/* A row changed by a transaction that committed late still shows an
+ * updated_at before the previous refresh started: rows are read again
+ * for this long after. */
+#define REFRESH_OVERLAP_US (INT64_C(10) * 1000000)
+#define SEND_TIMEOUT_MS 10000L
+#define BACKOFF_MAX_MS 60000
+#define MAX_BATCHES_PER_STEP 50
+#define RESPONSE_MAX 4096
+
+struct dp_usage {
+	struct dp_app *app;
+	struct dp_loop *refresher, *reporter;
+	atomic_int stopping;
+	/* refresher */
+	char period[8];
+	int64_t last_start_us;   /* -1: read everything */
+	atomic_llong backlog_batches, backlog_events, unbatched_events;
+	/* reporter */
+	int64_t backoff_ms;
+	atomic_ullong batches_sent, events_sent, batches_rejected, send_failures;
+	atomic_llong last_sent_us;
+};
+
+/* ---- refresher ---- */
+
+struct refresh_ctx {
+	struct dp_usage *u;
+	const char *period;
+	int64_t since_us, as_of_us;
+	int64_t batches, events, unbatched;
+};
+
+static void on_row(void *ctx, const char *tenant, const char *period, int64_t total)
+{
+	struct refresh_ctx *r = ctx;
+	dp_limits_usage_set(r->u->app->limits, tenant, period, total, r->as_of_us);
+}
+
+static enum db_status refresh_tx(struct db_conn *c, void *ctx)
+{
+	struct refresh_ctx *r = ctx;
+	enum db_status st = dp_db_usage_changed(c, r->period, r->since_us, on_row, r);
+	if (st == DB_OK)
+		st = dp_db_usage_backlog(c, &r->batches, &r->events, &r->unbatched);
+	return st;
+}
+
+static int64_t refresh_step(void *ctx)
+{
+	struct dp_usage *u = ctx;
+	char period[8];
+	int64_t now = timefmt_now_us();
+
+	timefmt_month(now, NULL, NULL, period);
+	if (strcmp(period, u->period)) {
+		memcpy(u->period, period, sizeof period);
+		u->last_start_us = -1;
+	}
+	struct refresh_ctx r = {
+		.u = u, .period = period, .as_of_us = now,
+		.since_us = u->last_start_us < 0 ? -1 : u->last_start_us - REFRESH_OVERLAP_US,
+	};
+	if (db_tx(u->app->db, DB_AUTOCOMMIT, refresh_tx, &r) == DB_OK) {
+		u->last_start_us = now;
+		dp_limits_usage_refreshed(u->app->limits, period, now);
+		atomic_store(&u->backlog_batches, r.batches);
+		atomic_store(&u->backlog_events, r.events);
+		atomic_store(&u->unbatched_events, r.unbatched);
+	}
+	return u->app->cfg.usage_refresh_ms;
+}
+
+/* ---- reporter ---- */
+
+struct next_ctx {
+	const char *prefix;
+	struct dp_outbox_batch b;
+	int cut;   /* cut a batch first */
+};
+
+static enum db_status next_tx(struct db_conn *c, void *ctx)
+{
+	struct next_ctx *n = ctx;
+	free(n->b.body);
+	n->b.body = NULL;
+	if (n->cut) {
+		enum db_status st = dp_db_outbox_cut(c, n->prefix);
+		if (st != DB_OK)
+			return st;
+	}
+	return dp_db_outbox_next(c, &n->b);
+}
+
+struct mark_ctx {
+	int64_t id;
+	enum dp_outbox_outcome o;
+	const char *error;
+};
+
+static enum db_status mark_tx(struct db_conn *c, void *ctx)
+{
+	struct mark_ctx *m = ctx;
+	return dp_db_outbox_mark(c, m->id, m->o, m->error);
+}
+
+static size_t on_body(char *data, size_t size, size_t n, void *ctx)
+{
+	struct buf *b = ctx;
+	size_t len = size * n;
+	if (b->len < RESPONSE_MAX)
+		buf_append(b, data, len < RESPONSE_MAX - b->len ? len : RESPONSE_MAX - b->len);
+	return len;
+}
+
+static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+	(void)a, (void)b, (void)c, (void)d;
+	return atomic_load(&((struct dp_usage *)ctx)->stopping) ? 1 : 0;
+}
+
+/* POSTs one batch. Returns the HTTP status, or 0 when there was none;
+ * `why` gets a short reason for the log and the outbox row. */
+static long send_batch(struct dp_usage *u, const struct dp_outbox_batch *b, char *why, size_t whylen)
+{
+	const struct dp_config *cfg = &u->app->cfg;
+	char url[1024], auth[64 + HTTP_BEARER_MAX], key[160];
+	struct buf resp = { 0 };
+	struct curl_slist *h = NULL;
+	long status = 0;
+	CURL *c = curl_easy_init();
+
+	why[0] = '\0';
+	if (!c) {
+		snprintf(why, whylen, "cannot create an HTTP client");
+		return 0;
+	}
+	snprintf(url, sizeof url, "%s/v1/usage", cfg->control_plane_url);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->region_token);
+	snprintf(key, sizeof key, "Idempotency-Key: %s", b->key);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	h = curl_slist_append(h, auth);
+	h = curl_slist_append(h, key);
+	h = curl_slist_append(h, "Expect:");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, b->body);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(b->body));
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->pull_connect_timeout_ms);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, SEND_TIMEOUT_MS);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, u);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	CURLcode rc = curl_easy_perform(c);
+	if (rc == CURLE_OK) {
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (status >= 300) {
+			/* The problem's detail, when there is one, says why. */
+			json_t *doc = resp.p ? json_loads(resp.p, 0, NULL) : NULL;
+			const char *d = json_string_value(json_object_get(doc, "detail"));
+			snprintf(why, whylen, "HTTP %ld: %.300s", status, d ? d : "no detail");
+			json_decref(doc);
+		}
+	} else {
+		snprintf(why, whylen, "%s", curl_easy_strerror(rc));
+	}
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	buf_free(&resp);
+	explicit_bzero(auth, sizeof auth);
+	return status;
+}
+
+static int64_t report_step(void *ctx)
+{
+	struct dp_usage *u = ctx;
+	struct dp_app *app = u->app;
+	char prefix[64], why[400];
+	int64_t interval = app->cfg.usage_report_interval_ms;
+
+	snprintf(prefix, sizeof prefix, "usage-%s-", app->cfg.region);
+	for (int i = 0; i < MAX_BATCHES_PER_STEP && !atomic_load(&u->stopping); i++) {
+		/* Batches already cut go first, oldest first; then a new one. */
+		struct next_ctx n = { .prefix = prefix };
+		enum db_status st = db_tx(app->db, DB_READ_COMMITTED, next_tx, &n);
+		if (st == DB_NOT_FOUND) {
+			n.cut = 1;
+			st = db_tx(app->db, DB_READ_COMMITTED, next_tx, &n);
+		}
+		if (st == DB_NOT_FOUND)
+			break; /* nothing to report */
+		if (st != DB_OK) {
+			free(n.b.body);
+			return interval; /* the database is away: the next step tries again */
+		}
+		long status = send_batch(u, &n.b, why, sizeof why);
+		struct mark_ctx m = { .id = n.b.id };
+		if (status == 200 || status == 201) {
+			m.o = DP_OUTBOX_SENT;
+			atomic_fetch_add(&u->batches_sent, 1);
+			atomic_fetch_add(&u->events_sent, (unsigned long long)n.b.events);
+			atomic_store(&u->last_sent_us, timefmt_now_us());
+			u->backoff_ms = 0;
+			log_debug(NULL, "usage batch %s sent: %d record(s), %" PRId64 " event(s)", n.b.key,
+			          n.b.records, n.b.events);
+		} else if (status == 400 || status == 403 || status == 413 || status == 422) {
+			/* Refused as it is: sending it again changes nothing. Kept in
+			 * the outbox for an operator; the next batches go on. */
+			m.o = DP_OUTBOX_REJECTED;
+			m.error = why;
+			atomic_fetch_add(&u->batches_rejected, 1);
+			log_error(NULL, "usage batch %s (%" PRId64 " events) refused by the control plane: %s",
+			          n.b.key, n.b.events, why);
+		} else {
+			m.o = DP_OUTBOX_FAILED;
+			m.error = why;
+			atomic_fetch_add(&u->send_failures, 1);
+			u->backoff_ms = u->backoff_ms ? u->backoff_ms * 2 : 1000;
+			if (u->backoff_ms > BACKOFF_MAX_MS)
+				u->backoff_ms = BACKOFF_MAX_MS;
+			log_warn(NULL, "usage batch %s not delivered (%s); retrying in %" PRId64 " ms", n.b.key, why,
+			         u->backoff_ms);
+		}
+		free(n.b.body);
+		if (db_tx(app->db, DB_READ_COMMITTED, mark_tx, &m) != DB_OK && m.o == DP_OUTBOX_SENT)
+			/* Sent but not marked: it is sent again, and the control
+			 * plane answers the replay without counting it twice. */
+			return interval;
+		if (m.o == DP_OUTBOX_FAILED)
+			return u->backoff_ms > interval ? u->backoff_ms : interval;
+	}
+	return interval;
+}
+
+struct dp_usage *dp_usage_start(struct dp_app *app)
+{
+	struct dp_usage *u = calloc(1, sizeof *u);
+	if (!u)
+		return NULL;
+	u->app = app;
+	u->last_start_us = -1;
+	u->refresher = dp_loop_start("usage refresher", refresh_step, u);
+	u->reporter = dp_loop_start("usage reporter", report_step, u);
+	if (!u->refresher || !u->reporter) {
+		dp_usage_stop(u);
+		return NULL;
+	}
+	return u;
+}
+
+void dp_usage_stop(struct dp_usage *u)
+{
+	if (!u)
+		return;
+	atomic_store(&u->stopping, 1);
+	dp_loop_stop(u->refresher);
+	dp_loop_stop(u->reporter);
+	free(u);
+}
+
+void dp_usage_metrics(struct dp_usage *u, FILE *out)
+{
+	fprintf(out,
+	        "# HELP dp_usage_batches_sent_total Usage batches the control plane acknowledged.\n"
+	        "# TYPE dp_usage_batches_sent_total counter\ndp_usage_batches_sent_total %llu\n"
+	        "# HELP dp_usage_events_sent_total Events in acknowledged usage batches.\n"
+	        "# TYPE dp_usage_events_sent_total counter\ndp_usage_events_sent_total %llu\n"
+	        "# HELP dp_usage_batches_rejected_total Usage batches the control plane refused for good (kept in usage_outbox).\n"
+	        "# TYPE dp_usage_batches_rejected_total counter\ndp_usage_batches_rejected_total %llu\n"
+	        "# HELP dp_usage_send_failures_total Attempts to deliver a usage batch that failed and will be retried.\n"
+	        "# TYPE dp_usage_send_failures_total counter\ndp_usage_send_failures_total %llu\n"
+	        "# HELP dp_usage_backlog_batches Usage batches cut but not yet acknowledged (region-wide).\n"
+	        "# TYPE dp_usage_backlog_batches gauge\ndp_usage_backlog_batches %lld\n"
+	        "# HELP dp_usage_backlog_events Events stored but not yet acknowledged by the control plane (region-wide).\n"
+	        "# TYPE dp_usage_backlog_events gauge\ndp_usage_backlog_events %lld\n"
+	        "# HELP dp_usage_last_sent_timestamp_seconds When this instance last delivered a usage batch.\n"
+	        "# TYPE dp_usage_last_sent_timestamp_seconds gauge\ndp_usage_last_sent_timestamp_seconds %lld\n",
+	        (unsigned long long)u->batches_sent, (unsigned long long)u->events_sent,
+	        (unsigned long long)u->batches_rejected, (unsigned long long)u->send_failures,
+	        (long long)u->backlog_batches, (long long)(u->backlog_events + u->unbatched_events),
+	        (long long)(u->last_sent_us / 1000000));
+}
+
+/* ---- retention ---- */
+
+#define OUTBOX_KEEP_DAYS 30
+
+struct dp_retention {
+	struct dp_app *app;
+	struct dp_loop *loop;
+	atomic_int stopping;
+	atomic_ullong deleted, runs, failures;
+};
+
+struct ret_tenant {
+	char id[37];
+	int64_t days;
+};
+
+struct ret_ctx {
+	const char *tenant;
+	int64_t cutoff_us;
+	int batch;
+	long deleted;
+};
+
+static enum db_status retention_tx(struct db_conn *c, void *ctx)
+{
+	struct ret_ctx *r = ctx;
+	return dp_db_retention(c, r->tenant, r->cutoff_us, r->batch, &r->deleted);
+}
+
+static enum db_status purge_tx(struct db_conn *c, void *ctx)
+{
+	return dp_db_outbox_purge(c, OUTBOX_KEEP_DAYS, ctx);
+}
+
+static int64_t retention_step(void *ctx)
+{
+	struct dp_retention *r = ctx;
+	struct dp_app *app = r->app;
+	struct ret_tenant *list = NULL;
+	size_t n = 0;
+
+	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
+	if (s && (list = calloc(s->doc->ntenants ? s->doc->ntenants : 1, sizeof *list))) {
+		for (size_t i = 0; i < s->doc->ntenants; i++) {
+			const struct cfgdoc_tenant *t = &s->doc->tenants[i];
+			if (t->status == 'd')
+				continue; /* kept as they are: deleting a tenant's data is not retention */
+			memcpy(list[n].id, t->id, sizeof list[n].id);
+			list[n++].days = s->doc->plans[t->plan].retention_days;
+		}
+	}
+	dp_snaps_leave(app->snaps);
+
+	int64_t now = timefmt_now_us();
+	unsigned long long total = 0;
+	int failed = 0;
+	for (size_t i = 0; i < n && !failed && !atomic_load(&r->stopping); i++) {
+		struct ret_ctx q = { .tenant = list[i].id, .batch = (int)app->cfg.retention_batch,
+			                 .cutoff_us = now - list[i].days * INT64_C(86400000000) };
+		do {
+			if (db_tx(app->db, DB_AUTOCOMMIT, retention_tx, &q) != DB_OK) {
+				failed = 1;
+				break;
+			}
+			total += (unsigned long long)q.deleted;
+		} while (q.deleted == q.batch && !atomic_load(&r->stopping));
+	}
+	free(list);
+	long purged = 0;
+	if (!failed && db_tx(app->db, DB_AUTOCOMMIT, purge_tx, &purged) != DB_OK)
+		failed = 1;
+	atomic_fetch_add(&r->deleted, total);
+	atomic_fetch_add(failed ? &r->failures : &r->runs, 1);
+	if (total)
+		log_info(NULL, "retention: %llu event(s) past their tenants' retention deleted", total);
+	return app->cfg.retention_interval_ms;
+}
+
+struct dp_retention *dp_retention_start(struct dp_app *app)
+{
+	struct dp_retention *r = calloc(1, sizeof *r);
+	if (!r)
+		return NULL;
+	r->app = app;
+	if (!(r->loop = dp_loop_start("retention", retention_step, r))) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void dp_retention_stop(struct dp_retention *r)
+{
+	if (!r)
+		return;
+	atomic_store(&r->stopping, 1);
+	dp_loop_stop(r->loop);
+	free(r);
+}
+
+void dp_retention_metrics(struct dp_retention *r, FILE *out)
+{
+	fprintf(out,
+	        "# HELP dp_retention_deleted_total Events deleted past their tenant's retention.\n"
+	        "# TYPE dp_retention_deleted_total counter\ndp_retention_deleted_total %llu\n"
+	        "# HELP dp_retention_runs_total Retention passes by result.\n"
+	        "# TYPE dp_retention_runs_total counter\n"
+	        "dp_retention_runs_total{result=\"ok\"} %llu\ndp_retention_runs_total{result=\"failed\"} %llu\n",
+	        (unsigned long long)r->deleted, (unsigned long long)r->runs, (unsigned long long)r->failures);
+}
