@@ -18,10 +18,10 @@
 #include "secret.h"
 #include "timefmt.h"
 
-static int fail(struct jsonx_err *err, const char *prefix, const char *field, const char *fmt, ...)
+static int field_error(struct jsonx_err *err, const char *prefix, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static int fail(struct jsonx_err *err, const char *prefix, const char *field, const char *fmt, ...)
+static int field_error(struct jsonx_err *err, const char *prefix, const char *field, const char *fmt, ...)
 {
 	va_list ap;
 	snprintf(err->field, sizeof err->field, "%s%s", prefix, field);
@@ -79,16 +79,16 @@ static int str_member(const json_t *obj, const char *name, size_t max, int requi
 	*out = NULL;
 	if (!v) {
 		if (required)
-			return fail(err, prefix, field, "%s is required.", field);
+			return field_error(err, prefix, field, "%s is required.", field);
 		return 0;
 	}
 	if (!json_is_string(v))
-		return fail(err, prefix, field, "%s must be a string.", field);
+		return field_error(err, prefix, field, "%s must be a string.", field);
 	size_t n = json_string_length(v);
 	if (n == 0 || n > max)
-		return fail(err, prefix, field, "%s must be 1 to %zu bytes long.", field, max);
+		return field_error(err, prefix, field, "%s must be 1 to %zu bytes long.", field, max);
 	if (strlen(json_string_value(v)) != n)
-		return fail(err, prefix, field, "%s must not contain NUL characters.", field);
+		return field_error(err, prefix, field, "%s must not contain NUL characters.", field);
 	*out = json_string_value(v);
 	return 0;
 }
@@ -101,12 +101,12 @@ static int check_ref(const json_t *v, const char *prefix, const char *path, stru
 	char p[64];
 	snprintf(p, sizeof p, "%s.", path);
 	if (!json_is_object(v))
-		return fail(err, prefix, path, "%s must be an object with id and type.", path);
+		return field_error(err, prefix, path, "%s must be an object with id and type.", path);
 	if (str_member(v, "id", DP_EVENT_REF_ID_MAX, 1, prefix, p, id, err) ||
 	    str_member(v, "type", DP_EVENT_REF_TYPE_MAX, 1, prefix, p, &type, err))
 		return -1;
 	if (dumped_size(v) > DP_EVENT_PART_MAX)
-		return fail(err, prefix, path, "%s must be at most %d bytes as JSON.", path, DP_EVENT_PART_MAX);
+		return field_error(err, prefix, path, "%s must be at most %d bytes as JSON.", path, DP_EVENT_PART_MAX);
 	return 0;
 }
 
@@ -114,17 +114,17 @@ static int check_context(const json_t *v, const char *prefix, struct jsonx_err *
 {
 	const char *ip, *ua;
 	if (!json_is_object(v))
-		return fail(err, prefix, "context", "context must be an object.");
+		return field_error(err, prefix, "context", "context must be an object.");
 	if (str_member(v, "ip", 45, 0, prefix, "context.", &ip, err) ||
 	    str_member(v, "user_agent", DP_EVENT_USER_AGENT_MAX, 0, prefix, "context.", &ua, err))
 		return -1;
 	if (ip) {
 		unsigned char a[16];
 		if (inet_pton(AF_INET, ip, a) != 1 && inet_pton(AF_INET6, ip, a) != 1)
-			return fail(err, prefix, "context.ip", "context.ip must be an IPv4 or IPv6 address.");
+			return field_error(err, prefix, "context.ip", "context.ip must be an IPv4 or IPv6 address.");
 	}
 	if (dumped_size(v) > DP_EVENT_PART_MAX)
-		return fail(err, prefix, "context", "context must be at most %d bytes as JSON.", DP_EVENT_PART_MAX);
+		return field_error(err, prefix, "context", "context must be at most %d bytes as JSON.", DP_EVENT_PART_MAX);
 	return 0;
 }
 
@@ -149,40 +149,40 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 		for (int i = 0; known[i]; i++)
 			ok |= !strcmp(key, known[i]);
 		if (!ok)
-			return fail(err, prefix, key, "Unknown member; an event has id, occurred_at, action, "
+			return field_error(err, prefix, key, "Unknown member; an event has id, occurred_at, action, "
 			                              "actor, targets, context and metadata.");
 	}
 	if (str_member(in, "id", DP_EVENT_ID_MAX, 0, prefix, "", &id, err))
 		return -1;
 	if (id && !dp_event_id_valid(id))
-		return fail(err, prefix, "id", "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -");
+		return field_error(err, prefix, "id", "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -");
 	if (str_member(in, "occurred_at", 40, 0, prefix, "", &occurred, err))
 		return -1;
 	ev->occurred_us = received_us;
 	if (occurred) {
 		if (timefmt_parse(occurred, &ev->occurred_us) != 0)
-			return fail(err, prefix, "occurred_at",
+			return field_error(err, prefix, "occurred_at",
 			            "occurred_at must be an RFC 3339 date-time with an offset, from 1970 on.");
 		if (ev->occurred_us > received_us + DP_EVENT_FUTURE_US)
-			return fail(err, prefix, "occurred_at", "occurred_at is more than 5 minutes in the future.");
+			return field_error(err, prefix, "occurred_at", "occurred_at is more than 5 minutes in the future.");
 		if (ev->occurred_us < oldest_us)
-			return fail(err, prefix, "occurred_at",
+			return field_error(err, prefix, "occurred_at",
 			            "occurred_at is older than this tenant's retention period.");
 	}
 	if (str_member(in, "action", 4 * DP_EVENT_ACTION_MAX, 1, prefix, "", &ev->action, err))
 		return -1;
 	long chars = text_chars(ev->action);
 	if (chars < 0 || chars > DP_EVENT_ACTION_MAX)
-		return fail(err, prefix, "action",
+		return field_error(err, prefix, "action",
 		            "action must be 1 to %d characters without control characters.", DP_EVENT_ACTION_MAX);
 	if (!(v = json_object_get(in, "actor")))
-		return fail(err, prefix, "actor", "actor is required.");
+		return field_error(err, prefix, "actor", "actor is required.");
 	if (check_ref(v, prefix, "actor", err, &ev->actor_id))
 		return -1;
 	targets = json_object_get(in, "targets");
 	if (targets) {
 		if (!json_is_array(targets) || json_array_size(targets) > DP_EVENT_TARGETS_MAX)
-			return fail(err, prefix, "targets", "targets must be an array of at most %d objects.",
+			return field_error(err, prefix, "targets", "targets must be an array of at most %d objects.",
 			            DP_EVENT_TARGETS_MAX);
 		size_t i;
 		json_array_foreach(targets, i, v) {
@@ -200,9 +200,9 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 	metadata = json_object_get(in, "metadata");
 	if (metadata) {
 		if (!json_is_object(metadata))
-			return fail(err, prefix, "metadata", "metadata must be an object.");
+			return field_error(err, prefix, "metadata", "metadata must be an object.");
 		if (dumped_size(metadata) > DP_EVENT_METADATA_MAX)
-			return fail(err, prefix, "metadata", "metadata must be at most %d bytes as JSON.",
+			return field_error(err, prefix, "metadata", "metadata must be at most %d bytes as JSON.",
 			            DP_EVENT_METADATA_MAX);
 	}
 

@@ -18,5 +18,6 @@ Suite *password_suite(void);
 Suite *cfgdoc_suite(void);
 Suite *log_suite(void);
 Suite *snapshot_suite(void);
+Suite *event_suite(void);
 
 #endif

@@ -1,0 +1,275 @@
+/* Unit tests of event validation (data-plane/event.c), RFC 3339 times
+ * (common/timefmt.c), the per-tenant limits (data-plane/limits.c) and
+ * array parameters of the DB layer. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../data-plane/event.c"
+#include "../../data-plane/limits.c"
+#include "buf.h"
+#include "db.h"
+#include "timefmt.h"
+#include "unit.h"
+
+#define NOW INT64_C(1795660000000000) /* 2026-11-26T02:26:40Z */
+#define DAY INT64_C(86400000000)
+
+static int parse(const char *text, const char *prefix, struct dp_event *ev, struct jsonx_err *err)
+{
+	json_error_t je;
+	json_t *in = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	ck_assert_msg(in != NULL, "test JSON: %s", je.text);
+	memset(err, 0, sizeof *err);
+	int rc = dp_event_parse(in, NOW, NOW - 30 * DAY, prefix, ev, err);
+	/* The event borrows from `in`: keep it alive as long as the body. */
+	if (rc == 0) {
+		ev->action = ev->actor_id = NULL;
+		ev->targets = NULL;
+	}
+	json_decref(in);
+	return rc;
+}
+
+static void expect_field(const char *text, const char *prefix, const char *field)
+{
+	struct dp_event ev;
+	struct jsonx_err err;
+	ck_assert_msg(parse(text, prefix, &ev, &err) == -1, "accepted: %s", text);
+	ck_assert_str_eq(err.field, field);
+	ck_assert(err.msg[0] != '\0');
+}
+
+#define MIN "\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"user\"}"
+
+START_TEST(stored_form)
+{
+	struct dp_event ev;
+	struct jsonx_err err;
+	ck_assert_int_eq(parse("{\"id\":\"x-1\"," MIN ",\"occurred_at\":\"2026-11-25T20:00:00.5+01:00\"}",
+	                       "", &ev, &err), 0);
+	ck_assert_str_eq(ev.id, "x-1");
+	ck_assert_int_eq(ev.id_given, 1);
+	ck_assert_str_eq(ev.body,
+	                 "{\"id\":\"x-1\",\"occurred_at\":\"2026-11-25T19:00:00.500000Z\","
+	                 "\"received_at\":\"2026-11-26T02:26:40.000000Z\",\"action\":\"a\","
+	                 "\"actor\":{\"id\":\"u\",\"type\":\"user\"},\"targets\":[],\"context\":{},"
+	                 "\"metadata\":{}}");
+	dp_event_clear(&ev);
+}
+END_TEST
+
+START_TEST(generated_id_and_default_time)
+{
+	struct dp_event a, b;
+	struct jsonx_err err;
+	ck_assert_int_eq(parse("{" MIN "}", "", &a, &err), 0);
+	ck_assert_int_eq(parse("{" MIN "}", "", &b, &err), 0);
+	ck_assert_int_eq(a.id_given, 0);
+	ck_assert_uint_eq(strlen(a.id), 35);
+	ck_assert(!strncmp(a.id, "ev_", 3));
+	ck_assert_str_ne(a.id, b.id);
+	ck_assert_int_eq(a.occurred_us, NOW);
+	/* Same content, same hash, whatever the server chose for the id. */
+	ck_assert(!memcmp(a.sha256, b.sha256, 32));
+	dp_event_clear(&a);
+	dp_event_clear(&b);
+}
+END_TEST
+
+START_TEST(hash_ignores_key_order_and_offset)
+{
+	struct dp_event a, b, c;
+	struct jsonx_err err;
+	ck_assert_int_eq(parse("{\"id\":\"k\"," MIN ",\"occurred_at\":\"2026-11-25T20:00:00Z\"}", "", &a, &err), 0);
+	ck_assert_int_eq(parse("{\"occurred_at\":\"2026-11-25T21:00:00+01:00\",\"actor\":{\"type\":\"user\",\"id\":\"u\"},"
+	                       "\"action\":\"a\",\"id\":\"k\"}", "", &b, &err), 0);
+	ck_assert_int_eq(parse("{\"id\":\"k\"," MIN ",\"occurred_at\":\"2026-11-25T20:00:01Z\"}", "", &c, &err), 0);
+	ck_assert(!memcmp(a.sha256, b.sha256, 32));
+	ck_assert(memcmp(a.sha256, c.sha256, 32));
+	dp_event_clear(&a);
+	dp_event_clear(&b);
+	dp_event_clear(&c);
+}
+END_TEST
+
+START_TEST(fields_named)
+{
+	char big[9000], text[9200];
+	expect_field("{\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", "", "action");
+	expect_field("{\"action\":\"a\"}", "", "actor");
+	expect_field("{\"action\":\"a\",\"actor\":{\"type\":\"t\"}}", "events[3].", "events[3].actor.id");
+	expect_field("{\"action\":\"a\",\"actor\":{\"id\":\"u\"}}", "", "actor.type");
+	expect_field("{\"action\":\"a\",\"actor\":[]}", "", "actor");
+	expect_field("{" MIN ",\"extra\":1}", "", "extra");
+	expect_field("{" MIN ",\"id\":\"a b\"}", "", "id");
+	expect_field("{" MIN ",\"id\":\"\"}", "", "id");
+	expect_field("{" MIN ",\"id\":7}", "", "id");
+	expect_field("{" MIN ",\"occurred_at\":\"2026-11-25\"}", "", "occurred_at");
+	expect_field("{" MIN ",\"occurred_at\":\"2026-02-30T00:00:00Z\"}", "", "occurred_at");
+	expect_field("{" MIN ",\"occurred_at\":\"2026-11-26T02:31:41Z\"}", "", "occurred_at"); /* > 5 min ahead */
+	expect_field("{" MIN ",\"occurred_at\":\"2026-10-01T00:00:00Z\"}", "", "occurred_at"); /* past retention */
+	expect_field("{" MIN ",\"targets\":{}}", "", "targets");
+	expect_field("{" MIN ",\"targets\":[{\"id\":\"d\",\"type\":\"doc\"},{\"id\":\"d\"}]}", "", "targets[1].type");
+	expect_field("{" MIN ",\"context\":{\"ip\":\"999.1.1.1\"}}", "", "context.ip");
+	expect_field("{" MIN ",\"context\":{\"user_agent\":5}}", "", "context.user_agent");
+	expect_field("{" MIN ",\"metadata\":[]}", "", "metadata");
+	expect_field("{\"action\":\"a\\u0001\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", "", "action");
+	memset(big, 'x', 8200);
+	big[8200] = '\0';
+	snprintf(text, sizeof text, "{" MIN ",\"metadata\":{\"m\":\"%s\"}}", big);
+	expect_field(text, "", "metadata");
+	expect_field("[1]", "events[2].", "events[2]");
+}
+END_TEST
+
+START_TEST(bounds_inclusive)
+{
+	char action[600], text[1200];
+	struct dp_event ev;
+	struct jsonx_err err;
+	/* 128 characters of two bytes each are fine; 129 are not. */
+	action[0] = '\0';
+	for (int i = 0; i < 128; i++)
+		strcat(action, "\xc3\xa9");
+	snprintf(text, sizeof text, "{\"action\":\"%s\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", action);
+	ck_assert_int_eq(parse(text, "", &ev, &err), 0);
+	dp_event_clear(&ev);
+	strcat(action, "e");
+	snprintf(text, sizeof text, "{\"action\":\"%s\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", action);
+	expect_field(text, "", "action");
+	ck_assert_int_eq(parse("{" MIN ",\"context\":{\"ip\":\"2001:db8::1\",\"user_agent\":\"curl\"}}", "", &ev, &err), 0);
+	dp_event_clear(&ev);
+	ck_assert_int_eq(parse("{" MIN ",\"occurred_at\":\"2026-11-26T02:31:40Z\"}", "", &ev, &err), 0);
+	dp_event_clear(&ev);
+}
+END_TEST
+
+START_TEST(times)
+{
+	int64_t us;
+	char out[TIMEFMT_LEN], period[8];
+	ck_assert_int_eq(timefmt_parse("1970-01-01T00:00:00Z", &us), 0);
+	ck_assert_int_eq(us, 0);
+	ck_assert_int_eq(timefmt_parse("2024-02-29T12:00:00.1234567-00:30", &us), 0);
+	timefmt_format(us, out);
+	ck_assert_str_eq(out, "2024-02-29T12:30:00.123456Z");
+	ck_assert_int_eq(timefmt_parse("2023-02-29T12:00:00Z", &us), -1);
+	ck_assert_int_eq(timefmt_parse("2024-01-01T24:00:00Z", &us), -1);
+	ck_assert_int_eq(timefmt_parse("2024-01-01T00:00:60Z", &us), -1);
+	ck_assert_int_eq(timefmt_parse("2024-01-01T00:00:00", &us), -1);
+	ck_assert_int_eq(timefmt_parse("2024-01-01T00:00:00.Z", &us), -1);
+	ck_assert_int_eq(timefmt_parse("2024-01-01T00:00:00Zjunk", &us), -1);
+	ck_assert_int_eq(timefmt_parse("1969-12-31T23:59:59Z", &us), -1);
+	ck_assert_int_eq(timefmt_parse("1970-01-01T00:30:00+01:00", &us), -1);
+	ck_assert_int_eq(timefmt_parse("+2024-01-01T00:00:00Z", &us), -1);
+	int64_t start, next;
+	ck_assert_int_eq(timefmt_parse("2024-12-31T23:59:59.999999Z", &us), 0);
+	timefmt_month(us, &start, &next, period);
+	ck_assert_str_eq(period, "2024-12");
+	timefmt_format(start, out);
+	ck_assert_str_eq(out, "2024-12-01T00:00:00.000000Z");
+	timefmt_format(next, out);
+	ck_assert_str_eq(out, "2025-01-01T00:00:00.000000Z");
+}
+END_TEST
+
+START_TEST(token_bucket)
+{
+	struct dp_limits *l = dp_limits_new();
+	struct dp_rate r;
+	const char *t = "00000000-0000-0000-0000-000000000001";
+	int64_t ns = 1000000000;
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns, &r), 0);
+		ck_assert_int_eq(r.allowed, 1);
+		ck_assert_int_eq(r.remaining, 2 - i);
+	}
+	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 0);
+	ck_assert_int_eq(r.retry_after_s, 1);
+	ck_assert_int_eq(r.limit, 3);
+	ck_assert_int_eq(r.reset_s, 2);
+	/* Half a second refills one token at 2 per second. */
+	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns + 500000000, &r), 0);
+	ck_assert_int_eq(r.allowed, 1);
+	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns + 500000000, &r), 0);
+	ck_assert_int_eq(r.allowed, 0);
+	/* Another tenant has its own bucket. */
+	ck_assert_int_eq(dp_limits_take(l, "00000000-0000-0000-0000-000000000002", 2, 3, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 1);
+	/* A long pause fills it to the burst, never beyond. */
+	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns + 60 * INT64_C(1000000000), &r), 0);
+	ck_assert_int_eq(r.remaining, 2);
+	dp_limits_free(l);
+}
+END_TEST
+
+START_TEST(usage_cache)
+{
+	struct dp_limits *l = dp_limits_new();
+	const char *t = "00000000-0000-0000-0000-000000000001";
+	int64_t n, at;
+	char id[40];
+	dp_limits_usage_get(l, t, "2026-11", &n, &at);
+	ck_assert_int_eq(n, 0);
+	ck_assert_int_eq(at, 0);
+	dp_limits_usage_refreshed(l, "2026-11", 100);
+	dp_limits_usage_get(l, t, "2026-11", &n, &at);
+	ck_assert_int_eq(at, 100);
+	dp_limits_usage_set(l, t, "2026-11", 7, 200);
+	dp_limits_usage_set(l, t, "2026-11", 5, 150); /* older: ignored */
+	dp_limits_usage_get(l, t, "2026-11", &n, &at);
+	ck_assert_int_eq(n, 7);
+	ck_assert_int_eq(at, 200);
+	dp_limits_usage_set(l, t, "2026-10", 99, 300); /* an earlier month never replaces */
+	dp_limits_usage_get(l, t, "2026-11", &n, &at);
+	ck_assert_int_eq(n, 7);
+	dp_limits_usage_get(l, t, "2026-12", &n, &at);
+	ck_assert_int_eq(n, 0);
+	/* Many tenants: the tables grow and keep every one. */
+	for (int i = 0; i < 5000; i++) {
+		snprintf(id, sizeof id, "00000000-0000-0000-0000-%012d", i);
+		dp_limits_usage_set(l, id, "2026-11", i, 400);
+	}
+	for (int i = 0; i < 5000; i += 499) {
+		snprintf(id, sizeof id, "00000000-0000-0000-0000-%012d", i);
+		dp_limits_usage_get(l, id, "2026-11", &n, &at);
+		ck_assert_int_eq(n, i);
+	}
+	dp_limits_free(l);
+}
+END_TEST
+
+START_TEST(array_literals)
+{
+	struct buf b = { 0 };
+	db_array_end(&b);
+	ck_assert_str_eq(b.p, "{}");
+	buf_free(&b);
+	db_array_add(&b, "a", 1);
+	db_array_add(&b, "q\"uo\\te", 7);
+	db_array_add(&b, "", 0);
+	db_array_add(&b, "{,}", 3);
+	db_array_end(&b);
+	ck_assert_str_eq(b.p, "{\"a\",\"q\\\"uo\\\\te\",\"\",\"{,}\"}");
+	buf_free(&b);
+}
+END_TEST
+
+Suite *event_suite(void)
+{
+	Suite *s = suite_create("event");
+	TCase *tc = tcase_create("event");
+	tcase_add_test(tc, stored_form);
+	tcase_add_test(tc, generated_id_and_default_time);
+	tcase_add_test(tc, hash_ignores_key_order_and_offset);
+	tcase_add_test(tc, fields_named);
+	tcase_add_test(tc, bounds_inclusive);
+	tcase_add_test(tc, times);
+	tcase_add_test(tc, token_bucket);
+	tcase_add_test(tc, usage_cache);
+	tcase_add_test(tc, array_literals);
+	suite_add_tcase(s, tc);
+	return s;
+}
