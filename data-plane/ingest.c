@@ -109,6 +109,7 @@ struct group {
 	size_t nrefs;
 	struct ukey *keys;
 	size_t nkeys;
+	int careful;                 /* quota at stake: counters first */
 };
 
 static int ref_cmp(const void *a, const void *b)
@@ -167,18 +168,13 @@ static void num_add(struct buf *b, int64_t v)
 	db_array_add(b, s, (size_t)n);
 }
 
-static enum db_status group_tx(struct db_conn *c, void *ctx)
+/* Step 1: client ids already stored: a replay when the content matches,
+ * a conflict otherwise. */
+static enum db_status step_existing(struct db_conn *c, struct group *gr)
 {
-	struct group *gr = ctx;
+	struct buf a = { 0 }, b = { 0 };
 	enum db_status st = DB_OK;
-	struct buf a = { 0 }, b = { 0 }, cnt = { 0 }, rcv = { 0 };
-	struct buf cols[DP_NCOLS] = { { 0 } };
 
-	for (size_t i = 0; i < gr->n; i++)
-		job_reset(gr->jobs[i]);
-
-	/* 1. Client ids already stored: a replay when the content matches, a
-	 *    conflict otherwise. */
 	if (gr->nrefs) {
 		for (size_t i = 0; i < gr->nrefs; i++) {
 			db_array_add(&a, gr->refs[i].tenant, strlen(gr->refs[i].tenant));
@@ -186,34 +182,38 @@ static enum db_status group_tx(struct db_conn *c, void *ctx)
 		}
 		db_array_end(&a);
 		db_array_end(&b);
-		if (a.failed || b.failed) {
-			st = DB_ERROR;
-			goto out;
-		}
-		st = dp_db_events_existing(c, a.p, b.p, on_existing, gr);
-		if (st != DB_OK)
-			goto out;
-		buf_free(&a);
-		buf_free(&b);
+		st = a.failed || b.failed ? DB_ERROR : dp_db_events_existing(c, a.p, b.p, on_existing, gr);
 	}
-	for (size_t i = 0; i < gr->n; i++) {
+	buf_free(&a);
+	buf_free(&b);
+	for (size_t i = 0; st == DB_OK && i < gr->n; i++) {
 		struct job *j = gr->jobs[i];
 		if (j->outcome == J_PENDING && j->n_new == 0)
 			j->outcome = J_REPLAYED;
 	}
+	return st;
+}
 
-	/* 2. Usage: one counter per tenant and month, locked until commit, so
-	 *    the quota is exact across writers and instances. */
+/* Step 2: the usage counters, one per tenant and month, locked until the
+ * transaction ends, so the quota is exact across writers and instances.
+ * Requests are admitted in arrival order while they fit. Optimistic
+ * (`refuse` 0): a group that would cross a quota asks to be run again
+ * carefully (DB_ROLLBACK with gr->careful set); careful: the requests that
+ * do not fit are refused and their count taken back. */
+static enum db_status step_usage(struct db_conn *c, struct group *gr, int refuse)
+{
+	struct buf a = { 0 }, b = { 0 }, cnt = { 0 }, rcv = { 0 };
+	enum db_status st = DB_OK;
+
 	gr->nkeys = 0;
 	for (size_t i = 0; i < gr->n; i++) {
 		struct job *j = gr->jobs[i];
-		if (j->outcome != J_PENDING)
-			continue;
-		gr->keys[gr->nkeys++] = (struct ukey){ .tenant = j->tenant, .period = j->period,
-		                                       .first = INT64_MAX };
+		if (j->outcome == J_PENDING)
+			gr->keys[gr->nkeys++] = (struct ukey){ .tenant = j->tenant, .period = j->period,
+				                                   .first = INT64_MAX };
 	}
 	if (gr->nkeys == 0)
-		goto out; /* nothing new to store */
+		return DB_OK;
 	qsort(gr->keys, gr->nkeys, sizeof *gr->keys, ukey_cmp);
 	size_t u = 0;
 	for (size_t i = 0; i < gr->nkeys; i++)
@@ -241,43 +241,51 @@ static enum db_status group_tx(struct db_conn *c, void *ctx)
 	db_array_end(&b);
 	db_array_end(&cnt);
 	db_array_end(&rcv);
-	if (a.failed || b.failed || cnt.failed || rcv.failed) {
+	if (a.failed || b.failed || cnt.failed || rcv.failed)
 		st = DB_ERROR;
-		goto out;
-	}
-	st = dp_db_usage_add(c, a.p, b.p, cnt.p, rcv.p, on_usage, gr);
+	else
+		st = dp_db_usage_add(c, a.p, b.p, cnt.p, rcv.p, on_usage, gr);
+	buf_free(&a);
+	buf_free(&b);
+	buf_free(&cnt);
+	buf_free(&rcv);
 	if (st != DB_OK)
-		goto out;
+		return st;
 
-	/* Admit each tenant's requests in arrival order while they fit. */
 	for (size_t i = 0; i < gr->nkeys; i++) {
 		struct ukey *k = &gr->keys[i];
-		if (!k->got) {
-			st = DB_ERROR;
-			goto out;
-		}
+		if (!k->got)
+			return DB_ERROR;
 		int64_t before = k->total - k->sum, taken = 0;
 		for (size_t x = 0; x < gr->n; x++) {
 			struct job *j = gr->jobs[x];
 			if (j->outcome != J_PENDING || strcmp(j->tenant, k->tenant) || strcmp(j->period, k->period))
 				continue;
-			if (before + taken + (int64_t)j->n_new > j->quota) {
-				j->outcome = J_QUOTA;
-				j->used = before + taken;
-			} else {
+			if (before + taken + (int64_t)j->n_new <= j->quota) {
 				taken += (int64_t)j->n_new;
+				continue;
 			}
+			if (!refuse) {
+				gr->careful = 1;
+				return DB_ROLLBACK;
+			}
+			j->outcome = J_QUOTA;
+			j->used = before + taken;
 		}
 		k->committed = before + taken;
-		if (taken < k->sum) {
-			st = dp_db_usage_sub(c, k->tenant, k->period, k->sum - taken);
-			if (st != DB_OK)
-				goto out;
-		}
+		if (taken < k->sum && (st = dp_db_usage_sub(c, k->tenant, k->period, k->sum - taken)) != DB_OK)
+			return st;
 	}
+	return DB_OK;
+}
 
-	/* 3. The new events, in one statement. */
+/* Step 3: the new events of the admitted requests, in one statement. */
+static enum db_status step_insert(struct db_conn *c, struct group *gr)
+{
+	struct buf cols[DP_NCOLS] = { { 0 } };
+	enum db_status st = DB_OK;
 	long expected = 0, inserted = 0;
+
 	for (size_t x = 0; x < gr->n; x++) {
 		struct job *j = gr->jobs[x];
 		if (j->outcome != J_PENDING)
@@ -315,26 +323,41 @@ static enum db_status group_tx(struct db_conn *c, void *ctx)
 			if (cols[i].failed)
 				st = DB_ERROR;
 		}
-		if (st != DB_OK)
-			goto out;
-		st = dp_db_events_insert(c, cols, &inserted);
-		if (st != DB_OK)
-			goto out;
+		if (st == DB_OK)
+			st = dp_db_events_insert(c, cols, &inserted);
 		/* Another transaction stored one of these ids since step 1: run
 		 * the group again, which will see it. */
-		if (inserted != expected) {
+		if (st == DB_OK && inserted != expected) {
 			atomic_fetch_add(&gr->g->group_retries, 1);
 			st = DB_RETRY;
 		}
 	}
-out:
-	buf_free(&a);
-	buf_free(&b);
-	buf_free(&cnt);
-	buf_free(&rcv);
 	for (int i = 0; i < DP_NCOLS; i++)
 		buf_free(&cols[i]);
 	return st;
+}
+
+/* The group's transaction. Usually the events go in first and the usage
+ * rows are locked last, so that a busy tenant's counter is held only for
+ * the commit; a group that would cross a quota runs again with the
+ * counters first, refusing what does not fit. */
+static enum db_status group_tx(struct db_conn *c, void *ctx)
+{
+	struct group *gr = ctx;
+	enum db_status st;
+
+	for (size_t i = 0; i < gr->n; i++)
+		job_reset(gr->jobs[i]);
+	if ((st = step_existing(c, gr)) != DB_OK)
+		return st;
+	if (gr->careful) {
+		if ((st = step_usage(c, gr, 1)) != DB_OK)
+			return st;
+		return step_insert(c, gr);
+	}
+	if ((st = step_insert(c, gr)) != DB_OK)
+		return st;
+	return step_usage(c, gr, 0);
 }
 
 /* ---- writers ---- */
@@ -410,7 +433,10 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 {
 	struct dp_app *app = g->app;
 	qsort(gr->refs, gr->nrefs, sizeof *gr->refs, ref_cmp);
+	gr->careful = 0;
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
+	if (st == DB_ROLLBACK && gr->careful)
+		st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
 	atomic_fetch_add(&g->groups, 1);
 	hist_add(g, gr->nevents);
 	int64_t now = timefmt_now_us();
