@@ -1,6 +1,13 @@
-/* control-plane/openapi.yaml against the route table it documents: every
- * route the control plane serves is described, nothing is described that
- * it does not serve, and the file is OpenAPI 3.1.0 YAML a tool can load. */
+/* Each service's openapi.yaml against the route table it documents: every
+ * route the service serves is described, nothing is described that it does
+ * not serve, each operation's auth level is the table's, and the file is
+ * OpenAPI 3.1.0 YAML a tool can load.
+ *
+ * The route table comes from the binary itself: `<service> routes` prints
+ * one "METHOD PATH AUTH" line per route, PATH as routed ("/v1/events/{id}")
+ * and AUTH as the spec names it in `x-celltrail-auth` (control plane:
+ * public, user, admin, region; data plane: public, api_key). Each test
+ * runs once per service of `services` (Check's loop index). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +23,10 @@ struct op {
 	char auth[16];   /* from the route table; "" from the YAML */
 };
 
+/* The services with a spec: "<name>/openapi.yaml" and "$IT_BIN/<name>". */
+static const char *const services[] = { "control-plane", "data-plane" };
+#define NSERVICES ((int)(sizeof services / sizeof services[0]))
+
 static char out[65536];
 
 /* The last `n` bytes of s: a traceback's useful end. */
@@ -25,29 +36,33 @@ static const char *tail(const char *s, size_t n)
 	return len > n ? s + len - n : s;
 }
 
-static void spec_path(char *buf, size_t len)
+static void spec_path(const char *svc, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/control-plane/openapi.yaml", it_env("IT_ROOT"));
+	snprintf(buf, len, "%s/%s/openapi.yaml", it_env("IT_ROOT"), svc);
 }
 
-/* The route table as `control-plane routes` prints it: "METHOD PATH AUTH". */
-static size_t routes_from_binary(struct op *ops)
+/* The route table as `<svc> routes` prints it: "METHOD PATH AUTH". */
+static size_t routes_from_binary(const char *svc, struct op *ops)
 {
 	char bin[1024];
-	it_bin("control-plane", bin, sizeof bin);
+	it_bin(svc, bin, sizeof bin);
 	char *argv[] = { bin, "routes", NULL };
-	int st = it_run("control-plane", argv, NULL, out, sizeof out);
-	ck_assert_msg(st == 0, "control-plane routes exited %d: %.400s", st, out);
+	int st = it_run(svc, argv, NULL, out, sizeof out);
+	ck_assert_msg(st == 0,
+	              "%s routes exited %d (it must print its route table, one 'METHOD PATH AUTH' "
+	              "line per route, and exit 0 without any configuration): %.400s",
+	              svc, st, out);
 
 	size_t n = 0;
 	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
 		ck_assert_msg(n < MAX_OPS, "more than %d routes", MAX_OPS);
-		int got = sscanf(line, "%7s %255s %15s", ops[n].method, ops[n].path, ops[n].auth);
+		char rest[2];
+		int got = sscanf(line, "%7s %255s %15s %1s", ops[n].method, ops[n].path, ops[n].auth, rest);
 		ck_assert_msg(got == 3 && ops[n].path[0] == '/',
-		              "control-plane routes printed a line that is not METHOD PATH AUTH: %s", line);
+		              "%s routes printed a line that is not METHOD PATH AUTH: %s", svc, line);
 		n++;
 	}
-	ck_assert_msg(n > 0, "control-plane routes printed no route");
+	ck_assert_msg(n > 0, "%s routes printed no route", svc);
 	return n;
 }
 
@@ -123,43 +138,46 @@ static int has_op(const struct op *ops, size_t n, const struct op *want)
 }
 
 /* Loads the spec and both lists; the caller frees *text. */
-static void load(char **text, struct op *routes, size_t *nroutes, struct op *doc, size_t *ndoc)
+static void load(const char *svc, char **text, struct op *routes, size_t *nroutes, struct op *doc,
+                 size_t *ndoc)
 {
 	char path[1024];
-	spec_path(path, sizeof path);
+	spec_path(svc, path, sizeof path);
 	*text = it_slurp(path);
 	ck_assert_msg(*text, "%s is missing", path);
-	*nroutes = routes_from_binary(routes);
+	*nroutes = routes_from_binary(svc, routes);
 	*ndoc = ops_from_yaml(*text, doc);
 	ck_assert_msg(*ndoc > 0, "no operation found under paths: in %s", path);
 }
 
-/* A client reading the spec finds every route the control plane serves. */
+/* A client reading the spec finds every route the service serves. */
 START_TEST(every_route_is_documented)
 {
 	static struct op routes[MAX_OPS], doc[MAX_OPS];
+	const char *svc = services[_i];
 	size_t nr, nd;
 	char *text, missing[4096] = "";
-	load(&text, routes, &nr, doc, &nd);
+	load(svc, &text, routes, &nr, doc, &nd);
 	for (size_t i = 0; i < nr; i++)
 		if (!has_op(doc, nd, &routes[i]))
 			note_op(missing, sizeof missing, &routes[i]);
-	ck_assert_msg(!missing[0], "control-plane/openapi.yaml lacks route(s):%s", missing);
+	ck_assert_msg(!missing[0], "%s/openapi.yaml lacks route(s):%s", svc, missing);
 	free(text);
 }
 END_TEST
 
-/* The spec promises no route the control plane does not serve. */
+/* The spec promises no route the service does not serve. */
 START_TEST(no_undocumented_extra)
 {
 	static struct op routes[MAX_OPS], doc[MAX_OPS];
+	const char *svc = services[_i];
 	size_t nr, nd;
 	char *text, extra[4096] = "";
-	load(&text, routes, &nr, doc, &nd);
+	load(svc, &text, routes, &nr, doc, &nd);
 	for (size_t i = 0; i < nd; i++)
 		if (!has_op(routes, nr, &doc[i]))
 			note_op(extra, sizeof extra, &doc[i]);
-	ck_assert_msg(!extra[0], "control-plane/openapi.yaml documents route(s) the route table lacks:%s",
+	ck_assert_msg(!extra[0], "%s/openapi.yaml documents route(s) the route table lacks:%s", svc,
 	              extra);
 	free(text);
 }
@@ -167,7 +185,12 @@ END_TEST
 
 /* Loads the spec in Python and prints "METHOD PATH AUTH" per operation
  * (AUTH from its security requirement), after checking the version and
- * that every local $ref resolves. Prints "ERROR ..." lines on a problem. */
+ * that every local $ref resolves. The security requirement gives the
+ * level: none is public; the data plane's `api_key` scheme is api_key; the
+ * control plane's `bearer` scheme is admin or region by the role it lists,
+ * user otherwise. The scheme must be defined under securitySchemes, and
+ * an operation's `x-celltrail-auth` must say the same level. Prints
+ * "ERROR ..." lines on a problem. */
 static const char py_check[] =
 	"import sys, yaml\n"
 	"d = yaml.safe_load(open(sys.argv[1]))\n"
@@ -189,10 +212,19 @@ static const char py_check[] =
 	"    for m, op in item.items():\n"
 	"        if m not in ('get', 'post', 'patch', 'delete', 'put'): continue\n"
 	"        sec = op.get('security', glob)\n"
+	"        schemes = (d.get('components') or {}).get('securitySchemes') or {}\n"
+	"        for name in (sec[0] if sec else {}):\n"
+	"            if name not in schemes:\n"
+	"                print('ERROR %s %s: security scheme %r is not defined' % (m.upper(), p, name))\n"
 	"        if not sec: auth = 'public'\n"
+	"        elif 'api_key' in sec[0]: auth = 'api_key'\n"
 	"        elif 'admin' in (sec[0].get('bearer') or []): auth = 'admin'\n"
 	"        elif 'region' in (sec[0].get('bearer') or []): auth = 'region'\n"
-	"        else: auth = 'user'\n"
+	"        elif 'bearer' in sec[0]: auth = 'user'\n"
+	"        else: auth = 'unknown-scheme:' + ','.join(sorted(sec[0]))\n"
+	"        if op.get('x-celltrail-auth') != auth:\n"
+	"            print('ERROR %s %s: x-celltrail-auth is %r, its security says %s' %\n"
+	"                  (m.upper(), p, op.get('x-celltrail-auth'), auth))\n"
 	"        for code, resp in op['responses'].items():\n"
 	"            if '$ref' not in resp and 'X-Request-Id' not in (resp.get('headers') or {}):\n"
 	"                print('ERROR %s %s: response %s lacks X-Request-Id' % (m.upper(), p, code))\n"
@@ -202,10 +234,11 @@ static const char py_check[] =
 START_TEST(spec_is_openapi_yaml)
 {
 	static struct op routes[MAX_OPS], doc[MAX_OPS];
+	const char *svc = services[_i];
 	size_t nr, nd;
 	char *text, path[1024];
-	load(&text, routes, &nr, doc, &nd);
-	spec_path(path, sizeof path);
+	load(svc, &text, routes, &nr, doc, &nd);
+	spec_path(svc, path, sizeof path);
 
 	/* Plain-text checks, always: the version line and no tab indentation. */
 	int version = 0;
@@ -213,8 +246,9 @@ START_TEST(spec_is_openapi_yaml)
 		if (!strncmp(l, "openapi: 3.1.0\n", 15) || !strncmp(l, "openapi: '3.1.0'\n", 17) ||
 		    !strncmp(l, "openapi: \"3.1.0\"\n", 17))
 			version = 1;
-	ck_assert_msg(version, "openapi.yaml has no top-level line 'openapi: 3.1.0'");
-	ck_assert_msg(!strchr(text, '\t'), "openapi.yaml contains a tab (YAML indents with spaces)");
+	ck_assert_msg(version, "%s/openapi.yaml has no top-level line 'openapi: 3.1.0'", svc);
+	ck_assert_msg(!strchr(text, '\t'), "%s/openapi.yaml contains a tab (YAML indents with spaces)",
+	              svc);
 
 	char *probe[] = { "/usr/bin/python3", "-c", "import yaml", NULL };
 	if (access("/usr/bin/python3", X_OK) != 0 || it_run("python3", probe, NULL, out, sizeof out) != 0) {
@@ -225,14 +259,15 @@ START_TEST(spec_is_openapi_yaml)
 	}
 	char *argv[] = { "/usr/bin/python3", "-c", (char *)py_check, path, NULL };
 	int st = it_run("python3", argv, NULL, out, sizeof out);
-	ck_assert_msg(st == 0, "openapi.yaml does not load as YAML (exit %d):\n%s", st, tail(out, 1200));
-	ck_assert_msg(!strstr(out, "ERROR"), "openapi.yaml:\n%.1500s", out);
+	ck_assert_msg(st == 0, "%s/openapi.yaml does not load as YAML (exit %d):\n%s", svc, st,
+	              tail(out, 1200));
+	ck_assert_msg(!strstr(out, "ERROR"), "%s/openapi.yaml:\n%.1500s", svc, out);
 	/* The YAML parser sees what the line-wise reader saw, with the table's auth. */
 	for (size_t i = 0; i < nr; i++) {
 		char want[300];
 		snprintf(want, sizeof want, "%s %s %s\n", routes[i].method, routes[i].path, routes[i].auth);
-		ck_assert_msg(strstr(out, want), "openapi.yaml: %s %s should be '%s' auth; parsed:\n%.1500s",
-		              routes[i].method, routes[i].path, routes[i].auth, out);
+		ck_assert_msg(strstr(out, want), "%s/openapi.yaml: %s %s should be '%s' auth; parsed:\n%.1500s",
+		              svc, routes[i].method, routes[i].path, routes[i].auth, out);
 	}
 	free(text);
 }
@@ -243,9 +278,9 @@ Suite *openapi_suite(void)
 	Suite *s = suite_create("openapi");
 	TCase *tc = tcase_create("spec");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, every_route_is_documented);
-	tcase_add_test(tc, no_undocumented_extra);
-	tcase_add_test(tc, spec_is_openapi_yaml);
+	tcase_add_loop_test(tc, every_route_is_documented, 0, NSERVICES);
+	tcase_add_loop_test(tc, no_undocumented_extra, 0, NSERVICES);
+	tcase_add_loop_test(tc, spec_is_openapi_yaml, 0, NSERVICES);
 	suite_add_tcase(s, tc);
 	return s;
 }
