@@ -27,28 +27,29 @@ int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scop
 
 	if (!a)
 		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	/* Without memory for a bucket the request goes unlimited rather than fail. */
+	if (dp_limits_take(app->limits, a->tenant_id, a->plan.rate, a->plan.burst,
+	                   (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, &r) == 0) {
+		snprintf(v, sizeof v, "%" PRId64, r.limit);
+		http_add_header(req, "RateLimit-Limit", v);
+		snprintf(v, sizeof v, "%" PRId64, r.remaining);
+		http_add_header(req, "RateLimit-Remaining", v);
+		snprintf(v, sizeof v, "%" PRId64, r.reset_s);
+		http_add_header(req, "RateLimit-Reset", v);
+		if (!r.allowed) {
+			snprintf(v, sizeof v, "%" PRId64, r.retry_after_s);
+			http_add_header(req, "Retry-After", v);
+			http_reply_problem(req, PROB_RATE_LIMITED,
+			                   "This tenant's rate limit of %" PRId64 " requests per second (burst %" PRId64
+			                   ") is exhausted; retry in %" PRId64 " s.",
+			                   a->plan.rate, a->plan.burst, r.retry_after_s);
+			return -1;
+		}
+	}
 	if (!(a->scopes & scope)) {
 		http_reply_problem(req, PROB_FORBIDDEN, "This API key lacks the scope %s.",
 		                   scope == CFGDOC_SCOPE_WRITE ? "events:write" : "events:read");
-		return -1;
-	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (dp_limits_take(app->limits, a->tenant_id, a->plan.rate, a->plan.burst,
-	                   (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, &r) != 0)
-		return 0; /* no memory for a bucket: let it through rather than fail */
-	snprintf(v, sizeof v, "%" PRId64, r.limit);
-	http_add_header(req, "RateLimit-Limit", v);
-	snprintf(v, sizeof v, "%" PRId64, r.remaining);
-	http_add_header(req, "RateLimit-Remaining", v);
-	snprintf(v, sizeof v, "%" PRId64, r.reset_s);
-	http_add_header(req, "RateLimit-Reset", v);
-	if (!r.allowed) {
-		snprintf(v, sizeof v, "%" PRId64, r.retry_after_s);
-		http_add_header(req, "Retry-After", v);
-		http_reply_problem(req, PROB_RATE_LIMITED,
-		                   "This tenant's rate limit of %" PRId64 " requests per second (burst %" PRId64
-		                   ") is exhausted; retry in %" PRId64 " s.",
-		                   a->plan.rate, a->plan.burst, r.retry_after_s);
 		return -1;
 	}
 	return 0;

@@ -19,6 +19,7 @@ Suite *dp_config_suite(void); /* test_dp_config.c */
 Suite *config_issue_suite(void); /* test_config_issue.c */
 Suite *e2e_config_suite(void); /* test_e2e_config.c */
 Suite *billing_suite(void); /* test_billing.c */
+Suite *events_suite(void); /* test_events.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
