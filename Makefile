@@ -2,7 +2,8 @@
 #
 #   make run      start the local multi-region stack (deploy/local/stack.sh)
 #   make stop     stop every process the stack started
-#   make test     unit + integration tests, then again under ASan+UBSan
+#   make test     unit + integration tests, then again under ASan+UBSan, then
+#                 the rollout test (tests/deploy/)
 #   make bench    HTTP benchmarks against a same-run hello-world baseline
 #
 # Every target first runs `deps`, which installs missing Debian packages
@@ -12,11 +13,14 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
 
-# Debian packages this tree builds, runs and tests with.
-DEB_PACKAGES := gcc libc6-dev make pkg-config ca-certificates curl \
+# Debian packages the two services build with (all the container image's
+# build stage installs), and those this tree builds, runs and tests with.
+BUILD_PACKAGES := gcc libc6-dev make pkg-config \
 	libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev libssl-dev \
-	libcurl4-openssl-dev check libsubunit-dev \
-	postgresql-15 wrk python3 python3-jwt python3-cryptography
+	libcurl4-openssl-dev
+DEB_PACKAGES := $(BUILD_PACKAGES) ca-certificates curl check libsubunit-dev \
+	postgresql-15 wrk python3 python3-jwt python3-cryptography \
+	haproxy socat
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl
 
@@ -54,7 +58,7 @@ COMMON_OBJ := $(call obj,$(COMMON_SRC))
 CP_OBJ     := $(call obj,$(CP_SRC))
 DP_OBJ     := $(call obj,$(DP_SRC))
 
-.PHONY: all deps services testbins benchbins run stop test test-fast bench install clean
+.PHONY: all deps services testbins benchbins run stop test test-fast test-deploy bench install clean
 .DEFAULT_GOAL := all
 
 deps:
@@ -116,8 +120,10 @@ $(BIN)/hello-bench: $(call obj,tests/bench/hello.c)
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
 	CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 
+# Two data planes per region behind a local HAProxy, as deploy/rollout
+# (driver local) expects; STACK_DP_INSTANCES=1 runs one, without it.
 run: all
-	@sh deploy/local/stack.sh start
+	@STACK_DP_INSTANCES=$${STACK_DP_INSTANCES:-2} sh deploy/local/stack.sh start
 
 stop: deps
 	@sh deploy/local/stack.sh stop
@@ -130,11 +136,18 @@ test: deps
 	@ln -sfn ../../deploy build/asan/deploy
 	@sh tests/run.sh $(BIN) release
 	@sh tests/run.sh build/asan/bin asan
+	@$(MAKE) --no-print-directory test-deploy
 
 # One pass, no sanitizers: for a quick local loop.
 test-fast: deps
 	@$(MAKE) --no-print-directory testbins
 	@sh tests/run.sh $(BIN) release
+
+# deploy/rollout end to end, on a private local stack under traffic
+# (about two minutes; ports from DEPLOY_TEST_PORT, 18600).
+test-deploy: deps
+	@$(MAKE) --no-print-directory services
+	@sh tests/deploy/rollout_test.sh
 
 bench: deps
 	@$(MAKE) --no-print-directory benchbins

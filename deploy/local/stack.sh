@@ -1,7 +1,8 @@
 #!/bin/sh
 # The local multi-region stack: one PostgreSQL cluster standing in for the
 # control plane's database and each region's own database server, the
-# control plane, and one data plane per region.
+# control plane, and the data planes of each region: one by default, or
+# several behind a local HAProxy (STACK_DP_INSTANCES=2, as `make run` does).
 #
 #   deploy/local/stack.sh start   (make run)  create once, migrate, (re)start
 #   deploy/local/stack.sh stop    (make stop) stop what start started, by pid
@@ -12,6 +13,10 @@
 #   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region),
 #   STACK_PG_PORT (15432), STACK_REGIONS ("us eu jp"); STACK_VAR (var/) moves
 #   the whole state elsewhere, as the benchmarks do for a stack of their own.
+#   STACK_DP_INSTANCES (1): data planes per region. With 2 or more, each
+#   region's port is its balancer's, and the data planes listen on ports
+#   from STACK_DP_INSTANCE_PORT (8100) on; deploy/rollout (driver local)
+#   replaces them one by one.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -21,6 +26,9 @@ CP_PORT=${STACK_CP_PORT:-8080}
 DP_BASE_PORT=${STACK_DP_BASE_PORT:-8081}
 PG_PORT=${STACK_PG_PORT:-15432}  # below the ephemeral range (32768+): see README
 REGIONS=${STACK_REGIONS:-us eu jp}
+INSTANCES=${STACK_DP_INSTANCES:-1}
+INSTANCE_PORT=${STACK_DP_INSTANCE_PORT:-8100}
+LB_SLOTS=8  # balancer server slots per region: instances during a rollout
 . "$ROOT/deploy/local/pg.sh"
 
 say() { printf '%s\n' "$*"; }
@@ -91,32 +99,47 @@ ensure_db() { # role password database
 	fi
 }
 
-# Is PIDFILE's process alive and one of ours (not a reused pid)?
+# The start time of a process (field 22 of /proc/PID/stat).
+proc_start() {
+	sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20
+}
+
+# Is PIDFILE's process alive and one of ours (not a reused pid)? Its start
+# time was recorded beside it (NAME.start); a pid file without one is
+# checked by the binary it runs.
 ours() {
 	[ -f "$1" ] || return 1
 	pid=$(cat "$1")
 	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+	if [ -f "${1%.pid}.start" ]; then
+		[ "$(proc_start "$pid")" = "$(cat "${1%.pid}.start")" ]
+		return
+	fi
 	exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
 	case "$exe" in "$BIN"/*) return 0 ;; esac
 	return 1
 }
 
-stop_pidfile() {
-	f=$1
-	if ours "$f"; then
-		pid=$(cat "$f")
-		kill -TERM "$pid"
-		n=0
+# Stops every process of var/run/*.pid that is ours: all are sent SIGTERM
+# at once (each drains its requests in flight); any still there 15 s later
+# gets SIGKILL.
+stop_services() {
+	stopping=""
+	for f in "$VAR"/run/*.pid; do
+		[ -e "$f" ] || continue
+		if ours "$f"; then
+			pid=$(cat "$f")
+			kill -TERM "$pid" 2>/dev/null || true
+			stopping="$stopping $pid:$(basename "$f" .pid)"
+		fi
+		rm -f "$f" "${f%.pid}.start" "${f%.pid}.inst"
+	done
+	n=0
+	for p in $stopping; do
+		pid=${p%%:*}
 		while kill -0 "$pid" 2>/dev/null && [ $n -lt 150 ]; do sleep 0.1; n=$((n + 1)); done
 		kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-		say "stopped $(basename "$f" .pid) (pid $pid)"
-	fi
-	rm -f "$f"
-}
-
-stop_services() {
-	for f in "$VAR"/run/*.pid; do
-		[ -e "$f" ] && stop_pidfile "$f"
+		say "stopped ${p#*:} (pid $pid)"
 	done
 	return 0
 }
@@ -141,6 +164,7 @@ start_service() { # name env-assignments... -- binary
 	# shellcheck disable=SC2086
 	env $env_args nohup "$@" >>"$VAR/log/$name.log" 2>&1 &
 	echo $! > "$VAR/run/$name.pid"
+	proc_start $! > "$VAR/run/$name.start"
 }
 
 # One admin API call: api METHOD PATH [JSON]. Prints the body; fails
@@ -198,8 +222,125 @@ seed_demo() {
 	done
 }
 
+# Each region's settings for its data planes, whatever their build: what
+# deploy/drivers/local starts an instance with (mode 0600: secrets).
+write_region_envs() {
+	umask 077
+	for r in $REGIONS; do
+		eval "pw=\$DP_DB_PASSWORD_$r; token=\$REGION_TOKEN_$r"
+		cat > "$VAR/run/region-$r.env" <<EOF
+DP_REGION='$r'
+DP_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
+DP_DATABASE_URL='$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")'
+DP_REGION_TOKEN='$token'
+DP_TRUST_BUNDLE='$VAR/trust-bundle.json'
+EOF
+	done
+	umask 022
+}
+
+# The balancer: one frontend on each region's port, one backend of
+# LB_SLOTS server slots, all in maintenance until the driver puts a ready
+# instance in one. Health checks on /readyz; a refused connection or an
+# empty answer is retried on another instance.
+write_balancer_cfg() {
+	{
+		echo "# Written by deploy/local/stack.sh"
+		echo "global"
+		echo "	stats socket $VAR/run/balancer.sock mode 600 level admin"
+		echo "	log stdout format raw local0 info"
+		echo "	maxconn 4096"
+		if [ "$(id -u)" = 0 ]; then
+			echo "	user nobody"
+			echo "	group nogroup"
+		fi
+		cat <<'CFG'
+defaults
+	mode http
+	log global
+	option httplog
+	option dontlog-normal
+	timeout connect 2s
+	timeout client 60s
+	timeout server 60s
+	timeout queue 10s
+	timeout http-keep-alive 10s
+	retries 3
+	option redispatch 1
+	retry-on conn-failure empty-response
+	default-server inter 1s fastinter 250ms downinter 1s rise 1 fall 2
+CFG
+		for r in $REGIONS; do
+			echo "frontend dp_$r"
+			echo "	bind 127.0.0.1:$(dp_port "$r")"
+			echo "	default_backend dp_$r"
+			echo "backend dp_$r"
+			echo "	balance roundrobin"
+			echo "	option httpchk GET /readyz"
+			echo "	http-check expect status 200"
+			i=1
+			while [ $i -le $LB_SLOTS ]; do
+				echo "	server s$i 127.0.0.1:1 check disabled"
+				i=$((i + 1))
+			done
+		done
+	} > "$VAR/run/balancer.cfg"
+	cat > "$VAR/run/balancer.env" <<EOF
+LB_SOCKET='$VAR/run/balancer.sock'
+LB_SLOTS=$LB_SLOTS
+PORT_FIRST=$INSTANCE_PORT
+PORT_LAST=$((INSTANCE_PORT + 99))
+DRAIN_WAIT=30
+EOF
+}
+
+# STACK_DP_INSTANCES data planes per region, from the source tree's build,
+# behind the balancer; each is put in the balancer once ready.
+start_balanced_data_planes() {
+	command -v haproxy >/dev/null && command -v socat >/dev/null ||
+		die "haproxy and socat are needed for STACK_DP_INSTANCES > 1 (make deps installs them)"
+	rm -f "$VAR"/run/*.inst "$VAR"/run/next-* "$VAR/run/balancer.sock"
+	rmdir "$VAR/run/driver.lock" 2>/dev/null || true
+	write_region_envs
+	write_balancer_cfg
+	haproxy -c -q -f "$VAR/run/balancer.cfg" || die "invalid balancer configuration $VAR/run/balancer.cfg"
+	start_service balancer -- haproxy -db -f "$VAR/run/balancer.cfg"
+	n=0
+	until [ -S "$VAR/run/balancer.sock" ]; do
+		n=$((n + 1))
+		[ $n -lt 100 ] || { tail -n 20 "$VAR/log/balancer.log" >&2; die "the balancer did not start (log: $VAR/log/balancer.log)"; }
+		sleep 0.1
+	done
+	names=""
+	for r in $REGIONS; do
+		i=0
+		while [ $i -lt "$INSTANCES" ]; do
+			names="$names $(sh "$ROOT/deploy/drivers/local" start "$ROOT" "$r")" || die "could not start a data plane of region $r"
+			i=$((i + 1))
+		done
+	done
+	for inst in $names; do
+		n=0
+		while :; do
+			rc=0
+			sh "$ROOT/deploy/drivers/local" ready "$inst" 2>/dev/null || rc=$?
+			[ $rc = 0 ] && break
+			n=$((n + 1))
+			if [ $rc = 2 ] || [ $n -ge 150 ]; then
+				tail -n 20 "$VAR/log/data-plane-$inst.log" >&2 || true
+				die "data plane $inst did not become ready within 30 s (log: $VAR/log/data-plane-$inst.log)"
+			fi
+			sleep 0.2
+		done
+	done
+}
+
 cmd_start() {
 	[ -x "$BIN/control-plane" ] && [ -x "$BIN/data-plane" ] || die "build first: make all"
+	case "$INSTANCES" in
+	[1-4]) ;;
+	*) die "STACK_DP_INSTANCES must be 1 to 4, not '$INSTANCES'" ;;
+	esac
 	for r in $REGIONS; do
 		grep -q "^$r[[:space:]]" "$ROOT/deploy/regions.conf" || die "region '$r' is not in deploy/regions.conf"
 	done
@@ -240,19 +381,23 @@ cmd_start() {
 	# The data planes trust the keys the control plane publishes.
 	CP_SIGNING_KEYS_DIR="$VAR/signing-keys" "$BIN/control-plane" jwks > "$VAR/trust-bundle.json" ||
 		die "could not export the trust bundle"
-	for r in $REGIONS; do
-		eval "pw=\$DP_DB_PASSWORD_$r; token=\$REGION_TOKEN_$r"
-		mkdir -p "$VAR/cache/$r"
-		start_service "data-plane-$r" DP_REGION="$r" DP_LISTEN="127.0.0.1:$(dp_port "$r")" \
-			DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
-			DP_DATABASE_URL="$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")" \
-			DP_REGION_TOKEN="$token" DP_TRUST_BUNDLE="$VAR/trust-bundle.json" \
-			DP_CACHE_DIR="$VAR/cache/$r" DP_INSTANCE="local-$r-1" \
-			-- "$BIN/data-plane"
-	done
-	for r in $REGIONS; do
-		wait_healthy "data-plane-$r" "http://127.0.0.1:$(dp_port "$r")"
-	done
+	if [ "$INSTANCES" -gt 1 ]; then
+		start_balanced_data_planes
+	else
+		for r in $REGIONS; do
+			eval "pw=\$DP_DB_PASSWORD_$r; token=\$REGION_TOKEN_$r"
+			mkdir -p "$VAR/cache/$r"
+			start_service "data-plane-$r" DP_REGION="$r" DP_LISTEN="127.0.0.1:$(dp_port "$r")" \
+				DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
+				DP_DATABASE_URL="$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")" \
+				DP_REGION_TOKEN="$token" DP_TRUST_BUNDLE="$VAR/trust-bundle.json" \
+				DP_CACHE_DIR="$VAR/cache/$r" DP_INSTANCE="local-$r-1" \
+				-- "$BIN/data-plane"
+		done
+		for r in $REGIONS; do
+			wait_healthy "data-plane-$r" "http://127.0.0.1:$(dp_port "$r")"
+		done
+	fi
 
 	umask 077
 	{
@@ -286,7 +431,8 @@ cmd_start() {
 The local stack is running.
 
   control plane   http://127.0.0.1:$CP_PORT
-$(for r in $REGIONS; do printf '  data plane %-4s http://127.0.0.1:%s\n' "$r" "$(dp_port "$r")"; done)
+$(for r in $REGIONS; do printf '  data plane %-4s http://127.0.0.1:%s\n' "$r" "$(dp_port "$r")"; done)$(
+	[ "$INSTANCES" -gt 1 ] && printf '\n  (each region: %s data planes behind HAProxy; deploy/local/stack.sh status lists them)' "$INSTANCES")
   PostgreSQL      127.0.0.1:$PG_PORT (cluster in var/pg)
   logs            var/log/*.log (one JSON object per line)
 
@@ -320,7 +466,11 @@ cmd_stop() {
 cmd_status() {
 	for f in "$VAR"/run/*.pid; do
 		[ -e "$f" ] || continue
-		if ours "$f"; then say "$(basename "$f" .pid): running (pid $(cat "$f"))"
+		build=""
+		if [ -f "${f%.pid}.inst" ]; then
+			build=", port $(sed -n 's/^INST_PORT=//p' "${f%.pid}.inst"), build $(sed -n "s/^INST_BUILD='\(.*\)'$/\1/p" "${f%.pid}.inst")"
+		fi
+		if ours "$f"; then say "$(basename "$f" .pid): running (pid $(cat "$f")$build)"
 		else say "$(basename "$f" .pid): not running"; fi
 	done
 	if [ -e "$VAR/pg/data/PG_VERSION" ] && pg_running "$(pg_home)/data"; then

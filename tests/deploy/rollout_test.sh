@@ -1,0 +1,234 @@
+#!/bin/sh
+# End-to-end test of deploy/rollout, driver local, on a private copy of the
+# local stack (regions in, eu, us, jp; two data planes each behind the
+# stack's HAProxy) under background traffic to every region's balancer:
+# GET /v1/tenant everywhere, and POST and GET /v1/events to region in
+# (wave 1).
+#
+#   1. A good build (a copy of bin/) passes every wave: no request fails.
+#   2. A build that never becomes ready (it cannot reach the control plane)
+#      is rolled back in wave 1 (exit 3); waves 2 and 3 are not touched
+#      (same instances, previous build): no request fails.
+#   3. A build that answers 5xx (its database is unreachable: the events
+#      routes answer 503) is rolled back in wave 1 by the 5xx gate; the
+#      only failed requests are the canary's own 5xx answers, which the
+#      summary reports exactly.
+#
+#   tests/deploy/rollout_test.sh
+# Ports: DEPLOY_TEST_PORT (18600) for the control plane, the next four for
+# the regions' balancers, +20 on for the data planes, +99 for PostgreSQL.
+set -eu
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+BASE=${DEPLOY_TEST_PORT:-18600}
+
+PASS=0 FAIL=0
+ok() { PASS=$((PASS + 1)); echo "  ok    $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "  FAIL  $*"; }
+check() { # description command...
+	d=$1; shift
+	if "$@"; then ok "$d"; else bad "$d"; fi
+}
+fatal() { echo "deploy test: $*" >&2; exit 1; }
+
+[ -x bin/data-plane ] && [ -x bin/control-plane ] || fatal "build first: make all"
+for t in haproxy socat curl; do command -v $t >/dev/null || fatal "$t is missing (make deps)"; done
+
+work=$(mktemp -d /tmp/celltrail-deploy-test.XXXXXX)
+chmod 0755 "$work"  # the stack's PostgreSQL runs as another user
+export STACK_VAR="$work/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
+export STACK_DP_INSTANCE_PORT=$((BASE + 20)) STACK_PG_PORT=$((BASE + 99))
+export STACK_REGIONS="in eu us jp" STACK_DP_INSTANCES=2
+REGIONS=$STACK_REGIONS
+traffic_pids=""
+cleanup() {
+	touch "$work/stop"
+	for p in $traffic_pids; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	sh deploy/local/stack.sh stop >/dev/null 2>&1 || true
+	if [ "${KEEP_TEST_LOGS:-}" ]; then echo "deploy test: logs kept in $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+echo "== deploy: rollout test (private stack on ports $BASE..$((BASE + 99)))"
+sh deploy/local/stack.sh start > "$work/stack.log" 2>&1 || { tail -n 20 "$work/stack.log"; fatal "the stack did not start"; }
+. "$STACK_VAR/stack.env"
+drv() { deploy/drivers/local "$@"; }
+
+# Builds: A is a copy of bin/ with the migrations beside it; B and C wrap
+# A's binary (exec, so that the pid is the data plane's) with a fault.
+mkdir -p "$work/A/bin" "$work/B/bin" "$work/C/bin"
+cp bin/data-plane "$work/A/bin/"
+cp -R migrations "$work/A/migrations"
+wrapper() { # build variable value
+	cat > "$work/$1/bin/data-plane" <<EOF
+#!/bin/sh
+[ "\${1:-serve}" = serve ] && export $2='$3'
+exec "$work/A/bin/data-plane" "\$@"
+EOF
+	chmod +x "$work/$1/bin/data-plane"
+}
+wrapper B DP_CONTROL_PLANE_URL http://127.0.0.1:9   # never ready: no config
+wrapper C DP_DATABASE_URL postgresql://celltrail:x@127.0.0.1:9/none  # POSTs: 503
+
+# Background traffic, bounded: at most 600 rounds of 20 requests per
+# loop. Each answer's status goes to a file per loop, one per line.
+get_loop() { # region
+	eval "url=\$DP_URL_$1 key=\$DEMO_KEY_$1"
+	n=0
+	while [ ! -f "$work/stop" ] && [ $n -lt 600 ]; do
+		curl -s --rate 20/s -w '%{stderr}%{http_code}\n' -H "Authorization: Bearer $key" \
+			"$url/v1/tenant?n=[1-20]" >/dev/null 2>>"$work/codes.get-$1" || true
+		n=$((n + 1))
+	done
+}
+read_loop() { # region
+	eval "url=\$DP_URL_$1 key=\$DEMO_KEY_$1"
+	n=0
+	while [ ! -f "$work/stop" ] && [ $n -lt 600 ]; do
+		curl -s --rate 10/s -w '%{stderr}%{http_code}\n' -H "Authorization: Bearer $key" \
+			"$url/v1/events?limit=1&n=[1-10]" >/dev/null 2>>"$work/codes.read-$1" || true
+		n=$((n + 1))
+	done
+}
+post_loop() { # region
+	eval "url=\$DP_URL_$1 key=\$DEMO_KEY_$1"
+	n=0
+	while [ ! -f "$work/stop" ] && [ $n -lt 600 ]; do
+		curl -s --rate 10/s -w '%{stderr}%{http_code}\n' -H "Authorization: Bearer $key" \
+			-H 'Content-Type: application/json' -d '{"action":"deploy.test","actor":{"id":"t","type":"test"}}' \
+			"$url/v1/events?n=[1-10]" >/dev/null 2>>"$work/codes.post-$1" || true
+		n=$((n + 1))
+	done
+}
+for r in $REGIONS; do
+	: > "$work/codes.get-$r"
+	get_loop "$r" &
+	traffic_pids="$traffic_pids $!"
+done
+: > "$work/codes.post-in"
+post_loop in &
+traffic_pids="$traffic_pids $!"
+: > "$work/codes.read-in"
+read_loop in &
+traffic_pids="$traffic_pids $!"
+
+# A phase's figures: requests answered and failed (not 2xx) per loop
+# since mark.
+mark() {
+	for f in "$work"/codes.*; do
+		case "$f" in *.mark) ;; *) wc -l < "$f" > "$f.mark" ;; esac
+	done
+}
+figures() { # prints "loop sent failed" per loop, then "total sent failed"
+	for f in "$work"/codes.*; do
+		[ "${f%.mark}" = "$f" ] || continue
+		from=$(($(cat "$f.mark") + 1))
+		sed -n "$from,\$p" "$f" | awk -v n="${f##*/codes.}" '
+			{ sent++ } !/^2/ { failed++ } END { print n, sent + 0, failed + 0 }'
+	done | awk '{ print; s += $2; f += $3 } END { print "total", s, f }'
+}
+sent() { awk '$1 == "total" { print $2 }' "$1"; }
+failed() { awk '$1 == "total" { print $3 }' "$1"; }
+
+# What runs: "instance build exe" for every instance of the regions.
+snapshot() { # regions...
+	for r in "$@"; do
+		for i in $(drv list-instances "$r"); do
+			pid=$(cat "$STACK_VAR/run/data-plane-$i.pid")
+			echo "$i $(drv build "$i") $(readlink "/proc/$pid/exe")"
+		done
+	done
+}
+all_on() { # build regions...
+	b=$1; shift
+	snapshot "$@" > "$work/snap"
+	[ -s "$work/snap" ] && awk -v b="$b" '$2 != b || $3 != b "/bin/data-plane" { bad = 1 } END { exit bad }' "$work/snap"
+}
+two_each() { # regions...
+	for r in "$@"; do [ "$(drv list-instances "$r" | wc -l)" = 2 ] || return 1; done
+}
+rollout() { # name build: runs it into $work/NAME.out, its status into $work/NAME.rc
+	rc=0
+	deploy/rollout --bake 3s --settle 2s --interval 500ms --ready-timeout 5s "$2" > "$work/$1.out" 2>&1 || rc=$?
+	echo $rc > "$work/$1.rc"
+	sed 's/^/    | /' "$work/$1.out"
+}
+settle_traffic() { sleep 1; }  # answers in flight when a phase ends
+
+echo "-- usage and consistency checks"
+rc=0; deploy/rollout > /dev/null 2>&1 || rc=$?
+check "no build: usage error (exit 2, got $rc)" [ $rc = 2 ]
+rc=0; deploy/rollout --settle soon "$work/A" > /dev/null 2>&1 || rc=$?
+check "a malformed duration: usage error (exit 2, got $rc)" [ $rc = 2 ]
+rc=0; deploy/rollout "$work/none" > /dev/null 2>&1 || rc=$?
+check "a missing build: error (exit 1, got $rc)" [ $rc = 1 ]
+sed -e 's/^2\( .*\) eu$/2\1 eu jp/' -e 's/^3\( .*\) us jp$/3\1 us/' deploy/waves > "$work/waves.bad"
+rc=0; deploy/rollout -w "$work/waves.bad" "$work/A" > "$work/waves.out" 2>&1 || rc=$?
+refused() { [ $rc = 1 ] && grep -q 'region jp is in wave 2, but in wave 3' "$work/waves.out"; }
+check "a waves file that disagrees with regions.conf is refused (exit 1, got $rc)" refused
+sleep 2  # some traffic before the first phase
+
+echo "-- phase 1: good build A"
+mark
+rollout good "$work/A"
+settle_traffic
+figures > "$work/good.fig"
+check "rollout of A succeeds (exit 0, got $(cat "$work/good.rc"))" [ "$(cat "$work/good.rc")" = 0 ]
+check "every region runs A, two instances each" all_on "$work/A" $REGIONS
+check "every wave passed" [ "$(grep -c '^  wave [123] .* passed ' "$work/good.out")" = 3 ]
+check "traffic flowed: $(sent "$work/good.fig") requests" [ "$(sent "$work/good.fig")" -ge 500 ]
+check "no request failed ($(failed "$work/good.fig") of $(sent "$work/good.fig"))" [ "$(failed "$work/good.fig")" = 0 ]
+two_each $REGIONS || bad "two instances per region after phase 1"
+untouched_before=$(snapshot eu us jp)
+
+echo "-- phase 2: build B never becomes ready"
+mark
+rollout unready "$work/B"
+settle_traffic
+figures > "$work/unready.fig"
+check "rolled back (exit 3, got $(cat "$work/unready.rc"))" [ "$(cat "$work/unready.rc")" = 3 ]
+check "wave 1 rolled back for readiness" grep -q '^result: rolled back in wave 1 (readiness: ' "$work/unready.out"
+check "waves 2 and 3 reported untouched" [ "$(grep -c '^  wave [23] .* untouched ' "$work/unready.out")" = 2 ]
+check "the canary is reported never ready, with no request" \
+	grep -q '^    instance in-[0-9]* (canary) (never ready): 0 requests, 0 answered 5xx$' "$work/unready.out"
+check "in runs A again, two instances" all_on "$work/A" in
+check "eu, us, jp: the same instances of A as before" [ "$(snapshot eu us jp)" = "$untouched_before" ]
+check "no request failed ($(failed "$work/unready.fig") of $(sent "$work/unready.fig"))" \
+	[ "$(failed "$work/unready.fig")" = 0 ]
+two_each $REGIONS || bad "two instances per region after phase 2"
+
+echo "-- phase 3: build C answers 5xx"
+mark
+rollout fivexx "$work/C"
+settle_traffic
+figures > "$work/fivexx.fig"
+canary=$(sed -n 's/^    instance in-[0-9]* (canary): [0-9]* requests, \([0-9]*\) answered 5xx$/\1/p' "$work/fivexx.out")
+others=$(grep -c '^    instance ' "$work/fivexx.out" || true)
+check "rolled back (exit 3, got $(cat "$work/fivexx.rc"))" [ "$(cat "$work/fivexx.rc")" = 3 ]
+check "wave 1 rolled back by the 5xx gate" grep -q '^result: rolled back in wave 1 (5xx: ' "$work/fivexx.out"
+check "stopped at the canary: one instance of C was started ($others)" [ "$others" = 1 ]
+check "the canary answered some 5xx (${canary:-none})" [ "${canary:-0}" -gt 0 ]
+check "failed requests ($(failed "$work/fivexx.fig") of $(sent "$work/fivexx.fig")) = the canary's 5xx (${canary:-none})" \
+	[ "$(failed "$work/fivexx.fig")" = "${canary:-x}" ]
+check "in runs A again, two instances" all_on "$work/A" in
+check "eu, us, jp: the same instances of A as before" [ "$(snapshot eu us jp)" = "$untouched_before" ]
+two_each $REGIONS || bad "two instances per region after phase 3"
+
+touch "$work/stop"
+for p in $traffic_pids; do wait "$p" 2>/dev/null || true; done
+traffic_pids=""
+echo "-- figures (requests sent, failed)"
+for ph in good unready fivexx; do
+	printf '  %-8s %s\n' "$ph" "$(awk '{ printf "%s %s/%s  ", $1, $2, $3 }' "$work/$ph.fig")"
+done
+
+pids=$(cat "$STACK_VAR"/run/*.pid)
+sh deploy/local/stack.sh stop > /dev/null
+left=""
+for p in $pids; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
+check "the stack stops every process it and the rollouts started${left:+ (left:$left)}" [ -z "$left" ]
+
+echo "deploy: $PASS passed, $FAIL failed"
+[ "$FAIL" = 0 ]
