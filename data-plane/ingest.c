@@ -571,15 +571,9 @@ void dp_ingest_free(struct dp_ingest *g)
 	g->draining = 1;
 	pthread_cond_broadcast(&g->work);
 	pthread_mutex_unlock(&g->mu);
+	/* A writer leaves only once the queue is empty. */
 	for (size_t i = 0; i < g->started; i++)
 		pthread_join(g->threads[i], NULL);
-	/* No writer is left: whatever is still queued belongs to requests the
-	 * server has already closed. */
-	while (g->head) {
-		struct job *j = g->head;
-		g->head = j->next;
-		(void)j; /* owned by its request's state, freed with it */
-	}
 	pthread_cond_destroy(&g->work);
 	pthread_cond_destroy(&g->idle);
 	pthread_mutex_destroy(&g->mu);
