@@ -4,7 +4,12 @@
  * freed only in the completion notification, as libmicrohttpd's examples
  * do. A response is never queued while an upload is still arriving, except
  * to refuse it outright (413 on a declared Content-Length, 404, 405), in
- * which case libmicrohttpd closes the connection after answering. */
+ * which case libmicrohttpd closes the connection after answering.
+ *
+ * libmicrohttpd's connection timeout is an idle timeout: a client that
+ * sends its request a byte at a time (slowloris) is never idle. A watchdog
+ * thread therefore closes every connection whose request has not arrived
+ * whole (line, headers and body) within that same timeout. */
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -12,17 +17,29 @@
 #include <microhttpd.h>
 #include <netdb.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_EXTRA_HEADERS 12
 #define REQ_ID_MAX 64
+
+/* A client connection, as the stall watchdog sees it. */
+struct http_conn {
+	struct http_conn *prev, *next;
+	MHD_socket fd;
+	/* When it started waiting for a request to arrive whole (accepted, or
+	 * the previous request completed); 0 while a request is handled. */
+	_Atomic uint64_t waiting_since_us;
+	int cut;
+};
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -31,6 +48,12 @@ struct http_server {
 	uint16_t port;
 	atomic_int inflight;
 	atomic_int draining;
+
+	pthread_mutex_t conns_lock;
+	struct http_conn conns;   /* list head; guarded by conns_lock */
+	pthread_t watchdog;
+	int watchdog_started;
+	atomic_int watchdog_stop;
 };
 
 struct http_req {
@@ -47,6 +70,8 @@ struct http_req {
 	size_t body_len, body_cap;
 	size_t refused_bytes;     /* body bytes read past the route's limit */
 	int too_large;
+	int bad_text;             /* the path or query is not UTF-8 once decoded */
+	int ambiguous_length;     /* both Content-Length and Transfer-Encoding */
 
 	unsigned status;          /* 0 until a response is queued */
 	int nhdr;
@@ -368,6 +393,19 @@ int http_handle_metrics(struct http_req *req)
 
 static void dispatch(struct http_req *req)
 {
+	if (req->ambiguous_length) {
+		/* RFC 9112, 6.3: a possible request smuggling; never keep the
+		 * connection, whose next bytes cannot be trusted. */
+		http_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+		http_reply_problem(req, PROB_BAD_REQUEST,
+		                   "Send either Content-Length or Transfer-Encoding, not both.");
+		return;
+	}
+	if (req->bad_text) {
+		http_reply_problem(req, PROB_BAD_REQUEST,
+		                   "The path and query parameters must be UTF-8 without NUL once percent-decoded.");
+		return;
+	}
 	if (req->found == ROUTE_NOT_FOUND) {
 		http_reply_problem(req, PROB_NOT_FOUND, "No route for %s %s.", req->method, req->path);
 		return;
@@ -404,6 +442,123 @@ static void dispatch(struct http_req *req)
 	}
 }
 
+/* ---- the stall watchdog ---- */
+
+/* Marks the connection's request as arrived whole (1: the watchdog leaves
+ * it alone) or the connection as waiting for the next one (0). */
+static void conn_receiving_done(struct MHD_Connection *conn, int done)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct http_conn *c = ci ? ci->socket_context : NULL;
+	if (c)
+		atomic_store(&c->waiting_since_us, done ? 0 : now_us());
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+	struct http_server *srv = cls;
+	struct http_conn *c = *socket_context;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		c = calloc(1, sizeof *c);
+		if (!c || !ci) {
+			free(c); /* unwatched: only the idle timeout applies */
+			return;
+		}
+		c->fd = ci->connect_fd;
+		atomic_store(&c->waiting_since_us, now_us());
+		pthread_mutex_lock(&srv->conns_lock);
+		c->next = srv->conns.next;
+		c->prev = &srv->conns;
+		c->next->prev = c;
+		srv->conns.next = c;
+		pthread_mutex_unlock(&srv->conns_lock);
+		*socket_context = c;
+	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && c) {
+		/* libmicrohttpd closes the socket only after this returns, so the
+		 * watchdog never shuts down a descriptor that was reused. */
+		pthread_mutex_lock(&srv->conns_lock);
+		c->prev->next = c->next;
+		c->next->prev = c->prev;
+		pthread_mutex_unlock(&srv->conns_lock);
+		free(c);
+		*socket_context = NULL;
+	}
+}
+
+static void *watchdog_main(void *arg)
+{
+	struct http_server *srv = arg;
+	uint64_t limit_us = (uint64_t)srv->o.connection_timeout_s * 1000000u;
+	while (!atomic_load(&srv->watchdog_stop)) {
+		usleep(100 * 1000);
+		uint64_t now = now_us();
+		pthread_mutex_lock(&srv->conns_lock);
+		for (struct http_conn *c = srv->conns.next; c != &srv->conns; c = c->next) {
+			uint64_t since = atomic_load(&c->waiting_since_us);
+			if (since && !c->cut && now - since > limit_us) {
+				/* libmicrohttpd sees the end of the stream and closes it. */
+				shutdown(c->fd, SHUT_RDWR);
+				c->cut = 1;
+			}
+		}
+		pthread_mutex_unlock(&srv->conns_lock);
+	}
+	return NULL;
+}
+
+static void watchdog_stop(struct http_server *srv)
+{
+	if (!srv->watchdog_started)
+		return;
+	atomic_store(&srv->watchdog_stop, 1);
+	pthread_join(srv->watchdog, NULL);
+	srv->watchdog_started = 0;
+}
+
+/* 1 when `str` is UTF-8: no stray continuation bytes, overlong forms,
+ * surrogates or code points past U+10FFFF. */
+static int valid_utf8(const char *str)
+{
+	for (const unsigned char *s = (const unsigned char *)str; *s;) {
+		size_t n;
+		if (s[0] < 0x80)
+			n = 1;
+		else if (s[0] >= 0xC2 && s[0] <= 0xDF)
+			n = 2;
+		else if (s[0] >= 0xE0 && s[0] <= 0xEF)
+			n = 3;
+		else if (s[0] >= 0xF0 && s[0] <= 0xF4)
+			n = 4;
+		else
+			return 0;
+		for (size_t i = 1; i < n; i++)
+			if ((s[i] & 0xC0) != 0x80)
+				return 0; /* also stops at the terminating NUL */
+		if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] > 0x9F) ||
+		    (s[0] == 0xF0 && s[1] < 0x90) || (s[0] == 0xF4 && s[1] > 0x8F))
+			return 0;
+		s += n;
+	}
+	return 1;
+}
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+	int *bad = cls;
+	(void)kind;
+	if (!valid_utf8(key) || (value && !valid_utf8(value))) {
+		*bad = 1;
+		return MHD_NO;
+	}
+	return MHD_YES;
+}
+
 /* Called on the first callback of a request, once its headers are in. */
 static enum MHD_Result begin(struct http_req *req)
 {
@@ -413,17 +568,28 @@ static enum MHD_Result begin(struct http_req *req)
 	else
 		new_req_id(req->id);
 
+	/* Handlers and the database take parameters as UTF-8 text. */
+	req->bad_text = !valid_utf8(req->path);
+	if (!req->bad_text)
+		MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, check_arg, &req->bad_text);
 	req->found = route_find(req->srv->o.routes, req->srv->o.nroutes, req->method, req->path, &req->m);
+	const char *cl = http_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl && http_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+		req->ambiguous_length = 1; /* refused before reading a byte of it */
+		conn_receiving_done(req->conn, 1);
+		dispatch(req);
+		return MHD_YES;
+	}
 	if (req->found != ROUTE_FOUND)
 		return MHD_YES; /* answered once the request is read, keeping the connection */
 	/* A declared length over the limit is refused before reading a byte. */
-	const char *cl = http_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	size_t limit = req->srv->o.routes[req->m.route].body_limit;
 	if (cl) {
 		char *end;
 		unsigned long long n = strtoull(cl, &end, 10);
 		if (*end == '\0' && n > limit) {
 			req->too_large = 1;
+			conn_receiving_done(req->conn, 1);
 			dispatch(req);
 		}
 	}
@@ -482,6 +648,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->body[req->body_len] = '\0';
 		return MHD_YES;
 	}
+	conn_receiving_done(conn, 1);
 	dispatch(req);
 	return MHD_YES;
 }
@@ -491,10 +658,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http_server *srv = cls;
 	struct http_req *req = *con_cls;
-	(void)conn;
 
 	if (!req)
 		return;
+	conn_receiving_done(conn, 0); /* the next request's clock starts */
 	uint64_t us = now_us() - req->start_us;
 	unsigned status = req->status ? req->status : 499; /* client went away first */
 	metrics_observe(srv->metrics, req->m.route, status, us);
@@ -514,6 +681,37 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(req);
 	*con_cls = NULL;
 	atomic_fetch_sub(&srv->inflight, 1);
+}
+
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decoding of the path and of query arguments, as libmicrohttpd's
+ * own except for %00: a decoded NUL would silently cut the text short
+ * ("/v1/events/x%00y" served as "/v1/events/x"), so it becomes 0xFF, a
+ * byte that is never UTF-8, and the request is refused (begin()). */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	char *r = s, *w = s;
+	(void)cls, (void)conn;
+	while (*r) {
+		int hi, lo;
+		if (r[0] == '%' && (hi = hex_digit(r[1])) >= 0 && (lo = hex_digit(r[2])) >= 0) {
+			*w++ = (hi | lo) ? (char)(hi << 4 | lo) : (char)0xFF;
+			r += 3;
+		} else
+			*w++ = *r++;
+	}
+	*w = '\0';
+	return (size_t)(w - s);
 }
 
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -542,6 +740,8 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
 		return NULL;
 	}
 	srv->o = *opts;
+	pthread_mutex_init(&srv->conns_lock, NULL);
+	srv->conns.next = srv->conns.prev = &srv->conns;
 	srv->metrics = metrics_new(opts->routes, opts->nroutes);
 	if (!srv->metrics) {
 		snprintf(err, errlen, "out of memory");
@@ -566,6 +766,8 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opts->connection_timeout_s,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, opts->connection_memory,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+		MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u,
 		MHD_OPTION_END);
 	freeaddrinfo(ai);
@@ -577,9 +779,18 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info ? info->port : opts->listen.port;
+	if (opts->connection_timeout_s > 0) {
+		if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
+			snprintf(err, errlen, "cannot start the connection watchdog thread");
+			MHD_stop_daemon(srv->daemon);
+			goto fail;
+		}
+		srv->watchdog_started = 1;
+	}
 	return srv;
 fail:
 	metrics_free(srv->metrics);
+	pthread_mutex_destroy(&srv->conns_lock);
 	free(srv);
 	return NULL;
 }
@@ -605,6 +816,7 @@ int http_server_drain(struct http_server *srv, unsigned timeout_ms)
 	int left = atomic_load(&srv->inflight);
 	MHD_stop_daemon(srv->daemon);
 	srv->daemon = NULL;
+	watchdog_stop(srv);
 	if (lsock != MHD_INVALID_SOCKET)
 		close(lsock);
 	return left;
@@ -616,6 +828,8 @@ void http_server_free(struct http_server *srv)
 		return;
 	if (srv->daemon)
 		MHD_stop_daemon(srv->daemon);
+	watchdog_stop(srv);
 	metrics_free(srv->metrics);
+	pthread_mutex_destroy(&srv->conns_lock);
 	free(srv);
 }

@@ -25,7 +25,8 @@ struct http_server_opts {
 	struct cfg_addr listen;         /* port 0 picks a free port */
 	unsigned threads;               /* worker threads (epoll, one per thread) */
 	unsigned max_connections;
-	unsigned connection_timeout_s;  /* idle connections are closed after this */
+	unsigned connection_timeout_s;  /* idle connections, and requests that have not
+	                                 * arrived whole, are closed after this */
 	size_t connection_memory;       /* per connection; bounds request headers */
 	int access_log;                 /* one log line per request */
 	const struct http_route *routes;

@@ -1,16 +1,22 @@
 /* Integration test harness: processes, HTTP and SQL helpers. */
 #include "it.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <libpq-fe.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,9 +42,36 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
+/* IT_WRAP ("valgrind --leak-check=full ...", words split on blanks) runs
+ * every binary of $IT_BIN under that command; other programs run as they
+ * are. Returns the argv to exec: `argv` itself, or `buf` filled with the
+ * wrapper's words followed by `argv`. */
+static char *const *wrapped(char *const argv[], char *words, size_t wlen, char *buf[], size_t n)
+{
+	const char *wrap = getenv("IT_WRAP"), *bin = getenv("IT_BIN");
+	size_t bl = bin ? strlen(bin) : 0;
+	if (!wrap || !*wrap || !bl || strncmp(argv[0], bin, bl) != 0 || argv[0][bl] != '/')
+		return argv;
+	ck_assert_msg(strlen(wrap) < wlen, "IT_WRAP is too long");
+	snprintf(words, wlen, "%s", wrap);
+	size_t k = 0;
+	for (char *save = NULL, *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		ck_assert_msg(k + 1 < n, "IT_WRAP has too many words");
+		buf[k++] = w;
+	}
+	for (size_t i = 0; argv[i]; i++) {
+		ck_assert_msg(k + 1 < n, "too many arguments under IT_WRAP");
+		buf[k++] = argv[i];
+	}
+	buf[k] = NULL;
+	return buf;
+}
+
 void it_spawn(struct it_proc *p, const char *name, char *const argv[], const char *const env[])
 {
 	static int seq;
+	char words[4096], *wbuf[96];
+	char *const *args = wrapped(argv, words, sizeof words, wbuf, sizeof wbuf / sizeof wbuf[0]);
 	snprintf(p->log, sizeof p->log, "%s/%s-%d-%d.log", it_env("IT_LOG_DIR"), name, (int)getpid(),
 	         seq++);
 	pid_t parent = getpid();
@@ -73,7 +106,7 @@ void it_spawn(struct it_proc *p, const char *name, char *const argv[], const cha
 		sigset_t all;
 		sigemptyset(&all);
 		sigprocmask(SIG_SETMASK, &all, NULL);
-		execv(argv[0], argv);
+		execvp(args[0], args);
 		_exit(127);
 	}
 }
@@ -349,3 +382,363 @@ static void pgtmp(const char *verb)
 
 void it_pg_stop(void) { pgtmp("stop"); }
 void it_pg_start(void) { pgtmp("start"); }
+
+/* --- raw HTTP --- */
+
+int it_raw_connect(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect to port %d: %s", port,
+	              strerror(errno));
+	return fd;
+}
+
+int it_raw_send(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Appends what arrives within the deadline; returns bytes read, 0 on
+ * close or reset, -1 on timeout. */
+static ssize_t raw_recv(int fd, char *buf, size_t len, long deadline)
+{
+	for (;;) {
+		long left = deadline - now_ms();
+		if (left <= 0)
+			return -1;
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int pr = poll(&pfd, 1, (int)left);
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr <= 0)
+			return -1;
+		ssize_t n = recv(fd, buf, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		return n < 0 ? 0 : n; /* a reset counts as closed */
+	}
+}
+
+void it_raw_read(int fd, struct it_raw *r, int timeout_ms)
+{
+	long deadline = now_ms() + timeout_ms;
+	size_t have = 0;
+	char *end = NULL;
+	memset(r, 0, sizeof *r);
+	/* Head: up to the blank line. */
+	while (!end) {
+		if (have + 1 >= sizeof r->head)
+			break; /* a head this large is not ours: keep what we have */
+		ssize_t n = raw_recv(fd, r->head + have, sizeof r->head - 1 - have, deadline);
+		if (n <= 0) {
+			r->closed = n == 0;
+			r->timed_out = n < 0;
+			break;
+		}
+		have += (size_t)n;
+		r->head[have] = '\0';
+		end = strstr(r->head, "\r\n\r\n");
+	}
+	if (!strncmp(r->head, "HTTP/1.", 7) && strlen(r->head) > 12)
+		r->status = strtol(r->head + 9, NULL, 10);
+	size_t extra = 0;
+	if (end) {
+		extra = have - (size_t)(end + 4 - r->head);
+		end[2] = '\0'; /* the head keeps its last CRLF; what followed is body */
+	}
+	char v[64];
+	long want = -1;
+	if (it_raw_header(r, "Content-Length", v, sizeof v) == 0)
+		want = strtol(v, NULL, 10);
+	if (it_raw_header(r, "Connection", v, sizeof v) == 0 && !strcasecmp(v, "close"))
+		r->closed = 1;
+	size_t cap = (want >= 0 ? (size_t)want : 4096) + extra + 1;
+	r->body = malloc(cap);
+	ck_assert_ptr_nonnull(r->body);
+	if (extra)
+		memcpy(r->body, end + 4, extra);
+	r->len = extra;
+	/* Body: by Content-Length, or up to the close when there is none. */
+	while (end && !r->timed_out && (want < 0 || r->len < (size_t)want) && strncmp(r->head, "HTTP/1.1 1", 10)) {
+		if (r->len + 4096 + 1 > cap) {
+			cap = (r->len + 4096 + 1) * 2;
+			r->body = realloc(r->body, cap);
+			ck_assert_ptr_nonnull(r->body);
+		}
+		size_t room = want >= 0 ? (size_t)want - r->len : 4096;
+		ssize_t n = raw_recv(fd, r->body + r->len, room, deadline);
+		if (n <= 0) {
+			r->closed |= n == 0;
+			r->timed_out = n < 0;
+			break;
+		}
+		r->len += (size_t)n;
+	}
+	r->body[r->len] = '\0';
+}
+
+void it_raw_request(int port, const void *req, size_t len, struct it_raw *r)
+{
+	int fd = it_raw_connect(port);
+	int sent = it_raw_send(fd, req, len);
+	it_raw_read(fd, r, 10000);
+	if (sent != 0)
+		r->closed = 1;
+	close(fd);
+}
+
+int it_raw_header(const struct it_raw *r, const char *name, char *out, size_t len)
+{
+	size_t n = strlen(name);
+	const char *line = strstr(r->head, "\r\n");
+	while (line && line[2]) {
+		line += 2;
+		const char *eol = strstr(line, "\r\n");
+		size_t l = eol ? (size_t)(eol - line) : strlen(line);
+		if (l > n && !strncasecmp(line, name, n) && line[n] == ':') {
+			const char *v = line + n + 1;
+			while (*v == ' ')
+				v++;
+			snprintf(out, len, "%.*s", (int)(l - (size_t)(v - line)), v);
+			return 0;
+		}
+		line = eol;
+	}
+	return -1;
+}
+
+void it_raw_free(struct it_raw *r)
+{
+	free(r->body);
+	r->body = NULL;
+}
+
+/* --- a process seen from outside --- */
+
+long it_rss_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kib = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kib;
+}
+
+int it_alive(struct it_proc *p)
+{
+	int st;
+	if (p->pid <= 0)
+		return 0;
+	if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+		p->pid = 0;
+		return 0;
+	}
+	return 1;
+}
+
+/* --- a control plane and one region's data plane --- */
+
+void it_stack_admin(const struct it_stack *s, struct it_resp *r, const char *method,
+                    const char *path, const char *body)
+{
+	char u[1024];
+	snprintf(u, sizeof u, "%s%s", s->cp_url, path);
+	const char *const h[] = { "Content-Type: application/json",
+		                      "Authorization: Bearer " IT_ADMIN_TOKEN, NULL };
+	it_http(r, method, u, h, body, body ? strlen(body) : 0);
+}
+
+/* The string member `key` of the JSON object `text` into out. */
+static void json_member(const char *text, const char *key, char *out, size_t len)
+{
+	json_t *j = json_loads(text, 0, NULL);
+	const char *v = json_string_value(json_object_get(j, key));
+	ck_assert_msg(v != NULL, "no \"%s\" in %.300s", key, text);
+	snprintf(out, len, "%s", v);
+	json_decref(j);
+}
+
+static long readyz_version(const char *url)
+{
+	struct it_resp r;
+	char u[128];
+	snprintf(u, sizeof u, "%s/readyz", url);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	json_t *j = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+	long v = j ? (long)json_integer_value(json_object_get(j, "config_version")) : 0;
+	json_decref(j);
+	it_resp_free(&r);
+	return v;
+}
+
+void it_stack_sync(const struct it_stack *s)
+{
+	struct it_resp r;
+	char path[64];
+	snprintf(path, sizeof path, "/v1/regions/%s", s->region);
+	it_stack_admin(s, &r, "GET", path, NULL);
+	ck_assert_msg(r.status == 200, "GET %s: %ld %.300s", path, r.status, r.body);
+	json_t *j = json_loads(r.body, 0, NULL);
+	long want = (long)json_integer_value(json_object_get(j, "config_version"));
+	json_decref(j);
+	it_resp_free(&r);
+	ck_assert_int_gt(want, 0);
+	/* Generous: under valgrind a data plane is many times slower. */
+	long deadline = now_ms() + 60000;
+	while (readyz_version(s->dp_url) < want) {
+		ck_assert_msg(now_ms() < deadline, "the data plane did not reach config version %ld (log %s)",
+		              want, s->dp.log);
+		usleep(20000);
+	}
+}
+
+static void stack_run(const char *name, char *const argv[], const char *const env[])
+{
+	static char out[8192];
+	int st = it_run(name, argv, env, out, sizeof out);
+	ck_assert_msg(st == 0, "%s %s: exit %d: %.600s", argv[0], argv[1], st, out);
+}
+
+void it_stack_start(struct it_stack *s, const char *region, const char *const cp_env[],
+                    const char *const dp_env[])
+{
+	static int seq;
+	char name[64], bin[1024], dir[600], e_cpdb[600], e_keys[700], e_regions[700], e_dpdb[600];
+	char e_region[40], e_token[300], e_trust[800], e_cache[700], e_cp[128], trust[700];
+	const char *env[48];
+	int n;
+	struct it_resp r;
+
+	memset(s, 0, sizeof *s);
+	snprintf(s->region, sizeof s->region, "%s", region);
+	snprintf(dir, sizeof dir, "%s/stack-%d-%d", it_env("IT_LOG_DIR"), (int)getpid(), seq);
+	ck_assert_int_eq(mkdir(dir, 0755), 0);
+
+	/* The control plane. */
+	snprintf(name, sizeof name, "it_stack_cp_%d_%d", (int)getpid(), seq);
+	it_create_db(name, s->cp_db, sizeof s->cp_db);
+	snprintf(e_cpdb, sizeof e_cpdb, "CP_DATABASE_URL=%s", s->cp_db);
+	snprintf(e_keys, sizeof e_keys, "CP_SIGNING_KEYS_DIR=%s/keys", dir);
+	snprintf(e_regions, sizeof e_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
+	it_bin("control-plane", bin, sizeof bin);
+	{
+		char *argv[] = { bin, "migrate", NULL };
+		const char *const menv[] = { e_cpdb, NULL };
+		stack_run("cp-migrate", argv, menv);
+	}
+	n = 0;
+	env[n++] = e_cpdb;
+	env[n++] = e_keys;
+	env[n++] = e_regions;
+	env[n++] = "CP_LISTEN=127.0.0.1:0";
+	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
+	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
+	env[n++] = "CP_SCRYPT_LOG2N=10";
+	for (int i = 0; cp_env && cp_env[i]; i++) {
+		ck_assert_int_lt(n, 46);
+		env[n++] = cp_env[i];
+	}
+	env[n] = NULL;
+	{
+		char *argv[] = { bin, NULL };
+		it_spawn(&s->cp, "control-plane", argv, env);
+	}
+	s->cp_port = it_wait_port(&s->cp, 60000);
+	snprintf(s->cp_url, sizeof s->cp_url, "http://127.0.0.1:%d", s->cp_port);
+
+	/* Its trust bundle, a tenant with a key, a region credential. */
+	snprintf(trust, sizeof trust, "%s/trust.json", dir);
+	{
+		char u[128];
+		snprintf(u, sizeof u, "%s/.well-known/jwks.json", s->cp_url);
+		it_http(&r, "GET", u, NULL, NULL, 0);
+		ck_assert_msg(r.status == 200, "jwks: %ld", r.status);
+		FILE *f = fopen(trust, "w");
+		ck_assert_ptr_nonnull(f);
+		fwrite(r.body, 1, r.len, f);
+		ck_assert_int_eq(fclose(f), 0);
+		it_resp_free(&r);
+	}
+	char body[300], path[128];
+	snprintf(body, sizeof body, "{\"name\":\"Stack %d\",\"slug\":\"stack-%d-%d\",\"region\":\"%s\",\"plan\":\"pro\"}",
+	         seq, (int)getpid(), seq, region);
+	it_stack_admin(s, &r, "POST", "/v1/tenants", body);
+	ck_assert_msg(r.status == 201, "POST /v1/tenants: %ld %.300s", r.status, r.body);
+	json_member(r.body, "id", s->tenant, sizeof s->tenant);
+	it_resp_free(&r);
+	snprintf(path, sizeof path, "/v1/tenants/%s/api-keys", s->tenant);
+	it_stack_admin(s, &r, "POST", path, "{\"name\":\"k\",\"scopes\":[\"events:write\",\"events:read\"]}");
+	ck_assert_msg(r.status == 201, "POST %s: %ld %.300s", path, r.status, r.body);
+	json_member(r.body, "secret", s->key, sizeof s->key);
+	it_resp_free(&r);
+	snprintf(path, sizeof path, "/v1/regions/%s/credentials", region);
+	it_stack_admin(s, &r, "POST", path, "{}");
+	ck_assert_msg(r.status == 201, "POST %s: %ld %.300s", path, r.status, r.body);
+	snprintf(e_token, sizeof e_token, "DP_REGION_TOKEN=");
+	json_member(r.body, "token", e_token + strlen(e_token), sizeof e_token - strlen(e_token));
+	it_resp_free(&r);
+
+	/* The data plane. */
+	snprintf(name, sizeof name, "it_stack_%s_%d_%d", region, (int)getpid(), seq);
+	it_create_db(name, s->dp_db, sizeof s->dp_db);
+	snprintf(e_dpdb, sizeof e_dpdb, "DP_DATABASE_URL=%s", s->dp_db);
+	snprintf(e_region, sizeof e_region, "DP_REGION=%s", region);
+	snprintf(e_cp, sizeof e_cp, "DP_CONTROL_PLANE_URL=%s", s->cp_url);
+	snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust);
+	snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s/cache", dir);
+	it_bin("data-plane", bin, sizeof bin);
+	{
+		char *argv[] = { bin, "migrate", NULL };
+		const char *const menv[] = { e_dpdb, e_region, e_cp, NULL };
+		stack_run("dp-migrate", argv, menv);
+	}
+	n = 0;
+	env[n++] = e_dpdb;
+	env[n++] = e_region;
+	env[n++] = e_cp;
+	env[n++] = e_trust;
+	env[n++] = e_token;
+	env[n++] = e_cache;
+	env[n++] = "DP_LISTEN=127.0.0.1:0";
+	env[n++] = "DP_INSTANCE=it-stack";
+	for (int i = 0; dp_env && dp_env[i]; i++) {
+		ck_assert_int_lt(n, 46);
+		env[n++] = dp_env[i];
+	}
+	env[n] = NULL;
+	{
+		char *argv[] = { bin, NULL };
+		it_spawn(&s->dp, "data-plane", argv, env);
+	}
+	s->dp_port = it_wait_port(&s->dp, 60000);
+	snprintf(s->dp_url, sizeof s->dp_url, "http://127.0.0.1:%d", s->dp_port);
+	it_stack_sync(s);
+	seq++;
+}
+
+void it_stack_stop(struct it_stack *s)
+{
+	int dp = s->dp.pid > 0 ? it_stop(&s->dp) : 0;
+	int cp = s->cp.pid > 0 ? it_stop(&s->cp) : 0;
+	ck_assert_msg(dp == 0, "the data plane exited with %d on SIGTERM (log %s)", dp, s->dp.log);
+	ck_assert_msg(cp == 0, "the control plane exited with %d on SIGTERM (log %s)", cp, s->cp.log);
+}

@@ -2,7 +2,8 @@
  * PostgreSQL (a throwaway cluster made by tests/run.sh).
  *
  * Environment from tests/run.sh: IT_ROOT, IT_BIN, IT_LOG_DIR, IT_PG_URL
- * (superuser), IT_PG_DIR, IT_PG_PORT. */
+ * (superuser), IT_PG_DIR, IT_PG_PORT; from tests/valgrind.sh also IT_WRAP
+ * (see it_spawn). */
 #ifndef IT_H
 #define IT_H
 
@@ -20,6 +21,7 @@ Suite *config_issue_suite(void); /* test_config_issue.c */
 Suite *e2e_config_suite(void); /* test_e2e_config.c */
 Suite *billing_suite(void); /* test_billing.c */
 Suite *events_suite(void); /* test_events.c */
+Suite *hostile_suite(void); /* test_hostile.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -37,7 +39,9 @@ struct it_proc {
 
 /* Starts argv[0] with the inherited environment minus CP_* and DP_*, plus
  * `env` ("NAME=value", NULL-terminated, may be NULL). Output goes to a log
- * file named after `name`. The process is killed if the test dies. */
+ * file named after `name`. The process is killed if the test dies. With
+ * IT_WRAP set ("valgrind ...", split on blanks), a binary of $IT_BIN runs
+ * under that command, keeping its pid. */
 void it_spawn(struct it_proc *p, const char *name, char *const argv[], const char *const env[]);
 /* Waits for exit at most `timeout_ms`; returns the exit status, 128+signal
  * when killed, or -1 on timeout. */
@@ -77,5 +81,57 @@ char *it_sql(const char *url, const char *sql);
 /* Stops / starts the throwaway cluster. */
 void it_pg_stop(void);
 void it_pg_start(void);
+
+/* --- raw HTTP: for requests libcurl would normalize or refuse to send --- */
+struct it_raw {
+	long status;       /* 0: no status line (closed, reset or timed out first) */
+	int closed;        /* the server closed the connection (or said it would) */
+	int timed_out;     /* nothing more arrived within the timeout */
+	char head[8192];   /* status line and headers as received */
+	char *body;        /* NUL-terminated (never NULL after it_raw_read) */
+	size_t len;
+};
+/* A TCP connection to 127.0.0.1:port (fails the test if refused). */
+int it_raw_connect(int port);
+/* Sends all of `data`; returns 0, or -1 once the server closed or reset. */
+int it_raw_send(int fd, const void *data, size_t len);
+/* Reads one response (by Content-Length, or up to the close). */
+void it_raw_read(int fd, struct it_raw *r, int timeout_ms);
+/* Connects, sends `req`, reads one response within 10 s, closes. */
+void it_raw_request(int port, const void *req, size_t len, struct it_raw *r);
+/* Like it_header, for a raw response. */
+int it_raw_header(const struct it_raw *r, const char *name, char *out, size_t len);
+void it_raw_free(struct it_raw *r);
+
+/* --- a process seen from outside --- */
+/* Resident set size in KiB from /proc/<pid>/status (-1 if gone). */
+long it_rss_kib(pid_t pid);
+/* 1 while `p` runs (not exited, not a zombie). */
+int it_alive(struct it_proc *p);
+
+/* --- a control plane and one region's data plane on fresh databases --- */
+#define IT_ADMIN_TOKEN "it-admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"
+struct it_stack {
+	struct it_proc cp, dp;
+	int cp_port, dp_port;
+	char cp_url[64], dp_url[64];
+	char cp_db[512], dp_db[512];
+	char region[16];
+	char tenant[40];  /* a tenant of the region on plan "pro" */
+	char key[200];    /* an API key of it with both scopes */
+};
+/* Migrates and starts a control plane (admin token IT_ADMIN_TOKEN) and a
+ * data plane of `region` that trusts it, makes one tenant with a key, and
+ * waits until the data plane serves the document that has them. `cp_env`
+ * and `dp_env` add variables (NULL-terminated, may be NULL). */
+void it_stack_start(struct it_stack *s, const char *region, const char *const cp_env[],
+                    const char *const dp_env[]);
+/* SIGTERMs both; fails the test unless both exit 0. */
+void it_stack_stop(struct it_stack *s);
+/* One call to the control plane as the platform admin (JSON body or NULL). */
+void it_stack_admin(const struct it_stack *s, struct it_resp *r, const char *method,
+                    const char *path, const char *body);
+/* Waits until the data plane uses the region's current config version. */
+void it_stack_sync(const struct it_stack *s);
 
 #endif
