@@ -71,7 +71,7 @@ int timefmt_parse(const char *s, int64_t *us)
 	if (*p)
 		return -1;
 	int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
-	if (t < 0)
+	if (t < 0 || t > INT64_C(253402300799)) /* 1970 to 9999, in UTC as well */
 		return -1;
 	*us = t * 1000000 + frac;
 	return 0;

@@ -24,7 +24,14 @@ static int field_error(struct jsonx_err *err, const char *prefix, const char *fi
 static int field_error(struct jsonx_err *err, const char *prefix, const char *field, const char *fmt, ...)
 {
 	va_list ap;
-	snprintf(err->field, sizeof err->field, "%s%s", prefix, field);
+	int full = snprintf(err->field, sizeof err->field, "%s%s", prefix, field);
+	/* A long member name is cut on a UTF-8 boundary: the field goes into JSON. */
+	if (full >= (int)sizeof err->field) {
+		size_t n = sizeof err->field - 1, plen = strlen(prefix);
+		while (n > plen && ((unsigned char)field[n - plen] & 0xc0) == 0x80)
+			n--;
+		err->field[n] = '\0';
+	}
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
 	va_end(ap);
