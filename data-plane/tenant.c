@@ -1,37 +1,54 @@
 /* GET /v1/tenant: who the caller is, as this region's configuration says,
- * and its usage this month as last read (never waits on the database). */
+ * and its usage this month as last read (never waits on the database).
+ * The data plane's cheapest authenticated call: the answer is written
+ * straight into one buffer, without a JSON tree. */
+#include <inttypes.h>
+#include <stdio.h>
+
 #include "dp.h"
 #include "http.h"
 #include "limits.h"
+#include "log.h"
 #include "timefmt.h"
 
 int dp_handle_tenant(struct http_req *req)
 {
 	const struct dp_auth *a = http_req_auth(req);
 	struct dp_app *app = http_req_app(req);
-	char period[8], as_of[TIMEFMT_LEN];
+	char period[8], as_of[TIMEFMT_LEN + 2] = "null", slug[sizeof a->slug * 6], plan[sizeof a->plan.id * 6];
+	char body[1024];
 	int64_t used, when;
 
 	if (!a)
 		return -1;
 	timefmt_month(timefmt_now_us(), NULL, NULL, period);
 	dp_limits_usage_get(app->limits, a->tenant_id, period, &used, &when);
-	timefmt_format(when, as_of);
-	json_t *scopes = json_array();
-	if (a->scopes & CFGDOC_SCOPE_WRITE)
-		json_array_append_new(scopes, json_string("events:write"));
-	if (a->scopes & CFGDOC_SCOPE_READ)
-		json_array_append_new(scopes, json_string("events:read"));
-	return http_reply_json(
-		req, 200,
-		json_pack("{s{ss ss ss ss} s{ss sI sI sI sI} s{ss so} s{ss sI sI so}}",
-		          "tenant", "id", a->tenant_id, "slug", a->slug, "status",
-		          a->status == 'a' ? "active" : "suspended", "region", app->cfg.region,
-		          "plan", "id", a->plan.id, "rate_limit", (json_int_t)a->plan.rate, "burst",
-		          (json_int_t)a->plan.burst, "monthly_event_quota", (json_int_t)a->plan.quota,
-		          "retention_days", (json_int_t)a->plan.retention_days,
-		          "key", "id", a->key_id, "scopes", scopes,
-		          "usage", "period", period, "events", (json_int_t)used, "remaining",
-		          (json_int_t)(used < a->plan.quota ? a->plan.quota - used : 0), "as_of",
-		          when ? json_string(as_of) : json_null()));
+	if (when) {
+		as_of[0] = '"';
+		timefmt_format(when, as_of + 1);
+		as_of[TIMEFMT_LEN] = '"';
+		as_of[TIMEFMT_LEN + 1] = '\0';
+	}
+	/* The ids are validated names and hex; the slug and plan id are
+	 * escaped all the same. */
+	log_json_escape(a->slug, slug, sizeof slug);
+	log_json_escape(a->plan.id, plan, sizeof plan);
+	const char *scopes = (a->scopes & CFGDOC_SCOPE_WRITE) && (a->scopes & CFGDOC_SCOPE_READ)
+	                         ? "\"events:write\",\"events:read\""
+	                     : (a->scopes & CFGDOC_SCOPE_WRITE) ? "\"events:write\""
+	                     : (a->scopes & CFGDOC_SCOPE_READ)  ? "\"events:read\""
+	                                                        : "";
+	int n = snprintf(
+		body, sizeof body,
+		"{\"tenant\":{\"id\":\"%s\",\"slug\":\"%s\",\"status\":\"%s\",\"region\":\"%s\"},"
+		"\"plan\":{\"id\":\"%s\",\"rate_limit\":%" PRId64 ",\"burst\":%" PRId64
+		",\"monthly_event_quota\":%" PRId64 ",\"retention_days\":%" PRId64 "},"
+		"\"key\":{\"id\":\"%s\",\"scopes\":[%s]},"
+		"\"usage\":{\"period\":\"%s\",\"events\":%" PRId64 ",\"remaining\":%" PRId64 ",\"as_of\":%s}}",
+		a->tenant_id, slug, a->status == 'a' ? "active" : "suspended", app->cfg.region, plan,
+		a->plan.rate, a->plan.burst, a->plan.quota, a->plan.retention_days, a->key_id, scopes, period,
+		used, used < a->plan.quota ? a->plan.quota - used : 0, as_of);
+	if (n < 0 || (size_t)n >= sizeof body)
+		return -1;
+	return http_reply_raw(req, 200, "application/json", body, (size_t)n);
 }

@@ -1,10 +1,13 @@
 #!/bin/sh
 # HTTP benchmarks. Every figure is printed beside a baseline measured in the
 # same run: the smallest libmicrohttpd server (tests/bench/hello.c) in the
-# same threading mode. Runs alternate baseline and subject, ROUNDS times,
-# and report the median of each, because this machine is small and noisy.
+# same threading mode, or, for the data plane's ingestion, pgbench inserting
+# the same rows into the same table. Runs alternate baseline and subject,
+# ROUNDS times, and report the median of each, because this machine is small
+# and noisy.
 #   tests/bench/run.sh BINDIR
-# Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3)
+# Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
+# BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8)
 set -eu
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
@@ -202,3 +205,208 @@ set -- $idle; i99=$3; irps=$1
 set -- $busy; b99=$3; brps=$1
 awk -v i="$i99" -v b="$b99" -v ir="$irps" -v br="$brps" -v note="$window_note" 'BEGIN {
 	printf "  GET /v1/tenant, 16 connections: idle %s req/s p99 %.2f ms; during one apply %s req/s p99 %.2f ms (%.2fx; target < 2x: %s)%s\n", ir, i, br, b, b / i, (b < 2 * i ? "met" : "NOT met"), note }'
+
+# The data plane's tenant API in region us, served by a data plane of its
+# own from the control plane above (the private stack is stopped first),
+# over a regional database in the bench's cluster. Its tenants are on a
+# plan whose rate limit and quota never bind, so the figures are the data
+# plane's own cost. Each is measured beside a baseline in the same run,
+# alternating: hello-world for the HTTP routes, and for ingestion pgbench
+# inserting the same rows (same columns, same body size, new random ids)
+# into the same table of the same database at the same concurrency.
+stack_down
+trap cleanup EXIT INT TERM
+SECS=${BENCH_SECONDS:-5} CONNS=${BENCH_CONNECTIONS:-64}
+WRITE_CONNS=$CONNS
+LIST_CONNS=${BENCH_LIST_CONNECTIONS:-8} BATCH=100 EVENTS=${BENCH_EVENTS:-1000000}
+DP_PORT=18094
+DP_URL=http://127.0.0.1:$DP_PORT CP_API=http://127.0.0.1:$CP_API_PORT
+RDB_URL="${PGTMP_URL%/*}/celltrail_region_us"
+sql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$RDB_URL" "$@"; }
+admin() { # METHOD PATH JSON: prints the body; fails unless 2xx
+	curl -fsS -X "$1" -H "Authorization: Bearer $BENCH_ADMIN_TOKEN" -H 'Content-Type: application/json' \
+		-d "$3" "$CP_API$2"
+}
+json_str() { grep -o "\"$1\":\"[^\"]*\"" | head -n 1 | cut -d'"' -f4; }
+# One request that must be answered with STATUS: a benchmark measures
+# only what it meant to.
+expect() { # status curl-args...
+	want=$1; shift
+	got=$(curl -sS -o "$work/answer" -w '%{http_code}' "$@")
+	[ "$got" = "$want" ] && return 0
+	echo "bench: the data plane answered $got, not $want: $(head -c 600 "$work/answer")" >&2
+	exit 1
+}
+"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$PGTMP_URL" -c "CREATE DATABASE celltrail_region_us"
+DP_REGION=us DP_DATABASE_URL="$RDB_URL" DP_CONTROL_PLANE_URL="$CP_API" "$BIN/data-plane" migrate \
+	> "$work/dp-migrate.log" 2>&1 || { cat "$work/dp-migrate.log" >&2; exit 1; }
+admin POST /v1/plans '{"id":"bench-unbound","name":"Bench","currency":"USD","base_price":0,
+	"events_included":0,"price_per_1000":0,"rate_limit":1000000,"burst":1000000,
+	"monthly_event_quota":1000000000000000,"retention_days":3650}' > /dev/null
+new_tenant() { # slug: prints "tenant-id api-key"
+	id=$(admin POST /v1/tenants "{\"name\":\"Bench\",\"slug\":\"$1\",\"region\":\"us\",\"plan\":\"bench-unbound\"}" | json_str id)
+	key=$(admin POST "/v1/tenants/$id/api-keys" '{"name":"bench","scopes":["events:write","events:read"]}' | json_str secret)
+	[ -n "$id" ] && [ -n "$key" ] || { echo "bench: could not create tenant $1 and its key" >&2; exit 1; }
+	echo "$id $key"
+}
+set -- $(new_tenant bench-dp-write); WTENANT=$1 WKEY=$2
+set -- $(new_tenant bench-dp-read); RTENANT=$1 RKEY=$2
+region_token=$(admin POST /v1/regions/us/credentials '{}' | json_str token)
+curl -fsS "$CP_API/.well-known/jwks.json" > "$work/dp-trust.json"
+mkdir -p "$work/dp-cache"
+env DP_REGION=us DP_DATABASE_URL="$RDB_URL" DP_CONTROL_PLANE_URL="$CP_API" \
+	DP_REGION_TOKEN="$region_token" DP_TRUST_BUNDLE="$work/dp-trust.json" DP_CACHE_DIR="$work/dp-cache" \
+	DP_LISTEN=127.0.0.1:$DP_PORT DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
+	"$BIN/data-plane" 2> "$work/dp.log" & pids="$pids $!"
+n=0
+until [ "$(curl -s -o /dev/null -w '%{http_code}' "$DP_URL/readyz")" = 200 ]; do
+	n=$((n + 1))
+	[ $n -le 300 ] || { echo "bench: the data plane was not ready in 30 s" >&2; tail -5 "$work/dp.log" >&2; exit 1; }
+	sleep 0.1
+done
+expect 200 -H "Authorization: Bearer $WKEY" "$DP_URL/v1/tenant"
+
+# The baselines insert the row the data plane stored for a sample event
+# (the one wrk sends), each with a new random id spliced into its body: 1
+# or 100 rows per statement, one statement per transaction.
+export BENCH_API_KEY="$WKEY" BENCH_ACTORS=100
+export BENCH_EVENT='{"action":"document.update","actor":{"id":"user_42","type":"user","name":"Bench User"},'\
+'"targets":[{"id":"doc_7","type":"document"}],"context":{"ip":"203.0.113.7","user_agent":"celltrail-bench/1.0"},'\
+'"metadata":{"field":"title","old":"Draft","new":"Final"}}'
+event=$BENCH_EVENT
+expect 201 -H "Authorization: Bearer $WKEY" -H 'Content-Type: application/json' -d "$event" "$DP_URL/v1/events"
+sample=$(json_str id < "$work/answer")
+baseline_sql() { # rows
+	sql -tA -v tenant="$WTENANT" -v id="$sample" -v rows="$1" <<'SQL'
+SELECT format($f$INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id,
+                    target_ids, content_sha256, body)
+SELECT %L::uuid, e.id, now(), now(), %L, %L, %L::text[], %L::bytea, (%L || e.id || %L)::json
+FROM (SELECT 'pg_' || replace(gen_random_uuid()::text, '-', '') AS id
+      FROM generate_series(1, %s)) e;$f$,
+       tenant_id, action, actor_id, target_ids, content_sha256,
+       split_part(body::text, id, 1), split_part(body::text, id, 2), :'rows')
+FROM events WHERE tenant_id = :'tenant' AND id = :'id'
+SQL
+}
+baseline_sql 1 > "$work/insert1.sql"
+baseline_sql $BATCH > "$work/insert$BATCH.sql"
+[ -s "$work/insert1.sql" ] || { echo "bench: the sample event $sample is not in the events table" >&2; exit 1; }
+# pgbench at the same concurrency as wrk; prints "transactions/s latency_ms".
+pgbench_run() { # script
+	"$PG_BIN/pgbench" -n -M prepared -c "$CONNS" -j 2 -T "$SECS" -f "$1" "$RDB_URL" > "$work/pgbench.out" 2>&1 &&
+		! grep -q 'failed transactions: [1-9]' "$work/pgbench.out" ||
+		{ echo "bench: pgbench failed:" >&2; tail -5 "$work/pgbench.out" >&2; exit 1; }
+	awk '/^tps = / { tps = $3 } /^latency average/ { lat = $4 } END { printf "%.0f %.2f\n", tps, lat }' \
+		"$work/pgbench.out"
+}
+answered() { awk '/requests in/ { print $1 }' "$work/wrk.out"; }
+# After wrk stops, the data plane still commits the requests in flight:
+# the next run starts once its count has stopped moving.
+settle() {
+	count() { sql -tA -c "SELECT coalesce(sum(events), 0) FROM usage_counters WHERE tenant_id = '$WTENANT'"; }
+	before=-1 now=$(count)
+	while [ "$now" != "$before" ]; do sleep 0.2; before=$now; now=$(count); done
+}
+
+echo
+echo "Data plane (region us): wrk and pgbench, ${SECS}s x $ROUNDS rounds (medians), $THREADS server threads,"
+echo "default ingest settings, regional database in the bench's cluster (fsync on, synchronous_commit on)"
+: > "$work/dp-hello"; : > "$work/dp-tenant"; : > "$work/dp-pg1"; : > "$work/dp-post1"
+: > "$work/dp-pgn"; : > "$work/dp-postn"; : > "$work/dp-hello8"; : > "$work/dp-list"; : > "$work/dp-answered"
+for r in $(seq 1 "$ROUNDS"); do
+	measure "http://127.0.0.1:$HELLO_PORT/healthz" >> "$work/dp-hello"
+	measure "$DP_URL/v1/tenant" -H "Authorization: Bearer $WKEY" >> "$work/dp-tenant"
+done
+for r in $(seq 1 "$ROUNDS"); do
+	pgbench_run "$work/insert1.sql" >> "$work/dp-pg1"
+	BENCH_BATCH=1 measure "$DP_URL" -s "$ROOT/tests/bench/post_events.lua" >> "$work/dp-post1"
+	answered >> "$work/dp-answered"
+	settle
+done
+expect 201 -H "Authorization: Bearer $WKEY" -H 'Content-Type: application/json' \
+	-d "{\"events\":[$event,$event]}" "$DP_URL/v1/events"
+for r in $(seq 1 "$ROUNDS"); do
+	pgbench_run "$work/insert$BATCH.sql" >> "$work/dp-pgn"
+	BENCH_BATCH=$BATCH measure "$DP_URL" -s "$ROOT/tests/bench/post_events.lua" >> "$work/dp-postn"
+	answered | awk -v n=$BATCH '{ print $1 * n }' >> "$work/dp-answered"
+	settle
+done
+# Every answered event must be stored (requests in flight when wrk stops
+# may be stored and not counted by wrk), and counted for usage: both are
+# read in one snapshot, as the last requests may still be committing.
+set -- $(sql -tA -F ' ' -c "SELECT (SELECT count(*) FROM events WHERE tenant_id = '$WTENANT' AND id LIKE 'ev\_%'),
+	(SELECT coalesce(sum(events), 0) FROM usage_counters WHERE tenant_id = '$WTENANT')")
+stored=$1 counted=$2
+answered=$(awk '{ s += $1 } END { print s + 3 }' "$work/dp-answered")  # + the samples
+[ "$stored" -ge "$answered" ] ||
+	echo "  WARNING: the data plane answered 201 for $answered events and stored $stored" >&2
+[ "$counted" = "$stored" ] ||
+	echo "  WARNING: the data plane stored $stored events and counted $counted in usage_counters" >&2
+
+# The listing reads a tenant of EVENTS events by 100 actors, one a second
+# back from now, loaded with SQL in two sessions (one a core): each row's
+# body is the sample's, with its id, times, action, actor and target
+# replaced.
+cat > "$work/load.sql" <<'SQL'
+INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,
+                    content_sha256, body)
+SELECT :'tenant'::uuid, e.id, e.at, e.at, e.action, e.actor, ARRAY[e.target],
+       sha256(convert_to(e.id, 'UTF8')),
+       replace(replace(replace(replace(replace(replace(s.body, s.id, e.id),
+           s.occurred, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+           s.received, to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+           to_json(s.action)::text, to_json(e.action)::text),
+           to_json(s.actor_id)::text, to_json(e.actor)::text),
+           to_json(s.target_ids[1])::text, to_json(e.target)::text)::json
+FROM (SELECT id, body::text AS body, action, actor_id, target_ids,
+             to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS occurred,
+             to_char(received_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS received
+      FROM events WHERE tenant_id = :'wtenant' AND id = :'id') s,
+     (SELECT 'ev_' || md5(i::text) AS id, now() - i * interval '1 second' AS at,
+             'document.' || (ARRAY['create', 'read', 'update', 'share', 'delete'])[i % 5 + 1] AS action,
+             'user_' || i % 100 AS actor, 'doc_' || i % 10000 AS target
+      FROM generate_series(:lo, :hi) i) e;
+SQL
+load() { sql -v tenant="$RTENANT" -v wtenant="$WTENANT" -v id="$sample" -v lo="$1" -v hi="$2" -f "$work/load.sql"; }
+t0=$(date +%s)
+load 1 $((EVENTS / 2)) & l1=$!
+load $((EVENTS / 2 + 1)) "$EVENTS" & l2=$!
+wait $l1 && wait $l2 || { echo "bench: loading the events failed" >&2; exit 1; }
+sql -c 'VACUUM ANALYZE events' -c 'CHECKPOINT'
+load_s=$(( $(date +%s) - t0 ))
+expect 200 -H "Authorization: Bearer $RKEY" "$DP_URL/v1/events?actor=user_7&limit=100"
+listed=$(grep -o '"received_at"' "$work/answer" | wc -l)
+[ "$listed" = 100 ] || { echo "bench: the listing returned $listed events, not 100" >&2; exit 1; }
+CONNS=$LIST_CONNS
+export BENCH_API_KEY="$RKEY"
+for r in $(seq 1 "$ROUNDS"); do
+	measure "http://127.0.0.1:$HELLO_PORT/healthz" >> "$work/dp-hello8"
+	measure "$DP_URL" -s "$ROOT/tests/bench/get_events.lua" >> "$work/dp-list"
+done
+
+col() { cut -d' ' -f"$2" "$1" | median; } # file field
+row() { # subject figure unit baseline figure unit ratio target verdict
+	printf '  %-42s %9s %-8s  %-37s %9s %-8s %6s  %-9s %s\n' "$@"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+verdict() { awk "BEGIN { if ($1) print \"met\"; else print \"NOT met\" }"; }
+t=$(col "$work/dp-tenant" 1) h=$(col "$work/dp-hello" 1)
+p1=$(col "$work/dp-post1" 1) g1=$(col "$work/dp-pg1" 1)
+pn=$(( $(col "$work/dp-postn" 1) * BATCH )) gn=$(( $(col "$work/dp-pgn" 1) * BATCH ))
+l50=$(col "$work/dp-list" 2) l99=$(col "$work/dp-list" 3) lrps=$(col "$work/dp-list" 1)
+h99=$(col "$work/dp-hello8" 3)
+row "subject" "figure" "" "baseline, same run" "figure" "" "ratio" "target" ""
+row "GET /v1/tenant, $WRITE_CONNS conns" "$t" "req/s" "hello-world, $WRITE_CONNS conns" "$h" "req/s" \
+	"$(ratio "$t" "$h")" ">= 0.75x" "$(verdict "$t >= 0.75 * $h")"
+row "POST /v1/events, 1 event, $WRITE_CONNS conns" "$p1" "req/s" "pgbench 1-row INSERT, $WRITE_CONNS clients" "$g1" "tx/s" \
+	"$(ratio "$p1" "$g1")" ">= 1x" "$(verdict "$p1 >= $g1")"
+row "POST /v1/events, $BATCH events, $WRITE_CONNS conns" "$pn" "events/s" "pgbench $BATCH-row INSERT, $WRITE_CONNS clients" "$gn" "rows/s" \
+	"$(ratio "$pn" "$gn")" ">= 0.6x" "$(verdict "$pn >= 0.6 * $gn")"
+row "GET /v1/events?actor=..&limit=100, $LIST_CONNS conns" "$l99" "ms p99" "hello-world, $LIST_CONNS conns" "$h99" "ms p99" \
+	"-" "< 20 ms" "$(verdict "$l99 < 20")"
+printf '  latency p50 / p99 (ms): GET /v1/tenant %s / %s; POST 1 event %s / %s; POST %s events %s / %s\n' \
+	"$(col "$work/dp-tenant" 2)" "$(col "$work/dp-tenant" 3)" "$(col "$work/dp-post1" 2)" "$(col "$work/dp-post1" 3)" \
+	"$BATCH" "$(col "$work/dp-postn" 2)" "$(col "$work/dp-postn" 3)"
+printf '  pgbench latency average (ms): 1-row %s; %s-row %s\n' "$(col "$work/dp-pg1" 2)" "$BATCH" "$(col "$work/dp-pgn" 2)"
+printf '  listing: %s conns, %s req/s, p50 %s ms, p99 %s ms; tenant of %s events by 100 actors (loaded by SQL in %s s)\n' \
+	"$LIST_CONNS" "$lrps" "$l50" "$l99" "$EVENTS" "$load_s"
