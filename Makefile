@@ -3,8 +3,12 @@
 #   make run      start the local multi-region stack (deploy/local/stack.sh)
 #   make stop     stop every process the stack started
 #   make test     unit + integration tests, then again under ASan+UBSan, then
-#                 the rollout test (tests/deploy/)
+#                 the rollout test (tests/deploy/) and the fault scenarios
+#                 but expiry (tests/faults/)
 #   make bench    HTTP benchmarks against a same-run hello-world baseline
+#   make faults   fault scenarios on a private stack under load (tests/faults/)
+#   make soak     bounded soak: mixed traffic, a control-plane restart, RSS
+#   make fuzz     libFuzzer targets of tests/fuzz/, FUZZ_SECONDS (60) each
 #
 # Every target first runs `deps`, which installs missing Debian packages
 # (as root) and is a no-op when everything is present.
@@ -21,6 +25,10 @@ BUILD_PACKAGES := gcc libc6-dev make pkg-config \
 DEB_PACKAGES := $(BUILD_PACKAGES) ca-certificates curl check libsubunit-dev \
 	postgresql-15 wrk python3 python3-jwt python3-cryptography \
 	haproxy socat
+# clang with its libFuzzer runtime, and llvm-symbolizer for the reports (make fuzz).
+DEB_PACKAGES += clang libclang-rt-dev llvm
+# valgrind memcheck of the services (make test-valgrind).
+DEB_PACKAGES += valgrind
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl
 
@@ -58,7 +66,8 @@ COMMON_OBJ := $(call obj,$(COMMON_SRC))
 CP_OBJ     := $(call obj,$(CP_SRC))
 DP_OBJ     := $(call obj,$(DP_SRC))
 
-.PHONY: all deps services testbins benchbins run stop test test-fast test-deploy bench install clean
+.PHONY: all deps services testbins benchbins run stop test test-fast test-deploy bench install clean \
+	faults soak
 .DEFAULT_GOAL := all
 
 deps:
@@ -116,6 +125,11 @@ $(BIN)/hello-bench: $(call obj,tests/bench/hello.c)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
+$(BIN)/faults-load: $(call obj,tests/faults/load.c)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
 # The sanitizer build: same sources, objects in build/asan.
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
 	CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
@@ -136,7 +150,18 @@ test: deps
 	@ln -sfn ../../deploy build/asan/deploy
 	@sh tests/run.sh $(BIN) release
 	@sh tests/run.sh build/asan/bin asan
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-deploy
+	@FAULTS_SKIP=expiry $(MAKE) --no-print-directory faults
+
+# The services under valgrind memcheck (tests/valgrind.sh): a subset of the
+# integration suites, VALGRIND_SUITES, about three minutes; any memcheck
+# error or definite leak fails it and its report is printed.
+.PHONY: test-valgrind
+test-valgrind: deps
+	@$(MAKE) --no-print-directory testbins
+	@sh tests/valgrind.sh $(BIN)
 
 # One pass, no sanitizers: for a quick local loop.
 test-fast: deps
@@ -153,6 +178,17 @@ bench: deps
 	@$(MAKE) --no-print-directory benchbins
 	@sh tests/bench/run.sh $(BIN)
 
+# Fault scenarios on a private stack under load (tests/faults/README.md;
+# ports from FAULTS_PORT, 18700), and the bounded soak (SOAK_SECONDS, 120;
+# ports from SOAK_PORT, 18800).
+faults: deps
+	@$(MAKE) --no-print-directory services $(BIN)/faults-load
+	@sh tests/faults/run.sh $(BIN)
+
+soak: deps
+	@$(MAKE) --no-print-directory services $(BIN)/faults-load
+	@sh tests/faults/soak.sh $(BIN)
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region
@@ -164,5 +200,61 @@ install: all
 
 clean:
 	rm -rf build $(BIN)
+
+# Fuzzing: libFuzzer targets of tests/fuzz/, built with clang under
+# ASan+UBSan in build/fuzz, each linking its harness and only the sources
+# it exercises. `make fuzz` runs each FUZZ_SECONDS (60), `make fuzz-smoke`
+# (part of `make test`) FUZZ_SMOKE_SECONDS (4); FUZZ_TARGETS picks some.
+FUZZ_CC            ?= clang
+FUZZ_SECONDS       ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey
+FUZZ_PKGS   := jansson libcrypto
+FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -O1 -g -fno-omit-frame-pointer \
+	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+	$(shell pkg-config --cflags $(FUZZ_PKGS))
+fuzz_obj = $(patsubst %.c,build/fuzz/%.o,$(1))
+
+.PHONY: fuzz fuzz-smoke fuzz-bins
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-bins
+	@sh tests/fuzz/run.sh build/fuzz/bin $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: deps
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS)
+
+fuzz-bins: $(patsubst %,build/fuzz/bin/fuzz-%,$(FUZZ_TARGETS))
+
+build/fuzz/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+build/fuzz/bin/fuzz-%:
+	@mkdir -p $(dir $@)
+	@echo "  LINK  $@"
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer,address,undefined -o $@ $(filter %.o,$^) \
+		$(shell pkg-config --libs $(FUZZ_PKGS))
+
+build/fuzz/bin/fuzz-event: $(call fuzz_obj,tests/fuzz/fuzz_event.c data-plane/event.c \
+	common/jsonx.c common/timefmt.c common/secret.c)
+build/fuzz/bin/fuzz-cp_request: build/fuzz/tables.ok $(call fuzz_obj,tests/fuzz/fuzz_cp_request.c \
+	tests/fuzz/names_check.c common/jsonx.c common/names.c common/timefmt.c)
+build/fuzz/bin/fuzz-names: $(call fuzz_obj,tests/fuzz/fuzz_names.c tests/fuzz/names_check.c \
+	common/names.c common/timefmt.c)
+build/fuzz/bin/fuzz-cfgdoc: $(call fuzz_obj,tests/fuzz/fuzz_cfgdoc.c common/cfgdoc.c common/jwk.c \
+	common/names.c common/secret.c common/buf.c)
+build/fuzz/bin/fuzz-cursor: $(call fuzz_obj,tests/fuzz/fuzz_cursor.c common/cursor.c common/secret.c)
+build/fuzz/bin/fuzz-timefmt: $(call fuzz_obj,tests/fuzz/fuzz_timefmt.c tests/fuzz/names_check.c \
+	common/timefmt.c common/names.c)
+build/fuzz/bin/fuzz-apikey: $(call fuzz_obj,tests/fuzz/fuzz_apikey.c common/apikey.c common/secret.c \
+	common/names.c)
+
+# The control plane's field tables are copied into the harness: checked
+# against control-plane/ before it is built.
+build/fuzz/tables.ok: tests/fuzz/tables.sh tests/fuzz/fuzz_cp_request.c $(CP_SRC)
+	@mkdir -p $(dir $@)
+	@sh tests/fuzz/tables.sh
+	@touch $@
 
 -include $(shell find build -name '*.d' 2>/dev/null)

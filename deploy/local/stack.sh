@@ -13,6 +13,9 @@
 #   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region),
 #   STACK_PG_PORT (15432), STACK_REGIONS ("us eu jp"); STACK_VAR (var/) moves
 #   the whole state elsewhere, as the benchmarks do for a stack of their own.
+#   STACK_CP_PG_PORT (unset): put the control plane's database in a second
+#   cluster of its own (var/pg-cp) on that port, so that it can be stopped
+#   without the regions' (tests/faults do); keep it the same for one STACK_VAR.
 #   STACK_DP_INSTANCES (1): data planes per region. With 2 or more, each
 #   region's port is its balancer's, and the data planes listen on ports
 #   from STACK_DP_INSTANCE_PORT (8100) on; deploy/rollout (driver local)
@@ -25,6 +28,7 @@ BIN="$ROOT/bin"
 CP_PORT=${STACK_CP_PORT:-8080}
 DP_BASE_PORT=${STACK_DP_BASE_PORT:-8081}
 PG_PORT=${STACK_PG_PORT:-15432}  # below the ephemeral range (32768+): see README
+CP_DB_PORT=${STACK_CP_PG_PORT:-$PG_PORT}
 REGIONS=${STACK_REGIONS:-us eu jp}
 INSTANCES=${STACK_DP_INSTANCES:-1}
 INSTANCE_PORT=${STACK_DP_INSTANCE_PORT:-8100}
@@ -39,20 +43,34 @@ die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
 # goes to /var/tmp and var/pg points there.
 # Prints the cluster's home as a path without symlinks: the postgres user
 # must not have to traverse the checkout's parents to reach it.
-pg_home() {
-	if [ ! -L "$VAR/pg" ] && [ ! -d "$VAR/pg" ]; then
-		mkdir -p "$VAR/pg"
-		[ "$(id -u)" = 0 ] && chown postgres "$VAR/pg"
-		if ! pg_as_owner test -w "$VAR/pg" 2>/dev/null; then
-			rmdir "$VAR/pg"
-			alt="/var/tmp/celltrail-pg-$(printf '%s' "$VAR" | cksum | cut -d' ' -f1)"
+pg_home() { # [name: pg, or pg-cp for STACK_CP_PG_PORT's]
+	c=${1:-pg}
+	if [ ! -L "$VAR/$c" ] && [ ! -d "$VAR/$c" ]; then
+		mkdir -p "$VAR/$c"
+		[ "$(id -u)" = 0 ] && chown postgres "$VAR/$c"
+		if ! pg_as_owner test -w "$VAR/$c" 2>/dev/null; then
+			rmdir "$VAR/$c"
+			alt="/var/tmp/celltrail-$c-$(printf '%s' "$VAR" | cksum | cut -d' ' -f1)"
 			mkdir -p "$alt"
 			chmod 0755 "$alt"
 			chown postgres "$alt"
-			ln -s "$alt" "$VAR/pg"
+			ln -s "$alt" "$VAR/$c"
 		fi
 	fi
-	readlink -f "$VAR/pg"
+	readlink -f "$VAR/$c"
+}
+
+# Creates the cluster var/NAME once, and starts it unless it runs.
+cluster_up() { # name port
+	pgdir="$(pg_home "$1")"
+	if [ ! -f "$pgdir/data/PG_VERSION" ]; then
+		say "creating the PostgreSQL cluster in var/$1 (port $2)"
+		pg_init "$pgdir/data" "$PG_PASSWORD"
+	fi
+	if ! pg_running "$pgdir/data"; then
+		pg_start "$pgdir/data" "$2" "$pgdir/postgres.log" ||
+			die "PostgreSQL did not start (port $2 taken? see $pgdir/postgres.log)"
+	fi
 }
 
 # Reads var/secrets, generating any secret not there yet.
@@ -81,13 +99,13 @@ dp_port() { # region -> port, by its position in $REGIONS
 	done
 }
 
-pg_url() { # user password db
-	echo "postgresql://$1:$2@127.0.0.1:$PG_PORT/$3"
+pg_url() { # user password db [port]
+	echo "postgresql://$1:$2@127.0.0.1:${4:-$PG_PORT}/$3"
 }
 
 # Creates a role and its own database, reachable by that role only.
-ensure_db() { # role password database
-	super=$(pg_url postgres "$PG_PASSWORD" postgres)
+ensure_db() { # role password database [port]
+	super=$(pg_url postgres "$PG_PASSWORD" postgres "${4:-}")
 	exists=$(pg_psql "$super" -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$1'")
 	if [ "$exists" != 1 ]; then
 		pg_psql "$super" -c "CREATE ROLE \"$1\" LOGIN PASSWORD '$2'"
@@ -349,18 +367,11 @@ cmd_start() {
 	load_secrets
 	stop_services
 
-	pgdir="$(pg_home)"
-	if [ ! -f "$pgdir/data/PG_VERSION" ]; then
-		say "creating the PostgreSQL cluster in var/pg (port $PG_PORT)"
-		pg_init "$pgdir/data" "$PG_PASSWORD"
-	fi
-	if ! pg_running "$pgdir/data"; then
-		pg_start "$pgdir/data" "$PG_PORT" "$pgdir/postgres.log" ||
-			die "PostgreSQL did not start (port $PG_PORT taken? see $pgdir/postgres.log)"
-	fi
+	cluster_up pg "$PG_PORT"
+	[ "$CP_DB_PORT" = "$PG_PORT" ] || cluster_up pg-cp "$CP_DB_PORT"
 
-	ensure_db celltrail_cp "$CP_DB_PASSWORD" celltrail_cp
-	CP_DB_URL=$(pg_url celltrail_cp "$CP_DB_PASSWORD" celltrail_cp)
+	ensure_db celltrail_cp "$CP_DB_PASSWORD" celltrail_cp "$CP_DB_PORT"
+	CP_DB_URL=$(pg_url celltrail_cp "$CP_DB_PASSWORD" celltrail_cp "$CP_DB_PORT")
 	CP_DATABASE_URL=$CP_DB_URL "$BIN/control-plane" migrate >>"$VAR/log/migrate.log" 2>&1 ||
 		{ tail -n 5 "$VAR/log/migrate.log" >&2; die "control-plane migrations failed"; }
 	for r in $REGIONS; do
@@ -461,6 +472,10 @@ cmd_stop() {
 			say "stopped PostgreSQL"
 		fi
 	fi
+	if [ -e "$VAR/pg-cp/data/PG_VERSION" ] && pg_running "$(pg_home pg-cp)/data"; then
+		pg_stop "$(pg_home pg-cp)/data"
+		say "stopped PostgreSQL (control plane)"
+	fi
 }
 
 cmd_status() {
@@ -477,6 +492,10 @@ cmd_status() {
 		say "postgresql: running"
 	else
 		say "postgresql: not running"
+	fi
+	if [ -e "$VAR/pg-cp/data/PG_VERSION" ]; then
+		if pg_running "$(pg_home pg-cp)/data"; then say "postgresql (control plane): running"
+		else say "postgresql (control plane): not running"; fi
 	fi
 }
 

@@ -1,0 +1,373 @@
+# Shared by tests/faults/run.sh and tests/faults/soak.sh (sourced): a
+# private local stack, its processes, load generators and the checker that
+# counts what was acknowledged, stored and billed.
+#
+# The caller sets ROOT, BIN (the binaries), WORK (a scratch directory the
+# stack's PostgreSQL user can reach) and BASE (the first of 100 ports: the
+# control plane on BASE, the regions' data planes on BASE+1.., extra data
+# planes from BASE+10, the control plane's PostgreSQL on BASE+98 and the
+# regions' on BASE+99).
+
+. "$ROOT/deploy/local/pg.sh"
+
+PASS=0 FAIL=0
+ok() { PASS=$((PASS + 1)); echo "  ok    $*"; }
+bad() { FAIL=$((FAIL + 1)); echo "  FAIL  $*"; }
+check() { # description command...
+	_d=$1; shift
+	if "$@"; then ok "$_d"; else bad "$_d"; fi
+}
+fatal() { echo "faults: $*" >&2; exit 1; }
+now_ms() { date +%s%3N; }
+
+# ---- the stack ----
+
+# Starts a private stack: one data plane per region (no balancer), the
+# control plane's database in a PostgreSQL cluster of its own.
+stack_up() { # regions
+	export STACK_VAR="$WORK/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
+	export STACK_PG_PORT=$((BASE + 99)) STACK_CP_PG_PORT=$((BASE + 98))
+	export STACK_REGIONS="$1" STACK_DP_INSTANCES=1
+	sh "$ROOT/deploy/local/stack.sh" start > "$WORK/stack.log" 2>&1 ||
+		{ tail -n 20 "$WORK/stack.log" >&2; fatal "the stack did not start"; }
+	. "$STACK_VAR/stack.env"
+	# What the control plane is started with, to start it again.
+	CP_SECRETS_KEY=$(sed -n 's/^CP_SECRETS_KEY=//p' "$STACK_VAR/secrets")
+	PG_DATA=$(readlink -f "$STACK_VAR/pg")/data
+	CP_PG_DATA=$(readlink -f "$STACK_VAR/pg-cp")/data
+}
+
+stack_down() {
+	# A process left stopped (SIGSTOP) would hold up its SIGTERM.
+	for f in "$STACK_VAR"/run/*.pid; do
+		[ -e "$f" ] && svc_alive "$(basename "$f" .pid)" && kill -CONT "$(cat "$f")" 2>/dev/null
+	done
+	sh "$ROOT/deploy/local/stack.sh" stop > /dev/null 2>&1 || true
+}
+
+# ---- processes, recorded as the stack records its own (run/NAME.pid and
+# NAME.start), so that `stack.sh stop` stops them too ----
+
+proc_start() { sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f20; }
+
+svc_pid() { cat "$STACK_VAR/run/$1.pid" 2>/dev/null; }
+
+svc_alive() { # name: running, and the very process started (not a reused pid)
+	_p=$(svc_pid "$1")
+	[ -n "$_p" ] && [ "$(proc_start "$_p")" = "$(cat "$STACK_VAR/run/$1.start" 2>/dev/null)" ]
+}
+
+svc_run() { # name binary VAR=value...
+	_n=$1 _b=$2
+	shift 2
+	env "$@" "$_b" >> "$STACK_VAR/log/$_n.log" 2>&1 < /dev/null &
+	echo $! > "$STACK_VAR/run/$_n.pid"
+	proc_start $! > "$STACK_VAR/run/$_n.start"
+}
+
+svc_signal() { # name signal
+	svc_alive "$1" && kill "-$2" "$(svc_pid "$1")"
+}
+
+svc_wait_gone() { # name seconds
+	_i=0
+	while svc_alive "$1"; do
+		_i=$((_i + 1))
+		[ $_i -le $(($2 * 10)) ] || return 1
+		sleep 0.1
+	done
+}
+
+svc_stop() { # name: SIGTERM (it drains), SIGKILL 15 s later
+	svc_alive "$1" || return 0
+	svc_signal "$1" TERM
+	svc_wait_gone "$1" 15 || { svc_signal "$1" KILL; svc_wait_gone "$1" 5; }
+}
+
+svc_kill() { # name: SIGKILL, returns once it is gone
+	svc_signal "$1" KILL
+	svc_wait_gone "$1" 10
+}
+
+wait_until() { # seconds command...: polls every 0.2 s until it succeeds
+	_end=$(($(now_ms) + $1 * 1000))
+	shift
+	while ! "$@"; do
+		[ "$(now_ms)" -lt $_end ] || return 1
+		sleep 0.2
+	done
+}
+
+http_status() { # url [curl options...]
+	_u=$1; shift
+	curl -s -o /dev/null -w '%{http_code}' --max-time 3 "$@" "$_u" 2>/dev/null || true
+}
+
+# The control plane, as the stack starts it, with more settings if given.
+cp_start() { # [VAR=value...]
+	svc_run control-plane "$BIN/control-plane" CP_LISTEN="127.0.0.1:$STACK_CP_PORT" \
+		CP_DATABASE_URL="$CP_DATABASE_URL" CP_ADMIN_TOKEN="$ADMIN_TOKEN" \
+		CP_SECRETS_KEY="$CP_SECRETS_KEY" CP_SIGNING_KEYS_DIR="$STACK_VAR/signing-keys" \
+		CP_REGIONS_FILE="$ROOT/deploy/regions.conf" "$@"
+	wait_until 20 cp_healthy || fatal "the control plane did not start (log: $STACK_VAR/log/control-plane.log)"
+}
+cp_healthy() { [ "$(http_status "$CP_URL/healthz")" = 200 ]; }
+
+region_port() { # region -> its data plane's port (STACK_DP_BASE_PORT + position)
+	_i=0
+	for _r in $STACK_REGIONS; do
+		[ "$_r" = "$1" ] && { echo $((STACK_DP_BASE_PORT + _i)); return; }
+		_i=$((_i + 1))
+	done
+}
+
+# Settings every data plane of the tests runs with: usage reported every
+# second, so that a test does not wait ten for the outbox.
+DP_TEST_ENV="DP_USAGE_REPORT_INTERVAL=1s"
+
+# A data plane of REGION as the stack starts one, on PORT with CACHE_DIR,
+# with more settings if given. NAME is data-plane-REGION for the region's
+# own (the stack's) instance.
+dp_start() { # name region port cache-dir [VAR=value...]
+	_name=$1 _reg=$2 _port=$3 _cache=$4
+	shift 4
+	eval "_db=\$DP_DATABASE_URL_$_reg _tok=\$REGION_TOKEN_$_reg"
+	# shellcheck disable=SC2086
+	svc_run "$_name" "$BIN/data-plane" DP_REGION="$_reg" DP_LISTEN="127.0.0.1:$_port" \
+		DP_CONTROL_PLANE_URL="$CP_URL" DP_DATABASE_URL="$_db" DP_REGION_TOKEN="$_tok" \
+		DP_TRUST_BUNDLE="$TRUST_BUNDLE" DP_CACHE_DIR="$_cache" DP_INSTANCE="faults-$_name" \
+		$DP_TEST_ENV "$@"
+	wait_until 20 dp_healthy "$_port" || fatal "$_name did not start (log: $STACK_VAR/log/$_name.log)"
+}
+dp_healthy() { [ "$(http_status "http://127.0.0.1:$1/healthz")" = 200 ]; }
+
+# The region's own data plane, again, with more settings if given.
+dp_restart() { # region [VAR=value...]
+	_reg=$1; shift
+	svc_stop "data-plane-$_reg"
+	dp_start "data-plane-$_reg" "$_reg" "$(region_port "$_reg")" "$STACK_VAR/cache/$_reg" "$@"
+}
+
+# ---- JSON and SQL ----
+
+# Prints a member of the JSON document on stdin: jget a.b.0.c
+jget() {
+	python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for k in sys.argv[1].split("."):
+    d = d[int(k)] if isinstance(d, list) else d.get(k)
+print("null" if d is None else str(d).lower() if isinstance(d, bool) else d)' "$1"
+}
+
+# An admin call to the control plane: api METHOD PATH [JSON]; the body on
+# stdout, fails unless 2xx.
+api() {
+	if [ $# -ge 3 ]; then
+		curl -fsS --max-time 10 -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
+			-H 'Content-Type: application/json' -d "$3" "$CP_URL$2"
+	else
+		curl -fsS --max-time 10 -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" "$CP_URL$2"
+	fi
+}
+
+rsql() { # region SQL: runs it on the region's database as its data planes' role
+	eval "_u=\$DP_DATABASE_URL_$1"
+	"$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "$_u" -c "$2"
+}
+
+readyz() { # port member
+	curl -s --max-time 3 "http://127.0.0.1:$1/readyz" | jget "$2" 2>/dev/null
+}
+
+# The region's configuration version at the control plane.
+cp_version() { api GET "/v1/regions/$1" | jget config_version; }
+
+# True once the data plane on PORT uses version MIN or later.
+dp_has_version() { # port min
+	_v=$(readyz "$1" config_version)
+	[ -n "$_v" ] && [ "$_v" != null ] && [ "$_v" -ge "$2" ]
+}
+
+# Waits until the data plane on PORT uses its region's current version.
+dp_synced() { # region port [seconds]
+	_want=$(cp_version "$1") || return 1
+	wait_until "${3:-15}" dp_has_version "$2" "$_want"
+}
+
+# ---- tenants ----
+
+# A tenant of REGION on plan PLAN with a key of both scopes; prints "id key".
+new_tenant() { # name region plan
+	_slug="f-$1-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')"
+	_b=$(api POST /v1/tenants "{\"name\":\"faults $1\",\"slug\":\"$_slug\",\"region\":\"$2\",\"plan\":\"$3\"}") ||
+		fatal "could not create tenant $1"
+	_id=$(printf '%s' "$_b" | jget id)
+	_k=$(api POST "/v1/tenants/$_id/api-keys" '{"name":"load","scopes":["events:write","events:read"]}' | jget secret) ||
+		fatal "could not create a key for tenant $1"
+	echo "$_id $_k"
+}
+
+# A new key for TENANT (a configuration change of its region); prints it.
+new_key() { # tenant
+	api POST "/v1/tenants/$1/api-keys" '{"name":"probe","scopes":["events:read"]}' | jget secret
+}
+
+key_works() { # port key
+	[ "$(http_status "http://127.0.0.1:$1/v1/tenant" -H "Authorization: Bearer $2")" = 200 ]
+}
+
+# ---- load ----
+
+LOADS=""  # "pid file" pairs of the running load generators
+
+# Starts bin/faults-load; its records go to $SCEN_DIR/NAME.load.
+load_start() { # name port key mode rate [faults-load options...]
+	_n=$1 _port=$2 _key=$3 _mode=$4 _rate=$5
+	shift 5
+	"$BIN/faults-load" -u "http://127.0.0.1:$_port" -k "$_key" -m "$_mode" -r "$_rate" \
+		-o "$SCEN_DIR/$_n.load" -p "$SCEN-$_n" "$@" 2>> "$SCEN_DIR/load.summary" &
+	LOADS="$LOADS $!"
+}
+
+load_stop() { # stops every load generator (each waits for its requests in flight)
+	for _p in $LOADS; do kill -TERM "$_p" 2>/dev/null || true; done
+	for _p in $LOADS; do wait "$_p" 2>/dev/null || true; done
+	LOADS=""
+}
+
+# ---- the checker ----
+
+# The event ids of the post records of FILE (all of them, or those
+# answered STATUS).
+load_ids() { # file prefix [status]
+	awk -v p="$2" -v want="${3:-}" '$2 == "post" && (want == "" || $3 == want) {
+		for (j = 0; j < $5; j++) print p "-" $1 "-" j }' "$1"
+}
+
+# Counts of the records of FILE: "sent 2xx errors" and the errors by
+# status (0: no answer), from START_MS to END_MS if given.
+load_counts() { # file [from-ms to-ms]
+	awk -v from="${2:-0}" -v to="${3:-99999999999999}" '$6 >= from && $6 < to {
+		n++; if ($3 ~ /^2/) ok++; else { e++; s[$3]++ } }
+		END { printf "%d %d %d", n, ok, e; for (k in s) printf " %s:%d", k, s[k]; print "" }' "$1"
+}
+
+# True once REGION has reported all its usage: nothing counted and not
+# yet batched, no batch unsent.
+outbox_drained() {
+	[ "$(rsql "$1" "SELECT (SELECT coalesce(sum(events - reported), 0) FROM usage_counters)
+		+ (SELECT count(*) FROM usage_outbox WHERE sent_at IS NULL AND rejected_at IS NULL)" 2>/dev/null)" = 0 ]
+}
+
+# Billed events of TENANT this month (and the month the run began in, if
+# it crossed into a new one) at the control plane.
+PERIOD0=$(date -u +%Y-%m)
+billed() { # tenant
+	_per=$(date -u +%Y-%m)
+	_t=$(api GET "/v1/tenants/$1/usage?period=$_per" | jget total) || return 1
+	if [ "$_per" != "$PERIOD0" ]; then
+		_n=$(api GET "/v1/tenants/$1/usage?period=$PERIOD0" | jget total) || return 1
+		_t=$((_t + _n))
+	fi
+	echo "$_t"
+}
+
+# The body faults-load sent for request SEQ of PREFIX with N events.
+post_body() { # prefix seq n
+	_j=0 _b=""
+	while [ $_j -lt "$3" ]; do
+		[ $_j = 0 ] || _b="$_b,"
+		_b="$_b{\"id\":\"$1-$2-$_j\",\"action\":\"faults.load\",\"actor\":{\"id\":\"load-$(($2 % 97))\",\"type\":\"test\"},\"targets\":[{\"id\":\"doc-$_j\",\"type\":\"document\"}]}"
+		_j=$((_j + 1))
+	done
+	[ "$3" = 1 ] && printf '%s' "$_b" || printf '{"events":[%s]}' "$_b"
+}
+
+# A client's way out of an unknown outcome: each request that got no 2xx
+# answer but whose events are stored is sent again, as it was, and must be
+# answered 200 with Idempotent-Replayed (stored once, billed once).
+# Prints "resent replayed".
+replay_unacked() { # port key stored-ids-file loads ("file prefix" pairs)...
+	_port=$1 _key=$2 _stored=$3
+	shift 3
+	_resent=0 _replayed=0
+	while [ $# -ge 2 ]; do
+		for _r in $(awk '$2 == "post" && $3 !~ /^2/ { print $1 ":" $5 }' "$1"); do
+			grep -qx "$2-${_r%%:*}-0" "$_stored" || continue
+			_resent=$((_resent + 1))
+			_h=$(post_body "$2" "${_r%%:*}" "${_r#*:}" | curl -s -o /dev/null -D - --max-time 10 \
+				-H "Authorization: Bearer $_key" -H 'Content-Type: application/json' \
+				--data-binary @- "http://127.0.0.1:$_port/v1/events" | tr -d '\r')
+			case "$_h" in
+			"HTTP/1.1 200"*) printf '%s\n' "$_h" | grep -qi '^idempotent-replayed: true' && _replayed=$((_replayed + 1)) ;;
+			esac
+		done
+		shift 2
+	done
+	echo "$_resent $_replayed"
+}
+
+# Checks a tenant's events after a scenario: every id answered 201 is
+# stored, nothing stored that was not sent, the region's usage counter
+# equals what is stored, a request stored without a 201 is answered as a
+# replay when sent again, and once the outbox has drained the control
+# plane bills exactly what is stored. Prints the figures as it goes; sets
+# STORED and BILLED. Loads: "file prefix" pairs of post loads of TENANT,
+# sent to PORT with KEY.
+check_tenant() { # label region tenant port key loads...
+	_label=$1 _reg=$2 _ten=$3 _tport=$4 _tkey=$5
+	shift 5
+	_loads="$*"
+	: > "$SCEN_DIR/$_label.sent"; : > "$SCEN_DIR/$_label.acked"
+	while [ $# -ge 2 ]; do
+		load_ids "$1" "$2" >> "$SCEN_DIR/$_label.sent"
+		load_ids "$1" "$2" 201 >> "$SCEN_DIR/$_label.acked"
+		shift 2
+	done
+	sort -o "$SCEN_DIR/$_label.sent" "$SCEN_DIR/$_label.sent"
+	sort -o "$SCEN_DIR/$_label.acked" "$SCEN_DIR/$_label.acked"
+	rsql "$_reg" "SELECT id FROM events WHERE tenant_id = '$_ten'" | sort > "$SCEN_DIR/$_label.stored"
+	_acked=$(wc -l < "$SCEN_DIR/$_label.acked")
+	STORED=$(wc -l < "$SCEN_DIR/$_label.stored")
+	_lost=$(comm -23 "$SCEN_DIR/$_label.acked" "$SCEN_DIR/$_label.stored" | wc -l)
+	_alien=$(comm -13 "$SCEN_DIR/$_label.sent" "$SCEN_DIR/$_label.stored" | wc -l)
+	_unacked=$((STORED - _acked + _lost))
+	check "$_label: every acknowledged event is stored ($_acked acknowledged, $_lost missing)" [ "$_lost" = 0 ]
+	check "$_label: nothing stored that was not sent ($_alien)" [ "$_alien" = 0 ]
+	if [ "$_unacked" -gt 0 ]; then
+		# shellcheck disable=SC2086
+		set -- $(replay_unacked "$_tport" "$_tkey" "$SCEN_DIR/$_label.stored" $_loads)
+		check "$_label: the $1 request(s) stored without a 201, sent again, are answered 200 replayed ($2)" \
+			[ "$1" = "$2" ]
+		_again=$(rsql "$_reg" "SELECT count(*) FROM events WHERE tenant_id = '$_ten'")
+		check "$_label: and stored once ($_again = $STORED)" [ "$_again" = "$STORED" ]
+	fi
+	_counter=$(rsql "$_reg" "SELECT coalesce(sum(events), 0) FROM usage_counters WHERE tenant_id = '$_ten'")
+	check "$_label: the region's usage counter ($_counter) = events stored ($STORED)" [ "$_counter" = "$STORED" ]
+	if wait_until "${DRAIN_SECONDS:-90}" outbox_drained "$_reg"; then
+		ok "$_label: region $_reg's usage outbox drained"
+	else
+		bad "$_label: region $_reg's usage outbox did not drain in ${DRAIN_SECONDS:-90} s"
+	fi
+	BILLED=$(billed "$_ten") || BILLED=unknown
+	check "$_label: billed at the control plane ($BILLED) = stored ($STORED)" [ "$BILLED" = "$STORED" ]
+	_rej=$(rsql "$_reg" "SELECT count(*) FROM usage_outbox WHERE rejected_at IS NOT NULL")
+	check "$_label: no usage batch refused by the control plane ($_rej)" [ "$_rej" = 0 ]
+	FIG_ACKED=$_acked FIG_UNACKED_STORED=$_unacked
+}
+
+# Prints the figures of a scenario's loads: per load, and the tenant's
+# events stored and billed.
+figures() { # label
+	echo "  figures ($1):"
+	for _f in "$SCEN_DIR"/*.load; do
+		[ -e "$_f" ] || continue
+		_c=$(load_counts "$_f")
+		set -- $_c
+		_errs=""
+		[ $# -gt 3 ] && { shift 3; _errs=" ($*)"; }
+		set -- $_c
+		printf '    %-22s sent %6d  2xx %6d  errors %4d%s\n' "$(basename "$_f" .load)" "$1" "$2" "$3" "$_errs"
+	done
+}
