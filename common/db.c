@@ -36,7 +36,8 @@ struct db_pool {
 const char *db_status_str(enum db_status st)
 {
 	static const char *const names[] = { "ok", "not_found", "conflict", "invalid",
-		                                 "retry", "unavailable", "error", "rollback" };
+		                                 "retry", "unavailable", "error", "rollback",
+		                                 "commit_unknown" };
 	return (unsigned)st < sizeof names / sizeof names[0] ? names[st] : "?";
 }
 
@@ -396,7 +397,11 @@ enum db_status db_tx(struct db_pool *p, enum db_isolation iso, db_tx_fn fn, void
 			atomic_fetch_add(&p->tx_rolled_back, 1);
 			return st;
 		}
-		int retry = st == DB_RETRY || (st == DB_UNAVAILABLE && !commit_sent);
+		if (st == DB_UNAVAILABLE && commit_sent) {
+			st = DB_COMMIT_UNKNOWN;
+			break;
+		}
+		int retry = st == DB_RETRY || st == DB_UNAVAILABLE;
 		if (!retry || attempt == TX_MAX_ATTEMPTS - 1)
 			break;
 		atomic_fetch_add(&p->tx_retries, 1);

@@ -23,6 +23,7 @@ enum db_status {
 	DB_UNAVAILABLE,   /* no connection, or the connection broke          */
 	DB_ERROR,         /* anything else: a bug or an operator problem      */
 	DB_ROLLBACK,      /* the transaction body chose to roll back (a client error) */
+	DB_COMMIT_UNKNOWN, /* the connection broke after COMMIT was sent: it may have committed */
 };
 
 const char *db_status_str(enum db_status st);
@@ -85,8 +86,10 @@ enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE, DB_A
 
 /* Runs `fn` in one transaction, retrying serialization failures, deadlocks
  * and connection losses before COMMIT (at most a few attempts, with jittered
- * backoff). A connection lost during COMMIT gives DB_UNAVAILABLE: the
- * outcome is unknown, and callers must treat the request as not done. */
+ * backoff). A connection lost during COMMIT gives DB_COMMIT_UNKNOWN and is
+ * never retried: the transaction may or may not have committed, and the
+ * caller must say so (a retry keyed by an idempotency key or a client id
+ * finds out which). */
 enum db_status db_tx(struct db_pool *pool, enum db_isolation iso, db_tx_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 

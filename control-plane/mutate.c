@@ -100,6 +100,12 @@ int cp_reply_db_error(struct http_req *req, enum db_status st)
 		http_add_header(req, "Retry-After", "1");
 		return http_reply_problem(req, PROB_UNAVAILABLE,
 		                          "The control-plane database is unavailable; retry shortly.");
+	case DB_COMMIT_UNKNOWN:
+		http_add_header(req, "Retry-After", "1");
+		return http_reply_problem(req, PROB_UNAVAILABLE,
+		                          "The connection to the control-plane database broke while the change "
+		                          "was committing: it may or may not have been made. Retry with the same "
+		                          "Idempotency-Key to find out.");
 	case DB_NOT_FOUND:
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such object.");
 	case DB_CONFLICT:

@@ -20,7 +20,7 @@
 
 #define RETRY_AFTER_DB "2"
 
-enum outcome { J_PENDING, J_STORED, J_REPLAYED, J_CONFLICT, J_QUOTA, J_UNAVAILABLE, J_BUSY, J_ERROR };
+enum outcome { J_PENDING, J_STORED, J_REPLAYED, J_CONFLICT, J_QUOTA, J_UNAVAILABLE, J_UNKNOWN, J_ERROR };
 
 struct job {
 	struct http_req *req;
@@ -448,7 +448,9 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 	for (size_t i = 0; i < gr->n; i++) {
 		struct job *j = gr->jobs[i];
 		if (st != DB_OK)
-			j->outcome = st == DB_UNAVAILABLE || st == DB_RETRY ? J_UNAVAILABLE : J_ERROR;
+			j->outcome = st == DB_UNAVAILABLE || st == DB_RETRY ? J_UNAVAILABLE
+			             : st == DB_COMMIT_UNKNOWN                ? J_UNKNOWN
+			                                                      : J_ERROR;
 		else if (j->outcome == J_PENDING)
 			j->outcome = J_STORED;
 		switch (j->outcome) {
@@ -466,7 +468,7 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 		default: atomic_fetch_add(&g->requests_failed, 1); break;
 		}
 	}
-	if (st != DB_OK && st != DB_UNAVAILABLE)
+	if (st != DB_OK && st != DB_UNAVAILABLE && st != DB_COMMIT_UNKNOWN)
 		log_error(NULL, "ingest: a group of %zu request(s) failed: %s", gr->n, db_status_str(st));
 	/* Last: once resumed, a request may complete and free its job at once. */
 	for (size_t i = 0; i < gr->n; i++)
@@ -673,6 +675,13 @@ static int reply_outcome(struct http_req *req, struct job *j)
 			" events in %s (%" PRId64 " used); nothing was stored.",
 			j->n_new, j->quota, j->period, j->used);
 	}
+	case J_UNKNOWN:
+		/* The one case where the outcome is not known: say so. */
+		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
+		return http_reply_problem(
+			req, PROB_UNAVAILABLE,
+			"The connection to the region's database broke while this request was committing: its "
+			"events may or may not be stored. Retry with the same ids: stored events are answered 200.");
 	case J_UNAVAILABLE:
 		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
 		return http_reply_problem(req, PROB_UNAVAILABLE,
