@@ -457,6 +457,10 @@ Try:
        -d "{\"tenant\":\"demo-$first\",\"email\":\"\$DEMO_OWNER_$first\",\"password\":\"\$DEMO_PASSWORD\"}" \\
        \$CP_URL/v1/auth/login
   curl -s \$DP_URL_$first/healthz
+  curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" -H 'Content-Type: application/json' \\
+       -d '{"action":"user.login","actor":{"id":"u-1","type":"user"}}' \$DP_URL_$first/v1/events
+  curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" "\$DP_URL_$first/v1/events?actor=u-1"
+  curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" \$DP_URL_$first/v1/tenant
   curl -s \$CP_URL/metrics | grep http_requests_total
 
 Stop everything with: make stop

@@ -742,3 +742,16 @@ void it_stack_stop(struct it_stack *s)
 	ck_assert_msg(dp == 0, "the data plane exited with %d on SIGTERM (log %s)", dp, s->dp.log);
 	ck_assert_msg(cp == 0, "the control plane exited with %d on SIGTERM (log %s)", cp, s->cp.log);
 }
+
+const char *it_fmt(const char *f, ...)
+{
+	static char ring[32][16384];
+	static unsigned next;
+	char *b = ring[next++ % 32];
+	va_list ap;
+	va_start(ap, f);
+	int n = vsnprintf(b, sizeof ring[0], f, ap);
+	va_end(ap);
+	ck_assert_msg(n >= 0 && (size_t)n < sizeof ring[0], "it_fmt: text too long");
+	return b;
+}

@@ -26,6 +26,11 @@ Suite *hostile_suite(void); /* test_hostile.c */
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
+/* printf into one of a ring of 32 static buffers of 16 KiB: the text
+ * stays valid for the next 31 calls. Not for threads. Fails the test when
+ * the text does not fit. */
+const char *it_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
 /* --- environment --- */
 const char *it_env(const char *name); /* aborts the test when unset */
 /* Writes "$IT_BIN/<name>" into buf. */

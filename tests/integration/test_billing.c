@@ -75,21 +75,6 @@ static void teardown(void)
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
-/* printf into one of a ring of static buffers: the text stays valid for
- * the next 15 calls. Not for threads. */
-static const char *__attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
-{
-	static char ring[16][8192];
-	static unsigned next;
-	char *b = ring[next++ % 16];
-	va_list ap;
-	va_start(ap, f);
-	int n = vsnprintf(b, sizeof ring[0], f, ap);
-	va_end(ap);
-	ck_assert_msg(n >= 0 && (size_t)n < sizeof ring[0], "fmt: text too long");
-	return b;
-}
-
 /* A string member of `o`, "" when absent or not a string. */
 static const char *js(const json_t *o, const char *key)
 {
@@ -216,8 +201,8 @@ static char *billing_snapshot(void)
  * tests cannot move the clock, so the past is written into the database. */
 static void backdate(const char *tenant, const char *plan, const char *since)
 {
-	qexec(fmt("UPDATE tenants SET created_at = '%s' WHERE id = '%s'", since, tenant));
-	qexec(fmt("INSERT INTO tenant_plan_history (tenant_id, plan, since) VALUES ('%s', '%s', '%s')",
+	qexec(it_fmt("UPDATE tenants SET created_at = '%s' WHERE id = '%s'", since, tenant));
+	qexec(it_fmt("INSERT INTO tenant_plan_history (tenant_id, plan, since) VALUES ('%s', '%s', '%s')",
 	          tenant, plan, since));
 }
 
@@ -350,7 +335,7 @@ static void new_tenant(const char *slug, const char *region, const char *plan, c
 {
 	struct res r;
 	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
-	    fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"%s\"}", slug, slug,
+	    it_fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"%s\"}", slug, slug,
 	        region, plan));
 	EXPECT(&r, 201);
 	snprintf(id, 37, "%s", js(r.json, "id"));
@@ -361,8 +346,8 @@ static void new_tenant(const char *slug, const char *region, const char *plan, c
 static void new_user(const char *tenant_id, const char *email, const char *role)
 {
 	struct res r;
-	api(&r, "POST", fmt("/v1/tenants/%s/users", tenant_id), ADMIN_TOKEN,
-	    fmt("{\"email\":\"%s\",\"role\":\"%s\",\"password\":\"" PASSWORD "\"}", email, role));
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", tenant_id), ADMIN_TOKEN,
+	    it_fmt("{\"email\":\"%s\",\"role\":\"%s\",\"password\":\"" PASSWORD "\"}", email, role));
 	EXPECT(&r, 201);
 	res_free(&r);
 }
@@ -371,7 +356,7 @@ static void login(const char *slug, const char *email, char token[128])
 {
 	struct res r;
 	api(&r, "POST", "/v1/auth/login", NULL,
-	    fmt("{\"email\":\"%s\",\"password\":\"" PASSWORD "\",\"tenant\":\"%s\"}", email, slug));
+	    it_fmt("{\"email\":\"%s\",\"password\":\"" PASSWORD "\",\"tenant\":\"%s\"}", email, slug));
 	EXPECT(&r, 200);
 	snprintf(token, 128, "%s", js(r.json, "token"));
 	res_free(&r);
@@ -381,17 +366,17 @@ static void login(const char *slug, const char *email, char token[128])
 static void credential(const char *region, char token[128])
 {
 	struct res r;
-	api(&r, "POST", fmt("/v1/regions/%s/credentials", region), ADMIN_TOKEN, "{}");
+	api(&r, "POST", it_fmt("/v1/regions/%s/credentials", region), ADMIN_TOKEN, "{}");
 	EXPECT(&r, 201);
 	snprintf(token, 128, "%s", js(r.json, "token"));
-	ck_assert_msg(!strncmp(token, fmt("crt_%s_", region), strlen(region) + 5), "credential %s", token);
+	ck_assert_msg(!strncmp(token, it_fmt("crt_%s_", region), strlen(region) + 5), "credential %s", token);
 	res_free(&r);
 }
 
 static void patch_plan_of(const char *tenant, const char *plan)
 {
 	struct res r;
-	api(&r, "PATCH", fmt("/v1/tenants/%s", tenant), ADMIN_TOKEN, fmt("{\"plan\":\"%s\"}", plan));
+	api(&r, "PATCH", it_fmt("/v1/tenants/%s", tenant), ADMIN_TOKEN, it_fmt("{\"plan\":\"%s\"}", plan));
 	EXPECT(&r, 200);
 	ck_assert_str_eq(js(r.json, "plan"), plan);
 	res_free(&r);
@@ -438,7 +423,7 @@ static void expect_versions(long before[NREGIONS], const long delta[NREGIONS], i
 static const char *rec(const char *tenant, const char *period, long long events, const char *start,
                        const char *end)
 {
-	return fmt("{\"tenant\":\"%s\",\"period\":\"%s\",\"events\":%lld,\"window_start\":\"%s\","
+	return it_fmt("{\"tenant\":\"%s\",\"period\":\"%s\",\"events\":%lld,\"window_start\":\"%s\","
 	           "\"window_end\":\"%s\"}", tenant, period, events, start, end);
 }
 
@@ -492,7 +477,7 @@ static json_t *usage_ok(const char *cred, const char *key, const char *body, lon
 static json_t *get_usage(const char *token, const char *tenant, const char *period)
 {
 	struct res r;
-	api(&r, "GET", fmt("/v1/tenants/%s/usage?period=%s", tenant, period), token, NULL);
+	api(&r, "GET", it_fmt("/v1/tenants/%s/usage?period=%s", tenant, period), token, NULL);
 	EXPECT(&r, 200);
 	ck_assert_str_eq(js(r.json, "tenant"), tenant);
 	ck_assert_str_eq(js(r.json, "period"), period);
@@ -537,7 +522,7 @@ static const char *close_period(const char *period, long want, long invoices, in
 {
 	static char closed_at[64];
 	struct res r;
-	api(&r, "POST", fmt("/v1/billing/periods/%s/close", period), ADMIN_TOKEN, NULL);
+	api(&r, "POST", it_fmt("/v1/billing/periods/%s/close", period), ADMIN_TOKEN, NULL);
 	expect_status(&r, want, line);
 	closed_at[0] = '\0';
 	if (want < 300) {
@@ -556,7 +541,7 @@ static const char *close_period(const char *period, long want, long invoices, in
 static json_t *invoice_list(const char *tenant)
 {
 	struct res r;
-	api(&r, "GET", fmt("/v1/tenants/%s/invoices", tenant), ADMIN_TOKEN, NULL);
+	api(&r, "GET", it_fmt("/v1/tenants/%s/invoices", tenant), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	json_t *items = json_incref(json_object_get(r.json, "items"));
 	ck_assert_msg(json_is_array(items), "no items: %.300s", r.raw.body);
@@ -590,7 +575,7 @@ static json_t *expect_invoice(const char *tenant, const char *period, const char
 	ck_assert_msg(in_list, "line %d: no invoice of %s for %s", line, tenant, period);
 
 	struct res r;
-	api(&r, "GET", fmt("/v1/invoices/%s", js(in_list, "id")), ADMIN_TOKEN, NULL);
+	api(&r, "GET", it_fmt("/v1/invoices/%s", js(in_list, "id")), ADMIN_TOKEN, NULL);
 	expect_status(&r, 200, line);
 	json_t *inv = json_incref(r.json);
 	ck_assert_msg(json_equal(inv, in_list), "line %d: the list and GET disagree:\n%.800s", line,
@@ -645,7 +630,7 @@ static json_t *expect_invoice(const char *tenant, const char *period, const char
 /* POST /v1/invoices/{id}/<action> as the admin. */
 static void invoice_action(struct res *r, const char *id, const char *action)
 {
-	api(r, "POST", fmt("/v1/invoices/%s/%s", id, action), ADMIN_TOKEN, NULL);
+	api(r, "POST", it_fmt("/v1/invoices/%s/%s", id, action), ADMIN_TOKEN, NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -801,7 +786,7 @@ START_TEST(billing_month)
 	 * change it now, so the change is also written into the history, dated
 	 * the 15th: enterprise is then the plan in force at September's end. */
 	patch_plan_of(u1, "enterprise");
-	qexec(fmt("INSERT INTO tenant_plan_history (tenant_id, plan, since) "
+	qexec(it_fmt("INSERT INTO tenant_plan_history (tenant_id, plan, since) "
 	          "VALUES ('%s', 'enterprise', '2026-09-15T00:00:00Z')", u1));
 	/* J1 moves to pro only now, after September ended: September stays free. */
 	patch_plan_of(j1, "pro");
@@ -1055,7 +1040,7 @@ START_TEST(close_concurrent)
 	/* x: the August events August's invoice billed (as the ledger says);
 	 * the rest are late. Pro: overage(n) = ⌈(n − 1,000,000) × 50 / 1000⌉,
 	 * so q / 20 cents exactly: every batch is 1,000 events. */
-	long long x = qlong(fmt("SELECT sum(events) FROM usage_ledger WHERE invoice_id = "
+	long long x = qlong(it_fmt("SELECT sum(events) FROM usage_ledger WHERE invoice_id = "
 	                        "(SELECT id FROM invoices WHERE tenant_id = '%s' AND period = '2026-08-01')", t));
 	long long q = x - 1000000, late = total - x;
 	ck_assert_msg(q >= 0 && late >= 0, "August's invoice billed %lld of %lld events", x, total);
@@ -1160,7 +1145,7 @@ START_TEST(close_and_invoice_states)
 	backdate(t, "pro", LONG_AGO);
 	backdate(t2, "pro", LONG_AGO);
 	backdate(t3, "pro", LONG_AGO);
-	api(&r, "DELETE", fmt("/v1/tenants/%s", t3), ADMIN_TOKEN, NULL); /* no invoice for it */
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s", t3), ADMIN_TOKEN, NULL); /* no invoice for it */
 	EXPECT(&r, 200);
 	res_free(&r);
 	credential("eu", eu);
@@ -1175,7 +1160,7 @@ START_TEST(close_and_invoice_states)
 	static const char *const bad[] = { "2026-8", "2026-13", "2026-00", "26-08", "2026-08-01",
 		                               "2026_08", "abcd-ef", "202608" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		api(&r, "POST", fmt("/v1/billing/periods/%s/close", bad[i]), ADMIN_TOKEN, NULL);
+		api(&r, "POST", it_fmt("/v1/billing/periods/%s/close", bad[i]), ADMIN_TOKEN, NULL);
 		ck_assert_msg(r.status == 400, "closing '%s': %ld, want 400: %.300s", bad[i], r.status, r.raw.body);
 		res_free(&r);
 	}
@@ -1215,10 +1200,10 @@ START_TEST(close_and_invoice_states)
 	EXPECT_PROBLEM(&r, 409, "conflict", NULL);
 	res_free(&r);
 	/* A finalized invoice cannot be changed, not even by SQL. */
-	q_fails(fmt("UPDATE invoices SET total = total + 1 WHERE id = '%s'", id), "23514");
-	q_fails(fmt("UPDATE invoices SET plan = 'free' WHERE id = '%s'", id), "23514");
-	q_fails(fmt("UPDATE invoices SET status = 'draft' WHERE id = '%s'", id), "23514");
-	ck_assert_int_eq(qlong(fmt("SELECT total FROM invoices WHERE id = '%s'", id)), 4901);
+	q_fails(it_fmt("UPDATE invoices SET total = total + 1 WHERE id = '%s'", id), "23514");
+	q_fails(it_fmt("UPDATE invoices SET plan = 'free' WHERE id = '%s'", id), "23514");
+	q_fails(it_fmt("UPDATE invoices SET status = 'draft' WHERE id = '%s'", id), "23514");
+	ck_assert_int_eq(qlong(it_fmt("SELECT total FROM invoices WHERE id = '%s'", id)), 4901);
 
 	/* September: T's late August events as an adjustment, priced with pro:
 	 * overage(1,001,000) = 1,000 × 50 / 1000 = 50, minus the 1 billed: 49.
@@ -1267,7 +1252,7 @@ START_TEST(close_and_invoice_states)
 	invoice_action(&r, id, "finalize");
 	EXPECT_PROBLEM(&r, 409, "conflict", NULL);
 	res_free(&r);
-	q_fails(fmt("UPDATE invoices SET status = 'finalized' WHERE id = '%s'", id), "23514");
+	q_fails(it_fmt("UPDATE invoices SET status = 'finalized' WHERE id = '%s'", id), "23514");
 
 	/* draft → void directly; a void draft cannot be finalized. */
 	const char *id2 = js(a2, "id");
@@ -1417,7 +1402,7 @@ START_TEST(billing_authz)
 			expand(row->path, a, inv, n, path, sizeof path);
 			if (row->body)
 				expand(row->body, a, inv, n, body, sizeof body);
-			struct opts o = { .token = who == ANON ? NULL : tok[who], .idem = fmt("authz-%d", n) };
+			struct opts o = { .token = who == ANON ? NULL : tok[who], .idem = it_fmt("authz-%d", n) };
 			api_ex(&r, row->method, path, &o, row->body ? body : NULL, row->body ? strlen(body) : 0);
 			ck_assert_msg(r.status == row->expect[who], "%s %s as %s: %ld, want %d: %.300s",
 			              row->method, path, who_name[who], r.status, row->expect[who], r.raw.body);
@@ -1481,7 +1466,7 @@ START_TEST(plans)
 	new_tenant("plan-eu", "eu", "pro", p1);
 	new_tenant("plan-us", "us", "pro", p2);
 	new_tenant("plan-jp", "jp", "free", p3);
-	api(&r, "DELETE", fmt("/v1/tenants/%s", p2), ADMIN_TOKEN, NULL);
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s", p2), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	res_free(&r);
 	versions(v);
@@ -1654,7 +1639,7 @@ START_TEST(usage_validation)
 		record[o] = '\0';
 		batch(b, goodtext, goodtext, record, NULL);
 		post_usage(&r, eu, "one-key", b);
-		const char *want = fmt("records[2].%s", bad[i].field);
+		const char *want = it_fmt("records[2].%s", bad[i].field);
 		ck_assert_msg(r.status == 400 && !strcmp(js(r.json, "code"), "validation_failed") &&
 		              !strcmp(js(r.json, "field"), want),
 		              "%s: %ld %s field '%s', want 400 validation_failed naming %s: %.300s", record,
@@ -1714,7 +1699,7 @@ START_TEST(usage_validation)
 	static const char *const periods[] = { "", "?period=", "?period=2026-8", "?period=2026-13",
 		                                   "?period=2026-08-01", "?month=2026-08" };
 	for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
-		api(&r, "GET", fmt("/v1/tenants/%s/usage%s", e, periods[i]), ADMIN_TOKEN, NULL);
+		api(&r, "GET", it_fmt("/v1/tenants/%s/usage%s", e, periods[i]), ADMIN_TOKEN, NULL);
 		ck_assert_msg(r.status == 400 && !strcmp(js(r.json, "field"), "period"),
 		              "usage%s: %ld field '%s', want 400 naming period: %.300s", periods[i], r.status,
 		              js(r.json, "field"), r.raw.body);
@@ -1805,7 +1790,7 @@ START_TEST(billing_bounds)
 	    "\"monthly_event_quota\":1,\"retention_days\":1}");
 	EXPECT(&r, 201);
 	res_free(&r);
-	api(&r, "PATCH", fmt("/v1/tenants/%s", e), ADMIN_TOKEN, "{\"plan\":\"euro\"}");
+	api(&r, "PATCH", it_fmt("/v1/tenants/%s", e), ADMIN_TOKEN, "{\"plan\":\"euro\"}");
 	EXPECT_PROBLEM(&r, 409, "conflict", "plan");
 	res_free(&r);
 	api(&r, "PATCH", "/v1/plans/pro", ADMIN_TOKEN, "{\"currency\":\"EUR\"}");

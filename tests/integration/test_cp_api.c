@@ -74,21 +74,6 @@ static void cp_teardown(void)
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
 
-/* printf into one of a ring of static buffers: the text stays valid for
- * the next 15 calls. Not for threads. */
-static const char *__attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
-{
-	static char ring[16][8192];
-	static unsigned next;
-	char *b = ring[next++ % 16];
-	va_list ap;
-	va_start(ap, f);
-	int n = vsnprintf(b, sizeof ring[0], f, ap);
-	va_end(ap);
-	ck_assert_msg(n >= 0 && (size_t)n < sizeof ring[0], "fmt: text too long");
-	return b;
-}
-
 /* A string member of `o`, "" when absent or not a string. */
 static const char *js(const json_t *o, const char *key)
 {
@@ -231,7 +216,7 @@ static void api_ex(struct res *r, const char *method, const char *path, const st
 		o = &none;
 	snprintf(url, sizeof url, "%s%s", cp_url, path);
 	if (o->auth)
-		h[n++] = fmt("Authorization: %s", o->auth);
+		h[n++] = it_fmt("Authorization: %s", o->auth);
 	else if (o->token) {
 		snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->token);
 		h[n++] = auth;
@@ -268,7 +253,7 @@ static void api_ex(struct res *r, const char *method, const char *path, const st
 		ck_assert_msg(code_status(code) == r->status, "%s %s: code '%s' with status %ld", method,
 		              path, code, r->status);
 		ck_assert_int_eq(json_integer_value(json_object_get(r->json, "status")), r->status);
-		ck_assert_str_eq(js(r->json, "type"), fmt("urn:celltrail:problem:%s", code));
+		ck_assert_str_eq(js(r->json, "type"), it_fmt("urn:celltrail:problem:%s", code));
 		ck_assert_msg(strlen(js(r->json, "detail")) > 0, "%s %s: problem without detail", method, path);
 		ck_assert_str_eq(js(r->json, "request_id"), r->rid);
 		if (r->status == 401) {
@@ -327,7 +312,7 @@ static void new_tenant(const char *slug, const char *region, char id[37])
 {
 	struct res r;
 	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
-	    fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"free\"}", slug,
+	    it_fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"free\"}", slug,
 	        slug, region));
 	EXPECT(&r, 201);
 	snprintf(id, 37, "%s", js(r.json, "id"));
@@ -339,8 +324,8 @@ static void new_tenant(const char *slug, const char *region, char id[37])
 static void new_user(const char *tenant_id, const char *email, const char *role, char id[37])
 {
 	struct res r;
-	api(&r, "POST", fmt("/v1/tenants/%s/users", tenant_id), ADMIN_TOKEN,
-	    fmt("{\"email\":\"%s\",\"role\":\"%s\",\"password\":\"" PASSWORD "\"}", email, role));
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", tenant_id), ADMIN_TOKEN,
+	    it_fmt("{\"email\":\"%s\",\"role\":\"%s\",\"password\":\"" PASSWORD "\"}", email, role));
 	EXPECT(&r, 201);
 	if (id)
 		snprintf(id, 37, "%s", js(r.json, "id"));
@@ -351,7 +336,7 @@ static void new_admin(const char *email, char id[37])
 {
 	struct res r;
 	api(&r, "POST", "/v1/admins", ADMIN_TOKEN,
-	    fmt("{\"email\":\"%s\",\"password\":\"" PASSWORD "\"}", email));
+	    it_fmt("{\"email\":\"%s\",\"password\":\"" PASSWORD "\"}", email));
 	EXPECT(&r, 201);
 	snprintf(id, 37, "%s", js(r.json, "id"));
 	res_free(&r);
@@ -361,9 +346,9 @@ static void new_admin(const char *email, char id[37])
 static long login_pw(const char *slug, const char *email, const char *password, char token[128])
 {
 	struct res r;
-	const char *body = slug ? fmt("{\"email\":\"%s\",\"password\":\"%s\",\"tenant\":\"%s\"}", email,
+	const char *body = slug ? it_fmt("{\"email\":\"%s\",\"password\":\"%s\",\"tenant\":\"%s\"}", email,
 	                              password, slug)
-	                        : fmt("{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+	                        : it_fmt("{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
 	api(&r, "POST", "/v1/auth/login", NULL, body);
 	long st = r.status;
 	if (st == 200 && token)
@@ -382,7 +367,7 @@ static void login(const char *slug, const char *email, char token[128])
 static void new_key(const char *token, const char *tenant_id, char id[25], char secret[200])
 {
 	struct res r;
-	api(&r, "POST", fmt("/v1/tenants/%s/api-keys", tenant_id), token,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", tenant_id), token,
 	    "{\"name\":\"a key\",\"scopes\":[\"events:write\"]}");
 	EXPECT(&r, 201);
 	snprintf(id, 25, "%s", js(r.json, "id"));
@@ -611,11 +596,11 @@ static void make_fresh(const struct world *w, enum fresh f, int n, char out[64])
 {
 	out[0] = '\0';
 	if (f == F_USER)
-		new_user(w->a, fmt("fresh%d@a.test", n), "member", out);
+		new_user(w->a, it_fmt("fresh%d@a.test", n), "member", out);
 	else if (f == F_KEY)
 		new_key(ADMIN_TOKEN, w->a, out, NULL);
 	else if (f == F_ADMIN)
-		new_admin(fmt("fresh%d@ops.test", n), out);
+		new_admin(it_fmt("fresh%d@ops.test", n), out);
 }
 
 /* Each principal gets exactly the answer of the table on every
@@ -729,7 +714,7 @@ START_TEST(tenant_create)
 	const char *id = js(r.json, "id");
 	ck_assert_msg(is_uuid(id), "id '%s'", id);
 	ck_assert_int_eq(it_header(&r.raw, "Location", loc, sizeof loc), 0);
-	ck_assert_str_eq(loc, fmt("/v1/tenants/%s", id));
+	ck_assert_str_eq(loc, it_fmt("/v1/tenants/%s", id));
 	ck_assert_str_eq(js(r.json, "slug"), "acme");
 	ck_assert_str_eq(js(r.json, "name"), "Acme Corp");
 	ck_assert_str_eq(js(r.json, "region"), "eu");
@@ -760,7 +745,7 @@ START_TEST(tenant_create)
 	};
 	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
 		api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
-		    fmt("{\"name\":\"N\",\"slug\":\"refused-%zu\",\"region\":\"%s\",\"plan\":\"%s\"}", i,
+		    it_fmt("{\"name\":\"N\",\"slug\":\"refused-%zu\",\"region\":\"%s\",\"plan\":\"%s\"}", i,
 		        refused[i].region, refused[i].plan));
 		EXPECT_PROBLEM(&r, 422, "unprocessable", refused[i].field);
 		res_free(&r);
@@ -785,8 +770,8 @@ static int walk(const char *path, const char *token, int limit, char *ids, size_
 	for (int pages = 0; pages < 100; pages++) {
 		struct res r;
 		const char *sep = strchr(path, '?') ? "&" : "?";
-		api(&r, "GET", cursor[0] ? fmt("%s%slimit=%d&cursor=%s", path, sep, limit, cursor)
-		                         : fmt("%s%slimit=%d", path, sep, limit),
+		api(&r, "GET", cursor[0] ? it_fmt("%s%slimit=%d&cursor=%s", path, sep, limit, cursor)
+		                         : it_fmt("%s%slimit=%d", path, sep, limit),
 		    token, NULL);
 		EXPECT(&r, 200);
 		json_t *items = json_object_get(r.json, "items"), *next = json_object_get(r.json, "next_cursor");
@@ -797,7 +782,7 @@ static int walk(const char *path, const char *token, int limit, char *ids, size_
 		json_array_foreach(items, i, it) {
 			ck_assert_msg(!json_object_get(it, "_ts") && !json_object_get(it, "_id"), "sort keys leak");
 			const char *id = json_is_integer(json_object_get(it, "id"))
-			                     ? fmt("%lld", (long long)json_integer_value(json_object_get(it, "id")))
+			                     ? it_fmt("%lld", (long long)json_integer_value(json_object_get(it, "id")))
 			                     : js(it, "id");
 			size_t have = strlen(ids);
 			snprintf(ids + have, idslen - have, "%s ", id);
@@ -824,7 +809,7 @@ START_TEST(tenant_list)
 	char ids[6][37], want[512] = "", want_eu[512] = "", got[2048] = "";
 
 	for (int i = 0; i < 6; i++) {
-		new_tenant(fmt("list-%d", i), regions[i], ids[i]);
+		new_tenant(it_fmt("list-%d", i), regions[i], ids[i]);
 		strcat(want, ids[i]);
 		strcat(want, " ");
 		if (!strcmp(regions[i], "eu")) {
@@ -856,7 +841,7 @@ START_TEST(tenant_list)
 
 	static const char *const bad_limits[] = { "0", "101", "-1", "abc", "1x", "", "+5", "99999999999999999999" };
 	for (size_t k = 0; k < sizeof bad_limits / sizeof bad_limits[0]; k++) {
-		api(&r, "GET", fmt("/v1/tenants?limit=%s", bad_limits[k]), ADMIN_TOKEN, NULL);
+		api(&r, "GET", it_fmt("/v1/tenants?limit=%s", bad_limits[k]), ADMIN_TOKEN, NULL);
 		EXPECT_PROBLEM(&r, 400, "bad_request", "limit");
 		res_free(&r);
 	}
@@ -865,7 +850,7 @@ START_TEST(tenant_list)
 	res_free(&r);
 	static const char *const bad_cursors[] = { "garbage", "%25%25%25", "YWJj", "", "Yz", "===" };
 	for (size_t k = 0; k < sizeof bad_cursors / sizeof bad_cursors[0]; k++) {
-		api(&r, "GET", fmt("/v1/tenants?cursor=%s", bad_cursors[k]), ADMIN_TOKEN, NULL);
+		api(&r, "GET", it_fmt("/v1/tenants?cursor=%s", bad_cursors[k]), ADMIN_TOKEN, NULL);
 		EXPECT_PROBLEM(&r, 400, "bad_request", "cursor");
 		res_free(&r);
 	}
@@ -887,7 +872,7 @@ START_TEST(tenant_list_foreign_cursor)
 	EXPECT(&r, 200);
 	const char *cursor = json_string_value(json_object_get(r.json, "next_cursor"));
 	ck_assert_ptr_nonnull(cursor);
-	const char *path = fmt("/v1/tenants?cursor=%s", cursor);
+	const char *path = it_fmt("/v1/tenants?cursor=%s", cursor);
 	res_free(&r);
 	api(&r, "GET", path, ADMIN_TOKEN, NULL);
 	EXPECT_PROBLEM(&r, 400, "bad_request", "cursor");
@@ -906,7 +891,7 @@ START_TEST(tenant_patch)
 	new_tenant("patchy", "eu", a);
 	new_user(a, "owner@patchy.test", "owner", NULL);
 	login("patchy", "owner@patchy.test", owner);
-	const char *path = fmt("/v1/tenants/%s", a);
+	const char *path = it_fmt("/v1/tenants/%s", a);
 
 	api(&r, "PATCH", path, ADMIN_TOKEN, "{\"region\":\"us\"}");
 	EXPECT_PROBLEM(&r, 409, "conflict", NULL);
@@ -940,7 +925,7 @@ START_TEST(tenant_patch)
 	api(&r, "PATCH", path, owner, "{\"status\":\"suspended\"}");
 	EXPECT_PROBLEM(&r, 403, "forbidden", NULL);
 	res_free(&r);
-	char *row = q(fmt("SELECT name || '/' || region || '/' || plan || '/' || status FROM tenants WHERE id = '%s'", a));
+	char *row = q(it_fmt("SELECT name || '/' || region || '/' || plan || '/' || status FROM tenants WHERE id = '%s'", a));
 	ck_assert_str_eq(row, "Tenant patchy/eu/free/active");
 	free(row);
 
@@ -979,43 +964,43 @@ START_TEST(tenant_delete)
 	new_key(ADMIN_TOKEN, a, k2, NULL);
 	new_key(other, b, kb, NULL);
 
-	api(&r, "DELETE", fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	ck_assert_str_eq(js(r.json, "status"), "deleted");
 	ck_assert_str_eq(js(r.json, "id"), a);
 	res_free(&r);
 
-	ck_assert_int_eq(qlong(fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s' AND revoked_at IS NULL", a)), 0);
-	ck_assert_int_eq(qlong(fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s' AND revoked_at IS NOT NULL", a)), 2);
-	ck_assert_int_eq(qlong(fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s' AND revoked_at IS NULL", b)), 1);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s' AND revoked_at IS NULL", a)), 0);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s' AND revoked_at IS NOT NULL", a)), 2);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s' AND revoked_at IS NULL", b)), 1);
 	const char *const tokens[] = { owner, member };
 	for (int i = 0; i < 2; i++) {
-		api(&r, "GET", fmt("/v1/tenants/%s", a), tokens[i], NULL);
+		api(&r, "GET", it_fmt("/v1/tenants/%s", a), tokens[i], NULL);
 		EXPECT_PROBLEM(&r, 401, "unauthorized", NULL);
 		res_free(&r);
 	}
 	ck_assert_int_eq(login_pw("doomed", "owner@doomed.test", PASSWORD, NULL), 401);
-	api(&r, "GET", fmt("/v1/tenants/%s", b), other, NULL);
+	api(&r, "GET", it_fmt("/v1/tenants/%s", b), other, NULL);
 	EXPECT(&r, 200);
 	res_free(&r);
 
 	api(&r, "GET", "/v1/lookup?tenant=doomed", NULL, NULL);
 	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 	res_free(&r);
-	api(&r, "DELETE", fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
 	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 	res_free(&r);
 	static const char *const gone[] = { "/v1/tenants/%s/api-keys", "/v1/tenants/%s/users" };
 	for (int i = 0; i < 2; i++) {
-		api(&r, "GET", fmt(gone[i], a), ADMIN_TOKEN, NULL);
+		api(&r, "GET", it_fmt(gone[i], a), ADMIN_TOKEN, NULL);
 		EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 		res_free(&r);
 	}
-	api(&r, "POST", fmt("/v1/tenants/%s/api-keys", a), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", a), ADMIN_TOKEN,
 	    "{\"name\":\"late\",\"scopes\":[\"events:read\"]}");
 	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 	res_free(&r);
-	api(&r, "PATCH", fmt("/v1/tenants/%s", a), ADMIN_TOKEN, "{\"name\":\"Back\"}");
+	api(&r, "PATCH", it_fmt("/v1/tenants/%s", a), ADMIN_TOKEN, "{\"name\":\"Back\"}");
 	EXPECT_PROBLEM(&r, 409, "conflict", NULL);
 	res_free(&r);
 	/* The record stays, for the admin, as deleted. */
@@ -1166,8 +1151,8 @@ START_TEST(bad_content_type)
 {
 	char a[37];
 	new_tenant("typed", "eu", a);
-	const char *const paths[] = { "/v1/tenants", fmt("/v1/tenants/%s/users", a),
-		                          fmt("/v1/tenants/%s/api-keys", a), "/v1/auth/login" };
+	const char *const paths[] = { "/v1/tenants", it_fmt("/v1/tenants/%s/users", a),
+		                          it_fmt("/v1/tenants/%s/api-keys", a), "/v1/auth/login" };
 	const char *const types[] = { "text/plain", "application/x-www-form-urlencoded", "application/jsonx" };
 	for (size_t i = 0; i < 4; i++)
 		for (size_t t = 0; t < 3; t++) {
@@ -1190,21 +1175,21 @@ START_TEST(sql_metacharacters_are_data)
 	char a[37];
 
 	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
-	    fmt("{\"name\":\"%s\",\"slug\":\"evil\",\"region\":\"eu\",\"plan\":\"free\"}", evil));
+	    it_fmt("{\"name\":\"%s\",\"slug\":\"evil\",\"region\":\"eu\",\"plan\":\"free\"}", evil));
 	EXPECT(&r, 201);
 	ck_assert_str_eq(js(r.json, "name"), evil);
 	snprintf(a, sizeof a, "%s", js(r.json, "id"));
 	res_free(&r);
-	api(&r, "GET", fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
+	api(&r, "GET", it_fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	ck_assert_str_eq(js(r.json, "name"), evil);
 	res_free(&r);
-	api(&r, "POST", fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"o'brien+x@a.test\",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
 	ck_assert_str_eq(js(r.json, "email"), "o'brien+x@a.test");
 	res_free(&r);
-	api(&r, "POST", fmt("/v1/tenants/%s/api-keys", a), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", a), ADMIN_TOKEN,
 	    "{\"name\":\"'; DELETE FROM api_keys; -- \\\"\\\\\",\"scopes\":[\"events:read\"]}");
 	EXPECT(&r, 201);
 	ck_assert_str_eq(js(r.json, "name"), "'; DELETE FROM api_keys; -- \"\\");
@@ -1215,7 +1200,7 @@ START_TEST(sql_metacharacters_are_data)
 	api(&r, "GET", "/v1/tenants?region=eu'%20OR%201=1", ADMIN_TOKEN, NULL);
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "region");
 	res_free(&r);
-	char *name = q(fmt("SELECT name FROM tenants WHERE id = '%s'", a));
+	char *name = q(it_fmt("SELECT name FROM tenants WHERE id = '%s'", a));
 	ck_assert_str_eq(name, evil);
 	free(name);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM api_keys"), 1);
@@ -1231,7 +1216,7 @@ START_TEST(email_non_ascii)
 	char a[37];
 	struct res r;
 	new_tenant("unicode", "eu", a);
-	api(&r, "POST", fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"\u00c9mile@Unicode.test\",\"role\":\"owner\"," PW "}");
 	if (r.status == 201)
 		ck_assert_str_eq(js(r.json, "email"), "\xc3\xa9mile@unicode.test");
@@ -1261,8 +1246,8 @@ START_TEST(body_too_large)
 	EXPECT(&r, 201);
 	res_free(&r);
 
-	const char *const paths[] = { "/v1/tenants", fmt("/v1/tenants/%s/users", a),
-		                          fmt("/v1/tenants/%s/api-keys", a), "/v1/admins", "/v1/regions" };
+	const char *const paths[] = { "/v1/tenants", it_fmt("/v1/tenants/%s/users", a),
+		                          it_fmt("/v1/tenants/%s/api-keys", a), "/v1/admins", "/v1/regions" };
 	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
 		api_ex(&r, "POST", paths[i], &admin, body, BODY_LIMIT + 1);
 		EXPECT_PROBLEM(&r, 413, "body_too_large", NULL);
@@ -1275,7 +1260,7 @@ START_TEST(body_too_large)
 	/* Chunked: no length is declared, the limit still holds. */
 	const char *const h[] = { "Authorization: Bearer " ADMIN_TOKEN, "Content-Type: application/json", NULL };
 	struct it_resp raw;
-	it_http_chunked(&raw, fmt("%s/v1/tenants", cp_url), h, body, BODY_LIMIT + 1, 4096);
+	it_http_chunked(&raw, it_fmt("%s/v1/tenants", cp_url), h, body, BODY_LIMIT + 1, 4096);
 	ck_assert_int_eq(raw.status, 413);
 	ck_assert_ptr_nonnull(strstr(raw.body, "\"code\":\"body_too_large\""));
 	it_resp_free(&raw);
@@ -1297,7 +1282,7 @@ START_TEST(users_and_login)
 
 	new_tenant("acme", "eu", a);
 	new_tenant("globex", "us", b);
-	api(&r, "POST", fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"  Mixed@Case.Test \",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
 	ck_assert_str_eq(js(r.json, "email"), "mixed@case.test");
@@ -1308,14 +1293,14 @@ START_TEST(users_and_login)
 	char loc[256], uid[37];
 	snprintf(uid, sizeof uid, "%s", js(r.json, "id"));
 	ck_assert_int_eq(it_header(&r.raw, "Location", loc, sizeof loc), 0);
-	ck_assert_str_eq(loc, fmt("/v1/tenants/%s/users/%s", a, uid));
+	ck_assert_str_eq(loc, it_fmt("/v1/tenants/%s/users/%s", a, uid));
 	res_free(&r);
 
-	api(&r, "POST", fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"MIXED@case.test\",\"role\":\"member\"," PW "}");
 	EXPECT_PROBLEM(&r, 409, "conflict", "email");
 	res_free(&r);
-	api(&r, "POST", fmt("/v1/tenants/%s/users", b), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", b), ADMIN_TOKEN,
 	    "{\"email\":\"mixed@case.test\",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
 	res_free(&r);
@@ -1334,7 +1319,7 @@ START_TEST(users_and_login)
 	ck_assert_str_eq(js(r.json, "region"), "eu");
 	ck_assert_str_eq(js(r.json, "region_endpoint"), "https://eu.api.celltrail.example");
 	/* expires_at is about 12 h (CP_SESSION_TTL) ahead of the database's clock. */
-	char *ok = q(fmt("SELECT abs(extract(epoch FROM '%s'::timestamptz - now() - interval '12 hours')) < 60",
+	char *ok = q(it_fmt("SELECT abs(extract(epoch FROM '%s'::timestamptz - now() - interval '12 hours')) < 60",
 	                 js(r.json, "expires_at")));
 	ck_assert_str_eq(ok, "t");
 	free(ok);
@@ -1382,9 +1367,9 @@ START_TEST(users_and_login)
 	new_user(b, "second@case.test", "member", b_user);
 	new_user(a, "second@case.test", "member", NULL);
 	char listed[1024] = "";
-	ck_assert_int_eq(walk(fmt("/v1/tenants/%s/users", a), tok, 1, listed, sizeof listed), 2);
+	ck_assert_int_eq(walk(it_fmt("/v1/tenants/%s/users", a), tok, 1, listed, sizeof listed), 2);
 	ck_assert_ptr_nonnull(strstr(listed, uid));
-	api(&r, "GET", fmt("/v1/tenants/%s/users", a), tok, NULL);
+	api(&r, "GET", it_fmt("/v1/tenants/%s/users", a), tok, NULL);
 	EXPECT(&r, 200);
 	ck_assert_msg(!strstr(r.raw.body, "password") && !strstr(r.raw.body, "scrypt"), "%s", r.raw.body);
 	res_free(&r);
@@ -1394,11 +1379,11 @@ START_TEST(users_and_login)
 		                             { "PATCH", "{\"role\":\"owner\"}", ADMIN_TOKEN },
 		                             { "DELETE", NULL, ADMIN_TOKEN } };
 	for (int i = 0; i < 4; i++) {
-		api(&r, reach[i][0], fmt("/v1/tenants/%s/users/%s", a, b_user), reach[i][2], reach[i][1]);
+		api(&r, reach[i][0], it_fmt("/v1/tenants/%s/users/%s", a, b_user), reach[i][2], reach[i][1]);
 		EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 		res_free(&r);
 	}
-	char *role = q(fmt("SELECT role FROM users WHERE id = '%s'", b_user));
+	char *role = q(it_fmt("SELECT role FROM users WHERE id = '%s'", b_user));
 	ck_assert_str_eq(role, "member");
 	free(role);
 
@@ -1505,7 +1490,7 @@ START_TEST(last_owner)
 	new_user(a, "owner@owned.test", "owner", o);
 	new_user(a, "member@owned.test", "member", m);
 	login("owned", "owner@owned.test", otok);
-	const char *opath = fmt("/v1/tenants/%s/users/%s", a, o), *mpath = fmt("/v1/tenants/%s/users/%s", a, m);
+	const char *opath = it_fmt("/v1/tenants/%s/users/%s", a, o), *mpath = it_fmt("/v1/tenants/%s/users/%s", a, m);
 
 	const char *const who[] = { ADMIN_TOKEN, otok };
 	for (int i = 0; i < 2; i++) {
@@ -1516,7 +1501,7 @@ START_TEST(last_owner)
 		EXPECT_PROBLEM(&r, 409, "conflict", NULL);
 		res_free(&r);
 	}
-	ck_assert_int_eq(qlong(fmt("SELECT count(*) FROM users WHERE tenant_id = '%s' AND role = 'owner'", a)), 1);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM users WHERE tenant_id = '%s' AND role = 'owner'", a)), 1);
 
 	api(&r, "PATCH", mpath, otok, "{\"role\":\"owner\"}");
 	EXPECT(&r, 200);
@@ -1622,17 +1607,17 @@ static void race_last_owner(const char *method, const char *body, int rounds)
 		char a[37], o[NRACE][37];
 		struct shot s[NRACE];
 		int ok = 0;
-		new_tenant(fmt("race-%d", round), "eu", a);
+		new_tenant(it_fmt("race-%d", round), "eu", a);
 		for (int i = 0; i < NRACE; i++) {
-			new_user(a, fmt("owner%d@race.test", i), "owner", o[i]);
-			shot_init(&s[i], method, fmt("/v1/tenants/%s/users/%s", a, o[i]), ADMIN_TOKEN, NULL, body);
+			new_user(a, it_fmt("owner%d@race.test", i), "owner", o[i]);
+			shot_init(&s[i], method, it_fmt("/v1/tenants/%s/users/%s", a, o[i]), ADMIN_TOKEN, NULL, body);
 		}
 		volley(s, NRACE);
 		for (int i = 0; i < NRACE; i++) {
 			ck_assert_msg(s[i].status == 200 || s[i].status == 409, "round %d: %ld", round, s[i].status);
 			ok += s[i].status == 200;
 		}
-		long owners = qlong(fmt("SELECT count(*) FROM users WHERE tenant_id = '%s' AND role = 'owner'", a));
+		long owners = qlong(it_fmt("SELECT count(*) FROM users WHERE tenant_id = '%s' AND role = 'owner'", a));
 		ck_assert_msg(owners >= 1,
 		              "round %d: %d concurrent %s of the tenant's %d owners all succeeded: tenant %s "
 		              "has no owner left", round, ok, method, NRACE, a);
@@ -1677,7 +1662,7 @@ START_TEST(api_keys)
 	const char *const tenants[] = { a, b };
 	const char *const creators[] = { owner, ADMIN_TOKEN };
 	for (int i = 0; i < 2; i++) {
-		api(&r, "POST", fmt("/v1/tenants/%s/api-keys", tenants[i]), creators[i],
+		api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", tenants[i]), creators[i],
 		    "{\"name\":\"ingest\",\"scopes\":[\"events:write\",\"events:read\"],"
 		    "\"expires_at\":\"2099-01-02T03:04:05+02:00\"}");
 		EXPECT(&r, 201);
@@ -1688,7 +1673,7 @@ START_TEST(api_keys)
 		              secret[rl] == '_' && !strncmp(secret + rl + 1, id, 24) && secret[rl + 25] == '_' &&
 		              is_hex(secret + rl + 26, 64),
 		              "secret '%s' is not %s_<id>_<64 hex>", secret, homes[i]);
-		ck_assert_str_eq(js(r.json, "prefix"), fmt("%s_%s", homes[i], id));
+		ck_assert_str_eq(js(r.json, "prefix"), it_fmt("%s_%s", homes[i], id));
 		ck_assert_str_eq(js(r.json, "tenant_id"), tenants[i]);
 		ck_assert_str_eq(js(r.json, "name"), "ingest");
 		json_t *want_scopes = json_pack("[ss]", "events:read", "events:write");
@@ -1698,7 +1683,7 @@ START_TEST(api_keys)
 		ck_assert(json_is_null(json_object_get(r.json, "revoked_at")));
 		char loc[256];
 		ck_assert_int_eq(it_header(&r.raw, "Location", loc, sizeof loc), 0);
-		ck_assert_str_eq(loc, fmt("/v1/tenants/%s/api-keys/%s", tenants[i], id));
+		ck_assert_str_eq(loc, it_fmt("/v1/tenants/%s/api-keys/%s", tenants[i], id));
 		snprintf(ids[i], sizeof ids[i], "%s", id);
 		snprintf(secrets[i], sizeof secrets[i], "%s", secret);
 		res_free(&r);
@@ -1707,7 +1692,7 @@ START_TEST(api_keys)
 	new_key(owner, a, k2, NULL);
 	/* The last second of year 9999 (a leap second, which rolls over) is
 	 * refused, or comes back as an RFC 3339 time: never as year 10000. */
-	api(&r, "POST", fmt("/v1/tenants/%s/api-keys", b), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", b), ADMIN_TOKEN,
 	    "{\"name\":\"forever\",\"scopes\":[\"events:read\"],\"expires_at\":\"9999-12-31T23:59:60Z\"}");
 	if (r.status == 201)
 		ck_assert_msg(is_api_time(js(r.json, "expires_at")), "expires_at came back as '%s'",
@@ -1718,7 +1703,7 @@ START_TEST(api_keys)
 
 	const char *const readers[] = { owner, member, ADMIN_TOKEN };
 	for (int i = 0; i < 3; i++) {
-		api(&r, "GET", fmt("/v1/tenants/%s/api-keys", a), readers[i], NULL);
+		api(&r, "GET", it_fmt("/v1/tenants/%s/api-keys", a), readers[i], NULL);
 		EXPECT(&r, 200);
 		json_t *items = json_object_get(r.json, "items");
 		ck_assert_int_eq(json_array_size(items), 2);
@@ -1734,11 +1719,11 @@ START_TEST(api_keys)
 	}
 
 	char paged[256] = "";
-	ck_assert_int_eq(walk(fmt("/v1/tenants/%s/api-keys", a), member, 1, paged, sizeof paged), 2);
-	ck_assert_str_eq(paged, fmt("%s %s ", ids[0], k2));
+	ck_assert_int_eq(walk(it_fmt("/v1/tenants/%s/api-keys", a), member, 1, paged, sizeof paged), 2);
+	ck_assert_str_eq(paged, it_fmt("%s %s ", ids[0], k2));
 
 	/* Revocation. */
-	api(&r, "DELETE", fmt("/v1/tenants/%s/api-keys/%s", a, ids[0]), owner, NULL);
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s/api-keys/%s", a, ids[0]), owner, NULL);
 	EXPECT(&r, 200);
 	ck_assert_str_eq(js(r.json, "id"), ids[0]);
 	ck_assert_msg(is_api_time(js(r.json, "revoked_at")), "%s", r.raw.body);
@@ -1746,7 +1731,7 @@ START_TEST(api_keys)
 	char revoked_at[40];
 	snprintf(revoked_at, sizeof revoked_at, "%s", js(r.json, "revoked_at"));
 	res_free(&r);
-	api(&r, "GET", fmt("/v1/tenants/%s/api-keys", a), owner, NULL);
+	api(&r, "GET", it_fmt("/v1/tenants/%s/api-keys", a), owner, NULL);
 	EXPECT(&r, 200);
 	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "items"), 0), "revoked_at"), revoked_at);
 	ck_assert(json_is_null(json_object_get(json_array_get(json_object_get(r.json, "items"), 1), "revoked_at")));
@@ -1755,13 +1740,13 @@ START_TEST(api_keys)
 	/* B's key through A's path, unknown and malformed ids: 404. */
 	const char *const missing[] = { ids[1], "0123456789abcdef01234567", "nothex", "0123456789ABCDEF01234567" };
 	for (int i = 0; i < 4; i++) {
-		api(&r, "DELETE", fmt("/v1/tenants/%s/api-keys/%s", a, missing[i]), owner, NULL);
+		api(&r, "DELETE", it_fmt("/v1/tenants/%s/api-keys/%s", a, missing[i]), owner, NULL);
 		EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 		res_free(&r);
 	}
-	ck_assert_int_eq(qlong(fmt("SELECT count(*) FROM api_keys WHERE id = '%s' AND revoked_at IS NULL", ids[1])), 1);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM api_keys WHERE id = '%s' AND revoked_at IS NULL", ids[1])), 1);
 	/* Only SHA-256 of the secret's random part is kept. */
-	char *sha = q(fmt("SELECT encode(secret_sha256, 'hex') = encode(sha256('%s'::bytea), 'hex') FROM api_keys WHERE id = '%s'",
+	char *sha = q(it_fmt("SELECT encode(secret_sha256, 'hex') = encode(sha256('%s'::bytea), 'hex') FROM api_keys WHERE id = '%s'",
 	                  secrets[1] + strlen(homes[1]) + 26, ids[1]));
 	ck_assert_str_eq(sha, "t");
 	free(sha);
@@ -1775,7 +1760,7 @@ static void expect_not_in_database(const char *const needles[], int n)
 	ck_assert_ptr_nonnull(tables);
 	int seen = 0;
 	for (char *save = NULL, *t = strtok_r(tables, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-		char *dump = q(fmt("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"%s\" t", t));
+		char *dump = q(it_fmt("SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"%s\" t", t));
 		for (int i = 0; i < n; i++)
 			ck_assert_msg(!strstr(dump, needles[i]), "table %s holds secret #%d in clear", t, i);
 		free(dump);
@@ -1794,8 +1779,8 @@ START_TEST(secrets_stay_secret)
 	char a[37], tok[128], k1[25], s1[200];
 	struct res r, again;
 	new_tenant("vault", "us", a);
-	api(&r, "POST", fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
-	    fmt("{\"email\":\"owner@vault.test\",\"role\":\"owner\",\"password\":\"%s\"}", pw));
+	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
+	    it_fmt("{\"email\":\"owner@vault.test\",\"role\":\"owner\",\"password\":\"%s\"}", pw));
 	EXPECT(&r, 201);
 	res_free(&r);
 	ck_assert_int_eq(login_pw("vault", "owner@vault.test", "Tr0ub4dor&3-wrong-password", NULL), 401);
@@ -1804,9 +1789,9 @@ START_TEST(secrets_stay_secret)
 
 	struct opts o = { .token = tok, .idem = "vault-key-1" };
 	const char *body = "{\"name\":\"sealed\",\"scopes\":[\"events:read\"]}";
-	api_ex(&r, "POST", fmt("/v1/tenants/%s/api-keys", a), &o, body, strlen(body));
+	api_ex(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", a), &o, body, strlen(body));
 	EXPECT(&r, 201);
-	api_ex(&again, "POST", fmt("/v1/tenants/%s/api-keys", a), &o, body, strlen(body));
+	api_ex(&again, "POST", it_fmt("/v1/tenants/%s/api-keys", a), &o, body, strlen(body));
 	EXPECT(&again, 201);
 	ck_assert_str_eq(js(again.json, "secret"), js(r.json, "secret"));
 	char s2[200];
@@ -1887,7 +1872,7 @@ START_TEST(idempotency_replay)
 	login("once", "owner@once.test", t1);
 	login("once", "owner2@once.test", t2);
 	const char *kbody = "{\"name\":\"retry me\",\"scopes\":[\"events:write\"]}";
-	const char *kpath = fmt("/v1/tenants/%s/api-keys", a);
+	const char *kpath = it_fmt("/v1/tenants/%s/api-keys", a);
 	struct opts owner1 = { .token = t1, .idem = "shared-key-1" }, owner2 = { .token = t2, .idem = "shared-key-1" };
 	api_ex(&r1, "POST", kpath, &owner1, kbody, strlen(kbody));
 	EXPECT(&r1, 201); /* the admin's use of the same key does not collide */
@@ -1908,7 +1893,7 @@ START_TEST(idempotency_replay)
 	ck_assert_msg(!header_is(&r1, "Idempotent-Replayed", "true"), "replayed another principal's answer");
 	ck_assert_str_ne(js(r1.json, "id"), first);
 	res_free(&r1);
-	ck_assert_int_eq(qlong(fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s'", a)), 2);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s'", a)), 2);
 	/* The admin's key already names a tenant creation. */
 	struct opts admin_key = { .token = ADMIN_TOKEN, .idem = "shared-key-1" };
 	api_ex(&r1, "POST", kpath, &admin_key, kbody, strlen(kbody));
@@ -1985,7 +1970,7 @@ START_TEST(idempotency_concurrent)
 	new_user(racy, "owner@racy.test", "owner", NULL);
 	login("racy", "owner@racy.test", tok);
 	const char *kbody = "{\"name\":\"racy key\",\"scopes\":[\"events:read\"]}";
-	const char *path = fmt("/v1/tenants/%s/api-keys", racy);
+	const char *path = it_fmt("/v1/tenants/%s/api-keys", racy);
 	for (int i = 0; i < N; i++)
 		shot_init(&s[i], "POST", path, tok, "race-key", kbody);
 	volley(s, N);
@@ -2053,7 +2038,7 @@ START_TEST(audit_log)
 	/* Requests with a client-chosen X-Request-Id, and some without. */
 #define SEND(m_, p_, t_, bd_)                                                                             \
 	do {                                                                                               \
-		struct opts o_ = { .token = (t_), .req_id = (seq++ % 2) ? NULL : fmt("it-audit-%d", seq) };    \
+		struct opts o_ = { .token = (t_), .req_id = (seq++ % 2) ? NULL : it_fmt("it-audit-%d", seq) };    \
 		const char *b_ = (bd_);                                                                        \
 		api_ex(&r, (m_), (p_), &o_, b_, b_ ? strlen(b_) : 0);                                          \
 		if (o_.req_id)                                                                                 \
@@ -2070,7 +2055,7 @@ START_TEST(audit_log)
 	snprintf(b, sizeof b, "%s", js(r.json, "id"));
 	RECORD(&r, "tenant.create", "tenant", b, "admin_token", "", b, 0, 1);
 	res_free(&r);
-	SEND("POST", fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
+	SEND("POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	     "{\"email\":\"owner@audit.test\",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
 	snprintf(owner_a, sizeof owner_a, "%s", js(r.json, "id"));
@@ -2078,31 +2063,31 @@ START_TEST(audit_log)
 	res_free(&r);
 	login("audit-a", "owner@audit.test", otok);
 
-	SEND("POST", fmt("/v1/tenants/%s/users", a), otok, "{\"email\":\"member@audit.test\",\"role\":\"member\"," PW "}");
+	SEND("POST", it_fmt("/v1/tenants/%s/users", a), otok, "{\"email\":\"member@audit.test\",\"role\":\"member\"," PW "}");
 	EXPECT(&r, 201);
 	char member[37];
 	snprintf(member, sizeof member, "%s", js(r.json, "id"));
 	RECORD(&r, "user.create", "user", member, "user", owner_a, a, 0, 1);
 	res_free(&r);
-	SEND("PATCH", fmt("/v1/tenants/%s/users/%s", a, member), otok, "{\"role\":\"owner\"}");
+	SEND("PATCH", it_fmt("/v1/tenants/%s/users/%s", a, member), otok, "{\"role\":\"owner\"}");
 	EXPECT(&r, 200);
 	RECORD(&r, "user.update", "user", member, "user", owner_a, a, 1, 1);
 	res_free(&r);
-	SEND("DELETE", fmt("/v1/tenants/%s/users/%s", a, member), otok, NULL);
+	SEND("DELETE", it_fmt("/v1/tenants/%s/users/%s", a, member), otok, NULL);
 	EXPECT(&r, 200);
 	RECORD(&r, "user.delete", "user", member, "user", owner_a, a, 1, 0);
 	res_free(&r);
-	SEND("PATCH", fmt("/v1/tenants/%s", a), otok, "{\"name\":\"A renamed\"}");
+	SEND("PATCH", it_fmt("/v1/tenants/%s", a), otok, "{\"name\":\"A renamed\"}");
 	EXPECT(&r, 200);
 	RECORD(&r, "tenant.update", "tenant", a, "user", owner_a, a, 1, 1);
 	res_free(&r);
-	SEND("POST", fmt("/v1/tenants/%s/api-keys", a), otok, "{\"name\":\"k\",\"scopes\":[\"events:write\"]}");
+	SEND("POST", it_fmt("/v1/tenants/%s/api-keys", a), otok, "{\"name\":\"k\",\"scopes\":[\"events:write\"]}");
 	EXPECT(&r, 201);
 	char key[25];
 	snprintf(key, sizeof key, "%s", js(r.json, "id"));
 	RECORD(&r, "api_key.create", "api_key", key, "user", owner_a, a, 0, 1);
 	res_free(&r);
-	SEND("DELETE", fmt("/v1/tenants/%s/api-keys/%s", a, key), otok, NULL);
+	SEND("DELETE", it_fmt("/v1/tenants/%s/api-keys/%s", a, key), otok, NULL);
 	EXPECT(&r, 200);
 	RECORD(&r, "api_key.revoke", "api_key", key, "user", owner_a, a, 1, 1);
 	res_free(&r);
@@ -2124,11 +2109,11 @@ START_TEST(audit_log)
 	EXPECT(&r, 201);
 	RECORD(&r, "region.create", "region", "br", "user", adm, "", 0, 1);
 	res_free(&r);
-	SEND("DELETE", fmt("/v1/tenants/%s", b), atok, NULL);
+	SEND("DELETE", it_fmt("/v1/tenants/%s", b), atok, NULL);
 	EXPECT(&r, 200);
 	RECORD(&r, "tenant.delete", "tenant", b, "user", adm, b, 1, 1);
 	res_free(&r);
-	SEND("DELETE", fmt("/v1/admins/%s", adm), ADMIN_TOKEN, NULL);
+	SEND("DELETE", it_fmt("/v1/admins/%s", adm), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	RECORD(&r, "admin.delete", "user", adm, "admin_token", "", "", 1, 0);
 	res_free(&r);
@@ -2137,17 +2122,17 @@ START_TEST(audit_log)
 	{
 		struct opts o = { .token = otok, .req_id = "not a valid id!" };
 		const char *bd = "{\"name\":\"A again\"}";
-		api_ex(&r, "PATCH", fmt("/v1/tenants/%s", a), &o, bd, strlen(bd));
+		api_ex(&r, "PATCH", it_fmt("/v1/tenants/%s", a), &o, bd, strlen(bd));
 		EXPECT(&r, 200);
 		ck_assert_str_ne(r.rid, "not a valid id!");
 		RECORD(&r, "tenant.update", "tenant", a, "user", owner_a, a, 1, 1);
 		res_free(&r);
 	}
 	/* Refused and read-only requests leave nothing. */
-	SEND("PATCH", fmt("/v1/tenants/%s", a), otok, "{\"region\":\"us\"}");
+	SEND("PATCH", it_fmt("/v1/tenants/%s", a), otok, "{\"region\":\"us\"}");
 	EXPECT(&r, 409);
 	res_free(&r);
-	SEND("GET", fmt("/v1/tenants/%s/users", a), otok, NULL);
+	SEND("GET", it_fmt("/v1/tenants/%s/users", a), otok, NULL);
 	EXPECT(&r, 200);
 	res_free(&r);
 #undef SEND
@@ -2196,9 +2181,9 @@ START_TEST(audit_log)
 	ck_assert_str_eq(paged, all);
 
 	/* The owner of A reads exactly A's records. */
-	long of_a = qlong(fmt("SELECT count(*) FROM audit_log WHERE tenant_id = '%s'", a));
+	long of_a = qlong(it_fmt("SELECT count(*) FROM audit_log WHERE tenant_id = '%s'", a));
 	ck_assert_int_eq(of_a, 9);
-	const char *const views[] = { "/v1/audit-log", fmt("/v1/audit-log?tenant=%s", a) };
+	const char *const views[] = { "/v1/audit-log", it_fmt("/v1/audit-log?tenant=%s", a) };
 	for (int v = 0; v < 2; v++) {
 		api(&r, "GET", views[v], otok, NULL);
 		EXPECT(&r, 200);
@@ -2210,11 +2195,11 @@ START_TEST(audit_log)
 			ck_assert_str_eq(js(it, "tenant_id"), a);
 		res_free(&r);
 	}
-	api(&r, "GET", fmt("/v1/audit-log?tenant=%s", a), ADMIN_TOKEN, NULL);
+	api(&r, "GET", it_fmt("/v1/audit-log?tenant=%s", a), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), of_a);
 	res_free(&r);
-	api(&r, "GET", fmt("/v1/audit-log?tenant=%s", b), otok, NULL);
+	api(&r, "GET", it_fmt("/v1/audit-log?tenant=%s", b), otok, NULL);
 	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 	res_free(&r);
 	api(&r, "GET", "/v1/audit-log?tenant=not-a-uuid", ADMIN_TOKEN, NULL);
@@ -2241,7 +2226,7 @@ START_TEST(audit_append_only)
 	q_fails("UPDATE audit_log SET action = 'forged'", "42501");
 	q_fails("UPDATE audit_log SET after = NULL WHERE action = 'tenant.create'", "42501");
 	q_fails("DELETE FROM audit_log", "42501");
-	q_fails(fmt("DELETE FROM audit_log WHERE tenant_id = '%s'", a), "42501");
+	q_fails(it_fmt("DELETE FROM audit_log WHERE tenant_id = '%s'", a), "42501");
 	q_fails("TRUNCATE audit_log", "42501");
 	ck_assert_int_eq(audit_rows(), before);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM audit_log WHERE action IN ('tenant.create', 'user.create')"), 2);
@@ -2265,11 +2250,11 @@ START_TEST(config_versions)
 	EXPECT_VERSIONS(v, 0, 1, 0, 0);
 	new_key(ADMIN_TOKEN, a, key, NULL);
 	EXPECT_VERSIONS(v, 0, 1, 0, 0);
-	api(&r, "DELETE", fmt("/v1/tenants/%s/api-keys/%s", a, key), ADMIN_TOKEN, NULL);
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s/api-keys/%s", a, key), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	res_free(&r);
 	EXPECT_VERSIONS(v, 0, 1, 0, 0);
-	api(&r, "PATCH", fmt("/v1/tenants/%s", a), ADMIN_TOKEN, "{\"plan\":\"pro\"}");
+	api(&r, "PATCH", it_fmt("/v1/tenants/%s", a), ADMIN_TOKEN, "{\"plan\":\"pro\"}");
 	EXPECT(&r, 200);
 	res_free(&r);
 	EXPECT_VERSIONS(v, 0, 1, 0, 0);
@@ -2278,7 +2263,7 @@ START_TEST(config_versions)
 	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN, "{\"name\":\"D\",\"slug\":\"cv-eu\",\"region\":\"eu\",\"plan\":\"free\"}");
 	EXPECT(&r, 409);
 	res_free(&r);
-	api(&r, "POST", fmt("/v1/tenants/%s/api-keys", a), ADMIN_TOKEN,
+	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", a), ADMIN_TOKEN,
 	    "{\"name\":\"k\",\"scopes\":[\"events:write\"],\"expires_at\":\"2001-01-01T00:00:00Z\"}");
 	EXPECT(&r, 400);
 	res_free(&r);
@@ -2301,7 +2286,7 @@ START_TEST(config_versions)
 	EXPECT_VERSIONS(v, 0, 0, 1, 0);
 	new_tenant("cv-jp", "jp", jp);
 	EXPECT_VERSIONS(v, 0, 0, 0, 1);
-	api(&r, "DELETE", fmt("/v1/tenants/%s", jp), ADMIN_TOKEN, NULL);
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s", jp), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	res_free(&r);
 	EXPECT_VERSIONS(v, 0, 0, 0, 1);
@@ -2338,7 +2323,7 @@ START_TEST(lookup)
 
 	static const char *const unknown[] = { "nobody", "FINDME", "find_me", "x", "findme-" };
 	for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; i++) {
-		api(&r, "GET", fmt("/v1/lookup?tenant=%s", unknown[i]), NULL, NULL);
+		api(&r, "GET", it_fmt("/v1/lookup?tenant=%s", unknown[i]), NULL, NULL);
 		EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 		res_free(&r);
 	}
@@ -2351,7 +2336,7 @@ START_TEST(lookup)
 	ck_assert_str_eq(js(r.json, "field"), "tenant");
 	res_free(&r);
 
-	api(&r, "DELETE", fmt("/v1/tenants/%s", id), ADMIN_TOKEN, NULL);
+	api(&r, "DELETE", it_fmt("/v1/tenants/%s", id), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	res_free(&r);
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);

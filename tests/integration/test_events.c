@@ -54,21 +54,6 @@ static long now_ms(void)
 	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
 }
 
-/* printf into one of a ring of static buffers (valid for the next 31
- * calls). Not for threads. */
-static const char *__attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
-{
-	static char ring[32][16384];
-	static unsigned next;
-	char *b = ring[next++ % 32];
-	va_list ap;
-	va_start(ap, f);
-	int n = vsnprintf(b, sizeof ring[0], f, ap);
-	va_end(ap);
-	ck_assert_msg(n >= 0 && (size_t)n < sizeof ring[0], "fmt: text too long");
-	return b;
-}
-
 /* A malloc'd copy of `text`, freed by keep_free(). */
 static char *kept[128];
 static int nkept;
@@ -229,7 +214,7 @@ static void cp_ok(struct res *r, const char *method, const char *path, const cha
 static void write_trust(void)
 {
 	struct it_resp r;
-	it_http(&r, "GET", fmt("%s/.well-known/jwks.json", cp_url), NULL, NULL, 0);
+	it_http(&r, "GET", it_fmt("%s/.well-known/jwks.json", cp_url), NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 200);
 	FILE *f = fopen(trust, "w");
 	ck_assert_ptr_nonnull(f);
@@ -243,7 +228,7 @@ static void new_plan(const char *id, long rate, long burst, long long quota, lon
 {
 	struct res r;
 	CP_OK(&r, "POST", "/v1/plans",
-	      fmt("{\"id\":\"%s\",\"name\":\"Plan %s\",\"currency\":\"USD\",\"base_price\":0,"
+	      it_fmt("{\"id\":\"%s\",\"name\":\"Plan %s\",\"currency\":\"USD\",\"base_price\":0,"
 	          "\"events_included\":0,\"price_per_1000\":0,\"rate_limit\":%ld,\"burst\":%ld,"
 	          "\"monthly_event_quota\":%lld,\"retention_days\":%ld}",
 	          id, id, rate, burst, quota, retention),
@@ -259,7 +244,7 @@ static void new_tenant(struct tenant *t, const char *slug, const char *region, c
 {
 	struct res r;
 	CP_OK(&r, "POST", "/v1/tenants",
-	      fmt("{\"name\":\"%s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"%s\"}", slug, slug, region,
+	      it_fmt("{\"name\":\"%s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"%s\"}", slug, slug, region,
 	          plan),
 	      201);
 	snprintf(t->id, sizeof t->id, "%s", js(r.json, "id"));
@@ -276,7 +261,7 @@ static void new_key(const struct tenant *t, const char *scopes, char key[200], c
 	const char *s = !strcmp(scopes, "w")   ? "[\"events:write\"]"
 	                : !strcmp(scopes, "r") ? "[\"events:read\"]"
 	                                       : "[\"events:write\",\"events:read\"]";
-	CP_OK(&r, "POST", fmt("/v1/tenants/%s/api-keys", t->id), fmt("{\"name\":\"k\",\"scopes\":%s}", s),
+	CP_OK(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", t->id), it_fmt("{\"name\":\"k\",\"scopes\":%s}", s),
 	      201);
 	snprintf(key, 200, "%s", js(r.json, "secret"));
 	if (key_id)
@@ -305,7 +290,7 @@ static long region_version(const char *region)
 static long long billed_total(const char *tenant, const char *period)
 {
 	struct res r;
-	CP_OK(&r, "GET", fmt("/v1/tenants/%s/usage?period=%s", tenant, period), NULL, 200);
+	CP_OK(&r, "GET", it_fmt("/v1/tenants/%s/usage?period=%s", tenant, period), NULL, 200);
 	json_t *t = json_object_get(r.json, "total");
 	ck_assert_msg(json_is_integer(t), "usage: %.300s", r.raw.body);
 	long long v = (long long)json_integer_value(t);
@@ -341,7 +326,7 @@ static void dp_prepare(struct dp *d, const char *region, const char *tag)
 	snprintf(d->env_db, sizeof d->env_db, "DP_DATABASE_URL=%s", d->db);
 	snprintf(d->env_region, sizeof d->env_region, "DP_REGION=%s", region);
 	struct res r;
-	CP_OK(&r, "POST", fmt("/v1/regions/%s/credentials", region), "{}", 201);
+	CP_OK(&r, "POST", it_fmt("/v1/regions/%s/credentials", region), "{}", 201);
 	snprintf(d->env_token, sizeof d->env_token, "DP_REGION_TOKEN=%s", js(r.json, "token"));
 	res_free(&r);
 	snprintf(d->env_cache, sizeof d->env_cache, "DP_CACHE_DIR=%s/ev-cache-%s-%s-%d-%d",
@@ -369,7 +354,7 @@ static void dp_clone(struct dp *d, const struct dp *from, const char *tag)
 static long dp_version(const struct dp *d)
 {
 	struct it_resp r;
-	it_http(&r, "GET", fmt("%s/readyz", d->url), NULL, NULL, 0);
+	it_http(&r, "GET", it_fmt("%s/readyz", d->url), NULL, NULL, 0);
 	json_t *j = r.status == 200 ? json_loadb(r.body, r.len, 0, NULL) : NULL;
 	long v = j ? (long)json_integer_value(json_object_get(j, "config_version")) : 0;
 	json_decref(j);
@@ -568,9 +553,9 @@ static int replayed(const struct res *r)
 static const char *ev(const char *id, const char *action, const char *actor)
 {
 	if (id)
-		return fmt("{\"id\":\"%s\",\"action\":\"%s\",\"actor\":{\"id\":\"%s\",\"type\":\"user\"}}", id,
+		return it_fmt("{\"id\":\"%s\",\"action\":\"%s\",\"actor\":{\"id\":\"%s\",\"type\":\"user\"}}", id,
 		           action, actor);
-	return fmt("{\"action\":\"%s\",\"actor\":{\"id\":\"%s\",\"type\":\"user\"}}", action, actor);
+	return it_fmt("{\"action\":\"%s\",\"actor\":{\"id\":\"%s\",\"type\":\"user\"}}", action, actor);
 }
 
 /* A stored event as returned must have exactly the eight members, its
@@ -623,12 +608,12 @@ static long long sqll(const char *url, const char *sql)
 
 static long long stored(const struct dp *d, const struct tenant *t)
 {
-	return sqll(d->db, fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", t->id));
+	return sqll(d->db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", t->id));
 }
 
 static long long counted(const struct dp *d, const struct tenant *t)
 {
-	return sqll(d->db, fmt("SELECT coalesce(sum(events), 0) FROM usage_counters WHERE tenant_id = '%s'", t->id));
+	return sqll(d->db, it_fmt("SELECT coalesce(sum(events), 0) FROM usage_counters WHERE tenant_id = '%s'", t->id));
 }
 
 /* ------------------------------------------------------------------ */
@@ -669,7 +654,7 @@ START_TEST(tenant_isolation)
 
 	/* Each a few of its own, with ids the other does not have. */
 	for (int i = 0; i < 3; i++) {
-		post(&r, &us, ka, ev(fmt("a-only-%d", i), "a.thing", "alice"));
+		post(&r, &us, ka, ev(it_fmt("a-only-%d", i), "a.thing", "alice"));
 		EXPECT(&r, 201);
 		res_free(&r);
 	}
@@ -727,7 +712,7 @@ START_TEST(tenant_isolation)
 
 	/* Two rows with id shared-1, one per tenant. */
 	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM events WHERE id = 'shared-1'"), 2);
-	ck_assert_int_eq(sqll(us.db, fmt("SELECT count(DISTINCT tenant_id) FROM events WHERE id = 'shared-1' "
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT count(DISTINCT tenant_id) FROM events WHERE id = 'shared-1' "
 	                                 "AND tenant_id IN ('%s', '%s')", a.id, b.id)), 2);
 	ck_assert_int_eq(stored(&us, &a), 4);
 	ck_assert_int_eq(stored(&us, &b), 2);
@@ -785,7 +770,7 @@ START_TEST(misdirected_key)
 
 	/* A real eu key: region eu, endpoint from the directory. */
 	const char *single = ev("mis-1", "x.y", "u1");
-	const char *batch = fmt("{\"events\":[%s,%s]}", ev("mis-2", "x.y", "u1"), ev("mis-3", "x.y", "u1"));
+	const char *batch = it_fmt("{\"events\":[%s,%s]}", ev("mis-2", "x.y", "u1"), ev("mis-3", "x.y", "u1"));
 	struct {
 		const char *method, *path, *body;
 	} calls[] = {
@@ -817,7 +802,7 @@ START_TEST(misdirected_key)
 	ck_assert_msg(json_is_null(json_object_get(r.json, "endpoint")), "endpoint: %s", r.raw.body);
 	res_free(&r);
 	/* The eu key's id and secret under a "us" prefix are just unknown here. */
-	const char *forged = fmt("us%s", strchr(kaway, '_'));
+	const char *forged = it_fmt("us%s", strchr(kaway, '_'));
 	post(&r, &us, forged, single);
 	EXPECT_PROBLEM(&r, 401, "unauthorized", NULL);
 	res_free(&r);
@@ -825,7 +810,7 @@ START_TEST(misdirected_key)
 	usleep(500 * 1000); /* a few report intervals: anything counted would be cut by now */
 	char *after = it_sql(us.db, count_sql);
 	ck_assert_msg(!strcmp(before, after), "the us database changed: %s -> %s", before, after);
-	ck_assert_int_eq(sqll(us.db, fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", away.id)), 0);
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", away.id)), 0);
 	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM events WHERE id LIKE 'mis-%'"), 0);
 	free(before);
 	free(after);
@@ -860,7 +845,7 @@ START_TEST(idempotent_retries)
 	strftime(at_in, sizeof at_in, "%Y-%m-%dT%H:%M:%S.123+02:00", &lt);
 	api_time(when, 123000, at_norm);
 
-	const char *first = fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.create\","
+	const char *first = it_fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.create\","
 	                        "\"actor\":{\"id\":\"u1\",\"type\":\"user\",\"name\":\"Ann\"},"
 	                        "\"targets\":[{\"id\":\"o1\",\"type\":\"order\",\"total\":12.5}],"
 	                        "\"context\":{\"ip\":\"2001:db8::1\",\"user_agent\":\"it\",\"k\":[1,2]},"
@@ -876,7 +861,7 @@ START_TEST(idempotent_retries)
 	res_free(&r);
 
 	/* The same again, twice, and with members in another order: replays. */
-	const char *reordered = fmt("{\"metadata\":{\"a\":{\"b\":[true,null]}},\"action\":\"order.create\","
+	const char *reordered = it_fmt("{\"metadata\":{\"a\":{\"b\":[true,null]}},\"action\":\"order.create\","
 	                            "\"context\":{\"k\":[1,2],\"user_agent\":\"it\",\"ip\":\"2001:db8::1\"},"
 	                            "\"targets\":[{\"type\":\"order\",\"id\":\"o1\",\"total\":12.5}],"
 	                            "\"actor\":{\"name\":\"Ann\",\"type\":\"user\",\"id\":\"u1\"},"
@@ -893,7 +878,7 @@ START_TEST(idempotent_retries)
 		res_free(&r);
 	}
 	/* The same instant written in UTC is the same content. */
-	post(&r, &us, key, fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.create\","
+	post(&r, &us, key, it_fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.create\","
 	                       "\"actor\":{\"id\":\"u1\",\"type\":\"user\",\"name\":\"Ann\"},"
 	                       "\"targets\":[{\"id\":\"o1\",\"type\":\"order\",\"total\":12.5}],"
 	                       "\"context\":{\"ip\":\"2001:db8::1\",\"user_agent\":\"it\",\"k\":[1,2]},"
@@ -905,12 +890,12 @@ START_TEST(idempotent_retries)
 
 	/* Other content under the same id: 409, field id, nothing changes. */
 	const char *others[] = {
-		fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.delete\","
+		it_fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.delete\","
 		    "\"actor\":{\"id\":\"u1\",\"type\":\"user\",\"name\":\"Ann\"},"
 		    "\"targets\":[{\"id\":\"o1\",\"type\":\"order\",\"total\":12.5}],"
 		    "\"context\":{\"ip\":\"2001:db8::1\",\"user_agent\":\"it\",\"k\":[1,2]},"
 		    "\"metadata\":{\"a\":{\"b\":[true,null]}}}", at_in),
-		fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.create\","
+		it_fmt("{\"id\":\"ord-1\",\"occurred_at\":\"%s\",\"action\":\"order.create\","
 		    "\"actor\":{\"id\":\"u1\",\"type\":\"user\",\"name\":\"Ann\"},"
 		    "\"targets\":[{\"id\":\"o1\",\"type\":\"order\",\"total\":12.5}],"
 		    "\"context\":{\"ip\":\"2001:db8::1\",\"user_agent\":\"it\",\"k\":[1,2]},"
@@ -922,7 +907,7 @@ START_TEST(idempotent_retries)
 		EXPECT_PROBLEM(&r, 409, "conflict", "id");
 		res_free(&r);
 	}
-	ck_assert_int_eq(sqll(us.db, fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id = 'ord-1'", t.id)), 1);
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id = 'ord-1'", t.id)), 1);
 	ck_assert_int_eq(stored(&us, &t), 1);
 	ck_assert_int_eq(counted(&us, &t), 1);
 	get(&r, &us, key, "/v1/events/ord-1");
@@ -943,14 +928,14 @@ START_TEST(idempotent_retries)
 	ck_assert(replayed(&r));
 	ck_assert_msg(json_equal(r.json, noat), "replay of noat: %s", r.raw.body);
 	res_free(&r);
-	post(&r, &us, key, fmt("{\"id\":\"noat\",\"occurred_at\":\"%s\",\"action\":\"a.b\","
+	post(&r, &us, key, it_fmt("{\"id\":\"noat\",\"occurred_at\":\"%s\",\"action\":\"a.b\","
 	                       "\"actor\":{\"id\":\"u1\",\"type\":\"user\"}}", noat_at));
 	EXPECT_PROBLEM(&r, 409, "conflict", "id");
 	res_free(&r);
 
 	/* Batches: all replayed -> 200; some new -> 201 with the stored ones
 	 * as stored; one conflict -> 409 naming it, nothing stored. */
-	const char *b1 = fmt("{\"events\":[%s,%s]}", ev("bt-1", "b.x", "u2"), ev("bt-2", "b.x", "u2"));
+	const char *b1 = it_fmt("{\"events\":[%s,%s]}", ev("bt-1", "b.x", "u2"), ev("bt-2", "b.x", "u2"));
 	post(&r, &us, key, b1);
 	EXPECT(&r, 201);
 	json_t *b1_stored = json_incref(r.json);
@@ -963,7 +948,7 @@ START_TEST(idempotent_retries)
 	ck_assert(replayed(&r));
 	ck_assert_msg(json_equal(r.json, b1_stored), "batch replay: %s", r.raw.body);
 	res_free(&r);
-	post(&r, &us, key, fmt("{\"events\":[%s,%s]}", ev("bt-3", "b.x", "u2"), ev("bt-2", "b.x", "u2")));
+	post(&r, &us, key, it_fmt("{\"events\":[%s,%s]}", ev("bt-3", "b.x", "u2"), ev("bt-2", "b.x", "u2")));
 	EXPECT(&r, 201);
 	ck_assert(!replayed(&r));
 	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "events"), 0), "id"), "bt-3");
@@ -971,7 +956,7 @@ START_TEST(idempotent_retries)
 	                         json_array_get(json_object_get(b1_stored, "events"), 1)),
 	              "bt-2 in a mixed batch is not the stored one: %s", r.raw.body);
 	res_free(&r);
-	post(&r, &us, key, fmt("{\"events\":[%s,%s,%s]}", ev("bt-4", "b.x", "u2"), ev("bt-5", "b.x", "u2"),
+	post(&r, &us, key, it_fmt("{\"events\":[%s,%s,%s]}", ev("bt-4", "b.x", "u2"), ev("bt-5", "b.x", "u2"),
 	                       ev("bt-1", "b.other", "u2")));
 	EXPECT_PROBLEM(&r, 409, "conflict", "events[2].id");
 	res_free(&r);
@@ -1004,7 +989,7 @@ START_TEST(validation)
 	dp_start(&us);
 
 	/* A batch of 3 whose second event has no actor.id. */
-	post(&r, &us, key, fmt("{\"events\":[%s,{\"id\":\"v2\",\"action\":\"a\",\"actor\":{\"type\":\"user\"}},%s]}",
+	post(&r, &us, key, it_fmt("{\"events\":[%s,{\"id\":\"v2\",\"action\":\"a\",\"actor\":{\"type\":\"user\"}},%s]}",
 	                       ev("v1", "a", "u"), ev("v3", "a", "u")));
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "events[1].actor.id");
 	res_free(&r);
@@ -1029,7 +1014,7 @@ START_TEST(validation)
 	big[8184] = '\0';
 	memset(bigger, 'm', 8185);
 	bigger[8185] = '\0';
-	post(&r, &us, key, fmt("{\"id\":\"meta-8192\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
+	post(&r, &us, key, it_fmt("{\"id\":\"meta-8192\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
 	                       "\"metadata\":{\"x\":\"%s\"}}", big));
 	EXPECT(&r, 201);
 	res_free(&r);
@@ -1047,7 +1032,7 @@ START_TEST(validation)
 		gmtime_r(&shifted, &tm);
 		strftime(wall, sizeof wall, "%Y-%m-%dT%H:%M:%S.654321-05:30", &tm);
 		api_time(when, 654321, want_at);
-		const char *body = keep(fmt(
+		const char *body = keep(it_fmt(
 			"{\"events\":["
 			"{\"id\":\"%s\",\"occurred_at\":\"%s\",\"action\":\"a\",\"actor\":{\"id\":\"%s\",\"type\":\"%s\"}},"
 			"{\"id\":\"t64\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"targets\":[%s]},"
@@ -1100,15 +1085,15 @@ START_TEST(validation)
 		const char *code, *field;
 	} cases[] = {
 		{ keep(ev("act-129", a129, "u")), NULL, 400, "validation_failed", "action" },
-		{ keep(fmt("{\"id\":\"meta-8193\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
+		{ keep(it_fmt("{\"id\":\"meta-8193\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
 		           "\"metadata\":{\"x\":\"%s\"}}", bigger)), NULL, 400, "validation_failed", "metadata" },
-		{ keep(fmt("{\"id\":\"fut\",\"occurred_at\":\"%s\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
+		{ keep(it_fmt("{\"id\":\"fut\",\"occurred_at\":\"%s\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
 		           future)), NULL, 400, "validation_failed", "occurred_at" },
-		{ keep(fmt("{\"id\":\"old\",\"occurred_at\":\"%s\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
+		{ keep(it_fmt("{\"id\":\"old\",\"occurred_at\":\"%s\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
 		           stale)), NULL, 400, "validation_failed", "occurred_at" },
 		{ "{\"id\":\"tz\",\"occurred_at\":\"2025-01-01T00:00:00\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
 		  NULL, 400, "validation_failed", "occurred_at" },
-		{ keep(fmt("{\"id\":\"frac10\",\"occurred_at\":\"%.19s.1234567890Z\",\"action\":\"a\","
+		{ keep(it_fmt("{\"id\":\"frac10\",\"occurred_at\":\"%.19s.1234567890Z\",\"action\":\"a\","
 		           "\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", recent)), NULL, 400, "validation_failed", "occurred_at" },
 		{ "{\"id\":\"unk\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"colour\":\"red\"}", NULL, 400,
 		  "validation_failed", "colour" },
@@ -1116,14 +1101,14 @@ START_TEST(validation)
 		  NULL, 400, "validation_failed", "context.ip" },
 		{ "{\"id\":\"ip2\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"context\":{\"ip\":\"example.com\"}}",
 		  NULL, 400, "validation_failed", "context.ip" },
-		{ keep(fmt("{\"events\":[%s,%s,%s]}", ev("dup", "a", "u"), ev("other", "a", "u"), ev("dup", "a", "u"))),
+		{ keep(it_fmt("{\"events\":[%s,%s,%s]}", ev("dup", "a", "u"), ev("other", "a", "u"), ev("dup", "a", "u"))),
 		  NULL, 400, "validation_failed", "events[2].id" },
 		{ many, NULL, 400, "validation_failed", "events" },
 		{ "{\"events\":[]}", NULL, 400, "validation_failed", "events" },
 		{ "{\"events\":{}}", NULL, 400, "validation_failed", "events" },
 		{ "{\"id\":\"bad id!\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", NULL, 400,
 		  "validation_failed", "id" },
-		{ keep(fmt("{\"id\":\"%s\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", rep('i', 129))), NULL,
+		{ keep(it_fmt("{\"id\":\"%s\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", rep('i', 129))), NULL,
 		  400, "validation_failed", "id" },
 		{ "{\"id\":\"noact\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", NULL, 400, "validation_failed", "action" },
 		{ "{\"id\":\"empty\",\"action\":\"\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", NULL, 400, "validation_failed",
@@ -1131,11 +1116,11 @@ START_TEST(validation)
 		{ "{\"id\":\"noactor\",\"action\":\"a\"}", NULL, 400, "validation_failed", "actor" },
 		{ "{\"id\":\"stractor\",\"action\":\"a\",\"actor\":\"u\"}", NULL, 400, "validation_failed", "actor" },
 		{ "{\"id\":\"notype\",\"action\":\"a\",\"actor\":{\"id\":\"u\"}}", NULL, 400, "validation_failed", "actor.type" },
-		{ keep(fmt("{\"id\":\"aid\",\"action\":\"a\",\"actor\":{\"id\":\"%s\",\"type\":\"t\"}}", rep('x', 257))),
+		{ keep(it_fmt("{\"id\":\"aid\",\"action\":\"a\",\"actor\":{\"id\":\"%s\",\"type\":\"t\"}}", rep('x', 257))),
 		  NULL, 400, "validation_failed", "actor.id" },
-		{ keep(fmt("{\"id\":\"atype\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"%s\"}}", rep('x', 65))),
+		{ keep(it_fmt("{\"id\":\"atype\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"%s\"}}", rep('x', 65))),
 		  NULL, 400, "validation_failed", "actor.type" },
-		{ keep(fmt("{\"id\":\"abig\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\",\"x\":\"%s\"}}",
+		{ keep(it_fmt("{\"id\":\"abig\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\",\"x\":\"%s\"}}",
 		           rep('x', 4100))), NULL, 400, "validation_failed", "actor" },
 		{ "{\"id\":\"ctl\",\"action\":\"a\\u0001b\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", NULL, 400,
 		  "validation_failed", "action" },
@@ -1143,24 +1128,24 @@ START_TEST(validation)
 		  NULL, 400, "validation_failed", "targets[0].type" },
 		{ "{\"id\":\"tgto\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"targets\":{\"id\":\"x\"}}",
 		  NULL, 400, "validation_failed", "targets" },
-		{ keep(fmt("{\"id\":\"tgt65\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"targets\":[%s]}",
+		{ keep(it_fmt("{\"id\":\"tgt65\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"targets\":[%s]}",
 		           targets65)), NULL, 400, "validation_failed", "targets" },
-		{ keep(fmt("{\"id\":\"tbig\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
+		{ keep(it_fmt("{\"id\":\"tbig\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
 		           "\"targets\":[{\"id\":\"x\",\"type\":\"d\"},{\"id\":\"y\",\"type\":\"d\",\"x\":\"%s\"}]}",
 		           rep('x', 4100))), NULL, 400, "validation_failed", "targets[1]" },
-		{ keep(fmt("{\"id\":\"ua\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
+		{ keep(it_fmt("{\"id\":\"ua\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
 		           "\"context\":{\"user_agent\":\"%s\"}}", rep('x', 1025))), NULL, 400, "validation_failed",
 		  "context.user_agent" },
-		{ keep(fmt("{\"id\":\"cbig\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
+		{ keep(it_fmt("{\"id\":\"cbig\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
 		           "\"context\":{\"x\":\"%s\"}}", rep('x', 4100))), NULL, 400, "validation_failed", "context" },
 		{ "{\"id\":\"cstr\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"context\":\"x\"}", NULL, 400,
 		  "validation_failed", "context" },
 		{ "{\"id\":\"marr\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},\"metadata\":[1]}", NULL, 400,
 		  "validation_failed", "metadata" },
-		{ keep(fmt("{\"events\":[%s,{\"id\":\"b2\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
+		{ keep(it_fmt("{\"events\":[%s,{\"id\":\"b2\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
 		           "\"context\":{\"ip\":\"1.2.3\"}}]}", ev("b1", "a", "u"))),
 		  NULL, 400, "validation_failed", "events[1].context.ip" },
-		{ keep(fmt("{\"events\":[%s],\"extra\":1}", ev("b3", "a", "u"))), NULL, 400, "validation_failed", "extra" },
+		{ keep(it_fmt("{\"events\":[%s],\"extra\":1}", ev("b3", "a", "u"))), NULL, 400, "validation_failed", "extra" },
 		{ "{\"action\":\"a\",\"actor\":", NULL, 400, "invalid_json", NULL },
 		{ "{\"action\":\"a\",\"action\":\"b\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", NULL, 400, "invalid_json", NULL },
 		{ "{\"id\":\"utf\",\"action\":\"a\xff\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", NULL, 400, "invalid_json", NULL },
@@ -1276,7 +1261,7 @@ START_TEST(quota)
 	dp_prepare(&us, "us", "quota");
 	dp_start(&us);
 	/* Put on the plan after the fact, as an admin would. */
-	CP_OK(&r, "PATCH", fmt("/v1/tenants/%s", t.id), "{\"plan\":\"tiny\"}", 200);
+	CP_OK(&r, "PATCH", it_fmt("/v1/tenants/%s", t.id), "{\"plan\":\"tiny\"}", 200);
 	res_free(&r);
 	dp_sync(&us);
 	get(&r, &us, key, "/v1/tenant");
@@ -1287,11 +1272,11 @@ START_TEST(quota)
 	              "plan: %s", r.raw.body);
 	res_free(&r);
 
-	post(&r, &us, key, fmt("{\"events\":[%s,%s,%s]}", ev("q1", "a", "u"), ev("q2", "a", "u"), ev("q3", "a", "u")));
+	post(&r, &us, key, it_fmt("{\"events\":[%s,%s,%s]}", ev("q1", "a", "u"), ev("q2", "a", "u"), ev("q3", "a", "u")));
 	EXPECT(&r, 201);
 	res_free(&r);
 	/* 3 + 3 > 5: refused whole. */
-	post(&r, &us, key, fmt("{\"events\":[%s,%s,%s]}", ev("q4", "a", "u"), ev("q5", "a", "u"), ev("q6", "a", "u")));
+	post(&r, &us, key, it_fmt("{\"events\":[%s,%s,%s]}", ev("q4", "a", "u"), ev("q5", "a", "u"), ev("q6", "a", "u")));
 	expect_quota(&r, 3, period, __LINE__);
 	res_free(&r);
 	ck_assert_int_eq(stored(&us, &t), 3);
@@ -1299,7 +1284,7 @@ START_TEST(quota)
 	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 	res_free(&r);
 	/* A batch of a replay and two new ones is two events: fits exactly. */
-	post(&r, &us, key, fmt("{\"events\":[%s,%s,%s]}", ev("q3", "a", "u"), ev("q4", "a", "u"), ev("q5", "a", "u")));
+	post(&r, &us, key, it_fmt("{\"events\":[%s,%s,%s]}", ev("q3", "a", "u"), ev("q4", "a", "u"), ev("q5", "a", "u")));
 	EXPECT(&r, 201);
 	res_free(&r);
 	ck_assert_int_eq(stored(&us, &t), 5);
@@ -1316,7 +1301,7 @@ START_TEST(quota)
 	res_free(&r);
 	ck_assert_int_eq(stored(&us, &t), 5);
 	ck_assert_int_eq(counted(&us, &t), 5);
-	ck_assert_int_eq(sqll(us.db, fmt("SELECT events FROM usage_counters WHERE tenant_id = '%s' AND period = "
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT events FROM usage_counters WHERE tenant_id = '%s' AND period = "
 	                                 "date_trunc('month', now() AT TIME ZONE 'UTC')::date", t.id)), 5);
 	/* Reads still work at the quota. */
 	get(&r, &us, key, "/v1/events");
@@ -1414,7 +1399,7 @@ END_TEST
 static void insert_old(const struct dp *d, const struct tenant *t, const char *id, const char *age)
 {
 	free(it_sql(d->db,
-	            fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, content_sha256, body) "
+	            it_fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, content_sha256, body) "
 	                "SELECT '%s', '%s', o, o, 'old.thing', 'ghost', sha256(convert_to('%s', 'UTF8')), "
 	                "json_build_object('id', '%s', 'occurred_at', to_char(o AT TIME ZONE 'UTC', "
 	                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'received_at', to_char(o AT TIME ZONE 'UTC', "
@@ -1441,11 +1426,11 @@ START_TEST(retention)
 	dp_start(&us);
 
 	for (int i = 0; i < 5; i++)
-		insert_old(&us, &t, fmt("old-%d", i), fmt("%d days", 2 + i));
+		insert_old(&us, &t, it_fmt("old-%d", i), it_fmt("%d days", 2 + i));
 	insert_old(&us, &t, "young", "20 hours"); /* within the day */
 	/* And many: more than a few retention batches of 700. */
 	free(it_sql(us.db,
-	            fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, content_sha256, body) "
+	            it_fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, content_sha256, body) "
 	                "SELECT '%s', 'bulk-' || g, o, o, 'old.thing', 'ghost', sha256(convert_to('bulk-' || g, 'UTF8')), "
 	                "json_build_object('id', 'bulk-' || g, 'occurred_at', to_char(o AT TIME ZONE 'UTC', "
 	                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'received_at', to_char(o AT TIME ZONE 'UTC', "
@@ -1457,20 +1442,20 @@ START_TEST(retention)
 	ck_assert_int_eq(stored(&us, &t), 2506);
 	insert_old(&us, &lasting, "keep-old", "3 days");
 	for (int i = 0; i < 3; i++) {
-		post(&r, &us, key, ev(fmt("new-%d", i), "a", "u"));
+		post(&r, &us, key, ev(it_fmt("new-%d", i), "a", "u"));
 		EXPECT(&r, 201);
 		res_free(&r);
 	}
 	/* Older than the retention is refused at the door too. */
 	char old_at[32];
 	api_time(time(NULL) - 2 * 86400, 0, old_at);
-	post(&r, &us, key, fmt("{\"id\":\"late\",\"occurred_at\":\"%s\",\"action\":\"a\","
+	post(&r, &us, key, it_fmt("{\"id\":\"late\",\"occurred_at\":\"%s\",\"action\":\"a\","
 	                       "\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", old_at));
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "occurred_at");
 	res_free(&r);
 
 	long t0 = now_ms();
-	while (sqll(us.db, fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND (id LIKE 'old-%%' OR id LIKE 'bulk-%%')", t.id)) > 0) {
+	while (sqll(us.db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND (id LIKE 'old-%%' OR id LIKE 'bulk-%%')", t.id)) > 0) {
 		ck_assert_msg(now_ms() - t0 < 6000, "old events still there %ld ms later (retention interval 1s)",
 		              now_ms() - t0);
 		usleep(100000);
@@ -1478,7 +1463,7 @@ START_TEST(retention)
 	/* A couple more passes change nothing else. */
 	usleep(2200 * 1000);
 	ck_assert_int_eq(stored(&us, &t), 4);
-	ck_assert_int_eq(sqll(us.db, fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id IN "
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id IN "
 	                                 "('young', 'new-0', 'new-1', 'new-2')", t.id)), 4);
 	ck_assert_int_eq(stored(&us, &lasting), 1);
 	get(&r, &us, key, "/v1/events");
@@ -1528,7 +1513,7 @@ START_TEST(usage_exactly_once)
 	stop_cp();
 	/* 10 singles, 2 batches of 20: 50 events; and replays of both kinds. */
 	for (int i = 0; i < 10; i++) {
-		post(&r, &us, key, ev(fmt("s-%d", i), "a", "u"));
+		post(&r, &us, key, ev(it_fmt("s-%d", i), "a", "u"));
 		EXPECT(&r, 201);
 		res_free(&r);
 	}
@@ -1537,7 +1522,7 @@ START_TEST(usage_exactly_once)
 		char *body = malloc(8192);
 		size_t n = (size_t)sprintf(body, "{\"events\":[");
 		for (int i = 0; i < 20; i++)
-			n += (size_t)sprintf(body + n, "%s%s", i ? "," : "", ev(fmt("b%d-%d", b, i), "a", "u"));
+			n += (size_t)sprintf(body + n, "%s%s", i ? "," : "", ev(it_fmt("b%d-%d", b, i), "a", "u"));
 		strcpy(body + n, "]}");
 		batches[b] = body;
 		post(&r, &us, key, body);
@@ -1575,7 +1560,7 @@ START_TEST(usage_exactly_once)
 	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM usage_outbox WHERE rejected_at IS NOT NULL"), 0);
 	ck_assert_int_eq(sqll(us.db, "SELECT coalesce(sum(events), 0) FROM usage_outbox WHERE sent_at IS NOT NULL"), 57);
 	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM usage_counters WHERE reported <> events"), 0);
-	ck_assert_int_eq(sqll(us.db, fmt("SELECT reported FROM usage_counters WHERE tenant_id = '%s'", t.id)), 50);
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT reported FROM usage_counters WHERE tenant_id = '%s'", t.id)), 50);
 	free(batches[0]);
 	free(batches[1]);
 }
@@ -1799,7 +1784,7 @@ START_TEST(sigkill_under_load)
 	ck_assert_msg(counted(&us, &t) == n_stored, "usage_counters %lld, events stored %lld", counted(&us, &t),
 	              n_stored);
 	/* Each stored event is readable. */
-	get(&r, &us, key, fmt("/v1/events/%s", l.ids[l.nids - 1]));
+	get(&r, &us, key, it_fmt("/v1/events/%s", l.ids[l.nids - 1]));
 	EXPECT(&r, 200);
 	res_free(&r);
 	wait_billed(&t, period, n_stored, 20000);
@@ -1845,7 +1830,7 @@ START_TEST(pg_restart_under_load)
 		res_free(&r);
 		if (took > tenant_worst)
 			tenant_worst = took;
-		post(&r, &us, key, ev(fmt("down-%d", probes), "a", "u"));
+		post(&r, &us, key, ev(it_fmt("down-%d", probes), "a", "u"));
 		EXPECT_PROBLEM(&r, 503, "unavailable", NULL);
 		char ra[16];
 		ck_assert_msg(it_header(&r.raw, "Retry-After", ra, sizeof ra) == 0 && atol(ra) >= 1,
@@ -1869,7 +1854,7 @@ START_TEST(pg_restart_under_load)
 	long up_at = now_ms(), recovered = -1;
 	for (int i = 0; recovered < 0; i++) {
 		ck_assert_msg(now_ms() - up_at < 5000, "POST still failing 5 s after the database came back");
-		post(&r, &us, key, ev(fmt("up-%d", i), "a", "u"));
+		post(&r, &us, key, ev(it_fmt("up-%d", i), "a", "u"));
 		if (r.status == 201)
 			recovered = now_ms() - up_at;
 		else
@@ -2002,9 +1987,9 @@ START_TEST(list_filters_and_pages)
 		int i = order[k];
 		api_time(base + i, 0, at);
 		const char *targets = i % 7 == 0 && i % 5 != 2
-		                          ? fmt("[{\"id\":\"t%d\",\"type\":\"doc\"},{\"id\":\"t2\",\"type\":\"doc\"}]", i % 5)
-		                          : fmt("[{\"id\":\"t%d\",\"type\":\"doc\"}]", i % 5);
-		post(&r, &us, key, fmt("{\"id\":\"p%02d\",\"occurred_at\":\"%s\",\"action\":\"a.%d\","
+		                          ? it_fmt("[{\"id\":\"t%d\",\"type\":\"doc\"},{\"id\":\"t2\",\"type\":\"doc\"}]", i % 5)
+		                          : it_fmt("[{\"id\":\"t%d\",\"type\":\"doc\"}]", i % 5);
+		post(&r, &us, key, it_fmt("{\"id\":\"p%02d\",\"occurred_at\":\"%s\",\"action\":\"a.%d\","
 		                       "\"actor\":{\"id\":\"%s\",\"type\":\"user\"},\"targets\":%s}",
 		                       i, at, i % 3, i % 2 ? "bob" : "alice", targets));
 		EXPECT(&r, 201);
@@ -2014,7 +1999,7 @@ START_TEST(list_filters_and_pages)
 	api_time(base - 100, 0, at);
 	const char *tie[] = { "tie-a", "tie-b", "tie-c" };
 	for (int i = 0; i < 3; i++) {
-		post(&r, &us, key, fmt("{\"id\":\"%s\",\"occurred_at\":\"%s\",\"action\":\"tie\","
+		post(&r, &us, key, it_fmt("{\"id\":\"%s\",\"occurred_at\":\"%s\",\"action\":\"tie\","
 		                       "\"actor\":{\"id\":\"carol\",\"type\":\"user\"}}", tie[i], at));
 		EXPECT(&r, 201);
 		res_free(&r);
@@ -2022,7 +2007,7 @@ START_TEST(list_filters_and_pages)
 	/* The other tenant's events at the same times never show. */
 	for (int i = 0; i < 5; i++) {
 		api_time(base + i * 5, 0, at);
-		post(&r, &us, kother, fmt("{\"id\":\"p%02d\",\"occurred_at\":\"%s\",\"action\":\"a.1\","
+		post(&r, &us, kother, it_fmt("{\"id\":\"p%02d\",\"occurred_at\":\"%s\",\"action\":\"a.1\","
 		                          "\"actor\":{\"id\":\"alice\",\"type\":\"user\"},"
 		                          "\"targets\":[{\"id\":\"t2\",\"type\":\"doc\"}]}", 90 + i, at));
 		EXPECT(&r, 201);
@@ -2068,7 +2053,7 @@ START_TEST(list_filters_and_pages)
 		{ "since=yesterday", "since" }, { "until=2024-13-01T00:00:00Z", "until" },
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		get(&r, &us, key, fmt("/v1/events?%s", bad[i].query));
+		get(&r, &us, key, it_fmt("/v1/events?%s", bad[i].query));
 		ck_assert_msg(r.status == 400, "?%s: %ld: %s", bad[i].query, r.status, r.raw.body);
 		EXPECT_PROBLEM(&r, 400, "validation_failed", bad[i].field);
 		res_free(&r);
@@ -2078,7 +2063,7 @@ START_TEST(list_filters_and_pages)
 	ck_assert_str_eq(ids, "p24,p23,p22");
 	CURL *c = curl_easy_init();
 	char *esc = curl_easy_escape(c, cursor, 0);
-	get(&r, &us, kother, fmt("/v1/events?limit=3&cursor=%s", esc));
+	get(&r, &us, kother, it_fmt("/v1/events?limit=3&cursor=%s", esc));
 	curl_free(esc);
 	curl_easy_cleanup(c);
 	if (r.status == 200) {
@@ -2153,7 +2138,7 @@ START_TEST(tenant_usage)
 
 	expect_tenant_usage(&us, key, &t, 0, 100, 0);
 	expect_tenant_usage(&us2, key, &t, 0, 100, 0);
-	post(&r, &us, key, fmt("{\"events\":[%s,%s,%s,%s]}", ev("u1", "a", "u"), ev("u2", "a", "u"),
+	post(&r, &us, key, it_fmt("{\"events\":[%s,%s,%s,%s]}", ev("u1", "a", "u"), ev("u2", "a", "u"),
 	                       ev("u3", "a", "u"), ev("u4", "a", "u")));
 	EXPECT(&r, 201);
 	res_free(&r);
@@ -2222,7 +2207,7 @@ START_TEST(ratelimit_headers_on_every_answer)
 		{ "invalid json", "POST", "/v1/events", key, "{", NULL, 400 },
 		{ "media type", "POST", "/v1/events", key, keep(ev("h2", "a", "u")), "text/plain", 415 },
 		{ "quota", "POST", "/v1/events", key,
-		  keep(fmt("{\"events\":[%s,%s,%s]}", ev("h3", "a", "u"), ev("h4", "a", "u"), ev("h5", "a", "u"))), NULL, 429 },
+		  keep(it_fmt("{\"events\":[%s,%s,%s]}", ev("h3", "a", "u"), ev("h4", "a", "u"), ev("h5", "a", "u"))), NULL, 429 },
 		{ "scope (write)", "POST", "/v1/events", kro, keep(ev("h6", "a", "u")), NULL, 403 },
 		{ "list", "GET", "/v1/events", key, NULL, NULL, 200 },
 		{ "bad limit", "GET", "/v1/events?limit=0", key, NULL, NULL, 400 },
@@ -2348,7 +2333,7 @@ START_TEST(concurrent_retries)
 	struct dp *const both[] = { &us, &us2 };
 
 	for (int round = 0; round < 3; round++) {
-		const char *same = keep(fmt("{\"id\":\"same-%d\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
+		const char *same = keep(it_fmt("{\"id\":\"same-%d\",\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"},"
 		                            "\"metadata\":{\"n\":%d}}", round, round));
 		for (int i = 0; i < N; i++)
 			bodies[i] = same;
@@ -2376,7 +2361,7 @@ START_TEST(concurrent_retries)
 	}
 	for (int round = 0; round < 2; round++) {
 		for (int i = 0; i < N; i++)
-			bodies[i] = keep(fmt("{\"id\":\"diff-%d\",\"action\":\"a.%d\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
+			bodies[i] = keep(it_fmt("{\"id\":\"diff-%d\",\"action\":\"a.%d\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
 			                     round, i));
 		volley(shots, N, both, 2, key, bodies);
 		int created = 0, conflicts = 0;

@@ -53,20 +53,6 @@ static int wrapped(void)
 	return w && *w;
 }
 
-/* printf into one of a ring of static buffers (valid for the next 15 calls). */
-static const char *__attribute__((format(printf, 1, 2))) fmt(const char *f, ...)
-{
-	static char ring[16][8192];
-	static unsigned next;
-	char *b = ring[next++ % 16];
-	va_list ap;
-	va_start(ap, f);
-	int n = vsnprintf(b, sizeof ring[0], f, ap);
-	va_end(ap);
-	ck_assert_msg(n >= 0 && (size_t)n < sizeof ring[0], "fmt: text too long");
-	return b;
-}
-
 /* `n` copies of `c` followed by `tail` (malloc'd). */
 static char *rep(char c, size_t n, const char *tail)
 {
@@ -161,7 +147,7 @@ static void expect_alive(struct svc *s, const char *after)
 {
 	struct it_resp r;
 	ck_assert_msg(it_alive(s->p), "the %s died after %s (log %s)", s->name, after, s->p->log);
-	it_http(&r, "GET", fmt("%s/healthz", s->url), NULL, NULL, 0);
+	it_http(&r, "GET", it_fmt("%s/healthz", s->url), NULL, NULL, 0);
 	ck_assert_msg(r.status == 200, "the %s answers /healthz with %ld after %s", s->name, r.status, after);
 	it_resp_free(&r);
 }
@@ -295,7 +281,7 @@ static void refused_raw(const struct svc *s, const char *method, const char *tar
 	struct answer a;
 	raw(s, &r, method, target, auth, headers, body, body_len);
 	from_raw(&a, &r);
-	expect_refused(&a, fmt("%s: %s", s->name, what));
+	expect_refused(&a, it_fmt("%s: %s", s->name, what));
 	it_raw_free(&r);
 }
 
@@ -306,7 +292,7 @@ static void refused_bytes(const struct svc *s, const char *bytes, size_t len, co
 	struct answer a;
 	it_raw_request(s->port, bytes, len, &r);
 	from_raw(&a, &r);
-	expect_refused(&a, fmt("%s: %s", s->name, what));
+	expect_refused(&a, it_fmt("%s: %s", s->name, what));
 	it_raw_free(&r);
 }
 
@@ -314,13 +300,13 @@ static void refused_bytes(const struct svc *s, const char *bytes, size_t len, co
 static void post_json(const struct svc *s, struct it_resp *r, const char *path, const char *body, size_t len)
 {
 	const char *const h[] = { "Content-Type: application/json", s->auth, NULL };
-	it_http(r, "POST", fmt("%s%s", s->url, path), h, body, len);
+	it_http(r, "POST", it_fmt("%s%s", s->url, path), h, body, len);
 }
 
 static void get_auth(const struct svc *s, struct it_resp *r, const char *path)
 {
 	const char *const h[] = { s->auth, NULL };
-	it_http(r, "GET", fmt("%s%s", s->url, path), h, NULL, 0);
+	it_http(r, "GET", it_fmt("%s%s", s->url, path), h, NULL, 0);
 }
 
 /* ------------------------------------------------------------------ */
@@ -354,7 +340,7 @@ START_TEST(slowloris)
 			x->closed_at = 0;
 			x->answered = 0;
 			const char *start = k == SLOW_BODY
-				? fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+				? it_fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 				      "Content-Length: 4000\r\n\r\n{\"a\":\"",
 				      svcs[i]->post, svcs[i]->auth)
 				: "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
@@ -394,7 +380,7 @@ START_TEST(slowloris)
 			for (int i = 0; i < 2; i++) {
 				struct it_resp r;
 				long p0 = now_ms();
-				it_http(&r, "GET", fmt("%s/healthz", svcs[i]->url), NULL, NULL, 0);
+				it_http(&r, "GET", it_fmt("%s/healthz", svcs[i]->url), NULL, NULL, 0);
 				ck_assert_msg(r.status == 200, "the %s answered %ld during the slowloris", svcs[i]->name,
 				              r.status);
 				it_resp_free(&r);
@@ -454,7 +440,7 @@ START_TEST(oversized_headers)
 		free(many);
 
 		char *path = rep('a', 64 * 1024, "");
-		refused_raw(s, "GET", fmt("/%.8000s", path), 0, NULL, NULL, 0, "an 8 KiB path");
+		refused_raw(s, "GET", it_fmt("/%.8000s", path), 0, NULL, NULL, 0, "an 8 KiB path");
 		char *target = malloc(64 * 1024 + 100);
 		snprintf(target, 64 * 1024 + 100, "/healthz?q=%s", path);
 		refused_raw(s, "GET", target, 0, NULL, NULL, 0, "a 64 KiB query");
@@ -470,7 +456,7 @@ START_TEST(oversized_headers)
 		snprintf(tok, 7000, "Authorization: Bearer %.6000s\r\n", path);
 		raw(s, &r, "GET", s == &cp ? "/v1/tenants" : "/v1/tenant", 0, tok, NULL, 0);
 		from_raw(&a, &r);
-		expect_problem(&a, 401, "unauthorized", fmt("%s: a 6 KiB bearer token", s->name));
+		expect_problem(&a, 401, "unauthorized", it_fmt("%s: a 6 KiB bearer token", s->name));
 		it_raw_free(&r);
 		snprintf(tok, 7000, "X-Request-Id: %.6000s\r\n", path);
 		raw(s, &r, "GET", "/healthz", 0, tok, NULL, 0);
@@ -518,7 +504,7 @@ END_TEST
 static size_t endless_chunked(const struct svc *s, size_t max)
 {
 	int fd = it_raw_connect(s->port);
-	const char *head = fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+	const char *head = it_fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 	                       "Transfer-Encoding: chunked\r\n\r\n",
 	                       s->post, s->auth);
 	ck_assert_int_eq(it_raw_send(fd, head, strlen(head)), 0);
@@ -554,28 +540,28 @@ START_TEST(bodies)
 		over[s->limit] = '}';
 		post_json(s, &r, s->post, over, s->limit + 1);
 		from_curl(&a, &r);
-		expect_problem(&a, 413, "body_too_large", fmt("%s: a declared body of limit+1", s->name));
+		expect_problem(&a, 413, "body_too_large", it_fmt("%s: a declared body of limit+1", s->name));
 		it_resp_free(&r);
 
 		/* The same, chunked: no length to refuse early, cut at the limit. */
 		const char *const h[] = { "Content-Type: application/json", s->auth, NULL };
-		it_http_chunked(&r, fmt("%s%s", s->url, s->post), h, over, s->limit + 1, 4096);
+		it_http_chunked(&r, it_fmt("%s%s", s->url, s->post), h, over, s->limit + 1, 4096);
 		from_curl(&a, &r);
-		expect_problem(&a, 413, "body_too_large", fmt("%s: a chunked body of limit+1", s->name));
+		expect_problem(&a, 413, "body_too_large", it_fmt("%s: a chunked body of limit+1", s->name));
 		it_resp_free(&r);
 		free(over);
 
 		/* A length far beyond anything, nothing sent: answered at once. */
 		struct it_raw rr;
 		int fd = it_raw_connect(s->port);
-		const char *head = fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+		const char *head = it_fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 		                       "Content-Length: 1000000000000\r\n\r\n{",
 		                       s->post, s->auth);
 		ck_assert_int_eq(it_raw_send(fd, head, strlen(head)), 0);
 		it_raw_read(fd, &rr, 5000);
 		close(fd);
 		from_raw(&a, &rr);
-		expect_problem(&a, 413, "body_too_large", fmt("%s: Content-Length 10^12", s->name));
+		expect_problem(&a, 413, "body_too_large", it_fmt("%s: Content-Length 10^12", s->name));
 		ck_assert_msg(a.closed, "%s: the connection stayed open after refusing 10^12 bytes", s->name);
 		it_raw_free(&rr);
 
@@ -584,7 +570,7 @@ START_TEST(bodies)
 			char *req = malloc(1024);
 			int n = snprintf(req, 1024, "POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 			                 "Content-Length: %s\r\nConnection: close\r\n\r\n{}", s->post, s->auth, lengths[k]);
-			refused_bytes(s, req, (size_t)n, fmt("Content-Length: '%s'", lengths[k]));
+			refused_bytes(s, req, (size_t)n, it_fmt("Content-Length: '%s'", lengths[k]));
 			free(req);
 		}
 
@@ -598,10 +584,10 @@ START_TEST(bodies)
 			"2;" "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee" "\r\n{}\r\n0\r\n\r\n",
 		};
 		for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
-			const char *req = fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+			const char *req = it_fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 			                      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n%s",
 			                      s->post, s->auth, chunks[k]);
-			refused_bytes(s, req, strlen(req), fmt("chunk encoding %zu", k));
+			refused_bytes(s, req, strlen(req), it_fmt("chunk encoding %zu", k));
 		}
 		/* A chunk extension of 40 KiB: over the connection's memory. */
 		char *ext = rep('e', 40 * 1024, "\r\n{}\r\n0\r\n\r\n");
@@ -620,7 +606,7 @@ START_TEST(bodies)
 			if (a.status == 500 && !a.has_rid)
 				ck_assert_msg(a.closed, "%s: a 40 KiB chunk extension: 500 on an open connection", s->name);
 			else
-				expect_refused(&a, fmt("%s: a 40 KiB chunk extension", s->name));
+				expect_refused(&a, it_fmt("%s: a 40 KiB chunk extension", s->name));
 			it_raw_free(&er);
 		}
 		free(req);
@@ -629,7 +615,7 @@ START_TEST(bodies)
 		/* Content-Length beside Transfer-Encoding (request smuggling): a
 		 * request hidden after the chunked body is never answered. */
 		{
-			const char *smuggle = fmt(
+			const char *smuggle = it_fmt(
 				"POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 				"Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
 				"0\r\n\r\nGET /v1/smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -639,7 +625,7 @@ START_TEST(bodies)
 			struct it_raw first, second;
 			it_raw_read(sfd, &first, 5000);
 			from_raw(&a, &first);
-			expect_refused(&a, fmt("%s: Content-Length with Transfer-Encoding", s->name));
+			expect_refused(&a, it_fmt("%s: Content-Length with Transfer-Encoding", s->name));
 			it_raw_read(sfd, &second, 3000);
 			ck_assert_msg(second.status == 0 && !second.timed_out,
 			              "%s: after Content-Length with Transfer-Encoding: a second answer (%ld) or an open connection",
@@ -650,7 +636,7 @@ START_TEST(bodies)
 		}
 		/* Two different Content-Lengths. */
 		{
-			const char *dup = fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+			const char *dup = it_fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 			                      "Content-Length: 2\r\nContent-Length: 40\r\nConnection: close\r\n\r\n{}",
 			                      s->post, s->auth);
 			refused_bytes(s, dup, strlen(dup), "two Content-Lengths");
@@ -686,7 +672,7 @@ static void post_bad(struct svc *s, const char *path, const char *body, size_t l
 	struct answer a;
 	post_json(s, &r, path, body, len);
 	from_curl(&a, &r);
-	const char *f = expect_problem(&a, 400, code, fmt("%s: POST %s: %s", s->name, path, what));
+	const char *f = expect_problem(&a, 400, code, it_fmt("%s: POST %s: %s", s->name, path, what));
 	if (field)
 		ck_assert_msg(!strcmp(f, field), "%s: POST %s: %s: field '%s', want '%s'", s->name, path, what, f,
 		              field);
@@ -725,11 +711,11 @@ START_TEST(bad_json)
 	char *plans_before = it_sql(cp.db, "SELECT count(*) FROM plans");
 
 	for (size_t k = 0; k < sizeof strings / sizeof strings[0]; k++) {
-		const char *what = fmt("value %s", strings[k].value);
+		const char *what = it_fmt("value %s", strings[k].value);
 		const char *field = !strcmp(strings[k].code, "validation_failed") ? "name" : NULL;
-		const char *b = fmt(tenant, strings[k].value);
+		const char *b = it_fmt(tenant, strings[k].value);
 		post_bad(&cp, "/v1/tenants", b, strlen(b), strings[k].code, field, what);
-		b = fmt(event, strings[k].value);
+		b = it_fmt(event, strings[k].value);
 		post_bad(&dp, "/v1/events", b, strlen(b), strings[k].code,
 		         field ? "action" : NULL, what);
 	}
@@ -749,9 +735,9 @@ START_TEST(bad_json)
 		{ "1e18", "1", "validation_failed", "base_price" },
 	};
 	for (size_t k = 0; k < sizeof numbers / sizeof numbers[0]; k++) {
-		const char *b = fmt(plan, numbers[k].base, numbers[k].rate);
+		const char *b = it_fmt(plan, numbers[k].base, numbers[k].rate);
 		post_bad(&cp, "/v1/plans", b, strlen(b), numbers[k].code, numbers[k].field,
-		         fmt("base_price %s, rate_limit %s", numbers[k].base, numbers[k].rate));
+		         it_fmt("base_price %s, rate_limit %s", numbers[k].base, numbers[k].rate));
 	}
 
 	/* Documents broken as a whole. */
@@ -762,8 +748,8 @@ START_TEST(bad_json)
 		"{\"action\":\"a\",\"actor\":{\"id\":\"a\",\"id\":\"b\",\"type\":\"user\"}}",
 	};
 	for (size_t k = 0; k < sizeof whole / sizeof whole[0]; k++) {
-		post_bad(&cp, "/v1/tenants", whole[k], strlen(whole[k]), "invalid_json", NULL, fmt("body %s", whole[k]));
-		post_bad(&dp, "/v1/events", whole[k], strlen(whole[k]), "invalid_json", NULL, fmt("body %s", whole[k]));
+		post_bad(&cp, "/v1/tenants", whole[k], strlen(whole[k]), "invalid_json", NULL, it_fmt("body %s", whole[k]));
+		post_bad(&dp, "/v1/events", whole[k], strlen(whole[k]), "invalid_json", NULL, it_fmt("body %s", whole[k]));
 	}
 	/* Nesting: 100000 '[' (the data plane's limit allows it; the control
 	 * plane's 16 KiB, 16000), and objects nested 5000 (2000) deep. */
@@ -772,7 +758,7 @@ START_TEST(bad_json)
 		struct svc *s = svcs[i];
 		size_t n = s == &dp ? 100000 : 16000;
 		char *deep = rep('[', n, "");
-		post_bad(s, s->post, deep, n, "invalid_json", NULL, fmt("%zu '['", n));
+		post_bad(s, s->post, deep, n, "invalid_json", NULL, it_fmt("%zu '['", n));
 		free(deep);
 		size_t m = s == &dp ? 5000 : 2000, len = 0;
 		char *obj = malloc(m * 6 + 8);
@@ -782,7 +768,7 @@ START_TEST(bad_json)
 		memset(obj + len, '}', m);
 		len += m;
 		ck_assert_uint_le(len, s->limit);
-		post_bad(s, s->post, obj, len, "invalid_json", NULL, fmt("objects nested %zu deep", m));
+		post_bad(s, s->post, obj, len, "invalid_json", NULL, it_fmt("objects nested %zu deep", m));
 		free(obj);
 	}
 	/* Exactly the documented depth (32) is not refused for its depth. */
@@ -813,13 +799,13 @@ START_TEST(bad_json)
 	for (size_t k = 0; k < sizeof limits / sizeof limits[0]; k++) {
 		struct it_resp r;
 		struct answer a;
-		get_auth(&cp, &r, fmt("/v1/tenants?limit=%s", limits[k]));
+		get_auth(&cp, &r, it_fmt("/v1/tenants?limit=%s", limits[k]));
 		from_curl(&a, &r);
-		expect_problem(&a, 400, NULL, fmt("control plane: limit=%s", limits[k]));
+		expect_problem(&a, 400, NULL, it_fmt("control plane: limit=%s", limits[k]));
 		it_resp_free(&r);
-		get_auth(&dp, &r, fmt("/v1/events?limit=%s", limits[k]));
+		get_auth(&dp, &r, it_fmt("/v1/events?limit=%s", limits[k]));
 		from_curl(&a, &r);
-		expect_problem(&a, 400, NULL, fmt("data plane: limit=%s", limits[k]));
+		expect_problem(&a, 400, NULL, it_fmt("data plane: limit=%s", limits[k]));
 		it_resp_free(&r);
 	}
 
@@ -840,7 +826,7 @@ END_TEST
 /* GET `target` with credentials over a raw socket: a refusal. */
 static void refused_path(struct svc *s, const char *target)
 {
-	refused_raw(s, "GET", target, 1, NULL, NULL, 0, fmt("GET %s", target));
+	refused_raw(s, "GET", target, 1, NULL, NULL, 0, it_fmt("GET %s", target));
 }
 
 START_TEST(path_tricks)
@@ -885,10 +871,10 @@ START_TEST(path_tricks)
 	const char *t = st.tenant;
 	const char *cp_paths[] = {
 		"/v1/tenants/%2e%2e", "/v1/tenants/..%2F..%2Fetc", "/v1/tenants/..", "/v1/tenants/%C0%AE",
-		"/v1/tenants/%FF", "/v1/tenants/%00", fmt("/v1/tenants/%s%%00", t), fmt("/v1/tenants/%s%%00x", t),
-		fmt("/v1/tenants/%s%%2F..%%2F%s", t, t), fmt("/v1/tenants/%s/users/..%%2F..%%2F..", t),
-		fmt("/v1/tenants/%s/api-keys/%%2e%%2e", t), fmt("/v1/tenants/%s/api-keys/%%00", t),
-		fmt("/v1/tenants/%s/../%s", t, t), fmt("/v1/tenants/%%20%s", t), fmt("/v1/tenants/%s%%0A", t),
+		"/v1/tenants/%FF", "/v1/tenants/%00", it_fmt("/v1/tenants/%s%%00", t), it_fmt("/v1/tenants/%s%%00x", t),
+		it_fmt("/v1/tenants/%s%%2F..%%2F%s", t, t), it_fmt("/v1/tenants/%s/users/..%%2F..%%2F..", t),
+		it_fmt("/v1/tenants/%s/api-keys/%%2e%%2e", t), it_fmt("/v1/tenants/%s/api-keys/%%00", t),
+		it_fmt("/v1/tenants/%s/../%s", t, t), it_fmt("/v1/tenants/%%20%s", t), it_fmt("/v1/tenants/%s%%0A", t),
 		"/v1/regions/%2e%2e", "/v1/regions/us%00", "/v1/regions/us%00/fleet", "/v1/regions/us%2F..%2F..",
 		"/v1/regions/%C0%AE%C0%AE", "/v1/regions/US", "/v1/plans/%2e%2e%2fpro", "/v1/plans/pro%00",
 		"/v1/plans/pro%00x", "/v1/plans/%FF", "/v1/lookup?tenant=%FF", "/v1/lookup?tenant=%00",
@@ -899,12 +885,12 @@ START_TEST(path_tricks)
 	};
 	for (size_t k = 0; k < sizeof cp_paths / sizeof cp_paths[0]; k++)
 		refused_path(&cp, cp_paths[k]);
-	raw(&cp, &rr, "GET", fmt("/v1/tenants/%s", t), 1, NULL, NULL, 0);
+	raw(&cp, &rr, "GET", it_fmt("/v1/tenants/%s", t), 1, NULL, NULL, 0);
 	ck_assert_msg(rr.status == 200, "GET /v1/tenants/%s: %ld %.300s", t, rr.status, rr.body);
 	it_raw_free(&rr);
 	/* The same tricks in a POST's path. */
 	refused_raw(&cp, "POST", "/v1/billing/periods/..%2F..%2F2024-01/close", 1, NULL, "{}", 2, "POST with %2F");
-	refused_raw(&cp, "POST", fmt("/v1/tenants/%s%%00/api-keys", t), 1, NULL,
+	refused_raw(&cp, "POST", it_fmt("/v1/tenants/%s%%00/api-keys", t), 1, NULL,
 	            "{\"name\":\"k\",\"scopes\":[\"events:read\"]}", 36, "POST api-keys with %00");
 
 	ck_assert_int_eq(count(&dp), dp_before);
@@ -939,7 +925,7 @@ static const char *pct(const char *s)
 			o += (size_t)snprintf(out + o, sizeof out - o, "%%%02X", *p);
 	}
 	out[o] = '\0';
-	return fmt("%s", out);
+	return it_fmt("%s", out);
 }
 
 /* A list answer: 200 with no item, or a 4xx. */
@@ -955,7 +941,7 @@ static void empty_or_refused(struct svc *s, const char *path, const char *member
 		              s->name, path, r.body);
 		json_decref(j);
 	} else
-		expect_refused(&a, fmt("%s: GET %s", s->name, path));
+		expect_refused(&a, it_fmt("%s: GET %s", s->name, path));
 	it_resp_free(&r);
 }
 
@@ -975,51 +961,51 @@ START_TEST(sql_meta)
 	for (size_t k = 0; k < sizeof sqlish / sizeof sqlish[0]; k++) {
 		const char *v = sqlish[k], *e = pct(v);
 		/* In path parameters: nothing matches. */
-		refused_path(&dp, fmt("/v1/events/%s", e));
-		refused_path(&cp, fmt("/v1/tenants/%s", e));
-		refused_path(&cp, fmt("/v1/tenants/%s/users", e));
-		refused_path(&cp, fmt("/v1/regions/%s", e));
-		refused_path(&cp, fmt("/v1/plans/%s", e));
-		refused_path(&cp, fmt("/v1/invoices/%s", e));
-		refused_path(&cp, fmt("/v1/tenants/%s/api-keys/%s", st.tenant, e));
+		refused_path(&dp, it_fmt("/v1/events/%s", e));
+		refused_path(&cp, it_fmt("/v1/tenants/%s", e));
+		refused_path(&cp, it_fmt("/v1/tenants/%s/users", e));
+		refused_path(&cp, it_fmt("/v1/regions/%s", e));
+		refused_path(&cp, it_fmt("/v1/plans/%s", e));
+		refused_path(&cp, it_fmt("/v1/invoices/%s", e));
+		refused_path(&cp, it_fmt("/v1/tenants/%s/api-keys/%s", st.tenant, e));
 		/* In filters: found nothing, or refused. */
-		empty_or_refused(&dp, fmt("/v1/events?actor=%s", e), "events");
-		empty_or_refused(&dp, fmt("/v1/events?action=%s", e), "events");
-		empty_or_refused(&dp, fmt("/v1/events?target=%s", e), "events");
-		empty_or_refused(&cp, fmt("/v1/tenants?region=%s", e), "items");
-		empty_or_refused(&cp, fmt("/v1/tenants?status=%s", e), "items");
-		empty_or_refused(&cp, fmt("/v1/audit-log?tenant=%s", e), "items");
-		refused_path(&dp, fmt("/v1/events?since=%s", e));
-		refused_path(&dp, fmt("/v1/events?cursor=%s", e));
-		refused_path(&cp, fmt("/v1/tenants?cursor=%s", e));
-		refused_path(&cp, fmt("/v1/lookup?tenant=%s", e));
+		empty_or_refused(&dp, it_fmt("/v1/events?actor=%s", e), "events");
+		empty_or_refused(&dp, it_fmt("/v1/events?action=%s", e), "events");
+		empty_or_refused(&dp, it_fmt("/v1/events?target=%s", e), "events");
+		empty_or_refused(&cp, it_fmt("/v1/tenants?region=%s", e), "items");
+		empty_or_refused(&cp, it_fmt("/v1/tenants?status=%s", e), "items");
+		empty_or_refused(&cp, it_fmt("/v1/audit-log?tenant=%s", e), "items");
+		refused_path(&dp, it_fmt("/v1/events?since=%s", e));
+		refused_path(&dp, it_fmt("/v1/events?cursor=%s", e));
+		refused_path(&cp, it_fmt("/v1/tenants?cursor=%s", e));
+		refused_path(&cp, it_fmt("/v1/lookup?tenant=%s", e));
 		/* In credentials: unknown. */
 		struct it_raw rr;
-		raw(&dp, &rr, "GET", "/v1/tenant", 0, fmt("Authorization: Bearer us_%s_x\r\n", v), NULL, 0);
+		raw(&dp, &rr, "GET", "/v1/tenant", 0, it_fmt("Authorization: Bearer us_%s_x\r\n", v), NULL, 0);
 		from_raw(&a, &rr);
-		expect_refused(&a, fmt("data plane: key %s", v));
+		expect_refused(&a, it_fmt("data plane: key %s", v));
 		it_raw_free(&rr);
-		raw(&cp, &rr, "GET", "/v1/tenants", 0, fmt("Authorization: Bearer %s\r\n", v), NULL, 0);
+		raw(&cp, &rr, "GET", "/v1/tenants", 0, it_fmt("Authorization: Bearer %s\r\n", v), NULL, 0);
 		from_raw(&a, &rr);
-		expect_problem(&a, 401, "unauthorized", fmt("control plane: token %s", v));
+		expect_problem(&a, 401, "unauthorized", it_fmt("control plane: token %s", v));
 		it_raw_free(&rr);
 		json_t *login = json_pack("{ss ss ss}", "tenant", v, "email", v, "password", "' OR 1=1 -- xx");
 		char *lb = json_dumps(login, JSON_COMPACT);
 		post_json(&cp, &r, "/v1/auth/login", lb, strlen(lb));
 		from_curl(&a, &r);
-		expect_refused(&a, fmt("control plane: login as %s", v));
+		expect_refused(&a, it_fmt("control plane: login as %s", v));
 		it_resp_free(&r);
 		free(lb);
 		json_decref(login);
 		/* In values with a pattern: refused naming the field. */
 		json_t *bt = json_pack("{ss ss ss ss}", "name", "x", "slug", v, "region", "us", "plan", "pro");
 		char *b = json_dumps(bt, JSON_COMPACT);
-		post_bad(&cp, "/v1/tenants", b, strlen(b), "validation_failed", "slug", fmt("slug %s", v));
+		post_bad(&cp, "/v1/tenants", b, strlen(b), "validation_failed", "slug", it_fmt("slug %s", v));
 		free(b);
 		json_decref(bt);
 		bt = json_pack("{ss ss s{ss ss}}", "id", v, "action", "a", "actor", "id", "a", "type", "user");
 		b = json_dumps(bt, JSON_COMPACT);
-		post_bad(&dp, "/v1/events", b, strlen(b), "validation_failed", "id", fmt("id %s", v));
+		post_bad(&dp, "/v1/events", b, strlen(b), "validation_failed", "id", it_fmt("id %s", v));
 		free(b);
 		json_decref(bt);
 	}
@@ -1029,7 +1015,7 @@ START_TEST(sql_meta)
 	/* In free text: stored literally, and read back the same. */
 	for (size_t k = 0; k < sizeof sqlish / sizeof sqlish[0]; k++) {
 		const char *v = sqlish[k];
-		json_t *bt = json_pack("{ss ss ss ss}", "name", v, "slug", fmt("sql-%zu", k), "region", "us", "plan", "pro");
+		json_t *bt = json_pack("{ss ss ss ss}", "name", v, "slug", it_fmt("sql-%zu", k), "region", "us", "plan", "pro");
 		char *b = json_dumps(bt, JSON_COMPACT);
 		post_json(&cp, &r, "/v1/tenants", b, strlen(b));
 		ck_assert_msg(r.status == 201, "tenant named %s: %ld %.300s", v, r.status, r.body);
@@ -1040,13 +1026,13 @@ START_TEST(sql_meta)
 		free(b);
 		json_decref(bt);
 
-		bt = json_pack("{ss ss s{ss ss} s[{ss ss}] s{ss}}", "id", fmt("sql-%zu", k), "action", v, "actor", "id", v,
+		bt = json_pack("{ss ss s{ss ss} s[{ss ss}] s{ss}}", "id", it_fmt("sql-%zu", k), "action", v, "actor", "id", v,
 		               "type", v, "targets", "id", v, "type", "doc", "context", "user_agent", v);
 		b = json_dumps(bt, JSON_COMPACT);
 		post_json(&dp, &r, "/v1/events", b, strlen(b));
 		ck_assert_msg(r.status == 201, "event with %s: %ld %.300s", v, r.status, r.body);
 		it_resp_free(&r);
-		get_auth(&dp, &r, fmt("/v1/events?actor=%s", pct(v)));
+		get_auth(&dp, &r, it_fmt("/v1/events?actor=%s", pct(v)));
 		ck_assert_int_eq(r.status, 200);
 		got = json_loads(r.body, 0, NULL);
 		json_t *evs = json_object_get(got, "events");
@@ -1101,7 +1087,7 @@ static void hostile_one(struct svc *s, int k)
 	case 7: raw(s, &r, "GET", "/v1/tenants", 0, "Authorization: Bearer ' OR 1=1 --\r\n", NULL, 0); break;
 	case 8: raw(s, &r, "GET", "/healthz", 0, big_header, NULL, 0); break;
 	case 9: {
-		const char *req = fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
+		const char *req = it_fmt("POST %s HTTP/1.1\r\nHost: x\r\n%s\r\nContent-Type: application/json\r\n"
 		                      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n",
 		                      s->post, s->auth);
 		it_raw_request(s->port, req, strlen(req), &r);
