@@ -44,10 +44,22 @@ int secret_unhex(const char *hex, void *out, size_t len)
 	return hex[2 * len] == '\0' ? 0 : -1;
 }
 
+/* SHA-256 runs on every API key a request presents: the algorithm is
+ * fetched from the provider once, not looked up by name (under a lock) on
+ * each call as EVP_sha256() makes OpenSSL 3 do. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void secret_sha256(const void *data, size_t len, unsigned char out[32])
 {
 	unsigned int n = 32;
-	EVP_Digest(data, len, out, &n, EVP_sha256(), NULL);
+	pthread_once(&sha256_once, sha256_fetch);
+	EVP_Digest(data, len, out, &n, sha256_md ? sha256_md : EVP_sha256(), NULL);
 }
 
 int secret_equal(const void *a, const void *b, size_t len)

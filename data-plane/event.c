@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/sha.h>
 
 #include "secret.h"
 #include "timefmt.h"
@@ -224,7 +223,7 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 	json_decref(canon);
 	if (!text)
 		return -2;
-	SHA256((const unsigned char *)text, strlen(text), ev->sha256);
+	secret_sha256(text, strlen(text), ev->sha256);
 	free(text);
 
 	ev->id_given = id != NULL;
