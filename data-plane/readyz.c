@@ -1,4 +1,5 @@
-/* GET /readyz: ready once a verified configuration is in use, and what it
+/* GET /readyz: ready once a verified configuration is in use (and, under
+ * DP_STALE_POLICY=fail-closed, while it has not expired), and what it
  * is (version, validity, where it came from, staleness). Liveness is
  * /healthz. */
 #include <time.h>
@@ -39,5 +40,8 @@ int dp_handle_readyz(struct http_req *req)
 	                         loaded ? time_or_null(exp) : json_null(), "source",
 	                         source ? json_string(source) : json_null(), "last_pull_ok_at",
 	                         time_or_null(dp_pull_last_ok(app->pull)), "stale", stale);
-	return http_reply_json(req, loaded ? 200 : 503, body);
+	/* Under fail-closed a stale document refuses every tenant request: the
+	 * instance is not ready, so that a balancer stops sending it any. */
+	int ready = loaded && !(stale && app->cfg.stale_policy == DP_STALE_FAIL_CLOSED);
+	return http_reply_json(req, ready ? 200 : 503, body);
 }

@@ -753,7 +753,8 @@ START_TEST(tampered_cache_ignored)
 END_TEST
 
 /* Past its expiry, a cached document keeps serving under DP_STALE_POLICY=serve
- * and closes the tenant routes under fail-closed; /readyz reports it either way. */
+ * and closes the tenant routes under fail-closed; /readyz reports it either way,
+ * and is 503 under fail-closed so that a balancer stops sending requests. */
 START_TEST(stale_policy)
 {
 	struct dp d;
@@ -775,7 +776,7 @@ START_TEST(stale_policy)
 	const char *const fc[] = { "DP_STALE_POLICY=fail-closed", NULL };
 	start_dp(&d, "http://127.0.0.1:1", fc);
 	v = readyz(&d, &st);
-	ck_assert_int_eq(st, 200);
+	ck_assert_int_eq(st, 503); /* refusing every tenant request: not ready */
 	ck_assert(json_is_true(json_object_get(v, "stale")));
 	json_decref(v);
 	struct it_resp r;
