@@ -279,9 +279,22 @@ static void *upkeep_main(void *arg)
 		if (db_tx(u->app->db, DB_READ_COMMITTED, reissue_tx, u->app) != DB_OK)
 			log_warn(NULL, "re-issuing expiring documents failed; will retry");
 		pthread_mutex_lock(&u->lock);
+		/* Often enough that a document is re-issued well before it
+		 * expires, whatever CP_CONFIG_LIFETIME is: a re-issue is due at half
+		 * the lifetime and is at most an eighth of it late. */
+		int64_t every_ms = u->app->cfg.doc_lifetime_ms / 8;
+		if (every_ms > 60000)
+			every_ms = 60000;
+		if (every_ms < 1000)
+			every_ms = 1000;
 		struct timespec until;
 		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += 60;
+		until.tv_sec += every_ms / 1000;
+		until.tv_nsec += (long)(every_ms % 1000) * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
 		while (!u->stop && pthread_cond_timedwait(&u->wake, &u->lock, &until) == 0)
 			;
 	}
