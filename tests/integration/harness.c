@@ -755,3 +755,44 @@ const char *it_fmt(const char *f, ...)
 	ck_assert_msg(n >= 0 && (size_t)n < sizeof ring[0], "it_fmt: text too long");
 	return b;
 }
+
+const char *it_js(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
+
+void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const extra[], char *db,
+                 size_t dblen, char *url, size_t urllen)
+{
+	char name[64], env_db[600], env_regions[1100], bin[1024], out[4096];
+	const char *env[32];
+	int n = 0;
+
+	snprintf(name, sizeof name, "%s_%d", db_prefix, (int)getpid());
+	it_create_db(name, db, dblen);
+	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", db);
+	it_bin("control-plane", bin, sizeof bin);
+
+	const char *const menv[] = { env_db, NULL };
+	char *margv[] = { bin, "migrate", NULL };
+	int st = it_run("cp-migrate", margv, menv, out, sizeof out);
+	ck_assert_msg(st == 0, "control-plane migrate: exit %d: %.400s", st, out);
+
+	/* Named explicitly: the sanitizer build's bin/ has no regions.conf beside it. */
+	snprintf(env_regions, sizeof env_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
+	env[n++] = env_db;
+	env[n++] = env_regions;
+	env[n++] = "CP_LISTEN=127.0.0.1:0";
+	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
+	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
+	env[n++] = "CP_SCRYPT_LOG2N=10";
+	for (int i = 0; extra && extra[i]; i++) {
+		ck_assert_int_lt(n, 30);
+		env[n++] = extra[i];
+	}
+	env[n] = NULL;
+	char *argv[] = { bin, NULL };
+	it_spawn(p, "control-plane", argv, env);
+	snprintf(url, urllen, "http://127.0.0.1:%d", it_wait_port(p, 10000));
+}

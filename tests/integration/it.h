@@ -8,6 +8,7 @@
 #define IT_H
 
 #include <check.h>
+#include <jansson.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -59,6 +60,17 @@ int it_wait_port(struct it_proc *p, int timeout_ms);
 int it_run(const char *name, char *const argv[], const char *const env[], char *out, size_t outlen);
 /* Reads a whole file into a malloc'd string (caller frees); NULL if missing. */
 char *it_slurp(const char *path);
+
+/* A string member of `o`, "" when absent or not a string. */
+const char *it_js(const json_t *o, const char *key);
+
+/* Creates the database "<db_prefix>_<pid>" (its superuser URL into `db`),
+ * migrates it and starts a control plane on it on a free port (its base
+ * URL into `url`), with the admin token IT_ADMIN_TOKEN, the repository's
+ * regions file, fast scrypt and `extra` settings (NULL-terminated, may be
+ * NULL). */
+void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const extra[], char *db,
+                 size_t dblen, char *url, size_t urllen);
 
 /* --- HTTP --- */
 struct it_resp {

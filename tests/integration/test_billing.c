@@ -37,29 +37,7 @@ static PGconn *pg;       /* this test's connection to cp_db, opened on first use
 
 static void setup(void)
 {
-	char name[64], env_db[600], env_regions[1100], bin[1024], out[4096];
-
-	snprintf(name, sizeof name, "it_billing_%d", (int)getpid());
-	it_create_db(name, cp_db, sizeof cp_db);
-	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", cp_db);
-	it_bin("control-plane", bin, sizeof bin);
-
-	const char *const menv[] = { env_db, NULL };
-	char *margv[] = { bin, "migrate", NULL };
-	int st = it_run("cp-migrate", margv, menv, out, sizeof out);
-	ck_assert_msg(st == 0, "control-plane migrate: exit %d: %.400s", st, out);
-
-	snprintf(env_regions, sizeof env_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
-	const char *const env[] = { env_db,
-		                        env_regions,
-		                        "CP_LISTEN=127.0.0.1:0",
-		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY,
-		                        "CP_ADMIN_TOKEN=" ADMIN_TOKEN,
-		                        "CP_SCRYPT_LOG2N=10",
-		                        NULL };
-	char *argv[] = { bin, NULL };
-	it_spawn(&cp_proc, "control-plane", argv, env);
-	snprintf(cp_url, sizeof cp_url, "http://127.0.0.1:%d", it_wait_port(&cp_proc, 10000));
+	it_cp_start(&cp_proc, "it_billing", NULL, cp_db, sizeof cp_db, cp_url, sizeof cp_url);
 	pg = NULL;
 }
 
@@ -74,13 +52,6 @@ static void teardown(void)
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
-
-/* A string member of `o`, "" when absent or not a string. */
-static const char *js(const json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-	return s ? s : "";
-}
 
 /* An integer member of `o`; fails the test when it is not an integer. */
 static long long ji(const json_t *o, const char *key)
@@ -281,7 +252,7 @@ static void api_ex(struct res *r, const char *method, const char *path, const st
 		              "%s %s: %ld answered as %s", method, path, r->status, v);
 		ck_assert_msg(json_is_object(r->json), "%s %s: problem is not JSON: %.300s", method, path,
 		              r->raw.body);
-		const char *code = js(r->json, "code");
+		const char *code = it_js(r->json, "code");
 		ck_assert_msg(code_status(code) == r->status, "%s %s: code '%s' with status %ld", method,
 		              path, code, r->status);
 	} else {
@@ -312,11 +283,11 @@ static void expect_problem(const struct res *r, long st, const char *code, const
                            int line)
 {
 	expect_status(r, st, line);
-	ck_assert_msg(!strcmp(js(r->json, "code"), code), "line %d: code '%s', want '%s': %.400s", line,
-	              js(r->json, "code"), code, r->raw.body);
+	ck_assert_msg(!strcmp(it_js(r->json, "code"), code), "line %d: code '%s', want '%s': %.400s", line,
+	              it_js(r->json, "code"), code, r->raw.body);
 	if (field)
-		ck_assert_msg(!strcmp(js(r->json, "field"), field), "line %d: field '%s', want '%s': %.400s",
-		              line, js(r->json, "field"), field, r->raw.body);
+		ck_assert_msg(!strcmp(it_js(r->json, "field"), field), "line %d: field '%s', want '%s': %.400s",
+		              line, it_js(r->json, "field"), field, r->raw.body);
 	else
 		ck_assert_msg(!json_object_get(r->json, "field"), "line %d: unexpected field: %.400s", line,
 		              r->raw.body);
@@ -338,7 +309,7 @@ static void new_tenant(const char *slug, const char *region, const char *plan, c
 	    it_fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"%s\"}", slug, slug,
 	        region, plan));
 	EXPECT(&r, 201);
-	snprintf(id, 37, "%s", js(r.json, "id"));
+	snprintf(id, 37, "%s", it_js(r.json, "id"));
 	ck_assert_msg(is_uuid(id), "tenant id '%s'", id);
 	res_free(&r);
 }
@@ -358,7 +329,7 @@ static void login(const char *slug, const char *email, char token[128])
 	api(&r, "POST", "/v1/auth/login", NULL,
 	    it_fmt("{\"email\":\"%s\",\"password\":\"" PASSWORD "\",\"tenant\":\"%s\"}", email, slug));
 	EXPECT(&r, 200);
-	snprintf(token, 128, "%s", js(r.json, "token"));
+	snprintf(token, 128, "%s", it_js(r.json, "token"));
 	res_free(&r);
 }
 
@@ -368,7 +339,7 @@ static void credential(const char *region, char token[128])
 	struct res r;
 	api(&r, "POST", it_fmt("/v1/regions/%s/credentials", region), ADMIN_TOKEN, "{}");
 	EXPECT(&r, 201);
-	snprintf(token, 128, "%s", js(r.json, "token"));
+	snprintf(token, 128, "%s", it_js(r.json, "token"));
 	ck_assert_msg(!strncmp(token, it_fmt("crt_%s_", region), strlen(region) + 5), "credential %s", token);
 	res_free(&r);
 }
@@ -378,7 +349,7 @@ static void patch_plan_of(const char *tenant, const char *plan)
 	struct res r;
 	api(&r, "PATCH", it_fmt("/v1/tenants/%s", tenant), ADMIN_TOKEN, it_fmt("{\"plan\":\"%s\"}", plan));
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "plan"), plan);
+	ck_assert_str_eq(it_js(r.json, "plan"), plan);
 	res_free(&r);
 }
 
@@ -396,7 +367,7 @@ static void versions(long v[NREGIONS])
 	for (int k = 0; k < NREGIONS; k++) {
 		v[k] = -1;
 		json_array_foreach(json_object_get(r.json, "items"), i, it)
-			if (!strcmp(js(it, "name"), region_names[k]))
+			if (!strcmp(it_js(it, "name"), region_names[k]))
 				v[k] = (long)json_integer_value(json_object_get(it, "config_version"));
 		ck_assert_msg(v[k] > 0, "region %s has no config_version", region_names[k]);
 	}
@@ -460,8 +431,8 @@ static json_t *usage_ok(const char *cred, const char *key, const char *body, lon
 	struct res r;
 	post_usage(&r, cred, key, body);
 	expect_status(&r, want, line);
-	ck_assert_msg(!strcmp(js(r.json, "batch"), key), "line %d: batch '%s', want '%s'", line,
-	              js(r.json, "batch"), key);
+	ck_assert_msg(!strcmp(it_js(r.json, "batch"), key), "line %d: batch '%s', want '%s'", line,
+	              it_js(r.json, "batch"), key);
 	ck_assert_msg(ji(r.json, "records") == nrec, "line %d: records %lld, want %ld", line,
 	              ji(r.json, "records"), nrec);
 	ck_assert_msg(ji(r.json, "events") == events, "line %d: events %lld, want %lld", line,
@@ -479,8 +450,8 @@ static json_t *get_usage(const char *token, const char *tenant, const char *peri
 	struct res r;
 	api(&r, "GET", it_fmt("/v1/tenants/%s/usage?period=%s", tenant, period), token, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "tenant"), tenant);
-	ck_assert_str_eq(js(r.json, "period"), period);
+	ck_assert_str_eq(it_js(r.json, "tenant"), tenant);
+	ck_assert_str_eq(it_js(r.json, "period"), period);
 	ck_assert_msg(json_is_array(json_object_get(r.json, "by_day")), "%s", r.raw.body);
 	ck_assert_msg(json_is_array(json_object_get(r.json, "by_region")), "%s", r.raw.body);
 	json_t *j = json_incref(r.json);
@@ -504,7 +475,7 @@ static long long usage_entry(const json_t *u, const char *list, const char *memb
 	json_t *it;
 	long long found = -1;
 	json_array_foreach(json_object_get(u, list), i, it)
-		if (!strcmp(js(it, member), name)) {
+		if (!strcmp(it_js(it, member), name)) {
 			ck_assert_msg(found < 0, "%s lists %s twice", list, name);
 			found = ji(it, "events");
 		}
@@ -526,11 +497,11 @@ static const char *close_period(const char *period, long want, long invoices, in
 	expect_status(&r, want, line);
 	closed_at[0] = '\0';
 	if (want < 300) {
-		ck_assert_msg(!strcmp(js(r.json, "period"), period), "line %d: period '%s'", line,
-		              js(r.json, "period"));
+		ck_assert_msg(!strcmp(it_js(r.json, "period"), period), "line %d: period '%s'", line,
+		              it_js(r.json, "period"));
 		ck_assert_msg(ji(r.json, "invoices") == invoices, "line %d: %lld invoices, want %ld", line,
 		              ji(r.json, "invoices"), invoices);
-		snprintf(closed_at, sizeof closed_at, "%s", js(r.json, "closed_at"));
+		snprintf(closed_at, sizeof closed_at, "%s", it_js(r.json, "closed_at"));
 		ck_assert_msg(is_api_time(closed_at), "line %d: closed_at '%s'", line, closed_at);
 	}
 	res_free(&r);
@@ -568,14 +539,14 @@ static json_t *expect_invoice(const char *tenant, const char *period, const char
 	json_t *items = invoice_list(tenant), *in_list = NULL, *it;
 	size_t i;
 	json_array_foreach(items, i, it)
-		if (!strcmp(js(it, "period"), period)) {
+		if (!strcmp(it_js(it, "period"), period)) {
 			ck_assert_msg(!in_list, "line %d: two invoices of %s for %s", line, tenant, period);
 			in_list = it;
 		}
 	ck_assert_msg(in_list, "line %d: no invoice of %s for %s", line, tenant, period);
 
 	struct res r;
-	api(&r, "GET", it_fmt("/v1/invoices/%s", js(in_list, "id")), ADMIN_TOKEN, NULL);
+	api(&r, "GET", it_fmt("/v1/invoices/%s", it_js(in_list, "id")), ADMIN_TOKEN, NULL);
 	expect_status(&r, 200, line);
 	json_t *inv = json_incref(r.json);
 	ck_assert_msg(json_equal(inv, in_list), "line %d: the list and GET disagree:\n%.800s", line,
@@ -584,13 +555,13 @@ static json_t *expect_invoice(const char *tenant, const char *period, const char
 	json_decref(items);
 
 	char *text = json_dumps(inv, JSON_COMPACT);
-	ck_assert_msg(is_uuid(js(inv, "id")), "line %d: id in %s", line, text);
-	ck_assert_msg(!strcmp(js(inv, "tenant_id"), tenant), "line %d: %s", line, text);
-	ck_assert_msg(!strcmp(js(inv, "plan"), plan), "line %d: plan '%s', want '%s': %s", line,
-	              js(inv, "plan"), plan, text);
-	ck_assert_msg(!strcmp(js(inv, "currency"), currency), "line %d: currency '%s', want '%s'", line,
-	              js(inv, "currency"), currency);
-	ck_assert_msg(is_api_time(js(inv, "created_at")), "line %d: created_at in %s", line, text);
+	ck_assert_msg(is_uuid(it_js(inv, "id")), "line %d: id in %s", line, text);
+	ck_assert_msg(!strcmp(it_js(inv, "tenant_id"), tenant), "line %d: %s", line, text);
+	ck_assert_msg(!strcmp(it_js(inv, "plan"), plan), "line %d: plan '%s', want '%s': %s", line,
+	              it_js(inv, "plan"), plan, text);
+	ck_assert_msg(!strcmp(it_js(inv, "currency"), currency), "line %d: currency '%s', want '%s'", line,
+	              it_js(inv, "currency"), currency);
+	ck_assert_msg(is_api_time(it_js(inv, "created_at")), "line %d: created_at in %s", line, text);
 	ck_assert_msg(json_object_get(inv, "finalized_at") && json_object_get(inv, "voided_at"),
 	              "line %d: finalized_at and voided_at must be present: %s", line, text);
 
@@ -603,13 +574,13 @@ static json_t *expect_invoice(const char *tenant, const char *period, const char
 	long long sum = 0;
 	json_array_foreach(lines, i, it) {
 		sum += ji(it, "amount");
-		ck_assert_msg(strlen(js(it, "description")) > 0, "line %d: a line without description: %s",
+		ck_assert_msg(strlen(it_js(it, "description")) > 0, "line %d: a line without description: %s",
 		              line, text);
 	}
 	for (size_t w = 0; w < nwant; w++) {
 		json_t *hit = NULL;
 		json_array_foreach(lines, i, it)
-			if (!strcmp(js(it, "kind"), want[w].kind) && !strcmp(js(it, "period"), want[w].period)) {
+			if (!strcmp(it_js(it, "kind"), want[w].kind) && !strcmp(it_js(it, "period"), want[w].period)) {
 				ck_assert_msg(!hit, "line %d: two %s lines for %s: %s", line, want[w].kind,
 				              want[w].period, text);
 				hit = it;
@@ -750,7 +721,7 @@ START_TEST(billing_month)
 	 * 200,001 × 50 / 1000 = 10,000.05 → 10,001. 4,900 + 10,001 = 14,901. */
 	inv = EXPECT_INVOICE(e1, MONTH_A, "pro", "USD", 14901,
 	                     LINES({ "base", MONTH_A, 1, 4900 }, { "overage", MONTH_A, 200001, 10001 }));
-	ck_assert_str_eq(js(inv, "status"), "draft");
+	ck_assert_str_eq(it_js(inv, "status"), "draft");
 	ck_assert(json_is_null(json_object_get(inv, "finalized_at")));
 	ck_assert(json_is_null(json_object_get(inv, "voided_at")));
 	json_t *e1_a = inv;
@@ -826,8 +797,8 @@ START_TEST(billing_month)
 	/* Newest period first. */
 	json_t *items = invoice_list(u1);
 	ck_assert_int_eq(json_array_size(items), 2);
-	ck_assert_str_eq(js(json_array_get(items, 0), "period"), MONTH_B);
-	ck_assert_str_eq(js(json_array_get(items, 1), "period"), MONTH_A);
+	ck_assert_str_eq(it_js(json_array_get(items, 0), "period"), MONTH_B);
+	ck_assert_str_eq(it_js(json_array_get(items, 1), "period"), MONTH_A);
 	json_decref(items);
 
 	/* Closing August again changes nothing. */
@@ -947,7 +918,7 @@ START_TEST(usage_concurrent_replays)
 	ck_assert_int_eq(created, 1);
 	ck_assert_int_eq(replays, N - 1);
 	json_t *want = json_loads(s[first].answer, 0, NULL);
-	ck_assert_str_eq(js(want, "batch"), "the-one-batch");
+	ck_assert_str_eq(it_js(want, "batch"), "the-one-batch");
 	ck_assert_int_eq(ji(want, "records"), 3);
 	ck_assert_int_eq(ji(want, "events"), 1234 + 4321 + 7);
 	for (int i = 0; i < N; i++) {
@@ -1018,7 +989,7 @@ START_TEST(close_concurrent)
 		ck_assert_msg(s[i].status == 201 || s[i].status == 200, "close %d: %ld: %.300s", i, s[i].status,
 		              s[i].answer ? s[i].answer : "");
 		json_t *j = json_loads(s[i].answer, 0, NULL);
-		ck_assert_str_eq(js(j, "period"), MONTH_A);
+		ck_assert_str_eq(it_js(j, "period"), MONTH_A);
 		ck_assert_int_eq(ji(j, "invoices"), 1);
 		json_decref(j);
 		created += s[i].status == 201;
@@ -1188,11 +1159,11 @@ START_TEST(close_and_invoice_states)
 	ck_assert_int_eq(qlong("SELECT count(*) FROM usage_ledger WHERE invoice_id IS NULL"), 1);
 
 	/* draft → finalized; then no second finalize. */
-	const char *id = js(a, "id");
+	const char *id = it_js(a, "id");
 	invoice_action(&r, id, "finalize");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "status"), "finalized");
-	ck_assert_msg(is_api_time(js(r.json, "finalized_at")), "%s", r.raw.body);
+	ck_assert_str_eq(it_js(r.json, "status"), "finalized");
+	ck_assert_msg(is_api_time(it_js(r.json, "finalized_at")), "%s", r.raw.body);
 	ck_assert(json_is_null(json_object_get(r.json, "voided_at")));
 	ck_assert_int_eq(ji(r.json, "total"), 4901);
 	res_free(&r);
@@ -1213,7 +1184,7 @@ START_TEST(close_and_invoice_states)
 	                           LINES({ "base", MONTH_B, 1, 4900 }, { "adjustment", MONTH_A, 990, 49 })));
 	json_t *a_now = EXPECT_INVOICE(t, MONTH_A, "pro", "USD", 4901,
 	                               LINES({ "base", MONTH_A, 1, 4900 }, { "overage", MONTH_A, 10, 1 }));
-	ck_assert_str_eq(js(a_now, "status"), "finalized");
+	ck_assert_str_eq(it_js(a_now, "status"), "finalized");
 	json_decref(a_now);
 
 	/* Late usage for both closed months, then October closed. August:
@@ -1232,8 +1203,8 @@ START_TEST(close_and_invoice_states)
 	json_decref(EXPECT_INVOICE(t2, "2026-10", "pro", "USD", 4900, LINES({ "base", "2026-10", 1, 4900 })));
 	json_t *items = invoice_list(t);
 	ck_assert_int_eq(json_array_size(items), 3);
-	ck_assert_str_eq(js(json_array_get(items, 0), "period"), "2026-10");
-	ck_assert_str_eq(js(json_array_get(items, 2), "period"), MONTH_A);
+	ck_assert_str_eq(it_js(json_array_get(items, 0), "period"), "2026-10");
+	ck_assert_str_eq(it_js(json_array_get(items, 2), "period"), MONTH_A);
 	json_decref(items);
 	items = invoice_list(t3);
 	ck_assert_int_eq(json_array_size(items), 0);
@@ -1242,9 +1213,9 @@ START_TEST(close_and_invoice_states)
 	/* finalized → void; then nothing more. */
 	invoice_action(&r, id, "void");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "status"), "void");
-	ck_assert_msg(is_api_time(js(r.json, "voided_at")), "%s", r.raw.body);
-	ck_assert_msg(is_api_time(js(r.json, "finalized_at")), "%s", r.raw.body);
+	ck_assert_str_eq(it_js(r.json, "status"), "void");
+	ck_assert_msg(is_api_time(it_js(r.json, "voided_at")), "%s", r.raw.body);
+	ck_assert_msg(is_api_time(it_js(r.json, "finalized_at")), "%s", r.raw.body);
 	res_free(&r);
 	invoice_action(&r, id, "void");
 	EXPECT_PROBLEM(&r, 409, "conflict", NULL);
@@ -1255,10 +1226,10 @@ START_TEST(close_and_invoice_states)
 	q_fails(it_fmt("UPDATE invoices SET status = 'finalized' WHERE id = '%s'", id), "23514");
 
 	/* draft → void directly; a void draft cannot be finalized. */
-	const char *id2 = js(a2, "id");
+	const char *id2 = it_js(a2, "id");
 	invoice_action(&r, id2, "void");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "status"), "void");
+	ck_assert_str_eq(it_js(r.json, "status"), "void");
 	ck_assert(json_is_null(json_object_get(r.json, "finalized_at")));
 	res_free(&r);
 	invoice_action(&r, id2, "finalize");
@@ -1390,7 +1361,7 @@ START_TEST(billing_authz)
 	json_decref(USAGE_OK(tok[REGION], "authz-0", b, 201, 1, 5));
 	CLOSE(MONTH_A, 201, 1);
 	json_t *items = invoice_list(a);
-	snprintf(inv, sizeof inv, "%s", js(json_array_get(items, 0), "id"));
+	snprintf(inv, sizeof inv, "%s", it_js(json_array_get(items, 0), "id"));
 	json_decref(items);
 
 	int n = 0;
@@ -1444,11 +1415,11 @@ START_TEST(plans)
 		size_t i;
 		json_t *it, *p = NULL;
 		json_array_foreach(items, i, it)
-			if (!strcmp(js(it, "id"), seeded[k].id))
+			if (!strcmp(it_js(it, "id"), seeded[k].id))
 				p = it;
 		ck_assert_msg(p, "no plan %s", seeded[k].id);
-		ck_assert_str_eq(js(p, "name"), seeded[k].name);
-		ck_assert_str_eq(js(p, "currency"), "USD");
+		ck_assert_str_eq(it_js(p, "name"), seeded[k].name);
+		ck_assert_str_eq(it_js(p, "currency"), "USD");
 		ck_assert_int_eq(ji(p, "base_price"), seeded[k].base);
 		ck_assert_int_eq(ji(p, "events_included"), seeded[k].included);
 		ck_assert_int_eq(ji(p, "price_per_1000"), seeded[k].per1000);
@@ -1456,8 +1427,8 @@ START_TEST(plans)
 		ck_assert_int_eq(ji(p, "burst"), seeded[k].burst);
 		ck_assert_int_eq(ji(p, "monthly_event_quota"), seeded[k].quota);
 		ck_assert_int_eq(ji(p, "retention_days"), seeded[k].retention);
-		ck_assert(is_api_time(js(p, "created_at")));
-		ck_assert(is_api_time(js(p, "updated_at")));
+		ck_assert(is_api_time(it_js(p, "created_at")));
+		ck_assert(is_api_time(it_js(p, "updated_at")));
 		ck_assert_int_eq(json_object_size(p), 12);
 	}
 	res_free(&r);
@@ -1481,8 +1452,8 @@ START_TEST(plans)
 	json_t *val;
 	json_object_foreach(want, k, val)
 		ck_assert_msg(json_equal(json_object_get(r.json, k), val), "member %s: %s", k, r.raw.body);
-	ck_assert(is_api_time(js(r.json, "created_at")));
-	ck_assert(is_api_time(js(r.json, "updated_at")));
+	ck_assert(is_api_time(it_js(r.json, "created_at")));
+	ck_assert(is_api_time(it_js(r.json, "updated_at")));
 	json_decref(want);
 	res_free(&r);
 	EXPECT_VERSIONS(v, 0, 0, 0, 0); /* nobody is on it */
@@ -1496,18 +1467,18 @@ START_TEST(plans)
 	ck_assert_int_eq(ji(r.json, "price_per_1000"), 60);
 	ck_assert_int_eq(ji(r.json, "events_included"), 2000000);
 	ck_assert_int_eq(ji(r.json, "base_price"), 4900);
-	ck_assert_str_eq(js(r.json, "currency"), "USD");
-	ck_assert_str_eq(js(r.json, "name"), "Pro");
+	ck_assert_str_eq(it_js(r.json, "currency"), "USD");
+	ck_assert_str_eq(it_js(r.json, "name"), "Pro");
 	res_free(&r);
 	EXPECT_VERSIONS(v, 0, 1, 0, 0);
 	api(&r, "PATCH", "/v1/plans/free", ADMIN_TOKEN, "{\"name\":\"Free tier\",\"base_price\":0}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "name"), "Free tier");
+	ck_assert_str_eq(it_js(r.json, "name"), "Free tier");
 	res_free(&r);
 	EXPECT_VERSIONS(v, 0, 0, 0, 1);
 	api(&r, "PATCH", "/v1/plans/enterprise", ADMIN_TOKEN, "{\"currency\":\"EUR\"}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "currency"), "EUR");
+	ck_assert_str_eq(it_js(r.json, "currency"), "EUR");
 	res_free(&r);
 	api(&r, "PATCH", "/v1/plans/team", ADMIN_TOKEN, "{\"base_price\":1600}");
 	EXPECT(&r, 200);
@@ -1549,9 +1520,9 @@ START_TEST(plans)
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		api(&r, bad[i].method, bad[i].path, ADMIN_TOKEN, bad[i].body);
-		ck_assert_msg(r.status == 400 && !strcmp(js(r.json, "field"), bad[i].field),
+		ck_assert_msg(r.status == 400 && !strcmp(it_js(r.json, "field"), bad[i].field),
 		              "%s %s %s: %ld field '%s', want 400 naming %s: %.300s", bad[i].method,
-		              bad[i].path, bad[i].body, r.status, js(r.json, "field"), bad[i].field, r.raw.body);
+		              bad[i].path, bad[i].body, r.status, it_js(r.json, "field"), bad[i].field, r.raw.body);
 		res_free(&r);
 	}
 	EXPECT_VERSIONS(v, 0, 0, 0, 0);
@@ -1640,10 +1611,10 @@ START_TEST(usage_validation)
 		batch(b, goodtext, goodtext, record, NULL);
 		post_usage(&r, eu, "one-key", b);
 		const char *want = it_fmt("records[2].%s", bad[i].field);
-		ck_assert_msg(r.status == 400 && !strcmp(js(r.json, "code"), "validation_failed") &&
-		              !strcmp(js(r.json, "field"), want),
+		ck_assert_msg(r.status == 400 && !strcmp(it_js(r.json, "code"), "validation_failed") &&
+		              !strcmp(it_js(r.json, "field"), want),
 		              "%s: %ld %s field '%s', want 400 validation_failed naming %s: %.300s", record,
-		              r.status, js(r.json, "code"), js(r.json, "field"), want, r.raw.body);
+		              r.status, it_js(r.json, "code"), it_js(r.json, "field"), want, r.raw.body);
 		res_free(&r);
 	}
 	static const struct { const char *body, *code, *field; } bad_body[] = {
@@ -1656,10 +1627,10 @@ START_TEST(usage_validation)
 	};
 	for (size_t i = 0; i < sizeof bad_body / sizeof bad_body[0]; i++) {
 		post_usage(&r, eu, "one-key", bad_body[i].body);
-		ck_assert_msg(r.status == 400 && !strcmp(js(r.json, "code"), bad_body[i].code) &&
-		              (!bad_body[i].field || !strcmp(js(r.json, "field"), bad_body[i].field)),
+		ck_assert_msg(r.status == 400 && !strcmp(it_js(r.json, "code"), bad_body[i].code) &&
+		              (!bad_body[i].field || !strcmp(it_js(r.json, "field"), bad_body[i].field)),
 		              "%s: %ld %s field '%s', want 400 %s naming %s: %.300s", bad_body[i].body, r.status,
-		              js(r.json, "code"), js(r.json, "field"), bad_body[i].code,
+		              it_js(r.json, "code"), it_js(r.json, "field"), bad_body[i].code,
 		              bad_body[i].field ? bad_body[i].field : "(any)", r.raw.body);
 		res_free(&r);
 	}
@@ -1700,9 +1671,9 @@ START_TEST(usage_validation)
 		                                   "?period=2026-08-01", "?month=2026-08" };
 	for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
 		api(&r, "GET", it_fmt("/v1/tenants/%s/usage%s", e, periods[i]), ADMIN_TOKEN, NULL);
-		ck_assert_msg(r.status == 400 && !strcmp(js(r.json, "field"), "period"),
+		ck_assert_msg(r.status == 400 && !strcmp(it_js(r.json, "field"), "period"),
 		              "usage%s: %ld field '%s', want 400 naming period: %.300s", periods[i], r.status,
-		              js(r.json, "field"), r.raw.body);
+		              it_js(r.json, "field"), r.raw.body);
 		res_free(&r);
 	}
 	api(&r, "GET", "/v1/tenants/00000000-0000-4000-8000-000000000000/usage?period=2026-08", ADMIN_TOKEN, NULL);

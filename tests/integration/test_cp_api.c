@@ -34,31 +34,8 @@ static PGconn *pg;       /* this test's connection to cp_db, opened on first use
 
 static void cp_setup(void)
 {
-	char name[64], env_db[600], env_regions[1100], bin[1024], out[4096];
-
-	snprintf(name, sizeof name, "it_cp_api_%d", (int)getpid());
-	it_create_db(name, cp_db, sizeof cp_db);
-	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", cp_db);
-	it_bin("control-plane", bin, sizeof bin);
-
-	const char *const menv[] = { env_db, NULL };
-	char *margv[] = { bin, "migrate", NULL };
-	int st = it_run("cp-migrate", margv, menv, out, sizeof out);
-	ck_assert_msg(st == 0, "control-plane migrate: exit %d: %.400s", st, out);
-
-	/* Named explicitly: the sanitizer build's bin/ has no regions.conf beside it. */
-	snprintf(env_regions, sizeof env_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
-	const char *const env[] = { env_db,
-		                        env_regions,
-		                        "CP_LISTEN=127.0.0.1:0",
-		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY,
-		                        "CP_ADMIN_TOKEN=" ADMIN_TOKEN,
-		                        "CP_SCRYPT_LOG2N=10",
-		                        "CP_ACCESS_LOG=true",
-		                        NULL };
-	char *argv[] = { bin, NULL };
-	it_spawn(&cp_proc, "control-plane", argv, env);
-	snprintf(cp_url, sizeof cp_url, "http://127.0.0.1:%d", it_wait_port(&cp_proc, 10000));
+	const char *const extra[] = { "CP_ACCESS_LOG=true", NULL };
+	it_cp_start(&cp_proc, "it_cp_api", extra, cp_db, sizeof cp_db, cp_url, sizeof cp_url);
 	pg = NULL;
 }
 
@@ -73,13 +50,6 @@ static void cp_teardown(void)
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
-
-/* A string member of `o`, "" when absent or not a string. */
-static const char *js(const json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-	return s ? s : "";
-}
 
 static int is_hex(const char *s, size_t n)
 {
@@ -249,13 +219,13 @@ static void api_ex(struct res *r, const char *method, const char *path, const st
 		              "%s %s: %ld answered as %s", method, path, r->status, v);
 		ck_assert_msg(json_is_object(r->json), "%s %s: problem is not JSON: %.300s", method, path,
 		              r->raw.body);
-		const char *code = js(r->json, "code");
+		const char *code = it_js(r->json, "code");
 		ck_assert_msg(code_status(code) == r->status, "%s %s: code '%s' with status %ld", method,
 		              path, code, r->status);
 		ck_assert_int_eq(json_integer_value(json_object_get(r->json, "status")), r->status);
-		ck_assert_str_eq(js(r->json, "type"), it_fmt("urn:celltrail:problem:%s", code));
-		ck_assert_msg(strlen(js(r->json, "detail")) > 0, "%s %s: problem without detail", method, path);
-		ck_assert_str_eq(js(r->json, "request_id"), r->rid);
+		ck_assert_str_eq(it_js(r->json, "type"), it_fmt("urn:celltrail:problem:%s", code));
+		ck_assert_msg(strlen(it_js(r->json, "detail")) > 0, "%s %s: problem without detail", method, path);
+		ck_assert_str_eq(it_js(r->json, "request_id"), r->rid);
 		if (r->status == 401) {
 			ck_assert_msg(it_header(&r->raw, "WWW-Authenticate", v, sizeof v) == 0,
 			              "%s %s: 401 without WWW-Authenticate: %.300s", method, path, r->raw.body);
@@ -288,11 +258,11 @@ static void expect_problem(const struct res *r, long st, const char *code, const
                            int line)
 {
 	expect_status(r, st, line);
-	ck_assert_msg(!strcmp(js(r->json, "code"), code), "line %d: code '%s', want '%s': %.400s", line,
-	              js(r->json, "code"), code, r->raw.body);
+	ck_assert_msg(!strcmp(it_js(r->json, "code"), code), "line %d: code '%s', want '%s': %.400s", line,
+	              it_js(r->json, "code"), code, r->raw.body);
 	if (field)
-		ck_assert_msg(!strcmp(js(r->json, "field"), field), "line %d: field '%s', want '%s': %.400s",
-		              line, js(r->json, "field"), field, r->raw.body);
+		ck_assert_msg(!strcmp(it_js(r->json, "field"), field), "line %d: field '%s', want '%s': %.400s",
+		              line, it_js(r->json, "field"), field, r->raw.body);
 	else
 		ck_assert_msg(!json_object_get(r->json, "field"), "line %d: unexpected field: %.400s", line,
 		              r->raw.body);
@@ -315,7 +285,7 @@ static void new_tenant(const char *slug, const char *region, char id[37])
 	    it_fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"free\"}", slug,
 	        slug, region));
 	EXPECT(&r, 201);
-	snprintf(id, 37, "%s", js(r.json, "id"));
+	snprintf(id, 37, "%s", it_js(r.json, "id"));
 	ck_assert_msg(is_uuid(id), "tenant id '%s'", id);
 	res_free(&r);
 }
@@ -328,7 +298,7 @@ static void new_user(const char *tenant_id, const char *email, const char *role,
 	    it_fmt("{\"email\":\"%s\",\"role\":\"%s\",\"password\":\"" PASSWORD "\"}", email, role));
 	EXPECT(&r, 201);
 	if (id)
-		snprintf(id, 37, "%s", js(r.json, "id"));
+		snprintf(id, 37, "%s", it_js(r.json, "id"));
 	res_free(&r);
 }
 
@@ -338,7 +308,7 @@ static void new_admin(const char *email, char id[37])
 	api(&r, "POST", "/v1/admins", ADMIN_TOKEN,
 	    it_fmt("{\"email\":\"%s\",\"password\":\"" PASSWORD "\"}", email));
 	EXPECT(&r, 201);
-	snprintf(id, 37, "%s", js(r.json, "id"));
+	snprintf(id, 37, "%s", it_js(r.json, "id"));
 	res_free(&r);
 }
 
@@ -352,7 +322,7 @@ static long login_pw(const char *slug, const char *email, const char *password, 
 	api(&r, "POST", "/v1/auth/login", NULL, body);
 	long st = r.status;
 	if (st == 200 && token)
-		snprintf(token, 128, "%s", js(r.json, "token"));
+		snprintf(token, 128, "%s", it_js(r.json, "token"));
 	res_free(&r);
 	return st;
 }
@@ -370,9 +340,9 @@ static void new_key(const char *token, const char *tenant_id, char id[25], char 
 	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", tenant_id), token,
 	    "{\"name\":\"a key\",\"scopes\":[\"events:write\"]}");
 	EXPECT(&r, 201);
-	snprintf(id, 25, "%s", js(r.json, "id"));
+	snprintf(id, 25, "%s", it_js(r.json, "id"));
 	if (secret)
-		snprintf(secret, 200, "%s", js(r.json, "secret"));
+		snprintf(secret, 200, "%s", it_js(r.json, "secret"));
 	res_free(&r);
 }
 
@@ -390,7 +360,7 @@ static void versions(long v[NREGIONS])
 	for (int k = 0; k < NREGIONS; k++) {
 		v[k] = -1;
 		json_array_foreach(json_object_get(r.json, "items"), i, it)
-			if (!strcmp(js(it, "name"), region_names[k]))
+			if (!strcmp(it_js(it, "name"), region_names[k]))
 				v[k] = (long)json_integer_value(json_object_get(it, "config_version"));
 		ck_assert_msg(v[k] > 0, "region %s has no config_version", region_names[k]);
 	}
@@ -637,7 +607,7 @@ START_TEST(authz_matrix)
 			};
 			for (size_t c = 0; c < sizeof codes / sizeof codes[0]; c++)
 				if (r.status == codes[c].status)
-					ck_assert_str_eq(js(r.json, "code"), codes[c].code);
+					ck_assert_str_eq(it_js(r.json, "code"), codes[c].code);
 			long want = r.status < 300 && row->writes ? 1 : 0;
 			ck_assert_msg(audit_rows() - audits == want, "%s %s as %s: %ld audit record(s), want %ld",
 			              row->method, path, who_name[who], audit_rows() - audits, want);
@@ -711,18 +681,18 @@ START_TEST(tenant_create)
 	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
 	    "{\"name\":\"Acme Corp\",\"slug\":\"acme\",\"region\":\"eu\",\"plan\":\"pro\"}");
 	EXPECT(&r, 201);
-	const char *id = js(r.json, "id");
+	const char *id = it_js(r.json, "id");
 	ck_assert_msg(is_uuid(id), "id '%s'", id);
 	ck_assert_int_eq(it_header(&r.raw, "Location", loc, sizeof loc), 0);
 	ck_assert_str_eq(loc, it_fmt("/v1/tenants/%s", id));
-	ck_assert_str_eq(js(r.json, "slug"), "acme");
-	ck_assert_str_eq(js(r.json, "name"), "Acme Corp");
-	ck_assert_str_eq(js(r.json, "region"), "eu");
-	ck_assert_str_eq(js(r.json, "region_endpoint"), "https://eu.api.celltrail.example");
-	ck_assert_str_eq(js(r.json, "plan"), "pro");
-	ck_assert_str_eq(js(r.json, "status"), "active");
-	ck_assert_msg(is_api_time(js(r.json, "created_at")), "%s", js(r.json, "created_at"));
-	ck_assert_msg(is_api_time(js(r.json, "updated_at")), "%s", js(r.json, "updated_at"));
+	ck_assert_str_eq(it_js(r.json, "slug"), "acme");
+	ck_assert_str_eq(it_js(r.json, "name"), "Acme Corp");
+	ck_assert_str_eq(it_js(r.json, "region"), "eu");
+	ck_assert_str_eq(it_js(r.json, "region_endpoint"), "https://eu.api.celltrail.example");
+	ck_assert_str_eq(it_js(r.json, "plan"), "pro");
+	ck_assert_str_eq(it_js(r.json, "status"), "active");
+	ck_assert_msg(is_api_time(it_js(r.json, "created_at")), "%s", it_js(r.json, "created_at"));
+	ck_assert_msg(is_api_time(it_js(r.json, "updated_at")), "%s", it_js(r.json, "updated_at"));
 	api(&g, "GET", loc, ADMIN_TOKEN, NULL);
 	EXPECT(&g, 200);
 	ck_assert_msg(json_equal(g.json, r.json), "GET %s differs from the creation's answer", loc);
@@ -736,7 +706,7 @@ START_TEST(tenant_create)
 
 	api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, "{\"status\":\"draining\"}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "status"), "draining");
+	ck_assert_str_eq(it_js(r.json, "status"), "draining");
 	res_free(&r);
 	static const struct { const char *region, *plan, *field; } refused[] = {
 		{ "jp", "free", "region" },     /* draining */
@@ -783,7 +753,7 @@ static int walk(const char *path, const char *token, int limit, char *ids, size_
 			ck_assert_msg(!json_object_get(it, "_ts") && !json_object_get(it, "_id"), "sort keys leak");
 			const char *id = json_is_integer(json_object_get(it, "id"))
 			                     ? it_fmt("%lld", (long long)json_integer_value(json_object_get(it, "id")))
-			                     : js(it, "id");
+			                     : it_js(it, "id");
 			size_t have = strlen(ids);
 			snprintf(ids + have, idslen - have, "%s ", id);
 			total++;
@@ -835,7 +805,7 @@ START_TEST(tenant_list)
 	json_t *it;
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 2);
 	json_array_foreach(json_object_get(r.json, "items"), i, it)
-		ck_assert_str_eq(js(it, "region"), "us");
+		ck_assert_str_eq(it_js(it, "region"), "us");
 	ck_assert(json_is_null(json_object_get(r.json, "next_cursor")));
 	res_free(&r);
 
@@ -895,7 +865,7 @@ START_TEST(tenant_patch)
 
 	api(&r, "PATCH", path, ADMIN_TOKEN, "{\"region\":\"us\"}");
 	EXPECT_PROBLEM(&r, 409, "conflict", NULL);
-	const char *detail = js(r.json, "detail");
+	const char *detail = it_js(r.json, "detail");
 	ck_assert_msg(strlen(detail) > 40 && strstr(detail, "region") && detail[strlen(detail) - 1] == '.',
 	              "not a sentence that explains: %s", detail);
 	res_free(&r);
@@ -905,7 +875,7 @@ START_TEST(tenant_patch)
 
 	api(&r, "PATCH", path, ADMIN_TOKEN, "{\"name\":\"X\",\"colour\":\"red\"}");
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "colour");
-	ck_assert_msg(strstr(js(r.json, "detail"), "colour"), "%s", js(r.json, "detail"));
+	ck_assert_msg(strstr(it_js(r.json, "detail"), "colour"), "%s", it_js(r.json, "detail"));
 	res_free(&r);
 	api(&r, "PATCH", path, ADMIN_TOKEN, "{\"slug\":\"other\"}");
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "slug");
@@ -931,15 +901,15 @@ START_TEST(tenant_patch)
 
 	api(&r, "PATCH", path, owner, "{\"name\":\"Renamed\"}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "name"), "Renamed");
-	ck_assert_str_eq(js(r.json, "region"), "eu");
-	ck_assert_str_ne(js(r.json, "updated_at"), js(r.json, "created_at"));
+	ck_assert_str_eq(it_js(r.json, "name"), "Renamed");
+	ck_assert_str_eq(it_js(r.json, "region"), "eu");
+	ck_assert_str_ne(it_js(r.json, "updated_at"), it_js(r.json, "created_at"));
 	res_free(&r);
 	api(&r, "PATCH", path, ADMIN_TOKEN, "{\"plan\":\"enterprise\",\"status\":\"suspended\"}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "plan"), "enterprise");
-	ck_assert_str_eq(js(r.json, "status"), "suspended");
-	ck_assert_str_eq(js(r.json, "name"), "Renamed");
+	ck_assert_str_eq(it_js(r.json, "plan"), "enterprise");
+	ck_assert_str_eq(it_js(r.json, "status"), "suspended");
+	ck_assert_str_eq(it_js(r.json, "name"), "Renamed");
 	res_free(&r);
 }
 END_TEST
@@ -966,8 +936,8 @@ START_TEST(tenant_delete)
 
 	api(&r, "DELETE", it_fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "status"), "deleted");
-	ck_assert_str_eq(js(r.json, "id"), a);
+	ck_assert_str_eq(it_js(r.json, "status"), "deleted");
+	ck_assert_str_eq(it_js(r.json, "id"), a);
 	res_free(&r);
 
 	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s' AND revoked_at IS NULL", a)), 0);
@@ -1007,7 +977,7 @@ START_TEST(tenant_delete)
 	api(&r, "GET", "/v1/tenants?status=deleted", ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 1);
-	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "items"), 0), "id"), a);
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "items"), 0), "id"), a);
 	res_free(&r);
 }
 END_TEST
@@ -1132,10 +1102,10 @@ START_TEST(bad_input)
 		const struct var vars[] = { { "A", a }, { NULL, NULL } };
 		expand(c->path, vars, path, sizeof path);
 		api(&r, "POST", path, ADMIN_TOKEN, c->body);
-		ck_assert_msg(r.status == c->status && !strcmp(js(r.json, "code"), c->code) &&
-		              (c->field ? !strcmp(js(r.json, "field"), c->field) : !json_object_get(r.json, "field")),
+		ck_assert_msg(r.status == c->status && !strcmp(it_js(r.json, "code"), c->code) &&
+		              (c->field ? !strcmp(it_js(r.json, "field"), c->field) : !json_object_get(r.json, "field")),
 		              "case %zu, POST %s %.120s: got %ld %s field '%s', want %ld %s field '%s': %.300s", i,
-		              c->path, c->body, r.status, js(r.json, "code"), js(r.json, "field"), c->status,
+		              c->path, c->body, r.status, it_js(r.json, "code"), it_js(r.json, "field"), c->status,
 		              c->code, c->field ? c->field : "", r.raw.body);
 		res_free(&r);
 	}
@@ -1177,22 +1147,22 @@ START_TEST(sql_metacharacters_are_data)
 	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
 	    it_fmt("{\"name\":\"%s\",\"slug\":\"evil\",\"region\":\"eu\",\"plan\":\"free\"}", evil));
 	EXPECT(&r, 201);
-	ck_assert_str_eq(js(r.json, "name"), evil);
-	snprintf(a, sizeof a, "%s", js(r.json, "id"));
+	ck_assert_str_eq(it_js(r.json, "name"), evil);
+	snprintf(a, sizeof a, "%s", it_js(r.json, "id"));
 	res_free(&r);
 	api(&r, "GET", it_fmt("/v1/tenants/%s", a), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "name"), evil);
+	ck_assert_str_eq(it_js(r.json, "name"), evil);
 	res_free(&r);
 	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"o'brien+x@a.test\",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
-	ck_assert_str_eq(js(r.json, "email"), "o'brien+x@a.test");
+	ck_assert_str_eq(it_js(r.json, "email"), "o'brien+x@a.test");
 	res_free(&r);
 	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", a), ADMIN_TOKEN,
 	    "{\"name\":\"'; DELETE FROM api_keys; -- \\\"\\\\\",\"scopes\":[\"events:read\"]}");
 	EXPECT(&r, 201);
-	ck_assert_str_eq(js(r.json, "name"), "'; DELETE FROM api_keys; -- \"\\");
+	ck_assert_str_eq(it_js(r.json, "name"), "'; DELETE FROM api_keys; -- \"\\");
 	res_free(&r);
 	api(&r, "GET", "/v1/lookup?tenant=evil'%20OR%20'1'='1", NULL, NULL);
 	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
@@ -1219,7 +1189,7 @@ START_TEST(email_non_ascii)
 	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"\u00c9mile@Unicode.test\",\"role\":\"owner\"," PW "}");
 	if (r.status == 201)
-		ck_assert_str_eq(js(r.json, "email"), "\xc3\xa9mile@unicode.test");
+		ck_assert_str_eq(it_js(r.json, "email"), "\xc3\xa9mile@unicode.test");
 	else
 		EXPECT_PROBLEM(&r, 400, "validation_failed", "email");
 	res_free(&r);
@@ -1285,13 +1255,13 @@ START_TEST(users_and_login)
 	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"  Mixed@Case.Test \",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
-	ck_assert_str_eq(js(r.json, "email"), "mixed@case.test");
-	ck_assert_str_eq(js(r.json, "role"), "owner");
-	ck_assert_str_eq(js(r.json, "tenant_id"), a);
-	ck_assert_msg(is_uuid(js(r.json, "id")), "%s", r.raw.body);
+	ck_assert_str_eq(it_js(r.json, "email"), "mixed@case.test");
+	ck_assert_str_eq(it_js(r.json, "role"), "owner");
+	ck_assert_str_eq(it_js(r.json, "tenant_id"), a);
+	ck_assert_msg(is_uuid(it_js(r.json, "id")), "%s", r.raw.body);
 	ck_assert_msg(!strstr(r.raw.body, "password") && !strstr(r.raw.body, "scrypt"), "%s", r.raw.body);
 	char loc[256], uid[37];
-	snprintf(uid, sizeof uid, "%s", js(r.json, "id"));
+	snprintf(uid, sizeof uid, "%s", it_js(r.json, "id"));
 	ck_assert_int_eq(it_header(&r.raw, "Location", loc, sizeof loc), 0);
 	ck_assert_str_eq(loc, it_fmt("/v1/tenants/%s/users/%s", a, uid));
 	res_free(&r);
@@ -1309,18 +1279,18 @@ START_TEST(users_and_login)
 	api(&r, "POST", "/v1/auth/login", NULL,
 	    "{\"email\":\" Mixed@CASE.test\",\"password\":\"" PASSWORD "\",\"tenant\":\"acme\"}");
 	EXPECT(&r, 200);
-	const char *token = js(r.json, "token");
+	const char *token = it_js(r.json, "token");
 	ck_assert_msg(!strncmp(token, "cts_", 4) && strlen(token) > 40, "token '%s'", token);
 	snprintf(tok, sizeof tok, "%s", token);
-	ck_assert_msg(is_api_time(js(r.json, "expires_at")), "%s", js(r.json, "expires_at"));
-	ck_assert_str_eq(js(json_object_get(r.json, "tenant"), "id"), a);
-	ck_assert_str_eq(js(json_object_get(r.json, "tenant"), "slug"), "acme");
-	ck_assert_str_eq(js(json_object_get(r.json, "user"), "id"), uid);
-	ck_assert_str_eq(js(r.json, "region"), "eu");
-	ck_assert_str_eq(js(r.json, "region_endpoint"), "https://eu.api.celltrail.example");
+	ck_assert_msg(is_api_time(it_js(r.json, "expires_at")), "%s", it_js(r.json, "expires_at"));
+	ck_assert_str_eq(it_js(json_object_get(r.json, "tenant"), "id"), a);
+	ck_assert_str_eq(it_js(json_object_get(r.json, "tenant"), "slug"), "acme");
+	ck_assert_str_eq(it_js(json_object_get(r.json, "user"), "id"), uid);
+	ck_assert_str_eq(it_js(r.json, "region"), "eu");
+	ck_assert_str_eq(it_js(r.json, "region_endpoint"), "https://eu.api.celltrail.example");
 	/* expires_at is about 12 h (CP_SESSION_TTL) ahead of the database's clock. */
 	char *ok = q(it_fmt("SELECT abs(extract(epoch FROM '%s'::timestamptz - now() - interval '12 hours')) < 60",
-	                 js(r.json, "expires_at")));
+	                 it_js(r.json, "expires_at")));
 	ck_assert_str_eq(ok, "t");
 	free(ok);
 	res_free(&r);
@@ -1328,15 +1298,15 @@ START_TEST(users_and_login)
 	api(&r, "POST", "/v1/auth/login", NULL,
 	    "{\"email\":\"mixed@case.test\",\"password\":\"" PASSWORD "\",\"tenant\":\"globex\"}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(json_object_get(r.json, "tenant"), "id"), b);
-	ck_assert_str_eq(js(r.json, "region"), "us");
-	ck_assert_str_eq(js(r.json, "region_endpoint"), "https://us.api.celltrail.example");
+	ck_assert_str_eq(it_js(json_object_get(r.json, "tenant"), "id"), b);
+	ck_assert_str_eq(it_js(r.json, "region"), "us");
+	ck_assert_str_eq(it_js(r.json, "region_endpoint"), "https://us.api.celltrail.example");
 	res_free(&r);
 
 	api(&r, "GET", "/v1/tenants", tok, NULL);
 	EXPECT(&r, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 1);
-	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "items"), 0), "id"), a);
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "items"), 0), "id"), a);
 	res_free(&r);
 
 	/* Wrong password, unknown email, unknown tenant: one answer for all. */
@@ -1353,9 +1323,9 @@ START_TEST(users_and_login)
 		EXPECT_PROBLEM(&r, 401, "unauthorized", NULL);
 		ck_assert_ptr_null(json_object_get(r.json, "token"));
 		if (i == 0)
-			snprintf(detail, sizeof detail, "%s", js(r.json, "detail"));
+			snprintf(detail, sizeof detail, "%s", it_js(r.json, "detail"));
 		else
-			ck_assert_str_eq(js(r.json, "detail"), detail);
+			ck_assert_str_eq(it_js(r.json, "detail"), detail);
 		res_free(&r);
 	}
 	api(&r, "POST", "/v1/auth/login", NULL, "{\"email\":\"mixed@case.test\",\"tenant\":\"acme\"}");
@@ -1505,11 +1475,11 @@ START_TEST(last_owner)
 
 	api(&r, "PATCH", mpath, otok, "{\"role\":\"owner\"}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "role"), "owner");
+	ck_assert_str_eq(it_js(r.json, "role"), "owner");
 	res_free(&r);
 	api(&r, "PATCH", opath, otok, "{\"role\":\"member\"}");
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "role"), "member");
+	ck_assert_str_eq(it_js(r.json, "role"), "member");
 	res_free(&r);
 	/* The demoted user's session now has a member's rights. */
 	api(&r, "PATCH", mpath, otok, "{\"role\":\"member\"}");
@@ -1558,8 +1528,8 @@ static void *fire(void *arg)
 	it_http(&r, s->method, s->url, h, s->body, s->body ? strlen(s->body) : 0);
 	s->status = r.status;
 	json_t *j = json_loadb(r.body, r.len, 0, NULL);
-	snprintf(s->id, sizeof s->id, "%s", js(j, "id"));
-	snprintf(s->secret, sizeof s->secret, "%s", js(j, "secret"));
+	snprintf(s->id, sizeof s->id, "%s", it_js(j, "id"));
+	snprintf(s->secret, sizeof s->secret, "%s", it_js(j, "secret"));
 	json_decref(j);
 	char v[32];
 	s->replayed = it_header(&r, "Idempotent-Replayed", v, sizeof v) == 0 && !strcmp(v, "true");
@@ -1666,20 +1636,20 @@ START_TEST(api_keys)
 		    "{\"name\":\"ingest\",\"scopes\":[\"events:write\",\"events:read\"],"
 		    "\"expires_at\":\"2099-01-02T03:04:05+02:00\"}");
 		EXPECT(&r, 201);
-		const char *id = js(r.json, "id"), *secret = js(r.json, "secret");
+		const char *id = it_js(r.json, "id"), *secret = it_js(r.json, "secret");
 		ck_assert_msg(strlen(id) == 24 && is_hex(id, 24), "id '%s'", id);
 		size_t rl = strlen(homes[i]);
 		ck_assert_msg(strlen(secret) == rl + 1 + 24 + 1 + 64 && !strncmp(secret, homes[i], rl) &&
 		              secret[rl] == '_' && !strncmp(secret + rl + 1, id, 24) && secret[rl + 25] == '_' &&
 		              is_hex(secret + rl + 26, 64),
 		              "secret '%s' is not %s_<id>_<64 hex>", secret, homes[i]);
-		ck_assert_str_eq(js(r.json, "prefix"), it_fmt("%s_%s", homes[i], id));
-		ck_assert_str_eq(js(r.json, "tenant_id"), tenants[i]);
-		ck_assert_str_eq(js(r.json, "name"), "ingest");
+		ck_assert_str_eq(it_js(r.json, "prefix"), it_fmt("%s_%s", homes[i], id));
+		ck_assert_str_eq(it_js(r.json, "tenant_id"), tenants[i]);
+		ck_assert_str_eq(it_js(r.json, "name"), "ingest");
 		json_t *want_scopes = json_pack("[ss]", "events:read", "events:write");
 		ck_assert_msg(json_equal(json_object_get(r.json, "scopes"), want_scopes), "%s", r.raw.body);
 		json_decref(want_scopes);
-		ck_assert_str_eq(js(r.json, "expires_at"), "2099-01-02T01:04:05.000000Z");
+		ck_assert_str_eq(it_js(r.json, "expires_at"), "2099-01-02T01:04:05.000000Z");
 		ck_assert(json_is_null(json_object_get(r.json, "revoked_at")));
 		char loc[256];
 		ck_assert_int_eq(it_header(&r.raw, "Location", loc, sizeof loc), 0);
@@ -1695,8 +1665,8 @@ START_TEST(api_keys)
 	api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", b), ADMIN_TOKEN,
 	    "{\"name\":\"forever\",\"scopes\":[\"events:read\"],\"expires_at\":\"9999-12-31T23:59:60Z\"}");
 	if (r.status == 201)
-		ck_assert_msg(is_api_time(js(r.json, "expires_at")), "expires_at came back as '%s'",
-		              js(r.json, "expires_at"));
+		ck_assert_msg(is_api_time(it_js(r.json, "expires_at")), "expires_at came back as '%s'",
+		              it_js(r.json, "expires_at"));
 	else
 		EXPECT_PROBLEM(&r, 400, "validation_failed", "expires_at");
 	res_free(&r);
@@ -1711,9 +1681,9 @@ START_TEST(api_keys)
 		json_t *it;
 		json_array_foreach(items, k, it) {
 			ck_assert_ptr_null(json_object_get(it, "secret"));
-			ck_assert_msg(!strncmp(js(it, "prefix"), "in_", 3), "%s", js(it, "prefix"));
+			ck_assert_msg(!strncmp(it_js(it, "prefix"), "in_", 3), "%s", it_js(it, "prefix"));
 		}
-		ck_assert_str_eq(js(json_array_get(items, 0), "id"), ids[0]);
+		ck_assert_str_eq(it_js(json_array_get(items, 0), "id"), ids[0]);
 		ck_assert_msg(!strstr(r.raw.body, secrets[0] + 3 + 25), "the list shows a secret");
 		res_free(&r);
 	}
@@ -1725,15 +1695,15 @@ START_TEST(api_keys)
 	/* Revocation. */
 	api(&r, "DELETE", it_fmt("/v1/tenants/%s/api-keys/%s", a, ids[0]), owner, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "id"), ids[0]);
-	ck_assert_msg(is_api_time(js(r.json, "revoked_at")), "%s", r.raw.body);
+	ck_assert_str_eq(it_js(r.json, "id"), ids[0]);
+	ck_assert_msg(is_api_time(it_js(r.json, "revoked_at")), "%s", r.raw.body);
 	ck_assert_ptr_null(json_object_get(r.json, "secret"));
 	char revoked_at[40];
-	snprintf(revoked_at, sizeof revoked_at, "%s", js(r.json, "revoked_at"));
+	snprintf(revoked_at, sizeof revoked_at, "%s", it_js(r.json, "revoked_at"));
 	res_free(&r);
 	api(&r, "GET", it_fmt("/v1/tenants/%s/api-keys", a), owner, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "items"), 0), "revoked_at"), revoked_at);
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "items"), 0), "revoked_at"), revoked_at);
 	ck_assert(json_is_null(json_object_get(json_array_get(json_object_get(r.json, "items"), 1), "revoked_at")));
 	res_free(&r);
 
@@ -1793,9 +1763,9 @@ START_TEST(secrets_stay_secret)
 	EXPECT(&r, 201);
 	api_ex(&again, "POST", it_fmt("/v1/tenants/%s/api-keys", a), &o, body, strlen(body));
 	EXPECT(&again, 201);
-	ck_assert_str_eq(js(again.json, "secret"), js(r.json, "secret"));
+	ck_assert_str_eq(it_js(again.json, "secret"), it_js(r.json, "secret"));
 	char s2[200];
-	snprintf(s2, sizeof s2, "%s", js(r.json, "secret"));
+	snprintf(s2, sizeof s2, "%s", it_js(r.json, "secret"));
 	res_free(&r);
 	res_free(&again);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM idempotency_keys WHERE sealed"), 1);
@@ -1804,7 +1774,7 @@ START_TEST(secrets_stay_secret)
 	api(&r, "POST", "/v1/regions/us/credentials", ADMIN_TOKEN, NULL);
 	EXPECT(&r, 201);
 	char cred[128];
-	snprintf(cred, sizeof cred, "%s", js(r.json, "token"));
+	snprintf(cred, sizeof cred, "%s", it_js(r.json, "token"));
 	ck_assert_msg(!strncmp(cred, "crt_us_", 7) && strlen(cred) > 40, "credential '%s'", cred);
 	res_free(&r);
 
@@ -1851,7 +1821,7 @@ START_TEST(idempotency_replay)
 	ck_assert_str_eq(loc1, loc2);
 	ck_assert_str_ne(r1.rid, r2.rid);
 	char a[37];
-	snprintf(a, sizeof a, "%s", js(r1.json, "id"));
+	snprintf(a, sizeof a, "%s", it_js(r1.json, "id"));
 	res_free(&r1);
 	res_free(&r2);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM tenants WHERE slug = 'once'"), 1);
@@ -1879,19 +1849,19 @@ START_TEST(idempotency_replay)
 	api_ex(&r2, "POST", kpath, &owner1, kbody, strlen(kbody));
 	EXPECT(&r2, 201);
 	ck_assert_msg(header_is(&r2, "Idempotent-Replayed", "true"), "no Idempotent-Replayed: true");
-	ck_assert_str_eq(js(r2.json, "id"), js(r1.json, "id"));
-	ck_assert_str_eq(js(r2.json, "secret"), js(r1.json, "secret"));
-	ck_assert_msg(strlen(js(r1.json, "secret")) == 3 + 24 + 1 + 64, "%s", r1.raw.body);
+	ck_assert_str_eq(it_js(r2.json, "id"), it_js(r1.json, "id"));
+	ck_assert_str_eq(it_js(r2.json, "secret"), it_js(r1.json, "secret"));
+	ck_assert_msg(strlen(it_js(r1.json, "secret")) == 3 + 24 + 1 + 64, "%s", r1.raw.body);
 	ck_assert_msg(json_equal(r1.json, r2.json), "replay differs");
 	char first[25];
-	snprintf(first, sizeof first, "%s", js(r1.json, "id"));
+	snprintf(first, sizeof first, "%s", it_js(r1.json, "id"));
 	res_free(&r1);
 	res_free(&r2);
 	/* Another owner, same key and body: its own new key. */
 	api_ex(&r1, "POST", kpath, &owner2, kbody, strlen(kbody));
 	EXPECT(&r1, 201);
 	ck_assert_msg(!header_is(&r1, "Idempotent-Replayed", "true"), "replayed another principal's answer");
-	ck_assert_str_ne(js(r1.json, "id"), first);
+	ck_assert_str_ne(it_js(r1.json, "id"), first);
 	res_free(&r1);
 	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM api_keys WHERE tenant_id = '%s'", a)), 2);
 	/* The admin's key already names a tenant creation. */
@@ -2002,7 +1972,7 @@ static json_t *audit_find(json_t *items, const char *rid)
 	size_t i;
 	json_t *it, *hit = NULL;
 	json_array_foreach(items, i, it)
-		if (!strcmp(js(it, "request_id"), rid)) {
+		if (!strcmp(it_js(it, "request_id"), rid)) {
 			ck_assert_msg(!hit, "two audit records for request %s", rid);
 			hit = it;
 		}
@@ -2047,18 +2017,18 @@ START_TEST(audit_log)
 
 	SEND("POST", "/v1/tenants", ADMIN_TOKEN, "{\"name\":\"A\",\"slug\":\"audit-a\",\"region\":\"eu\",\"plan\":\"free\"}");
 	EXPECT(&r, 201);
-	snprintf(a, sizeof a, "%s", js(r.json, "id"));
+	snprintf(a, sizeof a, "%s", it_js(r.json, "id"));
 	RECORD(&r, "tenant.create", "tenant", a, "admin_token", "", a, 0, 1);
 	res_free(&r);
 	SEND("POST", "/v1/tenants", ADMIN_TOKEN, "{\"name\":\"B\",\"slug\":\"audit-b\",\"region\":\"us\",\"plan\":\"free\"}");
 	EXPECT(&r, 201);
-	snprintf(b, sizeof b, "%s", js(r.json, "id"));
+	snprintf(b, sizeof b, "%s", it_js(r.json, "id"));
 	RECORD(&r, "tenant.create", "tenant", b, "admin_token", "", b, 0, 1);
 	res_free(&r);
 	SEND("POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	     "{\"email\":\"owner@audit.test\",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
-	snprintf(owner_a, sizeof owner_a, "%s", js(r.json, "id"));
+	snprintf(owner_a, sizeof owner_a, "%s", it_js(r.json, "id"));
 	RECORD(&r, "user.create", "user", owner_a, "admin_token", "", a, 0, 1);
 	res_free(&r);
 	login("audit-a", "owner@audit.test", otok);
@@ -2066,7 +2036,7 @@ START_TEST(audit_log)
 	SEND("POST", it_fmt("/v1/tenants/%s/users", a), otok, "{\"email\":\"member@audit.test\",\"role\":\"member\"," PW "}");
 	EXPECT(&r, 201);
 	char member[37];
-	snprintf(member, sizeof member, "%s", js(r.json, "id"));
+	snprintf(member, sizeof member, "%s", it_js(r.json, "id"));
 	RECORD(&r, "user.create", "user", member, "user", owner_a, a, 0, 1);
 	res_free(&r);
 	SEND("PATCH", it_fmt("/v1/tenants/%s/users/%s", a, member), otok, "{\"role\":\"owner\"}");
@@ -2084,7 +2054,7 @@ START_TEST(audit_log)
 	SEND("POST", it_fmt("/v1/tenants/%s/api-keys", a), otok, "{\"name\":\"k\",\"scopes\":[\"events:write\"]}");
 	EXPECT(&r, 201);
 	char key[25];
-	snprintf(key, sizeof key, "%s", js(r.json, "id"));
+	snprintf(key, sizeof key, "%s", it_js(r.json, "id"));
 	RECORD(&r, "api_key.create", "api_key", key, "user", owner_a, a, 0, 1);
 	res_free(&r);
 	SEND("DELETE", it_fmt("/v1/tenants/%s/api-keys/%s", a, key), otok, NULL);
@@ -2094,7 +2064,7 @@ START_TEST(audit_log)
 	SEND("POST", "/v1/admins", ADMIN_TOKEN, "{\"email\":\"ops@audit.test\"," PW "}");
 	EXPECT(&r, 201);
 	char adm[37];
-	snprintf(adm, sizeof adm, "%s", js(r.json, "id"));
+	snprintf(adm, sizeof adm, "%s", it_js(r.json, "id"));
 	RECORD(&r, "admin.create", "user", adm, "admin_token", "", "", 0, 1);
 	res_free(&r);
 	char atok[128];
@@ -2146,29 +2116,29 @@ START_TEST(audit_log)
 	for (int i = 0; i < n; i++) {
 		json_t *rec = audit_find(items, w[i].rid);
 		ck_assert_msg(rec, "no audit record for %s (request %s)", w[i].action, w[i].rid);
-		ck_assert_str_eq(js(rec, "action"), w[i].action);
-		ck_assert_str_eq(js(rec, "object_type"), w[i].object_type);
-		ck_assert_str_eq(js(rec, "object_id"), w[i].object_id);
-		ck_assert_str_eq(js(rec, "actor_type"), w[i].actor_type);
+		ck_assert_str_eq(it_js(rec, "action"), w[i].action);
+		ck_assert_str_eq(it_js(rec, "object_type"), w[i].object_type);
+		ck_assert_str_eq(it_js(rec, "object_id"), w[i].object_id);
+		ck_assert_str_eq(it_js(rec, "actor_type"), w[i].actor_type);
 		if (w[i].actor_id[0])
-			ck_assert_str_eq(js(rec, "actor_id"), w[i].actor_id);
+			ck_assert_str_eq(it_js(rec, "actor_id"), w[i].actor_id);
 		else
 			ck_assert_msg(json_is_null(json_object_get(rec, "actor_id")), "%s: actor_id", w[i].action);
 		if (w[i].tenant_id[0])
-			ck_assert_str_eq(js(rec, "tenant_id"), w[i].tenant_id);
+			ck_assert_str_eq(it_js(rec, "tenant_id"), w[i].tenant_id);
 		else
 			ck_assert_msg(json_is_null(json_object_get(rec, "tenant_id")), "%s: tenant_id", w[i].action);
 		ck_assert_msg(json_is_object(json_object_get(rec, "before")) == w[i].before, "%s: before", w[i].action);
 		ck_assert_msg(json_is_object(json_object_get(rec, "after")) == w[i].after, "%s: after", w[i].action);
-		ck_assert_msg(is_api_time(js(rec, "at")), "%s", js(rec, "at"));
+		ck_assert_msg(is_api_time(it_js(rec, "at")), "%s", it_js(rec, "at"));
 	}
 	/* before/after carry the change. */
 	json_t *upd = audit_find(items, w[4].rid);
-	ck_assert_str_eq(js(json_object_get(upd, "before"), "role"), "member");
-	ck_assert_str_eq(js(json_object_get(upd, "after"), "role"), "owner");
+	ck_assert_str_eq(it_js(json_object_get(upd, "before"), "role"), "member");
+	ck_assert_str_eq(it_js(json_object_get(upd, "after"), "role"), "owner");
 	json_t *ren = audit_find(items, w[6].rid);
-	ck_assert_str_eq(js(json_object_get(ren, "before"), "name"), "A");
-	ck_assert_str_eq(js(json_object_get(ren, "after"), "name"), "A renamed");
+	ck_assert_str_eq(it_js(json_object_get(ren, "before"), "name"), "A");
+	ck_assert_str_eq(it_js(json_object_get(ren, "after"), "name"), "A renamed");
 	ck_assert_msg(!strstr(r.raw.body, "scrypt$"), "a password hash in the audit log");
 	/* Newest first. */
 	for (size_t i = 1; i < json_array_size(items); i++)
@@ -2192,7 +2162,7 @@ START_TEST(audit_log)
 		size_t i;
 		json_t *it;
 		json_array_foreach(items, i, it)
-			ck_assert_str_eq(js(it, "tenant_id"), a);
+			ck_assert_str_eq(it_js(it, "tenant_id"), a);
 		res_free(&r);
 	}
 	api(&r, "GET", it_fmt("/v1/audit-log?tenant=%s", a), ADMIN_TOKEN, NULL);
@@ -2306,9 +2276,9 @@ START_TEST(lookup)
 
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "tenant"), "findme");
-	ck_assert_str_eq(js(r.json, "region"), "jp");
-	ck_assert_str_eq(js(r.json, "endpoint"), "https://jp.api.celltrail.example");
+	ck_assert_str_eq(it_js(r.json, "tenant"), "findme");
+	ck_assert_str_eq(it_js(r.json, "region"), "jp");
+	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://jp.api.celltrail.example");
 	ck_assert_msg(!strstr(r.raw.body, id), "the public lookup shows the tenant id");
 	res_free(&r);
 
@@ -2318,7 +2288,7 @@ START_TEST(lookup)
 	res_free(&r);
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(js(r.json, "endpoint"), "https://jp2.api.celltrail.example");
+	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://jp2.api.celltrail.example");
 	res_free(&r);
 
 	static const char *const unknown[] = { "nobody", "FINDME", "find_me", "x", "findme-" };
@@ -2329,11 +2299,11 @@ START_TEST(lookup)
 	}
 	api(&r, "GET", "/v1/lookup", NULL, NULL);
 	EXPECT(&r, 400);
-	ck_assert_str_eq(js(r.json, "field"), "tenant");
+	ck_assert_str_eq(it_js(r.json, "field"), "tenant");
 	res_free(&r);
 	api(&r, "GET", "/v1/lookup?slug=findme", NULL, NULL);
 	EXPECT(&r, 400);
-	ck_assert_str_eq(js(r.json, "field"), "tenant");
+	ck_assert_str_eq(it_js(r.json, "field"), "tenant");
 	res_free(&r);
 
 	api(&r, "DELETE", it_fmt("/v1/tenants/%s", id), ADMIN_TOKEN, NULL);
@@ -2377,10 +2347,10 @@ START_TEST(locations_resolve)
 		ck_assert_msg(r.status == 201, "POST %s: %ld", path, r.status);
 		ck_assert_msg(it_header(&r.raw, "Location", loc, sizeof loc) == 0, "POST %s: no Location", path);
 		if (i == 0)
-			snprintf(tenant, sizeof tenant, "%s", js(r.json, "id"));
+			snprintf(tenant, sizeof tenant, "%s", it_js(r.json, "id"));
 		api(&g, "GET", loc, ADMIN_TOKEN, NULL);
 		ck_assert_msg(g.status == 200, "GET %s (the Location of POST %s): %ld", loc, path, g.status);
-		ck_assert_str_eq(js(g.json, made[i].id_member), js(r.json, made[i].id_member));
+		ck_assert_str_eq(it_js(g.json, made[i].id_member), it_js(r.json, made[i].id_member));
 		ck_assert_ptr_null(json_object_get(g.json, "secret")); /* shown once, at creation */
 		res_free(&r);
 		res_free(&g);

@@ -83,12 +83,6 @@ static const char *rep(char c, size_t n)
 	return k;
 }
 
-static const char *js(const json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-	return s ? s : "";
-}
-
 static char *dump(const json_t *j)
 {
 	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
@@ -247,7 +241,7 @@ static void new_tenant(struct tenant *t, const char *slug, const char *region, c
 	      it_fmt("{\"name\":\"%s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"%s\"}", slug, slug, region,
 	          plan),
 	      201);
-	snprintf(t->id, sizeof t->id, "%s", js(r.json, "id"));
+	snprintf(t->id, sizeof t->id, "%s", it_js(r.json, "id"));
 	snprintf(t->slug, sizeof t->slug, "%s", slug);
 	snprintf(t->region, sizeof t->region, "%s", region);
 	ck_assert_int_eq(strlen(t->id), 36);
@@ -263,9 +257,9 @@ static void new_key(const struct tenant *t, const char *scopes, char key[200], c
 	                                       : "[\"events:write\",\"events:read\"]";
 	CP_OK(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", t->id), it_fmt("{\"name\":\"k\",\"scopes\":%s}", s),
 	      201);
-	snprintf(key, 200, "%s", js(r.json, "secret"));
+	snprintf(key, 200, "%s", it_js(r.json, "secret"));
 	if (key_id)
-		snprintf(key_id, 32, "%s", js(r.json, "id"));
+		snprintf(key_id, 32, "%s", it_js(r.json, "id"));
 	ck_assert_msg(!strncmp(key, t->region, strlen(t->region)) && key[strlen(t->region)] == '_',
 	              "key %s is not of region %s", key, t->region);
 	res_free(&r);
@@ -279,7 +273,7 @@ static long region_version(const char *region)
 	long v = 0;
 	CP_OK(&r, "GET", "/v1/regions", NULL, 200);
 	json_array_foreach(json_object_get(r.json, "items"), i, it)
-		if (!strcmp(js(it, "name"), region))
+		if (!strcmp(it_js(it, "name"), region))
 			v = (long)json_integer_value(json_object_get(it, "config_version"));
 	res_free(&r);
 	ck_assert_msg(v > 0, "region %s has no config_version", region);
@@ -327,7 +321,7 @@ static void dp_prepare(struct dp *d, const char *region, const char *tag)
 	snprintf(d->env_region, sizeof d->env_region, "DP_REGION=%s", region);
 	struct res r;
 	CP_OK(&r, "POST", it_fmt("/v1/regions/%s/credentials", region), "{}", 201);
-	snprintf(d->env_token, sizeof d->env_token, "DP_REGION_TOKEN=%s", js(r.json, "token"));
+	snprintf(d->env_token, sizeof d->env_token, "DP_REGION_TOKEN=%s", it_js(r.json, "token"));
 	res_free(&r);
 	snprintf(d->env_cache, sizeof d->env_cache, "DP_CACHE_DIR=%s/ev-cache-%s-%s-%d-%d",
 	         it_env("IT_LOG_DIR"), region, tag, (int)getpid(), seq++);
@@ -495,15 +489,15 @@ static void dp_call(struct res *r, const struct dp *d, const char *method, const
 		              "%s %s: %ld answered as %s: %.300s", method, path, r->status, v, r->raw.body);
 		ck_assert_msg(json_is_object(r->json), "%s %s: problem is not JSON: %.300s", method, path,
 		              r->raw.body);
-		const char *code = js(r->json, "code");
+		const char *code = it_js(r->json, "code");
 		char type[128];
 		snprintf(type, sizeof type, "urn:celltrail:problem:%s", code);
 		ck_assert_msg(json_integer_value(json_object_get(r->json, "status")) == r->status,
 		              "%s %s: status member differs from %ld: %.300s", method, path, r->status,
 		              r->raw.body);
-		ck_assert_msg(!strcmp(js(r->json, "type"), type),
-		              "%s %s: type '%s' for code '%s'", method, path, js(r->json, "type"), code);
-		ck_assert_msg(*js(r->json, "request_id") && *js(r->json, "title"),
+		ck_assert_msg(!strcmp(it_js(r->json, "type"), type),
+		              "%s %s: type '%s' for code '%s'", method, path, it_js(r->json, "type"), code);
+		ck_assert_msg(*it_js(r->json, "request_id") && *it_js(r->json, "title"),
 		              "%s %s: problem without request_id or title: %.300s", method, path, r->raw.body);
 	} else if (r->status != 204) {
 		ck_assert_msg(it_header(&r->raw, "Content-Type", v, sizeof v) == 0 &&
@@ -536,11 +530,11 @@ static void expect_status(const struct res *r, long st, int line)
 static void expect_problem(const struct res *r, long st, const char *code, const char *field, int line)
 {
 	expect_status(r, st, line);
-	ck_assert_msg(!strcmp(js(r->json, "code"), code), "line %d: code '%s', want '%s': %.500s", line,
-	              js(r->json, "code"), code, r->raw.body);
+	ck_assert_msg(!strcmp(it_js(r->json, "code"), code), "line %d: code '%s', want '%s': %.500s", line,
+	              it_js(r->json, "code"), code, r->raw.body);
 	if (field)
-		ck_assert_msg(!strcmp(js(r->json, "field"), field), "line %d: field '%s', want '%s': %.500s",
-		              line, js(r->json, "field"), field, r->raw.body);
+		ck_assert_msg(!strcmp(it_js(r->json, "field"), field), "line %d: field '%s', want '%s': %.500s",
+		              line, it_js(r->json, "field"), field, r->raw.body);
 }
 
 static int replayed(const struct res *r)
@@ -570,17 +564,17 @@ static void check_stored(const json_t *got, const json_t *sent, int line)
 	              "line %d: a stored event has %zu members, want 8: %s", line, json_object_size(got), text);
 	for (size_t i = 0; i < 8; i++)
 		ck_assert_msg(json_object_get(got, members[i]), "line %d: no '%s' in %s", line, members[i], text);
-	ck_assert_msg(is_api_time(js(got, "occurred_at")) && is_api_time(js(got, "received_at")),
+	ck_assert_msg(is_api_time(it_js(got, "occurred_at")) && is_api_time(it_js(got, "received_at")),
 	              "line %d: times not normalized: %s", line, text);
-	const char *sid = js(sent, "id");
+	const char *sid = it_js(sent, "id");
 	if (*sid)
-		ck_assert_msg(!strcmp(js(got, "id"), sid), "line %d: id '%s', want '%s'", line, js(got, "id"), sid);
+		ck_assert_msg(!strcmp(it_js(got, "id"), sid), "line %d: id '%s', want '%s'", line, it_js(got, "id"), sid);
 	else {
-		const char *id = js(got, "id");
+		const char *id = it_js(got, "id");
 		ck_assert_msg(strlen(id) == 35 && !strncmp(id, "ev_", 3) && strspn(id + 3, "0123456789abcdef") == 32,
 		              "line %d: generated id '%s'", line, id);
 	}
-	ck_assert_msg(!strcmp(js(got, "action"), js(sent, "action")), "line %d: action in %s", line, text);
+	ck_assert_msg(!strcmp(it_js(got, "action"), it_js(sent, "action")), "line %d: action in %s", line, text);
 	ck_assert_msg(json_equal(json_object_get(got, "actor"), json_object_get(sent, "actor")),
 	              "line %d: actor differs: %s", line, text);
 	static const char *const defaults[][2] = { { "targets", "[]" }, { "context", "{}" }, { "metadata", "{}" } };
@@ -700,9 +694,9 @@ START_TEST(tenant_isolation)
 			ck_assert_msg((int)json_array_size(evs) == want, "%s as %c: %zu events, want %d: %.500s",
 			              lists[i].path, who ? 'b' : 'a', json_array_size(evs), want, r.raw.body);
 			json_array_foreach(evs, k, e) {
-				const char *actor = js(json_object_get(e, "actor"), "id");
+				const char *actor = it_js(json_object_get(e, "actor"), "id");
 				ck_assert_msg(!strcmp(actor, who ? "bob" : "alice"), "%s as %c lists %s's event %s",
-				              lists[i].path, who ? 'b' : 'a', actor, js(e, "id"));
+				              lists[i].path, who ? 'b' : 'a', actor, it_js(e, "id"));
 			}
 			ck_assert_msg(json_is_null(json_object_get(r.json, "next_cursor")), "next_cursor: %s",
 			              r.raw.body);
@@ -788,8 +782,8 @@ START_TEST(misdirected_key)
 		ck_assert_msg(r.status == 421, "%s %s with an eu key: %ld: %s", calls[i].method, calls[i].path,
 		              r.status, r.raw.body);
 		EXPECT_PROBLEM(&r, 421, code421, NULL);
-		ck_assert_msg(!strcmp(js(r.json, "region"), "eu"), "region: %s", r.raw.body);
-		ck_assert_msg(!strcmp(js(r.json, "endpoint"), "https://eu-it.celltrail.test"), "endpoint: %s",
+		ck_assert_msg(!strcmp(it_js(r.json, "region"), "eu"), "region: %s", r.raw.body);
+		ck_assert_msg(!strcmp(it_js(r.json, "endpoint"), "https://eu-it.celltrail.test"), "endpoint: %s",
 		              r.raw.body);
 		res_free(&r);
 	}
@@ -798,7 +792,7 @@ START_TEST(misdirected_key)
 	                    "0000000000000000000000000000000000000000000000000000000000000000";
 	post(&r, &us, ghost, single);
 	EXPECT_PROBLEM(&r, 421, code421, NULL);
-	ck_assert_msg(!strcmp(js(r.json, "region"), "zz"), "%s", r.raw.body);
+	ck_assert_msg(!strcmp(it_js(r.json, "region"), "zz"), "%s", r.raw.body);
 	ck_assert_msg(json_is_null(json_object_get(r.json, "endpoint")), "endpoint: %s", r.raw.body);
 	res_free(&r);
 	/* The eu key's id and secret under a "us" prefix are just unknown here. */
@@ -855,8 +849,8 @@ START_TEST(idempotent_retries)
 	EXPECT(&r, 201);
 	ck_assert(!replayed(&r));
 	CHECK_STORED(r.json, jfirst);
-	ck_assert_msg(!strcmp(js(r.json, "occurred_at"), at_norm), "occurred_at '%s', want '%s'",
-	              js(r.json, "occurred_at"), at_norm);
+	ck_assert_msg(!strcmp(it_js(r.json, "occurred_at"), at_norm), "occurred_at '%s', want '%s'",
+	              it_js(r.json, "occurred_at"), at_norm);
 	json_t *orig = json_incref(r.json);
 	res_free(&r);
 
@@ -919,7 +913,7 @@ START_TEST(idempotent_retries)
 	post(&r, &us, key, ev("noat", "a.b", "u1"));
 	EXPECT(&r, 201);
 	char noat_at[40];
-	snprintf(noat_at, sizeof noat_at, "%s", js(r.json, "occurred_at"));
+	snprintf(noat_at, sizeof noat_at, "%s", it_js(r.json, "occurred_at"));
 	json_t *noat = json_incref(r.json);
 	res_free(&r);
 	usleep(20000);
@@ -940,8 +934,8 @@ START_TEST(idempotent_retries)
 	EXPECT(&r, 201);
 	json_t *b1_stored = json_incref(r.json);
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "events")), 2);
-	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "events"), 0), "id"), "bt-1");
-	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "events"), 1), "id"), "bt-2");
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "events"), 0), "id"), "bt-1");
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "events"), 1), "id"), "bt-2");
 	res_free(&r);
 	post(&r, &us, key, b1);
 	EXPECT(&r, 200);
@@ -951,7 +945,7 @@ START_TEST(idempotent_retries)
 	post(&r, &us, key, it_fmt("{\"events\":[%s,%s]}", ev("bt-3", "b.x", "u2"), ev("bt-2", "b.x", "u2")));
 	EXPECT(&r, 201);
 	ck_assert(!replayed(&r));
-	ck_assert_str_eq(js(json_array_get(json_object_get(r.json, "events"), 0), "id"), "bt-3");
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "events"), 0), "id"), "bt-3");
 	ck_assert_msg(json_equal(json_array_get(json_object_get(r.json, "events"), 1),
 	                         json_array_get(json_object_get(b1_stored, "events"), 1)),
 	              "bt-2 in a mixed batch is not the stored one: %s", r.raw.body);
@@ -1052,9 +1046,9 @@ START_TEST(validation)
 		ck_assert_int_eq(json_array_size(json_object_get(r.json, "events")), 5);
 		json_array_foreach(json_object_get(r.json, "events"), i, e)
 			CHECK_STORED(e, json_array_get(json_object_get(sent, "events"), i));
-		ck_assert_msg(!strcmp(js(json_array_get(json_object_get(r.json, "events"), 0), "occurred_at"), want_at),
+		ck_assert_msg(!strcmp(it_js(json_array_get(json_object_get(r.json, "events"), 0), "occurred_at"), want_at),
 		              "occurred_at '%s', want '%s'",
-		              js(json_array_get(json_object_get(r.json, "events"), 0), "occurred_at"), want_at);
+		              it_js(json_array_get(json_object_get(r.json, "events"), 0), "occurred_at"), want_at);
 		json_decref(sent);
 		res_free(&r);
 		ck_assert_int_eq(stored(&us, &t), 7);
@@ -1158,11 +1152,11 @@ START_TEST(validation)
 	size_t nw = 0;
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		dp_call(&r, &us, "POST", "/v1/events", key, cases[i].body, strlen(cases[i].body), cases[i].ctype);
-		if (r.status != cases[i].status || (cases[i].code && strcmp(js(r.json, "code"), cases[i].code)) ||
-		    (cases[i].field && strcmp(js(r.json, "field"), cases[i].field)))
+		if (r.status != cases[i].status || (cases[i].code && strcmp(it_js(r.json, "code"), cases[i].code)) ||
+		    (cases[i].field && strcmp(it_js(r.json, "field"), cases[i].field)))
 			nw += (size_t)snprintf(wrong + nw, sizeof wrong - nw,
 			                       "\n  case %zu (%.40s...): got %ld %s field '%s', want %ld %s field '%s': %.200s",
-			                       i, cases[i].body, r.status, js(r.json, "code"), js(r.json, "field"),
+			                       i, cases[i].body, r.status, it_js(r.json, "code"), it_js(r.json, "field"),
 			                       cases[i].status, cases[i].code ? cases[i].code : "(any)",
 			                       cases[i].field ? cases[i].field : "(any)", r.raw.body);
 		res_free(&r);
@@ -1233,7 +1227,7 @@ static void expect_quota_n(const struct res *r, long long quota, long long used,
 	              quota, r->raw.body);
 	ck_assert_msg(json_is_integer(u) && json_integer_value(u) == used, "line %d: used, want %lld: %s", line,
 	              used, r->raw.body);
-	ck_assert_msg(!strcmp(js(r->json, "period"), period), "line %d: period, want %s: %s", line, period,
+	ck_assert_msg(!strcmp(it_js(r->json, "period"), period), "line %d: period, want %s: %s", line, period,
 	              r->raw.body);
 	char ra[32];
 	ck_assert_msg(it_header(&r->raw, "Retry-After", ra, sizeof ra) == 0, "line %d: no Retry-After", line);
@@ -1267,7 +1261,7 @@ START_TEST(quota)
 	get(&r, &us, key, "/v1/tenant");
 	EXPECT(&r, 200);
 	json_t *plan = json_object_get(r.json, "plan");
-	ck_assert_msg(!strcmp(js(plan, "id"), "tiny") &&
+	ck_assert_msg(!strcmp(it_js(plan, "id"), "tiny") &&
 	                  json_integer_value(json_object_get(plan, "monthly_event_quota")) == 5,
 	              "plan: %s", r.raw.body);
 	res_free(&r);
@@ -1313,7 +1307,7 @@ START_TEST(quota)
 	json_t *u = json_object_get(r.json, "usage");
 	ck_assert_msg(json_integer_value(json_object_get(u, "events")) == 5 &&
 	                  json_is_integer(json_object_get(u, "remaining")) &&
-	                  json_integer_value(json_object_get(u, "remaining")) == 0 && !strcmp(js(u, "period"), period),
+	                  json_integer_value(json_object_get(u, "remaining")) == 0 && !strcmp(it_js(u, "period"), period),
 	              "usage: %s", r.raw.body);
 	res_free(&r);
 }
@@ -1898,7 +1892,7 @@ static void list_ids(const struct dp *d, const char *key, const char *path, char
 	ck_assert_msg(json_is_array(evs), "%s: %s", path, r.raw.body);
 	out[0] = '\0';
 	json_array_foreach(evs, i, e)
-		n += (size_t)snprintf(out + n, len - n, "%s%s", i ? "," : "", js(e, "id"));
+		n += (size_t)snprintf(out + n, len - n, "%s%s", i ? "," : "", it_js(e, "id"));
 	json_t *c = json_object_get(r.json, "next_cursor");
 	ck_assert_msg(c && (json_is_null(c) || (json_is_string(c) && *json_string_value(c))),
 	              "%s: next_cursor must be null or a string: %s", path, r.raw.body);
@@ -2070,8 +2064,8 @@ START_TEST(list_filters_and_pages)
 		json_t *e;
 		size_t i;
 		json_array_foreach(json_object_get(r.json, "events"), i, e) {
-			int n = atoi(js(e, "id") + 1);
-			ck_assert_msg(n >= 90, "the other tenant's page lists %s", js(e, "id"));
+			int n = atoi(it_js(e, "id") + 1);
+			ck_assert_msg(n >= 90, "the other tenant's page lists %s", it_js(e, "id"));
 		}
 	} else
 		EXPECT_PROBLEM(&r, 400, "validation_failed", "cursor");
@@ -2098,14 +2092,14 @@ static void expect_tenant_usage(const struct dp *d, const char *key, const struc
 		EXPECT(&r, 200);
 		json_t *u = json_object_get(r.json, "usage");
 		json_t *tn = json_object_get(r.json, "tenant");
-		ck_assert_msg(!strcmp(js(tn, "id"), t->id) && !strcmp(js(tn, "slug"), t->slug) &&
-		                  !strcmp(js(tn, "status"), "active") && !strcmp(js(tn, "region"), "us"),
+		ck_assert_msg(!strcmp(it_js(tn, "id"), t->id) && !strcmp(it_js(tn, "slug"), t->slug) &&
+		                  !strcmp(it_js(tn, "status"), "active") && !strcmp(it_js(tn, "region"), "us"),
 		              "tenant: %s", r.raw.body);
 		ck_assert_msg(json_is_object(u), "no usage: %s", r.raw.body);
-		ck_assert_msg(!strcmp(js(u, "period"), period), "usage.period: %s", r.raw.body);
+		ck_assert_msg(!strcmp(it_js(u, "period"), period), "usage.period: %s", r.raw.body);
 		ck_assert_msg(json_is_integer(json_object_get(u, "events")) && json_is_integer(json_object_get(u, "remaining")),
 		              "usage: %s", r.raw.body);
-		const char *as_of = js(u, "as_of");
+		const char *as_of = it_js(u, "as_of");
 		ck_assert_msg(strlen(as_of) >= 20 && as_of[4] == '-' && as_of[10] == 'T', "usage.as_of: %s", r.raw.body);
 		long long got = (long long)json_integer_value(json_object_get(u, "events"));
 		long long rem = (long long)json_integer_value(json_object_get(u, "remaining"));
@@ -2368,7 +2362,7 @@ START_TEST(concurrent_retries)
 		for (int i = 0; i < N; i++) {
 			json_t *j = json_loads(shots[i].out, 0, NULL);
 			ck_assert_msg(shots[i].status == 201 ||
-			                  (shots[i].status == 409 && j && !strcmp(js(j, "field"), "id") && !shots[i].replayed),
+			                  (shots[i].status == 409 && j && !strcmp(it_js(j, "field"), "id") && !shots[i].replayed),
 			              "round %d shot %d: %ld: %s", round, i, shots[i].status, shots[i].out);
 			created += shots[i].status == 201;
 			conflicts += shots[i].status == 409;
