@@ -29,6 +29,8 @@ DEB_PACKAGES := $(BUILD_PACKAGES) ca-certificates curl check libsubunit-dev \
 DEB_PACKAGES += clang libclang-rt-dev llvm
 # valgrind memcheck of the services (make test-valgrind).
 DEB_PACKAGES += valgrind
+# promtool (in Debian's prometheus package) checks both services' /metrics.
+DEB_PACKAGES += prometheus
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl
 

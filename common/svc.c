@@ -51,10 +51,12 @@ void svc_db_metrics(FILE *out, struct db_pool *pool, const char *service)
 		return;
 	db_pool_stats(pool, &s);
 	fprintf(out,
-	        "# HELP db_pool_connections Connections in the pool, by state.\n"
-	        "# TYPE db_pool_connections gauge\n"
-	        "db_pool_connections{service=\"%s\",state=\"in_use\"} %u\n"
-	        "db_pool_connections{service=\"%s\",state=\"size\"} %u\n"
+	        "# HELP db_pool_connections_in_use Connections of the pool lent out right now.\n"
+	        "# TYPE db_pool_connections_in_use gauge\n"
+	        "db_pool_connections_in_use{service=\"%s\"} %u\n"
+	        "# HELP db_pool_connections_max Connections the pool may hold (its configured size).\n"
+	        "# TYPE db_pool_connections_max gauge\n"
+	        "db_pool_connections_max{service=\"%s\"} %u\n"
 	        "# HELP db_transactions_total Transactions run, by outcome.\n"
 	        "# TYPE db_transactions_total counter\n"
 	        "db_transactions_total{service=\"%s\",outcome=\"committed\"} %llu\n"

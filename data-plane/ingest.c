@@ -54,6 +54,7 @@ struct dp_ingest {
 	atomic_ullong events_stored, events_replayed, requests_stored, requests_replayed,
 		requests_conflict, requests_quota, requests_failed, groups, group_retries, busy;
 	atomic_ullong group_events_hist[8];   /* 1, 2-7, 8-31, 32-127, 128-511, 512-2047, 2048+ */
+	atomic_ullong group_events_sum;       /* the histogram's _sum */
 };
 
 /* ---- jobs ---- */
@@ -427,6 +428,7 @@ static void hist_add(struct dp_ingest *g, size_t n)
 {
 	int b = n <= 1 ? 0 : n < 8 ? 1 : n < 32 ? 2 : n < 128 ? 3 : n < 512 ? 4 : n < 2048 ? 5 : 6;
 	atomic_fetch_add(&g->group_events_hist[b], 1);
+	atomic_fetch_add(&g->group_events_sum, n);
 }
 
 static void commit_group(struct dp_ingest *g, struct group *gr)
@@ -618,7 +620,8 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 		cum += g->group_events_hist[i];
 		fprintf(out, "dp_ingest_group_events_bucket{le=\"%s\"} %llu\n", le[i], cum);
 	}
-	fprintf(out, "dp_ingest_group_events_count %llu\n", (unsigned long long)g->groups);
+	fprintf(out, "dp_ingest_group_events_sum %llu\n", (unsigned long long)g->group_events_sum);
+	fprintf(out, "dp_ingest_group_events_count %llu\n", cum);
 }
 
 /* ---- the handler ---- */

@@ -291,15 +291,16 @@ void dp_usage_metrics(struct dp_usage *u, FILE *out)
 	        "# TYPE dp_usage_batches_rejected_total counter\ndp_usage_batches_rejected_total %llu\n"
 	        "# HELP dp_usage_send_failures_total Attempts to deliver a usage batch that failed and will be retried.\n"
 	        "# TYPE dp_usage_send_failures_total counter\ndp_usage_send_failures_total %llu\n"
-	        "# HELP dp_usage_backlog_batches Usage batches cut but not yet acknowledged (region-wide).\n"
-	        "# TYPE dp_usage_backlog_batches gauge\ndp_usage_backlog_batches %lld\n"
-	        "# HELP dp_usage_backlog_events Events stored but not yet acknowledged by the control plane (region-wide).\n"
-	        "# TYPE dp_usage_backlog_events gauge\ndp_usage_backlog_events %lld\n"
+	        "# HELP dp_region_usage_backlog_batches Usage batches cut but not yet acknowledged, region-wide: every instance reports the same figure (max by region, never sum).\n"
+	        "# TYPE dp_region_usage_backlog_batches gauge\ndp_region_usage_backlog_batches{region=\"%s\"} %lld\n"
+	        "# HELP dp_region_usage_backlog_events Events stored but not yet acknowledged by the control plane, region-wide: every instance reports the same figure (max by region, never sum).\n"
+	        "# TYPE dp_region_usage_backlog_events gauge\ndp_region_usage_backlog_events{region=\"%s\"} %lld\n"
 	        "# HELP dp_usage_last_sent_timestamp_seconds When this instance last delivered a usage batch.\n"
 	        "# TYPE dp_usage_last_sent_timestamp_seconds gauge\ndp_usage_last_sent_timestamp_seconds %lld\n",
 	        (unsigned long long)u->batches_sent, (unsigned long long)u->events_sent,
 	        (unsigned long long)u->batches_rejected, (unsigned long long)u->send_failures,
-	        (long long)u->backlog_batches, (long long)(u->backlog_events + u->unbatched_events),
+	        u->app->cfg.region, (long long)u->backlog_batches,
+	        u->app->cfg.region, (long long)(u->backlog_events + u->unbatched_events),
 	        (long long)(u->last_sent_us / 1000000));
 }
 

@@ -257,7 +257,7 @@ START_TEST(cp_health_and_db_restart)
 	it_resp_free(&r);
 	snprintf(u, sizeof u, "http://127.0.0.1:%d/metrics", port);
 	it_http(&r, "GET", u, NULL, NULL, 0);
-	ck_assert_ptr_nonnull(strstr(r.body, "db_pool_connections{service=\"control-plane\",state=\"size\"} 8"));
+	ck_assert_ptr_nonnull(strstr(r.body, "db_pool_connections_max{service=\"control-plane\"} 8"));
 	it_resp_free(&r);
 	ck_assert_int_eq(it_stop(&p), 0);
 }

@@ -135,18 +135,26 @@ START_TEST(unmatched_route)
 }
 END_TEST
 
-START_TEST(untracked_status_is_other)
+START_TEST(every_status_has_its_own_label)
 {
-	/* A status outside the tracked list is counted as status="other", not lost. */
+	/* Each status of 100-599 is counted under its own code, both ends of the
+	 * range included; one outside it (no reply carries it) counts as 500. */
 	struct metrics *m = metrics_new(routes, NROUTES);
 	metrics_observe(m, 2, 418, 10);
+	metrics_observe(m, 2, 100, 10);
+	metrics_observe(m, 2, 599, 10);
 	metrics_observe(m, 2, 599, 10);
 	metrics_observe(m, 2, 0, 10);
+	metrics_observe(m, 2, 600, 10);
 	metrics_observe(m, 2, 200, 10);
 	char *t = render(m, "cp");
-	ck_assert_line(t, "http_requests_total{" L_GET ",status=\"other\"} 3");
+	ck_assert_line(t, "http_requests_total{" L_GET ",status=\"418\"} 1");
+	ck_assert_line(t, "http_requests_total{" L_GET ",status=\"100\"} 1");
+	ck_assert_line(t, "http_requests_total{" L_GET ",status=\"599\"} 2");
+	ck_assert_line(t, "http_requests_total{" L_GET ",status=\"500\"} 2");
 	ck_assert_line(t, "http_requests_total{" L_GET ",status=\"200\"} 1");
-	ck_assert_no_line(t, "http_requests_total{" L_GET ",status=\"418\"}");
+	ck_assert_int_eq(count_lines(t, "http_requests_total{" L_GET), 5);
+	ck_assert_no_line(t, "http_requests_total{" L_GET ",status=\"other\"}");
 	free(t);
 	metrics_free(m);
 }
@@ -263,7 +271,7 @@ Suite *metrics_suite(void)
 	tcase_add_test(tc, fresh_has_no_request_samples);
 	tcase_add_test(tc, requests_counted_by_route_and_status);
 	tcase_add_test(tc, unmatched_route);
-	tcase_add_test(tc, untracked_status_is_other);
+	tcase_add_test(tc, every_status_has_its_own_label);
 	tcase_add_test(tc, histogram_cumulative);
 	tcase_add_test(tc, histogram_consistent);
 	tcase_add_test(tc, process_metrics_labelled);
