@@ -7,13 +7,22 @@
  * one "METHOD PATH AUTH" line per route, PATH as routed ("/v1/events/{id}")
  * and AUTH as the spec names it in `x-celltrail-auth` (control plane:
  * public, user, admin, region; data plane: public, api_key). Each test
- * runs once per service of `services` (Check's loop index). */
+ * runs once per service of `services` (Check's loop index).
+ *
+ * The spec also says what the code can answer: the Problem schema's `code`
+ * enum is exactly the problem codes the service's sources (and common/'s)
+ * can send, the control plane's AuditEntry `action` enum exactly the
+ * actions its handlers write, and the pattern of an event's `occurred_at`
+ * accepts exactly what the parser does. */
+#include <dirent.h>
+#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "it.h"
+#include "timefmt.h"
 
 #define MAX_OPS 128
 
@@ -273,6 +282,391 @@ START_TEST(spec_is_openapi_yaml)
 }
 END_TEST
 
+/* ---- what the code can answer, against the spec ---- */
+
+/* The lines of property `prop` of `schema` under `components: schemas:`
+ * (schema keys indented 4, property keys 8), up to the next key at either
+ * depth; NULL when absent. The caller frees. */
+static char *schema_prop(const char *text, const char *schema, const char *prop)
+{
+	char key[160];
+	const char *p = strstr(text, "\n  schemas:\n");
+	if (!p)
+		return NULL;
+	snprintf(key, sizeof key, "\n    %s:\n", schema);
+	if (!(p = strstr(p, key)))
+		return NULL;
+	p += strlen(key);
+	snprintf(key, sizeof key, "        %s:", prop);
+	for (const char *l = p; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+		size_t ind = strspn(l, " ");
+		if (l[ind] != '\n' && ind <= 4)
+			return NULL; /* the schema ended */
+		if (strncmp(l, key, strlen(key)) != 0)
+			continue;
+		const char *end = strchr(l, '\n');
+		while (end && end[1]) {
+			size_t i2 = strspn(end + 1, " ");
+			if (end[1 + i2] != '\n' && i2 <= 8)
+				break;
+			end = strchr(end + 1, '\n');
+		}
+		size_t len = end ? (size_t)(end - l) : strlen(l);
+		char *block = strndup(l, len);
+		ck_assert_ptr_nonnull(block);
+		return block;
+	}
+	return NULL;
+}
+
+/* The items of the flow list after "enum: [" in `block`, as " a b c ". */
+static void enum_items(const char *block, const char *what, char *items, size_t len)
+{
+	const char *p = block ? strstr(block, "enum: [") : NULL;
+	ck_assert_msg(p, "%s has no 'enum: [...]'", what);
+	const char *end = strchr(p, ']');
+	ck_assert_msg(end, "%s: enum without ']'", what);
+	size_t n = 0;
+	items[n++] = ' ';
+	for (p += 7; p < end; p++) {
+		char c = *p == ',' || *p == '\n' || *p == '\'' || *p == '"' ? ' ' : *p;
+		if (c == ' ' && items[n - 1] == ' ')
+			continue;
+		ck_assert_msg(n + 2 < len, "%s: enum too long", what);
+		items[n++] = c;
+	}
+	if (items[n - 1] != ' ')
+		items[n++] = ' ';
+	items[n] = '\0';
+}
+
+/* Whether the " a b c " list holds `word`. */
+static int listed(const char *list, const char *word)
+{
+	char w[160];
+	snprintf(w, sizeof w, " %s ", word);
+	return strstr(list, w) != NULL;
+}
+
+static void add_word(char *list, size_t size, const char *word)
+{
+	if (!listed(list, word)) {
+		size_t n = strlen(list);
+		snprintf(list + n, size - n, "%s%s ", n ? "" : " ", word);
+	}
+}
+
+/* A C file's text with its comments blanked. The caller frees. */
+static char *source_code(const char *path)
+{
+	char *t = it_slurp(path);
+	ck_assert_msg(t, "%s is missing", path);
+	for (char *p = t; *p; p++) {
+		if (*p == '"' || *p == '\'') { /* a literal: skip to its end */
+			char q = *p;
+			for (p++; *p && *p != q; p++)
+				if (*p == '\\' && p[1])
+					p++;
+			if (!*p)
+				break;
+		} else if (p[0] == '/' && p[1] == '*') {
+			char *e = strstr(p + 2, "*/");
+			char *stop = e ? e + 2 : p + strlen(p);
+			for (; p < stop; p++)
+				if (*p != '\n')
+					*p = ' ';
+			p--;
+		} else if (p[0] == '/' && p[1] == '/') {
+			for (; *p && *p != '\n'; p++)
+				*p = ' ';
+			if (!*p)
+				break;
+		}
+	}
+	return t;
+}
+
+/* Calls `fn` with the text of every "*.c" file of IT_ROOT/dir but `skip`. */
+static void each_source(const char *dir, const char *skip, void (*fn)(const char *path, char *text, void *ctx),
+                        void *ctx)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/%s", it_env("IT_ROOT"), dir);
+	DIR *d = opendir(path);
+	ck_assert_msg(d, "cannot list %s", path);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		size_t n = strlen(e->d_name);
+		if (n < 3 || strcmp(e->d_name + n - 2, ".c") || (skip && !strcmp(e->d_name, skip)))
+			continue;
+		snprintf(path, sizeof path, "%s/%s/%s", it_env("IT_ROOT"), dir, e->d_name);
+		char *text = source_code(path);
+		fn(path, text, ctx);
+		free(text);
+	}
+	closedir(d);
+}
+
+/* The table of common/problem.c: "[PROB_X] = { "code", ..." rows, as
+ * " PROB_X=code " words. */
+static void problem_table(char *table, size_t size)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/common/problem.c", it_env("IT_ROOT"));
+	char *t = source_code(path);
+	table[0] = '\0';
+	int rows = 0;
+	for (const char *p = t; (p = strstr(p, "[PROB_")) != NULL; p++) {
+		char name[64], code[64];
+		if (sscanf(p, "[%63[A-Z_]] = { \"%63[a-z_]\"", name, code) != 2)
+			continue;
+		char w[140];
+		snprintf(w, sizeof w, "%s=%s", name, code);
+		add_word(table, size, w);
+		rows++;
+	}
+	free(t);
+	ck_assert_msg(rows >= 10, "common/problem.c: found only %d rows of the problem table", rows);
+}
+
+struct codes_ctx {
+	const char *table;
+	char codes[4096];   /* " code code " the sources can send */
+	char unknown[1024]; /* PROB_ names not in the table */
+};
+
+static void collect_codes(const char *path, char *text, void *vctx)
+{
+	struct codes_ctx *c = vctx;
+	(void)path;
+	for (char *p = text; (p = strstr(p, "PROB_")) != NULL; p++) {
+		if (p > text && (p[-1] == '_' || (p[-1] >= 'A' && p[-1] <= 'Z') || (p[-1] >= 'a' && p[-1] <= 'z') ||
+		                 (p[-1] >= '0' && p[-1] <= '9')))
+			continue;
+		size_t n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789");
+		char name[64];
+		if (n >= sizeof name)
+			continue;
+		memcpy(name, p, n);
+		name[n] = '\0';
+		if (!strcmp(name, "PROB__COUNT") || !strcmp(name, "PROB_") ||
+		    !strcmp(name, "PROBLEM_TYPE_PREFIX"))
+			continue;
+		char key[80];
+		snprintf(key, sizeof key, " %s=", name);
+		const char *row = strstr(c->table, key);
+		if (!row) {
+			add_word(c->unknown, sizeof c->unknown, name);
+			continue;
+		}
+		char code[64];
+		ck_assert_int_eq(sscanf(row + strlen(key), "%63[a-z_]", code), 1);
+		add_word(c->codes, sizeof c->codes, code);
+	}
+}
+
+/* A client switching on a problem's `code` finds in the spec every code
+ * the service can send, and no code it never sends. */
+START_TEST(problem_codes_match_the_spec)
+{
+	static char table[8192];
+	static struct codes_ctx c;
+	const char *svc = services[_i];
+	char path[1024], doc[4096], missing[2048] = "", extra[2048] = "";
+	memset(&c, 0, sizeof c);
+	problem_table(table, sizeof table);
+	c.table = table;
+	each_source("common", "problem.c", collect_codes, &c);
+	each_source(svc, NULL, collect_codes, &c);
+	ck_assert_msg(!c.unknown[0], "problem names used but not in common/problem.c's table:%s", c.unknown);
+
+	spec_path(svc, path, sizeof path);
+	char *text = it_slurp(path);
+	ck_assert_ptr_nonnull(text);
+	char *block = schema_prop(text, "Problem", "code");
+	enum_items(block, "the Problem schema's code", doc, sizeof doc);
+	char word[64];
+	for (const char *p = c.codes; sscanf(p, " %63s", word) == 1; p = strstr(p + 1, word) + strlen(word))
+		if (!listed(doc, word))
+			add_word(missing, sizeof missing, word);
+	for (const char *p = doc; sscanf(p, " %63s", word) == 1; p = strstr(p + 1, word) + strlen(word))
+		if (!listed(c.codes, word))
+			add_word(extra, sizeof extra, word);
+	ck_assert_msg(!missing[0] && !extra[0],
+	              "%s/openapi.yaml, Problem.code enum: lacks codes the service can send:%s; "
+	              "lists codes it never sends:%s",
+	              svc, missing[0] ? missing : " -", extra[0] ? extra : " -");
+	free(block);
+	free(text);
+}
+END_TEST
+
+struct actions_ctx {
+	char actions[4096];   /* " a.b c.d " */
+	char opaque[2048];    /* calls whose action is not a literal */
+	char writers[1024];   /* files inserting into audit_log but db_audit.c */
+};
+
+/* Whether a string literal's content looks like an action: a.b[.c...]. */
+static int is_action(const char *s, size_t n)
+{
+	int dots = 0;
+	if (!n || s[0] == '.' || s[n - 1] == '.')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '.') {
+			if (s[i - 1] == '.')
+				return 0;
+			dots++;
+		} else if (!((s[i] >= 'a' && s[i] <= 'z') || s[i] == '_')) {
+			return 0;
+		}
+	}
+	return dots > 0;
+}
+
+static void collect_actions(const char *path, char *text, void *vctx)
+{
+	struct actions_ctx *c = vctx;
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	if (strcasestr(text, "INSERT INTO audit_log") && strcmp(base, "db_audit.c"))
+		add_word(c->writers, sizeof c->writers, base);
+	for (char *p = text; (p = strstr(p, "cp_audit(")) != NULL; p++) {
+		if (p > text && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
+			continue;
+		/* A declaration or definition names a type first: no call. */
+		const char *args = p + 9;
+		if (!strncmp(args, "struct ", 7))
+			continue;
+		int depth = 1, found = 0;
+		for (const char *q = args; *q && depth; q++) {
+			if (*q == '(')
+				depth++;
+			else if (*q == ')')
+				depth--;
+			else if (*q == '"') {
+				const char *e = strchr(q + 1, '"');
+				if (!e)
+					break;
+				if (is_action(q + 1, (size_t)(e - q - 1))) {
+					char a[128];
+					snprintf(a, sizeof a, "%.*s", (int)(e - q - 1), q + 1);
+					add_word(c->actions, sizeof c->actions, a);
+					found = 1;
+				}
+				q = e;
+			}
+		}
+		if (!found) {
+			char where[200];
+			int line = 1;
+			for (const char *q = text; q < p; q++)
+				line += *q == '\n';
+			snprintf(where, sizeof where, "%s:%d", base, line);
+			add_word(c->opaque, sizeof c->opaque, where);
+		}
+	}
+}
+
+/* An auditor reading the spec finds every action the control plane
+ * writes to the audit log, and no action it never writes. */
+START_TEST(audit_actions_match_the_spec)
+{
+	static struct actions_ctx c;
+	char path[1024], doc[4096], missing[2048] = "", extra[2048] = "", word[128];
+	memset(&c, 0, sizeof c);
+	each_source("control-plane", NULL, collect_actions, &c);
+	ck_assert_msg(!c.writers[0], "audit_log written outside control-plane/db_audit.c (by%s): this "
+	              "test reads the actions of cp_audit() calls only", c.writers);
+	ck_assert_msg(!c.opaque[0], "cp_audit() calls whose action is not a string literal:%s", c.opaque);
+	ck_assert_msg(listed(c.actions, "tenant.create"), "no cp_audit() call found: %s", c.actions);
+	/* Nor in SQL: a migration writing audit records would bypass cp_audit. */
+	snprintf(path, sizeof path, "%s/migrations/control-plane", it_env("IT_ROOT"));
+	DIR *d = opendir(path);
+	ck_assert_msg(d, "cannot list %s", path);
+	for (struct dirent *e; (e = readdir(d)) != NULL;) {
+		char f[1400];
+		if (!strstr(e->d_name, ".sql"))
+			continue;
+		snprintf(f, sizeof f, "%s/%s", path, e->d_name);
+		char *sql = it_slurp(f);
+		ck_assert_ptr_nonnull(sql);
+		ck_assert_msg(!strcasestr(sql, "INSERT INTO audit_log"),
+		              "%s writes audit records: this test reads cp_audit() calls only", f);
+		free(sql);
+	}
+	closedir(d);
+
+	spec_path("control-plane", path, sizeof path);
+	char *text = it_slurp(path);
+	ck_assert_ptr_nonnull(text);
+	char *block = schema_prop(text, "AuditEntry", "action");
+	enum_items(block, "AuditEntry.action", doc, sizeof doc);
+	for (const char *p = c.actions; sscanf(p, " %127s", word) == 1; p = strstr(p + 1, word) + strlen(word))
+		if (!listed(doc, word))
+			add_word(missing, sizeof missing, word);
+	for (const char *p = doc; sscanf(p, " %127s", word) == 1; p = strstr(p + 1, word) + strlen(word))
+		if (!listed(c.actions, word))
+			add_word(extra, sizeof extra, word);
+	ck_assert_msg(!missing[0] && !extra[0],
+	              "control-plane/openapi.yaml, AuditEntry.action enum: lacks actions the service "
+	              "writes:%s; lists actions it never writes:%s",
+	              missing[0] ? missing : " -", extra[0] ? extra : " -");
+	free(block);
+	free(text);
+}
+END_TEST
+
+/* A client validating `occurred_at` with the spec's pattern accepts what
+ * the data plane accepts and nothing else: every combination of separator,
+ * fraction length (0 to 10 digits) and zone on a valid date and time. */
+START_TEST(occurred_at_pattern_is_the_parser)
+{
+	static const char *const seps[] = { "T", "t", " ", "x" };
+	static const char *const zones[] = { "Z", "z", "+02:00", "-23:59", "+2:00", "", "+02:00Z", "+0200" };
+	char path[1024], pattern[512], bad[2048] = "";
+	spec_path("data-plane", path, sizeof path);
+	char *text = it_slurp(path);
+	ck_assert_ptr_nonnull(text);
+	char *block = schema_prop(text, "EventInput", "occurred_at");
+	ck_assert_msg(block, "data-plane/openapi.yaml: no EventInput.occurred_at");
+	const char *p = strstr(block, "pattern: '");
+	ck_assert_msg(p, "EventInput.occurred_at has no pattern");
+	ck_assert_int_eq(sscanf(p + 10, "%511[^']", pattern), 1);
+	regex_t re;
+	ck_assert_msg(regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB) == 0, "pattern %s does not compile",
+	              pattern);
+	int tried = 0, accepted = 0;
+	for (size_t s = 0; s < sizeof seps / sizeof seps[0]; s++)
+		for (int digits = -1; digits <= 10; digits++)
+			for (size_t z = 0; z < sizeof zones / sizeof zones[0]; z++) {
+				char frac[16] = "", in[64];
+				if (digits >= 0) {
+					frac[0] = '.';
+					for (int k = 0; k < digits; k++)
+						frac[1 + k] = (char)('1' + k % 9);
+					frac[1 + digits] = '\0';
+				}
+				snprintf(in, sizeof in, "2030-01-01%s10:00:00%s%s", seps[s], frac, zones[z]);
+				int64_t us;
+				int parses = timefmt_parse(in, &us) == 0;
+				int matches = regexec(&re, in, 0, NULL, 0) == 0;
+				tried++;
+				accepted += parses;
+				if (parses != matches) {
+					size_t n = strlen(bad);
+					if (n + 100 < sizeof bad)
+						snprintf(bad + n, sizeof bad - n, " '%s' (parser %s, pattern %s);", in,
+						         parses ? "accepts" : "refuses", matches ? "matches" : "refuses");
+				}
+			}
+	regfree(&re);
+	ck_assert_msg(accepted > 0 && accepted < tried, "the inputs do not exercise the parser");
+	ck_assert_msg(!bad[0], "occurred_at's pattern %s disagrees with the parser on:%s", pattern, bad);
+	free(block);
+	free(text);
+}
+END_TEST
+
 Suite *openapi_suite(void)
 {
 	Suite *s = suite_create("openapi");
@@ -281,6 +675,9 @@ Suite *openapi_suite(void)
 	tcase_add_loop_test(tc, every_route_is_documented, 0, NSERVICES);
 	tcase_add_loop_test(tc, no_undocumented_extra, 0, NSERVICES);
 	tcase_add_loop_test(tc, spec_is_openapi_yaml, 0, NSERVICES);
+	tcase_add_loop_test(tc, problem_codes_match_the_spec, 0, NSERVICES);
+	tcase_add_test(tc, audit_actions_match_the_spec);
+	tcase_add_test(tc, occurred_at_pattern_is_the_parser);
 	suite_add_tcase(s, tc);
 	return s;
 }
