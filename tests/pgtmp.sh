@@ -6,6 +6,9 @@
 #   tests/pgtmp.sh start DIR PORT  starts it again on the same port
 #   tests/pgtmp.sh destroy DIR     stops it and removes the directory
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 . "$ROOT/deploy/local/pg.sh"
 

@@ -5,6 +5,9 @@
 # With LABEL "asan" the binaries are the sanitizer build: any sanitizer
 # report, in the tests or in a service they started, fails the run.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BINDIR=$(cd "$1" && pwd)
 LABEL=$2

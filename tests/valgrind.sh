@@ -9,6 +9,9 @@
 # VALGRIND_SUITES chooses the suites (CK_RUN_SUITE names, run one by one);
 # the default takes about three minutes on a 2-core machine.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BINDIR=$(cd "$1" && pwd)
 SUITES=${VALGRIND_SUITES:-"http-layer services openapi hostile"}

@@ -21,6 +21,9 @@
 #   from STACK_DP_INSTANCE_PORT (8100) on; deploy/rollout (driver local)
 #   replaces them one by one.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VAR="${STACK_VAR:-$ROOT/var}"

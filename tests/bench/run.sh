@@ -9,6 +9,9 @@
 # Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
 # BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8)
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
 SECS=${BENCH_SECONDS:-5}

@@ -18,6 +18,9 @@
 # Ports: DEPLOY_TEST_PORT (18600) for the control plane, the next four for
 # the regions' balancers, +20 on for the data planes, +99 for PostgreSQL.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BASE=${DEPLOY_TEST_PORT:-18600}

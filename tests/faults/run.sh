@@ -14,6 +14,9 @@
 # FAULTS_RATE (100): requests a second of each ingest load.
 # KEEP_TEST_LOGS=1 keeps the stack, its logs and every load record.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BIN=$(cd "${1:-bin}" && pwd)

@@ -17,6 +17,9 @@
 # queries), SOAK_PORT (18800: the first of 100 ports). KEEP_TEST_LOGS=1
 # keeps the stack's logs and the records.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BIN=$(cd "${1:-bin}" && pwd)

@@ -8,6 +8,9 @@
 # or an input slower than 25 s fails the target: its log is printed with
 # the reproducer's path, and the script exits 1 once all have run.
 set -u
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BINDIR=$(cd "$1" && pwd)
 SECONDS_EACH=$2

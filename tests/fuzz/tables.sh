@@ -5,6 +5,9 @@
 # control-plane/*.c has a copy; and the limits copied from billing.c
 # (#define MAX_...) are defined alike there. Exits 1 naming each difference.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 cd "$(dirname "$0")/../.."
 H=tests/fuzz/fuzz_cp_request.c
 

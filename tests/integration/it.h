@@ -24,6 +24,7 @@ Suite *billing_suite(void); /* test_billing.c */
 Suite *events_suite(void); /* test_events.c */
 Suite *hostile_suite(void); /* test_hostile.c */
 Suite *scrape_suite(void); /* test_scrape.c */
+Suite *cli_suite(void); /* test_cli.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
