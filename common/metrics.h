@@ -1,6 +1,6 @@
 /* HTTP and process metrics in the Prometheus text format.
  *
- * Counters are lock-free atomics indexed by (route, status class slot), so
+ * Counters are lock-free atomics indexed by (route, status code), so
  * that recording a request costs a few relaxed increments. */
 #ifndef CT_METRICS_H
 #define CT_METRICS_H
