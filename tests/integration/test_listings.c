@@ -336,6 +336,24 @@ START_TEST(events_every_filter_combination)
 	expect_bad_param(it_fmt("%s/v1/events?limit=0", s.dp_url), auth, "limit");
 	expect_bad_param(it_fmt("%s/v1/events?limit=1001", s.dp_url), auth, "limit");
 	expect_bad_param(it_fmt("%s/v1/events?cursor=nope", s.dp_url), auth, "cursor");
+	/* The filters' lengths at both ends (1 to 256 bytes), and beyond. */
+	char longest[258];
+	memset(longest, 'x', 257);
+	longest[257] = '\0';
+	static const char *const filters[] = { "actor", "action", "target" };
+	for (int i = 0; i < 3; i++) {
+		const char *none[1];
+		expect_bad_param(it_fmt("%s/v1/events?%s=", s.dp_url, filters[i]), auth, filters[i]);
+		expect_bad_param(it_fmt("%s/v1/events?%s=%s", s.dp_url, filters[i], longest), auth, filters[i]);
+		page_through(it_fmt("%s/v1/events?%s=%.256s", s.dp_url, filters[i], longest), auth, "events", "id", 7, none,
+		             0, it_fmt("a %s of 256 bytes", filters[i]));
+		page_through(it_fmt("%s/v1/events?%s=%s", s.dp_url, filters[i], i == 0 ? "bob" : i == 1 ? "doc.view" : "t3"),
+		             auth, "events", "id", 1, want, events_want(ev, i == 0 ? "bob" : NULL, i == 1 ? "doc.view" : NULL,
+		                                                        i == 2 ? "t3" : NULL, -1, -1, want),
+		             it_fmt("%s alone", filters[i]));
+	}
+	expect_bad_param(it_fmt("%s/v1/events?since=yesterday", s.dp_url), auth, "since");
+	expect_bad_param(it_fmt("%s/v1/events?until=2026-01-01T00:00:00", s.dp_url), auth, "until");
 	it_stack_stop(&s);
 }
 END_TEST
