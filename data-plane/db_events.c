@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dpdb.h"
+#include "log.h"
 
 /* Microseconds since the epoch to timestamptz and back, exactly. */
 #define TS(p) "('epoch'::timestamptz + (" p ")::bigint * interval '1 microsecond')"
@@ -122,64 +123,94 @@ enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char
 	return *body ? DB_OK : DB_ERROR;
 }
 
-enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
-                                 int *n, int64_t *last_us, int64_t *last_seq)
-{
-	char sql[1024], nums[5][24];
-	const char *p[8];
-	int np = 0;
-	struct buf w = { 0 };
+/* The parameters of a statement assembled from optional clauses. Each
+ * clause adds its values through list_param, which refuses (and makes the
+ * statement fail) rather than write past the array; LIST_PARAMS_MAX counts
+ * every clause's parameters, so all of them at once fit. */
+enum {
+	LIST_PARAMS_MAX = 1 /* tenant */ + 3 /* actor, action, target */ + 2 /* since, until */ +
+	                  2 /* cursor */ + 1 /* limit */
+};
+struct list_params {
+	const char *v[LIST_PARAMS_MAX];
+	char num[LIST_PARAMS_MAX][24]; /* the text of numeric values */
+	int n, overflow;
+};
 
-	p[np++] = q->tenant;
-	buf_printf(&w, "tenant_id = $1::uuid");
+/* Adds `text` (or, when NULL, `num` as text) as the next parameter and
+ * returns its number ($n), or 0 once the array is full. */
+static int list_param(struct list_params *ps, const char *text, int64_t num)
+{
+	if (ps->n >= LIST_PARAMS_MAX) {
+		ps->overflow = 1;
+		return 0;
+	}
+	if (!text) {
+		snprintf(ps->num[ps->n], sizeof ps->num[ps->n], "%" PRId64, num);
+		text = ps->num[ps->n];
+	}
+	ps->v[ps->n++] = text;
+	return ps->n;
+}
+
+enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
+                                 int *n, int *more, int64_t *last_us, int64_t *last_seq)
+{
+	char sql[1024];
+	struct list_params ps = { .n = 0 };
+	struct buf w = { 0 };
+	int k;
+
+	k = list_param(&ps, q->tenant, 0);
+	buf_printf(&w, "tenant_id = $%d::uuid", k);
 	if (q->actor) {
-		p[np++] = q->actor;
-		buf_printf(&w, " AND actor_id = $%d", np);
+		k = list_param(&ps, q->actor, 0);
+		buf_printf(&w, " AND actor_id = $%d", k);
 	}
 	if (q->action) {
-		p[np++] = q->action;
-		buf_printf(&w, " AND action = $%d", np);
+		k = list_param(&ps, q->action, 0);
+		buf_printf(&w, " AND action = $%d", k);
 	}
 	if (q->target) {
-		p[np++] = q->target;
-		buf_printf(&w, " AND target_ids @> ARRAY[$%d::text]", np);
+		k = list_param(&ps, q->target, 0);
+		buf_printf(&w, " AND target_ids @> ARRAY[$%d::text]", k);
 	}
 	if (q->since_us >= 0) {
-		snprintf(nums[0], sizeof nums[0], "%" PRId64, q->since_us);
-		p[np++] = nums[0];
-		buf_printf(&w, " AND occurred_at >= " TS("$%d"), np);
+		k = list_param(&ps, NULL, q->since_us);
+		buf_printf(&w, " AND occurred_at >= " TS("$%d"), k);
 	}
 	if (q->until_us >= 0) {
-		snprintf(nums[1], sizeof nums[1], "%" PRId64, q->until_us);
-		p[np++] = nums[1];
-		buf_printf(&w, " AND occurred_at < " TS("$%d"), np);
+		k = list_param(&ps, NULL, q->until_us);
+		buf_printf(&w, " AND occurred_at < " TS("$%d"), k);
 	}
 	if (q->has_cursor) {
-		snprintf(nums[2], sizeof nums[2], "%" PRId64, q->cursor_us);
-		snprintf(nums[3], sizeof nums[3], "%" PRId64, q->cursor_seq);
-		p[np++] = nums[2];
-		p[np++] = nums[3];
+		int ts = list_param(&ps, NULL, q->cursor_us);
+		int seq = list_param(&ps, NULL, q->cursor_seq);
 		/* The first test bounds the index scan; the second breaks ties. */
 		buf_printf(&w, " AND occurred_at <= " TS("$%d") " AND (occurred_at < " TS("$%d") " OR seq < $%d::bigint)",
-		           np - 1, np - 1, np);
+		           ts, ts, seq);
 	}
-	snprintf(nums[4], sizeof nums[4], "%d", q->limit);
-	p[np++] = nums[4];
-	if (w.failed) {
+	/* One row more than the page: whether a next page exists. */
+	k = list_param(&ps, NULL, (int64_t)q->limit + 1);
+	if (w.failed || ps.overflow) {
+		log_error(NULL, "the events listing needs more than %d parameters", LIST_PARAMS_MAX);
 		buf_free(&w);
 		return DB_ERROR;
 	}
 	snprintf(sql, sizeof sql,
 	         "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
 	         " ORDER BY occurred_at DESC, seq DESC LIMIT $%d::int",
-	         w.p, np);
+	         w.p, k);
 	buf_free(&w);
 
 	PGresult *r;
-	enum db_status st = db_exec(c, &r, sql, np, p);
+	enum db_status st = db_exec(c, &r, sql, ps.n, ps.v);
 	if (st != DB_OK)
 		return st;
 	*n = PQntuples(r);
+	*more = *n > q->limit;
+	if (*more)
+		*n = q->limit;
 	for (int i = 0; i < *n; i++) {
 		if (i)
 			buf_append(out, ",", 1);

@@ -53,10 +53,11 @@ struct dp_event_query {
 	int limit;
 };
 /* Appends up to q->limit events, newest first, to `out` as a JSON array's
- * elements separated by commas; *n is how many, and *last_us / *last_seq
- * the sort key of the last one. */
+ * elements separated by commas; *n is how many, *more whether further
+ * events match, and *last_us / *last_seq the sort key of the last one.
+ * Every filter and the cursor may be given at once. */
 enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
-                                 int *n, int64_t *last_us, int64_t *last_seq)
+                                 int *n, int *more, int64_t *last_us, int64_t *last_seq)
 	__attribute__((warn_unused_result));
 
 /* ---- background work ---- */

@@ -100,7 +100,7 @@ int dp_handle_event_get(struct http_req *req)
 struct list_q {
 	struct dp_event_query q;
 	struct buf out;
-	int n;
+	int n, more;
 	int64_t last_us, last_seq;
 };
 
@@ -110,7 +110,7 @@ static enum db_status list_tx(struct db_conn *c, void *ctx)
 	l->out.len = 0;
 	if (l->out.p)
 		l->out.p[0] = '\0';
-	return dp_db_events_list(c, &l->q, &l->out, &l->n, &l->last_us, &l->last_seq);
+	return dp_db_events_list(c, &l->q, &l->out, &l->n, &l->more, &l->last_us, &l->last_seq);
 }
 
 /* A filter's value: absent, or 1..FILTER_MAX bytes. */
@@ -173,7 +173,7 @@ int dp_handle_events_list(struct http_req *req)
 	buf_append(&b, "{\"events\":[", 11);
 	buf_append(&b, l.out.p ? l.out.p : "", l.out.len);
 	buf_free(&l.out);
-	if (l.n == l.q.limit) {
+	if (l.more) {
 		struct cursor c = { .ts_us = l.last_us };
 		char text[CURSOR_TEXT_MAX];
 		snprintf(c.id, sizeof c.id, "%" PRId64, l.last_seq);

@@ -169,8 +169,8 @@ void dp_limits_usage_refreshed(struct dp_limits *l, const char *period, int64_t 
 	pthread_mutex_unlock(&l->refresh_mu);
 }
 
-void dp_limits_usage_get(struct dp_limits *l, const char *tenant, const char *period,
-                         int64_t *events, int64_t *as_of_us)
+int dp_limits_usage_get(struct dp_limits *l, const char *tenant, const char *period,
+                        int64_t *events, int64_t *as_of_us)
 {
 	struct stripe *st;
 	int64_t refreshed = 0;
@@ -189,4 +189,5 @@ void dp_limits_usage_get(struct dp_limits *l, const char *tenant, const char *pe
 			*as_of_us = e->as_of_us;
 	}
 	pthread_mutex_unlock(&st->mu);
+	return *as_of_us != 0;
 }

@@ -34,10 +34,13 @@ int dp_limits_take(struct dp_limits *l, const char *tenant, int64_t rate, int64_
  * as of `as_of_us`. A value older than the one held is ignored. */
 void dp_limits_usage_set(struct dp_limits *l, const char *tenant, const char *period,
                          int64_t events, int64_t as_of_us);
-/* The events of `tenant` in `period` as last recorded (0 when none) and
- * when that was known; *as_of_us is 0 when nothing was ever read. */
-void dp_limits_usage_get(struct dp_limits *l, const char *tenant, const char *period,
-                         int64_t *events, int64_t *as_of_us);
+/* The events of `tenant` in `period` as last recorded and when that was
+ * known. Returns 1 when the figure is known; 0 when this instance has not
+ * read it yet (no refresh of `period` and no ingest of the tenant since
+ * the start or the month's change), and then *events and *as_of_us are 0,
+ * a lower bound only: never show it as the tenant's usage. */
+int dp_limits_usage_get(struct dp_limits *l, const char *tenant, const char *period,
+                        int64_t *events, int64_t *as_of_us);
 /* The last time every tenant's usage was read from the database: a
  * tenant without a row had 0 events then. */
 void dp_limits_usage_refreshed(struct dp_limits *l, const char *period, int64_t as_of_us);

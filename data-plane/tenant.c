@@ -16,18 +16,23 @@ int dp_handle_tenant(struct http_req *req)
 	const struct dp_auth *a = http_req_auth(req);
 	struct dp_app *app = http_req_app(req);
 	char period[8], as_of[TIMEFMT_LEN + 2] = "null", slug[sizeof a->slug * 6], plan[sizeof a->plan.id * 6];
-	char body[1024];
+	char body[1024], events[24] = "null", remaining[24] = "null";
 	int64_t used, when;
 
 	if (!a)
 		return -1;
 	timefmt_month(timefmt_now_us(), NULL, NULL, period);
-	dp_limits_usage_get(app->limits, a->tenant_id, period, &used, &when);
-	if (when) {
+	/* Until this instance has read the tenant's usage (just started, or a
+	 * new month), the figures are unknown, and said to be: a 0 would read
+	 * as "nothing used" to a client deciding whether to send more. */
+	int known = dp_limits_usage_get(app->limits, a->tenant_id, period, &used, &when);
+	if (known) {
 		as_of[0] = '"';
 		timefmt_format(when, as_of + 1);
 		as_of[TIMEFMT_LEN] = '"';
 		as_of[TIMEFMT_LEN + 1] = '\0';
+		snprintf(events, sizeof events, "%" PRId64, used);
+		snprintf(remaining, sizeof remaining, "%" PRId64, used < a->plan.quota ? a->plan.quota - used : 0);
 	}
 	/* The ids are validated names and hex; the slug and plan id are
 	 * escaped all the same. */
@@ -44,10 +49,10 @@ int dp_handle_tenant(struct http_req *req)
 		"\"plan\":{\"id\":\"%s\",\"rate_limit\":%" PRId64 ",\"burst\":%" PRId64
 		",\"monthly_event_quota\":%" PRId64 ",\"retention_days\":%" PRId64 "},"
 		"\"key\":{\"id\":\"%s\",\"scopes\":[%s]},"
-		"\"usage\":{\"period\":\"%s\",\"events\":%" PRId64 ",\"remaining\":%" PRId64 ",\"as_of\":%s}}",
+		"\"usage\":{\"period\":\"%s\",\"known\":%s,\"events\":%s,\"remaining\":%s,\"as_of\":%s}}",
 		a->tenant_id, slug, a->status == 'a' ? "active" : "suspended", app->cfg.region, plan,
 		a->plan.rate, a->plan.burst, a->plan.quota, a->plan.retention_days, a->key_id, scopes, period,
-		used, used < a->plan.quota ? a->plan.quota - used : 0, as_of);
+		known ? "true" : "false", events, remaining, as_of);
 	if (n < 0 || (size_t)n >= sizeof body)
 		return -1;
 	return http_reply_raw(req, 200, "application/json", body, (size_t)n);

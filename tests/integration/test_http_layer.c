@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "it.h"
@@ -238,6 +239,13 @@ START_TEST(internal_error)
 }
 END_TEST
 
+static long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 struct slow_call {
 	char url[128];
 	struct it_resp r;
@@ -261,18 +269,35 @@ START_TEST(sigterm_drains)
 	char u[128];
 	int port = start_testd(&p);
 
-	url(c.url, sizeof c.url, port, "/slow?ms=1500");
+	url(c.url, sizeof c.url, port, "/slow?ms=3000");
 	ck_assert_int_eq(pthread_create(&t, NULL, slow_thread, &c), 0);
-	usleep(400 * 1000);
+	/* Signalled once the slow request is in its handler (waited for: a
+	 * loaded machine, or valgrind, may take long to get it there). */
+	url(u, sizeof u, port, "/slow/started");
+	for (long t0 = now_ms();; usleep(20 * 1000)) {
+		it_http(&r, "GET", u, NULL, NULL, 0);
+		json_t *j = r.status == 200 ? json_loadb(r.body, r.len, 0, NULL) : NULL;
+		int started = json_integer_value(json_object_get(j, "started")) >= 1;
+		json_decref(j);
+		it_resp_free(&r);
+		if (started)
+			break;
+		ck_assert_msg(now_ms() - t0 < 30000, "the slow request never reached its handler");
+	}
 	kill(p.pid, SIGTERM);
-	usleep(200 * 1000);
+	/* New connections are refused soon after, while the slow one drains. */
 	url(u, sizeof u, port, "/healthz");
-	it_http(&r, "GET", u, NULL, NULL, 0);
-	ck_assert_int_eq(r.status, 0); /* not accepted any more */
-	it_resp_free(&r);
+	for (long t0 = now_ms();; usleep(20 * 1000)) {
+		it_http(&r, "GET", u, NULL, NULL, 0);
+		long st = r.status;
+		it_resp_free(&r);
+		if (st == 0)
+			break; /* not accepted any more */
+		ck_assert_msg(now_ms() - t0 < 10000, "still accepting connections 10 s after SIGTERM");
+	}
 	pthread_join(t, NULL);
 	ck_assert_int_eq(c.r.status, 200);
-	ck_assert_str_eq(c.r.body, "{\"slept_ms\":1500}");
+	ck_assert_str_eq(c.r.body, "{\"slept_ms\":3000}");
 	it_resp_free(&c.r);
 	ck_assert_int_eq(it_wait(&p, 10000), 0);
 }

@@ -2,6 +2,7 @@
  * tests to exercise the HTTP layer through routes the real services do not
  * have (an echo with a small body limit, a slow route for drain tests).
  * Prints "PORT <n>" on stdout once listening; drains and exits 0 on SIGTERM. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -17,12 +18,22 @@ static int handle_echo(struct http_req *req)
 	return http_reply_json(req, 200, body);
 }
 
+/* Slow requests that have reached their handler: a test waits for its
+ * request to be in flight before it signals the process. */
+static atomic_int slow_started;
+
+static int handle_slow_started(struct http_req *req)
+{
+	return http_reply_json(req, 200, json_pack("{si}", "started", atomic_load(&slow_started)));
+}
+
 static int handle_slow(struct http_req *req)
 {
 	const char *ms = http_req_query(req, "ms");
 	long n = ms ? strtol(ms, NULL, 10) : 1000;
 	if (n < 0 || n > 5000)
 		return http_reply_problem(req, PROB_BAD_REQUEST, "ms must be within 0..5000.");
+	atomic_fetch_add(&slow_started, 1);
 	usleep((useconds_t)n * 1000u);
 	return http_reply_json(req, 200, json_pack("{sI}", "slept_ms", (json_int_t)n));
 }
@@ -43,6 +54,7 @@ static const struct http_route routes[] = {
 	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
 	{ "POST", "/echo", handle_echo, 1024, 0 },
 	{ "GET", "/slow", handle_slow, 0, 0 },
+	{ "GET", "/slow/started", handle_slow_started, 0, 0 },
 	{ "GET", "/items/{id}", handle_item, 0, 0 },
 	{ "DELETE", "/items/{id}", handle_item, 0, 0 },
 	{ "GET", "/fail", handle_fail, 0, 0 },

@@ -211,11 +211,13 @@ START_TEST(usage_cache)
 	const char *t = "00000000-0000-0000-0000-000000000001";
 	int64_t n, at;
 	char id[40];
-	dp_limits_usage_get(l, t, "2026-11", &n, &at);
+	/* Nothing read yet: unknown, not 0. */
+	ck_assert_int_eq(dp_limits_usage_get(l, t, "2026-11", &n, &at), 0);
 	ck_assert_int_eq(n, 0);
 	ck_assert_int_eq(at, 0);
 	dp_limits_usage_refreshed(l, "2026-11", 100);
-	dp_limits_usage_get(l, t, "2026-11", &n, &at);
+	ck_assert_int_eq(dp_limits_usage_get(l, t, "2026-11", &n, &at), 1);
+	ck_assert_int_eq(n, 0);
 	ck_assert_int_eq(at, 100);
 	dp_limits_usage_set(l, t, "2026-11", 7, 200);
 	dp_limits_usage_set(l, t, "2026-11", 5, 150); /* older: ignored */
@@ -225,7 +227,8 @@ START_TEST(usage_cache)
 	dp_limits_usage_set(l, t, "2026-10", 99, 300); /* an earlier month never replaces */
 	dp_limits_usage_get(l, t, "2026-11", &n, &at);
 	ck_assert_int_eq(n, 7);
-	dp_limits_usage_get(l, t, "2026-12", &n, &at);
+	/* A new month is unknown until it is read. */
+	ck_assert_int_eq(dp_limits_usage_get(l, t, "2026-12", &n, &at), 0);
 	ck_assert_int_eq(n, 0);
 	/* Many tenants: the tables grow and keep every one. */
 	for (int i = 0; i < 5000; i++) {
