@@ -186,8 +186,10 @@ void dp_ratesync_stop(struct dp_ratesync *r)
 	if (!r)
 		return;
 	dp_loop_stop(r->loop);
-	/* The others see this instance gone at once instead of after the TTL. */
-	if (db_tx(r->app->db, DB_READ_COMMITTED, forget_tx, r->id) != DB_OK)
+	/* The others see this instance gone at once instead of after the TTL.
+	 * Not tried when the database was already out of reach: the rows
+	 * expire by themselves, and stopping should not wait on it. */
+	if (!r->alone && db_tx(r->app->db, DB_READ_COMMITTED, forget_tx, r->id) != DB_OK)
 		log_warn(NULL, "rate limits: could not withdraw this instance's demand; it expires by itself");
 	free(r->items);
 	free(r);

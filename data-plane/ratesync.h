@@ -25,8 +25,9 @@ struct dp_ratesync;
 
 /* Starts the exchange thread under a random instance id. NULL on failure. */
 struct dp_ratesync *dp_ratesync_start(struct dp_app *app);
-/* Stops the thread and deletes what this instance published (one bounded
- * database call). Accepts NULL. */
+/* Stops the thread and deletes what this instance published (one
+ * database call, skipped when the database was already out of reach).
+ * Accepts NULL. */
 void dp_ratesync_stop(struct dp_ratesync *r);
 void dp_ratesync_metrics(struct dp_ratesync *r, FILE *out);
 
