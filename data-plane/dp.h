@@ -17,6 +17,7 @@ struct dp_ingest;
 struct dp_limits;
 struct dp_usage;
 struct dp_retention;
+struct dp_ratesync;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -47,6 +48,7 @@ struct dp_config {
 	int64_t usage_refresh_ms;
 	int64_t retention_interval_ms;
 	long retention_batch;
+	int64_t rate_sync_ms;
 };
 
 struct dp_app {
@@ -60,6 +62,7 @@ struct dp_app {
 	struct dp_limits *limits;           /* per-tenant rate buckets and usage counts */
 	struct dp_usage *usage;             /* usage refresher and reporter threads */
 	struct dp_retention *retention;
+	struct dp_ratesync *ratesync;       /* shares tenants' rate limits with the region's instances */
 };
 
 /* ---- routes ---- */

@@ -1,5 +1,5 @@
 /* The data plane's SQL: every statement it sends to the regional database
- * is in db_events.c (and db_region.c), parameterized. Each names the
+ * is in db_events.c (and db_region.c, db_rate.c), parameterized. Each names the
  * tenant it works for: a tenant's rows are reached through its id only. */
 #ifndef DP_DPDB_H
 #define DP_DPDB_H
@@ -101,5 +101,26 @@ enum db_status dp_db_outbox_purge(struct db_conn *c, int days, long *deleted)
  * cutoff_us; *deleted is how many. */
 enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cutoff_us, int batch,
                                long *deleted) __attribute__((warn_unused_result));
+
+/* ---- rate exchange (db_rate.c) ---- */
+
+/* Called for the i-th bucket passed to dp_db_rate_sync with the demand
+ * (requests per second) the other live instances published for it. */
+typedef void (*dp_peer_demand_fn)(void *ctx, long i, double others);
+/* Publishes `instance`'s demand: the buckets (tenants[i], buckets[i]
+ * "read"|"write") at demands[i] requests per second, all three text array
+ * literals, replacing what it published before, and marks it alive. Then
+ * calls `fn` for every bucket passed with the demand of the instances
+ * seen within `ttl_ms`, and sets *live to the instances alive within
+ * `ttl_ms` (this one included). With `purge`, also deletes rows nobody
+ * refreshed for ten times `ttl_ms`. Run it in a READ COMMITTED
+ * transaction. */
+enum db_status dp_db_rate_sync(struct db_conn *c, const char *instance, const char *tenants,
+                               const char *buckets, const char *demands, int64_t ttl_ms, int purge,
+                               dp_peer_demand_fn fn, void *ctx, long *live)
+	__attribute__((warn_unused_result));
+/* Deletes everything `instance` published (when it stops). */
+enum db_status dp_db_rate_forget(struct db_conn *c, const char *instance)
+	__attribute__((warn_unused_result));
 
 #endif

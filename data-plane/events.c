@@ -28,8 +28,11 @@ int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scop
 	if (!a)
 		return -1;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	/* Without memory for a bucket the request goes unlimited rather than fail. */
-	if (dp_limits_take(app->limits, a->tenant_id, a->plan.rate, a->plan.burst,
+	/* Reads and writes have a bucket each: a dashboard or an export never
+	 * throttles ingest. Without memory for a bucket the request goes
+	 * unlimited rather than fail. */
+	enum dp_bucket b = scope == CFGDOC_SCOPE_WRITE ? DP_BUCKET_WRITE : DP_BUCKET_READ;
+	if (dp_limits_take(app->limits, a->tenant_id, b, a->plan.rate, a->plan.burst,
 	                   (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec, &r) == 0) {
 		snprintf(v, sizeof v, "%" PRId64, r.limit);
 		http_add_header(req, "RateLimit-Limit", v);
@@ -41,9 +44,10 @@ int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scop
 			snprintf(v, sizeof v, "%" PRId64, r.retry_after_s);
 			http_add_header(req, "Retry-After", v);
 			http_reply_problem(req, PROB_RATE_LIMITED,
-			                   "This tenant's rate limit of %" PRId64 " requests per second (burst %" PRId64
+			                   "This tenant's rate limit of %" PRId64 " %s per second in this region (burst %" PRId64
 			                   ") is exhausted; retry in %" PRId64 " s.",
-			                   a->plan.rate, a->plan.burst, r.retry_after_s);
+			                   a->plan.rate, b == DP_BUCKET_WRITE ? "writes" : "reads", a->plan.burst,
+			                   r.retry_after_s);
 			return -1;
 		}
 	}

@@ -1,16 +1,31 @@
 #include "limits.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define STRIPES 64
+/* Below this many requests per second a bucket's demand counts as none
+ * (one request in twenty seconds), and its share goes back to the default. */
+#define DEMAND_MIN 0.05
+
+const char *const dp_bucket_names[DP_NBUCKETS] = { [DP_BUCKET_READ] = "read",
+	                                               [DP_BUCKET_WRITE] = "write" };
+
+struct bucket {
+	double tokens;        /* -1: new, starts full */
+	int64_t last_ns;
+	double share;         /* this instance's part of the region's rate; 0: the default */
+	uint32_t count;       /* requests since the last dp_limits_demand */
+	double demand;        /* requests per second, smoothed */
+};
 
 struct entry {
 	char id[37];
-	double tokens;
-	int64_t last_ns;
+	struct bucket b[DP_NBUCKETS];
 	char period[8];
 	int64_t used, as_of_us;
 };
@@ -26,6 +41,7 @@ struct dp_limits {
 	pthread_mutex_t refresh_mu;
 	char refreshed_period[8];
 	int64_t refreshed_us;
+	_Atomic double default_share;
 };
 
 static uint64_t hash(const char *s)
@@ -44,6 +60,7 @@ struct dp_limits *dp_limits_new(void)
 	for (int i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&l->s[i].mu, NULL);
 	pthread_mutex_init(&l->refresh_mu, NULL);
+	atomic_init(&l->default_share, 1.0);
 	return l;
 }
 
@@ -99,7 +116,8 @@ static struct entry *lookup(struct dp_limits *l, const char *id, struct stripe *
 	if (!e)
 		return NULL;
 	snprintf(e->id, sizeof e->id, "%s", id);
-	e->tokens = -1; /* a new bucket starts full */
+	for (int b = 0; b < DP_NBUCKETS; b++)
+		e->b[b].tokens = -1; /* a new bucket starts full */
 	size_t i = (h / STRIPES) & (st->cap - 1);
 	while (st->slots[i])
 		i = (i + 1) & (st->cap - 1);
@@ -108,8 +126,8 @@ static struct entry *lookup(struct dp_limits *l, const char *id, struct stripe *
 	return e;
 }
 
-int dp_limits_take(struct dp_limits *l, const char *tenant, int64_t rate, int64_t burst,
-                   int64_t now_ns, struct dp_rate *out)
+int dp_limits_take(struct dp_limits *l, const char *tenant, enum dp_bucket b, int64_t rate,
+                   int64_t burst, int64_t now_ns, struct dp_rate *out)
 {
 	struct stripe *st;
 	struct entry *e = lookup(l, tenant, &st);
@@ -121,29 +139,95 @@ int dp_limits_take(struct dp_limits *l, const char *tenant, int64_t rate, int64_
 		rate = 1;
 	if (burst < 1)
 		burst = 1;
-	if (e->tokens < 0) {
-		e->tokens = (double)burst;
-	} else if (now_ns > e->last_ns) {
-		e->tokens += (double)(now_ns - e->last_ns) * 1e-9 * (double)rate;
+	struct bucket *bk = &e->b[b];
+	double share = bk->share > 0 ? bk->share : atomic_load(&l->default_share);
+	double r = (double)rate * share;
+	/* A bucket that cannot hold one token would refuse everything. */
+	double cap = (double)burst * share < 1.0 ? 1.0 : (double)burst * share;
+	if (bk->tokens < 0) {
+		bk->tokens = cap;
+	} else if (now_ns > bk->last_ns) {
+		bk->tokens += (double)(now_ns - bk->last_ns) * 1e-9 * r;
 	}
-	if (e->tokens > (double)burst)
-		e->tokens = (double)burst; /* also when the plan's burst shrank */
-	e->last_ns = now_ns;
-	out->allowed = e->tokens >= 1.0;
+	if (bk->tokens > cap)
+		bk->tokens = cap; /* also when the burst or the share shrank */
+	bk->last_ns = now_ns;
+	if (bk->count < UINT32_MAX)
+		bk->count++;
+	out->allowed = bk->tokens >= 1.0;
 	if (out->allowed)
-		e->tokens -= 1.0;
-	double tokens = e->tokens;
+		bk->tokens -= 1.0;
+	double tokens = bk->tokens;
 	pthread_mutex_unlock(&st->mu);
 
-	out->limit = burst;
-	out->remaining = (int64_t)tokens;
-	double missing = (double)burst - tokens;
-	out->reset_s = missing <= 0 ? 0 : (int64_t)(missing / (double)rate + 0.999999);
+	/* The headers speak for the region: this instance's tokens stand for
+	 * tokens/share in the whole region, as long as the balancer keeps
+	 * spreading the tenant's requests as it did. */
+	out->limit = rate;
+	double left = floor(tokens / share);
+	out->remaining = left > (double)burst ? burst : (int64_t)left;
+	double missing = cap - tokens;
+	out->reset_s = missing <= 0 ? 0 : (int64_t)ceil(missing / r);
 	double need = 1.0 - tokens;
-	out->retry_after_s = need <= 0 ? 1 : (int64_t)(need / (double)rate + 0.999999);
+	out->retry_after_s = need <= 0 ? 1 : (int64_t)ceil(need / r);
 	if (out->retry_after_s < 1)
 		out->retry_after_s = 1;
 	return 0;
+}
+
+void dp_limits_demand(struct dp_limits *l, double elapsed_s, dp_demand_fn fn, void *ctx)
+{
+	if (elapsed_s <= 0)
+		return;
+	for (int i = 0; i < STRIPES; i++) {
+		struct stripe *st = &l->s[i];
+		pthread_mutex_lock(&st->mu);
+		for (size_t j = 0; j < st->cap; j++) {
+			struct entry *e = st->slots[j];
+			if (!e)
+				continue;
+			for (int b = 0; b < DP_NBUCKETS; b++) {
+				struct bucket *bk = &e->b[b];
+				double now = (double)bk->count / elapsed_s;
+				/* Smoothed, so that one quiet interval does not give the
+				 * tenant's whole rate to the other instances. */
+				bk->demand = bk->demand > 0 ? 0.5 * bk->demand + 0.5 * now : now;
+				bk->count = 0;
+				if (bk->demand < DEMAND_MIN) {
+					bk->demand = 0;
+					bk->share = 0;
+					continue;
+				}
+				fn(ctx, e->id, (enum dp_bucket)b, bk->demand);
+			}
+		}
+		pthread_mutex_unlock(&st->mu);
+	}
+}
+
+void dp_limits_share_set(struct dp_limits *l, const char *tenant, enum dp_bucket b, double share)
+{
+	struct stripe *st;
+	struct entry *e = lookup(l, tenant, &st);
+	if (e)
+		e->b[b].share = share > 1.0 ? 1.0 : share;
+	pthread_mutex_unlock(&st->mu);
+}
+
+void dp_limits_share_default(struct dp_limits *l, double share, int reset)
+{
+	atomic_store(&l->default_share, share > 1.0 ? 1.0 : share);
+	if (!reset)
+		return;
+	for (int i = 0; i < STRIPES; i++) {
+		struct stripe *st = &l->s[i];
+		pthread_mutex_lock(&st->mu);
+		for (size_t j = 0; j < st->cap; j++)
+			if (st->slots[j])
+				for (int b = 0; b < DP_NBUCKETS; b++)
+					st->slots[j]->b[b].share = 0;
+		pthread_mutex_unlock(&st->mu);
+	}
 }
 
 void dp_limits_usage_set(struct dp_limits *l, const char *tenant, const char *period,

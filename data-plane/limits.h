@@ -1,7 +1,14 @@
 /* Per-tenant state that lives in one data-plane instance's memory: the
- * token bucket of the rate limit, and the tenant's usage this month as
+ * token buckets of the rate limit, and the tenant's usage this month as
  * last read from the regional database (for GET /v1/tenant, and to refuse
  * a tenant that is certainly over quota without asking the database).
+ *
+ * A plan's rate holds per region, not per instance: each instance refills
+ * a tenant's bucket at its share of the plan's rate (and holds that share
+ * of the burst). Shares come from the tenant's recent demand on each
+ * instance, exchanged through the regional database by ratesync.c in the
+ * background; a request never waits on anything but this memory. Reads
+ * and writes have a bucket each, so neither throttles the other.
  *
  * Tenants are spread over striped locks; an entry is made on a tenant's
  * first request and lives as long as the process (one per tenant of the
@@ -13,10 +20,14 @@
 
 struct dp_limits;
 
+/* A tenant's two buckets, each refilled at the plan's full rate. */
+enum dp_bucket { DP_BUCKET_READ, DP_BUCKET_WRITE, DP_NBUCKETS };
+extern const char *const dp_bucket_names[DP_NBUCKETS]; /* "read", "write" */
+
 struct dp_rate {
 	int allowed;          /* 1: a token was taken */
-	int64_t limit;        /* the bucket's capacity (the plan's burst) */
-	int64_t remaining;    /* whole tokens left */
+	int64_t limit;        /* the plan's rate, requests per second in the region */
+	int64_t remaining;    /* whole tokens left in the region, as this instance sees it */
 	int64_t reset_s;      /* seconds until the bucket is full again */
 	int64_t retry_after_s;/* when refused: seconds until one token, >= 1 */
 };
@@ -24,11 +35,31 @@ struct dp_rate {
 struct dp_limits *dp_limits_new(void);
 void dp_limits_free(struct dp_limits *l);
 
-/* Takes a token from `tenant`'s bucket, refilled at `rate` per second up
- * to `burst`, at monotonic time `now_ns`. Returns 0 and fills `out`, or -1
- * when out of memory (the caller lets the request through). */
-int dp_limits_take(struct dp_limits *l, const char *tenant, int64_t rate, int64_t burst,
-                   int64_t now_ns, struct dp_rate *out);
+/* Takes a token from `tenant`'s bucket `b` for a region-wide `rate` per
+ * second and `burst`, of which this instance holds its current share, at
+ * monotonic time `now_ns`, and counts the request as demand (admitted or
+ * not). Returns 0 and fills `out`, or -1 when out of memory (the caller
+ * lets the request through). */
+int dp_limits_take(struct dp_limits *l, const char *tenant, enum dp_bucket b, int64_t rate,
+                   int64_t burst, int64_t now_ns, struct dp_rate *out);
+
+/* ---- shares (called by the rate exchange, off the request path) ---- */
+
+/* Called by dp_limits_demand for each bucket with recent demand here:
+ * `demand` is requests per second, smoothed over the last few calls. It
+ * runs under the lock of the tenant's stripe: it must not call dp_limits_*. */
+typedef void (*dp_demand_fn)(void *ctx, const char *tenant, enum dp_bucket b, double demand);
+/* Turns the requests counted since the last call, `elapsed_s` ago, into
+ * each bucket's demand, and reports those above zero. A bucket whose
+ * demand died away goes back to the default share. */
+void dp_limits_demand(struct dp_limits *l, double elapsed_s, dp_demand_fn fn, void *ctx);
+/* Sets the share (0 < share <= 1) of `tenant`'s bucket `b`. */
+void dp_limits_share_set(struct dp_limits *l, const char *tenant, enum dp_bucket b, double share);
+/* The share of a bucket without a share of its own (new or idle): 1 when
+ * this instance is alone in the region, 1/N with N instances. When
+ * `reset` is set, every bucket goes back to it (the exchange lost touch
+ * with the others). */
+void dp_limits_share_default(struct dp_limits *l, double share, int reset);
 
 /* Records that `tenant` had stored `events` events in `period` ("YYYY-MM")
  * as of `as_of_us`. A value older than the one held is ignored. */

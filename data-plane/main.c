@@ -21,6 +21,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "names.h"
+#include "ratesync.h"
 #include "snapshot.h"
 #include "svc.h"
 #include "usage.h"
@@ -73,6 +74,8 @@ static const struct cfg_var dp_vars[] = {
 	  "How often events past their tenant's retention are deleted." },
 	{ "DP_RETENTION_BATCH", CFG_INT, "1000", 0, O(retention_batch), 1, 100000, NULL,
 	  "Most events one retention statement deletes." },
+	{ "DP_RATE_SYNC_INTERVAL", CFG_DURATION, "250ms", 0, O(rate_sync_ms), 50, 10000, NULL,
+	  "How often the instances of the region exchange tenants' demand to share their rate limits." },
 	CFG_END
 };
 #undef O
@@ -105,6 +108,8 @@ static void dp_metrics(FILE *out, void *arg)
 		dp_usage_metrics(app->usage, out);
 	if (app->retention)
 		dp_retention_metrics(app->retention, out);
+	if (app->ratesync)
+		dp_ratesync_metrics(app->ratesync, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -284,7 +289,8 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "%s", err);
 		goto out;
 	}
-	if (!(app->usage = dp_usage_start(app)) || !(app->retention = dp_retention_start(app))) {
+	if (!(app->usage = dp_usage_start(app)) || !(app->retention = dp_retention_start(app)) ||
+	    !(app->ratesync = dp_ratesync_start(app))) {
 		log_error(NULL, "cannot start the background threads");
 		goto out;
 	}
@@ -297,6 +303,7 @@ out:
 	/* The server's threads are the readers: they are gone before the
 	 * snapshots are freed. The writers resume requests of the server:
 	 * they stop first. */
+	dp_ratesync_stop(app->ratesync);
 	dp_retention_stop(app->retention);
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);

@@ -26,6 +26,7 @@ Suite *hostile_suite(void); /* test_hostile.c */
 Suite *scrape_suite(void); /* test_scrape.c */
 Suite *cli_suite(void); /* test_cli.c */
 Suite *listings_suite(void); /* test_listings.c */
+Suite *ratelimit_suite(void); /* test_ratelimit.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

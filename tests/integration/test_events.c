@@ -8,7 +8,7 @@
  *   idempotent_retries          replays (200, Idempotent-Replayed, the stored event), conflicts (409, field)
  *   validation                  every invalid request refused whole with its field; scopes; 401; 405
  *   quota                       monthly quota exact, all or nothing, replays free, 429 quota_exceeded
- *   rate_limit                  token bucket (rate 1, burst 3), RateLimit-* and Retry-After
+ *   rate_limit                  token buckets (rate 1, burst 3), reads apart from writes, RateLimit-*, Retry-After
  *   retention                   events older than the plan's retention deleted in batches, nothing else
  *   usage_exactly_once          usage billed exactly once across a control-plane outage
  *   sigkill_under_load          a data plane SIGKILLed under load loses no acknowledged event or usage
@@ -1331,7 +1331,8 @@ static long hdr_long(const struct res *r, const char *name)
 	return n;
 }
 
-/* rate_limit 1, burst 3: three quick requests pass, the fourth is 429. */
+/* rate_limit 1, burst 3: three quick writes pass, the fourth is 429; reads
+ * have a bucket of their own; RateLimit-Limit is the rate, not the burst. */
 START_TEST(rate_limit)
 {
 	struct tenant t;
@@ -1353,44 +1354,58 @@ START_TEST(rate_limit)
 	long t0 = now_ms();
 	post(&r, &us, key, ev("r1", "a", "u"));
 	EXPECT(&r, 201);
-	ck_assert_int_eq(hdr_long(&r, "RateLimit-Limit"), 3);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Limit"), 1);
 	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 2);
 	long reset = hdr_long(&r, "RateLimit-Reset");
 	ck_assert_msg(reset >= 1 && reset <= 3, "RateLimit-Reset %ld with one of 3 tokens used at 1/s", reset);
 	res_free(&r);
+	/* Reads take from their own bucket. */
 	get(&r, &us, key, "/v1/events");
 	EXPECT(&r, 200);
-	ck_assert_int_eq(hdr_long(&r, "RateLimit-Limit"), 3);
-	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 1);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Limit"), 1);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 2);
 	res_free(&r);
 	get(&r, &us, key, "/v1/events/r1");
 	EXPECT(&r, 200);
-	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 0);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 1);
 	res_free(&r);
 	post(&r, &us, key, ev("r2", "a", "u"));
+	EXPECT(&r, 201);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 1);
+	res_free(&r);
+	post(&r, &us, key, ev("r3", "a", "u"));
+	EXPECT(&r, 201);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 0);
+	res_free(&r);
+	post(&r, &us, key, ev("r4", "a", "u"));
 	long took = now_ms() - t0;
-	ck_assert_msg(took < 900, "the four requests took %ld ms: not quick enough to prove anything", took);
+	ck_assert_msg(took < 900, "the six requests took %ld ms: not quick enough to prove anything", took);
 	EXPECT_PROBLEM(&r, 429, "rate_limited", NULL);
 	long ra = hdr_long(&r, "Retry-After");
 	ck_assert_msg(ra >= 1 && ra <= 2, "Retry-After %ld", ra);
-	ck_assert_int_eq(hdr_long(&r, "RateLimit-Limit"), 3);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Limit"), 1);
+	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 0);
+	res_free(&r);
+	/* Writes refused, the reads' last token is still there. */
+	get(&r, &us, key, "/v1/events");
+	EXPECT(&r, 200);
 	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 0);
 	res_free(&r);
 	get(&r, &us, key, "/v1/events");
 	EXPECT_PROBLEM(&r, 429, "rate_limited", NULL);
 	res_free(&r);
 	/* Refused means not stored. */
-	ck_assert_int_eq(stored(&us, &t), 1);
+	ck_assert_int_eq(stored(&us, &t), 3);
 	/* /v1/tenant still answers. */
 	get(&r, &us, key, "/v1/tenant");
 	EXPECT(&r, 200);
 	res_free(&r);
 	/* A token later, one more passes. */
 	usleep(1100 * 1000);
-	post(&r, &us, key, ev("r2", "a", "u"));
+	post(&r, &us, key, ev("r4", "a", "u"));
 	EXPECT(&r, 201);
 	res_free(&r);
-	ck_assert_int_eq(stored(&us, &t), 2);
+	ck_assert_int_eq(stored(&us, &t), 4);
 }
 END_TEST
 

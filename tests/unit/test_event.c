@@ -181,27 +181,212 @@ START_TEST(token_bucket)
 	const char *t = "00000000-0000-0000-0000-000000000001";
 	int64_t ns = 1000000000;
 	for (int i = 0; i < 3; i++) {
-		ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns, &r), 0);
+		ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 2, 3, ns, &r), 0);
 		ck_assert_int_eq(r.allowed, 1);
 		ck_assert_int_eq(r.remaining, 2 - i);
 	}
-	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns, &r), 0);
+	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 2, 3, ns, &r), 0);
 	ck_assert_int_eq(r.allowed, 0);
 	ck_assert_int_eq(r.retry_after_s, 1);
-	ck_assert_int_eq(r.limit, 3);
+	ck_assert_int_eq(r.limit, 2); /* the rate, not the burst */
 	ck_assert_int_eq(r.reset_s, 2);
 	/* Half a second refills one token at 2 per second. */
-	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns + 500000000, &r), 0);
+	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 2, 3, ns + 500000000, &r), 0);
 	ck_assert_int_eq(r.allowed, 1);
-	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns + 500000000, &r), 0);
+	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 2, 3, ns + 500000000, &r), 0);
 	ck_assert_int_eq(r.allowed, 0);
 	/* Another tenant has its own bucket. */
-	ck_assert_int_eq(dp_limits_take(l, "00000000-0000-0000-0000-000000000002", 2, 3, ns, &r), 0);
+	ck_assert_int_eq(dp_limits_take(l, "00000000-0000-0000-0000-000000000002", DP_BUCKET_WRITE, 2, 3, ns, &r), 0);
 	ck_assert_int_eq(r.allowed, 1);
 	/* A long pause fills it to the burst, never beyond. */
-	ck_assert_int_eq(dp_limits_take(l, t, 2, 3, ns + 60 * INT64_C(1000000000), &r), 0);
+	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 2, 3, ns + 60 * INT64_C(1000000000), &r), 0);
 	ck_assert_int_eq(r.remaining, 2);
 	dp_limits_free(l);
+}
+END_TEST
+
+/* Reads and writes have a bucket each; a share scales the refill and the
+ * burst, and the headers still speak for the region. */
+START_TEST(bucket_shares)
+{
+	struct dp_limits *l = dp_limits_new();
+	struct dp_rate r;
+	const char *t = "00000000-0000-0000-0000-000000000001";
+	int64_t ns = 1000000000, s1 = INT64_C(1000000000);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 1, 3, ns, &r), 0);
+	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 1, 3, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 0);
+	/* Writes exhausted, reads untouched (and the other way round). */
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_READ, 1, 3, ns, &r), 0);
+		ck_assert_int_eq(r.allowed, 1);
+		ck_assert_int_eq(r.remaining, 2 - i);
+	}
+	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_READ, 1, 3, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 0);
+
+	/* A quarter of rate 20, burst 40: 10 tokens here, refilled at 5/s;
+	 * Remaining counts the region's 40. */
+	const char *u = "00000000-0000-0000-0000-000000000003";
+	dp_limits_share_set(l, u, DP_BUCKET_WRITE, 0.25);
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(dp_limits_take(l, u, DP_BUCKET_WRITE, 20, 40, ns, &r), 0);
+		ck_assert_int_eq(r.allowed, 1);
+		ck_assert_int_eq(r.limit, 20);
+		ck_assert_int_eq(r.remaining, 36 - 4 * i);
+	}
+	ck_assert_int_eq(dp_limits_take(l, u, DP_BUCKET_WRITE, 20, 40, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 0);
+	ck_assert_int_eq(r.reset_s, 2);        /* 10 tokens at 5/s */
+	ck_assert_int_eq(r.retry_after_s, 1);
+	int ok = 0;
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(dp_limits_take(l, u, DP_BUCKET_WRITE, 20, 40, ns + s1, &r), 0);
+		ok += r.allowed;
+	}
+	ck_assert_int_eq(ok, 5);
+
+	/* A share too small for one token of burst still holds one. */
+	const char *v = "00000000-0000-0000-0000-000000000004";
+	dp_limits_share_set(l, v, DP_BUCKET_READ, 0.01);
+	ck_assert_int_eq(dp_limits_take(l, v, DP_BUCKET_READ, 2, 3, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 1);
+	ck_assert_int_eq(dp_limits_take(l, v, DP_BUCKET_READ, 2, 3, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 0);
+	ck_assert_int_eq(r.retry_after_s, 50); /* one token at 0.02/s */
+	ck_assert_int_eq(r.remaining, 0);
+
+	/* The default share applies to buckets without one, and a reset
+	 * takes every bucket back to it. */
+	const char *w = "00000000-0000-0000-0000-000000000005";
+	dp_limits_share_default(l, 0.5, 0);
+	ck_assert_int_eq(dp_limits_take(l, w, DP_BUCKET_READ, 10, 10, ns, &r), 0);
+	ck_assert_int_eq(r.remaining, 8); /* 5 tokens here, one taken: 4 of the region's 10 in halves */
+	dp_limits_share_default(l, 1, 1);
+	ck_assert_int_eq(dp_limits_take(l, u, DP_BUCKET_WRITE, 20, 40, ns + 10 * s1, &r), 0);
+	ck_assert_int_eq(r.remaining, 39);
+	dp_limits_free(l);
+}
+END_TEST
+
+struct seen {
+	int n;
+	double write, read;
+};
+
+static void seen_demand(void *ctx, const char *tenant, enum dp_bucket b, double d)
+{
+	struct seen *s = ctx;
+	ck_assert_str_eq(tenant, "00000000-0000-0000-0000-000000000001");
+	s->n++;
+	*(b == DP_BUCKET_WRITE ? &s->write : &s->read) = d;
+}
+
+/* Demand is requests per second, smoothed, and dies away. */
+START_TEST(bucket_demand)
+{
+	struct dp_limits *l = dp_limits_new();
+	struct dp_rate r;
+	const char *t = "00000000-0000-0000-0000-000000000001";
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 1, 1, 1000, &r), 0);
+	dp_limits_share_set(l, t, DP_BUCKET_WRITE, 0.5);
+	struct seen s = { 0 };
+	dp_limits_demand(l, 0.5, seen_demand, &s); /* 10 in half a second */
+	ck_assert_int_eq(s.n, 1);
+	ck_assert(s.write == 20.0 && s.read == 0);
+	memset(&s, 0, sizeof s);
+	dp_limits_demand(l, 0.5, seen_demand, &s);
+	ck_assert(s.n == 1 && s.write == 10.0);
+	int calls = 0;
+	do {
+		memset(&s, 0, sizeof s);
+		dp_limits_demand(l, 0.5, seen_demand, &s);
+		ck_assert_int_lt(++calls, 20);
+	} while (s.n);
+	/* No demand left: the share went back to the default (1). */
+	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_WRITE, 4, 4, INT64_C(5000000000), &r), 0);
+	ck_assert_int_eq(r.remaining, 3);
+	dp_limits_free(l);
+}
+END_TEST
+
+struct sum_ctx {
+	double d;
+};
+
+static void sum_demand(void *ctx, const char *tenant, enum dp_bucket b, double d)
+{
+	(void)tenant;
+	(void)b;
+	((struct sum_ctx *)ctx)->d = d;
+}
+
+/* The region model: N instances, a tenant's traffic split over them in
+ * fixed proportions at far above its rate, the exchange every 250 ms
+ * computing shares as ratesync.c does. After a second, what all admit
+ * together is the plan's rate (reference: rate x time), for every number
+ * of instances and split. */
+START_TEST(region_shares_hold_the_rate)
+{
+	static const double splits[][4] = {
+		{ 1, 0, 0, 0 }, { 1, 1, 0, 0 }, { 3, 1, 0, 0 }, { 1, 1, 1, 1 }, { 5, 2, 1, 0.2 }, { 1, 0.05, 0, 0 },
+	};
+	static const int rates[] = { 1, 20, 500 };
+	const char *t = "00000000-0000-0000-0000-000000000001";
+	for (size_t k = 0; k < sizeof splits / sizeof splits[0]; k++) {
+		for (size_t q = 0; q < sizeof rates / sizeof rates[0]; q++) {
+			int rate = rates[q], burst = 2 * rates[q], n = 0;
+			double total = 0;
+			struct dp_limits *inst[4];
+			for (int i = 0; i < 4; i++)
+				if (splits[k][i] > 0) {
+					inst[n] = dp_limits_new();
+					total += splits[k][i];
+					n++;
+				}
+			for (int i = 0; i < n; i++)
+				dp_limits_share_default(inst[i], 1.0 / n, 0);
+			/* 40 requests per unit of rate per second, spread by the split. */
+			double offered = 40.0 * rate, credit[4] = { 0 };
+			long admitted = 0, tick_ns = 1000000;
+			int64_t ns = 0;
+			for (int ms = 0; ms < 6000; ms++, ns += tick_ns) {
+				for (int i = 0; i < n; i++) {
+					credit[i] += offered * splits[k][i] / total / 1000.0;
+					while (credit[i] >= 1) {
+						struct dp_rate r;
+						credit[i] -= 1;
+						ck_assert_int_eq(dp_limits_take(inst[i], t, DP_BUCKET_WRITE, rate, burst, ns, &r), 0);
+						if (ms >= 1000)
+							admitted += r.allowed;
+					}
+				}
+				if (ms % 250 == 249) {
+					double d[4];
+					for (int i = 0; i < n; i++) {
+						struct sum_ctx c = { 0 };
+						dp_limits_demand(inst[i], 0.25, sum_demand, &c);
+						d[i] = c.d;
+					}
+					double all = 0;
+					for (int i = 0; i < n; i++)
+						all += d[i];
+					for (int i = 0; i < n; i++)
+						if (d[i] > 0)
+							dp_limits_share_set(inst[i], t, DP_BUCKET_WRITE, d[i] / all);
+				}
+			}
+			double want = 5.0 * rate, got = (double)admitted;
+			/* Slack: a token per instance at the edges, for the tiny rates. */
+			ck_assert_msg(got >= want * 0.98 - n && got <= want * 1.02 + n,
+			              "split %zu rate %d over %d instances: %ld admitted in 5 s, want %.0f", k, rate, n,
+			              admitted, want);
+			for (int i = 0; i < n; i++)
+				dp_limits_free(inst[i]);
+		}
+	}
 }
 END_TEST
 
@@ -271,6 +456,9 @@ Suite *event_suite(void)
 	tcase_add_test(tc, bounds_inclusive);
 	tcase_add_test(tc, times);
 	tcase_add_test(tc, token_bucket);
+	tcase_add_test(tc, bucket_shares);
+	tcase_add_test(tc, bucket_demand);
+	tcase_add_test(tc, region_shares_hold_the_rate);
 	tcase_add_test(tc, usage_cache);
 	tcase_add_test(tc, array_literals);
 	suite_add_tcase(s, tc);
