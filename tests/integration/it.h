@@ -23,6 +23,7 @@ Suite *e2e_config_suite(void); /* test_e2e_config.c */
 Suite *billing_suite(void); /* test_billing.c */
 Suite *events_suite(void); /* test_events.c */
 Suite *hostile_suite(void); /* test_hostile.c */
+Suite *login_suite(void); /* test_login.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -82,6 +83,10 @@ struct it_resp {
 /* One request. `headers` is NULL-terminated "Name: value" (may be NULL). */
 void it_http(struct it_resp *r, const char *method, const char *url, const char *const headers[],
              const char *body, size_t body_len);
+/* Like it_http, from the local address `source` (e.g. "127.0.0.2": all of
+ * 127.0.0.0/8 is loopback); NULL: the system's choice. */
+void it_http_from(struct it_resp *r, const char *source, const char *method, const char *url,
+                  const char *const headers[], const char *body, size_t body_len);
 /* Like it_http but sends the body chunked, `chunk` bytes at a time. */
 void it_http_chunked(struct it_resp *r, const char *url, const char *const headers[],
                      const char *body, size_t body_len, size_t chunk);
