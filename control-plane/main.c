@@ -43,7 +43,7 @@ static const struct cfg_var cp_vars[] = {
 	  "Failed logins from one source on one account before that source waits there: 1 s, doubling per failure, at most CP_LOGIN_LOCKOUT_MAX." },
 	{ "CP_LOGIN_LOCKOUT_MAX", CFG_DURATION, "15m", 0, O(login_lockout_max_ms), 1000, 86400000, NULL,
 	  "Longest wait of a source after failed logins on one account (the owner can still log in from elsewhere)." },
-	{ "CP_LOGIN_ACCOUNT_MAX_FAILURES", CFG_INT, "100", 0, O(login_account_max_failures), 1, 1000000, NULL,
+	{ "CP_LOGIN_ACCOUNT_FAILURES", CFG_INT, "100", 0, O(login_account_max_failures), 1, 1000000, NULL,
 	  "Failed logins on one account from all sources (within CP_LOGIN_LOCKOUT_MAX) past which each failure holds that account for 1 s." },
 	{ "CP_LOGIN_CONCURRENCY", CFG_INT, "2", 0, O(login_concurrency), 1, 256, NULL,
 	  "Password checks running at once; further logins get 503 login_busy with Retry-After." },

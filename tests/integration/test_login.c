@@ -323,11 +323,11 @@ START_TEST(login_delay_cap)
 END_TEST
 
 /* Guessing from many addresses, each below its own limit: once the
- * account has CP_LOGIN_ACCOUNT_MAX_FAILURES failures (and not before),
+ * account has CP_LOGIN_ACCOUNT_FAILURES failures (and not before),
  * each further failure holds the account for one second for everyone. */
 START_TEST(login_distributed_guessing)
 {
-	const char *const extra[] = { "CP_LOGIN_ACCOUNT_MAX_FAILURES=6", "CP_LOGIN_MAX_FAILURES=100", NULL };
+	const char *const extra[] = { "CP_LOGIN_ACCOUNT_FAILURES=6", "CP_LOGIN_MAX_FAILURES=100", NULL };
 	struct answer a;
 	start(extra);
 	tenant_with_owner("spread", "owner@spread.test");
