@@ -349,11 +349,64 @@ START_TEST(login_distributed_guessing)
 }
 END_TEST
 
+/* Every combination of address, account (known or not) and password
+ * (right or wrong), in seeded random orders, against a model: a pair of
+ * account and address is delayed from its CP_LOGIN_MAX_FAILURES-th
+ * failure in a row; a success clears only its own pair; an unknown account
+ * answers like a known one with a wrong password. The test stretches each
+ * new delay so that a slow machine sees the same answers as the model. */
+START_TEST(login_delays_match_model)
+{
+	enum { SOURCES = 3, ACCOUNTS = 2, MAXF = 2, STEPS = 40 };
+	const char *const extra[] = { "CP_LOGIN_MAX_FAILURES=2", NULL };
+	const char *const src[SOURCES] = { "127.0.0.2", "127.0.0.3", "127.0.0.4" };
+	const char *const acct[ACCOUNTS] = { "owner@model.test", "ghost@model.test" };
+	start(extra);
+	tenant_with_owner("model", "owner@model.test");
+
+	for (unsigned seed = 1; seed <= 3; seed++) {
+		int fails[ACCOUNTS][SOURCES] = { { 0 } }, delayed[ACCOUNTS][SOURCES] = { { 0 } };
+		unsigned state = seed;
+		free(it_sql(cp_db, "DELETE FROM login_failures"));
+		for (int step = 0; step < STEPS; step++) {
+			int s = rand_r(&state) % SOURCES, k = rand_r(&state) % ACCOUNTS, right = rand_r(&state) % 2;
+			long want;
+			if (delayed[k][s]) {
+				want = 429;
+			} else if (k == 0 && right) {
+				want = 200;
+				fails[k][s] = 0;
+			} else {
+				want = 401;
+				delayed[k][s] = ++fails[k][s] >= MAXF;
+			}
+			struct answer a;
+			login_from(src[s], "model", acct[k], right ? PASSWORD : WRONG, &a);
+			ck_assert_msg(a.status == want, "seed %u step %d: %s from %s with the %s password: %ld, want %ld",
+			              seed, step, acct[k], src[s], right ? "right" : "wrong", a.status, want);
+			if (want == 429)
+				expect_refused(&a, 429, "rate_limited", 60, "a delayed pair");
+			if (want == 401 && delayed[k][s])
+				free(it_sql(cp_db, it_fmt("UPDATE login_failures SET locked_until = now() + interval '60 seconds'"
+				                          " WHERE email = '%s' AND source = '%s'", acct[k], src[s])));
+			for (int kk = 0; kk < ACCOUNTS; kk++)
+				for (int ss = 0; ss < SOURCES; ss++) {
+					long have = sql_long(it_fmt("SELECT coalesce(sum(failures), 0) FROM login_failures"
+					                            " WHERE email = '%s' AND source = '%s'", acct[kk], src[ss]));
+					ck_assert_msg(have == fails[kk][ss], "seed %u step %d: %s from %s: %ld failures, model %d",
+					              seed, step, acct[kk], src[ss], have, fails[kk][ss]);
+				}
+		}
+	}
+}
+END_TEST
+
 Suite *login_suite(void)
 {
 	const TTest *const tests[] = {
 		login_flood_leaves_other_routes_alone, login_per_source_limit,
-		login_failures_delay_only_their_source, login_delay_cap, login_distributed_guessing,
+		login_failures_delay_only_their_source, login_delays_match_model, login_delay_cap,
+		login_distributed_guessing,
 	};
 	Suite *s = suite_create("login");
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
