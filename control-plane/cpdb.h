@@ -79,7 +79,8 @@ struct cpdb_login_policy {
 	long lockout_max_s;         /* the longest wait of a source */
 	long account_max_failures;  /* failures from all sources before the account slows */
 };
-/* *wait_s: seconds this source must still wait for this account (0: none). */
+/* Serializes the logins to this account until the transaction ends, then
+ * sets *wait_s: seconds this source must still wait for it (0: none). */
 enum db_status cpdb_login_wait(struct db_conn *c, const char *tenant_slug, const char *email,
                                const char *source, long *wait_s);
 /* Counts a failure of `source` on the account and sets its waits. */

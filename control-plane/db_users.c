@@ -111,7 +111,14 @@ enum db_status cpdb_login_wait(struct db_conn *c, const char *tenant_slug, const
 {
 	const char *p[] = { tenant_slug ? tenant_slug : "", email, source };
 	PGresult *r;
-	enum db_status st = db_exec(c, &r,
+	/* One attempt at a time per account name, known or not, until commit:
+	 * parallel guesses each see the failures counted before them. The
+	 * two-key form keeps clear of the migration lock's single key. */
+	enum db_status st = db_exec(c, NULL,
+		"SELECT pg_advisory_xact_lock(5102, hashtext($1 || ' ' || $2))", 2, p);
+	if (st != DB_OK)
+		return st;
+	st = db_exec(c, &r,
 		"SELECT coalesce(max(ceil(extract(epoch FROM locked_until - now()))), 0)::bigint"
 		" FROM login_failures"
 		" WHERE tenant_slug = $1 AND email = $2 AND source IN ($3, '*') AND locked_until > now()",

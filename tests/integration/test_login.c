@@ -349,6 +349,48 @@ START_TEST(login_distributed_guessing)
 }
 END_TEST
 
+struct guess {
+	pthread_t th;
+	struct answer a;
+};
+
+static void *guesser(void *arg)
+{
+	struct guess *g = arg;
+	login_from("127.0.0.2", "racing", "owner@racing.test", WRONG, &g->a);
+	return NULL;
+}
+
+/* Parallel guesses do not slip past the delay: with an address one
+ * failure short of a long delay on an account, eight wrong passwords sent
+ * at once get one 401 and seven 429 (attempts to one account are checked
+ * one at a time, each after the failures before it). */
+START_TEST(login_parallel_guesses)
+{
+	const char *const extra[] = { "CP_HTTP_THREADS=8", "CP_SCRYPT_LOG2N=14", NULL };
+	enum { N = 8 };
+	struct guess g[N];
+	int n401 = 0, n429 = 0;
+	start(extra);
+	tenant_with_owner("racing", "owner@racing.test");
+	/* 20 failures so far: the 21st delays the address by 2^16 s, capped at 15 minutes. */
+	free(it_sql(cp_db, "INSERT INTO login_failures (tenant_slug, email, source, failures, last_failed_at)"
+	                   " VALUES ('racing', 'owner@racing.test', '127.0.0.2', 20, now())"));
+	for (int i = 0; i < N; i++)
+		ck_assert_int_eq(pthread_create(&g[i].th, NULL, guesser, &g[i]), 0);
+	for (int i = 0; i < N; i++) {
+		pthread_join(g[i].th, NULL);
+		if (g[i].a.status == 401)
+			n401++;
+		else
+			expect_refused(&g[i].a, 429, "rate_limited", 900, "a parallel guess");
+		n429 += g[i].a.status == 429;
+	}
+	ck_assert_msg(n401 == 1 && n429 == N - 1, "%d answered 401 and %d 429 (want 1 and %d)", n401, n429, N - 1);
+	ck_assert_int_eq(sql_long("SELECT failures FROM login_failures WHERE source = '127.0.0.2'"), 21);
+}
+END_TEST
+
 /* Every combination of address, account (known or not) and password
  * (right or wrong), in seeded random orders, against a model: a pair of
  * account and address is delayed from its CP_LOGIN_MAX_FAILURES-th
@@ -405,7 +447,8 @@ Suite *login_suite(void)
 {
 	const TTest *const tests[] = {
 		login_flood_leaves_other_routes_alone, login_per_source_limit,
-		login_failures_delay_only_their_source, login_delays_match_model, login_delay_cap,
+		login_failures_delay_only_their_source, login_delays_match_model, login_parallel_guesses,
+		login_delay_cap,
 		login_distributed_guessing,
 	};
 	Suite *s = suite_create("login");
