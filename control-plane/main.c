@@ -378,7 +378,7 @@ static int cmd_serve(struct cp_app *app)
 		snprintf(err, sizeof err, "cannot hash passwords (CP_SCRYPT_LOG2N=%ld)", app->cfg.scrypt_log2n);
 	if ((app->cfg.signing_keys_dir && !app->keys) || !app->docs || !app->login ||
 	    !app->login_dummy_hash[0] || !(app->lp = lp_start(app, err, sizeof err))) {
-		log_error(NULL, "signing keys or long polls: %s", err);
+		log_error(NULL, "signing keys, logins or long polls: %s", err);
 		fprintf(stderr, PROG ": %s\n", err);
 		keyring_free(app->keys);
 		doc_cache_free(app->docs);
