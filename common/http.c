@@ -304,6 +304,13 @@ const char *http_req_id(const struct http_req *req) { return req->id; }
 void *http_req_app(const struct http_req *req) { return req->srv->o.app; }
 void *http_req_auth(const struct http_req *req) { return req->auth; }
 
+const struct sockaddr *http_req_peer(const struct http_req *req)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	return ci ? ci->client_addr : NULL;
+}
+
 const char *http_req_param(const struct http_req *req, const char *name)
 {
 	return route_param(&req->m, name);

@@ -19,6 +19,7 @@
 
 struct http_server;
 struct http_req;
+struct sockaddr;
 
 struct http_server_opts {
 	const char *service;            /* for logs and metrics labels */
@@ -72,6 +73,9 @@ const char *http_req_body(const struct http_req *req, size_t *len);
 #define HTTP_BEARER_MAX 512
 const char *http_req_bearer(const struct http_req *req);
 void *http_req_app(const struct http_req *req);
+/* The TCP peer's address (AF_INET or AF_INET6), or NULL when unknown. No
+ * forwarding header is consulted: behind a proxy this is the proxy. */
+const struct sockaddr *http_req_peer(const struct http_req *req);
 /* Auth context a service attaches in its authenticate hook; `free_fn` (may be
  * NULL) is called on it when the request completes. */
 void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *));

@@ -20,6 +20,7 @@ static const struct problem_info problems[PROB__COUNT] = {
 	[PROB_QUOTA_EXCEEDED]         = { "quota_exceeded", 429, "Quota exceeded" },
 	[PROB_INTERNAL]               = { "internal_error", 500, "Internal error" },
 	[PROB_UNAVAILABLE]            = { "unavailable", 503, "Service unavailable" },
+	[PROB_LOGIN_BUSY]             = { "login_busy", 503, "Too many logins in progress" },
 };
 
 const struct problem_info *problem_info(enum problem_code code)

@@ -11,6 +11,7 @@
 #include "cp.h"
 #include "cpdb.h"
 #include "log.h"
+#include "login_guard.h"
 #include "names.h"
 #include "password.h"
 #include "secret.h"
@@ -146,20 +147,53 @@ static const struct jsonx_field login_fields[] = {
 struct login_ctx {
 	struct login_req in;
 	char email[256];
+	char source[LOGIN_SOURCE_MAX];
 	char token[80];
 	int checked;       /* the password was verified in this attempt */
 	int matched;
 };
 
-/* Hashes a fixed password once, so that logins to unknown accounts take as
- * long as logins to known ones and do not reveal which emails exist. */
-static const char *dummy_hash(int log2n)
+_Static_assert(sizeof ((struct cp_app *)0)->login_dummy_hash >= PASSWORD_HASH_MAX,
+               "room for a password hash");
+
+int cp_login_init(struct cp_app *app)
 {
-	static char hash[PASSWORD_HASH_MAX];
-	static int ready;
-	if (!ready && password_hash("not a password of anyone", log2n, hash) == 0)
-		ready = 1;
-	return hash;
+	app->login_dummy_hash[0] = '\0';
+	if (password_hash("not a password of anyone", (int)app->cfg.scrypt_log2n,
+	                  app->login_dummy_hash) != 0) {
+		app->login_dummy_hash[0] = '\0';
+		return -1;
+	}
+	return 0;
+}
+
+static void retry_after(struct http_req *req, struct cp_outcome *out, long secs)
+{
+	char s[24];
+	snprintf(s, sizeof s, "%ld", secs);
+	http_add_header(req, "Retry-After", s);
+	if (out)
+		out->prob_extra = json_pack("{sI}", "retry_after_seconds", (json_int_t)secs);
+}
+
+/* Counts a failed attempt of this source on this account; the transaction
+ * commits so that the count stays. */
+static enum db_status login_failed(struct db_conn *c, struct http_req *req, struct login_ctx *ctx,
+                                   struct cp_outcome *out)
+{
+	struct cp_app *app = http_req_app(req);
+	const struct cpdb_login_policy pol = {
+		.max_failures = app->cfg.login_max_failures,
+		.lockout_max_s = (long)(app->cfg.login_lockout_max_ms / 1000),
+		.account_max_failures = app->cfg.login_account_max_failures,
+	};
+	enum db_status st = cpdb_login_failed(c, ctx->in.tenant, ctx->email, ctx->source, &pol);
+	if (st != DB_OK)
+		return st;
+	out->problem = 1;
+	out->prob = PROB_UNAUTHORIZED;
+	snprintf(out->detail, sizeof out->detail, "Unknown email or wrong password.");
+	return DB_OK;
 }
 
 static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vctx,
@@ -168,39 +202,34 @@ static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vc
 	struct login_ctx *ctx = vctx;
 	struct cp_app *app = http_req_app(req);
 	struct cpdb_login acc;
-	enum db_status st = cpdb_login_lookup(c, ctx->in.tenant, ctx->email, &acc);
+	long wait_s = 0;
 
-	if (st == DB_NOT_FOUND) {
-		if (password_verify(ctx->in.password, dummy_hash((int)app->cfg.scrypt_log2n)) < 0)
-			log_warn(http_req_id(req), "dummy password hash unavailable");
-		return cp_fail(out, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
-	}
+	/* The wait is per source and asked before the account is looked up, so
+	 * unknown and known accounts answer alike. */
+	enum db_status st = cpdb_login_wait(c, ctx->in.tenant, ctx->email, ctx->source, &wait_s);
 	if (st != DB_OK)
 		return st;
-	if (acc.locked_for_s > 0) {
-		char s[24];
-		snprintf(s, sizeof s, "%ld", acc.locked_for_s);
-		out->prob_extra = json_pack("{sI}", "retry_after_seconds", (json_int_t)acc.locked_for_s);
-		http_add_header(req, "Retry-After", s);
+	if (wait_s > 0) {
+		login_guard_count_backoff(app->login);
+		retry_after(req, out, wait_s);
 		return cp_fail(out, PROB_RATE_LIMITED,
-		               "Too many failed logins for this account; try again in %ld seconds.",
-		               acc.locked_for_s);
+		               "Too many failed logins to this account from your address; "
+		               "try again in %ld seconds.", wait_s);
 	}
+	st = cpdb_login_lookup(c, ctx->in.tenant, ctx->email, &acc);
+	if (st != DB_OK && st != DB_NOT_FOUND)
+		return st;
 	/* The password check runs once even if the transaction is retried. */
 	if (!ctx->checked) {
-		ctx->matched = password_verify(ctx->in.password, acc.password_hash) == 1;
+		const char *hash = st == DB_OK ? acc.password_hash : app->login_dummy_hash;
+		int v = password_verify(ctx->in.password, hash);
+		if (v < 0 && st == DB_OK)
+			log_warn(http_req_id(req), "the stored password hash of a user is malformed");
+		ctx->matched = st == DB_OK && v == 1;
 		ctx->checked = 1;
 	}
-	if (!ctx->matched) {
-		st = cpdb_login_failed(c, acc.user_id, app->cfg.login_max_failures);
-		if (st != DB_OK)
-			return st;
-		/* The failure must be counted, so this transaction commits. */
-		out->problem = 1;
-		out->prob = PROB_UNAUTHORIZED;
-		snprintf(out->detail, sizeof out->detail, "Unknown email or wrong password.");
-		return DB_OK;
-	}
+	if (!ctx->matched)
+		return login_failed(c, req, ctx, out);
 	if (acc.tenant_id[0] && strcmp(acc.tenant_status, "deleted") == 0)
 		return cp_fail(out, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
 
@@ -212,7 +241,7 @@ static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vc
 	secret_b64url(raw, sizeof raw, ctx->token + strlen(SESSION_PREFIX));
 	secret_sha256(ctx->token, strlen(ctx->token), sha);
 	secret_hex(sha, 32, hex);
-	if ((st = cpdb_login_succeeded(c, acc.user_id)) != DB_OK ||
+	if ((st = cpdb_login_succeeded(c, ctx->in.tenant, ctx->email, ctx->source)) != DB_OK ||
 	    (st = cpdb_session_insert(c, hex, acc.user_id, app->cfg.session_ttl_ms, expires)) != DB_OK)
 		return st;
 
@@ -233,10 +262,17 @@ static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vc
 	return cp_done(out, 200, body);
 }
 
+/* Admission comes before any password work, cheapest first: the source's
+ * bucket (429), then a password-check slot (503 login_busy). Neither
+ * waits, so a flood of logins never holds the workers that serve the other
+ * routes for longer than it takes to refuse them. */
 int cp_auth_login(struct http_req *req)
 {
+	struct cp_app *app = http_req_app(req);
 	struct login_ctx ctx = { 0 };
 	json_t *obj;
+	long wait_s;
+	int rc;
 
 	if (cp_parse_body(req, login_fields, &ctx.in, NULL, &obj) != 0)
 		return 0;
@@ -246,8 +282,25 @@ int cp_auth_login(struct http_req *req)
 		http_add_header(req, "WWW-Authenticate", "Bearer");
 		return http_reply_problem(req, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
 	}
+	login_source_key(http_req_peer(req), ctx.source);
+	if ((wait_s = login_guard_take(app->login, http_req_peer(req))) > 0) {
+		json_decref(obj);
+		retry_after(req, NULL, wait_s);
+		return http_reply_problem_ex(req, PROB_RATE_LIMITED,
+		                             json_pack("{sI}", "retry_after_seconds", (json_int_t)wait_s),
+		                             "Too many logins from your address; try again in %ld seconds.",
+		                             wait_s);
+	}
+	if (login_guard_enter(app->login) != 0) {
+		json_decref(obj);
+		retry_after(req, NULL, 1);
+		return http_reply_problem_ex(req, PROB_LOGIN_BUSY,
+		                             json_pack("{sI}", "retry_after_seconds", (json_int_t)1),
+		                             "Too many logins are being checked right now; try again in a second.");
+	}
 	/* Logins are not idempotent requests: no Idempotency-Key replay here. */
-	int rc = cp_run(req, login_tx, &ctx);
+	rc = cp_run(req, login_tx, &ctx);
+	login_guard_leave(app->login);
 	json_decref(obj);
 	return rc;
 }

@@ -22,6 +22,11 @@ struct cp_config {
 	int64_t session_ttl_ms;
 	long scrypt_log2n;
 	long login_max_failures;
+	long login_concurrency;
+	long login_per_source_rate;     /* attempts per minute */
+	long login_per_source_burst;
+	int64_t login_lockout_max_ms;
+	long login_account_max_failures;
 	const char *signing_keys_dir;
 	int64_t doc_lifetime_ms;
 	int64_t key_overlap_ms;
@@ -31,6 +36,7 @@ struct cp_config {
 struct keyring;
 struct lp;
 struct doc_cache;
+struct login_guard;
 
 struct cp_app {
 	struct cp_config cfg;
@@ -41,6 +47,10 @@ struct cp_app {
 	struct keyring *keys;     /* signing keys (signing.h) */
 	struct lp *lp;            /* parked long polls (longpoll.c) */
 	struct doc_cache *docs;   /* signed documents by region (config_doc.c) */
+	struct login_guard *login; /* login admission (login_guard.h) */
+	/* A hash of no one's password, made at start: unknown accounts are
+	 * checked against it, so they take as long as known ones. */
+	char login_dummy_hash[160];
 };
 
 /* Route authentication levels (struct http_route.auth). */
@@ -63,6 +73,9 @@ struct cp_principal {
 
 const struct cp_principal *cp_principal(struct http_req *req);
 int cp_authenticate(struct http_req *req, int level);
+/* Prepares logins (the dummy hash) before the service takes requests.
+ * Returns 0, or -1 when hashing fails. */
+int cp_login_init(struct cp_app *app) __attribute__((warn_unused_result));
 extern const char *const cp_role_names[];
 
 /* Tenant scoping. Admins pass; a tenant user passes for its own tenant

@@ -66,14 +66,31 @@ enum db_status cpdb_tenant_owner_count(struct db_conn *c, const char *tenant_id,
 struct cpdb_login {
 	char user_id[37], tenant_id[37], role[16], tenant_status[16];
 	char password_hash[200];
-	long locked_for_s;    /* > 0 while locked out */
 };
 /* Finds the account for a login; tenant_slug NULL means platform admins. */
 enum db_status cpdb_login_lookup(struct db_conn *c, const char *tenant_slug, const char *email,
                                  struct cpdb_login *out);
-/* Counts a failure; locks the account for a growing time after `max`. */
-enum db_status cpdb_login_failed(struct db_conn *c, const char *user_id, long max);
-enum db_status cpdb_login_succeeded(struct db_conn *c, const char *user_id);
+
+/* Failed logins are kept per account, named as the login names it
+ * (tenant_slug NULL for platform admins, normalized email), and per source
+ * address key, whether the account exists or not. */
+struct cpdb_login_policy {
+	long max_failures;          /* a source's failures before it waits */
+	long lockout_max_s;         /* the longest wait of a source */
+	long account_max_failures;  /* failures from all sources before the account slows */
+};
+/* Serializes the logins to this account until the transaction ends, then
+ * sets *wait_s: seconds this source must still wait for it (0: none). */
+enum db_status cpdb_login_wait(struct db_conn *c, const char *tenant_slug, const char *email,
+                               const char *source, long *wait_s);
+/* Counts a failure of `source` on the account and sets its waits. */
+enum db_status cpdb_login_failed(struct db_conn *c, const char *tenant_slug, const char *email,
+                                 const char *source, const struct cpdb_login_policy *pol);
+/* Forgets the failures of `source` on the account (not those of others). */
+enum db_status cpdb_login_succeeded(struct db_conn *c, const char *tenant_slug, const char *email,
+                                    const char *source);
+/* Removes failures nobody has added to for a day and whose wait is over. */
+enum db_status cpdb_login_failures_purge(struct db_conn *c, long *removed);
 /* token_sha256_hex: 64 hex characters. *expires_at: RFC 3339 text. */
 enum db_status cpdb_session_insert(struct db_conn *c, const char *token_sha256_hex,
                                    const char *user_id, int64_t ttl_ms, char expires_at[40]);

@@ -87,8 +87,7 @@ enum db_status cpdb_login_lookup(struct db_conn *c, const char *tenant_slug, con
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
 		"SELECT u.id, coalesce(u.tenant_id::text, ''), u.role, coalesce(t.status, ''),"
-		"       u.password_hash,"
-		"       coalesce(ceil(extract(epoch FROM u.locked_until - now())), 0)::bigint"
+		"       u.password_hash"
 		" FROM users u LEFT JOIN tenants t ON t.id = u.tenant_id"
 		" WHERE u.email = $2 AND (($1::text IS NULL AND u.tenant_id IS NULL) OR t.slug = $1)"
 		" FOR UPDATE OF u", 2, p);
@@ -103,32 +102,94 @@ enum db_status cpdb_login_lookup(struct db_conn *c, const char *tenant_slug, con
 	snprintf(out->role, sizeof out->role, "%s", PQgetvalue(r, 0, 2));
 	snprintf(out->tenant_status, sizeof out->tenant_status, "%s", PQgetvalue(r, 0, 3));
 	snprintf(out->password_hash, sizeof out->password_hash, "%s", PQgetvalue(r, 0, 4));
-	out->locked_for_s = atol(PQgetvalue(r, 0, 5));
 	PQclear(r);
 	return DB_OK;
 }
 
-enum db_status cpdb_login_failed(struct db_conn *c, const char *user_id, long max)
+enum db_status cpdb_login_wait(struct db_conn *c, const char *tenant_slug, const char *email,
+                               const char *source, long *wait_s)
 {
-	char maxs[16];
-	snprintf(maxs, sizeof maxs, "%ld", max);
-	const char *p[] = { user_id, maxs };
-	/* After `max` failures the account locks for 2^(n-max) seconds, at most
-	 * 2^10 s (about 17 minutes); the exponent is capped before power() so
-	 * that a long attack cannot overflow it and end the lockout. */
-	return db_exec(c, NULL,
-		"UPDATE users SET failed_logins = failed_logins + 1,"
-		"  locked_until = CASE WHEN failed_logins + 1 >= $2::int"
-		"    THEN now() + power(2, least(failed_logins + 1 - $2::int, 10)) * interval '1 second'"
-		"    ELSE locked_until END"
-		" WHERE id = $1", 2, p);
+	const char *p[] = { tenant_slug ? tenant_slug : "", email, source };
+	PGresult *r;
+	/* One attempt at a time per account name, known or not, until commit:
+	 * parallel guesses each see the failures counted before them. The
+	 * two-key form keeps clear of the migration lock's single key. */
+	enum db_status st = db_exec(c, NULL,
+		"SELECT pg_advisory_xact_lock(5102, hashtext($1 || ' ' || $2))", 2, p);
+	if (st != DB_OK)
+		return st;
+	st = db_exec(c, &r,
+		"SELECT coalesce(max(ceil(extract(epoch FROM locked_until - now()))), 0)::bigint"
+		" FROM login_failures"
+		" WHERE tenant_slug = $1 AND email = $2 AND source IN ($3, '*') AND locked_until > now()",
+		3, p);
+	if (st != DB_OK)
+		return st;
+	*wait_s = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return DB_OK;
 }
 
-enum db_status cpdb_login_succeeded(struct db_conn *c, const char *user_id)
+enum db_status cpdb_login_failed(struct db_conn *c, const char *tenant_slug, const char *email,
+                                 const char *source, const struct cpdb_login_policy *pol)
 {
-	const char *p[] = { user_id };
-	return db_exec(c, NULL, "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1",
-	               1, p);
+	char maxs[24], caps[24], accs[24];
+	snprintf(maxs, sizeof maxs, "%ld", pol->max_failures);
+	snprintf(caps, sizeof caps, "%ld", pol->lockout_max_s);
+	snprintf(accs, sizeof accs, "%ld", pol->account_max_failures);
+	const char *p[] = { tenant_slug ? tenant_slug : "", email, source, maxs, caps, accs };
+	/* From the max-th consecutive failure, the source waits 2^(n-max)
+	 * seconds, at most lockout_max_s; the exponent is capped before power()
+	 * so that a long attack cannot overflow it and end the delay. */
+	enum db_status st = db_exec(c, NULL,
+		"INSERT INTO login_failures AS f (tenant_slug, email, source, failures, last_failed_at, locked_until)"
+		" VALUES ($1, $2, $3, 1, now(),"
+		"         CASE WHEN 1 >= $4::int THEN now() + interval '1 second' END)"
+		" ON CONFLICT (tenant_slug, email, source) DO UPDATE SET"
+		"  failures = least(f.failures, 1000000) + 1, last_failed_at = now(),"
+		"  locked_until = CASE WHEN f.failures + 1 >= $4::int"
+		"    THEN now() + least(power(2, least(f.failures + 1 - $4::int, 30)), $5::bigint)"
+		"                 * interval '1 second'"
+		"    ELSE f.locked_until END", 5, p);
+	if (st != DB_OK)
+		return st;
+	/* Many sources each below their own limit: past account_max failures
+	 * (by sources that failed within lockout_max_s, each counted up to max,
+	 * as its own delay covers the rest), every failure holds the account
+	 * for one second, whoever asks. */
+	const char *q[] = { p[0], p[1], p[4], p[5], p[3] };
+	return db_exec(c, NULL,
+		"INSERT INTO login_failures AS f (tenant_slug, email, source, failures, last_failed_at, locked_until)"
+		" SELECT $1, $2, '*', 0, now(), now() + interval '1 second'"
+		" FROM (SELECT coalesce(sum(least(failures, $5::int)), 0) AS n FROM login_failures"
+		"       WHERE tenant_slug = $1 AND email = $2 AND source <> '*'"
+		"         AND last_failed_at > now() - $3::bigint * interval '1 second') t"
+		" WHERE t.n >= $4::bigint"
+		" ON CONFLICT (tenant_slug, email, source) DO UPDATE SET"
+		"  last_failed_at = now(), locked_until = now() + interval '1 second'", 5, q);
+}
+
+enum db_status cpdb_login_succeeded(struct db_conn *c, const char *tenant_slug, const char *email,
+                                    const char *source)
+{
+	const char *p[] = { tenant_slug ? tenant_slug : "", email, source };
+	return db_exec(c, NULL,
+		"DELETE FROM login_failures WHERE tenant_slug = $1 AND email = $2 AND source = $3", 3, p);
+}
+
+enum db_status cpdb_login_failures_purge(struct db_conn *c, long *removed)
+{
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"WITH d AS (DELETE FROM login_failures"
+		"           WHERE last_failed_at < now() - interval '1 day'"
+		"             AND (locked_until IS NULL OR locked_until < now()) RETURNING 1)"
+		" SELECT count(*) FROM d", 0, NULL);
+	if (st != DB_OK)
+		return st;
+	*removed = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return DB_OK;
 }
 
 enum db_status cpdb_session_insert(struct db_conn *c, const char *token_sha256_hex,

@@ -14,6 +14,7 @@
 #include "cpdb.h"
 #include "http.h"
 #include "log.h"
+#include "login_guard.h"
 #include "migrate.h"
 #include "secret.h"
 #include "signing.h"
@@ -39,7 +40,17 @@ static const struct cfg_var cp_vars[] = {
 	{ "CP_SCRYPT_LOG2N", CFG_INT, "15", 0, O(scrypt_log2n), 10, 20, NULL,
 	  "Password hashing cost: scrypt N = 2^value (r=8, p=1; 15 uses 32 MiB per hash)." },
 	{ "CP_LOGIN_MAX_FAILURES", CFG_INT, "5", 0, O(login_max_failures), 1, 100, NULL,
-	  "Failed logins before an account is locked for a growing time (at most 17 minutes)." },
+	  "Failed logins from one source on one account before that source waits there: 1 s, doubling per failure, at most CP_LOGIN_LOCKOUT_MAX." },
+	{ "CP_LOGIN_LOCKOUT_MAX", CFG_DURATION, "15m", 0, O(login_lockout_max_ms), 1000, 86400000, NULL,
+	  "Longest wait of a source after failed logins on one account (the owner can still log in from elsewhere)." },
+	{ "CP_LOGIN_ACCOUNT_FAILURES", CFG_INT, "100", 0, O(login_account_max_failures), 1, 1000000, NULL,
+	  "Failed logins on one account from all sources (within CP_LOGIN_LOCKOUT_MAX) past which each failure holds that account for 1 s." },
+	{ "CP_LOGIN_CONCURRENCY", CFG_INT, "2", 0, O(login_concurrency), 1, 256, NULL,
+	  "Password checks running at once; further logins get 503 login_busy with Retry-After." },
+	{ "CP_LOGIN_PER_SOURCE_RATE", CFG_INT, "10", 0, O(login_per_source_rate), 1, 1000000, NULL,
+	  "Login attempts per minute from one source address (an IPv6 /64); beyond, 429 with Retry-After." },
+	{ "CP_LOGIN_PER_SOURCE_BURST", CFG_INT, "10", 0, O(login_per_source_burst), 1, 1000000, NULL,
+	  "Login attempts one source address may make at once before CP_LOGIN_PER_SOURCE_RATE applies." },
 	{ "CP_SIGNING_KEYS_DIR", CFG_STR, NULL, 0, O(signing_keys_dir), 0, 0, NULL,
 	  "Directory of the ES256 signing keys (created with a first key if empty); unset: no regional documents are issued." },
 	{ "CP_CONFIG_LIFETIME", CFG_DURATION, "7d", 0, O(doc_lifetime_ms), 60000, 31536000000L, NULL,
@@ -124,6 +135,7 @@ static void cp_metrics(FILE *out, void *vapp)
 	struct cp_app *app = vapp;
 	svc_db_metrics(out, app->db, PROG);
 	lp_metrics(app->lp, out);
+	login_guard_metrics(app->login, out);
 	doc_cache_metrics(app->docs, out);
 }
 
@@ -264,6 +276,8 @@ static enum db_status purge_tx(struct db_conn *c, void *ctx)
 	enum db_status st = cpdb_idem_purge(c, &removed);
 	if (st == DB_OK && removed)
 		log_info(NULL, "removed %ld idempotency record(s) older than a day", removed);
+	if (st == DB_OK && (st = cpdb_login_failures_purge(c, &removed)) == DB_OK && removed)
+		log_info(NULL, "forgot %ld source(s) of failed logins idle for a day", removed);
 	(void)ctx;
 	return st;
 }
@@ -358,12 +372,17 @@ static int cmd_serve(struct cp_app *app)
 	else
 		log_warn(NULL, "CP_SIGNING_KEYS_DIR is not set: no regional documents will be issued");
 	app->docs = doc_cache_new();
-	if ((app->cfg.signing_keys_dir && !app->keys) || !app->docs ||
-	    !(app->lp = lp_start(app, err, sizeof err))) {
-		log_error(NULL, "signing keys or long polls: %s", err);
+	app->login = login_guard_new(app->cfg.login_concurrency, app->cfg.login_per_source_rate,
+	                             app->cfg.login_per_source_burst);
+	if (cp_login_init(app) != 0)
+		snprintf(err, sizeof err, "cannot hash passwords (CP_SCRYPT_LOG2N=%ld)", app->cfg.scrypt_log2n);
+	if ((app->cfg.signing_keys_dir && !app->keys) || !app->docs || !app->login ||
+	    !app->login_dummy_hash[0] || !(app->lp = lp_start(app, err, sizeof err))) {
+		log_error(NULL, "signing keys, logins or long polls: %s", err);
 		fprintf(stderr, PROG ": %s\n", err);
 		keyring_free(app->keys);
 		doc_cache_free(app->docs);
+		login_guard_free(app->login);
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
@@ -373,6 +392,7 @@ static int cmd_serve(struct cp_app *app)
 		lp_stop(app->lp);
 		keyring_free(app->keys);
 		doc_cache_free(app->docs);
+		login_guard_free(app->login);
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
@@ -396,6 +416,7 @@ static int cmd_serve(struct cp_app *app)
 	lp_stop(app->lp);
 	keyring_free(app->keys);
 	doc_cache_free(app->docs);
+	login_guard_free(app->login);
 	db_pool_free(app->db);
 	log_info(NULL, "stopped");
 	return SVC_EXIT_OK;

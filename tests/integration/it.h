@@ -27,6 +27,7 @@ Suite *scrape_suite(void); /* test_scrape.c */
 Suite *cli_suite(void); /* test_cli.c */
 Suite *listings_suite(void); /* test_listings.c */
 Suite *ratelimit_suite(void); /* test_ratelimit.c */
+Suite *login_suite(void); /* test_login.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -86,6 +87,10 @@ struct it_resp {
 /* One request. `headers` is NULL-terminated "Name: value" (may be NULL). */
 void it_http(struct it_resp *r, const char *method, const char *url, const char *const headers[],
              const char *body, size_t body_len);
+/* Like it_http, from the local address `source` (e.g. "127.0.0.2": all of
+ * 127.0.0.0/8 is loopback); NULL: the system's choice. */
+void it_http_from(struct it_resp *r, const char *source, const char *method, const char *url,
+                  const char *const headers[], const char *body, size_t body_len);
 /* Like it_http but sends the body chunked, `chunk` bytes at a time. */
 void it_http_chunked(struct it_resp *r, const char *url, const char *const headers[],
                      const char *body, size_t body_len, size_t chunk);

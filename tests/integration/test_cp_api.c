@@ -1401,9 +1401,11 @@ START_TEST(login_401_challenges)
 }
 END_TEST
 
-/* After CP_LOGIN_MAX_FAILURES (5) wrong passwords the account answers 429
- * with Retry-After, even to the right password, and other accounts do not
- * notice; once the lock has passed the right password works again. */
+/* After CP_LOGIN_MAX_FAILURES (5) wrong passwords from one address, the
+ * account answers that address 429 with Retry-After, even to the right
+ * password, and other accounts do not notice; once the delay has passed
+ * the right password works again and the address's failures are forgotten
+ * (test_login.c has the other addresses). */
 START_TEST(login_lockout)
 {
 	char a[37];
@@ -1429,22 +1431,23 @@ START_TEST(login_lockout)
 
 	usleep((useconds_t)(secs * 1000000 + 300000));
 	ck_assert_int_eq(login_pw("locked", "victim@locked.test", PASSWORD, NULL), 200);
-	ck_assert_int_eq(qlong("SELECT failed_logins FROM users WHERE email = 'victim@locked.test'"), 0);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM login_failures WHERE email = 'victim@locked.test'"), 0);
 }
 END_TEST
 
-/* The lockout holds however long a slow attack has gone on: an account
- * with a long history of failures (set directly, standing for weeks of one
- * guess per lock period) still answers a wrong password with 401 and locks
- * again, so the right password then gets 429. */
+/* The lockout holds however long a slow attack has gone on: an address
+ * with a long history of failures on an account (set directly, standing
+ * for weeks of one guess per delay) still gets a 401 for a wrong password
+ * and is delayed again, so the right password then gets 429. */
 START_TEST(login_lockout_long_attack)
 {
 	char a[37];
 	new_tenant("patient", "eu", a);
 	new_user(a, "target@patient.test", "owner", NULL);
-	free(q("UPDATE users SET failed_logins = 1100, locked_until = NULL WHERE email = 'target@patient.test'"));
+	free(q("INSERT INTO login_failures (tenant_slug, email, source, failures, last_failed_at)"
+	       " VALUES ('patient', 'target@patient.test', '127.0.0.1', 1100, now())"));
 	ck_assert_int_eq(login_pw("patient", "target@patient.test", "guess number 1101", NULL), 401);
-	ck_assert_int_eq(qlong("SELECT failed_logins FROM users WHERE email = 'target@patient.test'"), 1101);
+	ck_assert_int_eq(qlong("SELECT failures FROM login_failures WHERE email = 'target@patient.test'"), 1101);
 	ck_assert_int_eq(login_pw("patient", "target@patient.test", PASSWORD, NULL), 429);
 }
 END_TEST

@@ -16,6 +16,7 @@ int main(void)
 	srunner_add_suite(sr, apikey_suite());
 	srunner_add_suite(sr, secret_suite());
 	srunner_add_suite(sr, password_suite());
+	srunner_add_suite(sr, login_guard_suite());
 	srunner_add_suite(sr, cfgdoc_suite());
 	srunner_add_suite(sr, log_suite());
 	srunner_add_suite(sr, snapshot_suite());

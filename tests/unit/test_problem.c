@@ -27,6 +27,7 @@ static const struct {
 	{ PROB_QUOTA_EXCEEDED, "quota_exceeded", 429 },
 	{ PROB_INTERNAL, "internal_error", 500 },
 	{ PROB_UNAVAILABLE, "unavailable", 503 },
+	{ PROB_LOGIN_BUSY, "login_busy", 503 },
 };
 #define NEXPECTED (sizeof expected / sizeof expected[0])
 

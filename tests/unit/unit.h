@@ -15,6 +15,7 @@ Suite *cursor_suite(void);
 Suite *apikey_suite(void);
 Suite *secret_suite(void);
 Suite *password_suite(void);
+Suite *login_guard_suite(void);
 Suite *cfgdoc_suite(void);
 Suite *log_suite(void);
 Suite *snapshot_suite(void);
