@@ -118,10 +118,14 @@ enum db_status cpdb_login_wait(struct db_conn *c, const char *tenant_slug, const
 		"SELECT pg_advisory_xact_lock(5102, hashtext($1 || ' ' || $2))", 2, p);
 	if (st != DB_OK)
 		return st;
+	/* clock_timestamp(), not now(): this transaction may have waited on
+	 * the lock above behind one that set locked_until from its own, later
+	 * now(), and the wait must never exceed the delay that was set. */
 	st = db_exec(c, &r,
-		"SELECT coalesce(max(ceil(extract(epoch FROM locked_until - now()))), 0)::bigint"
+		"SELECT coalesce(max(ceil(extract(epoch FROM locked_until - clock_timestamp()))), 0)::bigint"
 		" FROM login_failures"
-		" WHERE tenant_slug = $1 AND email = $2 AND source IN ($3, '*') AND locked_until > now()",
+		" WHERE tenant_slug = $1 AND email = $2 AND source IN ($3, '*')"
+		"   AND locked_until > clock_timestamp()",
 		3, p);
 	if (st != DB_OK)
 		return st;
