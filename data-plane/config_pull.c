@@ -22,10 +22,12 @@
 #include "buf.h"
 #include "cfgdoc.h"
 #include "config_store.h"
+#include "cp_errors.h"
 #include "dp.h"
 #include "log.h"
 #include "secret.h"
 #include "snapshot.h"
+#include "url.h"
 
 #define STATUS_INTERVAL_MS 15000  /* fleet status at least this often */
 #define STATUS_TIMEOUT_MS 5000    /* a status POST is best effort */
@@ -51,7 +53,6 @@ struct transfer {
 
 struct dp_pull {
 	struct dp_app *app;
-	char base[1024];               /* DP_CONTROL_PLANE_URL without a trailing '/' */
 	CURLM *multi;
 	pthread_t thread;
 	int running;                   /* a thread to join */
@@ -187,9 +188,6 @@ struct dp_pull *dp_pull_new(struct dp_app *app)
 	if (!p)
 		return NULL;
 	p->app = app;
-	snprintf(p->base, sizeof p->base, "%s", app->cfg.control_plane_url);
-	for (size_t n = strlen(p->base); n && p->base[n - 1] == '/'; n--)
-		p->base[n - 1] = '\0';
 	if (secret_random(&p->rng, sizeof p->rng) != 0 || !p->rng)
 		p->rng = (uint64_t)time(NULL) * 6364136223846793005ull + 1;
 	p->multi = curl_multi_init();
@@ -283,8 +281,7 @@ static int transfer_begin(struct dp_pull *p, struct transfer *t, const char *pat
 
 	memset(t, 0, sizeof *t);
 	t->max = max;
-	snprintf(url, sizeof url, "%s%s", p->base, path);
-	if (!(t->easy = curl_easy_init()))
+	if (url_join(url, sizeof url, c->control_plane_url, path) != 0 || !(t->easy = curl_easy_init()))
 		return -1;
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->region_token);
 	t->headers = curl_slist_append(NULL, auth);
@@ -399,8 +396,13 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 		o = PULL_NOT_MODIFIED;
 	} else if (status == 200) {
 		o = apply(p) ? PULL_UPDATED : PULL_ERROR;
-	} else if (status == 401 || status == 403) {
-		fail(p, "the control plane refused DP_REGION_TOKEN (HTTP %ld)", status);
+	} else if (dp_cp_config_error(status)) {
+		/* Logged by dp_cp_errors_note, at most once a minute. */
+		snprintf(p->last_error, sizeof p->last_error, "%s (HTTP %ld)",
+		         status == 404 ? "the control plane has no such route: DP_CONTROL_PLANE_URL is wrong"
+		                       : "the control plane refused DP_REGION_TOKEN",
+		         status);
+		dp_cp_errors_note(DP_CP_CONFIG, status, "GET /v1/regions/{region}/config");
 	} else {
 		fail(p, "the control plane answered HTTP %ld", status);
 	}
@@ -466,8 +468,10 @@ static void finish_status(struct dp_pull *p, CURLcode rc)
 	long status = 0;
 	curl_easy_getinfo(p->status.easy, CURLINFO_RESPONSE_CODE, &status);
 	int ok = rc == CURLE_OK && status >= 200 && status < 300;
+	if (rc == CURLE_OK && dp_cp_config_error(status))
+		dp_cp_errors_note(DP_CP_STATUS, status, "POST /v1/regions/{region}/status");
 	/* Best effort: said once when it starts failing, not on every attempt. */
-	if (!ok && !p->status_failing)
+	else if (!ok && !p->status_failing)
 		log_warn(NULL, "fleet status not accepted: %s",
 		         rc != CURLE_OK ? (p->status.errbuf[0] ? p->status.errbuf : curl_easy_strerror(rc))
 		                        : (status == 401 || status == 403 ? "DP_REGION_TOKEN refused"

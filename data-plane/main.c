@@ -14,6 +14,7 @@
 
 #include "config_pull.h"
 #include "config_store.h"
+#include "cp_errors.h"
 #include "dp.h"
 #include "http.h"
 #include "ingest.h"
@@ -100,6 +101,7 @@ static void dp_metrics(FILE *out, void *arg)
 	struct dp_app *app = arg;
 	svc_db_metrics(out, app->db, PROG);
 	dp_pull_metrics(app->pull, out);
+	dp_cp_errors_metrics(out);
 	dp_ingest_metrics(app->ingest, out);
 	if (app->usage)
 		dp_usage_metrics(app->usage, out);
