@@ -23,6 +23,7 @@ Suite *e2e_config_suite(void); /* test_e2e_config.c */
 Suite *billing_suite(void); /* test_billing.c */
 Suite *events_suite(void); /* test_events.c */
 Suite *hostile_suite(void); /* test_hostile.c */
+Suite *dp_deps_suite(void); /* test_dp_deps.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
