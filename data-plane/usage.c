@@ -247,7 +247,11 @@ static int64_t report_step(void *ctx)
 				u->backoff_ms = BACKOFF_MAX_MS;
 			/* A wrong URL or a refused credential (401, 403, 404) is the
 			 * operator's to fix: the batch stays for when it is, and the
-			 * error is said at most once a minute, not on every retry. */
+			 * error is said at most once a minute, not on every retry. A
+			 * 403 is never the batch's own fault: it is a credential that
+			 * is not this region's, or records of tenants homed elsewhere,
+			 * which only a database of another region holds (a tenant's
+			 * home region never changes). */
 			if (dp_cp_config_error(status))
 				dp_cp_errors_note(DP_CP_USAGE, status, "POST /v1/usage");
 			else

@@ -33,6 +33,15 @@ static long now_ms(void)
 static char env_text[32][1200];
 static const char *env_list[34];
 
+static void env_put(int k, const char *e)
+{
+	size_t n = strlen(e);
+	ck_assert_int_lt(k, 32);
+	ck_assert_uint_lt(n, sizeof env_text[k]);
+	memcpy(env_text[k], e, n + 1);
+	env_list[k] = env_text[k];
+}
+
 /* The DP_ variables `pid` was started with, `over` ("NAME=value",
  * NULL-terminated) replacing or adding some: into env_list. */
 static const char *const *env_from(pid_t pid, const char *const over[])
@@ -55,17 +64,10 @@ static const char *const *env_from(pid_t pid, const char *const over[])
 			replaced |= !strncmp(e, over[i], strcspn(over[i], "=") + 1);
 		if (replaced)
 			continue;
-		ck_assert_int_lt(k, 30);
-		snprintf(env_text[k], sizeof env_text[k], "%s", e);
-		env_list[k] = env_text[k];
-		k++;
+		env_put(k++, e);
 	}
-	for (int i = 0; over && over[i]; i++) {
-		ck_assert_int_lt(k, 32);
-		snprintf(env_text[k], sizeof env_text[k], "%s", over[i]);
-		env_list[k] = env_text[k];
-		k++;
-	}
+	for (int i = 0; over && over[i]; i++)
+		env_put(k++, over[i]);
 	env_list[k] = NULL;
 	return env_list;
 }
