@@ -482,7 +482,7 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 	} else if (dp_cp_config_error(status)) {
 		/* Logged by dp_cp_errors_note, at most once a minute. */
 		snprintf(p->last_error, sizeof p->last_error, "%s (HTTP %ld)",
-		         status == 404 ? "the control plane has no such route: DP_CONTROL_PLANE_URL is wrong"
+		         status == 404 ? "the control plane has no such route or region: DP_CONTROL_PLANE_URL or DP_REGION is wrong"
 		                       : "the control plane refused DP_REGION_TOKEN",
 		         status);
 		dp_cp_errors_note(DP_CP_CONFIG, status, "GET /v1/regions/{region}/config");

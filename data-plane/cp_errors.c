@@ -60,8 +60,8 @@ void dp_cp_errors_note(enum dp_cp_call call, long status, const char *what)
 	pthread_mutex_unlock(&log_lock);
 	if (!say)
 		return;
-	const char *hint = status == 404 ? "check DP_CONTROL_PLANE_URL (a wrong host or path prefix)"
-	                                 : "check DP_REGION_TOKEN (the region's credential)";
+	const char *hint = status == 404 ? "check DP_CONTROL_PLANE_URL (a wrong host or path prefix) and DP_REGION"
+	                                 : "check DP_REGION_TOKEN (the region's credential) and DP_REGION";
 	log_write(LOG_ERROR, NULL,
 	          json_pack("{ss sI sI}", "call", call_names[call], "status", (json_int_t)status,
 	                    "not_logged", (json_int_t)skipped),

@@ -1,8 +1,9 @@
 /* Configuration errors met calling the control plane.
  *
  * A 401, 403 or 404 from the control plane does not go away by waiting: the
- * data plane calls the wrong URL (DP_CONTROL_PLANE_URL) or with a refused
- * credential (DP_REGION_TOKEN). Each caller still keeps what it was sending
+ * data plane calls the wrong URL (DP_CONTROL_PLANE_URL), for a region the
+ * control plane does not know (DP_REGION), or with a refused credential
+ * (DP_REGION_TOKEN). Each caller still keeps what it was sending
  * and retries with its backoff, since an operator can fix either without
  * the data plane noticing; this module says so loudly but not endlessly:
  * one error line per call kind per minute (with the count of those not
