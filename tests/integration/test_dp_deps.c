@@ -7,7 +7,8 @@
  *   usage_base_url_slashes      DP_CONTROL_PLANE_URL ending in "/" and "//": usage billed
  *   usage_wrong_prefix_kept     a wrong path prefix: 404 counted, batch kept, delivered once fixed
  *   region_checked_late         database down at start, then another region's behind the URL:
- *                               503, nothing written there, /readyz says why; then the right one
+ *                               503, nothing written there, /readyz says why; then the right
+ *                               one, served; then, on reconnect, another region's again
  *
  * Each test runs a control plane and a data plane (it_stack_start), and
  * restarts the data plane with some of its variables changed. */
@@ -374,6 +375,26 @@ START_TEST(region_checked_late)
 	ck_assert_int_eq(st, 200);
 	ck_assert_str_eq(it_js(v, "database"), "ok");
 	ck_assert(json_is_null(json_object_get(v, "reason")));
+	json_decref(v);
+
+	/* The sessions break and the URL reaches another region's database
+	 * again: the reconnects are checked too. */
+	free(it_sql(super, it_fmt("DROP DATABASE \"%s\" WITH (FORCE)", name)));
+	free(it_sql(super, it_fmt("CREATE DATABASE \"%s\"", name)));
+	{
+		const char *const env[] = { it_fmt("DP_DATABASE_URL=%s", db), "DP_REGION=eu",
+			                        "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
+		char *argv[] = { bin, "migrate", NULL };
+		ck_assert_msg(it_run("dp-migrate", argv, env, out, sizeof out) == 0, "%s", out);
+	}
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(post_event(url, s.key, it_fmt("again-%d", i)), 503);
+		ck_assert_int_eq(list_events(url, s.key), 503);
+	}
+	ck_assert_int_eq(sqll(db, "SELECT count(*) FROM events"), 0);
+	v = get_json(it_fmt("%s/readyz", url), &st);
+	ck_assert_int_eq(st, 503);
+	ck_assert_str_eq(it_js(v, "database"), "wrong_region");
 	json_decref(v);
 	st = it_stop(&p);
 	ck_assert_msg(st == 0, "the data plane exited with %ld (log %s)", st, p.log);
