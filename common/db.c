@@ -31,6 +31,8 @@ struct db_pool {
 	unsigned in_use;
 	atomic_ullong tx_ok, tx_rolled_back, tx_retries, tx_failed, acquire_timeouts;
 	atomic_ullong reconnects; /* broken or abandoned sessions replaced */
+	db_conn_check_fn check;   /* run on every new session; NULL: none */
+	void *check_arg;
 };
 
 const char *db_status_str(enum db_status st)
@@ -142,7 +144,14 @@ void db_pool_free(struct db_pool *p)
 	free(p);
 }
 
-/* Makes sure `c` has a working session; (re)connects when it has none. */
+void db_pool_set_check(struct db_pool *p, db_conn_check_fn fn, void *arg)
+{
+	p->check = fn;
+	p->check_arg = arg;
+}
+
+/* Makes sure `c` has a working session; (re)connects when it has none,
+ * and a new session is used only once the pool's check accepted it. */
 static int ensure_connected(struct db_pool *p, struct db_conn *c)
 {
 	if (c->pg && PQstatus(c->pg) == CONNECTION_OK)
@@ -158,6 +167,11 @@ static int ensure_connected(struct db_pool *p, struct db_conn *c)
 		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->pg));
 		msg[strcspn(msg, "\n")] = '\0';
 		log_warn(NULL, "database connection failed: %s", msg);
+		PQfinish(c->pg);
+		c->pg = NULL;
+		return -1;
+	}
+	if (p->check && p->check(c, p->check_arg) != 0) {
 		PQfinish(c->pg);
 		c->pg = NULL;
 		return -1;

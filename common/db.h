@@ -36,6 +36,16 @@ struct db_pool *db_pool_new(const char *conninfo, unsigned size, unsigned acquir
                             char *err, size_t errlen);
 void db_pool_free(struct db_pool *pool);
 
+/* A check of every new session, run on it before its first use (at the
+ * first connection and at every reconnect), so that what a session reaches
+ * is checked even when the server behind the connection string changes.
+ * It may run statements on `c` with db_exec. Returning non-zero refuses the
+ * session: it is closed and db_acquire() answers NULL, as when the server
+ * cannot be reached (callers see DB_UNAVAILABLE); the check logs why. Set
+ * it before the pool is shared between threads; `arg` must outlive it. */
+typedef int (*db_conn_check_fn)(struct db_conn *c, void *arg);
+void db_pool_set_check(struct db_pool *pool, db_conn_check_fn fn, void *arg);
+
 /* Takes a connected connection from the pool; NULL when none is free in
  * time or the server cannot be reached. Give it back with db_release(). */
 struct db_conn *db_acquire(struct db_pool *pool) __attribute__((warn_unused_result));

@@ -22,10 +22,12 @@
 #include "buf.h"
 #include "cfgdoc.h"
 #include "config_store.h"
+#include "cp_errors.h"
 #include "dp.h"
 #include "log.h"
 #include "secret.h"
 #include "snapshot.h"
+#include "url.h"
 
 #define STATUS_INTERVAL_MS 15000  /* fleet status at least this often */
 #define STATUS_TIMEOUT_MS 5000    /* a status POST is best effort */
@@ -51,7 +53,6 @@ struct transfer {
 
 struct dp_pull {
 	struct dp_app *app;
-	char base[1024];               /* DP_CONTROL_PLANE_URL without a trailing '/' */
 	CURLM *multi;
 	pthread_t thread;
 	int running;                   /* a thread to join */
@@ -60,6 +61,14 @@ struct dp_pull {
 	/* read by /metrics and /readyz on any thread */
 	atomic_uint_least64_t applied, rejected[CFGDOC__COUNT], pulls[PULL__COUNT];
 	atomic_int_least64_t last_ok;
+	/* The highest version ever applied here (also DP_CACHE_DIR/version):
+	 * nothing older is accepted, whatever happened to the cached file.
+	 * Written by the main thread before the pull thread starts, then by it. */
+	atomic_int_least64_t floor;
+	/* The nbf of a cached document kept because it is not valid yet (the
+	 * clock is behind): it is tried again once the clock reaches it, while
+	 * nothing is in use. 0: none. The pull thread's. */
+	int64_t kept_nbf;
 
 	/* the pull thread's own (the main thread's before it starts) */
 	struct transfer cfg, status;
@@ -179,6 +188,28 @@ static struct cfgdoc_verify_opts verify_opts(const struct dp_pull *p, int64_t mi
 	return o;
 }
 
+/* Raises the version floor to `ver`, on disk first. A floor that cannot be
+ * written is still raised in memory, and the cached document (when it
+ * could be written) still carries it across a restart. */
+static void floor_raise(struct dp_pull *p, int64_t ver)
+{
+	char err[512];
+	if (ver <= atomic_load(&p->floor))
+		return;
+	if (dp_floor_write(p->app->cfg.cache_dir, ver, err, sizeof err) != 0)
+		log_warn(NULL, "the version floor %lld is not kept on disk: %s", (long long)ver, err);
+	atomic_store(&p->floor, ver);
+}
+
+/* The document's `ver` must be above this: above the version in use, and
+ * at least the floor (the floor's own version is accepted when nothing is
+ * in use, e.g. the same document once the clock has caught up). */
+static int64_t min_version(struct dp_pull *p, const struct in_use *u)
+{
+	int64_t f = atomic_load(&p->floor) - 1, v = u->loaded ? u->ver : 0;
+	return f > v ? f : v;
+}
+
 /* ---- lifecycle ---- */
 
 struct dp_pull *dp_pull_new(struct dp_app *app)
@@ -187,9 +218,6 @@ struct dp_pull *dp_pull_new(struct dp_app *app)
 	if (!p)
 		return NULL;
 	p->app = app;
-	snprintf(p->base, sizeof p->base, "%s", app->cfg.control_plane_url);
-	for (size_t n = strlen(p->base); n && p->base[n - 1] == '/'; n--)
-		p->base[n - 1] = '\0';
 	if (secret_random(&p->rng, sizeof p->rng) != 0 || !p->rng)
 		p->rng = (uint64_t)time(NULL) * 6364136223846793005ull + 1;
 	p->multi = curl_multi_init();
@@ -200,14 +228,27 @@ struct dp_pull *dp_pull_new(struct dp_app *app)
 	return p;
 }
 
-void dp_pull_load_cache(struct dp_pull *p)
+/* Failures of the document's bytes: it can never verify, and is set
+ * aside. Time (nbf, exp) and version (rollback) failures are not the
+ * bytes' fault: a clock behind before NTP, say. Such a file is kept where
+ * it is; it is not served, but it still counts for the floor. */
+static int bytes_failure(enum cfgdoc_result r)
+{
+	return r != CFGDOC_NOT_YET_VALID && r != CFGDOC_EXPIRED && r != CFGDOC_ROLLBACK;
+}
+
+/* Loads DP_CACHE_DIR/config.jwt into use if it verifies (see
+ * dp_pull_load_cache); any thread, while nothing else publishes. */
+static void load_cache(struct dp_pull *p)
 {
 	const struct dp_config *c = &p->app->cfg;
 	char err[512], detail[512];
 	char *tok = NULL;
 	size_t len;
 	struct cfgdoc *doc = NULL;
+	struct in_use u;
 
+	p->kept_nbf = 0;
 	switch (dp_cache_read(c->cache_dir, (size_t)c->config_max_bytes, &tok, &len, err, sizeof err)) {
 	case DP_CACHE_ABSENT:
 		log_info(NULL, "no cached configuration in %s; waiting for the control plane", c->cache_dir);
@@ -218,11 +259,33 @@ void dp_pull_load_cache(struct dp_pull *p)
 	case DP_CACHE_FOUND:
 		break;
 	}
-	struct cfgdoc_verify_opts o = verify_opts(p, 0, 1);
+	in_use(p, &u);
+	struct cfgdoc_verify_opts o = verify_opts(p, min_version(p, &u), 1);
 	enum cfgdoc_result r = cfgdoc_verify(tok, len, &p->app->trust, &o, &doc, detail, sizeof detail);
+	if (r == CFGDOC_NOT_YET_VALID) {
+		/* Its signature and claims are good: its version still raises the
+		 * floor, and the clock is waited for. Verified again with a clock
+		 * far ahead only to read them. */
+		struct cfgdoc *ahead = NULL;
+		char ignored[64];
+		struct cfgdoc_verify_opts later = o;
+		later.now = INT64_C(1) << 40;
+		later.min_version = 0;
+		if (cfgdoc_verify(tok, len, &p->app->trust, &later, &ahead, ignored, sizeof ignored) == CFGDOC_OK) {
+			floor_raise(p, ahead->ver);
+			p->kept_nbf = ahead->nbf;
+			cfgdoc_free(ahead);
+		}
+	}
 	free(tok);
 	if (r != CFGDOC_OK) {
 		reject(p, r, "cached", detail);
+		if (!bytes_failure(r)) {
+			log_warn(NULL, "the cached configuration is kept in %s/%s but not served (%s)%s",
+			         c->cache_dir, DP_CACHE_FILE, cfgdoc_result_names[r],
+			         r == CFGDOC_NOT_YET_VALID ? "; it is used once this clock reaches its nbf" : "");
+			return;
+		}
 		if (dp_cache_reject(c->cache_dir, err, sizeof err) != 0)
 			log_warn(NULL, "%s", err);
 		else
@@ -231,6 +294,8 @@ void dp_pull_load_cache(struct dp_pull *p)
 	}
 	int64_t ver = doc->ver, exp = doc->exp;
 	size_t nt = doc->ntenants, nk = doc->nkeys;
+	/* A cache written before the floor was kept on its own brings it. */
+	floor_raise(p, ver);
 	struct dp_snapshot *s = dp_snapshot_new(doc, DP_SOURCE_CACHE);
 	if (!s) {
 		log_error(NULL, "out of memory loading the cached configuration");
@@ -245,6 +310,21 @@ void dp_pull_load_cache(struct dp_pull *p)
 	          json_pack("{sI sI sI ss sb}", "version", (json_int_t)ver, "tenants", (json_int_t)nt,
 	                    "keys", (json_int_t)nk, "expires_at", when, "stale", stale),
 	          "serving the cached configuration%s", stale ? ", which has expired" : "");
+}
+
+void dp_pull_load_cache(struct dp_pull *p)
+{
+	const struct dp_config *c = &p->app->cfg;
+	char err[512];
+	int64_t floor;
+
+	if (dp_floor_read(c->cache_dir, &floor, err, sizeof err) != 0)
+		/* Not fatal: the cached document, when there is one, still
+		 * holds a floor; the file is rewritten at the next apply. */
+		log_error(NULL, "the version floor is unreadable (%s); rollbacks are measured against the "
+		                "cached document only", err);
+	atomic_store(&p->floor, floor);
+	load_cache(p);
 }
 
 /* ---- transfers ---- */
@@ -283,8 +363,7 @@ static int transfer_begin(struct dp_pull *p, struct transfer *t, const char *pat
 
 	memset(t, 0, sizeof *t);
 	t->max = max;
-	snprintf(url, sizeof url, "%s%s", p->base, path);
-	if (!(t->easy = curl_easy_init()))
+	if (url_join(url, sizeof url, c->control_plane_url, path) != 0 || !(t->easy = curl_easy_init()))
 		return -1;
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->region_token);
 	t->headers = curl_slist_append(NULL, auth);
@@ -349,7 +428,7 @@ static int apply(struct dp_pull *p)
 	char detail[512], err[512], when[32];
 
 	in_use(p, &u);
-	struct cfgdoc_verify_opts o = verify_opts(p, u.loaded ? u.ver : 0, 0);
+	struct cfgdoc_verify_opts o = verify_opts(p, min_version(p, &u), 0);
 	enum cfgdoc_result r = cfgdoc_verify(p->cfg.body.p ? p->cfg.body.p : "", p->cfg.body.len,
 	                                     &p->app->trust, &o, &doc, detail, sizeof detail);
 	if (r != CFGDOC_OK) {
@@ -363,6 +442,7 @@ static int apply(struct dp_pull *p)
 		         (long long)doc->ver, err);
 	int64_t ver = doc->ver;
 	size_t nt = doc->ntenants, nk = doc->nkeys;
+	floor_raise(p, ver);
 	dp_time_rfc3339(doc->exp, when);
 	struct dp_snapshot *s = dp_snapshot_new(doc, DP_SOURCE_CONTROL_PLANE);
 	if (!s) {
@@ -399,8 +479,13 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 		o = PULL_NOT_MODIFIED;
 	} else if (status == 200) {
 		o = apply(p) ? PULL_UPDATED : PULL_ERROR;
-	} else if (status == 401 || status == 403) {
-		fail(p, "the control plane refused DP_REGION_TOKEN (HTTP %ld)", status);
+	} else if (dp_cp_config_error(status)) {
+		/* Logged by dp_cp_errors_note, at most once a minute. */
+		snprintf(p->last_error, sizeof p->last_error, "%s (HTTP %ld)",
+		         status == 404 ? "the control plane has no such route or region: DP_CONTROL_PLANE_URL or DP_REGION is wrong"
+		                       : "the control plane refused DP_REGION_TOKEN",
+		         status);
+		dp_cp_errors_note(DP_CP_CONFIG, status, "GET /v1/regions/{region}/config");
 	} else {
 		fail(p, "the control plane answered HTTP %ld", status);
 	}
@@ -466,8 +551,10 @@ static void finish_status(struct dp_pull *p, CURLcode rc)
 	long status = 0;
 	curl_easy_getinfo(p->status.easy, CURLINFO_RESPONSE_CODE, &status);
 	int ok = rc == CURLE_OK && status >= 200 && status < 300;
+	if (rc == CURLE_OK && dp_cp_config_error(status))
+		dp_cp_errors_note(DP_CP_STATUS, status, "POST /v1/regions/{region}/status");
 	/* Best effort: said once when it starts failing, not on every attempt. */
-	if (!ok && !p->status_failing)
+	else if (!ok && !p->status_failing)
 		log_warn(NULL, "fleet status not accepted: %s",
 		         rc != CURLE_OK ? (p->status.errbuf[0] ? p->status.errbuf : curl_easy_strerror(rc))
 		                        : (status == 401 || status == 403 ? "DP_REGION_TOKEN refused"
@@ -497,6 +584,14 @@ static void *run(void *arg)
 		struct in_use u;
 
 		in_use(p, &u);
+		/* A cached document kept for a clock that was behind is put in
+		 * use once the clock reaches it, if nothing newer came meanwhile. */
+		if (!u.loaded && p->kept_nbf &&
+		    (int64_t)time(NULL) + p->app->cfg.clock_skew_ms / 1000 >= p->kept_nbf) {
+			load_cache(p);
+			in_use(p, &u);
+			status_due = 1;
+		}
 		if (u.stale != p->was_stale) {
 			if (u.stale)
 				log_warn(NULL, "the configuration in use (version %lld) has expired; tenant routes %s",
@@ -626,13 +721,16 @@ void dp_pull_metrics(struct dp_pull *p, FILE *out)
 	        "# HELP dp_config_keys API keys in the document in use.\n"
 	        "# TYPE dp_config_keys gauge\n"
 	        "dp_config_keys %zu\n"
+	        "# HELP dp_config_version_floor Highest version ever applied here (kept in DP_CACHE_DIR/version): an older document is refused as a rollback.\n"
+	        "# TYPE dp_config_version_floor gauge\n"
+	        "dp_config_version_floor %lld\n"
 	        "# HELP dp_config_applied_total Verified documents put in use (from the cache or the control plane).\n"
 	        "# TYPE dp_config_applied_total counter\n"
 	        "dp_config_applied_total %llu\n"
 	        "# HELP dp_config_rejected_total Documents refused, by reason.\n"
 	        "# TYPE dp_config_rejected_total counter\n",
 	        (long long)u.ver, (long long)u.exp, u.stale, u.tenants, u.keys,
-	        (unsigned long long)atomic_load(&p->applied));
+	        (long long)atomic_load(&p->floor), (unsigned long long)atomic_load(&p->applied));
 	for (int r = 1; r < CFGDOC__COUNT; r++)
 		fprintf(out, "dp_config_rejected_total{reason=\"%s\"} %llu\n", cfgdoc_result_names[r],
 		        (unsigned long long)atomic_load(&p->rejected[r]));

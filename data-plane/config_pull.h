@@ -3,7 +3,8 @@
  * At start-up the cached document (DP_CACHE_DIR/config.jwt) is verified and
  * put in use at once, expired or not; a corrupt or tampered one is moved
  * aside. Then one background thread long-polls the control plane for newer
- * versions, verifies each (a version not newer than the one in use is a
+ * versions, verifies each (a version not newer than the one in use, or
+ * older than the highest ever applied, kept in DP_CACHE_DIR/version, is a
  * rollback), caches it and swaps it in, backs off with jitter on errors,
  * and reports this instance's state to the control plane (fleet status).
  * It drives libcurl's multi interface, so that stopping it never waits for
@@ -21,10 +22,15 @@ struct dp_pull;
  * instance, trust and snaps) must outlive it. NULL when out of memory. */
 struct dp_pull *dp_pull_new(struct dp_app *app);
 
-/* Start-up: verifies DP_CACHE_DIR/config.jwt (allowing an expired one) and
- * puts it in use; a file that does not verify is logged, counted and
- * renamed config.jwt.rejected. Never fails the start. Call before the
- * thread starts. */
+/* Start-up: reads the version floor (DP_CACHE_DIR/version), verifies
+ * DP_CACHE_DIR/config.jwt (allowing an expired one) and puts it in use.
+ * A file whose bytes do not verify (format, signature, key, issuer,
+ * audience, content) is logged, counted and renamed config.jwt.rejected.
+ * One that fails only on time or version is kept in place and not served:
+ * not valid yet (a clock behind) it is put in use by the pull thread once
+ * the clock reaches its nbf, unless a pull brought one first; older than
+ * the floor it waits for a pull. Its version raises the floor either way.
+ * Never fails the start. Call before the thread starts. */
 void dp_pull_load_cache(struct dp_pull *p);
 
 /* Starts the pull thread. Returns 0, or -1 with `err` set. */

@@ -90,20 +90,23 @@ out:
 	return ret;
 }
 
-int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)
+/* Replaces dir/name with `data` atomically and durably: a temporary file,
+ * fsync, rename, fsync of the directory. */
+static int write_atomic(const char *dir, const char *name, const char *data, size_t len, char *err,
+                        size_t errlen)
 {
 	char tmp[4096], path[4096];
 	int fd = -1, dfd = -1, ret = -1;
 
-	snprintf(path, sizeof path, "%s/%s", dir, DP_CACHE_FILE);
-	snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, DP_CACHE_FILE);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, name);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create a file in %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, token + off, len - off);
+		ssize_t w = write(fd, data + off, len - off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
@@ -142,6 +145,51 @@ out:
 	if (ret != 0 && tmp[0])
 		unlink(tmp);
 	return ret;
+}
+
+int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)
+{
+	return write_atomic(dir, DP_CACHE_FILE, token, len, err, errlen);
+}
+
+int dp_floor_read(const char *dir, int64_t *ver, char *err, size_t errlen)
+{
+	char path[4096], text[32];
+	*ver = 0;
+	snprintf(path, sizeof path, "%s/%s", dir, DP_VERSION_FILE);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	ssize_t n;
+	do
+		n = read(fd, text, sizeof text - 1);
+	while (n < 0 && errno == EINTR);
+	int saved = errno;
+	close(fd);
+	if (n < 0) {
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(saved));
+		return -1;
+	}
+	text[n] = '\0';
+	/* Exactly what dp_floor_write writes: digits and a newline. */
+	size_t digits = strspn(text, "0123456789");
+	if (digits == 0 || digits > 18 || strcmp(text + digits, "\n") != 0) {
+		snprintf(err, errlen, "%s does not hold a version number", path);
+		return -1;
+	}
+	*ver = strtoll(text, NULL, 10);
+	return 0;
+}
+
+int dp_floor_write(const char *dir, int64_t ver, char *err, size_t errlen)
+{
+	char text[32];
+	int n = snprintf(text, sizeof text, "%lld\n", (long long)ver);
+	return write_atomic(dir, DP_VERSION_FILE, text, (size_t)n, err, errlen);
 }
 
 int dp_cache_reject(const char *dir, char *err, size_t errlen)

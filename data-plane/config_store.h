@@ -1,5 +1,5 @@
 /* The on-disk copy of the last verified configuration document,
- * DP_CACHE_DIR/config.jwt: what a data plane serves from at start-up when
+ * DP_CACHE_DIR/config.jwt, and the version floor beside it: what a data plane serves from at start-up when
  * the control plane cannot be reached. It is written atomically (a
  * temporary file, fsync, rename, fsync of the directory), so a crash leaves
  * either the old document or the new one, never a mixture. The file holds
@@ -8,9 +8,11 @@
 #define DP_CONFIG_STORE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define DP_CACHE_FILE "config.jwt"
 #define DP_CACHE_REJECTED "config.jwt.rejected"
+#define DP_VERSION_FILE "version"
 
 /* Makes sure `dir` is a directory this process can write, creating it
  * (mode 0700) when missing. Returns 0, or -1 with a sentence in `err`. */
@@ -28,7 +30,19 @@ enum dp_cache_read dp_cache_read(const char *dir, size_t max_bytes, char **out, 
 int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
-/* Moves a cached file that failed verification aside (config.jwt.rejected,
+/* The version floor, DP_CACHE_DIR/version: the highest configuration
+ * version this instance has applied, as decimal digits and a newline. It
+ * is kept apart from config.jwt so that losing the document (set aside,
+ * deleted, replaced) never lowers what a rollback is measured against.
+ * dp_floor_read sets *ver (0 when the file is absent) and returns 0, or
+ * -1 with `err` set when the file cannot be read or holds anything else.
+ * dp_floor_write replaces it atomically and durably, like dp_cache_write. */
+int dp_floor_read(const char *dir, int64_t *ver, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+int dp_floor_write(const char *dir, int64_t ver, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+
+/* Moves a cached file whose bytes failed verification aside (config.jwt.rejected,
  * replacing an older one) so that it is kept for inspection and never read
  * again. Returns 0 or -1 with `err` set. */
 int dp_cache_reject(const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));

@@ -4,6 +4,7 @@
 #define DP_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cfgdoc.h"
 #include "config.h"
@@ -63,6 +64,7 @@ struct dp_app {
 	struct dp_usage *usage;             /* usage refresher and reporter threads */
 	struct dp_retention *retention;
 	struct dp_ratesync *ratesync;       /* shares tenants' rate limits with the region's instances */
+	struct dp_region_guard *region;     /* checks every new database session */
 };
 
 /* ---- routes ---- */
@@ -102,8 +104,8 @@ int dp_handle_event_get(struct http_req *req);
 int dp_handle_readyz(struct http_req *req);
 
 /* The regional database records which region it belongs to, so that a data
- * plane pointed at another region's database refuses to start instead of
- * writing a tenant's data in the wrong place. */
+ * plane pointed at another region's database never writes or reads a
+ * tenant's data there (db_region.c). */
 enum dp_region_check { DP_REGION_OK, DP_REGION_MISMATCH, DP_REGION_UNCLAIMED, DP_REGION_UNKNOWN };
 
 /* Records `region` as the owner of an unclaimed database (migrate does
@@ -111,8 +113,23 @@ enum dp_region_check { DP_REGION_OK, DP_REGION_MISMATCH, DP_REGION_UNCLAIMED, DP
  * `owner`, or DP_REGION_UNKNOWN when the database cannot be asked. */
 enum dp_region_check dp_db_region_claim(struct db_pool *db, const char *region, char *owner,
                                         size_t len);
-/* Compares the recorded owner with `region` without changing anything. */
-enum dp_region_check dp_db_region_check(struct db_pool *db, const char *region, char *owner,
-                                        size_t len);
+
+/* The pool's check of every new session (db_pool_set_check with
+ * dp_region_guard_check and the guard as its argument): a session that
+ * reaches a database of another region, or of none, is refused, so that no
+ * statement of the data plane ever runs on it, whether the database was
+ * reachable at start or only later, or a reconnect reached another one.
+ * Refusals are counted and logged at error level (on a change, then at
+ * most once a minute). `region` must outlive the guard. NULL when out of
+ * memory; _free accepts NULL. */
+struct dp_region_guard;
+struct dp_region_guard *dp_region_guard_new(const char *region);
+void dp_region_guard_free(struct dp_region_guard *g);
+int dp_region_guard_check(struct db_conn *c, void *guard);
+/* What the last completed check found (DP_REGION_UNKNOWN before any), and
+ * the owner it read. Any thread. */
+enum dp_region_check dp_region_guard_state(struct dp_region_guard *g, char *owner, size_t len);
+/* Appends dp_db_region_check_failures_total{reason} to a /metrics page. */
+void dp_region_guard_metrics(struct dp_region_guard *g, FILE *out);
 
 #endif

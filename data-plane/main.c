@@ -14,6 +14,7 @@
 
 #include "config_pull.h"
 #include "config_store.h"
+#include "cp_errors.h"
 #include "dp.h"
 #include "http.h"
 #include "ingest.h"
@@ -47,7 +48,7 @@ static const struct cfg_var dp_vars[] = {
 	{ "DP_TRUST_BUNDLE", CFG_STR, NULL, 0, O(trust_bundle), 0, 0, NULL,
 	  "Required to serve. JWK set file of the keys a configuration document may be signed with." },
 	{ "DP_CACHE_DIR", CFG_STR, NULL, 0, O(cache_dir), 0, 0, NULL,
-	  "Required to serve. Directory of the last verified configuration (config.jwt); created if missing." },
+	  "Required to serve. Directory of the last verified configuration (config.jwt) and the highest version applied (version); created if missing." },
 	{ "DP_STALE_POLICY", CFG_ENUM, "serve", 0, O(stale_policy), 0, 0, dp_stale_policy_names,
 	  "Tenant routes once the configuration in use has expired: keep serving, or answer 503." },
 	{ "DP_PULL_WAIT", CFG_DURATION, "30s", 0, O(pull_wait_ms), 1000, 60000, NULL,
@@ -103,6 +104,9 @@ static void dp_metrics(FILE *out, void *arg)
 	struct dp_app *app = arg;
 	svc_db_metrics(out, app->db, PROG);
 	dp_pull_metrics(app->pull, out);
+	dp_cp_errors_metrics(out);
+	if (app->region)
+		dp_region_guard_metrics(app->region, out);
 	dp_ingest_metrics(app->ingest, out);
 	if (app->usage)
 		dp_usage_metrics(app->usage, out);
@@ -246,9 +250,18 @@ static int cmd_serve(struct dp_app *app)
 		cfgdoc_trust_free(&app->trust);
 		return SVC_EXIT_USAGE;
 	}
-	/* A wrong database is a fatal misconfiguration; an unreachable one is
-	 * not: the region keeps answering what it can without it. */
-	switch (dp_db_region_check(app->db, app->cfg.region, owner, sizeof owner)) {
+	/* Every session is checked before it is used, at start as later: a
+	 * database that cannot be reached now is checked once it can. */
+	if (!(app->region = dp_region_guard_new(app->cfg.region))) {
+		log_error(NULL, "out of memory");
+		goto out;
+	}
+	db_pool_set_check(app->db, dp_region_guard_check, app->region);
+	/* A wrong database at start is a fatal misconfiguration; an
+	 * unreachable one is not: the region keeps answering what it can
+	 * without it. */
+	(void)db_ping(app->db);
+	switch (dp_region_guard_state(app->region, owner, sizeof owner)) {
 	case DP_REGION_OK:
 		break;
 	case DP_REGION_MISMATCH:
@@ -263,7 +276,8 @@ static int cmd_serve(struct dp_app *app)
 		          app->cfg.region);
 		goto out;
 	case DP_REGION_UNKNOWN:
-		log_warn(NULL, "regional database unreachable at start; serving what needs no database");
+		log_warn(NULL, "regional database unreachable at start; serving what needs no database, "
+		               "and events once the database is reached and found to be this region's");
 		break;
 	}
 	/* The cached configuration is in use before the first connection is
@@ -313,6 +327,7 @@ out:
 	dp_snaps_free(app->snaps);
 	cfgdoc_trust_free(&app->trust);
 	db_pool_free(app->db);
+	dp_region_guard_free(app->region);
 	return ret;
 }
 

@@ -1,7 +1,9 @@
 /* GET /readyz: ready once a verified configuration is in use (and, under
- * DP_STALE_POLICY=fail-closed, while it has not expired), and what it
- * is (version, validity, where it came from, staleness). Liveness is
- * /healthz. */
+ * DP_STALE_POLICY=fail-closed, while it has not expired) and unless the
+ * regional database was found to be another region's (or no region's);
+ * what the configuration is (version, validity, where it came from,
+ * staleness), what the database check found, and why it is not ready.
+ * Liveness is /healthz. */
 #include <time.h>
 
 #include "config_pull.h"
@@ -34,14 +36,33 @@ int dp_handle_readyz(struct http_req *req)
 	}
 	dp_snaps_leave(app->snaps);
 
-	json_t *body = json_pack("{ss so so so so so sb}", "region", app->cfg.region, "config_version",
+	/* The database is not asked here: this is what the check of the last
+	 * new session found ("unchecked" until one was opened). */
+	char owner[64] = "", reason[200] = "";
+	static const char *const db_names[] = { [DP_REGION_OK] = "ok", [DP_REGION_MISMATCH] = "wrong_region",
+		                                    [DP_REGION_UNCLAIMED] = "unclaimed",
+		                                    [DP_REGION_UNKNOWN] = "unchecked" };
+	enum dp_region_check db = app->region ? dp_region_guard_state(app->region, owner, sizeof owner)
+	                                      : DP_REGION_UNKNOWN;
+	/* Under fail-closed a stale document refuses every tenant request, and
+	 * a database of another region every events request: the instance is
+	 * not ready, so that a balancer stops sending it any. */
+	if (!loaded)
+		snprintf(reason, sizeof reason, "no verified configuration yet");
+	else if (stale && app->cfg.stale_policy == DP_STALE_FAIL_CLOSED)
+		snprintf(reason, sizeof reason, "the configuration has expired and DP_STALE_POLICY is fail-closed");
+	else if (db == DP_REGION_MISMATCH)
+		snprintf(reason, sizeof reason, "the regional database belongs to region '%s', not '%s'", owner,
+		         app->cfg.region);
+	else if (db == DP_REGION_UNCLAIMED)
+		snprintf(reason, sizeof reason, "the regional database is not claimed for region '%s'",
+		         app->cfg.region);
+	json_t *body = json_pack("{ss so so so so so sb ss so}", "region", app->cfg.region, "config_version",
 	                         loaded ? json_integer(ver) : json_null(), "issued_at",
 	                         loaded ? time_or_null(iat) : json_null(), "expires_at",
 	                         loaded ? time_or_null(exp) : json_null(), "source",
 	                         source ? json_string(source) : json_null(), "last_pull_ok_at",
-	                         time_or_null(dp_pull_last_ok(app->pull)), "stale", stale);
-	/* Under fail-closed a stale document refuses every tenant request: the
-	 * instance is not ready, so that a balancer stops sending it any. */
-	int ready = loaded && !(stale && app->cfg.stale_policy == DP_STALE_FAIL_CLOSED);
-	return http_reply_json(req, ready ? 200 : 503, body);
+	                         time_or_null(dp_pull_last_ok(app->pull)), "stale", stale, "database",
+	                         db_names[db], "reason", reason[0] ? json_string(reason) : json_null());
+	return http_reply_json(req, reason[0] ? 503 : 200, body);
 }

@@ -9,6 +9,7 @@
 
 #include "background.h"
 #include "buf.h"
+#include "cp_errors.h"
 #include "dp.h"
 #include "dpdb.h"
 #include "http.h"
@@ -16,6 +17,7 @@
 #include "log.h"
 #include "snapshot.h"
 #include "timefmt.h"
+#include "url.h"
 
 /* A row changed by a transaction that committed late still shows an
  * updated_at before the previous refresh started: rows are read again
@@ -142,18 +144,21 @@ static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl
 static long send_batch(struct dp_usage *u, const struct dp_outbox_batch *b, char *why, size_t whylen)
 {
 	const struct dp_config *cfg = &u->app->cfg;
-	char url[1024], auth[64 + HTTP_BEARER_MAX], key[160];
+	char url[2048], auth[64 + HTTP_BEARER_MAX], key[160];
 	struct buf resp = { 0 };
 	struct curl_slist *h = NULL;
 	long status = 0;
-	CURL *c = curl_easy_init();
+	CURL *c;
 
 	why[0] = '\0';
-	if (!c) {
+	if (url_join(url, sizeof url, cfg->control_plane_url, "/v1/usage") != 0) {
+		snprintf(why, whylen, "DP_CONTROL_PLANE_URL is too long");
+		return 0;
+	}
+	if (!(c = curl_easy_init())) {
 		snprintf(why, whylen, "cannot create an HTTP client");
 		return 0;
 	}
-	snprintf(url, sizeof url, "%s/v1/usage", cfg->control_plane_url);
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->region_token);
 	snprintf(key, sizeof key, "Idempotency-Key: %s", b->key);
 	h = curl_slist_append(h, "Content-Type: application/json");
@@ -225,7 +230,7 @@ static int64_t report_step(void *ctx)
 			u->backoff_ms = 0;
 			log_debug(NULL, "usage batch %s sent: %d record(s), %" PRId64 " event(s)", n.b.key,
 			          n.b.records, n.b.events);
-		} else if (status == 400 || status == 403 || status == 413 || status == 422) {
+		} else if (status == 400 || status == 413 || status == 422) {
 			/* Refused as it is: sending it again changes nothing. Kept in
 			 * the outbox for an operator; the next batches go on. */
 			m.o = DP_OUTBOX_REJECTED;
@@ -240,8 +245,18 @@ static int64_t report_step(void *ctx)
 			u->backoff_ms = u->backoff_ms ? u->backoff_ms * 2 : 1000;
 			if (u->backoff_ms > BACKOFF_MAX_MS)
 				u->backoff_ms = BACKOFF_MAX_MS;
-			log_warn(NULL, "usage batch %s not delivered (%s); retrying in %" PRId64 " ms", n.b.key, why,
-			         u->backoff_ms);
+			/* A wrong URL or a refused credential (401, 403, 404) is the
+			 * operator's to fix: the batch stays for when it is, and the
+			 * error is said at most once a minute, not on every retry. A
+			 * 403 is never the batch's own fault: it is a credential that
+			 * is not this region's, or records of tenants homed elsewhere,
+			 * which only a database of another region holds (a tenant's
+			 * home region never changes). */
+			if (dp_cp_config_error(status))
+				dp_cp_errors_note(DP_CP_USAGE, status, "POST /v1/usage");
+			else
+				log_warn(NULL, "usage batch %s not delivered (%s); retrying in %" PRId64 " ms", n.b.key,
+				         why, u->backoff_ms);
 		}
 		free(n.b.body);
 		if (db_tx(app->db, DB_READ_COMMITTED, mark_tx, &m) != DB_OK && m.o == DP_OUTBOX_SENT)

@@ -370,7 +370,7 @@ else
 	check "the cached file is the previous document, whole (version $(jwt_ver "$CACHE_FS/config.jwt") = $v0)" \
 		[ "$(jwt_ver "$CACHE_FS/config.jwt")" = "$v0" ]
 	check "no temporary file is left in the cache directory ($(ls -A "$CACHE_FS" | tr '\n' ' '))" \
-		[ -z "$(ls -A "$CACHE_FS" | grep -v -e '^config.jwt$' -e '^filler$')" ]
+		[ -z "$(ls -A "$CACHE_FS" | grep -v -e '^config.jwt$' -e '^version$' -e '^filler$')" ]
 	check "the data plane did not crash" same_pid data-plane-eu "$dp0"
 	check "no request failed ($(errors_total post tenant))" no_errors post tenant
 	svc_stop data-plane-eu

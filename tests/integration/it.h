@@ -28,6 +28,7 @@ Suite *cli_suite(void); /* test_cli.c */
 Suite *listings_suite(void); /* test_listings.c */
 Suite *ratelimit_suite(void); /* test_ratelimit.c */
 Suite *login_suite(void); /* test_login.c */
+Suite *dp_deps_suite(void); /* test_dp_deps.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"

@@ -1009,8 +1009,9 @@ START_TEST(no_config_yet)
 	long st;
 	json_t *v = readyz(&d, &st);
 	ck_assert_int_eq(st, 503);
-	json_t *want = json_pack("{ss sn sn sn sn sn sb}", "region", "us", "config_version",
-	                         "issued_at", "expires_at", "source", "last_pull_ok_at", "stale", 0);
+	json_t *want = json_pack("{ss sn sn sn sn sn sb ss ss}", "region", "us", "config_version",
+	                         "issued_at", "expires_at", "source", "last_pull_ok_at", "stale", 0,
+	                         "database", "ok", "reason", "no verified configuration yet");
 	ck_assert_msg(json_equal(v, want), "readyz: %s", json_dumps(v, 0));
 	json_decref(want);
 	json_decref(v);
@@ -1074,6 +1075,132 @@ START_TEST(serve_config_required)
 }
 END_TEST
 
+/* A cached document that is not valid yet (this clock behind, as before
+ * NTP has run) is kept in place and not served, and its version stays the
+ * floor: an older document from the control plane is refused. Once the
+ * clock reaches its nbf it is served, after a restart or without one. */
+START_TEST(clock_behind_cache_kept)
+{
+	struct fake_cp cp;
+	struct dp d;
+	char url[64];
+	int64_t now = (int64_t)time(NULL);
+	/* sign_doc puts nbf 2 h before exp: nbf 10 minutes from now */
+	char *ahead = sign_doc(&signer, "us", 7, now + 7200 + 600, 0, 0), *v6 = doc(6, 0);
+	write_cache(ahead);
+	fake_cp_start(&cp);
+	fake_cp_url(&cp, url, sizeof url);
+	fake_cp_serve(&cp, v6, 6);
+	start_dp(&d, url, NULL);
+	ck_assert_int_eq(metric(&d, "dp_config_rejected_total{reason=\"not_yet_valid\"}"), 1);
+	wait_metric(&d, "dp_config_rejected_total{reason=\"rollback\"}", 1, 5000);
+	long st;
+	json_t *v = readyz(&d, &st);
+	ck_assert_int_eq(st, 503);
+	ck_assert(json_is_null(json_object_get(v, "config_version")));
+	json_decref(v);
+	ck_assert_int_eq(metric(&d, "dp_config_applied_total"), 0);
+	char *cached = read_cache("config.jwt"), *rejected = read_cache("config.jwt.rejected");
+	ck_assert_ptr_nonnull(cached);
+	ck_assert_str_eq(cached, ahead);
+	ck_assert_ptr_null(rejected);
+	ck_assert_int_eq(metric(&d, "dp_config_version_floor"), 7);
+	stop_dp(&d);
+	char *floor = read_cache("version");
+	ck_assert_ptr_nonnull(floor);
+	ck_assert_str_eq(floor, "7\n");
+	free(cached);
+	free(floor);
+
+	/* The clock has caught up (here: a skew allowance past the nbf). */
+	const char *const skew[] = { "DP_CLOCK_SKEW=1h", NULL };
+	start_dp(&d, url, skew);
+	ck_assert_int_eq(ready_version(&d), 7);
+	stop_dp(&d);
+
+	/* Without a restart: nbf a few seconds ahead, no skew allowed. The
+	 * control plane offers only the older version meanwhile. */
+	free(ahead);
+	now = (int64_t)time(NULL);
+	ahead = sign_doc(&signer, "us", 7, now + 7200 + 4, 0, 0);
+	write_cache(ahead);
+	const char *const noskew[] = { "DP_CLOCK_SKEW=0s", NULL };
+	start_dp(&d, url, noskew);
+	/* The cache is read before the port is announced: refused if that
+	 * was before its nbf (on a very slow start it may already be valid). */
+	if ((int64_t)time(NULL) < now + 4)
+		ck_assert_int_eq(metric(&d, "dp_config_rejected_total{reason=\"not_yet_valid\"}"), 1);
+	wait_version(&d, 7, 20000);
+	v = readyz(&d, &st);
+	ck_assert_str_eq(json_string_value(json_object_get(v, "source")), "cache");
+	json_decref(v);
+	rejected = read_cache("config.jwt.rejected");
+	ck_assert_ptr_null(rejected);
+	stop_dp(&d);
+	fake_cp_stop(&cp);
+	free(ahead);
+	free(v6);
+}
+END_TEST
+
+/* The version floor outlives the cached document: after the cache was set
+ * aside (tampered) or deleted, an older signed version is refused as a
+ * rollback; the floor's own version, or a newer one, is accepted. */
+START_TEST(floor_outlives_cache)
+{
+	struct fake_cp cp;
+	struct dp d;
+	char url[64], *v7 = doc(7, 0), *v8 = doc(8, 1), *v9 = doc(9, 1), spliced[65536];
+	write_cache(v8);
+	start_dp(&d, "http://127.0.0.1:1", NULL);
+	ck_assert_int_eq(ready_version(&d), 8);
+	stop_dp(&d);
+
+	/* Tampered: v8's header and signature around v9's payload. */
+	const char *p8 = strchr(v8, '.'), *s8 = strrchr(v8, '.'), *p9 = strchr(v9, '.'), *s9 = strrchr(v9, '.');
+	snprintf(spliced, sizeof spliced, "%.*s%.*s%s", (int)(p8 - v8), v8, (int)(s9 - p9), p9, s8);
+	write_cache(spliced);
+	fake_cp_start(&cp);
+	fake_cp_url(&cp, url, sizeof url);
+	fake_cp_serve(&cp, v7, 7);
+	start_dp(&d, url, NULL);
+	ck_assert_int_eq(metric(&d, "dp_config_rejected_total{reason=\"signature\"}"), 1);
+	wait_metric(&d, "dp_config_rejected_total{reason=\"rollback\"}", 1, 5000);
+	ck_assert_int_eq(ready_version(&d), 0);
+	ck_assert_int_eq(metric(&d, "dp_config_version_floor"), 8);
+	stop_dp(&d);
+	char *rejected = read_cache("config.jwt.rejected"), *floor = read_cache("version");
+	ck_assert_ptr_nonnull(rejected);
+	ck_assert_ptr_nonnull(floor);
+	ck_assert_str_eq(floor, "8\n");
+	free(rejected);
+	free(floor);
+
+	/* Deleted (and the set-aside copy too): still refused. */
+	char path[700];
+	snprintf(path, sizeof path, "%s/config.jwt.rejected", cache_dir);
+	ck_assert_int_eq(unlink(path), 0);
+	start_dp(&d, url, NULL);
+	wait_metric(&d, "dp_config_rejected_total{reason=\"rollback\"}", 1, 5000);
+	ck_assert_int_eq(ready_version(&d), 0);
+	ck_assert_int_eq(metric(&d, "dp_config_version_floor"), 8);
+	/* The floor's own version is no rollback when nothing is in use. */
+	fake_cp_serve(&cp, v8, 8);
+	wait_version(&d, 8, 10000);
+	fake_cp_serve(&cp, v9, 9);
+	wait_version(&d, 9, 10000);
+	ck_assert_int_eq(metric(&d, "dp_config_version_floor"), 9);
+	stop_dp(&d);
+	floor = read_cache("version");
+	ck_assert_str_eq(floor, "9\n");
+	free(floor);
+	fake_cp_stop(&cp);
+	free(v7);
+	free(v8);
+	free(v9);
+}
+END_TEST
+
 Suite *dp_config_suite(void)
 {
 	Suite *s = suite_create("dp-config");
@@ -1089,6 +1216,8 @@ Suite *dp_config_suite(void)
 	tcase_add_test(tc, swaps_under_load);
 	tcase_add_test(tc, no_config_yet);
 	tcase_add_test(tc, serve_config_required);
+	tcase_add_test(tc, clock_behind_cache_kept);
+	tcase_add_test(tc, floor_outlives_cache);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -20,5 +20,6 @@ Suite *cfgdoc_suite(void);
 Suite *log_suite(void);
 Suite *snapshot_suite(void);
 Suite *event_suite(void);
+Suite *url_suite(void);
 
 #endif
