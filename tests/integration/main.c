@@ -18,6 +18,7 @@ int main(void)
 	srunner_add_suite(sr, billing_suite());
 	srunner_add_suite(sr, events_suite());
 	srunner_add_suite(sr, hostile_suite());
+	srunner_add_suite(sr, ingest_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
