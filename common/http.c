@@ -835,6 +835,7 @@ int http_server_drain(struct http_server *srv, unsigned timeout_ms)
 		uint64_t grace = now_us() + DRAIN_GRACE_US;
 		while (atomic_load(&srv->inflight) > 0 && now_us() < grace)
 			usleep(10000);
+		left = atomic_load(&srv->inflight);
 	}
 	MHD_stop_daemon(srv->daemon);
 	srv->daemon = NULL;

@@ -60,7 +60,8 @@ uint16_t http_server_port(const struct http_server *srv);
  * `timeout_ms`, on_drain included), then calls on_drain_deadline and gives
  * those left a short grace to be answered before every connection is
  * closed. A service must have resumed every request it suspended by then.
- * Returns the number of requests that were still running at the deadline. */
+ * Returns the number of requests cut off: still running when the
+ * connections were closed. */
 int http_server_drain(struct http_server *srv, unsigned timeout_ms);
 /* Stops (if still running) and frees. Accepts NULL. */
 void http_server_free(struct http_server *srv);

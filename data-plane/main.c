@@ -68,7 +68,7 @@ static const struct cfg_var dp_vars[] = {
 	{ "DP_INGEST_QUEUE_BYTES", CFG_INT, "67108864", 0, O(ingest_queue_bytes), 1048576, 17179869184, NULL,
 	  "Body bytes of the ingest requests waiting for or in a commit; beyond it POST /v1/events answers 503." },
 	{ "DP_DB_STATEMENT_TIMEOUT", CFG_DURATION, "10s", 0, O(db_statement_timeout_ms), 100, 3600000, NULL,
-	  "Longest a database statement (or a transaction left idle) may take; beyond it the request gets 503." },
+	  "Longest a database statement (or a transaction left idle) may take (100ms to 1h); beyond it the request gets 503." },
 	{ "DP_USAGE_REPORT_INTERVAL", CFG_DURATION, "10s", 0, O(usage_report_interval_ms), 100, 3600000, NULL,
 	  "How often usage is cut into batches and sent to the control plane's POST /v1/usage." },
 	{ "DP_USAGE_REFRESH", CFG_DURATION, "1s", 0, O(usage_refresh_ms), 100, 60000, NULL,
