@@ -96,7 +96,8 @@ enum db_status db_tx(struct db_pool *pool, enum db_isolation iso, db_tx_fn fn, v
 /* Bounds every statement of the pool's sessions to `statement_ms` (server
  * side: statement_timeout, and idle_in_transaction_session_timeout), set
  * at connect; 0 leaves the server's defaults. A statement cut by it is
- * DB_UNAVAILABLE (DB_COMMIT_UNKNOWN for a COMMIT) and is not retried.
+ * DB_UNAVAILABLE and is not retried. (PostgreSQL stops the timer before a
+ * transaction commits: a COMMIT is not cut by it.)
  * Call before the pool is used. Returns 0, or -1 when out of memory. */
 int db_pool_set_timeouts(struct db_pool *pool, unsigned statement_ms) __attribute__((warn_unused_result));
 

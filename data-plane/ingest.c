@@ -850,7 +850,6 @@ static int reply_outcome(struct http_req *req, struct job *j)
 			j->n_new, j->quota, j->period, j->used);
 	}
 	case J_UNKNOWN:
-		/* The connection broke, or the statement timeout cut the COMMIT. */
 		return reply_unknown(req, "The region's database did not confirm the commit");
 	case J_UNAVAILABLE:
 		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
