@@ -286,7 +286,7 @@ enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int n
 		c->busy_fd = PQsocket(c->pg);
 	pthread_mutex_unlock(&p->lock);
 	if (closing) {
-		snprintf(c->sqlstate, sizeof c->sqlstate, "%s", "");
+		c->sqlstate[0] = '\0';
 		return DB_UNAVAILABLE;
 	}
 	PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
@@ -481,14 +481,15 @@ int db_pool_set_timeouts(struct db_pool *p, unsigned statement_ms)
 		if (!strcmp(p->keys[k], "options"))
 			break;
 	/* The connection string's own options come last, so they win. */
-	char *v = malloc(strlen(opt) + 2 + (p->keys[k] ? strlen(p->vals[k]) : 0));
+	size_t len = strlen(opt) + 2 + (p->keys[k] ? strlen(p->vals[k]) : 0);
+	char *v = malloc(len);
 	char *key = p->keys[k] ? NULL : strdup("options");
 	if (!v || (!p->keys[k] && !key)) {
 		free(v);
 		free(key);
 		return -1;
 	}
-	sprintf(v, "%s%s%s", opt, p->keys[k] ? " " : "", p->keys[k] ? p->vals[k] : "");
+	snprintf(v, len, "%s%s%s", opt, p->keys[k] ? " " : "", p->keys[k] ? p->vals[k] : "");
 	if (p->keys[k]) {
 		free(p->vals[k]);
 	} else {
