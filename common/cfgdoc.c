@@ -44,11 +44,13 @@ static size_t table_cap(size_t n)
 	return cap;
 }
 
-/* Inserts index i under `id`; returns -1 if `id` is there already. */
+/* Inserts index i under `id`; returns -1 if `id` is there already (or,
+ * never with a table of table_cap() slots, when it is full). */
 static int slot_put(uint32_t *slots, size_t cap, const char *id, uint32_t i,
                     const char *(*id_of)(const struct cfgdoc *, uint32_t), const struct cfgdoc *d)
 {
-	for (size_t s = hash(id) & (cap - 1);; s = (s + 1) & (cap - 1)) {
+	size_t s = hash(id) & (cap - 1);
+	for (size_t probes = 0; probes < cap; probes++, s = (s + 1) & (cap - 1)) {
 		if (!slots[s]) {
 			slots[s] = i + 1;
 			return 0;
@@ -56,6 +58,7 @@ static int slot_put(uint32_t *slots, size_t cap, const char *id, uint32_t i,
 		if (!strcmp(id_of(d, slots[s] - 1), id))
 			return -1;
 	}
+	return -1;
 }
 
 static const char *key_id(const struct cfgdoc *d, uint32_t i) { return d->keys[i].id; }
@@ -65,7 +68,8 @@ const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id)
 {
 	if (!d->key_cap)
 		return NULL;
-	for (size_t s = hash(id) & (d->key_cap - 1); d->key_slots[s]; s = (s + 1) & (d->key_cap - 1))
+	size_t s = hash(id) & (d->key_cap - 1);
+	for (size_t probes = 0; probes < d->key_cap && d->key_slots[s]; probes++, s = (s + 1) & (d->key_cap - 1))
 		if (!strcmp(d->keys[d->key_slots[s] - 1].id, id))
 			return &d->keys[d->key_slots[s] - 1];
 	return NULL;
@@ -75,8 +79,9 @@ const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const cha
 {
 	if (!d->tenant_cap)
 		return NULL;
-	for (size_t s = hash(id) & (d->tenant_cap - 1); d->tenant_slots[s];
-	     s = (s + 1) & (d->tenant_cap - 1))
+	size_t s = hash(id) & (d->tenant_cap - 1);
+	for (size_t probes = 0; probes < d->tenant_cap && d->tenant_slots[s];
+	     probes++, s = (s + 1) & (d->tenant_cap - 1))
 		if (!strcmp(d->tenants[d->tenant_slots[s] - 1].id, id))
 			return &d->tenants[d->tenant_slots[s] - 1];
 	return NULL;

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +20,8 @@ struct db_conn {
 	PGconn *pg;
 	int in_use;
 	char sqlstate[6];
+	struct db_pool *pool;
+	int busy_fd;           /* the socket while a statement runs, else -1; under pool->lock */
 };
 
 struct db_pool {
@@ -33,6 +36,7 @@ struct db_pool {
 	atomic_ullong reconnects; /* broken or abandoned sessions replaced */
 	db_conn_check_fn check;   /* run on every new session; NULL: none */
 	void *check_arg;
+	int closing;              /* db_pool_interrupt() was called; under lock */
 };
 
 const char *db_status_str(enum db_status st)
@@ -117,6 +121,10 @@ struct db_pool *db_pool_new(const char *conninfo, unsigned size, unsigned acquir
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	for (unsigned i = 0; i < p->size; i++) {
+		p->conns[i].pool = p;
+		p->conns[i].busy_fd = -1;
+	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -193,6 +201,10 @@ struct db_conn *db_acquire(struct db_pool *p)
 	}
 	pthread_mutex_lock(&p->lock);
 	while (!c) {
+		if (p->closing) {
+			pthread_mutex_unlock(&p->lock);
+			return NULL;
+		}
 		/* Prefer a connection that is already open. */
 		for (unsigned i = 0; i < p->size && !c; i++)
 			if (!p->conns[i].in_use && p->conns[i].pg)
@@ -243,6 +255,12 @@ const char *db_last_sqlstate(const struct db_conn *c)
 	return c->sqlstate;
 }
 
+/* 57014: query_canceled (statement_timeout); 55P03: lock_not_available. */
+static int is_timeout(const char *state)
+{
+	return !strcmp(state, "57014") || !strcmp(state, "55P03");
+}
+
 static enum db_status classify(const char *state)
 {
 	if (!state || !*state)
@@ -260,17 +278,37 @@ static enum db_status classify(const char *state)
 	/* 08: connection exception; 57P01..57P03: admin shutdown, crash, cannot connect now */
 	if (!strncmp(state, "08", 2) || !strncmp(state, "57P", 3))
 		return DB_UNAVAILABLE;
+	/* A statement or lock wait cut by statement_timeout or lock_timeout:
+	 * the database is too slow to answer, not a bug. */
+	if (is_timeout(state))
+		return DB_UNAVAILABLE;
 	return DB_ERROR;
 }
 
 enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
                        const char *const *params)
 {
-	PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
-	ExecStatusType est = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+	struct db_pool *p = c->pool;
 
 	if (res)
 		*res = NULL;
+	/* Published under the lock, so that db_pool_interrupt() can cut the
+	 * socket while this thread waits on it, never after it was closed. */
+	pthread_mutex_lock(&p->lock);
+	int closing = p->closing;
+	if (!closing)
+		c->busy_fd = PQsocket(c->pg);
+	pthread_mutex_unlock(&p->lock);
+	if (closing) {
+		c->sqlstate[0] = '\0';
+		return DB_UNAVAILABLE;
+	}
+	PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+	pthread_mutex_lock(&p->lock);
+	c->busy_fd = -1;
+	pthread_mutex_unlock(&p->lock);
+	ExecStatusType est = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+
 	if (est == PGRES_COMMAND_OK || est == PGRES_TUPLES_OK) {
 		c->sqlstate[0] = '\0';
 		if (res)
@@ -396,10 +434,13 @@ enum db_status db_tx(struct db_pool *p, enum db_isolation iso, db_tx_fn fn, void
 			commit_sent = 1;
 			st = db_exec(c, NULL, "COMMIT", 0, NULL);
 		}
+		/* A timeout is not tried again: each attempt would wait as long. */
+		int timed_out = st == DB_UNAVAILABLE && is_timeout(c->sqlstate);
 		if (st != DB_OK && c->pg && PQstatus(c->pg) == CONNECTION_OK &&
 		    PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
-			PGresult *r = PQexec(c->pg, "ROLLBACK");
-			PQclear(r);
+			/* When it fails, db_release() drops the connection. */
+			enum db_status rb = db_exec(c, NULL, "ROLLBACK", 0, NULL);
+			(void)rb;
 		}
 		db_release(p, c);
 
@@ -415,7 +456,7 @@ enum db_status db_tx(struct db_pool *p, enum db_isolation iso, db_tx_fn fn, void
 			st = DB_COMMIT_UNKNOWN;
 			break;
 		}
-		int retry = st == DB_RETRY || st == DB_UNAVAILABLE;
+		int retry = st == DB_RETRY || (st == DB_UNAVAILABLE && !timed_out);
 		if (!retry || attempt == TX_MAX_ATTEMPTS - 1)
 			break;
 		atomic_fetch_add(&p->tx_retries, 1);
@@ -437,6 +478,53 @@ enum db_status db_ping(struct db_pool *p)
 	}
 	db_release(p, c);
 	return st;
+}
+
+int db_pool_set_timeouts(struct db_pool *p, unsigned statement_ms)
+{
+	char opt[160];
+	size_t k = 0;
+
+	if (!statement_ms)
+		return 0;
+	/* A session idle inside a transaction is held by a stalled client:
+	 * the server ends it after the same time. */
+	snprintf(opt, sizeof opt, "-c statement_timeout=%u -c idle_in_transaction_session_timeout=%u", statement_ms,
+	         statement_ms);
+	for (; p->keys[k]; k++)
+		if (!strcmp(p->keys[k], "options"))
+			break;
+	/* The connection string's own options come last, so they win. */
+	size_t len = strlen(opt) + 2 + (p->keys[k] ? strlen(p->vals[k]) : 0);
+	char *v = malloc(len);
+	char *key = p->keys[k] ? NULL : strdup("options");
+	if (!v || (!p->keys[k] && !key)) {
+		free(v);
+		free(key);
+		return -1;
+	}
+	snprintf(v, len, "%s%s%s", opt, p->keys[k] ? " " : "", p->keys[k] ? p->vals[k] : "");
+	if (p->keys[k]) {
+		free(p->vals[k]);
+	} else {
+		p->keys[k] = key; /* the arrays have room: "options" is one of libpq's keywords */
+		p->keys[k + 1] = NULL;
+	}
+	p->vals[k] = v;
+	return 0;
+}
+
+void db_pool_interrupt(struct db_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->closing = 1;
+	/* The sockets stay open (their owners close them): a shutdown makes the
+	 * waiting libpq call return at once with the connection broken. */
+	for (unsigned i = 0; i < p->size; i++)
+		if (p->conns[i].busy_fd >= 0)
+			shutdown(p->conns[i].busy_fd, SHUT_RDWR);
+	pthread_cond_broadcast(&p->freed);
+	pthread_mutex_unlock(&p->lock);
 }
 
 void db_pool_stats(struct db_pool *p, struct db_stats *out)

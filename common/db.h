@@ -103,6 +103,20 @@ enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE, DB_A
 enum db_status db_tx(struct db_pool *pool, enum db_isolation iso, db_tx_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 
+/* Bounds every statement of the pool's sessions to `statement_ms` (server
+ * side: statement_timeout, and idle_in_transaction_session_timeout), set
+ * at connect; 0 leaves the server's defaults. A statement cut by it is
+ * DB_UNAVAILABLE and is not retried. (PostgreSQL stops the timer before a
+ * transaction commits: a COMMIT is not cut by it.)
+ * Call before the pool is used. Returns 0, or -1 when out of memory. */
+int db_pool_set_timeouts(struct db_pool *pool, unsigned statement_ms) __attribute__((warn_unused_result));
+
+/* For shutdown: from now on nothing waits on the database. Statements in
+ * progress return DB_UNAVAILABLE at once (their connections are cut),
+ * later ones and db_acquire() fail at once. A connection attempt in
+ * progress still runs to its connect_timeout. Irreversible. */
+void db_pool_interrupt(struct db_pool *pool);
+
 /* Connects if needed and runs "SELECT 1". DB_OK when the server answers. */
 enum db_status db_ping(struct db_pool *pool);
 

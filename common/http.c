@@ -88,6 +88,10 @@ struct http_req {
  * after this many extra bytes rather than read forever. */
 #define REFUSED_BODY_SLACK (256 * 1024)
 
+/* After the drain deadline, how long the requests made to give up have to
+ * send their answers before every connection is closed. */
+#define DRAIN_GRACE_US 1000000u
+
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -821,16 +825,25 @@ int http_server_drain(struct http_server *srv, unsigned timeout_ms)
 {
 	if (!srv->daemon)
 		return 0;
+	uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
 	atomic_store(&srv->draining, 1);
 	if (srv->o.on_drain)
 		srv->o.on_drain(srv->o.app);
 	/* The listening socket comes back to us, but worker threads may still
 	 * touch it: it is closed only after the daemon has stopped. */
 	MHD_socket lsock = MHD_quiesce_daemon(srv->daemon);
-	uint64_t deadline = now_us() + (uint64_t)timeout_ms * 1000u;
 	while (atomic_load(&srv->inflight) > 0 && now_us() < deadline)
 		usleep(10000);
 	int left = atomic_load(&srv->inflight);
+	if (left > 0 && srv->o.on_drain_deadline) {
+		/* What the hook makes stop is answered within moments; a client
+		 * that does not read its answer is cut off when the daemon stops. */
+		srv->o.on_drain_deadline(srv->o.app);
+		uint64_t grace = now_us() + DRAIN_GRACE_US;
+		while (atomic_load(&srv->inflight) > 0 && now_us() < grace)
+			usleep(10000);
+		left = atomic_load(&srv->inflight);
+	}
 	MHD_stop_daemon(srv->daemon);
 	srv->daemon = NULL;
 	watchdog_stop(srv);

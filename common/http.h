@@ -38,6 +38,10 @@ struct http_server_opts {
 	/* Called when draining starts, before waiting for requests in flight:
 	 * a service resumes the requests it holds suspended (may be NULL). */
 	void (*on_drain)(void *app);
+	/* Called once the drain deadline has passed with requests still in
+	 * flight: a service makes them stop waiting (on its database, say) so
+	 * that they are answered before the server stops (may be NULL). */
+	void (*on_drain_deadline)(void *app);
 	/* Appends service-specific metrics to GET /metrics (may be NULL). */
 	void (*metrics_extra)(FILE *out, void *app);
 	void *app;                      /* handed to handlers via http_req_app() */
@@ -54,8 +58,11 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
                                       size_t errlen);
 uint16_t http_server_port(const struct http_server *srv);
 /* Stops accepting connections, lets requests in flight finish (at most
- * `timeout_ms`), then closes every connection. Returns the number of
- * requests that were still running at the deadline. */
+ * `timeout_ms`, on_drain included), then calls on_drain_deadline and gives
+ * those left a short grace to be answered before every connection is
+ * closed. A service must have resumed every request it suspended by then.
+ * Returns the number of requests cut off: still running when the
+ * connections were closed. */
 int http_server_drain(struct http_server *srv, unsigned timeout_ms);
 /* Stops (if still running) and frees. Accepts NULL. */
 void http_server_free(struct http_server *srv);

@@ -45,6 +45,8 @@ struct dp_config {
 	long ingest_writers;
 	long ingest_group_max;
 	long ingest_queue_max;
+	long ingest_queue_bytes;
+	int64_t db_statement_timeout_ms;
 	int64_t usage_report_interval_ms;
 	int64_t usage_refresh_ms;
 	int64_t retention_interval_ms;

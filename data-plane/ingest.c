@@ -22,9 +22,19 @@
 
 enum outcome { J_PENDING, J_STORED, J_REPLAYED, J_CONFLICT, J_QUOTA, J_UNAVAILABLE, J_UNKNOWN, J_ERROR };
 
+/* Answered by the drain deadline instead of by a writer. */
+enum abandon { A_NO, A_QUEUED, A_COMMITTING };
+
 struct job {
 	struct http_req *req;
-	struct job *next;
+	struct dp_ingest *g;
+	struct job *next;            /* the queue; then a writer's list of jobs to free */
+	struct job *rnext;           /* the drain deadline's list to answer */
+	size_t bytes;                /* of the request's body, counted in g->bytes */
+	/* under g->mu */
+	int in_queue, held;          /* waiting; taken by a writer */
+	int orphan;                  /* the request completed while held: the writer frees it */
+	enum abandon abandoned;
 	char tenant[37];
 	int64_t quota;
 	int64_t received_us;
@@ -50,6 +60,10 @@ struct dp_ingest {
 	pthread_cond_t work, idle;
 	struct job *head, *tail;
 	size_t queued, active;
+	size_t bytes;                /* bodies of the requests queued or held */
+	size_t resuming;             /* writers resuming requests outside the lock */
+	struct group **wgroups;      /* per writer: the group it commits (empty when n is 0) */
+	size_t registered;
 	int draining;
 	atomic_ullong events_stored, events_replayed, requests_stored, requests_replayed,
 		requests_conflict, requests_quota, requests_failed, groups, group_retries, busy;
@@ -71,11 +85,8 @@ static void job_reset(struct job *j)
 	j->used = 0;
 }
 
-static void job_free(void *p)
+static void job_free_now(struct job *j)
 {
-	struct job *j = p;
-	if (!j)
-		return;
 	for (size_t i = 0; j->ev && i < j->n; i++) {
 		free(j->existing ? j->existing[i] : NULL);
 		dp_event_clear(&j->ev[i]);
@@ -85,6 +96,40 @@ static void job_free(void *p)
 	free(j->ev);
 	json_decref(j->root);
 	free(j);
+}
+
+/* The request's state destructor: runs when the request completes. A job a
+ * writer still holds (its answer was given by the drain deadline) is left
+ * to the writer. */
+static void job_free(void *p)
+{
+	struct job *j = p;
+	if (!j)
+		return;
+	struct dp_ingest *g = j->g;
+	if (g) {
+		pthread_mutex_lock(&g->mu);
+		if (j->held) {
+			j->orphan = 1;
+			pthread_mutex_unlock(&g->mu);
+			return;
+		}
+		if (j->in_queue) { /* only if the server stopped a request still waiting */
+			struct job **pp = &g->head, *prev = NULL;
+			while (*pp != j) {
+				prev = *pp;
+				pp = &(*pp)->next;
+			}
+			*pp = j->next;
+			if (g->tail == j)
+				g->tail = prev;
+			g->queued--;
+			g->bytes -= j->bytes;
+			j->in_queue = 0;
+		}
+		pthread_mutex_unlock(&g->mu);
+	}
+	job_free_now(j);
 }
 
 /* ---- the group transaction ---- */
@@ -374,43 +419,55 @@ static uint64_t pair_hash(const char *tenant, const char *id)
 	return h | 1;
 }
 
+/* The slot of `h` in the open-addressing table `seen` (a power of two,
+ * `cap` slots), or the empty slot where it goes; `cap` when neither is
+ * found within `cap` probes (a full table: never, as it is kept at most
+ * half full, but no loop depends on that). */
+static size_t seen_slot(const uint64_t *seen, size_t cap, uint64_t h)
+{
+	size_t s = h & (cap - 1);
+	for (size_t probes = 0; probes < cap; probes++, s = (s + 1) & (cap - 1))
+		if (!seen[s] || seen[s] == h)
+			return s;
+	return cap;
+}
+
 /* Takes the next group off the queue: every waiting request, up to
  * `max_events` (at least one request), stopping before a request that
  * names an id already in the group, so that a concurrent retry is
- * answered after its original. Called with the lock held. */
+ * answered after its original. `seen` holds at most `seen_cap` / 2 ids; a
+ * request of up to DP_BATCH_MAX ids always fits an empty one. Called with
+ * the lock held. */
 static size_t take_group(struct dp_ingest *g, struct group *gr, uint64_t *seen, size_t seen_cap,
                          size_t max_events)
 {
+	size_t nseen = 0;
 	memset(seen, 0, seen_cap * sizeof *seen);
 	gr->n = gr->nevents = gr->nrefs = 0;
 	while (g->head) {
 		struct job *j = g->head;
 		if (gr->n && gr->nevents + j->n > max_events)
 			break;
+		size_t named = 0;
 		int clash = 0;
 		for (size_t i = 0; i < j->n && !clash; i++) {
 			if (!j->ev[i].id_given)
 				continue;
-			uint64_t h = pair_hash(j->tenant, j->ev[i].id);
-			for (size_t s = h & (seen_cap - 1);; s = (s + 1) & (seen_cap - 1)) {
-				if (!seen[s])
-					break;
-				if (seen[s] == h) {
-					clash = 1;
-					break;
-				}
-			}
+			named++;
+			size_t s = seen_slot(seen, seen_cap, pair_hash(j->tenant, j->ev[i].id));
+			clash = s == seen_cap || seen[s] != 0;
 		}
-		if (clash && gr->n)
+		if (gr->n && (clash || nseen + named > seen_cap / 2))
 			break;
 		for (size_t i = 0; i < j->n; i++) {
 			if (!j->ev[i].id_given)
 				continue;
 			uint64_t h = pair_hash(j->tenant, j->ev[i].id);
-			size_t s = h & (seen_cap - 1);
-			while (seen[s] && seen[s] != h)
-				s = (s + 1) & (seen_cap - 1);
-			seen[s] = h;
+			size_t s = seen_slot(seen, seen_cap, h);
+			if (s < seen_cap && !seen[s]) {
+				seen[s] = h;
+				nseen++;
+			}
 			gr->refs[gr->nrefs++] = (struct ref){ j->tenant, j->ev[i].id, j, i };
 		}
 		g->head = j->next;
@@ -418,6 +475,8 @@ static size_t take_group(struct dp_ingest *g, struct group *gr, uint64_t *seen, 
 			g->tail = NULL;
 		g->queued--;
 		j->next = NULL;
+		j->in_queue = 0;
+		j->held = 1;
 		gr->jobs[gr->n++] = j;
 		gr->nevents += j->n;
 	}
@@ -472,23 +531,52 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 	}
 	if (st != DB_OK && st != DB_UNAVAILABLE && st != DB_COMMIT_UNKNOWN)
 		log_error(NULL, "ingest: a group of %zu request(s) failed: %s", gr->n, db_status_str(st));
-	/* Last: once resumed, a request may complete and free its job at once. */
-	for (size_t i = 0; i < gr->n; i++)
+	/* Last: once resumed, a request may complete and free its job at once.
+	 * A request the drain deadline answered is not resumed again; one that
+	 * has completed since is freed here. */
+	size_t nresume = 0;
+	struct job *orphans = NULL;
+	pthread_mutex_lock(&g->mu);
+	for (size_t i = 0; i < gr->n; i++) {
+		struct job *j = gr->jobs[i];
+		j->held = 0;
+		g->bytes -= j->bytes;
+		if (j->orphan) {
+			j->next = orphans;
+			orphans = j;
+		} else if (!j->abandoned) {
+			gr->jobs[nresume++] = j;
+		}
+	}
+	gr->n = 0; /* nothing held: the drain deadline leaves this group alone */
+	g->resuming++;
+	pthread_mutex_unlock(&g->mu);
+	for (size_t i = 0; i < nresume; i++)
 		http_req_resume(gr->jobs[i]->req);
+	while (orphans) {
+		struct job *j = orphans;
+		orphans = j->next;
+		job_free_now(j);
+	}
+	pthread_mutex_lock(&g->mu);
+	g->resuming--;
+	pthread_cond_broadcast(&g->idle);
+	pthread_mutex_unlock(&g->mu);
 }
 
 static void *writer_main(void *arg)
 {
 	struct dp_ingest *g = arg;
 	size_t max = (size_t)g->app->cfg.ingest_group_max;
+	/* A group holds at most `max` events, and at least one request of up
+	 * to DP_BATCH_MAX: the table of its ids is sized for the larger, at
+	 * most half full. */
+	size_t cap = max > DP_BATCH_MAX ? max : DP_BATCH_MAX;
 	size_t seen_cap = 16;
-	while (seen_cap < 2 * max)
+	while (seen_cap < 2 * cap)
 		seen_cap *= 2;
 	struct group gr = { .g = g };
 	uint64_t *seen = calloc(seen_cap, sizeof *seen);
-	/* A group holds at most `max` events, and at least one request of up
-	 * to DP_BATCH_MAX. */
-	size_t cap = max > DP_BATCH_MAX ? max : DP_BATCH_MAX;
 	gr.jobs = calloc(cap, sizeof *gr.jobs);
 	gr.refs = calloc(cap, sizeof *gr.refs);
 	gr.keys = calloc(cap, sizeof *gr.keys);
@@ -497,6 +585,8 @@ static void *writer_main(void *arg)
 		goto out;
 	}
 	pthread_mutex_lock(&g->mu);
+	size_t me = g->registered++;
+	g->wgroups[me] = &gr;
 	for (;;) {
 		while (!g->head && !g->draining)
 			pthread_cond_wait(&g->work, &g->mu);
@@ -511,6 +601,7 @@ static void *writer_main(void *arg)
 		if (!g->head && !g->active)
 			pthread_cond_broadcast(&g->idle);
 	}
+	g->wgroups[me] = NULL;
 	pthread_mutex_unlock(&g->mu);
 out:
 	free(seen);
@@ -528,7 +619,10 @@ struct dp_ingest *dp_ingest_new(struct dp_app *app)
 	g->app = app;
 	g->nthreads = (size_t)app->cfg.ingest_writers;
 	g->threads = calloc(g->nthreads, sizeof *g->threads);
-	if (!g->threads) {
+	g->wgroups = calloc(g->nthreads, sizeof *g->wgroups);
+	if (!g->threads || !g->wgroups) {
+		free(g->threads);
+		free(g->wgroups);
 		free(g);
 		return NULL;
 	}
@@ -567,6 +661,60 @@ void dp_ingest_drain(struct dp_ingest *g, unsigned timeout_ms)
 	pthread_mutex_unlock(&g->mu);
 }
 
+void dp_ingest_abandon(struct dp_ingest *g, unsigned grace_ms)
+{
+	struct timespec deadline;
+	struct job *list = NULL;
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += grace_ms / 1000;
+	deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000;
+	if (deadline.tv_nsec >= 1000000000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&g->mu);
+	g->draining = 1;
+	pthread_cond_broadcast(&g->work);
+	while ((g->head || g->active) && g->started)
+		if (pthread_cond_timedwait(&g->idle, &g->mu, &deadline) != 0)
+			break;
+	while (g->head) {
+		struct job *j = g->head;
+		g->head = j->next;
+		j->next = NULL;
+		j->in_queue = 0;
+		g->queued--;
+		g->bytes -= j->bytes;
+		j->abandoned = A_QUEUED;
+		j->rnext = list;
+		list = j;
+		atomic_fetch_add(&g->requests_failed, 1);
+	}
+	g->tail = NULL;
+	for (size_t w = 0; w < g->registered; w++)
+		for (size_t i = 0; g->wgroups[w] && i < g->wgroups[w]->n; i++) {
+			struct job *j = g->wgroups[w]->jobs[i];
+			if (j->held && !j->abandoned) {
+				j->abandoned = A_COMMITTING;
+				j->rnext = list;
+				list = j;
+			}
+		}
+	/* A writer resuming the requests of a group it finished does so
+	 * outside the lock: the server must not stop before it is done. */
+	while (g->resuming)
+		pthread_cond_wait(&g->idle, &g->mu);
+	pthread_mutex_unlock(&g->mu);
+	if (list)
+		log_warn(NULL, "ingest: requests not stored by the drain deadline were answered 503");
+	/* Suspended, these requests cannot complete before they are resumed. */
+	while (list) {
+		struct job *j = list;
+		list = j->rnext;
+		http_req_resume(j->req);
+	}
+}
+
 void dp_ingest_free(struct dp_ingest *g)
 {
 	if (!g)
@@ -582,6 +730,7 @@ void dp_ingest_free(struct dp_ingest *g)
 	pthread_cond_destroy(&g->idle);
 	pthread_mutex_destroy(&g->mu);
 	free(g->threads);
+	free(g->wgroups);
 	free(g);
 }
 
@@ -590,7 +739,7 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 	static const char *const le[] = { "1", "7", "31", "127", "511", "2047", "+Inf" };
 	unsigned long long cum = 0;
 	pthread_mutex_lock(&g->mu);
-	size_t queued = g->queued;
+	size_t queued = g->queued, bytes = g->bytes;
 	pthread_mutex_unlock(&g->mu);
 	fprintf(out,
 	        "# HELP dp_events_stored_total Events stored (committed) by this instance.\n"
@@ -607,6 +756,8 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 	        "dp_ingest_requests_total{outcome=\"queue_full\"} %llu\n"
 	        "# HELP dp_ingest_queue_requests Requests waiting for a group commit.\n"
 	        "# TYPE dp_ingest_queue_requests gauge\ndp_ingest_queue_requests %zu\n"
+	        "# HELP dp_ingest_queue_bytes Body bytes of the ingest requests waiting for or in a group commit.\n"
+	        "# TYPE dp_ingest_queue_bytes gauge\ndp_ingest_queue_bytes %zu\n"
 	        "# HELP dp_ingest_group_retries_total Group transactions run again after a concurrent insert of the same id.\n"
 	        "# TYPE dp_ingest_group_retries_total counter\ndp_ingest_group_retries_total %llu\n"
 	        "# HELP dp_ingest_group_events Events per group-commit transaction.\n"
@@ -614,7 +765,7 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 	        (unsigned long long)g->events_stored, (unsigned long long)g->events_replayed,
 	        (unsigned long long)g->requests_stored, (unsigned long long)g->requests_replayed,
 	        (unsigned long long)g->requests_conflict, (unsigned long long)g->requests_quota,
-	        (unsigned long long)g->requests_failed, (unsigned long long)g->busy, queued,
+	        (unsigned long long)g->requests_failed, (unsigned long long)g->busy, queued, bytes,
 	        (unsigned long long)g->group_retries);
 	for (int i = 0; i < 7; i++) {
 		cum += g->group_events_hist[i];
@@ -626,8 +777,31 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 
 /* ---- the handler ---- */
 
+/* The one case where the outcome is not known: say so. */
+static int reply_unknown(struct http_req *req, const char *what)
+{
+	http_add_header(req, "Retry-After", RETRY_AFTER_DB);
+	return http_reply_problem(req, PROB_UNAVAILABLE,
+	                          "%s while this request was committing: its events may or may not be stored. "
+	                          "Retry with the same ids: stored events are answered 200.",
+	                          what);
+}
+
 static int reply_outcome(struct http_req *req, struct job *j)
 {
+	pthread_mutex_lock(&j->g->mu);
+	enum abandon ab = j->abandoned;
+	pthread_mutex_unlock(&j->g->mu);
+	/* Answered by the drain deadline: a writer may still be at work on the
+	 * job, whose outcome is not read. */
+	if (ab == A_COMMITTING)
+		return reply_unknown(req, "This instance stopped before the region's database answered");
+	if (ab == A_QUEUED) {
+		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
+		return http_reply_problem(req, PROB_UNAVAILABLE,
+		                          "This instance stopped before the region's database could store this "
+		                          "request; nothing was stored. Retry.");
+	}
 	switch (j->outcome) {
 	case J_STORED:
 	case J_REPLAYED: {
@@ -679,12 +853,7 @@ static int reply_outcome(struct http_req *req, struct job *j)
 			j->n_new, j->quota, j->period, j->used);
 	}
 	case J_UNKNOWN:
-		/* The one case where the outcome is not known: say so. */
-		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
-		return http_reply_problem(
-			req, PROB_UNAVAILABLE,
-			"The connection to the region's database broke while this request was committing: its "
-			"events may or may not be stored. Retry with the same ids: stored events are answered 200.");
+		return reply_unknown(req, "The region's database did not confirm the commit");
 	case J_UNAVAILABLE:
 		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
 		return http_reply_problem(req, PROB_UNAVAILABLE,
@@ -721,6 +890,8 @@ int dp_handle_events_post(struct http_req *req)
 		return -1;
 	}
 	j->req = req;
+	j->g = g;
+	http_req_body(req, &j->bytes);
 	j->root = body;
 	memcpy(j->tenant, a->tenant_id, sizeof j->tenant);
 	j->quota = a->plan.quota;
@@ -794,12 +965,17 @@ int dp_handle_events_post(struct http_req *req)
 	}
 
 	pthread_mutex_lock(&g->mu);
-	if (g->draining || g->queued >= (size_t)app->cfg.ingest_queue_max) {
-		int draining = g->draining;
+	/* The bytes bound what the queue pins in memory; a request of the
+	 * route's largest body always fits an empty queue. */
+	if (g->draining || g->queued >= (size_t)app->cfg.ingest_queue_max ||
+	    g->bytes + j->bytes > (size_t)app->cfg.ingest_queue_bytes) {
+		const char *why = g->draining ? "This instance is shutting down; nothing was stored. Retry."
+		                  : g->queued >= (size_t)app->cfg.ingest_queue_max
+		                      ? "Too many requests are waiting to be stored; nothing was stored. Retry."
+		                      : "Too many bytes of requests are waiting to be stored; nothing was stored. Retry.";
 		pthread_mutex_unlock(&g->mu);
 		atomic_fetch_add(&g->busy, 1);
-		return queue_full(req, draining ? "This instance is shutting down; nothing was stored. Retry."
-		                                : "Too many requests are waiting to be stored; nothing was stored. Retry.");
+		return queue_full(req, why);
 	}
 	if (g->tail)
 		g->tail->next = j;
@@ -807,6 +983,8 @@ int dp_handle_events_post(struct http_req *req)
 		g->head = j;
 	g->tail = j;
 	g->queued++;
+	g->bytes += j->bytes;
+	j->in_queue = 1;
 	/* Suspended before a writer can see it, so that the resume follows. */
 	http_req_suspend(req);
 	pthread_cond_signal(&g->work);

@@ -24,6 +24,12 @@ int dp_ingest_start(struct dp_ingest *g, char *err, size_t errlen) __attribute__
 /* From the drain hook: refuses new requests (503), lets the writers commit
  * what is queued (at most `timeout_ms`) and stops them. */
 void dp_ingest_drain(struct dp_ingest *g, unsigned timeout_ms);
+/* At the drain deadline, once the database has been interrupted: gives the
+ * writers `grace_ms` to finish, then answers 503 every request still
+ * waiting ("nothing was stored") or still committing ("may or may not be
+ * stored") and resumes it. Afterwards no request of the server is held:
+ * a writer that finishes later frees what it held and resumes nothing. */
+void dp_ingest_abandon(struct dp_ingest *g, unsigned grace_ms);
 /* Stops (if needed) and frees. Accepts NULL. */
 void dp_ingest_free(struct dp_ingest *g);
 void dp_ingest_metrics(struct dp_ingest *g, FILE *out);

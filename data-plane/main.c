@@ -67,6 +67,10 @@ static const struct cfg_var dp_vars[] = {
 	  "Most events one group-commit transaction takes (a single request of up to 1000 always fits)." },
 	{ "DP_INGEST_QUEUE_MAX", CFG_INT, "4096", 0, O(ingest_queue_max), 1, 1000000, NULL,
 	  "Ingest requests waiting for a commit; beyond it POST /v1/events answers 503." },
+	{ "DP_INGEST_QUEUE_BYTES", CFG_INT, "67108864", 0, O(ingest_queue_bytes), 1048576, 17179869184, NULL,
+	  "Body bytes of the ingest requests waiting for or in a commit; beyond it POST /v1/events answers 503." },
+	{ "DP_DB_STATEMENT_TIMEOUT", CFG_DURATION, "10s", 0, O(db_statement_timeout_ms), 100, 3600000, NULL,
+	  "Longest a database statement (or a transaction left idle) may take (100ms to 1h); beyond it the request gets 503." },
 	{ "DP_USAGE_REPORT_INTERVAL", CFG_DURATION, "10s", 0, O(usage_report_interval_ms), 100, 3600000, NULL,
 	  "How often usage is cut into batches and sent to the control plane's POST /v1/usage." },
 	{ "DP_USAGE_REFRESH", CFG_DURATION, "1s", 0, O(usage_refresh_ms), 100, 60000, NULL,
@@ -117,11 +121,26 @@ static void dp_metrics(FILE *out, void *arg)
 }
 
 /* Draining: the requests waiting for a group commit are committed and
- * answered before the server stops. */
+ * answered before the server stops; those the database does not let
+ * commit by the deadline are answered 503. */
 static void dp_on_drain(void *arg)
 {
 	struct dp_app *app = arg;
 	dp_ingest_drain(app->ingest, (unsigned)app->cfg.common.drain_timeout_ms);
+}
+
+/* After the database is interrupted, how long the ingest writers have to
+ * answer their requests with what they know (stored, not stored) before
+ * the rest is answered "may or may not be stored". */
+#define DRAIN_WRITER_GRACE_MS 500
+
+/* The drain deadline passed with requests still running: whatever waits on
+ * the database gives up now, so that they are answered (503) and stop. */
+static void dp_on_drain_deadline(void *arg)
+{
+	struct dp_app *app = arg;
+	db_pool_interrupt(app->db);
+	dp_ingest_abandon(app->ingest, DRAIN_WRITER_GRACE_MS);
 }
 
 static void usage(FILE *out)
@@ -142,6 +161,12 @@ static int open_pool(struct dp_app *app)
 	                      (unsigned)app->cfg.common.db_acquire_timeout_ms, err, sizeof err);
 	if (!app->db) {
 		fprintf(stderr, PROG ": DP_DATABASE_URL: %s\n", err);
+		return -1;
+	}
+	if (db_pool_set_timeouts(app->db, (unsigned)app->cfg.db_statement_timeout_ms) != 0) {
+		fprintf(stderr, PROG ": out of memory\n");
+		db_pool_free(app->db);
+		app->db = NULL;
 		return -1;
 	}
 	return 0;
@@ -238,6 +263,7 @@ static int cmd_serve(struct dp_app *app)
 		.authenticate = dp_authenticate,
 		.metrics_extra = dp_metrics,
 		.on_drain = dp_on_drain,
+		.on_drain_deadline = dp_on_drain_deadline,
 		.app = app,
 	};
 	svc_http_opts(&app->cfg.common, &o);
@@ -310,6 +336,9 @@ static int cmd_serve(struct dp_app *app)
 	}
 
 	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
+	/* The server is stopped: the threads left must not wait on a stalled
+	 * database either, or stopping them would not end. */
+	db_pool_interrupt(app->db);
 	dp_pull_stop(app->pull);
 	log_info(NULL, "stopped");
 	ret = SVC_EXIT_OK;

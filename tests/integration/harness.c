@@ -629,6 +629,33 @@ static void stack_run(const char *name, char *const argv[], const char *const en
 	ck_assert_msg(st == 0, "%s %s: exit %d: %.600s", argv[0], argv[1], st, out);
 }
 
+/* Starts the data plane of `s` with its own settings, those of `extra`
+ * replacing them by name. */
+static void stack_dp_spawn(struct it_stack *s, const char *const extra[])
+{
+	const char *env[48];
+	char bin[1024];
+	int n = 0;
+	for (int i = 0; i < 8; i++) {
+		size_t klen = strcspn(s->dp_base[i], "=") + 1;
+		int replaced = 0;
+		for (int k = 0; extra && extra[k]; k++)
+			replaced |= !strncmp(extra[k], s->dp_base[i], klen);
+		if (!replaced)
+			env[n++] = s->dp_base[i];
+	}
+	for (int i = 0; extra && extra[i]; i++) {
+		ck_assert_int_lt(n, 46);
+		env[n++] = extra[i];
+	}
+	env[n] = NULL;
+	it_bin("data-plane", bin, sizeof bin);
+	char *argv[] = { bin, NULL };
+	it_spawn(&s->dp, "data-plane", argv, env);
+	s->dp_port = it_wait_port(&s->dp, 60000);
+	snprintf(s->dp_url, sizeof s->dp_url, "http://127.0.0.1:%d", s->dp_port);
+}
+
 void it_stack_start(struct it_stack *s, const char *region, const char *const cp_env[],
                     const char *const dp_env[])
 {
@@ -724,28 +751,25 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
 		const char *const menv[] = { e_dpdb, e_region, e_cp, NULL };
 		stack_run("dp-migrate", argv, menv);
 	}
-	n = 0;
-	env[n++] = e_dpdb;
-	env[n++] = e_region;
-	env[n++] = e_cp;
-	env[n++] = e_trust;
-	env[n++] = e_token;
-	env[n++] = e_cache;
-	env[n++] = "DP_LISTEN=127.0.0.1:0";
-	env[n++] = "DP_INSTANCE=it-stack";
-	for (int i = 0; dp_env && dp_env[i]; i++) {
-		ck_assert_int_lt(n, 46);
-		env[n++] = dp_env[i];
-	}
-	env[n] = NULL;
-	{
-		char *argv[] = { bin, NULL };
-		it_spawn(&s->dp, "data-plane", argv, env);
-	}
-	s->dp_port = it_wait_port(&s->dp, 60000);
-	snprintf(s->dp_url, sizeof s->dp_url, "http://127.0.0.1:%d", s->dp_port);
+	snprintf(s->dp_base[0], sizeof s->dp_base[0], "%s", e_dpdb);
+	snprintf(s->dp_base[1], sizeof s->dp_base[1], "%s", e_region);
+	snprintf(s->dp_base[2], sizeof s->dp_base[2], "%s", e_cp);
+	snprintf(s->dp_base[3], sizeof s->dp_base[3], "%s", e_trust);
+	snprintf(s->dp_base[4], sizeof s->dp_base[4], "%s", e_token);
+	snprintf(s->dp_base[5], sizeof s->dp_base[5], "%s", e_cache);
+	snprintf(s->dp_base[6], sizeof s->dp_base[6], "%s", "DP_LISTEN=127.0.0.1:0");
+	snprintf(s->dp_base[7], sizeof s->dp_base[7], "%s", "DP_INSTANCE=it-stack");
+	stack_dp_spawn(s, dp_env);
 	it_stack_sync(s);
 	seq++;
+}
+
+void it_stack_dp_restart(struct it_stack *s, const char *const dp_env[])
+{
+	int st = it_stop(&s->dp);
+	ck_assert_msg(st == 0, "the data plane exited with %d on SIGTERM (log %s)", st, s->dp.log);
+	stack_dp_spawn(s, dp_env);
+	it_stack_sync(s);
 }
 
 void it_stack_stop(struct it_stack *s)

@@ -29,6 +29,7 @@ Suite *listings_suite(void); /* test_listings.c */
 Suite *ratelimit_suite(void); /* test_ratelimit.c */
 Suite *login_suite(void); /* test_login.c */
 Suite *dp_deps_suite(void); /* test_dp_deps.c */
+Suite *ingest_suite(void); /* test_ingest.c */
 
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -146,6 +147,7 @@ struct it_stack {
 	char region[16];
 	char tenant[40];  /* a tenant of the region on plan "pro" */
 	char key[200];    /* an API key of it with both scopes */
+	char dp_base[8][800]; /* the data plane's own settings, for a restart */
 };
 /* Migrates and starts a control plane (admin token IT_ADMIN_TOKEN) and a
  * data plane of `region` that trusts it, makes one tenant with a key, and
@@ -160,5 +162,9 @@ void it_stack_admin(const struct it_stack *s, struct it_resp *r, const char *met
                     const char *path, const char *body);
 /* Waits until the data plane uses the region's current config version. */
 void it_stack_sync(const struct it_stack *s);
+/* Stops the data plane (failing the test unless it exits 0) and starts it
+ * again on the same database and cache, with `dp_env` (NULL-terminated,
+ * may be NULL) replacing or adding variables; waits until it serves. */
+void it_stack_dp_restart(struct it_stack *s, const char *const dp_env[]);
 
 #endif

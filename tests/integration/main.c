@@ -24,6 +24,7 @@ int main(void)
 	srunner_add_suite(sr, ratelimit_suite());
 	srunner_add_suite(sr, login_suite());
 	srunner_add_suite(sr, dp_deps_suite());
+	srunner_add_suite(sr, ingest_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "db.h"
 #include "it.h"
@@ -101,6 +103,86 @@ static void *incr_thread(void *arg)
 	return NULL;
 }
 
+static enum db_status select_one(struct db_conn *c, void *ctx);
+
+static long elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1000L + (t.tv_nsec - t0->tv_nsec) / 1000000L;
+}
+
+/* The statement timeout: a statement cut by it is "unavailable" (503 for
+ * a client), not an error (500), and is not run again. */
+START_TEST(statement_timeout)
+{
+	struct db_pool *p = pool(1);
+	struct timespec t0;
+	struct db_stats before, after;
+	struct stmt sleep = { "SELECT pg_sleep(3)", NULL };
+	ck_assert_int_eq(db_pool_set_timeouts(p, 200), 0);
+	db_pool_stats(p, &before);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, run_stmt, &sleep), DB_UNAVAILABLE);
+	ck_assert_int_lt(elapsed_ms(&t0), 2000);
+	db_pool_stats(p, &after);
+	ck_assert_int_eq(after.tx_retries, before.tx_retries);
+	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, select_one, NULL), DB_OK);
+	db_pool_free(p);
+}
+END_TEST
+
+struct waiter {
+	struct db_pool *p;
+	enum db_status st;
+};
+
+static void *lock_waiter(void *arg)
+{
+	struct waiter *w = arg;
+	struct stmt lock = { "LOCK TABLE kv IN ACCESS EXCLUSIVE MODE", NULL };
+	w->st = db_tx(w->p, DB_READ_COMMITTED, run_stmt, &lock);
+	return NULL;
+}
+
+/* For shutdown: once the pool is interrupted, a statement waiting on the
+ * server returns at once, and nothing waits on the database any more. */
+START_TEST(interrupt_stops_waiting)
+{
+	struct db_pool *p = pool(2);
+	struct waiter w = { p, DB_OK };
+	pthread_t th;
+	struct timespec t0;
+	PGconn *holder = PQconnectdb(db_url);
+	ck_assert_int_eq(PQstatus(holder), CONNECTION_OK);
+	PQclear(PQexec(holder, "BEGIN"));
+	PQclear(PQexec(holder, "LOCK TABLE kv IN ACCESS EXCLUSIVE MODE"));
+	ck_assert_int_eq(pthread_create(&th, NULL, lock_waiter, &w), 0);
+	/* Until the pool's statement waits on the lock. */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		char *n = it_sql(db_url, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+		                         "AND query LIKE 'LOCK TABLE kv%'");
+		int waiting = atoi(n);
+		free(n);
+		if (waiting || elapsed_ms(&t0) > 10000)
+			break;
+		usleep(20000);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	db_pool_interrupt(p);
+	pthread_join(th, NULL);
+	ck_assert_int_eq(w.st, DB_UNAVAILABLE);
+	ck_assert_int_lt(elapsed_ms(&t0), 1000);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(db_tx(p, DB_READ_COMMITTED, select_one, NULL), DB_UNAVAILABLE);
+	ck_assert_int_lt(elapsed_ms(&t0), 1000);
+	PQclear(PQexec(holder, "COMMIT"));
+	PQfinish(holder);
+	db_pool_free(p);
+}
+END_TEST
+
 /* Serialization failures are retried: concurrent read-modify-write
  * transactions lose no update and count none twice. */
 START_TEST(retries_serialization_failures)
@@ -172,6 +254,8 @@ Suite *db_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, classifies_errors);
+	tcase_add_test(tc, statement_timeout);
+	tcase_add_test(tc, interrupt_stops_waiting);
 	tcase_add_test(tc, retries_serialization_failures);
 	tcase_add_test(tc, reconnects_after_restart);
 	tcase_add_test(tc, malformed_conninfo);
