@@ -65,6 +65,8 @@ struct http_req {
 	struct route_match m;
 	char id[REQ_ID_MAX + 1];
 	uint64_t start_us;
+	char log_tenant[64];      /* for the access log; "" when not known */
+	char log_key[64];
 
 	char *body;
 	size_t body_len, body_cap;
@@ -323,6 +325,12 @@ const char *http_req_body(const struct http_req *req, size_t *len)
 {
 	*len = req->body_len;
 	return req->body ? req->body : "";
+}
+
+void http_req_set_log_ids(struct http_req *req, const char *tenant, const char *key_id)
+{
+	snprintf(req->log_tenant, sizeof req->log_tenant, "%s", tenant ? tenant : "");
+	snprintf(req->log_key, sizeof req->log_key, "%s", key_id ? key_id : "");
 }
 
 void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *))
@@ -678,7 +686,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (srv->o.access_log || status >= 500)
 		log_request(status >= 500 ? LOG_WARN : LOG_INFO, req->id, req->method, req->path, status,
 		            (double)us / 1000.0,
-		            toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? (int)toe : -1);
+		            toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? (int)toe : -1,
+		            req->log_tenant[0] ? req->log_tenant : NULL, req->log_key[0] ? req->log_key : NULL);
 	for (int i = 0; i < req->nhdr; i++) {
 		free(req->hdr[i][0]);
 		free(req->hdr[i][1]);
@@ -724,6 +733,31 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 	return (size_t)(w - s);
 }
 
+/* libmicrohttpd's messages, limited per kind: its format string (a
+ * literal of the library) names the kind, so that every client sending
+ * garbage cannot flood the log and one kind cannot hide another. */
+#define MHD_LOG_KINDS 64
+
+static struct {
+	_Atomic(const char *) fmt;
+	struct log_limit limit;
+} mhd_log_kinds[MHD_LOG_KINDS + 1]; /* the last one takes the kinds beyond */
+
+static struct log_limit *mhd_log_limit(const char *fmt)
+{
+	size_t h = (size_t)((uintptr_t)fmt >> 3) % MHD_LOG_KINDS;
+	for (size_t i = 0; i < MHD_LOG_KINDS; i++, h = (h + 1) % MHD_LOG_KINDS) {
+		const char *cur = atomic_load(&mhd_log_kinds[h].fmt);
+		if (cur == fmt)
+			return &mhd_log_kinds[h].limit;
+		if (!cur) {
+			if (atomic_compare_exchange_strong(&mhd_log_kinds[h].fmt, &cur, fmt) || cur == fmt)
+				return &mhd_log_kinds[h].limit;
+		}
+	}
+	return &mhd_log_kinds[MHD_LOG_KINDS].limit;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
@@ -732,7 +766,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
-	log_warn(NULL, "libmicrohttpd: %s", msg);
+	log_write_limited(mhd_log_limit(fmt), LOG_WARN, NULL, NULL, "libmicrohttpd: %s", msg);
 }
 
 /* ---- lifecycle ---- */

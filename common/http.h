@@ -76,6 +76,10 @@ void *http_req_app(const struct http_req *req);
  * NULL) is called on it when the request completes. */
 void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *));
 void *http_req_auth(const struct http_req *req);
+/* Names the caller on the request's access-log line: the tenant's id and
+ * the API key's id (each may be NULL; copied, cut at 63 bytes). Never a
+ * secret. */
+void http_req_set_log_ids(struct http_req *req, const char *tenant, const char *key_id);
 
 /* State a handler keeps across the invocations of one suspended request;
  * `free_fn` (may be NULL) runs when the request completes. */

@@ -21,6 +21,7 @@ struct svc_common_cfg {
 	long connection_memory;
 	int64_t drain_timeout_ms;
 	int log_level;
+	int64_t log_repeat_ms;
 	int access_log;
 };
 
@@ -45,6 +46,9 @@ struct svc_common_cfg {
 	  NULL, "On SIGTERM, how long requests in flight may take to finish." },                  \
 	{ P "LOG_LEVEL", CFG_ENUM, "info", 0, offsetof(T, M.log_level), 0, 0, log_level_names,      \
 	  "Lowest level logged." },                                                                 \
+	{ P "LOG_REPEAT_INTERVAL", CFG_DURATION, "10s", 0, offsetof(T, M.log_repeat_ms), 100,        \
+	  3600000, NULL, "Repeated warnings of one kind are logged once per interval, with the "    \
+	  "count left out (\"suppressed\")." },                                                     \
 	{ P "ACCESS_LOG", CFG_BOOL, "true", 0, offsetof(T, M.access_log), 0, 0, NULL,                \
 	  "Log one line per request (5xx answers are always logged)." }
 

@@ -104,6 +104,7 @@ int cp_authenticate(struct http_req *req, int level)
 		snprintf(p->scope, sizeof p->scope, "user:%s", s.user_id);
 	}
 	http_req_set_auth(req, p, free);
+	http_req_set_log_ids(req, p->tenant_id[0] ? p->tenant_id : NULL, NULL);
 	if (p->role == CP_ROLE_REGION && level != CP_AUTH_REGION)
 		return http_reply_problem(req, PROB_FORBIDDEN,
 		                          "A region credential only reaches its region's config routes."), -1;
