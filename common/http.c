@@ -3,8 +3,11 @@
  * A request's state (struct http_req) is created on the first callback and
  * freed only in the completion notification, as libmicrohttpd's examples
  * do. A response is never queued while an upload is still arriving, except
- * to refuse it outright (413 on a declared Content-Length, 404, 405), in
- * which case libmicrohttpd closes the connection after answering.
+ * to refuse it outright before reading any of it (a declared Content-Length
+ * over the limit, a path that is not UTF-8, credentials the route refuses),
+ * in which case libmicrohttpd closes the connection after answering. So a
+ * request with a body is authenticated on its first callback: a client
+ * without credentials cannot make the server hold its body.
  *
  * libmicrohttpd's connection timeout is an idle timeout: a client that
  * sends its request a byte at a time (slowloris) is never idle. A watchdog
@@ -79,6 +82,7 @@ struct http_req {
 	int nhdr;
 	char *hdr[MAX_EXTRA_HEADERS][2];
 
+	int authed;               /* the route's authentication passed */
 	void *auth;
 	void (*auth_free)(void *);
 	void *state;
@@ -409,6 +413,23 @@ int http_handle_metrics(struct http_req *req)
 
 /* ---- libmicrohttpd callbacks ---- */
 
+/* Runs the service's authentication for route `r` once per request: a
+ * request authenticated before its body arrived, or on a first run before
+ * it was parked, is not asked again, so that work already done for it is
+ * answered for. Returns 0 to go on, -1 once an answer is queued. */
+static int authenticate(struct http_req *req, const struct http_route *r)
+{
+	if (!r->auth || req->authed || !req->srv->o.authenticate)
+		return 0;
+	if (req->srv->o.authenticate(req, r->auth) != 0) {
+		if (!req->status)
+			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
+		return -1;
+	}
+	req->authed = 1;
+	return 0;
+}
+
 static void dispatch(struct http_req *req)
 {
 	if (req->ambiguous_length) {
@@ -441,14 +462,8 @@ static void dispatch(struct http_req *req)
 		                   "The body is larger than this route's limit of %zu bytes.", r->body_limit);
 		return;
 	}
-	/* A resumed request was authenticated on its first run; it is not asked
-	 * again, so that work already done for it is answered for. */
-	if (r->auth && !req->auth && req->srv->o.authenticate &&
-	    req->srv->o.authenticate(req, r->auth) != 0) {
-		if (!req->status)
-			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
+	if (authenticate(req, r) != 0)
 		return;
-	}
 	req->suspended = 0;
 	int rc = r->handler(req);
 	if (rc == 0 && req->suspended && !req->status)
@@ -600,16 +615,28 @@ static enum MHD_Result begin(struct http_req *req)
 	}
 	if (req->found != ROUTE_FOUND)
 		return MHD_YES; /* answered once the request is read, keeping the connection */
-	/* A declared length over the limit is refused before reading a byte. */
-	size_t limit = req->srv->o.routes[req->m.route].body_limit;
-	if (cl) {
-		char *end;
-		unsigned long long n = strtoull(cl, &end, 10);
-		if (*end == '\0' && n > limit) {
-			req->too_large = 1;
-			conn_receiving_done(req->conn, 1);
-			dispatch(req);
-		}
+	const struct http_route *r = &req->srv->o.routes[req->m.route];
+	unsigned long long declared = 0;
+	char *end = NULL;
+	if (cl)
+		declared = strtoull(cl, &end, 10);
+	/* A request that brings a body is refused before a byte of it is read
+	 * when the refusal does not depend on it: its path's text, then its
+	 * credentials, then its declared length. Such an early answer closes
+	 * the connection, so requests without a body are answered once read,
+	 * as before, and keep it. */
+	int has_body = http_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) || declared > 0 ||
+	               (cl && *end != '\0');
+	if (has_body && (req->bad_text || authenticate(req, r) != 0)) {
+		conn_receiving_done(req->conn, 1);
+		if (!req->status)
+			dispatch(req); /* the path's text */
+		return MHD_YES;
+	}
+	if (cl && *end == '\0' && declared > r->body_limit) {
+		req->too_large = 1;
+		conn_receiving_done(req->conn, 1);
+		dispatch(req);
 	}
 	return MHD_YES;
 }

@@ -32,7 +32,11 @@ struct http_server_opts {
 	const struct http_route *routes;
 	size_t nroutes;
 	/* Called for routes with auth != 0 before the handler: returns 0 to go
-	 * on, -1 after queueing a 401/403 itself. */
+	 * on, -1 after queueing a 401/403 itself. It runs once per request, as
+	 * soon as the headers are in when the request brings a body (declared
+	 * or chunked), so that a refused request is answered without reading a
+	 * byte of its body (libmicrohttpd then closes the connection); it may
+	 * look at the headers, the path and its parameters, never the body. */
 	int (*authenticate)(struct http_req *req, int auth);
 	/* Called when draining starts, before waiting for requests in flight:
 	 * a service resumes the requests it holds suspended (may be NULL). */
@@ -89,8 +93,9 @@ void *http_req_state(const struct http_req *req);
 /* Long polls. A handler calls http_req_suspend() and returns 0 without a
  * response: the connection is parked without holding a worker thread.
  * Later, any thread calls http_req_resume() exactly once, and the handler
- * runs again for the same request (authentication included) and answers
- * or suspends again. */
+ * runs again for the same request and answers or suspends again. It is not
+ * authenticated again: the authentication context of its first run stays,
+ * so that work already done for it is answered for. */
 void http_req_suspend(struct http_req *req);
 void http_req_resume(struct http_req *req);
 

@@ -112,6 +112,10 @@ int cp_authenticate(struct http_req *req, int level)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only a region credential or an admin may do this."), -1;
 	if (level == CP_AUTH_ADMIN && p->role != CP_ROLE_ADMIN)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins may do this."), -1;
+	/* Told from the path, so that it is refused before any body is read. */
+	const char *region = http_req_param(req, "region");
+	if (p->role == CP_ROLE_REGION && region && strcmp(region, p->region) != 0)
+		return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), -1;
 	return 0;
 }
 
