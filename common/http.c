@@ -10,9 +10,12 @@
  * without credentials cannot make the server hold its body.
  *
  * libmicrohttpd's connection timeout is an idle timeout: a client that
- * sends its request a byte at a time (slowloris) is never idle. A watchdog
- * thread therefore closes every connection whose request has not arrived
- * whole (line, headers and body) within that same timeout. */
+ * sends its request a byte at a time (slowloris) is never idle, nor is one
+ * that reads its response a byte at a time. A watchdog thread therefore
+ * closes every connection whose request has not arrived whole (line,
+ * headers and body) within that same timeout, and resets every connection
+ * whose response has not been delivered whole (to the client, not only to
+ * the kernel's send buffer) within the response timeout. */
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -27,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,15 +39,28 @@
 #define MAX_EXTRA_HEADERS 12
 #define REQ_ID_MAX 64
 
-/* A client connection, as the stall watchdog sees it. */
+/* A client connection, as the watchdog sees it. */
 struct http_conn {
 	struct http_conn *prev, *next;
 	MHD_socket fd;
 	/* When it started waiting for a request to arrive whole (accepted, or
 	 * the previous request completed); 0 while a request is handled. */
 	_Atomic uint64_t waiting_since_us;
-	int cut;
+	/* When its latest response was queued; 0 once delivered (handed whole
+	 * to the kernel, `sent`, and the kernel's send queue empty). */
+	_Atomic uint64_t response_since_us;
+	atomic_int sent;
+	/* libmicrohttpd has closed it with a response still in the kernel's
+	 * send queue: `fd` is our duplicate, kept to reset the connection at
+	 * the deadline (or closed once the queue is empty). */
+	int lingering;
+	int cut;                  /* shut down: its request did not arrive in time */
+	int reset;                /* reset: its response was not delivered in time */
 };
+
+/* Most connections kept lingering at once (each holds a descriptor);
+ * beyond it, the kernel finishes them alone. */
+#define LINGER_MAX 1024
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -54,6 +72,7 @@ struct http_server {
 
 	pthread_mutex_t conns_lock;
 	struct http_conn conns;   /* list head; guarded by conns_lock */
+	int nlingering;           /* guarded by conns_lock */
 	pthread_t watchdog;
 	int watchdog_started;
 	atomic_int watchdog_stop;
@@ -99,6 +118,14 @@ static uint64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The watchdog's record of `conn` (NULL when it is not watched). */
+static struct http_conn *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
 }
 
 void http_signals_block(void)
@@ -215,6 +242,13 @@ static int queue_body(struct http_req *req, unsigned status, const char *ctype, 
 	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
 		req->status = status;
 		ret = 0;
+		/* The response deadline starts (again, on a connection whose
+		 * previous response may still be on its way). */
+		struct http_conn *c = conn_of(req->conn);
+		if (c) {
+			atomic_store(&c->sent, 0);
+			atomic_store(&c->response_since_us, now_us());
+		}
 	}
 	MHD_destroy_response(resp);
 out:
@@ -475,17 +509,38 @@ static void dispatch(struct http_req *req)
 	}
 }
 
-/* ---- the stall watchdog ---- */
+/* ---- the watchdog ---- */
 
 /* Marks the connection's request as arrived whole (1: the watchdog leaves
  * it alone) or the connection as waiting for the next one (0). */
 static void conn_receiving_done(struct MHD_Connection *conn, int done)
 {
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	struct http_conn *c = ci ? ci->socket_context : NULL;
+	struct http_conn *c = conn_of(conn);
 	if (c)
 		atomic_store(&c->waiting_since_us, done ? 0 : now_us());
+}
+
+/* Bytes the kernel still holds to send on `fd` (0 when it cannot tell). */
+static int send_queued(MHD_socket fd)
+{
+	int n = 0;
+	return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : 0;
+}
+
+/* Ends the connection at once: a reset, so that what the kernel still
+ * holds for a slow reader is dropped rather than sent on after the close.
+ * libmicrohttpd sees the end of the stream and closes its side. */
+static void conn_reset(MHD_socket fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	shutdown(fd, SHUT_RDWR);
+}
+
+static void unlink_conn(struct http_conn *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -513,30 +568,66 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		*socket_context = c;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && c) {
 		/* libmicrohttpd closes the socket only after this returns, so the
-		 * watchdog never shuts down a descriptor that was reused. */
+		 * watchdog never shuts down a descriptor that was reused. A
+		 * response still in the kernel's send queue keeps its deadline:
+		 * the watchdog keeps a duplicate of the socket until the queue is
+		 * empty or the deadline resets it. */
 		pthread_mutex_lock(&srv->conns_lock);
-		c->prev->next = c->next;
-		c->next->prev = c->prev;
+		int keep = srv->o.response_timeout_ms && !c->reset && srv->nlingering < LINGER_MAX &&
+		           atomic_load(&c->response_since_us) && send_queued(c->fd) > 0;
+		if (keep && (c->fd = dup(c->fd)) >= 0) {
+			c->lingering = 1;
+			atomic_store(&c->sent, 1);
+			atomic_store(&c->waiting_since_us, 0);
+			srv->nlingering++;
+		} else {
+			unlink_conn(c);
+			free(c);
+		}
 		pthread_mutex_unlock(&srv->conns_lock);
-		free(c);
 		*socket_context = NULL;
 	}
+}
+
+/* Forgets a lingering connection (conns_lock held). */
+static void lingering_drop(struct http_server *srv, struct http_conn *c)
+{
+	close(c->fd);
+	unlink_conn(c);
+	free(c);
+	srv->nlingering--;
 }
 
 static void *watchdog_main(void *arg)
 {
 	struct http_server *srv = arg;
 	uint64_t limit_us = (uint64_t)srv->o.connection_timeout_s * 1000000u;
+	uint64_t response_us = (uint64_t)srv->o.response_timeout_ms * 1000u;
 	while (!atomic_load(&srv->watchdog_stop)) {
 		usleep(100 * 1000);
 		uint64_t now = now_us();
 		pthread_mutex_lock(&srv->conns_lock);
-		for (struct http_conn *c = srv->conns.next; c != &srv->conns; c = c->next) {
+		for (struct http_conn *c = srv->conns.next, *next; c != &srv->conns; c = next) {
+			next = c->next;
 			uint64_t since = atomic_load(&c->waiting_since_us);
-			if (since && !c->cut && now - since > limit_us) {
+			if (limit_us && since && !c->cut && now - since > limit_us) {
 				/* libmicrohttpd sees the end of the stream and closes it. */
 				shutdown(c->fd, SHUT_RDWR);
 				c->cut = 1;
+			}
+			uint64_t rsince = atomic_load(&c->response_since_us);
+			if (!response_us || !rsince || c->reset)
+				continue;
+			if (atomic_load(&c->sent) && send_queued(c->fd) == 0) {
+				/* Delivered. A response queued meanwhile changed the time. */
+				atomic_compare_exchange_strong(&c->response_since_us, &rsince, 0);
+				if (c->lingering)
+					lingering_drop(srv, c);
+			} else if (now - rsince > response_us) {
+				conn_reset(c->fd);
+				c->reset = 1;
+				if (c->lingering)
+					lingering_drop(srv, c);
 			}
 		}
 		pthread_mutex_unlock(&srv->conns_lock);
@@ -551,6 +642,19 @@ static void watchdog_stop(struct http_server *srv)
 	atomic_store(&srv->watchdog_stop, 1);
 	pthread_join(srv->watchdog, NULL);
 	srv->watchdog_started = 0;
+}
+
+/* Closes the duplicates of lingering connections (once libmicrohttpd has
+ * stopped: no other entry is left). The kernel finishes sending them. */
+static void lingering_close(struct http_server *srv)
+{
+	pthread_mutex_lock(&srv->conns_lock);
+	for (struct http_conn *c = srv->conns.next, *next; c != &srv->conns; c = next) {
+		next = c->next;
+		if (c->lingering)
+			lingering_drop(srv, c);
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
 }
 
 /* 1 when `str` is UTF-8: no stray continuation bytes, overlong forms,
@@ -707,6 +811,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!req)
 		return;
 	conn_receiving_done(conn, 0); /* the next request's clock starts */
+	struct http_conn *c = conn_of(conn);
+	if (c && req->status)
+		atomic_store(&c->sent, 1); /* in the kernel's hands; delivered once its queue is empty */
 	uint64_t us = now_us() - req->start_us;
 	unsigned status = req->status ? req->status : 499; /* client went away first */
 	metrics_observe(srv->metrics, req->m.route, status, us);
@@ -850,7 +957,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info ? info->port : opts->listen.port;
-	if (opts->connection_timeout_s > 0) {
+	if (opts->connection_timeout_s > 0 || opts->response_timeout_ms > 0) {
 		if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
 			snprintf(err, errlen, "cannot start the connection watchdog thread");
 			MHD_stop_daemon(srv->daemon);
@@ -900,6 +1007,7 @@ void http_server_free(struct http_server *srv)
 	if (srv->daemon)
 		MHD_stop_daemon(srv->daemon);
 	watchdog_stop(srv);
+	lingering_close(srv);
 	metrics_free(srv->metrics);
 	pthread_mutex_destroy(&srv->conns_lock);
 	free(srv);

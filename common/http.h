@@ -27,6 +27,9 @@ struct http_server_opts {
 	unsigned max_connections;
 	unsigned connection_timeout_s;  /* idle connections, and requests that have not
 	                                 * arrived whole, are closed after this */
+	unsigned response_timeout_ms;   /* a response not sent whole this long after it
+	                                 * was queued has its connection reset (0: none);
+	                                 * a parked request has no response yet */
 	size_t connection_memory;       /* per connection; bounds request headers */
 	int access_log;                 /* one log line per request */
 	const struct http_route *routes;
