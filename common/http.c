@@ -624,6 +624,10 @@ static void *watchdog_main(void *arg)
 				if (c->lingering)
 					lingering_drop(srv, c);
 			} else if (now - rsince > response_us) {
+				static struct log_limit resets;
+				log_write_limited(&resets, LOG_INFO, NULL, NULL,
+				                  "a response was not delivered within %u ms: connection reset",
+				                  srv->o.response_timeout_ms);
 				conn_reset(c->fd);
 				c->reset = 1;
 				if (c->lingering)
