@@ -174,7 +174,7 @@ static int ensure_connected(struct db_pool *p, struct db_conn *c)
 		char msg[256];
 		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->pg));
 		msg[strcspn(msg, "\n")] = '\0';
-		log_warn(NULL, "database connection failed: %s", msg);
+		log_warn_limited(NULL, "database connection failed: %s", msg);
 		PQfinish(c->pg);
 		c->pg = NULL;
 		return -1;
@@ -217,7 +217,7 @@ struct db_conn *db_acquire(struct db_pool *p)
 		if (pthread_cond_timedwait(&p->freed, &p->lock, &deadline) == ETIMEDOUT) {
 			pthread_mutex_unlock(&p->lock);
 			atomic_fetch_add(&p->acquire_timeouts, 1);
-			log_warn(NULL, "no database connection free within %u ms", p->acquire_timeout_ms);
+			log_warn_limited(NULL, "no database connection free within %u ms", p->acquire_timeout_ms);
 			return NULL;
 		}
 	}
@@ -324,8 +324,13 @@ enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int n
 		char msg[300];
 		snprintf(msg, sizeof msg, "%s", PQerrorMessage(c->pg));
 		msg[strcspn(msg, "\n")] = '\0';
-		log_write(st == DB_ERROR ? LOG_ERROR : LOG_WARN, NULL,
-		          json_pack("{ss}", "sqlstate", c->sqlstate), "database: %s", msg);
+		/* A database that went away fails every statement in flight. */
+		static struct log_limit unavailable;
+		json_t *f = json_pack("{ss}", "sqlstate", c->sqlstate);
+		if (st == DB_ERROR)
+			log_write(LOG_ERROR, NULL, f, "database: %s", msg);
+		else
+			log_write_limited(&unavailable, LOG_WARN, NULL, f, "database: %s", msg);
 	}
 	PQclear(r);
 	return st;

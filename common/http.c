@@ -3,13 +3,19 @@
  * A request's state (struct http_req) is created on the first callback and
  * freed only in the completion notification, as libmicrohttpd's examples
  * do. A response is never queued while an upload is still arriving, except
- * to refuse it outright (413 on a declared Content-Length, 404, 405), in
- * which case libmicrohttpd closes the connection after answering.
+ * to refuse it outright before reading any of it (a declared Content-Length
+ * over the limit, a path that is not UTF-8, credentials the route refuses),
+ * in which case libmicrohttpd closes the connection after answering. So a
+ * request with a body is authenticated on its first callback: a client
+ * without credentials cannot make the server hold its body.
  *
  * libmicrohttpd's connection timeout is an idle timeout: a client that
- * sends its request a byte at a time (slowloris) is never idle. A watchdog
- * thread therefore closes every connection whose request has not arrived
- * whole (line, headers and body) within that same timeout. */
+ * sends its request a byte at a time (slowloris) is never idle, nor is one
+ * that reads its response a byte at a time. A watchdog thread therefore
+ * closes every connection whose request has not arrived whole (line,
+ * headers and body) within that same timeout, and resets every connection
+ * whose response has not been delivered whole (to the client, not only to
+ * the kernel's send buffer) within the response timeout. */
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -24,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,15 +39,28 @@
 #define MAX_EXTRA_HEADERS 12
 #define REQ_ID_MAX 64
 
-/* A client connection, as the stall watchdog sees it. */
+/* A client connection, as the watchdog sees it. */
 struct http_conn {
 	struct http_conn *prev, *next;
 	MHD_socket fd;
 	/* When it started waiting for a request to arrive whole (accepted, or
 	 * the previous request completed); 0 while a request is handled. */
 	_Atomic uint64_t waiting_since_us;
-	int cut;
+	/* When its latest response was queued; 0 once delivered (handed whole
+	 * to the kernel, `sent`, and the kernel's send queue empty). */
+	_Atomic uint64_t response_since_us;
+	atomic_int sent;
+	/* libmicrohttpd has closed it with a response still in the kernel's
+	 * send queue: `fd` is our duplicate, kept to reset the connection at
+	 * the deadline (or closed once the queue is empty). */
+	int lingering;
+	int cut;                  /* shut down: its request did not arrive in time */
+	int reset;                /* reset: its response was not delivered in time */
 };
+
+/* Most connections kept lingering at once (each holds a descriptor);
+ * beyond it, the kernel finishes them alone. */
+#define LINGER_MAX 1024
 
 struct http_server {
 	struct MHD_Daemon *daemon;
@@ -51,6 +72,7 @@ struct http_server {
 
 	pthread_mutex_t conns_lock;
 	struct http_conn conns;   /* list head; guarded by conns_lock */
+	int nlingering;           /* guarded by conns_lock */
 	pthread_t watchdog;
 	int watchdog_started;
 	atomic_int watchdog_stop;
@@ -65,6 +87,8 @@ struct http_req {
 	struct route_match m;
 	char id[REQ_ID_MAX + 1];
 	uint64_t start_us;
+	char log_tenant[64];      /* for the access log; "" when not known */
+	char log_key[64];
 
 	char *body;
 	size_t body_len, body_cap;
@@ -77,6 +101,7 @@ struct http_req {
 	int nhdr;
 	char *hdr[MAX_EXTRA_HEADERS][2];
 
+	int authed;               /* the route's authentication passed */
 	void *auth;
 	void (*auth_free)(void *);
 	void *state;
@@ -97,6 +122,14 @@ static uint64_t now_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* The watchdog's record of `conn` (NULL when it is not watched). */
+static struct http_conn *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
 }
 
 void http_signals_block(void)
@@ -213,6 +246,13 @@ static int queue_body(struct http_req *req, unsigned status, const char *ctype, 
 	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
 		req->status = status;
 		ret = 0;
+		/* The response deadline starts (again, on a connection whose
+		 * previous response may still be on its way). */
+		struct http_conn *c = conn_of(req->conn);
+		if (c) {
+			atomic_store(&c->sent, 0);
+			atomic_store(&c->response_since_us, now_us());
+		}
 	}
 	MHD_destroy_response(resp);
 out:
@@ -336,6 +376,12 @@ const char *http_req_body(const struct http_req *req, size_t *len)
 	return req->body ? req->body : "";
 }
 
+void http_req_set_log_ids(struct http_req *req, const char *tenant, const char *key_id)
+{
+	snprintf(req->log_tenant, sizeof req->log_tenant, "%s", tenant ? tenant : "");
+	snprintf(req->log_key, sizeof req->log_key, "%s", key_id ? key_id : "");
+}
+
 void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *))
 {
 	if (req->auth && req->auth_free)
@@ -412,6 +458,23 @@ int http_handle_metrics(struct http_req *req)
 
 /* ---- libmicrohttpd callbacks ---- */
 
+/* Runs the service's authentication for route `r` once per request: a
+ * request authenticated before its body arrived, or on a first run before
+ * it was parked, is not asked again, so that work already done for it is
+ * answered for. Returns 0 to go on, -1 once an answer is queued. */
+static int authenticate(struct http_req *req, const struct http_route *r)
+{
+	if (!r->auth || req->authed || !req->srv->o.authenticate)
+		return 0;
+	if (req->srv->o.authenticate(req, r->auth) != 0) {
+		if (!req->status)
+			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
+		return -1;
+	}
+	req->authed = 1;
+	return 0;
+}
+
 static void dispatch(struct http_req *req)
 {
 	if (req->ambiguous_length) {
@@ -444,14 +507,8 @@ static void dispatch(struct http_req *req)
 		                   "The body is larger than this route's limit of %zu bytes.", r->body_limit);
 		return;
 	}
-	/* A resumed request was authenticated on its first run; it is not asked
-	 * again, so that work already done for it is answered for. */
-	if (r->auth && !req->auth && req->srv->o.authenticate &&
-	    req->srv->o.authenticate(req, r->auth) != 0) {
-		if (!req->status)
-			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
+	if (authenticate(req, r) != 0)
 		return;
-	}
 	req->suspended = 0;
 	int rc = r->handler(req);
 	if (rc == 0 && req->suspended && !req->status)
@@ -463,17 +520,38 @@ static void dispatch(struct http_req *req)
 	}
 }
 
-/* ---- the stall watchdog ---- */
+/* ---- the watchdog ---- */
 
 /* Marks the connection's request as arrived whole (1: the watchdog leaves
  * it alone) or the connection as waiting for the next one (0). */
 static void conn_receiving_done(struct MHD_Connection *conn, int done)
 {
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	struct http_conn *c = ci ? ci->socket_context : NULL;
+	struct http_conn *c = conn_of(conn);
 	if (c)
 		atomic_store(&c->waiting_since_us, done ? 0 : now_us());
+}
+
+/* Bytes the kernel still holds to send on `fd` (0 when it cannot tell). */
+static int send_queued(MHD_socket fd)
+{
+	int n = 0;
+	return ioctl(fd, SIOCOUTQ, &n) == 0 ? n : 0;
+}
+
+/* Ends the connection at once: a reset, so that what the kernel still
+ * holds for a slow reader is dropped rather than sent on after the close.
+ * libmicrohttpd sees the end of the stream and closes its side. */
+static void conn_reset(MHD_socket fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	shutdown(fd, SHUT_RDWR);
+}
+
+static void unlink_conn(struct http_conn *c)
+{
+	c->prev->next = c->next;
+	c->next->prev = c->prev;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -501,30 +579,70 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		*socket_context = c;
 	} else if (code == MHD_CONNECTION_NOTIFY_CLOSED && c) {
 		/* libmicrohttpd closes the socket only after this returns, so the
-		 * watchdog never shuts down a descriptor that was reused. */
+		 * watchdog never shuts down a descriptor that was reused. A
+		 * response still in the kernel's send queue keeps its deadline:
+		 * the watchdog keeps a duplicate of the socket until the queue is
+		 * empty or the deadline resets it. */
 		pthread_mutex_lock(&srv->conns_lock);
-		c->prev->next = c->next;
-		c->next->prev = c->prev;
+		int keep = srv->o.response_timeout_ms && !c->reset && srv->nlingering < LINGER_MAX &&
+		           atomic_load(&c->response_since_us) && send_queued(c->fd) > 0;
+		if (keep && (c->fd = dup(c->fd)) >= 0) {
+			c->lingering = 1;
+			atomic_store(&c->sent, 1);
+			atomic_store(&c->waiting_since_us, 0);
+			srv->nlingering++;
+		} else {
+			unlink_conn(c);
+			free(c);
+		}
 		pthread_mutex_unlock(&srv->conns_lock);
-		free(c);
 		*socket_context = NULL;
 	}
+}
+
+/* Forgets a lingering connection (conns_lock held). */
+static void lingering_drop(struct http_server *srv, struct http_conn *c)
+{
+	close(c->fd);
+	unlink_conn(c);
+	free(c);
+	srv->nlingering--;
 }
 
 static void *watchdog_main(void *arg)
 {
 	struct http_server *srv = arg;
 	uint64_t limit_us = (uint64_t)srv->o.connection_timeout_s * 1000000u;
+	uint64_t response_us = (uint64_t)srv->o.response_timeout_ms * 1000u;
 	while (!atomic_load(&srv->watchdog_stop)) {
 		usleep(100 * 1000);
 		uint64_t now = now_us();
 		pthread_mutex_lock(&srv->conns_lock);
-		for (struct http_conn *c = srv->conns.next; c != &srv->conns; c = c->next) {
+		for (struct http_conn *c = srv->conns.next, *next; c != &srv->conns; c = next) {
+			next = c->next;
 			uint64_t since = atomic_load(&c->waiting_since_us);
-			if (since && !c->cut && now - since > limit_us) {
+			if (limit_us && since && !c->cut && now - since > limit_us) {
 				/* libmicrohttpd sees the end of the stream and closes it. */
 				shutdown(c->fd, SHUT_RDWR);
 				c->cut = 1;
+			}
+			uint64_t rsince = atomic_load(&c->response_since_us);
+			if (!response_us || !rsince || c->reset)
+				continue;
+			if (atomic_load(&c->sent) && send_queued(c->fd) == 0) {
+				/* Delivered. A response queued meanwhile changed the time. */
+				atomic_compare_exchange_strong(&c->response_since_us, &rsince, 0);
+				if (c->lingering)
+					lingering_drop(srv, c);
+			} else if (now - rsince > response_us) {
+				static struct log_limit resets;
+				log_write_limited(&resets, LOG_INFO, NULL, NULL,
+				                  "a response was not delivered within %u ms: connection reset",
+				                  srv->o.response_timeout_ms);
+				conn_reset(c->fd);
+				c->reset = 1;
+				if (c->lingering)
+					lingering_drop(srv, c);
 			}
 		}
 		pthread_mutex_unlock(&srv->conns_lock);
@@ -539,6 +657,19 @@ static void watchdog_stop(struct http_server *srv)
 	atomic_store(&srv->watchdog_stop, 1);
 	pthread_join(srv->watchdog, NULL);
 	srv->watchdog_started = 0;
+}
+
+/* Closes the duplicates of lingering connections (once libmicrohttpd has
+ * stopped: no other entry is left). The kernel finishes sending them. */
+static void lingering_close(struct http_server *srv)
+{
+	pthread_mutex_lock(&srv->conns_lock);
+	for (struct http_conn *c = srv->conns.next, *next; c != &srv->conns; c = next) {
+		next = c->next;
+		if (c->lingering)
+			lingering_drop(srv, c);
+	}
+	pthread_mutex_unlock(&srv->conns_lock);
 }
 
 /* 1 when `str` is UTF-8: no stray continuation bytes, overlong forms,
@@ -603,16 +734,28 @@ static enum MHD_Result begin(struct http_req *req)
 	}
 	if (req->found != ROUTE_FOUND)
 		return MHD_YES; /* answered once the request is read, keeping the connection */
-	/* A declared length over the limit is refused before reading a byte. */
-	size_t limit = req->srv->o.routes[req->m.route].body_limit;
-	if (cl) {
-		char *end;
-		unsigned long long n = strtoull(cl, &end, 10);
-		if (*end == '\0' && n > limit) {
-			req->too_large = 1;
-			conn_receiving_done(req->conn, 1);
-			dispatch(req);
-		}
+	const struct http_route *r = &req->srv->o.routes[req->m.route];
+	unsigned long long declared = 0;
+	char *end = NULL;
+	if (cl)
+		declared = strtoull(cl, &end, 10);
+	/* A request that brings a body is refused before a byte of it is read
+	 * when the refusal does not depend on it: its path's text, then its
+	 * credentials, then its declared length. Such an early answer closes
+	 * the connection, so requests without a body are answered once read,
+	 * as before, and keep it. */
+	int has_body = http_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) || declared > 0 ||
+	               (cl && *end != '\0');
+	if (has_body && (req->bad_text || authenticate(req, r) != 0)) {
+		conn_receiving_done(req->conn, 1);
+		if (!req->status)
+			dispatch(req); /* the path's text */
+		return MHD_YES;
+	}
+	if (cl && *end == '\0' && declared > r->body_limit) {
+		req->too_large = 1;
+		conn_receiving_done(req->conn, 1);
+		dispatch(req);
 	}
 	return MHD_YES;
 }
@@ -683,13 +826,17 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!req)
 		return;
 	conn_receiving_done(conn, 0); /* the next request's clock starts */
+	struct http_conn *c = conn_of(conn);
+	if (c && req->status)
+		atomic_store(&c->sent, 1); /* in the kernel's hands; delivered once its queue is empty */
 	uint64_t us = now_us() - req->start_us;
 	unsigned status = req->status ? req->status : 499; /* client went away first */
 	metrics_observe(srv->metrics, req->m.route, status, us);
 	if (srv->o.access_log || status >= 500)
 		log_request(status >= 500 ? LOG_WARN : LOG_INFO, req->id, req->method, req->path, status,
 		            (double)us / 1000.0,
-		            toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? (int)toe : -1);
+		            toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? (int)toe : -1,
+		            req->log_tenant[0] ? req->log_tenant : NULL, req->log_key[0] ? req->log_key : NULL);
 	for (int i = 0; i < req->nhdr; i++) {
 		free(req->hdr[i][0]);
 		free(req->hdr[i][1]);
@@ -735,6 +882,31 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 	return (size_t)(w - s);
 }
 
+/* libmicrohttpd's messages, limited per kind: its format string (a
+ * literal of the library) names the kind, so that every client sending
+ * garbage cannot flood the log and one kind cannot hide another. */
+#define MHD_LOG_KINDS 64
+
+static struct {
+	_Atomic(const char *) fmt;
+	struct log_limit limit;
+} mhd_log_kinds[MHD_LOG_KINDS + 1]; /* the last one takes the kinds beyond */
+
+static struct log_limit *mhd_log_limit(const char *fmt)
+{
+	size_t h = (size_t)((uintptr_t)fmt >> 3) % MHD_LOG_KINDS;
+	for (size_t i = 0; i < MHD_LOG_KINDS; i++, h = (h + 1) % MHD_LOG_KINDS) {
+		const char *cur = atomic_load(&mhd_log_kinds[h].fmt);
+		if (cur == fmt)
+			return &mhd_log_kinds[h].limit;
+		if (!cur) {
+			if (atomic_compare_exchange_strong(&mhd_log_kinds[h].fmt, &cur, fmt) || cur == fmt)
+				return &mhd_log_kinds[h].limit;
+		}
+	}
+	return &mhd_log_kinds[MHD_LOG_KINDS].limit;
+}
+
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char msg[512];
@@ -743,7 +915,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
-	log_warn(NULL, "libmicrohttpd: %s", msg);
+	log_write_limited(mhd_log_limit(fmt), LOG_WARN, NULL, NULL, "libmicrohttpd: %s", msg);
 }
 
 /* ---- lifecycle ---- */
@@ -800,7 +972,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
 	}
 	const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info ? info->port : opts->listen.port;
-	if (opts->connection_timeout_s > 0) {
+	if (opts->connection_timeout_s > 0 || opts->response_timeout_ms > 0) {
 		if (pthread_create(&srv->watchdog, NULL, watchdog_main, srv) != 0) {
 			snprintf(err, errlen, "cannot start the connection watchdog thread");
 			MHD_stop_daemon(srv->daemon);
@@ -859,6 +1031,7 @@ void http_server_free(struct http_server *srv)
 	if (srv->daemon)
 		MHD_stop_daemon(srv->daemon);
 	watchdog_stop(srv);
+	lingering_close(srv);
 	metrics_free(srv->metrics);
 	pthread_mutex_destroy(&srv->conns_lock);
 	free(srv);

@@ -28,12 +28,19 @@ struct http_server_opts {
 	unsigned max_connections;
 	unsigned connection_timeout_s;  /* idle connections, and requests that have not
 	                                 * arrived whole, are closed after this */
+	unsigned response_timeout_ms;   /* a response not sent whole this long after it
+	                                 * was queued has its connection reset (0: none);
+	                                 * a parked request has no response yet */
 	size_t connection_memory;       /* per connection; bounds request headers */
 	int access_log;                 /* one log line per request */
 	const struct http_route *routes;
 	size_t nroutes;
 	/* Called for routes with auth != 0 before the handler: returns 0 to go
-	 * on, -1 after queueing a 401/403 itself. */
+	 * on, -1 after queueing a 401/403 itself. It runs once per request, as
+	 * soon as the headers are in when the request brings a body (declared
+	 * or chunked), so that a refused request is answered without reading a
+	 * byte of its body (libmicrohttpd then closes the connection); it may
+	 * look at the headers, the path and its parameters, never the body. */
 	int (*authenticate)(struct http_req *req, int auth);
 	/* Called when draining starts, before waiting for requests in flight:
 	 * a service resumes the requests it holds suspended (may be NULL). */
@@ -87,6 +94,10 @@ const struct sockaddr *http_req_peer(const struct http_req *req);
  * NULL) is called on it when the request completes. */
 void http_req_set_auth(struct http_req *req, void *ctx, void (*free_fn)(void *));
 void *http_req_auth(const struct http_req *req);
+/* Names the caller on the request's access-log line: the tenant's id and
+ * the API key's id (each may be NULL; copied, cut at 63 bytes). Never a
+ * secret. */
+void http_req_set_log_ids(struct http_req *req, const char *tenant, const char *key_id);
 
 /* State a handler keeps across the invocations of one suspended request;
  * `free_fn` (may be NULL) runs when the request completes. */
@@ -96,8 +107,9 @@ void *http_req_state(const struct http_req *req);
 /* Long polls. A handler calls http_req_suspend() and returns 0 without a
  * response: the connection is parked without holding a worker thread.
  * Later, any thread calls http_req_resume() exactly once, and the handler
- * runs again for the same request (authentication included) and answers
- * or suspends again. */
+ * runs again for the same request and answers or suspends again. It is not
+ * authenticated again: the authentication context of its first run stays,
+ * so that work already done for it is answered for. */
 void http_req_suspend(struct http_req *req);
 void http_req_resume(struct http_req *req);
 

@@ -13,6 +13,7 @@ const char *const log_level_names[] = { "debug", "info", "warn", "error", NULL }
 
 static const char *log_service = "celltrail";
 static enum log_level log_min = LOG_INFO;
+static _Atomic int64_t log_repeat_ms = LOG_REPEAT_INTERVAL_DEFAULT_MS;
 
 void log_init(const char *service, enum log_level min_level)
 {
@@ -84,9 +85,10 @@ size_t log_json_escape(const char *str, char *out, size_t outlen)
 }
 
 void log_request(enum log_level lvl, const char *req_id, const char *method, const char *path,
-                 unsigned status, double duration_ms, int terminated)
+                 unsigned status, double duration_ms, int terminated, const char *tenant,
+                 const char *key_id)
 {
-	char ts[64], m[64], p[2048], term[32] = "", line[2600];
+	char ts[64], m[64], p[2048], term[32] = "", who[200] = "", line[2800];
 	struct timespec now;
 	struct tm tm;
 
@@ -101,11 +103,20 @@ void log_request(enum log_level lvl, const char *req_id, const char *method, con
 	log_json_escape(path, p, sizeof p);
 	if (terminated >= 0)
 		snprintf(term, sizeof term, ",\"terminated\":%d", terminated);
+	if (tenant || key_id) {
+		char t[80] = "", k[80] = "";
+		if (tenant)
+			log_json_escape(tenant, t, sizeof t);
+		if (key_id)
+			log_json_escape(key_id, k, sizeof k);
+		snprintf(who, sizeof who, "%s%s%s%s%s%s", tenant ? ",\"tenant\":\"" : "", t, tenant ? "\"" : "",
+		         key_id ? ",\"key_id\":\"" : "", k, key_id ? "\"" : "");
+	}
 	int n = snprintf(line, sizeof line,
 	                 "{\"ts\":\"%s\",\"level\":\"%s\",\"svc\":\"%s\",\"msg\":\"request\","
 	                 "\"req_id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,"
-	                 "\"duration_ms\":%.3f%s}\n",
-	                 ts, log_level_names[lvl], log_service, req_id, m, p, status, duration_ms, term);
+	                 "\"duration_ms\":%.3f%s%s}\n",
+	                 ts, log_level_names[lvl], log_service, req_id, m, p, status, duration_ms, term, who);
 	if (n > 0) {
 		ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 		(void)w;
@@ -158,4 +169,49 @@ void log_write(enum log_level lvl, const char *req_id, json_t *fields, const cha
 	ssize_t w = write(STDERR_FILENO, text, n + 1);
 	(void)w;
 	free(text);
+}
+
+void log_set_repeat_interval(int64_t ms)
+{
+	atomic_store(&log_repeat_ms, ms > 0 ? ms : 0);
+}
+
+int64_t log_limit_take(struct log_limit *l, int64_t now_ms, int64_t interval_ms)
+{
+	int64_t next = atomic_load(&l->next_ms);
+	/* One thread wins the interval; the others count themselves out. A
+	 * count added just after the winner took it goes to the next line. */
+	if (now_ms >= next && atomic_compare_exchange_strong(&l->next_ms, &next, now_ms + interval_ms))
+		return (int64_t)atomic_exchange(&l->suppressed, 0);
+	atomic_fetch_add(&l->suppressed, 1);
+	return -1;
+}
+
+void log_write_limited(struct log_limit *l, enum log_level lvl, const char *req_id, json_t *fields,
+                       const char *fmt, ...)
+{
+	char msg[1024];
+	struct timespec now;
+	va_list ap;
+
+	if (lvl < log_min) {
+		json_decref(fields);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t n = log_limit_take(l, (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000,
+	                           atomic_load(&log_repeat_ms));
+	if (n < 0) {
+		json_decref(fields);
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	if (!json_is_object(fields)) {
+		json_decref(fields);
+		fields = json_object();
+	}
+	json_object_set_new(fields, "suppressed", json_integer((json_int_t)n));
+	log_write(lvl, req_id, fields, "%s", msg);
 }

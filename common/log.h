@@ -6,6 +6,8 @@
 #define CT_LOG_H
 
 #include <jansson.h>
+#include <stdatomic.h>
+#include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR };
 
@@ -21,9 +23,39 @@ void log_write(enum log_level lvl, const char *req_id, json_t *fields,
                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* One access-log line, formatted directly (no JSON tree: this runs for
- * every request). `terminated` < 0 leaves that member out. */
+ * every request). `terminated` < 0 leaves that member out; `tenant` and
+ * `key_id` (identifiers, never secrets) are left out when NULL. */
 void log_request(enum log_level lvl, const char *req_id, const char *method, const char *path,
-                 unsigned status, double duration_ms, int terminated);
+                 unsigned status, double duration_ms, int terminated, const char *tenant,
+                 const char *key_id);
+
+/* Repeated lines of one kind (a database that is down, a client that keeps
+ * sending garbage) are written at most once per interval, each with the
+ * number of lines of its kind left out since the previous one
+ * ("suppressed": N), so that a failure cannot flood the log.
+ *
+ * One struct log_limit per kind, zero-initialized (static storage); it is
+ * lock-free and may be shared by every thread. */
+struct log_limit {
+	_Atomic int64_t next_ms;       /* the next line may be written from then on */
+	_Atomic uint64_t suppressed;   /* lines left out since the last one written */
+};
+
+/* The interval of every limiter (default 10 s). Set once at start-up. */
+#define LOG_REPEAT_INTERVAL_DEFAULT_MS 10000
+void log_set_repeat_interval(int64_t ms);
+
+/* The decision alone, on a clock the caller gives (milliseconds, any
+ * origin >= 0): returns -1 when the line is to be left out (and counts it),
+ * or the number left out since the last line written (>= 0) when it is to
+ * be written. A line is written when `now_ms` is at least `interval_ms`
+ * after the previous line written; the first one always is. */
+int64_t log_limit_take(struct log_limit *l, int64_t now_ms, int64_t interval_ms);
+
+/* log_write() through the limiter `l`, adding "suppressed": N; `fields`
+ * (may be NULL) is stolen, written or not. */
+void log_write_limited(struct log_limit *l, enum log_level lvl, const char *req_id, json_t *fields,
+                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Writes `s` as the body of a JSON string into out (at most outlen bytes
  * with the NUL, cut at a character boundary): quotes, backslashes and
@@ -36,5 +68,11 @@ size_t log_json_escape(const char *s, char *out, size_t outlen);
 #define log_info(rid, ...)  log_write(LOG_INFO, rid, NULL, __VA_ARGS__)
 #define log_warn(rid, ...)  log_write(LOG_WARN, rid, NULL, __VA_ARGS__)
 #define log_error(rid, ...) log_write(LOG_ERROR, rid, NULL, __VA_ARGS__)
+/* A warning limited per call site: each use has its own limiter. */
+#define log_warn_limited(rid, ...)                                         \
+	do {                                                                   \
+		static struct log_limit log_limit_site_;                          \
+		log_write_limited(&log_limit_site_, LOG_WARN, rid, NULL, __VA_ARGS__); \
+	} while (0)
 
 #endif

@@ -91,6 +91,7 @@ void svc_http_opts(const struct svc_common_cfg *c, struct http_server_opts *o)
 	o->threads = (unsigned)c->http_threads;
 	o->max_connections = (unsigned)c->max_connections;
 	o->connection_timeout_s = (unsigned)((c->connection_timeout_ms + 999) / 1000);
+	o->response_timeout_ms = (unsigned)c->response_timeout_ms;
 	o->connection_memory = (size_t)c->connection_memory;
 	o->access_log = c->access_log;
 }

@@ -18,9 +18,11 @@ struct svc_common_cfg {
 	long http_threads;
 	long max_connections;
 	int64_t connection_timeout_ms;
+	int64_t response_timeout_ms;
 	long connection_memory;
 	int64_t drain_timeout_ms;
 	int log_level;
+	int64_t log_repeat_ms;
 	int access_log;
 };
 
@@ -39,12 +41,18 @@ struct svc_common_cfg {
 	  1, 65536, NULL, "Concurrent client connections accepted." },                            \
 	{ P "CONNECTION_TIMEOUT", CFG_DURATION, "30s", 0, offsetof(T, M.connection_timeout_ms),      \
 	  1000, 3600000, NULL, "Idle or stalled connections are closed after this long." },       \
+	{ P "RESPONSE_TIMEOUT", CFG_DURATION, "60s", 0, offsetof(T, M.response_timeout_ms), 1000,    \
+	  3600000, NULL, "A response not delivered whole this long after it is ready has its "      \
+	  "connection reset (a slow reader); a parked long poll is not counted." },                \
 	{ P "CONNECTION_MEMORY", CFG_INT, "32768", 0, offsetof(T, M.connection_memory), 8192,        \
 	  1048576, NULL, "Bytes of buffer per connection; bounds the request line and headers." }, \
 	{ P "DRAIN_TIMEOUT", CFG_DURATION, "10s", 0, offsetof(T, M.drain_timeout_ms), 0, 600000,     \
 	  NULL, "On SIGTERM, how long requests in flight may take to finish." },                  \
 	{ P "LOG_LEVEL", CFG_ENUM, "info", 0, offsetof(T, M.log_level), 0, 0, log_level_names,      \
 	  "Lowest level logged." },                                                                 \
+	{ P "LOG_REPEAT_INTERVAL", CFG_DURATION, "10s", 0, offsetof(T, M.log_repeat_ms), 100,        \
+	  3600000, NULL, "Repeated warnings of one kind are logged once per interval, with the "    \
+	  "count left out (\"suppressed\")." },                                                     \
 	{ P "ACCESS_LOG", CFG_BOOL, "true", 0, offsetof(T, M.access_log), 0, 0, NULL,                \
 	  "Log one line per request (5xx answers are always logged)." }
 

@@ -105,6 +105,7 @@ int cp_authenticate(struct http_req *req, int level)
 		snprintf(p->scope, sizeof p->scope, "user:%s", s.user_id);
 	}
 	http_req_set_auth(req, p, free);
+	http_req_set_log_ids(req, p->tenant_id[0] ? p->tenant_id : NULL, NULL);
 	if (p->role == CP_ROLE_REGION && level != CP_AUTH_REGION)
 		return http_reply_problem(req, PROB_FORBIDDEN,
 		                          "A region credential only reaches its region's config routes."), -1;
@@ -112,6 +113,10 @@ int cp_authenticate(struct http_req *req, int level)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only a region credential or an admin may do this."), -1;
 	if (level == CP_AUTH_ADMIN && p->role != CP_ROLE_ADMIN)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins may do this."), -1;
+	/* Told from the path, so that it is refused before any body is read. */
+	const char *region = http_req_param(req, "region");
+	if (p->role == CP_ROLE_REGION && region && strcmp(region, p->region) != 0)
+		return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), -1;
 	return 0;
 }
 

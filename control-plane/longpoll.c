@@ -151,9 +151,21 @@ static int wake_region(const struct waiter *w, void *arg)
 	return !strcmp(w->region, ch->region) && ch->version > w->seen;
 }
 
+/* What the server says on the idle LISTEN connection (its going away,
+ * say) is logged as a line of its own, not printed raw by libpq. */
+static void listen_notice(void *arg, const char *message)
+{
+	char msg[300];
+	(void)arg;
+	snprintf(msg, sizeof msg, "%s", message);
+	msg[strcspn(msg, "\n")] = '\0';
+	log_warn_limited(NULL, "long polls: %s", msg);
+}
+
 static PGconn *listen_conn(struct lp *lp)
 {
 	PGconn *pg = PQconnectdb(lp->app->cfg.database_url);
+	PQsetNoticeProcessor(pg, listen_notice, NULL);
 	if (PQstatus(pg) == CONNECTION_OK) {
 		PGresult *r = PQexec(pg, "LISTEN region_config");
 		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;

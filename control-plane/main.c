@@ -454,6 +454,7 @@ int main(int argc, char **argv)
 	}
 	svc_load_config(PROG, cp_vars, &app.cfg);
 	log_init(PROG, (enum log_level)app.cfg.common.log_level);
+	log_set_repeat_interval(app.cfg.common.log_repeat_ms);
 	if (!strcmp(cmd, "jwks"))
 		return cmd_jwks(&app);
 	if (!strcmp(cmd, "stage-key"))

@@ -75,6 +75,8 @@ int dp_authenticate(struct http_req *req, int auth)
 		goto out;
 	}
 	const struct cfgdoc_tenant *t = &s->doc->tenants[k->tenant];
+	if (t->status != 'd')
+		http_req_set_log_ids(req, t->id, k->id);
 	if (t->status == 'd') {
 		unauthorized(req, "Unknown, revoked or expired API key.");
 		goto out;

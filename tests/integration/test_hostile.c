@@ -13,6 +13,16 @@
  *   sql_meta           SQL metacharacters in values and path parameters: refused,
  *                      or stored literally; the databases' counts unchanged
  *   memory_flat        2000 hostile requests after a warm-up: alive, RSS flat
+ *   auth_matrix        every authentication level x credential x body framing
+ *                      against a reference table: refusals that do not need the
+ *                      body are answered before it is read, and close
+ *   unauth_bodies      1 MiB bodies declared without a usable key: answered at
+ *                      once; hundreds of them sending their bodies: RSS bounded
+ *   slow_reader        a 1 MB page read slowly is reset at the response
+ *                      deadline; a normal reader and a parked long poll are not
+ *   logs_bounded       the database down and protocol garbage: warnings limited
+ *                      per interval with the count left out; access lines name
+ *                      tenant and key id, never the secret
  *
  * An answer must be a 4xx (a problem document when our HTTP layer answered:
  * it carries X-Request-Id) or a closed connection. libmicrohttpd itself
@@ -31,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +49,8 @@
 #include "it.h"
 
 #define TIMEOUT_S 2 /* *_CONNECTION_TIMEOUT of both services */
+#define RESPONSE_S 3 /* *_RESPONSE_TIMEOUT of both services */
+#define REPEAT_S 1 /* *_LOG_REPEAT_INTERVAL of both services */
 
 static long now_ms(void)
 {
@@ -86,14 +99,17 @@ static char dp_auth[300];
 
 static void setup(void)
 {
-	/* Both with a short connection timeout. Under ASan, a small quarantine
+	/* Both with a short connection timeout, response deadline and log
+	 * interval. Under ASan, a small quarantine
 	 * so that resident memory reflects what the process holds. */
 	static char asan[1024];
 	const char *a = getenv("ASAN_OPTIONS");
 	snprintf(asan, sizeof asan, "ASAN_OPTIONS=%s%squarantine_size_mb=1:thread_local_quarantine_size_kb=64",
 	         a ? a : "", a && *a ? ":" : "");
-	const char *const cp_env[] = { "CP_CONNECTION_TIMEOUT=2s", asan, NULL };
-	const char *const dp_env[] = { "DP_CONNECTION_TIMEOUT=2s", asan, NULL };
+	const char *const cp_env[] = { "CP_CONNECTION_TIMEOUT=2s", "CP_RESPONSE_TIMEOUT=3s",
+		                           "CP_LOG_REPEAT_INTERVAL=1s", asan, NULL };
+	const char *const dp_env[] = { "DP_CONNECTION_TIMEOUT=2s", "DP_RESPONSE_TIMEOUT=3s",
+		                           "DP_LOG_REPEAT_INTERVAL=1s", asan, NULL };
 	it_stack_start(&st, "us", cp_env, dp_env);
 	snprintf(dp_auth, sizeof dp_auth, "Authorization: Bearer %s", st.key);
 	cp = (struct svc){ "control plane", st.cp_port, st.cp_url, &st.cp,
@@ -1145,10 +1161,534 @@ START_TEST(memory_flat)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* 8. Authentication before the body                                   */
+
+enum { BODY_DECLARED, BODY_CHUNKED, BODY_NONE, NFRAMINGS };
+static const char *const framing_name[] = { "declared", "chunked", "none" };
+
+/* What the reference table says of one combination. */
+struct expect {
+	long status;
+	const char *code;  /* of the problem document; NULL: not a problem */
+	int early;         /* answered before the body is sent, then closed;
+	                    * otherwise answered once it is read, and kept */
+};
+
+/* The head of `method path` with `token` (NULL: no Authorization) and the
+ * framing of a body of `len` bytes ("none": Content-Length: 0). */
+static const char *cell_head(const char *method, const char *path, const char *token, int framing, size_t len)
+{
+	return it_fmt("%s %s HTTP/1.1\r\nHost: x\r\n%s%sContent-Type: application/json\r\n%s\r\n", method, path,
+	              token ? "Authorization: Bearer " : "", token ? it_fmt("%s\r\n", token) : "",
+	              framing == BODY_DECLARED ? it_fmt("Content-Length: %zu\r\n", len)
+	              : framing == BODY_CHUNKED ? "Transfer-Encoding: chunked\r\n"
+	                                        : "Content-Length: 0\r\n");
+}
+
+/* One combination on a connection of its own: the head; the body only when
+ * the table says it is read; the answer; then the connection must end (an
+ * early refusal) or serve a second request (a body that was read). */
+static void run_cell(const struct svc *s, const char *method, const char *path, const char *token, int framing,
+                     const char *body, struct expect e, const char *what)
+{
+	int fd = it_raw_connect(s->port);
+	const char *head = cell_head(method, path, token, framing, strlen(body));
+	ck_assert_int_eq(it_raw_send(fd, head, strlen(head)), 0);
+	if (!e.early && framing == BODY_DECLARED)
+		ck_assert_int_eq(it_raw_send(fd, body, strlen(body)), 0);
+	if (!e.early && framing == BODY_CHUNKED) {
+		const char *chunks = it_fmt("%zx\r\n%s\r\n0\r\n\r\n", strlen(body), body);
+		ck_assert_int_eq(it_raw_send(fd, chunks, strlen(chunks)), 0);
+	}
+	struct it_raw r;
+	struct answer a;
+	it_raw_read(fd, &r, wrapped() ? 30000 : 10000);
+	from_raw(&a, &r);
+	const char *w = it_fmt("%s: %s (body %s)", s->name, what, framing_name[framing]);
+	if (e.code)
+		expect_problem(&a, e.status, e.code, w);
+	else
+		ck_assert_msg(a.status == e.status, "%s: status %ld, want %ld: %.300s", w, a.status, e.status, r.body);
+	it_raw_free(&r);
+	if (e.early) {
+		/* Nothing of the body was read: the connection cannot go on. */
+		it_raw_read(fd, &r, 5000);
+		ck_assert_msg(r.status == 0 && !r.timed_out, "%s: the connection stayed open after an early %ld", w,
+		              e.status);
+	} else {
+		const char *next = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+		ck_assert_msg(it_raw_send(fd, next, strlen(next)) == 0, "%s: the connection was closed", w);
+		it_raw_read(fd, &r, 5000);
+		ck_assert_msg(r.status == 200, "%s: a second request on the connection: %ld", w, r.status);
+	}
+	it_raw_free(&r);
+	close(fd);
+}
+
+/* Bad credentials of the data plane: well-formed keys of this region and
+ * of another one that do not exist. */
+static const char dp_unknown_key[] = "us_000000000000000000000000_"
+                                     "0000000000000000000000000000000000000000000000000000000000000000";
+static const char dp_foreign_key[] = "eu_000000000000000000000000_"
+                                     "0000000000000000000000000000000000000000000000000000000000000000";
+
+/* A region credential of `region` made by the admin (malloc'd). */
+static char *region_token(const char *region)
+{
+	struct it_resp r;
+	it_stack_admin(&st, &r, "POST", it_fmt("/v1/regions/%s/credentials", region), "{}");
+	ck_assert_msg(r.status == 201, "region credential for %s: %ld %.300s", region, r.status, r.body);
+	json_t *j = json_loads(r.body, 0, NULL);
+	char *t = strdup(it_js(j, "token"));
+	json_decref(j);
+	it_resp_free(&r);
+	return t;
+}
+
+/* The reference table, and every combination run against it. Data plane:
+ * public (GET /healthz, no body allowed) and API-key routes (POST
+ * /v1/events) x no key, an unknown key, another region's key, the key x
+ * each framing. Control plane: public (POST /v1/auth/login), user, admin
+ * and region routes x no token, an unknown token, a region credential of
+ * the route's region and of another one, the admin token x each framing.
+ * A refusal told from the head alone (401, 403, 421, a declared length
+ * over the limit) comes before the body, and closes the connection; a
+ * request without a body keeps its connection whatever the answer; public
+ * routes read their bodies. */
+enum { DP_NONE, DP_BAD, DP_FOREIGN, DP_GOOD, DP_NCREDS };
+enum { CP_NONE, CP_BAD, CP_REGION_OWN, CP_REGION_OTHER, CP_ADMIN, CP_NCREDS };
+enum { CP_PUB, CP_USR, CP_ADM, CP_REG, CP_NLEVELS };
+
+static struct expect dp_model(int key_route, int cred, int framing)
+{
+	int body = framing != BODY_NONE;
+	if (!key_route) /* GET /healthz: no body accepted, no key looked at */
+		return framing == BODY_DECLARED ? (struct expect){ 413, "body_too_large", 1 }
+		     : framing == BODY_CHUNKED  ? (struct expect){ 413, "body_too_large", 0 }
+		                                : (struct expect){ 200, NULL, 0 };
+	if (cred == DP_NONE || cred == DP_BAD)
+		return (struct expect){ 401, "unauthorized", body };
+	if (cred == DP_FOREIGN)
+		return (struct expect){ 421, "wrong_region", body };
+	return body ? (struct expect){ 201, NULL, 0 } : (struct expect){ 400, "invalid_json", 0 };
+}
+
+static struct expect cp_model(int level, int cred, int framing)
+{
+	int body = framing != BODY_NONE;
+	/* What the handler answers to the body each route is sent. */
+	struct expect handler = body ? (struct expect){ 400, "validation_failed", 0 }
+	                             : (struct expect){ 400, "invalid_json", 0 };
+	if (level == CP_PUB) /* a login of nobody: the handler reads it */
+		return body ? (struct expect){ 401, "unauthorized", 0 } : handler;
+	if (cred == CP_NONE || cred == CP_BAD)
+		return (struct expect){ 401, "unauthorized", body };
+	if (cred == CP_ADMIN || (level == CP_REG && cred == CP_REGION_OWN))
+		return handler;
+	return (struct expect){ 403, "forbidden", body };
+}
+
+START_TEST(auth_matrix)
+{
+	/* The data plane. */
+	const char *dp_tokens[DP_NCREDS] = { NULL, dp_unknown_key, dp_foreign_key, st.key };
+	static const char *const dp_cred_name[] = { "no key", "an unknown key", "a key of region eu", "the key" };
+	const char *event = "{\"action\":\"auth.matrix\",\"actor\":{\"id\":\"a\",\"type\":\"user\"}}";
+	int cells = 0;
+	for (int route = 0; route < 2; route++)
+		for (int c = 0; c < DP_NCREDS; c++)
+			for (int f = 0; f < NFRAMINGS; f++, cells++)
+				run_cell(&dp, route ? "POST" : "GET", route ? "/v1/events" : "/healthz", dp_tokens[c], f,
+				         route ? event : "{\"x\":1}", dp_model(route, c, f),
+				         it_fmt("%s %s with %s", route ? "POST" : "GET", route ? "/v1/events" : "/healthz",
+				                dp_cred_name[c]));
+
+	/* The control plane. */
+	char *own = region_token("us"), *other = region_token("eu");
+	const char *cp_tokens[CP_NCREDS] = { NULL, "cts_not-a-session-token-at-all", own, other, IT_ADMIN_TOKEN };
+	char tenant_path[128];
+	snprintf(tenant_path, sizeof tenant_path, "/v1/tenants/%s", st.tenant);
+	static const char *const cp_cred_name[] = { "no token", "an unknown token", "a credential of region us",
+		                                        "a credential of region eu", "the admin token" };
+	const struct {
+		const char *method, *path, *body;
+	} routes[CP_NLEVELS] = {
+		[CP_PUB] = { "POST", "/v1/auth/login", "{\"email\":\"nobody@example.com\",\"password\":\"not-a-password\"}" },
+		[CP_USR] = { "PATCH", tenant_path, "{\"x\":1}" },
+		[CP_ADM] = { "POST", "/v1/tenants", "{\"x\":1}" },
+		[CP_REG] = { "POST", "/v1/regions/us/status", "{\"x\":1}" },
+	};
+	for (int l = 0; l < CP_NLEVELS; l++)
+		for (int c = 0; c < CP_NCREDS; c++)
+			for (int f = 0; f < NFRAMINGS; f++, cells++)
+				run_cell(&cp, routes[l].method, routes[l].path, cp_tokens[c], f, routes[l].body, cp_model(l, c, f),
+				         it_fmt("%s %s with %s", routes[l].method, routes[l].path, cp_cred_name[c]));
+	free(own);
+	free(other);
+	printf("  auth_matrix: %d combinations as the reference table says\n", cells);
+	expect_alive(&cp, "the authentication matrix");
+	expect_alive(&dp, "the authentication matrix");
+}
+END_TEST
+
+/* Peak resident memory (VmHWM) in KiB, -1 if gone. */
+static long hwm_kib(pid_t pid)
+{
+	char path[64], line[256];
+	long kib = -1;
+	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof line, f))
+		if (!strncmp(line, "VmHWM:", 6))
+			kib = strtol(line + 6, NULL, 10);
+	fclose(f);
+	return kib;
+}
+
+#define FLOOD_CONNS 300
+#define FLOOD_BYTES (512 * 1024)
+
+/* 1 MiB bodies declared with no key, an unknown key or another region's key
+ * are answered at once without sending a byte of them; hundreds of such
+ * clients sending their bodies anyway do not make the data plane hold them. */
+START_TEST(unauth_bodies)
+{
+	const char *const dp_bad[] = { NULL, dp_unknown_key, dp_foreign_key };
+	const struct expect dp_want[] = { { 401, "unauthorized", 1 }, { 401, "unauthorized", 1 },
+		                              { 421, "wrong_region", 1 } };
+	char *other = region_token("eu");
+	const char *const cp_bad[] = { NULL, "cts_not-a-session-token-at-all", other };
+	const struct expect cp_want[] = { { 401, "unauthorized", 1 }, { 401, "unauthorized", 1 },
+		                              { 403, "forbidden", 1 } };
+	char *body = rep(' ', dp.limit, "");
+	for (int k = 0; k < 3; k++) {
+		/* run_cell sends no body for an early answer: it must come without one. */
+		run_cell(&dp, "POST", "/v1/events", dp_bad[k], BODY_DECLARED, body, dp_want[k],
+		         it_fmt("a 1 MiB body declared with credential %d", k));
+		run_cell(&dp, "POST", "/v1/events", dp_bad[k], BODY_CHUNKED, "{}", dp_want[k],
+		         it_fmt("a chunked body with credential %d", k));
+		body[cp.limit] = '\0';
+		run_cell(&cp, "POST", "/v1/tenants", cp_bad[k], BODY_DECLARED, body, cp_want[k],
+		         it_fmt("a 16 KiB body declared with credential %d", k));
+		body[cp.limit] = ' ';
+	}
+	free(body);
+	free(other);
+
+	/* The flood: each client declares the limit and sends half of it as
+	 * fast as the data plane takes it. */
+	long hwm0 = hwm_kib(dp.p->pid), rss0 = it_rss_kib(dp.p->pid);
+	ck_assert_int_gt(hwm0, 0);
+	int fds[FLOOD_CONNS];
+	size_t sent[FLOOD_CONNS];
+	static char chunk[64 * 1024];
+	memset(chunk, ' ', sizeof chunk);
+	for (int i = 0; i < FLOOD_CONNS; i++) {
+		fds[i] = it_raw_connect(dp.port);
+		sent[i] = 0;
+		const char *head = cell_head("POST", "/v1/events", dp_bad[i % 3], BODY_DECLARED, dp.limit);
+		if (it_raw_send(fds[i], head, strlen(head)) != 0)
+			sent[i] = FLOOD_BYTES; /* already refused */
+	}
+	long t0 = now_ms();
+	int busy = FLOOD_CONNS;
+	while (busy > 0 && now_ms() - t0 < (wrapped() ? 60000 : 20000)) {
+		busy = 0;
+		for (int i = 0; i < FLOOD_CONNS; i++) {
+			if (sent[i] >= FLOOD_BYTES)
+				continue;
+			ssize_t n = send(fds[i], chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (n > 0)
+				sent[i] += (size_t)n;
+			else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				sent[i] = FLOOD_BYTES; /* closed or reset by the server */
+			busy += sent[i] < FLOOD_BYTES;
+		}
+		if (busy)
+			usleep(5000);
+	}
+	long hwm1 = hwm_kib(dp.p->pid), rss1 = it_rss_kib(dp.p->pid);
+	for (int i = 0; i < FLOOD_CONNS; i++)
+		close(fds[i]);
+	printf("  unauth_bodies: %d clients sending %d KiB each without a usable key: VmHWM %ld -> %ld KiB, "
+	       "VmRSS %ld -> %ld KiB\n",
+	       FLOOD_CONNS, FLOOD_BYTES / 1024, hwm0, hwm1, rss0, rss1);
+	if (!wrapped()) {
+		/* Held bodies would show as tens of MiB (300 x 512 KiB); what a
+		 * connection costs without its body is a few KiB. */
+		long bound = 32 * 1024;
+		ck_assert_msg(hwm1 - hwm0 <= bound, "VmHWM grew by %ld KiB with %d unauthenticated bodies (bound %ld KiB)",
+		              hwm1 - hwm0, FLOOD_CONNS, bound);
+	}
+	expect_alive(&dp, "a flood of unauthenticated bodies");
+	/* The key still works, with a body. */
+	run_cell(&dp, "POST", "/v1/events", st.key, BODY_DECLARED,
+	         "{\"action\":\"after.flood\",\"actor\":{\"id\":\"a\",\"type\":\"user\"}}",
+	         (struct expect){ 201, NULL, 0 }, "the key after the flood");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 9. Slow readers                                                     */
+
+/* A client that reads a 1,000-event page (about 1.2 MB) through a 4 KiB
+ * receive buffer, a few hundred bytes at a time, is reset at the response
+ * deadline rather than held for the twenty minutes it would take; a normal
+ * reader of the same page gets all of it; a long poll parked longer than
+ * the deadline is answered, not cut. */
+START_TEST(slow_reader)
+{
+	struct it_resp r;
+	char *ua = rep('u', 1000, "");
+	for (int b = 0; b < 2; b++) {
+		json_t *events = json_array();
+		for (int i = 0; i < 500; i++)
+			json_array_append_new(events, json_pack("{ss s{ss ss} s{ss}}", "action", "page.read", "actor", "id",
+			                                        it_fmt("reader-%d", i), "type", "user", "context", "user_agent", ua));
+		json_t *batch = json_pack("{so}", "events", events);
+		char *text = json_dumps(batch, JSON_COMPACT);
+		json_decref(batch);
+		post_json(&dp, &r, "/v1/events", text, strlen(text));
+		ck_assert_msg(r.status == 201, "a batch of 500: %ld %.300s", r.status, r.body);
+		it_resp_free(&r);
+		free(text);
+	}
+	free(ua);
+
+	/* A normal reader. */
+	get_auth(&dp, &r, "/v1/events?limit=1000");
+	ck_assert_int_eq(r.status, 200);
+	json_t *page = json_loads(r.body, 0, NULL);
+	ck_assert_int_eq(json_array_size(json_object_get(page, "events")), 1000);
+	json_decref(page);
+	size_t full = r.len;
+	it_resp_free(&r);
+	ck_assert_uint_gt(full, 1000000);
+
+	/* A slow reader. */
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	int small = 4096;
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)dp.port) };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	const char *req = it_fmt("GET /v1/events?limit=1000 HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n", dp.auth);
+	ck_assert_int_eq(it_raw_send(fd, req, strlen(req)), 0);
+	long t0 = now_ms(), cut_at = 0, limit = RESPONSE_S * 1000 + (wrapped() ? 40000 : 12000);
+	size_t got = 0;
+	while (now_ms() - t0 < limit) {
+		char buf[256];
+		usleep(50000);
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n > 0)
+			got += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			cut_at = now_ms() - t0;
+			break;
+		}
+	}
+	close(fd);
+	printf("  slow_reader: a %zu-byte page read slowly was cut after %ld ms and %zu bytes (deadline %d s)\n", full,
+	       cut_at, got, RESPONSE_S);
+	ck_assert_msg(cut_at > 0, "a slow reader was still served after %ld ms (%zu of %zu bytes read)", limit, got, full);
+	ck_assert_msg(got < full, "the slow reader got the whole page");
+	ck_assert_msg(cut_at >= RESPONSE_S * 1000 - 200, "the slow reader was cut after %ld ms, before the deadline",
+	              cut_at);
+
+	/* The normal reader, again, on the same service. */
+	get_auth(&dp, &r, "/v1/events?limit=1000");
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_uint_eq(r.len, full);
+	it_resp_free(&r);
+
+	/* A long poll parked longer than the deadline: answered 304. */
+	const char *cfg = it_fmt("%s/v1/regions/us/config", st.cp_url);
+	const char *const h[] = { "Authorization: Bearer " IT_ADMIN_TOKEN, NULL };
+	it_http(&r, "GET", cfg, h, NULL, 0);
+	ck_assert_msg(r.status == 200, "GET config: %ld", r.status);
+	char etag[64], inm[96];
+	ck_assert_int_eq(it_header(&r, "ETag", etag, sizeof etag), 0);
+	it_resp_free(&r);
+	snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+	const char *const h2[] = { "Authorization: Bearer " IT_ADMIN_TOKEN, inm, NULL };
+	long p0 = now_ms();
+	it_http(&r, "GET", it_fmt("%s?wait=%d", cfg, RESPONSE_S + 2), h2, NULL, 0);
+	long parked = now_ms() - p0;
+	ck_assert_msg(r.status == 304, "a long poll parked past the response deadline: %ld after %ld ms", r.status, parked);
+	ck_assert_msg(parked >= (RESPONSE_S + 2) * 1000 - 500, "the long poll came back after %ld ms", parked);
+	it_resp_free(&r);
+	expect_alive(&dp, "a slow reader");
+	expect_alive(&cp, "a long poll");
+}
+END_TEST
+
+/* ------------------------------------------------------------------ */
+/* 10. Logs                                                            */
+
+/* Milliseconds of a log line's "ts" (2026-01-02T03:04:05.678Z). */
+static long long ts_ms(const char *ts)
+{
+	struct tm tm = { 0 };
+	int ms = 0;
+	ck_assert_int_eq(sscanf(ts, "%d-%d-%dT%d:%d:%d.%dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+	                        &tm.tm_min, &tm.tm_sec, &ms), 7);
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	return (long long)timegm(&tm) * 1000 + ms;
+}
+
+/* Lines of `log` whose "msg" starts with `prefix` and whose level is
+ * "warn": their number, the largest "suppressed" among them and the sum.
+ * Each must carry its count, and follow the previous one by at least the
+ * interval (a few ms of leeway: the limiter's clock is not the one of
+ * "ts"). */
+static int warn_lines(const char *log, const char *prefix, long long *max_suppressed, long long *sum_suppressed)
+{
+	int n = 0;
+	long long prev = 0;
+	*max_suppressed = *sum_suppressed = 0;
+	char *text = it_slurp(log);
+	ck_assert_ptr_nonnull(text);
+	for (char *line = text, *nl; *line; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		json_t *j = json_loads(line, 0, NULL);
+		const char *msg = json_string_value(json_object_get(j, "msg"));
+		if (msg && !strncmp(msg, prefix, strlen(prefix)) && !strcmp(it_js(j, "level"), "warn")) {
+			long long sup = json_integer_value(json_object_get(j, "suppressed"));
+			ck_assert_msg(json_is_integer(json_object_get(j, "suppressed")), "a limited line without its count: %s",
+			              line);
+			long long at = ts_ms(it_js(j, "ts"));
+			ck_assert_msg(!n || at - prev >= REPEAT_S * 1000 - 20,
+			              "two '%s' lines %lld ms apart (interval %d s): %s", prefix, at - prev, REPEAT_S, line);
+			prev = at;
+			if (sup > *max_suppressed)
+				*max_suppressed = sup;
+			*sum_suppressed += sup;
+			n++;
+		}
+		json_decref(j);
+	}
+	free(text);
+	return n;
+}
+
+/* With the database down, a stream of requests makes at most one warning
+ * of a kind per interval (1 s here), which counts the ones left out; so do
+ * protocol refusals. An access line names the tenant and the key id of
+ * the request, never the key's secret. */
+START_TEST(logs_bounded)
+{
+	struct it_resp r;
+	get_auth(&dp, &r, "/v1/tenant");
+	ck_assert_int_eq(r.status, 200);
+	it_resp_free(&r);
+
+	it_pg_stop();
+	long t0 = now_ms();
+	int n = 0;
+	while (now_ms() - t0 < 3 * REPEAT_S * 1000 + 500) {
+		get_auth(&dp, &r, "/v1/events?limit=1");
+		ck_assert_msg(r.status == 503, "GET /v1/events with the database down: %ld", r.status);
+		it_resp_free(&r);
+		n++;
+		usleep(10000); /* within the plan's rate */
+	}
+	it_pg_start();
+	long down_ms = now_ms() - t0;
+	/* Back: the next request is served (then no more warnings come). */
+	for (;;) {
+		get_auth(&dp, &r, "/v1/events?limit=1");
+		long st_ = r.status;
+		it_resp_free(&r);
+		if (st_ == 200)
+			break;
+		ck_assert_msg(now_ms() - t0 < down_ms + 20000, "the data plane did not recover: %ld", st_);
+		usleep(100000);
+	}
+	long total_ms = now_ms() - t0;
+
+	/* Protocol refusals by libmicrohttpd, many of one kind. */
+	long g0 = now_ms();
+	int garbage = wrapped() ? 60 : 300;
+	for (int i = 0; i < garbage; i++) {
+		static const char bad[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon here\r\nConnection: close\r\n\r\n";
+		struct it_raw rr;
+		it_raw_request(dp.port, bad, sizeof bad - 1, &rr);
+		it_raw_free(&rr);
+	}
+	long garbage_ms = now_ms() - g0;
+
+	long long maxs, sums;
+	int db = warn_lines(st.dp.log, "database connection failed", &maxs, &sums);
+	printf("  logs_bounded: %d requests in %ld ms with the database down: %d warning lines, at most %lld "
+	       "left out in one\n", n, down_ms, db, maxs);
+	/* At most one per interval (warn_lines checks the spacing), and so at
+	 * most a handful over the outage: the database also goes while the
+	 * cluster stops, and comes back a while after it starts. */
+	long bound = (total_ms + 10000) / (REPEAT_S * 1000) + 1;
+	ck_assert_msg(db >= 1 && db <= bound, "%d 'database connection failed' lines over %ld ms (bound %ld)", db,
+	              total_ms, bound);
+	ck_assert_msg(maxs > 0, "no line counted the warnings left out (%d requests)", n);
+	ck_assert_msg(sums + db >= n / 2, "%lld warnings accounted for %d requests", sums + db, n);
+
+	int mhd = 0;
+	{
+		/* Of the one kind these requests cause, spaced by the interval. */
+		char *text = it_slurp(st.dp.log), *kind = NULL;
+		ck_assert_ptr_nonnull(text);
+		char *m = strstr(text, "\"msg\":\"libmicrohttpd: ");
+		ck_assert_msg(m != NULL, "no libmicrohttpd line for %d malformed requests", garbage);
+		m += strlen("\"msg\":\"");
+		kind = strndup(m, 40);
+		free(text);
+		mhd = warn_lines(st.dp.log, kind, &maxs, &sums);
+		free(kind);
+	}
+	long mbound = garbage_ms / (REPEAT_S * 1000) + 2;
+	printf("  logs_bounded: %d malformed requests in %ld ms: %d libmicrohttpd lines\n", garbage, garbage_ms, mhd);
+	ck_assert_msg(mhd <= mbound, "%d libmicrohttpd lines for %d malformed requests (bound %ld)", mhd, garbage, mbound);
+
+	/* The access line of an authenticated request. */
+	char key_id[32];
+	const char *k = st.key;
+	const char *u1 = strchr(k, '_'), *u2 = u1 ? strchr(u1 + 1, '_') : NULL;
+	ck_assert_ptr_nonnull(u2);
+	snprintf(key_id, sizeof key_id, "%.*s", (int)(u2 - u1 - 1), u1 + 1);
+	const char *secret = u2 + 1;
+	char *text = it_slurp(st.dp.log);
+	ck_assert_ptr_nonnull(text);
+	ck_assert_msg(!strstr(text, secret), "the key's secret is in the log");
+	int found = 0;
+	for (char *line = text, *nl; *line && !found; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		json_t *j = json_loads(line, 0, NULL);
+		if (!strcmp(it_js(j, "msg"), "request") && !strcmp(it_js(j, "path"), "/v1/tenant")) {
+			ck_assert_msg(!strcmp(it_js(j, "tenant"), st.tenant), "access line without the tenant: %s", line);
+			ck_assert_msg(!strcmp(it_js(j, "key_id"), key_id), "access line without the key id %s: %s", key_id, line);
+			found = 1;
+		}
+		json_decref(j);
+	}
+	free(text);
+	ck_assert_msg(found, "no access line for GET /v1/tenant");
+}
+END_TEST
+
 Suite *hostile_suite(void)
 {
 	Suite *s = suite_create("hostile");
-	const TTest *tests[] = { slowloris, oversized_headers, bodies, bad_json, path_tricks, sql_meta, memory_flat };
+	const TTest *tests[] = { slowloris, oversized_headers, bodies, bad_json, path_tricks, sql_meta, memory_flat,
+		                     auth_matrix, unauth_bodies, slow_reader, logs_bounded };
 	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
 		TCase *tc = tcase_create(tests[i]->name);
 		tcase_add_checked_fixture(tc, setup, teardown);

@@ -1,5 +1,6 @@
 /* The access log: every line is one valid JSON object, whatever bytes a
- * client put in its request path. */
+ * client put in its request path, naming the caller but never a secret.
+ * Repeated warnings: at most one line per interval, with the count left out. */
 #include <check.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -58,9 +59,9 @@ START_TEST(request_line_is_json)
 	int saved = dup(2);
 	dup2(fd, 2);
 	log_init("unit", LOG_INFO);
-	log_request(LOG_INFO, "rid-1", "GET", "/v1/x\"y\xff\n", 404, 1.5, -1);
-	log_request(LOG_WARN, "rid-2", "POST", "/v1/y", 503, 0.25, 3);
-	log_request(LOG_DEBUG, "rid-3", "GET", "/dropped", 200, 0.1, -1); /* below the level */
+	log_request(LOG_INFO, "rid-1", "GET", "/v1/x\"y\xff\n", 404, 1.5, -1, NULL, NULL);
+	log_request(LOG_WARN, "rid-2", "POST", "/v1/y", 503, 0.25, 3, "t-1\"", "k-1");
+	log_request(LOG_DEBUG, "rid-3", "GET", "/dropped", 200, 0.1, -1, NULL, NULL); /* below the level */
 	dup2(saved, 2);
 	close(saved);
 	close(fd);
@@ -75,6 +76,8 @@ START_TEST(request_line_is_json)
 	ck_assert_str_eq(json_string_value(json_object_get(a, "req_id")), "rid-1");
 	ck_assert_str_eq(json_string_value(json_object_get(a, "level")), "info");
 	ck_assert_ptr_null(json_object_get(a, "terminated"));
+	ck_assert_ptr_null(json_object_get(a, "tenant"));
+	ck_assert_ptr_null(json_object_get(a, "key_id"));
 	json_decref(a);
 	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
 	json_t *b = json_loads(line, 0, &e);
@@ -82,7 +85,92 @@ START_TEST(request_line_is_json)
 	ck_assert_str_eq(json_string_value(json_object_get(b, "level")), "warn");
 	ck_assert_int_eq(json_integer_value(json_object_get(b, "terminated")), 3);
 	ck_assert(json_real_value(json_object_get(b, "duration_ms")) == 0.25);
+	ck_assert_str_eq(json_string_value(json_object_get(b, "tenant")), "t-1\"");
+	ck_assert_str_eq(json_string_value(json_object_get(b, "key_id")), "k-1");
 	json_decref(b);
+	ck_assert_ptr_null(fgets(line, sizeof line, f));
+	fclose(f);
+	unlink(path);
+}
+END_TEST
+
+/* The limiter against a reference: a line is written when at least one
+ * interval has passed since the last line written (both ends of the
+ * boundary), and it carries the count of the lines left out meanwhile. */
+START_TEST(limit_interval_boundaries)
+{
+	struct log_limit l = { 0 };
+	/* The first line of a kind is written, at any time. */
+	ck_assert_int_eq(log_limit_take(&l, 5000, 1000), 0);
+	/* Within the interval: left out, up to its last millisecond. */
+	ck_assert_int_eq(log_limit_take(&l, 5000, 1000), -1);
+	ck_assert_int_eq(log_limit_take(&l, 5500, 1000), -1);
+	ck_assert_int_eq(log_limit_take(&l, 5999, 1000), -1);
+	/* At exactly one interval after the last line: written, with the count. */
+	ck_assert_int_eq(log_limit_take(&l, 6000, 1000), 3);
+	/* The next interval starts from that line, not from the first one. */
+	ck_assert_int_eq(log_limit_take(&l, 6999, 1000), -1);
+	ck_assert_int_eq(log_limit_take(&l, 7000, 1000), 1);
+	/* Nothing left out: the count is 0 again, also after a long silence. */
+	ck_assert_int_eq(log_limit_take(&l, 100000, 1000), 0);
+	ck_assert_int_eq(log_limit_take(&l, 100999, 1000), -1);
+	ck_assert_int_eq(log_limit_take(&l, 101000, 1000), 1);
+	/* Limiters of two kinds do not share anything. */
+	struct log_limit other = { 0 };
+	ck_assert_int_eq(log_limit_take(&other, 101000, 1000), 0);
+	ck_assert_int_eq(log_limit_take(&other, 101001, 1000), -1);
+	ck_assert_int_eq(log_limit_take(&l, 101001, 1000), -1);
+}
+END_TEST
+
+/* A pseudo-random sequence of attempts against the reference model: the
+ * written lines, and their counts, are exactly what the rule says. */
+START_TEST(limit_matches_model)
+{
+	struct log_limit l = { 0 };
+	int64_t now = 0, last = -1, left = 0, interval = 250;
+	uint32_t x = 12345;
+	for (int i = 0; i < 20000; i++) {
+		x = x * 1103515245u + 12345u;
+		now += (x >> 16) % 40;          /* 0..39 ms between attempts */
+		int64_t want = last < 0 || now - last >= interval ? left : -1;
+		int64_t got = log_limit_take(&l, now, interval);
+		ck_assert_msg(got == want, "attempt %d at %lld: got %lld, want %lld", i, (long long)now,
+		              (long long)got, (long long)want);
+		if (want >= 0) {
+			last = now;
+			left = 0;
+		} else
+			left++;
+	}
+}
+END_TEST
+
+/* The lines written through a limiter name the count as "suppressed". */
+START_TEST(limited_lines_carry_count)
+{
+	char path[] = "/tmp/ct-unit-log-XXXXXX";
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	int saved = dup(2);
+	dup2(fd, 2);
+	log_init("unit", LOG_INFO);
+	log_set_repeat_interval(3600000); /* nothing but the first within the test */
+	for (int i = 0; i < 50; i++)
+		log_warn_limited(NULL, "database down (%d)", i);
+	log_set_repeat_interval(LOG_REPEAT_INTERVAL_DEFAULT_MS);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	FILE *f = fopen(path, "r");
+	char line[4096];
+	ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+	json_t *a = json_loads(line, 0, NULL);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_str_eq(json_string_value(json_object_get(a, "msg")), "database down (0)");
+	ck_assert_str_eq(json_string_value(json_object_get(a, "level")), "warn");
+	ck_assert_int_eq(json_integer_value(json_object_get(a, "suppressed")), 0);
+	json_decref(a);
 	ck_assert_ptr_null(fgets(line, sizeof line, f));
 	fclose(f);
 	unlink(path);
@@ -97,6 +185,9 @@ Suite *log_suite(void)
 	tcase_add_test(tc, utf8_kept_garbage_replaced);
 	tcase_add_test(tc, cut_on_boundaries);
 	tcase_add_test(tc, request_line_is_json);
+	tcase_add_test(tc, limit_interval_boundaries);
+	tcase_add_test(tc, limit_matches_model);
+	tcase_add_test(tc, limited_lines_carry_count);
 	suite_add_tcase(s, tc);
 	return s;
 }
