@@ -532,6 +532,72 @@ void db_pool_interrupt(struct db_pool *p)
 	pthread_mutex_unlock(&p->lock);
 }
 
+struct db_interrupt_timer {
+	struct db_pool *pool;
+	unsigned ms;
+	int cancelled;          /* under lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	pthread_t thread;
+};
+
+static void *interrupt_timer_main(void *arg)
+{
+	struct db_interrupt_timer *t = arg;
+	struct timespec at;
+	clock_gettime(CLOCK_MONOTONIC, &at);
+	at.tv_sec += t->ms / 1000;
+	at.tv_nsec += (long)(t->ms % 1000) * 1000000L;
+	if (at.tv_nsec >= 1000000000L) {
+		at.tv_sec++;
+		at.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&t->lock);
+	int fire = 0;
+	while (!t->cancelled && !fire)
+		fire = pthread_cond_timedwait(&t->cond, &t->lock, &at) == ETIMEDOUT;
+	pthread_mutex_unlock(&t->lock);
+	if (fire && !t->cancelled)
+		db_pool_interrupt(t->pool);
+	return NULL;
+}
+
+struct db_interrupt_timer *db_pool_interrupt_after(struct db_pool *pool, unsigned ms)
+{
+	struct db_interrupt_timer *t = calloc(1, sizeof *t);
+	pthread_condattr_t ca;
+	if (!t)
+		return NULL;
+	t->pool = pool;
+	t->ms = ms;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&t->thread, NULL, interrupt_timer_main, t) != 0) {
+		pthread_cond_destroy(&t->cond);
+		pthread_mutex_destroy(&t->lock);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void db_interrupt_timer_cancel(struct db_interrupt_timer *t)
+{
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->cancelled = 1;
+	pthread_cond_signal(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	pthread_cond_destroy(&t->cond);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
 void db_pool_stats(struct db_pool *p, struct db_stats *out)
 {
 	out->tx_ok = atomic_load(&p->tx_ok);

@@ -117,6 +117,15 @@ int db_pool_set_timeouts(struct db_pool *pool, unsigned statement_ms) __attribut
  * progress still runs to its connect_timeout. Irreversible. */
 void db_pool_interrupt(struct db_pool *pool);
 
+/* For shutdown work that should still reach the database when it answers
+ * (a last write) but must not hang when it does not: db_pool_interrupt()
+ * is called `ms` from now unless db_interrupt_timer_cancel() comes first.
+ * NULL when no timer could be started (then nothing is interrupted). */
+struct db_interrupt_timer;
+struct db_interrupt_timer *db_pool_interrupt_after(struct db_pool *pool, unsigned ms);
+/* Stops the timer (if it has not fired) and frees it; NULL is ignored. */
+void db_interrupt_timer_cancel(struct db_interrupt_timer *t);
+
 /* Connects if needed and runs "SELECT 1". DB_OK when the server answers. */
 enum db_status db_ping(struct db_pool *pool);
 

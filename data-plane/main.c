@@ -134,6 +134,10 @@ static void dp_on_drain(void *arg)
  * the rest is answered "may or may not be stored". */
 #define DRAIN_WRITER_GRACE_MS 500
 
+/* After the server stopped, how long the last writes of the background
+ * threads (withdrawing rate demand) may wait on the database. */
+#define STOP_DB_GRACE_MS 1000
+
 /* The drain deadline passed with requests still running: whatever waits on
  * the database gives up now, so that they are answered (503) and stop. */
 static void dp_on_drain_deadline(void *arg)
@@ -336,8 +340,14 @@ static int cmd_serve(struct dp_app *app)
 	}
 
 	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
-	/* The server is stopped: the threads left must not wait on a stalled
-	 * database either, or stopping them would not end. */
+	/* The server is stopped. The rate exchange withdraws this instance's
+	 * demand, so the others take over its share at once; but the threads
+	 * left must not wait on a stalled database, or stopping them would not
+	 * end: whatever still waits on it after a moment is cut. */
+	struct db_interrupt_timer *cut = db_pool_interrupt_after(app->db, STOP_DB_GRACE_MS);
+	dp_ratesync_stop(app->ratesync);
+	app->ratesync = NULL;
+	db_interrupt_timer_cancel(cut);
 	db_pool_interrupt(app->db);
 	dp_pull_stop(app->pull);
 	log_info(NULL, "stopped");
