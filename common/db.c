@@ -1,5 +1,6 @@
 /* Connection pool and transaction runner. */
 #include "db.h"
+#include "deadline.h"
 #include "buf.h"
 #include "log.h"
 
@@ -192,13 +193,7 @@ struct db_conn *db_acquire(struct db_pool *p)
 	struct timespec deadline;
 	struct db_conn *c = NULL;
 
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += p->acquire_timeout_ms / 1000;
-	deadline.tv_nsec += (long)(p->acquire_timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
+	deadline = deadline_in(CLOCK_MONOTONIC, p->acquire_timeout_ms);
 	pthread_mutex_lock(&p->lock);
 	while (!c) {
 		if (p->closing) {
@@ -545,13 +540,7 @@ static void *interrupt_timer_main(void *arg)
 {
 	struct db_interrupt_timer *t = arg;
 	struct timespec at;
-	clock_gettime(CLOCK_MONOTONIC, &at);
-	at.tv_sec += t->ms / 1000;
-	at.tv_nsec += (long)(t->ms % 1000) * 1000000L;
-	if (at.tv_nsec >= 1000000000L) {
-		at.tv_sec++;
-		at.tv_nsec -= 1000000000L;
-	}
+	at = deadline_in(CLOCK_MONOTONIC, t->ms);
 	pthread_mutex_lock(&t->lock);
 	int fire = 0;
 	while (!t->cancelled && !fire)

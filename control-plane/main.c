@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "cp.h"
+#include "deadline.h"
 #include "cpdb.h"
 #include "http.h"
 #include "log.h"
@@ -302,13 +303,7 @@ static void *upkeep_main(void *arg)
 		if (every_ms < 1000)
 			every_ms = 1000;
 		struct timespec until;
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_sec += every_ms / 1000;
-		until.tv_nsec += (long)(every_ms % 1000) * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
+		until = deadline_in(CLOCK_REALTIME, every_ms);
 		while (!u->stop && pthread_cond_timedwait(&u->wake, &u->lock, &until) == 0)
 			;
 	}

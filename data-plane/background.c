@@ -1,4 +1,5 @@
 #include "background.h"
+#include "deadline.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -22,13 +23,7 @@ static void *loop_main(void *arg)
 	for (;;) {
 		int64_t ms = l->step(l->ctx);
 		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += ms / 1000;
-		until.tv_nsec += (long)(ms % 1000) * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
+		until = deadline_in(CLOCK_MONOTONIC, ms);
 		pthread_mutex_lock(&l->mu);
 		while (!l->stop && !l->woken)
 			if (pthread_cond_timedwait(&l->cv, &l->mu, &until) != 0)

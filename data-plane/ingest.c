@@ -1,6 +1,7 @@
 /* POST /v1/events: validation on the HTTP thread, group commit on the
  * writer threads. See ingest.h. */
 #include "ingest.h"
+#include "deadline.h"
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -642,42 +643,30 @@ int dp_ingest_start(struct dp_ingest *g, char *err, size_t errlen)
 	return 0;
 }
 
-void dp_ingest_drain(struct dp_ingest *g, unsigned timeout_ms)
+/* With g->mu held: stops taking new work and waits, at most `ms`, until
+ * the writers have answered everything queued or in a commit. */
+static void drain_locked(struct dp_ingest *g, unsigned ms)
 {
-	struct timespec deadline;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
-	pthread_mutex_lock(&g->mu);
+	struct timespec deadline = deadline_in(CLOCK_REALTIME, ms);
 	g->draining = 1;
 	pthread_cond_broadcast(&g->work);
 	while ((g->head || g->active) && g->started)
 		if (pthread_cond_timedwait(&g->idle, &g->mu, &deadline) != 0)
 			break;
+}
+
+void dp_ingest_drain(struct dp_ingest *g, unsigned timeout_ms)
+{
+	pthread_mutex_lock(&g->mu);
+	drain_locked(g, timeout_ms);
 	pthread_mutex_unlock(&g->mu);
 }
 
 void dp_ingest_abandon(struct dp_ingest *g, unsigned grace_ms)
 {
-	struct timespec deadline;
 	struct job *list = NULL;
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += grace_ms / 1000;
-	deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000;
-	if (deadline.tv_nsec >= 1000000000) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000;
-	}
 	pthread_mutex_lock(&g->mu);
-	g->draining = 1;
-	pthread_cond_broadcast(&g->work);
-	while ((g->head || g->active) && g->started)
-		if (pthread_cond_timedwait(&g->idle, &g->mu, &deadline) != 0)
-			break;
+	drain_locked(g, grace_ms);
 	while (g->head) {
 		struct job *j = g->head;
 		g->head = j->next;

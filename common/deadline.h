@@ -1,0 +1,14 @@
+/* Deadlines for pthread_cond_timedwait(): a point `ms` milliseconds from
+ * now on a given clock. A condition variable waits on CLOCK_REALTIME
+ * unless it was made with pthread_condattr_setclock(); the caller names
+ * the clock its condition variable uses. */
+#ifndef CT_DEADLINE_H
+#define CT_DEADLINE_H
+
+#include <stdint.h>
+#include <time.h>
+
+/* The time `ms` (>= 0) milliseconds after now on `clk`. */
+struct timespec deadline_in(clockid_t clk, int64_t ms);
+
+#endif
