@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_keys.h"
 #include "apikey.h"
-#include "cp.h"
+#include "auth.h"
 #include "cpdb.h"
+#include "http.h"
+#include "mutate.h"
 #include "names.h"
 
 struct key_in {

@@ -10,7 +10,8 @@
 
 #include "buf.h"
 #include "cfgdoc.h"
-#include "cp.h"
+#include "config_doc.h"
+#include "cp_app.h"
 #include "cpdb.h"
 #include "log.h"
 #include "secret.h"

@@ -10,7 +10,16 @@
 
 #include "db.h"
 
-struct cp_page;
+/* The position of a keyset page: `limit` rows after the row (ts, id) of
+ * the cursor, when `have_cursor` (filled by cp_parse_page, mutate.h).
+ * A page function returns up to limit + 1 rows, so that the caller knows
+ * whether there is a next page. */
+struct cp_page {
+	int limit;
+	int have_cursor;
+	char ts[24];
+	char id[65];
+};
 
 /* Runs a statement that returns one id (INSERT/UPDATE ... RETURNING id);
  * DB_NOT_FOUND when it touched no row. */

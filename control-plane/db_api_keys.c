@@ -1,7 +1,6 @@
 /* SQL of API keys. Only the SHA-256 of a secret ever reaches the database. */
 #include <stdio.h>
 
-#include "cp.h"
 #include "cpdb.h"
 #include "secret.h"
 

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver)

@@ -17,8 +17,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cp.h"
+#include "cp_app.h"
+#include "http.h"
 #include "log.h"
+#include "longpoll.h"
 
 #define MAX_REGIONS 128
 

@@ -10,15 +10,26 @@
 #include <string.h>
 #include <time.h>
 
-#include "cp.h"
+#include "api_keys.h"
+#include "audit_log.h"
+#include "auth.h"
+#include "billing.h"
+#include "config_doc.h"
+#include "cp_app.h"
 #include "cpdb.h"
 #include "http.h"
 #include "log.h"
+#include "login.h"
 #include "login_guard.h"
+#include "longpoll.h"
 #include "migrate.h"
+#include "region_config.h"
+#include "regions.h"
 #include "secret.h"
 #include "signing.h"
 #include "svc.h"
+#include "tenants.h"
+#include "users.h"
 
 #define PROG "control-plane"
 
