@@ -102,25 +102,41 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_
 	return st;
 }
 
+/* Runs a statement and allocates one zeroed element of `size` per row
+ * of its result, for the caller to fill from *r, then PQclear(*r) and
+ * free(*array). When there is no row, or on an error, *array is NULL and
+ * there is nothing to release. */
+static enum db_status rows_array(struct db_conn *c, PGresult **r, const char *sql, int nparams,
+                                 const char *const *params, size_t size, void **array, size_t *n)
+{
+	*array = NULL;
+	*n = 0;
+	enum db_status st = db_exec(c, r, sql, nparams, params);
+	if (st != DB_OK)
+		return st;
+	size_t rows = (size_t)PQntuples(*r);
+	if (rows == 0 || !(*array = calloc(rows, size))) {
+		PQclear(*r);
+		*r = NULL;
+		return rows == 0 ? DB_OK : DB_ERROR;
+	}
+	*n = rows;
+	return DB_OK;
+}
+
 enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb_plan_limits **plans,
                               size_t *n)
 {
 	const char *p[] = { region };
 	PGresult *r;
-	*plans = NULL;
-	*n = 0;
-	enum db_status st = db_exec(c, &r,
+	void *a;
+	enum db_status st = rows_array(c, &r,
 		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans"
 		" WHERE id IN (SELECT plan FROM tenants WHERE region = $1 AND status <> 'deleted')"
-		" ORDER BY id", 1, p);
-	if (st != DB_OK)
+		" ORDER BY id", 1, p, sizeof **plans, &a, n);
+	if ((*plans = a) == NULL)
 		return st;
-	size_t rows = (size_t)PQntuples(r);
-	if (rows && !(*plans = calloc(rows, sizeof **plans))) {
-		PQclear(r);
-		return DB_ERROR;
-	}
-	for (size_t i = 0; i < rows; i++) {
+	for (size_t i = 0; i < *n; i++) {
 		struct cpdb_plan_limits *pl = &(*plans)[i];
 		snprintf(pl->id, sizeof pl->id, "%s", PQgetvalue(r, (int)i, 0));
 		pl->rate_limit = atoll(PQgetvalue(r, (int)i, 1));
@@ -128,7 +144,6 @@ enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb
 		pl->monthly_event_quota = atoll(PQgetvalue(r, (int)i, 3));
 		pl->retention_days = atoll(PQgetvalue(r, (int)i, 4));
 	}
-	*n = rows;
 	PQclear(r);
 	return DB_OK;
 }
@@ -140,22 +155,15 @@ enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, struct cp
 	snprintf(w, sizeof w, "%lld", (long long)within_s);
 	const char *p[] = { w };
 	PGresult *r;
-	*regions = NULL;
-	*n = 0;
-	enum db_status st = db_exec(c, &r,
+	void *a;
+	enum db_status st = rows_array(c, &r,
 		"SELECT r.name FROM regions r"
 		" JOIN region_documents d ON d.region = r.name AND d.version = r.config_version"
-		" WHERE d.expires_at < now() + $1::bigint * interval '1 second'", 1, p);
-	if (st != DB_OK)
+		" WHERE d.expires_at < now() + $1::bigint * interval '1 second'", 1, p, sizeof **regions, &a, n);
+	if ((*regions = a) == NULL)
 		return st;
-	size_t rows = (size_t)PQntuples(r);
-	if (rows && !(*regions = calloc(rows, sizeof **regions))) {
-		PQclear(r);
-		return DB_ERROR;
-	}
-	for (size_t i = 0; i < rows; i++)
+	for (size_t i = 0; i < *n; i++)
 		snprintf((*regions)[i].name, sizeof (*regions)[i].name, "%s", PQgetvalue(r, (int)i, 0));
-	*n = rows;
 	PQclear(r);
 	return DB_OK;
 }
