@@ -79,8 +79,15 @@ all: deps
 	@$(MAKE) --no-print-directory services
 
 services: $(BIN)/control-plane $(BIN)/data-plane
-testbins: services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
+testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
 benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench
+
+# No include cycle between modules, nothing in common/ that includes a
+# service, neither service including the other (tests/includes.sh).
+.PHONY: check-includes
+check-includes:
+	@sh tests/includes.sh --self-test >/dev/null
+	@sh tests/includes.sh
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)

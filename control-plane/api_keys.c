@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "api_keys.h"
 #include "apikey.h"
-#include "cp.h"
+#include "auth.h"
 #include "cpdb.h"
+#include "http.h"
+#include "mutate.h"
 #include "names.h"
 
 struct key_in {
@@ -64,18 +67,14 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 
 	if (ctx->in.expires_at) {
 		/* The database compares with its own clock. */
-		const char *p[] = { ctx->in.expires_at };
-		PGresult *r;
-		st = db_exec(c, &r,
-			"SELECT $1::timestamptz > now(), $1::timestamptz < '9999-12-31T00:00:00Z'", 1, p);
+		int future, representable;
+		st = cpdb_api_key_expiry_check(c, ctx->in.expires_at, &future, &representable);
 		if (st == DB_INVALID) {
 			out->prob_extra = json_pack("{ss}", "field", "expires_at");
 			return cp_fail(out, PROB_VALIDATION, "expires_at is not a valid time.");
 		}
 		if (st != DB_OK)
 			return st;
-		int future = PQgetvalue(r, 0, 0)[0] == 't', representable = PQgetvalue(r, 0, 1)[0] == 't';
-		PQclear(r);
 		if (!future || !representable) {
 			out->prob_extra = json_pack("{ss}", "field", "expires_at");
 			return cp_fail(out, PROB_VALIDATION, "expires_at must be in the future and before 9999-12-31 (UTC).");

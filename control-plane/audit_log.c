@@ -3,9 +3,12 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cp.h"
+#include "audit_log.h"
 #include "cpdb.h"
+#include "http.h"
+#include "mutate.h"
 #include "names.h"
+#include "principal.h"
 
 struct audit_ctx {
 	const char *tenant;

@@ -12,9 +12,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include "cp.h"
+#include "auth.h"
+#include "billing.h"
+#include "cp_app.h"
 #include "cpdb.h"
+#include "http.h"
+#include "mutate.h"
 #include "names.h"
+#include "principal.h"
 #include "secret.h"
 
 #define MAX_RECORDS 1000

@@ -10,7 +10,8 @@
 
 #include "buf.h"
 #include "cfgdoc.h"
-#include "cp.h"
+#include "config_doc.h"
+#include "cp_app.h"
 #include "cpdb.h"
 #include "log.h"
 #include "secret.h"
@@ -105,45 +106,62 @@ static void cache_put(struct doc_cache *dc, struct doc_slot *s, struct cp_doc *d
 	pthread_mutex_unlock(&dc->lock);
 }
 
-static json_t *plans_claim(PGresult *r)
+static json_t *plans_claim(const struct cpdb_plan_limits *plans, size_t n)
 {
 	json_t *o = json_object();
-	for (int i = 0; i < PQntuples(r); i++)
-		json_object_set_new(o, PQgetvalue(r, i, 0),
-		                    json_pack("[IIII]", (json_int_t)atoll(PQgetvalue(r, i, 1)),
-		                              (json_int_t)atoll(PQgetvalue(r, i, 2)),
-		                              (json_int_t)atoll(PQgetvalue(r, i, 3)),
-		                              (json_int_t)atoll(PQgetvalue(r, i, 4))));
+	for (size_t i = 0; i < n; i++)
+		json_object_set_new(o, plans[i].id,
+		                    json_pack("[IIII]", (json_int_t)plans[i].rate_limit,
+		                              (json_int_t)plans[i].burst,
+		                              (json_int_t)plans[i].monthly_event_quota,
+		                              (json_int_t)plans[i].retention_days));
 	return o;
 }
 
-/* The tenants text from the content rows (see cpdb_doc_content). */
-static int tenants_text(PGresult *r, struct buf *b)
+struct tenants_text {
+	struct buf *b;
+	char last[40];    /* the tenant of the previous row */
+	int failed;       /* a tenant or key cannot be written */
+};
+
+/* Appends one content row to the tenants text: the tenant at its first
+ * row, then the key if any. */
+static int tenants_text_row(const struct cpdb_doc_row *row, void *arg)
 {
-	const char *last = "";
-	for (int i = 0; i < PQntuples(r); i++) {
-		const char *tid = PQgetvalue(r, i, 0);
-		if (strcmp(tid, last) != 0) {
-			if (cfgdoc_add_tenant(b, tid, PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
-			                      PQgetvalue(r, i, 3)) != 0)
-				return -1;
-			last = tid;
-		}
-		if (PQgetisnull(r, i, 4))
-			continue;
-		if (cfgdoc_add_key_b64(b, PQgetvalue(r, i, 4), PQgetvalue(r, i, 5), PQgetvalue(r, i, 6)[0] == 't',
-		                       PQgetvalue(r, i, 7)[0] == 't', atoll(PQgetvalue(r, i, 8))) != 0)
+	struct tenants_text *t = arg;
+	struct buf *b = t->b;
+	if (!b->p) {
+		/* One allocation of about the final size: regrowing tens of
+		 * megabytes costs more than building them. */
+		b->cap = row->nrows * 96 + 64;
+		if (!(b->p = malloc(b->cap)))
 			return -1;
+		b->p[0] = '\0';
 	}
-	return b->failed ? -1 : 0;
+	if (strcmp(row->tenant_id, t->last) != 0) {
+		if (cfgdoc_add_tenant(b, row->tenant_id, row->slug, row->status, row->plan) != 0)
+			goto fail;
+		snprintf(t->last, sizeof t->last, "%s", row->tenant_id);
+	}
+	if (row->key_id && cfgdoc_add_key_b64(b, row->key_id, row->key_sha256_b64, row->can_write,
+	                                      row->can_read, row->expires_at) != 0)
+		goto fail;
+	if (b->failed)
+		goto fail;
+	return 0;
+fail:
+	t->failed = 1;
+	return -1;
 }
 
 enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *region,
                             int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
 {
 	json_t *self = NULL, *regions = NULL, *claims = NULL, *dir;
-	PGresult *plans = NULL, *content = NULL;
+	struct cpdb_plan_limits *plans = NULL;
+	size_t nplans = 0;
 	struct buf text = { 0 };
+	struct tenants_text tt = { .b = &text };
 	struct jwk key = { 0 };
 	unsigned char jti[16];
 	char jti_hex[33];
@@ -154,20 +172,15 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 	*token = NULL;
 	if ((st = cpdb_region_version(c, region, ver)) != DB_OK ||
 	    (st = cpdb_region_get(c, region, &self)) != DB_OK ||
-	    (st = cpdb_regions_list(c, &regions)) != DB_OK || (st = cpdb_plans_rows(c, region, &plans)) != DB_OK ||
-	    (st = cpdb_doc_content(c, region, &content)) != DB_OK)
+	    (st = cpdb_regions_list(c, &regions)) != DB_OK ||
+	    (st = cpdb_doc_plans(c, region, &plans, &nplans)) != DB_OK)
 		goto out;
-	st = DB_ERROR;
-	/* One allocation of about the final size: regrowing tens of megabytes
-	 * costs more than building them. */
-	text.cap = (size_t)PQntuples(content) * 96 + 64;
-	if (!(text.p = malloc(text.cap)))
-		goto out;
-	text.p[0] = '\0';
-	if (tenants_text(content, &text) != 0) {
-		log_error(NULL, "region %s: a tenant or key cannot be written into the document", region);
+	if ((st = cpdb_doc_content(c, region, tenants_text_row, &tt)) != DB_OK) {
+		if (tt.failed)
+			log_error(NULL, "region %s: a tenant or key cannot be written into the document", region);
 		goto out;
 	}
+	st = DB_ERROR;
 	if (keyring_current(app->keys, &key) != 0 || secret_random(jti, sizeof jti) != 0)
 		goto out;
 	secret_hex(jti, sizeof jti, jti_hex);
@@ -185,7 +198,7 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 	                   json_object_get(self, "display_name"), "endpoint_url",
 	                   json_object_get(self, "endpoint_url"), "status", json_object_get(self, "status"),
 	                   "wave", json_object_get(self, "wave"), "directory", dir, "plans",
-	                   plans_claim(plans));
+	                   plans_claim(plans, nplans));
 	if (!claims)
 		goto out;
 	*token = cfgdoc_sign(&key, claims, text.p ? text.p : "");
@@ -197,8 +210,7 @@ out:
 	json_decref(self);
 	json_decref(regions);
 	json_decref(claims);
-	PQclear(plans);
-	PQclear(content);
+	free(plans);
 	buf_free(&text);
 	jwk_clear(&key);
 	return st;
@@ -236,7 +248,7 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
 	                 (unsigned long)((t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000));
 	/* A stored document can always be rebuilt from the tables, so its
 	 * commit need not wait for the disk (this transaction only). */
-	if ((st = db_exec(c, NULL, "SET LOCAL synchronous_commit = off", 0, NULL)) != DB_OK) {
+	if ((st = cpdb_commit_unsynced(c)) != DB_OK) {
 		free(built);
 		return st;
 	}

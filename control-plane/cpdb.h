@@ -6,11 +6,21 @@
 #define CP_CPDB_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "db.h"
 
-struct cp_page;
+/* The position of a keyset page: `limit` rows after the row (ts, id) of
+ * the cursor, when `have_cursor` (filled by cp_parse_page, mutate.h).
+ * A page function returns up to limit + 1 rows, so that the caller knows
+ * whether there is a next page. */
+struct cp_page {
+	int limit;
+	int have_cursor;
+	char ts[24];
+	char id[65];
+};
 
 /* Runs a statement that returns one id (INSERT/UPDATE ... RETURNING id);
  * DB_NOT_FOUND when it touched no row. */
@@ -114,6 +124,11 @@ enum db_status cpdb_api_key_get(struct db_conn *c, const char *tenant_id, const 
                                 json_t **doc);
 enum db_status cpdb_api_key_revoke(struct db_conn *c, const char *tenant_id, const char *id,
                                    json_t **doc);
+/* An expiry as the database's clock sees it: *future when after now,
+ * *representable when before 9999-12-31 (UTC). DB_INVALID when the text
+ * is not a time the database reads. */
+enum db_status cpdb_api_key_expiry_check(struct db_conn *c, const char *expires_at, int *future,
+                                         int *representable);
 
 /* ---- audit log (db_audit.c) ---- */
 enum db_status cpdb_audit_insert(struct db_conn *c, const char *actor_type, const char *actor_id,
@@ -152,15 +167,52 @@ enum db_status cpdb_doc_insert(struct db_conn *c, const char *region, int64_t ve
                                const char *kid, int64_t iat, int64_t exp, int *stored);
 /* Keeps the last `keep` versions of a region's documents. */
 enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver, int keep);
-/* Rows of the region's live tenants and their usable keys, ordered by
- * tenant: tenant id, slug, status, plan, key id, key SHA-256 (base64url),
- * write scope, read scope (t/f), expiry (unix s; 0 none). Caller PQclear()s. */
-enum db_status cpdb_doc_content(struct db_conn *c, const char *region, PGresult **rows);
-/* The plans the region's live tenants are on: id, rate_limit, burst,
- * monthly_event_quota, retention_days. */
-enum db_status cpdb_plans_rows(struct db_conn *c, const char *region, PGresult **rows);
-/* Regions whose newest document expires before now + within_s. */
-enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, PGresult **rows);
+/* One row of a region's document content: a live tenant of the region
+ * and one of its usable keys (not revoked, not expired), or the tenant
+ * alone when it has none (key_id NULL). Strings are borrowed: valid
+ * during the callback only. */
+struct cpdb_doc_row {
+	const char *tenant_id, *slug, *status, *plan;
+	const char *key_id;          /* NULL: the tenant has no usable key */
+	const char *key_sha256_b64;  /* SHA-256 of the secret, base64url */
+	int can_write, can_read;     /* scopes events:write, events:read */
+	int64_t expires_at;          /* unix seconds; 0: never */
+	size_t nrows;                /* rows in all, to size a buffer */
+};
+/* Returns nonzero to stop; cpdb_doc_content then returns DB_ERROR. */
+typedef int (*cpdb_doc_row_fn)(const struct cpdb_doc_row *row, void *arg);
+/* Calls `fn` on every row of the region's content, ordered by tenant id,
+ * then key id (a tenant's rows are consecutive). */
+enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_row_fn fn,
+                                void *arg);
+struct cpdb_plan_limits {
+	char id[33];
+	int64_t rate_limit, burst, monthly_event_quota, retention_days;
+};
+/* The limits of the plans the region's live tenants are on, ordered by id.
+ * *plans malloc'd (NULL when *n is 0); the caller free()s it. */
+enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb_plan_limits **plans,
+                              size_t *n);
+struct cpdb_region_name {
+	char name[33];
+};
+/* Regions whose newest document expires before now + within_s. *regions
+ * malloc'd (NULL when *n is 0); the caller free()s it. */
+enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, struct cpdb_region_name **regions,
+                                  size_t *n);
+/* This transaction's commit does not wait for the disk (SET LOCAL
+ * synchronous_commit = off): for rows that can be rebuilt if lost. */
+enum db_status cpdb_commit_unsynced(struct db_conn *c);
+
+/* A connection of its own, LISTENing for config-version changes: a
+ * trigger notifies whenever a region's version rises, whichever replica
+ * made the change. NULL when it cannot connect or LISTEN. The server's
+ * notices go to `notice`. The caller polls PQsocket(), reads with
+ * PQconsumeInput() and closes with PQfinish(). */
+PGconn *cpdb_listen_config(const char *conninfo, PQnoticeProcessor notice);
+/* The next change received on that connection: 1 with region and
+ * *version set, 0 when none is pending (malformed payloads are skipped). */
+int cpdb_config_change(PGconn *pg, char region[33], int64_t *version);
 
 enum db_status cpdb_credential_insert(struct db_conn *c, const char *region,
                                       const char *token_sha256_hex, json_t **doc);

@@ -1,7 +1,6 @@
 /* SQL of API keys. Only the SHA-256 of a secret ever reaches the database. */
 #include <stdio.h>
 
-#include "cp.h"
 #include "cpdb.h"
 #include "secret.h"
 
@@ -56,4 +55,19 @@ enum db_status cpdb_api_key_revoke(struct db_conn *c, const char *tenant_id, con
 		"UPDATE api_keys SET revoked_at = coalesce(revoked_at, clock_timestamp())"
 		" WHERE tenant_id = $1::uuid AND id = $2 RETURNING id", 2, p);
 	return st == DB_OK ? cpdb_api_key_get(c, tenant_id, id, doc) : st;
+}
+
+enum db_status cpdb_api_key_expiry_check(struct db_conn *c, const char *expires_at, int *future,
+                                         int *representable)
+{
+	const char *p[] = { expires_at };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"SELECT $1::timestamptz > now(), $1::timestamptz < '9999-12-31T00:00:00Z'", 1, p);
+	if (st != DB_OK)
+		return st;
+	*future = PQgetvalue(r, 0, 0)[0] == 't';
+	*representable = PQgetvalue(r, 0, 1)[0] == 't';
+	PQclear(r);
+	return DB_OK;
 }

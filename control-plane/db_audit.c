@@ -1,7 +1,6 @@
 /* SQL of the audit log. */
 #include <stdio.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_audit_insert(struct db_conn *c, const char *actor_type, const char *actor_id,

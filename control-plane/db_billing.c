@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_plans_list(struct db_conn *c, json_t **items)

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver)
@@ -68,10 +67,12 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
 	               2, p);
 }
 
-enum db_status cpdb_doc_content(struct db_conn *c, const char *region, PGresult **rows)
+enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_row_fn fn,
+                                void *arg)
 {
 	const char *p[] = { region };
-	return db_exec(c, rows,
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
 		"SELECT t.id, t.slug, t.status, t.plan, k.id,"
 		"       rtrim(translate(encode(k.secret_sha256, 'base64'), '+/', '-_'), '='),"
 		"       'events:write' = ANY (k.scopes), 'events:read' = ANY (k.scopes),"
@@ -81,26 +82,95 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, PGresult 
 		"      AND (k.expires_at IS NULL OR k.expires_at > now())"
 		" WHERE t.region = $1 AND t.status <> 'deleted'"
 		" ORDER BY t.id, k.id", 1, p);
+	if (st != DB_OK)
+		return st;
+	struct cpdb_doc_row row = { .nrows = (size_t)PQntuples(r) };
+	for (size_t i = 0; i < row.nrows && st == DB_OK; i++) {
+		row.tenant_id = PQgetvalue(r, (int)i, 0);
+		row.slug = PQgetvalue(r, (int)i, 1);
+		row.status = PQgetvalue(r, (int)i, 2);
+		row.plan = PQgetvalue(r, (int)i, 3);
+		row.key_id = PQgetisnull(r, (int)i, 4) ? NULL : PQgetvalue(r, (int)i, 4);
+		row.key_sha256_b64 = PQgetvalue(r, (int)i, 5);
+		row.can_write = PQgetvalue(r, (int)i, 6)[0] == 't';
+		row.can_read = PQgetvalue(r, (int)i, 7)[0] == 't';
+		row.expires_at = atoll(PQgetvalue(r, (int)i, 8));
+		if (fn(&row, arg) != 0)
+			st = DB_ERROR;
+	}
+	PQclear(r);
+	return st;
 }
 
-enum db_status cpdb_plans_rows(struct db_conn *c, const char *region, PGresult **rows)
+/* Runs a statement and allocates one zeroed element of `size` per row
+ * of its result, for the caller to fill from *r, then PQclear(*r) and
+ * free(*array). When there is no row, or on an error, *array is NULL and
+ * there is nothing to release. */
+static enum db_status rows_array(struct db_conn *c, PGresult **r, const char *sql, int nparams,
+                                 const char *const *params, size_t size, void **array, size_t *n)
+{
+	*array = NULL;
+	*n = 0;
+	enum db_status st = db_exec(c, r, sql, nparams, params);
+	if (st != DB_OK)
+		return st;
+	size_t rows = (size_t)PQntuples(*r);
+	if (rows == 0 || !(*array = calloc(rows, size))) {
+		PQclear(*r);
+		*r = NULL;
+		return rows == 0 ? DB_OK : DB_ERROR;
+	}
+	*n = rows;
+	return DB_OK;
+}
+
+enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb_plan_limits **plans,
+                              size_t *n)
 {
 	const char *p[] = { region };
-	return db_exec(c, rows,
+	PGresult *r;
+	void *a;
+	enum db_status st = rows_array(c, &r,
 		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans"
 		" WHERE id IN (SELECT plan FROM tenants WHERE region = $1 AND status <> 'deleted')"
-		" ORDER BY id", 1, p);
+		" ORDER BY id", 1, p, sizeof **plans, &a, n);
+	if ((*plans = a) == NULL)
+		return st;
+	for (size_t i = 0; i < *n; i++) {
+		struct cpdb_plan_limits *pl = &(*plans)[i];
+		snprintf(pl->id, sizeof pl->id, "%s", PQgetvalue(r, (int)i, 0));
+		pl->rate_limit = atoll(PQgetvalue(r, (int)i, 1));
+		pl->burst = atoll(PQgetvalue(r, (int)i, 2));
+		pl->monthly_event_quota = atoll(PQgetvalue(r, (int)i, 3));
+		pl->retention_days = atoll(PQgetvalue(r, (int)i, 4));
+	}
+	PQclear(r);
+	return DB_OK;
 }
 
-enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, PGresult **rows)
+enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, struct cpdb_region_name **regions,
+                                  size_t *n)
 {
 	char w[24];
 	snprintf(w, sizeof w, "%lld", (long long)within_s);
 	const char *p[] = { w };
-	return db_exec(c, rows,
+	PGresult *r;
+	void *a;
+	enum db_status st = rows_array(c, &r,
 		"SELECT r.name FROM regions r"
 		" JOIN region_documents d ON d.region = r.name AND d.version = r.config_version"
-		" WHERE d.expires_at < now() + $1::bigint * interval '1 second'", 1, p);
+		" WHERE d.expires_at < now() + $1::bigint * interval '1 second'", 1, p, sizeof **regions, &a, n);
+	if ((*regions = a) == NULL)
+		return st;
+	for (size_t i = 0; i < *n; i++)
+		snprintf((*regions)[i].name, sizeof (*regions)[i].name, "%s", PQgetvalue(r, (int)i, 0));
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status cpdb_commit_unsynced(struct db_conn *c)
+{
+	return db_exec(c, NULL, "SET LOCAL synchronous_commit = off", 0, NULL);
 }
 
 enum db_status cpdb_credential_insert(struct db_conn *c, const char *region,
@@ -164,4 +234,35 @@ enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t st
 		"  'silent', f.last_seen < now() - $2::bigint * interval '1 second')::text"
 		" FROM fleet_instances f JOIN regions r ON r.name = f.region"
 		" WHERE f.region = $1 ORDER BY f.instance", 2, p);
+}
+
+PGconn *cpdb_listen_config(const char *conninfo, PQnoticeProcessor notice)
+{
+	PGconn *pg = PQconnectdb(conninfo);
+	PQsetNoticeProcessor(pg, notice, NULL);
+	if (PQstatus(pg) == CONNECTION_OK) {
+		PGresult *r = PQexec(pg, "LISTEN region_config");
+		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+		PQclear(r);
+		if (ok)
+			return pg;
+	}
+	PQfinish(pg);
+	return NULL;
+}
+
+int cpdb_config_change(PGconn *pg, char region[33], int64_t *version)
+{
+	PGnotify *n;
+	while ((n = PQnotifies(pg)) != NULL) {
+		long long v;
+		/* The payload of the trigger of 0003_region_config.sql. */
+		int ok = sscanf(n->extra, "%32s %lld", region, &v) == 2;
+		PQfreemem(n);
+		if (ok) {
+			*version = v;
+			return 1;
+		}
+	}
+	return 0;
 }

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_idem_claim(struct db_conn *c, const char *scope, const char *key,

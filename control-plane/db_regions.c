@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_regions_list(struct db_conn *c, json_t **items)

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_plan_exists(struct db_conn *c, const char *id, int *exists)

@@ -3,7 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
 #include "cpdb.h"
 
 enum db_status cpdb_user_insert(struct db_conn *c, const char *tenant_id, const char *email,

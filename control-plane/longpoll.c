@@ -17,8 +17,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cp.h"
+#include "cp_app.h"
+#include "cpdb.h"
+#include "http.h"
 #include "log.h"
+#include "longpoll.h"
 
 #define MAX_REGIONS 128
 
@@ -164,17 +167,7 @@ static void listen_notice(void *arg, const char *message)
 
 static PGconn *listen_conn(struct lp *lp)
 {
-	PGconn *pg = PQconnectdb(lp->app->cfg.database_url);
-	PQsetNoticeProcessor(pg, listen_notice, NULL);
-	if (PQstatus(pg) == CONNECTION_OK) {
-		PGresult *r = PQexec(pg, "LISTEN region_config");
-		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-		PQclear(r);
-		if (ok)
-			return pg;
-	}
-	PQfinish(pg);
-	return NULL;
+	return cpdb_listen_config(lp->app->cfg.database_url, listen_notice);
 }
 
 static void *listen_main(void *arg)
@@ -205,18 +198,14 @@ static void *listen_main(void *arg)
 				pg = NULL;
 				continue;
 			}
-			PGnotify *n;
-			while ((n = PQnotifies(pg)) != NULL) {
-				char region[33];
-				long long version;
-				if (sscanf(n->extra, "%32s %lld", region, &version) == 2) {
-					struct change ch = { region, version };
-					pthread_mutex_lock(&lp->lock);
-					hear(lp, region, version);
-					pthread_mutex_unlock(&lp->lock);
-					resume_where(lp, wake_region, &ch);
-				}
-				PQfreemem(n);
+			char region[33];
+			int64_t version;
+			while (cpdb_config_change(pg, region, &version)) {
+				struct change ch = { region, version };
+				pthread_mutex_lock(&lp->lock);
+				hear(lp, region, version);
+				pthread_mutex_unlock(&lp->lock);
+				resume_where(lp, wake_region, &ch);
 			}
 		} else {
 			usleep(100 * 1000);

@@ -10,16 +10,27 @@
 #include <string.h>
 #include <time.h>
 
-#include "cp.h"
+#include "api_keys.h"
+#include "audit_log.h"
+#include "auth.h"
+#include "billing.h"
+#include "config_doc.h"
+#include "cp_app.h"
 #include "deadline.h"
 #include "cpdb.h"
 #include "http.h"
 #include "log.h"
+#include "login.h"
 #include "login_guard.h"
+#include "longpoll.h"
 #include "migrate.h"
+#include "region_config.h"
+#include "regions.h"
 #include "secret.h"
 #include "signing.h"
 #include "svc.h"
+#include "tenants.h"
+#include "users.h"
 
 #define PROG "control-plane"
 
@@ -249,16 +260,17 @@ static int cmd_keys(struct cp_app *app, int rotate)
 static enum db_status reissue_tx(struct db_conn *c, void *ctx)
 {
 	struct cp_app *app = ctx;
-	PGresult *r;
-	enum db_status st = cpdb_docs_expiring(c, app->cfg.doc_lifetime_ms / 2000, &r);
+	struct cpdb_region_name *r;
+	size_t n;
+	enum db_status st = cpdb_docs_expiring(c, app->cfg.doc_lifetime_ms / 2000, &r, &n);
 	if (st != DB_OK)
 		return st;
-	for (int i = 0; i < PQntuples(r) && st == DB_OK; i++) {
+	for (size_t i = 0; i < n && st == DB_OK; i++) {
 		log_info(NULL, "region %s: its document passed half its lifetime; issuing a new one",
-		         PQgetvalue(r, i, 0));
-		st = cpdb_region_bump(c, PQgetvalue(r, i, 0));
+		         r[i].name);
+		st = cpdb_region_bump(c, r[i].name);
 	}
-	PQclear(r);
+	free(r);
 	return st;
 }
 

@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
+#include "cp_app.h"
 #include "cpdb.h"
 #include "cursor.h"
 #include "log.h"
+#include "mutate.h"
 #include "names.h"
+#include "principal.h"
 #include "secret.h"
 
 #define IDEM_KEY_MAX 255

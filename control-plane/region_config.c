@@ -7,9 +7,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
+#include "config_doc.h"
+#include "cp_app.h"
 #include "cpdb.h"
+#include "http.h"
+#include "longpoll.h"
+#include "mutate.h"
 #include "names.h"
+#include "principal.h"
+#include "region_config.h"
 #include "secret.h"
 #include "signing.h"
 

@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cp.h"
+#include "cp_app.h"
 #include "cpdb.h"
+#include "http.h"
+#include "mutate.h"
 #include "names.h"
+#include "regions.h"
 
 struct region_in {
 	const char *name, *display_name, *endpoint_url, *status;

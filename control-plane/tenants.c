@@ -5,9 +5,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cp.h"
+#include "auth.h"
 #include "cpdb.h"
+#include "http.h"
+#include "mutate.h"
 #include "names.h"
+#include "principal.h"
+#include "tenants.h"
 
 struct tenant_in {
 	const char *name, *slug, *region, *plan, *status;

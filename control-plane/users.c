@@ -6,10 +6,15 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cp.h"
+#include "auth.h"
+#include "cp_app.h"
 #include "cpdb.h"
+#include "http.h"
+#include "mutate.h"
 #include "names.h"
 #include "password.h"
+#include "principal.h"
+#include "users.h"
 
 struct user_in {
 	const char *email, *role, *password;

@@ -176,13 +176,13 @@ static const struct jsonx_field billing_usage_fields[] = {
 	JSONX_END
 };
 
-/* control-plane/auth.c */
+/* control-plane/login.c */
 struct login_req {
 	const char *email;
 	const char *password;
 	const char *tenant;
 };
-/* control-plane/auth.c login_fields */
+/* control-plane/login.c login_fields */
 static const struct jsonx_field auth_login_fields[] = {
 	{ "email", JX_STRING, 1, 0, 0, 254, offsetof(struct login_req, email) },
 	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, offsetof(struct login_req, password) },

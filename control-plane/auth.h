@@ -1,0 +1,23 @@
+/* Authentication and tenant scoping: the hook the HTTP layer calls before
+ * every non-public route (bearer token -> principal.h), the auth levels
+ * of the route table, and the check that a caller may see a tenant. */
+#ifndef CP_AUTH_H
+#define CP_AUTH_H
+
+struct http_req;
+
+/* Route authentication levels (struct http_route.auth). */
+enum { CP_AUTH_PUBLIC = 0, CP_AUTH_USER = 1, CP_AUTH_ADMIN = 2, CP_AUTH_REGION = 3 };
+
+/* The authenticate hook (http_server_opts.authenticate): the admin token,
+ * a region credential or a session. Returns 0 with the principal set, or
+ * -1 after replying (401, 403, 503) or for a 500. */
+int cp_authenticate(struct http_req *req, int level);
+
+/* Tenant scoping. Admins pass; a tenant user passes for its own tenant
+ * only. Another tenant's objects do not exist for it: 404, never 403.
+ * With `write`, members get 403 on their own tenant.
+ * Returns 0 to go on, -1 after replying. */
+int cp_require_tenant(struct http_req *req, const char *tenant_id, int write);
+
+#endif

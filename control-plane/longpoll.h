@@ -1,0 +1,32 @@
+/* Long polls of GET /v1/regions/{region}/config?wait=N: requests parked
+ * without a worker thread, and the thread that LISTENs for config-version
+ * changes (of any replica) and resumes them, or at their deadline. */
+#ifndef CP_LONGPOLL_H
+#define CP_LONGPOLL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct cp_app;
+struct http_req;
+struct lp;
+
+/* Starts the LISTEN thread. NULL (and `err` says why) when it cannot. */
+struct lp *lp_start(struct cp_app *app, char *err, size_t errlen);
+/* Stops the thread and resumes every parked request; accepts NULL. */
+void lp_stop(struct lp *lp);
+/* Parks `req` until `region` passes version `seen` or `deadline_ms`
+ * (CLOCK_MONOTONIC ms). Returns 0, or -1 when the service is draining
+ * (answer now instead). */
+int lp_park(struct lp *lp, struct http_req *req, const char *region, int64_t seen,
+            int64_t deadline_ms) __attribute__((warn_unused_result));
+/* Resumes every parked request and refuses new parks (drain); `app` is
+ * the struct cp_app (http_server_opts.on_drain). */
+void lp_drain(void *app);
+/* Appends cp_longpolls_parked, cp_longpoll_wakeups_total, cp_notify_connected. */
+void lp_metrics(struct lp *lp, FILE *out);
+/* CLOCK_MONOTONIC in milliseconds, the clock of deadlines. */
+int64_t lp_now_ms(void);
+
+#endif

@@ -1,0 +1,74 @@
+/* The request plumbing every control-plane handler shares: the runners
+ * that put a change, its audit record, its config-version bumps and its
+ * idempotency record in one transaction (and reply with its outcome),
+ * body parsing, pagination, and replies to failed database calls. */
+#ifndef CP_MUTATE_H
+#define CP_MUTATE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "http.h"
+
+struct cp_page;
+
+struct cp_outcome {
+	unsigned status;          /* success status; 0 when `problem` is set */
+	json_t *body;             /* owned */
+	char location[256];
+	int sealed;               /* the body holds a secret: never store it in clear */
+	int replayed;             /* the first answer to an earlier request, again */
+	int problem;              /* a client error: reply with prob/detail */
+	enum problem_code prob;
+	json_t *prob_extra;       /* owned, may be NULL */
+	char detail[400];
+};
+
+/* A transaction body. Runs the change, writes the audit record, raises
+ * config versions, and fills `out`. It may run more than once. */
+typedef enum db_status (*cp_apply_fn)(struct db_conn *c, struct http_req *req, void *ctx,
+                                      struct cp_outcome *out);
+
+/* Runs `apply` in one transaction with the request's Idempotency-Key (if
+ * any): a replay with the same body returns the first response, another
+ * body gets 422. Replies in every case; returns the handler's result. */
+int cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
+
+/* Records a client error in `out`; returns DB_ROLLBACK. */
+enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Records success: `body` is stolen. Returns DB_OK. */
+enum db_status cp_done(struct cp_outcome *out, unsigned status, json_t *body);
+
+/* Appends to the audit log (before/after borrowed, may be NULL). */
+enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *tenant_id,
+                        const char *action, const char *object_type, const char *object_id,
+                        json_t *before, json_t *after) __attribute__((warn_unused_result));
+
+/* Runs a read-only body (statements in autocommit) and replies with `out`. */
+int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
+/* Runs a body that writes without idempotency (login, logout). */
+int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);
+/* The same, SERIALIZABLE (retried on conflicts). */
+int cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx);
+
+/* Replies to a failed database call (503, 409, 500...). */
+int cp_reply_db_error(struct http_req *req, enum db_status st);
+
+/* Parses the body against `fields` into `dst`. Returns 0, or -1 after
+ * replying 400/415. *obj is the parsed body (caller json_decref()s). */
+int cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
+                  uint64_t *present, json_t **obj) __attribute__((warn_unused_result));
+
+/* Pagination: reads ?limit= and ?cursor= into `pg` (struct cp_page, the
+ * DB layer's page position: cpdb.h); replies 400 and returns -1 when
+ * malformed. The kind says what shape a cursor's id must have. */
+enum cp_cursor_kind { CP_CURSOR_UUID, CP_CURSOR_KEY_ID, CP_CURSOR_AUDIT };
+int cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
+	__attribute__((warn_unused_result));
+/* Wraps `items` (stolen) as {"items": [...], "next_cursor": ...}. Rows
+ * carry "_ts" and "_id" sort keys, removed here. */
+json_t *cp_page_result(json_t *items, int limit);
+
+#endif

@@ -1,0 +1,14 @@
+/* What the regions use (region_config.c): the JWK set, the signed config
+ * document (long-polled), region credentials, a data plane's status report
+ * and the fleet view. Route handlers for main.c's route table. */
+#ifndef CP_REGION_CONFIG_H
+#define CP_REGION_CONFIG_H
+
+struct http_req;
+int cp_jwks(struct http_req *req);
+int cp_region_config(struct http_req *req);
+int cp_region_credentials_create(struct http_req *req);
+int cp_region_status(struct http_req *req);
+int cp_region_fleet(struct http_req *req);
+
+#endif
