@@ -17,6 +17,35 @@
 #include "problem.h"
 #include "route.h"
 
+/* The reply convention.
+ *
+ * A handler returns what it did with its request (enum http_result):
+ *   HTTP_REPLIED    a response is queued. Should none be (a reply that
+ *                   could not be queued, its result not passed on), the
+ *                   server logs it and answers 500.
+ *   HTTP_SUSPENDED  it called http_req_suspend() and queued nothing; it
+ *                   runs again once resumed. Returned otherwise, the
+ *                   server logs it and answers 500.
+ *   HTTP_FAILED     an internal failure: the server answers 500
+ *                   (application/problem+json, internal_error) unless a
+ *                   response is already queued, which then stands.
+ * The request's access-log line is written at warning level for every
+ * 5xx; the reason of a failure is logged where it happened.
+ *
+ * The reply functions below return HTTP_REPLIED once their response is
+ * queued and HTTP_FAILED when it could not be (out of memory, or a
+ * response was queued already: a request gets one response, the second
+ * is refused and logged), so that a handler ends with
+ * `return http_reply_json(...)`.
+ *
+ * A step that may answer for a handler (the authenticate hook, parsing
+ * the body, a check of the path or the caller) returns enum http_step:
+ * HTTP_GO_ON when it queued nothing and the handler goes on, or
+ * HTTP_ANSWERED when it has queued the answer (a refusal) or tried to;
+ * the handler then returns HTTP_REPLIED at once, and the rules above
+ * deal with an answer that could not be queued. Such steps are marked
+ * warn_unused_result. */
+
 struct http_server;
 struct http_req;
 struct sockaddr;
@@ -35,13 +64,14 @@ struct http_server_opts {
 	int access_log;                 /* one log line per request */
 	const struct http_route *routes;
 	size_t nroutes;
-	/* Called for routes with auth != 0 before the handler: returns 0 to go
-	 * on, -1 after queueing a 401/403 itself. It runs once per request, as
+	/* Called for routes with auth != 0 before the handler, a step: returns
+	 * HTTP_GO_ON, or HTTP_ANSWERED after queueing a 401/403 itself (the
+	 * server answers 500 when it queued nothing). It runs once per request, as
 	 * soon as the headers are in when the request brings a body (declared
 	 * or chunked), so that a refused request is answered without reading a
 	 * byte of its body (libmicrohttpd then closes the connection); it may
 	 * look at the headers, the path and its parameters, never the body. */
-	int (*authenticate)(struct http_req *req, int auth);
+	enum http_step (*authenticate)(struct http_req *req, int auth);
 	/* Called when draining starts, before waiting for requests in flight:
 	 * a service resumes the requests it holds suspended (may be NULL). */
 	void (*on_drain)(void *app);
@@ -104,8 +134,8 @@ void http_req_set_log_ids(struct http_req *req, const char *tenant, const char *
 void http_req_set_state(struct http_req *req, void *state, void (*free_fn)(void *));
 void *http_req_state(const struct http_req *req);
 
-/* Long polls. A handler calls http_req_suspend() and returns 0 without a
- * response: the connection is parked without holding a worker thread.
+/* Long polls. A handler calls http_req_suspend() and returns HTTP_SUSPENDED
+ * without a response: the connection is parked without holding a worker thread.
  * Later, any thread calls http_req_resume() exactly once, and the handler
  * runs again for the same request and answers or suspends again. It is not
  * authenticated again: the authentication context of its first run stays,
@@ -113,35 +143,38 @@ void *http_req_state(const struct http_req *req);
 void http_req_suspend(struct http_req *req);
 void http_req_resume(struct http_req *req);
 
-/* Parses the body as a JSON object. Returns 0 with a new reference in *out
- * (caller json_decref()s), or -1 after queueing 415 or 400. */
-int http_req_json_object(struct http_req *req, json_t **out) __attribute__((warn_unused_result));
+/* Parses the body as a JSON object, a step. Returns HTTP_GO_ON with a new
+ * reference in *out (caller json_decref()s), or HTTP_ANSWERED after
+ * queueing 415 or 400 (*out NULL). */
+enum http_step http_req_json_object(struct http_req *req, json_t **out)
+	__attribute__((warn_unused_result));
 
-/* --- responses; each returns 0 when queued, -1 otherwise --- */
-/* Adds a header to the response that will be queued. Copies both strings. */
+/* --- responses: HTTP_REPLIED when queued, HTTP_FAILED otherwise --- */
+/* Adds a header to the response that will be queued. Copies both strings.
+ * Returns 0, or -1 when out of memory or past 12 headers (then dropped). */
 int http_add_header(struct http_req *req, const char *name, const char *value);
 /* Queues `body` (reference stolen) as application/json. */
-int http_reply_json(struct http_req *req, unsigned status, json_t *body);
+enum http_result http_reply_json(struct http_req *req, unsigned status, json_t *body);
 /* Queues a copy of `len` bytes. */
-int http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
-                   const void *data, size_t len);
+enum http_result http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
+                                const void *data, size_t len);
 /* Queues `len` bytes that stay owned by the caller's reference: `release`
  * (called once, from any thread) drops it when the response is done. For
  * large shared bodies that must not be copied per request. */
-int http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
-                      const void *data, size_t len, void (*release)(void *), void *cls);
+enum http_result http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
+                                   const void *data, size_t len, void (*release)(void *), void *cls);
 /* Queues a problem document; `extra` (may be NULL, stolen) adds members. */
-int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+enum http_result http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
+                                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define http_reply_problem(req, code, ...) http_reply_problem_ex(req, code, NULL, __VA_ARGS__)
 /* Queues 400 validation_failed naming the field of `err`. */
-int http_reply_invalid(struct http_req *req, const struct jsonx_err *err);
+enum http_result http_reply_invalid(struct http_req *req, const struct jsonx_err *err);
 /* Queues 400 validation_failed with "field": `field` and the sentence. */
-int http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
+enum http_result http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Built-in handlers for the route tables. */
-int http_handle_healthz(struct http_req *req);
-int http_handle_metrics(struct http_req *req);
+enum http_result http_handle_healthz(struct http_req *req);
+enum http_result http_handle_metrics(struct http_req *req);
 
 #endif

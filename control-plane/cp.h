@@ -72,7 +72,8 @@ struct cp_principal {
 };
 
 const struct cp_principal *cp_principal(struct http_req *req);
-int cp_authenticate(struct http_req *req, int level);
+/* The authenticate hook (http.h), a step. */
+enum http_step cp_authenticate(struct http_req *req, int level);
 /* Prepares logins (the dummy hash) before the service takes requests.
  * Returns 0, or -1 when hashing fails. */
 int cp_login_init(struct cp_app *app) __attribute__((warn_unused_result));
@@ -81,8 +82,9 @@ extern const char *const cp_role_names[];
 /* Tenant scoping. Admins pass; a tenant user passes for its own tenant
  * only. Another tenant's objects do not exist for it: 404, never 403.
  * With `write`, members get 403 on their own tenant.
- * Returns 0 to go on, -1 after replying. */
-int cp_require_tenant(struct http_req *req, const char *tenant_id, int write);
+ * A step: HTTP_GO_ON, or HTTP_ANSWERED after replying. */
+enum http_step cp_require_tenant(struct http_req *req, const char *tenant_id, int write)
+	__attribute__((warn_unused_result));
 
 /* ---- mutations: idempotency, audit and rollback in one transaction ---- */
 
@@ -105,8 +107,10 @@ typedef enum db_status (*cp_apply_fn)(struct db_conn *c, struct http_req *req, v
 
 /* Runs `apply` in one transaction with the request's Idempotency-Key (if
  * any): a replay with the same body returns the first response, another
- * body gets 422. Replies in every case; returns the handler's result. */
-int cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
+ * body gets 422. Replies in every case; returns the handler's result:
+ * HTTP_FAILED when a reply could not be queued or the database failed
+ * in a way the server answers 500. */
+enum http_result cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
 
 /* Records a client error in `out`; returns DB_ROLLBACK. */
 enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
@@ -120,22 +124,24 @@ enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *ten
                         json_t *before, json_t *after) __attribute__((warn_unused_result));
 
 /* Runs a read-only body (statements in autocommit) and replies with `out`. */
-int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
+enum http_result cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
 /* Runs a body that writes without idempotency (login, logout). */
-int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);
+enum http_result cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);
 /* The same, SERIALIZABLE (retried on conflicts). */
-int cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx);
+enum http_result cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx);
 
-/* Replies to a failed database call (503, 409, 500...). */
-int cp_reply_db_error(struct http_req *req, enum db_status st);
+/* Replies to a failed database call (503, 404, 409, 400), or returns
+ * HTTP_FAILED for the server's 500 (the DB layer has logged why). */
+enum http_result cp_reply_db_error(struct http_req *req, enum db_status st);
 
-/* Parses the body against `fields` into `dst`. Returns 0, or -1 after
- * replying 400/415. *obj is the parsed body (caller json_decref()s). */
-int cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
+/* Parses the body against `fields` into `dst`, a step. Returns HTTP_GO_ON,
+ * or HTTP_ANSWERED after replying 400/415. *obj is the parsed body (caller
+ * json_decref()s; NULL when answered). */
+enum http_step cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
                   uint64_t *present, json_t **obj) __attribute__((warn_unused_result));
 
-/* Pagination: reads ?limit= and ?cursor=; replies 400 and returns -1 when
- * malformed. `have_cursor` tells whether a cursor was given. */
+/* Pagination, a step: reads ?limit= and ?cursor=; replies 400 and returns
+ * HTTP_ANSWERED when malformed. `have_cursor` tells whether a cursor was given. */
 struct cp_page {
 	int limit;
 	int have_cursor;
@@ -143,56 +149,56 @@ struct cp_page {
 	char id[65];
 };
 enum cp_cursor_kind { CP_CURSOR_UUID, CP_CURSOR_KEY_ID, CP_CURSOR_AUDIT };
-int cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
+enum http_step cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
 	__attribute__((warn_unused_result));
 /* Wraps `items` (stolen) as {"items": [...], "next_cursor": ...}. Rows
  * carry "_ts" and "_id" sort keys, removed here. */
 json_t *cp_page_result(json_t *items, int limit);
 
 /* ---- handlers ---- */
-int cp_auth_login(struct http_req *req);
-int cp_auth_logout(struct http_req *req);
-int cp_regions_list(struct http_req *req);
-int cp_regions_get(struct http_req *req);
-int cp_users_get(struct http_req *req);
-int cp_admins_get(struct http_req *req);
-int cp_api_keys_get(struct http_req *req);
-int cp_plans_get(struct http_req *req);
-int cp_regions_create(struct http_req *req);
-int cp_regions_update(struct http_req *req);
-int cp_lookup(struct http_req *req);
-int cp_tenants_create(struct http_req *req);
-int cp_tenants_list(struct http_req *req);
-int cp_tenants_get(struct http_req *req);
-int cp_tenants_update(struct http_req *req);
-int cp_tenants_delete(struct http_req *req);
-int cp_users_create(struct http_req *req);
-int cp_users_list(struct http_req *req);
-int cp_users_update(struct http_req *req);
-int cp_users_delete(struct http_req *req);
-int cp_admins_create(struct http_req *req);
-int cp_admins_list(struct http_req *req);
-int cp_admins_delete(struct http_req *req);
-int cp_api_keys_create(struct http_req *req);
-int cp_api_keys_list(struct http_req *req);
-int cp_api_keys_delete(struct http_req *req);
-int cp_audit_list(struct http_req *req);
+enum http_result cp_auth_login(struct http_req *req);
+enum http_result cp_auth_logout(struct http_req *req);
+enum http_result cp_regions_list(struct http_req *req);
+enum http_result cp_regions_get(struct http_req *req);
+enum http_result cp_users_get(struct http_req *req);
+enum http_result cp_admins_get(struct http_req *req);
+enum http_result cp_api_keys_get(struct http_req *req);
+enum http_result cp_plans_get(struct http_req *req);
+enum http_result cp_regions_create(struct http_req *req);
+enum http_result cp_regions_update(struct http_req *req);
+enum http_result cp_lookup(struct http_req *req);
+enum http_result cp_tenants_create(struct http_req *req);
+enum http_result cp_tenants_list(struct http_req *req);
+enum http_result cp_tenants_get(struct http_req *req);
+enum http_result cp_tenants_update(struct http_req *req);
+enum http_result cp_tenants_delete(struct http_req *req);
+enum http_result cp_users_create(struct http_req *req);
+enum http_result cp_users_list(struct http_req *req);
+enum http_result cp_users_update(struct http_req *req);
+enum http_result cp_users_delete(struct http_req *req);
+enum http_result cp_admins_create(struct http_req *req);
+enum http_result cp_admins_list(struct http_req *req);
+enum http_result cp_admins_delete(struct http_req *req);
+enum http_result cp_api_keys_create(struct http_req *req);
+enum http_result cp_api_keys_list(struct http_req *req);
+enum http_result cp_api_keys_delete(struct http_req *req);
+enum http_result cp_audit_list(struct http_req *req);
 
-int cp_jwks(struct http_req *req);
-int cp_region_config(struct http_req *req);
-int cp_region_credentials_create(struct http_req *req);
-int cp_region_status(struct http_req *req);
-int cp_region_fleet(struct http_req *req);
-int cp_plans_list(struct http_req *req);
-int cp_plans_create(struct http_req *req);
-int cp_plans_update(struct http_req *req);
-int cp_usage_ingest(struct http_req *req);
-int cp_tenant_usage(struct http_req *req);
-int cp_period_close(struct http_req *req);
-int cp_tenant_invoices(struct http_req *req);
-int cp_invoice_get(struct http_req *req);
-int cp_invoice_finalize(struct http_req *req);
-int cp_invoice_void(struct http_req *req);
+enum http_result cp_jwks(struct http_req *req);
+enum http_result cp_region_config(struct http_req *req);
+enum http_result cp_region_credentials_create(struct http_req *req);
+enum http_result cp_region_status(struct http_req *req);
+enum http_result cp_region_fleet(struct http_req *req);
+enum http_result cp_plans_list(struct http_req *req);
+enum http_result cp_plans_create(struct http_req *req);
+enum http_result cp_plans_update(struct http_req *req);
+enum http_result cp_usage_ingest(struct http_req *req);
+enum http_result cp_tenant_usage(struct http_req *req);
+enum http_result cp_period_close(struct http_req *req);
+enum http_result cp_tenant_invoices(struct http_req *req);
+enum http_result cp_invoice_get(struct http_req *req);
+enum http_result cp_invoice_finalize(struct http_req *req);
+enum http_result cp_invoice_void(struct http_req *req);
 
 /* ---- regional config documents (config_doc.c) ---- */
 #define CP_ISSUER "celltrail-control-plane"

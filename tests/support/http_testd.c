@@ -10,11 +10,11 @@
 #include "http.h"
 #include "log.h"
 
-static int handle_echo(struct http_req *req)
+static enum http_result handle_echo(struct http_req *req)
 {
 	json_t *body;
-	if (http_req_json_object(req, &body) != 0)
-		return 0;
+	if (http_req_json_object(req, &body) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return http_reply_json(req, 200, body);
 }
 
@@ -22,12 +22,12 @@ static int handle_echo(struct http_req *req)
  * request to be in flight before it signals the process. */
 static atomic_int slow_started;
 
-static int handle_slow_started(struct http_req *req)
+static enum http_result handle_slow_started(struct http_req *req)
 {
 	return http_reply_json(req, 200, json_pack("{si}", "started", atomic_load(&slow_started)));
 }
 
-static int handle_slow(struct http_req *req)
+static enum http_result handle_slow(struct http_req *req)
 {
 	const char *ms = http_req_query(req, "ms");
 	long n = ms ? strtol(ms, NULL, 10) : 1000;
@@ -38,15 +38,15 @@ static int handle_slow(struct http_req *req)
 	return http_reply_json(req, 200, json_pack("{sI}", "slept_ms", (json_int_t)n));
 }
 
-static int handle_item(struct http_req *req)
+static enum http_result handle_item(struct http_req *req)
 {
 	return http_reply_json(req, 200, json_pack("{ss}", "id", http_req_param(req, "id")));
 }
 
-static int handle_fail(struct http_req *req)
+static enum http_result handle_fail(struct http_req *req)
 {
 	(void)req;
-	return -1; /* an internal failure: the layer must answer 500 */
+	return HTTP_FAILED; /* an internal failure: the layer must answer 500 */
 }
 
 static const struct http_route routes[] = {
