@@ -21,30 +21,31 @@
  *
  * A handler returns what it did with its request (enum http_result):
  *   HTTP_REPLIED    a response is queued. Should none be (a reply that
- *                   could not be queued, its result not passed on), the
- *                   server logs it and answers 500.
+ *                   could not be queued and whose result was dropped),
+ *                   the server logs it and answers 500.
  *   HTTP_SUSPENDED  it called http_req_suspend() and queued nothing; it
- *                   runs again once resumed. Returned otherwise, the
- *                   server logs it and answers 500.
+ *                   runs again once resumed. Returned without suspending
+ *                   and with nothing queued, the server logs it and
+ *                   answers 500.
  *   HTTP_FAILED     an internal failure: the server answers 500
  *                   (application/problem+json, internal_error) unless a
  *                   response is already queued, which then stands.
- * The request's access-log line is written at warning level for every
- * 5xx; the reason of a failure is logged where it happened.
+ * A request answered 5xx always gets its access-log line, at warning
+ * level.
  *
  * The reply functions below return HTTP_REPLIED once their response is
- * queued and HTTP_FAILED when it could not be (out of memory, or a
- * response was queued already: a request gets one response, the second
- * is refused and logged), so that a handler ends with
+ * queued and HTTP_FAILED when it could not be (for lack of memory, say, or
+ * because a response was queued already: a request gets one response, a
+ * second is refused and logged), so that a handler ends with
  * `return http_reply_json(...)`.
  *
  * A step that may answer for a handler (the authenticate hook, parsing
  * the body, a check of the path or the caller) returns enum http_step:
  * HTTP_GO_ON when it queued nothing and the handler goes on, or
- * HTTP_ANSWERED when it has queued the answer (a refusal) or tried to;
- * the handler then returns HTTP_REPLIED at once, and the rules above
- * deal with an answer that could not be queued. Such steps are marked
- * warn_unused_result. */
+ * HTTP_ANSWERED when the handler must return HTTP_REPLIED at once: the
+ * step has queued the answer (a refusal), or tried to, or failed with
+ * nothing queued, which the rules above answer with a 500. Steps that
+ * other files call are marked warn_unused_result. */
 
 struct http_server;
 struct http_req;
@@ -61,7 +62,8 @@ struct http_server_opts {
 	                                 * was queued has its connection reset (0: none);
 	                                 * a parked request has no response yet */
 	size_t connection_memory;       /* per connection; bounds request headers */
-	int access_log;                 /* one log line per request */
+	int access_log;                 /* one log line per request (a 5xx is logged
+	                                 * whatever this says) */
 	const struct http_route *routes;
 	size_t nroutes;
 	/* Called for routes with auth != 0 before the handler, a step: returns
@@ -95,9 +97,9 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
                                       size_t errlen);
 uint16_t http_server_port(const struct http_server *srv);
 /* Stops accepting connections, lets requests in flight finish (at most
- * `timeout_ms`, on_drain included), then calls on_drain_deadline and gives
- * those left a short grace to be answered before every connection is
- * closed. A service must have resumed every request it suspended by then.
+ * `timeout_ms`, on_drain included), then, if some are left, calls
+ * on_drain_deadline and gives them a short grace to be answered before
+ * every connection is closed. A service must have resumed every request it suspended by then.
  * Returns the number of requests cut off: still running when the
  * connections were closed. */
 int http_server_drain(struct http_server *srv, unsigned timeout_ms);
@@ -159,8 +161,9 @@ enum http_result http_reply_json(struct http_req *req, unsigned status, json_t *
 enum http_result http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
                                 const void *data, size_t len);
 /* Queues `len` bytes that stay owned by the caller's reference: `release`
- * (called once, from any thread) drops it when the response is done. For
- * large shared bodies that must not be copied per request. */
+ * (called once, from any thread) drops it when the response is done, or
+ * at once when it cannot be queued. For large shared bodies that must not
+ * be copied per request. */
 enum http_result http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
                                    const void *data, size_t len, void (*release)(void *), void *cls);
 /* Queues a problem document; `extra` (may be NULL, stolen) adds members. */

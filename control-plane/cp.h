@@ -73,7 +73,7 @@ struct cp_principal {
 
 const struct cp_principal *cp_principal(struct http_req *req);
 /* The authenticate hook (http.h), a step. */
-enum http_step cp_authenticate(struct http_req *req, int level);
+enum http_step cp_authenticate(struct http_req *req, int level) __attribute__((warn_unused_result));
 /* Prepares logins (the dummy hash) before the service takes requests.
  * Returns 0, or -1 when hashing fails. */
 int cp_login_init(struct cp_app *app) __attribute__((warn_unused_result));

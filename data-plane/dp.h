@@ -95,7 +95,7 @@ struct dp_auth {
  * HTTP_GO_ON with a struct dp_auth attached, or HTTP_ANSWERED after
  * queueing 401, 403, 421 or 503 (with nothing queued when out of memory:
  * the server answers 500). */
-enum http_step dp_authenticate(struct http_req *req, int auth);
+enum http_step dp_authenticate(struct http_req *req, int auth) __attribute__((warn_unused_result));
 /* GET /v1/tenant (tenant.c): the caller's tenant, plan and key. */
 enum http_result dp_handle_tenant(struct http_req *req);
 /* Every events route first, a step: the tenant's rate limit (429), with

@@ -5,6 +5,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -49,6 +50,26 @@ static enum http_result handle_fail(struct http_req *req)
 	return HTTP_FAILED; /* an internal failure: the layer must answer 500 */
 }
 
+/* The reply convention (http.h) from the handler's side: queues
+ * ?replies= responses (0 to 2; the second is refused), then returns
+ * ?result=: replied, suspended (without suspending), failed, or passed
+ * (what the last reply returned; failed when there was none). */
+static enum http_result handle_convention(struct http_req *req)
+{
+	const char *result = http_req_query(req, "result"), *replies = http_req_query(req, "replies");
+	long n = replies ? strtol(replies, NULL, 10) : 0;
+	enum http_result last = HTTP_FAILED;
+	for (long i = 0; i < n && i < 2; i++)
+		last = http_reply_json(req, i ? 409 : 200, json_pack("{si}", "reply", (int)i));
+	if (!result || !strcmp(result, "passed"))
+		return last;
+	if (!strcmp(result, "replied"))
+		return HTTP_REPLIED;
+	if (!strcmp(result, "suspended"))
+		return HTTP_SUSPENDED;
+	return HTTP_FAILED;
+}
+
 static const struct http_route routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
 	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
@@ -58,6 +79,7 @@ static const struct http_route routes[] = {
 	{ "GET", "/items/{id}", handle_item, 0, 0 },
 	{ "DELETE", "/items/{id}", handle_item, 0, 0 },
 	{ "GET", "/fail", handle_fail, 0, 0 },
+	{ "GET", "/convention", handle_convention, 0, 0 },
 };
 
 int main(void)
