@@ -24,7 +24,8 @@ struct apikey {
 int apikey_parse(const char *text, struct apikey *k) __attribute__((warn_unused_result));
 
 /* Makes a new key for `region`: fills `text` (APIKEY_TEXT_MAX) and `k`.
- * Returns 0, or -1 if randomness failed. */
+ * Returns 0, or -1 if randomness failed or `region` cannot start a key
+ * (longer than APIKEY_REGION_MAX, or not [a-z][a-z0-9-]*). */
 int apikey_generate(const char *region, char text[APIKEY_TEXT_MAX], struct apikey *k)
 	__attribute__((warn_unused_result));
 

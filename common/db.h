@@ -20,7 +20,8 @@ enum db_status {
 	DB_CONFLICT,      /* unique or exclusion violation (23505, 23P01)    */
 	DB_INVALID,       /* the data broke another constraint (class 22/23) */
 	DB_RETRY,         /* serialization failure or deadlock (40001, 40P01) */
-	DB_UNAVAILABLE,   /* no connection, or the connection broke          */
+	DB_UNAVAILABLE,   /* no connection, the connection broke, or a statement
+	                   * timed out (57014, 55P03)                         */
 	DB_ERROR,         /* anything else: a bug or an operator problem      */
 	DB_ROLLBACK,      /* the transaction body chose to roll back (a client error) */
 	DB_COMMIT_UNKNOWN, /* the connection broke after COMMIT was sent: it may have committed */
@@ -30,8 +31,8 @@ const char *db_status_str(enum db_status st);
 
 /* Creates a pool of `size` connections to `conninfo` (a URL or key=value
  * string). Connections are opened lazily, so the pool is usable while the
- * server is down. Returns NULL only on a malformed conninfo (message in
- * `err`). `acquire_timeout_ms` bounds the wait for a free connection. */
+ * server is down. Returns NULL only on a malformed conninfo or when out of
+ * memory (message in `err`). `acquire_timeout_ms` bounds the wait for a free connection. */
 struct db_pool *db_pool_new(const char *conninfo, unsigned size, unsigned acquire_timeout_ms,
                             char *err, size_t errlen);
 void db_pool_free(struct db_pool *pool);
@@ -52,8 +53,10 @@ struct db_conn *db_acquire(struct db_pool *pool) __attribute__((warn_unused_resu
 void db_release(struct db_pool *pool, struct db_conn *c);
 
 /* Runs one parameterized statement. On DB_OK, *res (when res is not NULL)
- * holds the result, which the caller PQclear()s; on failure *res is NULL
- * and the error is logged. Values are text; NULL pointers are SQL NULL. */
+ * holds the result, which the caller PQclear()s; on failure *res is NULL.
+ * DB_ERROR is logged at error level and DB_UNAVAILABLE at warning level
+ * (limited); the other failures are the caller's to answer. Values are
+ * text; NULL pointers are SQL NULL. */
 enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
                        const char *const *params) __attribute__((warn_unused_result));
 

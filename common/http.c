@@ -217,11 +217,12 @@ int http_add_header(struct http_req *req, const char *name, const char *value)
  * handed over as malloc'd memory (`owned` 1), or shared (`release` set:
  * called with `cls` once libmicrohttpd is done with it). Ownership passes
  * on every path, success or not. */
-static int queue_body(struct http_req *req, unsigned status, const char *ctype, void *data,
-                      size_t len, int owned, void (*release)(void *), void *cls)
+static enum http_result queue_body(struct http_req *req, unsigned status, const char *ctype,
+                                   void *data, size_t len, int owned, void (*release)(void *),
+                                   void *cls)
 {
 	struct MHD_Response *resp;
-	int ret = -1;
+	enum http_result ret = HTTP_FAILED;
 
 	if (req->status) {
 		log_error(req->id, "a second response for one request was refused (status %u)", status);
@@ -245,7 +246,7 @@ static int queue_body(struct http_req *req, unsigned status, const char *ctype, 
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
 		req->status = status;
-		ret = 0;
+		ret = HTTP_REPLIED;
 		/* The response deadline starts (again, on a connection whose
 		 * previous response may still be on its way). */
 		struct http_conn *c = conn_of(req->conn);
@@ -263,40 +264,41 @@ out:
 	return ret;
 }
 
-static int queue(struct http_req *req, unsigned status, const char *ctype, void *data,
-                 size_t len, int owned)
+static enum http_result queue(struct http_req *req, unsigned status, const char *ctype, void *data,
+                              size_t len, int owned)
 {
 	return queue_body(req, status, ctype, data, len, owned, NULL, NULL);
 }
 
-int http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
-                      const void *data, size_t len, void (*release)(void *), void *cls)
+enum http_result http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
+                                   const void *data, size_t len, void (*release)(void *), void *cls)
 {
 	return queue_body(req, status, content_type, (void *)data, len, 0, release, cls);
 }
 
-int http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
-                   const void *data, size_t len)
+enum http_result http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
+                                const void *data, size_t len)
 {
 	return queue(req, status, content_type, (void *)data, len, 0);
 }
 
-static int reply_json_typed(struct http_req *req, unsigned status, json_t *body, const char *ctype)
+static enum http_result reply_json_typed(struct http_req *req, unsigned status, json_t *body,
+                                         const char *ctype)
 {
 	char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 	json_decref(body);
 	if (!text)
-		return -1;
+		return HTTP_FAILED;
 	return queue(req, status, ctype, text, strlen(text), 1);
 }
 
-int http_reply_json(struct http_req *req, unsigned status, json_t *body)
+enum http_result http_reply_json(struct http_req *req, unsigned status, json_t *body)
 {
 	return reply_json_typed(req, status, body, "application/json");
 }
 
-int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
-                          const char *fmt, ...)
+enum http_result http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
+                                       const char *fmt, ...)
 {
 	char detail[512];
 	va_list ap;
@@ -312,7 +314,7 @@ int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *
 	return reply_json_typed(req, problem_info(code)->status, body, "application/problem+json");
 }
 
-int http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
+enum http_result http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
 {
 	char detail[400];
 	va_list ap;
@@ -334,7 +336,7 @@ const char *http_req_bearer(const struct http_req *req)
 	return n > 0 && n <= HTTP_BEARER_MAX ? h : NULL;
 }
 
-int http_reply_invalid(struct http_req *req, const struct jsonx_err *err)
+enum http_result http_reply_invalid(struct http_req *req, const struct jsonx_err *err)
 {
 	json_t *extra = err->field[0] ? json_pack("{ss}", "field", err->field) : NULL;
 	return http_reply_problem_ex(req, PROB_VALIDATION, extra, "%s", err->msg);
@@ -411,7 +413,7 @@ void http_req_resume(struct http_req *req)
 	MHD_resume_connection(req->conn);
 }
 
-int http_req_json_object(struct http_req *req, json_t **out)
+enum http_step http_req_json_object(struct http_req *req, json_t **out)
 {
 	const char *ct = http_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
 	struct jsonx_err err;
@@ -420,38 +422,38 @@ int http_req_json_object(struct http_req *req, json_t **out)
 	*out = NULL;
 	if (!ct || strncasecmp(ct, "application/json", n) != 0 || (ct[n] && ct[n] != ';' && ct[n] != ' '))
 		return http_reply_problem(req, PROB_UNSUPPORTED_MEDIA_TYPE,
-		                          "Send the body as Content-Type: application/json."), -1;
+		                          "Send the body as Content-Type: application/json."), HTTP_ANSWERED;
 	json_t *v = jsonx_parse(req->body ? req->body : "", req->body_len, 0, &err);
 	if (!v)
-		return http_reply_problem(req, PROB_INVALID_JSON, "%s", err.msg), -1;
+		return http_reply_problem(req, PROB_INVALID_JSON, "%s", err.msg), HTTP_ANSWERED;
 	if (!json_is_object(v)) {
 		json_decref(v);
-		return http_reply_problem(req, PROB_INVALID_JSON, "The body must be a JSON object."), -1;
+		return http_reply_problem(req, PROB_INVALID_JSON, "The body must be a JSON object."), HTTP_ANSWERED;
 	}
 	*out = v;
-	return 0;
+	return HTTP_GO_ON;
 }
 
 /* ---- built-in handlers ---- */
 
-int http_handle_healthz(struct http_req *req)
+enum http_result http_handle_healthz(struct http_req *req)
 {
 	return http_reply_json(req, 200, json_pack("{ss}", "status", "ok"));
 }
 
-int http_handle_metrics(struct http_req *req)
+enum http_result http_handle_metrics(struct http_req *req)
 {
 	char *buf = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&buf, &len);
 	if (!f)
-		return -1;
+		return HTTP_FAILED;
 	metrics_render(req->srv->metrics, req->srv->o.service, f);
 	if (req->srv->o.metrics_extra)
 		req->srv->o.metrics_extra(f, req->srv->o.app);
 	if (fclose(f) != 0) {
 		free(buf);
-		return -1;
+		return HTTP_FAILED;
 	}
 	return queue(req, 200, "text/plain; version=0.0.4; charset=utf-8", buf, len, 1);
 }
@@ -461,18 +463,19 @@ int http_handle_metrics(struct http_req *req)
 /* Runs the service's authentication for route `r` once per request: a
  * request authenticated before its body arrived, or on a first run before
  * it was parked, is not asked again, so that work already done for it is
- * answered for. Returns 0 to go on, -1 once an answer is queued. */
-static int authenticate(struct http_req *req, const struct http_route *r)
+ * answered for. Returns HTTP_GO_ON, or HTTP_ANSWERED once an answer is
+ * queued (a 500 when the hook queued none). */
+static enum http_step authenticate(struct http_req *req, const struct http_route *r)
 {
 	if (!r->auth || req->authed || !req->srv->o.authenticate)
-		return 0;
-	if (req->srv->o.authenticate(req, r->auth) != 0) {
+		return HTTP_GO_ON;
+	if (req->srv->o.authenticate(req, r->auth) != HTTP_GO_ON) {
 		if (!req->status)
 			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
-		return -1;
+		return HTTP_ANSWERED;
 	}
 	req->authed = 1;
-	return 0;
+	return HTTP_GO_ON;
 }
 
 static void dispatch(struct http_req *req)
@@ -507,15 +510,19 @@ static void dispatch(struct http_req *req)
 		                   "The body is larger than this route's limit of %zu bytes.", r->body_limit);
 		return;
 	}
-	if (authenticate(req, r) != 0)
+	if (authenticate(req, r) != HTTP_GO_ON)
 		return;
 	req->suspended = 0;
-	int rc = r->handler(req);
-	if (rc == 0 && req->suspended && !req->status)
+	enum http_result rc = r->handler(req);
+	if (rc == HTTP_SUSPENDED && req->suspended && !req->status)
 		return; /* parked: the handler runs again once resumed */
 	if (!req->status) {
-		if (rc == 0)
+		/* HTTP_FAILED, or a handler's mistake: the reply convention (http.h). */
+		if (rc == HTTP_REPLIED)
 			log_error(req->id, "handler of %s %s returned without a response", r->method, r->pattern);
+		else if (rc == HTTP_SUSPENDED)
+			log_error(req->id, "handler of %s %s returned suspended without suspending", r->method,
+			          r->pattern);
 		http_reply_problem(req, PROB_INTERNAL, "An internal error occurred; it has been logged.");
 	}
 }
@@ -746,7 +753,7 @@ static enum MHD_Result begin(struct http_req *req)
 	 * as before, and keep it. */
 	int has_body = http_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) || declared > 0 ||
 	               (cl && *end != '\0');
-	if (has_body && (req->bad_text || authenticate(req, r) != 0)) {
+	if (has_body && (req->bad_text || authenticate(req, r) != HTTP_GO_ON)) {
 		conn_receiving_done(req->conn, 1);
 		if (!req->status)
 			dispatch(req); /* the path's text */

@@ -17,6 +17,36 @@
 #include "problem.h"
 #include "route.h"
 
+/* The reply convention.
+ *
+ * A handler returns what it did with its request (enum http_result):
+ *   HTTP_REPLIED    a response is queued. Should none be (a reply that
+ *                   could not be queued and whose result was dropped),
+ *                   the server logs it and answers 500.
+ *   HTTP_SUSPENDED  it called http_req_suspend() and queued nothing; it
+ *                   runs again once resumed. Returned without suspending
+ *                   and with nothing queued, the server logs it and
+ *                   answers 500.
+ *   HTTP_FAILED     an internal failure: the server answers 500
+ *                   (application/problem+json, internal_error) unless a
+ *                   response is already queued, which then stands.
+ * A request answered 5xx always gets its access-log line, at warning
+ * level.
+ *
+ * The reply functions below return HTTP_REPLIED once their response is
+ * queued and HTTP_FAILED when it could not be (for lack of memory, say, or
+ * because a response was queued already: a request gets one response, a
+ * second is refused and logged), so that a handler ends with
+ * `return http_reply_json(...)`.
+ *
+ * A step that may answer for a handler (the authenticate hook, parsing
+ * the body, a check of the path or the caller) returns enum http_step:
+ * HTTP_GO_ON when it queued nothing and the handler goes on, or
+ * HTTP_ANSWERED when the handler must return HTTP_REPLIED at once: the
+ * step has queued the answer (a refusal), or tried to, or failed with
+ * nothing queued, which the rules above answer with a 500. Steps that
+ * other files call are marked warn_unused_result. */
+
 struct http_server;
 struct http_req;
 struct sockaddr;
@@ -32,16 +62,18 @@ struct http_server_opts {
 	                                 * was queued has its connection reset (0: none);
 	                                 * a parked request has no response yet */
 	size_t connection_memory;       /* per connection; bounds request headers */
-	int access_log;                 /* one log line per request */
+	int access_log;                 /* one log line per request (a 5xx is logged
+	                                 * whatever this says) */
 	const struct http_route *routes;
 	size_t nroutes;
-	/* Called for routes with auth != 0 before the handler: returns 0 to go
-	 * on, -1 after queueing a 401/403 itself. It runs once per request, as
+	/* Called for routes with auth != 0 before the handler, a step: returns
+	 * HTTP_GO_ON, or HTTP_ANSWERED after queueing a 401/403 itself (the
+	 * server answers 500 when it queued nothing). It runs once per request, as
 	 * soon as the headers are in when the request brings a body (declared
 	 * or chunked), so that a refused request is answered without reading a
 	 * byte of its body (libmicrohttpd then closes the connection); it may
 	 * look at the headers, the path and its parameters, never the body. */
-	int (*authenticate)(struct http_req *req, int auth);
+	enum http_step (*authenticate)(struct http_req *req, int auth);
 	/* Called when draining starts, before waiting for requests in flight:
 	 * a service resumes the requests it holds suspended (may be NULL). */
 	void (*on_drain)(void *app);
@@ -65,9 +97,9 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
                                       size_t errlen);
 uint16_t http_server_port(const struct http_server *srv);
 /* Stops accepting connections, lets requests in flight finish (at most
- * `timeout_ms`, on_drain included), then calls on_drain_deadline and gives
- * those left a short grace to be answered before every connection is
- * closed. A service must have resumed every request it suspended by then.
+ * `timeout_ms`, on_drain included), then, if some are left, calls
+ * on_drain_deadline and gives them a short grace to be answered before
+ * every connection is closed. A service must have resumed every request it suspended by then.
  * Returns the number of requests cut off: still running when the
  * connections were closed. */
 int http_server_drain(struct http_server *srv, unsigned timeout_ms);
@@ -104,8 +136,8 @@ void http_req_set_log_ids(struct http_req *req, const char *tenant, const char *
 void http_req_set_state(struct http_req *req, void *state, void (*free_fn)(void *));
 void *http_req_state(const struct http_req *req);
 
-/* Long polls. A handler calls http_req_suspend() and returns 0 without a
- * response: the connection is parked without holding a worker thread.
+/* Long polls. A handler calls http_req_suspend() and returns HTTP_SUSPENDED
+ * without a response: the connection is parked without holding a worker thread.
  * Later, any thread calls http_req_resume() exactly once, and the handler
  * runs again for the same request and answers or suspends again. It is not
  * authenticated again: the authentication context of its first run stays,
@@ -113,35 +145,39 @@ void *http_req_state(const struct http_req *req);
 void http_req_suspend(struct http_req *req);
 void http_req_resume(struct http_req *req);
 
-/* Parses the body as a JSON object. Returns 0 with a new reference in *out
- * (caller json_decref()s), or -1 after queueing 415 or 400. */
-int http_req_json_object(struct http_req *req, json_t **out) __attribute__((warn_unused_result));
+/* Parses the body as a JSON object, a step. Returns HTTP_GO_ON with a new
+ * reference in *out (caller json_decref()s), or HTTP_ANSWERED after
+ * queueing 415 or 400 (*out NULL). */
+enum http_step http_req_json_object(struct http_req *req, json_t **out)
+	__attribute__((warn_unused_result));
 
-/* --- responses; each returns 0 when queued, -1 otherwise --- */
-/* Adds a header to the response that will be queued. Copies both strings. */
+/* --- responses: HTTP_REPLIED when queued, HTTP_FAILED otherwise --- */
+/* Adds a header to the response that will be queued. Copies both strings.
+ * Returns 0, or -1 when out of memory or past 12 headers (then dropped). */
 int http_add_header(struct http_req *req, const char *name, const char *value);
 /* Queues `body` (reference stolen) as application/json. */
-int http_reply_json(struct http_req *req, unsigned status, json_t *body);
+enum http_result http_reply_json(struct http_req *req, unsigned status, json_t *body);
 /* Queues a copy of `len` bytes. */
-int http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
-                   const void *data, size_t len);
+enum http_result http_reply_raw(struct http_req *req, unsigned status, const char *content_type,
+                                const void *data, size_t len);
 /* Queues `len` bytes that stay owned by the caller's reference: `release`
- * (called once, from any thread) drops it when the response is done. For
- * large shared bodies that must not be copied per request. */
-int http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
-                      const void *data, size_t len, void (*release)(void *), void *cls);
+ * (called once, from any thread) drops it when the response is done, or
+ * at once when it cannot be queued. For large shared bodies that must not
+ * be copied per request. */
+enum http_result http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
+                                   const void *data, size_t len, void (*release)(void *), void *cls);
 /* Queues a problem document; `extra` (may be NULL, stolen) adds members. */
-int http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
-                          const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+enum http_result http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
+                                       const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 #define http_reply_problem(req, code, ...) http_reply_problem_ex(req, code, NULL, __VA_ARGS__)
 /* Queues 400 validation_failed naming the field of `err`. */
-int http_reply_invalid(struct http_req *req, const struct jsonx_err *err);
+enum http_result http_reply_invalid(struct http_req *req, const struct jsonx_err *err);
 /* Queues 400 validation_failed with "field": `field` and the sentence. */
-int http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
+enum http_result http_reply_invalid_field(struct http_req *req, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* Built-in handlers for the route tables. */
-int http_handle_healthz(struct http_req *req);
-int http_handle_metrics(struct http_req *req);
+enum http_result http_handle_healthz(struct http_req *req);
+enum http_result http_handle_metrics(struct http_req *req);
 
 #endif

@@ -10,9 +10,12 @@
 
 struct http_req;
 
-/* Returns 0 when a response was queued (success or a client error), -1 on an
- * internal failure (the layer then answers 500 if nothing was queued). */
-typedef int (*http_handler_fn)(struct http_req *req);
+/* What a handler did with its request, and what a step that may answer
+ * for a handler did. The convention is stated in http.h. */
+enum http_result { HTTP_REPLIED, HTTP_SUSPENDED, HTTP_FAILED };
+enum http_step { HTTP_GO_ON, HTTP_ANSWERED };
+
+typedef enum http_result (*http_handler_fn)(struct http_req *req);
 
 struct http_route {
 	const char *method;     /* "GET", "POST", ... (HEAD is served by GET) */

@@ -1,5 +1,7 @@
-/* What both services' main() share: locating installed data files,
- * the exit codes, and database pool metrics. */
+/* What both services' main() share: the settings both have, loading the
+ * configuration, the HTTP server options, waiting for a signal and
+ * draining, locating installed data files, the exit codes, and database
+ * pool metrics. */
 #ifndef CT_SVC_H
 #define CT_SVC_H
 
@@ -70,7 +72,8 @@ enum { SVC_EXIT_OK = 0, SVC_EXIT_FAILURE = 1, SVC_EXIT_USAGE = 2 };
 void svc_data_path(const char *rel, char *out, size_t len);
 
 /* Loads `tab` into `cfg`; on a malformed or missing value prints
- * "<prog>: NAME: reason" and exits with SVC_EXIT_USAGE. */
+ * "<prog>: invalid configuration: NAME: reason (see <prog> --help)" and
+ * exits with SVC_EXIT_USAGE. */
 void svc_load_config(const char *prog, const struct cfg_var *tab, void *cfg);
 
 struct http_server;

@@ -99,17 +99,17 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 201, doc);
 }
 
-int cp_api_keys_create(struct http_req *req)
+enum http_result cp_api_keys_create(struct http_req *req)
 {
 	struct key_ctx ctx = { .tenant_id = http_req_param(req, "id") };
 	json_t *obj;
-	int rc = 0;
+	enum http_result rc = HTTP_REPLIED;
 	size_t i;
 	json_t *v;
-	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
-		return 0;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!*ctx.in.name) {
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
 		goto out;
@@ -155,11 +155,11 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
 }
 
-int cp_api_keys_list(struct http_req *req)
+enum http_result cp_api_keys_list(struct http_req *req)
 {
 	struct list_ctx ctx = { .tenant_id = http_req_param(req, "id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0 || cp_parse_page(req, &ctx.pg, CP_CURSOR_KEY_ID) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != HTTP_GO_ON || cp_parse_page(req, &ctx.pg, CP_CURSOR_KEY_ID) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return cp_read(req, list_tx, &ctx);
 }
 
@@ -190,11 +190,11 @@ static enum db_status revoke_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 200, after);
 }
 
-int cp_api_keys_delete(struct http_req *req)
+enum http_result cp_api_keys_delete(struct http_req *req)
 {
 	struct key_ctx ctx = { .tenant_id = http_req_param(req, "id"), .key_id = http_req_param(req, "key_id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (strlen(ctx.key_id) != APIKEY_ID_HEX || strspn(ctx.key_id, "0123456789abcdef") != APIKEY_ID_HEX)
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such API key.");
 	return cp_mutate(req, revoke_tx, &ctx);
@@ -216,11 +216,11 @@ static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx
 	return st == DB_OK ? cp_done(out, 200, doc) : st;
 }
 
-int cp_api_keys_get(struct http_req *req)
+enum http_result cp_api_keys_get(struct http_req *req)
 {
 	struct key_ctx ctx = { .tenant_id = http_req_param(req, "id"), .key_id = http_req_param(req, "key_id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (strlen(ctx.key_id) != APIKEY_ID_HEX || strspn(ctx.key_id, "0123456789abcdef") != APIKEY_ID_HEX)
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such API key.");
 	return cp_read(req, get_tx, &ctx);

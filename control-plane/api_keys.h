@@ -6,9 +6,9 @@
 #define CP_API_KEYS_H
 
 struct http_req;
-int cp_api_keys_create(struct http_req *req);
-int cp_api_keys_list(struct http_req *req);
-int cp_api_keys_get(struct http_req *req);
-int cp_api_keys_delete(struct http_req *req);
+enum http_result cp_api_keys_create(struct http_req *req);
+enum http_result cp_api_keys_list(struct http_req *req);
+enum http_result cp_api_keys_get(struct http_req *req);
+enum http_result cp_api_keys_delete(struct http_req *req);
 
 #endif

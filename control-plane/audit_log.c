@@ -25,7 +25,7 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
 }
 
-int cp_audit_list(struct http_req *req)
+enum http_result cp_audit_list(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	struct audit_ctx ctx = { .tenant = http_req_query(req, "tenant") };
@@ -39,7 +39,7 @@ int cp_audit_list(struct http_req *req)
 	} else if (ctx.tenant && !name_valid_uuid(ctx.tenant)) {
 		return http_reply_invalid_field(req, "tenant", "tenant must be a tenant id.");
 	}
-	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_AUDIT) != 0)
-		return 0;
+	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_AUDIT) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return cp_read(req, list_tx, &ctx);
 }

@@ -5,6 +5,6 @@
 #define CP_AUDIT_LOG_H
 
 struct http_req;
-int cp_audit_list(struct http_req *req);
+enum http_result cp_audit_list(struct http_req *req);
 
 #endif

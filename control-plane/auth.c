@@ -29,13 +29,13 @@ static int role_from(const char *s, enum cp_role *out)
 	return -1;
 }
 
-static int unauthorized(struct http_req *req, const char *why)
+static enum http_step unauthorized(struct http_req *req, const char *why)
 {
 	http_add_header(req, "WWW-Authenticate", "Bearer");
-	return http_reply_problem(req, PROB_UNAUTHORIZED, "%s", why), -1;
+	return http_reply_problem(req, PROB_UNAUTHORIZED, "%s", why), HTTP_ANSWERED;
 }
 
-int cp_authenticate(struct http_req *req, int level)
+enum http_step cp_authenticate(struct http_req *req, int level)
 {
 	struct cp_app *app = http_req_app(req);
 	const char *token = http_req_bearer(req);
@@ -47,7 +47,7 @@ int cp_authenticate(struct http_req *req, int level)
 	secret_sha256(token, strlen(token), sha);
 	p = calloc(1, sizeof *p);
 	if (!p)
-		return -1;
+		return HTTP_ANSWERED; /* nothing queued: the layer answers 500 */
 	if (app->have_admin_token && secret_equal(sha, app->admin_token_sha256, 32)) {
 		p->role = CP_ROLE_ADMIN;
 		p->via_admin_token = 1;
@@ -66,7 +66,7 @@ int cp_authenticate(struct http_req *req, int level)
 			if (st == DB_NOT_FOUND)
 				return unauthorized(req, "The region credential is unknown or revoked.");
 			cp_reply_db_error(req, st);
-			return -1;
+			return HTTP_ANSWERED;
 		}
 		p->role = CP_ROLE_REGION;
 		snprintf(p->scope, sizeof p->scope, "region:%s", p->region);
@@ -84,11 +84,11 @@ int cp_authenticate(struct http_req *req, int level)
 			if (st == DB_NOT_FOUND)
 				return unauthorized(req, "The token is unknown or has expired; log in again.");
 			cp_reply_db_error(req, st);
-			return -1;
+			return HTTP_ANSWERED;
 		}
 		if (role_from(s.role, &p->role) != 0) {
 			free(p);
-			return -1;
+			return HTTP_ANSWERED; /* nothing queued: the layer answers 500 */
 		}
 		snprintf(p->user_id, sizeof p->user_id, "%s", s.user_id);
 		snprintf(p->tenant_id, sizeof p->tenant_id, "%s", s.tenant_id);
@@ -98,28 +98,28 @@ int cp_authenticate(struct http_req *req, int level)
 	http_req_set_log_ids(req, p->tenant_id[0] ? p->tenant_id : NULL, NULL);
 	if (p->role == CP_ROLE_REGION && level != CP_AUTH_REGION)
 		return http_reply_problem(req, PROB_FORBIDDEN,
-		                          "A region credential only reaches its region's config routes."), -1;
+		                          "A region credential only reaches its region's config routes."), HTTP_ANSWERED;
 	if (level == CP_AUTH_REGION && p->role != CP_ROLE_REGION && p->role != CP_ROLE_ADMIN)
-		return http_reply_problem(req, PROB_FORBIDDEN, "Only a region credential or an admin may do this."), -1;
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only a region credential or an admin may do this."), HTTP_ANSWERED;
 	if (level == CP_AUTH_ADMIN && p->role != CP_ROLE_ADMIN)
-		return http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins may do this."), -1;
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins may do this."), HTTP_ANSWERED;
 	/* Told from the path, so that it is refused before any body is read. */
 	const char *region = http_req_param(req, "region");
 	if (p->role == CP_ROLE_REGION && region && strcmp(region, p->region) != 0)
-		return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), -1;
-	return 0;
+		return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), HTTP_ANSWERED;
+	return HTTP_GO_ON;
 }
 
-int cp_require_tenant(struct http_req *req, const char *tenant_id, int write)
+enum http_step cp_require_tenant(struct http_req *req, const char *tenant_id, int write)
 {
 	const struct cp_principal *p = cp_principal(req);
 	if (!tenant_id || !name_valid_uuid(tenant_id))
-		return http_reply_problem(req, PROB_NOT_FOUND, "No such tenant."), -1;
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such tenant."), HTTP_ANSWERED;
 	if (p->role == CP_ROLE_ADMIN)
-		return 0;
+		return HTTP_GO_ON;
 	if (strcasecmp(p->tenant_id, tenant_id) != 0)
-		return http_reply_problem(req, PROB_NOT_FOUND, "No such tenant."), -1;
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such tenant."), HTTP_ANSWERED;
 	if (write && p->role != CP_ROLE_OWNER)
-		return http_reply_problem(req, PROB_FORBIDDEN, "Only the tenant's owners may do this."), -1;
-	return 0;
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only the tenant's owners may do this."), HTTP_ANSWERED;
+	return HTTP_GO_ON;
 }

@@ -12,12 +12,14 @@ enum { CP_AUTH_PUBLIC = 0, CP_AUTH_USER = 1, CP_AUTH_ADMIN = 2, CP_AUTH_REGION =
 /* The authenticate hook (http_server_opts.authenticate): the admin token,
  * a region credential or a session. Returns 0 with the principal set, or
  * -1 after replying (401, 403, 503) or for a 500. */
-int cp_authenticate(struct http_req *req, int level);
+/* The authenticate hook (http.h), a step. */
+enum http_step cp_authenticate(struct http_req *req, int level) __attribute__((warn_unused_result));
 
 /* Tenant scoping. Admins pass; a tenant user passes for its own tenant
  * only. Another tenant's objects do not exist for it: 404, never 403.
  * With `write`, members get 403 on their own tenant.
- * Returns 0 to go on, -1 after replying. */
-int cp_require_tenant(struct http_req *req, const char *tenant_id, int write);
+ * A step: HTTP_GO_ON, or HTTP_ANSWERED after replying. */
+enum http_step cp_require_tenant(struct http_req *req, const char *tenant_id, int write)
+	__attribute__((warn_unused_result));
 
 #endif

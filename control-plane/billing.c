@@ -89,7 +89,7 @@ static void plan_params(struct plan_ctx *ctx, uint64_t present, int update)
 	}
 }
 
-int cp_plans_list(struct http_req *req)
+enum http_result cp_plans_list(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	json_t *items;
@@ -102,7 +102,7 @@ int cp_plans_list(struct http_req *req)
 	                   : cp_reply_db_error(req, st);
 }
 
-int cp_plans_get(struct http_req *req)
+enum http_result cp_plans_get(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	const char *id = http_req_param(req, "id");
@@ -144,13 +144,13 @@ static enum db_status plan_create_tx(struct db_conn *c, struct http_req *req, vo
 	return cp_done(out, 201, doc);
 }
 
-int cp_plans_create(struct http_req *req)
+enum http_result cp_plans_create(struct http_req *req)
 {
 	struct plan_ctx ctx = { 0 };
 	json_t *obj;
-	int rc = 0;
-	if (cp_parse_body(req, plan_create_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	enum http_result rc = HTTP_REPLIED;
+	if (cp_parse_body(req, plan_create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!name_valid_region(ctx.in.id))
 		http_reply_invalid_field(req, "id", "id must match [a-z][a-z0-9-]* (at most 32 characters).");
 	else if (!*ctx.in.name)
@@ -201,16 +201,16 @@ static enum db_status plan_update_tx(struct db_conn *c, struct http_req *req, vo
 	return cp_done(out, 200, after);
 }
 
-int cp_plans_update(struct http_req *req)
+enum http_result cp_plans_update(struct http_req *req)
 {
 	struct plan_ctx ctx = { .id = http_req_param(req, "id") };
 	uint64_t present;
 	json_t *obj;
-	int rc = 0;
+	enum http_result rc = HTTP_REPLIED;
 	if (!name_valid_region(ctx.id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such plan.");
-	if (cp_parse_body(req, plan_update_fields, &ctx.in, &present, &obj) != 0)
-		return 0;
+	if (cp_parse_body(req, plan_update_fields, &ctx.in, &present, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (ctx.in.name && !*ctx.in.name)
 		http_reply_invalid_field(req, "name", "name must not be empty.");
 	else if (ctx.in.currency && !valid_currency(ctx.in.currency))
@@ -336,7 +336,7 @@ static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vc
 	return cp_done(out, 201, answer);
 }
 
-int cp_usage_ingest(struct http_req *req)
+enum http_result cp_usage_ingest(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	struct usage_ctx ctx = { .key = http_req_header(req, "Idempotency-Key") };
@@ -344,7 +344,7 @@ int cp_usage_ingest(struct http_req *req)
 	json_t *obj;
 	size_t i;
 	json_t *rec;
-	int rc = 0;
+	enum http_result rc = HTTP_REPLIED;
 
 	if (p->role != CP_ROLE_REGION)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Usage is reported by a region's credential.");
@@ -360,8 +360,8 @@ int cp_usage_ingest(struct http_req *req)
 	                    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(ctx.key))
 		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
 		                             "Idempotency-Key must be 1 to 255 visible ASCII characters.");
-	if (cp_parse_body(req, usage_fields, &in, NULL, &obj) != 0)
-		return 0;
+	if (cp_parse_body(req, usage_fields, &in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (json_array_size(in.records) == 0) {
 		rc = http_reply_invalid_field(req, "records", "records must hold 1 to %d records.", MAX_RECORDS);
 		goto out;
@@ -391,7 +391,7 @@ int cp_usage_ingest(struct http_req *req)
 	/* The batch is the same when its records are: hash them canonically. */
 	char *canon = json_dumps(in.records, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!canon) {
-		rc = -1;
+		rc = HTTP_FAILED;
 		goto out;
 	}
 	unsigned char md[32];
@@ -427,12 +427,12 @@ static enum db_status report_tx(struct db_conn *c, struct http_req *req, void *v
 	return st == DB_OK ? cp_done(out, 200, doc) : st;
 }
 
-int cp_tenant_usage(struct http_req *req)
+enum http_result cp_tenant_usage(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	struct report_ctx ctx = { .tenant = http_req_param(req, "id"), .period = http_req_query(req, "period") };
-	if (cp_require_tenant(req, ctx.tenant, 0) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant, 0) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (p->role == CP_ROLE_MEMBER)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only owners and admins read usage.");
 	if (!valid_period(ctx.period))
@@ -468,7 +468,7 @@ static enum db_status close_tx(struct db_conn *c, struct http_req *req, void *vc
 	return cp_done(out, now ? 201 : 200, summary);
 }
 
-int cp_period_close(struct http_req *req)
+enum http_result cp_period_close(struct http_req *req)
 {
 	struct close_ctx ctx = { .period = http_req_param(req, "period") };
 	if (!valid_period(ctx.period))
@@ -495,12 +495,12 @@ static enum db_status invoices_tx(struct db_conn *c, struct http_req *req, void 
 	return st == DB_OK ? cp_done(out, 200, json_pack("{so}", "items", items)) : st;
 }
 
-int cp_tenant_invoices(struct http_req *req)
+enum http_result cp_tenant_invoices(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	const char *tenant = http_req_param(req, "id");
-	if (cp_require_tenant(req, tenant, 0) != 0)
-		return 0;
+	if (cp_require_tenant(req, tenant, 0) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (p->role == CP_ROLE_MEMBER)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only owners and admins read invoices.");
 	return cp_read(req, invoices_tx, (void *)tenant);
@@ -551,7 +551,7 @@ static enum db_status invoice_tx(struct db_conn *c, struct http_req *req, void *
 	return cp_done(out, 200, after);
 }
 
-static int invoice(struct http_req *req, const char *to)
+static enum http_result invoice(struct http_req *req, const char *to)
 {
 	struct invoice_ctx ctx = { .id = http_req_param(req, "id"), .to = to };
 	if (!name_valid_uuid(ctx.id))
@@ -559,6 +559,6 @@ static int invoice(struct http_req *req, const char *to)
 	return to ? cp_mutate(req, invoice_tx, &ctx) : cp_read(req, invoice_tx, &ctx);
 }
 
-int cp_invoice_get(struct http_req *req) { return invoice(req, NULL); }
-int cp_invoice_finalize(struct http_req *req) { return invoice(req, "finalized"); }
-int cp_invoice_void(struct http_req *req) { return invoice(req, "void"); }
+enum http_result cp_invoice_get(struct http_req *req) { return invoice(req, NULL); }
+enum http_result cp_invoice_finalize(struct http_req *req) { return invoice(req, "finalized"); }
+enum http_result cp_invoice_void(struct http_req *req) { return invoice(req, "void"); }

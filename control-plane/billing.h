@@ -5,16 +5,16 @@
 #define CP_BILLING_H
 
 struct http_req;
-int cp_plans_list(struct http_req *req);
-int cp_plans_get(struct http_req *req);
-int cp_plans_create(struct http_req *req);
-int cp_plans_update(struct http_req *req);
-int cp_usage_ingest(struct http_req *req);
-int cp_tenant_usage(struct http_req *req);
-int cp_period_close(struct http_req *req);
-int cp_tenant_invoices(struct http_req *req);
-int cp_invoice_get(struct http_req *req);
-int cp_invoice_finalize(struct http_req *req);
-int cp_invoice_void(struct http_req *req);
+enum http_result cp_plans_list(struct http_req *req);
+enum http_result cp_plans_get(struct http_req *req);
+enum http_result cp_plans_create(struct http_req *req);
+enum http_result cp_plans_update(struct http_req *req);
+enum http_result cp_usage_ingest(struct http_req *req);
+enum http_result cp_tenant_usage(struct http_req *req);
+enum http_result cp_period_close(struct http_req *req);
+enum http_result cp_tenant_invoices(struct http_req *req);
+enum http_result cp_invoice_get(struct http_req *req);
+enum http_result cp_invoice_finalize(struct http_req *req);
+enum http_result cp_invoice_void(struct http_req *req);
 
 #endif

@@ -158,16 +158,16 @@ static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vc
  * bucket (429), then a password-check slot (503 login_busy). Neither
  * waits, so a flood of logins never holds the workers that serve the other
  * routes for longer than it takes to refuse them. */
-int cp_auth_login(struct http_req *req)
+enum http_result cp_auth_login(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	struct login_ctx ctx = { 0 };
 	json_t *obj;
 	long wait_s;
-	int rc;
+	enum http_result rc;
 
-	if (cp_parse_body(req, login_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	if (cp_parse_body(req, login_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (name_normalize_email(ctx.in.email, ctx.email, sizeof ctx.email) != 0 ||
 	    (ctx.in.tenant && !name_valid_slug(ctx.in.tenant))) {
 		json_decref(obj);
@@ -210,7 +210,7 @@ static enum db_status logout_tx(struct db_conn *c, struct http_req *req, void *c
 	return st == DB_OK ? cp_done(out, 200, json_pack("{sb}", "logged_out", 1)) : st;
 }
 
-int cp_auth_logout(struct http_req *req)
+enum http_result cp_auth_logout(struct http_req *req)
 {
 	return cp_run(req, logout_tx, NULL);
 }

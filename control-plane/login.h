@@ -11,7 +11,7 @@ struct http_req;
  * Returns 0, or -1 when hashing fails. */
 int cp_login_init(struct cp_app *app) __attribute__((warn_unused_result));
 
-int cp_auth_login(struct http_req *req);
-int cp_auth_logout(struct http_req *req);
+enum http_result cp_auth_login(struct http_req *req);
+enum http_result cp_auth_logout(struct http_req *req);
 
 #endif

@@ -75,7 +75,7 @@ static const struct cfg_var cp_vars[] = {
 };
 #undef O
 
-static int handle_readyz(struct http_req *req)
+static enum http_result handle_readyz(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	if (db_ping(app->db) != DB_OK) {

@@ -18,19 +18,19 @@
 
 #define IDEM_KEY_MAX 255
 
-int cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
+enum http_step cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
                   uint64_t *present, json_t **obj)
 {
 	struct jsonx_err err;
-	if (http_req_json_object(req, obj) != 0)
-		return -1;
+	if (http_req_json_object(req, obj) != HTTP_GO_ON)
+		return HTTP_ANSWERED;
 	if (jsonx_unpack(*obj, fields, dst, present, &err) != 0) {
 		http_reply_invalid(req, &err);
 		json_decref(*obj);
 		*obj = NULL;
-		return -1;
+		return HTTP_ANSWERED;
 	}
-	return 0;
+	return HTTP_GO_ON;
 }
 
 /* Does the cursor's id have the shape of the list's ids? */
@@ -47,7 +47,7 @@ static int cursor_id_ok(const char *id, enum cp_cursor_kind kind)
 	return 0;
 }
 
-int cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
+enum http_step cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
 {
 	struct cursor c;
 	const char *text = http_req_query(req, "cursor");
@@ -55,20 +55,20 @@ int cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind 
 	if (cursor_parse_limit(http_req_query(req, "limit"), 50, 100, &pg->limit) != 0) {
 		http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "limit"),
 		                      "limit must be an integer from 1 to 100.");
-		return -1;
+		return HTTP_ANSWERED;
 	}
 	pg->have_cursor = 0;
 	if (text) {
 		if (cursor_decode(text, &c) != 0 || !cursor_id_ok(c.id, kind)) {
 			http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "cursor"),
 			                      "cursor is not one this API returned.");
-			return -1;
+			return HTTP_ANSWERED;
 		}
 		pg->have_cursor = 1;
 		snprintf(pg->ts, sizeof pg->ts, "%lld", (long long)c.ts_us);
 		snprintf(pg->id, sizeof pg->id, "%s", c.id);
 	}
-	return 0;
+	return HTTP_GO_ON;
 }
 
 json_t *cp_page_result(json_t *items, int limit)
@@ -94,7 +94,7 @@ json_t *cp_page_result(json_t *items, int limit)
 	return json_pack("{so so}", "items", items, "next_cursor", next);
 }
 
-int cp_reply_db_error(struct http_req *req, enum db_status st)
+enum http_result cp_reply_db_error(struct http_req *req, enum db_status st)
 {
 	switch (st) {
 	case DB_UNAVAILABLE:
@@ -115,7 +115,7 @@ int cp_reply_db_error(struct http_req *req, enum db_status st)
 	case DB_INVALID:
 		return http_reply_problem(req, PROB_VALIDATION, "A value was rejected by the database's rules.");
 	default:
-		return -1; /* the layer answers 500 and the DB layer has logged why */
+		return HTTP_FAILED; /* the layer answers 500 and the DB layer has logged why */
 	}
 }
 
@@ -274,9 +274,9 @@ static void request_hash(struct http_req *req, char out[65])
 	secret_hex(md, 32, out);
 }
 
-static int reply_outcome(struct http_req *req, struct cp_outcome *out, int replayed)
+static enum http_result reply_outcome(struct http_req *req, struct cp_outcome *out, int replayed)
 {
-	int rc;
+	enum http_result rc;
 	if (out->problem) {
 		if (out->prob == PROB_UNAUTHORIZED) /* every 401 names its scheme (RFC 9110) */
 			http_add_header(req, "WWW-Authenticate", "Bearer");
@@ -293,11 +293,11 @@ static int reply_outcome(struct http_req *req, struct cp_outcome *out, int repla
 	return rc;
 }
 
-int cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx)
+enum http_result cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx)
 {
 	struct cp_app *app = http_req_app(req);
 	struct mutation m = { .req = req, .apply = apply, .ctx = ctx };
-	int rc;
+	enum http_result rc;
 
 	m.idem_key = http_req_header(req, "Idempotency-Key");
 	if (m.idem_key) {
@@ -331,11 +331,11 @@ static enum db_status read_tx(struct db_conn *c, void *ctx)
 	return r->fn(c, r->req, r->ctx, &r->out);
 }
 
-static int run(struct http_req *req, enum db_isolation iso, cp_apply_fn fn, void *ctx)
+static enum http_result run(struct http_req *req, enum db_isolation iso, cp_apply_fn fn, void *ctx)
 {
 	struct cp_app *app = http_req_app(req);
 	struct reading r = { .req = req, .fn = fn, .ctx = ctx };
-	int rc;
+	enum http_result rc;
 	enum db_status st = db_tx(app->db, iso, read_tx, &r);
 	if (st == DB_OK || (st == DB_ROLLBACK && r.out.problem))
 		rc = reply_outcome(req, &r.out, 0);
@@ -345,17 +345,17 @@ static int run(struct http_req *req, enum db_isolation iso, cp_apply_fn fn, void
 	return rc;
 }
 
-int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx)
+enum http_result cp_read(struct http_req *req, cp_apply_fn fn, void *ctx)
 {
 	return run(req, DB_AUTOCOMMIT, fn, ctx);
 }
 
-int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx)
+enum http_result cp_run(struct http_req *req, cp_apply_fn fn, void *ctx)
 {
 	return run(req, DB_READ_COMMITTED, fn, ctx);
 }
 
-int cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx)
+enum http_result cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx)
 {
 	return run(req, DB_SERIALIZABLE, fn, ctx);
 }

@@ -32,8 +32,10 @@ typedef enum db_status (*cp_apply_fn)(struct db_conn *c, struct http_req *req, v
 
 /* Runs `apply` in one transaction with the request's Idempotency-Key (if
  * any): a replay with the same body returns the first response, another
- * body gets 422. Replies in every case; returns the handler's result. */
-int cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
+ * body gets 422. Replies in every case; returns the handler's result:
+ * HTTP_FAILED when a reply could not be queued or the database failed
+ * in a way the server answers 500. */
+enum http_result cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
 
 /* Records a client error in `out`; returns DB_ROLLBACK. */
 enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
@@ -47,25 +49,27 @@ enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *ten
                         json_t *before, json_t *after) __attribute__((warn_unused_result));
 
 /* Runs a read-only body (statements in autocommit) and replies with `out`. */
-int cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
+enum http_result cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);
 /* Runs a body that writes without idempotency (login, logout). */
-int cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);
+enum http_result cp_run(struct http_req *req, cp_apply_fn fn, void *ctx);
 /* The same, SERIALIZABLE (retried on conflicts). */
-int cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx);
+enum http_result cp_run_serializable(struct http_req *req, cp_apply_fn fn, void *ctx);
 
-/* Replies to a failed database call (503, 409, 500...). */
-int cp_reply_db_error(struct http_req *req, enum db_status st);
+/* Replies to a failed database call (503, 404, 409, 400), or returns
+ * HTTP_FAILED for the server's 500 (the DB layer has logged why). */
+enum http_result cp_reply_db_error(struct http_req *req, enum db_status st);
 
-/* Parses the body against `fields` into `dst`. Returns 0, or -1 after
- * replying 400/415. *obj is the parsed body (caller json_decref()s). */
-int cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
-                  uint64_t *present, json_t **obj) __attribute__((warn_unused_result));
+/* Parses the body against `fields` into `dst`, a step. Returns HTTP_GO_ON,
+ * or HTTP_ANSWERED after replying 400/415. *obj is the parsed body (caller
+ * json_decref()s; NULL when answered). */
+enum http_step cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
+                             uint64_t *present, json_t **obj) __attribute__((warn_unused_result));
 
 /* Pagination: reads ?limit= and ?cursor= into `pg` (struct cp_page, the
- * DB layer's page position: cpdb.h); replies 400 and returns -1 when
- * malformed. The kind says what shape a cursor's id must have. */
+ * DB layer's page position: cpdb.h); replies 400 and returns
+ * HTTP_ANSWERED when malformed. The kind says what shape a cursor's id must have. */
 enum cp_cursor_kind { CP_CURSOR_UUID, CP_CURSOR_KEY_ID, CP_CURSOR_AUDIT };
-int cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
+enum http_step cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
 	__attribute__((warn_unused_result));
 /* Wraps `items` (stolen) as {"items": [...], "next_cursor": ...}. Rows
  * carry "_ts" and "_id" sort keys, removed here. */

@@ -21,33 +21,33 @@
 
 #define MAX_WAIT_S 60
 
-static int no_keys(struct http_req *req)
+static enum http_result no_keys(struct http_req *req)
 {
 	return http_reply_problem(req, PROB_UNAVAILABLE,
 	                          "This control plane has no signing keys (CP_SIGNING_KEYS_DIR is not set).");
 }
 
-int cp_jwks(struct http_req *req)
+enum http_result cp_jwks(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	if (!app->keys)
 		return no_keys(req);
 	json_t *jwks = keyring_jwks(app->keys);
 	if (!jwks)
-		return -1;
+		return HTTP_FAILED;
 	http_add_header(req, "Cache-Control", "max-age=60");
 	return http_reply_json(req, 200, jwks);
 }
 
 /* Region routes are for that region's credential, or an admin. */
-static int region_allowed(struct http_req *req, const char *region)
+static enum http_step region_allowed(struct http_req *req, const char *region)
 {
 	const struct cp_principal *p = cp_principal(req);
 	if (!region || !name_valid_region(region))
-		return http_reply_problem(req, PROB_NOT_FOUND, "No such region."), -1;
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region."), HTTP_ANSWERED;
 	if (p->role == CP_ROLE_ADMIN || (p->role == CP_ROLE_REGION && !strcmp(p->region, region)))
-		return 0;
-	return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), -1;
+		return HTTP_GO_ON;
+	return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), HTTP_ANSWERED;
 }
 
 /* The version in If-None-Match ("12" or W/"12"); -1 when absent or not ours. */
@@ -68,7 +68,7 @@ struct poll_state {
 	int64_t deadline_ms;
 };
 
-int cp_region_config(struct http_req *req)
+enum http_result cp_region_config(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	const char *region = http_req_param(req, "region");
@@ -78,8 +78,8 @@ int cp_region_config(struct http_req *req)
 	int64_t current, seen;
 	char etag[32];
 
-	if (region_allowed(req, region) != 0)
-		return 0;
+	if (region_allowed(req, region) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!app->keys)
 		return no_keys(req);
 	if (!ps) {
@@ -90,7 +90,7 @@ int cp_region_config(struct http_req *req)
 			                             "wait must be a number of seconds from 0 to %d.", MAX_WAIT_S);
 		ps = calloc(1, sizeof *ps);
 		if (!ps)
-			return -1;
+			return HTTP_FAILED;
 		ps->deadline_ms = lp_now_ms() + w * 1000;
 		http_req_set_state(req, ps, free);
 	}
@@ -107,7 +107,7 @@ int cp_region_config(struct http_req *req)
 	if (seen >= current) {
 		if (lp_now_ms() < ps->deadline_ms &&
 		    lp_park(app->lp, req, region, seen, ps->deadline_ms) == 0)
-			return 0; /* parked: this handler runs again when woken */
+			return HTTP_SUSPENDED; /* parked: this handler runs again when woken */
 		snprintf(etag, sizeof etag, "\"%lld\"", (long long)current);
 		http_add_header(req, "ETag", etag);
 		return http_reply_raw(req, 304, NULL, "", 0);
@@ -157,12 +157,12 @@ static enum db_status cred_tx(struct db_conn *c, struct http_req *req, void *vct
 	return cp_done(out, 201, doc);
 }
 
-int cp_region_credentials_create(struct http_req *req)
+enum http_result cp_region_credentials_create(struct http_req *req)
 {
 	struct cred_ctx ctx = { .region = http_req_param(req, "name") };
 	if (!name_valid_region(ctx.region))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
-	int rc = cp_mutate(req, cred_tx, &ctx);
+	enum http_result rc = cp_mutate(req, cred_tx, &ctx);
 	memset(ctx.token, 0, sizeof ctx.token);
 	return rc;
 }
@@ -185,7 +185,7 @@ static const struct jsonx_field status_fields[] = {
 };
 #undef F
 
-int cp_region_status(struct http_req *req)
+enum http_result cp_region_status(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	const char *region = http_req_param(req, "region");
@@ -194,10 +194,10 @@ int cp_region_status(struct http_req *req)
 	json_t *obj;
 	char ver[24];
 
-	if (region_allowed(req, region) != 0 ||
-	    cp_parse_body(req, status_fields, &in, &present, &obj) != 0)
-		return 0;
-	int rc;
+	if (region_allowed(req, region) != HTTP_GO_ON ||
+	    cp_parse_body(req, status_fields, &in, &present, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	enum http_result rc;
 	if (!*in.instance || strspn(in.instance, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(in.instance))
 		rc = http_reply_invalid_field(req, "instance", "instance must be 1 to 128 characters of [A-Za-z0-9._:-].");
 	else if (in.source && strcmp(in.source, "control-plane") && strcmp(in.source, "cache"))
@@ -220,7 +220,7 @@ int cp_region_status(struct http_req *req)
 	return rc;
 }
 
-int cp_region_fleet(struct http_req *req)
+enum http_result cp_region_fleet(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	const char *region = http_req_param(req, "region");

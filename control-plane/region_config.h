@@ -5,10 +5,10 @@
 #define CP_REGION_CONFIG_H
 
 struct http_req;
-int cp_jwks(struct http_req *req);
-int cp_region_config(struct http_req *req);
-int cp_region_credentials_create(struct http_req *req);
-int cp_region_status(struct http_req *req);
-int cp_region_fleet(struct http_req *req);
+enum http_result cp_jwks(struct http_req *req);
+enum http_result cp_region_config(struct http_req *req);
+enum http_result cp_region_credentials_create(struct http_req *req);
+enum http_result cp_region_status(struct http_req *req);
+enum http_result cp_region_fleet(struct http_req *req);
 
 #endif

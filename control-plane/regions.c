@@ -46,7 +46,7 @@ struct region_ctx {
 	char wave[16];
 };
 
-int cp_regions_list(struct http_req *req)
+enum http_result cp_regions_list(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	struct db_conn *c = db_acquire(app->db);
@@ -60,7 +60,7 @@ int cp_regions_list(struct http_req *req)
 	return http_reply_json(req, 200, json_pack("{so}", "items", items));
 }
 
-int cp_regions_get(struct http_req *req)
+enum http_result cp_regions_get(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
 	const char *name = http_req_param(req, "name");
@@ -77,17 +77,18 @@ int cp_regions_get(struct http_req *req)
 	return st == DB_OK ? http_reply_json(req, 200, doc) : cp_reply_db_error(req, st);
 }
 
-/* Checks the fields given; replies 400 and returns -1 on the first bad one. */
-static int validate(struct http_req *req, struct region_ctx *ctx)
+/* Checks the fields given, a step: replies 400 and returns HTTP_ANSWERED
+ * on the first bad one. */
+static enum http_step validate(struct http_req *req, struct region_ctx *ctx)
 {
 	struct region_in *in = &ctx->in;
 	if (in->display_name && (!*in->display_name))
-		return http_reply_invalid_field(req, "display_name", "display_name must not be empty."), -1;
+		return http_reply_invalid_field(req, "display_name", "display_name must not be empty."), HTTP_ANSWERED;
 	if (in->endpoint_url && !name_valid_endpoint(in->endpoint_url))
-		return http_reply_invalid_field(req, "endpoint_url", "endpoint_url must be an http(s) URL without query or credentials."), -1;
+		return http_reply_invalid_field(req, "endpoint_url", "endpoint_url must be an http(s) URL without query or credentials."), HTTP_ANSWERED;
 	if (in->status && strcmp(in->status, "active") && strcmp(in->status, "draining") &&
 	    strcmp(in->status, "retired"))
-		return http_reply_invalid_field(req, "status", "status must be active, draining or retired."), -1;
+		return http_reply_invalid_field(req, "status", "status must be active, draining or retired."), HTTP_ANSWERED;
 	if (in->cloud_regions) {
 		size_t i;
 		json_t *v;
@@ -100,9 +101,9 @@ static int validate(struct http_req *req, struct region_ctx *ctx)
 	}
 	if (in->wave)
 		snprintf(ctx->wave, sizeof ctx->wave, "%lld", (long long)in->wave);
-	return 0;
+	return HTTP_GO_ON;
 bad_clouds:
-	return http_reply_invalid_field(req, "cloud_regions", "cloud_regions must be 1 to 16 names like eu-west-1."), -1;
+	return http_reply_invalid_field(req, "cloud_regions", "cloud_regions must be 1 to 16 names like eu-west-1."), HTTP_ANSWERED;
 }
 
 static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *vctx,
@@ -125,16 +126,16 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 201, doc);
 }
 
-int cp_regions_create(struct http_req *req)
+enum http_result cp_regions_create(struct http_req *req)
 {
 	struct region_ctx ctx = { 0 };
 	json_t *obj;
-	int rc = 0;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	enum http_result rc = HTTP_REPLIED;
+	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!name_valid_region(ctx.in.name))
-		http_reply_invalid_field(req, "name", "name must match [a-z][a-z0-9-]* (at most 32 characters).");
-	else if (validate(req, &ctx) == 0)
+		rc = http_reply_invalid_field(req, "name", "name must match [a-z][a-z0-9-]* (at most 32 characters).");
+	else if (validate(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, create_tx, &ctx);
 	free(ctx.clouds);
 	json_decref(obj);
@@ -167,16 +168,16 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 200, after);
 }
 
-int cp_regions_update(struct http_req *req)
+enum http_result cp_regions_update(struct http_req *req)
 {
 	struct region_ctx ctx = { .name = http_req_param(req, "name") };
 	json_t *obj;
-	int rc = 0;
+	enum http_result rc = HTTP_REPLIED;
 	if (!name_valid_region(ctx.name))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
-	if (validate(req, &ctx) == 0)
+	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (validate(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, update_tx, &ctx);
 	free(ctx.clouds);
 	json_decref(obj);

@@ -7,10 +7,10 @@
 struct http_req;
 struct cp_app;
 
-int cp_regions_list(struct http_req *req);
-int cp_regions_get(struct http_req *req);
-int cp_regions_create(struct http_req *req);
-int cp_regions_update(struct http_req *req);
+enum http_result cp_regions_list(struct http_req *req);
+enum http_result cp_regions_get(struct http_req *req);
+enum http_result cp_regions_create(struct http_req *req);
+enum http_result cp_regions_update(struct http_req *req);
 
 /* Seeds the region catalog from `path` when it is empty. Returns 0, or -1
  * when the database is down or the file is invalid. */

@@ -101,13 +101,13 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 201, doc);
 }
 
-int cp_tenants_create(struct http_req *req)
+enum http_result cp_tenants_create(struct http_req *req)
 {
 	struct tenant_ctx ctx = { 0 };
 	json_t *obj;
-	int rc = 0;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	enum http_result rc = HTTP_REPLIED;
+	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!*ctx.in.name)
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
 	else if (!name_valid_slug(ctx.in.slug))
@@ -138,7 +138,7 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
 }
 
-int cp_tenants_list(struct http_req *req)
+enum http_result cp_tenants_list(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	struct list_ctx ctx = { .region = http_req_query(req, "region"),
@@ -148,8 +148,8 @@ int cp_tenants_list(struct http_req *req)
 	if (ctx.status && strcmp(ctx.status, "active") && strcmp(ctx.status, "suspended") &&
 	    strcmp(ctx.status, "deleted"))
 		return http_reply_invalid_field(req, "status", "%s", "status must be active, suspended or deleted.");
-	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != 0)
-		return 0;
+	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	/* A tenant user sees its own tenant only. */
 	if (p->role != CP_ROLE_ADMIN)
 		ctx.only = p->tenant_id;
@@ -168,11 +168,11 @@ static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx
 	return st == DB_OK ? cp_done(out, 200, doc) : st;
 }
 
-int cp_tenants_get(struct http_req *req)
+enum http_result cp_tenants_get(struct http_req *req)
 {
 	struct tenant_ctx ctx = { .id = http_req_param(req, "id") };
-	if (cp_require_tenant(req, ctx.id, 0) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.id, 0) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return cp_read(req, get_tx, &ctx);
 }
 
@@ -228,16 +228,16 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 200, after);
 }
 
-int cp_tenants_update(struct http_req *req)
+enum http_result cp_tenants_update(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	struct tenant_ctx ctx = { .id = http_req_param(req, "id") };
 	json_t *obj;
-	int rc = 0;
-	if (cp_require_tenant(req, ctx.id, 1) != 0)
-		return 0;
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	enum http_result rc = HTTP_REPLIED;
+	if (cp_require_tenant(req, ctx.id, 1) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (ctx.in.name && !*ctx.in.name)
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
 	else if (ctx.in.status && strcmp(ctx.in.status, "active") && strcmp(ctx.in.status, "suspended"))
@@ -281,11 +281,11 @@ static enum db_status delete_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 200, after);
 }
 
-int cp_tenants_delete(struct http_req *req)
+enum http_result cp_tenants_delete(struct http_req *req)
 {
 	struct tenant_ctx ctx = { .id = http_req_param(req, "id") };
-	if (cp_require_tenant(req, ctx.id, 1) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.id, 1) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return cp_mutate(req, delete_tx, &ctx);
 }
 
@@ -306,7 +306,7 @@ static enum db_status lookup_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 200, body);
 }
 
-int cp_lookup(struct http_req *req)
+enum http_result cp_lookup(struct http_req *req)
 {
 	const char *slug = http_req_query(req, "tenant");
 	if (!slug)

@@ -5,11 +5,11 @@
 #define CP_TENANTS_H
 
 struct http_req;
-int cp_tenants_create(struct http_req *req);
-int cp_tenants_list(struct http_req *req);
-int cp_tenants_get(struct http_req *req);
-int cp_tenants_update(struct http_req *req);
-int cp_tenants_delete(struct http_req *req);
-int cp_lookup(struct http_req *req);
+enum http_result cp_tenants_create(struct http_req *req);
+enum http_result cp_tenants_list(struct http_req *req);
+enum http_result cp_tenants_get(struct http_req *req);
+enum http_result cp_tenants_update(struct http_req *req);
+enum http_result cp_tenants_delete(struct http_req *req);
+enum http_result cp_lookup(struct http_req *req);
 
 #endif

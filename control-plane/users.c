@@ -52,18 +52,20 @@ static int tenant_role(const char *r)
 	return r && (!strcmp(r, "owner") || !strcmp(r, "member"));
 }
 
-/* Validates email and password and hashes the password. 0, or -1 after replying. */
-static int prepare(struct http_req *req, struct user_ctx *ctx)
+/* Validates email and password and hashes the password, a step: HTTP_GO_ON,
+ * or HTTP_ANSWERED after replying 400 (or, when hashing fails, with nothing
+ * queued: the server answers 500). */
+static enum http_step prepare(struct http_req *req, struct user_ctx *ctx)
 {
 	struct cp_app *app = http_req_app(req);
 	size_t pwlen = strlen(ctx->in.password);
 	if (name_normalize_email(ctx->in.email, ctx->email, sizeof ctx->email) != 0)
-		return http_reply_invalid_field(req, "email", "%s", "email is not a valid address (ASCII only, one '@', a domain with a dot)."), -1;
+		return http_reply_invalid_field(req, "email", "%s", "email is not a valid address (ASCII only, one '@', a domain with a dot)."), HTTP_ANSWERED;
 	if (pwlen < PASSWORD_MIN_LEN)
-		return http_reply_invalid_field(req, "password", "%s", "password must have at least 10 characters."), -1;
+		return http_reply_invalid_field(req, "password", "%s", "password must have at least 10 characters."), HTTP_ANSWERED;
 	if (password_hash(ctx->in.password, (int)app->cfg.scrypt_log2n, ctx->hash) != 0)
-		return -1;
-	return 0;
+		return HTTP_ANSWERED;
+	return HTTP_GO_ON;
 }
 
 static enum db_status tenant_live(struct db_conn *c, const char *tenant_id, struct cp_outcome *out)
@@ -109,33 +111,33 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 201, doc);
 }
 
-int cp_users_create(struct http_req *req)
+enum http_result cp_users_create(struct http_req *req)
 {
 	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id") };
 	json_t *obj;
-	int rc = 0;
-	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
-		return 0;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	enum http_result rc = HTTP_REPLIED;
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!tenant_role(ctx.in.role))
 		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");
-	else if (prepare(req, &ctx) == 0)
+	else if (prepare(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, create_tx, &ctx);
 	else
-		rc = 0;
+		rc = HTTP_REPLIED;
 	json_decref(obj);
 	return rc;
 }
 
-int cp_admins_create(struct http_req *req)
+enum http_result cp_admins_create(struct http_req *req)
 {
 	struct user_ctx ctx = { 0 };
 	json_t *obj;
-	int rc = 0;
-	if (cp_parse_body(req, admin_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
-	if (prepare(req, &ctx) == 0)
+	enum http_result rc = HTTP_REPLIED;
+	if (cp_parse_body(req, admin_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (prepare(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, create_tx, &ctx);
 	json_decref(obj);
 	return rc;
@@ -159,19 +161,19 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
 }
 
-int cp_users_list(struct http_req *req)
+enum http_result cp_users_list(struct http_req *req)
 {
 	struct list_ctx ctx = { .tenant_id = http_req_param(req, "id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0 || cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != HTTP_GO_ON || cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return cp_read(req, list_tx, &ctx);
 }
 
-int cp_admins_list(struct http_req *req)
+enum http_result cp_admins_list(struct http_req *req)
 {
 	struct list_ctx ctx = { 0 };
-	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != 0)
-		return 0;
+	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_UUID) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return cp_read(req, list_tx, &ctx);
 }
 
@@ -219,18 +221,18 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 	return cp_done(out, 200, after);
 }
 
-int cp_users_update(struct http_req *req)
+enum http_result cp_users_update(struct http_req *req)
 {
 	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id"),
 		                    .user_id = http_req_param(req, "user_id") };
 	json_t *obj;
-	int rc = 0;
-	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
-		return 0;
+	enum http_result rc = HTTP_REPLIED;
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!name_valid_uuid(ctx.user_id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
-		return 0;
+	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!tenant_role(ctx.in.role))
 		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");
 	else
@@ -257,18 +259,18 @@ static enum db_status delete_tx(struct db_conn *c, struct http_req *req, void *v
 	return st == DB_OK ? cp_done(out, 200, json_pack("{ss sb}", "id", ctx->user_id, "deleted", 1)) : st;
 }
 
-int cp_users_delete(struct http_req *req)
+enum http_result cp_users_delete(struct http_req *req)
 {
 	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id"),
 		                    .user_id = http_req_param(req, "user_id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 1) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!name_valid_uuid(ctx.user_id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
 	return cp_mutate(req, delete_tx, &ctx);
 }
 
-int cp_admins_delete(struct http_req *req)
+enum http_result cp_admins_delete(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	struct user_ctx ctx = { .user_id = http_req_param(req, "id") };
@@ -294,18 +296,18 @@ static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx
 	return st == DB_OK ? cp_done(out, 200, doc) : st;
 }
 
-int cp_users_get(struct http_req *req)
+enum http_result cp_users_get(struct http_req *req)
 {
 	struct user_ctx ctx = { .tenant_id = http_req_param(req, "id"),
 		                    .user_id = http_req_param(req, "user_id") };
-	if (cp_require_tenant(req, ctx.tenant_id, 0) != 0)
-		return 0;
+	if (cp_require_tenant(req, ctx.tenant_id, 0) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!name_valid_uuid(ctx.user_id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
 	return cp_read(req, get_tx, &ctx);
 }
 
-int cp_admins_get(struct http_req *req)
+enum http_result cp_admins_get(struct http_req *req)
 {
 	struct user_ctx ctx = { .user_id = http_req_param(req, "id") };
 	if (!name_valid_uuid(ctx.user_id))

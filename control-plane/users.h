@@ -5,14 +5,14 @@
 #define CP_USERS_H
 
 struct http_req;
-int cp_users_create(struct http_req *req);
-int cp_users_list(struct http_req *req);
-int cp_users_get(struct http_req *req);
-int cp_users_update(struct http_req *req);
-int cp_users_delete(struct http_req *req);
-int cp_admins_create(struct http_req *req);
-int cp_admins_list(struct http_req *req);
-int cp_admins_get(struct http_req *req);
-int cp_admins_delete(struct http_req *req);
+enum http_result cp_users_create(struct http_req *req);
+enum http_result cp_users_list(struct http_req *req);
+enum http_result cp_users_get(struct http_req *req);
+enum http_result cp_users_update(struct http_req *req);
+enum http_result cp_users_delete(struct http_req *req);
+enum http_result cp_admins_create(struct http_req *req);
+enum http_result cp_admins_list(struct http_req *req);
+enum http_result cp_admins_get(struct http_req *req);
+enum http_result cp_admins_delete(struct http_req *req);
 
 #endif

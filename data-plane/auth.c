@@ -20,26 +20,26 @@
 
 #define RETRY_AFTER "5"
 
-static int unauthorized(struct http_req *req, const char *detail)
+static enum http_step unauthorized(struct http_req *req, const char *detail)
 {
 	http_add_header(req, "WWW-Authenticate", "Bearer");
 	http_reply_problem(req, PROB_UNAUTHORIZED, "%s", detail);
-	return -1;
+	return HTTP_ANSWERED;
 }
 
-static int unavailable(struct http_req *req, const char *detail)
+static enum http_step unavailable(struct http_req *req, const char *detail)
 {
 	http_add_header(req, "Retry-After", RETRY_AFTER);
 	http_reply_problem(req, PROB_UNAVAILABLE, "%s", detail);
-	return -1;
+	return HTTP_ANSWERED;
 }
 
-int dp_authenticate(struct http_req *req, int auth)
+enum http_step dp_authenticate(struct http_req *req, int auth)
 {
 	struct dp_app *app = http_req_app(req);
 	const char *text = http_req_bearer(req);
 	struct apikey key;
-	int ret = -1;
+	enum http_step ret = HTTP_ANSWERED;
 
 	(void)auth; /* DP_AUTH_API_KEY is the only kind */
 	if (!text || apikey_parse(text, &key) != 0)
@@ -96,7 +96,7 @@ int dp_authenticate(struct http_req *req, int auth)
 	a->scopes = k->scopes;
 	a->config_version = s->doc->ver;
 	http_req_set_auth(req, a, free);
-	ret = 0;
+	ret = HTTP_GO_ON;
 out:
 	dp_snaps_leave(app->snaps);
 	return ret;

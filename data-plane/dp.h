@@ -9,6 +9,7 @@
 #include "cfgdoc.h"
 #include "config.h"
 #include "db.h"
+#include "route.h"
 #include "svc.h"
 
 struct http_req;
@@ -90,20 +91,24 @@ struct dp_auth {
 	int64_t config_version;
 };
 
-/* The service's authenticate hook (auth.c). Returns 0 with a struct
- * dp_auth attached, or -1 after queueing 401, 403, 421 or 503. */
-int dp_authenticate(struct http_req *req, int auth);
+/* The service's authenticate hook (auth.c), a step (http.h). Returns
+ * HTTP_GO_ON with a struct dp_auth attached, or HTTP_ANSWERED after
+ * queueing 401, 403, 421 or 503 (with nothing queued when out of memory:
+ * the server answers 500). */
+enum http_step dp_authenticate(struct http_req *req, int auth) __attribute__((warn_unused_result));
 /* GET /v1/tenant (tenant.c): the caller's tenant, plan and key. */
-int dp_handle_tenant(struct http_req *req);
-/* Every events route first: the key's scope (403) and the tenant's rate
- * limit (429), with the RateLimit-* headers. Returns 0 to go on, or -1
- * after queueing the refusal (events.c). */
-int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope);
+enum http_result dp_handle_tenant(struct http_req *req);
+/* Every events route first, a step: the tenant's rate limit (429), with
+ * the RateLimit-* headers, then the key's scope (403). Returns HTTP_GO_ON,
+ * or HTTP_ANSWERED after queueing the refusal (with nothing queued when
+ * `a` is NULL: the server answers 500) (events.c). */
+enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
+	__attribute__((warn_unused_result));
 /* GET /v1/events and GET /v1/events/{id} (events.c); POST is in ingest.h. */
-int dp_handle_events_list(struct http_req *req);
-int dp_handle_event_get(struct http_req *req);
+enum http_result dp_handle_events_list(struct http_req *req);
+enum http_result dp_handle_event_get(struct http_req *req);
 /* GET /readyz (readyz.c): the configuration in use, 503 before there is one. */
-int dp_handle_readyz(struct http_req *req);
+enum http_result dp_handle_readyz(struct http_req *req);
 
 /* The regional database records which region it belongs to, so that a data
  * plane pointed at another region's database never writes or reads a

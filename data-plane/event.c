@@ -17,10 +17,12 @@
 #include "secret.h"
 #include "timefmt.h"
 
-static int field_error(struct jsonx_err *err, const char *prefix, const char *field, const char *fmt, ...)
+static enum dp_event_parse_result field_error(struct jsonx_err *err, const char *prefix,
+                                              const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
-static int field_error(struct jsonx_err *err, const char *prefix, const char *field, const char *fmt, ...)
+static enum dp_event_parse_result field_error(struct jsonx_err *err, const char *prefix,
+                                              const char *field, const char *fmt, ...)
 {
 	va_list ap;
 	int full = snprintf(err->field, sizeof err->field, "%s%s", prefix, field);
@@ -34,7 +36,7 @@ static int field_error(struct jsonx_err *err, const char *prefix, const char *fi
 	va_start(ap, fmt);
 	vsnprintf(err->msg, sizeof err->msg, fmt, ap);
 	va_end(ap);
-	return -1;
+	return DP_EVENT_INVALID;
 }
 
 int dp_event_id_valid(const char *id)
@@ -76,8 +78,9 @@ static size_t dumped_size(const json_t *v)
 
 /* A string member of `obj` of 1..max bytes; required or not. Returns 0
  * with *out (NULL when absent and optional) or -1. */
-static int str_member(const json_t *obj, const char *name, size_t max, int required,
-                      const char *prefix, const char *path, const char **out, struct jsonx_err *err)
+static enum dp_event_parse_result str_member(const json_t *obj, const char *name, size_t max,
+                                             int required, const char *prefix, const char *path,
+                                             const char **out, struct jsonx_err *err)
 {
 	char field[96];
 	const json_t *v = json_object_get(obj, name);
@@ -86,7 +89,7 @@ static int str_member(const json_t *obj, const char *name, size_t max, int requi
 	if (!v) {
 		if (required)
 			return field_error(err, prefix, field, "%s is required.", field);
-		return 0;
+		return DP_EVENT_OK;
 	}
 	if (!json_is_string(v))
 		return field_error(err, prefix, field, "%s must be a string.", field);
@@ -96,12 +99,12 @@ static int str_member(const json_t *obj, const char *name, size_t max, int requi
 	if (strlen(json_string_value(v)) != n)
 		return field_error(err, prefix, field, "%s must not contain NUL characters.", field);
 	*out = json_string_value(v);
-	return 0;
+	return DP_EVENT_OK;
 }
 
 /* actor and each target: an object with id and type, other members kept. */
-static int check_ref(const json_t *v, const char *prefix, const char *path, struct jsonx_err *err,
-                     const char **id)
+static enum dp_event_parse_result check_ref(const json_t *v, const char *prefix, const char *path,
+                                            struct jsonx_err *err, const char **id)
 {
 	const char *type;
 	char p[64];
@@ -110,20 +113,21 @@ static int check_ref(const json_t *v, const char *prefix, const char *path, stru
 		return field_error(err, prefix, path, "%s must be an object with id and type.", path);
 	if (str_member(v, "id", DP_EVENT_REF_ID_MAX, 1, prefix, p, id, err) ||
 	    str_member(v, "type", DP_EVENT_REF_TYPE_MAX, 1, prefix, p, &type, err))
-		return -1;
+		return DP_EVENT_INVALID;
 	if (dumped_size(v) > DP_EVENT_PART_MAX)
 		return field_error(err, prefix, path, "%s must be at most %d bytes as JSON.", path, DP_EVENT_PART_MAX);
-	return 0;
+	return DP_EVENT_OK;
 }
 
-static int check_context(const json_t *v, const char *prefix, struct jsonx_err *err)
+static enum dp_event_parse_result check_context(const json_t *v, const char *prefix,
+                                                struct jsonx_err *err)
 {
 	const char *ip, *ua;
 	if (!json_is_object(v))
 		return field_error(err, prefix, "context", "context must be an object.");
 	if (str_member(v, "ip", 45, 0, prefix, "context.", &ip, err) ||
 	    str_member(v, "user_agent", DP_EVENT_USER_AGENT_MAX, 0, prefix, "context.", &ua, err))
-		return -1;
+		return DP_EVENT_INVALID;
 	if (ip) {
 		unsigned char a[16];
 		if (inet_pton(AF_INET, ip, a) != 1 && inet_pton(AF_INET6, ip, a) != 1)
@@ -131,14 +135,14 @@ static int check_context(const json_t *v, const char *prefix, struct jsonx_err *
 	}
 	if (dumped_size(v) > DP_EVENT_PART_MAX)
 		return field_error(err, prefix, "context", "context must be at most %d bytes as JSON.", DP_EVENT_PART_MAX);
-	return 0;
+	return DP_EVENT_OK;
 }
 
 static const char *const known[] = { "id", "occurred_at", "action", "actor", "targets", "context",
 	                                 "metadata", NULL };
 
-int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, const char *prefix,
-                   struct dp_event *ev, struct jsonx_err *err)
+enum dp_event_parse_result dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us,
+                                          const char *prefix, struct dp_event *ev, struct jsonx_err *err)
 {
 	const char *key, *id = NULL, *occurred = NULL;
 	const json_t *v, *targets, *context, *metadata;
@@ -148,7 +152,7 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 	if (!json_is_object(in)) {
 		snprintf(err->field, sizeof err->field, "%.*s", (int)(prefix[0] ? strlen(prefix) - 1 : 0), prefix);
 		snprintf(err->msg, sizeof err->msg, "An event must be a JSON object.");
-		return -1;
+		return DP_EVENT_INVALID;
 	}
 	json_object_foreach((json_t *)in, key, v) {
 		int ok = 0;
@@ -159,11 +163,11 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 			                              "actor, targets, context and metadata.");
 	}
 	if (str_member(in, "id", DP_EVENT_ID_MAX, 0, prefix, "", &id, err))
-		return -1;
+		return DP_EVENT_INVALID;
 	if (id && !dp_event_id_valid(id))
 		return field_error(err, prefix, "id", "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -");
 	if (str_member(in, "occurred_at", 40, 0, prefix, "", &occurred, err))
-		return -1;
+		return DP_EVENT_INVALID;
 	ev->occurred_us = received_us;
 	if (occurred) {
 		if (timefmt_parse(occurred, &ev->occurred_us) != 0)
@@ -176,7 +180,7 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 			            "occurred_at is older than this tenant's retention period.");
 	}
 	if (str_member(in, "action", 4 * DP_EVENT_ACTION_MAX, 1, prefix, "", &ev->action, err))
-		return -1;
+		return DP_EVENT_INVALID;
 	long chars = text_chars(ev->action);
 	if (chars < 0 || chars > DP_EVENT_ACTION_MAX)
 		return field_error(err, prefix, "action",
@@ -184,7 +188,7 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 	if (!(v = json_object_get(in, "actor")))
 		return field_error(err, prefix, "actor", "actor is required.");
 	if (check_ref(v, prefix, "actor", err, &ev->actor_id))
-		return -1;
+		return DP_EVENT_INVALID;
 	targets = json_object_get(in, "targets");
 	if (targets) {
 		if (!json_is_array(targets) || json_array_size(targets) > DP_EVENT_TARGETS_MAX)
@@ -196,13 +200,13 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 			const char *tid;
 			snprintf(path, sizeof path, "targets[%zu]", i);
 			if (check_ref(v, prefix, path, err, &tid))
-				return -1;
+				return DP_EVENT_INVALID;
 		}
 	}
 	ev->targets = targets;
 	context = json_object_get(in, "context");
 	if (context && check_context(context, prefix, err))
-		return -1;
+		return DP_EVENT_INVALID;
 	metadata = json_object_get(in, "metadata");
 	if (metadata) {
 		if (!json_is_object(metadata))
@@ -215,14 +219,14 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 	/* The content hash: the event as sent, occurred_at normalized. */
 	json_t *canon = json_deep_copy(in);
 	if (!canon)
-		return -2;
+		return DP_EVENT_NO_MEMORY;
 	timefmt_format(ev->occurred_us, when);
 	if (occurred)
 		json_object_set_new(canon, "occurred_at", json_string(when));
 	char *text = json_dumps(canon, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(canon);
 	if (!text)
-		return -2;
+		return DP_EVENT_NO_MEMORY;
 	secret_sha256(text, strlen(text), ev->sha256);
 	free(text);
 
@@ -230,7 +234,7 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 	if (id)
 		snprintf(ev->id, sizeof ev->id, "%s", id);
 	else if (dp_event_new_id(ev->id) != 0)
-		return -2;
+		return DP_EVENT_NO_MEMORY;
 	timefmt_format(received_us, recv);
 	json_t *out = json_object();
 	json_t *empty_arr = json_array(), *empty_obj = json_object(), *empty_obj2 = json_object();
@@ -248,9 +252,9 @@ int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, con
 	ev->body = json_dumps(out, JSON_COMPACT);
 	json_decref(out);
 	if (!ev->body)
-		return -2;
+		return DP_EVENT_NO_MEMORY;
 	ev->body_len = strlen(ev->body);
-	return 0;
+	return DP_EVENT_OK;
 }
 
 void dp_event_clear(struct dp_event *ev)

@@ -36,13 +36,20 @@ struct dp_event {
 /* 1 when `id` is 1..128 characters of [A-Za-z0-9._:-]. */
 int dp_event_id_valid(const char *id);
 
+enum dp_event_parse_result {
+	DP_EVENT_OK,
+	DP_EVENT_INVALID,      /* the client's mistake, described in `err` */
+	DP_EVENT_NO_MEMORY,    /* memory or randomness ran out */
+};
+
 /* Validates `in` (one event as sent) and fills `ev`. `received_us` is the
  * time of receipt (also the default occurred_at); `oldest_us` the oldest
  * occurred_at accepted (the plan's retention). `prefix` is prepended to the
- * field named in `err` ("events[3]." or ""). Returns 0, -1 with `err`
- * set (the client's mistake), or -2 when memory or randomness ran out. On 0 the caller frees with dp_event_clear(); `in` must outlive `ev`. */
-int dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us, const char *prefix,
-                   struct dp_event *ev, struct jsonx_err *err) __attribute__((warn_unused_result));
+ * field named in `err` ("events[3]." or ""). On DP_EVENT_OK the caller
+ * frees with dp_event_clear(); `in` must outlive `ev`. */
+enum dp_event_parse_result dp_event_parse(const json_t *in, int64_t received_us, int64_t oldest_us,
+                                          const char *prefix, struct dp_event *ev,
+                                          struct jsonx_err *err) __attribute__((warn_unused_result));
 void dp_event_clear(struct dp_event *ev);
 
 /* Fills `out` with a random server id "ev_" + 32 lowercase hex; -1 when

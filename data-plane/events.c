@@ -18,7 +18,7 @@
 #define LIST_MAX 1000
 #define FILTER_MAX 256
 
-int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
+enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
 {
 	struct dp_app *app = http_req_app(req);
 	struct dp_rate r;
@@ -26,7 +26,7 @@ int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scop
 	char v[24];
 
 	if (!a)
-		return -1;
+		return HTTP_ANSWERED; /* nothing queued: the layer answers 500 */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	/* Reads and writes have a bucket each: a dashboard or an export never
 	 * throttles ingest. Without memory for a bucket the request goes
@@ -48,24 +48,24 @@ int dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scop
 			                   ") is exhausted; retry in %" PRId64 " s.",
 			                   a->plan.rate, b == DP_BUCKET_WRITE ? "writes" : "reads", a->plan.burst,
 			                   r.retry_after_s);
-			return -1;
+			return HTTP_ANSWERED;
 		}
 	}
 	if (!(a->scopes & scope)) {
 		http_reply_problem(req, PROB_FORBIDDEN, "This API key lacks the scope %s.",
 		                   scope == CFGDOC_SCOPE_WRITE ? "events:write" : "events:read");
-		return -1;
+		return HTTP_ANSWERED;
 	}
-	return 0;
+	return HTTP_GO_ON;
 }
 
-static int db_failed(struct http_req *req, enum db_status st)
+static enum http_result db_failed(struct http_req *req, enum db_status st)
 {
 	if (st == DB_UNAVAILABLE || st == DB_RETRY) {
 		http_add_header(req, "Retry-After", RETRY_AFTER_DB);
 		return http_reply_problem(req, PROB_UNAVAILABLE, "The region's database is unavailable. Retry later.");
 	}
-	return -1; /* the DB layer logged it; the HTTP layer answers 500 */
+	return HTTP_FAILED; /* the DB layer logged it; the HTTP layer answers 500 */
 }
 
 struct get_q {
@@ -80,14 +80,14 @@ static enum db_status get_tx(struct db_conn *c, void *ctx)
 	return dp_db_event_get(c, q->tenant, q->id, &q->body, &q->len);
 }
 
-int dp_handle_event_get(struct http_req *req)
+enum http_result dp_handle_event_get(struct http_req *req)
 {
 	struct dp_app *app = http_req_app(req);
 	const struct dp_auth *a = http_req_auth(req);
 	const char *id = http_req_param(req, "id");
 
-	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != 0)
-		return 0;
+	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!dp_event_id_valid(id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No event has this id.");
 	struct get_q q = { .tenant = a->tenant_id, .id = id };
@@ -96,7 +96,7 @@ int dp_handle_event_get(struct http_req *req)
 		return http_reply_problem(req, PROB_NOT_FOUND, "No event has this id.");
 	if (st != DB_OK)
 		return db_failed(req, st);
-	int rc = http_reply_raw(req, 200, "application/json", q.body, q.len);
+	enum http_result rc = http_reply_raw(req, 200, "application/json", q.body, q.len);
 	free(q.body);
 	return rc;
 }
@@ -117,46 +117,46 @@ static enum db_status list_tx(struct db_conn *c, void *ctx)
 	return dp_db_events_list(c, &l->q, &l->out, &l->n, &l->more, &l->last_us, &l->last_seq);
 }
 
-/* A filter's value: absent, or 1..FILTER_MAX bytes. */
-static int filter(struct http_req *req, const char *name, const char **out)
+/* A filter's value: absent, or 1..FILTER_MAX bytes. A step. */
+static enum http_step filter(struct http_req *req, const char *name, const char **out)
 {
 	const char *v = http_req_query(req, name);
 	*out = NULL;
 	if (!v)
-		return 0;
+		return HTTP_GO_ON;
 	size_t n = strlen(v);
 	if (n == 0 || n > FILTER_MAX) {
 		http_reply_invalid_field(req, name, "%s must be 1 to %d bytes.", name, FILTER_MAX);
-		return -1;
+		return HTTP_ANSWERED;
 	}
 	*out = v;
-	return 0;
+	return HTTP_GO_ON;
 }
 
-static int time_param(struct http_req *req, const char *name, int64_t *out)
+static enum http_step time_param(struct http_req *req, const char *name, int64_t *out)
 {
 	const char *v = http_req_query(req, name);
 	*out = -1;
 	if (v && timefmt_parse(v, out) != 0) {
 		http_reply_invalid_field(req, name, "%s must be an RFC 3339 date-time with an offset.", name);
-		return -1;
+		return HTTP_ANSWERED;
 	}
-	return 0;
+	return HTTP_GO_ON;
 }
 
-int dp_handle_events_list(struct http_req *req)
+enum http_result dp_handle_events_list(struct http_req *req)
 {
 	struct dp_app *app = http_req_app(req);
 	const struct dp_auth *a = http_req_auth(req);
 	struct list_q l = { .q = { .tenant = a ? a->tenant_id : NULL } };
 	const char *cur;
 
-	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != 0)
-		return 0;
-	if (filter(req, "actor", &l.q.actor) || filter(req, "action", &l.q.action) ||
-	    filter(req, "target", &l.q.target) || time_param(req, "since", &l.q.since_us) ||
-	    time_param(req, "until", &l.q.until_us))
-		return 0;
+	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (filter(req, "actor", &l.q.actor) != HTTP_GO_ON || filter(req, "action", &l.q.action) != HTTP_GO_ON ||
+	    filter(req, "target", &l.q.target) != HTTP_GO_ON || time_param(req, "since", &l.q.since_us) != HTTP_GO_ON ||
+	    time_param(req, "until", &l.q.until_us) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (cursor_parse_limit(http_req_query(req, "limit"), LIST_DEFAULT, LIST_MAX, &l.q.limit) != 0)
 		return http_reply_invalid_field(req, "limit", "limit must be an integer from 1 to %d.", LIST_MAX);
 	if ((cur = http_req_query(req, "cursor"))) {
@@ -188,9 +188,9 @@ int dp_handle_events_list(struct http_req *req)
 	}
 	if (b.failed) {
 		buf_free(&b);
-		return -1;
+		return HTTP_FAILED;
 	}
-	int rc = http_reply_raw(req, 200, "application/json", b.p, b.len);
+	enum http_result rc = http_reply_raw(req, 200, "application/json", b.p, b.len);
 	buf_free(&b);
 	return rc;
 }

@@ -767,7 +767,7 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 /* ---- the handler ---- */
 
 /* The one case where the outcome is not known: say so. */
-static int reply_unknown(struct http_req *req, const char *what)
+static enum http_result reply_unknown(struct http_req *req, const char *what)
 {
 	http_add_header(req, "Retry-After", RETRY_AFTER_DB);
 	return http_reply_problem(req, PROB_UNAVAILABLE,
@@ -776,7 +776,7 @@ static int reply_unknown(struct http_req *req, const char *what)
 	                          what);
 }
 
-static int reply_outcome(struct http_req *req, struct job *j)
+static enum http_result reply_outcome(struct http_req *req, struct job *j)
 {
 	pthread_mutex_lock(&j->g->mu);
 	enum abandon ab = j->abandoned;
@@ -809,11 +809,12 @@ static int reply_outcome(struct http_req *req, struct job *j)
 			buf_append(&b, "]}", 2);
 		if (b.failed) {
 			buf_free(&b);
-			return -1;
+			return HTTP_FAILED;
 		}
 		if (j->outcome == J_REPLAYED)
 			http_add_header(req, "Idempotent-Replayed", "true");
-		int rc = http_reply_raw(req, j->outcome == J_STORED ? 201 : 200, "application/json", b.p, b.len);
+		enum http_result rc = http_reply_raw(req, j->outcome == J_STORED ? 201 : 200, "application/json",
+		                                     b.p, b.len);
 		buf_free(&b);
 		return rc;
 	}
@@ -848,17 +849,17 @@ static int reply_outcome(struct http_req *req, struct job *j)
 		return http_reply_problem(req, PROB_UNAVAILABLE,
 		                          "The region's database is unavailable; nothing was stored. Retry later.");
 	default:
-		return -1; /* 500, logged by the writer */
+		return HTTP_FAILED; /* 500, logged by the writer */
 	}
 }
 
-static int queue_full(struct http_req *req, const char *why)
+static enum http_result queue_full(struct http_req *req, const char *why)
 {
 	http_add_header(req, "Retry-After", "1");
 	return http_reply_problem(req, PROB_UNAVAILABLE, "%s", why);
 }
 
-int dp_handle_events_post(struct http_req *req)
+enum http_result dp_handle_events_post(struct http_req *req)
 {
 	struct dp_app *app = http_req_app(req);
 	struct dp_ingest *g = app->ingest;
@@ -870,13 +871,13 @@ int dp_handle_events_post(struct http_req *req)
 		return reply_outcome(req, j); /* resumed after its group committed */
 
 	const struct dp_auth *a = http_req_auth(req);
-	if (dp_events_admit(req, a, CFGDOC_SCOPE_WRITE) != 0)
-		return 0;
-	if (http_req_json_object(req, &body) != 0)
-		return 0;
+	if (dp_events_admit(req, a, CFGDOC_SCOPE_WRITE) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (http_req_json_object(req, &body) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	if (!(j = calloc(1, sizeof *j))) {
 		json_decref(body);
-		return -1;
+		return HTTP_FAILED;
 	}
 	j->req = req;
 	j->g = g;
@@ -909,17 +910,17 @@ int dp_handle_events_post(struct http_req *req)
 	j->existing = calloc(j->n, sizeof *j->existing);
 	j->existing_len = calloc(j->n, sizeof *j->existing_len);
 	if (!j->ev || !j->existing || !j->existing_len)
-		return -1;
+		return HTTP_FAILED;
 	int64_t oldest = j->received_us - a->plan.retention_days * INT64_C(86400000000);
 	for (size_t i = 0; i < j->n; i++) {
 		char prefix[40] = "";
 		if (j->batch)
 			snprintf(prefix, sizeof prefix, "events[%zu].", i);
-		int rc = dp_event_parse(j->batch ? json_array_get(list, i) : body, j->received_us, oldest,
-		                        prefix, &j->ev[i], &err);
-		if (rc == -2)
-			return -1;
-		if (rc != 0) {
+		enum dp_event_parse_result rc = dp_event_parse(j->batch ? json_array_get(list, i) : body,
+		                                               j->received_us, oldest, prefix, &j->ev[i], &err);
+		if (rc == DP_EVENT_NO_MEMORY)
+			return HTTP_FAILED;
+		if (rc != DP_EVENT_OK) {
 			j->n = i; /* only the parsed ones hold memory */
 			return http_reply_invalid(req, &err);
 		}
@@ -978,5 +979,5 @@ int dp_handle_events_post(struct http_req *req)
 	http_req_suspend(req);
 	pthread_cond_signal(&g->work);
 	pthread_mutex_unlock(&g->mu);
-	return 0;
+	return HTTP_SUSPENDED;
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "route.h"
+
 struct dp_app;
 struct dp_ingest;
 struct http_req;
@@ -34,6 +36,6 @@ void dp_ingest_abandon(struct dp_ingest *g, unsigned grace_ms);
 void dp_ingest_free(struct dp_ingest *g);
 void dp_ingest_metrics(struct dp_ingest *g, FILE *out);
 
-int dp_handle_events_post(struct http_req *req);
+enum http_result dp_handle_events_post(struct http_req *req);
 
 #endif

@@ -20,7 +20,7 @@ static json_t *time_or_null(int64_t t)
 	return json_string(s);
 }
 
-int dp_handle_readyz(struct http_req *req)
+enum http_result dp_handle_readyz(struct http_req *req)
 {
 	struct dp_app *app = http_req_app(req);
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "timefmt.h"
 
-int dp_handle_tenant(struct http_req *req)
+enum http_result dp_handle_tenant(struct http_req *req)
 {
 	const struct dp_auth *a = http_req_auth(req);
 	struct dp_app *app = http_req_app(req);
@@ -20,7 +20,7 @@ int dp_handle_tenant(struct http_req *req)
 	int64_t used, when;
 
 	if (!a)
-		return -1;
+		return HTTP_FAILED;
 	timefmt_month(timefmt_now_us(), NULL, NULL, period);
 	/* Until this instance has read the tenant's usage (just started, or a
 	 * new month), the figures are unknown, and said to be: a 0 would read
@@ -54,6 +54,6 @@ int dp_handle_tenant(struct http_req *req)
 		a->plan.rate, a->plan.burst, a->plan.quota, a->plan.retention_days, a->key_id, scopes, period,
 		known ? "true" : "false", events, remaining, as_of);
 	if (n < 0 || (size_t)n >= sizeof body)
-		return -1;
+		return HTTP_FAILED;
 	return http_reply_raw(req, 200, "application/json", body, (size_t)n);
 }

@@ -178,7 +178,7 @@ static int one(const json_t *in, const char *prefix)
 	struct jsonx_err err;
 	memset(&err, 0, sizeof err);
 	int rc = dp_event_parse(in, NOW, OLDEST, prefix, &ev, &err);
-	CHECK(rc == 0 || rc == -1, "dp_event_parse returned %d", rc);
+	CHECK(rc == DP_EVENT_OK || rc == DP_EVENT_INVALID, "dp_event_parse returned %d", rc);
 	if (rc == 0) {
 		check_accepted(in, prefix, &ev);
 		dp_event_clear(&ev);

@@ -1,6 +1,6 @@
 /* The HTTP layer from outside, through http-testd (common/http with a few
  * test routes: POST /echo limited to 1024 bytes, GET /slow, GET|DELETE
- * /items/{id}, GET /fail). */
+ * /items/{id}, GET /fail, GET /convention). */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -239,6 +239,73 @@ START_TEST(internal_error)
 }
 END_TEST
 
+/* The reply convention (common/http.h) at the server's edge, every
+ * combination of what a handler queued (nothing, one response, a refused
+ * second one) and what it returned, against a model: a queued response
+ * stands and is the only one sent; with none, the client gets a 500
+ * problem; a 5xx always has its access-log line; a handler that says it
+ * replied or suspended without having done so is named in the log, as is
+ * a second response. */
+START_TEST(reply_convention)
+{
+	static const char *const results[] = { "replied", "suspended", "failed", "passed" };
+	struct it_proc p;
+	struct it_resp r;
+	char u[160], rid[64], hdr[96];
+	int port = start_testd(&p);
+
+	for (int n = 0; n <= 2; n++)
+		for (size_t k = 0; k < sizeof results / sizeof results[0]; k++) {
+			const char *const headers[] = { hdr, NULL };
+			snprintf(rid, sizeof rid, "conv-%s-%d", results[k], n);
+			snprintf(hdr, sizeof hdr, "X-Request-Id: %s", rid);
+			snprintf(u, sizeof u, "http://127.0.0.1:%d/convention?result=%s&replies=%d", port,
+			         results[k], n);
+			it_http(&r, "GET", u, headers, NULL, 0);
+			if (n == 0) {
+				assert_problem(&r, 500, "internal_error");
+			} else {
+				ck_assert_msg(r.status == 200, "%s: status %ld", rid, r.status);
+				ck_assert_str_eq(r.body, "{\"reply\":0}");
+			}
+			it_resp_free(&r);
+		}
+	ck_assert_int_eq(it_stop(&p), 0); /* every line is written */
+
+	char *log = it_slurp(p.log);
+	ck_assert_ptr_nonnull(log);
+	for (int n = 0; n <= 2; n++)
+		for (size_t k = 0; k < sizeof results / sizeof results[0]; k++) {
+			char access[128];
+			int broke = n == 0 && (!strcmp(results[k], "replied") || !strcmp(results[k], "suspended"));
+			const char *why = !strcmp(results[k], "replied") ? "returned without a response"
+			                                                 : "returned suspended without suspending";
+			int found_access = 0, found_broke = 0, found_second = 0;
+			snprintf(rid, sizeof rid, "\"req_id\":\"conv-%s-%d\"", results[k], n);
+			snprintf(access, sizeof access, "\"msg\":\"request\",%s", rid);
+			for (char *line = log; line && *line;) {
+				char *end = strchr(line, '\n');
+				if (end)
+					*end = '\0';
+				if (strstr(line, rid)) {
+					found_access |= strstr(line, access) && strstr(line, "\"status\":500") &&
+					                strstr(line, "\"level\":\"warn\"");
+					found_broke |= strstr(line, why) != NULL;
+					found_second |= strstr(line, "a second response for one request was refused") != NULL;
+				}
+				if (end)
+					*end = '\n';
+				line = end ? end + 1 : NULL;
+			}
+			ck_assert_msg(found_access == (n == 0), "%s: 5xx access line %d (log %s)", rid, found_access, p.log);
+			ck_assert_msg(found_broke == broke, "%s: convention line %d (log %s)", rid, found_broke, p.log);
+			ck_assert_msg(found_second == (n == 2), "%s: second-response line %d (log %s)", rid,
+			              found_second, p.log);
+		}
+	free(log);
+}
+END_TEST
+
 static long now_ms(void)
 {
 	struct timespec ts;
@@ -351,6 +418,7 @@ Suite *http_layer_suite(void)
 	tcase_add_test(tc, bad_bodies);
 	tcase_add_test(tc, routing);
 	tcase_add_test(tc, internal_error);
+	tcase_add_test(tc, reply_convention);
 	tcase_add_test(tc, sigterm_drains);
 	tcase_add_test(tc, metrics);
 	suite_add_tcase(s, tc);

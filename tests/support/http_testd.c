@@ -5,16 +5,17 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "log.h"
 
-static int handle_echo(struct http_req *req)
+static enum http_result handle_echo(struct http_req *req)
 {
 	json_t *body;
-	if (http_req_json_object(req, &body) != 0)
-		return 0;
+	if (http_req_json_object(req, &body) != HTTP_GO_ON)
+		return HTTP_REPLIED;
 	return http_reply_json(req, 200, body);
 }
 
@@ -22,12 +23,12 @@ static int handle_echo(struct http_req *req)
  * request to be in flight before it signals the process. */
 static atomic_int slow_started;
 
-static int handle_slow_started(struct http_req *req)
+static enum http_result handle_slow_started(struct http_req *req)
 {
 	return http_reply_json(req, 200, json_pack("{si}", "started", atomic_load(&slow_started)));
 }
 
-static int handle_slow(struct http_req *req)
+static enum http_result handle_slow(struct http_req *req)
 {
 	const char *ms = http_req_query(req, "ms");
 	long n = ms ? strtol(ms, NULL, 10) : 1000;
@@ -38,15 +39,35 @@ static int handle_slow(struct http_req *req)
 	return http_reply_json(req, 200, json_pack("{sI}", "slept_ms", (json_int_t)n));
 }
 
-static int handle_item(struct http_req *req)
+static enum http_result handle_item(struct http_req *req)
 {
 	return http_reply_json(req, 200, json_pack("{ss}", "id", http_req_param(req, "id")));
 }
 
-static int handle_fail(struct http_req *req)
+static enum http_result handle_fail(struct http_req *req)
 {
 	(void)req;
-	return -1; /* an internal failure: the layer must answer 500 */
+	return HTTP_FAILED; /* an internal failure: the layer must answer 500 */
+}
+
+/* The reply convention (http.h) from the handler's side: queues
+ * ?replies= responses (0 to 2; the second is refused), then returns
+ * ?result=: replied, suspended (without suspending), failed, or passed
+ * (what the last reply returned; failed when there was none). */
+static enum http_result handle_convention(struct http_req *req)
+{
+	const char *result = http_req_query(req, "result"), *replies = http_req_query(req, "replies");
+	long n = replies ? strtol(replies, NULL, 10) : 0;
+	enum http_result last = HTTP_FAILED;
+	for (long i = 0; i < n && i < 2; i++)
+		last = http_reply_json(req, i ? 409 : 200, json_pack("{si}", "reply", (int)i));
+	if (!result || !strcmp(result, "passed"))
+		return last;
+	if (!strcmp(result, "replied"))
+		return HTTP_REPLIED;
+	if (!strcmp(result, "suspended"))
+		return HTTP_SUSPENDED;
+	return HTTP_FAILED;
 }
 
 static const struct http_route routes[] = {
@@ -58,6 +79,7 @@ static const struct http_route routes[] = {
 	{ "GET", "/items/{id}", handle_item, 0, 0 },
 	{ "DELETE", "/items/{id}", handle_item, 0, 0 },
 	{ "GET", "/fail", handle_fail, 0, 0 },
+	{ "GET", "/convention", handle_convention, 0, 0 },
 };
 
 int main(void)

@@ -35,7 +35,7 @@ static void expect_field(const char *text, const char *prefix, const char *field
 {
 	struct dp_event ev;
 	struct jsonx_err err;
-	ck_assert_msg(parse(text, prefix, &ev, &err) == -1, "accepted: %s", text);
+	ck_assert_msg(parse(text, prefix, &ev, &err) == DP_EVENT_INVALID, "accepted: %s", text);
 	ck_assert_str_eq(err.field, field);
 	ck_assert(err.msg[0] != '\0');
 }

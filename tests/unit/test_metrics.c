@@ -6,10 +6,10 @@
 #include "metrics.h"
 #include "unit.h"
 
-static int nop(struct http_req *req)
+static enum http_result nop(struct http_req *req)
 {
 	(void)req;
-	return 0;
+	return HTTP_REPLIED;
 }
 
 static const struct http_route routes[] = {

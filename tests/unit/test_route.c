@@ -5,10 +5,10 @@
 #include "route.h"
 #include "unit.h"
 
-static int nop(struct http_req *req)
+static enum http_result nop(struct http_req *req)
 {
 	(void)req;
-	return 0;
+	return HTTP_REPLIED;
 }
 
 enum {
