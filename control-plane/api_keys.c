@@ -10,20 +10,7 @@
 #include "cp.h"
 #include "cpdb.h"
 #include "names.h"
-
-struct key_in {
-	const char *name, *expires_at;
-	json_t *scopes;
-};
-
-#define F(n) offsetof(struct key_in, n)
-static const struct jsonx_field create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
-	{ "scopes", JX_ARRAY, 1, 0, 0, 2, F(scopes) },
-	{ "expires_at", JX_STRING, 0, 1, 0, 40, F(expires_at) },
-	JSONX_END
-};
-#undef F
+#include "requests.h"
 
 struct key_ctx {
 	struct key_in in;
@@ -109,7 +96,7 @@ int cp_api_keys_create(struct http_req *req)
 	json_t *v;
 	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
 		return 0;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
+	if (cp_parse_body(req, cpreq_key_create, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!*ctx.in.name) {
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");

@@ -10,6 +10,7 @@
 #include "cp.h"
 #include "cpdb.h"
 #include "names.h"
+#include "requests.h"
 #include "secret.h"
 #include "signing.h"
 
@@ -161,24 +162,6 @@ int cp_region_credentials_create(struct http_req *req)
 	return rc;
 }
 
-struct status_in {
-	const char *instance, *source, *last_pull_ok_at, *last_error;
-	int64_t version;
-	int stale;
-};
-
-#define F(n) offsetof(struct status_in, n)
-static const struct jsonx_field status_fields[] = {
-	{ "instance", JX_STRING, 1, 0, 0, 128, F(instance) },
-	{ "version", JX_INT, 0, 1, 0, INT64_MAX, F(version) },
-	{ "source", JX_STRING, 0, 1, 0, 16, F(source) },
-	{ "last_pull_ok_at", JX_STRING, 0, 1, 0, 40, F(last_pull_ok_at) },
-	{ "last_error", JX_STRING, 0, 1, 0, 500, F(last_error) },
-	{ "stale", JX_BOOL, 0, 0, 0, 0, F(stale) },
-	JSONX_END
-};
-#undef F
-
 int cp_region_status(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
@@ -189,7 +172,7 @@ int cp_region_status(struct http_req *req)
 	char ver[24];
 
 	if (region_allowed(req, region) != 0 ||
-	    cp_parse_body(req, status_fields, &in, &present, &obj) != 0)
+	    cp_parse_body(req, cpreq_region_status, &in, &present, &obj) != 0)
 		return 0;
 	int rc;
 	if (!*in.instance || strspn(in.instance, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(in.instance))

@@ -8,29 +8,7 @@
 #include "cp.h"
 #include "cpdb.h"
 #include "names.h"
-
-struct tenant_in {
-	const char *name, *slug, *region, *plan, *status;
-};
-
-#define F(n) offsetof(struct tenant_in, n)
-static const struct jsonx_field create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 200, F(name) },
-	{ "slug", JX_STRING, 1, 0, 0, 63, F(slug) },
-	{ "region", JX_STRING, 1, 0, 0, 32, F(region) },
-	{ "plan", JX_STRING, 1, 0, 0, 32, F(plan) },
-	JSONX_END
-};
-/* region is listed so that trying to change it gets a 409 that says why,
- * not a 400 about an unknown field. */
-static const struct jsonx_field update_fields[] = {
-	{ "name", JX_STRING, 0, 0, 0, 200, F(name) },
-	{ "plan", JX_STRING, 0, 0, 0, 32, F(plan) },
-	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
-	{ "region", JX_STRING, 0, 0, 0, 32, F(region) },
-	JSONX_END
-};
-#undef F
+#include "requests.h"
 
 struct tenant_ctx {
 	struct tenant_in in;
@@ -102,7 +80,7 @@ int cp_tenants_create(struct http_req *req)
 	struct tenant_ctx ctx = { 0 };
 	json_t *obj;
 	int rc = 0;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
+	if (cp_parse_body(req, cpreq_tenant_create, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!*ctx.in.name)
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
@@ -232,7 +210,7 @@ int cp_tenants_update(struct http_req *req)
 	int rc = 0;
 	if (cp_require_tenant(req, ctx.id, 1) != 0)
 		return 0;
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
+	if (cp_parse_body(req, cpreq_tenant_update, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (ctx.in.name && !*ctx.in.name)
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");

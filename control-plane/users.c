@@ -10,28 +10,7 @@
 #include "cpdb.h"
 #include "names.h"
 #include "password.h"
-
-struct user_in {
-	const char *email, *role, *password;
-};
-
-#define F(n) offsetof(struct user_in, n)
-static const struct jsonx_field create_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
-	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
-	JSONX_END
-};
-static const struct jsonx_field admin_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
-	JSONX_END
-};
-static const struct jsonx_field update_fields[] = {
-	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
-	JSONX_END
-};
-#undef F
+#include "requests.h"
 
 struct user_ctx {
 	struct user_in in;
@@ -111,7 +90,7 @@ int cp_users_create(struct http_req *req)
 	int rc = 0;
 	if (cp_require_tenant(req, ctx.tenant_id, 1) != 0)
 		return 0;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != 0)
+	if (cp_parse_body(req, cpreq_user_create, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!tenant_role(ctx.in.role))
 		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");
@@ -128,7 +107,7 @@ int cp_admins_create(struct http_req *req)
 	struct user_ctx ctx = { 0 };
 	json_t *obj;
 	int rc = 0;
-	if (cp_parse_body(req, admin_fields, &ctx.in, NULL, &obj) != 0)
+	if (cp_parse_body(req, cpreq_admin_create, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (prepare(req, &ctx) == 0)
 		rc = cp_mutate(req, create_tx, &ctx);
@@ -224,7 +203,7 @@ int cp_users_update(struct http_req *req)
 		return 0;
 	if (!name_valid_uuid(ctx.user_id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != 0)
+	if (cp_parse_body(req, cpreq_user_update, &ctx.in, NULL, &obj) != 0)
 		return 0;
 	if (!tenant_role(ctx.in.role))
 		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");
