@@ -539,19 +539,31 @@ void it_raw_free(struct it_raw *r)
 
 /* --- a process seen from outside --- */
 
-long it_rss_kib(pid_t pid)
+/* A "<field> n kB" line of /proc/<pid>/status in KiB, -1 if gone. */
+static long status_kib(pid_t pid, const char *field)
 {
 	char path[64], line[256];
 	long kib = -1;
+	size_t len = strlen(field);
 	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, "VmRSS:", 6))
-			kib = strtol(line + 6, NULL, 10);
+		if (!strncmp(line, field, len))
+			kib = strtol(line + len, NULL, 10);
 	fclose(f);
 	return kib;
+}
+
+long it_rss_kib(pid_t pid)
+{
+	return status_kib(pid, "VmRSS:");
+}
+
+long it_hwm_kib(pid_t pid)
+{
+	return status_kib(pid, "VmHWM:");
 }
 
 int it_alive(struct it_proc *p)
@@ -622,6 +634,50 @@ void it_stack_sync(const struct it_stack *s)
 	}
 }
 
+/* Migrates the database `db_url` and starts a control plane on it on a
+ * free port with the settings every test wants, then `own` and `extra`
+ * (NULL-terminated, may be NULL; later entries win). Returns its port. */
+static int cp_spawn(struct it_proc *p, const char *db_url, const char *const own[],
+                    const char *const extra[], int port_timeout_ms)
+{
+	char env_db[600], env_regions[1100], bin[1024], out[4096];
+	const char *env[48];
+	int n = 0;
+
+	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", db_url);
+	it_bin("control-plane", bin, sizeof bin);
+
+	const char *const menv[] = { env_db, NULL };
+	char *margv[] = { bin, "migrate", NULL };
+	int st = it_run("cp-migrate", margv, menv, out, sizeof out);
+	ck_assert_msg(st == 0, "control-plane migrate: exit %d: %.400s", st, out);
+
+	/* Named explicitly: the sanitizer build's bin/ has no regions.conf beside it. */
+	snprintf(env_regions, sizeof env_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
+	env[n++] = env_db;
+	env[n++] = env_regions;
+	env[n++] = "CP_LISTEN=127.0.0.1:0";
+	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
+	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
+	env[n++] = "CP_SCRYPT_LOG2N=10";
+	/* Suites log in often and at once from one address; the login suite
+	 * sets its own limits (later entries win). */
+	env[n++] = "CP_LOGIN_CONCURRENCY=64";
+	env[n++] = "CP_LOGIN_PER_SOURCE_BURST=1000000";
+	for (int i = 0; own && own[i]; i++) {
+		ck_assert_int_lt(n, 46);
+		env[n++] = own[i];
+	}
+	for (int i = 0; extra && extra[i]; i++) {
+		ck_assert_int_lt(n, 46);
+		env[n++] = extra[i];
+	}
+	env[n] = NULL;
+	char *argv[] = { bin, NULL };
+	it_spawn(p, "control-plane", argv, env);
+	return it_wait_port(p, port_timeout_ms);
+}
+
 static void stack_run(const char *name, char *const argv[], const char *const env[])
 {
 	static char out[8192];
@@ -660,10 +716,8 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
                     const char *const dp_env[])
 {
 	static int seq;
-	char name[64], bin[1024], dir[600], e_cpdb[600], e_keys[700], e_regions[700], e_dpdb[600];
+	char name[64], bin[1024], dir[600], e_keys[700], e_dpdb[600];
 	char e_region[40], e_token[300], e_trust[800], e_cache[700], e_cp[128], trust[700];
-	const char *env[48];
-	int n;
 	struct it_resp r;
 
 	memset(s, 0, sizeof *s);
@@ -674,35 +728,11 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
 	/* The control plane. */
 	snprintf(name, sizeof name, "it_stack_cp_%d_%d", (int)getpid(), seq);
 	it_create_db(name, s->cp_db, sizeof s->cp_db);
-	snprintf(e_cpdb, sizeof e_cpdb, "CP_DATABASE_URL=%s", s->cp_db);
 	snprintf(e_keys, sizeof e_keys, "CP_SIGNING_KEYS_DIR=%s/keys", dir);
-	snprintf(e_regions, sizeof e_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
-	it_bin("control-plane", bin, sizeof bin);
 	{
-		char *argv[] = { bin, "migrate", NULL };
-		const char *const menv[] = { e_cpdb, NULL };
-		stack_run("cp-migrate", argv, menv);
+		const char *const own[] = { e_keys, NULL };
+		s->cp_port = cp_spawn(&s->cp, s->cp_db, own, cp_env, 60000);
 	}
-	n = 0;
-	env[n++] = e_cpdb;
-	env[n++] = e_keys;
-	env[n++] = e_regions;
-	env[n++] = "CP_LISTEN=127.0.0.1:0";
-	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
-	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
-	env[n++] = "CP_SCRYPT_LOG2N=10";
-	env[n++] = "CP_LOGIN_CONCURRENCY=64";
-	env[n++] = "CP_LOGIN_PER_SOURCE_BURST=1000000";
-	for (int i = 0; cp_env && cp_env[i]; i++) {
-		ck_assert_int_lt(n, 46);
-		env[n++] = cp_env[i];
-	}
-	env[n] = NULL;
-	{
-		char *argv[] = { bin, NULL };
-		it_spawn(&s->cp, "control-plane", argv, env);
-	}
-	s->cp_port = it_wait_port(&s->cp, 60000);
 	snprintf(s->cp_url, sizeof s->cp_url, "http://127.0.0.1:%d", s->cp_port);
 
 	/* Its trust bundle, a tenant with a key, a region credential. */
@@ -802,38 +832,9 @@ const char *it_js(const json_t *o, const char *key)
 void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const extra[], char *db,
                  size_t dblen, char *url, size_t urllen)
 {
-	char name[64], env_db[600], env_regions[1100], bin[1024], out[4096];
-	const char *env[32];
-	int n = 0;
+	char name[64];
 
 	snprintf(name, sizeof name, "%s_%d", db_prefix, (int)getpid());
 	it_create_db(name, db, dblen);
-	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", db);
-	it_bin("control-plane", bin, sizeof bin);
-
-	const char *const menv[] = { env_db, NULL };
-	char *margv[] = { bin, "migrate", NULL };
-	int st = it_run("cp-migrate", margv, menv, out, sizeof out);
-	ck_assert_msg(st == 0, "control-plane migrate: exit %d: %.400s", st, out);
-
-	/* Named explicitly: the sanitizer build's bin/ has no regions.conf beside it. */
-	snprintf(env_regions, sizeof env_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
-	env[n++] = env_db;
-	env[n++] = env_regions;
-	env[n++] = "CP_LISTEN=127.0.0.1:0";
-	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
-	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
-	env[n++] = "CP_SCRYPT_LOG2N=10";
-	/* Suites log in often and at once from one address; the login suite
-	 * sets its own limits (later entries win). */
-	env[n++] = "CP_LOGIN_CONCURRENCY=64";
-	env[n++] = "CP_LOGIN_PER_SOURCE_BURST=1000000";
-	for (int i = 0; extra && extra[i]; i++) {
-		ck_assert_int_lt(n, 30);
-		env[n++] = extra[i];
-	}
-	env[n] = NULL;
-	char *argv[] = { bin, NULL };
-	it_spawn(p, "control-plane", argv, env);
-	snprintf(url, urllen, "http://127.0.0.1:%d", it_wait_port(p, 10000));
+	snprintf(url, urllen, "http://127.0.0.1:%d", cp_spawn(p, db, NULL, extra, 10000));
 }

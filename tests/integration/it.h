@@ -134,6 +134,8 @@ void it_raw_free(struct it_raw *r);
 /* --- a process seen from outside --- */
 /* Resident set size in KiB from /proc/<pid>/status (-1 if gone). */
 long it_rss_kib(pid_t pid);
+/* Peak resident set size (VmHWM) in KiB, -1 if gone. */
+long it_hwm_kib(pid_t pid);
 /* 1 while `p` runs (not exited, not a zombie). */
 int it_alive(struct it_proc *p);
 

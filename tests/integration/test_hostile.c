@@ -1334,22 +1334,6 @@ START_TEST(auth_matrix)
 }
 END_TEST
 
-/* Peak resident memory (VmHWM) in KiB, -1 if gone. */
-static long hwm_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, "VmHWM:", 6))
-			kib = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return kib;
-}
-
 #define FLOOD_CONNS 300
 #define FLOOD_BYTES (512 * 1024)
 
@@ -1382,7 +1366,7 @@ START_TEST(unauth_bodies)
 
 	/* The flood: each client declares the limit and sends half of it as
 	 * fast as the data plane takes it. */
-	long hwm0 = hwm_kib(dp.p->pid), rss0 = it_rss_kib(dp.p->pid);
+	long hwm0 = it_hwm_kib(dp.p->pid), rss0 = it_rss_kib(dp.p->pid);
 	ck_assert_int_gt(hwm0, 0);
 	int fds[FLOOD_CONNS];
 	size_t sent[FLOOD_CONNS];
@@ -1412,7 +1396,7 @@ START_TEST(unauth_bodies)
 		if (busy)
 			usleep(5000);
 	}
-	long hwm1 = hwm_kib(dp.p->pid), rss1 = it_rss_kib(dp.p->pid);
+	long hwm1 = it_hwm_kib(dp.p->pid), rss1 = it_rss_kib(dp.p->pid);
 	for (int i = 0; i < FLOOD_CONNS; i++)
 		close(fds[i]);
 	printf("  unauth_bodies: %d clients sending %d KiB each without a usable key: VmHWM %ld -> %ld KiB, "
