@@ -1,4 +1,5 @@
 /* Fixtures the integration suites share (fixtures.h). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,4 +80,46 @@ int is_uuid(const char *s)
 int is_api_time(const char *s)
 {
 	return strlen(s) == 27 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && s[26] == 'Z';
+}
+
+/* --- SQL --- */
+
+long long sqll(const char *url, const char *sql)
+{
+	char *v = it_sql(url, sql);
+	ck_assert_msg(v != NULL, "%s: no row", sql);
+	long long n = atoll(v);
+	free(v);
+	return n;
+}
+
+/* --- requests at once --- */
+
+struct at_once {
+	pthread_barrier_t *go;
+	void *(*fn)(void *item);
+	void *item;
+};
+
+static void *at_once_main(void *arg)
+{
+	struct at_once *a = arg;
+	pthread_barrier_wait(a->go);
+	return a->fn(a->item);
+}
+
+void run_at_once(void *items, size_t size, int n, void *(*fn)(void *item))
+{
+	pthread_t t[32];
+	struct at_once a[32];
+	pthread_barrier_t go;
+	ck_assert_int_le(n, 32);
+	pthread_barrier_init(&go, NULL, (unsigned)n);
+	for (int i = 0; i < n; i++) {
+		a[i] = (struct at_once){ &go, fn, (char *)items + (size_t)i * size };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, at_once_main, &a[i]), 0);
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
 }

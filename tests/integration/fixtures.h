@@ -45,4 +45,16 @@ int is_uuid(const char *s);
 /* RFC 3339 UTC with microseconds, as the API writes every timestamp. */
 int is_api_time(const char *s);
 
+/* --- SQL --- */
+
+/* it_sql's answer as a number; fails the test when there is no row. */
+long long sqll(const char *url, const char *sql);
+
+/* --- requests at once --- */
+
+/* Runs fn(items + i * size) for each i < n (at most 32) on a thread of its
+ * own, all released together once every thread is ready; returns when all
+ * have returned. For races: concurrent retries, rival writers. */
+void run_at_once(void *items, size_t size, int n, void *(*fn)(void *item));
+
 #endif

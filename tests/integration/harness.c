@@ -35,7 +35,7 @@ void it_bin(const char *name, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s", it_env("IT_BIN"), name);
 }
 
-static long now_ms(void)
+long it_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -113,7 +113,7 @@ void it_spawn(struct it_proc *p, const char *name, char *const argv[], const cha
 
 int it_wait(struct it_proc *p, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	int st;
 	for (;;) {
 		pid_t r = waitpid(p->pid, &st, WNOHANG);
@@ -123,7 +123,7 @@ int it_wait(struct it_proc *p, int timeout_ms)
 				return WEXITSTATUS(st);
 			return 128 + WTERMSIG(st);
 		}
-		if (now_ms() > deadline)
+		if (it_now_ms() > deadline)
 			return -1;
 		usleep(5000);
 	}
@@ -169,8 +169,8 @@ char *it_slurp(const char *path)
 
 int it_wait_port(struct it_proc *p, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
-	while (now_ms() < deadline) {
+	long deadline = it_now_ms() + timeout_ms;
+	while (it_now_ms() < deadline) {
 		char *log = it_slurp(p->log);
 		const char *at;
 		int port = 0;
@@ -317,10 +317,12 @@ void it_http_chunked(struct it_resp *r, const char *url, const char *const heade
 	perform(r, c, headers, extra);
 }
 
-int it_header(const struct it_resp *r, const char *name, char *out, size_t len)
+/* The value of the first line "name: value" of `lines` (CRLF-separated;
+ * the name case-insensitive) into `out`; 0 if found. */
+static int header_in(const char *lines, const char *name, char *out, size_t len)
 {
 	size_t n = strlen(name);
-	for (const char *line = r->headers; *line;) {
+	for (const char *line = lines; *line;) {
 		const char *end = strstr(line, "\r\n");
 		size_t l = end ? (size_t)(end - line) : strlen(line);
 		if (l > n && !strncasecmp(line, name, n) && line[n] == ':') {
@@ -333,6 +335,25 @@ int it_header(const struct it_resp *r, const char *name, char *out, size_t len)
 		line += l + (end ? 2 : 0);
 	}
 	return -1;
+}
+
+int it_header(const struct it_resp *r, const char *name, char *out, size_t len)
+{
+	return header_in(r->headers, name, out, len);
+}
+
+void it_write_trust(const char *cp_url, const char *path)
+{
+	struct it_resp r;
+	char u[128];
+	snprintf(u, sizeof u, "%s/.well-known/jwks.json", cp_url);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_msg(r.status == 200, "jwks: %ld", r.status);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fwrite(r.body, 1, r.len, f);
+	ck_assert_int_eq(fclose(f), 0);
+	it_resp_free(&r);
 }
 
 void it_resp_free(struct it_resp *r)
@@ -427,7 +448,7 @@ int it_raw_send(int fd, const void *data, size_t len)
 static ssize_t raw_recv(int fd, char *buf, size_t len, long deadline)
 {
 	for (;;) {
-		long left = deadline - now_ms();
+		long left = deadline - it_now_ms();
 		if (left <= 0)
 			return -1;
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -445,7 +466,7 @@ static ssize_t raw_recv(int fd, char *buf, size_t len, long deadline)
 
 void it_raw_read(int fd, struct it_raw *r, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	size_t have = 0;
 	char *end = NULL;
 	memset(r, 0, sizeof *r);
@@ -513,22 +534,8 @@ void it_raw_request(int port, const void *req, size_t len, struct it_raw *r)
 
 int it_raw_header(const struct it_raw *r, const char *name, char *out, size_t len)
 {
-	size_t n = strlen(name);
-	const char *line = strstr(r->head, "\r\n");
-	while (line && line[2]) {
-		line += 2;
-		const char *eol = strstr(line, "\r\n");
-		size_t l = eol ? (size_t)(eol - line) : strlen(line);
-		if (l > n && !strncasecmp(line, name, n) && line[n] == ':') {
-			const char *v = line + n + 1;
-			while (*v == ' ')
-				v++;
-			snprintf(out, len, "%.*s", (int)(l - (size_t)(v - line)), v);
-			return 0;
-		}
-		line = eol;
-	}
-	return -1;
+	const char *headers = strstr(r->head, "\r\n"); /* after the status line */
+	return headers ? header_in(headers + 2, name, out, len) : -1;
 }
 
 void it_raw_free(struct it_raw *r)
@@ -626,9 +633,9 @@ void it_stack_sync(const struct it_stack *s)
 	it_resp_free(&r);
 	ck_assert_int_gt(want, 0);
 	/* Generous: under valgrind a data plane is many times slower. */
-	long deadline = now_ms() + 60000;
+	long deadline = it_now_ms() + 60000;
 	while (readyz_version(s->dp_url) < want) {
-		ck_assert_msg(now_ms() < deadline, "the data plane did not reach config version %ld (log %s)",
+		ck_assert_msg(it_now_ms() < deadline, "the data plane did not reach config version %ld (log %s)",
 		              want, s->dp.log);
 		usleep(20000);
 	}
@@ -737,17 +744,7 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
 
 	/* Its trust bundle, a tenant with a key, a region credential. */
 	snprintf(trust, sizeof trust, "%s/trust.json", dir);
-	{
-		char u[128];
-		snprintf(u, sizeof u, "%s/.well-known/jwks.json", s->cp_url);
-		it_http(&r, "GET", u, NULL, NULL, 0);
-		ck_assert_msg(r.status == 200, "jwks: %ld", r.status);
-		FILE *f = fopen(trust, "w");
-		ck_assert_ptr_nonnull(f);
-		fwrite(r.body, 1, r.len, f);
-		ck_assert_int_eq(fclose(f), 0);
-		it_resp_free(&r);
-	}
+	it_write_trust(s->cp_url, trust);
 	char body[300], path[128];
 	snprintf(body, sizeof body, "{\"name\":\"Stack %d\",\"slug\":\"stack-%d-%d\",\"region\":\"%s\",\"plan\":\"pro\"}",
 	         seq, (int)getpid(), seq, region);
@@ -808,6 +805,19 @@ void it_stack_stop(struct it_stack *s)
 	int cp = s->cp.pid > 0 ? it_stop(&s->cp) : 0;
 	ck_assert_msg(dp == 0, "the data plane exited with %d on SIGTERM (log %s)", dp, s->dp.log);
 	ck_assert_msg(cp == 0, "the control plane exited with %d on SIGTERM (log %s)", cp, s->cp.log);
+}
+
+void it_add_tests(Suite *s, const TTest *const tests[], size_t n, SFun setup, SFun teardown,
+                  double timeout_s)
+{
+	for (size_t i = 0; i < n; i++) {
+		TCase *tc = tcase_create(tests[i]->name);
+		if (setup || teardown)
+			tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_set_timeout(tc, timeout_s);
+		tcase_add_test(tc, tests[i]);
+		suite_add_tcase(s, tc);
+	}
 }
 
 const char *it_fmt(const char *f, ...)

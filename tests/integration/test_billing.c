@@ -550,7 +550,6 @@ END_TEST
 /* 2. Concurrent replays                                               */
 
 struct shot {
-	pthread_barrier_t *go;
 	const char *path, *token, *body; /* body NULL: none */
 	char idem[64];                   /* "" sends none */
 	int repeat;                      /* sends this many requests, one after the other; keys get -<k> when > 1 */
@@ -566,7 +565,6 @@ static void *fire(void *arg)
 	char url[512], auth[300], idem[120];
 	snprintf(url, sizeof url, "%s%s", cpfx.url, s->path);
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", s->token);
-	pthread_barrier_wait(s->go);
 	for (int k = 0; k < (s->repeat > 1 ? s->repeat : 1); k++) {
 		const char *h[4] = { auth, NULL, NULL, NULL };
 		int n = 1;
@@ -605,20 +603,10 @@ static void shot_init(struct shot *s, const char *path, const char *token, const
 	snprintf(s->idem, sizeof s->idem, "%s", idem ? idem : "");
 }
 
-/* Runs the n shots at once: each thread waits for all to be ready. */
+/* Runs the n shots at once. */
 static void volley(struct shot *s, int n)
 {
-	pthread_t t[32];
-	pthread_barrier_t go;
-	ck_assert_int_le(n, 32);
-	pthread_barrier_init(&go, NULL, (unsigned)n);
-	for (int i = 0; i < n; i++) {
-		s[i].go = &go;
-		ck_assert_int_eq(pthread_create(&t[i], NULL, fire, &s[i]), 0);
-	}
-	for (int i = 0; i < n; i++)
-		pthread_join(t[i], NULL);
-	pthread_barrier_destroy(&go);
+	run_at_once(s, sizeof *s, n, fire);
 }
 
 /* One batch sent concurrently under one key counts once (one 201); rival bodies get 422. */
@@ -1520,12 +1508,6 @@ Suite *billing_suite(void)
 		billing_bounds,
 	};
 	Suite *s = suite_create("billing");
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);
 	return s;
 }

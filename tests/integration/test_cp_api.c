@@ -1218,7 +1218,6 @@ START_TEST(last_owner)
 END_TEST
 
 struct shot {
-	pthread_barrier_t *go;
 	const char *method;
 	char url[512];
 	char hdr[4][600];
@@ -1239,7 +1238,6 @@ static void *fire(void *arg)
 			h[n++] = s->hdr[i];
 	h[n] = NULL;
 	struct it_resp r;
-	pthread_barrier_wait(s->go);
 	it_http(&r, s->method, s->url, h, s->body, s->body ? strlen(s->body) : 0);
 	s->status = r.status;
 	json_t *j = json_loadb(r.body, r.len, 0, NULL);
@@ -1252,20 +1250,10 @@ static void *fire(void *arg)
 	return NULL;
 }
 
-/* Runs the n shots at once; each thread waits for all to be ready. */
+/* Runs the n shots at once. */
 static void volley(struct shot *s, int n)
 {
-	pthread_t t[32];
-	pthread_barrier_t go;
-	ck_assert_int_le(n, 32);
-	pthread_barrier_init(&go, NULL, (unsigned)n);
-	for (int i = 0; i < n; i++) {
-		s[i].go = &go;
-		ck_assert_int_eq(pthread_create(&t[i], NULL, fire, &s[i]), 0);
-	}
-	for (int i = 0; i < n; i++)
-		pthread_join(t[i], NULL);
-	pthread_barrier_destroy(&go);
+	run_at_once(s, sizeof *s, n, fire);
 }
 
 static void shot_init(struct shot *s, const char *method, const char *path, const char *token,
@@ -2087,12 +2075,6 @@ Suite *cp_api_suite(void)
 		config_versions, lookup, locations_resolve,
 	};
 	Suite *s = suite_create("cp-api");
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_add_checked_fixture(tc, cp_setup, cp_teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], cp_setup, cp_teardown, 60);
 	return s;
 }

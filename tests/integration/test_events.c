@@ -54,13 +54,6 @@
  * a loaded machine under ASan, and the wait ends as soon as it is done. */
 #define SLOW_MS 30000
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* A malloc'd copy of `text`, freed by keep_free(). */
 static char *kept[128];
 static int nkept;
@@ -193,14 +186,7 @@ static void cp_ok(struct res *r, const char *method, const char *path, const cha
 
 static void write_trust(void)
 {
-	struct it_resp r;
-	it_http(&r, "GET", it_fmt("%s/.well-known/jwks.json", cp_url), NULL, NULL, 0);
-	ck_assert_int_eq(r.status, 200);
-	FILE *f = fopen(trust, "w");
-	ck_assert_ptr_nonnull(f);
-	fwrite(r.body, 1, r.len, f);
-	ck_assert_int_eq(fclose(f), 0);
-	it_resp_free(&r);
+	it_write_trust(cp_url, trust);
 }
 
 /* A plan of our own (admin API). */
@@ -346,9 +332,9 @@ static long dp_version(const struct dp *d)
 static void dp_sync(const struct dp *d)
 {
 	/* Generous: a loaded machine under ASan starts and pulls slowly. */
-	long want = region_version(d->region), deadline = now_ms() + SLOW_MS;
+	long want = region_version(d->region), deadline = it_now_ms() + SLOW_MS;
 	while (dp_version(d) < want) {
-		ck_assert_msg(now_ms() < deadline, "the %s data plane did not reach config version %ld",
+		ck_assert_msg(it_now_ms() < deadline, "the %s data plane did not reach config version %ld",
 		              d->region, want);
 		usleep(20000);
 	}
@@ -557,15 +543,6 @@ static void check_stored(const json_t *got, const json_t *sent, int line)
 /* ------------------------------------------------------------------ */
 /* The regional database                                               */
 
-static long long sqll(const char *url, const char *sql)
-{
-	char *v = it_sql(url, sql);
-	ck_assert_msg(v != NULL, "%s: no row", sql);
-	long long n = atoll(v);
-	free(v);
-	return n;
-}
-
 static long long stored(const struct dp *d, const struct tenant *t)
 {
 	return sqll(d->db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", t->id));
@@ -716,10 +693,10 @@ START_TEST(misdirected_key)
 	EXPECT(&r, 201);
 	res_free(&r);
 	/* Its usage reported first, so that nothing moves on its own below. */
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	while (sqll(us.db, "SELECT (SELECT count(*) FROM usage_counters WHERE events > reported) +"
 	                   " (SELECT count(*) FROM usage_outbox WHERE sent_at IS NULL)") > 0) {
-		ck_assert_msg(now_ms() - t0 < SLOW_MS, "the usage of one event was not reported within %d ms", SLOW_MS);
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "the usage of one event was not reported within %d ms", SLOW_MS);
 		usleep(50000);
 	}
 
@@ -1309,7 +1286,7 @@ START_TEST(rate_limit)
 		EXPECT(&r, 200);
 		res_free(&r);
 	}
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	post(&r, &us, key, ev("r1", "a", "u"));
 	EXPECT(&r, 201);
 	ck_assert_int_eq(hdr_long(&r, "RateLimit-Limit"), 1);
@@ -1336,7 +1313,7 @@ START_TEST(rate_limit)
 	ck_assert_int_eq(hdr_long(&r, "RateLimit-Remaining"), 0);
 	res_free(&r);
 	post(&r, &us, key, ev("r4", "a", "u"));
-	long took = now_ms() - t0;
+	long took = it_now_ms() - t0;
 	ck_assert_msg(took < 900, "the six requests took %ld ms: not quick enough to prove anything", took);
 	EXPECT_PROBLEM_SOME(&r, 429, "rate_limited", NULL);
 	long ra = hdr_long(&r, "Retry-After");
@@ -1429,10 +1406,10 @@ START_TEST(retention)
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "occurred_at");
 	res_free(&r);
 
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	while (sqll(us.db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND (id LIKE 'old-%%' OR id LIKE 'bulk-%%')", t.id)) > 0) {
-		ck_assert_msg(now_ms() - t0 < SLOW_MS, "old events still there %ld ms later (retention interval 1s)",
-		              now_ms() - t0);
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "old events still there %ld ms later (retention interval 1s)",
+		              it_now_ms() - t0);
 		usleep(100000);
 	}
 	/* A couple more passes change nothing else. */
@@ -1461,11 +1438,11 @@ END_TEST
 
 static void wait_billed(const struct tenant *t, const char *period, long long want, int timeout_ms)
 {
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	long long got;
 	while ((got = billed_total(t->id, period)) != want) {
 		ck_assert_msg(got < want, "billed %lld, more than the %lld events stored", got, want);
-		ck_assert_msg(now_ms() - t0 < timeout_ms, "billed %lld after %d ms, want %lld", got, timeout_ms, want);
+		ck_assert_msg(it_now_ms() - t0 < timeout_ms, "billed %lld after %d ms, want %lld", got, timeout_ms, want);
 		usleep(200000);
 	}
 }
@@ -1527,9 +1504,9 @@ START_TEST(usage_exactly_once)
 	usleep(1500 * 1000);
 	ck_assert_int_eq(billed_total(t.id, period), 50);
 	ck_assert_int_eq(billed_total(other.id, period), 7);
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	while (sqll(us.db, "SELECT count(*) FROM usage_outbox WHERE sent_at IS NULL") > 0) {
-		ck_assert_msg(now_ms() - t0 < SLOW_MS, "usage_outbox rows unsent after billing converged");
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "usage_outbox rows unsent after billing converged");
 		usleep(100000);
 	}
 	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM usage_outbox WHERE rejected_at IS NOT NULL"), 0);
@@ -1735,9 +1712,9 @@ START_TEST(sigkill_under_load)
 	dp_start(&us);
 
 	loader_start(&l, &us, key, 6, 4, "L");
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	while (loader_count(&l, 201) < 150) {
-		ck_assert_msg(now_ms() - t0 < SLOW_MS, "only %ld events acknowledged in %d ms", loader_count(&l, 201), SLOW_MS);
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "only %ld events acknowledged in %d ms", loader_count(&l, 201), SLOW_MS);
 		usleep(20000);
 	}
 	usleep(300 * 1000);
@@ -1788,19 +1765,19 @@ START_TEST(pg_restart_under_load)
 	dp_start(&us);
 
 	loader_start(&l, &us, key, 3, 0, "L");
-	for (long t0 = now_ms(); loader_count(&l, 201) <= 10; usleep(20000))
-		ck_assert_msg(now_ms() - t0 < SLOW_MS, "only %ld events before the restart", loader_count(&l, 201));
+	for (long t0 = it_now_ms(); loader_count(&l, 201) <= 10; usleep(20000))
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "only %ld events before the restart", loader_count(&l, 201));
 
 	/* The whole cluster goes (the control plane's database with it: the
 	 * data plane has no use for the control plane on a request's path). */
 	it_pg_stop();
-	long down_at = now_ms();
+	long down_at = it_now_ms();
 	long long tenant_worst = 0;
 	int probes = 0;
-	while (now_ms() - down_at < 2500) {
-		long q0 = now_ms();
+	while (it_now_ms() - down_at < 2500) {
+		long q0 = it_now_ms();
 		get(&r, &us, key, "/v1/tenant");
-		long took = now_ms() - q0;
+		long took = it_now_ms() - q0;
 		EXPECT(&r, 200);
 		res_free(&r);
 		if (took > tenant_worst)
@@ -1826,12 +1803,12 @@ START_TEST(pg_restart_under_load)
 	ck_assert_msg(s503 > 0, "the loader saw no 503 while the database was down");
 
 	it_pg_start();
-	long up_at = now_ms(), recovered = -1;
+	long up_at = it_now_ms(), recovered = -1;
 	for (int i = 0; recovered < 0; i++) {
-		ck_assert_msg(now_ms() - up_at < SLOW_MS, "POST still failing %d ms after the database came back", SLOW_MS);
+		ck_assert_msg(it_now_ms() - up_at < SLOW_MS, "POST still failing %d ms after the database came back", SLOW_MS);
 		post(&r, &us, key, ev(it_fmt("up-%d", i), "a", "u"));
 		if (r.status == 201)
-			recovered = now_ms() - up_at;
+			recovered = it_now_ms() - up_at;
 		else
 			EXPECT_PROBLEM_SOME(&r, 503, "unavailable", NULL);
 		res_free(&r);
@@ -1843,8 +1820,8 @@ START_TEST(pg_restart_under_load)
 	EXPECT(&r, 200);
 	res_free(&r);
 	long before = loader_count(&l, 201);
-	for (long t0 = now_ms(); loader_count(&l, 201) <= before; usleep(20000))
-		ck_assert_msg(now_ms() - t0 < SLOW_MS, "the loader is not served again");
+	for (long t0 = it_now_ms(); loader_count(&l, 201) <= before; usleep(20000))
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "the loader is not served again");
 	loader_stop(&l);
 	ck_assert_msg(loader_others(&l, 201, 503) == 0,
 	              "%ld answers neither 201 nor 503 (no answer: %ld, 500: %ld), the last %s", loader_others(&l, 201, 503),
@@ -2086,7 +2063,7 @@ static void expect_tenant_usage(const struct dp *d, const char *key, const struc
 {
 	char period[8];
 	this_period(period);
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	for (;;) {
 		struct res r;
 		get(&r, d, key, "/v1/tenant");
@@ -2114,7 +2091,7 @@ static void expect_tenant_usage(const struct dp *d, const char *key, const struc
 				return;
 			}
 		}
-		ck_assert_msg(now_ms() - t0 < wait_ms, "usage.events %lld (-1: unknown) after %d ms, want %lld: %s", got,
+		ck_assert_msg(it_now_ms() - t0 < wait_ms, "usage.events %lld (-1: unknown) after %d ms, want %lld: %s", got,
 		              wait_ms, events, r.raw.body);
 		res_free(&r);
 		usleep(50000);
@@ -2271,53 +2248,22 @@ END_TEST
 
 struct shot {
 	const char *url, *auth, *body;
-	pthread_barrier_t *bar;
 	long status;
 	int replayed;
-	char field[64];
 	char out[4096];
 };
-
-static size_t shot_body(char *p, size_t s, size_t n, void *u)
-{
-	struct shot *x = u;
-	size_t have = strlen(x->out), len = s * n;
-	if (have + len < sizeof x->out) {
-		memcpy(x->out + have, p, len);
-		x->out[have + len] = '\0';
-	}
-	return len;
-}
-
-static size_t shot_hdr(char *p, size_t s, size_t n, void *u)
-{
-	struct shot *x = u;
-	if (s * n >= 25 && !strncasecmp(p, "Idempotent-Replayed: true", 25))
-		x->replayed = 1;
-	return s * n;
-}
 
 static void *shot_main(void *arg)
 {
 	struct shot *x = arg;
-	struct curl_slist *h = curl_slist_append(NULL, x->auth);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, "Expect:");
-	CURL *c = curl_easy_init();
-	curl_easy_setopt(c, CURLOPT_URL, x->url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, x->body);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, shot_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, x);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, shot_hdr);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, x);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	pthread_barrier_wait(x->bar);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &x->status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
+	const char *const h[] = { x->auth, "Content-Type: application/json", NULL };
+	struct it_resp r;
+	char v[32];
+	it_http(&r, "POST", x->url, h, x->body, strlen(x->body));
+	x->status = r.status;
+	x->replayed = it_header(&r, "Idempotent-Replayed", v, sizeof v) == 0 && !strcasecmp(v, "true");
+	snprintf(x->out, sizeof x->out, "%s", r.body);
+	it_resp_free(&r);
 	return NULL;
 }
 
@@ -2325,26 +2271,18 @@ static void *shot_main(void *arg)
 static void volley(struct shot *shots, int n, struct dp *const *inst, int ninst, const char *key,
                    const char *const *bodies)
 {
-	pthread_t th[32];
-	pthread_barrier_t bar;
 	static char urls[4][128];
 	static char auth[300];
-	ck_assert_int_le(n, 32);
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
 	for (int i = 0; i < ninst; i++)
 		snprintf(urls[i], sizeof urls[i], "%s/v1/events", inst[i]->url);
-	pthread_barrier_init(&bar, NULL, (unsigned)n);
 	for (int i = 0; i < n; i++) {
 		memset(&shots[i], 0, sizeof shots[i]);
 		shots[i].url = urls[i % ninst];
 		shots[i].auth = auth;
 		shots[i].body = bodies[i];
-		shots[i].bar = &bar;
-		ck_assert_int_eq(pthread_create(&th[i], NULL, shot_main, &shots[i]), 0);
 	}
-	for (int i = 0; i < n; i++)
-		pthread_join(th[i], NULL);
-	pthread_barrier_destroy(&bar);
+	run_at_once(shots, sizeof shots[0], n, shot_main);
 }
 
 /* The same event sent at once to two instances, twelve times: stored once,
@@ -2440,8 +2378,8 @@ START_TEST(quota_exact_across_instances)
 
 	loader_start(&a, &us, key, 8, 2, "A");
 	loader_start(&b, &us2, key, 8, -1, "B");
-	long t0 = now_ms();
-	while ((loader_count(&a, 429) < 20 || loader_count(&b, 429) < 20) && now_ms() - t0 < 5000)
+	long t0 = it_now_ms();
+	while ((loader_count(&a, 429) < 20 || loader_count(&b, 429) < 20) && it_now_ms() - t0 < 5000)
 		usleep(20000);
 	loader_stop(&a);
 	loader_stop(&b);
@@ -2482,8 +2420,8 @@ START_TEST(ingest_queue_full)
 	dp_start(&us);
 
 	loader_start(&l, &us, key, 12, 0, "Q");
-	long t0 = now_ms();
-	while ((loader_count(&l, 503) < 5 || loader_count(&l, 201) < 20) && now_ms() - t0 < 5000)
+	long t0 = it_now_ms();
+	while ((loader_count(&l, 503) < 5 || loader_count(&l, 201) < 20) && it_now_ms() - t0 < 5000)
 		usleep(20000);
 	loader_stop(&l);
 	fprintf(stderr, "  queue full: %ld stored, %ld refused with 503\n", l.status[201], l.status[503]);
@@ -2506,12 +2444,6 @@ Suite *events_suite(void)
 		usage_exactly_once, sigkill_under_load, pg_restart_under_load, list_filters_and_pages, tenant_usage,
 		tenant_usage_unknown, ratelimit_headers_on_every_answer, concurrent_retries, quota_exact_across_instances, ingest_queue_full,
 	};
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);
 	return s;
 }
