@@ -13,20 +13,7 @@
 #include "http.h"
 #include "mutate.h"
 #include "names.h"
-
-struct key_in {
-	const char *name, *expires_at;
-	json_t *scopes;
-};
-
-#define F(n) offsetof(struct key_in, n)
-static const struct jsonx_field create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
-	{ "scopes", JX_ARRAY, 1, 0, 0, 2, F(scopes) },
-	{ "expires_at", JX_STRING, 0, 1, 0, 40, F(expires_at) },
-	JSONX_END
-};
-#undef F
+#include "requests.h"
 
 struct key_ctx {
 	struct key_in in;
@@ -108,7 +95,7 @@ enum http_result cp_api_keys_create(struct http_req *req)
 	json_t *v;
 	if (cp_require_tenant(req, ctx.tenant_id, 1) != HTTP_GO_ON)
 		return HTTP_REPLIED;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_key_create, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (!*ctx.in.name) {
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");

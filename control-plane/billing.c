@@ -19,55 +19,15 @@
 #include "http.h"
 #include "mutate.h"
 #include "names.h"
+#include "requests.h"
 #include "principal.h"
 #include "secret.h"
 
-#define MAX_RECORDS 1000
-
-/* Bounds that keep every amount within bigint: at most 1e13 events per
- * tenant and month, at most 1e5 minor units per 1,000 events, so an
- * overage stays below 1e15 minor units and a total far below 2^63. */
-#define MAX_EVENTS_PER_RECORD INT64_C(10000000000)      /* 1e10 */
-#define MAX_EVENTS_PER_MONTH "10000000000000"           /* 1e13, checked in SQL */
-#define MAX_PRICE_PER_1000 INT64_C(100000)              /* 1e5 */
-#define MAX_BASE_PRICE INT64_C(10000000000)             /* 1e10 */
+/* 1e13, the bound on a tenant's events per month that keeps every amount
+ * within bigint (requests.h), checked in SQL. */
+#define MAX_EVENTS_PER_MONTH "10000000000000"
 
 /* ---- plans ---- */
-
-struct plan_in {
-	const char *id, *name, *currency;
-	int64_t n[7]; /* base_price, events_included, price_per_1000, rate_limit, burst, quota, retention */
-};
-
-#define F(m) offsetof(struct plan_in, m)
-#define N(i) (offsetof(struct plan_in, n) + (i) * sizeof(int64_t))
-static const struct jsonx_field plan_create_fields[] = {
-	{ "id", JX_STRING, 1, 0, 0, 32, F(id) },
-	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
-	{ "currency", JX_STRING, 1, 0, 0, 3, F(currency) },
-	{ "base_price", JX_INT, 1, 0, 0, MAX_BASE_PRICE, N(0) },
-	{ "events_included", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(1) },
-	{ "price_per_1000", JX_INT, 1, 0, 0, MAX_PRICE_PER_1000, N(2) },
-	{ "rate_limit", JX_INT, 1, 0, 1, 1000000, N(3) },
-	{ "burst", JX_INT, 1, 0, 1, 1000000, N(4) },
-	{ "monthly_event_quota", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(5) },
-	{ "retention_days", JX_INT, 1, 0, 1, 3650, N(6) },
-	JSONX_END
-};
-static const struct jsonx_field plan_update_fields[] = {
-	{ "name", JX_STRING, 0, 0, 0, 100, F(name) },
-	{ "currency", JX_STRING, 0, 0, 0, 3, F(currency) },
-	{ "base_price", JX_INT, 0, 0, 0, MAX_BASE_PRICE, N(0) },
-	{ "events_included", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(1) },
-	{ "price_per_1000", JX_INT, 0, 0, 0, MAX_PRICE_PER_1000, N(2) },
-	{ "rate_limit", JX_INT, 0, 0, 1, 1000000, N(3) },
-	{ "burst", JX_INT, 0, 0, 1, 1000000, N(4) },
-	{ "monthly_event_quota", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(5) },
-	{ "retention_days", JX_INT, 0, 0, 1, 3650, N(6) },
-	JSONX_END
-};
-#undef F
-#undef N
 
 struct plan_ctx {
 	struct plan_in in;
@@ -149,7 +109,7 @@ enum http_result cp_plans_create(struct http_req *req)
 	struct plan_ctx ctx = { 0 };
 	json_t *obj;
 	enum http_result rc = HTTP_REPLIED;
-	if (cp_parse_body(req, plan_create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_plan_create, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (!name_valid_region(ctx.in.id))
 		http_reply_invalid_field(req, "id", "id must match [a-z][a-z0-9-]* (at most 32 characters).");
@@ -209,7 +169,7 @@ enum http_result cp_plans_update(struct http_req *req)
 	enum http_result rc = HTTP_REPLIED;
 	if (!name_valid_region(ctx.id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such plan.");
-	if (cp_parse_body(req, plan_update_fields, &ctx.in, &present, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_plan_update, &ctx.in, &present, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (ctx.in.name && !*ctx.in.name)
 		http_reply_invalid_field(req, "name", "name must not be empty.");
@@ -224,30 +184,6 @@ enum http_result cp_plans_update(struct http_req *req)
 }
 
 /* ---- usage from the regions ---- */
-
-struct record_in {
-	const char *tenant, *period, *window_start, *window_end;
-	int64_t events;
-};
-
-#define F(m) offsetof(struct record_in, m)
-static const struct jsonx_field record_fields[] = {
-	{ "tenant", JX_STRING, 1, 0, 0, 36, F(tenant) },
-	{ "period", JX_STRING, 1, 0, 0, 7, F(period) },
-	{ "events", JX_INT, 1, 0, 0, MAX_EVENTS_PER_RECORD, F(events) },
-	{ "window_start", JX_STRING, 1, 0, 0, 40, F(window_start) },
-	{ "window_end", JX_STRING, 1, 0, 0, 40, F(window_end) },
-	JSONX_END
-};
-#undef F
-
-struct usage_in {
-	json_t *records;
-};
-static const struct jsonx_field usage_fields[] = {
-	{ "records", JX_ARRAY, 1, 0, 0, MAX_RECORDS, offsetof(struct usage_in, records) },
-	JSONX_END
-};
 
 /* "YYYY-MM" with a month from 01 to 12. */
 static int valid_period(const char *s)
@@ -360,7 +296,7 @@ enum http_result cp_usage_ingest(struct http_req *req)
 	                    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(ctx.key))
 		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
 		                             "Idempotency-Key must be 1 to 255 visible ASCII characters.");
-	if (cp_parse_body(req, usage_fields, &in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_usage, &in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (json_array_size(in.records) == 0) {
 		rc = http_reply_invalid_field(req, "records", "records must hold 1 to %d records.", MAX_RECORDS);
@@ -370,7 +306,7 @@ enum http_result cp_usage_ingest(struct http_req *req)
 		struct record_in r = { 0 };
 		struct jsonx_err err;
 		char f[200];
-		if (jsonx_unpack(rec, record_fields, &r, NULL, &err) != 0) {
+		if (jsonx_unpack(rec, cpreq_usage_record, &r, NULL, &err) != 0) {
 			snprintf(f, sizeof f, "records[%zu]%s%s", i, err.field[0] ? "." : "", err.field);
 			rc = http_reply_invalid_field(req, f, "Record %zu: %s", i, err.msg);
 			goto out;

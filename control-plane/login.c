@@ -17,24 +17,14 @@
 #include "names.h"
 #include "password.h"
 #include "principal.h"
+#include "requests.h"
 #include "secret.h"
 
 #define SESSION_PREFIX "cts_"
 
 /* ---- POST /v1/auth/login ---- */
 
-struct login_req {
-	const char *email;
-	const char *password;
-	const char *tenant;
-};
 
-static const struct jsonx_field login_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, offsetof(struct login_req, email) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, offsetof(struct login_req, password) },
-	{ "tenant", JX_STRING, 0, 1, 0, 63, offsetof(struct login_req, tenant) },
-	JSONX_END
-};
 
 struct login_ctx {
 	struct login_req in;
@@ -166,7 +156,7 @@ enum http_result cp_auth_login(struct http_req *req)
 	long wait_s;
 	enum http_result rc;
 
-	if (cp_parse_body(req, login_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_login, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (name_normalize_email(ctx.in.email, ctx.email, sizeof ctx.email) != 0 ||
 	    (ctx.in.tenant && !name_valid_slug(ctx.in.tenant))) {

@@ -14,6 +14,7 @@
 #include "longpoll.h"
 #include "mutate.h"
 #include "names.h"
+#include "requests.h"
 #include "principal.h"
 #include "region_config.h"
 #include "secret.h"
@@ -167,23 +168,7 @@ enum http_result cp_region_credentials_create(struct http_req *req)
 	return rc;
 }
 
-struct status_in {
-	const char *instance, *source, *last_pull_ok_at, *last_error;
-	int64_t version;
-	int stale;
-};
 
-#define F(n) offsetof(struct status_in, n)
-static const struct jsonx_field status_fields[] = {
-	{ "instance", JX_STRING, 1, 0, 0, 128, F(instance) },
-	{ "version", JX_INT, 0, 1, 0, INT64_MAX, F(version) },
-	{ "source", JX_STRING, 0, 1, 0, 16, F(source) },
-	{ "last_pull_ok_at", JX_STRING, 0, 1, 0, 40, F(last_pull_ok_at) },
-	{ "last_error", JX_STRING, 0, 1, 0, 500, F(last_error) },
-	{ "stale", JX_BOOL, 0, 0, 0, 0, F(stale) },
-	JSONX_END
-};
-#undef F
 
 enum http_result cp_region_status(struct http_req *req)
 {
@@ -195,7 +180,7 @@ enum http_result cp_region_status(struct http_req *req)
 	char ver[24];
 
 	if (region_allowed(req, region) != HTTP_GO_ON ||
-	    cp_parse_body(req, status_fields, &in, &present, &obj) != HTTP_GO_ON)
+	    cp_parse_body(req, cpreq_region_status, &in, &present, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	enum http_result rc;
 	if (!*in.instance || strspn(in.instance, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(in.instance))

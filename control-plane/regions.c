@@ -11,33 +11,10 @@
 #include "http.h"
 #include "mutate.h"
 #include "names.h"
+#include "requests.h"
 #include "regions.h"
 
-struct region_in {
-	const char *name, *display_name, *endpoint_url, *status;
-	json_t *cloud_regions;
-	int64_t wave;
-};
 
-#define F(n) offsetof(struct region_in, n)
-static const struct jsonx_field create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 32, F(name) },
-	{ "display_name", JX_STRING, 1, 0, 0, 100, F(display_name) },
-	{ "cloud_regions", JX_ARRAY, 1, 0, 0, 16, F(cloud_regions) },
-	{ "endpoint_url", JX_STRING, 1, 0, 0, 200, F(endpoint_url) },
-	{ "wave", JX_INT, 1, 0, 1, 100, F(wave) },
-	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
-	JSONX_END
-};
-static const struct jsonx_field update_fields[] = {
-	{ "display_name", JX_STRING, 0, 0, 0, 100, F(display_name) },
-	{ "cloud_regions", JX_ARRAY, 0, 0, 0, 16, F(cloud_regions) },
-	{ "endpoint_url", JX_STRING, 0, 0, 0, 200, F(endpoint_url) },
-	{ "wave", JX_INT, 0, 0, 1, 100, F(wave) },
-	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
-	JSONX_END
-};
-#undef F
 
 struct region_ctx {
 	struct region_in in;
@@ -131,7 +108,7 @@ enum http_result cp_regions_create(struct http_req *req)
 	struct region_ctx ctx = { 0 };
 	json_t *obj;
 	enum http_result rc = HTTP_REPLIED;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_region_create, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (!name_valid_region(ctx.in.name))
 		rc = http_reply_invalid_field(req, "name", "name must match [a-z][a-z0-9-]* (at most 32 characters).");
@@ -175,7 +152,7 @@ enum http_result cp_regions_update(struct http_req *req)
 	enum http_result rc = HTTP_REPLIED;
 	if (!name_valid_region(ctx.name))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_region_update, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (validate(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, update_tx, &ctx);

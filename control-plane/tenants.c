@@ -10,31 +10,13 @@
 #include "http.h"
 #include "mutate.h"
 #include "names.h"
+#include "requests.h"
 #include "principal.h"
 #include "tenants.h"
 
-struct tenant_in {
-	const char *name, *slug, *region, *plan, *status;
-};
 
-#define F(n) offsetof(struct tenant_in, n)
-static const struct jsonx_field create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 200, F(name) },
-	{ "slug", JX_STRING, 1, 0, 0, 63, F(slug) },
-	{ "region", JX_STRING, 1, 0, 0, 32, F(region) },
-	{ "plan", JX_STRING, 1, 0, 0, 32, F(plan) },
-	JSONX_END
-};
 /* region is listed so that trying to change it gets a 409 that says why,
  * not a 400 about an unknown field. */
-static const struct jsonx_field update_fields[] = {
-	{ "name", JX_STRING, 0, 0, 0, 200, F(name) },
-	{ "plan", JX_STRING, 0, 0, 0, 32, F(plan) },
-	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
-	{ "region", JX_STRING, 0, 0, 0, 32, F(region) },
-	JSONX_END
-};
-#undef F
 
 struct tenant_ctx {
 	struct tenant_in in;
@@ -106,7 +88,7 @@ enum http_result cp_tenants_create(struct http_req *req)
 	struct tenant_ctx ctx = { 0 };
 	json_t *obj;
 	enum http_result rc = HTTP_REPLIED;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_tenant_create, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (!*ctx.in.name)
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");
@@ -236,7 +218,7 @@ enum http_result cp_tenants_update(struct http_req *req)
 	enum http_result rc = HTTP_REPLIED;
 	if (cp_require_tenant(req, ctx.id, 1) != HTTP_GO_ON)
 		return HTTP_REPLIED;
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_tenant_update, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (ctx.in.name && !*ctx.in.name)
 		http_reply_invalid_field(req, "name", "%s", "name must not be empty.");

@@ -13,30 +13,11 @@
 #include "mutate.h"
 #include "names.h"
 #include "password.h"
+#include "requests.h"
 #include "principal.h"
 #include "users.h"
 
-struct user_in {
-	const char *email, *role, *password;
-};
 
-#define F(n) offsetof(struct user_in, n)
-static const struct jsonx_field create_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
-	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
-	JSONX_END
-};
-static const struct jsonx_field admin_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
-	JSONX_END
-};
-static const struct jsonx_field update_fields[] = {
-	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
-	JSONX_END
-};
-#undef F
 
 struct user_ctx {
 	struct user_in in;
@@ -118,7 +99,7 @@ enum http_result cp_users_create(struct http_req *req)
 	enum http_result rc = HTTP_REPLIED;
 	if (cp_require_tenant(req, ctx.tenant_id, 1) != HTTP_GO_ON)
 		return HTTP_REPLIED;
-	if (cp_parse_body(req, create_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_user_create, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (!tenant_role(ctx.in.role))
 		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");
@@ -135,7 +116,7 @@ enum http_result cp_admins_create(struct http_req *req)
 	struct user_ctx ctx = { 0 };
 	json_t *obj;
 	enum http_result rc = HTTP_REPLIED;
-	if (cp_parse_body(req, admin_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_admin_create, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (prepare(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, create_tx, &ctx);
@@ -231,7 +212,7 @@ enum http_result cp_users_update(struct http_req *req)
 		return HTTP_REPLIED;
 	if (!name_valid_uuid(ctx.user_id))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such user.");
-	if (cp_parse_body(req, update_fields, &ctx.in, NULL, &obj) != HTTP_GO_ON)
+	if (cp_parse_body(req, cpreq_user_update, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (!tenant_role(ctx.in.role))
 		http_reply_invalid_field(req, "role", "%s", "role must be owner or member.");

@@ -13,17 +13,8 @@ BINDIR=$(cd "$1" && pwd)
 LABEL=$2
 cd "$ROOT"
 
-logdir=$(mktemp -d /tmp/celltrail-test-logs.XXXXXX)
-chmod 0755 "$logdir"
-eval "$(sh tests/pgtmp.sh create)"
-cleanup() {
-	sh tests/pgtmp.sh destroy "$PGTMP_DIR" || true
-	if [ "${KEEP_TEST_LOGS:-}" ]; then echo "test logs kept in $logdir"; else rm -rf "$logdir"; fi
-}
-trap cleanup EXIT INT TERM
-
-export IT_ROOT="$ROOT" IT_BIN="$BINDIR" IT_LOG_DIR="$logdir"
-export IT_PG_URL="$PGTMP_URL" IT_PG_DIR="$PGTMP_DIR" IT_PG_PORT="$PGTMP_PORT"
+log_prefix=celltrail-test-logs
+. tests/it_env.sh
 if [ "$LABEL" = asan ]; then
 	export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_path=$logdir/sanitizer"
 	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$logdir/sanitizer"

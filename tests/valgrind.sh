@@ -17,17 +17,8 @@ BINDIR=$(cd "$1" && pwd)
 SUITES=${VALGRIND_SUITES:-"http-layer services openapi hostile"}
 cd "$ROOT"
 
-logdir=$(mktemp -d /tmp/celltrail-valgrind-logs.XXXXXX)
-chmod 0755 "$logdir"
-eval "$(sh tests/pgtmp.sh create)"
-cleanup() {
-	sh tests/pgtmp.sh destroy "$PGTMP_DIR" || true
-	if [ "${KEEP_TEST_LOGS:-}" ]; then echo "test logs kept in $logdir"; else rm -rf "$logdir"; fi
-}
-trap cleanup EXIT INT TERM
-
-export IT_ROOT="$ROOT" IT_BIN="$BINDIR" IT_LOG_DIR="$logdir"
-export IT_PG_URL="$PGTMP_URL" IT_PG_DIR="$PGTMP_DIR" IT_PG_PORT="$PGTMP_PORT"
+log_prefix=celltrail-valgrind-logs
+. tests/it_env.sh
 # Definite leaks count as errors (--errors-for-leak-kinds), so the
 # summary's error count covers both; a process with errors also exits 99,
 # which the tests see as a failed stop.

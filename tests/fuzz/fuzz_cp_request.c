@@ -5,10 +5,8 @@
  * jsonx_unpack, then given to the name validators the handler applies
  * (common/names.c, each checked by names_check.c).
  *
- * The tables are static in their handlers' files, which link against the
- * whole service; they are copied here verbatim, and tests/fuzz/tables.sh
- * (run before this target is built) fails when a copy differs from its
- * source or a table of control-plane/ is missing here.
+ * The tables are the service's own: control-plane/requests.c, which
+ * depends only on common/jsonx, is linked into this target.
  *
  * Invariants: jsonx_unpack accepts exactly what the field rules accept
  * (checked with a reference), names the first fault as documented (unknown
@@ -17,197 +15,7 @@
  * member's value, sets its bit in `present`, and leaves absent ones zero. */
 #include "fuzz_body.h"
 #include "names_check.h"
-#include "../../control-plane/password.h"
-
-/* ---- the tables ---- */
-
-/* control-plane/tenants.c */
-struct tenant_in {
-	const char *name, *slug, *region, *plan, *status;
-};
-#define F(n) offsetof(struct tenant_in, n)
-/* control-plane/tenants.c create_fields */
-static const struct jsonx_field tenants_create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 200, F(name) },
-	{ "slug", JX_STRING, 1, 0, 0, 63, F(slug) },
-	{ "region", JX_STRING, 1, 0, 0, 32, F(region) },
-	{ "plan", JX_STRING, 1, 0, 0, 32, F(plan) },
-	JSONX_END
-};
-/* control-plane/tenants.c update_fields */
-static const struct jsonx_field tenants_update_fields[] = {
-	{ "name", JX_STRING, 0, 0, 0, 200, F(name) },
-	{ "plan", JX_STRING, 0, 0, 0, 32, F(plan) },
-	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
-	{ "region", JX_STRING, 0, 0, 0, 32, F(region) },
-	JSONX_END
-};
-#undef F
-
-/* control-plane/users.c */
-struct user_in {
-	const char *email, *role, *password;
-};
-#define F(n) offsetof(struct user_in, n)
-/* control-plane/users.c create_fields */
-static const struct jsonx_field users_create_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
-	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
-	JSONX_END
-};
-/* control-plane/users.c admin_fields */
-static const struct jsonx_field users_admin_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
-	JSONX_END
-};
-/* control-plane/users.c update_fields */
-static const struct jsonx_field users_update_fields[] = {
-	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
-	JSONX_END
-};
-#undef F
-
-/* control-plane/api_keys.c */
-struct key_in {
-	const char *name, *expires_at;
-	json_t *scopes;
-};
-#define F(n) offsetof(struct key_in, n)
-/* control-plane/api_keys.c create_fields */
-static const struct jsonx_field api_keys_create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
-	{ "scopes", JX_ARRAY, 1, 0, 0, 2, F(scopes) },
-	{ "expires_at", JX_STRING, 0, 1, 0, 40, F(expires_at) },
-	JSONX_END
-};
-#undef F
-
-/* control-plane/regions.c */
-struct region_in {
-	const char *name, *display_name, *endpoint_url, *status;
-	json_t *cloud_regions;
-	int64_t wave;
-};
-#define F(n) offsetof(struct region_in, n)
-/* control-plane/regions.c create_fields */
-static const struct jsonx_field regions_create_fields[] = {
-	{ "name", JX_STRING, 1, 0, 0, 32, F(name) },
-	{ "display_name", JX_STRING, 1, 0, 0, 100, F(display_name) },
-	{ "cloud_regions", JX_ARRAY, 1, 0, 0, 16, F(cloud_regions) },
-	{ "endpoint_url", JX_STRING, 1, 0, 0, 200, F(endpoint_url) },
-	{ "wave", JX_INT, 1, 0, 1, 100, F(wave) },
-	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
-	JSONX_END
-};
-/* control-plane/regions.c update_fields */
-static const struct jsonx_field regions_update_fields[] = {
-	{ "display_name", JX_STRING, 0, 0, 0, 100, F(display_name) },
-	{ "cloud_regions", JX_ARRAY, 0, 0, 0, 16, F(cloud_regions) },
-	{ "endpoint_url", JX_STRING, 0, 0, 0, 200, F(endpoint_url) },
-	{ "wave", JX_INT, 0, 0, 1, 100, F(wave) },
-	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
-	JSONX_END
-};
-#undef F
-
-/* control-plane/billing.c */
-#define MAX_RECORDS 1000
-#define MAX_EVENTS_PER_RECORD INT64_C(10000000000)      /* 1e10 */
-#define MAX_PRICE_PER_1000 INT64_C(100000)              /* 1e5 */
-#define MAX_BASE_PRICE INT64_C(10000000000)             /* 1e10 */
-struct plan_in {
-	const char *id, *name, *currency;
-	int64_t n[7];
-};
-#define F(m) offsetof(struct plan_in, m)
-#define N(i) (offsetof(struct plan_in, n) + (i) * sizeof(int64_t))
-/* control-plane/billing.c plan_create_fields */
-static const struct jsonx_field billing_plan_create_fields[] = {
-	{ "id", JX_STRING, 1, 0, 0, 32, F(id) },
-	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
-	{ "currency", JX_STRING, 1, 0, 0, 3, F(currency) },
-	{ "base_price", JX_INT, 1, 0, 0, MAX_BASE_PRICE, N(0) },
-	{ "events_included", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(1) },
-	{ "price_per_1000", JX_INT, 1, 0, 0, MAX_PRICE_PER_1000, N(2) },
-	{ "rate_limit", JX_INT, 1, 0, 1, 1000000, N(3) },
-	{ "burst", JX_INT, 1, 0, 1, 1000000, N(4) },
-	{ "monthly_event_quota", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(5) },
-	{ "retention_days", JX_INT, 1, 0, 1, 3650, N(6) },
-	JSONX_END
-};
-/* control-plane/billing.c plan_update_fields */
-static const struct jsonx_field billing_plan_update_fields[] = {
-	{ "name", JX_STRING, 0, 0, 0, 100, F(name) },
-	{ "currency", JX_STRING, 0, 0, 0, 3, F(currency) },
-	{ "base_price", JX_INT, 0, 0, 0, MAX_BASE_PRICE, N(0) },
-	{ "events_included", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(1) },
-	{ "price_per_1000", JX_INT, 0, 0, 0, MAX_PRICE_PER_1000, N(2) },
-	{ "rate_limit", JX_INT, 0, 0, 1, 1000000, N(3) },
-	{ "burst", JX_INT, 0, 0, 1, 1000000, N(4) },
-	{ "monthly_event_quota", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(5) },
-	{ "retention_days", JX_INT, 0, 0, 1, 3650, N(6) },
-	JSONX_END
-};
-#undef F
-#undef N
-struct record_in {
-	const char *tenant, *period, *window_start, *window_end;
-	int64_t events;
-};
-#define F(m) offsetof(struct record_in, m)
-/* control-plane/billing.c record_fields */
-static const struct jsonx_field billing_record_fields[] = {
-	{ "tenant", JX_STRING, 1, 0, 0, 36, F(tenant) },
-	{ "period", JX_STRING, 1, 0, 0, 7, F(period) },
-	{ "events", JX_INT, 1, 0, 0, MAX_EVENTS_PER_RECORD, F(events) },
-	{ "window_start", JX_STRING, 1, 0, 0, 40, F(window_start) },
-	{ "window_end", JX_STRING, 1, 0, 0, 40, F(window_end) },
-	JSONX_END
-};
-#undef F
-struct usage_in {
-	json_t *records;
-};
-/* control-plane/billing.c usage_fields */
-static const struct jsonx_field billing_usage_fields[] = {
-	{ "records", JX_ARRAY, 1, 0, 0, MAX_RECORDS, offsetof(struct usage_in, records) },
-	JSONX_END
-};
-
-/* control-plane/login.c */
-struct login_req {
-	const char *email;
-	const char *password;
-	const char *tenant;
-};
-/* control-plane/login.c login_fields */
-static const struct jsonx_field auth_login_fields[] = {
-	{ "email", JX_STRING, 1, 0, 0, 254, offsetof(struct login_req, email) },
-	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, offsetof(struct login_req, password) },
-	{ "tenant", JX_STRING, 0, 1, 0, 63, offsetof(struct login_req, tenant) },
-	JSONX_END
-};
-
-/* control-plane/region_config.c */
-struct status_in {
-	const char *instance, *source, *last_pull_ok_at, *last_error;
-	int64_t version;
-	int stale;
-};
-#define F(n) offsetof(struct status_in, n)
-/* control-plane/region_config.c status_fields */
-static const struct jsonx_field region_config_status_fields[] = {
-	{ "instance", JX_STRING, 1, 0, 0, 128, F(instance) },
-	{ "version", JX_INT, 0, 1, 0, INT64_MAX, F(version) },
-	{ "source", JX_STRING, 0, 1, 0, 16, F(source) },
-	{ "last_pull_ok_at", JX_STRING, 0, 1, 0, 40, F(last_pull_ok_at) },
-	{ "last_error", JX_STRING, 0, 1, 0, 500, F(last_error) },
-	{ "stale", JX_BOOL, 0, 0, 0, 0, F(stale) },
-	JSONX_END
-};
-#undef F
+#include "../../control-plane/requests.h"
 
 /* ---- jsonx_unpack against the field rules ---- */
 
@@ -421,7 +229,7 @@ static void usage(const void *dst)
 	json_array_foreach(in->records, i, rec) {
 		struct record_in r;
 		uint64_t present;
-		if (unpack(rec, billing_record_fields, &r, sizeof r, &present) != 0)
+		if (unpack(rec, cpreq_usage_record, &r, sizeof r, &present) != 0)
 			break;
 		nc_uuid(r.tenant);
 		nc_timestamp(r.window_start);
@@ -449,20 +257,20 @@ static const struct table {
 	size_t size;
 	void (*after)(const void *dst);
 } tables[] = {
-	{ tenants_create_fields, sizeof(struct tenant_in), tenants_create },              /* A */
-	{ tenants_update_fields, sizeof(struct tenant_in), tenants_update },              /* B */
-	{ users_create_fields, sizeof(struct user_in), users_create },                    /* C */
-	{ users_admin_fields, sizeof(struct user_in), users_create },                     /* D */
-	{ users_update_fields, sizeof(struct user_in), NULL },                            /* E */
-	{ api_keys_create_fields, sizeof(struct key_in), api_keys_create },               /* F */
-	{ regions_create_fields, sizeof(struct region_in), regions },                     /* G */
-	{ regions_update_fields, sizeof(struct region_in), regions },                     /* H */
-	{ billing_plan_create_fields, sizeof(struct plan_in), plan_create },              /* I */
-	{ billing_plan_update_fields, sizeof(struct plan_in), NULL },                     /* J */
-	{ billing_usage_fields, sizeof(struct usage_in), usage },                         /* K */
-	{ auth_login_fields, sizeof(struct login_req), login },                           /* L */
-	{ region_config_status_fields, sizeof(struct status_in), fleet_status },          /* M */
-	{ billing_record_fields, sizeof(struct record_in), NULL },                        /* N */
+	{ cpreq_tenant_create, sizeof(struct tenant_in), tenants_create },       /* A */
+	{ cpreq_tenant_update, sizeof(struct tenant_in), tenants_update },       /* B */
+	{ cpreq_user_create, sizeof(struct user_in), users_create },             /* C */
+	{ cpreq_admin_create, sizeof(struct user_in), users_create },            /* D */
+	{ cpreq_user_update, sizeof(struct user_in), NULL },                     /* E */
+	{ cpreq_key_create, sizeof(struct key_in), api_keys_create },            /* F */
+	{ cpreq_region_create, sizeof(struct region_in), regions },              /* G */
+	{ cpreq_region_update, sizeof(struct region_in), regions },              /* H */
+	{ cpreq_plan_create, sizeof(struct plan_in), plan_create },              /* I */
+	{ cpreq_plan_update, sizeof(struct plan_in), NULL },                     /* J */
+	{ cpreq_usage, sizeof(struct usage_in), usage },                         /* K */
+	{ cpreq_login, sizeof(struct login_req), login },                        /* L */
+	{ cpreq_region_status, sizeof(struct status_in), fleet_status },         /* M */
+	{ cpreq_usage_record, sizeof(struct record_in), NULL },                  /* N */
 };
 #define TABLES (sizeof tables / sizeof tables[0])
 

@@ -35,7 +35,7 @@ void it_bin(const char *name, char *buf, size_t len)
 	snprintf(buf, len, "%s/%s", it_env("IT_BIN"), name);
 }
 
-static long now_ms(void)
+long it_now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -113,7 +113,7 @@ void it_spawn(struct it_proc *p, const char *name, char *const argv[], const cha
 
 int it_wait(struct it_proc *p, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	int st;
 	for (;;) {
 		pid_t r = waitpid(p->pid, &st, WNOHANG);
@@ -123,7 +123,7 @@ int it_wait(struct it_proc *p, int timeout_ms)
 				return WEXITSTATUS(st);
 			return 128 + WTERMSIG(st);
 		}
-		if (now_ms() > deadline)
+		if (it_now_ms() > deadline)
 			return -1;
 		usleep(5000);
 	}
@@ -169,8 +169,8 @@ char *it_slurp(const char *path)
 
 int it_wait_port(struct it_proc *p, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
-	while (now_ms() < deadline) {
+	long deadline = it_now_ms() + timeout_ms;
+	while (it_now_ms() < deadline) {
 		char *log = it_slurp(p->log);
 		const char *at;
 		int port = 0;
@@ -317,10 +317,12 @@ void it_http_chunked(struct it_resp *r, const char *url, const char *const heade
 	perform(r, c, headers, extra);
 }
 
-int it_header(const struct it_resp *r, const char *name, char *out, size_t len)
+/* The value of the first line "name: value" of `lines` (CRLF-separated;
+ * the name case-insensitive) into `out`; 0 if found. */
+static int header_in(const char *lines, const char *name, char *out, size_t len)
 {
 	size_t n = strlen(name);
-	for (const char *line = r->headers; *line;) {
+	for (const char *line = lines; *line;) {
 		const char *end = strstr(line, "\r\n");
 		size_t l = end ? (size_t)(end - line) : strlen(line);
 		if (l > n && !strncasecmp(line, name, n) && line[n] == ':') {
@@ -333,6 +335,25 @@ int it_header(const struct it_resp *r, const char *name, char *out, size_t len)
 		line += l + (end ? 2 : 0);
 	}
 	return -1;
+}
+
+int it_header(const struct it_resp *r, const char *name, char *out, size_t len)
+{
+	return header_in(r->headers, name, out, len);
+}
+
+void it_write_trust(const char *cp_url, const char *path)
+{
+	struct it_resp r;
+	char u[128];
+	snprintf(u, sizeof u, "%s/.well-known/jwks.json", cp_url);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	ck_assert_msg(r.status == 200, "jwks: %ld", r.status);
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fwrite(r.body, 1, r.len, f);
+	ck_assert_int_eq(fclose(f), 0);
+	it_resp_free(&r);
 }
 
 void it_resp_free(struct it_resp *r)
@@ -427,7 +448,7 @@ int it_raw_send(int fd, const void *data, size_t len)
 static ssize_t raw_recv(int fd, char *buf, size_t len, long deadline)
 {
 	for (;;) {
-		long left = deadline - now_ms();
+		long left = deadline - it_now_ms();
 		if (left <= 0)
 			return -1;
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
@@ -445,7 +466,7 @@ static ssize_t raw_recv(int fd, char *buf, size_t len, long deadline)
 
 void it_raw_read(int fd, struct it_raw *r, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	size_t have = 0;
 	char *end = NULL;
 	memset(r, 0, sizeof *r);
@@ -513,22 +534,8 @@ void it_raw_request(int port, const void *req, size_t len, struct it_raw *r)
 
 int it_raw_header(const struct it_raw *r, const char *name, char *out, size_t len)
 {
-	size_t n = strlen(name);
-	const char *line = strstr(r->head, "\r\n");
-	while (line && line[2]) {
-		line += 2;
-		const char *eol = strstr(line, "\r\n");
-		size_t l = eol ? (size_t)(eol - line) : strlen(line);
-		if (l > n && !strncasecmp(line, name, n) && line[n] == ':') {
-			const char *v = line + n + 1;
-			while (*v == ' ')
-				v++;
-			snprintf(out, len, "%.*s", (int)(l - (size_t)(v - line)), v);
-			return 0;
-		}
-		line = eol;
-	}
-	return -1;
+	const char *headers = strstr(r->head, "\r\n"); /* after the status line */
+	return headers ? header_in(headers + 2, name, out, len) : -1;
 }
 
 void it_raw_free(struct it_raw *r)
@@ -539,19 +546,31 @@ void it_raw_free(struct it_raw *r)
 
 /* --- a process seen from outside --- */
 
-long it_rss_kib(pid_t pid)
+/* A "<field> n kB" line of /proc/<pid>/status in KiB, -1 if gone. */
+static long status_kib(pid_t pid, const char *field)
 {
 	char path[64], line[256];
 	long kib = -1;
+	size_t len = strlen(field);
 	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, "VmRSS:", 6))
-			kib = strtol(line + 6, NULL, 10);
+		if (!strncmp(line, field, len))
+			kib = strtol(line + len, NULL, 10);
 	fclose(f);
 	return kib;
+}
+
+long it_rss_kib(pid_t pid)
+{
+	return status_kib(pid, "VmRSS:");
+}
+
+long it_hwm_kib(pid_t pid)
+{
+	return status_kib(pid, "VmHWM:");
 }
 
 int it_alive(struct it_proc *p)
@@ -614,12 +633,56 @@ void it_stack_sync(const struct it_stack *s)
 	it_resp_free(&r);
 	ck_assert_int_gt(want, 0);
 	/* Generous: under valgrind a data plane is many times slower. */
-	long deadline = now_ms() + 60000;
+	long deadline = it_now_ms() + 60000;
 	while (readyz_version(s->dp_url) < want) {
-		ck_assert_msg(now_ms() < deadline, "the data plane did not reach config version %ld (log %s)",
+		ck_assert_msg(it_now_ms() < deadline, "the data plane did not reach config version %ld (log %s)",
 		              want, s->dp.log);
 		usleep(20000);
 	}
+}
+
+/* Migrates the database `db_url` and starts a control plane on it on a
+ * free port with the settings every test wants, then `own` and `extra`
+ * (NULL-terminated, may be NULL; later entries win). Returns its port. */
+static int cp_spawn(struct it_proc *p, const char *db_url, const char *const own[],
+                    const char *const extra[], int port_timeout_ms)
+{
+	char env_db[600], env_regions[1100], bin[1024], out[4096];
+	const char *env[48];
+	int n = 0;
+
+	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", db_url);
+	it_bin("control-plane", bin, sizeof bin);
+
+	const char *const menv[] = { env_db, NULL };
+	char *margv[] = { bin, "migrate", NULL };
+	int st = it_run("cp-migrate", margv, menv, out, sizeof out);
+	ck_assert_msg(st == 0, "control-plane migrate: exit %d: %.400s", st, out);
+
+	/* Named explicitly: the sanitizer build's bin/ has no regions.conf beside it. */
+	snprintf(env_regions, sizeof env_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
+	env[n++] = env_db;
+	env[n++] = env_regions;
+	env[n++] = "CP_LISTEN=127.0.0.1:0";
+	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
+	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
+	env[n++] = "CP_SCRYPT_LOG2N=10";
+	/* Suites log in often and at once from one address; the login suite
+	 * sets its own limits (later entries win). */
+	env[n++] = "CP_LOGIN_CONCURRENCY=64";
+	env[n++] = "CP_LOGIN_PER_SOURCE_BURST=1000000";
+	for (int i = 0; own && own[i]; i++) {
+		ck_assert_int_lt(n, 46);
+		env[n++] = own[i];
+	}
+	for (int i = 0; extra && extra[i]; i++) {
+		ck_assert_int_lt(n, 46);
+		env[n++] = extra[i];
+	}
+	env[n] = NULL;
+	char *argv[] = { bin, NULL };
+	it_spawn(p, "control-plane", argv, env);
+	return it_wait_port(p, port_timeout_ms);
 }
 
 static void stack_run(const char *name, char *const argv[], const char *const env[])
@@ -660,10 +723,8 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
                     const char *const dp_env[])
 {
 	static int seq;
-	char name[64], bin[1024], dir[600], e_cpdb[600], e_keys[700], e_regions[700], e_dpdb[600];
+	char name[64], bin[1024], dir[600], e_keys[700], e_dpdb[600];
 	char e_region[40], e_token[300], e_trust[800], e_cache[700], e_cp[128], trust[700];
-	const char *env[48];
-	int n;
 	struct it_resp r;
 
 	memset(s, 0, sizeof *s);
@@ -674,50 +735,16 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
 	/* The control plane. */
 	snprintf(name, sizeof name, "it_stack_cp_%d_%d", (int)getpid(), seq);
 	it_create_db(name, s->cp_db, sizeof s->cp_db);
-	snprintf(e_cpdb, sizeof e_cpdb, "CP_DATABASE_URL=%s", s->cp_db);
 	snprintf(e_keys, sizeof e_keys, "CP_SIGNING_KEYS_DIR=%s/keys", dir);
-	snprintf(e_regions, sizeof e_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
-	it_bin("control-plane", bin, sizeof bin);
 	{
-		char *argv[] = { bin, "migrate", NULL };
-		const char *const menv[] = { e_cpdb, NULL };
-		stack_run("cp-migrate", argv, menv);
+		const char *const own[] = { e_keys, NULL };
+		s->cp_port = cp_spawn(&s->cp, s->cp_db, own, cp_env, 60000);
 	}
-	n = 0;
-	env[n++] = e_cpdb;
-	env[n++] = e_keys;
-	env[n++] = e_regions;
-	env[n++] = "CP_LISTEN=127.0.0.1:0";
-	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
-	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
-	env[n++] = "CP_SCRYPT_LOG2N=10";
-	env[n++] = "CP_LOGIN_CONCURRENCY=64";
-	env[n++] = "CP_LOGIN_PER_SOURCE_BURST=1000000";
-	for (int i = 0; cp_env && cp_env[i]; i++) {
-		ck_assert_int_lt(n, 46);
-		env[n++] = cp_env[i];
-	}
-	env[n] = NULL;
-	{
-		char *argv[] = { bin, NULL };
-		it_spawn(&s->cp, "control-plane", argv, env);
-	}
-	s->cp_port = it_wait_port(&s->cp, 60000);
 	snprintf(s->cp_url, sizeof s->cp_url, "http://127.0.0.1:%d", s->cp_port);
 
 	/* Its trust bundle, a tenant with a key, a region credential. */
 	snprintf(trust, sizeof trust, "%s/trust.json", dir);
-	{
-		char u[128];
-		snprintf(u, sizeof u, "%s/.well-known/jwks.json", s->cp_url);
-		it_http(&r, "GET", u, NULL, NULL, 0);
-		ck_assert_msg(r.status == 200, "jwks: %ld", r.status);
-		FILE *f = fopen(trust, "w");
-		ck_assert_ptr_nonnull(f);
-		fwrite(r.body, 1, r.len, f);
-		ck_assert_int_eq(fclose(f), 0);
-		it_resp_free(&r);
-	}
+	it_write_trust(s->cp_url, trust);
 	char body[300], path[128];
 	snprintf(body, sizeof body, "{\"name\":\"Stack %d\",\"slug\":\"stack-%d-%d\",\"region\":\"%s\",\"plan\":\"pro\"}",
 	         seq, (int)getpid(), seq, region);
@@ -780,6 +807,19 @@ void it_stack_stop(struct it_stack *s)
 	ck_assert_msg(cp == 0, "the control plane exited with %d on SIGTERM (log %s)", cp, s->cp.log);
 }
 
+void it_add_tests(Suite *s, const TTest *const tests[], size_t n, SFun setup, SFun teardown,
+                  double timeout_s)
+{
+	for (size_t i = 0; i < n; i++) {
+		TCase *tc = tcase_create(tests[i]->name);
+		if (setup || teardown)
+			tcase_add_checked_fixture(tc, setup, teardown);
+		tcase_set_timeout(tc, timeout_s);
+		tcase_add_test(tc, tests[i]);
+		suite_add_tcase(s, tc);
+	}
+}
+
 const char *it_fmt(const char *f, ...)
 {
 	static char ring[32][16384];
@@ -802,38 +842,9 @@ const char *it_js(const json_t *o, const char *key)
 void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const extra[], char *db,
                  size_t dblen, char *url, size_t urllen)
 {
-	char name[64], env_db[600], env_regions[1100], bin[1024], out[4096];
-	const char *env[32];
-	int n = 0;
+	char name[64];
 
 	snprintf(name, sizeof name, "%s_%d", db_prefix, (int)getpid());
 	it_create_db(name, db, dblen);
-	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", db);
-	it_bin("control-plane", bin, sizeof bin);
-
-	const char *const menv[] = { env_db, NULL };
-	char *margv[] = { bin, "migrate", NULL };
-	int st = it_run("cp-migrate", margv, menv, out, sizeof out);
-	ck_assert_msg(st == 0, "control-plane migrate: exit %d: %.400s", st, out);
-
-	/* Named explicitly: the sanitizer build's bin/ has no regions.conf beside it. */
-	snprintf(env_regions, sizeof env_regions, "CP_REGIONS_FILE=%s/deploy/regions.conf", it_env("IT_ROOT"));
-	env[n++] = env_db;
-	env[n++] = env_regions;
-	env[n++] = "CP_LISTEN=127.0.0.1:0";
-	env[n++] = "CP_SECRETS_KEY=" IT_SECRETS_KEY;
-	env[n++] = "CP_ADMIN_TOKEN=" IT_ADMIN_TOKEN;
-	env[n++] = "CP_SCRYPT_LOG2N=10";
-	/* Suites log in often and at once from one address; the login suite
-	 * sets its own limits (later entries win). */
-	env[n++] = "CP_LOGIN_CONCURRENCY=64";
-	env[n++] = "CP_LOGIN_PER_SOURCE_BURST=1000000";
-	for (int i = 0; extra && extra[i]; i++) {
-		ck_assert_int_lt(n, 30);
-		env[n++] = extra[i];
-	}
-	env[n] = NULL;
-	char *argv[] = { bin, NULL };
-	it_spawn(p, "control-plane", argv, env);
-	snprintf(url, urllen, "http://127.0.0.1:%d", it_wait_port(p, 10000));
+	snprintf(url, urllen, "http://127.0.0.1:%d", cp_spawn(p, db, NULL, extra, 10000));
 }

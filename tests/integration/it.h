@@ -31,6 +31,12 @@ Suite *login_suite(void); /* test_login.c */
 Suite *dp_deps_suite(void); /* test_dp_deps.c */
 Suite *ingest_suite(void); /* test_ingest.c */
 
+/* Adds each of the `n` tests to `s` as a TCase of its own named after it,
+ * with the checked fixture `setup`/`teardown` (run in the test's own
+ * process; either may be NULL, both NULL: none) and a timeout in seconds. */
+void it_add_tests(Suite *s, const TTest *const tests[], size_t n, SFun setup, SFun teardown,
+                  double timeout_s);
+
 /* A fixed CP_SECRETS_KEY for the services the tests start. */
 #define IT_SECRETS_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -38,6 +44,9 @@ Suite *ingest_suite(void); /* test_ingest.c */
  * stays valid for the next 31 calls. Not for threads. Fails the test when
  * the text does not fit. */
 const char *it_fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds of CLOCK_MONOTONIC: for deadlines and durations. */
+long it_now_ms(void);
 
 /* --- environment --- */
 const char *it_env(const char *name); /* aborts the test when unset */
@@ -78,6 +87,10 @@ const char *it_js(const json_t *o, const char *key);
  * NULL). */
 void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const extra[], char *db,
                  size_t dblen, char *url, size_t urllen);
+
+/* Writes the control plane's published keys (GET /.well-known/jwks.json
+ * of `cp_url`) into the file `path`: a data plane's trust bundle. */
+void it_write_trust(const char *cp_url, const char *path);
 
 /* --- HTTP --- */
 struct it_resp {
@@ -134,6 +147,8 @@ void it_raw_free(struct it_raw *r);
 /* --- a process seen from outside --- */
 /* Resident set size in KiB from /proc/<pid>/status (-1 if gone). */
 long it_rss_kib(pid_t pid);
+/* Peak resident set size (VmHWM) in KiB, -1 if gone. */
+long it_hwm_kib(pid_t pid);
 /* 1 while `p` runs (not exited, not a zombie). */
 int it_alive(struct it_proc *p);
 

@@ -19,35 +19,25 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "it.h"
+#include "cpfx.h"
 
-#define ADMIN_TOKEN "it-admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"
-#define PASSWORD "correct horse battery staple"
 #define MONTH_A "2026-08"
 #define MONTH_B "2026-09"
 #define LONG_AGO "2026-07-01T00:00:00Z"
 
-static struct it_proc cp_proc;
-static char cp_db[512];  /* superuser URL of this test's database */
-static char cp_url[64];  /* http://127.0.0.1:<port> */
-static PGconn *pg;       /* this test's connection to cp_db, opened on first use */
-
 /* ------------------------------------------------------------------ */
 /* Fixture                                                             */
 
+/* Every route of these tests answers a success with a JSON object. */
 static void setup(void)
 {
-	it_cp_start(&cp_proc, "it_billing", NULL, cp_db, sizeof cp_db, cp_url, sizeof cp_url);
-	pg = NULL;
+	cpfx_start("it_billing", NULL);
+	cpfx.success_is_object = 1;
 }
 
 static void teardown(void)
 {
-	if (pg)
-		PQfinish(pg);
-	pg = NULL;
-	int st = it_stop(&cp_proc);
-	ck_assert_msg(st == 0, "the control plane exited with %d on SIGTERM (log %s)", st, cp_proc.log);
+	cpfx_stop();
 }
 
 /* ------------------------------------------------------------------ */
@@ -61,24 +51,6 @@ static long long ji(const json_t *o, const char *key)
 	ck_assert_msg(json_is_integer(v), "member '%s' is not an integer in %.600s", key, text);
 	free(text);
 	return (long long)json_integer_value(v);
-}
-
-static int is_uuid(const char *s)
-{
-	if (strlen(s) != 36)
-		return 0;
-	for (int i = 0; i < 36; i++) {
-		int dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return 0;
-	}
-	return 1;
-}
-
-/* RFC 3339 UTC with microseconds, as the API writes every timestamp. */
-static int is_api_time(const char *s)
-{
-	return strlen(s) == 27 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && s[26] == 'Z';
 }
 
 /* "YYYY-MM" of the UTC month `delta` (0 to 11) months from now. */
@@ -99,59 +71,9 @@ static void month_from_now(int delta, char out[8])
 /* ------------------------------------------------------------------ */
 /* SQL on this test's database                                         */
 
-static void quiet(void *arg, const char *msg)
-{
-	(void)arg;
-	(void)msg;
-}
-
-static PGconn *db(void)
-{
-	if (!pg) {
-		pg = PQconnectdb(cp_db);
-		ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "connect: %s", PQerrorMessage(pg));
-		PQsetNoticeProcessor(pg, quiet, NULL);
-	}
-	return pg;
-}
-
-/* The first column of the first row, malloc'd (caller frees); NULL when
- * there is no row. Fails the test on an error. */
-static char *q(const char *sql)
-{
-	PGresult *r = PQexec(db(), sql);
-	ExecStatusType st = PQresultStatus(r);
-	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql,
-	              PQresultErrorMessage(r));
-	char *v = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
-	PQclear(r);
-	return v;
-}
-
 static void qexec(const char *sql)
 {
 	free(q(sql));
-}
-
-static long qlong(const char *sql)
-{
-	char *v = q(sql);
-	ck_assert_msg(v != NULL, "%s: no row", sql);
-	long n = atol(v);
-	free(v);
-	return n;
-}
-
-/* Runs `sql`, which must fail with SQLSTATE `state`. */
-static void q_fails(const char *sql, const char *state)
-{
-	PGresult *r = PQexec(db(), sql);
-	ExecStatusType st = PQresultStatus(r);
-	const char *got = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	ck_assert_msg(st == PGRES_FATAL_ERROR, "%s succeeded; it must fail", sql);
-	ck_assert_msg(got && !strcmp(got, state), "%s failed with %s, want %s: %s", sql,
-	              got ? got : "(none)", state, PQresultErrorMessage(r));
-	PQclear(r);
 }
 
 /* Everything billing keeps, as one text: equal snapshots mean nothing
@@ -178,160 +100,7 @@ static void backdate(const char *tenant, const char *plan, const char *since)
 }
 
 /* ------------------------------------------------------------------ */
-/* HTTP                                                                */
-
-struct res {
-	long status;
-	json_t *json;        /* the parsed body; NULL when it is not JSON */
-	struct it_resp raw;
-};
-
-struct opts {
-	const char *token;   /* Authorization: Bearer <token>; NULL sends none */
-	const char *idem;    /* Idempotency-Key */
-};
-
-static void res_free(struct res *r)
-{
-	json_decref(r->json);
-	r->json = NULL;
-	it_resp_free(&r->raw);
-}
-
-/* The README's table of problem codes. */
-static long code_status(const char *code)
-{
-	static const struct { const char *code; long status; } t[] = {
-		{ "bad_request", 400 }, { "invalid_json", 400 }, { "validation_failed", 400 },
-		{ "unauthorized", 401 }, { "forbidden", 403 }, { "not_found", 404 },
-		{ "method_not_allowed", 405 }, { "conflict", 409 }, { "body_too_large", 413 },
-		{ "unsupported_media_type", 415 }, { "wrong_region", 421 }, { "unprocessable", 422 },
-		{ "rate_limited", 429 }, { "internal_error", 500 }, { "unavailable", 503 },
-	};
-	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-		if (!strcmp(t[i].code, code))
-			return t[i].status;
-	return -1;
-}
-
-/* One request to the control plane. Whatever the request, the answer must
- * exist, be below 500, and an error must be a problem document whose code
- * matches its status; a success is JSON. */
-static void api_ex(struct res *r, const char *method, const char *path, const struct opts *o,
-                   const char *body, size_t len)
-{
-	static const struct opts none;
-	char url[4096], auth[1200], idem[400], v[256];
-	const char *h[5];
-	int n = 0;
-
-	if (!o)
-		o = &none;
-	snprintf(url, sizeof url, "%s%s", cp_url, path);
-	if (o->token) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->token);
-		h[n++] = auth;
-	}
-	if (o->idem) {
-		snprintf(idem, sizeof idem, "Idempotency-Key: %s", o->idem);
-		h[n++] = idem;
-	}
-	if (body)
-		h[n++] = "Content-Type: application/json";
-	h[n] = NULL;
-
-	memset(r, 0, sizeof *r);
-	it_http(&r->raw, method, url, h, body, len);
-	r->status = r->raw.status;
-	r->json = json_loadb(r->raw.body, r->raw.len, 0, NULL);
-	ck_assert_msg(r->status > 0, "%s %s: no answer", method, path);
-	ck_assert_msg(r->status < 500, "%s %s: %ld: %.600s", method, path, r->status, r->raw.body);
-	if (r->status >= 400) {
-		ck_assert_msg(it_header(&r->raw, "Content-Type", v, sizeof v) == 0 &&
-		              !strncmp(v, "application/problem+json", 24),
-		              "%s %s: %ld answered as %s", method, path, r->status, v);
-		ck_assert_msg(json_is_object(r->json), "%s %s: problem is not JSON: %.300s", method, path,
-		              r->raw.body);
-		const char *code = it_js(r->json, "code");
-		ck_assert_msg(code_status(code) == r->status, "%s %s: code '%s' with status %ld", method,
-		              path, code, r->status);
-	} else {
-		ck_assert_msg(it_header(&r->raw, "Content-Type", v, sizeof v) == 0 &&
-		              !strncmp(v, "application/json", 16), "%s %s: answered as %s", method, path, v);
-		ck_assert_msg(json_is_object(r->json), "%s %s: body is not a JSON object: %.300s", method,
-		              path, r->raw.body);
-	}
-}
-
-static void api(struct res *r, const char *method, const char *path, const char *token,
-                const char *body)
-{
-	struct opts o = { .token = token };
-	api_ex(r, method, path, &o, body, body ? strlen(body) : 0);
-}
-
-#define EXPECT(r, st) expect_status((r), (st), __LINE__)
-static void expect_status(const struct res *r, long st, int line)
-{
-	ck_assert_msg(r->status == st, "line %d: status %ld, want %ld: %.600s", line, r->status, st,
-	              r->raw.body);
-}
-
-/* `field` NULL: the problem must not name a field. */
-#define EXPECT_PROBLEM(r, st, code, field) expect_problem((r), (st), (code), (field), __LINE__)
-static void expect_problem(const struct res *r, long st, const char *code, const char *field,
-                           int line)
-{
-	expect_status(r, st, line);
-	ck_assert_msg(!strcmp(it_js(r->json, "code"), code), "line %d: code '%s', want '%s': %.400s", line,
-	              it_js(r->json, "code"), code, r->raw.body);
-	if (field)
-		ck_assert_msg(!strcmp(it_js(r->json, "field"), field), "line %d: field '%s', want '%s': %.400s",
-		              line, it_js(r->json, "field"), field, r->raw.body);
-	else
-		ck_assert_msg(!json_object_get(r->json, "field"), "line %d: unexpected field: %.400s", line,
-		              r->raw.body);
-}
-
-static int replayed(const struct res *r)
-{
-	char v[32];
-	return it_header(&r->raw, "Idempotent-Replayed", v, sizeof v) == 0 && !strcmp(v, "true");
-}
-
-/* ------------------------------------------------------------------ */
 /* Building a world, as the admin                                      */
-
-static void new_tenant(const char *slug, const char *region, const char *plan, char id[37])
-{
-	struct res r;
-	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
-	    it_fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"%s\"}", slug, slug,
-	        region, plan));
-	EXPECT(&r, 201);
-	snprintf(id, 37, "%s", it_js(r.json, "id"));
-	ck_assert_msg(is_uuid(id), "tenant id '%s'", id);
-	res_free(&r);
-}
-
-static void new_user(const char *tenant_id, const char *email, const char *role)
-{
-	struct res r;
-	api(&r, "POST", it_fmt("/v1/tenants/%s/users", tenant_id), ADMIN_TOKEN,
-	    it_fmt("{\"email\":\"%s\",\"role\":\"%s\",\"password\":\"" PASSWORD "\"}", email, role));
-	EXPECT(&r, 201);
-	res_free(&r);
-}
-
-static void login(const char *slug, const char *email, char token[128])
-{
-	struct res r;
-	api(&r, "POST", "/v1/auth/login", NULL,
-	    it_fmt("{\"email\":\"%s\",\"password\":\"" PASSWORD "\",\"tenant\":\"%s\"}", email, slug));
-	EXPECT(&r, 200);
-	snprintf(token, 128, "%s", it_js(r.json, "token"));
-	res_free(&r);
-}
 
 /* A credential of `region`'s data planes: crt_<region>_... */
 static void credential(const char *region, char token[128])
@@ -351,40 +120,6 @@ static void patch_plan_of(const char *tenant, const char *plan)
 	EXPECT(&r, 200);
 	ck_assert_str_eq(it_js(r.json, "plan"), plan);
 	res_free(&r);
-}
-
-static const char *const region_names[] = { "in", "eu", "us", "jp" };
-#define NREGIONS 4
-
-/* config_version of every seeded region, read through GET /v1/regions. */
-static void versions(long v[NREGIONS])
-{
-	struct res r;
-	size_t i;
-	json_t *it;
-	api(&r, "GET", "/v1/regions", NULL, NULL);
-	EXPECT(&r, 200);
-	for (int k = 0; k < NREGIONS; k++) {
-		v[k] = -1;
-		json_array_foreach(json_object_get(r.json, "items"), i, it)
-			if (!strcmp(it_js(it, "name"), region_names[k]))
-				v[k] = (long)json_integer_value(json_object_get(it, "config_version"));
-		ck_assert_msg(v[k] > 0, "region %s has no config_version", region_names[k]);
-	}
-	res_free(&r);
-}
-
-/* Asserts that each region's version moved by exactly delta[k] since `before`. */
-#define EXPECT_VERSIONS(before, ...) expect_versions((before), (const long[]){ __VA_ARGS__ }, __LINE__)
-static void expect_versions(long before[NREGIONS], const long delta[NREGIONS], int line)
-{
-	long now[NREGIONS];
-	versions(now);
-	for (int k = 0; k < NREGIONS; k++)
-		ck_assert_msg(now[k] - before[k] == delta[k],
-		              "line %d: region %s config_version went %ld -> %ld, want +%ld", line,
-		              region_names[k], before[k], now[k], delta[k]);
-	memcpy(before, now, sizeof now);
 }
 
 /* ------------------------------------------------------------------ */
@@ -815,7 +550,6 @@ END_TEST
 /* 2. Concurrent replays                                               */
 
 struct shot {
-	pthread_barrier_t *go;
 	const char *path, *token, *body; /* body NULL: none */
 	char idem[64];                   /* "" sends none */
 	int repeat;                      /* sends this many requests, one after the other; keys get -<k> when > 1 */
@@ -829,9 +563,8 @@ static void *fire(void *arg)
 {
 	struct shot *s = arg;
 	char url[512], auth[300], idem[120];
-	snprintf(url, sizeof url, "%s%s", cp_url, s->path);
+	snprintf(url, sizeof url, "%s%s", cpfx.url, s->path);
 	snprintf(auth, sizeof auth, "Authorization: Bearer %s", s->token);
-	pthread_barrier_wait(s->go);
 	for (int k = 0; k < (s->repeat > 1 ? s->repeat : 1); k++) {
 		const char *h[4] = { auth, NULL, NULL, NULL };
 		int n = 1;
@@ -870,20 +603,10 @@ static void shot_init(struct shot *s, const char *path, const char *token, const
 	snprintf(s->idem, sizeof s->idem, "%s", idem ? idem : "");
 }
 
-/* Runs the n shots at once: each thread waits for all to be ready. */
+/* Runs the n shots at once. */
 static void volley(struct shot *s, int n)
 {
-	pthread_t t[32];
-	pthread_barrier_t go;
-	ck_assert_int_le(n, 32);
-	pthread_barrier_init(&go, NULL, (unsigned)n);
-	for (int i = 0; i < n; i++) {
-		s[i].go = &go;
-		ck_assert_int_eq(pthread_create(&t[i], NULL, fire, &s[i]), 0);
-	}
-	for (int i = 0; i < n; i++)
-		pthread_join(t[i], NULL);
-	pthread_barrier_destroy(&go);
+	run_at_once(s, sizeof *s, n, fire);
 }
 
 /* One batch sent concurrently under one key counts once (one 201); rival bodies get 422. */
@@ -1346,9 +1069,9 @@ START_TEST(billing_authz)
 	new_tenant("tenant-a", "eu", "pro", a);
 	new_tenant("tenant-b", "us", "pro", bb);
 	backdate(a, "pro", LONG_AGO);
-	new_user(a, "owner@a.test", "owner");
-	new_user(a, "member@a.test", "member");
-	new_user(bb, "owner@b.test", "owner");
+	new_user(a, "owner@a.test", "owner", NULL);
+	new_user(a, "member@a.test", "member", NULL);
+	new_user(bb, "owner@b.test", "owner", NULL);
 	memset(tok, 0, sizeof tok);
 	snprintf(tok[GARBAGE], sizeof tok[GARBAGE], "cts_thisIsNotATokenAnyoneWasGiven0123456789abc");
 	credential("eu", tok[REGION]);
@@ -1785,12 +1508,6 @@ Suite *billing_suite(void)
 		billing_bounds,
 	};
 	Suite *s = suite_create("billing");
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);
 	return s;
 }

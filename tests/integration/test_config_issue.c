@@ -127,17 +127,8 @@ static void fetch(struct doc *d, const char *base, const char *region, const cha
 /* The published keys as a trust bundle file; returns its path. */
 static void trust_file(const char *base, char path[600])
 {
-	struct it_resp r;
-	char u[256];
-	snprintf(u, sizeof u, "%s/.well-known/jwks.json", base);
-	it_http(&r, "GET", u, NULL, NULL, 0);
-	ck_assert_int_eq(r.status, 200);
 	snprintf(path, 600, "%s/trust-%d.json", it_env("IT_LOG_DIR"), (int)getpid());
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fwrite(r.body, 1, r.len, f);
-	fclose(f);
-	it_resp_free(&r);
+	it_write_trust(base, path);
 }
 
 static struct cfgdoc *verify(const struct doc *d, const char *region, const char *trust_path)

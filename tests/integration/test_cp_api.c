@@ -17,17 +17,10 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "it.h"
+#include "cpfx.h"
 
-#define ADMIN_TOKEN "it-admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"
-#define PASSWORD "correct horse battery staple"
 #define BODY_LIMIT (16 * 1024)
 #define LOGIN_LIMIT 4096
-
-static struct it_proc cp_proc;
-static char cp_db[512];  /* superuser URL of this test's database */
-static char cp_url[64];  /* http://127.0.0.1:<port> */
-static PGconn *pg;       /* this test's connection to cp_db, opened on first use */
 
 /* ------------------------------------------------------------------ */
 /* Fixture                                                             */
@@ -35,17 +28,12 @@ static PGconn *pg;       /* this test's connection to cp_db, opened on first use
 static void cp_setup(void)
 {
 	const char *const extra[] = { "CP_ACCESS_LOG=true", NULL };
-	it_cp_start(&cp_proc, "it_cp_api", extra, cp_db, sizeof cp_db, cp_url, sizeof cp_url);
-	pg = NULL;
+	cpfx_start("it_cp_api", extra);
 }
 
 static void cp_teardown(void)
 {
-	if (pg)
-		PQfinish(pg);
-	pg = NULL;
-	int st = it_stop(&cp_proc);
-	ck_assert_msg(st == 0, "the control plane exited with %d on SIGTERM (log %s)", st, cp_proc.log);
+	cpfx_stop();
 }
 
 /* ------------------------------------------------------------------ */
@@ -61,69 +49,8 @@ static int is_hex(const char *s, size_t n)
 	return 1;
 }
 
-static int is_uuid(const char *s)
-{
-	if (strlen(s) != 36)
-		return 0;
-	for (int i = 0; i < 36; i++) {
-		int dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? s[i] != '-' : !is_hex(s + i, 1))
-			return 0;
-	}
-	return 1;
-}
-
-/* RFC 3339 UTC with microseconds, as the API writes every timestamp. */
-static int is_api_time(const char *s)
-{
-	return strlen(s) == 27 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && s[26] == 'Z';
-}
-
 /* ------------------------------------------------------------------ */
 /* SQL on this test's database                                         */
-
-static PGconn *db(void)
-{
-	if (!pg) {
-		pg = PQconnectdb(cp_db);
-		ck_assert_msg(PQstatus(pg) == CONNECTION_OK, "connect: %s", PQerrorMessage(pg));
-	}
-	return pg;
-}
-
-/* The first column of the first row, malloc'd (caller frees); NULL when
- * there is no row. Fails the test on an error. */
-static char *q(const char *sql)
-{
-	PGresult *r = PQexec(db(), sql);
-	ExecStatusType st = PQresultStatus(r);
-	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql,
-	              PQresultErrorMessage(r));
-	char *v = st == PGRES_TUPLES_OK && PQntuples(r) > 0 ? strdup(PQgetvalue(r, 0, 0)) : NULL;
-	PQclear(r);
-	return v;
-}
-
-static long qlong(const char *sql)
-{
-	char *v = q(sql);
-	ck_assert_msg(v != NULL, "%s: no row", sql);
-	long n = atol(v);
-	free(v);
-	return n;
-}
-
-/* Runs `sql`, which must fail with SQLSTATE `state`. */
-static void q_fails(const char *sql, const char *state)
-{
-	PGresult *r = PQexec(db(), sql);
-	ExecStatusType st = PQresultStatus(r);
-	const char *got = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	ck_assert_msg(st == PGRES_FATAL_ERROR, "%s succeeded; it must fail", sql);
-	ck_assert_msg(got && !strcmp(got, state), "%s failed with %s, want %s: %s", sql,
-	              got ? got : "(none)", state, PQresultErrorMessage(r));
-	PQclear(r);
-}
 
 static long audit_rows(void)
 {
@@ -132,141 +59,6 @@ static long audit_rows(void)
 
 /* ------------------------------------------------------------------ */
 /* HTTP                                                                */
-
-struct res {
-	long status;
-	json_t *json;        /* the parsed body; NULL when it is not JSON */
-	char rid[80];        /* X-Request-Id of the answer */
-	struct it_resp raw;
-};
-
-struct opts {
-	const char *token;   /* Authorization: Bearer <token>; NULL sends none */
-	const char *auth;    /* a whole Authorization header value, instead of token */
-	const char *idem;    /* Idempotency-Key */
-	const char *req_id;  /* X-Request-Id */
-	const char *ctype;   /* Content-Type of a body; default application/json */
-};
-
-static void res_free(struct res *r)
-{
-	json_decref(r->json);
-	r->json = NULL;
-	it_resp_free(&r->raw);
-}
-
-/* The README's table of problem codes. */
-static long code_status(const char *code)
-{
-	static const struct { const char *code; long status; } t[] = {
-		{ "bad_request", 400 }, { "invalid_json", 400 }, { "validation_failed", 400 },
-		{ "unauthorized", 401 }, { "forbidden", 403 }, { "not_found", 404 },
-		{ "method_not_allowed", 405 }, { "conflict", 409 }, { "body_too_large", 413 },
-		{ "unsupported_media_type", 415 }, { "wrong_region", 421 }, { "unprocessable", 422 },
-		{ "rate_limited", 429 }, { "internal_error", 500 }, { "unavailable", 503 },
-	};
-	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-		if (!strcmp(t[i].code, code))
-			return t[i].status;
-	return -1;
-}
-
-/* One request to the control plane. Whatever the request, the answer
- * must exist, be below 500, carry X-Request-Id, and an error must be a
- * well-formed problem document whose code matches its status. */
-static void api_ex(struct res *r, const char *method, const char *path, const struct opts *o,
-                   const char *body, size_t len)
-{
-	static const struct opts none;
-	char url[4096], auth[1200], idem[400], rid[120], ct[160], v[256];
-	const char *h[8];
-	int n = 0;
-
-	if (!o)
-		o = &none;
-	snprintf(url, sizeof url, "%s%s", cp_url, path);
-	if (o->auth)
-		h[n++] = it_fmt("Authorization: %s", o->auth);
-	else if (o->token) {
-		snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->token);
-		h[n++] = auth;
-	}
-	if (o->idem) {
-		snprintf(idem, sizeof idem, "Idempotency-Key: %s", o->idem);
-		h[n++] = idem;
-	}
-	if (o->req_id) {
-		snprintf(rid, sizeof rid, "X-Request-Id: %s", o->req_id);
-		h[n++] = rid;
-	}
-	if (body) {
-		snprintf(ct, sizeof ct, "Content-Type: %s", o->ctype ? o->ctype : "application/json");
-		h[n++] = ct;
-	}
-	h[n] = NULL;
-
-	memset(r, 0, sizeof *r);
-	it_http(&r->raw, method, url, h, body, len);
-	r->status = r->raw.status;
-	r->json = json_loadb(r->raw.body, r->raw.len, 0, NULL);
-	ck_assert_msg(r->status > 0, "%s %s: no answer", method, path);
-	ck_assert_msg(r->status < 500, "%s %s: %ld: %.600s", method, path, r->status, r->raw.body);
-	ck_assert_msg(it_header(&r->raw, "X-Request-Id", r->rid, sizeof r->rid) == 0 && r->rid[0],
-	              "%s %s: no X-Request-Id", method, path);
-	if (r->status >= 400) {
-		ck_assert_msg(it_header(&r->raw, "Content-Type", v, sizeof v) == 0 &&
-		              !strncmp(v, "application/problem+json", 24),
-		              "%s %s: %ld answered as %s", method, path, r->status, v);
-		ck_assert_msg(json_is_object(r->json), "%s %s: problem is not JSON: %.300s", method, path,
-		              r->raw.body);
-		const char *code = it_js(r->json, "code");
-		ck_assert_msg(code_status(code) == r->status, "%s %s: code '%s' with status %ld", method,
-		              path, code, r->status);
-		ck_assert_int_eq(json_integer_value(json_object_get(r->json, "status")), r->status);
-		ck_assert_str_eq(it_js(r->json, "type"), it_fmt("urn:celltrail:problem:%s", code));
-		ck_assert_msg(strlen(it_js(r->json, "detail")) > 0, "%s %s: problem without detail", method, path);
-		ck_assert_str_eq(it_js(r->json, "request_id"), r->rid);
-		if (r->status == 401) {
-			ck_assert_msg(it_header(&r->raw, "WWW-Authenticate", v, sizeof v) == 0,
-			              "%s %s: 401 without WWW-Authenticate: %.300s", method, path, r->raw.body);
-			ck_assert_str_eq(v, "Bearer");
-		}
-	} else if (r->raw.len > 0) {
-		ck_assert_msg(it_header(&r->raw, "Content-Type", v, sizeof v) == 0 &&
-		              !strncmp(v, "application/json", 16), "%s %s: answered as %s", method, path, v);
-		ck_assert_msg(r->json != NULL, "%s %s: body is not JSON: %.300s", method, path, r->raw.body);
-	}
-}
-
-static void api(struct res *r, const char *method, const char *path, const char *token,
-                const char *body)
-{
-	struct opts o = { .token = token };
-	api_ex(r, method, path, &o, body, body ? strlen(body) : 0);
-}
-
-#define EXPECT(r, st) expect_status((r), (st), __LINE__)
-static void expect_status(const struct res *r, long st, int line)
-{
-	ck_assert_msg(r->status == st, "line %d: status %ld, want %ld: %.600s", line, r->status, st,
-	              r->raw.body);
-}
-
-/* `field` NULL: the problem must not name a field. */
-#define EXPECT_PROBLEM(r, st, code, field) expect_problem((r), (st), (code), (field), __LINE__)
-static void expect_problem(const struct res *r, long st, const char *code, const char *field,
-                           int line)
-{
-	expect_status(r, st, line);
-	ck_assert_msg(!strcmp(it_js(r->json, "code"), code), "line %d: code '%s', want '%s': %.400s", line,
-	              it_js(r->json, "code"), code, r->raw.body);
-	if (field)
-		ck_assert_msg(!strcmp(it_js(r->json, "field"), field), "line %d: field '%s', want '%s': %.400s",
-		              line, it_js(r->json, "field"), field, r->raw.body);
-	else
-		ck_assert_msg(!json_object_get(r->json, "field"), "line %d: unexpected field: %.400s", line,
-		              r->raw.body);
-}
 
 static int header_is(const struct res *r, const char *name, const char *want)
 {
@@ -277,31 +69,6 @@ static int header_is(const struct res *r, const char *name, const char *want)
 /* ------------------------------------------------------------------ */
 /* Building a world, as the admin                                      */
 
-/* A tenant named "Tenant <slug>" on the free plan. */
-static void new_tenant(const char *slug, const char *region, char id[37])
-{
-	struct res r;
-	api(&r, "POST", "/v1/tenants", ADMIN_TOKEN,
-	    it_fmt("{\"name\":\"Tenant %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"free\"}", slug,
-	        slug, region));
-	EXPECT(&r, 201);
-	snprintf(id, 37, "%s", it_js(r.json, "id"));
-	ck_assert_msg(is_uuid(id), "tenant id '%s'", id);
-	res_free(&r);
-}
-
-/* A user of `tenant_id` with PASSWORD; `id` may be NULL. */
-static void new_user(const char *tenant_id, const char *email, const char *role, char id[37])
-{
-	struct res r;
-	api(&r, "POST", it_fmt("/v1/tenants/%s/users", tenant_id), ADMIN_TOKEN,
-	    it_fmt("{\"email\":\"%s\",\"role\":\"%s\",\"password\":\"" PASSWORD "\"}", email, role));
-	EXPECT(&r, 201);
-	if (id)
-		snprintf(id, 37, "%s", it_js(r.json, "id"));
-	res_free(&r);
-}
-
 static void new_admin(const char *email, char id[37])
 {
 	struct res r;
@@ -310,27 +77,6 @@ static void new_admin(const char *email, char id[37])
 	EXPECT(&r, 201);
 	snprintf(id, 37, "%s", it_js(r.json, "id"));
 	res_free(&r);
-}
-
-/* Logs in; returns the status, and the token in `token` on 200. */
-static long login_pw(const char *slug, const char *email, const char *password, char token[128])
-{
-	struct res r;
-	const char *body = slug ? it_fmt("{\"email\":\"%s\",\"password\":\"%s\",\"tenant\":\"%s\"}", email,
-	                              password, slug)
-	                        : it_fmt("{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
-	api(&r, "POST", "/v1/auth/login", NULL, body);
-	long st = r.status;
-	if (st == 200 && token)
-		snprintf(token, 128, "%s", it_js(r.json, "token"));
-	res_free(&r);
-	return st;
-}
-
-static void login(const char *slug, const char *email, char token[128])
-{
-	long st = login_pw(slug, email, PASSWORD, token);
-	ck_assert_msg(st == 200, "login of %s to %s: %ld", email, slug ? slug : "(admins)", st);
 }
 
 /* A key of `tenant_id` created by `token`; `secret` may be NULL. */
@@ -344,40 +90,6 @@ static void new_key(const char *token, const char *tenant_id, char id[25], char 
 	if (secret)
 		snprintf(secret, 200, "%s", it_js(r.json, "secret"));
 	res_free(&r);
-}
-
-static const char *const region_names[] = { "in", "eu", "us", "jp" };
-#define NREGIONS 4
-
-/* config_version of every seeded region, read through GET /v1/regions. */
-static void versions(long v[NREGIONS])
-{
-	struct res r;
-	size_t i;
-	json_t *it;
-	api(&r, "GET", "/v1/regions", NULL, NULL);
-	EXPECT(&r, 200);
-	for (int k = 0; k < NREGIONS; k++) {
-		v[k] = -1;
-		json_array_foreach(json_object_get(r.json, "items"), i, it)
-			if (!strcmp(it_js(it, "name"), region_names[k]))
-				v[k] = (long)json_integer_value(json_object_get(it, "config_version"));
-		ck_assert_msg(v[k] > 0, "region %s has no config_version", region_names[k]);
-	}
-	res_free(&r);
-}
-
-/* Asserts that each region's version moved by exactly delta[k] since `before`. */
-#define EXPECT_VERSIONS(before, ...) expect_versions((before), (const long[]){ __VA_ARGS__ }, __LINE__)
-static void expect_versions(long before[NREGIONS], const long delta[NREGIONS], int line)
-{
-	long now[NREGIONS];
-	versions(now);
-	for (int k = 0; k < NREGIONS; k++)
-		ck_assert_msg(now[k] - before[k] == delta[k],
-		              "line %d: region %s config_version went %ld -> %ld, want +%ld", line,
-		              region_names[k], before[k], now[k], delta[k]);
-	memcpy(before, now, sizeof now);
 }
 
 /* ------------------------------------------------------------------ */
@@ -517,8 +229,8 @@ static const char *const who_slug[NWHO] = { NULL, NULL, "tenant-b", "tenant-a", 
 
 static void world_init(struct world *w)
 {
-	new_tenant("tenant-a", "eu", w->a);
-	new_tenant("tenant-b", "us", w->b);
+	new_tenant("tenant-a", "eu", "free", w->a);
+	new_tenant("tenant-b", "us", "free", w->b);
 	new_user(w->a, "owner@a.test", "owner", w->owner_a);
 	new_user(w->a, "member@a.test", "member", w->member_a);
 	new_user(w->b, "owner@b.test", "owner", w->owner_b);
@@ -726,7 +438,7 @@ START_TEST(tenant_create)
 	EXPECT(&r, 200);
 	res_free(&r);
 	char jp[37];
-	new_tenant("refused-0", "jp", jp);
+	new_tenant("refused-0", "jp", "free", jp);
 }
 END_TEST
 
@@ -779,7 +491,7 @@ START_TEST(tenant_list)
 	char ids[6][37], want[512] = "", want_eu[512] = "", got[2048] = "";
 
 	for (int i = 0; i < 6; i++) {
-		new_tenant(it_fmt("list-%d", i), regions[i], ids[i]);
+		new_tenant(it_fmt("list-%d", i), regions[i], "free", ids[i]);
 		strcat(want, ids[i]);
 		strcat(want, " ");
 		if (!strcmp(regions[i], "eu")) {
@@ -835,8 +547,8 @@ END_TEST
 START_TEST(tenant_list_foreign_cursor)
 {
 	char a[37], b[37];
-	new_tenant("foreign-a", "eu", a);
-	new_tenant("foreign-b", "eu", b);
+	new_tenant("foreign-a", "eu", "free", a);
+	new_tenant("foreign-b", "eu", "free", b);
 	struct res r;
 	api(&r, "GET", "/v1/audit-log?limit=1", ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
@@ -858,7 +570,7 @@ START_TEST(tenant_patch)
 	char a[37], owner[128];
 	struct res r;
 
-	new_tenant("patchy", "eu", a);
+	new_tenant("patchy", "eu", "free", a);
 	new_user(a, "owner@patchy.test", "owner", NULL);
 	login("patchy", "owner@patchy.test", owner);
 	const char *path = it_fmt("/v1/tenants/%s", a);
@@ -922,8 +634,8 @@ START_TEST(tenant_delete)
 	char a[37], b[37], owner[128], member[128], other[128], k1[25], k2[25], kb[25];
 	struct res r;
 
-	new_tenant("doomed", "eu", a);
-	new_tenant("spared", "eu", b);
+	new_tenant("doomed", "eu", "free", a);
+	new_tenant("spared", "eu", "free", b);
 	new_user(a, "owner@doomed.test", "owner", NULL);
 	new_user(a, "member@doomed.test", "member", NULL);
 	new_user(b, "owner@spared.test", "owner", NULL);
@@ -1090,7 +802,7 @@ static const struct bad_case bad_cases[] = {
 START_TEST(bad_input)
 {
 	char a[37];
-	new_tenant("victim", "eu", a);
+	new_tenant("victim", "eu", "free", a);
 	new_user(a, "owner@victim.test", "owner", NULL);
 	long tenants = qlong("SELECT count(*) FROM tenants"), users = qlong("SELECT count(*) FROM users");
 	long audits = audit_rows();
@@ -1120,7 +832,7 @@ END_TEST
 START_TEST(bad_content_type)
 {
 	char a[37];
-	new_tenant("typed", "eu", a);
+	new_tenant("typed", "eu", "free", a);
 	const char *const paths[] = { "/v1/tenants", it_fmt("/v1/tenants/%s/users", a),
 		                          it_fmt("/v1/tenants/%s/api-keys", a), "/v1/auth/login" };
 	const char *const types[] = { "text/plain", "application/x-www-form-urlencoded", "application/jsonx" };
@@ -1185,7 +897,7 @@ START_TEST(email_non_ascii)
 {
 	char a[37];
 	struct res r;
-	new_tenant("unicode", "eu", a);
+	new_tenant("unicode", "eu", "free", a);
 	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"\u00c9mile@Unicode.test\",\"role\":\"owner\"," PW "}");
 	if (r.status == 201)
@@ -1202,7 +914,7 @@ START_TEST(body_too_large)
 {
 	char a[37];
 	struct res r;
-	new_tenant("big", "eu", a);
+	new_tenant("big", "eu", "free", a);
 
 	static const char base[] = "{\"name\":\"Big\",\"slug\":\"big-2\",\"region\":\"eu\",\"plan\":\"free\"}";
 	char *body = malloc(BODY_LIMIT + 2);
@@ -1230,7 +942,7 @@ START_TEST(body_too_large)
 	/* Chunked: no length is declared, the limit still holds. */
 	const char *const h[] = { "Authorization: Bearer " ADMIN_TOKEN, "Content-Type: application/json", NULL };
 	struct it_resp raw;
-	it_http_chunked(&raw, it_fmt("%s/v1/tenants", cp_url), h, body, BODY_LIMIT + 1, 4096);
+	it_http_chunked(&raw, it_fmt("%s/v1/tenants", cpfx.url), h, body, BODY_LIMIT + 1, 4096);
 	ck_assert_int_eq(raw.status, 413);
 	ck_assert_ptr_nonnull(strstr(raw.body, "\"code\":\"body_too_large\""));
 	it_resp_free(&raw);
@@ -1250,8 +962,8 @@ START_TEST(users_and_login)
 	char a[37], b[37], tok[128];
 	struct res r;
 
-	new_tenant("acme", "eu", a);
-	new_tenant("globex", "us", b);
+	new_tenant("acme", "eu", "free", a);
+	new_tenant("globex", "us", "free", b);
 	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    "{\"email\":\"  Mixed@Case.Test \",\"role\":\"owner\"," PW "}");
 	EXPECT(&r, 201);
@@ -1381,7 +1093,7 @@ START_TEST(login_401_challenges)
 {
 	char a[37];
 	struct res r;
-	new_tenant("challenge", "eu", a);
+	new_tenant("challenge", "eu", "free", a);
 	new_user(a, "owner@challenge.test", "owner", NULL);
 	static const char *const refused[] = {
 		"{\"email\":\"owner@challenge.test\",\"password\":\"wrong password!\",\"tenant\":\"challenge\"}",
@@ -1410,7 +1122,7 @@ START_TEST(login_lockout)
 {
 	char a[37];
 	struct res r;
-	new_tenant("locked", "eu", a);
+	new_tenant("locked", "eu", "free", a);
 	new_user(a, "victim@locked.test", "owner", NULL);
 	new_user(a, "bystander@locked.test", "member", NULL);
 
@@ -1442,7 +1154,7 @@ END_TEST
 START_TEST(login_lockout_long_attack)
 {
 	char a[37];
-	new_tenant("patient", "eu", a);
+	new_tenant("patient", "eu", "free", a);
 	new_user(a, "target@patient.test", "owner", NULL);
 	free(q("INSERT INTO login_failures (tenant_slug, email, source, failures, last_failed_at)"
 	       " VALUES ('patient', 'target@patient.test', '127.0.0.1', 1100, now())"));
@@ -1459,7 +1171,7 @@ START_TEST(last_owner)
 {
 	char a[37], o[37], m[37], otok[128];
 	struct res r;
-	new_tenant("owned", "eu", a);
+	new_tenant("owned", "eu", "free", a);
 	new_user(a, "owner@owned.test", "owner", o);
 	new_user(a, "member@owned.test", "member", m);
 	login("owned", "owner@owned.test", otok);
@@ -1506,7 +1218,6 @@ START_TEST(last_owner)
 END_TEST
 
 struct shot {
-	pthread_barrier_t *go;
 	const char *method;
 	char url[512];
 	char hdr[4][600];
@@ -1527,7 +1238,6 @@ static void *fire(void *arg)
 			h[n++] = s->hdr[i];
 	h[n] = NULL;
 	struct it_resp r;
-	pthread_barrier_wait(s->go);
 	it_http(&r, s->method, s->url, h, s->body, s->body ? strlen(s->body) : 0);
 	s->status = r.status;
 	json_t *j = json_loadb(r.body, r.len, 0, NULL);
@@ -1540,20 +1250,10 @@ static void *fire(void *arg)
 	return NULL;
 }
 
-/* Runs the n shots at once; each thread waits for all to be ready. */
+/* Runs the n shots at once. */
 static void volley(struct shot *s, int n)
 {
-	pthread_t t[32];
-	pthread_barrier_t go;
-	ck_assert_int_le(n, 32);
-	pthread_barrier_init(&go, NULL, (unsigned)n);
-	for (int i = 0; i < n; i++) {
-		s[i].go = &go;
-		ck_assert_int_eq(pthread_create(&t[i], NULL, fire, &s[i]), 0);
-	}
-	for (int i = 0; i < n; i++)
-		pthread_join(t[i], NULL);
-	pthread_barrier_destroy(&go);
+	run_at_once(s, sizeof *s, n, fire);
 }
 
 static void shot_init(struct shot *s, const char *method, const char *path, const char *token,
@@ -1562,7 +1262,7 @@ static void shot_init(struct shot *s, const char *method, const char *path, cons
 	memset(s, 0, sizeof *s);
 	s->method = method;
 	s->body = body;
-	snprintf(s->url, sizeof s->url, "%s%s", cp_url, path);
+	snprintf(s->url, sizeof s->url, "%s%s", cpfx.url, path);
 	snprintf(s->hdr[0], sizeof s->hdr[0], "Authorization: Bearer %s", token);
 	if (body)
 		snprintf(s->hdr[1], sizeof s->hdr[1], "Content-Type: application/json");
@@ -1580,7 +1280,7 @@ static void race_last_owner(const char *method, const char *body, int rounds)
 		char a[37], o[NRACE][37];
 		struct shot s[NRACE];
 		int ok = 0;
-		new_tenant(it_fmt("race-%d", round), "eu", a);
+		new_tenant(it_fmt("race-%d", round), "eu", "free", a);
 		for (int i = 0; i < NRACE; i++) {
 			new_user(a, it_fmt("owner%d@race.test", i), "owner", o[i]);
 			shot_init(&s[i], method, it_fmt("/v1/tenants/%s/users/%s", a, o[i]), ADMIN_TOKEN, NULL, body);
@@ -1626,8 +1326,8 @@ START_TEST(api_keys)
 	static const char *const homes[] = { "in", "jp" };
 	char ids[2][25], secrets[2][200];
 
-	new_tenant("keys-in", homes[0], a);
-	new_tenant("keys-jp", homes[1], b);
+	new_tenant("keys-in", homes[0], "free", a);
+	new_tenant("keys-jp", homes[1], "free", b);
 	new_user(a, "owner@keys.test", "owner", NULL);
 	new_user(a, "member@keys.test", "member", NULL);
 	login("keys-in", "owner@keys.test", owner);
@@ -1751,7 +1451,7 @@ START_TEST(secrets_stay_secret)
 	static const char pw[] = "Tr0ub4dor&3-unique-password";
 	char a[37], tok[128], k1[25], s1[200];
 	struct res r, again;
-	new_tenant("vault", "us", a);
+	new_tenant("vault", "us", "free", a);
 	api(&r, "POST", it_fmt("/v1/tenants/%s/users", a), ADMIN_TOKEN,
 	    it_fmt("{\"email\":\"owner@vault.test\",\"role\":\"owner\",\"password\":\"%s\"}", pw));
 	EXPECT(&r, 201);
@@ -1785,11 +1485,11 @@ START_TEST(secrets_stay_secret)
 	const int n = sizeof needles / sizeof needles[0];
 	expect_not_in_database(needles, n);
 
-	char *log = it_slurp(cp_proc.log);
+	char *log = it_slurp(cpfx.proc.log);
 	ck_assert_ptr_nonnull(log);
-	ck_assert_msg(strstr(log, "\"msg\":\"request\""), "no access log lines in %s", cp_proc.log);
+	ck_assert_msg(strstr(log, "\"msg\":\"request\""), "no access log lines in %s", cpfx.proc.log);
 	for (int i = 0; i < n; i++)
-		ck_assert_msg(!strstr(log, needles[i]), "the log %s holds secret #%d", cp_proc.log, i);
+		ck_assert_msg(!strstr(log, needles[i]), "the log %s holds secret #%d", cpfx.proc.log, i);
 	ck_assert_msg(!strstr(log, "Tr0ub4dor&3-wrong-password"), "the log holds a wrong password");
 	free(log);
 }
@@ -2192,7 +1892,7 @@ END_TEST
 START_TEST(audit_append_only)
 {
 	char a[37];
-	new_tenant("ledger", "eu", a);
+	new_tenant("ledger", "eu", "free", a);
 	new_user(a, "owner@ledger.test", "owner", NULL);
 	long before = audit_rows();
 	ck_assert_int_eq(before, 2);
@@ -2219,7 +1919,7 @@ START_TEST(config_versions)
 	struct res r;
 	versions(v);
 
-	new_tenant("cv-eu", "eu", a); /* in, eu, us, jp */
+	new_tenant("cv-eu", "eu", "free", a); /* in, eu, us, jp */
 	EXPECT_VERSIONS(v, 0, 1, 0, 0);
 	new_key(ADMIN_TOKEN, a, key, NULL);
 	EXPECT_VERSIONS(v, 0, 1, 0, 0);
@@ -2255,9 +1955,9 @@ START_TEST(config_versions)
 	EXPECT_VERSIONS(v, 1, 1, 1, 1);
 
 	char us[37], jp[37];
-	new_tenant("cv-us", "us", us);
+	new_tenant("cv-us", "us", "free", us);
 	EXPECT_VERSIONS(v, 0, 0, 1, 0);
-	new_tenant("cv-jp", "jp", jp);
+	new_tenant("cv-jp", "jp", "free", jp);
 	EXPECT_VERSIONS(v, 0, 0, 0, 1);
 	api(&r, "DELETE", it_fmt("/v1/tenants/%s", jp), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
@@ -2275,7 +1975,7 @@ START_TEST(lookup)
 {
 	char id[37];
 	struct res r;
-	new_tenant("findme", "jp", id);
+	new_tenant("findme", "jp", "free", id);
 
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);
 	EXPECT(&r, 200);
@@ -2375,12 +2075,6 @@ Suite *cp_api_suite(void)
 		config_versions, lookup, locations_resolve,
 	};
 	Suite *s = suite_create("cp-api");
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_add_checked_fixture(tc, cp_setup, cp_teardown);
-		tcase_set_timeout(tc, 60);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], cp_setup, cp_teardown, 60);
 	return s;
 }

@@ -43,13 +43,6 @@
 #define T_SUSP    "10000000-0000-4000-8000-000000000002"
 #define T_DELETED "10000000-0000-4000-8000-000000000003"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* ---- documents ---- */
 
 static struct jwk signer, stranger;
@@ -202,7 +195,7 @@ static void start_dp(struct dp *d, const char *cp_url, const char *const extra[]
 	env[n] = NULL;
 	it_bin("data-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
-	d->started_ms = now_ms();
+	d->started_ms = it_now_ms();
 	it_spawn(&d->p, "data-plane", argv, env);
 	d->port = it_wait_port(&d->p, 10000);
 }
@@ -210,11 +203,11 @@ static void start_dp(struct dp *d, const char *cp_url, const char *const extra[]
 /* SIGTERM: the process must be gone, with status 0, within 3 s. */
 static void stop_dp(struct dp *d)
 {
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	kill(d->p.pid, SIGTERM);
 	int st = it_wait(&d->p, 3000);
 	ck_assert_msg(st == 0, "data plane exit status %d (-1: still running) %ld ms after SIGTERM", st,
-	              now_ms() - t0);
+	              it_now_ms() - t0);
 	/* Neither the region's credential nor a key's secret is ever logged. */
 	char *log = it_slurp(d->p.log);
 	ck_assert_ptr_nonnull(log);
@@ -263,10 +256,10 @@ static json_int_t ready_version(const struct dp *d)
 /* Waits until /readyz reports `ver`; fails after `timeout_ms`. */
 static void wait_version(const struct dp *d, json_int_t ver, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	json_int_t got;
 	while ((got = ready_version(d)) != ver) {
-		ck_assert_msg(now_ms() < deadline, "config_version %lld, want %lld", (long long)got,
+		ck_assert_msg(it_now_ms() < deadline, "config_version %lld, want %lld", (long long)got,
 		              (long long)ver);
 		usleep(50000);
 	}
@@ -314,10 +307,10 @@ static long long metric(const struct dp *d, const char *series)
 
 static long long wait_metric(const struct dp *d, const char *series, long long at_least, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	long long v;
 	while ((v = metric(d, series)) < at_least) {
-		ck_assert_msg(now_ms() < deadline, "%s is %lld, want at least %lld", series, v, at_least);
+		ck_assert_msg(it_now_ms() < deadline, "%s is %lld, want at least %lld", series, v, at_least);
 		usleep(50000);
 	}
 	return v;
@@ -544,7 +537,7 @@ static void fake_cp_url(const struct fake_cp *cp, char *url, size_t len)
 /* Waits for a status POST whose body holds `needle`; returns a copy of it. */
 static json_t *wait_status(struct fake_cp *cp, const char *needle, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	for (;;) {
 		char body[2048];
 		pthread_mutex_lock(&cp->mu);
@@ -556,7 +549,7 @@ static json_t *wait_status(struct fake_cp *cp, const char *needle, int timeout_m
 			ck_assert_msg(v, "status body is not JSON: %s", body);
 			return v;
 		}
-		ck_assert_msg(now_ms() < deadline, "no status POST with %s; last: %s", needle, body);
+		ck_assert_msg(it_now_ms() < deadline, "no status POST with %s; last: %s", needle, body);
 		usleep(50000);
 	}
 }
@@ -579,10 +572,10 @@ START_TEST(serves_from_cache_with_control_plane_down)
 		if (st == 200)
 			break;
 		json_decref(v);
-		ck_assert_msg(now_ms() - d.started_ms < 1000, "not ready within 1 s of start");
+		ck_assert_msg(it_now_ms() - d.started_ms < 1000, "not ready within 1 s of start");
 		usleep(20000);
 	}
-	ck_assert_msg(now_ms() - d.started_ms < 1000, "ready only after %ld ms", now_ms() - d.started_ms);
+	ck_assert_msg(it_now_ms() - d.started_ms < 1000, "ready only after %ld ms", it_now_ms() - d.started_ms);
 	ck_assert_str_eq(json_string_value(json_object_get(v, "region")), "us");
 	ck_assert_int_eq(json_integer_value(json_object_get(v, "config_version")), 7);
 	ck_assert_str_eq(json_string_value(json_object_get(v, "source")), "cache");
@@ -685,15 +678,15 @@ START_TEST(hung_control_plane)
 	ck_assert_int_eq(st, 200);
 	ck_assert_str_eq(json_string_value(json_object_get(v, "source")), "cache");
 	json_decref(v);
-	ck_assert_msg(now_ms() - d.started_ms < 1000, "ready only after %ld ms", now_ms() - d.started_ms);
+	ck_assert_msg(it_now_ms() - d.started_ms < 1000, "ready only after %ld ms", it_now_ms() - d.started_ms);
 
 	usleep(300000); /* the pull is connected and waiting by now */
 	long worst = 0;
 	for (int i = 0; i < 50; i++) {
-		long t0 = now_ms();
+		long t0 = it_now_ms();
 		ck_assert_int_eq(tenant_call(&d, key_text("us", ID_ACTIVE, SEC1), NULL, 0), 200);
-		if (now_ms() - t0 > worst)
-			worst = now_ms() - t0;
+		if (it_now_ms() - t0 > worst)
+			worst = it_now_ms() - t0;
 	}
 	ck_assert_msg(worst < 250, "a request took %ld ms while the pull was stuck", worst);
 	ck_assert_int_eq(metric(&d, "dp_config_pulls_total{outcome=\"error\"}"), 0);

@@ -22,13 +22,6 @@
 
 #include "it.h"
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* ---- a data plane restarted with changed variables ---- */
 
 static char env_text[32][1200];
@@ -113,14 +106,14 @@ static json_t *get_json(const char *url, long *status)
 /* Waits until the data plane at `url` serves a configuration. */
 static void wait_config(const char *url)
 {
-	long deadline = now_ms() + 60000, st;
+	long deadline = it_now_ms() + 60000, st;
 	for (;;) {
 		json_t *v = get_json(it_fmt("%s/readyz", url), &st);
 		long ver = (long)json_integer_value(json_object_get(v, "config_version"));
 		json_decref(v);
 		if (ver > 0)
 			return;
-		ck_assert_msg(now_ms() < deadline, "%s serves no configuration", url);
+		ck_assert_msg(it_now_ms() < deadline, "%s serves no configuration", url);
 		usleep(50000);
 	}
 }
@@ -139,10 +132,10 @@ static long long metric(const char *url, const char *series)
 
 static long long wait_metric(const char *url, const char *series, long long at_least, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	long long v;
 	while ((v = metric(url, series)) < at_least) {
-		ck_assert_msg(now_ms() < deadline, "%s is %lld, want at least %lld", series, v, at_least);
+		ck_assert_msg(it_now_ms() < deadline, "%s is %lld, want at least %lld", series, v, at_least);
 		usleep(100000);
 	}
 	return v;
@@ -196,11 +189,11 @@ static long long billed(const struct it_stack *s)
 
 static void wait_billed(const struct it_stack *s, long long want, int timeout_ms)
 {
-	long deadline = now_ms() + timeout_ms;
+	long deadline = it_now_ms() + timeout_ms;
 	long long got;
 	while ((got = billed(s)) != want) {
 		ck_assert_msg(got < want, "billed %lld, more than the %lld events stored", got, want);
-		ck_assert_msg(now_ms() < deadline, "billed %lld after %d ms, want %lld (log %s)", got, timeout_ms,
+		ck_assert_msg(it_now_ms() < deadline, "billed %lld after %d ms, want %lld (log %s)", got, timeout_ms,
 		              want, s->dp.log);
 		usleep(100000);
 	}
@@ -287,9 +280,9 @@ START_TEST(usage_wrong_prefix_kept)
 	const char *fixed[] = { it_fmt("DP_CONTROL_PLANE_URL=%s", s.cp_url), NULL };
 	dp_restart(&s, fixed);
 	wait_billed(&s, 5, 20000);
-	long deadline = now_ms() + 10000;
+	long deadline = it_now_ms() + 10000;
 	while (sqll(s.dp_db, "SELECT count(*) FROM usage_outbox WHERE sent_at IS NULL") > 0) {
-		ck_assert_msg(now_ms() < deadline, "usage_outbox rows unsent after billing");
+		ck_assert_msg(it_now_ms() < deadline, "usage_outbox rows unsent after billing");
 		usleep(100000);
 	}
 	usleep(600000); /* more report intervals: nothing counted twice */
@@ -363,10 +356,10 @@ START_TEST(region_checked_late)
 		char *argv[] = { bin, "migrate", NULL };
 		ck_assert_msg(it_run("dp-migrate", argv, env, out, sizeof out) == 0, "%s", out);
 	}
-	long deadline = now_ms() + 20000;
+	long deadline = it_now_ms() + 20000;
 	while ((st = post_event(url, s.key, "home-1")) != 201) {
 		ck_assert_msg(st == 503, "POST answered %ld", st);
-		ck_assert_msg(now_ms() < deadline, "events still refused on this region's database");
+		ck_assert_msg(it_now_ms() < deadline, "events still refused on this region's database");
 		usleep(100000);
 	}
 	ck_assert_int_eq(list_events(url, s.key), 200);
@@ -407,11 +400,6 @@ Suite *dp_deps_suite(void)
 {
 	Suite *s = suite_create("dp-deps");
 	const TTest *const tests[] = { usage_base_url_slashes, usage_wrong_prefix_kept, region_checked_late };
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_set_timeout(tc, 120);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 120);
 	return s;
 }

@@ -87,16 +87,7 @@ static void tenant_with_key(const char *slug, const char *region, struct tenant 
 
 static void write_trust(void)
 {
-	struct it_resp r;
-	char u[256];
-	snprintf(u, sizeof u, "%s/.well-known/jwks.json", cp_url);
-	it_http(&r, "GET", u, NULL, NULL, 0);
-	ck_assert_int_eq(r.status, 200);
-	FILE *f = fopen(trust, "w");
-	ck_assert_ptr_nonnull(f);
-	fwrite(r.body, 1, r.len, f);
-	fclose(f);
-	it_resp_free(&r);
+	it_write_trust(cp_url, trust);
 }
 
 struct dp {

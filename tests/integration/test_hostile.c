@@ -52,13 +52,6 @@
 #define RESPONSE_S 3 /* *_RESPONSE_TIMEOUT of both services */
 #define REPEAT_S 1 /* *_LOG_REPEAT_INTERVAL of both services */
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 /* Under a wrapper (valgrind) everything takes many times longer. */
 static int wrapped(void)
 {
@@ -347,7 +340,7 @@ START_TEST(slowloris)
 {
 	struct svc *svcs[2] = { &cp, &dp };
 	struct slow s[2][NSLOW];
-	long t0 = now_ms(), last_trickle = 0, last_probe = 0, worst_probe = 0;
+	long t0 = it_now_ms(), last_trickle = 0, last_probe = 0, worst_probe = 0;
 	int probes = 0, open = 2 * NSLOW;
 	long limit_ms = wrapped() ? 20000 : 8000;
 
@@ -364,8 +357,8 @@ START_TEST(slowloris)
 				: "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
 			ck_assert_int_eq(it_raw_send(x->fd, start, strlen(start)), 0);
 		}
-	while (open > 0 && now_ms() - t0 < limit_ms) {
-		long t = now_ms() - t0;
+	while (open > 0 && it_now_ms() - t0 < limit_ms) {
+		long t = it_now_ms() - t0;
 		int trickle = t - last_trickle >= 300;
 		if (trickle)
 			last_trickle = t;
@@ -397,13 +390,13 @@ START_TEST(slowloris)
 			last_probe = t;
 			for (int i = 0; i < 2; i++) {
 				struct it_resp r;
-				long p0 = now_ms();
+				long p0 = it_now_ms();
 				it_http(&r, "GET", it_fmt("%s/healthz", svcs[i]->url), NULL, NULL, 0);
 				ck_assert_msg(r.status == 200, "the %s answered %ld during the slowloris", svcs[i]->name,
 				              r.status);
 				it_resp_free(&r);
-				if (now_ms() - p0 > worst_probe)
-					worst_probe = now_ms() - p0;
+				if (it_now_ms() - p0 > worst_probe)
+					worst_probe = it_now_ms() - p0;
 				probes++;
 			}
 		}
@@ -531,8 +524,8 @@ static size_t endless_chunked(const struct svc *s, size_t max)
 	memset(chunk + n, ' ', 1024);
 	memcpy(chunk + n + 1024, "\r\n", 2);
 	size_t clen = (size_t)n + 1026, sent = 0, cut = 0;
-	long deadline = now_ms() + (wrapped() ? 120000 : 30000);
-	while (sent < max && now_ms() < deadline) {
+	long deadline = it_now_ms() + (wrapped() ? 120000 : 30000);
+	while (sent < max && it_now_ms() < deadline) {
 		if (it_raw_send(fd, chunk, clen) != 0) {
 			cut = sent;
 			break;
@@ -1129,10 +1122,10 @@ START_TEST(memory_flat)
 			hostile_one(s, k % 12);
 		expect_alive(s, "the warm-up");
 		long rss0 = it_rss_kib(s->p->pid);
-		long t0 = now_ms();
+		long t0 = it_now_ms();
 		for (int k = 0; k < burst; k++)
 			hostile_one(s, k % 12);
-		long took = now_ms() - t0;
+		long took = it_now_ms() - t0;
 		expect_alive(s, "2000 hostile requests");
 		long rss1 = it_rss_kib(s->p->pid);
 		/* A second burst: what grows with the number of requests shows twice. */
@@ -1334,22 +1327,6 @@ START_TEST(auth_matrix)
 }
 END_TEST
 
-/* Peak resident memory (VmHWM) in KiB, -1 if gone. */
-static long hwm_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof line, f))
-		if (!strncmp(line, "VmHWM:", 6))
-			kib = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return kib;
-}
-
 #define FLOOD_CONNS 300
 #define FLOOD_BYTES (512 * 1024)
 
@@ -1382,7 +1359,7 @@ START_TEST(unauth_bodies)
 
 	/* The flood: each client declares the limit and sends half of it as
 	 * fast as the data plane takes it. */
-	long hwm0 = hwm_kib(dp.p->pid), rss0 = it_rss_kib(dp.p->pid);
+	long hwm0 = it_hwm_kib(dp.p->pid), rss0 = it_rss_kib(dp.p->pid);
 	ck_assert_int_gt(hwm0, 0);
 	int fds[FLOOD_CONNS];
 	size_t sent[FLOOD_CONNS];
@@ -1395,9 +1372,9 @@ START_TEST(unauth_bodies)
 		if (it_raw_send(fds[i], head, strlen(head)) != 0)
 			sent[i] = FLOOD_BYTES; /* already refused */
 	}
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	int busy = FLOOD_CONNS;
-	while (busy > 0 && now_ms() - t0 < (wrapped() ? 60000 : 20000)) {
+	while (busy > 0 && it_now_ms() - t0 < (wrapped() ? 60000 : 20000)) {
 		busy = 0;
 		for (int i = 0; i < FLOOD_CONNS; i++) {
 			if (sent[i] >= FLOOD_BYTES)
@@ -1412,7 +1389,7 @@ START_TEST(unauth_bodies)
 		if (busy)
 			usleep(5000);
 	}
-	long hwm1 = hwm_kib(dp.p->pid), rss1 = it_rss_kib(dp.p->pid);
+	long hwm1 = it_hwm_kib(dp.p->pid), rss1 = it_rss_kib(dp.p->pid);
 	for (int i = 0; i < FLOOD_CONNS; i++)
 		close(fds[i]);
 	printf("  unauth_bodies: %d clients sending %d KiB each without a usable key: VmHWM %ld -> %ld KiB, "
@@ -1480,16 +1457,16 @@ START_TEST(slow_reader)
 	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
 	const char *req = it_fmt("GET /v1/events?limit=1000 HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n", dp.auth);
 	ck_assert_int_eq(it_raw_send(fd, req, strlen(req)), 0);
-	long t0 = now_ms(), cut_at = 0, limit = RESPONSE_S * 1000 + (wrapped() ? 40000 : 12000);
+	long t0 = it_now_ms(), cut_at = 0, limit = RESPONSE_S * 1000 + (wrapped() ? 40000 : 12000);
 	size_t got = 0;
-	while (now_ms() - t0 < limit) {
+	while (it_now_ms() - t0 < limit) {
 		char buf[256];
 		usleep(50000);
 		ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
 		if (n > 0)
 			got += (size_t)n;
 		else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-			cut_at = now_ms() - t0;
+			cut_at = it_now_ms() - t0;
 			break;
 		}
 	}
@@ -1517,9 +1494,9 @@ START_TEST(slow_reader)
 	it_resp_free(&r);
 	snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
 	const char *const h2[] = { "Authorization: Bearer " IT_ADMIN_TOKEN, inm, NULL };
-	long p0 = now_ms();
+	long p0 = it_now_ms();
 	it_http(&r, "GET", it_fmt("%s?wait=%d", cfg, RESPONSE_S + 2), h2, NULL, 0);
-	long parked = now_ms() - p0;
+	long parked = it_now_ms() - p0;
 	ck_assert_msg(r.status == 304, "a long poll parked past the response deadline: %ld after %ld ms", r.status, parked);
 	ck_assert_msg(parked >= (RESPONSE_S + 2) * 1000 - 500, "the long poll came back after %ld ms", parked);
 	it_resp_free(&r);
@@ -1594,11 +1571,11 @@ START_TEST(logs_bounded)
 
 	/* The outage starts as the cluster begins to stop (connections fail
 	 * from then on), which can take seconds on a loaded machine. */
-	long outage0 = now_ms();
+	long outage0 = it_now_ms();
 	it_pg_stop();
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	int n = 0;
-	while (now_ms() - t0 < 3 * REPEAT_S * 1000 + 500) {
+	while (it_now_ms() - t0 < 3 * REPEAT_S * 1000 + 500) {
 		get_auth(&dp, &r, "/v1/events?limit=1");
 		ck_assert_msg(r.status == 503, "GET /v1/events with the database down: %ld", r.status);
 		it_resp_free(&r);
@@ -1606,7 +1583,7 @@ START_TEST(logs_bounded)
 		usleep(10000); /* within the plan's rate */
 	}
 	it_pg_start();
-	long down_ms = now_ms() - t0;
+	long down_ms = it_now_ms() - t0;
 	/* Back: the next request is served (then no more warnings come). */
 	for (;;) {
 		get_auth(&dp, &r, "/v1/events?limit=1");
@@ -1614,13 +1591,13 @@ START_TEST(logs_bounded)
 		it_resp_free(&r);
 		if (st_ == 200)
 			break;
-		ck_assert_msg(now_ms() - t0 < down_ms + 20000, "the data plane did not recover: %ld", st_);
+		ck_assert_msg(it_now_ms() - t0 < down_ms + 20000, "the data plane did not recover: %ld", st_);
 		usleep(100000);
 	}
-	long total_ms = now_ms() - outage0;
+	long total_ms = it_now_ms() - outage0;
 
 	/* Protocol refusals by libmicrohttpd, many of one kind. */
-	long g0 = now_ms();
+	long g0 = it_now_ms();
 	int garbage = wrapped() ? 60 : 300;
 	for (int i = 0; i < garbage; i++) {
 		static const char bad[] = "GET /healthz HTTP/1.1\r\nHost: x\r\nNo colon here\r\nConnection: close\r\n\r\n";
@@ -1628,7 +1605,7 @@ START_TEST(logs_bounded)
 		it_raw_request(dp.port, bad, sizeof bad - 1, &rr);
 		it_raw_free(&rr);
 	}
-	long garbage_ms = now_ms() - g0;
+	long garbage_ms = it_now_ms() - g0;
 
 	long long maxs, sums;
 	int db = warn_lines(st.dp.log, "database connection failed", &maxs, &sums);
@@ -1694,12 +1671,6 @@ Suite *hostile_suite(void)
 	Suite *s = suite_create("hostile");
 	const TTest *tests[] = { slowloris, oversized_headers, bodies, bad_json, path_tricks, sql_meta, memory_flat,
 		                     auth_matrix, unauth_bodies, slow_reader, logs_bounded };
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_add_checked_fixture(tc, setup, teardown);
-		tcase_set_timeout(tc, 90);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 90);
 	return s;
 }

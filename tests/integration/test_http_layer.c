@@ -306,13 +306,6 @@ START_TEST(reply_convention)
 }
 END_TEST
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 struct slow_call {
 	char url[128];
 	struct it_resp r;
@@ -341,7 +334,7 @@ START_TEST(sigterm_drains)
 	/* Signalled once the slow request is in its handler (waited for: a
 	 * loaded machine, or valgrind, may take long to get it there). */
 	url(u, sizeof u, port, "/slow/started");
-	for (long t0 = now_ms();; usleep(20 * 1000)) {
+	for (long t0 = it_now_ms();; usleep(20 * 1000)) {
 		it_http(&r, "GET", u, NULL, NULL, 0);
 		json_t *j = r.status == 200 ? json_loadb(r.body, r.len, 0, NULL) : NULL;
 		int started = json_integer_value(json_object_get(j, "started")) >= 1;
@@ -349,18 +342,18 @@ START_TEST(sigterm_drains)
 		it_resp_free(&r);
 		if (started)
 			break;
-		ck_assert_msg(now_ms() - t0 < 30000, "the slow request never reached its handler");
+		ck_assert_msg(it_now_ms() - t0 < 30000, "the slow request never reached its handler");
 	}
 	kill(p.pid, SIGTERM);
 	/* New connections are refused soon after, while the slow one drains. */
 	url(u, sizeof u, port, "/healthz");
-	for (long t0 = now_ms();; usleep(20 * 1000)) {
+	for (long t0 = it_now_ms();; usleep(20 * 1000)) {
 		it_http(&r, "GET", u, NULL, NULL, 0);
 		long st = r.status;
 		it_resp_free(&r);
 		if (st == 0)
 			break; /* not accepted any more */
-		ck_assert_msg(now_ms() - t0 < 10000, "still accepting connections 10 s after SIGTERM");
+		ck_assert_msg(it_now_ms() - t0 < 10000, "still accepting connections 10 s after SIGTERM");
 	}
 	pthread_join(t, NULL);
 	ck_assert_int_eq(c.r.status, 200);

@@ -19,14 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "it.h"
-
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
+#include "fixtures.h"
 
 /* A tenant on a plan with no practical rate or quota, and a key of it. */
 struct bulk {
@@ -64,15 +57,6 @@ static void bulk_tenant(struct it_stack *s, struct bulk *b, const char *slug)
 	json_str(r.body, "secret", b->key, sizeof b->key);
 	it_resp_free(&r);
 	it_stack_sync(s);
-}
-
-static long long sqll(const char *url, const char *sql)
-{
-	char *v = it_sql(url, sql);
-	ck_assert_msg(v != NULL, "%s: no row", sql);
-	long long n = atoll(v);
-	free(v);
-	return n;
 }
 
 /* ---- one POST on its own thread ---- */
@@ -221,9 +205,9 @@ static long long metric(const struct it_stack *s, const char *name)
 
 static void wait_metric(const struct it_stack *s, const char *name, long long want, int timeout_ms)
 {
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	long long v;
-	while ((v = metric(s, name)) != want && now_ms() - t0 < timeout_ms)
+	while ((v = metric(s, name)) != want && it_now_ms() - t0 < timeout_ms)
 		usleep(20000);
 	ck_assert_msg(v == want, "%s is %lld after %d ms, not %lld", name, v, timeout_ms, want);
 }
@@ -650,10 +634,10 @@ START_TEST(shutdown_with_database_stalled)
 	shot_start(&x[N], &s, t.key, "/v1/events?limit=5", NULL, 60000, NULL);
 	usleep(300000);
 
-	long t0 = now_ms();
+	long t0 = it_now_ms();
 	ck_assert_int_eq(kill(s.dp.pid, SIGTERM), 0);
 	int st = it_wait(&s.dp, DRAIN_MS + 20000);
-	long took = now_ms() - t0;
+	long took = it_now_ms() - t0;
 	atomic_store(&px.frozen, 0);
 	for (int i = 0; i <= N; i++)
 		shot_join(&x[i]);
@@ -690,11 +674,6 @@ Suite *ingest_suite(void)
 		statement_timeout_is_503,
 		shutdown_with_database_stalled,
 	};
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_set_timeout(tc, 300);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 300);
 	return s;
 }

@@ -452,12 +452,6 @@ Suite *login_suite(void)
 		login_distributed_guessing,
 	};
 	Suite *s = suite_create("login");
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_add_checked_fixture(tc, NULL, teardown);
-		tcase_set_timeout(tc, 120);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, teardown, 120);
 	return s;
 }

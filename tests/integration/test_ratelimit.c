@@ -29,13 +29,6 @@
  * the machine is not swamped (the instances' exchange threads must run). */
 #define OFFERED (10 * RATE)
 
-static long now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
 static void admin_ok(const struct it_stack *s, struct it_resp *r, const char *method, const char *path,
                      const char *body, long want)
 {
@@ -95,13 +88,7 @@ static void extra_prepare(const struct it_stack *s)
 	struct it_resp r;
 	char trust[700];
 	snprintf(trust, sizeof trust, "%s/rl-trust-%d.json", it_env("IT_LOG_DIR"), (int)getpid());
-	it_http(&r, "GET", it_fmt("%s/.well-known/jwks.json", s->cp_url), NULL, NULL, 0);
-	ck_assert_int_eq(r.status, 200);
-	FILE *f = fopen(trust, "w");
-	ck_assert_ptr_nonnull(f);
-	fwrite(r.body, 1, r.len, f);
-	ck_assert_int_eq(fclose(f), 0);
-	it_resp_free(&r);
+	it_write_trust(s->cp_url, trust);
 	admin_ok(s, &r, "POST", it_fmt("/v1/regions/%s/credentials", s->region), "{}", 201);
 	json_t *j = json_loadb(r.body, r.len, 0, NULL);
 	snprintf(env_token, sizeof env_token, "DP_REGION_TOKEN=%s", it_js(j, "token"));
@@ -235,13 +222,13 @@ static long drive(const char *const urls[], const int weights[], int n, const ch
 	struct tally warm = { 0 };
 	for (int i = 0; i < n; i++)
 		client_init(&c[i]);
-	long t0 = now_ms(), start = 0, end = 0, sent = 0;
+	long t0 = it_now_ms(), start = 0, end = 0, sent = 0;
 	memset(t, 0, sizeof *t);
 	for (;;) {
-		long now = now_ms(), due = t0 + sent * 1000 / OFFERED;
+		long now = it_now_ms(), due = t0 + sent * 1000 / OFFERED;
 		if (due > now) {
 			usleep((useconds_t)(due - now) * 1000);
-			now = now_ms();
+			now = it_now_ms();
 		}
 		if (!start && now - t0 >= warm_ms)
 			start = now;
@@ -374,12 +361,12 @@ START_TEST(reads_writes_apart)
 	for (int reads_first = 0; reads_first < 2; reads_first++) {
 		new_tenant(&s, reads_first ? "rw-reads" : "rw-writes", "rw", key);
 		it_stack_sync(&s);
-		long t0 = now_ms();
+		long t0 = it_now_ms();
 		long a = burst_of(s.dp_url, key, !reads_first, 8, 1, 5, &rem);
 		ck_assert_int_eq(rem, 4);
 		long b = burst_of(s.dp_url, key, reads_first, 8, 1, 5, &rem);
 		ck_assert_int_eq(rem, 4);
-		long slack = (now_ms() - t0) / 1000 + 1;
+		long slack = (it_now_ms() - t0) / 1000 + 1;
 		const char *first = reads_first ? "reads" : "writes", *then = reads_first ? "writes" : "reads";
 		ck_assert_msg(a >= 5 && a <= 5 + slack, "%s: %ld of 8 admitted, want 5", first, a);
 		ck_assert_msg(b >= 5 && b <= 5 + slack, "%s after the %s were refused: %ld of 8 admitted, want 5",
@@ -393,11 +380,6 @@ Suite *ratelimit_suite(void)
 {
 	Suite *s = suite_create("ratelimit");
 	const TTest *const tests[] = { region_rate, reads_writes_apart };
-	for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-		TCase *tc = tcase_create(tests[i]->name);
-		tcase_set_timeout(tc, 180);
-		tcase_add_test(tc, tests[i]);
-		suite_add_tcase(s, tc);
-	}
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 180);
 	return s;
 }

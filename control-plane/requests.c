@@ -1,0 +1,133 @@
+/* The field tables of the control plane's request bodies (requests.h). */
+#include <stddef.h>
+
+#include "requests.h"
+
+#define F(n) offsetof(struct tenant_in, n)
+const struct jsonx_field cpreq_tenant_create[] = {
+	{ "name", JX_STRING, 1, 0, 0, 200, F(name) },
+	{ "slug", JX_STRING, 1, 0, 0, 63, F(slug) },
+	{ "region", JX_STRING, 1, 0, 0, 32, F(region) },
+	{ "plan", JX_STRING, 1, 0, 0, 32, F(plan) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_tenant_update[] = {
+	{ "name", JX_STRING, 0, 0, 0, 200, F(name) },
+	{ "plan", JX_STRING, 0, 0, 0, 32, F(plan) },
+	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	{ "region", JX_STRING, 0, 0, 0, 32, F(region) },
+	JSONX_END
+};
+#undef F
+
+#define F(n) offsetof(struct user_in, n)
+const struct jsonx_field cpreq_user_create[] = {
+	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
+	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
+	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_admin_create[] = {
+	{ "email", JX_STRING, 1, 0, 0, 254, F(email) },
+	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, F(password) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_user_update[] = {
+	{ "role", JX_STRING, 1, 0, 0, 16, F(role) },
+	JSONX_END
+};
+#undef F
+
+#define F(n) offsetof(struct key_in, n)
+const struct jsonx_field cpreq_key_create[] = {
+	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
+	{ "scopes", JX_ARRAY, 1, 0, 0, 2, F(scopes) },
+	{ "expires_at", JX_STRING, 0, 1, 0, 40, F(expires_at) },
+	JSONX_END
+};
+#undef F
+
+#define F(n) offsetof(struct region_in, n)
+const struct jsonx_field cpreq_region_create[] = {
+	{ "name", JX_STRING, 1, 0, 0, 32, F(name) },
+	{ "display_name", JX_STRING, 1, 0, 0, 100, F(display_name) },
+	{ "cloud_regions", JX_ARRAY, 1, 0, 0, 16, F(cloud_regions) },
+	{ "endpoint_url", JX_STRING, 1, 0, 0, 200, F(endpoint_url) },
+	{ "wave", JX_INT, 1, 0, 1, 100, F(wave) },
+	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_region_update[] = {
+	{ "display_name", JX_STRING, 0, 0, 0, 100, F(display_name) },
+	{ "cloud_regions", JX_ARRAY, 0, 0, 0, 16, F(cloud_regions) },
+	{ "endpoint_url", JX_STRING, 0, 0, 0, 200, F(endpoint_url) },
+	{ "wave", JX_INT, 0, 0, 1, 100, F(wave) },
+	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	JSONX_END
+};
+#undef F
+
+#define F(m) offsetof(struct plan_in, m)
+#define N(i) (offsetof(struct plan_in, n) + (i) * sizeof(int64_t))
+const struct jsonx_field cpreq_plan_create[] = {
+	{ "id", JX_STRING, 1, 0, 0, 32, F(id) },
+	{ "name", JX_STRING, 1, 0, 0, 100, F(name) },
+	{ "currency", JX_STRING, 1, 0, 0, 3, F(currency) },
+	{ "base_price", JX_INT, 1, 0, 0, MAX_BASE_PRICE, N(0) },
+	{ "events_included", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(1) },
+	{ "price_per_1000", JX_INT, 1, 0, 0, MAX_PRICE_PER_1000, N(2) },
+	{ "rate_limit", JX_INT, 1, 0, 1, 1000000, N(3) },
+	{ "burst", JX_INT, 1, 0, 1, 1000000, N(4) },
+	{ "monthly_event_quota", JX_INT, 1, 0, 0, INT64_C(1000000000000000), N(5) },
+	{ "retention_days", JX_INT, 1, 0, 1, 3650, N(6) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_plan_update[] = {
+	{ "name", JX_STRING, 0, 0, 0, 100, F(name) },
+	{ "currency", JX_STRING, 0, 0, 0, 3, F(currency) },
+	{ "base_price", JX_INT, 0, 0, 0, MAX_BASE_PRICE, N(0) },
+	{ "events_included", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(1) },
+	{ "price_per_1000", JX_INT, 0, 0, 0, MAX_PRICE_PER_1000, N(2) },
+	{ "rate_limit", JX_INT, 0, 0, 1, 1000000, N(3) },
+	{ "burst", JX_INT, 0, 0, 1, 1000000, N(4) },
+	{ "monthly_event_quota", JX_INT, 0, 0, 0, INT64_C(1000000000000000), N(5) },
+	{ "retention_days", JX_INT, 0, 0, 1, 3650, N(6) },
+	JSONX_END
+};
+#undef F
+#undef N
+
+const struct jsonx_field cpreq_usage[] = {
+	{ "records", JX_ARRAY, 1, 0, 0, MAX_RECORDS, offsetof(struct usage_in, records) },
+	JSONX_END
+};
+
+#define F(m) offsetof(struct record_in, m)
+const struct jsonx_field cpreq_usage_record[] = {
+	{ "tenant", JX_STRING, 1, 0, 0, 36, F(tenant) },
+	{ "period", JX_STRING, 1, 0, 0, 7, F(period) },
+	{ "events", JX_INT, 1, 0, 0, MAX_EVENTS_PER_RECORD, F(events) },
+	{ "window_start", JX_STRING, 1, 0, 0, 40, F(window_start) },
+	{ "window_end", JX_STRING, 1, 0, 0, 40, F(window_end) },
+	JSONX_END
+};
+#undef F
+
+const struct jsonx_field cpreq_login[] = {
+	{ "email", JX_STRING, 1, 0, 0, 254, offsetof(struct login_req, email) },
+	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, offsetof(struct login_req, password) },
+	{ "tenant", JX_STRING, 0, 1, 0, 63, offsetof(struct login_req, tenant) },
+	JSONX_END
+};
+
+#define F(n) offsetof(struct status_in, n)
+const struct jsonx_field cpreq_region_status[] = {
+	{ "instance", JX_STRING, 1, 0, 0, 128, F(instance) },
+	{ "version", JX_INT, 0, 1, 0, INT64_MAX, F(version) },
+	{ "source", JX_STRING, 0, 1, 0, 16, F(source) },
+	{ "last_pull_ok_at", JX_STRING, 0, 1, 0, 40, F(last_pull_ok_at) },
+	{ "last_error", JX_STRING, 0, 1, 0, 500, F(last_error) },
+	{ "stale", JX_BOOL, 0, 0, 0, 0, F(stale) },
+	JSONX_END
+};
+#undef F

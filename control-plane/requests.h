@@ -1,0 +1,95 @@
+/* What each request body of the control plane may contain: the struct a
+ * body is unpacked into and its field table (common/jsonx.h), one pair per
+ * route that takes a JSON body, with the bounds that keep values sane.
+ *
+ * Handlers parse with these tables (cp_parse_body) and then check names,
+ * references and state; the fuzz target of tests/fuzz/ links this file, so
+ * it is fuzzed with exactly the tables the service uses. Depends only on
+ * common/jsonx.h and password.h, never on the service. Strings and arrays
+ * unpacked through a table are borrowed from the parsed body. */
+#ifndef CP_REQUESTS_H
+#define CP_REQUESTS_H
+
+#include <stdint.h>
+
+#include "jsonx.h"
+#include "password.h"
+
+/* POST /v1/tenants, PATCH /v1/tenants/{id} (tenants.c). */
+struct tenant_in {
+	const char *name, *slug, *region, *plan, *status;
+};
+extern const struct jsonx_field cpreq_tenant_create[];
+/* region is listed so that trying to change it gets a 409 that says why,
+ * not a 400 about an unknown field. */
+extern const struct jsonx_field cpreq_tenant_update[];
+
+/* POST /v1/tenants/{id}/users, POST /v1/admins, PATCH /v1/tenants/{id}/users/{user_id} (users.c). */
+struct user_in {
+	const char *email, *role, *password;
+};
+extern const struct jsonx_field cpreq_user_create[];
+extern const struct jsonx_field cpreq_admin_create[];
+extern const struct jsonx_field cpreq_user_update[];
+
+/* POST /v1/tenants/{id}/api-keys (api_keys.c). */
+struct key_in {
+	const char *name, *expires_at;
+	json_t *scopes;
+};
+extern const struct jsonx_field cpreq_key_create[];
+
+/* POST /v1/regions, PATCH /v1/regions/{name} (regions.c). */
+struct region_in {
+	const char *name, *display_name, *endpoint_url, *status;
+	json_t *cloud_regions;
+	int64_t wave;
+};
+extern const struct jsonx_field cpreq_region_create[];
+extern const struct jsonx_field cpreq_region_update[];
+
+/* Bounds that keep every amount within bigint: at most 1e13 events per
+ * tenant and month (billing.c checks that in SQL), at most 1e5 minor units
+ * per 1,000 events, so an overage stays below 1e15 minor units and a total
+ * far below 2^63. */
+#define MAX_RECORDS 1000
+#define MAX_EVENTS_PER_RECORD INT64_C(10000000000)      /* 1e10 */
+#define MAX_PRICE_PER_1000 INT64_C(100000)              /* 1e5 */
+#define MAX_BASE_PRICE INT64_C(10000000000)             /* 1e10 */
+
+/* POST /v1/plans, PATCH /v1/plans/{id} (billing.c). */
+struct plan_in {
+	const char *id, *name, *currency;
+	int64_t n[7]; /* base_price, events_included, price_per_1000, rate_limit, burst, quota, retention */
+};
+extern const struct jsonx_field cpreq_plan_create[];
+extern const struct jsonx_field cpreq_plan_update[];
+
+/* POST /v1/usage (billing.c): the body, then each of its records. */
+struct usage_in {
+	json_t *records;
+};
+extern const struct jsonx_field cpreq_usage[];
+struct record_in {
+	const char *tenant, *period, *window_start, *window_end;
+	int64_t events;
+};
+extern const struct jsonx_field cpreq_usage_record[];
+
+/* POST /v1/auth/login (auth.c). */
+struct login_req {
+	const char *email;
+	const char *password;
+	const char *tenant;
+};
+extern const struct jsonx_field cpreq_login[];
+
+/* POST /v1/regions/{region}/status, a data plane's report (region_config.c). */
+struct status_in {
+	const char *instance, *source, *last_pull_ok_at, *last_error;
+	int64_t version;
+	int stale;
+};
+extern const struct jsonx_field cpreq_region_status[];
+
+#endif

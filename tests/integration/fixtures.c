@@ -1,0 +1,125 @@
+/* Fixtures the integration suites share (fixtures.h). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fixtures.h"
+
+/* --- answers --- */
+
+void res_call(struct res *r, const char *method, const char *url, const char *const headers[],
+              const char *body, size_t len)
+{
+	memset(r, 0, sizeof *r);
+	it_http(&r->raw, method, url, headers, body, len);
+	r->status = r->raw.status;
+	r->json = json_loadb(r->raw.body, r->raw.len, 0, NULL);
+}
+
+void res_free(struct res *r)
+{
+	json_decref(r->json);
+	r->json = NULL;
+	it_resp_free(&r->raw);
+}
+
+void expect_status(const struct res *r, long st, int line)
+{
+	ck_assert_msg(r->status == st, "line %d: status %ld, want %ld: %.700s", line, r->status, st,
+	              r->raw.body);
+}
+
+void expect_problem(const struct res *r, long st, const char *code, const char *field,
+                    int null_field_absent, int line)
+{
+	expect_status(r, st, line);
+	ck_assert_msg(!strcmp(it_js(r->json, "code"), code), "line %d: code '%s', want '%s': %.500s", line,
+	              it_js(r->json, "code"), code, r->raw.body);
+	if (field)
+		ck_assert_msg(!strcmp(it_js(r->json, "field"), field), "line %d: field '%s', want '%s': %.500s",
+		              line, it_js(r->json, "field"), field, r->raw.body);
+	else if (null_field_absent)
+		ck_assert_msg(!json_object_get(r->json, "field"), "line %d: unexpected field: %.500s", line,
+		              r->raw.body);
+}
+
+int replayed(const struct res *r)
+{
+	char v[32];
+	return it_header(&r->raw, "Idempotent-Replayed", v, sizeof v) == 0 && !strcmp(v, "true");
+}
+
+long code_status(const char *code)
+{
+	static const struct { const char *code; long status; } t[] = {
+		{ "bad_request", 400 }, { "invalid_json", 400 }, { "validation_failed", 400 },
+		{ "unauthorized", 401 }, { "forbidden", 403 }, { "not_found", 404 },
+		{ "method_not_allowed", 405 }, { "conflict", 409 }, { "body_too_large", 413 },
+		{ "unsupported_media_type", 415 }, { "wrong_region", 421 }, { "unprocessable", 422 },
+		{ "rate_limited", 429 }, { "internal_error", 500 }, { "unavailable", 503 },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+		if (!strcmp(t[i].code, code))
+			return t[i].status;
+	return -1;
+}
+
+int is_uuid(const char *s)
+{
+	if (strlen(s) != 36)
+		return 0;
+	for (int i = 0; i < 36; i++) {
+		int dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	}
+	return 1;
+}
+
+int is_api_time(const char *s)
+{
+	return strlen(s) == 27 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && s[26] == 'Z';
+}
+
+/* --- SQL --- */
+
+long long sqll(const char *url, const char *sql)
+{
+	char *v = it_sql(url, sql);
+	ck_assert_msg(v != NULL, "%s: no row", sql);
+	long long n = atoll(v);
+	free(v);
+	return n;
+}
+
+/* --- requests at once --- */
+
+struct at_once {
+	pthread_barrier_t *go;
+	void *(*fn)(void *item);
+	void *item;
+};
+
+static void *at_once_main(void *arg)
+{
+	struct at_once *a = arg;
+	pthread_barrier_wait(a->go);
+	return a->fn(a->item);
+}
+
+void run_at_once(void *items, size_t size, int n, void *(*fn)(void *item))
+{
+	pthread_t t[32];
+	struct at_once a[32];
+	pthread_barrier_t go;
+	ck_assert_int_le(n, 32);
+	pthread_barrier_init(&go, NULL, (unsigned)n);
+	for (int i = 0; i < n; i++) {
+		a[i] = (struct at_once){ &go, fn, (char *)items + (size_t)i * size };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, at_once_main, &a[i]), 0);
+	}
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&go);
+}

@@ -1,0 +1,60 @@
+/* Fixtures the integration suites share, above the harness of it.h: an
+ * answer as a suite checks it (struct res) and the checks the suites make
+ * of answers. cpfx.h adds a control plane of a test's own and a client of
+ * its API.
+ *
+ * The names are those the suites use in their tests (EXPECT, res_free ...),
+ * so a test reads the same wherever it lives. */
+#ifndef IT_FIXTURES_H
+#define IT_FIXTURES_H
+
+#include <jansson.h>
+
+#include "it.h"
+
+/* --- answers --- */
+
+struct res {
+	long status;
+	json_t *json;        /* the parsed body; NULL when it is not JSON */
+	char rid[80];        /* X-Request-Id of the answer (set by api_ex) */
+	struct it_resp raw;
+};
+/* Sends one request (it_http) and parses its answer into `r`; checks
+ * nothing. The caller res_free()s `r`. */
+void res_call(struct res *r, const char *method, const char *url, const char *const headers[],
+              const char *body, size_t len);
+void res_free(struct res *r);
+
+#define EXPECT(r, st) expect_status((r), (st), __LINE__)
+void expect_status(const struct res *r, long st, int line);
+/* The status, the problem's code and its field: with `field` NULL the
+ * problem must not name a field (EXPECT_PROBLEM) or may name any
+ * (EXPECT_PROBLEM_SOME). */
+#define EXPECT_PROBLEM(r, st, code, field) expect_problem((r), (st), (code), (field), 1, __LINE__)
+#define EXPECT_PROBLEM_SOME(r, st, code, field) expect_problem((r), (st), (code), (field), 0, __LINE__)
+void expect_problem(const struct res *r, long st, const char *code, const char *field,
+                    int null_field_absent, int line);
+/* 1 when the answer carries Idempotent-Replayed: true (exactly). */
+int replayed(const struct res *r);
+
+/* The status the README's table of problem codes gives `code`; -1 if none. */
+long code_status(const char *code);
+/* A lowercase UUID. */
+int is_uuid(const char *s);
+/* RFC 3339 UTC with microseconds, as the API writes every timestamp. */
+int is_api_time(const char *s);
+
+/* --- SQL --- */
+
+/* it_sql's answer as a number; fails the test when there is no row. */
+long long sqll(const char *url, const char *sql);
+
+/* --- requests at once --- */
+
+/* Runs fn(items + i * size) for each i < n (at most 32) on a thread of its
+ * own, all released together once every thread is ready; returns when all
+ * have returned. For races: concurrent retries, rival writers. */
+void run_at_once(void *items, size_t size, int n, void *(*fn)(void *item));
+
+#endif
