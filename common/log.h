@@ -50,8 +50,9 @@ void log_write(enum log_level lvl, const char *req_id, json_t *fields,
                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* One access-log line, formatted directly (no JSON tree: this runs for
- * every request); its members are the arguments, not the thread's context. `terminated` < 0 leaves that member out; `tenant` and
- * `key_id` (identifiers, never secrets) are left out when NULL. */
+ * every request); its members are the arguments, not the thread's
+ * context. `terminated` < 0 leaves that member out; `tenant` and `key_id`
+ * (identifiers, never secrets) are left out when NULL. */
 void log_request(enum log_level lvl, const char *req_id, const char *method, const char *path,
                  unsigned status, double duration_ms, int terminated, const char *tenant,
                  const char *key_id);
