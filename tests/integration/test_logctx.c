@@ -138,20 +138,27 @@ START_TEST(request_lines_name_caller)
 	it_pg_stop();
 	json_t *lines = NULL, *warn = NULL;
 	long deadline = now_ms() + 30000;
-	for (int n = 0; !warn; n++) {
-		if (now_ms() >= deadline) {
-			it_pg_start(); /* for the tests that follow */
-			ck_abort_msg("no warning of a request in %s", s.dp.log);
-		}
+	/* Paced (the tenant's rate limit), and PostgreSQL is started again
+	 * before a failure, for the tests that follow. */
+	for (int n = 0; !warn; n++, usleep(50000)) {
+		const char *why = NULL;
 		struct it_resp r;
-		char rid[64], answered[80];
+		char rid[64], answered[80] = "";
 		snprintf(rid, sizeof rid, "it-logctx-%d", n);
 		const char *const h[] = { auth, it_fmt("X-Request-Id: %s", rid), NULL };
 		it_http(&r, "GET", url, h, NULL, 0);
-		ck_assert_msg(r.status == 503, "GET /v1/events with the database down: %ld", r.status);
-		ck_assert_int_eq(it_header(&r, "X-Request-Id", answered, sizeof answered), 0);
-		ck_assert_str_eq(answered, rid);
+		it_header(&r, "X-Request-Id", answered, sizeof answered);
+		if (r.status != 503 && r.status != 429)
+			why = it_fmt("GET /v1/events with the database down: %ld", r.status);
+		else if (strcmp(answered, rid))
+			why = it_fmt("X-Request-Id %s answered to %s", answered, rid);
+		else if (now_ms() >= deadline)
+			why = it_fmt("no warning of a request in %s", s.dp.log);
 		it_resp_free(&r);
+		if (why) {
+			it_pg_start();
+			ck_abort_msg("%s", why);
+		}
 		json_decref(lines);
 		lines = service_lines(s.dp.log);
 		size_t i;
