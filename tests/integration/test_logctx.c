@@ -172,9 +172,15 @@ START_TEST(request_lines_name_caller)
 	}
 	it_pg_start();
 	char *text = json_dumps(warn, JSON_COMPACT);
-	const char *rid = it_js(warn, "req_id");
-	json_t *acc = access_line(lines, rid);
-	ck_assert_msg(acc, "no access line of %s", rid);
+	char rid[80];
+	snprintf(rid, sizeof rid, "%s", it_js(warn, "req_id"));
+	/* The access line is written once the answer is sent: wait for it. */
+	json_t *acc = NULL, *again = NULL;
+	for (long until = now_ms() + 30000; !(acc = access_line(again, rid)); usleep(20000)) {
+		ck_assert_msg(now_ms() < until, "no access line of %s in %s", rid, s.dp.log);
+		json_decref(again);
+		again = service_lines(s.dp.log);
+	}
 	ck_assert_str_eq(it_js(acc, "tenant"), s.tenant);
 	ck_assert_msg(*it_js(acc, "key_id"), "the access line of %s names no key", rid);
 	ck_assert_msg(!strcmp(it_js(warn, "tenant"), s.tenant), "the warning names another tenant: %s", text);
@@ -185,6 +191,7 @@ START_TEST(request_lines_name_caller)
 	              "a line holds the key's secret: %s", text);
 	free(text);
 	json_decref(lines);
+	json_decref(again);
 	stack_stop_checked(&s);
 }
 END_TEST
