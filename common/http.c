@@ -621,6 +621,7 @@ static void *watchdog_main(void *arg)
 	struct http_server *srv = arg;
 	uint64_t limit_us = (uint64_t)srv->o.connection_timeout_s * 1000000u;
 	uint64_t response_us = (uint64_t)srv->o.response_timeout_ms * 1000u;
+	log_set_task("watchdog");
 	while (!atomic_load(&srv->watchdog_stop)) {
 		usleep(100 * 1000);
 		uint64_t now = now_us();
@@ -767,13 +768,18 @@ static enum MHD_Result begin(struct http_req *req)
 	return MHD_YES;
 }
 
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
+/* The request's log context: its id (set first thing in begin()), and its
+ * tenant and key once its authentication names them. */
+static struct log_ctx req_log_ctx(const struct http_req *req)
 {
-	struct http_server *srv = cls;
+	return (struct log_ctx){ .req_id = req->id, .tenant = req->log_tenant, .key_id = req->log_key };
+}
+
+static enum MHD_Result request_step(struct http_server *srv, struct MHD_Connection *conn,
+                                    const char *url, const char *method, const char *upload_data,
+                                    size_t *upload_data_size, void **con_cls)
+{
 	struct http_req *req = *con_cls;
-	(void)version;
 
 	if (!req) {
 		req = calloc(1, sizeof *req);
@@ -786,8 +792,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		req->start_us = now_us();
 		*con_cls = req;
 		atomic_fetch_add(&srv->inflight, 1);
+		log_ctx_set(req_log_ctx(req));
 		return begin(req);
 	}
+	log_ctx_set(req_log_ctx(req));
 	if (req->status) {
 		/* Already answered (refused early): drop whatever still arrives. */
 		*upload_data_size = 0;
@@ -824,6 +832,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	return MHD_YES;
 }
 
+/* Every line written while a request is worked on names it: the context
+ * is the request's for the call, whatever the handler and the helpers it
+ * calls write. */
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	(void)version;
+	struct log_ctx prev = log_ctx_get();
+	enum MHD_Result rc = request_step(cls, conn, url, method, upload_data, upload_data_size, con_cls);
+	log_ctx_set(prev);
+	return rc;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -832,6 +854,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 	if (!req)
 		return;
+	struct log_ctx prev = log_ctx_set(req_log_ctx(req)); /* for the destructors' lines */
 	conn_receiving_done(conn, 0); /* the next request's clock starts */
 	struct http_conn *c = conn_of(conn);
 	if (c && req->status)
@@ -856,6 +879,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	free(req);
 	*con_cls = NULL;
 	atomic_fetch_sub(&srv->inflight, 1);
+	log_ctx_set(prev);
 }
 
 static int hex_digit(char c)
@@ -922,7 +946,13 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
 		msg[--n] = '\0';
+	/* Outside a request and of a thread without a task: one of the
+	 * library's own threads. */
+	struct log_ctx prev = log_ctx_get();
+	if (!(prev.req_id && *prev.req_id) && !prev.task)
+		log_set_task("http");
 	log_write_limited(mhd_log_limit(fmt), LOG_WARN, NULL, NULL, "libmicrohttpd: %s", msg);
+	log_ctx_set(prev);
 }
 
 /* ---- lifecycle ---- */

@@ -14,6 +14,7 @@ const char *const log_level_names[] = { "debug", "info", "warn", "error", NULL }
 static const char *log_service = "celltrail";
 static enum log_level log_min = LOG_INFO;
 static _Atomic int64_t log_repeat_ms = LOG_REPEAT_INTERVAL_DEFAULT_MS;
+static _Thread_local struct log_ctx log_cur;
 
 void log_init(const char *service, enum log_level min_level)
 {
@@ -24,6 +25,29 @@ void log_init(const char *service, enum log_level min_level)
 int log_enabled(enum log_level lvl)
 {
 	return lvl >= log_min;
+}
+
+struct log_ctx log_ctx_set(struct log_ctx ctx)
+{
+	struct log_ctx prev = log_cur;
+	log_cur = ctx;
+	return prev;
+}
+
+struct log_ctx log_ctx_get(void)
+{
+	return log_cur;
+}
+
+void log_set_task(const char *task)
+{
+	log_cur = (struct log_ctx){ .task = task };
+}
+
+static void ctx_member(json_t *line, const char *name, const char *value)
+{
+	if (value && *value)
+		json_object_set_new(line, name, json_string(value));
 }
 
 /* Length of the valid UTF-8 sequence at s (1 to 4), or 0 if it is not one. */
@@ -154,8 +178,15 @@ void log_write(enum log_level lvl, const char *req_id, json_t *fields, const cha
 	 * json_stringn_nocheck would emit them raw, so replace such messages. */
 	json_t *m = json_string(msg);
 	json_object_set_new(line, "msg", m ? m : json_string("(message not valid UTF-8)"));
-	if (req_id)
-		json_object_set_new(line, "req_id", json_string(req_id));
+	/* The request named explicitly, or else the thread's; its tenant and
+	 * key only when it is the thread's request. */
+	int own = !req_id || (log_cur.req_id && !strcmp(req_id, log_cur.req_id));
+	ctx_member(line, "req_id", req_id ? req_id : log_cur.req_id);
+	if (own) {
+		ctx_member(line, "tenant", log_cur.tenant);
+		ctx_member(line, "key_id", log_cur.key_id);
+	}
+	ctx_member(line, "task", log_cur.task);
 	if (fields && json_is_object(fields))
 		json_object_update(line, fields);
 	json_decref(fields);

@@ -1,7 +1,9 @@
 /* Structured logging: one JSON object per line on stderr.
  *
- * Every line carries time, level, service and message; request-scoped lines
- * also carry the request id. Secrets must never be passed to these functions. */
+ * Every line carries time, level, service and message, and the context of
+ * the thread that writes it (struct log_ctx): the request being handled
+ * ("req_id", and "tenant" and "key_id" once known) or the background task
+ * ("task"). Secrets must never be passed to these functions. */
 #ifndef CT_LOG_H
 #define CT_LOG_H
 
@@ -17,14 +19,40 @@ extern const char *const log_level_names[]; /* NULL-terminated, index = level */
 void log_init(const char *service, enum log_level min_level);
 int log_enabled(enum log_level lvl);
 
-/* Writes one line. `req_id` may be NULL. `fields` (may be NULL) is an object
- * whose members are added to the line; the reference is stolen. */
+/* What the lines of a thread are about. Each thread has its own, set
+ * where its work starts: a thread's main function names its task (a
+ * string literal: "main", "config_pull", ...); the HTTP layer sets the
+ * request's around each call into a handler, so that a line written deep
+ * in a helper (a database warning) names the request without being told.
+ * The strings are borrowed: they must stay valid while the context is set.
+ * NULL or "" leaves a member out. */
+struct log_ctx {
+	const char *task;    /* background work of the thread */
+	const char *req_id;  /* the request being handled */
+	const char *tenant;  /* its tenant's id and API key's id, never a secret */
+	const char *key_id;
+};
+
+/* Replaces the calling thread's context; returns the previous one, for the
+ * caller to set back once its work is done. */
+struct log_ctx log_ctx_set(struct log_ctx ctx);
+struct log_ctx log_ctx_get(void);
+/* The thread's context becomes the task `task` alone (first thing in a
+ * thread's main function). */
+void log_set_task(const char *task);
+
+/* Writes one line with the thread's context. `req_id` (may be NULL) names
+ * the request explicitly: when it is not the context's, the context's
+ * tenant and key id are left out. `fields` (may be NULL) is an object
+ * whose members are added to the line (over the context's); the reference
+ * is stolen. */
 void log_write(enum log_level lvl, const char *req_id, json_t *fields,
                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* One access-log line, formatted directly (no JSON tree: this runs for
- * every request). `terminated` < 0 leaves that member out; `tenant` and
- * `key_id` (identifiers, never secrets) are left out when NULL. */
+ * every request); its members are the arguments, not the thread's
+ * context. `terminated` < 0 leaves that member out; `tenant` and `key_id`
+ * (identifiers, never secrets) are left out when NULL. */
 void log_request(enum log_level lvl, const char *req_id, const char *method, const char *path,
                  unsigned status, double duration_ms, int terminated, const char *tenant,
                  const char *key_id);

@@ -173,6 +173,7 @@ static PGconn *listen_conn(struct lp *lp)
 static void *listen_main(void *arg)
 {
 	struct lp *lp = arg;
+	log_set_task("long_poll_listen");
 	PGconn *pg = NULL;
 	int64_t retry_at = 0;
 

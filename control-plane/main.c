@@ -298,6 +298,7 @@ static enum db_status purge_tx(struct db_conn *c, void *ctx)
 static void *upkeep_main(void *arg)
 {
 	struct upkeep *u = arg;
+	log_set_task("upkeep");
 	pthread_mutex_lock(&u->lock);
 	while (!u->stop) {
 		pthread_mutex_unlock(&u->lock);
@@ -461,6 +462,7 @@ int main(int argc, char **argv)
 	}
 	svc_load_config(PROG, cp_vars, &app.cfg);
 	log_init(PROG, (enum log_level)app.cfg.common.log_level);
+	log_set_task("main"); /* start-up, signals, drain and stop */
 	log_set_repeat_interval(app.cfg.common.log_repeat_ms);
 	if (!strcmp(cmd, "jwks"))
 		return cmd_jwks(&app);

@@ -20,6 +20,7 @@ struct dp_loop {
 static void *loop_main(void *arg)
 {
 	struct dp_loop *l = arg;
+	log_set_task(l->name);
 	for (;;) {
 		int64_t ms = l->step(l->ctx);
 		struct timespec until;

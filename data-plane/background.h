@@ -12,6 +12,7 @@ struct dp_loop;
 typedef int64_t (*dp_step_fn)(void *ctx);
 
 /* Starts `name`'s thread: `step` runs at once, then after each delay.
+ * `name` (a string literal, "usage_reporter") is the thread's log task.
  * NULL on failure. */
 struct dp_loop *dp_loop_start(const char *name, dp_step_fn step, void *ctx);
 /* Cuts the current sleep short (the step runs again now). */

@@ -568,6 +568,7 @@ static void finish_status(struct dp_pull *p, CURLcode rc)
 static void *run(void *arg)
 {
 	struct dp_pull *p = arg;
+	log_set_task("config_pull");
 	int64_t next_pull = 0, next_status = 0, started = 0;
 	int cfg_on = 0, status_on = 0, status_due = 1;
 

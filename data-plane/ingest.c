@@ -37,6 +37,7 @@ struct job {
 	int orphan;                  /* the request completed while held: the writer frees it */
 	enum abandon abandoned;
 	char tenant[37];
+	char req_id[65], key_id[25];   /* for the writer's log lines (copies: the request may go first) */
 	int64_t quota;
 	int64_t received_us;
 	char period[8];
@@ -494,6 +495,13 @@ static void hist_add(struct dp_ingest *g, size_t n)
 static void commit_group(struct dp_ingest *g, struct group *gr)
 {
 	struct dp_app *app = g->app;
+	/* The lines of a group of one request (the database's, say) name it
+	 * beside the writer's task; a larger group's name them all when it
+	 * fails. Set back before any request is resumed: its job may go. */
+	struct log_ctx task = log_ctx_get();
+	if (gr->n == 1)
+		log_ctx_set((struct log_ctx){ .task = task.task, .req_id = gr->jobs[0]->req_id,
+		                              .tenant = gr->jobs[0]->tenant, .key_id = gr->jobs[0]->key_id });
 	qsort(gr->refs, gr->nrefs, sizeof *gr->refs, ref_cmp);
 	gr->careful = 0;
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
@@ -530,8 +538,14 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 		default: atomic_fetch_add(&g->requests_failed, 1); break;
 		}
 	}
-	if (st != DB_OK && st != DB_UNAVAILABLE && st != DB_COMMIT_UNKNOWN)
-		log_error(NULL, "ingest: a group of %zu request(s) failed: %s", gr->n, db_status_str(st));
+	if (st != DB_OK && st != DB_UNAVAILABLE && st != DB_COMMIT_UNKNOWN) {
+		json_t *ids = json_array();
+		for (size_t i = 0; i < gr->n; i++)
+			json_array_append_new(ids, json_string(gr->jobs[i]->req_id));
+		log_write(LOG_ERROR, NULL, json_pack("{so}", "req_ids", ids),
+		          "ingest: a group of %zu request(s) failed: %s", gr->n, db_status_str(st));
+	}
+	log_ctx_set(task);
 	/* Last: once resumed, a request may complete and free its job at once.
 	 * A request the drain deadline answered is not resumed again; one that
 	 * has completed since is freed here. */
@@ -577,6 +591,7 @@ static void *writer_main(void *arg)
 	while (seen_cap < 2 * cap)
 		seen_cap *= 2;
 	struct group gr = { .g = g };
+	log_set_task("ingest_writer");
 	uint64_t *seen = calloc(seen_cap, sizeof *seen);
 	gr.jobs = calloc(cap, sizeof *gr.jobs);
 	gr.refs = calloc(cap, sizeof *gr.refs);
@@ -884,6 +899,8 @@ enum http_result dp_handle_events_post(struct http_req *req)
 	http_req_body(req, &j->bytes);
 	j->root = body;
 	memcpy(j->tenant, a->tenant_id, sizeof j->tenant);
+	snprintf(j->req_id, sizeof j->req_id, "%s", http_req_id(req));
+	memcpy(j->key_id, a->key_id, sizeof j->key_id);
 	j->quota = a->plan.quota;
 	j->received_us = timefmt_now_us();
 	timefmt_month(j->received_us, NULL, NULL, j->period);

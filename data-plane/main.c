@@ -407,6 +407,7 @@ int main(int argc, char **argv)
 		return SVC_EXIT_USAGE;
 	}
 	log_init(PROG, (enum log_level)app.cfg.common.log_level);
+	log_set_task("main"); /* start-up, signals, drain and stop */
 	log_set_repeat_interval(app.cfg.common.log_repeat_ms);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, PROG ": cannot initialize libcurl\n");

@@ -169,7 +169,7 @@ struct dp_ratesync *dp_ratesync_start(struct dp_app *app)
 		r->ttl_ms = TTL_MIN_MS;
 	r->last_ns = r->last_ok_ns = mono_ns();
 	atomic_init(&r->live, 1);
-	if (!(r->loop = dp_loop_start("rate exchange", step, r))) {
+	if (!(r->loop = dp_loop_start("rate_sync", step, r))) {
 		free(r);
 		return NULL;
 	}

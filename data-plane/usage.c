@@ -276,8 +276,8 @@ struct dp_usage *dp_usage_start(struct dp_app *app)
 		return NULL;
 	u->app = app;
 	u->last_start_us = -1;
-	u->refresher = dp_loop_start("usage refresher", refresh_step, u);
-	u->reporter = dp_loop_start("usage reporter", report_step, u);
+	u->refresher = dp_loop_start("usage_refresher", refresh_step, u);
+	u->reporter = dp_loop_start("usage_reporter", report_step, u);
 	if (!u->refresher || !u->reporter) {
 		dp_usage_stop(u);
 		return NULL;

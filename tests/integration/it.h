@@ -30,6 +30,10 @@ Suite *ratelimit_suite(void); /* test_ratelimit.c */
 Suite *login_suite(void); /* test_login.c */
 Suite *dp_deps_suite(void); /* test_dp_deps.c */
 Suite *ingest_suite(void); /* test_ingest.c */
+Suite *log_context_suite(void); /* test_logctx.c */
+/* Prints the service log lines of the *.log files of `dir` that name
+ * neither a request ("req_id") nor a task ("task"); returns their number. */
+int it_logs_check(const char *dir);
 
 /* Adds each of the `n` tests to `s` as a TCase of its own named after it,
  * with the checked fixture `setup`/`teardown` (run in the test's own

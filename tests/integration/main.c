@@ -25,8 +25,13 @@ int main(void)
 	srunner_add_suite(sr, login_suite());
 	srunner_add_suite(sr, dp_deps_suite());
 	srunner_add_suite(sr, ingest_suite());
+	srunner_add_suite(sr, log_context_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
+	/* Whatever the suites ran, every line the services wrote names a
+	 * request or a task. */
+	if (getenv("IT_LOG_DIR") && it_logs_check(getenv("IT_LOG_DIR")))
+		failed++;
 	srunner_free(sr);
 	curl_global_cleanup();
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;

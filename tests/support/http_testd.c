@@ -99,6 +99,7 @@ int main(void)
 
 	http_signals_block();
 	log_init("http-testd", LOG_WARN);
+	log_set_task("main");
 	struct http_server *srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
 		fprintf(stderr, "http-testd: %s\n", err);

@@ -1,8 +1,10 @@
 /* The access log: every line is one valid JSON object, whatever bytes a
  * client put in its request path, naming the caller but never a secret.
- * Repeated warnings: at most one line per interval, with the count left out. */
+ * Repeated warnings: at most one line per interval, with the count left out.
+ * Every line names what it is about: its thread's request or task. */
 #include <check.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +179,161 @@ START_TEST(limited_lines_carry_count)
 }
 END_TEST
 
+/* Captures what the calling test writes on stderr between the two calls:
+ * one JSON object per line, into a new array. */
+static int capture_fd = -1, capture_saved = -1;
+static char capture_path[32];
+
+static void capture_start(void)
+{
+	snprintf(capture_path, sizeof capture_path, "/tmp/ct-unit-log-XXXXXX");
+	capture_fd = mkstemp(capture_path);
+	ck_assert_int_ge(capture_fd, 0);
+	capture_saved = dup(2);
+	dup2(capture_fd, 2);
+}
+
+static json_t *capture_end(void)
+{
+	dup2(capture_saved, 2);
+	close(capture_saved);
+	close(capture_fd);
+	FILE *f = fopen(capture_path, "r");
+	ck_assert_ptr_nonnull(f);
+	json_t *lines = json_array();
+	char line[4096];
+	while (fgets(line, sizeof line, f)) {
+		json_error_t e;
+		json_t *j = json_loads(line, 0, &e);
+		ck_assert_msg(json_is_object(j), "not a JSON object: %s (%s)", line, e.text);
+		json_array_append_new(lines, j);
+	}
+	fclose(f);
+	unlink(capture_path);
+	return lines;
+}
+
+/* A member of line `i`, NULL when absent. */
+static const char *member(const json_t *lines, size_t i, const char *name)
+{
+	return json_string_value(json_object_get(json_array_get(lines, i), name));
+}
+
+/* The thread's context against a reference: the members each kind of
+ * context puts on a line, the explicit request id that is another
+ * request's (no tenant or key of the context's), empty members left out,
+ * and the context set back. */
+START_TEST(context_members)
+{
+	static const struct {
+		struct log_ctx ctx;
+		const char *explicit_rid;
+		/* the line's expected members, NULL: absent */
+		const char *req_id, *tenant, *key_id, *task;
+	} cases[] = {
+		{ { 0 }, NULL, NULL, NULL, NULL, NULL },
+		{ { .task = "config_pull" }, NULL, NULL, NULL, NULL, "config_pull" },
+		{ { .req_id = "r-1" }, NULL, "r-1", NULL, NULL, NULL },
+		{ { .req_id = "r-1", .tenant = "t-1", .key_id = "k-1" }, NULL, "r-1", "t-1", "k-1", NULL },
+		{ { .req_id = "r-1", .tenant = "t-1", .key_id = "" }, NULL, "r-1", "t-1", NULL, NULL },
+		{ { .req_id = "", .tenant = "", .key_id = "", .task = "" }, NULL, NULL, NULL, NULL, NULL },
+		/* the same request named explicitly: the context's tenant stays */
+		{ { .req_id = "r-1", .tenant = "t-1", .key_id = "k-1" }, "r-1", "r-1", "t-1", "k-1", NULL },
+		/* another request: its own id, not the context's tenant or key */
+		{ { .req_id = "r-1", .tenant = "t-1", .key_id = "k-1" }, "r-2", "r-2", NULL, NULL, NULL },
+		{ { .task = "ingest_writer" }, "r-3", "r-3", NULL, NULL, "ingest_writer" },
+		{ { .task = "ingest_writer", .req_id = "r-4", .tenant = "t-4", .key_id = "k-4" }, NULL, "r-4",
+		  "t-4", "k-4", "ingest_writer" },
+	};
+	size_t n = sizeof cases / sizeof cases[0];
+	log_init("unit", LOG_INFO);
+	struct log_ctx before = log_ctx_set((struct log_ctx){ .task = "outer" });
+	capture_start();
+	for (size_t i = 0; i < n; i++) {
+		struct log_ctx prev = log_ctx_set(cases[i].ctx);
+		log_warn(cases[i].explicit_rid, "case %zu", i);
+		struct log_ctx back = log_ctx_set(prev);
+		ck_assert_ptr_eq(back.req_id, cases[i].ctx.req_id);
+		ck_assert_ptr_eq(back.task, cases[i].ctx.task);
+	}
+	log_info(NULL, "outer again");
+	/* Members given by the caller win over the context's. */
+	log_write(LOG_INFO, NULL, json_pack("{ss}", "task", "given"), "given");
+	json_t *lines = capture_end();
+	log_ctx_set(before);
+	ck_assert_int_eq(json_array_size(lines), n + 2);
+	for (size_t i = 0; i < n; i++) {
+		const char *names[] = { "req_id", "tenant", "key_id", "task" };
+		const char *want[] = { cases[i].req_id, cases[i].tenant, cases[i].key_id, cases[i].task };
+		for (int m = 0; m < 4; m++) {
+			const char *got = member(lines, i, names[m]);
+			if (want[m])
+				ck_assert_msg(got && !strcmp(got, want[m]), "case %zu: %s is %s, want %s", i, names[m],
+				              got ? got : "(absent)", want[m]);
+			else
+				ck_assert_msg(!got, "case %zu: %s is %s, want none", i, names[m], got);
+		}
+	}
+	ck_assert_str_eq(member(lines, n, "task"), "outer");
+	ck_assert_ptr_null(member(lines, n, "req_id"));
+	ck_assert_str_eq(member(lines, n + 1, "task"), "given");
+	json_decref(lines);
+}
+END_TEST
+
+/* Limited lines carry the context too. */
+START_TEST(limited_lines_carry_context)
+{
+	log_init("unit", LOG_INFO);
+	struct log_ctx prev = log_ctx_set((struct log_ctx){ .req_id = "r-9", .tenant = "t-9", .key_id = "k-9" });
+	capture_start();
+	log_warn_limited(NULL, "database down");
+	json_t *lines = capture_end();
+	log_ctx_set(prev);
+	ck_assert_int_eq(json_array_size(lines), 1);
+	ck_assert_str_eq(member(lines, 0, "req_id"), "r-9");
+	ck_assert_str_eq(member(lines, 0, "tenant"), "t-9");
+	ck_assert_str_eq(member(lines, 0, "key_id"), "k-9");
+	json_decref(lines);
+}
+END_TEST
+
+static void *other_thread(void *arg)
+{
+	(void)arg;
+	log_info(NULL, "fresh thread"); /* no context: a new thread has none */
+	log_set_task("other");
+	log_info(NULL, "named thread");
+	return NULL;
+}
+
+/* The context belongs to its thread: a new thread starts without one, and
+ * naming its task leaves the others' alone. */
+START_TEST(context_is_per_thread)
+{
+	pthread_t t;
+	log_init("unit", LOG_INFO);
+	struct log_ctx prev = log_ctx_set((struct log_ctx){ .req_id = "r-main", .tenant = "t-main" });
+	capture_start();
+	ck_assert_int_eq(pthread_create(&t, NULL, other_thread, NULL), 0);
+	pthread_join(t, NULL);
+	log_info(NULL, "this thread");
+	json_t *lines = capture_end();
+	log_ctx_set(prev);
+	ck_assert_int_eq(json_array_size(lines), 3);
+	for (int m = 0; m < 4; m++) {
+		const char *names[] = { "req_id", "tenant", "key_id", "task" };
+		ck_assert_ptr_null(member(lines, 0, names[m]));
+	}
+	ck_assert_str_eq(member(lines, 1, "task"), "other");
+	ck_assert_ptr_null(member(lines, 1, "req_id"));
+	ck_assert_str_eq(member(lines, 2, "req_id"), "r-main");
+	ck_assert_str_eq(member(lines, 2, "tenant"), "t-main");
+	ck_assert_ptr_null(member(lines, 2, "task"));
+	json_decref(lines);
+}
+END_TEST
+
 Suite *log_suite(void)
 {
 	Suite *s = suite_create("log");
@@ -188,6 +345,9 @@ Suite *log_suite(void)
 	tcase_add_test(tc, limit_interval_boundaries);
 	tcase_add_test(tc, limit_matches_model);
 	tcase_add_test(tc, limited_lines_carry_count);
+	tcase_add_test(tc, context_members);
+	tcase_add_test(tc, limited_lines_carry_context);
+	tcase_add_test(tc, context_is_per_thread);
 	suite_add_tcase(s, tc);
 	return s;
 }
