@@ -14,8 +14,8 @@
 
 #include "cp.h"
 #include "cpdb.h"
+#include "idempotency.h"
 #include "names.h"
-#include "secret.h"
 
 #define MAX_RECORDS 1000
 
@@ -254,7 +254,6 @@ static int valid_period(const char *s)
 
 struct usage_ctx {
 	const char *region, *key, *records;
-	char hash[65];
 	long count;
 	long long events;
 };
@@ -264,32 +263,10 @@ static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vc
 {
 	(void)req;
 	struct usage_ctx *ctx = vctx;
-	int claimed;
 	long bad, foreign;
 	char field[16];
 	enum db_status st;
 
-	if ((st = cpdb_usage_claim(c, ctx->region, ctx->key, ctx->hash, &claimed)) != DB_OK)
-		return st;
-	if (!claimed) {
-		char *hash = NULL, *response = NULL;
-		if ((st = cpdb_usage_batch(c, ctx->region, ctx->key, &hash, &response)) != DB_OK)
-			return st;
-		int same = !strcmp(hash, ctx->hash);
-		free(hash);
-		if (!same) {
-			free(response);
-			return cp_fail(out, PROB_UNPROCESSABLE,
-			               "This Idempotency-Key was used for another batch; use a new key.");
-		}
-		json_error_t e;
-		json_t *first = json_loads(response, 0, &e);
-		free(response);
-		if (!first)
-			return DB_ERROR;
-		out->replayed = 1;
-		return cp_done(out, 200, first); /* the first answer, nothing added */
-	}
 	if ((st = cpdb_usage_check_windows(c, ctx->records, &bad, field)) != DB_OK)
 		return st;
 	if (bad) {
@@ -321,20 +298,13 @@ static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vc
 		return st;
 	json_t *answer = json_pack("{ss sI sI}", "batch", ctx->key, "records", (json_int_t)ctx->count,
 	                           "events", (json_int_t)ctx->events);
-	char *text = json_dumps(answer, JSON_COMPACT);
-	st = text ? cpdb_usage_answer(c, ctx->region, ctx->key, text) : DB_ERROR;
-	free(text);
-	if (st != DB_OK) {
-		json_decref(answer);
-		return st;
-	}
-	return cp_done(out, 201, answer);
+	return answer ? cp_done(out, 201, answer) : DB_ERROR;
 }
 
 int cp_usage_ingest(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
-	struct usage_ctx ctx = { .key = http_req_header(req, "Idempotency-Key") };
+	struct usage_ctx ctx = { 0 };
 	struct usage_in in = { 0 };
 	json_t *obj;
 	size_t i;
@@ -344,17 +314,13 @@ int cp_usage_ingest(struct http_req *req)
 	if (p->role != CP_ROLE_REGION)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Usage is reported by a region's credential.");
 	ctx.region = p->region;
+	struct idem k = { .store = IDEM_USAGE_BATCHES, .scope = p->region };
 	/* Required (a missing one is a missing field); malformed is a bad
 	 * request, as on every route that takes the header. */
-	if (!ctx.key)
-		return http_reply_invalid_field(req, "Idempotency-Key",
-		                                "Each usage batch needs an Idempotency-Key, so that a retry "
-		                                "never counts twice.");
-	if (!*ctx.key || strlen(ctx.key) > 255 ||
-	    strspn(ctx.key, "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
-	                    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(ctx.key))
-		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
-		                             "Idempotency-Key must be 1 to 255 visible ASCII characters.");
+	if (idem_key_read(req, "Each usage batch needs an Idempotency-Key, so that a retry never "
+	                       "counts twice.", &k) != 0)
+		return 0;
+	ctx.key = k.key;
 	if (cp_parse_body(req, usage_fields, &in, NULL, &obj) != 0)
 		return 0;
 	if (json_array_size(in.records) == 0) {
@@ -389,11 +355,9 @@ int cp_usage_ingest(struct http_req *req)
 		rc = -1;
 		goto out;
 	}
-	unsigned char md[32];
-	secret_sha256(canon, strlen(canon), md);
-	secret_hex(md, 32, ctx.hash);
+	idem_hash_bytes(canon, strlen(canon), &k);
 	ctx.records = canon;
-	rc = cp_run(req, usage_tx, &ctx);
+	rc = cp_mutate_keyed(req, &k, usage_tx, &ctx);
 	free(canon);
 out:
 	json_decref(obj);

@@ -107,6 +107,11 @@ typedef enum db_status (*cp_apply_fn)(struct db_conn *c, struct http_req *req, v
  * any): a replay with the same body returns the first response, another
  * body gets 422. Replies in every case; returns the handler's result. */
 int cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
+/* The same with a key the caller has read and hashed (idempotency.h): for
+ * routes whose key is required, or whose "same request" is not the same
+ * bytes. A NULL `k` or k->key runs without one. */
+struct idem;
+int cp_mutate_keyed(struct http_req *req, const struct idem *k, cp_apply_fn apply, void *ctx);
 
 /* Records a client error in `out`; returns DB_ROLLBACK. */
 enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
