@@ -16,13 +16,11 @@
 #include "cpdb.h"
 #include "idempotency.h"
 #include "names.h"
-
-#define MAX_RECORDS 1000
+#include "usage_report.h"
 
 /* Bounds that keep every amount within bigint: at most 1e13 events per
  * tenant and month, at most 1e5 minor units per 1,000 events, so an
  * overage stays below 1e15 minor units and a total far below 2^63. */
-#define MAX_EVENTS_PER_RECORD INT64_C(10000000000)      /* 1e10 */
 #define MAX_EVENTS_PER_MONTH "10000000000000"           /* 1e13, checked in SQL */
 #define MAX_PRICE_PER_1000 INT64_C(100000)              /* 1e5 */
 #define MAX_BASE_PRICE INT64_C(10000000000)             /* 1e10 */
@@ -220,38 +218,6 @@ int cp_plans_update(struct http_req *req)
 
 /* ---- usage from the regions ---- */
 
-struct record_in {
-	const char *tenant, *period, *window_start, *window_end;
-	int64_t events;
-};
-
-#define F(m) offsetof(struct record_in, m)
-static const struct jsonx_field record_fields[] = {
-	{ "tenant", JX_STRING, 1, 0, 0, 36, F(tenant) },
-	{ "period", JX_STRING, 1, 0, 0, 7, F(period) },
-	{ "events", JX_INT, 1, 0, 0, MAX_EVENTS_PER_RECORD, F(events) },
-	{ "window_start", JX_STRING, 1, 0, 0, 40, F(window_start) },
-	{ "window_end", JX_STRING, 1, 0, 0, 40, F(window_end) },
-	JSONX_END
-};
-#undef F
-
-struct usage_in {
-	json_t *records;
-};
-static const struct jsonx_field usage_fields[] = {
-	{ "records", JX_ARRAY, 1, 0, 0, MAX_RECORDS, offsetof(struct usage_in, records) },
-	JSONX_END
-};
-
-/* "YYYY-MM" with a month from 01 to 12. */
-static int valid_period(const char *s)
-{
-	return s && strlen(s) == 7 && strspn(s, "0123456789") == 4 && s[4] == '-' &&
-	       strspn(s + 5, "0123456789") == 2 && atoi(s + 5) >= 1 && atoi(s + 5) <= 12 &&
-	       strncmp(s, "0000", 4) != 0;
-}
-
 struct usage_ctx {
 	const char *region, *key, *records;
 	long count;
@@ -305,10 +271,7 @@ int cp_usage_ingest(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
 	struct usage_ctx ctx = { 0 };
-	struct usage_in in = { 0 };
-	json_t *obj;
-	size_t i;
-	json_t *rec;
+	json_t *obj, *records;
 	int rc = 0;
 
 	if (p->role != CP_ROLE_REGION)
@@ -321,36 +284,20 @@ int cp_usage_ingest(struct http_req *req)
 	                       "counts twice.", &k) != 0)
 		return 0;
 	ctx.key = k.key;
-	if (cp_parse_body(req, usage_fields, &in, NULL, &obj) != 0)
+	if (http_req_json_object(req, &obj) != 0)
 		return 0;
-	if (json_array_size(in.records) == 0) {
-		rc = http_reply_invalid_field(req, "records", "records must hold 1 to %d records.", MAX_RECORDS);
+	struct usage_report_err err;
+	int64_t events;
+	if (usage_report_parse(obj, &records, &events, &err) != 0) {
+		rc = http_reply_problem_ex(req, PROB_VALIDATION,
+		                           err.field[0] ? json_pack("{ss}", "field", err.field) : NULL, "%s",
+		                           err.detail);
 		goto out;
 	}
-	json_array_foreach(in.records, i, rec) {
-		struct record_in r = { 0 };
-		struct jsonx_err err;
-		char f[200];
-		if (jsonx_unpack(rec, record_fields, &r, NULL, &err) != 0) {
-			snprintf(f, sizeof f, "records[%zu]%s%s", i, err.field[0] ? "." : "", err.field);
-			rc = http_reply_invalid_field(req, f, "Record %zu: %s", i, err.msg);
-			goto out;
-		}
-		const char *bad = !name_valid_uuid(r.tenant) ? "tenant"
-		                  : !valid_period(r.period) ? "period"
-		                  : !name_valid_timestamp(r.window_start) ? "window_start"
-		                  : !name_valid_timestamp(r.window_end) ? "window_end" : NULL;
-		if (bad) {
-			snprintf(f, sizeof f, "records[%zu].%s", i, bad);
-			rc = http_reply_invalid_field(req, f, "Record %zu: %s is malformed (tenant: a tenant id; "
-			                                      "period: YYYY-MM; windows: RFC 3339 times).", i, bad);
-			goto out;
-		}
-		ctx.events += r.events;
-	}
-	ctx.count = (long)json_array_size(in.records);
+	ctx.events = events;
+	ctx.count = (long)json_array_size(records);
 	/* The batch is the same when its records are: hash them canonically. */
-	char *canon = json_dumps(in.records, JSON_COMPACT | JSON_SORT_KEYS);
+	char *canon = json_dumps(records, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!canon) {
 		rc = -1;
 		goto out;
@@ -394,7 +341,7 @@ int cp_tenant_usage(struct http_req *req)
 		return 0;
 	if (p->role == CP_ROLE_MEMBER)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only owners and admins read usage.");
-	if (!valid_period(ctx.period))
+	if (!usage_report_period_valid(ctx.period))
 		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
 		                             "Give the period as ?period=YYYY-MM.");
 	return cp_read(req, report_tx, &ctx);
@@ -430,7 +377,7 @@ static enum db_status close_tx(struct db_conn *c, struct http_req *req, void *vc
 int cp_period_close(struct http_req *req)
 {
 	struct close_ctx ctx = { .period = http_req_param(req, "period") };
-	if (!valid_period(ctx.period))
+	if (!usage_report_period_valid(ctx.period))
 		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
 		                             "The period is a month: YYYY-MM.");
 	/* Serializable: a close sees every batch committed before it, and a

@@ -18,6 +18,7 @@
 #include "snapshot.h"
 #include "timefmt.h"
 #include "url.h"
+#include "usage_report.h"
 
 /* A row changed by a transaction that committed late still shows an
  * updated_at before the previous refresh started: rows are read again
@@ -99,13 +100,54 @@ struct next_ctx {
 	int cut;   /* cut a batch first */
 };
 
+struct cut_ctx {
+	json_t *report;
+	int records, failed;
+	int64_t events;
+};
+
+static void on_record(void *ctx, const struct usage_record *r)
+{
+	struct cut_ctx *k = ctx;
+	if (usage_report_add(k->report, r) != 0) {
+		k->failed = 1;
+		return;
+	}
+	k->records++;
+	k->events += r->events;
+}
+
+/* Moves unreported counters into a new batch in the outbox. */
+static enum db_status cut(struct db_conn *c, const char *prefix)
+{
+	struct cut_ctx k = { .report = usage_report_new() };
+	enum db_status st = DB_ERROR;
+	char *body = NULL;
+
+	if (!k.report)
+		goto out;
+	st = dp_db_usage_take(c, USAGE_REPORT_MAX_RECORDS, USAGE_REPORT_MAX_EVENTS, on_record, &k);
+	if (st != DB_OK)
+		goto out;
+	if (k.failed || !(body = json_dumps(k.report, JSON_COMPACT))) {
+		log_error(NULL, "a usage batch could not be built from the counters");
+		st = DB_ERROR;
+		goto out;
+	}
+	st = dp_db_outbox_insert(c, prefix, body, k.records, k.events);
+out:
+	free(body);
+	json_decref(k.report);
+	return st;
+}
+
 static enum db_status next_tx(struct db_conn *c, void *ctx)
 {
 	struct next_ctx *n = ctx;
 	free(n->b.body);
 	n->b.body = NULL;
 	if (n->cut) {
-		enum db_status st = dp_db_outbox_cut(c, n->prefix);
+		enum db_status st = cut(c, n->prefix);
 		if (st != DB_OK)
 			return st;
 	}

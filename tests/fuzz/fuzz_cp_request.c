@@ -8,7 +8,8 @@
  * The tables are static in their handlers' files, which link against the
  * whole service; they are copied here verbatim, and tests/fuzz/tables.sh
  * (run before this target is built) fails when a copy differs from its
- * source or a table of control-plane/ is missing here.
+ * source or a table of control-plane/ is missing here. The usage report's
+ * tables are public in common/usage_report.h and linked instead.
  *
  * Invariants: jsonx_unpack accepts exactly what the field rules accept
  * (checked with a reference), names the first fault as documented (unknown
@@ -17,6 +18,7 @@
  * member's value, sets its bit in `present`, and leaves absent ones zero. */
 #include "fuzz_body.h"
 #include "names_check.h"
+#include "usage_report.h"
 #include "../../control-plane/password.h"
 
 /* ---- the tables ---- */
@@ -113,8 +115,6 @@ static const struct jsonx_field regions_update_fields[] = {
 #undef F
 
 /* control-plane/billing.c */
-#define MAX_RECORDS 1000
-#define MAX_EVENTS_PER_RECORD INT64_C(10000000000)      /* 1e10 */
 #define MAX_PRICE_PER_1000 INT64_C(100000)              /* 1e5 */
 #define MAX_BASE_PRICE INT64_C(10000000000)             /* 1e10 */
 struct plan_in {
@@ -152,29 +152,7 @@ static const struct jsonx_field billing_plan_update_fields[] = {
 };
 #undef F
 #undef N
-struct record_in {
-	const char *tenant, *period, *window_start, *window_end;
-	int64_t events;
-};
-#define F(m) offsetof(struct record_in, m)
-/* control-plane/billing.c record_fields */
-static const struct jsonx_field billing_record_fields[] = {
-	{ "tenant", JX_STRING, 1, 0, 0, 36, F(tenant) },
-	{ "period", JX_STRING, 1, 0, 0, 7, F(period) },
-	{ "events", JX_INT, 1, 0, 0, MAX_EVENTS_PER_RECORD, F(events) },
-	{ "window_start", JX_STRING, 1, 0, 0, 40, F(window_start) },
-	{ "window_end", JX_STRING, 1, 0, 0, 40, F(window_end) },
-	JSONX_END
-};
-#undef F
-struct usage_in {
-	json_t *records;
-};
-/* control-plane/billing.c usage_fields */
-static const struct jsonx_field billing_usage_fields[] = {
-	{ "records", JX_ARRAY, 1, 0, 0, MAX_RECORDS, offsetof(struct usage_in, records) },
-	JSONX_END
-};
+/* common/usage_report.c: linked, not copied */
 
 /* control-plane/auth.c */
 struct login_req {
@@ -415,13 +393,13 @@ static void plan_create(const void *dst)
 /* POST /v1/usage: each record through its own table, then the names. */
 static void usage(const void *dst)
 {
-	const struct usage_in *in = dst;
+	const struct usage_report_body *in = dst;
 	size_t i;
 	json_t *rec;
 	json_array_foreach(in->records, i, rec) {
-		struct record_in r;
+		struct usage_record r;
 		uint64_t present;
-		if (unpack(rec, billing_record_fields, &r, sizeof r, &present) != 0)
+		if (unpack(rec, usage_report_record_fields, &r, sizeof r, &present) != 0)
 			break;
 		nc_uuid(r.tenant);
 		nc_timestamp(r.window_start);
@@ -459,10 +437,10 @@ static const struct table {
 	{ regions_update_fields, sizeof(struct region_in), regions },                     /* H */
 	{ billing_plan_create_fields, sizeof(struct plan_in), plan_create },              /* I */
 	{ billing_plan_update_fields, sizeof(struct plan_in), NULL },                     /* J */
-	{ billing_usage_fields, sizeof(struct usage_in), usage },                         /* K */
+	{ usage_report_fields, sizeof(struct usage_report_body), usage },                 /* K */
 	{ auth_login_fields, sizeof(struct login_req), login },                           /* L */
 	{ region_config_status_fields, sizeof(struct status_in), fleet_status },          /* M */
-	{ billing_record_fields, sizeof(struct record_in), NULL },                        /* N */
+	{ usage_report_record_fields, sizeof(struct usage_record), NULL },                /* N */
 };
 #define TABLES (sizeof tables / sizeof tables[0])
 
@@ -474,8 +452,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct key_in k;
 		struct region_in r;
 		struct plan_in p;
-		struct usage_in us;
-		struct record_in rec;
+		struct usage_report_body us;
+		struct usage_record rec;
 		struct login_req l;
 		struct status_in s;
 	} dst;
