@@ -109,11 +109,11 @@ static json_t *plans_claim(PGresult *r)
 {
 	json_t *o = json_object();
 	for (int i = 0; i < PQntuples(r); i++)
-		json_object_set_new(o, PQgetvalue(r, i, 0),
-		                    json_pack("[IIII]", (json_int_t)atoll(PQgetvalue(r, i, 1)),
-		                              (json_int_t)atoll(PQgetvalue(r, i, 2)),
-		                              (json_int_t)atoll(PQgetvalue(r, i, 3)),
-		                              (json_int_t)atoll(PQgetvalue(r, i, 4))));
+		if (cfgdoc_plans_add(o, PQgetvalue(r, i, 0), atoll(PQgetvalue(r, i, 1)), atoll(PQgetvalue(r, i, 2)),
+		                     atoll(PQgetvalue(r, i, 3)), atoll(PQgetvalue(r, i, 4))) != 0) {
+			json_decref(o);
+			return NULL;
+		}
 	return o;
 }
 
@@ -173,19 +173,19 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 	secret_hex(jti, sizeof jti, jti_hex);
 	dir = json_array();
 	json_array_foreach(regions, i, r)
-		json_array_append_new(dir, json_pack("[OOO]", json_object_get(r, "name"),
-		                                     json_object_get(r, "endpoint_url"),
-		                                     json_object_get(r, "status")));
+		if (cfgdoc_directory_add(dir, json_string_value(json_object_get(r, "name")),
+		                         json_string_value(json_object_get(r, "endpoint_url")),
+		                         json_string_value(json_object_get(r, "status"))) != 0)
+			break;
+	if (i < json_array_size(regions)) {
+		json_decref(dir);
+		goto out;
+	}
 	*iat = time(NULL);
 	*exp = *iat + app->cfg.doc_lifetime_ms / 1000;
-	claims = json_pack("{ss ss sI sI sI ss sI si ss s{sOsOsOsOsO} so so}", "iss", CP_ISSUER, "aud", region,
-	                   "iat", (json_int_t)*iat, "nbf", (json_int_t)*iat, "exp", (json_int_t)*exp,
-	                   "jti", jti_hex, "ver", (json_int_t)*ver, "fmt", CFGDOC_FMT, "kind", "full",
-	                   "region", "name", json_object_get(self, "name"), "display_name",
-	                   json_object_get(self, "display_name"), "endpoint_url",
-	                   json_object_get(self, "endpoint_url"), "status", json_object_get(self, "status"),
-	                   "wave", json_object_get(self, "wave"), "directory", dir, "plans",
-	                   plans_claim(plans));
+	struct cfgdoc_head head = { .iss = CP_ISSUER, .aud = region, .jti = jti_hex, .iat = *iat,
+		                        .exp = *exp, .ver = *ver };
+	claims = cfgdoc_claims(&head, self, dir, plans_claim(plans));
 	if (!claims)
 		goto out;
 	*token = cfgdoc_sign(&key, claims, text.p ? text.p : "");
