@@ -248,7 +248,8 @@ build/fuzz/bin/fuzz-%:
 build/fuzz/bin/fuzz-event: $(call fuzz_obj,tests/fuzz/fuzz_event.c data-plane/event.c \
 	common/jsonx.c common/timefmt.c common/secret.c)
 build/fuzz/bin/fuzz-cp_request: $(call fuzz_obj,tests/fuzz/fuzz_cp_request.c \
-	control-plane/requests.c tests/fuzz/names_check.c common/jsonx.c common/names.c common/timefmt.c)
+	control-plane/requests.c tests/fuzz/names_check.c common/jsonx.c common/names.c common/timefmt.c \
+	common/usage_report.c)
 build/fuzz/bin/fuzz-names: $(call fuzz_obj,tests/fuzz/fuzz_names.c tests/fuzz/names_check.c \
 	common/names.c common/timefmt.c)
 build/fuzz/bin/fuzz-cfgdoc: $(call fuzz_obj,tests/fuzz/fuzz_cfgdoc.c common/cfgdoc.c common/jwk.c \

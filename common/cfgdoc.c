@@ -488,7 +488,7 @@ enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfg
 	int64_t fmt;
 	const char *kind = json_string_value(json_object_get(claims, "kind"));
 	const char *jti = json_string_value(json_object_get(claims, "jti"));
-	if (claim_int(claims, "fmt", &fmt) || fmt != CFGDOC_FMT || !kind || strcmp(kind, "full")) {
+	if (claim_int(claims, "fmt", &fmt) || fmt != CFGDOC_FMT || !kind || strcmp(kind, CFGDOC_KIND_FULL)) {
 		snprintf(detail, dlen, "unsupported document format or kind");
 		goto out;
 	}
@@ -659,4 +659,31 @@ out:
 	EVP_PKEY_free(pkey);
 	BIO_free(bio);
 	return token;
+}
+
+json_t *cfgdoc_claims(const struct cfgdoc_head *head, const json_t *region, json_t *directory,
+                      json_t *plans)
+{
+	/* "O" refuses a NULL member: a region record without one fails here. */
+	return json_pack("{ss ss sI sI sI ss sI si ss s{sOsOsOsOsO} so so}", "iss", head->iss, "aud",
+	                 head->aud, "iat", (json_int_t)head->iat, "nbf", (json_int_t)head->iat, "exp",
+	                 (json_int_t)head->exp, "jti", head->jti, "ver", (json_int_t)head->ver, "fmt",
+	                 CFGDOC_FMT, "kind", CFGDOC_KIND_FULL, "region", "name",
+	                 json_object_get(region, "name"), "display_name",
+	                 json_object_get(region, "display_name"), "endpoint_url",
+	                 json_object_get(region, "endpoint_url"), "status", json_object_get(region, "status"),
+	                 "wave", json_object_get(region, "wave"), "directory", directory, "plans", plans);
+}
+
+int cfgdoc_directory_add(json_t *directory, const char *name, const char *endpoint_url,
+                         const char *status)
+{
+	return json_array_append_new(directory, json_pack("[sss]", name, endpoint_url, status));
+}
+
+int cfgdoc_plans_add(json_t *plans, const char *id, int64_t rate, int64_t burst, int64_t quota,
+                     int64_t retention_days)
+{
+	return json_object_set_new(plans, id, json_pack("[IIII]", (json_int_t)rate, (json_int_t)burst,
+	                                                (json_int_t)quota, (json_int_t)retention_days));
 }

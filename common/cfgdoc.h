@@ -125,6 +125,27 @@ enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfg
                                  char *detail, size_t detail_len) __attribute__((warn_unused_result));
 
 /* ---- building (control plane) ---- */
+#define CFGDOC_KIND_FULL "full"
+
+/* The claims every document carries besides its content; nbf is iat. */
+struct cfgdoc_head {
+	const char *iss, *aud, *jti;
+	int64_t iat, exp, ver;
+};
+/* The claims of a full document but "tenants": `head`, fmt CFGDOC_FMT and
+ * kind CFGDOC_KIND_FULL, the region's own record taken from `region`
+ * (borrowed: its name, display_name, endpoint_url, status and wave), and
+ * `directory` and `plans` (stolen) as built by
+ * cfgdoc_directory_add() and cfgdoc_plans_add(). Returns a new object, or
+ * NULL when a member is missing or memory ran out. */
+json_t *cfgdoc_claims(const struct cfgdoc_head *head, const json_t *region, json_t *directory,
+                      json_t *plans);
+/* Appends one region to a directory claim (from json_array()). Returns 0 or -1. */
+int cfgdoc_directory_add(json_t *directory, const char *name, const char *endpoint_url,
+                         const char *status) __attribute__((warn_unused_result));
+/* Adds plan `id` to a plans claim (from json_object()). Returns 0 or -1. */
+int cfgdoc_plans_add(json_t *plans, const char *id, int64_t rate, int64_t burst, int64_t quota,
+                     int64_t retention_days) __attribute__((warn_unused_result));
 /* Appends one tenant line / one key line to `b`. Returns 0, or -1 when a
  * field cannot be represented (the caller has a bug). */
 int cfgdoc_add_tenant(struct buf *b, const char *id, const char *slug, const char *status,

@@ -17,11 +17,12 @@
 #include "cp_app.h"
 #include "cpdb.h"
 #include "http.h"
+#include "idempotency.h"
 #include "mutate.h"
 #include "names.h"
-#include "requests.h"
 #include "principal.h"
-#include "secret.h"
+#include "requests.h"
+#include "usage_report.h"
 
 /* 1e13, the bound on a tenant's events per month that keeps every amount
  * within bigint (requests.h), checked in SQL. */
@@ -185,17 +186,8 @@ enum http_result cp_plans_update(struct http_req *req)
 
 /* ---- usage from the regions ---- */
 
-/* "YYYY-MM" with a month from 01 to 12. */
-static int valid_period(const char *s)
-{
-	return s && strlen(s) == 7 && strspn(s, "0123456789") == 4 && s[4] == '-' &&
-	       strspn(s + 5, "0123456789") == 2 && atoi(s + 5) >= 1 && atoi(s + 5) <= 12 &&
-	       strncmp(s, "0000", 4) != 0;
-}
-
 struct usage_ctx {
 	const char *region, *key, *records;
-	char hash[65];
 	long count;
 	long long events;
 };
@@ -205,32 +197,10 @@ static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vc
 {
 	(void)req;
 	struct usage_ctx *ctx = vctx;
-	int claimed;
 	long bad, foreign;
 	char field[16];
 	enum db_status st;
 
-	if ((st = cpdb_usage_claim(c, ctx->region, ctx->key, ctx->hash, &claimed)) != DB_OK)
-		return st;
-	if (!claimed) {
-		char *hash = NULL, *response = NULL;
-		if ((st = cpdb_usage_batch(c, ctx->region, ctx->key, &hash, &response)) != DB_OK)
-			return st;
-		int same = !strcmp(hash, ctx->hash);
-		free(hash);
-		if (!same) {
-			free(response);
-			return cp_fail(out, PROB_UNPROCESSABLE,
-			               "This Idempotency-Key was used for another batch; use a new key.");
-		}
-		json_error_t e;
-		json_t *first = json_loads(response, 0, &e);
-		free(response);
-		if (!first)
-			return DB_ERROR;
-		out->replayed = 1;
-		return cp_done(out, 200, first); /* the first answer, nothing added */
-	}
 	if ((st = cpdb_usage_check_windows(c, ctx->records, &bad, field)) != DB_OK)
 		return st;
 	if (bad) {
@@ -262,79 +232,47 @@ static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vc
 		return st;
 	json_t *answer = json_pack("{ss sI sI}", "batch", ctx->key, "records", (json_int_t)ctx->count,
 	                           "events", (json_int_t)ctx->events);
-	char *text = json_dumps(answer, JSON_COMPACT);
-	st = text ? cpdb_usage_answer(c, ctx->region, ctx->key, text) : DB_ERROR;
-	free(text);
-	if (st != DB_OK) {
-		json_decref(answer);
-		return st;
-	}
-	return cp_done(out, 201, answer);
+	return answer ? cp_done(out, 201, answer) : DB_ERROR;
 }
 
 enum http_result cp_usage_ingest(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
-	struct usage_ctx ctx = { .key = http_req_header(req, "Idempotency-Key") };
-	struct usage_in in = { 0 };
-	json_t *obj;
-	size_t i;
-	json_t *rec;
+	struct usage_ctx ctx = { 0 };
+	json_t *obj, *records;
 	enum http_result rc = HTTP_REPLIED;
 
 	if (p->role != CP_ROLE_REGION)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Usage is reported by a region's credential.");
 	ctx.region = p->region;
+	struct idem k = { .store = IDEM_USAGE_BATCHES, .scope = p->region };
 	/* Required (a missing one is a missing field); malformed is a bad
 	 * request, as on every route that takes the header. */
-	if (!ctx.key)
-		return http_reply_invalid_field(req, "Idempotency-Key",
-		                                "Each usage batch needs an Idempotency-Key, so that a retry "
-		                                "never counts twice.");
-	if (!*ctx.key || strlen(ctx.key) > 255 ||
-	    strspn(ctx.key, "!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`"
-	                    "abcdefghijklmnopqrstuvwxyz{|}~") != strlen(ctx.key))
-		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
-		                             "Idempotency-Key must be 1 to 255 visible ASCII characters.");
-	if (cp_parse_body(req, cpreq_usage, &in, NULL, &obj) != HTTP_GO_ON)
+	if (idem_key_read(req, "Each usage batch needs an Idempotency-Key, so that a retry never "
+	                       "counts twice.", &k) != HTTP_GO_ON)
 		return HTTP_REPLIED;
-	if (json_array_size(in.records) == 0) {
-		rc = http_reply_invalid_field(req, "records", "records must hold 1 to %d records.", MAX_RECORDS);
+	ctx.key = k.key;
+	if (http_req_json_object(req, &obj) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	struct usage_report_err err;
+	int64_t events;
+	if (usage_report_parse(obj, &records, &events, &err) != 0) {
+		rc = http_reply_problem_ex(req, PROB_VALIDATION,
+		                           err.field[0] ? json_pack("{ss}", "field", err.field) : NULL, "%s",
+		                           err.detail);
 		goto out;
 	}
-	json_array_foreach(in.records, i, rec) {
-		struct record_in r = { 0 };
-		struct jsonx_err err;
-		char f[200];
-		if (jsonx_unpack(rec, cpreq_usage_record, &r, NULL, &err) != 0) {
-			snprintf(f, sizeof f, "records[%zu]%s%s", i, err.field[0] ? "." : "", err.field);
-			rc = http_reply_invalid_field(req, f, "Record %zu: %s", i, err.msg);
-			goto out;
-		}
-		const char *bad = !name_valid_uuid(r.tenant) ? "tenant"
-		                  : !valid_period(r.period) ? "period"
-		                  : !name_valid_timestamp(r.window_start) ? "window_start"
-		                  : !name_valid_timestamp(r.window_end) ? "window_end" : NULL;
-		if (bad) {
-			snprintf(f, sizeof f, "records[%zu].%s", i, bad);
-			rc = http_reply_invalid_field(req, f, "Record %zu: %s is malformed (tenant: a tenant id; "
-			                                      "period: YYYY-MM; windows: RFC 3339 times).", i, bad);
-			goto out;
-		}
-		ctx.events += r.events;
-	}
-	ctx.count = (long)json_array_size(in.records);
+	ctx.events = events;
+	ctx.count = (long)json_array_size(records);
 	/* The batch is the same when its records are: hash them canonically. */
-	char *canon = json_dumps(in.records, JSON_COMPACT | JSON_SORT_KEYS);
+	char *canon = json_dumps(records, JSON_COMPACT | JSON_SORT_KEYS);
 	if (!canon) {
 		rc = HTTP_FAILED;
 		goto out;
 	}
-	unsigned char md[32];
-	secret_sha256(canon, strlen(canon), md);
-	secret_hex(md, 32, ctx.hash);
+	idem_hash_bytes(canon, strlen(canon), &k);
 	ctx.records = canon;
-	rc = cp_run(req, usage_tx, &ctx);
+	rc = cp_mutate_keyed(req, &k, usage_tx, &ctx);
 	free(canon);
 out:
 	json_decref(obj);
@@ -371,7 +309,7 @@ enum http_result cp_tenant_usage(struct http_req *req)
 		return HTTP_REPLIED;
 	if (p->role == CP_ROLE_MEMBER)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only owners and admins read usage.");
-	if (!valid_period(ctx.period))
+	if (!usage_report_period_valid(ctx.period))
 		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
 		                             "Give the period as ?period=YYYY-MM.");
 	return cp_read(req, report_tx, &ctx);
@@ -407,7 +345,7 @@ static enum db_status close_tx(struct db_conn *c, struct http_req *req, void *vc
 enum http_result cp_period_close(struct http_req *req)
 {
 	struct close_ctx ctx = { .period = http_req_param(req, "period") };
-	if (!valid_period(ctx.period))
+	if (!usage_report_period_valid(ctx.period))
 		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
 		                             "The period is a month: YYYY-MM.");
 	/* Serializable: a close sees every batch committed before it, and a

@@ -110,11 +110,11 @@ static json_t *plans_claim(const struct cpdb_plan_limits *plans, size_t n)
 {
 	json_t *o = json_object();
 	for (size_t i = 0; i < n; i++)
-		json_object_set_new(o, plans[i].id,
-		                    json_pack("[IIII]", (json_int_t)plans[i].rate_limit,
-		                              (json_int_t)plans[i].burst,
-		                              (json_int_t)plans[i].monthly_event_quota,
-		                              (json_int_t)plans[i].retention_days));
+		if (cfgdoc_plans_add(o, plans[i].id, plans[i].rate_limit, plans[i].burst,
+		                     plans[i].monthly_event_quota, plans[i].retention_days) != 0) {
+			json_decref(o);
+			return NULL;
+		}
 	return o;
 }
 
@@ -186,19 +186,19 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 	secret_hex(jti, sizeof jti, jti_hex);
 	dir = json_array();
 	json_array_foreach(regions, i, r)
-		json_array_append_new(dir, json_pack("[OOO]", json_object_get(r, "name"),
-		                                     json_object_get(r, "endpoint_url"),
-		                                     json_object_get(r, "status")));
+		if (cfgdoc_directory_add(dir, json_string_value(json_object_get(r, "name")),
+		                         json_string_value(json_object_get(r, "endpoint_url")),
+		                         json_string_value(json_object_get(r, "status"))) != 0)
+			break;
+	if (i < json_array_size(regions)) {
+		json_decref(dir);
+		goto out;
+	}
 	*iat = time(NULL);
 	*exp = *iat + app->cfg.doc_lifetime_ms / 1000;
-	claims = json_pack("{ss ss sI sI sI ss sI si ss s{sOsOsOsOsO} so so}", "iss", CP_ISSUER, "aud", region,
-	                   "iat", (json_int_t)*iat, "nbf", (json_int_t)*iat, "exp", (json_int_t)*exp,
-	                   "jti", jti_hex, "ver", (json_int_t)*ver, "fmt", CFGDOC_FMT, "kind", "full",
-	                   "region", "name", json_object_get(self, "name"), "display_name",
-	                   json_object_get(self, "display_name"), "endpoint_url",
-	                   json_object_get(self, "endpoint_url"), "status", json_object_get(self, "status"),
-	                   "wave", json_object_get(self, "wave"), "directory", dir, "plans",
-	                   plans_claim(plans, nplans));
+	struct cfgdoc_head head = { .iss = CP_ISSUER, .aud = region, .jti = jti_hex, .iat = *iat,
+		                        .exp = *exp, .ver = *ver };
+	claims = cfgdoc_claims(&head, self, dir, plans_claim(plans, nplans));
 	if (!claims)
 		goto out;
 	*token = cfgdoc_sign(&key, claims, text.p ? text.p : "");

@@ -139,21 +139,25 @@ enum db_status cpdb_audit_page(struct db_conn *c, const char *tenant_id, const s
                                json_t **items);
 
 /* ---- idempotency (db_idempotency.c) ---- */
+/* The tables that hold Idempotency-Key records (see idempotency.h). */
+enum cpdb_idem_store { CPDB_IDEM_REQUESTS, CPDB_IDEM_USAGE_BATCHES };
 /* Claims (scope, key) for this transaction. *claimed is 0 when a committed
  * record exists already (then read it with cpdb_idem_get). */
-enum db_status cpdb_idem_claim(struct db_conn *c, const char *scope, const char *key,
-                               const char *request_sha256_hex, int *claimed);
+enum db_status cpdb_idem_claim(struct db_conn *c, enum cpdb_idem_store store, const char *scope,
+                               const char *key, const char *request_sha256_hex, int *claimed);
 struct cpdb_idem {
 	char request_sha256[65];
-	int status;
+	int status;          /* 0 when the store keeps no status */
 	char location[256];
 	char *body;   /* malloc'd; caller frees */
 	int sealed;
 };
-enum db_status cpdb_idem_get(struct db_conn *c, const char *scope, const char *key,
-                             struct cpdb_idem *out);
-enum db_status cpdb_idem_store(struct db_conn *c, const char *scope, const char *key, int status,
-                               const char *location, const char *body, int sealed);
+enum db_status cpdb_idem_get(struct db_conn *c, enum cpdb_idem_store store, const char *scope,
+                             const char *key, struct cpdb_idem *out);
+/* Stores the answer. CPDB_IDEM_USAGE_BATCHES keeps the body only. */
+enum db_status cpdb_idem_store(struct db_conn *c, enum cpdb_idem_store store, const char *scope,
+                               const char *key, int status, const char *location, const char *body,
+                               int sealed);
 /* Removes records older than a day. */
 enum db_status cpdb_idem_purge(struct db_conn *c, long *removed);
 
@@ -237,14 +241,6 @@ enum db_status cpdb_plan_update(struct db_conn *c, const char *id, const char *c
 /* Raises the config version of every region with live tenants on the plan. */
 enum db_status cpdb_plan_bump_regions(struct db_conn *c, const char *id);
 
-/* A usage batch's key: claimed (1) by this transaction, or seen before (0). */
-enum db_status cpdb_usage_claim(struct db_conn *c, const char *region, const char *key,
-                                const char *sha256_hex, int *claimed);
-/* The first answer to a batch and its request hash; both malloc'd. */
-enum db_status cpdb_usage_batch(struct db_conn *c, const char *region, const char *key,
-                                char **sha256_hex, char **response);
-enum db_status cpdb_usage_answer(struct db_conn *c, const char *region, const char *key,
-                                 const char *response);
 /* The first record (1-based) whose window does not fit its period, with
  * the field at fault; *index 0 when all fit. records: JSON array text. */
 enum db_status cpdb_usage_check_windows(struct db_conn *c, const char *records, long *index,

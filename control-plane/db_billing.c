@@ -55,51 +55,6 @@ enum db_status cpdb_plan_bump_regions(struct db_conn *c, const char *id)
 		" WHERE name IN (SELECT region FROM tenants WHERE plan = $1 AND status <> 'deleted')", 1, p);
 }
 
-enum db_status cpdb_usage_claim(struct db_conn *c, const char *region, const char *key,
-                                const char *sha256_hex, int *claimed)
-{
-	char hex[80];
-	snprintf(hex, sizeof hex, "\\x%s", sha256_hex);
-	const char *p[] = { region, key, hex };
-	PGresult *r;
-	/* A concurrent claim of the same key waits for the first transaction. */
-	enum db_status st = db_exec(c, &r,
-		"INSERT INTO usage_batches (region, key, request_sha256, response) VALUES ($1, $2, $3::bytea, '')"
-		" ON CONFLICT DO NOTHING RETURNING 1", 3, p);
-	if (st == DB_OK) {
-		*claimed = PQntuples(r) == 1;
-		PQclear(r);
-	}
-	return st;
-}
-
-enum db_status cpdb_usage_batch(struct db_conn *c, const char *region, const char *key,
-                                char **sha256_hex, char **response)
-{
-	const char *p[] = { region, key };
-	PGresult *r;
-	enum db_status st = db_exec(c, &r,
-		"SELECT encode(request_sha256, 'hex'), response FROM usage_batches WHERE region = $1 AND key = $2",
-		2, p);
-	if (st != DB_OK)
-		return st;
-	if (PQntuples(r) == 0) {
-		PQclear(r);
-		return DB_NOT_FOUND;
-	}
-	*sha256_hex = strdup(PQgetvalue(r, 0, 0));
-	*response = strdup(PQgetvalue(r, 0, 1));
-	PQclear(r);
-	return *sha256_hex && *response ? DB_OK : DB_ERROR;
-}
-
-enum db_status cpdb_usage_answer(struct db_conn *c, const char *region, const char *key,
-                                 const char *response)
-{
-	const char *p[] = { region, key, response };
-	return db_exec(c, NULL, "UPDATE usage_batches SET response = $3 WHERE region = $1 AND key = $2", 3, p);
-}
-
 enum db_status cpdb_usage_check_windows(struct db_conn *c, const char *records, long *index,
                                         char field[16])
 {

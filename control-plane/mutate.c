@@ -10,13 +10,12 @@
 #include "cp_app.h"
 #include "cpdb.h"
 #include "cursor.h"
+#include "idempotency.h"
 #include "log.h"
 #include "mutate.h"
 #include "names.h"
 #include "principal.h"
 #include "secret.h"
-
-#define IDEM_KEY_MAX 255
 
 enum http_step cp_parse_body(struct http_req *req, const struct jsonx_field *fields, void *dst,
                   uint64_t *present, json_t **obj)
@@ -119,32 +118,6 @@ enum http_result cp_reply_db_error(struct http_req *req, enum db_status st)
 	}
 }
 
-enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
-{
-	va_list ap;
-	out->problem = 1;
-	out->prob = code;
-	va_start(ap, fmt);
-	vsnprintf(out->detail, sizeof out->detail, fmt, ap);
-	va_end(ap);
-	return DB_ROLLBACK;
-}
-
-enum db_status cp_done(struct cp_outcome *out, unsigned status, json_t *body)
-{
-	out->status = status;
-	json_decref(out->body);
-	out->body = body;
-	return DB_OK;
-}
-
-static void outcome_reset(struct cp_outcome *out)
-{
-	json_decref(out->body);
-	json_decref(out->prob_extra);
-	memset(out, 0, sizeof *out);
-}
-
 enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *tenant_id,
                         const char *action, const char *object_type, const char *object_id,
                         json_t *before, json_t *after)
@@ -165,116 +138,29 @@ struct mutation {
 	struct http_req *req;
 	cp_apply_fn apply;
 	void *ctx;
-	const char *idem_key;
-	char request_hash[65];
-	int replayed;
+	const struct idem *idem;   /* NULL: the request has no key */
 	struct cp_outcome out;
 };
-
-/* Turns a stored record into the outcome of this request. */
-static enum db_status replay(struct db_conn *c, struct mutation *m)
-{
-	struct cp_app *app = http_req_app(m->req);
-	struct cpdb_idem rec;
-	enum db_status st = cpdb_idem_get(c, cp_principal(m->req)->scope, m->idem_key, &rec);
-	if (st != DB_OK)
-		return st;
-	if (strcmp(rec.request_sha256, m->request_hash) != 0) {
-		free(rec.body);
-		return cp_fail(&m->out, PROB_UNPROCESSABLE,
-		               "This Idempotency-Key was used with another request; use a new key.");
-	}
-	char *text = rec.body;
-	size_t len = strlen(text);
-	if (rec.sealed) {
-		text = secret_open(app->secrets_key, rec.body, &len);
-		free(rec.body);
-		if (!text) {
-			log_error(http_req_id(m->req), "a sealed idempotent response does not open: was CP_SECRETS_KEY changed?");
-			return DB_ERROR;
-		}
-	}
-	json_error_t e;
-	json_t *body = json_loadb(text, len, 0, &e);
-	free(text);
-	if (!body)
-		return DB_ERROR;
-	m->replayed = 1;
-	snprintf(m->out.location, sizeof m->out.location, "%s", rec.location);
-	return cp_done(&m->out, (unsigned)rec.status, body);
-}
 
 static enum db_status mutation_tx(struct db_conn *c, void *ctx)
 {
 	struct mutation *m = ctx;
-	const struct cp_principal *p = cp_principal(m->req);
 	enum db_status st;
 
-	outcome_reset(&m->out);
-	m->replayed = 0;
-	if (m->idem_key) {
+	cp_outcome_reset(&m->out);
+	if (m->idem) {
 		int claimed;
-		st = cpdb_idem_claim(c, p->scope, m->idem_key, m->request_hash, &claimed);
-		if (st != DB_OK)
+		st = idem_claim(c, m->req, m->idem, &m->out, &claimed);
+		if (st != DB_OK || !claimed)
 			return st;
-		if (!claimed)
-			return replay(c, m);
 	}
 	st = m->apply(c, m->req, m->ctx, &m->out);
-	if (st != DB_OK || !m->idem_key)
+	if (st != DB_OK || !m->idem)
 		return st;
-
-	struct cp_app *app = http_req_app(m->req);
-	char *text = json_dumps(m->out.body, JSON_COMPACT);
-	if (!text)
-		return DB_ERROR;
-	if (m->out.sealed) {
-		char *sealed = secret_seal(app->secrets_key, text, strlen(text));
-		free(text);
-		if (!sealed)
-			return DB_ERROR;
-		text = sealed;
-	}
-	st = cpdb_idem_store(c, p->scope, m->idem_key, (int)m->out.status, m->out.location, text,
-	                     m->out.sealed);
-	free(text);
-	return st;
+	return idem_record(c, m->req, m->idem, &m->out);
 }
 
-static int valid_idem_key(const char *k)
-{
-	size_t n = strlen(k);
-	if (n == 0 || n > IDEM_KEY_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
-/* Hash of what makes two requests "the same": method, path and body. */
-static void request_hash(struct http_req *req, char out[65])
-{
-	const char *method = http_req_method(req), *path = http_req_path(req);
-	size_t blen;
-	const char *body = http_req_body(req, &blen);
-	size_t total = strlen(method) + 1 + strlen(path) + 1 + blen;
-	char *buf = malloc(total);
-	unsigned char md[32];
-	if (!buf) {
-		memset(out, '0', 64);
-		out[64] = '\0';
-		return;
-	}
-	memcpy(buf, method, strlen(method) + 1);
-	memcpy(buf + strlen(method) + 1, path, strlen(path) + 1);
-	memcpy(buf + strlen(method) + 1 + strlen(path) + 1, body, blen);
-	secret_sha256(buf, total, md);
-	free(buf);
-	secret_hex(md, 32, out);
-}
-
-static enum http_result reply_outcome(struct http_req *req, struct cp_outcome *out, int replayed)
+static enum http_result reply_outcome(struct http_req *req, struct cp_outcome *out)
 {
 	enum http_result rc;
 	if (out->problem) {
@@ -286,35 +172,37 @@ static enum http_result reply_outcome(struct http_req *req, struct cp_outcome *o
 	}
 	if (out->location[0])
 		http_add_header(req, "Location", out->location);
-	if (replayed || out->replayed)
+	if (out->replayed)
 		http_add_header(req, "Idempotent-Replayed", "true");
 	rc = http_reply_json(req, out->status, out->body);
 	out->body = NULL;
 	return rc;
 }
 
-enum http_result cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx)
+enum http_result cp_mutate_keyed(struct http_req *req, const struct idem *k, cp_apply_fn apply, void *ctx)
 {
 	struct cp_app *app = http_req_app(req);
-	struct mutation m = { .req = req, .apply = apply, .ctx = ctx };
+	struct mutation m = { .req = req, .apply = apply, .ctx = ctx, .idem = k && k->key ? k : NULL };
 	enum http_result rc;
 
-	m.idem_key = http_req_header(req, "Idempotency-Key");
-	if (m.idem_key) {
-		if (!valid_idem_key(m.idem_key))
-			return http_reply_problem_ex(req, PROB_BAD_REQUEST,
-			                             json_pack("{ss}", "field", "Idempotency-Key"),
-			                             "Idempotency-Key must be 1 to %d visible ASCII characters.",
-			                             IDEM_KEY_MAX);
-		request_hash(req, m.request_hash);
-	}
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, mutation_tx, &m);
 	if (st == DB_OK || (st == DB_ROLLBACK && m.out.problem))
-		rc = reply_outcome(req, &m.out, m.replayed);
+		rc = reply_outcome(req, &m.out);
 	else
 		rc = cp_reply_db_error(req, st);
-	outcome_reset(&m.out);
+	cp_outcome_reset(&m.out);
 	return rc;
+}
+
+enum http_result cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx)
+{
+	struct idem k = { .store = IDEM_REQUESTS, .scope = cp_principal(req)->scope };
+
+	if (idem_key_read(req, NULL, &k) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (k.key)
+		idem_hash_request(req, &k);
+	return cp_mutate_keyed(req, &k, apply, ctx);
 }
 
 struct reading {
@@ -327,7 +215,7 @@ struct reading {
 static enum db_status read_tx(struct db_conn *c, void *ctx)
 {
 	struct reading *r = ctx;
-	outcome_reset(&r->out);
+	cp_outcome_reset(&r->out);
 	return r->fn(c, r->req, r->ctx, &r->out);
 }
 
@@ -338,10 +226,10 @@ static enum http_result run(struct http_req *req, enum db_isolation iso, cp_appl
 	enum http_result rc;
 	enum db_status st = db_tx(app->db, iso, read_tx, &r);
 	if (st == DB_OK || (st == DB_ROLLBACK && r.out.problem))
-		rc = reply_outcome(req, &r.out, 0);
+		rc = reply_outcome(req, &r.out);
 	else
 		rc = cp_reply_db_error(req, st);
-	outcome_reset(&r.out);
+	cp_outcome_reset(&r.out);
 	return rc;
 }
 

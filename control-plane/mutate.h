@@ -10,20 +10,10 @@
 
 #include "db.h"
 #include "http.h"
+#include "outcome.h"
 
 struct cp_page;
 
-struct cp_outcome {
-	unsigned status;          /* success status; 0 when `problem` is set */
-	json_t *body;             /* owned */
-	char location[256];
-	int sealed;               /* the body holds a secret: never store it in clear */
-	int replayed;             /* the first answer to an earlier request, again */
-	int problem;              /* a client error: reply with prob/detail */
-	enum problem_code prob;
-	json_t *prob_extra;       /* owned, may be NULL */
-	char detail[400];
-};
 
 /* A transaction body. Runs the change, writes the audit record, raises
  * config versions, and fills `out`. It may run more than once. */
@@ -36,12 +26,12 @@ typedef enum db_status (*cp_apply_fn)(struct db_conn *c, struct http_req *req, v
  * HTTP_FAILED when a reply could not be queued or the database failed
  * in a way the server answers 500. */
 enum http_result cp_mutate(struct http_req *req, cp_apply_fn apply, void *ctx);
+/* The same with a key the caller has read and hashed (idempotency.h): for
+ * routes whose key is required, or whose "same request" is not the same
+ * bytes. A NULL `k` or k->key runs without one. */
+struct idem;
+enum http_result cp_mutate_keyed(struct http_req *req, const struct idem *k, cp_apply_fn apply, void *ctx);
 
-/* Records a client error in `out`; returns DB_ROLLBACK. */
-enum db_status cp_fail(struct cp_outcome *out, enum problem_code code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-/* Records success: `body` is stolen. Returns DB_OK. */
-enum db_status cp_done(struct cp_outcome *out, unsigned status, json_t *body);
 
 /* Appends to the audit log (before/after borrowed, may be NULL). */
 enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *tenant_id,

@@ -97,22 +97,6 @@ const struct jsonx_field cpreq_plan_update[] = {
 #undef F
 #undef N
 
-const struct jsonx_field cpreq_usage[] = {
-	{ "records", JX_ARRAY, 1, 0, 0, MAX_RECORDS, offsetof(struct usage_in, records) },
-	JSONX_END
-};
-
-#define F(m) offsetof(struct record_in, m)
-const struct jsonx_field cpreq_usage_record[] = {
-	{ "tenant", JX_STRING, 1, 0, 0, 36, F(tenant) },
-	{ "period", JX_STRING, 1, 0, 0, 7, F(period) },
-	{ "events", JX_INT, 1, 0, 0, MAX_EVENTS_PER_RECORD, F(events) },
-	{ "window_start", JX_STRING, 1, 0, 0, 40, F(window_start) },
-	{ "window_end", JX_STRING, 1, 0, 0, 40, F(window_end) },
-	JSONX_END
-};
-#undef F
-
 const struct jsonx_field cpreq_login[] = {
 	{ "email", JX_STRING, 1, 0, 0, 254, offsetof(struct login_req, email) },
 	{ "password", JX_STRING, 1, 0, 0, PASSWORD_MAX_LEN, offsetof(struct login_req, password) },

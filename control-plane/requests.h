@@ -52,8 +52,6 @@ extern const struct jsonx_field cpreq_region_update[];
  * tenant and month (billing.c checks that in SQL), at most 1e5 minor units
  * per 1,000 events, so an overage stays below 1e15 minor units and a total
  * far below 2^63. */
-#define MAX_RECORDS 1000
-#define MAX_EVENTS_PER_RECORD INT64_C(10000000000)      /* 1e10 */
 #define MAX_PRICE_PER_1000 INT64_C(100000)              /* 1e5 */
 #define MAX_BASE_PRICE INT64_C(10000000000)             /* 1e10 */
 
@@ -65,16 +63,7 @@ struct plan_in {
 extern const struct jsonx_field cpreq_plan_create[];
 extern const struct jsonx_field cpreq_plan_update[];
 
-/* POST /v1/usage (billing.c): the body, then each of its records. */
-struct usage_in {
-	json_t *records;
-};
-extern const struct jsonx_field cpreq_usage[];
-struct record_in {
-	const char *tenant, *period, *window_start, *window_end;
-	int64_t events;
-};
-extern const struct jsonx_field cpreq_usage_record[];
+/* POST /v1/usage: its format is common/usage_report.h's. */
 
 /* POST /v1/auth/login (auth.c). */
 struct login_req {

@@ -22,12 +22,12 @@
 #include "buf.h"
 #include "cfgdoc.h"
 #include "config_store.h"
+#include "cp_client.h"
 #include "cp_errors.h"
 #include "dp.h"
 #include "log.h"
 #include "secret.h"
 #include "snapshot.h"
-#include "url.h"
 
 #define STATUS_INTERVAL_MS 15000  /* fleet status at least this often */
 #define STATUS_TIMEOUT_MS 5000    /* a status POST is best effort */
@@ -41,15 +41,6 @@
 
 enum outcome { PULL_UPDATED, PULL_NOT_MODIFIED, PULL_ERROR, PULL__COUNT };
 static const char *const outcome_names[PULL__COUNT] = { "updated", "not_modified", "error" };
-
-struct transfer {
-	CURL *easy;                    /* NULL when idle */
-	struct curl_slist *headers;
-	struct buf body;               /* the answer, at most `max` bytes */
-	size_t max;
-	int too_large;
-	char errbuf[CURL_ERROR_SIZE];
-};
 
 struct dp_pull {
 	struct dp_app *app;
@@ -71,7 +62,7 @@ struct dp_pull {
 	int64_t kept_nbf;
 
 	/* the pull thread's own (the main thread's before it starts) */
-	struct transfer cfg, status;
+	struct dp_cp_request cfg, status;
 	char last_error[ERROR_MAX + 1];
 	unsigned failures;             /* consecutive failed pulls, for the backoff */
 	int status_failing;
@@ -329,66 +320,24 @@ void dp_pull_load_cache(struct dp_pull *p)
 
 /* ---- transfers ---- */
 
-static size_t on_body(char *data, size_t size, size_t n, void *userp)
+static void transfer_end(struct dp_pull *p, struct dp_cp_request *t)
 {
-	struct transfer *t = userp;
-	size_t len = size * n;
-	if (t->body.len + len > t->max) {
-		t->too_large = 1;
-		return 0; /* aborts the transfer */
-	}
-	buf_append(&t->body, data, len);
-	return t->body.failed ? 0 : len;
-}
-
-static void transfer_end(struct dp_pull *p, struct transfer *t)
-{
-	if (t->easy) {
+	if (t->easy)
 		curl_multi_remove_handle(p->multi, t->easy);
-		curl_easy_cleanup(t->easy);
-	}
-	curl_slist_free_all(t->headers);
-	buf_free(&t->body);
-	memset(t, 0, sizeof *t);
+	dp_cp_request_end(t);
 }
 
 /* Prepares `t` for `path` under the control plane's base URL, with the
  * region credential. The caller adds its own headers and options, then
  * transfer_add(). */
-static int transfer_begin(struct dp_pull *p, struct transfer *t, const char *path, size_t max,
+static int transfer_begin(struct dp_pull *p, struct dp_cp_request *t, const char *path, size_t max,
                           long total_ms)
 {
-	char url[2048], auth[1024];
-	const struct dp_config *c = &p->app->cfg;
-
-	memset(t, 0, sizeof *t);
-	t->max = max;
-	if (url_join(url, sizeof url, c->control_plane_url, path) != 0 || !(t->easy = curl_easy_init()))
-		return -1;
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->region_token);
-	t->headers = curl_slist_append(NULL, auth);
-	explicit_bzero(auth, sizeof auth);
-	if (!t->headers)
-		return -1;
-	curl_easy_setopt(t->easy, CURLOPT_URL, url);
-	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)c->pull_connect_timeout_ms);
-	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, total_ms);
-	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
-	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
-	curl_easy_setopt(t->easy, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)max);
-	/* A name lookup that hangs must not hold up shutdown either: the
-	 * resolver thread is abandoned rather than waited for. */
-	curl_easy_setopt(t->easy, CURLOPT_QUICK_EXIT, 1L);
-	return 0;
+	return dp_cp_request_begin(t, &p->app->cfg, path, max, total_ms, &p->stop);
 }
 
-static int transfer_add(struct dp_pull *p, struct transfer *t)
+static int transfer_add(struct dp_pull *p, struct dp_cp_request *t)
 {
-	curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
 	return curl_multi_add_handle(p->multi, t->easy) == CURLM_OK ? 0 : -1;
 }
 
@@ -405,15 +354,12 @@ static int start_config(struct dp_pull *p)
 	snprintf(path, sizeof path, "/v1/regions/%s/config?wait=%ld", c->region, wait_s);
 	if (transfer_begin(p, &p->cfg, path, (size_t)c->config_max_bytes, wait_s * 1000 + PULL_GRACE_MS))
 		return -1;
-	struct curl_slist *h = curl_slist_append(p->cfg.headers, "Accept: application/jwt");
-	if (!h)
+	if (dp_cp_request_header(&p->cfg, "Accept: application/jwt") != 0)
 		return -1;
-	p->cfg.headers = h;
 	if (u.loaded) {
 		snprintf(inm, sizeof inm, "If-None-Match: \"%lld\"", (long long)u.ver);
-		if (!(h = curl_slist_append(p->cfg.headers, inm)))
+		if (dp_cp_request_header(&p->cfg, inm) != 0)
 			return -1;
-		p->cfg.headers = h;
 	}
 	curl_easy_setopt(p->cfg.easy, CURLOPT_ACCEPT_ENCODING, "");
 	return transfer_add(p, &p->cfg);
@@ -474,7 +420,7 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 		         p->app->cfg.config_max_bytes);
 		reject(p, CFGDOC_MALFORMED, "pulled", detail);
 	} else if (rc != CURLE_OK) {
-		fail(p, "control plane unreachable: %s", p->cfg.errbuf[0] ? p->cfg.errbuf : curl_easy_strerror(rc));
+		fail(p, "control plane unreachable: %s", dp_cp_request_error(&p->cfg, rc));
 	} else if (status == 304) {
 		o = PULL_NOT_MODIFIED;
 	} else if (status == 200) {
@@ -535,10 +481,8 @@ static int start_status(struct dp_pull *p)
 	snprintf(path, sizeof path, "/v1/regions/%s/status", c->region);
 	if (transfer_begin(p, &p->status, path, STATUS_BODY_MAX, STATUS_TIMEOUT_MS))
 		goto out;
-	struct curl_slist *h = curl_slist_append(p->status.headers, "Content-Type: application/json");
-	if (!h)
+	if (dp_cp_request_header(&p->status, "Content-Type: application/json") != 0)
 		goto out;
-	p->status.headers = h;
 	curl_easy_setopt(p->status.easy, CURLOPT_COPYPOSTFIELDS, text);
 	ret = transfer_add(p, &p->status);
 out:
@@ -556,7 +500,7 @@ static void finish_status(struct dp_pull *p, CURLcode rc)
 	/* Best effort: said once when it starts failing, not on every attempt. */
 	else if (!ok && !p->status_failing)
 		log_warn(NULL, "fleet status not accepted: %s",
-		         rc != CURLE_OK ? (p->status.errbuf[0] ? p->status.errbuf : curl_easy_strerror(rc))
+		         rc != CURLE_OK ? dp_cp_request_error(&p->status, rc)
 		                        : (status == 401 || status == 403 ? "DP_REGION_TOKEN refused"
 		                                                          : "unexpected HTTP status"));
 	p->status_failing = !ok;
@@ -633,6 +577,8 @@ static void *run(void *arg)
 			/* Copied out: the message does not survive removing its handle. */
 			CURL *easy = m->easy_handle;
 			CURLcode rc = m->data.result;
+			if (rc == CURLE_ABORTED_BY_CALLBACK)
+				continue; /* stopping: not a failure to report */
 			if (cfg_on && easy == p->cfg.easy) {
 				next_pull = mono_ms() + finish_config(p, rc, started);
 				cfg_on = 0;

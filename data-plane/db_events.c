@@ -6,6 +6,7 @@
 
 #include "dpdb.h"
 #include "log.h"
+#include "usage_report.h"
 
 /* Microseconds since the epoch to timestamptz and back, exactly. */
 #define TS(p) "('epoch'::timestamptz + (" p ")::bigint * interval '1 microsecond')"
@@ -285,39 +286,56 @@ enum db_status dp_db_outbox_next(struct db_conn *c, struct dp_outbox_batch *b)
 	return b->body ? DB_OK : DB_ERROR;
 }
 
-enum db_status dp_db_outbox_cut(struct db_conn *c, const char *key_prefix)
+enum db_status dp_db_usage_take(struct db_conn *c, int max_records, int64_t max_events,
+                                dp_record_fn fn, void *ctx)
 {
-	const char *p[1] = { key_prefix };
+	char nrec[16], nev[24];
+	snprintf(nrec, sizeof nrec, "%d", max_records);
+	snprintf(nev, sizeof nev, "%" PRId64, max_events);
+	const char *p[2] = { nrec, nev };
 	PGresult *r;
-	/* A record carries at most 1e10 events (the control plane's bound); a
-	 * counter with more waits for the next batch for the rest. */
+	/* A counter with more than max_events unreported waits for the next
+	 * batch for the rest. */
 	enum db_status st = db_exec(
 		c, &r,
 		"WITH lock AS (SELECT pg_try_advisory_xact_lock(7143210001) AS got),"
 		" d AS (SELECT c.tenant_id, c.period, c.events, c.reported, c.pending_since, c.last_at"
 		"         FROM usage_counters c, lock WHERE lock.got AND c.events > c.reported"
-		"        ORDER BY c.period, c.tenant_id LIMIT 1000 FOR UPDATE OF c),"
+		"        ORDER BY c.period, c.tenant_id LIMIT $1::int FOR UPDATE OF c),"
 		" u AS (UPDATE usage_counters c"
-		"          SET reported = c.reported + least(d.events - d.reported, 10000000000)"
+		"          SET reported = c.reported + least(d.events - d.reported, $2::bigint)"
 		"         FROM d WHERE c.tenant_id = d.tenant_id AND c.period = d.period"
-		"       RETURNING c.tenant_id, c.period, least(d.events - d.reported, 10000000000) AS n,"
+		"       RETURNING c.tenant_id, c.period, least(d.events - d.reported, $2::bigint) AS n,"
 		"                 d.pending_since, d.last_at)"
-		" INSERT INTO usage_outbox (key, body, records, events)"
-		" SELECT $1 || gen_random_uuid(),"
-		"        json_build_object('records', json_agg(json_build_object("
-		"          'tenant', tenant_id, 'period', to_char(period, 'YYYY-MM'), 'events', n,"
-		"          'window_start', " RFC3339("pending_since") ","
-		"          'window_end', " RFC3339("greatest(last_at, pending_since)") ")"
-		"          ORDER BY period, tenant_id)),"
-		"        count(*), sum(n)"
-		"   FROM u HAVING count(*) > 0"
-		" RETURNING id",
-		1, p);
+		" SELECT tenant_id::text, to_char(period, 'YYYY-MM'), n,"
+		"        " RFC3339("pending_since") ", " RFC3339("greatest(last_at, pending_since)")
+		"   FROM u ORDER BY period, tenant_id",
+		2, p);
 	if (st != DB_OK)
 		return st;
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct usage_record rec = {
+			.tenant = PQgetvalue(r, i, 0), .period = PQgetvalue(r, i, 1), .events = int_at(r, i, 2),
+			.window_start = PQgetvalue(r, i, 3), .window_end = PQgetvalue(r, i, 4),
+		};
+		fn(ctx, &rec);
+	}
 	st = PQntuples(r) ? DB_OK : DB_NOT_FOUND;
 	PQclear(r);
 	return st;
+}
+
+enum db_status dp_db_outbox_insert(struct db_conn *c, const char *key_prefix, const char *body,
+                                   int records, int64_t events)
+{
+	char nrec[16], nev[24];
+	snprintf(nrec, sizeof nrec, "%d", records);
+	snprintf(nev, sizeof nev, "%" PRId64, events);
+	const char *p[4] = { key_prefix, body, nrec, nev };
+	return db_exec(c, NULL,
+	               "INSERT INTO usage_outbox (key, body, records, events)"
+	               " VALUES ($1 || gen_random_uuid(), $2::json, $3::int, $4::bigint)",
+	               4, p);
 }
 
 enum db_status dp_db_outbox_mark(struct db_conn *c, int64_t id, enum dp_outbox_outcome o,

@@ -10,6 +10,8 @@
 #include "buf.h"
 #include "db.h"
 
+struct usage_record;
+
 /* ---- ingest (inside the group-commit transaction) ---- */
 
 /* The events that already exist among the pairs (tenants[i], ids[i]),
@@ -81,13 +83,19 @@ struct dp_outbox_batch {
 /* The oldest batch not yet acknowledged or rejected (DB_NOT_FOUND: none). */
 enum db_status dp_db_outbox_next(struct db_conn *c, struct dp_outbox_batch *b)
 	__attribute__((warn_unused_result));
-/* Moves up to 1000 unreported counters into a new batch keyed
- * "<key_prefix><uuid>", unless another instance is cutting one right now
- * (then DB_NOT_FOUND, as when nothing is unreported). The counters'
- * `reported` moves in the same transaction, so usage lands in exactly one
- * batch. Run it in a READ COMMITTED transaction. */
-enum db_status dp_db_outbox_cut(struct db_conn *c, const char *key_prefix)
-	__attribute__((warn_unused_result));
+/* Moves up to `max_records` unreported counters, at most `max_events` of
+ * each, into a batch: calls `fn` for each (oldest period first, then by
+ * tenant; the record's strings live for the call only). The counters'
+ * `reported` moves in the same transaction as dp_db_outbox_insert() of the
+ * batch, so usage lands in exactly one. DB_NOT_FOUND when nothing is
+ * unreported, or another instance is cutting a batch right now. Run it in
+ * a READ COMMITTED transaction. */
+typedef void (*dp_record_fn)(void *ctx, const struct usage_record *r);
+enum db_status dp_db_usage_take(struct db_conn *c, int max_records, int64_t max_events,
+                                dp_record_fn fn, void *ctx) __attribute__((warn_unused_result));
+/* Stores a batch `body` (a usage report) keyed "<key_prefix><uuid>". */
+enum db_status dp_db_outbox_insert(struct db_conn *c, const char *key_prefix, const char *body,
+                                   int records, int64_t events) __attribute__((warn_unused_result));
 /* The control plane acknowledged (sent), refused for good (rejected), or
  * could not be reached (attempt failed): recorded with `error` (may be NULL). */
 enum dp_outbox_outcome { DP_OUTBOX_SENT, DP_OUTBOX_REJECTED, DP_OUTBOX_FAILED };

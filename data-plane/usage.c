@@ -9,6 +9,7 @@
 
 #include "background.h"
 #include "buf.h"
+#include "cp_client.h"
 #include "cp_errors.h"
 #include "dp.h"
 #include "dpdb.h"
@@ -17,7 +18,7 @@
 #include "log.h"
 #include "snapshot.h"
 #include "timefmt.h"
-#include "url.h"
+#include "usage_report.h"
 
 /* A row changed by a transaction that committed late still shows an
  * updated_at before the previous refresh started: rows are read again
@@ -99,13 +100,54 @@ struct next_ctx {
 	int cut;   /* cut a batch first */
 };
 
+struct cut_ctx {
+	json_t *report;
+	int records, failed;
+	int64_t events;
+};
+
+static void on_record(void *ctx, const struct usage_record *r)
+{
+	struct cut_ctx *k = ctx;
+	if (usage_report_add(k->report, r) != 0) {
+		k->failed = 1;
+		return;
+	}
+	k->records++;
+	k->events += r->events;
+}
+
+/* Moves unreported counters into a new batch in the outbox. */
+static enum db_status cut(struct db_conn *c, const char *prefix)
+{
+	struct cut_ctx k = { .report = usage_report_new() };
+	enum db_status st = DB_ERROR;
+	char *body = NULL;
+
+	if (!k.report)
+		goto out;
+	st = dp_db_usage_take(c, USAGE_REPORT_MAX_RECORDS, USAGE_REPORT_MAX_EVENTS, on_record, &k);
+	if (st != DB_OK)
+		goto out;
+	if (k.failed || !(body = json_dumps(k.report, JSON_COMPACT))) {
+		log_error(NULL, "a usage batch could not be built from the counters");
+		st = DB_ERROR;
+		goto out;
+	}
+	st = dp_db_outbox_insert(c, prefix, body, k.records, k.events);
+out:
+	free(body);
+	json_decref(k.report);
+	return st;
+}
+
 static enum db_status next_tx(struct db_conn *c, void *ctx)
 {
 	struct next_ctx *n = ctx;
 	free(n->b.body);
 	n->b.body = NULL;
 	if (n->cut) {
-		enum db_status st = dp_db_outbox_cut(c, n->prefix);
+		enum db_status st = cut(c, n->prefix);
 		if (st != DB_OK)
 			return st;
 	}
@@ -124,77 +166,39 @@ static enum db_status mark_tx(struct db_conn *c, void *ctx)
 	return dp_db_outbox_mark(c, m->id, m->o, m->error);
 }
 
-static size_t on_body(char *data, size_t size, size_t n, void *ctx)
-{
-	struct buf *b = ctx;
-	size_t len = size * n;
-	if (b->len < RESPONSE_MAX)
-		buf_append(b, data, len < RESPONSE_MAX - b->len ? len : RESPONSE_MAX - b->len);
-	return len;
-}
-
-static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
-{
-	(void)a, (void)b, (void)c, (void)d;
-	return atomic_load(&((struct dp_usage *)ctx)->stopping) ? 1 : 0;
-}
-
 /* POSTs one batch. Returns the HTTP status, or 0 when there was none;
  * `why` gets a short reason for the log and the outbox row. */
 static long send_batch(struct dp_usage *u, const struct dp_outbox_batch *b, char *why, size_t whylen)
 {
-	const struct dp_config *cfg = &u->app->cfg;
-	char url[2048], auth[64 + HTTP_BEARER_MAX], key[160];
-	struct buf resp = { 0 };
-	struct curl_slist *h = NULL;
+	struct dp_cp_request r;
+	char key[160];
 	long status = 0;
-	CURL *c;
 
 	why[0] = '\0';
-	if (url_join(url, sizeof url, cfg->control_plane_url, "/v1/usage") != 0) {
-		snprintf(why, whylen, "DP_CONTROL_PLANE_URL is too long");
-		return 0;
-	}
-	if (!(c = curl_easy_init())) {
-		snprintf(why, whylen, "cannot create an HTTP client");
-		return 0;
-	}
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->region_token);
 	snprintf(key, sizeof key, "Idempotency-Key: %s", b->key);
-	h = curl_slist_append(h, "Content-Type: application/json");
-	h = curl_slist_append(h, auth);
-	h = curl_slist_append(h, key);
-	h = curl_slist_append(h, "Expect:");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, b->body);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(b->body));
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->pull_connect_timeout_ms);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, SEND_TIMEOUT_MS);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
-	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(c, CURLOPT_XFERINFODATA, u);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	CURLcode rc = curl_easy_perform(c);
+	if (dp_cp_request_begin(&r, &u->app->cfg, "/v1/usage", RESPONSE_MAX, SEND_TIMEOUT_MS, &u->stopping) ||
+	    dp_cp_request_header(&r, "Content-Type: application/json") ||
+	    dp_cp_request_header(&r, key) || dp_cp_request_header(&r, "Expect:")) {
+		snprintf(why, whylen, "cannot set up the call (DP_CONTROL_PLANE_URL too long, or out of memory)");
+		goto out;
+	}
+	curl_easy_setopt(r.easy, CURLOPT_POSTFIELDS, b->body);
+	curl_easy_setopt(r.easy, CURLOPT_POSTFIELDSIZE, (long)strlen(b->body));
+	CURLcode rc = curl_easy_perform(r.easy);
 	if (rc == CURLE_OK) {
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		curl_easy_getinfo(r.easy, CURLINFO_RESPONSE_CODE, &status);
 		if (status >= 300) {
 			/* The problem's detail, when there is one, says why. */
-			json_t *doc = resp.p ? json_loads(resp.p, 0, NULL) : NULL;
+			json_t *doc = r.body.p ? json_loadb(r.body.p, r.body.len, 0, NULL) : NULL;
 			const char *d = json_string_value(json_object_get(doc, "detail"));
 			snprintf(why, whylen, "HTTP %ld: %.300s", status, d ? d : "no detail");
 			json_decref(doc);
 		}
 	} else {
-		snprintf(why, whylen, "%s", curl_easy_strerror(rc));
+		snprintf(why, whylen, "%s", dp_cp_request_error(&r, rc));
 	}
-	curl_slist_free_all(h);
-	curl_easy_cleanup(c);
-	buf_free(&resp);
-	explicit_bzero(auth, sizeof auth);
+out:
+	dp_cp_request_end(&r);
 	return status;
 }
 

@@ -6,7 +6,8 @@
  * (common/names.c, each checked by names_check.c).
  *
  * The tables are the service's own: control-plane/requests.c, which
- * depends only on common/jsonx, is linked into this target.
+ * depends only on common/jsonx, and common/usage_report.c (the usage
+ * report's format) are linked into this target.
  *
  * Invariants: jsonx_unpack accepts exactly what the field rules accept
  * (checked with a reference), names the first fault as documented (unknown
@@ -15,6 +16,7 @@
  * member's value, sets its bit in `present`, and leaves absent ones zero. */
 #include "fuzz_body.h"
 #include "names_check.h"
+#include "usage_report.h"
 #include "../../control-plane/requests.h"
 
 /* ---- jsonx_unpack against the field rules ---- */
@@ -223,13 +225,13 @@ static void plan_create(const void *dst)
 /* POST /v1/usage: each record through its own table, then the names. */
 static void usage(const void *dst)
 {
-	const struct usage_in *in = dst;
+	const struct usage_report_body *in = dst;
 	size_t i;
 	json_t *rec;
 	json_array_foreach(in->records, i, rec) {
-		struct record_in r;
+		struct usage_record r;
 		uint64_t present;
-		if (unpack(rec, cpreq_usage_record, &r, sizeof r, &present) != 0)
+		if (unpack(rec, usage_report_record_fields, &r, sizeof r, &present) != 0)
 			break;
 		nc_uuid(r.tenant);
 		nc_timestamp(r.window_start);
@@ -267,10 +269,10 @@ static const struct table {
 	{ cpreq_region_update, sizeof(struct region_in), regions },              /* H */
 	{ cpreq_plan_create, sizeof(struct plan_in), plan_create },              /* I */
 	{ cpreq_plan_update, sizeof(struct plan_in), NULL },                     /* J */
-	{ cpreq_usage, sizeof(struct usage_in), usage },                         /* K */
+	{ usage_report_fields, sizeof(struct usage_report_body), usage },                         /* K */
 	{ cpreq_login, sizeof(struct login_req), login },                        /* L */
 	{ cpreq_region_status, sizeof(struct status_in), fleet_status },         /* M */
-	{ cpreq_usage_record, sizeof(struct record_in), NULL },                  /* N */
+	{ usage_report_record_fields, sizeof(struct usage_record), NULL },                  /* N */
 };
 #define TABLES (sizeof tables / sizeof tables[0])
 
@@ -282,8 +284,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct key_in k;
 		struct region_in r;
 		struct plan_in p;
-		struct usage_in us;
-		struct record_in rec;
+		struct usage_report_body us;
+		struct usage_record rec;
 		struct login_req l;
 		struct status_in s;
 	} dst;

@@ -547,6 +547,54 @@ START_TEST(refuses_unknown_format)
 }
 END_TEST
 
+START_TEST(builder_matches_verifier)
+{
+	/* The claims the control plane builds with cfgdoc_claims() are the ones
+	 * the verifier reads: every member comes back as it went in. */
+	json_t *region = json_pack("{ss ss ss ss si}", "name", "us", "display_name", "US",
+	                           "endpoint_url", "https://us.example.test", "status", "active", "wave", 2);
+	json_t *dir = json_array(), *plans = json_object();
+	ck_assert_int_eq(cfgdoc_directory_add(dir, "eu", "https://eu.example.test", "draining"), 0);
+	ck_assert_int_eq(cfgdoc_directory_add(dir, "us", "https://us.example.test", "active"), 0);
+	ck_assert_int_eq(cfgdoc_plans_add(plans, "pro", 100, 200, INT64_C(1000000000000), 30), 0);
+	ck_assert_int_eq(cfgdoc_plans_add(plans, "free", 5, 10, 1000, 7), 0);
+	struct cfgdoc_head head = { .iss = ISS, .aud = "us", .jti = "doc-9", .iat = now,
+		                        .exp = now + 3600, .ver = 9 };
+	json_t *c = cfgdoc_claims(&head, region, dir, plans);
+	json_decref(region);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(json_string_value(json_object_get(c, "kind")), CFGDOC_KIND_FULL);
+	char *t = tenants_text();
+	char *tok = sign_with(&trusted, c, t);
+	free(t);
+	struct cfgdoc_verify_opts o = opts(8);
+	struct cfgdoc *d = NULL;
+	char detail[256];
+	ck_assert_msg(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail) == CFGDOC_OK,
+	              "%s", detail);
+	ck_assert_int_eq(d->ver, 9);
+	ck_assert_int_eq(d->nbf, now);
+	ck_assert_int_eq(d->exp, now + 3600);
+	ck_assert_str_eq(d->jti, "doc-9");
+	ck_assert_str_eq(d->self.endpoint, "https://us.example.test");
+	ck_assert_int_eq(d->ndir, 2);
+	ck_assert_str_eq(cfgdoc_find_region(d, "eu")->status, "draining");
+	ck_assert_int_eq(d->nplans, 2);
+	const struct cfgdoc_plan *pro = !strcmp(d->plans[0].id, "pro") ? &d->plans[0] : &d->plans[1];
+	ck_assert_str_eq(pro->id, "pro");
+	ck_assert_int_eq(pro->rate, 100);
+	ck_assert_int_eq(pro->burst, 200);
+	ck_assert_int_eq(pro->quota, INT64_C(1000000000000));
+	ck_assert_int_eq(pro->retention_days, 30);
+	cfgdoc_free(d);
+	free(tok);
+	/* A region record without one of its members builds nothing. */
+	region = json_pack("{ss}", "name", "us");
+	ck_assert_ptr_null(cfgdoc_claims(&head, region, json_array(), json_object()));
+	json_decref(region);
+}
+END_TEST
+
 static int load_bundle(const char *text)
 {
 	char path[64] = "/tmp/cfgdoc-bundle-XXXXXX", err[256];
@@ -607,6 +655,7 @@ Suite *cfgdoc_suite(void)
 	tcase_add_test(tc, refuses_truncated_and_garbage);
 	tcase_add_test(tc, refuses_malformed_tenants);
 	tcase_add_test(tc, refuses_unknown_format);
+	tcase_add_test(tc, builder_matches_verifier);
 	tcase_add_test(tc, trust_bundle_checked);
 	suite_add_tcase(s, tc);
 	return s;

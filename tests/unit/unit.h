@@ -21,5 +21,6 @@ Suite *log_suite(void);
 Suite *snapshot_suite(void);
 Suite *event_suite(void);
 Suite *url_suite(void);
+Suite *usage_report_suite(void);
 
 #endif
