@@ -95,3 +95,11 @@ void svc_http_opts(const struct svc_common_cfg *c, struct http_server_opts *o)
 	o->connection_memory = (size_t)c->connection_memory;
 	o->access_log = c->access_log;
 }
+
+int svc_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return 1;
+	return 0;
+}

@@ -76,6 +76,10 @@ void svc_data_path(const char *rel, char *out, size_t len);
  * exits with SVC_EXIT_USAGE. */
 void svc_load_config(const char *prog, const struct cfg_var *tab, void *cfg);
 
+/* 1 when --help (or -h) is anywhere among the arguments, as after a
+ * command ("migrate --help"): the usage goes to stdout, as GNU tools do. */
+int svc_wants_help(int argc, char **argv);
+
 struct http_server;
 /* Waits for SIGTERM/SIGINT/SIGHUP, then drains `srv` (at most `drain_ms`),
  * logging both. The caller frees the server afterwards. */

@@ -370,23 +370,13 @@ out:
 	return ret;
 }
 
-/* --help (or -h) anywhere, as after a command ("migrate --help"), asks for
- * the usage on stdout, as GNU tools do. */
-static int wants_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
-			return 1;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	struct dp_app app = { 0 };
 	const char *cmd = argc > 1 ? argv[1] : "serve";
 
 	http_signals_block();
-	if (!strcmp(cmd, "help") || wants_help(argc, argv)) {
+	if (!strcmp(cmd, "help") || svc_wants_help(argc, argv)) {
 		usage(stdout);
 		return SVC_EXIT_OK;
 	}
