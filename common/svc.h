@@ -53,8 +53,8 @@ struct svc_common_cfg {
 	{ P "LOG_LEVEL", CFG_ENUM, "info", 0, offsetof(T, M.log_level), 0, 0, log_level_names,      \
 	  "Lowest level logged." },                                                                 \
 	{ P "LOG_REPEAT_INTERVAL", CFG_DURATION, "10s", 0, offsetof(T, M.log_repeat_ms), 100,        \
-	  3600000, NULL, "Repeated warnings of one kind are logged once per interval, with the "    \
-	  "count left out (\"suppressed\")." },                                                     \
+	  3600000, NULL, "Repeated warnings of one kind are logged once per interval, with a "      \
+	  "count of those left out (\"suppressed\")." },                                                     \
 	{ P "ACCESS_LOG", CFG_BOOL, "true", 0, offsetof(T, M.access_log), 0, 0, NULL,                \
 	  "Log one line per request (5xx answers are always logged)." }
 
