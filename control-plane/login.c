@@ -83,7 +83,7 @@ static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vc
 {
 	struct login_ctx *ctx = vctx;
 	struct cp_app *app = http_req_app(req);
-	struct cpdb_login acc;
+	struct cpdb_login acc = { 0 };
 	long wait_s = 0;
 
 	/* The wait is per source and asked before the account is looked up, so
@@ -110,7 +110,8 @@ static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vc
 		ctx->matched = st == DB_OK && v == 1;
 		ctx->checked = 1;
 	}
-	if (!ctx->matched)
+	/* A retry may find the account gone since the password was checked. */
+	if (!ctx->matched || st != DB_OK)
 		return login_failed(c, req, ctx, out);
 	if (acc.tenant_id[0] && strcmp(acc.tenant_status, "deleted") == 0)
 		return cp_fail(out, PROB_UNAUTHORIZED, "Unknown email or wrong password.");

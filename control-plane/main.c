@@ -379,6 +379,13 @@ static int cmd_serve(struct cp_app *app)
 		app->keys = keyring_open(app->cfg.signing_keys_dir, app->cfg.key_overlap_ms / 1000, err, sizeof err);
 	else
 		log_warn(NULL, "CP_SIGNING_KEYS_DIR is not set: no regional documents will be issued");
+	/* A login holds a database connection through its password check (its
+	 * delay and its account are decided in one transaction): as many
+	 * checks as connections would leave none to the other routes. */
+	if (app->cfg.login_concurrency >= app->cfg.common.db_pool_size)
+		log_warn(NULL, "CP_LOGIN_CONCURRENCY (%ld) is not below CP_DB_POOL_SIZE (%ld): a flood of "
+		         "logins can hold every database connection", app->cfg.login_concurrency,
+		         app->cfg.common.db_pool_size);
 	app->docs = doc_cache_new();
 	app->login = login_guard_new(app->cfg.login_concurrency, app->cfg.login_per_source_rate,
 	                             app->cfg.login_per_source_burst);

@@ -295,7 +295,9 @@ enum db_status dp_db_usage_take(struct db_conn *c, int max_records, int64_t max_
 	const char *p[2] = { nrec, nev };
 	PGresult *r;
 	/* A counter with more than max_events unreported waits for the next
-	 * batch for the rest. */
+	 * batch for the rest. Every record must be one the usage report's
+	 * format accepts (a refused one would hold back every batch after it):
+	 * a window is never null, even on a counter whose start was not kept. */
 	enum db_status st = db_exec(
 		c, &r,
 		"WITH lock AS (SELECT pg_try_advisory_xact_lock(7143210001) AS got),"
@@ -308,7 +310,8 @@ enum db_status dp_db_usage_take(struct db_conn *c, int max_records, int64_t max_
 		"       RETURNING c.tenant_id, c.period, least(d.events - d.reported, $2::bigint) AS n,"
 		"                 d.pending_since, d.last_at)"
 		" SELECT tenant_id::text, to_char(period, 'YYYY-MM'), n,"
-		"        " RFC3339("pending_since") ", " RFC3339("greatest(last_at, pending_since)")
+		"        " RFC3339("coalesce(pending_since, last_at, now())") ", "
+		RFC3339("coalesce(greatest(last_at, pending_since), now())")
 		"   FROM u ORDER BY period, tenant_id",
 		2, p);
 	if (st != DB_OK)

@@ -331,12 +331,12 @@ static int cmd_serve(struct dp_app *app)
 	if (dp_pull_start(app->pull, err, sizeof err) != 0 ||
 	    dp_ingest_start(app->ingest, err, sizeof err) != 0) {
 		log_error(NULL, "%s", err);
-		goto out;
+		goto stop_server;
 	}
 	if (!(app->usage = dp_usage_start(app)) || !(app->retention = dp_retention_start(app)) ||
 	    !(app->ratesync = dp_ratesync_start(app))) {
 		log_error(NULL, "cannot start the background threads");
-		goto out;
+		goto stop_server;
 	}
 
 	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
@@ -352,6 +352,11 @@ static int cmd_serve(struct dp_app *app)
 	dp_pull_stop(app->pull);
 	log_info(NULL, "stopped");
 	ret = SVC_EXIT_OK;
+	goto out;
+stop_server:
+	/* Started, then failed: the server may already hold requests, which
+	 * use the ingest queue freed below. */
+	http_server_drain(srv, (unsigned)app->cfg.common.drain_timeout_ms);
 out:
 	/* The server's threads are the readers: they are gone before the
 	 * snapshots are freed. The writers resume requests of the server:
