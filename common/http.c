@@ -92,7 +92,7 @@ struct http_req {
 
 	char *body;
 	size_t body_len, body_cap;
-	size_t refused_bytes;     /* body bytes read past the route's limit */
+	size_t refused_bytes;     /* body bytes dropped: past the route's limit, or after an early refusal */
 	int too_large;
 	int bad_text;             /* the path or query is not UTF-8 once decoded */
 	int ambiguous_length;     /* both Content-Length and Transfer-Encoding */
@@ -797,9 +797,11 @@ static enum MHD_Result request_step(struct http_server *srv, struct MHD_Connecti
 	}
 	log_ctx_set(req_log_ctx(req));
 	if (req->status) {
-		/* Already answered (refused early): drop whatever still arrives. */
+		/* Already answered (refused early): drop whatever still arrives,
+		 * and stop reading past the slack a refused body gets. */
+		req->refused_bytes += *upload_data_size;
 		*upload_data_size = 0;
-		return MHD_YES;
+		return req->refused_bytes > REFUSED_BODY_SLACK ? MHD_NO : MHD_YES;
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
