@@ -393,10 +393,13 @@ char *it_sql(const char *url, const char *sql)
 	return v;
 }
 
+static void pg_restart_if_left_stopped(void);
+
 void it_create_db(const char *name, char *url, size_t len)
 {
 	char sql[256];
 	const char *super = it_env("IT_PG_URL");
+	pg_restart_if_left_stopped();
 	snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\"", name);
 	free(it_sql(super, sql));
 	snprintf(sql, sizeof sql, "CREATE DATABASE \"%s\"", name);
@@ -412,8 +415,42 @@ static void pgtmp(const char *verb)
 	ck_assert_msg(system(cmd) == 0, "%s failed", cmd);
 }
 
-void it_pg_stop(void) { pgtmp("stop"); }
-void it_pg_start(void) { pgtmp("start"); }
+/* A test that stops the cluster and then fails an assertion ends before
+ * it starts it again. The mark left while it is stopped lets the next
+ * test that needs a database start it, so one failure stays one failure
+ * instead of failing every later test of the run. */
+static void pg_stopped_mark(char *path, size_t len)
+{
+	snprintf(path, len, "%s/stopped-by-test", it_env("IT_PG_DIR"));
+}
+
+void it_pg_stop(void)
+{
+	char mark[1024];
+	pg_stopped_mark(mark, sizeof mark);
+	FILE *f = fopen(mark, "w");
+	ck_assert_msg(f != NULL, "%s: %s", mark, strerror(errno));
+	fclose(f);
+	pgtmp("stop");
+}
+
+void it_pg_start(void)
+{
+	char mark[1024];
+	pgtmp("start");
+	pg_stopped_mark(mark, sizeof mark);
+	unlink(mark);
+}
+
+static void pg_restart_if_left_stopped(void)
+{
+	char mark[1024];
+	pg_stopped_mark(mark, sizeof mark);
+	if (access(mark, F_OK) == 0) {
+		fprintf(stderr, "harness: PostgreSQL was left stopped by a failed test; starting it\n");
+		it_pg_start();
+	}
+}
 
 /* --- raw HTTP --- */
 
