@@ -84,7 +84,7 @@ struct dp_app {
 struct dp_auth {
 	char tenant_id[37];
 	char slug[64];
-	char status;                        /* 'a' or 's' (suspended never gets here) */
+	char status;                        /* 'a' or 's' (suspended: reads only) */
 	struct cfgdoc_plan plan;
 	char key_id[25];
 	unsigned scopes;                    /* CFGDOC_SCOPE_* */
@@ -94,12 +94,18 @@ struct dp_auth {
 /* The service's authenticate hook (auth.c), a step (http.h). Returns
  * HTTP_GO_ON with a struct dp_auth attached, or HTTP_ANSWERED after
  * queueing 401, 403, 421 or 503 (with nothing queued when out of memory:
- * the server answers 500). */
+ * the server answers 500). A suspended tenant gets through on reads only. */
 enum http_step dp_authenticate(struct http_req *req, int auth) __attribute__((warn_unused_result));
+/* 1 when the request's route may change the tenant's data: every method
+ * but GET and HEAD (a route added later is a write unless it reads).
+ * A suspended tenant's writes are refused (auth.c). */
+int dp_route_writes(struct http_req *req);
 /* GET /v1/tenant (tenant.c): the caller's tenant, plan and key. */
 enum http_result dp_handle_tenant(struct http_req *req);
 /* Every events route first, a step: the tenant's rate limit (429), with
- * the RateLimit-* headers, then the key's scope (403). Returns HTTP_GO_ON,
+ * the RateLimit-* headers, then a write of a suspended tenant (403
+ * tenant_suspended, already refused by authentication: a second line),
+ * then the key's scope (403 insufficient_scope). Returns HTTP_GO_ON,
  * or HTTP_ANSWERED after queueing the refusal (with nothing queued when
  * `a` is NULL: the server answers 500) (events.c). */
 enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
