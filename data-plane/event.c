@@ -262,3 +262,44 @@ void dp_event_clear(struct dp_event *ev)
 	free(ev->body);
 	ev->body = NULL;
 }
+
+void dp_event_errors_add(struct dp_event_errors *e, const struct jsonx_err *err)
+{
+	if (e->total++ == 0)
+		e->first = *err;
+	if (e->total > DP_EVENT_ERRORS_MAX)
+		return;
+	if (!e->list && !(e->list = json_array())) {
+		e->no_memory = 1;
+		return;
+	}
+	json_t *item = err->field[0] ? json_pack("{ss ss}", "field", err->field, "detail", err->msg)
+	                             : json_pack("{sn ss}", "field", "detail", err->msg);
+	if (!item || json_array_append_new(e->list, item) != 0)
+		e->no_memory = 1;
+}
+
+json_t *dp_event_errors_extra(struct dp_event_errors *e)
+{
+	json_t *list = e->list ? e->list : json_array();
+	e->list = NULL;
+	if (!list || e->no_memory) {
+		json_decref(list);
+		return NULL;
+	}
+	json_t *o = json_pack("{so sI sb}", "errors", list, "errors_total", (json_int_t)e->total,
+	                      "errors_truncated", e->total > DP_EVENT_ERRORS_MAX);
+	if (o && e->first.field[0] && json_object_set_new(o, "field", json_string(e->first.field)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+void dp_event_errors_clear(struct dp_event_errors *e)
+{
+	json_decref(e->list);
+	e->list = NULL;
+	e->total = 0;
+	e->no_memory = 0;
+}
