@@ -19,6 +19,7 @@ struct dp_ingest;
 struct dp_limits;
 struct dp_usage;
 struct dp_retention;
+struct dp_idem_purge;
 struct dp_ratesync;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
@@ -53,6 +54,8 @@ struct dp_config {
 	int64_t retention_interval_ms;
 	long retention_batch;
 	int64_t rate_sync_ms;
+	int64_t idempotency_ttl_ms;
+	int64_t idempotency_purge_interval_ms;
 };
 
 struct dp_app {
@@ -68,6 +71,7 @@ struct dp_app {
 	struct dp_retention *retention;
 	struct dp_ratesync *ratesync;       /* shares tenants' rate limits with the region's instances */
 	struct dp_region_guard *region;     /* checks every new database session */
+	struct dp_idem_purge *idem_purge;   /* deletes expired Idempotency-Key records */
 };
 
 /* ---- routes ---- */
