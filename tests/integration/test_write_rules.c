@@ -11,7 +11,7 @@
  *   batch_errors_all_named       a refused batch names every invalid member, up to 100, both ends
  *   suspension_reads_not_writes  {active, suspended} x {read, write, both keys} x {GET, POST}
  *
- * CK_RUN_SUITE=write_rules (and CK_RUN_CASE=<test>) runs them alone. */
+ * CK_RUN_SUITE=write-rules (and CK_RUN_CASE=<test>) runs them alone. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -685,7 +685,7 @@ END_TEST
 
 Suite *write_rules_suite(void)
 {
-	Suite *s = suite_create("write_rules");
+	Suite *s = suite_create("write-rules");
 	const TTest *const tests[] = {
 		idempotency_key_replay,
 		idempotency_key_concurrent,
