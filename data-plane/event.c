@@ -273,9 +273,13 @@ void dp_event_errors_add(struct dp_event_errors *e, const struct jsonx_err *err)
 		e->no_memory = 1;
 		return;
 	}
-	json_t *item = err->field[0] ? json_pack("{ss ss}", "field", err->field, "detail", err->msg)
-	                             : json_pack("{sn ss}", "field", "detail", err->msg);
-	if (!item || json_array_append_new(e->list, item) != 0)
+	/* A field cut inside a character is not a JSON string: it is then
+	 * null rather than the answer a 500. */
+	json_t *item = json_object(), *field = err->field[0] ? json_string(err->field) : NULL,
+	       *detail = json_string(err->msg);
+	if (!item || json_object_set_new(item, "field", field ? field : json_null()) != 0 ||
+	    json_object_set_new(item, "detail", detail ? detail : json_string("(detail not valid UTF-8)")) != 0 ||
+	    json_array_append_new(e->list, item) != 0)
 		e->no_memory = 1;
 }
 
@@ -289,7 +293,8 @@ json_t *dp_event_errors_extra(struct dp_event_errors *e)
 	}
 	json_t *o = json_pack("{so sI sb}", "errors", list, "errors_total", (json_int_t)e->total,
 	                      "errors_truncated", e->total > DP_EVENT_ERRORS_MAX);
-	if (o && e->first.field[0] && json_object_set_new(o, "field", json_string(e->first.field)) != 0) {
+	json_t *field = e->first.field[0] ? json_string(e->first.field) : NULL;
+	if (o && field && json_object_set_new(o, "field", field) != 0) {
 		json_decref(o);
 		return NULL;
 	}

@@ -67,9 +67,9 @@ struct dp_event_errors {
 };
 void dp_event_errors_add(struct dp_event_errors *e, const struct jsonx_err *err);
 /* The members the problem document adds for `e` (a new reference):
- * `field` (the first's, when it names one), `errors`, `errors_total` and
- * `errors_truncated` (total > DP_EVENT_ERRORS_MAX). Takes e->list; NULL
- * without memory. */
+ * `field` (the first's, when it names one in UTF-8), `errors`,
+ * `errors_total` and `errors_truncated` (total > DP_EVENT_ERRORS_MAX).
+ * Takes e->list; NULL only without memory. */
 json_t *dp_event_errors_extra(struct dp_event_errors *e);
 void dp_event_errors_clear(struct dp_event_errors *e);
 

@@ -485,6 +485,24 @@ START_TEST(batch_errors_limit)
 }
 END_TEST
 
+/* A field cut inside a UTF-8 character (a long unknown member's name) is
+ * listed with a null field, never lost with the whole answer. */
+START_TEST(batch_errors_field_not_utf8)
+{
+	struct dp_event_errors e = { 0 };
+	struct jsonx_err err;
+	snprintf(err.field, sizeof err.field, "events[0].caf\xc3");
+	snprintf(err.msg, sizeof err.msg, "Unknown member.");
+	dp_event_errors_add(&e, &err);
+	json_t *x = dp_event_errors_extra(&e);
+	ck_assert_ptr_nonnull(x);
+	ck_assert(json_is_null(json_object_get(json_array_get(json_object_get(x, "errors"), 0), "field")));
+	ck_assert_ptr_null(json_object_get(x, "field"));
+	json_decref(x);
+	dp_event_errors_clear(&e);
+}
+END_TEST
+
 /* The Idempotency-Key rule both services share: 1 to 255 visible ASCII. */
 START_TEST(idempotency_key_syntax)
 {
@@ -523,6 +541,7 @@ Suite *event_suite(void)
 	tcase_add_test(tc, usage_cache);
 	tcase_add_test(tc, array_literals);
 	tcase_add_test(tc, batch_errors_limit);
+	tcase_add_test(tc, batch_errors_field_not_utf8);
 	tcase_add_test(tc, idempotency_key_syntax);
 	suite_add_tcase(s, tc);
 	return s;
