@@ -549,11 +549,25 @@ START_TEST(batch_errors_all_named)
 	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "errors"), 0), "field"), "action");
 	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "errors_total")), 1);
 	res_free(&r);
-	/* A batch wrong as a whole: one entry naming events. */
+	/* A batch wrong as a whole (empty, or one event over 1000): one entry
+	 * naming events, whatever its members. */
 	post(&r, &s, s.key, NULL, "{\"events\":[]}");
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "events");
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "errors")), 1);
 	res_free(&r);
+	char *big = malloc(1001 * 64 + 32);
+	ck_assert_ptr_nonnull(big);
+	size_t bl = (size_t)sprintf(big, "{\"events\":[");
+	for (int i = 0; i < 1001; i++)
+		bl += (size_t)sprintf(big + bl, "%s{\"action\":\"a\",\"actor\":{\"id\":\"u\",\"type\":\"t\"}}", i ? "," : "");
+	sprintf(big + bl, "]}");
+	post(&r, &s, s.key, NULL, big);
+	free(big);
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "events");
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "errors")), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "errors_total")), 1);
+	res_free(&r);
+	ck_assert_int_eq(events_of(&s, s.tenant), stored);
 	it_stack_stop(&s);
 }
 END_TEST
