@@ -21,6 +21,8 @@ static const struct problem_info problems[PROB__COUNT] = {
 	[PROB_INTERNAL]               = { "internal_error", 500, "Internal error" },
 	[PROB_UNAVAILABLE]            = { "unavailable", 503, "Service unavailable" },
 	[PROB_LOGIN_BUSY]             = { "login_busy", 503, "Too many logins in progress" },
+	[PROB_TENANT_SUSPENDED]       = { "tenant_suspended", 403, "The tenant is suspended" },
+	[PROB_INSUFFICIENT_SCOPE]     = { "insufficient_scope", 403, "The credential lacks the scope" },
 };
 
 const struct problem_info *problem_info(enum problem_code code)

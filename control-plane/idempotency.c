@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cp_app.h"
+#include "idemkey.h"
 #include "log.h"
 #include "secret.h"
 
@@ -18,17 +19,6 @@ static const struct {
 	[IDEM_USAGE_BATCHES] = { "This Idempotency-Key was used for another batch; use a new key.", 200, 0 },
 };
 
-static int valid_key(const char *k)
-{
-	size_t n = strlen(k);
-	if (n == 0 || n > IDEM_KEY_MAX)
-		return 0;
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)k[i] < 0x21 || (unsigned char)k[i] > 0x7e)
-			return 0;
-	return 1;
-}
-
 enum http_step idem_key_read(struct http_req *req, const char *required, struct idem *k)
 {
 	k->key = http_req_header(req, "Idempotency-Key");
@@ -38,7 +28,7 @@ enum http_step idem_key_read(struct http_req *req, const char *required, struct 
 		http_reply_invalid_field(req, "Idempotency-Key", "%s", required);
 		return HTTP_ANSWERED;
 	}
-	if (!valid_key(k->key)) {
+	if (!idemkey_valid(k->key)) {
 		http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
 		                      "Idempotency-Key must be 1 to %d visible ASCII characters.", IDEM_KEY_MAX);
 		return HTTP_ANSWERED;

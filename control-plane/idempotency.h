@@ -23,9 +23,10 @@
 
 #include "cpdb.h"
 #include "http.h"
+#include "idemkey.h"
 #include "outcome.h"
 
-#define IDEM_KEY_MAX 255
+#define IDEM_KEY_MAX IDEMKEY_MAX
 
 enum idem_store { IDEM_REQUESTS = CPDB_IDEM_REQUESTS, IDEM_USAGE_BATCHES = CPDB_IDEM_USAGE_BATCHES };
 

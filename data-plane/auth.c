@@ -4,9 +4,11 @@
  * Order: the key's text; its region (another region's key is answered 421
  * with that region's endpoint, and nothing else is looked at); a verified,
  * usable configuration (503 otherwise); the key id, its secret (constant
- * time) and expiry (401); the tenant's status (deleted 401, suspended 403).
- * The secret is checked before the tenant's status, so that a wrong secret
- * never learns whether a tenant is suspended. */
+ * time) and expiry (401); the tenant's status (deleted 401; suspended:
+ * 403 tenant_suspended on a write, let through on a read, so that a
+ * suspended tenant can still read its trail). The secret is checked before
+ * the tenant's status, so that a wrong secret never learns whether a
+ * tenant is suspended. A write is refused here, before its body is read. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -32,6 +34,12 @@ static enum http_step unavailable(struct http_req *req, const char *detail)
 	http_add_header(req, "Retry-After", RETRY_AFTER);
 	http_reply_problem(req, PROB_UNAVAILABLE, "%s", detail);
 	return HTTP_ANSWERED;
+}
+
+int dp_route_writes(struct http_req *req)
+{
+	const char *m = http_req_method(req);
+	return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
 }
 
 enum http_step dp_authenticate(struct http_req *req, int auth)
@@ -81,8 +89,9 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 		unauthorized(req, "Unknown, revoked or expired API key.");
 		goto out;
 	}
-	if (t->status == 's') {
-		http_reply_problem(req, PROB_FORBIDDEN, "This tenant is suspended.");
+	if (t->status == 's' && dp_route_writes(req)) {
+		http_reply_problem(req, PROB_TENANT_SUSPENDED,
+		                   "This tenant is suspended: it can read its events but not write any.");
 		goto out;
 	}
 	struct dp_auth *a = calloc(1, sizeof *a);

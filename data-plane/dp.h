@@ -19,6 +19,7 @@ struct dp_ingest;
 struct dp_limits;
 struct dp_usage;
 struct dp_retention;
+struct dp_idem_purge;
 struct dp_ratesync;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
@@ -53,6 +54,8 @@ struct dp_config {
 	int64_t retention_interval_ms;
 	long retention_batch;
 	int64_t rate_sync_ms;
+	int64_t idempotency_ttl_ms;
+	int64_t idempotency_purge_interval_ms;
 };
 
 struct dp_app {
@@ -68,6 +71,7 @@ struct dp_app {
 	struct dp_retention *retention;
 	struct dp_ratesync *ratesync;       /* shares tenants' rate limits with the region's instances */
 	struct dp_region_guard *region;     /* checks every new database session */
+	struct dp_idem_purge *idem_purge;   /* deletes expired Idempotency-Key records */
 };
 
 /* ---- routes ---- */
@@ -84,7 +88,7 @@ struct dp_app {
 struct dp_auth {
 	char tenant_id[37];
 	char slug[64];
-	char status;                        /* 'a' or 's' (suspended never gets here) */
+	char status;                        /* 'a' or 's' (suspended: reads only) */
 	struct cfgdoc_plan plan;
 	char key_id[25];
 	unsigned scopes;                    /* CFGDOC_SCOPE_* */
@@ -94,12 +98,18 @@ struct dp_auth {
 /* The service's authenticate hook (auth.c), a step (http.h). Returns
  * HTTP_GO_ON with a struct dp_auth attached, or HTTP_ANSWERED after
  * queueing 401, 403, 421 or 503 (with nothing queued when out of memory:
- * the server answers 500). */
+ * the server answers 500). A suspended tenant gets through on reads only. */
 enum http_step dp_authenticate(struct http_req *req, int auth) __attribute__((warn_unused_result));
+/* 1 when the request's route may change the tenant's data: every method
+ * but GET and HEAD (a route added later is a write unless it reads).
+ * A suspended tenant's writes are refused (auth.c). */
+int dp_route_writes(struct http_req *req);
 /* GET /v1/tenant (tenant.c): the caller's tenant, plan and key. */
 enum http_result dp_handle_tenant(struct http_req *req);
 /* Every events route first, a step: the tenant's rate limit (429), with
- * the RateLimit-* headers, then the key's scope (403). Returns HTTP_GO_ON,
+ * the RateLimit-* headers, then a write of a suspended tenant (403
+ * tenant_suspended, already refused by authentication: a second line),
+ * then the key's scope (403 insufficient_scope). Returns HTTP_GO_ON,
  * or HTTP_ANSWERED after queueing the refusal (with nothing queued when
  * `a` is NULL: the server answers 500) (events.c). */
 enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)

@@ -40,6 +40,37 @@ enum { DP_COL_TENANT, DP_COL_ID, DP_COL_OCCURRED, DP_COL_RECEIVED, DP_COL_ACTION
 enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS], long *inserted)
 	__attribute__((warn_unused_result));
 
+/* ---- Idempotency-Key records (db_idempotency.c, inside the group-commit
+ * transaction; the arrays are text array literals of equal length, sorted
+ * by tenant then key so that claims lock in one order) ---- */
+
+/* Claims each (tenants[i], keys[i]) for the request whose SHA-256 is
+ * hashes[i] (hex): a record is inserted unless one younger than `ttl_ms`
+ * exists (an older one is taken over). A claim of a key another
+ * transaction holds waits until it ends. `fn` is called for each key this
+ * transaction now holds. */
+typedef void (*dp_idem_claimed_fn)(void *ctx, const char *tenant, const char *key);
+enum db_status dp_db_idem_claim(struct db_conn *c, const char *tenants, const char *keys,
+                                const char *hashes, int64_t ttl_ms, dp_idem_claimed_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+/* The records of (tenants[i], keys[i]): `fn` gets each one found, with its
+ * request hash (hex), status, Location ("" when none) and body. */
+typedef void (*dp_idem_record_fn)(void *ctx, const char *tenant, const char *key, const char *sha256_hex,
+                                  int status, const char *location, const char *body, size_t body_len);
+enum db_status dp_db_idem_get(struct db_conn *c, const char *tenants, const char *keys,
+                              dp_idem_record_fn fn, void *ctx) __attribute__((warn_unused_result));
+/* Completes the claimed records with their answers (statuses: integers;
+ * locations: "" for none). */
+enum db_status dp_db_idem_store(struct db_conn *c, const char *tenants, const char *keys,
+                                const char *statuses, const char *locations, const char *bodies)
+	__attribute__((warn_unused_result));
+/* Gives claimed keys back (their requests were refused: nothing to replay). */
+enum db_status dp_db_idem_release(struct db_conn *c, const char *tenants, const char *keys)
+	__attribute__((warn_unused_result));
+/* Deletes at most `batch` records older than `ttl_ms`; *deleted is how many. */
+enum db_status dp_db_idem_purge(struct db_conn *c, int64_t ttl_ms, int batch, long *deleted)
+	__attribute__((warn_unused_result));
+
 /* ---- reads ---- */
 
 /* One event's stored JSON (malloc'd into *body); DB_NOT_FOUND if none. */

@@ -262,3 +262,49 @@ void dp_event_clear(struct dp_event *ev)
 	free(ev->body);
 	ev->body = NULL;
 }
+
+void dp_event_errors_add(struct dp_event_errors *e, const struct jsonx_err *err)
+{
+	if (e->total++ == 0)
+		e->first = *err;
+	if (e->total > DP_EVENT_ERRORS_MAX)
+		return;
+	if (!e->list && !(e->list = json_array())) {
+		e->no_memory = 1;
+		return;
+	}
+	/* A field cut inside a character is not a JSON string: it is then
+	 * null rather than the answer a 500. */
+	json_t *item = json_object(), *field = err->field[0] ? json_string(err->field) : NULL,
+	       *detail = json_string(err->msg);
+	if (!item || json_object_set_new(item, "field", field ? field : json_null()) != 0 ||
+	    json_object_set_new(item, "detail", detail ? detail : json_string("(detail not valid UTF-8)")) != 0 ||
+	    json_array_append_new(e->list, item) != 0)
+		e->no_memory = 1;
+}
+
+json_t *dp_event_errors_extra(struct dp_event_errors *e)
+{
+	json_t *list = e->list ? e->list : json_array();
+	e->list = NULL;
+	if (!list || e->no_memory) {
+		json_decref(list);
+		return NULL;
+	}
+	json_t *o = json_pack("{so sI sb}", "errors", list, "errors_total", (json_int_t)e->total,
+	                      "errors_truncated", e->total > DP_EVENT_ERRORS_MAX);
+	json_t *field = e->first.field[0] ? json_string(e->first.field) : NULL;
+	if (o && field && json_object_set_new(o, "field", field) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+void dp_event_errors_clear(struct dp_event_errors *e)
+{
+	json_decref(e->list);
+	e->list = NULL;
+	e->total = 0;
+	e->no_memory = 0;
+}

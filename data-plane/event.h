@@ -52,6 +52,27 @@ enum dp_event_parse_result dp_event_parse(const json_t *in, int64_t received_us,
                                           struct jsonx_err *err) __attribute__((warn_unused_result));
 void dp_event_clear(struct dp_event *ev);
 
+/* The faults of a refused request, gathered so that one answer names every
+ * invalid member of a batch: the first in full, then up to
+ * DP_EVENT_ERRORS_MAX as {field, detail}, and how many there were. Each
+ * invalid event contributes the first fault dp_event_parse() finds in it
+ * (an event fixed may then show another). Zero-initialize; finish with
+ * dp_event_errors_extra() or dp_event_errors_clear(). */
+#define DP_EVENT_ERRORS_MAX 100
+struct dp_event_errors {
+	json_t *list;                  /* array of {field, detail}; NULL until the first */
+	size_t total;                  /* faults found, listed or not */
+	struct jsonx_err first;
+	int no_memory;                 /* a fault could not be listed */
+};
+void dp_event_errors_add(struct dp_event_errors *e, const struct jsonx_err *err);
+/* The members the problem document adds for `e` (a new reference):
+ * `field` (the first's, when it names one in UTF-8), `errors`,
+ * `errors_total` and `errors_truncated` (total > DP_EVENT_ERRORS_MAX).
+ * Takes e->list; NULL only without memory. */
+json_t *dp_event_errors_extra(struct dp_event_errors *e);
+void dp_event_errors_clear(struct dp_event_errors *e);
+
 /* Fills `out` with a random server id "ev_" + 32 lowercase hex; -1 when
  * the random source fails. */
 int dp_event_new_id(char out[DP_EVENT_ID_MAX + 1]);

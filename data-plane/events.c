@@ -51,8 +51,13 @@ enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, un
 			return HTTP_ANSWERED;
 		}
 	}
+	if (scope == CFGDOC_SCOPE_WRITE && a->status == 's') {
+		http_reply_problem(req, PROB_TENANT_SUSPENDED,
+		                   "This tenant is suspended: it can read its events but not write any.");
+		return HTTP_ANSWERED;
+	}
 	if (!(a->scopes & scope)) {
-		http_reply_problem(req, PROB_FORBIDDEN, "This API key lacks the scope %s.",
+		http_reply_problem(req, PROB_INSUFFICIENT_SCOPE, "This API key lacks the scope %s.",
 		                   scope == CFGDOC_SCOPE_WRITE ? "events:write" : "events:read");
 		return HTTP_ANSWERED;
 	}

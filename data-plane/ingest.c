@@ -5,6 +5,7 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "dpdb.h"
 #include "event.h"
 #include "http.h"
+#include "idempotency.h"
 #include "limits.h"
 #include "log.h"
 #include "secret.h"
@@ -21,7 +23,9 @@
 
 #define RETRY_AFTER_DB "2"
 
-enum outcome { J_PENDING, J_STORED, J_REPLAYED, J_CONFLICT, J_QUOTA, J_UNAVAILABLE, J_UNKNOWN, J_ERROR };
+enum outcome { J_PENDING, J_STORED, J_REPLAYED, J_CONFLICT, J_QUOTA, J_UNAVAILABLE, J_UNKNOWN, J_ERROR,
+               J_KEY_REPLAYED,   /* its Idempotency-Key's first answer, from the record */
+               J_KEY_CONFLICT }; /* its Idempotency-Key was used with another request */
 
 /* Answered by the drain deadline instead of by a writer. */
 enum abandon { A_NO, A_QUEUED, A_COMMITTING };
@@ -45,6 +49,8 @@ struct job {
 	struct dp_event *ev;
 	size_t n;
 	int batch;                   /* answered as {"events": [...]} */
+	char idem_key[IDEMKEY_MAX + 1];  /* the Idempotency-Key (a copy), "" when none */
+	char idem_hash[65];          /* of the request, compared with the record's */
 	/* decided by the group transaction (reset on each attempt) */
 	enum outcome outcome;
 	size_t conflict;             /* the first event whose id holds other content */
@@ -52,6 +58,11 @@ struct job {
 	char **existing;             /* per event: its stored body when it was there already */
 	size_t *existing_len;
 	size_t n_new;
+	int idem_claimed;            /* this transaction holds the key's record */
+	int idem_status;             /* J_KEY_REPLAYED: the first answer */
+	char idem_location[24 + DP_EVENT_ID_MAX];
+	char *idem_body;
+	size_t idem_len;
 };
 
 struct dp_ingest {
@@ -68,7 +79,8 @@ struct dp_ingest {
 	size_t registered;
 	int draining;
 	atomic_ullong events_stored, events_replayed, requests_stored, requests_replayed,
-		requests_conflict, requests_quota, requests_failed, groups, group_retries, busy;
+		requests_conflict, requests_quota, requests_failed, groups, group_retries, busy,
+		requests_key_replayed, requests_key_conflict;
 	atomic_ullong group_events_hist[8];   /* 1, 2-7, 8-31, 32-127, 128-511, 512-2047, 2048+ */
 	atomic_ullong group_events_sum;       /* the histogram's _sum */
 };
@@ -81,6 +93,12 @@ static void job_reset(struct job *j)
 		free(j->existing[i]);
 		j->existing[i] = NULL;
 	}
+	free(j->idem_body);
+	j->idem_body = NULL;
+	j->idem_len = 0;
+	j->idem_claimed = 0;
+	j->idem_status = 0;
+	j->idem_location[0] = '\0';
 	j->outcome = J_PENDING;
 	j->n_new = j->n;
 	j->conflict = 0;
@@ -95,6 +113,7 @@ static void job_free_now(struct job *j)
 	}
 	free(j->existing);
 	free(j->existing_len);
+	free(j->idem_body);
 	free(j->ev);
 	json_decref(j->root);
 	free(j);
@@ -149,12 +168,19 @@ struct ukey {                /* one usage counter the group adds to */
 	int got;
 };
 
+struct ikey {                /* a request's Idempotency-Key */
+	const char *tenant, *key;
+	struct job *job;
+};
+
 struct group {
 	struct dp_ingest *g;
 	struct job **jobs;
 	size_t n, nevents;
 	struct ref *refs;
 	size_t nrefs;
+	struct ikey *ikeys;          /* sorted by tenant, then key; one per (tenant, key) */
+	size_t nikeys;
 	struct ukey *keys;
 	size_t nkeys;
 	int careful;                 /* quota at stake: counters first */
@@ -165,6 +191,13 @@ static int ref_cmp(const void *a, const void *b)
 	const struct ref *x = a, *y = b;
 	int c = strcmp(x->tenant, y->tenant);
 	return c ? c : strcmp(x->id, y->id);
+}
+
+static int ikey_cmp(const void *a, const void *b)
+{
+	const struct ikey *x = a, *y = b;
+	int c = strcmp(x->tenant, y->tenant);
+	return c ? c : strcmp(x->key, y->key);
 }
 
 static int ukey_cmp(const void *a, const void *b)
@@ -183,6 +216,8 @@ static void on_existing(void *ctx, const char *tenant, const char *id, const cha
 	if (!r)
 		return;
 	struct job *j = r->job;
+	if (j->outcome == J_KEY_REPLAYED || j->outcome == J_KEY_CONFLICT)
+		return; /* answered from its key's record: its ids are not looked at */
 	unsigned char sha[32];
 	if (secret_unhex(sha_hex, sha, sizeof sha) == 0 && !memcmp(sha, j->ev[r->idx].sha256, 32)) {
 		if (!j->existing[r->idx] && (j->existing[r->idx] = malloc(len + 1))) {
@@ -214,6 +249,155 @@ static void num_add(struct buf *b, int64_t v)
 	char s[24];
 	int n = snprintf(s, sizeof s, "%" PRId64, v);
 	db_array_add(b, s, (size_t)n);
+}
+
+static struct job *ikey_job(struct group *gr, const char *tenant, const char *key)
+{
+	struct ikey k = { .tenant = tenant, .key = key };
+	struct ikey *f = bsearch(&k, gr->ikeys, gr->nikeys, sizeof *gr->ikeys, ikey_cmp);
+	return f ? f->job : NULL;
+}
+
+static void on_claimed(void *ctx, const char *tenant, const char *key)
+{
+	struct job *j = ikey_job(ctx, tenant, key);
+	if (j)
+		j->idem_claimed = 1;
+}
+
+static void on_record(void *ctx, const char *tenant, const char *key, const char *sha256_hex, int status,
+                      const char *location, const char *body, size_t len)
+{
+	struct job *j = ikey_job(ctx, tenant, key);
+	if (!j || j->idem_claimed)
+		return;
+	if (strcmp(sha256_hex, j->idem_hash) != 0) {
+		j->outcome = J_KEY_CONFLICT;
+		return;
+	}
+	if (!(j->idem_body = malloc(len + 1)))
+		return; /* left pending: the step fails */
+	memcpy(j->idem_body, body, len + 1);
+	j->idem_len = len;
+	j->idem_status = status;
+	snprintf(j->idem_location, sizeof j->idem_location, "%s", location);
+	j->outcome = J_KEY_REPLAYED;
+}
+
+/* Step 0: the Idempotency-Keys of the group, claimed before anything else
+ * (in key order: groups sharing keys lock them alike). A key another
+ * transaction holds is waited for; a key with a record is answered from it
+ * (replayed, or 422 for another request) and nothing else of its request
+ * is done. */
+static enum db_status step_claim(struct db_conn *c, struct group *gr)
+{
+	struct buf a = { 0 }, b = { 0 }, h = { 0 };
+	enum db_status st = DB_OK;
+	size_t left = 0;
+
+	if (gr->nikeys == 0)
+		return DB_OK;
+	for (size_t i = 0; i < gr->nikeys; i++) {
+		db_array_add(&a, gr->ikeys[i].tenant, strlen(gr->ikeys[i].tenant));
+		db_array_add(&b, gr->ikeys[i].key, strlen(gr->ikeys[i].key));
+		db_array_add(&h, gr->ikeys[i].job->idem_hash, 64);
+	}
+	db_array_end(&a);
+	db_array_end(&b);
+	db_array_end(&h);
+	st = a.failed || b.failed || h.failed
+	         ? DB_ERROR
+	         : dp_db_idem_claim(c, a.p, b.p, h.p, gr->g->app->cfg.idempotency_ttl_ms, on_claimed, gr);
+	buf_free(&a);
+	buf_free(&b);
+	buf_free(&h);
+	if (st != DB_OK)
+		return st;
+	for (size_t i = 0; i < gr->nikeys; i++)
+		if (!gr->ikeys[i].job->idem_claimed) {
+			db_array_add(&a, gr->ikeys[i].tenant, strlen(gr->ikeys[i].tenant));
+			db_array_add(&b, gr->ikeys[i].key, strlen(gr->ikeys[i].key));
+			left++;
+		}
+	if (left) {
+		db_array_end(&a);
+		db_array_end(&b);
+		st = a.failed || b.failed ? DB_ERROR : dp_db_idem_get(c, a.p, b.p, on_record, gr);
+	}
+	buf_free(&a);
+	buf_free(&b);
+	/* A key neither claimed nor answered: its record was deleted as
+	 * expired between the two statements (or its body found no memory):
+	 * the group runs again. */
+	for (size_t i = 0; st == DB_OK && i < gr->nikeys; i++)
+		if (!gr->ikeys[i].job->idem_claimed && gr->ikeys[i].job->outcome == J_PENDING)
+			st = DB_RETRY;
+	return st;
+}
+
+static int answer_body(const struct job *j, struct buf *b);
+static void answer_location(const struct job *j, int status, char *out, size_t len);
+
+/* Last step: the answers of the requests whose keys this transaction
+ * claimed become their records; the keys of requests refused (a conflict,
+ * the quota) are given back, as nothing of them is stored. */
+static enum db_status step_record(struct db_conn *c, struct group *gr)
+{
+	struct buf t = { 0 }, k = { 0 }, s = { 0 }, l = { 0 }, bd = { 0 }, rt = { 0 }, rk = { 0 };
+	enum db_status st = DB_OK;
+	size_t nstore = 0, nrelease = 0;
+
+	for (size_t i = 0; i < gr->nikeys && !bd.failed; i++) {
+		struct job *j = gr->ikeys[i].job;
+		if (!j->idem_claimed)
+			continue;
+		if (j->outcome == J_PENDING || j->outcome == J_REPLAYED) {
+			int status = j->outcome == J_PENDING ? 201 : 200;
+			char loc[sizeof j->idem_location], code[8];
+			struct buf body = { 0 };
+			answer_location(j, status, loc, sizeof loc);
+			snprintf(code, sizeof code, "%d", status);
+			if (answer_body(j, &body) != 0) {
+				buf_free(&body);
+				st = DB_ERROR;
+				break;
+			}
+			db_array_add(&t, j->tenant, strlen(j->tenant));
+			db_array_add(&k, j->idem_key, strlen(j->idem_key));
+			db_array_add(&s, code, strlen(code));
+			db_array_add(&l, loc, strlen(loc));
+			db_array_add(&bd, body.p, body.len);
+			buf_free(&body);
+			nstore++;
+		} else {
+			db_array_add(&rt, j->tenant, strlen(j->tenant));
+			db_array_add(&rk, j->idem_key, strlen(j->idem_key));
+			nrelease++;
+		}
+	}
+	if (st == DB_OK && nstore) {
+		db_array_end(&t);
+		db_array_end(&k);
+		db_array_end(&s);
+		db_array_end(&l);
+		db_array_end(&bd);
+		st = t.failed || k.failed || s.failed || l.failed || bd.failed
+		         ? DB_ERROR
+		         : dp_db_idem_store(c, t.p, k.p, s.p, l.p, bd.p);
+	}
+	if (st == DB_OK && nrelease) {
+		db_array_end(&rt);
+		db_array_end(&rk);
+		st = rt.failed || rk.failed ? DB_ERROR : dp_db_idem_release(c, rt.p, rk.p);
+	}
+	buf_free(&t);
+	buf_free(&k);
+	buf_free(&s);
+	buf_free(&l);
+	buf_free(&bd);
+	buf_free(&rt);
+	buf_free(&rk);
+	return st;
 }
 
 /* Step 1: client ids already stored: a replay when the content matches,
@@ -385,7 +569,9 @@ static enum db_status step_insert(struct db_conn *c, struct group *gr)
 	return st;
 }
 
-/* The group's transaction. Usually the events go in first and the usage
+/* The group's transaction. The requests' Idempotency-Keys are claimed
+ * first and their records written last, so that an answer and its record
+ * commit together. Usually the events go in first and the usage
  * rows are locked last, so that a busy tenant's counter is held only for
  * the commit; a group that would cross a quota runs again with the
  * counters first, refusing what does not fit. */
@@ -396,16 +582,18 @@ static enum db_status group_tx(struct db_conn *c, void *ctx)
 
 	for (size_t i = 0; i < gr->n; i++)
 		job_reset(gr->jobs[i]);
+	if ((st = step_claim(c, gr)) != DB_OK)
+		return st;
 	if ((st = step_existing(c, gr)) != DB_OK)
 		return st;
 	if (gr->careful) {
-		if ((st = step_usage(c, gr, 1)) != DB_OK)
+		if ((st = step_usage(c, gr, 1)) != DB_OK || (st = step_insert(c, gr)) != DB_OK)
 			return st;
-		return step_insert(c, gr);
+		return step_record(c, gr);
 	}
-	if ((st = step_insert(c, gr)) != DB_OK)
+	if ((st = step_insert(c, gr)) != DB_OK || (st = step_usage(c, gr, 0)) != DB_OK)
 		return st;
-	return step_usage(c, gr, 0);
+	return step_record(c, gr);
 }
 
 /* ---- writers ---- */
@@ -417,6 +605,19 @@ static uint64_t pair_hash(const char *tenant, const char *id)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	h = (h ^ '/') * 1099511628211ULL;
 	for (const char *s = id; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h | 1;
+}
+
+/* An Idempotency-Key's entry in the same table as the ids (a byte no id
+ * holds separates it: a key equal to an id may only end a group early). */
+static uint64_t key_hash(const char *tenant, const char *key)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (const char *s = tenant; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	h = (h ^ '\n') * 1099511628211ULL;
+	for (const char *s = key; *s; s++)
 		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
 	return h | 1;
 }
@@ -445,13 +646,20 @@ static size_t take_group(struct dp_ingest *g, struct group *gr, uint64_t *seen, 
 {
 	size_t nseen = 0;
 	memset(seen, 0, seen_cap * sizeof *seen);
-	gr->n = gr->nevents = gr->nrefs = 0;
+	gr->n = gr->nevents = gr->nrefs = gr->nikeys = 0;
 	while (g->head) {
 		struct job *j = g->head;
 		if (gr->n && gr->nevents + j->n > max_events)
 			break;
 		size_t named = 0;
 		int clash = 0;
+		if (j->idem_key[0]) {
+			/* The same key twice in one transaction would find its own
+			 * claim: the second request waits for the next group. */
+			named++;
+			size_t s = seen_slot(seen, seen_cap, key_hash(j->tenant, j->idem_key));
+			clash = s == seen_cap || seen[s] != 0;
+		}
 		for (size_t i = 0; i < j->n && !clash; i++) {
 			if (!j->ev[i].id_given)
 				continue;
@@ -471,6 +679,15 @@ static size_t take_group(struct dp_ingest *g, struct group *gr, uint64_t *seen, 
 				nseen++;
 			}
 			gr->refs[gr->nrefs++] = (struct ref){ j->tenant, j->ev[i].id, j, i };
+		}
+		if (j->idem_key[0]) {
+			uint64_t h = key_hash(j->tenant, j->idem_key);
+			size_t s = seen_slot(seen, seen_cap, h);
+			if (s < seen_cap && !seen[s]) {
+				seen[s] = h;
+				nseen++;
+			}
+			gr->ikeys[gr->nikeys++] = (struct ikey){ j->tenant, j->idem_key, j };
 		}
 		g->head = j->next;
 		if (!g->head)
@@ -503,6 +720,7 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 		log_ctx_set((struct log_ctx){ .task = task.task, .req_id = gr->jobs[0]->req_id,
 		                              .tenant = gr->jobs[0]->tenant, .key_id = gr->jobs[0]->key_id });
 	qsort(gr->refs, gr->nrefs, sizeof *gr->refs, ref_cmp);
+	qsort(gr->ikeys, gr->nikeys, sizeof *gr->ikeys, ikey_cmp);
 	gr->careful = 0;
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
 	if (st == DB_ROLLBACK && gr->careful)
@@ -534,6 +752,8 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 			atomic_fetch_add(&g->events_replayed, j->n);
 			break;
 		case J_CONFLICT: atomic_fetch_add(&g->requests_conflict, 1); break;
+		case J_KEY_REPLAYED: atomic_fetch_add(&g->requests_key_replayed, 1); break;
+		case J_KEY_CONFLICT: atomic_fetch_add(&g->requests_key_conflict, 1); break;
 		case J_QUOTA: atomic_fetch_add(&g->requests_quota, 1); break;
 		default: atomic_fetch_add(&g->requests_failed, 1); break;
 		}
@@ -596,7 +816,8 @@ static void *writer_main(void *arg)
 	gr.jobs = calloc(cap, sizeof *gr.jobs);
 	gr.refs = calloc(cap, sizeof *gr.refs);
 	gr.keys = calloc(cap, sizeof *gr.keys);
-	if (!seen || !gr.jobs || !gr.refs || !gr.keys) {
+	gr.ikeys = calloc(cap, sizeof *gr.ikeys);
+	if (!seen || !gr.jobs || !gr.refs || !gr.keys || !gr.ikeys) {
 		log_error(NULL, "ingest: out of memory starting a writer");
 		goto out;
 	}
@@ -624,6 +845,7 @@ out:
 	free(gr.jobs);
 	free(gr.refs);
 	free(gr.keys);
+	free(gr.ikeys);
 	return NULL;
 }
 
@@ -758,6 +980,8 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 	        "dp_ingest_requests_total{outcome=\"quota_exceeded\"} %llu\n"
 	        "dp_ingest_requests_total{outcome=\"failed\"} %llu\n"
 	        "dp_ingest_requests_total{outcome=\"queue_full\"} %llu\n"
+	        "dp_ingest_requests_total{outcome=\"key_replayed\"} %llu\n"
+	        "dp_ingest_requests_total{outcome=\"key_conflict\"} %llu\n"
 	        "# HELP dp_ingest_queue_requests Requests waiting for a group commit.\n"
 	        "# TYPE dp_ingest_queue_requests gauge\ndp_ingest_queue_requests %zu\n"
 	        "# HELP dp_ingest_queue_bytes Body bytes of the ingest requests waiting for or in a group commit.\n"
@@ -769,7 +993,8 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 	        (unsigned long long)g->events_stored, (unsigned long long)g->events_replayed,
 	        (unsigned long long)g->requests_stored, (unsigned long long)g->requests_replayed,
 	        (unsigned long long)g->requests_conflict, (unsigned long long)g->requests_quota,
-	        (unsigned long long)g->requests_failed, (unsigned long long)g->busy, queued, bytes,
+	        (unsigned long long)g->requests_failed, (unsigned long long)g->busy,
+	        (unsigned long long)g->requests_key_replayed, (unsigned long long)g->requests_key_conflict, queued, bytes,
 	        (unsigned long long)g->group_retries);
 	for (int i = 0; i < 7; i++) {
 		cum += g->group_events_hist[i];
@@ -780,6 +1005,35 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 }
 
 /* ---- the handler ---- */
+
+/* The body of a stored (or by-id replayed) request's answer: the event, or
+ * {"events": [...]}, each as stored. 0, or -1 without memory. */
+static int answer_body(const struct job *j, struct buf *b)
+{
+	if (j->batch)
+		buf_append(b, "{\"events\":[", 11);
+	for (size_t i = 0; i < j->n; i++) {
+		if (i)
+			buf_append(b, ",", 1);
+		if (j->existing[i])
+			buf_append(b, j->existing[i], j->existing_len[i]);
+		else
+			buf_append(b, j->ev[i].body, j->ev[i].body_len);
+	}
+	if (j->batch)
+		buf_append(b, "]}", 2);
+	return b->failed ? -1 : 0;
+}
+
+/* The Location of an answer: a single event's URL on a 201, else "". Ids
+ * are [A-Za-z0-9._:-]: nothing to escape. */
+static void answer_location(const struct job *j, int status, char *out, size_t len)
+{
+	if (status == 201 && !j->batch)
+		snprintf(out, len, "/v1/events/%s", j->ev[0].id);
+	else if (len)
+		out[0] = '\0';
+}
 
 /* The one case where the outcome is not known: say so. */
 static enum http_result reply_unknown(struct http_req *req, const char *what)
@@ -810,29 +1064,30 @@ static enum http_result reply_outcome(struct http_req *req, struct job *j)
 	case J_STORED:
 	case J_REPLAYED: {
 		struct buf b = { 0 };
-		if (j->batch)
-			buf_append(&b, "{\"events\":[", 11);
-		for (size_t i = 0; i < j->n; i++) {
-			if (i)
-				buf_append(&b, ",", 1);
-			if (j->existing[i])
-				buf_append(&b, j->existing[i], j->existing_len[i]);
-			else
-				buf_append(&b, j->ev[i].body, j->ev[i].body_len);
-		}
-		if (j->batch)
-			buf_append(&b, "]}", 2);
-		if (b.failed) {
+		int status = j->outcome == J_STORED ? 201 : 200;
+		char loc[sizeof j->idem_location];
+		if (answer_body(j, &b) != 0) {
 			buf_free(&b);
 			return HTTP_FAILED;
 		}
+		answer_location(j, status, loc, sizeof loc);
+		if (loc[0])
+			http_add_header(req, "Location", loc);
 		if (j->outcome == J_REPLAYED)
 			http_add_header(req, "Idempotent-Replayed", "true");
-		enum http_result rc = http_reply_raw(req, j->outcome == J_STORED ? 201 : 200, "application/json",
-		                                     b.p, b.len);
+		enum http_result rc = http_reply_raw(req, (unsigned)status, "application/json", b.p, b.len);
 		buf_free(&b);
 		return rc;
 	}
+	case J_KEY_REPLAYED:
+		/* The first answer as it was, marked as a replay like the
+		 * control plane's. */
+		if (j->idem_location[0])
+			http_add_header(req, "Location", j->idem_location);
+		http_add_header(req, "Idempotent-Replayed", "true");
+		return http_reply_raw(req, (unsigned)j->idem_status, "application/json", j->idem_body, j->idem_len);
+	case J_KEY_CONFLICT:
+		return http_reply_problem(req, PROB_UNPROCESSABLE, "%s", DP_IDEM_CONFLICT_DETAIL);
 	case J_CONFLICT: {
 		char field[48];
 		if (j->batch)
@@ -874,6 +1129,32 @@ static enum http_result queue_full(struct http_req *req, const char *why)
 	return http_reply_problem(req, PROB_UNAVAILABLE, "%s", why);
 }
 
+/* 400 validation_failed naming every fault in `e` (cleared). */
+static enum http_result reply_invalid(struct http_req *req, struct dp_event_errors *e)
+{
+	json_t *extra = dp_event_errors_extra(e);
+	enum http_result rc = extra ? http_reply_problem_ex(req, PROB_VALIDATION, extra, "%s", e->first.msg)
+	                            : HTTP_FAILED;
+	dp_event_errors_clear(e);
+	return rc;
+}
+
+/* A fault of the request as a whole: the one entry of its errors. */
+static enum http_result reply_invalid_one(struct http_req *req, const char *field, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static enum http_result reply_invalid_one(struct http_req *req, const char *field, const char *fmt, ...)
+{
+	struct dp_event_errors e = { 0 };
+	struct jsonx_err err;
+	va_list ap;
+	snprintf(err.field, sizeof err.field, "%s", field);
+	va_start(ap, fmt);
+	vsnprintf(err.msg, sizeof err.msg, fmt, ap);
+	va_end(ap);
+	dp_event_errors_add(&e, &err);
+	return reply_invalid(req, &e);
+}
+
 enum http_result dp_handle_events_post(struct http_req *req)
 {
 	struct dp_app *app = http_req_app(req);
@@ -881,12 +1162,16 @@ enum http_result dp_handle_events_post(struct http_req *req)
 	struct job *j = http_req_state(req);
 	json_t *body;
 	struct jsonx_err err;
+	struct dp_event_errors errs = { 0 };
+	char key[IDEMKEY_MAX + 1];
 
 	if (j)
 		return reply_outcome(req, j); /* resumed after its group committed */
 
 	const struct dp_auth *a = http_req_auth(req);
 	if (dp_events_admit(req, a, CFGDOC_SCOPE_WRITE) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (dp_idem_key_read(req, key) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	if (http_req_json_object(req, &body) != HTTP_GO_ON)
 		return HTTP_REPLIED;
@@ -904,6 +1189,9 @@ enum http_result dp_handle_events_post(struct http_req *req)
 	j->quota = a->plan.quota;
 	j->received_us = timefmt_now_us();
 	timefmt_month(j->received_us, NULL, NULL, j->period);
+	memcpy(j->idem_key, key, sizeof j->idem_key);
+	if (key[0])
+		dp_idem_hash_request(req, j->idem_hash);
 	http_req_set_state(req, j, job_free);
 
 	const json_t *list = json_object_get(body, "events");
@@ -914,11 +1202,10 @@ enum http_result dp_handle_events_post(struct http_req *req)
 			json_t *v;
 			json_object_foreach(body, k, v)
 				if (strcmp(k, "events"))
-					return http_reply_invalid_field(req, k, "A batch has only the member events.");
+					return reply_invalid_one(req, k, "A batch has only the member events.");
 		}
 		if (!json_is_array(list) || json_array_size(list) < 1 || json_array_size(list) > DP_BATCH_MAX)
-			return http_reply_invalid_field(req, "events", "events must be an array of 1 to %d events.",
-			                                DP_BATCH_MAX);
+			return reply_invalid_one(req, "events", "events must be an array of 1 to %d events.", DP_BATCH_MAX);
 		j->n = json_array_size(list);
 	} else {
 		j->n = 1;
@@ -929,37 +1216,41 @@ enum http_result dp_handle_events_post(struct http_req *req)
 	if (!j->ev || !j->existing || !j->existing_len)
 		return HTTP_FAILED;
 	int64_t oldest = j->received_us - a->plan.retention_days * INT64_C(86400000000);
+	/* Every event is looked at, so that a refused batch names all of its
+	 * invalid members (the first fault of each); an invalid event holds no
+	 * memory and names no id. */
 	for (size_t i = 0; i < j->n; i++) {
 		char prefix[40] = "";
 		if (j->batch)
 			snprintf(prefix, sizeof prefix, "events[%zu].", i);
 		enum dp_event_parse_result rc = dp_event_parse(j->batch ? json_array_get(list, i) : body,
 		                                               j->received_us, oldest, prefix, &j->ev[i], &err);
-		if (rc == DP_EVENT_NO_MEMORY)
+		if (rc == DP_EVENT_NO_MEMORY) {
+			dp_event_errors_clear(&errs);
 			return HTTP_FAILED;
+		}
 		if (rc != DP_EVENT_OK) {
-			j->n = i; /* only the parsed ones hold memory */
-			return http_reply_invalid(req, &err);
+			memset(&j->ev[i], 0, sizeof j->ev[i]);
+			dp_event_errors_add(&errs, &err);
+			continue;
 		}
+		/* An id repeated within the batch (at most 1000 x 1000 compares,
+		 * only on ids given). */
+		for (size_t k = 0; j->ev[i].id_given && k < i; k++)
+			if (j->ev[k].id_given && !strcmp(j->ev[k].id, j->ev[i].id)) {
+				snprintf(err.field, sizeof err.field, "events[%zu].id", i);
+				snprintf(err.msg, sizeof err.msg, "This id is also the id of events[%zu].", k);
+				dp_event_errors_add(&errs, &err);
+				break;
+			}
 	}
-	/* Ids repeated within the batch: a sort of the client-named ones. */
-	if (j->batch) {
-		for (size_t i = 1; i < j->n; i++) {
-			if (!j->ev[i].id_given)
-				continue;
-			for (size_t k = 0; k < i; k++) /* at most 1000 x 1000 compares, only on ids given */
-				if (j->ev[k].id_given && !strcmp(j->ev[k].id, j->ev[i].id)) {
-					char field[48];
-					snprintf(field, sizeof field, "events[%zu].id", i);
-					return http_reply_invalid_field(req, field, "This id is also the id of events[%zu].", k);
-				}
-		}
-	}
+	if (errs.total)
+		return reply_invalid(req, &errs);
 	/* Certainly over quota (the count held here never exceeds the stored
 	 * one): refused without asking the database, unless the request names
-	 * ids, which may be the retry of events already stored. */
+	 * ids or an Idempotency-Key, which may be the retry of what is stored. */
 	int64_t used, as_of;
-	int named = 0;
+	int named = j->idem_key[0] != 0; /* may be the retry of a request stored */
 	for (size_t i = 0; i < j->n; i++)
 		named |= j->ev[i].id_given;
 	dp_limits_usage_get(app->limits, j->tenant, j->period, &used, &as_of);

@@ -3,11 +3,16 @@
  * A request is validated on its HTTP thread, then queued and suspended.
  * Writer threads (DP_INGEST_WRITERS) each take every request waiting, up
  * to DP_INGEST_GROUP_MAX events, and store them in one transaction: the
- * idempotency check of client ids, the exact monthly quota (usage rows
- * locked in the transaction), the usage counters that feed billing, and
- * one multi-row insert. Each request is resumed, and answered, only after
- * that transaction committed; while one group commits, the next gathers.
- * A request's events are all stored or none. */
+ * claim of each request's Idempotency-Key (a request whose key has a
+ * record is answered from it), the idempotency check of client ids, the
+ * exact monthly quota (usage rows locked in the transaction), the usage
+ * counters that feed billing, one multi-row insert, and the keys' records
+ * of the answers. Each request is resumed, and answered, only after that
+ * transaction committed; while one group commits, the next gathers. A
+ * request's events are all stored or none, and an answer acknowledged
+ * under a key always has its record. Two requests with one key never
+ * share a group: the second waits on the first's claim. A refused request
+ * (400) names every invalid member of its batch. */
 #ifndef DP_INGEST_H
 #define DP_INGEST_H
 

@@ -17,6 +17,7 @@
 #include "cp_errors.h"
 #include "dp.h"
 #include "http.h"
+#include "idempotency.h"
 #include "ingest.h"
 #include "limits.h"
 #include "log.h"
@@ -81,6 +82,10 @@ static const struct cfg_var dp_vars[] = {
 	  "Most events one retention statement deletes." },
 	{ "DP_RATE_SYNC_INTERVAL", CFG_DURATION, "250ms", 0, O(rate_sync_ms), 50, 10000, NULL,
 	  "How often the instances of the region exchange tenants' demand to share their rate limits." },
+	{ "DP_IDEMPOTENCY_TTL", CFG_DURATION, "24h", 0, O(idempotency_ttl_ms), 1000, 2592000000, NULL,
+	  "How long POST /v1/events remembers an Idempotency-Key and its first answer (1s to 30d)." },
+	{ "DP_IDEMPOTENCY_PURGE_INTERVAL", CFG_DURATION, "1m", 0, O(idempotency_purge_interval_ms), 100, 86400000, NULL,
+	  "How often Idempotency-Key records past DP_IDEMPOTENCY_TTL are deleted (1000 per statement)." },
 	CFG_END
 };
 #undef O
@@ -118,6 +123,8 @@ static void dp_metrics(FILE *out, void *arg)
 		dp_retention_metrics(app->retention, out);
 	if (app->ratesync)
 		dp_ratesync_metrics(app->ratesync, out);
+	if (app->idem_purge)
+		dp_idem_purge_metrics(app->idem_purge, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -334,7 +341,7 @@ static int cmd_serve(struct dp_app *app)
 		goto stop_server;
 	}
 	if (!(app->usage = dp_usage_start(app)) || !(app->retention = dp_retention_start(app)) ||
-	    !(app->ratesync = dp_ratesync_start(app))) {
+	    !(app->ratesync = dp_ratesync_start(app)) || !(app->idem_purge = dp_idem_purge_start(app))) {
 		log_error(NULL, "cannot start the background threads");
 		goto stop_server;
 	}
@@ -362,6 +369,7 @@ out:
 	 * snapshots are freed. The writers resume requests of the server:
 	 * they stop first. */
 	dp_ratesync_stop(app->ratesync);
+	dp_idem_purge_stop(app->idem_purge);
 	dp_retention_stop(app->retention);
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);

@@ -184,6 +184,13 @@ static int one(const json_t *in, const char *prefix)
 		dp_event_clear(&ev);
 	} else {
 		check_refused(prefix, &ev, &err);
+		/* Every refusal can be listed in a batch's answer. */
+		struct dp_event_errors errs = { 0 };
+		dp_event_errors_add(&errs, &err);
+		json_t *x = dp_event_errors_extra(&errs);
+		CHECK(x && json_array_size(json_object_get(x, "errors")) == 1, "a refusal cannot be listed");
+		json_decref(x);
+		dp_event_errors_clear(&errs);
 	}
 	return rc;
 }

@@ -58,6 +58,7 @@ long code_status(const char *code)
 		{ "method_not_allowed", 405 }, { "conflict", 409 }, { "body_too_large", 413 },
 		{ "unsupported_media_type", 415 }, { "wrong_region", 421 }, { "unprocessable", 422 },
 		{ "rate_limited", 429 }, { "internal_error", 500 }, { "unavailable", 503 },
+		{ "tenant_suspended", 403 }, { "insufficient_scope", 403 },
 	};
 	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
 		if (!strcmp(t[i].code, code))

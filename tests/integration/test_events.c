@@ -1116,16 +1116,16 @@ START_TEST(validation)
 
 	/* Scopes: read-only cannot write, write-only cannot read. */
 	post(&r, &us, kro, ev("ro", "a", "u"));
-	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	EXPECT_PROBLEM_SOME(&r, 403, "insufficient_scope", NULL);
 	res_free(&r);
 	post(&r, &us, kwo, ev("wo", "a", "u"));
 	EXPECT(&r, 201);
 	res_free(&r);
 	get(&r, &us, kwo, "/v1/events");
-	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	EXPECT_PROBLEM_SOME(&r, 403, "insufficient_scope", NULL);
 	res_free(&r);
 	get(&r, &us, kwo, "/v1/events/wo");
-	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	EXPECT_PROBLEM_SOME(&r, 403, "insufficient_scope", NULL);
 	res_free(&r);
 	get(&r, &us, kro, "/v1/events/wo");
 	EXPECT(&r, 200);

@@ -8,6 +8,7 @@
 #include "../../data-plane/event.c"
 #include "../../data-plane/limits.c"
 #include "buf.h"
+#include "idemkey.h"
 #include "db.h"
 #include "timefmt.h"
 #include "unit.h"
@@ -445,6 +446,84 @@ START_TEST(array_literals)
 }
 END_TEST
 
+/* A refused batch lists its faults up to DP_EVENT_ERRORS_MAX, says how many
+ * there were and whether the list was cut: both ends of the limit. */
+START_TEST(batch_errors_limit)
+{
+	static const size_t counts[] = { 1, DP_EVENT_ERRORS_MAX - 1, DP_EVENT_ERRORS_MAX, DP_EVENT_ERRORS_MAX + 1,
+		                             DP_BATCH_MAX };
+	for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+		struct dp_event_errors e = { 0 };
+		for (size_t i = 0; i < counts[c]; i++) {
+			struct jsonx_err err;
+			snprintf(err.field, sizeof err.field, "events[%zu].action", i * 2);
+			snprintf(err.msg, sizeof err.msg, "fault %zu", i);
+			dp_event_errors_add(&e, &err);
+		}
+		json_t *x = dp_event_errors_extra(&e);
+		ck_assert_ptr_nonnull(x);
+		const json_t *list = json_object_get(x, "errors");
+		size_t listed = counts[c] < DP_EVENT_ERRORS_MAX ? counts[c] : DP_EVENT_ERRORS_MAX;
+		ck_assert_uint_eq(json_array_size(list), listed);
+		ck_assert_int_eq(json_integer_value(json_object_get(x, "errors_total")), (json_int_t)counts[c]);
+		ck_assert(json_boolean_value(json_object_get(x, "errors_truncated")) == (counts[c] > DP_EVENT_ERRORS_MAX));
+		ck_assert_str_eq(json_string_value(json_object_get(x, "field")), "events[0].action");
+		/* In order, each with its own field and detail. */
+		for (size_t i = 0; i < listed; i++) {
+			char f[48], d[32];
+			snprintf(f, sizeof f, "events[%zu].action", i * 2);
+			snprintf(d, sizeof d, "fault %zu", i);
+			const json_t *it = json_array_get(list, i);
+			ck_assert_uint_eq(json_object_size(it), 2);
+			ck_assert_str_eq(json_string_value(json_object_get(it, "field")), f);
+			ck_assert_str_eq(json_string_value(json_object_get(it, "detail")), d);
+		}
+		ck_assert_str_eq(e.first.msg, "fault 0");
+		json_decref(x);
+		dp_event_errors_clear(&e);
+	}
+}
+END_TEST
+
+/* A field cut inside a UTF-8 character (a long unknown member's name) is
+ * listed with a null field, never lost with the whole answer. */
+START_TEST(batch_errors_field_not_utf8)
+{
+	struct dp_event_errors e = { 0 };
+	struct jsonx_err err;
+	snprintf(err.field, sizeof err.field, "events[0].caf\xc3");
+	snprintf(err.msg, sizeof err.msg, "Unknown member.");
+	dp_event_errors_add(&e, &err);
+	json_t *x = dp_event_errors_extra(&e);
+	ck_assert_ptr_nonnull(x);
+	ck_assert(json_is_null(json_object_get(json_array_get(json_object_get(x, "errors"), 0), "field")));
+	ck_assert_ptr_null(json_object_get(x, "field"));
+	json_decref(x);
+	dp_event_errors_clear(&e);
+}
+END_TEST
+
+/* The Idempotency-Key rule both services share: 1 to 255 visible ASCII. */
+START_TEST(idempotency_key_syntax)
+{
+	char k[IDEMKEY_MAX + 2];
+	memset(k, 'a', sizeof k);
+	k[IDEMKEY_MAX] = '\0';
+	ck_assert_int_eq(idemkey_valid(k), 1);
+	k[IDEMKEY_MAX] = 'a';
+	k[IDEMKEY_MAX + 1] = '\0';
+	ck_assert_int_eq(idemkey_valid(k), 0);
+	ck_assert_int_eq(idemkey_valid("x"), 1);
+	ck_assert_int_eq(idemkey_valid("!~"), 1);
+	ck_assert_int_eq(idemkey_valid(""), 0);
+	ck_assert_int_eq(idemkey_valid(NULL), 0);
+	ck_assert_int_eq(idemkey_valid("a b"), 0);
+	ck_assert_int_eq(idemkey_valid("a\x7f"), 0);
+	ck_assert_int_eq(idemkey_valid("a\x1f"), 0);
+	ck_assert_int_eq(idemkey_valid("caf\xc3\xa9"), 0);
+}
+END_TEST
+
 Suite *event_suite(void)
 {
 	Suite *s = suite_create("event");
@@ -461,6 +540,9 @@ Suite *event_suite(void)
 	tcase_add_test(tc, region_shares_hold_the_rate);
 	tcase_add_test(tc, usage_cache);
 	tcase_add_test(tc, array_literals);
+	tcase_add_test(tc, batch_errors_limit);
+	tcase_add_test(tc, batch_errors_field_not_utf8);
+	tcase_add_test(tc, idempotency_key_syntax);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -28,6 +28,8 @@ static const struct {
 	{ PROB_INTERNAL, "internal_error", 500 },
 	{ PROB_UNAVAILABLE, "unavailable", 503 },
 	{ PROB_LOGIN_BUSY, "login_busy", 503 },
+	{ PROB_TENANT_SUSPENDED, "tenant_suspended", 403 },
+	{ PROB_INSUFFICIENT_SCOPE, "insufficient_scope", 403 },
 };
 #define NEXPECTED (sizeof expected / sizeof expected[0])
 
