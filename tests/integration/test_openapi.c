@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "it.h"
+#include "problem.h"
 #include "timefmt.h"
 
 #define MAX_OPS 128
@@ -667,6 +668,59 @@ START_TEST(occurred_at_pattern_is_the_parser)
 }
 END_TEST
 
+/* The rows "| `code` | status | ..." of the Markdown tables in `text`, as
+ * " code=status " words; a code listed twice is added to `dup`. */
+static void doc_code_rows(const char *text, char *rows, size_t size, char *dup, size_t dupsize)
+{
+	rows[0] = '\0';
+	for (const char *l = text; l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		char code[64], w[80];
+		unsigned status;
+		if (sscanf(l, " | `%63[a-z_]` | %u |", code, &status) != 2)
+			continue;
+		snprintf(w, sizeof w, "%s=%u", code, status);
+		char key[80];
+		snprintf(key, sizeof key, " %s=", code);
+		if (strstr(rows, key))
+			add_word(dup, dupsize, code);
+		add_word(rows, size, w);
+	}
+}
+
+/* One table of problem codes for both services: the README's table and
+ * each spec's (in the Problem schema's code) list exactly the codes of
+ * common/problem.c, each with its status, so a client reads the same
+ * vocabulary wherever it looks. */
+START_TEST(problem_table_is_documented)
+{
+	static char want[4096], rows[4096];
+	char dup[512] = "", missing[2048] = "", extra[2048] = "", word[80];
+	want[0] = '\0';
+	for (int i = 0; i < PROB__COUNT; i++) {
+		const struct problem_info *p = problem_info((enum problem_code)i);
+		add_word(want, sizeof want, it_fmt("%s=%u", p->code, p->status));
+	}
+	const char *docs[] = { "README.md", "control-plane/openapi.yaml", "data-plane/openapi.yaml" };
+	for (size_t d = 0; d < sizeof docs / sizeof docs[0]; d++) {
+		char *text = it_slurp(it_fmt("%s/%s", it_env("IT_ROOT"), docs[d]));
+		ck_assert_msg(text, "%s is missing", docs[d]);
+		dup[0] = missing[0] = extra[0] = '\0';
+		doc_code_rows(text, rows, sizeof rows, dup, sizeof dup);
+		for (const char *p = want; sscanf(p, " %79s", word) == 1; p = strstr(p + 1, word) + strlen(word))
+			if (!listed(rows, word))
+				add_word(missing, sizeof missing, word);
+		for (const char *p = rows; sscanf(p, " %79s", word) == 1; p = strstr(p + 1, word) + strlen(word))
+			if (!listed(want, word))
+				add_word(extra, sizeof extra, word);
+		ck_assert_msg(!missing[0] && !extra[0] && !dup[0],
+		              "%s, the table of problem codes (rows \"| `code` | status | ...\"): lacks%s; "
+		              "has rows not in common/problem.c (or with another status):%s; lists twice:%s",
+		              docs[d], missing[0] ? missing : " -", extra[0] ? extra : " -", dup[0] ? dup : " -");
+		free(text);
+	}
+}
+END_TEST
+
 Suite *openapi_suite(void)
 {
 	Suite *s = suite_create("openapi");
@@ -676,6 +730,7 @@ Suite *openapi_suite(void)
 	tcase_add_loop_test(tc, no_undocumented_extra, 0, NSERVICES);
 	tcase_add_loop_test(tc, spec_is_openapi_yaml, 0, NSERVICES);
 	tcase_add_loop_test(tc, problem_codes_match_the_spec, 0, NSERVICES);
+	tcase_add_test(tc, problem_table_is_documented);
 	tcase_add_test(tc, audit_actions_match_the_spec);
 	tcase_add_test(tc, occurred_at_pattern_is_the_parser);
 	suite_add_tcase(s, tc);
