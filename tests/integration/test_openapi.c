@@ -721,6 +721,42 @@ START_TEST(problem_table_is_documented)
 }
 END_TEST
 
+static struct it_stack served;
+
+static void served_setup(void)
+{
+	it_stack_start(&served, "us", NULL, NULL);
+}
+
+static void served_teardown(void)
+{
+	it_stack_stop(&served);
+}
+
+/* Each service serves its API reference at GET /openapi.yaml, without a
+ * credential, as YAML: byte for byte its openapi.yaml. */
+START_TEST(serves_its_document)
+{
+	const char *const urls[NSERVICES] = { served.cp_url, served.dp_url };
+	for (int i = 0; i < NSERVICES; i++) {
+		char path[1024], type[128];
+		spec_path(services[i], path, sizeof path);
+		char *want = it_slurp(path);
+		ck_assert_ptr_nonnull(want);
+		struct it_resp r;
+		it_http(&r, "GET", it_fmt("%s/openapi.yaml", urls[i]), NULL, NULL, 0);
+		ck_assert_msg(r.status == 200, "%s: GET /openapi.yaml: %ld", services[i], r.status);
+		ck_assert_int_eq(it_header(&r, "Content-Type", type, sizeof type), 0);
+		ck_assert_msg(!strcmp(type, "application/yaml"), "%s: Content-Type %s", services[i], type);
+		ck_assert_msg(r.len == strlen(want) && !memcmp(r.body, want, r.len),
+		              "%s: GET /openapi.yaml is not %s (%zu bytes, the file has %zu)", services[i], path, r.len,
+		              strlen(want));
+		it_resp_free(&r);
+		free(want);
+	}
+}
+END_TEST
+
 Suite *openapi_suite(void)
 {
 	Suite *s = suite_create("openapi");
@@ -734,5 +770,10 @@ Suite *openapi_suite(void)
 	tcase_add_test(tc, audit_actions_match_the_spec);
 	tcase_add_test(tc, occurred_at_pattern_is_the_parser);
 	suite_add_tcase(s, tc);
+	TCase *wire = tcase_create("served");
+	tcase_set_timeout(wire, 60);
+	tcase_add_checked_fixture(wire, served_setup, served_teardown);
+	tcase_add_test(wire, serves_its_document);
+	suite_add_tcase(s, wire);
 	return s;
 }
