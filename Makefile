@@ -31,6 +31,10 @@ DEB_PACKAGES += clang libclang-rt-dev llvm
 DEB_PACKAGES += valgrind
 # promtool (in Debian's prometheus package) checks both services' /metrics.
 DEB_PACKAGES += prometheus
+# Node runs the Redocly CLI that lints both OpenAPI files (make lint-openapi).
+# Debian's npm is a package of its own, installed by that target when no npm
+# is on the PATH (a Node from elsewhere brings its own and conflicts with it).
+DEB_PACKAGES += nodejs
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl
 
@@ -175,8 +179,33 @@ run: all
 stop: deps
 	@sh deploy/local/stack.sh stop
 
+# Both OpenAPI files through the Redocly CLI's recommended rules: an error
+# fails, warnings are shown. The CLI (pinned: 1.x runs on Debian 12's Node
+# 18) is installed once with npm under build/tools, so a rerun is offline
+# and takes about two seconds.
+REDOCLY_VERSION := 1.34.5
+REDOCLY_DIR := build/tools/redocly-$(REDOCLY_VERSION)
+REDOCLY := $(REDOCLY_DIR)/node_modules/.bin/redocly
+
+$(REDOCLY):
+	@command -v npm >/dev/null 2>&1 || sh deploy/deps.sh npm
+	@echo "  NPM   @redocly/cli@$(REDOCLY_VERSION) into $(REDOCLY_DIR)"
+	$(Q)mkdir -p $(REDOCLY_DIR) && npm install --prefix $(REDOCLY_DIR) --no-audit --no-fund --no-save \
+		--loglevel=error @redocly/cli@$(REDOCLY_VERSION) >/dev/null
+	@test -x $@
+
+.PHONY: lint-openapi
+lint-openapi: deps
+	@$(MAKE) --no-print-directory $(REDOCLY)
+	@t0=$$(date +%s%N); \
+	REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true NO_UPDATE_NOTIFIER=1 \
+		$(REDOCLY) lint --extends=recommended --format=stylish \
+		control-plane/openapi.yaml data-plane/openapi.yaml || exit 1; \
+	echo "lint-openapi: both OpenAPI files pass the Redocly lint ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"
+
 # The whole suite twice: once as built, once under ASan+UBSan.
 test: deps
+	@$(MAKE) --no-print-directory lint-openapi
 	@$(MAKE) --no-print-directory testbins
 	@$(ASAN_MAKE) testbins
 	@ln -sfn ../../migrations build/asan/migrations  # as bin/../migrations
