@@ -25,6 +25,8 @@ BUILD_PACKAGES := gcc libc6-dev make pkg-config \
 DEB_PACKAGES := $(BUILD_PACKAGES) ca-certificates curl check libsubunit-dev \
 	postgresql-15 wrk python3 python3-jwt python3-cryptography \
 	haproxy socat
+# jq: the README's walk-through (and its test) reads the answers with it.
+DEB_PACKAGES += jq
 # clang with its libFuzzer runtime, and llvm-symbolizer for the reports (make fuzz).
 DEB_PACKAGES += clang libclang-rt-dev llvm
 # valgrind memcheck of the services (make test-valgrind).
