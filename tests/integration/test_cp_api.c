@@ -401,6 +401,7 @@ START_TEST(tenant_create)
 	ck_assert_str_eq(it_js(r.json, "name"), "Acme Corp");
 	ck_assert_str_eq(it_js(r.json, "region"), "eu");
 	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://eu.api.celltrail.example");
+	ck_assert_ptr_null(json_object_get(r.json, "region_endpoint")); /* one name: endpoint */
 	ck_assert_str_eq(it_js(r.json, "plan"), "pro");
 	ck_assert_str_eq(it_js(r.json, "status"), "active");
 	ck_assert_msg(is_api_time(it_js(r.json, "created_at")), "%s", it_js(r.json, "created_at"));
@@ -1986,6 +1987,7 @@ START_TEST(lookup)
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);
 	EXPECT(&r, 200);
 	ck_assert_str_eq(it_js(r.json, "slug"), "findme");
+	ck_assert_ptr_null(json_object_get(r.json, "tenant"));
 	ck_assert_str_eq(it_js(r.json, "region"), "jp");
 	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://jp.api.celltrail.example");
 	ck_assert_msg(!strstr(r.raw.body, id), "the public lookup shows the tenant id");
@@ -1994,6 +1996,12 @@ START_TEST(lookup)
 	/* An endpoint change shows at once. */
 	api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, "{\"endpoint\":\"https://jp2.api.celltrail.example\"}");
 	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://jp2.api.celltrail.example");
+	ck_assert_ptr_null(json_object_get(r.json, "endpoint_url"));
+	res_free(&r);
+	/* The old request name is an unknown member now. */
+	api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, "{\"endpoint_url\":\"https://jp3.api.celltrail.example\"}");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "endpoint_url");
 	res_free(&r);
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);
 	EXPECT(&r, 200);
