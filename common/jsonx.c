@@ -184,3 +184,20 @@ int jsonx_unpack(const json_t *obj, const struct jsonx_field *fields, void *dst,
 	}
 	return 0;
 }
+
+void jsonx_rename(json_t *obj, const char *from, const char *to)
+{
+	size_t i;
+	json_t *v;
+
+	if (json_is_array(obj)) {
+		json_array_foreach(obj, i, v)
+			jsonx_rename(v, from, to);
+		return;
+	}
+	v = json_object_get(obj, from);
+	if (!v)
+		return;
+	json_object_set(obj, to, v);
+	json_object_del(obj, from);
+}

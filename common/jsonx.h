@@ -50,4 +50,10 @@ struct jsonx_field {
 int jsonx_unpack(const json_t *obj, const struct jsonx_field *fields, void *dst,
                  uint64_t *present, struct jsonx_err *err) __attribute__((warn_unused_result));
 
+/* Renames member `from` of `obj` to `to` (keeping its value; a no-op when
+ * `obj` is not an object or has no `from`), in each element when `obj` is
+ * an array of objects. For a stored representation whose member name the
+ * API spells differently. */
+void jsonx_rename(json_t *obj, const char *from, const char *to);
+
 #endif

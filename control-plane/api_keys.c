@@ -117,7 +117,7 @@ enum http_result cp_api_keys_create(struct http_req *req)
 	free(ctx.scopes);
 	goto out;
 bad_scopes:
-	http_reply_invalid_field(req, "scopes", "%s", "scopes must be a non-empty list of events:write and events:read.");
+	http_reply_invalid_field(req, "scopes", "%s", "scopes must be a non-empty list of events:read and events:write.");
 out:
 	json_decref(obj);
 	return rc;

@@ -1,4 +1,4 @@
-/* GET /v1/audit-log?tenant=&limit=&cursor=: newest first. Admins read
+/* GET /v1/audit-log?tenant_id=&limit=&cursor=: newest first. Admins read
  * everything (or one tenant); an owner reads its own tenant's records. */
 #include <string.h>
 #include <strings.h>
@@ -28,7 +28,7 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 enum http_result cp_audit_list(struct http_req *req)
 {
 	const struct cp_principal *p = cp_principal(req);
-	struct audit_ctx ctx = { .tenant = http_req_query(req, "tenant") };
+	struct audit_ctx ctx = { .tenant = http_req_query(req, "tenant_id") };
 
 	if (p->role != CP_ROLE_ADMIN) {
 		if (ctx.tenant && strcasecmp(ctx.tenant, p->tenant_id) != 0)
@@ -37,7 +37,7 @@ enum http_result cp_audit_list(struct http_req *req)
 			return http_reply_problem(req, PROB_FORBIDDEN, "Only owners read their tenant's audit log.");
 		ctx.tenant = p->tenant_id;
 	} else if (ctx.tenant && !name_valid_uuid(ctx.tenant)) {
-		return http_reply_invalid_field(req, "tenant", "tenant must be a tenant id.");
+		return http_reply_invalid_field(req, "tenant_id", "tenant_id must be a tenant id.");
 	}
 	if (cp_parse_page(req, &ctx.pg, CP_CURSOR_AUDIT) != HTTP_GO_ON)
 		return HTTP_REPLIED;

@@ -59,7 +59,7 @@ enum http_result cp_plans_list(struct http_req *req)
 		return cp_reply_db_error(req, DB_UNAVAILABLE);
 	enum db_status st = cpdb_plans_list(c, &items);
 	db_release(app->db, c);
-	return st == DB_OK ? http_reply_json(req, 200, json_pack("{so}", "items", items))
+	return st == DB_OK ? http_reply_json(req, 200, cp_list_result(items))
 	                   : cp_reply_db_error(req, st);
 }
 
@@ -310,8 +310,7 @@ enum http_result cp_tenant_usage(struct http_req *req)
 	if (p->role == CP_ROLE_MEMBER)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only owners and admins read usage.");
 	if (!usage_report_period_valid(ctx.period))
-		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
-		                             "Give the period as ?period=YYYY-MM.");
+		return http_reply_invalid_field(req, "period", "%s", "Give the period as ?period=YYYY-MM.");
 	return cp_read(req, report_tx, &ctx);
 }
 
@@ -346,8 +345,7 @@ enum http_result cp_period_close(struct http_req *req)
 {
 	struct close_ctx ctx = { .period = http_req_param(req, "period") };
 	if (!usage_report_period_valid(ctx.period))
-		return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "period"),
-		                             "The period is a month: YYYY-MM.");
+		return http_reply_invalid_field(req, "period", "%s", "The period is a month: YYYY-MM.");
 	/* Serializable: a close sees every batch committed before it, and a
 	 * batch committing meanwhile is either in it or left for the next. */
 	return cp_run_serializable(req, close_tx, &ctx);
@@ -366,7 +364,7 @@ static enum db_status invoices_tx(struct db_conn *c, struct http_req *req, void 
 		return st;
 	json_decref(t);
 	st = cpdb_invoices_for_tenant(c, tenant, &items);
-	return st == DB_OK ? cp_done(out, 200, json_pack("{so}", "items", items)) : st;
+	return st == DB_OK ? cp_done(out, 200, cp_list_result(items)) : st;
 }
 
 enum http_result cp_tenant_invoices(struct http_req *req)

@@ -13,6 +13,7 @@
 #include "config_doc.h"
 #include "cp_app.h"
 #include "cpdb.h"
+#include "jsonx.h"
 #include "log.h"
 #include "secret.h"
 #include "signing.h"
@@ -187,7 +188,7 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 	dir = json_array();
 	json_array_foreach(regions, i, r)
 		if (cfgdoc_directory_add(dir, json_string_value(json_object_get(r, "name")),
-		                         json_string_value(json_object_get(r, "endpoint_url")),
+		                         json_string_value(json_object_get(r, "endpoint")),
 		                         json_string_value(json_object_get(r, "status"))) != 0)
 			break;
 	if (i < json_array_size(regions)) {
@@ -198,6 +199,9 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 	*exp = *iat + app->cfg.doc_lifetime_ms / 1000;
 	struct cfgdoc_head head = { .iss = CP_ISSUER, .aud = region, .jti = jti_hex, .iat = *iat,
 		                        .exp = *exp, .ver = *ver };
+	/* The document is read by data planes of the previous build during a
+	 * rollout: its region claim keeps the member name it always had. */
+	jsonx_rename(self, "endpoint", "endpoint_url");
 	claims = cfgdoc_claims(&head, self, dir, plans_claim(plans, nplans));
 	if (!claims)
 		goto out;

@@ -163,7 +163,7 @@ enum db_status cpdb_usage_report(struct db_conn *c, const char *tenant_id, const
 	return db_json_one(c, doc,
 		"WITH u AS (SELECT * FROM usage_ledger WHERE tenant_id = $1::uuid"
 		"           AND period = to_date($2, 'YYYY-MM'))"
-		" SELECT json_build_object('tenant', $1::uuid, 'period', $2,"
+		" SELECT json_build_object('tenant_id', $1::uuid, 'period', $2,"
 		"   'total', (SELECT coalesce(sum(events), 0) FROM u),"
 		"   'by_day', coalesce((SELECT json_agg(json_build_object('day', d, 'events', e) ORDER BY d)"
 		"     FROM (SELECT to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') d, sum(events) e"

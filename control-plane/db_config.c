@@ -227,9 +227,9 @@ enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t st
 	snprintf(s, sizeof s, "%lld", (long long)stale_after_s);
 	const char *p[] = { region, s };
 	return db_json_rows(c, items,
-		"SELECT json_build_object('instance', f.instance, 'version', f.version,"
+		"SELECT json_build_object('instance', f.instance, 'config_version', f.version,"
 		"  'current_version', r.config_version, 'source', f.source,"
-		"  'config_stale', f.stale, 'last_pull_ok_at', api_ts(f.last_pull_ok_at),"
+		"  'stale', f.stale, 'last_pull_ok_at', api_ts(f.last_pull_ok_at),"
 		"  'last_error', f.last_error, 'last_seen', api_ts(f.last_seen),"
 		"  'silent', f.last_seen < now() - $2::bigint * interval '1 second')::text"
 		" FROM fleet_instances f JOIN regions r ON r.name = f.region"

@@ -3,16 +3,27 @@
 #include <stdlib.h>
 
 #include "cpdb.h"
+#include "jsonx.h"
+
+/* The view's member is endpoint_url, which the previous build reads while
+ * a rollout runs both; the API calls it endpoint everywhere. */
+static enum db_status region_vocab(enum db_status st, json_t **doc)
+{
+	if (st == DB_OK)
+		jsonx_rename(*doc, "endpoint_url", "endpoint");
+	return st;
+}
 
 enum db_status cpdb_regions_list(struct db_conn *c, json_t **items)
 {
-	return db_json_rows(c, items, "SELECT doc::text FROM api_regions ORDER BY wave, name", 0, NULL);
+	return region_vocab(db_json_rows(c, items, "SELECT doc::text FROM api_regions ORDER BY wave, name", 0, NULL),
+	                    items);
 }
 
 enum db_status cpdb_region_get(struct db_conn *c, const char *name, json_t **doc)
 {
 	const char *p[] = { name };
-	return db_json_one(c, doc, "SELECT doc::text FROM api_regions WHERE name = $1", 1, p);
+	return region_vocab(db_json_one(c, doc, "SELECT doc::text FROM api_regions WHERE name = $1", 1, p), doc);
 }
 
 enum db_status cpdb_region_insert(struct db_conn *c, const char *name, const char *display_name,

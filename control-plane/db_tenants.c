@@ -3,6 +3,17 @@
 #include <stdlib.h>
 
 #include "cpdb.h"
+#include "jsonx.h"
+
+/* The view's member is region_endpoint, which the previous build reads
+ * while a rollout runs both; the API calls a data-plane URL endpoint
+ * everywhere (the region catalog, the lookup, a 421). */
+static enum db_status tenant_vocab(enum db_status st, json_t **doc)
+{
+	if (st == DB_OK)
+		jsonx_rename(*doc, "region_endpoint", "endpoint");
+	return st;
+}
 
 enum db_status cpdb_plan_exists(struct db_conn *c, const char *id, int *exists)
 {
@@ -50,14 +61,14 @@ enum db_status cpdb_tenant_get(struct db_conn *c, const char *id, int for_update
 		if (st != DB_OK)
 			return st;
 	}
-	return db_json_one(c, doc, "SELECT doc::text FROM api_tenants WHERE id = $1", 1, p);
+	return tenant_vocab(db_json_one(c, doc, "SELECT doc::text FROM api_tenants WHERE id = $1", 1, p), doc);
 }
 
 enum db_status cpdb_tenant_by_slug(struct db_conn *c, const char *slug, json_t **doc)
 {
 	const char *p[] = { slug };
-	return db_json_one(c, doc,
-	                   "SELECT doc::text FROM api_tenants WHERE slug = $1 AND status <> 'deleted'", 1, p);
+	return tenant_vocab(db_json_one(c, doc,
+	                   "SELECT doc::text FROM api_tenants WHERE slug = $1 AND status <> 'deleted'", 1, p), doc);
 }
 
 enum db_status cpdb_tenants_page(struct db_conn *c, const char *region, const char *status,
@@ -67,7 +78,7 @@ enum db_status cpdb_tenants_page(struct db_conn *c, const char *region, const ch
 	snprintf(limit, sizeof limit, "%d", pg->limit + 1);
 	const char *p[] = { region, status, only_id, pg->have_cursor ? pg->ts : NULL,
 		                pg->have_cursor ? pg->id : NULL, limit };
-	return db_json_page(c, items,
+	return tenant_vocab(db_json_page(c, items,
 		"SELECT doc::text, (extract(epoch FROM created_at) * 1000000)::bigint, id"
 		" FROM api_tenants"
 		" WHERE ($1::text IS NULL OR region = $1)"
@@ -75,7 +86,7 @@ enum db_status cpdb_tenants_page(struct db_conn *c, const char *region, const ch
 		"   AND ($3::uuid IS NULL OR id = $3)"
 		"   AND ($4::bigint IS NULL OR (created_at, id) >"
 		"        ('epoch'::timestamptz + $4::bigint * interval '1 microsecond', $5::uuid))"
-		" ORDER BY created_at, id LIMIT $6::int", 6, p);
+		" ORDER BY created_at, id LIMIT $6::int", 6, p), items);
 }
 
 enum db_status cpdb_tenant_update(struct db_conn *c, const char *id, const char *name,

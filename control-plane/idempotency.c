@@ -29,8 +29,8 @@ enum http_step idem_key_read(struct http_req *req, const char *required, struct 
 		return HTTP_ANSWERED;
 	}
 	if (!idemkey_valid(k->key)) {
-		http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
-		                      "Idempotency-Key must be 1 to %d visible ASCII characters.", IDEM_KEY_MAX);
+		http_reply_invalid_field(req, "Idempotency-Key", "Idempotency-Key must be 1 to %d visible ASCII characters.",
+		                         IDEM_KEY_MAX);
 		return HTTP_ANSWERED;
 	}
 	return HTTP_GO_ON;

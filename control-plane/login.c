@@ -140,7 +140,7 @@ static enum db_status login_tx(struct db_conn *c, struct http_req *req, void *vc
 	if (tenant) {
 		json_object_set_new(body, "tenant", tenant);
 		json_object_set(body, "region", json_object_get(tenant, "region"));
-		json_object_set(body, "region_endpoint", json_object_get(tenant, "region_endpoint"));
+		json_object_set(body, "endpoint", json_object_get(tenant, "endpoint"));
 	}
 	return cp_done(out, 200, body);
 }

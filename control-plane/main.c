@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "api_keys.h"
+#include "apidoc.h"
 #include "audit_log.h"
 #include "auth.h"
 #include "billing.h"
@@ -85,6 +86,14 @@ static enum http_result handle_readyz(struct http_req *req)
 	return http_reply_json(req, 200, json_pack("{ss}", "status", "ready"));
 }
 
+/* The API reference this binary was built with (common/apidoc.h). */
+static enum http_result handle_openapi(struct http_req *req)
+{
+	size_t len;
+	const unsigned char *doc = apidoc_yaml(&len);
+	return http_reply_raw(req, 200, APIDOC_CONTENT_TYPE, doc, len);
+}
+
 #define BODY (16 * 1024)
 #define PUB CP_AUTH_PUBLIC
 #define USR CP_AUTH_USER
@@ -94,6 +103,7 @@ static const struct http_route cp_routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, PUB },
 	{ "GET", "/readyz", handle_readyz, 0, PUB },
 	{ "GET", "/metrics", http_handle_metrics, 0, PUB },
+	{ "GET", "/openapi.yaml", handle_openapi, 0, PUB },
 	{ "POST", "/v1/auth/login", cp_auth_login, 4096, PUB },
 	{ "POST", "/v1/auth/logout", cp_auth_logout, BODY, USR },
 	{ "GET", "/.well-known/jwks.json", cp_jwks, 0, PUB },

@@ -51,16 +51,15 @@ enum http_step cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_c
 	struct cursor c;
 	const char *text = http_req_query(req, "cursor");
 
+	/* The same fault answers the same code as on the data plane. */
 	if (cursor_parse_limit(http_req_query(req, "limit"), 50, 100, &pg->limit) != 0) {
-		http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "limit"),
-		                      "limit must be an integer from 1 to 100.");
+		http_reply_invalid_field(req, "limit", "%s", "limit must be an integer from 1 to 100.");
 		return HTTP_ANSWERED;
 	}
 	pg->have_cursor = 0;
 	if (text) {
 		if (cursor_decode(text, &c) != 0 || !cursor_id_ok(c.id, kind)) {
-			http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "cursor"),
-			                      "cursor is not one this API returned.");
+			http_reply_invalid_field(req, "cursor", "%s", "cursor is not one this API returned.");
 			return HTTP_ANSWERED;
 		}
 		pg->have_cursor = 1;
@@ -72,7 +71,7 @@ enum http_step cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_c
 
 json_t *cp_page_result(json_t *items, int limit)
 {
-	json_t *next = json_null();
+	json_t *next = NULL;
 	size_t n = json_array_size(items);
 
 	if (n > (size_t)limit) {
@@ -90,7 +89,17 @@ json_t *cp_page_result(json_t *items, int limit)
 		json_object_del(v, "_ts");
 		json_object_del(v, "_id");
 	}
-	return json_pack("{so so}", "items", items, "next_cursor", next);
+	json_t *page = cp_list_result(items);
+	if (next) {
+		json_object_set_new(page, "next_cursor", next);
+		json_object_set_new(page, "has_more", json_true());
+	}
+	return page;
+}
+
+json_t *cp_list_result(json_t *items)
+{
+	return json_pack("{so sb}", "items", items, "has_more", 0);
 }
 
 enum http_result cp_reply_db_error(struct http_req *req, enum db_status st)

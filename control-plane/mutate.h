@@ -61,8 +61,15 @@ enum http_step cp_parse_body(struct http_req *req, const struct jsonx_field *fie
 enum cp_cursor_kind { CP_CURSOR_UUID, CP_CURSOR_KEY_ID, CP_CURSOR_AUDIT };
 enum http_step cp_parse_page(struct http_req *req, struct cp_page *pg, enum cp_cursor_kind kind)
 	__attribute__((warn_unused_result));
-/* Wraps `items` (stolen) as {"items": [...], "next_cursor": ...}. Rows
- * carry "_ts" and "_id" sort keys, removed here. */
+/* Wraps `items` (stolen; the DB layer fetched up to limit + 1 rows) as
+ * {"items": [...], "has_more": true, "next_cursor": "..."} when a row
+ * follows the page, else {"items": [...], "has_more": false} without a
+ * cursor, so a client never fetches an empty last page. Rows carry "_ts"
+ * and "_id" sort keys, removed here. */
 json_t *cp_page_result(json_t *items, int limit);
+/* A list that is never paged (it is small by nature: regions, plans, a
+ * region's fleet, a tenant's invoices): {"items": [...], "has_more": false},
+ * the same shape as a last page. `items` is stolen. */
+json_t *cp_list_result(json_t *items);
 
 #endif

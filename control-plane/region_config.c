@@ -87,8 +87,8 @@ enum http_result cp_region_config(struct http_req *req)
 		long w = 0;
 		if (wait && (strspn(wait, "0123456789") != strlen(wait) || !*wait || strlen(wait) > 3 ||
 		             (w = atol(wait)) > MAX_WAIT_S))
-			return http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "wait"),
-			                             "wait must be a number of seconds from 0 to %d.", MAX_WAIT_S);
+			return http_reply_invalid_field(req, "wait", "wait must be a number of seconds from 0 to %d.",
+			                                MAX_WAIT_S);
 		ps = calloc(1, sizeof *ps);
 		if (!ps)
 			return HTTP_FAILED;
@@ -224,6 +224,8 @@ enum http_result cp_region_fleet(struct http_req *req)
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
 	if (st != DB_OK)
 		return cp_reply_db_error(req, st);
-	return http_reply_json(req, 200, json_pack("{ss sI so}", "region", region, "config_version",
-	                                           (json_int_t)ver, "items", items));
+	json_t *body = cp_list_result(items);
+	json_object_set_new(body, "region", json_string(region));
+	json_object_set_new(body, "config_version", json_integer(ver));
+	return http_reply_json(req, 200, body);
 }

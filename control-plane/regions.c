@@ -34,7 +34,7 @@ enum http_result cp_regions_list(struct http_req *req)
 	db_release(app->db, c);
 	if (st != DB_OK)
 		return cp_reply_db_error(req, st);
-	return http_reply_json(req, 200, json_pack("{so}", "items", items));
+	return http_reply_json(req, 200, cp_list_result(items));
 }
 
 enum http_result cp_regions_get(struct http_req *req)
@@ -61,8 +61,8 @@ static enum http_step validate(struct http_req *req, struct region_ctx *ctx)
 	struct region_in *in = &ctx->in;
 	if (in->display_name && (!*in->display_name))
 		return http_reply_invalid_field(req, "display_name", "display_name must not be empty."), HTTP_ANSWERED;
-	if (in->endpoint_url && !name_valid_endpoint(in->endpoint_url))
-		return http_reply_invalid_field(req, "endpoint_url", "endpoint_url must be an http(s) URL without query or credentials."), HTTP_ANSWERED;
+	if (in->endpoint && !name_valid_endpoint(in->endpoint))
+		return http_reply_invalid_field(req, "endpoint", "endpoint must be an http(s) URL without query or credentials."), HTTP_ANSWERED;
 	if (in->status && strcmp(in->status, "active") && strcmp(in->status, "draining") &&
 	    strcmp(in->status, "retired"))
 		return http_reply_invalid_field(req, "status", "status must be active, draining or retired."), HTTP_ANSWERED;
@@ -89,7 +89,7 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 	struct region_ctx *ctx = vctx;
 	json_t *doc;
 	enum db_status st = cpdb_region_insert(c, ctx->in.name, ctx->in.display_name, ctx->clouds,
-	                                       ctx->in.endpoint_url, ctx->wave, ctx->in.status, &doc);
+	                                       ctx->in.endpoint, ctx->wave, ctx->in.status, &doc);
 	if (st == DB_CONFLICT)
 		return cp_fail(out, PROB_CONFLICT, "Region '%s' exists already.", ctx->in.name);
 	if (st != DB_OK)
@@ -129,7 +129,7 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 		return cp_fail(out, PROB_NOT_FOUND, "No region named '%s'.", ctx->name);
 	if (st != DB_OK)
 		return st;
-	st = cpdb_region_update(c, ctx->name, ctx->in.display_name, ctx->clouds, ctx->in.endpoint_url,
+	st = cpdb_region_update(c, ctx->name, ctx->in.display_name, ctx->clouds, ctx->in.endpoint,
 	                        ctx->wave[0] ? ctx->wave : NULL, ctx->in.status, &after);
 	if (st == DB_OK && (st = cpdb_regions_bump_all(c)) == DB_OK)
 		st = cp_audit(c, req, NULL, "region.update", "region", ctx->name, before, after);

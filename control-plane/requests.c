@@ -52,7 +52,7 @@ const struct jsonx_field cpreq_region_create[] = {
 	{ "name", JX_STRING, 1, 0, 0, 32, F(name) },
 	{ "display_name", JX_STRING, 1, 0, 0, 100, F(display_name) },
 	{ "cloud_regions", JX_ARRAY, 1, 0, 0, 16, F(cloud_regions) },
-	{ "endpoint_url", JX_STRING, 1, 0, 0, 200, F(endpoint_url) },
+	{ "endpoint", JX_STRING, 1, 0, 0, 200, F(endpoint) },
 	{ "wave", JX_INT, 1, 0, 1, 100, F(wave) },
 	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
 	JSONX_END
@@ -60,7 +60,7 @@ const struct jsonx_field cpreq_region_create[] = {
 const struct jsonx_field cpreq_region_update[] = {
 	{ "display_name", JX_STRING, 0, 0, 0, 100, F(display_name) },
 	{ "cloud_regions", JX_ARRAY, 0, 0, 0, 16, F(cloud_regions) },
-	{ "endpoint_url", JX_STRING, 0, 0, 0, 200, F(endpoint_url) },
+	{ "endpoint", JX_STRING, 0, 0, 0, 200, F(endpoint) },
 	{ "wave", JX_INT, 0, 0, 1, 100, F(wave) },
 	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
 	JSONX_END

@@ -41,7 +41,7 @@ extern const struct jsonx_field cpreq_key_create[];
 
 /* POST /v1/regions, PATCH /v1/regions/{name} (regions.c). */
 struct region_in {
-	const char *name, *display_name, *endpoint_url, *status;
+	const char *name, *display_name, *endpoint, *status;
 	json_t *cloud_regions;
 	int64_t wave;
 };

@@ -281,9 +281,8 @@ static enum db_status lookup_tx(struct db_conn *c, struct http_req *req, void *v
 		return cp_fail(out, PROB_NOT_FOUND, "No tenant with that slug.");
 	if (st != DB_OK)
 		return st;
-	json_t *body = json_pack("{sO sO sO}", "tenant", json_object_get(doc, "slug"), "region",
-	                         json_object_get(doc, "region"), "endpoint",
-	                         json_object_get(doc, "region_endpoint"));
+	json_t *body = json_pack("{sO sO sO}", "slug", json_object_get(doc, "slug"), "region",
+	                         json_object_get(doc, "region"), "endpoint", json_object_get(doc, "endpoint"));
 	json_decref(doc);
 	return cp_done(out, 200, body);
 }

@@ -1,8 +1,11 @@
 /* API-key authentication of tenant routes, against the configuration in
  * use only: no database, no control plane on a request's path.
  *
- * Order: the key's text; its region (another region's key is answered 421
- * with that region's endpoint, and nothing else is looked at); a verified,
+ * Order: the key's text; its region (a key of another region of the
+ * directory is answered 421 with that region's endpoint, and nothing else
+ * is looked at; a region the directory does not name is a mistyped key,
+ * 401; with no document yet, every other region's key is sent on, with a
+ * null endpoint); a verified,
  * usable configuration (503 otherwise); the key id, its secret (constant
  * time) and expiry (401); the tenant's status (deleted 401; suspended:
  * 403 tenant_suspended on a write, let through on a read, so that a
@@ -55,9 +58,14 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
 	if (strcmp(key.region, app->cfg.region) != 0) {
-		/* Told from the key alone; the endpoint comes from whatever
-		 * directory is loaded (null when none names the region). */
+		/* Told from the key and the directory of whatever document is
+		 * loaded, even an expired one: a region it does not name is a
+		 * typo, not a place to send the client. */
 		const struct cfgdoc_region *r = s ? cfgdoc_find_region(s->doc, key.region) : NULL;
+		if (s && !r) {
+			unauthorized(req, "Unknown API key: its first part names no region.");
+			goto out;
+		}
 		json_t *extra = json_pack("{ss so}", "region", key.region, "endpoint",
 		                          r && r->endpoint[0] ? json_string(r->endpoint) : json_null());
 		http_reply_problem_ex(req, PROB_MISDIRECTED, extra,

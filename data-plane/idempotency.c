@@ -23,8 +23,8 @@ enum http_step dp_idem_key_read(struct http_req *req, char key[IDEMKEY_MAX + 1])
 	if (!k)
 		return HTTP_GO_ON;
 	if (!idemkey_valid(k)) {
-		http_reply_problem_ex(req, PROB_BAD_REQUEST, json_pack("{ss}", "field", "Idempotency-Key"),
-		                      "Idempotency-Key must be 1 to %d visible ASCII characters.", IDEMKEY_MAX);
+		http_reply_invalid_field(req, "Idempotency-Key", "Idempotency-Key must be 1 to %d visible ASCII characters.",
+		                         IDEMKEY_MAX);
 		return HTTP_ANSWERED;
 	}
 	memcpy(key, k, strlen(k) + 1);

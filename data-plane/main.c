@@ -12,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "apidoc.h"
 #include "config_pull.h"
 #include "config_store.h"
 #include "cp_errors.h"
@@ -90,10 +91,19 @@ static const struct cfg_var dp_vars[] = {
 };
 #undef O
 
+/* The API reference this binary was built with (common/apidoc.h). */
+static enum http_result handle_openapi(struct http_req *req)
+{
+	size_t len;
+	const unsigned char *doc = apidoc_yaml(&len);
+	return http_reply_raw(req, 200, APIDOC_CONTENT_TYPE, doc, len);
+}
+
 static const struct http_route dp_routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
 	{ "GET", "/readyz", dp_handle_readyz, 0, 0 },
 	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
+	{ "GET", "/openapi.yaml", handle_openapi, 0, 0 },
 	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
 	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY },
 	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },

@@ -39,7 +39,7 @@ enum http_result dp_handle_tenant(struct http_req *req)
 	log_json_escape(a->slug, slug, sizeof slug);
 	log_json_escape(a->plan.id, plan, sizeof plan);
 	const char *scopes = (a->scopes & CFGDOC_SCOPE_WRITE) && (a->scopes & CFGDOC_SCOPE_READ)
-	                         ? "\"events:write\",\"events:read\""
+	                         ? "\"events:read\",\"events:write\""
 	                     : (a->scopes & CFGDOC_SCOPE_WRITE) ? "\"events:write\""
 	                     : (a->scopes & CFGDOC_SCOPE_READ)  ? "\"events:read\""
 	                                                        : "";

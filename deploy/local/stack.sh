@@ -215,7 +215,7 @@ remember() { # NAME VALUE: keep a generated value in var/secrets
 # has a demo tenant with an owner and an API key holding both scopes.
 seed_demo() {
 	for r in $REGIONS; do
-		api PATCH "/v1/regions/$r" "{\"endpoint_url\":\"http://127.0.0.1:$(dp_port "$r")\"}" >/dev/null ||
+		api PATCH "/v1/regions/$r" "{\"endpoint\":\"http://127.0.0.1:$(dp_port "$r")\"}" >/dev/null ||
 			die "could not set the endpoint of region $r"
 		eval "tenant=\${DEMO_TENANT_$r:-}"
 		if [ -z "$tenant" ] || ! api GET "/v1/tenants/$tenant" >/dev/null 2>&1; then
@@ -236,7 +236,7 @@ seed_demo() {
 		fi
 		eval "key=\${DEMO_KEY_$r:-}"
 		if [ -z "$key" ]; then
-			body=$(api POST "/v1/tenants/$tenant/api-keys" '{"name":"demo","scopes":["events:write","events:read"]}') ||
+			body=$(api POST "/v1/tenants/$tenant/api-keys" '{"name":"demo","scopes":["events:read","events:write"]}') ||
 				die "could not create the demo API key of region $r"
 			remember "DEMO_KEY_$r" "$(printf '%s' "$body" | json_str secret)"
 		fi

@@ -248,7 +248,7 @@ admin POST /v1/plans '{"id":"bench-unbound","name":"Bench","currency":"USD","bas
 	"monthly_event_quota":1000000000000000,"retention_days":3650}' > /dev/null
 new_tenant() { # slug: prints "tenant-id api-key"
 	id=$(admin POST /v1/tenants "{\"name\":\"Bench\",\"slug\":\"$1\",\"region\":\"us\",\"plan\":\"bench-unbound\"}" | json_str id)
-	key=$(admin POST "/v1/tenants/$id/api-keys" '{"name":"bench","scopes":["events:write","events:read"]}' | json_str secret)
+	key=$(admin POST "/v1/tenants/$id/api-keys" '{"name":"bench","scopes":["events:read","events:write"]}' | json_str secret)
 	[ -n "$id" ] && [ -n "$key" ] || { echo "bench: could not create tenant $1 and its key" >&2; exit 1; }
 	echo "$id $key"
 }

@@ -203,7 +203,7 @@ new_tenant() { # name region plan
 	_b=$(api POST /v1/tenants "{\"name\":\"faults $1\",\"slug\":\"$_slug\",\"region\":\"$2\",\"plan\":\"$3\"}") ||
 		fatal "could not create tenant $1"
 	_id=$(printf '%s' "$_b" | jget id)
-	_k=$(api POST "/v1/tenants/$_id/api-keys" '{"name":"load","scopes":["events:write","events:read"]}' | jget secret) ||
+	_k=$(api POST "/v1/tenants/$_id/api-keys" '{"name":"load","scopes":["events:read","events:write"]}' | jget secret) ||
 		fatal "could not create a key for tenant $1"
 	echo "$_id $_k"
 }

@@ -209,8 +209,8 @@ static void regions(const void *dst)
 	json_t *v;
 	if (in->name)
 		nc_region(in->name);
-	if (in->endpoint_url)
-		nc_endpoint(in->endpoint_url);
+	if (in->endpoint)
+		nc_endpoint(in->endpoint);
 	json_array_foreach(in->cloud_regions, i, v)
 		if (json_is_string(v))
 			nc_region(json_string_value(v));

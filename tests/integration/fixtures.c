@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fixtures.h"
+#include "problem.h"
 
 /* --- answers --- */
 
@@ -52,17 +53,11 @@ int replayed(const struct res *r)
 
 long code_status(const char *code)
 {
-	static const struct { const char *code; long status; } t[] = {
-		{ "bad_request", 400 }, { "invalid_json", 400 }, { "validation_failed", 400 },
-		{ "unauthorized", 401 }, { "forbidden", 403 }, { "not_found", 404 },
-		{ "method_not_allowed", 405 }, { "conflict", 409 }, { "body_too_large", 413 },
-		{ "unsupported_media_type", 415 }, { "wrong_region", 421 }, { "unprocessable", 422 },
-		{ "rate_limited", 429 }, { "internal_error", 500 }, { "unavailable", 503 },
-		{ "tenant_suspended", 403 }, { "insufficient_scope", 403 },
-	};
-	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-		if (!strcmp(t[i].code, code))
-			return t[i].status;
+	/* The one table of codes (common/problem.c), so that a code added
+	 * there is known here at once. */
+	for (int i = 0; i < PROB__COUNT; i++)
+		if (!strcmp(problem_info((enum problem_code)i)->code, code))
+			return problem_info((enum problem_code)i)->status;
 	return -1;
 }
 

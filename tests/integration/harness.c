@@ -790,7 +790,7 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
 	json_member(r.body, "id", s->tenant, sizeof s->tenant);
 	it_resp_free(&r);
 	snprintf(path, sizeof path, "/v1/tenants/%s/api-keys", s->tenant);
-	it_stack_admin(s, &r, "POST", path, "{\"name\":\"k\",\"scopes\":[\"events:write\",\"events:read\"]}");
+	it_stack_admin(s, &r, "POST", path, "{\"name\":\"k\",\"scopes\":[\"events:read\",\"events:write\"]}");
 	ck_assert_msg(r.status == 201, "POST %s: %ld %.300s", path, r.status, r.body);
 	json_member(r.body, "secret", s->key, sizeof s->key);
 	it_resp_free(&r);

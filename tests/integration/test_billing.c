@@ -185,7 +185,7 @@ static json_t *get_usage(const char *token, const char *tenant, const char *peri
 	struct res r;
 	api(&r, "GET", it_fmt("/v1/tenants/%s/usage?period=%s", tenant, period), token, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(it_js(r.json, "tenant"), tenant);
+	ck_assert_str_eq(it_js(r.json, "tenant_id"), tenant);
 	ck_assert_str_eq(it_js(r.json, "period"), period);
 	ck_assert_msg(json_is_array(json_object_get(r.json, "by_day")), "%s", r.raw.body);
 	ck_assert_msg(json_is_array(json_object_get(r.json, "by_region")), "%s", r.raw.body);
@@ -1280,8 +1280,8 @@ START_TEST(usage_validation)
 	snprintf(goodtext, sizeof goodtext, "%s", good);
 
 	/* The Idempotency-Key is required: a missing one is a missing field
-	 * (validation_failed, the README's table); a malformed one, last
-	 * below, is bad_request as on every route that takes the header. */
+	 * and a malformed one, last below, an invalid one (validation_failed
+	 * naming it, as on every route that takes the header). */
 	batch(b, goodtext, NULL);
 	post_usage(&r, eu, NULL, b);
 	EXPECT_PROBLEM(&r, 400, "validation_failed", "Idempotency-Key");
@@ -1394,7 +1394,8 @@ START_TEST(usage_validation)
 		                                   "?period=2026-08-01", "?month=2026-08" };
 	for (size_t i = 0; i < sizeof periods / sizeof periods[0]; i++) {
 		api(&r, "GET", it_fmt("/v1/tenants/%s/usage%s", e, periods[i]), ADMIN_TOKEN, NULL);
-		ck_assert_msg(r.status == 400 && !strcmp(it_js(r.json, "field"), "period"),
+		ck_assert_msg(r.status == 400 && !strcmp(it_js(r.json, "field"), "period") &&
+		                  !strcmp(it_js(r.json, "code"), "validation_failed"),
 		              "usage%s: %ld field '%s', want 400 naming period: %.300s", periods[i], r.status,
 		              it_js(r.json, "field"), r.raw.body);
 		res_free(&r);
@@ -1408,7 +1409,7 @@ START_TEST(usage_validation)
 
 	batch(b, goodtext, NULL);
 	post_usage(&r, eu, "has space", b);
-	EXPECT_PROBLEM(&r, 400, "bad_request", "Idempotency-Key");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "Idempotency-Key");
 	res_free(&r);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM usage_batches"), 2);
 }

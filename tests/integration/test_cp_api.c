@@ -143,7 +143,7 @@ static const struct authz_row authz_rows[] = {
 	  { 401, 401, 404, 200, 200, 200 } },
 	{ "DELETE", "/v1/tenants/{id}/api-keys/{key_id}", "/v1/tenants/{A}/api-keys/{fresh}", NULL, F_KEY,
 	  1, 0, { 401, 401, 404, 403, 200, 200 } },
-	{ "GET", "/v1/audit-log", "/v1/audit-log?tenant={A}", NULL, F_NONE, 0, 0,
+	{ "GET", "/v1/audit-log", "/v1/audit-log?tenant_id={A}", NULL, F_NONE, 0, 0,
 	  { 401, 401, 404, 403, 200, 200 } },
 	{ "POST", "/v1/admins", "/v1/admins",
 	  "{\"email\":\"admin{n}@ops.test\",\"password\":\"" PASSWORD "\"}", F_NONE, 1, 0,
@@ -153,7 +153,7 @@ static const struct authz_row authz_rows[] = {
 	  { 401, 401, 403, 403, 403, 200 } },
 	{ "POST", "/v1/regions", "/v1/regions",
 	  "{\"name\":\"r{n}\",\"display_name\":\"Region {n}\",\"cloud_regions\":[\"xx-east-1\"],"
-	  "\"endpoint_url\":\"https://r{n}.api.celltrail.example\",\"wave\":4}",
+	  "\"endpoint\":\"https://r{n}.api.celltrail.example\",\"wave\":4}",
 	  F_NONE, 1, 0, { 401, 401, 403, 403, 403, 201 } },
 	{ "PATCH", "/v1/regions/{name}", "/v1/regions/jp", "{\"display_name\":\"Japan\"}", F_NONE, 1, 0,
 	  { 401, 401, 403, 403, 403, 200 } },
@@ -400,7 +400,8 @@ START_TEST(tenant_create)
 	ck_assert_str_eq(it_js(r.json, "slug"), "acme");
 	ck_assert_str_eq(it_js(r.json, "name"), "Acme Corp");
 	ck_assert_str_eq(it_js(r.json, "region"), "eu");
-	ck_assert_str_eq(it_js(r.json, "region_endpoint"), "https://eu.api.celltrail.example");
+	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://eu.api.celltrail.example");
+	ck_assert_ptr_null(json_object_get(r.json, "region_endpoint")); /* one name: endpoint */
 	ck_assert_str_eq(it_js(r.json, "plan"), "pro");
 	ck_assert_str_eq(it_js(r.json, "status"), "active");
 	ck_assert_msg(is_api_time(it_js(r.json, "created_at")), "%s", it_js(r.json, "created_at"));
@@ -443,8 +444,9 @@ START_TEST(tenant_create)
 END_TEST
 
 /* Walks a listing page by page; returns the number of items and appends
- * their ids to `ids` (space-separated). Every page but the last is full
- * and has a next_cursor. */
+ * their ids to `ids` (space-separated). Every page but the last is full,
+ * says has_more: true and has a next_cursor; the last says has_more:
+ * false and has no next_cursor member at all. */
 static int walk(const char *path, const char *token, int limit, char *ids, size_t idslen)
 {
 	char cursor[256] = "";
@@ -457,7 +459,12 @@ static int walk(const char *path, const char *token, int limit, char *ids, size_
 		    token, NULL);
 		EXPECT(&r, 200);
 		json_t *items = json_object_get(r.json, "items"), *next = json_object_get(r.json, "next_cursor");
-		ck_assert_msg(json_is_array(items) && next, "not a page: %.300s", r.raw.body);
+		json_t *more = json_object_get(r.json, "has_more");
+		ck_assert_msg(json_is_array(items) && json_is_boolean(more) &&
+		                  (json_is_true(more) ? json_is_string(next) : !next),
+		              "not a page: %.300s", r.raw.body);
+		if (!next)
+			next = json_null();
 		ck_assert_int_le(json_array_size(items), limit);
 		size_t i;
 		json_t *it;
@@ -518,13 +525,13 @@ START_TEST(tenant_list)
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 2);
 	json_array_foreach(json_object_get(r.json, "items"), i, it)
 		ck_assert_str_eq(it_js(it, "region"), "us");
-	ck_assert(json_is_null(json_object_get(r.json, "next_cursor")));
+	ck_assert(!json_object_get(r.json, "next_cursor") && json_is_false(json_object_get(r.json, "has_more")));
 	res_free(&r);
 
 	static const char *const bad_limits[] = { "0", "101", "-1", "abc", "1x", "", "+5", "99999999999999999999" };
 	for (size_t k = 0; k < sizeof bad_limits / sizeof bad_limits[0]; k++) {
 		api(&r, "GET", it_fmt("/v1/tenants?limit=%s", bad_limits[k]), ADMIN_TOKEN, NULL);
-		EXPECT_PROBLEM(&r, 400, "bad_request", "limit");
+		EXPECT_PROBLEM(&r, 400, "validation_failed", "limit");
 		res_free(&r);
 	}
 	api(&r, "GET", "/v1/tenants?limit=100", ADMIN_TOKEN, NULL);
@@ -533,7 +540,7 @@ START_TEST(tenant_list)
 	static const char *const bad_cursors[] = { "garbage", "%25%25%25", "YWJj", "", "Yz", "===" };
 	for (size_t k = 0; k < sizeof bad_cursors / sizeof bad_cursors[0]; k++) {
 		api(&r, "GET", it_fmt("/v1/tenants?cursor=%s", bad_cursors[k]), ADMIN_TOKEN, NULL);
-		EXPECT_PROBLEM(&r, 400, "bad_request", "cursor");
+		EXPECT_PROBLEM(&r, 400, "validation_failed", "cursor");
 		res_free(&r);
 	}
 	api(&r, "GET", "/v1/tenants?region=EU", ADMIN_TOKEN, NULL);
@@ -543,7 +550,7 @@ START_TEST(tenant_list)
 END_TEST
 
 /* A cursor this API returned for another listing (the audit log's) is not
- * a cursor of the tenant list: 400 bad_request naming cursor. */
+ * a cursor of the tenant list: 400 validation_failed naming cursor. */
 START_TEST(tenant_list_foreign_cursor)
 {
 	char a[37], b[37];
@@ -557,7 +564,7 @@ START_TEST(tenant_list_foreign_cursor)
 	const char *path = it_fmt("/v1/tenants?cursor=%s", cursor);
 	res_free(&r);
 	api(&r, "GET", path, ADMIN_TOKEN, NULL);
-	EXPECT_PROBLEM(&r, 400, "bad_request", "cursor");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "cursor");
 	res_free(&r);
 }
 END_TEST
@@ -999,7 +1006,7 @@ START_TEST(users_and_login)
 	ck_assert_str_eq(it_js(json_object_get(r.json, "tenant"), "slug"), "acme");
 	ck_assert_str_eq(it_js(json_object_get(r.json, "user"), "id"), uid);
 	ck_assert_str_eq(it_js(r.json, "region"), "eu");
-	ck_assert_str_eq(it_js(r.json, "region_endpoint"), "https://eu.api.celltrail.example");
+	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://eu.api.celltrail.example");
 	/* expires_at is about 12 h (CP_SESSION_TTL) ahead of the database's clock. */
 	char *ok = q(it_fmt("SELECT abs(extract(epoch FROM '%s'::timestamptz - now() - interval '12 hours')) < 60",
 	                 it_js(r.json, "expires_at")));
@@ -1012,7 +1019,7 @@ START_TEST(users_and_login)
 	EXPECT(&r, 200);
 	ck_assert_str_eq(it_js(json_object_get(r.json, "tenant"), "id"), b);
 	ck_assert_str_eq(it_js(r.json, "region"), "us");
-	ck_assert_str_eq(it_js(r.json, "region_endpoint"), "https://us.api.celltrail.example");
+	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://us.api.celltrail.example");
 	res_free(&r);
 
 	api(&r, "GET", "/v1/tenants", tok, NULL);
@@ -1336,7 +1343,7 @@ START_TEST(api_keys)
 	const char *const creators[] = { owner, ADMIN_TOKEN };
 	for (int i = 0; i < 2; i++) {
 		api(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", tenants[i]), creators[i],
-		    "{\"name\":\"ingest\",\"scopes\":[\"events:write\",\"events:read\"],"
+		    "{\"name\":\"ingest\",\"scopes\":[\"events:read\",\"events:write\"],"
 		    "\"expires_at\":\"2099-01-02T03:04:05+02:00\"}");
 		EXPECT(&r, 201);
 		const char *id = it_js(r.json, "id"), *secret = it_js(r.json, "secret");
@@ -1590,7 +1597,7 @@ START_TEST(idempotency_replay)
 	for (int i = 0; i < 3; i++) {
 		struct opts o = { .token = ADMIN_TOKEN, .idem = bad[i] };
 		api_ex(&r1, "POST", "/v1/tenants", &o, other, strlen(other));
-		EXPECT_PROBLEM(&r1, 400, "bad_request", "Idempotency-Key");
+		EXPECT_PROBLEM(&r1, 400, "validation_failed", "Idempotency-Key");
 		res_free(&r1);
 	}
 	ck_assert_int_eq(qlong("SELECT count(*) FROM tenants WHERE slug = 'twice'"), 0);
@@ -1778,7 +1785,7 @@ START_TEST(audit_log)
 	res_free(&r);
 	SEND("POST", "/v1/regions", atok,
 	     "{\"name\":\"br\",\"display_name\":\"Brazil\",\"cloud_regions\":[\"sa-east-1\"],"
-	     "\"endpoint_url\":\"https://br.api.celltrail.example\",\"wave\":5}");
+	     "\"endpoint\":\"https://br.api.celltrail.example\",\"wave\":5}");
 	EXPECT(&r, 201);
 	RECORD(&r, "region.create", "region", "br", "user", adm, "", 0, 1);
 	res_free(&r);
@@ -1856,7 +1863,7 @@ START_TEST(audit_log)
 	/* The owner of A reads exactly A's records. */
 	long of_a = qlong(it_fmt("SELECT count(*) FROM audit_log WHERE tenant_id = '%s'", a));
 	ck_assert_int_eq(of_a, 9);
-	const char *const views[] = { "/v1/audit-log", it_fmt("/v1/audit-log?tenant=%s", a) };
+	const char *const views[] = { "/v1/audit-log", it_fmt("/v1/audit-log?tenant_id=%s", a) };
 	for (int v = 0; v < 2; v++) {
 		api(&r, "GET", views[v], otok, NULL);
 		EXPECT(&r, 200);
@@ -1868,15 +1875,15 @@ START_TEST(audit_log)
 			ck_assert_str_eq(it_js(it, "tenant_id"), a);
 		res_free(&r);
 	}
-	api(&r, "GET", it_fmt("/v1/audit-log?tenant=%s", a), ADMIN_TOKEN, NULL);
+	api(&r, "GET", it_fmt("/v1/audit-log?tenant_id=%s", a), ADMIN_TOKEN, NULL);
 	EXPECT(&r, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), of_a);
 	res_free(&r);
-	api(&r, "GET", it_fmt("/v1/audit-log?tenant=%s", b), otok, NULL);
+	api(&r, "GET", it_fmt("/v1/audit-log?tenant_id=%s", b), otok, NULL);
 	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
 	res_free(&r);
-	api(&r, "GET", "/v1/audit-log?tenant=not-a-uuid", ADMIN_TOKEN, NULL);
-	EXPECT_PROBLEM(&r, 400, "validation_failed", "tenant");
+	api(&r, "GET", "/v1/audit-log?tenant_id=not-a-uuid", ADMIN_TOKEN, NULL);
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "tenant_id");
 	res_free(&r);
 	char mtok[128];
 	new_user(a, "reader@audit.test", "member", NULL);
@@ -1949,7 +1956,7 @@ START_TEST(config_versions)
 	EXPECT_VERSIONS(v, 1, 1, 1, 1);
 	api(&r, "POST", "/v1/regions", ADMIN_TOKEN,
 	    "{\"name\":\"au\",\"display_name\":\"Australia\",\"cloud_regions\":[\"ap-southeast-2\"],"
-	    "\"endpoint_url\":\"https://au.api.celltrail.example\",\"wave\":4}");
+	    "\"endpoint\":\"https://au.api.celltrail.example\",\"wave\":4}");
 	EXPECT(&r, 201);
 	res_free(&r);
 	EXPECT_VERSIONS(v, 1, 1, 1, 1);
@@ -1979,15 +1986,22 @@ START_TEST(lookup)
 
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);
 	EXPECT(&r, 200);
-	ck_assert_str_eq(it_js(r.json, "tenant"), "findme");
+	ck_assert_str_eq(it_js(r.json, "slug"), "findme");
+	ck_assert_ptr_null(json_object_get(r.json, "tenant"));
 	ck_assert_str_eq(it_js(r.json, "region"), "jp");
 	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://jp.api.celltrail.example");
 	ck_assert_msg(!strstr(r.raw.body, id), "the public lookup shows the tenant id");
 	res_free(&r);
 
 	/* An endpoint change shows at once. */
-	api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, "{\"endpoint_url\":\"https://jp2.api.celltrail.example\"}");
+	api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, "{\"endpoint\":\"https://jp2.api.celltrail.example\"}");
 	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(r.json, "endpoint"), "https://jp2.api.celltrail.example");
+	ck_assert_ptr_null(json_object_get(r.json, "endpoint_url"));
+	res_free(&r);
+	/* The old request name is an unknown member now. */
+	api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, "{\"endpoint_url\":\"https://jp3.api.celltrail.example\"}");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "endpoint_url");
 	res_free(&r);
 	api(&r, "GET", "/v1/lookup?tenant=findme", NULL, NULL);
 	EXPECT(&r, 200);
@@ -2029,7 +2043,7 @@ START_TEST(locations_resolve)
 	static const struct { const char *path, *body, *id_member; } made[] = {
 		{ "/v1/tenants", "{\"name\":\"Loc\",\"slug\":\"loc-t\",\"region\":\"eu\",\"plan\":\"pro\"}", "id" },
 		{ "/v1/regions", "{\"name\":\"loc\",\"display_name\":\"Loc\",\"cloud_regions\":[\"xx-loc-1\"],"
-		  "\"endpoint_url\":\"https://loc.example\",\"wave\":4}", "name" },
+		  "\"endpoint\":\"https://loc.example\",\"wave\":4}", "name" },
 		{ "/v1/admins", "{\"email\":\"loc-admin@example.test\",\"password\":\"" PASSWORD "\"}", "id" },
 		{ "/v1/plans", "{\"id\":\"loc\",\"name\":\"Loc\",\"currency\":\"USD\",\"base_price\":1,"
 		  "\"events_included\":1,\"price_per_1000\":1,\"rate_limit\":1,\"burst\":1,"
@@ -2061,11 +2075,32 @@ START_TEST(locations_resolve)
 }
 END_TEST
 
+/* The lists that are never paged answer the shape of every list's last
+ * page: items, has_more false, and no next_cursor member. */
+START_TEST(unpaged_lists_shape)
+{
+	char id[37];
+	struct res r;
+	new_tenant("unpaged", "eu", "free", id);
+	const char *const paths[] = { "/v1/regions", "/v1/plans", "/v1/regions/eu/fleet",
+		                          it_fmt("/v1/tenants/%s/invoices", id) };
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		api(&r, "GET", paths[i], ADMIN_TOKEN, NULL);
+		EXPECT(&r, 200);
+		ck_assert_msg(json_is_array(json_object_get(r.json, "items")) &&
+		                  json_is_false(json_object_get(r.json, "has_more")) &&
+		                  !json_object_get(r.json, "next_cursor"),
+		              "GET %s: %.300s", paths[i], r.raw.body);
+		res_free(&r);
+	}
+}
+END_TEST
+
 Suite *cp_api_suite(void)
 {
 	const TTest *const tests[] = {
 		authz_matrix, authz_bad_headers,
-		tenant_create, tenant_list, tenant_list_foreign_cursor, tenant_patch, tenant_delete,
+		tenant_create, tenant_list, tenant_list_foreign_cursor, unpaged_lists_shape, tenant_patch, tenant_delete,
 		bad_input, bad_content_type, sql_metacharacters_are_data, body_too_large, email_non_ascii,
 		users_and_login, login_401_challenges, login_lockout, login_lockout_long_attack, last_owner,
 		last_owner_concurrent_demotions, last_owner_concurrent_deletions,

@@ -78,7 +78,7 @@ static void tenant_with_key(const char *slug, const char *region, struct tenant 
 	get_str(j, "id", t->id, sizeof t->id);
 	json_decref(j);
 	snprintf(path, sizeof path, "/v1/tenants/%s/api-keys", t->id);
-	j = call(&st, "POST", path, "{\"name\":\"k\",\"scopes\":[\"events:write\",\"events:read\"]}");
+	j = call(&st, "POST", path, "{\"name\":\"k\",\"scopes\":[\"events:read\",\"events:write\"]}");
 	ck_assert_int_eq(st, 201);
 	get_str(j, "id", t->key_id, sizeof t->key_id);
 	get_str(j, "secret", t->key, sizeof t->key);

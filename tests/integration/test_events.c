@@ -4,7 +4,7 @@
  * database looked at directly.
  *
  *   tenant_isolation            two tenants of a region: own events only, a shared client id is two events
- *   misdirected_key             another region's key: 421 with region and endpoint, the database untouched
+ *   misdirected_key             another region's key: 421 with region and endpoint, a made-up region's 401; the database untouched
  *   idempotent_retries          replays (200, Idempotent-Replayed, the stored event), conflicts (409, field)
  *   validation                  every invalid request refused whole with its field; scopes; 401; 405
  *   quota                       monthly quota exact, all or nothing, replays free, 429 quota_exceeded
@@ -226,7 +226,7 @@ static void new_key(const struct tenant *t, const char *scopes, char key[200], c
 	struct res r;
 	const char *s = !strcmp(scopes, "w")   ? "[\"events:write\"]"
 	                : !strcmp(scopes, "r") ? "[\"events:read\"]"
-	                                       : "[\"events:write\",\"events:read\"]";
+	                                       : "[\"events:read\",\"events:write\"]";
 	CP_OK(&r, "POST", it_fmt("/v1/tenants/%s/api-keys", t->id), it_fmt("{\"name\":\"k\",\"scopes\":%s}", s),
 	      201);
 	snprintf(key, 200, "%s", it_js(r.json, "secret"));
@@ -672,7 +672,8 @@ END_TEST
 /* 2. Misdirected keys                                                 */
 
 /* A key of another region is answered 421 with that region and its
- * endpoint, on every events route, and the database is not touched. */
+ * endpoint, on every events route, a key whose region part names no region
+ * 401, and the database is not touched. */
 START_TEST(misdirected_key)
 {
 	struct tenant home, away;
@@ -680,7 +681,7 @@ START_TEST(misdirected_key)
 	char khome[200], kaway[200];
 	struct res r;
 	/* A distinctive endpoint for eu, so that the answer cannot be a guess. */
-	CP_OK(&r, "PATCH", "/v1/regions/eu", "{\"endpoint_url\":\"https://eu-it.celltrail.test\"}", 200);
+	CP_OK(&r, "PATCH", "/v1/regions/eu", "{\"endpoint\":\"https://eu-it.celltrail.test\"}", 200);
 	res_free(&r);
 	new_tenant(&home, "home-us", "us", "pro");
 	new_tenant(&away, "away-eu", "eu", "pro");
@@ -730,14 +731,24 @@ START_TEST(misdirected_key)
 		              r.raw.body);
 		res_free(&r);
 	}
-	/* A key naming a region the directory does not know: endpoint null. */
-	const char *ghost = "zz_aaaaaaaaaaaaaaaaaaaaaaaa_"
-	                    "0000000000000000000000000000000000000000000000000000000000000000";
-	post(&r, &us, ghost, single);
-	EXPECT_PROBLEM_SOME(&r, 421, code421, NULL);
-	ck_assert_msg(!strcmp(it_js(r.json, "region"), "zz"), "%s", r.raw.body);
-	ck_assert_msg(json_is_null(json_object_get(r.json, "endpoint")), "endpoint: %s", r.raw.body);
-	res_free(&r);
+	/* A key naming a region the directory does not know is a mistyped
+	 * key, not a redirect: 401 like any unknown key, on every route, also
+	 * for the eu key's own id and secret under the made-up prefix. */
+	char typo[200];
+	snprintf(typo, sizeof typo, "ue%s", strchr(kaway, '_'));
+	const char *ghosts[] = { "zz_aaaaaaaaaaaaaaaaaaaaaaaa_"
+		                     "0000000000000000000000000000000000000000000000000000000000000000",
+		                     typo };
+	for (size_t g = 0; g < 2; g++)
+		for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+			dp_call(&r, &us, calls[i].method, calls[i].path, ghosts[g], calls[i].body,
+			        calls[i].body ? strlen(calls[i].body) : 0, NULL);
+			EXPECT_PROBLEM_SOME(&r, 401, "unauthorized", NULL);
+			char www[64];
+			ck_assert_msg(it_header(&r.raw, "WWW-Authenticate", www, sizeof www) == 0, "%s %s: no WWW-Authenticate",
+			              calls[i].method, calls[i].path);
+			res_free(&r);
+		}
 	/* The eu key's id and secret under a "us" prefix are just unknown here. */
 	const char *forged = it_fmt("us%s", strchr(kaway, '_'));
 	post(&r, &us, forged, single);

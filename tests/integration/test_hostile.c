@@ -890,7 +890,7 @@ START_TEST(path_tricks)
 		"/v1/regions/%C0%AE%C0%AE", "/v1/regions/US", "/v1/plans/%2e%2e%2fpro", "/v1/plans/pro%00",
 		"/v1/plans/pro%00x", "/v1/plans/%FF", "/v1/lookup?tenant=%FF", "/v1/lookup?tenant=%00",
 		"/v1/lookup?tenant=..%2F..", "/v1/invoices/%2e%2e", "/v1/invoices/%00",
-		"/v1/admins/%C0%AE", "/v1/audit-log?tenant=%FF", "/v1/audit-log?cursor=%FF",
+		"/v1/admins/%C0%AE", "/v1/audit-log?tenant_id=%FF", "/v1/audit-log?cursor=%FF",
 		"/v1/tenants?region=%FF", "/v1/tenants?status=%00", "/v1/tenants?cursor=%C0%AE",
 		"/.well-known/jwks.json%00", "/healthz%00", "/v1/billing/periods/2024-01%00/close",
 	};
@@ -985,7 +985,7 @@ START_TEST(sql_meta)
 		empty_or_refused(&dp, it_fmt("/v1/events?target=%s", e), "events");
 		empty_or_refused(&cp, it_fmt("/v1/tenants?region=%s", e), "items");
 		empty_or_refused(&cp, it_fmt("/v1/tenants?status=%s", e), "items");
-		empty_or_refused(&cp, it_fmt("/v1/audit-log?tenant=%s", e), "items");
+		empty_or_refused(&cp, it_fmt("/v1/audit-log?tenant_id=%s", e), "items");
 		refused_path(&dp, it_fmt("/v1/events?since=%s", e));
 		refused_path(&dp, it_fmt("/v1/events?cursor=%s", e));
 		refused_path(&cp, it_fmt("/v1/tenants?cursor=%s", e));

@@ -52,7 +52,7 @@ static void bulk_tenant(struct it_stack *s, struct bulk *b, const char *slug)
 	json_str(r.body, "id", b->tenant, sizeof b->tenant);
 	it_resp_free(&r);
 	it_stack_admin(s, &r, "POST", it_fmt("/v1/tenants/%s/api-keys", b->tenant),
-	               "{\"name\":\"k\",\"scopes\":[\"events:write\",\"events:read\"]}");
+	               "{\"name\":\"k\",\"scopes\":[\"events:read\",\"events:write\"]}");
 	ck_assert_msg(r.status == 201, "POST api-keys: %ld %.300s", r.status, r.body);
 	json_str(r.body, "secret", b->key, sizeof b->key);
 	it_resp_free(&r);

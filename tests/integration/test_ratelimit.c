@@ -64,7 +64,7 @@ static void new_tenant(const struct it_stack *s, const char *slug, const char *p
 	json_decref(j);
 	it_resp_free(&r);
 	admin_ok(s, &r, "POST", it_fmt("/v1/tenants/%s/api-keys", id),
-	         "{\"name\":\"k\",\"scopes\":[\"events:write\",\"events:read\"]}", 201);
+	         "{\"name\":\"k\",\"scopes\":[\"events:read\",\"events:write\"]}", 201);
 	j = json_loadb(r.body, r.len, 0, NULL);
 	snprintf(key, 200, "%s", it_js(j, "secret"));
 	json_decref(j);

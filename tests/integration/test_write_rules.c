@@ -183,7 +183,7 @@ START_TEST(idempotency_key_replay)
 	res_free(&b);
 	ck_assert_int_eq(events_of(&s, s.tenant), 4);
 
-	/* Malformed keys: 400 bad_request naming the header, nothing stored;
+	/* Malformed keys: 400 validation_failed naming the header, nothing stored;
 	 * 255 characters is a key, 256 is not. */
 	char k255[256], k256[257];
 	memset(k255, 'k', 255);
@@ -193,12 +193,12 @@ START_TEST(idempotency_key_replay)
 	const char *bad[] = { k256, "two words", "caf\xc3\xa9", "tab\there" };
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		post(&b, &s, s.key, bad[i], EV("bad.key"));
-		EXPECT_PROBLEM(&b, 400, "bad_request", "Idempotency-Key");
+		EXPECT_PROBLEM(&b, 400, "validation_failed", "Idempotency-Key");
 		res_free(&b);
 	}
 	/* An empty value (curl's "Name;" sends the header with nothing). */
 	dp(&b, &s, "POST", "/v1/events", s.key, "Idempotency-Key;", EV("bad.key"));
-	EXPECT_PROBLEM(&b, 400, "bad_request", "Idempotency-Key");
+	EXPECT_PROBLEM(&b, 400, "validation_failed", "Idempotency-Key");
 	res_free(&b);
 	ck_assert_int_eq(events_of(&s, s.tenant), 4);
 	post(&a, &s, s.key, k255, EV("long.key"));

@@ -71,8 +71,9 @@ END_TEST
 
 START_TEST(status_per_code)
 {
-	/* Each stable code keeps its HTTP status, name and type URI. */
-	ck_assert_uint_eq(NEXPECTED, PROB__COUNT);
+	/* Each stable code keeps its HTTP status, name and type URI (codes
+	 * added since are checked by table_well_formed). */
+	ck_assert_uint_le(NEXPECTED, PROB__COUNT);
 	for (size_t i = 0; i < NEXPECTED; i++) {
 		const struct problem_info *p = problem_info(expected[i].code);
 		ck_assert_str_eq(p->code, expected[i].name);
@@ -88,6 +89,23 @@ START_TEST(status_per_code)
 		ck_assert_str_eq(str_member(o, "title"), p->title);
 		ck_assert_int_eq(json_integer_value(json_object_get(o, "status")), expected[i].status);
 		json_decref(o);
+	}
+}
+END_TEST
+
+START_TEST(table_well_formed)
+{
+	/* Every row of the table, however many there are: a snake_case code
+	 * (it is also the tail of the type URI), an error status, a title. */
+	for (int i = 0; i < PROB__COUNT; i++) {
+		const struct problem_info *p = problem_info((enum problem_code)i);
+		ck_assert_msg(p->code && p->title, "row %d of the problem table is empty", i);
+		size_t n = strlen(p->code);
+		ck_assert_msg(n > 0 && strspn(p->code, "abcdefghijklmnopqrstuvwxyz_") == n && p->code[0] != '_' &&
+		                  p->code[n - 1] != '_' && !strstr(p->code, "__"),
+		              "code '%s' is not snake_case", p->code);
+		ck_assert_msg(p->status >= 400 && p->status <= 599, "%s: status %u is not an error", p->code, p->status);
+		ck_assert_msg(strlen(p->title) > 0, "%s has no title", p->code);
 	}
 }
 END_TEST
@@ -149,6 +167,7 @@ Suite *problem_suite(void)
 	tcase_add_test(tc, body_full);
 	tcase_add_test(tc, body_optional_members_omitted);
 	tcase_add_test(tc, status_per_code);
+	tcase_add_test(tc, table_well_formed);
 	tcase_add_test(tc, codes_unique);
 	tcase_add_test(tc, out_of_range_is_internal);
 	tcase_add_test(tc, detail_not_utf8);
