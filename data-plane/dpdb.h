@@ -131,4 +131,31 @@ enum db_status dp_db_rate_sync(struct db_conn *c, const char *instance, const ch
 enum db_status dp_db_rate_forget(struct db_conn *c, const char *instance)
 	__attribute__((warn_unused_result));
 
+/* ---- the events feed (db_feed.c) ---- */
+
+/* What one read of the feed found. */
+struct dp_feed_page {
+	int n, more;            /* rows appended; more rows are ready after them */
+	int pending;            /* committed rows of the tenant wait at or above the horizon */
+	uint64_t horizon;       /* xmin of the read's snapshot: every row below it is final */
+	uint64_t last_tx;       /* position of the last row appended (when n > 0) */
+	int64_t last_seq;
+};
+/* Appends to `out` (JSON array elements separated by commas) up to `limit`
+ * events of `tenant` after the position (after_tx, after_seq), in the
+ * order (tx_id, seq), taking only rows whose inserting transaction is
+ * below the snapshot's xmin: no row can later appear before one handed
+ * out. Run it in a READ COMMITTED transaction (it sets planner options
+ * for itself with SET LOCAL). */
+enum db_status dp_db_events_feed(struct db_conn *c, const char *tenant, uint64_t after_tx,
+                                 int64_t after_seq, int limit, struct buf *out,
+                                 struct dp_feed_page *pg) __attribute__((warn_unused_result));
+/* A connection of its own that LISTENs for the feed's notifications (one
+ * per tenant per inserting statement, at commit), or NULL. What the server
+ * says on it goes to `notice`. The caller PQfinish()es it. */
+PGconn *dp_db_feed_listen(const char *conninfo, PQnoticeProcessor notice, void *arg);
+/* The next tenant heard of on that connection (after PQconsumeInput):
+ * 1 with its id in `tenant`, 0 when none is left. */
+int dp_db_feed_heard(PGconn *pg, char tenant[37]);
+
 #endif
