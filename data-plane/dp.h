@@ -20,6 +20,7 @@ struct dp_limits;
 struct dp_usage;
 struct dp_retention;
 struct dp_ratesync;
+struct dp_feed;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -53,6 +54,7 @@ struct dp_config {
 	int64_t retention_interval_ms;
 	long retention_batch;
 	int64_t rate_sync_ms;
+	long feed_waiters_max;
 };
 
 struct dp_app {
@@ -68,6 +70,7 @@ struct dp_app {
 	struct dp_retention *retention;
 	struct dp_ratesync *ratesync;       /* shares tenants' rate limits with the region's instances */
 	struct dp_region_guard *region;     /* checks every new database session */
+	struct dp_feed *feed;               /* parked GET /v1/events/feed?wait= requests */
 };
 
 /* ---- routes ---- */
@@ -107,6 +110,8 @@ enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, un
 /* GET /v1/events and GET /v1/events/{id} (events.c); POST is in ingest.h. */
 enum http_result dp_handle_events_list(struct http_req *req);
 enum http_result dp_handle_event_get(struct http_req *req);
+/* GET /v1/events/feed (feed.c): the tenant's events in commit order. */
+enum http_result dp_handle_events_feed(struct http_req *req);
 /* GET /readyz (readyz.c): the configuration in use, 503 before there is one. */
 enum http_result dp_handle_readyz(struct http_req *req);
 

@@ -16,6 +16,7 @@
 #include "config_store.h"
 #include "cp_errors.h"
 #include "dp.h"
+#include "feed_wait.h"
 #include "http.h"
 #include "ingest.h"
 #include "limits.h"
@@ -81,6 +82,8 @@ static const struct cfg_var dp_vars[] = {
 	  "Most events one retention statement deletes." },
 	{ "DP_RATE_SYNC_INTERVAL", CFG_DURATION, "250ms", 0, O(rate_sync_ms), 50, 10000, NULL,
 	  "How often the instances of the region exchange tenants' demand to share their rate limits." },
+	{ "DP_FEED_WAITERS_MAX", CFG_INT, "1000", 0, O(feed_waiters_max), 1, 1000000, NULL,
+	  "GET /v1/events/feed requests with wait that may be parked at once; beyond it such a request answers 503." },
 	CFG_END
 };
 #undef O
@@ -92,6 +95,8 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
 	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY },
 	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },
+	/* Before /v1/events/{id}: the first pattern that matches wins. */
+	{ "GET", "/v1/events/feed", dp_handle_events_feed, 0, DP_AUTH_API_KEY },
 	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY },
 };
 
@@ -118,6 +123,7 @@ static void dp_metrics(FILE *out, void *arg)
 		dp_retention_metrics(app->retention, out);
 	if (app->ratesync)
 		dp_ratesync_metrics(app->ratesync, out);
+	dp_feed_metrics(app->feed, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -126,6 +132,7 @@ static void dp_metrics(FILE *out, void *arg)
 static void dp_on_drain(void *arg)
 {
 	struct dp_app *app = arg;
+	dp_feed_drain(app->feed); /* parked feed reads answer with what they have */
 	dp_ingest_drain(app->ingest, (unsigned)app->cfg.common.drain_timeout_ms);
 }
 
@@ -329,7 +336,8 @@ static int cmd_serve(struct dp_app *app)
 	                    http_server_port(srv), "instance", app->instance),
 	          "data plane listening");
 	if (dp_pull_start(app->pull, err, sizeof err) != 0 ||
-	    dp_ingest_start(app->ingest, err, sizeof err) != 0) {
+	    dp_ingest_start(app->ingest, err, sizeof err) != 0 ||
+	    !(app->feed = dp_feed_start(app->cfg.database_url, app->cfg.feed_waiters_max, err, sizeof err))) {
 		log_error(NULL, "%s", err);
 		goto stop_server;
 	}
@@ -366,6 +374,7 @@ out:
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
+	dp_feed_stop(app->feed); /* after the server: its requests resume into it */
 	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);
 	dp_snaps_free(app->snaps);
