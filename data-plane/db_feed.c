@@ -1,5 +1,5 @@
-/* SQL of the events feed: a page of a tenant's events in commit order, and
- * the LISTEN connection that hears of new ones (migration 0005). */
+/* SQL of the events feed (migration 0005): a page of a tenant's events in
+ * commit order, and which waiting readers have events ready. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,18 +29,11 @@ enum db_status dp_db_events_feed(struct db_conn *c, const char *tenant, uint64_t
 	if (st != DB_OK)
 		return st;
 	/* One statement, so that the horizon and the rows come from the same
-	 * snapshot: a row below the horizon is in it if it was ever committed.
-	 * `last` is the tenant's highest position committed (one backward
-	 * step of the index): at or above the horizon, committed rows wait,
-	 * held back by an older transaction still open, whose end no
-	 * notification will announce. */
+	 * snapshot: a row below the horizon is in it if it was ever committed. */
 	st = db_exec(
 		c, &r,
-		"WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x),"
-		" l AS MATERIALIZED (SELECT tx_id FROM events WHERE tenant_id = $1::uuid"
-		"                     ORDER BY tx_id DESC, seq DESC LIMIT 1)"
-		" SELECT h.x::text, coalesce((SELECT l.tx_id >= h.x FROM l), false),"
-		"        p.tx_id::text, p.seq, p.body"
+		"WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x)"
+		" SELECT h.x::text, p.tx_id::text, p.seq, p.body"
 		"   FROM h LEFT JOIN LATERAL ("
 		"     SELECT e.tx_id, e.seq, e.body::text AS body FROM events e"
 		"      WHERE e.tenant_id = $1::uuid AND (e.tx_id, e.seq) > ($2::xid8, $3::bigint)"
@@ -57,50 +50,46 @@ enum db_status dp_db_events_feed(struct db_conn *c, const char *tenant, uint64_t
 		return DB_ERROR; /* the horizon row is always there */
 	}
 	pg->horizon = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	pg->pending = PQgetvalue(r, 0, 1)[0] == 't';
-	if (PQgetisnull(r, 0, 2))
+	if (PQgetisnull(r, 0, 1))
 		rows = 0; /* the LEFT JOIN's one row of nothing */
 	pg->more = rows > limit;
 	pg->n = pg->more ? limit : rows;
 	for (int i = 0; i < pg->n; i++) {
 		if (i)
 			buf_append(out, ",", 1);
-		buf_append(out, PQgetvalue(r, i, 4), (size_t)PQgetlength(r, i, 4));
+		buf_append(out, PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3));
 	}
 	if (pg->n) {
-		pg->last_tx = strtoull(PQgetvalue(r, pg->n - 1, 2), NULL, 10);
-		pg->last_seq = strtoll(PQgetvalue(r, pg->n - 1, 3), NULL, 10);
+		pg->last_tx = strtoull(PQgetvalue(r, pg->n - 1, 1), NULL, 10);
+		pg->last_seq = strtoll(PQgetvalue(r, pg->n - 1, 2), NULL, 10);
 	}
 	PQclear(r);
 	return out->failed ? DB_ERROR : DB_OK;
 }
 
-PGconn *dp_db_feed_listen(const char *conninfo, PQnoticeProcessor notice, void *arg)
+enum db_status dp_db_feed_ready(struct db_conn *c, const char *tenants, const char *txs,
+                                const char *seqs, dp_feed_ready_fn fn, void *ctx)
 {
-	PGconn *pg = PQconnectdb(conninfo);
-	PQsetNoticeProcessor(pg, notice, arg);
-	if (PQstatus(pg) == CONNECTION_OK) {
-		PGresult *r = PQexec(pg, "LISTEN events_feed");
-		int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-		PQclear(r);
-		if (ok)
-			return pg;
-	}
-	PQfinish(pg);
-	return NULL;
-}
-
-int dp_db_feed_heard(PGconn *pg, char tenant[37])
-{
-	PGnotify *n;
-	while ((n = PQnotifies(pg)) != NULL) {
-		/* The payload of the trigger of 0005_event_feed.sql: a uuid. */
-		int ok = strlen(n->extra) == 36;
-		if (ok)
-			memcpy(tenant, n->extra, 37);
-		PQfreemem(n);
-		if (ok)
-			return 1;
-	}
-	return 0;
+	const char *p[3] = { tenants, txs, seqs };
+	PGresult *r;
+	enum db_status st = db_exec(c, NULL, "SET LOCAL enable_bitmapscan = off", 0, NULL);
+	if (st != DB_OK)
+		return st;
+	if ((st = db_exec(c, NULL, "SET LOCAL enable_seqscan = off", 0, NULL)) != DB_OK)
+		return st;
+	/* One probe of the feed's index per reader: its first row after its
+	 * position, if that row can be handed out. */
+	st = db_exec(
+		c, &r,
+		"WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x)"
+		" SELECT w.k - 1 FROM h, unnest($1::uuid[], $2::xid8[], $3::bigint[]) WITH ORDINALITY AS w(t, tx, seq, k)"
+		"  WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = w.t"
+		"                   AND (e.tx_id, e.seq) > (w.tx, w.seq) AND e.tx_id < h.x)",
+		3, p);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++)
+		fn(ctx, strtol(PQgetvalue(r, i, 0), NULL, 10));
+	PQclear(r);
+	return DB_OK;
 }

@@ -55,6 +55,7 @@ struct dp_config {
 	long retention_batch;
 	int64_t rate_sync_ms;
 	long feed_waiters_max;
+	int64_t feed_poll_ms;
 };
 
 struct dp_app {

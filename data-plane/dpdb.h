@@ -136,7 +136,6 @@ enum db_status dp_db_rate_forget(struct db_conn *c, const char *instance)
 /* What one read of the feed found. */
 struct dp_feed_page {
 	int n, more;            /* rows appended; more rows are ready after them */
-	int pending;            /* committed rows of the tenant wait at or above the horizon */
 	uint64_t horizon;       /* xmin of the read's snapshot: every row below it is final */
 	uint64_t last_tx;       /* position of the last row appended (when n > 0) */
 	int64_t last_seq;
@@ -150,12 +149,13 @@ struct dp_feed_page {
 enum db_status dp_db_events_feed(struct db_conn *c, const char *tenant, uint64_t after_tx,
                                  int64_t after_seq, int limit, struct buf *out,
                                  struct dp_feed_page *pg) __attribute__((warn_unused_result));
-/* A connection of its own that LISTENs for the feed's notifications (one
- * per tenant per inserting statement, at commit), or NULL. What the server
- * says on it goes to `notice`. The caller PQfinish()es it. */
-PGconn *dp_db_feed_listen(const char *conninfo, PQnoticeProcessor notice, void *arg);
-/* The next tenant heard of on that connection (after PQconsumeInput):
- * 1 with its id in `tenant`, 0 when none is left. */
-int dp_db_feed_heard(PGconn *pg, char tenant[37]);
+/* Which of the readers waiting at positions (txs[i], seqs[i]) of
+ * tenants[i] (text array literals of the same length) have at least one
+ * event they may be handed now: `fn` is called with each such i. Run it
+ * in a READ COMMITTED transaction. */
+typedef void (*dp_feed_ready_fn)(void *ctx, long i);
+enum db_status dp_db_feed_ready(struct db_conn *c, const char *tenants, const char *txs,
+                                const char *seqs, dp_feed_ready_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
 
 #endif

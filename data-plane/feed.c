@@ -23,7 +23,9 @@
  * (DP_DB_STATEMENT_TIMEOUT, also idle_in_transaction_session_timeout).
  *
  * A waiting request (wait=N) holds neither a thread nor a database
- * connection: it is parked in feed_wait.c between reads. */
+ * connection: it is parked in feed_wait.c between reads, and woken by this
+ * instance's commits at once, by other instances' (and by the end of an
+ * older transaction that held events back) within DP_FEED_POLL_INTERVAL. */
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,9 +41,6 @@
 #define FEED_DEFAULT 100
 #define FEED_MAX 1000
 #define WAIT_MAX_S 60
-/* While committed events wait behind an older open transaction, how often
- * a waiter reads again: nothing announces that transaction's end. */
-#define RECHECK_MS 100
 /* Reads of one invocation when the tenant keeps committing between a read
  * and the park: the page is answered (empty) after this many. */
 #define READS_MAX 4
@@ -227,8 +226,7 @@ enum http_result dp_handle_events_feed(struct http_req *req)
 		int64_t now = dp_feed_now_ms();
 		if (q.page.n || now >= s->deadline_ms || reads + 1 >= READS_MAX)
 			break;
-		switch (dp_feed_park(app->feed, req, a->tenant_id, gen, s->deadline_ms,
-		                     q.page.pending ? now + RECHECK_MS : 0)) {
+		switch (dp_feed_park(app->feed, req, a->tenant_id, gen, s->tx, s->seq, s->deadline_ms)) {
 		case DP_FEED_PARKED:
 			s->parked = 1;
 			rc = HTTP_SUSPENDED; /* this handler runs again once resumed */

@@ -84,6 +84,8 @@ static const struct cfg_var dp_vars[] = {
 	  "How often the instances of the region exchange tenants' demand to share their rate limits." },
 	{ "DP_FEED_WAITERS_MAX", CFG_INT, "1000", 0, O(feed_waiters_max), 1, 1000000, NULL,
 	  "GET /v1/events/feed requests with wait that may be parked at once; beyond it such a request answers 503." },
+	{ "DP_FEED_POLL_INTERVAL", CFG_DURATION, "100ms", 0, O(feed_poll_ms), 10, 10000, NULL,
+	  "While feed requests wait, how often the database is asked whether other instances committed events for them." },
 	CFG_END
 };
 #undef O
@@ -324,6 +326,11 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "out of memory");
 		goto out;
 	}
+	/* Before the server: handlers and ingest writers use it from the start. */
+	if (!(app->feed = dp_feed_start(app->db, app->cfg.feed_waiters_max, app->cfg.feed_poll_ms, err, sizeof err))) {
+		log_error(NULL, "%s", err);
+		goto out;
+	}
 	dp_pull_load_cache(app->pull);
 	srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
@@ -336,8 +343,7 @@ static int cmd_serve(struct dp_app *app)
 	                    http_server_port(srv), "instance", app->instance),
 	          "data plane listening");
 	if (dp_pull_start(app->pull, err, sizeof err) != 0 ||
-	    dp_ingest_start(app->ingest, err, sizeof err) != 0 ||
-	    !(app->feed = dp_feed_start(app->cfg.database_url, app->cfg.feed_waiters_max, err, sizeof err))) {
+	    dp_ingest_start(app->ingest, err, sizeof err) != 0) {
 		log_error(NULL, "%s", err);
 		goto stop_server;
 	}
@@ -374,7 +380,7 @@ out:
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
-	dp_feed_stop(app->feed); /* after the server: its requests resume into it */
+	dp_feed_stop(app->feed); /* after the server and the writers, which use it */
 	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);
 	dp_snaps_free(app->snaps);

@@ -25,17 +25,8 @@ ALTER TABLE events ADD COLUMN tx_id xid8 NOT NULL DEFAULT pg_current_xact_id();
 -- migration cannot build it concurrently): about a second per million rows.
 CREATE INDEX events_feed ON events (tenant_id, tx_id, seq);
 
--- Wakes the feed's long polls on every instance of the region: one
--- notification per tenant per inserting statement, delivered at commit
--- (NOTIFY is transactional; identical payloads of one transaction are
--- sent once). A statement-level trigger costs one pass over the rows the
--- statement inserted, not a call per row.
-CREATE FUNCTION events_feed_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('events_feed', t::text) FROM (SELECT DISTINCT tenant_id AS t FROM inserted) d;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER events_feed_notify AFTER INSERT ON events
-    REFERENCING NEW TABLE AS inserted
-    FOR EACH STATEMENT EXECUTE FUNCTION events_feed_notify();
+-- No trigger announces new rows (a NOTIFY per inserting transaction):
+-- PostgreSQL serializes the commits of every transaction that notifies,
+-- which cost single-row inserts at 8 clients about 6x their rate here.
+-- The data plane wakes its own waiters after its commits, and looks for
+-- other instances' commits with one statement per interval.
