@@ -1,10 +1,11 @@
 /* Feed lag: how long after an event is committed a follower waiting on
  * GET /v1/events/feed?wait= receives it.
  *
- *   feed-bench DP_URL API_KEY SECONDS BACKGROUND_WRITERS
+ *   feed-bench FOLLOW_URL WRITE_URL API_KEY SECONDS BACKGROUND_WRITERS
  *
- * One follower long-polls the tenant's feed without pause; one probe
- * writer POSTs one event every 20 ms and notes when it sent it and when
+ * One follower long-polls the tenant's feed at FOLLOW_URL without pause;
+ * one probe writer POSTs to WRITE_URL (the same instance, or another of
+ * the region) one event every 20 ms and notes when it sent it and when
  * the 201 came back (the commit happened in between); BACKGROUND_WRITERS
  * more threads POST 10-event batches as fast as they can, so that commits
  * interleave. The commit happens between the POST's send and its 201, so
@@ -25,7 +26,7 @@
 
 #define MAX_PROBES 100000
 
-static const char *base, *auth_hdr;
+static const char *base, *write_base, *auth_hdr;
 static atomic_int stop, stop_follower;
 static double sent_at[MAX_PROBES], acked_at[MAX_PROBES], seen_at[MAX_PROBES];
 static atomic_int nprobes;
@@ -126,7 +127,7 @@ static void *probe(void *arg)
 	CURL *c = curl_easy_init();
 	struct body b = { 0 };
 	char url[1024], ev[256];
-	snprintf(url, sizeof url, "%s/v1/events", base);
+	snprintf(url, sizeof url, "%s/v1/events", write_base);
 	for (int i = 0; i < MAX_PROBES && !atomic_load(&stop); i++) {
 		snprintf(ev, sizeof ev, "{\"id\":\"probe-%d-%d\",\"action\":\"bench.probe\",\"actor\":{\"id\":\"p\",\"type\":\"user\"}}",
 		         run_id, i);
@@ -150,7 +151,7 @@ static void *background(void *arg)
 	CURL *c = curl_easy_init();
 	struct body b = { 0 };
 	char url[1024], batch[4096];
-	snprintf(url, sizeof url, "%s/v1/events", base);
+	snprintf(url, sizeof url, "%s/v1/events", write_base);
 	for (long i = 0; !atomic_load(&stop); i++) {
 		size_t k = (size_t)snprintf(batch, sizeof batch, "{\"events\":[");
 		for (int j = 0; j < 10; j++)
@@ -181,12 +182,14 @@ static double pct(double *v, int n, double p)
 
 int main(int argc, char **argv)
 {
-	if (argc != 5) {
-		fprintf(stderr, "usage: feed-bench DP_URL API_KEY SECONDS BACKGROUND_WRITERS\n");
+	if (argc != 6) {
+		fprintf(stderr, "usage: feed-bench FOLLOW_URL WRITE_URL API_KEY SECONDS BACKGROUND_WRITERS\n");
 		return 2;
 	}
 	static char h[600];
 	base = argv[1];
+	write_base = argv[2];
+	argv += 1;
 	snprintf(h, sizeof h, "Authorization: Bearer %s", argv[2]);
 	auth_hdr = h;
 	run_id = (int)getpid();

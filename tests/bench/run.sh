@@ -73,9 +73,11 @@ wait_port $HELLO_PORT; wait_port $CP_PORT; wait_port $CP_LOG_PORT; wait_port $CP
 
 # Feed lag: how long after a commit a follower waiting on
 # GET /v1/events/feed?wait= has the event (tests/bench/feed_lag.c), idle
-# and with 4 writers committing 10-event batches beside it, against the
-# probe's own POST latency in the same run. A data plane of region jp of
-# its own, on a database of its own. BENCH_ONLY=feed runs this part alone.
+# and with 4 writers committing 10-event batches beside it, and with the
+# probe committed through another instance of the region (found by the
+# poll), against the probe's own POST latency in the same run. Data planes
+# of region jp of their own, on a database of their own. BENCH_ONLY=feed
+# runs this part alone.
 bench_feed() {
 	fport=18096
 	fdb="${PGTMP_URL%/*}/celltrail_region_feed"
@@ -95,30 +97,39 @@ bench_feed() {
 	fkey=$(fadmin POST "/v1/tenants/$ftenant/api-keys" '{"name":"bench","scopes":["events:write","events:read"]}' | fstr secret)
 	ftoken=$(fadmin POST /v1/regions/jp/credentials '{}' | fstr token)
 	curl -fsS "$fcp/.well-known/jwks.json" > "$work/feed-trust.json"
-	mkdir -p "$work/feed-cache"
-	env DP_REGION=jp DP_DATABASE_URL="$fdb" DP_CONTROL_PLANE_URL="$fcp" \
-		DP_REGION_TOKEN="$ftoken" DP_TRUST_BUNDLE="$work/feed-trust.json" DP_CACHE_DIR="$work/feed-cache" \
-		DP_LISTEN=127.0.0.1:$fport DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
-		"$BIN/data-plane" 2> "$work/feed-dp.log" & fpid=$!
-	pids="$pids $fpid"
-	n=0
-	until [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $fkey" "http://127.0.0.1:$fport/v1/tenant")" = 200 ]; do
-		n=$((n + 1))
-		[ $n -le 300 ] || { echo "bench: the feed's data plane was not ready in 30 s" >&2; tail -5 "$work/feed-dp.log" >&2; exit 1; }
-		sleep 0.1
-	done
-	echo "Feed lag: commit -> seen by a follower waiting on GET /v1/events/feed?wait=5, a probe event every 20 ms, ${SECS}s x $ROUNDS rounds (medians)"
-	for bg in 0 4; do
-		: > "$work/feed-$bg"
-		for r in $(seq 1 "$ROUNDS"); do
-			"$BIN/feed-bench" "http://127.0.0.1:$fport" "$fkey" "$SECS" "$bg" >> "$work/feed-$bg" || exit 1
+	# Two instances of the region on the same database: the probe writes
+	# through the follower's own instance, then through the other one.
+	for i in 1 2; do
+		mkdir -p "$work/feed-cache$i"
+		env DP_REGION=jp DP_DATABASE_URL="$fdb" DP_CONTROL_PLANE_URL="$fcp" DP_INSTANCE=bench-feed-$i \
+			DP_REGION_TOKEN="$ftoken" DP_TRUST_BUNDLE="$work/feed-trust.json" DP_CACHE_DIR="$work/feed-cache$i" \
+			DP_LISTEN=127.0.0.1:$((fport + i - 1)) DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
+			"$BIN/data-plane" 2> "$work/feed-dp$i.log" &
+		pids="$pids $!"
+		fpids="${fpids:-} $!"
+		n=0
+		until [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $fkey" "http://127.0.0.1:$((fport + i - 1))/v1/tenant")" = 200 ]; do
+			n=$((n + 1))
+			[ $n -le 300 ] || { echo "bench: the feed's data plane was not ready in 30 s" >&2; tail -5 "$work/feed-dp$i.log" >&2; exit 1; }
+			sleep 0.1
 		done
-		fcol() { cut -d' ' -f"$1" "$work/feed-$bg" | median; }
-		printf '  %-28s lag p50 %6s ms  p99 %6s ms (from the 201; from the send: p50 %s, p99 %s)   baseline: the POST itself p50 %s ms, p99 %s ms\n' \
-			"$([ "$bg" = 0 ] && echo "idle" || echo "$bg writers beside it")" \
-			"$(fcol 1)" "$(fcol 2)" "$(fcol 3)" "$(fcol 4)" "$(fcol 5)" "$(fcol 6)"
 	done
-	kill "$fpid" 2>/dev/null; wait "$fpid" 2>/dev/null || true
+	f1=http://127.0.0.1:$fport f2=http://127.0.0.1:$((fport + 1))
+	echo "Feed lag: commit -> seen by a follower waiting on GET /v1/events/feed?wait=5, a probe event every 20 ms, ${SECS}s x $ROUNDS rounds (medians)"
+	for run in "idle:$f1:0" "4 writers beside it:$f1:4" "probe via another instance:$f2:0"; do
+		label=${run%%:http*} rest=${run#*:}
+		wurl=${rest%:*} bg=${rest##*:}
+		: > "$work/feed-run"
+		for r in $(seq 1 "$ROUNDS"); do
+			"$BIN/feed-bench" "$f1" "$wurl" "$fkey" "$SECS" "$bg" >> "$work/feed-run" || exit 1
+		done
+		fcol() { cut -d' ' -f"$1" "$work/feed-run" | median; }
+		printf '  %-28s lag p50 %6s ms  p99 %6s ms (from the 201; from the send: p50 %s, p99 %s)   baseline: the POST itself p50 %s ms, p99 %s ms\n' \
+			"$label" "$(fcol 1)" "$(fcol 2)" "$(fcol 3)" "$(fcol 4)" "$(fcol 5)" "$(fcol 6)"
+	done
+	polls=$(curl -fsS "$f1/metrics" | awk '$1 == "dp_feed_polls_total" { print $2 }')
+	echo "  the follower's instance sent $polls poll statements (DP_FEED_POLL_INTERVAL 100ms while a request waits)"
+	for p in $fpids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
 }
 if [ "${BENCH_ONLY:-}" = feed ]; then
 	bench_feed
