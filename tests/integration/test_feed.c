@@ -409,7 +409,7 @@ START_TEST(cursor_and_gate)
 	call_free(&x);
 	ck_assert_int_eq((int)strlen(good), 28);
 
-	char flipped[64], cut[64], longer[64], forged[40], ahead[40], v2[64];
+	char flipped[64], cut[64], longer[80], forged[40], ahead[40], v2[64];
 	snprintf(flipped, sizeof flipped, "%s", good);
 	flipped[10] = flipped[10] == 'A' ? 'B' : 'A';
 	snprintf(cut, sizeof cut, "%.27s", good);
