@@ -86,7 +86,7 @@ all: deps
 
 services: $(BIN)/control-plane $(BIN)/data-plane
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
-benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench
+benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
 # No include cycle between modules, nothing in common/ that includes a
 # service, neither service including the other (tests/includes.sh).
@@ -158,6 +158,11 @@ $(BIN)/propagation-bench: $(call obj,tests/bench/propagation.c)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/feed-bench: $(call obj,tests/bench/feed_lag.c)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS) -lpthread
 
 $(BIN)/hello-bench: $(call obj,tests/bench/hello.c)
 	@mkdir -p $(BIN)

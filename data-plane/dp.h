@@ -21,6 +21,7 @@ struct dp_usage;
 struct dp_retention;
 struct dp_idem_purge;
 struct dp_ratesync;
+struct dp_feed;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -56,6 +57,8 @@ struct dp_config {
 	int64_t rate_sync_ms;
 	int64_t idempotency_ttl_ms;
 	int64_t idempotency_purge_interval_ms;
+	long feed_waiters_max;
+	int64_t feed_poll_ms;
 };
 
 struct dp_app {
@@ -72,6 +75,7 @@ struct dp_app {
 	struct dp_ratesync *ratesync;       /* shares tenants' rate limits with the region's instances */
 	struct dp_region_guard *region;     /* checks every new database session */
 	struct dp_idem_purge *idem_purge;   /* deletes expired Idempotency-Key records */
+	struct dp_feed *feed;               /* parked GET /v1/events/feed?wait= requests */
 };
 
 /* ---- routes ---- */
@@ -117,6 +121,8 @@ enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, un
 /* GET /v1/events and GET /v1/events/{id} (events.c); POST is in ingest.h. */
 enum http_result dp_handle_events_list(struct http_req *req);
 enum http_result dp_handle_event_get(struct http_req *req);
+/* GET /v1/events/feed (feed.c): the tenant's events in commit order. */
+enum http_result dp_handle_events_feed(struct http_req *req);
 /* GET /readyz (readyz.c): the configuration in use, 503 before there is one. */
 enum http_result dp_handle_readyz(struct http_req *req);
 

@@ -162,4 +162,31 @@ enum db_status dp_db_rate_sync(struct db_conn *c, const char *instance, const ch
 enum db_status dp_db_rate_forget(struct db_conn *c, const char *instance)
 	__attribute__((warn_unused_result));
 
+/* ---- the events feed (db_feed.c) ---- */
+
+/* What one read of the feed found. */
+struct dp_feed_page {
+	int n, more;            /* rows appended; more rows are ready after them */
+	uint64_t horizon;       /* xmin of the read's snapshot: every row below it is final */
+	uint64_t last_tx;       /* position of the last row appended (when n > 0) */
+	int64_t last_seq;
+};
+/* Appends to `out` (JSON array elements separated by commas) up to `limit`
+ * events of `tenant` after the position (after_tx, after_seq), in the
+ * order (tx_id, seq), taking only rows whose inserting transaction is
+ * below the snapshot's xmin: no row can later appear before one handed
+ * out. Run it in a READ COMMITTED transaction (it sets planner options
+ * for itself with SET LOCAL). */
+enum db_status dp_db_events_feed(struct db_conn *c, const char *tenant, uint64_t after_tx,
+                                 int64_t after_seq, int limit, struct buf *out,
+                                 struct dp_feed_page *pg) __attribute__((warn_unused_result));
+/* Which of the readers waiting at positions (txs[i], seqs[i]) of
+ * tenants[i] (text array literals of the same length) have at least one
+ * event they may be handed now: `fn` is called with each such i. Run it
+ * in a READ COMMITTED transaction. */
+typedef void (*dp_feed_ready_fn)(void *ctx, long i);
+enum db_status dp_db_feed_ready(struct db_conn *c, const char *tenants, const char *txs,
+                                const char *seqs, dp_feed_ready_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -14,6 +14,7 @@
 #include "dp.h"
 #include "dpdb.h"
 #include "event.h"
+#include "feed_wait.h"
 #include "http.h"
 #include "idempotency.h"
 #include "limits.h"
@@ -733,6 +734,9 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 			if (gr->keys[i].got)
 				dp_limits_usage_set(app->limits, gr->keys[i].tenant, gr->keys[i].period,
 				                    gr->keys[i].committed, now);
+	if (st == DB_OK) /* wake the tenants' feed readers of this instance */
+		for (size_t i = 0; i < gr->nkeys; i++)
+			dp_feed_committed(app->feed, gr->keys[i].tenant);
 	for (size_t i = 0; i < gr->n; i++) {
 		struct job *j = gr->jobs[i];
 		if (st != DB_OK)

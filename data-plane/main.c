@@ -17,6 +17,7 @@
 #include "config_store.h"
 #include "cp_errors.h"
 #include "dp.h"
+#include "feed_wait.h"
 #include "http.h"
 #include "idempotency.h"
 #include "ingest.h"
@@ -87,6 +88,10 @@ static const struct cfg_var dp_vars[] = {
 	  "How long POST /v1/events remembers an Idempotency-Key and its first answer (1s to 30d)." },
 	{ "DP_IDEMPOTENCY_PURGE_INTERVAL", CFG_DURATION, "1m", 0, O(idempotency_purge_interval_ms), 100, 86400000, NULL,
 	  "How often Idempotency-Key records past DP_IDEMPOTENCY_TTL are deleted (1000 per statement)." },
+	{ "DP_FEED_WAITERS_MAX", CFG_INT, "1000", 0, O(feed_waiters_max), 1, 1000000, NULL,
+	  "GET /v1/events/feed requests with wait that may be parked at once; beyond it such a request answers 503." },
+	{ "DP_FEED_POLL_INTERVAL", CFG_DURATION, "100ms", 0, O(feed_poll_ms), 10, 10000, NULL,
+	  "While feed requests wait, how often the database is asked whether other instances committed events for them." },
 	CFG_END
 };
 #undef O
@@ -107,6 +112,8 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
 	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY },
 	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },
+	/* Before /v1/events/{id}: the first pattern that matches wins. */
+	{ "GET", "/v1/events/feed", dp_handle_events_feed, 0, DP_AUTH_API_KEY },
 	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY },
 };
 
@@ -135,6 +142,7 @@ static void dp_metrics(FILE *out, void *arg)
 		dp_ratesync_metrics(app->ratesync, out);
 	if (app->idem_purge)
 		dp_idem_purge_metrics(app->idem_purge, out);
+	dp_feed_metrics(app->feed, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -143,6 +151,7 @@ static void dp_metrics(FILE *out, void *arg)
 static void dp_on_drain(void *arg)
 {
 	struct dp_app *app = arg;
+	dp_feed_drain(app->feed); /* parked feed reads answer with what they have */
 	dp_ingest_drain(app->ingest, (unsigned)app->cfg.common.drain_timeout_ms);
 }
 
@@ -334,6 +343,11 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "out of memory");
 		goto out;
 	}
+	/* Before the server: handlers and ingest writers use it from the start. */
+	if (!(app->feed = dp_feed_start(app->db, app->cfg.feed_waiters_max, app->cfg.feed_poll_ms, err, sizeof err))) {
+		log_error(NULL, "%s", err);
+		goto out;
+	}
 	dp_pull_load_cache(app->pull);
 	srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
@@ -384,6 +398,7 @@ out:
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
+	dp_feed_stop(app->feed); /* after the server and the writers, which use it */
 	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);
 	dp_snaps_free(app->snaps);

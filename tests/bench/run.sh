@@ -7,7 +7,8 @@
 # and noisy.
 #   tests/bench/run.sh BINDIR
 # Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
-# BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8)
+# BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8),
+# BENCH_ONLY=feed (only the feed's lag)
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -69,6 +70,71 @@ CP_LISTEN=127.0.0.1:$CP_LOG_PORT CP_ACCESS_LOG=true "$BIN/control-plane" 2>/dev/
 # The API is measured as operators run it: default threads, access log on.
 env -u CP_HTTP_THREADS CP_LISTEN=127.0.0.1:$CP_API_PORT "$BIN/control-plane" 2>/dev/null & pids="$pids $!"
 wait_port $HELLO_PORT; wait_port $CP_PORT; wait_port $CP_LOG_PORT; wait_port $CP_API_PORT
+
+# Feed lag: how long after a commit a follower waiting on
+# GET /v1/events/feed?wait= has the event (tests/bench/feed_lag.c), idle
+# and with 4 writers committing 10-event batches beside it, and with the
+# probe committed through another instance of the region (found by the
+# poll), against the probe's own POST latency in the same run. Data planes
+# of region jp of their own, on a database of their own. BENCH_ONLY=feed
+# runs this part alone.
+bench_feed() {
+	fport=18096
+	fdb="${PGTMP_URL%/*}/celltrail_region_feed"
+	fcp=http://127.0.0.1:$CP_API_PORT
+	fadmin() { # METHOD PATH JSON: prints the body; fails unless 2xx
+		curl -fsS -X "$1" -H "Authorization: Bearer $BENCH_ADMIN_TOKEN" -H 'Content-Type: application/json' \
+			-d "$3" "$fcp$2"
+	}
+	fstr() { grep -o "\"$1\":\"[^\"]*\"" | head -n 1 | cut -d'"' -f4; }
+	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$PGTMP_URL" -c "CREATE DATABASE celltrail_region_feed"
+	DP_REGION=jp DP_DATABASE_URL="$fdb" DP_CONTROL_PLANE_URL="$fcp" "$BIN/data-plane" migrate \
+		> "$work/feed-migrate.log" 2>&1 || { cat "$work/feed-migrate.log" >&2; exit 1; }
+	fadmin POST /v1/plans '{"id":"bench-feed","name":"Bench feed","currency":"USD","base_price":0,
+		"events_included":0,"price_per_1000":0,"rate_limit":1000000,"burst":1000000,
+		"monthly_event_quota":1000000000000000,"retention_days":3650}' > /dev/null
+	ftenant=$(fadmin POST /v1/tenants '{"name":"Bench feed","slug":"bench-feed","region":"jp","plan":"bench-feed"}' | fstr id)
+	fkey=$(fadmin POST "/v1/tenants/$ftenant/api-keys" '{"name":"bench","scopes":["events:write","events:read"]}' | fstr secret)
+	ftoken=$(fadmin POST /v1/regions/jp/credentials '{}' | fstr token)
+	curl -fsS "$fcp/.well-known/jwks.json" > "$work/feed-trust.json"
+	# Two instances of the region on the same database: the probe writes
+	# through the follower's own instance, then through the other one.
+	for i in 1 2; do
+		mkdir -p "$work/feed-cache$i"
+		env DP_REGION=jp DP_DATABASE_URL="$fdb" DP_CONTROL_PLANE_URL="$fcp" DP_INSTANCE=bench-feed-$i \
+			DP_REGION_TOKEN="$ftoken" DP_TRUST_BUNDLE="$work/feed-trust.json" DP_CACHE_DIR="$work/feed-cache$i" \
+			DP_LISTEN=127.0.0.1:$((fport + i - 1)) DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
+			"$BIN/data-plane" 2> "$work/feed-dp$i.log" &
+		pids="$pids $!"
+		fpids="${fpids:-} $!"
+		n=0
+		until [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $fkey" "http://127.0.0.1:$((fport + i - 1))/v1/tenant")" = 200 ]; do
+			n=$((n + 1))
+			[ $n -le 300 ] || { echo "bench: the feed's data plane was not ready in 30 s" >&2; tail -5 "$work/feed-dp$i.log" >&2; exit 1; }
+			sleep 0.1
+		done
+	done
+	f1=http://127.0.0.1:$fport f2=http://127.0.0.1:$((fport + 1))
+	echo "Feed lag: commit -> seen by a follower waiting on GET /v1/events/feed?wait=5, a probe event every 20 ms, ${SECS}s x $ROUNDS rounds (medians)"
+	for run in "idle:$f1:0" "4 writers beside it:$f1:4" "probe via another instance:$f2:0"; do
+		label=${run%%:http*} rest=${run#*:}
+		wurl=${rest%:*} bg=${rest##*:}
+		: > "$work/feed-run"
+		for r in $(seq 1 "$ROUNDS"); do
+			"$BIN/feed-bench" "$f1" "$wurl" "$fkey" "$SECS" "$bg" >> "$work/feed-run" || exit 1
+		done
+		fcol() { cut -d' ' -f"$1" "$work/feed-run" | median; }
+		printf '  %-28s lag p50 %6s ms  p99 %6s ms (from the 201; from the send: p50 %s, p99 %s)   baseline: the POST itself p50 %s ms, p99 %s ms\n' \
+			"$label" "$(fcol 1)" "$(fcol 2)" "$(fcol 3)" "$(fcol 4)" "$(fcol 5)" "$(fcol 6)"
+	done
+	polls=$(curl -fsS "$f1/metrics" | awk '$1 == "dp_feed_polls_total" { print $2 }')
+	echo "  the follower's instance sent $polls poll statements (DP_FEED_POLL_INTERVAL 100ms while a request waits)"
+	for p in $fpids; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null || true; done
+}
+if [ "${BENCH_ONLY:-}" = feed ]; then
+	bench_feed
+	exit 0
+fi
 
 echo "HTTP layer: wrk, $CONNS connections, ${SECS}s x $ROUNDS rounds (medians), $THREADS server threads, loopback, $(nproc) cores"
 : > "$work/hello"; : > "$work/cp"; : > "$work/cplog"
@@ -413,3 +479,5 @@ printf '  latency p50 / p99 (ms): GET /v1/tenant %s / %s; POST 1 event %s / %s; 
 printf '  pgbench latency average (ms): 1-row %s; %s-row %s\n' "$(col "$work/dp-pg1" 2)" "$BATCH" "$(col "$work/dp-pgn" 2)"
 printf '  listing: %s conns, %s req/s, p50 %s ms, p99 %s ms; tenant of %s events by 100 actors (loaded by SQL in %s s)\n' \
 	"$LIST_CONNS" "$lrps" "$l50" "$l99" "$EVENTS" "$load_s"
+
+bench_feed
