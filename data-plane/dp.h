@@ -20,6 +20,7 @@ struct dp_limits;
 struct dp_usage;
 struct dp_retention;
 struct dp_ratesync;
+struct dp_erasure;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -53,6 +54,9 @@ struct dp_config {
 	int64_t retention_interval_ms;
 	long retention_batch;
 	int64_t rate_sync_ms;
+	int64_t erasure_interval_ms;
+	long erasure_batch;
+	int64_t erasure_pause_ms;
 };
 
 struct dp_app {
@@ -68,6 +72,7 @@ struct dp_app {
 	struct dp_retention *retention;
 	struct dp_ratesync *ratesync;       /* shares tenants' rate limits with the region's instances */
 	struct dp_region_guard *region;     /* checks every new database session */
+	struct dp_erasure *erasure;         /* erases deleted tenants' rows */
 };
 
 /* ---- routes ---- */

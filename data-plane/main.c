@@ -16,6 +16,7 @@
 #include "config_store.h"
 #include "cp_errors.h"
 #include "dp.h"
+#include "erasure.h"
 #include "http.h"
 #include "ingest.h"
 #include "limits.h"
@@ -81,6 +82,12 @@ static const struct cfg_var dp_vars[] = {
 	  "Most events one retention statement deletes." },
 	{ "DP_RATE_SYNC_INTERVAL", CFG_DURATION, "250ms", 0, O(rate_sync_ms), 50, 10000, NULL,
 	  "How often the instances of the region exchange tenants' demand to share their rate limits." },
+	{ "DP_ERASURE_INTERVAL", CFG_DURATION, "1m", 0, O(erasure_interval_ms), 100, 86400000, NULL,
+	  "How often deleted tenants with rows left in the region are looked for and erased." },
+	{ "DP_ERASURE_BATCH", CFG_INT, "1000", 0, O(erasure_batch), 1, 100000, NULL,
+	  "Most rows of a deleted tenant one erasure batch (one transaction) deletes." },
+	{ "DP_ERASURE_PAUSE", CFG_DURATION, "100ms", 0, O(erasure_pause_ms), 0, 60000, NULL,
+	  "Pause between two erasure batches of a tenant, to leave the database to the tenants that remain." },
 	CFG_END
 };
 #undef O
@@ -118,6 +125,8 @@ static void dp_metrics(FILE *out, void *arg)
 		dp_retention_metrics(app->retention, out);
 	if (app->ratesync)
 		dp_ratesync_metrics(app->ratesync, out);
+	if (app->erasure)
+		dp_erasure_metrics(app->erasure, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -338,6 +347,10 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "cannot start the background threads");
 		goto stop_server;
 	}
+	if (!(app->erasure = dp_erasure_start(app))) {
+		log_error(NULL, "cannot start the erasure thread");
+		goto stop_server;
+	}
 
 	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
 	/* The server is stopped. The rate exchange withdraws this instance's
@@ -362,6 +375,7 @@ out:
 	 * snapshots are freed. The writers resume requests of the server:
 	 * they stop first. */
 	dp_ratesync_stop(app->ratesync);
+	dp_erasure_stop(app->erasure);
 	dp_retention_stop(app->retention);
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);
