@@ -193,7 +193,7 @@ struct cpdb_plan_limits {
 	char id[33];
 	int64_t rate_limit, burst, monthly_event_quota, retention_days;
 };
-/* The limits of the plans the region's live tenants are on, ordered by id.
+/* The limits of the plans the tenants of the region's document are on, ordered by id.
  * *plans malloc'd (NULL when *n is 0); the caller free()s it. */
 enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb_plan_limits **plans,
                               size_t *n);
