@@ -33,7 +33,7 @@
 #define MAX_TABLES 32
 
 /* Every erasure setting a test does not choose itself: passes often. */
-#define FAST_DP "DP_LOG_LEVEL=debug", "DP_ERASURE_INTERVAL=200ms", "DP_USAGE_REPORT_INTERVAL=500ms", "DP_RATE_SYNC_INTERVAL=100ms"
+#define FAST_DP "DP_ERASURE_INTERVAL=200ms", "DP_USAGE_REPORT_INTERVAL=500ms", "DP_RATE_SYNC_INTERVAL=100ms"
 
 static void json_str(const char *text, const char *member, char *out, size_t len)
 {
