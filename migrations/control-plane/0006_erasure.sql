@@ -18,3 +18,7 @@ CREATE TABLE erasures (
 
 INSERT INTO erasures (tenant_id, requested_at)
 SELECT id, updated_at FROM tenants WHERE status = 'deleted';
+
+-- Their regions learn of them with their next document: one now.
+UPDATE regions SET config_version = config_version + 1
+ WHERE name IN (SELECT region FROM tenants WHERE status = 'deleted');
