@@ -161,14 +161,14 @@ out:
 	return status;
 }
 
-/* Erases `tenant` batch by batch, then reports. Returns 0, or -1 when the
- * control plane could not be reached (no more reports this pass) or the
- * database failed (no more work this pass). */
+/* Erases `tenant` batch by batch, then reports its figures if they are
+ * due. Returns 0, or -1 when the database failed (no more work this
+ * pass); sets *cp_away when the control plane could not be reached (no
+ * more reports this pass, the work goes on). */
 static int erase_tenant(struct dp_erasure *e, const char *tenant, int *cp_away)
 {
 	struct dp_app *app = e->app;
 	struct batch_ctx b = { .tenant = tenant, .batch = (int)app->cfg.erasure_batch };
-	long batches = 0;
 
 	for (;;) {
 		enum db_status st = db_tx(app->db, DB_READ_COMMITTED, batch_tx, &b);
@@ -180,7 +180,6 @@ static int erase_tenant(struct dp_erasure *e, const char *tenant, int *cp_away)
 		if (b.s.busy)
 			return 0; /* another instance is on it, and reports it */
 		if (b.s.deleted > 0) {
-			batches++;
 			atomic_fetch_add(&e->batches, 1);
 			atomic_fetch_add(&e->rows_deleted, (unsigned long long)b.s.deleted);
 			atomic_fetch_add(&e->events_deleted, (unsigned long long)b.s.events);
@@ -219,7 +218,6 @@ static int erase_tenant(struct dp_erasure *e, const char *tenant, int *cp_away)
 	}
 	if (db_tx(app->db, DB_READ_COMMITTED, mark_tx, &m) != DB_OK)
 		return -1; /* acknowledged but not marked: sent again, a replay */
-	(void)batches;
 	return 0;
 }
 
