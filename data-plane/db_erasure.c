@@ -46,7 +46,8 @@ enum db_status dp_db_erasure_todo(struct db_conn *c, const char *tenants, dp_era
 	PGresult *r = NULL;
 	enum db_status st = DB_ERROR;
 
-	buf_printf(&sql, "SELECT d.t::text FROM unnest($1::uuid[]) AS d(t)"
+	buf_printf(&sql, "SELECT d.t::text"
+	                 " FROM (SELECT unnest($1::uuid[]) UNION SELECT erased_tenant FROM erasures) AS d(t)"
 	                 " LEFT JOIN erasures e ON e.erased_tenant = d.t"
 	                 " WHERE e.erased_tenant IS NULL OR e.completed_at IS NULL"
 	                 "    OR e.reported_events <> e.events_deleted OR e.reported_rows <> e.rows_deleted"

@@ -113,9 +113,11 @@ enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cu
 /* ---- erasure of deleted tenants (db_erasure.c) ---- */
 
 /* Of the tenants in `tenants` (a uuid array literal: the deleted tenants
- * of the configuration in use), calls `fn` for each one whose erasure
- * has work left: rows in a table of tenant data, a batch never run, not
- * complete, or figures the control plane has not acknowledged. */
+ * of the configuration in use) and those erased before (once a tenant is
+ * erased, its document may no longer list it), calls `fn` for each one
+ * whose erasure has work left: rows in a table of tenant data, a batch
+ * never run, not complete, or figures the control plane has not
+ * acknowledged. */
 typedef void (*dp_erasure_tenant_fn)(void *ctx, const char *tenant);
 enum db_status dp_db_erasure_todo(struct db_conn *c, const char *tenants, dp_erasure_tenant_fn fn,
                                   void *ctx) __attribute__((warn_unused_result));

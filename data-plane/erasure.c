@@ -227,22 +227,15 @@ static int64_t step(void *ctx)
 	struct dp_app *app = e->app;
 	struct buf deleted = { 0 };
 	struct todo_ctx t = { 0 };
-	size_t nd = 0;
 
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
 	for (size_t i = 0; s && i < s->doc->ntenants; i++)
-		if (s->doc->tenants[i].status == 'd') {
+		if (s->doc->tenants[i].status == 'd')
 			db_array_add(&deleted, s->doc->tenants[i].id, strlen(s->doc->tenants[i].id));
-			nd++;
-		}
 	dp_snaps_leave(app->snaps);
 	db_array_end(&deleted);
 	if (!s)
 		goto out; /* no document yet: nothing is known to be deleted */
-	if (nd == 0) {
-		atomic_store(&e->pending, 0);
-		goto out;
-	}
 	if (deleted.failed) {
 		log_error(NULL, "erasure: out of memory listing deleted tenants");
 		goto out;

@@ -13,9 +13,10 @@
  * (common/erasure_report.h) whenever the region's figures differ from the
  * ones it last acknowledged, so a report lost to an outage is sent again
  * on a later pass; "done" once a batch found no row of the tenant left.
- * A tenant keeps being looked at while the document says it is deleted:
- * rows that an instance still on an older document stores later are
- * erased (and reported) in turn. */
+ * A tenant keeps being looked at once erased (its row in the region's
+ * erasures table stays, also when its document no longer lists it): rows
+ * that an instance still on an older document stores later are erased
+ * (and reported) in turn. */
 #ifndef DP_ERASURE_H
 #define DP_ERASURE_H
 
