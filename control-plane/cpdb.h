@@ -193,7 +193,7 @@ struct cpdb_plan_limits {
 	char id[33];
 	int64_t rate_limit, burst, monthly_event_quota, retention_days;
 };
-/* The limits of the plans the region's live tenants are on, ordered by id.
+/* The limits of the plans the tenants of the region's document are on, ordered by id.
  * *plans malloc'd (NULL when *n is 0); the caller free()s it. */
 enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb_plan_limits **plans,
                               size_t *n);
@@ -273,5 +273,24 @@ enum db_status cpdb_invoices_for_tenant(struct db_conn *c, const char *tenant_id
 enum db_status cpdb_invoice_get(struct db_conn *c, const char *id, int for_update, json_t **doc);
 enum db_status cpdb_invoice_set_status(struct db_conn *c, const char *id, const char *status,
                                        json_t **doc);
+
+/* ---- erasure of deleted tenants in their region (db_erasures.c) ---- */
+
+/* Records that `tenant_id` (deleted in this transaction) is to be erased,
+ * requested when it was deleted (its updated_at). */
+enum db_status cpdb_erasure_request(struct db_conn *c, const char *tenant_id)
+	__attribute__((warn_unused_result));
+/* Sets the member "erasure" of every deleted tenant's document in `docs`
+ * (one tenant document, or an array of them as db_json_page returns):
+ * {status: pending|done, requested_at, completed_at, events_deleted}. A
+ * live tenant's document is left as it is. */
+enum db_status cpdb_erasure_attach(struct db_conn *c, json_t *docs) __attribute__((warn_unused_result));
+/* Takes a region's figures for `tenant_id`, keeping the largest ones and
+ * "done" once said (the completion time is the first report of it).
+ * *completed_now is 1 when this report completed it. *erasure is the
+ * erasure as the admin view shows it (caller json_decref()s). */
+enum db_status cpdb_erasure_record(struct db_conn *c, const char *tenant_id, int64_t events,
+                                   int64_t rows, int done, int *completed_now, json_t **erasure)
+	__attribute__((warn_unused_result));
 
 #endif

@@ -67,6 +67,14 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
 	               2, p);
 }
 
+/* The tenants a region's document lists: the live ones, and the deleted
+ * ones whose erasure the region has not completed (status 'd', no keys),
+ * which is how the region learns to erase them; a tenant leaves the
+ * document once its region reports it erased. */
+#define DOC_TENANT(t)                                                                          \
+	"(" t ".status <> 'deleted' OR NOT EXISTS (SELECT 1 FROM erasures e"                       \
+	" WHERE e.tenant_id = " t ".id AND e.completed_at IS NOT NULL))"
+
 enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_row_fn fn,
                                 void *arg)
 {
@@ -79,8 +87,8 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_
 		"       coalesce(extract(epoch FROM k.expires_at)::bigint, 0)"
 		" FROM tenants t"
 		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL"
-		"      AND (k.expires_at IS NULL OR k.expires_at > now())"
-		" WHERE t.region = $1 AND t.status <> 'deleted'"
+		"      AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status <> 'deleted'"
+		" WHERE t.region = $1 AND " DOC_TENANT("t")
 		" ORDER BY t.id, k.id", 1, p);
 	if (st != DB_OK)
 		return st;
@@ -132,7 +140,7 @@ enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb
 	void *a;
 	enum db_status st = rows_array(c, &r,
 		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans"
-		" WHERE id IN (SELECT plan FROM tenants WHERE region = $1 AND status <> 'deleted')"
+		" WHERE id IN (SELECT plan FROM tenants t WHERE region = $1 AND " DOC_TENANT("t") ")"
 		" ORDER BY id", 1, p, sizeof **plans, &a, n);
 	if ((*plans = a) == NULL)
 		return st;

@@ -53,6 +53,17 @@ enum db_status cpdb_tenant_insert(struct db_conn *c, const char *slug, const cha
 	return st == DB_OK ? cpdb_tenant_get(c, id, 0, doc) : st;
 }
 
+/* A deleted tenant's document carries its erasure; `*doc` is freed on failure. */
+static enum db_status attach_erasure(struct db_conn *c, json_t **doc)
+{
+	enum db_status st = cpdb_erasure_attach(c, *doc);
+	if (st != DB_OK) {
+		json_decref(*doc);
+		*doc = NULL;
+	}
+	return st;
+}
+
 enum db_status cpdb_tenant_get(struct db_conn *c, const char *id, int for_update, json_t **doc)
 {
 	const char *p[] = { id };
@@ -61,7 +72,8 @@ enum db_status cpdb_tenant_get(struct db_conn *c, const char *id, int for_update
 		if (st != DB_OK)
 			return st;
 	}
-	return tenant_vocab(db_json_one(c, doc, "SELECT doc::text FROM api_tenants WHERE id = $1", 1, p), doc);
+	enum db_status st = tenant_vocab(db_json_one(c, doc, "SELECT doc::text FROM api_tenants WHERE id = $1", 1, p), doc);
+	return st == DB_OK ? attach_erasure(c, doc) : st;
 }
 
 enum db_status cpdb_tenant_by_slug(struct db_conn *c, const char *slug, json_t **doc)
@@ -78,7 +90,7 @@ enum db_status cpdb_tenants_page(struct db_conn *c, const char *region, const ch
 	snprintf(limit, sizeof limit, "%d", pg->limit + 1);
 	const char *p[] = { region, status, only_id, pg->have_cursor ? pg->ts : NULL,
 		                pg->have_cursor ? pg->id : NULL, limit };
-	return tenant_vocab(db_json_page(c, items,
+	enum db_status st = tenant_vocab(db_json_page(c, items,
 		"SELECT doc::text, (extract(epoch FROM created_at) * 1000000)::bigint, id"
 		" FROM api_tenants"
 		" WHERE ($1::text IS NULL OR region = $1)"
@@ -87,6 +99,7 @@ enum db_status cpdb_tenants_page(struct db_conn *c, const char *region, const ch
 		"   AND ($4::bigint IS NULL OR (created_at, id) >"
 		"        ('epoch'::timestamptz + $4::bigint * interval '1 microsecond', $5::uuid))"
 		" ORDER BY created_at, id LIMIT $6::int", 6, p), items);
+	return st == DB_OK ? attach_erasure(c, items) : st;
 }
 
 enum db_status cpdb_tenant_update(struct db_conn *c, const char *id, const char *name,

@@ -19,6 +19,7 @@
 #include "cp_app.h"
 #include "deadline.h"
 #include "cpdb.h"
+#include "erasures.h"
 #include "http.h"
 #include "log.h"
 #include "login.h"
@@ -110,6 +111,7 @@ static const struct http_route cp_routes[] = {
 	{ "GET", "/v1/regions", cp_regions_list, 0, PUB },
 	{ "GET", "/v1/regions/{region}/config", cp_region_config, 0, REG },
 	{ "POST", "/v1/regions/{region}/status", cp_region_status, 4096, REG },
+	{ "POST", "/v1/regions/{region}/erasures", cp_region_erasure_report, 4096, REG },
 	{ "GET", "/v1/regions/{region}/fleet", cp_region_fleet, 0, ADM },
 	{ "POST", "/v1/regions/{name}/credentials", cp_region_credentials_create, BODY, ADM },
 	{ "POST", "/v1/regions", cp_regions_create, BODY, ADM },

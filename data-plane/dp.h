@@ -22,6 +22,7 @@ struct dp_retention;
 struct dp_idem_purge;
 struct dp_ratesync;
 struct dp_feed;
+struct dp_erasure;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -59,6 +60,9 @@ struct dp_config {
 	int64_t idempotency_purge_interval_ms;
 	long feed_waiters_max;
 	int64_t feed_poll_ms;
+	int64_t erasure_interval_ms;
+	long erasure_batch;
+	int64_t erasure_pause_ms;
 };
 
 struct dp_app {
@@ -76,6 +80,7 @@ struct dp_app {
 	struct dp_region_guard *region;     /* checks every new database session */
 	struct dp_idem_purge *idem_purge;   /* deletes expired Idempotency-Key records */
 	struct dp_feed *feed;               /* parked GET /v1/events/feed?wait= requests */
+	struct dp_erasure *erasure;         /* erases deleted tenants' rows */
 };
 
 /* ---- routes ---- */

@@ -1,5 +1,5 @@
 /* The data plane's SQL: every statement it sends to the regional database
- * is in db_events.c (and db_region.c, db_rate.c), parameterized. Each names the
+ * is in db_events.c (and db_region.c, db_rate.c, db_erasure.c), parameterized. Each names the
  * tenant it works for: a tenant's rows are reached through its id only. */
 #ifndef DP_DPDB_H
 #define DP_DPDB_H
@@ -140,6 +140,45 @@ enum db_status dp_db_outbox_purge(struct db_conn *c, int days, long *deleted)
  * cutoff_us; *deleted is how many. */
 enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cutoff_us, int batch,
                                long *deleted) __attribute__((warn_unused_result));
+
+/* ---- erasure of deleted tenants (db_erasure.c) ---- */
+
+/* Of the tenants in `tenants` (a uuid array literal: the deleted tenants
+ * of the configuration in use) and those erased before (once a tenant is
+ * erased, its document may no longer list it), calls `fn` for each one
+ * whose erasure has work left: rows in a table of tenant data, a batch
+ * never run, not complete, or figures the control plane has not
+ * acknowledged. */
+typedef void (*dp_erasure_tenant_fn)(void *ctx, const char *tenant);
+enum db_status dp_db_erasure_todo(struct db_conn *c, const char *tenants, dp_erasure_tenant_fn fn,
+                                  void *ctx) __attribute__((warn_unused_result));
+
+/* Where one tenant's erasure stands after a batch. */
+struct dp_erasure_state {
+	int busy;                   /* another instance holds the tenant: nothing was done */
+	long deleted;               /* rows this batch deleted (at most the batch size) */
+	long events;                /* of which events */
+	int64_t events_deleted, rows_deleted;   /* the region's totals */
+	int done;                   /* no row of the tenant is left in any table */
+	int report_due;             /* the control plane has not acknowledged these figures */
+};
+/* One batch of `tenant`'s erasure, in a READ COMMITTED transaction: claims
+ * the tenant's erasure row (FOR UPDATE SKIP LOCKED: busy when another
+ * instance holds it), deletes at most `batch` rows of one table, and adds
+ * them to the totals in the same transaction, so that a row is counted
+ * exactly once whichever instances erase, and whenever one stops. A batch
+ * that deletes nothing and finds nothing left marks the erasure complete. */
+enum db_status dp_db_erasure_batch(struct db_conn *c, const char *tenant, int batch,
+                                   struct dp_erasure_state *s) __attribute__((warn_unused_result));
+/* The control plane acknowledged these figures. */
+enum db_status dp_db_erasure_reported(struct db_conn *c, const char *tenant, int64_t events,
+                                      int64_t rows, int done) __attribute__((warn_unused_result));
+/* A report could not be delivered: `error` is kept for an operator. */
+enum db_status dp_db_erasure_report_failed(struct db_conn *c, const char *tenant, const char *error)
+	__attribute__((warn_unused_result));
+/* How many of `tenants` are not erased, or not yet acknowledged as erased. */
+enum db_status dp_db_erasure_pending(struct db_conn *c, const char *tenants, long *pending)
+	__attribute__((warn_unused_result));
 
 /* ---- rate exchange (db_rate.c) ---- */
 

@@ -18,6 +18,7 @@
 #include "cp_errors.h"
 #include "dp.h"
 #include "feed_wait.h"
+#include "erasure.h"
 #include "http.h"
 #include "idempotency.h"
 #include "ingest.h"
@@ -92,6 +93,12 @@ static const struct cfg_var dp_vars[] = {
 	  "GET /v1/events/feed requests with wait that may be parked at once; beyond it such a request answers 503." },
 	{ "DP_FEED_POLL_INTERVAL", CFG_DURATION, "100ms", 0, O(feed_poll_ms), 10, 10000, NULL,
 	  "While feed requests wait, how often the database is asked whether other instances committed events for them." },
+	{ "DP_ERASURE_INTERVAL", CFG_DURATION, "1m", 0, O(erasure_interval_ms), 100, 86400000, NULL,
+	  "How often deleted tenants with rows left in the region are looked for and erased." },
+	{ "DP_ERASURE_BATCH", CFG_INT, "1000", 0, O(erasure_batch), 1, 100000, NULL,
+	  "Most rows of a deleted tenant one erasure batch (one transaction) deletes." },
+	{ "DP_ERASURE_PAUSE", CFG_DURATION, "100ms", 0, O(erasure_pause_ms), 0, 60000, NULL,
+	  "Pause between two erasure batches of a tenant, to leave the database to the tenants that remain." },
 	CFG_END
 };
 #undef O
@@ -143,6 +150,8 @@ static void dp_metrics(FILE *out, void *arg)
 	if (app->idem_purge)
 		dp_idem_purge_metrics(app->idem_purge, out);
 	dp_feed_metrics(app->feed, out);
+	if (app->erasure)
+		dp_erasure_metrics(app->erasure, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -369,6 +378,10 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "cannot start the background threads");
 		goto stop_server;
 	}
+	if (!(app->erasure = dp_erasure_start(app))) {
+		log_error(NULL, "cannot start the erasure thread");
+		goto stop_server;
+	}
 
 	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
 	/* The server is stopped. The rate exchange withdraws this instance's
@@ -394,6 +407,7 @@ out:
 	 * they stop first. */
 	dp_ratesync_stop(app->ratesync);
 	dp_idem_purge_stop(app->idem_purge);
+	dp_erasure_stop(app->erasure);
 	dp_retention_stop(app->retention);
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);

@@ -14,6 +14,7 @@
 #include "limits.h"
 #include "log.h"
 #include "secret.h"
+#include "snapshot.h"
 
 /* Instances silent for this many intervals are gone. */
 #define TTL_INTERVALS 12
@@ -104,6 +105,17 @@ static int64_t step(void *ctx)
 	r->oom = 0;
 	dp_limits_demand(l, (double)(now - r->last_ns) * 1e-9, on_demand, r);
 	r->last_ns = now;
+	/* A deleted tenant's demand is not published: its erasure deletes its
+	 * rows, and nothing may write them back. */
+	const struct dp_snapshot *snap = dp_snaps_enter(r->app->snaps);
+	size_t kept = 0;
+	for (size_t i = 0; i < r->nitems; i++) {
+		const struct cfgdoc_tenant *t = snap ? cfgdoc_find_tenant(snap->doc, r->items[i].tenant) : NULL;
+		if (!t || t->status != 'd')
+			r->items[kept++] = r->items[i];
+	}
+	dp_snaps_leave(r->app->snaps);
+	r->nitems = kept;
 	for (size_t i = 0; i < r->nitems; i++) {
 		const char *bn = dp_bucket_names[r->items[i].b];
 		int n = snprintf(num, sizeof num, "%.3f", r->items[i].mine);

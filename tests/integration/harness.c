@@ -777,6 +777,7 @@ void it_stack_start(struct it_stack *s, const char *region, const char *const cp
 		const char *const own[] = { e_keys, NULL };
 		s->cp_port = cp_spawn(&s->cp, s->cp_db, own, cp_env, 60000);
 	}
+	snprintf(s->cp_keys, sizeof s->cp_keys, "%s", e_keys);
 	snprintf(s->cp_url, sizeof s->cp_url, "http://127.0.0.1:%d", s->cp_port);
 
 	/* Its trust bundle, a tenant with a key, a region credential. */
@@ -834,6 +835,22 @@ void it_stack_dp_restart(struct it_stack *s, const char *const dp_env[])
 	ck_assert_msg(st == 0, "the data plane exited with %d on SIGTERM (log %s)", st, s->dp.log);
 	stack_dp_spawn(s, dp_env);
 	it_stack_sync(s);
+}
+
+void it_stack_cp_stop(struct it_stack *s)
+{
+	int st = it_stop(&s->cp);
+	ck_assert_msg(st == 0, "the control plane exited with %d on SIGTERM (log %s)", st, s->cp.log);
+	s->cp.pid = 0;
+}
+
+void it_stack_cp_start(struct it_stack *s, const char *const cp_env[])
+{
+	char listen[64];
+	snprintf(listen, sizeof listen, "CP_LISTEN=127.0.0.1:%d", s->cp_port);
+	const char *const own[] = { s->cp_keys, listen, NULL };
+	int port = cp_spawn(&s->cp, s->cp_db, own, cp_env, 60000);
+	ck_assert_int_eq(port, s->cp_port);
 }
 
 void it_stack_stop(struct it_stack *s)

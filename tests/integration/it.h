@@ -33,6 +33,7 @@ Suite *ingest_suite(void); /* test_ingest.c */
 Suite *log_context_suite(void); /* test_logctx.c */
 Suite *write_rules_suite(void); /* test_write_rules.c */
 Suite *feed_suite(void); /* test_feed.c */
+Suite *erasure_suite(void); /* test_erasure.c */
 /* Prints the service log lines of the *.log files of `dir` that name
  * neither a request ("req_id") nor a task ("task"); returns their number. */
 int it_logs_check(const char *dir);
@@ -169,6 +170,7 @@ struct it_stack {
 	char tenant[40];  /* a tenant of the region on plan "pro" */
 	char key[200];    /* an API key of it with both scopes */
 	char dp_base[8][800]; /* the data plane's own settings, for a restart */
+	char cp_keys[800];    /* the control plane's keys directory setting, for a restart */
 };
 /* Migrates and starts a control plane (admin token IT_ADMIN_TOKEN) and a
  * data plane of `region` that trusts it, makes one tenant with a key, and
@@ -187,5 +189,10 @@ void it_stack_sync(const struct it_stack *s);
  * again on the same database and cache, with `dp_env` (NULL-terminated,
  * may be NULL) replacing or adding variables; waits until it serves. */
 void it_stack_dp_restart(struct it_stack *s, const char *const dp_env[]);
+/* Stops the control plane (failing the test unless it exits 0), and
+ * starts it again on the same database, keys and port, with `cp_env`
+ * (NULL-terminated, may be NULL) added. */
+void it_stack_cp_stop(struct it_stack *s);
+void it_stack_cp_start(struct it_stack *s, const char *const cp_env[]);
 
 #endif
