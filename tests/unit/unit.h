@@ -22,5 +22,6 @@ Suite *snapshot_suite(void);
 Suite *event_suite(void);
 Suite *url_suite(void);
 Suite *usage_report_suite(void);
+Suite *export_suite(void);
 
 #endif
