@@ -16,6 +16,7 @@
 #include "config_store.h"
 #include "cp_errors.h"
 #include "dp.h"
+#include "export.h"
 #include "http.h"
 #include "ingest.h"
 #include "limits.h"
@@ -81,6 +82,8 @@ static const struct cfg_var dp_vars[] = {
 	  "Most events one retention statement deletes." },
 	{ "DP_RATE_SYNC_INTERVAL", CFG_DURATION, "250ms", 0, O(rate_sync_ms), 50, 10000, NULL,
 	  "How often the instances of the region exchange tenants' demand to share their rate limits." },
+	{ "DP_EXPORT_CONCURRENCY", CFG_INT, "4", 0, O(export_concurrency), 1, 1024, NULL,
+	  "Exports (GET /v1/events/export) this instance streams at once; beyond it they get 503 with Retry-After." },
 	CFG_END
 };
 #undef O
@@ -92,6 +95,7 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
 	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY },
 	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },
+	{ "GET", "/v1/events/export", dp_handle_events_export, 0, DP_AUTH_API_KEY }, /* before {id} */
 	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY },
 };
 
@@ -118,6 +122,7 @@ static void dp_metrics(FILE *out, void *arg)
 		dp_retention_metrics(app->retention, out);
 	if (app->ratesync)
 		dp_ratesync_metrics(app->ratesync, out);
+	dp_exports_metrics(app->exports, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -313,7 +318,8 @@ static int cmd_serve(struct dp_app *app)
 	/* The cached configuration is in use before the first connection is
 	 * accepted; the control plane is only ever asked by the pull thread. */
 	if (!(app->snaps = dp_snaps_new()) || !(app->pull = dp_pull_new(app)) ||
-	    !(app->limits = dp_limits_new()) || !(app->ingest = dp_ingest_new(app))) {
+	    !(app->limits = dp_limits_new()) || !(app->ingest = dp_ingest_new(app)) ||
+	    !(app->exports = dp_exports_new(app->cfg.export_concurrency))) {
 		log_error(NULL, "out of memory");
 		goto out;
 	}
@@ -366,6 +372,7 @@ out:
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
+	dp_exports_free(app->exports);
 	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);
 	dp_snaps_free(app->snaps);
