@@ -233,8 +233,10 @@ enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query 
 	struct buf w = { 0 };
 	int k;
 
-	if (q->limit < 1 || q->limit > DP_SCAN_MAX)
+	if (q->limit < 1 || q->limit > DP_SCAN_MAX) {
+		log_error(NULL, "an events scan of %d rows asked (1 to %d)", q->limit, DP_SCAN_MAX);
 		return DB_ERROR;
+	}
 	k = list_param(&ps, q->tenant, 0);
 	buf_printf(&w, "tenant_id = $%d::uuid", k);
 	if (q->actor) {

@@ -108,6 +108,7 @@ kib() { awk -v k="$1" '$1 == k ":" { print $2 }' "/proc/$DP_PID/status"; }
 sample_rss() {
 	: > "$work/rss"; rm -f "$work/stop"
 	( while [ ! -e "$work/stop" ]; do kib VmRSS >> "$work/rss"; sleep 0.1; done ) & sampler=$!
+	pids="$pids $sampler"
 }
 stop_rss() { touch "$work/stop"; wait "$sampler" || true; peak=$(sort -n "$work/rss" | tail -n 1); }
 now() { date +%s.%N; }
@@ -120,32 +121,39 @@ idle_rss=$(kib VmRSS) idle_hwm=$(kib VmHWM)
 # COPY of the same rows, in the export's order: what the database alone costs.
 t0=$(now)
 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$RDB_URL" \
-	-c "COPY (SELECT body FROM events WHERE tenant_id = '$TENANT' ORDER BY occurred_at DESC, seq DESC) TO STDOUT" \
-	> "$work/copy.out"
+	-c "COPY (SELECT body FROM events WHERE tenant_id = '$TENANT' ORDER BY occurred_at DESC, seq DESC) TO STDOUT" |
+	wc -lc > "$work/copy.count"
 t1=$(now)
-copy_rows=$(wc -l < "$work/copy.out")
-copy_bytes=$(wc -c < "$work/copy.out")
-rm -f "$work/copy.out"
+set -- $(cat "$work/copy.count"); copy_rows=$1 copy_bytes=$2
 copy_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 
-export_run() { # label curl-args...: prints "seconds bytes lines peak_rss_kib"
+# One export, counted as it arrives (never written to disk, whose stalls on
+# this shared machine would stall the client), timed, with the data
+# plane's VmRSS sampled; sets r_s (seconds), r_b (bytes), r_l (lines,
+# decompressed) and r_p (peak VmRSS, KiB).
+export_run() { # label curl-args...
 	label=$1; shift
+	case "$label" in *gzip*) dec="gzip -dc" ;; *) dec=cat ;; esac
 	sample_rss
 	t0=$(now)
-	curl -fsS -H "$AUTH" -o "$work/export.out" "$@" || { echo "bench: export ($label) failed" >&2; exit 1; }
+	curl -sS -H "$AUTH" -w '%{stderr}%{http_code} %{size_download} %{exitcode}\n' "$@" 2>"$work/curl.out" |
+		$dec | wc -l > "$work/lines"
 	t1=$(now)
 	stop_rss
-	bytes=$(wc -c < "$work/export.out")
-	case "$label" in
-	*gzip*) lines=$(gzip -dc < "$work/export.out" | wc -l) ;;
-	*) lines=$(wc -l < "$work/export.out") ;;
-	esac
-	rm -f "$work/export.out"
-	awk -v a="$t0" -v b="$t1" -v by="$bytes" -v l="$lines" -v p="$peak" 'BEGIN { print b - a, by, l, p }'
+	set -- $(tail -n 1 "$work/curl.out")
+	if [ "${1:-0}" != 200 ] || [ "${3:-1}" != 0 ]; then
+		echo "bench: export ($label) failed after $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') s:" >&2
+		cat "$work/curl.out" >&2
+		tail -n 3 "$work/dp.log" >&2
+		exit 1
+	fi
+	r_p=$peak r_b=$2 r_l=$(cat "$work/lines")
+	r_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
 }
-set -- $(export_run ndjson "$DP_URL/v1/events/export?format=ndjson"); nd_s=$1 nd_b=$2 nd_l=$3 nd_p=$4
-set -- $(export_run csv "$DP_URL/v1/events/export?format=csv"); csv_s=$1 csv_b=$2 csv_l=$3 csv_p=$4
-set -- $(export_run ndjson-gzip -H 'Accept-Encoding: gzip' "$DP_URL/v1/events/export?format=ndjson"); gz_s=$1 gz_b=$2 gz_l=$3 gz_p=$4
+export_run ndjson "$DP_URL/v1/events/export?format=ndjson"; nd_s=$r_s nd_b=$r_b nd_l=$r_l nd_p=$r_p
+export_run csv "$DP_URL/v1/events/export?format=csv"; csv_s=$r_s csv_b=$r_b csv_l=$r_l csv_p=$r_p
+export_run ndjson-gzip -H 'Accept-Encoding: gzip' "$DP_URL/v1/events/export?format=ndjson"
+gz_s=$r_s gz_b=$r_b gz_l=$r_l gz_p=$r_p
 end_rss=$(kib VmRSS) end_hwm=$(kib VmHWM)
 
 [ "$nd_l" = "$total" ] || echo "  WARNING: the NDJSON export has $nd_l lines for $total events" >&2
