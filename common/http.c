@@ -15,7 +15,8 @@
  * closes every connection whose request has not arrived whole (line,
  * headers and body) within that same timeout, and resets every connection
  * whose response has not been delivered whole (to the client, not only to
- * the kernel's send buffer) within the response timeout. */
+ * the kernel's send buffer) within the response timeout; for a streamed
+ * response, within the timeout of its last progress (http_reply_stream). */
 #include "http.h"
 #include "log.h"
 #include "metrics.h"

@@ -60,7 +60,8 @@ struct http_server_opts {
 	                                 * arrived whole, are closed after this */
 	unsigned response_timeout_ms;   /* a response not sent whole this long after it
 	                                 * was queued has its connection reset (0: none);
-	                                 * a parked request has no response yet */
+	                                 * a parked request has no response yet, and a
+	                                 * streamed one counts from its last progress */
 	size_t connection_memory;       /* per connection; bounds request headers */
 	int access_log;                 /* one log line per request (a 5xx is logged
 	                                 * whatever this says) */
