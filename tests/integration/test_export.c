@@ -3,8 +3,9 @@
  * clients, zlib to decompress, and the regional database read directly.
  *
  *   same_as_list           every combination of the filters: the export (NDJSON, CSV, gzip) holds the
- *                          list's events in the list's order; CSV fields as documented; empty results
- *   format_and_gate        format required (or Accept alone), limit refused, scope and headers
+ *                          list's events in the list's order; CSV fields as documented; empty results;
+ *                          a list's cursor starts the export after its page
+ *   format_and_gate        format required (or Accept alone), limit refused, scope, headers, HEAD
  *   large_export           20,000 events (ties across page boundaries) streamed whole, as in SQL
  *   client_goes_away       a client that disconnects mid-export: slot and connection given back
  *   db_stops_mid_stream    the database stops mid-export: a truncated transfer, never a short file
@@ -543,6 +544,26 @@ START_TEST(same_as_list)
 	}
 	ck_assert_int_gt(nonempty, 10);
 	ck_assert_int_gt(empty, 0);
+
+	/* With a list's cursor, the export starts after that page. */
+	struct res r;
+	dget(&s, "/v1/events?limit=7&actor=u-1", &r);
+	EXPECT(&r, 200);
+	char cur[512];
+	snprintf(cur, sizeof cur, "%s", it_js(r.json, "next_cursor"));
+	ck_assert_str_ne(cur, "");
+	res_free(&r);
+	json_t *all = list_ids(&s, "&actor=u-1"), *rest = json_array();
+	for (size_t i = 7; i < json_array_size(all); i++)
+		json_array_append(rest, json_array_get(all, i));
+	json_decref(all);
+	struct xres xc = { 0 };
+	xget(&s, it_fmt("/v1/events/export?format=ndjson&actor=u-1&cursor=%s", cur), NULL, &xc);
+	ck_assert_int_eq(xc.status, 200);
+	json_t *evs = ndjson_events(xc.body.p);
+	expect_same_ids(rest, ids_of(evs), "export after a cursor");
+	json_decref(evs);
+	xfree(&xc);
 	free((void *)since);
 	free((void *)until);
 	it_stack_stop(&s);
@@ -620,6 +641,14 @@ START_TEST(format_and_gate)
 	res_call(&p, "GET", it_fmt("%s/v1/events/export?format=csv", s.dp_url), NULL, NULL, 0);
 	ck_assert_int_eq(p.status, 401);
 	res_free(&p);
+	/* HEAD: the headers of an export, no body, nothing left running. */
+	struct it_resp h;
+	const char *const hh[] = { it_fmt("Authorization: Bearer %s", s.key), NULL };
+	it_http(&h, "HEAD", it_fmt("%s/v1/events/export?format=csv", s.dp_url), hh, NULL, 0);
+	ck_assert_int_eq(h.status, 200);
+	ck_assert_uint_eq(h.len, 0);
+	it_resp_free(&h);
+	wait_metric(&s, "dp_exports_running", 0);
 	/* POST is not an export. */
 	const char *const ah[] = { it_fmt("Authorization: Bearer %s", s.key), NULL };
 	res_call(&p, "POST", it_fmt("%s/v1/events/export?format=csv", s.dp_url), ah, NULL, 0);
