@@ -19,9 +19,11 @@ CC      ?= cc
 
 # Debian packages the two services build with (all the container image's
 # build stage installs), and those this tree builds, runs and tests with.
+# zlib compresses exports (gzip) as they stream: a small library, stable
+# for decades and maintained, in every distribution.
 BUILD_PACKAGES := gcc libc6-dev make pkg-config \
 	libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev libssl-dev \
-	libcurl4-openssl-dev
+	libcurl4-openssl-dev zlib1g-dev
 DEB_PACKAGES := $(BUILD_PACKAGES) ca-certificates curl check libsubunit-dev \
 	postgresql-15 wrk python3 python3-jwt python3-cryptography \
 	haproxy socat
@@ -38,7 +40,7 @@ DEB_PACKAGES += prometheus
 # is on the PATH (a Node from elsewhere brings its own and conflicts with it).
 DEB_PACKAGES += nodejs
 
-PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl
+PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl zlib
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wformat=2 -Wno-format-nonliteral

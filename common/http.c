@@ -15,7 +15,8 @@
  * closes every connection whose request has not arrived whole (line,
  * headers and body) within that same timeout, and resets every connection
  * whose response has not been delivered whole (to the client, not only to
- * the kernel's send buffer) within the response timeout. */
+ * the kernel's send buffer) within the response timeout; for a streamed
+ * response, within the timeout of its last progress (http_reply_stream). */
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -107,6 +108,7 @@ struct http_req {
 	void *state;
 	void (*state_free)(void *);
 	int suspended;            /* parked by the handler's last invocation */
+	int stream_broken;        /* its streamed response ended without its last chunk */
 };
 
 /* A client that keeps streaming a chunked body past its limit is cut off
@@ -261,6 +263,102 @@ out:
 		free(data);
 	if (release)
 		release(cls);
+	return ret;
+}
+
+/* A streamed response: the caller's fill and free functions, and what the
+ * reader needs to keep the watchdog's deadline moving. */
+struct stream {
+	struct http_req *req;     /* valid while the reader is called */
+	struct http_conn *conn;   /* the watchdog's record (NULL: unwatched) */
+	http_fill_fn fill;
+	void (*free_fn)(void *);
+	void *cls;
+};
+
+/* libmicrohttpd's content reader. Each call is progress: the response
+ * deadline restarts before and after the fill, so that the response
+ * timeout bounds a stall (a client that stops reading, a fill that hangs),
+ * never the length of the whole transfer. */
+static struct log_ctx req_log_ctx(const struct http_req *req);
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct stream *s = cls;
+	(void)pos;
+	if (s->conn)
+		atomic_store(&s->conn->response_since_us, now_us());
+	/* What the fill and the layers under it write names the request. */
+	struct log_ctx prev = log_ctx_set(req_log_ctx(s->req));
+	long n = s->fill(s->cls, buf, max);
+	log_ctx_set(prev);
+	if (s->conn)
+		atomic_store(&s->conn->response_since_us, now_us());
+	if (n == HTTP_STREAM_END)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	if (n <= 0 || (size_t)n > max) {
+		/* 0 would make libmicrohttpd call again at once, for ever: a
+		 * fill that has nothing is broken, as one that says so. */
+		if (n != HTTP_STREAM_BROKEN)
+			log_error(s->req->id, "a stream's fill returned %ld for a buffer of %zu bytes", n, max);
+		s->req->stream_broken = 1;
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+	return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+	struct stream *s = cls;
+	if (s->free_fn)
+		s->free_fn(s->cls);
+	free(s);
+}
+
+/* The block libmicrohttpd asks a stream for at most (it may ask less: what
+ * the connection's write buffer has room for). */
+#define STREAM_BLOCK (32 * 1024)
+
+enum http_result http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
+                                   http_fill_fn fill, void (*free_fn)(void *), void *cls)
+{
+	struct stream *s = NULL;
+	struct MHD_Response *resp = NULL;
+	enum http_result ret = HTTP_FAILED;
+
+	if (req->status) {
+		log_error(req->id, "a second response for one request was refused (status %u)", status);
+		goto out;
+	}
+	if (!(s = calloc(1, sizeof *s)))
+		goto out;
+	*s = (struct stream){ .req = req, .conn = conn_of(req->conn), .fill = fill, .free_fn = free_fn, .cls = cls };
+	resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, s, stream_free);
+	if (!resp)
+		goto out;
+	s = NULL;       /* the response frees it, and calls free_fn */
+	free_fn = NULL;
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	for (int i = 0; i < req->nhdr; i++)
+		MHD_add_response_header(resp, req->hdr[i][0], req->hdr[i][1]);
+	if (atomic_load(&req->srv->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
+		req->status = status;
+		ret = HTTP_REPLIED;
+		struct http_conn *c = conn_of(req->conn);
+		if (c) {
+			atomic_store(&c->sent, 0);
+			atomic_store(&c->response_since_us, now_us());
+		}
+	}
+	MHD_destroy_response(resp);
+out:
+	free(s);
+	if (free_fn)
+		free_fn(cls);
 	return ret;
 }
 
@@ -864,8 +962,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	uint64_t us = now_us() - req->start_us;
 	unsigned status = req->status ? req->status : 499; /* client went away first */
 	metrics_observe(srv->metrics, req->m.route, status, us);
-	if (srv->o.access_log || status >= 500)
-		log_request(status >= 500 ? LOG_WARN : LOG_INFO, req->id, req->method, req->path, status,
+	if (srv->o.access_log || status >= 500 || req->stream_broken)
+		log_request(status >= 500 || req->stream_broken ? LOG_WARN : LOG_INFO, req->id, req->method, req->path, status,
 		            (double)us / 1000.0,
 		            toe != MHD_REQUEST_TERMINATED_COMPLETED_OK ? (int)toe : -1,
 		            req->log_tenant[0] ? req->log_tenant : NULL, req->log_key[0] ? req->log_key : NULL);

@@ -60,7 +60,8 @@ struct http_server_opts {
 	                                 * arrived whole, are closed after this */
 	unsigned response_timeout_ms;   /* a response not sent whole this long after it
 	                                 * was queued has its connection reset (0: none);
-	                                 * a parked request has no response yet */
+	                                 * a parked request has no response yet, and a
+	                                 * streamed one counts from its last progress */
 	size_t connection_memory;       /* per connection; bounds request headers */
 	int access_log;                 /* one log line per request (a 5xx is logged
 	                                 * whatever this says) */
@@ -166,6 +167,36 @@ enum http_result http_reply_raw(struct http_req *req, unsigned status, const cha
  * be copied per request. */
 enum http_result http_reply_shared(struct http_req *req, unsigned status, const char *content_type,
                                    const void *data, size_t len, void (*release)(void *), void *cls);
+/* Streamed responses (chunked transfer), for bodies too large to build
+ * in memory (an export).
+ *
+ * `fill` is called on a worker thread of the server each time the
+ * connection can take more: it writes at most `max` bytes into `buf` and
+ * returns how many (> 0), or HTTP_STREAM_END once the body is complete
+ * (the terminating chunk is sent), or HTTP_STREAM_BROKEN when it cannot
+ * go on (the database failed, say): the status was sent long ago, so the
+ * connection is closed without the terminating chunk and the client sees
+ * a truncated transfer, never a short body that looks whole; the access
+ * log line is then at warning level. A fill blocks
+ * the worker thread, and every other connection of that thread, while it
+ * runs: keep each call short (one bounded database page).
+ * `free_fn` (may be NULL) is called with `cls` exactly once, from any
+ * thread: when the response is done, whether completed, broken or cut off
+ * because the client went away or the server stopped, or at once when it
+ * cannot be queued (then HTTP_FAILED). `fill` is never called after it.
+ * The request's strings (query parameters, headers) stay valid while
+ * `fill` runs; its authentication context too.
+ *
+ * The response timeout bounds stalls, not the whole transfer: the
+ * connection is reset when `fill` has not been called (the client does
+ * not read, or a fill hangs) for the server's response_timeout_ms, so
+ * that an export of any length can finish while a stalled one cannot
+ * hold its connection (and what the handler keeps) for ever. */
+#define HTTP_STREAM_END ((long)-1)
+#define HTTP_STREAM_BROKEN ((long)-2)
+typedef long (*http_fill_fn)(void *cls, char *buf, size_t max);
+enum http_result http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
+                                   http_fill_fn fill, void (*free_fn)(void *), void *cls);
 /* Queues a problem document; `extra` (may be NULL, stolen) adds members. */
 enum http_result http_reply_problem_ex(struct http_req *req, enum problem_code code, json_t *extra,
                                        const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -45,7 +45,8 @@ struct svc_common_cfg {
 	  1000, 3600000, NULL, "Idle or stalled connections are closed after this long." },       \
 	{ P "RESPONSE_TIMEOUT", CFG_DURATION, "60s", 0, offsetof(T, M.response_timeout_ms), 1000,    \
 	  3600000, NULL, "A response not delivered whole this long after it is ready has its "      \
-	  "connection reset (a slow reader); a parked long poll is not counted." },                \
+	  "connection reset (a slow reader); a parked long poll is not counted, and a streamed "   \
+	  "response (an export) only while it makes no progress." },                               \
 	{ P "CONNECTION_MEMORY", CFG_INT, "32768", 0, offsetof(T, M.connection_memory), 8192,        \
 	  1048576, NULL, "Bytes of buffer per connection; bounds the request line and headers." }, \
 	{ P "DRAIN_TIMEOUT", CFG_DURATION, "10s", 0, offsetof(T, M.drain_timeout_ms), 0, 600000,     \

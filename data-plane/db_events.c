@@ -225,6 +225,71 @@ enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query 
 	return out->failed ? DB_ERROR : DB_OK;
 }
 
+enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn,
+                                 void *ctx)
+{
+	char sql[1024];
+	struct list_params ps = { .n = 0 };
+	struct buf w = { 0 };
+	int k;
+
+	if (q->limit < 1 || q->limit > DP_SCAN_MAX) {
+		log_error(NULL, "an events scan of %d rows asked (1 to %d)", q->limit, DP_SCAN_MAX);
+		return DB_ERROR;
+	}
+	k = list_param(&ps, q->tenant, 0);
+	buf_printf(&w, "tenant_id = $%d::uuid", k);
+	if (q->actor) {
+		k = list_param(&ps, q->actor, 0);
+		buf_printf(&w, " AND actor_id = $%d", k);
+	}
+	if (q->action) {
+		k = list_param(&ps, q->action, 0);
+		buf_printf(&w, " AND action = $%d", k);
+	}
+	if (q->target) {
+		k = list_param(&ps, q->target, 0);
+		buf_printf(&w, " AND target_ids @> ARRAY[$%d::text]", k);
+	}
+	if (q->since_us >= 0) {
+		k = list_param(&ps, NULL, q->since_us);
+		buf_printf(&w, " AND occurred_at >= " TS("$%d"), k);
+	}
+	if (q->until_us >= 0) {
+		k = list_param(&ps, NULL, q->until_us);
+		buf_printf(&w, " AND occurred_at < " TS("$%d"), k);
+	}
+	if (q->has_cursor) {
+		int ts = list_param(&ps, NULL, q->cursor_us);
+		int seq = list_param(&ps, NULL, q->cursor_seq);
+		buf_printf(&w, " AND occurred_at <= " TS("$%d") " AND (occurred_at < " TS("$%d") " OR seq < $%d::bigint)",
+		           ts, ts, seq);
+	}
+	k = list_param(&ps, NULL, q->limit);
+	if (w.failed || ps.overflow) {
+		buf_free(&w);
+		return DB_ERROR;
+	}
+	snprintf(sql, sizeof sql,
+	         "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
+	         " ORDER BY occurred_at DESC, seq DESC LIMIT $%d::int",
+	         w.p, k);
+	buf_free(&w);
+
+	PGresult *r;
+	enum db_status st = db_exec(c, &r, sql, ps.n, ps.v);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct dp_event_row row = { .body = PQgetvalue(r, i, 0), .body_len = (size_t)PQgetlength(r, i, 0),
+			                        .occurred_us = int_at(r, i, 1), .seq = int_at(r, i, 2) };
+		if (fn(ctx, &row))
+			break;
+	}
+	PQclear(r);
+	return DB_OK;
+}
+
 enum db_status dp_db_usage_changed(struct db_conn *c, const char *period, int64_t since_us,
                                    dp_usage_fn fn, void *ctx)
 {

@@ -23,6 +23,7 @@ struct dp_idem_purge;
 struct dp_ratesync;
 struct dp_feed;
 struct dp_erasure;
+struct dp_exports;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -63,6 +64,7 @@ struct dp_config {
 	int64_t erasure_interval_ms;
 	long erasure_batch;
 	int64_t erasure_pause_ms;
+	long export_concurrency;
 };
 
 struct dp_app {
@@ -81,6 +83,7 @@ struct dp_app {
 	struct dp_idem_purge *idem_purge;   /* deletes expired Idempotency-Key records */
 	struct dp_feed *feed;               /* parked GET /v1/events/feed?wait= requests */
 	struct dp_erasure *erasure;         /* erases deleted tenants' rows */
+	struct dp_exports *exports;         /* exports streaming now, and their bound */
 };
 
 /* ---- routes ---- */
@@ -122,6 +125,14 @@ enum http_result dp_handle_tenant(struct http_req *req);
  * or HTTP_ANSWERED after queueing the refusal (with nothing queued when
  * `a` is NULL: the server answers 500) (events.c). */
 enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
+	__attribute__((warn_unused_result));
+/* The filters, order, cursor and limit of GET /v1/events (and of the
+ * routes that take the same query, the export) from the request's query,
+ * into `q` (every member set; the tenant is the caller's to set), a step:
+ * HTTP_GO_ON, or HTTP_ANSWERED after queueing 400 naming the parameter.
+ * `q`'s strings are the request's (events.c). */
+struct dp_event_query;
+enum http_step dp_events_query_parse(struct http_req *req, struct dp_event_query *q)
 	__attribute__((warn_unused_result));
 /* GET /v1/events and GET /v1/events/{id} (events.c); POST is in ingest.h. */
 enum http_result dp_handle_events_list(struct http_req *req);

@@ -93,6 +93,24 @@ enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query 
                                  int *n, int *more, int64_t *last_us, int64_t *last_seq)
 	__attribute__((warn_unused_result));
 
+/* One row of a scan: the event's stored JSON and its sort key, valid for
+ * the call only. */
+struct dp_event_row {
+	const char *body;
+	size_t body_len;
+	int64_t occurred_us;
+	int64_t seq;
+};
+/* Called for each row of a scan, in order; non-zero stops the scan. */
+typedef int (*dp_event_row_fn)(void *ctx, const struct dp_event_row *row);
+/* Runs the query of `q` (every filter, the order, and the keyset after
+ * the cursor fields when has_cursor) for at most q->limit rows (1 to
+ * DP_SCAN_MAX), calling `fn` for each in order. One statement: run it in
+ * a short transaction per page, never one across pages. */
+#define DP_SCAN_MAX 10000
+enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn,
+                                 void *ctx) __attribute__((warn_unused_result));
+
 /* ---- background work ---- */
 
 /* Usage counters of `period` changed at or after since_us (all of them

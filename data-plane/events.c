@@ -149,29 +149,41 @@ static enum http_step time_param(struct http_req *req, const char *name, int64_t
 	return HTTP_GO_ON;
 }
 
+enum http_step dp_events_query_parse(struct http_req *req, struct dp_event_query *q)
+{
+	const char *cur;
+
+	*q = (struct dp_event_query){ .since_us = -1, .until_us = -1 };
+	if (filter(req, "actor", &q->actor) != HTTP_GO_ON || filter(req, "action", &q->action) != HTTP_GO_ON ||
+	    filter(req, "target", &q->target) != HTTP_GO_ON || time_param(req, "since", &q->since_us) != HTTP_GO_ON ||
+	    time_param(req, "until", &q->until_us) != HTTP_GO_ON)
+		return HTTP_ANSWERED;
+	if (cursor_parse_limit(http_req_query(req, "limit"), LIST_DEFAULT, LIST_MAX, &q->limit) != 0)
+		return http_reply_invalid_field(req, "limit", "limit must be an integer from 1 to %d.", LIST_MAX),
+		       HTTP_ANSWERED;
+	if ((cur = http_req_query(req, "cursor"))) {
+		struct cursor c;
+		char *end;
+		if (cursor_decode(cur, &c) != 0 || (q->cursor_seq = strtoll(c.id, &end, 10)) <= 0 || *end)
+			return http_reply_invalid_field(req, "cursor", "cursor is not one this API returned."),
+			       HTTP_ANSWERED;
+		q->has_cursor = 1;
+		q->cursor_us = c.ts_us;
+	}
+	return HTTP_GO_ON;
+}
+
 enum http_result dp_handle_events_list(struct http_req *req)
 {
 	struct dp_app *app = http_req_app(req);
 	const struct dp_auth *a = http_req_auth(req);
-	struct list_q l = { .q = { .tenant = a ? a->tenant_id : NULL } };
-	const char *cur;
+	struct list_q l = { .out = { 0 } };
 
 	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != HTTP_GO_ON)
 		return HTTP_REPLIED;
-	if (filter(req, "actor", &l.q.actor) != HTTP_GO_ON || filter(req, "action", &l.q.action) != HTTP_GO_ON ||
-	    filter(req, "target", &l.q.target) != HTTP_GO_ON || time_param(req, "since", &l.q.since_us) != HTTP_GO_ON ||
-	    time_param(req, "until", &l.q.until_us) != HTTP_GO_ON)
+	if (dp_events_query_parse(req, &l.q) != HTTP_GO_ON)
 		return HTTP_REPLIED;
-	if (cursor_parse_limit(http_req_query(req, "limit"), LIST_DEFAULT, LIST_MAX, &l.q.limit) != 0)
-		return http_reply_invalid_field(req, "limit", "limit must be an integer from 1 to %d.", LIST_MAX);
-	if ((cur = http_req_query(req, "cursor"))) {
-		struct cursor c;
-		char *end;
-		if (cursor_decode(cur, &c) != 0 || (l.q.cursor_seq = strtoll(c.id, &end, 10)) <= 0 || *end)
-			return http_reply_invalid_field(req, "cursor", "cursor is not one this API returned.");
-		l.q.has_cursor = 1;
-		l.q.cursor_us = c.ts_us;
-	}
+	l.q.tenant = a->tenant_id;
 	buf_append(&l.out, "", 0);
 	enum db_status st = db_tx(app->db, DB_AUTOCOMMIT, list_tx, &l);
 	if (st != DB_OK) {

@@ -19,6 +19,7 @@
 #include "dp.h"
 #include "feed_wait.h"
 #include "erasure.h"
+#include "export.h"
 #include "http.h"
 #include "idempotency.h"
 #include "ingest.h"
@@ -99,6 +100,8 @@ static const struct cfg_var dp_vars[] = {
 	  "Most rows of a deleted tenant one erasure batch (one transaction) deletes." },
 	{ "DP_ERASURE_PAUSE", CFG_DURATION, "100ms", 0, O(erasure_pause_ms), 0, 60000, NULL,
 	  "Pause between two erasure batches of a tenant, to leave the database to the tenants that remain." },
+	{ "DP_EXPORT_CONCURRENCY", CFG_INT, "4", 0, O(export_concurrency), 1, 1024, NULL,
+	  "Exports (GET /v1/events/export) this instance streams at once; beyond it they get 503 with Retry-After." },
 	CFG_END
 };
 #undef O
@@ -121,6 +124,7 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },
 	/* Before /v1/events/{id}: the first pattern that matches wins. */
 	{ "GET", "/v1/events/feed", dp_handle_events_feed, 0, DP_AUTH_API_KEY },
+	{ "GET", "/v1/events/export", dp_handle_events_export, 0, DP_AUTH_API_KEY }, /* before {id} */
 	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY },
 };
 
@@ -152,6 +156,7 @@ static void dp_metrics(FILE *out, void *arg)
 	dp_feed_metrics(app->feed, out);
 	if (app->erasure)
 		dp_erasure_metrics(app->erasure, out);
+	dp_exports_metrics(app->exports, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -348,7 +353,8 @@ static int cmd_serve(struct dp_app *app)
 	/* The cached configuration is in use before the first connection is
 	 * accepted; the control plane is only ever asked by the pull thread. */
 	if (!(app->snaps = dp_snaps_new()) || !(app->pull = dp_pull_new(app)) ||
-	    !(app->limits = dp_limits_new()) || !(app->ingest = dp_ingest_new(app))) {
+	    !(app->limits = dp_limits_new()) || !(app->ingest = dp_ingest_new(app)) ||
+	    !(app->exports = dp_exports_new(app->cfg.export_concurrency))) {
 		log_error(NULL, "out of memory");
 		goto out;
 	}
@@ -413,6 +419,7 @@ out:
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
 	dp_feed_stop(app->feed); /* after the server and the writers, which use it */
+	dp_exports_free(app->exports);
 	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);
 	dp_snaps_free(app->snaps);

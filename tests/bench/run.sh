@@ -8,7 +8,8 @@
 #   tests/bench/run.sh BINDIR
 # Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
 # BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8),
-# BENCH_ONLY=feed (only the feed's lag)
+# BENCH_ONLY=feed (only the feed's lag), BENCH_ONLY=export (only the export
+# benchmark, tests/bench/export.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -21,6 +22,7 @@ THREADS=${BENCH_THREADS:-2}
 ROUNDS=${BENCH_ROUNDS:-3}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 cd "$ROOT"
+case ${BENCH_ONLY:-} in export) exec sh tests/bench/export.sh "$BIN" ;; esac
 
 work=$(mktemp -d /tmp/celltrail-bench.XXXXXX)
 chmod 0755 "$work"  # the stack's PostgreSQL runs as another user
@@ -481,3 +483,7 @@ printf '  listing: %s conns, %s req/s, p50 %s ms, p99 %s ms; tenant of %s events
 	"$LIST_CONNS" "$lrps" "$l50" "$l99" "$EVENTS" "$load_s"
 
 bench_feed
+
+# The export of a tenant of BENCH_EVENTS events beside COPY, and memory.
+echo
+sh "$ROOT/tests/bench/export.sh" "$BIN"

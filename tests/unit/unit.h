@@ -23,5 +23,6 @@ Suite *event_suite(void);
 Suite *url_suite(void);
 Suite *usage_report_suite(void);
 Suite *erasure_report_suite(void);
+Suite *export_suite(void);
 
 #endif
