@@ -47,6 +47,11 @@ int dp_event_id_valid(const char *id)
 	return strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") == n;
 }
 
+int dp_event_id_reserved(const char *id)
+{
+	return !strcmp(id, "feed") || !strcmp(id, "export");
+}
+
 int dp_event_new_id(char out[DP_EVENT_ID_MAX + 1])
 {
 	unsigned char r[16];
@@ -164,6 +169,8 @@ enum dp_event_parse_result dp_event_parse(const json_t *in, int64_t received_us,
 	}
 	if (str_member(in, "id", DP_EVENT_ID_MAX, 0, prefix, "", &id, err))
 		return DP_EVENT_INVALID;
+	if (id && dp_event_id_reserved(id))
+		return field_error(err, prefix, "id", "id %s is reserved: GET /v1/events/%s is another route.", id, id);
 	if (id && !dp_event_id_valid(id))
 		return field_error(err, prefix, "id", "id must be 1 to 128 characters of A-Z a-z 0-9 . _ : -");
 	if (str_member(in, "occurred_at", 40, 0, prefix, "", &occurred, err))

@@ -35,6 +35,10 @@ struct dp_event {
 
 /* 1 when `id` is 1..128 characters of [A-Za-z0-9._:-]. */
 int dp_event_id_valid(const char *id);
+/* 1 when `id` names a route under /v1/events/ ("feed", "export"): an
+ * event stored under it could not be read back by its id, so a client may
+ * not choose it. */
+int dp_event_id_reserved(const char *id);
 
 enum dp_event_parse_result {
 	DP_EVENT_OK,

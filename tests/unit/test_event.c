@@ -106,6 +106,17 @@ START_TEST(fields_named)
 	expect_field("{" MIN ",\"id\":\"a b\"}", "", "id");
 	expect_field("{" MIN ",\"id\":\"\"}", "", "id");
 	expect_field("{" MIN ",\"id\":7}", "", "id");
+	/* The names of routes under /v1/events/ could not be read back. */
+	expect_field("{" MIN ",\"id\":\"feed\"}", "", "id");
+	expect_field("{" MIN ",\"id\":\"export\"}", "events[0].", "events[0].id");
+	{
+		struct dp_event ok;
+		struct jsonx_err e;
+		ck_assert_int_eq(parse("{" MIN ",\"id\":\"feeds\"}", "", &ok, &e), DP_EVENT_OK);
+		dp_event_clear(&ok);
+		ck_assert_int_eq(parse("{" MIN ",\"id\":\"export.1\"}", "", &ok, &e), DP_EVENT_OK);
+		dp_event_clear(&ok);
+	}
 	expect_field("{" MIN ",\"occurred_at\":\"2026-11-25\"}", "", "occurred_at");
 	expect_field("{" MIN ",\"occurred_at\":\"2026-02-30T00:00:00Z\"}", "", "occurred_at");
 	expect_field("{" MIN ",\"occurred_at\":\"2026-11-26T02:31:41Z\"}", "", "occurred_at"); /* > 5 min ahead */
