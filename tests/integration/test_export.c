@@ -636,7 +636,7 @@ START_TEST(format_and_gate)
 	struct res p;
 	const char *const wh[] = { it_fmt("Authorization: Bearer %s", wkey), NULL };
 	res_call(&p, "GET", it_fmt("%s/v1/events/export?format=csv", s.dp_url), wh, NULL, 0);
-	EXPECT_PROBLEM(&p, 403, "forbidden", NULL);
+	EXPECT_PROBLEM(&p, 403, "insufficient_scope", NULL);
 	res_free(&p);
 	res_call(&p, "GET", it_fmt("%s/v1/events/export?format=csv", s.dp_url), NULL, NULL, 0);
 	ck_assert_int_eq(p.status, 401);

@@ -442,7 +442,7 @@ START_TEST(cursor_and_gate)
 
 	struct res r;
 	res_call(&r, "GET", it_fmt("%s/v1/events/feed", s.dp_url), (const char *const[]){ wonly.auth, NULL }, NULL, 0);
-	EXPECT_PROBLEM(&r, 403, "forbidden", NULL);
+	EXPECT_PROBLEM(&r, 403, "insufficient_scope", NULL);
 	res_free(&r);
 	res_call(&r, "GET", it_fmt("%s/v1/events/feed", s.dp_url), NULL, NULL, 0);
 	ck_assert_int_eq(r.status, 401);
