@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "dpdb.h"
 #include "log.h"
 #include "usage_report.h"
@@ -88,11 +90,15 @@ enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS],
 		p[i] = cols[i].p ? cols[i].p : "{}";
 	enum db_status st = db_exec(
 		c, &r,
+		/* The columns the listing filters on besides these are derived
+		 * from the body by the functions of migration 0004. */
 		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
-		"                    content_sha256, body)"
-		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), b::json"
+		"                    content_sha256, body, actor_type, target_types, words, meta)"
+		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), j,"
+		"        j->'actor'->>'type', events_target_types(j), events_words(j), events_metadata_strings(j)"
 		"   FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],"
-		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b)"
+		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b),"
+		"        LATERAL (SELECT b::json AS j) AS y"
 		" ON CONFLICT (tenant_id, id) DO NOTHING",
 		DP_NCOLS, p);
 	if (st != DB_OK)
@@ -127,14 +133,16 @@ enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char
 /* The parameters of a statement assembled from optional clauses. Each
  * clause adds its values through list_param, which refuses (and makes the
  * statement fail) rather than write past the array; LIST_PARAMS_MAX counts
- * every clause's parameters, so all of them at once fit. */
+ * every clause's parameters at their most, so all of them at once fit. */
 enum {
-	LIST_PARAMS_MAX = 1 /* tenant */ + 3 /* actor, action, target */ + 2 /* since, until */ +
-	                  2 /* cursor */ + 1 /* limit */
+	LIST_PARAMS_MAX = 1 /* tenant */ + 5 /* arrays: actor, actor_type, action, target, target_type */ +
+	                  DP_QUERY_VALUES_MAX /* action prefixes */ + 1 /* q */ + DP_QUERY_META_MAX +
+	                  4 /* times */ + 2 /* cursor */ + 1 /* limit */
 };
 struct list_params {
 	const char *v[LIST_PARAMS_MAX];
 	char num[LIST_PARAMS_MAX][24]; /* the text of numeric values */
+	struct buf own[LIST_PARAMS_MAX]; /* the text of built values (arrays, patterns, jsonb) */
 	int n, overflow;
 };
 
@@ -154,75 +162,186 @@ static int list_param(struct list_params *ps, const char *text, int64_t num)
 	return ps->n;
 }
 
-enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
-                                 int *n, int *more, int64_t *last_us, int64_t *last_seq)
+/* Starts a built parameter: its buffer, or NULL once the array is full. */
+static struct buf *list_own(struct list_params *ps)
 {
-	char sql[1024];
-	struct list_params ps = { .n = 0 };
-	struct buf w = { 0 };
-	int k;
+	if (ps->n >= LIST_PARAMS_MAX) {
+		ps->overflow = 1;
+		return NULL;
+	}
+	return &ps->own[ps->n];
+}
 
-	k = list_param(&ps, q->tenant, 0);
-	buf_printf(&w, "tenant_id = $%d::uuid", k);
-	if (q->actor) {
-		k = list_param(&ps, q->actor, 0);
-		buf_printf(&w, " AND actor_id = $%d", k);
+/* Ends a built parameter started with list_own: its number, or 0. */
+static int list_own_end(struct list_params *ps, struct buf *b)
+{
+	if (!b)
+		return 0;
+	if (!b->p)
+		b->failed = 1; /* nothing built: the statement is refused below */
+	return list_param(ps, b->p ? b->p : "", 0);
+}
+
+static void list_params_free(struct list_params *ps)
+{
+	for (int i = 0; i < LIST_PARAMS_MAX; i++)
+		buf_free(&ps->own[i]);
+}
+
+/* `vals` as one text array parameter; its number, or 0. */
+static int list_array(struct list_params *ps, const char *const *vals, int n)
+{
+	struct buf *b = list_own(ps);
+	if (b) {
+		for (int i = 0; i < n; i++)
+			db_array_add(b, vals[i], strlen(vals[i]));
+		db_array_end(b);
 	}
-	if (q->action) {
-		k = list_param(&ps, q->action, 0);
-		buf_printf(&w, " AND action = $%d", k);
+	return list_own_end(ps, b);
+}
+
+/* The LIKE pattern of the actions starting with `prefix`: its
+ * metacharacters (and the escape itself) taken literally. */
+static int list_prefix(struct list_params *ps, const char *prefix, size_t len)
+{
+	struct buf *b = list_own(ps);
+	if (b) {
+		for (size_t i = 0; i < len; i++) {
+			if (prefix[i] == '%' || prefix[i] == '_' || prefix[i] == '\\')
+				buf_append(b, "\\", 1);
+			buf_append(b, prefix + i, 1);
+		}
+		buf_append(b, "%", 1);
 	}
-	if (q->target) {
-		k = list_param(&ps, q->target, 0);
-		buf_printf(&w, " AND target_ids @> ARRAY[$%d::text]", k);
+	return list_own_end(ps, b);
+}
+
+/* {"key": "value"} as jsonb text, for a containment test. */
+static int list_meta(struct list_params *ps, const char *key, const char *value)
+{
+	struct buf *b = list_own(ps);
+	if (b) {
+		json_t *o = json_pack("{ss}", key, value);
+		char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		if (text)
+			buf_append(b, text, strlen(text));
+		else
+			b->failed = 1;
+		free(text);
+		json_decref(o);
 	}
-	if (q->since_us >= 0) {
-		k = list_param(&ps, NULL, q->since_us);
-		buf_printf(&w, " AND occurred_at >= " TS("$%d"), k);
+	return list_own_end(ps, b);
+}
+
+/* The WHERE clause of `q` into `w`, its values into `ps`. */
+static void list_where(const struct dp_event_query *q, struct list_params *ps, struct buf *w)
+{
+	int k = list_param(ps, q->tenant, 0);
+	buf_printf(w, "tenant_id = $%d::uuid", k);
+	if (q->n_actor)
+		buf_printf(w, " AND actor_id = ANY($%d::text[])", list_array(ps, q->actor, q->n_actor));
+	if (q->n_actor_type)
+		buf_printf(w, " AND actor_type = ANY($%d::text[])", list_array(ps, q->actor_type, q->n_actor_type));
+	if (q->n_action) {
+		/* Exact actions in one array (an index range each), prefixes as
+		 * LIKE with an escaped pattern. */
+		const char *exact[DP_QUERY_VALUES_MAX];
+		int ne = 0, first = 1;
+		buf_append(w, " AND (", 6);
+		for (int i = 0; i < q->n_action; i++) {
+			size_t len = strlen(q->action[i]);
+			if (len > 2 && !strcmp(q->action[i] + len - 2, ".*")) {
+				k = list_prefix(ps, q->action[i], len - 1);
+				buf_printf(w, "%saction LIKE $%d", first ? "" : " OR ", k);
+				first = 0;
+			} else {
+				exact[ne++] = q->action[i];
+			}
+		}
+		if (ne)
+			buf_printf(w, "%saction = ANY($%d::text[])", first ? "" : " OR ", list_array(ps, exact, ne));
+		buf_append(w, ")", 1);
 	}
-	if (q->until_us >= 0) {
-		k = list_param(&ps, NULL, q->until_us);
-		buf_printf(&w, " AND occurred_at < " TS("$%d"), k);
+	if (q->n_target)
+		buf_printf(w, " AND target_ids && $%d::text[]", list_array(ps, q->target, q->n_target));
+	if (q->n_target_type)
+		buf_printf(w, " AND target_types && $%d::text[]", list_array(ps, q->target_type, q->n_target_type));
+	if (q->q)
+		buf_printf(w, " AND words @> events_words_of($%d)", list_param(ps, q->q, 0));
+	/* metadata: one group per key (pairs of a key are alternatives),
+	 * each pair a jsonb containment the GIN index answers. */
+	for (int i = 0; i < q->n_meta; i++) {
+		int again = 0;
+		for (int j = 0; j < i; j++)
+			again |= !strcmp(q->meta_key[j], q->meta_key[i]);
+		if (again)
+			continue;
+		buf_append(w, " AND (", 6);
+		for (int j = i; j < q->n_meta; j++)
+			if (!strcmp(q->meta_key[j], q->meta_key[i]))
+				buf_printf(w, "%smeta @> $%d::jsonb", j == i ? "" : " OR ",
+				           list_meta(ps, q->meta_key[j], q->meta_value[j]));
+		buf_append(w, ")", 1);
 	}
+	if (q->since_us >= 0)
+		buf_printf(w, " AND occurred_at >= " TS("$%d"), list_param(ps, NULL, q->since_us));
+	if (q->until_us >= 0)
+		buf_printf(w, " AND occurred_at < " TS("$%d"), list_param(ps, NULL, q->until_us));
+	if (q->received_since_us >= 0)
+		buf_printf(w, " AND received_at >= " TS("$%d"), list_param(ps, NULL, q->received_since_us));
+	if (q->received_until_us >= 0)
+		buf_printf(w, " AND received_at < " TS("$%d"), list_param(ps, NULL, q->received_until_us));
 	if (q->has_cursor) {
-		int ts = list_param(&ps, NULL, q->cursor_us);
-		int seq = list_param(&ps, NULL, q->cursor_seq);
+		int ts = list_param(ps, NULL, q->cursor_us);
+		int seq = list_param(ps, NULL, q->cursor_seq);
 		/* The first test bounds the index scan; the second breaks ties. */
-		buf_printf(&w, " AND occurred_at <= " TS("$%d") " AND (occurred_at < " TS("$%d") " OR seq < $%d::bigint)",
-		           ts, ts, seq);
+		const char *op = q->asc ? ">" : "<";
+		buf_printf(w, " AND occurred_at %s= " TS("$%d") " AND (occurred_at %s " TS("$%d") " OR seq %s $%d::bigint)",
+		           op, ts, op, ts, op, seq);
 	}
-	/* One row more than the page: whether a next page exists. */
-	k = list_param(&ps, NULL, (int64_t)q->limit + 1);
-	if (w.failed || ps.overflow) {
-		log_error(NULL, "the events listing needs more than %d parameters", LIST_PARAMS_MAX);
-		buf_free(&w);
-		return DB_ERROR;
-	}
-	snprintf(sql, sizeof sql,
-	         "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
-	         " ORDER BY occurred_at DESC, seq DESC LIMIT $%d::int",
-	         w.p, k);
-	buf_free(&w);
+}
 
-	PGresult *r;
-	enum db_status st = db_exec(c, &r, sql, ps.n, ps.v);
+enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn,
+                                 void *ctx)
+{
+	struct list_params *ps = calloc(1, sizeof *ps);
+	struct buf w = { 0 }, sql = { 0 };
+	enum db_status st = DB_ERROR;
+	PGresult *r = NULL;
+
+	if (!ps)
+		goto out;
+	list_where(q, ps, &w);
+	int k = list_param(ps, NULL, q->limit);
+	const char *dir = q->asc ? "ASC" : "DESC";
+	buf_printf(&sql,
+	           "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
+	           " ORDER BY occurred_at %s, seq %s LIMIT $%d::int",
+	           w.p ? w.p : "false", dir, dir, k);
+	if (w.failed || sql.failed || ps->overflow || !sql.p) {
+		log_error(NULL, "the events query could not be assembled (%d parameters at most)", LIST_PARAMS_MAX);
+		goto out;
+	}
+	for (int i = 0; i < LIST_PARAMS_MAX; i++)
+		if (ps->own[i].failed)
+			goto out;
+	st = db_exec(c, &r, sql.p, ps->n, ps->v);
 	if (st != DB_OK)
-		return st;
-	*n = PQntuples(r);
-	*more = *n > q->limit;
-	if (*more)
-		*n = q->limit;
-	for (int i = 0; i < *n; i++) {
-		if (i)
-			buf_append(out, ",", 1);
-		buf_append(out, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+		goto out;
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct dp_event_row row = { .body = PQgetvalue(r, i, 0), .body_len = (size_t)PQgetlength(r, i, 0),
+			                    .occurred_us = int_at(r, i, 1), .seq = int_at(r, i, 2) };
+		if (fn(ctx, &row))
+			break;
 	}
-	if (*n) {
-		*last_us = int_at(r, *n - 1, 1);
-		*last_seq = int_at(r, *n - 1, 2);
-	}
+out:
 	PQclear(r);
-	return out->failed ? DB_ERROR : DB_OK;
+	buf_free(&sql);
+	buf_free(&w);
+	if (ps)
+		list_params_free(ps);
+	free(ps);
+	return st;
 }
 
 enum db_status dp_db_usage_changed(struct db_conn *c, const char *period, int64_t since_us,

@@ -104,6 +104,18 @@ enum http_result dp_handle_tenant(struct http_req *req);
  * `a` is NULL: the server answers 500) (events.c). */
 enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
 	__attribute__((warn_unused_result));
+/* The query parameters of GET /v1/events: its route's declaration, and
+ * that of any route taking the same filters. NULL-terminated. */
+extern const char *const dp_events_query_params[];
+/* Parses the filters, order, limit (1..1000, default 100) and cursor of
+ * GET /v1/events into `q` (strings borrowed from the request; q->tenant is
+ * the authenticated tenant), a step: HTTP_GO_ON, or HTTP_ANSWERED after
+ * queueing 400 validation_failed naming the parameter. A cursor is
+ * accepted only with the filters and order of the query that returned it
+ * (events.c). */
+struct dp_event_query;
+enum http_step dp_events_query_parse(struct http_req *req, struct dp_event_query *q)
+	__attribute__((warn_unused_result));
 /* GET /v1/events and GET /v1/events/{id} (events.c); POST is in ingest.h. */
 enum http_result dp_handle_events_list(struct http_req *req);
 enum http_result dp_handle_event_get(struct http_req *req);

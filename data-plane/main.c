@@ -86,13 +86,13 @@ static const struct cfg_var dp_vars[] = {
 #undef O
 
 static const struct http_route dp_routes[] = {
-	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
-	{ "GET", "/readyz", dp_handle_readyz, 0, 0 },
-	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
-	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
-	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY },
-	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },
-	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY },
+	{ "GET", "/healthz", http_handle_healthz, 0, 0, NULL },
+	{ "GET", "/readyz", dp_handle_readyz, 0, 0, NULL },
+	{ "GET", "/metrics", http_handle_metrics, 0, 0, NULL },
+	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY, NULL },
+	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY, NULL },
+	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY, dp_events_query_params },
+	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY, NULL },
 };
 
 static int cmd_routes(void)
