@@ -31,6 +31,7 @@ Suite *login_suite(void); /* test_login.c */
 Suite *dp_deps_suite(void); /* test_dp_deps.c */
 Suite *ingest_suite(void); /* test_ingest.c */
 Suite *log_context_suite(void); /* test_logctx.c */
+Suite *queries_suite(void); /* test_queries.c */
 /* Prints the service log lines of the *.log files of `dir` that name
  * neither a request ("req_id") nor a task ("task"); returns their number. */
 int it_logs_check(const char *dir);

@@ -26,6 +26,7 @@ int main(void)
 	srunner_add_suite(sr, dp_deps_suite());
 	srunner_add_suite(sr, ingest_suite());
 	srunner_add_suite(sr, log_context_suite());
+	srunner_add_suite(sr, queries_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	/* Whatever the suites ran, every line the services wrote names a
