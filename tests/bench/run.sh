@@ -7,13 +7,15 @@
 # and noisy.
 #   tests/bench/run.sh BINDIR
 # Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
-# BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8)
+# BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8),
+# BENCH_ONLY (list: only the filters of GET /v1/events, tests/bench/list.sh)
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
+[ "${BENCH_ONLY:-}" != list ] || exec sh "$ROOT/tests/bench/list.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -413,3 +415,7 @@ printf '  latency p50 / p99 (ms): GET /v1/tenant %s / %s; POST 1 event %s / %s; 
 printf '  pgbench latency average (ms): 1-row %s; %s-row %s\n' "$(col "$work/dp-pg1" 2)" "$BATCH" "$(col "$work/dp-pgn" 2)"
 printf '  listing: %s conns, %s req/s, p50 %s ms, p99 %s ms; tenant of %s events by 100 actors (loaded by SQL in %s s)\n' \
 	"$LIST_CONNS" "$lrps" "$l50" "$l99" "$EVENTS" "$load_s"
+
+# The filters of GET /v1/events, on a cluster of their own.
+echo
+sh "$ROOT/tests/bench/list.sh" "$BIN"

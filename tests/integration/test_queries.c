@@ -206,7 +206,7 @@ START_TEST(misspelled_parameters_refused)
 			expect_refused(f[0], it_fmt("%s?zz_undeclared=1", url), auth, "zz_undeclared");
 			ops++;
 			for (int i = 3; i < nf; i++) {
-				char bad[160];
+				char bad[300];
 				misspell(f[i], bad, sizeof bad);
 				expect_refused(f[0], it_fmt("%s?%s=1", url, bad), auth, bad);
 				checked++;
