@@ -112,7 +112,9 @@ extern const char *const dp_events_query_params[];
  * the authenticated tenant), a step: HTTP_GO_ON, or HTTP_ANSWERED after
  * queueing 400 validation_failed naming the parameter. A cursor is
  * accepted only with the filters and order of the query that returned it
- * (events.c). */
+ * (events.c). A route that reads more rows per statement (an export) may
+ * raise q->limit afterwards, up to DP_SCAN_MAX; the route table entry of
+ * such a route declares dp_events_query_params (and its own extras). */
 struct dp_event_query;
 enum http_step dp_events_query_parse(struct http_req *req, struct dp_event_query *q)
 	__attribute__((warn_unused_result));
