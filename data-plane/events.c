@@ -105,10 +105,7 @@ enum http_result dp_handle_event_get(struct http_req *req)
 
 /* The query parameters of GET /v1/events (route.h), for the route table
  * and for every route that takes the same filters. */
-const char *const dp_events_query_params[] = {
-	"actor[]", "actor_type[]", "action[]", "target[]", "target_type[]", "metadata.*[]", "q",
-	"since", "until", "received_since", "received_until", "order", "limit", "cursor", NULL,
-};
+const char *const dp_events_query_params[] = { DP_EVENTS_QUERY_PARAMS, NULL };
 
 /* The values of a repeatable filter, each 1..max bytes. A step. */
 static enum http_step values(struct http_req *req, const char *name, size_t max, const char **out, int *n)
