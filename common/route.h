@@ -29,7 +29,8 @@ struct http_route {
 	 * with a value; "name[]" may be given up to ROUTE_QUERY_VALUES_MAX
 	 * times (the handler reads them with http_req_query_values); "pre.*"
 	 * matches every name "pre.<something>" (http_req_query_prefixed),
-	 * and "pre.*[]" lets each of them repeat. */
+	 * and "pre.*[]" lets each of them repeat. Empty pieces ("?&a=1&")
+	 * are no parameters. */
 	const char *const *query;
 };
 

@@ -4,9 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <jansson.h>
-
 #include "dpdb.h"
+#include "event.h"
 #include "log.h"
 #include "usage_report.h"
 
@@ -90,12 +89,11 @@ enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS],
 		p[i] = cols[i].p ? cols[i].p : "{}";
 	enum db_status st = db_exec(
 		c, &r,
-		/* The columns the listing filters on besides these are derived
-		 * from the body by the functions of migration 0004. */
+		/* The keys the listing filters on are derived from the body by
+		 * the function of migration 0004. */
 		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
-		"                    content_sha256, body, actor_type, target_types, words, meta)"
-		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), j,"
-		"        j->'actor'->>'type', events_target_types(j), events_words(j), events_metadata_strings(j)"
+		"                    content_sha256, body, keys)"
+		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), j, events_keys(j)"
 		"   FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],"
 		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b),"
 		"        LATERAL (SELECT b::json AS j) AS y"
@@ -135,14 +133,14 @@ enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char
  * statement fail) rather than write past the array; LIST_PARAMS_MAX counts
  * every clause's parameters at their most, so all of them at once fit. */
 enum {
-	LIST_PARAMS_MAX = 1 /* tenant */ + 5 /* arrays: actor, actor_type, action, target, target_type */ +
-	                  DP_QUERY_VALUES_MAX /* action prefixes */ + 1 /* q */ + DP_QUERY_META_MAX +
-	                  4 /* times */ + 2 /* cursor */ + 1 /* limit */
+	LIST_PARAMS_MAX = 1 /* tenant */ + 2 /* actor, action */ + 1 /* single keys */ +
+	                  5 /* any-of keys: actor, actor_type, action, target, target_type */ + 1 /* q */ +
+	                  2 * DP_QUERY_META_MAX + 5 /* times */ + 2 /* cursor */ + 1 /* limit */
 };
 struct list_params {
 	const char *v[LIST_PARAMS_MAX];
 	char num[LIST_PARAMS_MAX][24]; /* the text of numeric values */
-	struct buf own[LIST_PARAMS_MAX]; /* the text of built values (arrays, patterns, jsonb) */
+	struct buf own[LIST_PARAMS_MAX]; /* the text of built values (array literals) */
 	int n, overflow;
 };
 
@@ -162,7 +160,7 @@ static int list_param(struct list_params *ps, const char *text, int64_t num)
 	return ps->n;
 }
 
-/* Starts a built parameter: its buffer, or NULL once the array is full. */
+/* The next parameter's buffer, to build its text in; NULL once full. */
 static struct buf *list_own(struct list_params *ps)
 {
 	if (ps->n >= LIST_PARAMS_MAX) {
@@ -172,116 +170,123 @@ static struct buf *list_own(struct list_params *ps)
 	return &ps->own[ps->n];
 }
 
-/* Ends a built parameter started with list_own: its number, or 0. */
-static int list_own_end(struct list_params *ps, struct buf *b)
-{
-	if (!b)
-		return 0;
-	if (!b->p)
-		b->failed = 1; /* nothing built: the statement is refused below */
-	return list_param(ps, b->p ? b->p : "", 0);
-}
-
 static void list_params_free(struct list_params *ps)
 {
 	for (int i = 0; i < LIST_PARAMS_MAX; i++)
 		buf_free(&ps->own[i]);
 }
 
-/* `vals` as one text array parameter; its number, or 0. */
-static int list_array(struct list_params *ps, const char *const *vals, int n)
+/* Adds the key `prefix` + `value` to the array literal `b`. */
+static void key_add(struct buf *b, const char *prefix, const char *value)
 {
-	struct buf *b = list_own(ps);
-	if (b) {
-		for (int i = 0; i < n; i++)
-			db_array_add(b, vals[i], strlen(vals[i]));
-		db_array_end(b);
-	}
-	return list_own_end(ps, b);
+	struct buf k = { 0 };
+	buf_printf(&k, "%s%s", prefix, value);
+	if (k.failed)
+		b->failed = 1;
+	else
+		db_array_add(b, k.p, k.len);
+	buf_free(&k);
 }
 
-/* The LIKE pattern of the actions starting with `prefix`: its
- * metacharacters (and the escape itself) taken literally. */
-static int list_prefix(struct list_params *ps, const char *prefix, size_t len)
+/* "user.*": actions starting with "user." (dpdb.h). */
+static int action_is_prefix(const char *action)
 {
-	struct buf *b = list_own(ps);
-	if (b) {
-		for (size_t i = 0; i < len; i++) {
-			if (prefix[i] == '%' || prefix[i] == '_' || prefix[i] == '\\')
-				buf_append(b, "\\", 1);
-			buf_append(b, prefix + i, 1);
-		}
-		buf_append(b, "%", 1);
-	}
-	return list_own_end(ps, b);
+	size_t len = strlen(action);
+	return len > 2 && !strcmp(action + len - 2, ".*");
 }
 
-/* {"key": "value"} as jsonb text, for a containment test. */
-static int list_meta(struct list_params *ps, const char *key, const char *value)
+/* An action filter's value as a key: "ap:user." for "user.*", "ac:x"
+ * for "x". */
+static void action_key(struct buf *b, const char *action)
 {
-	struct buf *b = list_own(ps);
-	if (b) {
-		json_t *o = json_pack("{ss}", key, value);
-		char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		if (text)
-			buf_append(b, text, strlen(text));
+	size_t len = strlen(action);
+	if (action_is_prefix(action)) {
+		struct buf p = { 0 };
+		buf_append(&p, action, len - 1);
+		key_add(b, "ap:", p.p ? p.p : "");
+		b->failed |= p.failed;
+		buf_free(&p);
+	} else {
+		key_add(b, "ac:", action);
+	}
+}
+
+/* A filter of n values as keys: one value joins `all` (keys the event
+ * must all have); several make their own "any of" clause. */
+static void list_keys(struct list_params *ps, struct buf *w, struct buf *all, const char *prefix,
+                      const char *const *vals, int n)
+{
+	if (n == 0)
+		return;
+	if (n == 1) {
+		if (!strcmp(prefix, "ac:"))
+			action_key(all, vals[0]);
 		else
-			b->failed = 1;
-		free(text);
-		json_decref(o);
+			key_add(all, prefix, vals[0]);
+		return;
 	}
-	return list_own_end(ps, b);
+	struct buf *b = list_own(ps);
+	if (!b)
+		return;
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(prefix, "ac:"))
+			action_key(b, vals[i]);
+		else
+			key_add(b, prefix, vals[i]);
+	}
+	db_array_end(b);
+	buf_printf(w, " AND keys && $%d::text[]", list_param(ps, b->p ? b->p : "{}", 0));
 }
 
-/* The WHERE clause of `q` into `w`, its values into `ps`. */
+/* The WHERE clause of `q` into `w`, its values into `ps`. Equality
+ * filters become keys of the GIN index (events_by_key), which answers any
+ * combination of them in one scan; a single actor or exact action is also
+ * given as a column, so that its btree index (in the listing's order) is
+ * there for the planner when that filter alone is selective. */
 static void list_where(const struct dp_event_query *q, struct list_params *ps, struct buf *w)
 {
+	struct buf all = { 0 };
 	int k = list_param(ps, q->tenant, 0);
 	buf_printf(w, "tenant_id = $%d::uuid", k);
-	if (q->n_actor)
-		buf_printf(w, " AND actor_id = ANY($%d::text[])", list_array(ps, q->actor, q->n_actor));
-	if (q->n_actor_type)
-		buf_printf(w, " AND actor_type = ANY($%d::text[])", list_array(ps, q->actor_type, q->n_actor_type));
-	if (q->n_action) {
-		/* Exact actions in one array (an index range each), prefixes as
-		 * LIKE with an escaped pattern. */
-		const char *exact[DP_QUERY_VALUES_MAX];
-		int ne = 0, first = 1;
-		buf_append(w, " AND (", 6);
-		for (int i = 0; i < q->n_action; i++) {
-			size_t len = strlen(q->action[i]);
-			if (len > 2 && !strcmp(q->action[i] + len - 2, ".*")) {
-				k = list_prefix(ps, q->action[i], len - 1);
-				buf_printf(w, "%saction LIKE $%d", first ? "" : " OR ", k);
-				first = 0;
-			} else {
-				exact[ne++] = q->action[i];
-			}
+	if (q->n_actor == 1)
+		buf_printf(w, " AND actor_id = $%d", list_param(ps, q->actor[0], 0));
+	if (q->n_action == 1 && !action_is_prefix(q->action[0]))
+		buf_printf(w, " AND action = $%d", list_param(ps, q->action[0], 0));
+	list_keys(ps, w, &all, "a:", q->actor, q->n_actor);
+	list_keys(ps, w, &all, "at:", q->actor_type, q->n_actor_type);
+	list_keys(ps, w, &all, "ac:", q->action, q->n_action);
+	list_keys(ps, w, &all, "t:", q->target, q->n_target);
+	list_keys(ps, w, &all, "tt:", q->target_type, q->n_target_type);
+	if (all.len) {
+		struct buf *b = list_own(ps);
+		if (b) {
+			buf_append(b, all.p, all.len);
+			db_array_end(b);
+			b->failed |= all.failed;
+			buf_printf(w, " AND keys @> $%d::text[]", list_param(ps, b->p ? b->p : "{}", 0));
 		}
-		if (ne)
-			buf_printf(w, "%saction = ANY($%d::text[])", first ? "" : " OR ", list_array(ps, exact, ne));
-		buf_append(w, ")", 1);
 	}
-	if (q->n_target)
-		buf_printf(w, " AND target_ids && $%d::text[]", list_array(ps, q->target, q->n_target));
-	if (q->n_target_type)
-		buf_printf(w, " AND target_types && $%d::text[]", list_array(ps, q->target_type, q->n_target_type));
+	buf_free(&all);
 	if (q->q)
-		buf_printf(w, " AND words @> events_words_of($%d)", list_param(ps, q->q, 0));
-	/* metadata: one group per key (pairs of a key are alternatives),
-	 * each pair a jsonb containment the GIN index answers. */
+		buf_printf(w, " AND keys @> events_query_words($%d)", list_param(ps, q->q, 0));
+	/* metadata: one clause per key, its values the alternatives. */
 	for (int i = 0; i < q->n_meta; i++) {
-		int again = 0;
+		int again = 0, n = 0;
 		for (int j = 0; j < i; j++)
 			again |= !strcmp(q->meta_key[j], q->meta_key[i]);
 		if (again)
 			continue;
-		buf_append(w, " AND (", 6);
 		for (int j = i; j < q->n_meta; j++)
-			if (!strcmp(q->meta_key[j], q->meta_key[i]))
-				buf_printf(w, "%smeta @> $%d::jsonb", j == i ? "" : " OR ",
-				           list_meta(ps, q->meta_key[j], q->meta_value[j]));
-		buf_append(w, ")", 1);
+			n += !strcmp(q->meta_key[j], q->meta_key[i]);
+		int key = list_param(ps, q->meta_key[i], 0);
+		buf_printf(w, " AND keys %s ARRAY[", n == 1 ? "@>" : "&&");
+		for (int j = i, first = 1; j < q->n_meta; j++)
+			if (!strcmp(q->meta_key[j], q->meta_key[i])) {
+				buf_printf(w, "%sevents_meta_key($%d, $%d)", first ? "" : ", ", key,
+				           list_param(ps, q->meta_value[j], 0));
+				first = 0;
+			}
+		buf_append(w, "]", 1);
 	}
 	if (q->since_us >= 0)
 		buf_printf(w, " AND occurred_at >= " TS("$%d"), list_param(ps, NULL, q->since_us));
@@ -289,8 +294,14 @@ static void list_where(const struct dp_event_query *q, struct list_params *ps, s
 		buf_printf(w, " AND occurred_at < " TS("$%d"), list_param(ps, NULL, q->until_us));
 	if (q->received_since_us >= 0)
 		buf_printf(w, " AND received_at >= " TS("$%d"), list_param(ps, NULL, q->received_since_us));
-	if (q->received_until_us >= 0)
-		buf_printf(w, " AND received_at < " TS("$%d"), list_param(ps, NULL, q->received_until_us));
+	if (q->received_until_us >= 0) {
+		/* An event occurs at most DP_EVENT_FUTURE_US after it is
+		 * received (event.h): a bound on occurred_at too, which the
+		 * listing's index can use. */
+		k = list_param(ps, NULL, q->received_until_us);
+		buf_printf(w, " AND received_at < " TS("$%d") " AND occurred_at < " TS("$%d"), k,
+		           list_param(ps, NULL, q->received_until_us + DP_EVENT_FUTURE_US));
+	}
 	if (q->has_cursor) {
 		int ts = list_param(ps, NULL, q->cursor_us);
 		int seq = list_param(ps, NULL, q->cursor_seq);
