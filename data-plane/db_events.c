@@ -238,24 +238,54 @@ static void list_keys(struct list_params *ps, struct buf *w, struct buf *all, co
 	buf_printf(w, " AND keys && $%d::text[]", list_param(ps, b->p ? b->p : "{}", 0));
 }
 
-/* The WHERE clause of `q` into `w`, its values into `ps`. Equality
- * filters become keys of the GIN index (events_by_key), which answers any
- * combination of them in one scan; a single actor or exact action is also
- * given as a column, so that its btree index (in the listing's order) is
- * there for the planner when that filter alone is selective. */
+/* `col` equal to one of `vals`: a single value as `=`, so that the index
+ * leading with (tenant_id, col) returns rows in the listing's order and the
+ * scan stops at the page (`= ANY` would make it read and sort them all). */
+static void list_in(struct list_params *ps, struct buf *w, const char *col, const char *const *vals, int n)
+{
+	if (n == 1) {
+		buf_printf(w, " AND %s = $%d", col, list_param(ps, vals[0], 0));
+	} else if (n > 1) {
+		struct buf *b = list_own(ps);
+		if (!b)
+			return;
+		for (int i = 0; i < n; i++)
+			db_array_add(b, vals[i], strlen(vals[i]));
+		db_array_end(b);
+		buf_printf(w, " AND %s = ANY($%d::text[])", col, list_param(ps, b->p ? b->p : "{}", 0));
+	}
+}
+
+/* The WHERE clause of `q` into `w`, its values into `ps`. The actor, an
+ * exact action and the targets are their own columns, with their own
+ * indexes and statistics (ids are too many for the statistics of a shared
+ * array, which would make the planner misjudge how rare one is). The
+ * other equality filters become keys of one GIN index (events_by_key),
+ * which answers any combination of them in one scan driven by the rarest. */
 static void list_where(const struct dp_event_query *q, struct list_params *ps, struct buf *w)
 {
 	struct buf all = { 0 };
-	int k = list_param(ps, q->tenant, 0);
+	int k = list_param(ps, q->tenant, 0), prefixes = 0;
 	buf_printf(w, "tenant_id = $%d::uuid", k);
-	if (q->n_actor == 1)
-		buf_printf(w, " AND actor_id = $%d", list_param(ps, q->actor[0], 0));
-	if (q->n_action == 1 && !action_is_prefix(q->action[0]))
-		buf_printf(w, " AND action = $%d", list_param(ps, q->action[0], 0));
-	list_keys(ps, w, &all, "a:", q->actor, q->n_actor);
+	list_in(ps, w, "actor_id", q->actor, q->n_actor);
+	for (int i = 0; i < q->n_action; i++)
+		prefixes += action_is_prefix(q->action[i]);
+	if (prefixes)
+		list_keys(ps, w, &all, "ac:", q->action, q->n_action);
+	else
+		list_in(ps, w, "action", q->action, q->n_action);
+	if (q->n_target == 1) {
+		buf_printf(w, " AND target_ids @> ARRAY[$%d::text]", list_param(ps, q->target[0], 0));
+	} else if (q->n_target > 1) {
+		struct buf *b = list_own(ps);
+		if (b) {
+			for (int i = 0; i < q->n_target; i++)
+				db_array_add(b, q->target[i], strlen(q->target[i]));
+			db_array_end(b);
+			buf_printf(w, " AND target_ids && $%d::text[]", list_param(ps, b->p ? b->p : "{}", 0));
+		}
+	}
 	list_keys(ps, w, &all, "at:", q->actor_type, q->n_actor_type);
-	list_keys(ps, w, &all, "ac:", q->action, q->n_action);
-	list_keys(ps, w, &all, "t:", q->target, q->n_target);
 	list_keys(ps, w, &all, "tt:", q->target_type, q->n_target_type);
 	if (all.len) {
 		struct buf *b = list_own(ps);

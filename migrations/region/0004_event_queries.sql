@@ -1,7 +1,7 @@
 -- What GET /v1/events filters on beyond the columns it had: one array of
--- keys per event, each a fact a filter asks about ("a:<actor id>",
--- "at:<actor type>", "ac:<action>", "ap:<action prefix>", "t:<target id>",
--- "tt:<target type>", "w:<word>", "m<json key><value>"), under one GIN
+-- keys per event, each a fact a filter asks about ("at:<actor type>",
+-- "ac:<action>", "ap:<action prefix>", "tt:<target type>", "w:<word>",
+-- "m<json key><value>"; the actor and targets have their columns), under one GIN
 -- index: a combination of filters is a single index scan, in which the
 -- rarest key drives (GIN's fast scan), whatever the combination. The keys
 -- are derived from the stored body by one SQL function, so that the
@@ -42,12 +42,10 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     WITH t AS (SELECT x FROM json_array_elements(body->'targets') AS x),
          m AS (SELECT key, value #>> '{}' AS v FROM json_each(body->'metadata') WHERE json_typeof(value) = 'string')
     SELECT array_agg(DISTINCT k) FROM (
-        SELECT 'a:' || (body->'actor'->>'id') AS k
-        UNION ALL SELECT 'at:' || (body->'actor'->>'type')
+        SELECT 'at:' || (body->'actor'->>'type') AS k
         UNION ALL SELECT 'ac:' || (body->>'action')
         UNION ALL SELECT 'ap:' || left(body->>'action', p) FROM generate_series(1, length(body->>'action')) AS p
                   WHERE substr(body->>'action', p, 1) = '.'
-        UNION ALL SELECT 't:' || (x->>'id') FROM t
         UNION ALL SELECT 'tt:' || (x->>'type') FROM t
         UNION ALL SELECT events_meta_key(key, v) FROM m
         UNION ALL SELECT 'w:' || w FROM unnest(events_words_of(concat_ws(' ',

@@ -144,7 +144,7 @@ SELECT :'tenant'::uuid, id, at, rec, action, actor, ARRAY[target], sha256(conver
                          'action', action, 'actor', json_build_object('id', actor, 'type', atype, 'name', aname),
                          'targets', json_build_array(json_build_object('id', target, 'type', ttype, 'name', tname)),
                          'context', '{}'::json, 'metadata', meta::json),
-       ARRAY['a:' || actor, 'at:' || atype, 'ac:' || action, 't:' || target, 'tt:' || ttype,
+       ARRAY['at:' || atype, 'ac:' || action, 'tt:' || ttype,
              events_meta_key('env', meta->>'env'), events_meta_key('region', meta->>'region'),
              events_meta_key('ticket', meta->>'ticket')]
        || (SELECT array_agg('ap:' || left(action, p)) FROM generate_series(1, length(action)) AS p
