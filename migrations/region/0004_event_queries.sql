@@ -57,6 +57,12 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 $$;
 
 ALTER TABLE events ADD COLUMN keys text[];
+-- A key is as rare as a word of one event or as common as a type: the
+-- planner must know which (a rare one is read through the index, a common
+-- one by walking the listing's order), so the statistics keep ten times
+-- the default of the most common keys, and a key not among them is
+-- estimated rare.
+ALTER TABLE events ALTER COLUMN keys SET STATISTICS 1000;
 
 -- Fills the keys of a row inserted without them (the previous build's
 -- INSERT): a filter never misses an event for the build that stored it.
