@@ -465,6 +465,86 @@ const char *http_req_query(const struct http_req *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* The query's parameters in the order sent, up to the array's size. */
+struct query_walk {
+	const char *want;         /* NULL: every name; else this name or, with prefix, names under it */
+	int prefix;
+	const char **names, **vals;
+	size_t n, max, total;
+};
+
+static enum MHD_Result query_walk_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+	struct query_walk *w = cls;
+	(void)kind;
+	if (!*key && !value)
+		return MHD_YES; /* "?&a=1", "?a=1&": an empty piece is no parameter */
+	if (w->want && (w->prefix ? strncmp(key, w->want, strlen(w->want)) != 0 : strcmp(key, w->want) != 0))
+		return MHD_YES;
+	if (w->n < w->max) {
+		if (w->names)
+			w->names[w->n] = key;
+		w->vals[w->n] = value;
+		w->n++;
+	}
+	w->total++;
+	return MHD_YES;
+}
+
+int http_req_query_values(const struct http_req *req, const char *name, const char **vals, int max)
+{
+	struct query_walk w = { .want = name, .vals = vals, .max = max > 0 ? (size_t)max : 0 };
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_walk_one, &w);
+	return (int)w.total;
+}
+
+int http_req_query_prefixed(const struct http_req *req, const char *prefix, const char **names,
+                            const char **vals, int max)
+{
+	struct query_walk w = { .want = prefix, .prefix = 1, .names = names, .vals = vals,
+		                .max = max > 0 ? (size_t)max : 0 };
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_walk_one, &w);
+	return (int)w.total;
+}
+
+/* Refuses a query parameter the route does not declare (route.h), a step:
+ * a typo must not widen a filter into "everything". */
+static enum http_step check_query(struct http_req *req, const struct http_route *r)
+{
+	const char *names[ROUTE_QUERY_PARAMS_MAX + 1], *vals[ROUTE_QUERY_PARAMS_MAX + 1];
+	struct query_walk w = { .names = names, .vals = vals, .max = ROUTE_QUERY_PARAMS_MAX + 1 };
+	size_t bad;
+
+	MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_walk_one, &w);
+	enum route_query_fault f = route_query_check(r->query, names, vals, w.n, &bad);
+	if (f == ROUTE_QUERY_OK)
+		return HTTP_GO_ON;
+	const char *name = names[bad];
+	switch (f) {
+	case ROUTE_QUERY_UNKNOWN:
+		http_reply_invalid_field(req, name, "Unknown query parameter '%.200s': %s %s %s.", name, r->method,
+		                         r->pattern, r->query ? "does not take it" : "takes no query parameter");
+		break;
+	case ROUTE_QUERY_REPEATED:
+		http_reply_invalid_field(req, name, "The query parameter '%.200s' may be given only once.", name);
+		break;
+	case ROUTE_QUERY_TOO_MANY:
+		http_reply_invalid_field(req, name, "The query parameter '%.200s' may be given at most %d times.",
+		                         name, ROUTE_QUERY_VALUES_MAX);
+		break;
+	case ROUTE_QUERY_TOO_LONG:
+		http_reply_invalid_field(req, name, "A query may have at most %d parameters; '%.200s' is one too many.",
+		                         ROUTE_QUERY_PARAMS_MAX, name);
+		break;
+	default:
+		http_reply_invalid_field(req, name, "The query parameter '%.200s' has no value: write %.200s=<value>.",
+		                         name, name);
+		break;
+	}
+	return HTTP_ANSWERED;
+}
+
 const char *http_req_header(const struct http_req *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
@@ -608,7 +688,7 @@ static void dispatch(struct http_req *req)
 		                   "The body is larger than this route's limit of %zu bytes.", r->body_limit);
 		return;
 	}
-	if (authenticate(req, r) != HTTP_GO_ON)
+	if (authenticate(req, r) != HTTP_GO_ON || check_query(req, r) != HTTP_GO_ON)
 		return;
 	req->suspended = 0;
 	enum http_result rc = r->handler(req);

@@ -112,7 +112,19 @@ const char *http_req_method(const struct http_req *req);
 const char *http_req_path(const struct http_req *req);
 const char *http_req_id(const struct http_req *req);
 const char *http_req_param(const struct http_req *req, const char *name);
+/* The value of a query parameter given at most once (the route's
+ * `query` declaration makes sure of it), or NULL when absent. */
 const char *http_req_query(const struct http_req *req, const char *name);
+/* The values of a repeatable query parameter ("name[]" in the route's
+ * declaration), in the order sent: fills up to `max` of them into `vals`
+ * and returns how many were given (at most ROUTE_QUERY_VALUES_MAX once
+ * the layer has checked the query). */
+int http_req_query_values(const struct http_req *req, const char *name, const char **vals, int max);
+/* The parameters whose names begin with `prefix` ("metadata."), in the
+ * order sent: names[i] (the whole name) and vals[i], up to `max`; returns
+ * how many there are. */
+int http_req_query_prefixed(const struct http_req *req, const char *prefix, const char **names,
+                            const char **vals, int max);
 const char *http_req_header(const struct http_req *req, const char *name);
 const char *http_req_body(const struct http_req *req, size_t *len);
 /* The token of "Authorization: Bearer <token>" (scheme case-insensitive),

@@ -84,3 +84,49 @@ const char *route_param(const struct route_match *m, const char *name)
 			return m->values[i];
 	return NULL;
 }
+
+int route_query_matches(const char *d, const char *name, int *repeatable)
+{
+	size_t dl = strlen(d), nl = strlen(name);
+	int rep = dl >= 2 && d[dl - 2] == '[' && d[dl - 1] == ']';
+	if (rep)
+		dl -= 2;
+	*repeatable = rep;
+	if (dl && d[dl - 1] == '*') /* a prefix: "metadata.*" needs something after "metadata." */
+		return nl > dl - 1 && memcmp(d, name, dl - 1) == 0;
+	return nl == dl && memcmp(d, name, dl) == 0;
+}
+
+/* The declaration entry admitting `name`, or -1. */
+static int query_decl(const char *const *decl, const char *name, int *repeatable)
+{
+	for (int i = 0; decl && decl[i]; i++)
+		if (route_query_matches(decl[i], name, repeatable))
+			return i;
+	return -1;
+}
+
+enum route_query_fault route_query_check(const char *const *decl, const char *const *names,
+                                         const char *const *values, size_t n, size_t *bad)
+{
+	for (size_t i = 0; i < n; i++) {
+		int rep;
+		*bad = i;
+		if (i == ROUTE_QUERY_PARAMS_MAX)
+			return ROUTE_QUERY_TOO_LONG;
+		if (query_decl(decl, names[i], &rep) < 0)
+			return ROUTE_QUERY_UNKNOWN;
+		if (!values[i])
+			return ROUTE_QUERY_NO_VALUE;
+		/* Earlier occurrences of the same name: n is bounded above, so
+		 * the quadratic count stays small. */
+		size_t seen = 0;
+		for (size_t j = 0; j < i; j++)
+			seen += strcmp(names[j], names[i]) == 0;
+		if (seen && !rep)
+			return ROUTE_QUERY_REPEATED;
+		if (seen >= ROUTE_QUERY_VALUES_MAX)
+			return ROUTE_QUERY_TOO_MANY;
+	}
+	return ROUTE_QUERY_OK;
+}

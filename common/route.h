@@ -23,6 +23,15 @@ struct http_route {
 	http_handler_fn handler;
 	size_t body_limit;      /* bytes; 0 = no body accepted */
 	int auth;               /* 0 = public; other values mean what the service says */
+	/* The query parameters the route reads, NULL-terminated; NULL: none at
+	 * all. The HTTP layer refuses any other before the handler runs (see
+	 * route_query_check). A name is matched exactly, given at most once,
+	 * with a value; "name[]" may be given up to ROUTE_QUERY_VALUES_MAX
+	 * times (the handler reads them with http_req_query_values); "pre.*"
+	 * matches every name "pre.<something>" (http_req_query_prefixed),
+	 * and "pre.*[]" lets each of them repeat. Empty pieces ("?&a=1&")
+	 * are no parameters. */
+	const char *const *query;
 };
 
 #define ROUTE_MAX_PARAMS    8
@@ -47,5 +56,31 @@ enum route_result route_find(const struct http_route *routes, size_t n, const ch
 
 /* Value of path parameter `name` in `m`, or NULL. */
 const char *route_param(const struct route_match *m, const char *name);
+
+/* Bounds of a query string: values of one repeatable name, and parameters
+ * in all (a filter with 20 values is as far as a URL goes in practice; a
+ * query of more than 64 parameters is not one a client meant). */
+#define ROUTE_QUERY_VALUES_MAX 20
+#define ROUTE_QUERY_PARAMS_MAX 64
+
+enum route_query_fault {
+	ROUTE_QUERY_OK,
+	ROUTE_QUERY_UNKNOWN,     /* the route declares no such name */
+	ROUTE_QUERY_REPEATED,    /* a name that is not repeatable, given twice */
+	ROUTE_QUERY_TOO_MANY,    /* a repeatable name given more than ROUTE_QUERY_VALUES_MAX times */
+	ROUTE_QUERY_TOO_LONG,    /* more than ROUTE_QUERY_PARAMS_MAX parameters in all */
+	ROUTE_QUERY_NO_VALUE,    /* "?name" without "=": never taken for an empty or absent value */
+};
+
+/* Checks the query parameters of a request, `n` of them in the order sent
+ * (names[i], and values[i] NULL when the parameter had no '='), against
+ * `decl` (a route's `query`). Returns ROUTE_QUERY_OK, or the first fault
+ * with *bad the index of the parameter to name. Pure. */
+enum route_query_fault route_query_check(const char *const *decl, const char *const *names,
+                                         const char *const *values, size_t n, size_t *bad);
+
+/* Whether `name` is what the declaration entry `d` admits, and whether
+ * that entry is repeatable. */
+int route_query_matches(const char *d, const char *name, int *repeatable);
 
 #endif

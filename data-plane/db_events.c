@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "dpdb.h"
+#include "event.h"
 #include "log.h"
 #include "usage_report.h"
 
@@ -88,11 +89,14 @@ enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS],
 		p[i] = cols[i].p ? cols[i].p : "{}";
 	enum db_status st = db_exec(
 		c, &r,
+		/* The keys the listing filters on are derived from the body by
+		 * the function of migration 0004. */
 		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
-		"                    content_sha256, body)"
-		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), b::json"
+		"                    content_sha256, body, keys)"
+		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), j, events_keys(j)"
 		"   FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],"
-		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b)"
+		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b),"
+		"        LATERAL (SELECT b::json AS j) AS y"
 		" ON CONFLICT (tenant_id, id) DO NOTHING",
 		DP_NCOLS, p);
 	if (st != DB_OK)
@@ -127,14 +131,16 @@ enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char
 /* The parameters of a statement assembled from optional clauses. Each
  * clause adds its values through list_param, which refuses (and makes the
  * statement fail) rather than write past the array; LIST_PARAMS_MAX counts
- * every clause's parameters, so all of them at once fit. */
+ * every clause's parameters at their most, so all of them at once fit. */
 enum {
-	LIST_PARAMS_MAX = 1 /* tenant */ + 3 /* actor, action, target */ + 2 /* since, until */ +
-	                  2 /* cursor */ + 1 /* limit */
+	LIST_PARAMS_MAX = 1 /* tenant */ + 2 /* actor, action */ + 1 /* single keys */ +
+	                  5 /* any-of keys: actor, actor_type, action, target, target_type */ + 1 /* q */ +
+	                  2 * DP_QUERY_META_MAX + 5 /* times */ + 2 /* cursor */ + 1 /* limit */
 };
 struct list_params {
 	const char *v[LIST_PARAMS_MAX];
 	char num[LIST_PARAMS_MAX][24]; /* the text of numeric values */
+	struct buf own[LIST_PARAMS_MAX]; /* the text of built values (array literals) */
 	int n, overflow;
 };
 
@@ -154,140 +160,233 @@ static int list_param(struct list_params *ps, const char *text, int64_t num)
 	return ps->n;
 }
 
-enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
-                                 int *n, int *more, int64_t *last_us, int64_t *last_seq)
+/* The next parameter's buffer, to build its text in; NULL once full. */
+static struct buf *list_own(struct list_params *ps)
 {
-	char sql[1024];
-	struct list_params ps = { .n = 0 };
-	struct buf w = { 0 };
-	int k;
+	if (ps->n >= LIST_PARAMS_MAX) {
+		ps->overflow = 1;
+		return NULL;
+	}
+	return &ps->own[ps->n];
+}
 
-	k = list_param(&ps, q->tenant, 0);
-	buf_printf(&w, "tenant_id = $%d::uuid", k);
-	if (q->actor) {
-		k = list_param(&ps, q->actor, 0);
-		buf_printf(&w, " AND actor_id = $%d", k);
+static void list_params_free(struct list_params *ps)
+{
+	for (int i = 0; i < LIST_PARAMS_MAX; i++)
+		buf_free(&ps->own[i]);
+}
+
+/* Adds the key `prefix` + `value` to the array literal `b`. */
+static void key_add(struct buf *b, const char *prefix, const char *value)
+{
+	struct buf k = { 0 };
+	buf_printf(&k, "%s%s", prefix, value);
+	if (k.failed)
+		b->failed = 1;
+	else
+		db_array_add(b, k.p, k.len);
+	buf_free(&k);
+}
+
+/* "user.*": actions starting with "user." (dpdb.h). */
+static int action_is_prefix(const char *action)
+{
+	size_t len = strlen(action);
+	return len > 2 && !strcmp(action + len - 2, ".*");
+}
+
+/* An action filter's value as a key: "ap:user." for "user.*", "ac:x"
+ * for "x". */
+static void action_key(struct buf *b, const char *action)
+{
+	size_t len = strlen(action);
+	if (action_is_prefix(action)) {
+		struct buf p = { 0 };
+		buf_append(&p, action, len - 1);
+		key_add(b, "ap:", p.p ? p.p : "");
+		b->failed |= p.failed;
+		buf_free(&p);
+	} else {
+		key_add(b, "ac:", action);
 	}
-	if (q->action) {
-		k = list_param(&ps, q->action, 0);
-		buf_printf(&w, " AND action = $%d", k);
+}
+
+/* A filter of n values as keys: one value joins `all` (keys the event
+ * must all have); several make their own "any of" clause. */
+static void list_keys(struct list_params *ps, struct buf *w, struct buf *all, const char *prefix,
+                      const char *const *vals, int n)
+{
+	if (n == 0)
+		return;
+	if (n == 1) {
+		if (!strcmp(prefix, "ac:"))
+			action_key(all, vals[0]);
+		else
+			key_add(all, prefix, vals[0]);
+		return;
 	}
-	if (q->target) {
-		k = list_param(&ps, q->target, 0);
-		buf_printf(&w, " AND target_ids @> ARRAY[$%d::text]", k);
+	struct buf *b = list_own(ps);
+	if (!b)
+		return;
+	for (int i = 0; i < n; i++) {
+		if (!strcmp(prefix, "ac:"))
+			action_key(b, vals[i]);
+		else
+			key_add(b, prefix, vals[i]);
 	}
-	if (q->since_us >= 0) {
-		k = list_param(&ps, NULL, q->since_us);
-		buf_printf(&w, " AND occurred_at >= " TS("$%d"), k);
+	db_array_end(b);
+	buf_printf(w, " AND keys && $%d::text[]", list_param(ps, b->p ? b->p : "{}", 0));
+}
+
+/* `col` equal to one of `vals`: a single value as `=`, so that the index
+ * leading with (tenant_id, col) returns rows in the listing's order and the
+ * scan stops at the page (`= ANY` would make it read and sort them all). */
+static void list_in(struct list_params *ps, struct buf *w, const char *col, const char *const *vals, int n)
+{
+	if (n == 1) {
+		buf_printf(w, " AND %s = $%d", col, list_param(ps, vals[0], 0));
+	} else if (n > 1) {
+		struct buf *b = list_own(ps);
+		if (!b)
+			return;
+		for (int i = 0; i < n; i++)
+			db_array_add(b, vals[i], strlen(vals[i]));
+		db_array_end(b);
+		buf_printf(w, " AND %s = ANY($%d::text[])", col, list_param(ps, b->p ? b->p : "{}", 0));
 	}
-	if (q->until_us >= 0) {
-		k = list_param(&ps, NULL, q->until_us);
-		buf_printf(&w, " AND occurred_at < " TS("$%d"), k);
+}
+
+/* The WHERE clause of `q` into `w`, its values into `ps`. The actor, an
+ * exact action and the targets are their own columns, with their own
+ * indexes and statistics (ids are too many for the statistics of a shared
+ * array, which would make the planner misjudge how rare one is). The
+ * other equality filters become keys of one GIN index (events_by_key),
+ * which answers any combination of them in one scan driven by the rarest. */
+static void list_where(const struct dp_event_query *q, struct list_params *ps, struct buf *w)
+{
+	struct buf all = { 0 };
+	int k = list_param(ps, q->tenant, 0), prefixes = 0;
+	buf_printf(w, "tenant_id = $%d::uuid", k);
+	list_in(ps, w, "actor_id", q->actor, q->n_actor);
+	for (int i = 0; i < q->n_action; i++)
+		prefixes += action_is_prefix(q->action[i]);
+	if (prefixes)
+		list_keys(ps, w, &all, "ac:", q->action, q->n_action);
+	else
+		list_in(ps, w, "action", q->action, q->n_action);
+	if (q->n_target == 1) {
+		buf_printf(w, " AND target_ids @> ARRAY[$%d::text]", list_param(ps, q->target[0], 0));
+	} else if (q->n_target > 1) {
+		struct buf *b = list_own(ps);
+		if (b) {
+			for (int i = 0; i < q->n_target; i++)
+				db_array_add(b, q->target[i], strlen(q->target[i]));
+			db_array_end(b);
+			buf_printf(w, " AND target_ids && $%d::text[]", list_param(ps, b->p ? b->p : "{}", 0));
+		}
+	}
+	list_keys(ps, w, &all, "at:", q->actor_type, q->n_actor_type);
+	list_keys(ps, w, &all, "tt:", q->target_type, q->n_target_type);
+	if (all.len) {
+		struct buf *b = list_own(ps);
+		if (b) {
+			buf_append(b, all.p, all.len);
+			db_array_end(b);
+			b->failed |= all.failed;
+			buf_printf(w, " AND keys @> $%d::text[]", list_param(ps, b->p ? b->p : "{}", 0));
+		}
+	}
+	buf_free(&all);
+	if (q->q)
+		buf_printf(w, " AND keys @> events_query_words($%d)", list_param(ps, q->q, 0));
+	/* metadata: one clause per key, its values the alternatives. */
+	for (int i = 0; i < q->n_meta; i++) {
+		int again = 0, n = 0;
+		for (int j = 0; j < i; j++)
+			again |= !strcmp(q->meta_key[j], q->meta_key[i]);
+		if (again)
+			continue;
+		for (int j = i; j < q->n_meta; j++)
+			n += !strcmp(q->meta_key[j], q->meta_key[i]);
+		int key = list_param(ps, q->meta_key[i], 0);
+		buf_printf(w, " AND keys %s ARRAY[", n == 1 ? "@>" : "&&");
+		for (int j = i, first = 1; j < q->n_meta; j++)
+			if (!strcmp(q->meta_key[j], q->meta_key[i])) {
+				buf_printf(w, "%sevents_meta_key($%d, $%d)", first ? "" : ", ", key,
+				           list_param(ps, q->meta_value[j], 0));
+				first = 0;
+			}
+		buf_append(w, "]", 1);
+	}
+	if (q->since_us >= 0)
+		buf_printf(w, " AND occurred_at >= " TS("$%d"), list_param(ps, NULL, q->since_us));
+	if (q->until_us >= 0)
+		buf_printf(w, " AND occurred_at < " TS("$%d"), list_param(ps, NULL, q->until_us));
+	if (q->received_since_us >= 0)
+		buf_printf(w, " AND received_at >= " TS("$%d"), list_param(ps, NULL, q->received_since_us));
+	if (q->received_until_us >= 0) {
+		/* An event occurs at most DP_EVENT_FUTURE_US after it is
+		 * received (event.h): a bound on occurred_at too, which the
+		 * listing's index can use. */
+		k = list_param(ps, NULL, q->received_until_us);
+		buf_printf(w, " AND received_at < " TS("$%d") " AND occurred_at < " TS("$%d"), k,
+		           list_param(ps, NULL, q->received_until_us + DP_EVENT_FUTURE_US));
 	}
 	if (q->has_cursor) {
-		int ts = list_param(&ps, NULL, q->cursor_us);
-		int seq = list_param(&ps, NULL, q->cursor_seq);
+		int ts = list_param(ps, NULL, q->cursor_us);
+		int seq = list_param(ps, NULL, q->cursor_seq);
 		/* The first test bounds the index scan; the second breaks ties. */
-		buf_printf(&w, " AND occurred_at <= " TS("$%d") " AND (occurred_at < " TS("$%d") " OR seq < $%d::bigint)",
-		           ts, ts, seq);
+		const char *op = q->asc ? ">" : "<";
+		buf_printf(w, " AND occurred_at %s= " TS("$%d") " AND (occurred_at %s " TS("$%d") " OR seq %s $%d::bigint)",
+		           op, ts, op, ts, op, seq);
 	}
-	/* One row more than the page: whether a next page exists. */
-	k = list_param(&ps, NULL, (int64_t)q->limit + 1);
-	if (w.failed || ps.overflow) {
-		log_error(NULL, "the events listing needs more than %d parameters", LIST_PARAMS_MAX);
-		buf_free(&w);
-		return DB_ERROR;
-	}
-	snprintf(sql, sizeof sql,
-	         "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
-	         " ORDER BY occurred_at DESC, seq DESC LIMIT $%d::int",
-	         w.p, k);
-	buf_free(&w);
-
-	PGresult *r;
-	enum db_status st = db_exec(c, &r, sql, ps.n, ps.v);
-	if (st != DB_OK)
-		return st;
-	*n = PQntuples(r);
-	*more = *n > q->limit;
-	if (*more)
-		*n = q->limit;
-	for (int i = 0; i < *n; i++) {
-		if (i)
-			buf_append(out, ",", 1);
-		buf_append(out, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
-	}
-	if (*n) {
-		*last_us = int_at(r, *n - 1, 1);
-		*last_seq = int_at(r, *n - 1, 2);
-	}
-	PQclear(r);
-	return out->failed ? DB_ERROR : DB_OK;
 }
 
 enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn,
                                  void *ctx)
 {
-	char sql[1024];
-	struct list_params ps = { .n = 0 };
-	struct buf w = { 0 };
-	int k;
+	struct list_params *ps = NULL;
+	struct buf w = { 0 }, sql = { 0 };
+	enum db_status st = DB_ERROR;
+	PGresult *r = NULL;
 
 	if (q->limit < 1 || q->limit > DP_SCAN_MAX) {
 		log_error(NULL, "an events scan of %d rows asked (1 to %d)", q->limit, DP_SCAN_MAX);
-		return DB_ERROR;
+		goto out;
 	}
-	k = list_param(&ps, q->tenant, 0);
-	buf_printf(&w, "tenant_id = $%d::uuid", k);
-	if (q->actor) {
-		k = list_param(&ps, q->actor, 0);
-		buf_printf(&w, " AND actor_id = $%d", k);
+	if (!(ps = calloc(1, sizeof *ps)))
+		goto out;
+	list_where(q, ps, &w);
+	int k = list_param(ps, NULL, q->limit);
+	const char *dir = q->asc ? "ASC" : "DESC";
+	buf_printf(&sql,
+	           "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
+	           " ORDER BY occurred_at %s, seq %s LIMIT $%d::int",
+	           w.p ? w.p : "false", dir, dir, k);
+	if (w.failed || sql.failed || ps->overflow || !sql.p) {
+		log_error(NULL, "the events query could not be assembled (%d parameters at most)", LIST_PARAMS_MAX);
+		goto out;
 	}
-	if (q->action) {
-		k = list_param(&ps, q->action, 0);
-		buf_printf(&w, " AND action = $%d", k);
-	}
-	if (q->target) {
-		k = list_param(&ps, q->target, 0);
-		buf_printf(&w, " AND target_ids @> ARRAY[$%d::text]", k);
-	}
-	if (q->since_us >= 0) {
-		k = list_param(&ps, NULL, q->since_us);
-		buf_printf(&w, " AND occurred_at >= " TS("$%d"), k);
-	}
-	if (q->until_us >= 0) {
-		k = list_param(&ps, NULL, q->until_us);
-		buf_printf(&w, " AND occurred_at < " TS("$%d"), k);
-	}
-	if (q->has_cursor) {
-		int ts = list_param(&ps, NULL, q->cursor_us);
-		int seq = list_param(&ps, NULL, q->cursor_seq);
-		buf_printf(&w, " AND occurred_at <= " TS("$%d") " AND (occurred_at < " TS("$%d") " OR seq < $%d::bigint)",
-		           ts, ts, seq);
-	}
-	k = list_param(&ps, NULL, q->limit);
-	if (w.failed || ps.overflow) {
-		buf_free(&w);
-		return DB_ERROR;
-	}
-	snprintf(sql, sizeof sql,
-	         "SELECT body::text, " US("occurred_at") ", seq FROM events WHERE %s"
-	         " ORDER BY occurred_at DESC, seq DESC LIMIT $%d::int",
-	         w.p, k);
-	buf_free(&w);
-
-	PGresult *r;
-	enum db_status st = db_exec(c, &r, sql, ps.n, ps.v);
+	for (int i = 0; i < LIST_PARAMS_MAX; i++)
+		if (ps->own[i].failed)
+			goto out;
+	st = db_exec(c, &r, sql.p, ps->n, ps->v);
 	if (st != DB_OK)
-		return st;
+		goto out;
 	for (int i = 0; i < PQntuples(r); i++) {
 		struct dp_event_row row = { .body = PQgetvalue(r, i, 0), .body_len = (size_t)PQgetlength(r, i, 0),
-			                        .occurred_us = int_at(r, i, 1), .seq = int_at(r, i, 2) };
+			                    .occurred_us = int_at(r, i, 1), .seq = int_at(r, i, 2) };
 		if (fn(ctx, &row))
 			break;
 	}
+out:
 	PQclear(r);
-	return DB_OK;
+	buf_free(&sql);
+	buf_free(&w);
+	if (ps)
+		list_params_free(ps);
+	free(ps);
+	return st;
 }
 
 enum db_status dp_db_usage_changed(struct db_conn *c, const char *period, int64_t since_us,

@@ -126,11 +126,20 @@ enum http_result dp_handle_tenant(struct http_req *req);
  * `a` is NULL: the server answers 500) (events.c). */
 enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
 	__attribute__((warn_unused_result));
-/* The filters, order, cursor and limit of GET /v1/events (and of the
- * routes that take the same query, the export) from the request's query,
- * into `q` (every member set; the tenant is the caller's to set), a step:
- * HTTP_GO_ON, or HTTP_ANSWERED after queueing 400 naming the parameter.
- * `q`'s strings are the request's (events.c). */
+/* The query parameters of GET /v1/events (route.h): its route's
+ * declaration, NULL-terminated; a route taking the same filters and more
+ * declares { DP_EVENTS_QUERY_PARAMS, "format", NULL }. */
+#define DP_EVENTS_QUERY_PARAMS                                                                       \
+	"actor[]", "actor_type[]", "action[]", "target[]", "target_type[]", "metadata.*[]", "q", "since", \
+		"until", "received_since", "received_until", "order", "limit", "cursor"
+extern const char *const dp_events_query_params[];
+/* Parses the filters, order, limit (1..1000, default 100) and cursor of
+ * GET /v1/events into `q` (strings borrowed from the request; q->tenant is
+ * the authenticated tenant), a step: HTTP_GO_ON, or HTTP_ANSWERED after
+ * queueing 400 validation_failed naming the parameter. A cursor is
+ * accepted only with the filters and order of the query that returned it
+ * (events.c). A route that reads more rows per statement (an export) may
+ * raise q->limit afterwards, up to DP_SCAN_MAX. */
 struct dp_event_query;
 enum http_step dp_events_query_parse(struct http_req *req, struct dp_event_query *q)
 	__attribute__((warn_unused_result));

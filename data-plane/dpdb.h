@@ -77,37 +77,49 @@ enum db_status dp_db_idem_purge(struct db_conn *c, int64_t ttl_ms, int batch, lo
 enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char *id, char **body,
                                size_t *len) __attribute__((warn_unused_result));
 
+/* What a listing of events asks for: every member may be given at once.
+ * Strings are borrowed (from the request). A filter with n values matches
+ * an event matching any of them; different filters must all match. */
+#define DP_QUERY_VALUES_MAX 20          /* values of one filter (ROUTE_QUERY_VALUES_MAX) */
+#define DP_QUERY_META_MAX 64            /* metadata.<key>=<value> pairs */
 struct dp_event_query {
 	const char *tenant;
-	const char *actor, *action, *target;   /* NULL: no filter */
-	int64_t since_us, until_us;             /* -1: no bound */
+	const char *actor[DP_QUERY_VALUES_MAX];        /* actor.id */
+	const char *actor_type[DP_QUERY_VALUES_MAX];   /* actor.type */
+	const char *action[DP_QUERY_VALUES_MAX];       /* exact, or "p.*": actions starting with "p." */
+	const char *target[DP_QUERY_VALUES_MAX];       /* one of targets[].id */
+	const char *target_type[DP_QUERY_VALUES_MAX];  /* one of targets[].type */
+	int n_actor, n_actor_type, n_action, n_target, n_target_type;
+	/* metadata: the string member meta_key[i] equals meta_value[i]; pairs
+	 * of one key are alternatives, different keys must all hold. */
+	const char *meta_key[DP_QUERY_META_MAX], *meta_value[DP_QUERY_META_MAX];
+	int n_meta;
+	const char *q;                          /* words that must all be the event's (NULL: none) */
+	int64_t since_us, until_us;             /* occurred_at in [since, until); -1: no bound */
+	int64_t received_since_us, received_until_us; /* received_at, likewise */
+	int asc;                                /* oldest first; else newest first */
 	int has_cursor;
 	int64_t cursor_us, cursor_seq;          /* the last row of the previous page */
-	int limit;
+	int limit;                              /* rows at most, 1..DP_SCAN_MAX */
 };
-/* Appends up to q->limit events, newest first, to `out` as a JSON array's
- * elements separated by commas; *n is how many, *more whether further
- * events match, and *last_us / *last_seq the sort key of the last one.
- * Every filter and the cursor may be given at once. */
-enum db_status dp_db_events_list(struct db_conn *c, const struct dp_event_query *q, struct buf *out,
-                                 int *n, int *more, int64_t *last_us, int64_t *last_seq)
-	__attribute__((warn_unused_result));
+#define DP_SCAN_MAX 10000
 
-/* One row of a scan: the event's stored JSON and its sort key, valid for
- * the call only. */
+/* One listed event: its stored JSON (valid during the call only) and its
+ * sort key, which a cursor names. */
 struct dp_event_row {
 	const char *body;
 	size_t body_len;
 	int64_t occurred_us;
 	int64_t seq;
 };
-/* Called for each row of a scan, in order; non-zero stops the scan. */
+/* Called per row in order; non-zero stops the scan (still DB_OK). */
 typedef int (*dp_event_row_fn)(void *ctx, const struct dp_event_row *row);
-/* Runs the query of `q` (every filter, the order, and the keyset after
- * the cursor fields when has_cursor) for at most q->limit rows (1 to
- * DP_SCAN_MAX), calling `fn` for each in order. One statement: run it in
- * a short transaction per page, never one across pages. */
-#define DP_SCAN_MAX 10000
+/* Runs `q`: its filters, in its order (occurred_at, then seq, both
+ * descending or both ascending), the rows after its cursor, at most
+ * q->limit of them, calling `fn` for each. Nothing of the request is
+ * written into the statement's text: every value is a parameter. One
+ * statement: an export runs it in a short transaction per page, never one
+ * across pages. */
 enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn,
                                  void *ctx) __attribute__((warn_unused_result));
 

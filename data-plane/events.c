@@ -17,6 +17,8 @@
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
 #define FILTER_MAX 256
+#define META_KEY_MAX 128
+#define Q_WORDS_MAX 8
 
 enum http_step dp_events_admit(struct http_req *req, const struct dp_auth *a, unsigned scope)
 {
@@ -106,35 +108,23 @@ enum http_result dp_handle_event_get(struct http_req *req)
 	return rc;
 }
 
-struct list_q {
-	struct dp_event_query q;
-	struct buf out;
-	int n, more;
-	int64_t last_us, last_seq;
-};
+/* The query parameters of GET /v1/events (route.h), for the route table
+ * and for every route that takes the same filters. */
+const char *const dp_events_query_params[] = { DP_EVENTS_QUERY_PARAMS, NULL };
 
-static enum db_status list_tx(struct db_conn *c, void *ctx)
+/* The values of a repeatable filter, each 1..max bytes. A step. */
+static enum http_step values(struct http_req *req, const char *name, size_t max, const char **out, int *n)
 {
-	struct list_q *l = ctx;
-	l->out.len = 0;
-	if (l->out.p)
-		l->out.p[0] = '\0';
-	return dp_db_events_list(c, &l->q, &l->out, &l->n, &l->more, &l->last_us, &l->last_seq);
-}
-
-/* A filter's value: absent, or 1..FILTER_MAX bytes. A step. */
-static enum http_step filter(struct http_req *req, const char *name, const char **out)
-{
-	const char *v = http_req_query(req, name);
-	*out = NULL;
-	if (!v)
-		return HTTP_GO_ON;
-	size_t n = strlen(v);
-	if (n == 0 || n > FILTER_MAX) {
-		http_reply_invalid_field(req, name, "%s must be 1 to %d bytes.", name, FILTER_MAX);
-		return HTTP_ANSWERED;
+	*n = http_req_query_values(req, name, out, DP_QUERY_VALUES_MAX);
+	if (*n > DP_QUERY_VALUES_MAX)
+		*n = DP_QUERY_VALUES_MAX; /* the HTTP layer refused more already */
+	for (int i = 0; i < *n; i++) {
+		size_t len = strlen(out[i]);
+		if (len == 0 || len > max) {
+			http_reply_invalid_field(req, name, "Each %s must be 1 to %zu bytes.", name, max);
+			return HTTP_ANSWERED;
+		}
 	}
-	*out = v;
 	return HTTP_GO_ON;
 }
 
@@ -149,65 +139,207 @@ static enum http_step time_param(struct http_req *req, const char *name, int64_t
 	return HTTP_GO_ON;
 }
 
+/* Words of `q` as the database splits them (a run of letters and digits;
+ * every byte of a multibyte character counts as a letter here). */
+static int q_words(const char *q)
+{
+	int n = 0, in = 0;
+	for (const unsigned char *p = (const unsigned char *)q; *p; p++) {
+		int w = (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p >= 0x80;
+		n += w && !in;
+		in = w;
+	}
+	return n;
+}
+
+/* FNV-1a over every member of `q` that selects or orders rows, names and
+ * values delimited: a cursor carries it so that it is refused under any
+ * other query (not a secret: the tenant is always filtered on anyway). */
+static uint64_t fp_add(uint64_t h, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
+		h = (h ^ *p) * UINT64_C(1099511628211);
+	return (h ^ 0xff) * UINT64_C(1099511628211); /* 0xff is never UTF-8: a delimiter */
+}
+
+static uint64_t query_fingerprint(const struct dp_event_query *q)
+{
+	char num[24];
+	uint64_t h = UINT64_C(14695981039346656037);
+	const struct {
+		const char *name;
+		const char *const *v;
+		int n;
+	} f[] = { { "actor", q->actor, q->n_actor }, { "actor_type", q->actor_type, q->n_actor_type },
+		  { "action", q->action, q->n_action }, { "target", q->target, q->n_target },
+		  { "target_type", q->target_type, q->n_target_type }, { "meta_key", q->meta_key, q->n_meta },
+		  { "meta_value", q->meta_value, q->n_meta } };
+	h = fp_add(h, q->tenant);
+	for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+		h = fp_add(h, f[i].name);
+		for (int j = 0; j < f[i].n; j++)
+			h = fp_add(h, f[i].v[j]);
+	}
+	h = fp_add(h, q->q ? q->q : "\x01");
+	int64_t t[] = { q->since_us, q->until_us, q->received_since_us, q->received_until_us, q->asc };
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		snprintf(num, sizeof num, "%" PRId64, t[i]);
+		h = fp_add(h, num);
+	}
+	return h;
+}
+
+/* The cursor of the row (us, seq) under query `q`. */
+static void cursor_make(const struct dp_event_query *q, int64_t us, int64_t seq, char text[CURSOR_TEXT_MAX])
+{
+	struct cursor c = { .ts_us = us };
+	snprintf(c.id, sizeof c.id, "%" PRId64 "_%016" PRIx64, seq, query_fingerprint(q));
+	cursor_encode(&c, text);
+}
+
 enum http_step dp_events_query_parse(struct http_req *req, struct dp_event_query *q)
 {
-	const char *cur;
+	const struct dp_auth *a = http_req_auth(req);
+	const char *v, *names[DP_QUERY_META_MAX];
 
-	*q = (struct dp_event_query){ .since_us = -1, .until_us = -1 };
-	if (filter(req, "actor", &q->actor) != HTTP_GO_ON || filter(req, "action", &q->action) != HTTP_GO_ON ||
-	    filter(req, "target", &q->target) != HTTP_GO_ON || time_param(req, "since", &q->since_us) != HTTP_GO_ON ||
-	    time_param(req, "until", &q->until_us) != HTTP_GO_ON)
+	memset(q, 0, sizeof *q);
+	q->tenant = a ? a->tenant_id : NULL;
+	if (values(req, "actor", DP_EVENT_REF_ID_MAX, q->actor, &q->n_actor) != HTTP_GO_ON ||
+	    values(req, "actor_type", DP_EVENT_REF_TYPE_MAX, q->actor_type, &q->n_actor_type) != HTTP_GO_ON ||
+	    values(req, "action", 4 * DP_EVENT_ACTION_MAX, q->action, &q->n_action) != HTTP_GO_ON ||
+	    values(req, "target", DP_EVENT_REF_ID_MAX, q->target, &q->n_target) != HTTP_GO_ON ||
+	    values(req, "target_type", DP_EVENT_REF_TYPE_MAX, q->target_type, &q->n_target_type) != HTTP_GO_ON ||
+	    time_param(req, "since", &q->since_us) != HTTP_GO_ON || time_param(req, "until", &q->until_us) != HTTP_GO_ON ||
+	    time_param(req, "received_since", &q->received_since_us) != HTTP_GO_ON ||
+	    time_param(req, "received_until", &q->received_until_us) != HTTP_GO_ON)
 		return HTTP_ANSWERED;
-	if (cursor_parse_limit(http_req_query(req, "limit"), LIST_DEFAULT, LIST_MAX, &q->limit) != 0)
-		return http_reply_invalid_field(req, "limit", "limit must be an integer from 1 to %d.", LIST_MAX),
-		       HTTP_ANSWERED;
-	if ((cur = http_req_query(req, "cursor"))) {
+	q->n_meta = http_req_query_prefixed(req, "metadata.", names, q->meta_value, DP_QUERY_META_MAX);
+	if (q->n_meta > DP_QUERY_META_MAX)
+		q->n_meta = DP_QUERY_META_MAX; /* the HTTP layer refused more already */
+	for (int i = 0; i < q->n_meta; i++) {
+		q->meta_key[i] = names[i] + strlen("metadata.");
+		size_t klen = strlen(q->meta_key[i]), vlen = strlen(q->meta_value[i]);
+		if (klen > META_KEY_MAX || vlen == 0 || vlen > FILTER_MAX) {
+			http_reply_invalid_field(req, names[i],
+			                         "A metadata filter is metadata.<key>=<value>, the key at most %d bytes, "
+			                         "the value 1 to %d bytes.", META_KEY_MAX, FILTER_MAX);
+			return HTTP_ANSWERED;
+		}
+	}
+	if ((v = http_req_query(req, "q"))) {
+		int words = q_words(v);
+		if (strlen(v) > FILTER_MAX || words < 1 || words > Q_WORDS_MAX) {
+			http_reply_invalid_field(req, "q", "q must be at most %d bytes of 1 to %d words (letters and digits).",
+			                         FILTER_MAX, Q_WORDS_MAX);
+			return HTTP_ANSWERED;
+		}
+		q->q = v;
+	}
+	if ((v = http_req_query(req, "order")) && strcmp(v, "desc") != 0) {
+		if (strcmp(v, "asc") != 0) {
+			http_reply_invalid_field(req, "order", "order must be desc (newest first) or asc.");
+			return HTTP_ANSWERED;
+		}
+		q->asc = 1;
+	}
+	if (cursor_parse_limit(http_req_query(req, "limit"), LIST_DEFAULT, LIST_MAX, &q->limit) != 0) {
+		http_reply_invalid_field(req, "limit", "limit must be an integer from 1 to %d.", LIST_MAX);
+		return HTTP_ANSWERED;
+	}
+	if ((v = http_req_query(req, "cursor"))) {
 		struct cursor c;
-		char *end;
-		if (cursor_decode(cur, &c) != 0 || (q->cursor_seq = strtoll(c.id, &end, 10)) <= 0 || *end)
-			return http_reply_invalid_field(req, "cursor", "cursor is not one this API returned."),
-			       HTTP_ANSWERED;
+		char *end, want[24];
+		if (cursor_decode(v, &c) != 0 || (q->cursor_seq = strtoll(c.id, &end, 10)) <= 0 || *end != '_') {
+			http_reply_invalid_field(req, "cursor", "cursor is not one this API returned.");
+			return HTTP_ANSWERED;
+		}
+		snprintf(want, sizeof want, "%016" PRIx64, query_fingerprint(q));
+		if (strcmp(end + 1, want) != 0) {
+			http_reply_invalid_field(req, "cursor",
+			                         "This cursor belongs to another query: page with the filters and order "
+			                         "it came from.");
+			return HTTP_ANSWERED;
+		}
 		q->has_cursor = 1;
 		q->cursor_us = c.ts_us;
 	}
 	return HTTP_GO_ON;
 }
 
+/* A page: the rows up to the limit, and whether one more exists. */
+struct list_q {
+	struct dp_event_query q;
+	struct buf out;
+	int n, more;
+	int64_t last_us, last_seq;
+};
+
+static int list_row(void *ctx, const struct dp_event_row *row)
+{
+	struct list_q *l = ctx;
+	if (l->n == l->q.limit - 1) {
+		l->more = 1; /* the one row more than the page */
+		return 1;
+	}
+	if (l->n)
+		buf_append(&l->out, ",", 1);
+	buf_append(&l->out, row->body, row->body_len);
+	l->last_us = row->occurred_us;
+	l->last_seq = row->seq;
+	l->n++;
+	return 0;
+}
+
+static enum db_status list_tx(struct db_conn *c, void *ctx)
+{
+	struct list_q *l = ctx;
+	l->out.len = 0;
+	if (l->out.p)
+		l->out.p[0] = '\0';
+	l->n = l->more = 0;
+	return dp_db_events_scan(c, &l->q, list_row, l);
+}
+
 enum http_result dp_handle_events_list(struct http_req *req)
 {
 	struct dp_app *app = http_req_app(req);
 	const struct dp_auth *a = http_req_auth(req);
-	struct list_q l = { .out = { 0 } };
-
-	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != HTTP_GO_ON)
-		return HTTP_REPLIED;
-	if (dp_events_query_parse(req, &l.q) != HTTP_GO_ON)
-		return HTTP_REPLIED;
-	l.q.tenant = a->tenant_id;
-	buf_append(&l.out, "", 0);
-	enum db_status st = db_tx(app->db, DB_AUTOCOMMIT, list_tx, &l);
-	if (st != DB_OK) {
-		buf_free(&l.out);
-		return db_failed(req, st);
-	}
+	struct list_q *l = calloc(1, sizeof *l); /* the query's arrays are large for a stack */
 	struct buf b = { 0 };
-	buf_append(&b, "{\"events\":[", 11);
-	buf_append(&b, l.out.p ? l.out.p : "", l.out.len);
-	buf_free(&l.out);
-	if (l.more) {
-		struct cursor c = { .ts_us = l.last_us };
-		char text[CURSOR_TEXT_MAX];
-		snprintf(c.id, sizeof c.id, "%" PRId64, l.last_seq);
-		cursor_encode(&c, text);
-		buf_printf(&b, "],\"next_cursor\":\"%s\"}", text);
-	} else {
-		buf_append(&b, "],\"next_cursor\":null}", 21);
-	}
-	if (b.failed) {
-		buf_free(&b);
+	enum http_result rc = HTTP_FAILED;
+
+	if (!l)
 		return HTTP_FAILED;
+	if (dp_events_admit(req, a, CFGDOC_SCOPE_READ) != HTTP_GO_ON ||
+	    dp_events_query_parse(req, &l->q) != HTTP_GO_ON) {
+		rc = HTTP_REPLIED;
+		goto out;
 	}
-	enum http_result rc = http_reply_raw(req, 200, "application/json", b.p, b.len);
+	l->q.limit++; /* one row more than the page: whether a next page exists */
+	buf_append(&l->out, "", 0);
+	enum db_status st = db_tx(app->db, DB_AUTOCOMMIT, list_tx, l);
+	l->q.limit--;
+	if (st != DB_OK) {
+		rc = db_failed(req, st);
+		goto out;
+	}
+	buf_append(&b, "{\"items\":[", 10);
+	buf_append(&b, l->out.p ? l->out.p : "", l->out.len);
+	if (l->more) {
+		char text[CURSOR_TEXT_MAX];
+		cursor_make(&l->q, l->last_us, l->last_seq, text);
+		buf_printf(&b, "],\"next_cursor\":\"%s\",\"has_more\":true}", text);
+	} else {
+		/* Nothing follows: no cursor, so that no client asks for an
+		 * empty last page. */
+		buf_append(&b, "],\"has_more\":false}", 19);
+	}
+	if (l->out.failed || b.failed)
+		goto out;
+	rc = http_reply_raw(req, 200, "application/json", b.p, b.len);
+out:
 	buf_free(&b);
+	buf_free(&l->out);
+	free(l);
 	return rc;
 }

@@ -114,18 +114,22 @@ static enum http_result handle_openapi(struct http_req *req)
 	return http_reply_raw(req, 200, APIDOC_CONTENT_TYPE, doc, len);
 }
 
+/* The query parameters each route reads (route.h): any other is refused. */
+static const char *const q_feed[] = { "after", "limit", "wait", NULL };
+static const char *const q_export[] = { DP_EVENTS_QUERY_PARAMS, "format", NULL };
+
 static const struct http_route dp_routes[] = {
-	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
-	{ "GET", "/readyz", dp_handle_readyz, 0, 0 },
-	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
-	{ "GET", "/openapi.yaml", handle_openapi, 0, 0 },
-	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY },
-	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY },
-	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY },
+	{ "GET", "/healthz", http_handle_healthz, 0, 0, NULL },
+	{ "GET", "/readyz", dp_handle_readyz, 0, 0, NULL },
+	{ "GET", "/metrics", http_handle_metrics, 0, 0, NULL },
+	{ "GET", "/openapi.yaml", handle_openapi, 0, 0, NULL },
+	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY, NULL },
+	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY, NULL },
+	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY, dp_events_query_params },
 	/* Before /v1/events/{id}: the first pattern that matches wins. */
-	{ "GET", "/v1/events/feed", dp_handle_events_feed, 0, DP_AUTH_API_KEY },
-	{ "GET", "/v1/events/export", dp_handle_events_export, 0, DP_AUTH_API_KEY }, /* before {id} */
-	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY },
+	{ "GET", "/v1/events/feed", dp_handle_events_feed, 0, DP_AUTH_API_KEY, q_feed },
+	{ "GET", "/v1/events/export", dp_handle_events_export, 0, DP_AUTH_API_KEY, q_export }, /* before {id} */
+	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY, NULL },
 };
 
 static int cmd_routes(void)

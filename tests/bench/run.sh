@@ -8,6 +8,7 @@
 #   tests/bench/run.sh BINDIR
 # Knobs: BENCH_SECONDS (5), BENCH_CONNECTIONS (64), BENCH_THREADS (2), BENCH_ROUNDS (3),
 # BENCH_EVENTS (1000000, the listed tenant's events), BENCH_LIST_CONNECTIONS (8),
+# BENCH_ONLY=list (only the filters of GET /v1/events, tests/bench/list.sh),
 # BENCH_ONLY=feed (only the feed's lag), BENCH_ONLY=export (only the export
 # benchmark, tests/bench/export.sh).
 set -eu
@@ -16,6 +17,7 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
+[ "${BENCH_ONLY:-}" != list ] || exec sh "$ROOT/tests/bench/list.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -487,3 +489,7 @@ bench_feed
 # The export of a tenant of BENCH_EVENTS events beside COPY, and memory.
 echo
 sh "$ROOT/tests/bench/export.sh" "$BIN"
+
+# The filters of GET /v1/events, on a cluster of their own.
+echo
+sh "$ROOT/tests/bench/list.sh" "$BIN"

@@ -35,6 +35,7 @@ Suite *write_rules_suite(void); /* test_write_rules.c */
 Suite *feed_suite(void); /* test_feed.c */
 Suite *erasure_suite(void); /* test_erasure.c */
 Suite *export_suite(void); /* test_export.c */
+Suite *queries_suite(void); /* test_queries.c */
 /* Prints the service log lines of the *.log files of `dir` that name
  * neither a request ("req_id") nor a task ("task"); returns their number. */
 int it_logs_check(const char *dir);

@@ -631,7 +631,7 @@ START_TEST(tenant_isolation)
 		for (int who = 0; who < 2; who++) {
 			get(&r, &us, who ? kb : ka, lists[i].path);
 			EXPECT(&r, 200);
-			json_t *evs = json_object_get(r.json, "events"), *e;
+			json_t *evs = json_object_get(r.json, "items"), *e;
 			size_t k;
 			int want = who ? lists[i].nb : lists[i].na;
 			ck_assert_msg((int)json_array_size(evs) == want, "%s as %c: %zu events, want %d: %.500s",
@@ -641,8 +641,8 @@ START_TEST(tenant_isolation)
 				ck_assert_msg(!strcmp(actor, who ? "bob" : "alice"), "%s as %c lists %s's event %s",
 				              lists[i].path, who ? 'b' : 'a', actor, it_js(e, "id"));
 			}
-			ck_assert_msg(json_is_null(json_object_get(r.json, "next_cursor")), "next_cursor: %s",
-			              r.raw.body);
+			ck_assert_msg(!json_object_get(r.json, "next_cursor") && json_is_false(json_object_get(r.json, "has_more")),
+			              "next_cursor or has_more: %s", r.raw.body);
 			res_free(&r);
 		}
 	}
@@ -1143,7 +1143,7 @@ START_TEST(validation)
 	res_free(&r);
 	get(&r, &us, kro, "/v1/events");
 	EXPECT(&r, 200);
-	ck_assert_int_eq(json_array_size(json_object_get(r.json, "events")), 8);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 8);
 	res_free(&r);
 	/* No key, or a malformed one: 401 with WWW-Authenticate. */
 	post(&r, &us, NULL, ev("nokey", "a", "u"));
@@ -1254,7 +1254,7 @@ START_TEST(quota)
 	/* Reads still work at the quota. */
 	get(&r, &us, key, "/v1/events");
 	EXPECT(&r, 200);
-	ck_assert_int_eq(json_array_size(json_object_get(r.json, "events")), 5);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 5);
 	res_free(&r);
 	get(&r, &us, key, "/v1/tenant");
 	EXPECT(&r, 200);
@@ -1435,7 +1435,7 @@ START_TEST(retention)
 	ck_assert_int_eq(stored(&us, &lasting), 1);
 	get(&r, &us, key, "/v1/events");
 	EXPECT(&r, 200);
-	ck_assert_int_eq(json_array_size(json_object_get(r.json, "events")), 4);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 4);
 	res_free(&r);
 	get(&r, &us, key, "/v1/events/old-0");
 	EXPECT_PROBLEM_SOME(&r, 404, "not_found", NULL);
@@ -1860,15 +1860,17 @@ static void list_ids(const struct dp *d, const char *key, const char *path, char
 	struct res r;
 	get(&r, d, key, path);
 	ck_assert_msg(r.status == 200, "%s: %ld: %s", path, r.status, r.raw.body);
-	json_t *evs = json_object_get(r.json, "events"), *e;
+	json_t *evs = json_object_get(r.json, "items"), *e;
 	size_t i, n = 0;
 	ck_assert_msg(json_is_array(evs), "%s: %s", path, r.raw.body);
 	out[0] = '\0';
 	json_array_foreach(evs, i, e)
 		n += (size_t)snprintf(out + n, len - n, "%s%s", i ? "," : "", it_js(e, "id"));
-	json_t *c = json_object_get(r.json, "next_cursor");
-	ck_assert_msg(c && (json_is_null(c) || (json_is_string(c) && *json_string_value(c))),
-	              "%s: next_cursor must be null or a string: %s", path, r.raw.body);
+	/* has_more says whether a page follows; next_cursor is there exactly then. */
+	json_t *c = json_object_get(r.json, "next_cursor"), *more = json_object_get(r.json, "has_more");
+	ck_assert_msg(json_is_boolean(more), "%s: has_more must be a boolean: %s", path, r.raw.body);
+	ck_assert_msg(json_is_true(more) ? json_is_string(c) && *json_string_value(c) : c == NULL,
+	              "%s: next_cursor must be a string when has_more, absent otherwise: %s", path, r.raw.body);
 	snprintf(cursor, clen, "%s", json_is_string(c) ? json_string_value(c) : "");
 	res_free(&r);
 }
@@ -2036,7 +2038,7 @@ START_TEST(list_filters_and_pages)
 	if (r.status == 200) {
 		json_t *e;
 		size_t i;
-		json_array_foreach(json_object_get(r.json, "events"), i, e) {
+		json_array_foreach(json_object_get(r.json, "items"), i, e) {
 			int n = atoi(it_js(e, "id") + 1);
 			ck_assert_msg(n >= 90, "the other tenant's page lists %s", it_js(e, "id"));
 		}

@@ -980,9 +980,9 @@ START_TEST(sql_meta)
 		refused_path(&cp, it_fmt("/v1/invoices/%s", e));
 		refused_path(&cp, it_fmt("/v1/tenants/%s/api-keys/%s", st.tenant, e));
 		/* In filters: found nothing, or refused. */
-		empty_or_refused(&dp, it_fmt("/v1/events?actor=%s", e), "events");
-		empty_or_refused(&dp, it_fmt("/v1/events?action=%s", e), "events");
-		empty_or_refused(&dp, it_fmt("/v1/events?target=%s", e), "events");
+		empty_or_refused(&dp, it_fmt("/v1/events?actor=%s", e), "items");
+		empty_or_refused(&dp, it_fmt("/v1/events?action=%s", e), "items");
+		empty_or_refused(&dp, it_fmt("/v1/events?target=%s", e), "items");
 		empty_or_refused(&cp, it_fmt("/v1/tenants?region=%s", e), "items");
 		empty_or_refused(&cp, it_fmt("/v1/tenants?status=%s", e), "items");
 		empty_or_refused(&cp, it_fmt("/v1/audit-log?tenant_id=%s", e), "items");
@@ -1046,7 +1046,7 @@ START_TEST(sql_meta)
 		get_auth(&dp, &r, it_fmt("/v1/events?actor=%s", pct(v)));
 		ck_assert_int_eq(r.status, 200);
 		got = json_loads(r.body, 0, NULL);
-		json_t *evs = json_object_get(got, "events");
+		json_t *evs = json_object_get(got, "items");
 		ck_assert_msg(json_array_size(evs) == 1, "actor %s: %zu events: %.300s", v, json_array_size(evs), r.body);
 		ck_assert_str_eq(json_string_value(json_object_get(json_array_get(evs, 0), "action")), v);
 		json_decref(got);
@@ -1441,7 +1441,7 @@ START_TEST(slow_reader)
 	get_auth(&dp, &r, "/v1/events?limit=1000");
 	ck_assert_int_eq(r.status, 200);
 	json_t *page = json_loads(r.body, 0, NULL);
-	ck_assert_int_eq(json_array_size(json_object_get(page, "events")), 1000);
+	ck_assert_int_eq(json_array_size(json_object_get(page, "items")), 1000);
 	json_decref(page);
 	size_t full = r.len;
 	it_resp_free(&r);

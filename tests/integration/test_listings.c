@@ -334,7 +334,7 @@ START_TEST(events_every_filter_combination)
 			char url[1200];
 			snprintf(url, sizeof url, "%s/v1/events?%s", s.dp_url, q[0] ? q + 1 : "");
 			for (size_t l = 0; l < sizeof limits / sizeof *limits; l++)
-				page_through(url, auth, "events", "id", limits[l], want, n, it_fmt("GET /v1/events?%s", q[0] ? q + 1 : ""));
+				page_through(url, auth, "items", "id", limits[l], want, n, it_fmt("GET /v1/events?%s", q[0] ? q + 1 : ""));
 			checked++;
 		}
 	}
@@ -346,26 +346,28 @@ START_TEST(events_every_filter_combination)
 	api_time_us(base + 3 * 1000000, until_t);
 	int n = events_want(ev, NULL, NULL, NULL, base + 2 * 1000000, base + 3 * 1000000, want);
 	ck_assert_int_eq(n, 3);
-	page_through(it_fmt("%s/v1/events?since=%s&until=%s", s.dp_url, enc(since_t), enc(until_t)), auth, "events",
+	page_through(it_fmt("%s/v1/events?since=%s&until=%s", s.dp_url, enc(since_t), enc(until_t)), auth, "items",
 	             "id", 1000, want, n, "one slot");
 
 	/* limit at both ends, and one beyond each. */
 	expect_bad_param(it_fmt("%s/v1/events?limit=0", s.dp_url), auth, "limit");
 	expect_bad_param(it_fmt("%s/v1/events?limit=1001", s.dp_url), auth, "limit");
 	expect_bad_param(it_fmt("%s/v1/events?cursor=nope", s.dp_url), auth, "cursor");
-	/* The filters' lengths at both ends (1 to 256 bytes), and beyond. */
-	char longest[258];
-	memset(longest, 'x', 257);
-	longest[257] = '\0';
+	/* The filters' lengths at both ends (1 to 256 bytes, an action 512:
+	 * 128 characters of up to 4 bytes), and beyond. */
+	char longest[514];
+	memset(longest, 'x', 513);
+	longest[513] = '\0';
 	static const char *const filters[] = { "actor", "action", "target" };
+	static const int maxlen[] = { 256, 512, 256 };
 	for (int i = 0; i < 3; i++) {
 		const char *none[1];
 		expect_bad_param(it_fmt("%s/v1/events?%s=", s.dp_url, filters[i]), auth, filters[i]);
-		expect_bad_param(it_fmt("%s/v1/events?%s=%s", s.dp_url, filters[i], longest), auth, filters[i]);
-		page_through(it_fmt("%s/v1/events?%s=%.256s", s.dp_url, filters[i], longest), auth, "events", "id", 7, none,
-		             0, it_fmt("a %s of 256 bytes", filters[i]));
+		expect_bad_param(it_fmt("%s/v1/events?%s=%.*s", s.dp_url, filters[i], maxlen[i] + 1, longest), auth, filters[i]);
+		page_through(it_fmt("%s/v1/events?%s=%.*s", s.dp_url, filters[i], maxlen[i], longest), auth, "items", "id", 7,
+		             none, 0, it_fmt("a %s of %d bytes", filters[i], maxlen[i]));
 		page_through(it_fmt("%s/v1/events?%s=%s", s.dp_url, filters[i], i == 0 ? "bob" : i == 1 ? "doc.view" : "t3"),
-		             auth, "events", "id", 1, want, events_want(ev, i == 0 ? "bob" : NULL, i == 1 ? "doc.view" : NULL,
+		             auth, "items", "id", 1, want, events_want(ev, i == 0 ? "bob" : NULL, i == 1 ? "doc.view" : NULL,
 		                                                        i == 2 ? "t3" : NULL, -1, -1, want),
 		             it_fmt("%s alone", filters[i]));
 	}

@@ -70,16 +70,19 @@ static enum http_result handle_convention(struct http_req *req)
 	return HTTP_FAILED;
 }
 
+static const char *const q_slow[] = { "ms", NULL };
+static const char *const q_convention[] = { "result", "replies", NULL };
+
 static const struct http_route routes[] = {
-	{ "GET", "/healthz", http_handle_healthz, 0, 0 },
-	{ "GET", "/metrics", http_handle_metrics, 0, 0 },
-	{ "POST", "/echo", handle_echo, 1024, 0 },
-	{ "GET", "/slow", handle_slow, 0, 0 },
-	{ "GET", "/slow/started", handle_slow_started, 0, 0 },
-	{ "GET", "/items/{id}", handle_item, 0, 0 },
-	{ "DELETE", "/items/{id}", handle_item, 0, 0 },
-	{ "GET", "/fail", handle_fail, 0, 0 },
-	{ "GET", "/convention", handle_convention, 0, 0 },
+	{ "GET", "/healthz", http_handle_healthz, 0, 0, NULL },
+	{ "GET", "/metrics", http_handle_metrics, 0, 0, NULL },
+	{ "POST", "/echo", handle_echo, 1024, 0, NULL },
+	{ "GET", "/slow", handle_slow, 0, 0, q_slow },
+	{ "GET", "/slow/started", handle_slow_started, 0, 0, NULL },
+	{ "GET", "/items/{id}", handle_item, 0, 0, NULL },
+	{ "DELETE", "/items/{id}", handle_item, 0, 0, NULL },
+	{ "GET", "/fail", handle_fail, 0, 0, NULL },
+	{ "GET", "/convention", handle_convention, 0, 0, q_convention },
 };
 
 int main(void)

@@ -13,9 +13,9 @@ static enum http_result nop(struct http_req *req)
 }
 
 static const struct http_route routes[] = {
-	{ "GET", "/v1/tenants", nop, 0, 0 },
-	{ "POST", "/v1/tenants", nop, 4096, 0 },
-	{ "GET", "/v1/tenants/{id}", nop, 0, 0 },
+	{ "GET", "/v1/tenants", nop, 0, 0, NULL },
+	{ "POST", "/v1/tenants", nop, 4096, 0, NULL },
+	{ "GET", "/v1/tenants/{id}", nop, 0, 0, NULL },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

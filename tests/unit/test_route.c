@@ -1,4 +1,4 @@
-/* Unit tests of common/route: path patterns, 404 versus 405, HEAD. */
+/* Unit tests of common/route: path patterns, 404 versus 405, HEAD, declared query parameters. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,13 +17,13 @@ enum {
 };
 
 static const struct http_route routes[] = {
-	[R_HEALTH]         = { "GET", "/healthz", nop, 0, 0 },
-	[R_TENANTS_LIST]   = { "GET", "/v1/tenants", nop, 0, 1 },
-	[R_TENANTS_CREATE] = { "POST", "/v1/tenants", nop, 4096, 1 },
-	[R_TENANT_GET]     = { "GET", "/v1/tenants/{id}", nop, 0, 1 },
-	[R_TENANT_DELETE]  = { "DELETE", "/v1/tenants/{id}", nop, 0, 1 },
-	[R_KEYS_CREATE]    = { "POST", "/v1/tenants/{id}/api-keys", nop, 1024, 1 },
-	[R_KEY_DELETE]     = { "DELETE", "/v1/tenants/{tenant}/api-keys/{key}", nop, 0, 1 },
+	[R_HEALTH]         = { "GET", "/healthz", nop, 0, 0, NULL },
+	[R_TENANTS_LIST]   = { "GET", "/v1/tenants", nop, 0, 1, NULL },
+	[R_TENANTS_CREATE] = { "POST", "/v1/tenants", nop, 4096, 1, NULL },
+	[R_TENANT_GET]     = { "GET", "/v1/tenants/{id}", nop, 0, 1, NULL },
+	[R_TENANT_DELETE]  = { "DELETE", "/v1/tenants/{id}", nop, 0, 1, NULL },
+	[R_KEYS_CREATE]    = { "POST", "/v1/tenants/{id}/api-keys", nop, 1024, 1, NULL },
+	[R_KEY_DELETE]     = { "DELETE", "/v1/tenants/{tenant}/api-keys/{key}", nop, 0, 1, NULL },
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 
@@ -199,10 +199,10 @@ START_TEST(allow_has_no_repeats)
 {
 	/* Two GET routes matching one path list GET once in Allow. */
 	static const struct http_route t[] = {
-		{ "GET", "/v1/items/{id}", nop, 0, 0 },
-		{ "GET", "/v1/items/special", nop, 0, 0 },
-		{ "POST", "/v1/items/{id}", nop, 0, 0 },
-		{ "POST", "/v1/items/special", nop, 0, 0 },
+		{ "GET", "/v1/items/{id}", nop, 0, 0, NULL },
+		{ "GET", "/v1/items/special", nop, 0, 0, NULL },
+		{ "POST", "/v1/items/{id}", nop, 0, 0, NULL },
+		{ "POST", "/v1/items/special", nop, 0, 0, NULL },
 	};
 	struct route_match m;
 	ck_assert_int_eq(route_find(t, 4, "PUT", "/v1/items/special", &m), ROUTE_BAD_METHOD);
@@ -214,8 +214,8 @@ START_TEST(first_route_in_table_wins)
 {
 	/* A literal route listed before a {param} one wins for that literal path. */
 	static const struct http_route t[] = {
-		{ "GET", "/v1/items/export", nop, 0, 0 },
-		{ "GET", "/v1/items/{id}", nop, 0, 0 },
+		{ "GET", "/v1/items/export", nop, 0, 0, NULL },
+		{ "GET", "/v1/items/{id}", nop, 0, 0, NULL },
 	};
 	struct route_match m;
 	ck_assert_int_eq(route_find(t, 2, "GET", "/v1/items/export", &m), ROUTE_FOUND);
@@ -224,6 +224,106 @@ START_TEST(first_route_in_table_wins)
 	ck_assert_int_eq(route_find(t, 2, "GET", "/v1/items/i7", &m), ROUTE_FOUND);
 	ck_assert_int_eq(m.route, 1);
 	ck_assert_str_eq(route_param(&m, "id"), "i7");
+}
+END_TEST
+
+/* The query check (route_query_check) as a route table declares it. */
+static const char *const qdecl[] = { "limit", "cursor", "action[]", "metadata.*[]", "tag.*", NULL };
+
+static enum route_query_fault qcheck(const char *const *decl, const char *const *names,
+                                     const char *const *vals, size_t n, size_t *bad)
+{
+	*bad = 999;
+	return route_query_check(decl, names, vals, n, bad);
+}
+
+START_TEST(query_known_names_pass)
+{
+	/* Every declared form, once each, passes: a typo is what is refused. */
+	const char *n[] = { "limit", "cursor", "action", "metadata.role", "tag.x" };
+	const char *v[] = { "1", "c", "a", "admin", "" };
+	size_t bad;
+	ck_assert_int_eq(qcheck(qdecl, n, v, 5, &bad), ROUTE_QUERY_OK);
+	ck_assert_int_eq(qcheck(qdecl, n, v, 0, &bad), ROUTE_QUERY_OK);
+}
+END_TEST
+
+START_TEST(query_unknown_named)
+{
+	/* A misspelled or undeclared name is refused and named, wherever it is. */
+	const char *v[] = { "1", "2", "3" };
+	static const char *const cases[][3] = {
+		{ "limit", "cursr", "action" }, { "limt", "cursor", "action" }, { "limit", "cursor", "actions" },
+		{ "limit", "cursor", "metadata." }, { "limit", "cursor", "metadata" }, { "limit", "cursor", "tag" },
+		{ "limit", "cursor", "" }, { "limit", "cursor", "action[]" }, { "limit", "cursor", "metadatarole" },
+		{ "limit", "cursor", "Limit" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		size_t bad;
+		ck_assert_int_eq(qcheck(qdecl, cases[i], v, 3, &bad), ROUTE_QUERY_UNKNOWN);
+		size_t want = !strcmp(cases[i][1], "cursr") ? 1 : !strcmp(cases[i][0], "limt") ? 0 : 2;
+		ck_assert_uint_eq(bad, want);
+	}
+	/* A route that declares nothing takes nothing. */
+	const char *n[] = { "limit" };
+	size_t bad;
+	ck_assert_int_eq(qcheck(NULL, n, v, 1, &bad), ROUTE_QUERY_UNKNOWN);
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_int_eq(qcheck(NULL, n, v, 0, &bad), ROUTE_QUERY_OK);
+}
+END_TEST
+
+START_TEST(query_repeats)
+{
+	/* Only names declared with [] repeat; each up to 20 values, the 21st refused. */
+	const char *n[32], *v[32];
+	size_t bad;
+	for (int i = 0; i < 32; i++)
+		n[i] = "action", v[i] = "x";
+	ck_assert_int_eq(qcheck(qdecl, n, v, ROUTE_QUERY_VALUES_MAX, &bad), ROUTE_QUERY_OK);
+	ck_assert_int_eq(qcheck(qdecl, n, v, ROUTE_QUERY_VALUES_MAX + 1, &bad), ROUTE_QUERY_TOO_MANY);
+	ck_assert_uint_eq(bad, ROUTE_QUERY_VALUES_MAX);
+	for (int i = 0; i < 32; i++)
+		n[i] = "metadata.role";
+	ck_assert_int_eq(qcheck(qdecl, n, v, ROUTE_QUERY_VALUES_MAX, &bad), ROUTE_QUERY_OK);
+	ck_assert_int_eq(qcheck(qdecl, n, v, ROUTE_QUERY_VALUES_MAX + 1, &bad), ROUTE_QUERY_TOO_MANY);
+	/* Prefixed names count per name. */
+	const char *m[] = { "metadata.a", "metadata.b", "metadata.a" };
+	ck_assert_int_eq(qcheck(qdecl, m, v, 3, &bad), ROUTE_QUERY_OK);
+	const char *r1[] = { "limit", "action", "limit" };
+	ck_assert_int_eq(qcheck(qdecl, r1, v, 3, &bad), ROUTE_QUERY_REPEATED);
+	ck_assert_uint_eq(bad, 2);
+	const char *r2[] = { "tag.x", "tag.y", "tag.x" };
+	ck_assert_int_eq(qcheck(qdecl, r2, v, 3, &bad), ROUTE_QUERY_REPEATED);
+	ck_assert_uint_eq(bad, 2);
+}
+END_TEST
+
+START_TEST(query_total_bound)
+{
+	/* 64 parameters pass, the 65th is refused and named. */
+	char names[80][24];
+	const char *n[80], *v[80];
+	size_t bad;
+	for (int i = 0; i < 80; i++) {
+		snprintf(names[i], sizeof names[i], "metadata.k%d", i);
+		n[i] = names[i], v[i] = "v";
+	}
+	ck_assert_int_eq(qcheck(qdecl, n, v, ROUTE_QUERY_PARAMS_MAX, &bad), ROUTE_QUERY_OK);
+	ck_assert_int_eq(qcheck(qdecl, n, v, ROUTE_QUERY_PARAMS_MAX + 1, &bad), ROUTE_QUERY_TOO_LONG);
+	ck_assert_uint_eq(bad, ROUTE_QUERY_PARAMS_MAX);
+}
+END_TEST
+
+START_TEST(query_without_value)
+{
+	/* "?limit" (no '=') is refused, never read as absent; "?limit=" is a value. */
+	const char *n[] = { "cursor", "limit" };
+	const char *v1[] = { "c", NULL }, *v2[] = { "c", "" };
+	size_t bad;
+	ck_assert_int_eq(qcheck(qdecl, n, v1, 2, &bad), ROUTE_QUERY_NO_VALUE);
+	ck_assert_uint_eq(bad, 1);
+	ck_assert_int_eq(qcheck(qdecl, n, v2, 2, &bad), ROUTE_QUERY_OK);
 }
 END_TEST
 
@@ -248,6 +348,11 @@ Suite *route_suite(void)
 	tcase_add_test(tc, param_length_limit);
 	tcase_add_test(tc, allow_has_no_repeats);
 	tcase_add_test(tc, first_route_in_table_wins);
+	tcase_add_test(tc, query_known_names_pass);
+	tcase_add_test(tc, query_unknown_named);
+	tcase_add_test(tc, query_repeats);
+	tcase_add_test(tc, query_total_bound);
+	tcase_add_test(tc, query_without_value);
 	suite_add_tcase(s, tc);
 	return s;
 }
