@@ -302,7 +302,8 @@ static json_t *list_ids(const struct it_stack *s, const char *query)
 		struct res r;
 		dget(s, it_fmt("/v1/events?limit=7%s%s%s", query, cursor[0] ? "&cursor=" : "", cursor), &r);
 		EXPECT(&r, 200);
-		json_t *evs = json_object_get(r.json, "events");
+		json_t *evs = json_object_get(r.json, "items");
+		ck_assert_msg(json_is_array(evs), "not a page: %.300s", r.raw.body);
 		size_t i;
 		json_t *ev;
 		json_array_foreach(evs, i, ev)
