@@ -25,7 +25,7 @@ BUILD_PACKAGES := gcc libc6-dev make pkg-config \
 	libmicrohttpd-dev libpq-dev libjansson-dev libjwt-dev libssl-dev \
 	libcurl4-openssl-dev zlib1g-dev
 DEB_PACKAGES := $(BUILD_PACKAGES) ca-certificates curl check libsubunit-dev \
-	postgresql-15 wrk python3 python3-jwt python3-cryptography \
+	postgresql-15 wrk python3 python3-jwt python3-cryptography python3-yaml \
 	haproxy socat
 # jq: the README's walk-through (and its test) reads the answers with it.
 DEB_PACKAGES += jq

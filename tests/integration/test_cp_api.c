@@ -2018,9 +2018,10 @@ START_TEST(lookup)
 	EXPECT(&r, 400);
 	ck_assert_str_eq(it_js(r.json, "field"), "tenant");
 	res_free(&r);
+	/* A parameter of another name is refused as unknown, naming it. */
 	api(&r, "GET", "/v1/lookup?slug=findme", NULL, NULL);
 	EXPECT(&r, 400);
-	ck_assert_str_eq(it_js(r.json, "field"), "tenant");
+	ck_assert_str_eq(it_js(r.json, "field"), "slug");
 	res_free(&r);
 
 	api(&r, "DELETE", it_fmt("/v1/tenants/%s", id), ADMIN_TOKEN, NULL);
