@@ -215,6 +215,34 @@ int http_add_header(struct http_req *req, const char *name, const char *value)
 	return 0;
 }
 
+/* Adds the headers every response carries and queues `resp` (destroyed
+ * here either way). HTTP_REPLIED when queued, HTTP_FAILED otherwise. */
+static enum http_result queue_response(struct http_req *req, unsigned status, const char *ctype,
+                                       struct MHD_Response *resp)
+{
+	enum http_result ret = HTTP_FAILED;
+	if (ctype)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	for (int i = 0; i < req->nhdr; i++)
+		MHD_add_response_header(resp, req->hdr[i][0], req->hdr[i][1]);
+	if (atomic_load(&req->srv->draining))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
+		req->status = status;
+		ret = HTTP_REPLIED;
+		/* The response deadline starts (again, on a connection whose
+		 * previous response may still be on its way). */
+		struct http_conn *c = conn_of(req->conn);
+		if (c) {
+			atomic_store(&c->sent, 0);
+			atomic_store(&c->response_since_us, now_us());
+		}
+	}
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 /* Queues a response. The body is either copied (`owned` 0, no release),
  * handed over as malloc'd memory (`owned` 1), or shared (`release` set:
  * called with `cls` once libmicrohttpd is done with it). Ownership passes
@@ -239,25 +267,7 @@ static enum http_result queue_body(struct http_req *req, unsigned status, const 
 		goto out;
 	owned = 0;
 	release = NULL;
-	if (ctype)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-	MHD_add_response_header(resp, "X-Request-Id", req->id);
-	for (int i = 0; i < req->nhdr; i++)
-		MHD_add_response_header(resp, req->hdr[i][0], req->hdr[i][1]);
-	if (atomic_load(&req->srv->draining))
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
-		req->status = status;
-		ret = HTTP_REPLIED;
-		/* The response deadline starts (again, on a connection whose
-		 * previous response may still be on its way). */
-		struct http_conn *c = conn_of(req->conn);
-		if (c) {
-			atomic_store(&c->sent, 0);
-			atomic_store(&c->response_since_us, now_us());
-		}
-	}
-	MHD_destroy_response(resp);
+	ret = queue_response(req, status, ctype, resp);
 out:
 	if (owned)
 		free(data);
@@ -338,23 +348,7 @@ enum http_result http_reply_stream(struct http_req *req, unsigned status, const 
 		goto out;
 	s = NULL;       /* the response frees it, and calls free_fn */
 	free_fn = NULL;
-	if (content_type)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
-	MHD_add_response_header(resp, "X-Request-Id", req->id);
-	for (int i = 0; i < req->nhdr; i++)
-		MHD_add_response_header(resp, req->hdr[i][0], req->hdr[i][1]);
-	if (atomic_load(&req->srv->draining))
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-	if (MHD_queue_response(req->conn, status, resp) == MHD_YES) {
-		req->status = status;
-		ret = HTTP_REPLIED;
-		struct http_conn *c = conn_of(req->conn);
-		if (c) {
-			atomic_store(&c->sent, 0);
-			atomic_store(&c->response_since_us, now_us());
-		}
-	}
-	MHD_destroy_response(resp);
+	ret = queue_response(req, status, content_type, resp);
 out:
 	free(s);
 	if (free_fn)
