@@ -12,6 +12,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BINDIR=$(cd "$1" && pwd)
 LABEL=$2
 cd "$ROOT"
+export IT_LABEL="$LABEL"  # a test may size its load by the build it runs against
 
 log_prefix=celltrail-test-logs
 . tests/it_env.sh
