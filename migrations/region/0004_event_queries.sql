@@ -12,9 +12,19 @@
 
 -- The words of a text as `q` matches them: lowercased, split at every
 -- character that is not a letter or a digit, empty pieces dropped.
+-- A key longer than 256 bytes is kept as '#' and its SHA-256: an index
+-- entry has at most about 2.7 kB, and a metadata value or a word may be
+-- 8 kB. Events and queries go through the same functions, so a long value
+-- still matches exactly (up to a SHA-256 collision).
+CREATE FUNCTION events_key_fit(k text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN octet_length(k) <= 256 THEN k
+                ELSE '#' || encode(sha256(convert_to(k, 'UTF8')), 'hex') END
+$$;
+
 CREATE FUNCTION events_words_of(t text) RETURNS text[]
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT coalesce(array_agg(DISTINCT w), '{}')
+    SELECT coalesce(array_agg(DISTINCT events_key_fit(w)), '{}')
       FROM regexp_split_to_table(lower(t), '[^[:alnum:]]+') AS w
      WHERE w <> ''
 $$;
@@ -30,7 +40,7 @@ $$;
 -- value.
 CREATE FUNCTION events_meta_key(k text, v text) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT 'm' || to_json(k)::text || v
+    SELECT events_key_fit('m' || to_json(k)::text || v)
 $$;
 
 -- Every key of an event. Its words are those of its action, its actor's

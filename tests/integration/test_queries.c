@@ -823,6 +823,47 @@ START_TEST(events_query_bounds)
 	expect_refused("GET", it_fmt("%s/v1/events?received_since=soon", s.dp_url), a, "received_since");
 	expect_refused("GET", it_fmt("%s/v1/events?received_until=2026-01-01", s.dp_url), a, "received_until");
 
+	/* Values past an index entry's size are stored and found: a metadata
+	 * value of 7800 hexadecimal digits (one word that does not compress),
+	 * and a value and a word just past the 256 bytes kept as they are. */
+	{
+		char big[7801], mid[251], body[9000];
+		uint32_t rnd = 2463534242u; /* xorshift: digits that do not compress */
+		for (size_t i = 0; i < sizeof big - 1; i++) {
+			rnd ^= rnd << 13, rnd ^= rnd >> 17, rnd ^= rnd << 5;
+			big[i] = "0123456789abcdef"[rnd % 16];
+		}
+		big[sizeof big - 1] = '\0';
+		for (size_t i = 0; i < sizeof mid - 1; i++) {
+			rnd ^= rnd << 13, rnd ^= rnd >> 17, rnd ^= rnd << 5;
+			mid[i] = "abcdefghijklmnopqrstuvwxyz"[rnd % 26];
+		}
+		mid[sizeof mid - 1] = '\0';
+		snprintf(body, sizeof body, "{\"id\":\"long-1\",\"action\":\"doc.note\",\"actor\":{\"id\":\"u1\",\"type\":\"user\"},"
+		                            "\"metadata\":{\"blob\":\"%s\",\"mid\":\"%s\",\"tag\":\"zeta\"}}", big, mid);
+		char hauth[300];
+		snprintf(hauth, sizeof hauth, "Authorization: %s", a);
+		const char *const hp[] = { "Content-Type: application/json", hauth, NULL };
+		it_http(&r, "POST", it_fmt("%s/v1/events", s.dp_url), hp, body, strlen(body));
+		ck_assert_msg(r.status == 201, "an event with a 7800-byte metadata value: %ld %.600s", r.status, r.body);
+		it_resp_free(&r);
+		const char *const finds[] = { "q=zeta", it_fmt("q=%s", mid), it_fmt("metadata.mid=%s", mid),
+			                      "metadata.tag=zeta" };
+		for (size_t i = 0; i < sizeof finds / sizeof *finds; i++) {
+			ck_assert_int_eq(get_json(it_fmt("%s/v1/events?%s", s.dp_url, finds[i]), a, &j), 200);
+			json_t *items = json_object_get(j, "items");
+			ck_assert_msg(json_array_size(items) == 1 &&
+			                  !strcmp(json_string_value(json_object_get(json_array_get(items, 0), "id")), "long-1"),
+			              "?%.40s... finds the long event", finds[i]);
+			json_decref(j);
+		}
+		/* The same long value one letter off finds nothing. */
+		mid[0] = mid[0] == 'a' ? 'b' : 'a';
+		ck_assert_int_eq(get_json(it_fmt("%s/v1/events?metadata.mid=%s", s.dp_url, mid), a, &j), 200);
+		ck_assert_int_eq(json_array_size(json_object_get(j, "items")), 0);
+		json_decref(j);
+	}
+
 	/* A row the previous build stores (its INSERT names none of the
 	 * derived columns) is found by every new filter all the same. */
 	free(it_sql(s.dp_db, it_fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id,"
