@@ -843,7 +843,7 @@ END_TEST
 /* The same with the follower's instance restarted mid-stream. */
 START_TEST(writers_and_follower_across_restart)
 {
-	acceptance(12000, 1);
+	acceptance(8000, 1);
 }
 END_TEST
 
