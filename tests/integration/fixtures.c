@@ -119,3 +119,34 @@ void run_at_once(void *items, size_t size, int n, void *(*fn)(void *item))
 		pthread_join(t[i], NULL);
 	pthread_barrier_destroy(&go);
 }
+
+long get_json_auth(const char *url, const char *auth, json_t **out)
+{
+	struct it_resp r;
+	char h[512];
+	const char *hs[2] = { NULL, NULL };
+	if (auth) {
+		snprintf(h, sizeof h, "Authorization: %s", auth);
+		hs[0] = h;
+	}
+	it_http(&r, "GET", url, hs, NULL, 0);
+	*out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
+	long st = r.status;
+	it_resp_free(&r);
+	return st;
+}
+
+const char *query_enc(const char *s)
+{
+	char b[4096];
+	size_t n = 0;
+	for (; *s && n + 4 < sizeof b; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("-._~", c))
+			b[n++] = (char)c;
+		else
+			n += (size_t)snprintf(b + n, sizeof b - n, "%%%02X", c);
+	}
+	b[n] = '\0';
+	return it_fmt("%s", b);
+}

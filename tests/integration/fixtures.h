@@ -45,6 +45,13 @@ int is_uuid(const char *s);
 /* RFC 3339 UTC with microseconds, as the API writes every timestamp. */
 int is_api_time(const char *s);
 
+/* GET `url` with `auth` ("Bearer ..." or NULL): the status, and the JSON
+ * body in *out (the caller json_decref()s; NULL when not JSON). */
+long get_json_auth(const char *url, const char *auth, json_t **out);
+/* `s` percent-encoded for a query string (it_fmt's ring; at most about
+ * 1000 characters of `s` are encoded). */
+const char *query_enc(const char *s);
+
 /* --- SQL --- */
 
 /* it_sql's answer as a number; fails the test when there is no row. */

@@ -23,30 +23,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fixtures.h"
 #include "it.h"
 
 #define MAXN 64 /* items of one listing, at most */
 
 /* ------------------------------------------------------------------ */
 /* HTTP                                                                */
-
-/* GET `url` with `auth` ("Bearer ..." or NULL); the status, and the JSON
- * body in *out (the caller json_decref()s; NULL when not JSON). */
-static long get_json(const char *url, const char *auth, json_t **out)
-{
-	struct it_resp r;
-	char h[512];
-	const char *hs[2] = { NULL, NULL };
-	if (auth) {
-		snprintf(h, sizeof h, "Authorization: %s", auth);
-		hs[0] = h;
-	}
-	it_http(&r, "GET", url, hs, NULL, 0);
-	*out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
-	long st = r.status;
-	it_resp_free(&r);
-	return st;
-}
 
 /* A request that must succeed; its JSON answer (caller json_decref()s). */
 static json_t *call_ok(const char *method, const char *url, const char *auth, const char *body, long want)
@@ -67,27 +50,11 @@ static json_t *call_ok(const char *method, const char *url, const char *auth, co
 	return j;
 }
 
-/* `s` percent-encoded for a query string (it_fmt ring). */
-static const char *enc(const char *s)
-{
-	char b[1024];
-	size_t n = 0;
-	for (; *s && n + 4 < sizeof b; s++) {
-		unsigned char c = (unsigned char)*s;
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("-._~", c))
-			b[n++] = (char)c;
-		else
-			n += (size_t)snprintf(b + n, sizeof b - n, "%%%02X", c);
-	}
-	b[n] = '\0';
-	return it_fmt("%s", b);
-}
-
 /* A 400 validation answer naming `field`. */
 static void expect_bad_param(const char *url, const char *auth, const char *field)
 {
 	json_t *j;
-	long st = get_json(url, auth, &j);
+	long st = get_json_auth(url, auth, &j);
 	const char *code = json_string_value(json_object_get(j, "code"));
 	/* The same fault is the same code on both services. */
 	ck_assert_msg(st == 400 && code && !strcmp(code, "validation_failed") &&
@@ -127,9 +94,9 @@ static void page_through(const char *url_in, const char *auth, const char *membe
 	char *kept[MAXN + 1];
 	for (;;) {
 		const char *u = it_fmt("%s%slimit=%d%s%s", url, strchr(url, '?') ? "&" : "?", limit,
-		                       cursor[0] ? "&cursor=" : "", cursor[0] ? enc(cursor) : "");
+		                       cursor[0] ? "&cursor=" : "", cursor[0] ? query_enc(cursor) : "");
 		json_t *j;
-		long st = get_json(u, auth, &j);
+		long st = get_json_auth(u, auth, &j);
 		ck_assert_msg(st == 200, "%s, limit %d, page %d: status %ld", what, limit, pages + 1, st);
 		json_t *items = json_object_get(j, member), *next = page_next(j, member, what, limit);
 		ck_assert_msg(json_is_array(items) && (json_is_null(next) || json_is_string(next)),
@@ -321,15 +288,15 @@ START_TEST(events_every_filter_combination)
 			api_time_us(u_us, until_t);
 			char q[1024] = "";
 			if (actor)
-				snprintf(q + strlen(q), sizeof q - strlen(q), "&actor=%s", enc(actor));
+				snprintf(q + strlen(q), sizeof q - strlen(q), "&actor=%s", query_enc(actor));
 			if (action)
-				snprintf(q + strlen(q), sizeof q - strlen(q), "&action=%s", enc(action));
+				snprintf(q + strlen(q), sizeof q - strlen(q), "&action=%s", query_enc(action));
 			if (target)
-				snprintf(q + strlen(q), sizeof q - strlen(q), "&target=%s", enc(target));
+				snprintf(q + strlen(q), sizeof q - strlen(q), "&target=%s", query_enc(target));
 			if (since >= 0)
-				snprintf(q + strlen(q), sizeof q - strlen(q), "&since=%s", enc(since_t));
+				snprintf(q + strlen(q), sizeof q - strlen(q), "&since=%s", query_enc(since_t));
 			if (until >= 0)
-				snprintf(q + strlen(q), sizeof q - strlen(q), "&until=%s", enc(until_t));
+				snprintf(q + strlen(q), sizeof q - strlen(q), "&until=%s", query_enc(until_t));
 			int n = events_want(ev, actor, action, target, since, until, want);
 			char url[1200];
 			snprintf(url, sizeof url, "%s/v1/events?%s", s.dp_url, q[0] ? q + 1 : "");
@@ -346,7 +313,7 @@ START_TEST(events_every_filter_combination)
 	api_time_us(base + 3 * 1000000, until_t);
 	int n = events_want(ev, NULL, NULL, NULL, base + 2 * 1000000, base + 3 * 1000000, want);
 	ck_assert_int_eq(n, 3);
-	page_through(it_fmt("%s/v1/events?since=%s&until=%s", s.dp_url, enc(since_t), enc(until_t)), auth, "items",
+	page_through(it_fmt("%s/v1/events?since=%s&until=%s", s.dp_url, query_enc(since_t), query_enc(until_t)), auth, "items",
 	             "id", 1000, want, n, "one slot");
 
 	/* limit at both ends, and one beyond each. */
@@ -630,10 +597,10 @@ START_TEST(cp_every_filter_combination)
 			page_through(cp(it_fmt("/v1/audit-log?tenant_id=%s", ta->id)), owner_a, "items", "id", limits[l], aw, n,
 			             "owner GET /v1/audit-log?tenant_id=own");
 		}
-		long st = get_json(cp(it_fmt("/v1/audit-log?tenant_id=%s", tb->id)), owner_a, &j);
+		long st = get_json_auth(cp(it_fmt("/v1/audit-log?tenant_id=%s", tb->id)), owner_a, &j);
 		ck_assert_msg(st == 404, "an owner reading another tenant's audit log: %ld", st);
 		json_decref(j);
-		st = get_json(cp("/v1/audit-log"), member_a, &j);
+		st = get_json_auth(cp("/v1/audit-log"), member_a, &j);
 		ck_assert_msg(st == 403, "a member reading the audit log: %ld", st);
 		json_decref(j);
 	}

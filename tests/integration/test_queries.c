@@ -19,42 +19,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "fixtures.h"
 #include "it.h"
 
 /* ------------------------------------------------------------------ */
 /* HTTP                                                                */
-
-static long get_json(const char *url, const char *auth, json_t **out)
-{
-	struct it_resp r;
-	char h[512];
-	const char *hs[2] = { NULL, NULL };
-	if (auth) {
-		snprintf(h, sizeof h, "Authorization: %s", auth);
-		hs[0] = h;
-	}
-	it_http(&r, "GET", url, hs, NULL, 0);
-	*out = json_loadb(r.body ? r.body : "", r.len, 0, NULL);
-	long st = r.status;
-	it_resp_free(&r);
-	return st;
-}
-
-/* `s` percent-encoded for a query string (it_fmt ring). */
-static const char *enc(const char *s)
-{
-	char b[4096];
-	size_t n = 0;
-	for (; *s && n + 4 < sizeof b; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (isalnum(c) || strchr("-._~", c))
-			b[n++] = (char)c;
-		else
-			n += (size_t)snprintf(b + n, sizeof b - n, "%%%02X", c);
-	}
-	b[n] = '\0';
-	return it_fmt("%s", b);
-}
 
 /* `method url` answers 400 validation_failed naming `field`. */
 static void expect_refused(const char *method, const char *url, const char *auth, const char *field)
@@ -80,7 +49,7 @@ static void expect_refused(const char *method, const char *url, const char *auth
 static void expect_ok(const char *url, const char *auth)
 {
 	json_t *j;
-	long st = get_json(url, auth, &j);
+	long st = get_json_auth(url, auth, &j);
 	char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	ck_assert_msg(st == 200, "GET %s: %ld, want 200: %.300s", url, st, text ? text : "");
 	free(text);
@@ -248,7 +217,7 @@ START_TEST(misspelled_parameters_refused)
 	/* Unauthenticated, the credentials are refused first: nothing is
 	 * said about the query. */
 	json_t *j;
-	ck_assert_int_eq(get_json(it_fmt("%s/v1/events?actr=u", s.dp_url), NULL, &j), 401);
+	ck_assert_int_eq(get_json_auth(it_fmt("%s/v1/events?actr=u", s.dp_url), NULL, &j), 401);
 	json_decref(j);
 	it_stack_stop(&s);
 }
@@ -489,7 +458,7 @@ static int model(const struct mev *ev, int n, const struct mq *q, int out[NEV])
 
 static void add_param(char *qs, size_t len, const char *name, const char *value)
 {
-	snprintf(qs + strlen(qs), len - strlen(qs), "&%s=%s", name, enc(value));
+	snprintf(qs + strlen(qs), len - strlen(qs), "&%s=%s", name, query_enc(value));
 }
 
 static void time_param(char *qs, size_t len, const char *name, int64_t us)
@@ -538,9 +507,9 @@ static void page_through(const char *base, const char *auth, const char *qs, int
 	int got = 0, pages = 0;
 	for (;;) {
 		const char *u = it_fmt("%s/v1/events?limit=%d%s%s%s", base, limit, qs, cursor[0] ? "&cursor=" : "",
-		                       cursor[0] ? enc(cursor) : "");
+		                       cursor[0] ? query_enc(cursor) : "");
 		json_t *j;
-		long st = get_json(u, auth, &j);
+		long st = get_json_auth(u, auth, &j);
 		ck_assert_msg(st == 200, "GET %s: %ld", u, st);
 		json_t *items = json_object_get(j, "items"), *next = json_object_get(j, "next_cursor");
 		json_t *more = json_object_get(j, "has_more");
@@ -812,9 +781,9 @@ START_TEST(events_query_bounds)
 	expect_refused("GET", it_fmt("%s/v1/events?metadata.%.129s=v", s.dp_url, x), a, it_fmt("metadata.%.129s", x));
 	expect_refused("GET", it_fmt("%s/v1/events?metadata.=v", s.dp_url), a, "metadata.");
 	/* q: 1 to 8 words. */
-	expect_ok(it_fmt("%s/v1/events?q=%s", s.dp_url, enc("a b c d e f g h")), a);
-	expect_refused("GET", it_fmt("%s/v1/events?q=%s", s.dp_url, enc("a b c d e f g h i")), a, "q");
-	expect_refused("GET", it_fmt("%s/v1/events?q=%s", s.dp_url, enc(" .,- ")), a, "q");
+	expect_ok(it_fmt("%s/v1/events?q=%s", s.dp_url, query_enc("a b c d e f g h")), a);
+	expect_refused("GET", it_fmt("%s/v1/events?q=%s", s.dp_url, query_enc("a b c d e f g h i")), a, "q");
+	expect_refused("GET", it_fmt("%s/v1/events?q=%s", s.dp_url, query_enc(" .,- ")), a, "q");
 	/* order and limit. */
 	expect_refused("GET", it_fmt("%s/v1/events?order=newest", s.dp_url), a, "order");
 	expect_refused("GET", it_fmt("%s/v1/events?order=ASC", s.dp_url), a, "order");
@@ -850,7 +819,7 @@ START_TEST(events_query_bounds)
 		const char *const finds[] = { "q=zeta", it_fmt("q=%s", mid), it_fmt("metadata.mid=%s", mid),
 			                      "metadata.tag=zeta" };
 		for (size_t i = 0; i < sizeof finds / sizeof *finds; i++) {
-			ck_assert_int_eq(get_json(it_fmt("%s/v1/events?%s", s.dp_url, finds[i]), a, &j), 200);
+			ck_assert_int_eq(get_json_auth(it_fmt("%s/v1/events?%s", s.dp_url, finds[i]), a, &j), 200);
 			json_t *items = json_object_get(j, "items");
 			ck_assert_msg(json_array_size(items) == 1 &&
 			                  !strcmp(json_string_value(json_object_get(json_array_get(items, 0), "id")), "long-1"),
@@ -859,7 +828,7 @@ START_TEST(events_query_bounds)
 		}
 		/* The same long value one letter off finds nothing. */
 		mid[0] = mid[0] == 'a' ? 'b' : 'a';
-		ck_assert_int_eq(get_json(it_fmt("%s/v1/events?metadata.mid=%s", s.dp_url, mid), a, &j), 200);
+		ck_assert_int_eq(get_json_auth(it_fmt("%s/v1/events?metadata.mid=%s", s.dp_url, mid), a, &j), 200);
 		ck_assert_int_eq(json_array_size(json_object_get(j, "items")), 0);
 		json_decref(j);
 	}
@@ -874,19 +843,19 @@ START_TEST(events_query_bounds)
 	                            "json_build_object('id', 't9', 'type', 'vault', 'name', 'Gold Vault')), 'context',"
 	                            " '{}'::json, 'metadata', json_build_object('tier', 'gold', 'n', 3))",
 	                            s.tenant)));
-	ck_assert_int_eq(get_json(it_fmt("%s/v1/events?actor_type=robot&target_type=vault&q=%s&metadata.tier=gold"
-	                                 "&action=legacy.*", s.dp_url, enc("TIMER gold vault")), a, &j), 200);
+	ck_assert_int_eq(get_json_auth(it_fmt("%s/v1/events?actor_type=robot&target_type=vault&q=%s&metadata.tier=gold"
+	                                 "&action=legacy.*", s.dp_url, query_enc("TIMER gold vault")), a, &j), 200);
 	ck_assert_msg(json_array_size(json_object_get(j, "items")) == 1 &&
 	                  !strcmp(it_js(json_array_get(json_object_get(j, "items"), 0), "id"), "old-build"),
 	              "the previous build's row is not found by the new filters");
 	json_decref(j);
 
 	/* A cursor belongs to its query. */
-	ck_assert_int_eq(get_json(it_fmt("%s/v1/events?limit=1&action=user.*", s.dp_url), a, &j), 200);
+	ck_assert_int_eq(get_json_auth(it_fmt("%s/v1/events?limit=1&action=user.*", s.dp_url), a, &j), 200);
 	char cur[256];
 	snprintf(cur, sizeof cur, "%s", json_string_value(json_object_get(j, "next_cursor")));
 	json_decref(j);
-	const char *c = enc(cur);
+	const char *c = query_enc(cur);
 	expect_ok(it_fmt("%s/v1/events?limit=2&action=user.*&cursor=%s", s.dp_url, c), a);
 	expect_ok(it_fmt("%s/v1/events?action=user.*&order=desc&cursor=%s", s.dp_url, c), a);
 	expect_refused("GET", it_fmt("%s/v1/events?limit=1&cursor=%s", s.dp_url, c), a, "cursor");
