@@ -560,6 +560,17 @@ int cfgdoc_add_key_b64(struct buf *b, const char *id, const char *sha256_b64url,
 	return 0;
 }
 
+int cfgdoc_add_route(struct buf *b, const char *key_id, const char *cell)
+{
+	if (strlen(key_id) != 24 || strspn(key_id, "0123456789abcdef") != 24 || !name_valid_cell(cell))
+		return -1;
+	put(b, key_id);
+	put(b, "|");
+	put(b, cell);
+	put(b, ";");
+	return 0;
+}
+
 int cfgdoc_add_key(struct buf *b, const char *id, const unsigned char sha256[32], int write,
                    int read, int64_t expires)
 {
@@ -588,6 +599,12 @@ static int der_to_jose(const unsigned char *der, size_t len, unsigned char out[6
  * thread's stack for a document of tens of megabytes. */
 char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenants)
 {
+	return cfgdoc_sign_text(key, claims, "tenants", tenants);
+}
+
+char *cfgdoc_sign_text(const struct jwk *key, const json_t *claims, const char *member,
+                       const char *tenants)
+{
 	json_t *payload = json_deep_copy(claims), *hdr = NULL;
 	char *htext = NULL, *ptext = NULL, *input = NULL, *token = NULL;
 	unsigned char der[80], raw[64];
@@ -602,7 +619,9 @@ char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenan
 	for (const char *t = tenants; *t; t++)
 		if (*t == '"' || *t == '\\' || (unsigned char)*t < 0x20 || (unsigned char)*t > 0x7e)
 			goto out;
-	if (!payload || json_object_get(payload, "tenants"))
+	size_t mlen = strlen(member);
+	if (!payload || json_object_get(payload, member) || mlen == 0 || mlen > 32 ||
+	    strspn(member, "abcdefghijklmnopqrstuvwxyz_") != mlen)
 		goto out;
 	hdr = json_pack("{ss ss ss}", "alg", "ES256", "typ", "JWT", "kid", key->kid);
 	htext = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
@@ -612,7 +631,7 @@ char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenan
 		goto out;
 	}
 	size_t slen = strlen(small) - 1, tlen = strlen(tenants);
-	ptext = malloc(slen + tlen + 16);
+	ptext = malloc(slen + tlen + mlen + 16);
 	if (!ptext) {
 		free(small);
 		goto out;
@@ -622,8 +641,11 @@ char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenan
 	size_t at = slen;
 	if (slen > 1)
 		ptext[at++] = ',';
-	memcpy(ptext + at, "\"tenants\":\"", 11);
-	at += 11;
+	ptext[at++] = '"';
+	memcpy(ptext + at, member, mlen);
+	at += mlen;
+	memcpy(ptext + at, "\":\"", 3);
+	at += 3;
 	memcpy(ptext + at, tenants, tlen);
 	at += tlen;
 	memcpy(ptext + at, "\"}", 3);

@@ -16,9 +16,32 @@
  * Keeping the bulk in one string lets a data plane build its lookup tables
  * in one pass, without a JSON tree of every tenant. A later "kind":"delta"
  * can carry changes since a base version; a data plane that meets a fmt or
- * kind it does not know rejects the document and keeps what it has. */
+ * kind it does not know rejects the document and keeps what it has.
+ *
+ * Three documents share this format and the same verification rules
+ * (pinned alg, kid, iss, aud, nbf/exp, monotonic ver); aud tells them apart:
+ *   regional document  aud "<region>": the tenants of every cell of the
+ *                      region (GET /v1/regions/{region}/config; data planes
+ *                      of builds without cells).
+ *   cell document      aud "cell:<cell>": as above, plus the claim
+ *                      cell {name, region, kind, status}, and the tenants
+ *                      string holds only the tenants placed in that cell
+ *                      (GET /v1/cells/{cell}/config).
+ *   routes document    aud "routes:<region>", kind "routes": iss, aud, iat,
+ *                      nbf, exp, jti, ver, fmt, kind, region (its name),
+ *                      cells [[name, status, kind], ...] (the region's
+ *                      cells) and routes, one string of records ended by
+ *                      ';': <key id, 24 hex>|<cell>; for every key of the
+ *                      region that is not revoked (GET /v1/regions/{region}/routes).
+ *                      It names no secret and no hash: a router holds only it.
+ * Region names never hold ':', so no aud of one kind is an aud of another.
+ * The ver of all three is the region's config version. */
 #ifndef CT_CFGDOC_H
 #define CT_CFGDOC_H
+
+#define CFGDOC_AUD_CELL "cell:"
+#define CFGDOC_AUD_ROUTES "routes:"
+#define CFGDOC_KIND_ROUTES "routes"
 
 #include <jansson.h>
 #include <stddef.h>
@@ -155,8 +178,15 @@ int cfgdoc_add_key(struct buf *b, const char *id, const unsigned char sha256[32]
 /* The same with the digest already in base64url (43 characters). */
 int cfgdoc_add_key_b64(struct buf *b, const char *id, const char *sha256_b64url, int write,
                        int read, int64_t expires);
+/* Appends one route line of a routes document to `b`. Returns 0, or -1
+ * when the key id or the cell name is not valid. */
+int cfgdoc_add_route(struct buf *b, const char *key_id, const char *cell);
 /* Signs `claims` (borrowed; must not hold "tenants") plus the tenants text
  * with `key`. Returns the compact token (malloc'd) or NULL. */
 char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenants);
+/* The same with the bulk text under member `member` ([a-z_]{1,32}, not in
+ * `claims`): "tenants" for a full document, "routes" for a routes document. */
+char *cfgdoc_sign_text(const struct jwk *key, const json_t *claims, const char *member,
+                       const char *text);
 
 #endif

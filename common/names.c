@@ -20,6 +20,17 @@ int name_valid_region(const char *s)
 	return 1;
 }
 
+int name_valid_cell(const char *s)
+{
+	size_t n = strlen(s);
+	if (n < 2 || n > 63 || s[0] < 'a' || s[0] > 'z')
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if (!lower_alnum(s[i]) && s[i] != '-')
+			return 0;
+	return 1;
+}
+
 int name_valid_slug(const char *s)
 {
 	size_t n = strlen(s);

@@ -7,6 +7,8 @@
 
 /* A region name: [a-z][a-z0-9-]*, at most 32 bytes. */
 int name_valid_region(const char *s);
+/* A cell: [a-z][a-z0-9-]{1,62}, e.g. "us-east-1" or "us-west-2-acme". */
+int name_valid_cell(const char *s);
 /* A tenant slug: [a-z0-9][a-z0-9-]*[a-z0-9], 3 to 63 bytes. */
 int name_valid_slug(const char *s);
 /* A UUID in its 36-byte form (8-4-4-4-12 hex digits, either case). */
