@@ -227,7 +227,7 @@ test: deps
 	@FAULTS_SKIP=expiry $(MAKE) --no-print-directory faults
 
 # The services under valgrind memcheck (tests/valgrind.sh): a subset of the
-# integration suites, VALGRIND_SUITES, about three minutes; any memcheck
+# integration suites, VALGRIND_SUITES, about a minute and a half; any memcheck
 # error or definite leak fails it and its report is printed.
 .PHONY: test-valgrind
 test-valgrind: deps
