@@ -645,8 +645,8 @@ static long status_of(const char *path, const char *token)
 /* A cell credential reads its own cell's document only, never another
  * cell's, the region's or the routes; a region credential reads its
  * region's routes but no cell document; tenant users reach none of these
- * nor the cell catalog; reports with a cell credential go to its region
- * and name its cell. */
+ * nor the cell catalog; status reports with a cell credential go to its
+ * region and name its cell, erasure reports only for its own tenants. */
 START_TEST(credentials)
 {
 	char ca[160], cb[160], ceu[160], rus[160], reu[160], owner[128], member[128], t[37];
@@ -726,6 +726,21 @@ START_TEST(credentials)
 	api(&r, "POST", "/v1/regions/us/status", rus, "{\"instance\":\"dp-d\"}");
 	EXPECT(&r, 200);
 	res_free(&r);
+	/* Erasure reports: only the cell that holds the tenant reports it. */
+	json_decref(ADM("DELETE", it_fmt("/v1/tenants/%s", t), NULL, 200));
+	const char *er = it_fmt("{\"tenant_id\":\"%s\",\"status\":\"done\",\"events_deleted\":0,"
+	                        "\"rows_deleted\":0}", t);
+	struct opts eo = { .token = cb, .idem = "erase-1" };
+	api_ex(&r, "POST", "/v1/regions/us/erasures", &eo, er, strlen(er));
+	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", "tenant_id");
+	res_free(&r);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM erasures WHERE completed_at IS NOT NULL"), 0);
+	eo.token = ca;
+	api_ex(&r, "POST", "/v1/regions/us/erasures", &eo, er, strlen(er));
+	EXPECT(&r, 200);
+	res_free(&r);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM erasures WHERE completed_at IS NOT NULL"), 1);
+
 	json_t *f = ADM("GET", "/v1/regions/us/fleet", NULL, 200);
 	json_t *items = json_object_get(f, "items");
 	ck_assert_int_eq(json_array_size(items), 4);
