@@ -626,6 +626,14 @@ START_TEST(documents)
 	free(dump);
 	json_decref(claims);
 	free(d.body);
+	/* The document cache's sizes, by cell and by region. */
+	struct it_resp m;
+	it_http(&m, "GET", it_fmt("%s/metrics", cpfx.url), NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_cell_document_bytes{cell=\"us-east-1\"} "));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_cell_document_bytes{cell=\"us-west-2\"} "));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_routes_document_bytes{region=\"us\"} "));
+	ck_assert_ptr_null(strstr(m.body, "cp_config_document_bytes{region=\"us\"}"));
+	it_resp_free(&m);
 	/* Every replica serves the same bytes: stored once per version. */
 	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud = 'routes:us'"), 1);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud LIKE 'cell:%'"), 2);
