@@ -885,6 +885,40 @@ static long long router_metric(const struct router *r, const char *series)
 	return metric_at(it_fmt("http://127.0.0.1:%d/metrics", r->port), series);
 }
 
+/* The README's table of the router's metrics ("### Cell router" under
+ * "## Metrics", rows "| `name` | type | ...") and the router_* families of
+ * a scrape ("# TYPE name type") agree both ways. */
+static void router_metrics_match_readme(const struct router *r)
+{
+	char *readme = it_slurp(it_fmt("%s/README.md", it_env("IT_ROOT")));
+	ck_assert_ptr_nonnull(readme);
+	const char *m = strstr(readme, "\n## Metrics\n");
+	ck_assert_ptr_nonnull(m);
+	const char *t = strstr(m, "\n### Cell router\n"), *end = strstr(m + 1, "\n## ");
+	ck_assert_msg(t && (!end || t < end), "README: no '### Cell router' table under '## Metrics'");
+	struct it_resp s;
+	it_http(&s, "GET", it_fmt("http://127.0.0.1:%d/metrics", r->port), NULL, NULL, 0);
+	ck_assert_int_eq(s.status, 200);
+	int rows = 0;
+	for (const char *l = t; (l = strstr(l + 1, "\n| `")) && (!end || l < end);) {
+		char name[100], type[20];
+		ck_assert_int_eq(sscanf(l, "\n| `%99[^`]` | %19s", name, type), 2);
+		ck_assert_msg(strstr(s.body, it_fmt("# TYPE %s %s\n", name, type)),
+		              "README lists %s (%s), which the router does not export so", name, type);
+		rows++;
+	}
+	int families = 0;
+	for (const char *l = s.body; (l = strstr(l, "# TYPE router_")); l++) {
+		char name[100];
+		ck_assert_int_eq(sscanf(l, "# TYPE %99s", name), 1);
+		ck_assert_msg(strstr(t, it_fmt("\n| `%s` |", name)), "the router exports %s, which the README does not list", name);
+		families++;
+	}
+	ck_assert_int_eq(rows, families);
+	it_resp_free(&s);
+	free(readme);
+}
+
 static void router_stop(struct router *r)
 {
 	ck_assert_int_eq(it_stop(&r->p), 0);
@@ -949,6 +983,7 @@ START_TEST(router_keeps_haproxy_current)
 	ck_assert_int_eq(router_metric(&r, "router_config_version"), 2);
 	ck_assert_int_eq(router_metric(&r, "router_routes"), 3);
 	ck_assert_int_ge(router_metric(&r, "router_map_updates_total"), 1);
+	router_metrics_match_readme(&r);
 
 	/* Refused: an untrusted signer, another region. The map stays. */
 	static const struct { int stranger; const char *region, *reason; } bad[] = {
