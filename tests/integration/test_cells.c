@@ -1,1104 +1,887 @@
-/* Cells from outside: a data plane serving one cell (DP_CELL) takes only
- * that cell's signed document, reports with the cell's credential, and
- * never serves a request the router meant for another cell; the router
- * agent (cell-router) keeps a real HAProxy's map of key id -> cell current
- * from the verified routes document, through HAProxy's runtime API, and
- * from its cache when the control plane is down.
- *
- * The control plane is played by a small fake server in this process,
- * serving documents signed here with a key of our own; it also plays the
- * cells' backends behind HAProxy (GET /echo answers the X-Celltrail-Cell
- * header it received). */
-#include <arpa/inet.h>
-#include <errno.h>
+/* Cells from the control plane's side, from outside: the catalog of a
+ * region's cells (list, add, status) with every limit at both ends,
+ * placement of new tenants against a reference model, cell documents that
+ * hold exactly their cell's tenants and keys (checked exhaustively against
+ * a model, signature verified with the trust bundle), the routes document,
+ * who may read which document, long polls on the cell route, and usage
+ * reported by a cell. */
 #include <jansson.h>
-#include <netinet/in.h>
-#include <poll.h>
+#include <openssl/bn.h>
+#include <openssl/ecdsa.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
 #include "cfgdoc.h"
-#include "it.h"
-#include "jwk.h"
+#include "cpfx.h"
 #include "secret.h"
 
-#define CELL "us-east-1"
-#define OTHER_CELL "us-west-2"
-#define CELL_TOKEN "cct_us-east-1_it0123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
-#define REGION_TOKEN "it-region-token-us-routes-0123456789"
-
-#define T_OWN "20000000-0000-4000-8000-000000000001"
-#define K_OWN "c00000000000000000000001"      /* a key of this cell's tenant */
-#define K_OTHER "c00000000000000000000002"    /* a key of a tenant of us-west-2 */
-#define K_UNKNOWN "c0000000000000000000000f"  /* no key at all */
-#define K_NEW "c00000000000000000000003"      /* a key the routes get later */
-#define SEC "3333333333333333333333333333333333333333333333333333333333333333"
-
-static struct jwk signer, stranger;
-static char dir[512], trust_path[600], cache_dir[600], db_url[512];
-
-/* ---- documents ---- */
-
-/* A full document addressed to `aud`, with claim cell {cell_name,
- * cell_region} unless cell_name is NULL: the tenant T_OWN and its key K_OWN. */
-static char *sign_cell_doc(const struct jwk *key, const char *aud, const char *cell_name,
-                           const char *cell_region, int64_t ver)
-{
-	int64_t now = (int64_t)time(NULL);
-	struct buf b = { 0 };
-	unsigned char h[32];
-	secret_sha256(SEC, strlen(SEC), h);
-	ck_assert_int_eq(cfgdoc_add_tenant(&b, T_OWN, "acme-east", "active", "pro"), 0);
-	ck_assert_int_eq(cfgdoc_add_key(&b, K_OWN, h, 1, 1, 0), 0);
-	char *tenants = buf_take(&b);
-	json_t *c = json_pack("{ss ss sI sI sI ss sI si ss"
-	                      " s{ss ss ss ss si}"
-	                      " s[[sss][sss]]"
-	                      " s{s[iiii]}}",
-	                      "iss", "celltrail-control-plane", "aud", aud, "iat", (json_int_t)now, "nbf",
-	                      (json_int_t)now, "exp", (json_int_t)(now + 3600), "jti", "it", "ver",
-	                      (json_int_t)ver, "fmt", 1, "kind", "full",
-	                      "region", "name", "us", "display_name", "US", "endpoint_url",
-	                      "https://us.example.test", "status", "active", "wave", 1,
-	                      "directory", "us", "https://us.example.test", "active", "eu",
-	                      "https://eu.example.test", "active",
-	                      "plans", "pro", 1000, 2000, 1000000, 30);
-	ck_assert_ptr_nonnull(c);
-	if (cell_name)
-		ck_assert_int_eq(json_object_set_new(c, "cell", json_pack("{ss ss ss ss}", "name", cell_name, "region",
-		                                                          cell_region, "kind", "shared", "status",
-		                                                          "active")),
-		                 0);
-	char *tok = cfgdoc_sign(key, c, tenants);
-	ck_assert_ptr_nonnull(tok);
-	json_decref(c);
-	free(tenants);
-	return tok;
-}
-
-static char *cell_doc(int64_t ver)
-{
-	return sign_cell_doc(&signer, CFGDOC_AUD_CELL CELL, CELL, "us", ver);
-}
-
-/* A routes document of `region` signed with `key`: "<key>|<cell>;" text. */
-static char *sign_routes(const struct jwk *key, const char *region, int64_t ver, const char *routes)
-{
-	int64_t now = (int64_t)time(NULL);
-	char aud[64];
-	snprintf(aud, sizeof aud, CFGDOC_AUD_ROUTES "%s", region);
-	json_t *c = json_pack("{ss ss sI sI sI ss sI si ss ss s[[sss][sss]]}", "iss", "celltrail-control-plane",
-	                      "aud", aud, "iat", (json_int_t)now, "nbf", (json_int_t)now, "exp",
-	                      (json_int_t)(now + 3600), "jti", "it-routes", "ver", (json_int_t)ver, "fmt", 1,
-	                      "kind", CFGDOC_KIND_ROUTES, "region", region, "cells", CELL, "active", "shared",
-	                      OTHER_CELL, "active", "shared");
-	ck_assert_ptr_nonnull(c);
-	char *tok = cfgdoc_sign_text(key, c, "routes", routes);
-	ck_assert_ptr_nonnull(tok);
-	json_decref(c);
-	return tok;
-}
-
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
-/* ---- a fake control plane (and cell backend) ---- */
-
-struct fcp {
-	int lfd, port;
-	pthread_t accept_th;
-	atomic_int stop;
-	pthread_mutex_t mu;
-	/* what it serves (under mu); NULL: 503 */
-	char *config, *routes;
-	long config_ver, routes_ver;
-	/* what it saw (under mu) */
-	char config_path[300], config_auth[300], routes_auth[300], status_auth[300], status_body[2048];
-	char usage_auth[300], usage_key[300], usage_body[8192];
-	int usage_posts;
-	pthread_t conns[1024];
-	int nconns;
-};
-
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static void respond(int fd, int status, const char *ctype, const char *body)
-{
-	char head[512];
-	size_t n = body ? strlen(body) : 0;
-	snprintf(head, sizeof head,
-	         "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	         status, ctype, n);
-	if (send_all(fd, head, strlen(head)) == 0 && n)
-		send_all(fd, body, n);
-}
-
-static void header_value(const char *req, const char *name, char *out, size_t len)
-{
-	out[0] = '\0';
-	for (const char *l = strstr(req, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
-		size_t n = strlen(name);
-		if (!strncasecmp(l + 2, name, n) && l[2 + n] == ':') {
-			const char *v = l + 3 + n, *end = strstr(v, "\r\n");
-			while (*v == ' ')
-				v++;
-			snprintf(out, len, "%.*s", (int)(end - v), v);
-			return;
-		}
-	}
-}
-
-struct conn_arg {
-	struct fcp *cp;
-	int fd;
-};
-
-/* A long-polled document: 200 with it, or 304 after a short hold when
- * If-None-Match names its version. */
-static void serve_doc(struct fcp *cp, int fd, char *const *doc, const long *ver, const char *inm)
-{
-	char etag[40];
-	pthread_mutex_lock(&cp->mu);
-	snprintf(etag, sizeof etag, "\"%ld\"", *ver);
-	char *token = *doc ? strdup(*doc) : NULL;
-	pthread_mutex_unlock(&cp->mu);
-	if (token && strcmp(inm, etag)) {
-		respond(fd, 200, "application/jwt", token);
-	} else {
-		for (int i = 0; i < 6 && !atomic_load(&cp->stop); i++)
-			usleep(50000);
-		if (token)
-			respond(fd, 304, "application/jwt", NULL);
-		else
-			respond(fd, 503, "application/problem+json", "{\"code\":\"unavailable\"}");
-	}
-	free(token);
-}
-
-static void *conn_main(void *arg)
-{
-	struct conn_arg *a = arg;
-	struct fcp *cp = a->cp;
-	int fd = a->fd;
-	static __thread char req[65536];
-	size_t n = 0;
-	free(a);
-
-	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		if (atomic_load(&cp->stop))
-			goto out;
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		ssize_t r = recv(fd, req + n, sizeof req - 1 - n, 0);
-		if (r <= 0)
-			goto out;
-		n += (size_t)r;
-		req[n] = '\0';
-		char *end = strstr(req, "\r\n\r\n");
-		if (end) {
-			char cl[32];
-			header_value(req, "Content-Length", cl, sizeof cl);
-			if ((size_t)(end + 4 - req) + (size_t)atol(cl) <= n)
-				break;
-		}
-		if (n == sizeof req - 1)
-			goto out;
-	}
-	char method[16], path[300], inm[64], auth[300], key[300], cell[100];
-	const char *body = strstr(req, "\r\n\r\n") + 4;
-	sscanf(req, "%15s %299s", method, path);
-	header_value(req, "If-None-Match", inm, sizeof inm);
-	header_value(req, "Authorization", auth, sizeof auth);
-	header_value(req, "Idempotency-Key", key, sizeof key);
-	header_value(req, "X-Celltrail-Cell", cell, sizeof cell);
-	if (!strcmp(method, "GET") && !strcmp(path, "/echo")) {
-		respond(fd, 200, "text/plain", cell[0] ? cell : "-");
-	} else if (!strcmp(method, "POST") && !strcmp(path, "/v1/regions/us/status")) {
-		pthread_mutex_lock(&cp->mu);
-		snprintf(cp->status_auth, sizeof cp->status_auth, "%s", auth);
-		snprintf(cp->status_body, sizeof cp->status_body, "%s", body);
-		pthread_mutex_unlock(&cp->mu);
-		respond(fd, 200, "application/json", "{}");
-	} else if (!strcmp(method, "POST") && !strcmp(path, "/v1/usage")) {
-		pthread_mutex_lock(&cp->mu);
-		cp->usage_posts++;
-		snprintf(cp->usage_auth, sizeof cp->usage_auth, "%s", auth);
-		snprintf(cp->usage_key, sizeof cp->usage_key, "%s", key);
-		snprintf(cp->usage_body, sizeof cp->usage_body, "%s", body);
-		pthread_mutex_unlock(&cp->mu);
-		respond(fd, 200, "application/json", "{}");
-	} else if (!strcmp(method, "GET") && strstr(path, "/v1/cells/" CELL "/config?") == path) {
-		pthread_mutex_lock(&cp->mu);
-		snprintf(cp->config_auth, sizeof cp->config_auth, "%s", auth);
-		snprintf(cp->config_path, sizeof cp->config_path, "%s", path);
-		pthread_mutex_unlock(&cp->mu);
-		serve_doc(cp, fd, &cp->config, &cp->config_ver, inm);
-	} else if (!strcmp(method, "GET") && strstr(path, "/v1/regions/us/routes?") == path) {
-		pthread_mutex_lock(&cp->mu);
-		snprintf(cp->routes_auth, sizeof cp->routes_auth, "%s", auth);
-		pthread_mutex_unlock(&cp->mu);
-		serve_doc(cp, fd, &cp->routes, &cp->routes_ver, inm);
-	} else {
-		respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
-	}
-out:
-	close(fd);
-	return NULL;
-}
-
-static void *accept_main(void *arg)
-{
-	struct fcp *cp = arg;
-	while (!atomic_load(&cp->stop)) {
-		struct pollfd pfd = { cp->lfd, POLLIN, 0 };
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		int fd = accept(cp->lfd, NULL, NULL);
-		if (fd < 0)
-			continue;
-		struct conn_arg *a = malloc(sizeof *a);
-		a->cp = cp;
-		a->fd = fd;
-		pthread_mutex_lock(&cp->mu);
-		if (cp->nconns < 1024 && pthread_create(&cp->conns[cp->nconns], NULL, conn_main, a) == 0)
-			cp->nconns++;
-		else {
-			close(fd);
-			free(a);
-		}
-		pthread_mutex_unlock(&cp->mu);
-	}
-	return NULL;
-}
-
-static int listen_any(int *port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	*port = ntohs(sa.sin_port);
-	return fd;
-}
-
-static void fcp_start(struct fcp *cp)
-{
-	memset(cp, 0, sizeof *cp);
-	pthread_mutex_init(&cp->mu, NULL);
-	cp->lfd = listen_any(&cp->port);
-	ck_assert_int_eq(pthread_create(&cp->accept_th, NULL, accept_main, cp), 0);
-}
-
-static void fcp_set(struct fcp *cp, char **slot, long *ver_slot, const char *token, long ver)
-{
-	pthread_mutex_lock(&cp->mu);
-	free(*slot);
-	*slot = token ? strdup(token) : NULL;
-	*ver_slot = ver;
-	pthread_mutex_unlock(&cp->mu);
-}
-
-static void fcp_stop(struct fcp *cp)
-{
-	atomic_store(&cp->stop, 1);
-	pthread_join(cp->accept_th, NULL);
-	for (int i = 0; i < cp->nconns; i++)
-		pthread_join(cp->conns[i], NULL);
-	close(cp->lfd);
-	free(cp->config);
-	free(cp->routes);
-	pthread_mutex_destroy(&cp->mu);
-}
-
-/* A copy of one of the fake's records, taken under its lock. */
-static void fcp_get(struct fcp *cp, const char *field, char *out, size_t len)
-{
-	pthread_mutex_lock(&cp->mu);
-	size_t n = strnlen(field, len - 1);
-	memcpy(out, field, n);
-	out[n] = '\0';
-	pthread_mutex_unlock(&cp->mu);
-}
-
-/* ---- fixture ---- */
+static char keys_env[700];
 
 static void setup(void)
 {
-	static int seq;
-	snprintf(dir, sizeof dir, "%s/cells-%d-%d", it_env("IT_LOG_DIR"), (int)getpid(), seq++);
-	ck_assert_int_eq(mkdir(dir, 0755), 0);
-	snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
-	ck_assert_int_eq(jwk_generate(&signer), 0);
-	ck_assert_int_eq(jwk_generate(&stranger), 0);
-	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&signer));
-	snprintf(trust_path, sizeof trust_path, "%s/trust.json", dir);
-	ck_assert_int_eq(json_dump_file(set, trust_path, 0), 0);
-	json_decref(set);
+	snprintf(keys_env, sizeof keys_env, "CP_SIGNING_KEYS_DIR=%s/keys-cells-%d", it_env("IT_LOG_DIR"),
+	         (int)getpid());
+	const char *const extra[] = { keys_env, NULL };
+	cpfx_start("it_cells", extra);
 }
 
 static void teardown(void)
 {
-	jwk_clear(&signer);
-	jwk_clear(&stranger);
+	cpfx_stop();
 }
 
-/* A migrated database of region us for the data plane. */
-static void dp_db(void)
+/* ---- helpers ---- */
+
+/* A request as the admin that must be answered `want`; the answer's JSON
+ * (caller decrefs; NULL without a body). */
+#define ADM(method, path, body, want) adm((method), (path), (body), (want), __LINE__)
+static json_t *adm(const char *method, const char *path, const char *body, long want, int line)
 {
-	char bin[1024], out[4096], env_db[600], name[64];
-	snprintf(name, sizeof name, "it_cells_%d", (int)getpid());
-	it_create_db(name, db_url, sizeof db_url);
-	snprintf(env_db, sizeof env_db, "DP_DATABASE_URL=%s", db_url);
-	const char *const env[] = { env_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
-	it_bin("data-plane", bin, sizeof bin);
-	char *argv[] = { bin, "migrate", NULL };
-	ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
+	struct res r;
+	api(&r, method, path, ADMIN_TOKEN, body);
+	ck_assert_msg(r.status == want, "line %d: %s %s: %ld, want %ld: %.300s", line, method, path,
+	              r.status, want, r.raw.body);
+	json_t *j = r.json ? json_incref(r.json) : NULL;
+	res_free(&r);
+	return j;
 }
 
-/* ---- the data plane of cell us-east-1 ---- */
+/* The problem's code and field of a refused admin request. */
+#define ADM_PROBLEM(method, path, body, st, code, field)                                          \
+	do {                                                                                       \
+		struct res r_;                                                                         \
+		api(&r_, (method), (path), ADMIN_TOKEN, (body));                                       \
+		EXPECT_PROBLEM_SOME(&r_, (st), (code), (field));                                       \
+		res_free(&r_);                                                                         \
+	} while (0)
 
-struct dp {
-	struct it_proc p;
-	int port;
+static long long ji(const json_t *o, const char *k)
+{
+	return json_integer_value(json_object_get(o, k));
+}
+
+/* A tenant of `region`, in `cell` when not NULL; its id and cell. */
+static void tenant_in(const char *slug, const char *region, const char *cell, char id[37], char got[64])
+{
+	json_t *t = ADM("POST", "/v1/tenants",
+	                cell ? it_fmt("{\"name\":\"T %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"free\","
+	                              "\"cell\":\"%s\"}", slug, slug, region, cell)
+	                     : it_fmt("{\"name\":\"T %s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"free\"}",
+	                              slug, slug, region),
+	                201);
+	snprintf(id, 37, "%s", it_js(t, "id"));
+	if (got)
+		snprintf(got, 64, "%s", it_js(t, "cell"));
+	if (cell)
+		ck_assert_str_eq(it_js(t, "cell"), cell);
+	json_decref(t);
+}
+
+/* A credential: "regions/<r>" or "cells/<c>". */
+static void credential(const char *what, char token[160])
+{
+	json_t *j = ADM("POST", it_fmt("/v1/%s/credentials", what), NULL, 201);
+	snprintf(token, 160, "%s", it_js(j, "token"));
+	json_decref(j);
+}
+
+static long version_of(const char *region)
+{
+	return qlong(it_fmt("SELECT config_version FROM regions WHERE name = '%s'", region));
+}
+
+struct doc {
+	long status;
+	char etag[32];
+	char *body;
+	size_t len;
 };
 
-static void start_dp(struct dp *d, const char *cp_url)
-{
-	static char e_db[600], e_cp[300], e_trust[700], e_cache[700];
-	char bin[1024];
-	snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", db_url);
-	snprintf(e_cp, sizeof e_cp, "DP_CONTROL_PLANE_URL=%s", cp_url);
-	snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust_path);
-	snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s", cache_dir);
-	const char *const env[] = { e_db, e_cp, e_trust, e_cache, "DP_REGION=us", "DP_CELL=" CELL,
-		                        "DP_CELL_TOKEN=" CELL_TOKEN, "DP_LISTEN=127.0.0.1:0",
-		                        "DP_INSTANCE=it-cell", "DP_ACCESS_LOG=false",
-		                        "DP_USAGE_REPORT_INTERVAL=200ms", NULL };
-	it_bin("data-plane", bin, sizeof bin);
-	char *argv[] = { bin, NULL };
-	it_spawn(&d->p, "data-plane-cell", argv, env);
-	d->port = it_wait_port(&d->p, 10000);
-}
-
-static void stop_dp(struct dp *d)
-{
-	ck_assert_int_eq(it_stop(&d->p), 0);
-	char *log = it_slurp(d->p.log);
-	ck_assert_ptr_nonnull(log);
-	ck_assert_msg(!strstr(log, CELL_TOKEN) && !strstr(log, SEC), "a secret appears in %s", d->p.log);
-	free(log);
-}
-
-static void dp_get(struct it_resp *r, const struct dp *d, const char *path, const char *const h[])
-{
-	it_http(r, "GET", it_fmt("http://127.0.0.1:%d%s", d->port, path), h, NULL, 0);
-}
-
-static json_t *get_json(const struct dp *d, const char *path, long *status)
+/* GET a document route (`path`) with `token`, If-None-Match `etag` and ?wait= when nonzero. */
+static void fetch(struct doc *d, const char *path, const char *token, const char *etag, int wait)
 {
 	struct it_resp r;
+	char u[400], auth[300], inm[64];
+	snprintf(u, sizeof u, "%s%s", cpfx.url, path);
+	if (wait)
+		snprintf(u + strlen(u), sizeof u - strlen(u), "?wait=%d", wait);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+	snprintf(inm, sizeof inm, "If-None-Match: %s", etag ? etag : "");
+	const char *const h[] = { auth, etag ? inm : NULL, NULL };
+	it_http(&r, "GET", u, h, NULL, 0);
+	d->status = r.status;
+	d->etag[0] = '\0';
+	it_header(&r, "ETag", d->etag, sizeof d->etag);
+	d->body = r.body;
+	d->len = r.len;
+}
+
+static json_t *b64json(const char *s, size_t n)
+{
+	char *raw = malloc(n + 1);
+	long m = secret_unb64url(s, n, raw, n);
+	ck_assert_int_gt(m, 0);
 	json_error_t e;
-	dp_get(&r, d, path, NULL);
-	*status = r.status;
-	json_t *v = json_loads(r.body, 0, &e);
-	ck_assert_msg(v, "%s: not JSON: %.300s", path, r.body);
-	it_resp_free(&r);
-	return v;
+	json_t *j = json_loadb(raw, (size_t)m, 0, &e);
+	free(raw);
+	ck_assert_msg(j != NULL, "not JSON: %s", e.text);
+	return j;
 }
 
-static void wait_dp_version(const struct dp *d, long ver)
+/* Verifies a compact JWS against the control plane's published keys:
+ * header alg ES256 and a kid of the trust bundle, the ES256 signature over
+ * exactly the bytes sent, iss, aud, and iat <= now < exp. Returns the
+ * claims (caller decrefs). */
+static json_t *verified(const struct doc *d, const char *aud)
 {
-	long deadline = it_now_ms() + 10000, st;
-	for (;;) {
-		json_t *v = get_json(d, "/readyz", &st);
-		long got = (long)json_integer_value(json_object_get(v, "config_version"));
-		json_decref(v);
-		if (got == ver)
-			return;
-		ck_assert_msg(it_now_ms() < deadline, "config_version %ld, want %ld", got, ver);
-		usleep(50000);
+	char path[600], err[300];
+	struct cfgdoc_trust t;
+	snprintf(path, sizeof path, "%s/trust-cells-%d.json", it_env("IT_LOG_DIR"), (int)getpid());
+	it_write_trust(cpfx.url, path);
+	ck_assert_msg(cfgdoc_trust_load(path, &t, err, sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(d->status, 200);
+	const char *a = strchr(d->body, '.'), *b = a ? strchr(a + 1, '.') : NULL;
+	ck_assert_ptr_nonnull(b);
+	json_t *hdr = b64json(d->body, (size_t)(a - d->body));
+	ck_assert_str_eq(it_js(hdr, "alg"), "ES256");
+	const struct jwk *key = NULL;
+	for (size_t i = 0; i < t.n; i++)
+		if (!strcmp(t.keys[i].kid, it_js(hdr, "kid")))
+			key = &t.keys[i];
+	ck_assert_msg(key != NULL, "kid %s is not in the trust bundle", it_js(hdr, "kid"));
+	json_decref(hdr);
+
+	unsigned char raw[64];
+	ck_assert_int_eq(secret_unb64url(b + 1, d->len - (size_t)(b + 1 - d->body), raw, sizeof raw), 64);
+	BIO *bio = BIO_new_mem_buf(key->public_pem, -1);
+	EVP_PKEY *pkey = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	ECDSA_SIG *sig = ECDSA_SIG_new();
+	ck_assert_int_eq(ECDSA_SIG_set0(sig, BN_bin2bn(raw, 32, NULL), BN_bin2bn(raw + 32, 32, NULL)), 1);
+	unsigned char *der = NULL;
+	int derlen = i2d_ECDSA_SIG(sig, &der);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	ck_assert_int_eq(EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pkey), 1);
+	int ok = EVP_DigestVerify(md, der, (size_t)derlen, (const unsigned char *)d->body,
+	                          (size_t)(b - d->body));
+	EVP_MD_CTX_free(md);
+	OPENSSL_free(der);
+	ECDSA_SIG_free(sig);
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	cfgdoc_trust_free(&t);
+	ck_assert_msg(ok == 1, "the %s document's signature does not verify", aud);
+
+	json_t *c = b64json(a + 1, (size_t)(b - a - 1));
+	long long now = time(NULL);
+	ck_assert_str_eq(it_js(c, "iss"), "celltrail-control-plane");
+	ck_assert_str_eq(it_js(c, "aud"), aud);
+	ck_assert_msg(ji(c, "iat") <= now + 5 && ji(c, "exp") > now, "outside its lifetime");
+	ck_assert_int_eq(ji(c, "fmt"), CFGDOC_FMT);
+	return c;
+}
+
+/* The usage batch of one record of `tenant` this month. */
+static const char *usage_body(const char *tenant, long events)
+{
+	char month[8];
+	time_t now = time(NULL);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	strftime(month, sizeof month, "%Y-%m", &tm);
+	return it_fmt("{\"tenant\":\"%s\",\"period\":\"%s\",\"events\":%ld,\"window_start\":\"%s-01T00:00:00Z\","
+	              "\"window_end\":\"%s-01T00:01:00Z\"}", tenant, month, events, month, month);
+}
+
+/* ---- the catalog ---- */
+
+/* An admin lists a region's cells (one shared active cell per cloud
+ * region, seeded), adds shared and dedicated ones and changes their
+ * status; every name limit is tried at both ends, a cell never takes a
+ * region's name nor a region a cell's, every change is audited and
+ * raises the region's config version only. */
+START_TEST(catalog)
+{
+	json_t *j = ADM("GET", "/v1/regions/us/cells", NULL, 200);
+	json_t *items = json_object_get(j, "items");
+	static const char *const seeded[] = { "us-east-1", "us-east-2", "us-west-2" };
+	ck_assert_int_eq(json_array_size(items), 3);
+	ck_assert_str_eq(it_js(j, "region"), "us");
+	ck_assert(json_is_false(json_object_get(j, "has_more")));
+	for (size_t i = 0; i < 3; i++) {
+		json_t *c = json_array_get(items, i);
+		ck_assert_str_eq(it_js(c, "name"), seeded[i]);
+		ck_assert_str_eq(it_js(c, "region"), "us");
+		ck_assert_str_eq(it_js(c, "kind"), "shared");
+		ck_assert_str_eq(it_js(c, "status"), "active");
+		ck_assert_int_eq(ji(c, "tenants"), 0);
+		ck_assert_ptr_null(json_object_get(c, "tenant_id"));
 	}
+	json_decref(j);
+	ADM_PROBLEM("GET", "/v1/regions/zz/cells", NULL, 404, "not_found", NULL);
+	ADM_PROBLEM("GET", "/v1/regions/Bad/cells", NULL, 404, "not_found", NULL);
+
+	long us = version_of("us"), eu = version_of("eu");
+	long audits = qlong("SELECT count(*) FROM audit_log WHERE action LIKE 'cell.%'");
+	/* Names: 2 and 63 characters pass, 1 and 64 do not; bad characters. */
+	char n63[64], n64[65];
+	memset(n63, 'a', 63);
+	n63[63] = '\0';
+	memset(n64, 'a', 64);
+	n64[64] = '\0';
+	json_decref(ADM("POST", "/v1/regions/us/cells", "{\"name\":\"ab\",\"kind\":\"shared\"}", 201));
+	json_decref(ADM("POST", "/v1/regions/us/cells", it_fmt("{\"name\":\"%s\",\"kind\":\"shared\"}", n63), 201));
+	const char *const bad[] = { "a", n64, "Ab", "a_b", "1ab", "a b", "-ab", "ab.c", "" };
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		ADM_PROBLEM("POST", "/v1/regions/us/cells", it_fmt("{\"name\":\"%s\",\"kind\":\"shared\"}", bad[i]),
+		            400, "validation_failed", "name");
+	ADM_PROBLEM("POST", "/v1/regions/us/cells", "{\"name\":\"eu\",\"kind\":\"shared\"}", 409, "conflict", "name");
+	ADM_PROBLEM("POST", "/v1/regions/us/cells", "{\"name\":\"ab\",\"kind\":\"shared\"}", 409, "conflict", "name");
+	ADM_PROBLEM("POST", "/v1/regions/us/cells", "{\"name\":\"eu-west-1\",\"kind\":\"shared\"}", 409, "conflict", "name");
+	ADM_PROBLEM("POST", "/v1/regions/zz/cells", "{\"name\":\"zz-1\",\"kind\":\"shared\"}", 404, "not_found", NULL);
+	ADM_PROBLEM("POST", "/v1/regions/us/cells", "{\"name\":\"us-x\",\"kind\":\"big\"}", 400, "validation_failed", "kind");
+	ADM_PROBLEM("POST", "/v1/regions/us/cells", "{\"name\":\"us-x\"}", 400, "validation_failed", "kind");
+	ADM_PROBLEM("POST", "/v1/regions/us/cells", "{\"name\":\"us-x\",\"kind\":\"shared\",\"extra\":1}", 400,
+	            "validation_failed", "extra");
+	/* A dedicated cell for a tenant of the region; not for one elsewhere. */
+	char t_us[37], t_eu[37];
+	tenant_in("acme", "us", NULL, t_us, NULL);
+	tenant_in("euro", "eu", NULL, t_eu, NULL);
+	ADM_PROBLEM("POST", "/v1/regions/us/cells",
+	            it_fmt("{\"name\":\"us-x\",\"kind\":\"shared\",\"tenant_id\":\"%s\"}", t_us), 400,
+	            "validation_failed", "tenant_id");
+	ADM_PROBLEM("POST", "/v1/regions/us/cells",
+	            it_fmt("{\"name\":\"us-x\",\"kind\":\"dedicated\",\"tenant_id\":\"%s\"}", t_eu), 422,
+	            "unprocessable", "tenant_id");
+	j = ADM("POST", "/v1/regions/us/cells",
+	        it_fmt("{\"name\":\"us-west-2-acme\",\"kind\":\"dedicated\",\"tenant_id\":\"%s\"}", t_us), 201);
+	ck_assert_str_eq(it_js(j, "kind"), "dedicated");
+	ck_assert_str_eq(it_js(j, "tenant_id"), t_us);
+	ck_assert_str_eq(it_js(j, "status"), "active");
+	json_decref(j);
+	/* Three additions and a tenant: four bumps of us; eu's only for its tenant. */
+	ck_assert_int_eq(version_of("us"), us + 4);
+	ck_assert_int_eq(version_of("eu"), eu + 1);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM audit_log WHERE action = 'cell.create'") , audits + 3);
+
+	/* Status: each value, an unknown one, unknown cells, a cell of another
+	 * region; closing a cell that holds tenants is refused. */
+	char placed[64], t2[37];
+	tenant_in("beta", "us", "us-east-2", t2, placed);
+	ADM_PROBLEM("PATCH", "/v1/regions/us/cells/us-east-2", "{\"status\":\"gone\"}", 400, "validation_failed", "status");
+	ADM_PROBLEM("PATCH", "/v1/regions/us/cells/us-east-2", "{}", 400, "validation_failed", "status");
+	ADM_PROBLEM("PATCH", "/v1/regions/us/cells/nope-1", "{\"status\":\"draining\"}", 404, "not_found", NULL);
+	ADM_PROBLEM("PATCH", "/v1/regions/us/cells/eu-west-1", "{\"status\":\"draining\"}", 404, "not_found", NULL);
+	ADM_PROBLEM("PATCH", "/v1/regions/us/cells/us-east-2", "{\"status\":\"closed\"}", 409, "conflict", "status");
+	us = version_of("us");
+	j = ADM("PATCH", "/v1/regions/us/cells/us-east-2", "{\"status\":\"draining\"}", 200);
+	ck_assert_str_eq(it_js(j, "status"), "draining");
+	ck_assert_int_eq(ji(j, "tenants"), 1);
+	json_decref(j);
+	ADM("DELETE", it_fmt("/v1/tenants/%s", t2), NULL, 200);
+	j = ADM("PATCH", "/v1/regions/us/cells/us-east-2", "{\"status\":\"closed\"}", 200);
+	ck_assert_str_eq(it_js(j, "status"), "closed");
+	ck_assert_int_eq(ji(j, "tenants"), 0);
+	json_decref(j);
+	json_decref(ADM("PATCH", "/v1/regions/us/cells/us-east-2", "{\"status\":\"active\"}", 200));
+	ck_assert_int_eq(version_of("us"), us + 4); /* three status changes and a deletion */
+	ck_assert_int_eq(qlong("SELECT count(*) FROM audit_log WHERE action = 'cell.update'"), 3);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM audit_log WHERE action = 'cell.update'"
+	                       " AND before->>'status' = 'draining' AND after->>'status' = 'closed'"), 1);
+
+	/* A new region brings a cell per cloud region; a region never takes a
+	 * cell's name. */
+	json_decref(ADM("POST", "/v1/regions",
+	                "{\"name\":\"br\",\"display_name\":\"Brazil\",\"cloud_regions\":[\"sa-east-1\",\"sa-east-2\"],"
+	                "\"endpoint\":\"https://br.api.celltrail.example\",\"wave\":4}", 201));
+	j = ADM("GET", "/v1/regions/br/cells", NULL, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(j, "items")), 2);
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(j, "items"), 1), "name"), "sa-east-2");
+	json_decref(j);
+	ADM_PROBLEM("POST", "/v1/regions",
+	            "{\"name\":\"ab\",\"display_name\":\"AB\",\"cloud_regions\":[\"ab-1\"],"
+	            "\"endpoint\":\"https://ab.api.celltrail.example\",\"wave\":4}", 409, "conflict", NULL);
+}
+END_TEST
+
+/* ---- placement ---- */
+
+/* The model of placement: cells of a region with their kind, status and
+ * count of tenants not deleted. */
+struct mcell {
+	const char *name;
+	int dedicated, active;
+	int tenants;
+};
+
+/* The cell the model places a new tenant in: the active shared cell with
+ * the fewest tenants, ties by name (cells are in name order); NULL if none. */
+static struct mcell *model_place(struct mcell *m, size_t n)
+{
+	struct mcell *best = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (!m[i].dedicated && m[i].active && (!best || m[i].tenants < best->tenants))
+			best = &m[i];
+	return best;
 }
 
-/* The value of the series `series` in a /metrics page at `url`. */
-static long long metric_at(const char *url, const char *series)
+static void expect_counts(const struct mcell *m, size_t n)
 {
-	struct it_resp r;
-	char want[256];
-	it_http(&r, "GET", url, NULL, NULL, 0);
-	ck_assert_int_eq(r.status, 200);
-	snprintf(want, sizeof want, "\n%s ", series);
-	const char *at = strstr(r.body, want);
-	ck_assert_msg(at, "no metric %s at %s", series, url);
-	long long v = atoll(at + strlen(want));
-	it_resp_free(&r);
-	return v;
+	json_t *j = ADM("GET", "/v1/regions/us/cells", NULL, 200);
+	json_t *items = json_object_get(j, "items");
+	ck_assert_int_eq(json_array_size(items), n);
+	for (size_t i = 0; i < n; i++) {
+		ck_assert_str_eq(it_js(json_array_get(items, i), "name"), m[i].name);
+		ck_assert_msg(ji(json_array_get(items, i), "tenants") == m[i].tenants, "%s holds %lld, want %d",
+		              m[i].name, ji(json_array_get(items, i), "tenants"), m[i].tenants);
+	}
+	json_decref(j);
 }
 
-static long long dp_metric(const struct dp *d, const char *series)
+/* New tenants go to the least loaded active shared cell (ties by name),
+ * never to a draining or closed one nor, unless named, to a dedicated
+ * one; an admin may name a cell; with no active shared cell the answer
+ * is 409. Only the admin's view shows the cell. A tenant inserted by the
+ * previous build (no cell) is placed by the same rule. */
+START_TEST(placement)
 {
-	return metric_at(it_fmt("http://127.0.0.1:%d/metrics", d->port), series);
+	struct mcell m[] = { { "us-east-1", 0, 1, 0 }, { "us-east-2", 0, 1, 0 },
+		                 { "us-west-2", 0, 1, 0 }, { "us-west-2-big", 1, 1, 0 } };
+	const size_t n = sizeof m / sizeof m[0];
+	char id[37], cell[64], ids[16][37];
+	int k = 0;
+
+	json_decref(ADM("POST", "/v1/regions/us/cells", "{\"name\":\"us-west-2-big\",\"kind\":\"dedicated\"}", 201));
+	/* Phase 1: all shared cells active; 2: us-east-1 draining; 3: one
+	 * tenant deleted; 4: us-east-1 active again. */
+	for (int phase = 1; phase <= 4; phase++) {
+		if (phase == 2) {
+			json_decref(ADM("PATCH", "/v1/regions/us/cells/us-east-1", "{\"status\":\"draining\"}", 200));
+			m[0].active = 0;
+		}
+		if (phase == 3) {
+			/* ids[1] went to us-east-2 */
+			ADM("DELETE", it_fmt("/v1/tenants/%s", ids[1]), NULL, 200);
+			m[1].tenants--;
+		}
+		if (phase == 4) {
+			json_decref(ADM("PATCH", "/v1/regions/us/cells/us-east-1", "{\"status\":\"active\"}", 200));
+			m[0].active = 1;
+		}
+		for (int i = 0; i < 3; i++, k++) {
+			struct mcell *want = model_place(m, n);
+			tenant_in(it_fmt("place-%d", k), "us", NULL, ids[k], cell);
+			ck_assert_msg(!strcmp(cell, want->name), "tenant %d (phase %d) went to %s, want %s", k, phase,
+			              cell, want->name);
+			want->tenants++;
+		}
+		expect_counts(m, n);
+	}
+	/* The admin's views carry the cell; a member's does not. */
+	json_t *t = ADM("GET", it_fmt("/v1/tenants/%s", ids[0]), NULL, 200);
+	ck_assert_str_eq(it_js(t, "cell"), "us-east-1");
+	json_decref(t);
+	t = ADM("GET", "/v1/tenants?region=us&limit=100", NULL, 200);
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(t, "items"), 0), "cell"), "us-east-1");
+	json_decref(t);
+	char tok[128];
+	struct res r;
+	new_user(ids[0], "member@place.test", "member", NULL);
+	login("place-0", "member@place.test", tok);
+	api(&r, "GET", it_fmt("/v1/tenants/%s", ids[0]), tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_ptr_null(json_object_get(r.json, "cell"));
+	res_free(&r);
+	api(&r, "GET", "/v1/tenants", tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(r.json, "items"), 0), "cell"));
+	res_free(&r);
+
+	/* Named cells: a dedicated one takes its first tenant and no other. */
+	tenant_in("big-one", "us", "us-west-2-big", id, NULL);
+	m[3].tenants++;
+	t = ADM("GET", "/v1/regions/us/cells", NULL, 200);
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(t, "items"), 3), "tenant_id"), id);
+	json_decref(t);
+	const char *body = "{\"name\":\"X\",\"slug\":\"named-x\",\"region\":\"us\",\"plan\":\"free\",\"cell\":\"%s\"}";
+	ADM_PROBLEM("POST", "/v1/tenants", it_fmt(body, "us-west-2-big"), 409, "conflict", "cell");
+	ADM_PROBLEM("POST", "/v1/tenants", it_fmt(body, "eu-west-1"), 422, "unprocessable", "cell");
+	ADM_PROBLEM("POST", "/v1/tenants", it_fmt(body, "no-such-cell"), 422, "unprocessable", "cell");
+	ADM_PROBLEM("POST", "/v1/tenants", it_fmt(body, "Bad_Cell"), 400, "validation_failed", "cell");
+	json_decref(ADM("PATCH", "/v1/regions/us/cells/us-east-2", "{\"status\":\"draining\"}", 200));
+	ADM_PROBLEM("POST", "/v1/tenants", it_fmt(body, "us-east-2"), 409, "conflict", "cell");
+	m[1].active = 0;
+	tenant_in("named-ok", "us", "us-west-2", id, NULL);
+	m[2].tenants++;
+	expect_counts(m, n);
+
+	/* The previous build inserts without a cell: placed by the same rule. */
+	struct mcell *want = model_place(m, n);
+	char *c = q("INSERT INTO tenants (slug, name, region, plan) VALUES ('old-build', 'Old', 'us', 'free')"
+	            " RETURNING cell");
+	ck_assert_str_eq(c, want->name);
+	free(c);
+	want->tenants++;
+
+	/* No active shared cell: 409, nothing created. */
+	json_decref(ADM("PATCH", "/v1/regions/us/cells/us-east-1", "{\"status\":\"draining\"}", 200));
+	json_decref(ADM("PATCH", "/v1/regions/us/cells/us-west-2", "{\"status\":\"draining\"}", 200));
+	long before = qlong("SELECT count(*) FROM tenants");
+	ADM_PROBLEM("POST", "/v1/tenants", "{\"name\":\"X\",\"slug\":\"nowhere\",\"region\":\"us\",\"plan\":\"free\"}",
+	            409, "conflict", NULL);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM tenants"), before);
+	/* ...while the named dedicated cell is still never chosen. */
+	ck_assert_int_eq(qlong("SELECT count(*) FROM tenants WHERE cell = 'us-west-2-big'"), 1);
+}
+END_TEST
+
+/* ---- documents ---- */
+
+/* The model of the documents: tenants with their cell, status and keys. */
+enum kstate { K_LIVE, K_REVOKED, K_EXPIRED };
+struct mkey {
+	char id[25];
+	char sha[48];   /* base64url SHA-256 of the secret */
+	enum kstate state;
+};
+struct mtenant {
+	char id[37], slug[32], region[8], cell[64];
+	int deleted;
+	struct mkey keys[3];
+	int nkeys;
+};
+
+/* A key of `t` in state `state`; records its id and hash. */
+static void model_key(struct mtenant *t, enum kstate state)
+{
+	struct mkey *k = &t->keys[t->nkeys++];
+	json_t *j = ADM("POST", it_fmt("/v1/tenants/%s/api-keys", t->id),
+	                "{\"name\":\"k\",\"scopes\":[\"events:write\",\"events:read\"]}", 201);
+	snprintf(k->id, sizeof k->id, "%s", it_js(j, "id"));
+	char *h = q(it_fmt("SELECT rtrim(translate(encode(secret_sha256, 'base64'), '+/', '-_'), '=')"
+	                   " FROM api_keys WHERE id = '%s'", k->id));
+	snprintf(k->sha, sizeof k->sha, "%s", h);
+	free(h);
+	json_decref(j);
+	k->state = state;
+	if (state == K_REVOKED)
+		ADM("DELETE", it_fmt("/v1/tenants/%s/api-keys/%s", t->id, k->id), NULL, 200);
+	if (state == K_EXPIRED)
+		free(q(it_fmt("UPDATE api_keys SET expires_at = now() - interval '1 hour' WHERE id = '%s'", k->id)));
 }
 
-/* What a request with `key` (NULL: none) and X-Celltrail-Cell `cell`
- * (NULL: none) gets: the status, the problem code in `code`. */
-static long tenant_call(const struct dp *d, const char *key, const char *cell, char *code, size_t len,
-                        char *retry, size_t rlen)
+/* Builds the world of the document tests: in us, three tenants in each of
+ * us-east-1 and us-west-2 with 0 to 3 keys in every state, one deleted; a
+ * tenant of us-east-2 and one of eu. */
+static size_t build_world(struct mtenant *w)
 {
-	struct it_resp r;
-	char auth[300], hc[200];
-	const char *h[3];
-	int n = 0;
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-	snprintf(hc, sizeof hc, "X-Celltrail-Cell: %s", cell ? cell : "");
-	h[n++] = auth;
-	if (cell)
-		h[n++] = hc;
-	h[n] = NULL;
-	dp_get(&r, d, "/v1/tenant", h);
-	json_t *v = json_loads(r.body, 0, NULL);
-	const char *c = json_string_value(json_object_get(v, "code"));
-	snprintf(code, len, "%s", c ? c : "");
-	json_decref(v);
-	if (it_header(&r, "Retry-After", retry, rlen) != 0)
-		retry[0] = '\0';
-	long st = r.status;
-	it_resp_free(&r);
-	return st;
+	static const struct { const char *region, *cell; int deleted; enum kstate keys[3]; int n; } plan[] = {
+		{ "us", "us-east-1", 0, { K_LIVE, K_REVOKED, K_EXPIRED }, 3 },
+		{ "us", "us-east-1", 0, { K_LIVE, K_LIVE }, 2 },
+		{ "us", "us-east-1", 0, { 0 }, 0 },
+		{ "us", "us-west-2", 0, { K_LIVE }, 1 },
+		{ "us", "us-west-2", 0, { K_REVOKED, K_LIVE }, 2 },
+		{ "us", "us-west-2", 1, { K_LIVE }, 1 },
+		{ "us", "us-east-2", 0, { K_LIVE }, 1 },
+		{ "eu", "eu-west-1", 0, { K_LIVE, K_LIVE }, 2 },
+	};
+	size_t n = sizeof plan / sizeof plan[0];
+	for (size_t i = 0; i < n; i++) {
+		struct mtenant *t = &w[i];
+		memset(t, 0, sizeof *t);
+		snprintf(t->slug, sizeof t->slug, "doc-%zu", i);
+		snprintf(t->region, sizeof t->region, "%s", plan[i].region);
+		snprintf(t->cell, sizeof t->cell, "%s", plan[i].cell);
+		tenant_in(t->slug, t->region, t->cell, t->id, NULL);
+		for (int k = 0; k < plan[i].n; k++)
+			model_key(t, plan[i].keys[k]);
+		if (plan[i].deleted) {
+			ADM("DELETE", it_fmt("/v1/tenants/%s", t->id), NULL, 200);
+			t->deleted = 1;
+			for (int k = 0; k < t->nkeys; k++)
+				t->keys[k].state = K_REVOKED; /* offboarding revokes every key */
+		}
+	}
+	return n;
 }
 
-/* ---- cells-dp ---- */
-
-/* The wrong-cell guard against a reference table: every combination of
- * the router's header (absent, this cell, another cell) and the key (of
- * this cell's document, of another cell, unknown, of another region). A
- * request the router meant for another cell, or for this cell with a key
- * its document does not hold, is 503 wrong_cell with Retry-After: 1,
- * counted and logged; without the header the answers are those of a
- * region without cells; a key of another region is 421 whatever the
- * header says. The cell's document is pulled with the cell's credential
- * from the cell's route, and /readyz, /metrics and the fleet status name
- * the cell. */
-START_TEST(wrong_cell_guard)
+/* The tenants text of a document parsed against the model: every tenant
+ * and key the model puts in `cell` is there with its fields, and nothing
+ * else is (no tenant, key or hash of another cell anywhere in the claims). */
+static void check_cell_doc(const struct mtenant *w, size_t n, const char *cell, json_t *claims)
 {
-	struct fcp cp;
-	struct dp d;
-	char url[100], got[300];
-	dp_db();
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
-	char *doc = cell_doc(5);
-	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 5);
-	start_dp(&d, url);
-	wait_dp_version(&d, 5);
-	fcp_get(&cp, cp.config_auth, got, sizeof got);
-	ck_assert_str_eq(got, "Bearer " CELL_TOKEN);
-	fcp_get(&cp, cp.config_path, got, sizeof got);
-	ck_assert_msg(strstr(got, "/v1/cells/" CELL "/config?wait=") == got, "pulled %s", got);
-
-	enum { H_NONE, H_OWN, H_OTHER, H__N };
-	enum { K_IS_OWN, K_IS_OTHER, K_IS_UNKNOWN, K_IS_EU, K__N };
-	static const char *const hdr[H__N] = { NULL, CELL, OTHER_CELL };
-	static const char *const keys[K__N] = { "us_" K_OWN "_" SEC, "us_" K_OTHER "_" SEC,
-		                                    "us_" K_UNKNOWN "_" SEC, "eu_" K_OWN "_" SEC };
-	long long refused = 0;
-	for (int h = 0; h < H__N; h++)
-		for (int k = 0; k < K__N; k++) {
-			/* The reference: region first, then the router's cell, then the key. */
-			long want;
-			const char *want_code;
-			if (k == K_IS_EU)
-				want = 421, want_code = "wrong_region";
-			else if (h == H_OTHER)
-				want = 503, want_code = "wrong_cell";
-			else if (k == K_IS_OWN)
-				want = 200, want_code = "";
-			else if (h == H_OWN)
-				want = 503, want_code = "wrong_cell";
-			else
-				want = 401, want_code = "unauthorized";
-			char code[64], retry[32];
-			long st = tenant_call(&d, keys[k], hdr[h], code, sizeof code, retry, sizeof retry);
-			ck_assert_msg(st == want && !strcmp(code, want_code),
-			              "header %s, key %d: %ld %s, want %ld %s", hdr[h] ? hdr[h] : "(none)", k, st, code,
-			              want, want_code);
-			if (want == 503) {
-				ck_assert_str_eq(retry, "1");
-				refused++;
+	const char *text = it_js(claims, "tenants");
+	char *dump = json_dumps(claims, JSON_COMPACT);
+	size_t want_t = 0, want_k = 0, got_t = 0, got_k = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct mtenant *t = &w[i];
+		int in = !strcmp(t->cell, cell);
+		want_t += in;
+		ck_assert_msg((strstr(dump, t->id) != NULL) == in, "cell %s: tenant %s (cell %s) %s", cell, t->id,
+		              t->cell, in ? "missing" : "present");
+		const char *rec = strstr(text, it_fmt("t|%s|", t->id));
+		if (in) {
+			ck_assert_ptr_nonnull(rec);
+			char want[200];
+			snprintf(want, sizeof want, "t|%s|%s|%c|free;", t->id, t->slug, t->deleted ? 'd' : 'a');
+			ck_assert_msg(!strncmp(rec, want, strlen(want)), "cell %s: %.80s, want %s", cell, rec, want);
+		}
+		for (int k = 0; k < t->nkeys; k++) {
+			int listed = in && t->keys[k].state == K_LIVE;
+			want_k += listed;
+			ck_assert_msg((strstr(dump, t->keys[k].id) != NULL) == listed, "cell %s: key %s %s", cell,
+			              t->keys[k].id, listed ? "missing" : "present");
+			ck_assert_msg((strstr(dump, t->keys[k].sha) != NULL) == listed, "cell %s: hash of key %s %s",
+			              cell, t->keys[k].id, listed ? "missing" : "present");
+			if (listed) {
+				const char *kr = strstr(text, it_fmt("k|%s|%s|wr|0;", t->keys[k].id, t->keys[k].sha));
+				ck_assert_msg(kr && kr > rec, "cell %s: key %s not listed under its tenant", cell,
+				              t->keys[k].id);
 			}
 		}
-	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_requests_total"), refused);
-	ck_assert_int_eq(dp_metric(&d, "dp_info{region=\"us\",cell=\"" CELL "\"}"), 1);
-	long st;
-	json_t *v = get_json(&d, "/readyz", &st);
-	ck_assert_int_eq(st, 200);
-	ck_assert_str_eq(it_js(v, "cell"), CELL);
-	ck_assert_str_eq(it_js(v, "region"), "us");
-	json_decref(v);
-	/* Fleet status: with the cell's credential, naming the cell. */
-	long deadline = it_now_ms() + 10000;
-	for (;;) {
-		fcp_get(&cp, cp.status_body, got, sizeof got);
-		if (strstr(got, "\"cell\""))
-			break;
-		ck_assert_msg(it_now_ms() < deadline, "no status naming the cell: %s", got);
-		usleep(50000);
 	}
-	v = json_loads(got, 0, NULL);
-	ck_assert_str_eq(it_js(v, "cell"), CELL);
-	json_decref(v);
-	fcp_get(&cp, cp.status_auth, got, sizeof got);
-	ck_assert_str_eq(got, "Bearer " CELL_TOKEN);
-	stop_dp(&d);
-	/* Each refusal is logged with the key id and both cells. */
-	char *log = it_slurp(d.p.log);
-	ck_assert_msg(strstr(log, "\"key_id\":\"" K_OTHER "\"") && strstr(log, "\"routed_cell\":\"" OTHER_CELL "\""),
-	              "no wrong_cell log line in %s", d.p.log);
+	for (const char *p = text; *p; p = strchr(p, ';') + 1) {
+		got_t += p[0] == 't';
+		got_k += p[0] == 'k';
+	}
+	ck_assert_msg(got_t == want_t && got_k == want_k, "cell %s: %zu tenants and %zu keys, want %zu and %zu",
+	              cell, got_t, got_k, want_t, want_k);
+	free(dump);
+}
+
+/* Each cell's document, verified with the trust bundle, names exactly the
+ * tenants placed in that cell and their usable keys, and no tenant, key or
+ * hash of any other cell or region (checked against a model over 2 cells,
+ * their tenants and keys in every state); it carries the cell claim and
+ * the region's version. The routes document maps exactly every key of the
+ * region that is not revoked to its tenant's cell, names every cell of the
+ * region and carries no hash. */
+START_TEST(documents)
+{
+	struct mtenant w[8];
+	size_t n = build_world(w);
+	char tok[160];
+	static const char *const cells[] = { "us-east-1", "us-west-2" };
+	for (size_t c = 0; c < 2; c++) {
+		struct doc d;
+		credential(it_fmt("cells/%s", cells[c]), tok);
+		fetch(&d, it_fmt("/v1/cells/%s/config", cells[c]), tok, NULL, 0);
+		json_t *claims = verified(&d, it_fmt("cell:%s", cells[c]));
+		ck_assert_str_eq(it_js(claims, "kind"), "full");
+		ck_assert_int_eq(ji(claims, "ver"), version_of("us"));
+		ck_assert_int_eq(atol(d.etag + 1), version_of("us"));
+		json_t *cl = json_object_get(claims, "cell");
+		ck_assert_str_eq(it_js(cl, "name"), cells[c]);
+		ck_assert_str_eq(it_js(cl, "region"), "us");
+		ck_assert_str_eq(it_js(cl, "kind"), "shared");
+		ck_assert_str_eq(it_js(cl, "status"), "active");
+		ck_assert_str_eq(it_js(json_object_get(claims, "region"), "name"), "us");
+		ck_assert_ptr_nonnull(json_object_get(json_object_get(claims, "plans"), "free"));
+		check_cell_doc(w, n, cells[c], claims);
+		json_decref(claims);
+		free(d.body);
+	}
+
+	/* The routes document. */
+	struct doc d;
+	credential("regions/us", tok);
+	fetch(&d, "/v1/regions/us/routes", tok, NULL, 0);
+	json_t *claims = verified(&d, "routes:us");
+	ck_assert_str_eq(it_js(claims, "kind"), "routes");
+	ck_assert_str_eq(it_js(claims, "region"), "us");
+	ck_assert_int_eq(ji(claims, "ver"), version_of("us"));
+	ck_assert_ptr_null(json_object_get(claims, "tenants"));
+	char *cells_json = json_dumps(json_object_get(claims, "cells"), JSON_COMPACT);
+	ck_assert_str_eq(cells_json, "[[\"us-east-1\",\"active\",\"shared\"],[\"us-east-2\",\"active\",\"shared\"],"
+	                             "[\"us-west-2\",\"active\",\"shared\"]]");
+	free(cells_json);
+	/* Expected: every non-revoked key of a us tenant, by key id. */
+	char want[8192] = "", *lines[32];
+	size_t nl = 0;
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < w[i].nkeys; k++)
+			if (!strcmp(w[i].region, "us") && w[i].keys[k].state != K_REVOKED)
+				lines[nl++] = strdup(it_fmt("%s|%s;", w[i].keys[k].id, w[i].cell));
+	for (size_t i = 0; i < nl; i++)
+		for (size_t j = i + 1; j < nl; j++)
+			if (strcmp(lines[j], lines[i]) < 0) {
+				char *x = lines[i];
+				lines[i] = lines[j];
+				lines[j] = x;
+			}
+	for (size_t i = 0; i < nl; i++) {
+		strcat(want, lines[i]);
+		free(lines[i]);
+	}
+	ck_assert_str_eq(it_js(claims, "routes"), want);
+	char *dump = json_dumps(claims, JSON_COMPACT);
+	for (size_t i = 0; i < n; i++)
+		for (int k = 0; k < w[i].nkeys; k++)
+			ck_assert_msg(!strstr(dump, w[i].keys[k].sha), "the routes document holds a hash");
+	free(dump);
+	json_decref(claims);
+	free(d.body);
+	/* Every replica serves the same bytes: stored once per version. */
+	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud = 'routes:us'"), 1);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud LIKE 'cell:%'"), 2);
+}
+END_TEST
+
+/* ---- who reads what ---- */
+
+static long status_of(const char *path, const char *token)
+{
+	struct doc d;
+	fetch(&d, path, token, NULL, 0);
+	free(d.body);
+	return d.status;
+}
+
+/* A cell credential reads its own cell's document only, never another
+ * cell's, the region's or the routes; a region credential reads its
+ * region's routes but no cell document; tenant users reach none of these
+ * nor the cell catalog; reports with a cell credential go to its region
+ * and name its cell. */
+START_TEST(credentials)
+{
+	char ca[160], cb[160], ceu[160], rus[160], reu[160], owner[128], member[128], t[37];
+	credential("cells/us-east-1", ca);
+	credential("cells/us-west-2", cb);
+	credential("cells/eu-west-1", ceu);
+	credential("regions/us", rus);
+	credential("regions/eu", reu);
+	ck_assert_msg(!strncmp(ca, "cct_us-east-1_", 14) && strlen(ca) == 14 + 43, "token %s", ca);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM audit_log WHERE action = 'cell.credential.create'"), 3);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM cell_credentials"), 3);
+	char *log = it_slurp(cpfx.proc.log);
+	ck_assert_msg(log && !strstr(log, ca + 14), "the log holds a credential");
 	free(log);
-	fcp_stop(&cp);
-	free(doc);
-}
-END_TEST
+	tenant_in("creds", "us", "us-east-1", t, NULL);
+	new_user(t, "owner@creds.test", "owner", NULL);
+	new_user(t, "member@creds.test", "member", NULL);
+	login("creds", "owner@creds.test", owner);
+	login("creds", "member@creds.test", member);
 
-/* A document for anything but this cell of this region is refused and
- * counted, and the document in use is kept: the regional document, another
- * cell's, one whose cell claim names another cell or another region, or
- * none at all. A regional document cached by a run without DP_CELL is not
- * served at start: it is set aside. */
-START_TEST(foreign_documents_refused)
-{
-	struct fcp cp;
-	struct dp d;
-	char url[100], path[700];
-	dp_db();
-	ck_assert_int_eq(mkdir(cache_dir, 0700), 0);
-	/* Left by a run of the whole region (no cell claim, aud "us"). */
-	char *regional = sign_cell_doc(&signer, "us", NULL, NULL, 9);
-	snprintf(path, sizeof path, "%s/config.jwt", cache_dir);
-	write_text(path, regional);
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
-	start_dp(&d, url);
-	long st;
-	json_t *v = get_json(&d, "/readyz", &st);
-	ck_assert_int_eq(st, 503);
-	json_decref(v);
-	ck_assert_int_eq(dp_metric(&d, "dp_config_rejected_total{reason=\"audience\"}"), 1);
-	snprintf(path, sizeof path, "%s/config.jwt.rejected", cache_dir);
-	ck_assert_msg(access(path, F_OK) == 0, "the regional cache was not set aside");
-
-	char *good = cell_doc(10);
-	fcp_set(&cp, &cp.config, &cp.config_ver, good, 10);
-	wait_dp_version(&d, 10);
-	static const struct { const char *aud, *name, *region, *reason; } bad[] = {
-		{ "us", NULL, NULL, "audience" },                                  /* the regional document */
-		{ CFGDOC_AUD_CELL OTHER_CELL, OTHER_CELL, "us", "audience" },      /* another cell's */
-		{ CFGDOC_AUD_CELL CELL, OTHER_CELL, "us", "audience" },            /* claim: another cell */
-		{ CFGDOC_AUD_CELL CELL, CELL, "eu", "audience" },                  /* claim: another region */
-		{ CFGDOC_AUD_CELL CELL, NULL, NULL, "content" },                   /* no claim */
+	static const char *const paths[] = { "/v1/cells/us-east-1/config", "/v1/cells/us-west-2/config",
+		                                 "/v1/cells/eu-west-1/config", "/v1/regions/us/config",
+		                                 "/v1/regions/us/routes", "/v1/regions/eu/routes",
+		                                 "/v1/regions/us/cells" };
+	const char *who[] = { ca, cb, ceu, rus, reu, ADMIN_TOKEN, owner, member, "cct_us-east-1_nope", "crt_us_nope" };
+	static const char *const who_name[] = { "cell us-east-1", "cell us-west-2", "cell eu-west-1",
+		                                    "region us", "region eu", "admin", "owner", "member",
+		                                    "unknown cell credential", "unknown region credential" };
+	static const long want[10][7] = {
+		{ 200, 403, 403, 403, 403, 403, 403 }, /* cell us-east-1 */
+		{ 403, 200, 403, 403, 403, 403, 403 }, /* cell us-west-2 */
+		{ 403, 403, 200, 403, 403, 403, 403 }, /* cell eu-west-1 */
+		{ 403, 403, 403, 200, 200, 403, 403 }, /* region us */
+		{ 403, 403, 403, 403, 403, 200, 403 }, /* region eu */
+		{ 200, 200, 200, 200, 200, 200, 200 }, /* admin */
+		{ 403, 403, 403, 403, 403, 403, 403 }, /* owner */
+		{ 403, 403, 403, 403, 403, 403, 403 }, /* member */
+		{ 401, 401, 401, 401, 401, 401, 401 },
+		{ 401, 401, 401, 401, 401, 401, 401 },
 	};
-	long long before_aud = dp_metric(&d, "dp_config_rejected_total{reason=\"audience\"}");
-	long long before_content = dp_metric(&d, "dp_config_rejected_total{reason=\"content\"}");
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		char *t = sign_cell_doc(&signer, bad[i].aud, bad[i].name, bad[i].region, 11 + (long)i);
-		fcp_set(&cp, &cp.config, &cp.config_ver, t, 11 + (long)i);
-		free(t);
-		char series[100];
-		snprintf(series, sizeof series, "dp_config_rejected_total{reason=\"%s\"}", bad[i].reason);
-		long long want = 1 + (!strcmp(bad[i].reason, "audience") ? before_aud++ : before_content++);
-		long deadline = it_now_ms() + 10000;
-		while (dp_metric(&d, series) < want) {
-			ck_assert_msg(it_now_ms() < deadline, "case %zu: %s stays below %lld", i, series, want);
-			usleep(50000);
+	for (size_t i = 0; i < 10; i++)
+		for (size_t p = 0; p < 7; p++) {
+			long got = status_of(paths[p], who[i]);
+			ck_assert_msg(got == want[i][p], "%s on %s: %ld, want %ld", who_name[i], paths[p], got, want[i][p]);
 		}
-		v = get_json(&d, "/readyz", &st);
-		ck_assert_msg(json_integer_value(json_object_get(v, "config_version")) == 10,
-		              "case %zu: the document in use changed", i);
-		json_decref(v);
+	ck_assert_int_eq(status_of("/v1/cells/no-such-cell/config", ADMIN_TOKEN), 404);
+	ck_assert_int_eq(status_of("/v1/cells/BAD/config", ADMIN_TOKEN), 404);
+	ck_assert_int_eq(status_of("/v1/regions/zz/routes", ADMIN_TOKEN), 404);
+	/* The cell credential reaches nothing of the admin's or the users'. */
+	struct res r;
+	api(&r, "GET", "/v1/tenants", ca, NULL);
+	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	res_free(&r);
+	api(&r, "POST", "/v1/cells/us-east-1/credentials", ca, NULL);
+	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	res_free(&r);
+
+	/* Status reports: a cell reports into its region, naming its cell. */
+	api(&r, "POST", "/v1/regions/us/status", ca, "{\"instance\":\"dp-a\",\"version\":3}");
+	EXPECT(&r, 200);
+	res_free(&r);
+	api(&r, "POST", "/v1/regions/us/status", ca, "{\"instance\":\"dp-a2\",\"cell\":\"us-east-1\"}");
+	EXPECT(&r, 200);
+	res_free(&r);
+	api(&r, "POST", "/v1/regions/us/status", ca, "{\"instance\":\"dp-a3\",\"cell\":\"us-west-2\"}");
+	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	res_free(&r);
+	api(&r, "POST", "/v1/regions/eu/status", ca, "{\"instance\":\"dp-a\"}");
+	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	res_free(&r);
+	api(&r, "POST", "/v1/regions/us/status", rus, "{\"instance\":\"dp-b\",\"cell\":\"us-west-2\"}");
+	EXPECT(&r, 200);
+	res_free(&r);
+	api(&r, "POST", "/v1/regions/us/status", rus, "{\"instance\":\"dp-c\",\"cell\":\"eu-west-1\"}");
+	EXPECT_PROBLEM_SOME(&r, 422, "unprocessable", "cell");
+	res_free(&r);
+	api(&r, "POST", "/v1/regions/us/status", rus, "{\"instance\":\"dp-d\"}");
+	EXPECT(&r, 200);
+	res_free(&r);
+	json_t *f = ADM("GET", "/v1/regions/us/fleet", NULL, 200);
+	json_t *items = json_object_get(f, "items");
+	ck_assert_int_eq(json_array_size(items), 4);
+	static const char *const fleet_cell[] = { "us-east-1", "us-east-1", "us-west-2", NULL };
+	for (size_t i = 0; i < 4; i++) {
+		json_t *c = json_object_get(json_array_get(items, i), "cell");
+		if (fleet_cell[i])
+			ck_assert_str_eq(json_string_value(c), fleet_cell[i]);
+		else
+			ck_assert(json_is_null(c));
 	}
-	stop_dp(&d);
-	fcp_stop(&cp);
-	free(regional);
-	free(good);
+	json_decref(f);
 }
 END_TEST
 
-/* Usage of a cell is reported with the cell's credential, in batches named
- * after the cell (each cell's database numbers its batches from 1). */
-START_TEST(usage_with_cell_token)
-{
-	struct fcp cp;
-	struct dp d;
-	char url[100], got[8192];
-	dp_db();
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
-	char *doc = cell_doc(3);
-	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 3);
-	start_dp(&d, url);
-	wait_dp_version(&d, 3);
-	struct it_resp r;
-	const char *const h[] = { "Authorization: Bearer us_" K_OWN "_" SEC, "Content-Type: application/json",
-		                      "X-Celltrail-Cell: " CELL, NULL };
-	const char *ev = "{\"id\":\"cell-ev-1\",\"action\":\"user.login\",\"actor\":{\"id\":\"u-1\",\"type\":\"user\"}}";
-	it_http(&r, "POST", it_fmt("http://127.0.0.1:%d/v1/events", d.port), h, ev, strlen(ev));
-	ck_assert_msg(r.status == 201, "POST /v1/events: %ld %.300s", r.status, r.body);
-	it_resp_free(&r);
-	long deadline = it_now_ms() + 15000;
-	for (;;) {
-		pthread_mutex_lock(&cp.mu);
-		int posts = cp.usage_posts;
-		pthread_mutex_unlock(&cp.mu);
-		if (posts)
-			break;
-		ck_assert_msg(it_now_ms() < deadline, "no usage report");
-		usleep(50000);
-	}
-	fcp_get(&cp, cp.usage_auth, got, sizeof got);
-	ck_assert_str_eq(got, "Bearer " CELL_TOKEN);
-	fcp_get(&cp, cp.usage_key, got, sizeof got);
-	ck_assert_msg(strstr(got, "usage-" CELL "-") == got, "batch key %s", got);
-	fcp_get(&cp, cp.usage_body, got, sizeof got);
-	ck_assert_msg(strstr(got, T_OWN), "usage body names no tenant: %s", got);
-	stop_dp(&d);
-	fcp_stop(&cp);
-	free(doc);
-}
-END_TEST
+/* ---- long polls ---- */
 
-/* DP_CELL needs DP_CELL_TOKEN (DP_REGION_TOKEN does not stand in for it)
- * and a valid cell name: the service stops with status 2 naming it. */
-START_TEST(cell_settings_checked)
-{
-	static const struct { const char *env[3]; const char *named; } cases[] = {
-		{ { "DP_CELL=" CELL, "DP_REGION_TOKEN=" REGION_TOKEN }, "DP_CELL_TOKEN" },
-		{ { "DP_CELL=" CELL, "DP_CELL_TOKEN=" }, "DP_CELL_TOKEN" },
-		{ { "DP_CELL=US_East", "DP_CELL_TOKEN=" CELL_TOKEN }, "DP_CELL" },
-		{ { "DP_CELL=u", "DP_CELL_TOKEN=" CELL_TOKEN }, "DP_CELL" },
-	};
-	char bin[1024], out[4096], e_trust[700], e_cache[700];
-	it_bin("data-plane", bin, sizeof bin);
-	snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust_path);
-	snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s", cache_dir);
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		const char *const env[] = { "DP_REGION=us", "DP_DATABASE_URL=postgresql://x@127.0.0.1:1/x",
-			                        "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", e_trust, e_cache,
-			                        cases[i].env[0], cases[i].env[1], NULL };
-		char *argv[] = { bin, "serve", NULL };
-		int st = it_run("data-plane", argv, env, out, sizeof out);
-		ck_assert_msg(st == 2 && strstr(out, cases[i].named), "case %zu: exit %d: %.300s", i, st, out);
-		ck_assert_msg(!strstr(out, CELL_TOKEN), "case %zu: the token is printed", i);
-	}
-}
-END_TEST
-
-/* ---- cell-router against a real HAProxy ---- */
-
-struct hap {
-	struct it_proc p;
-	int port;
-	char sock[600], map[600], cfg[600];
+struct poller {
+	const char *path, *token, *etag;
+	struct doc d;
+	long ms;
 };
 
-/* One runtime API command; the answer (malloc'd). */
-static char *hap_cmd(const struct hap *h, const char *cmd)
+static void *poll_main(void *arg)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	ck_assert_uint_lt(strlen(h->sock), sizeof sa.sun_path);
-	memcpy(sa.sun_path, h->sock, strlen(h->sock) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-		close(fd);
-		return NULL;
-	}
-	ck_assert_int_eq(send_all(fd, cmd, strlen(cmd)), 0);
-	struct buf b = { 0 };
-	char chunk[4096];
-	for (ssize_t n; (n = recv(fd, chunk, sizeof chunk, 0)) > 0;)
-		buf_append(&b, chunk, (size_t)n);
-	close(fd);
-	buf_append(&b, "", 1);
-	return buf_take(&b);
-}
-
-/* "show map": the map HAProxy matches against now, as "<key> <cell>\n"
- * lines in its order (each of its lines is "<ptr> <key> <value>"). */
-static char *hap_map(const struct hap *h)
-{
-	char *ans = hap_cmd(h, it_fmt("show map %s\n", h->map));
-	ck_assert_ptr_nonnull(ans);
-	struct buf b = { 0 };
-	for (char *save = NULL, *l = strtok_r(ans, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-		char ptr[64], key[64], val[80];
-		if (sscanf(l, "%63s %63s %79s", ptr, key, val) == 3)
-			buf_printf(&b, "%s %s\n", key, val);
-	}
-	free(ans);
-	buf_append(&b, "", 1);
-	return buf_take(&b);
-}
-
-static void wait_hap_map(const struct hap *h, const char *want)
-{
-	long deadline = it_now_ms() + 15000;
-	for (;;) {
-		char *got = hap_map(h);
-		int same = !strcmp(got, want);
-		if (!same && it_now_ms() >= deadline)
-			ck_abort_msg("HAProxy's map:\n%s\nwant:\n%s", got, want);
-		free(got);
-		if (same)
-			return;
-		usleep(50000);
-	}
-}
-
-/* HAProxy routing on the map as the local stack writes it: the header
- * deleted, the key id looked up, the cell named to the backend. */
-static void hap_start(struct hap *h, int backend_port)
-{
-	int lfd = listen_any(&h->port);
-	close(lfd); /* its port, for HAProxy to bind */
-	snprintf(h->cfg, sizeof h->cfg, "%s/haproxy.cfg", dir);
-	write_text(h->cfg, it_fmt("global\n"
-	                          "  stats socket %s level admin\n"
-	                          "defaults\n"
-	                          "  mode http\n"
-	                          "  timeout connect 2s\n"
-	                          "  timeout client 10s\n"
-	                          "  timeout server 10s\n"
-	                          "frontend us\n"
-	                          "  bind 127.0.0.1:%d\n"
-	                          "  http-request del-header X-Celltrail-Cell\n"
-	                          "  http-request set-var(txn.cell) req.hdr(authorization),word(2,_),map(%s)\n"
-	                          "  http-request set-header X-Celltrail-Cell %%[var(txn.cell)] if { var(txn.cell) -m found }\n"
-	                          "  use_backend cell_%%[var(txn.cell)] if { var(txn.cell) -m found }\n"
-	                          "  default_backend cell_" CELL "\n"
-	                          "backend cell_" CELL "\n"
-	                          "  server a 127.0.0.1:%d\n"
-	                          "backend cell_" OTHER_CELL "\n"
-	                          "  server a 127.0.0.1:%d\n",
-	                          h->sock, h->port, h->map, backend_port, backend_port));
-	char *argv[] = { "haproxy", "-db", "-f", h->cfg, NULL };
-	it_spawn(&h->p, "haproxy", argv, NULL);
-	long deadline = it_now_ms() + 10000;
-	char *a;
-	while (!(a = hap_cmd(h, "show info\n"))) {
-		ck_assert_msg(it_now_ms() < deadline && it_alive(&h->p), "HAProxy did not start (log %s)", h->p.log);
-		usleep(50000);
-	}
-	free(a);
-}
-
-/* What HAProxy's backend saw as X-Celltrail-Cell for a request with `key`
- * and a forged header. */
-static void hap_echo(const struct hap *h, const char *key, char *out, size_t len)
-{
-	struct it_resp r;
-	char auth[300];
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
-	const char *const hd[] = { auth, "X-Celltrail-Cell: forged", NULL };
-	it_http(&r, "GET", it_fmt("http://127.0.0.1:%d/echo", h->port), hd, NULL, 0);
-	ck_assert_msg(r.status == 200, "through HAProxy: %ld", r.status);
-	snprintf(out, len, "%s", r.body);
-	it_resp_free(&r);
-}
-
-struct router {
-	struct it_proc p;
-	int port;
-};
-
-static const char *const *router_env(const char *cp_url, const struct hap *h)
-{
-	static char e_cp[300], e_trust[700], e_cache[700], e_map[700], e_sock[700];
-	static const char *env[16];
-	snprintf(e_cp, sizeof e_cp, "ROUTER_CONTROL_PLANE_URL=%s", cp_url);
-	snprintf(e_trust, sizeof e_trust, "ROUTER_TRUST_BUNDLE=%s", trust_path);
-	snprintf(e_cache, sizeof e_cache, "ROUTER_CACHE_DIR=%s", cache_dir);
-	snprintf(e_map, sizeof e_map, "ROUTER_MAP_FILE=%s", h->map);
-	snprintf(e_sock, sizeof e_sock, "ROUTER_HAPROXY_SOCKET=%s", h->sock);
-	int n = 0;
-	env[n++] = e_cp;
-	env[n++] = e_trust;
-	env[n++] = e_cache;
-	env[n++] = e_map;
-	env[n++] = e_sock;
-	env[n++] = "ROUTER_REGION=us";
-	env[n++] = "ROUTER_REGION_TOKEN=" REGION_TOKEN;
-	env[n++] = "ROUTER_LISTEN=127.0.0.1:0";
-	env[n++] = "ROUTER_PULL_WAIT=1s";
-	env[n] = NULL;
-	return env;
-}
-
-static int router_once(const char *cp_url, const struct hap *h, char *out, size_t len)
-{
-	char bin[1024];
-	it_bin("cell-router", bin, sizeof bin);
-	char *argv[] = { bin, "--once", NULL };
-	return it_run("cell-router-once", argv, router_env(cp_url, h), out, len);
-}
-
-static void router_start(struct router *r, const char *cp_url, const struct hap *h)
-{
-	char bin[1024];
-	it_bin("cell-router", bin, sizeof bin);
-	char *argv[] = { bin, NULL };
-	it_spawn(&r->p, "cell-router", argv, router_env(cp_url, h));
-	r->port = it_wait_port(&r->p, 10000);
-}
-
-static long long router_metric(const struct router *r, const char *series)
-{
-	return metric_at(it_fmt("http://127.0.0.1:%d/metrics", r->port), series);
-}
-
-/* The README's table of the router's metrics ("### Cell router" under
- * "## Metrics", rows "| `name` | type | ...") and the router_* families of
- * a scrape ("# TYPE name type") agree both ways. */
-static void router_metrics_match_readme(const struct router *r)
-{
-	char *readme = it_slurp(it_fmt("%s/README.md", it_env("IT_ROOT")));
-	ck_assert_ptr_nonnull(readme);
-	const char *m = strstr(readme, "\n## Metrics\n");
-	ck_assert_ptr_nonnull(m);
-	const char *t = strstr(m, "\n### Cell router\n"), *end = strstr(m + 1, "\n## ");
-	ck_assert_msg(t && (!end || t < end), "README: no '### Cell router' table under '## Metrics'");
-	struct it_resp s;
-	it_http(&s, "GET", it_fmt("http://127.0.0.1:%d/metrics", r->port), NULL, NULL, 0);
-	ck_assert_int_eq(s.status, 200);
-	int rows = 0;
-	for (const char *l = t; (l = strstr(l + 1, "\n| `")) && (!end || l < end);) {
-		char name[100], type[20];
-		ck_assert_int_eq(sscanf(l, "\n| `%99[^`]` | %19s", name, type), 2);
-		ck_assert_msg(strstr(s.body, it_fmt("# TYPE %s %s\n", name, type)),
-		              "README lists %s (%s), which the router does not export so", name, type);
-		rows++;
-	}
-	int families = 0;
-	for (const char *l = s.body; (l = strstr(l, "# TYPE router_")); l++) {
-		char name[100];
-		ck_assert_int_eq(sscanf(l, "# TYPE %99s", name), 1);
-		ck_assert_msg(strstr(t, it_fmt("\n| `%s` |", name)), "the router exports %s, which the README does not list", name);
-		families++;
-	}
-	ck_assert_int_eq(rows, families);
-	it_resp_free(&s);
-	free(readme);
-}
-
-static void router_stop(struct router *r)
-{
-	ck_assert_int_eq(it_stop(&r->p), 0);
-	char *log = it_slurp(r->p.log);
-	ck_assert_msg(log && !strstr(log, REGION_TOKEN), "the region token appears in %s", r->p.log);
-	free(log);
-}
-
-#define ROUTES_1 K_OWN "|" CELL ";" K_OTHER "|" OTHER_CELL ";"
-#define MAP_1 K_OWN " " CELL "\n" K_OTHER " " OTHER_CELL "\n"
-#define ROUTES_2 ROUTES_1 K_NEW "|" OTHER_CELL ";"
-#define MAP_2 MAP_1 K_NEW " " OTHER_CELL "\n"
-
-/* The router's whole life with a real HAProxy: the map built by --once
- * before HAProxy starts; a new key at the control plane reaches HAProxy's
- * map through the runtime API (and routes there); documents signed by an
- * untrusted key, or for another region, are refused and change nothing;
- * restarted with the control plane down, it routes from its cache. */
-START_TEST(router_keeps_haproxy_current)
-{
-	struct fcp cp, cells; /* the control plane; the cells' backend */
-	struct hap h;
-	struct router r;
-	char url[100], out[16384], got[256];
-	snprintf(h.map, sizeof h.map, "%s/routes.map", dir);
-	/* A socket path must fit sun_path (108 bytes): not under the log directory. */
-	snprintf(h.sock, sizeof h.sock, "/tmp/ct-it-haproxy-%d.sock", (int)getpid());
-
-	/* Nothing cached, no control plane: --once fails and writes no map. */
-	ck_assert_int_eq(router_once("http://127.0.0.1:1", &h, out, sizeof out), 1);
-	ck_assert_int_eq(access(h.map, F_OK), -1);
-
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
-	char *v1 = sign_routes(&signer, "us", 1, ROUTES_1);
-	fcp_set(&cp, &cp.routes, &cp.routes_ver, v1, 1);
-	ck_assert_msg(router_once(url, &h, out, sizeof out) == 0, "%s", out);
-	char *text = it_slurp(h.map);
-	ck_assert_str_eq(text, MAP_1);
-	free(text);
-	fcp_get(&cp, cp.routes_auth, got, sizeof got);
-	ck_assert_str_eq(got, "Bearer " REGION_TOKEN);
-
-	fcp_start(&cells);
-	hap_start(&h, cells.port);
-	wait_hap_map(&h, MAP_1);
-	router_start(&r, url, &h);
-	hap_echo(&h, "us_" K_OTHER "_" SEC, got, sizeof got);
-	ck_assert_str_eq(got, OTHER_CELL);
-	hap_echo(&h, "us_" K_NEW "_" SEC, got, sizeof got);
-	ck_assert_str_eq(got, "-"); /* not routed yet: the forged header is gone */
-
-	/* A new key at the control plane. */
-	char *v2 = sign_routes(&signer, "us", 2, ROUTES_2);
-	fcp_set(&cp, &cp.routes, &cp.routes_ver, v2, 2);
-	wait_hap_map(&h, MAP_2);
-	text = it_slurp(h.map);
-	ck_assert_str_eq(text, MAP_2);
-	free(text);
-	hap_echo(&h, "us_" K_NEW "_" SEC, got, sizeof got);
-	ck_assert_str_eq(got, OTHER_CELL);
-	ck_assert_int_eq(router_metric(&r, "router_config_version"), 2);
-	ck_assert_int_eq(router_metric(&r, "router_routes"), 3);
-	ck_assert_int_ge(router_metric(&r, "router_map_updates_total"), 1);
-	router_metrics_match_readme(&r);
-
-	/* Refused: an untrusted signer, another region. The map stays. */
-	static const struct { int stranger; const char *region, *reason; } bad[] = {
-		{ 1, "us", "kid" },
-		{ 0, "eu", "audience" },
-	};
-	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-		char series[100];
-		snprintf(series, sizeof series, "router_documents_rejected_total{reason=\"%s\"}", bad[i].reason);
-		long long before = router_metric(&r, series);
-		char *t = sign_routes(bad[i].stranger ? &stranger : &signer, bad[i].region, 3 + (long)i, K_NEW "|" CELL ";");
-		fcp_set(&cp, &cp.routes, &cp.routes_ver, t, 3 + (long)i);
-		free(t);
-		long deadline = it_now_ms() + 10000;
-		while (router_metric(&r, series) <= before) {
-			ck_assert_msg(it_now_ms() < deadline, "case %zu: not refused", i);
-			usleep(50000);
-		}
-		ck_assert_int_eq(router_metric(&r, "router_config_version"), 2);
-		char *m = hap_map(&h);
-		ck_assert_str_eq(m, MAP_2);
-		free(m);
-		text = it_slurp(h.map);
-		ck_assert_str_eq(text, MAP_2);
-		free(text);
-	}
-	router_stop(&r);
-
-	/* The control plane down, HAProxy's map emptied, the map file gone:
-	 * the restarted router puts both back from its verified cache. */
-	fcp_stop(&cp);
-	free(hap_cmd(&h, it_fmt("clear map %s\n", h.map)));
-	wait_hap_map(&h, "");
-	ck_assert_int_eq(unlink(h.map), 0);
-	router_start(&r, "http://127.0.0.1:1", &h);
-	wait_hap_map(&h, MAP_2);
-	text = it_slurp(h.map);
-	ck_assert_str_eq(text, MAP_2);
-	free(text);
-	long st;
-	struct it_resp rr;
-	it_http(&rr, "GET", it_fmt("http://127.0.0.1:%d/readyz", r.port), NULL, NULL, 0);
-	st = rr.status;
-	json_t *v = json_loads(rr.body, 0, NULL);
-	it_resp_free(&rr);
-	ck_assert_int_eq(st, 200);
-	ck_assert_str_eq(it_js(v, "source"), "cache");
-	ck_assert_int_eq(json_integer_value(json_object_get(v, "config_version")), 2);
-	json_decref(v);
-	hap_echo(&h, "us_" K_NEW "_" SEC, got, sizeof got);
-	ck_assert_str_eq(got, OTHER_CELL);
-	router_stop(&r);
-	it_stop(&h.p);
-	fcp_stop(&cells);
-	unlink(h.sock);
-	free(v1);
-	free(v2);
-}
-END_TEST
-
-/* A map of 100,000 keys replaces HAProxy's in seconds (one prepared
- * version, filled in payloads of a few hundred lines, committed at once),
- * and a change of one key replaces it again just as whole. */
-START_TEST(router_large_map)
-{
-	struct fcp cp;
-	struct hap h;
-	char url[100], out[16384];
-	enum { N = 100000 };
-	snprintf(h.map, sizeof h.map, "%s/routes.map", dir);
-	snprintf(h.sock, sizeof h.sock, "/tmp/ct-it-haproxy-%d.sock", (int)getpid());
-	write_text(h.map, "");
-	hap_start(&h, 1);
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
-	struct buf b = { 0 };
-	for (int i = 0; i < N; i++)
-		ck_assert_int_eq(cfgdoc_add_route(&b, it_fmt("%024x", i), i % 2 ? CELL : OTHER_CELL), 0);
-	char *routes = buf_take(&b);
-	char *v1 = sign_routes(&signer, "us", 1, routes);
-	fcp_set(&cp, &cp.routes, &cp.routes_ver, v1, 1);
+	struct poller *p = arg;
 	long t0 = it_now_ms();
-	ck_assert_msg(router_once(url, &h, out, sizeof out) == 0, "%.2000s", out);
-	long took = it_now_ms() - t0;
-	ck_assert_msg(strstr(out, "now holds routes version 1"), "HAProxy not updated: %.2000s", out);
-	char *ans = hap_cmd(&h, it_fmt("show map %s\n", h.map));
-	size_t lines = 0;
-	for (const char *p = ans; (p = strchr(p, '\n')) != NULL; p++)
-		lines++;
-	ck_assert_msg(lines >= N && lines <= N + 1, "HAProxy's map has %zu lines", lines);
-	ck_assert_msg(strstr(ans, it_fmt(" %024x %s\n", N - 1, CELL)), "the last key is missing");
-	free(ans);
-	fprintf(stderr, "cell-router: %d keys pulled, verified, written and pushed to HAProxy in %ld ms\n", N, took);
-	ck_assert_msg(took < 30000, "%ld ms for %d keys", took, N);
-	it_stop(&h.p);
-	unlink(h.sock);
-	fcp_stop(&cp);
-	free(routes);
-	free(v1);
+	fetch(&p->d, p->path, p->token, p->etag, 30);
+	p->ms = it_now_ms() - t0;
+	return NULL;
+}
+
+/* A long poll on the cell route (and on the routes route) holding the
+ * current version wakes with the new document when a change reaches the
+ * region, not at its 30 s deadline. */
+START_TEST(long_poll)
+{
+	char ca[160], rus[160], etag[32], retag[32], t[37];
+	struct doc d;
+	credential("cells/us-east-1", ca);
+	credential("regions/us", rus);
+	fetch(&d, "/v1/cells/us-east-1/config", ca, NULL, 0);
+	ck_assert_int_eq(d.status, 200);
+	snprintf(etag, sizeof etag, "%s", d.etag);
+	free(d.body);
+	fetch(&d, "/v1/cells/us-east-1/config", ca, etag, 0);
+	ck_assert_int_eq(d.status, 304);
+	free(d.body);
+	fetch(&d, "/v1/regions/us/routes", rus, NULL, 0);
+	snprintf(retag, sizeof retag, "%s", d.etag);
+	free(d.body);
+
+	struct poller p[2] = { { "/v1/cells/us-east-1/config", ca, etag, { 0 }, 0 },
+		                   { "/v1/regions/us/routes", rus, retag, { 0 }, 0 } };
+	pthread_t th[2];
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(pthread_create(&th[i], NULL, poll_main, &p[i]), 0);
+	/* Both parked before the change. */
+	long deadline = it_now_ms() + 20000;
+	while (it_now_ms() < deadline) {
+		struct it_resp m;
+		it_http(&m, "GET", it_fmt("%s/metrics", cpfx.url), NULL, NULL, 0);
+		int parked = m.body && strstr(m.body, "cp_longpolls_parked 2\n");
+		it_resp_free(&m);
+		if (parked)
+			break;
+		usleep(20000);
+	}
+	tenant_in("polled", "us", "us-east-1", t, NULL);
+	json_decref(ADM("POST", it_fmt("/v1/tenants/%s/api-keys", t), "{\"name\":\"k\",\"scopes\":[\"events:write\"]}", 201));
+	for (int i = 0; i < 2; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(p[i].d.status, 200);
+		ck_assert_msg(p[i].ms < 20000, "%s woke after %ld ms", p[i].path, p[i].ms);
+		ck_assert_int_gt(atol(p[i].d.etag + 1), atol(p[i].etag + 1));
+		free(p[i].d.body);
+	}
+	/* The new cell document has the tenant. */
+	fetch(&d, "/v1/cells/us-east-1/config", ca, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(d.body, ".")); /* a token */
+	json_t *claims = verified(&d, "cell:us-east-1");
+	ck_assert_ptr_nonnull(strstr(it_js(claims, "tenants"), t));
+	json_decref(claims);
+	free(d.body);
 }
 END_TEST
 
-Suite *cells_dp_suite(void)
+/* ---- usage ---- */
+
+static long ledger(void)
 {
-	Suite *s = suite_create("cells-dp");
-	const TTest *const tests[] = { wrong_cell_guard, foreign_documents_refused, usage_with_cell_token,
-		                                  cell_settings_checked };
-	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
-	return s;
+	return qlong("SELECT count(*) FROM usage_ledger");
 }
 
-Suite *cell_router_suite(void)
+/* A cell credential reports usage of the tenants placed in its cell,
+ * exactly once (a retry is a replay); a batch naming a tenant of another
+ * cell is refused whole (403 naming the tenant, nothing recorded); keys
+ * are the cell's own; region credentials keep reporting as before. */
+START_TEST(usage)
 {
-	Suite *s = suite_create("cell-router");
-	const TTest *const tests[] = { router_keeps_haproxy_current, router_large_map };
-	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
+	char ca[160], cb[160], rus[160], a[37], b[37];
+	credential("cells/us-east-1", ca);
+	credential("cells/us-west-2", cb);
+	credential("regions/us", rus);
+	tenant_in("use-a", "us", "us-east-1", a, NULL);
+	tenant_in("use-b", "us", "us-west-2", b, NULL);
+	struct res r;
+	struct opts o = { .token = ca, .idem = "batch-1" };
+	const char *one = it_fmt("{\"records\":[%s]}", usage_body(a, 10));
+	api_ex(&r, "POST", "/v1/usage", &o, one, strlen(one));
+	EXPECT(&r, 201);
+	res_free(&r);
+	ck_assert_int_eq(ledger(), 1);
+	api_ex(&r, "POST", "/v1/usage", &o, one, strlen(one));
+	EXPECT(&r, 200);
+	ck_assert(replayed(&r));
+	res_free(&r);
+	ck_assert_int_eq(ledger(), 1);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM usage_ledger WHERE cell = 'us-east-1' AND events = 10"), 1);
+
+	/* A tenant of another cell: the whole batch is refused. */
+	const char *mixed = it_fmt("{\"records\":[%s,%s]}", usage_body(a, 5), usage_body(b, 7));
+	o.idem = "batch-2";
+	api_ex(&r, "POST", "/v1/usage", &o, mixed, strlen(mixed));
+	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+	ck_assert_msg(strstr(it_js(r.json, "detail"), b) != NULL, "the refusal names the tenant: %s",
+	              it_js(r.json, "detail"));
+	res_free(&r);
+	ck_assert_int_eq(ledger(), 1);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM usage_batches WHERE key = 'batch-2'"), 0);
+
+	/* The other cell's keys are its own: the same key is a new batch. */
+	const char *other = it_fmt("{\"records\":[%s]}", usage_body(b, 7));
+	o.token = cb;
+	o.idem = "batch-1";
+	api_ex(&r, "POST", "/v1/usage", &o, other, strlen(other));
+	EXPECT(&r, 201);
+	res_free(&r);
+	ck_assert_int_eq(ledger(), 2);
+	/* A region credential still reports (the previous build's data planes). */
+	o.token = rus;
+	api_ex(&r, "POST", "/v1/usage", &o, mixed, strlen(mixed));
+	EXPECT(&r, 201);
+	res_free(&r);
+	ck_assert_int_eq(ledger(), 4);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM usage_ledger WHERE cell IS NULL"), 2);
+	/* Billed: 10 + 5 for a, 7 + 7 for b. */
+	ck_assert_int_eq(qlong(it_fmt("SELECT sum(events) FROM usage_ledger WHERE tenant_id = '%s'", a)), 15);
+	ck_assert_int_eq(qlong(it_fmt("SELECT sum(events) FROM usage_ledger WHERE tenant_id = '%s'", b)), 14);
+}
+END_TEST
+
+Suite *cells_suite(void)
+{
+	Suite *s = suite_create("cells");
+	const TTest *const tests[] = { catalog, placement, documents, credentials, long_poll, usage };
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);
 	return s;
 }
