@@ -1086,11 +1086,148 @@ START_TEST(router_large_map)
 }
 END_TEST
 
+/* ---- with the real control plane ---- */
+
+static json_t *admin_json(const struct it_stack *s, const char *method, const char *path, const char *body,
+                          long want)
+{
+	struct it_resp r;
+	it_stack_admin(s, &r, method, path, body);
+	ck_assert_msg(r.status == want, "%s %s: %ld, want %ld: %.300s", method, path, r.status, want, r.body);
+	json_t *j = json_loads(r.body, 0, NULL);
+	it_resp_free(&r);
+	return j;
+}
+
+/* The key id of a key's text "<region>_<id>_<secret>". */
+static void key_id_of(const char *key, char id[25])
+{
+	const char *u = strchr(key, '_');
+	ck_assert_ptr_nonnull(u);
+	snprintf(id, 25, "%.24s", u + 1);
+}
+
+/* Against the real control plane: a data plane restarted into its
+ * tenant's cell sets the regional cache aside, serves that cell's document
+ * (a key of the region's other cell is not in it), refuses a request
+ * routed for the other cell, reports usage the control plane accepts from
+ * the cell's credential and shows in the fleet with its cell; and the
+ * router's map built by cell-router --once sends each key to its cell. */
+START_TEST(with_the_control_plane)
+{
+	struct it_stack s;
+	char cell[64], other[64], tok[200], other_key[200], id_a[25], id_b[25], out[16384];
+	it_stack_start(&s, "us", NULL, NULL);
+	json_t *t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200);
+	snprintf(cell, sizeof cell, "%s", it_js(t, "cell"));
+	json_decref(t);
+	ck_assert_msg(cell[0], "the admin view of the tenant names no cell");
+	snprintf(other, sizeof other, "%s", strcmp(cell, "us-east-1") ? "us-east-1" : "us-west-2");
+	t = admin_json(&s, "POST", it_fmt("/v1/cells/%s/credentials", cell), "{}", 201);
+	snprintf(tok, sizeof tok, "%s", it_js(t, "token"));
+	json_decref(t);
+	t = admin_json(&s, "POST", "/v1/tenants",
+	               it_fmt("{\"name\":\"Other\",\"slug\":\"other-%d\",\"region\":\"us\",\"plan\":\"pro\",\"cell\":\"%s\"}",
+	                      (int)getpid(), other),
+	               201);
+	char other_id[40];
+	snprintf(other_id, sizeof other_id, "%s", it_js(t, "id"));
+	json_decref(t);
+	t = admin_json(&s, "POST", it_fmt("/v1/tenants/%s/api-keys", other_id),
+	               "{\"name\":\"k\",\"scopes\":[\"events:read\",\"events:write\"]}", 201);
+	snprintf(other_key, sizeof other_key, "%s", it_js(t, "secret"));
+	json_decref(t);
+	key_id_of(s.key, id_a);
+	key_id_of(other_key, id_b);
+
+	char e_cell[100], e_tok[260];
+	snprintf(e_cell, sizeof e_cell, "DP_CELL=%s", cell);
+	snprintf(e_tok, sizeof e_tok, "DP_CELL_TOKEN=%s", tok);
+	const char *const env[] = { e_cell, e_tok, "DP_USAGE_REPORT_INTERVAL=200ms", NULL };
+	it_stack_dp_restart(&s, env);
+	struct dp d = { .p = s.dp, .port = s.dp_port };
+	long st;
+	json_t *v = get_json(&d, "/readyz", &st);
+	ck_assert_int_eq(st, 200);
+	ck_assert_str_eq(it_js(v, "cell"), cell);
+	json_decref(v);
+	ck_assert_int_eq(dp_metric(&d, "dp_config_rejected_total{reason=\"audience\"}"), 1); /* the regional cache */
+
+	char code[64], retry[16];
+	ck_assert_int_eq(tenant_call(&d, s.key, NULL, code, sizeof code, retry, sizeof retry), 200);
+	ck_assert_int_eq(tenant_call(&d, s.key, cell, code, sizeof code, retry, sizeof retry), 200);
+	ck_assert_int_eq(tenant_call(&d, s.key, other, code, sizeof code, retry, sizeof retry), 503);
+	ck_assert_str_eq(code, "wrong_cell");
+	ck_assert_int_eq(tenant_call(&d, other_key, NULL, code, sizeof code, retry, sizeof retry), 401);
+	ck_assert_int_eq(tenant_call(&d, other_key, cell, code, sizeof code, retry, sizeof retry), 503);
+	ck_assert_str_eq(code, "wrong_cell");
+
+	struct it_resp r;
+	char auth[300];
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", s.key);
+	const char *const h[] = { auth, "Content-Type: application/json", NULL };
+	const char *ev = "{\"id\":\"cell-e2e-1\",\"action\":\"user.login\",\"actor\":{\"id\":\"u-1\",\"type\":\"user\"}}";
+	it_http(&r, "POST", it_fmt("%s/v1/events", s.dp_url), h, ev, strlen(ev));
+	ck_assert_msg(r.status == 201, "POST /v1/events: %ld %.300s", r.status, r.body);
+	it_resp_free(&r);
+	long deadline = it_now_ms() + 20000;
+	while (dp_metric(&d, "dp_usage_batches_sent_total") < 1) {
+		ck_assert_msg(it_now_ms() < deadline, "no usage batch accepted (rejected %lld)",
+		              dp_metric(&d, "dp_usage_batches_rejected_total"));
+		usleep(50000);
+	}
+	ck_assert_int_eq(dp_metric(&d, "dp_usage_batches_rejected_total"), 0);
+	/* The fleet shows this instance in its cell. */
+	deadline = it_now_ms() + 20000;
+	for (;;) {
+		json_t *f = admin_json(&s, "GET", "/v1/regions/us/fleet", NULL, 200);
+		int found = 0;
+		size_t i;
+		json_t *it;
+		json_array_foreach(json_object_get(f, "items"), i, it)
+			found |= !strcmp(it_js(it, "instance"), "it-stack") && !strcmp(it_js(it, "cell"), cell);
+		json_decref(f);
+		if (found)
+			break;
+		ck_assert_msg(it_now_ms() < deadline, "the fleet does not show it-stack in %s", cell);
+		usleep(100000);
+	}
+
+	/* The router's map from the control plane's routes document. */
+	struct hap hp;
+	snprintf(hp.map, sizeof hp.map, "%s/routes.map", dir);
+	hp.sock[0] = '\0';
+	const char *const *renv = router_env(s.cp_url, &hp);
+	const char *env2[20];
+	int n = 0;
+	for (int i = 0; renv[i]; i++)
+		if (strncmp(renv[i], "ROUTER_HAPROXY_SOCKET=", 22) && strncmp(renv[i], "ROUTER_TRUST_BUNDLE=", 20) &&
+		    strncmp(renv[i], "ROUTER_REGION_TOKEN=", 20))
+			env2[n++] = renv[i];
+	char e_trust[1000], e_rtok[1000];
+	snprintf(e_trust, sizeof e_trust, "ROUTER_TRUST_BUNDLE=%.900s", s.dp_base[3] + strlen("DP_TRUST_BUNDLE="));
+	snprintf(e_rtok, sizeof e_rtok, "ROUTER_REGION_TOKEN=%.900s", s.dp_base[4] + strlen("DP_REGION_TOKEN="));
+	env2[n++] = e_trust;
+	env2[n++] = e_rtok;
+	env2[n] = NULL;
+	char bin[1024];
+	it_bin("cell-router", bin, sizeof bin);
+	char *argv[] = { bin, "--once", NULL };
+	ck_assert_msg(it_run("cell-router-once", argv, env2, out, sizeof out) == 0, "%s", out);
+	char *map = it_slurp(hp.map);
+	ck_assert_ptr_nonnull(map);
+	ck_assert_msg(strstr(map, it_fmt("%s %s\n", id_a, cell)) && strstr(map, it_fmt("%s %s\n", id_b, other)),
+	              "map:\n%s", map);
+	free(map);
+	it_stack_stop(&s);
+}
+END_TEST
+
 Suite *cells_dp_suite(void)
 {
 	Suite *s = suite_create("cells-dp");
 	const TTest *const tests[] = { wrong_cell_guard, foreign_documents_refused, usage_with_cell_token,
-		                                  cell_settings_checked };
+		                                  cell_settings_checked, with_the_control_plane };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
 	return s;
 }
