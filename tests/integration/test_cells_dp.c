@@ -1044,6 +1044,66 @@ START_TEST(router_keeps_haproxy_current)
 }
 END_TEST
 
+/* The router's cache at start, with the control plane down: an expired
+ * verified document is applied all the same and reported; one that does
+ * not verify (an untrusted signer, another region) is set aside; one
+ * older than the version floor is not applied. --once exits 0 only when a
+ * verified document was applied. */
+START_TEST(router_cache_at_start)
+{
+	struct hap h;
+	char out[16384], path[700];
+	snprintf(h.map, sizeof h.map, "%s/routes.map", dir);
+	h.sock[0] = '\0';
+	ck_assert_int_eq(mkdir(cache_dir, 0700), 0);
+	snprintf(path, sizeof path, "%s/config.jwt", cache_dir);
+	int64_t now = (int64_t)time(NULL);
+	static const struct { int stranger; const char *region; int64_t exp_in; long floor; int want_rc; const char *says; } cases[] = {
+		{ 0, "us", -7200, 0, 0, "has expired" },                   /* applied, reported */
+		{ 1, "us", 3600, 0, 1, "rejected (kid)" },                 /* set aside */
+		{ 0, "eu", 3600, 0, 1, "rejected (audience)" },            /* set aside */
+		{ 0, "us", 3600, 5, 1, "rejected (rollback)" },            /* below the floor: kept, not applied */
+		{ 0, "us", 3600, 4, 0, "applied from the cache" },         /* at the floor */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		unlink(h.map);
+		char *tok = sign_routes(cases[i].stranger ? &stranger : &signer, cases[i].region, 4, ROUTES_1);
+		/* sign_routes makes exp now + 3600: re-sign the expired one by hand. */
+		if (cases[i].exp_in < 0) {
+			free(tok);
+			json_t *c = json_pack("{ss ss sI sI sI ss sI si ss ss s[[sss][sss]]}", "iss", "celltrail-control-plane",
+			                      "aud", CFGDOC_AUD_ROUTES "us", "iat", (json_int_t)(now - 9000), "nbf",
+			                      (json_int_t)(now - 9000), "exp", (json_int_t)(now + cases[i].exp_in), "jti", "x",
+			                      "ver", (json_int_t)4, "fmt", 1, "kind", CFGDOC_KIND_ROUTES, "region", "us",
+			                      "cells", CELL, "active", "shared", OTHER_CELL, "active", "shared");
+			tok = cfgdoc_sign_text(&signer, c, "routes", ROUTES_1);
+			json_decref(c);
+		}
+		write_text(path, tok);
+		free(tok);
+		char vpath[700];
+		snprintf(vpath, sizeof vpath, "%s/version", cache_dir);
+		if (cases[i].floor)
+			write_text(vpath, it_fmt("%ld\n", cases[i].floor));
+		else
+			unlink(vpath);
+		int rc = router_once("http://127.0.0.1:1", &h, out, sizeof out);
+		ck_assert_msg(rc == cases[i].want_rc && strstr(out, cases[i].says), "case %zu: exit %d: %.2000s", i, rc, out);
+		char *text = it_slurp(h.map);
+		if (rc == 0)
+			ck_assert_msg(text && !strcmp(text, MAP_1), "case %zu: map %s", i, text ? text : "(none)");
+		else
+			ck_assert_msg(!text, "case %zu: a map was written", i);
+		free(text);
+		char rejected[700];
+		snprintf(rejected, sizeof rejected, "%s/config.jwt.rejected", cache_dir);
+		int aside = access(rejected, F_OK) == 0;
+		ck_assert_msg(aside == (i == 1 || i == 2), "case %zu: set aside %d", i, aside);
+		unlink(rejected);
+	}
+}
+END_TEST
+
 /* A map of 100,000 keys replaces HAProxy's in seconds (one prepared
  * version, filled in payloads of a few hundred lines, committed at once),
  * and a change of one key replaces it again just as whole. */
@@ -1235,7 +1295,7 @@ Suite *cells_dp_suite(void)
 Suite *cell_router_suite(void)
 {
 	Suite *s = suite_create("cell-router");
-	const TTest *const tests[] = { router_keeps_haproxy_current, router_large_map };
+	const TTest *const tests[] = { router_keeps_haproxy_current, router_cache_at_start, router_large_map };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
 	return s;
 }
