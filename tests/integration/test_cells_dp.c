@@ -1203,7 +1203,7 @@ START_TEST(with_the_control_plane)
 	char e_cell[100], e_tok[260];
 	snprintf(e_cell, sizeof e_cell, "DP_CELL=%s", cell);
 	snprintf(e_tok, sizeof e_tok, "DP_CELL_TOKEN=%s", tok);
-	const char *const env[] = { e_cell, e_tok, "DP_USAGE_REPORT_INTERVAL=200ms", NULL };
+	const char *const env[] = { e_cell, e_tok, "DP_USAGE_REPORT_INTERVAL=200ms", "DP_ERASURE_INTERVAL=200ms", NULL };
 	it_stack_dp_restart(&s, env);
 	struct dp d = { .p = s.dp, .port = s.dp_port };
 	long st;
@@ -1279,6 +1279,19 @@ START_TEST(with_the_control_plane)
 	ck_assert_msg(strstr(map, it_fmt("%s %s\n", id_a, cell)) && strstr(map, it_fmt("%s %s\n", id_b, other)),
 	              "map:\n%s", map);
 	free(map);
+
+	/* The cell's erasure report, with the cell's credential, is accepted. */
+	json_decref(admin_json(&s, "DELETE", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200));
+	deadline = it_now_ms() + 60000;
+	for (;;) {
+		t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200);
+		int done = !strcmp(it_js(json_object_get(t, "erasure"), "status"), "done");
+		json_decref(t);
+		if (done)
+			break;
+		ck_assert_msg(it_now_ms() < deadline, "the erasure is not reported done (log %s)", s.dp.log);
+		usleep(100000);
+	}
 	it_stack_stop(&s);
 }
 END_TEST
