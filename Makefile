@@ -66,7 +66,9 @@ BIN   ?= bin
 
 COMMON_SRC := $(wildcard common/*.c)
 CP_SRC     := $(wildcard control-plane/*.c)
-DP_SRC     := $(wildcard data-plane/*.c)
+# The router agent is its own binary; it shares the cache module.
+ROUTER_SRC := data-plane/cell_router.c data-plane/config_store.c
+DP_SRC     := $(filter-out data-plane/cell_router.c,$(wildcard data-plane/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 IT_SRC     := $(wildcard tests/integration/*.c)
 
@@ -86,7 +88,7 @@ deps:
 all: deps
 	@$(MAKE) --no-print-directory services
 
-services: $(BIN)/control-plane $(BIN)/data-plane
+services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
 benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
@@ -132,6 +134,11 @@ $(BIN)/control-plane: $(CP_OBJ) $(COMMON_OBJ) $(BUILD)/gen/control-plane-openapi
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 $(BIN)/data-plane: $(DP_OBJ) $(COMMON_OBJ) $(BUILD)/gen/data-plane-openapi.o
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/cell-router: $(call obj,$(ROUTER_SRC)) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
@@ -263,7 +270,7 @@ soak: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region
-	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 migrations/control-plane/*.sql \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane/
 	install -m 0644 migrations/region/*.sql $(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/
@@ -279,7 +286,7 @@ clean:
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
-FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey
+FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes
 FUZZ_PKGS   := jansson libcrypto
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
@@ -315,6 +322,8 @@ build/fuzz/bin/fuzz-cp_request: $(call fuzz_obj,tests/fuzz/fuzz_cp_request.c \
 build/fuzz/bin/fuzz-names: $(call fuzz_obj,tests/fuzz/fuzz_names.c tests/fuzz/names_check.c \
 	common/names.c common/timefmt.c)
 build/fuzz/bin/fuzz-cfgdoc: $(call fuzz_obj,tests/fuzz/fuzz_cfgdoc.c common/cfgdoc.c common/jwk.c \
+	common/names.c common/secret.c common/buf.c)
+build/fuzz/bin/fuzz-routes: $(call fuzz_obj,tests/fuzz/fuzz_routes.c common/cfgdoc.c common/jwk.c \
 	common/names.c common/secret.c common/buf.c)
 build/fuzz/bin/fuzz-cursor: $(call fuzz_obj,tests/fuzz/fuzz_cursor.c common/cursor.c common/secret.c)
 build/fuzz/bin/fuzz-timefmt: $(call fuzz_obj,tests/fuzz/fuzz_timefmt.c tests/fuzz/names_check.c \
