@@ -507,7 +507,8 @@ start_routing_and_data_planes() {
 	command -v haproxy >/dev/null && command -v socat >/dev/null ||
 		die "haproxy and socat are needed (make deps installs them)"
 	[ -x "$BIN/cell-router" ] || die "build first: make all (no $BIN/cell-router)"
-	rm -f "$VAR"/run/*.inst "$VAR"/run/next-* "$VAR/run/balancer.sock"
+	# (region-*.env: a build before cells ran a region's data planes with them.)
+	rm -f "$VAR"/run/*.inst "$VAR"/run/next-* "$VAR/run/balancer.sock" "$VAR"/run/region-*.env
 	rmdir "$VAR/run/driver.lock" 2>/dev/null || true
 	write_envs
 	for r in $REGIONS; do
