@@ -88,10 +88,12 @@ plan_cells() {
 		[ -n "$cs" ] || die "region $r has no cell (STACK_CELLS_$r)"
 		first=1
 		for c in $cs; do
+			ok=1
 			case "$c" in
-			[a-z][a-z0-9-]*) case "$c" in *[!a-z0-9-]*) die "cell '$c' of region $r: not a cell name ([a-z][a-z0-9-]{1,62})" ;; esac ;;
-			*) die "cell '$c' of region $r: not a cell name ([a-z][a-z0-9-]{1,62})" ;;
+			[a-z]?*) case "$c" in *[!a-z0-9-]*) ok=0 ;; esac ;;
+			*) ok=0 ;;
 			esac
+			[ $ok = 1 ] && [ ${#c} -le 63 ] || die "region $r: '$c' is not a cell name ([a-z][a-z0-9-]{1,62})"
 			case " $ALL_CELLS " in *" $c "*) die "cell $c is named twice (STACK_CELLS_*)" ;; esac
 			awk -v c="$c" '$1 == c { f = 1 } END { exit !f }' "$ROOT/deploy/regions.conf" &&
 				die "cell $c is named like a region"
