@@ -10,7 +10,8 @@
 #   deploy/local/stack.sh status
 #
 # Everything lives under var/: the clusters, logs, pid files, generated
-# secrets and stack.env. Ports, regions and cells can be changed with:
+# secrets, stack.env and waves (deploy/waves for this stack's catalog, for
+# deploy/rollout -w). Ports, regions and cells can be changed with:
 #   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region: each
 #   region's endpoint, its router), STACK_PG_PORT (15432), STACK_REGIONS
 #   ("us eu jp"); STACK_VAR (var/) moves the whole state elsewhere, as the
