@@ -18,7 +18,9 @@
 # (dp_port REGION, dp_cache REGION); tenants are placed in the first cell
 # unless new_tenant names another. For scenarios across cells: router_port
 # (a region's endpoint), cell_dps_kill / cell_dps_start (a cell's data
-# planes), cell_pg_stop / cell_pg_start (a cell's cluster), rsql CELL.
+# planes), cell_pg_stop / cell_pg_start (a cell's cluster), router_start
+# (a region's cell-router, after svc_stop cell-router-REGION),
+# balancer_restart (HAProxy), rsql CELL.
 
 . "$ROOT/deploy/local/pg.sh"
 
@@ -202,6 +204,37 @@ cell_dps_start() { # cell [VAR=value...]
 	for _i in $(cell_instances "$_c"); do
 		svc_alive "data-plane-$_i" ||
 			dp_start "data-plane-$_i" "$_c" "$(inst_port "$_i")" "$STACK_VAR/cache/$_i" "$@"
+	done
+}
+
+# REGION's cell-router, started as the stack starts it (from its settings
+# file; stop it with svc_stop cell-router-REGION); ready once it has
+# applied a verified document, from the control plane or its cache.
+router_start() { # region
+	_n=cell-router-$1
+	( set -a; . "$STACK_VAR/run/router-$1.env"; exec "$BIN/cell-router" ) >> "$STACK_VAR/log/$_n.log" 2>&1 < /dev/null &
+	echo $! > "$STACK_VAR/run/$_n.pid"
+	proc_start $! > "$STACK_VAR/run/$_n.start"
+	wait_until 20 router_ready "$1" || fatal "$_n did not become ready (log: $STACK_VAR/log/$_n.log)"
+}
+router_ready() { eval "[ \"\$(http_status \"\$ROUTER_URL_$1/readyz\")\" = 200 ]"; }
+
+# HAProxy, every region's router, stopped and started again from its
+# configuration and the map files on disk (it reads no control plane);
+# the data planes are back in their backends once the driver puts them.
+balancer_restart() {
+	svc_stop balancer
+	rm -f "$STACK_VAR/run/balancer.sock"
+	haproxy -db -f "$STACK_VAR/run/balancer.cfg" >> "$STACK_VAR/log/balancer.log" 2>&1 < /dev/null &
+	echo $! > "$STACK_VAR/run/balancer.pid"
+	proc_start $! > "$STACK_VAR/run/balancer.start"
+	wait_until 10 test -S "$STACK_VAR/run/balancer.sock" || fatal "HAProxy did not start again"
+	for _c in $ALL_CELLS; do
+		for _i in $(cell_instances "$_c"); do
+			sed -i 's/^INST_ENABLED=1$/INST_ENABLED=0/' "$STACK_VAR/run/data-plane-$_i.inst"
+			wait_until 20 sh "$ROOT/deploy/drivers/local" ready "$_i" 2>/dev/null ||
+				fatal "data plane $_i is not back in its backend"
+		done
 	done
 }
 
