@@ -338,8 +338,8 @@ static int push(struct router *r)
 		atomic_fetch_add(&r->map_update_failures, 1);
 		/* Said when it starts failing; retried quietly (debug) after. */
 		log_write(was_failing ? LOG_DEBUG : LOG_WARN, NULL, json_pack("{sI}", "version", (json_int_t)m->ver),
-		          "HAProxy's map not updated (retried every %d s; the map file is current): %s",
-		          PUSH_RETRY_MS / 1000, err);
+		          "HAProxy's map not updated (%s; the map file is current): %s",
+		          r->once ? "--once does not retry" : "retried every 2 s", err);
 	}
 	mapped_put(r, m);
 	return rc;
@@ -533,13 +533,20 @@ static void load_cache(struct router *r)
 
 /* ---- pulling ---- */
 
+struct answer {
+	struct buf body;
+	int too_large;            /* longer than MAX_BYTES: the transfer was cut */
+};
+
 static size_t on_body(char *data, size_t size, size_t n, void *ctx)
 {
-	struct buf *b = ctx;
-	if (b->len + size * n > MAX_BYTES)
+	struct answer *a = ctx;
+	if (a->body.len + size * n > MAX_BYTES) {
+		a->too_large = 1;
 		return 0;
-	buf_append(b, data, size * n);
-	return b->failed ? 0 : size * n;
+	}
+	buf_append(&a->body, data, size * n);
+	return a->body.failed ? 0 : size * n;
 }
 
 static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
@@ -552,7 +559,8 @@ static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl
 static enum outcome pull(struct router *r, long wait_s)
 {
 	char url[2048], path[256], auth[1024], inm[64];
-	struct buf body = { 0 };
+	struct answer ans = { 0 };
+	struct buf *body = &ans.body;
 	struct curl_slist *h = NULL;
 	enum outcome o = PULL_ERROR;
 	long status = 0;
@@ -585,7 +593,7 @@ static enum outcome pull(struct router *r, long wait_s)
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, wait_s * 1000 + PULL_GRACE_MS);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
 	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &ans);
 	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
@@ -596,7 +604,7 @@ static enum outcome pull(struct router *r, long wait_s)
 	if (rc == CURLE_ABORTED_BY_CALLBACK && atomic_load(&r->stop))
 		goto out;
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-	if (rc == CURLE_WRITE_ERROR && body.len + 1 > MAX_BYTES) {
+	if (ans.too_large) {
 		reject(r, CFGDOC_MALFORMED, "pulled", "larger than the largest routes document accepted");
 	} else if (rc != CURLE_OK) {
 		log_warn(NULL, "routes pull failed: control plane unreachable: %s",
@@ -607,7 +615,7 @@ static enum outcome pull(struct router *r, long wait_s)
 		struct cfgdoc_routes *d = NULL;
 		char detail[600];
 		struct cfgdoc_verify_opts vo = verify_opts(r, min_version(r), 0);
-		enum cfgdoc_result res = cfgdoc_verify_routes(body.p ? body.p : "", body.len, &r->trust, &vo, &d,
+		enum cfgdoc_result res = cfgdoc_verify_routes(body->p ? body->p : "", body->len, &r->trust, &vo, &d,
 		                                              detail, sizeof detail);
 		if (res != CFGDOC_OK)
 			reject(r, res, "pulled", detail);
@@ -630,7 +638,7 @@ out:
 	explicit_bzero(auth, sizeof auth);
 	curl_slist_free_all(h);
 	curl_easy_cleanup(easy);
-	buf_free(&body);
+	buf_free(body);
 	return o;
 }
 

@@ -401,6 +401,19 @@ START_TEST(placement)
 	EXPECT(&r, 200);
 	ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(r.json, "items"), 0), "cell"));
 	res_free(&r);
+	/* Nor does an owner's audit log (its records of the tenant). */
+	new_user(ids[0], "owner@place.test", "owner", NULL);
+	login("place-0", "owner@place.test", tok);
+	api(&r, "GET", "/v1/audit-log", tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_int_gt(json_array_size(json_object_get(r.json, "items")), 0);
+	ck_assert_msg(!strstr(r.raw.body, "us-east-1"), "an owner's audit log names the cell: %.300s", r.raw.body);
+	res_free(&r);
+	t = ADM("GET", it_fmt("/v1/audit-log?tenant_id=%s", ids[0]), NULL, 200);
+	char *all = json_dumps(t, JSON_COMPACT);
+	ck_assert_ptr_nonnull(strstr(all, "\"cell\":\"us-east-1\""));
+	free(all);
+	json_decref(t);
 
 	/* Named cells: a dedicated one takes its first tenant and no other. */
 	tenant_in("big-one", "us", "us-west-2-big", id, NULL);
@@ -626,6 +639,14 @@ START_TEST(documents)
 	free(dump);
 	json_decref(claims);
 	free(d.body);
+	/* The document cache's sizes, by cell and by region. */
+	struct it_resp m;
+	it_http(&m, "GET", it_fmt("%s/metrics", cpfx.url), NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_cell_document_bytes{cell=\"us-east-1\"} "));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_cell_document_bytes{cell=\"us-west-2\"} "));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_routes_document_bytes{region=\"us\"} "));
+	ck_assert_ptr_null(strstr(m.body, "cp_config_document_bytes{region=\"us\"}"));
+	it_resp_free(&m);
 	/* Every replica serves the same bytes: stored once per version. */
 	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud = 'routes:us'"), 1);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud LIKE 'cell:%'"), 2);
@@ -645,8 +666,8 @@ static long status_of(const char *path, const char *token)
 /* A cell credential reads its own cell's document only, never another
  * cell's, the region's or the routes; a region credential reads its
  * region's routes but no cell document; tenant users reach none of these
- * nor the cell catalog; reports with a cell credential go to its region
- * and name its cell. */
+ * nor the cell catalog; status reports with a cell credential go to its
+ * region and name its cell, erasure reports only for its own tenants. */
 START_TEST(credentials)
 {
 	char ca[160], cb[160], ceu[160], rus[160], reu[160], owner[128], member[128], t[37];
@@ -726,6 +747,21 @@ START_TEST(credentials)
 	api(&r, "POST", "/v1/regions/us/status", rus, "{\"instance\":\"dp-d\"}");
 	EXPECT(&r, 200);
 	res_free(&r);
+	/* Erasure reports: only the cell that holds the tenant reports it. */
+	json_decref(ADM("DELETE", it_fmt("/v1/tenants/%s", t), NULL, 200));
+	const char *er = it_fmt("{\"tenant_id\":\"%s\",\"status\":\"done\",\"events_deleted\":0,"
+	                        "\"rows_deleted\":0}", t);
+	struct opts eo = { .token = cb, .idem = "erase-1" };
+	api_ex(&r, "POST", "/v1/regions/us/erasures", &eo, er, strlen(er));
+	EXPECT_PROBLEM_SOME(&r, 403, "forbidden", "tenant_id");
+	res_free(&r);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM erasures WHERE completed_at IS NOT NULL"), 0);
+	eo.token = ca;
+	api_ex(&r, "POST", "/v1/regions/us/erasures", &eo, er, strlen(er));
+	EXPECT(&r, 200);
+	res_free(&r);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM erasures WHERE completed_at IS NOT NULL"), 1);
+
 	json_t *f = ADM("GET", "/v1/regions/us/fleet", NULL, 200);
 	json_t *items = json_object_get(f, "items");
 	ck_assert_int_eq(json_array_size(items), 4);

@@ -931,6 +931,34 @@ static void router_stop(struct router *r)
 #define MAP_1 K_OWN " " CELL "\n" K_OTHER " " OTHER_CELL "\n"
 #define ROUTES_2 ROUTES_1 K_NEW "|" OTHER_CELL ";"
 #define MAP_2 MAP_1 K_NEW " " OTHER_CELL "\n"
+#define ROUTES_3 ROUTES_1 K_NEW "|" CELL ";"
+#define MAP_3 MAP_1 K_NEW " " CELL "\n"
+
+static json_t *router_readyz(const struct router *r, long *status)
+{
+	struct it_resp rr;
+	it_http(&rr, "GET", it_fmt("http://127.0.0.1:%d/readyz", r->port), NULL, NULL, 0);
+	*status = rr.status;
+	json_t *v = json_loads(rr.body, 0, NULL);
+	ck_assert_msg(v, "router /readyz: %.300s", rr.body);
+	it_resp_free(&rr);
+	return v;
+}
+
+/* Waits until the router's /readyz says `haproxy` is `want`. */
+static void wait_router_haproxy(const struct router *r, const char *want)
+{
+	long deadline = it_now_ms() + 15000, st;
+	for (;;) {
+		json_t *v = router_readyz(r, &st);
+		int same = !strcmp(it_js(v, "haproxy"), want);
+		json_decref(v);
+		if (same)
+			return;
+		ck_assert_msg(it_now_ms() < deadline, "the router's haproxy state is not %s", want);
+		usleep(50000);
+	}
+}
 
 /* The router's whole life with a real HAProxy: the map built by --once
  * before HAProxy starts; a new key at the control plane reaches HAProxy's
@@ -1010,6 +1038,23 @@ START_TEST(router_keeps_haproxy_current)
 		ck_assert_str_eq(text, MAP_2);
 		free(text);
 	}
+
+	/* HAProxy down when a change comes: the map file is written, the
+	 * update is retried, and HAProxy back holds the change. */
+	wait_router_haproxy(&r, "ok");
+	it_stop(&h.p);
+	long long failures = router_metric(&r, "router_map_update_failures_total");
+	char *v5 = sign_routes(&signer, "us", 5, ROUTES_3);
+	fcp_set(&cp, &cp.routes, &cp.routes_ver, v5, 5);
+	free(v5);
+	wait_router_haproxy(&r, "failing");
+	ck_assert_int_gt(router_metric(&r, "router_map_update_failures_total"), failures);
+	text = it_slurp(h.map);
+	ck_assert_str_eq(text, MAP_3);
+	free(text);
+	hap_start(&h, cells.port);
+	wait_hap_map(&h, MAP_3);
+	wait_router_haproxy(&r, "ok");
 	router_stop(&r);
 
 	/* The control plane down, HAProxy's map emptied, the map file gone:
@@ -1019,28 +1064,84 @@ START_TEST(router_keeps_haproxy_current)
 	wait_hap_map(&h, "");
 	ck_assert_int_eq(unlink(h.map), 0);
 	router_start(&r, "http://127.0.0.1:1", &h);
-	wait_hap_map(&h, MAP_2);
+	wait_hap_map(&h, MAP_3);
 	text = it_slurp(h.map);
-	ck_assert_str_eq(text, MAP_2);
+	ck_assert_str_eq(text, MAP_3);
 	free(text);
 	long st;
-	struct it_resp rr;
-	it_http(&rr, "GET", it_fmt("http://127.0.0.1:%d/readyz", r.port), NULL, NULL, 0);
-	st = rr.status;
-	json_t *v = json_loads(rr.body, 0, NULL);
-	it_resp_free(&rr);
+	json_t *v = router_readyz(&r, &st);
 	ck_assert_int_eq(st, 200);
 	ck_assert_str_eq(it_js(v, "source"), "cache");
-	ck_assert_int_eq(json_integer_value(json_object_get(v, "config_version")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "config_version")), 5);
 	json_decref(v);
 	hap_echo(&h, "us_" K_NEW "_" SEC, got, sizeof got);
-	ck_assert_str_eq(got, OTHER_CELL);
+	ck_assert_str_eq(got, CELL);
 	router_stop(&r);
 	it_stop(&h.p);
 	fcp_stop(&cells);
 	unlink(h.sock);
 	free(v1);
 	free(v2);
+}
+END_TEST
+
+/* The router's cache at start, with the control plane down: an expired
+ * verified document is applied all the same and reported; one that does
+ * not verify (an untrusted signer, another region) is set aside; one
+ * older than the version floor is not applied. --once exits 0 only when a
+ * verified document was applied. */
+START_TEST(router_cache_at_start)
+{
+	struct hap h;
+	char out[16384], path[700];
+	snprintf(h.map, sizeof h.map, "%s/routes.map", dir);
+	h.sock[0] = '\0';
+	ck_assert_int_eq(mkdir(cache_dir, 0700), 0);
+	snprintf(path, sizeof path, "%s/config.jwt", cache_dir);
+	int64_t now = (int64_t)time(NULL);
+	static const struct { int stranger; const char *region; int64_t exp_in; long floor; int want_rc; const char *says; } cases[] = {
+		{ 0, "us", -7200, 0, 0, "has expired" },                   /* applied, reported */
+		{ 1, "us", 3600, 0, 1, "rejected (kid)" },                 /* set aside */
+		{ 0, "eu", 3600, 0, 1, "rejected (audience)" },            /* set aside */
+		{ 0, "us", 3600, 5, 1, "rejected (rollback)" },            /* below the floor: kept, not applied */
+		{ 0, "us", 3600, 4, 0, "applied from the cache" },         /* at the floor */
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		unlink(h.map);
+		char *tok = sign_routes(cases[i].stranger ? &stranger : &signer, cases[i].region, 4, ROUTES_1);
+		/* sign_routes makes exp now + 3600: re-sign the expired one by hand. */
+		if (cases[i].exp_in < 0) {
+			free(tok);
+			json_t *c = json_pack("{ss ss sI sI sI ss sI si ss ss s[[sss][sss]]}", "iss", "celltrail-control-plane",
+			                      "aud", CFGDOC_AUD_ROUTES "us", "iat", (json_int_t)(now - 9000), "nbf",
+			                      (json_int_t)(now - 9000), "exp", (json_int_t)(now + cases[i].exp_in), "jti", "x",
+			                      "ver", (json_int_t)4, "fmt", 1, "kind", CFGDOC_KIND_ROUTES, "region", "us",
+			                      "cells", CELL, "active", "shared", OTHER_CELL, "active", "shared");
+			tok = cfgdoc_sign_text(&signer, c, "routes", ROUTES_1);
+			json_decref(c);
+		}
+		write_text(path, tok);
+		free(tok);
+		char vpath[700];
+		snprintf(vpath, sizeof vpath, "%s/version", cache_dir);
+		if (cases[i].floor)
+			write_text(vpath, it_fmt("%ld\n", cases[i].floor));
+		else
+			unlink(vpath);
+		int rc = router_once("http://127.0.0.1:1", &h, out, sizeof out);
+		ck_assert_msg(rc == cases[i].want_rc && strstr(out, cases[i].says), "case %zu: exit %d: %.2000s", i, rc, out);
+		char *text = it_slurp(h.map);
+		if (rc == 0)
+			ck_assert_msg(text && !strcmp(text, MAP_1), "case %zu: map %s", i, text ? text : "(none)");
+		else
+			ck_assert_msg(!text, "case %zu: a map was written", i);
+		free(text);
+		char rejected[700];
+		snprintf(rejected, sizeof rejected, "%s/config.jwt.rejected", cache_dir);
+		int aside = access(rejected, F_OK) == 0;
+		ck_assert_msg(aside == (i == 1 || i == 2), "case %zu: set aside %d", i, aside);
+		unlink(rejected);
+	}
 }
 END_TEST
 
@@ -1143,7 +1244,7 @@ START_TEST(with_the_control_plane)
 	char e_cell[100], e_tok[260];
 	snprintf(e_cell, sizeof e_cell, "DP_CELL=%s", cell);
 	snprintf(e_tok, sizeof e_tok, "DP_CELL_TOKEN=%s", tok);
-	const char *const env[] = { e_cell, e_tok, "DP_USAGE_REPORT_INTERVAL=200ms", NULL };
+	const char *const env[] = { e_cell, e_tok, "DP_USAGE_REPORT_INTERVAL=200ms", "DP_ERASURE_INTERVAL=200ms", NULL };
 	it_stack_dp_restart(&s, env);
 	struct dp d = { .p = s.dp, .port = s.dp_port };
 	long st;
@@ -1219,6 +1320,19 @@ START_TEST(with_the_control_plane)
 	ck_assert_msg(strstr(map, it_fmt("%s %s\n", id_a, cell)) && strstr(map, it_fmt("%s %s\n", id_b, other)),
 	              "map:\n%s", map);
 	free(map);
+
+	/* The cell's erasure report, with the cell's credential, is accepted. */
+	json_decref(admin_json(&s, "DELETE", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200));
+	deadline = it_now_ms() + 60000;
+	for (;;) {
+		t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200);
+		int done = !strcmp(it_js(json_object_get(t, "erasure"), "status"), "done");
+		json_decref(t);
+		if (done)
+			break;
+		ck_assert_msg(it_now_ms() < deadline, "the erasure is not reported done (log %s)", s.dp.log);
+		usleep(100000);
+	}
 	it_stack_stop(&s);
 }
 END_TEST
@@ -1235,7 +1349,7 @@ Suite *cells_dp_suite(void)
 Suite *cell_router_suite(void)
 {
 	Suite *s = suite_create("cell-router");
-	const TTest *const tests[] = { router_keeps_haproxy_current, router_large_map };
+	const TTest *const tests[] = { router_keeps_haproxy_current, router_cache_at_start, router_large_map };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
 	return s;
 }
