@@ -354,8 +354,8 @@ load_counts() { # file [from-ms to-ms]
 		END { printf "%d %d %d", n, ok, e; for (k in s) printf " %s:%d", k, s[k]; print "" }' "$1"
 }
 
-# True once REGION has reported all its usage: nothing counted and not
-# yet batched, no batch unsent.
+# True once REGION (its first cell) or CELL has reported all its usage:
+# nothing counted and not yet batched, no batch unsent.
 outbox_drained() {
 	[ "$(rsql "$1" "SELECT (SELECT coalesce(sum(events - reported), 0) FROM usage_counters)
 		+ (SELECT count(*) FROM usage_outbox WHERE sent_at IS NULL AND rejected_at IS NULL)" 2>/dev/null)" = 0 ]
@@ -410,13 +410,13 @@ replay_unacked() { # port key stored-ids-file loads ("file prefix" pairs)...
 }
 
 # Checks a tenant's events after a scenario: every id answered 201 is
-# stored, nothing stored that was not sent, the region's usage counter
-# equals what is stored, a request stored without a 201 is answered as a
-# replay when sent again, and once the outbox has drained the control
-# plane bills exactly what is stored. Prints the figures as it goes; sets
-# STORED and BILLED. Loads: "file prefix" pairs of post loads of TENANT,
-# sent to PORT with KEY.
-check_tenant() { # label region tenant port key loads...
+# stored, nothing stored that was not sent, the usage counter of its
+# cell's database (REGION: the region's first cell) equals what is stored,
+# a request stored without a 201 is answered as a replay when sent again,
+# and once the outbox has drained the control plane bills exactly what is
+# stored. Prints the figures as it goes; sets STORED and BILLED. Loads:
+# "file prefix" pairs of post loads of TENANT, sent to PORT with KEY.
+check_tenant() { # label region|cell tenant port key loads...
 	_label=$1 _reg=$2 _ten=$3 _tport=$4 _tkey=$5
 	shift 5
 	_loads="$*"
@@ -445,11 +445,11 @@ check_tenant() { # label region tenant port key loads...
 		check "$_label: and stored once ($_again = $STORED)" [ "$_again" = "$STORED" ]
 	fi
 	_counter=$(rsql "$_reg" "SELECT coalesce(sum(events), 0) FROM usage_counters WHERE tenant_id = '$_ten'")
-	check "$_label: the region's usage counter ($_counter) = events stored ($STORED)" [ "$_counter" = "$STORED" ]
+	check "$_label: $_reg's usage counter ($_counter) = events stored ($STORED)" [ "$_counter" = "$STORED" ]
 	if wait_until "${DRAIN_SECONDS:-90}" outbox_drained "$_reg"; then
-		ok "$_label: region $_reg's usage outbox drained"
+		ok "$_label: $_reg's usage outbox drained"
 	else
-		bad "$_label: region $_reg's usage outbox did not drain in ${DRAIN_SECONDS:-90} s"
+		bad "$_label: $_reg's usage outbox did not drain in ${DRAIN_SECONDS:-90} s"
 	fi
 	BILLED=$(billed "$_ten") || BILLED=unknown
 	check "$_label: billed at the control plane ($BILLED) = stored ($STORED)" [ "$BILLED" = "$STORED" ]
