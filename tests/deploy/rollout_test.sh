@@ -175,6 +175,16 @@ figures() { # prints "loop sent failed" per loop, then "total sent failed"
 			{ sent++ } !/^2/ { failed++ } END { print n, sent + 0, failed + 0 }'
 	done | awk '{ print; s += $2; f += $3 } END { print "total", s, f }'
 }
+# What failed since mark: each loop's statuses other than 2xx (000: no
+# answer), and HAProxy's log of the answers it did not count as normal.
+why() {
+	for f in "$work"/codes.*; do
+		[ "${f%.mark}" = "$f" ] || continue
+		tail -n +$(($(cat "$f.mark") + 1)) "$f" | grep -v '^2' | sort | uniq -c |
+			sed "s#^#    | ${f##*/codes.}: #"
+	done
+	grep -v -e maintenance -e '^\[' -e ' is UP' -e ' is DOWN' "$STACK_VAR/log/balancer.log" | tail -n 5 | sed 's/^/    | /'
+}
 sent() { awk '$1 == "total" { print $2 }' "$1"; }
 failed() { awk '$1 == "total" { print $3 }' "$1"; }
 
@@ -249,6 +259,7 @@ check "within wave 1, ap-south-2 started only once ap-south-1 was done" \
 	eval 'awk "/ap-south-1: stopped/ { a = NR } /ap-south-2: started/ && !b { b = NR } END { exit !(a && b && a < b) }" "$work/good.out"'
 check "traffic flowed: $(sent "$work/good.fig") requests" [ "$(sent "$work/good.fig")" -ge 500 ]
 check "no request failed ($(failed "$work/good.fig") of $(sent "$work/good.fig"))" [ "$(failed "$work/good.fig")" = 0 ]
+[ "$(failed "$work/good.fig")" = 0 ] || why
 two_each $CELLS || bad "two instances per cell after phase 1"
 untouched_before=$(snapshot $OTHERS)
 
@@ -267,6 +278,7 @@ check "ap-south-1 runs A again, two instances" all_on "$work/A" ap-south-1
 check "the other cells: the same instances of A as before" [ "$(snapshot $OTHERS)" = "$untouched_before" ]
 check "no request failed ($(failed "$work/unready.fig") of $(sent "$work/unready.fig"))" \
 	[ "$(failed "$work/unready.fig")" = 0 ]
+[ "$(failed "$work/unready.fig")" = 0 ] || why
 two_each $CELLS || bad "two instances per cell after phase 2"
 
 echo "-- phase 3: build C answers 5xx"
