@@ -187,8 +187,9 @@ $(BIN)/faults-load: $(call obj,tests/faults/load.c)
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
 	CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 
-# Two data planes per region behind a local HAProxy, as deploy/rollout
-# (driver local) expects; STACK_DP_INSTANCES=1 runs one, without it.
+# The regions as cells, two data planes per cell behind HAProxy, each
+# region's router, so that deploy/rollout (driver local) replaces them one
+# at a time; STACK_DP_INSTANCES=1 runs one per cell.
 run: all
 	@STACK_DP_INSTANCES=$${STACK_DP_INSTANCES:-2} sh deploy/local/stack.sh start
 
