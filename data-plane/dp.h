@@ -166,29 +166,42 @@ enum http_result dp_handle_readyz(struct http_req *req);
 
 /* The regional database records which region it belongs to, so that a data
  * plane pointed at another region's database never writes or reads a
- * tenant's data there (db_region.c). */
-enum dp_region_check { DP_REGION_OK, DP_REGION_MISMATCH, DP_REGION_UNCLAIMED, DP_REGION_UNKNOWN };
+ * tenant's data there; and, with DP_CELL, which cell of the region, so that
+ * a data plane never serves one cell from another cell's database
+ * (db_region.c). Without DP_CELL the cell is not judged. */
+enum dp_region_check {
+	DP_REGION_OK,
+	DP_REGION_MISMATCH,                 /* another region's */
+	DP_REGION_UNCLAIMED,                /* no region's (not migrated), or no cell's before migration 0008 */
+	DP_REGION_WRONG_CELL,               /* this region's, claimed by another cell */
+	DP_REGION_UNKNOWN,                  /* not checked (yet), or the database could not be asked (last) */
+};
 
-/* Records `region` as the owner of an unclaimed database (migrate does
- * this). Returns DP_REGION_OK, or DP_REGION_MISMATCH with the owner in
- * `owner`, or DP_REGION_UNKNOWN when the database cannot be asked. */
-enum dp_region_check dp_db_region_claim(struct db_pool *db, const char *region, char *owner,
-                                        size_t len);
+/* Records `region` as the owner of an unclaimed database, and `cell`
+ * (NULL: none) as its cell if no cell claimed it (migrate does this).
+ * Returns DP_REGION_OK, or DP_REGION_MISMATCH / DP_REGION_WRONG_CELL with
+ * the owning region / cell in `owner`, or DP_REGION_UNKNOWN when the
+ * database cannot be asked. */
+enum dp_region_check dp_db_region_claim(struct db_pool *db, const char *region, const char *cell,
+                                        char *owner, size_t len);
 
 /* The pool's check of every new session (db_pool_set_check with
  * dp_region_guard_check and the guard as its argument): a session that
- * reaches a database of another region, or of none, is refused, so that no
- * statement of the data plane ever runs on it, whether the database was
- * reachable at start or only later, or a reconnect reached another one.
- * Refusals are counted and logged at error level (on a change, then at
- * most once a minute). `region` must outlive the guard. NULL when out of
- * memory; _free accepts NULL. */
+ * reaches a database of another region, of another cell (with `cell`, not
+ * NULL: an unclaimed cell is claimed by the check, so that a database
+ * migrated without DP_CELL becomes the cell's at its first start), or of
+ * none, is refused, so that no statement of the data plane ever runs on
+ * it, whether the database was reachable at start or only later, or a
+ * reconnect reached another one. Refusals are counted and logged at error
+ * level (on a change, then at most once a minute). `region` and `cell`
+ * must outlive the guard. NULL when out of memory; _free accepts NULL. */
 struct dp_region_guard;
-struct dp_region_guard *dp_region_guard_new(const char *region);
+struct dp_region_guard *dp_region_guard_new(const char *region, const char *cell);
 void dp_region_guard_free(struct dp_region_guard *g);
 int dp_region_guard_check(struct db_conn *c, void *guard);
 /* What the last completed check found (DP_REGION_UNKNOWN before any), and
- * the owner it read. Any thread. */
+ * the owner it read (the owning cell for DP_REGION_WRONG_CELL, else the
+ * region). Any thread. */
 enum dp_region_check dp_region_guard_state(struct dp_region_guard *g, char *owner, size_t len);
 /* Appends dp_db_region_check_failures_total{reason} to a /metrics page. */
 void dp_region_guard_metrics(struct dp_region_guard *g, FILE *out);

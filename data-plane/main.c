@@ -51,7 +51,7 @@ static const struct cfg_var dp_vars[] = {
 	{ "DP_REGION_TOKEN", CFG_SECRET, NULL, 0, O(region_token), 0, 0, NULL,
 	  "Required to serve without DP_CELL. This region's credential at the control plane (config pulls, fleet status, usage, erasures)." },
 	{ "DP_CELL", CFG_STR, NULL, 0, O(cell), 0, 0, NULL,
-	  "The cell of DP_REGION this instance serves ([a-z][a-z0-9-]{1,62}): it pulls that cell's document (GET /v1/cells/{cell}/config) and answers 503 wrong_cell to a request routed for another cell. Unset: the whole region's document, as before cells." },
+	  "The cell of DP_REGION this instance serves ([a-z][a-z0-9-]{1,62}): it pulls that cell's document (GET /v1/cells/{cell}/config) and answers 503 wrong_cell to a request routed for another cell; its database must be this cell's (migrate, or the first session, claims one no cell has). Unset: the whole region's document, as before cells." },
 	{ "DP_CELL_TOKEN", CFG_SECRET, NULL, 0, O(cell_token), 0, 0, NULL,
 	  "Required to serve with DP_CELL, instead of DP_REGION_TOKEN. The cell's credential at the control plane (config pulls, fleet status, usage, erasures)." },
 	{ "DP_TRUST_BUNDLE", CFG_STR, NULL, 0, O(trust_bundle), 0, 0, NULL,
@@ -244,15 +244,25 @@ static int cmd_migrate(struct dp_app *app)
 	}
 	if (open_pool(app))
 		return SVC_EXIT_USAGE;
-	switch (dp_db_region_claim(app->db, app->cfg.region, owner, sizeof owner)) {
+	/* With DP_CELL a database no cell claimed yet becomes this cell's: the
+	 * first cell of a region keeps the region's database. */
+	switch (dp_db_region_claim(app->db, app->cfg.region, app->cfg.cell, owner, sizeof owner)) {
 	case DP_REGION_OK:
-		printf("%d migration(s) applied from %s; database belongs to region %s\n", applied, dir,
-		       app->cfg.region);
+		printf("%d migration(s) applied from %s; database belongs to region %s%s%s\n", applied, dir,
+		       app->cfg.region, app->cfg.cell ? ", cell " : "", app->cfg.cell ? app->cfg.cell : "");
 		ret = SVC_EXIT_OK;
 		break;
 	case DP_REGION_MISMATCH:
 		fprintf(stderr, PROG ": migrate: this database belongs to region '%s', not '%s'\n", owner,
 		        app->cfg.region);
+		break;
+	case DP_REGION_WRONG_CELL:
+		fprintf(stderr, PROG ": migrate: this database belongs to cell '%s', not '%s'\n", owner,
+		        app->cfg.cell);
+		break;
+	case DP_REGION_UNCLAIMED: /* with DP_CELL, only when 0008 was not among the migrations */
+		fprintf(stderr, PROG ": migrate: the database has no cell column (is %s/0008_cell_identity.sql missing?)\n",
+		        dir);
 		break;
 	default:
 		fprintf(stderr, PROG ": migrate: could not record the region in the database\n");
@@ -279,8 +289,6 @@ static int serve_config(struct dp_app *app)
 	 * credential; DP_REGION_TOKEN is then not needed (nor used). */
 	const char *tok_var = c->cell ? "DP_CELL_TOKEN" : "DP_REGION_TOKEN";
 	const char *tok = dp_cp_token(c);
-	if (c->cell && !name_valid_cell(c->cell))
-		return usage_error("DP_CELL", "not a cell name ([a-z][a-z0-9-]{1,62})");
 	if (!tok || !*tok)
 		return usage_error(tok_var, c->cell ? "required to serve with DP_CELL" : "required to serve");
 	for (const char *t = tok; *t; t++)
@@ -341,7 +349,7 @@ static int cmd_serve(struct dp_app *app)
 	}
 	/* Every session is checked before it is used, at start as later: a
 	 * database that cannot be reached now is checked once it can. */
-	if (!(app->region = dp_region_guard_new(app->cfg.region))) {
+	if (!(app->region = dp_region_guard_new(app->cfg.region, app->cfg.cell))) {
 		log_error(NULL, "out of memory");
 		goto out;
 	}
@@ -360,9 +368,19 @@ static int cmd_serve(struct dp_app *app)
 		        app->cfg.region);
 		ret = SVC_EXIT_USAGE;
 		goto out;
+	case DP_REGION_WRONG_CELL:
+		log_error(NULL, "DP_DATABASE_URL points at the database of cell '%s', not '%s'; refusing to start",
+		          owner, app->cfg.cell);
+		fprintf(stderr, PROG ": DP_DATABASE_URL belongs to cell '%s', not '%s'\n", owner, app->cfg.cell);
+		ret = SVC_EXIT_USAGE;
+		goto out;
 	case DP_REGION_UNCLAIMED:
-		log_error(NULL, "the regional database has not been migrated for region '%s'; run '" PROG " migrate'",
-		          app->cfg.region);
+		if (app->cfg.cell)
+			log_error(NULL, "the database has not been migrated for cell '%s' of region '%s'; run '" PROG
+			                " migrate'", app->cfg.cell, app->cfg.region);
+		else
+			log_error(NULL, "the regional database has not been migrated for region '%s'; run '" PROG
+			                " migrate'", app->cfg.region);
 		goto out;
 	case DP_REGION_UNKNOWN:
 		log_warn(NULL, "regional database unreachable at start; serving what needs no database, "
@@ -471,6 +489,9 @@ int main(int argc, char **argv)
 		                "([a-z][a-z0-9-]*, at most 32 characters)\n", app.cfg.region);
 		return SVC_EXIT_USAGE;
 	}
+	/* migrate records it in the database too. */
+	if (app.cfg.cell && !name_valid_cell(app.cfg.cell))
+		return usage_error("DP_CELL", "not a cell name ([a-z][a-z0-9-]{1,62})");
 	if (strncmp(app.cfg.control_plane_url, "http://", 7) && strncmp(app.cfg.control_plane_url, "https://", 8)) {
 		fprintf(stderr, PROG ": invalid configuration: DP_CONTROL_PLANE_URL: must start with http:// or https://\n");
 		return SVC_EXIT_USAGE;

@@ -1,6 +1,7 @@
 /* GET /readyz: ready once a verified configuration is in use (and, under
  * DP_STALE_POLICY=fail-closed, while it has not expired) and unless the
- * regional database was found to be another region's (or no region's);
+ * regional database was found to be another region's (or no region's), or
+ * with DP_CELL another cell's;
  * the region and the cell (null without DP_CELL) it serves; what the configuration is (version, validity, where it came from,
  * staleness), what the database check found, and why it is not ready.
  * Liveness is /healthz. */
@@ -41,11 +42,12 @@ enum http_result dp_handle_readyz(struct http_req *req)
 	char owner[64] = "", reason[200] = "";
 	static const char *const db_names[] = { [DP_REGION_OK] = "ok", [DP_REGION_MISMATCH] = "wrong_region",
 		                                    [DP_REGION_UNCLAIMED] = "unclaimed",
+		                                    [DP_REGION_WRONG_CELL] = "wrong_cell",
 		                                    [DP_REGION_UNKNOWN] = "unchecked" };
 	enum dp_region_check db = app->region ? dp_region_guard_state(app->region, owner, sizeof owner)
 	                                      : DP_REGION_UNKNOWN;
 	/* Under fail-closed a stale document refuses every tenant request, and
-	 * a database of another region every events request: the instance is
+	 * a database of another region or cell every events request: the instance is
 	 * not ready, so that a balancer stops sending it any. */
 	if (!loaded)
 		snprintf(reason, sizeof reason, "no verified configuration yet");
@@ -54,6 +56,11 @@ enum http_result dp_handle_readyz(struct http_req *req)
 	else if (db == DP_REGION_MISMATCH)
 		snprintf(reason, sizeof reason, "the regional database belongs to region '%s', not '%s'", owner,
 		         app->cfg.region);
+	else if (db == DP_REGION_WRONG_CELL)
+		snprintf(reason, sizeof reason, "the database belongs to cell '%s', not '%s'", owner, app->cfg.cell);
+	else if (db == DP_REGION_UNCLAIMED && app->cfg.cell)
+		snprintf(reason, sizeof reason, "the database is not claimed for cell '%s' of region '%s'",
+		         app->cfg.cell, app->cfg.region);
 	else if (db == DP_REGION_UNCLAIMED)
 		snprintf(reason, sizeof reason, "the regional database is not claimed for region '%s'",
 		         app->cfg.region);
