@@ -1,6 +1,7 @@
 /* Cells from outside (suites cells-dp and cell-router): a data plane serving one cell (DP_CELL) takes only
  * that cell's signed document, reports with the cell's credential, and
- * never serves a request the router meant for another cell; the router
+ * never serves a request the router meant for another cell, nor from
+ * another cell's database (a cached document: no control plane); the router
  * agent (cell-router) keeps a real HAProxy's map of key id -> cell current
  * from the verified routes document, through HAProxy's runtime API, and
  * from its cache when the control plane is down.
@@ -722,6 +723,245 @@ START_TEST(cell_settings_checked)
 }
 END_TEST
 
+/* ---- the cell's database ---- */
+
+/* A database "it_cellid_<pid>_<what>" migrated by a data plane of region
+ * us without DP_CELL: claimed by region us, by no cell. */
+static void fresh_region_db(const char *what, char *url, size_t len)
+{
+	char bin[1024], out[4096], env_db[600], name[64];
+	snprintf(name, sizeof name, "it_cellid_%d_%s", (int)getpid(), what);
+	it_create_db(name, url, len);
+	snprintf(env_db, sizeof env_db, "DP_DATABASE_URL=%s", url);
+	const char *const env[] = { env_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
+	it_bin("data-plane", bin, sizeof bin);
+	char *argv[] = { bin, "migrate", NULL };
+	ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
+}
+
+/* The region and cell recorded in `db` ("-" for a NULL cell). */
+static void recorded(const char *db, char region[64], char cell[64])
+{
+	char *v = it_sql(db, "SELECT region || ' ' || coalesce(cell, '-') FROM region_identity");
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(sscanf(v, "%63s %63s", region, cell), 2);
+	free(v);
+}
+
+/* Closes every session of `db` but ours: the data plane's next ones are
+ * new, and checked. */
+static void cut_sessions(const char *db)
+{
+	free(it_sql(db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+	                "WHERE datname = current_database() AND pid <> pg_backend_pid()"));
+}
+
+/* A data plane of region us (of cell `cell`, or of the whole region when
+ * NULL) on `db`, serving the document cached in `cache` with the control
+ * plane unreachable; it checks new sessions often (the rate exchange opens
+ * one every 50 ms while they are refused). */
+static void start_db_dp(struct dp *d, const char *db, const char *cache, const char *cell)
+{
+	char bin[1024], e_db[600], e_trust[700], e_cache[700];
+	snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", db);
+	snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust_path);
+	snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s", cache);
+	const char *const env[] = { e_db, e_trust, e_cache, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
+		                        "DP_LISTEN=127.0.0.1:0", "DP_ACCESS_LOG=false", "DP_RATE_SYNC_INTERVAL=50ms",
+		                        cell ? "DP_CELL=" CELL : "DP_REGION_TOKEN=" REGION_TOKEN,
+		                        cell ? "DP_CELL_TOKEN=" CELL_TOKEN : NULL, NULL };
+	it_bin("data-plane", bin, sizeof bin);
+	char *argv[] = { bin, NULL };
+	it_spawn(&d->p, cell ? "data-plane-cell" : "data-plane-region", argv, env);
+	d->port = it_wait_port(&d->p, 10000);
+}
+
+/* /readyz's "database" once it is no longer `from`; its body into *out. */
+static const char *wait_db_state_not(const struct dp *d, const char *from, json_t **out, long *status)
+{
+	long deadline = it_now_ms() + 20000;
+	for (;;) {
+		json_t *v = get_json(d, "/readyz", status);
+		if (strcmp(it_js(v, "database"), from)) {
+			*out = v;
+			return it_js(v, "database");
+		}
+		json_decref(v);
+		ck_assert_msg(it_now_ms() < deadline, "/readyz: database stays '%s' (log %s)", from, d->p.log);
+		usleep(20000);
+	}
+}
+
+static long list_events_at(const struct dp *d)
+{
+	struct it_resp r;
+	const char *const h[] = { "Authorization: Bearer us_" K_OWN "_" SEC, NULL };
+	dp_get(&r, d, "/v1/events", h);
+	long st = r.status;
+	it_resp_free(&r);
+	return st;
+}
+
+static int occurrences(const char *path, const char *needle)
+{
+	char *log = it_slurp(path);
+	ck_assert_ptr_nonnull(log);
+	int n = 0;
+	for (const char *at = log; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+		n++;
+	free(log);
+	return n;
+}
+
+/* A data plane never serves one cell from another cell's database, nor a
+ * region from another region's. Every combination of DP_CELL (unset, this
+ * cell), the cell the database records (none, this cell, another) and its
+ * region (this one, another), against a reference table: whether it
+ * serves or refuses and why, and the cell recorded afterwards; through
+ * `data-plane migrate`, and through the check of a new session of a
+ * running data plane (events 200 or 503, /readyz 200, or 503 with the
+ * reason, the refusal counted by reason and logged once). A data plane
+ * with DP_CELL claims a database no cell claimed, of its region only; one
+ * without serves its region's database whichever cell claimed it (a
+ * rollback to the build before cells). At start, another cell's database
+ * stops a cell's data plane (status 2), and one migrated before the cell
+ * column existed asks for `data-plane migrate`. */
+START_TEST(db_cell_identity)
+{
+	static const struct {
+		const char *dp_cell;    /* DP_CELL; NULL: unset */
+		const char *db_cell;    /* the cell the database records; NULL: none */
+		const char *db_region;  /* the region it records; the data planes serve "us" */
+		const char *want;       /* "ok": served; else the refusal (/readyz "database", the metric's reason) */
+		const char *cell_after; /* the cell recorded afterwards ("-": none) */
+	} cases[] = {
+		{ NULL, NULL, "us", "ok", "-" },
+		{ NULL, CELL, "us", "ok", CELL },
+		{ NULL, OTHER_CELL, "us", "ok", OTHER_CELL },
+		{ NULL, NULL, "eu", "wrong_region", "-" },
+		{ NULL, CELL, "eu", "wrong_region", CELL },
+		{ NULL, OTHER_CELL, "eu", "wrong_region", OTHER_CELL },
+		{ CELL, NULL, "us", "ok", CELL },
+		{ CELL, CELL, "us", "ok", CELL },
+		{ CELL, OTHER_CELL, "us", "wrong_cell", OTHER_CELL },
+		{ CELL, NULL, "eu", "wrong_region", "-" },
+		{ CELL, CELL, "eu", "wrong_region", CELL },
+		{ CELL, OTHER_CELL, "eu", "wrong_region", OTHER_CELL },
+	};
+	char db_region[512], db_cell[512], db_mig[512], cache_r[700], cache_c[700], path[800];
+	char bin[1024], out[4096], e_db[600], reg[64], cell[64];
+	fresh_region_db("region", db_region, sizeof db_region);
+	fresh_region_db("cell", db_cell, sizeof db_cell);
+	fresh_region_db("migrate", db_mig, sizeof db_mig);
+	it_bin("data-plane", bin, sizeof bin);
+
+	/* The documents each data plane serves, from its cache. */
+	snprintf(cache_r, sizeof cache_r, "%s/cache-region", dir);
+	snprintf(cache_c, sizeof cache_c, "%s/cache-cell", dir);
+	ck_assert_int_eq(mkdir(cache_r, 0700), 0);
+	ck_assert_int_eq(mkdir(cache_c, 0700), 0);
+	char *regional = sign_cell_doc(&signer, "us", NULL, NULL, 4), *celldoc = cell_doc(4);
+	snprintf(path, sizeof path, "%s/config.jwt", cache_r);
+	write_text(path, regional);
+	snprintf(path, sizeof path, "%s/config.jwt", cache_c);
+	write_text(path, celldoc);
+	free(regional);
+	free(celldoc);
+	struct dp dps[2];
+	const char *dbs[2] = { db_region, db_cell };
+	start_db_dp(&dps[0], db_region, cache_r, NULL);
+	start_db_dp(&dps[1], db_cell, cache_c, CELL);
+	for (int i = 0; i < 2; i++)
+		wait_dp_version(&dps[i], 4);
+	const char *last[2] = { "ok", "ok" }; /* what each found last */
+
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		const char *ins = it_fmt("INSERT INTO region_identity (region, cell) VALUES ('%s', %s)", cases[i].db_region,
+		                         cases[i].db_cell ? it_fmt("'%s'", cases[i].db_cell) : "NULL");
+		int ok = !strcmp(cases[i].want, "ok");
+
+		/* migrate */
+		free(it_sql(db_mig, "DELETE FROM region_identity"));
+		free(it_sql(db_mig, ins));
+		snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", db_mig);
+		const char *const env[] = { e_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
+			                        cases[i].dp_cell ? "DP_CELL=" CELL : NULL, NULL };
+		char *argv[] = { bin, "migrate", NULL };
+		int st = it_run("data-plane", argv, env, out, sizeof out);
+		const char *said = ok ? (cases[i].dp_cell ? "belongs to region us, cell " CELL "\n" : "belongs to region us\n")
+		                   : !strcmp(cases[i].want, "wrong_cell") ? "belongs to cell '" OTHER_CELL "', not '" CELL "'"
+		                                                          : "belongs to region 'eu', not 'us'";
+		ck_assert_msg(st == (ok ? 0 : 1) && strstr(out, said), "case %zu, migrate: exit %d: %.400s", i, st, out);
+		recorded(db_mig, reg, cell);
+		ck_assert_msg(!strcmp(reg, cases[i].db_region) && !strcmp(cell, cases[i].cell_after),
+		              "case %zu, migrate: recorded %s %s, want %s %s", i, reg, cell, cases[i].db_region,
+		              cases[i].cell_after);
+
+		/* The check of a new session: first none claimed (refused as
+		 * such), then the case's identity, which the next check finds. */
+		int k = cases[i].dp_cell != NULL;
+		const struct dp *d = &dps[k];
+		long status;
+		json_t *v;
+		free(it_sql(dbs[k], "DELETE FROM region_identity"));
+		cut_sessions(dbs[k]);
+		wait_db_state_not(d, last[k], &v, &status);
+		ck_assert_msg(!strcmp(it_js(v, "database"), "unclaimed") && status == 503,
+		              "case %zu: /readyz %ld, database '%s'", i, status, it_js(v, "database"));
+		ck_assert_str_eq(it_js(v, "reason"), k ? "the database is not claimed for cell '" CELL "' of region 'us'"
+		                                       : "the regional database is not claimed for region 'us'");
+		json_decref(v);
+		long long before = ok ? 0
+		                      : dp_metric(d, it_fmt("dp_db_region_check_failures_total{reason=\"%s\"}", cases[i].want));
+		free(it_sql(dbs[k], ins));
+		const char *got = wait_db_state_not(d, "unclaimed", &v, &status);
+		ck_assert_msg(!strcmp(got, cases[i].want), "case %zu: /readyz database '%s', want '%s'", i, got,
+		              cases[i].want);
+		const char *reason = ok ? NULL
+		                     : !strcmp(cases[i].want, "wrong_cell")
+		                         ? "the database belongs to cell '" OTHER_CELL "', not '" CELL "'"
+		                         : "the regional database belongs to region 'eu', not 'us'";
+		ck_assert_msg(status == (ok ? 200 : 503), "case %zu: /readyz %ld", i, status);
+		ck_assert_msg(reason ? !strcmp(it_js(v, "reason"), reason) : json_is_null(json_object_get(v, "reason")),
+		              "case %zu: reason '%s'", i, it_js(v, "reason"));
+		json_decref(v);
+		ck_assert_msg(list_events_at(d) == (ok ? 200 : 503), "case %zu: GET /v1/events", i);
+		if (!ok)
+			ck_assert_int_gt(dp_metric(d, it_fmt("dp_db_region_check_failures_total{reason=\"%s\"}", cases[i].want)),
+			                 before);
+		recorded(dbs[k], reg, cell);
+		last[k] = cases[i].want;
+		ck_assert_msg(!strcmp(reg, cases[i].db_region) && !strcmp(cell, cases[i].cell_after),
+		              "case %zu, session: recorded %s %s, want %s %s", i, reg, cell, cases[i].db_region,
+		              cases[i].cell_after);
+	}
+	for (int i = 0; i < 2; i++)
+		stop_dp(&dps[i]);
+	/* Logged when it changes, not per refusal: the cell's data plane met
+	 * another cell's database once (case 8), and refused it many times. */
+	ck_assert_int_eq(occurrences(dps[1].p.log, "reaches the database of cell '" OTHER_CELL "', not '" CELL "'"), 1);
+	ck_assert_int_eq(occurrences(dps[0].p.log, "reaches the database of cell"), 0);
+
+	/* At start: another cell's database stops the cell's data plane. */
+	free(it_sql(db_mig, "UPDATE region_identity SET region = 'us', cell = '" OTHER_CELL "'"));
+	char e_trust[800], e_cache[800];
+	snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", db_mig);
+	snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust_path);
+	snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s", cache_c);
+	const char *const serve_env[] = { e_db, e_trust, e_cache, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1",
+		                              "DP_LISTEN=127.0.0.1:0", "DP_CELL=" CELL, "DP_CELL_TOKEN=" CELL_TOKEN, NULL };
+	char *serve_argv[] = { bin, "serve", NULL };
+	int st = it_run("data-plane", serve_argv, serve_env, out, sizeof out);
+	ck_assert_msg(st == 2 && strstr(out, "belongs to cell '" OTHER_CELL "', not '" CELL "'"), "exit %d: %.400s", st,
+	              out);
+	/* A database of the build before cells (no cell column): not this
+	 * cell's until migrated. */
+	free(it_sql(db_mig, "ALTER TABLE region_identity DROP COLUMN cell"));
+	st = it_run("data-plane", serve_argv, serve_env, out, sizeof out);
+	ck_assert_msg(st == 1 && strstr(out, "run 'data-plane migrate'"), "exit %d: %.400s", st, out);
+}
+END_TEST
+
 /* ---- cell-router against a real HAProxy ---- */
 
 struct hap {
@@ -1341,7 +1581,7 @@ Suite *cells_dp_suite(void)
 {
 	Suite *s = suite_create("cells-dp");
 	const TTest *const tests[] = { wrong_cell_guard, foreign_documents_refused, usage_with_cell_token,
-		                                  cell_settings_checked, with_the_control_plane };
+		                                  cell_settings_checked, with_the_control_plane, db_cell_identity };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
 	return s;
 }
