@@ -103,7 +103,7 @@ static enum dp_region_check judge(const struct region_q *q)
 	if (!q->cell)
 		return DP_REGION_OK;
 	if (!q->owner_cell[0])
-		return DP_REGION_UNCLAIMED; /* only before migration 0008: the claim above failed otherwise */
+		return DP_REGION_UNCLAIMED; /* no cell column yet (before migration 0008) */
 	return strcmp(q->owner_cell, q->cell) == 0 ? DP_REGION_OK : DP_REGION_WRONG_CELL;
 }
 
