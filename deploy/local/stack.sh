@@ -623,7 +623,8 @@ cmd_start() {
 		eval "_pwv=\$CDB_PWVAR_$cv"
 		eval "ensure_db \$CDB_ROLE_$cv \"\$$_pwv\" \$CDB_NAME_$cv \$CDB_PORT_$cv"
 		eval "r=\$CELL_REGION_$cv"
-		DP_REGION=$r DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" DP_DATABASE_URL=$(cell_db_url "$c") \
+		# DP_CELL: migrate claims the database for its cell (region 0008).
+		DP_REGION=$r DP_CELL=$c DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" DP_DATABASE_URL=$(cell_db_url "$c") \
 			"$BIN/data-plane" migrate >>"$VAR/log/migrate.log" 2>&1 ||
 			{ tail -n 5 "$VAR/log/migrate.log" >&2; die "migrations of cell $c (region $r) failed"; }
 	done
