@@ -371,3 +371,71 @@ figures() { # label
 		printf '    %-22s sent %6d  2xx %6d  errors %4d%s\n' "$(basename "$_f" .load)" "$1" "$2" "$3" "$_errs"
 	done
 }
+
+# ---- cells (tests/faults/cells.sh) ----
+
+cvar() { printf '%s' "$1" | tr - _; }  # a cell's name in stack.env's variable names
+
+cell_db() { eval "printf '%s' \"\$CELL_DB_$(cvar "$1")\""; }
+
+# The PostgreSQL cluster of CELL (STACK_CELL_CLUSTERS=1): its data
+# directory, and its port (that of the cell's connection string).
+cell_pg_data() { echo "$(readlink -f "$STACK_VAR/pg-$1")/data"; }
+cell_pg_port() { cell_db "$1" | sed 's|.*@[^:/]*:\([0-9]*\)/.*|\1|'; }
+
+csql() { # cell SQL: runs it on the cell's database as its data planes' role
+	"$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "$(cell_db "$1")" -c "$2"
+}
+
+# The stack's services (run/NAME.pid) that run BINARY with VAR=VALUE in
+# their environment, whatever the stack named them.
+svc_with_env() { # binary VAR=VALUE
+	for _f in "$STACK_VAR"/run/*.pid; do
+		[ -e "$_f" ] || continue
+		_n=$(basename "$_f" .pid)
+		svc_alive "$_n" || continue
+		_p=$(svc_pid "$_n")
+		[ "$(basename "$(readlink "/proc/$_p/exe")")" = "$1" ] || continue
+		tr '\0' '\n' < "/proc/$_p/environ" | grep -qxF "$2" && echo "$_n"
+	done
+	return 0
+}
+
+# The value of VAR in the environment of service NAME.
+svc_env() { # name VAR
+	tr '\0' '\n' < "/proc/$(svc_pid "$1")/environ" | sed -n "s/^$2=//p" | head -n 1
+}
+
+# Keeps what service NAME runs (binary, arguments, environment), so that
+# svc_respawn can start it again as it was, whoever started it.
+svc_remember() { # name
+	_p=$(svc_pid "$1")
+	readlink "/proc/$_p/exe" > "$STACK_VAR/run/$1.exe"
+	cat "/proc/$_p/cmdline" > "$STACK_VAR/run/$1.cmdline"
+	cat "/proc/$_p/environ" > "$STACK_VAR/run/$1.environ"
+}
+
+# Starts service NAME again as svc_remember found it, with more arguments
+# if given; its output goes to its log, as the stack's does.
+svc_respawn() { # name [arg...]
+	_n=$1; shift
+	python3 -c '
+import os, sys
+run, name = sys.argv[1], sys.argv[2]
+rd = lambda ext: open(os.path.join(run, name + ext), "rb").read()
+env = dict(e.split(b"=", 1) for e in rd(".environ").split(b"\0") if b"=" in e)
+argv = rd(".cmdline").split(b"\0")[:-1] + [a.encode() for a in sys.argv[3:]]
+os.execve(rd(".exe").strip(), argv, env)' "$STACK_VAR/run" "$_n" "$@" >> "$STACK_VAR/log/$_n.log" 2>&1 < /dev/null &
+	echo $! > "$STACK_VAR/run/$_n.pid"
+	proc_start $! > "$STACK_VAR/run/$_n.start"
+}
+
+# The 99th percentile of the latency of the records of FILES sent from
+# FROM_MS to TO_MS (all of them, answered or not: a failure is slow too),
+# and how many: "p99 count" ("- 0" when none).
+p99_in() { # from-ms to-ms files...
+	_a=$1 _b=$2; shift 2
+	cat "$@" | awk -v a="$_a" -v b="$_b" '$6 >= a && $6 < b { print $7 }' | sort -n |
+		awk '{ v[NR] = $1 } END { if (!NR) { print "- 0"; exit } i = int(NR * 0.99); if (i < NR * 0.99) i++
+		       print v[i < 1 ? 1 : i], NR }'
+}

@@ -1,0 +1,235 @@
+# Fault scenarios of cells (sourced by tests/faults/run.sh, after lib.sh):
+# a fault in one cell stays in that cell. cell-db stops the PostgreSQL
+# cluster of a cell, cell-dp-kill kills every data plane of a cell, and
+# cell-cp-down (run inside cp-absent, while the control plane is stopped)
+# restarts a region's router agent and HAProxy from their cache. Every
+# request goes through the region's endpoint (HAProxy routing by key id);
+# the figures of the cells not at fault must not move: no failed request,
+# and a p99 within CELL_P99_FACTOR x the p99 before the fault
+# + CELL_P99_SLACK_MS (see tests/faults/README.md for why these).
+
+CELL_DB_DOWN=20        # seconds the cell's database is down (the acceptance's figure)
+CELL_P99_FACTOR=2
+CELL_P99_SLACK_MS=10
+
+rport() { eval "_u=\$DP_URL_$1"; echo "${_u##*:}"; }  # a region's endpoint: its router's port
+cell_n() { eval "set -- \$CELLS_$1"; shift "$2"; echo "${1:-}"; }  # region index: its cell (0 first)
+
+# A tenant of REGION placed in CELL on plan faults, with a key of both
+# scopes: sets T_<label>, K_<label> and C_<label> (its cell), R_<label>
+# (its region).
+cell_tenant() { # label region cell
+	_slug="f-$1-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')"
+	_b=$(api POST /v1/tenants "{\"name\":\"faults $1\",\"slug\":\"$_slug\",\"region\":\"$2\",\"plan\":\"faults\",\"cell\":\"$3\"}") ||
+		fatal "could not create tenant $1 in cell $3"
+	_id=$(printf '%s' "$_b" | jget id)
+	[ "$(printf '%s' "$_b" | jget cell)" = "$3" ] || fatal "tenant $1 was not placed in cell $3: $_b"
+	_k=$(api POST "/v1/tenants/$_id/api-keys" '{"name":"load","scopes":["events:read","events:write"]}' | jget secret) ||
+		fatal "could not create a key for tenant $1"
+	eval "T_$1=\$_id K_$1=\$_k C_$1=\$3 R_$1=\$2"
+}
+
+# The tenants of the cell scenarios that will run, one per scenario and
+# cell (so that each one's counts are exact); returns once every key
+# works through its region's router.
+cells_tenants() {
+	CE=$(cell_n us 0) CW=$(cell_n us 1) CEU=$(cell_n eu 0) CJP=$(cell_n jp 0)
+	[ -n "$CW" ] && [ -n "$CEU" ] && [ -n "$CJP" ] ||
+		fatal "the cell scenarios need two cells in us and one in eu and jp (CELLS_us: '$CE $CW')"
+	CELL_LABELS=""
+	for s in cell-db:cdb cell-dp-kill:cdk cell-cp-down:ccd; do
+		want "${s%%:*}" || continue
+		for c in e:us:$CE w:us:$CW eu:eu:$CEU jp:jp:$CJP; do
+			case "${s#*:}$c" in cdkeu* | cdkjp*) continue ;; esac  # cell-dp-kill: the region us only
+			l="${s#*:}_${c%%:*}"
+			_rc=${c#*:}
+			cell_tenant "$l" "${_rc%%:*}" "${_rc#*:}"
+			CELL_LABELS="$CELL_LABELS $l"
+		done
+	done
+	for l in $CELL_LABELS; do
+		eval "_k=\$K_$l _r=\$R_$l"
+		wait_until 20 key_works "$(rport "$_r")" "$_k" || fatal "the key of tenant $l does not work through the router of $_r"
+	done
+}
+
+# Loads on tenant LABEL through its region's router: LABEL-post and
+# LABEL-tenant (GET /v1/tenant) at the rates given.
+cell_loads() { # label post-rate tenant-rate
+	eval "_k=\$K_$1 _r=\$R_$1"
+	load_start "$1-post" "$(rport "$_r")" "$_k" post "$2"
+	load_start "$1-tenant" "$(rport "$_r")" "$_k" tenant "$3"
+}
+
+# check_tenant for a tenant of a cell: its events are in the cell's
+# database (check_tenant reads a region's through DP_DATABASE_URL_<name>).
+cell_check() { # label
+	eval "_t=\$T_$1 _k=\$K_$1 _c=\$C_$1 _r=\$R_$1"
+	_cv=$(cvar "$_c")
+	eval "DP_DATABASE_URL_$_cv=\$(cell_db \"\$_c\")"
+	check_tenant "$_c" "$_cv" "$_t" "$(rport "$_r")" "$_k" "$SCEN_DIR/$1-post.load" "$SCEN-$1-post"
+	tally "$_c"
+}
+
+# The figures of a cell not at fault: no request failed, and the p99 from
+# FAULT_MS to END_MS within the tolerance of the p99 before it (from a
+# second after the loads started, BEFORE_MS).
+cell_unmoved() { # label before-ms fault-ms end-ms
+	eval "_c=\$C_$1"
+	_e=$(errors_total "$1-post" "$1-tenant")
+	_n=$(($(sent_in "$1-post" 0 99999999999999) + $(sent_in "$1-tenant" 0 99999999999999)))
+	set -- "$1" "$2" "$3" "$4" $(p99_in "$2" "$3" "$SCEN_DIR/$1-post.load" "$SCEN_DIR/$1-tenant.load") \
+		$(p99_in "$3" "$4" "$SCEN_DIR/$1-post.load" "$SCEN_DIR/$1-tenant.load")
+	_b99=$5 _bn=$6 _d99=$7 _dn=$8
+	check "cell $_c: no request failed ($_e of $_n)" [ "$_e" = 0 ]
+	check "cell $_c: p99 during the fault $_d99 ms ($_dn requests) <= $CELL_P99_FACTOR x p99 before $_b99 ms ($_bn requests) + $CELL_P99_SLACK_MS ms" \
+		eval '[ "$_bn" -gt 0 ] && [ "$_dn" -gt 0 ] && [ "$_d99" -le $((_b99 * CELL_P99_FACTOR + CELL_P99_SLACK_MS)) ]'
+}
+
+sleep_until() { # ms: sleeps until that time (now_ms)
+	_d=$(($1 - $(now_ms)))
+	[ "$_d" -le 0 ] || sleep "$(awk -v d="$_d" 'BEGIN { printf "%.3f", d / 1000 }')"
+}
+
+# ---------------------------------------------------------------------------
+cells_db() {
+	begin cell-db "the PostgreSQL cluster of cell $CE is stopped for $CELL_DB_DOWN s under load on a tenant of every cell, then started"
+	PD=$(cell_pg_data "$CE")
+	[ -f "$PD/PG_VERSION" ] && [ "$PD" != "$PG_DATA" ] ||
+		fatal "cell $CE has no PostgreSQL cluster of its own ($PD): the stack must run with STACK_CELL_CLUSTERS=1"
+	for l in cdb_e cdb_w cdb_eu cdb_jp; do cell_loads "$l" $((RATE / 2)) $((RATE / 4)); done
+	t0=$(now_ms)
+	sleep 5
+	t_stop=$(now_ms)
+	pg_stop "$PD"
+	t_down=$(now_ms)  # once it is down (a fast shutdown takes a moment)
+	sleep_until $((t_stop + CELL_DB_DOWN * 1000))
+	t_start=$(now_ms)
+	pg_start "$PD" "$(cell_pg_port "$CE")" "$(dirname "$PD")/postgres.log" ||
+		fatal "the PostgreSQL cluster of cell $CE did not start again"
+	t_up=$(now_ms)
+	# Back once a POST of its tenant sent after the start is acknowledged.
+	e201() { awk -v a="$t_up" '$6 >= a && $3 == 201' "$SCEN_DIR/cdb_e-post.load" | grep -q .; }
+	wait_until 20 e201 || true
+	sleep_until $(($(now_ms) > t_up + 3000 ? $(now_ms) + 1000 : t_up + 4000))
+	load_stop
+	for l in cdb_w cdb_eu cdb_jp; do cell_unmoved "$l" $((t0 + 1000)) "$t_stop" $((t_up + 2000)); done
+	# Sent while it was down and answered before it started again (a
+	# request may wait DP_DB_ACQUIRE_TIMEOUT, 2 s, for a connection).
+	down() { awk -v a="$t_down" -v b="$((t_start - 2500))" '$6 >= a && $6 < b' "$SCEN_DIR/cdb_e-post.load"; }
+	during=$(down | wc -l)
+	during_ra=$(down | awk '$3 == 503 && $8 != "-"' | wc -l)
+	check "cell $CE: POSTs sent while its database was down were answered 503 with Retry-After ($during_ra of $during)" \
+		eval '[ "$during" -gt 0 ] && [ "$during_ra" = "$during" ]'
+	down | awk '$3 != 503 || $8 == "-"' | head -n 3 | sed 's/^/    | /'
+	others=$(awk '$3 != 201 && $3 != 503' "$SCEN_DIR/cdb_e-post.load" | wc -l)
+	bare=$(awk '$3 == 503 && $8 == "-"' "$SCEN_DIR/cdb_e-post.load" | wc -l)
+	check "cell $CE: POSTs were answered 201 or 503 ($others otherwise), every 503 with Retry-After ($bare without)" \
+		[ "$others$bare" = 00 ]
+	check "cell $CE: GET /v1/tenant answered 200 throughout: its keys kept authenticating ($(errors_total cdb_e-tenant) failed)" \
+		no_errors cdb_e-tenant
+	n401=$(cat "$SCEN_DIR"/*.load | awk '$3 == 401' | wc -l)
+	check "no request of any cell was answered 401 ($n401)" [ "$n401" = 0 ]
+	check "cell $CE: POSTs sent from 2 s after its database is back all succeeded (no restart)" \
+		[ "$(errors_in cdb_e-post $((t_up + 2000)) 99999999999999)" = 0 ]
+	for l in cdb_e cdb_w cdb_eu cdb_jp; do cell_check "$l"; done
+	finish
+}
+
+# ---------------------------------------------------------------------------
+cells_dp_kill() {
+	begin cell-dp-kill "every data plane of cell $CE is killed (SIGKILL) under load, then started again"
+	dps=$(svc_with_env data-plane "DP_CELL=$CE")
+	[ -n "$dps" ] || fatal "no data plane of cell $CE is running"
+	for n in $dps; do svc_remember "$n"; done
+	cell_loads cdk_e $((RATE / 2)) $((RATE / 4))
+	cell_loads cdk_w "$RATE" $((RATE / 2))
+	t0=$(now_ms)
+	sleep 4
+	t_kill=$(now_ms)
+	for n in $dps; do svc_signal "$n" KILL; done
+	gone=1
+	for n in $dps; do svc_wait_gone "$n" 10 || gone=0; done
+	check "every data plane of cell $CE is gone ($(echo $dps))" [ $gone = 1 ]
+	sleep 4
+	t_start=$(now_ms)
+	for n in $dps; do svc_respawn "$n"; done
+	wait_until 20 key_works "$(rport us)" "$K_cdk_e" || true
+	t_up=$(now_ms)
+	check "cell $CE serves again through the router $((t_up - t_start)) ms after its data planes are started again (at most 20 s)" \
+		key_works "$(rport us)" "$K_cdk_e"
+	sleep 3
+	load_stop
+	cell_unmoved cdk_w $((t0 + 1000)) "$t_kill" $((t_up + 1000))
+	check "cell $CE: requests failed while its data planes were down ($(errors_total cdk_e-post cdk_e-tenant)): the kill hit the load" \
+		[ "$(errors_total cdk_e-post cdk_e-tenant)" -gt 0 ]
+	check "cell $CE: every request sent from 1 s after it serves again succeeded" \
+		[ "$(errors_in cdk_e-post $((t_up + 1000)) 99999999999999)$(errors_in cdk_e-tenant $((t_up + 1000)) 99999999999999)" = 00 ]
+	cell_check cdk_e
+	cell_check cdk_w
+	finish
+}
+
+# ---------------------------------------------------------------------------
+# cell-cp-down, in two parts called by cp-absent: the first once its
+# control plane is stopped, the second after its loads are stopped.
+
+haproxy_send() { socat -t 5 stdio "unix-connect:$1"; }
+
+cells_cp_down_start() {
+	echo "  cell-cp-down: a tenant of every cell under load; the router agent of us and HAProxy restarted from their cache"
+	for l in ccd_e ccd_w ccd_eu ccd_jp; do cell_loads "$l" $((RATE / 4)) $((RATE / 4)); done
+	CCD_T0=$(now_ms)
+	ra=$(svc_with_env cell-router ROUTER_REGION=us)
+	[ "$(echo "$ra" | wc -w)" = 1 ] || fatal "not one router agent of us running: '$ra'"
+	ra_url="http://$(svc_env "$ra" ROUTER_LISTEN)"
+	map=$(svc_env "$ra" ROUTER_MAP_FILE) sock=$(svc_env "$ra" ROUTER_HAPROXY_SOCKET)
+	ver0=$(curl -s --max-time 3 "$ra_url/metrics" | awk '$1 == "router_config_version" { print $2 }')
+	map0=$(cksum < "$map")
+	lines0=$(grep -c . "$map" || true)
+	sleep 1
+	svc_remember "$ra"
+	svc_stop "$ra"
+	svc_respawn "$ra"
+	ra_ready() { [ "$(http_status "$ra_url/readyz")" = 200 ]; }
+	check "the router agent of us, restarted with the control plane down, is ready within 10 s (a verified document from its cache)" \
+		wait_until 10 ra_ready
+	ver1=$(curl -s --max-time 3 "$ra_url/metrics" | awk '$1 == "router_config_version" { print $2 }')
+	check "it applies the version it had ($ver1 = $ver0), and the map file is the same ($lines0 routes)" \
+		eval '[ -n "$ver0" ] && [ "$ver1" = "$ver0" ] && [ "$(cksum < "$map")" = "$map0" ]'
+	# HAProxy, reloaded: a new process reads the map file and takes over the
+	# ports; the old one finishes its requests and exits (-sf).
+	hp=""
+	for f in "$STACK_VAR"/run/*.pid; do
+		n=$(basename "$f" .pid)
+		svc_alive "$n" && [ "$(basename "$(readlink "/proc/$(svc_pid "$n")/exe")")" = haproxy ] || continue
+		cfg=$(tr '\0' '\n' < "/proc/$(svc_pid "$n")/cmdline" | sed -n '/^-f$/{n;p;}')
+		grep -qF "$map" "$cfg" 2>/dev/null && { hp=$n; break; }
+	done
+	[ -n "$hp" ] || fatal "no HAProxy of the stack loads $map"
+	old=$(svc_pid "$hp")
+	svc_remember "$hp"
+	svc_respawn "$hp" -sf "$old"
+	old_gone() { ! kill -0 "$old" 2>/dev/null; }
+	check "HAProxy reloaded with the control plane down: the new process runs, the old one has finished within 15 s" \
+		eval 'wait_until 15 old_gone && svc_alive "$hp"'
+	CCD_T_RELOAD=$(now_ms)
+	wkid=$(echo "$K_ccd_w" | cut -d_ -f2)
+	hmap() { printf 'show map %s\n' "$map" | haproxy_send "$sock"; }
+	wait_until 10 eval 'hmap | grep -q .' || true
+	n_map=$(hmap | grep -c . || true)
+	check "the new HAProxy's map holds every route of the map file ($n_map = $lines0), the key of $CW's tenant to $CW" \
+		eval '[ "$n_map" = "$lines0" ] && hmap | grep -q " $wkid $CW\$"'
+	check "a request of $CW's tenant through the router succeeds after both restarts" key_works "$(rport us)" "$K_ccd_w"
+}
+
+cells_cp_down_check() { # ms when the control plane was started again
+	for l in ccd_e ccd_w ccd_eu ccd_jp; do
+		eval "_c=\$C_$l"
+		check "cell $_c: while the control plane was down, $(sent_in "$l-post" "$CCD_T0" "$1") POSTs and $(sent_in "$l-tenant" "$CCD_T0" "$1") GET /v1/tenant through the router, none failed" \
+			[ "$(errors_in "$l-post" "$CCD_T0" "$1")$(errors_in "$l-tenant" "$CCD_T0" "$1")" = 00 ]
+	done
+	check "no request of the cells' loads failed, before, during or after the router's restarts ($(errors_total ccd_e-post ccd_e-tenant ccd_w-post ccd_w-tenant ccd_eu-post ccd_eu-tenant ccd_jp-post ccd_jp-tenant))" \
+		no_errors ccd_e-post ccd_e-tenant ccd_w-post ccd_w-tenant ccd_eu-post ccd_eu-tenant ccd_jp-post ccd_jp-tenant
+	for l in ccd_e ccd_w ccd_eu ccd_jp; do cell_check "$l"; done
+}
