@@ -66,7 +66,9 @@ BIN   ?= bin
 
 COMMON_SRC := $(wildcard common/*.c)
 CP_SRC     := $(wildcard control-plane/*.c)
-DP_SRC     := $(wildcard data-plane/*.c)
+# The router agent is its own binary; it shares the cache module.
+ROUTER_SRC := data-plane/cell_router.c data-plane/config_store.c
+DP_SRC     := $(filter-out data-plane/cell_router.c,$(wildcard data-plane/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 IT_SRC     := $(wildcard tests/integration/*.c)
 
@@ -86,7 +88,7 @@ deps:
 all: deps
 	@$(MAKE) --no-print-directory services
 
-services: $(BIN)/control-plane $(BIN)/data-plane
+services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
 benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
@@ -132,6 +134,11 @@ $(BIN)/control-plane: $(CP_OBJ) $(COMMON_OBJ) $(BUILD)/gen/control-plane-openapi
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 $(BIN)/data-plane: $(DP_OBJ) $(COMMON_OBJ) $(BUILD)/gen/data-plane-openapi.o
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/cell-router: $(call obj,$(ROUTER_SRC)) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
@@ -263,7 +270,7 @@ soak: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region
-	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 migrations/control-plane/*.sql \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane/
 	install -m 0644 migrations/region/*.sql $(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/

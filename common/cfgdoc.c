@@ -379,17 +379,29 @@ out:
 	return ok;
 }
 
-enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
-                                 const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
-                                 char *detail, size_t dlen)
+/* What every document's envelope carries, once verified. */
+struct envelope {
+	int64_t ver, iat, nbf, exp;
+	char jti[65], kid[64];
+	json_t *claims;       /* the payload; the caller json_decref()s it */
+};
+
+/* The checks all three documents share, in order: header alg exactly ES256
+ * and kid in the trust bundle (before any signature work); signature; iss;
+ * aud == `aud`; nbf/exp; ver; fmt and kind == `kind`. On CFGDOC_OK,
+ * e->claims is the payload. */
+static enum cfgdoc_result verify_envelope(const char *token, size_t len,
+                                          const struct cfgdoc_trust *trust,
+                                          const struct cfgdoc_verify_opts *o, const char *want_aud,
+                                          const char *want_kind, struct envelope *e, char *detail,
+                                          size_t dlen)
 {
 	enum cfgdoc_result res = CFGDOC_MALFORMED;
-	struct cfgdoc *d = NULL;
 	json_t *hdr = NULL, *claims = NULL;
 	const struct jwk *key = NULL;
 	char *tok = NULL;
 
-	*out = NULL;
+	memset(e, 0, sizeof *e);
 	snprintf(detail, dlen, "not a compact JWS");
 	if (len == 0 || (o->max_bytes && len > o->max_bytes) || memchr(token, '\0', len))
 		goto out;
@@ -442,8 +454,6 @@ enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfg
 		snprintf(detail, dlen, "the payload is not a JSON object");
 		goto out;
 	}
-	free(tok);
-	tok = NULL;
 
 	/* 3. Claims. */
 	const char *iss = json_string_value(json_object_get(claims, "iss"));
@@ -453,70 +463,284 @@ enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfg
 		goto out;
 	}
 	const char *aud = json_string_value(json_object_get(claims, "aud"));
-	if (!aud || strcmp(aud, o->region) != 0) {
+	if (!aud || strcmp(aud, want_aud) != 0) {
 		res = CFGDOC_WRONG_AUDIENCE;
-		snprintf(detail, dlen, "aud is '%.40s', this region is '%s'", aud ? aud : "(none)", o->region);
+		snprintf(detail, dlen, "aud is '%.80s', this is '%s'", aud ? aud : "(none)", want_aud);
 		goto out;
 	}
-	d = calloc(1, sizeof *d);
-	if (!d)
-		goto out;
 	res = CFGDOC_BAD_CONTENT;
-	if (claim_int(claims, "iat", &d->iat) || claim_int(claims, "nbf", &d->nbf) ||
-	    claim_int(claims, "exp", &d->exp) || claim_int(claims, "ver", &d->ver)) {
+	if (claim_int(claims, "iat", &e->iat) || claim_int(claims, "nbf", &e->nbf) ||
+	    claim_int(claims, "exp", &e->exp) || claim_int(claims, "ver", &e->ver)) {
 		snprintf(detail, dlen, "iat, nbf, exp or ver is missing or not an integer");
 		goto out;
 	}
-	if (d->nbf > o->now + o->skew) {
+	if (e->nbf > o->now + o->skew) {
 		res = CFGDOC_NOT_YET_VALID;
-		snprintf(detail, dlen, "nbf is %lld s in the future", (long long)(d->nbf - o->now));
+		snprintf(detail, dlen, "nbf is %lld s in the future", (long long)(e->nbf - o->now));
 		goto out;
 	}
-	if (d->exp <= o->now - o->skew && !o->allow_expired) {
+	if (e->exp <= o->now - o->skew && !o->allow_expired) {
 		res = CFGDOC_EXPIRED;
-		snprintf(detail, dlen, "expired %lld s ago", (long long)(o->now - d->exp));
+		snprintf(detail, dlen, "expired %lld s ago", (long long)(o->now - e->exp));
 		goto out;
 	}
-	if (d->ver <= o->min_version) {
+	if (e->ver <= o->min_version) {
 		res = CFGDOC_ROLLBACK;
 		snprintf(detail, dlen, "ver %lld is not newer than %lld, the version in use",
-		         (long long)d->ver, (long long)o->min_version);
+		         (long long)e->ver, (long long)o->min_version);
 		goto out;
 	}
 
-	/* 4. Content. */
+	/* 4. What kind of content follows. */
 	int64_t fmt;
 	const char *kind = json_string_value(json_object_get(claims, "kind"));
 	const char *jti = json_string_value(json_object_get(claims, "jti"));
-	if (claim_int(claims, "fmt", &fmt) || fmt != CFGDOC_FMT || !kind || strcmp(kind, CFGDOC_KIND_FULL)) {
+	if (claim_int(claims, "fmt", &fmt) || fmt != CFGDOC_FMT || !kind || strcmp(kind, want_kind)) {
 		snprintf(detail, dlen, "unsupported document format or kind");
 		goto out;
 	}
-	snprintf(d->jti, sizeof d->jti, "%s", jti ? jti : "");
-	snprintf(d->kid, sizeof d->kid, "%s", key->kid);
-	if (parse_claims(d, claims, detail, dlen) != 0)
+	snprintf(e->jti, sizeof e->jti, "%s", jti ? jti : "");
+	snprintf(e->kid, sizeof e->kid, "%s", key->kid);
+	e->claims = claims;
+	claims = NULL;
+	res = CFGDOC_OK;
+	snprintf(detail, dlen, "ok");
+out:
+	free(tok);
+	json_decref(claims);
+	json_decref(hdr);
+	return res;
+}
+
+/* A malloc'd NUL-terminated copy of the token, for the cache. */
+static char *token_copy(const char *token, size_t len)
+{
+	char *t = malloc(len + 1);
+	if (t) {
+		memcpy(t, token, len);
+		t[len] = '\0';
+	}
+	return t;
+}
+
+/* The `cell` claim of a cell document: {name, region, kind, status}. */
+static int parse_cell(struct cfgdoc_cell *c, const json_t *v)
+{
+	const char *kind = json_string_value(json_object_get(v, "kind"));
+	const char *status = json_string_value(json_object_get(v, "status"));
+	if (!json_is_object(v) || copy_str(json_object_get(v, "name"), c->name, sizeof c->name) ||
+	    copy_str(json_object_get(v, "region"), c->region, sizeof c->region) || !kind ||
+	    (strcmp(kind, "shared") && strcmp(kind, "dedicated")) || !status ||
+	    (strcmp(status, "active") && strcmp(status, "draining") && strcmp(status, "closed")) ||
+	    !name_valid_cell(c->name) || !name_valid_region(c->region))
+		return -1;
+	snprintf(c->kind, sizeof c->kind, "%s", kind);
+	snprintf(c->status, sizeof c->status, "%s", status);
+	return 0;
+}
+
+enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
+                                 const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
+                                 char *detail, size_t dlen)
+{
+	struct envelope e;
+	struct cfgdoc *d = NULL;
+	char aud[80];
+
+	*out = NULL;
+	if (o->cell)
+		snprintf(aud, sizeof aud, CFGDOC_AUD_CELL "%s", o->cell);
+	else
+		snprintf(aud, sizeof aud, "%s", o->region);
+	enum cfgdoc_result res = verify_envelope(token, len, trust, o, aud, CFGDOC_KIND_FULL, &e, detail, dlen);
+	if (res != CFGDOC_OK)
+		return res;
+	res = CFGDOC_BAD_CONTENT;
+	if (!(d = calloc(1, sizeof *d)))
+		goto out;
+	d->ver = e.ver;
+	d->iat = e.iat;
+	d->nbf = e.nbf;
+	d->exp = e.exp;
+	memcpy(d->jti, e.jti, sizeof d->jti);
+	memcpy(d->kid, e.kid, sizeof d->kid);
+	if (o->cell) {
+		/* The aud names the cell; the claim must say the same, and place
+		 * it in this region: a cell of another region is never served. */
+		if (parse_cell(&d->cell, json_object_get(e.claims, "cell")) != 0) {
+			snprintf(detail, dlen, "claim 'cell' is missing or malformed");
+			goto out;
+		}
+		if (strcmp(d->cell.name, o->cell) || strcmp(d->cell.region, o->region)) {
+			res = CFGDOC_WRONG_AUDIENCE;
+			snprintf(detail, dlen, "the document is for cell '%s' of region '%s', this is cell '%s' of '%s'",
+			         d->cell.name, d->cell.region, o->cell, o->region);
+			goto out;
+		}
+	}
+	if (parse_claims(d, e.claims, detail, dlen) != 0)
 		goto out;
 	if (strcmp(d->self.name, o->region) != 0) {
 		snprintf(detail, dlen, "the region record is '%s', not '%s'", d->self.name, o->region);
 		goto out;
 	}
-	/* The cache keeps the token as received. */
-	if (!(tok = malloc(len + 1)))
+	if (!(d->token = token_copy(token, len)))
 		goto out;
-	memcpy(tok, token, len);
-	tok[len] = '\0';
-	d->token = tok;
 	d->token_len = len;
-	tok = NULL;
 	*out = d;
 	d = NULL;
 	res = CFGDOC_OK;
 	snprintf(detail, dlen, "ok");
 out:
 	cfgdoc_free(d);
-	free(tok);
-	json_decref(claims);
-	json_decref(hdr);
+	json_decref(e.claims);
+	return res;
+}
+
+/* ---- routes document ---- */
+
+void cfgdoc_routes_free(struct cfgdoc_routes *r)
+{
+	if (!r)
+		return;
+	free(r->cells);
+	free(r->routes);
+	free(r->token);
+	free(r);
+}
+
+static int route_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct cfgdoc_route *)a)->key, ((const struct cfgdoc_route *)b)->key);
+}
+
+/* The cells claim: [[name, status, kind], ...], names valid and distinct. */
+static int parse_route_cells(struct cfgdoc_routes *r, const json_t *v)
+{
+	size_t i;
+	json_t *e;
+	if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > CFGDOC_ROUTES_MAX_CELLS ||
+	    !(r->cells = calloc(json_array_size(v), sizeof *r->cells)))
+		return -1;
+	json_array_foreach(v, i, e) {
+		struct cfgdoc_route_cell *c = &r->cells[i];
+		if (json_array_size(e) != 3 || copy_str(json_array_get(e, 0), c->name, sizeof c->name) ||
+		    copy_str(json_array_get(e, 1), c->status, sizeof c->status) ||
+		    copy_str(json_array_get(e, 2), c->kind, sizeof c->kind) || !name_valid_cell(c->name))
+			return -1;
+		for (size_t j = 0; j < i; j++)
+			if (!strcmp(r->cells[j].name, c->name))
+				return -1;
+		r->ncells++;
+	}
+	return 0;
+}
+
+/* The routes text: "<24 hex>|<cell>;" records, each cell one of `cells`. */
+static int parse_routes(struct cfgdoc_routes *r, const char *text, char *detail, size_t dlen)
+{
+	size_t n = 0, lineno = 0;
+	for (const char *p = text; *p; p++)
+		n += *p == ';';
+	if (!(r->routes = calloc(n ? n : 1, sizeof *r->routes))) {
+		snprintf(detail, dlen, "out of memory");
+		return -1;
+	}
+	for (const char *line = text, *end; *line; line = end + 1) {
+		lineno++;
+		end = strchr(line, ';');
+		const char *bar = memchr(line, '|', end ? (size_t)(end - line) : strlen(line));
+		size_t clen = bar && end ? (size_t)(end - bar - 1) : 0;
+		char cell[64];
+		if (!end || !bar || bar - line != 24 || strspn(line, "0123456789abcdef") != 24 || clen == 0 ||
+		    clen >= sizeof cell)
+			goto bad;
+		memcpy(cell, bar + 1, clen);
+		cell[clen] = '\0';
+		size_t c;
+		for (c = 0; c < r->ncells && strcmp(r->cells[c].name, cell); c++)
+			;
+		if (c == r->ncells) {
+			snprintf(detail, dlen, "routes record %zu names cell '%s', which the cells claim does not list",
+			         lineno, name_valid_cell(cell) ? cell : "?");
+			return -1;
+		}
+		memcpy(r->routes[r->nroutes].key, line, 24);
+		r->routes[r->nroutes].key[24] = '\0';
+		r->routes[r->nroutes++].cell = (uint32_t)c;
+	}
+	/* No key twice: checked on a sorted copy, the document's order kept. */
+	if (r->nroutes > 1) {
+		struct cfgdoc_route *s = malloc(r->nroutes * sizeof *s);
+		if (!s) {
+			snprintf(detail, dlen, "out of memory");
+			return -1;
+		}
+		memcpy(s, r->routes, r->nroutes * sizeof *s);
+		qsort(s, r->nroutes, sizeof *s, route_cmp);
+		for (size_t i = 1; i < r->nroutes; i++)
+			if (!strcmp(s[i - 1].key, s[i].key)) {
+				snprintf(detail, dlen, "routes: key %s is routed twice", s[i].key);
+				free(s);
+				return -1;
+			}
+		free(s);
+	}
+	return 0;
+bad:
+	snprintf(detail, dlen, "routes record %zu is malformed", lineno);
+	return -1;
+}
+
+enum cfgdoc_result cfgdoc_verify_routes(const char *token, size_t len,
+                                        const struct cfgdoc_trust *trust,
+                                        const struct cfgdoc_verify_opts *o,
+                                        struct cfgdoc_routes **out, char *detail, size_t dlen)
+{
+	struct envelope e;
+	struct cfgdoc_routes *r = NULL;
+	char aud[80];
+
+	*out = NULL;
+	snprintf(aud, sizeof aud, CFGDOC_AUD_ROUTES "%s", o->region);
+	enum cfgdoc_result res = verify_envelope(token, len, trust, o, aud, CFGDOC_KIND_ROUTES, &e, detail, dlen);
+	if (res != CFGDOC_OK)
+		return res;
+	res = CFGDOC_BAD_CONTENT;
+	if (!(r = calloc(1, sizeof *r)))
+		goto out;
+	r->ver = e.ver;
+	r->iat = e.iat;
+	r->nbf = e.nbf;
+	r->exp = e.exp;
+	memcpy(r->jti, e.jti, sizeof r->jti);
+	memcpy(r->kid, e.kid, sizeof r->kid);
+	if (copy_str(json_object_get(e.claims, "region"), r->region, sizeof r->region) ||
+	    strcmp(r->region, o->region)) {
+		snprintf(detail, dlen, "claim 'region' is missing or not '%s'", o->region);
+		goto out;
+	}
+	if (parse_route_cells(r, json_object_get(e.claims, "cells")) != 0) {
+		snprintf(detail, dlen, "claim 'cells' is missing or malformed");
+		goto out;
+	}
+	json_t *v = json_object_get(e.claims, "routes");
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		snprintf(detail, dlen, "claim 'routes' is missing or not a string");
+		goto out;
+	}
+	if (parse_routes(r, json_string_value(v), detail, dlen) != 0)
+		goto out;
+	if (!(r->token = token_copy(token, len)))
+		goto out;
+	r->token_len = len;
+	*out = r;
+	r = NULL;
+	res = CFGDOC_OK;
+	snprintf(detail, dlen, "ok");
+out:
+	cfgdoc_routes_free(r);
+	json_decref(e.claims);
 	return res;
 }
 

@@ -80,10 +80,19 @@ struct cfgdoc_region {
 	char status[16];
 };
 
+/* The `cell` claim of a cell document. */
+struct cfgdoc_cell {
+	char name[64];
+	char region[33];
+	char kind[16];        /* "shared" or "dedicated" */
+	char status[16];      /* "active", "draining" or "closed" */
+};
+
 struct cfgdoc {
 	int64_t ver, iat, nbf, exp;
 	char jti[65], kid[64];
 	struct cfgdoc_region self;
+	struct cfgdoc_cell cell;               /* a cell document's; all empty in a regional one */
 	struct cfgdoc_region *dir;
 	size_t ndir;
 	struct cfgdoc_plan *plans;
@@ -132,6 +141,11 @@ extern const char *const cfgdoc_result_names[CFGDOC__COUNT];
 struct cfgdoc_verify_opts {
 	const char *issuer;
 	const char *region;
+	/* NULL: a regional document, aud `region`. A cell name: a cell
+	 * document, aud "cell:<cell>", whose `cell` claim must name this cell
+	 * in `region` (otherwise CFGDOC_WRONG_AUDIENCE; no claim at all is
+	 * CFGDOC_BAD_CONTENT). Not used by cfgdoc_verify_routes. */
+	const char *cell;
 	int64_t now;              /* unix seconds */
 	int64_t skew;             /* seconds allowed on nbf and exp */
 	int64_t min_version;      /* the document's ver must be greater */
@@ -146,6 +160,47 @@ struct cfgdoc_verify_opts {
 enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
                                  const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
                                  char *detail, size_t detail_len) __attribute__((warn_unused_result));
+
+/* ---- the routes document (the router agent's) ---- */
+struct cfgdoc_route_cell {
+	char name[64];
+	char status[16];
+	char kind[16];
+};
+
+struct cfgdoc_route {
+	char key[25];         /* key id, 24 hex */
+	uint32_t cell;        /* index into cells */
+};
+
+struct cfgdoc_routes {
+	int64_t ver, iat, nbf, exp;
+	char jti[65], kid[64];
+	char region[33];
+	struct cfgdoc_route_cell *cells;
+	size_t ncells;
+	struct cfgdoc_route *routes;           /* in the document's order; no key twice */
+	size_t nroutes;
+	char *token;                           /* the verified text, for the cache */
+	size_t token_len;
+};
+
+/* Verifies a routes document with the checks of cfgdoc_verify (alg pinned,
+ * kid, signature, iss, nbf/exp with o->skew, ver above o->min_version; the
+ * same order, results and size bound), aud "routes:<o->region>", fmt
+ * CFGDOC_FMT, kind CFGDOC_KIND_ROUTES, the `region` claim equal to
+ * o->region, `cells` 1 to CFGDOC_ROUTES_MAX_CELLS entries [name, status,
+ * kind] with valid, distinct cell names, and every route record
+ * "<24 hex>|<cell>;" naming a cell of `cells`, no key id twice
+ * (CFGDOC_BAD_CONTENT otherwise). On CFGDOC_OK, *out is the document
+ * (caller cfgdoc_routes_free()s). */
+#define CFGDOC_ROUTES_MAX_CELLS 1000
+enum cfgdoc_result cfgdoc_verify_routes(const char *token, size_t len,
+                                        const struct cfgdoc_trust *trust,
+                                        const struct cfgdoc_verify_opts *o,
+                                        struct cfgdoc_routes **out, char *detail,
+                                        size_t detail_len) __attribute__((warn_unused_result));
+void cfgdoc_routes_free(struct cfgdoc_routes *r);
 
 /* ---- building (control plane) ---- */
 #define CFGDOC_KIND_FULL "full"

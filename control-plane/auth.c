@@ -2,7 +2,7 @@
  *
  * Credentials are bearer tokens: the bootstrap admin token from
  * configuration (compared by SHA-256 in constant time), a region
- * credential, or a session token from POST /v1/auth/login (login.c; only
+ * credential, a cell credential, or a session token from POST /v1/auth/login (login.c; only
  * its SHA-256 is stored). Tokens are never logged. */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +18,7 @@
 #include "secret.h"
 
 #define REGION_TOKEN_PREFIX "crt_"
+#define CELL_TOKEN_PREFIX "cct_"
 
 static int role_from(const char *s, enum cp_role *out)
 {
@@ -70,6 +71,26 @@ enum http_step cp_authenticate(struct http_req *req, int level)
 		}
 		p->role = CP_ROLE_REGION;
 		snprintf(p->scope, sizeof p->scope, "region:%s", p->region);
+	} else if (!strncmp(token, CELL_TOKEN_PREFIX, strlen(CELL_TOKEN_PREFIX))) {
+		/* Looked up by hash: the lookup is an index probe on the SHA-256,
+		 * never a comparison of the token itself. */
+		struct db_conn *c = db_acquire(app->db);
+		enum db_status st = DB_UNAVAILABLE;
+		char hex[65];
+		secret_hex(sha, 32, hex);
+		if (c) {
+			st = cpdb_cell_credential_lookup(c, hex, p->cell, p->region);
+			db_release(app->db, c);
+		}
+		if (st != DB_OK) {
+			free(p);
+			if (st == DB_NOT_FOUND)
+				return unauthorized(req, "The cell credential is unknown or revoked.");
+			cp_reply_db_error(req, st);
+			return HTTP_ANSWERED;
+		}
+		p->role = CP_ROLE_CELL;
+		snprintf(p->scope, sizeof p->scope, "cell:%s", p->cell);
 	} else {
 		struct cpdb_session s;
 		struct db_conn *c = db_acquire(app->db);
@@ -99,14 +120,23 @@ enum http_step cp_authenticate(struct http_req *req, int level)
 	if (p->role == CP_ROLE_REGION && level != CP_AUTH_REGION)
 		return http_reply_problem(req, PROB_FORBIDDEN,
 		                          "A region credential only reaches its region's config routes."), HTTP_ANSWERED;
-	if (level == CP_AUTH_REGION && p->role != CP_ROLE_REGION && p->role != CP_ROLE_ADMIN)
+	if (p->role == CP_ROLE_CELL && level != CP_AUTH_REGION && level != CP_AUTH_CELL)
+		return http_reply_problem(req, PROB_FORBIDDEN,
+		                          "A cell credential only reaches its cell's config and report routes."), HTTP_ANSWERED;
+	if (level == CP_AUTH_REGION && p->role != CP_ROLE_REGION && p->role != CP_ROLE_CELL &&
+	    p->role != CP_ROLE_ADMIN)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only a region credential or an admin may do this."), HTTP_ANSWERED;
+	if (level == CP_AUTH_CELL && p->role != CP_ROLE_CELL && p->role != CP_ROLE_ADMIN)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Only a cell credential or an admin may do this."), HTTP_ANSWERED;
 	if (level == CP_AUTH_ADMIN && p->role != CP_ROLE_ADMIN)
 		return http_reply_problem(req, PROB_FORBIDDEN, "Only platform admins may do this."), HTTP_ANSWERED;
 	/* Told from the path, so that it is refused before any body is read. */
 	const char *region = http_req_param(req, "region");
-	if (p->role == CP_ROLE_REGION && region && strcmp(region, p->region) != 0)
+	if ((p->role == CP_ROLE_REGION || p->role == CP_ROLE_CELL) && region && strcmp(region, p->region) != 0)
 		return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), HTTP_ANSWERED;
+	const char *cell = http_req_param(req, "cell");
+	if (p->role == CP_ROLE_CELL && cell && strcmp(cell, p->cell) != 0)
+		return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another cell."), HTTP_ANSWERED;
 	return HTTP_GO_ON;
 }
 

@@ -7,10 +7,14 @@
 struct http_req;
 
 /* Route authentication levels (struct http_route.auth). */
-enum { CP_AUTH_PUBLIC = 0, CP_AUTH_USER = 1, CP_AUTH_ADMIN = 2, CP_AUTH_REGION = 3 };
+/* CP_AUTH_REGION: a region credential of the path's region, a cell
+ * credential of a cell of it, or an admin (handlers of region-only
+ * routes refuse the cell credential). CP_AUTH_CELL: a cell credential of
+ * the path's cell, or an admin. */
+enum { CP_AUTH_PUBLIC = 0, CP_AUTH_USER = 1, CP_AUTH_ADMIN = 2, CP_AUTH_REGION = 3, CP_AUTH_CELL = 4 };
 
 /* The authenticate hook (http_server_opts.authenticate): the admin token,
- * a region credential or a session. Returns 0 with the principal set, or
+ * a region credential, a cell credential or a session. Returns 0 with the principal set, or
  * -1 after replying (401, 403, 503) or for a 500. */
 /* The authenticate hook (http.h), a step. */
 enum http_step cp_authenticate(struct http_req *req, int level) __attribute__((warn_unused_result));

@@ -187,7 +187,7 @@ enum http_result cp_plans_update(struct http_req *req)
 /* ---- usage from the regions ---- */
 
 struct usage_ctx {
-	const char *region, *key, *records;
+	const char *region, *cell, *key, *records;   /* cell NULL: a region credential's batch */
 	long count;
 	long long events;
 };
@@ -211,6 +211,17 @@ static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vc
 		               "Record %ld: window_start must fall in its period (UTC) and window_end may "
 		               "not precede it.", bad - 1);
 	}
+	if (ctx->cell) {
+		/* A cell reports only the tenants placed in it: anything else is
+		 * a misrouted or misconfigured data plane, never usage to bill. */
+		char tenant[64];
+		if ((st = cpdb_usage_outside_cell(c, ctx->cell, ctx->records, tenant, &foreign)) != DB_OK)
+			return st;
+		if (foreign)
+			return cp_fail(out, PROB_FORBIDDEN,
+			               "Tenant %s is not placed in cell %s (%ld record(s) name tenants outside "
+			               "it); nothing was recorded.", tenant, ctx->cell, foreign);
+	}
 	if ((st = cpdb_usage_foreign(c, ctx->region, ctx->records, &foreign)) != DB_OK)
 		return st;
 	if (foreign)
@@ -228,7 +239,7 @@ static enum db_status usage_tx(struct db_conn *c, struct http_req *req, void *vc
 		return cp_fail(out, PROB_UNPROCESSABLE,
 		               "Record %ld: the tenant's usage for that period would pass %s events; nothing "
 		               "was recorded.", over - 1, MAX_EVENTS_PER_MONTH);
-	if ((st = cpdb_usage_insert(c, ctx->region, ctx->key, ctx->records)) != DB_OK)
+	if ((st = cpdb_usage_insert(c, ctx->region, ctx->cell, ctx->key, ctx->records)) != DB_OK)
 		return st;
 	json_t *answer = json_pack("{ss sI sI}", "batch", ctx->key, "records", (json_int_t)ctx->count,
 	                           "events", (json_int_t)ctx->events);
@@ -242,10 +253,13 @@ enum http_result cp_usage_ingest(struct http_req *req)
 	json_t *obj, *records;
 	enum http_result rc = HTTP_REPLIED;
 
-	if (p->role != CP_ROLE_REGION)
-		return http_reply_problem(req, PROB_FORBIDDEN, "Usage is reported by a region's credential.");
+	if (p->role != CP_ROLE_REGION && p->role != CP_ROLE_CELL)
+		return http_reply_problem(req, PROB_FORBIDDEN, "Usage is reported by a cell's or a region's credential.");
 	ctx.region = p->region;
-	struct idem k = { .store = IDEM_USAGE_BATCHES, .scope = p->region };
+	ctx.cell = p->role == CP_ROLE_CELL ? p->cell : NULL;
+	/* A cell's batches have keys of their own. */
+	struct idem k = { .store = ctx.cell ? IDEM_CELL_BATCHES : IDEM_USAGE_BATCHES,
+		              .scope = ctx.cell ? p->cell : p->region };
 	/* Required (a missing one is a missing field); malformed is a bad
 	 * request, as on every route that takes the header. */
 	if (idem_key_read(req, "Each usage batch needs an Idempotency-Key, so that a retry never "

@@ -1,6 +1,6 @@
-/* Issuing regional config documents: build from one database snapshot,
- * sign once per version, store so every replica serves the same bytes,
- * and keep the latest per region in memory. */
+/* Issuing signed documents (regional, cell, routes): build from one
+ * database snapshot, sign once per version, store so every replica serves
+ * the same bytes, and keep the latest per subject in memory. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,18 +18,19 @@
 #include "secret.h"
 #include "signing.h"
 
-#define MAX_REGIONS 128
+/* Subjects held in memory: regions, cells and routes documents. */
+#define MAX_SUBJECTS 1024
 #define KEEP_VERSIONS 5
 
 struct doc_slot {
-	char region[33];
-	pthread_mutex_t build;    /* one build per region at a time in this process */
+	struct cp_doc_subject subject;
+	pthread_mutex_t build;    /* one build per subject at a time in this process */
 	struct cp_doc *doc;       /* guarded by doc_cache.lock */
 };
 
 struct doc_cache {
 	pthread_mutex_t lock;
-	struct doc_slot slots[MAX_REGIONS];
+	struct doc_slot slots[MAX_SUBJECTS];
 	size_t n;
 	atomic_ulong built;        /* documents this process built and signed */
 	atomic_ulong build_us;     /* the time that took, in microseconds */
@@ -70,16 +71,36 @@ void doc_cache_free(struct doc_cache *dc)
 	free(dc);
 }
 
-static struct doc_slot *slot_for(struct doc_cache *dc, const char *region)
+int cp_doc_subject(struct cp_doc_subject *s, enum cp_doc_kind kind, const char *region,
+                   const char *cell)
+{
+	memset(s, 0, sizeof *s);
+	s->kind = kind;
+	if (strlen(region) >= sizeof s->region || (kind == CP_DOC_CELL && strlen(cell) >= sizeof s->cell))
+		return -1;
+	snprintf(s->region, sizeof s->region, "%s", region);
+	if (kind == CP_DOC_CELL) {
+		snprintf(s->cell, sizeof s->cell, "%s", cell);
+		snprintf(s->aud, sizeof s->aud, CFGDOC_AUD_CELL "%s", cell);
+	} else {
+		snprintf(s->aud, sizeof s->aud, "%s%s", kind == CP_DOC_ROUTES ? CFGDOC_AUD_ROUTES : "", region);
+	}
+	return 0;
+}
+
+/* The slot of a subject; a cell's slot is its region's too, so the cell
+ * is found by aud, which holds no region. */
+static struct doc_slot *slot_for(struct doc_cache *dc, const struct cp_doc_subject *subj)
 {
 	struct doc_slot *s = NULL;
 	pthread_mutex_lock(&dc->lock);
 	for (size_t i = 0; i < dc->n && !s; i++)
-		if (!strcmp(dc->slots[i].region, region))
+		if (!strcmp(dc->slots[i].subject.aud, subj->aud) &&
+		    !strcmp(dc->slots[i].subject.region, subj->region))
 			s = &dc->slots[i];
-	if (!s && dc->n < MAX_REGIONS) {
+	if (!s && dc->n < MAX_SUBJECTS) {
 		s = &dc->slots[dc->n++];
-		snprintf(s->region, sizeof s->region, "%s", region);
+		s->subject = *subj;
 		pthread_mutex_init(&s->build, NULL);
 	}
 	pthread_mutex_unlock(&dc->lock);
@@ -155,36 +176,34 @@ fail:
 	return -1;
 }
 
-enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *region,
-                            int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
+/* The claims and bulk text of a regional or cell document. */
+static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
+                                  const struct cp_doc_subject *subj, const struct cfgdoc_head *head,
+                                  json_t **claims, struct buf *text)
 {
-	json_t *self = NULL, *regions = NULL, *claims = NULL, *dir;
+	json_t *self = NULL, *regions = NULL, *dir, *cell = NULL;
 	struct cpdb_plan_limits *plans = NULL;
-	size_t nplans = 0;
-	struct buf text = { 0 };
-	struct tenants_text tt = { .b = &text };
-	struct jwk key = { 0 };
-	unsigned char jti[16];
-	char jti_hex[33];
+	size_t nplans = 0, i;
+	struct tenants_text tt = { .b = text };
+	const char *only = subj->kind == CP_DOC_CELL ? subj->cell : NULL;
 	enum db_status st;
-	size_t i;
 	json_t *r;
 
-	*token = NULL;
-	if ((st = cpdb_region_version(c, region, ver)) != DB_OK ||
-	    (st = cpdb_region_get(c, region, &self)) != DB_OK ||
+	(void)app;
+	if ((st = cpdb_region_get(c, subj->region, &self)) != DB_OK ||
 	    (st = cpdb_regions_list(c, &regions)) != DB_OK ||
-	    (st = cpdb_doc_plans(c, region, &plans, &nplans)) != DB_OK)
+	    (only && (st = cpdb_cell_get(c, only, &cell)) != DB_OK) ||
+	    (st = cpdb_doc_plans(c, subj->region, only, &plans, &nplans)) != DB_OK)
 		goto out;
-	if ((st = cpdb_doc_content(c, region, tenants_text_row, &tt)) != DB_OK) {
+	st = DB_NOT_FOUND;
+	if (cell && strcmp(json_string_value(json_object_get(cell, "region")), subj->region) != 0)
+		goto out;
+	if ((st = cpdb_doc_content(c, subj->region, only, tenants_text_row, &tt)) != DB_OK) {
 		if (tt.failed)
-			log_error(NULL, "region %s: a tenant or key cannot be written into the document", region);
+			log_error(NULL, "%s: a tenant or key cannot be written into the document", subj->aud);
 		goto out;
 	}
 	st = DB_ERROR;
-	if (keyring_current(app->keys, &key) != 0 || secret_random(jti, sizeof jti) != 0)
-		goto out;
-	secret_hex(jti, sizeof jti, jti_hex);
 	dir = json_array();
 	json_array_foreach(regions, i, r)
 		if (cfgdoc_directory_add(dir, json_string_value(json_object_get(r, "name")),
@@ -195,34 +214,130 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *r
 		json_decref(dir);
 		goto out;
 	}
-	*iat = time(NULL);
-	*exp = *iat + app->cfg.doc_lifetime_ms / 1000;
-	struct cfgdoc_head head = { .iss = CP_ISSUER, .aud = region, .jti = jti_hex, .iat = *iat,
-		                        .exp = *exp, .ver = *ver };
 	/* The document is read by data planes of the previous build during a
 	 * rollout: its region claim keeps the member name it always had. */
 	jsonx_rename(self, "endpoint", "endpoint_url");
-	claims = cfgdoc_claims(&head, self, dir, plans_claim(plans, nplans));
-	if (!claims)
+	*claims = cfgdoc_claims(head, self, dir, plans_claim(plans, nplans));
+	if (!*claims)
 		goto out;
-	*token = cfgdoc_sign(&key, claims, text.p ? text.p : "");
+	if (cell && json_object_set_new(*claims, "cell",
+	                                json_pack("{sOsOsOsO}", "name", json_object_get(cell, "name"),
+	                                          "region", json_object_get(cell, "region"), "kind",
+	                                          json_object_get(cell, "kind"), "status",
+	                                          json_object_get(cell, "status"))) != 0) {
+		json_decref(*claims);
+		*claims = NULL;
+		goto out;
+	}
+	st = DB_OK;
+out:
+	json_decref(self);
+	json_decref(regions);
+	json_decref(cell);
+	free(plans);
+	return st;
+}
+
+/* Appends one route line of the routes document. */
+static int routes_text_row(const char *key_id, const char *cell, size_t nrows, void *arg)
+{
+	struct buf *b = arg;
+	if (!b->p) {
+		b->cap = nrows * 96 + 64;
+		if (!(b->p = malloc(b->cap)))
+			return -1;
+		b->p[0] = '\0';
+	}
+	if (cfgdoc_add_route(b, key_id, cell) != 0 || b->failed) {
+		log_error(NULL, "key %s: its route to cell %s cannot be written into the routes document",
+		          key_id, cell);
+		return -1;
+	}
+	return 0;
+}
+
+/* The claims and bulk text of a routes document. */
+static enum db_status routes_claims(struct db_conn *c, const struct cp_doc_subject *subj,
+                                    const struct cfgdoc_head *head, json_t **claims, struct buf *text)
+{
+	json_t *cells = NULL, *list = NULL, *cl;
+	size_t i;
+	enum db_status st = cpdb_cells_list(c, subj->region, &cells);
+	if (st != DB_OK)
+		return st;
+	if ((st = cpdb_routes_content(c, subj->region, routes_text_row, text)) != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	if (!(list = json_array()))
+		goto out;
+	json_array_foreach(cells, i, cl)
+		if (json_array_append_new(list, json_pack("[OOO]", json_object_get(cl, "name"),
+		                                          json_object_get(cl, "status"),
+		                                          json_object_get(cl, "kind"))) != 0)
+			goto out;
+	*claims = json_pack("{ss ss sI sI sI ss sI si ss ss sO}", "iss", head->iss, "aud", head->aud,
+	                    "iat", (json_int_t)head->iat, "nbf", (json_int_t)head->iat, "exp",
+	                    (json_int_t)head->exp, "jti", head->jti, "ver", (json_int_t)head->ver, "fmt",
+	                    CFGDOC_FMT, "kind", CFGDOC_KIND_ROUTES, "region", subj->region, "cells", list);
+	if (*claims)
+		st = DB_OK;
+out:
+	json_decref(cells);
+	json_decref(list);
+	return st;
+}
+
+enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
+                            int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
+{
+	json_t *claims = NULL;
+	struct buf text = { 0 };
+	struct jwk key = { 0 };
+	unsigned char jti[16];
+	char jti_hex[33];
+	enum db_status st;
+
+	*token = NULL;
+	if ((st = cpdb_region_version(c, subj->region, ver)) != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	if (keyring_current(app->keys, &key) != 0 || secret_random(jti, sizeof jti) != 0)
+		goto out;
+	secret_hex(jti, sizeof jti, jti_hex);
+	*iat = time(NULL);
+	*exp = *iat + app->cfg.doc_lifetime_ms / 1000;
+	struct cfgdoc_head head = { .iss = CP_ISSUER, .aud = subj->aud, .jti = jti_hex, .iat = *iat,
+		                        .exp = *exp, .ver = *ver };
+	st = subj->kind == CP_DOC_ROUTES ? routes_claims(c, subj, &head, &claims, &text)
+	                                 : full_claims(c, app, subj, &head, &claims, &text);
+	if (st != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	*token = cfgdoc_sign_text(&key, claims, subj->kind == CP_DOC_ROUTES ? "routes" : "tenants",
+	                          text.p ? text.p : "");
 	if (*token) {
 		snprintf(kid, 64, "%s", key.kid);
 		st = DB_OK;
 	}
 out:
-	json_decref(self);
-	json_decref(regions);
 	json_decref(claims);
-	free(plans);
 	buf_free(&text);
 	jwk_clear(&key);
 	return st;
 }
 
+/* The store of a subject's documents: the regional one keeps the table
+ * the previous build reads. */
+static enum db_status stored_get(struct db_conn *c, const struct cp_doc_subject *s, int64_t ver,
+                                 char **token)
+{
+	return s->kind == CP_DOC_REGION ? cpdb_doc_get(c, s->region, ver, token)
+	                                : cpdb_signed_doc_get(c, s->aud, ver, token);
+}
+
 struct issue {
 	struct cp_app *app;
-	const char *region;
+	const struct cp_doc_subject *subject;
 	int64_t want, ver;
 	char *token;
 };
@@ -230,21 +345,22 @@ struct issue {
 static enum db_status issue_tx(struct db_conn *c, void *vctx)
 {
 	struct issue *is = vctx;
+	const struct cp_doc_subject *subj = is->subject;
 	int64_t iat, exp;
 	char kid[64], *built = NULL;
 
 	free(is->token);
 	is->token = NULL;
 	/* Another replica may have stored this version already. */
-	enum db_status st = cpdb_region_version(c, is->region, &is->ver);
+	enum db_status st = cpdb_region_version(c, subj->region, &is->ver);
 	if (st != DB_OK)
 		return st;
-	st = cpdb_doc_get(c, is->region, is->ver, &is->token);
+	st = stored_get(c, subj, is->ver, &is->token);
 	if (st != DB_NOT_FOUND)
 		return st;
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((st = cp_doc_build(c, is->app, is->region, &is->ver, &built, &iat, &exp, kid)) != DB_OK)
+	if ((st = cp_doc_build(c, is->app, subj, &is->ver, &built, &iat, &exp, kid)) != DB_OK)
 		return st;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	atomic_fetch_add(&is->app->docs->built, 1);
@@ -257,22 +373,27 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
 		return st;
 	}
 	int stored = 0;
-	st = cpdb_doc_insert(c, is->region, is->ver, built, kid, iat, exp, &stored);
+	if (subj->kind == CP_DOC_REGION)
+		st = cpdb_doc_insert(c, subj->region, is->ver, built, kid, iat, exp, &stored);
+	else
+		st = cpdb_signed_doc_insert(c, subj->aud, subj->region, is->ver, built, kid, iat, exp, &stored);
 	if (st == DB_OK && stored) {
 		is->token = built;
 		built = NULL;
 	} else if (st == DB_OK) {
-		st = cpdb_doc_get(c, is->region, is->ver, &is->token); /* another replica's */
+		st = stored_get(c, subj, is->ver, &is->token); /* another replica's */
 	}
 	free(built);
 	if (st == DB_OK)
-		st = cpdb_doc_prune(c, is->region, is->ver, KEEP_VERSIONS);
+		st = subj->kind == CP_DOC_REGION ? cpdb_doc_prune(c, subj->region, is->ver, KEEP_VERSIONS)
+		                                 : cpdb_signed_doc_prune(c, subj->aud, is->ver, KEEP_VERSIONS);
 	return st;
 }
 
-enum db_status cp_doc_get(struct cp_app *app, const char *region, int64_t want, struct cp_doc **out)
+enum db_status cp_doc_get(struct cp_app *app, const struct cp_doc_subject *subj, int64_t want,
+                          struct cp_doc **out)
 {
-	struct doc_slot *s = slot_for(app->docs, region);
+	struct doc_slot *s = slot_for(app->docs, subj);
 	enum db_status st = DB_OK;
 
 	*out = NULL;
@@ -282,7 +403,7 @@ enum db_status cp_doc_get(struct cp_app *app, const char *region, int64_t want, 
 		return DB_OK;
 	pthread_mutex_lock(&s->build);
 	if ((*out = cached(app->docs, s, want)) == NULL) {
-		struct issue is = { .app = app, .region = region, .want = want };
+		struct issue is = { .app = app, .subject = subj, .want = want };
 		/* One snapshot: the version and the content it describes agree. */
 		st = db_tx(app->db, DB_REPEATABLE_READ, issue_tx, &is);
 		if (st == DB_OK) {
@@ -305,24 +426,36 @@ enum db_status cp_doc_get(struct cp_app *app, const char *region, int64_t want, 
 	return st;
 }
 
+static void bytes_gauge(struct doc_cache *dc, FILE *out, enum cp_doc_kind kind, const char *name,
+                        const char *label, const char *help)
+{
+	fprintf(out, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
+	for (size_t i = 0; i < dc->n; i++) {
+		const struct doc_slot *s = &dc->slots[i];
+		if (s->doc && s->subject.kind == kind)
+			fprintf(out, "%s{%s=\"%s\"} %zu\n", name, label,
+			        kind == CP_DOC_CELL ? s->subject.cell : s->subject.region, s->doc->len);
+	}
+}
+
 void doc_cache_metrics(struct doc_cache *dc, FILE *out)
 {
 	if (!dc)
 		return;
 	fprintf(out,
-	        "# HELP cp_config_documents_built_total Regional documents this process built and signed.\n"
+	        "# HELP cp_config_documents_built_total Signed documents (regional, cell, routes) this process built and signed.\n"
 	        "# TYPE cp_config_documents_built_total counter\n"
 	        "cp_config_documents_built_total %lu\n"
 	        "# HELP cp_config_build_seconds_total Time spent building and signing them.\n"
 	        "# TYPE cp_config_build_seconds_total counter\n"
-	        "cp_config_build_seconds_total %.3f\n"
-	        "# HELP cp_config_document_bytes Size of the newest document held, by region.\n"
-	        "# TYPE cp_config_document_bytes gauge\n",
+	        "cp_config_build_seconds_total %.3f\n",
 	        atomic_load(&dc->built), (double)atomic_load(&dc->build_us) / 1e6);
 	pthread_mutex_lock(&dc->lock);
-	for (size_t i = 0; i < dc->n; i++)
-		if (dc->slots[i].doc)
-			fprintf(out, "cp_config_document_bytes{region=\"%s\"} %zu\n", dc->slots[i].region,
-			        dc->slots[i].doc->len);
+	bytes_gauge(dc, out, CP_DOC_REGION, "cp_config_document_bytes", "region",
+	            "Size of the newest regional document held, by region.");
+	bytes_gauge(dc, out, CP_DOC_CELL, "cp_cell_document_bytes", "cell",
+	            "Size of the newest cell document held, by cell.");
+	bytes_gauge(dc, out, CP_DOC_ROUTES, "cp_routes_document_bytes", "region",
+	            "Size of the newest routes document held, by region.");
 	pthread_mutex_unlock(&dc->lock);
 }

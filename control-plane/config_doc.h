@@ -1,6 +1,8 @@
-/* Regional config documents: built from one database snapshot, signed
- * once per version, stored so that every replica serves the same bytes,
- * and the latest of each region kept in memory (the document cache). */
+/* Signed documents (common/cfgdoc.h): a region's regional document, a
+ * cell's document and a region's routes document. Each is built from one
+ * database snapshot, signed once per version (its region's config
+ * version), stored so that every replica serves the same bytes, and the
+ * latest of each subject kept in memory (the document cache). */
 #ifndef CP_CONFIG_DOC_H
 #define CP_CONFIG_DOC_H
 
@@ -25,21 +27,39 @@ struct cp_doc {
 /* Drops a reference (accepts NULL); the last one frees the document. */
 void cp_doc_release(void *doc);
 
+/* Which document: its kind, its region, and for a cell document its cell.
+ * aud is the document's audience, the key of the cache and of the store. */
+enum cp_doc_kind { CP_DOC_REGION, CP_DOC_CELL, CP_DOC_ROUTES };
+struct cp_doc_subject {
+	enum cp_doc_kind kind;
+	char region[33];
+	char cell[64];
+	char aud[80];
+};
+/* Fills `s` (cell is read for CP_DOC_CELL only). Returns 0, or -1 when a
+ * name does not fit. */
+int cp_doc_subject(struct cp_doc_subject *s, enum cp_doc_kind kind, const char *region,
+                   const char *cell) __attribute__((warn_unused_result));
+
 /* NULL when out of memory. doc_cache_free accepts NULL. */
 struct doc_cache *doc_cache_new(void);
 void doc_cache_free(struct doc_cache *dc);
-/* The signed document of `region` at version `want` or newer: from the
- * cache, else from region_documents, else built, signed and stored now.
- * *out holds a reference (cp_doc_release). */
-enum db_status cp_doc_get(struct cp_app *app, const char *region, int64_t want,
+/* The signed document of `s` at version `want` or newer: from the cache,
+ * else from its store (region_documents for a regional document, which
+ * the previous build also serves; signed_documents for the others), else
+ * built, signed and stored now. DB_NOT_FOUND when the region (or the
+ * cell, or the cell in that region) does not exist. *out holds a
+ * reference (cp_doc_release). */
+enum db_status cp_doc_get(struct cp_app *app, const struct cp_doc_subject *s, int64_t want,
                           struct cp_doc **out) __attribute__((warn_unused_result));
-/* Builds and signs the region's current document in one snapshot, without
+/* Builds and signs the subject's current document in one snapshot, without
  * storing it. *token malloc'd; *ver its version. For issuance and benchmarks. */
-enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const char *region,
+enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *s,
                             int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
 	__attribute__((warn_unused_result));
 /* Appends cp_config_documents_built_total, cp_config_build_seconds_total,
- * cp_config_document_bytes{region}. */
+ * cp_config_document_bytes{region}, cp_cell_document_bytes{cell} and
+ * cp_routes_document_bytes{region}. */
 void doc_cache_metrics(struct doc_cache *dc, FILE *out);
 
 #endif

@@ -49,7 +49,8 @@ enum db_status cpdb_plan_exists(struct db_conn *c, const char *id, int *exists);
 
 /* ---- tenants (db_tenants.c) ---- */
 enum db_status cpdb_tenant_insert(struct db_conn *c, const char *slug, const char *name,
-                                  const char *region, const char *plan, json_t **doc);
+                                  const char *region, const char *plan, const char *cell,
+                                  json_t **doc);
 enum db_status cpdb_tenant_get(struct db_conn *c, const char *id, int for_update, json_t **doc);
 enum db_status cpdb_tenant_by_slug(struct db_conn *c, const char *slug, json_t **doc);
 /* `only_id` restricts the list to one tenant (a tenant user's view). */
@@ -140,7 +141,7 @@ enum db_status cpdb_audit_page(struct db_conn *c, const char *tenant_id, const s
 
 /* ---- idempotency (db_idempotency.c) ---- */
 /* The tables that hold Idempotency-Key records (see idempotency.h). */
-enum cpdb_idem_store { CPDB_IDEM_REQUESTS, CPDB_IDEM_USAGE_BATCHES };
+enum cpdb_idem_store { CPDB_IDEM_REQUESTS, CPDB_IDEM_USAGE_BATCHES, CPDB_IDEM_CELL_BATCHES };
 /* Claims (scope, key) for this transaction. *claimed is 0 when a committed
  * record exists already (then read it with cpdb_idem_get). */
 enum db_status cpdb_idem_claim(struct db_conn *c, enum cpdb_idem_store store, const char *scope,
@@ -154,7 +155,7 @@ struct cpdb_idem {
 };
 enum db_status cpdb_idem_get(struct db_conn *c, enum cpdb_idem_store store, const char *scope,
                              const char *key, struct cpdb_idem *out);
-/* Stores the answer. CPDB_IDEM_USAGE_BATCHES keeps the body only. */
+/* Stores the answer. CPDB_IDEM_USAGE_BATCHES and CPDB_IDEM_CELL_BATCHES keep the body only. */
 enum db_status cpdb_idem_store(struct db_conn *c, enum cpdb_idem_store store, const char *scope,
                                const char *key, int status, const char *location, const char *body,
                                int sealed);
@@ -185,22 +186,35 @@ struct cpdb_doc_row {
 };
 /* Returns nonzero to stop; cpdb_doc_content then returns DB_ERROR. */
 typedef int (*cpdb_doc_row_fn)(const struct cpdb_doc_row *row, void *arg);
-/* Calls `fn` on every row of the region's content, ordered by tenant id,
- * then key id (a tenant's rows are consecutive). */
-enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_row_fn fn,
-                                void *arg);
+/* Calls `fn` on every row of the region's content (only of the tenants
+ * placed in `cell` unless it is NULL), ordered by tenant id, then key id
+ * (a tenant's rows are consecutive). */
+enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
+                                cpdb_doc_row_fn fn, void *arg);
 struct cpdb_plan_limits {
 	char id[33];
 	int64_t rate_limit, burst, monthly_event_quota, retention_days;
 };
-/* The limits of the plans the tenants of the region's document are on, ordered by id.
+/* The limits of the plans the tenants of the region's (or, unless NULL,
+ * the cell's) document are on, ordered by id.
  * *plans malloc'd (NULL when *n is 0); the caller free()s it. */
-enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb_plan_limits **plans,
-                              size_t *n);
+enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, const char *cell,
+                              struct cpdb_plan_limits **plans, size_t *n);
+/* Cell and routes documents, stored by aud like region_documents by region. */
+enum db_status cpdb_signed_doc_get(struct db_conn *c, const char *aud, int64_t ver, char **token);
+enum db_status cpdb_signed_doc_insert(struct db_conn *c, const char *aud, const char *region,
+                                      int64_t ver, const char *token, const char *kid, int64_t iat,
+                                      int64_t exp, int *stored);
+enum db_status cpdb_signed_doc_prune(struct db_conn *c, const char *aud, int64_t ver, int keep);
+/* One route: a key id and its tenant's cell (borrowed during the call);
+ * nrows is the number of routes in all. Nonzero stops (DB_ERROR). */
+typedef int (*cpdb_route_fn)(const char *key_id, const char *cell, size_t nrows, void *arg);
+/* Every key of the region not revoked, whose tenant is placed, by key id. */
+enum db_status cpdb_routes_content(struct db_conn *c, const char *region, cpdb_route_fn fn, void *arg);
 struct cpdb_region_name {
 	char name[33];
 };
-/* Regions whose newest document expires before now + within_s. *regions
+/* Regions whose newest document (regional, cell or routes) expires before now + within_s. *regions
  * malloc'd (NULL when *n is 0); the caller free()s it. */
 enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, struct cpdb_region_name **regions,
                                   size_t *n);
@@ -227,9 +241,36 @@ enum db_status cpdb_credential_region(struct db_conn *c, const char *token_sha25
 enum db_status cpdb_fleet_upsert(struct db_conn *c, const char *region, const char *instance,
                                  const char *version, const char *source,
                                  const char *last_pull_ok_at, const char *last_error,
-                                 const char *stale);
+                                 const char *stale, const char *cell);
 enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t stale_after_s,
                                json_t **items);
+
+/* ---- cells and their credentials (db_cells.c) ---- */
+/* The cells of a region by name (api_cells documents). */
+enum db_status cpdb_cells_list(struct db_conn *c, const char *region, json_t **items);
+enum db_status cpdb_cell_get(struct db_conn *c, const char *name, json_t **doc);
+/* Locks the region's cells until the transaction ends: placements and
+ * status changes of one region take turns, so a count they read holds. */
+enum db_status cpdb_cells_lock(struct db_conn *c, const char *region);
+/* DB_CONFLICT when the name is a cell's or a region's already. */
+enum db_status cpdb_cell_insert(struct db_conn *c, const char *name, const char *region,
+                                const char *kind, const char *tenant_id, json_t **doc);
+enum db_status cpdb_cell_set_status(struct db_conn *c, const char *name, const char *status,
+                                    json_t **doc);
+/* The active shared cell of the region with the fewest tenants not
+ * deleted (ties: name order); DB_NOT_FOUND when there is none. */
+enum db_status cpdb_cell_least_loaded(struct db_conn *c, const char *region, char cell[64]);
+/* Gives a dedicated cell without a tenant to `tenant_id`. */
+enum db_status cpdb_cell_dedicate(struct db_conn *c, const char *cell, const char *tenant_id);
+enum db_status cpdb_cell_credential_insert(struct db_conn *c, const char *cell,
+                                           const char *token_sha256_hex, json_t **doc);
+/* The cell (and its region) of a live credential; DB_NOT_FOUND if unknown or revoked. */
+enum db_status cpdb_cell_credential_lookup(struct db_conn *c, const char *token_sha256_hex,
+                                           char cell[64], char region[33]);
+/* The first tenant of the usage records (JSON array text) that is not
+ * placed in `cell` ("" when all are); *n how many records name such tenants. */
+enum db_status cpdb_usage_outside_cell(struct db_conn *c, const char *cell, const char *records,
+                                       char tenant[64], long *n);
 
 /* ---- billing (db_billing.c) ---- */
 enum db_status cpdb_plans_list(struct db_conn *c, json_t **items);
@@ -247,8 +288,9 @@ enum db_status cpdb_usage_check_windows(struct db_conn *c, const char *records, 
                                         char field[16]);
 /* How many of the records' tenants do not live in `region`. */
 enum db_status cpdb_usage_foreign(struct db_conn *c, const char *region, const char *records, long *n);
-enum db_status cpdb_usage_insert(struct db_conn *c, const char *region, const char *key,
-                                 const char *records);
+/* `cell` NULL: reported by a region credential. */
+enum db_status cpdb_usage_insert(struct db_conn *c, const char *region, const char *cell,
+                                 const char *key, const char *records);
 /* The first record (1-based; 0 if none) whose period ended before its
  * tenant was created, and the first that would take its tenant's period
  * past `max_events` (a decimal text). */

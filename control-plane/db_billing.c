@@ -92,15 +92,16 @@ enum db_status cpdb_usage_foreign(struct db_conn *c, const char *region, const c
 	return st;
 }
 
-enum db_status cpdb_usage_insert(struct db_conn *c, const char *region, const char *key,
-                                 const char *records)
+enum db_status cpdb_usage_insert(struct db_conn *c, const char *region, const char *cell,
+                                 const char *key, const char *records)
 {
-	const char *p[] = { region, key, records };
+	const char *p[] = { region, key, records, cell };
 	return db_exec(c, NULL,
-		"INSERT INTO usage_ledger (tenant_id, region, period, events, window_start, window_end, batch_key)"
+		"INSERT INTO usage_ledger (tenant_id, region, period, events, window_start, window_end,"
+		"                          batch_key, cell)"
 		" SELECT (v->>'tenant')::uuid, $1, to_date(v->>'period', 'YYYY-MM'), (v->>'events')::bigint,"
-		"        (v->>'window_start')::timestamptz, (v->>'window_end')::timestamptz, $2"
-		" FROM json_array_elements($3::json) AS r(v)", 3, p);
+		"        (v->>'window_start')::timestamptz, (v->>'window_end')::timestamptz, $2, $4"
+		" FROM json_array_elements($3::json) AS r(v)", 4, p);
 }
 
 enum db_status cpdb_usage_limits(struct db_conn *c, const char *records, const char *max_events,

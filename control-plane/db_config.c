@@ -75,10 +75,10 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
 	"(" t ".status <> 'deleted' OR NOT EXISTS (SELECT 1 FROM erasures e"                       \
 	" WHERE e.tenant_id = " t ".id AND e.completed_at IS NOT NULL))"
 
-enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_row_fn fn,
-                                void *arg)
+enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
+                                cpdb_doc_row_fn fn, void *arg)
 {
-	const char *p[] = { region };
+	const char *p[] = { region, cell };
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
 		"SELECT t.id, t.slug, t.status, t.plan, k.id,"
@@ -88,8 +88,8 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, cpdb_doc_
 		" FROM tenants t"
 		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL"
 		"      AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status <> 'deleted'"
-		" WHERE t.region = $1 AND " DOC_TENANT("t")
-		" ORDER BY t.id, k.id", 1, p);
+		" WHERE t.region = $1 AND ($2::text IS NULL OR t.cell = $2) AND " DOC_TENANT("t")
+		" ORDER BY t.id, k.id", 2, p);
 	if (st != DB_OK)
 		return st;
 	struct cpdb_doc_row row = { .nrows = (size_t)PQntuples(r) };
@@ -132,16 +132,17 @@ static enum db_status rows_array(struct db_conn *c, PGresult **r, const char *sq
 	return DB_OK;
 }
 
-enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, struct cpdb_plan_limits **plans,
-                              size_t *n)
+enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, const char *cell,
+                              struct cpdb_plan_limits **plans, size_t *n)
 {
-	const char *p[] = { region };
+	const char *p[] = { region, cell };
 	PGresult *r;
 	void *a;
 	enum db_status st = rows_array(c, &r,
 		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans"
-		" WHERE id IN (SELECT plan FROM tenants t WHERE region = $1 AND " DOC_TENANT("t") ")"
-		" ORDER BY id", 1, p, sizeof **plans, &a, n);
+		" WHERE id IN (SELECT plan FROM tenants t WHERE region = $1"
+		"              AND ($2::text IS NULL OR t.cell = $2) AND " DOC_TENANT("t") ")"
+		" ORDER BY id", 2, p, sizeof **plans, &a, n);
 	if ((*plans = a) == NULL)
 		return st;
 	for (size_t i = 0; i < *n; i++) {
@@ -166,14 +167,86 @@ enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, struct cp
 	void *a;
 	enum db_status st = rows_array(c, &r,
 		"SELECT r.name FROM regions r"
-		" JOIN region_documents d ON d.region = r.name AND d.version = r.config_version"
-		" WHERE d.expires_at < now() + $1::bigint * interval '1 second'", 1, p, sizeof **regions, &a, n);
+		" WHERE EXISTS (SELECT 1 FROM region_documents d WHERE d.region = r.name"
+		"               AND d.version = r.config_version"
+		"               AND d.expires_at < now() + $1::bigint * interval '1 second')"
+		"    OR EXISTS (SELECT 1 FROM signed_documents d WHERE d.region = r.name"
+		"               AND d.version = r.config_version"
+		"               AND d.expires_at < now() + $1::bigint * interval '1 second')",
+		1, p, sizeof **regions, &a, n);
 	if ((*regions = a) == NULL)
 		return st;
 	for (size_t i = 0; i < *n; i++)
 		snprintf((*regions)[i].name, sizeof (*regions)[i].name, "%s", PQgetvalue(r, (int)i, 0));
 	PQclear(r);
 	return DB_OK;
+}
+
+enum db_status cpdb_signed_doc_get(struct db_conn *c, const char *aud, int64_t ver, char **token)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%lld", (long long)ver);
+	const char *p[] = { aud, v };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"SELECT token FROM signed_documents WHERE aud = $1 AND version = $2::bigint", 2, p);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0)
+		st = DB_NOT_FOUND;
+	else if (!(*token = strdup(PQgetvalue(r, 0, 0))))
+		st = DB_ERROR;
+	PQclear(r);
+	return st;
+}
+
+enum db_status cpdb_signed_doc_insert(struct db_conn *c, const char *aud, const char *region,
+                                      int64_t ver, const char *token, const char *kid, int64_t iat,
+                                      int64_t exp, int *stored)
+{
+	PGresult *r;
+	char v[24], i[24], e[24];
+	snprintf(v, sizeof v, "%lld", (long long)ver);
+	snprintf(i, sizeof i, "%lld", (long long)iat);
+	snprintf(e, sizeof e, "%lld", (long long)exp);
+	const char *p[] = { aud, region, v, token, kid, i, e };
+	enum db_status st = db_exec(c, &r,
+		"INSERT INTO signed_documents (aud, region, version, token, kid, issued_at, expires_at)"
+		" VALUES ($1, $2, $3::bigint, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint))"
+		" ON CONFLICT DO NOTHING RETURNING 1", 7, p);
+	if (st == DB_OK) {
+		*stored = PQntuples(r) == 1;
+		PQclear(r);
+	}
+	return st;
+}
+
+enum db_status cpdb_signed_doc_prune(struct db_conn *c, const char *aud, int64_t ver, int keep)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%lld", (long long)(ver - keep));
+	const char *p[] = { aud, v };
+	return db_exec(c, NULL, "DELETE FROM signed_documents WHERE aud = $1 AND version <= $2::bigint",
+	               2, p);
+}
+
+enum db_status cpdb_routes_content(struct db_conn *c, const char *region, cpdb_route_fn fn, void *arg)
+{
+	const char *p[] = { region };
+	PGresult *r;
+	/* Every key not revoked, expired ones too: the router only picks the
+	 * cell, whose data plane refuses an expired key itself. */
+	enum db_status st = db_exec(c, &r,
+		"SELECT k.id, t.cell FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+		" WHERE t.region = $1 AND k.revoked_at IS NULL AND t.cell IS NOT NULL ORDER BY k.id", 1, p);
+	if (st != DB_OK)
+		return st;
+	size_t n = (size_t)PQntuples(r);
+	for (size_t i = 0; i < n && st == DB_OK; i++)
+		if (fn(PQgetvalue(r, (int)i, 0), PQgetvalue(r, (int)i, 1), n, arg) != 0)
+			st = DB_ERROR;
+	PQclear(r);
+	return st;
 }
 
 enum db_status cpdb_commit_unsynced(struct db_conn *c)
@@ -216,16 +289,17 @@ enum db_status cpdb_credential_region(struct db_conn *c, const char *token_sha25
 enum db_status cpdb_fleet_upsert(struct db_conn *c, const char *region, const char *instance,
                                  const char *version, const char *source,
                                  const char *last_pull_ok_at, const char *last_error,
-                                 const char *stale)
+                                 const char *stale, const char *cell)
 {
-	const char *p[] = { region, instance, version, source, last_pull_ok_at, last_error, stale };
+	const char *p[] = { region, instance, version, source, last_pull_ok_at, last_error, stale, cell };
 	return db_exec(c, NULL,
 		"INSERT INTO fleet_instances (region, instance, version, source, last_pull_ok_at,"
-		"                             last_error, stale, last_seen)"
-		" VALUES ($1, $2, $3::bigint, $4, $5::timestamptz, $6, $7::boolean, now())"
+		"                             last_error, stale, last_seen, cell)"
+		" VALUES ($1, $2, $3::bigint, $4, $5::timestamptz, $6, $7::boolean, now(), $8)"
 		" ON CONFLICT (region, instance) DO UPDATE SET version = EXCLUDED.version,"
 		"   source = EXCLUDED.source, last_pull_ok_at = EXCLUDED.last_pull_ok_at,"
-		"   last_error = EXCLUDED.last_error, stale = EXCLUDED.stale, last_seen = now()", 7, p);
+		"   last_error = EXCLUDED.last_error, stale = EXCLUDED.stale, last_seen = now(),"
+		"   cell = EXCLUDED.cell", 8, p);
 }
 
 enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t stale_after_s,
@@ -235,7 +309,7 @@ enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t st
 	snprintf(s, sizeof s, "%lld", (long long)stale_after_s);
 	const char *p[] = { region, s };
 	return db_json_rows(c, items,
-		"SELECT json_build_object('instance', f.instance, 'config_version', f.version,"
+		"SELECT json_build_object('instance', f.instance, 'cell', f.cell, 'config_version', f.version,"
 		"  'current_version', r.config_version, 'source', f.source,"
 		"  'stale', f.stale, 'last_pull_ok_at', api_ts(f.last_pull_ok_at),"
 		"  'last_error', f.last_error, 'last_seen', api_ts(f.last_seen),"

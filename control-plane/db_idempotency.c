@@ -24,8 +24,17 @@ static const struct {
 		"INSERT INTO usage_batches (region, key, request_sha256, response) VALUES ($1, $2, $3::bytea, '')"
 		" ON CONFLICT DO NOTHING RETURNING 1",
 		"SELECT encode(request_sha256, 'hex'), 0, '', response, false"
-		" FROM usage_batches WHERE region = $1 AND key = $2",
-		"UPDATE usage_batches SET response = $3 WHERE region = $1 AND key = $2",
+		" FROM usage_batches WHERE region = $1 AND key = $2 AND cell IS NULL",
+		"UPDATE usage_batches SET response = $3 WHERE region = $1 AND key = $2 AND cell IS NULL",
+	},
+	/* A cell's batches: scope is the cell; the row names its region too. */
+	[CPDB_IDEM_CELL_BATCHES] = {
+		"INSERT INTO usage_batches (region, cell, key, request_sha256, response)"
+		" SELECT region, name, $2, $3::bytea, '' FROM cells WHERE name = $1"
+		" ON CONFLICT DO NOTHING RETURNING 1",
+		"SELECT encode(request_sha256, 'hex'), 0, '', response, false"
+		" FROM usage_batches WHERE cell = $1 AND key = $2",
+		"UPDATE usage_batches SET response = $3 WHERE cell = $1 AND key = $2",
 	},
 };
 
@@ -71,7 +80,7 @@ enum db_status cpdb_idem_store(struct db_conn *c, enum cpdb_idem_store store, co
                                const char *key, int status, const char *location, const char *body,
                                int sealed)
 {
-	if (store == CPDB_IDEM_USAGE_BATCHES) {
+	if (store == CPDB_IDEM_USAGE_BATCHES || store == CPDB_IDEM_CELL_BATCHES) {
 		const char *p[] = { scope, key, body };
 		return db_exec(c, NULL, idem_sql[store].store, 3, p);
 	}

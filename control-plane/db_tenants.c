@@ -44,12 +44,14 @@ enum db_status cpdb_returning_id(struct db_conn *c, char id[40], const char *sql
 }
 
 enum db_status cpdb_tenant_insert(struct db_conn *c, const char *slug, const char *name,
-                                  const char *region, const char *plan, json_t **doc)
+                                  const char *region, const char *plan, const char *cell,
+                                  json_t **doc)
 {
-	const char *p[] = { slug, name, region, plan };
+	const char *p[] = { slug, name, region, plan, cell };
 	char id[40];
 	enum db_status st = cpdb_returning_id(c, id,
-		"INSERT INTO tenants (slug, name, region, plan) VALUES ($1, $2, $3, $4) RETURNING id", 4, p);
+		"INSERT INTO tenants (slug, name, region, plan, cell) VALUES ($1, $2, $3, $4, $5) RETURNING id",
+		5, p);
 	return st == DB_OK ? cpdb_tenant_get(c, id, 0, doc) : st;
 }
 

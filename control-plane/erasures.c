@@ -20,7 +20,7 @@ struct erasure_ctx {
 static enum db_status erasure_tx(struct db_conn *c, struct http_req *req, void *vctx,
                                  struct cp_outcome *out)
 {
-	(void)req;
+	const struct cp_principal *p = cp_principal(req);
 	struct erasure_ctx *ctx = vctx;
 	json_t *tenant, *erasure;
 	int completed_now;
@@ -39,6 +39,13 @@ static enum db_status erasure_tx(struct db_conn *c, struct http_req *req, void *
 		return cp_fail(out, PROB_FORBIDDEN,
 		               "The tenant's home region is not %s: only its home region holds its data.",
 		               ctx->region);
+	}
+	/* A cell holds only the data of the tenants placed in it. */
+	const char *cell = json_string_value(json_object_get(tenant, "cell"));
+	if (p->role == CP_ROLE_CELL && (!cell || strcmp(cell, p->cell) != 0)) {
+		json_decref(tenant);
+		out->prob_extra = json_pack("{ss}", "field", "tenant_id");
+		return cp_fail(out, PROB_FORBIDDEN, "The tenant is not placed in cell %s.", p->cell);
 	}
 	json_decref(tenant);
 	if (!deleted) {

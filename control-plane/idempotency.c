@@ -17,6 +17,7 @@ static const struct {
 } rules[] = {
 	[IDEM_REQUESTS] = { "This Idempotency-Key was used with another request; use a new key.", 0, 1 },
 	[IDEM_USAGE_BATCHES] = { "This Idempotency-Key was used for another batch; use a new key.", 200, 0 },
+	[IDEM_CELL_BATCHES] = { "This Idempotency-Key was used for another batch; use a new key.", 200, 0 },
 };
 
 enum http_step idem_key_read(struct http_req *req, const char *required, struct idem *k)

@@ -17,7 +17,9 @@
  *   IDEM_USAGE_BATCHES  usage_batches: a region's usage batches, keyed by
  *                       region; only the first answer's body is kept, as
  *                       long as the ledger rows it counted. A replay is a
- *                       200: nothing is added the second time. */
+ *                       200: nothing is added the second time.
+ *   IDEM_CELL_BATCHES   usage_batches too, keyed by cell: a cell's usage
+ *                       batches, with the rules of IDEM_USAGE_BATCHES. */
 #ifndef CP_IDEMPOTENCY_H
 #define CP_IDEMPOTENCY_H
 
@@ -28,13 +30,14 @@
 
 #define IDEM_KEY_MAX IDEMKEY_MAX
 
-enum idem_store { IDEM_REQUESTS = CPDB_IDEM_REQUESTS, IDEM_USAGE_BATCHES = CPDB_IDEM_USAGE_BATCHES };
+enum idem_store { IDEM_REQUESTS = CPDB_IDEM_REQUESTS, IDEM_USAGE_BATCHES = CPDB_IDEM_USAGE_BATCHES,
+                  IDEM_CELL_BATCHES = CPDB_IDEM_CELL_BATCHES };
 
 /* One request's key. `scope` and `key` are borrowed: they must outlive the
  * transaction (the principal's scope and the request header do). */
 struct idem {
 	enum idem_store store;
-	const char *scope;   /* whose keys these are: a principal's scope or a region */
+	const char *scope;   /* whose keys these are: a principal's scope, a region or a cell */
 	const char *key;     /* the Idempotency-Key header; NULL when the request has none */
 	char hash[65];       /* lowercase hex SHA-256 of what makes two requests the same */
 };

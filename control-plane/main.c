@@ -15,6 +15,7 @@
 #include "audit_log.h"
 #include "auth.h"
 #include "billing.h"
+#include "cells.h"
 #include "config_doc.h"
 #include "cp_app.h"
 #include "deadline.h"
@@ -100,6 +101,7 @@ static enum http_result handle_openapi(struct http_req *req)
 #define USR CP_AUTH_USER
 #define ADM CP_AUTH_ADMIN
 #define REG CP_AUTH_REGION
+#define CEL CP_AUTH_CELL
 /* The query parameters each route reads (route.h): any other is refused. */
 static const char *const q_page[] = { "limit", "cursor", NULL };
 static const char *const q_tenants[] = { "region", "status", "limit", "cursor", NULL };
@@ -156,11 +158,18 @@ static const struct http_route cp_routes[] = {
 	{ "GET", "/v1/admins", cp_admins_list, 0, ADM, q_page },
 	{ "GET", "/v1/admins/{id}", cp_admins_get, 0, ADM, NULL },
 	{ "DELETE", "/v1/admins/{id}", cp_admins_delete, 0, ADM, NULL },
+	{ "GET", "/v1/regions/{region}/cells", cp_cells_list, 0, ADM, NULL },
+	{ "POST", "/v1/regions/{region}/cells", cp_cells_create, BODY, ADM, NULL },
+	{ "PATCH", "/v1/regions/{region}/cells/{cell}", cp_cells_update, BODY, ADM, NULL },
+	{ "GET", "/v1/regions/{region}/routes", cp_region_routes, 0, REG, q_wait },
+	{ "POST", "/v1/cells/{cell}/credentials", cp_cell_credentials_create, BODY, ADM, NULL },
+	{ "GET", "/v1/cells/{cell}/config", cp_cell_config, 0, CEL, q_wait },
 };
 #undef PUB
 #undef USR
 #undef ADM
 #undef REG
+#undef CEL
 
 static void cp_metrics(FILE *out, void *vapp)
 {
@@ -187,7 +196,7 @@ static void usage(FILE *out)
 
 static int cmd_routes(void)
 {
-	static const char *const auth[] = { "public", "user", "admin", "region" };
+	static const char *const auth[] = { "public", "user", "admin", "region", "cell" };
 	for (size_t i = 0; i < sizeof cp_routes / sizeof cp_routes[0]; i++)
 		printf("%s %s %s\n", cp_routes[i].method, cp_routes[i].pattern, auth[cp_routes[i].auth]);
 	return SVC_EXIT_OK;

@@ -8,8 +8,11 @@
 struct http_req;
 
 /* A region credential (CP_ROLE_REGION) reaches only its region's config
- * routes (CP_AUTH_REGION); admins reach those too. */
-enum cp_role { CP_ROLE_ADMIN, CP_ROLE_OWNER, CP_ROLE_MEMBER, CP_ROLE_REGION };
+ * routes (CP_AUTH_REGION); admins reach those too. A cell credential
+ * (CP_ROLE_CELL) reaches its cell's config route (CP_AUTH_CELL) and its
+ * region's report routes (status, erasures, usage), never the region's
+ * config or routes documents. */
+enum cp_role { CP_ROLE_ADMIN, CP_ROLE_OWNER, CP_ROLE_MEMBER, CP_ROLE_REGION, CP_ROLE_CELL };
 
 /* The names of the user roles, indexed by enum cp_role, NULL-terminated
  * (a region credential has no stored role). */
@@ -20,9 +23,10 @@ struct cp_principal {
 	int via_admin_token;
 	char user_id[37];     /* "" for the bootstrap admin token */
 	char tenant_id[37];   /* "" for platform admins */
-	char region[33];      /* a region credential's region */
+	char region[33];      /* a region credential's region, a cell credential's cell's region */
+	char cell[64];        /* a cell credential's cell */
 	char session[65];     /* hex SHA-256 of the session token, "" for the admin token */
-	char scope[48];       /* idempotency scope: "admin-token" or "user:<id>" */
+	char scope[80];       /* idempotency scope: "admin-token", "user:<id>", "region:<r>", "cell:<c>" */
 };
 
 /* The request's principal; on a public route, an anonymous member with

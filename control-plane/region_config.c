@@ -1,5 +1,7 @@
-/* What the regions use: GET /.well-known/jwks.json (public keys),
+/* What the regions and cells use: GET /.well-known/jwks.json (public keys),
  * GET /v1/regions/{region}/config (the signed document, long-polled),
+ * GET /v1/cells/{cell}/config (a cell's document, long-polled),
+ * GET /v1/regions/{region}/routes (the routes document, long-polled),
  * POST /v1/regions/{name}/credentials (admin: a region's credential),
  * POST /v1/regions/{region}/status (a data plane's report) and
  * GET /v1/regions/{region}/fleet (admin: the reports). */
@@ -40,13 +42,18 @@ enum http_result cp_jwks(struct http_req *req)
 	return http_reply_json(req, 200, jwks);
 }
 
-/* Region routes are for that region's credential, or an admin. */
-static enum http_step region_allowed(struct http_req *req, const char *region)
+/* Region routes are for that region's credential, or an admin; with
+ * `cells`, also for a cell credential of a cell of the region (reports). */
+static enum http_step region_allowed(struct http_req *req, const char *region, int cells)
 {
 	const struct cp_principal *p = cp_principal(req);
 	if (!region || !name_valid_region(region))
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such region."), HTTP_ANSWERED;
-	if (p->role == CP_ROLE_ADMIN || (p->role == CP_ROLE_REGION && !strcmp(p->region, region)))
+	if (p->role == CP_ROLE_CELL && !cells)
+		return http_reply_problem(req, PROB_FORBIDDEN, "A cell credential reads its cell's document "
+		                          "(GET /v1/cells/%s/config), not the region's.", p->cell), HTTP_ANSWERED;
+	if (p->role == CP_ROLE_ADMIN || ((p->role == CP_ROLE_REGION || p->role == CP_ROLE_CELL) &&
+	                                 !strcmp(p->region, region)))
 		return HTTP_GO_ON;
 	return http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to another region."), HTTP_ANSWERED;
 }
@@ -69,18 +76,20 @@ struct poll_state {
 	int64_t deadline_ms;
 };
 
-enum http_result cp_region_config(struct http_req *req)
+/* Serves the document of `subj` with the long poll every document route
+ * shares: ?wait=N (seconds, at most MAX_WAIT_S) and If-None-Match with the
+ * version (ETag) the caller holds; parked on the subject's region, whose
+ * config version every document carries. */
+static enum http_result serve_doc(struct http_req *req, const struct cp_doc_subject *subj,
+                                  const char *missing)
 {
 	struct cp_app *app = http_req_app(req);
-	const char *region = http_req_param(req, "region");
 	const char *wait = http_req_query(req, "wait");
 	struct poll_state *ps = http_req_state(req);
 	struct db_conn *c;
 	int64_t current, seen;
 	char etag[32];
 
-	if (region_allowed(req, region) != HTTP_GO_ON)
-		return HTTP_REPLIED;
 	if (!app->keys)
 		return no_keys(req);
 	if (!ps) {
@@ -97,29 +106,85 @@ enum http_result cp_region_config(struct http_req *req)
 	}
 	if (!(c = db_acquire(app->db)))
 		return cp_reply_db_error(req, DB_UNAVAILABLE);
-	enum db_status st = cpdb_region_version(c, region, &current);
+	enum db_status st = cpdb_region_version(c, subj->region, &current);
 	db_release(app->db, c);
 	if (st == DB_NOT_FOUND)
-		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+		return http_reply_problem(req, PROB_NOT_FOUND, "%s", missing);
 	if (st != DB_OK)
 		return cp_reply_db_error(req, st);
 
 	seen = seen_version(req);
 	if (seen >= current) {
 		if (lp_now_ms() < ps->deadline_ms &&
-		    lp_park(app->lp, req, region, seen, ps->deadline_ms) == 0)
+		    lp_park(app->lp, req, subj->region, seen, ps->deadline_ms) == 0)
 			return HTTP_SUSPENDED; /* parked: this handler runs again when woken */
 		snprintf(etag, sizeof etag, "\"%lld\"", (long long)current);
 		http_add_header(req, "ETag", etag);
 		return http_reply_raw(req, 304, NULL, "", 0);
 	}
 	struct cp_doc *doc;
-	if ((st = cp_doc_get(app, region, current, &doc)) != DB_OK)
+	if ((st = cp_doc_get(app, subj, current, &doc)) == DB_NOT_FOUND)
+		return http_reply_problem(req, PROB_NOT_FOUND, "%s", missing);
+	if (st != DB_OK)
 		return cp_reply_db_error(req, st);
 	snprintf(etag, sizeof etag, "\"%lld\"", (long long)doc->version);
 	http_add_header(req, "ETag", etag);
 	http_add_header(req, "Cache-Control", "no-store");
 	return http_reply_shared(req, 200, "application/jwt", doc->token, doc->len, cp_doc_release, doc);
+}
+
+enum http_result cp_region_config(struct http_req *req)
+{
+	const char *region = http_req_param(req, "region");
+	struct cp_doc_subject subj;
+	if (region_allowed(req, region, 0) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (cp_doc_subject(&subj, CP_DOC_REGION, region, NULL) != 0)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	return serve_doc(req, &subj, "No such region.");
+}
+
+enum http_result cp_region_routes(struct http_req *req)
+{
+	const char *region = http_req_param(req, "region");
+	struct cp_doc_subject subj;
+	if (region_allowed(req, region, 0) != HTTP_GO_ON)
+		return HTTP_REPLIED;
+	if (cp_doc_subject(&subj, CP_DOC_ROUTES, region, NULL) != 0)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
+	return serve_doc(req, &subj, "No such region.");
+}
+
+enum http_result cp_cell_config(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	const struct cp_principal *p = cp_principal(req);
+	const char *cell = http_req_param(req, "cell");
+	struct cp_doc_subject subj;
+	char region[33];
+	json_t *doc;
+
+	if (!cell || !name_valid_cell(cell))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such cell.");
+	if (p->role == CP_ROLE_CELL) {
+		snprintf(region, sizeof region, "%s", p->region); /* the hook checked the cell */
+	} else {
+		/* Its region, once per request (a long poll runs this again). */
+		struct db_conn *c = db_acquire(app->db);
+		if (!c)
+			return cp_reply_db_error(req, DB_UNAVAILABLE);
+		enum db_status st = cpdb_cell_get(c, cell, &doc);
+		db_release(app->db, c);
+		if (st == DB_NOT_FOUND)
+			return http_reply_problem(req, PROB_NOT_FOUND, "No cell named '%s'.", cell);
+		if (st != DB_OK)
+			return cp_reply_db_error(req, st);
+		snprintf(region, sizeof region, "%s", json_string_value(json_object_get(doc, "region")));
+		json_decref(doc);
+	}
+	if (cp_doc_subject(&subj, CP_DOC_CELL, region, cell) != 0)
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such cell.");
+	return serve_doc(req, &subj, "No such cell.");
 }
 
 struct cred_ctx {
@@ -179,11 +244,16 @@ enum http_result cp_region_status(struct http_req *req)
 	json_t *obj;
 	char ver[24];
 
-	if (region_allowed(req, region) != HTTP_GO_ON ||
+	if (region_allowed(req, region, 1) != HTTP_GO_ON ||
 	    cp_parse_body(req, cpreq_region_status, &in, &present, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
+	const struct cp_principal *p = cp_principal(req);
 	enum http_result rc;
-	if (!*in.instance || strspn(in.instance, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(in.instance))
+	if (in.cell && !name_valid_cell(in.cell))
+		rc = http_reply_invalid_field(req, "cell", "cell must be a cell name like us-east-1.");
+	else if (p->role == CP_ROLE_CELL && in.cell && strcmp(in.cell, p->cell) != 0)
+		rc = http_reply_problem(req, PROB_FORBIDDEN, "This credential belongs to cell %s.", p->cell);
+	else if (!*in.instance || strspn(in.instance, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-") != strlen(in.instance))
 		rc = http_reply_invalid_field(req, "instance", "instance must be 1 to 128 characters of [A-Za-z0-9._:-].");
 	else if (in.source && strcmp(in.source, "control-plane") && strcmp(in.source, "cache"))
 		rc = http_reply_invalid_field(req, "source", "source must be control-plane or cache.");
@@ -191,15 +261,29 @@ enum http_result cp_region_status(struct http_req *req)
 		rc = http_reply_invalid_field(req, "last_pull_ok_at", "last_pull_ok_at must be an RFC 3339 time.");
 	else {
 		struct db_conn *c = db_acquire(app->db);
+		const char *cell = p->role == CP_ROLE_CELL ? p->cell : in.cell;
+		json_t *cd = NULL;
 		snprintf(ver, sizeof ver, "%lld", (long long)in.version);
 		enum db_status st = DB_UNAVAILABLE;
+		int foreign = 0;
 		if (c) {
-			st = cpdb_fleet_upsert(c, region, in.instance, (present & 2) ? ver : NULL, in.source,
-			                       in.last_pull_ok_at, in.last_error, in.stale ? "true" : "false");
+			/* A cell named by a region credential must be of the region. */
+			st = cell ? cpdb_cell_get(c, cell, &cd) : DB_OK;
+			if (st == DB_NOT_FOUND || (cd && strcmp(json_string_value(json_object_get(cd, "region")), region)))
+				foreign = 1, st = DB_OK;
+			json_decref(cd);
+			if (st == DB_OK && !foreign)
+				st = cpdb_fleet_upsert(c, region, in.instance, (present & 2) ? ver : NULL, in.source,
+				                       in.last_pull_ok_at, in.last_error, in.stale ? "true" : "false",
+				                       cell);
 			db_release(app->db, c);
 		}
-		rc = st == DB_OK ? http_reply_json(req, 200, json_pack("{sb}", "recorded", 1))
-		                 : cp_reply_db_error(req, st);
+		if (foreign)
+			rc = http_reply_problem_ex(req, PROB_UNPROCESSABLE, json_pack("{ss}", "field", "cell"),
+			                           "Region %s has no cell named '%s'.", region, cell);
+		else
+			rc = st == DB_OK ? http_reply_json(req, 200, json_pack("{sb}", "recorded", 1))
+			                 : cp_reply_db_error(req, st);
 	}
 	json_decref(obj);
 	return rc;

@@ -1,7 +1,9 @@
 /* The region catalog: GET /v1/regions (public), POST /v1/regions and
  * PATCH /v1/regions/{name} (admin). A catalog change raises the config
  * version of every region, since each region's document carries the
- * directory of all regions' endpoints. */
+ * directory of all regions' endpoints. A region's shared cells, one per
+ * cloud region, are made with it by a trigger of the migrations (so that
+ * seeding and the previous build make them too). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +90,17 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 {
 	struct region_ctx *ctx = vctx;
 	json_t *doc;
-	enum db_status st = cpdb_region_insert(c, ctx->in.name, ctx->in.display_name, ctx->clouds,
+	/* A region never shadows a cell: both name documents and waves. */
+	enum db_status st = cpdb_cell_get(c, ctx->in.name, &doc);
+	if (st == DB_OK) {
+		json_decref(doc);
+		out->prob_extra = json_pack("{ss}", "field", "name");
+		return cp_fail(out, PROB_CONFLICT, "'%s' is the name of a cell; a region needs another.",
+		               ctx->in.name);
+	}
+	if (st != DB_NOT_FOUND)
+		return st;
+	st = cpdb_region_insert(c, ctx->in.name, ctx->in.display_name, ctx->clouds,
 	                                       ctx->in.endpoint, ctx->wave, ctx->in.status, &doc);
 	if (st == DB_CONFLICT)
 		return cp_fail(out, PROB_CONFLICT, "Region '%s' exists already.", ctx->in.name);

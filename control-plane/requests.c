@@ -9,6 +9,7 @@ const struct jsonx_field cpreq_tenant_create[] = {
 	{ "slug", JX_STRING, 1, 0, 0, 63, F(slug) },
 	{ "region", JX_STRING, 1, 0, 0, 32, F(region) },
 	{ "plan", JX_STRING, 1, 0, 0, 32, F(plan) },
+	{ "cell", JX_STRING, 0, 0, 0, 64, F(cell) },
 	JSONX_END
 };
 const struct jsonx_field cpreq_tenant_update[] = {
@@ -67,6 +68,19 @@ const struct jsonx_field cpreq_region_update[] = {
 };
 #undef F
 
+#define F(n) offsetof(struct cell_in, n)
+const struct jsonx_field cpreq_cell_create[] = {
+	{ "name", JX_STRING, 1, 0, 0, 64, F(name) },
+	{ "kind", JX_STRING, 1, 0, 0, 16, F(kind) },
+	{ "tenant_id", JX_STRING, 0, 1, 0, 36, F(tenant_id) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_cell_update[] = {
+	{ "status", JX_STRING, 1, 0, 0, 16, F(status) },
+	JSONX_END
+};
+#undef F
+
 #define F(m) offsetof(struct plan_in, m)
 #define N(i) (offsetof(struct plan_in, n) + (i) * sizeof(int64_t))
 const struct jsonx_field cpreq_plan_create[] = {
@@ -112,6 +126,7 @@ const struct jsonx_field cpreq_region_status[] = {
 	{ "last_pull_ok_at", JX_STRING, 0, 1, 0, 40, F(last_pull_ok_at) },
 	{ "last_error", JX_STRING, 0, 1, 0, 500, F(last_error) },
 	{ "stale", JX_BOOL, 0, 0, 0, 0, F(stale) },
+	{ "cell", JX_STRING, 0, 1, 0, 64, F(cell) },
 	JSONX_END
 };
 #undef F

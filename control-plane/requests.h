@@ -17,7 +17,7 @@
 
 /* POST /v1/tenants, PATCH /v1/tenants/{id} (tenants.c). */
 struct tenant_in {
-	const char *name, *slug, *region, *plan, *status;
+	const char *name, *slug, *region, *plan, *status, *cell;
 };
 extern const struct jsonx_field cpreq_tenant_create[];
 /* region is listed so that trying to change it gets a 409 that says why,
@@ -48,6 +48,13 @@ struct region_in {
 extern const struct jsonx_field cpreq_region_create[];
 extern const struct jsonx_field cpreq_region_update[];
 
+/* POST /v1/regions/{region}/cells, PATCH /v1/regions/{region}/cells/{cell} (cells.c). */
+struct cell_in {
+	const char *name, *kind, *tenant_id, *status;
+};
+extern const struct jsonx_field cpreq_cell_create[];
+extern const struct jsonx_field cpreq_cell_update[];
+
 /* Bounds that keep every amount within bigint: at most 1e13 events per
  * tenant and month (billing.c checks that in SQL), at most 1e5 minor units
  * per 1,000 events, so an overage stays below 1e15 minor units and a total
@@ -75,7 +82,7 @@ extern const struct jsonx_field cpreq_login[];
 
 /* POST /v1/regions/{region}/status, a data plane's report (region_config.c). */
 struct status_in {
-	const char *instance, *source, *last_pull_ok_at, *last_error;
+	const char *instance, *source, *last_pull_ok_at, *last_error, *cell;
 	int64_t version;
 	int stale;
 };

@@ -1,7 +1,13 @@
 /* Tenants and their home region: POST/GET /v1/tenants,
  * GET/PATCH/DELETE /v1/tenants/{id}, and the public region lookup
  * GET /v1/lookup?tenant=<slug>. Every change raises the config version of
- * the tenant's home region, in the same transaction. */
+ * the tenant's home region, in the same transaction.
+ *
+ * Placement: a new tenant goes to the cell an admin names, or else to the
+ * active shared cell of its region with the fewest tenants not deleted
+ * (ties: name order; the rule is cell_least_loaded() of the migrations).
+ * A dedicated cell is only ever used when named. Only admins see a
+ * tenant's cell: clients never need it. */
 #include <stdio.h>
 #include <string.h>
 
@@ -58,15 +64,59 @@ static enum db_status check_refs(struct db_conn *c, const char *region, const ch
 	return DB_OK;
 }
 
+/* Chooses the new tenant's cell into `cell`: the named one if it may take
+ * it, else the least loaded. The region's cells stay locked until the
+ * transaction ends, so concurrent placements count each other. */
+static enum db_status place(struct db_conn *c, const char *region, const char *named, char cell[64],
+                            struct cp_outcome *out)
+{
+	enum db_status st = cpdb_cells_lock(c, region);
+	if (st != DB_OK)
+		return st;
+	if (!named) {
+		st = cpdb_cell_least_loaded(c, region, cell);
+		if (st == DB_NOT_FOUND)
+			return cp_fail(out, PROB_CONFLICT, "Region %s has no active shared cell to place a tenant "
+			               "in; add a cell or set one active.", region);
+		return st;
+	}
+	json_t *doc;
+	out->prob_extra = json_pack("{ss}", "field", "cell");
+	st = cpdb_cell_get(c, named, &doc);
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_UNPROCESSABLE, "There is no cell named '%s'.", named);
+	if (st != DB_OK)
+		return st;
+	const char *in = json_string_value(json_object_get(doc, "region"));
+	const char *status = json_string_value(json_object_get(doc, "status"));
+	const char *owner = json_string_value(json_object_get(doc, "tenant_id"));
+	int dedicated = !strcmp(json_string_value(json_object_get(doc, "kind")), "dedicated");
+	json_int_t held = json_integer_value(json_object_get(doc, "tenants"));
+	if (strcmp(in, region) != 0)
+		st = cp_fail(out, PROB_UNPROCESSABLE, "Cell %s is in region %s, not %s.", named, in, region);
+	else if (strcmp(status, "active") != 0)
+		st = cp_fail(out, PROB_CONFLICT, "Cell %s is %s and takes no new tenants.", named, status);
+	else if (dedicated && (owner || held > 0))
+		st = cp_fail(out, PROB_CONFLICT, "Cell %s is dedicated to another tenant.", named);
+	else {
+		json_decref(out->prob_extra);
+		out->prob_extra = NULL;
+		snprintf(cell, 64, "%s", named);
+	}
+	json_decref(doc);
+	return st;
+}
+
 static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *vctx,
                                 struct cp_outcome *out)
 {
 	struct tenant_ctx *ctx = vctx;
-	json_t *doc;
+	json_t *doc, *cd;
+	char cell[64];
 	enum db_status st = check_refs(c, ctx->in.region, ctx->in.plan, out);
-	if (st != DB_OK)
+	if (st != DB_OK || (st = place(c, ctx->in.region, ctx->in.cell, cell, out)) != DB_OK)
 		return st;
-	st = cpdb_tenant_insert(c, ctx->in.slug, ctx->in.name, ctx->in.region, ctx->in.plan, &doc);
+	st = cpdb_tenant_insert(c, ctx->in.slug, ctx->in.name, ctx->in.region, ctx->in.plan, cell, &doc);
 	if (st == DB_CONFLICT) {
 		out->prob_extra = json_pack("{ss}", "field", "slug");
 		return cp_fail(out, PROB_CONFLICT, "The slug '%s' is taken.", ctx->in.slug);
@@ -74,7 +124,15 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 	if (st != DB_OK)
 		return st;
 	const char *id = json_string_value(json_object_get(doc, "id"));
-	if ((st = cpdb_region_bump(c, ctx->in.region)) != DB_OK ||
+	/* A dedicated cell is its first tenant's. */
+	if ((st = cpdb_cell_get(c, cell, &cd)) != DB_OK) {
+		json_decref(doc);
+		return st;
+	}
+	int dedicated = !strcmp(json_string_value(json_object_get(cd, "kind")), "dedicated");
+	json_decref(cd);
+	if ((dedicated && (st = cpdb_cell_dedicate(c, cell, id)) != DB_OK) ||
+	    (st = cpdb_region_bump(c, ctx->in.region)) != DB_OK ||
 	    (st = cp_audit(c, req, id, "tenant.create", "tenant", id, NULL, doc)) != DB_OK) {
 		json_decref(doc);
 		return st;
@@ -99,10 +157,28 @@ enum http_result cp_tenants_create(struct http_req *req)
 		http_reply_invalid_field(req, "region", "%s", "region must be a region name like 'eu'.");
 	else if (!name_valid_region(ctx.in.plan))
 		http_reply_invalid_field(req, "plan", "%s", "plan must be a plan id like 'pro'.");
+	else if (ctx.in.cell && !name_valid_cell(ctx.in.cell))
+		http_reply_invalid_field(req, "cell", "%s", "cell must be a cell name like us-east-1.");
 	else
 		rc = cp_mutate(req, create_tx, &ctx);
 	json_decref(obj);
 	return rc;
+}
+
+/* Clients never need a tenant's cell: only admins see it. */
+static json_t *view(struct http_req *req, json_t *docs)
+{
+	if (cp_principal(req)->role == CP_ROLE_ADMIN)
+		return docs;
+	if (json_is_object(docs)) {
+		json_object_del(docs, "cell");
+	} else {
+		size_t i;
+		json_t *d;
+		json_array_foreach(docs, i, d)
+			json_object_del(d, "cell");
+	}
+	return docs;
 }
 
 struct list_ctx {
@@ -117,7 +193,7 @@ static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vct
 	struct list_ctx *ctx = vctx;
 	json_t *items;
 	enum db_status st = cpdb_tenants_page(c, ctx->region, ctx->status, ctx->only, &ctx->pg, &items);
-	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
+	return st == DB_OK ? cp_done(out, 200, cp_page_result(view(req, items), ctx->pg.limit)) : st;
 }
 
 enum http_result cp_tenants_list(struct http_req *req)
@@ -141,13 +217,12 @@ enum http_result cp_tenants_list(struct http_req *req)
 static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx,
                              struct cp_outcome *out)
 {
-	(void)req;
 	struct tenant_ctx *ctx = vctx;
 	json_t *doc;
 	enum db_status st = cpdb_tenant_get(c, ctx->id, 0, &doc);
 	if (st == DB_NOT_FOUND)
 		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
-	return st == DB_OK ? cp_done(out, 200, doc) : st;
+	return st == DB_OK ? cp_done(out, 200, view(req, doc)) : st;
 }
 
 enum http_result cp_tenants_get(struct http_req *req)
@@ -207,7 +282,7 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 		json_decref(after);
 		return st;
 	}
-	return cp_done(out, 200, after);
+	return cp_done(out, 200, view(req, after));
 }
 
 enum http_result cp_tenants_update(struct http_req *req)

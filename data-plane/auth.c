@@ -11,7 +11,17 @@
  * 403 tenant_suspended on a write, let through on a read, so that a
  * suspended tenant can still read its trail). The secret is checked before
  * the tenant's status, so that a wrong secret never learns whether a
- * tenant is suspended. A write is refused here, before its body is read. */
+ * tenant is suspended. A write is refused here, before its body is read.
+ *
+ * With DP_CELL, a request the cell router sent here for another cell
+ * (X-Celltrail-Cell names another one), or for this cell with a key id
+ * this cell's document does not hold (the router's map and this document
+ * disagree, e.g. while a tenant moves), is never served: 503 wrong_cell
+ * with Retry-After: 1, by the time which the router has the newer map. It
+ * comes after the region check (a key of another region is 421 whatever
+ * the header says) and is logged and counted. Without the header, a key
+ * this document does not hold is 401, as in a region without cells. */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -20,6 +30,8 @@
 #include "apikey.h"
 #include "dp.h"
 #include "http.h"
+#include "log.h"
+#include "names.h"
 #include "secret.h"
 #include "snapshot.h"
 
@@ -29,6 +41,33 @@ static enum http_step unauthorized(struct http_req *req, const char *detail)
 {
 	http_add_header(req, "WWW-Authenticate", "Bearer");
 	http_reply_problem(req, PROB_UNAUTHORIZED, "%s", detail);
+	return HTTP_ANSWERED;
+}
+
+static atomic_uint_least64_t wrong_cell_requests;
+
+void dp_auth_metrics(FILE *out)
+{
+	fprintf(out,
+	        "# HELP dp_wrong_cell_requests_total Requests refused with 503 wrong_cell: routed for another cell, or for this one with a key its document does not hold.\n"
+	        "# TYPE dp_wrong_cell_requests_total counter\n"
+	        "dp_wrong_cell_requests_total %llu\n",
+	        (unsigned long long)atomic_load(&wrong_cell_requests));
+}
+
+/* `routed` is the header's value (a client reaching this instance
+ * directly may have sent anything: quoted only when it is a cell name). */
+static enum http_step wrong_cell(struct http_req *req, const char *cell, const char *routed,
+                                 const char *key_id)
+{
+	const char *shown = name_valid_cell(routed) ? routed : "(not a cell name)";
+	atomic_fetch_add(&wrong_cell_requests, 1);
+	log_write(LOG_WARN, NULL, json_pack("{ss ss ss}", "key_id", key_id, "cell", cell, "routed_cell", shown),
+	          "request for key %s routed to cell %s reached cell %s: refused (wrong_cell)", key_id,
+	          shown, cell);
+	http_add_header(req, "Retry-After", "1");
+	http_reply_problem(req, PROB_WRONG_CELL,
+	                   "This request reached cell %s, which does not serve its key; retry shortly.", cell);
 	return HTTP_ANSWERED;
 }
 
@@ -73,6 +112,12 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 		                      key.region);
 		goto out;
 	}
+	/* The router's cell, when it routed the request (cell mode only). */
+	const char *routed = app->cfg.cell ? http_req_header(req, DP_CELL_HEADER) : NULL;
+	if (routed && strcmp(routed, app->cfg.cell) != 0) {
+		wrong_cell(req, app->cfg.cell, routed, key.id);
+		goto out;
+	}
 	if (!s) {
 		unavailable(req, "This region has no verified configuration yet.");
 		goto out;
@@ -83,6 +128,10 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 		goto out;
 	}
 	const struct cfgdoc_key *k = cfgdoc_find_key(s->doc, key.id);
+	if (!k && routed) {
+		wrong_cell(req, app->cfg.cell, routed, key.id);
+		goto out;
+	}
 	static const unsigned char none[32];
 	/* Compared even for an unknown id, so that both take the same time. */
 	int match = secret_equal(k ? k->sha256 : none, key.secret_sha256, 32) && k;

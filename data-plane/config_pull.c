@@ -170,6 +170,7 @@ static struct cfgdoc_verify_opts verify_opts(const struct dp_pull *p, int64_t mi
 	struct cfgdoc_verify_opts o = {
 		.issuer = DP_CONFIG_ISSUER,
 		.region = p->app->cfg.region,
+		.cell = p->app->cfg.cell, /* a cell's document only, with DP_CELL */
 		.now = (int64_t)time(NULL),
 		.skew = p->app->cfg.clock_skew_ms / 1000,
 		.min_version = min_version,
@@ -351,7 +352,10 @@ static int start_config(struct dp_pull *p)
 	long wait_s = (long)(c->pull_wait_ms / 1000);
 
 	in_use(p, &u);
-	snprintf(path, sizeof path, "/v1/regions/%s/config?wait=%ld", c->region, wait_s);
+	if (c->cell)
+		snprintf(path, sizeof path, "/v1/cells/%s/config?wait=%ld", c->cell, wait_s);
+	else
+		snprintf(path, sizeof path, "/v1/regions/%s/config?wait=%ld", c->region, wait_s);
 	if (transfer_begin(p, &p->cfg, path, (size_t)c->config_max_bytes, wait_s * 1000 + PULL_GRACE_MS))
 		return -1;
 	if (dp_cp_request_header(&p->cfg, "Accept: application/jwt") != 0)
@@ -428,10 +432,13 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 	} else if (dp_cp_config_error(status)) {
 		/* Logged by dp_cp_errors_note, at most once a minute. */
 		snprintf(p->last_error, sizeof p->last_error, "%s (HTTP %ld)",
-		         status == 404 ? "the control plane has no such route or region: DP_CONTROL_PLANE_URL or DP_REGION is wrong"
-		                       : "the control plane refused DP_REGION_TOKEN",
+		         status == 404 ? (p->app->cfg.cell ? "the control plane has no such route or cell: DP_CONTROL_PLANE_URL or DP_CELL is wrong"
+		                                           : "the control plane has no such route or region: DP_CONTROL_PLANE_URL or DP_REGION is wrong")
+		                       : (p->app->cfg.cell ? "the control plane refused DP_CELL_TOKEN"
+		                                           : "the control plane refused DP_REGION_TOKEN"),
 		         status);
-		dp_cp_errors_note(DP_CP_CONFIG, status, "GET /v1/regions/{region}/config");
+		dp_cp_errors_note(DP_CP_CONFIG, status,
+		                  p->app->cfg.cell ? "GET /v1/cells/{cell}/config" : "GET /v1/regions/{region}/config");
 	} else {
 		fail(p, "the control plane answered HTTP %ld", status);
 	}
@@ -474,6 +481,11 @@ static int start_status(struct dp_pull *p)
 	                         "last_pull_ok_at", ok ? json_string(when) : json_null(), "last_error",
 	                         p->last_error[0] ? json_string(p->last_error) : json_null(), "stale",
 	                         u.stale);
+	/* Only with DP_CELL: a control plane from before cells knows no such member. */
+	if (body && c->cell && json_object_set_new(body, "cell", json_string(c->cell)) != 0) {
+		json_decref(body);
+		body = NULL;
+	}
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	if (!text)
@@ -501,7 +513,7 @@ static void finish_status(struct dp_pull *p, CURLcode rc)
 	else if (!ok && !p->status_failing)
 		log_warn(NULL, "fleet status not accepted: %s",
 		         rc != CURLE_OK ? dp_cp_request_error(&p->status, rc)
-		                        : (status == 401 || status == 403 ? "DP_REGION_TOKEN refused"
+		                        : (status == 401 || status == 403 ? (p->app->cfg.cell ? "DP_CELL_TOKEN refused" : "DP_REGION_TOKEN refused")
 		                                                          : "unexpected HTTP status"));
 	p->status_failing = !ok;
 	transfer_end(p, &p->status);

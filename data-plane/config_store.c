@@ -92,8 +92,8 @@ out:
 
 /* Replaces dir/name with `data` atomically and durably: a temporary file,
  * fsync, rename, fsync of the directory. */
-static int write_atomic(const char *dir, const char *name, const char *data, size_t len, char *err,
-                        size_t errlen)
+static int write_atomic(const char *dir, const char *name, const char *data, size_t len,
+                        mode_t mode, char *err, size_t errlen)
 {
 	char tmp[4096], path[4096];
 	int fd = -1, dfd = -1, ret = -1;
@@ -103,6 +103,10 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create a file in %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	if (mode != 0600 && fchmod(fd, mode) != 0) {
+		snprintf(err, errlen, "cannot chmod %s: %s", tmp, strerror(errno));
 		goto out;
 	}
 	for (size_t off = 0; off < len;) {
@@ -149,7 +153,7 @@ out:
 
 int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)
 {
-	return write_atomic(dir, DP_CACHE_FILE, token, len, err, errlen);
+	return write_atomic(dir, DP_CACHE_FILE, token, len, 0600, err, errlen);
 }
 
 int dp_floor_read(const char *dir, int64_t *ver, char *err, size_t errlen)
@@ -189,7 +193,7 @@ int dp_floor_write(const char *dir, int64_t ver, char *err, size_t errlen)
 {
 	char text[32];
 	int n = snprintf(text, sizeof text, "%lld\n", (long long)ver);
-	return write_atomic(dir, DP_VERSION_FILE, text, (size_t)n, err, errlen);
+	return write_atomic(dir, DP_VERSION_FILE, text, (size_t)n, 0600, err, errlen);
 }
 
 int dp_cache_reject(const char *dir, char *err, size_t errlen)
@@ -202,4 +206,24 @@ int dp_cache_reject(const char *dir, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
+}
+
+int dp_file_replace(const char *path, const char *data, size_t len, unsigned mode, char *err,
+                    size_t errlen)
+{
+	char dir[4096];
+	const char *slash = strrchr(path, '/');
+	if (!slash) {
+		snprintf(dir, sizeof dir, ".");
+		return write_atomic(dir, path, data, len, (mode_t)mode, err, errlen);
+	}
+	if ((size_t)(slash - path) >= sizeof dir || !slash[1]) {
+		snprintf(err, errlen, "%s is not a file path", path);
+		return -1;
+	}
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	if (!dir[0])
+		snprintf(dir, sizeof dir, "/");
+	return write_atomic(dir, slash + 1, data, len, (mode_t)mode, err, errlen);
 }

@@ -42,6 +42,13 @@ int dp_floor_read(const char *dir, int64_t *ver, char *err, size_t errlen)
 int dp_floor_write(const char *dir, int64_t ver, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* Replaces the file at `path` with `data` as dp_cache_write does (a
+ * temporary file beside it, fsync, rename, fsync of the directory), with
+ * permissions `mode`: a reader sees the old file or the new one, whole.
+ * Returns 0, or -1 with `err` set and the old file left as it was. */
+int dp_file_replace(const char *path, const char *data, size_t len, unsigned mode, char *err,
+                    size_t errlen) __attribute__((warn_unused_result));
+
 /* Moves a cached file whose bytes failed verification aside (config.jwt.rejected,
  * replacing an older one) so that it is kept for inspection and never read
  * again. Returns 0 or -1 with `err` set. */

@@ -37,7 +37,7 @@ int dp_cp_request_begin(struct dp_cp_request *r, const struct dp_config *cfg, co
 	if (url_join(url, sizeof url, cfg->control_plane_url, path) != 0 || !(r->easy = curl_easy_init()))
 		goto out;
 	/* A credential cut short would only be refused: not sent at all. */
-	if ((size_t)snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->region_token) >= sizeof auth ||
+	if ((size_t)snprintf(auth, sizeof auth, "Authorization: Bearer %s", dp_cp_token(cfg)) >= sizeof auth ||
 	    dp_cp_request_header(r, auth) != 0)
 		goto out;
 	curl_easy_setopt(r->easy, CURLOPT_URL, url);

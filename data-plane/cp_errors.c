@@ -61,7 +61,7 @@ void dp_cp_errors_note(enum dp_cp_call call, long status, const char *what)
 	if (!say)
 		return;
 	const char *hint = status == 404 ? "check DP_CONTROL_PLANE_URL (a wrong host or path prefix) and DP_REGION"
-	                                 : "check DP_REGION_TOKEN (the region's credential) and DP_REGION";
+	                                 : "check DP_REGION_TOKEN (the region's credential) and DP_REGION, or with DP_CELL DP_CELL_TOKEN and DP_CELL";
 	log_write(LOG_ERROR, NULL,
 	          json_pack("{ss sI sI}", "call", call_names[call], "status", (json_int_t)status,
 	                    "not_logged", (json_int_t)skipped),
@@ -73,7 +73,7 @@ void dp_cp_errors_note(enum dp_cp_call call, long status, const char *what)
 void dp_cp_errors_metrics(FILE *out)
 {
 	fputs("# HELP dp_control_plane_config_errors_total Control-plane answers that mean a wrong "
-	      "DP_CONTROL_PLANE_URL (404) or a refused DP_REGION_TOKEN (401, 403), by call.\n"
+	      "DP_CONTROL_PLANE_URL (404) or a refused DP_REGION_TOKEN or DP_CELL_TOKEN (401, 403), by call.\n"
 	      "# TYPE dp_control_plane_config_errors_total counter\n",
 	      out);
 	for (int c = 0; c < DP_CP__CALLS; c++)

@@ -39,6 +39,8 @@ struct dp_config {
 	const char *control_plane_url;
 	const char *migrations_dir;
 	const char *region_token;           /* secret: never logged */
+	const char *cell;                   /* DP_CELL: NULL serves the whole region (no cells) */
+	const char *cell_token;             /* secret: never logged; replaces region_token with DP_CELL */
 	const char *trust_bundle;
 	const char *cache_dir;
 	int stale_policy;                   /* enum dp_stale_policy */
@@ -148,6 +150,17 @@ enum http_result dp_handle_events_list(struct http_req *req);
 enum http_result dp_handle_event_get(struct http_req *req);
 /* GET /v1/events/feed (feed.c): the tenant's events in commit order. */
 enum http_result dp_handle_events_feed(struct http_req *req);
+/* The header the cell router sets on every request it routes by key, naming
+ * the cell it sent it to (it deletes any a client sent). */
+#define DP_CELL_HEADER "X-Celltrail-Cell"
+/* Appends dp_wrong_cell_requests_total to a /metrics page (auth.c). */
+void dp_auth_metrics(FILE *out);
+/* The credential calls to the control plane carry: DP_CELL_TOKEN with
+ * DP_CELL, DP_REGION_TOKEN without (main.c has checked it is set). */
+static inline const char *dp_cp_token(const struct dp_config *c)
+{
+	return c->cell ? c->cell_token : c->region_token;
+}
 /* GET /readyz (readyz.c): the configuration in use, 503 before there is one. */
 enum http_result dp_handle_readyz(struct http_req *req);
 

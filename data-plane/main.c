@@ -49,7 +49,11 @@ static const struct cfg_var dp_vars[] = {
 	{ "DP_MIGRATIONS_DIR", CFG_STR, NULL, 0, O(migrations_dir), 0, 0, NULL,
 	  "Directory of the regional migrations (default: the one shipped with the binary)." },
 	{ "DP_REGION_TOKEN", CFG_SECRET, NULL, 0, O(region_token), 0, 0, NULL,
-	  "Required to serve. This region's credential at the control plane (config pulls, fleet status)." },
+	  "Required to serve without DP_CELL. This region's credential at the control plane (config pulls, fleet status, usage, erasures)." },
+	{ "DP_CELL", CFG_STR, NULL, 0, O(cell), 0, 0, NULL,
+	  "The cell of DP_REGION this instance serves ([a-z][a-z0-9-]{1,62}): it pulls that cell's document (GET /v1/cells/{cell}/config) and answers 503 wrong_cell to a request routed for another cell. Unset: the whole region's document, as before cells." },
+	{ "DP_CELL_TOKEN", CFG_SECRET, NULL, 0, O(cell_token), 0, 0, NULL,
+	  "Required to serve with DP_CELL, instead of DP_REGION_TOKEN. The cell's credential at the control plane (config pulls, fleet status, usage, erasures)." },
 	{ "DP_TRUST_BUNDLE", CFG_STR, NULL, 0, O(trust_bundle), 0, 0, NULL,
 	  "Required to serve. JWK set file of the keys a configuration document may be signed with." },
 	{ "DP_CACHE_DIR", CFG_STR, NULL, 0, O(cache_dir), 0, 0, NULL,
@@ -146,6 +150,11 @@ static void dp_metrics(FILE *out, void *arg)
 	svc_db_metrics(out, app->db, PROG);
 	dp_pull_metrics(app->pull, out);
 	dp_cp_errors_metrics(out);
+	dp_auth_metrics(out);
+	fprintf(out, "# HELP dp_info This instance's region and cell (cell \"\": it serves the whole region).\n"
+	             "# TYPE dp_info gauge\n"
+	             "dp_info{region=\"%s\",cell=\"%s\"} 1\n",
+	        app->cfg.region, app->cfg.cell ? app->cfg.cell : "");
 	if (app->region)
 		dp_region_guard_metrics(app->region, out);
 	dp_ingest_metrics(app->ingest, out);
@@ -266,11 +275,17 @@ static int serve_config(struct dp_app *app)
 	const struct dp_config *c = &app->cfg;
 	char err[600] = "";
 
-	if (!c->region_token || !*c->region_token)
-		return usage_error("DP_REGION_TOKEN", "required to serve");
-	for (const char *t = c->region_token; *t; t++)
+	/* With DP_CELL every call to the control plane carries the cell's
+	 * credential; DP_REGION_TOKEN is then not needed (nor used). */
+	const char *tok_var = c->cell ? "DP_CELL_TOKEN" : "DP_REGION_TOKEN";
+	const char *tok = dp_cp_token(c);
+	if (c->cell && !name_valid_cell(c->cell))
+		return usage_error("DP_CELL", "not a cell name ([a-z][a-z0-9-]{1,62})");
+	if (!tok || !*tok)
+		return usage_error(tok_var, c->cell ? "required to serve with DP_CELL" : "required to serve");
+	for (const char *t = tok; *t; t++)
 		if (*t <= ' ' || *t > '~')
-			return usage_error("DP_REGION_TOKEN", "must be printable ASCII without spaces");
+			return usage_error(tok_var, "must be printable ASCII without spaces");
 	if (strlen(c->control_plane_url) > 900)
 		return usage_error("DP_CONTROL_PLANE_URL", "longer than 900 characters");
 	if (!c->trust_bundle || !*c->trust_bundle)
@@ -375,8 +390,9 @@ static int cmd_serve(struct dp_app *app)
 	}
 	cfg_addr_format(&app->cfg.common.listen, addr, sizeof addr);
 	log_write(LOG_INFO, NULL,
-	          json_pack("{ss ss si ss}", "region", app->cfg.region, "listen", addr, "port",
-	                    http_server_port(srv), "instance", app->instance),
+	          json_pack("{ss so ss si ss}", "region", app->cfg.region, "cell",
+	                    app->cfg.cell ? json_string(app->cfg.cell) : json_null(), "listen", addr,
+	                    "port", http_server_port(srv), "instance", app->instance),
 	          "data plane listening");
 	if (dp_pull_start(app->pull, err, sizeof err) != 0 ||
 	    dp_ingest_start(app->ingest, err, sizeof err) != 0) {

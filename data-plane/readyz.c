@@ -1,7 +1,7 @@
 /* GET /readyz: ready once a verified configuration is in use (and, under
  * DP_STALE_POLICY=fail-closed, while it has not expired) and unless the
  * regional database was found to be another region's (or no region's);
- * what the configuration is (version, validity, where it came from,
+ * the region and the cell (null without DP_CELL) it serves; what the configuration is (version, validity, where it came from,
  * staleness), what the database check found, and why it is not ready.
  * Liveness is /healthz. */
 #include <time.h>
@@ -57,7 +57,8 @@ enum http_result dp_handle_readyz(struct http_req *req)
 	else if (db == DP_REGION_UNCLAIMED)
 		snprintf(reason, sizeof reason, "the regional database is not claimed for region '%s'",
 		         app->cfg.region);
-	json_t *body = json_pack("{ss so so so so so sb ss so}", "region", app->cfg.region, "config_version",
+	json_t *body = json_pack("{ss so so so so so so sb ss so}", "region", app->cfg.region, "cell",
+	                         app->cfg.cell ? json_string(app->cfg.cell) : json_null(), "config_version",
 	                         loaded ? json_integer(ver) : json_null(), "issued_at",
 	                         loaded ? time_or_null(iat) : json_null(), "expires_at",
 	                         loaded ? time_or_null(exp) : json_null(), "source",

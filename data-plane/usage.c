@@ -206,10 +206,12 @@ static int64_t report_step(void *ctx)
 {
 	struct dp_usage *u = ctx;
 	struct dp_app *app = u->app;
-	char prefix[64], why[400];
+	char prefix[96], why[400];
 	int64_t interval = app->cfg.usage_report_interval_ms;
 
-	snprintf(prefix, sizeof prefix, "usage-%s-", app->cfg.region);
+	/* A cell's batches are named after it: each cell's database numbers
+	 * its batches from 1, so a region-wide name would repeat across cells. */
+	snprintf(prefix, sizeof prefix, "usage-%s-", app->cfg.cell ? app->cfg.cell : app->cfg.region);
 	for (int i = 0; i < MAX_BATCHES_PER_STEP && !atomic_load(&u->stopping); i++) {
 		/* Batches already cut go first, oldest first; then a new one. */
 		struct next_ctx n = { .prefix = prefix };

@@ -2,9 +2,10 @@
 #
 # The caller defines lb_send, which reads runtime API commands on standard
 # input and prints HAProxy's answer: the local driver talks to the stack's
-# socket, the ssh driver to the socket on the region's balancer host.
+# socket, the ssh driver to the socket on the cell's balancer host (its
+# region's router).
 #
-# A region's data planes are the servers of backend dp_<region>. A server
+# A cell's data planes are the servers of backend cell_<cell>. A server
 # receives requests only when it is in state "ready" and its health check
 # (GET /readyz) passes; in state "maint" it receives no new request while
 # the ones it already has finish.

@@ -1,25 +1,39 @@
 #!/bin/sh
-# The local multi-region stack: one PostgreSQL cluster standing in for the
-# control plane's database and each region's own database server, the
-# control plane, and the data planes of each region: one by default, or
-# several behind a local HAProxy (STACK_DP_INSTANCES=2, as `make run` does).
+# The local multi-region stack: the control plane, and each region as a set
+# of cells, each cell with its own database and its own data planes, behind
+# one HAProxy that is every region's router, fed by a cell-router per
+# region. One PostgreSQL cluster stands in for the control plane's database
+# server and for each cell's (or a cluster per cell: STACK_CELL_CLUSTERS).
 #
 #   deploy/local/stack.sh start   (make run)  create once, migrate, (re)start
 #   deploy/local/stack.sh stop    (make stop) stop what start started, by pid
 #   deploy/local/stack.sh status
 #
-# Everything lives under var/: the cluster, logs, pid files, generated
-# secrets and stack.env. Ports and regions can be changed with:
-#   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region),
-#   STACK_PG_PORT (15432), STACK_REGIONS ("us eu jp"); STACK_VAR (var/) moves
-#   the whole state elsewhere, as the benchmarks do for a stack of their own.
-#   STACK_CP_PG_PORT (unset): put the control plane's database in a second
-#   cluster of its own (var/pg-cp) on that port, so that it can be stopped
-#   without the regions' (tests/faults do); keep it the same for one STACK_VAR.
-#   STACK_DP_INSTANCES (1): data planes per region. With 2 or more, each
-#   region's port is its balancer's, and the data planes listen on ports
-#   from STACK_DP_INSTANCE_PORT (8100) on; deploy/rollout (driver local)
-#   replaces them one by one.
+# Everything lives under var/: the clusters, logs, pid files, generated
+# secrets and stack.env. Ports, regions and cells can be changed with:
+#   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region: each
+#   region's endpoint, its router), STACK_PG_PORT (15432), STACK_REGIONS
+#   ("us eu jp"); STACK_VAR (var/) moves the whole state elsewhere, as the
+#   tests and benchmarks do for a stack of their own.
+#   STACK_CELLS_<region>: the region's cells, space-separated, first cell
+#   first (defaults: us "us-east-1 us-west-2", eu "eu-west-1", jp
+#   "ap-northeast-1", any other region its first cloud region in
+#   deploy/regions.conf), e.g. STACK_CELLS_us="us-east-1 us-west-2 us-east-2".
+#   The control plane's catalog is made to match: the stack's cells active,
+#   its other shared cells of those regions without tenants closed.
+#   STACK_DP_INSTANCES (1): data planes per cell (1 to 4; make run uses 2),
+#   listening on ports from STACK_DP_INSTANCE_PORT (8100) on; deploy/rollout
+#   (driver local) replaces them one by one. The cell-routers' /healthz,
+#   /readyz and /metrics listen from STACK_ROUTER_PORT (8090), one per region.
+#   STACK_DP_ENV: more settings for every data plane, space-separated
+#   VAR=value (tests/faults: DP_USAGE_REPORT_INTERVAL=1s).
+#   STACK_CP_PG_PORT (unset): put the control plane's database in a cluster
+#   of its own (var/pg-cp) on that port, so that it can be stopped without
+#   the cells' (tests/faults do); keep it the same for one STACK_VAR.
+#   STACK_CELL_CLUSTERS (0): 1 puts each cell's database in a cluster of its
+#   own (var/pg-<cell>), on ports from STACK_CELL_PG_PORT (STACK_PG_PORT + 1)
+#   in the order the cells are run, so that one cell's database can fail
+#   alone (tests/faults do); keep it the same for one STACK_VAR.
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -35,11 +49,79 @@ CP_DB_PORT=${STACK_CP_PG_PORT:-$PG_PORT}
 REGIONS=${STACK_REGIONS:-us eu jp}
 INSTANCES=${STACK_DP_INSTANCES:-1}
 INSTANCE_PORT=${STACK_DP_INSTANCE_PORT:-8100}
-LB_SLOTS=8  # balancer server slots per region: instances during a rollout
+ROUTER_PORT=${STACK_ROUTER_PORT:-8090}
+CELL_CLUSTERS=${STACK_CELL_CLUSTERS:-0}
+CELL_PG_PORT=${STACK_CELL_PG_PORT:-$((PG_PORT + 1))}
+LB_SLOTS=8  # balancer server slots per cell: instances during a rollout
 . "$ROOT/deploy/local/pg.sh"
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
+
+# A cell name as part of a variable's name: us-east-1 -> us_east_1.
+v() { printf '%s' "$1" | tr - _; }
+
+# The cells the stack runs in REGION, first cell first.
+cells_of() { # region
+	eval "_c=\${STACK_CELLS_$1:-}"
+	if [ -z "$_c" ]; then
+		case "$1" in
+		us) _c="us-east-1 us-west-2" ;;
+		eu) _c="eu-west-1" ;;
+		jp) _c="ap-northeast-1" ;;
+		*) _c=$(awk -v r="$1" '$1 == r { split($3, c, ","); print c[1] }' "$ROOT/deploy/regions.conf") ;;
+		esac
+	fi
+	echo $_c
+}
+
+# Checks the regions and cells, and sets CELLS_<region>, ALL_CELLS, and
+# for every cell (<c>: its name with - as _) CELL_REGION_<c> and its
+# database: CDB_ROLE_<c>, CDB_NAME_<c>, CDB_PWVAR_<c> (the secret holding
+# its password), CDB_PORT_<c> and CDB_CLUSTER_<c>.
+plan_cells() {
+	ALL_CELLS="" i=0
+	case "$CELL_CLUSTERS" in 0 | 1) ;; *) die "STACK_CELL_CLUSTERS must be 0 or 1, not '$CELL_CLUSTERS'" ;; esac
+	for r in $REGIONS; do
+		grep -q "^$r[[:space:]]" "$ROOT/deploy/regions.conf" || die "region '$r' is not in deploy/regions.conf"
+		cs=$(cells_of "$r")
+		[ -n "$cs" ] || die "region $r has no cell (STACK_CELLS_$r)"
+		first=1
+		for c in $cs; do
+			case "$c" in
+			[a-z][a-z0-9-]*) case "$c" in *[!a-z0-9-]*) die "cell '$c' of region $r: not a cell name ([a-z][a-z0-9-]{1,62})" ;; esac ;;
+			*) die "cell '$c' of region $r: not a cell name ([a-z][a-z0-9-]{1,62})" ;;
+			esac
+			case " $ALL_CELLS " in *" $c "*) die "cell $c is named twice (STACK_CELLS_*)" ;; esac
+			awk -v c="$c" '$1 == c { f = 1 } END { exit !f }' "$ROOT/deploy/regions.conf" &&
+				die "cell $c is named like a region"
+			ALL_CELLS="$ALL_CELLS $c"
+			cv=$(v "$c")
+			if [ $first = 1 ]; then
+				# The region's database of the build before cells: its events stay.
+				eval "CDB_ROLE_$cv=celltrail_dp_$r CDB_NAME_$cv=celltrail_region_$r CDB_PWVAR_$cv=DP_DB_PASSWORD_$r"
+			else
+				eval "CDB_ROLE_$cv=celltrail_dp_cell_$cv CDB_NAME_$cv=celltrail_cell_$cv CDB_PWVAR_$cv=CELL_DB_PASSWORD_$cv"
+			fi
+			if [ "$CELL_CLUSTERS" = 1 ]; then
+				eval "CDB_PORT_$cv=$((CELL_PG_PORT + i)) CDB_CLUSTER_$cv=pg-$c"
+			else
+				eval "CDB_PORT_$cv=$PG_PORT CDB_CLUSTER_$cv=pg"
+			fi
+			eval "CELL_REGION_$cv=$r"
+			first=0 i=$((i + 1))
+		done
+		eval "CELLS_$r=\$cs"
+	done
+	ALL_CELLS=$(echo $ALL_CELLS)
+}
+
+cell_db_url() { # cell
+	cv=$(v "$1")
+	eval "_role=\$CDB_ROLE_$cv _name=\$CDB_NAME_$cv _port=\$CDB_PORT_$cv _pwv=\$CDB_PWVAR_$cv"
+	eval "_pw=\$$_pwv"
+	pg_url "$_role" "$_pw" "$_name" "$_port"
+}
 
 # The cluster must live where the unprivileged `postgres` user can reach it.
 # When the checkout is somewhere it cannot (under /root, say), the cluster
@@ -82,13 +164,13 @@ load_secrets() {
 	touch "$VAR/secrets"
 	. "$VAR/secrets"
 	for name in PG_PASSWORD CP_DB_PASSWORD ADMIN_TOKEN CP_SECRETS_KEY DEMO_PASSWORD \
-		$(for r in $REGIONS; do echo "DP_DB_PASSWORD_$r"; done); do
-		eval "v=\${$name:-}"
-		if [ -z "$v" ]; then
-			v=$(pg_random_hex)
-			[ "$name" = CP_SECRETS_KEY ] && v="$v$(pg_random_hex)"  # 32 bytes
-			printf '%s=%s\n' "$name" "$v" >> "$VAR/secrets"
-			eval "$name=\$v"
+		$(for c in $ALL_CELLS; do eval "echo \$CDB_PWVAR_$(v "$c")"; done); do
+		eval "val=\${$name:-}"
+		if [ -z "$val" ]; then
+			val=$(pg_random_hex)
+			[ "$name" = CP_SECRETS_KEY ] && val="$val$(pg_random_hex)"  # 32 bytes
+			printf '%s=%s\n' "$name" "$val" >> "$VAR/secrets"
+			eval "$name=\$val"
 		fi
 	done
 	umask 022
@@ -211,15 +293,71 @@ remember() { # NAME VALUE: keep a generated value in var/secrets
 	eval "$1=\$2"
 }
 
-# Points each running region at its local data plane, then makes sure each
-# has a demo tenant with an owner and an API key holding both scopes.
+
+router_port() { # region -> the port of its cell-router's status API
+	i=0
+	for r in $REGIONS; do
+		[ "$r" = "$1" ] && { echo $((ROUTER_PORT + i)); return; }
+		i=$((i + 1))
+	done
+}
+
+# The regions file the control plane seeds its catalog from at its first
+# start: deploy/regions.conf, with the cloud regions of each region the
+# stack runs replaced by the cells it runs there.
+write_regions_file() {
+	spec=""
+	for r in $REGIONS; do eval "spec=\"\$spec $r=\$(echo \$CELLS_$r | tr ' ' ,)\""; done
+	awk -v spec="$spec" '
+		BEGIN { n = split(spec, s, " "); for (i = 1; i <= n; i++) { split(s[i], kv, "="); cells[kv[1]] = kv[2] } }
+		/^[[:space:]]*(#|$)/ { print; next }
+		$1 in cells { $3 = cells[$1] } { print }' "$ROOT/deploy/regions.conf" > "$VAR/run/regions.conf"
+}
+
+# Makes the catalog's cells of each region the stack runs match the cells
+# it runs: a missing one is added (shared), a closed one made active, and
+# any other shared cell of the region that holds no tenant is closed (a
+# catalog seeded before cells, or by another STACK_CELLS, lists the
+# region's every cloud region). A cell with tenants that the stack does not
+# run is left as it is, with a warning.
+sync_cells() {
+	for r in $REGIONS; do
+		eval "cs=\$CELLS_$r"
+		api GET "/v1/regions/$r/cells" > "$VAR/run/cells.json" || die "could not list the cells of region $r"
+		for c in $cs; do
+			st=$(jq -r --arg c "$c" '.items[] | select(.name == $c) | .status' "$VAR/run/cells.json")
+			case "$st" in
+			'') api POST "/v1/regions/$r/cells" "{\"name\":\"$c\",\"kind\":\"shared\"}" >/dev/null ||
+				die "could not add cell $c to region $r" ;;
+			closed) api PATCH "/v1/regions/$r/cells/$c" '{"status":"active"}' >/dev/null ||
+				die "could not reopen cell $c of region $r" ;;
+			esac
+		done
+		jq -r '.items[] | select(.status != "closed") | "\(.name) \(.kind) \(.tenants)"' "$VAR/run/cells.json" |
+		while read -r c kind tenants; do
+			case " $cs " in *" $c "*) continue ;; esac
+			if [ "$kind" = shared ] && [ "$tenants" = 0 ]; then
+				api PATCH "/v1/regions/$r/cells/$c" '{"status":"closed"}' >/dev/null ||
+					die "could not close cell $c of region $r"
+			else
+				say "warning: cell $c of region $r ($kind, $tenants tenants) is in the catalog but not run by the stack" >&2
+			fi
+		done
+	done
+	rm -f "$VAR/run/cells.json"
+}
+
+# Points each running region at its router, then makes sure each has a
+# credential, a demo tenant in its first cell with an owner and an API key
+# holding both scopes, and each cell a credential.
 seed_demo() {
 	for r in $REGIONS; do
+		eval "first=\${CELLS_$r%% *}"
 		api PATCH "/v1/regions/$r" "{\"endpoint\":\"http://127.0.0.1:$(dp_port "$r")\"}" >/dev/null ||
 			die "could not set the endpoint of region $r"
 		eval "tenant=\${DEMO_TENANT_$r:-}"
 		if [ -z "$tenant" ] || ! api GET "/v1/tenants/$tenant" >/dev/null 2>&1; then
-			body=$(api POST /v1/tenants "{\"name\":\"Demo ($r)\",\"slug\":\"demo-$r\",\"region\":\"$r\",\"plan\":\"pro\"}") ||
+			body=$(api POST /v1/tenants "{\"name\":\"Demo ($r)\",\"slug\":\"demo-$r\",\"region\":\"$r\",\"plan\":\"pro\",\"cell\":\"$first\"}") ||
 				die "could not create the demo tenant of region $r (is the slug demo-$r taken?)"
 			tenant=$(printf '%s' "$body" | json_str id)
 			remember "DEMO_TENANT_$r" "$tenant"
@@ -241,29 +379,58 @@ seed_demo() {
 			remember "DEMO_KEY_$r" "$(printf '%s' "$body" | json_str secret)"
 		fi
 	done
+	for c in $ALL_CELLS; do
+		eval "ct=\${CELL_TOKEN_$(v "$c"):-}"
+		if [ -z "$ct" ]; then
+			body=$(api POST "/v1/cells/$c/credentials" '{}') || die "could not create the credential of cell $c"
+			remember "CELL_TOKEN_$(v "$c")" "$(printf '%s' "$body" | json_str token)"
+		fi
+	done
 }
 
-# Each region's settings for its data planes, whatever their build: what
-# deploy/drivers/local starts an instance with (mode 0600: secrets).
-write_region_envs() {
+# Each cell's settings for its data planes, whatever their build: what
+# deploy/drivers/local starts an instance with; and each region's for its
+# cell-router (mode 0600: secrets).
+write_envs() {
 	umask 077
-	for r in $REGIONS; do
-		eval "pw=\$DP_DB_PASSWORD_$r; token=\$REGION_TOKEN_$r"
-		cat > "$VAR/run/region-$r.env" <<EOF
+	for c in $ALL_CELLS; do
+		cv=$(v "$c")
+		eval "r=\$CELL_REGION_$cv token=\$CELL_TOKEN_$cv"
+		cat > "$VAR/run/cell-$c.env" <<ENV
 DP_REGION='$r'
+DP_CELL='$c'
 DP_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
-DP_DATABASE_URL='$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")'
-DP_REGION_TOKEN='$token'
+DP_DATABASE_URL='$(cell_db_url "$c")'
+DP_CELL_TOKEN='$token'
 DP_TRUST_BUNDLE='$VAR/trust-bundle.json'
-EOF
+ENV
+		for kv in ${STACK_DP_ENV:-}; do printf '%s\n' "$kv"; done >> "$VAR/run/cell-$c.env"
+	done
+	for r in $REGIONS; do
+		eval "token=\$REGION_TOKEN_$r"
+		cat > "$VAR/run/router-$r.env" <<ENV
+ROUTER_REGION='$r'
+ROUTER_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
+ROUTER_REGION_TOKEN='$token'
+ROUTER_TRUST_BUNDLE='$VAR/trust-bundle.json'
+ROUTER_CACHE_DIR='$VAR/cache/router-$r'
+ROUTER_MAP_FILE='$VAR/run/routes-$r.map'
+ROUTER_HAPROXY_SOCKET='$VAR/run/balancer.sock'
+ROUTER_LISTEN='127.0.0.1:$(router_port "$r")'
+ENV
 	done
 	umask 022
 }
 
-# The balancer: one frontend on each region's port, one backend of
-# LB_SLOTS server slots, all in maintenance until the driver puts a ready
-# instance in one. Health checks on /readyz; a refused connection or an
-# empty answer is retried on another instance.
+# HAProxy, each region's router: one frontend on the region's port that
+# sends a request to the backend of its key's cell (the cell-router's map:
+# key id -> cell; word 2 of "Bearer <region>_<key id>_<secret>" split on
+# '_'), telling the data plane which cell it was routed to; a request
+# without a routed key goes to the region's first cell with a live server,
+# whose data plane answers it (401, 421). One backend per cell of LB_SLOTS
+# server slots, all in maintenance until the driver puts a ready instance
+# in one. Health checks on /readyz; a refused connection or an empty answer
+# is retried on another instance of the same cell.
 write_balancer_cfg() {
 	{
 		echo "# Written by deploy/local/stack.sh"
@@ -292,37 +459,64 @@ defaults
 	default-server inter 1s fastinter 250ms downinter 1s rise 1 fall 2
 CFG
 		for r in $REGIONS; do
+			eval "cs=\$CELLS_$r"
 			echo "frontend dp_$r"
 			echo "	bind 127.0.0.1:$(dp_port "$r")"
-			echo "	default_backend dp_$r"
-			echo "backend dp_$r"
-			echo "	balance roundrobin"
-			echo "	option httpchk GET /readyz"
-			echo "	http-check expect status 200"
-			i=1
-			while [ $i -le $LB_SLOTS ]; do
-				echo "	server s$i 127.0.0.1:1 check disabled"
-				i=$((i + 1))
+			echo "	http-request del-header X-Celltrail-Cell"
+			echo "	http-request set-var(txn.cell) req.hdr(authorization),word(2,_),map($VAR/run/routes-$r.map)"
+			echo "	http-request set-header X-Celltrail-Cell %[var(txn.cell)] if { var(txn.cell) -m found }"
+			echo "	use_backend cell_%[var(txn.cell)] if { var(txn.cell) -m found }"
+			for c in $cs; do echo "	use_backend cell_$c if { nbsrv(cell_$c) gt 0 }"; done
+			echo "	default_backend cell_${cs%% *}"
+			for c in $cs; do
+				echo "backend cell_$c"
+				echo "	balance roundrobin"
+				echo "	option httpchk GET /readyz"
+				echo "	http-check expect status 200"
+				i=1
+				while [ $i -le $LB_SLOTS ]; do
+					echo "	server s$i 127.0.0.1:1 check disabled"
+					i=$((i + 1))
+				done
 			done
 		done
 	} > "$VAR/run/balancer.cfg"
-	cat > "$VAR/run/balancer.env" <<EOF
+	cat > "$VAR/run/balancer.env" <<ENV
 LB_SOCKET='$VAR/run/balancer.sock'
 LB_SLOTS=$LB_SLOTS
 PORT_FIRST=$INSTANCE_PORT
 PORT_LAST=$((INSTANCE_PORT + 99))
 DRAIN_WAIT=30
-EOF
+ENV
 }
 
-# STACK_DP_INSTANCES data planes per region, from the source tree's build,
-# behind the balancer; each is put in the balancer once ready.
-start_balanced_data_planes() {
+# A cell-router, run from its region's settings file.
+start_router() { # region
+	name="cell-router-$1"
+	( set -a; . "$VAR/run/router-$1.env"; exec nohup "$BIN/cell-router" ) >>"$VAR/log/$name.log" 2>&1 </dev/null &
+	echo $! > "$VAR/run/$name.pid"
+	proc_start $! > "$VAR/run/$name.start"
+}
+
+# Each region's map, built before HAProxy reads it (cell-router --once:
+# from the control plane, or from its verified cache); HAProxy; then the
+# cell-routers, which push each change through HAProxy's runtime API; then
+# STACK_DP_INSTANCES data planes per cell, from the source tree's build,
+# each put in its cell's backend once ready.
+start_routing_and_data_planes() {
 	command -v haproxy >/dev/null && command -v socat >/dev/null ||
-		die "haproxy and socat are needed for STACK_DP_INSTANCES > 1 (make deps installs them)"
-	rm -f "$VAR"/run/*.inst "$VAR"/run/next-* "$VAR/run/balancer.sock"
+		die "haproxy and socat are needed (make deps installs them)"
+	[ -x "$BIN/cell-router" ] || die "build first: make all (no $BIN/cell-router)"
+	# (region-*.env: a build before cells ran a region's data planes with them.)
+	rm -f "$VAR"/run/*.inst "$VAR"/run/next-* "$VAR/run/balancer.sock" "$VAR"/run/region-*.env
 	rmdir "$VAR/run/driver.lock" 2>/dev/null || true
-	write_region_envs
+	write_envs
+	for r in $REGIONS; do
+		mkdir -p "$VAR/cache/router-$r"
+		( set -a; . "$VAR/run/router-$r.env"; unset ROUTER_HAPROXY_SOCKET; exec "$BIN/cell-router" --once ) \
+			>>"$VAR/log/cell-router-$r.log" 2>&1 </dev/null ||
+			{ tail -n 5 "$VAR/log/cell-router-$r.log" >&2; die "the map of region $r could not be built (log: $VAR/log/cell-router-$r.log)"; }
+	done
 	write_balancer_cfg
 	haproxy -c -q -f "$VAR/run/balancer.cfg" || die "invalid balancer configuration $VAR/run/balancer.cfg"
 	start_service balancer -- haproxy -db -f "$VAR/run/balancer.cfg"
@@ -332,11 +526,12 @@ start_balanced_data_planes() {
 		[ $n -lt 100 ] || { tail -n 20 "$VAR/log/balancer.log" >&2; die "the balancer did not start (log: $VAR/log/balancer.log)"; }
 		sleep 0.1
 	done
+	for r in $REGIONS; do start_router "$r"; done
 	names=""
-	for r in $REGIONS; do
+	for c in $ALL_CELLS; do
 		i=0
 		while [ $i -lt "$INSTANCES" ]; do
-			names="$names $(sh "$ROOT/deploy/drivers/local" start "$ROOT" "$r")" || die "could not start a data plane of region $r"
+			names="$names $(sh "$ROOT/deploy/drivers/local" start "$ROOT" "$c")" || die "could not start a data plane of cell $c"
 			i=$((i + 1))
 		done
 	done
@@ -354,6 +549,45 @@ start_balanced_data_planes() {
 			sleep 0.2
 		done
 	done
+	for r in $REGIONS; do
+		wait_healthy "cell-router-$r" "http://127.0.0.1:$(router_port "$r")"
+		# The demo key is routed to its cell and served there.
+		eval "key=\$DEMO_KEY_$r"
+		n=0
+		until curl -fsS -o /dev/null --max-time 2 -H "Authorization: Bearer $key" \
+			"http://127.0.0.1:$(dp_port "$r")/v1/tenant" 2>/dev/null; do
+			n=$((n + 1))
+			[ $n -lt 100 ] || die "region $r: its demo key is not served through its router within 20 s (logs: $VAR/log/)"
+			sleep 0.2
+		done
+	done
+}
+
+# var/waves: deploy/waves for this stack's catalog (GET /v1/regions and
+# each region's cells): each wave keeps the cells of the catalog that are
+# not closed, a cell the production waves do not name goes in the last
+# wave, and empty waves are left out (deploy/rollout -w var/waves).
+write_waves() {
+	: > "$VAR/run/catalog-cells"
+	for r in $(api GET /v1/regions | jq -r '.items[].name'); do
+		api GET "/v1/regions/$r/cells" | jq -r '.items[] | select(.status != "closed") | .name' >> "$VAR/run/catalog-cells" ||
+			die "could not list the cells of region $r"
+	done
+	awk -v list="$VAR/run/catalog-cells" '
+		BEGIN { while ((getline c < list) > 0) { want[c] = 1; order[++n] = c } }
+		/^[[:space:]]*(#|$)/ { next }
+		{ line = ""; for (i = 3; i <= NF; i++) if ($i in want) { line = line " " $i; named[$i] = 1 }
+		  if (line != "") { w++; bake[w] = $2; cells[w] = line } }
+		END {
+			extra = ""; for (i = 1; i <= n; i++) if (!(order[i] in named)) extra = extra " " order[i]
+			if (extra != "") { if (w == 0) { w = 1; bake[1] = "10m" } cells[w] = cells[w] extra }
+			print "# Written by deploy/local/stack.sh: deploy/waves for the cells of this"
+			print "# stack'"'"'s catalog. deploy/rollout -w var/waves BUILD"
+			print "#"
+			print "# wave  bake  cells"
+			for (i = 1; i <= w; i++) printf "%-7d %-5s%s\n", i, bake[i], cells[i]
+		}' "$ROOT/deploy/waves" > "$VAR/waves"
+	rm -f "$VAR/run/catalog-cells"
 }
 
 cmd_start() {
@@ -362,56 +596,48 @@ cmd_start() {
 	[1-4]) ;;
 	*) die "STACK_DP_INSTANCES must be 1 to 4, not '$INSTANCES'" ;;
 	esac
-	for r in $REGIONS; do
-		grep -q "^$r[[:space:]]" "$ROOT/deploy/regions.conf" || die "region '$r' is not in deploy/regions.conf"
-	done
+	command -v jq >/dev/null || die "jq is needed (make deps installs it)"
+	plan_cells
 	mkdir -p "$VAR/log" "$VAR/run"
 	chmod 0755 "$VAR"
 	load_secrets
 	stop_services
 
-	cluster_up pg "$PG_PORT"
+	# var/pg: the control plane's database unless it has a cluster of its
+	# own, and the cells' unless each has one.
+	if [ "$CP_DB_PORT" = "$PG_PORT" ] || [ "$CELL_CLUSTERS" = 0 ]; then cluster_up pg "$PG_PORT"; fi
 	[ "$CP_DB_PORT" = "$PG_PORT" ] || cluster_up pg-cp "$CP_DB_PORT"
+	if [ "$CELL_CLUSTERS" = 1 ]; then
+		for c in $ALL_CELLS; do eval "cluster_up pg-$c \$CDB_PORT_$(v "$c")"; done
+	fi
 
 	ensure_db celltrail_cp "$CP_DB_PASSWORD" celltrail_cp "$CP_DB_PORT"
 	CP_DB_URL=$(pg_url celltrail_cp "$CP_DB_PASSWORD" celltrail_cp "$CP_DB_PORT")
 	CP_DATABASE_URL=$CP_DB_URL "$BIN/control-plane" migrate >>"$VAR/log/migrate.log" 2>&1 ||
 		{ tail -n 5 "$VAR/log/migrate.log" >&2; die "control-plane migrations failed"; }
-	for r in $REGIONS; do
-		eval "pw=\$DP_DB_PASSWORD_$r"
-		ensure_db "celltrail_dp_$r" "$pw" "celltrail_region_$r"
-		DP_REGION=$r DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
-			DP_DATABASE_URL=$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r") \
+	for c in $ALL_CELLS; do
+		cv=$(v "$c")
+		eval "_pwv=\$CDB_PWVAR_$cv"
+		eval "ensure_db \$CDB_ROLE_$cv \"\$$_pwv\" \$CDB_NAME_$cv \$CDB_PORT_$cv"
+		eval "r=\$CELL_REGION_$cv"
+		DP_REGION=$r DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" DP_DATABASE_URL=$(cell_db_url "$c") \
 			"$BIN/data-plane" migrate >>"$VAR/log/migrate.log" 2>&1 ||
-			{ tail -n 5 "$VAR/log/migrate.log" >&2; die "region $r migrations failed"; }
+			{ tail -n 5 "$VAR/log/migrate.log" >&2; die "migrations of cell $c (region $r) failed"; }
 	done
 
+	write_regions_file
 	start_service control-plane CP_LISTEN="127.0.0.1:$CP_PORT" CP_DATABASE_URL="$CP_DB_URL" \
 		CP_ADMIN_TOKEN="$ADMIN_TOKEN" CP_SECRETS_KEY="$CP_SECRETS_KEY" \
 		CP_SIGNING_KEYS_DIR="$VAR/signing-keys" \
-		CP_REGIONS_FILE="$ROOT/deploy/regions.conf" -- "$BIN/control-plane"
+		CP_REGIONS_FILE="$VAR/run/regions.conf" -- "$BIN/control-plane"
 	wait_healthy control-plane "http://127.0.0.1:$CP_PORT"
+	sync_cells
 	seed_demo
-	# The data planes trust the keys the control plane publishes.
+	# The data planes and the routers trust the keys the control plane publishes.
 	CP_SIGNING_KEYS_DIR="$VAR/signing-keys" "$BIN/control-plane" jwks > "$VAR/trust-bundle.json" ||
 		die "could not export the trust bundle"
-	if [ "$INSTANCES" -gt 1 ]; then
-		start_balanced_data_planes
-	else
-		for r in $REGIONS; do
-			eval "pw=\$DP_DB_PASSWORD_$r; token=\$REGION_TOKEN_$r"
-			mkdir -p "$VAR/cache/$r"
-			start_service "data-plane-$r" DP_REGION="$r" DP_LISTEN="127.0.0.1:$(dp_port "$r")" \
-				DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" \
-				DP_DATABASE_URL="$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")" \
-				DP_REGION_TOKEN="$token" DP_TRUST_BUNDLE="$VAR/trust-bundle.json" \
-				DP_CACHE_DIR="$VAR/cache/$r" DP_INSTANCE="local-$r-1" \
-				-- "$BIN/data-plane"
-		done
-		for r in $REGIONS; do
-			wait_healthy "data-plane-$r" "http://127.0.0.1:$(dp_port "$r")"
-		done
-	fi
+	start_routing_and_data_planes
+	write_waves
 
 	umask 077
 	{
@@ -419,13 +645,24 @@ cmd_start() {
 		echo "CP_URL=http://127.0.0.1:$CP_PORT"
 		echo "ADMIN_TOKEN=$ADMIN_TOKEN"
 		echo "REGIONS=\"$REGIONS\""
-		for r in $REGIONS; do echo "DP_URL_$r=http://127.0.0.1:$(dp_port "$r")"; done
+		for r in $REGIONS; do
+			echo "DP_URL_$r=http://127.0.0.1:$(dp_port "$r")"
+			eval "echo CELLS_$r=\\\"\$CELLS_$r\\\""
+			echo "ROUTER_URL_$r=http://127.0.0.1:$(router_port "$r")"
+		done
 		echo "PG_URL=$(pg_url postgres "$PG_PASSWORD" postgres)"
 		echo "PG_BIN=$PG_BIN"
 		echo "CP_DATABASE_URL=$CP_DB_URL"
 		for r in $REGIONS; do
-			eval "pw=\$DP_DB_PASSWORD_$r"
-			echo "DP_DATABASE_URL_$r=$(pg_url "celltrail_dp_$r" "$pw" "celltrail_region_$r")"
+			eval "first=\${CELLS_$r%% *}"
+			echo "DP_DATABASE_URL_$r=$(cell_db_url "$first")"
+		done
+		for c in $ALL_CELLS; do
+			cv=$(v "$c")
+			echo "CELL_DB_$cv=$(cell_db_url "$c")"
+			eval "echo CELL_TOKEN_$cv=\$CELL_TOKEN_$cv"
+			inst=$(sh "$ROOT/deploy/drivers/local" list-instances "$c" | head -n 1)
+			echo "CELL_URL_$cv=$(sh "$ROOT/deploy/drivers/local" url "$inst")"
 		done
 		echo "TRUST_BUNDLE=$VAR/trust-bundle.json"
 		for r in $REGIONS; do eval "echo REGION_TOKEN_$r=\$REGION_TOKEN_$r"; done
@@ -435,7 +672,13 @@ cmd_start() {
 			eval "echo DEMO_KEY_$r=\$DEMO_KEY_$r"
 			echo "DEMO_OWNER_$r=owner@demo-$r.test"
 		done
-		echo "export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL DEMO_PASSWORD TRUST_BUNDLE$(for r in $REGIONS; do printf ' DP_URL_%s DP_DATABASE_URL_%s DEMO_TENANT_%s DEMO_KEY_%s DEMO_OWNER_%s REGION_TOKEN_%s' "$r" "$r" "$r" "$r" "$r" "$r"; done)"
+		printf 'export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL DEMO_PASSWORD TRUST_BUNDLE'
+		for r in $REGIONS; do
+			printf ' DP_URL_%s CELLS_%s ROUTER_URL_%s DP_DATABASE_URL_%s DEMO_TENANT_%s DEMO_KEY_%s DEMO_OWNER_%s REGION_TOKEN_%s' \
+				"$r" "$r" "$r" "$r" "$r" "$r" "$r" "$r"
+		done
+		for c in $ALL_CELLS; do printf ' CELL_DB_%s CELL_TOKEN_%s CELL_URL_%s' "$(v "$c")" "$(v "$c")" "$(v "$c")"; done
+		echo
 	} > "$VAR/stack.env"
 	umask 022
 
@@ -445,15 +688,29 @@ cmd_start() {
 The local stack is running.
 
   control plane   http://127.0.0.1:$CP_PORT
-$(for r in $REGIONS; do printf '  data plane %-4s http://127.0.0.1:%s\n' "$r" "$(dp_port "$r")"; done)$(
-	[ "$INSTANCES" -gt 1 ] && printf '\n  (each region: %s data planes behind HAProxy; deploy/local/stack.sh status lists them)' "$INSTANCES")
-  PostgreSQL      127.0.0.1:$PG_PORT (cluster in var/pg)
+$(for r in $REGIONS; do
+	printf '  region %-8s http://127.0.0.1:%s  (router: HAProxy and cell-router, http://127.0.0.1:%s/metrics)\n' \
+		"$r" "$(dp_port "$r")" "$(router_port "$r")"
+	eval "cs=\$CELLS_$r"
+	for c in $cs; do
+		cv=$(v "$c")
+		eval "db=\$CDB_NAME_$cv port=\$CDB_PORT_$cv cl=\$CDB_CLUSTER_$cv"
+		urls=$(for i in $(sh "$ROOT/deploy/drivers/local" list-instances "$c"); do sh "$ROOT/deploy/drivers/local" url "$i"; done | tr '\n' ' ')
+		printf '    cell %-16s database %s (127.0.0.1:%s, var/%s)\n' "$c" "$db" "$port" "$cl"
+		printf '    %-21s data planes %s\n' "" "$urls"
+	done
+done)
+  PostgreSQL      127.0.0.1:$PG_PORT (cluster in var/pg)$(
+	[ "$CELL_CLUSTERS" = 1 ] && printf '; a cluster per cell from 127.0.0.1:%s (var/pg-<cell>)' "$CELL_PG_PORT")
   logs            var/log/*.log (one JSON object per line)
 
-Each region has a demo tenant (demo-<region>) with an owner and an API key.
+Clients use the region's endpoint; HAProxy sends each request to the cell
+of its key's tenant. Each region has a demo tenant (demo-<region>, in the
+region's first cell) with an owner and an API key.
 Try:
   . var/stack.env
   curl -s \$CP_URL/v1/regions
+  curl -s -H "Authorization: Bearer \$ADMIN_TOKEN" \$CP_URL/v1/regions/$first/cells
   curl -s "\$CP_URL/v1/lookup?tenant=demo-$first"
   curl -s -H "Authorization: Bearer \$ADMIN_TOKEN" \$CP_URL/v1/tenants
   curl -s -H 'Content-Type: application/json' \\
@@ -464,25 +721,31 @@ Try:
        -d '{"action":"user.login","actor":{"id":"u-1","type":"user"}}' \$DP_URL_$first/v1/events
   curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" "\$DP_URL_$first/v1/events?actor=u-1"
   curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" \$DP_URL_$first/v1/tenant
+  curl -s \$ROUTER_URL_$first/metrics | grep ^router_
   curl -s \$CP_URL/metrics | grep http_requests_total
+  deploy/local/stack.sh status
 
 Stop everything with: make stop
 MSG
 }
 
+# Every cluster under var/: pg, pg-cp, pg-<cell>.
+clusters() {
+	for d in "$VAR"/pg "$VAR"/pg-*; do
+		[ -e "$d/data/PG_VERSION" ] && echo "${d##*/}"
+	done
+	return 0
+}
+
 cmd_stop() {
 	stop_services
-	if [ -e "$VAR/pg/data/PG_VERSION" ]; then
-		pgdir=$(pg_home)
+	for cl in $(clusters); do
+		pgdir=$(pg_home "$cl")
 		if pg_running "$pgdir/data"; then
 			pg_stop "$pgdir/data"
-			say "stopped PostgreSQL"
+			say "stopped PostgreSQL (var/$cl)"
 		fi
-	fi
-	if [ -e "$VAR/pg-cp/data/PG_VERSION" ] && pg_running "$(pg_home pg-cp)/data"; then
-		pg_stop "$(pg_home pg-cp)/data"
-		say "stopped PostgreSQL (control plane)"
-	fi
+	done
 }
 
 cmd_status() {
@@ -490,20 +753,15 @@ cmd_status() {
 		[ -e "$f" ] || continue
 		build=""
 		if [ -f "${f%.pid}.inst" ]; then
-			build=", port $(sed -n 's/^INST_PORT=//p' "${f%.pid}.inst"), build $(sed -n "s/^INST_BUILD='\(.*\)'$/\1/p" "${f%.pid}.inst")"
+			build=", cell $(sed -n 's/^INST_CELL=//p' "${f%.pid}.inst"), port $(sed -n 's/^INST_PORT=//p' "${f%.pid}.inst"), build $(sed -n "s/^INST_BUILD='\(.*\)'$/\1/p" "${f%.pid}.inst")"
 		fi
 		if ours "$f"; then say "$(basename "$f" .pid): running (pid $(cat "$f")$build)"
 		else say "$(basename "$f" .pid): not running"; fi
 	done
-	if [ -e "$VAR/pg/data/PG_VERSION" ] && pg_running "$(pg_home)/data"; then
-		say "postgresql: running"
-	else
-		say "postgresql: not running"
-	fi
-	if [ -e "$VAR/pg-cp/data/PG_VERSION" ]; then
-		if pg_running "$(pg_home pg-cp)/data"; then say "postgresql (control plane): running"
-		else say "postgresql (control plane): not running"; fi
-	fi
+	for cl in $(clusters); do
+		if pg_running "$(pg_home "$cl")/data"; then say "postgresql (var/$cl): running"
+		else say "postgresql (var/$cl): not running"; fi
+	done
 }
 
 case "${1:-}" in

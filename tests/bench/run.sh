@@ -226,11 +226,12 @@ awk -v b="$build" -v c="$cached" -v s="$size" -v v="$1" -v held="$2" -v peak="$3
 echo
 echo "Propagation and apply: a private local stack (control plane + us, eu, jp)"
 export STACK_VAR="$work/stack" STACK_PG_PORT=${BENCH_STACK_PG_PORT:-18399}
-export STACK_CP_PORT=18300 STACK_DP_BASE_PORT=18301
+export STACK_CP_PORT=18300 STACK_DP_BASE_PORT=18301 STACK_ROUTER_PORT=18310 STACK_DP_INSTANCE_PORT=18320
 stack_down() { sh "$ROOT/deploy/local/stack.sh" stop >/dev/null 2>&1 || true; }
 trap 'stack_down; cleanup' EXIT INT TERM
 sh "$ROOT/deploy/local/stack.sh" start > "$work/stack.log" 2>&1 || { tail -20 "$work/stack.log"; exit 1; }
 . "$STACK_VAR/stack.env"
+EU_DP=data-plane-$(sh "$ROOT/deploy/drivers/local" list-instances eu-west-1 | head -n 1)  # eu's one data plane
 set -- $("$BIN/propagation-bench" "$CP_URL" "$ADMIN_TOKEN" 100 "$DP_URL_us" "$DP_URL_eu" "$DP_URL_jp")
 awk -v a="$1" -v b="$2" -v c="$3" 'BEGIN {
 	printf "  change -> applied in all 3 regions, 100 changes: p50 %.0f ms, p99 %.0f ms, max %.0f ms (target p99 < 1 s: %s)\n", a, b, c, (b < 1000 ? "met" : "NOT met") }'
@@ -253,7 +254,7 @@ until [ "$(eu_version)" -ge "$want" ] 2>/dev/null; do
 	[ "$(date +%s)" -lt "$(( ${t0%.*} + 60 ))" ] || { echo "bench: eu did not apply version $want" >&2; exit 1; }
 done
 t1=$(date +%s.%N)
-rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$(cat "$STACK_VAR/run/data-plane-eu.pid")/status")
+rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$(cat "$STACK_VAR/run/$EU_DP.pid")/status")
 awk -v a="$t0" -v b="$t1" -v r="$rss" -v t="$TENANTS" 'BEGIN {
 	printf "  eu with %d tenants: change -> applied %.2f s (build, sign, transfer, verify, apply); data plane RSS %d MB\n", t, b - a, r }'
 
@@ -274,7 +275,7 @@ window_note=""
 if [ "$(eu_version)" -le "$before" ]; then
 	# Honest about it: this window held no apply, so its p99 says nothing.
 	window_note=" (WARNING: the apply finished after the window; the figure measured none)"
-	grep -v '"level":"info"' "$STACK_VAR/log/data-plane-eu.log" | tail -3 >&2
+	grep -v '"level":"info"' "$STACK_VAR/log/$EU_DP.log" | tail -3 >&2
 fi
 set -- $idle; i99=$3; irps=$1
 set -- $busy; b99=$3; brps=$1

@@ -12,21 +12,15 @@ CELL_DB_DOWN=20        # seconds the cell's database is down (the acceptance's f
 CELL_P99_FACTOR=2
 CELL_P99_SLACK_MS=10
 
-rport() { eval "_u=\$DP_URL_$1"; echo "${_u##*:}"; }  # a region's endpoint: its router's port
-cell_n() { eval "set -- \$CELLS_$1"; shift "$2"; echo "${1:-}"; }  # region index: its cell (0 first)
+cell_n() { set -- $(cells_of "$1") ; shift "$2"; echo "${1:-}"; }  # region index: its cell (0 first)
 
 # A tenant of REGION placed in CELL on plan faults, with a key of both
-# scopes: sets T_<label>, K_<label> and C_<label> (its cell), R_<label>
+# scopes: sets T_<label>, K_<label>, C_<label> (its cell) and R_<label>
 # (its region).
 cell_tenant() { # label region cell
-	_slug="f-$1-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')"
-	_b=$(api POST /v1/tenants "{\"name\":\"faults $1\",\"slug\":\"$_slug\",\"region\":\"$2\",\"plan\":\"faults\",\"cell\":\"$3\"}") ||
-		fatal "could not create tenant $1 in cell $3"
-	_id=$(printf '%s' "$_b" | jget id)
-	[ "$(printf '%s' "$_b" | jget cell)" = "$3" ] || fatal "tenant $1 was not placed in cell $3: $_b"
-	_k=$(api POST "/v1/tenants/$_id/api-keys" '{"name":"load","scopes":["events:read","events:write"]}' | jget secret) ||
-		fatal "could not create a key for tenant $1"
-	eval "T_$1=\$_id K_$1=\$_k C_$1=\$3 R_$1=\$2"
+	set -- "$1" "$2" "$3" $(new_tenant "$1" "$2" faults "$3")
+	[ -n "${5:-}" ] || fatal "could not create tenant $1 in cell $3"
+	eval "T_$1=\$4 K_$1=\$5 C_$1=\$3 R_$1=\$2"
 }
 
 # The tenants of the cell scenarios that will run, one per scenario and
@@ -49,7 +43,7 @@ cells_tenants() {
 	done
 	for l in $CELL_LABELS; do
 		eval "_k=\$K_$l _r=\$R_$l"
-		wait_until 20 key_works "$(rport "$_r")" "$_k" || fatal "the key of tenant $l does not work through the router of $_r"
+		wait_until 20 key_works "$(router_port "$_r")" "$_k" || fatal "the key of tenant $l does not work through the router of $_r"
 	done
 }
 
@@ -57,17 +51,15 @@ cells_tenants() {
 # LABEL-tenant (GET /v1/tenant) at the rates given.
 cell_loads() { # label post-rate tenant-rate
 	eval "_k=\$K_$1 _r=\$R_$1"
-	load_start "$1-post" "$(rport "$_r")" "$_k" post "$2"
-	load_start "$1-tenant" "$(rport "$_r")" "$_k" tenant "$3"
+	load_start "$1-post" "$(router_port "$_r")" "$_k" post "$2"
+	load_start "$1-tenant" "$(router_port "$_r")" "$_k" tenant "$3"
 }
 
-# check_tenant for a tenant of a cell: its events are in the cell's
-# database (check_tenant reads a region's through DP_DATABASE_URL_<name>).
+# check_tenant for a tenant of a cell (its events are in the cell's
+# database), then its figures.
 cell_check() { # label
 	eval "_t=\$T_$1 _k=\$K_$1 _c=\$C_$1 _r=\$R_$1"
-	_cv=$(cvar "$_c")
-	eval "DP_DATABASE_URL_$_cv=\$(cell_db \"\$_c\")"
-	check_tenant "$_c" "$_cv" "$_t" "$(rport "$_r")" "$_k" "$SCEN_DIR/$1-post.load" "$SCEN-$1-post"
+	check_tenant "$_c" "$_c" "$_t" "$(router_port "$_r")" "$_k" "$SCEN_DIR/$1-post.load" "$SCEN-$1-post"
 	tally "$_c"
 }
 
@@ -94,18 +86,17 @@ sleep_until() { # ms: sleeps until that time (now_ms)
 # ---------------------------------------------------------------------------
 cells_db() {
 	begin cell-db "the PostgreSQL cluster of cell $CE is stopped for $CELL_DB_DOWN s under load on a tenant of every cell, then started"
-	PD=$(cell_pg_data "$CE")
-	[ -f "$PD/PG_VERSION" ] && [ "$PD" != "$PG_DATA" ] ||
-		fatal "cell $CE has no PostgreSQL cluster of its own ($PD): the stack must run with STACK_CELL_CLUSTERS=1"
+	[ -f "$(cell_pg_data "$CE")/PG_VERSION" ] ||
+		fatal "cell $CE has no PostgreSQL cluster of its own: the stack must run with STACK_CELL_CLUSTERS=1"
 	for l in cdb_e cdb_w cdb_eu cdb_jp; do cell_loads "$l" $((RATE / 2)) $((RATE / 4)); done
 	t0=$(now_ms)
 	sleep 5
 	t_stop=$(now_ms)
-	pg_stop "$PD"
+	cell_pg_stop "$CE"
 	t_down=$(now_ms)  # once it is down (a fast shutdown takes a moment)
 	sleep_until $((t_stop + CELL_DB_DOWN * 1000))
 	t_start=$(now_ms)
-	pg_start "$PD" "$(cell_pg_port "$CE")" "$(dirname "$PD")/postgres.log" ||
+	cell_pg_start "$CE" ||
 		fatal "the PostgreSQL cluster of cell $CE did not start again"
 	t_up=$(now_ms)
 	# Back once a POST of its tenant sent after the start is acknowledged.
@@ -139,25 +130,24 @@ cells_db() {
 # ---------------------------------------------------------------------------
 cells_dp_kill() {
 	begin cell-dp-kill "every data plane of cell $CE is killed (SIGKILL) under load, then started again"
-	dps=$(svc_with_env data-plane "DP_CELL=$CE")
+	dps=$(cell_instances "$CE")
 	[ -n "$dps" ] || fatal "no data plane of cell $CE is running"
-	for n in $dps; do svc_remember "$n"; done
 	cell_loads cdk_e $((RATE / 2)) $((RATE / 4))
 	cell_loads cdk_w "$RATE" $((RATE / 2))
 	t0=$(now_ms)
 	sleep 4
 	t_kill=$(now_ms)
-	for n in $dps; do svc_signal "$n" KILL; done
+	cell_dps_kill "$CE"
 	gone=1
-	for n in $dps; do svc_wait_gone "$n" 10 || gone=0; done
+	for n in $dps; do ! svc_alive "data-plane-$n" || gone=0; done
 	check "every data plane of cell $CE is gone ($(echo $dps))" [ $gone = 1 ]
 	sleep 4
 	t_start=$(now_ms)
-	for n in $dps; do svc_respawn "$n"; done
-	wait_until 20 key_works "$(rport us)" "$K_cdk_e" || true
+	cell_dps_start "$CE"
+	wait_until 20 key_works "$(router_port us)" "$K_cdk_e" || true
 	t_up=$(now_ms)
 	check "cell $CE serves again through the router $((t_up - t_start)) ms after its data planes are started again (at most 20 s)" \
-		key_works "$(rport us)" "$K_cdk_e"
+		key_works "$(router_port us)" "$K_cdk_e"
 	sleep 3
 	load_stop
 	cell_unmoved cdk_w $((t0 + 1000)) "$t_kill" $((t_up + 1000))
@@ -180,8 +170,8 @@ cells_cp_down_start() {
 	echo "  cell-cp-down: a tenant of every cell under load; the router agent of us and HAProxy restarted from their cache"
 	for l in ccd_e ccd_w ccd_eu ccd_jp; do cell_loads "$l" $((RATE / 4)) $((RATE / 4)); done
 	CCD_T0=$(now_ms)
-	ra=$(svc_with_env cell-router ROUTER_REGION=us)
-	[ "$(echo "$ra" | wc -w)" = 1 ] || fatal "not one router agent of us running: '$ra'"
+	ra=cell-router-us
+	svc_alive "$ra" || fatal "the router agent of us ($ra) is not running"
 	ra_url="http://$(svc_env "$ra" ROUTER_LISTEN)"
 	map=$(svc_env "$ra" ROUTER_MAP_FILE) sock=$(svc_env "$ra" ROUTER_HAPROXY_SOCKET)
 	ver0=$(curl -s --max-time 3 "$ra_url/metrics" | awk '$1 == "router_config_version" { print $2 }')
@@ -199,14 +189,8 @@ cells_cp_down_start() {
 		eval '[ -n "$ver0" ] && [ "$ver1" = "$ver0" ] && [ "$(cksum < "$map")" = "$map0" ]'
 	# HAProxy, reloaded: a new process reads the map file and takes over the
 	# ports; the old one finishes its requests and exits (-sf).
-	hp=""
-	for f in "$STACK_VAR"/run/*.pid; do
-		n=$(basename "$f" .pid)
-		svc_alive "$n" && [ "$(basename "$(readlink "/proc/$(svc_pid "$n")/exe")")" = haproxy ] || continue
-		cfg=$(tr '\0' '\n' < "/proc/$(svc_pid "$n")/cmdline" | sed -n '/^-f$/{n;p;}')
-		grep -qF "$map" "$cfg" 2>/dev/null && { hp=$n; break; }
-	done
-	[ -n "$hp" ] || fatal "no HAProxy of the stack loads $map"
+	hp=balancer
+	svc_alive "$hp" && grep -qF "$map" "$STACK_VAR/run/balancer.cfg" || fatal "no HAProxy of the stack ($hp) loads $map"
 	old=$(svc_pid "$hp")
 	svc_remember "$hp"
 	svc_respawn "$hp" -sf "$old"
@@ -220,7 +204,7 @@ cells_cp_down_start() {
 	n_map=$(hmap | grep -c . || true)
 	check "the new HAProxy's map holds every route of the map file ($n_map = $lines0), the key of $CW's tenant to $CW" \
 		eval '[ "$n_map" = "$lines0" ] && hmap | grep -q " $wkid $CW\$"'
-	check "a request of $CW's tenant through the router succeeds after both restarts" key_works "$(rport us)" "$K_ccd_w"
+	check "a request of $CW's tenant through the router succeeds after both restarts" key_works "$(router_port us)" "$K_ccd_w"
 }
 
 cells_cp_down_check() { # ms when the control plane was started again

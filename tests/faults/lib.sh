@@ -4,9 +4,21 @@
 #
 # The caller sets ROOT, BIN (the binaries), WORK (a scratch directory the
 # stack's PostgreSQL user can reach) and BASE (the first of 100 ports: the
-# control plane on BASE, the regions' data planes on BASE+1.., extra data
-# planes from BASE+10, the control plane's PostgreSQL on BASE+98 and the
-# regions' on BASE+99).
+# control plane on BASE, the regions' endpoints (their routers) on
+# BASE+1.., extra data planes from BASE+10, the cell-routers' status from
+# BASE+20, the cells' data planes from BASE+40, the cells' PostgreSQL
+# clusters from BASE+90 (one per cell, in the order run), the control
+# plane's on BASE+98).
+#
+# The stack runs each region as cells (deploy/local/stack.sh: us has
+# us-east-1 and us-west-2, eu eu-west-1, jp ap-northeast-1), one data plane
+# per cell, each cell's database in a cluster of its own. A region's "own"
+# data plane, which the scenarios of one region load and restart straight
+# (bypassing the router), is its first cell's: its service name is $DP_<r>
+# (dp_port REGION, dp_cache REGION); tenants are placed in the first cell
+# unless new_tenant names another. For scenarios across cells: router_port
+# (a region's endpoint), cell_dps_kill / cell_dps_start (a cell's data
+# planes), cell_pg_stop / cell_pg_start (a cell's cluster), rsql CELL.
 
 . "$ROOT/deploy/local/pg.sh"
 
@@ -20,22 +32,60 @@ check() { # description command...
 fatal() { echo "faults: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 
+# Settings every data plane of the tests runs with: usage reported every
+# second, so that a test does not wait ten for the outbox.
+DP_TEST_ENV="DP_USAGE_REPORT_INTERVAL=1s"
+
 # ---- the stack ----
 
-# Starts a private stack: one data plane per region (no balancer), the
-# control plane's database in a PostgreSQL cluster of its own.
+# A cell name as part of a variable's name: us-east-1 -> us_east_1.
+cv() { printf '%s' "$1" | tr - _; }
+
+# Starts a private stack: its cells with one data plane each, behind the
+# regions' routers, each cell's database and the control plane's in a
+# PostgreSQL cluster of its own.
 stack_up() { # regions
 	export STACK_VAR="$WORK/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 	export STACK_PG_PORT=$((BASE + 99)) STACK_CP_PG_PORT=$((BASE + 98))
-	export STACK_REGIONS="$1" STACK_DP_INSTANCES=1
+	export STACK_CELL_CLUSTERS=1 STACK_CELL_PG_PORT=$((BASE + 90))
+	export STACK_ROUTER_PORT=$((BASE + 20)) STACK_DP_INSTANCE_PORT=$((BASE + 40))
+	export STACK_REGIONS="$1" STACK_DP_INSTANCES=1 STACK_DP_ENV="$DP_TEST_ENV"
 	sh "$ROOT/deploy/local/stack.sh" start > "$WORK/stack.log" 2>&1 ||
 		{ tail -n 20 "$WORK/stack.log" >&2; fatal "the stack did not start"; }
 	. "$STACK_VAR/stack.env"
 	# What the control plane is started with, to start it again.
 	CP_SECRETS_KEY=$(sed -n 's/^CP_SECRETS_KEY=//p' "$STACK_VAR/secrets")
-	PG_DATA=$(readlink -f "$STACK_VAR/pg")/data
 	CP_PG_DATA=$(readlink -f "$STACK_VAR/pg-cp")/data
+	ALL_CELLS=""
+	for _r in $STACK_REGIONS; do
+		eval "_cs=\$CELLS_$_r"
+		for _c in $_cs; do
+			eval "CELL_REGION_$(cv "$_c")=\$_r"
+			ALL_CELLS="$ALL_CELLS $_c"
+		done
+		# The region's own data plane: its first cell's first instance.
+		_i=$(cell_instances "${_cs%% *}" | head -n 1)
+		[ -n "$_i" ] || fatal "region $_r has no data plane"
+		eval "DP_$_r=data-plane-\$_i"
+	done
 }
+
+# The cells of REGION (first cell first), the region of CELL, the region's
+# first cell.
+cells_of() { eval "echo \$CELLS_$1"; }
+region_of() { eval "echo \${CELL_REGION_$(cv "$1"):-}"; }
+first_cell() { set -- $(cells_of "$1"); echo "$1"; }
+
+# The data-plane instances of CELL (names as deploy/drivers/local gives
+# them: <cell>-<n>; the service is data-plane-<instance>).
+cell_instances() { sh "$ROOT/deploy/drivers/local" list-instances "$1"; }
+inst_port() { sed -n 's/^INST_PORT=//p' "$STACK_VAR/run/data-plane-$1.inst"; }
+
+# The port of REGION's endpoint (its router), of its own data plane
+# (straight), and that data plane's cache directory.
+router_port() { eval "echo \${DP_URL_$1##*:}"; }
+dp_port() { eval "inst_port \${DP_$1#data-plane-}"; }
+dp_cache() { eval "echo \$STACK_VAR/cache/\${DP_$1#data-plane-}"; }
 
 stack_down() {
 	# A process left stopped (SIGSTOP) would hold up its SIGTERM.
@@ -108,44 +158,60 @@ cp_start() { # [VAR=value...]
 	svc_run control-plane "$BIN/control-plane" CP_LISTEN="127.0.0.1:$STACK_CP_PORT" \
 		CP_DATABASE_URL="$CP_DATABASE_URL" CP_ADMIN_TOKEN="$ADMIN_TOKEN" \
 		CP_SECRETS_KEY="$CP_SECRETS_KEY" CP_SIGNING_KEYS_DIR="$STACK_VAR/signing-keys" \
-		CP_REGIONS_FILE="$ROOT/deploy/regions.conf" "$@"
+		CP_REGIONS_FILE="$STACK_VAR/run/regions.conf" "$@"
 	wait_until 20 cp_healthy || fatal "the control plane did not start (log: $STACK_VAR/log/control-plane.log)"
 }
 cp_healthy() { [ "$(http_status "$CP_URL/healthz")" = 200 ]; }
 
-region_port() { # region -> its data plane's port (STACK_DP_BASE_PORT + position)
-	_i=0
-	for _r in $STACK_REGIONS; do
-		[ "$_r" = "$1" ] && { echo $((STACK_DP_BASE_PORT + _i)); return; }
-		_i=$((_i + 1))
-	done
-}
-
-# Settings every data plane of the tests runs with: usage reported every
-# second, so that a test does not wait ten for the outbox.
-DP_TEST_ENV="DP_USAGE_REPORT_INTERVAL=1s"
-
-# A data plane of REGION as the stack starts one, on PORT with CACHE_DIR,
-# with more settings if given. NAME is data-plane-REGION for the region's
-# own (the stack's) instance.
-dp_start() { # name region port cache-dir [VAR=value...]
-	_name=$1 _reg=$2 _port=$3 _cache=$4
+# A data plane of CELL (or of REGION's first cell) as the stack starts
+# one, on PORT with CACHE_DIR, with more settings if given. NAME is
+# data-plane-<instance> for one of the stack's instances.
+dp_start() { # name cell|region port cache-dir [VAR=value...]
+	_name=$1 _cell=$2 _port=$3 _cache=$4
 	shift 4
-	eval "_db=\$DP_DATABASE_URL_$_reg _tok=\$REGION_TOKEN_$_reg"
+	[ -n "$(region_of "$_cell")" ] || _cell=$(first_cell "$_cell")
+	_reg=$(region_of "$_cell")
+	[ -n "$_reg" ] || fatal "dp_start: no cell or region '$2'"
+	eval "_db=\$CELL_DB_$(cv "$_cell") _tok=\$CELL_TOKEN_$(cv "$_cell")"
 	# shellcheck disable=SC2086
-	svc_run "$_name" "$BIN/data-plane" DP_REGION="$_reg" DP_LISTEN="127.0.0.1:$_port" \
-		DP_CONTROL_PLANE_URL="$CP_URL" DP_DATABASE_URL="$_db" DP_REGION_TOKEN="$_tok" \
+	svc_run "$_name" "$BIN/data-plane" DP_REGION="$_reg" DP_CELL="$_cell" DP_LISTEN="127.0.0.1:$_port" \
+		DP_CONTROL_PLANE_URL="$CP_URL" DP_DATABASE_URL="$_db" DP_CELL_TOKEN="$_tok" \
 		DP_TRUST_BUNDLE="$TRUST_BUNDLE" DP_CACHE_DIR="$_cache" DP_INSTANCE="faults-$_name" \
 		$DP_TEST_ENV "$@"
 	wait_until 20 dp_healthy "$_port" || fatal "$_name did not start (log: $STACK_VAR/log/$_name.log)"
 }
 dp_healthy() { [ "$(http_status "http://127.0.0.1:$1/healthz")" = 200 ]; }
 
-# The region's own data plane, again, with more settings if given.
+# The region's own data plane, again (same port, cache and balancer slot),
+# with more settings if given.
 dp_restart() { # region [VAR=value...]
 	_reg=$1; shift
-	svc_stop "data-plane-$_reg"
-	dp_start "data-plane-$_reg" "$_reg" "$(region_port "$_reg")" "$STACK_VAR/cache/$_reg" "$@"
+	eval "_n=\$DP_$_reg"
+	svc_stop "$_n"
+	dp_start "$_n" "$_reg" "$(dp_port "$_reg")" "$(dp_cache "$_reg")" "$@"
+}
+
+# Every data plane of CELL killed (SIGKILL), or started again as they were
+# (same ports, caches and balancer slots: the router's health checks take
+# them back).
+cell_dps_kill() { # cell
+	for _i in $(cell_instances "$1"); do svc_kill "data-plane-$_i"; done
+}
+cell_dps_start() { # cell [VAR=value...]
+	_c=$1; shift
+	for _i in $(cell_instances "$_c"); do
+		svc_alive "data-plane-$_i" ||
+			dp_start "data-plane-$_i" "$_c" "$(inst_port "$_i")" "$STACK_VAR/cache/$_i" "$@"
+	done
+}
+
+# A cell's PostgreSQL cluster (var/pg-<cell>), stopped (fast) or started.
+cell_pg_data() { echo "$(readlink -f "$STACK_VAR/pg-$1")/data"; }
+cell_pg_stop() { pg_stop "$(cell_pg_data "$1")"; }
+cell_pg_start() { # cell
+	eval "_u=\$CELL_DB_$(cv "$1")"
+	_p=${_u##*:}; _p=${_p%%/*}
+	pg_start "$(cell_pg_data "$1")" "$_p" "$(dirname "$(cell_pg_data "$1")")/postgres.log"
 }
 
 # ---- JSON and SQL ----
@@ -171,8 +237,9 @@ api() {
 	fi
 }
 
-rsql() { # region SQL: runs it on the region's database as its data planes' role
-	eval "_u=\$DP_DATABASE_URL_$1"
+rsql() { # region|cell SQL: runs it on the cell's database (a region's: its
+	# first cell's) as its data planes' role
+	if [ -n "$(region_of "$1")" ]; then eval "_u=\$CELL_DB_$(cv "$1")"; else eval "_u=\$DP_DATABASE_URL_$1"; fi
 	"$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "$_u" -c "$2"
 }
 
@@ -197,10 +264,11 @@ dp_synced() { # region port [seconds]
 
 # ---- tenants ----
 
-# A tenant of REGION on plan PLAN with a key of both scopes; prints "id key".
-new_tenant() { # name region plan
+# A tenant of REGION on plan PLAN with a key of both scopes, placed in CELL
+# (default: the region's first cell); prints "id key".
+new_tenant() { # name region plan [cell]
 	_slug="f-$1-$(od -An -tx1 -N3 /dev/urandom | tr -d ' \n')"
-	_b=$(api POST /v1/tenants "{\"name\":\"faults $1\",\"slug\":\"$_slug\",\"region\":\"$2\",\"plan\":\"$3\"}") ||
+	_b=$(api POST /v1/tenants "{\"name\":\"faults $1\",\"slug\":\"$_slug\",\"region\":\"$2\",\"plan\":\"$3\",\"cell\":\"${4:-$(first_cell "$2")}\"}") ||
 		fatal "could not create tenant $1"
 	_id=$(printf '%s' "$_b" | jget id)
 	_k=$(api POST "/v1/tenants/$_id/api-keys" '{"name":"load","scopes":["events:read","events:write"]}' | jget secret) ||
@@ -373,33 +441,6 @@ figures() { # label
 }
 
 # ---- cells (tests/faults/cells.sh) ----
-
-cvar() { printf '%s' "$1" | tr - _; }  # a cell's name in stack.env's variable names
-
-cell_db() { eval "printf '%s' \"\$CELL_DB_$(cvar "$1")\""; }
-
-# The PostgreSQL cluster of CELL (STACK_CELL_CLUSTERS=1): its data
-# directory, and its port (that of the cell's connection string).
-cell_pg_data() { echo "$(readlink -f "$STACK_VAR/pg-$1")/data"; }
-cell_pg_port() { cell_db "$1" | sed 's|.*@[^:/]*:\([0-9]*\)/.*|\1|'; }
-
-csql() { # cell SQL: runs it on the cell's database as its data planes' role
-	"$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "$(cell_db "$1")" -c "$2"
-}
-
-# The stack's services (run/NAME.pid) that run BINARY with VAR=VALUE in
-# their environment, whatever the stack named them.
-svc_with_env() { # binary VAR=VALUE
-	for _f in "$STACK_VAR"/run/*.pid; do
-		[ -e "$_f" ] || continue
-		_n=$(basename "$_f" .pid)
-		svc_alive "$_n" || continue
-		_p=$(svc_pid "$_n")
-		[ "$(basename "$(readlink "/proc/$_p/exe")")" = "$1" ] || continue
-		tr '\0' '\n' < "/proc/$_p/environ" | grep -qxF "$2" && echo "$_n"
-	done
-	return 0
-}
 
 # The value of VAR in the environment of service NAME.
 svc_env() { # name VAR

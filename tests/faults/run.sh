@@ -112,17 +112,16 @@ for s in cpkill:us cphang:eu cpabsent:jp cpdb:us dpkill:us regdb:eu cachefull:eu
 	eval "T_${s%%:*}=\$1 K_${s%%:*}=\$2"
 done
 for r in us eu jp; do
-	dp_restart "$r"
-	dp_synced "$r" "$(region_port "$r")" 20 || fatal "data plane $r did not get the current configuration"
+	dp_synced "$r" "$(dp_port "$r")" 20 || fatal "data plane $r did not get the current configuration"
 done
 cells_tenants
-echo "  stack ready in $(($(date +%s) - T_START)) s: regions us eu jp, one data plane each, a tenant per scenario on plan faults"
+echo "  stack ready in $(($(date +%s) - T_START)) s: regions us eu jp, cells$ALL_CELLS, one data plane each (region X's own: \$DP_X, its first cell's), a tenant per scenario on plan faults"
 
 # ---------------------------------------------------------------------------
 if want cp-kill; then
 begin cp-kill "the control plane is killed (SIGKILL) under load, then started again"
-P=$(region_port us)
-dp0=$(svc_pid data-plane-us)
+P=$(dp_port us)
+dp0=$(svc_pid "$DP_us")
 load_start post "$P" "$K_cpkill" post "$RATE"
 load_start tenant "$P" "$K_cpkill" tenant $((RATE / 2))
 sleep 2
@@ -140,8 +139,8 @@ load_stop
 check "while the control plane was down: $(sent_in post "$t_kill" "$t_back") POSTs and $(sent_in tenant "$t_kill" "$t_back") GET /v1/tenant, none failed" \
 	[ "$(errors_in post "$t_kill" "$t_back")$(errors_in tenant "$t_kill" "$t_back")" = 00 ]
 check "no request failed over the whole scenario ($(errors_total post tenant))" no_errors post tenant
-check "the data plane was not restarted" same_pid data-plane-us "$dp0"
-check_tenant cp-kill us "$T_cpkill" "$(region_port us)" "$K_cpkill" "$SCEN_DIR/post.load" "$SCEN-post"
+check "the data plane was not restarted" same_pid "$DP_us" "$dp0"
+check_tenant cp-kill us "$T_cpkill" "$(dp_port us)" "$K_cpkill" "$SCEN_DIR/post.load" "$SCEN-post"
 tally cp-kill
 finish
 fi
@@ -149,8 +148,8 @@ fi
 # ---------------------------------------------------------------------------
 if want cp-hang; then
 begin cp-hang "the control plane hangs (SIGSTOP) for ${HANG_SECONDS} s under load, then resumes (SIGCONT)"
-P=$(region_port eu)
-dp0=$(svc_pid data-plane-eu)
+P=$(dp_port eu)
+dp0=$(svc_pid "$DP_eu")
 cp0=$(svc_pid control-plane)
 fail0=$(metric "$P" dp_usage_send_failures_total)
 load_start post "$P" "$K_cphang" post "$RATE"
@@ -176,8 +175,8 @@ check "no request failed over the whole scenario ($(errors_total post tenant))" 
 check "usage reports to the hung control plane failed and were retried (send failures $fail0 -> $fail1)" \
 	[ "${fail1:-0}" -gt "${fail0:-0}" ]
 check "neither the control plane nor the data plane was restarted" \
-	eval 'same_pid control-plane "$cp0" && same_pid data-plane-eu "$dp0"'
-check_tenant cp-hang eu "$T_cphang" "$(region_port eu)" "$K_cphang" "$SCEN_DIR/post.load" "$SCEN-post"
+	eval 'same_pid control-plane "$cp0" && same_pid "$DP_eu" "$dp0"'
+check_tenant cp-hang eu "$T_cphang" "$(dp_port eu)" "$K_cphang" "$SCEN_DIR/post.load" "$SCEN-post"
 tally cp-hang
 finish
 fi
@@ -185,7 +184,7 @@ fi
 # ---------------------------------------------------------------------------
 if want cp-absent; then
 begin cp-absent "a data plane starts while the control plane is absent"
-P=$(region_port jp)
+P=$(dp_port jp)
 PN=$((BASE + 10))
 svc_stop control-plane
 ver=$(readyz "$P" config_version)
@@ -193,7 +192,7 @@ dp_restart jp
 check "the restarted data plane is ready at once from its cache (readyz $(http_status "http://127.0.0.1:$P/readyz"), source $(readyz "$P" source), version $(readyz "$P" config_version) = $ver)" \
 	eval '[ "$(http_status "http://127.0.0.1:$P/readyz")" = 200 ] && [ "$(readyz "$P" source)" = cache ] && [ "$(readyz "$P" config_version)" = "$ver" ]'
 want cell-cp-down && cells_cp_down_start
-dp0=$(svc_pid data-plane-jp)
+dp0=$(svc_pid "$DP_jp")
 load_start post "$P" "$K_cpabsent" post "$RATE"
 load_start tenant "$P" "$K_cpabsent" tenant $((RATE / 2))
 # A new instance has no cache: it must not serve until it has pulled.
@@ -217,9 +216,9 @@ load_stop
 check "while the control plane was absent: $(sent_in post 0 "$t_cp") POSTs and $(sent_in tenant 0 "$t_cp") GET /v1/tenant, none failed" \
 	[ "$(errors_in post 0 "$t_cp")$(errors_in tenant 0 "$t_cp")" = 00 ]
 check "no request failed over the whole scenario ($(errors_total post tenant))" no_errors post tenant
-check "the data plane was not restarted again" same_pid data-plane-jp "$dp0"
+check "the data plane was not restarted again" same_pid "$DP_jp" "$dp0"
 svc_stop data-plane-jp-new
-check_tenant cp-absent jp "$T_cpabsent" "$(region_port jp)" "$K_cpabsent" "$SCEN_DIR/post.load" "$SCEN-post"
+check_tenant cp-absent jp "$T_cpabsent" "$(dp_port jp)" "$K_cpabsent" "$SCEN_DIR/post.load" "$SCEN-post"
 tally cp-absent
 want cell-cp-down && cells_cp_down_check "$t_cp"
 finish
@@ -228,8 +227,8 @@ fi
 # ---------------------------------------------------------------------------
 if want cp-db; then
 begin cp-db "the control plane's PostgreSQL (a cluster of its own) is stopped for 5 s under load, then started"
-P=$(region_port us)
-dp0=$(svc_pid data-plane-us)
+P=$(dp_port us)
+dp0=$(svc_pid "$DP_us")
 cp0=$(svc_pid control-plane)
 fail0=$(metric "$P" dp_usage_send_failures_total)
 load_start post "$P" "$K_cpdb" post "$RATE"
@@ -258,8 +257,8 @@ check "while the control plane's database was down: $(sent_in post "$t_down" "$t
 check "no request failed over the whole scenario ($(errors_total post tenant))" no_errors post tenant
 check "usage reports failed meanwhile and were retried (send failures $fail0 -> $fail1)" [ "${fail1:-0}" -gt "${fail0:-0}" ]
 check "neither the control plane nor the data plane was restarted" \
-	eval 'same_pid control-plane "$cp0" && same_pid data-plane-us "$dp0"'
-check_tenant cp-db us "$T_cpdb" "$(region_port us)" "$K_cpdb" "$SCEN_DIR/post.load" "$SCEN-post"
+	eval 'same_pid control-plane "$cp0" && same_pid "$DP_us" "$dp0"'
+check_tenant cp-db us "$T_cpdb" "$(dp_port us)" "$K_cpdb" "$SCEN_DIR/post.load" "$SCEN-post"
 tally cp-db
 finish
 fi
@@ -267,15 +266,15 @@ fi
 # ---------------------------------------------------------------------------
 if want dp-kill; then
 begin dp-kill "a data plane is killed (SIGKILL) during ingest and started again"
-P=$(region_port us)
+P=$(dp_port us)
 load_start post "$P" "$K_dpkill" post "$RATE"
 load_start batch "$P" "$K_dpkill" post 10 -b 10
 load_start tenant "$P" "$K_dpkill" tenant $((RATE / 2))
 sleep 2
 t_kill=$(now_ms)
-svc_kill data-plane-us
+svc_kill "$DP_us"
 sleep 1
-dp_start data-plane-us us "$P" "$STACK_VAR/cache/us"
+dp_start "$DP_us" us "$P" "$(dp_cache us)"
 t_up=$(now_ms)
 check "started again, it is ready at once from its cache" \
 	eval '[ "$(http_status "http://127.0.0.1:$P/readyz")" = 200 ]'
@@ -287,27 +286,27 @@ others=$(cat "$SCEN_DIR"/*.load | awk '$3 !~ /^2/ && $3 != 0' | wc -l)
 check "every failure is a request without an answer; none was answered an error ($others)" [ "$others" = 0 ]
 check "every request sent from 1 s after the restart succeeded" \
 	[ "$(errors_in post $((t_up + 1000)) 99999999999999)$(errors_in batch $((t_up + 1000)) 99999999999999)$(errors_in tenant $((t_up + 1000)) 99999999999999)" = 000 ]
-check_tenant dp-kill us "$T_dpkill" "$(region_port us)" "$K_dpkill" "$SCEN_DIR/post.load" "$SCEN-post" "$SCEN_DIR/batch.load" "$SCEN-batch"
+check_tenant dp-kill us "$T_dpkill" "$(dp_port us)" "$K_dpkill" "$SCEN_DIR/post.load" "$SCEN-post" "$SCEN_DIR/batch.load" "$SCEN-batch"
 tally dp-kill
 finish
 fi
 
 # ---------------------------------------------------------------------------
 if want regional-db; then
-begin regional-db "the regions' PostgreSQL is stopped for 5 s under load, then started"
-P=$(region_port eu)
-dp0=$(svc_pid data-plane-eu)
+begin regional-db "the PostgreSQL cluster of eu's cell $(first_cell eu) is stopped for 5 s under load, then started"
+P=$(dp_port eu)
+dp0=$(svc_pid "$DP_eu")
 load_start post "$P" "$K_regdb" post "$RATE"
 load_start tenant "$P" "$K_regdb" tenant $((RATE / 2))
 sleep 2
-pg_stop "$PG_DATA"
+cell_pg_stop "$(first_cell eu)"
 t_down=$(now_ms)  # once it is down (a fast shutdown takes a moment)
 sleep 1
 s_cp=$(http_status "$CP_URL/readyz")
 check "the control plane (its own database) stays ready (/readyz $s_cp)" [ "$s_cp" = 200 ]
 sleep 4
 t_start=$(now_ms)
-pg_start "$PG_DATA" "$STACK_PG_PORT" "$(dirname "$PG_DATA")/postgres.log" || fatal "the regions' PostgreSQL did not start again"
+cell_pg_start "$(first_cell eu)" || fatal "the PostgreSQL of cell $(first_cell eu) did not start again"
 t_up=$(now_ms)
 sleep 4
 load_stop
@@ -324,8 +323,8 @@ check "POSTs were answered 201 or 503, nothing else ($others)" [ "$others" = 0 ]
 check "GET /v1/tenant answered 200 throughout, from memory ($(errors_total tenant) failed)" no_errors tenant
 check "POSTs sent from 2 s after the database is back all succeeded (no restart)" \
 	[ "$(errors_in post $((t_up + 2000)) 99999999999999)" = 0 ]
-check "the data plane was not restarted" same_pid data-plane-eu "$dp0"
-check_tenant regional-db eu "$T_regdb" "$(region_port eu)" "$K_regdb" "$SCEN_DIR/post.load" "$SCEN-post"
+check "the data plane was not restarted" same_pid "$DP_eu" "$dp0"
+check_tenant regional-db eu "$T_regdb" "$(dp_port eu)" "$K_regdb" "$SCEN_DIR/post.load" "$SCEN-post"
 tally regional-db
 finish
 fi
@@ -333,7 +332,7 @@ fi
 # ---------------------------------------------------------------------------
 if want cache-full; then
 begin cache-full "the configuration cache's file system is full when a new document arrives"
-P=$(region_port eu)
+P=$(dp_port eu)
 mkdir -p "$CACHE_FS"
 how=""
 if mount -t tmpfs -o size=256k,mode=0700 tmpfs "$CACHE_FS" 2>/dev/null; then
@@ -348,18 +347,18 @@ if [ -z "$how" ]; then
 	echo "  SKIP  mount is not permitted to root here, and root ignores file modes: no way to make the cache fail"
 else
 	echo "  cache directory: $how"
-	svc_stop data-plane-eu
-	cp "$STACK_VAR/cache/eu/config.jwt" "$CACHE_FS/"
+	svc_stop "$DP_eu"
+	cp "$(dp_cache eu)/config.jwt" "$CACHE_FS/"
 	if [ "$MOUNTED" ]; then
 		dd if=/dev/zero of="$CACHE_FS/filler" bs=4k > /dev/null 2>&1 || true
 	else
 		chmod 0500 "$CACHE_FS"
 	fi
-	dp_start data-plane-eu eu "$P" "$CACHE_FS"
+	dp_start "$DP_eu" eu "$P" "$CACHE_FS"
 	v0=$(readyz "$P" config_version)
 	check "it starts from the cached document (source $(readyz "$P" source), version $v0)" \
 		[ "$(readyz "$P" source)" = cache ]
-	dp0=$(svc_pid data-plane-eu)
+	dp0=$(svc_pid "$DP_eu")
 	load_start post "$P" "$K_cachefull" post "$RATE"
 	load_start tenant "$P" "$K_cachefull" tenant $((RATE / 2))
 	sleep 2
@@ -369,31 +368,31 @@ else
 		wait_until 15 key_works "$P" "$key"
 	sleep 2
 	load_stop
-	check "the failure is logged" grep -q "version $v1 is applied but not cached" "$STACK_VAR/log/data-plane-eu.log"
-	grep "version $v1 is applied but not cached" "$STACK_VAR/log/data-plane-eu.log" | head -n 1 | sed 's/^/    | /'
+	check "the failure is logged" grep -q "version $v1 is applied but not cached" "$STACK_VAR/log/$DP_eu.log"
+	grep "version $v1 is applied but not cached" "$STACK_VAR/log/$DP_eu.log" | head -n 1 | sed 's/^/    | /'
 	check "the cached file is the previous document, whole (version $(jwt_ver "$CACHE_FS/config.jwt") = $v0)" \
 		[ "$(jwt_ver "$CACHE_FS/config.jwt")" = "$v0" ]
 	check "no temporary file is left in the cache directory ($(ls -A "$CACHE_FS" | tr '\n' ' '))" \
 		[ -z "$(ls -A "$CACHE_FS" | grep -v -e '^config.jwt$' -e '^version$' -e '^filler$')" ]
-	check "the data plane did not crash" same_pid data-plane-eu "$dp0"
+	check "the data plane did not crash" same_pid "$DP_eu" "$dp0"
 	check "no request failed ($(errors_total post tenant))" no_errors post tenant
-	svc_stop data-plane-eu
-	lines=$(wc -l < "$STACK_VAR/log/data-plane-eu.log")
-	dp_start data-plane-eu eu "$P" "$CACHE_FS"
+	svc_stop "$DP_eu"
+	lines=$(wc -l < "$STACK_VAR/log/$DP_eu.log")
+	dp_start "$DP_eu" eu "$P" "$CACHE_FS"
 	check "restarted on the full cache, it starts from the previous document (version $v0)" \
-		eval 'tail -n +$((lines + 1)) "$STACK_VAR/log/data-plane-eu.log" | grep "serving the cached configuration" | grep -q "\"version\":$v0,"'
+		eval 'tail -n +$((lines + 1)) "$STACK_VAR/log/$DP_eu.log" | grep "serving the cached configuration" | grep -q "\"version\":$v0,"'
 	check "and pulls the current one by itself" dp_synced eu "$P"
 	if [ "$MOUNTED" ]; then rm -f "$CACHE_FS/filler"; else chmod 0700 "$CACHE_FS"; fi
 	new_key "$T_cachefull" > /dev/null
 	v2=$(cp_version eu)
 	check "once there is room, the next document (version $v2) is cached by itself" \
 		wait_until 15 eval '[ "$(jwt_ver "$CACHE_FS/config.jwt")" = "$v2" ]'
-	check_tenant cache-full eu "$T_cachefull" "$(region_port eu)" "$K_cachefull" "$SCEN_DIR/post.load" "$SCEN-post"
+	check_tenant cache-full eu "$T_cachefull" "$(dp_port eu)" "$K_cachefull" "$SCEN_DIR/post.load" "$SCEN-post"
 	tally cache-full
 	# Back to its own cache directory (older: it pulls the current document).
-	svc_stop data-plane-eu
+	svc_stop "$DP_eu"
 	[ -z "$MOUNTED" ] || { umount "$CACHE_FS"; MOUNTED=""; }
-	dp_start data-plane-eu eu "$P" "$STACK_VAR/cache/eu"
+	dp_start "$DP_eu" eu "$P" "$(dp_cache eu)"
 	dp_synced eu "$P" || bad "the eu data plane is back on its own cache and current"
 fi
 finish
@@ -405,7 +404,7 @@ if want cell-dp-kill; then cells_dp_kill; fi
 # ---------------------------------------------------------------------------
 if want expiry; then
 begin expiry "the document passes its exp while the control plane is stopped (lifetime 60 s): serve vs fail-closed"
-P=$(region_port jp)
+P=$(dp_port jp)
 PC=$((BASE + 11))
 svc_stop control-plane
 cp_start CP_CONFIG_LIFETIME=60s
@@ -451,9 +450,9 @@ check "fail-closed: nothing answered but 2xx and 503 ($others)" [ "$others" = 0 
 check "fail-closed: every request from 1 s after the new document succeeded" \
 	[ "$(errors_in closed-post $((t_fresh + 1000)) 99999999999999)$(errors_in closed-tenant $((t_fresh + 1000)) 99999999999999)" = 00 ]
 svc_stop data-plane-jp-closed
-check_tenant expiry-serve jp "$T_staleserve" "$(region_port jp)" "$K_staleserve" "$SCEN_DIR/serve-post.load" "$SCEN-serve-post"
+check_tenant expiry-serve jp "$T_staleserve" "$(dp_port jp)" "$K_staleserve" "$SCEN_DIR/serve-post.load" "$SCEN-serve-post"
 tally expiry-serve
-check_tenant expiry-closed jp "$T_staleclosed" "$(region_port jp)" "$K_staleclosed" "$SCEN_DIR/closed-post.load" "$SCEN-closed-post"
+check_tenant expiry-closed jp "$T_staleclosed" "$(dp_port jp)" "$K_staleclosed" "$SCEN_DIR/closed-post.load" "$SCEN-closed-post"
 tally expiry-closed
 finish
 fi

@@ -56,8 +56,7 @@ for r in $REGIONS; do
 	eval "T_$r=\$1 K_$r=\$2"
 done
 for r in $REGIONS; do
-	dp_restart "$r"
-	dp_synced "$r" "$(region_port "$r")" 20 || fatal "data plane $r did not get the current configuration"
+	dp_synced "$r" "$(dp_port "$r")" 20 || fatal "data plane $r did not get the current configuration"
 done
 
 SCEN=soak SCEN_DIR="$WORK/soak"
@@ -75,10 +74,10 @@ conns() { # port
 sample() {
 	while :; do
 		t=$(now_ms)
-		for n in control-plane $(for r in $REGIONS; do echo "data-plane-$r"; done); do
+		for n in control-plane $(for r in $REGIONS; do eval "echo \$DP_$r"; done); do
 			p=$(svc_pid "$n") || continue
 			kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
-			case $n in control-plane) port=$STACK_CP_PORT ;; *) port=$(region_port "${n#data-plane-}") ;; esac
+			case $n in control-plane) port=$STACK_CP_PORT ;; *) port=$(inst_port "${n#data-plane-}") ;; esac
 			[ -n "$kb" ] && echo "$t $n $p $kb $(conns "$port")"
 		done
 		sleep 2
@@ -90,7 +89,7 @@ SAMPLER=$!
 t0=$(now_ms)
 for r in $REGIONS; do
 	eval "key=\$K_$r"
-	P=$(region_port "$r")
+	P=$(dp_port "$r")
 	load_start "post-$r" "$P" "$key" post "$RATE" -d "$SECONDS_" -c 8
 	load_start "tenant-$r" "$P" "$key" tenant "$RATE" -d "$SECONDS_" -c 8
 	load_start "query-$r" "$P" "$key" query $((RATE / 4 > 0 ? RATE / 4 : 1)) -d "$SECONDS_" -c 8
@@ -143,7 +142,8 @@ flat() { # label name pid from-ms to-ms
 }
 warm=$((t0 + WARMUP * 1000))
 for r in $REGIONS; do
-	flat "data plane $r (pid $(svc_pid "data-plane-$r"))" "data-plane-$r" "$(svc_pid "data-plane-$r")" "$warm" "$t_end"
+	eval "n=\$DP_$r"
+	flat "data plane $r (pid $(svc_pid "$n"))" "$n" "$(svc_pid "$n")" "$warm" "$t_end"
 done
 flat "control plane, first (pid $cp_pid1)" control-plane "$cp_pid1" "$warm" "$t_restart"
 flat "control plane, after restart (pid $cp_pid2)" control-plane "$cp_pid2" $((t_restarted + WARMUP * 1000)) "$t_end"
@@ -151,7 +151,7 @@ flat "control plane, after restart (pid $cp_pid2)" control-plane "$cp_pid2" $((t
 echo "-- stored and billed"
 for r in $REGIONS; do
 	eval "t=\$T_$r key=\$K_$r"
-	check_tenant "soak-$r" "$r" "$t" "$(region_port "$r")" "$key" "$SCEN_DIR/post-$r.load" "soak-post-$r"
+	check_tenant "soak-$r" "$r" "$t" "$(dp_port "$r")" "$key" "$SCEN_DIR/post-$r.load" "soak-post-$r"
 	printf '  figures soak-%s: stored %d, billed %s\n' "$r" "$STORED" "$BILLED"
 done
 

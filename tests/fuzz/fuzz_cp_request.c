@@ -254,6 +254,13 @@ static void fleet_status(const void *dst)
 		nc_timestamp(in->last_pull_ok_at);
 }
 
+static void cells_create(const void *dst)
+{
+	const struct cell_in *in = dst;
+	if (in->tenant_id)
+		nc_uuid(in->tenant_id);
+}
+
 static const struct table {
 	const struct jsonx_field *fields;
 	size_t size;
@@ -273,6 +280,8 @@ static const struct table {
 	{ cpreq_login, sizeof(struct login_req), login },                        /* L */
 	{ cpreq_region_status, sizeof(struct status_in), fleet_status },         /* M */
 	{ usage_report_record_fields, sizeof(struct usage_record), NULL },                  /* N */
+	{ cpreq_cell_create, sizeof(struct cell_in), cells_create },             /* O */
+	{ cpreq_cell_update, sizeof(struct cell_in), NULL },                     /* P */
 };
 #define TABLES (sizeof tables / sizeof tables[0])
 
@@ -288,6 +297,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct usage_record rec;
 		struct login_req l;
 		struct status_in s;
+		struct cell_in c;
 	} dst;
 	uint64_t present;
 	if (size < 1)

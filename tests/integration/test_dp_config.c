@@ -1004,7 +1004,7 @@ START_TEST(no_config_yet)
 	long st;
 	json_t *v = readyz(&d, &st);
 	ck_assert_int_eq(st, 503);
-	json_t *want = json_pack("{ss sn sn sn sn sn sb ss ss}", "region", "us", "config_version",
+	json_t *want = json_pack("{ss sn sn sn sn sn sn sb ss ss}", "region", "us", "cell", "config_version",
 	                         "issued_at", "expires_at", "source", "last_pull_ok_at", "stale", 0,
 	                         "database", "ok", "reason", "no verified configuration yet");
 	ck_assert_msg(json_equal(v, want), "readyz: %s", json_dumps(v, 0));

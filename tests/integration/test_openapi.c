@@ -197,7 +197,7 @@ END_TEST
  * (AUTH from its security requirement), after checking the version and
  * that every local $ref resolves. The security requirement gives the
  * level: none is public; the data plane's `api_key` scheme is api_key; the
- * control plane's `bearer` scheme is admin or region by the role it lists,
+ * control plane's `bearer` scheme is admin, region or cell by the role it lists,
  * user otherwise. The scheme must be defined under securitySchemes, and
  * an operation's `x-celltrail-auth` must say the same level. Prints
  * "ERROR ..." lines on a problem. */
@@ -230,6 +230,7 @@ static const char py_check[] =
 	"        elif 'api_key' in sec[0]: auth = 'api_key'\n"
 	"        elif 'admin' in (sec[0].get('bearer') or []): auth = 'admin'\n"
 	"        elif 'region' in (sec[0].get('bearer') or []): auth = 'region'\n"
+	"        elif 'cell' in (sec[0].get('bearer') or []): auth = 'cell'\n"
 	"        elif 'bearer' in sec[0]: auth = 'user'\n"
 	"        else: auth = 'unknown-scheme:' + ','.join(sorted(sec[0]))\n"
 	"        if op.get('x-celltrail-auth') != auth:\n"

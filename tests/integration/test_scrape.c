@@ -222,6 +222,12 @@ static size_t readme_families(struct family *fs)
 		if (!in)
 			continue;
 		if (!strncmp(line, "### ", 4)) {
+			/* The router agent's table is checked against its own scrape
+			 * (test_cells.c). */
+			if (!strcmp(line + 4, "Cell router")) {
+				in = 0;
+				continue;
+			}
 			cp = !strcmp(line + 4, "Both services") || !strcmp(line + 4, "Control plane");
 			dp = !strcmp(line + 4, "Both services") || !strcmp(line + 4, "Data plane");
 			ck_assert_msg(cp || dp, "README: unknown metrics subsection '%s'", line);

@@ -635,6 +635,347 @@ START_TEST(trust_bundle_checked)
 }
 END_TEST
 
+/* ---- cell documents ---- */
+
+#define CELL "us-east-1"
+
+/* A document of region us addressed to `aud`, with `cell` (stolen; NULL:
+ * no claim) as its cell claim. */
+static char *cell_doc(const char *aud, json_t *cell)
+{
+	json_t *c = claims("us", aud, 7, now + 3600);
+	if (cell)
+		ck_assert_int_eq(json_object_set_new(c, "cell", cell), 0);
+	char *t = tenants_text();
+	char *tok = sign_with(&trusted, c, t);
+	free(t);
+	return tok;
+}
+
+static json_t *cell_claim(const char *name, const char *region, const char *kind, const char *status)
+{
+	return json_pack("{ss ss ss ss}", "name", name, "region", region, "kind", kind, "status", status);
+}
+
+static enum cfgdoc_result verify_cell(const char *tok, const char *cell)
+{
+	struct cfgdoc_verify_opts o = opts(0);
+	o.cell = cell;
+	return verify_o(tok, strlen(tok), &o);
+}
+
+START_TEST(cell_document_accepted)
+{
+	/* A cell's data plane accepts its cell's document and knows the cell. */
+	char *tok = cell_doc(CFGDOC_AUD_CELL CELL, cell_claim(CELL, "us", "dedicated", "draining"));
+	struct cfgdoc_verify_opts o = opts(0);
+	struct cfgdoc *d;
+	char detail[256];
+	o.cell = CELL;
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
+	ck_assert_str_eq(d->cell.name, CELL);
+	ck_assert_str_eq(d->cell.region, "us");
+	ck_assert_str_eq(d->cell.kind, "dedicated");
+	ck_assert_str_eq(d->cell.status, "draining");
+	ck_assert_uint_eq(d->ntenants, 2);
+	cfgdoc_free(d);
+	free(tok);
+	/* A regional document has no cell. */
+	tok = good(7);
+	o.cell = NULL;
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
+	ck_assert_str_eq(d->cell.name, "");
+	cfgdoc_free(d);
+	free(tok);
+}
+END_TEST
+
+START_TEST(cell_document_refused)
+{
+	/* Every document but this cell's of this region is refused: by
+	 * audience when it is meant for someone else, as content when its
+	 * cell claim is missing or malformed. */
+	static const struct {
+		const char *aud, *name, *region, *kind, *status; /* name NULL: no claim */
+		const char *verifier_cell;                       /* NULL: a regional data plane */
+		enum cfgdoc_result want;
+	} cases[] = {
+		{ "us", NULL, NULL, NULL, NULL, CELL, CFGDOC_WRONG_AUDIENCE },              /* regional doc to a cell */
+		{ CFGDOC_AUD_CELL CELL, CELL, "us", "shared", "active", NULL, CFGDOC_WRONG_AUDIENCE }, /* cell doc to the region */
+		{ CFGDOC_AUD_CELL "us-west-2", "us-west-2", "us", "shared", "active", CELL, CFGDOC_WRONG_AUDIENCE },
+		{ CFGDOC_AUD_CELL CELL, "us-west-2", "us", "shared", "active", CELL, CFGDOC_WRONG_AUDIENCE },
+		{ CFGDOC_AUD_CELL CELL, CELL, "eu", "shared", "active", CELL, CFGDOC_WRONG_AUDIENCE },
+		{ CFGDOC_AUD_CELL CELL, NULL, NULL, NULL, NULL, CELL, CFGDOC_BAD_CONTENT },
+		{ CFGDOC_AUD_CELL CELL, CELL, "us", "huge", "active", CELL, CFGDOC_BAD_CONTENT },
+		{ CFGDOC_AUD_CELL CELL, CELL, "us", "shared", "open", CELL, CFGDOC_BAD_CONTENT },
+		{ CFGDOC_AUD_CELL CELL, CELL, "US", "shared", "active", CELL, CFGDOC_BAD_CONTENT },
+		{ CFGDOC_AUD_CELL "routes:us", CELL, "us", "shared", "active", CELL, CFGDOC_WRONG_AUDIENCE },
+		{ CFGDOC_AUD_ROUTES "us", CELL, "us", "shared", "active", CELL, CFGDOC_WRONG_AUDIENCE },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		json_t *cl = cases[i].name ? cell_claim(cases[i].name, cases[i].region, cases[i].kind, cases[i].status)
+		                           : NULL;
+		char *tok = cell_doc(cases[i].aud, cl);
+		enum cfgdoc_result r = verify_cell(tok, cases[i].verifier_cell);
+		ck_assert_msg(r == cases[i].want, "case %zu: %s, want %s", i, cfgdoc_result_names[r],
+		              cfgdoc_result_names[cases[i].want]);
+		free(tok);
+	}
+	/* A claim that is not an object, or lacks a member. */
+	json_t *shapes[] = { json_string(CELL), json_pack("{ss ss ss}", "name", CELL, "region", "us", "kind", "shared"),
+		                 json_pack("{si ss ss ss}", "name", 1, "region", "us", "kind", "shared", "status", "active") };
+	for (size_t i = 0; i < 3; i++) {
+		char *tok = cell_doc(CFGDOC_AUD_CELL CELL, shapes[i]);
+		ck_result(verify_cell(tok, CELL), CFGDOC_BAD_CONTENT);
+		free(tok);
+	}
+}
+END_TEST
+
+START_TEST(cell_name_limits)
+{
+	/* A cell name of 2 to 63 characters, a region of up to 32: both ends. */
+	char c63[64], c64[65], r32[33], r33[34];
+	memset(c63, 'c', 63), c63[63] = '\0';
+	memset(c64, 'c', 64), c64[64] = '\0';
+	memset(r32, 'r', 32), r32[32] = '\0';
+	memset(r33, 'r', 33), r33[33] = '\0';
+	static const char *const names[] = { "ab", "a" };
+	for (int i = 0; i < 2; i++) {
+		char aud[80];
+		snprintf(aud, sizeof aud, CFGDOC_AUD_CELL "%s", names[i]);
+		char *tok = cell_doc(aud, cell_claim(names[i], "us", "shared", "active"));
+		ck_result(verify_cell(tok, names[i]), i == 0 ? CFGDOC_OK : CFGDOC_BAD_CONTENT);
+		free(tok);
+	}
+	const char *long_names[] = { c63, c64 };
+	for (int i = 0; i < 2; i++) {
+		char aud[80];
+		snprintf(aud, sizeof aud, CFGDOC_AUD_CELL "%s", long_names[i]);
+		char *tok = cell_doc(aud, cell_claim(long_names[i], "us", "shared", "active"));
+		ck_result(verify_cell(tok, long_names[i]), i == 0 ? CFGDOC_OK : CFGDOC_BAD_CONTENT);
+		free(tok);
+	}
+	/* The claim's region at 32 and 33 characters: well-formed (then it
+	 * is not this region) or not. */
+	char *tok = cell_doc(CFGDOC_AUD_CELL CELL, cell_claim(CELL, r32, "shared", "active"));
+	ck_result(verify_cell(tok, CELL), CFGDOC_WRONG_AUDIENCE);
+	free(tok);
+	tok = cell_doc(CFGDOC_AUD_CELL CELL, cell_claim(CELL, r33, "shared", "active"));
+	ck_result(verify_cell(tok, CELL), CFGDOC_BAD_CONTENT);
+	free(tok);
+}
+END_TEST
+
+/* ---- routes documents ---- */
+
+#define KA "0123456789abcdef01234567"
+#define KB "89abcdef0123456789abcdef"
+
+/* The claims of a routes document of region `region` addressed to `aud`. */
+static json_t *routes_claims(const char *region, const char *aud, int64_t ver, int64_t nbf, int64_t exp)
+{
+	return json_pack("{ss ss sI sI sI ss sI si ss ss s[[sss][sss]]}", "iss", ISS, "aud", aud, "iat",
+	                 (json_int_t)now, "nbf", (json_int_t)nbf, "exp", (json_int_t)exp, "jti", "r-1", "ver",
+	                 (json_int_t)ver, "fmt", 1, "kind", CFGDOC_KIND_ROUTES, "region", region, "cells",
+	                 "us-east-1", "active", "shared", "us-west-2-acme", "active", "dedicated");
+}
+
+static char *routes_sign(const struct jwk *key, json_t *c, const char *routes)
+{
+	char *tok = cfgdoc_sign_text(key, c, "routes", routes);
+	json_decref(c);
+	ck_assert_ptr_nonnull(tok);
+	return tok;
+}
+
+static enum cfgdoc_result verify_routes(const char *tok, int64_t min_version)
+{
+	struct cfgdoc_verify_opts o = opts(min_version);
+	struct cfgdoc_routes *r = (struct cfgdoc_routes *)1;
+	char detail[256];
+	enum cfgdoc_result res = cfgdoc_verify_routes(tok, strlen(tok), &trust, &o, &r, detail, sizeof detail);
+	ck_assert_msg((res == CFGDOC_OK) == (r != NULL), "result %s but document %p (%s)",
+	              cfgdoc_result_names[res], (void *)r, detail);
+	ck_assert(detail[0]);
+	cfgdoc_routes_free(r);
+	return res;
+}
+
+static char *routes_doc(const char *routes)
+{
+	return routes_sign(&trusted, routes_claims("us", CFGDOC_AUD_ROUTES "us", 5, now, now + 3600), routes);
+}
+
+START_TEST(routes_accepted)
+{
+	/* The router's document: every route with its cell, in order. */
+	struct buf b = { 0 };
+	ck_assert_int_eq(cfgdoc_add_route(&b, KA, "us-west-2-acme"), 0);
+	ck_assert_int_eq(cfgdoc_add_route(&b, KB, "us-east-1"), 0);
+	char *text = buf_take(&b);
+	char *tok = routes_doc(text);
+	struct cfgdoc_verify_opts o = opts(4);
+	struct cfgdoc_routes *r;
+	char detail[256];
+	ck_result(cfgdoc_verify_routes(tok, strlen(tok), &trust, &o, &r, detail, sizeof detail), CFGDOC_OK);
+	ck_assert_int_eq(r->ver, 5);
+	ck_assert_str_eq(r->region, "us");
+	ck_assert_str_eq(r->kid, trusted.kid);
+	ck_assert_uint_eq(r->ncells, 2);
+	ck_assert_str_eq(r->cells[1].name, "us-west-2-acme");
+	ck_assert_str_eq(r->cells[1].kind, "dedicated");
+	ck_assert_uint_eq(r->nroutes, 2);
+	ck_assert_str_eq(r->routes[0].key, KA);
+	ck_assert_str_eq(r->cells[r->routes[0].cell].name, "us-west-2-acme");
+	ck_assert_str_eq(r->routes[1].key, KB);
+	ck_assert_str_eq(r->cells[r->routes[1].cell].name, "us-east-1");
+	ck_assert_uint_eq(r->token_len, strlen(tok));
+	ck_assert_str_eq(r->token, tok);
+	cfgdoc_routes_free(r);
+	free(tok);
+	free(text);
+	/* No key at all is a region without keys yet. */
+	tok = routes_doc("");
+	ck_result(verify_routes(tok, 0), CFGDOC_OK);
+	free(tok);
+	/* The builder refuses what the verifier would. */
+	ck_assert_int_eq(cfgdoc_add_route(&b, "0123", "us-east-1"), -1);
+	ck_assert_int_eq(cfgdoc_add_route(&b, KA, "Us"), -1);
+	buf_free(&b);
+}
+END_TEST
+
+START_TEST(routes_malformed_records)
+{
+	/* Every kind of malformed route record is refused as content. */
+	static const char *const bad[] = {
+		"0123456789abcdef0123456|us-east-1;",       /* key id of 23 */
+		"0123456789abcdef012345678|us-east-1;",     /* key id of 25 */
+		"0123456789ABCDEF01234567|us-east-1;",      /* upper case */
+		"0123456789abcdef0123456g|us-east-1;",      /* not hex */
+		"0123456789abcdef01234567us-east-1;",       /* no '|' */
+		"0123456789abcdef01234567|us-east-1",       /* not ended */
+		"0123456789abcdef01234567|;",               /* no cell */
+		"0123456789abcdef01234567|us-west-2;",      /* a cell the cells claim does not list */
+		"0123456789abcdef01234567|us-east-1|x;",    /* a third field */
+		";",                                        /* an empty record */
+		"0123456789abcdef01234567|us-east-1;;",     /* an empty record after one */
+		"|us-east-1;",                              /* no key id */
+		"0123456789abcdef01234567|us-east-1;0123456789abcdef01234567|us-west-2-acme;", /* a key twice */
+		"0123456789abcdef01234567| us-east-1;",     /* a space */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		char *tok = routes_doc(bad[i]);
+		enum cfgdoc_result r = verify_routes(tok, 0);
+		ck_assert_msg(r == CFGDOC_BAD_CONTENT, "'%s': %s", bad[i], cfgdoc_result_names[r]);
+		free(tok);
+	}
+	/* The routes claim itself missing, or not a string. */
+	char *tok;
+	static const char *const payloads[] = { "{\"routes\":1}", "{}" };
+	for (int i = 0; i < 2; i++) {
+		json_t *cl = routes_claims("us", CFGDOC_AUD_ROUTES "us", 5, now, now + 3600);
+		json_t *extra = json_loads(payloads[i], 0, NULL);
+		json_object_update(cl, extra);
+		json_decref(extra);
+		/* Signed with the routes text under another member: "routes" is
+		 * then the one above, or absent. */
+		tok = cfgdoc_sign_text(&trusted, cl, "other", "");
+		json_decref(cl);
+		ck_assert_ptr_nonnull(tok);
+		ck_result(verify_routes(tok, 0), CFGDOC_BAD_CONTENT);
+		free(tok);
+	}
+}
+END_TEST
+
+START_TEST(routes_cells_claim)
+{
+	/* The cells claim: 1 to 1000 entries [name, status, kind], names valid
+	 * and distinct; a cell name of 63 characters, not 64. */
+	char c63[64], c64[65];
+	memset(c63, 'c', 63), c63[63] = '\0';
+	memset(c64, 'c', 64), c64[64] = '\0';
+	json_t *cells[] = {
+		json_pack("[]"),
+		json_pack("[[ss]]", "us-east-1", "active"),
+		json_pack("[[sss]]", "US", "active", "shared"),
+		json_pack("[[sss][sss]]", "us-east-1", "active", "shared", "us-east-1", "active", "shared"),
+		json_pack("[[sss]]", c64, "active", "shared"),
+		json_pack("[[sss]]", c63, "active", "shared"),
+		json_string("us-east-1"),
+	};
+	enum cfgdoc_result want[] = { CFGDOC_BAD_CONTENT, CFGDOC_BAD_CONTENT, CFGDOC_BAD_CONTENT,
+		                          CFGDOC_BAD_CONTENT, CFGDOC_BAD_CONTENT, CFGDOC_OK, CFGDOC_BAD_CONTENT };
+	for (size_t i = 0; i < sizeof cells / sizeof cells[0]; i++) {
+		json_t *c = routes_claims("us", CFGDOC_AUD_ROUTES "us", 5, now, now + 3600);
+		ck_assert_int_eq(json_object_set_new(c, "cells", cells[i]), 0);
+		char text[120];
+		snprintf(text, sizeof text, KA "|%s;", c63);
+		char *tok = routes_sign(&trusted, c, i == 5 ? text : "");
+		enum cfgdoc_result r = verify_routes(tok, 0);
+		ck_assert_msg(r == want[i], "case %zu: %s", i, cfgdoc_result_names[r]);
+		free(tok);
+	}
+	/* 1000 cells, and 1001. */
+	for (int n = CFGDOC_ROUTES_MAX_CELLS; n <= CFGDOC_ROUTES_MAX_CELLS + 1; n++) {
+		json_t *list = json_array();
+		for (int i = 0; i < n; i++) {
+			char name[32];
+			snprintf(name, sizeof name, "cell-%d", i);
+			json_array_append_new(list, json_pack("[sss]", name, "active", "shared"));
+		}
+		json_t *c = routes_claims("us", CFGDOC_AUD_ROUTES "us", 5, now, now + 3600);
+		json_object_set_new(c, "cells", list);
+		char *tok = routes_sign(&trusted, c, KA "|cell-999;");
+		ck_result(verify_routes(tok, 0), n == CFGDOC_ROUTES_MAX_CELLS ? CFGDOC_OK : CFGDOC_BAD_CONTENT);
+		free(tok);
+	}
+}
+END_TEST
+
+START_TEST(routes_envelope_checks)
+{
+	/* The routes document is held to the regional document's rules. */
+	struct {
+		const struct jwk *key;
+		const char *region, *aud, *kind;
+		int64_t ver, nbf, exp, min_version;
+		enum cfgdoc_result want;
+	} cases[] = {
+		{ &trusted, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now, now + 3600, 4, CFGDOC_OK },
+		{ &stranger, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now, now + 3600, 0, CFGDOC_UNKNOWN_KID },
+		{ &trusted, "eu", CFGDOC_AUD_ROUTES "eu", CFGDOC_KIND_ROUTES, 5, now, now + 3600, 0, CFGDOC_WRONG_AUDIENCE },
+		{ &trusted, "us", "us", CFGDOC_KIND_ROUTES, 5, now, now + 3600, 0, CFGDOC_WRONG_AUDIENCE },
+		{ &trusted, "us", CFGDOC_AUD_CELL "us", CFGDOC_KIND_ROUTES, 5, now, now + 3600, 0, CFGDOC_WRONG_AUDIENCE },
+		{ &trusted, "eu", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now, now + 3600, 0, CFGDOC_BAD_CONTENT },
+		{ &trusted, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_FULL, 5, now, now + 3600, 0, CFGDOC_BAD_CONTENT },
+		{ &trusted, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now, now + 3600, 5, CFGDOC_ROLLBACK },
+		{ &trusted, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now, now - 61, 0, CFGDOC_EXPIRED },
+		{ &trusted, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now, now - 59, 0, CFGDOC_OK },
+		{ &trusted, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now + 61, now + 3600, 0, CFGDOC_NOT_YET_VALID },
+		{ &trusted, "us", CFGDOC_AUD_ROUTES "us", CFGDOC_KIND_ROUTES, 5, now + 60, now + 3600, 0, CFGDOC_OK },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		json_t *c = routes_claims(cases[i].region, cases[i].aud, cases[i].ver, cases[i].nbf, cases[i].exp);
+		json_object_set_new(c, "kind", json_string(cases[i].kind));
+		char *tok = routes_sign(cases[i].key, c, KA "|us-east-1;");
+		enum cfgdoc_result r = verify_routes(tok, cases[i].min_version);
+		ck_assert_msg(r == cases[i].want, "case %zu: %s, want %s", i, cfgdoc_result_names[r],
+		              cfgdoc_result_names[cases[i].want]);
+		/* A routes document is never a configuration document. */
+		if (cases[i].key == &trusted) /* one addressed to "us" fails on its kind */
+			ck_result(verify(tok, 0), strcmp(cases[i].aud, "us") ? CFGDOC_WRONG_AUDIENCE : CFGDOC_BAD_CONTENT);
+		free(tok);
+	}
+	/* A regional document is never a routes document. */
+	char *tok = good(7);
+	ck_result(verify_routes(tok, 0), CFGDOC_WRONG_AUDIENCE);
+	free(tok);
+}
+END_TEST
+
 Suite *cfgdoc_suite(void)
 {
 	Suite *s = suite_create("cfgdoc");
@@ -657,6 +998,13 @@ Suite *cfgdoc_suite(void)
 	tcase_add_test(tc, refuses_unknown_format);
 	tcase_add_test(tc, builder_matches_verifier);
 	tcase_add_test(tc, trust_bundle_checked);
+	tcase_add_test(tc, cell_document_accepted);
+	tcase_add_test(tc, cell_document_refused);
+	tcase_add_test(tc, cell_name_limits);
+	tcase_add_test(tc, routes_accepted);
+	tcase_add_test(tc, routes_malformed_records);
+	tcase_add_test(tc, routes_cells_claim);
+	tcase_add_test(tc, routes_envelope_checks);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -30,6 +30,7 @@ static const struct {
 	{ PROB_LOGIN_BUSY, "login_busy", 503 },
 	{ PROB_TENANT_SUSPENDED, "tenant_suspended", 403 },
 	{ PROB_INSUFFICIENT_SCOPE, "insufficient_scope", 403 },
+	{ PROB_WRONG_CELL, "wrong_cell", 503 },
 };
 #define NEXPECTED (sizeof expected / sizeof expected[0])
 
