@@ -2,7 +2,7 @@
 # a fault in one cell stays in that cell. cell-db stops the PostgreSQL
 # cluster of a cell, cell-dp-kill kills every data plane of a cell, and
 # cell-cp-down (run inside cp-absent, while the control plane is stopped)
-# restarts a region's router agent and HAProxy from their cache. Every
+# restarts a region's router agent, which routes from its cache. Every
 # request goes through the region's endpoint (HAProxy routing by key id);
 # the figures of the cells not at fault must not move: no failed request,
 # and a p99 within CELL_P99_FACTOR x the p99 before the fault
@@ -12,13 +12,13 @@ CELL_DB_DOWN=20        # seconds the cell's database is down (the acceptance's f
 CELL_P99_FACTOR=2
 CELL_P99_SLACK_MS=10
 
-cell_n() { set -- $(cells_of "$1") ; shift "$2"; echo "${1:-}"; }  # region index: its cell (0 first)
+cell_n() { _i=$2; set -- $(cells_of "$1"); shift "$_i" 2>/dev/null || shift $#; echo "${1:-}"; }  # region index: its cell (0 first)
 
 # A tenant of REGION placed in CELL on plan faults, with a key of both
 # scopes: sets T_<label>, K_<label>, C_<label> (its cell) and R_<label>
 # (its region).
 cell_tenant() { # label region cell
-	set -- "$1" "$2" "$3" $(new_tenant "$1" "$2" faults "$3")
+	set -- "$1" "$2" "$3" $(new_tenant "$(printf %s "$1" | tr _ -)" "$2" faults "$3")
 	[ -n "${5:-}" ] || fatal "could not create tenant $1 in cell $3"
 	eval "T_$1=\$4 K_$1=\$5 C_$1=\$3 R_$1=\$2"
 }
@@ -78,6 +78,13 @@ cell_unmoved() { # label before-ms fault-ms end-ms
 		eval '[ "$_bn" -gt 0 ] && [ "$_dn" -gt 0 ] && [ "$_d99" -le $((_b99 * CELL_P99_FACTOR + CELL_P99_SLACK_MS)) ]'
 }
 
+# How busy the machine was before and during the fault (PSI): a p99 that
+# moved with the whole machine is told from one that moved with the fault.
+machine() { # psi-before ms-before psi-fault ms-fault psi-end ms-end
+	set -- "$(psi_share "$1" "$2" "$3" "$4")" "$(psi_share "$3" "$4" "$5" "$6")"
+	echo "  machine: some task waited for a CPU ${1% *} of the time before the fault, ${2% *} during it; for I/O ${1#* }, ${2#* }"
+}
+
 sleep_until() { # ms: sleeps until that time (now_ms)
 	_d=$(($1 - $(now_ms)))
 	[ "$_d" -le 0 ] || sleep "$(awk -v d="$_d" 'BEGIN { printf "%.3f", d / 1000 }')"
@@ -88,10 +95,13 @@ cells_db() {
 	begin cell-db "the PostgreSQL cluster of cell $CE is stopped for $CELL_DB_DOWN s under load on a tenant of every cell, then started"
 	[ -f "$(cell_pg_data "$CE")/PG_VERSION" ] ||
 		fatal "cell $CE has no PostgreSQL cluster of its own: the stack must run with STACK_CELL_CLUSTERS=1"
+	dps0=$(for i in $(cell_instances "$CE"); do svc_pid "data-plane-$i"; done)
 	for l in cdb_e cdb_w cdb_eu cdb_jp; do cell_loads "$l" $((RATE / 2)) $((RATE / 4)); done
 	t0=$(now_ms)
-	sleep 5
-	t_stop=$(now_ms)
+	sleep 1
+	psi0=$(psi_now) m0=$(now_ms)
+	sleep 4
+	psi1=$(psi_now) t_stop=$(now_ms)
 	cell_pg_stop "$CE"
 	t_down=$(now_ms)  # once it is down (a fast shutdown takes a moment)
 	sleep_until $((t_stop + CELL_DB_DOWN * 1000))
@@ -102,8 +112,11 @@ cells_db() {
 	# Back once a POST of its tenant sent after the start is acknowledged.
 	e201() { awk -v a="$t_up" '$6 >= a && $3 == 201' "$SCEN_DIR/cdb_e-post.load" | grep -q .; }
 	wait_until 20 e201 || true
+	sleep_until $((t_up + 2000))
+	psi2=$(psi_now) m2=$(now_ms)
 	sleep_until $(($(now_ms) > t_up + 3000 ? $(now_ms) + 1000 : t_up + 4000))
 	load_stop
+	machine "$psi0" "$m0" "$psi1" "$t_stop" "$psi2" "$m2"
 	for l in cdb_w cdb_eu cdb_jp; do cell_unmoved "$l" $((t0 + 1000)) "$t_stop" $((t_up + 2000)); done
 	# Sent while it was down and answered before it started again (a
 	# request may wait DP_DB_ACQUIRE_TIMEOUT, 2 s, for a connection).
@@ -121,8 +134,10 @@ cells_db() {
 		no_errors cdb_e-tenant
 	n401=$(cat "$SCEN_DIR"/*.load | awk '$3 == 401' | wc -l)
 	check "no request of any cell was answered 401 ($n401)" [ "$n401" = 0 ]
-	check "cell $CE: POSTs sent from 2 s after its database is back all succeeded (no restart)" \
+	check "cell $CE: POSTs sent from 2 s after its database is back all succeeded" \
 		[ "$(errors_in cdb_e-post $((t_up + 2000)) 99999999999999)" = 0 ]
+	dps1=$(for i in $(cell_instances "$CE"); do svc_alive "data-plane-$i" && svc_pid "data-plane-$i"; done)
+	check "cell $CE: its data planes were not restarted ($(echo $dps0))" [ "$(echo $dps1)" = "$(echo $dps0)" ]
 	for l in cdb_e cdb_w cdb_eu cdb_jp; do cell_check "$l"; done
 	finish
 }
@@ -135,8 +150,10 @@ cells_dp_kill() {
 	cell_loads cdk_e $((RATE / 2)) $((RATE / 4))
 	cell_loads cdk_w "$RATE" $((RATE / 2))
 	t0=$(now_ms)
-	sleep 4
-	t_kill=$(now_ms)
+	sleep 1
+	psi0=$(psi_now) m0=$(now_ms)
+	sleep 3
+	psi1=$(psi_now) t_kill=$(now_ms)
 	cell_dps_kill "$CE"
 	gone=1
 	for n in $dps; do ! svc_alive "data-plane-$n" || gone=0; done
@@ -148,8 +165,11 @@ cells_dp_kill() {
 	t_up=$(now_ms)
 	check "cell $CE serves again through the router $((t_up - t_start)) ms after its data planes are started again (at most 20 s)" \
 		key_works "$(router_port us)" "$K_cdk_e"
-	sleep 3
+	sleep_until $((t_up + 1000))
+	psi2=$(psi_now) m2=$(now_ms)
+	sleep 2
 	load_stop
+	machine "$psi0" "$m0" "$psi1" "$t_kill" "$psi2" "$m2"
 	cell_unmoved cdk_w $((t0 + 1000)) "$t_kill" $((t_up + 1000))
 	check "cell $CE: requests failed while its data planes were down ($(errors_total cdk_e-post cdk_e-tenant)): the kill hit the load" \
 		[ "$(errors_total cdk_e-post cdk_e-tenant)" -gt 0 ]
@@ -167,7 +187,7 @@ cells_dp_kill() {
 haproxy_send() { socat -t 5 stdio "unix-connect:$1"; }
 
 cells_cp_down_start() {
-	echo "  cell-cp-down: a tenant of every cell under load; the router agent of us and HAProxy restarted from their cache"
+	echo "  cell-cp-down: a tenant of every cell under load through the routers; the router agent of us restarted from its cache"
 	for l in ccd_e ccd_w ccd_eu ccd_jp; do cell_loads "$l" $((RATE / 4)) $((RATE / 4)); done
 	CCD_T0=$(now_ms)
 	ra=cell-router-us
@@ -187,24 +207,40 @@ cells_cp_down_start() {
 	ver1=$(curl -s --max-time 3 "$ra_url/metrics" | awk '$1 == "router_config_version" { print $2 }')
 	check "it applies the version it had ($ver1 = $ver0), and the map file is the same ($lines0 routes)" \
 		eval '[ -n "$ver0" ] && [ "$ver1" = "$ver0" ] && [ "$(cksum < "$map")" = "$map0" ]'
-	# HAProxy, reloaded: a new process reads the map file and takes over the
-	# ports; the old one finishes its requests and exits (-sf).
-	hp=balancer
-	svc_alive "$hp" && grep -qF "$map" "$STACK_VAR/run/balancer.cfg" || fatal "no HAProxy of the stack ($hp) loads $map"
-	old=$(svc_pid "$hp")
-	svc_remember "$hp"
-	svc_respawn "$hp" -sf "$old"
-	old_gone() { ! kill -0 "$old" 2>/dev/null; }
-	check "HAProxy reloaded with the control plane down: the new process runs, the old one has finished within 15 s" \
-		eval 'wait_until 15 old_gone && svc_alive "$hp"'
-	CCD_T_RELOAD=$(now_ms)
+	# HAProxy's map after the agent's restart: the agent pushed its cached
+	# document through the runtime API; nothing may be lost.
 	wkid=$(echo "$K_ccd_w" | cut -d_ -f2)
-	hmap() { printf 'show map %s\n' "$map" | haproxy_send "$sock"; }
-	wait_until 10 eval 'hmap | grep -q .' || true
+	hmap() { printf 'show map %s\n' "$map" | socat -t 5 stdio "unix-connect:$sock"; }
 	n_map=$(hmap | grep -c . || true)
-	check "the new HAProxy's map holds every route of the map file ($n_map = $lines0), the key of $CW's tenant to $CW" \
+	check "HAProxy's map holds every route of the file after the agent's restart ($n_map = $lines0), the key of $CW's tenant to $CW" \
 		eval '[ "$n_map" = "$lines0" ] && hmap | grep -q " $wkid $CW\$"'
-	check "a request of $CW's tenant through the router succeeds after both restarts" key_works "$(router_port us)" "$K_ccd_w"
+	check "a request of $CW's tenant through the router succeeds after the agent's restart" key_works "$(router_port us)" "$K_ccd_w"
+	# The stack's HAProxy keeps its servers as runtime state (the driver
+	# enables each slot), so it is not reloaded here; what a restarted
+	# HAProxy would route by is checked instead: a fresh one reading the
+	# map file the agent wrote from its cache.
+	hp_port=$((BASE + 97))
+	cat > "$SCEN_DIR/map-probe.cfg" <<CFG
+global
+	maxconn 64
+defaults
+	mode http
+	timeout connect 1s
+	timeout client 5s
+	timeout server 5s
+frontend probe
+	bind 127.0.0.1:$hp_port
+	http-request set-var(txn.cell) req.hdr(authorization),word(2,_),map($map)
+	http-request return status 200 content-type text/plain lf-string "%[var(txn.cell)]"
+CFG
+	haproxy -db -f "$SCEN_DIR/map-probe.cfg" > "$SCEN_DIR/map-probe.log" 2>&1 &
+	hp_pid=$!
+	probe() { curl -s --max-time 2 -H "Authorization: Bearer $1" "http://127.0.0.1:$hp_port/"; }
+	wait_until 10 eval '[ -n "$(probe "$K_ccd_w")" ]' || true
+	pw=$(probe "$K_ccd_w") pe=$(probe "$K_ccd_e")
+	kill "$hp_pid" 2>/dev/null; wait "$hp_pid" 2>/dev/null || true
+	check "a new HAProxy reading that map file routes $CW's key to $CW ($pw) and $CE's to $CE ($pe)" \
+		[ "$pw/$pe" = "$CW/$CE" ]
 }
 
 cells_cp_down_check() { # ms when the control plane was started again
@@ -213,7 +249,7 @@ cells_cp_down_check() { # ms when the control plane was started again
 		check "cell $_c: while the control plane was down, $(sent_in "$l-post" "$CCD_T0" "$1") POSTs and $(sent_in "$l-tenant" "$CCD_T0" "$1") GET /v1/tenant through the router, none failed" \
 			[ "$(errors_in "$l-post" "$CCD_T0" "$1")$(errors_in "$l-tenant" "$CCD_T0" "$1")" = 00 ]
 	done
-	check "no request of the cells' loads failed, before, during or after the router's restarts ($(errors_total ccd_e-post ccd_e-tenant ccd_w-post ccd_w-tenant ccd_eu-post ccd_eu-tenant ccd_jp-post ccd_jp-tenant))" \
+	check "no request of the cells' loads failed, before, during or after the router agent's restart ($(errors_total ccd_e-post ccd_e-tenant ccd_w-post ccd_w-tenant ccd_eu-post ccd_eu-tenant ccd_jp-post ccd_jp-tenant))" \
 		no_errors ccd_e-post ccd_e-tenant ccd_w-post ccd_w-tenant ccd_eu-post ccd_eu-tenant ccd_jp-post ccd_jp-tenant
 	for l in ccd_e ccd_w ccd_eu ccd_jp; do cell_check "$l"; done
 }

@@ -480,3 +480,21 @@ p99_in() { # from-ms to-ms files...
 		awk '{ v[NR] = $1 } END { if (!NR) { print "- 0"; exit } i = int(NR * 0.99); if (i < NR * 0.99) i++
 		       print v[i < 1 ? 1 : i], NR }'
 }
+
+# The machine's stall time so far (Linux PSI, "some" line of
+# /proc/pressure/cpu and io, in microseconds; "- -" without PSI), so that
+# a scenario can say how busy the machine was while it measured.
+psi_now() { # -> "cpu_us io_us"
+	for _k in cpu io; do
+		awk '/^some/ { sub(/total=/, "", $5); printf "%s ", $5; f = 1 } END { if (!f) printf "- " }' "/proc/pressure/$_k" 2>/dev/null ||
+			printf -- '- '
+	done
+	echo
+}
+# The share of time from sample A to sample B (psi_now) that some task
+# waited for a CPU and for I/O: "cpu% io%".
+psi_share() { # "a-cpu a-io" a-ms "b-cpu b-io" b-ms
+	echo "$1 $2 $3 $4" | awk '{ if ($1 == "-" || $4 == "-") { print "- -"; exit }
+		t = ($6 - $3) * 1000; printf "%.0f%% %.0f%%\n", ($4 - $1) / t * 100, ($5 - $2) / t * 100 }'
+}
+
