@@ -187,8 +187,9 @@ $(BIN)/faults-load: $(call obj,tests/faults/load.c)
 ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin \
 	CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 
-# Two data planes per region behind a local HAProxy, as deploy/rollout
-# (driver local) expects; STACK_DP_INSTANCES=1 runs one, without it.
+# The regions as cells, two data planes per cell behind HAProxy, each
+# region's router, so that deploy/rollout (driver local) replaces them one
+# at a time; STACK_DP_INSTANCES=1 runs one per cell.
 run: all
 	@STACK_DP_INSTANCES=$${STACK_DP_INSTANCES:-2} sh deploy/local/stack.sh start
 
@@ -286,7 +287,7 @@ clean:
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
-FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey
+FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes
 FUZZ_PKGS   := jansson libcrypto
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
@@ -322,6 +323,8 @@ build/fuzz/bin/fuzz-cp_request: $(call fuzz_obj,tests/fuzz/fuzz_cp_request.c \
 build/fuzz/bin/fuzz-names: $(call fuzz_obj,tests/fuzz/fuzz_names.c tests/fuzz/names_check.c \
 	common/names.c common/timefmt.c)
 build/fuzz/bin/fuzz-cfgdoc: $(call fuzz_obj,tests/fuzz/fuzz_cfgdoc.c common/cfgdoc.c common/jwk.c \
+	common/names.c common/secret.c common/buf.c)
+build/fuzz/bin/fuzz-routes: $(call fuzz_obj,tests/fuzz/fuzz_routes.c common/cfgdoc.c common/jwk.c \
 	common/names.c common/secret.c common/buf.c)
 build/fuzz/bin/fuzz-cursor: $(call fuzz_obj,tests/fuzz/fuzz_cursor.c common/cursor.c common/secret.c)
 build/fuzz/bin/fuzz-timefmt: $(call fuzz_obj,tests/fuzz/fuzz_timefmt.c tests/fuzz/names_check.c \

@@ -15,14 +15,35 @@ struct audit_ctx {
 	struct cp_page pg;
 };
 
+/* A tenant's cell is for admins only: an owner's view of its tenant's
+ * records leaves it out, as its view of the tenant does. */
+static void hide_cells(json_t *items)
+{
+	size_t i;
+	json_t *it;
+	json_array_foreach(items, i, it) {
+		const char *type = json_string_value(json_object_get(it, "object_type"));
+		if (!type || strcmp(type, "tenant") != 0)
+			continue;
+		json_t *b = json_object_get(it, "before"), *a = json_object_get(it, "after");
+		if (json_is_object(b))
+			json_object_del(b, "cell");
+		if (json_is_object(a))
+			json_object_del(a, "cell");
+	}
+}
+
 static enum db_status list_tx(struct db_conn *c, struct http_req *req, void *vctx,
                               struct cp_outcome *out)
 {
-	(void)req;
 	struct audit_ctx *ctx = vctx;
 	json_t *items;
 	enum db_status st = cpdb_audit_page(c, ctx->tenant, &ctx->pg, &items);
-	return st == DB_OK ? cp_done(out, 200, cp_page_result(items, ctx->pg.limit)) : st;
+	if (st != DB_OK)
+		return st;
+	if (cp_principal(req)->role != CP_ROLE_ADMIN)
+		hide_cells(items);
+	return cp_done(out, 200, cp_page_result(items, ctx->pg.limit));
 }
 
 enum http_result cp_audit_list(struct http_req *req)

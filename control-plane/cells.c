@@ -98,7 +98,7 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 	if (st != DB_OK)
 		return st;
 	if ((st = cpdb_region_bump(c, ctx->region)) != DB_OK ||
-	    (st = cp_audit(c, req, ctx->in.tenant_id, "cell.create", "cell", ctx->in.name, NULL, doc)) != DB_OK) {
+	    (st = cp_audit(c, req, NULL, "cell.create", "cell", ctx->in.name, NULL, doc)) != DB_OK) {
 		json_decref(doc);
 		return st;
 	}

@@ -10,7 +10,8 @@
 #   deploy/local/stack.sh status
 #
 # Everything lives under var/: the clusters, logs, pid files, generated
-# secrets and stack.env. Ports, regions and cells can be changed with:
+# secrets, stack.env and waves (deploy/waves for this stack's catalog, for
+# deploy/rollout -w). Ports, regions and cells can be changed with:
 #   STACK_CP_PORT (8080), STACK_DP_BASE_PORT (8081, then +1 per region: each
 #   region's endpoint, its router), STACK_PG_PORT (15432), STACK_REGIONS
 #   ("us eu jp"); STACK_VAR (var/) moves the whole state elsewhere, as the
@@ -88,10 +89,12 @@ plan_cells() {
 		[ -n "$cs" ] || die "region $r has no cell (STACK_CELLS_$r)"
 		first=1
 		for c in $cs; do
+			ok=1
 			case "$c" in
-			[a-z][a-z0-9-]*) case "$c" in *[!a-z0-9-]*) die "cell '$c' of region $r: not a cell name ([a-z][a-z0-9-]{1,62})" ;; esac ;;
-			*) die "cell '$c' of region $r: not a cell name ([a-z][a-z0-9-]{1,62})" ;;
+			[a-z]?*) case "$c" in *[!a-z0-9-]*) ok=0 ;; esac ;;
+			*) ok=0 ;;
 			esac
+			[ $ok = 1 ] && [ ${#c} -le 63 ] || die "region $r: '$c' is not a cell name ([a-z][a-z0-9-]{1,62})"
 			case " $ALL_CELLS " in *" $c "*) die "cell $c is named twice (STACK_CELLS_*)" ;; esac
 			awk -v c="$c" '$1 == c { f = 1 } END { exit !f }' "$ROOT/deploy/regions.conf" &&
 				die "cell $c is named like a region"

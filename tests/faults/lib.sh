@@ -18,7 +18,9 @@
 # (dp_port REGION, dp_cache REGION); tenants are placed in the first cell
 # unless new_tenant names another. For scenarios across cells: router_port
 # (a region's endpoint), cell_dps_kill / cell_dps_start (a cell's data
-# planes), cell_pg_stop / cell_pg_start (a cell's cluster), rsql CELL.
+# planes), cell_pg_stop / cell_pg_start (a cell's cluster), router_start
+# (a region's cell-router, after svc_stop cell-router-REGION),
+# balancer_restart (HAProxy), rsql CELL.
 
 . "$ROOT/deploy/local/pg.sh"
 
@@ -205,6 +207,37 @@ cell_dps_start() { # cell [VAR=value...]
 	done
 }
 
+# REGION's cell-router, started as the stack starts it (from its settings
+# file; stop it with svc_stop cell-router-REGION); ready once it has
+# applied a verified document, from the control plane or its cache.
+router_start() { # region
+	_n=cell-router-$1
+	( set -a; . "$STACK_VAR/run/router-$1.env"; exec "$BIN/cell-router" ) >> "$STACK_VAR/log/$_n.log" 2>&1 < /dev/null &
+	echo $! > "$STACK_VAR/run/$_n.pid"
+	proc_start $! > "$STACK_VAR/run/$_n.start"
+	wait_until 20 router_ready "$1" || fatal "$_n did not become ready (log: $STACK_VAR/log/$_n.log)"
+}
+router_ready() { eval "[ \"\$(http_status \"\$ROUTER_URL_$1/readyz\")\" = 200 ]"; }
+
+# HAProxy, every region's router, stopped and started again from its
+# configuration and the map files on disk (it reads no control plane);
+# the data planes are back in their backends once the driver puts them.
+balancer_restart() {
+	svc_stop balancer
+	rm -f "$STACK_VAR/run/balancer.sock"
+	haproxy -db -f "$STACK_VAR/run/balancer.cfg" >> "$STACK_VAR/log/balancer.log" 2>&1 < /dev/null &
+	echo $! > "$STACK_VAR/run/balancer.pid"
+	proc_start $! > "$STACK_VAR/run/balancer.start"
+	wait_until 10 test -S "$STACK_VAR/run/balancer.sock" || fatal "HAProxy did not start again"
+	for _c in $ALL_CELLS; do
+		for _i in $(cell_instances "$_c"); do
+			sed -i 's/^INST_ENABLED=1$/INST_ENABLED=0/' "$STACK_VAR/run/data-plane-$_i.inst"
+			wait_until 20 sh "$ROOT/deploy/drivers/local" ready "$_i" 2>/dev/null ||
+				fatal "data plane $_i is not back in its backend"
+		done
+	done
+}
+
 # A cell's PostgreSQL cluster (var/pg-<cell>), stopped (fast) or started.
 cell_pg_data() { echo "$(readlink -f "$STACK_VAR/pg-$1")/data"; }
 cell_pg_stop() { pg_stop "$(cell_pg_data "$1")"; }
@@ -321,8 +354,8 @@ load_counts() { # file [from-ms to-ms]
 		END { printf "%d %d %d", n, ok, e; for (k in s) printf " %s:%d", k, s[k]; print "" }' "$1"
 }
 
-# True once REGION has reported all its usage: nothing counted and not
-# yet batched, no batch unsent.
+# True once REGION (its first cell) or CELL has reported all its usage:
+# nothing counted and not yet batched, no batch unsent.
 outbox_drained() {
 	[ "$(rsql "$1" "SELECT (SELECT coalesce(sum(events - reported), 0) FROM usage_counters)
 		+ (SELECT count(*) FROM usage_outbox WHERE sent_at IS NULL AND rejected_at IS NULL)" 2>/dev/null)" = 0 ]
@@ -377,13 +410,13 @@ replay_unacked() { # port key stored-ids-file loads ("file prefix" pairs)...
 }
 
 # Checks a tenant's events after a scenario: every id answered 201 is
-# stored, nothing stored that was not sent, the region's usage counter
-# equals what is stored, a request stored without a 201 is answered as a
-# replay when sent again, and once the outbox has drained the control
-# plane bills exactly what is stored. Prints the figures as it goes; sets
-# STORED and BILLED. Loads: "file prefix" pairs of post loads of TENANT,
-# sent to PORT with KEY.
-check_tenant() { # label region tenant port key loads...
+# stored, nothing stored that was not sent, the usage counter of its
+# cell's database (REGION: the region's first cell) equals what is stored,
+# a request stored without a 201 is answered as a replay when sent again,
+# and once the outbox has drained the control plane bills exactly what is
+# stored. Prints the figures as it goes; sets STORED and BILLED. Loads:
+# "file prefix" pairs of post loads of TENANT, sent to PORT with KEY.
+check_tenant() { # label region|cell tenant port key loads...
 	_label=$1 _reg=$2 _ten=$3 _tport=$4 _tkey=$5
 	shift 5
 	_loads="$*"
@@ -412,11 +445,11 @@ check_tenant() { # label region tenant port key loads...
 		check "$_label: and stored once ($_again = $STORED)" [ "$_again" = "$STORED" ]
 	fi
 	_counter=$(rsql "$_reg" "SELECT coalesce(sum(events), 0) FROM usage_counters WHERE tenant_id = '$_ten'")
-	check "$_label: the region's usage counter ($_counter) = events stored ($STORED)" [ "$_counter" = "$STORED" ]
+	check "$_label: $_reg's usage counter ($_counter) = events stored ($STORED)" [ "$_counter" = "$STORED" ]
 	if wait_until "${DRAIN_SECONDS:-90}" outbox_drained "$_reg"; then
-		ok "$_label: region $_reg's usage outbox drained"
+		ok "$_label: $_reg's usage outbox drained"
 	else
-		bad "$_label: region $_reg's usage outbox did not drain in ${DRAIN_SECONDS:-90} s"
+		bad "$_label: $_reg's usage outbox did not drain in ${DRAIN_SECONDS:-90} s"
 	fi
 	BILLED=$(billed "$_ten") || BILLED=unknown
 	check "$_label: billed at the control plane ($BILLED) = stored ($STORED)" [ "$BILLED" = "$STORED" ]

@@ -401,6 +401,19 @@ START_TEST(placement)
 	EXPECT(&r, 200);
 	ck_assert_ptr_null(json_object_get(json_array_get(json_object_get(r.json, "items"), 0), "cell"));
 	res_free(&r);
+	/* Nor does an owner's audit log (its records of the tenant). */
+	new_user(ids[0], "owner@place.test", "owner", NULL);
+	login("place-0", "owner@place.test", tok);
+	api(&r, "GET", "/v1/audit-log", tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_int_gt(json_array_size(json_object_get(r.json, "items")), 0);
+	ck_assert_msg(!strstr(r.raw.body, "us-east-1"), "an owner's audit log names the cell: %.300s", r.raw.body);
+	res_free(&r);
+	t = ADM("GET", it_fmt("/v1/audit-log?tenant_id=%s", ids[0]), NULL, 200);
+	char *all = json_dumps(t, JSON_COMPACT);
+	ck_assert_ptr_nonnull(strstr(all, "\"cell\":\"us-east-1\""));
+	free(all);
+	json_decref(t);
 
 	/* Named cells: a dedicated one takes its first tenant and no other. */
 	tenant_in("big-one", "us", "us-west-2-big", id, NULL);
@@ -626,6 +639,14 @@ START_TEST(documents)
 	free(dump);
 	json_decref(claims);
 	free(d.body);
+	/* The document cache's sizes, by cell and by region. */
+	struct it_resp m;
+	it_http(&m, "GET", it_fmt("%s/metrics", cpfx.url), NULL, NULL, 0);
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_cell_document_bytes{cell=\"us-east-1\"} "));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_cell_document_bytes{cell=\"us-west-2\"} "));
+	ck_assert_ptr_nonnull(strstr(m.body, "cp_routes_document_bytes{region=\"us\"} "));
+	ck_assert_ptr_null(strstr(m.body, "cp_config_document_bytes{region=\"us\"}"));
+	it_resp_free(&m);
 	/* Every replica serves the same bytes: stored once per version. */
 	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud = 'routes:us'"), 1);
 	ck_assert_int_eq(qlong("SELECT count(*) FROM signed_documents WHERE aud LIKE 'cell:%'"), 2);

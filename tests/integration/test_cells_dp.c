@@ -931,6 +931,34 @@ static void router_stop(struct router *r)
 #define MAP_1 K_OWN " " CELL "\n" K_OTHER " " OTHER_CELL "\n"
 #define ROUTES_2 ROUTES_1 K_NEW "|" OTHER_CELL ";"
 #define MAP_2 MAP_1 K_NEW " " OTHER_CELL "\n"
+#define ROUTES_3 ROUTES_1 K_NEW "|" CELL ";"
+#define MAP_3 MAP_1 K_NEW " " CELL "\n"
+
+static json_t *router_readyz(const struct router *r, long *status)
+{
+	struct it_resp rr;
+	it_http(&rr, "GET", it_fmt("http://127.0.0.1:%d/readyz", r->port), NULL, NULL, 0);
+	*status = rr.status;
+	json_t *v = json_loads(rr.body, 0, NULL);
+	ck_assert_msg(v, "router /readyz: %.300s", rr.body);
+	it_resp_free(&rr);
+	return v;
+}
+
+/* Waits until the router's /readyz says `haproxy` is `want`. */
+static void wait_router_haproxy(const struct router *r, const char *want)
+{
+	long deadline = it_now_ms() + 15000, st;
+	for (;;) {
+		json_t *v = router_readyz(r, &st);
+		int same = !strcmp(it_js(v, "haproxy"), want);
+		json_decref(v);
+		if (same)
+			return;
+		ck_assert_msg(it_now_ms() < deadline, "the router's haproxy state is not %s", want);
+		usleep(50000);
+	}
+}
 
 /* The router's whole life with a real HAProxy: the map built by --once
  * before HAProxy starts; a new key at the control plane reaches HAProxy's
@@ -1010,6 +1038,23 @@ START_TEST(router_keeps_haproxy_current)
 		ck_assert_str_eq(text, MAP_2);
 		free(text);
 	}
+
+	/* HAProxy down when a change comes: the map file is written, the
+	 * update is retried, and HAProxy back holds the change. */
+	wait_router_haproxy(&r, "ok");
+	it_stop(&h.p);
+	long long failures = router_metric(&r, "router_map_update_failures_total");
+	char *v5 = sign_routes(&signer, "us", 5, ROUTES_3);
+	fcp_set(&cp, &cp.routes, &cp.routes_ver, v5, 5);
+	free(v5);
+	wait_router_haproxy(&r, "failing");
+	ck_assert_int_gt(router_metric(&r, "router_map_update_failures_total"), failures);
+	text = it_slurp(h.map);
+	ck_assert_str_eq(text, MAP_3);
+	free(text);
+	hap_start(&h, cells.port);
+	wait_hap_map(&h, MAP_3);
+	wait_router_haproxy(&r, "ok");
 	router_stop(&r);
 
 	/* The control plane down, HAProxy's map emptied, the map file gone:
@@ -1019,22 +1064,18 @@ START_TEST(router_keeps_haproxy_current)
 	wait_hap_map(&h, "");
 	ck_assert_int_eq(unlink(h.map), 0);
 	router_start(&r, "http://127.0.0.1:1", &h);
-	wait_hap_map(&h, MAP_2);
+	wait_hap_map(&h, MAP_3);
 	text = it_slurp(h.map);
-	ck_assert_str_eq(text, MAP_2);
+	ck_assert_str_eq(text, MAP_3);
 	free(text);
 	long st;
-	struct it_resp rr;
-	it_http(&rr, "GET", it_fmt("http://127.0.0.1:%d/readyz", r.port), NULL, NULL, 0);
-	st = rr.status;
-	json_t *v = json_loads(rr.body, 0, NULL);
-	it_resp_free(&rr);
+	json_t *v = router_readyz(&r, &st);
 	ck_assert_int_eq(st, 200);
 	ck_assert_str_eq(it_js(v, "source"), "cache");
-	ck_assert_int_eq(json_integer_value(json_object_get(v, "config_version")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "config_version")), 5);
 	json_decref(v);
 	hap_echo(&h, "us_" K_NEW "_" SEC, got, sizeof got);
-	ck_assert_str_eq(got, OTHER_CELL);
+	ck_assert_str_eq(got, CELL);
 	router_stop(&r);
 	it_stop(&h.p);
 	fcp_stop(&cells);
