@@ -480,30 +480,6 @@ svc_env() { # name VAR
 	tr '\0' '\n' < "/proc/$(svc_pid "$1")/environ" | sed -n "s/^$2=//p" | head -n 1
 }
 
-# Keeps what service NAME runs (binary, arguments, environment), so that
-# svc_respawn can start it again as it was, whoever started it.
-svc_remember() { # name
-	_p=$(svc_pid "$1")
-	readlink "/proc/$_p/exe" > "$STACK_VAR/run/$1.exe"
-	cat "/proc/$_p/cmdline" > "$STACK_VAR/run/$1.cmdline"
-	cat "/proc/$_p/environ" > "$STACK_VAR/run/$1.environ"
-}
-
-# Starts service NAME again as svc_remember found it, with more arguments
-# if given; its output goes to its log, as the stack's does.
-svc_respawn() { # name [arg...]
-	_n=$1; shift
-	python3 -c '
-import os, sys
-run, name = sys.argv[1], sys.argv[2]
-rd = lambda ext: open(os.path.join(run, name + ext), "rb").read()
-env = dict(e.split(b"=", 1) for e in rd(".environ").split(b"\0") if b"=" in e)
-argv = rd(".cmdline").split(b"\0")[:-1] + [a.encode() for a in sys.argv[3:]]
-os.execve(rd(".exe").strip(), argv, env)' "$STACK_VAR/run" "$_n" "$@" >> "$STACK_VAR/log/$_n.log" 2>&1 < /dev/null &
-	echo $! > "$STACK_VAR/run/$_n.pid"
-	proc_start $! > "$STACK_VAR/run/$_n.start"
-}
-
 # The 99th percentile of the latency of the records of FILES sent from
 # FROM_MS to TO_MS (all of them, answered or not: a failure is slow too),
 # and how many: "p99 count" ("- 0" when none).
