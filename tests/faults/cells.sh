@@ -182,15 +182,29 @@ cells_dp_kill() {
 }
 
 # ---------------------------------------------------------------------------
-# cell-cp-down, in two parts called by cp-absent: the first once its
-# control plane is stopped, the second after its loads are stopped.
-
-haproxy_send() { socat -t 5 stdio "unix-connect:$1"; }
+# cell-cp-down, in three parts called by cp-absent: the first once its
+# control plane is stopped (the loads, then the restarts, run beside
+# cp-absent's own steps, so that the control plane is not down longer than
+# either needs), the second before it starts the control plane again, the
+# third after its loads are stopped.
 
 cells_cp_down_start() {
 	echo "  cell-cp-down: a tenant of every cell under load through the routers; the router agent of us, then HAProxy restarted"
+	# Once each cell serves through its router (cp-absent has just
+	# restarted a data plane, which HAProxy's checks take back in a second).
+	for l in ccd_e ccd_w ccd_eu ccd_jp; do
+		eval "_k=\$K_$l _r=\$R_$l"
+		wait_until 10 key_works "$(router_port "$_r")" "$_k" || fatal "tenant $l is not served through the router of $_r"
+	done
 	for l in ccd_e ccd_w ccd_eu ccd_jp; do cell_loads "$l" $((RATE / 4)) $((RATE / 4)); done
 	CCD_T0=$(now_ms)
+	# Its checks print as usual; their counts come back through the file.
+	( PASS=0 FAIL=0; cells_cp_down_restarts; echo "$PASS $FAIL $CCD_T_HP0 $CCD_T_HP1" > "$SCEN_DIR/ccd.result" ) \
+		> "$SCEN_DIR/ccd.out" 2>&1 &
+	CCD_PID=$!
+}
+
+cells_cp_down_restarts() {
 	ra=cell-router-us
 	svc_alive "$ra" || fatal "the router agent of us ($ra) is not running"
 	map=$(svc_env "$ra" ROUTER_MAP_FILE) sock=$(svc_env "$ra" ROUTER_HAPROXY_SOCKET)
@@ -220,6 +234,15 @@ cells_cp_down_start() {
 	check "a request of $CW's tenant through the router succeeds after both restarts" key_works "$(router_port us)" "$K_ccd_w"
 }
 
+# Waits for the restarts; the control plane is still down.
+cells_cp_down_wait() {
+	wait "$CCD_PID" || true
+	cat "$SCEN_DIR/ccd.out"
+	[ -s "$SCEN_DIR/ccd.result" ] || { bad "cell-cp-down: the restarts did not complete (above)"; CCD_T_HP0=0 CCD_T_HP1=0; return 0; }
+	set -- $(cat "$SCEN_DIR/ccd.result")
+	PASS=$((PASS + $1)) FAIL=$((FAIL + $2)) CCD_T_HP0=$3 CCD_T_HP1=$4
+}
+
 # Requests of the loads of cell-cp-down sent in [FROM_MS, TO_MS) not
 # answered 2xx.
 ccd_errors() { # from-ms to-ms
@@ -228,6 +251,19 @@ ccd_errors() { # from-ms to-ms
 		_e=$((_e + $(errors_in "$_l-post" "$1" "$2") + $(errors_in "$_l-tenant" "$1" "$2")))
 	done
 	echo "$_e"
+}
+
+# True once every cell's data planes and every router agent apply their
+# region's current configuration version.
+cells_current() {
+	for _r in $STACK_REGIONS; do
+		_want=$(cp_version "$_r") || return 1
+		_v=$(curl -s --max-time 3 "$(eval "echo \$ROUTER_URL_$_r")/readyz" | jget config_version 2>/dev/null)
+		[ -n "$_v" ] && [ "$_v" != null ] && [ "$_v" -ge "$_want" ] || return 1
+		for _c in $(cells_of "$_r"); do
+			for _i in $(cell_instances "$_c"); do dp_has_version "$(inst_port "$_i")" "$_want" || return 1; done
+		done
+	done
 }
 
 cells_cp_down_check() { # ms when the control plane was started again
@@ -242,4 +278,12 @@ cells_cp_down_check() { # ms when the control plane was started again
 	check "no request of the cells' loads failed but during HAProxy's restart ($(ccd_errors 0 "$hp0") before it, $(ccd_errors "$CCD_T_HP1" 99999999999999) after it; $(ccd_errors "$hp0" "$CCD_T_HP1") during it)" \
 		[ "$(ccd_errors 0 "$hp0")$(ccd_errors "$CCD_T_HP1" 99999999999999)" = 00 ]
 	for l in ccd_e ccd_w ccd_eu ccd_jp; do cell_check "$l"; done
+	# The data planes and router agents this scenario did not check pull
+	# again after their backoff; the next scenario starts once they have.
+	_t=$(now_ms)
+	if wait_until 40 cells_current; then
+		ok "every data plane and router agent has the current configuration again ($(($(now_ms) - _t)) ms after the checks)"
+	else
+		bad "every data plane and router agent has the current configuration again within 40 s"
+	fi
 }

@@ -204,6 +204,7 @@ s_tenant=$(http_status "http://127.0.0.1:$PN/v1/tenant" -H "Authorization: Beare
 check "a new instance with an empty cache is not ready (readyz $s_ready) and does not serve (GET /v1/tenant $s_tenant)" \
 	[ "$s_ready$s_tenant" = 503503 ]
 sleep 4
+want cell-cp-down && cells_cp_down_wait
 t_cp=$(now_ms)
 cp_start
 check "the new instance becomes ready by itself once the control plane is back (within 15 s)" \
