@@ -11,7 +11,7 @@
 
 CELL_DB_DOWN=20        # seconds the cell's database is down (the acceptance's figure)
 CELL_P99_FACTOR=2
-CELL_P99_SLACK_MS=10
+CELL_P99_SLACK_MS=20
 
 cell_n() { _i=$2; set -- $(cells_of "$1"); shift "$_i" 2>/dev/null || shift $#; echo "${1:-}"; }  # region index: its cell (0 first)
 
