@@ -11,6 +11,7 @@
 # BENCH_ONLY=list (only the filters of GET /v1/events, tests/bench/list.sh),
 # BENCH_ONLY=feed (only the feed's lag), BENCH_ONLY=export (only the export
 # benchmark, tests/bench/export.sh).
+# BENCH_ONLY=router (only the regional router, tests/bench/router.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -18,6 +19,7 @@ case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
 [ "${BENCH_ONLY:-}" != list ] || exec sh "$ROOT/tests/bench/list.sh" "$BIN"
+[ "${BENCH_ONLY:-}" != router ] || exec sh "$ROOT/tests/bench/router.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -494,3 +496,8 @@ sh "$ROOT/tests/bench/export.sh" "$BIN"
 # The filters of GET /v1/events, on a cluster of their own.
 echo
 sh "$ROOT/tests/bench/list.sh" "$BIN"
+
+# The regional router against the cell's data plane, and a map update of
+# 100,000 keys, on a private stack of their own.
+echo
+sh "$ROOT/tests/bench/router.sh" "$BIN"

@@ -472,3 +472,38 @@ figures() { # label
 		printf '    %-22s sent %6d  2xx %6d  errors %4d%s\n' "$(basename "$_f" .load)" "$1" "$2" "$3" "$_errs"
 	done
 }
+
+# ---- cells (tests/faults/cells.sh) ----
+
+# The value of VAR in the environment of service NAME.
+svc_env() { # name VAR
+	tr '\0' '\n' < "/proc/$(svc_pid "$1")/environ" | sed -n "s/^$2=//p" | head -n 1
+}
+
+# The 99th percentile of the latency of the records of FILES sent from
+# FROM_MS to TO_MS (all of them, answered or not: a failure is slow too),
+# and how many: "p99 count" ("- 0" when none).
+p99_in() { # from-ms to-ms files...
+	_a=$1 _b=$2; shift 2
+	cat "$@" | awk -v a="$_a" -v b="$_b" '$6 >= a && $6 < b { print $7 }' | sort -n |
+		awk '{ v[NR] = $1 } END { if (!NR) { print "- 0"; exit } i = int(NR * 0.99); if (i < NR * 0.99) i++
+		       print v[i < 1 ? 1 : i], NR }'
+}
+
+# The machine's stall time so far (Linux PSI, "some" line of
+# /proc/pressure/cpu and io, in microseconds; "- -" without PSI), so that
+# a scenario can say how busy the machine was while it measured.
+psi_now() { # -> "cpu_us io_us"
+	for _k in cpu io; do
+		awk '/^some/ { sub(/total=/, "", $5); printf "%s ", $5; f = 1 } END { if (!f) printf "- " }' "/proc/pressure/$_k" 2>/dev/null ||
+			printf -- '- '
+	done
+	echo
+}
+# The share of time from sample A to sample B (psi_now) that some task
+# waited for a CPU and for I/O: "cpu% io%".
+psi_share() { # "a-cpu a-io" a-ms "b-cpu b-io" b-ms
+	echo "$1 $2 $3 $4" | awk '{ if ($1 == "-" || $4 == "-") { print "- -"; exit }
+		t = ($6 - $3) * 1000; printf "%.0f%% %.0f%%\n", ($4 - $1) / t * 100, ($5 - $2) / t * 100 }'
+}
+

@@ -17,11 +17,12 @@
  *
  * Every request is one line of FILE, written when it ends:
  *
- *   SEQ MODE STATUS CURLCODE EVENTS START_MS LATENCY_MS
+ *   SEQ MODE STATUS CURLCODE EVENTS START_MS LATENCY_MS RETRY_AFTER
  *
  * STATUS is the HTTP status, 0 when no answer came (CURLCODE, libcurl's
  * error number, says why); START_MS is when it was sent, in Unix
- * milliseconds. At most INFLIGHT (default 32) requests are in flight; a
+ * milliseconds; RETRY_AFTER the answer's Retry-After header, "-" when it
+ * had none (a client told to come back must be told when). At most INFLIGHT (default 32) requests are in flight; a
  * request that could not be sent within a second of its time (all slots
  * taken by requests that hang) is skipped and counted as skipped, so that
  * the rate never bursts to catch up. Each request times out after
@@ -33,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@ struct xfer {
 	char *body;
 	uint64_t seq;
 	int64_t start_ms;
+	char retry_after[16]; /* the answer's Retry-After, "" when none */
 };
 
 static volatile sig_atomic_t stopping;
@@ -73,6 +76,24 @@ static size_t discard(char *data, size_t size, size_t n, void *userp)
 {
 	(void)data, (void)userp;
 	return size * n;
+}
+
+/* Keeps the Retry-After header of the answer (of the last answer, when
+ * libcurl follows none: it does not here). */
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+	struct xfer *x = userp;
+	size_t len = size * n;
+	static const char name[] = "retry-after:";
+	if (len > sizeof name - 1 && !strncasecmp(data, name, sizeof name - 1)) {
+		size_t i = sizeof name - 1, o = 0;
+		while (i < len && (data[i] == ' ' || data[i] == '\t'))
+			i++;
+		while (i < len && o < sizeof x->retry_after - 1 && data[i] > ' ' && data[i] < 127)
+			x->retry_after[o++] = data[i++];
+		x->retry_after[o] = '\0';
+	}
+	return len;
 }
 
 static void usage(void)
@@ -218,6 +239,8 @@ int main(int argc, char **argv)
 				}
 				curl_easy_setopt(x->easy, CURLOPT_HTTPHEADER, x->headers);
 				curl_easy_setopt(x->easy, CURLOPT_WRITEFUNCTION, discard);
+				curl_easy_setopt(x->easy, CURLOPT_HEADERFUNCTION, on_header);
+				curl_easy_setopt(x->easy, CURLOPT_HEADERDATA, x);
 				curl_easy_setopt(x->easy, CURLOPT_NOSIGNAL, 1L);
 				curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
 				curl_easy_setopt(x->easy, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms < 2000 ? timeout_ms : 2000L);
@@ -246,9 +269,9 @@ int main(int argc, char **argv)
 			curl_easy_getinfo(easy, CURLINFO_TOTAL_TIME_T, &total_us);
 			if (rc != CURLE_OK || status <= 0)
 				status = 0;
-			fprintf(out, "%" PRIu64 " %s %ld %d %ld %" PRId64 " %" PRId64 "\n", x->seq, mode_names[mode],
+			fprintf(out, "%" PRIu64 " %s %ld %d %ld %" PRId64 " %" PRId64 " %s\n", x->seq, mode_names[mode],
 			        status, (int)rc, mode == MODE_POST ? events : 0L, x->start_ms,
-			        (int64_t)(total_us / 1000));
+			        (int64_t)(total_us / 1000), x->retry_after[0] ? x->retry_after : "-");
 			if (status > 0 && status < 600) {
 				by_status[status]++;
 				answered++;

@@ -32,6 +32,7 @@ HANG_SECONDS=12  # longer than the usage reporter's 10 s send timeout
 WORK=$(mktemp -d /tmp/celltrail-faults.XXXXXX)
 chmod 0755 "$WORK"  # the stack's PostgreSQL runs as another user
 . "$ROOT/tests/faults/lib.sh"
+. "$ROOT/tests/faults/cells.sh"
 
 CACHE_FS="$WORK/cachefs"
 MOUNTED=""
@@ -113,6 +114,7 @@ done
 for r in us eu jp; do
 	dp_synced "$r" "$(dp_port "$r")" 20 || fatal "data plane $r did not get the current configuration"
 done
+cells_tenants
 echo "  stack ready in $(($(date +%s) - T_START)) s: regions us eu jp, cells$ALL_CELLS, one data plane each (region X's own: \$DP_X, its first cell's), a tenant per scenario on plan faults"
 
 # ---------------------------------------------------------------------------
@@ -189,6 +191,7 @@ ver=$(readyz "$P" config_version)
 dp_restart jp
 check "the restarted data plane is ready at once from its cache (readyz $(http_status "http://127.0.0.1:$P/readyz"), source $(readyz "$P" source), version $(readyz "$P" config_version) = $ver)" \
 	eval '[ "$(http_status "http://127.0.0.1:$P/readyz")" = 200 ] && [ "$(readyz "$P" source)" = cache ] && [ "$(readyz "$P" config_version)" = "$ver" ]'
+want cell-cp-down && cells_cp_down_start
 dp0=$(svc_pid "$DP_jp")
 load_start post "$P" "$K_cpabsent" post "$RATE"
 load_start tenant "$P" "$K_cpabsent" tenant $((RATE / 2))
@@ -201,6 +204,7 @@ s_tenant=$(http_status "http://127.0.0.1:$PN/v1/tenant" -H "Authorization: Beare
 check "a new instance with an empty cache is not ready (readyz $s_ready) and does not serve (GET /v1/tenant $s_tenant)" \
 	[ "$s_ready$s_tenant" = 503503 ]
 sleep 4
+want cell-cp-down && cells_cp_down_wait
 t_cp=$(now_ms)
 cp_start
 check "the new instance becomes ready by itself once the control plane is back (within 15 s)" \
@@ -217,6 +221,7 @@ check "the data plane was not restarted again" same_pid "$DP_jp" "$dp0"
 svc_stop data-plane-jp-new
 check_tenant cp-absent jp "$T_cpabsent" "$(dp_port jp)" "$K_cpabsent" "$SCEN_DIR/post.load" "$SCEN-post"
 tally cp-absent
+want cell-cp-down && cells_cp_down_check "$t_cp"
 finish
 fi
 
@@ -393,6 +398,9 @@ else
 fi
 finish
 fi
+
+if want cell-db; then cells_db; fi
+if want cell-dp-kill; then cells_dp_kill; fi
 
 # ---------------------------------------------------------------------------
 if want expiry; then
