@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "fixtures.h"
+#include "jwk.h"
 #include "problem.h"
 
 /* --- answers --- */
@@ -84,6 +85,26 @@ int is_api_time(const char *s)
 	return strlen(s) == 27 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && s[26] == 'Z';
 }
 
+/* --- signed documents --- */
+
+void doc_fetch(struct doc *d, const char *url, const char *token, const char *etag, int wait)
+{
+	struct it_resp r;
+	char u[400], auth[300], inm[64];
+	snprintf(u, sizeof u, "%s", url);
+	if (wait)
+		snprintf(u + strlen(u), sizeof u - strlen(u), "?wait=%d", wait);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+	snprintf(inm, sizeof inm, "If-None-Match: %s", etag ? etag : "");
+	const char *const h[] = { auth, etag ? inm : NULL, NULL };
+	it_http(&r, "GET", u, h, NULL, 0);
+	d->status = r.status;
+	d->etag[0] = '\0';
+	it_header(&r, "ETag", d->etag, sizeof d->etag);
+	d->body = r.body;
+	d->len = r.len;
+}
+
 /* --- SQL --- */
 
 long long sqll(const char *url, const char *sql)
@@ -114,6 +135,14 @@ void write_text(const char *path, const char *text)
 	ck_assert_ptr_nonnull(f);
 	fputs(text, f);
 	ck_assert_int_eq(fclose(f), 0);
+}
+
+void write_trust_bundle(const struct jwk *key, const char *path)
+{
+	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(key));
+	ck_assert_ptr_nonnull(set);
+	ck_assert_int_eq(json_dump_file(set, path, 0), 0);
+	json_decref(set);
 }
 
 /* --- requests at once --- */

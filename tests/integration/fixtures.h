@@ -54,6 +54,18 @@ long get_json_auth(const char *url, const char *auth, json_t **out);
  * 1000 characters of `s` are encoded). */
 const char *query_enc(const char *s);
 
+/* --- signed documents (long-polled routes) --- */
+
+struct doc {
+	long status;
+	char etag[32];   /* "" when the answer has none */
+	char *body;      /* the caller free()s */
+	size_t len;
+};
+/* GET a document's route `url` (no query) with Bearer `token`, If-None-Match
+ * `etag` when not NULL and ?wait= when `wait` is nonzero. */
+void doc_fetch(struct doc *d, const char *url, const char *token, const char *etag, int wait);
+
 /* --- SQL --- */
 
 /* it_sql's answer as a number; fails the test when there is no row. */
@@ -67,6 +79,9 @@ void dp_region_db(const char *name, char *url, size_t len);
 
 /* Writes `text` to `path` (created or truncated); fails the test if it cannot. */
 void write_text(const char *path, const char *text);
+struct jwk;
+/* Writes a trust bundle (JWK set) holding the public half of `key` to `path`. */
+void write_trust_bundle(const struct jwk *key, const char *path);
 
 /* --- requests at once --- */
 

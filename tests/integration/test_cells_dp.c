@@ -229,10 +229,8 @@ static void setup(void)
 	snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
 	ck_assert_int_eq(jwk_generate(&signer), 0);
 	ck_assert_int_eq(jwk_generate(&stranger), 0);
-	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&signer));
 	snprintf(trust_path, sizeof trust_path, "%s/trust.json", dir);
-	ck_assert_int_eq(json_dump_file(set, trust_path, 0), 0);
-	json_decref(set);
+	write_trust_bundle(&signer, trust_path);
 }
 
 static void teardown(void)
@@ -312,6 +310,21 @@ static void wait_dp_version(const struct dp *d, long ver)
 	}
 }
 
+/* A fresh database, the fake control plane serving the cell's document
+ * of version `ver` (its URL in `url`), and the cell's data plane once it
+ * applied it. */
+static void start_cell_dp(struct fcp *cp, struct dp *d, char url[100], long ver)
+{
+	dp_db();
+	fcp_start(cp);
+	snprintf(url, 100, "http://127.0.0.1:%d", cp->srv.port);
+	char *doc = cell_doc(ver);
+	fcp_set(cp, &cp->config, &cp->config_ver, doc, ver);
+	free(doc);
+	start_dp(d, url);
+	wait_dp_version(d, ver);
+}
+
 /* The value of the series `series` in a /metrics page at `url`. */
 static long long metric_at(const char *url, const char *series)
 {
@@ -376,13 +389,7 @@ START_TEST(wrong_cell_guard)
 	struct fcp cp;
 	struct dp d;
 	char url[100], got[300];
-	dp_db();
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.srv.port);
-	char *doc = cell_doc(5);
-	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 5);
-	start_dp(&d, url);
-	wait_dp_version(&d, 5);
+	start_cell_dp(&cp, &d, url, 5);
 	fcp_get(&cp, cp.config_auth, got, sizeof got);
 	ck_assert_str_eq(got, "Bearer " CELL_TOKEN);
 	fcp_get(&cp, cp.config_path, got, sizeof got);
@@ -448,7 +455,6 @@ START_TEST(wrong_cell_guard)
 	              "no wrong_cell log line in %s", d.p.log);
 	free(log);
 	fcp_stop(&cp);
-	free(doc);
 }
 END_TEST
 
@@ -522,13 +528,7 @@ START_TEST(usage_with_cell_token)
 	struct fcp cp;
 	struct dp d;
 	char url[100], got[8192];
-	dp_db();
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.srv.port);
-	char *doc = cell_doc(3);
-	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 3);
-	start_dp(&d, url);
-	wait_dp_version(&d, 3);
+	start_cell_dp(&cp, &d, url, 3);
 	struct it_resp r;
 	const char *const h[] = { "Authorization: Bearer us_" K_OWN "_" SEC, "Content-Type: application/json",
 		                      "X-Celltrail-Cell: " CELL, NULL };
@@ -554,7 +554,6 @@ START_TEST(usage_with_cell_token)
 	ck_assert_msg(strstr(got, T_OWN), "usage body names no tenant: %s", got);
 	stop_dp(&d);
 	fcp_stop(&cp);
-	free(doc);
 }
 END_TEST
 

@@ -131,10 +131,8 @@ static void setup(void)
 	ck_assert_int_eq(mkdir(cache_dir, 0700), 0);
 	ck_assert_int_eq(jwk_generate(&signer), 0);
 	ck_assert_int_eq(jwk_generate(&stranger), 0);
-	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&signer));
 	snprintf(trust_path, sizeof trust_path, "%s/trust.json", dir);
-	ck_assert_int_eq(json_dump_file(set, trust_path, 0), 0);
-	json_decref(set);
+	write_trust_bundle(&signer, trust_path);
 
 	dp_region_db(it_fmt("it_dpcfg_%d", (int)getpid()), db_url, sizeof db_url);
 }
