@@ -43,9 +43,9 @@ static enum db_status doc_token(struct db_conn *c, const char *sql, const char *
 	return st;
 }
 
-/* `sql` inserts the document with the nkeys (1 or 2) parameters of `keys` first, then
- * version, token, kid, issued and expiry (epoch seconds), and returns a row
- * when it stored it. */
+/* `sql` inserts the document with the nkeys (1 or 2) parameters of `keys`
+ * first, then version, token, kid, issued and expiry (epoch seconds), and
+ * returns a row when it stored it. */
 static enum db_status doc_store(struct db_conn *c, const char *sql, const char *const keys[],
                                 int nkeys, int64_t ver, const char *token, const char *kid,
                                 int64_t iat, int64_t exp, int *stored)
