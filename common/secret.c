@@ -144,6 +144,19 @@ long secret_unb64url(const char *in, size_t inlen, void *out, size_t cap)
 #define NONCE 12
 #define TAG 16
 
+int secret_token_complete(char *token, size_t cap, char sha_hex[65])
+{
+	unsigned char raw[32], sha[32];
+	size_t n = strlen(token);
+	if (cap < n + 44 || secret_random(raw, sizeof raw) != 0)
+		return -1;
+	secret_b64url(raw, sizeof raw, token + n);
+	OPENSSL_cleanse(raw, sizeof raw);
+	secret_sha256(token, strlen(token), sha);
+	secret_hex(sha, sizeof sha, sha_hex);
+	return 0;
+}
+
 char *secret_seal(const unsigned char key[32], const void *plain, size_t len)
 {
 	unsigned char *buf = malloc(NONCE + len + TAG);

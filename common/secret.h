@@ -27,6 +27,14 @@ int secret_equal(const void *a, const void *b, size_t len);
 void secret_b64url(const void *buf, size_t len, char *out);
 long secret_unb64url(const char *in, size_t inlen, void *out, size_t cap);
 
+/* Completes a bearer token: appends the base64url of 32 fresh random bytes
+ * (43 characters) to `token`, which holds its prefix, and writes the hex
+ * SHA-256 of the whole token, what is stored of it, into `sha_hex`.
+ * Returns 0, or -1 when the generator failed or `cap` leaves no room (the
+ * token must then not be issued). */
+int secret_token_complete(char *token, size_t cap, char sha_hex[65])
+	__attribute__((warn_unused_result));
+
 /* AES-256-GCM with a random nonce. The output (malloc'd, caller frees) is
  * base64url(nonce || ciphertext || tag). Returns NULL on failure. */
 char *secret_seal(const unsigned char key[32], const void *plain, size_t len);

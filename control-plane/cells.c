@@ -193,7 +193,6 @@ static enum db_status cred_tx(struct db_conn *c, struct http_req *req, void *vct
                               struct cp_outcome *out)
 {
 	struct cred_ctx *ctx = vctx;
-	unsigned char raw[32], sha[32];
 	char hex[65];
 	json_t *doc, *cell;
 	enum db_status st = cpdb_cell_get(c, ctx->cell, &cell);
@@ -202,22 +201,13 @@ static enum db_status cred_tx(struct db_conn *c, struct http_req *req, void *vct
 	if (st != DB_OK)
 		return st;
 	json_decref(cell);
-	if (secret_random(raw, sizeof raw) != 0)
+	snprintf(ctx->token, sizeof ctx->token, CELL_TOKEN_PREFIX "%s_", ctx->cell);
+	if (secret_token_complete(ctx->token, sizeof ctx->token, hex) != 0)
 		return DB_ERROR;
-	int n = snprintf(ctx->token, sizeof ctx->token, CELL_TOKEN_PREFIX "%s_", ctx->cell);
-	secret_b64url(raw, sizeof raw, ctx->token + n);
-	secret_sha256(ctx->token, strlen(ctx->token), sha);
-	secret_hex(sha, 32, hex);
 	if ((st = cpdb_cell_credential_insert(c, ctx->cell, hex, &doc)) != DB_OK)
 		return st;
-	if ((st = cp_audit(c, req, NULL, "cell.credential.create", "cell_credential",
-	                   json_string_value(json_object_get(doc, "id")), NULL, doc)) != DB_OK) {
-		json_decref(doc);
-		return st;
-	}
-	json_object_set_new(doc, "token", json_string(ctx->token));
-	out->sealed = 1;
-	return cp_done(out, 201, doc);
+	return cp_credential_created(c, req, out, "cell.credential.create", "cell_credential", doc,
+	                             ctx->token);
 }
 
 enum http_result cp_cell_credentials_create(struct http_req *req)

@@ -20,14 +20,19 @@ enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_
 	return st;
 }
 
-enum db_status cpdb_doc_get(struct db_conn *c, const char *region, int64_t ver, char **token)
+/* Stored signed documents, regional (region_documents, keyed by region) or
+ * cell and routes (signed_documents, keyed by aud), are read, stored and
+ * pruned alike: the helpers below take the statement and the key. */
+
+/* `sql` selects the token of key $1 at version $2. */
+static enum db_status doc_token(struct db_conn *c, const char *sql, const char *key, int64_t ver,
+                                char **token)
 {
 	char v[24];
 	snprintf(v, sizeof v, "%lld", (long long)ver);
-	const char *p[] = { region, v };
+	const char *p[] = { key, v };
 	PGresult *r;
-	enum db_status st = db_exec(c, &r,
-		"SELECT token FROM region_documents WHERE region = $1 AND version = $2::bigint", 2, p);
+	enum db_status st = db_exec(c, &r, sql, 2, p);
 	if (st != DB_OK)
 		return st;
 	if (PQntuples(r) == 0)
@@ -38,19 +43,28 @@ enum db_status cpdb_doc_get(struct db_conn *c, const char *region, int64_t ver, 
 	return st;
 }
 
-enum db_status cpdb_doc_insert(struct db_conn *c, const char *region, int64_t ver, const char *token,
-                               const char *kid, int64_t iat, int64_t exp, int *stored)
+/* `sql` inserts the document with the nkeys (1 or 2) parameters of `keys`
+ * first, then version, token, kid, issued and expiry (epoch seconds), and
+ * returns a row when it stored it. */
+static enum db_status doc_store(struct db_conn *c, const char *sql, const char *const keys[],
+                                int nkeys, int64_t ver, const char *token, const char *kid,
+                                int64_t iat, int64_t exp, int *stored)
 {
 	PGresult *r;
 	char v[24], i[24], e[24];
 	snprintf(v, sizeof v, "%lld", (long long)ver);
 	snprintf(i, sizeof i, "%lld", (long long)iat);
 	snprintf(e, sizeof e, "%lld", (long long)exp);
-	const char *p[] = { region, v, token, kid, i, e };
-	enum db_status st = db_exec(c, &r,
-		"INSERT INTO region_documents (region, version, token, kid, issued_at, expires_at)"
-		" VALUES ($1, $2::bigint, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint))"
-		" ON CONFLICT DO NOTHING RETURNING 1", 6, p);
+	const char *p[7];
+	int n = 0;
+	for (; n < nkeys && n < 2; n++)
+		p[n] = keys[n];
+	p[n++] = v;
+	p[n++] = token;
+	p[n++] = kid;
+	p[n++] = i;
+	p[n++] = e;
+	enum db_status st = db_exec(c, &r, sql, n, p);
 	if (st == DB_OK) {
 		*stored = PQntuples(r) == 1;
 		PQclear(r);
@@ -58,13 +72,36 @@ enum db_status cpdb_doc_insert(struct db_conn *c, const char *region, int64_t ve
 	return st;
 }
 
-enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver, int keep)
+/* `sql` deletes the documents of key $1 up to version $2. */
+static enum db_status doc_prune(struct db_conn *c, const char *sql, const char *key, int64_t ver,
+                                int keep)
 {
 	char v[24];
 	snprintf(v, sizeof v, "%lld", (long long)(ver - keep));
-	const char *p[] = { region, v };
-	return db_exec(c, NULL, "DELETE FROM region_documents WHERE region = $1 AND version <= $2::bigint",
-	               2, p);
+	const char *p[] = { key, v };
+	return db_exec(c, NULL, sql, 2, p);
+}
+
+enum db_status cpdb_doc_get(struct db_conn *c, const char *region, int64_t ver, char **token)
+{
+	return doc_token(c, "SELECT token FROM region_documents WHERE region = $1 AND version = $2::bigint",
+	                 region, ver, token);
+}
+
+enum db_status cpdb_doc_insert(struct db_conn *c, const char *region, int64_t ver, const char *token,
+                               const char *kid, int64_t iat, int64_t exp, int *stored)
+{
+	const char *keys[] = { region };
+	return doc_store(c,
+		"INSERT INTO region_documents (region, version, token, kid, issued_at, expires_at)"
+		" VALUES ($1, $2::bigint, $3, $4, to_timestamp($5::bigint), to_timestamp($6::bigint))"
+		" ON CONFLICT DO NOTHING RETURNING 1", keys, 1, ver, token, kid, iat, exp, stored);
+}
+
+enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver, int keep)
+{
+	return doc_prune(c, "DELETE FROM region_documents WHERE region = $1 AND version <= $2::bigint",
+	                 region, ver, keep);
 }
 
 /* The tenants a region's document lists: the live ones, and the deleted
@@ -184,50 +221,25 @@ enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, struct cp
 
 enum db_status cpdb_signed_doc_get(struct db_conn *c, const char *aud, int64_t ver, char **token)
 {
-	char v[24];
-	snprintf(v, sizeof v, "%lld", (long long)ver);
-	const char *p[] = { aud, v };
-	PGresult *r;
-	enum db_status st = db_exec(c, &r,
-		"SELECT token FROM signed_documents WHERE aud = $1 AND version = $2::bigint", 2, p);
-	if (st != DB_OK)
-		return st;
-	if (PQntuples(r) == 0)
-		st = DB_NOT_FOUND;
-	else if (!(*token = strdup(PQgetvalue(r, 0, 0))))
-		st = DB_ERROR;
-	PQclear(r);
-	return st;
+	return doc_token(c, "SELECT token FROM signed_documents WHERE aud = $1 AND version = $2::bigint",
+	                 aud, ver, token);
 }
 
 enum db_status cpdb_signed_doc_insert(struct db_conn *c, const char *aud, const char *region,
                                       int64_t ver, const char *token, const char *kid, int64_t iat,
                                       int64_t exp, int *stored)
 {
-	PGresult *r;
-	char v[24], i[24], e[24];
-	snprintf(v, sizeof v, "%lld", (long long)ver);
-	snprintf(i, sizeof i, "%lld", (long long)iat);
-	snprintf(e, sizeof e, "%lld", (long long)exp);
-	const char *p[] = { aud, region, v, token, kid, i, e };
-	enum db_status st = db_exec(c, &r,
+	const char *keys[] = { aud, region };
+	return doc_store(c,
 		"INSERT INTO signed_documents (aud, region, version, token, kid, issued_at, expires_at)"
 		" VALUES ($1, $2, $3::bigint, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint))"
-		" ON CONFLICT DO NOTHING RETURNING 1", 7, p);
-	if (st == DB_OK) {
-		*stored = PQntuples(r) == 1;
-		PQclear(r);
-	}
-	return st;
+		" ON CONFLICT DO NOTHING RETURNING 1", keys, 2, ver, token, kid, iat, exp, stored);
 }
 
 enum db_status cpdb_signed_doc_prune(struct db_conn *c, const char *aud, int64_t ver, int keep)
 {
-	char v[24];
-	snprintf(v, sizeof v, "%lld", (long long)(ver - keep));
-	const char *p[] = { aud, v };
-	return db_exec(c, NULL, "DELETE FROM signed_documents WHERE aud = $1 AND version <= $2::bigint",
-	               2, p);
+	return doc_prune(c, "DELETE FROM signed_documents WHERE aud = $1 AND version <= $2::bigint", aud,
+	                 ver, keep);
 }
 
 enum db_status cpdb_routes_content(struct db_conn *c, const char *region, cpdb_route_fn fn, void *arg)

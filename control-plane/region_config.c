@@ -196,7 +196,6 @@ static enum db_status cred_tx(struct db_conn *c, struct http_req *req, void *vct
                               struct cp_outcome *out)
 {
 	struct cred_ctx *ctx = vctx;
-	unsigned char raw[32], sha[32];
 	char hex[65];
 	json_t *doc, *r;
 	enum db_status st = cpdb_region_get(c, ctx->region, &r);
@@ -205,22 +204,13 @@ static enum db_status cred_tx(struct db_conn *c, struct http_req *req, void *vct
 	if (st != DB_OK)
 		return st;
 	json_decref(r);
-	if (secret_random(raw, sizeof raw) != 0)
+	snprintf(ctx->token, sizeof ctx->token, "crt_%s_", ctx->region);
+	if (secret_token_complete(ctx->token, sizeof ctx->token, hex) != 0)
 		return DB_ERROR;
-	int n = snprintf(ctx->token, sizeof ctx->token, "crt_%s_", ctx->region);
-	secret_b64url(raw, sizeof raw, ctx->token + n);
-	secret_sha256(ctx->token, strlen(ctx->token), sha);
-	secret_hex(sha, 32, hex);
 	if ((st = cpdb_credential_insert(c, ctx->region, hex, &doc)) != DB_OK)
 		return st;
-	if ((st = cp_audit(c, req, NULL, "region.credential.create", "region_credential",
-	                   json_string_value(json_object_get(doc, "id")), NULL, doc)) != DB_OK) {
-		json_decref(doc);
-		return st;
-	}
-	json_object_set_new(doc, "token", json_string(ctx->token));
-	out->sealed = 1;
-	return cp_done(out, 201, doc);
+	return cp_credential_created(c, req, out, "region.credential.create", "region_credential", doc,
+	                             ctx->token);
 }
 
 enum http_result cp_region_credentials_create(struct http_req *req)

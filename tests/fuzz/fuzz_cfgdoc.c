@@ -26,11 +26,10 @@
  * valid id, slug, status, plan and scopes each), holds every record of its
  * tenants text, and, written again with cfgdoc_add_tenant() and
  * cfgdoc_add_key(), signs and verifies to the same tenants and keys. */
-#include <unistd.h>
-
 #include "buf.h"
 #include "cfgdoc.h"
 #include "fuzz.h"
+#include "fuzz_trust.h"
 #include "jwk.h"
 #include "names.h"
 
@@ -48,22 +47,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	char path[] = "/tmp/celltrail-fuzz-trust-XXXXXX", err[256];
-	if (jwk_generate(&key) != 0)
-		abort();
-	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&key));
-	int fd = mkstemp(path);
-	if (!set || fd < 0)
-		abort();
-	close(fd);
-	if (json_dump_file(set, path, 0) != 0)
-		abort();
-	json_decref(set);
-	if (cfgdoc_trust_load(path, &trust, err, sizeof err) != 0) {
-		fprintf(stderr, "%s\n", err);
-		abort();
-	}
-	unlink(path);
+	fuzz_trust_init(&key, &trust);
 	snprintf(key.kid, sizeof key.kid, "fuzz");
 	snprintf(trust.keys[0].kid, sizeof trust.keys[0].kid, "fuzz");
 	return 0;

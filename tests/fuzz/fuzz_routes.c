@@ -14,11 +14,10 @@
  * cfgdoc_add_route() gives the text back byte for byte; a document is
  * accepted whenever the text is made of such records over valid, distinct
  * cells. */
-#include <unistd.h>
-
 #include "buf.h"
 #include "cfgdoc.h"
 #include "fuzz.h"
+#include "fuzz_trust.h"
 #include "jwk.h"
 #include "names.h"
 
@@ -32,22 +31,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	char path[] = "/tmp/celltrail-fuzz-trust-XXXXXX", err[256];
-	if (jwk_generate(&key) != 0)
-		abort();
-	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&key));
-	int fd = mkstemp(path);
-	if (!set || fd < 0)
-		abort();
-	close(fd);
-	if (json_dump_file(set, path, 0) != 0)
-		abort();
-	json_decref(set);
-	if (cfgdoc_trust_load(path, &trust, err, sizeof err) != 0) {
-		fprintf(stderr, "%s\n", err);
-		abort();
-	}
-	unlink(path);
+	fuzz_trust_init(&key, &trust);
 	return 0;
 }
 

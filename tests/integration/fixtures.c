@@ -1,10 +1,17 @@
 /* Fixtures the integration suites share (fixtures.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "fixtures.h"
+#include "jwk.h"
 #include "problem.h"
 
 /* --- answers --- */
@@ -78,6 +85,26 @@ int is_api_time(const char *s)
 	return strlen(s) == 27 && s[4] == '-' && s[10] == 'T' && s[19] == '.' && s[26] == 'Z';
 }
 
+/* --- signed documents --- */
+
+void doc_fetch(struct doc *d, const char *url, const char *token, const char *etag, int wait)
+{
+	struct it_resp r;
+	char u[400], auth[300], inm[64];
+	snprintf(u, sizeof u, "%s", url);
+	if (wait)
+		snprintf(u + strlen(u), sizeof u - strlen(u), "?wait=%d", wait);
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+	snprintf(inm, sizeof inm, "If-None-Match: %s", etag ? etag : "");
+	const char *const h[] = { auth, etag ? inm : NULL, NULL };
+	it_http(&r, "GET", u, h, NULL, 0);
+	d->status = r.status;
+	d->etag[0] = '\0';
+	it_header(&r, "ETag", d->etag, sizeof d->etag);
+	d->body = r.body;
+	d->len = r.len;
+}
+
 /* --- SQL --- */
 
 long long sqll(const char *url, const char *sql)
@@ -87,6 +114,35 @@ long long sqll(const char *url, const char *sql)
 	long long n = atoll(v);
 	free(v);
 	return n;
+}
+
+void dp_region_db(const char *name, char *url, size_t len)
+{
+	char bin[1024], out[4096], env_db[600];
+	it_create_db(name, url, len);
+	snprintf(env_db, sizeof env_db, "DP_DATABASE_URL=%s", url);
+	const char *const env[] = { env_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
+	it_bin("data-plane", bin, sizeof bin);
+	char *argv[] = { bin, "migrate", NULL };
+	ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
+}
+
+/* --- files --- */
+
+void write_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+void write_trust_bundle(const struct jwk *key, const char *path)
+{
+	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(key));
+	ck_assert_ptr_nonnull(set);
+	ck_assert_int_eq(json_dump_file(set, path, 0), 0);
+	json_decref(set);
 }
 
 /* --- requests at once --- */
@@ -149,4 +205,143 @@ const char *query_enc(const char *s)
 	}
 	b[n] = '\0';
 	return it_fmt("%s", b);
+}
+
+/* --- a fake HTTP server --- */
+
+int listen_loopback(int *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof sa;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	ck_assert_int_eq(listen(fd, 64), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+void fake_respond(int fd, int status, const char *ctype, const char *body)
+{
+	char head[512];
+	size_t n = body ? strlen(body) : 0;
+	snprintf(head, sizeof head,
+	         "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+	         status, ctype, n);
+	if (it_raw_send(fd, head, strlen(head)) == 0 && n)
+		it_raw_send(fd, body, n);
+}
+
+void fake_nothing_newer(struct fake_srv *s, int fd, int have_doc)
+{
+	for (int i = 0; i < 6 && !atomic_load(&s->stop); i++)
+		usleep(50000);
+	if (have_doc)
+		fake_respond(fd, 304, "application/jwt", NULL);
+	else
+		fake_respond(fd, 503, "application/problem+json", "{\"code\":\"unavailable\"}");
+}
+
+void fake_header(const char *req, const char *name, char *out, size_t len)
+{
+	out[0] = '\0';
+	for (const char *l = strstr(req, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
+		size_t n = strlen(name);
+		if (!strncasecmp(l + 2, name, n) && l[2 + n] == ':') {
+			const char *v = l + 3 + n, *end = strstr(v, "\r\n");
+			while (*v == ' ')
+				v++;
+			snprintf(out, len, "%.*s", (int)(end - v), v);
+			return;
+		}
+	}
+}
+
+struct conn_arg {
+	struct fake_srv *s;
+	int fd;
+};
+
+static void *conn_main(void *arg)
+{
+	struct conn_arg *a = arg;
+	struct fake_srv *s = a->s;
+	int fd = a->fd;
+	static __thread char req[65536];
+	size_t n = 0;
+	free(a);
+
+	/* Headers, then the body of Content-Length. */
+	for (;;) {
+		struct pollfd pfd = { fd, POLLIN, 0 };
+		if (atomic_load(&s->stop))
+			goto out;
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		ssize_t r = recv(fd, req + n, sizeof req - 1 - n, 0);
+		if (r <= 0)
+			goto out;
+		n += (size_t)r;
+		req[n] = '\0';
+		char *end = strstr(req, "\r\n\r\n");
+		if (end) {
+			char cl[32];
+			fake_header(req, "Content-Length", cl, sizeof cl);
+			if ((size_t)(end + 4 - req) + (size_t)atol(cl) <= n)
+				break;
+		}
+		if (n == sizeof req - 1)
+			goto out;
+	}
+	s->handle(s, fd, req);
+out:
+	close(fd);
+	return NULL;
+}
+
+static void *accept_main(void *arg)
+{
+	struct fake_srv *s = arg;
+	while (!atomic_load(&s->stop)) {
+		struct pollfd pfd = { s->lfd, POLLIN, 0 };
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		int fd = accept(s->lfd, NULL, NULL);
+		if (fd < 0)
+			continue;
+		struct conn_arg *a = malloc(sizeof *a);
+		a->s = s;
+		a->fd = fd;
+		pthread_mutex_lock(&s->mu);
+		if (s->nconns < (int)(sizeof s->conns / sizeof s->conns[0]) &&
+		    pthread_create(&s->conns[s->nconns], NULL, conn_main, a) == 0)
+			s->nconns++;
+		else {
+			close(fd);
+			free(a);
+		}
+		pthread_mutex_unlock(&s->mu);
+	}
+	return NULL;
+}
+
+void fake_srv_start(struct fake_srv *s, fake_handler *handle, void *ctx)
+{
+	memset(s, 0, sizeof *s);
+	s->handle = handle;
+	s->ctx = ctx;
+	pthread_mutex_init(&s->mu, NULL);
+	s->lfd = listen_loopback(&s->port);
+	ck_assert_int_eq(pthread_create(&s->accept_th, NULL, accept_main, s), 0);
+}
+
+void fake_srv_stop(struct fake_srv *s)
+{
+	atomic_store(&s->stop, 1);
+	pthread_join(s->accept_th, NULL);
+	for (int i = 0; i < s->nconns; i++)
+		pthread_join(s->conns[i], NULL);
+	close(s->lfd);
+	pthread_mutex_destroy(&s->mu);
 }

@@ -96,30 +96,10 @@ static long version_of(const char *region)
 	return qlong(it_fmt("SELECT config_version FROM regions WHERE name = '%s'", region));
 }
 
-struct doc {
-	long status;
-	char etag[32];
-	char *body;
-	size_t len;
-};
-
 /* GET a document route (`path`) with `token`, If-None-Match `etag` and ?wait= when nonzero. */
 static void fetch(struct doc *d, const char *path, const char *token, const char *etag, int wait)
 {
-	struct it_resp r;
-	char u[400], auth[300], inm[64];
-	snprintf(u, sizeof u, "%s%s", cpfx.url, path);
-	if (wait)
-		snprintf(u + strlen(u), sizeof u - strlen(u), "?wait=%d", wait);
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-	snprintf(inm, sizeof inm, "If-None-Match: %s", etag ? etag : "");
-	const char *const h[] = { auth, etag ? inm : NULL, NULL };
-	it_http(&r, "GET", u, h, NULL, 0);
-	d->status = r.status;
-	d->etag[0] = '\0';
-	it_header(&r, "ETag", d->etag, sizeof d->etag);
-	d->body = r.body;
-	d->len = r.len;
+	doc_fetch(d, it_fmt("%s%s", cpfx.url, path), token, etag, wait);
 }
 
 static json_t *b64json(const char *s, size_t n)

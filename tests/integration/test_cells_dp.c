@@ -30,6 +30,7 @@
 
 #include "buf.h"
 #include "cfgdoc.h"
+#include "fixtures.h"
 #include "it.h"
 #include "jwk.h"
 #include "secret.h"
@@ -111,20 +112,10 @@ static char *sign_routes(const struct jwk *key, const char *region, int64_t ver,
 	return tok;
 }
 
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
 /* ---- a fake control plane (and cell backend) ---- */
 
 struct fcp {
-	int lfd, port;
-	pthread_t accept_th;
-	atomic_int stop;
+	struct fake_srv srv;
 	pthread_mutex_t mu;
 	/* what it serves (under mu); NULL: 503 */
 	char *config, *routes;
@@ -133,51 +124,6 @@ struct fcp {
 	char config_path[300], config_auth[300], routes_auth[300], status_auth[300], status_body[2048];
 	char usage_auth[300], usage_key[300], usage_body[8192];
 	int usage_posts;
-	pthread_t conns[1024];
-	int nconns;
-};
-
-static int send_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static void respond(int fd, int status, const char *ctype, const char *body)
-{
-	char head[512];
-	size_t n = body ? strlen(body) : 0;
-	snprintf(head, sizeof head,
-	         "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	         status, ctype, n);
-	if (send_all(fd, head, strlen(head)) == 0 && n)
-		send_all(fd, body, n);
-}
-
-static void header_value(const char *req, const char *name, char *out, size_t len)
-{
-	out[0] = '\0';
-	for (const char *l = strstr(req, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
-		size_t n = strlen(name);
-		if (!strncasecmp(l + 2, name, n) && l[2 + n] == ':') {
-			const char *v = l + 3 + n, *end = strstr(v, "\r\n");
-			while (*v == ' ')
-				v++;
-			snprintf(out, len, "%.*s", (int)(end - v), v);
-			return;
-		}
-	}
-}
-
-struct conn_arg {
-	struct fcp *cp;
-	int fd;
 };
 
 /* A long-polled document: 200 with it, or 304 after a short hold when
@@ -190,63 +136,31 @@ static void serve_doc(struct fcp *cp, int fd, char *const *doc, const long *ver,
 	char *token = *doc ? strdup(*doc) : NULL;
 	pthread_mutex_unlock(&cp->mu);
 	if (token && strcmp(inm, etag)) {
-		respond(fd, 200, "application/jwt", token);
+		fake_respond(fd, 200, "application/jwt", token);
 	} else {
-		for (int i = 0; i < 6 && !atomic_load(&cp->stop); i++)
-			usleep(50000);
-		if (token)
-			respond(fd, 304, "application/jwt", NULL);
-		else
-			respond(fd, 503, "application/problem+json", "{\"code\":\"unavailable\"}");
+		fake_nothing_newer(&cp->srv, fd, token != NULL);
 	}
 	free(token);
 }
 
-static void *conn_main(void *arg)
+static void fcp_handle(struct fake_srv *s, int fd, const char *req)
 {
-	struct conn_arg *a = arg;
-	struct fcp *cp = a->cp;
-	int fd = a->fd;
-	static __thread char req[65536];
-	size_t n = 0;
-	free(a);
-
-	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		if (atomic_load(&cp->stop))
-			goto out;
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		ssize_t r = recv(fd, req + n, sizeof req - 1 - n, 0);
-		if (r <= 0)
-			goto out;
-		n += (size_t)r;
-		req[n] = '\0';
-		char *end = strstr(req, "\r\n\r\n");
-		if (end) {
-			char cl[32];
-			header_value(req, "Content-Length", cl, sizeof cl);
-			if ((size_t)(end + 4 - req) + (size_t)atol(cl) <= n)
-				break;
-		}
-		if (n == sizeof req - 1)
-			goto out;
-	}
+	struct fcp *cp = s->ctx;
 	char method[16], path[300], inm[64], auth[300], key[300], cell[100];
 	const char *body = strstr(req, "\r\n\r\n") + 4;
 	sscanf(req, "%15s %299s", method, path);
-	header_value(req, "If-None-Match", inm, sizeof inm);
-	header_value(req, "Authorization", auth, sizeof auth);
-	header_value(req, "Idempotency-Key", key, sizeof key);
-	header_value(req, "X-Celltrail-Cell", cell, sizeof cell);
+	fake_header(req, "If-None-Match", inm, sizeof inm);
+	fake_header(req, "Authorization", auth, sizeof auth);
+	fake_header(req, "Idempotency-Key", key, sizeof key);
+	fake_header(req, "X-Celltrail-Cell", cell, sizeof cell);
 	if (!strcmp(method, "GET") && !strcmp(path, "/echo")) {
-		respond(fd, 200, "text/plain", cell[0] ? cell : "-");
+		fake_respond(fd, 200, "text/plain", cell[0] ? cell : "-");
 	} else if (!strcmp(method, "POST") && !strcmp(path, "/v1/regions/us/status")) {
 		pthread_mutex_lock(&cp->mu);
 		snprintf(cp->status_auth, sizeof cp->status_auth, "%s", auth);
 		snprintf(cp->status_body, sizeof cp->status_body, "%s", body);
 		pthread_mutex_unlock(&cp->mu);
-		respond(fd, 200, "application/json", "{}");
+		fake_respond(fd, 200, "application/json", "{}");
 	} else if (!strcmp(method, "POST") && !strcmp(path, "/v1/usage")) {
 		pthread_mutex_lock(&cp->mu);
 		cp->usage_posts++;
@@ -254,7 +168,7 @@ static void *conn_main(void *arg)
 		snprintf(cp->usage_key, sizeof cp->usage_key, "%s", key);
 		snprintf(cp->usage_body, sizeof cp->usage_body, "%s", body);
 		pthread_mutex_unlock(&cp->mu);
-		respond(fd, 200, "application/json", "{}");
+		fake_respond(fd, 200, "application/json", "{}");
 	} else if (!strcmp(method, "GET") && strstr(path, "/v1/cells/" CELL "/config?") == path) {
 		pthread_mutex_lock(&cp->mu);
 		snprintf(cp->config_auth, sizeof cp->config_auth, "%s", auth);
@@ -267,57 +181,15 @@ static void *conn_main(void *arg)
 		pthread_mutex_unlock(&cp->mu);
 		serve_doc(cp, fd, &cp->routes, &cp->routes_ver, inm);
 	} else {
-		respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
+		fake_respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
 	}
-out:
-	close(fd);
-	return NULL;
-}
-
-static void *accept_main(void *arg)
-{
-	struct fcp *cp = arg;
-	while (!atomic_load(&cp->stop)) {
-		struct pollfd pfd = { cp->lfd, POLLIN, 0 };
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		int fd = accept(cp->lfd, NULL, NULL);
-		if (fd < 0)
-			continue;
-		struct conn_arg *a = malloc(sizeof *a);
-		a->cp = cp;
-		a->fd = fd;
-		pthread_mutex_lock(&cp->mu);
-		if (cp->nconns < 1024 && pthread_create(&cp->conns[cp->nconns], NULL, conn_main, a) == 0)
-			cp->nconns++;
-		else {
-			close(fd);
-			free(a);
-		}
-		pthread_mutex_unlock(&cp->mu);
-	}
-	return NULL;
-}
-
-static int listen_any(int *port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	*port = ntohs(sa.sin_port);
-	return fd;
 }
 
 static void fcp_start(struct fcp *cp)
 {
 	memset(cp, 0, sizeof *cp);
 	pthread_mutex_init(&cp->mu, NULL);
-	cp->lfd = listen_any(&cp->port);
-	ck_assert_int_eq(pthread_create(&cp->accept_th, NULL, accept_main, cp), 0);
+	fake_srv_start(&cp->srv, fcp_handle, cp);
 }
 
 static void fcp_set(struct fcp *cp, char **slot, long *ver_slot, const char *token, long ver)
@@ -331,11 +203,7 @@ static void fcp_set(struct fcp *cp, char **slot, long *ver_slot, const char *tok
 
 static void fcp_stop(struct fcp *cp)
 {
-	atomic_store(&cp->stop, 1);
-	pthread_join(cp->accept_th, NULL);
-	for (int i = 0; i < cp->nconns; i++)
-		pthread_join(cp->conns[i], NULL);
-	close(cp->lfd);
+	fake_srv_stop(&cp->srv);
 	free(cp->config);
 	free(cp->routes);
 	pthread_mutex_destroy(&cp->mu);
@@ -361,10 +229,8 @@ static void setup(void)
 	snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
 	ck_assert_int_eq(jwk_generate(&signer), 0);
 	ck_assert_int_eq(jwk_generate(&stranger), 0);
-	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&signer));
 	snprintf(trust_path, sizeof trust_path, "%s/trust.json", dir);
-	ck_assert_int_eq(json_dump_file(set, trust_path, 0), 0);
-	json_decref(set);
+	write_trust_bundle(&signer, trust_path);
 }
 
 static void teardown(void)
@@ -376,14 +242,7 @@ static void teardown(void)
 /* A migrated database of region us for the data plane. */
 static void dp_db(void)
 {
-	char bin[1024], out[4096], env_db[600], name[64];
-	snprintf(name, sizeof name, "it_cells_%d", (int)getpid());
-	it_create_db(name, db_url, sizeof db_url);
-	snprintf(env_db, sizeof env_db, "DP_DATABASE_URL=%s", db_url);
-	const char *const env[] = { env_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
-	it_bin("data-plane", bin, sizeof bin);
-	char *argv[] = { bin, "migrate", NULL };
-	ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
+	dp_region_db(it_fmt("it_cells_%d", (int)getpid()), db_url, sizeof db_url);
 }
 
 /* ---- the data plane of cell us-east-1 ---- */
@@ -451,6 +310,21 @@ static void wait_dp_version(const struct dp *d, long ver)
 	}
 }
 
+/* A fresh database, the fake control plane serving the cell's document
+ * of version `ver` (its URL in `url`), and the cell's data plane once it
+ * applied it. */
+static void start_cell_dp(struct fcp *cp, struct dp *d, char url[100], long ver)
+{
+	dp_db();
+	fcp_start(cp);
+	snprintf(url, 100, "http://127.0.0.1:%d", cp->srv.port);
+	char *doc = cell_doc(ver);
+	fcp_set(cp, &cp->config, &cp->config_ver, doc, ver);
+	free(doc);
+	start_dp(d, url);
+	wait_dp_version(d, ver);
+}
+
 /* The value of the series `series` in a /metrics page at `url`. */
 static long long metric_at(const char *url, const char *series)
 {
@@ -515,13 +389,7 @@ START_TEST(wrong_cell_guard)
 	struct fcp cp;
 	struct dp d;
 	char url[100], got[300];
-	dp_db();
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
-	char *doc = cell_doc(5);
-	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 5);
-	start_dp(&d, url);
-	wait_dp_version(&d, 5);
+	start_cell_dp(&cp, &d, url, 5);
 	fcp_get(&cp, cp.config_auth, got, sizeof got);
 	ck_assert_str_eq(got, "Bearer " CELL_TOKEN);
 	fcp_get(&cp, cp.config_path, got, sizeof got);
@@ -587,7 +455,6 @@ START_TEST(wrong_cell_guard)
 	              "no wrong_cell log line in %s", d.p.log);
 	free(log);
 	fcp_stop(&cp);
-	free(doc);
 }
 END_TEST
 
@@ -608,7 +475,7 @@ START_TEST(foreign_documents_refused)
 	snprintf(path, sizeof path, "%s/config.jwt", cache_dir);
 	write_text(path, regional);
 	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.srv.port);
 	start_dp(&d, url);
 	long st;
 	json_t *v = get_json(&d, "/readyz", &st);
@@ -661,13 +528,7 @@ START_TEST(usage_with_cell_token)
 	struct fcp cp;
 	struct dp d;
 	char url[100], got[8192];
-	dp_db();
-	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
-	char *doc = cell_doc(3);
-	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 3);
-	start_dp(&d, url);
-	wait_dp_version(&d, 3);
+	start_cell_dp(&cp, &d, url, 3);
 	struct it_resp r;
 	const char *const h[] = { "Authorization: Bearer us_" K_OWN "_" SEC, "Content-Type: application/json",
 		                      "X-Celltrail-Cell: " CELL, NULL };
@@ -693,7 +554,6 @@ START_TEST(usage_with_cell_token)
 	ck_assert_msg(strstr(got, T_OWN), "usage body names no tenant: %s", got);
 	stop_dp(&d);
 	fcp_stop(&cp);
-	free(doc);
 }
 END_TEST
 
@@ -729,14 +589,7 @@ END_TEST
  * us without DP_CELL: claimed by region us, by no cell. */
 static void fresh_region_db(const char *what, char *url, size_t len)
 {
-	char bin[1024], out[4096], env_db[600], name[64];
-	snprintf(name, sizeof name, "it_cellid_%d_%s", (int)getpid(), what);
-	it_create_db(name, url, len);
-	snprintf(env_db, sizeof env_db, "DP_DATABASE_URL=%s", url);
-	const char *const env[] = { env_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
-	it_bin("data-plane", bin, sizeof bin);
-	char *argv[] = { bin, "migrate", NULL };
-	ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
+	dp_region_db(it_fmt("it_cellid_%d_%s", (int)getpid(), what), url, len);
 }
 
 /* The region and cell recorded in `db` ("-" for a NULL cell). */
@@ -982,7 +835,7 @@ static char *hap_cmd(const struct hap *h, const char *cmd)
 		close(fd);
 		return NULL;
 	}
-	ck_assert_int_eq(send_all(fd, cmd, strlen(cmd)), 0);
+	ck_assert_int_eq(it_raw_send(fd, cmd, strlen(cmd)), 0);
 	struct buf b = { 0 };
 	char chunk[4096];
 	for (ssize_t n; (n = recv(fd, chunk, sizeof chunk, 0)) > 0;)
@@ -1028,7 +881,7 @@ static void wait_hap_map(const struct hap *h, const char *want)
  * deleted, the key id looked up, the cell named to the backend. */
 static void hap_start(struct hap *h, int backend_port)
 {
-	int lfd = listen_any(&h->port);
+	int lfd = listen_loopback(&h->port);
 	close(lfd); /* its port, for HAProxy to bind */
 	snprintf(h->cfg, sizeof h->cfg, "%s/haproxy.cfg", dir);
 	write_text(h->cfg, it_fmt("global\n"
@@ -1220,7 +1073,7 @@ START_TEST(router_keeps_haproxy_current)
 	ck_assert_int_eq(access(h.map, F_OK), -1);
 
 	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.srv.port);
 	char *v1 = sign_routes(&signer, "us", 1, ROUTES_1);
 	fcp_set(&cp, &cp.routes, &cp.routes_ver, v1, 1);
 	ck_assert_msg(router_once(url, &h, out, sizeof out) == 0, "%s", out);
@@ -1231,7 +1084,7 @@ START_TEST(router_keeps_haproxy_current)
 	ck_assert_str_eq(got, "Bearer " REGION_TOKEN);
 
 	fcp_start(&cells);
-	hap_start(&h, cells.port);
+	hap_start(&h, cells.srv.port);
 	wait_hap_map(&h, MAP_1);
 	router_start(&r, url, &h);
 	hap_echo(&h, "us_" K_OTHER "_" SEC, got, sizeof got);
@@ -1292,7 +1145,7 @@ START_TEST(router_keeps_haproxy_current)
 	text = it_slurp(h.map);
 	ck_assert_str_eq(text, MAP_3);
 	free(text);
-	hap_start(&h, cells.port);
+	hap_start(&h, cells.srv.port);
 	wait_hap_map(&h, MAP_3);
 	wait_router_haproxy(&r, "ok");
 	router_stop(&r);
@@ -1399,7 +1252,7 @@ START_TEST(router_large_map)
 	write_text(h.map, "");
 	hap_start(&h, 1);
 	fcp_start(&cp);
-	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.port);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.srv.port);
 	struct buf b = { 0 };
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(cfgdoc_add_route(&b, it_fmt("%024x", i), i % 2 ? CELL : OTHER_CELL), 0);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cfgdoc.h"
+#include "fixtures.h"
 #include "it.h"
 #include "secret.h"
 
@@ -98,30 +99,10 @@ static void credential(const char *region, char token[128])
 	admin_ok("POST", path, "{}", 201, token, "token", 128);
 }
 
-struct doc {
-	long status;
-	char etag[32];
-	char *body;
-	size_t len;
-};
-
 static void fetch(struct doc *d, const char *base, const char *region, const char *token,
                   const char *etag, int wait)
 {
-	struct it_resp r;
-	char u[256], auth[300], inm[64];
-	snprintf(u, sizeof u, "%s/v1/regions/%s/config%s", base, region, wait ? "?wait=" : "");
-	if (wait)
-		snprintf(u + strlen(u), sizeof u - strlen(u), "%d", wait);
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-	snprintf(inm, sizeof inm, "If-None-Match: %s", etag ? etag : "");
-	const char *const h[] = { auth, etag ? inm : NULL, NULL };
-	it_http(&r, "GET", u, h, NULL, 0);
-	d->status = r.status;
-	d->etag[0] = '\0';
-	it_header(&r, "ETag", d->etag, sizeof d->etag);
-	d->body = r.body;
-	d->len = r.len;
+	doc_fetch(d, it_fmt("%s/v1/regions/%s/config", base, region), token, etag, wait);
 }
 
 /* The published keys as a trust bundle file; returns its path. */

@@ -24,6 +24,7 @@
 
 #include "buf.h"
 #include "cfgdoc.h"
+#include "fixtures.h"
 #include "it.h"
 #include "jwk.h"
 #include "secret.h"
@@ -105,14 +106,6 @@ static char *doc(int64_t ver, int with_new)
 	return sign_doc(&signer, "us", ver, (int64_t)time(NULL) + 3600, with_new, 0);
 }
 
-static void write_text(const char *path, const char *text)
-{
-	FILE *f = fopen(path, "w");
-	ck_assert_ptr_nonnull(f);
-	fputs(text, f);
-	ck_assert_int_eq(fclose(f), 0);
-}
-
 static void write_cache(const char *token)
 {
 	char path[700];
@@ -132,26 +125,16 @@ static char *read_cache(const char *name)
 static void setup(void)
 {
 	static int seq;
-	char bin[1024], out[4096], env_db[600];
 	snprintf(dir, sizeof dir, "%s/dp-config-%d-%d", it_env("IT_LOG_DIR"), (int)getpid(), seq++);
 	ck_assert_int_eq(mkdir(dir, 0755), 0);
 	snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
 	ck_assert_int_eq(mkdir(cache_dir, 0700), 0);
 	ck_assert_int_eq(jwk_generate(&signer), 0);
 	ck_assert_int_eq(jwk_generate(&stranger), 0);
-	json_t *set = json_pack("{s[o]}", "keys", jwk_public_json(&signer));
 	snprintf(trust_path, sizeof trust_path, "%s/trust.json", dir);
-	ck_assert_int_eq(json_dump_file(set, trust_path, 0), 0);
-	json_decref(set);
+	write_trust_bundle(&signer, trust_path);
 
-	char name[64];
-	snprintf(name, sizeof name, "it_dpcfg_%d", (int)getpid());
-	it_create_db(name, db_url, sizeof db_url);
-	snprintf(env_db, sizeof env_db, "DP_DATABASE_URL=%s", db_url);
-	const char *const env[] = { env_db, "DP_REGION=us", "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
-	it_bin("data-plane", bin, sizeof bin);
-	char *argv[] = { bin, "migrate", NULL };
-	ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
+	dp_region_db(it_fmt("it_dpcfg_%d", (int)getpid()), db_url, sizeof db_url);
 }
 
 static void teardown(void)
@@ -319,9 +302,7 @@ static long long wait_metric(const struct dp *d, const char *series, long long a
 /* ---- a fake control plane ---- */
 
 struct fake_cp {
-	int lfd, port;
-	pthread_t accept_th;
-	atomic_int stop;
+	struct fake_srv srv;
 	pthread_mutex_t mu;
 	/* what config GETs are answered with (under mu) */
 	char *token;      /* 200 body; NULL: 503 */
@@ -332,99 +313,26 @@ struct fake_cp {
 	/* what it saw (under mu) */
 	int gets, posts;
 	char inm[64], auth[300], path[300], status_body[2048];
-	pthread_t conns[256];
-	int nconns;
 };
 
-static int send_all(int fd, const char *p, size_t n)
+static void fake_cp_handle(struct fake_srv *s, int fd, const char *req)
 {
-	while (n) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-static void respond(int fd, int status, const char *ctype, const char *body)
-{
-	char head[512];
-	size_t n = body ? strlen(body) : 0;
-	snprintf(head, sizeof head,
-	         "HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-	         status, ctype, n);
-	if (send_all(fd, head, strlen(head)) == 0 && n)
-		send_all(fd, body, n);
-}
-
-static void header_value(const char *req, const char *name, char *out, size_t len)
-{
-	out[0] = '\0';
-	for (const char *l = strstr(req, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n")) {
-		size_t n = strlen(name);
-		if (!strncasecmp(l + 2, name, n) && l[2 + n] == ':') {
-			const char *v = l + 3 + n, *end = strstr(v, "\r\n");
-			while (*v == ' ')
-				v++;
-			snprintf(out, len, "%.*s", (int)(end - v), v);
-			return;
-		}
-	}
-}
-
-struct conn_arg {
-	struct fake_cp *cp;
-	int fd;
-};
-
-static void *conn_main(void *arg)
-{
-	struct conn_arg *a = arg;
-	struct fake_cp *cp = a->cp;
-	int fd = a->fd;
-	char req[16384];
-	size_t n = 0;
-	free(a);
-
-	/* Headers, then the body of Content-Length. */
-	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		if (atomic_load(&cp->stop))
-			goto out;
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		ssize_t r = recv(fd, req + n, sizeof req - 1 - n, 0);
-		if (r <= 0)
-			goto out;
-		n += (size_t)r;
-		req[n] = '\0';
-		char *end = strstr(req, "\r\n\r\n");
-		if (end) {
-			char cl[32];
-			header_value(req, "Content-Length", cl, sizeof cl);
-			if ((size_t)(end + 4 - req) + (size_t)atol(cl) <= n)
-				break;
-		}
-		if (n == sizeof req - 1)
-			goto out;
-	}
+	struct fake_cp *cp = s->ctx;
 	char method[16], path[300], inm[64], auth[300];
 	sscanf(req, "%15s %299s", method, path);
-	header_value(req, "If-None-Match", inm, sizeof inm);
-	header_value(req, "Authorization", auth, sizeof auth);
+	fake_header(req, "If-None-Match", inm, sizeof inm);
+	fake_header(req, "Authorization", auth, sizeof auth);
 	if (!strcmp(method, "POST") && strstr(path, "/v1/regions/us/status") == path) {
 		pthread_mutex_lock(&cp->mu);
 		cp->posts++;
 		snprintf(cp->status_body, sizeof cp->status_body, "%s", strstr(req, "\r\n\r\n") + 4);
 		pthread_mutex_unlock(&cp->mu);
-		respond(fd, 200, "application/json", "{}");
-		goto out;
+		fake_respond(fd, 200, "application/json", "{}");
+		return;
 	}
 	if (strcmp(method, "GET") || strstr(path, "/v1/regions/us/config") != path) {
-		respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
-		goto out;
+		fake_respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
+		return;
 	}
 	pthread_mutex_lock(&cp->mu);
 	cp->gets++;
@@ -443,69 +351,21 @@ static void *conn_main(void *arg)
 	}
 	pthread_mutex_unlock(&cp->mu);
 	if (fixed) {
-		respond(fd, fixed, "application/problem+json", "{\"code\":\"unauthorized\"}");
+		fake_respond(fd, fixed, "application/problem+json", "{\"code\":\"unauthorized\"}");
 	} else if (same || !token) {
 		/* A short long poll: nothing newer. */
-		for (int i = 0; i < 6 && !atomic_load(&cp->stop); i++)
-			usleep(50000);
-		if (token)
-			respond(fd, 304, "application/jwt", NULL);
-		else
-			respond(fd, 503, "application/problem+json", "{\"code\":\"unavailable\"}");
+		fake_nothing_newer(&cp->srv, fd, token != NULL);
 	} else {
-		respond(fd, 200, "application/jwt", token);
+		fake_respond(fd, 200, "application/jwt", token);
 	}
 	free(token);
-out:
-	close(fd);
-	return NULL;
-}
-
-static void *accept_main(void *arg)
-{
-	struct fake_cp *cp = arg;
-	while (!atomic_load(&cp->stop)) {
-		struct pollfd pfd = { cp->lfd, POLLIN, 0 };
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		int fd = accept(cp->lfd, NULL, NULL);
-		if (fd < 0)
-			continue;
-		struct conn_arg *a = malloc(sizeof *a);
-		a->cp = cp;
-		a->fd = fd;
-		pthread_mutex_lock(&cp->mu);
-		if (cp->nconns < 256 && pthread_create(&cp->conns[cp->nconns], NULL, conn_main, a) == 0)
-			cp->nconns++;
-		else {
-			close(fd);
-			free(a);
-		}
-		pthread_mutex_unlock(&cp->mu);
-	}
-	return NULL;
-}
-
-/* A listening socket on a free port of 127.0.0.1; its port in *port. */
-static int listen_any(int *port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t sl = sizeof sa;
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-	ck_assert_int_eq(listen(fd, 64), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	*port = ntohs(sa.sin_port);
-	return fd;
 }
 
 static void fake_cp_start(struct fake_cp *cp)
 {
 	memset(cp, 0, sizeof *cp);
 	pthread_mutex_init(&cp->mu, NULL);
-	cp->lfd = listen_any(&cp->port);
-	ck_assert_int_eq(pthread_create(&cp->accept_th, NULL, accept_main, cp), 0);
+	fake_srv_start(&cp->srv, fake_cp_handle, cp);
 }
 
 /* What config GETs are answered with from now on (token copied). */
@@ -520,18 +380,14 @@ static void fake_cp_serve(struct fake_cp *cp, const char *token, long ver)
 
 static void fake_cp_stop(struct fake_cp *cp)
 {
-	atomic_store(&cp->stop, 1);
-	pthread_join(cp->accept_th, NULL);
-	for (int i = 0; i < cp->nconns; i++)
-		pthread_join(cp->conns[i], NULL);
-	close(cp->lfd);
+	fake_srv_stop(&cp->srv);
 	free(cp->token);
 	pthread_mutex_destroy(&cp->mu);
 }
 
 static void fake_cp_url(const struct fake_cp *cp, char *url, size_t len)
 {
-	snprintf(url, len, "http://127.0.0.1:%d", cp->port);
+	snprintf(url, len, "http://127.0.0.1:%d", cp->srv.port);
 }
 
 /* Waits for a status POST whose body holds `needle`; returns a copy of it. */
@@ -671,7 +527,7 @@ START_TEST(hung_control_plane)
 {
 	struct dp d;
 	char url[64], *tok = doc(7, 0);
-	int port, lfd = listen_any(&port); /* never accepted from */
+	int port, lfd = listen_loopback(&port); /* never accepted from */
 	snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
 	write_cache(tok);
 	start_dp(&d, url, NULL);

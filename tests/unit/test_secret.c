@@ -364,6 +364,30 @@ START_TEST(open_truncated_or_garbage)
 }
 END_TEST
 
+/* A completed token is its prefix and 43 base64url characters, the hex
+ * given is the SHA-256 of the whole; the buffer must hold exactly that. */
+START_TEST(token_complete)
+{
+	char tok[64], hex[65], want[65];
+	unsigned char sha[32];
+	for (size_t cap = 48; cap <= 50; cap++) {
+		strcpy(tok, "ab_x_");
+		int rc = secret_token_complete(tok, cap, hex);
+		if (cap < 5 + 44) {
+			ck_assert_int_eq(rc, -1);
+			continue;
+		}
+		ck_assert_int_eq(rc, 0);
+		ck_assert_uint_eq(strlen(tok), 5 + 43);
+		ck_assert(!strncmp(tok, "ab_x_", 5));
+		ck_assert_uint_eq(strspn(tok + 5, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"), 43);
+		secret_sha256(tok, strlen(tok), sha);
+		secret_hex(sha, sizeof sha, want);
+		ck_assert_str_eq(hex, want);
+	}
+}
+END_TEST
+
 Suite *secret_suite(void)
 {
 	Suite *s = suite_create("secret");
@@ -385,6 +409,7 @@ Suite *secret_suite(void)
 	tcase_add_test(tc, open_wrong_key);
 	tcase_add_test(tc, open_tampered);
 	tcase_add_test(tc, open_truncated_or_garbage);
+	tcase_add_test(tc, token_complete);
 	suite_add_tcase(s, tc);
 	return s;
 }
