@@ -143,16 +143,8 @@ enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *ten
 	return st;
 }
 
-enum db_status cp_credential_created(struct db_conn *c, struct http_req *req, struct cp_outcome *out,
-                                     const char *action, const char *object_type, json_t *doc,
-                                     const char *token)
+enum db_status cp_credential_created(struct cp_outcome *out, json_t *doc, const char *token)
 {
-	enum db_status st = cp_audit(c, req, NULL, action, object_type,
-	                             json_string_value(json_object_get(doc, "id")), NULL, doc);
-	if (st != DB_OK) {
-		json_decref(doc);
-		return st;
-	}
 	json_object_set_new(doc, "token", json_string(token));
 	out->sealed = 1;
 	return cp_done(out, 201, doc);

@@ -37,13 +37,12 @@ enum http_result cp_mutate_keyed(struct http_req *req, const struct idem *k, cp_
 enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *tenant_id,
                         const char *action, const char *object_type, const char *object_id,
                         json_t *before, json_t *after) __attribute__((warn_unused_result));
-/* Ends a transaction that created a credential of the fleet: audits `doc`
- * (its stored row, stolen) as `action` on `object_type` by its "id", then
- * answers 201 with it and `token`, shown this once: the outcome is sealed,
- * so the token is never stored in clear. */
-enum db_status cp_credential_created(struct db_conn *c, struct http_req *req, struct cp_outcome *out,
-                                     const char *action, const char *object_type, json_t *doc,
-                                     const char *token) __attribute__((warn_unused_result));
+/* Ends a transaction that created a credential of the fleet, once the
+ * caller has audited it (cp_audit with its action, a literal the audit
+ * spec test reads): answers 201 with `doc` (stolen) and `token`, shown this
+ * once: the outcome is sealed, so the token is never stored in clear. */
+enum db_status cp_credential_created(struct cp_outcome *out, json_t *doc, const char *token)
+	__attribute__((warn_unused_result));
 
 /* Runs a read-only body (statements in autocommit) and replies with `out`. */
 enum http_result cp_read(struct http_req *req, cp_apply_fn fn, void *ctx);

@@ -209,8 +209,12 @@ static enum db_status cred_tx(struct db_conn *c, struct http_req *req, void *vct
 		return DB_ERROR;
 	if ((st = cpdb_credential_insert(c, ctx->region, hex, &doc)) != DB_OK)
 		return st;
-	return cp_credential_created(c, req, out, "region.credential.create", "region_credential", doc,
-	                             ctx->token);
+	if ((st = cp_audit(c, req, NULL, "region.credential.create", "region_credential",
+	                   json_string_value(json_object_get(doc, "id")), NULL, doc)) != DB_OK) {
+		json_decref(doc);
+		return st;
+	}
+	return cp_credential_created(out, doc, ctx->token);
 }
 
 enum http_result cp_region_credentials_create(struct http_req *req)
