@@ -460,6 +460,9 @@ defaults
 	option redispatch 1
 	retry-on conn-failure empty-response
 	default-server inter 1s fastinter 250ms downinter 1s rise 1 fall 2
+	# A cell with no live data plane: a problem document with Retry-After,
+	# like every other refusal (code unavailable), not HAProxy's HTML page.
+	http-error status 503 content-type application/problem+json string '{"type":"urn:celltrail:problem:unavailable","title":"Service unavailable","status":503,"code":"unavailable","detail":"No data plane is up to serve this request; retry shortly."}' hdr Retry-After 1
 CFG
 		for r in $REGIONS; do
 			eval "cs=\$CELLS_$r"

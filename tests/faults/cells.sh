@@ -173,6 +173,10 @@ cells_dp_kill() {
 	cell_unmoved cdk_w $((t0 + 1000)) "$t_kill" "$t_start" $((t_up + 1000))
 	check "cell $CE: requests failed while its data planes were down ($(errors_total cdk_e-post cdk_e-tenant)): the kill hit the load" \
 		[ "$(errors_total cdk_e-post cdk_e-tenant)" -gt 0 ]
+	bare=$(cat "$SCEN_DIR/cdk_e-post.load" "$SCEN_DIR/cdk_e-tenant.load" | awk '$3 == 503 && $8 == "-"' | wc -l)
+	n503=$(cat "$SCEN_DIR/cdk_e-post.load" "$SCEN_DIR/cdk_e-tenant.load" | awk '$3 == 503' | wc -l)
+	check "cell $CE: the router answered its requests 503 with Retry-After while no data plane of it was up ($n503 503s, $bare without)" \
+		eval '[ "$n503" -gt 0 ] && [ "$bare" = 0 ]'
 	check "cell $CE: every request sent from 1 s after it serves again succeeded" \
 		[ "$(errors_in cdk_e-post $((t_up + 1000)) 99999999999999)$(errors_in cdk_e-tenant $((t_up + 1000)) 99999999999999)" = 00 ]
 	cell_check cdk_e
