@@ -1,4 +1,4 @@
-/* The cells of a region: GET/POST /v1/regions/{region}/cells, PATCH
+/* The cells of a region: GET/POST /v1/regions/{region}/cells, GET/PATCH
  * /v1/regions/{region}/cells/{cell} (admin) and POST
  * /v1/cells/{cell}/credentials (admin: a cell's credential). Cells are
  * implementation, never the client's concern: only admins see them. A
@@ -130,6 +130,38 @@ enum http_result cp_cells_create(struct http_req *req)
 	return rc;
 }
 
+/* The region's cell `name` into *doc: DB_OK, or a 404 in `out`. */
+static enum db_status region_cell(struct db_conn *c, const char *region, const char *name,
+                                  json_t **doc, struct cp_outcome *out)
+{
+	enum db_status st = cpdb_cell_get(c, name, doc);
+	if (st == DB_OK && strcmp(json_string_value(json_object_get(*doc, "region")), region) != 0) {
+		json_decref(*doc);
+		st = DB_NOT_FOUND;
+	}
+	if (st == DB_NOT_FOUND)
+		return cp_fail(out, PROB_NOT_FOUND, "Region %s has no cell named '%s'.", region, name);
+	return st;
+}
+
+static enum db_status get_tx(struct db_conn *c, struct http_req *req, void *vctx,
+                             struct cp_outcome *out)
+{
+	(void)req;
+	struct cell_ctx *ctx = vctx;
+	json_t *doc;
+	enum db_status st = region_cell(c, ctx->region, ctx->name, &doc, out);
+	return st == DB_OK ? cp_done(out, 200, doc) : st;
+}
+
+enum http_result cp_cells_get(struct http_req *req)
+{
+	struct cell_ctx ctx = { .region = http_req_param(req, "region"), .name = http_req_param(req, "cell") };
+	if (!ctx.region || !name_valid_region(ctx.region) || !ctx.name || !name_valid_cell(ctx.name))
+		return http_reply_problem(req, PROB_NOT_FOUND, "No such cell.");
+	return cp_read(req, get_tx, &ctx);
+}
+
 static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *vctx,
                                 struct cp_outcome *out)
 {
@@ -139,15 +171,8 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 	enum db_status st = cpdb_cells_lock(c, ctx->region);
 	if (st != DB_OK)
 		return st;
-	st = cpdb_cell_get(c, ctx->name, &before);
-	if (st == DB_NOT_FOUND)
-		return cp_fail(out, PROB_NOT_FOUND, "Region %s has no cell named '%s'.", ctx->region, ctx->name);
-	if (st != DB_OK)
+	if ((st = region_cell(c, ctx->region, ctx->name, &before, out)) != DB_OK)
 		return st;
-	if (strcmp(json_string_value(json_object_get(before, "region")), ctx->region) != 0) {
-		json_decref(before);
-		return cp_fail(out, PROB_NOT_FOUND, "Region %s has no cell named '%s'.", ctx->region, ctx->name);
-	}
 	json_int_t held = json_integer_value(json_object_get(before, "tenants"));
 	if (!strcmp(ctx->in.status, "closed") && held > 0) {
 		json_decref(before);

@@ -160,6 +160,7 @@ static const struct http_route cp_routes[] = {
 	{ "DELETE", "/v1/admins/{id}", cp_admins_delete, 0, ADM, NULL },
 	{ "GET", "/v1/regions/{region}/cells", cp_cells_list, 0, ADM, NULL },
 	{ "POST", "/v1/regions/{region}/cells", cp_cells_create, BODY, ADM, NULL },
+	{ "GET", "/v1/regions/{region}/cells/{cell}", cp_cells_get, 0, ADM, NULL },
 	{ "PATCH", "/v1/regions/{region}/cells/{cell}", cp_cells_update, BODY, ADM, NULL },
 	{ "GET", "/v1/regions/{region}/routes", cp_region_routes, 0, REG, q_wait },
 	{ "POST", "/v1/cells/{cell}/credentials", cp_cell_credentials_create, BODY, ADM, NULL },

@@ -244,6 +244,15 @@ START_TEST(catalog)
 	ck_assert_str_eq(it_js(j, "tenant_id"), t_us);
 	ck_assert_str_eq(it_js(j, "status"), "active");
 	json_decref(j);
+	/* One cell reads as the list shows it; only as its own region's. */
+	j = ADM("GET", "/v1/regions/us/cells/us-west-2-acme", NULL, 200);
+	ck_assert_str_eq(it_js(j, "name"), "us-west-2-acme");
+	ck_assert_str_eq(it_js(j, "kind"), "dedicated");
+	ck_assert_str_eq(it_js(j, "tenant_id"), t_us);
+	json_decref(j);
+	ADM_PROBLEM("GET", "/v1/regions/eu/cells/us-west-2-acme", NULL, 404, "not_found", NULL);
+	ADM_PROBLEM("GET", "/v1/regions/us/cells/us-nowhere", NULL, 404, "not_found", NULL);
+	ADM_PROBLEM("GET", "/v1/regions/us/cells/A", NULL, 404, "not_found", NULL);
 	/* Three additions and a tenant: four bumps of us; eu's only for its tenant. */
 	ck_assert_int_eq(version_of("us"), us + 4);
 	ck_assert_int_eq(version_of("eu"), eu + 1);

@@ -165,6 +165,8 @@ static const struct authz_row authz_rows[] = {
 	  { 401, 401, 403, 403, 403, 200 } },
 	{ "POST", "/v1/regions/{region}/cells", "/v1/regions/eu/cells",
 	  "{\"name\":\"eu-cell-{n}\",\"kind\":\"shared\"}", F_NONE, 1, 0, { 401, 401, 403, 403, 403, 201 } },
+	{ "GET", "/v1/regions/{region}/cells/{cell}", "/v1/regions/eu/cells/eu-west-2", NULL, F_NONE, 0, 0,
+	  { 401, 401, 403, 403, 403, 200 } },
 	{ "PATCH", "/v1/regions/{region}/cells/{cell}", "/v1/regions/eu/cells/eu-west-2",
 	  "{\"status\":\"active\"}", F_NONE, 1, 0, { 401, 401, 403, 403, 403, 200 } },
 	{ "POST", "/v1/cells/{cell}/credentials", "/v1/cells/eu-west-1/credentials", NULL, F_NONE, 1, 0,
