@@ -69,14 +69,7 @@ done
 # One wrk run; prints "req/s p50_ms p99_ms".
 measure() { # url connections seconds
 	wrk -t2 -c"$2" -d"${3}s" --latency -H "Authorization: Bearer $KEY" "$1/v1/tenant" > "$work/wrk.out" 2>&1
-	awk -v url="$1" '
-		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-		/Requests\/sec/ { rps = $2 }
-		/^ +50%/ { p50 = ms($2) }
-		/^ +99%/ { p99 = ms($2) }
-		/Non-2xx/ { bad = $NF }
-		END { if (bad) { print "bench: " bad " non-2xx answers from " url > "/dev/stderr"; exit 1 }
-		      printf "%.0f %.3f %.3f\n", rps, p50, p99 }' "$work/wrk.out"
+	awk -v url="$1" -v digits=3 -f "$ROOT/tests/bench/wrk.awk" "$work/wrk.out"
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 col() { cut -d' ' -f"$2" "$1" | median; }

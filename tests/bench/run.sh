@@ -52,14 +52,7 @@ wait_port() { # port
 measure() { # url [wrk args...]
 	url=$1; shift
 	wrk -t2 -c"$CONNS" -d"${SECS}s" --latency "$@" "$url" > "$work/wrk.out" 2>&1
-	awk -v url="$url" '
-		function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-		/Requests\/sec/ { rps = $2 }
-		/^ +50%/ { p50 = ms($2) }
-		/^ +99%/ { p99 = ms($2) }
-		/Non-2xx/ { bad = $NF }
-		END { if (bad) { print "bench: " bad " non-2xx answers from " url > "/dev/stderr"; exit 1 }
-		      printf "%.0f %.2f %.2f\n", rps, p50, p99 }' "$work/wrk.out"
+	awk -v url="$url" -f "$ROOT/tests/bench/wrk.awk" "$work/wrk.out"
 }
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
