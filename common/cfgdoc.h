@@ -12,7 +12,16 @@
  *   where each k record belongs to the t record before it. Every character
  *   in it is one JSON carries unescaped, so the control plane splices the
  *   text into the payload without copying it through a JSON encoder.
- * The tenants string holds only tenants whose home region is aud.
+ * The tenants string holds only tenants whose home region is aud. A key's
+ * first part (its region) may name another region than aud: after a move
+ * between regions a tenant's keys keep working at its new home, their
+ * region becoming an alias; a key is served where its id is found.
+ *   moved      optional; one string of records ended by ';':
+ *     <key id, 24 hex>|<region>;
+ *   one for every key not revoked whose first part names aud's region but
+ *   whose tenant now lives in <region>: a data plane answers such a key 421
+ *   with that region's endpoint (from directory), before anything else. A
+ *   data plane of a build without moves ignores the claim.
  * Keeping the bulk in one string lets a data plane build its lookup tables
  * in one pass, without a JSON tree of every tenant. A later "kind":"delta"
  * can carry changes since a base version; a data plane that meets a fmt or
@@ -80,6 +89,13 @@ struct cfgdoc_region {
 	char status[16];
 };
 
+/* A record of the `moved` claim: a key of this region whose tenant lives
+ * in `region` now. */
+struct cfgdoc_moved {
+	char key[25];
+	char region[33];
+};
+
 /* The `cell` claim of a cell document. */
 struct cfgdoc_cell {
 	char name[64];
@@ -101,6 +117,8 @@ struct cfgdoc {
 	size_t ntenants;
 	struct cfgdoc_key *keys;
 	size_t nkeys;
+	struct cfgdoc_moved *moved;            /* the `moved` claim, in its order */
+	size_t nmoved;
 	uint32_t *key_slots, *tenant_slots;   /* open addressing; value = index + 1 */
 	size_t key_cap, tenant_cap;
 	char *token;                           /* the verified text, for the cache */
@@ -110,6 +128,8 @@ struct cfgdoc {
 const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id);
 const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const char *id);
 const struct cfgdoc_region *cfgdoc_find_region(const struct cfgdoc *d, const char *name);
+/* The `moved` record of key `id`, or NULL. */
+const struct cfgdoc_moved *cfgdoc_find_moved(const struct cfgdoc *d, const char *id);
 void cfgdoc_free(struct cfgdoc *d);
 
 /* ---- trust bundle: a JWK set file of the keys a data plane accepts ---- */
@@ -233,6 +253,9 @@ int cfgdoc_add_key(struct buf *b, const char *id, const unsigned char sha256[32]
 /* The same with the digest already in base64url (43 characters). */
 int cfgdoc_add_key_b64(struct buf *b, const char *id, const char *sha256_b64url, int write,
                        int read, int64_t expires);
+/* Appends one record of the `moved` claim to `b`. Returns 0, or -1 when
+ * the key id or the region name is not valid. */
+int cfgdoc_add_moved(struct buf *b, const char *key_id, const char *region);
 /* Appends one route line of a routes document to `b`. Returns 0, or -1
  * when the key id or the cell name is not valid. */
 int cfgdoc_add_route(struct buf *b, const char *key_id, const char *cell);
