@@ -821,6 +821,8 @@ START_TEST(region_flip)
 	ck_assert(has_audit("move.target_erased", m2));
 	ck_assert_ptr_null(CALL("POST", "/v1/regions/eu/moves/claim", reu, "{\"mover\":\"m2\"}", 204));
 	ck_assert_str_eq(cell_of(t2), "us-east-1/us");
+	/* The region never changes but through a move. */
+	q_fails(it_fmt("UPDATE tenants SET region = 'us', cell = 'us-east-1' WHERE id = '%s'", t), "23514");
 }
 END_TEST
 
