@@ -39,6 +39,7 @@ Suite *queries_suite(void); /* test_queries.c */
 Suite *cells_suite(void); /* test_cells.c */
 Suite *cells_dp_suite(void); /* test_cells_dp.c */
 Suite *cell_router_suite(void); /* test_cells_dp.c */
+Suite *mover_suite(void); /* test_mover.c */
 /* Prints the service log lines of the *.log files of `dir` that name
  * neither a request ("req_id") nor a task ("task"); returns their number. */
 int it_logs_check(const char *dir);
