@@ -132,6 +132,7 @@ struct mover {
 	/* cp: the control plane; src: the source's pages; dst: the target;
 	 * aux: the source's other routes (a digest while a page is held) */
 	struct mover_conn cp, src, dst, aux;
+	CURLM *multi;               /* their connections, kept open between calls */
 	struct deferred deferred[16];
 
 	atomic_uint_least64_t events_copied, copy_us, last_pause_us;
@@ -1305,6 +1306,11 @@ int main(int argc, char **argv)
 		return SVC_EXIT_FAILURE;
 	}
 	ret = SVC_EXIT_FAILURE;
+	if (!(mv.multi = curl_multi_init())) {
+		fprintf(stderr, PROG ": cannot initialize libcurl\n");
+		goto out;
+	}
+	mv.cp.multi = mv.src.multi = mv.dst.multi = mv.aux.multi = mv.multi;
 	if (!mv.once) {
 		struct http_server_opts o = {
 			.service = PROG,
@@ -1351,6 +1357,8 @@ out:
 	mover_conn_free(&mv.src);
 	mover_conn_free(&mv.dst);
 	mover_conn_free(&mv.aux);
+	if (mv.multi)
+		curl_multi_cleanup(mv.multi);
 	curl_global_cleanup();
 	log_info(NULL, "stopped");
 	return ret;

@@ -92,50 +92,53 @@ static void finish(struct mover_conn *c, CURLcode rc)
 		c->rc = CURLE_OUT_OF_MEMORY, c->status = 0;
 }
 
-void mover_conn_perform(struct mover_conn *c)
+/* Runs the handles of `a` and `b` (b may be NULL) in `m` until both end. */
+static void run_multi(CURLM *m, struct mover_conn *a, struct mover_conn *b)
 {
-	finish(c, curl_easy_perform(c->easy));
-}
-
-void mover_conn_perform2(struct mover_conn *a, struct mover_conn *b)
-{
-	if (!a || !b) {
-		if (a)
-			mover_conn_perform(a);
-		if (b)
-			mover_conn_perform(b);
+	int running = 0;
+	a->rc = CURLE_RECV_ERROR;
+	if (b)
+		b->rc = CURLE_RECV_ERROR;
+	if (curl_multi_add_handle(m, a->easy) != CURLM_OK)
 		return;
-	}
-	CURLM *m = curl_multi_init();
-	if (!m || curl_multi_add_handle(m, a->easy) != CURLM_OK) {
-		curl_multi_cleanup(m);
-		mover_conn_perform(a);
-		mover_conn_perform(b);
-		return;
-	}
-	if (curl_multi_add_handle(m, b->easy) != CURLM_OK) {
+	if (b && curl_multi_add_handle(m, b->easy) != CURLM_OK) {
 		curl_multi_remove_handle(m, a->easy);
-		curl_multi_cleanup(m);
-		mover_conn_perform(a);
-		mover_conn_perform(b);
 		return;
 	}
-	int running = 2;
-	while (running) {
+	do {
 		if (curl_multi_perform(m, &running) != CURLM_OK)
 			break;
 		if (running && curl_multi_poll(m, NULL, 0, 200, NULL) != CURLM_OK)
 			break;
-	}
-	a->rc = b->rc = CURLE_RECV_ERROR;
+	} while (running);
 	CURLMsg *msg;
 	int left;
 	while ((msg = curl_multi_info_read(m, &left)))
 		if (msg->msg == CURLMSG_DONE)
 			finish(msg->easy_handle == a->easy ? a : b, msg->data.result);
 	curl_multi_remove_handle(m, a->easy);
-	curl_multi_remove_handle(m, b->easy);
-	curl_multi_cleanup(m);
+	if (b)
+		curl_multi_remove_handle(m, b->easy);
+}
+
+void mover_conn_perform(struct mover_conn *c)
+{
+	if (c->multi)
+		run_multi(c->multi, c, NULL);
+	else
+		finish(c, curl_easy_perform(c->easy));
+}
+
+void mover_conn_perform2(struct mover_conn *a, struct mover_conn *b)
+{
+	if (!a || !b || !a->multi || a->multi != b->multi) {
+		if (a)
+			mover_conn_perform(a);
+		if (b)
+			mover_conn_perform(b);
+		return;
+	}
+	run_multi(a->multi, a, b);
 }
 
 int mover_conn_stopped(const struct mover_conn *c)

@@ -19,7 +19,9 @@
 #include "buf.h"
 
 struct mover_conn {
-	CURL *easy;                    /* kept between calls: its connection stays open */
+	CURLM *multi;                  /* borrowed, set by the owner: its connection cache
+	                                * keeps every connection open between calls */
+	CURL *easy;
 	struct curl_slist *headers;
 	struct buf answer;             /* the last call's answer body */
 	size_t max;
@@ -38,10 +40,12 @@ int mover_conn_prepare(struct mover_conn *c, const char *method, const char *url
                        long connect_ms, long total_ms, const atomic_int *stop)
 	__attribute__((warn_unused_result));
 
-/* Performs one prepared call; then status, rc and answer are set. */
+/* Performs one prepared call; then status, rc and answer are set. With a
+ * `multi`, through it (a handle's connection then outlives the call). */
 void mover_conn_perform(struct mover_conn *c);
 
-/* Performs two prepared calls at once (either may be NULL). */
+/* Performs two prepared calls at once (either may be NULL), through a's
+ * `multi`, which both must share. */
 void mover_conn_perform2(struct mover_conn *a, struct mover_conn *b);
 
 /* 1 when the last call was a stop abort, not a failure. */
