@@ -61,6 +61,7 @@ struct world {
 	int target_erased, source_erased, erase_due;
 	int cred2;               /* the cells take only the second credential, which claims after the first hand out */
 	int claims;
+	int cp_down;             /* the cutover's report: first hung (held past the mover's timeout), then 503 */
 	/* logs */
 	char log[3][MAXLOG][600];
 	int n[3];
@@ -147,7 +148,6 @@ static int claim_due(void)
 
 static void cp_handle(struct fake_srv *s, int fd, const char *req)
 {
-	(void)s;
 	char method[8], target[512];
 	const char *body = strstr(req, "\r\n\r\n") + 4;
 	sscanf(req, "%7s %511s", method, target);
@@ -176,6 +176,16 @@ static void cp_handle(struct fake_srv *s, int fd, const char *req)
 			                              "lease_seconds", 30));
 		else
 			fake_respond(fd, 204, "application/json", NULL);
+	} else if (progress && W.cp_down && !strcmp(json_string_value(json_object_get(b, "state")) ?: "", "cutover")) {
+		int hang = W.cp_down-- == 2;
+		wlog(CP, hang ? "-> hung" : "-> 503");
+		if (hang) {
+			pthread_mutex_unlock(&W.mu);
+			for (int i = 0; i < 25 && !atomic_load(&s->stop); i++)
+				usleep(100000);
+			pthread_mutex_lock(&W.mu);
+		}
+		fake_respond(fd, 503, "application/problem+json", "{\"code\":\"unavailable\"}");
 	} else if (progress) {
 		const char *st = json_string_value(json_object_get(b, "state"));
 		const char *cur = W.state;
@@ -729,6 +739,36 @@ START_TEST(erase_done_source)
 }
 END_TEST
 
+/* The control plane hangs (past MOVER_HTTP_TIMEOUT), then answers 503, at
+ * the cutover's report: the mover calls again with backoff and the move
+ * goes on as if nothing happened. */
+START_TEST(control_plane_down)
+{
+	W.cp_down = 2;
+	struct it_proc p;
+	mover_start(&p, 1, "MOVER_HTTP_TIMEOUT=1s");
+	int rc = it_wait(&p, 60000);
+	ck_assert_msg(rc == 0, "mover --once exited with %d (log %s)", rc, p.log);
+	const char *const cp[] = {
+		CLAIM,
+		PROGRESS("catching_up", 5, 0, 5),
+		PROGRESS("cutover", 5, 0, 5),
+		"-> hung",
+		PROGRESS("cutover", 5, 0, 5),
+		"-> 503",
+		PROGRESS("cutover", 5, 0, 5),
+		PROGRESS("verifying", 6, 0, 6),
+		it_fmt("POST " M "/complete {\"mover\":\"mover-us\",\"source_digest\":\"%s\",\"source_events\":6,"
+		       "\"target_digest\":\"%s\",\"target_events\":6}",
+		       digest_rows(6), digest_rows(6)),
+		CLAIM,
+		NULL,
+	};
+	expect_log(CP, 0, cp);
+	ck_assert_str_eq(W.state, "done");
+}
+END_TEST
+
 /* A credential that expires mid-move (401 at a cell) is replaced by
  * claiming the move again: the first claim hands out a credential the
  * cells no longer take, the second a good one, and the move goes on. */
@@ -787,6 +827,14 @@ START_TEST(metrics_match_readme)
 	}
 	ck_assert_int_eq(rows, families);
 	ck_assert_msg(strstr(s.body, "mover_steps_total{step=\"claim\",outcome=\"ok\"}"), "%.2000s", s.body);
+	/* What a Prometheus scraper reads passes its linter without a remark. */
+	char path[1024], out[4096];
+	snprintf(path, sizeof path, "%s/metrics-mover-%d.txt", it_env("IT_LOG_DIR"), (int)getpid());
+	write_text(path, s.body);
+	char *argv[] = { "/bin/sh", "-c", (char *)it_fmt("exec /usr/bin/promtool check metrics < '%s'", path), NULL };
+	int lint = it_run("promtool", argv, NULL, out, sizeof out);
+	ck_assert_msg(lint == 0 && !out[0], "promtool check metrics on the mover's /metrics (exit %d):\n%.3000s", lint, out);
+	unlink(path);
 	it_resp_free(&s);
 	free(readme);
 	ck_assert_int_eq(it_stop(&p), 0);
@@ -797,7 +845,7 @@ Suite *mover_suite(void)
 {
 	const TTest *const tests[] = {
 		full_move, resume_after_kill, conflict_mid_copy, digest_mismatch, aborted_move, erase_done_source,
-		credential_refresh, metrics_match_readme,
+		control_plane_down, credential_refresh, metrics_match_readme,
 	};
 	Suite *s = suite_create("mover");
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 90);
