@@ -157,6 +157,7 @@ struct move {
 	long long events_a;
 	int64_t records_since_us;   /* the next records copy starts here */
 	int final;                  /* done, aborted or failed: no progress to report */
+	int fenced;                 /* the fence may be up: an error fails the move */
 	char error[512];
 	struct buf page;            /* the page being posted */
 };
@@ -522,12 +523,22 @@ static json_t *answer_json(const struct mover_conn *c)
 	return j;
 }
 
-/* A cell's refusal ends the move: the error for the failed report. */
+/* A cell's refusal. Before the fence, one that says the cell cannot take
+ * part here (a credential refused even fresh, a wrong cell behind the URL,
+ * a data plane without the move routes: a mover's configuration or a
+ * rollout in progress) leaves the move for later rather than failing it;
+ * anything else, and everything once the tenant's writes are paused,
+ * fails the move (the error for the failed report). */
 static enum res cell_refused(struct move *m, const struct mover_conn *c, const char *what, long st)
 {
 	json_t *j = answer_json(c);
 	snprintf(m->error, sizeof m->error, "%s: HTTP %ld (%s)", what, st, j ? problem_text(j) : "no detail");
 	json_decref(j);
+	if (!m->fenced && (st == 401 || st == 403 || st == 404 || st == 405)) {
+		move_log(LOG_ERROR, m, "call", json_pack("{ss}", "error", m->error),
+		         "a cell cannot take part in this move now (check MOVER_CELLS): later");
+		return MV_DEFER;
+	}
 	return MV_FAIL;
 }
 
@@ -846,6 +857,8 @@ static enum res phase_cutover(struct mover *mv, struct move *m)
 	enum res r;
 	json_t *ans = NULL;
 
+	/* From cutover on, a previous run may have fenced the source already. */
+	m->fenced = 1;
 	if (!m->pos_a[0]) {
 		/* Resumed here: part A is not known, part B covers everything. */
 		snprintf(m->pos_a, sizeof m->pos_a, "0.0");

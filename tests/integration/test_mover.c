@@ -61,6 +61,7 @@ struct world {
 	int target_erased, source_erased, erase_due;
 	int cred2;               /* the cells take only the second credential, which claims after the first hand out */
 	int claims;
+	int src_missing;         /* the source has no move routes (404): an older data plane */
 	int cp_down;             /* the cutover's report: first hung (held past the mover's timeout), then 503 */
 	/* logs */
 	char log[3][MAXLOG][600];
@@ -246,6 +247,11 @@ static void src_handle(struct fake_srv *s, int fd, const char *req)
 	if (!authorized(req, W.cred2 ? CRED2 : CRED)) {
 		wlog(SRC, "BAD CREDENTIAL %s %s", method, target);
 		fake_respond(fd, 401, "application/problem+json", "{\"code\":\"unauthorized\"}");
+		goto out;
+	}
+	if (W.src_missing) {
+		wlog(SRC, "-> 404");
+		fake_respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
 		goto out;
 	}
 	/* The lag's measures (a digest without upto) come with the clock. */
@@ -769,6 +775,21 @@ START_TEST(control_plane_down)
 }
 END_TEST
 
+/* A source cell without the move routes (404: a data plane of an older
+ * build, mid-rollout) leaves the move for later: not failed, --once ends. */
+START_TEST(cell_not_ready)
+{
+	W.src_missing = 1;
+	mover_once();
+	const char *const cp[] = { CLAIM, CLAIM, NULL };
+	expect_log(CP, 0, cp);
+	ck_assert_str_eq(W.state, "copying");
+	W.src_missing = 0;
+	mover_once();
+	ck_assert_str_eq(W.state, "done");
+}
+END_TEST
+
 /* A credential that expires mid-move (401 at a cell) is replaced by
  * claiming the move again: the first claim hands out a credential the
  * cells no longer take, the second a good one, and the move goes on. */
@@ -845,7 +866,7 @@ Suite *mover_suite(void)
 {
 	const TTest *const tests[] = {
 		full_move, resume_after_kill, conflict_mid_copy, digest_mismatch, aborted_move, erase_done_source,
-		control_plane_down, credential_refresh, metrics_match_readme,
+		control_plane_down, cell_not_ready, credential_refresh, metrics_match_readme,
 	};
 	Suite *s = suite_create("mover");
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 90);
