@@ -989,6 +989,10 @@ static void router_metrics_match_readme(const struct router *r)
 	ck_assert_ptr_nonnull(m);
 	const char *t = strstr(m, "\n### Cell router\n"), *end = strstr(m + 1, "\n## ");
 	ck_assert_msg(t && (!end || t < end), "README: no '### Cell router' table under '## Metrics'");
+	/* The table ends at the next subsection (the mover's) or section. */
+	const char *sub = strstr(t + 1, "\n### ");
+	if (sub && (!end || sub < end))
+		end = sub;
 	struct it_resp s;
 	it_http(&s, "GET", it_fmt("http://127.0.0.1:%d/metrics", r->port), NULL, NULL, 0);
 	ck_assert_int_eq(s.status, 200);
