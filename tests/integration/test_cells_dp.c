@@ -399,7 +399,7 @@ START_TEST(wrong_cell_guard)
 	enum { K_IS_OWN, K_IS_OTHER, K_IS_UNKNOWN, K_IS_EU, K__N };
 	static const char *const hdr[H__N] = { NULL, CELL, OTHER_CELL };
 	static const char *const keys[K__N] = { "us_" K_OWN "_" SEC, "us_" K_OTHER "_" SEC,
-		                                    "us_" K_UNKNOWN "_" SEC, "eu_" K_OWN "_" SEC };
+		                                    "us_" K_UNKNOWN "_" SEC, "eu_" K_UNKNOWN "_" SEC };
 	long long refused = 0;
 	for (int h = 0; h < H__N; h++)
 		for (int k = 0; k < K__N; k++) {
