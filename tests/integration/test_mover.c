@@ -812,6 +812,137 @@ START_TEST(credential_refresh)
 }
 END_TEST
 
+/* ---- with the real services ---- */
+
+static json_t *admin_json(const struct it_stack *s, const char *method, const char *path, const char *body, long want)
+{
+	struct it_resp r;
+	it_stack_admin(s, &r, method, path, body);
+	ck_assert_msg(r.status == want, "%s %s: %ld, want %ld: %.400s", method, path, r.status, want, r.body);
+	json_t *j = r.body && r.len ? json_loads(r.body, 0, NULL) : NULL;
+	it_resp_free(&r);
+	return j;
+}
+
+/* mover --once with `env`, to its end (exit 0). */
+static void real_mover_once(const char *const env[])
+{
+	char bin[1024];
+	struct it_proc p;
+	it_bin("mover", bin, sizeof bin);
+	char *argv[] = { bin, "--once", NULL };
+	it_spawn(&p, "mover", argv, env);
+	int rc = it_wait(&p, 120000);
+	ck_assert_msg(rc == 0, "mover --once exited with %d (log %s)", rc, p.log);
+}
+
+/* A whole cell move with the real control plane and two cells' data
+ * planes: the tenant's events are at the target exactly once with their
+ * ids, the tenant lives there, its old key works there, the move is done
+ * with its figures, and the source's copy is erased once due. */
+START_TEST(real_cell_move)
+{
+	struct it_stack s;
+	char from[64], to[64], tok_from[200], tok_to[200], e_cell[100], e_tok[260];
+	const int N = 57;
+	it_stack_start(&s, "us", NULL, NULL);
+	json_t *t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200);
+	snprintf(from, sizeof from, "%s", it_js(t, "cell"));
+	json_decref(t);
+	snprintf(to, sizeof to, "%s", strcmp(from, "us-east-1") ? "us-east-1" : "us-west-2");
+	t = admin_json(&s, "POST", it_fmt("/v1/cells/%s/credentials", from), "{}", 201);
+	snprintf(tok_from, sizeof tok_from, "%s", it_js(t, "token"));
+	json_decref(t);
+	t = admin_json(&s, "POST", it_fmt("/v1/cells/%s/credentials", to), "{}", 201);
+	snprintf(tok_to, sizeof tok_to, "%s", it_js(t, "token"));
+	json_decref(t);
+
+	/* The source: the stack's data plane, now its tenant's cell's. */
+	snprintf(e_cell, sizeof e_cell, "DP_CELL=%s", from);
+	snprintf(e_tok, sizeof e_tok, "DP_CELL_TOKEN=%s", tok_from);
+	const char *const src_env[] = { e_cell, e_tok, "DP_USAGE_REPORT_INTERVAL=200ms", NULL };
+	it_stack_dp_restart(&s, src_env);
+
+	/* The target: a data plane of the other cell on a database of its own. */
+	char db[600], e_db[700], e_cache[700], e_cell2[100], e_tok2[260], bin[1024];
+	it_create_db(it_fmt("it_mover_target_%d", (int)getpid()), db, sizeof db);
+	snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", db);
+	snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s/mover-target-cache-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	snprintf(e_cell2, sizeof e_cell2, "DP_CELL=%s", to);
+	snprintf(e_tok2, sizeof e_tok2, "DP_CELL_TOKEN=%s", tok_to);
+	it_bin("data-plane", bin, sizeof bin);
+	{
+		char out[8192];
+		char *argv[] = { bin, "migrate", NULL };
+		const char *const menv[] = { e_db, s.dp_base[1], s.dp_base[2], NULL };
+		ck_assert_msg(it_run("dp-migrate", argv, menv, out, sizeof out) == 0, "%s", out);
+	}
+	const char *const dst_env[] = { e_db, s.dp_base[1], s.dp_base[2], s.dp_base[3], s.dp_base[4], e_cache,
+		                            "DP_LISTEN=127.0.0.1:0", "DP_INSTANCE=it-target", e_cell2, e_tok2,
+		                            "DP_USAGE_REPORT_INTERVAL=200ms", NULL };
+	struct it_proc dst;
+	char *argv[] = { bin, NULL };
+	it_spawn(&dst, "data-plane", argv, dst_env);
+	int dst_port = it_wait_port(&dst, 60000);
+
+	/* The tenant's events at the source. */
+	char auth[300];
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", s.key);
+	const char *const h[] = { auth, "Content-Type: application/json", NULL };
+	for (int i = 0; i < N; i++) {
+		struct it_resp r;
+		const char *ev = it_fmt("{\"id\":\"mv-%03d\",\"action\":\"user.login\",\"actor\":{\"id\":\"u-%d\",\"type\":\"user\"}}", i, i);
+		it_http(&r, "POST", it_fmt("%s/v1/events", s.dp_url), h, ev, strlen(ev));
+		ck_assert_msg(r.status == 201, "POST /v1/events: %ld %.300s", r.status, r.body);
+		it_resp_free(&r);
+	}
+
+	/* The move, driven by the mover. */
+	t = admin_json(&s, "POST", it_fmt("/v1/tenants/%s/moves", s.tenant),
+	               it_fmt("{\"to_cell\":\"%s\",\"erase_after_seconds\":0}", to), 201);
+	char move[40];
+	snprintf(move, sizeof move, "%s", it_js(t, "id"));
+	json_decref(t);
+	char e_mcp[128], e_mtok[400], e_cells[300];
+	snprintf(e_mcp, sizeof e_mcp, "MOVER_CONTROL_PLANE_URL=%s", s.cp_url);
+	snprintf(e_mtok, sizeof e_mtok, "MOVER_REGION_TOKEN=%.300s", s.dp_base[4] + strlen("DP_REGION_TOKEN="));
+	snprintf(e_cells, sizeof e_cells, "MOVER_CELLS=%.63s=%.63s %.63s=http://127.0.0.1:%d", from, s.dp_url, to, dst_port);
+	const char *const menv[] = { e_mcp, e_mtok, e_cells, "MOVER_REGION=us", "MOVER_BATCH=7", NULL };
+	real_mover_once(menv);
+	t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s/moves/%s", s.tenant, move), NULL, 200);
+	ck_assert_msg(!strcmp(it_js(t, "state"), "done"), "the move is %s (error %s)", it_js(t, "state"), it_js(t, "error"));
+	ck_assert_int_eq(json_integer_value(json_object_get(t, "events_copied")), N);
+	ck_assert_int_eq(json_integer_value(json_object_get(t, "source_events")), N);
+	ck_assert(json_is_integer(json_object_get(t, "write_pause_ms")));
+	json_decref(t);
+	t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200);
+	ck_assert_str_eq(it_js(t, "cell"), to);
+	json_decref(t);
+	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(DISTINCT id) FROM events WHERE tenant_id = '%s'", s.tenant)), N);
+	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", s.tenant)), N);
+	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id = 'mv-042'", s.tenant)), 1);
+
+	/* Grace period 0: the source's copy is erased once its usage is reported. */
+	long deadline = it_now_ms() + 60000;
+	for (;;) {
+		real_mover_once(menv);
+		t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s/moves/%s", s.tenant, move), NULL, 200);
+		int erased = json_is_string(json_object_get(t, "source_erased_at"));
+		long long events_erased = json_integer_value(json_object_get(t, "events_erased"));
+		json_decref(t);
+		if (erased) {
+			ck_assert_int_eq(events_erased, N);
+			break;
+		}
+		ck_assert_msg(it_now_ms() < deadline, "the source's copy is not erased");
+		usleep(300000);
+	}
+	ck_assert_int_eq(sqll(s.dp_db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", s.tenant)), 0);
+	ck_assert_int_eq(it_stop(&dst), 0);
+	it_stack_stop(&s);
+}
+END_TEST
+
 /* The README's table of the mover's metrics ("### Mover" under "## Metrics")
  * and the mover_* families of a scrape agree both ways; /healthz answers. */
 START_TEST(metrics_match_readme)
@@ -869,7 +1000,7 @@ Suite *mover_suite(void)
 {
 	const TTest *const tests[] = {
 		full_move, resume_after_kill, conflict_mid_copy, digest_mismatch, aborted_move, erase_done_source,
-		control_plane_down, cell_not_ready, credential_refresh, metrics_match_readme,
+		control_plane_down, cell_not_ready, credential_refresh, metrics_match_readme, real_cell_move,
 	};
 	Suite *s = suite_create("mover");
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 90);
