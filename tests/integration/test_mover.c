@@ -826,6 +826,41 @@ static json_t *admin_json(const struct it_stack *s, const char *method, const ch
 	return j;
 }
 
+/* Writes of the moving tenant while the mover runs, at the source, until
+ * stopped or answered other than 201 or 503 (the tenant has left the cell). */
+struct writer {
+	const char *url, *key;
+	atomic_int stop;
+	int acked, paused, n;
+	long last;
+	char ids[4096][16];
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	char auth[300];
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", w->key);
+	const char *const h[] = { auth, "Content-Type: application/json", NULL };
+	while (!atomic_load(&w->stop) && w->n < 4096) {
+		struct it_resp r;
+		char ev[200], url[200];
+		snprintf(ev, sizeof ev, "{\"id\":\"w-%04d\",\"action\":\"user.login\",\"actor\":{\"id\":\"w\",\"type\":\"user\"}}", w->n);
+		snprintf(url, sizeof url, "%s/v1/events", w->url);
+		it_http(&r, "POST", url, h, ev, strlen(ev));
+		w->last = r.status;
+		if (r.status == 201)
+			snprintf(w->ids[w->acked++], sizeof w->ids[0], "w-%04d", w->n);
+		else if (r.status == 503 && r.body && strstr(r.body, "tenant_moving"))
+			w->paused++;
+		it_resp_free(&r);
+		w->n++;
+		if (w->last != 201 && w->last != 503)
+			break;
+	}
+	return NULL;
+}
+
 /* mover --once with `env`, to its end (exit 0). */
 static void real_mover_once(const char *const env[])
 {
@@ -899,7 +934,13 @@ START_TEST(real_cell_move)
 		it_resp_free(&r);
 	}
 
-	/* The move, driven by the mover. */
+	/* The move, driven by the mover while the tenant keeps writing. */
+	static struct writer w;
+	pthread_t wt;
+	memset(&w, 0, sizeof w);
+	w.url = s.dp_url;
+	w.key = s.key;
+	ck_assert_int_eq(pthread_create(&wt, NULL, writer_main, &w), 0);
 	t = admin_json(&s, "POST", it_fmt("/v1/tenants/%s/moves", s.tenant),
 	               it_fmt("{\"to_cell\":\"%s\",\"erase_after_seconds\":0}", to), 201);
 	char move[40];
@@ -911,17 +952,26 @@ START_TEST(real_cell_move)
 	snprintf(e_cells, sizeof e_cells, "MOVER_CELLS=%.63s=%.63s %.63s=http://127.0.0.1:%d", from, s.dp_url, to, dst_port);
 	const char *const menv[] = { e_mcp, e_mtok, e_cells, "MOVER_REGION=us", "MOVER_BATCH=7", NULL };
 	real_mover_once(menv);
+	atomic_store(&w.stop, 1);
+	pthread_join(wt, NULL);
+	/* Every write acknowledged at the source is at the target, once. */
+	for (int i = 0; i < w.acked; i++)
+		ck_assert_msg(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id = '%s'", s.tenant,
+		                              w.ids[i])) == 1,
+		              "%s, acknowledged at the source, is not at the target once", w.ids[i]);
+	fprintf(stderr, "mover: real cell move of %d events with %d writes acknowledged during it, %d paused (503), last %ld\n",
+	        N, w.acked, w.paused, w.last);
 	t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s/moves/%s", s.tenant, move), NULL, 200);
 	ck_assert_msg(!strcmp(it_js(t, "state"), "done"), "the move is %s (error %s)", it_js(t, "state"), it_js(t, "error"));
-	ck_assert_int_eq(json_integer_value(json_object_get(t, "events_copied")), N);
-	ck_assert_int_eq(json_integer_value(json_object_get(t, "source_events")), N);
+	ck_assert_int_eq(json_integer_value(json_object_get(t, "events_copied")), N + w.acked);
+	ck_assert_int_eq(json_integer_value(json_object_get(t, "source_events")), N + w.acked);
 	ck_assert(json_is_integer(json_object_get(t, "write_pause_ms")));
 	json_decref(t);
 	t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200);
 	ck_assert_str_eq(it_js(t, "cell"), to);
 	json_decref(t);
-	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(DISTINCT id) FROM events WHERE tenant_id = '%s'", s.tenant)), N);
-	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", s.tenant)), N);
+	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(DISTINCT id) FROM events WHERE tenant_id = '%s'", s.tenant)), N + w.acked);
+	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", s.tenant)), N + w.acked);
 	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id = 'mv-042'", s.tenant)), 1);
 
 	/* Grace period 0: the source's copy is erased once its usage is reported. */
@@ -933,7 +983,7 @@ START_TEST(real_cell_move)
 		long long events_erased = json_integer_value(json_object_get(t, "events_erased"));
 		json_decref(t);
 		if (erased) {
-			ck_assert_int_eq(events_erased, N);
+			ck_assert_int_eq(events_erased, N + w.acked);
 			break;
 		}
 		ck_assert_msg(it_now_ms() < deadline, "the source's copy is not erased");
