@@ -86,9 +86,7 @@ enum db_status dp_db_move_fence(struct db_conn *c, const char *tenant, const cha
 	/* The usage rows every ingest of the tenant upserts (last, this and
 	 * next month: a writer's clock may differ from the database's): held,
 	 * the fence waits for the ingests in flight, and every later one
-	 * waits for the fence and then sees it. This is the transaction's
-	 * first write, so its id is above that of every ingest that got the
-	 * rows first: fence_tx bounds every row stored here. */
+	 * waits for the fence and then sees it. */
 	st = db_exec(c, NULL,
 	             "INSERT INTO usage_counters AS u (tenant_id, period)"
 	             " SELECT $1::uuid, (date_trunc('month', now() AT TIME ZONE 'UTC') + m * interval '1 month')::date"
@@ -97,10 +95,15 @@ enum db_status dp_db_move_fence(struct db_conn *c, const char *tenant, const cha
 	             1, p);
 	if (st != DB_OK)
 		return st;
+	/* Every ingest that stored rows of the tenant ended before the rows
+	 * were ours, so its id is below this statement's snapshot's xmax
+	 * (not this transaction's own id, which a write before the wait may
+	 * have taken earlier): fence_tx = xmax - 1 bounds them, and once the
+	 * feed's horizon is above it, every one of them is in the feed. */
 	st = db_exec(c, &r,
 	             "WITH i AS (INSERT INTO tenant_fences (tenant_id, move_id, fence_tx)"
-	             "  VALUES ($1::uuid, $2::uuid, move_xid_add(pg_current_xact_id(),"
-	             "          coalesce((SELECT off FROM tenant_feed_offsets WHERE tenant_id = $1::uuid), 0)))"
+	             "  VALUES ($1::uuid, $2::uuid, move_xid_add(pg_snapshot_xmax(pg_current_snapshot()),"
+	             "          coalesce((SELECT off FROM tenant_feed_offsets WHERE tenant_id = $1::uuid), 0) - 1))"
 	             "  ON CONFLICT (tenant_id) DO NOTHING RETURNING fence_tx, move_id)"
 	             " SELECT fence_tx::text, move_id::text FROM i"
 	             " UNION ALL SELECT fence_tx::text, move_id::text FROM tenant_fences"

@@ -281,9 +281,9 @@ enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const stru
 	__attribute__((warn_unused_result));
 /* Fences `tenant` for `move`: locks its usage rows of last, this and next
  * month (waiting for the ingests holding them), then records the fence
- * with fence_tx (decimal) = this transaction's id in the tenant's feed
- * positions. A fence already there is kept and its fence_tx returned;
- * DB_CONFLICT when it is another move's. */
+ * with fence_tx (decimal, in the tenant's feed positions): every row of
+ * the tenant stored here is at or below it. A fence already there is kept
+ * and its fence_tx returned; DB_CONFLICT when it is another move's. */
 enum db_status dp_db_move_fence(struct db_conn *c, const char *tenant, const char *move,
                                 char fence_tx[24]) __attribute__((warn_unused_result));
 /* Lifts `move`'s fence of `tenant` (none: nothing to do). */
