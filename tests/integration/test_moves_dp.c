@@ -675,6 +675,10 @@ START_TEST(move_end_to_end)
 	struct env e;
 	struct res r;
 	env_start(&e);
+	/* T moved into cell A before, with a feed offset there: its positions
+	 * run a million ahead of the cluster's transaction ids (both cells'
+	 * databases share them here), so the target must raise its own. */
+	free(it_sql(e.a.db, "INSERT INTO tenant_feed_offsets (tenant_id, off) VALUES ('" T "', 1000000)"));
 
 	/* T writes: ids, Idempotency-Keys, a batch without ids; T_OTHER too. */
 	for (int i = 1; i <= 10; i++) {
@@ -843,6 +847,9 @@ START_TEST(move_end_to_end)
 	EXPECT_PROBLEM_SOME(&r, 409, "conflict", NULL); /* T is still in cell A's document */
 	res_free(&r);
 
+	ck_assert_int_gt(sqll(e.a.db, "SELECT min(tx_id)::text::numeric - pg_current_xact_id()::text::numeric"
+	                              "  FROM events WHERE tenant_id = '" T "'"), 500000);
+
 	/* Records: the completed Idempotency-Key records and the usage. */
 	long t0 = it_now_ms();
 	while (sqll(e.a.db, "SELECT coalesce(sum(events - reported), 0) FROM usage_counters WHERE tenant_id = '" T "'") > 0) {
@@ -861,6 +868,7 @@ START_TEST(move_end_to_end)
 		EXPECT(&r, 200);
 		ck_assert_int_eq(json_integer_value(json_object_get(r.json, "idempotency")), i ? 0 : 6);
 		ck_assert_int_eq(json_integer_value(json_object_get(r.json, "usage")), 1);
+		ck_assert_int_gt(atoll(it_js(r.json, "feed_offset")), 500000);
 		res_free(&r);
 	}
 	res_free(&rec);
@@ -985,7 +993,8 @@ START_TEST(move_end_to_end)
 	ck_assert_int_eq(sqll(e.a.db, "SELECT (SELECT count(*) FROM events WHERE tenant_id = '" T "')"
 	                              " + (SELECT count(*) FROM usage_counters WHERE tenant_id = '" T "')"
 	                              " + (SELECT count(*) FROM idempotency_keys WHERE tenant_id = '" T "')"
-	                              " + (SELECT count(*) FROM tenant_fences WHERE tenant_id = '" T "')"),
+	                              " + (SELECT count(*) FROM tenant_fences WHERE tenant_id = '" T "')"
+	                              " + (SELECT count(*) FROM tenant_feed_offsets WHERE tenant_id = '" T "')"),
 	                 0);
 	ck_assert_int_eq(sqll(e.a.db, "SELECT count(*) FROM events WHERE tenant_id = '" T_OTHER "'"), others);
 	ck_assert_int_ge(metric(&e.a, "dp_move_requests_total{route=\"erase\"}"), 5);
