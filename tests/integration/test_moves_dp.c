@@ -498,6 +498,10 @@ START_TEST(credentials_and_limits)
 		"{\"events\": [{\"id\": \"bad id!\", \"tx_id\": \"1\", \"seq\": 1, \"occurred_at_us\": 1,"
 		" \"received_at_us\": 1, \"action\": \"a\", \"actor_id\": \"u\", \"target_ids\": [],"
 		" \"content_sha256\": \"00\", \"body\": {}, \"keys\": []}], \"next\": \"1.1\"}",
+		"{\"events\": [], \"events\": [], \"next\": \"0.0\"}", "{\"events\": [], \"next\": \"0.0\"} x",
+		"{\"next\": \"0.0\"}", "{\"events\": []}", "{\"events\": [], \"next\": 1}",
+		"{\"events\": [1, 2], \"next\": \"0.0\"}", "{\"events\": [\"", "{\"events\": [{}], \"next\": \"0.0\"}",
+		"{\"events\": [], \"next\": \"0.0\", \"next\": \"9.9\"}",
 	};
 	for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
 		mv(&r, &e.b, "POST", "/v1/moves/" MOVE "/events", good, junk[i]);
