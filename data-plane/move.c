@@ -124,7 +124,7 @@ static int pos_parse(const char *s, struct dp_move_pos *p)
 	return p->tx <= INT64_MAX ? 0 : -1;
 }
 
-/* A query parameter that is a position; `dflt` when absent. */
+/* A query parameter that is a position; 0.0 when absent. */
 static int pos_query(struct http_req *req, const char *name, struct dp_move_pos *p)
 {
 	const char *v = http_req_query(req, name);

@@ -370,6 +370,25 @@ static long copy(struct env *e, const char *tok, char pos[48], int limit, const 
 	}
 }
 
+/* One post of a page, for posts at once. */
+struct poster {
+	const struct dp *d;
+	const char *tok, *page;
+	long status;
+	long long inserted;
+};
+
+static void *poster_main(void *arg)
+{
+	struct poster *p = arg;
+	struct res r;
+	mv(&r, p->d, "POST", "/v1/moves/" MOVE "/events", p->tok, p->page);
+	p->status = r.status;
+	p->inserted = json_integer_value(json_object_get(r.json, "inserted"));
+	res_free(&r);
+	return NULL;
+}
+
 /* ---- moves-dp ---- */
 
 /* Only a credential of this move opens its routes, at its cells: each
@@ -568,6 +587,24 @@ START_TEST(credentials_and_limits)
 	ck_assert_int_eq(erased, 5001);
 	ck_assert_int_eq(sqll(e.b.db, "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM move_progress)"), 0);
 	ck_assert_int_eq(sqll(e.a.db, "SELECT count(*) FROM events WHERE tenant_id = '" T "'"), 5002);
+
+	/* The same page posted eight times at once (a replaced mover's request
+	 * still running): each row stored once, counted once. */
+	mv(&r, &e.a, "GET", "/v1/moves/" MOVE "/events?limit=500", good, NULL);
+	EXPECT(&r, 200);
+	struct poster posts[8];
+	for (int i = 0; i < 8; i++)
+		posts[i] = (struct poster){ .d = &e.b, .tok = good, .page = r.raw.body };
+	run_at_once(posts, sizeof posts[0], 8, poster_main);
+	long long ins = 0;
+	for (int i = 0; i < 8; i++) {
+		ck_assert_int_eq(posts[i].status, 200);
+		ins += posts[i].inserted;
+	}
+	res_free(&r);
+	ck_assert_int_eq(ins, 500);
+	ck_assert_int_eq(sqll(e.b.db, "SELECT count(*) FROM events"), 500);
+	ck_assert_int_eq(sqll(e.b.db, "SELECT events FROM move_progress"), 500);
 	free(good);
 	free(other_move);
 	free(foreign);
