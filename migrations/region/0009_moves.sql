@@ -5,9 +5,9 @@
 -- before any move starts).
 
 -- A fenced tenant: from the commit of its row, no write of the tenant
--- commits here (the ingest answers 503 tenant_moving). fence_tx is the
--- fencing transaction's id in the tenant's feed positions (its offset
--- added): every row of the tenant stored here is below it.
+-- commits here (the ingest answers 503 tenant_moving). fence_tx is a
+-- position in the tenant's feed (its offset added): every row of the
+-- tenant stored here is at or below it.
 CREATE TABLE tenant_fences (
     tenant_id   uuid PRIMARY KEY,
     move_id     uuid NOT NULL,
