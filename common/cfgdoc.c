@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cfgdoc_envelope.h"
 #include "names.h"
 #include "secret.h"
 
@@ -63,6 +64,7 @@ static int slot_put(uint32_t *slots, size_t cap, const char *id, uint32_t i,
 
 static const char *key_id(const struct cfgdoc *d, uint32_t i) { return d->keys[i].id; }
 static const char *tenant_id(const struct cfgdoc *d, uint32_t i) { return d->tenants[i].id; }
+static const char *moved_key(const struct cfgdoc *d, uint32_t i) { return d->moved[i].key; }
 
 const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id)
 {
@@ -87,6 +89,18 @@ const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const cha
 	return NULL;
 }
 
+const struct cfgdoc_moved *cfgdoc_find_moved(const struct cfgdoc *d, const char *id)
+{
+	if (!d->moved_cap)
+		return NULL;
+	size_t s = hash(id) & (d->moved_cap - 1);
+	for (size_t probes = 0; probes < d->moved_cap && d->moved_slots[s];
+	     probes++, s = (s + 1) & (d->moved_cap - 1))
+		if (!strcmp(d->moved[d->moved_slots[s] - 1].key, id))
+			return &d->moved[d->moved_slots[s] - 1];
+	return NULL;
+}
+
 const struct cfgdoc_region *cfgdoc_find_region(const struct cfgdoc *d, const char *name)
 {
 	for (size_t i = 0; i < d->ndir; i++)
@@ -105,6 +119,8 @@ void cfgdoc_free(struct cfgdoc *d)
 	free(d->keys);
 	free(d->key_slots);
 	free(d->tenant_slots);
+	free(d->moved);
+	free(d->moved_slots);
 	free(d->token);
 	free(d);
 }
@@ -264,6 +280,42 @@ bad:
 	return -1;
 }
 
+/* The `moved` claim: "<key id, 24 hex>|<region>;" records, no key twice. */
+static int parse_moved(struct cfgdoc *d, const char *text, char *detail, size_t dlen)
+{
+	size_t n = 0, lineno = 0;
+	for (const char *p = text; *p; p++)
+		n += *p == ';';
+	d->moved = calloc(n ? n : 1, sizeof *d->moved);
+	d->moved_cap = table_cap(n);
+	d->moved_slots = calloc(d->moved_cap, sizeof *d->moved_slots);
+	if (!d->moved || !d->moved_slots) {
+		snprintf(detail, dlen, "out of memory");
+		return -1;
+	}
+	for (const char *line = text, *end; *line; line = end + 1) {
+		struct cfgdoc_moved *m = &d->moved[d->nmoved];
+		lineno++;
+		end = strchr(line, ';');
+		size_t rlen = end ? (size_t)(end - line) : 0;
+		if (!end || rlen < 26 || line[24] != '|' || strspn(line, "0123456789abcdef") != 24 ||
+		    rlen - 25 >= sizeof m->region)
+			goto bad;
+		memcpy(m->key, line, 24);
+		m->key[24] = '\0';
+		memcpy(m->region, line + 25, rlen - 25);
+		m->region[rlen - 25] = '\0';
+		if (!name_valid_region(m->region) ||
+		    slot_put(d->moved_slots, d->moved_cap, m->key, (uint32_t)d->nmoved, moved_key, d))
+			goto bad;
+		d->nmoved++;
+	}
+	return 0;
+bad:
+	snprintf(detail, dlen, "moved record %zu is malformed or repeated", lineno);
+	return -1;
+}
+
 static int copy_str(const json_t *v, char *out, size_t len)
 {
 	const char *s = json_string_value(v);
@@ -319,6 +371,15 @@ static int parse_claims(struct cfgdoc *d, json_t *claims, char *detail, size_t d
 			*f[j] = json_integer_value(n);
 		}
 	}
+
+	/* moved: optional; a document without it moved no key away */
+	v = json_object_get(claims, "moved");
+	if (v && (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))) {
+		snprintf(detail, dlen, "claim 'moved' is not a string");
+		return -1;
+	}
+	if (v && parse_moved(d, json_string_value(v), detail, dlen) != 0)
+		return -1;
 
 	/* tenants: parsed in place, the claim is ours to cut */
 	v = json_object_get(claims, "tenants");
@@ -379,22 +440,12 @@ out:
 	return ok;
 }
 
-/* What every document's envelope carries, once verified. */
-struct envelope {
-	int64_t ver, iat, nbf, exp;
-	char jti[65], kid[64];
-	json_t *claims;       /* the payload; the caller json_decref()s it */
-};
-
-/* The checks all three documents share, in order: header alg exactly ES256
- * and kid in the trust bundle (before any signature work); signature; iss;
- * aud == `aud`; nbf/exp; ver; fmt and kind == `kind`. On CFGDOC_OK,
- * e->claims is the payload. */
-static enum cfgdoc_result verify_envelope(const char *token, size_t len,
-                                          const struct cfgdoc_trust *trust,
-                                          const struct cfgdoc_verify_opts *o, const char *want_aud,
-                                          const char *want_kind, struct envelope *e, char *detail,
-                                          size_t dlen)
+/* The checks all three documents and the move credential share (see
+ * cfgdoc_envelope.h). */
+int cfgdoc_envelope_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
+                           const struct cfgdoc_verify_opts *o, const char *want_aud,
+                           const char *want_kind, struct cfgdoc_envelope *e, char *detail,
+                           size_t dlen)
 {
 	enum cfgdoc_result res = CFGDOC_MALFORMED;
 	json_t *hdr = NULL, *claims = NULL;
@@ -543,7 +594,7 @@ enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfg
                                  const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
                                  char *detail, size_t dlen)
 {
-	struct envelope e;
+	struct cfgdoc_envelope e;
 	struct cfgdoc *d = NULL;
 	char aud[80];
 
@@ -552,7 +603,8 @@ enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfg
 		snprintf(aud, sizeof aud, CFGDOC_AUD_CELL "%s", o->cell);
 	else
 		snprintf(aud, sizeof aud, "%s", o->region);
-	enum cfgdoc_result res = verify_envelope(token, len, trust, o, aud, CFGDOC_KIND_FULL, &e, detail, dlen);
+	enum cfgdoc_result res = (enum cfgdoc_result)cfgdoc_envelope_verify(
+		token, len, trust, o, aud, CFGDOC_KIND_FULL, &e, detail, dlen);
 	if (res != CFGDOC_OK)
 		return res;
 	res = CFGDOC_BAD_CONTENT;
@@ -697,13 +749,14 @@ enum cfgdoc_result cfgdoc_verify_routes(const char *token, size_t len,
                                         const struct cfgdoc_verify_opts *o,
                                         struct cfgdoc_routes **out, char *detail, size_t dlen)
 {
-	struct envelope e;
+	struct cfgdoc_envelope e;
 	struct cfgdoc_routes *r = NULL;
 	char aud[80];
 
 	*out = NULL;
 	snprintf(aud, sizeof aud, CFGDOC_AUD_ROUTES "%s", o->region);
-	enum cfgdoc_result res = verify_envelope(token, len, trust, o, aud, CFGDOC_KIND_ROUTES, &e, detail, dlen);
+	enum cfgdoc_result res = (enum cfgdoc_result)cfgdoc_envelope_verify(
+		token, len, trust, o, aud, CFGDOC_KIND_ROUTES, &e, detail, dlen);
 	if (res != CFGDOC_OK)
 		return res;
 	res = CFGDOC_BAD_CONTENT;
@@ -784,6 +837,18 @@ int cfgdoc_add_key_b64(struct buf *b, const char *id, const char *sha256_b64url,
 	return 0;
 }
 
+int cfgdoc_add_moved(struct buf *b, const char *key_id, const char *region)
+{
+	if (strlen(key_id) != 24 || strspn(key_id, "0123456789abcdef") != 24 ||
+	    !name_valid_region(region))
+		return -1;
+	put(b, key_id);
+	put(b, "|");
+	put(b, region);
+	put(b, ";");
+	return 0;
+}
+
 int cfgdoc_add_route(struct buf *b, const char *key_id, const char *cell)
 {
 	if (strlen(key_id) != 24 || strspn(key_id, "0123456789abcdef") != 24 || !name_valid_cell(cell))
@@ -821,6 +886,50 @@ static int der_to_jose(const unsigned char *der, size_t len, unsigned char out[6
 /* Signed with OpenSSL rather than libjwt: libjwt 1.10's encoder builds the
  * base64 of the header and payload in alloca() buffers, which overflows a
  * thread's stack for a document of tens of megabytes. */
+char *cfgdoc_envelope_sign(const struct jwk *key, const char *payload, size_t plen)
+{
+	json_t *hdr = json_pack("{ss ss ss}", "alg", "ES256", "typ", "JWT", "kid", key->kid);
+	char *htext = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL, *input = NULL, *token = NULL;
+	unsigned char der[80], raw[64];
+	size_t derlen = sizeof der;
+	EVP_PKEY *pkey = NULL;
+	EVP_MD_CTX *md = NULL;
+	BIO *bio = NULL;
+
+	if (!htext)
+		goto out;
+	size_t hlen = strlen(htext);
+	size_t h64 = 4 * ((hlen + 2) / 3), p64 = 4 * ((plen + 2) / 3);
+	input = malloc(h64 + 1 + p64 + 1 + 90);
+	if (!input)
+		goto out;
+	secret_b64url(htext, hlen, input);
+	size_t n = strlen(input);
+	input[n++] = '.';
+	secret_b64url(payload, plen, input + n);
+	n += strlen(input + n);
+
+	bio = BIO_new_mem_buf(key->private_pem, -1);
+	pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
+	md = EVP_MD_CTX_new();
+	if (!pkey || !md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pkey) != 1 ||
+	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)input, n) != 1 ||
+	    der_to_jose(der, derlen, raw) != 0)
+		goto out;
+	input[n++] = '.';
+	secret_b64url(raw, sizeof raw, input + n);
+	token = input;
+	input = NULL;
+out:
+	json_decref(hdr);
+	free(htext);
+	free(input);
+	EVP_MD_CTX_free(md);
+	EVP_PKEY_free(pkey);
+	BIO_free(bio);
+	return token;
+}
+
 char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenants)
 {
 	return cfgdoc_sign_text(key, claims, "tenants", tenants);
@@ -829,13 +938,8 @@ char *cfgdoc_sign(const struct jwk *key, const json_t *claims, const char *tenan
 char *cfgdoc_sign_text(const struct jwk *key, const json_t *claims, const char *member,
                        const char *tenants)
 {
-	json_t *payload = json_deep_copy(claims), *hdr = NULL;
-	char *htext = NULL, *ptext = NULL, *input = NULL, *token = NULL;
-	unsigned char der[80], raw[64];
-	size_t derlen = sizeof der;
-	EVP_PKEY *pkey = NULL;
-	EVP_MD_CTX *md = NULL;
-	BIO *bio = NULL;
+	json_t *payload = json_deep_copy(claims);
+	char *ptext = NULL, *token = NULL;
 
 	/* The tenants text needs no escaping (see the format); it is spliced
 	 * into the payload as the last member rather than copied through the
@@ -847,10 +951,8 @@ char *cfgdoc_sign_text(const struct jwk *key, const json_t *claims, const char *
 	if (!payload || json_object_get(payload, member) || mlen == 0 || mlen > 32 ||
 	    strspn(member, "abcdefghijklmnopqrstuvwxyz_") != mlen)
 		goto out;
-	hdr = json_pack("{ss ss ss}", "alg", "ES256", "typ", "JWT", "kid", key->kid);
-	htext = hdr ? json_dumps(hdr, JSON_COMPACT) : NULL;
 	char *small = json_dumps(payload, JSON_COMPACT);
-	if (!htext || !small || small[strlen(small) - 1] != '}') {
+	if (!small || small[strlen(small) - 1] != '}') {
 		free(small);
 		goto out;
 	}
@@ -873,37 +975,10 @@ char *cfgdoc_sign_text(const struct jwk *key, const json_t *claims, const char *
 	memcpy(ptext + at, tenants, tlen);
 	at += tlen;
 	memcpy(ptext + at, "\"}", 3);
-	size_t hlen = strlen(htext), plen = at + 2;
-	size_t h64 = 4 * ((hlen + 2) / 3), p64 = 4 * ((plen + 2) / 3);
-	input = malloc(h64 + 1 + p64 + 1 + 90);
-	if (!input)
-		goto out;
-	secret_b64url(htext, hlen, input);
-	size_t n = strlen(input);
-	input[n++] = '.';
-	secret_b64url(ptext, plen, input + n);
-	n += strlen(input + n);
-
-	bio = BIO_new_mem_buf(key->private_pem, -1);
-	pkey = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-	md = EVP_MD_CTX_new();
-	if (!pkey || !md || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, pkey) != 1 ||
-	    EVP_DigestSign(md, der, &derlen, (const unsigned char *)input, n) != 1 ||
-	    der_to_jose(der, derlen, raw) != 0)
-		goto out;
-	input[n++] = '.';
-	secret_b64url(raw, sizeof raw, input + n);
-	token = input;
-	input = NULL;
+	token = cfgdoc_envelope_sign(key, ptext, at + 2);
 out:
 	json_decref(payload);
-	json_decref(hdr);
-	free(htext);
 	free(ptext);
-	free(input);
-	EVP_MD_CTX_free(md);
-	EVP_PKEY_free(pkey);
-	BIO_free(bio);
 	return token;
 }
 

@@ -121,6 +121,8 @@ struct cfgdoc {
 	size_t nmoved;
 	uint32_t *key_slots, *tenant_slots;   /* open addressing; value = index + 1 */
 	size_t key_cap, tenant_cap;
+	uint32_t *moved_slots;                 /* the same, over moved[].key */
+	size_t moved_cap;
 	char *token;                           /* the verified text, for the cache */
 	size_t token_len;
 };

@@ -229,7 +229,18 @@ static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
 		*claims = NULL;
 		goto out;
 	}
-	st = DB_OK;
+	/* Keys of this region whose tenant moved away: answered with the
+	 * tenant's new region (a claim only when there is one). */
+	struct buf moved = { 0 };
+	if ((st = cpdb_doc_moved(c, subj->region, &moved)) == DB_OK && moved.len &&
+	    json_object_set_new(*claims, "moved", json_stringn(moved.p, moved.len)) != 0)
+		st = DB_ERROR;
+	buf_free(&moved);
+	if (st != DB_OK) {
+		json_decref(*claims);
+		*claims = NULL;
+		goto out;
+	}
 out:
 	json_decref(self);
 	json_decref(regions);

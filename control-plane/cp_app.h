@@ -27,6 +27,9 @@ struct cp_config {
 	int64_t doc_lifetime_ms;
 	int64_t key_overlap_ms;
 	int64_t fleet_silent_after_ms;
+	int64_t move_erase_after_ms;        /* default grace period before a moved tenant's source copy is erased */
+	int64_t move_lease_ms;              /* a mover's hold on a move */
+	int64_t move_credential_ttl_ms;     /* lifetime of a move credential */
 };
 
 struct db_pool;

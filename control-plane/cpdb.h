@@ -272,6 +272,72 @@ enum db_status cpdb_cell_credential_lookup(struct db_conn *c, const char *token_
 enum db_status cpdb_usage_outside_cell(struct db_conn *c, const char *cell, const char *records,
                                        char tenant[64], long *n);
 
+/* ---- tenant moves and cell drains (db_moves.c) ---- */
+/* A move to create; erase_after_seconds >= 0; drain_id may be NULL. */
+struct cpdb_move_new {
+	const char *tenant_id, *kind, *from_region, *from_cell, *to_region, *to_cell, *state;
+	const char *requested_by, *drain_id;
+	int64_t erase_after_seconds;
+};
+/* DB_CONFLICT when the tenant has a move that has not ended. *doc: the
+ * admin view (api_moves). */
+enum db_status cpdb_move_insert(struct db_conn *c, const struct cpdb_move_new *m, json_t **doc);
+/* The tenant's moves, newest first (admin views). */
+enum db_status cpdb_moves_list(struct db_conn *c, const char *tenant_id, json_t **items);
+/* Move `id` (of `tenant_id` unless NULL), locked with `for_update`. */
+enum db_status cpdb_move_get(struct db_conn *c, const char *id, const char *tenant_id, int for_update,
+                             json_t **doc);
+/* The tenant's move that has not ended, locked; DB_NOT_FOUND if none. */
+enum db_status cpdb_move_open_of_tenant(struct db_conn *c, const char *tenant_id, json_t **doc);
+/* awaiting_approval -> copying; DB_NOT_FOUND when it was in another state. */
+enum db_status cpdb_move_approve(struct db_conn *c, const char *id, const char *by, json_t **doc);
+/* An unended move -> `state` (aborted or failed), with `error` unless NULL. */
+enum db_status cpdb_move_finish(struct db_conn *c, const char *id, const char *state, const char *error,
+                                json_t **doc);
+/* *held_by_other: another mover than `mover` holds a lease not yet run out. */
+enum db_status cpdb_move_lease(struct db_conn *c, const char *id, const char *mover, int *held_by_other);
+/* A mover's report: NULL or negative members leave the field as it is. */
+struct cpdb_move_report {
+	const char *mover, *state, *error;
+	int64_t events_copied, lag_events, source_events, lease_seconds;
+};
+/* Applies a report the caller has checked, renewing the mover's lease. */
+enum db_status cpdb_move_progress(struct db_conn *c, const char *id, const struct cpdb_move_report *r,
+                                  json_t **doc);
+/* Leases the oldest move due in `region` to `mover` (see moves.h);
+ * DB_NOT_FOUND when none is due. *erase_at: unix seconds from which the
+ * source may erase (a done move), else 0. */
+enum db_status cpdb_move_claim(struct db_conn *c, const char *region, const char *mover,
+                               int64_t lease_seconds, json_t **doc, int64_t *erase_at);
+/* Flips the tenant of a verifying move to its target and ends the move
+ * done; DB_NOT_FOUND when it is not verifying. write_pause_ms < 0: unknown. */
+enum db_status cpdb_move_complete(struct db_conn *c, const char *id, int64_t source_events,
+                                  int64_t write_pause_ms, json_t **doc);
+/* Records an erasure of the source's (`source`) or the target's copy;
+ * *first is 1 when it is the first report of it. */
+enum db_status cpdb_move_erased(struct db_conn *c, const char *id, int source, int64_t events,
+                                int64_t rows, int *first, json_t **doc);
+/* {"<state>": n, ...} of every state some move is in. */
+enum db_status cpdb_moves_by_state(struct db_conn *c, json_t **counts);
+/* Appends the `moved` claim's records of `region` to `b`: every key not
+ * revoked whose text names the region and whose live tenant lives in
+ * another region now. */
+struct buf;
+enum db_status cpdb_doc_moved(struct db_conn *c, const char *region, struct buf *b);
+/* DB_CONFLICT when the cell has a running drain. */
+enum db_status cpdb_drain_insert(struct db_conn *c, const char *cell, int64_t parallel,
+                                 const char *requested_by, json_t **doc);
+enum db_status cpdb_drain_get(struct db_conn *c, const char *id, json_t **doc);
+enum db_status cpdb_drain_latest(struct db_conn *c, const char *cell, json_t **doc);
+/* The running drains of the region's cells, locked: [{id, cell, parallel}]. */
+enum db_status cpdb_drains_running(struct db_conn *c, const char *region, json_t **items);
+/* A drain's moves not ended, tenants left in its cell, and the next one
+ * to move ("" when none may move now). */
+enum db_status cpdb_drain_state(struct db_conn *c, const char *id, const char *cell, long *active,
+                                long *left, char next_tenant[37]);
+/* running -> `state` (done or failed). */
+enum db_status cpdb_drain_finish(struct db_conn *c, const char *id, const char *state);
+
 /* ---- billing (db_billing.c) ---- */
 enum db_status cpdb_plans_list(struct db_conn *c, json_t **items);
 enum db_status cpdb_plan_get(struct db_conn *c, const char *id, json_t **doc);

@@ -15,10 +15,10 @@ enum db_status cpdb_api_key_insert(struct db_conn *c, const char *id, const char
 	const char *p[] = { id, tenant_id, name, hex, scopes, expires_at };
 	char got[40];
 	enum db_status st = cpdb_returning_id(c, got,
-		"INSERT INTO api_keys (id, tenant_id, name, secret_sha256, scopes, expires_at)"
+		"INSERT INTO api_keys (id, tenant_id, name, secret_sha256, scopes, expires_at, region)"
 		" VALUES ($1, $2::uuid, $3, $4::bytea,"
 		"         ARRAY(SELECT DISTINCT s FROM json_array_elements_text($5::json) s ORDER BY 1),"
-		"         $6::timestamptz)"
+		"         $6::timestamptz, (SELECT region FROM tenants WHERE id = $2::uuid))"
 		" RETURNING id", 6, p);
 	return st == DB_OK ? cpdb_api_key_get(c, tenant_id, id, doc) : st;
 }

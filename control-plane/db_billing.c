@@ -83,7 +83,10 @@ enum db_status cpdb_usage_foreign(struct db_conn *c, const char *region, const c
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
 		"SELECT count(*) FROM json_array_elements($2::json) AS r(v)"
-		" WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = (v->>'tenant')::uuid AND t.region = $1)",
+		" WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = (v->>'tenant')::uuid AND t.region = $1)"
+		/* the source of a done move reports what it stored before the cutover */
+		"   AND NOT EXISTS (SELECT 1 FROM moves m WHERE m.tenant_id = (v->>'tenant')::uuid"
+		"                    AND m.from_region = $1 AND m.state = 'done')",
 		2, p);
 	if (st == DB_OK) {
 		*n = atol(PQgetvalue(r, 0, 0));

@@ -107,7 +107,10 @@ enum db_status cpdb_usage_outside_cell(struct db_conn *c, const char *cell, cons
 	enum db_status st = db_exec(c, &r,
 		"SELECT count(*), (array_agg(v->>'tenant' ORDER BY i))[1]"
 		" FROM json_array_elements($2::json) WITH ORDINALITY AS r(v, i)"
-		" WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = (v->>'tenant')::uuid AND t.cell = $1)",
+		" WHERE NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = (v->>'tenant')::uuid AND t.cell = $1)"
+		/* the source of a done move reports what it stored before the cutover */
+		"   AND NOT EXISTS (SELECT 1 FROM moves m WHERE m.tenant_id = (v->>'tenant')::uuid"
+		"                    AND m.from_cell = $1 AND m.state = 'done')",
 		2, p);
 	if (st != DB_OK)
 		return st;

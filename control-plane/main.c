@@ -27,6 +27,7 @@
 #include "login_guard.h"
 #include "longpoll.h"
 #include "migrate.h"
+#include "moves.h"
 #include "region_config.h"
 #include "regions.h"
 #include "secret.h"
@@ -74,6 +75,12 @@ static const struct cfg_var cp_vars[] = {
 	  "How long a retired signing key stays in the JWK set (keep it above CP_CONFIG_LIFETIME)." },
 	{ "CP_FLEET_SILENT_AFTER", CFG_DURATION, "60s", 0, O(fleet_silent_after_ms), 1000, 86400000, NULL,
 	  "A data plane that has not reported for this long is marked silent in the fleet view." },
+	{ "CP_MOVE_ERASE_AFTER", CFG_DURATION, "7d", 0, O(move_erase_after_ms), 0, 31536000000L, NULL,
+	  "Grace period after a tenant move before the source cell's copy is erased, unless the move names its own (erase_after_seconds)." },
+	{ "CP_MOVE_LEASE", CFG_DURATION, "30s", 0, O(move_lease_ms), 1000, 3600000, NULL,
+	  "How long a mover holds a move it claimed or reported on; after that another mover may take it." },
+	{ "CP_MOVE_CREDENTIAL_TTL", CFG_DURATION, "15m", 0, O(move_credential_ttl_ms), 60000, 86400000, NULL,
+	  "Lifetime of a move credential (the token the cells of a move verify); a mover claims again for a new one." },
 	CFG_END
 };
 #undef O
@@ -165,6 +172,17 @@ static const struct http_route cp_routes[] = {
 	{ "GET", "/v1/regions/{region}/routes", cp_region_routes, 0, REG, q_wait },
 	{ "POST", "/v1/cells/{cell}/credentials", cp_cell_credentials_create, BODY, ADM, NULL },
 	{ "GET", "/v1/cells/{cell}/config", cp_cell_config, 0, CEL, q_wait },
+	{ "POST", "/v1/tenants/{id}/moves", cp_moves_create, BODY, USR, NULL },
+	{ "GET", "/v1/tenants/{id}/moves", cp_moves_list, 0, USR, NULL },
+	{ "GET", "/v1/tenants/{id}/moves/{move}", cp_moves_get, 0, USR, NULL },
+	{ "POST", "/v1/tenants/{id}/moves/{move}/approve", cp_moves_approve, BODY, ADM, NULL },
+	{ "POST", "/v1/tenants/{id}/moves/{move}/abort", cp_moves_abort, BODY, ADM, NULL },
+	{ "POST", "/v1/cells/{cell}/drain", cp_cell_drain, BODY, ADM, NULL },
+	{ "GET", "/v1/cells/{cell}/drain", cp_cell_drain_get, 0, ADM, NULL },
+	{ "POST", "/v1/regions/{region}/moves/claim", cp_moves_claim, BODY, REG, NULL },
+	{ "POST", "/v1/moves/{move}/progress", cp_moves_progress, BODY, REG, NULL },
+	{ "POST", "/v1/moves/{move}/complete", cp_moves_complete, BODY, REG, NULL },
+	{ "POST", "/v1/moves/{move}/erased", cp_moves_erased, BODY, REG, NULL },
 };
 #undef PUB
 #undef USR
@@ -179,6 +197,7 @@ static void cp_metrics(FILE *out, void *vapp)
 	lp_metrics(app->lp, out);
 	login_guard_metrics(app->login, out);
 	doc_cache_metrics(app->docs, out);
+	cp_moves_metrics(app, out);
 }
 
 static void usage(FILE *out)

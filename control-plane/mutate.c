@@ -135,7 +135,8 @@ enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *ten
 	char *b = before ? json_dumps(before, JSON_COMPACT) : NULL;
 	char *a = after ? json_dumps(after, JSON_COMPACT) : NULL;
 	enum db_status st = cpdb_audit_insert(
-		c, p->via_admin_token ? "admin_token" : "user", p->via_admin_token ? NULL : p->user_id,
+		c, p->via_admin_token ? "admin_token" : p->role == CP_ROLE_REGION ? "region" : "user",
+		p->via_admin_token ? NULL : p->role == CP_ROLE_REGION ? p->region : p->user_id,
 		tenant_id && *tenant_id ? tenant_id : NULL, action, object_type, object_id, b, a,
 		http_req_id(req));
 	free(b);

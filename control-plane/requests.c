@@ -130,3 +130,50 @@ const struct jsonx_field cpreq_region_status[] = {
 	JSONX_END
 };
 #undef F
+
+#define F(n) offsetof(struct move_in, n)
+const struct jsonx_field cpreq_move_create[] = {
+	{ "to_cell", JX_STRING, 0, 0, 0, 64, F(to_cell) },
+	{ "to_region", JX_STRING, 0, 0, 0, 32, F(to_region) },
+	{ "erase_after_seconds", JX_INT, 0, 0, 0, MOVE_ERASE_AFTER_MAX, F(erase_after_seconds) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_cell_drain[] = {
+	{ "parallel", JX_INT, 0, 0, 1, 10, F(parallel) },
+	JSONX_END
+};
+#undef F
+
+#define F(n) offsetof(struct mover_in, n)
+#define MOVER { "mover", JX_STRING, 1, 0, 0, 64, F(mover) }
+const struct jsonx_field cpreq_move_claim[] = {
+	MOVER,
+	JSONX_END
+};
+const struct jsonx_field cpreq_move_progress[] = {
+	MOVER,
+	{ "state", JX_STRING, 0, 0, 0, 32, F(state) },
+	{ "events_copied", JX_INT, 0, 0, 0, MOVE_COUNT_MAX, F(events_copied) },
+	{ "lag_events", JX_INT, 0, 0, 0, MOVE_COUNT_MAX, F(lag_events) },
+	{ "source_events", JX_INT, 0, 0, 0, MOVE_COUNT_MAX, F(source_events) },
+	{ "error", JX_STRING, 0, 0, 0, 1000, F(error) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_move_complete[] = {
+	MOVER,
+	{ "source_events", JX_INT, 1, 0, 0, MOVE_COUNT_MAX, F(source_events) },
+	{ "source_digest", JX_STRING, 1, 0, 0, 64, F(source_digest) },
+	{ "target_events", JX_INT, 1, 0, 0, MOVE_COUNT_MAX, F(target_events) },
+	{ "target_digest", JX_STRING, 1, 0, 0, 64, F(target_digest) },
+	{ "write_pause_ms", JX_INT, 0, 0, 0, INT64_C(86400000), F(write_pause_ms) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_move_erased[] = {
+	MOVER,
+	{ "side", JX_STRING, 1, 0, 0, 16, F(side) },
+	{ "events_deleted", JX_INT, 1, 0, 0, MOVE_COUNT_MAX, F(events_deleted) },
+	{ "rows_deleted", JX_INT, 1, 0, 0, MOVE_COUNT_MAX, F(rows_deleted) },
+	JSONX_END
+};
+#undef MOVER
+#undef F

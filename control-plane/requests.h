@@ -88,4 +88,26 @@ struct status_in {
 };
 extern const struct jsonx_field cpreq_region_status[];
 
+/* POST /v1/tenants/{id}/moves, POST /v1/cells/{cell}/drain (moves.c). */
+struct move_in {
+	const char *to_cell, *to_region;
+	int64_t erase_after_seconds, parallel;
+};
+#define MOVE_ERASE_AFTER_MAX INT64_C(31536000)
+extern const struct jsonx_field cpreq_move_create[];
+extern const struct jsonx_field cpreq_cell_drain[];
+
+/* The mover's reports (moves.c): claim, progress, complete, erased. */
+struct mover_in {
+	const char *mover, *state, *error, *side, *source_digest, *target_digest;
+	int64_t events_copied, lag_events, source_events, target_events, write_pause_ms;
+	int64_t events_deleted, rows_deleted;
+};
+/* Counts of events stay far below 2^62. */
+#define MOVE_COUNT_MAX (INT64_C(1) << 62)
+extern const struct jsonx_field cpreq_move_claim[];
+extern const struct jsonx_field cpreq_move_progress[];
+extern const struct jsonx_field cpreq_move_complete[];
+extern const struct jsonx_field cpreq_move_erased[];
+
 #endif

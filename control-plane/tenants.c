@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "cpdb.h"
 #include "http.h"
+#include "moves.h"
 #include "mutate.h"
 #include "names.h"
 #include "requests.h"
@@ -326,6 +327,11 @@ static enum db_status delete_tx(struct db_conn *c, struct http_req *req, void *v
 		return cp_fail(out, PROB_NOT_FOUND, "No such tenant.");
 	}
 	const char *region = json_string_value(json_object_get(before, "region"));
+	/* A move of a tenant that is going away has nothing left to move. */
+	if ((st = cp_moves_abort_open(c, req, ctx->id)) != DB_OK) {
+		json_decref(before);
+		return st;
+	}
 	st = cpdb_tenant_update(c, ctx->id, NULL, NULL, "deleted", &after);
 	if (st == DB_OK && (st = cpdb_tenant_offboard(c, ctx->id)) == DB_OK &&
 	    (st = cpdb_erasure_request(c, ctx->id)) == DB_OK &&

@@ -976,6 +976,112 @@ START_TEST(routes_envelope_checks)
 }
 END_TEST
 
+/* A document of region us whose `moved` claim is `moved` (NULL: none). */
+static enum cfgdoc_result verify_moved(const char *moved, struct cfgdoc **out)
+{
+	json_t *c = claims("us", "us", 3, now + 3600);
+	char *t = tenants_text(), detail[256];
+	if (moved)
+		json_object_set_new(c, "moved", json_string(moved));
+	char *tok = sign_with(&trusted, c, t);
+	struct cfgdoc_verify_opts o = opts(0);
+	enum cfgdoc_result r = cfgdoc_verify(tok, strlen(tok), &trust, &o, out, detail, sizeof detail);
+	free(tok);
+	free(t);
+	return r;
+}
+
+START_TEST(moved_claim_indexed)
+{
+	/* Keys moved to another region are found with the region they went to;
+	 * keys still here and unknown keys are not; no claim is no moved key. */
+	struct buf b = { 0 };
+	char kid[25];
+	for (int i = 0; i < 500; i++) {
+		snprintf(kid, sizeof kid, "%024x", i);
+		ck_assert_int_eq(cfgdoc_add_moved(&b, kid, i % 2 ? "eu" : "ap-south-1"), 0);
+	}
+	char *text = buf_take(&b);
+	struct cfgdoc *d;
+	ck_result(verify_moved(text, &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nmoved, 500);
+	for (int i = 0; i < 500; i++) {
+		snprintf(kid, sizeof kid, "%024x", i);
+		const struct cfgdoc_moved *m = cfgdoc_find_moved(d, kid);
+		ck_assert_ptr_nonnull(m);
+		ck_assert_ptr_eq(m, &d->moved[i]);
+		ck_assert_str_eq(m->region, i % 2 ? "eu" : "ap-south-1");
+	}
+	ck_assert_ptr_null(cfgdoc_find_moved(d, K1));
+	ck_assert_ptr_nonnull(cfgdoc_find_key(d, K1));
+	cfgdoc_free(d);
+	free(text);
+
+	ck_result(verify_moved(NULL, &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nmoved, 0);
+	ck_assert_ptr_null(cfgdoc_find_moved(d, K1));
+	cfgdoc_free(d);
+	ck_result(verify_moved("", &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nmoved, 0);
+	ck_assert_ptr_null(cfgdoc_find_moved(d, K1));
+	cfgdoc_free(d);
+}
+END_TEST
+
+START_TEST(moved_claim_refused)
+{
+	/* A malformed moved claim refuses the whole document, as a malformed
+	 * tenants record does: a data plane keeps the document it has. */
+	static const char *const bad[] = {
+		"aaaaaaaaaaaaaaaaaaaaaaa1|eu",                          /* not ended */
+		"aaaaaaaaaaaaaaaaaaaaaaa1|eu;aaaaaaaaaaaaaaaaaaaaaaa1|ap;", /* key twice */
+		"aaaaaaaaaaaaaaaaaaaaaaa1|;",                           /* no region */
+		"aaaaaaaaaaaaaaaaaaaaaaa1;",                            /* no field */
+		"aaaaaaaaaaaaaaaaaaaaaaa|eu;",                          /* 23 hex */
+		"aaaaaaaaaaaaaaaaaaaaaaa12|eu;",                        /* 25 hex */
+		"AAAAAAAAAAAAAAAAAAAAAAA1|eu;",                         /* upper case */
+		"aaaaaaaaaaaaaaaaaaaaaaa1|EU;",                         /* region name */
+		"aaaaaaaaaaaaaaaaaaaaaaa1|eu|x;",                       /* a third field */
+		"aaaaaaaaaaaaaaaaaaaaaaa1|a23456789012345678901234567890123;", /* region of 33 */
+		";",
+	};
+	struct cfgdoc *d = (struct cfgdoc *)1;
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		ck_assert_msg(verify_moved(bad[i], &d) == CFGDOC_BAD_CONTENT, "accepted %s", bad[i]);
+		ck_assert_ptr_null(d);
+	}
+	/* Not a string. */
+	json_t *c = claims("us", "us", 3, now + 3600);
+	json_object_set_new(c, "moved", json_integer(1));
+	char *t = tenants_text(), detail[256];
+	char *tok = sign_with(&trusted, c, t);
+	struct cfgdoc_verify_opts o = opts(0);
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_BAD_CONTENT);
+	free(tok);
+	free(t);
+	/* A region name of 32 characters is the longest accepted. */
+	ck_result(verify_moved("aaaaaaaaaaaaaaaaaaaaaaa1|a2345678901234567890123456789012;", &d), CFGDOC_OK);
+	ck_assert_str_eq(cfgdoc_find_moved(d, K1)->region, "a2345678901234567890123456789012");
+	cfgdoc_free(d);
+}
+END_TEST
+
+START_TEST(moved_builder_checks)
+{
+	/* The builder refuses what the parser would refuse. */
+	struct buf b = { 0 };
+	ck_assert_int_eq(cfgdoc_add_moved(&b, "aaaaaaaaaaaaaaaaaaaaaaa", "eu"), -1);
+	ck_assert_int_eq(cfgdoc_add_moved(&b, "aaaaaaaaaaaaaaaaaaaaaaaG", "eu"), -1);
+	ck_assert_int_eq(cfgdoc_add_moved(&b, K1, ""), -1);
+	ck_assert_int_eq(cfgdoc_add_moved(&b, K1, "e|u"), -1);
+	ck_assert_int_eq(cfgdoc_add_moved(&b, K1, "a23456789012345678901234567890123"), -1);
+	ck_assert_int_eq(cfgdoc_add_moved(&b, K1, "eu"), 0);
+	char *text = buf_take(&b);
+	ck_assert_str_eq(text, K1 "|eu;");
+	free(text);
+}
+END_TEST
+
 Suite *cfgdoc_suite(void)
 {
 	Suite *s = suite_create("cfgdoc");
@@ -1005,6 +1111,9 @@ Suite *cfgdoc_suite(void)
 	tcase_add_test(tc, routes_malformed_records);
 	tcase_add_test(tc, routes_cells_claim);
 	tcase_add_test(tc, routes_envelope_checks);
+	tcase_add_test(tc, moved_claim_indexed);
+	tcase_add_test(tc, moved_claim_refused);
+	tcase_add_test(tc, moved_builder_checks);
 	suite_add_tcase(s, tc);
 	return s;
 }

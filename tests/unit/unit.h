@@ -24,5 +24,6 @@ Suite *url_suite(void);
 Suite *usage_report_suite(void);
 Suite *erasure_report_suite(void);
 Suite *export_suite(void);
+Suite *movecred_suite(void);
 
 #endif
