@@ -61,7 +61,7 @@ mv_owner() { # label
 # microseconds.
 mv_preload() { # cell tenant n prefix
 	rsql "$1" "
-WITH shapes AS (
+WITH shapes AS MATERIALIZED (
     SELECT a, b, events_keys(b) AS keys
       FROM (SELECT a, format('{\"id\":\"x\",\"occurred_at\":\"x\",\"received_at\":\"x\",\"action\":\"faults.preload\",\"actor\":{\"id\":\"load-%s\",\"type\":\"test\"},\"targets\":[{\"id\":\"doc-%s\",\"type\":\"document\"}],\"context\":{},\"metadata\":{}}', a, a)::json AS b
               FROM generate_series(0, 96) a) s),
