@@ -68,7 +68,9 @@ COMMON_SRC := $(wildcard common/*.c)
 CP_SRC     := $(wildcard control-plane/*.c)
 # The router agent is its own binary; it shares the cache module.
 ROUTER_SRC := data-plane/cell_router.c data-plane/config_store.c
-DP_SRC     := $(filter-out data-plane/cell_router.c,$(wildcard data-plane/*.c))
+# The move agent too: it calls the cells' move routes and the control plane.
+MOVER_SRC  := data-plane/mover.c data-plane/mover_call.c
+DP_SRC     := $(filter-out data-plane/cell_router.c $(MOVER_SRC),$(wildcard data-plane/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 IT_SRC     := $(wildcard tests/integration/*.c)
 
@@ -88,7 +90,7 @@ deps:
 all: deps
 	@$(MAKE) --no-print-directory services
 
-services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router
+services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
 benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
@@ -139,6 +141,11 @@ $(BIN)/data-plane: $(DP_OBJ) $(COMMON_OBJ) $(BUILD)/gen/data-plane-openapi.o
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 $(BIN)/cell-router: $(call obj,$(ROUTER_SRC)) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/mover: $(call obj,$(MOVER_SRC)) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
@@ -289,7 +296,7 @@ soak: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region
-	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 migrations/control-plane/*.sql \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane/
 	install -m 0644 migrations/region/*.sql $(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/

@@ -165,8 +165,10 @@ static enum db_status revoke_tx(struct db_conn *c, struct http_req *req, void *v
 	}
 	if (st == DB_OK)
 		st = cpdb_api_key_revoke(c, ctx->tenant_id, ctx->key_id, &after);
+	/* The key may be listed as moved in the region it was made in. */
 	if (st == DB_OK &&
-	    (st = cpdb_region_bump(c, json_string_value(json_object_get(tenant, "region")))) == DB_OK)
+	    (st = cpdb_region_bump(c, json_string_value(json_object_get(tenant, "region")))) == DB_OK &&
+	    (st = cpdb_moved_keys_bump(c, ctx->tenant_id)) == DB_OK)
 		st = cp_audit(c, req, ctx->tenant_id, "api_key.revoke", "api_key", ctx->key_id, before, after);
 	json_decref(tenant);
 	json_decref(before);

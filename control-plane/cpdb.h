@@ -324,6 +324,10 @@ enum db_status cpdb_moves_by_state(struct db_conn *c, json_t **counts);
  * another region now. */
 struct buf;
 enum db_status cpdb_doc_moved(struct db_conn *c, const char *region, struct buf *b);
+/* Raises the config version of every region other than the tenant's
+ * where keys of the tenant were made: their documents list those keys
+ * as moved, and must learn that one was revoked or the tenant deleted. */
+enum db_status cpdb_moved_keys_bump(struct db_conn *c, const char *tenant_id);
 /* DB_CONFLICT when the cell has a running drain. */
 enum db_status cpdb_drain_insert(struct db_conn *c, const char *cell, int64_t parallel,
                                  const char *requested_by, json_t **doc);

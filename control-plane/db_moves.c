@@ -231,6 +231,15 @@ enum db_status cpdb_doc_moved(struct db_conn *c, const char *region, struct buf 
 	return st;
 }
 
+enum db_status cpdb_moved_keys_bump(struct db_conn *c, const char *tenant_id)
+{
+	const char *p[] = { tenant_id };
+	return db_exec(c, NULL,
+		"UPDATE regions SET config_version = config_version + 1 WHERE name IN"
+		" (SELECT DISTINCT k.region FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+		"   WHERE k.tenant_id = $1::uuid AND k.region <> t.region)", 1, p);
+}
+
 /* ---- drains ---- */
 
 enum db_status cpdb_drain_insert(struct db_conn *c, const char *cell, int64_t parallel,

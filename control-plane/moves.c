@@ -445,15 +445,20 @@ static enum db_status drain_tx(struct db_conn *c, struct http_req *req, void *vc
 		    (st = cp_audit(c, req, NULL, "cell.update", "cell", ctx->cell, cell, after)) != DB_OK)
 			goto out;
 	}
-	st = cpdb_drain_insert(c, ctx->cell, (ctx->present & 1) ? ctx->in.parallel : 2,
-	                       cp_principal(req)->scope, &drain);
-	if (st == DB_CONFLICT) {
-		/* One drain at a time: asking again shows the running one. */
-		if ((st = cpdb_drain_latest(c, ctx->cell, &drain)) == DB_OK)
-			st = cp_done(out, 202, drain);
+	/* One drain at a time: asking again shows the running one (the
+	 * cell's row lock, taken above, orders two such requests). */
+	st = cpdb_drain_latest(c, ctx->cell, &drain);
+	if (st == DB_OK && is(js(drain, "state"), "running")) {
+		st = cp_done(out, 202, drain);
 		drain = NULL;
 		goto out;
 	}
+	json_decref(drain);
+	drain = NULL;
+	if (st != DB_OK && st != DB_NOT_FOUND)
+		goto out;
+	st = cpdb_drain_insert(c, ctx->cell, (ctx->present & 1) ? ctx->in.parallel : 2,
+	                       cp_principal(req)->scope, &drain);
 	if (st != DB_OK)
 		goto out;
 	if (json_integer_value(json_object_get(drain, "tenants_left")) == 0) {

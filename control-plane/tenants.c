@@ -335,7 +335,8 @@ static enum db_status delete_tx(struct db_conn *c, struct http_req *req, void *v
 	st = cpdb_tenant_update(c, ctx->id, NULL, NULL, "deleted", &after);
 	if (st == DB_OK && (st = cpdb_tenant_offboard(c, ctx->id)) == DB_OK &&
 	    (st = cpdb_erasure_request(c, ctx->id)) == DB_OK &&
-	    (st = cpdb_region_bump(c, region)) == DB_OK)
+	    (st = cpdb_region_bump(c, region)) == DB_OK &&
+	    (st = cpdb_moved_keys_bump(c, ctx->id)) == DB_OK)
 		st = cp_audit(c, req, ctx->id, "tenant.delete", "tenant", ctx->id, before, after);
 	json_decref(before);
 	if (st != DB_OK) {

@@ -20,7 +20,13 @@
  * with Retry-After: 1, by the time which the router has the newer map. It
  * comes after the region check (a key of another region is 421 whatever
  * the header says) and is logged and counted. Without the header, a key
- * this document does not hold is 401, as in a region without cells. */
+ * this document does not hold is 401, as in a region without cells.
+ *
+ * After a move between regions: a key whose id the document's `moved`
+ * claim lists is answered 421 with the region its tenant lives in now,
+ * before anything else; a key whose first part names another region but
+ * whose id this document holds is served (its region is an alias until the
+ * key is rotated). Move routes (auth DP_AUTH_MOVE) are move.c's. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,11 +97,22 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 	struct apikey key;
 	enum http_step ret = HTTP_ANSWERED;
 
-	(void)auth; /* DP_AUTH_API_KEY is the only kind */
+	if (auth != DP_AUTH_API_KEY)
+		return dp_move_authenticate(req, auth);
 	if (!text || apikey_parse(text, &key) != 0)
 		return unauthorized(req, "Send an API key as Authorization: Bearer <key>.");
 
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
+	const struct cfgdoc_moved *mv = s ? cfgdoc_find_moved(s->doc, key.id) : NULL;
+	if (mv) {
+		const struct cfgdoc_region *r = cfgdoc_find_region(s->doc, mv->region);
+		json_t *extra = json_pack("{ss so}", "region", mv->region, "endpoint",
+		                          r && r->endpoint[0] ? json_string(r->endpoint) : json_null());
+		http_reply_problem_ex(req, PROB_MISDIRECTED, extra,
+		                      "This key's tenant now lives in region %s; send its requests there.",
+		                      mv->region);
+		goto out;
+	}
 	if (strcmp(key.region, app->cfg.region) != 0) {
 		/* Told from the key and the directory of whatever document is
 		 * loaded, even an expired one: a region it does not name is a
@@ -105,6 +122,8 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 			unauthorized(req, "Unknown API key: its first part names no region.");
 			goto out;
 		}
+		if (r && cfgdoc_find_key(s->doc, key.id))
+			goto alias; /* its tenant moved here: the key's region is an alias */
 		json_t *extra = json_pack("{ss so}", "region", key.region, "endpoint",
 		                          r && r->endpoint[0] ? json_string(r->endpoint) : json_null());
 		http_reply_problem_ex(req, PROB_MISDIRECTED, extra,
@@ -112,6 +131,7 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 		                      key.region);
 		goto out;
 	}
+alias:;
 	/* The router's cell, when it routed the request (cell mode only). */
 	const char *routed = app->cfg.cell ? http_req_header(req, DP_CELL_HEADER) : NULL;
 	if (routed && strcmp(routed, app->cfg.cell) != 0) {

@@ -26,6 +26,9 @@ static const struct erasable {
 	ERASABLE("usage_counters", " AND events = reported"),
 	ERASABLE("rate_demand", ""),
 	ERASABLE("idempotency_keys", ""),
+	ERASABLE("move_progress", ""),
+	ERASABLE("tenant_feed_offsets", ""),
+	ERASABLE("tenant_fences", ""),
 };
 #undef ERASABLE
 #define NERASABLE (sizeof erasable / sizeof erasable[0])
@@ -38,6 +41,40 @@ static int left_sql(struct buf *b)
 		buf_printf(b, "%s", erasable[i].left);
 	buf_printf(b, " FROM (SELECT $1::uuid AS t) d");
 	return b->failed ? -1 : 0;
+}
+
+enum db_status dp_db_tenant_erase_batch(struct db_conn *c, const char *tenant, int batch,
+                                        long *deleted, long *events, int *left)
+{
+	char lim[16];
+	const char *p[2] = { tenant, lim };
+	struct buf sql = { 0 };
+	PGresult *r = NULL;
+	enum db_status st = DB_OK;
+
+	snprintf(lim, sizeof lim, "%d", batch);
+	*deleted = *events = 0;
+	*left = 1;
+	for (size_t i = 0; i < NERASABLE && *deleted == 0; i++) {
+		if ((st = db_exec(c, &r, erasable[i].erase, 2, p)) != DB_OK)
+			goto out;
+		*deleted = strtol(PQcmdTuples(r), NULL, 10);
+		if (!strcmp(erasable[i].table, "events"))
+			*events = *deleted;
+		PQclear(r);
+		r = NULL;
+	}
+	if (left_sql(&sql) != 0) {
+		st = DB_ERROR;
+		goto out;
+	}
+	if ((st = db_exec(c, &r, sql.p, 1, p)) != DB_OK)
+		goto out;
+	*left = !strcmp(PQgetvalue(r, 0, 0), "t");
+out:
+	PQclear(r);
+	buf_free(&sql);
+	return st;
 }
 
 enum db_status dp_db_erasure_todo(struct db_conn *c, const char *tenants, dp_erasure_tenant_fn fn,

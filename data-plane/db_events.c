@@ -92,10 +92,15 @@ enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS],
 		/* The keys the listing filters on are derived from the body by
 		 * the function of migration 0004. */
 		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
-		"                    content_sha256, body, keys)"
-		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), j, events_keys(j)"
+		"                    content_sha256, body, keys, tx_id)"
+		" SELECT t, i, " TS("o") ", " TS("r") ", a, ac, tg::text[], decode(h, 'hex'), j, events_keys(j),"
+		/* A tenant moved in sorts its own rows after the copied ones
+		 * (migration 0009): its offset added to the transaction's id. */
+		"        CASE WHEN f.off IS NULL THEN pg_current_xact_id()"
+		"             ELSE move_xid_add(pg_current_xact_id(), f.off) END"
 		"   FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],"
-		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b),"
+		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b)"
+		"        LEFT JOIN tenant_feed_offsets f ON f.tenant_id = x.t,"
 		"        LATERAL (SELECT b::json AS j) AS y"
 		" ON CONFLICT (tenant_id, id) DO NOTHING",
 		DP_NCOLS, p);

@@ -32,7 +32,10 @@ enum db_status dp_db_events_feed(struct db_conn *c, const char *tenant, uint64_t
 	 * snapshot: a row below the horizon is in it if it was ever committed. */
 	st = db_exec(
 		c, &r,
-		"WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x)"
+		/* A tenant moved in has an offset (migration 0009): its rows
+		 * copied from another cell keep that cell's positions. */
+		"WITH h AS MATERIALIZED (SELECT move_xid_add(pg_snapshot_xmin(pg_current_snapshot()),"
+		"   coalesce((SELECT off FROM tenant_feed_offsets WHERE tenant_id = $1::uuid), 0)) AS x)"
 		" SELECT h.x::text, p.tx_id::text, p.seq, p.body"
 		"   FROM h LEFT JOIN LATERAL ("
 		"     SELECT e.tx_id, e.seq, e.body::text AS body FROM events e"
@@ -83,8 +86,10 @@ enum db_status dp_db_feed_ready(struct db_conn *c, const char *tenants, const ch
 		c, &r,
 		"WITH h AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS x)"
 		" SELECT w.k - 1 FROM h, unnest($1::uuid[], $2::xid8[], $3::bigint[]) WITH ORDINALITY AS w(t, tx, seq, k)"
+		"  LEFT JOIN tenant_feed_offsets o ON o.tenant_id = w.t"
 		"  WHERE EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = w.t"
-		"                   AND (e.tx_id, e.seq) > (w.tx, w.seq) AND e.tx_id < h.x)",
+		"                   AND (e.tx_id, e.seq) > (w.tx, w.seq)"
+		"                   AND e.tx_id < move_xid_add(h.x, coalesce(o.off, 0)))",
 		3, p);
 	if (st != DB_OK)
 		return st;

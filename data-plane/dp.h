@@ -94,6 +94,12 @@ struct dp_app {
  * region, checked against the configuration in use (never the database,
  * never the control plane). */
 #define DP_AUTH_API_KEY 1
+/* Move routes (move.c): a move credential (common/movecred.h) for the
+ * route's {move}, on a data plane of the move's source cell, of its target
+ * cell, or of either. */
+#define DP_AUTH_MOVE_SOURCE 2
+#define DP_AUTH_MOVE_TARGET 3
+#define DP_AUTH_MOVE_EITHER 4
 
 /* What a tenant route knows about its caller once authenticated: a copy
  * taken from the snapshot, so that the handler and the response never hold
@@ -161,6 +167,35 @@ static inline const char *dp_cp_token(const struct dp_config *c)
 {
 	return c->cell ? c->cell_token : c->region_token;
 }
+/* ---- tenant moves (move.c) ---- */
+
+/* The authenticate hook of the move routes, a step: the route's {move} a
+ * UUID, Authorization: Bearer <move credential> verified offline with the
+ * trust bundle and the documents' issuer and clock skew (401 otherwise;
+ * 403 forbidden when it is another move's), and this data plane the
+ * move's source cell (DP_AUTH_MOVE_SOURCE), target cell
+ * (DP_AUTH_MOVE_TARGET) or either (403 forbidden otherwise, and on a data
+ * plane without DP_CELL). */
+enum http_step dp_move_authenticate(struct http_req *req, int auth) __attribute__((warn_unused_result));
+/* Source: GET /v1/moves/{move}/events, POST and DELETE .../fence,
+ * GET .../digest, GET .../records. Target: POST .../events, GET
+ * .../progress, POST .../records. Either: POST .../erase. */
+enum http_result dp_handle_move_events_get(struct http_req *req);
+enum http_result dp_handle_move_fence_post(struct http_req *req);
+enum http_result dp_handle_move_fence_delete(struct http_req *req);
+enum http_result dp_handle_move_digest(struct http_req *req);
+enum http_result dp_handle_move_records_get(struct http_req *req);
+enum http_result dp_handle_move_events_post(struct http_req *req);
+enum http_result dp_handle_move_progress(struct http_req *req);
+enum http_result dp_handle_move_records_post(struct http_req *req);
+enum http_result dp_handle_move_erase(struct http_req *req);
+/* The most rows of one page, either way, and a page's body limit. */
+#define DP_MOVE_PAGE_MAX 5000
+#define DP_MOVE_PAGE_DEFAULT 1000
+#define DP_MOVE_BODY_MAX (64L * 1024 * 1024)
+/* Appends dp_move_requests_total and dp_move_events_copied_total. */
+void dp_move_metrics(FILE *out);
+
 /* GET /readyz (readyz.c): the configuration in use, 503 before there is one. */
 enum http_result dp_handle_readyz(struct http_req *req);
 

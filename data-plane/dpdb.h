@@ -258,4 +258,85 @@ enum db_status dp_db_feed_ready(struct db_conn *c, const char *tenants, const ch
                                 const char *seqs, dp_feed_ready_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 
+/* ---- tenant moves (db_move.c) ---- */
+
+/* A feed position "<tx_id>.<seq>": rows after it in (tx_id, seq) order. */
+struct dp_move_pos {
+	uint64_t tx;
+	int64_t seq;
+};
+/* What one source page found. */
+struct dp_move_page {
+	int n, more;               /* rows in the page; more are ready after them */
+	uint64_t horizon;          /* the tenant's feed horizon (xmin + offset) of the read */
+	struct dp_move_pos next;   /* the last row's position (`after` when n is 0) */
+};
+/* Appends to `rows` the JSON array (built by the database) of up to
+ * `limit` rows of `tenant` after `after` and below the horizon, in feed
+ * order, each {id, tx_id, seq, occurred_at_us, received_at_us, action,
+ * actor_id, target_ids, content_sha256, body, keys}. Run it in a READ
+ * COMMITTED transaction (it sets planner options with SET LOCAL). */
+enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
+                               int limit, struct buf *rows, struct dp_move_page *pg)
+	__attribute__((warn_unused_result));
+/* Fences `tenant` for `move`: locks its usage rows of last, this and next
+ * month (waiting for the ingests holding them), then records the fence
+ * with fence_tx (decimal, in the tenant's feed positions): every row of
+ * the tenant stored here is at or below it. A fence already there is kept
+ * and its fence_tx returned; DB_CONFLICT when it is another move's. */
+enum db_status dp_db_move_fence(struct db_conn *c, const char *tenant, const char *move,
+                                char fence_tx[24]) __attribute__((warn_unused_result));
+/* Lifts `move`'s fence of `tenant` (none: nothing to do). */
+enum db_status dp_db_move_unfence(struct db_conn *c, const char *tenant, const char *move)
+	__attribute__((warn_unused_result));
+/* Which of `tenants` (a uuid array literal) are fenced: one indexed lookup;
+ * `fn` gets each. In the ingest's group transaction, after its usage rows. */
+typedef void (*dp_fenced_fn)(void *ctx, const char *tenant);
+enum db_status dp_db_fenced(struct db_conn *c, const char *tenants, dp_fenced_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+/* The count and digest (decimal sum of move_row_hash) of `tenant`'s rows
+ * in after < (tx_id, seq) <= upto (no upper bound when `upto` is NULL). */
+enum db_status dp_db_move_digest(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
+                                 const struct dp_move_pos *upto, int64_t *events, char digest[48])
+	__attribute__((warn_unused_result));
+/* Appends {"idempotency": [...], "usage": [...]} (built by the database):
+ * the tenant's completed Idempotency-Key records created at or after
+ * since_us, and its usage counters with events. */
+enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int64_t since_us,
+                                      struct buf *out) __attribute__((warn_unused_result));
+/* The target's progress of a move: the source position reached, the rows
+ * inserted and their digest; `stored` is the tenant's rows here. */
+struct dp_move_progress {
+	struct dp_move_pos next;
+	int64_t events, stored;
+	char digest[48];
+};
+/* Inserts the rows of `page` (a source page's JSON text, parsed by the
+ * database) for `tenant`, skipping ids already here, and adds them to
+ * `move`'s progress in the same statement: *pr is the progress after it,
+ * *inserted the rows inserted, *rows the page's rows. A page that is not
+ * one gives DB_INVALID. */
+enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char *tenant,
+                                 const char *page, struct dp_move_progress *pr, int64_t *inserted,
+                                 long *rows) __attribute__((warn_unused_result));
+enum db_status dp_db_move_progress(struct db_conn *c, const char *move, const char *tenant,
+                                   struct dp_move_progress *pr) __attribute__((warn_unused_result));
+/* Stores the source's records (GET .../records' JSON text): the
+ * Idempotency-Key records not here yet, the usage counters as events =
+ * reported = the source's, the tenant's feed offset raised past every row
+ * here (decimal in feed_offset), and the seq identity past its largest seq. */
+enum db_status dp_db_move_records_put(struct db_conn *c, const char *tenant, const char *records,
+                                      long *idem, long *usage, char feed_offset[24])
+	__attribute__((warn_unused_result));
+/* The tenant's events not yet reported to the control plane. */
+enum db_status dp_db_move_unreported(struct db_conn *c, const char *tenant, int64_t *events)
+	__attribute__((warn_unused_result));
+/* Deletes at most `batch` rows of `tenant` from the first table of tenant
+ * data (db_erasure.c's list) that has any, usage not yet reported held
+ * back; *deleted and *events (of which events) are how many, *left
+ * whether any row of the tenant is left after it (db_erasure.c). */
+enum db_status dp_db_tenant_erase_batch(struct db_conn *c, const char *tenant, int batch,
+                                        long *deleted, long *events, int *left)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -26,7 +26,8 @@
 
 enum outcome { J_PENDING, J_STORED, J_REPLAYED, J_CONFLICT, J_QUOTA, J_UNAVAILABLE, J_UNKNOWN, J_ERROR,
                J_KEY_REPLAYED,   /* its Idempotency-Key's first answer, from the record */
-               J_KEY_CONFLICT }; /* its Idempotency-Key was used with another request */
+               J_KEY_CONFLICT,   /* its Idempotency-Key was used with another request */
+               J_MOVING };       /* its tenant is fenced for a move: nothing stored */
 
 /* Answered by the drain deadline instead of by a writer. */
 enum abandon { A_NO, A_QUEUED, A_COMMITTING };
@@ -81,7 +82,7 @@ struct dp_ingest {
 	int draining;
 	atomic_ullong events_stored, events_replayed, requests_stored, requests_replayed,
 		requests_conflict, requests_quota, requests_failed, groups, group_retries, busy,
-		requests_key_replayed, requests_key_conflict;
+		requests_key_replayed, requests_key_conflict, writes_paused;
 	atomic_ullong group_events_hist[8];   /* 1, 2-7, 8-31, 32-127, 128-511, 512-2047, 2048+ */
 	atomic_ullong group_events_sum;       /* the histogram's _sum */
 };
@@ -184,7 +185,8 @@ struct group {
 	size_t nikeys;
 	struct ukey *keys;
 	size_t nkeys;
-	int careful;                 /* quota at stake: counters first */
+	int careful;                 /* quota or a fence at stake: counters first */
+	int fenced_pending;          /* step_fence refused a request that would store */
 };
 
 static int ref_cmp(const void *a, const void *b)
@@ -427,6 +429,46 @@ static enum db_status step_existing(struct db_conn *c, struct group *gr)
 	return st;
 }
 
+static void on_fenced(void *ctx, const char *tenant)
+{
+	struct group *gr = ctx;
+	for (size_t i = 0; i < gr->n; i++) {
+		struct job *j = gr->jobs[i];
+		if (strcmp(j->tenant, tenant) || (j->outcome != J_PENDING && j->outcome != J_REPLAYED))
+			continue;
+		gr->fenced_pending |= j->outcome == J_PENDING;
+		j->outcome = J_MOVING;
+	}
+}
+
+/* The fence of a tenant being moved (move.c): read after the usage rows are
+ * locked, which the fencer locks too, so that a fence committed before
+ * this transaction got them is seen here, and one committed after waited
+ * for this transaction. The requests of a fenced tenant that would write
+ * (store events, or a key's record) become J_MOVING: 503 tenant_moving,
+ * nothing of theirs stored; the rest of the group goes on. One indexed
+ * lookup per group. */
+static enum db_status step_fence(struct db_conn *c, struct group *gr)
+{
+	struct buf a = { 0 };
+	size_t n = 0;
+	gr->fenced_pending = 0;
+	for (size_t i = 0; i < gr->n; i++) {
+		struct job *j = gr->jobs[i];
+		if (j->outcome == J_PENDING || j->outcome == J_REPLAYED) {
+			db_array_add(&a, j->tenant, strlen(j->tenant));
+			n++;
+		}
+	}
+	enum db_status st = DB_OK;
+	if (n) {
+		db_array_end(&a);
+		st = a.failed ? DB_ERROR : dp_db_fenced(c, a.p, on_fenced, gr);
+	}
+	buf_free(&a);
+	return st;
+}
+
 /* Step 2: the usage counters, one per tenant and month, locked until the
  * transaction ends, so the quota is exact across writers and instances.
  * Requests are admitted in arrival order while they fit. Optimistic
@@ -446,7 +488,7 @@ static enum db_status step_usage(struct db_conn *c, struct group *gr, int refuse
 				                                   .first = INT64_MAX };
 	}
 	if (gr->nkeys == 0)
-		return DB_OK;
+		return step_fence(c, gr); /* replays only: no row to lock, a key's record to write */
 	qsort(gr->keys, gr->nkeys, sizeof *gr->keys, ukey_cmp);
 	size_t u = 0;
 	for (size_t i = 0; i < gr->nkeys; i++)
@@ -484,6 +526,13 @@ static enum db_status step_usage(struct db_conn *c, struct group *gr, int refuse
 	buf_free(&rcv);
 	if (st != DB_OK)
 		return st;
+	if ((st = step_fence(c, gr)) != DB_OK)
+		return st;
+	if (gr->fenced_pending && !refuse) {
+		/* Its events are in already: run again, counters first. */
+		gr->careful = 1;
+		return DB_ROLLBACK;
+	}
 
 	for (size_t i = 0; i < gr->nkeys; i++) {
 		struct ukey *k = &gr->keys[i];
@@ -759,6 +808,7 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 		case J_KEY_REPLAYED: atomic_fetch_add(&g->requests_key_replayed, 1); break;
 		case J_KEY_CONFLICT: atomic_fetch_add(&g->requests_key_conflict, 1); break;
 		case J_QUOTA: atomic_fetch_add(&g->requests_quota, 1); break;
+		case J_MOVING: atomic_fetch_add(&g->writes_paused, 1); break;
 		default: atomic_fetch_add(&g->requests_failed, 1); break;
 		}
 	}
@@ -1006,6 +1056,10 @@ void dp_ingest_metrics(struct dp_ingest *g, FILE *out)
 	}
 	fprintf(out, "dp_ingest_group_events_sum %llu\n", (unsigned long long)g->group_events_sum);
 	fprintf(out, "dp_ingest_group_events_count %llu\n", cum);
+	fprintf(out,
+	        "# HELP dp_writes_paused_total Ingest requests answered 503 tenant_moving: their tenant was fenced for a move.\n"
+	        "# TYPE dp_writes_paused_total counter\ndp_writes_paused_total %llu\n",
+	        (unsigned long long)g->writes_paused);
 }
 
 /* ---- the handler ---- */
@@ -1116,6 +1170,11 @@ static enum http_result reply_outcome(struct http_req *req, struct job *j)
 			" events in %s (%" PRId64 " used); nothing was stored.",
 			j->n_new, j->quota, j->period, j->used);
 	}
+	case J_MOVING:
+		http_add_header(req, "Retry-After", "1");
+		return http_reply_problem(req, PROB_TENANT_MOVING,
+		                          "This tenant is moving to another cell; its writes are paused for a "
+		                          "moment and nothing was stored. Retry.");
 	case J_UNKNOWN:
 		return reply_unknown(req, "The region's database did not confirm the commit");
 	case J_UNAVAILABLE:

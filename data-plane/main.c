@@ -121,6 +121,9 @@ static enum http_result handle_openapi(struct http_req *req)
 /* The query parameters each route reads (route.h): any other is refused. */
 static const char *const q_feed[] = { "after", "limit", "wait", NULL };
 static const char *const q_export[] = { DP_EVENTS_QUERY_PARAMS, "format", NULL };
+static const char *const q_move_events[] = { "after", "limit", NULL };
+static const char *const q_move_digest[] = { "after", "upto", NULL };
+static const char *const q_move_records[] = { "since_us", NULL };
 
 static const struct http_route dp_routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, 0, NULL },
@@ -134,13 +137,23 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/v1/events/feed", dp_handle_events_feed, 0, DP_AUTH_API_KEY, q_feed },
 	{ "GET", "/v1/events/export", dp_handle_events_export, 0, DP_AUTH_API_KEY, q_export }, /* before {id} */
 	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY, NULL },
+	/* Tenant moves (move.c): the source's routes, the target's, the erasure of either copy. */
+	{ "GET", "/v1/moves/{move}/events", dp_handle_move_events_get, 0, DP_AUTH_MOVE_SOURCE, q_move_events },
+	{ "POST", "/v1/moves/{move}/events", dp_handle_move_events_post, DP_MOVE_BODY_MAX, DP_AUTH_MOVE_TARGET, NULL },
+	{ "POST", "/v1/moves/{move}/fence", dp_handle_move_fence_post, 1024, DP_AUTH_MOVE_SOURCE, NULL },
+	{ "DELETE", "/v1/moves/{move}/fence", dp_handle_move_fence_delete, 0, DP_AUTH_MOVE_SOURCE, NULL },
+	{ "GET", "/v1/moves/{move}/digest", dp_handle_move_digest, 0, DP_AUTH_MOVE_SOURCE, q_move_digest },
+	{ "GET", "/v1/moves/{move}/records", dp_handle_move_records_get, 0, DP_AUTH_MOVE_SOURCE, q_move_records },
+	{ "POST", "/v1/moves/{move}/records", dp_handle_move_records_post, DP_MOVE_BODY_MAX, DP_AUTH_MOVE_TARGET, NULL },
+	{ "GET", "/v1/moves/{move}/progress", dp_handle_move_progress, 0, DP_AUTH_MOVE_TARGET, NULL },
+	{ "POST", "/v1/moves/{move}/erase", dp_handle_move_erase, 1024, DP_AUTH_MOVE_EITHER, NULL },
 };
 
 static int cmd_routes(void)
 {
 	for (size_t i = 0; i < sizeof dp_routes / sizeof dp_routes[0]; i++)
 		printf("%s %s %s\n", dp_routes[i].method, dp_routes[i].pattern,
-		       dp_routes[i].auth == DP_AUTH_API_KEY ? "api_key" : "public");
+		       dp_routes[i].auth == DP_AUTH_API_KEY ? "api_key" : dp_routes[i].auth ? "move" : "public");
 	return SVC_EXIT_OK;
 }
 
@@ -170,6 +183,7 @@ static void dp_metrics(FILE *out, void *arg)
 	if (app->erasure)
 		dp_erasure_metrics(app->erasure, out);
 	dp_exports_metrics(app->exports, out);
+	dp_move_metrics(out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and

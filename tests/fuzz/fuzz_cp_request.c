@@ -261,6 +261,13 @@ static void cells_create(const void *dst)
 		nc_uuid(in->tenant_id);
 }
 
+static void moves_create(const void *dst)
+{
+	const struct move_in *in = dst;
+	if (in->to_region)
+		nc_region(in->to_region);
+}
+
 static const struct table {
 	const struct jsonx_field *fields;
 	size_t size;
@@ -282,6 +289,12 @@ static const struct table {
 	{ usage_report_record_fields, sizeof(struct usage_record), NULL },                  /* N */
 	{ cpreq_cell_create, sizeof(struct cell_in), cells_create },             /* O */
 	{ cpreq_cell_update, sizeof(struct cell_in), NULL },                     /* P */
+	{ cpreq_move_create, sizeof(struct move_in), moves_create },             /* Q */
+	{ cpreq_cell_drain, sizeof(struct move_in), NULL },                      /* R */
+	{ cpreq_move_claim, sizeof(struct mover_in), NULL },                     /* S */
+	{ cpreq_move_progress, sizeof(struct mover_in), NULL },                  /* T */
+	{ cpreq_move_complete, sizeof(struct mover_in), NULL },                  /* U */
+	{ cpreq_move_erased, sizeof(struct mover_in), NULL },                    /* V */
 };
 #define TABLES (sizeof tables / sizeof tables[0])
 
@@ -298,6 +311,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct login_req l;
 		struct status_in s;
 		struct cell_in c;
+		struct move_in m;
+		struct mover_in mv;
 	} dst;
 	uint64_t present;
 	if (size < 1)

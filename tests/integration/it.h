@@ -38,7 +38,10 @@ Suite *export_suite(void); /* test_export.c */
 Suite *queries_suite(void); /* test_queries.c */
 Suite *cells_suite(void); /* test_cells.c */
 Suite *cells_dp_suite(void); /* test_cells_dp.c */
+Suite *moves_dp_suite(void); /* test_moves_dp.c */
 Suite *cell_router_suite(void); /* test_cells_dp.c */
+Suite *mover_suite(void); /* test_mover.c */
+Suite *moves_suite(void); /* test_moves.c */
 /* Prints the service log lines of the *.log files of `dir` that name
  * neither a request ("req_id") nor a task ("task"); returns their number. */
 int it_logs_check(const char *dir);

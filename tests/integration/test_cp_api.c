@@ -101,7 +101,7 @@ static const char *const who_name[NWHO] = { "anonymous", "a garbage token", "the
 
 /* An object made afresh (by the admin) before each request of a row, for
  * requests that consume their target. */
-enum fresh { F_NONE, F_USER, F_KEY, F_ADMIN };
+enum fresh { F_NONE, F_USER, F_KEY, F_ADMIN, F_MOVE };
 
 struct authz_row {
 	const char *method;
@@ -198,6 +198,21 @@ static const struct authz_row authz_rows[] = {
 	  { 401, 401, 404, 200, 200, 200 } },
 	{ "GET", "/v1/admins/{id}", "/v1/admins/{fresh}", NULL, F_ADMIN, 0, 0,
 	  { 401, 401, 403, 403, 403, 200 } },
+	/* A move between regions is the owner's request; one between cells the admin's. */
+	{ "POST", "/v1/tenants/{id}/moves", "/v1/tenants/{A}/moves", "{\"to_region\":\"us\"}", F_NONE, 1, 0,
+	  { 401, 401, 404, 403, 201, 403 } },
+	{ "GET", "/v1/tenants/{id}/moves", "/v1/tenants/{A}/moves", NULL, F_NONE, 0, 0,
+	  { 401, 401, 404, 200, 200, 200 } },
+	{ "GET", "/v1/tenants/{id}/moves/{move}", "/v1/tenants/{A}/moves/{fresh}", NULL, F_MOVE, 0, 0,
+	  { 401, 401, 404, 200, 200, 200 } },
+	{ "POST", "/v1/tenants/{id}/moves/{move}/approve", "/v1/tenants/{A}/moves/{fresh}/approve", NULL, F_MOVE,
+	  1, 0, { 401, 401, 403, 403, 403, 200 } },
+	{ "POST", "/v1/tenants/{id}/moves/{move}/abort", "/v1/tenants/{A}/moves/{fresh}/abort", NULL, F_MOVE,
+	  1, 0, { 401, 401, 403, 403, 403, 200 } },
+	{ "POST", "/v1/cells/{cell}/drain", "/v1/cells/eu-west-2/drain", "{}", F_NONE, 1, 0,
+	  { 401, 401, 403, 403, 403, 202 } },
+	{ "GET", "/v1/cells/{cell}/drain", "/v1/cells/eu-west-2/drain", NULL, F_NONE, 0, 0,
+	  { 401, 401, 403, 403, 403, 200 } },
 	{ "POST", "/v1/auth/logout", "/v1/auth/logout", NULL, F_NONE, 0, 1, { 401, 401, 200, 200, 200, 400 } },
 	{ "DELETE", "/v1/tenants/{id}", "/v1/tenants/{A}", NULL, F_NONE, 1, 0,
 	  { 401, 401, 403, 403, 403, 200 } },
@@ -293,6 +308,16 @@ static void make_fresh(const struct world *w, enum fresh f, int n, char out[64])
 		new_key(ADMIN_TOKEN, w->a, out, NULL);
 	else if (f == F_ADMIN)
 		new_admin(it_fmt("fresh%d@ops.test", n), out);
+	else if (f == F_MOVE) {
+		/* A move awaiting approval, the tenant's only one that has not ended. */
+		free(q(it_fmt("UPDATE moves SET state = 'aborted' WHERE tenant_id = '%s'"
+		              " AND state NOT IN ('done', 'aborted', 'failed') RETURNING 1", w->a)));
+		char *id = q(it_fmt("INSERT INTO moves (tenant_id, kind, from_region, from_cell, to_region, to_cell,"
+		                    " state, erase_after_seconds) SELECT id, 'region', region, cell, 'us', 'us-east-1',"
+		                    " 'awaiting_approval', 0 FROM tenants WHERE id = '%s' RETURNING id", w->a));
+		snprintf(out, 64, "%s", id);
+		free(id);
+	}
 }
 
 /* Each principal gets exactly the answer of the table on every

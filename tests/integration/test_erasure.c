@@ -128,6 +128,12 @@ static void fill_every_table(const char *db, const char *victim, char names[MAX_
 	free(it_sql(db, it_fmt("INSERT INTO rate_demand (instance_id, tenant_id, bucket, demand, updated_at)"
 	                       " VALUES ('%032d', '%s', 'write', 1, now() + interval '1 hour')",
 	                       0, victim)));
+	/* A tenant moving in or out (migration 0009). */
+	free(it_sql(db, it_fmt("INSERT INTO move_progress (move_id, tenant_id) VALUES (gen_random_uuid(), '%s')",
+	                       victim)));
+	free(it_sql(db, it_fmt("INSERT INTO tenant_feed_offsets (tenant_id, off) VALUES ('%s', 1)", victim)));
+	free(it_sql(db, it_fmt("INSERT INTO tenant_fences (tenant_id, move_id, fence_tx)"
+	                       " VALUES ('%s', gen_random_uuid(), '1')", victim)));
 	for (int i = 0; i < n; i++) {
 		if (rows_of(db, names[i], victim) > 0)
 			continue;

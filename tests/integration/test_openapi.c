@@ -196,7 +196,8 @@ END_TEST
 /* Loads the spec in Python and prints "METHOD PATH AUTH" per operation
  * (AUTH from its security requirement), after checking the version and
  * that every local $ref resolves. The security requirement gives the
- * level: none is public; the data plane's `api_key` scheme is api_key; the
+ * level: none is public; the data plane's `api_key` scheme is api_key, its
+ * `move_credential` scheme move; the
  * control plane's `bearer` scheme is admin, region or cell by the role it lists,
  * user otherwise. The scheme must be defined under securitySchemes, and
  * an operation's `x-celltrail-auth` must say the same level. Prints
@@ -228,6 +229,7 @@ static const char py_check[] =
 	"                print('ERROR %s %s: security scheme %r is not defined' % (m.upper(), p, name))\n"
 	"        if not sec: auth = 'public'\n"
 	"        elif 'api_key' in sec[0]: auth = 'api_key'\n"
+	"        elif 'move_credential' in sec[0]: auth = 'move'\n"
 	"        elif 'admin' in (sec[0].get('bearer') or []): auth = 'admin'\n"
 	"        elif 'region' in (sec[0].get('bearer') or []): auth = 'region'\n"
 	"        elif 'cell' in (sec[0].get('bearer') or []): auth = 'cell'\n"

@@ -331,13 +331,14 @@ START_TEST(readme_matches_help)
 	snprintf(path, sizeof path, "%s/README.md", it_env("IT_ROOT"));
 	char *readme = it_slurp(path);
 	ck_assert_ptr_nonnull(readme);
-	static const char *const bins[] = { "control-plane", "data-plane", "cell-router" };
-	char names[4096] = "";
-	for (int b = 0; b < 3; b++) {
+	static const char *const bins[] = { "control-plane", "data-plane", "cell-router", "mover" };
+	char names[8192] = "";
+	for (int b = 0; b < 4; b++) {
 		ck_assert_int_eq(run_bin(bins[b], "--help", NULL), 0);
 		for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
 			char name[64], type[32], def[64], row[200];
-			if (strncmp(line, "  CP_", 5) && strncmp(line, "  DP_", 5) && strncmp(line, "  ROUTER_", 9))
+			if (strncmp(line, "  CP_", 5) && strncmp(line, "  DP_", 5) && strncmp(line, "  ROUTER_", 9) &&
+			    strncmp(line, "  MOVER_", 8))
 				continue;
 			ck_assert_int_eq(sscanf(line, "%63s %31s %63s", name, type, def), 3);
 			snprintf(row, sizeof row, "\n| %s | %s | %s |", name, type, def);
@@ -348,7 +349,8 @@ START_TEST(readme_matches_help)
 	}
 	for (const char *r = readme; (r = strstr(r, "\n| ")) != NULL; r++) {
 		char name[64];
-		if (strncmp(r + 3, "CP_", 3) && strncmp(r + 3, "DP_", 3) && strncmp(r + 3, "ROUTER_", 7))
+		if (strncmp(r + 3, "CP_", 3) && strncmp(r + 3, "DP_", 3) && strncmp(r + 3, "ROUTER_", 7) &&
+		    strncmp(r + 3, "MOVER_", 6))
 			continue;
 		ck_assert_int_eq(sscanf(r + 3, "%63s", name), 1);
 		char key[70];
