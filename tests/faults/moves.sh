@@ -219,19 +219,19 @@ mv_rows() { # cell tenant
 mv_check() { # label from-cell to-cell preloaded [erase: yes|no]
 	_l=$1 _from=$2 _to=$3 _pre=$4 _erase=${5:-yes}
 	eval "_t=\$T_$_l _k=\$K_$_l"
-	_d="$SCEN_DIR/$_l"
+	_md="$SCEN_DIR/$_l"
 	cat "$SCEN_DIR/$_l"-single.ids "$SCEN_DIR/$_l"-batch.ids "$SCEN_DIR/$_l"-noid.ids "$SCEN_DIR/$_l".extra.ids 2>/dev/null |
-		awk '{ print $2 }' | sort > "$_d.acked"
-	rsql "$_to" "SELECT id FROM events WHERE tenant_id = '$_t'" | sort > "$_d.stored"
-	_acked=$(wc -l < "$_d.acked")
-	_dup=$(uniq -d "$_d.acked" | wc -l)
-	_stored=$(wc -l < "$_d.stored")
+		awk '{ print $2 }' | sort > "$_md.acked"
+	rsql "$_to" "SELECT id FROM events WHERE tenant_id = '$_t'" | sort > "$_md.stored"
+	_acked=$(wc -l < "$_md.acked")
+	_dup=$(uniq -d "$_md.acked" | wc -l)
+	_stored=$(wc -l < "$_md.stored")
 	_distinct=$(rsql "$_to" "SELECT count(DISTINCT id) FROM events WHERE tenant_id = '$_t'")
-	_lost=$(comm -23 "$_d.acked" "$_d.stored" | wc -l)
+	_lost=$(comm -23 "$_md.acked" "$_md.stored" | wc -l)
 	_pre_at=$(rsql "$_to" "SELECT count(*) FROM events WHERE tenant_id = '$_t' AND action = 'faults.preload'")
 	check "$_l: every event acknowledged 201 ($_acked, $_dup acknowledged twice) is at the target $_to ($_lost missing)" \
 		[ "$_lost$_dup" = 00 ]
-	comm -23 "$_d.acked" "$_d.stored" | head -n 3 | sed 's/^/    | missing /'
+	comm -23 "$_md.acked" "$_md.stored" | head -n 3 | sed 's/^/    | missing /'
 	check "$_l: the $_pre events loaded before the move are at the target ($_pre_at)" [ "$_pre_at" = "$_pre" ]
 	check "$_l: each exactly once ($_stored rows, $_distinct ids)" [ "$_stored" = "$_distinct" ]
 	# Stored but never acknowledged: requests whose answer was lost (no
@@ -247,7 +247,7 @@ mv_check() { # label from-cell to-cell preloaded [erase: yes|no]
 		_cur=$(awk '$1 == "cursor" { print $2 }' "$SCEN_DIR/$_l-feed.ids")
 		_reg=$(api GET "/v1/tenants/$_t" | jget region)
 		eval "_ep=\$DP_URL_$_reg"
-		awk '$1 != "cursor" { print $2 }' "$SCEN_DIR/$_l-feed.ids" > "$_d.fed"
+		awk '$1 != "cursor" { print $2 }' "$SCEN_DIR/$_l-feed.ids" > "$_md.fed"
 		_more=true _n=0
 		while [ "$_more" = true ] && [ $_n -lt 5000 ]; do
 			_pg=$(curl -s --max-time 10 -H "Authorization: Bearer $_k" \
@@ -258,25 +258,25 @@ p = json.load(sys.stdin)
 for e in p.get("items") or []:
     print(e["id"])
 print("cursor %s %s" % (p.get("next_cursor"), "true" if p.get("has_more") else "false"), file=sys.stderr)' \
-				>> "$_d.fed" 2> "$_d.fedcur" || break
-			set -- $(cat "$_d.fedcur")
+				>> "$_md.fed" 2> "$_md.fedcur" || break
+			set -- $(cat "$_md.fedcur")
 			_cur=$2 _more=$3 _n=$((_n + 1))
 		done
-		_fed=$(wc -l < "$_d.fed")
-		_fdup=$(sort "$_d.fed" | uniq -d | wc -l)
+		_fed=$(wc -l < "$_md.fed")
+		_fdup=$(sort "$_md.fed" | uniq -d | wc -l)
 		# What the follower must have seen: every row at the target after
 		# the cursor it started from (all of them, when it started at the
 		# beginning; else the acknowledged ones and any other row).
-		sort -u "$_d.fed" > "$_d.fed.sorted"
+		sort -u "$_md.fed" > "$_md.fed.sorted"
 		if [ -n "$(eval "echo \${FEED_BEFORE_$_l:-}")" ]; then
-			sort "$(eval "echo \$FEED_BEFORE_$_l")" | comm -23 "$_d.stored" - > "$_d.want"
+			sort "$(eval "echo \$FEED_BEFORE_$_l")" | comm -23 "$_md.stored" - > "$_md.want"
 		elif [ -n "$(eval "echo \${FEED_FROM_$_l:-}")" ]; then
-			grep -v "^$(eval "echo \$FEED_FROM_$_l")-" "$_d.stored" > "$_d.want" || true
+			grep -v "^$(eval "echo \$FEED_FROM_$_l")-" "$_md.stored" > "$_md.want" || true
 		else
-			cp "$_d.stored" "$_d.want"
+			cp "$_md.stored" "$_md.want"
 		fi
-		_fmiss=$(comm -23 "$_d.want" "$_d.fed.sorted" | wc -l)
-		_falien=$(comm -13 "$_d.stored" "$_d.fed.sorted" | wc -l)
+		_fmiss=$(comm -23 "$_md.want" "$_md.fed.sorted" | wc -l)
+		_falien=$(comm -13 "$_md.stored" "$_md.fed.sorted" | wc -l)
 		check "$_l: the feed, followed from before the move to its end after it, handed out $_fed events: none twice ($_fdup), none stored missed ($_fmiss), none not stored ($_falien)" \
 			[ "$_fdup$_fmiss$_falien" = 000 ]
 	fi
@@ -322,14 +322,16 @@ print("cursor %s %s" % (p.get("next_cursor"), "true" if p.get("has_more") else "
 
 mv_drained() { outbox_drained "$_from" && outbox_drained "$_to"; }
 
-# A replay after the cutover: the request sent with KEY_HEADER before the
-# move, sent again to the endpoint the tenant lives at now, is answered 200
-# Idempotent-Replayed with the first answer's event.
-mv_replay() { # label endpoint idempotency-key body
+# A replay after the cutover: the request sent with an Idempotency-Key
+# before the move, sent again to the endpoint the tenant lives at now, is
+# answered as the first time (201, the same event) with
+# Idempotent-Replayed: true.
+mv_replay() { # label endpoint idempotency-key body first-answer-file
 	eval "_k=\$K_$1"
 	_h=$(curl -s -D - -o "$SCEN_DIR/$1.replay" --max-time 10 -H "Authorization: Bearer $_k" \
 		-H "Idempotency-Key: $3" -H 'Content-Type: application/json' -d "$4" "$2/v1/events" | tr -d '\r')
-	case "$_h" in "HTTP/1.1 200"*) printf '%s\n' "$_h" | grep -qi '^idempotent-replayed: true' ;; *) return 1 ;; esac
+	case "$_h" in "HTTP/1.1 201"*) ;; *) return 1 ;; esac
+	printf '%s\n' "$_h" | grep -qi '^idempotent-replayed: true' && cmp -s "$SCEN_DIR/$1.replay" "$5"
 }
 
 # ---- the scenarios ----
