@@ -92,7 +92,7 @@ all: deps
 
 services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
-benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
+benchbins: services $(BIN)/faults-load $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
 # No include cycle between modules, nothing in common/ that includes a
 # service, neither service including the other (tests/includes.sh).

@@ -12,6 +12,7 @@
 # BENCH_ONLY=feed (only the feed's lag), BENCH_ONLY=export (only the export
 # benchmark, tests/bench/export.sh).
 # BENCH_ONLY=router (only the regional router, tests/bench/router.sh).
+# BENCH_ONLY=move (only a tenant move against pg_dump | psql, tests/bench/move.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -20,6 +21,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
 [ "${BENCH_ONLY:-}" != list ] || exec sh "$ROOT/tests/bench/list.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != router ] || exec sh "$ROOT/tests/bench/router.sh" "$BIN"
+[ "${BENCH_ONLY:-}" != move ] || exec sh "$ROOT/tests/bench/move.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -498,3 +500,8 @@ sh "$ROOT/tests/bench/list.sh" "$BIN"
 # 100,000 keys, on a private stack of their own.
 echo
 sh "$ROOT/tests/bench/router.sh" "$BIN"
+
+# A tenant move against pg_dump | psql of the same rows, on a private
+# stack of its own.
+echo
+sh "$ROOT/tests/bench/move.sh" "$BIN"

@@ -35,8 +35,9 @@ fatal() { echo "faults: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 
 # Settings every data plane of the tests runs with: usage reported every
-# second, so that a test does not wait ten for the outbox.
-DP_TEST_ENV="DP_USAGE_REPORT_INTERVAL=1s"
+# second, so that a test does not wait ten for the outbox; FAULTS_DP_ENV
+# adds more (VAR=value, space-separated).
+DP_TEST_ENV="DP_USAGE_REPORT_INTERVAL=1s${FAULTS_DP_ENV:+ $FAULTS_DP_ENV}"
 
 # ---- the stack ----
 
