@@ -98,7 +98,7 @@ print(m["events_copied"], m["source_events"], m["write_pause_ms"],
       int((t("finished_at") - t("copy_started_at")) * 1000), int((t("cutover_started_at") - t("copy_started_at")) * 1000))')
 copied=$1 source=$2 pause=$3 move_ms=$4 copy_ms=$5
 set -- $(mv_pause bm)
-client_pause=$1 n503=$2
+client_pause=$1 n503=$2 n_moving=$3
 copy_s=$(curl -s "$MOVER_URL_us/metrics" | awk '$1 == "mover_copy_seconds_total" { print $2 }')
 
 echo "Tenant move: $N events (loaded by SQL in $load_ms ms) moved us-east-1 -> us-west-2 under $RATE POST/s, one cluster, $(nproc) cores"
@@ -107,4 +107,4 @@ awk -v n="$N" -v d="$dump_ms" -v m="$move_ms" -v c="$copy_ms" -v cp="$copied" -v
 	printf "  baseline: pg_dump --data-only | psql, %d rows        %9.0f events/s (%d ms)\n", n, b, d
 	printf "  move, claim of the copy to the flip, %d events  %9.0f events/s (%d ms): %.2fx the baseline (goal >= 0.5x: %s)\n", src, r, m, r / b, (r >= 0.5 * b ? "met" : "NOT met")
 	printf "  of it the copy until cutover: %d events in %d ms, %.0f events/s\n", cp, c, cp / (c / 1000) }'
-echo "  write pause: the move reports $pause ms (fence to flip); clients saw $client_pause ms from the first 503 tenant_moving to the end of the last ($n503 answers); mover_copy_seconds_total $copy_s"
+echo "  write pause: the move reports $pause ms (fence to flip); clients saw $client_pause ms from the first 503 to the end of the last ($n503 answers, $n_moving tenant_moving); mover_copy_seconds_total $copy_s"
