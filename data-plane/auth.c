@@ -26,7 +26,7 @@
  * claim lists is answered 421 with the region its tenant lives in now,
  * before anything else; a key whose first part names another region but
  * whose id this document holds is served (its region is an alias until the
- * key is rotated). Move routes (auth DP_AUTH_MOVE) are move.c's. */
+ * key is rotated). Move routes (auth DP_AUTH_MOVE_*) are move.c's. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,16 +122,17 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 			unauthorized(req, "Unknown API key: its first part names no region.");
 			goto out;
 		}
-		if (r && cfgdoc_find_key(s->doc, key.id))
-			goto alias; /* its tenant moved here: the key's region is an alias */
-		json_t *extra = json_pack("{ss so}", "region", key.region, "endpoint",
-		                          r && r->endpoint[0] ? json_string(r->endpoint) : json_null());
-		http_reply_problem_ex(req, PROB_MISDIRECTED, extra,
-		                      "This key belongs to region %s; send its requests to that region.",
-		                      key.region);
-		goto out;
+		/* A key this document holds is one whose tenant moved here: its
+		 * first part is an alias of this region. */
+		if (!r || !cfgdoc_find_key(s->doc, key.id)) {
+			json_t *extra = json_pack("{ss so}", "region", key.region, "endpoint",
+			                          r && r->endpoint[0] ? json_string(r->endpoint) : json_null());
+			http_reply_problem_ex(req, PROB_MISDIRECTED, extra,
+			                      "This key belongs to region %s; send its requests to that region.",
+			                      key.region);
+			goto out;
+		}
 	}
-alias:;
 	/* The router's cell, when it routed the request (cell mode only). */
 	const char *routed = app->cfg.cell ? http_req_header(req, DP_CELL_HEADER) : NULL;
 	if (routed && strcmp(routed, app->cfg.cell) != 0) {

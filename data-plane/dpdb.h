@@ -1,6 +1,7 @@
 /* The data plane's SQL: every statement it sends to the regional database
- * is in db_events.c (and db_region.c, db_rate.c, db_erasure.c), parameterized. Each names the
- * tenant it works for: a tenant's rows are reached through its id only. */
+ * is in db_events.c (and db_region.c, db_rate.c, db_erasure.c, db_feed.c,
+ * db_move.c), parameterized. Each names the tenant it works for: a
+ * tenant's rows are reached through its id only. */
 #ifndef DP_DPDB_H
 #define DP_DPDB_H
 
@@ -311,14 +312,18 @@ struct dp_move_progress {
 	int64_t events, stored;
 	char digest[48];
 };
-/* Inserts the rows of `page` (a source page's JSON text, parsed by the
+/* Inserts `rows_json` (the `events` array of a source page, parsed by the
  * database) for `tenant`, skipping ids already here, and adds them to
- * `move`'s progress in the same statement: *pr is the progress after it,
- * *inserted the rows inserted, *rows the page's rows. A page that is not
- * one gives DB_INVALID. */
+ * `move`'s progress (its position raised to `next`) in the same
+ * statement: *pr is the progress after it, *inserted the rows inserted,
+ * *rows the page's rows. Rows that are not a page's give DB_INVALID. Not
+ * `careful`, ids are skipped by a lookup first and a concurrent insert of
+ * the same id gives DB_CONFLICT (then run it careful: ON CONFLICT DO
+ * NOTHING). */
 enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char *tenant,
-                                 const char *page, struct dp_move_progress *pr, int64_t *inserted,
-                                 long *rows) __attribute__((warn_unused_result));
+                                 const char *rows_json, const struct dp_move_pos *next, int careful,
+                                 struct dp_move_progress *pr, int64_t *inserted, long *rows)
+	__attribute__((warn_unused_result));
 enum db_status dp_db_move_progress(struct db_conn *c, const char *move, const char *tenant,
                                    struct dp_move_progress *pr) __attribute__((warn_unused_result));
 /* Stores the source's records (GET .../records' JSON text): the

@@ -488,7 +488,7 @@ static enum db_status step_usage(struct db_conn *c, struct group *gr, int refuse
 				                                   .first = INT64_MAX };
 	}
 	if (gr->nkeys == 0)
-		return step_fence(c, gr); /* replays only: no row to lock, a key's record to write */
+		return step_fence(c, gr); /* replays only: no usage row, yet a fence holds back their keys' records */
 	qsort(gr->keys, gr->nkeys, sizeof *gr->keys, ukey_cmp);
 	size_t u = 0;
 	for (size_t i = 0; i < gr->nkeys; i++)

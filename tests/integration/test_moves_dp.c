@@ -370,6 +370,25 @@ static long copy(struct env *e, const char *tok, char pos[48], int limit, const 
 	}
 }
 
+/* One post of a page, for posts at once. */
+struct poster {
+	const struct dp *d;
+	const char *tok, *page;
+	long status;
+	long long inserted;
+};
+
+static void *poster_main(void *arg)
+{
+	struct poster *p = arg;
+	struct res r;
+	mv(&r, p->d, "POST", "/v1/moves/" MOVE "/events", p->tok, p->page);
+	p->status = r.status;
+	p->inserted = json_integer_value(json_object_get(r.json, "inserted"));
+	res_free(&r);
+	return NULL;
+}
+
 /* ---- moves-dp ---- */
 
 /* Only a credential of this move opens its routes, at its cells: each
@@ -429,6 +448,26 @@ START_TEST(credentials_and_limits)
 		if (cases[i].code)
 			EXPECT_PROBLEM_SOME(&r, cases[i].status, cases[i].code, NULL);
 		res_free(&r);
+	}
+	/* A data plane that serves no cell serves no move. */
+	{
+		struct dp none = { 0 };
+		char e_db[600], e_cp[300], e_trust[700], e_cache[700], bin[1024];
+		snprintf(none.db, sizeof none.db, "%s", e.a.db);
+		snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", none.db);
+		snprintf(e_cp, sizeof e_cp, "DP_CONTROL_PLANE_URL=%s", e.cp_url);
+		snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust_path);
+		snprintf(e_cache, sizeof e_cache, "DP_CACHE_DIR=%s/cache-none", dir);
+		const char *const env[] = { e_db, e_cp, e_trust, e_cache, "DP_REGION=us", "DP_REGION_TOKEN=it-region-token-0123456789",
+			                        "DP_LISTEN=127.0.0.1:0", "DP_ACCESS_LOG=false", "DP_INSTANCE=it-none", NULL };
+		it_bin("data-plane", bin, sizeof bin);
+		char *argv[] = { bin, NULL };
+		it_spawn(&none.p, "data-plane-none", argv, env);
+		none.port = it_wait_port(&none.p, 10000);
+		mv(&r, &none, "GET", src, good, NULL);
+		EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
+		res_free(&r);
+		ck_assert_int_eq(it_stop(&none.p), 0);
 	}
 	/* Progress before any page. */
 	mv(&r, &e.b, "GET", "/v1/moves/" MOVE "/progress", good, NULL);
@@ -498,6 +537,10 @@ START_TEST(credentials_and_limits)
 		"{\"events\": [{\"id\": \"bad id!\", \"tx_id\": \"1\", \"seq\": 1, \"occurred_at_us\": 1,"
 		" \"received_at_us\": 1, \"action\": \"a\", \"actor_id\": \"u\", \"target_ids\": [],"
 		" \"content_sha256\": \"00\", \"body\": {}, \"keys\": []}], \"next\": \"1.1\"}",
+		"{\"events\": [], \"events\": [], \"next\": \"0.0\"}", "{\"events\": [], \"next\": \"0.0\"} x",
+		"{\"next\": \"0.0\"}", "{\"events\": []}", "{\"events\": [], \"next\": 1}",
+		"{\"events\": [1, 2], \"next\": \"0.0\"}", "{\"events\": [\"", "{\"events\": [{}], \"next\": \"0.0\"}",
+		"{\"events\": [], \"next\": \"0.0\", \"next\": \"9.9\"}",
 	};
 	for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
 		mv(&r, &e.b, "POST", "/v1/moves/" MOVE "/events", good, junk[i]);
@@ -522,6 +565,11 @@ START_TEST(credentials_and_limits)
 		const char *hj[] = { auth, "Content-Type: application/json", NULL };
 		it_http(&raw, "POST", it_fmt("http://127.0.0.1:%d/v1/moves/" MOVE "/events", e.b.port), hj, huge, n);
 		ck_assert_int_eq(raw.status, 413);
+		it_resp_free(&raw);
+		/* 64 MiB exactly is read (and judged: this one is no page). */
+		memcpy(huge + n - 3, "{}", 2);
+		it_http(&raw, "POST", it_fmt("http://127.0.0.1:%d/v1/moves/" MOVE "/events", e.b.port), hj, huge, n - 1);
+		ck_assert_int_eq(raw.status, 400);
 		it_resp_free(&raw);
 		free(huge);
 	}
@@ -564,6 +612,24 @@ START_TEST(credentials_and_limits)
 	ck_assert_int_eq(erased, 5001);
 	ck_assert_int_eq(sqll(e.b.db, "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM move_progress)"), 0);
 	ck_assert_int_eq(sqll(e.a.db, "SELECT count(*) FROM events WHERE tenant_id = '" T "'"), 5002);
+
+	/* The same page posted eight times at once (a replaced mover's request
+	 * still running): each row stored once, counted once. */
+	mv(&r, &e.a, "GET", "/v1/moves/" MOVE "/events?limit=500", good, NULL);
+	EXPECT(&r, 200);
+	struct poster posts[8];
+	for (int i = 0; i < 8; i++)
+		posts[i] = (struct poster){ .d = &e.b, .tok = good, .page = r.raw.body };
+	run_at_once(posts, sizeof posts[0], 8, poster_main);
+	long long ins = 0;
+	for (int i = 0; i < 8; i++) {
+		ck_assert_int_eq(posts[i].status, 200);
+		ins += posts[i].inserted;
+	}
+	res_free(&r);
+	ck_assert_int_eq(ins, 500);
+	ck_assert_int_eq(sqll(e.b.db, "SELECT count(*) FROM events"), 500);
+	ck_assert_int_eq(sqll(e.b.db, "SELECT events FROM move_progress"), 500);
 	free(good);
 	free(other_move);
 	free(foreign);
@@ -857,7 +923,17 @@ START_TEST(move_end_to_end)
 		usleep(50000);
 	}
 	struct res rec;
-	mv(&rec, &e.a, "GET", "/v1/moves/" MOVE "/records", tok, NULL);
+	mv(&rec, &e.a, "GET", it_fmt("/v1/moves/" MOVE "/records?since_us=%lld", (long long)time(NULL) * 1000000 + 60000000), tok, NULL);
+	EXPECT(&rec, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(rec.json, "idempotency")), 0);
+	res_free(&rec);
+	mv(&rec, &e.a, "GET", "/v1/moves/" MOVE "/records?since_us=-1", tok, NULL);
+	EXPECT_PROBLEM_SOME(&rec, 400, "validation_failed", "since_us");
+	res_free(&rec);
+	mv(&rec, &e.a, "GET", "/v1/moves/" MOVE "/digest?upto=1", tok, NULL);
+	EXPECT_PROBLEM_SOME(&rec, 400, "validation_failed", "upto");
+	res_free(&rec);
+	mv(&rec, &e.a, "GET", "/v1/moves/" MOVE "/records?since_us=0", tok, NULL);
 	EXPECT(&rec, 200);
 	ck_assert_int_eq(json_array_size(json_object_get(rec.json, "idempotency")), 6);
 	ck_assert_int_eq(json_array_size(json_object_get(rec.json, "usage")), 1);
