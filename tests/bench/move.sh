@@ -11,7 +11,8 @@
 # write pause: the move's write_pause_ms (fence to flip) and the clients'
 # (first to last 503 tenant_moving).
 #   tests/bench/move.sh BINDIR      (also: BENCH_ONLY=move tests/bench/run.sh BINDIR)
-# Knobs: BENCH_MOVE_EVENTS (200000), BENCH_MOVE_RATE (50), BENCH_MOVE_PORT
+# Knobs: BENCH_MOVE_EVENTS (200000), BENCH_MOVE_RATE (50), BENCH_MOVE_BATCH
+# (the mover's MOVER_BATCH; unset: its default), BENCH_MOVE_PORT
 # (19600: the first of 100 ports of the private stack: the control plane,
 # the endpoint +1, the cell-router +10, the mover +20, the data planes
 # +40, PostgreSQL +99).
@@ -53,6 +54,7 @@ api POST /v1/plans '{"id":"faults","name":"Bench","currency":"USD","base_price":
 	"events_included":0,"price_per_1000":1,"rate_limit":100000,"burst":100000,
 	"monthly_event_quota":1000000000,"retention_days":3650}' > /dev/null || fatal "could not create the plan"
 
+[ -z "${BENCH_MOVE_BATCH:-}" ] || mover_restart us MOVER_BATCH="$BENCH_MOVE_BATCH"
 mv_tenant bm us us-east-1
 t0=$(now_ms)
 mv_preload us-east-1 "$T_bm" "$N" pre-bm
@@ -76,8 +78,8 @@ t0=$(now_ms)
 dump_ms=$(($(now_ms) - t0))
 restored=$(bsql "$DST" "SELECT count(*) FROM bench.events")
 [ "$restored" = "$N" ] || fatal "pg_dump | psql restored $restored rows, not $N"
-bsql "$SRC" "DROP SCHEMA bench CASCADE" > /dev/null
-bsql "$DST" "DROP SCHEMA bench CASCADE" > /dev/null
+bsql "$SRC" "SET client_min_messages = warning; DROP SCHEMA bench CASCADE" > /dev/null
+bsql "$DST" "SET client_min_messages = warning; DROP SCHEMA bench CASCADE" > /dev/null
 
 # The move, under a light write load through the region's endpoint.
 wait_until 20 key_works "$(router_port us)" "$K_bm" || fatal "the tenant's key does not work through the router"
@@ -101,10 +103,10 @@ set -- $(mv_pause bm)
 client_pause=$1 n503=$2 n_moving=$3
 copy_s=$(curl -s "$MOVER_URL_us/metrics" | awk '$1 == "mover_copy_seconds_total" { print $2 }')
 
-echo "Tenant move: $N events (loaded by SQL in $load_ms ms) moved us-east-1 -> us-west-2 under $RATE POST/s, one cluster, $(nproc) cores"
+echo "Tenant move: $N events (loaded by SQL in $load_ms ms) moved us-east-1 -> us-west-2 under $RATE POST/s, MOVER_BATCH ${BENCH_MOVE_BATCH:-default}, one cluster, $(nproc) cores"
 awk -v n="$N" -v d="$dump_ms" -v m="$move_ms" -v c="$copy_ms" -v cp="$copied" -v src="$source" 'BEGIN {
 	b = n / (d / 1000); r = src / (m / 1000)
 	printf "  baseline: pg_dump --data-only | psql, %d rows        %9.0f events/s (%d ms)\n", n, b, d
 	printf "  move, claim of the copy to the flip, %d events  %9.0f events/s (%d ms): %.2fx the baseline (goal >= 0.5x: %s)\n", src, r, m, r / b, (r >= 0.5 * b ? "met" : "NOT met")
-	printf "  of it the copy until cutover: %d events in %d ms, %.0f events/s\n", cp, c, cp / (c / 1000) }'
+	printf "  of it the copy (copy_started_at to cutover_started_at): %d ms, %.0f events/s\n", c, cp / (c / 1000) }'
 echo "  write pause: the move reports $pause ms (fence to flip); clients saw $client_pause ms from the first 503 to the end of the last ($n503 answers, $n_moving tenant_moving); mover_copy_seconds_total $copy_s"
