@@ -371,7 +371,7 @@ moves_cell() {
 	mv_start mc us us-east-1 "$MOVES_EVENTS" "$RATE"
 	t0=$(now_ms)
 	mv_cell mc us-west-2 || { load_stop; finish; return; }
-	mv_done move-cell mc 600
+	mv_done move-cell mc 1200
 	echo "  move-cell: $(( ($(now_ms) - t0) / 1000 )) s"; mv_show mc
 	sleep 2
 	load_stop
@@ -385,7 +385,7 @@ moves_region() {
 	mv_start mr us us-east-1 "$MOVES_EVENTS" "$RATE"
 	t0=$(now_ms)
 	mv_region mr eu || { load_stop; finish; return; }
-	mv_done move-region mr 600
+	mv_done move-region mr 1200
 	echo "  move-region: $(( ($(now_ms) - t0) / 1000 )) s"; mv_show mr
 	sleep 2
 	load_stop
