@@ -224,7 +224,7 @@ awk -v b="$build" -v c="$cached" -v s="$size" -v v="$1" -v held="$2" -v peak="$3
 echo
 echo "Propagation and apply: a private local stack (control plane + us, eu, jp)"
 export STACK_VAR="$work/stack" STACK_PG_PORT=${BENCH_STACK_PG_PORT:-18399}
-export STACK_CP_PORT=18300 STACK_DP_BASE_PORT=18301 STACK_ROUTER_PORT=18310 STACK_DP_INSTANCE_PORT=18320
+export STACK_CP_PORT=18300 STACK_DP_BASE_PORT=18301 STACK_ROUTER_PORT=18310 STACK_MOVER_PORT=18315 STACK_DP_INSTANCE_PORT=18320
 stack_down() { sh "$ROOT/deploy/local/stack.sh" stop >/dev/null 2>&1 || true; }
 trap 'stack_down; cleanup' EXIT INT TERM
 sh "$ROOT/deploy/local/stack.sh" start > "$work/stack.log" 2>&1 || { tail -20 "$work/stack.log"; exit 1; }
