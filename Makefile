@@ -3,8 +3,8 @@
 #   make run      start the local multi-region stack (deploy/local/stack.sh)
 #   make stop     stop every process the stack started
 #   make test     unit + integration tests, then again under ASan+UBSan, then
-#                 the rollout test (tests/deploy/) and the fault scenarios
-#                 but expiry (tests/faults/)
+#                 the rollout and moves tests (tests/deploy/) and the fault
+#                 scenarios but expiry (tests/faults/)
 #   make bench    HTTP benchmarks against a same-run hello-world baseline
 #   make faults   fault scenarios on a private stack under load (tests/faults/)
 #   make soak     bounded soak: mixed traffic, a control-plane restart, RSS
@@ -92,7 +92,7 @@ all: deps
 
 services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
-benchbins: services $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
+benchbins: services $(BIN)/faults-load $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
 # No include cycle between modules, nothing in common/ that includes a
 # service, neither service including the other (tests/includes.sh).
@@ -244,7 +244,12 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-deploy
-	@FAULTS_SKIP=expiry $(MAKE) --no-print-directory faults
+	@$(MAKE) --no-print-directory test-moves
+	@FAULTS_SKIP="expiry $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
+
+# The move scenarios of tests/faults/moves.sh (tenants of a million events:
+# minutes); make test runs tests/deploy/moves_test.sh instead.
+MOVE_FAULTS := move-cell move-region move-mover-kill move-cp-kill move-target-db-restart move-abort cell-drain
 
 # The services under valgrind memcheck (tests/valgrind.sh): a subset of the
 # integration suites, VALGRIND_SUITES, about a minute and a half; any memcheck
@@ -264,6 +269,14 @@ test-fast: deps
 test-deploy: deps
 	@$(MAKE) --no-print-directory services
 	@sh tests/deploy/rollout_test.sh
+
+# Tenant moves end to end (a cell move, a region move, an abort) on a
+# private local stack under light load (under a minute; ports from
+# MOVES_TEST_PORT, 18500).
+.PHONY: test-moves
+test-moves: deps
+	@$(MAKE) --no-print-directory services $(BIN)/faults-load
+	@sh tests/deploy/moves_test.sh $(BIN)
 
 bench: deps
 	@$(MAKE) --no-print-directory benchbins

@@ -26,6 +26,9 @@
 #   listening on ports from STACK_DP_INSTANCE_PORT (8100) on; deploy/rollout
 #   (driver local) replaces them one by one. The cell-routers' /healthz,
 #   /readyz and /metrics listen from STACK_ROUTER_PORT (8090), one per region.
+#   A mover per region (bin/mover: it copies the tenants moving into the
+#   region), each given every cell's first data plane (MOVER_CELLS); its
+#   /healthz and /metrics listen from STACK_MOVER_PORT (8095), one per region.
 #   STACK_DP_ENV: more settings for every data plane, space-separated
 #   VAR=value (tests/faults: DP_USAGE_REPORT_INTERVAL=1s).
 #   STACK_CP_PG_PORT (unset): put the control plane's database in a cluster
@@ -51,6 +54,7 @@ REGIONS=${STACK_REGIONS:-us eu jp}
 INSTANCES=${STACK_DP_INSTANCES:-1}
 INSTANCE_PORT=${STACK_DP_INSTANCE_PORT:-8100}
 ROUTER_PORT=${STACK_ROUTER_PORT:-8090}
+MOVER_PORT=${STACK_MOVER_PORT:-8095}
 CELL_CLUSTERS=${STACK_CELL_CLUSTERS:-0}
 CELL_PG_PORT=${STACK_CELL_PG_PORT:-$((PG_PORT + 1))}
 LB_SLOTS=8  # balancer server slots per cell: instances during a rollout
@@ -301,6 +305,14 @@ router_port() { # region -> the port of its cell-router's status API
 	i=0
 	for r in $REGIONS; do
 		[ "$r" = "$1" ] && { echo $((ROUTER_PORT + i)); return; }
+		i=$((i + 1))
+	done
+}
+
+mover_port() { # region -> the port of its mover's /healthz and /metrics
+	i=0
+	for r in $REGIONS; do
+		[ "$r" = "$1" ] && { echo $((MOVER_PORT + i)); return; }
 		i=$((i + 1))
 	done
 }
@@ -574,6 +586,38 @@ start_routing_and_data_planes() {
 	done
 }
 
+# A mover per region, run from its settings file (mode 0600: the region's
+# credential). It reaches every cell of every run region straight, at the
+# cell's first data plane: a move into its region reads from a cell of any
+# region (MOVER_CELLS "<cell>=<URL> ...").
+start_movers() {
+	[ -x "$BIN/mover" ] || { say "warning: no $BIN/mover (build it: make all): no mover runs, moves wait" >&2; return 0; }
+	cells=""
+	for c in $ALL_CELLS; do
+		inst=$(sh "$ROOT/deploy/drivers/local" list-instances "$c" | head -n 1)
+		cells="$cells $c=$(sh "$ROOT/deploy/drivers/local" url "$inst")"
+	done
+	umask 077
+	for r in $REGIONS; do
+		eval "token=\$REGION_TOKEN_$r"
+		cat > "$VAR/run/mover-$r.env" <<ENV
+MOVER_REGION='$r'
+MOVER_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
+MOVER_REGION_TOKEN='$token'
+MOVER_CELLS='$(echo $cells)'
+MOVER_LISTEN='127.0.0.1:$(mover_port "$r")'
+ENV
+	done
+	umask 022
+	for r in $REGIONS; do
+		name="mover-$r"
+		( set -a; . "$VAR/run/mover-$r.env"; exec nohup "$BIN/mover" ) >>"$VAR/log/$name.log" 2>&1 </dev/null &
+		echo $! > "$VAR/run/$name.pid"
+		proc_start $! > "$VAR/run/$name.start"
+	done
+	for r in $REGIONS; do wait_healthy "mover-$r" "http://127.0.0.1:$(mover_port "$r")"; done
+}
+
 # var/waves: deploy/waves for this stack's catalog (GET /v1/regions and
 # each region's cells): each wave keeps the cells of the catalog that are
 # not closed, a cell the production waves do not name goes in the last
@@ -649,6 +693,7 @@ cmd_start() {
 	CP_SIGNING_KEYS_DIR="$VAR/signing-keys" "$BIN/control-plane" jwks > "$VAR/trust-bundle.json" ||
 		die "could not export the trust bundle"
 	start_routing_and_data_planes
+	start_movers
 	write_waves
 
 	umask 077
@@ -661,6 +706,7 @@ cmd_start() {
 			echo "DP_URL_$r=http://127.0.0.1:$(dp_port "$r")"
 			eval "echo CELLS_$r=\\\"\$CELLS_$r\\\""
 			echo "ROUTER_URL_$r=http://127.0.0.1:$(router_port "$r")"
+			if [ -x "$BIN/mover" ]; then echo "MOVER_URL_$r=http://127.0.0.1:$(mover_port "$r")"; fi
 		done
 		echo "PG_URL=$(pg_url postgres "$PG_PASSWORD" postgres)"
 		echo "PG_BIN=$PG_BIN"
@@ -688,6 +734,7 @@ cmd_start() {
 		for r in $REGIONS; do
 			printf ' DP_URL_%s CELLS_%s ROUTER_URL_%s DP_DATABASE_URL_%s DEMO_TENANT_%s DEMO_KEY_%s DEMO_OWNER_%s REGION_TOKEN_%s' \
 				"$r" "$r" "$r" "$r" "$r" "$r" "$r" "$r"
+			if [ -x "$BIN/mover" ]; then printf ' MOVER_URL_%s' "$r"; fi
 		done
 		for c in $ALL_CELLS; do printf ' CELL_DB_%s CELL_TOKEN_%s CELL_URL_%s' "$(v "$c")" "$(v "$c")" "$(v "$c")"; done
 		echo
@@ -703,6 +750,9 @@ The local stack is running.
 $(for r in $REGIONS; do
 	printf '  region %-8s http://127.0.0.1:%s  (router: HAProxy and cell-router, http://127.0.0.1:%s/metrics)\n' \
 		"$r" "$(dp_port "$r")" "$(router_port "$r")"
+	if [ -x "$BIN/mover" ]; then
+		printf '    mover                 http://127.0.0.1:%s/metrics (copies the tenants moving into %s)\n' "$(mover_port "$r")" "$r"
+	fi
 	eval "cs=\$CELLS_$r"
 	for c in $cs; do
 		cv=$(v "$c")

@@ -10,7 +10,7 @@
 # Knobs: BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_CONNECTIONS (64),
 # BENCH_ROUTES (100000), BENCH_ROUTER_PORT (19800: the first of 200 ports
 # of a private stack of region us: its control plane, endpoint, router
-# agent, PostgreSQL, and its data planes from +100).
+# agent, mover (+15), PostgreSQL, and its data planes from +100).
 set -eu
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 case "${1:-}" in -h | --help) usage; exit 0 ;; -*|'') usage >&2; exit 2 ;; esac
@@ -24,7 +24,7 @@ cd "$ROOT"
 work=$(mktemp -d /tmp/celltrail-bench-router.XXXXXX)
 chmod 0755 "$work"  # the stack's PostgreSQL runs as another user
 export STACK_VAR="$work/stack" STACK_REGIONS=us STACK_DP_INSTANCES=1 \
-	STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1)) STACK_ROUTER_PORT=$((BASE + 10)) \
+	STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1)) STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 15)) \
 	STACK_PG_PORT=$((BASE + 99)) STACK_DP_INSTANCE_PORT=$((BASE + 100))
 stopped=""
 cleanup() {

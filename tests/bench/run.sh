@@ -12,6 +12,7 @@
 # BENCH_ONLY=feed (only the feed's lag), BENCH_ONLY=export (only the export
 # benchmark, tests/bench/export.sh).
 # BENCH_ONLY=router (only the regional router, tests/bench/router.sh).
+# BENCH_ONLY=move (only a tenant move against pg_dump | psql, tests/bench/move.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -20,6 +21,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
 [ "${BENCH_ONLY:-}" != list ] || exec sh "$ROOT/tests/bench/list.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != router ] || exec sh "$ROOT/tests/bench/router.sh" "$BIN"
+[ "${BENCH_ONLY:-}" != move ] || exec sh "$ROOT/tests/bench/move.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -222,7 +224,7 @@ awk -v b="$build" -v c="$cached" -v s="$size" -v v="$1" -v held="$2" -v peak="$3
 echo
 echo "Propagation and apply: a private local stack (control plane + us, eu, jp)"
 export STACK_VAR="$work/stack" STACK_PG_PORT=${BENCH_STACK_PG_PORT:-18399}
-export STACK_CP_PORT=18300 STACK_DP_BASE_PORT=18301 STACK_ROUTER_PORT=18310 STACK_DP_INSTANCE_PORT=18320
+export STACK_CP_PORT=18300 STACK_DP_BASE_PORT=18301 STACK_ROUTER_PORT=18310 STACK_MOVER_PORT=18315 STACK_DP_INSTANCE_PORT=18320
 stack_down() { sh "$ROOT/deploy/local/stack.sh" stop >/dev/null 2>&1 || true; }
 trap 'stack_down; cleanup' EXIT INT TERM
 sh "$ROOT/deploy/local/stack.sh" start > "$work/stack.log" 2>&1 || { tail -20 "$work/stack.log"; exit 1; }
@@ -498,3 +500,8 @@ sh "$ROOT/tests/bench/list.sh" "$BIN"
 # 100,000 keys, on a private stack of their own.
 echo
 sh "$ROOT/tests/bench/router.sh" "$BIN"
+
+# A tenant move against pg_dump | psql of the same rows, on a private
+# stack of its own.
+echo
+sh "$ROOT/tests/bench/move.sh" "$BIN"

@@ -22,8 +22,8 @@
 #
 #   tests/deploy/rollout_test.sh
 # Ports: DEPLOY_TEST_PORT (18600) for the control plane, the next three for
-# the regions' routers, +10 on for the cell-routers' status, +20 on for the
-# data planes, +99 for PostgreSQL.
+# the regions' routers, +10 on for the cell-routers' status, +15 on for the
+# movers', +20 on for the data planes, +99 for PostgreSQL.
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -48,7 +48,7 @@ work=$(mktemp -d /tmp/celltrail-deploy-test.XXXXXX)
 chmod 0755 "$work"  # the stack's PostgreSQL runs as another user
 export STACK_VAR="$work/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 export STACK_PG_PORT=$((BASE + 99))
-export STACK_DP_INSTANCE_PORT=$((BASE + 20)) STACK_ROUTER_PORT=$((BASE + 10))
+export STACK_DP_INSTANCE_PORT=$((BASE + 20)) STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 15))
 export STACK_REGIONS="in eu us" STACK_DP_INSTANCES=2
 export STACK_CELLS_in="ap-south-1 ap-south-2" STACK_CELLS_eu=eu-west-1 STACK_CELLS_us=us-east-1
 REGIONS=$STACK_REGIONS CELLS="ap-south-1 ap-south-2 eu-west-1 us-east-1"

@@ -6,7 +6,7 @@
 # stack's PostgreSQL user can reach) and BASE (the first of 100 ports: the
 # control plane on BASE, the regions' endpoints (their routers) on
 # BASE+1.., extra data planes from BASE+10, the cell-routers' status from
-# BASE+20, the cells' data planes from BASE+40, the cells' PostgreSQL
+# BASE+20, the movers' from BASE+30, the cells' data planes from BASE+40, the cells' PostgreSQL
 # clusters from BASE+90 (one per cell, in the order run), the control
 # plane's on BASE+98).
 #
@@ -35,8 +35,9 @@ fatal() { echo "faults: $*" >&2; exit 1; }
 now_ms() { date +%s%3N; }
 
 # Settings every data plane of the tests runs with: usage reported every
-# second, so that a test does not wait ten for the outbox.
-DP_TEST_ENV="DP_USAGE_REPORT_INTERVAL=1s"
+# second, so that a test does not wait ten for the outbox; FAULTS_DP_ENV
+# adds more (VAR=value, space-separated).
+DP_TEST_ENV="DP_USAGE_REPORT_INTERVAL=1s${FAULTS_DP_ENV:+ $FAULTS_DP_ENV}"
 
 # ---- the stack ----
 
@@ -51,6 +52,7 @@ stack_up() { # regions
 	export STACK_PG_PORT=$((BASE + 99)) STACK_CP_PG_PORT=$((BASE + 98))
 	export STACK_CELL_CLUSTERS=1 STACK_CELL_PG_PORT=$((BASE + 90))
 	export STACK_ROUTER_PORT=$((BASE + 20)) STACK_DP_INSTANCE_PORT=$((BASE + 40))
+	export STACK_MOVER_PORT=$((BASE + 30))
 	export STACK_REGIONS="$1" STACK_DP_INSTANCES=1 STACK_DP_ENV="$DP_TEST_ENV"
 	sh "$ROOT/deploy/local/stack.sh" start > "$WORK/stack.log" 2>&1 ||
 		{ tail -n 20 "$WORK/stack.log" >&2; fatal "the stack did not start"; }

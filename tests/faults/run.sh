@@ -33,6 +33,7 @@ WORK=$(mktemp -d /tmp/celltrail-faults.XXXXXX)
 chmod 0755 "$WORK"  # the stack's PostgreSQL runs as another user
 . "$ROOT/tests/faults/lib.sh"
 . "$ROOT/tests/faults/cells.sh"
+. "$ROOT/tests/faults/moves.sh"
 
 CACHE_FS="$WORK/cachefs"
 MOUNTED=""
@@ -102,6 +103,8 @@ rfc3339_ms() { date -u -d "$1" +%s%3N; }
 
 T_START=$(date +%s)
 echo "== faults: private stack on ports $BASE..$((BASE + 99)) (work: $WORK)"
+# The drain empties a cell of its own.
+want cell-drain && export STACK_CELLS_us="us-east-1 us-west-2 us-east-2"
 stack_up "us eu jp"
 api POST /v1/plans '{"id":"faults","name":"Fault tests","currency":"USD","base_price":0,
 	"events_included":0,"price_per_1000":1,"rate_limit":100000,"burst":100000,
@@ -401,6 +404,7 @@ fi
 
 if want cell-db; then cells_db; fi
 if want cell-dp-kill; then cells_dp_kill; fi
+moves_scenarios
 
 # ---------------------------------------------------------------------------
 if want expiry; then
