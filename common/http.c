@@ -635,13 +635,18 @@ enum http_result http_handle_metrics(struct http_req *req)
 /* Runs the service's authentication for route `r` once per request: a
  * request authenticated before its body arrived, or on a first run before
  * it was parked, is not asked again, so that work already done for it is
- * answered for. Returns HTTP_GO_ON, or HTTP_ANSWERED once an answer is
- * queued (a 500 when the hook queued none). */
+ * answered for. Returns HTTP_GO_ON, HTTP_PARKED when the hook parked it,
+ * or HTTP_ANSWERED once an answer is queued (a 500 when the hook queued
+ * none, or returned HTTP_PARKED without suspending). */
 static enum http_step authenticate(struct http_req *req, const struct http_route *r)
 {
 	if (!r->auth || req->authed || !req->srv->o.authenticate)
 		return HTTP_GO_ON;
-	if (req->srv->o.authenticate(req, r->auth) != HTTP_GO_ON) {
+	req->suspended = 0;
+	enum http_step step = req->srv->o.authenticate(req, r->auth);
+	if (step == HTTP_PARKED && req->suspended && !req->status)
+		return HTTP_PARKED; /* asked again once resumed */
+	if (step != HTTP_GO_ON) {
 		if (!req->status)
 			http_reply_problem(req, PROB_INTERNAL, "Authentication failed unexpectedly.");
 		return HTTP_ANSWERED;
@@ -926,6 +931,7 @@ static enum MHD_Result begin(struct http_req *req)
 	 * as before, and keep it. */
 	int has_body = http_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING) || declared > 0 ||
 	               (cl && *end != '\0');
+	/* A hook parks only requests without a body (http.h). */
 	if (has_body && (req->bad_text || authenticate(req, r) != HTTP_GO_ON)) {
 		conn_receiving_done(req->conn, 1);
 		if (!req->status)

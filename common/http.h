@@ -73,7 +73,11 @@ struct http_server_opts {
 	 * soon as the headers are in when the request brings a body (declared
 	 * or chunked), so that a refused request is answered without reading a
 	 * byte of its body (libmicrohttpd then closes the connection); it may
-	 * look at the headers, the path and its parameters, never the body. */
+	 * look at the headers, the path and its parameters, never the body.
+	 * A request without a body may also be parked here: the hook calls
+	 * http_req_suspend() and returns HTTP_PARKED (nothing queued); once
+	 * resumed, the hook runs again for it (its state, http_req_set_state,
+	 * carried across; the hook clears it before it lets the handler run). */
 	enum http_step (*authenticate)(struct http_req *req, int auth);
 	/* Called when draining starts, before waiting for requests in flight:
 	 * a service resumes the requests it holds suspended (may be NULL). */

@@ -13,7 +13,8 @@ struct http_req;
 /* What a handler did with its request, and what a step that may answer
  * for a handler did. The convention is stated in http.h. */
 enum http_result { HTTP_REPLIED, HTTP_SUSPENDED, HTTP_FAILED };
-enum http_step { HTTP_GO_ON, HTTP_ANSWERED };
+/* HTTP_PARKED: only the authenticate hook returns it (http.h). */
+enum http_step { HTTP_GO_ON, HTTP_ANSWERED, HTTP_PARKED };
 
 typedef enum http_result (*http_handler_fn)(struct http_req *req);
 

@@ -17,7 +17,12 @@
  * (X-Celltrail-Cell names another one), or for this cell with a key id
  * this cell's document does not hold (the router's map and this document
  * disagree, e.g. while a tenant moves), is never served: 503 wrong_cell
- * with Retry-After: 1, by the time which the router has the newer map. It
+ * with Retry-After: 1, by the time which the router has the newer map. A
+ * read without a body routed for this cell with a key id the document does
+ * not hold first waits, parked (cell_wait.c), for a newer document, at most
+ * DP_WRONG_CELL_WAIT, and is authenticated again with it: the router's map
+ * may be ahead of this cell's document (a tenant just moved here). Writes
+ * are answered at once: a client retries them after Retry-After anyway. It
  * comes after the region check (a key of another region is 421 whatever
  * the header says) and is logged and counted. Without the header, a key
  * this document does not hold is 401, as in a region without cells.
@@ -34,7 +39,9 @@
 #include <time.h>
 
 #include "apikey.h"
+#include "cell_wait.h"
 #include "dp.h"
+#include "feed_wait.h"
 #include "http.h"
 #include "log.h"
 #include "names.h"
@@ -51,6 +58,8 @@ static enum http_step unauthorized(struct http_req *req, const char *detail)
 }
 
 static atomic_uint_least64_t wrong_cell_requests;
+/* Routed requests that waited for a newer document, by how it ended. */
+static atomic_uint_least64_t waits_served, waits_refused;
 
 void dp_auth_metrics(FILE *out)
 {
@@ -59,7 +68,15 @@ void dp_auth_metrics(FILE *out)
 	        "# TYPE dp_wrong_cell_requests_total counter\n"
 	        "dp_wrong_cell_requests_total %llu\n",
 	        (unsigned long long)atomic_load(&wrong_cell_requests));
+	fprintf(out,
+	        "# HELP dp_wrong_cell_waits_total Reads routed here for a key this cell's document did not hold that waited for a newer document (DP_WRONG_CELL_WAIT), by outcome: served (the newer document held it) or refused (503 wrong_cell).\n"
+	        "# TYPE dp_wrong_cell_waits_total counter\n"
+	        "dp_wrong_cell_waits_total{outcome=\"served\"} %llu\n"
+	        "dp_wrong_cell_waits_total{outcome=\"refused\"} %llu\n",
+	        (unsigned long long)atomic_load(&waits_served),
+	        (unsigned long long)atomic_load(&waits_refused));
 }
+
 
 /* `routed` is the header's value (a client reaching this instance
  * directly may have sent anything: quoted only when it is a cell name). */
@@ -90,6 +107,53 @@ int dp_route_writes(struct http_req *req)
 	return strcmp(m, "GET") != 0 && strcmp(m, "HEAD") != 0;
 }
 
+/* A request's wait for a newer document (its state across its parks). */
+struct cell_wait_state {
+	int64_t deadline_ms;
+};
+
+/* A read with no body: the only requests that may be parked here. */
+static int may_wait(struct http_req *req)
+{
+	const char *cl = http_req_header(req, "Content-Length");
+	return !dp_route_writes(req) && !http_req_header(req, "Transfer-Encoding") &&
+	       (!cl || strcmp(cl, "0") == 0);
+}
+
+/* Parks a request routed here for key id unknown to the document, until a
+ * newer document or its deadline. HTTP_PARKED when parked, HTTP_GO_ON to
+ * authenticate again now (a document was installed meanwhile), else
+ * HTTP_ANSWERED when it is refused (wrong_cell). */
+static enum http_step wait_for_document(struct http_req *req, uint64_t gen, const char *routed,
+                                        const char *key_id)
+{
+	struct dp_app *app = http_req_app(req);
+	struct cell_wait_state *w = http_req_state(req);
+	int64_t now = dp_feed_now_ms();
+
+	if (app->cfg.wrong_cell_wait_ms <= 0 || !may_wait(req))
+		return wrong_cell(req, app->cfg.cell, routed, key_id);
+	if (!w) {
+		if (!(w = calloc(1, sizeof *w)))
+			return wrong_cell(req, app->cfg.cell, routed, key_id);
+		w->deadline_ms = now + app->cfg.wrong_cell_wait_ms;
+		http_req_set_state(req, w, free);
+	}
+	if (now < w->deadline_ms) {
+		switch (dp_cell_wait_park(app->cell_wait, req, gen, w->deadline_ms)) {
+		case DP_CELL_PARKED:
+			return HTTP_PARKED;
+		case DP_CELL_CHANGED:
+			return HTTP_GO_ON;
+		case DP_CELL_REFUSED:
+			break;
+		}
+	}
+	atomic_fetch_add(&waits_refused, 1);
+	http_req_set_state(req, NULL, NULL);
+	return wrong_cell(req, app->cfg.cell, routed, key_id);
+}
+
 enum http_step dp_authenticate(struct http_req *req, int auth)
 {
 	struct dp_app *app = http_req_app(req);
@@ -102,6 +166,9 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 	if (!text || apikey_parse(text, &key) != 0)
 		return unauthorized(req, "Send an API key as Authorization: Bearer <key>.");
 
+again:;
+	/* Read before the document, so that one installed after it wakes. */
+	uint64_t gen = dp_cell_wait_gen(app->cell_wait);
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
 	const struct cfgdoc_moved *mv = s ? cfgdoc_find_moved(s->doc, key.id) : NULL;
 	if (mv) {
@@ -150,8 +217,17 @@ enum http_step dp_authenticate(struct http_req *req, int auth)
 	}
 	const struct cfgdoc_key *k = cfgdoc_find_key(s->doc, key.id);
 	if (!k && routed) {
-		wrong_cell(req, app->cfg.cell, routed, key.id);
+		ret = wait_for_document(req, gen, routed, key.id);
+		if (ret == HTTP_GO_ON) {
+			dp_snaps_leave(app->snaps);
+			goto again;
+		}
 		goto out;
+	}
+	/* The handler starts with a state of its own. */
+	if (http_req_state(req)) {
+		atomic_fetch_add(&waits_served, 1);
+		http_req_set_state(req, NULL, NULL);
 	}
 	static const unsigned char none[32];
 	/* Compared even for an unknown id, so that both take the same time. */

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "cell_wait.h"
 #include "cfgdoc.h"
 #include "config_store.h"
 #include "cp_client.h"
@@ -295,6 +296,7 @@ static void load_cache(struct dp_pull *p)
 	}
 	atomic_fetch_add(&p->applied, 1);
 	dp_snaps_publish(p->app->snaps, s);
+	dp_cell_wait_installed(p->app->cell_wait);
 	char when[32];
 	dp_time_rfc3339(exp, when);
 	int stale = (int64_t)time(NULL) >= exp;
@@ -403,6 +405,7 @@ static int apply(struct dp_pull *p)
 	atomic_fetch_add(&p->applied, 1);
 	atomic_fetch_add(&p->pulls[PULL_UPDATED], 1);
 	dp_snaps_publish(p->app->snaps, s);
+	dp_cell_wait_installed(p->app->cell_wait);
 	log_write(LOG_INFO, NULL,
 	          json_pack("{sI sI sI sI ss}", "version", (json_int_t)ver, "previous",
 	                    (json_int_t)(u.loaded ? u.ver : 0), "tenants", (json_int_t)nt, "keys",

@@ -63,6 +63,7 @@ struct dp_config {
 	int64_t idempotency_purge_interval_ms;
 	long feed_waiters_max;
 	int64_t feed_poll_ms;
+	int64_t wrong_cell_wait_ms;
 	int64_t erasure_interval_ms;
 	long erasure_batch;
 	int64_t erasure_pause_ms;
@@ -84,6 +85,7 @@ struct dp_app {
 	struct dp_region_guard *region;     /* checks every new database session */
 	struct dp_idem_purge *idem_purge;   /* deletes expired Idempotency-Key records */
 	struct dp_feed *feed;               /* parked GET /v1/events/feed?wait= requests */
+	struct dp_cell_wait *cell_wait;     /* routed requests waiting for a newer cell document */
 	struct dp_erasure *erasure;         /* erases deleted tenants' rows */
 	struct dp_exports *exports;         /* exports streaming now, and their bound */
 };

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "apidoc.h"
+#include "cell_wait.h"
 #include "config_pull.h"
 #include "config_store.h"
 #include "cp_errors.h"
@@ -96,6 +97,8 @@ static const struct cfg_var dp_vars[] = {
 	  "How often Idempotency-Key records past DP_IDEMPOTENCY_TTL are deleted (1000 per statement)." },
 	{ "DP_FEED_WAITERS_MAX", CFG_INT, "1000", 0, O(feed_waiters_max), 1, 1000000, NULL,
 	  "GET /v1/events/feed requests with wait that may be parked at once; beyond it such a request answers 503." },
+	{ "DP_WRONG_CELL_WAIT", CFG_DURATION, "2s", 0, O(wrong_cell_wait_ms), 0, 60000, NULL,
+	  "With DP_CELL, how long a read the cell router sent here for a key this cell's document does not hold waits for a newer document before it is answered 503 wrong_cell (0: at once)." },
 	{ "DP_FEED_POLL_INTERVAL", CFG_DURATION, "100ms", 0, O(feed_poll_ms), 10, 10000, NULL,
 	  "While feed requests wait, how often the database is asked whether other instances committed events for them." },
 	{ "DP_ERASURE_INTERVAL", CFG_DURATION, "1m", 0, O(erasure_interval_ms), 100, 86400000, NULL,
@@ -180,6 +183,7 @@ static void dp_metrics(FILE *out, void *arg)
 	if (app->idem_purge)
 		dp_idem_purge_metrics(app->idem_purge, out);
 	dp_feed_metrics(app->feed, out);
+	dp_cell_wait_metrics(app->cell_wait, out);
 	if (app->erasure)
 		dp_erasure_metrics(app->erasure, out);
 	dp_exports_metrics(app->exports, out);
@@ -193,6 +197,7 @@ static void dp_on_drain(void *arg)
 {
 	struct dp_app *app = arg;
 	dp_feed_drain(app->feed); /* parked feed reads answer with what they have */
+	dp_cell_wait_drain(app->cell_wait); /* parked wrong-cell reads are answered now */
 	dp_ingest_drain(app->ingest, (unsigned)app->cfg.common.drain_timeout_ms);
 }
 
@@ -204,6 +209,9 @@ static void dp_on_drain(void *arg)
 /* After the server stopped, how long the last writes of the background
  * threads (withdrawing rate demand) may wait on the database. */
 #define STOP_DB_GRACE_MS 1000
+/* Routed requests parked for a newer cell document at once; beyond it they
+ * are answered 503 wrong_cell at once, as with DP_WRONG_CELL_WAIT 0. */
+#define WRONG_CELL_WAITERS_MAX 10000
 
 /* The drain deadline passed with requests still running: whatever waits on
  * the database gives up now, so that they are answered (503) and stop. */
@@ -414,6 +422,11 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "%s", err);
 		goto out;
 	}
+	/* Before the cache is loaded: installing a document wakes its waiters. */
+	if (!(app->cell_wait = dp_cell_wait_start(WRONG_CELL_WAITERS_MAX, err, sizeof err))) {
+		log_error(NULL, "%s", err);
+		goto out;
+	}
 	dp_pull_load_cache(app->pull);
 	srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
@@ -471,6 +484,7 @@ out:
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
 	dp_feed_stop(app->feed); /* after the server and the writers, which use it */
+	dp_cell_wait_stop(app->cell_wait); /* after the server, whose requests it holds */
 	dp_exports_free(app->exports);
 	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);

@@ -49,6 +49,10 @@
 
 static struct jwk signer, stranger;
 static char dir[512], trust_path[600], cache_dir[600], db_url[512];
+/* DP_WRONG_CELL_WAIT of the data planes start_dp() starts. */
+static const char *dp_wrong_cell_wait = "DP_WRONG_CELL_WAIT=0";
+/* The documents sign_cell_doc() signs also hold K_NEW (of T_OWN). */
+static int doc_with_new_key;
 
 /* ---- documents ---- */
 
@@ -63,6 +67,8 @@ static char *sign_cell_doc(const struct jwk *key, const char *aud, const char *c
 	secret_sha256(SEC, strlen(SEC), h);
 	ck_assert_int_eq(cfgdoc_add_tenant(&b, T_OWN, "acme-east", "active", "pro"), 0);
 	ck_assert_int_eq(cfgdoc_add_key(&b, K_OWN, h, 1, 1, 0), 0);
+	if (doc_with_new_key)
+		ck_assert_int_eq(cfgdoc_add_key(&b, K_NEW, h, 1, 1, 0), 0);
 	char *tenants = buf_take(&b);
 	json_t *c = json_pack("{ss ss sI sI sI ss sI si ss"
 	                      " s{ss ss ss ss si}"
@@ -224,6 +230,8 @@ static void fcp_get(struct fcp *cp, const char *field, char *out, size_t len)
 static void setup(void)
 {
 	static int seq;
+	dp_wrong_cell_wait = "DP_WRONG_CELL_WAIT=0";
+	doc_with_new_key = 0;
 	snprintf(dir, sizeof dir, "%s/cells-%d-%d", it_env("IT_LOG_DIR"), (int)getpid(), seq++);
 	ck_assert_int_eq(mkdir(dir, 0755), 0);
 	snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
@@ -263,7 +271,7 @@ static void start_dp(struct dp *d, const char *cp_url)
 	const char *const env[] = { e_db, e_cp, e_trust, e_cache, "DP_REGION=us", "DP_CELL=" CELL,
 		                        "DP_CELL_TOKEN=" CELL_TOKEN, "DP_LISTEN=127.0.0.1:0",
 		                        "DP_INSTANCE=it-cell", "DP_ACCESS_LOG=false",
-		                        "DP_USAGE_REPORT_INTERVAL=200ms", NULL };
+		                        "DP_USAGE_REPORT_INTERVAL=200ms", dp_wrong_cell_wait, NULL };
 	it_bin("data-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
 	it_spawn(&d->p, "data-plane-cell", argv, env);
@@ -427,6 +435,9 @@ START_TEST(wrong_cell_guard)
 			}
 		}
 	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_requests_total"), refused);
+	/* DP_WRONG_CELL_WAIT=0: answered at once, none waited. */
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_waits_total{outcome=\"served\"}"), 0);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_waits_total{outcome=\"refused\"}"), 0);
 	ck_assert_int_eq(dp_metric(&d, "dp_info{region=\"us\",cell=\"" CELL "\"}"), 1);
 	long st;
 	json_t *v = get_json(&d, "/readyz", &st);
@@ -454,6 +465,89 @@ START_TEST(wrong_cell_guard)
 	ck_assert_msg(strstr(log, "\"key_id\":\"" K_OTHER "\"") && strstr(log, "\"routed_cell\":\"" OTHER_CELL "\""),
 	              "no wrong_cell log line in %s", d.p.log);
 	free(log);
+	fcp_stop(&cp);
+}
+END_TEST
+
+struct routed_read {
+	const struct dp *d;
+	const char *key;
+	long status;
+	char code[64], retry[32];
+	long ms;
+};
+
+static void *routed_read_main(void *arg)
+{
+	struct routed_read *r = arg;
+	long t0 = it_now_ms();
+	r->status = tenant_call(r->d, r->key, CELL, r->code, sizeof r->code, r->retry, sizeof r->retry);
+	r->ms = it_now_ms() - t0;
+	return NULL;
+}
+
+/* Waits until `n` requests are parked for a newer document. */
+static void wait_waiters(const struct dp *d, long long n)
+{
+	long deadline = it_now_ms() + 20000;
+	while (dp_metric(d, "dp_wrong_cell_waiters") != n) {
+		ck_assert_msg(it_now_ms() < deadline, "%lld requests never parked", n);
+		usleep(20000);
+	}
+}
+
+/* The router's map may be ahead of the cell's document (a tenant just
+ * moved here): a read routed here for a key the document does not hold
+ * waits for a newer one and is served by it, not refused; one for a key
+ * no document brings is 503 wrong_cell once DP_WRONG_CELL_WAIT has passed
+ * (DP_WRONG_CELL_WAIT=0, wrong_cell_guard: at once). Each wait is counted
+ * by outcome. */
+START_TEST(wrong_cell_waits_for_document)
+{
+	struct fcp cp;
+	struct dp d;
+	char url[100];
+	pthread_t th;
+
+	/* Long enough that only the newer document ends the wait. */
+	dp_wrong_cell_wait = "DP_WRONG_CELL_WAIT=60s";
+	start_cell_dp(&cp, &d, url, 5);
+	struct routed_read r = { .d = &d, .key = "us_" K_NEW "_" SEC };
+	ck_assert_int_eq(pthread_create(&th, NULL, routed_read_main, &r), 0);
+	wait_waiters(&d, 1);
+	doc_with_new_key = 1;
+	char *doc = cell_doc(6);
+	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 6);
+	free(doc);
+	pthread_join(th, NULL);
+	ck_assert_msg(r.status == 200, "a key the next document holds: %ld %s", r.status, r.code);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_waits_total{outcome=\"served\"}"), 1);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_waiters"), 0);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_requests_total"), 0);
+	stop_dp(&d);
+
+	/* A key no document brings: refused once the wait has passed. */
+	dp_wrong_cell_wait = "DP_WRONG_CELL_WAIT=1s";
+	start_dp(&d, url);
+	wait_dp_version(&d, 6);
+	r = (struct routed_read){ .d = &d, .key = "us_" K_UNKNOWN "_" SEC };
+	routed_read_main(&r);
+	ck_assert_msg(r.status == 503 && !strcmp(r.code, "wrong_cell"), "unknown key: %ld %s", r.status, r.code);
+	ck_assert_str_eq(r.retry, "1");
+	ck_assert_msg(r.ms >= 1000, "answered after %ld ms, before DP_WRONG_CELL_WAIT", r.ms);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_waits_total{outcome=\"refused\"}"), 1);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_waits_total{outcome=\"served\"}"), 0);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_requests_total"), 1);
+	/* A write is not held: a client retries it after Retry-After. */
+	struct it_resp w;
+	const char *h[] = { "Authorization: Bearer us_" K_UNKNOWN "_" SEC, "X-Celltrail-Cell: " CELL,
+		                "Content-Type: application/json", NULL };
+	it_http(&w, "POST", it_fmt("http://127.0.0.1:%d/v1/events", d.port), h, "{}", 2);
+	ck_assert_int_eq(w.status, 503);
+	it_resp_free(&w);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_waits_total{outcome=\"refused\"}"), 1);
+	ck_assert_int_eq(dp_metric(&d, "dp_wrong_cell_requests_total"), 2);
+	stop_dp(&d);
 	fcp_stop(&cp);
 }
 END_TEST
@@ -1437,7 +1531,7 @@ END_TEST
 Suite *cells_dp_suite(void)
 {
 	Suite *s = suite_create("cells-dp");
-	const TTest *const tests[] = { wrong_cell_guard, foreign_documents_refused, usage_with_cell_token,
+	const TTest *const tests[] = { wrong_cell_guard, wrong_cell_waits_for_document, foreign_documents_refused, usage_with_cell_token,
 		                                  cell_settings_checked, with_the_control_plane, db_cell_identity };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
 	return s;
