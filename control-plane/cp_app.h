@@ -29,6 +29,7 @@ struct cp_config {
 	int64_t fleet_silent_after_ms;
 	int64_t move_erase_after_ms;        /* default grace period before a moved tenant's source copy is erased */
 	int64_t move_lease_ms;              /* a mover's hold on a move */
+	int64_t move_linger_ms;             /* the source cell's document keeps a moved tenant */
 	int64_t move_credential_ttl_ms;     /* lifetime of a move credential */
 };
 

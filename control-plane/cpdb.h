@@ -310,9 +310,15 @@ enum db_status cpdb_move_progress(struct db_conn *c, const char *id, const struc
 enum db_status cpdb_move_claim(struct db_conn *c, const char *region, const char *mover,
                                int64_t lease_seconds, json_t **doc, int64_t *erase_at);
 /* Flips the tenant of a verifying move to its target and ends the move
- * done; DB_NOT_FOUND when it is not verifying. write_pause_ms < 0: unknown. */
+ * done; DB_NOT_FOUND when it is not verifying. write_pause_ms < 0: unknown.
+ * A move between cells lingers `linger_ms` (> 0): its source cell's
+ * document keeps listing the tenant until cpdb_move_lingers_end. */
 enum db_status cpdb_move_complete(struct db_conn *c, const char *id, int64_t source_events,
-                                  int64_t write_pause_ms, json_t **doc);
+                                  int64_t write_pause_ms, int64_t linger_ms, json_t **doc);
+/* Ends the lingers that have run out and raises their source regions'
+ * config versions, so that the source cells' documents drop the tenants
+ * and their long polls wake. */
+enum db_status cpdb_move_lingers_end(struct db_conn *c);
 /* Records an erasure of the source's (`source`) or the target's copy;
  * *first is 1 when it is the first report of it. */
 enum db_status cpdb_move_erased(struct db_conn *c, const char *id, int source, int64_t events,

@@ -112,6 +112,14 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
 	"(" t ".status <> 'deleted' OR NOT EXISTS (SELECT 1 FROM erasures e"                       \
 	" WHERE e.tenant_id = " t ".id AND e.completed_at IS NOT NULL))"
 
+/* The tenants of the cell $2 (every one of the region when $2 is NULL):
+ * those living there, and those a move between cells took away from it
+ * whose linger has not ended (moves.linger_until, CP_MOVE_LINGER), so that
+ * the source serves their reads while the router may still send them there. */
+#define DOC_CELL(t)                                                                            \
+	"($2::text IS NULL OR " t ".cell = $2 OR EXISTS (SELECT 1 FROM moves m"                  \
+	" WHERE m.tenant_id = " t ".id AND m.from_cell = $2 AND m.linger_until IS NOT NULL))"
+
 enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
                                 cpdb_doc_row_fn fn, void *arg)
 {
@@ -125,7 +133,7 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const cha
 		" FROM tenants t"
 		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL"
 		"      AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status <> 'deleted'"
-		" WHERE t.region = $1 AND ($2::text IS NULL OR t.cell = $2) AND " DOC_TENANT("t")
+		" WHERE t.region = $1 AND " DOC_CELL("t") " AND " DOC_TENANT("t")
 		" ORDER BY t.id, k.id", 2, p);
 	if (st != DB_OK)
 		return st;
@@ -178,7 +186,7 @@ enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, const char 
 	enum db_status st = rows_array(c, &r,
 		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans"
 		" WHERE id IN (SELECT plan FROM tenants t WHERE region = $1"
-		"              AND ($2::text IS NULL OR t.cell = $2) AND " DOC_TENANT("t") ")"
+		"              AND " DOC_CELL("t") " AND " DOC_TENANT("t") ")"
 		" ORDER BY id", 2, p, sizeof **plans, &a, n);
 	if ((*plans = a) == NULL)
 		return st;

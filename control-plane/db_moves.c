@@ -156,10 +156,10 @@ enum db_status cpdb_move_claim(struct db_conn *c, const char *region, const char
 }
 
 enum db_status cpdb_move_complete(struct db_conn *c, const char *id, int64_t source_events,
-                                  int64_t write_pause_ms, json_t **doc)
+                                  int64_t write_pause_ms, int64_t linger_ms, json_t **doc)
 {
-	char se[24], wp[24];
-	const char *p[] = { id, num(se, source_events), num(wp, write_pause_ms) };
+	char se[24], wp[24], lg[24];
+	const char *p[] = { id, num(se, source_events), num(wp, write_pause_ms), num(lg, linger_ms) };
 	char got[40];
 	/* The tenant first: its triggers allow the flip while the move is verifying. */
 	enum db_status st = cpdb_returning_id(c, got,
@@ -178,9 +178,22 @@ enum db_status cpdb_move_complete(struct db_conn *c, const char *id, int64_t sou
 		"UPDATE moves SET state = 'done', finished_at = clock_timestamp(),"
 		"  erase_at = clock_timestamp() + erase_after_seconds * interval '1 second',"
 		"  source_events = $2::bigint, lag_events = 0,"
-		"  write_pause_ms = coalesce($3::bigint, write_pause_ms)"
-		" WHERE id = $1::uuid AND state = 'verifying' RETURNING id", 3, p);
+		"  write_pause_ms = coalesce($3::bigint, write_pause_ms),"
+		"  linger_until = CASE WHEN kind = 'cell' AND $4::bigint > 0"
+		"                      THEN clock_timestamp() + $4::bigint * interval '1 millisecond' END"
+		" WHERE id = $1::uuid AND state = 'verifying' RETURNING id", 4, p);
 	return st == DB_OK ? cpdb_move_get(c, id, NULL, 0, doc) : st;
+}
+
+enum db_status cpdb_move_lingers_end(struct db_conn *c)
+{
+	/* Row locks make two claims at once end a linger (and bump) once. */
+	return db_exec(c, NULL,
+		"WITH ended AS (UPDATE moves SET linger_until = NULL"
+		"               WHERE linger_until IS NOT NULL AND linger_until <= clock_timestamp()"
+		"               RETURNING from_region)"
+		" UPDATE regions SET config_version = config_version + 1"
+		" WHERE name IN (SELECT from_region FROM ended)", 0, NULL);
 }
 
 enum db_status cpdb_move_erased(struct db_conn *c, const char *id, int source, int64_t events,

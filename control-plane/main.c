@@ -79,6 +79,8 @@ static const struct cfg_var cp_vars[] = {
 	  "Grace period after a tenant move before the source cell's copy is erased, unless the move names its own (erase_after_seconds)." },
 	{ "CP_MOVE_LEASE", CFG_DURATION, "30s", 0, O(move_lease_ms), 1000, 3600000, NULL,
 	  "How long a mover holds a move it claimed or reported on; after that another mover may take it." },
+	{ "CP_MOVE_LINGER", CFG_DURATION, "10s", 0, O(move_linger_ms), 0, 3600000, NULL,
+	  "After a move between cells, how long the source cell's document still lists the tenant, so that it serves reads while the cell router may still send them there (0: none)." },
 	{ "CP_MOVE_CREDENTIAL_TTL", CFG_DURATION, "15m", 0, O(move_credential_ttl_ms), 60000, 86400000, NULL,
 	  "Lifetime of a move credential (the token the cells of a move verify); a mover claims again for a new one." },
 	CFG_END

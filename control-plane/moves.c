@@ -631,7 +631,10 @@ static enum db_status claim_tx(struct db_conn *c, void *vctx)
 	cp_outcome_reset(&ctx->out);
 	json_decref(ctx->move_doc);
 	ctx->move_doc = NULL;
-	enum db_status st = drains_advance(c, ctx->req, ctx->region);
+	/* Lingers end here: movers claim every MOVER_INTERVAL while idle. */
+	enum db_status st = cpdb_move_lingers_end(c);
+	if (st == DB_OK)
+		st = drains_advance(c, ctx->req, ctx->region);
 	if (st != DB_OK)
 		return st;
 	st = cpdb_move_claim(c, ctx->region, ctx->in.mover, app->cfg.move_lease_ms / 1000, &ctx->move_doc,
@@ -758,6 +761,7 @@ static enum db_status complete_tx(struct db_conn *c, struct http_req *req, void 
                                   struct cp_outcome *out)
 {
 	struct mover_ctx *ctx = vctx;
+	struct cp_app *app = http_req_app(req);
 	json_t *before, *after = NULL;
 	enum db_status st = mover_move(c, req, ctx, &before, out);
 	if (st != DB_OK)
@@ -781,7 +785,8 @@ static enum db_status complete_tx(struct db_conn *c, struct http_req *req, void 
 		goto out;
 	}
 	if ((st = cpdb_move_complete(c, ctx->move, ctx->in.source_events,
-	                             (ctx->present & 32) ? ctx->in.write_pause_ms : -1, &after)) != DB_OK)
+	                             (ctx->present & 32) ? ctx->in.write_pause_ms : -1,
+	                             app->cfg.move_linger_ms, &after)) != DB_OK)
 		goto out;
 	/* Both regions' documents, cell and routes documents name the new home. */
 	const char *from = js(before, "from_region"), *to = js(before, "to_region");

@@ -876,13 +876,17 @@ static void real_mover_once(const char *const env[])
 /* A whole cell move with the real control plane and two cells' data
  * planes: the tenant's events are at the target exactly once with their
  * ids, the tenant lives there, its old key works there, the move is done
- * with its figures, and the source's copy is erased once due. */
+ * with its figures; while the move lingers, the source still serves the
+ * tenant's reads routed there (its writes 503 tenant_moving), and the
+ * source's copy is erased once due and the linger is over. */
 START_TEST(real_cell_move)
 {
 	struct it_stack s;
 	char from[64], to[64], tok_from[200], tok_to[200], e_cell[100], e_tok[260];
 	const int N = 57;
-	it_stack_start(&s, "us", NULL, NULL);
+	/* Ended by hand below, once the source has been seen serving. */
+	const char *const cp_env[] = { "CP_MOVE_LINGER=10m", NULL };
+	it_stack_start(&s, "us", cp_env, NULL);
 	json_t *t = admin_json(&s, "GET", it_fmt("/v1/tenants/%s", s.tenant), NULL, 200);
 	snprintf(from, sizeof from, "%s", it_js(t, "cell"));
 	json_decref(t);
@@ -973,6 +977,29 @@ START_TEST(real_cell_move)
 	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(DISTINCT id) FROM events WHERE tenant_id = '%s'", s.tenant)), N + w.acked);
 	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s'", s.tenant)), N + w.acked);
 	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id = 'mv-042'", s.tenant)), 1);
+
+	/* The linger: a read the router still sends to the source is served
+	 * from its copy, whole up to the fence; a write is paused. */
+	{
+		char hc[100];
+		snprintf(hc, sizeof hc, "X-Celltrail-Cell: %s", from);
+		const char *const hr[] = { auth, hc, NULL };
+		const char *const hw[] = { auth, hc, "Content-Type: application/json", NULL };
+		struct it_resp r;
+		it_http(&r, "GET", it_fmt("%s/v1/events?limit=1", s.dp_url), hr, NULL, 0);
+		ck_assert_msg(r.status == 200, "a read at the source while the move lingers: %ld %.300s", r.status, r.body);
+		json_t *page = json_loads(r.body, 0, NULL);
+		ck_assert_int_eq((long long)json_array_size(json_object_get(page, "items")), 1);
+		json_decref(page);
+		it_resp_free(&r);
+		const char *ev = "{\"id\":\"late\",\"action\":\"user.login\",\"actor\":{\"id\":\"u\",\"type\":\"user\"}}";
+		it_http(&r, "POST", it_fmt("%s/v1/events", s.dp_url), hw, ev, strlen(ev));
+		ck_assert_msg(r.status == 503 && strstr(r.body, "tenant_moving"), "a write at the source: %ld %.300s",
+		              r.status, r.body);
+		it_resp_free(&r);
+	}
+	ck_assert_int_eq(sqll(s.cp_db, it_fmt("WITH u AS (UPDATE moves SET linger_until = now() WHERE id = '%s'"
+	                                      " AND linger_until IS NOT NULL RETURNING 1) SELECT count(*) FROM u", move)), 1);
 
 	/* Grace period 0: the source's copy is erased once its usage is reported. */
 	long deadline = it_now_ms() + 60000;

@@ -24,7 +24,8 @@ static void setup(void)
 {
 	snprintf(keys_env, sizeof keys_env, "CP_SIGNING_KEYS_DIR=%s/keys-moves-%d", it_env("IT_LOG_DIR"),
 	         (int)getpid());
-	const char *const extra[] = { keys_env, NULL };
+	/* Short, so that cell_flip sees a linger end. */
+	const char *const extra[] = { keys_env, "CP_MOVE_LINGER=1s", NULL };
 	cpfx_start("it_moves", extra);
 }
 
@@ -625,7 +626,9 @@ static int holds(json_t *claims, const char *member, const char *what)
 /* A cell move: figures that differ are 422 and change nothing; figures
  * that agree flip the tenant in one transaction: its cell, the region's
  * version raised once, the tenant out of the source cell's document and
- * into the target's, its keys routed to the target; again is 200; usage
+ * into the target's, its keys routed to the target; the source cell's
+ * document keeps the tenant and its keys for CP_MOVE_LINGER, then drops
+ * them with the region's version raised (on a mover's claim); again is 200; usage
  * from the source cell is accepted after done (and not before); the
  * source's erasure is reported and audited. */
 START_TEST(cell_flip)
@@ -669,9 +672,11 @@ START_TEST(cell_flip)
 	ck_assert(has_audit("move.done", mv));
 	json_decref(CALL("POST", it_fmt("/v1/moves/%s/complete", mv), rus, complete_body(3, "9", 3, "9"), 200));
 	ck_assert_int_eq(version_of("us"), v0 + 1);
-	/* Documents: the tenant left us-east-1 and entered us-west-2. */
+	/* Documents: the tenant entered us-west-2, its keys are routed there,
+	 * and us-east-1 still lists it while the linger lasts (the router may
+	 * still send it there). */
 	json_t *src = doc_claims("/v1/cells/us-east-1/config", ca), *dst = doc_claims("/v1/cells/us-west-2/config", cb);
-	ck_assert(!holds(src, "tenants", t) && !holds(src, "tenants", key));
+	ck_assert(holds(src, "tenants", t) && holds(src, "tenants", key));
 	ck_assert(holds(dst, "tenants", t) && holds(dst, "tenants", key));
 	ck_assert_ptr_null(json_object_get(src, "moved")); /* a move within a region moves no key away */
 	json_decref(src);
@@ -679,6 +684,24 @@ START_TEST(cell_flip)
 	json_t *routes = doc_claims("/v1/regions/us/routes", rus);
 	ck_assert(holds(routes, "routes", it_fmt("%s|us-west-2;", key)));
 	json_decref(routes);
+	/* The linger ends at a mover's claim past it: the version is raised
+	 * once, and the tenant has left us-east-1's document. */
+	long deadline = it_now_ms() + 30000;
+	while (version_of("us") == v0 + 1) {
+		ck_assert_msg(it_now_ms() < deadline, "the linger never ended");
+		usleep(100000);
+		json_decref(CALL("POST", "/v1/regions/us/moves/claim", rus, "{\"mover\":\"m1\"}", 200));
+	}
+	ck_assert_int_eq(version_of("us"), v0 + 2);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM moves WHERE id = '%s' AND linger_until IS NULL", mv)), 1);
+	json_decref(CALL("POST", "/v1/regions/us/moves/claim", rus, "{\"mover\":\"m1\"}", 200));
+	ck_assert_int_eq(version_of("us"), v0 + 2);
+	src = doc_claims("/v1/cells/us-east-1/config", ca);
+	ck_assert(!holds(src, "tenants", t) && !holds(src, "tenants", key));
+	json_decref(src);
+	dst = doc_claims("/v1/cells/us-west-2/config", cb);
+	ck_assert(holds(dst, "tenants", t) && holds(dst, "tenants", key));
+	json_decref(dst);
 	/* Usage: the source reports what it stored before the cutover, the
 	 * target after; a cell that never held the tenant is refused. */
 	USAGE(ca, t, "u-1", 201);
@@ -768,6 +791,8 @@ START_TEST(region_flip)
 	credential("cells/eu-west-1", ceu);
 	us = doc_claims("/v1/cells/us-east-1/config", cus);
 	ck_assert_str_eq(it_js(us, "moved"), it_fmt("%s|eu;", k1));
+	ck_assert(!holds(us, "tenants", t)); /* no linger: the old region answers 421 */
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM moves WHERE id = '%s' AND linger_until IS NULL", mv)), 1);
 	json_decref(us);
 	json_t *eu = doc_claims("/v1/regions/eu/config", reu);
 	ck_assert(holds(eu, "tenants", t) && holds(eu, "tenants", k1) && holds(eu, "tenants", k2));
