@@ -9,3 +9,5 @@
 -- The previous build keeps working on this schema: it never sets the
 -- column, so its moves have no linger.
 ALTER TABLE moves ADD COLUMN linger_until timestamptz;
+-- Every cell document asks whether a tenant lingers in it; few ever do.
+CREATE INDEX moves_lingering ON moves (tenant_id) WHERE linger_until IS NOT NULL;
