@@ -313,7 +313,10 @@ static enum db_status reissue_tx(struct db_conn *c, void *ctx)
 	struct cp_app *app = ctx;
 	struct cpdb_region_name *r;
 	size_t n;
-	enum db_status st = cpdb_docs_expiring(c, app->cfg.doc_lifetime_ms / 2000, &r, &n);
+	/* Movers end lingers on their claims; this ends them without one. */
+	enum db_status st = cpdb_move_lingers_end(c);
+	if (st == DB_OK)
+		st = cpdb_docs_expiring(c, app->cfg.doc_lifetime_ms / 2000, &r, &n);
 	if (st != DB_OK)
 		return st;
 	for (size_t i = 0; i < n && st == DB_OK; i++) {
@@ -326,7 +329,8 @@ static enum db_status reissue_tx(struct db_conn *c, void *ctx)
 }
 
 /* Background upkeep: removes idempotency records older than a day, and
- * raises the version of regions whose document is half-way to expiry. */
+ * raises the version of regions whose document is half-way to expiry or
+ * whose moves' lingers have ended. */
 struct upkeep {
 	struct cp_app *app;
 	pthread_mutex_t lock;
