@@ -147,22 +147,59 @@ enum db_status dp_db_fenced(struct db_conn *c, const char *tenants, dp_fenced_fn
 enum db_status dp_db_move_digest(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
                                  const struct dp_move_pos *upto, int64_t *events, char digest[48])
 {
+	char tx[24], seq[24], utx[24], useq[24], lim[16], sum[48] = "0";
+	pos_params(utx, useq, upto ? upto : after);
+	snprintf(lim, sizeof lim, "%d", DP_MOVE_DIGEST_CHUNK);
+	struct dp_move_pos at = *after;
+	*events = 0;
+	/* Range after range in the feed's order, each from where the last
+	 * ended; the running sum is a numeric the database adds to. */
+	for (;;) {
+		pos_params(tx, seq, &at);
+		const char *p[7] = { tenant, tx, seq, upto ? utx : NULL, upto ? useq : NULL, lim, sum };
+		PGresult *r;
+		enum db_status st = db_exec(
+			c, &r,
+			"WITH r AS MATERIALIZED (SELECT tx_id, seq, move_row_hash(id, content_sha256, body) AS h FROM events"
+			"  WHERE tenant_id = $1::uuid AND (tx_id, seq) > ($2::xid8, $3::bigint)"
+			"    AND ($4::xid8 IS NULL OR (tx_id, seq) <= ($4::xid8, $5::bigint))"
+			"  ORDER BY tx_id, seq LIMIT $6::int),"
+			" l AS (SELECT tx_id, seq FROM r ORDER BY tx_id DESC, seq DESC LIMIT 1)"
+			" SELECT (SELECT count(*) FROM r), ((SELECT coalesce(sum(h), 0) FROM r) + $7::numeric)::text,"
+			"        (SELECT tx_id::text FROM l), (SELECT seq FROM l)",
+			7, p);
+		if (st != DB_OK)
+			return st;
+		int64_t n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		*events += n;
+		snprintf(sum, sizeof sum, "%s", PQgetvalue(r, 0, 1));
+		if (n)
+			pos_read(&at, PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3));
+		PQclear(r);
+		if (n < DP_MOVE_DIGEST_CHUNK)
+			break;
+	}
+	snprintf(digest, 48, "%s", sum);
+	return DB_OK;
+}
+
+enum db_status dp_db_move_count(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
+                                const struct dp_move_pos *upto, int64_t *events)
+{
 	char tx[24], seq[24], utx[24], useq[24];
 	pos_params(tx, seq, after);
 	if (upto)
 		pos_params(utx, useq, upto);
 	const char *p[5] = { tenant, tx, seq, upto ? utx : NULL, upto ? useq : NULL };
 	PGresult *r;
-	enum db_status st = db_exec(
-		c, &r,
-		"SELECT count(*), coalesce(sum(move_row_hash(id, content_sha256, body)), 0)::text FROM events"
-		" WHERE tenant_id = $1::uuid AND (tx_id, seq) > ($2::xid8, $3::bigint)"
-		"   AND ($4::xid8 IS NULL OR (tx_id, seq) <= ($4::xid8, $5::bigint))",
-		5, p);
+	enum db_status st = db_exec(c, &r,
+	                            "SELECT count(*) FROM events"
+	                            " WHERE tenant_id = $1::uuid AND (tx_id, seq) > ($2::xid8, $3::bigint)"
+	                            "   AND ($4::xid8 IS NULL OR (tx_id, seq) <= ($4::xid8, $5::bigint))",
+	                            5, p);
 	if (st != DB_OK)
 		return st;
 	*events = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	snprintf(digest, 48, "%s", PQgetvalue(r, 0, 1));
 	PQclear(r);
 	return DB_OK;
 }
@@ -170,11 +207,32 @@ enum db_status dp_db_move_digest(struct db_conn *c, const char *tenant, const st
 enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int64_t since_us,
                                       struct buf *out)
 {
-	char since[24];
+	char since[24], safe[24];
 	snprintf(since, sizeof since, "%" PRId64, since_us);
-	const char *p[2] = { tenant, since };
+	const char *p[3] = { tenant, since, safe };
 	PGresult *r;
+	/* First, before the records' snapshot: a record is created (created_at
+	 * = now(), its transaction's start) and completed in one transaction,
+	 * so one created before the oldest transaction running now has
+	 * committed, and is in the next statement's snapshot, or never will.
+	 * The second of margin covers a transaction that took its start time
+	 * but has not published it yet. A session this role may not see
+	 * (another role's) hides its start: then the last two minutes. */
 	enum db_status st = db_exec(
+		c, &r,
+		"SELECT (extract(epoch FROM CASE WHEN bool_or(query = '<insufficient privilege>')"
+		"                                THEN statement_timestamp() - interval '120 seconds'"
+		"                                ELSE least(statement_timestamp(), min(xact_start)) - interval '1 second'"
+		"                           END) * 1000000)::bigint"
+		"  FROM pg_stat_activity WHERE datname = current_database()",
+		0, NULL);
+	if (st != DB_OK)
+		return st;
+	snprintf(safe, sizeof safe, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	if (!*safe)
+		snprintf(safe, sizeof safe, "%" PRId64, since_us);
+	st = db_exec(
 		c, &r,
 		"SELECT json_build_object("
 		"  'idempotency', coalesce((SELECT json_agg(json_build_object('key', key,"
@@ -184,8 +242,9 @@ enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int
 		"      AND created_at >= " TS("$2") "), '[]'::json),"
 		"  'usage', coalesce((SELECT json_agg(json_build_object('period', to_char(period, 'YYYY-MM'),"
 		"     'events', events) ORDER BY period)"
-		"     FROM usage_counters WHERE tenant_id = $1::uuid AND events > 0), '[]'::json))::text",
-		2, p);
+		"     FROM usage_counters WHERE tenant_id = $1::uuid AND events > 0), '[]'::json),"
+		"  'safe_since_us', greatest($2::bigint, $3::bigint))::text",
+		3, p);
 	if (st != DB_OK)
 		return st;
 	buf_append(out, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));

@@ -296,13 +296,28 @@ typedef void (*dp_fenced_fn)(void *ctx, const char *tenant);
 enum db_status dp_db_fenced(struct db_conn *c, const char *tenants, dp_fenced_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 /* The count and digest (decimal sum of move_row_hash) of `tenant`'s rows
- * in after < (tx_id, seq) <= upto (no upper bound when `upto` is NULL). */
+ * in after < (tx_id, seq) <= upto (no upper bound when `upto` is NULL),
+ * computed in keyset ranges of at most DP_MOVE_DIGEST_CHUNK rows, one
+ * statement each (a million rows would outlast a statement timeout), the
+ * parts added exactly by the database. Run it in a REPEATABLE READ
+ * transaction: every range is then read from one snapshot. */
+#define DP_MOVE_DIGEST_CHUNK 50000
 enum db_status dp_db_move_digest(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
                                  const struct dp_move_pos *upto, int64_t *events, char digest[48])
 	__attribute__((warn_unused_result));
-/* Appends {"idempotency": [...], "usage": [...]} (built by the database):
- * the tenant's completed Idempotency-Key records created at or after
- * since_us, and its usage counters with events. */
+/* The count alone of the same rows, from the feed index only (no row is
+ * read or hashed): the mover's measure of its lag. */
+enum db_status dp_db_move_count(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
+                                const struct dp_move_pos *upto, int64_t *events)
+	__attribute__((warn_unused_result));
+/* Appends {"idempotency": [...], "usage": [...], "safe_since_us": n}
+ * (built by the database): the tenant's completed Idempotency-Key records
+ * created at or after since_us, its usage counters with events, and the
+ * time before which every record of the tenant is in this answer or never
+ * will be (the start of the oldest transaction running in the database,
+ * read before the records' snapshot, less a margin; now when none): the
+ * next call's since_us. Run it in a READ COMMITTED transaction (two
+ * statements, two snapshots, in that order). */
 enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int64_t since_us,
                                       struct buf *out) __attribute__((warn_unused_result));
 /* The target's progress of a move: the source position reached, the rows

@@ -277,7 +277,7 @@ enum http_result dp_handle_move_fence_delete(struct http_req *req)
 struct digest_q {
 	const char *tenant;
 	struct dp_move_pos after, upto;
-	int has_upto;
+	int has_upto, count_only;
 	int64_t events;
 	char digest[48];
 };
@@ -285,6 +285,8 @@ struct digest_q {
 static enum db_status digest_tx(struct db_conn *c, void *ctx)
 {
 	struct digest_q *q = ctx;
+	if (q->count_only)
+		return dp_db_move_count(c, q->tenant, &q->after, q->has_upto ? &q->upto : NULL, &q->events);
 	return dp_db_move_digest(c, q->tenant, &q->after, q->has_upto ? &q->upto : NULL, &q->events, q->digest);
 }
 
@@ -300,11 +302,18 @@ enum http_result dp_handle_move_digest(struct http_req *req)
 	q.has_upto = http_req_query(req, "upto") != NULL;
 	if (pos_query(req, "upto", &q.upto) != 0)
 		return http_reply_invalid_field(req, "upto", "upto must be a position \"<tx_id>.<seq>\".");
+	const char *co = http_req_query(req, "count_only");
+	if (co && strcmp(co, "true") && strcmp(co, "false"))
+		return http_reply_invalid_field(req, "count_only", "count_only must be true or false.");
+	q.count_only = co && !strcmp(co, "true");
 	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, digest_tx, &q);
 	if (st != DB_OK)
 		return db_failed(req, st);
 	struct buf b = { 0 };
-	buf_printf(&b, "{\"events\":%" PRId64 ",\"digest\":\"%s\"}", q.events, q.digest);
+	if (q.count_only)
+		buf_printf(&b, "{\"events\":%" PRId64 "}", q.events);
+	else
+		buf_printf(&b, "{\"events\":%" PRId64 ",\"digest\":\"%s\"}", q.events, q.digest);
 	return reply_buf(req, 200, &b);
 }
 
@@ -338,7 +347,7 @@ enum http_result dp_handle_move_records_get(struct http_req *req)
 			return http_reply_invalid_field(req, "since_us", "since_us must be microseconds since the epoch.");
 		q.since_us = strtoll(since, NULL, 10);
 	}
-	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, records_get_tx, &q);
+	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, records_get_tx, &q);
 	if (st != DB_OK) {
 		buf_free(&q.out);
 		return db_failed(req, st);

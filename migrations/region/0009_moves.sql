@@ -53,3 +53,8 @@ CREATE FUNCTION move_xid_add(x xid8, off bigint) RETURNS xid8
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT CASE WHEN off = 0 THEN x ELSE (x::text::numeric + off)::text::xid8 END
 $$;
+
+-- A move copies a tenant's Idempotency-Key records created since a moment,
+-- once a round while it catches up and once after the fence: each copy
+-- reads only those, not every record of the tenant.
+CREATE INDEX idempotency_keys_tenant_age ON idempotency_keys (tenant_id, created_at);
