@@ -51,8 +51,9 @@
 #define BACKOFF_MAX_MS 10000
 #define REPORT_EVERY_MS 1000                /* progress (and lease renewal) */
 #define DRAIN_POLL_MS 20                    /* an empty page during the drain */
-/* Records copied before the fence are copied again from this long before the
- * newest one seen: one created earlier may have completed after the copy. */
+/* A source that does not say since when its records are complete (no
+ * safe_since_us): records are copied again from this long before the
+ * newest one seen, as one created earlier may have completed after. */
 #define RECORDS_OVERLAP_US (120LL * 1000000)
 #define DEFER_MIN_MS 10000                  /* a move waiting on something else */
 #define POS_MAX 48                          /* "<tx_id>.<seq>", two 20-digit numbers */
@@ -609,18 +610,28 @@ static enum res target_progress(struct mover *mv, struct move *m, char *digest, 
 
 /* Measures the lag (source rows after the target's position) when due: at
  * most once a second, and less often while measuring is slow (the source
- * counts and hashes every row after the position). Between two
+ * counts the rows after the position in its feed index). Between two
  * measurements the lag shrinks by what was copied. */
 static enum res measure_lag(struct mover *mv, struct move *m, int now)
 {
 	int64_t t = mono_ms(), every = m->lag_took_ms * 4;
 	if (!now && t - m->lag_at_ms < (every > REPORT_EVERY_MS ? every : REPORT_EVERY_MS))
 		return MV_OK;
-	char digest[DIGEST_MAX];
-	long long n;
-	enum res r = source_digest(mv, m, m->next, NULL, &n, digest, sizeof digest);
-	if (r != MV_OK)
-		return r;
+	char path[256];
+	snprintf(path, sizeof path, "/v1/moves/%s/digest?after=%s&count_only=true", m->id, m->next);
+	long st = dp_call(mv, m, &mv->aux, m->src_url, "GET", path, NULL, 0, CP_MAX_BYTES);
+	if (st < 0)
+		return MV_STOP;
+	if (st != 200)
+		return cell_refused(m, &mv->aux, "the source's count", st);
+	json_t *j = answer_json(&mv->aux);
+	const json_t *e = json_object_get(j, "events");
+	long long n = json_is_integer(e) ? (long long)json_integer_value(e) : -1;
+	json_decref(j);
+	if (n < 0) {
+		snprintf(m->error, sizeof m->error, "the source's count answer is malformed");
+		return MV_FAIL;
+	}
 	m->lag = n;
 	m->lag_base = m->copied;
 	m->lag_at_ms = mono_ms();
@@ -777,9 +788,9 @@ static enum res copy_records(struct mover *mv, struct move *m)
 	if (st != 200)
 		return cell_refused(m, &mv->src, "the source's records", st);
 	json_t *j = answer_json(&mv->src);
-	const json_t *idem = json_object_get(j, "idempotency"), *rec;
+	const json_t *idem = json_object_get(j, "idempotency"), *rec, *safe = json_object_get(j, "safe_since_us");
 	size_t i;
-	long long newest = -1;
+	long long newest = -1, safe_us = json_is_integer(safe) ? (long long)json_integer_value(safe) : -1;
 	if (!json_is_array(idem) || !json_is_array(json_object_get(j, "usage"))) {
 		json_decref(j);
 		snprintf(m->error, sizeof m->error, "the source's records answer is malformed");
@@ -798,10 +809,15 @@ static enum res copy_records(struct mover *mv, struct move *m)
 		return MV_STOP;
 	if (st != 200)
 		return cell_refused(m, &mv->dst, "the target refused the records", st);
-	if (newest - RECORDS_OVERLAP_US > m->records_since_us)
-		m->records_since_us = newest - RECORDS_OVERLAP_US;
+	/* Every record created before safe_since_us is copied now or never
+	 * completes: the next copy starts there and holds only the last moments. */
+	if (safe_us < 0)
+		safe_us = newest - RECORDS_OVERLAP_US;
+	if (safe_us > m->records_since_us)
+		m->records_since_us = safe_us;
 	count_step(mv, S_RECORDS, OUT_OK);
-	move_log(LOG_INFO, m, "records", json_pack("{sI}", "idempotency_records", (json_int_t)nidem),
+	move_log(LOG_DEBUG, m, "records", json_pack("{sI sI}", "idempotency_records", (json_int_t)nidem, "since_us",
+	                                            (json_int_t)m->records_since_us),
 	         "idempotency records and usage counters copied");
 	return MV_OK;
 }
@@ -833,7 +849,10 @@ static enum res phase_copy(struct mover *mv, struct move *m)
 	if ((r = copy_records(mv, m)) != MV_OK)
 		return r;
 	for (;;) {
-		if ((r = copy_until(mv, m, 0, 0)) != MV_OK || (r = measure_lag(mv, m, 1)) != MV_OK)
+		/* The records too, each round: the copy after the fence then holds
+		 * only those of the last round's moments. */
+		if ((r = copy_until(mv, m, 0, 0)) != MV_OK || (r = copy_records(mv, m)) != MV_OK ||
+		    (r = measure_lag(mv, m, 1)) != MV_OK)
 			return r;
 		if (lag_now(m) <= mv->cfg.cutover_lag)
 			break;
