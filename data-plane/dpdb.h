@@ -328,16 +328,15 @@ struct dp_move_progress {
 	char digest[48];
 };
 /* Inserts `rows_json` (the `events` array of a source page, parsed by the
- * database) for `tenant`, skipping ids already here, and adds them to
- * `move`'s progress (its position raised to `next`) in the same
- * statement: *pr is the progress after it, *inserted the rows inserted,
- * *rows the page's rows. Rows that are not a page's give DB_INVALID. Not
- * `careful`, ids are skipped by a lookup first and a concurrent insert of
- * the same id gives DB_CONFLICT (then run it careful: ON CONFLICT DO
- * NOTHING). */
+ * database) for `tenant` and adds them to `move`'s progress (its position
+ * raised to `next`) in the same statement: *pr is the progress after it,
+ * *inserted the rows inserted. Rows that are not a page's give
+ * DB_INVALID. Not `careful`, an id already here (a page posted again)
+ * gives DB_CONFLICT: then run it careful, skipping ids already here (ON
+ * CONFLICT DO NOTHING). */
 enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char *tenant,
                                  const char *rows_json, const struct dp_move_pos *next, int careful,
-                                 struct dp_move_progress *pr, int64_t *inserted, long *rows)
+                                 struct dp_move_progress *pr, int64_t *inserted)
 	__attribute__((warn_unused_result));
 enum db_status dp_db_move_progress(struct db_conn *c, const char *move, const char *tenant,
                                    struct dp_move_progress *pr) __attribute__((warn_unused_result));

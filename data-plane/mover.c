@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "config.h"
 #include "http.h"
+#include "jscan.h"
 #include "log.h"
 #include "mover_call.h"
 #include "names.h"
@@ -654,30 +655,74 @@ struct page {
 	char next[POS_MAX];
 	int more;
 	unsigned long long horizon;
-	size_t rows;
+	int rows;                   /* the page has rows */
 };
 
-/* Reads what the mover needs of a source page: the rows themselves go to
- * the target as they came. */
+/* Reads what the mover needs of a source page, its top-level members
+ * `events` (only whether it has rows), `next`, `more` and `horizon`, by
+ * scanning the text: the rows go to the target as they came, and building
+ * them (megabytes of JSON a page) would cost more than the target's insert. */
 static int page_read(const struct buf *b, struct page *p)
 {
-	json_t *j = b->len ? json_loadb(b->p, b->len, 0, NULL) : NULL;
-	const json_t *ev = json_object_get(j, "events"), *more = json_object_get(j, "more");
-	const char *next = json_string_value(json_object_get(j, "next"));
-	const char *hz = json_string_value(json_object_get(j, "horizon"));
-	int ret = -1;
-	if (!json_is_array(ev) || !json_is_boolean(more) || !next || !pos_valid(next) || !hz ||
-	    !decimal_valid(hz, 20))
-		goto out;
-	snprintf(p->next, sizeof p->next, "%s", next);
-	p->more = json_is_true(more);
-	p->rows = json_array_size(ev);
-	errno = 0;
-	p->horizon = strtoull(hz, NULL, 10);
-	ret = errno ? -1 : 0;
-out:
-	json_decref(j);
-	return ret;
+	const char *s = b->p;
+	size_t n = b->len, i = jscan_ws(s, 0, n);
+	unsigned got = 0;
+	if (i >= n || s[i] != '{')
+		return -1;
+	for (i = jscan_ws(s, i + 1, n); i < n && s[i] == '"';) {
+		size_t kend = jscan_string_end(s, i, n), vend;
+		if (!kend)
+			return -1;
+		const char *key = s + i + 1;
+		size_t klen = kend - i - 2;
+		i = jscan_ws(s, kend, n);
+		if (i >= n || s[i] != ':')
+			return -1;
+		i = jscan_ws(s, i + 1, n);
+		if (!(vend = jscan_value_end(s, i, n)) || vend <= i)
+			return -1;
+		const char *v = s + i;
+		size_t vlen = vend - i;
+		char str[POS_MAX];
+		/* a string value's text, when it is a short one without escapes */
+		int is_str = vlen >= 2 && vlen - 2 < sizeof str && v[0] == '"' && !memchr(v + 1, '\\', vlen - 2);
+		if (is_str) {
+			memcpy(str, v + 1, vlen - 2);
+			str[vlen - 2] = '\0';
+		}
+		if (klen == 6 && !memcmp(key, "events", 6)) {
+			if (got & 1 || v[0] != '[')
+				return -1;
+			got |= 1;
+			p->rows = s[jscan_ws(s, i + 1, n)] != ']';
+		} else if (klen == 4 && !memcmp(key, "next", 4)) {
+			if (got & 2 || !is_str || !pos_valid(str))
+				return -1;
+			got |= 2;
+			memcpy(p->next, str, strlen(str) + 1);
+		} else if (klen == 4 && !memcmp(key, "more", 4)) {
+			if (got & 4 || !((vlen == 4 && !memcmp(v, "true", 4)) || (vlen == 5 && !memcmp(v, "false", 5))))
+				return -1;
+			got |= 4;
+			p->more = vlen == 4;
+		} else if (klen == 7 && !memcmp(key, "horizon", 7)) {
+			if (got & 8 || !is_str || !decimal_valid(str, 20))
+				return -1;
+			got |= 8;
+			errno = 0;
+			p->horizon = strtoull(str, NULL, 10);
+			if (errno)
+				return -1;
+		}
+		i = jscan_ws(s, vend, n);
+		if (i < n && s[i] == ',')
+			i = jscan_ws(s, i + 1, n);
+		else if (i < n && s[i] == '}' && jscan_ws(s, i + 1, n) == n)
+			return got == 15 ? 0 : -1;
+		else
+			return -1;
+	}
+	return -1;
 }
 
 /* The target's answer to a page: its position and count move on. */
