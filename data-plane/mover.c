@@ -88,7 +88,7 @@ static const struct cfg_var mover_vars[] = {
 	  "Space-separated <cell>=<base URL> of every cell a move may read from or write to (each cell's data planes, not the router)." },
 	{ "MOVER_ID", CFG_STR, NULL, 0, O(id), 0, 0, NULL,
 	  "This agent's name in the moves' leases (1 to 64 of A-Za-z0-9._-); unset: mover-<region>, so that a restarted mover takes its lease back at once." },
-	{ "MOVER_BATCH", CFG_INT, "1000", 0, O(batch), 1, 5000, NULL,
+	{ "MOVER_BATCH", CFG_INT, "5000", 0, O(batch), 1, 5000, NULL,
 	  "Events per page copied from the source to the target." },
 	{ "MOVER_CUTOVER_LAG", CFG_INT, "1000", 0, O(cutover_lag), 0, 100000000, NULL,
 	  "A move goes to cutover (writes paused) once the target is at most this many events behind the source." },
