@@ -216,15 +216,18 @@ enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int
 	 * so one created before the oldest transaction running now has
 	 * committed, and is in the next statement's snapshot, or never will.
 	 * The second of margin covers a transaction that took its start time
-	 * but has not published it yet. A session this role may not see
-	 * (another role's) hides its start: then the last two minutes. */
+	 * but has not published it yet. Autovacuum writes no record
+	 * (and its long runs would hold this back). A session this
+	 * role may not see (another role's) hides its start: then the last
+	 * two minutes. */
 	enum db_status st = db_exec(
 		c, &r,
 		"SELECT (extract(epoch FROM CASE WHEN bool_or(query = '<insufficient privilege>')"
 		"                                THEN statement_timestamp() - interval '120 seconds'"
 		"                                ELSE least(statement_timestamp(), min(xact_start)) - interval '1 second'"
 		"                           END) * 1000000)::bigint"
-		"  FROM pg_stat_activity WHERE datname = current_database()",
+		"  FROM pg_stat_activity"
+		" WHERE datname = current_database() AND backend_type IS DISTINCT FROM 'autovacuum worker'",
 		0, NULL);
 	if (st != DB_OK)
 		return st;
