@@ -31,10 +31,11 @@ static void pos_read(struct dp_move_pos *p, const char *tx, const char *seq)
 enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
                                int limit, struct buf *rows, struct dp_move_page *pg)
 {
-	char tx[24], seq[24], lim[16];
+	char tx[24], seq[24], lim[16], bytes[24];
 	pos_params(tx, seq, after);
 	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[4] = { tenant, tx, seq, lim };
+	snprintf(bytes, sizeof bytes, "%ld", (long)DP_MOVE_PAGE_BYTES);
+	const char *p[5] = { tenant, tx, seq, lim, bytes };
 	PGresult *r;
 	enum db_status st;
 
@@ -42,33 +43,39 @@ enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const stru
 	if ((st = db_exec(c, NULL, "SET LOCAL enable_bitmapscan = off", 0, NULL)) != DB_OK ||
 	    (st = db_exec(c, NULL, "SET LOCAL enable_seqscan = off", 0, NULL)) != DB_OK)
 		return st;
-	/* One statement: the horizon and the rows come from one snapshot. */
+	/* One statement: the horizon and the rows come from one snapshot. A
+	 * page ends at `limit` rows or once its bodies, twice over (a row's
+	 * filter keys come from its body) and 512 bytes a row, would pass $5
+	 * bytes, whichever comes first (always one row at least), so that the
+	 * page stays within the target's body limit whatever the events. */
 	st = db_exec(
 		c, &r,
 		"WITH h AS MATERIALIZED (SELECT " HORIZON("$1::uuid") " AS x),"
-		" p AS MATERIALIZED (SELECT e.*, row_number() OVER (ORDER BY e.tx_id, e.seq) AS rn"
+		" p AS MATERIALIZED (SELECT e.*, row_number() OVER w AS rn,"
+		"          sum(2 * octet_length(e.body::text) + 512) OVER w AS cum"
 		"   FROM events e, h WHERE e.tenant_id = $1::uuid AND (e.tx_id, e.seq) > ($2::xid8, $3::bigint)"
-		"    AND e.tx_id < h.x ORDER BY e.tx_id, e.seq LIMIT $4::int + 1)"
-		" SELECT (SELECT x::text FROM h), (SELECT count(*) FROM p),"
+		"    AND e.tx_id < h.x WINDOW w AS (ORDER BY e.tx_id, e.seq) ORDER BY e.tx_id, e.seq LIMIT $4::int + 1),"
+		" k AS MATERIALIZED (SELECT count(*) AS k FROM p WHERE rn <= $4::int AND (rn = 1 OR cum <= $5::bigint))"
+		" SELECT (SELECT x::text FROM h), (SELECT count(*) FROM p), (SELECT k FROM k),"
 		"  (SELECT json_agg(json_build_object('id', id, 'tx_id', tx_id::text, 'seq', seq,"
 		"     'occurred_at_us', " US("occurred_at") ", 'received_at_us', " US("received_at") ","
 		"     'action', action, 'actor_id', actor_id, 'target_ids', target_ids,"
 		"     'content_sha256', encode(content_sha256, 'hex'), 'body', body, 'keys', keys) ORDER BY rn)"
-		"     FROM p WHERE rn <= $4::int)::text,"
-		"  (SELECT tx_id::text FROM p WHERE rn = least($4::int, (SELECT count(*) FROM p))),"
-		"  (SELECT seq FROM p WHERE rn = least($4::int, (SELECT count(*) FROM p)))",
-		4, p);
+		"     FROM p WHERE rn <= (SELECT k FROM k))::text,"
+		"  (SELECT tx_id::text FROM p WHERE rn = (SELECT k FROM k)),"
+		"  (SELECT seq FROM p WHERE rn = (SELECT k FROM k))",
+		5, p);
 	if (st != DB_OK)
 		return st;
 	memset(pg, 0, sizeof *pg);
 	pg->horizon = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	long n = strtol(PQgetvalue(r, 0, 1), NULL, 10);
-	pg->more = n > limit;
-	pg->n = pg->more ? limit : (int)n;
+	long n = strtol(PQgetvalue(r, 0, 1), NULL, 10), k = strtol(PQgetvalue(r, 0, 2), NULL, 10);
+	pg->more = n > k;
+	pg->n = (int)k;
 	pg->next = *after;
 	if (pg->n) {
-		buf_append(rows, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
-		pos_read(&pg->next, PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4));
+		buf_append(rows, PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3));
+		pos_read(&pg->next, PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5));
 	} else {
 		buf_append(rows, "[]", 2);
 	}

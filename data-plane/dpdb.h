@@ -272,9 +272,13 @@ struct dp_move_page {
 	uint64_t horizon;          /* the tenant's feed horizon (xmin + offset) of the read */
 	struct dp_move_pos next;   /* the last row's position (`after` when n is 0) */
 };
+/* A source page stops short of its `limit` rows before this many bytes
+ * of bodies (counted twice, and 512 a row): within the target's body
+ * limit (64 MiB) whatever the events. */
+#define DP_MOVE_PAGE_BYTES (24L * 1024 * 1024)
 /* Appends to `rows` the JSON array (built by the database) of up to
- * `limit` rows of `tenant` after `after` and below the horizon, in feed
- * order, each {id, tx_id, seq, occurred_at_us, received_at_us, action,
+ * `limit` rows of `tenant` after `after` and below the horizon (fewer past
+ * DP_MOVE_PAGE_BYTES, one at least), in feed order, each {id, tx_id, seq, occurred_at_us, received_at_us, action,
  * actor_id, target_ids, content_sha256, body, keys}. Run it in a READ
  * COMMITTED transaction (it sets planner options with SET LOCAL). */
 enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,

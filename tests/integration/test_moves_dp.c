@@ -1246,10 +1246,81 @@ START_TEST(records_safe_since)
 }
 END_TEST
 
+/* Sets T's row `id` (inserted if new) to a body of exactly `len` bytes. */
+static void big_row(const char *db, const char *id, long len)
+{
+	free(it_sql(db, it_fmt(
+		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
+		"                    content_sha256, body, keys)"
+		" VALUES ('" T "', '%s', now(), now(), 'bulk', 'a', '{}', sha256('x'),"
+		"         ('{\"x\":\"' || repeat('a', %ld) || '\"}')::json, '{}')"
+		" ON CONFLICT (tenant_id, id) DO UPDATE SET body = excluded.body",
+		id, len - 8)));
+}
+
+/* The ids of a source page from `after`, its `more`, and its `next` in `after`. */
+static char *page_ids(const struct env *e, const char *tok, char after[48], int *more)
+{
+	struct res r;
+	mv(&r, &e->a, "GET", it_fmt("/v1/moves/" MOVE "/events?after=%s&limit=5000", after), tok, NULL);
+	EXPECT(&r, 200);
+	struct buf b = { 0 };
+	size_t i;
+	json_t *row;
+	json_array_foreach(json_object_get(r.json, "events"), i, row)
+		buf_printf(&b, "%s%s", i ? "," : "", it_js(row, "id"));
+	*more = json_is_true(json_object_get(r.json, "more"));
+	snprintf(after, 48, "%s", it_js(r.json, "next"));
+	res_free(&r);
+	char *ids = strdup(b.p ? b.p : "");
+	buf_free(&b);
+	return ids;
+}
+
+/* A source page ends before DP_MOVE_PAGE_BYTES (24 MiB) of bodies counted
+ * twice and 512 bytes a row, so that big events never make a page the
+ * target refuses: rows that come to exactly the budget share a page, one
+ * byte more and the second goes to the next page; a row alone over it
+ * still goes (one at least). */
+START_TEST(page_bytes)
+{
+	struct env e;
+	env_start(&e);
+	char *tok = cred(0);
+	const long fit = (24L * 1024 * 1024 / 2 - 512) / 2; /* two rows: exactly the budget */
+	big_row(e.a.db, "b1", fit);
+	big_row(e.a.db, "b2", fit);
+	big_row(e.a.db, "b3", 13L * 1024 * 1024); /* alone over the budget */
+	char pos[48] = "0.0";
+	int more;
+	char *ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b1,b2");
+	ck_assert(more);
+	free(ids);
+	ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b3");
+	ck_assert(!more);
+	free(ids);
+	big_row(e.a.db, "b2", fit + 1);
+	snprintf(pos, sizeof pos, "0.0");
+	ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b1");
+	ck_assert(more);
+	free(ids);
+	ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b2");
+	ck_assert(more);
+	free(ids);
+	free(tok);
+	env_stop(&e);
+}
+END_TEST
+
 Suite *moves_dp_suite(void)
 {
 	Suite *s = suite_create("moves-dp");
-	const TTest *const tests[] = { credentials_and_limits, move_end_to_end, digest_in_ranges, records_safe_since };
+	const TTest *const tests[] = { credentials_and_limits, move_end_to_end, digest_in_ranges, records_safe_since,
+	                               page_bytes };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 180);
 	return s;
 }
