@@ -69,6 +69,7 @@ CP_SRC     := $(wildcard control-plane/*.c)
 # The router agent is its own binary; it shares the cache module.
 ROUTER_SRC := data-plane/cell_router.c data-plane/config_store.c
 # The move agent too: it calls the cells' move routes and the control plane.
+# (It links data-plane/jscan.c as well, which the data plane has.)
 MOVER_SRC  := data-plane/mover.c data-plane/mover_call.c
 DP_SRC     := $(filter-out data-plane/cell_router.c $(MOVER_SRC),$(wildcard data-plane/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
@@ -145,7 +146,7 @@ $(BIN)/cell-router: $(call obj,$(ROUTER_SRC)) $(COMMON_OBJ)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
-$(BIN)/mover: $(call obj,$(MOVER_SRC)) $(COMMON_OBJ)
+$(BIN)/mover: $(call obj,$(MOVER_SRC) data-plane/jscan.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)

@@ -31,10 +31,11 @@ static void pos_read(struct dp_move_pos *p, const char *tx, const char *seq)
 enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
                                int limit, struct buf *rows, struct dp_move_page *pg)
 {
-	char tx[24], seq[24], lim[16];
+	char tx[24], seq[24], lim[16], bytes[24];
 	pos_params(tx, seq, after);
 	snprintf(lim, sizeof lim, "%d", limit);
-	const char *p[4] = { tenant, tx, seq, lim };
+	snprintf(bytes, sizeof bytes, "%ld", (long)DP_MOVE_PAGE_BYTES);
+	const char *p[5] = { tenant, tx, seq, lim, bytes };
 	PGresult *r;
 	enum db_status st;
 
@@ -42,33 +43,39 @@ enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const stru
 	if ((st = db_exec(c, NULL, "SET LOCAL enable_bitmapscan = off", 0, NULL)) != DB_OK ||
 	    (st = db_exec(c, NULL, "SET LOCAL enable_seqscan = off", 0, NULL)) != DB_OK)
 		return st;
-	/* One statement: the horizon and the rows come from one snapshot. */
+	/* One statement: the horizon and the rows come from one snapshot. A
+	 * page ends at `limit` rows or once its bodies, twice over (a row's
+	 * filter keys come from its body) and 512 bytes a row, would pass $5
+	 * bytes, whichever comes first (always one row at least), so that the
+	 * page stays within the target's body limit whatever the events. */
 	st = db_exec(
 		c, &r,
 		"WITH h AS MATERIALIZED (SELECT " HORIZON("$1::uuid") " AS x),"
-		" p AS MATERIALIZED (SELECT e.*, row_number() OVER (ORDER BY e.tx_id, e.seq) AS rn"
+		" p AS MATERIALIZED (SELECT e.*, row_number() OVER w AS rn,"
+		"          sum(2 * octet_length(e.body::text) + 512) OVER w AS cum"
 		"   FROM events e, h WHERE e.tenant_id = $1::uuid AND (e.tx_id, e.seq) > ($2::xid8, $3::bigint)"
-		"    AND e.tx_id < h.x ORDER BY e.tx_id, e.seq LIMIT $4::int + 1)"
-		" SELECT (SELECT x::text FROM h), (SELECT count(*) FROM p),"
+		"    AND e.tx_id < h.x WINDOW w AS (ORDER BY e.tx_id, e.seq) ORDER BY e.tx_id, e.seq LIMIT $4::int + 1),"
+		" k AS MATERIALIZED (SELECT count(*) AS k FROM p WHERE rn <= $4::int AND (rn = 1 OR cum <= $5::bigint))"
+		" SELECT (SELECT x::text FROM h), (SELECT count(*) FROM p), (SELECT k FROM k),"
 		"  (SELECT json_agg(json_build_object('id', id, 'tx_id', tx_id::text, 'seq', seq,"
 		"     'occurred_at_us', " US("occurred_at") ", 'received_at_us', " US("received_at") ","
 		"     'action', action, 'actor_id', actor_id, 'target_ids', target_ids,"
 		"     'content_sha256', encode(content_sha256, 'hex'), 'body', body, 'keys', keys) ORDER BY rn)"
-		"     FROM p WHERE rn <= $4::int)::text,"
-		"  (SELECT tx_id::text FROM p WHERE rn = least($4::int, (SELECT count(*) FROM p))),"
-		"  (SELECT seq FROM p WHERE rn = least($4::int, (SELECT count(*) FROM p)))",
-		4, p);
+		"     FROM p WHERE rn <= (SELECT k FROM k))::text,"
+		"  (SELECT tx_id::text FROM p WHERE rn = (SELECT k FROM k)),"
+		"  (SELECT seq FROM p WHERE rn = (SELECT k FROM k))",
+		5, p);
 	if (st != DB_OK)
 		return st;
 	memset(pg, 0, sizeof *pg);
 	pg->horizon = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-	long n = strtol(PQgetvalue(r, 0, 1), NULL, 10);
-	pg->more = n > limit;
-	pg->n = pg->more ? limit : (int)n;
+	long n = strtol(PQgetvalue(r, 0, 1), NULL, 10), k = strtol(PQgetvalue(r, 0, 2), NULL, 10);
+	pg->more = n > k;
+	pg->n = (int)k;
 	pg->next = *after;
 	if (pg->n) {
-		buf_append(rows, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2));
-		pos_read(&pg->next, PQgetvalue(r, 0, 3), PQgetvalue(r, 0, 4));
+		buf_append(rows, PQgetvalue(r, 0, 3), (size_t)PQgetlength(r, 0, 3));
+		pos_read(&pg->next, PQgetvalue(r, 0, 4), PQgetvalue(r, 0, 5));
 	} else {
 		buf_append(rows, "[]", 2);
 	}
@@ -147,22 +154,59 @@ enum db_status dp_db_fenced(struct db_conn *c, const char *tenants, dp_fenced_fn
 enum db_status dp_db_move_digest(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
                                  const struct dp_move_pos *upto, int64_t *events, char digest[48])
 {
+	char tx[24], seq[24], utx[24], useq[24], lim[16], sum[48] = "0";
+	pos_params(utx, useq, upto ? upto : after);
+	snprintf(lim, sizeof lim, "%d", DP_MOVE_DIGEST_CHUNK);
+	struct dp_move_pos at = *after;
+	*events = 0;
+	/* Range after range in the feed's order, each from where the last
+	 * ended; the running sum is a numeric the database adds to. */
+	for (;;) {
+		pos_params(tx, seq, &at);
+		const char *p[7] = { tenant, tx, seq, upto ? utx : NULL, upto ? useq : NULL, lim, sum };
+		PGresult *r;
+		enum db_status st = db_exec(
+			c, &r,
+			"WITH r AS MATERIALIZED (SELECT tx_id, seq, move_row_hash(id, content_sha256, body) AS h FROM events"
+			"  WHERE tenant_id = $1::uuid AND (tx_id, seq) > ($2::xid8, $3::bigint)"
+			"    AND ($4::xid8 IS NULL OR (tx_id, seq) <= ($4::xid8, $5::bigint))"
+			"  ORDER BY tx_id, seq LIMIT $6::int),"
+			" l AS (SELECT tx_id, seq FROM r ORDER BY tx_id DESC, seq DESC LIMIT 1)"
+			" SELECT (SELECT count(*) FROM r), ((SELECT coalesce(sum(h), 0) FROM r) + $7::numeric)::text,"
+			"        (SELECT tx_id::text FROM l), (SELECT seq FROM l)",
+			7, p);
+		if (st != DB_OK)
+			return st;
+		int64_t n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+		*events += n;
+		snprintf(sum, sizeof sum, "%s", PQgetvalue(r, 0, 1));
+		if (n)
+			pos_read(&at, PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 3));
+		PQclear(r);
+		if (n < DP_MOVE_DIGEST_CHUNK)
+			break;
+	}
+	snprintf(digest, 48, "%s", sum);
+	return DB_OK;
+}
+
+enum db_status dp_db_move_count(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
+                                const struct dp_move_pos *upto, int64_t *events)
+{
 	char tx[24], seq[24], utx[24], useq[24];
 	pos_params(tx, seq, after);
 	if (upto)
 		pos_params(utx, useq, upto);
 	const char *p[5] = { tenant, tx, seq, upto ? utx : NULL, upto ? useq : NULL };
 	PGresult *r;
-	enum db_status st = db_exec(
-		c, &r,
-		"SELECT count(*), coalesce(sum(move_row_hash(id, content_sha256, body)), 0)::text FROM events"
-		" WHERE tenant_id = $1::uuid AND (tx_id, seq) > ($2::xid8, $3::bigint)"
-		"   AND ($4::xid8 IS NULL OR (tx_id, seq) <= ($4::xid8, $5::bigint))",
-		5, p);
+	enum db_status st = db_exec(c, &r,
+	                            "SELECT count(*) FROM events"
+	                            " WHERE tenant_id = $1::uuid AND (tx_id, seq) > ($2::xid8, $3::bigint)"
+	                            "   AND ($4::xid8 IS NULL OR (tx_id, seq) <= ($4::xid8, $5::bigint))",
+	                            5, p);
 	if (st != DB_OK)
 		return st;
 	*events = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	snprintf(digest, 48, "%s", PQgetvalue(r, 0, 1));
 	PQclear(r);
 	return DB_OK;
 }
@@ -170,11 +214,35 @@ enum db_status dp_db_move_digest(struct db_conn *c, const char *tenant, const st
 enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int64_t since_us,
                                       struct buf *out)
 {
-	char since[24];
+	char since[24], safe[24];
 	snprintf(since, sizeof since, "%" PRId64, since_us);
-	const char *p[2] = { tenant, since };
+	const char *p[3] = { tenant, since, safe };
 	PGresult *r;
+	/* First, before the records' snapshot: a record is created (created_at
+	 * = now(), its transaction's start) and completed in one transaction,
+	 * so one created before the oldest transaction running now has
+	 * committed, and is in the next statement's snapshot, or never will.
+	 * The second of margin covers a transaction that took its start time
+	 * but has not published it yet. Autovacuum writes no record
+	 * (and its long runs would hold this back). A session this
+	 * role may not see (another role's) hides its start: then the last
+	 * two minutes. */
 	enum db_status st = db_exec(
+		c, &r,
+		"SELECT (extract(epoch FROM CASE WHEN bool_or(query = '<insufficient privilege>')"
+		"                                THEN statement_timestamp() - interval '120 seconds'"
+		"                                ELSE least(statement_timestamp(), min(xact_start)) - interval '1 second'"
+		"                           END) * 1000000)::bigint"
+		"  FROM pg_stat_activity"
+		" WHERE datname = current_database() AND backend_type IS DISTINCT FROM 'autovacuum worker'",
+		0, NULL);
+	if (st != DB_OK)
+		return st;
+	snprintf(safe, sizeof safe, "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	if (!*safe)
+		snprintf(safe, sizeof safe, "%" PRId64, since_us);
+	st = db_exec(
 		c, &r,
 		"SELECT json_build_object("
 		"  'idempotency', coalesce((SELECT json_agg(json_build_object('key', key,"
@@ -184,8 +252,9 @@ enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int
 		"      AND created_at >= " TS("$2") "), '[]'::json),"
 		"  'usage', coalesce((SELECT json_agg(json_build_object('period', to_char(period, 'YYYY-MM'),"
 		"     'events', events) ORDER BY period)"
-		"     FROM usage_counters WHERE tenant_id = $1::uuid AND events > 0), '[]'::json))::text",
-		2, p);
+		"     FROM usage_counters WHERE tenant_id = $1::uuid AND events > 0), '[]'::json),"
+		"  'safe_since_us', greatest($2::bigint, $3::bigint))::text",
+		3, p);
 	if (st != DB_OK)
 		return st;
 	buf_append(out, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
@@ -195,31 +264,33 @@ enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int
 
 enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char *tenant,
                                  const char *rows_json, const struct dp_move_pos *next, int careful,
-                                 struct dp_move_progress *pr, int64_t *inserted, long *rows)
+                                 struct dp_move_progress *pr, int64_t *inserted)
 {
 	char tx[24], seq[24];
 	pos_params(tx, seq, next);
 	const char *p[5] = { tenant, rows_json, move, tx, seq };
 	PGresult *r;
 	/* The rows keep the source's tx_id and seq (feed positions) and their
-	 * keys (not derived again); an id already here is skipped, so a page
-	 * posted again inserts nothing and adds nothing to the digest. The
-	 * position only moves forward. The rows' text is parsed twice (the
-	 * cast, the rows): at 5000 rows each pass is tens of milliseconds, so
-	 * the caller cuts it out of the page. Skipping ids found here by an
-	 * index probe is cheaper than ON CONFLICT's speculative insertion; a
-	 * concurrent post of the same rows (a mover that was replaced) then
-	 * fails on the key, and the caller runs the statement `careful`. */
+	 * keys (not derived again). The rows' text is parsed twice (the cast,
+	 * the rows): at 5000 rows each pass is tens of milliseconds, so the
+	 * caller cuts it out of the page. The position only moves forward.
+	 * Pages come once each in order, so the rows are inserted without a
+	 * look for ids already here (a lookup per row, or ON CONFLICT's
+	 * speculative insertion, costs a seventh of the statement); a page
+	 * posted again (its answer lost) or at once by a mover that was
+	 * replaced then fails on the key, and the caller runs the statement
+	 * `careful`: an id already here is skipped, so such a page inserts
+	 * nothing and adds nothing to the digest. */
 	static const char *const sql[2] = {
-#define MOVE_INSERT(skip_before, skip_after)                                                          \
-		"WITH x AS MATERIALIZED (SELECT x.* FROM json_to_recordset($2::json) AS x(id text,"          \
-		"        tx_id text, seq bigint, occurred_at_us bigint, received_at_us bigint, action text,"  \
-		"        actor_id text, target_ids text[], content_sha256 text, body json, keys text[])),"    \
-		" ins AS (INSERT INTO events AS e (tenant_id, id, seq, occurred_at, received_at, action, actor_id," \
+#define MOVE_INSERT(on_conflict)                                                                      \
+		"WITH ins AS (INSERT INTO events AS e (tenant_id, id, seq, occurred_at, received_at, action, actor_id," \
 		"          target_ids, content_sha256, body, keys, tx_id) OVERRIDING SYSTEM VALUE"             \
 		"   SELECT $1::uuid, id, seq, " TS("occurred_at_us") ", " TS("received_at_us") ", action, actor_id," \
-		"          coalesce(target_ids, '{}'), decode(content_sha256, 'hex'), body, keys, tx_id::xid8 FROM x" \
-		skip_before " RETURNING e.id, e.content_sha256, e.body),"                                      \
+		"          coalesce(target_ids, '{}'), decode(content_sha256, 'hex'), body, keys, tx_id::xid8"  \
+		"     FROM json_to_recordset($2::json) AS x(id text, tx_id text, seq bigint, occurred_at_us bigint," \
+		"          received_at_us bigint, action text, actor_id text, target_ids text[], content_sha256 text," \
+		"          body json, keys text[])"                                                             \
+		on_conflict " RETURNING e.id, e.content_sha256, e.body),"                                      \
 		" n AS (SELECT count(*) AS n, coalesce(sum(move_row_hash(id, content_sha256, body)), 0) AS d FROM ins)," \
 		" up AS (INSERT INTO move_progress AS m (move_id, tenant_id, next_tx, next_seq, events, digest)" \
 		"   SELECT $3::uuid, $1::uuid, $4::xid8, $5::bigint, n.n, n.d FROM n"                          \
@@ -230,10 +301,9 @@ enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char
 		"                     THEN excluded.next_seq ELSE m.next_seq END,"                              \
 		"     events = m.events + excluded.events, digest = m.digest + excluded.digest, updated_at = now()" \
 		"   RETURNING m.next_tx, m.next_seq, m.events, m.digest)"                                       \
-		" SELECT up.next_tx::text, up.next_seq, up.events, up.digest::text, n.n, (SELECT count(*) FROM x)" \
-		"   FROM up, n"
-		MOVE_INSERT("  WHERE NOT EXISTS (SELECT 1 FROM events o WHERE o.tenant_id = $1::uuid AND o.id = x.id)", ""),
-		MOVE_INSERT("   ON CONFLICT (tenant_id, id) DO NOTHING", ""),
+		" SELECT up.next_tx::text, up.next_seq, up.events, up.digest::text, n.n FROM up, n"
+		MOVE_INSERT(""),
+		MOVE_INSERT("   ON CONFLICT (tenant_id, id) DO NOTHING"),
 #undef MOVE_INSERT
 	};
 	enum db_status st = db_exec(c, &r, sql[careful ? 1 : 0], 5, p);
@@ -247,7 +317,6 @@ enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char
 	pr->events = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
 	snprintf(pr->digest, sizeof pr->digest, "%s", PQgetvalue(r, 0, 3));
 	*inserted = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
-	*rows = strtol(PQgetvalue(r, 0, 5), NULL, 10);
 	PQclear(r);
 	return DB_OK;
 }

@@ -272,9 +272,13 @@ struct dp_move_page {
 	uint64_t horizon;          /* the tenant's feed horizon (xmin + offset) of the read */
 	struct dp_move_pos next;   /* the last row's position (`after` when n is 0) */
 };
+/* A source page stops short of its `limit` rows before this many bytes
+ * of bodies (counted twice, and 512 a row): within the target's body
+ * limit (64 MiB) whatever the events. */
+#define DP_MOVE_PAGE_BYTES (24L * 1024 * 1024)
 /* Appends to `rows` the JSON array (built by the database) of up to
- * `limit` rows of `tenant` after `after` and below the horizon, in feed
- * order, each {id, tx_id, seq, occurred_at_us, received_at_us, action,
+ * `limit` rows of `tenant` after `after` and below the horizon (fewer past
+ * DP_MOVE_PAGE_BYTES, one at least), in feed order, each {id, tx_id, seq, occurred_at_us, received_at_us, action,
  * actor_id, target_ids, content_sha256, body, keys}. Run it in a READ
  * COMMITTED transaction (it sets planner options with SET LOCAL). */
 enum db_status dp_db_move_page(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
@@ -296,13 +300,28 @@ typedef void (*dp_fenced_fn)(void *ctx, const char *tenant);
 enum db_status dp_db_fenced(struct db_conn *c, const char *tenants, dp_fenced_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 /* The count and digest (decimal sum of move_row_hash) of `tenant`'s rows
- * in after < (tx_id, seq) <= upto (no upper bound when `upto` is NULL). */
+ * in after < (tx_id, seq) <= upto (no upper bound when `upto` is NULL),
+ * computed in keyset ranges of at most DP_MOVE_DIGEST_CHUNK rows, one
+ * statement each (a million rows would outlast a statement timeout), the
+ * parts added exactly by the database. Run it in a REPEATABLE READ
+ * transaction: every range is then read from one snapshot. */
+#define DP_MOVE_DIGEST_CHUNK 50000
 enum db_status dp_db_move_digest(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
                                  const struct dp_move_pos *upto, int64_t *events, char digest[48])
 	__attribute__((warn_unused_result));
-/* Appends {"idempotency": [...], "usage": [...]} (built by the database):
- * the tenant's completed Idempotency-Key records created at or after
- * since_us, and its usage counters with events. */
+/* The count alone of the same rows, from the feed index only (no row is
+ * read or hashed): the mover's measure of its lag. */
+enum db_status dp_db_move_count(struct db_conn *c, const char *tenant, const struct dp_move_pos *after,
+                                const struct dp_move_pos *upto, int64_t *events)
+	__attribute__((warn_unused_result));
+/* Appends {"idempotency": [...], "usage": [...], "safe_since_us": n}
+ * (built by the database): the tenant's completed Idempotency-Key records
+ * created at or after since_us, its usage counters with events, and the
+ * time before which every record of the tenant is in this answer or never
+ * will be (the start of the oldest transaction running in the database,
+ * read before the records' snapshot, less a margin; now when none): the
+ * next call's since_us. Run it in a READ COMMITTED transaction (two
+ * statements, two snapshots, in that order). */
 enum db_status dp_db_move_records_get(struct db_conn *c, const char *tenant, int64_t since_us,
                                       struct buf *out) __attribute__((warn_unused_result));
 /* The target's progress of a move: the source position reached, the rows
@@ -313,16 +332,15 @@ struct dp_move_progress {
 	char digest[48];
 };
 /* Inserts `rows_json` (the `events` array of a source page, parsed by the
- * database) for `tenant`, skipping ids already here, and adds them to
- * `move`'s progress (its position raised to `next`) in the same
- * statement: *pr is the progress after it, *inserted the rows inserted,
- * *rows the page's rows. Rows that are not a page's give DB_INVALID. Not
- * `careful`, ids are skipped by a lookup first and a concurrent insert of
- * the same id gives DB_CONFLICT (then run it careful: ON CONFLICT DO
- * NOTHING). */
+ * database) for `tenant` and adds them to `move`'s progress (its position
+ * raised to `next`) in the same statement: *pr is the progress after it,
+ * *inserted the rows inserted. Rows that are not a page's give
+ * DB_INVALID. Not `careful`, an id already here (a page posted again)
+ * gives DB_CONFLICT: then run it careful, skipping ids already here (ON
+ * CONFLICT DO NOTHING). */
 enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char *tenant,
                                  const char *rows_json, const struct dp_move_pos *next, int careful,
-                                 struct dp_move_progress *pr, int64_t *inserted, long *rows)
+                                 struct dp_move_progress *pr, int64_t *inserted)
 	__attribute__((warn_unused_result));
 enum db_status dp_db_move_progress(struct db_conn *c, const char *move, const char *tenant,
                                    struct dp_move_progress *pr) __attribute__((warn_unused_result));

@@ -125,7 +125,7 @@ static enum http_result handle_openapi(struct http_req *req)
 static const char *const q_feed[] = { "after", "limit", "wait", NULL };
 static const char *const q_export[] = { DP_EVENTS_QUERY_PARAMS, "format", NULL };
 static const char *const q_move_events[] = { "after", "limit", NULL };
-static const char *const q_move_digest[] = { "after", "upto", NULL };
+static const char *const q_move_digest[] = { "after", "upto", "count_only", NULL };
 static const char *const q_move_records[] = { "since_us", NULL };
 
 static const struct http_route dp_routes[] = {

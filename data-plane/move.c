@@ -11,6 +11,7 @@
 #include "dp.h"
 #include "dpdb.h"
 #include "http.h"
+#include "jscan.h"
 #include "log.h"
 #include "movecred.h"
 #include "names.h"
@@ -277,7 +278,7 @@ enum http_result dp_handle_move_fence_delete(struct http_req *req)
 struct digest_q {
 	const char *tenant;
 	struct dp_move_pos after, upto;
-	int has_upto;
+	int has_upto, count_only;
 	int64_t events;
 	char digest[48];
 };
@@ -285,6 +286,8 @@ struct digest_q {
 static enum db_status digest_tx(struct db_conn *c, void *ctx)
 {
 	struct digest_q *q = ctx;
+	if (q->count_only)
+		return dp_db_move_count(c, q->tenant, &q->after, q->has_upto ? &q->upto : NULL, &q->events);
 	return dp_db_move_digest(c, q->tenant, &q->after, q->has_upto ? &q->upto : NULL, &q->events, q->digest);
 }
 
@@ -300,11 +303,18 @@ enum http_result dp_handle_move_digest(struct http_req *req)
 	q.has_upto = http_req_query(req, "upto") != NULL;
 	if (pos_query(req, "upto", &q.upto) != 0)
 		return http_reply_invalid_field(req, "upto", "upto must be a position \"<tx_id>.<seq>\".");
+	const char *co = http_req_query(req, "count_only");
+	if (co && strcmp(co, "true") && strcmp(co, "false"))
+		return http_reply_invalid_field(req, "count_only", "count_only must be true or false.");
+	q.count_only = co && !strcmp(co, "true");
 	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, digest_tx, &q);
 	if (st != DB_OK)
 		return db_failed(req, st);
 	struct buf b = { 0 };
-	buf_printf(&b, "{\"events\":%" PRId64 ",\"digest\":\"%s\"}", q.events, q.digest);
+	if (q.count_only)
+		buf_printf(&b, "{\"events\":%" PRId64 "}", q.events);
+	else
+		buf_printf(&b, "{\"events\":%" PRId64 ",\"digest\":\"%s\"}", q.events, q.digest);
 	return reply_buf(req, 200, &b);
 }
 
@@ -338,7 +348,7 @@ enum http_result dp_handle_move_records_get(struct http_req *req)
 			return http_reply_invalid_field(req, "since_us", "since_us must be microseconds since the epoch.");
 		q.since_us = strtoll(since, NULL, 10);
 	}
-	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, records_get_tx, &q);
+	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, records_get_tx, &q);
 	if (st != DB_OK) {
 		buf_free(&q.out);
 		return db_failed(req, st);
@@ -348,82 +358,34 @@ enum http_result dp_handle_move_records_get(struct http_req *req)
 
 /* ---- target ---- */
 
-static size_t skip_ws(const char *s, size_t i, size_t n)
-{
-	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-		i++;
-	return i;
-}
-
-/* The end (one past the closing quote) of the JSON string at s[i] == '"',
- * or 0 when it does not end. */
-static size_t string_end(const char *s, size_t i, size_t n)
-{
-	for (i++; i < n; i++) {
-		if (s[i] == '\\')
-			i++;
-		else if (s[i] == '"')
-			return i + 1;
-	}
-	return 0;
-}
-
-/* The end of the JSON value starting at s[i] (strings skipped whole,
- * brackets counted), or 0. Only where a value ends is judged here: the
- * database parses and checks it. */
-static size_t value_end(const char *s, size_t i, size_t n)
-{
-	if (i < n && s[i] == '"')
-		return string_end(s, i, n);
-	size_t depth = 0;
-	for (; i < n; i++) {
-		char ch = s[i];
-		if (ch == '"') {
-			size_t e = string_end(s, i, n);
-			if (!e)
-				return 0;
-			i = e - 1;
-		} else if (ch == '[' || ch == '{') {
-			depth++;
-		} else if (ch == ']' || ch == '}') {
-			if (depth == 0)
-				return i;
-			if (--depth == 0)
-				return i + 1;
-		} else if (depth == 0 && (ch == ',' || ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')) {
-			return i;
-		}
-	}
-	return depth == 0 ? i : 0;
-}
-
 /* A source page's two members the target needs: the span of `events` (an
- * array) and the position `next`, found by scanning the top-level object
- * without building it, so that the database parses the rows once (a pass
- * over a page of 5000 rows costs tens of milliseconds). A member given
- * twice, or a body of another shape, is -1. */
-static int page_split(const char *s, size_t n, const char **ev, size_t *evlen, struct dp_move_pos *next)
+ * array, with the count of its elements) and the position `next`, found by
+ * scanning the top-level object without building it, so that the database
+ * parses the rows once (a pass over a page of 5000 rows costs tens of
+ * milliseconds). A member given twice, or a body of another shape, is -1. */
+static int page_split(const char *s, size_t n, const char **ev, size_t *evlen, size_t *rows,
+                      struct dp_move_pos *next)
 {
 	int got_ev = 0, got_next = 0;
-	size_t i = skip_ws(s, 0, n);
+	size_t i = jscan_ws(s, 0, n);
 	if (i >= n || s[i] != '{')
 		return -1;
-	i = skip_ws(s, i + 1, n);
+	i = jscan_ws(s, i + 1, n);
 	if (i < n && s[i] == '}')
 		return -1;
 	for (;;) {
 		if (i >= n || s[i] != '"')
 			return -1;
-		size_t kend = string_end(s, i, n);
+		size_t kend = jscan_string_end(s, i, n);
 		if (!kend)
 			return -1;
 		const char *key = s + i + 1;
 		size_t klen = kend - i - 2;
-		i = skip_ws(s, kend, n);
+		i = jscan_ws(s, kend, n);
 		if (i >= n || s[i] != ':')
 			return -1;
-		i = skip_ws(s, i + 1, n);
-		size_t vend = value_end(s, i, n);
+		i = jscan_ws(s, i + 1, n);
+		size_t vend = jscan_value_end(s, i, n);
 		if (!vend || vend <= i)
 			return -1;
 		if (klen == 6 && !memcmp(key, "events", 6)) {
@@ -431,6 +393,18 @@ static int page_split(const char *s, size_t n, const char **ev, size_t *evlen, s
 				return -1;
 			*ev = s + i;
 			*evlen = vend - i;
+			*rows = 0;
+			for (size_t j = jscan_ws(s, i + 1, vend); j < vend && s[j] != ']';) {
+				size_t e = jscan_value_end(s, j, vend);
+				if (!e || e <= j)
+					return -1;
+				++*rows;
+				j = jscan_ws(s, e, vend);
+				if (j < vend && s[j] == ',')
+					j = jscan_ws(s, j + 1, vend);
+				else if (j + 1 != vend)
+					return -1;
+			}
 		} else if (klen == 4 && !memcmp(key, "next", 4)) {
 			char pos[48];
 			if (got_next++ || s[i] != '"' || vend - i - 2 >= sizeof pos)
@@ -440,12 +414,12 @@ static int page_split(const char *s, size_t n, const char **ev, size_t *evlen, s
 			if (pos_parse(pos, next) != 0)
 				return -1;
 		}
-		i = skip_ws(s, vend, n);
+		i = jscan_ws(s, vend, n);
 		if (i < n && s[i] == ',') {
-			i = skip_ws(s, i + 1, n);
+			i = jscan_ws(s, i + 1, n);
 			continue;
 		}
-		if (i < n && s[i] == '}' && skip_ws(s, i + 1, n) == n)
+		if (i < n && s[i] == '}' && jscan_ws(s, i + 1, n) == n)
 			break;
 		return -1;
 	}
@@ -459,20 +433,17 @@ struct insert_q {
 	int careful;
 	struct dp_move_progress pr;
 	int64_t inserted;
-	long rows;
 };
 
 static enum db_status insert_tx(struct db_conn *c, void *ctx)
 {
 	struct insert_q *q = ctx;
 	enum db_status st =
-		dp_db_move_insert(c, q->move, q->tenant, q->rows_json, &q->next, q->careful, &q->pr, &q->inserted, &q->rows);
+		dp_db_move_insert(c, q->move, q->tenant, q->rows_json, &q->next, q->careful, &q->pr, &q->inserted);
 	if (st == DB_CONFLICT && !q->careful) {
-		q->careful = 1; /* the same rows posted at once: again, skipping on conflict */
+		q->careful = 1; /* rows already here (a page posted again): again, skipping them */
 		return DB_RETRY;
 	}
-	if (st == DB_OK && q->rows > DP_MOVE_PAGE_MAX)
-		return DB_ROLLBACK;
 	return st;
 }
 
@@ -487,22 +458,22 @@ enum http_result dp_handle_move_events_post(struct http_req *req)
 	if (served)
 		return refuse_served(req, served);
 	const char *page, *ev = NULL;
-	size_t len, evlen = 0;
+	size_t len, evlen = 0, rows = 0;
 	if (json_body(req, &page) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	len = strlen(page);
-	if (page_split(page, len, &ev, &evlen, &q.next) != 0)
+	if (page_split(page, len, &ev, &evlen, &rows, &q.next) != 0)
 		return http_reply_problem(req, PROB_VALIDATION,
 		                          "The body is not a page of the source's events: an object with `events` "
 		                          "(an array) and `next` (\"<tx_id>.<seq>\"), each once.");
+	if (rows > DP_MOVE_PAGE_MAX)
+		return http_reply_invalid_field(req, "events", "A page holds at most %d events.", DP_MOVE_PAGE_MAX);
 	if (!(q.rows_json = malloc(evlen + 1)))
 		return HTTP_FAILED;
 	memcpy(q.rows_json, ev, evlen);
 	q.rows_json[evlen] = '\0';
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, insert_tx, &q);
 	free(q.rows_json);
-	if (st == DB_ROLLBACK)
-		return http_reply_invalid_field(req, "events", "A page holds at most %d events.", DP_MOVE_PAGE_MAX);
 	if (st == DB_INVALID || st == DB_CONFLICT)
 		return http_reply_problem(req, PROB_VALIDATION,
 		                          "The body is not a page of the source's events "

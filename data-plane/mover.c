@@ -35,6 +35,7 @@
 #include "buf.h"
 #include "config.h"
 #include "http.h"
+#include "jscan.h"
 #include "log.h"
 #include "mover_call.h"
 #include "names.h"
@@ -51,8 +52,9 @@
 #define BACKOFF_MAX_MS 10000
 #define REPORT_EVERY_MS 1000                /* progress (and lease renewal) */
 #define DRAIN_POLL_MS 20                    /* an empty page during the drain */
-/* Records copied before the fence are copied again from this long before the
- * newest one seen: one created earlier may have completed after the copy. */
+/* A source that does not say since when its records are complete (no
+ * safe_since_us): records are copied again from this long before the
+ * newest one seen, as one created earlier may have completed after. */
 #define RECORDS_OVERLAP_US (120LL * 1000000)
 #define DEFER_MIN_MS 10000                  /* a move waiting on something else */
 #define POS_MAX 48                          /* "<tx_id>.<seq>", two 20-digit numbers */
@@ -86,7 +88,7 @@ static const struct cfg_var mover_vars[] = {
 	  "Space-separated <cell>=<base URL> of every cell a move may read from or write to (each cell's data planes, not the router)." },
 	{ "MOVER_ID", CFG_STR, NULL, 0, O(id), 0, 0, NULL,
 	  "This agent's name in the moves' leases (1 to 64 of A-Za-z0-9._-); unset: mover-<region>, so that a restarted mover takes its lease back at once." },
-	{ "MOVER_BATCH", CFG_INT, "1000", 0, O(batch), 1, 5000, NULL,
+	{ "MOVER_BATCH", CFG_INT, "5000", 0, O(batch), 1, 5000, NULL,
 	  "Events per page copied from the source to the target." },
 	{ "MOVER_CUTOVER_LAG", CFG_INT, "1000", 0, O(cutover_lag), 0, 100000000, NULL,
 	  "A move goes to cutover (writes paused) once the target is at most this many events behind the source." },
@@ -609,18 +611,28 @@ static enum res target_progress(struct mover *mv, struct move *m, char *digest, 
 
 /* Measures the lag (source rows after the target's position) when due: at
  * most once a second, and less often while measuring is slow (the source
- * counts and hashes every row after the position). Between two
+ * counts the rows after the position in its feed index). Between two
  * measurements the lag shrinks by what was copied. */
 static enum res measure_lag(struct mover *mv, struct move *m, int now)
 {
 	int64_t t = mono_ms(), every = m->lag_took_ms * 4;
 	if (!now && t - m->lag_at_ms < (every > REPORT_EVERY_MS ? every : REPORT_EVERY_MS))
 		return MV_OK;
-	char digest[DIGEST_MAX];
-	long long n;
-	enum res r = source_digest(mv, m, m->next, NULL, &n, digest, sizeof digest);
-	if (r != MV_OK)
-		return r;
+	char path[256];
+	snprintf(path, sizeof path, "/v1/moves/%s/digest?after=%s&count_only=true", m->id, m->next);
+	long st = dp_call(mv, m, &mv->aux, m->src_url, "GET", path, NULL, 0, CP_MAX_BYTES);
+	if (st < 0)
+		return MV_STOP;
+	if (st != 200)
+		return cell_refused(m, &mv->aux, "the source's count", st);
+	json_t *j = answer_json(&mv->aux);
+	const json_t *e = json_object_get(j, "events");
+	long long n = json_is_integer(e) ? (long long)json_integer_value(e) : -1;
+	json_decref(j);
+	if (n < 0) {
+		snprintf(m->error, sizeof m->error, "the source's count answer is malformed");
+		return MV_FAIL;
+	}
 	m->lag = n;
 	m->lag_base = m->copied;
 	m->lag_at_ms = mono_ms();
@@ -643,30 +655,74 @@ struct page {
 	char next[POS_MAX];
 	int more;
 	unsigned long long horizon;
-	size_t rows;
+	int rows;                   /* the page has rows */
 };
 
-/* Reads what the mover needs of a source page: the rows themselves go to
- * the target as they came. */
+/* Reads what the mover needs of a source page, its top-level members
+ * `events` (only whether it has rows), `next`, `more` and `horizon`, by
+ * scanning the text: the rows go to the target as they came, and building
+ * them (megabytes of JSON a page) would cost more than the target's insert. */
 static int page_read(const struct buf *b, struct page *p)
 {
-	json_t *j = b->len ? json_loadb(b->p, b->len, 0, NULL) : NULL;
-	const json_t *ev = json_object_get(j, "events"), *more = json_object_get(j, "more");
-	const char *next = json_string_value(json_object_get(j, "next"));
-	const char *hz = json_string_value(json_object_get(j, "horizon"));
-	int ret = -1;
-	if (!json_is_array(ev) || !json_is_boolean(more) || !next || !pos_valid(next) || !hz ||
-	    !decimal_valid(hz, 20))
-		goto out;
-	snprintf(p->next, sizeof p->next, "%s", next);
-	p->more = json_is_true(more);
-	p->rows = json_array_size(ev);
-	errno = 0;
-	p->horizon = strtoull(hz, NULL, 10);
-	ret = errno ? -1 : 0;
-out:
-	json_decref(j);
-	return ret;
+	const char *s = b->p;
+	size_t n = b->len, i = jscan_ws(s, 0, n);
+	unsigned got = 0;
+	if (i >= n || s[i] != '{')
+		return -1;
+	for (i = jscan_ws(s, i + 1, n); i < n && s[i] == '"';) {
+		size_t kend = jscan_string_end(s, i, n), vend;
+		if (!kend)
+			return -1;
+		const char *key = s + i + 1;
+		size_t klen = kend - i - 2;
+		i = jscan_ws(s, kend, n);
+		if (i >= n || s[i] != ':')
+			return -1;
+		i = jscan_ws(s, i + 1, n);
+		if (!(vend = jscan_value_end(s, i, n)) || vend <= i)
+			return -1;
+		const char *v = s + i;
+		size_t vlen = vend - i;
+		char str[POS_MAX];
+		/* a string value's text, when it is a short one without escapes */
+		int is_str = vlen >= 2 && vlen - 2 < sizeof str && v[0] == '"' && !memchr(v + 1, '\\', vlen - 2);
+		if (is_str) {
+			memcpy(str, v + 1, vlen - 2);
+			str[vlen - 2] = '\0';
+		}
+		if (klen == 6 && !memcmp(key, "events", 6)) {
+			if (got & 1 || v[0] != '[')
+				return -1;
+			got |= 1;
+			p->rows = s[jscan_ws(s, i + 1, n)] != ']';
+		} else if (klen == 4 && !memcmp(key, "next", 4)) {
+			if (got & 2 || !is_str || !pos_valid(str))
+				return -1;
+			got |= 2;
+			memcpy(p->next, str, strlen(str) + 1);
+		} else if (klen == 4 && !memcmp(key, "more", 4)) {
+			if (got & 4 || !((vlen == 4 && !memcmp(v, "true", 4)) || (vlen == 5 && !memcmp(v, "false", 5))))
+				return -1;
+			got |= 4;
+			p->more = vlen == 4;
+		} else if (klen == 7 && !memcmp(key, "horizon", 7)) {
+			if (got & 8 || !is_str || !decimal_valid(str, 20))
+				return -1;
+			got |= 8;
+			errno = 0;
+			p->horizon = strtoull(str, NULL, 10);
+			if (errno)
+				return -1;
+		}
+		i = jscan_ws(s, vend, n);
+		if (i < n && s[i] == ',')
+			i = jscan_ws(s, i + 1, n);
+		else if (i < n && s[i] == '}' && jscan_ws(s, i + 1, n) == n)
+			return got == 15 ? 0 : -1;
+		else
+			return -1;
+	}
+	return -1;
 }
 
 /* The target's answer to a page: its position and count move on. */
@@ -777,9 +833,9 @@ static enum res copy_records(struct mover *mv, struct move *m)
 	if (st != 200)
 		return cell_refused(m, &mv->src, "the source's records", st);
 	json_t *j = answer_json(&mv->src);
-	const json_t *idem = json_object_get(j, "idempotency"), *rec;
+	const json_t *idem = json_object_get(j, "idempotency"), *rec, *safe = json_object_get(j, "safe_since_us");
 	size_t i;
-	long long newest = -1;
+	long long newest = -1, safe_us = json_is_integer(safe) ? (long long)json_integer_value(safe) : -1;
 	if (!json_is_array(idem) || !json_is_array(json_object_get(j, "usage"))) {
 		json_decref(j);
 		snprintf(m->error, sizeof m->error, "the source's records answer is malformed");
@@ -798,10 +854,15 @@ static enum res copy_records(struct mover *mv, struct move *m)
 		return MV_STOP;
 	if (st != 200)
 		return cell_refused(m, &mv->dst, "the target refused the records", st);
-	if (newest - RECORDS_OVERLAP_US > m->records_since_us)
-		m->records_since_us = newest - RECORDS_OVERLAP_US;
+	/* Every record created before safe_since_us is copied now or never
+	 * completes: the next copy starts there and holds only the last moments. */
+	if (safe_us < 0)
+		safe_us = newest - RECORDS_OVERLAP_US;
+	if (safe_us > m->records_since_us)
+		m->records_since_us = safe_us;
 	count_step(mv, S_RECORDS, OUT_OK);
-	move_log(LOG_INFO, m, "records", json_pack("{sI}", "idempotency_records", (json_int_t)nidem),
+	move_log(LOG_DEBUG, m, "records", json_pack("{sI sI}", "idempotency_records", (json_int_t)nidem, "since_us",
+	                                            (json_int_t)m->records_since_us),
 	         "idempotency records and usage counters copied");
 	return MV_OK;
 }
@@ -833,7 +894,10 @@ static enum res phase_copy(struct mover *mv, struct move *m)
 	if ((r = copy_records(mv, m)) != MV_OK)
 		return r;
 	for (;;) {
-		if ((r = copy_until(mv, m, 0, 0)) != MV_OK || (r = measure_lag(mv, m, 1)) != MV_OK)
+		/* The records too, each round: the copy after the fence then holds
+		 * only those of the last round's moments. */
+		if ((r = copy_until(mv, m, 0, 0)) != MV_OK || (r = copy_records(mv, m)) != MV_OK ||
+		    (r = measure_lag(mv, m, 1)) != MV_OK)
 			return r;
 		if (lag_now(m) <= mv->cfg.cutover_lag)
 			break;

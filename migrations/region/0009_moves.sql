@@ -41,11 +41,12 @@ CREATE INDEX move_progress_tenant ON move_progress (tenant_id);
 -- One row's share of a digest: 60 bits of SHA-256 over the id, a zero
 -- byte, the content hash and the body's text. A set's digest is the sum of
 -- its rows' (order-free, so that parts computed apart add up), kept in
--- numeric: a million rows never overflow it.
+-- numeric: a million rows never overflow it. (The first 8 bytes of the
+-- hash, in hex, cut to 60 bits: hex of the whole hash costs 3x as much.)
 CREATE FUNCTION move_row_hash(id text, content_sha256 bytea, body json) RETURNS numeric
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT ('x' || substr(encode(sha256(convert_to(id, 'UTF8') || '\x00'::bytea || content_sha256
-                                        || convert_to(body::text, 'UTF8')), 'hex'), 1, 15))::bit(60)::bigint::numeric
+    SELECT ('x' || encode(substr(sha256(convert_to(id, 'UTF8') || '\x00'::bytea || content_sha256
+                                        || convert_to(body::text, 'UTF8')), 1, 8), 'hex'))::bit(64)::bit(60)::bigint::numeric
 $$;
 
 -- A feed position plus an offset (xid8 has no arithmetic).
@@ -53,3 +54,8 @@ CREATE FUNCTION move_xid_add(x xid8, off bigint) RETURNS xid8
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     SELECT CASE WHEN off = 0 THEN x ELSE (x::text::numeric + off)::text::xid8 END
 $$;
+
+-- A move copies a tenant's Idempotency-Key records created since a moment,
+-- once a round while it catches up and once after the fence: each copy
+-- reads only those, not every record of the tenant.
+CREATE INDEX idempotency_keys_tenant_age ON idempotency_keys (tenant_id, created_at);

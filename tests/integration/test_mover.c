@@ -30,6 +30,7 @@
 #define MAXROWS 64
 #define MAXLOG 256
 #define RECORD_US 1700000000000000LL
+#define SAFE_US (RECORD_US + 5000000LL) /* the source's safe_since_us */
 
 enum { CP, SRC, DST };
 
@@ -285,12 +286,16 @@ static void src_handle(struct fake_srv *s, int fd, const char *req)
 		char ds[32];
 		digest_of(a, u, &n, &d);
 		snprintf(ds, sizeof ds, "%lld", d);
-		reply_json(fd, 200, json_pack("{sI ss}", "events", (json_int_t)n, "digest", ds));
+		if (strstr(target, "count_only=true"))
+			reply_json(fd, 200, json_pack("{sI}", "events", (json_int_t)n));
+		else
+			reply_json(fd, 200, json_pack("{sI ss}", "events", (json_int_t)n, "digest", ds));
 	} else if (strstr(target, "/records?")) {
 		reply_json(fd, 200,
-		           json_pack("{s[{ss ss si ss ss sI}] s[{ss si}]}", "idempotency", "key", "k-1", "request_sha256",
+		           json_pack("{s[{ss ss si ss ss sI}] s[{ss si} ] sI}", "idempotency", "key", "k-1", "request_sha256",
 		                     "00", "status", 201, "location", "/v1/events/ev-0", "body", "{}", "created_at_us",
-		                     (json_int_t)RECORD_US, "usage", "period", "2026-12", "events", W.nrows));
+		                     (json_int_t)RECORD_US, "usage", "period", "2026-12", "events", W.nrows,
+		                     "safe_since_us", (json_int_t)SAFE_US));
 	} else if (!strcmp(target, "/v1/moves/" MOVE "/fence") && !strcmp(method, "POST")) {
 		if (!W.fenced) {
 			/* A write in flight commits before the fence does. */
@@ -531,9 +536,11 @@ START_TEST(full_move)
 		"GET " M "/digest?after=0.0&upto=105.6",
 		"GET " M "/records?since_us=0",
 		"GET " M "/events?after=105.6&limit=2",
+		/* Each catch-up round copies the records since the last safe_since_us. */
+		it_fmt("GET " M "/records?since_us=%lld", SAFE_US),
 		"POST " M "/fence",
 		"GET " M "/events?after=105.6&limit=2",
-		it_fmt("GET " M "/records?since_us=%lld", RECORD_US - 120000000LL),
+		it_fmt("GET " M "/records?since_us=%lld", SAFE_US),
 		"GET " M "/digest?after=105.6&upto=106.7",
 		NULL,
 	};
@@ -542,6 +549,7 @@ START_TEST(full_move)
 		"POST events ev-0,ev-1",
 		"POST events ev-2,ev-3",
 		"POST events ev-4,ev-5",
+		"POST records idempotency=1 usage=1",
 		"POST records idempotency=1 usage=1",
 		"POST events ev-6",
 		"POST records idempotency=1 usage=1",
@@ -578,6 +586,7 @@ START_TEST(resume_after_kill)
 	const char *const dst[] = {
 		"GET progress",
 		"POST events ev-4",
+		"POST records idempotency=1 usage=1",
 		"POST records idempotency=1 usage=1",
 		"POST events ev-5",
 		"POST records idempotency=1 usage=1",

@@ -11,6 +11,7 @@
  * continues at the target; the old region sends a moved key on and the new
  * one serves its alias; each copy is erased only when it may be. */
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1102,10 +1103,224 @@ START_TEST(move_end_to_end)
 }
 END_TEST
 
+/* Loads rows n0+1..n1 of T into `db` with SQL, as the ingest stores them. */
+static void load_rows(const char *db, int n0, int n1)
+{
+	free(it_sql(db, it_fmt(
+		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
+		"                    content_sha256, body, keys)"
+		" SELECT '" T "', 'r' || i, now(), now(), 'bulk', 'a' || (i %% 7), '{}',"
+		"        sha256(convert_to('{\"id\":\"r' || i || '\"}', 'UTF8')), ('{\"id\":\"r' || i || '\"}')::json, '{}'"
+		"   FROM generate_series(%d, %d) i", n0 + 1, n1)));
+}
+
+/* The route's figures over (after, upto] (upto NULL: no bound) against one
+ * SQL statement over the same rows; and its count alone. */
+static void check_digest(const struct env *e, const char *tok, const char *after, const char *upto)
+{
+	struct res r;
+	const char *where = it_fmt("tenant_id = '" T "' AND (tx_id, seq) > ('%.*s'::xid8, %s)%s%s%s%s%s",
+	                           (int)strcspn(after, "."), after, strchr(after, '.') + 1,
+	                           upto ? " AND (tx_id, seq) <= ('" : "", upto ? it_fmt("%.*s", (int)strcspn(upto, "."), upto) : "",
+	                           upto ? "'::xid8, " : "", upto ? strchr(upto, '.') + 1 : "", upto ? ")" : "");
+	char *want = it_sql(e->a.db, it_fmt("SELECT count(*) || ' ' || coalesce(sum(move_row_hash(id, content_sha256, body)), 0)"
+	                                    "  FROM events WHERE %s", where));
+	const char *q = upto ? it_fmt("after=%s&upto=%s", after, upto) : it_fmt("after=%s", after);
+	mv(&r, &e->a, "GET", it_fmt("/v1/moves/" MOVE "/digest?%s", q), tok, NULL);
+	EXPECT(&r, 200);
+	char got[128];
+	snprintf(got, sizeof got, "%lld %s", (long long)json_integer_value(json_object_get(r.json, "events")),
+	         it_js(r.json, "digest"));
+	ck_assert_msg(!strcmp(got, want), "digest?%s: %s, want %s", q, got, want);
+	res_free(&r);
+	mv(&r, &e->a, "GET", it_fmt("/v1/moves/" MOVE "/digest?%s&count_only=true", q), tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_object_size(r.json), 1);
+	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "events")), atoll(want));
+	res_free(&r);
+	free(want);
+}
+
+/* The source's digest is computed in ranges of 50,000 rows: the same
+ * figures as one statement at every count around a range's end, from the
+ * start, from inside the first range, bounded or not; the count alone
+ * (count_only) agrees. */
+START_TEST(digest_in_ranges)
+{
+	struct env e;
+	struct res r;
+	env_start(&e);
+	char *tok = cred(0);
+	check_digest(&e, tok, "0.0", NULL); /* no row */
+	static const int counts[] = { 1, 49999, 50000, 50001, 100000, 100001 };
+	int had = 0;
+	for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+		load_rows(e.a.db, had, counts[i]);
+		had = counts[i];
+		check_digest(&e, tok, "0.0", NULL);
+		char *first = it_sql(e.a.db, "SELECT tx_id || '.' || seq FROM events WHERE tenant_id = '" T "'"
+		                             " ORDER BY tx_id, seq LIMIT 1");
+		char *last = it_sql(e.a.db, "SELECT tx_id || '.' || seq FROM events WHERE tenant_id = '" T "'"
+		                            " ORDER BY tx_id DESC, seq DESC LIMIT 1");
+		check_digest(&e, tok, first, NULL);
+		check_digest(&e, tok, "0.0", last);
+		check_digest(&e, tok, first, last);
+		free(first);
+		free(last);
+	}
+	/* Ranges that start and end inside a chunk. */
+	char *p10 = it_sql(e.a.db, "SELECT tx_id || '.' || seq FROM events WHERE tenant_id = '" T "'"
+	                           " ORDER BY tx_id, seq OFFSET 9 LIMIT 1");
+	char *p60k = it_sql(e.a.db, "SELECT tx_id || '.' || seq FROM events WHERE tenant_id = '" T "'"
+	                            " ORDER BY tx_id, seq OFFSET 60009 LIMIT 1");
+	check_digest(&e, tok, p10, p60k);
+	check_digest(&e, tok, p60k, NULL);
+	free(p10);
+	free(p60k);
+	/* count_only takes true or false only. */
+	mv(&r, &e.a, "GET", "/v1/moves/" MOVE "/digest?count_only=yes", tok, NULL);
+	EXPECT_PROBLEM_SOME(&r, 400, "validation_failed", "count_only");
+	res_free(&r);
+	mv(&r, &e.a, "GET", "/v1/moves/" MOVE "/digest?count_only=false", tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_ptr_nonnull(json_object_get(r.json, "digest"));
+	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "events")), 100001);
+	res_free(&r);
+	free(tok);
+	env_stop(&e);
+}
+END_TEST
+
+/* The records' safe_since_us: a record whose transaction is still open is
+ * not in the answer, and safe_since_us stays before its creation; once it
+ * commits, the next call from safe_since_us has it, and the one after
+ * (from the new safe_since_us) has it no more. */
+START_TEST(records_safe_since)
+{
+	struct env e;
+	struct res r;
+	env_start(&e);
+	char *tok = cred(0);
+	PGconn *held = PQconnectdb(e.a.db);
+	ck_assert_int_eq(PQstatus(held), CONNECTION_OK);
+	PGresult *pr = PQexec(held, "BEGIN; INSERT INTO idempotency_keys (tenant_id, key, request_sha256, status, body)"
+	                            " VALUES ('" T "', 'held', sha256('x'), 201, '{}')");
+	ck_assert_int_eq(PQresultStatus(pr), PGRES_COMMAND_OK);
+	PQclear(pr);
+	pr = PQexec(held, "SELECT (extract(epoch FROM now()) * 1000000)::bigint");
+	ck_assert_int_eq(PQresultStatus(pr), PGRES_TUPLES_OK);
+	long long start_us = atoll(PQgetvalue(pr, 0, 0));
+	PQclear(pr);
+	mv(&r, &e.a, "GET", "/v1/moves/" MOVE "/records?since_us=0", tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "idempotency")), 0);
+	long long safe = (long long)json_integer_value(json_object_get(r.json, "safe_since_us"));
+	ck_assert_msg(safe > 0 && safe <= start_us, "safe_since_us %lld, the open record's %lld", safe, start_us);
+	res_free(&r);
+	pr = PQexec(held, "COMMIT");
+	ck_assert_int_eq(PQresultStatus(pr), PGRES_COMMAND_OK);
+	PQclear(pr);
+	PQfinish(held);
+	/* From safe_since_us on, the record is there until safe_since_us
+	 * passes its creation (a second of margin later). */
+	long long safe2 = safe;
+	for (long t0 = it_now_ms(); safe2 <= start_us;) {
+		ck_assert_msg(it_now_ms() - t0 < 20000, "safe_since_us stays at %lld", safe2);
+		mv(&r, &e.a, "GET", it_fmt("/v1/moves/" MOVE "/records?since_us=%lld", safe), tok, NULL);
+		EXPECT(&r, 200);
+		ck_assert_int_eq(json_array_size(json_object_get(r.json, "idempotency")), 1);
+		ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "idempotency"), 0), "key"), "held");
+		safe2 = (long long)json_integer_value(json_object_get(r.json, "safe_since_us"));
+		ck_assert_int_ge(safe2, safe);
+		res_free(&r);
+		if (safe2 <= start_us)
+			usleep(100000);
+	}
+	mv(&r, &e.a, "GET", it_fmt("/v1/moves/" MOVE "/records?since_us=%lld", safe2), tok, NULL);
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "idempotency")), 0);
+	ck_assert_int_ge(json_integer_value(json_object_get(r.json, "safe_since_us")), safe2);
+	res_free(&r);
+	free(tok);
+	env_stop(&e);
+}
+END_TEST
+
+/* Sets T's row `id` (inserted if new) to a body of exactly `len` bytes. */
+static void big_row(const char *db, const char *id, long len)
+{
+	free(it_sql(db, it_fmt(
+		"INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
+		"                    content_sha256, body, keys)"
+		" VALUES ('" T "', '%s', now(), now(), 'bulk', 'a', '{}', sha256('x'),"
+		"         ('{\"x\":\"' || repeat('a', %ld) || '\"}')::json, '{}')"
+		" ON CONFLICT (tenant_id, id) DO UPDATE SET body = excluded.body",
+		id, len - 8)));
+}
+
+/* The ids of a source page from `after`, its `more`, and its `next` in `after`. */
+static char *page_ids(const struct env *e, const char *tok, char after[48], int *more)
+{
+	struct res r;
+	mv(&r, &e->a, "GET", it_fmt("/v1/moves/" MOVE "/events?after=%s&limit=5000", after), tok, NULL);
+	EXPECT(&r, 200);
+	struct buf b = { 0 };
+	size_t i;
+	json_t *row;
+	json_array_foreach(json_object_get(r.json, "events"), i, row)
+		buf_printf(&b, "%s%s", i ? "," : "", it_js(row, "id"));
+	*more = json_is_true(json_object_get(r.json, "more"));
+	snprintf(after, 48, "%s", it_js(r.json, "next"));
+	res_free(&r);
+	char *ids = strdup(b.p ? b.p : "");
+	buf_free(&b);
+	return ids;
+}
+
+/* A source page ends before DP_MOVE_PAGE_BYTES (24 MiB) of bodies counted
+ * twice and 512 bytes a row, so that big events never make a page the
+ * target refuses: rows that come to exactly the budget share a page, one
+ * byte more and the second goes to the next page; a row alone over it
+ * still goes (one at least). */
+START_TEST(page_bytes)
+{
+	struct env e;
+	env_start(&e);
+	char *tok = cred(0);
+	const long fit = (24L * 1024 * 1024 / 2 - 512) / 2; /* two rows: exactly the budget */
+	big_row(e.a.db, "b1", fit);
+	big_row(e.a.db, "b2", fit);
+	big_row(e.a.db, "b3", 13L * 1024 * 1024); /* alone over the budget */
+	char pos[48] = "0.0";
+	int more;
+	char *ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b1,b2");
+	ck_assert(more);
+	free(ids);
+	ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b3");
+	ck_assert(!more);
+	free(ids);
+	big_row(e.a.db, "b2", fit + 1);
+	snprintf(pos, sizeof pos, "0.0");
+	ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b1");
+	ck_assert(more);
+	free(ids);
+	ids = page_ids(&e, tok, pos, &more);
+	ck_assert_str_eq(ids, "b2");
+	ck_assert(more);
+	free(ids);
+	free(tok);
+	env_stop(&e);
+}
+END_TEST
+
 Suite *moves_dp_suite(void)
 {
 	Suite *s = suite_create("moves-dp");
-	const TTest *const tests[] = { credentials_and_limits, move_end_to_end };
+	const TTest *const tests[] = { credentials_and_limits, move_end_to_end, digest_in_ranges, records_safe_since,
+	                               page_bytes };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 180);
 	return s;
 }

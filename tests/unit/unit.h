@@ -25,5 +25,6 @@ Suite *usage_report_suite(void);
 Suite *erasure_report_suite(void);
 Suite *export_suite(void);
 Suite *movecred_suite(void);
+Suite *jscan_suite(void);
 
 #endif
