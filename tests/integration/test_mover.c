@@ -1038,7 +1038,7 @@ START_TEST(metrics_match_readme)
 	snprintf(W.state, sizeof W.state, "done"); /* nothing due */
 	struct it_proc p;
 	mover_start(&p, 0, NULL);
-	int port = it_wait_port(&p, 10000);
+	int port = it_wait_port(&p, 60000);
 	struct it_resp s;
 	it_http(&s, "GET", it_fmt("http://127.0.0.1:%d/healthz", port), NULL, NULL, 0);
 	ck_assert_int_eq(s.status, 200);

@@ -180,7 +180,7 @@ static void start_dp(struct dp *d, const char *cell, const char *token, const ch
 	it_bin("data-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
 	it_spawn(&d->p, it_fmt("data-plane-%s", cell), argv, env);
-	d->port = it_wait_port(&d->p, 10000);
+	d->port = it_wait_port(&d->p, 60000);
 }
 
 static long readyz_version(const struct dp *d)
@@ -464,7 +464,7 @@ START_TEST(credentials_and_limits)
 		it_bin("data-plane", bin, sizeof bin);
 		char *argv[] = { bin, NULL };
 		it_spawn(&none.p, "data-plane-none", argv, env);
-		none.port = it_wait_port(&none.p, 10000);
+		none.port = it_wait_port(&none.p, 60000);
 		mv(&r, &none, "GET", src, good, NULL);
 		EXPECT_PROBLEM_SOME(&r, 403, "forbidden", NULL);
 		res_free(&r);
