@@ -175,12 +175,15 @@ enum db_status cpdb_move_complete(struct db_conn *c, const char *id, int64_t sou
 		1, p)) != DB_OK)
 		return st;
 	st = cpdb_returning_id(c, got,
-		"UPDATE moves SET state = 'done', finished_at = clock_timestamp(),"
-		"  erase_at = clock_timestamp() + erase_after_seconds * interval '1 second',"
+		/* One instant for the end, the erasure and the linger: a grace
+		 * period of 0 is due exactly when the move is done. */
+		"UPDATE moves SET state = 'done', finished_at = n.t,"
+		"  erase_at = n.t + erase_after_seconds * interval '1 second',"
 		"  source_events = $2::bigint, lag_events = 0,"
 		"  write_pause_ms = coalesce($3::bigint, write_pause_ms),"
 		"  linger_until = CASE WHEN kind = 'cell' AND $4::bigint > 0"
-		"                      THEN clock_timestamp() + $4::bigint * interval '1 millisecond' END"
+		"                      THEN n.t + $4::bigint * interval '1 millisecond' END"
+		"  FROM (SELECT clock_timestamp() AS t) AS n"
 		" WHERE id = $1::uuid AND state = 'verifying' RETURNING id", 4, p);
 	return st == DB_OK ? cpdb_move_get(c, id, NULL, 0, doc) : st;
 }
