@@ -313,7 +313,7 @@ clean:
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
-FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes
+FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes jscan
 FUZZ_PKGS   := jansson libcrypto
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
@@ -352,6 +352,7 @@ build/fuzz/bin/fuzz-cfgdoc: $(call fuzz_obj,tests/fuzz/fuzz_cfgdoc.c tests/fuzz/
 	common/jwk.c common/names.c common/secret.c common/buf.c)
 build/fuzz/bin/fuzz-routes: $(call fuzz_obj,tests/fuzz/fuzz_routes.c tests/fuzz/fuzz_trust.c common/cfgdoc.c \
 	common/jwk.c common/names.c common/secret.c common/buf.c)
+build/fuzz/bin/fuzz-jscan: $(call fuzz_obj,tests/fuzz/fuzz_jscan.c data-plane/jscan.c)
 build/fuzz/bin/fuzz-cursor: $(call fuzz_obj,tests/fuzz/fuzz_cursor.c common/cursor.c common/secret.c)
 build/fuzz/bin/fuzz-timefmt: $(call fuzz_obj,tests/fuzz/fuzz_timefmt.c tests/fuzz/names_check.c \
 	common/timefmt.c common/names.c)

@@ -15,7 +15,9 @@ size_t jscan_ws(const char *s, size_t i, size_t n);
 size_t jscan_string_end(const char *s, size_t i, size_t n);
 /* The end of the value starting at s[i] (a string skipped whole, brackets
  * counted, a literal or number up to the next separator), or 0 when it
- * does not end before n. */
+ * does not end before n. No value starts at a separator, a closing
+ * bracket or whitespace: the answer is then i itself, which a caller
+ * treats as an empty, invalid value. */
 size_t jscan_value_end(const char *s, size_t i, size_t n);
 
 #endif
