@@ -1098,6 +1098,18 @@ static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
  * garbage cannot flood the log and one kind cannot hide another. */
 #define MHD_LOG_KINDS 64
 
+/* libmicrohttpd stops the process on an internal error it cannot go on
+ * from (abort(), by default silently): the reason is written first, so
+ * that an exit by SIGABRT says where and why. */
+static void mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+	(void)cls;
+	fprintf(stderr, "libmicrohttpd panic at %s:%u: %s\n", file ? file : "?", line,
+	        reason ? reason : "(no reason given)");
+	fflush(stderr);
+	abort();
+}
+
 static struct {
 	_Atomic(const char *) fmt;
 	struct log_limit limit;
@@ -1167,6 +1179,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
 	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	MHD_set_panic_func(mhd_panic, NULL);
 	srv->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, srv,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
