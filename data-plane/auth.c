@@ -77,7 +77,6 @@ void dp_auth_metrics(FILE *out)
 	        (unsigned long long)atomic_load(&waits_refused));
 }
 
-
 /* `routed` is the header's value (a client reaching this instance
  * directly may have sent anything: quoted only when it is a cell name). */
 static enum http_step wrong_cell(struct http_req *req, const char *cell, const char *routed,
