@@ -29,6 +29,10 @@ static const struct erasable {
 	ERASABLE("move_progress", ""),
 	ERASABLE("tenant_feed_offsets", ""),
 	ERASABLE("tenant_fences", ""),
+	ERASABLE("log_checkpoints", ""),
+	ERASABLE("log_nodes", ""),
+	ERASABLE("log_leaves", ""),
+	ERASABLE("log_heads", ""),
 };
 #undef ERASABLE
 #define NERASABLE (sizeof erasable / sizeof erasable[0])
