@@ -24,6 +24,7 @@ struct dp_ratesync;
 struct dp_feed;
 struct dp_erasure;
 struct dp_exports;
+struct dp_log;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -68,6 +69,12 @@ struct dp_config {
 	long erasure_batch;
 	int64_t erasure_pause_ms;
 	long export_concurrency;
+	int log;                            /* DP_LOG: tenants' logs and signed checkpoints (log.h) */
+	const char *log_keys_dir;
+	int64_t log_key_overlap_ms;
+	int64_t log_interval_ms;
+	int64_t log_sweep_interval_ms;
+	long log_batch;
 };
 
 struct dp_app {
@@ -88,6 +95,7 @@ struct dp_app {
 	struct dp_cell_wait *cell_wait;     /* routed requests waiting for a newer cell document */
 	struct dp_erasure *erasure;         /* erases deleted tenants' rows */
 	struct dp_exports *exports;         /* exports streaming now, and their bound */
+	struct dp_log *log;                 /* the tenants' logs' appender (NULL: DP_LOG off) */
 };
 
 /* ---- routes ---- */
