@@ -564,7 +564,8 @@ static int read_trailer(FILE *in, const char *path, const struct jwk *keys, size
 static void check_checkpoints(struct trail *t, struct cps *cps, struct failures *f)
 {
 	char name[96];
-	qsort(cps->v, cps->n, sizeof *cps->v, cp_cmp);
+	if (cps->n)
+		qsort(cps->v, cps->n, sizeof *cps->v, cp_cmp);
 	struct merkle_frontier fr;
 	merkle_frontier_init(&fr);
 	uint64_t pushed = 0;
@@ -888,7 +889,8 @@ int main(int argc, char **argv)
 			goto out;
 	}
 
-	qsort(f.v, f.n, sizeof *f.v, fail_cmp);
+	if (f.n)
+		qsort(f.v, f.n, sizeof *f.v, fail_cmp);
 	for (size_t i = 0; i < f.n; i++)
 		printf("FAIL %s\n", f.v[i].text);
 	if (f.n == 0) {

@@ -29,6 +29,11 @@ run() {
 	shift 3
 	rc=0
 	"$@" >"$tmp/out" 2>"$tmp/err" || rc=$?
+	if grep -q 'runtime error\|Sanitizer' "$tmp/err"; then
+		bad "$name: a sanitizer report"
+		head -20 "$tmp/err" >&2
+		return
+	fi
 	if [ "$rc" != "$want" ]; then
 		bad "$name: exit $rc, want $want"
 		sed 's/^/  | /' "$tmp/out" "$tmp/err" | head -5 >&2

@@ -367,7 +367,7 @@ START_TEST(payload_members)
 	payload_refused("root_hash", json_string(b), "root_hash");
 	secret_b64url(h, 32, b);
 	ck_assert_uint_eq(strlen(b), 43);
-	char padded[64];
+	char padded[80];
 	snprintf(padded, sizeof padded, "%s=", b);
 	payload_refused("root_hash", json_string(padded), "root_hash");
 	b[42] = 'B'; /* the same 32 bytes with an unused bit set */
