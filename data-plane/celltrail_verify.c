@@ -809,7 +809,13 @@ static int parse_lag(const char *s, int64_t *out)
 	return 0;
 }
 
-int main(int argc, char **argv)
+/* tests/fuzz/fuzz_verify.c includes this file with another name for main. */
+#ifndef CELLTRAIL_VERIFY_MAIN
+#define CELLTRAIL_VERIFY_MAIN main
+#endif
+int CELLTRAIL_VERIFY_MAIN(int argc, char **argv);
+
+int CELLTRAIL_VERIFY_MAIN(int argc, char **argv)
 {
 	const char *jwks = NULL, *cpfile = NULL, *export = NULL;
 	int64_t max_lag = 300;
