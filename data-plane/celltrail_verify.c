@@ -619,6 +619,13 @@ static ssize_t newest_not_covering(const struct cps *cps, const ssize_t *prefix,
 	return lo == 0 ? -1 : prefix[lo - 1];
 }
 
+/* received_at (µs, from 1970 on) more than `lag` seconds before `iat`:
+ * compared in whole seconds, so that no signed iat can overflow it. */
+static int before(int64_t received_us, int64_t iat, int64_t lag)
+{
+	return received_us / 1000000 < iat - lag;
+}
+
 struct pending {
 	size_t *v;   /* failure indexes waiting for a position */
 	size_t n, cap;
@@ -712,7 +719,7 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 				fail_add(f, G_TRAIL, (uint64_t)leaf, 0, "%s (leaf %" PRId64 "): in the export, yet its leaf "
 				         "is marked removed", name, leaf);
 			ssize_t c = newest_not_covering(cps, prefix, (uint64_t)leaf);
-			if (have_rat && c >= 0 && rat < (cps->v[c].c.iat - max_lag) * 1000000) {
+			if (have_rat && c >= 0 && before(rat, cps->v[c].c.iat, max_lag)) {
 				char cn[96];
 				cp_name(&cps->v[c].c, cn, sizeof cn);
 				fail_add(f, G_TRAIL, (uint64_t)leaf, 0, "%s (leaf %" PRId64 "): received_at %s is more than "
@@ -726,7 +733,7 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 			char cn[96] = "";
 			if (newest >= 0) {
 				cp_name(&cps->v[newest].c, cn, sizeof cn);
-				late = !have_rat || rat < (cps->v[newest].c.iat - max_lag) * 1000000;
+				late = !have_rat || before(rat, cps->v[newest].c.iat, max_lag);
 			}
 			if (late || newest < 0) {
 				if (pend.n == pend.cap) {

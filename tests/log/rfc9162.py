@@ -744,9 +744,11 @@ def make_export(a):
     # Saved checkpoints are over the true log (signed before any tampering).
     true_leaves = [leaf_hash(ln) for ln in lines]
     os.makedirs(a.out, exist_ok=True)
+    saved_tok = {}
     with open(os.path.join(a.out, "checkpoints"), "w") as f:
         for i, s in enumerate(saved):
             tok = sign_checkpoint(key, jwk, s, mth(true_leaves[:s]), T0 + GAP * s - 5)
+            saved_tok[s] = tok
             # one as the JSON form, and a blank line: both accepted
             f.write(json.dumps({"checkpoint": tok}) + "\n\n" if i == 1 else tok + "\n")
     with open(os.path.join(a.out, "jwks.json"), "w") as f:
@@ -762,6 +764,21 @@ def make_export(a):
                                         "removed": [r for r in removed if start <= r < start + chunk]}}, separators=(",", ":")).encode() + b"\n")
         own = sign_checkpoint(key, jwk, len(leaves), mth(leaves), own_iat)
         f.write(json.dumps({"checkpoint": own}).encode() + b"\n")
+    # What the proof routes answer, for verify-proof and verify-consistency:
+    # event k's inclusion in the head, and the second saved checkpoint
+    # extended by the head.
+    with open(os.path.join(a.out, "head.jws"), "w") as f:
+        f.write(own + "\n")
+    with open(os.path.join(a.out, "event.json"), "wb") as f:
+        f.write(lines[k] + b"\n")
+    with open(os.path.join(a.out, "proof.json"), "w") as f:
+        json.dump({"event_id": ids[k], "leaf_index": k, "tree_size": len(leaves),
+                   "leaf_hash": b64e(leaves[k]), "audit_path": [b64e(h) for h in path(k, leaves)]}, f)
+    with open(os.path.join(a.out, "old.jws"), "w") as f:
+        f.write(saved_tok[saved[1]] + "\n")
+    with open(os.path.join(a.out, "consistency.json"), "w") as f:
+        json.dump({"from": saved[1], "to": len(leaves),
+                   "proof": [b64e(h) for h in consistency_proof(saved[1], leaves)]}, f)
     with open(os.path.join(a.out, "expect"), "w") as f:
         f.write(expect + "\n")
     return 0

@@ -50,10 +50,15 @@ run() {
 	fi
 }
 
-for t in none retention late-event alter-metadata delete-middle cut-newest swap backdate-absent \
-	backdate-appended; do
+TAMPERS="none retention late-event alter-metadata delete-middle cut-newest swap backdate-absent
+	backdate-appended"
+for t in $TAMPERS; do  # the fixtures, made side by side
+	$PY make-export --out "$tmp/$t" --tamper "$t" --chunk 7 &
+done
+wait
+for t in $TAMPERS; do
 	d=$tmp/$t
-	$PY make-export --out "$d" --tamper "$t" --chunk 7
+	[ -f "$d/expect" ] || { bad "make-export --tamper $t made nothing"; continue; }
 	expect=$(cat "$d/expect")
 	want=1
 	[ -z "$expect" ] && want=0
@@ -82,6 +87,29 @@ run "empty export" 1 "" "$CV" --jwks "$d/jwks.json" --checkpoints "$tmp/empty" "
 d=$tmp/backdate-appended
 run "max-lag 1000" 0 "" "$CV" --max-lag 1000 --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" "$d/export.ndjson"
 run "max-lag 0" 1 "forged-1" "$CV" --max-lag 0 --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" "$d/export.ndjson"
+
+# rfc9162.py's proof commands, on what the proof routes answer.
+d=$tmp/none
+run "inclusion proof" 0 "" $PY verify-proof --jwks "$d/jwks.json" --checkpoint "$d/head.jws" \
+	--event "$d/event.json" --proof "$d/proof.json"
+head -n 1 "$d/export.ndjson" >"$tmp/other-event"
+run "proof of another event" 1 "event" $PY verify-proof --jwks "$d/jwks.json" --checkpoint "$d/head.jws" \
+	--event "$tmp/other-event" --proof "$d/proof.json"
+sed 's/"audit_path": \["./"audit_path": ["A/' "$d/proof.json" >"$tmp/bad-proof.json"
+cmp -s "$d/proof.json" "$tmp/bad-proof.json" && sed 's/"audit_path": \["./"audit_path": ["B/' "$d/proof.json" >"$tmp/bad-proof.json"
+run "altered audit path" 1 "proof" $PY verify-proof --jwks "$d/jwks.json" --checkpoint "$d/head.jws" \
+	--event "$d/event.json" --proof "$tmp/bad-proof.json"
+run "inclusion in another checkpoint" 1 "proof" $PY verify-proof --jwks "$d/jwks.json" --checkpoint "$d/old.jws" \
+	--event "$d/event.json" --proof "$d/proof.json"
+run "consistency proof" 0 "" $PY verify-consistency --jwks "$d/jwks.json" --old "$d/old.jws" --new "$d/head.jws" \
+	--proof "$d/consistency.json"
+run "consistency reversed" 1 "proof" $PY verify-consistency --jwks "$d/jwks.json" --old "$d/head.jws" \
+	--new "$d/old.jws" --proof "$d/consistency.json"
+sed 's/"proof": \["./"proof": ["A/' "$d/consistency.json" >"$tmp/bad-consistency.json"
+cmp -s "$d/consistency.json" "$tmp/bad-consistency.json" &&
+	sed 's/"proof": \["./"proof": ["B/' "$d/consistency.json" >"$tmp/bad-consistency.json"
+run "altered consistency proof" 1 "" $PY verify-consistency --jwks "$d/jwks.json" --old "$d/old.jws" \
+	--new "$d/head.jws" --proof "$tmp/bad-consistency.json"
 
 # Usage errors: exit 2 with a message on stderr, in both.
 d=$tmp/none
