@@ -149,6 +149,15 @@ START_TEST(round_trip)
 	c.tree_size = 5;
 	snprintf(c.tenant_id, sizeof c.tenant_id, "not-a-uuid");
 	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
+	c = sample();
+	c.region[0] = '\0';
+	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
+	c = sample();
+	snprintf(c.cell, sizeof c.cell, "Bad Cell");
+	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
+	c = sample();
+	c.iat = -1;
+	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
 }
 END_TEST
 
