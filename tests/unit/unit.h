@@ -27,5 +27,6 @@ Suite *export_suite(void);
 Suite *movecred_suite(void);
 Suite *jscan_suite(void);
 Suite *merkle_suite(void);
+Suite *checkpoint_suite(void);
 
 #endif
