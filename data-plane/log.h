@@ -14,6 +14,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* This header's name hides common/log.h from the data plane's sources that
+ * include "log.h" for logging (a quoted name is looked up beside the
+ * including file first): they get both. */
+#include "../common/log.h"
 #include "merkle.h"
 
 struct dp_app;
