@@ -26,5 +26,7 @@ Suite *erasure_report_suite(void);
 Suite *export_suite(void);
 Suite *movecred_suite(void);
 Suite *jscan_suite(void);
+Suite *merkle_suite(void);
+Suite *checkpoint_suite(void);
 
 #endif
