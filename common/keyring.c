@@ -1,5 +1,5 @@
-/* Signing keys in a directory. */
-#include "signing.h"
+/* ES256 signing keys in a directory (keyring.h). */
+#include "keyring.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,4 +1,5 @@
-/* The control plane's signing keys (ES256), kept in a directory:
+/* A ring of ES256 signing keys kept in a directory (the control plane's
+ * configuration keys, a region's log keys):
  *   <kid>.pem        a private key, mode 0600
  *   current          the kid that signs
  *   next             (optional) a staged kid: published, not yet signing
@@ -7,8 +8,8 @@
  * for an overlap period, so that documents signed before a rotation stay
  * verifiable. Every replica reads the same directory and notices a
  * rotation by the change of `current`. */
-#ifndef CP_SIGNING_H
-#define CP_SIGNING_H
+#ifndef CT_KEYRING_H
+#define CT_KEYRING_H
 
 #include <jansson.h>
 #include <stddef.h>

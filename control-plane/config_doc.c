@@ -16,7 +16,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "secret.h"
-#include "signing.h"
+#include "keyring.h"
 
 /* Subjects held in memory: regions, cells and routes documents. */
 #define MAX_SUBJECTS 1024

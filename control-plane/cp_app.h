@@ -45,7 +45,7 @@ struct cp_app {
 	unsigned char secrets_key[32];   /* seals secrets kept for idempotent replays */
 	unsigned char admin_token_sha256[32];
 	int have_admin_token;
-	struct keyring *keys;     /* signing keys (signing.h) */
+	struct keyring *keys;     /* signing keys (keyring.h) */
 	struct lp *lp;            /* parked long polls (longpoll.h) */
 	struct doc_cache *docs;   /* signed documents by region (config_doc.h) */
 	struct login_guard *login; /* login admission (login_guard.h) */

@@ -31,7 +31,7 @@
 #include "region_config.h"
 #include "regions.h"
 #include "secret.h"
-#include "signing.h"
+#include "keyring.h"
 #include "svc.h"
 #include "tenants.h"
 #include "users.h"

@@ -25,7 +25,7 @@
 #include "names.h"
 #include "principal.h"
 #include "requests.h"
-#include "signing.h"
+#include "keyring.h"
 
 static const char *const states[] = { "awaiting_approval", "copying", "catching_up", "cutover",
 	                                  "verifying", "done", "aborted", "failed", NULL };

@@ -20,7 +20,7 @@
 #include "principal.h"
 #include "region_config.h"
 #include "secret.h"
-#include "signing.h"
+#include "keyring.h"
 
 #define MAX_WAIT_S 60
 
