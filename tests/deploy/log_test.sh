@@ -31,6 +31,9 @@
 #                 never sees
 #        rehash   an event changed and its leaf hash, nodes and head
 #                 recomputed (caught by the checkpoints)
+#   4. A cell move of the clean trail: the new cell rebuilds the log from
+#      the copied events, and the checkpoints saved before the move verify
+#      against an export taken after it.
 #
 #   tests/deploy/log_test.sh [BIN]
 # Ports: LOG_TEST_PORT (18400): the control plane, +1 the region's
@@ -347,6 +350,29 @@ UPDATE log_leaves l SET leaf_hash = sha256('\\x00'::bytea || convert_to(e.body::
 COMMIT;" > /dev/null
 rebuild_tree "$T_rehash"
 expect_caught rehash "an event changed and its leaf hash and tree recomputed" "checkpoint tree_size=8 "
+
+# ---- 4. a move: the log rebuilt in the new cell ----
+# clean moved to us-west-2: the new cell's appender rebuilds its log from
+# the copied events, in their order, so the checkpoints saved before the
+# move verify against an export taken after it.
+move_state() { api GET "/v1/tenants/$T_clean/moves/$1" | jget state; }
+move_ended() { case "$(move_state "$1")" in done | failed | aborted) return 0 ;; esac; return 1; }
+if M=$(api POST "/v1/tenants/$T_clean/moves" '{"to_cell":"us-west-2","erase_after_seconds":0}' | jget id); then
+	wait_until 60 move_ended "$M" || true
+	check "move: clean's move to us-west-2 ends done within 60 s ($(move_state "$M"))" [ "$(move_state "$M")" = done ]
+	check "move: the new cell signs a checkpoint of the 40 copied events within 20 s" wait_until 20 cp_covers clean 40
+	export_of clean "$D/moved.ndjson" || true
+	verify_both clean "$D/moved.ndjson"
+	check "move: the checkpoints saved before the move verify against the export after it (celltrail-verify exit $V_RC, rfc9162.py exit $P_RC: $(head -n 1 "$D/moved.ndjson.out"))" \
+		[ "$V_RC $P_RC" = "0 0" ]
+	cell=$(tail -n 1 "$D/moved.ndjson" | "$PY" -c '
+import base64, json, sys
+t = json.load(sys.stdin)["checkpoint"].split(".")[1]
+print(json.loads(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))["cell"])' 2>/dev/null || true)
+	check "move: the export's checkpoint is the new cell's ($cell)" [ "$cell" = us-west-2 ]
+else
+	bad "move: the move of clean to us-west-2 was not created"
+fi
 
 echo "log test: $PASS passed, $FAIL failed ($(($(date +%s) - T_START)) s)"
 [ "$FAIL" = 0 ]
