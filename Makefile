@@ -71,7 +71,9 @@ ROUTER_SRC := data-plane/cell_router.c data-plane/config_store.c
 # The move agent too: it calls the cells' move routes and the control plane.
 # (It links data-plane/jscan.c as well, which the data plane has.)
 MOVER_SRC  := data-plane/mover.c data-plane/mover_call.c
-DP_SRC     := $(filter-out data-plane/cell_router.c $(MOVER_SRC),$(wildcard data-plane/*.c))
+# The offline verifier of exports (no network, no database) as well.
+VERIFY_SRC := data-plane/celltrail_verify.c
+DP_SRC     := $(filter-out data-plane/cell_router.c $(MOVER_SRC) $(VERIFY_SRC),$(wildcard data-plane/*.c))
 UNIT_SRC   := $(wildcard tests/unit/*.c)
 IT_SRC     := $(wildcard tests/integration/*.c)
 
@@ -91,8 +93,8 @@ deps:
 all: deps
 	@$(MAKE) --no-print-directory services
 
-services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover
-testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd
+services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover $(BIN)/celltrail-verify
+testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd $(BIN)/merkle-vectors
 benchbins: services $(BIN)/faults-load $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
 # No include cycle between modules, nothing in common/ that includes a
@@ -147,6 +149,17 @@ $(BIN)/cell-router: $(call obj,$(ROUTER_SRC)) $(COMMON_OBJ)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 $(BIN)/mover: $(call obj,$(MOVER_SRC) data-plane/jscan.c) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/celltrail-verify: $(call obj,$(VERIFY_SRC)) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+# RFC 9162 test vectors from common/merkle.c, for tests/log/verify_test.sh.
+$(BIN)/merkle-vectors: $(call obj,tests/log/merkle_vectors.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
@@ -306,7 +319,8 @@ soak: deps
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region
-	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover \
+		$(BIN)/celltrail-verify $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 migrations/control-plane/*.sql \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane/
 	install -m 0644 migrations/region/*.sql $(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/
@@ -322,7 +336,7 @@ clean:
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
-FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes jscan
+FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes jscan verify
 FUZZ_PKGS   := jansson libcrypto
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
@@ -367,5 +381,7 @@ build/fuzz/bin/fuzz-timefmt: $(call fuzz_obj,tests/fuzz/fuzz_timefmt.c tests/fuz
 	common/timefmt.c common/names.c)
 build/fuzz/bin/fuzz-apikey: $(call fuzz_obj,tests/fuzz/fuzz_apikey.c common/apikey.c common/secret.c \
 	common/names.c)
+build/fuzz/bin/fuzz-verify: $(call fuzz_obj,tests/fuzz/fuzz_verify.c common/checkpoint.c common/jws.c \
+	common/jwk.c common/merkle.c common/names.c common/secret.c common/timefmt.c)
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -39,7 +39,9 @@ char *checkpoint_sign(const struct jwk *key, const struct checkpoint *c)
 	char root[44], *htext = NULL, *ptext = NULL, *token = NULL;
 	json_t *hdr = NULL, *payload = NULL;
 
-	if (c->tree_size < 1 || !name_valid_uuid(c->tenant_id))
+	/* Nothing checkpoint_verify would refuse. */
+	if (c->tree_size < 1 || c->iat < 0 || !name_valid_uuid(c->tenant_id) ||
+	    !name_valid_region(c->region) || (c->cell[0] && !name_valid_cell(c->cell)))
 		goto out;
 	checkpoint_b64_hash(c->root, root);
 	hdr = json_pack("{ss ss ss}", "alg", "ES256", "kid", key->kid, "typ", CHECKPOINT_TYP);

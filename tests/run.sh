@@ -25,6 +25,8 @@ fi
 status=0
 echo "== unit tests ($LABEL)"
 "$BINDIR/unit-tests" || status=1
+echo "== export verifier ($LABEL)"
+sh tests/log/verify_test.sh "$BINDIR" || status=1
 echo "== integration tests ($LABEL)"
 "$BINDIR/it-tests" || status=1
 

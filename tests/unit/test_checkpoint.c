@@ -149,6 +149,15 @@ START_TEST(round_trip)
 	c.tree_size = 5;
 	snprintf(c.tenant_id, sizeof c.tenant_id, "not-a-uuid");
 	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
+	c = sample();
+	c.region[0] = '\0';
+	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
+	c = sample();
+	snprintf(c.cell, sizeof c.cell, "Bad Cell");
+	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
+	c = sample();
+	c.iat = -1;
+	ck_assert_ptr_null(checkpoint_sign(&signer, &c));
 }
 END_TEST
 
@@ -367,7 +376,7 @@ START_TEST(payload_members)
 	payload_refused("root_hash", json_string(b), "root_hash");
 	secret_b64url(h, 32, b);
 	ck_assert_uint_eq(strlen(b), 43);
-	char padded[64];
+	char padded[80];
 	snprintf(padded, sizeof padded, "%s=", b);
 	payload_refused("root_hash", json_string(padded), "root_hash");
 	b[42] = 'B'; /* the same 32 bytes with an unused bit set */
