@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "log.h"
+#include "../common/log.h" /* logging: data-plane/log.h (the tenants' logs) starts these loops */
 
 struct dp_loop {
 	pthread_t thread;

@@ -553,13 +553,22 @@ enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cu
 	PGresult *r;
 	enum db_status st = db_exec(
 		c, &r,
-		"DELETE FROM events WHERE ctid = ANY(ARRAY("
+		/* The deleted events' leaves stay in the tenant's log (what
+		 * remains still verifies), marked removed: the newest leaf of
+		 * each id is its event's (an older one was an earlier event of
+		 * that id, already removed). */
+		"WITH d AS (DELETE FROM events WHERE ctid = ANY(ARRAY("
 		"  SELECT ctid FROM events WHERE tenant_id = $1::uuid AND occurred_at < " TS("$2")
-		"   ORDER BY occurred_at LIMIT $3::int FOR UPDATE SKIP LOCKED))",
+		"   ORDER BY occurred_at LIMIT $3::int FOR UPDATE SKIP LOCKED)) RETURNING id),"
+		" l AS (UPDATE log_leaves SET event_id = NULL, removed_at = now()"
+		"   WHERE tenant_id = $1::uuid AND leaf_index IN ("
+		"     SELECT max(leaf_index) FROM log_leaves"
+		"      WHERE tenant_id = $1::uuid AND event_id IN (SELECT id FROM d) GROUP BY event_id))"
+		" SELECT count(*) FROM d",
 		3, p);
 	if (st != DB_OK)
 		return st;
-	*deleted = strtol(PQcmdTuples(r), NULL, 10);
+	*deleted = strtol(PQgetvalue(r, 0, 0), NULL, 10);
 	PQclear(r);
 	return DB_OK;
 }

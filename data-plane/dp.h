@@ -69,6 +69,12 @@ struct dp_config {
 	long erasure_batch;
 	int64_t erasure_pause_ms;
 	long export_concurrency;
+	int log;                            /* DP_LOG: tenants' logs and signed checkpoints (log.h) */
+	const char *log_keys_dir;
+	int64_t log_key_overlap_ms;
+	int64_t log_interval_ms;
+	int64_t log_sweep_interval_ms;
+	long log_batch;
 };
 
 struct dp_app {

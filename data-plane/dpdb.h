@@ -397,4 +397,64 @@ enum db_status dp_db_tenant_erase_batch(struct db_conn *c, const char *tenant, i
                                         long *deleted, long *events, int *left)
 	__attribute__((warn_unused_result));
 
+/* ---- the tamper-evidence log (db_log.c, migration 0010) ---- */
+
+/* A tenant's log head as stored. */
+struct dp_log_head {
+	int64_t tree_size;
+	uint64_t next_tx;           /* feed position of the last leaf's event */
+	int64_t next_seq;
+	uint8_t frontier[64 * 32];  /* merkle.h's encoding, frontier_len bytes */
+	size_t frontier_len;
+	uint8_t root[32];
+};
+/* Locks `tenant`'s head row for this transaction (FOR UPDATE SKIP LOCKED),
+ * inserting an empty head first when there is none and the tenant has
+ * events. DB_NOT_FOUND: no head and no event (nothing to append);
+ * DB_CONFLICT: another transaction holds the head (another appender: skip,
+ * never wait). Run it in a READ COMMITTED transaction. */
+enum db_status dp_db_log_lock_head(struct db_conn *c, const char *tenant, struct dp_log_head *h)
+	__attribute__((warn_unused_result));
+/* Calls `fn` with up to `limit` events of `tenant` after (after_tx,
+ * after_seq) and below the feed horizon (dp_db_events_feed's), in feed
+ * order: its id and stored JSON text (valid during the call), and its
+ * feed position. *n is how many. Same transaction as the lock. */
+typedef void (*dp_log_row_fn)(void *ctx, const char *id, const char *body, size_t len, uint64_t tx,
+                              int64_t seq);
+enum db_status dp_db_log_rows(struct db_conn *c, const char *tenant, uint64_t after_tx, int64_t after_seq,
+                              int limit, dp_log_row_fn fn, void *ctx, int *n)
+	__attribute__((warn_unused_result));
+/* One append's writes, in one statement: the leaves first_index.. (ids: a
+ * text array literal; leaf_hex: their 32-byte hashes in hex, one after the
+ * other), the completed nodes (levels and idxs: array literals; node_hex
+ * likewise), the new head, and its signed checkpoint (kept if one of that
+ * size is there). */
+struct dp_log_write {
+	const char *tenant;
+	int64_t first_index;
+	const char *ids, *leaf_hex;
+	const char *levels, *idxs, *node_hex;
+	int64_t tree_size;
+	uint64_t next_tx;
+	int64_t next_seq;
+	const char *frontier_hex, *root_hex;
+	int64_t iat;
+	const char *kid, *jws;
+};
+enum db_status dp_db_log_write(struct db_conn *c, const struct dp_log_write *w)
+	__attribute__((warn_unused_result));
+/* The head (read, not locked) and its stored checkpoint: *jws malloc'd,
+ * NULL when none of the head's size is stored. DB_NOT_FOUND: no head. */
+enum db_status dp_db_log_head_get(struct db_conn *c, const char *tenant, struct dp_log_head *h,
+                                  char **jws, int64_t *iat) __attribute__((warn_unused_result));
+/* Stores a checkpoint (kept if one of that size is there). */
+enum db_status dp_db_log_checkpoint_put(struct db_conn *c, const char *tenant, int64_t tree_size,
+                                        const char *root_hex, int64_t iat, const char *kid,
+                                        const char *jws) __attribute__((warn_unused_result));
+/* Of `tenants` (a uuid array literal), calls `fn` with each that has an
+ * event past its head below the feed horizon: one indexed probe each. */
+typedef void (*dp_log_pending_fn)(void *ctx, const char *tenant);
+enum db_status dp_db_log_pending(struct db_conn *c, const char *tenants, dp_log_pending_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+
 #endif

@@ -783,9 +783,11 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 			if (gr->keys[i].got)
 				dp_limits_usage_set(app->limits, gr->keys[i].tenant, gr->keys[i].period,
 				                    gr->keys[i].committed, now);
-	if (st == DB_OK) /* wake the tenants' feed readers of this instance */
-		for (size_t i = 0; i < gr->nkeys; i++)
+	if (st == DB_OK) /* wake the tenants' feed readers of this instance, and its log appender */
+		for (size_t i = 0; i < gr->nkeys; i++) {
 			dp_feed_committed(app->feed, gr->keys[i].tenant);
+			dp_log_touch(app->log, gr->keys[i].tenant);
+		}
 	for (size_t i = 0; i < gr->n; i++) {
 		struct job *j = gr->jobs[i];
 		if (st != DB_OK)

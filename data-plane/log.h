@@ -18,6 +18,7 @@
  * include "log.h" for logging (a quoted name is looked up beside the
  * including file first): they get both. */
 #include "../common/log.h"
+#include "http.h"
 #include "merkle.h"
 
 struct dp_app;
@@ -38,6 +39,14 @@ void dp_log_touch(struct dp_log *l, const char *tenant);
 /* The public JWK set of the log keys (current, staged, retired within
  * DP_LOG_KEY_OVERLAP). New reference, or NULL. */
 json_t *dp_log_jwks(struct dp_log *l);
+
+/* GET /.well-known/jwks.json: dp_log_jwks(), public; 404 not_found when
+ * the log is off. */
+enum http_result dp_handle_log_jwks(struct http_req *req);
+
+/* Counts a proof answered, for dp_log_proofs_total{kind} (consistency: 1
+ * for a consistency proof, 0 for an inclusion proof). Accepts NULL. */
+void dp_log_count_proof(struct dp_log *l, int consistency);
 
 /* A checkpoint as stored. */
 struct dp_checkpoint {

@@ -24,6 +24,7 @@
 #include "http.h"
 #include "idempotency.h"
 #include "ingest.h"
+#include "keyring.h"
 #include "limits.h"
 #include "log.h"
 #include "migrate.h"
@@ -39,6 +40,11 @@ const char *const dp_stale_policy_names[] = { [DP_STALE_SERVE] = "serve",
 	                                          [DP_STALE_FAIL_CLOSED] = "fail-closed", NULL };
 
 #define O(f) offsetof(struct dp_config, f)
+#define LOG_KEY_VARS                                                                                 \
+	{ "DP_LOG_KEYS_DIR", CFG_STR, NULL, 0, O(log_keys_dir), 0, 0, NULL,                                 \
+	  "Required with DP_LOG. Directory of the region's ES256 log keys, which sign the checkpoints (created with a first key if empty; the same directory for every instance of the region, never in the database)." }, \
+	{ "DP_LOG_KEY_OVERLAP", CFG_DURATION, "8d", 0, O(log_key_overlap_ms), 0, 315360000000, NULL,        \
+	  "How long a retired log key stays in GET /.well-known/jwks.json." }
 static const struct cfg_var dp_vars[] = {
 	SVC_COMMON_VARS("DP_", struct dp_config, common, "127.0.0.1:8081", "4096"),
 	{ "DP_REGION", CFG_STR, NULL, 1, O(region), 0, 0, NULL,
@@ -109,8 +115,20 @@ static const struct cfg_var dp_vars[] = {
 	  "Pause between two erasure batches of a tenant, to leave the database to the tenants that remain." },
 	{ "DP_EXPORT_CONCURRENCY", CFG_INT, "4", 0, O(export_concurrency), 1, 1024, NULL,
 	  "Exports (GET /v1/events/export) this instance streams at once; beyond it they get 503 with Retry-After." },
+	{ "DP_LOG", CFG_BOOL, "true", 0, O(log), 0, 0, NULL,
+	  "Keep every tenant's events in a verifiable log (RFC 9162 Merkle tree) with signed checkpoints: the appender thread, GET /.well-known/jwks.json, the checkpoint and proof routes, and the log lines of an NDJSON export." },
+	LOG_KEY_VARS,
+	{ "DP_LOG_INTERVAL", CFG_DURATION, "1s", 0, O(log_interval_ms), 10, 3600000, NULL,
+	  "How often the appender appends the tenants whose commits this instance saw, and signs their checkpoints." },
+	{ "DP_LOG_SWEEP_INTERVAL", CFG_DURATION, "30s", 0, O(log_sweep_interval_ms), 100, 86400000, NULL,
+	  "How often every tenant of the configuration with events past its log's head is looked for (other instances' commits, tenants moved in)." },
+	{ "DP_LOG_BATCH", CFG_INT, "10000", 0, O(log_batch), 1, 100000, NULL,
+	  "Most leaves one append (one transaction) adds to one tenant's log." },
 	CFG_END
 };
+/* What the log-* commands read (the keys only: no database, no region). */
+static const struct cfg_var log_key_vars[] = { LOG_KEY_VARS, CFG_END };
+#undef LOG_KEY_VARS
 #undef O
 
 /* The API reference this binary was built with (common/apidoc.h). */
@@ -135,6 +153,7 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/readyz", dp_handle_readyz, 0, 0, NULL },
 	{ "GET", "/metrics", http_handle_metrics, 0, 0, NULL },
 	{ "GET", "/openapi.yaml", handle_openapi, 0, 0, NULL },
+	{ "GET", "/.well-known/jwks.json", dp_handle_log_jwks, 0, 0, NULL },
 	{ "GET", "/v1/tenant", dp_handle_tenant, 0, DP_AUTH_API_KEY, NULL },
 	{ "POST", "/v1/events", dp_handle_events_post, 1024 * 1024, DP_AUTH_API_KEY, NULL },
 	{ "GET", "/v1/events", dp_handle_events_list, 0, DP_AUTH_API_KEY, dp_events_query_params },
@@ -195,6 +214,7 @@ static void dp_metrics(FILE *out, void *arg)
 		dp_erasure_metrics(app->erasure, out);
 	dp_exports_metrics(app->exports, out);
 	dp_move_metrics(out);
+	dp_log_metrics(app->log, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -232,11 +252,16 @@ static void dp_on_drain_deadline(void *arg)
 static void usage(FILE *out)
 {
 	cfg_print_help(out,
-	               "Usage: " PROG " [serve|migrate|routes|--help]\n\n"
+	               "Usage: " PROG " [serve|migrate|routes|log-jwks|log-stage-key|log-rotate-key|--help]\n\n"
 	               "  serve     run the regional tenant API (the default)\n"
 	               "  routes    print the route table (method, path, auth) and exit\n"
 	               "  migrate   apply the regional migrations to DP_DATABASE_URL, claim that\n"
-	               "            database for DP_REGION, and exit",
+	               "            database for DP_REGION, and exit\n"
+	               "  log-jwks        print the public JWK set of DP_LOG_KEYS_DIR (creating the\n"
+	               "                  directory and a first key if empty); needs DP_LOG_KEYS_DIR only\n"
+	               "  log-stage-key   add a next log key: published in the JWK set, not yet signing\n"
+	               "  log-rotate-key  make the staged (or a new) log key sign checkpoints; the\n"
+	               "                  instances notice the change of the directory",
 	               dp_vars);
 }
 
@@ -300,6 +325,43 @@ static int cmd_migrate(struct dp_app *app)
 	return ret;
 }
 
+/* log-jwks, log-stage-key, log-rotate-key: the region's log keys, as
+ * the control plane's jwks, stage-key and rotate-key keep its own. */
+static int cmd_log_keys(const char *cmd)
+{
+	struct dp_config cfg = { 0 };
+	char err[512], kid[64];
+	svc_load_config(PROG, log_key_vars, &cfg);
+	if (!cfg.log_keys_dir || !*cfg.log_keys_dir) {
+		fprintf(stderr, PROG ": invalid configuration: DP_LOG_KEYS_DIR: required for this command\n");
+		return SVC_EXIT_USAGE;
+	}
+	if (!strcmp(cmd, "log-jwks")) {
+		struct keyring *kr = keyring_open(cfg.log_keys_dir, cfg.log_key_overlap_ms / 1000, err, sizeof err);
+		if (!kr) {
+			fprintf(stderr, PROG ": %s\n", err);
+			return SVC_EXIT_FAILURE;
+		}
+		json_t *j = keyring_jwks(kr);
+		json_dumpf(j, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(j);
+		keyring_free(kr);
+		return SVC_EXIT_OK;
+	}
+	int rotate = !strcmp(cmd, "log-rotate-key");
+	if ((rotate ? keyring_rotate : keyring_stage)(cfg.log_keys_dir, kid, err, sizeof err) != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return SVC_EXIT_FAILURE;
+	}
+	if (rotate)
+		printf("log key %s signs checkpoints from now on\n", kid);
+	else
+		printf("staged log key %s; it is published in GET /.well-known/jwks.json: let verifiers fetch it, then log-rotate-key\n",
+		       kid);
+	return SVC_EXIT_OK;
+}
+
 static int usage_error(const char *var, const char *why)
 {
 	fprintf(stderr, PROG ": invalid configuration: %s: %s (see " PROG " --help)\n", var, why);
@@ -331,6 +393,9 @@ static int serve_config(struct dp_app *app)
 		return usage_error("DP_CACHE_DIR", "required to serve");
 	if (dp_cache_prepare(c->cache_dir, err, sizeof err) != 0)
 		return usage_error("DP_CACHE_DIR", err);
+	if (c->log && (!c->log_keys_dir || !*c->log_keys_dir))
+		return usage_error("DP_LOG_KEYS_DIR", "required while DP_LOG is on (the region's log keys; "
+		                                      "or set DP_LOG=false to run without the tamper-evident log)");
 	/* Fleet status accepts 1 to 128 characters of [A-Za-z0-9._:-]. */
 	static const char inst_chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:-";
 	if (c->instance) {
@@ -460,6 +525,11 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "cannot start the erasure thread");
 		goto stop_server;
 	}
+	int log_failed;
+	if (!(app->log = dp_log_start(app, &log_failed)) && log_failed) {
+		log_error(NULL, "cannot start the log appender");
+		goto stop_server;
+	}
 
 	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
 	/* The server is stopped. The rate exchange withdraws this instance's
@@ -490,6 +560,7 @@ out:
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
+	dp_log_stop(app->log); /* after the writers, which touch it, and the server's /metrics */
 	dp_feed_stop(app->feed); /* after the server and the writers, which use it */
 	dp_cell_wait_stop(app->cell_wait); /* after the server, whose requests it holds */
 	dp_exports_free(app->exports);
@@ -514,6 +585,10 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "routes") && argc == 2)
 		return cmd_routes();
+	if (argc == 2 && (!strcmp(cmd, "log-jwks") || !strcmp(cmd, "log-stage-key") || !strcmp(cmd, "log-rotate-key"))) {
+		log_init(PROG, LOG_WARN);
+		return cmd_log_keys(cmd);
+	}
 	if (argc > 2 || (strcmp(cmd, "serve") && strcmp(cmd, "migrate"))) {
 		usage(stderr);
 		return SVC_EXIT_USAGE;

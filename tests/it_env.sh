@@ -15,3 +15,11 @@ trap cleanup EXIT INT TERM
 
 export IT_ROOT="$ROOT" IT_BIN="$BINDIR" IT_LOG_DIR="$logdir"
 export IT_PG_URL="$PGTMP_URL" IT_PG_DIR="$PGTMP_DIR" IT_PG_PORT="$PGTMP_PORT"
+# The log keys of every data plane the tests start (it_spawn gives them
+# DP_LOG_KEYS_DIR), made once before any starts: instances sharing a ring
+# must not race to create its first key.
+export IT_LOG_KEYS_DIR="$logdir/log-keys"
+DP_LOG_KEYS_DIR="$IT_LOG_KEYS_DIR" "$BINDIR/data-plane" log-jwks >/dev/null || {
+	echo "it_env.sh: cannot create the log key ring in $IT_LOG_KEYS_DIR" >&2
+	exit 1
+}

@@ -418,8 +418,16 @@ DP_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
 DP_DATABASE_URL='$(cell_db_url "$c")'
 DP_CELL_TOKEN='$token'
 DP_TRUST_BUNDLE='$VAR/trust-bundle.json'
+DP_LOG_KEYS_DIR='$VAR/log-keys/$r'
 ENV
 		for kv in ${STACK_DP_ENV:-}; do printf '%s\n' "$kv"; done >> "$VAR/run/cell-$c.env"
+	done
+	# The log keys of each region, shared by its cells' instances: made
+	# once here, before any starts (instances must not race to make the
+	# first key).
+	for r in $REGIONS; do
+		DP_LOG_KEYS_DIR="$VAR/log-keys/$r" "$BIN/data-plane" log-jwks >/dev/null ||
+			die "could not create the log keys of region $r"
 	done
 	for r in $REGIONS; do
 		eval "token=\$REGION_TOKEN_$r"

@@ -60,9 +60,10 @@ KEY=$(admin POST "/v1/tenants/$TENANT/api-keys" '{"name":"bench","scopes":["even
 token=$(admin POST /v1/regions/us/credentials '{}' | json_str token)
 curl -fsS "$CP_API/.well-known/jwks.json" > "$work/trust.json"
 mkdir -p "$work/cache"
+DP_LOG_KEYS_DIR="$work/log-keys" "$BIN/data-plane" log-jwks >/dev/null # the log key ring, before any data plane starts
 env DP_REGION=us DP_DATABASE_URL="$RDB_URL" DP_CONTROL_PLANE_URL="$CP_API" DP_REGION_TOKEN="$token" \
 	DP_TRUST_BUNDLE="$work/trust.json" DP_CACHE_DIR="$work/cache" DP_LISTEN=127.0.0.1:$DP_PORT \
-	DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false "$BIN/data-plane" 2> "$work/dp.log" & DP_PID=$!
+	DP_LOG_KEYS_DIR="$work/log-keys" DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false "$BIN/data-plane" 2> "$work/dp.log" & DP_PID=$!
 pids="$pids $DP_PID"
 wait_url "$DP_URL/readyz"
 AUTH="Authorization: Bearer $KEY"

@@ -69,9 +69,10 @@ set -- $(new_tenant bench-write); WTENANT=$1 WKEY=$2
 token=$(admin POST /v1/regions/us/credentials '{}' | json_str token)
 curl -fsS "$CP/.well-known/jwks.json" > "$work/trust.json"
 mkdir -p "$work/cache"
+DP_LOG_KEYS_DIR="$work/log-keys" "$BIN/data-plane" log-jwks >/dev/null # the log key ring, before any data plane starts
 env DP_REGION=us DP_DATABASE_URL="$RDB" DP_CONTROL_PLANE_URL="$CP" DP_REGION_TOKEN="$token" \
 	DP_TRUST_BUNDLE="$work/trust.json" DP_CACHE_DIR="$work/cache" DP_LISTEN=127.0.0.1:$DP_PORT \
-	DP_ACCESS_LOG=false "$BIN/data-plane" 2> "$work/dp.log" & pids="$pids $!"
+	DP_LOG_KEYS_DIR="$work/log-keys" DP_ACCESS_LOG=false "$BIN/data-plane" 2> "$work/dp.log" & pids="$pids $!"
 wait_http "$DP/readyz"
 
 # wrk: prints "req/s p50_ms p99_ms"; fails on any non-2xx answer.

@@ -103,11 +103,12 @@ bench_feed() {
 	curl -fsS "$fcp/.well-known/jwks.json" > "$work/feed-trust.json"
 	# Two instances of the region on the same database: the probe writes
 	# through the follower's own instance, then through the other one.
+	DP_LOG_KEYS_DIR="$work/feed-log-keys" "$BIN/data-plane" log-jwks >/dev/null # shared by both, made before
 	for i in 1 2; do
 		mkdir -p "$work/feed-cache$i"
 		env DP_REGION=jp DP_DATABASE_URL="$fdb" DP_CONTROL_PLANE_URL="$fcp" DP_INSTANCE=bench-feed-$i \
 			DP_REGION_TOKEN="$ftoken" DP_TRUST_BUNDLE="$work/feed-trust.json" DP_CACHE_DIR="$work/feed-cache$i" \
-			DP_LISTEN=127.0.0.1:$((fport + i - 1)) DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
+			DP_LOG_KEYS_DIR="$work/feed-log-keys" DP_LISTEN=127.0.0.1:$((fport + i - 1)) DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
 			"$BIN/data-plane" 2> "$work/feed-dp$i.log" &
 		pids="$pids $!"
 		fpids="${fpids:-} $!"
@@ -332,9 +333,10 @@ set -- $(new_tenant bench-dp-read); RTENANT=$1 RKEY=$2
 region_token=$(admin POST /v1/regions/us/credentials '{}' | json_str token)
 curl -fsS "$CP_API/.well-known/jwks.json" > "$work/dp-trust.json"
 mkdir -p "$work/dp-cache"
+DP_LOG_KEYS_DIR="$work/log-keys" "$BIN/data-plane" log-jwks >/dev/null # the log key ring, before any data plane starts
 env DP_REGION=us DP_DATABASE_URL="$RDB_URL" DP_CONTROL_PLANE_URL="$CP_API" \
 	DP_REGION_TOKEN="$region_token" DP_TRUST_BUNDLE="$work/dp-trust.json" DP_CACHE_DIR="$work/dp-cache" \
-	DP_LISTEN=127.0.0.1:$DP_PORT DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
+	DP_LOG_KEYS_DIR="$work/log-keys" DP_LISTEN=127.0.0.1:$DP_PORT DP_HTTP_THREADS=$THREADS DP_ACCESS_LOG=false \
 	"$BIN/data-plane" 2> "$work/dp.log" & pids="$pids $!"
 n=0
 until [ "$(curl -s -o /dev/null -w '%{http_code}' "$DP_URL/readyz")" = 200 ]; do

@@ -181,7 +181,7 @@ dp_start() { # name cell|region port cache-dir [VAR=value...]
 	svc_run "$_name" "$BIN/data-plane" DP_REGION="$_reg" DP_CELL="$_cell" DP_LISTEN="127.0.0.1:$_port" \
 		DP_CONTROL_PLANE_URL="$CP_URL" DP_DATABASE_URL="$_db" DP_CELL_TOKEN="$_tok" \
 		DP_TRUST_BUNDLE="$TRUST_BUNDLE" DP_CACHE_DIR="$_cache" DP_INSTANCE="faults-$_name" \
-		$DP_TEST_ENV "$@"
+		DP_LOG_KEYS_DIR="$STACK_VAR/log-keys/$_reg" $DP_TEST_ENV "$@"
 	wait_until 20 dp_healthy "$_port" || fatal "$_name did not start (log: $STACK_VAR/log/$_name.log)"
 }
 dp_healthy() { [ "$(http_status "http://127.0.0.1:$1/healthz")" = 200 ]; }

@@ -102,6 +102,13 @@ void it_spawn(struct it_proc *p, const char *name, char *const argv[], const cha
 		}
 		for (int i = 0; env && env[i]; i++)
 			putenv((char *)env[i]);
+		/* A data plane keeps its tenants' logs (DP_LOG, on by default)
+		 * with the run's key ring unless `env` names one ("DP_LOG_KEYS_DIR="
+		 * for none). */
+		const char *base = strrchr(argv[0], '/');
+		if (!strcmp(base ? base + 1 : argv[0], "data-plane") && !getenv("DP_LOG_KEYS_DIR") &&
+		    getenv("IT_LOG_KEYS_DIR"))
+			setenv("DP_LOG_KEYS_DIR", getenv("IT_LOG_KEYS_DIR"), 1);
 		/* Unblock what the test runner may have blocked. */
 		sigset_t all;
 		sigemptyset(&all);

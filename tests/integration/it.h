@@ -2,8 +2,8 @@
  * PostgreSQL (a throwaway cluster made by tests/run.sh).
  *
  * Environment from tests/run.sh: IT_ROOT, IT_BIN, IT_LOG_DIR, IT_PG_URL
- * (superuser), IT_PG_DIR, IT_PG_PORT; from tests/valgrind.sh also IT_WRAP
- * (see it_spawn). */
+ * (superuser), IT_PG_DIR, IT_PG_PORT, IT_LOG_KEYS_DIR (the data planes'
+ * log key ring); from tests/valgrind.sh also IT_WRAP (see it_spawn). */
 #ifndef IT_H
 #define IT_H
 
@@ -35,6 +35,7 @@ Suite *write_rules_suite(void); /* test_write_rules.c */
 Suite *feed_suite(void); /* test_feed.c */
 Suite *erasure_suite(void); /* test_erasure.c */
 Suite *export_suite(void); /* test_export.c */
+Suite *log_suite(void); /* test_log.c */
 Suite *queries_suite(void); /* test_queries.c */
 Suite *cells_suite(void); /* test_cells.c */
 Suite *cells_dp_suite(void); /* test_cells_dp.c */
@@ -75,7 +76,8 @@ struct it_proc {
 };
 
 /* Starts argv[0] with the inherited environment minus CP_* and DP_*, plus
- * `env` ("NAME=value", NULL-terminated, may be NULL). Output goes to a log
+ * `env` ("NAME=value", NULL-terminated, may be NULL), and for a data plane
+ * DP_LOG_KEYS_DIR=$IT_LOG_KEYS_DIR unless `env` sets it. Output goes to a log
  * file named after `name`. The process is killed if the test dies. With
  * IT_WRAP set ("valgrind ...", split on blanks), a binary of $IT_BIN runs
  * under that command, keeping its pid. */

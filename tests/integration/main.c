@@ -30,6 +30,7 @@ int main(void)
 	srunner_add_suite(sr, feed_suite());
 	srunner_add_suite(sr, erasure_suite());
 	srunner_add_suite(sr, export_suite());
+	srunner_add_suite(sr, log_suite());
 	srunner_add_suite(sr, queries_suite());
 	srunner_add_suite(sr, cells_suite());
 	srunner_add_suite(sr, cells_dp_suite());
