@@ -54,9 +54,10 @@ static int parse_size(const char *s, int64_t *out)
 	for (const char *p = s; *p; p++) {
 		if (*p < '0' || *p > '9')
 			return -1;
-		v = v * 10 + (*p - '0');
-		if (v > SIZE_MAX_ARG)
-			return -1; /* before it could overflow: 2^62 * 10 < 2^63 */
+		int d = *p - '0';
+		if (v > (SIZE_MAX_ARG - d) / 10)
+			return -1; /* checked before the step: 10 * v would overflow first */
+		v = v * 10 + d;
 	}
 	if (v < 1)
 		return -1;
