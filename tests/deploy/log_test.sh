@@ -220,14 +220,14 @@ for spec in "clean-1 40" "clean-7 40" "clean-20 40" "clean-33 40" "clean-40 40" 
 	curl -fsS --max-time 5 -H "Authorization: Bearer $K_clean" "$EP/v1/events/$1/proof$_q" > "$D/proof.json" &&
 		curl -fsS --max-time 5 -H "Authorization: Bearer $K_clean" "$EP/v1/events/$1" > "$D/event.json" || true
 	check "clean: the inclusion proof of $1 in the checkpoint of $2 verifies with rfc9162.py (leaf $(jq -r .leaf_index "$D/proof.json" 2>/dev/null))" \
-		"$PY" tests/log/rfc9162.py verify-proof --jwks "$D/jwks.json" --checkpoint "$D/cp$2.jws" --event "$D/event.json" "$D/proof.json"
+		"$PY" tests/log/rfc9162.py verify-proof --jwks "$D/jwks.json" --checkpoint "$D/cp$2.jws" --event "$D/event.json" --proof "$D/proof.json"
 done
 # The same proof against the wrong checkpoint does not.
 check "clean: a proof checked against another checkpoint is refused by rfc9162.py" \
-	eval '! "$PY" tests/log/rfc9162.py verify-proof --jwks "$D/jwks.json" --checkpoint "$D/cp40.jws" --event "$D/event.json" "$D/proof.json" > /dev/null 2>&1'
+	eval '! "$PY" tests/log/rfc9162.py verify-proof --jwks "$D/jwks.json" --checkpoint "$D/cp40.jws" --event "$D/event.json" --proof "$D/proof.json" > /dev/null 2>&1'
 curl -fsS --max-time 5 -H "Authorization: Bearer $K_clean" "$EP/v1/checkpoints/consistency?from=20&to=40" > "$D/cons.json" || true
 check "clean: the consistency proof from the saved checkpoint of 20 to that of 40 verifies with rfc9162.py" \
-	"$PY" tests/log/rfc9162.py verify-consistency --jwks "$D/jwks.json" --old "$D/cp20.jws" --new "$D/cp40.jws" "$D/cons.json"
+	"$PY" tests/log/rfc9162.py verify-consistency --jwks "$D/jwks.json" --old "$D/cp20.jws" --new "$D/cp40.jws" --proof "$D/cons.json"
 
 # ---- 3. tampering, as the database superuser ----
 CELL=us-east-1
