@@ -134,6 +134,15 @@ save_cp() { # label size
 	echo >> "$D/$1.cps"
 }
 
+# True once the clock is past the second of LABEL's last saved checkpoint.
+after_last_cp() { # label
+	_iat=$(grep . "$D/$1.cps" | tail -n 1 | cut -d. -f2 | "$PY" -c '
+import base64, json, sys
+t = sys.stdin.read().strip()
+print(json.loads(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))["iat"])')
+	[ "$(date +%s)" -gt "$_iat" ]
+}
+
 export_of() { # label file
 	eval "_k=\$K_$1"
 	curl -fsS --max-time 30 -H "Authorization: Bearer $_k" "$EP/v1/events/export?format=ndjson" > "$2"
@@ -178,7 +187,7 @@ JWKS_URL=$(api GET /v1/regions/us | jget log_jwks_url)
 check "the control plane names us's JWK set at its endpoint ($JWKS_URL)" [ "$JWKS_URL" = "$EP/.well-known/jwks.json" ]
 curl -fsS --max-time 5 "$JWKS_URL" > "$D/jwks.json" || fatal "GET $JWKS_URL (no credential) failed through the router"
 check "the router serves the JWK set without a credential ($(jq '.keys | length' "$D/jwks.json") key(s), all ES256 P-256)" \
-	jq -e '(.keys | length) >= 1 and all(.keys[]; .kty == "EC" and .crv == "P-256" and (.kid | length) > 0 and (has("d") | not))' "$D/jwks.json"
+	jq -e '(.keys | length) >= 1 and all(.keys[]; .kty == "EC" and .crv == "P-256" and (.kid | length) > 0 and (has("d") | not))' "$D/jwks.json" > /dev/null
 for c in $(cells_of us); do
 	eval "_cu=\$CELL_URL_$(cv "$c")"
 	curl -fsS --max-time 5 "$_cu/.well-known/jwks.json" > "$D/jwks.$c.json" || true
@@ -297,6 +306,9 @@ check "cut: the database agrees with itself after the cut (head at 8, no leaf, n
 		(SELECT count(*) FROM log_leaves WHERE tenant_id = '$T_cut') || ' ' ||
 		(SELECT max(tree_size) FROM log_checkpoints WHERE tenant_id = '$T_cut') || ' ' ||
 		(SELECT count(*) FROM events WHERE tenant_id = '$T_cut')")" = "8 8 8 8" ]
+# The export's checkpoint is signed when it starts, in whole seconds: it
+# is taken once the second of the last saved one has passed.
+check "cut: a second has passed since the last checkpoint saved" wait_until 5 after_last_cp cut
 expect_caught cut "the newest 8 events deleted with their leaves and the checkpoints after them" "checkpoint tree_size=12 "
 
 # swap: swap-6 and swap-7 (leaves 5 and 6) exchanged in the log, the tree
