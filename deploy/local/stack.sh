@@ -425,6 +425,7 @@ ENV
 	# The log keys of each region, shared by its cells' instances: made
 	# once here, before any starts (instances must not race to make the
 	# first key).
+	mkdir -p "$VAR/log-keys"
 	for r in $REGIONS; do
 		DP_LOG_KEYS_DIR="$VAR/log-keys/$r" "$BIN/data-plane" log-jwks >/dev/null ||
 			die "could not create the log keys of region $r"
