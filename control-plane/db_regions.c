@@ -1,17 +1,49 @@
 /* SQL of the region catalog. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cpdb.h"
 #include "jsonx.h"
+
+/* Where the region publishes the public keys of its log checkpoints: its
+ * endpoint's /.well-known/jwks.json, served by any data plane of the
+ * region (its cells share the key ring). Derived, never stored: it follows
+ * the endpoint. */
+static int add_log_jwks_url(json_t *region)
+{
+	const char *ep = json_string_value(json_object_get(region, "endpoint"));
+	if (!ep)
+		return 0;
+	size_t n = strlen(ep);
+	while (n && ep[n - 1] == '/')
+		n--;
+	char url[512];
+	snprintf(url, sizeof url, "%.*s/.well-known/jwks.json", (int)n, ep);
+	return json_object_set_new(region, "log_jwks_url", json_string(url));
+}
 
 /* The view's member is endpoint_url, which the previous build reads while
  * a rollout runs both; the API calls it endpoint everywhere. */
 static enum db_status region_vocab(enum db_status st, json_t **doc)
 {
-	if (st == DB_OK)
-		jsonx_rename(*doc, "endpoint_url", "endpoint");
-	return st;
+	size_t i;
+	json_t *r;
+	if (st != DB_OK)
+		return st;
+	jsonx_rename(*doc, "endpoint_url", "endpoint");
+	if (json_is_array(*doc)) {
+		json_array_foreach(*doc, i, r)
+			if (add_log_jwks_url(r) != 0)
+				goto fail;
+	} else if (add_log_jwks_url(*doc) != 0) {
+		goto fail;
+	}
+	return DB_OK;
+fail:
+	json_decref(*doc);
+	*doc = NULL;
+	return DB_ERROR;
 }
 
 enum db_status cpdb_regions_list(struct db_conn *c, json_t **items)

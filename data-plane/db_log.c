@@ -153,9 +153,10 @@ enum db_status dp_db_log_head_get(struct db_conn *c, const char *tenant, struct 
 	*iat = 0;
 	enum db_status st = db_exec(
 		c, &r,
-		"SELECT " HEAD_COLS ", k.jws, extract(epoch FROM k.signed_at)::bigint"
-		"  FROM log_heads h LEFT JOIN log_checkpoints k"
-		"    ON k.tenant_id = h.tenant_id AND k.tree_size = h.tree_size"
+		"SELECT " HEAD_COLS ", k.jws, k.iat"
+		"  FROM log_heads h LEFT JOIN LATERAL ("
+		"    SELECT jws, extract(epoch FROM signed_at)::bigint AS iat FROM log_checkpoints c"
+		"     WHERE c.tenant_id = h.tenant_id AND c.tree_size = h.tree_size) k ON true"
 		" WHERE h.tenant_id = $1::uuid",
 		1, p);
 	if (st != DB_OK)

@@ -166,6 +166,18 @@ enum http_result dp_handle_events_list(struct http_req *req);
 enum http_result dp_handle_event_get(struct http_req *req);
 /* GET /v1/events/feed (feed.c): the tenant's events in commit order. */
 enum http_result dp_handle_events_feed(struct http_req *req);
+/* The read side of the tenants' logs (log_routes.c, log.h), with the gate
+ * of GET /v1/events (scope events:read, the read bucket), and 404
+ * not_found when the log is off: GET /v1/checkpoints/latest and
+ * /v1/checkpoints/{tree_size} (the stored checkpoint: the compact JWS as
+ * application/jose, or JSON with Accept: application/json), GET
+ * /v1/checkpoints/consistency?from&to (RFC 9162 PROOF(from, D[to])) and
+ * GET /v1/events/{id}/proof?tree_size (RFC 9162 PATH of the event's
+ * newest leaf; tree_size defaults to the newest checkpoint's). */
+enum http_result dp_handle_checkpoint_latest(struct http_req *req);
+enum http_result dp_handle_checkpoint_get(struct http_req *req);
+enum http_result dp_handle_checkpoint_consistency(struct http_req *req);
+enum http_result dp_handle_event_proof(struct http_req *req);
 /* The header the cell router sets on every request it routes by key, naming
  * the cell it sent it to (it deletes any a client sent). */
 #define DP_CELL_HEADER "X-Celltrail-Cell"

@@ -261,6 +261,41 @@ enum db_status dp_db_feed_ready(struct db_conn *c, const char *tenants, const ch
                                 const char *seqs, dp_feed_ready_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 
+/* ---- the log's reads: checkpoints and proofs (db_proof.c, migration 0010) ---- */
+
+struct dp_checkpoint;
+/* The stored checkpoint of `tenant` of exactly `tree_size` leaves, or the
+ * newest when tree_size is 0, into `out` (its jws malloc'd: release with
+ * dp_checkpoint_clear; iat is signed_at in whole seconds). DB_NOT_FOUND
+ * when there is none. */
+enum db_status dp_db_checkpoint_get(struct db_conn *c, const char *tenant, int64_t tree_size,
+                                    struct dp_checkpoint *out) __attribute__((warn_unused_result));
+/* The size of the tenant's log: its head (0 when it has none). */
+enum db_status dp_db_log_size(struct db_conn *c, const char *tenant, int64_t *size)
+	__attribute__((warn_unused_result));
+/* What a proof of an event starts from, read in one snapshot. */
+struct dp_event_leaf {
+	int exists;                 /* the event is stored */
+	int64_t index;              /* its newest leaf, -1 when not in the log (yet) */
+	unsigned char leaf[32];     /* that leaf's hash */
+	int64_t log_size;           /* the head's size (>= index + 1) */
+	int64_t checkpoint_size;    /* the newest checkpoint's size, 0 when none */
+};
+enum db_status dp_db_event_leaf(struct db_conn *c, const char *tenant, const char *id,
+                                struct dp_event_leaf *out) __attribute__((warn_unused_result));
+/* The stored hashes of the perfect subtrees (levels[i], idxs[i]): int and
+ * bigint array literals of one length, each level 0 (a leaf) or a multiple
+ * of 4 (log_nodes). One statement; `fn` gets each one found, with its i
+ * (one not stored is not passed). */
+typedef void (*dp_log_hash_fn)(void *ctx, long i, const unsigned char hash[32]);
+enum db_status dp_db_log_hashes(struct db_conn *c, const char *tenant, const char *levels, const char *idxs,
+                                dp_log_hash_fn fn, void *ctx) __attribute__((warn_unused_result));
+/* The leaves [from, from + n) of the tenant's log in order: `fn` gets each
+ * one's index, hash, and whether retention removed its event. */
+typedef void (*dp_log_leaf_fn)(void *ctx, int64_t index, const unsigned char hash[32], int removed);
+enum db_status dp_db_log_leaves(struct db_conn *c, const char *tenant, int64_t from, int n,
+                                dp_log_leaf_fn fn, void *ctx) __attribute__((warn_unused_result));
+
 /* ---- tenant moves (db_move.c) ---- */
 
 /* A feed position "<tx_id>.<seq>": rows after it in (tx_id, seq) order. */

@@ -23,6 +23,11 @@
 /* zlib's level: 1 costs a third of the CPU of 6 for some 10% more bytes,
  * and an export is CPU-bound on the worker thread. */
 #define GZIP_LEVEL 1
+/* How long an export waits, before its first page, for the appender to
+ * take in what the tenant committed (dp_log_checkpoint_head). */
+#define LOG_HEAD_BUDGET_MS 2000
+/* Leaves per `log` line of the NDJSON trailer (export_format.h). */
+#define LOG_LINE_LEAVES 1000
 
 enum { OUT_COMPLETE, OUT_FAILED, OUT_ABORTED, OUT_REFUSED, OUT__COUNT };
 static const char *const outcome_names[OUT__COUNT] = { "complete", "failed", "aborted", "refused" };
@@ -88,6 +93,17 @@ struct export {
 	int bad_row;
 	int began;                /* the CSV header is out */
 	long long total;
+	int events_done;          /* the last page of events is read */
+	/* The NDJSON trailer (log on): the head's checkpoint, taken before
+	 * the first page (tree_size 0: no trailer), and the next leaf to
+	 * write; leaf hashes and removed indexes of one line. */
+	struct dp_checkpoint head;
+	int complete;             /* no filter, no cursor: every leaf's event is in the export */
+	int64_t log_from;
+	unsigned char (*leaves)[32];
+	int64_t *removed;
+	int nleaves, nremoved;
+	int64_t next_leaf;
 };
 
 static int on_row(void *ctx, const struct dp_event_row *row)
@@ -102,6 +118,48 @@ static int on_row(void *ctx, const struct dp_event_row *row)
 	ex->last_us = row->occurred_us;
 	ex->last_seq = row->seq;
 	return 0;
+}
+
+static void on_leaf(void *ctx, int64_t index, const unsigned char hash[32], int removed)
+{
+	struct export *ex = ctx;
+	/* Exactly the leaves asked for, each once and in order, or the page
+	 * fails: a line must never claim a leaf it does not hold. */
+	if (index != ex->next_leaf || ex->nleaves == LOG_LINE_LEAVES) {
+		ex->bad_row = 1;
+		return;
+	}
+	memcpy(ex->leaves[ex->nleaves++], hash, 32);
+	if (removed)
+		ex->removed[ex->nremoved++] = index;
+	ex->next_leaf++;
+}
+
+/* The trailer's next `log` line, and the `checkpoint` line after the
+ * last one. A tx body. */
+static enum db_status log_tx(struct db_conn *c, void *ctx)
+{
+	struct export *ex = ctx;
+	int64_t n = ex->head.tree_size - ex->log_from;
+	if (n > LOG_LINE_LEAVES)
+		n = LOG_LINE_LEAVES;
+	ex->page.len = 0;
+	ex->out.len = 0;
+	ex->sent = 0;
+	ex->bad_row = 0;
+	ex->nleaves = ex->nremoved = 0;
+	ex->next_leaf = ex->log_from;
+	enum db_status st = dp_db_log_leaves(c, ex->tenant, ex->log_from, (int)n, on_leaf, ex);
+	if (st != DB_OK)
+		return st;
+	if (ex->bad_row || ex->nleaves != n)
+		return DB_ERROR;
+	struct buf *dst = ex->gz ? &ex->page : &ex->out;
+	dp_export_log_line(dst, ex->tenant, ex->head.tree_size, ex->complete, ex->log_from,
+	                   (const unsigned char(*)[32])ex->leaves, ex->nleaves, ex->removed, ex->nremoved);
+	if (ex->log_from + n == ex->head.tree_size)
+		dp_export_checkpoint_line(dst, ex->head.jws);
+	return dst->failed ? DB_ERROR : DB_OK;
 }
 
 static enum db_status page_tx(struct db_conn *c, void *ctx)
@@ -122,25 +180,33 @@ static enum db_status page_tx(struct db_conn *c, void *ctx)
 }
 
 /* Reads the next page into `out` (compressed when asked, the gzip trailer
- * after the last page). Runs when `out` has all been sent. Returns DB_OK
- * or the database's failure. */
+ * after the last page): a page of events, then, once they are all out,
+ * a line of the log's trailer. Runs when `out` has all been sent. Returns
+ * DB_OK or the database's failure. */
 static enum db_status next_page(struct export *ex)
 {
-	enum db_status st = db_tx(ex->app->db, DB_AUTOCOMMIT, page_tx, ex);
+	int events = !ex->events_done;
+	enum db_status st = db_tx(ex->app->db, DB_AUTOCOMMIT, events ? page_tx : log_tx, ex);
 	if (st != DB_OK) {
 		if (ex->bad_row)
-			log_error(ex->req_id, "a stored event is not a JSON object: the export stops");
+			log_error(ex->req_id, events ? "a stored event is not a JSON object: the export stops"
+			                             : "the tenant's log lacks leaves below its checkpoint: the export stops");
 		return st;
 	}
-	atomic_fetch_add(&ex->app->exports->events, (unsigned long long)ex->rows);
-	ex->total += ex->rows;
-	ex->began = 1;
-	ex->more = ex->rows == ex->q.limit;
-	if (ex->rows) {
-		ex->q.has_cursor = 1;
-		ex->q.cursor_us = ex->last_us;
-		ex->q.cursor_seq = ex->last_seq;
+	if (events) {
+		atomic_fetch_add(&ex->app->exports->events, (unsigned long long)ex->rows);
+		ex->total += ex->rows;
+		ex->began = 1;
+		ex->events_done = ex->rows < ex->q.limit;
+		if (ex->rows) {
+			ex->q.has_cursor = 1;
+			ex->q.cursor_us = ex->last_us;
+			ex->q.cursor_seq = ex->last_seq;
+		}
+	} else {
+		ex->log_from = ex->next_leaf;
 	}
+	ex->more = !ex->events_done || ex->log_from < ex->head.tree_size;
 	if (ex->gz) {
 		/* A sync flush per page: the client can read what it got while
 		 * the next page is read, for a few bytes. */
@@ -158,7 +224,9 @@ static enum db_status next_page(struct export *ex)
 static long export_fill(void *cls, char *dst, size_t max)
 {
 	struct export *ex = cls;
-	if (ex->sent == ex->out.len) {
+	/* An empty page (uncompressed) is skipped: the last page of events
+	 * may be empty with the trailer still to come. */
+	while (ex->sent == ex->out.len) {
 		if (ex->finished) {
 			ex->outcome = OUT_COMPLETE;
 			return HTTP_STREAM_END;
@@ -168,10 +236,6 @@ static long export_fill(void *cls, char *dst, size_t max)
 			log_warn(ex->req_id, "export cut after %lld events: %s", ex->total, db_status_str(st));
 			ex->outcome = OUT_FAILED;
 			return HTTP_STREAM_BROKEN;
-		}
-		if (ex->sent == ex->out.len) { /* an empty last page, uncompressed */
-			ex->outcome = OUT_COMPLETE;
-			return HTTP_STREAM_END;
 		}
 	}
 	size_t n = ex->out.len - ex->sent;
@@ -195,6 +259,9 @@ static void export_free(void *cls)
 	gzip_free(ex->gz);
 	buf_free(&ex->page);
 	buf_free(&ex->out);
+	dp_checkpoint_clear(&ex->head);
+	free(ex->leaves);
+	free(ex->removed);
 	free(ex);
 }
 
@@ -245,6 +312,34 @@ static int accept_format(const char *accept)
 	return csv == ndjson ? -1 : csv ? DP_EXPORT_CSV : DP_EXPORT_NDJSON;
 }
 
+/* 1 when `q` selects every event of its tenant: no filter, no cursor
+ * (the order does not matter). */
+static int query_whole(const struct dp_event_query *q)
+{
+	return !q->n_actor && !q->n_actor_type && !q->n_action && !q->n_target && !q->n_target_type && !q->n_meta &&
+	       !q->q && q->since_us < 0 && q->until_us < 0 && q->received_since_us < 0 && q->received_until_us < 0 &&
+	       !q->has_cursor;
+}
+
+/* The trailer's checkpoint: the head of the tenant's log once what it
+ * committed before now is appended, so that every leaf below it was
+ * committed before the first page is read. */
+static enum db_status log_head(struct export *ex)
+{
+	struct db_conn *c = db_acquire(ex->app->db);
+	if (!c)
+		return DB_UNAVAILABLE;
+	int rc = dp_log_checkpoint_head(ex->app->log, c, ex->tenant, LOG_HEAD_BUDGET_MS, &ex->head);
+	db_release(ex->app->db, c);
+	if (rc != 0) {
+		log_warn(ex->req_id, "no checkpoint of the tenant's log for the export");
+		return DB_UNAVAILABLE;
+	}
+	if (ex->head.tree_size > 0 && !ex->head.jws)
+		return DB_ERROR;
+	return DB_OK;
+}
+
 static enum http_result db_failed(struct http_req *req, enum db_status st)
 {
 	if (st == DB_UNAVAILABLE || st == DB_RETRY) {
@@ -292,6 +387,7 @@ enum http_result dp_handle_events_export(struct http_req *req)
 	}
 	ex->q.tenant = ex->tenant;
 	ex->q.limit = DP_EXPORT_PAGE;
+	ex->complete = query_whole(&ex->q);
 	int gz = gzip_accepted(http_req_header(req, "Accept-Encoding"));
 	if (gz && !(ex->gz = gzip_new(GZIP_LEVEL))) {
 		free(ex);
@@ -307,9 +403,20 @@ enum http_result dp_handle_events_export(struct http_req *req)
 		return http_reply_problem(req, PROB_UNAVAILABLE,
 		                          "This instance is streaming its maximum of %ld exports. Retry later.", x->limit);
 	}
-	/* The first page before the status: a database that fails now gets a
-	 * 503 the client can act on, not a broken 200. */
-	enum db_status st = next_page(ex);
+	/* The trailer's checkpoint before the first page (NDJSON with the log
+	 * on), then the first page, both before the status: a database that
+	 * fails now gets a 503 the client can act on, not a broken 200. */
+	enum db_status st = DB_OK;
+	if (ex->format == DP_EXPORT_NDJSON && app->log) {
+		if (!(ex->leaves = malloc(LOG_LINE_LEAVES * sizeof *ex->leaves)) ||
+		    !(ex->removed = malloc(LOG_LINE_LEAVES * sizeof *ex->removed))) {
+			ex->outcome = OUT_FAILED;
+			goto out;
+		}
+		st = log_head(ex);
+	}
+	if (st == DB_OK)
+		st = next_page(ex);
 	if (st != DB_OK) {
 		ex->outcome = OUT_FAILED;
 		rc = db_failed(req, st);

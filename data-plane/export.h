@@ -15,6 +15,15 @@
  * being read, and not when it lies before (a new event, newest first, is
  * not; a backfilled one may be).
  *
+ * An NDJSON export ends with the tenant's log (log.h) when the log is on
+ * and has leaves: before the first page, the head's checkpoint is taken
+ * (dp_log_checkpoint_head: every leaf below it was committed before any
+ * event was read); after the last event, its leaves are written a page of
+ * 1000 at a time, a `log` line each, then the `checkpoint` line
+ * (export_format.h). An export is `complete` when it has no filter and no
+ * cursor: then every leaf whose event retention did not delete has its
+ * event line.
+ *
  * The number of exports an instance streams at once is bounded
  * (DP_EXPORT_CONCURRENCY): beyond it, 503 unavailable with Retry-After. */
 #ifndef DP_EXPORT_H

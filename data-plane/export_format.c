@@ -1,11 +1,13 @@
 /* NDJSON lines and CSV records of stored events (export_format.h). */
 #include "export_format.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "checkpoint.h"
 
 void dp_export_begin(enum dp_export_format f, struct buf *out)
 {
@@ -97,4 +99,38 @@ int dp_export_event(enum dp_export_format f, const char *body, size_t len, struc
 	buf_append(out, body, len);
 	buf_append(out, "\n", 1);
 	return out->failed ? -1 : 0;
+}
+
+void dp_export_log_line(struct buf *out, const char *tenant, int64_t tree_size, int complete, int64_t from,
+                        const unsigned char (*hashes)[32], int n, const int64_t *removed, int nremoved)
+{
+	char h[48];
+	buf_printf(out, "{\"log\":{\"tenant_id\":\"%s\",\"tree_size\":%" PRId64 ",\"complete\":%s,\"from\":%" PRId64
+	           ",\"leaf_hashes\":[",
+	           tenant, tree_size, complete ? "true" : "false", from);
+	for (int i = 0; i < n; i++) {
+		checkpoint_b64_hash(hashes[i], h);
+		buf_printf(out, "%s\"%s\"", i ? "," : "", h);
+	}
+	buf_append(out, "],\"removed\":[", 13);
+	for (int i = 0; i < nremoved; i++)
+		buf_printf(out, "%s%" PRId64, i ? "," : "", removed[i]);
+	buf_append(out, "]}}\n", 4);
+}
+
+void dp_export_checkpoint_line(struct buf *out, const char *jws)
+{
+	/* Escaped as JSON whatever the database holds: a line the client
+	 * cannot parse would hide what the verifier should report. */
+	json_t *s = json_string(jws);
+	char *text = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	json_decref(s);
+	if (!text) {
+		out->failed = 1;
+		return;
+	}
+	buf_append(out, "{\"checkpoint\":", 14);
+	buf_append(out, text, strlen(text));
+	buf_append(out, "}\n", 2);
+	free(text);
 }

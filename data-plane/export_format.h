@@ -3,7 +3,9 @@
  * I/O: unit-tested on their own.
  *
  * NDJSON is exact: each line is the event's stored JSON, as GET
- * /v1/events/{id} returns it, then "\n".
+ * /v1/events/{id} returns it, then "\n". With the log on (log.h), the
+ * event lines are followed by the trailer: `log` lines of the tenant's
+ * leaves, then the `checkpoint` line of the head they add up to.
  *
  * CSV follows RFC 4180: a header line, CRLF after every record, a field
  * quoted when it holds '"', ',', CR or LF, with '"' doubled. The columns,
@@ -22,6 +24,7 @@
 #define DP_EXPORT_FORMAT_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf;
 
@@ -38,6 +41,17 @@ void dp_export_begin(enum dp_export_format f, struct buf *out);
  * failed (out->failed). */
 int dp_export_event(enum dp_export_format f, const char *body, size_t len, struct buf *out)
 	__attribute__((warn_unused_result));
+/* Appends one `log` line of the NDJSON trailer, then "\n":
+ *   {"log":{"tenant_id":"<uuid>","tree_size":N,"complete":true|false,
+ *    "from":F,"leaf_hashes":["<base64url>",...],"removed":[i,...]}}
+ * the leaves [from, from + n) of a log of tree_size leaves (hashes[i] the
+ * leaf hash of leaf from + i), `removed` the indexes among them whose
+ * events retention deleted (nremoved of them, ascending). */
+void dp_export_log_line(struct buf *out, const char *tenant, int64_t tree_size, int complete, int64_t from,
+                        const unsigned char (*hashes)[32], int n, const int64_t *removed, int nremoved);
+/* Appends the trailer's last line, {"checkpoint":"<compact JWS>"}, then
+ * "\n". */
+void dp_export_checkpoint_line(struct buf *out, const char *jws);
 /* Appends one CSV field: `n` bytes of `s`, defused and quoted as above. */
 void dp_csv_field(struct buf *out, const char *s, size_t n);
 

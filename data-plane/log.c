@@ -585,6 +585,24 @@ int dp_log_checkpoint_head(struct dp_log *l, struct db_conn *c, const char *tena
 		if ((st = dp_db_log_head_get(c, tenant, &h, &jws, &iat)) != DB_OK || !jws)
 			goto out;
 	}
+	if (iat < now_s()) {
+		/* The stored checkpoint says when the log reached this size, not
+		 * that it still has it: a log cut back to an older size, with the
+		 * checkpoints after it deleted, would come with that size's old
+		 * checkpoint, and a checkpoint the customer saved in between would
+		 * look newer than the export instead of showing the cut. The
+		 * reader gets one signed now (not stored: the first of a size
+		 * stays). */
+		struct checkpoint cp;
+		fill_checkpoint(l, tenant, h.tree_size, h.root, &cp);
+		char *s = checkpoint_sign(&key, &cp);
+		if (!s)
+			goto out;
+		free(jws);
+		jws = s;
+		iat = cp.iat;
+		atomic_fetch_add(&l->checkpoints, 1);
+	}
 	out->tree_size = h.tree_size;
 	memcpy(out->root, h.root, MERKLE_HASH_LEN);
 	out->iat = iat;

@@ -59,8 +59,10 @@ void dp_checkpoint_clear(struct dp_checkpoint *c);
 
 /* For a reader that needs the log as of now (an export): appends what the
  * tenant committed and has not been appended yet (within `budget_ms`),
- * then returns the checkpoint of the head: the stored one of that size, or
- * one signed now and stored. tree_size 0 (and jws NULL) when the tenant's
+ * then returns a checkpoint of the head signed now, its iat this second
+ * (stored when none of that size is, else not: the first of a size stays),
+ * so that it says the log still had that size when the reader started.
+ * tree_size 0 (and jws NULL) when the tenant's
  * log is empty. Uses `c` (no transaction open on it). Returns 0, or -1 on a
  * database or signing failure. */
 int dp_log_checkpoint_head(struct dp_log *l, struct db_conn *c, const char *tenant, int64_t budget_ms,

@@ -145,6 +145,8 @@ static const char *const q_export[] = { DP_EVENTS_QUERY_PARAMS, "format", NULL }
 static const char *const q_move_events[] = { "after", "limit", NULL };
 static const char *const q_move_digest[] = { "after", "upto", "count_only", NULL };
 static const char *const q_move_records[] = { "since_us", NULL };
+static const char *const q_proof[] = { "tree_size", NULL };
+static const char *const q_consistency[] = { "from", "to", NULL };
 
 static const struct http_route dp_routes[] = {
 	{ "GET", "/healthz", http_handle_healthz, 0, 0, NULL },
@@ -159,6 +161,11 @@ static const struct http_route dp_routes[] = {
 	{ "GET", "/v1/events/feed", dp_handle_events_feed, 0, DP_AUTH_API_KEY, q_feed },
 	{ "GET", "/v1/events/export", dp_handle_events_export, 0, DP_AUTH_API_KEY, q_export }, /* before {id} */
 	{ "GET", "/v1/events/{id}", dp_handle_event_get, 0, DP_AUTH_API_KEY, NULL },
+	{ "GET", "/v1/events/{id}/proof", dp_handle_event_proof, 0, DP_AUTH_API_KEY, q_proof },
+	/* The log's checkpoints (log_routes.c): the literal names before {tree_size}. */
+	{ "GET", "/v1/checkpoints/latest", dp_handle_checkpoint_latest, 0, DP_AUTH_API_KEY, NULL },
+	{ "GET", "/v1/checkpoints/consistency", dp_handle_checkpoint_consistency, 0, DP_AUTH_API_KEY, q_consistency },
+	{ "GET", "/v1/checkpoints/{tree_size}", dp_handle_checkpoint_get, 0, DP_AUTH_API_KEY, NULL },
 	/* Tenant moves (move.c): the source's routes, the target's, the erasure of either copy. */
 	{ "GET", "/v1/moves/{move}/events", dp_handle_move_events_get, 0, DP_AUTH_MOVE_SOURCE, q_move_events },
 	{ "POST", "/v1/moves/{move}/events", dp_handle_move_events_post, DP_MOVE_BODY_MAX, DP_AUTH_MOVE_TARGET, NULL },

@@ -13,6 +13,8 @@
 # benchmark, tests/bench/export.sh).
 # BENCH_ONLY=router (only the regional router, tests/bench/router.sh).
 # BENCH_ONLY=move (only a tenant move against pg_dump | psql, tests/bench/move.sh).
+# BENCH_ONLY=log (only tamper evidence: ingest with the log on and off, proof
+# latency, checkpoint lag; tests/bench/log.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -22,6 +24,7 @@ BIN=$(cd "$1" && pwd)
 [ "${BENCH_ONLY:-}" != list ] || exec sh "$ROOT/tests/bench/list.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != router ] || exec sh "$ROOT/tests/bench/router.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != move ] || exec sh "$ROOT/tests/bench/move.sh" "$BIN"
+[ "${BENCH_ONLY:-}" != log ] || exec sh "$ROOT/tests/bench/log.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -507,3 +510,8 @@ sh "$ROOT/tests/bench/router.sh" "$BIN"
 # stack of its own.
 echo
 sh "$ROOT/tests/bench/move.sh" "$BIN"
+
+# Tamper evidence: ingest with the log on and off, proofs and checkpoint
+# lag, on a cluster of its own.
+echo
+sh "$ROOT/tests/bench/log.sh" "$BIN"

@@ -2008,6 +2008,50 @@ START_TEST(config_versions)
 }
 END_TEST
 
+/* Each region of the catalog names where its log checkpoints' public
+ * keys are (the endpoint's /.well-known/jwks.json), in the list and on its
+ * own, and the URL follows an endpoint change (a trailing slash is not
+ * doubled). */
+START_TEST(region_log_jwks_url)
+{
+	struct res r;
+	size_t i;
+	json_t *reg;
+	api(&r, "GET", "/v1/regions", NULL, NULL);
+	EXPECT(&r, 200);
+	json_t *items = json_object_get(r.json, "items");
+	ck_assert_uint_gt(json_array_size(items), 1);
+	json_array_foreach(items, i, reg)
+		ck_assert_str_eq(it_js(reg, "log_jwks_url"), it_fmt("%s/.well-known/jwks.json", it_js(reg, "endpoint")));
+	res_free(&r);
+
+	api(&r, "GET", "/v1/regions/jp", NULL, NULL);
+	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(r.json, "log_jwks_url"), "https://jp.api.celltrail.example/.well-known/jwks.json");
+	res_free(&r);
+
+	static const char *const ends[][2] = {
+		{ "https://jp2.api.celltrail.example", "https://jp2.api.celltrail.example/.well-known/jwks.json" },
+		{ "https://jp3.api.celltrail.example/", "https://jp3.api.celltrail.example/.well-known/jwks.json" },
+		{ "http://127.0.0.1:9/base", "http://127.0.0.1:9/base/.well-known/jwks.json" },
+	};
+	for (i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+		api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, it_fmt("{\"endpoint\":\"%s\"}", ends[i][0]));
+		EXPECT(&r, 200);
+		ck_assert_str_eq(it_js(r.json, "log_jwks_url"), ends[i][1]);
+		res_free(&r);
+		api(&r, "GET", "/v1/regions/jp", NULL, NULL);
+		EXPECT(&r, 200);
+		ck_assert_str_eq(it_js(r.json, "log_jwks_url"), ends[i][1]);
+		res_free(&r);
+	}
+	/* It is derived: a client cannot set it. */
+	api(&r, "PATCH", "/v1/regions/jp", ADMIN_TOKEN, "{\"log_jwks_url\":\"https://evil.example/jwks.json\"}");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "log_jwks_url");
+	res_free(&r);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* 9. Lookup                                                           */
 
@@ -2143,7 +2187,7 @@ Suite *cp_api_suite(void)
 		api_keys, secrets_stay_secret,
 		idempotency_replay, idempotency_concurrent,
 		audit_log, audit_append_only,
-		config_versions, lookup, locations_resolve,
+		config_versions, lookup, locations_resolve, region_log_jwks_url,
 	};
 	Suite *s = suite_create("cp-api");
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], cp_setup, cp_teardown, 60);

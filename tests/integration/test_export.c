@@ -12,6 +12,11 @@
  *   concurrency_bound      DP_EXPORT_CONCURRENCY exports at once, the next 503 with Retry-After
  *   timeout_bounds_stalls  a long export that keeps moving outlives the response timeout; a stalled one does not
  *
+ * With the log on (the default), an NDJSON export ends with a trailer
+ * (the `log` lines and the `checkpoint` line: export.h); these tests read
+ * the events before it and check its shape (test_log_routes.c checks its
+ * hashes and signature).
+ *
  * CK_RUN_SUITE=export (and CK_RUN_CASE=<test>) runs them alone. */
 #include <curl/curl.h>
 #include <errno.h>
@@ -172,13 +177,86 @@ static char *gunzip(const char *in, size_t len, size_t *outlen)
 
 /* ---- reading exports back ---- */
 
+/* 1 when the line at `p` is one of the trailer's. */
+static int trailer_line(const char *p)
+{
+	return !strncmp(p, "{\"log\":{", 8) || !strncmp(p, "{\"checkpoint\":\"", 15);
+}
+
+/* The length of an NDJSON export's events: the bytes before its trailer. */
+static size_t events_len(const char *body)
+{
+	size_t left = strlen(body);
+	const char *p = body;
+	while (left > 0 && !trailer_line(p)) {
+		const char *nl = memchr(p, '\n', left);
+		ck_assert_msg(nl, "NDJSON without its last newline");
+		left -= (size_t)(nl + 1 - p);
+		p = nl + 1;
+	}
+	return (size_t)(p - body);
+}
+
+/* The length of an NDJSON export before its checkpoint line (all of it
+ * when it has none). */
+static size_t signed_from(const char *body)
+{
+	const char *c = strstr(body, "\n{\"checkpoint\":\"");
+	return c ? (size_t)(c + 1 - body) : strlen(body);
+}
+
+/* What the trailer of an NDJSON export holds. */
+struct trailer {
+	int lines;                /* log lines */
+	long long tree_size;      /* 0: no trailer */
+	int complete;             /* 1, 0, or -1 when the lines differ */
+};
+
+/* Checks the trailer's shape after the events: log lines of one tree
+ * size, from 0 up, each of 1 to 1000 leaves after the previous one, then
+ * one checkpoint line, the last line. */
+static struct trailer trailer_of(const char *body)
+{
+	struct trailer t = { 0, 0, -2 };
+	long long next = 0;
+	int checkpoint = 0;
+	const char *p = body + events_len(body);
+	for (size_t left = strlen(p); left > 0;) {
+		const char *nl = memchr(p, '\n', left);
+		ck_assert_msg(nl && !checkpoint, "a line after the checkpoint line, or no last newline");
+		json_t *o = json_loadb(p, (size_t)(nl - p), 0, NULL);
+		json_t *log = json_object_get(o, "log");
+		if (log) {
+			long long n = json_integer_value(json_object_get(log, "tree_size"));
+			size_t k = json_array_size(json_object_get(log, "leaf_hashes"));
+			int c = json_is_true(json_object_get(log, "complete"));
+			ck_assert_msg(t.lines == 0 || n == t.tree_size, "log lines of two sizes");
+			ck_assert_int_eq(json_integer_value(json_object_get(log, "from")), next);
+			ck_assert_msg(k >= 1 && k <= 1000, "a log line of %zu leaves", k);
+			t.tree_size = n;
+			t.complete = t.complete == -2 || t.complete == c ? c : -1;
+			next += (long long)k;
+			t.lines++;
+		} else {
+			ck_assert_msg(json_is_string(json_object_get(o, "checkpoint")), "not a trailer line");
+			checkpoint = 1;
+		}
+		json_decref(o);
+		left -= (size_t)(nl + 1 - p);
+		p = nl + 1;
+	}
+	ck_assert_int_eq(next, t.tree_size);
+	ck_assert_msg(checkpoint == (t.lines > 0), "a trailer without its checkpoint line, or the reverse");
+	return t;
+}
+
 /* The events of an NDJSON export, in order, each line a JSON object. The
  * bodies are megabytes: lines are found with memchr and a length, as
  * strchr under ASan checks the whole rest of the string at every call. */
 static json_t *ndjson_events(const char *body)
 {
 	json_t *all = json_array();
-	size_t left = strlen(body);
+	size_t left = events_len(body);
 	for (const char *p = body; left > 0;) {
 		const char *nl = memchr(p, '\n', left);
 		ck_assert_msg(nl, "NDJSON without its last newline");
@@ -384,8 +462,8 @@ static char *joined_ids(const char *body, long *count)
 {
 	struct buf b = { 0 };
 	*count = 0;
-	size_t left = strlen(body);
-	for (const char *p = body; *p;) {
+	size_t left = events_len(body);
+	for (const char *p = body; left > 0;) {
 		const char *nl = memchr(p, '\n', left);
 		ck_assert_ptr_nonnull(nl);
 		/* The first member, "id" (json_build_object writes " : "). */
@@ -513,8 +591,13 @@ START_TEST(same_as_list)
 		for (size_t i = 0; i < n; i++)
 			check_record(json_array_get(recs, i), json_array_get(events, i));
 		expect_same_ids(want, ids_of(recs), it_fmt("csv%s", q));
+		/* The log's trailer: complete without filters only. */
+		struct trailer tr = trailer_of(nd.body.p);
+		ck_assert_int_eq(tr.lines, 1);
+		ck_assert_int_eq(tr.tree_size, 40);
+		ck_assert_int_eq(tr.complete, mask == 0);
 		if (n == 0) {
-			ck_assert_uint_eq(nd.body.len, 0);
+			ck_assert_uint_eq(events_len(nd.body.p), 0);
 			ck_assert_str_eq(csv.body.p, "id,occurred_at,received_at,action,actor_id,actor_type,actor_name,"
 			                             "targets,context,metadata\r\n");
 		}
@@ -531,7 +614,12 @@ START_TEST(same_as_list)
 				size_t len;
 				char *plain = gunzip(gz.body.p, gz.body.len, &len);
 				const struct buf *ref = k ? &csv.body : &nd.body;
-				ck_assert_msg(len == ref->len && !memcmp(plain, ref->p, len), "gzip %s differs", q);
+				/* The same bytes, but for the trailer's checkpoint, which
+				 * each export has signed when it started. */
+				size_t same = k ? ref->len : signed_from(ref->p);
+				ck_assert_msg(len >= same && !memcmp(plain, ref->p, same) &&
+				                  (same == ref->len ? len == same : !strncmp(plain + same, "{\"checkpoint\":\"", 15)),
+				              "gzip %s differs", q);
 				free(plain);
 				xfree(&gz);
 			}
@@ -563,6 +651,7 @@ START_TEST(same_as_list)
 	ck_assert_int_eq(xc.status, 200);
 	json_t *evs = ndjson_events(xc.body.p);
 	expect_same_ids(rest, ids_of(evs), "export after a cursor");
+	ck_assert_int_eq(trailer_of(xc.body.p).complete, 0);
 	json_decref(evs);
 	xfree(&xc);
 	free((void *)since);
@@ -679,6 +768,7 @@ START_TEST(large_export)
 		char *got = joined_ids(plain, &n);
 		ck_assert_int_eq(n, 20000);
 		ck_assert_msg(!strcmp(got, want), "the export's order differs from SQL's");
+		ck_assert_int_le(trailer_of(plain).tree_size, 20000);
 		fprintf(stderr, "  large export: %ld events, %zu bytes%s\n", n, x.body.len, gz ? " (gzip)" : "");
 		free(got);
 		free(plain);
@@ -686,6 +776,23 @@ START_TEST(large_export)
 	}
 	ck_assert_int_eq((long)metric(&s, "dp_exports_total{outcome=\"complete\"}"), 2);
 	ck_assert_int_eq((long)metric(&s, "dp_export_events_total"), 40000);
+	/* The trailer in pages: each export appends (within a budget) what
+	 * the events inserted in SQL added, until the log holds them all in
+	 * 20 lines of 1000 leaves. */
+	long deadline = it_now_ms() + SLOW_MS;
+	for (;;) {
+		struct xres x = { 0 };
+		xget(&s, "/v1/events/export?format=ndjson&actor=u-1", NULL, &x);
+		ck_assert_msg(x.rc == CURLE_OK && x.status == 200, "%d %ld", x.rc, x.status);
+		struct trailer t = trailer_of(x.body.p);
+		xfree(&x);
+		ck_assert_int_eq(t.complete, 0);
+		if (t.tree_size == 20000) {
+			ck_assert_int_eq(t.lines, 20);
+			break;
+		}
+		ck_assert_msg(it_now_ms() < deadline, "the log stayed at %lld leaves", t.tree_size);
+	}
 	free(want);
 	it_stack_stop(&s);
 }

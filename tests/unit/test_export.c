@@ -1,5 +1,5 @@
 /* Unit tests of the export formats (data-plane/export_format.c: CSV
- * fields and records, NDJSON lines) and of streaming gzip with the
+ * fields and records, NDJSON lines and the log's trailer) and of streaming gzip with the
  * Accept-Encoding test (common/gzip.c), decompressed here with zlib. */
 #include <check.h>
 #include <stdlib.h>
@@ -167,6 +167,36 @@ START_TEST(ndjson_lines)
 }
 END_TEST
 
+START_TEST(trailer_lines)
+{
+	/* The trailer's lines, byte for byte as export.h documents them: a
+	 * verifier in any language reads them with a JSON parser. */
+	unsigned char h[3][32];
+	for (int i = 0; i < 3; i++)
+		memset(h[i], i == 0 ? 0x00 : i == 1 ? 0xff : 0xfb, 32);
+	int64_t removed[] = { 1001 };
+	struct buf b = { 0 };
+	dp_export_log_line(&b, "6f1c2a9e-0000-4000-8000-000000000001", 4000, 1, 1000, (const unsigned char(*)[32])h, 3,
+	                   removed, 1);
+	dp_export_log_line(&b, "6f1c2a9e-0000-4000-8000-000000000001", 1, 0, 0, (const unsigned char(*)[32])h, 1, NULL,
+	                   0);
+	dp_export_checkpoint_line(&b, "eyJh.eyJ0.c2ln");
+	dp_export_checkpoint_line(&b, "a\"b");
+	buf_append(&b, "", 0);
+	ck_assert_str_eq(b.p, "{\"log\":{\"tenant_id\":\"6f1c2a9e-0000-4000-8000-000000000001\",\"tree_size\":4000,"
+	                      "\"complete\":true,\"from\":1000,\"leaf_hashes\":["
+	                      "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+	                      "\"__________________________________________8\","
+	                      "\"-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_s\"],\"removed\":[1001]}}\n"
+	                      "{\"log\":{\"tenant_id\":\"6f1c2a9e-0000-4000-8000-000000000001\",\"tree_size\":1,"
+	                      "\"complete\":false,\"from\":0,\"leaf_hashes\":["
+	                      "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"],\"removed\":[]}}\n"
+	                      "{\"checkpoint\":\"eyJh.eyJ0.c2ln\"}\n"
+	                      "{\"checkpoint\":\"a\\\"b\"}\n");
+	buf_free(&b);
+}
+END_TEST
+
 /* Inflates a whole gzip stream; returns the bytes (len in *n) or NULL when
  * it is not a complete, valid stream. */
 static unsigned char *inflate_all(const unsigned char *in, size_t len, size_t *n, int need_end)
@@ -297,6 +327,7 @@ Suite *export_suite(void)
 	tcase_add_test(tc, csv_field_quoting_and_defusing);
 	tcase_add_test(tc, csv_records);
 	tcase_add_test(tc, ndjson_lines);
+	tcase_add_test(tc, trailer_lines);
 	tcase_add_test(tc, gzip_round_trip);
 	tcase_add_test(tc, gzip_accept_encoding);
 	suite_add_tcase(s, tc);
