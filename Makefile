@@ -372,9 +372,9 @@ build/fuzz/bin/fuzz-cp_request: $(call fuzz_obj,tests/fuzz/fuzz_cp_request.c \
 build/fuzz/bin/fuzz-names: $(call fuzz_obj,tests/fuzz/fuzz_names.c tests/fuzz/names_check.c \
 	common/names.c common/timefmt.c)
 build/fuzz/bin/fuzz-cfgdoc: $(call fuzz_obj,tests/fuzz/fuzz_cfgdoc.c tests/fuzz/fuzz_trust.c common/cfgdoc.c \
-	common/jwk.c common/names.c common/secret.c common/buf.c)
+	common/jws.c common/jwk.c common/names.c common/secret.c common/buf.c)
 build/fuzz/bin/fuzz-routes: $(call fuzz_obj,tests/fuzz/fuzz_routes.c tests/fuzz/fuzz_trust.c common/cfgdoc.c \
-	common/jwk.c common/names.c common/secret.c common/buf.c)
+	common/jws.c common/jwk.c common/names.c common/secret.c common/buf.c)
 build/fuzz/bin/fuzz-jscan: $(call fuzz_obj,tests/fuzz/fuzz_jscan.c data-plane/jscan.c)
 build/fuzz/bin/fuzz-cursor: $(call fuzz_obj,tests/fuzz/fuzz_cursor.c common/cursor.c common/secret.c)
 build/fuzz/bin/fuzz-timefmt: $(call fuzz_obj,tests/fuzz/fuzz_timefmt.c tests/fuzz/names_check.c \

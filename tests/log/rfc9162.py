@@ -665,11 +665,13 @@ def sign_checkpoint(key, jwk, tree_size, root, iat):
     return inp + "." + b64e(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
-# The last two are not tampering: retention removed the oldest events (their
-# leaves are marked removed), and an event arrived after the export's
-# checkpoint (not in the log yet, within --max-lag): both verify.
+# "fork": the region signed two roots for one size (a saved checkpoint
+# disagrees). The last three are not tampering: retention removed the
+# oldest events (their leaves are marked removed), an event arrived after
+# the export's checkpoint (not in the log yet, within --max-lag), and an
+# export with a filter (not complete: events may be missing): all verify.
 TAMPERS = ["none", "alter-metadata", "delete-middle", "cut-newest", "swap", "backdate-absent",
-           "backdate-appended", "retention", "late-event"]
+           "backdate-appended", "fork", "retention", "late-event", "filtered"]
 
 
 def make_export(a):
@@ -731,6 +733,10 @@ def make_export(a):
         leaves.append(leaf_hash(forged))
         own_iat = T0 + GAP * n + 120
         expect = 'event "forged-1" (leaf %d)' % n
+    elif t == "fork":
+        expect = "checkpoint tree_size=%d " % saved[2]
+    elif t == "filtered":
+        export_lines = export_lines[::2]
     elif t == "retention":
         export_lines = export_lines[3:]
         removed = [0, 1, 2]
@@ -751,6 +757,8 @@ def make_export(a):
             saved_tok[s] = tok
             # one as the JSON form, and a blank line: both accepted
             f.write(json.dumps({"checkpoint": tok}) + "\n\n" if i == 1 else tok + "\n")
+            if t == "fork" and i == 2:
+                f.write(sign_checkpoint(key, jwk, s, mth(true_leaves[1:s + 1]), T0 + GAP * s - 4) + "\n")
     with open(os.path.join(a.out, "jwks.json"), "w") as f:
         json.dump({"keys": [other, jwk]}, f)
     with open(os.path.join(a.out, "export.ndjson"), "wb") as f:
@@ -759,7 +767,8 @@ def make_export(a):
         chunk = a.chunk
         for start in range(0, len(leaves), chunk):
             part = leaves[start:start + chunk]
-            f.write(json.dumps({"log": {"tenant_id": TENANT, "tree_size": len(leaves), "complete": True,
+            f.write(json.dumps({"log": {"tenant_id": TENANT, "tree_size": len(leaves),
+                                        "complete": t != "filtered",
                                         "from": start, "leaf_hashes": [b64e(h) for h in part],
                                         "removed": [r for r in removed if start <= r < start + chunk]}}, separators=(",", ":")).encode() + b"\n")
         own = sign_checkpoint(key, jwk, len(leaves), mth(leaves), own_iat)

@@ -5,9 +5,9 @@
 # a database administrator could do (an event's metadata changed, an event
 # deleted from the middle, the newest events cut off with the checkpoints
 # after them, two leaves swapped, a backdated event absent from the log or
-# appended to it) must fail in both, naming the same event, leaf or
-# checkpoint first; untouched, retention-trimmed and just-arrived exports
-# verify in both; usage errors exit 2; and common/merkle.c's proofs
+# appended to it, two signed roots for one size) must fail in both, naming
+# the same event, leaf or checkpoint first; untouched, retention-trimmed,
+# filtered and just-arrived exports verify in both; usage errors exit 2; and common/merkle.c's proofs
 # (bin/merkle-vectors) are exactly RFC 9162's as Python computes them.
 #   tests/log/verify_test.sh [BINDIR]     (default bin)
 set -eu
@@ -50,8 +50,8 @@ run() {
 	fi
 }
 
-TAMPERS="none retention late-event alter-metadata delete-middle cut-newest swap backdate-absent
-	backdate-appended"
+TAMPERS="none retention late-event filtered alter-metadata delete-middle cut-newest swap fork
+	backdate-absent backdate-appended"
 for t in $TAMPERS; do  # the fixtures, made side by side
 	$PY make-export --out "$tmp/$t" --tamper "$t" --chunk 7 &
 done
