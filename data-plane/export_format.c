@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
-#include "secret.h"
+#include "checkpoint.h"
 
 void dp_export_begin(enum dp_export_format f, struct buf *out)
 {
@@ -109,7 +109,7 @@ void dp_export_log_line(struct buf *out, const char *tenant, int64_t tree_size, 
 	           ",\"leaf_hashes\":[",
 	           tenant, tree_size, complete ? "true" : "false", from);
 	for (int i = 0; i < n; i++) {
-		secret_b64url(hashes[i], 32, h);
+		checkpoint_b64_hash(hashes[i], h);
 		buf_printf(out, "%s\"%s\"", i ? "," : "", h);
 	}
 	buf_append(out, "],\"removed\":[", 13);

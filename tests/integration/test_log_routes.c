@@ -13,7 +13,8 @@
  *                           another tenant's event; scope and credentials; an event not in the log yet
  *   export_trailer          an NDJSON export ends with `log` lines of the model's leaves and a checkpoint
  *                           that verifies, taken at its start; `complete` only without filter or cursor;
- *                           a removed leaf; CSV unchanged
+ *                           a removed leaf; CSV unchanged; the export, a proof and a consistency proof
+ *                           verify offline with bin/celltrail-verify and with tests/log/rfc9162.py
  *   log_off                 DP_LOG=false: the routes answer 404, an export has no trailer
  *
  * CK_RUN_SUITE=log-routes (and CK_RUN_CASE=<test>) runs them alone. */
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -346,6 +348,22 @@ static double metric(const struct it_stack *s, const char *series)
 	return v;
 }
 
+/* Stores the event sql-1 of `tenant` straight into the regional database,
+ * as a client of the database would: no ingest tells the appender. */
+static void sql_event(const struct it_stack *s, const char *tenant)
+{
+	free(it_sql(s->dp_db,
+	            it_fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
+	                   "                    content_sha256, body)"
+	                   " SELECT '%s'::uuid, 'sql-1', now(), now(), 'x.y', 'u-1', '{}', sha256('x'::bytea),"
+	                   "        json_build_object('id', 'sql-1',"
+	                   "          'occurred_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+	                   "          'received_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),"
+	                   "          'action', 'x.y', 'actor', json_build_object('id', 'u-1', 'type', 'user'),"
+	                   "          'targets', '[]'::json, 'context', '{}'::json, 'metadata', '{}'::json)",
+	                   tenant)));
+}
+
 /* The stack, a tenant `t` of it with a log of 40 leaves that grew in
  * rounds (so that checkpoints of several sizes are stored, 1 among them),
  * covered by a checkpoint, and the model of it. */
@@ -580,10 +598,7 @@ START_TEST(proofs_and_checkpoints)
 	/* An event stored and not appended yet (no commit of its tenant has
 	 * told the appender, and it does not sweep): 409, until a commit of
 	 * the tenant gets both appended. */
-	free(it_sql(s.dp_db, it_fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id,"
-	                            " target_ids, content_sha256, body) SELECT '%s'::uuid, 'sql-1', now(), now(), 'x.y',"
-	                            " 'u-1', '{}', sha256('x'::bytea), json_build_object('id', 'sql-1')",
-	                            t.id)));
+	sql_event(&s, t.id);
 	cl_get(&c, "/v1/events/sql-1/proof", NULL, &a);
 	expect_prob(&a, 409, "conflict", NULL, "an event not in the log yet");
 	ans_free(&a);
@@ -692,10 +707,7 @@ START_TEST(export_trailer)
 
 	/* An event inserted in SQL, which no commit told the appender of: the
 	 * export appends it before it starts, so its checkpoint covers it. */
-	free(it_sql(s.dp_db, it_fmt("INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id,"
-	                            " target_ids, content_sha256, body) SELECT '%s'::uuid, 'sql-1', now(), now(), 'x.y',"
-	                            " 'u-1', '{}', sha256('x'::bytea), json_build_object('id', 'sql-1')",
-	                            t.id)));
+	sql_event(&s, t.id);
 	static const struct {
 		const char *query;
 		int complete;
@@ -773,7 +785,59 @@ START_TEST(export_trailer)
 	ck_assert_int_eq(json_array_size(x.removed), 1);
 	ck_assert_int_eq(json_integer_value(json_array_get(x.removed, 0)), lr2);
 	xp_free(&x);
+
+	/* What the service hands out verifies offline, with bin/celltrail-verify
+	 * and with the independent implementation in Python: the export
+	 * against a checkpoint saved early, a proof, a consistency proof. */
+	const char *dir = it_fmt("%s/log-routes-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	char d[512];
+	snprintf(d, sizeof d, "%s", dir);
+	mkdir(d, 0700);
+	write_text(it_fmt("%s/export.ndjson", d), a.body.p);
 	ans_free(&a);
+	struct ans jw, c1, cl2, ev, pr, cons;
+	cl_get(&c, "/.well-known/jwks.json", NULL, &jw);
+	cl_get(&c, "/v1/checkpoints/1", NULL, &c1);
+	cl_get(&c, "/v1/checkpoints/latest", NULL, &cl2);
+	cl_get(&c, it_fmt("/v1/events/%s", md.ids[3]), NULL, &ev);
+	cl_get(&c, it_fmt("/v1/events/%s/proof", md.ids[3]), NULL, &pr);
+	cl_get(&c, "/v1/checkpoints/consistency?from=1&to=41", NULL, &cons);
+	ck_assert_msg(jw.status == 200 && c1.status == 200 && cl2.status == 200 && ev.status == 200 &&
+	                  pr.status == 200 && cons.status == 200,
+	              "the files to verify");
+	write_text(it_fmt("%s/jwks.json", d), jw.body.p);
+	write_text(it_fmt("%s/old.jws", d), c1.body.p);
+	write_text(it_fmt("%s/new.jws", d), cl2.body.p);
+	write_text(it_fmt("%s/checkpoints", d), it_fmt("%s\n%s\n", c1.body.p, cl2.body.p));
+	write_text(it_fmt("%s/event.json", d), ev.body.p);
+	write_text(it_fmt("%s/proof.json", d), pr.body.p);
+	write_text(it_fmt("%s/consistency.json", d), cons.body.p);
+	ans_free(&jw);
+	ans_free(&c1);
+	ans_free(&cl2);
+	ans_free(&ev);
+	ans_free(&pr);
+	ans_free(&cons);
+	char cv[1024], py[1024], out[4096];
+	it_bin("celltrail-verify", cv, sizeof cv);
+	snprintf(py, sizeof py, "%s/tests/log/rfc9162.py", it_env("IT_ROOT"));
+	char *const run_cv[] = { cv, "--jwks", (char *)it_fmt("%s/jwks.json", d), "--checkpoints",
+		                 (char *)it_fmt("%s/checkpoints", d), (char *)it_fmt("%s/export.ndjson", d), NULL };
+	ck_assert_msg(it_run("celltrail-verify", run_cv, NULL, out, sizeof out) == 0 && !strncmp(out, "verified:", 9),
+	              "celltrail-verify: %s", out);
+	char *const run_py[] = { "/usr/bin/python3", py, "verify-export", "--jwks", (char *)it_fmt("%s/jwks.json", d),
+		                 "--checkpoints", (char *)it_fmt("%s/checkpoints", d),
+		                 (char *)it_fmt("%s/export.ndjson", d), NULL };
+	ck_assert_msg(it_run("rfc9162-export", run_py, NULL, out, sizeof out) == 0, "rfc9162.py verify-export: %s", out);
+	char *const run_pp[] = { "/usr/bin/python3", py, "verify-proof", "--jwks", (char *)it_fmt("%s/jwks.json", d),
+		                 "--checkpoint", (char *)it_fmt("%s/new.jws", d), "--event",
+		                 (char *)it_fmt("%s/event.json", d), "--proof", (char *)it_fmt("%s/proof.json", d), NULL };
+	ck_assert_msg(it_run("rfc9162-proof", run_pp, NULL, out, sizeof out) == 0, "rfc9162.py verify-proof: %s", out);
+	char *const run_pc[] = { "/usr/bin/python3", py, "verify-consistency", "--jwks", (char *)it_fmt("%s/jwks.json", d),
+		                 "--old", (char *)it_fmt("%s/old.jws", d), "--new", (char *)it_fmt("%s/new.jws", d),
+		                 "--proof", (char *)it_fmt("%s/consistency.json", d), NULL };
+	ck_assert_msg(it_run("rfc9162-consistency", run_pc, NULL, out, sizeof out) == 0,
+	              "rfc9162.py verify-consistency: %s", out);
 
 	keys_free(&ks);
 	cl_free(&c);
