@@ -5,13 +5,11 @@
 #      region (us: the log on; jp: off), each region's database in the same
 #      cluster, measured alternately (the order swapped every round), the
 #      medians and their ratio (goal >= 0.9x).
-#   2. Checkpoint lag, commit -> covered by a signed checkpoint: for a
-#      sample of the events the runs above stored (under load) and of
-#      events posted one at a time (idle), the signed_at of the first
-#      checkpoint whose tree_size covers the event's leaf, minus the
-#      event's received_at (both the data plane's clock), p50/p99. The
-#      data plane takes received_at before the commit: under load the
-#      figure includes the request's own wait, printed beside it.
+#   2. Checkpoint lag, commit -> covered by a signed checkpoint: a probe
+#      (tests/bench/log_lag.py) posts an event, then polls GET
+#      /v1/checkpoints/latest every 5 ms from the 201 until it covers the
+#      event; p50/p99 idle, and while wrk posts single events of another
+#      tenant to the same instance.
 #   3. Proof latency: GET /v1/events/{id}/proof of random events of a
 #      tenant of BENCH_LOG_EVENTS events (100,000; loaded with SQL, then
 #      appended by the appender), and GET /v1/checkpoints/consistency from
@@ -21,7 +19,8 @@
 # Run alone (BENCH_ONLY=log tests/bench/run.sh BINDIR does the same): it
 # makes its own PostgreSQL, control plane and data planes. Knobs: those of
 # run.sh (BENCH_SECONDS 5, BENCH_CONNECTIONS 64, BENCH_ROUNDS 3,
-# BENCH_THREADS 2), BENCH_LOG_EVENTS (100000).
+# BENCH_THREADS 2), BENCH_LOG_EVENTS (100000), BENCH_LOG_PARTS (which of
+# "ingest lag proofs" to run: all).
 set -eu
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
@@ -32,8 +31,10 @@ CONNS=${BENCH_CONNECTIONS:-64}
 ROUNDS=${BENCH_ROUNDS:-3}
 THREADS=${BENCH_THREADS:-2}
 EVENTS=${BENCH_LOG_EVENTS:-100000}
+PARTS=${BENCH_LOG_PARTS:-ingest lag proofs}
 BATCH=100
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PY=/usr/bin/python3
 cd "$ROOT"
 
 work=$(mktemp -d /tmp/celltrail-bench-log.XXXXXX)
@@ -143,6 +144,8 @@ ingest() { # region batch: one tenant per region and batch size
 	settle "$1" "$_t"
 }
 
+part() { case " $PARTS " in *" $1 "*) return 0 ;; esac; return 1; }
+if part ingest; then
 echo "Tamper evidence: wrk, $CONNS connections, ${SECS}s x $ROUNDS rounds (medians, order alternated), $THREADS server threads, $(nproc) cores"
 for b in 1 $BATCH; do
 	: > "$work/on$b"; : > "$work/off$b"
@@ -165,34 +168,26 @@ printf '  %-40s %9s %-9s p50 %6s ms p99 %6s ms   DP_LOG=off %9s %-9s p50 %6s ms 
 	"POST /v1/events, $BATCH events, DP_LOG=on" "$onn" "events/s" "$(col "$work/on$BATCH" 2)" "$(col "$work/on$BATCH" 3)" \
 	"$offn" "events/s" "$(col "$work/off$BATCH" 2)" "$(col "$work/off$BATCH" 3)" "$(ratio "$onn" "$offn")" "$(verdict "$onn >= 0.9 * $offn")"
 
-# Checkpoint lag. Idle: 200 single events, one every 50 ms.
-i=0
-while [ $i -lt 200 ]; do
-	curl -fsS -o /dev/null -H "Authorization: Bearer $LK" -H 'Content-Type: application/json' -d "$BENCH_EVENT" "$ON_URL/v1/events"
-	sleep 0.05
-	i=$((i + 1))
-done
-settle us "$LT"
-lag() { # tenant sample-size: "p50_ms p99_ms max_ms n"
-	sql us -tA -F ' ' -c "
-SELECT round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric), round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric),
-       round(max(ms)::numeric), count(*)
-  FROM (SELECT extract(epoch FROM (c.signed_at - e.received_at)) * 1000 AS ms
-          FROM (SELECT * FROM log_leaves WHERE tenant_id = '$1' AND event_id IS NOT NULL ORDER BY random() LIMIT $2) l
-          JOIN events e ON e.tenant_id = l.tenant_id AND e.id = l.event_id
-          CROSS JOIN LATERAL (SELECT signed_at FROM log_checkpoints c
-                               WHERE c.tenant_id = l.tenant_id AND c.tree_size > l.leaf_index
-                               ORDER BY c.tree_size LIMIT 1) c) s"
-}
-set -- $(lag "$LT" 200)
-printf '  checkpoint lag (commit -> signed checkpoint covering it), idle, %s events one at a time: p50 %s ms, p99 %s ms, max %s ms\n' "$4" "$1" "$2" "$3"
-set -- $(lag "$W_us_1" 5000)
-printf '  checkpoint lag under the 1-event load above, %s sampled events: p50 %s ms, p99 %s ms, max %s ms (the POSTs themselves: p50 %s ms, p99 %s ms)\n' \
-	"$4" "$1" "$2" "$3" "$(col "$work/on1" 2)" "$(col "$work/on1" 3)"
-set -- $(lag "$W_us_n" 5000)
-printf '  checkpoint lag under the %s-event load above, %s sampled events: p50 %s ms, p99 %s ms, max %s ms (the POSTs themselves: p50 %s ms, p99 %s ms)\n' \
-	"$BATCH" "$4" "$1" "$2" "$3" "$(col "$work/on$BATCH" 2)" "$(col "$work/on$BATCH" 3)"
+fi
 
+# Checkpoint lag, from the 201 to the first GET /v1/checkpoints/latest
+# that covers the event (tests/bench/log_lag.py): idle, and while wrk
+# posts single events of another tenant to the same instance.
+if part lag; then
+set -- $("$PY" tests/bench/log_lag.py "$ON_URL" "$LK" 50 "$BENCH_EVENT")
+printf '  checkpoint lag (201 -> covered by a signed checkpoint), idle, %s samples: p50 %s ms, p99 %s ms, max %s ms (DP_LOG_INTERVAL 1s)\n' "$4" "$1" "$2" "$3"
+(SECS=$((SECS * 3)) BENCH_API_KEY=$K_us_1 BENCH_BATCH=1; export BENCH_API_KEY BENCH_BATCH
+ measure "$ON_URL" -s "$ROOT/tests/bench/post_events.lua" > "$work/loaded") &
+load_pid=$!
+sleep 1
+set -- $("$PY" tests/bench/log_lag.py "$ON_URL" "$LK" 20 "$BENCH_EVENT")
+wait $load_pid
+printf '  the same under %s req/s of single-event POSTs of another tenant: p50 %s ms, p99 %s ms, max %s ms, %s samples\n' \
+	"$(cut -d' ' -f1 "$work/loaded")" "$1" "$2" "$3" "$4"
+settle us "$W_us_1"
+fi
+
+part proofs || exit 0
 # Proofs: a tenant of EVENTS events loaded with SQL (ids pf-1 .. pf-N),
 # appended by the appender (one event posted to wake it).
 sql us -v tenant="$PT" -v n="$EVENTS" <<'SQL'
