@@ -174,9 +174,9 @@ fi
 # that covers the event (tests/bench/log_lag.py): idle, and while wrk
 # posts single events of another tenant to the same instance.
 if part lag; then
-set -- $("$PY" tests/bench/log_lag.py "$ON_URL" "$LK" 50 "$BENCH_EVENT")
+set -- $("$PY" tests/bench/log_lag.py "$ON_URL" "$LK" 40 "$BENCH_EVENT")
 printf '  checkpoint lag (201 -> covered by a signed checkpoint), idle, %s samples: p50 %s ms, p99 %s ms, max %s ms (DP_LOG_INTERVAL 1s)\n' "$4" "$1" "$2" "$3"
-(SECS=$((SECS * 3)) BENCH_API_KEY=$K_us_1 BENCH_BATCH=1; export BENCH_API_KEY BENCH_BATCH
+(SECS=$((SECS * 5)) BENCH_API_KEY=$K_us_1 BENCH_BATCH=1; export BENCH_API_KEY BENCH_BATCH
  measure "$ON_URL" -s "$ROOT/tests/bench/post_events.lua" > "$work/loaded") &
 load_pid=$!
 sleep 1

@@ -6,10 +6,12 @@ event is covered by a signed checkpoint of its tenant's log.
 Each sample reads the tree size of GET /v1/checkpoints/latest (the probe is
 its tenant's only writer), POSTs one event, and from the 201 (the commit
 happened before it) polls the latest checkpoint every 5 ms until it covers
-one more leaf; then waits 50 ms. Prints "p50_ms p99_ms max_ms samples" of
+one more leaf; then waits 50 ms to 1.05 s at random (a fixed pause would
+fall at the same point of the appender's round every time). Prints "p50_ms p99_ms max_ms samples" of
 the time from the 201 to the first answer that covers it (so at most 5 ms
 plus one request late)."""
 import json
+import random
 import sys
 import time
 import urllib.error
@@ -44,7 +46,7 @@ for _ in range(samples):
             sys.exit("log_lag: no checkpoint covered the event within 30 s")
         time.sleep(0.005)
     lags.append((time.monotonic() - t) * 1000)
-    time.sleep(0.05)
+    time.sleep(random.uniform(0.05, 1.05))  # not in step with the appender's rounds
 lags.sort()
 pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))]
 print("%.0f %.0f %.0f %d" % (pick(0.5), pick(0.99), lags[-1], len(lags)))
