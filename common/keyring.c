@@ -258,7 +258,7 @@ int keyring_rotate(const char *dir, char kid[64], char *err, size_t errlen)
 	char old[64], when[32], name[80], path[4096];
 	struct jwk k;
 	if (read_small(dir, "current", old, sizeof old) != 0) {
-		snprintf(err, errlen, "%s/current is missing: start the control plane once first", dir);
+		snprintf(err, errlen, "%s/current is missing: make the key ring first (control-plane jwks, data-plane log-jwks)", dir);
 		return -1;
 	}
 	if (read_small(dir, "next", kid, 64) != 0 || !strcmp(kid, old)) {

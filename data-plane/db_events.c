@@ -551,7 +551,14 @@ enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cu
 	snprintf(lim, sizeof lim, "%d", batch);
 	const char *p[3] = { tenant, num, lim };
 	PGresult *r;
-	enum db_status st = db_exec(
+	/* The tenant's log head first, waiting for an append in progress:
+	 * that append's leaves are then seen by the statement below (a later
+	 * one reads after the deletion), so no leaf of a deleted event is
+	 * left unmarked. */
+	enum db_status st = db_exec(c, NULL, "SELECT 1 FROM log_heads WHERE tenant_id = $1::uuid FOR UPDATE", 1, p);
+	if (st != DB_OK)
+		return st;
+	st = db_exec(
 		c, &r,
 		/* The deleted events' leaves stay in the tenant's log (what
 		 * remains still verifies), marked removed: the newest leaf of

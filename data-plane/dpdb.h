@@ -168,7 +168,9 @@ enum db_status dp_db_outbox_purge(struct db_conn *c, int days, long *deleted)
 	__attribute__((warn_unused_result));
 
 /* Deletes at most `batch` events of `tenant` that occurred before
- * cutoff_us; *deleted is how many. */
+ * cutoff_us, and marks their leaves of the tenant's log removed (hashes
+ * kept); *deleted is how many. Locks the log's head first (waiting for an
+ * append in progress): run it in a READ COMMITTED transaction. */
 enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cutoff_us, int batch,
                                long *deleted) __attribute__((warn_unused_result));
 

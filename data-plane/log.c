@@ -329,30 +329,37 @@ static enum db_status sweep_tx(struct db_conn *c, void *ctx)
 }
 
 /* The cell's tenants (of the configuration in use) that have events past
- * their heads: other instances' commits, moved-in rows, a failed round's. */
-static void sweep(struct dp_log *l, struct todo *t)
+ * their heads: other instances' commits, moved-in rows, a failed round's.
+ * Returns 0, or -1 when there is no configuration yet or the statement
+ * failed (then the next round sweeps again). */
+static int sweep(struct dp_log *l, struct todo *t)
 {
+	int ret = -1;
 	struct dp_app *app = l->app;
 	struct buf arr = { 0 };
 	size_t n = 0;
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
-	if (s)
+	if (s) {
+		ret = 0;
 		for (size_t i = 0; i < s->doc->ntenants; i++) {
 			if (s->doc->tenants[i].status == 'd')
 				continue; /* erasure's */
 			db_array_add(&arr, s->doc->tenants[i].id, strlen(s->doc->tenants[i].id));
 			n++;
 		}
+	}
 	dp_snaps_leave(app->snaps);
 	db_array_end(&arr);
 	if (n && !arr.failed) {
 		struct sweep sw = { .tenants = arr.p, .t = t, .before = t->n };
 		if (db_tx(app->db, DB_READ_COMMITTED, sweep_tx, &sw) != DB_OK) {
 			t->n = sw.before;
+			ret = -1;
 			log_warn(NULL, "log: the sweep for tenants with events to append failed; retried next round");
 		}
 	}
 	buf_free(&arr);
+	return ret;
 }
 
 static int64_t log_step(void *ctx)
@@ -375,10 +382,8 @@ static int64_t log_step(void *ctx)
 	do_sweep = l->overflow || now >= l->next_sweep_us;
 	l->overflow = 0;
 	pthread_mutex_unlock(&l->mu);
-	if (do_sweep) {
-		sweep(l, &t);
+	if (do_sweep && sweep(l, &t) == 0)
 		l->next_sweep_us = now + app->cfg.log_sweep_interval_ms * 1000;
-	}
 	if (!t.n)
 		goto out;
 	qsort(t.ids, t.n, sizeof *t.ids, id_cmp);

@@ -385,7 +385,7 @@ static int64_t retention_step(void *ctx)
 		struct ret_ctx q = { .tenant = list[i].id, .batch = (int)app->cfg.retention_batch,
 			                 .cutoff_us = now - list[i].days * INT64_C(86400000000) };
 		do {
-			if (db_tx(app->db, DB_AUTOCOMMIT, retention_tx, &q) != DB_OK) {
+			if (db_tx(app->db, DB_READ_COMMITTED, retention_tx, &q) != DB_OK) {
 				failed = 1;
 				break;
 			}

@@ -479,6 +479,55 @@ START_TEST(unrelated_tenants_not_serialized)
 }
 END_TEST
 
+/* The log keys rotate as the control plane's do: a staged key is
+ * published before it signs; after the rotation new checkpoints carry the
+ * new key, and those signed before still verify with the JWK set. */
+START_TEST(key_rotation)
+{
+	struct it_stack s;
+	struct who w;
+	char bin[1024], out[4096], dir[700], kid[64];
+	snprintf(dir, sizeof dir, "DP_LOG_KEYS_DIR=%s/rot-keys-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	it_bin("data-plane", bin, sizeof bin);
+	const char *env[] = { dir, NULL };
+	char *jwks_argv[] = { bin, "log-jwks", NULL }, *stage_argv[] = { bin, "log-stage-key", NULL },
+	     *rotate_argv[] = { bin, "log-rotate-key", NULL };
+	ck_assert_int_eq(it_run("log-jwks", jwks_argv, env, out, sizeof out), 0);
+	const char *dp_env[] = { dir, "DP_LOG_INTERVAL=100ms", NULL };
+	it_stack_start(&s, "us", NULL, dp_env);
+	log_tenant(&s, &w, "logrot");
+	post(s.dp_url, &w, "before", 4);
+	ck_assert_int_eq(wait_appended(&s, w.tenant), 4);
+	struct jwk keys[8] = { 0 };
+	size_t nk = jwks_keys(s.dp_url, keys);
+	ck_assert_int_eq(nk, 1);
+	snprintf(kid, sizeof kid, "%s", keys[0].kid);
+	jwk_clear(&keys[0]);
+
+	ck_assert_int_eq(it_run("log-stage-key", stage_argv, env, out, sizeof out), 0);
+	nk = jwks_keys(s.dp_url, keys);
+	ck_assert_int_eq(nk, 2); /* published before it signs */
+	for (size_t i = 0; i < nk; i++)
+		jwk_clear(&keys[i]);
+	ck_assert_int_eq(it_run("log-rotate-key", rotate_argv, env, out, sizeof out), 0);
+	post(s.dp_url, &w, "after", 3);
+	ck_assert_int_eq(wait_appended(&s, w.tenant), 7);
+	char *oldest = it_sql(s.dp_db, it_fmt("SELECT kid FROM log_checkpoints WHERE tenant_id = '%s'"
+	                                      " ORDER BY tree_size LIMIT 1", w.tenant));
+	ck_assert_str_eq(oldest, kid);
+	free(oldest);
+	char *newest = it_sql(s.dp_db, it_fmt("SELECT kid FROM log_checkpoints WHERE tenant_id = '%s'"
+	                                      " ORDER BY tree_size DESC LIMIT 1", w.tenant));
+	ck_assert_str_ne(newest, kid);
+	free(newest);
+	struct leaves L;
+	leaves_load(&s, w.tenant, &L);
+	ck_assert_int_ge(check_checkpoints(&s, s.dp_url, w.tenant, &L), 2);
+	leaves_free(&L);
+	it_stack_stop(&s);
+}
+END_TEST
+
 /* DP_LOG=false: no log is kept and no key is published (404); DP_LOG on
  * without DP_LOG_KEYS_DIR does not start. */
 START_TEST(log_off)
@@ -518,6 +567,7 @@ Suite *log_suite(void)
 	const TTest *const tests[] = {
 		leaves_follow_the_feed,
 		unrelated_tenants_not_serialized,
+		key_rotation,
 		log_off,
 	};
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 300);
