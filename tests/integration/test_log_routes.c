@@ -514,6 +514,7 @@ START_TEST(proofs_and_checkpoints)
 		{ "/v1/checkpoints/-1", 0, 400, "validation_failed", "tree_size" },
 		{ "/v1/checkpoints/+1", 0, 400, "validation_failed", "tree_size" },
 		{ "/v1/checkpoints/abc", 0, 400, "validation_failed", "tree_size" },
+		{ "/v1/checkpoints/", 0, 404, "not_found", NULL }, /* an empty size: no route */
 		{ "/v1/checkpoints/1", 0, 200, NULL, NULL },
 		{ "/v1/checkpoints/40", 0, 200, NULL, NULL },
 		{ "/v1/checkpoints/41", 0, 404, "not_found", NULL },
