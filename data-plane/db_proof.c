@@ -100,14 +100,20 @@ enum db_status dp_db_log_hashes(struct db_conn *c, const char *tenant, const cha
 {
 	const char *p[3] = { tenant, levels, idxs };
 	PGresult *r;
-	/* Level 0 is a leaf; the others are log_nodes' (levels 4, 8, ...). */
+	/* Level 0 is a leaf; the others are log_nodes' (levels 4, 8, ...). One
+	 * primary-key lookup per hash asked (LATERAL): joined instead, the
+	 * planner hashed every leaf and node of the tenant (36 ms at 100,000
+	 * leaves, against 0.5). A hash not stored has no row. */
 	enum db_status st = db_exec(
 		c, &r,
-		"SELECT k.ord - 1, encode(coalesce(l.leaf_hash, n.hash), 'hex')"
+		"SELECT k.ord - 1, encode(h.hash, 'hex')"
 		"  FROM unnest($2::int[], $3::bigint[]) WITH ORDINALITY AS k(level, idx, ord)"
-		"  LEFT JOIN log_leaves l ON k.level = 0 AND l.tenant_id = $1::uuid AND l.leaf_index = k.idx"
-		"  LEFT JOIN log_nodes n ON k.level > 0 AND n.tenant_id = $1::uuid AND n.level = k.level"
-		"                        AND n.idx = k.idx",
+		"  CROSS JOIN LATERAL ("
+		"    SELECT leaf_hash AS hash FROM log_leaves"
+		"     WHERE k.level = 0 AND tenant_id = $1::uuid AND leaf_index = k.idx"
+		"    UNION ALL"
+		"    SELECT hash FROM log_nodes"
+		"     WHERE k.level > 0 AND tenant_id = $1::uuid AND level = k.level AND idx = k.idx) h",
 		3, p);
 	if (st != DB_OK)
 		return st;
