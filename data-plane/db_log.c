@@ -51,11 +51,16 @@ enum db_status dp_db_log_lock_head(struct db_conn *c, const char *tenant, struct
 		 * inserts is this transaction's (locked); a row that exists (or
 		 * that another transaction is inserting) gives none, and then the
 		 * head is someone else's to move. An empty tree's root is
-		 * SHA-256 of nothing. */
+		 * SHA-256 of nothing. A tenant moving in (its copy under way: a
+		 * move's progress here, no feed offset yet, which the cutover
+		 * writes) gets its head after the cutover: its copied history is
+		 * then appended whole, not signed page by page as it arrives. */
 		st = db_exec(c, &r,
 		             "INSERT INTO log_heads (tenant_id, root_hash)"
 		             " SELECT $1::uuid, sha256(''::bytea)"
 		             "  WHERE EXISTS (SELECT 1 FROM events WHERE tenant_id = $1::uuid)"
+		             "    AND NOT (EXISTS (SELECT 1 FROM move_progress WHERE tenant_id = $1::uuid)"
+		             "             AND NOT EXISTS (SELECT 1 FROM tenant_feed_offsets WHERE tenant_id = $1::uuid))"
 		             " ON CONFLICT (tenant_id) DO NOTHING RETURNING " HEAD_COLS,
 		             1, p);
 		if (st != DB_OK)
@@ -139,7 +144,8 @@ enum db_status dp_db_log_write(struct db_conn *c, const struct dp_log_write *w)
 		"        frontier = decode($11, 'hex'), root_hash = decode($12, 'hex'), updated_at = now()"
 		"      WHERE tenant_id = $1::uuid)"
 		" INSERT INTO log_checkpoints (tenant_id, tree_size, root_hash, signed_at, kid, jws)"
-		" VALUES ($1::uuid, $8::bigint, decode($12, 'hex'), to_timestamp($13::bigint), $14, $15)"
+		" SELECT $1::uuid, $8::bigint, decode($12, 'hex'), to_timestamp($13::bigint), $14, $15"
+		"  WHERE $15::text IS NOT NULL"
 		" ON CONFLICT (tenant_id, tree_size) DO NOTHING",
 		15, p);
 }

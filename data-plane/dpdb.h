@@ -429,7 +429,7 @@ enum db_status dp_db_log_rows(struct db_conn *c, const char *tenant, uint64_t af
 /* One append's writes, in one statement: the leaves first_index.. (ids: a
  * text array literal; leaf_hex: their 32-byte hashes in hex, one after the
  * other), the completed nodes (levels and idxs: array literals; node_hex
- * likewise), the new head, and its signed checkpoint (kept if one of that
+ * likewise), the new head, and its signed checkpoint when jws is not NULL (kept if one of that
  * size is there). */
 struct dp_log_write {
 	const char *tenant;

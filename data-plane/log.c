@@ -39,6 +39,7 @@ struct dp_log {
 	size_t nset;
 	int overflow;                /* the set filled up: sweep next round */
 	int64_t next_sweep_us;       /* loop thread only */
+	int64_t swept_ver;           /* loop thread only: the configuration the last sweep read */
 	atomic_ullong leaves, appends_ok, appends_failed, checkpoints, append_us, proofs_incl, proofs_cons;
 };
 
@@ -109,6 +110,7 @@ struct append {
 	uint64_t last_tx;
 	int64_t last_seq;
 	int n, busy, failed;
+	int more;                    /* rows past the batch wait: not caught up */
 	long nodes;
 	int64_t tree_size;           /* after the append */
 	int checkpointed;
@@ -121,7 +123,7 @@ static void append_reset(struct append *a)
 	buf_free(&a->levels);
 	buf_free(&a->idxs);
 	buf_free(&a->node_hex);
-	a->n = a->busy = a->failed = a->checkpointed = 0;
+	a->n = a->busy = a->failed = a->checkpointed = a->more = 0;
 	a->nodes = 0;
 	a->tree_size = 0;
 }
@@ -142,8 +144,13 @@ static void on_row(void *ctx, const char *id, const char *body, size_t len, uint
 {
 	struct append *a = ctx;
 	merkle_hash h;
-	if (a->failed)
+	if (a->failed || a->more)
 		return;
+	if (a->n == a->batch) {
+		a->more = 1; /* the one row read past the batch */
+		return;
+	}
+	a->n++;
 	merkle_leaf_hash(body, len, h);
 	if (merkle_frontier_push(&a->f, h, on_node, a) != 0) {
 		a->failed = 1; /* 2^63 leaves: not in this universe */
@@ -199,7 +206,9 @@ static enum db_status append_tx(struct db_conn *c, void *ctx)
 	}
 	a->last_tx = h.next_tx;
 	a->last_seq = h.next_seq;
-	if ((st = dp_db_log_rows(c, a->tenant, h.next_tx, h.next_seq, a->batch, on_row, a, &a->n)) != DB_OK)
+	int rows;
+	/* One row more than the batch: whether this append catches up. */
+	if ((st = dp_db_log_rows(c, a->tenant, h.next_tx, h.next_seq, a->batch + 1, on_row, a, &rows)) != DB_OK)
 		return st;
 	if (a->failed)
 		return DB_ERROR;
@@ -222,9 +231,15 @@ static enum db_status append_tx(struct db_conn *c, void *ctx)
 	buf_append(&fr, "", 0);
 	hex(&rt, root, MERKLE_HASH_LEN);
 
+	/* A checkpoint says that at its iat the log held everything committed
+	 * a moment before (a verifier calls an event it does not cover, received
+	 * well before it, backdated). So only a head that caught up is signed:
+	 * while a backlog is appended (the log turned on over stored events, a
+	 * moved-in history, an instance back after a long outage) the heads in
+	 * between are not. */
 	struct checkpoint cp;
 	fill_checkpoint(a->l, a->tenant, (int64_t)a->f.size, root, &cp);
-	if (!(jws = checkpoint_sign(a->key, &cp))) {
+	if (!a->more && !(jws = checkpoint_sign(a->key, &cp))) {
 		log_error(NULL, "log of tenant %s: signing a checkpoint failed", a->tenant);
 		st = DB_ERROR;
 		goto out;
@@ -239,11 +254,11 @@ static enum db_status append_tx(struct db_conn *c, void *ctx)
 		.levels = a->levels.p, .idxs = a->idxs.p, .node_hex = a->node_hex.p ? a->node_hex.p : "",
 		.tree_size = (int64_t)a->f.size, .next_tx = a->last_tx, .next_seq = a->last_seq,
 		.frontier_hex = fr.p ? fr.p : "", .root_hex = rt.p, .iat = cp.iat, .kid = a->key->kid,
-		.jws = jws,
+		.jws = jws, /* NULL: no checkpoint */
 	};
 	if ((st = dp_db_log_write(c, &w)) == DB_OK) {
 		a->tree_size = (int64_t)a->f.size;
-		a->checkpointed = 1;
+		a->checkpointed = jws != NULL;
 	}
 out:
 	free(jws);
@@ -284,7 +299,8 @@ static enum db_status append_one(struct dp_log *l, struct db_conn *c, const char
 	} else if (a->n > 0) {
 		atomic_fetch_add(&l->appends_ok, 1);
 		atomic_fetch_add(&l->leaves, (unsigned long long)a->n);
-		atomic_fetch_add(&l->checkpoints, 1);
+		if (a->checkpointed)
+			atomic_fetch_add(&l->checkpoints, 1);
 	}
 	return st;
 }
@@ -341,6 +357,7 @@ static int sweep(struct dp_log *l, struct todo *t)
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
 	if (s) {
 		ret = 0;
+		l->swept_ver = s->doc->ver;
 		for (size_t i = 0; i < s->doc->ntenants; i++) {
 			if (s->doc->tenants[i].status == 'd')
 				continue; /* erasure's */
@@ -379,7 +396,11 @@ static int64_t log_step(void *ctx)
 			l->nset--;
 		}
 	l->nset = 0;
-	do_sweep = l->overflow || now >= l->next_sweep_us;
+	/* A new configuration may bring tenants (one moved in): swept at once. */
+	const struct dp_snapshot *snap = dp_snaps_enter(app->snaps);
+	int new_config = snap && snap->doc->ver != l->swept_ver;
+	dp_snaps_leave(app->snaps);
+	do_sweep = l->overflow || new_config || now >= l->next_sweep_us;
 	l->overflow = 0;
 	pthread_mutex_unlock(&l->mu);
 	if (do_sweep && sweep(l, &t) == 0)
@@ -399,7 +420,7 @@ static int64_t log_step(void *ctx)
 		for (int b = 0;; b++) {
 			struct append a = { 0 };
 			enum db_status st = append_one(l, NULL, t.ids[i], &key, &a);
-			int full = a.n == a.batch, busy = a.busy;
+			int full = a.more, busy = a.busy;
 			append_reset(&a);
 			if (st != DB_OK) {
 				log_warn(NULL, "log: appending tenant %s's events failed (%s); retried next round", t.ids[i],
@@ -540,6 +561,7 @@ int dp_log_checkpoint_head(struct dp_log *l, struct db_conn *c, const char *tena
 	int64_t iat = 0;
 	int ret = -1;
 	int64_t deadline = timefmt_now_us() + budget_ms * 1000;
+	int caught_up = 0;
 
 	memset(out, 0, sizeof *out);
 	if (!l || keyring_current(l->kr, &key) != 0)
@@ -549,10 +571,11 @@ int dp_log_checkpoint_head(struct dp_log *l, struct db_conn *c, const char *tena
 	for (;;) {
 		struct append a = { 0 };
 		enum db_status st = append_one(l, c, tenant, &key, &a);
-		int busy = a.busy, again = st == DB_OK && (a.busy || a.n == a.batch);
+		int busy = a.busy, again = st == DB_OK && (a.busy || a.more);
 		append_reset(&a);
 		if (st != DB_OK)
 			goto out;
+		caught_up = !again;
 		if (!again || timefmt_now_us() >= deadline)
 			break;
 		if (busy) {
@@ -560,7 +583,16 @@ int dp_log_checkpoint_head(struct dp_log *l, struct db_conn *c, const char *tena
 			nanosleep(&ts, NULL);
 		}
 	}
-	enum db_status st = dp_db_log_head_get(c, tenant, &h, &jws, &iat);
+	enum db_status st;
+	if (!caught_up) {
+		/* A backlog longer than the budget: the newest checkpoint stands
+		 * (signed when the log had caught up); the head is not signed
+		 * before it catches up (append_tx). */
+		st = dp_db_checkpoint_get(c, tenant, 0, out);
+		ret = st == DB_OK || st == DB_NOT_FOUND ? 0 : -1;
+		goto out;
+	}
+	st = dp_db_log_head_get(c, tenant, &h, &jws, &iat);
 	if (st == DB_NOT_FOUND || (st == DB_OK && h.tree_size == 0)) {
 		ret = 0;
 		goto out;

@@ -400,6 +400,23 @@ START_TEST(leaves_follow_the_feed)
 	ck_assert_int_eq(sqll(s.dp_db, it_fmt("SELECT count(DISTINCT event_id) FROM log_leaves WHERE tenant_id = '%s'",
 	                                      w.tenant)),
 	                 625);
+	leaves_free(&L);
+
+	/* A backlog (here 60 events committed at once, appended 7 at a time)
+	 * is signed once caught up, never in between: a checkpoint of a head
+	 * that lags what was committed before it would make a verifier call
+	 * the events it does not cover backdated. */
+	const char *small_env[] = { "DP_LOG_INTERVAL=100ms", "DP_LOG_BATCH=7", "DP_RETENTION_INTERVAL=1s", NULL };
+	it_stack_dp_restart(&s, small_env);
+	post(s.dp_url, &w, "backlog", 60);
+	ck_assert_int_eq(wait_appended(&s, w.tenant), 685);
+	char *sizes = it_sql(s.dp_db, it_fmt("SELECT string_agg(tree_size::text, ',' ORDER BY tree_size)"
+	                                     "  FROM log_checkpoints WHERE tenant_id = '%s' AND tree_size > 625",
+	                                     w.tenant));
+	ck_assert_str_eq(sizes, "685");
+	free(sizes);
+	leaves_load(&s, w.tenant, &L);
+	check_leaves_are_feed(s.dp_url, &w, &L);
 
 	/* Retention: the events of one request fall out of the retention
 	 * period (changed here as the clock would); their leaves stay, with

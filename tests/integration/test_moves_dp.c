@@ -995,6 +995,15 @@ START_TEST(move_end_to_end)
 	ck_assert(replayed(&r));
 	res_free(&r);
 	ck_assert_int_eq(sqll(e.b.db, "SELECT count(*) FROM events WHERE tenant_id = '" T "'"), total);
+	/* The target's log of T is its copied history appended whole once T
+	 * is its tenant: no checkpoint signed while pages were arriving (each
+	 * would say the log was complete at a moment it was not). */
+	t0 = it_now_ms();
+	while (sqll(e.b.db, "SELECT coalesce((SELECT tree_size FROM log_heads WHERE tenant_id = '" T "'), 0)") < total) {
+		ck_assert_msg(it_now_ms() - t0 < 20000, "the target never appended the copied events to T's log");
+		usleep(50000);
+	}
+	ck_assert_int_eq(sqll(e.b.db, "SELECT min(tree_size) FROM log_checkpoints WHERE tenant_id = '" T "'"), total);
 	/* New writes at the target sort after every copied row. */
 	for (int i = 1; i <= 3; i++) {
 		post_ev(&r, &e.b, KEY, ev(it_fmt("n%d", i), "dave"), NULL);
