@@ -539,6 +539,49 @@ static enum http_step check_query(struct http_req *req, const struct http_route 
 	return HTTP_ANSWERED;
 }
 
+/* 1 when a media range's parameters (from after the type to the end of
+ * the element) give it q=0: the client refuses the type. */
+static int accept_q_zero(const char *p, const char *end)
+{
+	for (; p < end; p++) {
+		if (*p != ';')
+			continue;
+		while (p + 1 < end && (p[1] == ' ' || p[1] == '\t'))
+			p++;
+		if (end - p >= 4 && (p[1] == 'q' || p[1] == 'Q') && p[2] == '=') {
+			const char *v = p + 3;
+			if (v >= end || *v != '0')
+				return 0;
+			for (v++; v < end && (*v == '.' || *v == '0'); v++)
+				;
+			return v == end || *v == ';' || *v == ' ' || *v == '\t';
+		}
+	}
+	return 0;
+}
+
+/* The format an Accept header names: exactly one of text/csv and
+ * application/x-ndjson listed (not refused with q=0). -1 otherwise:
+ * neither (a wildcard says nothing about which), or both. */
+int http_accept_lists(const char *accept, const char *type)
+{
+	size_t want = strlen(type);
+	for (const char *p = accept; p && *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		const char *t = p;
+		while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+			p++;
+		size_t n = (size_t)(p - t);
+		const char *params = p;
+		while (*p && *p != ',')
+			p++;
+		if (n == want && !strncasecmp(t, type, n) && !accept_q_zero(params, p))
+			return 1;
+	}
+	return 0;
+}
+
 const char *http_req_header(const struct http_req *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

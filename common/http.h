@@ -130,6 +130,10 @@ int http_req_query_values(const struct http_req *req, const char *name, const ch
 int http_req_query_prefixed(const struct http_req *req, const char *prefix, const char **names,
                             const char **vals, int max);
 const char *http_req_header(const struct http_req *req, const char *name);
+/* 1 when the Accept header value `accept` (NULL: none) lists the media
+ * type `type` exactly (case-insensitive; a wildcard does not count) and
+ * does not refuse it with q=0. */
+int http_accept_lists(const char *accept, const char *type);
 const char *http_req_body(const struct http_req *req, size_t *len);
 /* The token of "Authorization: Bearer <token>" (scheme case-insensitive),
  * or NULL when absent, empty or longer than HTTP_BEARER_MAX. */

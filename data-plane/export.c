@@ -265,50 +265,12 @@ static void export_free(void *cls)
 	free(ex);
 }
 
-/* 1 when a media range's parameters (from after the type to the end of
- * the element) give it q=0: the client refuses the type. */
-static int q_zero(const char *p, const char *end)
-{
-	for (; p < end; p++) {
-		if (*p != ';')
-			continue;
-		while (p + 1 < end && (p[1] == ' ' || p[1] == '\t'))
-			p++;
-		if (end - p >= 4 && (p[1] == 'q' || p[1] == 'Q') && p[2] == '=') {
-			const char *v = p + 3;
-			if (v >= end || *v != '0')
-				return 0;
-			for (v++; v < end && (*v == '.' || *v == '0'); v++)
-				;
-			return v == end || *v == ';' || *v == ' ' || *v == '\t';
-		}
-	}
-	return 0;
-}
-
 /* The format an Accept header names: exactly one of text/csv and
  * application/x-ndjson listed (not refused with q=0). -1 otherwise:
  * neither (a wildcard says nothing about which), or both. */
 static int accept_format(const char *accept)
 {
-	int csv = 0, ndjson = 0;
-	for (const char *p = accept; p && *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		const char *t = p;
-		while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
-			p++;
-		size_t n = (size_t)(p - t);
-		const char *params = p;
-		while (*p && *p != ',')
-			p++;
-		if (q_zero(params, p))
-			continue;
-		if (n == 8 && !strncasecmp(t, "text/csv", n))
-			csv = 1;
-		else if (n == 20 && !strncasecmp(t, "application/x-ndjson", n))
-			ndjson = 1;
-	}
+	int csv = http_accept_lists(accept, "text/csv"), ndjson = http_accept_lists(accept, "application/x-ndjson");
 	return csv == ndjson ? -1 : csv ? DP_EXPORT_CSV : DP_EXPORT_NDJSON;
 }
 

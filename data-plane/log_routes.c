@@ -266,50 +266,11 @@ static int proof_compute(struct http_req *req, struct proof *p)
 
 /* ---- checkpoints ---- */
 
-/* 1 when a media range's parameters (from after the type to the end of
- * the element) give it q=0: the client refuses the type. */
-static int q_zero(const char *p, const char *end)
-{
-	for (; p < end; p++) {
-		if (*p != ';')
-			continue;
-		while (p + 1 < end && (p[1] == ' ' || p[1] == '\t'))
-			p++;
-		if (end - p >= 4 && (p[1] == 'q' || p[1] == 'Q') && p[2] == '=') {
-			const char *v = p + 3;
-			if (v >= end || *v != '0')
-				return 0;
-			for (v++; v < end && (*v == '.' || *v == '0'); v++)
-				;
-			return v == end || *v == ';' || *v == ' ' || *v == '\t';
-		}
-	}
-	return 0;
-}
-
 /* 1 when Accept asks for the JSON form: it lists application/json and
  * not application/jose (neither refused with q=0). The JWS otherwise. */
 static int wants_json(const char *accept)
 {
-	int json = 0, jose = 0;
-	for (const char *p = accept; p && *p;) {
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		const char *t = p;
-		while (*p && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
-			p++;
-		size_t n = (size_t)(p - t);
-		const char *params = p;
-		while (*p && *p != ',')
-			p++;
-		if (q_zero(params, p))
-			continue;
-		if (n == 16 && !strncasecmp(t, "application/json", n))
-			json = 1;
-		else if (n == 16 && !strncasecmp(t, "application/jose", n))
-			jose = 1;
-	}
-	return json && !jose;
+	return http_accept_lists(accept, "application/json") && !http_accept_lists(accept, "application/jose");
 }
 
 /* The iat the token's payload says (what was signed), or `fallback`. */
