@@ -31,6 +31,8 @@
 #                 never sees
 #        rehash   an event changed and its leaf hash, nodes and head
 #                 recomputed (caught by the checkpoints)
+#      and one that is not detected, as the README says: an event deleted
+#      and its leaf marked removed as retention marks it.
 #   4. A cell move of the clean trail: the new cell rebuilds the log from
 #      the copied events, and the checkpoints saved before the move verify
 #      against an export taken after it.
@@ -95,7 +97,7 @@ ssql() { # cell SQL
 # ---- the customer's side ----
 
 # Tenants, one per case: T_<l>, K_<l>.
-LABELS="clean meta delete cut swap swapnaive late hidden rehash"
+LABELS="clean meta delete cut swap swapnaive late hidden rehash retained"
 for l in $LABELS; do
 	set -- $(new_tenant "log-$l" us logtest us-east-1)
 	eval "T_$l=\$1 K_$l=\$2"
@@ -362,6 +364,16 @@ UPDATE log_leaves l SET leaf_hash = sha256('\\x00'::bytea || convert_to(e.body::
 COMMIT;" > /dev/null
 rebuild_tree "$T_rehash"
 expect_caught rehash "an event changed and its leaf hash and tree recomputed" "checkpoint tree_size=8 "
+
+# retained: a documented limit, not a detection. retained-6 deleted and
+# its leaf marked removed as retention marks it: the export verifies, the
+# leaf counted as removed (README: what is not detected).
+ssql $CELL "WITH d AS (DELETE FROM events WHERE tenant_id = '$T_retained' AND id = 'retained-6' RETURNING id)
+	UPDATE log_leaves l SET event_id = NULL, removed_at = now() FROM d WHERE l.tenant_id = '$T_retained' AND l.event_id = d.id" > /dev/null
+export_of retained "$D/retained.ndjson" || true
+verify_both retained "$D/retained.ndjson"
+check "retained: a deletion marked as retention is not detected, as the README says: both verifiers exit 0, one leaf removed ($V_RC $P_RC: $(head -n 1 "$D/retained.ndjson.out"))" \
+	eval '[ "$V_RC $P_RC" = "0 0" ] && grep -q "(1 removed)" "$D/retained.ndjson.out"'
 
 # ---- 4. a move: the log rebuilt in the new cell ----
 # clean moved to us-west-2: the new cell's appender rebuilds its log from
