@@ -1,8 +1,8 @@
 #!/bin/sh
 # End-to-end test of tamper evidence on a private local stack (region us,
 # cells us-east-1 and us-west-2, and eu, one data plane each, behind the
-# regions' routers, a mover per region). Tenants write events through the region's endpoint; the test
-# keeps what a customer keeps off the box (the checkpoints of
+# regions' routers, a mover per region). Tenants write events through the
+# region's endpoint; the test keeps what a customer keeps off the box (the checkpoints of
 # GET /v1/checkpoints/latest, saved as the trail grows, and the JWK set
 # found through the control plane's log_jwks_url), then:
 #
@@ -39,8 +39,8 @@
 #      (after the region move, with both regions' JWK sets).
 #
 #   tests/deploy/log_test.sh [BIN]
-# Ports: LOG_TEST_PORT (18400): the control plane, +1 the region's
-# endpoint, +10 the cell-router's status, +20 the mover's, +40 the data
+# Ports: LOG_TEST_PORT (18400): the control plane, +1.. the regions'
+# endpoints, +10 the cell-router's status, +20 the mover's, +40 the data
 # planes, +99 PostgreSQL. KEEP_TEST_LOGS=1 keeps the stack and the files.
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
