@@ -1,8 +1,8 @@
 #!/bin/sh
 # End-to-end test of tamper evidence on a private local stack (region us,
-# cells us-east-1 and us-west-2, one data plane each, behind the region's
-# router). Tenants write events through the region's endpoint; the test
-# keeps what a customer keeps off the box (the checkpoints of
+# cells us-east-1 and us-west-2, and eu, one data plane each, behind the
+# regions' routers, a mover per region). Tenants write events through the
+# region's endpoint; the test keeps what a customer keeps off the box (the checkpoints of
 # GET /v1/checkpoints/latest, saved as the trail grows, and the JWK set
 # found through the control plane's log_jwks_url), then:
 #
@@ -31,13 +31,16 @@
 #                 never sees
 #        rehash   an event changed and its leaf hash, nodes and head
 #                 recomputed (caught by the checkpoints)
-#   4. A cell move of the clean trail: the new cell rebuilds the log from
-#      the copied events, and the checkpoints saved before the move verify
-#      against an export taken after it.
+#      and one that is not detected, as the README says: an event deleted
+#      and its leaf marked removed as retention marks it.
+#   4. A cell move of the clean trail, then a region move (us -> eu): the
+#      new cell rebuilds the log from the copied events, and the checkpoints
+#      saved before the moves verify against an export taken after each
+#      (after the region move, with both regions' JWK sets).
 #
 #   tests/deploy/log_test.sh [BIN]
-# Ports: LOG_TEST_PORT (18400): the control plane, +1 the region's
-# endpoint, +10 the cell-router's status, +20 the mover's, +40 the data
+# Ports: LOG_TEST_PORT (18400): the control plane, +1.. the regions'
+# endpoints, +10 the cell-router's status, +20 the mover's, +40 the data
 # planes, +99 PostgreSQL. KEEP_TEST_LOGS=1 keeps the stack and the files.
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
@@ -57,6 +60,7 @@ done
 WORK=$(mktemp -d /tmp/celltrail-log-test.XXXXXX)
 chmod 0755 "$WORK"  # the stack's PostgreSQL runs as another user
 . "$ROOT/tests/faults/lib.sh"
+. "$ROOT/tests/faults/moves.sh"
 SCEN=log
 SCEN_DIR="$WORK/log"
 D=$SCEN_DIR
@@ -74,16 +78,18 @@ echo "== log: tamper evidence end to end (private stack on ports $BASE..$((BASE 
 # inserts behind the service's back within a second.
 export STACK_VAR="$WORK/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 export STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 20)) STACK_DP_INSTANCE_PORT=$((BASE + 40))
-export STACK_PG_PORT=$((BASE + 99)) STACK_REGIONS="us" STACK_DP_INSTANCES=1
+export STACK_PG_PORT=$((BASE + 99)) STACK_REGIONS="us eu" STACK_DP_INSTANCES=1
 export STACK_DP_ENV="$DP_TEST_ENV DP_LOG_INTERVAL=200ms DP_LOG_SWEEP_INTERVAL=1s"
-export STACK_CELLS_us="us-east-1 us-west-2"
+export STACK_CELLS_us="us-east-1 us-west-2" STACK_CELLS_eu=eu-west-1
 sh deploy/local/stack.sh start > "$WORK/stack.log" 2>&1 || { tail -n 20 "$WORK/stack.log" >&2; fatal "the stack did not start"; }
 . "$STACK_VAR/stack.env"
-for _c in $(cells_of us); do eval "CELL_REGION_$(cv "$_c")=us"; done
+for _r in $STACK_REGIONS; do
+	for _c in $(cells_of "$_r"); do eval "CELL_REGION_$(cv "$_c")=\$_r"; done
+done
 EP=$DP_URL_us
-api POST /v1/plans '{"id":"logtest","name":"Log tests","currency":"USD","base_price":0,
+api POST /v1/plans '{"id":"faults","name":"Log tests","currency":"USD","base_price":0,
 	"events_included":0,"price_per_1000":1,"rate_limit":100000,"burst":100000,
-	"monthly_event_quota":1000000000,"retention_days":3650}' > /dev/null || fatal "could not create plan logtest"
+	"monthly_event_quota":1000000000,"retention_days":3650}' > /dev/null || fatal "could not create plan faults"
 echo "  stack ready in $(($(date +%s) - T_START)) s"
 
 # The database superuser on a cell's database (the adversary).
@@ -95,9 +101,12 @@ ssql() { # cell SQL
 # ---- the customer's side ----
 
 # Tenants, one per case: T_<l>, K_<l>.
-LABELS="clean meta delete cut swap swapnaive late hidden rehash"
+LABELS="clean meta delete cut swap swapnaive late hidden rehash retained"
+# (clean, which moves to another region at the end, with an owner: a
+# region move is the owner's request.)
 for l in $LABELS; do
-	set -- $(new_tenant "log-$l" us logtest us-east-1)
+	if [ $l = clean ]; then mv_tenant clean us us-east-1; continue; fi
+	set -- $(new_tenant "log-$l" us faults us-east-1)
 	eval "T_$l=\$1 K_$l=\$2"
 done
 wait_until 30 key_works "$(router_port us)" "$K_rehash" || fatal "the tenants' keys do not work through the router"
@@ -363,6 +372,16 @@ COMMIT;" > /dev/null
 rebuild_tree "$T_rehash"
 expect_caught rehash "an event changed and its leaf hash and tree recomputed" "checkpoint tree_size=8 "
 
+# retained: a documented limit, not a detection. retained-6 deleted and
+# its leaf marked removed as retention marks it: the export verifies, the
+# leaf counted as removed (README: what is not detected).
+ssql $CELL "WITH d AS (DELETE FROM events WHERE tenant_id = '$T_retained' AND id = 'retained-6' RETURNING id)
+	UPDATE log_leaves l SET event_id = NULL, removed_at = now() FROM d WHERE l.tenant_id = '$T_retained' AND l.event_id = d.id" > /dev/null
+export_of retained "$D/retained.ndjson" || true
+verify_both retained "$D/retained.ndjson"
+check "retained: a deletion marked as retention is not detected, as the README says: both verifiers exit 0, one leaf removed ($V_RC $P_RC: $(head -n 1 "$D/retained.ndjson.out"))" \
+	eval '[ "$V_RC $P_RC" = "0 0" ] && grep -q "(1 removed)" "$D/retained.ndjson.out"'
+
 # ---- 4. a move: the log rebuilt in the new cell ----
 # clean moved to us-west-2: the new cell's appender rebuilds its log from
 # the copied events, in their order, so the checkpoints saved before the
@@ -385,6 +404,22 @@ print(json.loads(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))["cell"])' 2>
 else
 	bad "move: the move of clean to us-west-2 was not created"
 fi
+# Then to region eu: its checkpoints are signed with eu's key, so the
+# customer verifies with both regions' JWK sets (found the same way).
+mv_region clean eu || true
+mv_done "region move" clean 60
+EP=$DP_URL_eu
+check "region move: eu signs a checkpoint of the 40 copied events within 20 s" wait_until 20 cp_covers clean 40
+curl -fsS --max-time 5 "$(api GET /v1/regions/eu | jget log_jwks_url)" > "$D/jwks.eu.json" || bad "region move: no JWK set at eu's log_jwks_url"
+jq -s '{keys: (.[0].keys + .[1].keys)}' "$D/jwks.json" "$D/jwks.eu.json" > "$D/jwks.both.json"
+cp "$D/jwks.json" "$D/jwks.us.json"; cp "$D/jwks.both.json" "$D/jwks.json"
+export_of clean "$D/moved-eu.ndjson" || true
+verify_both clean "$D/moved-eu.ndjson"
+check "region move: the checkpoints saved in us verify against the export at eu, with both regions' keys (celltrail-verify exit $V_RC, rfc9162.py exit $P_RC: $(head -n 1 "$D/moved-eu.ndjson.out"))" \
+	[ "$V_RC $P_RC" = "0 0" ]
+cp "$D/jwks.eu.json" "$D/jwks.json"
+verify_both clean "$D/moved-eu.ndjson"
+check "region move: with eu's keys alone, us's checkpoints do not verify (exit $V_RC $P_RC)" [ "$V_RC $P_RC" = "1 1" ]
 
 echo "log test: $PASS passed, $FAIL failed ($(($(date +%s) - T_START)) s)"
 [ "$FAIL" = 0 ]
