@@ -83,6 +83,28 @@ run "garbage checkpoints" 1 "checkpoint on line" "$CV" --jwks "$d/jwks.json" --c
 	"$d/export.ndjson"
 : >"$tmp/empty"
 run "empty export" 1 "" "$CV" --jwks "$d/jwks.json" --checkpoints "$tmp/empty" "$tmp/empty"
+# event_ids only name failures: an export without them verifies as before
+# (an altered event then fails as an event not in the log), and a
+# malformed one fails naming the log line.
+for t in none alter-metadata delete-middle; do
+	d=$tmp/$t
+	sed 's/,"event_ids":\[[^]]*\]//' "$d/export.ndjson" >"$tmp/$t-noids.ndjson"
+	grep -q event_ids "$tmp/$t-noids.ndjson" && bad "$t: event_ids not stripped"
+	sed '0,/"event_ids":\[/s//"event_ids":[7,/' "$d/export.ndjson" >"$tmp/$t-badids.ndjson"
+done
+for impl in c py; do
+	if [ $impl = c ]; then v=$CV; else v="$PY verify-export"; fi
+	d=$tmp/none
+	run "no event_ids ($impl)" 0 "" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" "$tmp/none-noids.ndjson"
+	run "malformed event_ids ($impl)" 1 "event_ids" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/none-badids.ndjson"
+	d=$tmp/alter-metadata
+	run "alter, no event_ids ($impl)" 1 "(no leaf)" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/alter-metadata-noids.ndjson"
+	d=$tmp/delete-middle
+	run "delete, no event_ids ($impl)" 1 "(between" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/delete-middle-noids.ndjson"
+done
 # --max-lag: the backdated event is 894 s before the checkpoint it is not in.
 d=$tmp/backdate-appended
 run "max-lag 1000" 0 "" "$CV" --max-lag 1000 --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" "$d/export.ndjson"
