@@ -19,6 +19,10 @@
  *     before the iat of a checkpoint that does not cover its leaf is forged;
  *     an event not in the log is judged against the newest checkpoint (within
  *     --max-lag of it, it is only "not yet covered").
+ * The log lines' event_ids (optional) only name failures, never decide
+ * one: in a complete export, an event line that is no leaf while the leaf
+ * recorded for its id has no event is one failure, that event altered, at
+ * that leaf; a leaf without its event names the id recorded for it.
  * Exit 0 and a `verified:` line; 1 and a `FAIL ` line per failure, the
  * first first (the export's shape, then checkpoints, then events and leaves
  * in log order); 2 on a usage error (options, unreadable file, unusable

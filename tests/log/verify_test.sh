@@ -6,7 +6,9 @@
 # deleted from the middle, the newest events cut off with the checkpoints
 # after them, two leaves swapped, a backdated event absent from the log or
 # appended to it, two signed roots for one size) must fail in both, naming
-# the same event, leaf or checkpoint first; untouched, retention-trimmed,
+# the same event, leaf or checkpoint first (an altered event named as
+# altered, a deleted one by its leaf and the id the log recorded, from the
+# trailer's event_ids; an export without them still verifies); untouched, retention-trimmed,
 # filtered and just-arrived exports verify in both; usage errors exit 2; and common/merkle.c's proofs
 # (bin/merkle-vectors) are exactly RFC 9162's as Python computes them.
 #   tests/log/verify_test.sh [BINDIR]     (default bin)
