@@ -93,6 +93,8 @@ for t in none alter-metadata delete-middle; do
 	sed 's/,"event_ids":\[[^]]*\]//' "$d/export.ndjson" >"$tmp/$t-noids.ndjson"
 	grep -q event_ids "$tmp/$t-noids.ndjson" && bad "$t: event_ids not stripped"
 	sed '0,/"event_ids":\[/s//"event_ids":[7,/' "$d/export.ndjson" >"$tmp/$t-badids.ndjson"
+	# ids that name other events: the verdict stays the hashes'
+	sed '/^{"log":/s/"ev-/"zz-/g' "$d/export.ndjson" >"$tmp/$t-wrongids.ndjson"
 done
 for impl in c py; do
 	if [ $impl = c ]; then v=$CV; else v="$PY verify-export"; fi
@@ -100,7 +102,11 @@ for impl in c py; do
 	run "no event_ids ($impl)" 0 "" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" "$tmp/none-noids.ndjson"
 	run "malformed event_ids ($impl)" 1 "event_ids" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
 		"$tmp/none-badids.ndjson"
+	run "wrong event_ids ($impl)" 0 "" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/none-wrongids.ndjson"
 	d=$tmp/alter-metadata
+	run "alter, wrong event_ids ($impl)" 1 "(no leaf)" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/alter-metadata-wrongids.ndjson"
 	run "alter, no event_ids ($impl)" 1 "(no leaf)" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
 		"$tmp/alter-metadata-noids.ndjson"
 	d=$tmp/delete-middle
