@@ -19,6 +19,10 @@
  *     before the iat of a checkpoint that does not cover its leaf is forged;
  *     an event not in the log is judged against the newest checkpoint (within
  *     --max-lag of it, it is only "not yet covered").
+ * The log lines' event_ids (optional) only name failures, never decide
+ * one: in a complete export, an event line that is no leaf while the leaf
+ * recorded for its id has no event is one failure, that event altered, at
+ * that leaf; a leaf without its event names the id recorded for it.
  * Exit 0 and a `verified:` line; 1 and a `FAIL ` line per failure, the
  * first first (the export's shape, then checkpoints, then events and leaves
  * in log order); 2 on a usage error (options, unreadable file, unusable
@@ -113,6 +117,23 @@ static int fail_cmp(const void *a, const void *b)
 	if (x->sub != y->sub)
 		return x->sub < y->sub ? -1 : 1;
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Takes failure i back (a better-named one replaces it); fail_compact
+ * then closes the gaps. */
+static void fail_drop(struct failures *f, size_t i)
+{
+	free(f->v[i].text);
+	f->v[i].text = NULL;
+}
+
+static void fail_compact(struct failures *f)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < f->n; i++)
+		if (f->v[i].text)
+			f->v[o++] = f->v[i];
+	f->n = o;
 }
 
 static void fail_free(struct failures *f)
@@ -305,6 +326,7 @@ struct trail {
 	uint64_t n;              /* leaves read */
 	merkle_hash *leaf;
 	uint8_t *removed;        /* per leaf */
+	char **id;               /* per leaf: event_ids' entry (untrusted, names only), NULL none */
 	uint64_t nremoved;
 	uint64_t *event_at;      /* per leaf: 1 + byte offset of its event's line, 0 none */
 	uint32_t *slot;          /* hash table: 1 + leaf index, 0 empty */
@@ -330,6 +352,10 @@ static int trail_grow(struct trail *t, uint64_t want, uint64_t *cap)
 	if (!r)
 		return -1;
 	t->removed = r;
+	char **id = realloc(t->id, c * sizeof *id);
+	if (!id)
+		return -1;
+	t->id = id;
 	*cap = c;
 	return 0;
 }
@@ -341,6 +367,7 @@ static int read_log_line(struct trail *t, json_t *log, uint64_t *cap, char *err,
 	json_t *size = json_object_get(log, "tree_size"), *complete = json_object_get(log, "complete");
 	json_t *from = json_object_get(log, "from"), *hashes = json_object_get(log, "leaf_hashes");
 	json_t *removed = json_object_get(log, "removed");
+	json_t *ids = json_object_get(log, "event_ids"); /* optional: older exports lack it */
 
 	if (!json_is_object(log) || !tenant || !name_valid_uuid(tenant) || !json_is_integer(size) ||
 	    json_integer_value(size) < 1 || !json_is_boolean(complete) || !json_is_integer(from) ||
@@ -382,6 +409,7 @@ static int read_log_line(struct trail *t, json_t *log, uint64_t *cap, char *err,
 			return -1;
 		}
 		t->removed[t->n + i] = 0;
+		t->id[t->n + i] = NULL;
 	}
 	int64_t prev = -1;
 	for (size_t i = 0; i < json_array_size(removed); i++) {
@@ -395,6 +423,32 @@ static int read_log_line(struct trail *t, json_t *log, uint64_t *cap, char *err,
 		t->removed[v] = 1;
 		t->nremoved++;
 		prev = v;
+	}
+	/* The database's ids: they only name a failure, never decide one. */
+	if (ids && (!json_is_array(ids) || json_array_size(ids) != nh)) {
+		snprintf(err, errlen, "\"event_ids\" of the log line from %" PRIu64 " is not an array as long as its "
+		                      "leaf_hashes", t->n);
+		return -1;
+	}
+	for (size_t i = 0; ids && i < nh; i++) {
+		json_t *e = json_array_get(ids, i);
+		if (!json_is_string(e) && !json_is_null(e)) {
+			while (i--) {
+				free(t->id[t->n + i]);
+				t->id[t->n + i] = NULL;
+			}
+			snprintf(err, errlen, "\"event_ids\" of the log line from %" PRIu64 " holds something other "
+			                      "than strings and nulls", t->n);
+			return -1;
+		}
+		if (json_is_string(e) && !(t->id[t->n + i] = strdup(json_string_value(e)))) {
+			while (i--) {
+				free(t->id[t->n + i]);
+				t->id[t->n + i] = NULL;
+			}
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
 	}
 	t->n += nh;
 	return 0;
@@ -445,6 +499,9 @@ static int64_t trail_find(const struct trail *t, const merkle_hash h, int *dup)
 
 static void trail_free(struct trail *t)
 {
+	for (uint64_t i = 0; t->id && i < t->n; i++)
+		free(t->id[i]);
+	free(t->id);
 	free(t->leaf);
 	free(t->removed);
 	free(t->event_at);
@@ -626,10 +683,67 @@ static int before(int64_t received_us, int64_t iat, int64_t lag)
 	return received_us / 1000000 < iat - lag;
 }
 
+/* An event line of a complete export that is no leaf: if the leaf the log
+ * recorded for its id has no event, the two are one altered event. */
+struct stray {
+	char *id;
+	struct failures *in; /* where its failure or note is */
+	size_t idx;
+	int used;
+};
+
+struct strays {
+	struct stray *v;
+	size_t n, cap;
+};
+
+static int stray_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct stray *)a)->id, ((const struct stray *)b)->id);
+}
+
+/* The first unused stray of that id, or NULL; v sorted. */
+static struct stray *stray_find(struct strays *s, const char *id)
+{
+	size_t lo = 0, hi = s->n; /* first with id >= */
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (strcmp(s->v[mid].id, id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < s->n && !strcmp(s->v[lo].id, id); lo++)
+		if (!s->v[lo].used)
+			return &s->v[lo];
+	return NULL;
+}
+
 struct pending {
 	size_t *v;   /* failure indexes waiting for a position */
 	size_t n, cap;
 };
+
+/* Notes the event line (id `jid`) whose failure or note is in->v[idx], when
+ * the export is complete and its log names events. -1 out of memory. */
+static int stray_add(struct strays *s, const struct trail *t, json_t *jid, struct failures *in, size_t idx)
+{
+	if (!t->complete || !json_is_string(jid))
+		return 0;
+	if (s->n == s->cap) {
+		size_t ncap = s->cap ? 2 * s->cap : 16;
+		struct stray *v = realloc(s->v, ncap * sizeof *v);
+		if (!v)
+			return -1;
+		s->v = v;
+		s->cap = ncap;
+	}
+	char *id = strdup(json_string_value(jid));
+	if (!id)
+		return -1;
+	s->v[s->n++] = (struct stray){ id, in, idx, 0 };
+	return 0;
+}
 
 /* The id of the event line at byte `off` (for naming a leaf's neighbour). */
 static void id_at(FILE *in, uint64_t off, char *out, size_t cap)
@@ -658,6 +772,7 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 	int toolong, r;
 	uint64_t no = 0, off = 0;
 	struct pending pend = {0};
+	struct strays strays = {0};
 	int rc = -1;
 
 	/* Of the tenant's checkpoints: the running maximum of iat by size, and
@@ -745,6 +860,8 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 					pend.cap = ncap;
 				}
 				pend.v[pend.n++] = f->n;
+				if (stray_add(&strays, t, jid, f, f->n) != 0)
+					goto out;
 				if (!have_rat)
 					fail_add(f, G_TRAIL, 0, 0, "%s (no leaf): not in the log, and no RFC 3339 received_at",
 					         name);
@@ -754,6 +871,8 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 				else
 					fail_add(f, G_TRAIL, 0, 0, "%s (no leaf): not in the log", name);
 			} else {
+				if (stray_add(&strays, t, jid, notes, notes->n) != 0)
+					goto out;
 				fail_add(notes, G_TRAIL, 0, 0, "%s: not yet covered by a checkpoint (received_at %s, "
 				         "within %" PRId64 " s of the newest %s)", name, rtext, max_lag, cn);
 			}
@@ -765,7 +884,10 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 		goto out;
 	}
 
-	/* Leaves without their event, in a complete export. */
+	/* Leaves without their event, in a complete export: one whose recorded
+	 * id is an event line that is no leaf is that event, altered. */
+	if (strays.n)
+		qsort(strays.v, strays.n, sizeof *strays.v, stray_cmp);
 	if (t->complete) {
 		int64_t below = -1; /* the last leaf with an event, below i */
 		for (uint64_t i = 0; i < t->n; i++) {
@@ -775,6 +897,19 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 			}
 			if (t->removed[i])
 				continue;
+			char rid[120], nm[160] = "";
+			if (t->id[i]) {
+				printable(t->id[i], strlen(t->id[i]), rid, sizeof rid);
+				struct stray *st = stray_find(&strays, t->id[i]);
+				if (st) {
+					st->used = 1;
+					fail_drop(st->in, st->idx);
+					fail_add(f, G_TRAIL, i, 1, "event \"%s\" (leaf %" PRIu64 "): its content is not what the "
+					         "log recorded: altered", rid, i);
+					continue;
+				}
+				snprintf(nm, sizeof nm, "event \"%s\", ", rid);
+			}
 			uint64_t above = i + 1;
 			while (above < t->n && !t->event_at[above])
 				above++;
@@ -784,21 +919,26 @@ static int check_events(FILE *in, const char *path, struct trail *t, const struc
 			if (above < t->n)
 				id_at(in, t->event_at[above] - 1, b, sizeof b);
 			if (below >= 0 && above < t->n)
-				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (between events \"%s\" and \"%s\"): its event is "
-				         "not in the export (deleted?)", i, a, b);
+				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (%sbetween events \"%s\" and \"%s\"): its event is "
+				         "not in the export (deleted?)", i, nm, a, b);
 			else if (below >= 0)
-				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (after event \"%s\"): its event is not in the "
-				         "export (deleted?)", i, a);
+				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (%safter event \"%s\"): its event is not in the "
+				         "export (deleted?)", i, nm, a);
 			else if (above < t->n)
-				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (before event \"%s\"): its event is not in the "
-				         "export (deleted?)", i, b);
+				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (%sbefore event \"%s\"): its event is not in the "
+				         "export (deleted?)", i, nm, b);
 			else
-				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (no event of the log is in the export): its "
-				         "event is not in the export (deleted?)", i);
+				fail_add(f, G_TRAIL, i, 1, "leaf %" PRIu64 " (%sno event of the log is in the export): its "
+				         "event is not in the export (deleted?)", i, nm);
 		}
 	}
+	fail_compact(f);
+	fail_compact(notes);
 	rc = 0;
 out:
+	for (size_t i = 0; i < strays.n; i++)
+		free(strays.v[i].id);
+	free(strays.v);
 	free(prefix);
 	free(pend.v);
 	free(line);

@@ -137,7 +137,7 @@ enum db_status dp_db_log_leaves(struct db_conn *c, const char *tenant, int64_t f
 	const char *p[3] = { tenant, f, to };
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
-	                            "SELECT leaf_index, encode(leaf_hash, 'hex'), event_id IS NULL FROM log_leaves"
+	                            "SELECT leaf_index, encode(leaf_hash, 'hex'), event_id FROM log_leaves"
 	                            " WHERE tenant_id = $1::uuid AND leaf_index >= $2::bigint"
 	                            "   AND leaf_index < $3::bigint ORDER BY leaf_index",
 	                            3, p);
@@ -146,7 +146,8 @@ enum db_status dp_db_log_leaves(struct db_conn *c, const char *tenant, int64_t f
 	for (int i = 0; i < PQntuples(r) && st == DB_OK; i++) {
 		unsigned char h[32];
 		if ((st = hash_at(r, i, 1, h)) == DB_OK)
-			fn(ctx, strtoll(PQgetvalue(r, i, 0), NULL, 10), h, PQgetvalue(r, i, 2)[0] == 't');
+			fn(ctx, strtoll(PQgetvalue(r, i, 0), NULL, 10), h,
+			   PQgetisnull(r, i, 2) ? NULL : PQgetvalue(r, i, 2));
 	}
 	PQclear(r);
 	return st;

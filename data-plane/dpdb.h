@@ -291,8 +291,9 @@ typedef void (*dp_log_hash_fn)(void *ctx, long i, const unsigned char hash[32]);
 enum db_status dp_db_log_hashes(struct db_conn *c, const char *tenant, const char *levels, const char *idxs,
                                 dp_log_hash_fn fn, void *ctx) __attribute__((warn_unused_result));
 /* The leaves [from, from + n) of the tenant's log in order: `fn` gets each
- * one's index, hash, and whether retention removed its event. */
-typedef void (*dp_log_leaf_fn)(void *ctx, int64_t index, const unsigned char hash[32], int removed);
+ * one's index, hash, and the id of its event as log_leaves records it
+ * (NULL when retention removed the event; valid only during the call). */
+typedef void (*dp_log_leaf_fn)(void *ctx, int64_t index, const unsigned char hash[32], const char *event_id);
 enum db_status dp_db_log_leaves(struct db_conn *c, const char *tenant, int64_t from, int n,
                                 dp_log_leaf_fn fn, void *ctx) __attribute__((warn_unused_result));
 

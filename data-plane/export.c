@@ -101,6 +101,7 @@ struct export {
 	int complete;             /* no filter, no cursor: every leaf's event is in the export */
 	int64_t log_from;
 	unsigned char (*leaves)[32];
+	char **ids; /* the leaves' event ids (NULL: removed), owned */
 	int64_t *removed;
 	int nleaves, nremoved;
 	int64_t next_leaf;
@@ -120,7 +121,15 @@ static int on_row(void *ctx, const struct dp_event_row *row)
 	return 0;
 }
 
-static void on_leaf(void *ctx, int64_t index, const unsigned char hash[32], int removed)
+static void free_ids(struct export *ex)
+{
+	for (int i = 0; ex->ids && i < ex->nleaves; i++) {
+		free(ex->ids[i]);
+		ex->ids[i] = NULL;
+	}
+}
+
+static void on_leaf(void *ctx, int64_t index, const unsigned char hash[32], const char *event_id)
 {
 	struct export *ex = ctx;
 	/* Exactly the leaves asked for, each once and in order, or the page
@@ -129,8 +138,12 @@ static void on_leaf(void *ctx, int64_t index, const unsigned char hash[32], int 
 		ex->bad_row = 1;
 		return;
 	}
+	if (event_id && !(ex->ids[ex->nleaves] = strdup(event_id))) {
+		ex->bad_row = 1;
+		return;
+	}
 	memcpy(ex->leaves[ex->nleaves++], hash, 32);
-	if (removed)
+	if (!event_id)
 		ex->removed[ex->nremoved++] = index;
 	ex->next_leaf++;
 }
@@ -147,6 +160,7 @@ static enum db_status log_tx(struct db_conn *c, void *ctx)
 	ex->out.len = 0;
 	ex->sent = 0;
 	ex->bad_row = 0;
+	free_ids(ex); /* a retry's, or the previous line's */
 	ex->nleaves = ex->nremoved = 0;
 	ex->next_leaf = ex->log_from;
 	enum db_status st = dp_db_log_leaves(c, ex->tenant, ex->log_from, (int)n, on_leaf, ex);
@@ -156,7 +170,8 @@ static enum db_status log_tx(struct db_conn *c, void *ctx)
 		return DB_ERROR;
 	struct buf *dst = ex->gz ? &ex->page : &ex->out;
 	dp_export_log_line(dst, ex->tenant, ex->head.tree_size, ex->complete, ex->log_from,
-	                   (const unsigned char(*)[32])ex->leaves, ex->nleaves, ex->removed, ex->nremoved);
+	                   (const unsigned char(*)[32])ex->leaves, (const char *const *)ex->ids, ex->nleaves,
+	                   ex->removed, ex->nremoved);
 	if (ex->log_from + n == ex->head.tree_size)
 		dp_export_checkpoint_line(dst, ex->head.jws);
 	return dst->failed ? DB_ERROR : DB_OK;
@@ -260,6 +275,8 @@ static void export_free(void *cls)
 	buf_free(&ex->page);
 	buf_free(&ex->out);
 	dp_checkpoint_clear(&ex->head);
+	free_ids(ex);
+	free(ex->ids);
 	free(ex->leaves);
 	free(ex->removed);
 	free(ex);
@@ -371,6 +388,7 @@ enum http_result dp_handle_events_export(struct http_req *req)
 	enum db_status st = DB_OK;
 	if (ex->format == DP_EXPORT_NDJSON && app->log) {
 		if (!(ex->leaves = malloc(LOG_LINE_LEAVES * sizeof *ex->leaves)) ||
+		    !(ex->ids = calloc(LOG_LINE_LEAVES, sizeof *ex->ids)) ||
 		    !(ex->removed = malloc(LOG_LINE_LEAVES * sizeof *ex->removed))) {
 			ex->outcome = OUT_FAILED;
 			goto out;

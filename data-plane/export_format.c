@@ -102,7 +102,8 @@ int dp_export_event(enum dp_export_format f, const char *body, size_t len, struc
 }
 
 void dp_export_log_line(struct buf *out, const char *tenant, int64_t tree_size, int complete, int64_t from,
-                        const unsigned char (*hashes)[32], int n, const int64_t *removed, int nremoved)
+                        const unsigned char (*hashes)[32], const char *const *ids, int n, const int64_t *removed,
+                        int nremoved)
 {
 	char h[48];
 	buf_printf(out, "{\"log\":{\"tenant_id\":\"%s\",\"tree_size\":%" PRId64 ",\"complete\":%s,\"from\":%" PRId64
@@ -111,6 +112,26 @@ void dp_export_log_line(struct buf *out, const char *tenant, int64_t tree_size, 
 	for (int i = 0; i < n; i++) {
 		checkpoint_b64_hash(hashes[i], h);
 		buf_printf(out, "%s\"%s\"", i ? "," : "", h);
+	}
+	buf_append(out, "],\"event_ids\":[", 15);
+	for (int i = 0; i < n; i++) {
+		if (i)
+			buf_append(out, ",", 1);
+		if (!ids[i]) {
+			buf_append(out, "null", 4);
+			continue;
+		}
+		/* The database's text, escaped as JSON: a tampered id must not
+		 * break the line the verifier reads. */
+		json_t *s = json_string(ids[i]);
+		char *text = s ? json_dumps(s, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+		json_decref(s);
+		if (!text) {
+			out->failed = 1;
+			return;
+		}
+		buf_append(out, text, strlen(text));
+		free(text);
 	}
 	buf_append(out, "],\"removed\":[", 13);
 	for (int i = 0; i < nremoved; i++)

@@ -43,12 +43,17 @@ int dp_export_event(enum dp_export_format f, const char *body, size_t len, struc
 	__attribute__((warn_unused_result));
 /* Appends one `log` line of the NDJSON trailer, then "\n":
  *   {"log":{"tenant_id":"<uuid>","tree_size":N,"complete":true|false,
- *    "from":F,"leaf_hashes":["<base64url>",...],"removed":[i,...]}}
+ *    "from":F,"leaf_hashes":["<base64url>",...],"event_ids":[...],
+ *    "removed":[i,...]}}
  * the leaves [from, from + n) of a log of tree_size leaves (hashes[i] the
- * leaf hash of leaf from + i), `removed` the indexes among them whose
- * events retention deleted (nremoved of them, ascending). */
+ * leaf hash of leaf from + i, ids[i] the event id log_leaves records for
+ * it, NULL -> JSON null, escaped whatever the database holds: verifiers
+ * use it only to name a failure), `removed` the indexes among them whose
+ * events retention deleted (nremoved of them, ascending). out->failed
+ * when an id is not UTF-8. */
 void dp_export_log_line(struct buf *out, const char *tenant, int64_t tree_size, int complete, int64_t from,
-                        const unsigned char (*hashes)[32], int n, const int64_t *removed, int nremoved);
+                        const unsigned char (*hashes)[32], const char *const *ids, int n, const int64_t *removed,
+                        int nremoved);
 /* Appends the trailer's last line, {"checkpoint":"<compact JWS>"}, then
  * "\n". */
 void dp_export_checkpoint_line(struct buf *out, const char *jws);

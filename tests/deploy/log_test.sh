@@ -16,8 +16,10 @@
 #   3. Tampering done in SQL as the database superuser, each on a tenant of
 #      its own, is detected by both verifiers (exit 1), and bin/celltrail-
 #      verify's first FAIL line names the right event, leaf or checkpoint:
-#        meta     an event's stored body changed
-#        delete   an event deleted from the middle of the trail
+#        meta     an event's stored body changed (named as that event,
+#                 altered)
+#        delete   an event deleted from the middle of the trail (named as
+#                 its leaf and the event id the log recorded)
 #        cut      the newest events deleted with their leaves, nodes and
 #                 the checkpoints stored after them, the head rolled back
 #                 to match (detected against a checkpoint saved earlier)
@@ -288,15 +290,18 @@ PY
 	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "${PG_URL%/*}/${_u##*/}" -f "$D/rebuild.sql" > /dev/null
 }
 
-# meta: the actor of meta-6 changed in its stored body.
+# meta: the actor of meta-6 changed in its stored body: named as that
+# event altered (the export's event_ids say which event leaf 5 was).
+i=$(leaf_of "$T_meta" meta-6)
 ssql $CELL "UPDATE events SET body = replace(body::text, '\"user-6\"', '\"user-666\"')::json, actor_id = 'user-666'
 	WHERE tenant_id = '$T_meta' AND id = 'meta-6'" > /dev/null
-expect_caught meta "an event's stored body changed (meta-6, leaf 5)" '"meta-6"' "leaf 5 "
+expect_caught meta "an event's stored body changed (meta-6, leaf $i)" \
+	"event \"meta-6\" (leaf $i): its content is not what the log recorded: altered"
 
 # delete: delete-8 (leaf 7) removed.
 i=$(leaf_of "$T_delete" delete-8)
 ssql $CELL "DELETE FROM events WHERE tenant_id = '$T_delete' AND id = 'delete-8'" > /dev/null
-expect_caught delete "an event deleted from the middle (delete-8)" "leaf $i "
+expect_caught delete "an event deleted from the middle (delete-8)" "leaf $i (event \"delete-8\", between"
 
 # cut: the last 8 of 16 events gone with every trace of them; the head
 # rolled back to the stored checkpoint of 8 (a power of two: its frontier

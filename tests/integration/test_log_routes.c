@@ -627,6 +627,7 @@ struct xp {
 	merkle_hash leaf[MAXLEAVES * 2];
 	int nleaves;
 	json_t *removed;             /* every line's, concatenated */
+	json_t *ids;                 /* every line's event_ids, concatenated */
 	char *checkpoint;            /* the checkpoint line's token; NULL when none */
 	int after_checkpoint;        /* lines after it */
 };
@@ -638,6 +639,7 @@ static void xp_parse(const char *body, size_t len, struct xp *x)
 {
 	memset(x, 0, sizeof *x);
 	x->removed = json_array();
+	x->ids = json_array();
 	x->complete = -2;
 	for (const char *p = body; p < body + len;) {
 		const char *nl = memchr(p, '\n', (size_t)(body + len - p));
@@ -650,7 +652,7 @@ static void xp_parse(const char *body, size_t len, struct xp *x)
 			x->after_checkpoint++;
 		if (log) {
 			ck_assert_int_eq(json_object_size(o), 1);
-			ck_assert_int_eq(json_object_size(log), 6);
+			ck_assert_int_eq(json_object_size(log), 7);
 			ck_assert_ptr_null(x->checkpoint);
 			int64_t n = json_integer_value(json_object_get(log, "tree_size"));
 			ck_assert_msg(x->nlog == 0 || n == x->tree_size, "log lines of two sizes");
@@ -665,6 +667,10 @@ static void xp_parse(const char *body, size_t len, struct xp *x)
 			ck_assert_int_ge(k, 1);
 			ck_assert_int_le(k, 1000);
 			x->nleaves += k;
+			/* event_ids parallels leaf_hashes. */
+			json_t *ids = json_object_get(log, "event_ids");
+			ck_assert_msg(json_is_array(ids) && json_array_size(ids) == (size_t)k, "event_ids is not parallel");
+			json_array_extend(x->ids, ids);
 			json_array_extend(x->removed, json_object_get(log, "removed"));
 			x->nlog++;
 		} else if (cp) {
@@ -687,6 +693,7 @@ static void xp_parse(const char *body, size_t len, struct xp *x)
 static void xp_free(struct xp *x)
 {
 	json_decref(x->removed);
+	json_decref(x->ids);
 	free(x->checkpoint);
 }
 
@@ -743,8 +750,12 @@ START_TEST(export_trailer)
 		              x.tree_size);
 		ck_assert_msg(x.complete == cases[i].complete, "%s: complete %d", q, x.complete);
 		ck_assert_int_eq(json_array_size(x.removed), 0);
-		for (int k = 0; k < md.n; k++)
+		for (int k = 0; k < md.n; k++) {
 			ck_assert_msg(!memcmp(x.leaf[k], md.leaf[k], 32), "%s: leaf %d is not the model's", q, k);
+			const char *id = json_string_value(json_array_get(x.ids, (size_t)k));
+			ck_assert_msg(id && !strcmp(id, md.ids[k]), "%s: leaf %d names %s, not %s", q, k, id ? id : "null",
+			              md.ids[k]);
+		}
 		cp_check(&ks, &md, t.id, x.checkpoint, strlen(x.checkpoint), md.n, NULL);
 		/* Every event line is a leaf, each once. */
 		int used[MAXLEAVES * 2] = { 0 };
@@ -785,6 +796,12 @@ START_TEST(export_trailer)
 		lr2++;
 	ck_assert_int_eq(json_array_size(x.removed), 1);
 	ck_assert_int_eq(json_integer_value(json_array_get(x.removed, 0)), lr2);
+	/* Its id is gone with its event; the others stay. */
+	for (int k = 0; k < md.n; k++) {
+		json_t *id = json_array_get(x.ids, (size_t)k);
+		ck_assert_msg(k == lr2 ? json_is_null(id) : json_is_string(id) && !strcmp(json_string_value(id), md.ids[k]),
+		              "leaf %d's id", k);
+	}
 	xp_free(&x);
 
 	/* What the service hands out verifies offline, with bin/celltrail-verify

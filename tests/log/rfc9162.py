@@ -379,7 +379,7 @@ def verify_export(jwks, cpfile, max_lag, export):
                 own_tok = None
             stage = 2
 
-    leaves, removed = [], set()
+    leaves, removed, ids = [], set(), []
     tenant = size = complete = None
     if shape_ok and not logs:
         fail(0, 0, 0, "export: no log lines")
@@ -406,6 +406,12 @@ def verify_export(jwks, cpfile, max_lag, export):
                         any(not is_int(r) or not start <= r < len(leaves) for r in rem):
                     raise ValueError("a log line's removed")
                 removed.update(rem)
+                # The database's ids (optional): they name failures, never decide one.
+                eids = lg.get("event_ids", [None] * len(hs))
+                if not isinstance(eids, list) or len(eids) != len(hs) or \
+                        any(e is not None and not isinstance(e, str) for e in eids):
+                    raise ValueError("a log line's event_ids")
+                ids.extend(eids)
             if not is_int(size) or size != len(leaves) or not isinstance(complete, bool) or \
                     not isinstance(tenant, str):
                 raise ValueError("the log lines do not hold tree_size leaves")
@@ -453,6 +459,7 @@ def verify_export(jwks, cpfile, max_lag, export):
         newest = max(mine, key=lambda c: c["iat"]) if mine else None
         event_of = {}
         pending = []
+        strays = {}  # id -> [index in fails, or None for a note], of event lines that are no leaf
         for no, line in events:
             try:
                 ev = json.loads(line)
@@ -483,7 +490,10 @@ def verify_export(jwks, cpfile, max_lag, export):
                         fail(2, leaf, 0, "%s (leaf %d): received before %s, which does not cover it: "
                              "backdated" % (name, leaf, cp_name(c)))
             else:
-                if newest is None or rat is None or rat < newest["iat"] - max_lag:
+                late = newest is None or rat is None or rat < newest["iat"] - max_lag
+                if complete and isinstance(eid, str):
+                    strays.setdefault(eid, []).append(len(fails) if late else None)
+                if late:
                     pending.append(len(fails))
                     fail(2, 0, 0, "%s (no leaf): not in the log%s" %
                          (name, ", and received before the newest %s" % cp_name(newest) if newest else ""))
@@ -492,6 +502,13 @@ def verify_export(jwks, cpfile, max_lag, export):
             import bisect
             for i in range(n):
                 if i in event_of or i in removed:
+                    continue
+                if ids[i] in strays and strays[ids[i]]:
+                    k = strays[ids[i]].pop(0)
+                    if k is not None:
+                        fails[k] = None
+                    fail(2, i, 1, 'event "%s" (leaf %d): its content is not what the log recorded: altered' %
+                         (safe(ids[i]), i))
                     continue
                 j = bisect.bisect_left(have, i)
                 below = event_of[have[j - 1]] if j > 0 else None
@@ -504,8 +521,11 @@ def verify_export(jwks, cpfile, max_lag, export):
                     where = 'before event "%s"' % safe(above)
                 else:
                     where = "no event of the log is in the export"
-                fail(2, i, 1, "leaf %d (%s): its event is not in the export" % (i, where))
+                if ids[i] is not None:
+                    where = 'event "%s", %s' % (safe(ids[i]), where)
+                fail(2, i, 1, "leaf %d (%s): its event is not in the export (deleted?)" % (i, where))
 
+    fails = [f for f in fails if f is not None]
     if fails:
         for f in sorted(fails):
             print("FAIL " + f[4])
@@ -697,6 +717,7 @@ def make_export(a):
     k = n // 2  # the event tampered with: in the middle
     export_lines = list(lines)  # oldest first here; reversed when written
     leaves = [leaf_hash(ln) for ln in lines]
+    leaf_ids = list(ids)  # event_ids: what log_leaves records for each leaf
     own_iat = T0 + GAP * n + 5
     expect = ""
     removed = []
@@ -705,19 +726,21 @@ def make_export(a):
         ev = json.loads(lines[k])
         ev["metadata"] = {"n": -1}
         export_lines[k] = json.dumps(ev, separators=(",", ":")).encode()
-        expect = 'event "%s"' % ids[k]
+        expect = 'event "%s" (leaf %d): its content is not what the log recorded: altered' % (ids[k], k)
     elif t == "delete-middle":
         del export_lines[k]
-        expect = "leaf %d (between" % k
+        expect = 'leaf %d (event "%s", between' % (k, ids[k])
     elif t == "cut-newest":
         cut = 5
         export_lines = export_lines[:n - cut]
         leaves = leaves[:n - cut]
+        leaf_ids = leaf_ids[:n - cut]
         own_iat = T0 + GAP * n + 600  # the region signs the cut head later
         expect = "checkpoint tree_size=%d " % min(s for s in saved if s > n - cut)
     elif t == "swap":
         i, j = 4, n - 4
         leaves[i], leaves[j] = leaves[j], leaves[i]
+        leaf_ids[i], leaf_ids[j] = leaf_ids[j], leaf_ids[i]
         expect = "checkpoint tree_size=%d " % min(s for s in saved if s > i)
     elif t == "backdate-absent":
         forged = json.dumps({"id": "forged-1", "action": "user.delete", "actor": {"id": "u-9", "type": "user"},
@@ -731,6 +754,7 @@ def make_export(a):
                             separators=(",", ":")).encode()
         export_lines.insert(k + 1, forged)
         leaves.append(leaf_hash(forged))
+        leaf_ids.append("forged-1")
         own_iat = T0 + GAP * n + 120
         expect = 'event "forged-1" (leaf %d)' % n
     elif t == "fork":
@@ -740,6 +764,7 @@ def make_export(a):
     elif t == "retention":
         export_lines = export_lines[3:]
         removed = [0, 1, 2]
+        leaf_ids[:3] = [None] * 3
     elif t == "late-event":
         late = json.dumps({"id": "late-1", "action": "user.login", "actor": {"id": "u-1", "type": "user"},
                            "received_at": rfc3339(own_iat + 2), "metadata": {}}, separators=(",", ":")).encode()
@@ -770,6 +795,7 @@ def make_export(a):
             f.write(json.dumps({"log": {"tenant_id": TENANT, "tree_size": len(leaves),
                                         "complete": t != "filtered",
                                         "from": start, "leaf_hashes": [b64e(h) for h in part],
+                                        "event_ids": leaf_ids[start:start + chunk],
                                         "removed": [r for r in removed if start <= r < start + chunk]}}, separators=(",", ":")).encode() + b"\n")
         own = sign_checkpoint(key, jwk, len(leaves), mth(leaves), own_iat)
         f.write(json.dumps({"checkpoint": own}).encode() + b"\n")

@@ -6,7 +6,9 @@
 # deleted from the middle, the newest events cut off with the checkpoints
 # after them, two leaves swapped, a backdated event absent from the log or
 # appended to it, two signed roots for one size) must fail in both, naming
-# the same event, leaf or checkpoint first; untouched, retention-trimmed,
+# the same event, leaf or checkpoint first (an altered event named as
+# altered, a deleted one by its leaf and the id the log recorded, from the
+# trailer's event_ids; an export without them still verifies); untouched, retention-trimmed,
 # filtered and just-arrived exports verify in both; usage errors exit 2; and common/merkle.c's proofs
 # (bin/merkle-vectors) are exactly RFC 9162's as Python computes them.
 #   tests/log/verify_test.sh [BINDIR]     (default bin)
@@ -83,6 +85,34 @@ run "garbage checkpoints" 1 "checkpoint on line" "$CV" --jwks "$d/jwks.json" --c
 	"$d/export.ndjson"
 : >"$tmp/empty"
 run "empty export" 1 "" "$CV" --jwks "$d/jwks.json" --checkpoints "$tmp/empty" "$tmp/empty"
+# event_ids only name failures: an export without them verifies as before
+# (an altered event then fails as an event not in the log), and a
+# malformed one fails naming the log line.
+for t in none alter-metadata delete-middle; do
+	d=$tmp/$t
+	sed 's/,"event_ids":\[[^]]*\]//' "$d/export.ndjson" >"$tmp/$t-noids.ndjson"
+	grep -q event_ids "$tmp/$t-noids.ndjson" && bad "$t: event_ids not stripped"
+	sed '0,/"event_ids":\[/s//"event_ids":[7,/' "$d/export.ndjson" >"$tmp/$t-badids.ndjson"
+	# ids that name other events: the verdict stays the hashes'
+	sed '/^{"log":/s/"ev-/"zz-/g' "$d/export.ndjson" >"$tmp/$t-wrongids.ndjson"
+done
+for impl in c py; do
+	if [ $impl = c ]; then v=$CV; else v="$PY verify-export"; fi
+	d=$tmp/none
+	run "no event_ids ($impl)" 0 "" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" "$tmp/none-noids.ndjson"
+	run "malformed event_ids ($impl)" 1 "event_ids" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/none-badids.ndjson"
+	run "wrong event_ids ($impl)" 0 "" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/none-wrongids.ndjson"
+	d=$tmp/alter-metadata
+	run "alter, wrong event_ids ($impl)" 1 "(no leaf)" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/alter-metadata-wrongids.ndjson"
+	run "alter, no event_ids ($impl)" 1 "(no leaf)" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/alter-metadata-noids.ndjson"
+	d=$tmp/delete-middle
+	run "delete, no event_ids ($impl)" 1 "(between" $v --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" \
+		"$tmp/delete-middle-noids.ndjson"
+done
 # --max-lag: the backdated event is 894 s before the checkpoint it is not in.
 d=$tmp/backdate-appended
 run "max-lag 1000" 0 "" "$CV" --max-lag 1000 --jwks "$d/jwks.json" --checkpoints "$d/checkpoints" "$d/export.ndjson"

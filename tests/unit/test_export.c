@@ -175,11 +175,13 @@ START_TEST(trailer_lines)
 	for (int i = 0; i < 3; i++)
 		memset(h[i], i == 0 ? 0x00 : i == 1 ? 0xff : 0xfb, 32);
 	int64_t removed[] = { 1001 };
+	/* An id is the database's text, so it is escaped whatever it holds. */
+	const char *ids[] = { "evt_1", NULL, "a\"b\\c\n\u00e9" };
 	struct buf b = { 0 };
-	dp_export_log_line(&b, "6f1c2a9e-0000-4000-8000-000000000001", 4000, 1, 1000, (const unsigned char(*)[32])h, 3,
-	                   removed, 1);
-	dp_export_log_line(&b, "6f1c2a9e-0000-4000-8000-000000000001", 1, 0, 0, (const unsigned char(*)[32])h, 1, NULL,
-	                   0);
+	dp_export_log_line(&b, "6f1c2a9e-0000-4000-8000-000000000001", 4000, 1, 1000, (const unsigned char(*)[32])h, ids,
+	                   3, removed, 1);
+	dp_export_log_line(&b, "6f1c2a9e-0000-4000-8000-000000000001", 1, 0, 0, (const unsigned char(*)[32])h, ids, 1,
+	                   NULL, 0);
 	dp_export_checkpoint_line(&b, "eyJh.eyJ0.c2ln");
 	dp_export_checkpoint_line(&b, "a\"b");
 	buf_append(&b, "", 0);
@@ -187,10 +189,11 @@ START_TEST(trailer_lines)
 	                      "\"complete\":true,\"from\":1000,\"leaf_hashes\":["
 	                      "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
 	                      "\"__________________________________________8\","
-	                      "\"-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_s\"],\"removed\":[1001]}}\n"
+	                      "\"-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_v7-_s\"],"
+	                      "\"event_ids\":[\"evt_1\",null,\"a\\\"b\\\\c\\n\u00e9\"],\"removed\":[1001]}}\n"
 	                      "{\"log\":{\"tenant_id\":\"6f1c2a9e-0000-4000-8000-000000000001\",\"tree_size\":1,"
 	                      "\"complete\":false,\"from\":0,\"leaf_hashes\":["
-	                      "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"],\"removed\":[]}}\n"
+	                      "\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"],\"event_ids\":[\"evt_1\"],\"removed\":[]}}\n"
 	                      "{\"checkpoint\":\"eyJh.eyJ0.c2ln\"}\n"
 	                      "{\"checkpoint\":\"a\\\"b\"}\n");
 	buf_free(&b);
