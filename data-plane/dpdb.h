@@ -1,6 +1,6 @@
 /* The data plane's SQL: every statement it sends to the regional database
  * is in db_events.c (and db_region.c, db_rate.c, db_erasure.c, db_feed.c,
- * db_move.c), parameterized. Each names the tenant it works for: a
+ * db_move.c, db_log.c, db_proof.c), parameterized. Each names the tenant it works for: a
  * tenant's rows are reached through its id only. */
 #ifndef DP_DPDB_H
 #define DP_DPDB_H
