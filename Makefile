@@ -258,8 +258,13 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-deploy
-	@$(MAKE) --no-print-directory test-moves
-	@$(MAKE) --no-print-directory test-log
+	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
+	@# The two end-to-end stacks mostly wait (moves, appends): side by side,
+	@# each on its own ports and clusters, the log test's output after.
+	@sh tests/deploy/log_test.sh $(BIN) > build/log-test.out 2>&1 & l=$$!; \
+	 m=0; sh tests/deploy/moves_test.sh $(BIN) || m=$$?; \
+	 t=0; wait $$l || t=$$?; cat build/log-test.out; \
+	 [ $$m = 0 ] && [ $$t = 0 ]
 	@FAULTS_SKIP="expiry $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
 
 # The move scenarios of tests/faults/moves.sh (tenants of a million events:
@@ -332,10 +337,10 @@ clean:
 # Fuzzing: libFuzzer targets of tests/fuzz/, built with clang under
 # ASan+UBSan in build/fuzz, each linking its harness and only the sources
 # it exercises. `make fuzz` runs each FUZZ_SECONDS (60), `make fuzz-smoke`
-# (part of `make test`) FUZZ_SMOKE_SECONDS (4); FUZZ_TARGETS picks some.
+# (part of `make test`) FUZZ_SMOKE_SECONDS (2); FUZZ_TARGETS picks some.
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
-FUZZ_SMOKE_SECONDS ?= 4
+FUZZ_SMOKE_SECONDS ?= 2
 FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes jscan verify
 FUZZ_PKGS   := jansson libcrypto
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -O1 -g -fno-omit-frame-pointer \
