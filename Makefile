@@ -256,7 +256,6 @@ test: deps
 	 a=0; wait $$asan || a=$$?; cat build/asan/tests.log; \
 	 [ $$rel = 0 ] && [ $$a = 0 ]
 	@$(MAKE) --no-print-directory fuzz-smoke
-	@$(MAKE) --no-print-directory test-valgrind
 	@$(MAKE) --no-print-directory test-deploy
 	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
 	@# The two end-to-end stacks mostly wait (moves, appends): side by side,
@@ -273,7 +272,9 @@ MOVE_FAULTS := move-cell move-region move-mover-kill move-cp-kill move-target-db
 
 # The services under valgrind memcheck (tests/valgrind.sh): a subset of the
 # integration suites, VALGRIND_SUITES, about a minute and a half; any memcheck
-# error or definite leak fails it and its report is printed.
+# error or definite leak fails it and its report is printed. Not part of
+# `make test` (which runs every suite under ASan+UBSan and LeakSanitizer):
+# its minute and a half would take `make test` past twenty minutes.
 .PHONY: test-valgrind
 test-valgrind: deps
 	@$(MAKE) --no-print-directory testbins
