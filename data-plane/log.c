@@ -16,6 +16,7 @@
 #include "http.h"
 #include "keyring.h"
 #include "problem.h"
+#include "secret.h"
 #include "snapshot.h"
 #include "timefmt.h"
 
@@ -83,16 +84,13 @@ void dp_log_touch(struct dp_log *l, const char *tenant)
 
 /* ---- one append ---- */
 
+/* Appends the hex of `n` bytes to `b` (secret_hex, 32 bytes at a time). */
 static void hex(struct buf *b, const uint8_t *p, size_t n)
 {
-	static const char d[] = "0123456789abcdef";
-	char tmp[64];
+	char tmp[65];
 	while (n) {
 		size_t k = n > 32 ? 32 : n;
-		for (size_t i = 0; i < k; i++) {
-			tmp[2 * i] = d[p[i] >> 4];
-			tmp[2 * i + 1] = d[p[i] & 15];
-		}
+		secret_hex(p, k, tmp);
 		buf_append(b, tmp, 2 * k);
 		p += k;
 		n -= k;
