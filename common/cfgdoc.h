@@ -22,6 +22,21 @@
  *   whose tenant now lives in <region>: a data plane answers such a key 421
  *   with that region's endpoint (from directory), before anything else. A
  *   data plane of a build without moves ignores the claim.
+ *   stream_rules  optional; {"hosts":[pattern, ...],"s3_regions":[name, ...]}:
+ *              the region's residency rule for log streams (residency.h).
+ *              Absent: no destination is allowed.
+ *   streams    optional; an array, one object per stream (not deleted) of
+ *              the document's tenants, at most CFGDOC_MAX_STREAMS:
+ *     {"id":<uuid>,"tenant":<uuid>,"kind":"webhook"|"splunk_hec"|"s3",
+ *      "revision":N,"paused":true|false,"since":<unix s>,
+ *      "resume":N,"replay":N,"replay_since":<unix s, 0 when replay is 0>,
+ *      webhook, splunk_hec: "url";
+ *      s3: "endpoint","bucket","s3_region","access_key_id","prefix" ("" for none),
+ *      "secret": the destination's secret sealed to the region's stream key
+ *                (seal.h), absent while the region has no stream key}
+ *              resume and replay count the owner's commands (a data plane
+ *              applies each new one once); a data plane of a build without
+ *              streams ignores both claims.
  * Keeping the bulk in one string lets a data plane build its lookup tables
  * in one pass, without a JSON tree of every tenant. A later "kind":"delta"
  * can carry changes since a base version; a data plane that meets a fmt or
@@ -60,6 +75,7 @@
 #include "jwk.h"
 
 #define CFGDOC_FMT 1
+#define CFGDOC_MAX_STREAMS 100000
 #define CFGDOC_SCOPE_WRITE 1u
 #define CFGDOC_SCOPE_READ 2u
 
@@ -104,6 +120,23 @@ struct cfgdoc_cell {
 	char status[16];      /* "active", "draining" or "closed" */
 };
 
+/* A record of the `streams` claim. Strings are NUL-terminated. */
+struct cfgdoc_stream {
+	char id[37];
+	char tenant[37];
+	char kind[16];            /* "webhook", "splunk_hec" or "s3" */
+	int64_t revision;
+	int paused;               /* by the owner */
+	int64_t since;            /* unix seconds */
+	int64_t resume, replay, replay_since;
+	char *url;                /* malloc'd: webhook and splunk_hec: the URL; s3: the endpoint */
+	char bucket[64];          /* s3 */
+	char s3_region[33];       /* s3 */
+	char access_key_id[129];  /* s3 */
+	char prefix[257];         /* s3; "" for none */
+	char *sealed;             /* malloc'd sealed secret (seal.h), or NULL */
+};
+
 struct cfgdoc {
 	int64_t ver, iat, nbf, exp;
 	char jti[65], kid[64];
@@ -119,6 +152,12 @@ struct cfgdoc {
 	size_t nkeys;
 	struct cfgdoc_moved *moved;            /* the `moved` claim, in its order */
 	size_t nmoved;
+	struct cfgdoc_stream *streams;         /* the `streams` claim, in its order */
+	size_t nstreams;
+	char **stream_hosts;                   /* the `stream_rules` claim; malloc'd strings */
+	size_t nstream_hosts;
+	char **stream_s3_regions;
+	size_t nstream_s3_regions;
 	uint32_t *key_slots, *tenant_slots;   /* open addressing; value = index + 1 */
 	size_t key_cap, tenant_cap;
 	uint32_t *moved_slots;                 /* the same, over moved[].key */

@@ -25,6 +25,8 @@ static const struct problem_info problems[PROB__COUNT] = {
 	[PROB_INSUFFICIENT_SCOPE]     = { "insufficient_scope", 403, "The credential lacks the scope" },
 	[PROB_WRONG_CELL]             = { "wrong_cell", 503, "The request reached another cell than its key's" },
 	[PROB_TENANT_MOVING]          = { "tenant_moving", 503, "The tenant's writes are paused while it moves" },
+	[PROB_DESTINATION_NOT_ALLOWED] = { "destination_not_allowed", 422,
+	                                   "The destination is outside the tenant's region" },
 };
 
 const struct problem_info *problem_info(enum problem_code code)
