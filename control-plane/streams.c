@@ -313,12 +313,13 @@ enum http_result cp_streams_create(struct http_req *req)
 		rc = http_reply_invalid_field(req, "kind", "kind must be webhook, splunk_hec or s3.");
 		goto out;
 	}
-	for (int i = 0; i < NFIELDS; i++) {
+	for (int i = 0; i < NFIELDS; i++)
 		if ((g & (1u << i)) && !(k->allowed & (1u << i))) {
 			rc = http_reply_invalid_field(req, field_names[i], "%s is not a field of a %s stream.",
 			                              field_names[i], k->name);
 			goto out;
 		}
+	for (int i = 0; i < NFIELDS; i++) {
 		if ((k->required & (1u << i)) && !(g & (1u << i))) {
 			rc = http_reply_invalid_field(req, field_names[i], "A %s stream needs %s.", k->name,
 			                              field_names[i]);
@@ -425,6 +426,10 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 	}
 	if ((st = foreign_fields(k, ctx->given, out)) != DB_OK)
 		goto out;
+	if (!ctx->given) {
+		st = cp_fail(out, PROB_VALIDATION, "The body changes nothing: give a destination field to change.");
+		goto out;
+	}
 	dest_set(dest, &ctx->in, k->allowed);
 	if ((st = check_residency(c, region, k->name, dest, out)) != DB_OK)
 		goto out;
@@ -457,7 +462,7 @@ enum http_result cp_streams_update(struct http_req *req)
 	if (cp_parse_body(req, cpreq_stream_update, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	ctx.given = given(&ctx.in);
-	if (!ctx.given) {
+	if (!ctx.given && !ctx.in.kind) {
 		rc = http_reply_problem(req, PROB_VALIDATION, "The body changes nothing: give a destination field to change.");
 		goto out;
 	}
