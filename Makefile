@@ -39,6 +39,9 @@ DEB_PACKAGES += prometheus
 # Debian's npm is a package of its own, installed by that target when no npm
 # is on the PATH (a Node from elsewhere brings its own and conflicts with it).
 DEB_PACKAGES += nodejs
+# The openssl command makes the test CAs of the stream receivers
+# (tests/streams/), whose S3 server, s3rver, npm installs like Redocly.
+DEB_PACKAGES += openssl
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl zlib
 
