@@ -387,15 +387,20 @@ static void excerpt(const struct stream_sender *s, const struct stream_dest *d, 
 		}
 	}
 	out[n] = '\0';
-	/* Any piece of the secret long enough to matter; 8 bytes also covers
-	 * a webhook key's base64 quoted in part. */
-	if (d->secret && d->secret_len >= 8)
+	/* Every 8-byte piece of the secret (also a webhook key's base64
+	 * quoted in part), marked on the text as quoted, then starred out. */
+	if (d->secret && d->secret_len >= 8) {
+		unsigned char hit[EXCERPT_MAX] = { 0 };
 		for (size_t i = 0; i + 8 <= n; i++)
 			for (size_t j = 0; j + 8 <= d->secret_len; j++)
-				if (!memcmp(out + i, d->secret + j, 8)) {
-					memset(out + i, '*', 8);
+				if (!CRYPTO_memcmp(out + i, d->secret + j, 8)) {
+					memset(hit + i, 1, 8);
 					break;
 				}
+		for (size_t i = 0; i < n; i++)
+			if (hit[i])
+				out[i] = '*';
+	}
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
