@@ -531,6 +531,32 @@ START_TEST(hec_delivered)
 	int st = rx_check(&r, "hec_receiver.py", 0, 10002, NULL, NULL, out, sizeof out);
 	ck_assert_msg(st == 0 && strstr(out, "\"repeats\": 1"), "check: %s", out);
 
+	/* The receiver answers as HEC does, so that a sender is held to it. */
+	struct {
+		const char *auth, *path, *body;
+		long status;
+		const char *answer;
+	} hec[] = {
+		{ NULL, "/services/collector/event", "{\"event\":{}}", 401, "\"code\": 2" },
+		{ "Authorization: Splunk wrong", "/services/collector/event", "{\"event\":1}", 401, "\"code\": 3" },
+		{ "Authorization: Bearer " HEC_TOKEN, "/services/collector/event", "{\"event\":1}", 401, "\"code\": 3" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event", "{\"event\":1}{\"event\"", 400,
+		  "\"code\": 6, \"invalid-event-number\": 1" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event", "{\"time\":1}", 400, "\"code\": 12" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event", "{\"event\":\"\"}", 400, "\"code\": 13" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/raw", "{\"event\":1}", 404, "\"code\": 404" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event/1.0", "{\"event\":1} {\"event\":2}", 200,
+		  "\"code\": 0" },
+	};
+	for (size_t i = 0; i < sizeof hec / sizeof hec[0]; i++) {
+		struct it_resp a;
+		const char *const hdr[] = { hec[i].auth, NULL };
+		it_http(&a, "POST", it_fmt("%s%s", r.url, hec[i].path), hdr, hec[i].body, strlen(hec[i].body));
+		ck_assert_msg(a.status == hec[i].status && a.body && strstr(a.body, hec[i].answer), "case %zu: %ld %s",
+		              i, a.status, a.body ? a.body : "");
+		it_resp_free(&a);
+	}
+
 	events_free(&one);
 	events_free(&many);
 	events_free(&big);

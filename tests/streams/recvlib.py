@@ -160,6 +160,10 @@ class Receiver:
     def connection(self, conn, addr):
         try:
             conn.settimeout(30)
+            # The headers and the body of an answer go out in two writes:
+            # without this, Nagle's algorithm holds the second until the
+            # client's delayed ACK, 40 ms a request.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls:
                 conn = self.tls.wrap_socket(conn, server_side=True)
             self.handler(conn, addr, self)
