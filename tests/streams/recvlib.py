@@ -17,7 +17,8 @@ http on 127.0.0.1) on stdout. Control routes (answers are JSON):
   POST /echo?n=N&status=C     answer the next N requests C with their headers
                               as the body (a destination that quotes back)
   POST /reset                 no fault
-  GET  /stats                 counters (see Receiver.stats)
+  GET  /stats                 counters: requests, connections, faulted, dropped_down,
+                              and the receiver's own (accepted, repeats, ...)
 """
 import hashlib
 import hmac
@@ -104,7 +105,7 @@ class Receiver:
         os.makedirs(self.dir, exist_ok=True)
         self.faults = Faults()
         self.lock = threading.Lock()
-        self.counters = {"requests": 0, "faulted": 0, "dropped_down": 0}
+        self.counters = {"requests": 0, "faulted": 0, "dropped_down": 0, "connections": 0}
         self.down_until = 0.0
         self.sock = None
         self.port = args.port
@@ -158,6 +159,7 @@ class Receiver:
             threading.Thread(target=self.connection, args=(conn, addr), daemon=True).start()
 
     def connection(self, conn, addr):
+        self.count("connections")
         try:
             conn.settimeout(30)
             # The headers and the body of an answer go out in two writes:
