@@ -42,6 +42,9 @@ DEB_PACKAGES += nodejs
 # python3-jwcrypto: an independent JOSE implementation that the sealed
 # stream secrets are checked against (tests/unit/seal_interop.py).
 DEB_PACKAGES += python3-jwcrypto
+# The openssl command makes the test CAs of the stream receivers
+# (tests/streams/), whose S3 server, s3rver, npm installs like Redocly.
+DEB_PACKAGES += openssl
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl zlib
 
@@ -176,6 +179,8 @@ $(BIN)/it-tests: $(call obj,$(IT_SRC)) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(LDFLAGS)
+# The stream-send suite drives the data plane's senders against real receivers.
+$(BIN)/it-tests: $(call obj,data-plane/stream_send.c)
 
 $(BIN)/http-testd: $(call obj,tests/support/http_testd.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
