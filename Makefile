@@ -39,6 +39,9 @@ DEB_PACKAGES += prometheus
 # Debian's npm is a package of its own, installed by that target when no npm
 # is on the PATH (a Node from elsewhere brings its own and conflicts with it).
 DEB_PACKAGES += nodejs
+# python3-jwcrypto: an independent JOSE implementation that the sealed
+# stream secrets are checked against (tests/unit/seal_interop.py).
+DEB_PACKAGES += python3-jwcrypto
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl zlib
 
