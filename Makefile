@@ -176,6 +176,8 @@ $(BIN)/it-tests: $(call obj,$(IT_SRC)) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(LDFLAGS)
+# The stream-send suite drives the data plane's senders against real receivers.
+$(BIN)/it-tests: $(call obj,data-plane/stream_send.c)
 
 $(BIN)/http-testd: $(call obj,tests/support/http_testd.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
