@@ -51,6 +51,7 @@ struct got {
 	char batch_id[64];
 	char *body;
 	long status;              /* what it was answered */
+	long at_ms;               /* when it arrived (it_now_ms) */
 };
 
 struct receiver {
@@ -64,6 +65,7 @@ struct receiver {
 	int fail_all;
 	int hold_ms;              /* hold each request this long before answering */
 	int hold_forever;         /* never answer (until stopped) */
+	int retry_after;          /* with a 503: Retry-After of this many seconds */
 	atomic_int threads;
 	char url[64], other_url[64];
 };
@@ -127,12 +129,21 @@ static void *rconn_main(void *arg)
 	snprintf(g->batch_id, sizeof g->batch_id, "%s", head_id);
 	g->body = strndup(in.p + hlen, need - hlen);
 	g->status = forever ? 0 : status;
+	g->at_ms = it_now_ms();
+	int retry_after = status == 503 ? r->retry_after : 0;
 	pthread_mutex_unlock(&r->mu);
 	for (int i = 0; (forever || i < hold / 10) && !atomic_load(&r->stop); i++)
 		usleep(10000);
 	atomic_fetch_sub(&r->active, 1);
-	if (!forever)
+	if (retry_after) {
+		char resp[200];
+		snprintf(resp, sizeof resp,
+		         "HTTP/1.1 503 X\r\nRetry-After: %d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+		         retry_after);
+		it_raw_send(fd, resp, strlen(resp));
+	} else if (!forever) {
 		fake_respond(fd, (int)status, "application/json", "{}");
+	}
 out:
 	buf_free(&in);
 	close(fd);
@@ -890,6 +901,88 @@ START_TEST(state_reported)
 }
 END_TEST
 
+START_TEST(retry_after_and_backoff)
+{
+	/* The destination's Retry-After holds the next attempt back, beyond
+	 * the backoff; without it the waits follow the backoff, each within
+	 * RETRY_MIN * 2^(n-1) +-20% (capped at RETRY_MAX). */
+	struct receiver r;
+	struct dp d;
+	struct seen s;
+	receiver_start(&r);
+	r.fail_next = 1;
+	r.retry_after = 1;
+	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
+	serve(2, &def, 1);
+	const char *extra[] = { "DP_STREAM_RETRY_MIN=100ms", "DP_STREAM_RETRY_MAX=400ms", NULL };
+	start_dp(&d, "a", 1, extra);
+	post(&d, "e", 0, 2, 10);
+	wait_delivered(&r, 2, &s);
+	seen_free(&s);
+	pthread_mutex_lock(&r.mu);
+	ck_assert_uint_eq(r.n, 2);
+	long gap = r.got[1].at_ms - r.got[0].at_ms;
+	/* Retry-After 1 s is above RETRY_MAX: capped at 400 ms, still above
+	 * the 100 ms backoff. */
+	ck_assert_msg(gap >= 300, "second attempt %ld ms after the first", gap);
+	r.retry_after = 0;
+	r.fail_next = 4;
+	pthread_mutex_unlock(&r.mu);
+	post(&d, "e", 2, 2, 10);
+	wait_delivered(&r, 4, &s);
+	seen_free(&s);
+	pthread_mutex_lock(&r.mu);
+	ck_assert_uint_eq(r.n, 7);
+	/* attempts 1..4 failed: waits of about 100, 200, 400, 400 ms */
+	static const long base[] = { 100, 200, 400, 400 };
+	for (int i = 0; i < 4; i++) {
+		long g = r.got[3 + i].at_ms - r.got[2 + i].at_ms;
+		ck_assert_msg(g >= base[i] * 8 / 10 - 5, "wait %d was %ld ms, want at least %ld", i + 1, g, base[i] * 8 / 10);
+		ck_assert_msg(g <= base[i] * 12 / 10 + 1000, "wait %d was %ld ms", i + 1, g);
+	}
+	pthread_mutex_unlock(&r.mu);
+	stop_dp(&d);
+	receiver_stop(&r);
+}
+END_TEST
+
+START_TEST(stream_key_command)
+{
+	/* data-plane stream-key: the public P-256 JWK of the ring's current
+	 * key, for encryption, the same on every run; no private part. */
+	char bin[1024], out[4096], env_dir[800], path[700];
+	struct jwk k = { 0 };
+	snprintf(path, sizeof path, "%s/new-ring", dir);
+	snprintf(env_dir, sizeof env_dir, "DP_STREAM_KEYS_DIR=%s", path);
+	const char *const env[] = { env_dir, NULL };
+	it_bin("data-plane", bin, sizeof bin);
+	char *argv[] = { bin, "stream-key", NULL };
+	char kid[2][100];
+	for (int i = 0; i < 2; i++) {
+		ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
+		json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
+		ck_assert_msg(j, "not JSON: %s", out);
+		ck_assert_str_eq(it_js(j, "kty"), "EC");
+		ck_assert_str_eq(it_js(j, "crv"), "P-256");
+		ck_assert_str_eq(it_js(j, "use"), "enc");
+		ck_assert_ptr_null(json_object_get(j, "d"));
+		snprintf(kid[i], sizeof kid[i], "%s", it_js(j, "kid"));
+		json_decref(j);
+	}
+	ck_assert_str_eq(kid[0], kid[1]);
+	char err[200];
+	struct keyring *kr = keyring_open(path, 0, err, sizeof err);
+	ck_assert_ptr_nonnull(kr);
+	ck_assert_int_eq(keyring_current(kr, &k), 0);
+	ck_assert_str_eq(k.kid, kid[0]);
+	jwk_clear(&k);
+	keyring_free(kr);
+	/* Without the directory: a usage error. */
+	const char *const none[] = { NULL };
+	ck_assert_int_eq(it_run("data-plane", argv, none, out, sizeof out), 2);
+}
+END_TEST
+
 Suite *streams_suite(void)
 {
 	Suite *s = suite_create("streams");
@@ -903,6 +996,8 @@ Suite *streams_suite(void)
 	tcase_add_test(tc, refusals);
 	tcase_add_test(tc, two_instances_one_sender);
 	tcase_add_test(tc, state_reported);
+	tcase_add_test(tc, retry_after_and_backoff);
+	tcase_add_test(tc, stream_key_command);
 	suite_add_tcase(s, tc);
 	return s;
 }
