@@ -1,1003 +1,914 @@
-/* Log streams' delivery (data-plane/stream.c), from outside: every stored
- * event reaches a webhook receiver once, in order, in batches within the
- * configured bounds; a failed batch is re-sent unchanged (same id, same
- * body), also by the next process after a SIGKILL; the owner's pause,
- * resume and replay and the failure budget apply; a destination outside
- * the residency rule, a secret sealed for another stream or a data plane
- * without stream keys is "refused" with nothing sent; two instances on one
- * database never send one batch at once; the state reaches the control
- * plane.
- *
- * The control plane is played by a fake server serving documents signed
- * here (as test_dp_config.c does), the receiver by a small HTTP server of
- * this process on 127.0.0.1, allowed by the documents' stream_rules. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
+/* Log streams on the control plane, from outside: a tenant owner's routes
+ * (who may call them, every field's bounds, the residency rule, the limit
+ * of streams), the secrets that never come back, the region catalog's
+ * stream fields, the documents that carry the streams with their secrets
+ * sealed to the region's key, the data planes' reports, and erasure.
+ * Each test has its own control plane on a fresh database. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "buf.h"
-#include "cfgdoc.h"
-#include "fixtures.h"
-#include "it.h"
+#include "cpfx.h"
 #include "jwk.h"
-#include "keyring.h"
 #include "seal.h"
 #include "secret.h"
 
-#define REGION_TOKEN "it-region-token-us-streams-0123456789"
-#define KEY_ID "b00000000000000000000001"
-#define KEY_SEC "3333333333333333333333333333333333333333333333333333333333333333"
-#define TENANT "20000000-0000-4000-8000-000000000001"
-#define STREAM "30000000-0000-4000-8000-000000000001"
-#define STREAM_B "30000000-0000-4000-8000-000000000002"
-#define STREAM_C "30000000-0000-4000-8000-000000000003"
-#define WH_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-#define DEADLINE_MS 60000
-
-/* ---- the webhook receiver ---- */
-
-struct got {
-	char batch_id[64];
-	char *body;
-	long status;              /* what it was answered */
-	long at_ms;               /* when it arrived (it_now_ms) */
-};
-
-struct receiver {
-	int lfd, port;
-	atomic_int stop, active, max_active;
-	pthread_t th;
-	pthread_mutex_t mu;
-	struct got *got;
-	size_t n, cap;
-	int fail_next;            /* answer the next ones 503 */
-	int fail_all;
-	int hold_ms;              /* hold each request this long before answering */
-	int hold_forever;         /* never answer (until stopped) */
-	int retry_after;          /* with a 503: Retry-After of this many seconds */
-	atomic_int threads;
-	char url[64], other_url[64];
-};
-
-struct rconn {
-	struct receiver *r;
-	int fd;
-};
-
-static void *rconn_main(void *arg)
-{
-	struct rconn *a = arg;
-	struct receiver *r = a->r;
-	int fd = a->fd;
-	free(a);
-	struct buf in = { 0 };
-	char head_id[64] = "", cl[32] = "";
-	size_t need = 0, hlen = 0;
-	char chunk[65536];
-	for (;;) {
-		struct pollfd pfd = { fd, POLLIN, 0 };
-		if (atomic_load(&r->stop))
-			goto out;
-		if (poll(&pfd, 1, 100) <= 0)
-			continue;
-		ssize_t k = recv(fd, chunk, sizeof chunk, 0);
-		if (k <= 0)
-			goto out;
-		buf_append(&in, chunk, (size_t)k);
-		buf_append(&in, "", 1);
-		in.len--;
-		if (!hlen) {
-			char *end = strstr(in.p, "\r\n\r\n");
-			if (!end)
-				continue;
-			hlen = (size_t)(end + 4 - in.p);
-			fake_header(in.p, "Content-Length", cl, sizeof cl);
-			fake_header(in.p, "webhook-id", head_id, sizeof head_id);
-			need = hlen + (size_t)atol(cl);
-		}
-		if (in.len >= need)
-			break;
-	}
-	int now = atomic_fetch_add(&r->active, 1) + 1;
-	int m = atomic_load(&r->max_active);
-	while (now > m && !atomic_compare_exchange_weak(&r->max_active, &m, now))
-		;
-	pthread_mutex_lock(&r->mu);
-	int hold = r->hold_ms, forever = r->hold_forever;
-	long status = 200;
-	if (r->fail_all || r->fail_next > 0) {
-		status = 503;
-		if (r->fail_next > 0)
-			r->fail_next--;
-	}
-	if (r->n == r->cap) {
-		r->cap = r->cap ? 2 * r->cap : 256;
-		r->got = realloc(r->got, r->cap * sizeof *r->got);
-	}
-	struct got *g = &r->got[r->n++];
-	snprintf(g->batch_id, sizeof g->batch_id, "%s", head_id);
-	g->body = strndup(in.p + hlen, need - hlen);
-	g->status = forever ? 0 : status;
-	g->at_ms = it_now_ms();
-	int retry_after = status == 503 ? r->retry_after : 0;
-	pthread_mutex_unlock(&r->mu);
-	for (int i = 0; (forever || i < hold / 10) && !atomic_load(&r->stop); i++)
-		usleep(10000);
-	atomic_fetch_sub(&r->active, 1);
-	if (retry_after) {
-		char resp[200];
-		snprintf(resp, sizeof resp,
-		         "HTTP/1.1 503 X\r\nRetry-After: %d\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-		         retry_after);
-		it_raw_send(fd, resp, strlen(resp));
-	} else if (!forever) {
-		fake_respond(fd, (int)status, "application/json", "{}");
-	}
-out:
-	buf_free(&in);
-	close(fd);
-	atomic_fetch_sub(&r->threads, 1);
-	return NULL;
-}
-
-static void *raccept_main(void *arg)
-{
-	struct receiver *r = arg;
-	while (!atomic_load(&r->stop)) {
-		struct pollfd pfd = { r->lfd, POLLIN, 0 };
-		if (poll(&pfd, 1, 50) <= 0)
-			continue;
-		int fd = accept(r->lfd, NULL, NULL);
-		if (fd < 0)
-			continue;
-		struct rconn *a = malloc(sizeof *a);
-		a->r = r;
-		a->fd = fd;
-		pthread_t th;
-		atomic_fetch_add(&r->threads, 1);
-		if (pthread_create(&th, NULL, rconn_main, a) != 0) {
-			atomic_fetch_sub(&r->threads, 1);
-			close(fd);
-			free(a);
-		} else {
-			pthread_detach(th);
-		}
-	}
-	return NULL;
-}
-
-static void receiver_start(struct receiver *r)
-{
-	memset(r, 0, sizeof *r);
-	pthread_mutex_init(&r->mu, NULL);
-	r->lfd = listen_loopback(&r->port);
-	ck_assert_int_eq(pthread_create(&r->th, NULL, raccept_main, r), 0);
-}
-
-static void receiver_stop(struct receiver *r)
-{
-	atomic_store(&r->stop, 1);
-	pthread_join(r->th, NULL);
-	while (atomic_load(&r->threads) > 0)
-		usleep(10000);
-	close(r->lfd);
-	for (size_t i = 0; i < r->n; i++)
-		free(r->got[i].body);
-	free(r->got);
-	pthread_mutex_destroy(&r->mu);
-}
-
-/* The receiver's URL (in a buffer of the receiver: the documents are
- * signed again from it later). */
-static const char *receiver_url(struct receiver *r)
-{
-	snprintf(r->url, sizeof r->url, "http://127.0.0.1:%d/hook", r->port);
-	return r->url;
-}
-
-/* The events of the batches answered 2xx, in the order received, each
- * checked against its batch: the ids into `ids` (caller frees each),
- * how many in *n; the largest batch in *max_events, *max_bytes. */
-struct seen {
-	char **ids;
-	size_t n;
-	size_t max_events, max_bytes, batches;
-};
-
-static void seen_free(struct seen *s)
-{
-	for (size_t i = 0; i < s->n; i++)
-		free(s->ids[i]);
-	free(s->ids);
-	memset(s, 0, sizeof *s);
-}
-
-static void delivered(struct receiver *r, struct seen *s)
-{
-	memset(s, 0, sizeof *s);
-	pthread_mutex_lock(&r->mu);
-	for (size_t i = 0; i < r->n; i++) {
-		if (r->got[i].status < 200 || r->got[i].status > 299)
-			continue;
-		json_t *b = json_loads(r->got[i].body, 0, NULL);
-		ck_assert_msg(b, "a batch body is not JSON");
-		json_t *d = json_object_get(b, "data"), *ev = json_object_get(d, "events");
-		ck_assert_str_eq(it_js(b, "type"), "audit_events.batch");
-		ck_assert_str_eq(it_js(d, "batch_id"), r->got[i].batch_id);
-		ck_assert_str_eq(it_js(d, "stream_id"), STREAM);
-		ck_assert_str_eq(it_js(d, "tenant_id"), TENANT);
-		s->batches++;
-		if (json_array_size(ev) > s->max_events)
-			s->max_events = json_array_size(ev);
-		if (strlen(r->got[i].body) > s->max_bytes)
-			s->max_bytes = strlen(r->got[i].body);
-		s->ids = realloc(s->ids, (s->n + json_array_size(ev) + 1) * sizeof *s->ids);
-		size_t k;
-		json_t *e;
-		json_array_foreach(ev, k, e)
-			s->ids[s->n++] = strdup(it_js(e, "id"));
-		json_decref(b);
-	}
-	pthread_mutex_unlock(&r->mu);
-}
-
-/* Waits until the receiver acknowledged `want` events; fails after the deadline. */
-static void wait_delivered(struct receiver *r, size_t want, struct seen *s)
-{
-	long deadline = it_now_ms() + DEADLINE_MS;
-	for (;;) {
-		delivered(r, s);
-		if (s->n >= want)
-			return;
-		ck_assert_msg(it_now_ms() < deadline, "%zu of %zu events delivered", s->n, want);
-		seen_free(s);
-		usleep(50000);
-	}
-}
-
-static char db_url[512];
-
-/* The tenant's events in feed order (the order the cell committed them:
- * within one request it need not be the request's), ids joined by ','. */
-static char *feed_order(void)
-{
-	char *v = it_sql(db_url, "SELECT string_agg(id, ',' ORDER BY tx_id, seq) FROM events WHERE tenant_id = '" TENANT "'");
-	ck_assert_ptr_nonnull(v);
-	return v;
-}
-
-/* Delivered events [at, at + n) are feed events [from, from + n): each
- * once, in feed order. */
-static void check_feed_slice(const struct seen *s, size_t at, size_t from, size_t n)
-{
-	char *feed = feed_order(), *save = NULL;
-	size_t i = 0;
-	ck_assert_msg(s->n >= at + n, "%zu events delivered, want at least %zu", s->n, at + n);
-	for (char *t = strtok_r(feed, ",", &save); t && i < from + n; t = strtok_r(NULL, ",", &save), i++)
-		if (i >= from)
-			ck_assert_msg(!strcmp(s->ids[at + i - from], t), "delivered event %zu is %s, the feed's %s",
-			              at + i - from, s->ids[at + i - from], t);
-	ck_assert_msg(i == from + n, "the feed has %zu events, want %zu", i, from + n);
-	free(feed);
-}
-
-/* Every event stored, exactly once, in feed order, and nothing else. */
-static void check_once_in_order(const struct seen *s, int n)
-{
-	ck_assert_msg(s->n == (size_t)n, "%zu events delivered, want %d", s->n, n);
-	check_feed_slice(s, 0, 0, (size_t)n);
-}
-
-/* ---- documents ---- */
-
-static struct jwk signer, other_key;
-static char dir[512], trust_path[600], cache_dir[600], keys_dir[600];
-static struct keyring *ring;
-
-struct sdef {
-	const char *id;
-	const char *url;
-	int paused;
-	int64_t since, resume, replay, replay_since;
-	const char *seal_for;     /* the stream id the secret is sealed for (NULL: id) */
-	int no_secret;
-};
-
-static json_t *stream_json(const struct sdef *d)
-{
-	struct jwk k = { 0 };
-	ck_assert_int_eq(keyring_current(ring, &k), 0);
-	json_t *o = json_pack("{ss ss ss sI sb sI sI sI sI ss}", "id", d->id, "tenant", TENANT, "kind", "webhook",
-	                      "revision", (json_int_t)1, "paused", d->paused, "since", (json_int_t)d->since, "resume",
-	                      (json_int_t)d->resume, "replay", (json_int_t)d->replay, "replay_since",
-	                      (json_int_t)d->replay_since, "url", d->url);
-	if (!d->no_secret) {
-		char *sealed = seal_secret(&k, d->seal_for ? d->seal_for : d->id, WH_SECRET, strlen(WH_SECRET));
-		ck_assert_ptr_nonnull(sealed);
-		json_object_set_new(o, "secret", json_string(sealed));
-		free(sealed);
-	}
-	jwk_clear(&k);
-	return o;
-}
-
-/* A document of region us, version `ver`, with the streams `defs`. */
-static char *doc(int64_t ver, const struct sdef *defs, int n)
-{
-	int64_t now = (int64_t)time(NULL);
-	struct buf b = { 0 };
-	unsigned char h[32];
-	ck_assert_int_eq(cfgdoc_add_tenant(&b, TENANT, "streamer", "active", "pro"), 0);
-	secret_sha256(KEY_SEC, strlen(KEY_SEC), h);
-	ck_assert_int_eq(cfgdoc_add_key(&b, KEY_ID, h, 1, 1, 0), 0);
-	char *tenants = buf_take(&b);
-	json_t *streams = json_array();
-	for (int i = 0; i < n; i++)
-		json_array_append_new(streams, stream_json(&defs[i]));
-	json_t *c = json_pack("{ss ss sI sI sI ss sI si ss"
-	                      " s{ss ss ss ss si}"
-	                      " s[[sss]]"
-	                      " s{s[iiii]}"
-	                      " s{s[s] s[]} so}",
-	                      "iss", "celltrail-control-plane", "aud", "us", "iat", (json_int_t)now, "nbf",
-	                      (json_int_t)now - 60, "exp", (json_int_t)now + 3600, "jti", "it", "ver", (json_int_t)ver,
-	                      "fmt", 1, "kind", "full", "region", "name", "us", "display_name", "Region",
-	                      "endpoint_url", "https://us.example.test", "status", "active", "wave", 1, "directory",
-	                      "us", "https://us.example.test", "active", "plans", "pro", 1000000, 1000000,
-	                      1000000000, 30, "stream_rules", "hosts", "127.0.0.1", "s3_regions", "streams", streams);
-	ck_assert_ptr_nonnull(c);
-	char *tok = cfgdoc_sign(&signer, c, tenants);
-	ck_assert_ptr_nonnull(tok);
-	json_decref(c);
-	free(tenants);
-	return tok;
-}
-
-/* ---- the fake control plane: config and stream reports ---- */
-
-struct fake_cp {
-	struct fake_srv srv;
-	pthread_mutex_t mu;
-	char *token;
-	long ver;
-	int reports;
-	char *last_report;
-};
-
-static void fake_cp_handle(struct fake_srv *s, int fd, const char *req)
-{
-	struct fake_cp *cp = s->ctx;
-	char method[16], path[300], inm[64], auth[300];
-	sscanf(req, "%15s %299s", method, path);
-	fake_header(req, "If-None-Match", inm, sizeof inm);
-	fake_header(req, "Authorization", auth, sizeof auth);
-	if (!strcmp(method, "POST") && !strcmp(path, "/v1/regions/us/streams/status")) {
-		ck_assert_str_eq(auth, "Bearer " REGION_TOKEN);
-		pthread_mutex_lock(&cp->mu);
-		cp->reports++;
-		free(cp->last_report);
-		cp->last_report = strdup(strstr(req, "\r\n\r\n") + 4);
-		pthread_mutex_unlock(&cp->mu);
-		fake_respond(fd, 204, "application/json", NULL);
-		return;
-	}
-	if (!strcmp(method, "POST")) {
-		fake_respond(fd, 200, "application/json", "{}");
-		return;
-	}
-	if (strstr(path, "/v1/regions/us/config") != path) {
-		fake_respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
-		return;
-	}
-	pthread_mutex_lock(&cp->mu);
-	char etag[40];
-	snprintf(etag, sizeof etag, "\"%ld\"", cp->ver);
-	int same = !strcmp(inm, etag);
-	char *token = cp->token ? strdup(cp->token) : NULL;
-	pthread_mutex_unlock(&cp->mu);
-	if (same || !token)
-		fake_nothing_newer(&cp->srv, fd, token != NULL);
-	else
-		fake_respond(fd, 200, "application/jwt", token);
-	free(token);
-}
-
-static struct fake_cp cp;
-
-static void serve(long ver, const struct sdef *defs, int n)
-{
-	char *tok = doc(ver, defs, n);
-	pthread_mutex_lock(&cp.mu);
-	free(cp.token);
-	cp.token = tok;
-	cp.ver = ver;
-	pthread_mutex_unlock(&cp.mu);
-}
-
-/* ---- data planes ---- */
-
-struct dp {
-	struct it_proc p;
-	int port;
-};
-
-/* Starts a data plane of region us on the test's database; `extra` adds
- * settings (NULL-terminated, may be NULL); `with_keys` 0 leaves
- * DP_STREAM_KEYS_DIR unset. */
-static void start_dp(struct dp *d, const char *instance, int with_keys, const char *const extra[])
-{
-	static char e_db[600], e_cp[300], e_trust[700], e_cache[2][700], e_keys[700], e_inst[2][100];
-	static int k;
-	const char *env[40];
-	int n = 0;
-	char bin[1024];
-	k = (k + 1) % 2;
-	snprintf(e_db, sizeof e_db, "DP_DATABASE_URL=%s", db_url);
-	snprintf(e_cp, sizeof e_cp, "DP_CONTROL_PLANE_URL=http://127.0.0.1:%d", cp.srv.port);
-	snprintf(e_trust, sizeof e_trust, "DP_TRUST_BUNDLE=%s", trust_path);
-	static int c;
-	snprintf(e_cache[k], sizeof e_cache[k], "DP_CACHE_DIR=%s/cache-%s-%d", dir, instance, c++);
-	snprintf(e_keys, sizeof e_keys, "DP_STREAM_KEYS_DIR=%s", keys_dir);
-	snprintf(e_inst[k], sizeof e_inst[k], "DP_INSTANCE=%s", instance);
-	env[n++] = e_db;
-	env[n++] = e_cp;
-	env[n++] = e_trust;
-	env[n++] = e_cache[k];
-	env[n++] = e_inst[k];
-	if (with_keys)
-		env[n++] = e_keys;
-	env[n++] = "DP_REGION=us";
-	env[n++] = "DP_LISTEN=127.0.0.1:0";
-	env[n++] = "DP_REGION_TOKEN=" REGION_TOKEN;
-	env[n++] = "DP_ACCESS_LOG=false";
-	env[n++] = "DP_LOG=false";
-	env[n++] = "DP_PULL_WAIT=1s";
-	env[n++] = "DP_STREAM_POLL_INTERVAL=100ms";
-	env[n++] = "DP_STREAM_BATCH_WAIT=100ms";
-	env[n++] = "DP_STREAM_RETRY_MIN=50ms";
-	env[n++] = "DP_STREAM_RETRY_MAX=200ms";
-	env[n++] = "DP_STREAM_REPORT_INTERVAL=200ms";
-	env[n++] = "DP_STREAM_TIMEOUT=5s";
-	for (int i = 0; extra && extra[i]; i++)
-		env[n++] = extra[i];
-	env[n] = NULL;
-	it_bin("data-plane", bin, sizeof bin);
-	char *argv[] = { bin, NULL };
-	it_spawn(&d->p, it_fmt("data-plane-%s", instance), argv, env);
-	d->port = it_wait_port(&d->p, 30000);
-}
-
-/* SIGTERM; the log names no secret. */
-static void stop_dp(struct dp *d)
-{
-	ck_assert_int_eq(it_stop(&d->p), 0);
-	char *log = it_slurp(d->p.log);
-	ck_assert_ptr_nonnull(log);
-	ck_assert_msg(!strstr(log, WH_SECRET) && !strstr(log, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-	              "the destination's secret appears in %s", d->p.log);
-	free(log);
-}
-
-/* `n` events "<prefix>-<i>" from `from`, in one request, each with a
- * metadata string of `pad` bytes. */
-static void post(const struct dp *d, const char *prefix, int from, int n, int pad)
-{
-	struct buf b = { 0 };
-	char *p = malloc((size_t)pad + 1);
-	memset(p, 'x', (size_t)pad);
-	p[pad] = '\0';
-	buf_printf(&b, "{\"events\":[");
-	for (int i = 0; i < n; i++)
-		buf_printf(&b, "%s{\"id\":\"%s-%d\",\"action\":\"doc.edit\",\"actor\":{\"id\":\"u\",\"type\":\"user\"},"
-		               "\"metadata\":{\"p\":\"%s\"}}",
-		           i ? "," : "", prefix, from + i, p);
-	buf_printf(&b, "]}");
-	free(p);
-	const char *h[] = { "Authorization: Bearer us_" KEY_ID "_" KEY_SEC, "Content-Type: application/json", NULL };
-	struct it_resp r;
-	long deadline = it_now_ms() + DEADLINE_MS;
-	for (;;) {
-		it_http(&r, "POST", it_fmt("http://127.0.0.1:%d/v1/events", d->port), h, b.p, b.len);
-		if (r.status == 201 || r.status == 200)
-			break;
-		/* 401 until the document is there */
-		ck_assert_msg(it_now_ms() < deadline, "POST /v1/events: %ld %.300s", r.status, r.body);
-		it_resp_free(&r);
-		usleep(50000);
-	}
-	it_resp_free(&r);
-	buf_free(&b);
-}
-
-static char *cursor_col(const char *stream, const char *col)
-{
-	return it_sql(db_url, it_fmt("SELECT %s FROM stream_cursors WHERE stream_id = '%s'", col, stream));
-}
-
-/* Waits until the stream's cursor row has `status`. */
-static void wait_status(const char *stream, const char *status)
-{
-	long deadline = it_now_ms() + DEADLINE_MS;
-	for (;;) {
-		char *v = cursor_col(stream, "status");
-		int ok = v && !strcmp(v, status);
-		ck_assert_msg(ok || it_now_ms() < deadline, "stream status %s, want %s", v ? v : "(none)", status);
-		free(v);
-		if (ok)
-			return;
-		usleep(50000);
-	}
-}
-
-static size_t received(struct receiver *r)
-{
-	pthread_mutex_lock(&r->mu);
-	size_t n = r->n;
-	pthread_mutex_unlock(&r->mu);
-	return n;
-}
+static char keys_env[700];
 
 static void setup(void)
 {
-	static int seq;
-	char err[256];
-	snprintf(dir, sizeof dir, "%s/streams-%d-%d", it_env("IT_LOG_DIR"), (int)getpid(), seq);
-	ck_assert_int_eq(mkdir(dir, 0755), 0);
-	snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
-	snprintf(keys_dir, sizeof keys_dir, "%s/stream-keys", dir);
-	ck_assert_int_eq(jwk_generate(&signer), 0);
-	ck_assert_int_eq(jwk_generate(&other_key), 0);
-	snprintf(trust_path, sizeof trust_path, "%s/trust.json", dir);
-	write_trust_bundle(&signer, trust_path);
-	ring = keyring_open(keys_dir, 0, err, sizeof err);
-	ck_assert_msg(ring != NULL, "%s", err);
-	dp_region_db(it_fmt("it_streams_%d_%d", (int)getpid(), seq++), db_url, sizeof db_url);
-	memset(&cp, 0, sizeof cp);
-	pthread_mutex_init(&cp.mu, NULL);
-	fake_srv_start(&cp.srv, fake_cp_handle, &cp);
+	snprintf(keys_env, sizeof keys_env, "CP_SIGNING_KEYS_DIR=%s/keys-streams-%d", it_env("IT_LOG_DIR"),
+	         (int)getpid());
+	const char *const extra[] = { keys_env, NULL };
+	cpfx_start("it_streams", extra);
+	cpfx.success_is_object = 0;
 }
 
 static void teardown(void)
 {
-	fake_srv_stop(&cp.srv);
-	free(cp.token);
-	free(cp.last_report);
-	pthread_mutex_destroy(&cp.mu);
-	keyring_free(ring);
-	jwk_clear(&signer);
-	jwk_clear(&other_key);
+	cpfx_stop();
 }
 
-/* ---- tests ---- */
+/* Secrets of the destinations below, distinctive enough to search for. */
+#define WH_SECRET "whsec_AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+#define HEC_TOKEN "hec-TOKEN-5b1e-zq9"
+#define S3_SECRET "s3-SECRET/9f+Zq-abc"
+static const char *const secrets[] = { "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA", HEC_TOKEN, S3_SECRET };
 
-/* One run: DP_STREAM_BATCH `batch`, DP_STREAM_BATCH_BYTES `bytes`;
- * `requests` requests of `per` events with `pad` bytes of metadata each. */
-static void batch_bounds(const char *batch, const char *bytes, int requests, int per, int pad, struct seen *s)
+#define WH_BODY "{\"kind\":\"webhook\",\"url\":\"https://hooks.siem.eu.example/in\",\"secret\":\"" WH_SECRET "\"}"
+#define HEC_BODY "{\"kind\":\"splunk_hec\",\"url\":\"https://splunk.siem.eu.example:8088/services/collector/event\"," \
+	"\"token\":\"" HEC_TOKEN "\"}"
+#define S3_BODY "{\"kind\":\"s3\",\"endpoint\":\"http://127.0.0.1:9000\",\"bucket\":\"audit-logs\"," \
+	"\"region\":\"eu-west-1\",\"access_key_id\":\"AKIAEXAMPLE1\",\"secret_access_key\":\"" S3_SECRET "\"}"
+
+/* Every answer's body, to search for secrets at the end. */
+static char *seen;
+static size_t seen_len;
+
+static void remember(const struct res *r)
 {
-	struct receiver r;
-	struct dp d;
-	static int run;
-	/* A database of its own: batches numbered from 1 again. */
-	dp_region_db(it_fmt("it_streams_%d_b%d", (int)getpid(), run++), db_url, sizeof db_url);
-	receiver_start(&r);
-	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
-	serve(2, &def, 1);
-	const char *extra[] = { it_fmt("DP_STREAM_BATCH=%s", batch), it_fmt("DP_STREAM_BATCH_BYTES=%s", bytes), NULL };
-	start_dp(&d, "a", 1, extra);
-	for (int i = 0; i < requests; i++)
-		post(&d, "e", i * per, per, pad);
-	wait_delivered(&r, (size_t)(requests * per), s);
-	check_once_in_order(s, requests * per);
-	/* Batches are numbered from 1 with no gap, one id each. */
-	pthread_mutex_lock(&r.mu);
-	for (size_t i = 0; i < r.n; i++)
-		ck_assert_str_eq(r.got[i].batch_id, it_fmt("%s-%012zu", STREAM, i + 1));
-	pthread_mutex_unlock(&r.mu);
-	stop_dp(&d);
-	receiver_stop(&r);
+	if (!r->raw.body)
+		return;
+	seen = realloc(seen, seen_len + r->raw.len + 2);
+	memcpy(seen + seen_len, r->raw.body, r->raw.len);
+	seen_len += r->raw.len;
+	seen[seen_len++] = '\n';
+	seen[seen_len] = '\0';
 }
 
-START_TEST(batches_within_bounds)
+static void call(struct res *r, const char *method, const char *path, const char *token, const char *body)
 {
-	struct seen s;
-	/* DP_STREAM_BATCH=1: one event a batch. */
-	batch_bounds("1", "65536", 2, 10, 10, &s);
-	ck_assert_uint_eq(s.max_events, 1);
-	ck_assert_uint_eq(s.batches, 20);
-	seen_free(&s);
-	/* The smallest byte bound with events of ~4 KiB: several a batch,
-	 * never a body past 64 KiB. */
-	batch_bounds("10000", "65536", 2, 100, 4000, &s);
-	ck_assert_msg(s.max_bytes <= 65536, "a body of %zu bytes", s.max_bytes);
-	ck_assert_msg(s.max_events > 1 && s.max_events < 20, "%zu events in a batch", s.max_events);
-	seen_free(&s);
-	/* The largest bounds: one batch takes what the requests stored at
-	 * once (more than one request's 1000). */
-	batch_bounds("10000", "16777216", 3, 1000, 10, &s);
-	ck_assert_msg(s.max_events > 1, "%zu events in the largest batch", s.max_events);
-	ck_assert_msg(s.max_bytes <= 16777216, "a body of %zu bytes", s.max_bytes);
-	seen_free(&s);
+	api(r, method, path, token, body);
+	remember(r);
 }
-END_TEST
 
-START_TEST(failed_batch_resent_unchanged)
+static void no_secret_in(const char *text, const char *where)
 {
-	/* 503 twice, then 200: the same batch id and the same body bytes
-	 * each time, and nothing skipped after. */
-	struct receiver r;
-	struct dp d;
-	struct seen s;
-	receiver_start(&r);
-	r.fail_next = 2;
-	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
-	serve(2, &def, 1);
-	const char *extra[] = { "DP_STREAM_BATCH=5", NULL };
-	start_dp(&d, "a", 1, extra);
-	post(&d, "e", 0, 5, 10);
-	wait_delivered(&r, 5, &s);
-	seen_free(&s);
-	post(&d, "e", 5, 7, 10);
-	wait_delivered(&r, 12, &s);
-	check_once_in_order(&s, 12);
-	seen_free(&s);
-	pthread_mutex_lock(&r.mu);
-	ck_assert_uint_ge(r.n, 4);
-	ck_assert_int_eq(r.got[0].status, 503);
-	ck_assert_int_eq(r.got[1].status, 503);
-	ck_assert_int_eq(r.got[2].status, 200);
-	for (int i = 1; i < 3; i++) {
-		ck_assert_str_eq(r.got[i].batch_id, r.got[0].batch_id);
-		ck_assert_str_eq(r.got[i].body, r.got[0].body);
+	for (size_t i = 0; text && i < sizeof secrets / sizeof secrets[0]; i++)
+		ck_assert_msg(!strstr(text, secrets[i]), "a destination secret in clear in %s", where);
+}
+
+/* The region eu allows loopback and *.siem.eu.example, S3 region
+ * eu-west-1, and has the stream key `key` (generated here). */
+static void region_rule(struct jwk *key)
+{
+	struct res r;
+	ck_assert_int_eq(jwk_generate(key), 0);
+	json_t *pub = jwk_public_json(key);
+	json_object_set_new(pub, "use", json_string("enc"));
+	json_object_del(pub, "alg");
+	char *pj = json_dumps(pub, JSON_COMPACT);
+	call(&r, "PATCH", "/v1/regions/eu", ADMIN_TOKEN,
+	     it_fmt("{\"stream_hosts\":[\"127.0.0.1\",\"localhost\",\"[::1]\",\"*.siem.eu.example\"],"
+	            "\"stream_s3_regions\":[\"eu-west-1\"],\"stream_key\":%s}", pj));
+	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(json_object_get(r.json, "stream_key"), "kid"), key->kid);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "stream_hosts")), 4);
+	res_free(&r);
+	free(pj);
+	json_decref(pub);
+}
+
+/* A tenant of eu with an owner and a member, logged in. */
+struct world {
+	char tenant[37], owner[128], member[128];
+};
+
+static void world(struct world *w, const char *slug)
+{
+	new_tenant(slug, "eu", "free", w->tenant);
+	new_user(w->tenant, it_fmt("owner@%s.test", slug), "owner", NULL);
+	new_user(w->tenant, it_fmt("member@%s.test", slug), "member", NULL);
+	login(slug, it_fmt("owner@%s.test", slug), w->owner);
+	login(slug, it_fmt("member@%s.test", slug), w->member);
+}
+
+static const char *spath(const struct world *w, const char *stream, const char *rest)
+{
+	return stream ? it_fmt("/v1/tenants/%s/streams/%s%s", w->tenant, stream, rest)
+	              : it_fmt("/v1/tenants/%s/streams", w->tenant);
+}
+
+/* Creates a stream; its id into `id`. */
+static void create(const struct world *w, const char *body, char id[37])
+{
+	struct res r;
+	call(&r, "POST", spath(w, NULL, ""), w->owner, body);
+	EXPECT(&r, 201);
+	snprintf(id, 37, "%s", it_js(r.json, "id"));
+	ck_assert(is_uuid(id));
+	res_free(&r);
+}
+
+/* The payload of a compact JWS (malloc'd). */
+static char *payload(const char *tok)
+{
+	const char *a = strchr(tok, '.'), *b = a ? strchr(a + 1, '.') : NULL;
+	ck_assert_ptr_nonnull(b);
+	size_t n = (size_t)(b - a - 1);
+	char *out = malloc(n + 1);
+	long m = secret_unb64url(a + 1, n, out, n);
+	ck_assert_int_gt(m, 0);
+	out[m] = '\0';
+	return out;
+}
+
+/* The claims of the document at `path` (admin), and its text in *text. */
+static json_t *doc_claims(const char *path, char **text)
+{
+	struct doc d;
+	doc_fetch(&d, it_fmt("%s%s", cpfx.url, path), ADMIN_TOKEN, NULL, 0);
+	ck_assert_int_eq(d.status, 200);
+	*text = payload(d.body);
+	free(d.body);
+	json_t *c = json_loads(*text, 0, NULL);
+	ck_assert_ptr_nonnull(c);
+	return c;
+}
+
+static json_t *find_stream(json_t *claims, const char *id)
+{
+	size_t i;
+	json_t *s;
+	json_array_foreach(json_object_get(claims, "streams"), i, s)
+		if (!strcmp(it_js(s, "id"), id))
+			return s;
+	return NULL;
+}
+
+static long jint(const json_t *o, const char *k)
+{
+	return (long)json_integer_value(json_object_get(o, k));
+}
+
+/* ------------------------------------------------------------------ */
+
+/* An owner creates one stream of each kind, lists, reads, changes,
+ * pauses, resumes, replays and deletes them; each change raises the home
+ * region's config version (and only it), a PATCH raises the revision. */
+START_TEST(lifecycle)
+{
+	struct jwk key;
+	struct world w;
+	struct res r;
+	char wh[37], hec[37], s3[37];
+	long v[NREGIONS];
+	region_rule(&key);
+	world(&w, "acme");
+	versions(v);
+
+	call(&r, "POST", spath(&w, NULL, ""), w.owner, WH_BODY);
+	EXPECT(&r, 201);
+	snprintf(wh, sizeof wh, "%s", it_js(r.json, "id"));
+	char loc[200];
+	ck_assert_int_eq(it_header(&r.raw, "Location", loc, sizeof loc), 0);
+	ck_assert_str_eq(loc, spath(&w, wh, ""));
+	ck_assert_str_eq(it_js(r.json, "kind"), "webhook");
+	ck_assert_str_eq(it_js(r.json, "url"), "https://hooks.siem.eu.example/in");
+	ck_assert_str_eq(it_js(r.json, "tenant_id"), w.tenant);
+	ck_assert_str_eq(it_js(r.json, "status"), "pending");
+	ck_assert(json_is_false(json_object_get(r.json, "paused")));
+	ck_assert(is_api_time(it_js(r.json, "since")));
+	ck_assert_int_eq(jint(r.json, "revision"), 1);
+	ck_assert_int_eq(jint(r.json, "lag_events"), 0);
+	ck_assert(json_is_null(json_object_get(r.json, "last_delivered_at")));
+	ck_assert(json_is_null(json_object_get(r.json, "last_error")));
+	ck_assert(json_is_null(json_object_get(r.json, "reported_at")));
+	ck_assert_ptr_null(json_object_get(r.json, "secret"));
+	res_free(&r);
+	EXPECT_VERSIONS(v, 0, 1, 0, 0);
+
+	create(&w, HEC_BODY, hec);
+	call(&r, "POST", spath(&w, NULL, ""), w.owner,
+	     "{\"kind\":\"s3\",\"endpoint\":\"http://127.0.0.1:9000\",\"bucket\":\"audit-logs\",\"region\":\"eu-west-1\","
+	     "\"access_key_id\":\"AKIAEXAMPLE1\",\"secret_access_key\":\"" S3_SECRET "\",\"prefix\":\"acme/logs/\","
+	     "\"since\":\"2026-01-01T00:00:00Z\",\"paused\":true}");
+	EXPECT(&r, 201);
+	snprintf(s3, sizeof s3, "%s", it_js(r.json, "id"));
+	ck_assert_str_eq(it_js(r.json, "bucket"), "audit-logs");
+	ck_assert_str_eq(it_js(r.json, "region"), "eu-west-1");
+	ck_assert_str_eq(it_js(r.json, "access_key_id"), "AKIAEXAMPLE1");
+	ck_assert_str_eq(it_js(r.json, "prefix"), "acme/logs/");
+	ck_assert_str_eq(it_js(r.json, "status"), "paused");
+	ck_assert_str_eq(it_js(r.json, "since"), "2026-01-01T00:00:00.000000Z");
+	ck_assert_ptr_null(json_object_get(r.json, "url"));
+	res_free(&r);
+	EXPECT_VERSIONS(v, 0, 2, 0, 0);
+
+	call(&r, "GET", spath(&w, NULL, ""), w.member, NULL);
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 3);
+	ck_assert_str_eq(it_js(json_array_get(json_object_get(r.json, "items"), 0), "id"), wh);
+	res_free(&r);
+
+	call(&r, "PATCH", spath(&w, wh, ""), w.owner, "{\"url\":\"https://other.siem.eu.example/x\"}");
+	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(r.json, "url"), "https://other.siem.eu.example/x");
+	ck_assert_int_eq(jint(r.json, "revision"), 2);
+	res_free(&r);
+	/* A new secret alone is a change too; the kind is fixed. */
+	call(&r, "PATCH", spath(&w, hec, ""), w.owner, "{\"token\":\"hec-TOKEN-5b1e-zq9\",\"kind\":\"splunk_hec\"}");
+	EXPECT(&r, 200);
+	ck_assert_int_eq(jint(r.json, "revision"), 2);
+	res_free(&r);
+	EXPECT_VERSIONS(v, 0, 2, 0, 0);
+	call(&r, "PATCH", spath(&w, hec, ""), w.owner, "{\"kind\":\"webhook\"}");
+	EXPECT_PROBLEM(&r, 409, "conflict", "kind");
+	res_free(&r);
+	call(&r, "PATCH", spath(&w, hec, ""), w.owner, "{\"bucket\":\"abc\"}");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "bucket");
+	res_free(&r);
+	call(&r, "PATCH", spath(&w, hec, ""), w.owner, "{}");
+	EXPECT(&r, 400);
+	res_free(&r);
+	call(&r, "PATCH", spath(&w, s3, ""), w.owner, "{\"region\":\"us-east-1\"}");
+	EXPECT_PROBLEM(&r, 422, "destination_not_allowed", "region");
+	res_free(&r);
+	EXPECT_VERSIONS(v, 0, 0, 0, 0);
+
+	call(&r, "POST", spath(&w, wh, "/pause"), w.owner, NULL);
+	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(r.json, "status"), "paused");
+	ck_assert(json_is_true(json_object_get(r.json, "paused")));
+	res_free(&r);
+	call(&r, "POST", spath(&w, wh, "/resume"), w.owner, NULL);
+	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(r.json, "status"), "pending");
+	res_free(&r);
+	call(&r, "POST", spath(&w, wh, "/replay"), w.owner, "{\"since\":\"2026-02-01T00:00:00Z\"}");
+	EXPECT(&r, 200);
+	res_free(&r);
+	call(&r, "POST", spath(&w, wh, "/replay"), w.owner, "{\"since\":\"yesterday\"}");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "since");
+	res_free(&r);
+	call(&r, "POST", spath(&w, wh, "/replay"), w.owner, "{}");
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "since");
+	res_free(&r);
+	EXPECT_VERSIONS(v, 0, 3, 0, 0);
+	ck_assert_int_eq(qlong(it_fmt("SELECT resume_gen * 10 + replay_gen FROM streams WHERE id = '%s'", wh)), 11);
+	ck_assert_int_eq(qlong(it_fmt("SELECT extract(epoch FROM replay_since)::bigint FROM streams WHERE id = '%s'", wh)),
+	                 1769904000);
+
+	call(&r, "DELETE", spath(&w, wh, ""), w.owner, NULL);
+	EXPECT(&r, 204);
+	ck_assert_uint_eq(r.raw.len, 0);
+	res_free(&r);
+	EXPECT_VERSIONS(v, 0, 1, 0, 0);
+	const char *const gone[][2] = { { "GET", "" }, { "DELETE", "" }, { "POST", "/pause" }, { "POST", "/resume" } };
+	for (size_t i = 0; i < 4; i++) {
+		call(&r, gone[i][0], spath(&w, wh, gone[i][1]), w.owner, NULL);
+		EXPECT_PROBLEM(&r, 404, "not_found", NULL);
+		res_free(&r);
 	}
-	ck_assert_str_eq(r.got[3].batch_id, it_fmt("%s-%012d", STREAM, 2));
-	pthread_mutex_unlock(&r.mu);
-	char *v = cursor_col(STREAM, "delivered_events");
-	ck_assert_str_eq(v, "12");
-	free(v);
-	stop_dp(&d);
-	receiver_stop(&r);
+	call(&r, "PATCH", spath(&w, wh, ""), w.owner, "{\"url\":\"https://a.siem.eu.example/\"}");
+	EXPECT(&r, 404);
+	res_free(&r);
+	call(&r, "GET", spath(&w, NULL, ""), w.owner, NULL);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 2);
+	res_free(&r);
+	/* The audit log records each change, without a secret. */
+	ck_assert_int_eq(qlong("SELECT count(*) FROM audit_log WHERE action LIKE 'stream.%'"), 9);
+	char *audit = q("SELECT string_agg(coalesce(before::text, '') || coalesce(after::text, ''), ' ') FROM audit_log");
+	no_secret_in(audit, "the audit log");
+	free(audit);
+	no_secret_in(seen, "an answer");
+	free(seen);
+	seen = NULL;
+	seen_len = 0;
+	jwk_clear(&key);
 }
 END_TEST
 
-START_TEST(sigkill_resends_same_batch)
+/* Who may call what: no credential 401, a member may read but not
+ * change (403), another tenant's owner finds nothing (404), an admin may
+ * do everything; unknown ids are 404. */
+START_TEST(authorization)
 {
-	/* The receiver holds the first batch unanswered; the data plane is
-	 * killed; the next process sends the same batch id and body. */
-	struct receiver r;
-	struct dp d;
-	struct seen s;
-	receiver_start(&r);
-	r.hold_forever = 1;
-	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
-	serve(2, &def, 1);
-	start_dp(&d, "a", 1, NULL);
-	post(&d, "e", 0, 8, 10);
-	long deadline = it_now_ms() + DEADLINE_MS;
-	while (received(&r) < 1) {
-		ck_assert_msg(it_now_ms() < deadline, "no batch sent");
-		usleep(20000);
-	}
-	char *in_flight = cursor_col(STREAM, "batch_to_tx IS NOT NULL");
-	ck_assert_str_eq(in_flight, "t");
-	free(in_flight);
-	kill(d.p.pid, SIGKILL);
-	ck_assert_int_eq(it_wait(&d.p, 10000), 128 + SIGKILL);
-	pthread_mutex_lock(&r.mu);
-	r.hold_forever = 0;
-	char first_id[64], *first_body = strdup(r.got[0].body);
-	snprintf(first_id, sizeof first_id, "%s", r.got[0].batch_id);
-	pthread_mutex_unlock(&r.mu);
-	start_dp(&d, "b", 1, NULL);
-	wait_delivered(&r, 8, &s);
-	check_once_in_order(&s, 8);
-	seen_free(&s);
-	pthread_mutex_lock(&r.mu);
-	ck_assert_str_eq(first_id, it_fmt("%s-%012d", STREAM, 1));
-	ck_assert_str_eq(r.got[1].batch_id, first_id);
-	ck_assert_str_eq(r.got[1].body, first_body);
-	pthread_mutex_unlock(&r.mu);
-	free(first_body);
-	stop_dp(&d);
-	receiver_stop(&r);
-}
-END_TEST
-
-START_TEST(pause_resume_replay_budget)
-{
-	struct receiver r;
-	struct dp d;
-	struct seen s;
-	receiver_start(&r);
-	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
-	serve(2, &def, 1);
-	const char *extra[] = { "DP_STREAM_FAILURE_BUDGET=300ms", NULL };
-	start_dp(&d, "a", 1, extra);
-	post(&d, "e", 0, 4, 10);
-	wait_delivered(&r, 4, &s);
-	seen_free(&s);
-
-	/* Paused: events wait. */
-	def.paused = 1;
-	serve(3, &def, 1);
-	wait_status(STREAM, "paused");
-	post(&d, "e", 4, 4, 10);
-	usleep(600 * 1000);
-	delivered(&r, &s);
-	ck_assert_uint_eq(s.n, 4);
-	seen_free(&s);
-	/* Resumed: they go, in order. */
-	def.paused = 0;
-	def.resume = 1;
-	serve(4, &def, 1);
-	wait_delivered(&r, 8, &s);
-	check_once_in_order(&s, 8);
-	seen_free(&s);
-
-	/* Replay from the beginning: every event again, in order, under new batch ids. */
-	def.replay = 1;
-	def.replay_since = 1;
-	serve(5, &def, 1);
-	wait_delivered(&r, 16, &s);
-	check_feed_slice(&s, 0, 0, 8);
-	check_feed_slice(&s, 8, 0, 8);
-	seen_free(&s);
-
-	/* The destination fails past the budget: "failed", no more attempts;
-	 * resume clears it and delivery goes on. */
-	pthread_mutex_lock(&r.mu);
-	r.fail_all = 1;
-	pthread_mutex_unlock(&r.mu);
-	post(&d, "f", 0, 3, 10);
-	wait_status(STREAM, "failed");
-	char *err = cursor_col(STREAM, "last_error");
-	ck_assert_msg(err && strstr(err, "503"), "last_error %s", err ? err : "(null)");
-	free(err);
-	size_t tries = received(&r);
-	usleep(500 * 1000);
-	ck_assert_uint_eq(received(&r), tries);
-	pthread_mutex_lock(&r.mu);
-	r.fail_all = 0;
-	pthread_mutex_unlock(&r.mu);
-	def.resume = 2;
-	serve(6, &def, 1);
-	wait_delivered(&r, 19, &s);
-	ck_assert_uint_eq(s.n, 19);
-	check_feed_slice(&s, 16, 8, 3);
-	seen_free(&s);
-	wait_status(STREAM, "active");
-	stop_dp(&d);
-	receiver_stop(&r);
-}
-END_TEST
-
-START_TEST(refusals)
-{
-	/* A host outside the rule, a secret sealed for another stream, and
-	 * then a data plane without stream keys: "refused", nothing sent. */
-	struct receiver r;
-	struct dp d;
-	receiver_start(&r);
-	snprintf(r.other_url, sizeof r.other_url, "http://localhost:%d/hook", r.port);
-	struct sdef defs[2] = {
-		{ .id = STREAM_B, .url = r.other_url },
-		{ .id = STREAM_C, .url = receiver_url(&r), .seal_for = STREAM_B },
+	struct jwk key;
+	struct world a, b;
+	struct res r;
+	char id[37];
+	region_rule(&key);
+	world(&a, "alpha");
+	world(&b, "beta");
+	create(&a, WH_BODY, id);
+	const char *const paths[][3] = {
+		{ "POST", "", WH_BODY }, { "GET", "", NULL }, { "GET", "S", NULL },
+		{ "PATCH", "S", "{\"url\":\"https://b.siem.eu.example/\"}" }, { "POST", "S/pause", NULL },
+		{ "POST", "S/resume", NULL }, { "POST", "S/replay", "{\"since\":\"2026-01-01T00:00:00Z\"}" },
+		{ "DELETE", "S", NULL },
 	};
-	serve(2, defs, 2);
-	start_dp(&d, "a", 1, NULL);
-	post(&d, "e", 0, 3, 10);
-	wait_status(STREAM_B, "refused");
-	wait_status(STREAM_C, "refused");
-	char *e1 = cursor_col(STREAM_B, "last_error"), *e2 = cursor_col(STREAM_C, "last_error");
-	ck_assert_msg(e1 && strstr(e1, "localhost"), "last_error %s", e1 ? e1 : "(null)");
-	ck_assert_msg(e2 && strstr(e2, "sealed"), "last_error %s", e2 ? e2 : "(null)");
-	free(e1);
-	free(e2);
-	stop_dp(&d);
-
-	struct sdef good = { .id = STREAM, .url = receiver_url(&r) };
-	serve(3, &good, 1);
-	start_dp(&d, "b", 0, NULL);
-	wait_status(STREAM, "refused");
-	char *e3 = cursor_col(STREAM, "last_error");
-	ck_assert_msg(e3 && strstr(e3, "DP_STREAM_KEYS_DIR"), "last_error %s", e3 ? e3 : "(null)");
-	free(e3);
-	usleep(300 * 1000);
-	ck_assert_uint_eq(received(&r), 0);
-	stop_dp(&d);
-	receiver_stop(&r);
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		const char *path = paths[i][1][0] == 'S' ? spath(&a, id, paths[i][1] + 1) : spath(&a, NULL, "");
+		int write = strcmp(paths[i][0], "GET") != 0;
+		call(&r, paths[i][0], path, NULL, paths[i][2]);
+		EXPECT_PROBLEM(&r, 401, "unauthorized", NULL);
+		res_free(&r);
+		call(&r, paths[i][0], path, a.member, paths[i][2]);
+		if (write)
+			EXPECT_PROBLEM(&r, 403, "forbidden", NULL);
+		else
+			EXPECT(&r, 200);
+		res_free(&r);
+		call(&r, paths[i][0], path, b.owner, paths[i][2]);
+		EXPECT_PROBLEM(&r, 404, "not_found", NULL);
+		res_free(&r);
+	}
+	/* Another tenant's stream under one's own tenant: not found. */
+	call(&r, "GET", spath(&b, id, ""), b.owner, NULL);
+	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
+	res_free(&r);
+	call(&r, "GET", spath(&a, "not-a-uuid", ""), a.owner, NULL);
+	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
+	res_free(&r);
+	call(&r, "GET", "/v1/tenants/not-a-uuid/streams", ADMIN_TOKEN, NULL);
+	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
+	res_free(&r);
+	call(&r, "GET", spath(&a, "00000000-0000-4000-8000-000000000000", ""), a.owner, NULL);
+	EXPECT_PROBLEM(&r, 404, "not_found", NULL);
+	res_free(&r);
+	call(&r, "POST", spath(&a, id, "/pause"), ADMIN_TOKEN, NULL);
+	EXPECT(&r, 200);
+	res_free(&r);
+	call(&r, "DELETE", spath(&a, id, ""), ADMIN_TOKEN, NULL);
+	EXPECT(&r, 204);
+	res_free(&r);
+	jwk_clear(&key);
 }
 END_TEST
 
-START_TEST(two_instances_one_sender)
+/* Every field is checked, each limit at both ends; a field of another
+ * kind, an unknown field, a missing one are 400 naming it. */
+/* POST the body: status, and for a 400 the field named. Streams made are
+ * deleted at once, to stay below the limit. */
+static void try_create(const struct world *w, const char *body, long status, const char *field, int line)
 {
-	/* Two data planes on one database: each batch is sent by one of them
-	 * at a time (never two requests at once), each id acknowledged once. */
-	struct receiver r;
-	struct dp a, b;
-	struct seen s;
-	receiver_start(&r);
-	r.hold_ms = 30;
-	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
-	serve(2, &def, 1);
-	const char *extra[] = { "DP_STREAM_BATCH=3", "DP_STREAM_POLL_INTERVAL=10ms", "DP_STREAM_BATCH_WAIT=0ms", NULL };
-	start_dp(&a, "a", 1, extra);
-	start_dp(&b, "b", 1, extra);
-	for (int i = 0; i < 6; i++)
-		post(i % 2 ? &b : &a, "e", i * 5, 5, 10);
-	wait_delivered(&r, 30, &s);
-	check_once_in_order(&s, 30);
-	seen_free(&s);
-	ck_assert_int_eq(atomic_load(&r.max_active), 1);
-	pthread_mutex_lock(&r.mu);
-	for (size_t i = 0; i < r.n; i++)
-		for (size_t j = i + 1; j < r.n; j++)
-			ck_assert_msg(strcmp(r.got[i].batch_id, r.got[j].batch_id), "batch %s sent twice",
-			              r.got[i].batch_id);
-	pthread_mutex_unlock(&r.mu);
-	stop_dp(&a);
-	stop_dp(&b);
-	receiver_stop(&r);
+	struct res r;
+	call(&r, "POST", spath(w, NULL, ""), w->owner, body);
+	ck_assert_msg(r.status == status, "line %d: %ld %.300s", line, r.status, r.raw.body);
+	if (field)
+		EXPECT_PROBLEM(&r, status, "validation_failed", field);
+	res_free(&r);
+	qlong("WITH x AS (UPDATE streams SET deleted_at = now() WHERE deleted_at IS NULL RETURNING 1)"
+	      " SELECT count(*) FROM x");
+}
+#define TRY(body, status, field) try_create(&w, (body), (status), (field), __LINE__)
+
+START_TEST(field_validation)
+{
+	struct jwk key;
+	struct world w;
+	region_rule(&key);
+	world(&w, "valid");
+	char u2048[2100], u2049[2100];
+	snprintf(u2048, sizeof u2048, "https://a.siem.eu.example/%0*d", 2048 - 26, 0);
+	snprintf(u2049, sizeof u2049, "https://a.siem.eu.example/%0*d", 2049 - 26, 0);
+	ck_assert_uint_eq(strlen(u2048), 2048);
+	static const char b24[] = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcY";
+	static const char b23[] = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhc=";
+	static const char b64[] = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QA==";
+	static const char b65[] = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYnKCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEE=";
+	char tok256[300], tok257[300], sak256[300], sak257[300], akid128[200], akid129[200], pre256[300], pre257[300];
+	memset(tok256, 'T', 256), tok256[256] = '\0';
+	memset(tok257, 'T', 257), tok257[257] = '\0';
+	memset(sak256, 'S', 256), sak256[256] = '\0';
+	memset(sak257, 'S', 257), sak257[257] = '\0';
+	memset(akid128, 'A', 128), akid128[128] = '\0';
+	memset(akid129, 'A', 129), akid129[129] = '\0';
+	memset(pre256, 'p', 256), pre256[256] = '\0';
+	memset(pre257, 'p', 257), pre257[257] = '\0';
+	char b63[64];
+	memset(b63, 'b', 63), b63[63] = '\0';
+	const char *wh = "{\"kind\":\"webhook\",\"url\":\"%s\",\"secret\":\"%s\"}";
+	const char *hec = "{\"kind\":\"splunk_hec\",\"url\":\"https://h.siem.eu.example\",\"token\":\"%s\"}";
+	const char *s3 = "{\"kind\":\"s3\",\"endpoint\":\"https://s3.siem.eu.example\",\"bucket\":\"%s\",\"region\":\"%s\","
+	                 "\"access_key_id\":\"%s\",\"secret_access_key\":\"%s\",\"prefix\":\"%s\"}";
+	TRY(it_fmt(wh, u2048, it_fmt("whsec_%s", b24)), 201, NULL);
+	TRY(it_fmt(wh, u2049, it_fmt("whsec_%s", b24)), 400, "url");
+	TRY(it_fmt(wh, "https://a.siem.eu.example", it_fmt("whsec_%s", b64)), 201, NULL);
+	TRY(it_fmt(wh, "https://a.siem.eu.example", it_fmt("whsec_%s", b23)), 400, "secret");
+	TRY(it_fmt(wh, "https://a.siem.eu.example", it_fmt("whsec_%s", b65)), 400, "secret");
+	TRY(it_fmt(wh, "https://a.siem.eu.example", b24), 400, "secret");
+	TRY(it_fmt(wh, "https://a.siem.eu.example", "whsec_AQID*AUG"), 400, "secret");
+	TRY(it_fmt(wh, "", it_fmt("whsec_%s", b24)), 400, "url");
+	TRY(it_fmt(hec, tok256), 201, NULL);
+	TRY(it_fmt(hec, tok257), 400, "token");
+	TRY(it_fmt(hec, ""), 400, "token");
+	TRY(it_fmt(hec, "has space"), 400, "token");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AKI", "x", ""), 201, NULL);
+	TRY(it_fmt(s3, b63, "eu-west-1", akid128, sak256, pre256), 201, NULL);
+	TRY(it_fmt(s3, "ab", "eu-west-1", "AKI", "x", ""), 400, "bucket");
+	TRY(it_fmt(s3, it_fmt("%sb", b63), "eu-west-1", "AKI", "x", ""), 400, "bucket");
+	TRY(it_fmt(s3, "Abc", "eu-west-1", "AKI", "x", ""), 400, "bucket");
+	TRY(it_fmt(s3, "-abc", "eu-west-1", "AKI", "x", ""), 400, "bucket");
+	TRY(it_fmt(s3, "a..bc", "eu-west-1", "AKI", "x", ""), 400, "bucket");
+	TRY(it_fmt(s3, "10.1.2.3", "eu-west-1", "AKI", "x", ""), 400, "bucket");
+	TRY(it_fmt(s3, "abc", "EU", "AKI", "x", ""), 400, "region");
+	TRY(it_fmt(s3, "abc", "", "AKI", "x", ""), 400, "region");
+	TRY(it_fmt(s3, "abc", "eu-west-1-eu-west-1-eu-west-1-eu1", "AKI", "x", ""), 400, "region");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AK", "x", ""), 400, "access_key_id");
+	TRY(it_fmt(s3, "abc", "eu-west-1", akid129, "x", ""), 400, "access_key_id");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AK-1", "x", ""), 400, "access_key_id");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AKI", "", ""), 400, "secret_access_key");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AKI", sak257, ""), 400, "secret_access_key");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AKI", "x", pre257), 400, "prefix");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AKI", "x", "a b"), 400, "prefix");
+	TRY(it_fmt(s3, "abc", "eu-west-1", "AKI", "x", "a%2F"), 400, "prefix");
+	TRY("{\"kind\":\"kafka\",\"url\":\"https://a.siem.eu.example\"}", 400, "kind");
+	TRY("{\"url\":\"https://a.siem.eu.example\"}", 400, "kind");
+	TRY("{\"kind\":\"webhook\",\"url\":\"https://a.siem.eu.example\"}", 400, "secret");
+	TRY("{\"kind\":\"webhook\",\"url\":\"https://a.siem.eu.example\",\"token\":\"t\"}", 400, "token");
+	TRY("{\"kind\":\"splunk_hec\",\"url\":\"https://a.siem.eu.example\",\"token\":\"t\",\"bucket\":\"abc\"}", 400, "bucket");
+	TRY("{\"kind\":\"splunk_hec\",\"url\":\"https://a.siem.eu.example\",\"token\":\"t\",\"colour\":1}", 400, "colour");
+	TRY("{\"kind\":\"splunk_hec\",\"url\":\"https://a.siem.eu.example\",\"token\":\"t\",\"since\":\"soon\"}", 400, "since");
+	TRY("{\"kind\":\"splunk_hec\",\"url\":\"https://a.siem.eu.example\",\"token\":\"t\",\"paused\":\"yes\"}", 400, "paused");
+	TRY("{\"kind\":\"splunk_hec\",\"url\":7,\"token\":\"t\"}", 400, "url");
+	jwk_clear(&key);
 }
 END_TEST
 
-START_TEST(state_reported)
+/* A destination outside the home region's rule is 422
+ * destination_not_allowed, its detail naming the rule; the region's own
+ * loopback and names pass. Beyond 10 streams: 409. */
+START_TEST(residency_and_limit)
 {
-	/* The report reaches the control plane with each field, and the
-	 * metrics count the delivery. */
-	struct receiver r;
-	struct dp d;
-	struct seen s;
-	receiver_start(&r);
-	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
-	serve(2, &def, 1);
-	start_dp(&d, "a", 1, NULL);
-	post(&d, "e", 0, 6, 10);
-	wait_delivered(&r, 6, &s);
-	seen_free(&s);
-	long deadline = it_now_ms() + DEADLINE_MS;
-	json_t *st = NULL;
-	for (;;) {
-		pthread_mutex_lock(&cp.mu);
-		json_t *rep = cp.last_report ? json_loads(cp.last_report, 0, NULL) : NULL;
-		pthread_mutex_unlock(&cp.mu);
-		st = json_array_get(json_object_get(rep, "streams"), 0);
-		if (st && json_integer_value(json_object_get(st, "delivered_events")) == 6) {
-			json_incref(st);
-			ck_assert(json_integer_value(json_object_get(rep, "observed_at")) > 1700000000);
-			ck_assert_uint_eq(json_array_size(json_object_get(rep, "streams")), 1);
-			json_decref(rep);
-			break;
+	struct jwk key;
+	struct world w;
+	struct res r;
+	char id[37];
+	region_rule(&key);
+	world(&w, "resid");
+	struct {
+		const char *body, *field, *rule;
+	} refused[] = {
+		{ "{\"kind\":\"webhook\",\"url\":\"https://hooks.siem.us.example/\",\"secret\":\"" WH_SECRET "\"}", "url",
+		  "stream_hosts" },
+		{ "{\"kind\":\"webhook\",\"url\":\"http://a.siem.eu.example/\",\"secret\":\"" WH_SECRET "\"}", "url",
+		  "plain http" },
+		{ "{\"kind\":\"webhook\",\"url\":\"http://127.0.0.2:8080/\",\"secret\":\"" WH_SECRET "\"}", "url",
+		  "stream_hosts" },
+		{ "{\"kind\":\"webhook\",\"url\":\"https://u:p@a.siem.eu.example/\",\"secret\":\"" WH_SECRET "\"}", "url",
+		  "userinfo" },
+		{ "{\"kind\":\"splunk_hec\",\"url\":\"https://siem.eu.example/\",\"token\":\"t\"}", "url", "stream_hosts" },
+		{ "{\"kind\":\"s3\",\"endpoint\":\"https://s3.siem.eu.example\",\"bucket\":\"abc\",\"region\":\"us-east-1\","
+		  "\"access_key_id\":\"AKI\",\"secret_access_key\":\"x\"}", "region", "stream_s3_regions" },
+		{ "{\"kind\":\"s3\",\"endpoint\":\"https://s3.us-east-1.amazonaws.com\",\"bucket\":\"abc\",\"region\":\"eu-west-1\","
+		  "\"access_key_id\":\"AKI\",\"secret_access_key\":\"x\"}", "endpoint", "stream_hosts" },
+	};
+	for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+		call(&r, "POST", spath(&w, NULL, ""), w.owner, refused[i].body);
+		EXPECT_PROBLEM(&r, 422, "destination_not_allowed", refused[i].field);
+		ck_assert_msg(strstr(it_js(r.json, "detail"), refused[i].rule), "case %zu: %s", i, it_js(r.json, "detail"));
+		res_free(&r);
+	}
+	call(&r, "POST", spath(&w, NULL, ""), w.owner, refused[0].body);
+	ck_assert_ptr_nonnull(strstr(it_js(r.json, "detail"), "region eu's"));
+	res_free(&r);
+	const char *const ok[] = { "http://127.0.0.1:8080/hook", "http://localhost:1/", "http://[::1]:9/",
+		                       "https://127.0.0.1/", "https://a.b.siem.eu.example/", "https://A.SIEM.EU.EXAMPLE/" };
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		create(&w, it_fmt("{\"kind\":\"webhook\",\"url\":\"%s\",\"secret\":\"" WH_SECRET "\"}", ok[i]), id);
+	for (int i = 6; i < 10; i++)
+		create(&w, HEC_BODY, id);
+	call(&r, "POST", spath(&w, NULL, ""), w.owner, HEC_BODY);
+	EXPECT_PROBLEM(&r, 409, "conflict", NULL);
+	res_free(&r);
+	/* A deleted stream makes room. */
+	call(&r, "DELETE", spath(&w, id, ""), w.owner, NULL);
+	EXPECT(&r, 204);
+	res_free(&r);
+	create(&w, HEC_BODY, id);
+	/* A region whose rule is empty allows nothing. */
+	struct world j;
+	new_tenant("jpco", "jp", "free", j.tenant);
+	call(&r, "POST", it_fmt("/v1/tenants/%s/streams", j.tenant), ADMIN_TOKEN, S3_BODY);
+	EXPECT_PROBLEM(&r, 422, "destination_not_allowed", "endpoint");
+	ck_assert_ptr_nonnull(strstr(it_js(r.json, "detail"), "stream_hosts: none"));
+	res_free(&r);
+	jwk_clear(&key);
+}
+END_TEST
+
+/* The cell's and the region's documents carry the region's rule and the
+ * tenant's streams with their secrets sealed to the region's stream key
+ * for that stream: they open with the private key, and no secret is in
+ * clear anywhere in the documents or the answers. Without a stream key
+ * the streams come without their secrets. */
+START_TEST(documents_carry_sealed_secrets)
+{
+	struct jwk key;
+	struct world w;
+	struct res r;
+	char wh[37], hec[37], s3[37], err[200];
+	region_rule(&key);
+	world(&w, "docs");
+	create(&w, WH_BODY, wh);
+	create(&w, HEC_BODY, hec);
+	create(&w, S3_BODY, s3);
+	call(&r, "POST", spath(&w, s3, "/replay"), w.owner, "{\"since\":\"2026-03-01T00:00:00Z\"}");
+	EXPECT(&r, 200);
+	res_free(&r);
+	call(&r, "GET", it_fmt("/v1/tenants/%s", w.tenant), ADMIN_TOKEN, NULL);
+	char cell[64];
+	snprintf(cell, sizeof cell, "%s", it_js(r.json, "cell"));
+	res_free(&r);
+	ck_assert(*cell);
+
+	const char *const paths[] = { it_fmt("/v1/cells/%s/config", cell), "/v1/regions/eu/config" };
+	for (int p = 0; p < 2; p++) {
+		char *text;
+		json_t *c = doc_claims(paths[p], &text);
+		no_secret_in(text, paths[p]);
+		json_t *rules = json_object_get(c, "stream_rules");
+		ck_assert_int_eq(json_array_size(json_object_get(rules, "hosts")), 4);
+		ck_assert_str_eq(json_string_value(json_array_get(json_object_get(rules, "s3_regions"), 0)), "eu-west-1");
+		ck_assert_int_eq(json_array_size(json_object_get(c, "streams")), 3);
+		const char *ids[] = { wh, hec, s3 };
+		const char *plain[] = { WH_SECRET, HEC_TOKEN, S3_SECRET };
+		for (int i = 0; i < 3; i++) {
+			json_t *s = find_stream(c, ids[i]);
+			ck_assert_ptr_nonnull(s);
+			ck_assert_str_eq(it_js(s, "tenant"), w.tenant);
+			ck_assert_int_eq(jint(s, "revision"), 1);
+			ck_assert(json_is_false(json_object_get(s, "paused")));
+			ck_assert_int_gt(jint(s, "since"), 1700000000);
+			size_t len;
+			char *got = seal_open(&key, ids[i], it_js(s, "secret"), &len, err, sizeof err);
+			ck_assert_msg(got != NULL, "%s: %s", ids[i], err);
+			ck_assert_str_eq(got, plain[i]);
+			free(got);
+			/* Not for another stream of the region. */
+			ck_assert_ptr_null(seal_open(&key, ids[(i + 1) % 3], it_js(s, "secret"), &len, err, sizeof err));
 		}
-		json_decref(rep);
-		ck_assert_msg(it_now_ms() < deadline, "no report of 6 events delivered");
-		usleep(50000);
+		json_t *s = find_stream(c, s3);
+		ck_assert_str_eq(it_js(s, "endpoint"), "http://127.0.0.1:9000");
+		ck_assert_str_eq(it_js(s, "bucket"), "audit-logs");
+		ck_assert_str_eq(it_js(s, "s3_region"), "eu-west-1");
+		ck_assert_str_eq(it_js(s, "access_key_id"), "AKIAEXAMPLE1");
+		ck_assert_str_eq(it_js(s, "prefix"), "");
+		ck_assert_int_eq(jint(s, "replay"), 1);
+		ck_assert_int_eq(jint(s, "replay_since"), 1772323200);
+		ck_assert_int_eq(jint(s, "resume"), 0);
+		ck_assert_str_eq(it_js(find_stream(c, wh), "url"), "https://hooks.siem.eu.example/in");
+		ck_assert_int_eq(jint(find_stream(c, wh), "replay_since"), 0);
+		json_decref(c);
+		free(text);
 	}
-	ck_assert_str_eq(it_js(st, "id"), STREAM);
-	ck_assert_str_eq(it_js(st, "status"), "active");
-	ck_assert_int_eq(json_integer_value(json_object_get(st, "lag_events")), 0);
-	ck_assert_int_eq(json_integer_value(json_object_get(st, "lag_seconds")), 0);
-	ck_assert(json_integer_value(json_object_get(st, "last_delivered_at")) > 1700000000);
-	ck_assert(json_is_null(json_object_get(st, "last_error")));
-	ck_assert(json_is_null(json_object_get(st, "last_error_at")));
-	json_decref(st);
-	struct it_resp m;
-	it_http(&m, "GET", it_fmt("http://127.0.0.1:%d/metrics", d.port), NULL, NULL, 0);
-	ck_assert_msg(strstr(m.body, "\ndp_stream_events_delivered_total{kind=\"webhook\"} 6\n"), "metrics: no delivery counted");
-	ck_assert_msg(strstr(m.body, "\ndp_stream_streams{status=\"active\"} 1\n"), "metrics: no active stream");
-	it_resp_free(&m);
-	stop_dp(&d);
-	receiver_stop(&r);
+	/* Another region's documents have none of them. */
+	char *text;
+	json_t *c = doc_claims("/v1/regions/us/config", &text);
+	ck_assert_ptr_null(json_object_get(c, "streams"));
+	ck_assert_int_eq(json_array_size(json_object_get(json_object_get(c, "stream_rules"), "hosts")), 0);
+	json_decref(c);
+	free(text);
+	/* Without a stream key: the streams, no secret; a paused one says so. */
+	call(&r, "PATCH", "/v1/regions/eu", ADMIN_TOKEN, "{\"stream_key\":null}");
+	EXPECT(&r, 200);
+	ck_assert(json_is_null(json_object_get(r.json, "stream_key")));
+	res_free(&r);
+	call(&r, "POST", spath(&w, wh, "/pause"), w.owner, NULL);
+	EXPECT(&r, 200);
+	res_free(&r);
+	c = doc_claims("/v1/regions/eu/config", &text);
+	ck_assert_int_eq(json_array_size(json_object_get(c, "streams")), 3);
+	ck_assert_ptr_null(json_object_get(find_stream(c, hec), "secret"));
+	ck_assert(json_is_true(json_object_get(find_stream(c, wh), "paused")));
+	json_decref(c);
+	free(text);
+	/* Nowhere in the database in clear either. */
+	char *all = q("SELECT string_agg(x::text, ' ') FROM (SELECT row_to_json(s) x FROM streams s"
+	              " UNION ALL SELECT row_to_json(a) FROM audit_log a"
+	              " UNION ALL SELECT row_to_json(k) FROM idempotency_keys k"
+	              " UNION ALL SELECT row_to_json(d) FROM signed_documents d"
+	              " UNION ALL SELECT row_to_json(d) FROM region_documents d) t");
+	no_secret_in(all, "the control plane's database");
+	free(all);
+	no_secret_in(seen, "an answer");
+	free(seen);
+	seen = NULL;
+	seen_len = 0;
+	jwk_clear(&key);
 }
 END_TEST
 
-START_TEST(retry_after_and_backoff)
+/* A replayed idempotent create answers the first answer (no secret in
+ * it), and makes one stream. */
+START_TEST(idempotent_create)
 {
-	/* The destination's Retry-After holds the next attempt back, beyond
-	 * the backoff; without it the waits follow the backoff, each within
-	 * RETRY_MIN * 2^(n-1) +-20% (capped at RETRY_MAX). */
-	struct receiver r;
-	struct dp d;
-	struct seen s;
-	receiver_start(&r);
-	r.fail_next = 1;
-	r.retry_after = 1;
-	struct sdef def = { .id = STREAM, .url = receiver_url(&r) };
-	serve(2, &def, 1);
-	const char *extra[] = { "DP_STREAM_RETRY_MIN=100ms", "DP_STREAM_RETRY_MAX=400ms", NULL };
-	start_dp(&d, "a", 1, extra);
-	post(&d, "e", 0, 2, 10);
-	wait_delivered(&r, 2, &s);
-	seen_free(&s);
-	pthread_mutex_lock(&r.mu);
-	ck_assert_uint_eq(r.n, 2);
-	long gap = r.got[1].at_ms - r.got[0].at_ms;
-	/* Retry-After 1 s is above RETRY_MAX: capped at 400 ms, still above
-	 * the 100 ms backoff. */
-	ck_assert_msg(gap >= 300, "second attempt %ld ms after the first", gap);
-	r.retry_after = 0;
-	r.fail_next = 4;
-	pthread_mutex_unlock(&r.mu);
-	post(&d, "e", 2, 2, 10);
-	wait_delivered(&r, 4, &s);
-	seen_free(&s);
-	pthread_mutex_lock(&r.mu);
-	ck_assert_uint_eq(r.n, 7);
-	/* attempts 1..4 failed: waits of about 100, 200, 400, 400 ms */
-	static const long base[] = { 100, 200, 400, 400 };
-	for (int i = 0; i < 4; i++) {
-		long g = r.got[3 + i].at_ms - r.got[2 + i].at_ms;
-		ck_assert_msg(g >= base[i] * 8 / 10 - 5, "wait %d was %ld ms, want at least %ld", i + 1, g, base[i] * 8 / 10);
-		ck_assert_msg(g <= base[i] * 12 / 10 + 1000, "wait %d was %ld ms", i + 1, g);
-	}
-	pthread_mutex_unlock(&r.mu);
-	stop_dp(&d);
-	receiver_stop(&r);
+	struct jwk key;
+	struct world w;
+	struct res r1, r2;
+	region_rule(&key);
+	world(&w, "idem");
+	struct opts o = { .token = w.owner, .idem = "stream-create-1" };
+	api_ex(&r1, "POST", spath(&w, NULL, ""), &o, HEC_BODY, strlen(HEC_BODY));
+	EXPECT(&r1, 201);
+	api_ex(&r2, "POST", spath(&w, NULL, ""), &o, HEC_BODY, strlen(HEC_BODY));
+	EXPECT(&r2, 201);
+	ck_assert(replayed(&r2));
+	ck_assert_str_eq(it_js(r1.json, "id"), it_js(r2.json, "id"));
+	no_secret_in(r2.raw.body, "a replayed answer");
+	ck_assert_int_eq(qlong("SELECT count(*) FROM streams"), 1);
+	res_free(&r1);
+	res_free(&r2);
+	api_ex(&r1, "POST", spath(&w, NULL, ""), &o, WH_BODY, strlen(WH_BODY));
+	EXPECT(&r1, 422);
+	res_free(&r1);
+	jwk_clear(&key);
 }
 END_TEST
 
-START_TEST(stream_key_command)
+/* The data planes' reports: a region's or its cell's credential, the
+ * status and lag the owner then sees, an older report ignored, another
+ * region's or an unknown stream skipped, a bad report refused whole. */
+START_TEST(reports)
 {
-	/* data-plane stream-key: the public P-256 JWK of the ring's current
-	 * key, for encryption, the same on every run; no private part. */
-	char bin[1024], out[4096], env_dir[800], path[700];
-	struct jwk k = { 0 };
-	snprintf(path, sizeof path, "%s/new-ring", dir);
-	snprintf(env_dir, sizeof env_dir, "DP_STREAM_KEYS_DIR=%s", path);
-	const char *const env[] = { env_dir, NULL };
-	it_bin("data-plane", bin, sizeof bin);
-	char *argv[] = { bin, "stream-key", NULL };
-	char kid[2][100];
-	for (int i = 0; i < 2; i++) {
-		ck_assert_msg(it_run("data-plane", argv, env, out, sizeof out) == 0, "%s", out);
-		json_t *j = json_loads(strchr(out, '{'), JSON_DISABLE_EOF_CHECK, NULL);
-		ck_assert_msg(j, "not JSON: %s", out);
-		ck_assert_str_eq(it_js(j, "kty"), "EC");
-		ck_assert_str_eq(it_js(j, "crv"), "P-256");
-		ck_assert_str_eq(it_js(j, "use"), "enc");
-		ck_assert_ptr_null(json_object_get(j, "d"));
-		snprintf(kid[i], sizeof kid[i], "%s", it_js(j, "kid"));
-		json_decref(j);
+	struct jwk key;
+	struct world w;
+	struct res r;
+	char id[37], other[37], reg[200], usreg[200], cell_tok[200];
+	region_rule(&key);
+	world(&w, "rep");
+	create(&w, HEC_BODY, id);
+	char ustenant[37];
+	new_tenant("usco", "us", "free", ustenant);
+	free(q("UPDATE regions SET stream_hosts = '{*.siem.eu.example}' WHERE name = 'us' RETURNING 1"));
+	call(&r, "POST", it_fmt("/v1/tenants/%s/streams", ustenant), ADMIN_TOKEN, HEC_BODY);
+	EXPECT(&r, 201);
+	snprintf(other, sizeof other, "%s", it_js(r.json, "id"));
+	res_free(&r);
+	const char *which[] = { "regions/eu", "regions/us", "cells/eu-west-1" };
+	char *toks[] = { reg, usreg, cell_tok };
+	for (int i = 0; i < 3; i++) {
+		call(&r, "POST", it_fmt("/v1/%s/credentials", which[i]), ADMIN_TOKEN, NULL);
+		EXPECT(&r, 201);
+		snprintf(toks[i], 200, "%s", it_js(r.json, "token"));
+		res_free(&r);
 	}
-	ck_assert_str_eq(kid[0], kid[1]);
-	char err[200];
-	struct keyring *kr = keyring_open(path, 0, err, sizeof err);
-	ck_assert_ptr_nonnull(kr);
-	ck_assert_int_eq(keyring_current(kr, &k), 0);
-	ck_assert_str_eq(k.kid, kid[0]);
-	jwk_clear(&k);
-	keyring_free(kr);
-	/* Without the directory: a usage error. */
-	const char *const none[] = { NULL };
-	ck_assert_int_eq(it_run("data-plane", argv, none, out, sizeof out), 2);
+	const char *item = "{\"id\":\"%s\",\"status\":\"%s\",\"lag_events\":%d,\"lag_seconds\":%s,\"delivered_events\":%d,"
+	                   "\"last_delivered_at\":%s,\"last_error\":%s,\"last_error_at\":%s}";
+	const char *rep = it_fmt("{\"cell\":\"eu-west-1\",\"observed_at\":1780000000,\"streams\":[%s,%s,%s]}",
+	                         it_fmt(item, id, "retrying", 42, "3.5", 1000, "1779999990",
+	                                "\"HTTP 503 from the destination\"", "1779999999"),
+	                         it_fmt(item, other, "active", 0, "0", 5, "null", "null", "null"),
+	                         it_fmt(item, "00000000-0000-4000-8000-000000000000", "active", 0, "0", 0, "null", "null",
+	                                "null"));
+	call(&r, "POST", "/v1/regions/eu/streams/status", reg, rep);
+	EXPECT(&r, 204);
+	res_free(&r);
+	call(&r, "GET", spath(&w, id, ""), w.member, NULL);
+	EXPECT(&r, 200);
+	ck_assert_str_eq(it_js(r.json, "status"), "retrying");
+	ck_assert_int_eq(jint(r.json, "lag_events"), 42);
+	ck_assert(json_real_value(json_object_get(r.json, "lag_seconds")) == 3.5);
+	ck_assert_int_eq(jint(r.json, "delivered_events"), 1000);
+	ck_assert_str_eq(it_js(r.json, "last_delivered_at"), "2026-05-28T20:26:30.000000Z");
+	ck_assert_str_eq(it_js(r.json, "last_error"), "HTTP 503 from the destination");
+	ck_assert(is_api_time(it_js(r.json, "last_error_at")));
+	ck_assert(is_api_time(it_js(r.json, "reported_at")));
+	res_free(&r);
+	/* The us stream was skipped: still pending. */
+	call(&r, "GET", it_fmt("/v1/tenants/%s/streams/%s", ustenant, other), ADMIN_TOKEN, NULL);
+	ck_assert_str_eq(it_js(r.json, "status"), "pending");
+	res_free(&r);
+	ck_assert_int_eq(qlong(it_fmt("SELECT count(*) FROM stream_reports WHERE stream_id = '%s'", other)), 0);
+	/* An older observation changes nothing; a newer one from the cell does. */
+	call(&r, "POST", "/v1/regions/eu/streams/status", cell_tok,
+	     it_fmt("{\"cell\":\"eu-west-1\",\"observed_at\":1779999000,\"streams\":[%s]}",
+	            it_fmt(item, id, "failed", 1, "1", 1, "null", "null", "null")));
+	EXPECT(&r, 204);
+	res_free(&r);
+	ck_assert_int_eq(qlong(it_fmt("SELECT lag_events FROM stream_reports WHERE stream_id = '%s'", id)), 42);
+	call(&r, "POST", "/v1/regions/eu/streams/status", cell_tok,
+	     it_fmt("{\"cell\":\"eu-west-1\",\"observed_at\":1780000100,\"streams\":[%s]}",
+	            it_fmt(item, id, "active", 0, "0", 1042, "1780000099", "null", "null")));
+	EXPECT(&r, 204);
+	res_free(&r);
+	call(&r, "GET", spath(&w, id, ""), w.owner, NULL);
+	ck_assert_str_eq(it_js(r.json, "status"), "active");
+	ck_assert(json_is_null(json_object_get(r.json, "last_error")));
+	res_free(&r);
+	/* Paused by the owner: "paused" whatever was reported; resumed:
+	 * "pending" until the next report. */
+	call(&r, "POST", spath(&w, id, "/pause"), w.owner, NULL);
+	ck_assert_str_eq(it_js(r.json, "status"), "paused");
+	res_free(&r);
+	call(&r, "POST", spath(&w, id, "/resume"), w.owner, NULL);
+	ck_assert_str_eq(it_js(r.json, "status"), "pending");
+	res_free(&r);
+	call(&r, "POST", "/v1/regions/eu/streams/status", reg,
+	     it_fmt("{\"cell\":\"eu-west-1\",\"observed_at\":1780000200,\"streams\":[%s]}",
+	            it_fmt(item, id, "refused", 0, "0", 1042, "null", "\"host not allowed\"", "1780000200")));
+	EXPECT(&r, 204);
+	res_free(&r);
+	call(&r, "GET", spath(&w, id, ""), w.owner, NULL);
+	ck_assert_str_eq(it_js(r.json, "status"), "refused");
+	res_free(&r);
+
+	/* Who may report, and what. */
+	const char *good = it_fmt("{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[]}");
+	call(&r, "POST", "/v1/regions/eu/streams/status", usreg, good);
+	EXPECT_PROBLEM(&r, 403, "forbidden", NULL);
+	res_free(&r);
+	call(&r, "POST", "/v1/regions/eu/streams/status", w.owner, good);
+	EXPECT(&r, 403);
+	res_free(&r);
+	call(&r, "POST", "/v1/regions/eu/streams/status", NULL, good);
+	EXPECT(&r, 401);
+	res_free(&r);
+	call(&r, "POST", "/v1/regions/eu/streams/status", cell_tok,
+	     "{\"cell\":\"eu-west-2\",\"observed_at\":1,\"streams\":[]}");
+	EXPECT_PROBLEM(&r, 403, "forbidden", NULL);
+	res_free(&r);
+	const char *const bad[][2] = {
+		{ "{\"cell\":\"eu-west-1\",\"observed_at\":-1,\"streams\":[]}", "observed_at" },
+		{ "{\"cell\":\"eu-west-1\",\"streams\":[]}", "observed_at" },
+		{ "{\"cell\":\"EU\",\"observed_at\":1,\"streams\":[]}", "cell" },
+		{ "{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[1]}", "streams[0]" },
+		{ "{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[{\"id\":\"x\",\"status\":\"active\",\"lag_events\":0,"
+		  "\"lag_seconds\":0,\"delivered_events\":0}]}", "streams[0].id" },
+		{ "{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[{\"id\":\"00000000-0000-4000-8000-000000000000\","
+		  "\"status\":\"great\",\"lag_events\":0,\"lag_seconds\":0,\"delivered_events\":0}]}", "streams[0].status" },
+		{ "{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[{\"id\":\"00000000-0000-4000-8000-000000000000\","
+		  "\"status\":\"active\",\"lag_events\":-1,\"lag_seconds\":0,\"delivered_events\":0}]}", "streams[0].lag_events" },
+		{ "{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[{\"id\":\"00000000-0000-4000-8000-000000000000\","
+		  "\"status\":\"active\",\"lag_events\":0,\"lag_seconds\":-0.5,\"delivered_events\":0}]}", "streams[0].lag_seconds" },
+		{ "{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[{\"id\":\"00000000-0000-4000-8000-000000000000\","
+		  "\"status\":\"active\",\"lag_events\":0,\"lag_seconds\":0,\"delivered_events\":0,\"extra\":1}]}",
+		  "streams[0].extra" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		call(&r, "POST", "/v1/regions/eu/streams/status", reg, bad[i][0]);
+		EXPECT_PROBLEM(&r, 400, "validation_failed", bad[i][1]);
+		res_free(&r);
+	}
+	/* The most streams a report may carry, and one more. */
+	for (int n = 1000; n <= 1001; n++) {
+		size_t cap = (size_t)n * 200 + 100, o = 0;
+		char *big = malloc(cap);
+		o += (size_t)snprintf(big + o, cap - o, "{\"cell\":\"eu-west-1\",\"observed_at\":1,\"streams\":[");
+		for (int i = 0; i < n; i++)
+			o += (size_t)snprintf(big + o, cap - o,
+			                      "%s{\"id\":\"00000000-0000-4000-8000-%012d\",\"status\":\"active\","
+			                      "\"lag_events\":0,\"lag_seconds\":0,\"delivered_events\":0}",
+			                      i ? "," : "", i);
+		snprintf(big + o, cap - o, "]}");
+		call(&r, "POST", "/v1/regions/eu/streams/status", reg, big);
+		if (n == 1000)
+			EXPECT(&r, 204);
+		else
+			EXPECT_PROBLEM(&r, 400, "validation_failed", "streams");
+		res_free(&r);
+		free(big);
+	}
+	jwk_clear(&key);
 }
 END_TEST
 
-Suite *streams_suite(void)
+/* The region catalog's stream fields: admin only, each checked, and a
+ * change raises every region's config version as catalog changes do. */
+START_TEST(region_catalog)
 {
-	Suite *s = suite_create("streams");
-	TCase *tc = tcase_create("streams");
-	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 180);
-	tcase_add_test(tc, batches_within_bounds);
-	tcase_add_test(tc, failed_batch_resent_unchanged);
-	tcase_add_test(tc, sigkill_resends_same_batch);
-	tcase_add_test(tc, pause_resume_replay_budget);
-	tcase_add_test(tc, refusals);
-	tcase_add_test(tc, two_instances_one_sender);
-	tcase_add_test(tc, state_reported);
-	tcase_add_test(tc, retry_after_and_backoff);
-	tcase_add_test(tc, stream_key_command);
-	suite_add_tcase(s, tc);
+	struct res r;
+	struct jwk key;
+	long v[NREGIONS];
+	ck_assert_int_eq(jwk_generate(&key), 0);
+	versions(v);
+	call(&r, "GET", "/v1/regions/eu", NULL, NULL);
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "stream_hosts")), 0);
+	ck_assert(json_is_null(json_object_get(r.json, "stream_key")));
+	res_free(&r);
+	const char *const bad[][2] = {
+		{ "{\"stream_hosts\":[\"https://a.example\"]}", "stream_hosts" },
+		{ "{\"stream_hosts\":[\"a.*.example\"]}", "stream_hosts" },
+		{ "{\"stream_hosts\":[7]}", "stream_hosts" },
+		{ "{\"stream_hosts\":\"a.example\"}", "stream_hosts" },
+		{ "{\"stream_s3_regions\":[\"EU-WEST-1\"]}", "stream_s3_regions" },
+		{ "{\"stream_s3_regions\":[\"\"]}", "stream_s3_regions" },
+		{ "{\"stream_key\":{\"kty\":\"EC\"}}", "stream_key" },
+		{ "{\"stream_key\":\"abc\"}", "stream_key" },
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		call(&r, "PATCH", "/v1/regions/eu", ADMIN_TOKEN, bad[i][0]);
+		EXPECT_PROBLEM(&r, 400, "validation_failed", bad[i][1]);
+		res_free(&r);
+	}
+	/* 64 patterns at most. */
+	char list[8192];
+	size_t o = 0;
+	for (int i = 0; i < 65; i++)
+		o += (size_t)snprintf(list + o, sizeof list - o, "%s\"h%d.example\"", i ? "," : "", i);
+	call(&r, "PATCH", "/v1/regions/eu", ADMIN_TOKEN, it_fmt("{\"stream_hosts\":[%s]}", list));
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "stream_hosts");
+	res_free(&r);
+	*strrchr(list, ',') = '\0';
+	call(&r, "PATCH", "/v1/regions/eu", ADMIN_TOKEN, it_fmt("{\"stream_hosts\":[%s]}", list));
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "stream_hosts")), 64);
+	res_free(&r);
+	EXPECT_VERSIONS(v, 1, 1, 1, 1);
+	/* A signing key (use sig) or a private one is refused. */
+	json_t *pub = jwk_public_json(&key);
+	char *sig = json_dumps(pub, JSON_COMPACT);
+	call(&r, "PATCH", "/v1/regions/eu", ADMIN_TOKEN, it_fmt("{\"stream_key\":%s}", sig));
+	EXPECT_PROBLEM(&r, 400, "validation_failed", "stream_key");
+	res_free(&r);
+	json_object_del(pub, "use");
+	char *nouse = json_dumps(pub, JSON_COMPACT);
+	call(&r, "POST", "/v1/regions", ADMIN_TOKEN,
+	     it_fmt("{\"name\":\"ch\",\"display_name\":\"Switzerland\",\"cloud_regions\":[\"eu-central-2\"],"
+	            "\"endpoint\":\"https://ch.api.celltrail.example\",\"wave\":4,\"stream_hosts\":[\"*.ch.example\"],"
+	            "\"stream_s3_regions\":[\"eu-central-2\"],\"stream_key\":%s}", nouse));
+	EXPECT(&r, 201);
+	ck_assert_str_eq(it_js(json_object_get(r.json, "stream_key"), "use"), "enc");
+	ck_assert_str_eq(it_js(json_object_get(r.json, "stream_key"), "kid"), key.kid);
+	ck_assert_str_eq(json_string_value(json_array_get(json_object_get(r.json, "stream_s3_regions"), 0)), "eu-central-2");
+	res_free(&r);
+	EXPECT_VERSIONS(v, 1, 1, 1, 1);
+	/* Members and owners may not change the catalog. */
+	char t[37], tok[128];
+	new_tenant("cat", "eu", "free", t);
+	new_user(t, "owner@cat.test", "owner", NULL);
+	login("cat", "owner@cat.test", tok);
+	call(&r, "PATCH", "/v1/regions/eu", tok, "{\"stream_hosts\":[]}");
+	EXPECT(&r, 403);
+	res_free(&r);
+	free(sig);
+	free(nouse);
+	json_decref(pub);
+	jwk_clear(&key);
+}
+END_TEST
+
+/* Erasing a deleted tenant removes its streams and their reports. */
+START_TEST(erasure_removes_streams)
+{
+	struct jwk key;
+	struct world w;
+	struct res r;
+	char id[37], reg[200];
+	region_rule(&key);
+	world(&w, "gone");
+	create(&w, HEC_BODY, id);
+	call(&r, "POST", "/v1/regions/eu/credentials", ADMIN_TOKEN, NULL);
+	snprintf(reg, sizeof reg, "%s", it_js(r.json, "token"));
+	res_free(&r);
+	call(&r, "POST", "/v1/regions/eu/streams/status", reg,
+	     it_fmt("{\"cell\":\"eu-west-1\",\"observed_at\":5,\"streams\":[{\"id\":\"%s\",\"status\":\"active\","
+	            "\"lag_events\":0,\"lag_seconds\":0,\"delivered_events\":0}]}", id));
+	EXPECT(&r, 204);
+	res_free(&r);
+	call(&r, "DELETE", it_fmt("/v1/tenants/%s", w.tenant), ADMIN_TOKEN, NULL);
+	EXPECT(&r, 200);
+	res_free(&r);
+	/* A deleted tenant's streams leave the documents at once. */
+	char *text;
+	json_t *c = doc_claims("/v1/regions/eu/config", &text);
+	ck_assert_ptr_null(json_object_get(c, "streams"));
+	json_decref(c);
+	free(text);
+	struct opts o = { .token = reg, .idem = "erase-1" };
+	const char *body = it_fmt("{\"tenant_id\":\"%s\",\"status\":\"done\",\"events_deleted\":0,\"rows_deleted\":0}",
+	                          w.tenant);
+	api_ex(&r, "POST", "/v1/regions/eu/erasures", &o, body, strlen(body));
+	EXPECT(&r, 200);
+	res_free(&r);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM streams"), 0);
+	ck_assert_int_eq(qlong("SELECT count(*) FROM stream_reports"), 0);
+	jwk_clear(&key);
+}
+END_TEST
+
+Suite *cp_streams_suite(void)
+{
+	const TTest *const tests[] = {
+		lifecycle, authorization, field_validation, residency_and_limit, documents_carry_sealed_secrets,
+		idempotent_create, reports, region_catalog, erasure_removes_streams,
+	};
+	Suite *s = suite_create("cp-streams");
+	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);
 	return s;
 }
