@@ -703,9 +703,10 @@ static int post_report(struct dp_streams *s, json_t *streams)
 	struct dp_cp_request r;
 	char path[128], why[400] = "";
 	long status = 0;
-	json_t *body = json_pack("{sI sO}", "observed_at", (json_int_t)(timefmt_now_us() / 1000000), "streams", streams);
-	if (body && cfg->cell)
-		json_object_set_new(body, "cell", json_string(cfg->cell));
+	/* Without DP_CELL the region's database is its one cell, named as the
+	 * usage batches name it: after the region. */
+	json_t *body = json_pack("{ss sI sO}", "cell", cfg->cell ? cfg->cell : cfg->region, "observed_at",
+	                         (json_int_t)(timefmt_now_us() / 1000000), "streams", streams);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	snprintf(path, sizeof path, "/v1/regions/%s/streams/status", cfg->region);
