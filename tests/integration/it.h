@@ -36,6 +36,7 @@ Suite *feed_suite(void); /* test_feed.c */
 Suite *erasure_suite(void); /* test_erasure.c */
 Suite *export_suite(void); /* test_export.c */
 Suite *log_suite(void); /* test_log.c */
+Suite *streams_suite(void); /* test_stream_delivery.c */
 Suite *queries_suite(void); /* test_queries.c */
 Suite *cells_suite(void); /* test_cells.c */
 Suite *cells_dp_suite(void); /* test_cells_dp.c */
