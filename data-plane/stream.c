@@ -91,6 +91,10 @@ struct worker {
 
 struct dp_streams {
 	struct dp_app *app;
+	/* The workers' own sessions, one per worker, beside the request pool:
+	 * a round holds its session (idle, no transaction open) for as long as
+	 * a destination takes to answer, which must never starve requests. */
+	struct db_pool *db;
 	struct keyring *kr;        /* NULL without DP_STREAM_KEYS_DIR */
 	char kr_error[256];
 	struct worker *w;
@@ -539,19 +543,19 @@ static int64_t one_stream(struct worker *w, struct job *j)
 {
 	struct dp_streams *s = w->s;
 	int64_t poll = timefmt_now_us() + s->app->cfg.stream_poll_ms * 1000;
-	struct db_conn *c = db_acquire(s->app->db);
+	struct db_conn *c = db_acquire(s->db);
 	int got = 0;
 	if (!c)
 		return poll;
 	if (dp_db_stream_lock(c, j->st.id, &got) != DB_OK || !got) {
-		db_release(s->app->db, c);
+		db_release(s->db, c);
 		return poll;
 	}
 	int64_t next = deliver(w, c, j);
 	/* A broken session dropped the lock with it. */
 	if (dp_db_stream_unlock(c, j->st.id) != DB_OK)
 		log_debug(NULL, "stream %s: unlock failed; the session's end releases it", j->st.id);
-	db_release(s->app->db, c);
+	db_release(s->db, c);
 	return next;
 }
 
@@ -853,6 +857,17 @@ struct dp_streams *dp_streams_start(struct dp_app *app, int *failed)
 	}
 	if (!(s->w = calloc(s->nw, sizeof *s->w)))
 		goto fail;
+	char dberr[512];
+	if (!(s->db = db_pool_new(app->cfg.database_url, s->nw, (unsigned)app->cfg.common.db_acquire_timeout_ms,
+	                          dberr, sizeof dberr))) {
+		log_error(NULL, "stream workers' sessions: %s", dberr);
+		goto fail;
+	}
+	if (db_pool_set_timeouts(s->db, (unsigned)app->cfg.db_statement_timeout_ms) != 0)
+		goto fail;
+	/* The same check of every session as the request pool's: the
+	 * workers write only to this cell's database. */
+	db_pool_set_check(s->db, dp_region_guard_check, app->region);
 	struct stream_send_opts so = { .ca_file = app->cfg.stream_ca_file,
 		                           .timeout_ms = (long)app->cfg.stream_timeout_ms,
 		                           .connect_timeout_ms = (long)(app->cfg.stream_timeout_ms < 5000 ? app->cfg.stream_timeout_ms : 5000),
@@ -893,6 +908,8 @@ void dp_streams_stop(struct dp_streams *s)
 		free(s->w[i].e);
 	}
 	free(s->w);
+	if (s->db)
+		db_pool_free(s->db);
 	keyring_free(s->kr);
 	free(s);
 }
