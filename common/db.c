@@ -410,6 +410,19 @@ static void backoff(int attempt)
 	usleep(base + (useconds_t)rnd * base / 255u);
 }
 
+enum db_status db_tx_on(struct db_conn *c, db_tx_fn fn, void *ctx)
+{
+	enum db_status st = db_exec(c, NULL, "BEGIN", 0, NULL);
+	if (st != DB_OK)
+		return st;
+	st = fn(c, ctx);
+	if (st == DB_OK)
+		return db_exec(c, NULL, "COMMIT", 0, NULL);
+	if (db_exec(c, NULL, "ROLLBACK", 0, NULL) != DB_OK)
+		return DB_UNAVAILABLE;
+	return st;
+}
+
 enum db_status db_tx(struct db_pool *p, enum db_isolation iso, db_tx_fn fn, void *ctx)
 {
 	static const char *const begin_sql[] = {

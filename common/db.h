@@ -106,6 +106,12 @@ enum db_isolation { DB_READ_COMMITTED, DB_REPEATABLE_READ, DB_SERIALIZABLE, DB_A
 enum db_status db_tx(struct db_pool *pool, enum db_isolation iso, db_tx_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 
+/* Runs `fn` in one READ COMMITTED transaction on `c`, a connection the
+ * caller holds (with no transaction open) for a reason of its own, such as
+ * a session-level lock; not retried. On failure the transaction is rolled
+ * back; a failed ROLLBACK is DB_UNAVAILABLE. */
+enum db_status db_tx_on(struct db_conn *c, db_tx_fn fn, void *ctx) __attribute__((warn_unused_result));
+
 /* Bounds every statement of the pool's sessions to `statement_ms` (server
  * side: statement_timeout, and idle_in_transaction_session_timeout), set
  * at connect; 0 leaves the server's defaults. A statement cut by it is

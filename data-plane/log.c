@@ -265,21 +265,6 @@ out:
 	return st;
 }
 
-/* Runs `fn` in a READ COMMITTED transaction on `c` (a connection the
- * caller holds, no transaction open). */
-static enum db_status tx_on(struct db_conn *c, db_tx_fn fn, void *ctx)
-{
-	enum db_status st = db_exec(c, NULL, "BEGIN", 0, NULL);
-	if (st != DB_OK)
-		return st;
-	st = fn(c, ctx);
-	if (st == DB_OK)
-		return db_exec(c, NULL, "COMMIT", 0, NULL);
-	if (db_exec(c, NULL, "ROLLBACK", 0, NULL) != DB_OK)
-		return DB_UNAVAILABLE;
-	return st;
-}
-
 /* One append of `tenant` with `key`, on `c` (NULL: a connection of the
  * pool, with the runner's retries). Counts it. */
 static enum db_status append_one(struct dp_log *l, struct db_conn *c, const char *tenant,
@@ -290,7 +275,7 @@ static enum db_status append_one(struct dp_log *l, struct db_conn *c, const char
 	a->tenant = tenant;
 	a->key = key;
 	a->batch = (int)l->app->cfg.log_batch;
-	enum db_status st = c ? tx_on(c, append_tx, a) : db_tx(l->app->db, DB_READ_COMMITTED, append_tx, a);
+	enum db_status st = c ? db_tx_on(c, append_tx, a) : db_tx(l->app->db, DB_READ_COMMITTED, append_tx, a);
 	atomic_fetch_add(&l->append_us, (unsigned long long)(timefmt_now_us() - t0));
 	if (st != DB_OK) {
 		atomic_fetch_add(&l->appends_failed, 1);

@@ -256,20 +256,6 @@ static enum db_status next_tx(struct db_conn *c, void *ctx)
 	                         &n->available, on_row, n->rows);
 }
 
-/* Runs `fn` in a READ COMMITTED transaction on `c` (no transaction open). */
-static enum db_status tx_on(struct db_conn *c, db_tx_fn fn, void *ctx)
-{
-	enum db_status st = db_exec(c, NULL, "BEGIN", 0, NULL);
-	if (st != DB_OK)
-		return st;
-	st = fn(c, ctx);
-	if (st == DB_OK)
-		return db_exec(c, NULL, "COMMIT", 0, NULL);
-	if (db_exec(c, NULL, "ROLLBACK", 0, NULL) != DB_OK)
-		return DB_UNAVAILABLE;
-	return st;
-}
-
 /* ---- checks before an attempt ---- */
 
 /* The destination under the document's residency rule: 0, or -1 with `why`. */
@@ -429,7 +415,7 @@ static int64_t deliver(struct worker *w, struct db_conn *c, struct job *j)
 			int64_t budget = cfg->stream_batch_bytes - (k == STREAM_WEBHOOK ? WEBHOOK_ENVELOPE : 0);
 			struct next_ctx n = { .tenant = j->st.tenant, .cur = &cur, .limit = (int)cfg->stream_batch,
 				                  .overhead = over, .bytes = budget, .rows = &rows };
-			if (tx_on(c, next_tx, &n) != DB_OK || rows_fix(&rows) != 0) {
+			if (db_tx_on(c, next_tx, &n) != DB_OK || rows_fix(&rows) != 0) {
 				secret_free(secret, slen);
 				goto out;
 			}
