@@ -5,6 +5,7 @@
 #   make test     unit + integration tests, then again under ASan+UBSan, then
 #                 the rollout and moves tests (tests/deploy/) and the fault
 #                 scenarios but expiry (tests/faults/)
+#   make test-streams  log streams end to end (tests/deploy/streams_test.sh)
 #   make bench    HTTP benchmarks against a same-run hello-world baseline
 #   make faults   fault scenarios on a private stack under load (tests/faults/)
 #   make soak     bounded soak: mixed traffic, a control-plane restart, RSS
@@ -258,12 +259,15 @@ test: deps
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory test-deploy
 	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
-	@# The two end-to-end stacks mostly wait (moves, appends): side by side,
-	@# each on its own ports and clusters, the log test's output after.
+	@# The three end-to-end stacks mostly wait (moves, appends, a stream
+	@# receiver down for a minute): side by side, each on its own ports and
+	@# clusters, the log and streams tests' output after.
 	@sh tests/deploy/log_test.sh $(BIN) > build/log-test.out 2>&1 & l=$$!; \
+	 sh tests/deploy/streams_test.sh $(BIN) > build/streams-test.out 2>&1 & s=$$!; \
 	 m=0; sh tests/deploy/moves_test.sh $(BIN) || m=$$?; \
 	 t=0; wait $$l || t=$$?; cat build/log-test.out; \
-	 [ $$m = 0 ] && [ $$t = 0 ]
+	 u=0; wait $$s || u=$$?; cat build/streams-test.out; \
+	 [ $$m = 0 ] && [ $$t = 0 ] && [ $$u = 0 ]
 	@FAULTS_SKIP="expiry $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
 
 # The move scenarios of tests/faults/moves.sh (tenants of a million events:
@@ -306,6 +310,16 @@ test-moves: deps
 test-log: deps
 	@$(MAKE) --no-print-directory services $(BIN)/celltrail-verify
 	@sh tests/deploy/log_test.sh $(BIN)
+
+# Log streams end to end: webhook, Splunk HEC and S3 receivers on this
+# machine, a receiver down for a minute, a data plane killed mid-delivery,
+# residency refusals, pause/resume/replay and no secret at rest (about a
+# minute and a half, most of it the receiver's minute down; ports from
+# STREAMS_TEST_PORT, 18900).
+.PHONY: test-streams
+test-streams: deps
+	@$(MAKE) --no-print-directory services
+	@sh tests/deploy/streams_test.sh $(BIN)
 
 bench: deps
 	@$(MAKE) --no-print-directory benchbins
