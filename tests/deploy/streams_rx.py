@@ -31,6 +31,9 @@ tests/bench/streams.sh).
       batches are new). Prints one line; exit 0 when it holds, 1 if not.
   streams_rx.py count FILE STREAM [--after N]
       the number of distinct events of STREAM received (after line N).
+  streams_rx.py probe URL KEY N INTERVAL_MS PREFIX SENT
+      posts N single events (ids PREFIX-1..N) to URL/v1/events, one every
+      INTERVAL_MS, and appends "id unix-s" of each 201 to SENT.
   streams_rx.py lag FILE SENT
       SENT: lines "event-id unix-s" (the 201 of each probe event); prints
       "p50_ms p99_ms max_ms n" of arrival - 201.
@@ -245,6 +248,27 @@ def lag(argv):
     return 0
 
 
+def probe(argv):
+    import http.client
+    import urllib.parse
+    url, key, n, every, prefix, sent = argv[:6]
+    u = urllib.parse.urlsplit(url)
+    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    with open(sent, "a") as out:
+        for i in range(1, int(n) + 1):
+            t0 = time.time()
+            body = json.dumps({"id": f"{prefix}-{i}", "action": "stream.probe",
+                               "actor": {"id": "probe", "type": "user"}})
+            c.request("POST", "/v1/events", body, {"Authorization": "Bearer " + key,
+                                                   "Content-Type": "application/json"})
+            r = c.getresponse()
+            r.read()
+            if r.status == 201:
+                out.write(f"{prefix}-{i} {time.time():.6f}\n")
+            time.sleep(max(0, int(every) / 1000 - (time.time() - t0)))
+    return 0
+
+
 def main():
     a = sys.argv[1:]
     if not a or a[0] in ("-h", "--help"):
@@ -260,6 +284,8 @@ def main():
         return check(a[1:])
     if a[0] == "count":
         return count(a[1:])
+    if a[0] == "probe":
+        return probe(a[1:])
     if a[0] == "lag":
         return lag(a[1:])
     print(__doc__, file=sys.stderr)
