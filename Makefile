@@ -40,6 +40,9 @@ DEB_PACKAGES += prometheus
 # Debian's npm is a package of its own, installed by that target when no npm
 # is on the PATH (a Node from elsewhere brings its own and conflicts with it).
 DEB_PACKAGES += nodejs
+# python3-jwcrypto: an independent JOSE implementation that the sealed
+# stream secrets are checked against (tests/unit/seal_interop.py).
+DEB_PACKAGES += python3-jwcrypto
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl zlib
 
@@ -174,6 +177,8 @@ $(BIN)/it-tests: $(call obj,$(IT_SRC)) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(LDFLAGS)
+# The stream-send suite drives the data plane's senders against real receivers.
+$(BIN)/it-tests: $(call obj,data-plane/stream_send.c)
 
 $(BIN)/http-testd: $(call obj,tests/support/http_testd.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)

@@ -9,6 +9,8 @@
 #include "cfgdoc_envelope.h"
 #include "jws.h"
 #include "names.h"
+#include "residency.h"
+#include "seal.h"
 #include "secret.h"
 
 const char *const cfgdoc_result_names[CFGDOC__COUNT] = {
@@ -119,6 +121,17 @@ void cfgdoc_free(struct cfgdoc *d)
 	free(d->tenant_slots);
 	free(d->moved);
 	free(d->moved_slots);
+	for (size_t i = 0; i < d->nstreams; i++) {
+		free(d->streams[i].url);
+		free(d->streams[i].sealed);
+	}
+	free(d->streams);
+	for (size_t i = 0; i < d->nstream_hosts; i++)
+		free(d->stream_hosts[i]);
+	free(d->stream_hosts);
+	for (size_t i = 0; i < d->nstream_s3_regions; i++)
+		free(d->stream_s3_regions[i]);
+	free(d->stream_s3_regions);
 	free(d->token);
 	free(d);
 }
@@ -323,6 +336,144 @@ static int copy_str(const json_t *v, char *out, size_t len)
 	return 0;
 }
 
+/* A JSON string of 1 to max-1 bytes (0 to max-1 with `empty_ok`) and no
+ * NUL inside, copied into out[max]. */
+static int copy_str_n(const json_t *v, char *out, size_t max, int empty_ok)
+{
+	const char *s = json_string_value(v);
+	size_t n = s ? strlen(s) : 0;
+	if (!s || n != json_string_length(v) || n >= max || (!n && !empty_ok))
+		return -1;
+	memcpy(out, s, n + 1);
+	return 0;
+}
+
+/* The same, malloc'd. */
+static char *dup_str_n(const json_t *v, size_t max)
+{
+	const char *s = json_string_value(v);
+	size_t n = s ? strlen(s) : 0;
+	if (!s || n != json_string_length(v) || !n || n >= max)
+		return NULL;
+	return strdup(s);
+}
+
+/* A required integer member >= 0. */
+static int member_count(const json_t *o, const char *name, int64_t *out)
+{
+	json_t *v = json_object_get(o, name);
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return -1;
+	*out = json_integer_value(v);
+	return 0;
+}
+
+/* An array of at most RESIDENCY_MAX_RULES strings of 1 to max-1 bytes. */
+static int str_list(const json_t *v, size_t max, char ***out, size_t *n)
+{
+	size_t i;
+	json_t *e;
+	if (!json_is_array(v) || json_array_size(v) > RESIDENCY_MAX_RULES)
+		return -1;
+	if (!(*out = calloc(json_array_size(v) + 1, sizeof **out)))
+		return -1;
+	json_array_foreach(v, i, e) {
+		if (!((*out)[*n] = dup_str_n(e, max)))
+			return -1;
+		(*n)++;
+	}
+	return 0;
+}
+
+/* The `stream_rules` claim: {"hosts":[...],"s3_regions":[...]}. */
+static int parse_stream_rules(struct cfgdoc *d, const json_t *v, char *detail, size_t dlen)
+{
+	if (!json_is_object(v) ||
+	    str_list(json_object_get(v, "hosts"), RESIDENCY_MAX_PATTERN + 1, &d->stream_hosts,
+	             &d->nstream_hosts) ||
+	    str_list(json_object_get(v, "s3_regions"), sizeof d->streams->s3_region, &d->stream_s3_regions,
+	             &d->nstream_s3_regions)) {
+		snprintf(detail, dlen, "claim 'stream_rules' is malformed");
+		return -1;
+	}
+	return 0;
+}
+
+static int stream_id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* One member of the `streams` claim into `s`. */
+static int parse_stream(struct cfgdoc_stream *s, const json_t *o)
+{
+	json_t *paused = json_object_get(o, "paused"), *sealed = json_object_get(o, "secret");
+	if (!json_is_object(o) || copy_str_n(json_object_get(o, "id"), s->id, sizeof s->id, 0) ||
+	    !name_valid_uuid(s->id) ||
+	    copy_str_n(json_object_get(o, "tenant"), s->tenant, sizeof s->tenant, 0) ||
+	    !name_valid_uuid(s->tenant) ||
+	    copy_str_n(json_object_get(o, "kind"), s->kind, sizeof s->kind, 0) ||
+	    member_count(o, "revision", &s->revision) || !json_is_boolean(paused) ||
+	    member_count(o, "since", &s->since) || member_count(o, "resume", &s->resume) ||
+	    member_count(o, "replay", &s->replay) || member_count(o, "replay_since", &s->replay_since))
+		return -1;
+	s->paused = json_is_true(paused);
+	if (!strcmp(s->kind, "webhook") || !strcmp(s->kind, "splunk_hec")) {
+		if (!(s->url = dup_str_n(json_object_get(o, "url"), RESIDENCY_MAX_URL + 1)))
+			return -1;
+	} else if (!strcmp(s->kind, "s3")) {
+		if (!(s->url = dup_str_n(json_object_get(o, "endpoint"), RESIDENCY_MAX_URL + 1)) ||
+		    copy_str_n(json_object_get(o, "bucket"), s->bucket, sizeof s->bucket, 0) ||
+		    copy_str_n(json_object_get(o, "s3_region"), s->s3_region, sizeof s->s3_region, 0) ||
+		    copy_str_n(json_object_get(o, "access_key_id"), s->access_key_id, sizeof s->access_key_id, 0) ||
+		    copy_str_n(json_object_get(o, "prefix"), s->prefix, sizeof s->prefix, 1))
+			return -1;
+	} else {
+		return -1;
+	}
+	/* Absent while the region has no stream key; never empty. */
+	if (sealed && !(s->sealed = dup_str_n(sealed, SEAL_MAX_BYTES + 1)))
+		return -1;
+	return 0;
+}
+
+/* The `streams` claim: at most CFGDOC_MAX_STREAMS well-formed members, no
+ * stream id twice. */
+static int parse_streams(struct cfgdoc *d, const json_t *v, char *detail, size_t dlen)
+{
+	size_t i;
+	json_t *e;
+	const char **ids = NULL;
+	int ret = -1;
+	if (!json_is_array(v) || json_array_size(v) > CFGDOC_MAX_STREAMS) {
+		snprintf(detail, dlen, "claim 'streams' is not an array of at most %d streams", CFGDOC_MAX_STREAMS);
+		return -1;
+	}
+	if (!(d->streams = calloc(json_array_size(v) + 1, sizeof *d->streams)) ||
+	    !(ids = calloc(json_array_size(v) + 1, sizeof *ids))) {
+		snprintf(detail, dlen, "out of memory");
+		goto out;
+	}
+	json_array_foreach(v, i, e) {
+		d->nstreams++; /* counted first: cfgdoc_free frees what a bad one holds */
+		if (parse_stream(&d->streams[i], e) != 0) {
+			snprintf(detail, dlen, "stream %zu of claim 'streams' is malformed", i);
+			goto out;
+		}
+		ids[i] = d->streams[i].id;
+	}
+	qsort(ids, d->nstreams, sizeof *ids, stream_id_cmp);
+	for (i = 1; i < d->nstreams; i++)
+		if (!strcmp(ids[i], ids[i - 1])) {
+			snprintf(detail, dlen, "claim 'streams' names stream %s twice", ids[i]);
+			goto out;
+		}
+	ret = 0;
+out:
+	free(ids);
+	return ret;
+}
+
 static int parse_claims(struct cfgdoc *d, json_t *claims, char *detail, size_t dlen)
 {
 	json_t *v, *e;
@@ -377,6 +528,15 @@ static int parse_claims(struct cfgdoc *d, json_t *claims, char *detail, size_t d
 		return -1;
 	}
 	if (v && parse_moved(d, json_string_value(v), detail, dlen) != 0)
+		return -1;
+
+	/* stream_rules, streams: optional; without them no stream, and no
+	 * destination allowed */
+	v = json_object_get(claims, "stream_rules");
+	if (v && parse_stream_rules(d, v, detail, dlen) != 0)
+		return -1;
+	v = json_object_get(claims, "streams");
+	if (v && parse_streams(d, v, detail, dlen) != 0)
 		return -1;
 
 	/* tenants: parsed in place, the claim is ours to cut */

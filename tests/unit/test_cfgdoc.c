@@ -1082,6 +1082,252 @@ START_TEST(moved_builder_checks)
 }
 END_TEST
 
+/* ---- the streams and stream_rules claims ---- */
+#define S1 "51515151-5151-4151-8151-515151515151"
+#define S2 "52525252-5252-4252-8252-525252525252"
+
+/* A document of region us with `rules` and `streams` claims (stolen; NULL: absent). */
+static enum cfgdoc_result verify_streams(json_t *rules, json_t *streams, struct cfgdoc **out)
+{
+	json_t *c = claims("us", "us", 3, now + 3600);
+	char *t = tenants_text(), detail[256];
+	if (rules)
+		json_object_set_new(c, "stream_rules", rules);
+	if (streams)
+		json_object_set_new(c, "streams", streams);
+	char *tok = sign_with(&trusted, c, t);
+	struct cfgdoc_verify_opts o = opts(0);
+	o.max_bytes = 64u << 20;
+	*out = NULL;
+	enum cfgdoc_result r = cfgdoc_verify(tok, strlen(tok), &trust, &o, out, detail, sizeof detail);
+	free(tok);
+	free(t);
+	return r;
+}
+
+static json_t *webhook_stream(const char *id)
+{
+	return json_pack("{ss ss ss sI sb sI sI sI sI ss ss}", "id", id, "tenant", T1, "kind", "webhook",
+	                 "revision", (json_int_t)4, "paused", 1, "since", (json_int_t)1700000000, "resume",
+	                 (json_int_t)2, "replay", (json_int_t)1, "replay_since", (json_int_t)1700000100, "url",
+	                 "https://siem.us.example/hook", "secret", "a.b.c.d.e");
+}
+
+static json_t *s3_stream(const char *id)
+{
+	return json_pack("{ss ss ss sI sb sI sI sI sI ss ss ss ss ss}", "id", id, "tenant", T2, "kind", "s3",
+	                 "revision", (json_int_t)0, "paused", 0, "since", (json_int_t)0, "resume", (json_int_t)0,
+	                 "replay", (json_int_t)0, "replay_since", (json_int_t)0, "endpoint",
+	                 "https://s3.us.example", "bucket", "logs", "s3_region", "us-east-1", "access_key_id",
+	                 "AKIDEXAMPLE", "prefix", "");
+}
+
+static char *str_of(size_t n, char c)
+{
+	char *s = malloc(n + 1);
+	ck_assert_ptr_nonnull(s);
+	memset(s, c, n);
+	s[n] = '\0';
+	return s;
+}
+
+START_TEST(streams_claim_parsed)
+{
+	/* Every member lands in its field; absent claims are no stream and no rule. */
+	struct cfgdoc *d;
+	json_t *rules = json_pack("{s[ss] s[s]}", "hosts", "*.us.example", "127.0.0.1", "s3_regions", "us-east-1");
+	ck_result(verify_streams(rules, json_pack("[oo]", webhook_stream(S1), s3_stream(S2)), &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nstreams, 2);
+	const struct cfgdoc_stream *w = &d->streams[0], *s = &d->streams[1];
+	ck_assert_str_eq(w->id, S1);
+	ck_assert_str_eq(w->tenant, T1);
+	ck_assert_str_eq(w->kind, "webhook");
+	ck_assert_int_eq(w->revision, 4);
+	ck_assert_int_eq(w->paused, 1);
+	ck_assert_int_eq(w->since, 1700000000);
+	ck_assert_int_eq(w->resume, 2);
+	ck_assert_int_eq(w->replay, 1);
+	ck_assert_int_eq(w->replay_since, 1700000100);
+	ck_assert_str_eq(w->url, "https://siem.us.example/hook");
+	ck_assert_str_eq(w->sealed, "a.b.c.d.e");
+	ck_assert_str_eq(s->kind, "s3");
+	ck_assert_int_eq(s->paused, 0);
+	ck_assert_str_eq(s->url, "https://s3.us.example");
+	ck_assert_str_eq(s->bucket, "logs");
+	ck_assert_str_eq(s->s3_region, "us-east-1");
+	ck_assert_str_eq(s->access_key_id, "AKIDEXAMPLE");
+	ck_assert_str_eq(s->prefix, "");
+	ck_assert_ptr_null(s->sealed);
+	ck_assert_uint_eq(d->nstream_hosts, 2);
+	ck_assert_str_eq(d->stream_hosts[0], "*.us.example");
+	ck_assert_str_eq(d->stream_hosts[1], "127.0.0.1");
+	ck_assert_uint_eq(d->nstream_s3_regions, 1);
+	ck_assert_str_eq(d->stream_s3_regions[0], "us-east-1");
+	cfgdoc_free(d);
+
+	ck_result(verify_streams(NULL, NULL, &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nstreams, 0);
+	ck_assert_uint_eq(d->nstream_hosts, 0);
+	ck_assert_uint_eq(d->nstream_s3_regions, 0);
+	cfgdoc_free(d);
+	ck_result(verify_streams(json_pack("{s[] s[]}", "hosts", "s3_regions"), json_array(), &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nstreams, 0);
+	cfgdoc_free(d);
+}
+END_TEST
+
+/* Sets `member` of a stream made by `mk` to `v` (stolen; NULL deletes it)
+ * and verifies a document with it. */
+static enum cfgdoc_result one_stream(json_t *(*mk)(const char *), const char *member, json_t *v)
+{
+	struct cfgdoc *d;
+	json_t *st = mk(S1);
+	if (v)
+		json_object_set_new(st, member, v);
+	else
+		json_object_del(st, member);
+	enum cfgdoc_result r = verify_streams(NULL, json_pack("[o]", st), &d);
+	cfgdoc_free(d);
+	return r;
+}
+
+/* A string member at its limit is accepted, one byte more is refused. */
+static void str_limit(json_t *(*mk)(const char *), const char *member, size_t max, int empty_ok)
+{
+	char *s = str_of(max, 'a');
+	ck_assert_msg(one_stream(mk, member, json_string(s)) == CFGDOC_OK, "%s of %zu refused", member, max);
+	char *more = str_of(max + 1, 'a');
+	ck_assert_msg(one_stream(mk, member, json_string(more)) == CFGDOC_BAD_CONTENT, "%s of %zu accepted",
+	              member, max + 1);
+	ck_assert_msg((one_stream(mk, member, json_string("")) == CFGDOC_OK) == empty_ok, "empty %s", member);
+	ck_assert_msg(one_stream(mk, member, json_integer(1)) == CFGDOC_BAD_CONTENT, "%s as a number", member);
+	ck_assert_msg(one_stream(mk, member, json_stringn("a\0b", 3)) != CFGDOC_OK, "%s with NUL", member);
+	free(s);
+	free(more);
+}
+
+START_TEST(streams_member_limits)
+{
+	/* Each string member at both ends of what its field holds. */
+	str_limit(webhook_stream, "url", 2048, 0);
+	str_limit(webhook_stream, "secret", 8192, 0);
+	str_limit(s3_stream, "endpoint", 2048, 0);
+	str_limit(s3_stream, "bucket", 63, 0);
+	str_limit(s3_stream, "s3_region", 32, 0);
+	str_limit(s3_stream, "access_key_id", 128, 0);
+	str_limit(s3_stream, "prefix", 256, 1);
+
+	/* ids and tenants are UUIDs */
+	static const char *const bad_ids[] = { "", "51515151-5151-4151-8151-51515151515",
+		                                   "51515151-5151-4151-8151-5151515151511",
+		                                   "51515151x5151-4151-8151-515151515151", "not-a-uuid" };
+	for (size_t i = 0; i < sizeof bad_ids / sizeof *bad_ids; i++) {
+		ck_assert_msg(one_stream(webhook_stream, "id", json_string(bad_ids[i])) == CFGDOC_BAD_CONTENT,
+		              "id %s", bad_ids[i]);
+		ck_assert_msg(one_stream(webhook_stream, "tenant", json_string(bad_ids[i])) == CFGDOC_BAD_CONTENT,
+		              "tenant %s", bad_ids[i]);
+	}
+	/* kind: one of three; the members of the kind are required, the other's not read */
+	ck_result(one_stream(webhook_stream, "kind", json_string("splunk_hec")), CFGDOC_OK);
+	ck_result(one_stream(webhook_stream, "kind", json_string("gcs")), CFGDOC_BAD_CONTENT);
+	ck_result(one_stream(webhook_stream, "kind", json_string("Webhook")), CFGDOC_BAD_CONTENT);
+	ck_result(one_stream(webhook_stream, "kind", json_string("s3")), CFGDOC_BAD_CONTENT);
+	ck_result(one_stream(s3_stream, "kind", json_string("webhook")), CFGDOC_BAD_CONTENT);
+	/* integers >= 0 at both ends */
+	static const char *const ints[] = { "revision", "since", "resume", "replay", "replay_since" };
+	for (size_t i = 0; i < sizeof ints / sizeof *ints; i++) {
+		ck_assert_msg(one_stream(webhook_stream, ints[i], json_integer(0)) == CFGDOC_OK, "%s 0", ints[i]);
+		ck_assert_msg(one_stream(webhook_stream, ints[i], json_integer(INT64_MAX)) == CFGDOC_OK, "%s max",
+		              ints[i]);
+		ck_assert_msg(one_stream(webhook_stream, ints[i], json_integer(-1)) == CFGDOC_BAD_CONTENT, "%s -1",
+		              ints[i]);
+		ck_assert_msg(one_stream(webhook_stream, ints[i], json_real(1.5)) == CFGDOC_BAD_CONTENT, "%s 1.5",
+		              ints[i]);
+		ck_assert_msg(one_stream(webhook_stream, ints[i], json_string("1")) == CFGDOC_BAD_CONTENT, "%s \"1\"",
+		              ints[i]);
+		ck_assert_msg(one_stream(webhook_stream, ints[i], NULL) == CFGDOC_BAD_CONTENT, "no %s", ints[i]);
+	}
+	ck_result(one_stream(webhook_stream, "paused", json_false()), CFGDOC_OK);
+	ck_result(one_stream(webhook_stream, "paused", json_integer(1)), CFGDOC_BAD_CONTENT);
+	ck_result(one_stream(webhook_stream, "paused", NULL), CFGDOC_BAD_CONTENT);
+	/* the secret is optional, every other member required */
+	ck_result(one_stream(webhook_stream, "secret", NULL), CFGDOC_OK);
+	static const char *const req[] = { "id", "tenant", "kind", "url" };
+	for (size_t i = 0; i < sizeof req / sizeof *req; i++)
+		ck_assert_msg(one_stream(webhook_stream, req[i], NULL) == CFGDOC_BAD_CONTENT, "no %s", req[i]);
+	static const char *const req3[] = { "endpoint", "bucket", "s3_region", "access_key_id", "prefix" };
+	for (size_t i = 0; i < sizeof req3 / sizeof *req3; i++)
+		ck_assert_msg(one_stream(s3_stream, req3[i], NULL) == CFGDOC_BAD_CONTENT, "no %s", req3[i]);
+}
+END_TEST
+
+START_TEST(streams_claim_refused)
+{
+	struct cfgdoc *d;
+	/* not an array, a member not an object, one id twice */
+	ck_result(verify_streams(NULL, json_object(), &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(NULL, json_string("[]"), &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(NULL, json_pack("[i]", 1), &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(NULL, json_pack("[oo]", webhook_stream(S1), s3_stream(S1)), &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(NULL, json_pack("[oo]", webhook_stream(S1), s3_stream(S2)), &d), CFGDOC_OK);
+	cfgdoc_free(d);
+	/* stream_rules: an object of two arrays of non-empty strings, each of
+	 * at most RESIDENCY_MAX_RULES, a host pattern at most 253 bytes, an S3
+	 * region at most 32 */
+	char *p253 = str_of(253, 'h'), *p254 = str_of(254, 'h'), *r32 = str_of(32, 'r'), *r33 = str_of(33, 'r');
+	ck_result(verify_streams(json_pack("{s[s] s[s]}", "hosts", p253, "s3_regions", r32), NULL, &d), CFGDOC_OK);
+	ck_assert_str_eq(d->stream_hosts[0], p253);
+	cfgdoc_free(d);
+	ck_result(verify_streams(json_pack("{s[s] s[]}", "hosts", p254, "s3_regions"), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("{s[] s[s]}", "hosts", "s3_regions", r33), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("{s[s] s[]}", "hosts", "", "s3_regions"), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("{s[] s[s]}", "hosts", "s3_regions", ""), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("{s[i] s[]}", "hosts", 1, "s3_regions"), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("{s[]}", "hosts"), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("{s[]}", "s3_regions"), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("[]"), NULL, &d), CFGDOC_BAD_CONTENT);
+	json_t *h64 = json_array(), *h65 = json_array();
+	for (int i = 0; i < 65; i++) {
+		if (i < 64)
+			json_array_append_new(h64, json_string("a.example"));
+		json_array_append_new(h65, json_string("a.example"));
+	}
+	ck_result(verify_streams(json_pack("{so s[]}", "hosts", json_deep_copy(h64), "s3_regions"), NULL, &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nstream_hosts, 64);
+	cfgdoc_free(d);
+	ck_result(verify_streams(json_pack("{so s[]}", "hosts", h65, "s3_regions"), NULL, &d), CFGDOC_BAD_CONTENT);
+	ck_result(verify_streams(json_pack("{s[] so}", "hosts", "s3_regions", json_deep_copy(h64)), NULL, &d), CFGDOC_OK);
+	cfgdoc_free(d);
+	json_array_append_new(h64, json_string("x"));
+	ck_result(verify_streams(json_pack("{s[] so}", "hosts", "s3_regions", h64), NULL, &d), CFGDOC_BAD_CONTENT);
+	free(p253);
+	free(p254);
+	free(r32);
+	free(r33);
+}
+END_TEST
+
+START_TEST(streams_count_limit)
+{
+	/* CFGDOC_MAX_STREAMS streams are accepted, one more refuses the document. */
+	struct cfgdoc *d;
+	json_t *a = json_array();
+	char id[37];
+	for (int i = 0; i <= CFGDOC_MAX_STREAMS; i++) {
+		snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000000", (unsigned)i);
+		json_array_append_new(a, json_pack("{ss ss ss si sb si si si si ss}", "id", id, "tenant", T1, "kind",
+		                                   "webhook", "revision", 0, "paused", 0, "since", 0, "resume", 0,
+		                                   "replay", 0, "replay_since", 0, "url", "https://h.example/"));
+	}
+	ck_result(verify_streams(NULL, json_deep_copy(a), &d), CFGDOC_BAD_CONTENT);
+	json_array_remove(a, 0);
+	ck_result(verify_streams(NULL, a, &d), CFGDOC_OK);
+	ck_assert_uint_eq(d->nstreams, CFGDOC_MAX_STREAMS);
+	ck_assert_str_eq(d->streams[CFGDOC_MAX_STREAMS - 1].id, "000186a0-0000-4000-8000-000000000000");
+	cfgdoc_free(d);
+}
+END_TEST
+
 Suite *cfgdoc_suite(void)
 {
 	Suite *s = suite_create("cfgdoc");
@@ -1114,6 +1360,10 @@ Suite *cfgdoc_suite(void)
 	tcase_add_test(tc, moved_claim_indexed);
 	tcase_add_test(tc, moved_claim_refused);
 	tcase_add_test(tc, moved_builder_checks);
+	tcase_add_test(tc, streams_claim_parsed);
+	tcase_add_test(tc, streams_member_limits);
+	tcase_add_test(tc, streams_claim_refused);
+	tcase_add_test(tc, streams_count_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }

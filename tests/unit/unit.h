@@ -28,5 +28,7 @@ Suite *movecred_suite(void);
 Suite *jscan_suite(void);
 Suite *merkle_suite(void);
 Suite *checkpoint_suite(void);
+Suite *seal_suite(void);
+Suite *residency_suite(void);
 
 #endif
