@@ -28,7 +28,7 @@ CONNS=${BENCH_CONNECTIONS:-64}
 SECS=${BENCH_STREAMS_SECONDS:-10}
 BASE=${BENCH_STREAMS_PORT:-19700}
 PY=/usr/bin/python3
-RX="$ROOT/tests/deploy/streams_rx.py"
+RX="$ROOT/tests/bench/stream_rx.py"
 cd "$ROOT"
 
 work=$(mktemp -d /tmp/celltrail-bench-streams.XXXXXX)
@@ -43,17 +43,17 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 die() { echo "bench streams: $*" >&2; exit 1; }
 
-"$PY" "$RX" ca "$work/ca" || die "could not make the test CA"
+"$PY" "$ROOT/tests/streams/webhook_receiver.py" make-ca "$work/ca" || die "could not make the test CA"
 PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 SECRET="whsec_$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
 "$PY" "$RX" serve webhook --port "$PORT" --out "$work/rx" --secret "$SECRET" \
-	--cert "$work/ca/server.pem" --key "$work/ca/server.key" 2> "$work/rx.log" &
+	--cert "$work/ca/server.crt" --key "$work/ca/server.key" 2> "$work/rx.log" &
 rx=$!
 
 export STACK_VAR="$work/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 export STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 20)) STACK_DP_INSTANCE_PORT=$((BASE + 40))
 export STACK_PG_PORT=$((BASE + 99)) STACK_REGIONS=us STACK_CELLS_us=us-east-1 STACK_DP_INSTANCES=1
-export STACK_DP_ENV="DP_ACCESS_LOG=false DP_STREAM_CA_FILE=$work/ca/ca.pem DP_STREAM_REPORT_INTERVAL=1s ${BENCH_STREAMS_ENV:-}"
+export STACK_DP_ENV="DP_ACCESS_LOG=false DP_STREAM_CA_FILE=$work/ca/ca.crt DP_STREAM_REPORT_INTERVAL=1s ${BENCH_STREAMS_ENV:-}"
 sh deploy/local/stack.sh start > "$work/stack.log" 2>&1 || { tail -n 20 "$work/stack.log" >&2; die "the stack did not start"; }
 . "$STACK_VAR/stack.env"
 api() { curl -fsS -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' -d "${3:-}" "$CP_URL$2"; }
