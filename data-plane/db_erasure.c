@@ -33,6 +33,7 @@ static const struct erasable {
 	ERASABLE("log_nodes", ""),
 	ERASABLE("log_leaves", ""),
 	ERASABLE("log_heads", ""),
+	ERASABLE("stream_cursors", ""),
 };
 #undef ERASABLE
 #define NERASABLE (sizeof erasable / sizeof erasable[0])

@@ -25,6 +25,7 @@ struct dp_feed;
 struct dp_erasure;
 struct dp_exports;
 struct dp_log;
+struct dp_streams;
 
 /* DP_STALE_POLICY: what tenant routes do once the document in use expired. */
 enum dp_stale_policy { DP_STALE_SERVE, DP_STALE_FAIL_CLOSED };
@@ -75,6 +76,19 @@ struct dp_config {
 	int64_t log_interval_ms;
 	int64_t log_sweep_interval_ms;
 	long log_batch;
+	int streams;                        /* DP_STREAMS: deliver the tenants' log streams (stream.h) */
+	const char *stream_keys_dir;
+	long stream_workers;
+	long stream_batch;
+	long stream_batch_bytes;
+	int64_t stream_batch_wait_ms;
+	int64_t stream_retry_min_ms;
+	int64_t stream_retry_max_ms;
+	int64_t stream_failure_budget_ms;
+	int64_t stream_timeout_ms;
+	const char *stream_ca_file;
+	int64_t stream_poll_ms;
+	int64_t stream_report_interval_ms;
 };
 
 struct dp_app {
@@ -96,6 +110,7 @@ struct dp_app {
 	struct dp_erasure *erasure;         /* erases deleted tenants' rows */
 	struct dp_exports *exports;         /* exports streaming now, and their bound */
 	struct dp_log *log;                 /* the tenants' logs' appender (NULL: DP_LOG off) */
+	struct dp_streams *streams;         /* log streams' delivery (NULL: DP_STREAMS off) */
 };
 
 /* ---- routes ---- */

@@ -1,6 +1,6 @@
 /* The data plane's SQL: every statement it sends to the regional database
  * is in db_events.c (and db_region.c, db_rate.c, db_erasure.c, db_feed.c,
- * db_move.c, db_log.c, db_proof.c), parameterized. Each names the tenant it works for: a
+ * db_move.c, db_log.c, db_proof.c, db_stream.c), parameterized. Each names the tenant it works for: a
  * tenant's rows are reached through its id only. */
 #ifndef DP_DPDB_H
 #define DP_DPDB_H
@@ -458,6 +458,102 @@ enum db_status dp_db_log_checkpoint_put(struct db_conn *c, const char *tenant, i
  * event past its head below the feed horizon: one indexed probe each. */
 typedef void (*dp_log_pending_fn)(void *ctx, const char *tenant);
 enum db_status dp_db_log_pending(struct db_conn *c, const char *tenants, dp_log_pending_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+
+/* ---- log streams' delivery (db_stream.c, migration 0011) ----
+ * Each statement runs on its own (autocommit) unless said otherwise: a
+ * stream's worker never holds a transaction open across a send. */
+
+/* A stream's cursor row as the worker reads it. Times are unix (seconds
+ * or milliseconds as named); 0 when NULL. */
+struct dp_stream_cursor {
+	uint64_t after_tx;
+	int64_t after_seq;
+	int64_t batch_no;
+	int in_flight;                  /* batch_to_tx is set: batch batch_no is in flight */
+	uint64_t batch_to_tx;
+	int64_t batch_to_seq;
+	int batch_events;
+	int64_t batch_made_at;          /* unix s */
+	int attempts;
+	int64_t retry_in_ms;            /* until next_attempt_at; 0 when due or none */
+	int failing;                    /* failing_since is set */
+	char status[16];
+	int64_t resume_applied, replay_applied;
+};
+
+/* Session advisory lock of stream `id` on `c` (held until unlocked or the
+ * session ends): *got 1 when this session holds it now. */
+enum db_status dp_db_stream_lock(struct db_conn *c, const char *id, int *got)
+	__attribute__((warn_unused_result));
+enum db_status dp_db_stream_unlock(struct db_conn *c, const char *id) __attribute__((warn_unused_result));
+
+/* Makes the cursor row of stream `id` of `tenant` when there is none, its
+ * position just before the tenant's first event (in feed order, below the
+ * horizon) received at or after `since` (unix s; just below the horizon
+ * when there is none), with resume_applied and replay_applied as given;
+ * then reads it into `out`. */
+enum db_status dp_db_stream_cursor(struct db_conn *c, const char *id, const char *tenant, int64_t since,
+                                   int64_t resume, int64_t replay, struct dp_stream_cursor *out)
+	__attribute__((warn_unused_result));
+/* Replay: the position goes to just before the first event received at or
+ * after `since` (as above) and replay_applied to `replay`, only while no
+ * batch is in flight. */
+enum db_status dp_db_stream_rewind(struct db_conn *c, const char *id, const char *tenant, int64_t since,
+                                   int64_t replay) __attribute__((warn_unused_result));
+/* Resume: clears a failed or failing state (attempts, failing_since,
+ * next_attempt_at) and sets resume_applied. */
+enum db_status dp_db_stream_resume(struct db_conn *c, const char *id, int64_t resume)
+	__attribute__((warn_unused_result));
+/* Sets the status; with `error` also last_error and last_error_at (now). */
+enum db_status dp_db_stream_set_status(struct db_conn *c, const char *id, const char *status,
+                                       const char *error) __attribute__((warn_unused_result));
+
+/* One event of a batch as read. */
+typedef void (*dp_stream_row_fn)(void *ctx, uint64_t tx, int64_t seq, const char *json, size_t len,
+                                 int64_t received_at_us);
+/* The events of a new batch: `tenant`'s rows after (after_tx, after_seq),
+ * below the feed horizon, in feed order, at most `limit`, and no more than
+ * fit in `bytes` counting each as its length plus `overhead` (the first
+ * always); *available gets how many there were up to `limit` before the
+ * byte bound (more than the rows given: the bytes cut the batch). Run it
+ * in a READ COMMITTED transaction (SET LOCAL planner options). */
+enum db_status dp_db_stream_next(struct db_conn *c, const char *tenant, uint64_t after_tx, int64_t after_seq,
+                                 int limit, int64_t bytes, int overhead, int *available,
+                                 dp_stream_row_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+/* The events of the batch in flight: after (after_tx, after_seq) up to and
+ * including (to_tx, to_seq), in feed order (at most `limit`). */
+enum db_status dp_db_stream_batch_rows(struct db_conn *c, const char *tenant, uint64_t after_tx,
+                                       int64_t after_seq, uint64_t to_tx, int64_t to_seq, int limit,
+                                       dp_stream_row_fn fn, void *ctx) __attribute__((warn_unused_result));
+/* Records batch number batch_no + 1 in flight (up to (to_tx, to_seq), n
+ * events, made now), only when the row is still at `cur` with nothing in
+ * flight: DB_NOT_FOUND otherwise. *made_at gets its batch_made_at (unix s). */
+enum db_status dp_db_stream_make_batch(struct db_conn *c, const char *id, const struct dp_stream_cursor *cur,
+                                       uint64_t to_tx, int64_t to_seq, int n, int64_t *made_at)
+	__attribute__((warn_unused_result));
+/* The destination acknowledged batch `no` of `n` events: the position
+ * moves to its end, nothing is in flight, the failing state is cleared. */
+enum db_status dp_db_stream_delivered(struct db_conn *c, const char *id, int64_t no, int n)
+	__attribute__((warn_unused_result));
+/* An attempt of batch `no` failed: attempts + 1, last_error, next attempt
+ * in `retry_ms`, status "failed" once it has been failing for
+ * `budget_ms`, else "retrying"; the status set goes to `status` (16 bytes). */
+enum db_status dp_db_stream_failed(struct db_conn *c, const char *id, int64_t no, const char *error,
+                                   int64_t retry_ms, int64_t budget_ms, char status[16])
+	__attribute__((warn_unused_result));
+
+/* What a report says of one stream. Times unix s, -1 when none. */
+struct dp_stream_state {
+	const char *id, *status, *last_error;    /* last_error NULL when none */
+	int64_t lag_events, lag_seconds, delivered_events, last_delivered_at, last_error_at;
+};
+typedef void (*dp_stream_state_fn)(void *ctx, const struct dp_stream_state *st);
+/* The state of each stream of `ids` (a uuid array literal) that has a
+ * cursor row, with its lag: the tenant's events after its position below
+ * the horizon (counted up to 10,000,000) and the age of the first of them. */
+enum db_status dp_db_stream_states(struct db_conn *c, const char *ids, dp_stream_state_fn fn, void *ctx)
 	__attribute__((warn_unused_result));
 
 #endif

@@ -20,6 +20,7 @@
 #include "limits.h"
 #include "log.h"
 #include "secret.h"
+#include "stream.h"
 #include "timefmt.h"
 
 #define RETRY_AFTER_DB "2"
@@ -783,10 +784,11 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 			if (gr->keys[i].got)
 				dp_limits_usage_set(app->limits, gr->keys[i].tenant, gr->keys[i].period,
 				                    gr->keys[i].committed, now);
-	if (st == DB_OK) /* wake the tenants' feed readers of this instance, and its log appender */
+	if (st == DB_OK) /* wake the tenants' feed readers of this instance, its log appender and streams */
 		for (size_t i = 0; i < gr->nkeys; i++) {
 			dp_feed_committed(app->feed, gr->keys[i].tenant);
 			dp_log_touch(app->log, gr->keys[i].tenant);
+			dp_streams_touch(app->streams, gr->keys[i].tenant);
 		}
 	for (size_t i = 0; i < gr->n; i++) {
 		struct job *j = gr->jobs[i];

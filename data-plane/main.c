@@ -31,6 +31,7 @@
 #include "names.h"
 #include "ratesync.h"
 #include "snapshot.h"
+#include "stream.h"
 #include "svc.h"
 #include "usage.h"
 
@@ -45,6 +46,9 @@ const char *const dp_stale_policy_names[] = { [DP_STALE_SERVE] = "serve",
 	  "Required with DP_LOG. Directory of the region's ES256 log keys, which sign the checkpoints (created with a first key if empty; the same directory for every instance of the region, never in the database)." }, \
 	{ "DP_LOG_KEY_OVERLAP", CFG_DURATION, "8d", 0, O(log_key_overlap_ms), 0, 315360000000, NULL,        \
 	  "How long a retired log key stays in GET /.well-known/jwks.json." }
+#define STREAM_KEY_VARS                                                                              \
+	{ "DP_STREAM_KEYS_DIR", CFG_STR, NULL, 0, O(stream_keys_dir), 0, 0, NULL,                          \
+	  "Directory of the region's P-256 stream key ring, which opens the destinations' sealed secrets (the same for every instance of the region, never in the database). Unset: no stream is delivered; each is reported refused." }
 static const struct cfg_var dp_vars[] = {
 	SVC_COMMON_VARS("DP_", struct dp_config, common, "127.0.0.1:8081", "4096"),
 	{ "DP_REGION", CFG_STR, NULL, 1, O(region), 0, 0, NULL,
@@ -124,11 +128,39 @@ static const struct cfg_var dp_vars[] = {
 	  "How often every tenant of the configuration with events past its log's head is looked for (other instances' commits, tenants moved in)." },
 	{ "DP_LOG_BATCH", CFG_INT, "10000", 0, O(log_batch), 1, 100000, NULL,
 	  "Most leaves one append (one transaction) adds to one tenant's log." },
+	STREAM_KEY_VARS,
+	{ "DP_STREAMS", CFG_BOOL, "true", 0, O(streams), 0, 0, NULL,
+	  "Deliver the log streams of this cell's tenants to their destinations (webhook, Splunk HEC, S3), and report their state to the control plane." },
+	{ "DP_STREAM_WORKERS", CFG_INT, "2", 0, O(stream_workers), 1, 64, NULL,
+	  "Delivery threads of this instance, each with its own database connection during a round." },
+	{ "DP_STREAM_BATCH", CFG_INT, "500", 0, O(stream_batch), 1, 10000, NULL,
+	  "Most events one batch of a stream carries." },
+	{ "DP_STREAM_BATCH_BYTES", CFG_INT, "1048576", 0, O(stream_batch_bytes), 65536, 16777216, NULL,
+	  "Most body bytes of one batch before gzip (64 KiB to 16 MiB); one event always fits." },
+	{ "DP_STREAM_BATCH_WAIT", CFG_DURATION, "1s", 0, O(stream_batch_wait_ms), 0, 3600000, NULL,
+	  "How long a partial batch waits for more events (counted from its first event's receipt) before it is sent." },
+	{ "DP_STREAM_RETRY_MIN", CFG_DURATION, "1s", 0, O(stream_retry_min_ms), 10, 3600000, NULL,
+	  "Wait before the second attempt of a failed batch; it doubles with each failure (with 20% jitter) up to DP_STREAM_RETRY_MAX." },
+	{ "DP_STREAM_RETRY_MAX", CFG_DURATION, "5m", 0, O(stream_retry_max_ms), 10, 86400000, NULL,
+	  "Longest wait between two attempts of a batch, the destination's Retry-After included." },
+	{ "DP_STREAM_FAILURE_BUDGET", CFG_DURATION, "24h", 0, O(stream_failure_budget_ms), 0, 2592000000, NULL,
+	  "How long a stream may fail continuously before it is marked failed and delivery stops until its owner resumes it." },
+	{ "DP_STREAM_TIMEOUT", CFG_DURATION, "10s", 0, O(stream_timeout_ms), 100, 600000, NULL,
+	  "Longest one delivery attempt may take." },
+	{ "DP_STREAM_CA_FILE", CFG_STR, NULL, 0, O(stream_ca_file), 0, 0, NULL,
+	  "CA bundle (PEM) that https destinations are verified against (default: the system's)." },
+	{ "DP_STREAM_POLL_INTERVAL", CFG_DURATION, "1s", 0, O(stream_poll_ms), 10, 3600000, NULL,
+	  "How often idle streams are looked at for new events (an ingest commit of the tenant on this instance wakes its streams at once)." },
+	{ "DP_STREAM_REPORT_INTERVAL", CFG_DURATION, "10s", 0, O(stream_report_interval_ms), 100, 3600000, NULL,
+	  "How often the state of this cell's streams is sent to the control plane (POST /v1/regions/{region}/streams/status)." },
 	CFG_END
 };
 /* What the log-* commands read (the keys only: no database, no region). */
 static const struct cfg_var log_key_vars[] = { LOG_KEY_VARS, CFG_END };
+/* What stream-key reads. */
+static const struct cfg_var stream_key_vars[] = { STREAM_KEY_VARS, CFG_END };
 #undef LOG_KEY_VARS
+#undef STREAM_KEY_VARS
 #undef O
 
 /* The API reference this binary was built with (common/apidoc.h). */
@@ -215,6 +247,7 @@ static void dp_metrics(FILE *out, void *arg)
 	dp_exports_metrics(app->exports, out);
 	dp_move_metrics(out);
 	dp_log_metrics(app->log, out);
+	dp_streams_metrics(app->streams, out);
 }
 
 /* Draining: the requests waiting for a group commit are committed and
@@ -252,7 +285,7 @@ static void dp_on_drain_deadline(void *arg)
 static void usage(FILE *out)
 {
 	cfg_print_help(out,
-	               "Usage: " PROG " [serve|migrate|routes|log-jwks|log-stage-key|log-rotate-key|--help]\n\n"
+	               "Usage: " PROG " [serve|migrate|routes|log-jwks|log-stage-key|log-rotate-key|stream-key|--help]\n\n"
 	               "  serve     run the regional tenant API (the default)\n"
 	               "  routes    print the route table (method, path, auth) and exit\n"
 	               "  migrate   apply the regional migrations to DP_DATABASE_URL, claim that\n"
@@ -261,7 +294,10 @@ static void usage(FILE *out)
 	               "                  directory and a first key if empty); needs DP_LOG_KEYS_DIR only\n"
 	               "  log-stage-key   add a next log key: published in the JWK set, not yet signing\n"
 	               "  log-rotate-key  make the staged (or a new) log key sign checkpoints; the\n"
-	               "                  instances notice the change of the directory",
+	               "                  instances notice the change of the directory\n"
+	               "  stream-key      print the public JWK (\"use\":\"enc\") of the current key of\n"
+	               "                  DP_STREAM_KEYS_DIR (creating the ring if empty), to set as the\n"
+	               "                  region's stream_key; needs DP_STREAM_KEYS_DIR only",
 	               dp_vars);
 }
 
@@ -360,6 +396,18 @@ static int cmd_log_keys(const char *cmd)
 		printf("staged log key %s; it is published in GET /.well-known/jwks.json: let verifiers fetch it, then log-rotate-key\n",
 		       kid);
 	return SVC_EXIT_OK;
+}
+
+/* stream-key: the region's stream key, for the region catalog. */
+static int cmd_stream_key(void)
+{
+	struct dp_config cfg = { 0 };
+	svc_load_config(PROG, stream_key_vars, &cfg);
+	if (!cfg.stream_keys_dir || !*cfg.stream_keys_dir) {
+		fprintf(stderr, PROG ": invalid configuration: DP_STREAM_KEYS_DIR: required for this command\n");
+		return SVC_EXIT_USAGE;
+	}
+	return dp_stream_key_command(cfg.stream_keys_dir) == 0 ? SVC_EXIT_OK : SVC_EXIT_FAILURE;
 }
 
 static int usage_error(const char *var, const char *why)
@@ -530,6 +578,11 @@ static int cmd_serve(struct dp_app *app)
 		log_error(NULL, "cannot start the log appender");
 		goto stop_server;
 	}
+	int streams_failed;
+	if (!(app->streams = dp_streams_start(app, &streams_failed)) && streams_failed) {
+		log_error(NULL, "cannot start the log streams' delivery");
+		goto stop_server;
+	}
 
 	svc_wait_and_drain(srv, app->cfg.common.drain_timeout_ms);
 	/* The server is stopped. The rate exchange withdraws this instance's
@@ -560,6 +613,7 @@ out:
 	dp_usage_stop(app->usage);
 	dp_ingest_free(app->ingest);
 	http_server_free(srv);
+	dp_streams_stop(app->streams); /* after the writers, which touch it, and the server's /metrics */
 	dp_log_stop(app->log); /* after the writers, which touch it, and the server's /metrics */
 	dp_feed_stop(app->feed); /* after the server and the writers, which use it */
 	dp_cell_wait_stop(app->cell_wait); /* after the server, whose requests it holds */
@@ -588,6 +642,10 @@ int main(int argc, char **argv)
 	if (argc == 2 && (!strcmp(cmd, "log-jwks") || !strcmp(cmd, "log-stage-key") || !strcmp(cmd, "log-rotate-key"))) {
 		log_init(PROG, LOG_WARN);
 		return cmd_log_keys(cmd);
+	}
+	if (argc == 2 && !strcmp(cmd, "stream-key")) {
+		log_init(PROG, LOG_WARN);
+		return cmd_stream_key();
 	}
 	if (argc > 2 || (strcmp(cmd, "serve") && strcmp(cmd, "migrate"))) {
 		usage(stderr);

@@ -44,6 +44,7 @@ Suite *cell_router_suite(void); /* test_cells_dp.c */
 Suite *mover_suite(void); /* test_mover.c */
 Suite *moves_suite(void); /* test_moves.c */
 Suite *log_routes_suite(void); /* test_log_routes.c */
+Suite *stream_send_suite(void); /* test_stream_send.c */
 /* Prints the service log lines of the *.log files of `dir` that name
  * neither a request ("req_id") nor a task ("task"); returns their number. */
 int it_logs_check(const char *dir);

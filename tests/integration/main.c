@@ -39,6 +39,7 @@ int main(void)
 	srunner_add_suite(sr, mover_suite());
 	srunner_add_suite(sr, moves_suite());
 	srunner_add_suite(sr, log_routes_suite());
+	srunner_add_suite(sr, stream_send_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	/* Whatever the suites ran, every line the services wrote names a
