@@ -17,6 +17,8 @@
 #include "log.h"
 #include "secret.h"
 #include "keyring.h"
+#include "seal.h"
+#include <openssl/crypto.h>
 
 /* Subjects held in memory: regions, cells and routes documents. */
 #define MAX_SUBJECTS 1024
@@ -176,6 +178,100 @@ fail:
 	return -1;
 }
 
+struct streams_claim {
+	json_t *arr;
+	const unsigned char *secrets_key;
+	struct jwk key;               /* the region's stream key (public) */
+	int have_key;
+	const char *aud;
+};
+
+/* Appends one stream to the `streams` claim (cfgdoc.h), its secret opened
+ * from the control plane's seal and sealed again to the region's stream
+ * key, for that stream only (seal.h); the secret in clear is wiped at once. */
+static int stream_row(const struct cpdb_doc_stream *s, void *arg)
+{
+	struct streams_claim *sc = arg;
+	if (json_array_size(sc->arr) >= CFGDOC_MAX_STREAMS) {
+		log_error(NULL, "%s: more than %d streams; the document carries the first", sc->aud, CFGDOC_MAX_STREAMS);
+		return 0;
+	}
+	json_t *dest = json_loads(s->destination, 0, NULL);
+	int s3 = !strcmp(s->kind, "s3"), rc = -1;
+	json_t *o = json_pack("{ss ss ss sI sb sI sI sI sI}", "id", s->id, "tenant", s->tenant_id, "kind", s->kind,
+	                      "revision", (json_int_t)s->revision, "paused", s->paused, "since",
+	                      (json_int_t)s->since, "resume", (json_int_t)s->resume, "replay",
+	                      (json_int_t)s->replay, "replay_since", (json_int_t)s->replay_since);
+	if (!dest || !o)
+		goto out;
+	if (s3) {
+		const char *prefix = json_string_value(json_object_get(dest, "prefix"));
+		if (json_object_set(o, "endpoint", json_object_get(dest, "endpoint")) != 0 ||
+		    json_object_set(o, "bucket", json_object_get(dest, "bucket")) != 0 ||
+		    json_object_set(o, "s3_region", json_object_get(dest, "region")) != 0 ||
+		    json_object_set(o, "access_key_id", json_object_get(dest, "access_key_id")) != 0 ||
+		    json_object_set_new(o, "prefix", json_string(prefix ? prefix : "")) != 0)
+			goto out;
+	} else if (json_object_set(o, "url", json_object_get(dest, "url")) != 0) {
+		goto out;
+	}
+	if (sc->have_key) {
+		size_t len = 0;
+		char *plain = secret_open(sc->secrets_key, s->secret_sealed, &len);
+		char *sealed = plain ? seal_secret(&sc->key, s->id, plain, len) : NULL;
+		if (plain) {
+			OPENSSL_cleanse(plain, len);
+			free(plain);
+		}
+		if (sealed)
+			json_object_set_new(o, "secret", json_string(sealed));
+		else
+			log_error(NULL, "%s: stream %s: its secret cannot be sealed to the region's stream key "
+			          "(was CP_SECRETS_KEY changed?); the document carries the stream without it",
+			          sc->aud, s->id);
+		free(sealed);
+	}
+	if (json_array_append(sc->arr, o) == 0)
+		rc = 0;
+out:
+	json_decref(dest);
+	json_decref(o);
+	return rc;
+}
+
+/* Adds the `stream_rules` claim (the region's residency rule) and, when
+ * the document's tenants have streams, the `streams` claim. `self` is the
+ * region as cpdb_region_get shows it. One query for the streams. */
+static enum db_status stream_claims(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
+                                    json_t *self, json_t *claims)
+{
+	struct streams_claim sc = { .arr = json_array(), .secrets_key = app->secrets_key, .aud = subj->aud };
+	json_t *key = json_object_get(self, "stream_key");
+	enum db_status st = DB_ERROR;
+	char err[200];
+	if (!sc.arr)
+		return DB_ERROR;
+	if (json_is_object(key)) {
+		if (jwk_from_json(key, &sc.key, err, sizeof err) == 0)
+			sc.have_key = 1;
+		else
+			log_error(NULL, "%s: the region's stream_key cannot be used: %s", subj->aud, err);
+	}
+	json_t *hosts = json_object_get(self, "stream_hosts"), *s3 = json_object_get(self, "stream_s3_regions");
+	if (json_object_set_new(claims, "stream_rules",
+	                        json_pack("{so so}", "hosts", hosts ? json_incref(hosts) : json_array(),
+	                                  "s3_regions", s3 ? json_incref(s3) : json_array())) != 0)
+		goto out;
+	st = cpdb_doc_streams(c, subj->region, subj->kind == CP_DOC_CELL ? subj->cell : NULL, stream_row, &sc);
+	if (st == DB_OK && json_array_size(sc.arr) > 0 && json_object_set(claims, "streams", sc.arr) != 0)
+		st = DB_ERROR;
+out:
+	json_decref(sc.arr);
+	if (sc.have_key)
+		jwk_clear(&sc.key);
+	return st;
+}
+
 /* The claims and bulk text of a regional or cell document. */
 static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
                                   const struct cp_doc_subject *subj, const struct cfgdoc_head *head,
@@ -189,7 +285,6 @@ static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
 	enum db_status st;
 	json_t *r;
 
-	(void)app;
 	if ((st = cpdb_region_get(c, subj->region, &self)) != DB_OK ||
 	    (st = cpdb_regions_list(c, &regions)) != DB_OK ||
 	    (only && (st = cpdb_cell_get(c, only, &cell)) != DB_OK) ||
@@ -236,6 +331,8 @@ static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
 	    json_object_set_new(*claims, "moved", json_stringn(moved.p, moved.len)) != 0)
 		st = DB_ERROR;
 	buf_free(&moved);
+	if (st == DB_OK)
+		st = stream_claims(c, app, subj, self, *claims);
 	if (st != DB_OK) {
 		json_decref(*claims);
 		*claims = NULL;

@@ -411,4 +411,61 @@ enum db_status cpdb_erasure_record(struct db_conn *c, const char *tenant_id, int
                                    int64_t rows, int done, int *completed_now, json_t **erasure)
 	__attribute__((warn_unused_result));
 
+/* ---- log streams (db_streams.c) ---- */
+/* A stream as the API shows it (no secret), its report merged in;
+ * DB_NOT_FOUND when the tenant has no such stream or it was deleted.
+ * id must be a UUID. */
+enum db_status cpdb_stream_get(struct db_conn *c, const char *tenant_id, const char *id, json_t **doc);
+/* The tenant's streams, not deleted, oldest first (at most a few). */
+enum db_status cpdb_streams_list(struct db_conn *c, const char *tenant_id, json_t **items);
+enum db_status cpdb_streams_count(struct db_conn *c, const char *tenant_id, long *n);
+/* destination: JSON object text; secret_sealed: secret_seal()'s output;
+ * since: RFC 3339, NULL for now (DB_INVALID when the database refuses
+ * it). The new stream's id is written into `id`. */
+enum db_status cpdb_stream_insert(struct db_conn *c, const char *tenant_id, const char *kind,
+                                  const char *destination, const char *secret_sealed, int paused,
+                                  const char *since, char id[40]);
+/* {kind, destination} of a live stream, its row locked for the change. */
+enum db_status cpdb_stream_stored(struct db_conn *c, const char *tenant_id, const char *id,
+                                  json_t **row);
+/* New destination (and secret, NULL: kept); the revision goes up. */
+enum db_status cpdb_stream_update(struct db_conn *c, const char *tenant_id, const char *id,
+                                  const char *destination, const char *secret_sealed);
+enum cpdb_stream_cmd { CPDB_STREAM_PAUSE, CPDB_STREAM_RESUME, CPDB_STREAM_REPLAY, CPDB_STREAM_DELETE };
+/* An owner's command (replay_since: RFC 3339, for CPDB_STREAM_REPLAY only,
+ * else NULL). DB_NOT_FOUND when there is no such live stream. */
+enum db_status cpdb_stream_command(struct db_conn *c, const char *tenant_id, const char *id,
+                                   enum cpdb_stream_cmd cmd, const char *replay_since);
+/* Erasure of a tenant: its streams and their reports are removed. */
+enum db_status cpdb_streams_erase(struct db_conn *c, const char *tenant_id);
+/* A region's residency rule and stream key: {hosts: [...], s3_regions:
+ * [...], key: JWK object or null}. */
+enum db_status cpdb_region_stream_rule(struct db_conn *c, const char *region, json_t **rule);
+/* Sets the region's stream fields: hosts and s3_regions JSON array texts
+ * (NULL: kept), the key JSON text (NULL: none) when set_key. */
+enum db_status cpdb_region_set_streams(struct db_conn *c, const char *name, const char *hosts,
+                                       const char *s3_regions, int set_key, const char *key);
+/* A stream as a signed document carries it; strings borrowed for the call. */
+struct cpdb_doc_stream {
+	const char *id, *tenant_id, *kind;
+	const char *destination;      /* JSON object text */
+	const char *secret_sealed;    /* sealed with the control plane's secrets key */
+	int64_t revision, since, resume, replay, replay_since;
+	int paused;
+	size_t nrows;                 /* rows in all */
+};
+typedef int (*cpdb_doc_stream_fn)(const struct cpdb_doc_stream *s, void *arg);
+/* The live streams of the live tenants of a region (of cell `cell` only,
+ * when not NULL), in one query, each passed to `fn` (non-zero stops:
+ * DB_ERROR). */
+enum db_status cpdb_doc_streams(struct db_conn *c, const char *region, const char *cell,
+                                cpdb_doc_stream_fn fn, void *arg);
+/* Stores a data plane's report: `reports` a JSON array text of {id, status,
+ * lag_events, lag_seconds, delivered_events, last_delivered_at,
+ * last_error, last_error_at} (times unix s or null), checked by the
+ * caller; streams not of `region` are skipped, as is an observation older
+ * than the one kept. *stored: the rows written. */
+enum db_status cpdb_stream_reports(struct db_conn *c, const char *region, const char *cell,
+                                   int64_t observed_at, const char *reports, long *stored);
+
 #endif

@@ -46,16 +46,23 @@ fail:
 	return DB_ERROR;
 }
 
+/* The view's document and the region's log-stream fields (residency.h),
+ * which the view of an older migration does not have. */
+#define REGION_DOC                                                                                \
+	"(a.doc::jsonb || jsonb_build_object('stream_hosts', to_jsonb(r.stream_hosts),"            \
+	"  'stream_s3_regions', to_jsonb(r.stream_s3_regions), 'stream_key', r.stream_key))::text" \
+	" FROM api_regions a JOIN regions r ON r.name = a.name"
+
 enum db_status cpdb_regions_list(struct db_conn *c, json_t **items)
 {
-	return region_vocab(db_json_rows(c, items, "SELECT doc::text FROM api_regions ORDER BY wave, name", 0, NULL),
+	return region_vocab(db_json_rows(c, items, "SELECT " REGION_DOC " ORDER BY a.wave, a.name", 0, NULL),
 	                    items);
 }
 
 enum db_status cpdb_region_get(struct db_conn *c, const char *name, json_t **doc)
 {
 	const char *p[] = { name };
-	return region_vocab(db_json_one(c, doc, "SELECT doc::text FROM api_regions WHERE name = $1", 1, p), doc);
+	return region_vocab(db_json_one(c, doc, "SELECT " REGION_DOC " WHERE a.name = $1", 1, p), doc);
 }
 
 enum db_status cpdb_region_insert(struct db_conn *c, const char *name, const char *display_name,

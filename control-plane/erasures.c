@@ -54,6 +54,10 @@ static enum db_status erasure_tx(struct db_conn *c, struct http_req *req, void *
 	}
 	st = cpdb_erasure_record(c, ctx->rep.tenant_id, ctx->rep.events_deleted, ctx->rep.rows_deleted,
 	                         ctx->rep.done, &completed_now, &erasure);
+	/* Its region has erased the tenant's events: its stream destinations
+	 * (secrets included) and their reports go too. */
+	if (st == DB_OK && ctx->rep.done && (st = cpdb_streams_erase(c, ctx->rep.tenant_id)) != DB_OK)
+		json_decref(erasure);
 	if (st != DB_OK)
 		return st;
 	json_t *answer = json_pack("{ss so}", "tenant_id", ctx->rep.tenant_id, "erasure", erasure);

@@ -30,6 +30,7 @@
 #include "moves.h"
 #include "region_config.h"
 #include "regions.h"
+#include "streams.h"
 #include "secret.h"
 #include "keyring.h"
 #include "svc.h"
@@ -185,6 +186,15 @@ static const struct http_route cp_routes[] = {
 	{ "POST", "/v1/moves/{move}/progress", cp_moves_progress, BODY, REG, NULL },
 	{ "POST", "/v1/moves/{move}/complete", cp_moves_complete, BODY, REG, NULL },
 	{ "POST", "/v1/moves/{move}/erased", cp_moves_erased, BODY, REG, NULL },
+	{ "POST", "/v1/tenants/{id}/streams", cp_streams_create, BODY, USR, NULL },
+	{ "GET", "/v1/tenants/{id}/streams", cp_streams_list, 0, USR, NULL },
+	{ "GET", "/v1/tenants/{id}/streams/{stream}", cp_streams_get, 0, USR, NULL },
+	{ "PATCH", "/v1/tenants/{id}/streams/{stream}", cp_streams_update, BODY, USR, NULL },
+	{ "DELETE", "/v1/tenants/{id}/streams/{stream}", cp_streams_delete, 0, USR, NULL },
+	{ "POST", "/v1/tenants/{id}/streams/{stream}/pause", cp_streams_pause, BODY, USR, NULL },
+	{ "POST", "/v1/tenants/{id}/streams/{stream}/resume", cp_streams_resume, BODY, USR, NULL },
+	{ "POST", "/v1/tenants/{id}/streams/{stream}/replay", cp_streams_replay, BODY, USR, NULL },
+	{ "POST", "/v1/regions/{region}/streams/status", cp_streams_report, 512 * 1024, REG, NULL },
 };
 #undef PUB
 #undef USR

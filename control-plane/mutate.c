@@ -191,6 +191,13 @@ static enum http_result reply_outcome(struct http_req *req, struct cp_outcome *o
 		http_add_header(req, "Location", out->location);
 	if (out->replayed)
 		http_add_header(req, "Idempotent-Replayed", "true");
+	if (out->status == 204) {
+		/* No content: the outcome's body (an empty object, which the
+		 * idempotency record keeps) is not sent. */
+		json_decref(out->body);
+		out->body = NULL;
+		return http_reply_raw(req, 204, "application/json", "", 0);
+	}
 	rc = http_reply_json(req, out->status, out->body);
 	out->body = NULL;
 	return rc;

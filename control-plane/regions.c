@@ -15,6 +15,8 @@
 #include "names.h"
 #include "requests.h"
 #include "regions.h"
+#include "residency.h"
+#include "jwk.h"
 
 
 
@@ -23,7 +25,85 @@ struct region_ctx {
 	const char *name;
 	char *clouds;   /* JSON text */
 	char wave[16];
+	char *stream_hosts, *stream_s3;   /* JSON array texts, NULL when not given */
+	int set_stream_key;
+	char *stream_key;                 /* JSON text of the public JWK; NULL: none */
 };
+
+/* The stream fields given (residency.h patterns, S3 region names, a
+ * public P-256 JWK or null) into ctx; a step: 400 on the first bad one. */
+static enum http_step validate_streams(struct http_req *req, struct region_ctx *ctx)
+{
+	struct region_in *in = &ctx->in;
+	size_t i;
+	json_t *v;
+	if (in->stream_hosts) {
+		json_array_foreach(in->stream_hosts, i, v)
+			if (!json_is_string(v) || !residency_pattern_valid(json_string_value(v)))
+				return http_reply_invalid_field(req, "stream_hosts",
+				                                "stream_hosts must be at most %d host patterns: a DNS name, "
+				                                "an IP address ([::1] for IPv6) or *.<name>; '%.100s' is not one.",
+				                                RESIDENCY_MAX_RULES, json_is_string(v) ? json_string_value(v) : "?"),
+				       HTTP_ANSWERED;
+		ctx->stream_hosts = json_dumps(in->stream_hosts, JSON_COMPACT);
+	}
+	if (in->stream_s3_regions) {
+		json_array_foreach(in->stream_s3_regions, i, v) {
+			const char *r = json_string_value(v);
+			if (!r || !*r || strlen(r) > 32 || strspn(r, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(r))
+				return http_reply_invalid_field(req, "stream_s3_regions",
+				                                "stream_s3_regions must be at most %d S3 region names "
+				                                "(1 to 32 of a-z, 0-9 and '-').", RESIDENCY_MAX_RULES),
+				       HTTP_ANSWERED;
+		}
+		ctx->stream_s3 = json_dumps(in->stream_s3_regions, JSON_COMPACT);
+	}
+	if (in->stream_key) {
+		ctx->set_stream_key = 1;
+		if (!json_is_null(in->stream_key)) {
+			struct jwk k;
+			char err[200];
+			const char *use = json_string_value(json_object_get(in->stream_key, "use"));
+			if (!json_is_object(in->stream_key) || jwk_from_json(in->stream_key, &k, err, sizeof err) != 0)
+				return http_reply_invalid_field(req, "stream_key", "stream_key must be a public P-256 JWK "
+				                                "(data-plane stream-key prints it) or null: %s.",
+				                                json_is_object(in->stream_key) ? err : "not an object"),
+				       HTTP_ANSWERED;
+			if (json_object_get(in->stream_key, "d") || (json_object_get(in->stream_key, "use") && (!use || strcmp(use, "enc")))) {
+				jwk_clear(&k);
+				return http_reply_invalid_field(req, "stream_key", "stream_key must be the public half "
+				                                "(no \"d\") of an encryption key (\"use\":\"enc\")."),
+				       HTTP_ANSWERED;
+			}
+			/* Kept in one form whatever members were sent. */
+			json_t *pub = json_pack("{ss ss ss ss ss ss ss}", "kty", "EC", "crv", "P-256", "x", k.x, "y",
+			                        k.y, "kid", k.kid, "use", "enc", "alg", "ECDH-ES");
+			ctx->stream_key = pub ? json_dumps(pub, JSON_COMPACT) : NULL;
+			json_decref(pub);
+			jwk_clear(&k);
+			if (!ctx->stream_key)
+				return HTTP_ANSWERED;
+		}
+	}
+	return HTTP_GO_ON;
+}
+
+static void region_ctx_free(struct region_ctx *ctx)
+{
+	free(ctx->clouds);
+	free(ctx->stream_hosts);
+	free(ctx->stream_s3);
+	free(ctx->stream_key);
+}
+
+/* Applies the stream fields given, if any, to region `name`. */
+static enum db_status set_streams(struct db_conn *c, struct region_ctx *ctx, const char *name)
+{
+	if (!ctx->stream_hosts && !ctx->stream_s3 && !ctx->set_stream_key)
+		return DB_OK;
+	return cpdb_region_set_streams(c, name, ctx->stream_hosts, ctx->stream_s3, ctx->set_stream_key,
+	                               ctx->stream_key);
+}
 
 enum http_result cp_regions_list(struct http_req *req)
 {
@@ -80,7 +160,7 @@ static enum http_step validate(struct http_req *req, struct region_ctx *ctx)
 	}
 	if (in->wave)
 		snprintf(ctx->wave, sizeof ctx->wave, "%lld", (long long)in->wave);
-	return HTTP_GO_ON;
+	return validate_streams(req, ctx);
 bad_clouds:
 	return http_reply_invalid_field(req, "cloud_regions", "cloud_regions must be 1 to 16 names like eu-west-1."), HTTP_ANSWERED;
 }
@@ -106,6 +186,13 @@ static enum db_status create_tx(struct db_conn *c, struct http_req *req, void *v
 		return cp_fail(out, PROB_CONFLICT, "Region '%s' exists already.", ctx->in.name);
 	if (st != DB_OK)
 		return st;
+	if (ctx->stream_hosts || ctx->stream_s3 || ctx->set_stream_key) {
+		json_decref(doc);
+		doc = NULL;
+		if ((st = set_streams(c, ctx, ctx->in.name)) != DB_OK ||
+		    (st = cpdb_region_get(c, ctx->in.name, &doc)) != DB_OK)
+			return st;
+	}
 	if ((st = cpdb_regions_bump_all(c)) != DB_OK ||
 	    (st = cp_audit(c, req, NULL, "region.create", "region", ctx->in.name, NULL, doc)) != DB_OK) {
 		json_decref(doc);
@@ -126,7 +213,7 @@ enum http_result cp_regions_create(struct http_req *req)
 		rc = http_reply_invalid_field(req, "name", "name must match [a-z][a-z0-9-]* (at most 32 characters).");
 	else if (validate(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, create_tx, &ctx);
-	free(ctx.clouds);
+	region_ctx_free(&ctx);
 	json_decref(obj);
 	return rc;
 }
@@ -135,14 +222,16 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
                                 struct cp_outcome *out)
 {
 	struct region_ctx *ctx = vctx;
-	json_t *before, *after;
+	json_t *before, *after = NULL;
 	enum db_status st = cpdb_region_get(c, ctx->name, &before);
 	if (st == DB_NOT_FOUND)
 		return cp_fail(out, PROB_NOT_FOUND, "No region named '%s'.", ctx->name);
 	if (st != DB_OK)
 		return st;
-	st = cpdb_region_update(c, ctx->name, ctx->in.display_name, ctx->clouds, ctx->in.endpoint,
-	                        ctx->wave[0] ? ctx->wave : NULL, ctx->in.status, &after);
+	st = set_streams(c, ctx, ctx->name);
+	if (st == DB_OK)
+		st = cpdb_region_update(c, ctx->name, ctx->in.display_name, ctx->clouds, ctx->in.endpoint,
+		                        ctx->wave[0] ? ctx->wave : NULL, ctx->in.status, &after);
 	if (st == DB_OK && (st = cpdb_regions_bump_all(c)) == DB_OK)
 		st = cp_audit(c, req, NULL, "region.update", "region", ctx->name, before, after);
 	json_decref(before);
@@ -168,7 +257,7 @@ enum http_result cp_regions_update(struct http_req *req)
 		return HTTP_REPLIED;
 	if (validate(req, &ctx) == HTTP_GO_ON)
 		rc = cp_mutate(req, update_tx, &ctx);
-	free(ctx.clouds);
+	region_ctx_free(&ctx);
 	json_decref(obj);
 	return rc;
 }

@@ -56,6 +56,9 @@ const struct jsonx_field cpreq_region_create[] = {
 	{ "endpoint", JX_STRING, 1, 0, 0, 200, F(endpoint) },
 	{ "wave", JX_INT, 1, 0, 1, 100, F(wave) },
 	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	{ "stream_hosts", JX_ARRAY, 0, 0, 0, 64, F(stream_hosts) },
+	{ "stream_s3_regions", JX_ARRAY, 0, 0, 0, 64, F(stream_s3_regions) },
+	{ "stream_key", JX_ANY, 0, 0, 0, 0, F(stream_key) },
 	JSONX_END
 };
 const struct jsonx_field cpreq_region_update[] = {
@@ -64,8 +67,42 @@ const struct jsonx_field cpreq_region_update[] = {
 	{ "endpoint", JX_STRING, 0, 0, 0, 200, F(endpoint) },
 	{ "wave", JX_INT, 0, 0, 1, 100, F(wave) },
 	{ "status", JX_STRING, 0, 0, 0, 16, F(status) },
+	{ "stream_hosts", JX_ARRAY, 0, 0, 0, 64, F(stream_hosts) },
+	{ "stream_s3_regions", JX_ARRAY, 0, 0, 0, 64, F(stream_s3_regions) },
+	{ "stream_key", JX_ANY, 0, 0, 0, 0, F(stream_key) },
 	JSONX_END
 };
+#undef F
+
+#define F(n) offsetof(struct stream_in, n)
+/* The destination's fields: the same in both tables. */
+#define STREAM_DEST                                                                     \
+	{ "url", JX_STRING, 0, 0, 0, 2048, F(url) },                                       \
+	{ "secret", JX_STRING, 0, 0, 0, 100, F(secret) },                                  \
+	{ "token", JX_STRING, 0, 0, 0, 256, F(token) },                                    \
+	{ "endpoint", JX_STRING, 0, 0, 0, 2048, F(endpoint) },                             \
+	{ "bucket", JX_STRING, 0, 0, 0, 63, F(bucket) },                                   \
+	{ "region", JX_STRING, 0, 0, 0, 32, F(region) },                                   \
+	{ "access_key_id", JX_STRING, 0, 0, 0, 128, F(access_key_id) },                    \
+	{ "secret_access_key", JX_STRING, 0, 0, 0, 256, F(secret_access_key) },            \
+	{ "prefix", JX_STRING, 0, 1, 0, 256, F(prefix) }
+const struct jsonx_field cpreq_stream_create[] = {
+	{ "kind", JX_STRING, 1, 0, 0, 16, F(kind) },
+	STREAM_DEST,
+	{ "since", JX_STRING, 0, 1, 0, 40, F(since) },
+	{ "paused", JX_BOOL, 0, 0, 0, 0, F(paused) },
+	JSONX_END
+};
+const struct jsonx_field cpreq_stream_update[] = {
+	{ "kind", JX_STRING, 0, 0, 0, 16, F(kind) },
+	STREAM_DEST,
+	JSONX_END
+};
+const struct jsonx_field cpreq_stream_replay[] = {
+	{ "since", JX_STRING, 1, 0, 0, 40, F(since) },
+	JSONX_END
+};
+#undef STREAM_DEST
 #undef F
 
 #define F(n) offsetof(struct cell_in, n)

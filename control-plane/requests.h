@@ -44,9 +44,26 @@ struct region_in {
 	const char *name, *display_name, *endpoint, *status;
 	json_t *cloud_regions;
 	int64_t wave;
+	/* NULL when not given; stream_key may be a JSON null (no key). */
+	json_t *stream_hosts, *stream_s3_regions, *stream_key;
 };
 extern const struct jsonx_field cpreq_region_create[];
 extern const struct jsonx_field cpreq_region_update[];
+
+/* POST /v1/tenants/{id}/streams, PATCH /v1/tenants/{id}/streams/{stream}
+ * (streams.c): every field of every kind; which belong to which kind is
+ * checked there. Lengths: a URL as residency.h allows (2048), the
+ * secrets as streams.c's formats allow. PATCH has neither since nor
+ * paused (pause, resume and replay are routes of their own). */
+struct stream_in {
+	const char *kind, *url, *secret, *token, *endpoint, *bucket, *region, *access_key_id,
+		*secret_access_key, *prefix, *since;
+	int paused;
+};
+extern const struct jsonx_field cpreq_stream_create[];
+extern const struct jsonx_field cpreq_stream_update[];
+/* POST /v1/tenants/{id}/streams/{stream}/replay. */
+extern const struct jsonx_field cpreq_stream_replay[];
 
 /* POST /v1/regions/{region}/cells, PATCH /v1/regions/{region}/cells/{cell} (cells.c). */
 struct cell_in {
