@@ -43,6 +43,9 @@ DEB_PACKAGES += nodejs
 # python3-jwcrypto: an independent JOSE implementation that the sealed
 # stream secrets are checked against (tests/unit/seal_interop.py).
 DEB_PACKAGES += python3-jwcrypto
+# The openssl command makes the test CAs of the stream receivers
+# (tests/streams/), whose S3 server, s3rver, npm installs like Redocly.
+DEB_PACKAGES += openssl
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl zlib
 

@@ -313,12 +313,13 @@ enum http_result cp_streams_create(struct http_req *req)
 		rc = http_reply_invalid_field(req, "kind", "kind must be webhook, splunk_hec or s3.");
 		goto out;
 	}
-	for (int i = 0; i < NFIELDS; i++) {
+	for (int i = 0; i < NFIELDS; i++)
 		if ((g & (1u << i)) && !(k->allowed & (1u << i))) {
 			rc = http_reply_invalid_field(req, field_names[i], "%s is not a field of a %s stream.",
 			                              field_names[i], k->name);
 			goto out;
 		}
+	for (int i = 0; i < NFIELDS; i++) {
 		if ((k->required & (1u << i)) && !(g & (1u << i))) {
 			rc = http_reply_invalid_field(req, field_names[i], "A %s stream needs %s.", k->name,
 			                              field_names[i]);
@@ -425,6 +426,10 @@ static enum db_status update_tx(struct db_conn *c, struct http_req *req, void *v
 	}
 	if ((st = foreign_fields(k, ctx->given, out)) != DB_OK)
 		goto out;
+	if (!ctx->given) {
+		st = cp_fail(out, PROB_VALIDATION, "The body changes nothing: give a destination field to change.");
+		goto out;
+	}
 	dest_set(dest, &ctx->in, k->allowed);
 	if ((st = check_residency(c, region, k->name, dest, out)) != DB_OK)
 		goto out;
@@ -457,7 +462,7 @@ enum http_result cp_streams_update(struct http_req *req)
 	if (cp_parse_body(req, cpreq_stream_update, &ctx.in, NULL, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
 	ctx.given = given(&ctx.in);
-	if (!ctx.given) {
+	if (!ctx.given && !ctx.in.kind) {
 		rc = http_reply_problem(req, PROB_VALIDATION, "The body changes nothing: give a destination field to change.");
 		goto out;
 	}
@@ -474,13 +479,28 @@ out:
 	return rc;
 }
 
+/* The audit record of an owner's command (each action a literal, which
+ * the audit log's spec test reads). */
+static enum db_status audit_command(struct db_conn *c, struct http_req *req, const struct stream_ctx *ctx,
+                                    json_t *before, json_t *after)
+{
+	const char *t = ctx->tenant_id, *id = ctx->stream_id;
+	switch (ctx->cmd) {
+	case CPDB_STREAM_PAUSE:
+		return cp_audit(c, req, t, "stream.pause", "stream", id, before, after);
+	case CPDB_STREAM_RESUME:
+		return cp_audit(c, req, t, "stream.resume", "stream", id, before, after);
+	case CPDB_STREAM_REPLAY:
+		return cp_audit(c, req, t, "stream.replay", "stream", id, before, after);
+	case CPDB_STREAM_DELETE:
+		return cp_audit(c, req, t, "stream.delete", "stream", id, before, after);
+	}
+	return DB_ERROR;
+}
+
 static enum db_status command_tx(struct db_conn *c, struct http_req *req, void *vctx,
                                  struct cp_outcome *out)
 {
-	static const char *const actions[] = { [CPDB_STREAM_PAUSE] = "stream.pause",
-		                                   [CPDB_STREAM_RESUME] = "stream.resume",
-		                                   [CPDB_STREAM_REPLAY] = "stream.replay",
-		                                   [CPDB_STREAM_DELETE] = "stream.delete" };
 	struct stream_ctx *ctx = vctx;
 	char region[33];
 	json_t *before = NULL, *after = NULL;
@@ -501,7 +521,7 @@ static enum db_status command_tx(struct db_conn *c, struct http_req *req, void *
 	if (st == DB_OK && ctx->cmd != CPDB_STREAM_DELETE)
 		st = cpdb_stream_get(c, ctx->tenant_id, ctx->stream_id, &after);
 	if (st == DB_OK && (st = cpdb_region_bump(c, region)) == DB_OK)
-		st = cp_audit(c, req, ctx->tenant_id, actions[ctx->cmd], "stream", ctx->stream_id, before, after);
+		st = audit_command(c, req, ctx, before, after);
 	json_decref(before);
 	if (st != DB_OK) {
 		json_decref(after);

@@ -387,15 +387,20 @@ static void excerpt(const struct stream_sender *s, const struct stream_dest *d, 
 		}
 	}
 	out[n] = '\0';
-	/* Any piece of the secret long enough to matter; 8 bytes also covers
-	 * a webhook key's base64 quoted in part. */
-	if (d->secret && d->secret_len >= 8)
+	/* Every 8-byte piece of the secret (also a webhook key's base64
+	 * quoted in part), marked on the text as quoted, then starred out. */
+	if (d->secret && d->secret_len >= 8) {
+		unsigned char hit[EXCERPT_MAX] = { 0 };
 		for (size_t i = 0; i + 8 <= n; i++)
 			for (size_t j = 0; j + 8 <= d->secret_len; j++)
-				if (!memcmp(out + i, d->secret + j, 8)) {
-					memset(out + i, '*', 8);
+				if (!CRYPTO_memcmp(out + i, d->secret + j, 8)) {
+					memset(hit + i, 1, 8);
 					break;
 				}
+		for (size_t i = 0; i < n; i++)
+			if (hit[i])
+				out[i] = '*';
+	}
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -419,6 +424,17 @@ static int hec_ok(const struct stream_sender *s)
 	return ok;
 }
 
+/* Appends one header line to *h; sets *failed when out of memory (the
+ * list is kept as it was, to be freed by the caller). */
+static void header_add(struct curl_slist **h, const char *line, int *failed)
+{
+	struct curl_slist *n = line ? curl_slist_append(*h, line) : NULL;
+	if (n)
+		*h = n;
+	else
+		*failed = 1;
+}
+
 int stream_send(struct stream_sender *s, const struct stream_dest *d, const struct stream_batch *b,
                 struct stream_send_result *r, char *err, size_t errlen)
 {
@@ -426,7 +442,7 @@ int stream_send(struct stream_sender *s, const struct stream_dest *d, const stru
 	struct buf url = { 0 }, line = { 0 };
 	char *userpwd = NULL;
 	const struct buf *payload = &s->body;
-	int ret = -1;
+	int ret = -1, hfail = 0;
 	CURL *e = s->easy;
 
 	memset(r, 0, sizeof *r);
@@ -441,8 +457,11 @@ int stream_send(struct stream_sender *s, const struct stream_dest *d, const stru
 	curl_easy_reset(e);
 
 	/* "Expect:" off: no round trip to wait on before a large body, and a
-	 * destination that does not answer 100 costs no second. */
-	h = curl_slist_append(h, "Expect:");
+	 * destination that does not answer 100 costs no second. Not for S3:
+	 * libcurl 7.88 would sign the header it then leaves out, which S3
+	 * refuses (S3 answers 100 anyway). */
+	if (d->kind != STREAM_S3)
+		header_add(&h, "Expect:", &hfail);
 	switch (d->kind) {
 	case STREAM_WEBHOOK: {
 		char ts[24], sig[128];
@@ -455,14 +474,14 @@ int stream_send(struct stream_sender *s, const struct stream_dest *d, const stru
 		if (webhook_sign(d, b->id, ts, &s->body, sig, sizeof sig, err, errlen) != 0)
 			goto out;
 		buf_printf(&line, "webhook-id: %s", b->id);
-		h = curl_slist_append(h, line.p ? line.p : "");
+		header_add(&h, line.p, &hfail);
 		buf_reset(&line);
 		buf_printf(&line, "webhook-timestamp: %s", ts);
-		h = curl_slist_append(h, line.p ? line.p : "");
+		header_add(&h, line.p, &hfail);
 		buf_reset(&line);
 		buf_printf(&line, "webhook-signature: %s", sig);
-		h = curl_slist_append(h, line.p ? line.p : "");
-		h = curl_slist_append(h, "Content-Type: application/json");
+		header_add(&h, line.p, &hfail);
+		header_add(&h, "Content-Type: application/json", &hfail);
 		buf_printf(&url, "%s", d->url ? d->url : "");
 		break;
 	}
@@ -479,8 +498,8 @@ int stream_send(struct stream_sender *s, const struct stream_dest *d, const stru
 			set_err(err, errlen, "the HEC token is not a header value");
 			goto out;
 		}
-		h = curl_slist_append(h, line.p);
-		h = curl_slist_append(h, "Content-Type: application/json");
+		header_add(&h, line.p, &hfail);
+		header_add(&h, "Content-Type: application/json", &hfail);
 		buf_printf(&url, "%s", d->url ? d->url : "");
 		break;
 	case STREAM_S3: {
@@ -510,11 +529,11 @@ int stream_send(struct stream_sender *s, const struct stream_dest *d, const stru
 		SHA256((const unsigned char *)(payload->p ? payload->p : ""), payload->len, sha);
 		secret_hex(sha, sizeof sha, hex);
 		buf_printf(&line, "x-amz-content-sha256: %s", hex);
-		h = curl_slist_append(h, line.p ? line.p : "");
+		header_add(&h, line.p, &hfail);
 		buf_reset(&line);
 		buf_printf(&line, "x-amz-meta-batch-id: %s", b->id);
-		h = curl_slist_append(h, line.p ? line.p : "");
-		h = curl_slist_append(h, "Content-Type: application/gzip");
+		header_add(&h, line.p, &hfail);
+		header_add(&h, "Content-Type: application/gzip", &hfail);
 		if ((size_t)snprintf(sigv4, sizeof sigv4, "aws:amz:%s:s3", d->s3_region ? d->s3_region : "") >=
 		    sizeof sigv4) {
 			set_err(err, errlen, "the S3 region name is too long");
@@ -539,7 +558,7 @@ int stream_send(struct stream_sender *s, const struct stream_dest *d, const stru
 		set_err(err, errlen, "unknown destination kind");
 		goto out;
 	}
-	if (!h || line.failed || url.failed || !url.p) {
+	if (hfail || line.failed || url.failed || !url.p) {
 		set_err(err, errlen, "out of memory building the request");
 		goto out;
 	}

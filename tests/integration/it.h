@@ -36,6 +36,7 @@ Suite *feed_suite(void); /* test_feed.c */
 Suite *erasure_suite(void); /* test_erasure.c */
 Suite *export_suite(void); /* test_export.c */
 Suite *log_suite(void); /* test_log.c */
+Suite *streams_suite(void); /* test_stream_delivery.c */
 Suite *queries_suite(void); /* test_queries.c */
 Suite *cells_suite(void); /* test_cells.c */
 Suite *cells_dp_suite(void); /* test_cells_dp.c */
@@ -44,6 +45,7 @@ Suite *cell_router_suite(void); /* test_cells_dp.c */
 Suite *mover_suite(void); /* test_mover.c */
 Suite *moves_suite(void); /* test_moves.c */
 Suite *log_routes_suite(void); /* test_log_routes.c */
+Suite *cp_streams_suite(void); /* test_streams.c */
 Suite *stream_send_suite(void); /* test_stream_send.c */
 /* Prints the service log lines of the *.log files of `dir` that name
  * neither a request ("req_id") nor a task ("task"); returns their number. */

@@ -39,6 +39,8 @@ int main(void)
 	srunner_add_suite(sr, mover_suite());
 	srunner_add_suite(sr, moves_suite());
 	srunner_add_suite(sr, log_routes_suite());
+	srunner_add_suite(sr, streams_suite());
+	srunner_add_suite(sr, cp_streams_suite());
 	srunner_add_suite(sr, stream_send_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

@@ -101,7 +101,7 @@ static const char *const who_name[NWHO] = { "anonymous", "a garbage token", "the
 
 /* An object made afresh (by the admin) before each request of a row, for
  * requests that consume their target. */
-enum fresh { F_NONE, F_USER, F_KEY, F_ADMIN, F_MOVE };
+enum fresh { F_NONE, F_USER, F_KEY, F_ADMIN, F_MOVE, F_STREAM };
 
 struct authz_row {
 	const char *method;
@@ -213,6 +213,25 @@ static const struct authz_row authz_rows[] = {
 	  { 401, 401, 403, 403, 403, 202 } },
 	{ "GET", "/v1/cells/{cell}/drain", "/v1/cells/eu-west-2/drain", NULL, F_NONE, 0, 0,
 	  { 401, 401, 403, 403, 403, 200 } },
+	/* Log streams: owners change, members read (tenant A's region eu
+	 * allows *.siem.example, set by world_init). */
+	{ "POST", "/v1/tenants/{id}/streams", "/v1/tenants/{A}/streams",
+	  "{\"kind\":\"splunk_hec\",\"url\":\"https://h{n}.siem.example\",\"token\":\"t{n}\"}", F_NONE, 1, 0,
+	  { 401, 401, 404, 403, 201, 201 } },
+	{ "GET", "/v1/tenants/{id}/streams", "/v1/tenants/{A}/streams", NULL, F_NONE, 0, 0,
+	  { 401, 401, 404, 200, 200, 200 } },
+	{ "GET", "/v1/tenants/{id}/streams/{stream}", "/v1/tenants/{A}/streams/{fresh}", NULL, F_STREAM, 0, 0,
+	  { 401, 401, 404, 200, 200, 200 } },
+	{ "PATCH", "/v1/tenants/{id}/streams/{stream}", "/v1/tenants/{A}/streams/{fresh}",
+	  "{\"url\":\"https://p{n}.siem.example\"}", F_STREAM, 1, 0, { 401, 401, 404, 403, 200, 200 } },
+	{ "POST", "/v1/tenants/{id}/streams/{stream}/pause", "/v1/tenants/{A}/streams/{fresh}/pause", NULL,
+	  F_STREAM, 1, 0, { 401, 401, 404, 403, 200, 200 } },
+	{ "POST", "/v1/tenants/{id}/streams/{stream}/resume", "/v1/tenants/{A}/streams/{fresh}/resume", NULL,
+	  F_STREAM, 1, 0, { 401, 401, 404, 403, 200, 200 } },
+	{ "POST", "/v1/tenants/{id}/streams/{stream}/replay", "/v1/tenants/{A}/streams/{fresh}/replay",
+	  "{\"since\":\"2026-01-01T00:00:00Z\"}", F_STREAM, 1, 0, { 401, 401, 404, 403, 200, 200 } },
+	{ "DELETE", "/v1/tenants/{id}/streams/{stream}", "/v1/tenants/{A}/streams/{fresh}", NULL, F_STREAM, 1, 0,
+	  { 401, 401, 404, 403, 204, 204 } },
 	{ "POST", "/v1/auth/logout", "/v1/auth/logout", NULL, F_NONE, 0, 1, { 401, 401, 200, 200, 200, 400 } },
 	{ "DELETE", "/v1/tenants/{id}", "/v1/tenants/{A}", NULL, F_NONE, 1, 0,
 	  { 401, 401, 403, 403, 403, 200 } },
@@ -265,6 +284,7 @@ static void world_init(struct world *w)
 	for (int i = 0; i < NWHO; i++)
 		if (who_email[i])
 			login(who_slug[i], who_email[i], w->tok[i]);
+	free(q("UPDATE regions SET stream_hosts = '{*.siem.example}' WHERE name = 'eu' RETURNING 1"));
 }
 
 /* Every user or admin route of `control-plane routes` has a row, and every
@@ -308,7 +328,16 @@ static void make_fresh(const struct world *w, enum fresh f, int n, char out[64])
 		new_key(ADMIN_TOKEN, w->a, out, NULL);
 	else if (f == F_ADMIN)
 		new_admin(it_fmt("fresh%d@ops.test", n), out);
-	else if (f == F_MOVE) {
+	else if (f == F_STREAM) {
+		/* One stream at a time: the tenant may have ten. */
+		free(q(it_fmt("UPDATE streams SET deleted_at = now() WHERE tenant_id = '%s' RETURNING 1", w->a)));
+		struct res r;
+		api(&r, "POST", it_fmt("/v1/tenants/%s/streams", w->a), ADMIN_TOKEN,
+		    "{\"kind\":\"splunk_hec\",\"url\":\"https://f.siem.example\",\"token\":\"t\"}");
+		EXPECT(&r, 201);
+		snprintf(out, 64, "%s", it_js(r.json, "id"));
+		res_free(&r);
+	} else if (f == F_MOVE) {
 		/* A move awaiting approval, the tenant's only one that has not ended. */
 		free(q(it_fmt("UPDATE moves SET state = 'aborted' WHERE tenant_id = '%s'"
 		              " AND state NOT IN ('done', 'aborted', 'failed') RETURNING 1", w->a)));

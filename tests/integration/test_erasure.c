@@ -143,6 +143,9 @@ static void fill_every_table(const char *db, const char *victim, char names[MAX_
 	free(it_sql(db, it_fmt("INSERT INTO tenant_feed_offsets (tenant_id, off) VALUES ('%s', 1)", victim)));
 	free(it_sql(db, it_fmt("INSERT INTO tenant_fences (tenant_id, move_id, fence_tx)"
 	                       " VALUES ('%s', gen_random_uuid(), '1')", victim)));
+	/* A log stream's cursor (migration 0011). */
+	free(it_sql(db, it_fmt("INSERT INTO stream_cursors (stream_id, tenant_id) VALUES (gen_random_uuid(), '%s')",
+	                       victim)));
 	for (int i = 0; i < n; i++) {
 		if (rows_of(db, names[i], victim) > 0)
 			continue;

@@ -21,6 +21,11 @@
 
 /* A 24-byte key, the shortest a webhook secret may have. */
 #define WH_SECRET "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+/* The longest key, 64 bytes; and one byte short of the shortest and one
+ * past the longest. */
+#define WH_KEY64 "whsec_AwoRGB8mLTQ7QklQV15lbHN6gYiPlp2kq7K5wMfO1dzj6vH4/wYNFBsiKTA3PkVMU1phaG92fYSLkpmgp661vA=="
+#define WH_KEY23 "whsec_AwoRGB8mLTQ7QklQV15lbHN6gYiPlp0="
+#define WH_KEY65 "whsec_AwoRGB8mLTQ7QklQV15lbHN6gYiPlp2kq7K5wMfO1dzj6vH4/wYNFBsiKTA3PkVMU1phaG92fYSLkpmgp661vMM="
 /* Another valid secret, which the receiver does not know. */
 #define WH_OTHER "whsec_c2VjcmV0LW5vdC1rbm93bi10by10aGUtcmVjZWl2ZXI="
 #define HEC_TOKEN "5b0c1d2e-3f40-4a5b-8c6d-7e8f9a0b1c2d"
@@ -320,10 +325,15 @@ static const char *object_key(const struct stream_batch *b)
 /* `err` says nothing of any secret and holds printable ASCII only. */
 static void assert_clean_error(const char *err)
 {
-	const char *secrets[] = { WH_SECRET, WH_OTHER, HEC_TOKEN, S3_SECRET, WH_SECRET + 6, WH_OTHER + 6 };
+	const char *secrets[] = { WH_SECRET, WH_OTHER, WH_KEY64, HEC_TOKEN, S3_SECRET };
 	ck_assert_msg(*err, "no error text");
 	for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
-		ck_assert_msg(!strstr(err, secrets[i]), "a secret in the error: %s", err);
+		for (size_t j = 0; j + 8 <= strlen(secrets[i]); j++) {
+			char piece[9];
+			memcpy(piece, secrets[i] + j, 8);
+			piece[8] = '\0';
+			ck_assert_msg(!strstr(err, piece), "a piece of a secret in the error: %s", err);
+		}
 	for (const char *p = err; *p; p++)
 		ck_assert_msg(*p >= 0x20 && *p < 0x7f, "a byte 0x%02x in the error: %s", (unsigned char)*p, err);
 }
@@ -366,6 +376,8 @@ START_TEST(webhook_delivered_signed)
 	ck_assert_int_eq(rx_stat(&r, "repeats"), 1);
 	ck_assert_int_eq(rx_stat(&r, "conflicts"), 0);
 	ck_assert_int_eq(rx_stat(&r, "bad_signature"), 0);
+	/* One sender, one connection kept for every batch. */
+	ck_assert_int_eq(rx_stat(&r, "connections"), 1);
 
 	json_t *rows = jsonl(it_fmt("%s/deliveries.jsonl", r.dir));
 	ck_assert_uint_eq(json_array_size(rows), 3);
@@ -399,7 +411,7 @@ END_TEST
  * the base64 of a 24..64-byte key sends nothing. */
 START_TEST(wrong_secret_refused)
 {
-	const char *const wenv[] = { "WEBHOOK_SECRETS=" WH_SECRET, NULL };
+	const char *const wenv[] = { "WEBHOOK_SECRETS=" WH_SECRET "," WH_KEY64, NULL };
 	const char *const henv[] = { "HEC_TOKENS=" HEC_TOKEN, NULL };
 	const char *const senv[] = { "S3_CREDENTIALS=" S3_KEY_ID ":" S3_SECRET, NULL };
 	const char *const sargs[] = { "--bucket", "audit-logs", "--region", "eu-west-3", NULL };
@@ -423,7 +435,7 @@ START_TEST(wrong_secret_refused)
 	ck_assert_int_eq(rx_stat(&w, "bad_signature"), 1);
 	ck_assert_int_eq(rx_stat(&w, "accepted"), 0);
 
-	const char *malformed[] = { "whsec_", "whsec_!!!!", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+	const char *malformed[] = { WH_KEY23, WH_KEY65, "whsec_", "whsec_!!!!", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
 		                    "whsec_c2hvcnQta2V5", /* 9 bytes */
 		                    "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS" /* cut */ };
 	for (size_t i = 0; i < sizeof malformed / sizeof malformed[0]; i++) {
@@ -449,10 +461,26 @@ START_TEST(wrong_secret_refused)
 	assert_clean_error(err);
 	ck_assert_int_eq(rx_stat(&s3, "puts"), 0);
 
+	/* A destination that quotes the request back (the HEC token, the
+	 * signature, SigV4's credential) has no secret quoted in the error. */
+	rx_ctl(&h, "/echo?n=1&status=400");
+	d = dest(STREAM_SPLUNK_HEC, it_fmt("%s/services/collector/event", h.url), HEC_TOKEN);
+	ck_assert_int_eq(stream_send(s, &d, &b, &res, err, sizeof err), -1);
+	ck_assert_msg(strstr(err, "400") && strstr(err, "Authorization: Splunk"), "%s", err);
+	assert_clean_error(err);
+	rx_ctl(&w, "/echo?n=1&status=403");
+	d = dest(STREAM_WEBHOOK, it_fmt("%s/hook", w.url), WH_SECRET);
+	ck_assert_int_eq(stream_send(s, &d, &b, &res, err, sizeof err), -1);
+	ck_assert_msg(strstr(err, "403") && strstr(err, "webhook-id"), "%s", err);
+	assert_clean_error(err);
+
 	/* The same requests with the right secrets go through: what was
 	 * refused was the secret alone. */
 	d = dest(STREAM_WEBHOOK, it_fmt("%s/hook", w.url), WH_SECRET);
 	ck_assert_msg(stream_send(s, &d, &b, &res, err, sizeof err) == 0, "%s", err);
+	d = dest(STREAM_WEBHOOK, it_fmt("%s/hook", w.url), WH_KEY64);
+	ck_assert_msg(stream_send(s, &d, &b, &res, err, sizeof err) == 0, "%s", err);
+	ck_assert_int_eq(rx_stat(&w, "repeats"), 1);
 	d = dest(STREAM_SPLUNK_HEC, it_fmt("%s/services/collector/event", h.url), HEC_TOKEN);
 	ck_assert_msg(stream_send(s, &d, &b, &res, err, sizeof err) == 0, "%s", err);
 	d = dest(STREAM_S3, s3.url, S3_SECRET);
@@ -513,6 +541,32 @@ START_TEST(hec_delivered)
 	int st = rx_check(&r, "hec_receiver.py", 0, 10002, NULL, NULL, out, sizeof out);
 	ck_assert_msg(st == 0 && strstr(out, "\"repeats\": 1"), "check: %s", out);
 
+	/* The receiver answers as HEC does, so that a sender is held to it. */
+	struct {
+		const char *auth, *path, *body;
+		long status;
+		const char *answer;
+	} hec[] = {
+		{ NULL, "/services/collector/event", "{\"event\":{}}", 401, "\"code\": 2" },
+		{ "Authorization: Splunk wrong", "/services/collector/event", "{\"event\":1}", 401, "\"code\": 3" },
+		{ "Authorization: Bearer " HEC_TOKEN, "/services/collector/event", "{\"event\":1}", 401, "\"code\": 3" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event", "{\"event\":1}{\"event\"", 400,
+		  "\"code\": 6, \"invalid-event-number\": 1" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event", "{\"time\":1}", 400, "\"code\": 12" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event", "{\"event\":\"\"}", 400, "\"code\": 13" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/raw", "{\"event\":1}", 404, "\"code\": 404" },
+		{ "Authorization: Splunk " HEC_TOKEN, "/services/collector/event/1.0", "{\"event\":1} {\"event\":2}", 200,
+		  "\"code\": 0" },
+	};
+	for (size_t i = 0; i < sizeof hec / sizeof hec[0]; i++) {
+		struct it_resp a;
+		const char *const hdr[] = { hec[i].auth, NULL };
+		it_http(&a, "POST", it_fmt("%s%s", r.url, hec[i].path), hdr, hec[i].body, strlen(hec[i].body));
+		ck_assert_msg(a.status == hec[i].status && a.body && strstr(a.body, hec[i].answer), "case %zu: %ld %s",
+		              i, a.status, a.body ? a.body : "");
+		it_resp_free(&a);
+	}
+
 	events_free(&one);
 	events_free(&many);
 	events_free(&big);
@@ -564,6 +618,9 @@ START_TEST(s3_delivered_signed)
 	for (size_t i = 0; i < 3; i++) {
 		struct buf got = { 0 };
 		ck_assert_int_eq(s3_get(it_fmt("%s/audit-logs/%s", r.url, object_key(bs[i])), S3_KEY_ID, S3_SECRET, &got), 200);
+		/* No time in the gzip header (MTIME, bytes 4 to 7): the same bytes
+		 * whenever the batch is sent again. */
+		ck_assert_msg(got.len > 10 && !memcmp(got.p + 4, "\0\0\0\0", 4), "object %zu: a time in its gzip header", i);
 		size_t n, wn;
 		char *plain = gunzip(got.p, got.len, &n), *want = ref_ndjson(bs[i], &wn);
 		ck_assert_msg(n == wn && !memcmp(plain, want, n), "object %zu is not the NDJSON of its events", i);
@@ -685,6 +742,22 @@ START_TEST(retry_after_parsed)
 	ck_assert_int_eq(stream_send(s, &d, &b, &res, err, sizeof err), -1);
 	ck_assert_int_eq(res.http_status, 429);
 	ck_assert_msg(res.retry_after_s >= 100 && res.retry_after_s <= 121, "%lld", (long long)res.retry_after_s);
+
+	/* Retry-After's edges: past dates and what is not a delay ask for
+	 * none; a delay beyond a week is a week. */
+	struct {
+		const char *value;
+		long long want;
+	} ra[] = { { "0", 0 }, { "1", 1 }, { "604800", 604800 }, { "604801", 604800 },
+		   { "99999999999999999999999", 604800 }, { "-5", 0 }, { "7x", 0 }, { "soon", 0 },
+		   { "Thu,%2001%20Jan%201970%2000:00:00%20GMT", 0 } };
+	for (size_t i = 0; i < sizeof ra / sizeof ra[0]; i++) {
+		snprintf(q, sizeof q, "/fail?n=1&status=503&retry_after=%s", ra[i].value);
+		rx_ctl(&r, q);
+		ck_assert_int_eq(stream_send(s, &d, &b, &res, err, sizeof err), -1);
+		ck_assert_msg(res.retry_after_s == ra[i].want, "Retry-After %s: %lld", ra[i].value,
+		              (long long)res.retry_after_s);
+	}
 
 	/* Without the header: no delay asked for. */
 	rx_ctl(&r, "/fail?n=1&status=500");

@@ -127,7 +127,8 @@ def check(args):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "make-ca":
         return recvlib.main_make_ca(sys.argv[2:])
-    p = argparse.ArgumentParser(prog="hec_receiver.py")
+    p = argparse.ArgumentParser(prog="hec_receiver.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     recvlib.common_args(s)

@@ -14,8 +14,11 @@ http on 127.0.0.1) on stdout. Control routes (answers are JSON):
                               one byte every 200 ms, never ending
   POST /huge?n=N&status=C     answer the next N requests C with 64 MiB of body
   POST /redirect?n=N&to=URL   answer the next N requests 302 Location: URL
+  POST /echo?n=N&status=C     answer the next N requests C with their headers
+                              as the body (a destination that quotes back)
   POST /reset                 no fault
-  GET  /stats                 counters (see Receiver.stats)
+  GET  /stats                 counters: requests, connections, faulted, dropped_down,
+                              and the receiver's own (accepted, repeats, ...)
 """
 import hashlib
 import hmac
@@ -66,6 +69,7 @@ class Faults:
         self.drip_n = 0
         self.huge_n, self.huge_status = 0, 200
         self.redirect_n, self.redirect_to = 0, ""
+        self.echo_n, self.echo_status = 0, 400
 
     def take(self):
         """The fault the next request gets: (kind, args) or (None, None)."""
@@ -76,6 +80,9 @@ class Faults:
             if self.redirect_n:
                 self.redirect_n -= 1
                 return "redirect", self.redirect_to
+            if self.echo_n:
+                self.echo_n -= 1
+                return "echo", self.echo_status
             if self.huge_n:
                 self.huge_n -= 1
                 return "huge", self.huge_status
@@ -98,7 +105,7 @@ class Receiver:
         os.makedirs(self.dir, exist_ok=True)
         self.faults = Faults()
         self.lock = threading.Lock()
-        self.counters = {"requests": 0, "faulted": 0, "dropped_down": 0}
+        self.counters = {"requests": 0, "faulted": 0, "dropped_down": 0, "connections": 0}
         self.down_until = 0.0
         self.sock = None
         self.port = args.port
@@ -152,8 +159,13 @@ class Receiver:
             threading.Thread(target=self.connection, args=(conn, addr), daemon=True).start()
 
     def connection(self, conn, addr):
+        self.count("connections")
         try:
             conn.settimeout(30)
+            # The headers and the body of an answer go out in two writes:
+            # without this, Nagle's algorithm holds the second until the
+            # client's delayed ACK, 40 ms a request.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls:
                 conn = self.tls.wrap_socket(conn, server_side=True)
             self.handler(conn, addr, self)
@@ -183,6 +195,8 @@ class Receiver:
                 f.huge_n, f.huge_status = int(q.get("n", "1")), int(q.get("status", "200"))
             elif path == "/redirect":
                 f.redirect_n, f.redirect_to = int(q.get("n", "1")), q.get("to", "http://127.0.0.1:9/")
+            elif path == "/echo":
+                f.echo_n, f.echo_status = int(q.get("n", "1")), int(q.get("status", "400"))
             elif path == "/reset":
                 f.reset()
                 self.down_until = 0.0
@@ -282,6 +296,9 @@ def make_handler(rx):
                 return
             if kind == "redirect":
                 self.send(302, b"", "text/plain", extra=[("Location", arg)])
+                return
+            if kind == "echo":
+                self.send(arg, str(self.headers).encode(), "text/plain")
                 return
             if kind == "huge":
                 self.send_response(arg)

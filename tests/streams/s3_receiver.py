@@ -17,6 +17,8 @@ code, against the secret it was given.
         unknown access key id           403 InvalidAccessKeyId
         scope not <date>/<region>/s3/aws4_request, or host, x-amz-date or
         x-amz-content-sha256 not signed 403 AuthorizationHeaderMalformed
+        a signed header absent, or an x-amz-* header not signed
+                                        403 AccessDenied
         x-amz-date more than 15 min off 403 RequestTimeTooSkewed
         x-amz-content-sha256 not the body's SHA-256 (hex)
                                         400 XAmzContentSHA256Mismatch
@@ -78,6 +80,13 @@ def verify_sigv4(method, raw_path, headers, body, creds, region):
     names = signed.split(";")
     if reg != region or service != "s3" or not {"host", "x-amz-date", "x-amz-content-sha256"} <= set(names):
         return s3_error(403, "AuthorizationHeaderMalformed", "The authorization header is malformed")
+    # As S3: a header signed must be there, and every x-amz-* header sent
+    # must be signed.
+    present = {k.lower() for k in headers.keys()}
+    absent = [n for n in names if n not in present]
+    unsigned = sorted(k for k in present if k.startswith("x-amz-") and k not in names)
+    if names != sorted(set(names)) or absent or unsigned:
+        return s3_error(403, "AccessDenied", f"Signed but absent: {absent}; sent but not signed: {unsigned}")
     amz_date = headers.get("x-amz-date") or ""
     try:
         t = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc).timestamp()
@@ -159,6 +168,8 @@ class S3Receiver(recvlib.Receiver):
                 json.dump({"batch_id": headers.get("x-amz-meta-batch-id")}, f)
             self.counters["puts"] += 1
             self.record(self.out, {"bucket": bucket, "key": key, "sha256": digest, "size": len(body),
+                                   "signed_headers": headers.get("Authorization", "").split("SignedHeaders=")[1]
+                                   .split(",")[0],
                                    "batch_id": headers.get("x-amz-meta-batch-id"),
                                    "content_type": headers.get("Content-Type")})
         return 200, b"", [("ETag", '"' + hashlib.md5(body).hexdigest() + '"')]
@@ -219,7 +230,8 @@ def check(args):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "make-ca":
         return recvlib.main_make_ca(sys.argv[2:])
-    p = argparse.ArgumentParser(prog="s3_receiver.py")
+    p = argparse.ArgumentParser(prog="s3_receiver.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     recvlib.common_args(s)

@@ -7,7 +7,7 @@ once, as a careful real consumer would.
       a throwaway CA (DIR/ca.crt) and a server certificate for 127.0.0.1
       and localhost (DIR/server.crt, DIR/server.key), made with openssl
   webhook_receiver.py serve --dir DIR [--tls CADIR] [--port P] [--control-port P]
-                            [--tolerance SECONDS]
+                            [--tolerance SECONDS] [--no-bodies]
       secrets ("whsec_..."): the environment's WEBHOOK_SECRETS (comma-
       separated) or the lines of --secret-file; a delivery is accepted when
       one of them signed it. Prints "PORT n" and "CONTROL n" (recvlib.py has
@@ -16,7 +16,8 @@ once, as a careful real consumer would.
       made or a webhook-timestamp further than --tolerance (300 s) from now,
       else 200, and appends to DIR/deliveries.jsonl
         {"webhook_id","stream_id","batch_no","sha256","events":[ids],"body"}
-      for the first delivery of each webhook-id; a repeat with the same
+      for the first delivery of each webhook-id ("body" null with
+      --no-bodies, for a benchmark); a repeat with the same
       body is counted ("repeats"), one with another body is appended to
       DIR/conflicts.jsonl.
   webhook_receiver.py check --dir DIR --expect FILE [--stream ID]
@@ -102,7 +103,7 @@ class WebhookReceiver(recvlib.Receiver):
                 self.counters["events"] += len(ids)
                 self.record(self.out, {"webhook_id": msg_id, "stream_id": data.get("stream_id"),
                                        "batch_no": data.get("batch_no"), "sha256": digest,
-                                       "events": ids, "body": body.decode()})
+                                       "events": ids, "body": None if self.args.no_bodies else body.decode()})
             elif prev == digest:
                 self.counters["repeats"] += 1
             else:
@@ -137,12 +138,14 @@ def check(args):
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "make-ca":
         return recvlib.main_make_ca(sys.argv[2:])
-    p = argparse.ArgumentParser(prog="webhook_receiver.py")
+    p = argparse.ArgumentParser(prog="webhook_receiver.py", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("serve")
     recvlib.common_args(s)
     s.add_argument("--secret-file")
     s.add_argument("--tolerance", type=int, default=300)
+    s.add_argument("--no-bodies", action="store_true", help="record no body (for a benchmark)")
     c = sub.add_parser("check")
     c.add_argument("--dir", required=True)
     c.add_argument("--expect", required=True)
