@@ -46,6 +46,9 @@ DEB_PACKAGES += python3-jwcrypto
 # The openssl command makes the test CAs of the stream receivers
 # (tests/streams/), whose S3 server, s3rver, npm installs like Redocly.
 DEB_PACKAGES += openssl
+# ss (iproute2): the streams test finds the data plane with a batch in
+# flight by its connection to a stopped receiver (tests/deploy/streams_test.sh).
+DEB_PACKAGES += iproute2
 
 PKGS := libmicrohttpd libpq jansson libjwt openssl libcurl zlib
 
@@ -265,7 +268,7 @@ test: deps
 	 a=0; wait $$asan || a=$$?; cat build/asan/tests.log; \
 	 [ $$rel = 0 ] && [ $$a = 0 ]
 	@# The streams test mostly waits (a receiver down for a minute, about
-	@# 90 s in all): it runs in the background, on its own ports and
+	@# 75 s in all): it runs in the background, on its own ports and
 	@# cluster, beside the fuzz smoke runs, the rollout test and the two
 	@# end-to-end tests below, which wait for it and print its output last.
 	@rm -f build/streams-test.rc
@@ -325,9 +328,9 @@ test-log: deps
 
 # Log streams end to end: webhook, Splunk HEC and S3 receivers on this
 # machine, a receiver down for a minute, a data plane killed mid-delivery,
-# residency refusals, pause/resume/replay and no secret at rest (about a
-# minute and a half, most of it the receiver's minute down; ports from
-# STREAMS_TEST_PORT, 18900).
+# residency refusals, pause/resume/replay and no secret at rest (about 75
+# s, most of it the receiver's minute down; ports from STREAMS_TEST_PORT,
+# 18900).
 .PHONY: test-streams
 test-streams: deps
 	@$(MAKE) --no-print-directory services
