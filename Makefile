@@ -371,7 +371,7 @@ clean:
 FUZZ_CC            ?= clang
 FUZZ_SECONDS       ?= 60
 FUZZ_SMOKE_SECONDS ?= 2
-FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes jscan verify
+FUZZ_TARGETS       ?= event cp_request names cfgdoc cursor timefmt apikey routes jscan verify streams
 FUZZ_PKGS   := jansson libcrypto
 FUZZ_CFLAGS  = -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -O1 -g -fno-omit-frame-pointer \
 	-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
@@ -416,6 +416,8 @@ build/fuzz/bin/fuzz-timefmt: $(call fuzz_obj,tests/fuzz/fuzz_timefmt.c tests/fuz
 	common/timefmt.c common/names.c)
 build/fuzz/bin/fuzz-apikey: $(call fuzz_obj,tests/fuzz/fuzz_apikey.c common/apikey.c common/secret.c \
 	common/names.c)
+build/fuzz/bin/fuzz-streams: $(call fuzz_obj,tests/fuzz/fuzz_streams.c common/residency.c common/seal.c \
+	common/jwk.c common/secret.c)
 build/fuzz/bin/fuzz-verify: $(call fuzz_obj,tests/fuzz/fuzz_verify.c common/checkpoint.c common/jws.c \
 	common/jwk.c common/merkle.c common/names.c common/secret.c common/timefmt.c)
 

@@ -184,6 +184,7 @@ struct streams_claim {
 	struct jwk key;               /* the region's stream key (public) */
 	int have_key;
 	const char *aud;
+	int truncated;                /* rows left out (logged once) */
 };
 
 /* Appends one stream to the `streams` claim (cfgdoc.h), its secret opened
@@ -193,7 +194,9 @@ static int stream_row(const struct cpdb_doc_stream *s, void *arg)
 {
 	struct streams_claim *sc = arg;
 	if (json_array_size(sc->arr) >= CFGDOC_MAX_STREAMS) {
-		log_error(NULL, "%s: more than %d streams; the document carries the first", sc->aud, CFGDOC_MAX_STREAMS);
+		if (!sc->truncated++)
+			log_error(NULL, "%s: more than %d streams; the document carries the first", sc->aud,
+			          CFGDOC_MAX_STREAMS);
 		return 0;
 	}
 	json_t *dest = json_loads(s->destination, 0, NULL);

@@ -69,6 +69,7 @@ struct entry {
 	char id[37], tenant[37];
 	size_t idx;                /* in the document of version `ver` */
 	int64_t next_us;           /* looked at again then */
+	uint32_t sig;              /* of what the owner can change (entry_sig) */
 };
 
 struct worker {
@@ -84,6 +85,7 @@ struct worker {
 	struct entry *e;
 	size_t n;
 	int64_t ver;
+	uint32_t rules_sig;        /* of the document's stream_rules */
 	uint64_t rng;
 };
 
@@ -560,8 +562,38 @@ static int entry_cmp(const void *a, const void *b)
 	return strcmp(((const struct entry *)a)->id, ((const struct entry *)b)->id);
 }
 
+static uint32_t fnv_more(uint32_t h, const void *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ ((const unsigned char *)p)[i]) * 16777619u;
+	return h;
+}
+
+/* What the owner changes of a stream (a command, a destination, the
+ * secret): a stream whose signature is the same waits for its time. */
+static uint32_t entry_sig(const struct cfgdoc_stream *st)
+{
+	int64_t v[6] = { st->revision, st->paused, st->since, st->resume, st->replay, st->replay_since };
+	uint32_t h = fnv_more(2166136261u, v, sizeof v);
+	h = fnv_more(h, st->url, strlen(st->url) + 1);
+	return st->sealed ? fnv_more(h, st->sealed, strlen(st->sealed)) : h;
+}
+
+static uint32_t rules_sig(const struct cfgdoc *d)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < d->nstream_hosts; i++)
+		h = fnv_more(h, d->stream_hosts[i], strlen(d->stream_hosts[i]) + 1);
+	h = fnv_more(h, "|", 1);
+	for (size_t i = 0; i < d->nstream_s3_regions; i++)
+		h = fnv_more(h, d->stream_s3_regions[i], strlen(d->stream_s3_regions[i]) + 1);
+	return h;
+}
+
 /* The entries of the document in use: this worker's share of the streams
- * of its tenants (not deleted). Keeps the times of the streams it had. */
+ * of its tenants (not deleted). A stream the owner did not change keeps
+ * its time (a new document of the region need not look at every stream);
+ * a changed one, a new one, or all when the rule changed, are due now. */
 static void rebuild(struct worker *w)
 {
 	struct dp_streams *s = w->s;
@@ -574,6 +606,8 @@ static void rebuild(struct worker *w)
 	const struct cfgdoc *d = snap->doc;
 	if (!(e = calloc(d->nstreams + 1, sizeof *e)))
 		goto out;
+	uint32_t rs = rules_sig(d);
+	int keep = rs == w->rules_sig;
 	for (size_t i = 0; i < d->nstreams; i++) {
 		const struct cfgdoc_stream *st = &d->streams[i];
 		const struct cfgdoc_tenant *t = cfgdoc_find_tenant(d, st->tenant);
@@ -582,7 +616,11 @@ static void rebuild(struct worker *w)
 		snprintf(e[n].id, sizeof e[n].id, "%s", st->id);
 		snprintf(e[n].tenant, sizeof e[n].tenant, "%s", st->tenant);
 		e[n].idx = i;
-		e[n].next_us = now; /* a new document: looked at now (a command, a change) */
+		e[n].sig = entry_sig(st);
+		e[n].next_us = now;
+		const struct entry *old = keep && w->n ? bsearch(&e[n], w->e, w->n, sizeof *e, entry_cmp) : NULL;
+		if (old && old->sig == e[n].sig)
+			e[n].next_us = old->next_us;
 		n++;
 	}
 	qsort(e, n, sizeof *e, entry_cmp);
@@ -590,6 +628,7 @@ static void rebuild(struct worker *w)
 	w->e = e;
 	w->n = n;
 	w->ver = d->ver;
+	w->rules_sig = rs;
 	e = NULL;
 out:
 	dp_snaps_leave(s->app->snaps);
@@ -703,9 +742,10 @@ static int post_report(struct dp_streams *s, json_t *streams)
 	struct dp_cp_request r;
 	char path[128], why[400] = "";
 	long status = 0;
-	json_t *body = json_pack("{sI sO}", "observed_at", (json_int_t)(timefmt_now_us() / 1000000), "streams", streams);
-	if (body && cfg->cell)
-		json_object_set_new(body, "cell", json_string(cfg->cell));
+	/* Without DP_CELL the region's database is its one cell, named as the
+	 * usage batches name it: after the region. */
+	json_t *body = json_pack("{ss sI sO}", "cell", cfg->cell ? cfg->cell : cfg->region, "observed_at",
+	                         (json_int_t)(timefmt_now_us() / 1000000), "streams", streams);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	snprintf(path, sizeof path, "/v1/regions/%s/streams/status", cfg->region);

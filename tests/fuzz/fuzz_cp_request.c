@@ -295,6 +295,9 @@ static const struct table {
 	{ cpreq_move_progress, sizeof(struct mover_in), NULL },                  /* T */
 	{ cpreq_move_complete, sizeof(struct mover_in), NULL },                  /* U */
 	{ cpreq_move_erased, sizeof(struct mover_in), NULL },                    /* V */
+	{ cpreq_stream_create, sizeof(struct stream_in), NULL },                 /* W */
+	{ cpreq_stream_update, sizeof(struct stream_in), NULL },                 /* X */
+	{ cpreq_stream_replay, sizeof(struct stream_in), NULL },                 /* Y */
 };
 #define TABLES (sizeof tables / sizeof tables[0])
 
@@ -313,6 +316,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct cell_in c;
 		struct move_in m;
 		struct mover_in mv;
+		struct stream_in st;
 	} dst;
 	uint64_t present;
 	if (size < 1)

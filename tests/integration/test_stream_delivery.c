@@ -875,6 +875,7 @@ START_TEST(state_reported)
 		if (st && json_integer_value(json_object_get(st, "delivered_events")) == 6) {
 			json_incref(st);
 			ck_assert(json_integer_value(json_object_get(rep, "observed_at")) > 1700000000);
+			ck_assert_str_eq(it_js(rep, "cell"), "us"); /* no DP_CELL: the region's one cell */
 			ck_assert_uint_eq(json_array_size(json_object_get(rep, "streams")), 1);
 			json_decref(rep);
 			break;
