@@ -38,7 +38,8 @@
 # endpoint, +10 the cell-router's status, +20 the mover's, +40 the data
 # planes, +99 PostgreSQL; the receivers on free ports picked at run time.
 # STREAMS_TEST_DOWN (60): seconds receiver b is down. KEEP_TEST_LOGS=1
-# keeps the stack and the receivers' records.
+# keeps the stack and the receivers' records. STREAMS_TEST_PLANT=1 leaves
+# a secret in a log before the last scan, which must then fail.
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -423,6 +424,9 @@ check "e: the scan finds planted secrets (in a table and a cache file): exit $rc
 	eval '[ $rc = 1 ] && grep -q "found in .*cell.dump" "$D/scan.out" && grep -q "found in .*cache/plant" "$D/scan.out"'
 csql "DROP TABLE stream_test_plant"
 rm -f "$STACK_VAR/cache/plant"
+# STREAMS_TEST_PLANT=1: a webhook secret left in a data plane's log, as a
+# careless log line would write it (the next check must then fail).
+[ -z "${STREAMS_TEST_PLANT:-}" ] || echo "{\"msg\":\"sending with $SEC_W3\"}" >> "$(ls "$STACK_VAR"/log/data-plane-*.log | head -n 1)"
 if scan > "$D/scan.out"; then
 	ok "e: no destination secret in the databases ($(sed -n 's/^scanned: //p' "$D/scan.out")), the cache files or the logs ($(($(wc -l < "$D/files") - 2)) files)"
 else
