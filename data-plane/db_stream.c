@@ -169,7 +169,9 @@ enum db_status dp_db_stream_next(struct db_conn *c, const char *tenant, uint64_t
 	if (st != DB_OK || (st = db_exec(c, NULL, "SET LOCAL enable_seqscan = off", 0, NULL)) != DB_OK)
 		return st;
 	/* The byte bound is a running sum in feed order: the rows kept are a
-	 * prefix, the first one always. */
+	 * prefix, the first one always. The last ORDER BY names w's columns:
+	 * a bare tx_id would be the output column, tx_id::text, whose order
+	 * is not the feed's once transaction ids gain a digit (999, 1000). */
 	st = db_exec(c, &r,
 	             HORIZON("$1") ","
 	             " q AS (SELECT e.tx_id, e.seq, e.body::text AS body, e.received_at FROM events e, h"
@@ -179,7 +181,7 @@ enum db_status dp_db_stream_next(struct db_conn *c, const char *tenant, uint64_t
 	             "         sum(octet_length(q.body) + $6::int) OVER o AS run, count(*) OVER () AS total FROM q"
 	             "       WINDOW o AS (ORDER BY q.tx_id, q.seq))"
 	             " SELECT tx_id::text, seq, body, floor(extract(epoch FROM received_at) * 1000000)::bigint, total"
-	             "   FROM w WHERE rn = 1 OR run <= $5::bigint ORDER BY tx_id, seq",
+	             "   FROM w WHERE rn = 1 OR run <= $5::bigint ORDER BY w.tx_id, w.seq",
 	             6, p);
 	if (st != DB_OK)
 		return st;

@@ -31,6 +31,12 @@
 #   /healthz and /metrics listen from STACK_MOVER_PORT (8095), one per region.
 #   STACK_DP_ENV: more settings for every data plane, space-separated
 #   VAR=value (tests/faults: DP_USAGE_REPORT_INTERVAL=1s).
+#   Log streams: each region's stream key ring (var/stream-keys/<region>,
+#   made once) is given to its data planes (DP_STREAM_KEYS_DIR), and its
+#   catalog entry gets that key's public half (stream_key) and a residency
+#   rule allowing loopback destinations (stream_hosts 127.0.0.1, localhost,
+#   [::1]; stream_s3_regions its cloud regions), so that streams deliver to
+#   receivers on this machine.
 #   STACK_CP_PG_PORT (unset): put the control plane's database in a cluster
 #   of its own (var/pg-cp) on that port, so that it can be stopped without
 #   the cells' (tests/faults do); keep it the same for one STACK_VAR.
@@ -403,6 +409,35 @@ seed_demo() {
 	done
 }
 
+# Each region's stream key ring (var/stream-keys/<region>, made once and
+# kept: a second start reuses it, so secrets sealed to it stay openable)
+# and its catalog entry: stream_key the ring's current public key, and a
+# residency rule for the local stack: loopback destinations (plain http
+# included, residency.h) and, for s3, the region's cloud regions of
+# deploy/regions.conf and the cells it runs. Made before any data plane
+# starts (instances must not race to make the first key).
+seed_streams() {
+	mkdir -p "$VAR/stream-keys"
+	chmod 0700 "$VAR/stream-keys"
+	for r in $REGIONS; do
+		# (A build before log streams has no stream-key: the stack runs
+		# without streams.)
+		jwk=$(DP_STREAM_KEYS_DIR="$VAR/stream-keys/$r" "$BIN/data-plane" stream-key 2>>"$VAR/log/migrate.log") || {
+			say "warning: $BIN/data-plane stream-key failed (log: $VAR/log/migrate.log): region $r's streams will be refused" >&2
+			continue
+		}
+		chmod 0700 "$VAR/stream-keys/$r"
+		eval "cs=\$CELLS_$r"
+		s3=$(awk -v r="$r" '$1 == r { print $3 }' "$ROOT/deploy/regions.conf" | tr , ' ')
+		s3=$(for x in $s3 $cs; do echo "$x"; done | awk '!seen[$0]++' | jq -R . | jq -sc .)
+		body=$(printf '%s' "$jwk" | jq -c --argjson s3 "$s3" \
+			'{stream_key: ., stream_hosts: ["127.0.0.1", "localhost", "[::1]"], stream_s3_regions: $s3}') ||
+			die "data-plane stream-key printed no JWK for region $r"
+		api PATCH "/v1/regions/$r" "$body" >/dev/null ||
+			say "warning: could not set the stream key and rule of region $r: its streams will be refused" >&2
+	done
+}
+
 # Each cell's settings for its data planes, whatever their build: what
 # deploy/drivers/local starts an instance with; and each region's for its
 # cell-router (mode 0600: secrets).
@@ -419,6 +454,7 @@ DP_DATABASE_URL='$(cell_db_url "$c")'
 DP_CELL_TOKEN='$token'
 DP_TRUST_BUNDLE='$VAR/trust-bundle.json'
 DP_LOG_KEYS_DIR='$VAR/log-keys/$r'
+DP_STREAM_KEYS_DIR='$VAR/stream-keys/$r'
 ENV
 		for kv in ${STACK_DP_ENV:-}; do printf '%s\n' "$kv"; done >> "$VAR/run/cell-$c.env"
 	done
@@ -698,6 +734,7 @@ cmd_start() {
 	wait_healthy control-plane "http://127.0.0.1:$CP_PORT"
 	sync_cells
 	seed_demo
+	seed_streams
 	# The data planes and the routers trust the keys the control plane publishes.
 	CP_SIGNING_KEYS_DIR="$VAR/signing-keys" "$BIN/control-plane" jwks > "$VAR/trust-bundle.json" ||
 		die "could not export the trust bundle"

@@ -15,6 +15,8 @@
 # BENCH_ONLY=move (only a tenant move against pg_dump | psql, tests/bench/move.sh).
 # BENCH_ONLY=log (only tamper evidence: ingest with the log on and off, proof
 # latency, checkpoint lag; tests/bench/log.sh).
+# BENCH_ONLY=streams (only log streams: delivery rate against ingest, and
+# delivery lag; tests/bench/streams.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -25,6 +27,7 @@ BIN=$(cd "$1" && pwd)
 [ "${BENCH_ONLY:-}" != router ] || exec sh "$ROOT/tests/bench/router.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != move ] || exec sh "$ROOT/tests/bench/move.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != log ] || exec sh "$ROOT/tests/bench/log.sh" "$BIN"
+[ "${BENCH_ONLY:-}" != streams ] || exec sh "$ROOT/tests/bench/streams.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -515,3 +518,8 @@ sh "$ROOT/tests/bench/move.sh" "$BIN"
 # lag, on a cluster of its own.
 echo
 sh "$ROOT/tests/bench/log.sh" "$BIN"
+
+# Log streams: delivery to a webhook against ingest, and delivery lag, on
+# a private stack of its own.
+echo
+sh "$ROOT/tests/bench/streams.sh" "$BIN"
