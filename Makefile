@@ -281,8 +281,9 @@ test: deps
 	@sh tests/deploy/log_test.sh $(BIN) > build/log-test.out 2>&1 & l=$$!; \
 	 m=0; sh tests/deploy/moves_test.sh $(BIN) || m=$$?; \
 	 t=0; wait $$l || t=$$?; cat build/log-test.out; \
-	 while [ ! -s build/streams-test.rc ]; do sleep 1; done; cat build/streams-test.out; \
-	 [ $$m = 0 ] && [ $$t = 0 ] && [ "$$(cat build/streams-test.rc)" = 0 ]
+	 w=0; while [ ! -s build/streams-test.rc ] && [ $$w -lt 600 ]; do sleep 1; w=$$((w + 1)); done; \
+	 cat build/streams-test.out; [ -s build/streams-test.rc ] || echo "streams test: no result after 600 s more"; \
+	 [ $$m = 0 ] && [ $$t = 0 ] && [ "$$(cat build/streams-test.rc 2>/dev/null)" = 0 ]
 	@FAULTS_SKIP="expiry $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
 
 # The move scenarios of tests/faults/moves.sh (tenants of a million events:
