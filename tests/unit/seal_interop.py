@@ -12,6 +12,9 @@ from jwcrypto import jwe, jwk
 
 
 def main():
+    if sys.argv[1:] == ["--help"]:
+        print(__doc__)
+        return 0
     if len(sys.argv) != 5 or sys.argv[1] not in ("open", "seal"):
         print(__doc__, file=sys.stderr)
         return 2
