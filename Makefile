@@ -271,15 +271,15 @@ test: deps
 	 rel=0; sh tests/run.sh $(BIN) release || rel=$$?; \
 	 a=0; wait $$asan || a=$$?; cat build/asan/tests.log; \
 	 [ $$rel = 0 ] && [ $$a = 0 ]
+	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
 	@# The streams test mostly waits (a receiver down for a minute, about
 	@# 75 s in all): it runs in the background, on its own ports and
-	@# cluster, beside the fuzz smoke runs, the rollout test and the two
-	@# end-to-end tests below, which wait for it and print its output last.
+	@# cluster, beside the fuzz smoke runs and the two end-to-end tests
+	@# below, which wait for it and print its output last. The rollout test
+	@# runs after them, alone: its gates count every request that failed.
 	@rm -f build/streams-test.rc
 	@{ sh tests/deploy/streams_test.sh $(BIN) > build/streams-test.out 2>&1; echo $$? > build/streams-test.rc; } &
 	@$(MAKE) --no-print-directory fuzz-smoke
-	@$(MAKE) --no-print-directory test-deploy
-	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
 	@# The two end-to-end stacks mostly wait (moves, appends): side by side,
 	@# each on its own ports and clusters, the log test's output after.
 	@sh tests/deploy/log_test.sh $(BIN) > build/log-test.out 2>&1 & l=$$!; \
@@ -288,6 +288,7 @@ test: deps
 	 w=0; while [ ! -s build/streams-test.rc ] && [ $$w -lt 600 ]; do sleep 1; w=$$((w + 1)); done; \
 	 cat build/streams-test.out; [ -s build/streams-test.rc ] || echo "streams test: no result after 600 s more"; \
 	 [ $$m = 0 ] && [ $$t = 0 ] && [ "$$(cat build/streams-test.rc 2>/dev/null)" = 0 ]
+	@$(MAKE) --no-print-directory test-deploy
 	@FAULTS_SKIP="expiry $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
 
 # The move scenarios of tests/faults/moves.sh (tenants of a million events:
