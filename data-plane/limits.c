@@ -140,10 +140,22 @@ int dp_limits_take(struct dp_limits *l, const char *tenant, enum dp_bucket b, in
 	if (burst < 1)
 		burst = 1;
 	struct bucket *bk = &e->b[b];
-	double share = bk->share > 0 ? bk->share : atomic_load(&l->default_share);
+	double def = atomic_load(&l->default_share);
+	double share = bk->share > 0 ? bk->share : def;
 	double r = (double)rate * share;
+	/* The bucket holds at least half the default share of the burst. A
+	 * share comes from a moment's demand, and can be far below the part of
+	 * the tenant's traffic this instance gets next: an instance the
+	 * balancer has just taken in counted its first request or two over a
+	 * long interval. Until the next exchange corrects it, so small a
+	 * bucket would refuse a tenant well under its plan. The refill stays
+	 * at the share, so the region's sustained rate is still the plan's. */
+	double cap = (double)burst * share;
+	if (cap < (double)burst * def * 0.5)
+		cap = (double)burst * def * 0.5;
 	/* A bucket that cannot hold one token would refuse everything. */
-	double cap = (double)burst * share < 1.0 ? 1.0 : (double)burst * share;
+	if (cap < 1.0)
+		cap = 1.0;
 	if (bk->tokens < 0) {
 		bk->tokens = cap;
 	} else if (now_ns > bk->last_ns) {

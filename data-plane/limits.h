@@ -8,7 +8,10 @@
  * of the burst). Shares come from the tenant's recent demand on each
  * instance, exchanged through the regional database by ratesync.c in the
  * background; a request never waits on anything but this memory. Reads
- * and writes have a bucket each, so neither throttles the other.
+ * and writes have a bucket each, so neither throttles the other. A bucket
+ * holds at least half the default share (1/N) of the burst, whatever its
+ * share: a share set from a moment's demand may be too small for the
+ * traffic that comes next, until the next exchange.
  *
  * Tenants are spread over striped locks; an entry is made on a tenant's
  * first request and lives as long as the process (one per tenant of the

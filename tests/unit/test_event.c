@@ -238,8 +238,9 @@ START_TEST(bucket_shares)
 	ck_assert_int_eq(dp_limits_take(l, t, DP_BUCKET_READ, 1, 3, ns, &r), 0);
 	ck_assert_int_eq(r.allowed, 0);
 
-	/* A quarter of rate 20, burst 40: 10 tokens here, refilled at 5/s;
-	 * Remaining counts the region's 40. */
+	/* A quarter of rate 20, burst 40, among four instances: 10 tokens
+	 * here, refilled at 5/s; Remaining counts the region's 40. */
+	dp_limits_share_default(l, 0.25, 0);
 	const char *u = "00000000-0000-0000-0000-000000000003";
 	dp_limits_share_set(l, u, DP_BUCKET_WRITE, 0.25);
 	for (int i = 0; i < 10; i++) {
@@ -259,7 +260,9 @@ START_TEST(bucket_shares)
 	}
 	ck_assert_int_eq(ok, 5);
 
-	/* A share too small for one token of burst still holds one. */
+	/* A share too small for one token of burst still holds one (among
+	 * so many instances that half the default share is smaller still). */
+	dp_limits_share_default(l, 0.01, 0);
 	const char *v = "00000000-0000-0000-0000-000000000004";
 	dp_limits_share_set(l, v, DP_BUCKET_READ, 0.01);
 	ck_assert_int_eq(dp_limits_take(l, v, DP_BUCKET_READ, 2, 3, ns, &r), 0);
@@ -268,6 +271,43 @@ START_TEST(bucket_shares)
 	ck_assert_int_eq(r.allowed, 0);
 	ck_assert_int_eq(r.retry_after_s, 50); /* one token at 0.02/s */
 	ck_assert_int_eq(r.remaining, 0);
+
+	/* A share far below the default (an instance the balancer just took
+	 * in, its demand counted from a request or two) still holds half the
+	 * default share of the burst: rate 200, burst 400 among four
+	 * instances, share 0.01: 50 tokens, not 4, refilled at the share's
+	 * 2 per second. */
+	dp_limits_share_default(l, 0.25, 0);
+	const char *x = "00000000-0000-0000-0000-000000000006";
+	dp_limits_share_set(l, x, DP_BUCKET_READ, 0.01);
+	ok = 0;
+	for (int i = 0; i < 60; i++) {
+		ck_assert_int_eq(dp_limits_take(l, x, DP_BUCKET_READ, 200, 400, ns, &r), 0);
+		ok += r.allowed;
+	}
+	ck_assert_int_eq(ok, 50);
+	ok = 0;
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(dp_limits_take(l, x, DP_BUCKET_READ, 200, 400, ns + s1, &r), 0);
+		ok += r.allowed;
+	}
+	ck_assert_int_eq(ok, 2);
+	/* At or above half the default, the share alone sizes the bucket. */
+	const char *y = "00000000-0000-0000-0000-000000000007";
+	dp_limits_share_set(l, y, DP_BUCKET_READ, 0.125);
+	ok = 0;
+	for (int i = 0; i < 60; i++) {
+		ck_assert_int_eq(dp_limits_take(l, y, DP_BUCKET_READ, 200, 400, ns, &r), 0);
+		ok += r.allowed;
+	}
+	ck_assert_int_eq(ok, 50);
+	dp_limits_share_set(l, y, DP_BUCKET_READ, 0.2);
+	ok = 0;
+	for (int i = 0; i < 100; i++) {
+		ck_assert_int_eq(dp_limits_take(l, y, DP_BUCKET_READ, 200, 400, ns + 2 * s1, &r), 0);
+		ok += r.allowed;
+	}
+	ck_assert_int_eq(ok, 80);
 
 	/* The default share applies to buckets without one, and a reset
 	 * takes every bucket back to it. */
