@@ -256,42 +256,58 @@ lint-openapi: deps
 		control-plane/openapi.yaml data-plane/openapi.yaml || exit 1; \
 	echo "lint-openapi: both OpenAPI files pass the Redocly lint ($$(( ($$(date +%s%N) - t0) / 1000000 )) ms)"
 
-# The whole suite twice: once as built, once under ASan+UBSan. The two
-# runs go side by side (each with its own PostgreSQL and ports): the suites
-# mostly wait on services and timers, so this saves about four minutes on
-# two cores. The ASan run's output follows the release run's.
-test: deps
-	@$(MAKE) --no-print-directory lint-openapi
+# The whole suite twice: once as built, once under ASan+UBSan. Each run is
+# split in two parts, the unit tests with the integration suites not listed
+# below, and the suites listed below; the four parts go side by side, each
+# with its own PostgreSQL and ports, since the suites mostly wait on
+# services and timers (on two cores, about half the time of the two runs
+# side by side). The other parts' output follows the first's.
+IT_PART_B := export moves-dp events hostile feed login erasure cells-dp
+
+.PHONY: test-suites
+test-suites: deps
 	@# Both builds use every core (half the time of one at a time).
 	@$(MAKE) --no-print-directory -j$(JOBS) testbins
 	@$(ASAN_MAKE) -j$(JOBS) testbins
 	@ln -sfn ../../migrations build/asan/migrations  # as bin/../migrations
 	@ln -sfn ../../deploy build/asan/deploy
-	@sh tests/run.sh build/asan/bin asan > build/asan/tests.log 2>&1 & asan=$$!; \
-	 rel=0; sh tests/run.sh $(BIN) release || rel=$$?; \
-	 a=0; wait $$asan || a=$$?; cat build/asan/tests.log; \
-	 [ $$rel = 0 ] && [ $$a = 0 ]
+	@b="$(IT_PART_B)"; a=$$($(BIN)/it-tests --list | grep -vxF "$$(printf '%s\n' $$b)" | tr '\n' ' '); \
+	 IT_PART=release-b IT_SUITES="$$b" IT_UNIT=0 sh tests/run.sh $(BIN) release > build/tests-release-b.log 2>&1 & p1=$$!; \
+	 IT_PART=asan-a IT_SUITES="$$a" sh tests/run.sh build/asan/bin asan > build/asan/tests-a.log 2>&1 & p2=$$!; \
+	 IT_PART=asan-b IT_SUITES="$$b" IT_UNIT=0 sh tests/run.sh build/asan/bin asan > build/asan/tests-b.log 2>&1 & p3=$$!; \
+	 r0=0; IT_PART=release-a IT_SUITES="$$a" sh tests/run.sh $(BIN) release || r0=$$?; \
+	 r1=0; wait $$p1 || r1=$$?; cat build/tests-release-b.log; \
+	 r2=0; wait $$p2 || r2=$$?; cat build/asan/tests-a.log; \
+	 r3=0; wait $$p3 || r3=$$?; cat build/asan/tests-b.log; \
+	 [ $$r0 = 0 ] && [ $$r1 = 0 ] && [ $$r2 = 0 ] && [ $$r3 = 0 ]
+
+test: deps
+	@mkdir -p build
+	@# The OpenAPI lint (whose first run installs Redocly from npm) goes
+	@# beside the builds and the suites; its output is printed after them.
+	@$(MAKE) --no-print-directory lint-openapi > build/lint-openapi.out 2>&1 & o=$$!; \
+	 s=0; $(MAKE) --no-print-directory test-suites || s=$$?; \
+	 r=0; wait $$o || r=$$?; cat build/lint-openapi.out; [ $$s = 0 ] && [ $$r = 0 ]
 	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
-	@# The streams test mostly waits (a receiver down for a minute, about
-	@# 75 s in all): it runs in the background, on its own ports and
-	@# cluster, beside the fuzz smoke runs and the two end-to-end tests
-	@# below, which wait for it and print its output last. The rollout test
-	@# runs after them, alone: its gates count every request that failed.
-	@rm -f build/streams-test.rc
-	@{ sh tests/deploy/streams_test.sh $(BIN) > build/streams-test.out 2>&1; echo $$? > build/streams-test.rc; } &
-	@# The fuzz smoke runs (a core for a few seconds each) beside the two
-	@# end-to-end stacks below, which mostly wait (moves, appends), each
-	@# on its own ports and clusters; their outputs are printed after.
-	@$(MAKE) --no-print-directory fuzz-smoke > build/fuzz-smoke.out 2>&1 & f=$$!; \
+	@# The end-to-end tests, each on a private stack (its own ports and
+	@# clusters), mostly wait: on moves, appends, a stream receiver down
+	@# for a minute, a fault's window. The fault scenarios, the streams,
+	@# log and moves tests and the fuzz smoke runs (a core for a few
+	@# seconds each) go side by side; their outputs are printed after. The
+	@# rollout test runs after them, alone: its gates count every request
+	@# that failed.
+	@FAULTS_SKIP="expiry $(TEST_SKIPS_FAULTS) $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults \
+		> build/faults.out 2>&1 & fa=$$!; \
+	 sh tests/deploy/streams_test.sh $(BIN) > build/streams-test.out 2>&1 & st=$$!; \
+	 $(MAKE) --no-print-directory fuzz-smoke > build/fuzz-smoke.out 2>&1 & f=$$!; \
 	 sh tests/deploy/log_test.sh $(BIN) > build/log-test.out 2>&1 & l=$$!; \
 	 m=0; sh tests/deploy/moves_test.sh $(BIN) || m=$$?; \
 	 t=0; wait $$l || t=$$?; cat build/log-test.out; \
-	 z=0; wait $$f || z=$$?; cat build/fuzz-smoke.out; [ $$z = 0 ] || m=1; \
-	 w=0; while [ ! -s build/streams-test.rc ] && [ $$w -lt 600 ]; do sleep 1; w=$$((w + 1)); done; \
-	 cat build/streams-test.out; [ -s build/streams-test.rc ] || echo "streams test: no result after 600 s more"; \
-	 [ $$m = 0 ] && [ $$t = 0 ] && [ "$$(cat build/streams-test.rc 2>/dev/null)" = 0 ]
+	 z=0; wait $$f || z=$$?; cat build/fuzz-smoke.out; \
+	 x=0; wait $$st || x=$$?; cat build/streams-test.out; \
+	 y=0; wait $$fa || y=$$?; cat build/faults.out; \
+	 [ $$m = 0 ] && [ $$t = 0 ] && [ $$z = 0 ] && [ $$x = 0 ] && [ $$y = 0 ]
 	@$(MAKE) --no-print-directory test-deploy
-	@FAULTS_SKIP="expiry $(TEST_SKIPS_FAULTS) $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
 
 # Fault scenarios make test leaves to make faults, since an integration
 # suite covers the same ground: the control plane hung (e2e-config), a data

@@ -4,6 +4,10 @@
 #   tests/run.sh BINDIR LABEL
 # With LABEL "asan" the binaries are the sanitizer build: any sanitizer
 # report, in the tests or in a service they started, fails the run.
+# With IT_SUITES set (suite names, see BINDIR/it-tests --list), only those
+# integration suites run, and with IT_UNIT=0 neither the unit tests nor the
+# export verifier's: make test splits the sanitizer run over two processes
+# that way, each with its own cluster. IT_PART names the part in the output.
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -22,18 +26,23 @@ if [ "$LABEL" = asan ]; then
 	export LSAN_OPTIONS="suppressions=$ROOT/tests/lsan.supp:print_suppressions=0"
 fi
 
+part=${IT_PART:-$LABEL}
 status=0
-echo "== unit tests ($LABEL)"
-"$BINDIR/unit-tests" || status=1
-echo "== export verifier ($LABEL)"
-sh tests/log/verify_test.sh "$BINDIR" || status=1
-echo "== integration tests ($LABEL)"
+t0=$(date +%s)
+if [ "${IT_UNIT:-1}" != 0 ]; then
+	echo "== unit tests ($part)"
+	"$BINDIR/unit-tests" || status=1
+	echo "== export verifier ($part)"
+	sh tests/log/verify_test.sh "$BINDIR" || status=1
+fi
+echo "== integration tests ($part${IT_SUITES:+: $IT_SUITES})"
 "$BINDIR/it-tests" || status=1
 
 if ls "$logdir"/sanitizer* >/dev/null 2>&1; then
-	echo "== sanitizer reports ($LABEL):"
+	echo "== sanitizer reports ($part):"
 	cat "$logdir"/sanitizer*
 	status=1
 fi
-if [ $status -eq 0 ]; then echo "== all $LABEL tests passed"; else echo "== $LABEL tests FAILED"; fi
+took="$(( $(date +%s) - t0 )) s"
+if [ $status -eq 0 ]; then echo "== all $part tests passed ($took)"; else echo "== $part tests FAILED ($took)"; fi
 exit $status

@@ -32,7 +32,8 @@ pg_random_hex() {
 }
 
 # pg_init DATADIR PASSWORD: creates a cluster whose superuser `postgres`
-# has PASSWORD. The password file is removed afterwards.
+# has PASSWORD. The password file is removed afterwards. PG_FSYNC=off
+# (tests only: a throwaway cluster) leaves out fsync; the default is on.
 pg_init() {
 	_pwfile="$1.pw"
 	pg_prepare_dir "$1"
@@ -47,7 +48,7 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = ''
 max_connections = 200
 shared_buffers = 128MB
-fsync = on
+fsync = ${PG_FSYNC:-on}
 logging_collector = off
 CONF
 }

@@ -78,6 +78,7 @@ echo "== log: tamper evidence end to end (private stack on ports $BASE..$((BASE 
 # Appender rounds every 200 ms and a sweep every second, so that the test
 # waits for checkpoints a fraction of a second, and finds the rows it
 # inserts behind the service's back within a second.
+export PG_FSYNC="${PG_FSYNC:-off}"  # a throwaway stack (deploy/local/pg.sh)
 export STACK_VAR="$WORK/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 export STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 20)) STACK_DP_INSTANCE_PORT=$((BASE + 40))
 export STACK_PG_PORT=$((BASE + 99)) STACK_REGIONS="us eu" STACK_DP_INSTANCES=1

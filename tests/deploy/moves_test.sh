@@ -61,6 +61,7 @@ trap cleanup EXIT
 trap 'exit 1' INT TERM
 
 echo "== moves: end-to-end test (private stack on ports $BASE..$((BASE + 99)))"
+export PG_FSYNC="${PG_FSYNC:-off}"  # a throwaway stack (deploy/local/pg.sh)
 export STACK_VAR="$WORK/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 export STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 20)) STACK_DP_INSTANCE_PORT=$((BASE + 40))
 export STACK_PG_PORT=$((BASE + 99)) STACK_REGIONS="us eu" STACK_DP_INSTANCES=1 STACK_DP_ENV="$DP_TEST_ENV"

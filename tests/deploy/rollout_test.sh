@@ -46,6 +46,7 @@ for t in haproxy socat curl; do command -v $t >/dev/null || fatal "$t is missing
 
 work=$(mktemp -d /tmp/celltrail-deploy-test.XXXXXX)
 chmod 0755 "$work"  # the stack's PostgreSQL runs as another user
+export PG_FSYNC="${PG_FSYNC:-off}"  # a throwaway stack (deploy/local/pg.sh)
 export STACK_VAR="$work/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 export STACK_PG_PORT=$((BASE + 99))
 export STACK_DP_INSTANCE_PORT=$((BASE + 20)) STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 15))

@@ -131,6 +131,7 @@ rx_start s3d S3_CREDENTIALS="AKIACELLTRAILTEST:$SEC_S3" "$PY" "$RXD/s3_receiver.
 rx_start s3rver sh "$RXD/s3rver.sh" serve "$D/s3rver" trail
 
 # ---- the stack ----
+export PG_FSYNC="${PG_FSYNC:-off}"  # a throwaway stack (deploy/local/pg.sh)
 export STACK_VAR="$WORK/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 export STACK_ROUTER_PORT=$((BASE + 10)) STACK_MOVER_PORT=$((BASE + 20)) STACK_DP_INSTANCE_PORT=$((BASE + 40))
 export STACK_PG_PORT=$((BASE + 99)) STACK_REGIONS=us STACK_CELLS_us=us-east-1 STACK_DP_INSTANCES=2

@@ -48,6 +48,7 @@ cv() { printf '%s' "$1" | tr - _; }
 # regions' routers, each cell's database and the control plane's in a
 # PostgreSQL cluster of its own.
 stack_up() { # regions
+	export PG_FSYNC="${PG_FSYNC:-off}"  # a throwaway stack (deploy/local/pg.sh)
 	export STACK_VAR="$WORK/stack" STACK_CP_PORT=$BASE STACK_DP_BASE_PORT=$((BASE + 1))
 	export STACK_PG_PORT=$((BASE + 99)) STACK_CP_PG_PORT=$((BASE + 98))
 	export STACK_CELL_CLUSTERS=1 STACK_CELL_PG_PORT=$((BASE + 90))

@@ -1,47 +1,102 @@
-/* Integration tests: the services and the HTTP/DB layers, from outside. */
+/* Integration tests: the services and the HTTP/DB layers, from outside.
+ *
+ *   it-tests            every suite, in the order below
+ *   it-tests --list     the suites' names, one per line
+ * With IT_SUITES set (names separated by spaces), only those suites run:
+ * tests/run.sh splits the suites over processes that way. A name that is
+ * not a suite is a usage error (exit 2), so that a shard never silently
+ * runs nothing. */
 #include <curl/curl.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "it.h"
 
-int main(void)
+/* Each name is the one its suite_create() gives (what CK_RUN_SUITE takes). */
+static const struct {
+	const char *name;
+	Suite *(*make)(void);
+} suites[] = {
+	{ "http-layer", http_layer_suite },   { "services", services_suite },
+	{ "db", db_suite },                   { "cp-api", cp_api_suite },
+	{ "openapi", openapi_suite },         { "dp-config", dp_config_suite },
+	{ "config-issue", config_issue_suite }, { "e2e-config", e2e_config_suite },
+	{ "billing", billing_suite },         { "events", events_suite },
+	{ "hostile", hostile_suite },         { "metrics", scrape_suite },
+	{ "cli", cli_suite },                 { "listings", listings_suite },
+	{ "ratelimit", ratelimit_suite },     { "login", login_suite },
+	{ "dp-deps", dp_deps_suite },         { "ingest", ingest_suite },
+	{ "log-context", log_context_suite }, { "write-rules", write_rules_suite },
+	{ "feed", feed_suite },               { "erasure", erasure_suite },
+	{ "export", export_suite },           { "log", log_suite },
+	{ "queries", queries_suite },         { "cells", cells_suite },
+	{ "cells-dp", cells_dp_suite },       { "moves-dp", moves_dp_suite },
+	{ "cell-router", cell_router_suite }, { "mover", mover_suite },
+	{ "moves", moves_suite },             { "log-routes", log_routes_suite },
+	{ "streams", streams_suite },         { "cp-streams", cp_streams_suite },
+	{ "stream-send", stream_send_suite },
+};
+#define NSUITES (sizeof suites / sizeof suites[0])
+
+/* Whether `name` is a word of the space-separated `list`. */
+static int listed(const char *list, const char *name)
 {
+	size_t n = strlen(name);
+	for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "--list")) {
+		for (size_t i = 0; i < NSUITES; i++)
+			puts(suites[i].name);
+		return EXIT_SUCCESS;
+	}
+	if (argc > 1) {
+		fprintf(stderr, "usage: it-tests [--list]   (IT_SUITES=\"name ...\" runs only those)\n");
+		return 2;
+	}
+	const char *only = getenv("IT_SUITES");
+	if (only) { /* every word must name a suite */
+		char word[64];
+		for (const char *p = only; *p;) {
+			size_t n = strcspn(p, " ");
+			int found = 0;
+			if (n > 0 && n < sizeof word) {
+				memcpy(word, p, n);
+				word[n] = '\0';
+				for (size_t i = 0; i < NSUITES && !found; i++)
+					found = !strcmp(suites[i].name, word);
+			}
+			if (n > 0 && !found) {
+				fprintf(stderr, "it-tests: IT_SUITES names no suite \"%.*s\" (see it-tests --list)\n",
+				        (int)n, p);
+				return 2;
+			}
+			p += n;
+			p += strspn(p, " ");
+		}
+	}
+
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	SRunner *sr = srunner_create(http_layer_suite());
-	srunner_add_suite(sr, services_suite());
-	srunner_add_suite(sr, db_suite());
-	srunner_add_suite(sr, cp_api_suite());
-	srunner_add_suite(sr, openapi_suite());
-	srunner_add_suite(sr, dp_config_suite());
-	srunner_add_suite(sr, config_issue_suite());
-	srunner_add_suite(sr, e2e_config_suite());
-	srunner_add_suite(sr, billing_suite());
-	srunner_add_suite(sr, events_suite());
-	srunner_add_suite(sr, hostile_suite());
-	srunner_add_suite(sr, scrape_suite());
-	srunner_add_suite(sr, cli_suite());
-	srunner_add_suite(sr, listings_suite());
-	srunner_add_suite(sr, ratelimit_suite());
-	srunner_add_suite(sr, login_suite());
-	srunner_add_suite(sr, dp_deps_suite());
-	srunner_add_suite(sr, ingest_suite());
-	srunner_add_suite(sr, log_context_suite());
-	srunner_add_suite(sr, write_rules_suite());
-	srunner_add_suite(sr, feed_suite());
-	srunner_add_suite(sr, erasure_suite());
-	srunner_add_suite(sr, export_suite());
-	srunner_add_suite(sr, log_suite());
-	srunner_add_suite(sr, queries_suite());
-	srunner_add_suite(sr, cells_suite());
-	srunner_add_suite(sr, cells_dp_suite());
-	srunner_add_suite(sr, moves_dp_suite());
-	srunner_add_suite(sr, cell_router_suite());
-	srunner_add_suite(sr, mover_suite());
-	srunner_add_suite(sr, moves_suite());
-	srunner_add_suite(sr, log_routes_suite());
-	srunner_add_suite(sr, streams_suite());
-	srunner_add_suite(sr, cp_streams_suite());
-	srunner_add_suite(sr, stream_send_suite());
+	SRunner *sr = NULL;
+	for (size_t i = 0; i < NSUITES; i++) {
+		if (only && !listed(only, suites[i].name))
+			continue;
+		if (!sr)
+			sr = srunner_create(suites[i].make());
+		else
+			srunner_add_suite(sr, suites[i].make());
+	}
+	if (!sr) {
+		fprintf(stderr, "it-tests: IT_SUITES names no suite\n");
+		curl_global_cleanup();
+		return 2;
+	}
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	/* Whatever the suites ran, every line the services wrote names a
