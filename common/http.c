@@ -1,4 +1,9 @@
-/* HTTP server layer: libmicrohttpd in epoll thread-pool mode.
+/* HTTP server layer: libmicrohttpd in thread-pool mode, each worker
+ * thread with its own poll() loop. Not epoll: libmicrohttpd 0.9.75's
+ * MHD_quiesce_daemon races an epoll worker that drops the listening socket
+ * from its set at the same moment, and aborts the process ("Failed to
+ * remove listen FD from epoll set") on a SIGTERM under load. Its poll()
+ * workers are told through their inter-thread channel instead.
  *
  * A request's state (struct http_req) is created on the first callback and
  * freed only in the completion notification, as libmicrohttpd's examples
@@ -1219,7 +1224,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
 		         gai_strerror(gai));
 		goto fail;
 	}
-	unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 	if (ai->ai_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	MHD_set_panic_func(mhd_panic, NULL);

@@ -54,7 +54,7 @@ struct sockaddr;
 struct http_server_opts {
 	const char *service;            /* for logs and metrics labels */
 	struct cfg_addr listen;         /* port 0 picks a free port */
-	unsigned threads;               /* worker threads (epoll, one per thread) */
+	unsigned threads;               /* worker threads (a poll() loop each) */
 	unsigned max_connections;
 	unsigned connection_timeout_s;  /* idle connections, and requests that have not
 	                                 * arrived whole, are closed after this */

@@ -38,7 +38,7 @@ struct svc_common_cfg {
 	{ P "DB_ACQUIRE_TIMEOUT", CFG_DURATION, "2s", 0, offsetof(T, M.db_acquire_timeout_ms), 1,    \
 	  60000, NULL, "Longest wait for a free database connection before answering 503." },     \
 	{ P "HTTP_THREADS", CFG_INT, "4", 0, offsetof(T, M.http_threads), 1, 256, NULL,              \
-	  "HTTP worker threads (each runs its own epoll loop)." },                                 \
+	  "HTTP worker threads (each runs its own poll loop)." },                                 \
 	{ P "MAX_CONNECTIONS", CFG_INT, MAX_CONNECTIONS_DEFAULT, 0, offsetof(T, M.max_connections),  \
 	  1, 65536, NULL, "Concurrent client connections accepted." },                            \
 	{ P "CONNECTION_TIMEOUT", CFG_DURATION, "30s", 0, offsetof(T, M.connection_timeout_ms),      \

@@ -1,5 +1,5 @@
 /* hello-bench: the smallest libmicrohttpd server, in the same threading
- * mode as our services (epoll, internal thread pool). It is the baseline
+ * mode as our services (internal thread pool, a poll() loop per thread). It is the baseline
  * every HTTP benchmark is measured against in the same run.
  * Usage: hello-bench PORT THREADS; stops on SIGTERM/SIGINT. */
 #include <microhttpd.h>
@@ -40,7 +40,7 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD, (uint16_t)port, NULL,
+	struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_POLL_INTERNAL_THREAD, (uint16_t)port, NULL,
 	                                        NULL, answer, NULL, MHD_OPTION_THREAD_POOL_SIZE,
 	                                        threads, MHD_OPTION_CONNECTION_LIMIT, 4096u,
 	                                        MHD_OPTION_END);
