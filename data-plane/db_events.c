@@ -99,9 +99,12 @@ enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS],
 		"        CASE WHEN f.off IS NULL THEN pg_current_xact_id()"
 		"             ELSE move_xid_add(pg_current_xact_id(), f.off) END"
 		"   FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],"
-		"               $7::text[], $8::text[], $9::text[]) AS x(t, i, o, r, a, ac, tg, h, b)"
+		"               $7::text[], $8::text[], $9::text[]) WITH ORDINALITY AS x(t, i, o, r, a, ac, tg, h, b, n)"
 		"        LEFT JOIN tenant_feed_offsets f ON f.tenant_id = x.t,"
 		"        LATERAL (SELECT b::json AS j) AS y"
+		/* Rows take their seq (the feed's order inside a transaction) in
+		 * the order they are inserted: the request's, whatever the join's. */
+		"  ORDER BY x.n"
 		" ON CONFLICT (tenant_id, id) DO NOTHING",
 		DP_NCOLS, p);
 	if (st != DB_OK)
