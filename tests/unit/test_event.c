@@ -217,6 +217,19 @@ START_TEST(token_bucket)
 }
 END_TEST
 
+/* Of `n` reads of `tenant` at `ns`, how many its bucket admits. */
+static int reads_admitted(struct dp_limits *l, const char *tenant, int64_t rate, int64_t burst, int n,
+                          int64_t ns)
+{
+	struct dp_rate r;
+	int ok = 0;
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(dp_limits_take(l, tenant, DP_BUCKET_READ, rate, burst, ns, &r), 0);
+		ok += r.allowed;
+	}
+	return ok;
+}
+
 /* Reads and writes have a bucket each; a share scales the refill and the
  * burst, and the headers still speak for the region. */
 START_TEST(bucket_shares)
@@ -280,34 +293,14 @@ START_TEST(bucket_shares)
 	dp_limits_share_default(l, 0.25, 0);
 	const char *x = "00000000-0000-0000-0000-000000000006";
 	dp_limits_share_set(l, x, DP_BUCKET_READ, 0.01);
-	ok = 0;
-	for (int i = 0; i < 60; i++) {
-		ck_assert_int_eq(dp_limits_take(l, x, DP_BUCKET_READ, 200, 400, ns, &r), 0);
-		ok += r.allowed;
-	}
-	ck_assert_int_eq(ok, 50);
-	ok = 0;
-	for (int i = 0; i < 10; i++) {
-		ck_assert_int_eq(dp_limits_take(l, x, DP_BUCKET_READ, 200, 400, ns + s1, &r), 0);
-		ok += r.allowed;
-	}
-	ck_assert_int_eq(ok, 2);
+	ck_assert_int_eq(reads_admitted(l, x, 200, 400, 60, ns), 50);
+	ck_assert_int_eq(reads_admitted(l, x, 200, 400, 10, ns + s1), 2);
 	/* At or above half the default, the share alone sizes the bucket. */
 	const char *y = "00000000-0000-0000-0000-000000000007";
 	dp_limits_share_set(l, y, DP_BUCKET_READ, 0.125);
-	ok = 0;
-	for (int i = 0; i < 60; i++) {
-		ck_assert_int_eq(dp_limits_take(l, y, DP_BUCKET_READ, 200, 400, ns, &r), 0);
-		ok += r.allowed;
-	}
-	ck_assert_int_eq(ok, 50);
+	ck_assert_int_eq(reads_admitted(l, y, 200, 400, 60, ns), 50);
 	dp_limits_share_set(l, y, DP_BUCKET_READ, 0.2);
-	ok = 0;
-	for (int i = 0; i < 100; i++) {
-		ck_assert_int_eq(dp_limits_take(l, y, DP_BUCKET_READ, 200, 400, ns + 2 * s1, &r), 0);
-		ok += r.allowed;
-	}
-	ck_assert_int_eq(ok, 80);
+	ck_assert_int_eq(reads_admitted(l, y, 200, 400, 100, ns + 2 * s1), 80);
 
 	/* The default share applies to buckets without one, and a reset
 	 * takes every bucket back to it. */
