@@ -172,14 +172,18 @@ int dp_limits_take(struct dp_limits *l, const char *tenant, enum dp_bucket b, in
 	double tokens = bk->tokens;
 	pthread_mutex_unlock(&st->mu);
 
-	/* The headers speak for the region: this instance's tokens stand for
-	 * tokens/share in the whole region, as long as the balancer keeps
-	 * spreading the tenant's requests as it did. */
+	/* The headers speak for the region: this instance's bucket stands for
+	 * the region's burst, so its tokens for tokens * burst / cap in the
+	 * whole region (tokens/share when the share sizes the bucket), as long
+	 * as the balancer keeps spreading the tenant's requests as it did; the
+	 * region refills at the plan's rate. Retry-After is this bucket's own:
+	 * when it will hold a token again. */
 	out->limit = rate;
-	double left = floor(tokens / share);
-	out->remaining = left > (double)burst ? burst : (int64_t)left;
-	double missing = cap - tokens;
-	out->reset_s = missing <= 0 ? 0 : (int64_t)ceil(missing / r);
+	double held = tokens * (double)burst / cap;
+	double left = floor(held);
+	out->remaining = left > (double)burst ? burst : left < 0 ? 0 : (int64_t)left;
+	double missing = (double)burst - held;
+	out->reset_s = missing <= 0 ? 0 : (int64_t)ceil(missing / (double)rate);
 	double need = 1.0 - tokens;
 	out->retry_after_s = need <= 0 ? 1 : (int64_t)ceil(need / r);
 	if (out->retry_after_s < 1)

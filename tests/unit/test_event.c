@@ -295,6 +295,20 @@ START_TEST(bucket_shares)
 	dp_limits_share_set(l, x, DP_BUCKET_READ, 0.01);
 	ck_assert_int_eq(reads_admitted(l, x, 200, 400, 60, ns), 50);
 	ck_assert_int_eq(reads_admitted(l, x, 200, 400, 10, ns + s1), 2);
+	/* Its headers still speak for the region: its 50 tokens stand for the
+	 * burst of 400, and the region refills at 200/s; Retry-After is when
+	 * this bucket holds a token again (at 2/s). */
+	const char *z = "00000000-0000-0000-0000-000000000008";
+	dp_limits_share_set(l, z, DP_BUCKET_READ, 0.01);
+	ck_assert_int_eq(dp_limits_take(l, z, DP_BUCKET_READ, 200, 400, ns, &r), 0);
+	ck_assert_int_eq(r.remaining, 392); /* 49 of 50 */
+	ck_assert_int_eq(r.reset_s, 1);
+	ck_assert_int_eq(reads_admitted(l, z, 200, 400, 49, ns), 49);
+	ck_assert_int_eq(dp_limits_take(l, z, DP_BUCKET_READ, 200, 400, ns, &r), 0);
+	ck_assert_int_eq(r.allowed, 0);
+	ck_assert_int_eq(r.remaining, 0);
+	ck_assert_int_eq(r.reset_s, 2);
+	ck_assert_int_eq(r.retry_after_s, 1);
 	/* At or above half the default, the share alone sizes the bucket. */
 	const char *y = "00000000-0000-0000-0000-000000000007";
 	dp_limits_share_set(l, y, DP_BUCKET_READ, 0.125);
