@@ -95,22 +95,31 @@ START_TEST(swaps_under_readers)
 	pthread_t th[READERS];
 	for (int i = 0; i < READERS; i++)
 		ck_assert_int_eq(pthread_create(&th[i], NULL, reader, &st), 0);
-	size_t most_waiting = 0;
 	for (int64_t v = 1; v <= SWAPS; v++) {
 		dp_snaps_publish(st.h, snap(v));
-		size_t w = dp_snaps_reclaim(st.h);
-		if (w > most_waiting)
-			most_waiting = w;
-		if (v % 100 == 0)
-			sched_yield();
+		dp_snaps_reclaim(st.h);
+		if (v % 100 == 0) {
+			/* What waits is bounded by the readers, not by the swaps: once
+			 * the writer pauses, every busy reader enters a new section
+			 * and nothing retired is left. (How much waits while swaps go
+			 * on depends on the scheduler: a reader preempted inside a
+			 * section holds back everything retired after it entered.) */
+			struct timespec t0, t;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			size_t w;
+			while ((w = dp_snaps_reclaim(st.h)) > 0) {
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				ck_assert_msg(t.tv_sec - t0.tv_sec < 10,
+				              "%zu retired snapshots still wait 10 s after swap %lld", w, (long long)v);
+				sched_yield();
+			}
+		}
 	}
 	atomic_store(&st.stop, 1);
 	for (int i = 0; i < READERS; i++)
 		pthread_join(th[i], NULL);
 	ck_assert_uint_eq(dp_snaps_reclaim(st.h), 0);
 	ck_assert_int_gt(atomic_load(&st.reads), 0);
-	/* Readers hold one snapshot each at most: what waits stays bounded. */
-	ck_assert_uint_le(most_waiting, SWAPS / 2);
 	dp_snaps_free(st.h);
 }
 END_TEST
