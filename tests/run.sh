@@ -6,8 +6,8 @@
 # report, in the tests or in a service they started, fails the run.
 # With IT_SUITES set (suite names, see BINDIR/it-tests --list), only those
 # integration suites run, and with IT_UNIT=0 neither the unit tests nor the
-# export verifier's: make test splits the sanitizer run over two processes
-# that way, each with its own cluster. IT_PART names the part in the output.
+# export verifier's: make test splits each build's run in two parts that
+# way, each with its own cluster. IT_PART names the part in the output.
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
