@@ -472,7 +472,7 @@ enum db_status dp_db_usage_take(struct db_conn *c, int max_records, int64_t max_
 	 * a window is never null, even on a counter whose start was not kept. */
 	enum db_status st = db_exec(
 		c, &r,
-		"WITH lock AS (SELECT pg_try_advisory_xact_lock(7143210001) AS got),"
+		"WITH lock AS (SELECT pg_try_advisory_xact_lock(" DP_USAGE_TAKE_LOCK ") AS got),"
 		" d AS (SELECT c.tenant_id, c.period, c.events, c.reported, c.pending_since, c.last_at"
 		"         FROM usage_counters c, lock WHERE lock.got AND c.events > c.reported"
 		"        ORDER BY c.period, c.tenant_id LIMIT $1::int FOR UPDATE OF c),"

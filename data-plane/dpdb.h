@@ -153,6 +153,9 @@ enum db_status dp_db_outbox_next(struct db_conn *c, struct dp_outbox_batch *b)
  * unreported, or another instance is cutting a batch right now. Run it in
  * a READ COMMITTED transaction. */
 typedef void (*dp_record_fn)(void *ctx, const struct usage_record *r);
+/* The advisory lock a cut tries first (a transaction-level try: when
+ * another session holds it, nothing is cut this round). */
+#define DP_USAGE_TAKE_LOCK "7143210001"
 enum db_status dp_db_usage_take(struct db_conn *c, int max_records, int64_t max_events,
                                 dp_record_fn fn, void *ctx) __attribute__((warn_unused_result));
 /* Stores a batch `body` (a usage report) keyed "<key_prefix><uuid>". */

@@ -39,16 +39,6 @@ static const struct {
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 
-/* Whether `name` is a word of the space-separated `list`. */
-static int listed(const char *list, const char *name)
-{
-	size_t n = strlen(name);
-	for (const char *p = list; (p = strstr(p, name)) != NULL; p += n)
-		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || p[n] == '\0'))
-			return 1;
-	return 0;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc > 1 && !strcmp(argv[1], "--list")) {
@@ -60,32 +50,28 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: it-tests [--list]   (IT_SUITES=\"name ...\" runs only those)\n");
 		return 2;
 	}
+	/* Which suites run: all, or each one IT_SUITES names (every word must
+	 * name one). */
+	int run[NSUITES];
 	const char *only = getenv("IT_SUITES");
-	if (only) { /* every word must name a suite */
-		char word[64];
-		for (const char *p = only; *p;) {
-			size_t n = strcspn(p, " ");
-			int found = 0;
-			if (n > 0 && n < sizeof word) {
-				memcpy(word, p, n);
-				word[n] = '\0';
-				for (size_t i = 0; i < NSUITES && !found; i++)
-					found = !strcmp(suites[i].name, word);
-			}
-			if (n > 0 && !found) {
-				fprintf(stderr, "it-tests: IT_SUITES names no suite \"%.*s\" (see it-tests --list)\n",
-				        (int)n, p);
-				return 2;
-			}
-			p += n;
-			p += strspn(p, " ");
+	for (size_t i = 0; i < NSUITES; i++)
+		run[i] = !only;
+	for (const char *p = only ? only + strspn(only, " ") : ""; *p; p += strspn(p, " ")) {
+		size_t n = strcspn(p, " "), i = 0;
+		while (i < NSUITES && !(strlen(suites[i].name) == n && !strncmp(suites[i].name, p, n)))
+			i++;
+		if (i == NSUITES) {
+			fprintf(stderr, "it-tests: IT_SUITES names no suite \"%.*s\" (see it-tests --list)\n", (int)n, p);
+			return 2;
 		}
+		run[i] = 1;
+		p += n;
 	}
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	SRunner *sr = NULL;
 	for (size_t i = 0; i < NSUITES; i++) {
-		if (only && !listed(only, suites[i].name))
+		if (!run[i])
 			continue;
 		if (!sr)
 			sr = srunner_create(suites[i].make());

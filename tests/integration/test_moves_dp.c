@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../data-plane/dpdb.h"
 #include "buf.h"
 #include "cfgdoc.h"
 #include "fixtures.h"
@@ -1083,7 +1084,7 @@ START_TEST(move_end_to_end)
 	 * the lock it tries first (dp_db_usage_take) is held meanwhile. */
 	PGconn *hold = PQconnectdb(e.a.db);
 	ck_assert_int_eq(PQstatus(hold), CONNECTION_OK);
-	PGresult *locked = PQexec(hold, "SELECT pg_advisory_lock(7143210001)");
+	PGresult *locked = PQexec(hold, "SELECT pg_advisory_lock(" DP_USAGE_TAKE_LOCK ")");
 	ck_assert_int_eq(PQresultStatus(locked), PGRES_TUPLES_OK);
 	PQclear(locked);
 	free(it_sql(e.a.db, "UPDATE usage_counters SET reported = reported - 1 WHERE tenant_id = '" T "' AND events > 0"));
