@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
 #include "cfgdoc_envelope.h"
 #include "jws.h"
 #include "names.h"
@@ -1079,4 +1081,103 @@ int cfgdoc_plans_add(json_t *plans, const char *id, int64_t rate, int64_t burst,
 {
 	return json_object_set_new(plans, id, json_pack("[IIII]", (json_int_t)rate, (json_int_t)burst,
 	                                                (json_int_t)quota, (json_int_t)retention_days));
+}
+
+/* ---- the state digest (cfgdoc.h) ---- */
+
+void cfgdoc_record_hash(const char *rec, size_t len, unsigned char out[32])
+{
+	SHA256((const unsigned char *)rec, len, out);
+}
+
+void cfgdoc_sum_add(struct cfgdoc_sum *s, const unsigned char h[32])
+{
+	unsigned carry = 0;
+	for (int i = 0; i < 32; i++) {
+		carry += (unsigned)s->v[i] + h[i];
+		s->v[i] = (unsigned char)carry;
+		carry >>= 8;
+	}
+}
+
+void cfgdoc_sum_sub(struct cfgdoc_sum *s, const unsigned char h[32])
+{
+	int borrow = 0;
+	for (int i = 0; i < 32; i++) {
+		int d = (int)s->v[i] - h[i] - borrow;
+		borrow = d < 0;
+		s->v[i] = (unsigned char)(d + (borrow ? 256 : 0));
+	}
+}
+
+static const char *const state_claims[] = { "region", "directory", "plans", "cell",
+	                                        "moved", "stream_rules", "streams" };
+
+int cfgdoc_state_digest(const json_t *claims, const struct cfgdoc_sum *sum,
+                        char out[CFGDOC_DIGEST_LEN + 1])
+{
+	json_t *o = json_object();
+	char *text = NULL;
+	int ret = -1;
+	if (!o)
+		return -1;
+	for (size_t i = 0; i < sizeof state_claims / sizeof *state_claims; i++) {
+		json_t *v = json_object_get(claims, state_claims[i]);
+		if (v && json_object_set(o, state_claims[i], v) != 0)
+			goto out;
+	}
+	if (!(text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)))
+		goto out;
+	static const char tag[] = "celltrail-cfgdoc-state-1\n";
+	unsigned char in[sizeof tag - 1 + 64], d[32];
+	memcpy(in, tag, sizeof tag - 1);
+	SHA256((const unsigned char *)text, strlen(text), in + sizeof tag - 1);
+	memcpy(in + sizeof tag - 1 + 32, sum->v, 32);
+	SHA256(in, sizeof in, d);
+	char b64[48];
+	secret_b64url(d, sizeof d, b64);
+	if (strlen(b64) != CFGDOC_DIGEST_LEN)
+		goto out;
+	memcpy(out, b64, CFGDOC_DIGEST_LEN + 1);
+	ret = 0;
+out:
+	free(text);
+	json_decref(o);
+	return ret;
+}
+
+int cfgdoc_each_record(const char *text, size_t len,
+                       int (*fn)(const char *rec, size_t len, void *arg), void *arg)
+{
+	const char *start = NULL, *end = text + len;
+	for (const char *p = text; p < end;) {
+		const char *semi = memchr(p, ';', (size_t)(end - p));
+		const char *next = semi ? semi + 1 : end;
+		if (p[0] == 't' && p + 1 < end && p[1] == '|') {
+			if (start) {
+				int r = fn(start, (size_t)(p - start), arg);
+				if (r)
+					return r;
+			}
+			start = p;
+		}
+		p = next;
+	}
+	return start ? fn(start, (size_t)(end - start), arg) : 0;
+}
+
+int cfgdoc_delta_claims(json_t *claims, int64_t base_ver, const char *remove, const char *digest)
+{
+	if (base_ver < 0 || !digest || strlen(digest) != CFGDOC_DIGEST_LEN || json_object_get(claims, "tenants"))
+		return -1;
+	if (remove && *remove) {
+		for (const char *p = remove; *p; p++)
+			if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+				return -1;
+		if (json_object_set_new(claims, "remove", json_string(remove)) != 0)
+			return -1;
+	}
+	return json_object_set_new(claims, "kind", json_string(CFGDOC_KIND_DELTA)) ||
+	       json_object_set_new(claims, "base_ver", json_integer((json_int_t)base_ver)) ||
+	       json_object_set_new(claims, "digest", json_string(digest)) ? -1 : 0;
 }

@@ -263,6 +263,82 @@ enum cfgdoc_result cfgdoc_verify_routes(const char *token, size_t len,
                                         size_t detail_len) __attribute__((warn_unused_result));
 void cfgdoc_routes_free(struct cfgdoc_routes *r);
 
+/* ---- delta documents and the state digest ----
+ *
+ * A delta document (kind "delta") takes a data plane from the state of
+ * version base_ver to the state of version ver. Its claims are those of a
+ * full document with three changes:
+ *   kind      "delta"
+ *   base_ver  the version of the state it applies to, and only to it
+ *   upsert    instead of tenants: the records (same grammar) of every
+ *             tenant that changed since base_ver and is in the document;
+ *             each replaces the tenant's whole record (its keys with it)
+ *   remove    optional; "<tenant uuid>;" records: tenants the base state
+ *             holds that are no longer in the document
+ * and every other claim (region, directory, plans, cell, moved,
+ * stream_rules, streams) carried whole, replacing the base's.
+ *
+ * Every full and delta document carries `digest`: the state digest of the
+ * state it leads to (a data plane of an older build ignores the claim).
+ *   digest = base64url(SHA-256("celltrail-cfgdoc-state-1\n" || C || S))
+ *   C = SHA-256 of the state claims that are present among region,
+ *       directory, plans, cell, moved, stream_rules and streams, as one
+ *       JSON object dumped compact with sorted keys (jansson's
+ *       JSON_COMPACT | JSON_SORT_KEYS);
+ *   S = the sum, modulo 2^256 (32 bytes, little-endian), of SHA-256 of
+ *       every tenant record, a record being the tenant's "t|...;" line and
+ *       its "k|...;" lines, byte for byte as in the text.
+ * The sum lets both sides update the digest with the records a delta
+ * changes, without hashing the unchanged million; it detects a state that
+ * differs from the intended one (the signature, not the digest, is what
+ * makes the document authentic).
+ *
+ * How the format evolves: a reader ignores claims it does not know, so a
+ * claim may be added without changing fmt; fmt rises (and every reader of
+ * an older build refuses the document and keeps what it has) only for a
+ * change that an older reader would misread: a claim whose meaning
+ * changes, a record grammar that changes, a kind an older reader would
+ * take for one it knows. A new kind (like "delta") is only sent to a
+ * reader that asked for it. */
+#define CFGDOC_KIND_DELTA "delta"
+#define CFGDOC_DIGEST_LEN 43   /* base64url of 32 bytes, no padding */
+
+struct cfgdoc_sum {
+	unsigned char v[32];  /* little-endian */
+};
+/* SHA-256 of one tenant record (`len` bytes of text). */
+void cfgdoc_record_hash(const char *rec, size_t len, unsigned char out[32]);
+void cfgdoc_sum_add(struct cfgdoc_sum *s, const unsigned char h[32]);
+void cfgdoc_sum_sub(struct cfgdoc_sum *s, const unsigned char h[32]);
+/* The digest claim of a state whose claims are `claims` (only the state
+ * claims named above are read) and whose records sum to `sum`. Returns 0,
+ * or -1 when out of memory. */
+int cfgdoc_state_digest(const json_t *claims, const struct cfgdoc_sum *sum,
+                        char out[CFGDOC_DIGEST_LEN + 1]) __attribute__((warn_unused_result));
+/* Calls fn(record, len, arg) for each tenant record of a tenants or upsert
+ * text, in order; stops at the first non-zero return and returns it. Text
+ * before the first "t|" line (none in a well-formed text) is no record. */
+int cfgdoc_each_record(const char *text, size_t len,
+                       int (*fn)(const char *rec, size_t len, void *arg), void *arg);
+
+/* Turns the claims of a full document (cfgdoc_claims) into those of a
+ * delta: kind "delta", base_ver, remove (NULL or "" for none) and digest.
+ * The upsert text is signed with cfgdoc_sign_text(key, claims, "upsert",
+ * text). Returns 0, or -1 when out of memory or an argument is invalid. */
+int cfgdoc_delta_claims(json_t *claims, int64_t base_ver, const char *remove, const char *digest)
+	__attribute__((warn_unused_result));
+
+/* Verifies a document that is either full or a delta, as cfgdoc_verify
+ * does, with `state` the state in use (NULL: none). A full document gives
+ * a new state. A delta is refused unless `state` is exactly the state of
+ * its base_ver (CFGDOC_BAD_CONTENT, "base"): it gives a new state layered
+ * on state's (shared) full document, whose digest must equal the delta's
+ * digest claim (CFGDOC_BAD_CONTENT, "digest"). *is_delta tells which. */
+enum cfgdoc_result cfgdoc_verify_any(const char *token, size_t len, const struct cfgdoc_trust *trust,
+                                     const struct cfgdoc_verify_opts *o, const struct cfgdoc *state,
+                                     struct cfgdoc **out, int *is_delta, char *detail, size_t detail_len)
+	__attribute__((warn_unused_result));
+
 /* ---- building (control plane) ---- */
 #define CFGDOC_KIND_FULL "full"
 
