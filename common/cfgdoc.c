@@ -2,6 +2,7 @@
 #include "cfgdoc.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +69,7 @@ static const char *key_id(const struct cfgdoc *d, uint32_t i) { return d->keys[i
 static const char *tenant_id(const struct cfgdoc *d, uint32_t i) { return d->tenants[i].id; }
 static const char *moved_key(const struct cfgdoc *d, uint32_t i) { return d->moved[i].key; }
 
-const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id)
+static const struct cfgdoc_key *own_key(const struct cfgdoc *d, const char *id)
 {
 	if (!d->key_cap)
 		return NULL;
@@ -79,7 +80,7 @@ const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id)
 	return NULL;
 }
 
-const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const char *id)
+static const struct cfgdoc_tenant *own_tenant(const struct cfgdoc *d, const char *id)
 {
 	if (!d->tenant_cap)
 		return NULL;
@@ -89,6 +90,98 @@ const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const cha
 		if (!strcmp(d->tenants[d->tenant_slots[s] - 1].id, id))
 			return &d->tenants[d->tenant_slots[s] - 1];
 	return NULL;
+}
+
+static const char *removed_id(const struct cfgdoc *d, uint32_t i) { return d->removed[i]; }
+
+static int is_removed(const struct cfgdoc *d, const char *id)
+{
+	if (!d->removed_cap)
+		return 0;
+	size_t s = hash(id) & (d->removed_cap - 1);
+	for (size_t probes = 0; probes < d->removed_cap && d->removed_slots[s];
+	     probes++, s = (s + 1) & (d->removed_cap - 1))
+		if (!strcmp(d->removed[d->removed_slots[s] - 1], id))
+			return 1;
+	return 0;
+}
+
+/* A base tenant the layers replaced or removed. */
+static int masked(const struct cfgdoc *d, const char *id)
+{
+	return own_tenant(d, id) || is_removed(d, id);
+}
+
+const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id)
+{
+	const struct cfgdoc_key *k = own_key(d, id);
+	if (k || !d->base)
+		return k;
+	if (!(k = own_key(d->base, id)) || masked(d, d->base->tenants[k->tenant].id))
+		return NULL;
+	return k;
+}
+
+const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const char *id)
+{
+	const struct cfgdoc_tenant *t = own_tenant(d, id);
+	if (t || !d->base || is_removed(d, id))
+		return t;
+	return own_tenant(d->base, id);
+}
+
+static int owns_key(const struct cfgdoc *d, const struct cfgdoc_key *k)
+{
+	return d->nkeys && k >= d->keys && k < d->keys + d->nkeys;
+}
+
+static int owns_tenant(const struct cfgdoc *d, const struct cfgdoc_tenant *t)
+{
+	return d->ntenants && t >= d->tenants && t < d->tenants + d->ntenants;
+}
+
+const struct cfgdoc_tenant *cfgdoc_key_tenant(const struct cfgdoc *d, const struct cfgdoc_key *k)
+{
+	return owns_key(d, k) || !d->base ? &d->tenants[k->tenant] : &d->base->tenants[k->tenant];
+}
+
+const struct cfgdoc_plan *cfgdoc_tenant_plan(const struct cfgdoc *d, const struct cfgdoc_tenant *t)
+{
+	if (owns_tenant(d, t) || !d->base)
+		return &d->plans[t->plan];
+	/* A plan the newest claims no longer list (no tenant of the state
+	 * should use it) keeps the limits the base gave it. */
+	uint32_t i = d->base_plans[t->plan];
+	return i < d->nplans ? &d->plans[i] : &d->base->plans[t->plan];
+}
+
+/* The record hash of a tenant of the state. */
+static const unsigned char *tenant_hash(const struct cfgdoc *d, const struct cfgdoc_tenant *t)
+{
+	return owns_tenant(d, t) || !d->base ? d->thash[t - d->tenants] : d->base->thash[t - d->base->tenants];
+}
+
+const struct cfgdoc_tenant *cfgdoc_tenants_next(const struct cfgdoc *d, size_t *it)
+{
+	while (*it < d->ntenants + (d->base ? d->base->ntenants : 0)) {
+		size_t i = (*it)++;
+		if (i < d->ntenants)
+			return &d->tenants[i];
+		const struct cfgdoc_tenant *t = &d->base->tenants[i - d->ntenants];
+		if (!masked(d, t->id))
+			return t;
+	}
+	return NULL;
+}
+
+size_t cfgdoc_tenant_count(const struct cfgdoc *d)
+{
+	return d->base ? d->live_tenants : d->ntenants;
+}
+
+size_t cfgdoc_key_count(const struct cfgdoc *d)
+{
+	return d->base ? d->live_keys : d->nkeys;
 }
 
 const struct cfgdoc_moved *cfgdoc_find_moved(const struct cfgdoc *d, const char *id)
@@ -113,8 +206,13 @@ const struct cfgdoc_region *cfgdoc_find_region(const struct cfgdoc *d, const cha
 
 void cfgdoc_free(struct cfgdoc *d)
 {
-	if (!d)
+	if (!d || atomic_fetch_sub(&d->refs, 1) > 0)
 		return;
+	cfgdoc_free(d->base);
+	free(d->thash);
+	free(d->removed);
+	free(d->removed_slots);
+	free(d->base_plans);
 	free(d->dir);
 	free(d->plans);
 	free(d->tenants);
@@ -280,6 +378,7 @@ static int parse_tenants(struct cfgdoc *d, char *text, char *detail, size_t dlen
 			k->scopes = (strchr(f[3], 'w') ? CFGDOC_SCOPE_WRITE : 0) |
 			            (strchr(f[3], 'r') ? CFGDOC_SCOPE_READ : 0);
 			k->tenant = (uint32_t)d->ntenants - 1;
+			d->tenants[d->ntenants - 1].nkeys++;
 			if (slot_put(d->key_slots, d->key_cap, k->id, (uint32_t)d->nkeys, key_id, d))
 				goto bad;
 			d->nkeys++;
@@ -476,7 +575,9 @@ out:
 	return ret;
 }
 
-static int parse_claims(struct cfgdoc *d, json_t *claims, char *detail, size_t dlen)
+/* The claims of a state but its tenant records: region, directory, plans,
+ * moved, stream_rules and streams. */
+static int parse_state_claims(struct cfgdoc *d, json_t *claims, char *detail, size_t dlen)
 {
 	json_t *v, *e;
 	size_t i;
@@ -541,19 +642,87 @@ static int parse_claims(struct cfgdoc *d, json_t *claims, char *detail, size_t d
 	if (v && parse_streams(d, v, detail, dlen) != 0)
 		return -1;
 
-	/* tenants: parsed in place, the claim is ours to cut */
-	v = json_object_get(claims, "tenants");
-	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
-		snprintf(detail, dlen, "claim 'tenants' is missing or not a string");
-		return -1;
-	}
-	return parse_tenants(d, (char *)json_string_value(v), detail, dlen);
+	return 0;
 bad_dir:
 	snprintf(detail, dlen, "claim 'directory' is missing or malformed");
 	return -1;
 bad_plans:
 	snprintf(detail, dlen, "claim 'plans' is missing or malformed");
 	return -1;
+}
+
+struct hashes {
+	unsigned char (*h)[32];
+	size_t n, cap;
+};
+
+static int hash_record(const char *rec, size_t len, void *arg)
+{
+	struct hashes *hs = arg;
+	if (hs->n == hs->cap) {
+		size_t cap = hs->cap ? hs->cap * 2 : 64;
+		void *p = realloc(hs->h, cap * sizeof *hs->h);
+		if (!p)
+			return -1;
+		hs->h = p;
+		hs->cap = cap;
+	}
+	cfgdoc_record_hash(rec, len, hs->h[hs->n++]);
+	return 0;
+}
+
+/* A bulk text claim (tenants or upsert): a string of printable ASCII. */
+static char *text_claim(json_t *claims, const char *name, char *detail, size_t dlen)
+{
+	json_t *v = json_object_get(claims, name);
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+		snprintf(detail, dlen, "claim '%s' is missing or not a string", name);
+		return NULL;
+	}
+	return (char *)json_string_value(v);
+}
+
+/* Parses a tenants or upsert text (in place: the claim is ours to cut)
+ * into d's own tenants and keys, with the hash of each record. */
+static int parse_records(struct cfgdoc *d, char *text, char *detail, size_t dlen)
+{
+	struct hashes hs = { 0 };
+	if (cfgdoc_each_record(text, strlen(text), hash_record, &hs) != 0) {
+		free(hs.h);
+		snprintf(detail, dlen, "out of memory");
+		return -1;
+	}
+	d->thash = hs.h;
+	if (parse_tenants(d, text, detail, dlen) != 0)
+		return -1;
+	if (hs.n != d->ntenants) {
+		snprintf(detail, dlen, "the tenant records do not start with a tenant");
+		return -1;
+	}
+	return 0;
+}
+
+/* The `digest` claim, when the document has one, against `sum`. */
+static int check_digest(json_t *claims, const struct cfgdoc_sum *sum, int required, char *detail,
+                        size_t dlen)
+{
+	const char *want = json_string_value(json_object_get(claims, "digest"));
+	char got[CFGDOC_DIGEST_LEN + 1];
+	if (!want && !required)
+		return 0;
+	if (!want) {
+		snprintf(detail, dlen, "claim 'digest' is missing");
+		return -1;
+	}
+	if (cfgdoc_state_digest(claims, sum, got) != 0) {
+		snprintf(detail, dlen, "out of memory");
+		return -1;
+	}
+	if (strcmp(want, got) != 0) {
+		snprintf(detail, dlen, "digest: the state reached is not the state the document describes");
+		return -1;
+	}
+	return 0;
 }
 
 /* A required integer claim. */
@@ -672,7 +841,9 @@ int cfgdoc_envelope_verify(const char *token, size_t len, const struct cfgdoc_tr
 	int64_t fmt;
 	const char *kind = json_string_value(json_object_get(claims, "kind"));
 	const char *jti = json_string_value(json_object_get(claims, "jti"));
-	if (claim_int(claims, "fmt", &fmt) || fmt != CFGDOC_FMT || !kind || strcmp(kind, want_kind)) {
+	if (claim_int(claims, "fmt", &fmt) || fmt != CFGDOC_FMT || !kind ||
+	    (want_kind ? strcmp(kind, want_kind) != 0
+	               : strcmp(kind, CFGDOC_KIND_FULL) != 0 && strcmp(kind, CFGDOC_KIND_DELTA) != 0)) {
 		snprintf(detail, dlen, "unsupported document format or kind");
 		goto out;
 	}
@@ -716,61 +887,356 @@ static int parse_cell(struct cfgdoc_cell *c, const json_t *v)
 	return 0;
 }
 
-enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
-                                 const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
-                                 char *detail, size_t dlen)
+/* The envelope's aud for o (a regional or a cell document). */
+static void doc_aud(const struct cfgdoc_verify_opts *o, char aud[80])
 {
-	struct cfgdoc_envelope e;
-	struct cfgdoc *d = NULL;
-	char aud[80];
-
-	*out = NULL;
 	if (o->cell)
-		snprintf(aud, sizeof aud, CFGDOC_AUD_CELL "%s", o->cell);
+		snprintf(aud, 80, CFGDOC_AUD_CELL "%s", o->cell);
 	else
-		snprintf(aud, sizeof aud, "%s", o->region);
-	enum cfgdoc_result res = (enum cfgdoc_result)cfgdoc_envelope_verify(
-		token, len, trust, o, aud, CFGDOC_KIND_FULL, &e, detail, dlen);
-	if (res != CFGDOC_OK)
-		return res;
-	res = CFGDOC_BAD_CONTENT;
-	if (!(d = calloc(1, sizeof *d)))
-		goto out;
-	d->ver = e.ver;
-	d->iat = e.iat;
-	d->nbf = e.nbf;
-	d->exp = e.exp;
-	memcpy(d->jti, e.jti, sizeof d->jti);
-	memcpy(d->kid, e.kid, sizeof d->kid);
+		snprintf(aud, 80, "%s", o->region);
+}
+
+/* A new state's envelope fields, cell claim, state claims and token. */
+static enum cfgdoc_result doc_head(struct cfgdoc *d, const struct cfgdoc_envelope *e,
+                                   const struct cfgdoc_verify_opts *o, const char *token, size_t len,
+                                   char *detail, size_t dlen)
+{
+	d->ver = e->ver;
+	d->iat = e->iat;
+	d->nbf = e->nbf;
+	d->exp = e->exp;
+	memcpy(d->jti, e->jti, sizeof d->jti);
+	memcpy(d->kid, e->kid, sizeof d->kid);
 	if (o->cell) {
 		/* The aud names the cell; the claim must say the same, and place
 		 * it in this region: a cell of another region is never served. */
-		if (parse_cell(&d->cell, json_object_get(e.claims, "cell")) != 0) {
+		if (parse_cell(&d->cell, json_object_get(e->claims, "cell")) != 0) {
 			snprintf(detail, dlen, "claim 'cell' is missing or malformed");
-			goto out;
+			return CFGDOC_BAD_CONTENT;
 		}
 		if (strcmp(d->cell.name, o->cell) || strcmp(d->cell.region, o->region)) {
-			res = CFGDOC_WRONG_AUDIENCE;
 			snprintf(detail, dlen, "the document is for cell '%s' of region '%s', this is cell '%s' of '%s'",
 			         d->cell.name, d->cell.region, o->cell, o->region);
-			goto out;
+			return CFGDOC_WRONG_AUDIENCE;
 		}
 	}
-	if (parse_claims(d, e.claims, detail, dlen) != 0)
-		goto out;
+	if (parse_state_claims(d, e->claims, detail, dlen) != 0)
+		return CFGDOC_BAD_CONTENT;
 	if (strcmp(d->self.name, o->region) != 0) {
 		snprintf(detail, dlen, "the region record is '%s', not '%s'", d->self.name, o->region);
-		goto out;
+		return CFGDOC_BAD_CONTENT;
 	}
-	if (!(d->token = token_copy(token, len)))
-		goto out;
+	if (!(d->token = token_copy(token, len))) {
+		snprintf(detail, dlen, "out of memory");
+		return CFGDOC_BAD_CONTENT;
+	}
 	d->token_len = len;
+	return CFGDOC_OK;
+}
+
+/* A full document's state from its verified envelope. */
+static enum cfgdoc_result full_state(const struct cfgdoc_envelope *e, const struct cfgdoc_verify_opts *o,
+                                     const char *token, size_t len, struct cfgdoc **out, char *detail,
+                                     size_t dlen)
+{
+	struct cfgdoc *d = calloc(1, sizeof *d);
+	enum cfgdoc_result res = CFGDOC_BAD_CONTENT;
+	char *text;
+	if (!d)
+		return res;
+	if ((res = doc_head(d, e, o, token, len, detail, dlen)) != CFGDOC_OK)
+		goto out;
+	res = CFGDOC_BAD_CONTENT;
+	if (!(text = text_claim(e->claims, "tenants", detail, dlen)) || parse_records(d, text, detail, dlen) != 0)
+		goto out;
+	for (size_t i = 0; i < d->ntenants; i++)
+		cfgdoc_sum_add(&d->sum, d->thash[i]);
+	if (check_digest(e->claims, &d->sum, 0, detail, dlen) != 0)
+		goto out;
 	*out = d;
 	d = NULL;
 	res = CFGDOC_OK;
 	snprintf(detail, dlen, "ok");
 out:
 	cfgdoc_free(d);
+	return res;
+}
+
+enum cfgdoc_result cfgdoc_verify(const char *token, size_t len, const struct cfgdoc_trust *trust,
+                                 const struct cfgdoc_verify_opts *o, struct cfgdoc **out,
+                                 char *detail, size_t dlen)
+{
+	struct cfgdoc_envelope e;
+	char aud[80];
+
+	*out = NULL;
+	doc_aud(o, aud);
+	enum cfgdoc_result res = (enum cfgdoc_result)cfgdoc_envelope_verify(
+		token, len, trust, o, aud, CFGDOC_KIND_FULL, &e, detail, dlen);
+	if (res != CFGDOC_OK)
+		return res;
+	res = full_state(&e, o, token, len, out, detail, dlen);
+	json_decref(e.claims);
+	return res;
+}
+
+/* ---- applying a delta ---- */
+
+/* The remove claim: "<uuid>;" records, parsed into d->removed. */
+static int parse_remove(struct cfgdoc *d, const char *text, char *detail, size_t dlen)
+{
+	size_t n = 0;
+	for (const char *p = text; *p; p++)
+		n += *p == ';';
+	d->removed = calloc(n ? n : 1, sizeof *d->removed);
+	if (!d->removed) {
+		snprintf(detail, dlen, "out of memory");
+		return -1;
+	}
+	for (const char *line = text, *end; *line; line = end + 1) {
+		end = strchr(line, ';');
+		if (!end || end - line != 36)
+			goto bad;
+		memcpy(d->removed[d->nremoved], line, 36);
+		d->removed[d->nremoved][36] = '\0';
+		if (!name_valid_uuid(d->removed[d->nremoved]))
+			goto bad;
+		d->nremoved++;
+	}
+	return 0;
+bad:
+	snprintf(detail, dlen, "remove record %zu is malformed", d->nremoved + 1);
+	return -1;
+}
+
+static int index_removed(struct cfgdoc *d)
+{
+	d->removed_cap = table_cap(d->nremoved);
+	if (!(d->removed_slots = calloc(d->removed_cap, sizeof *d->removed_slots)))
+		return -1;
+	for (size_t i = 0; i < d->nremoved; i++)
+		if (slot_put(d->removed_slots, d->removed_cap, d->removed[i], (uint32_t)i, removed_id, d) != 0)
+			return -1;
+	return 0;
+}
+
+static int index_records(struct cfgdoc *d)
+{
+	free(d->tenant_slots);
+	free(d->key_slots);
+	d->tenant_cap = table_cap(d->ntenants);
+	d->key_cap = table_cap(d->nkeys);
+	d->tenant_slots = calloc(d->tenant_cap, sizeof *d->tenant_slots);
+	d->key_slots = calloc(d->key_cap, sizeof *d->key_slots);
+	if (!d->tenant_slots || !d->key_slots)
+		return -1;
+	for (size_t i = 0; i < d->ntenants; i++)
+		if (slot_put(d->tenant_slots, d->tenant_cap, d->tenants[i].id, (uint32_t)i, tenant_id, d) != 0)
+			return -1;
+	for (size_t i = 0; i < d->nkeys; i++)
+		if (slot_put(d->key_slots, d->key_cap, d->keys[i].id, (uint32_t)i, key_id, d) != 0)
+			return -1;
+	return 0;
+}
+
+/* The index in d->plans of plan `id`, or UINT32_MAX. */
+static uint32_t plan_of(const struct cfgdoc *d, const char *id)
+{
+	uint32_t i;
+	return plan_index(d, id, &i) == 0 ? i : UINT32_MAX;
+}
+
+/* The state `s` with delta `u` (its upserted records in u's own arrays,
+ * its removals in u->removed, its other claims parsed) applied, into u:
+ * u keeps the claims and becomes the layered state. */
+static int layer(struct cfgdoc *u, const struct cfgdoc *s, char *detail, size_t dlen)
+{
+	struct cfgdoc *base = s->base ? s->base : (struct cfgdoc *)s;
+	size_t own = s->base ? s->ntenants : 0, own_keys = s->base ? s->nkeys : 0;
+	size_t nt = u->ntenants, nk = u->nkeys, i;
+
+	/* Every removal names a tenant of the state, never one upserted too. */
+	for (i = 0; i < u->nremoved; i++)
+		if (!cfgdoc_find_tenant(s, u->removed[i]) || own_tenant(u, u->removed[i])) {
+			snprintf(detail, dlen, "remove names tenant %s, which the base state does not hold "
+			         "or the delta upserts", u->removed[i]);
+			return -1;
+		}
+	if (index_removed(u) != 0)
+		goto oom;
+	/* A key id is one key of the state: an upserted key may only replace
+	 * a key of a tenant the delta replaces or removes. */
+	for (i = 0; i < nk; i++) {
+		const struct cfgdoc_key *k = cfgdoc_find_key(s, u->keys[i].id);
+		const char *owner = k ? cfgdoc_key_tenant(s, k)->id : NULL;
+		if (owner && !own_tenant(u, owner) && !is_removed(u, owner)) {
+			snprintf(detail, dlen, "upsert gives key %s to tenant %s; it is a key of tenant %s",
+			         u->keys[i].id, u->tenants[u->keys[i].tenant].id, owner);
+			return -1;
+		}
+	}
+	/* The digest's sum: out with every replaced or removed record, in
+	 * with the new ones. */
+	u->sum = s->sum;
+	size_t live = cfgdoc_tenant_count(s), live_keys = cfgdoc_key_count(s);
+	for (i = 0; i < nt + u->nremoved; i++) {
+		const char *id = i < nt ? u->tenants[i].id : u->removed[i - nt];
+		const struct cfgdoc_tenant *old = cfgdoc_find_tenant(s, id);
+		if (old) {
+			cfgdoc_sum_sub(&u->sum, tenant_hash(s, old));
+			live--;
+		}
+		if (i < nt) {
+			cfgdoc_sum_add(&u->sum, u->thash[i]);
+			live++;
+		}
+	}
+	/* Keys leave with their tenants (counted by a walk of the state's own
+	 * and base keys would cost the whole state; the upserted and removed
+	 * tenants' old keys are counted through their key ids instead). */
+	for (i = 0; i < own_keys; i++)
+		if (own_tenant(u, s->tenants[s->keys[i].tenant].id) || is_removed(u, s->tenants[s->keys[i].tenant].id))
+			live_keys--;
+	for (i = 0; i < nt + u->nremoved; i++) {
+		const char *id = i < nt ? u->tenants[i].id : u->removed[i - nt];
+		const struct cfgdoc_tenant *bt = own_tenant(base, id);
+		if (bt && (!s->base || !masked(s, id)))
+			live_keys -= bt->nkeys;
+	}
+	live_keys += nk;
+
+	/* The state's own records the delta leaves alone stay, after the
+	 * delta's; their plans are looked up again in the new plans claim. */
+	size_t keep_t = 0, keep_k = 0;
+	for (i = 0; i < own; i++)
+		if (!own_tenant(u, s->tenants[i].id) && !is_removed(u, s->tenants[i].id))
+			keep_t++;
+	for (i = 0; i < own_keys; i++) {
+		const char *owner = s->tenants[s->keys[i].tenant].id;
+		if (!own_tenant(u, owner) && !is_removed(u, owner))
+			keep_k++;
+	}
+	if (keep_t || keep_k) {
+		uint32_t *map = calloc(own ? own : 1, sizeof *map);
+		void *t = realloc(u->tenants, (nt + keep_t + 1) * sizeof *u->tenants);
+		if (t)
+			u->tenants = t;
+		void *k = realloc(u->keys, (nk + keep_k + 1) * sizeof *u->keys);
+		if (k)
+			u->keys = k;
+		void *h = realloc(u->thash, (nt + keep_t + 1) * sizeof *u->thash);
+		if (h)
+			u->thash = h;
+		if (!map || !t || !k || !h) {
+			free(map);
+			goto oom;
+		}
+		for (i = 0; i < own; i++) {
+			map[i] = UINT32_MAX;
+			if (own_tenant(u, s->tenants[i].id) || is_removed(u, s->tenants[i].id))
+				continue;
+			struct cfgdoc_tenant *nt_ = &u->tenants[u->ntenants];
+			*nt_ = s->tenants[i];
+			if ((nt_->plan = plan_of(u, s->plans[s->tenants[i].plan].id)) == UINT32_MAX) {
+				free(map);
+				snprintf(detail, dlen, "tenant %s keeps plan '%s', which the plans claim does not list",
+				         nt_->id, s->plans[s->tenants[i].plan].id);
+				return -1;
+			}
+			memcpy(u->thash[u->ntenants], s->thash[i], 32);
+			map[i] = (uint32_t)u->ntenants++;
+		}
+		for (i = 0; i < own_keys; i++)
+			if (map[s->keys[i].tenant] != UINT32_MAX) {
+				u->keys[u->nkeys] = s->keys[i];
+				u->keys[u->nkeys++].tenant = map[s->keys[i].tenant];
+			}
+		free(map);
+		if (index_records(u) != 0)
+			goto oom;
+	}
+	/* Removals pile up against the base: the state's own ones stay
+	 * unless the delta upserts the tenant again. */
+	if (s->base && s->nremoved) {
+		void *r = realloc(u->removed, (u->nremoved + s->nremoved + 1) * sizeof *u->removed);
+		if (!r)
+			goto oom;
+		u->removed = r;
+		for (i = 0; i < s->nremoved; i++)
+			if (!own_tenant(u, s->removed[i]) && !is_removed(u, s->removed[i]))
+				memcpy(u->removed[u->nremoved++], s->removed[i], 37);
+		free(u->removed_slots);
+		if (index_removed(u) != 0)
+			goto oom;
+	}
+	/* Removals of tenants only the layers held need no mask. */
+	if (!(u->base_plans = calloc(base->nplans + 1, sizeof *u->base_plans)))
+		goto oom;
+	for (i = 0; i < base->nplans; i++)
+		u->base_plans[i] = plan_of(u, base->plans[i].id);
+	u->live_tenants = live;
+	u->live_keys = live_keys;
+	u->deltas = s->deltas + 1;
+	atomic_fetch_add(&base->refs, 1);
+	u->base = base;
+	return 0;
+oom:
+	snprintf(detail, dlen, "out of memory");
+	return -1;
+}
+
+enum cfgdoc_result cfgdoc_verify_any(const char *token, size_t len, const struct cfgdoc_trust *trust,
+                                     const struct cfgdoc_verify_opts *o, const struct cfgdoc *state,
+                                     struct cfgdoc **out, int *is_delta, char *detail, size_t dlen)
+{
+	struct cfgdoc_envelope e;
+	struct cfgdoc *u = NULL;
+	char aud[80], *text;
+	int64_t base_ver;
+
+	*out = NULL;
+	*is_delta = 0;
+	doc_aud(o, aud);
+	enum cfgdoc_result res = (enum cfgdoc_result)cfgdoc_envelope_verify(token, len, trust, o, aud, NULL,
+	                                                                     &e, detail, dlen);
+	if (res != CFGDOC_OK)
+		return res;
+	if (strcmp(json_string_value(json_object_get(e.claims, "kind")), CFGDOC_KIND_DELTA) != 0) {
+		res = full_state(&e, o, token, len, out, detail, dlen);
+		goto out;
+	}
+	*is_delta = 1;
+	res = CFGDOC_BAD_CONTENT;
+	if (claim_int(e.claims, "base_ver", &base_ver) != 0) {
+		snprintf(detail, dlen, "claim 'base_ver' is missing or not an integer");
+		goto out;
+	}
+	if (!state || base_ver != state->ver || e.ver <= base_ver) {
+		snprintf(detail, dlen, "base: the delta leads from version %lld to %lld; the state in use is %s%lld",
+		         (long long)base_ver, (long long)e.ver, state ? "version " : "none",
+		         state ? (long long)state->ver : 0LL);
+		goto out;
+	}
+	if (!(u = calloc(1, sizeof *u)))
+		goto out;
+	if ((res = doc_head(u, &e, o, token, len, detail, dlen)) != CFGDOC_OK)
+		goto out;
+	res = CFGDOC_BAD_CONTENT;
+	json_t *rm = json_object_get(e.claims, "remove");
+	if (rm && (!json_is_string(rm) || strlen(json_string_value(rm)) != json_string_length(rm))) {
+		snprintf(detail, dlen, "claim 'remove' is not a string");
+		goto out;
+	}
+	if (!(text = text_claim(e.claims, "upsert", detail, dlen)) || parse_records(u, text, detail, dlen) != 0 ||
+	    (rm && parse_remove(u, json_string_value(rm), detail, dlen) != 0) || layer(u, state, detail, dlen) != 0 ||
+	    check_digest(e.claims, &u->sum, 1, detail, dlen) != 0)
+		goto out;
+	*out = u;
+	u = NULL;
+	res = CFGDOC_OK;
+	snprintf(detail, dlen, "ok");
+out:
+	cfgdoc_free(u);
 	json_decref(e.claims);
 	return res;
 }

@@ -89,6 +89,7 @@ struct cfgdoc_tenant {
 	char slug[64];
 	char status;          /* 'a', 's' or 'd' */
 	uint32_t plan;        /* index into plans */
+	uint32_t nkeys;       /* its keys */
 };
 
 struct cfgdoc_key {
@@ -137,6 +138,11 @@ struct cfgdoc_stream {
 	char *sealed;             /* malloc'd sealed secret (seal.h), or NULL */
 };
 
+/* The sum of a state's record hashes (see the state digest below). */
+struct cfgdoc_sum {
+	unsigned char v[32];  /* little-endian */
+};
+
 struct cfgdoc {
 	int64_t ver, iat, nbf, exp;
 	char jti[65], kid[64];
@@ -164,13 +170,47 @@ struct cfgdoc {
 	size_t moved_cap;
 	char *token;                           /* the verified text, for the cache */
 	size_t token_len;
+
+	/* The state digest (cfgdoc_state_digest): thash[i] is the record hash
+	 * of tenants[i], sum their sum over the whole state. */
+	unsigned char (*thash)[32];
+	struct cfgdoc_sum sum;
+	/* A state reached through deltas is layered on the full document it
+	 * started from: `base` (shared, counted in its `refs`) holds the
+	 * tenants no delta touched since; tenants, keys and their tables here
+	 * hold the records the deltas upserted, and `removed` the base's
+	 * tenants they removed. A base tenant whose id is in tenants or
+	 * removed is masked, keys and all. Every other claim is the newest
+	 * delta's. NULL for a full document. Use the functions below, not
+	 * the arrays, to read a state that may be layered. */
+	struct cfgdoc *base;
+	_Atomic int refs;                      /* the states layered on it (its holder not counted) */
+	char (*removed)[37];
+	size_t nremoved;
+	uint32_t *removed_slots;
+	size_t removed_cap;
+	uint32_t *base_plans;                  /* base->plans[i] is plans[base_plans[i]] */
+	size_t live_tenants, live_keys;        /* counts over the whole state */
+	size_t deltas;                         /* deltas applied since the full document */
 };
 
+/* Lookups over the whole state, layered or not. A key's tenant and a
+ * tenant's plan are found with cfgdoc_key_tenant and cfgdoc_tenant_plan:
+ * in a layered state they may live in the base. */
 const struct cfgdoc_key *cfgdoc_find_key(const struct cfgdoc *d, const char *id);
 const struct cfgdoc_tenant *cfgdoc_find_tenant(const struct cfgdoc *d, const char *id);
+const struct cfgdoc_tenant *cfgdoc_key_tenant(const struct cfgdoc *d, const struct cfgdoc_key *k);
+const struct cfgdoc_plan *cfgdoc_tenant_plan(const struct cfgdoc *d, const struct cfgdoc_tenant *t);
+/* Every tenant of the state once, in no set order: start with *it = 0;
+ * NULL at the end. */
+const struct cfgdoc_tenant *cfgdoc_tenants_next(const struct cfgdoc *d, size_t *it);
+size_t cfgdoc_tenant_count(const struct cfgdoc *d);
+size_t cfgdoc_key_count(const struct cfgdoc *d);
 const struct cfgdoc_region *cfgdoc_find_region(const struct cfgdoc *d, const char *name);
 /* The `moved` record of key `id`, or NULL. */
 const struct cfgdoc_moved *cfgdoc_find_moved(const struct cfgdoc *d, const char *id);
+/* Drops the caller's reference: a full document a layered state still
+ * uses is freed with the last of them. Accepts NULL. */
 void cfgdoc_free(struct cfgdoc *d);
 
 /* ---- trust bundle: a JWK set file of the keys a data plane accepts ---- */
@@ -303,9 +343,6 @@ void cfgdoc_routes_free(struct cfgdoc_routes *r);
 #define CFGDOC_KIND_DELTA "delta"
 #define CFGDOC_DIGEST_LEN 43   /* base64url of 32 bytes, no padding */
 
-struct cfgdoc_sum {
-	unsigned char v[32];  /* little-endian */
-};
 /* SHA-256 of one tenant record (`len` bytes of text). */
 void cfgdoc_record_hash(const char *rec, size_t len, unsigned char out[32]);
 void cfgdoc_sum_add(struct cfgdoc_sum *s, const unsigned char h[32]);

@@ -235,7 +235,7 @@ again:;
 		unauthorized(req, "Unknown, revoked or expired API key.");
 		goto out;
 	}
-	const struct cfgdoc_tenant *t = &s->doc->tenants[k->tenant];
+	const struct cfgdoc_tenant *t = cfgdoc_key_tenant(s->doc, k);
 	if (t->status != 'd')
 		http_req_set_log_ids(req, t->id, k->id);
 	if (t->status == 'd') {
@@ -253,7 +253,7 @@ again:;
 	memcpy(a->tenant_id, t->id, sizeof a->tenant_id);
 	memcpy(a->slug, t->slug, sizeof a->slug);
 	a->status = t->status;
-	a->plan = s->doc->plans[t->plan];
+	a->plan = *cfgdoc_tenant_plan(s->doc, t);
 	memcpy(a->key_id, k->id, sizeof a->key_id);
 	a->scopes = k->scopes;
 	a->config_version = s->doc->ver;

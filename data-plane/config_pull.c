@@ -39,6 +39,12 @@
 #define PULL_GRACE_MS 10000       /* total timeout = wait + this */
 #define LOOP_MAX_MS 1000          /* the loop wakes at least this often */
 #define ERROR_MAX 500             /* fleet status last_error */
+/* A cell's data plane asks for a full document (?full=1) once this many
+ * deltas are applied on the one it has, or once the tenants the deltas
+ * replaced outnumber a sixteenth of it (at least LAYER_MIN): lookups
+ * stay two probes, and a restart replays a short chain. */
+#define DELTAS_MAX 1024
+#define LAYER_MIN 4096
 
 enum outcome { PULL_UPDATED, PULL_NOT_MODIFIED, PULL_ERROR, PULL__COUNT };
 static const char *const outcome_names[PULL__COUNT] = { "updated", "not_modified", "error" };
@@ -52,6 +58,7 @@ struct dp_pull {
 
 	/* read by /metrics and /readyz on any thread */
 	atomic_uint_least64_t applied, rejected[CFGDOC__COUNT], pulls[PULL__COUNT];
+	atomic_ulong deltas_applied;   /* of `applied` */
 	atomic_int_least64_t last_ok;
 	/* The highest version ever applied here (also DP_CACHE_DIR/version):
 	 * nothing older is accepted, whatever happened to the cached file.
@@ -69,6 +76,12 @@ struct dp_pull {
 	int status_failing;
 	int was_stale;
 	uint64_t rng;
+	/* The delta tokens applied on the cached full document, one a line:
+	 * DP_CACHE_DIR/config.deltas. The pull thread's. */
+	struct buf chain;
+	int want_full;                 /* a delta did not apply: ask for a full document */
+	int sent_since;                /* the long poll in flight asks for a delta */
+	int no_deltas;                 /* the control plane refused ?since (an older build) */
 };
 
 /* ---- small helpers ---- */
@@ -147,6 +160,7 @@ struct in_use {
 	enum dp_source source;
 	size_t tenants, keys;
 	int stale;
+	int layered_big;               /* the deltas replaced enough to want a full document */
 };
 
 static void in_use(struct dp_pull *p, struct in_use *u)
@@ -158,9 +172,12 @@ static void in_use(struct dp_pull *p, struct in_use *u)
 		u->ver = s->doc->ver;
 		u->exp = s->doc->exp;
 		u->source = s->source;
-		u->tenants = s->doc->ntenants;
-		u->keys = s->doc->nkeys;
+		u->tenants = cfgdoc_tenant_count(s->doc);
+		u->keys = cfgdoc_key_count(s->doc);
 		u->stale = dp_snapshot_stale(s, (int64_t)time(NULL));
+		const struct cfgdoc *d = s->doc;
+		u->layered_big = d->base && (d->deltas >= DELTAS_MAX ||
+		                             (d->ntenants > LAYER_MIN && d->ntenants > d->base->ntenants / 16));
 	}
 	dp_snaps_leave(p->app->snaps);
 }
@@ -230,6 +247,68 @@ static int bytes_failure(enum cfgdoc_result r)
 	return r != CFGDOC_NOT_YET_VALID && r != CFGDOC_EXPIRED && r != CFGDOC_ROLLBACK;
 }
 
+/* Replaces DP_CACHE_DIR/config.deltas with p->chain. */
+static void chain_store(struct dp_pull *p)
+{
+	char path[4096], err[512];
+	snprintf(path, sizeof path, "%s/%s", p->app->cfg.cache_dir, DP_DELTAS_FILE);
+	if (dp_file_replace(path, p->chain.p ? p->chain.p : "", p->chain.len, 0600, err, sizeof err) != 0)
+		log_warn(NULL, "the applied deltas are not kept on disk (a restart starts from the full "
+		         "document before them): %s", err);
+}
+
+/* Start-up: applies the deltas of DP_CACHE_DIR/config.deltas that lead on
+ * from `doc`, in order, and returns the state reached (doc itself when
+ * none applies). The first that does not verify or apply ends the replay;
+ * the file then keeps only those before it. */
+static struct cfgdoc *replay_chain(struct dp_pull *p, struct cfgdoc *doc)
+{
+	const struct dp_config *c = &p->app->cfg;
+	char err[512], detail[512], *text = NULL;
+	size_t len = 0, applied = 0;
+
+	buf_free(&p->chain);
+	memset(&p->chain, 0, sizeof p->chain);
+	enum dp_cache_read rd = dp_cache_read_file(c->cache_dir, DP_DELTAS_FILE,
+	                                           (size_t)c->config_max_bytes * 4, &text, &len, err, sizeof err);
+	if (rd != DP_CACHE_FOUND) {
+		if (rd == DP_CACHE_ERROR)
+			log_warn(NULL, "cached deltas ignored: %s", err);
+		return doc;
+	}
+	int dropped = 0;
+	for (char *line = text, *end; line < text + len && *line; line = end + 1) {
+		end = strchr(line, '\n');
+		if (!end)
+			end = text + len;
+		*end = '\0';
+		struct cfgdoc *next = NULL;
+		int is_delta = 0;
+		struct cfgdoc_verify_opts o = verify_opts(p, doc->ver, 1);
+		enum cfgdoc_result r = cfgdoc_verify_any(line, strlen(line), &p->app->trust, &o, doc, &next,
+		                                         &is_delta, detail, sizeof detail);
+		if (r != CFGDOC_OK || !is_delta) {
+			cfgdoc_free(next);
+			reject(p, r != CFGDOC_OK ? r : CFGDOC_BAD_CONTENT, "cached delta",
+			       r != CFGDOC_OK ? detail : "a full document in the delta chain");
+			dropped = 1;
+			break;
+		}
+		cfgdoc_free(doc);
+		doc = next;
+		applied++;
+		buf_append(&p->chain, line, strlen(line));
+		buf_append(&p->chain, "\n", 1);
+	}
+	free(text);
+	if (dropped)
+		chain_store(p);
+	if (applied)
+		log_info(NULL, "%zu cached delta(s) applied on the cached document: version %lld", applied,
+		         (long long)doc->ver);
+	return doc;
+}
+
 /* Loads DP_CACHE_DIR/config.jwt into use if it verifies (see
  * dp_pull_load_cache); any thread, while nothing else publishes. */
 static void load_cache(struct dp_pull *p)
@@ -285,8 +364,10 @@ static void load_cache(struct dp_pull *p)
 			log_warn(NULL, "the rejected cache file was renamed %s/%s", c->cache_dir, DP_CACHE_REJECTED);
 		return;
 	}
+	if (c->cell)
+		doc = replay_chain(p, doc);
 	int64_t ver = doc->ver, exp = doc->exp;
-	size_t nt = doc->ntenants, nk = doc->nkeys;
+	size_t nt = cfgdoc_tenant_count(doc), nk = cfgdoc_key_count(doc);
 	/* A cache written before the floor was kept on its own brings it. */
 	floor_raise(p, ver);
 	struct dp_snapshot *s = dp_snapshot_new(doc, DP_SOURCE_CACHE);
@@ -354,7 +435,12 @@ static int start_config(struct dp_pull *p)
 	long wait_s = (long)(c->pull_wait_ms / 1000);
 
 	in_use(p, &u);
-	if (c->cell)
+	/* A cell's data plane asks for a delta from the version it holds. */
+	p->sent_since = c->cell && u.loaded && !p->no_deltas;
+	if (p->sent_since)
+		snprintf(path, sizeof path, "/v1/cells/%s/config?wait=%ld&since=%lld%s", c->cell, wait_s,
+		         (long long)u.ver, p->want_full || u.layered_big ? "&full=1" : "");
+	else if (c->cell)
 		snprintf(path, sizeof path, "/v1/cells/%s/config?wait=%ld", c->cell, wait_s);
 	else
 		snprintf(path, sizeof path, "/v1/regions/%s/config?wait=%ld", c->region, wait_s);
@@ -381,19 +467,42 @@ static int apply(struct dp_pull *p)
 
 	in_use(p, &u);
 	struct cfgdoc_verify_opts o = verify_opts(p, min_version(p, &u), 0);
-	enum cfgdoc_result r = cfgdoc_verify(p->cfg.body.p ? p->cfg.body.p : "", p->cfg.body.len,
-	                                     &p->app->trust, &o, &doc, detail, sizeof detail);
+	/* The state in use is only ever replaced by this thread: it stays
+	 * valid while a delta is applied to it. */
+	const struct dp_snapshot *cur = dp_snaps_enter(p->app->snaps);
+	int is_delta = 0;
+	enum cfgdoc_result r = cfgdoc_verify_any(p->cfg.body.p ? p->cfg.body.p : "", p->cfg.body.len,
+	                                         &p->app->trust, &o, cur ? cur->doc : NULL, &doc, &is_delta,
+	                                         detail, sizeof detail);
+	dp_snaps_leave(p->app->snaps);
 	if (r != CFGDOC_OK) {
-		reject(p, r, "pulled", detail);
+		reject(p, r, is_delta ? "pulled delta" : "pulled", detail);
+		/* A delta for another base, or one that does not reach the state
+		 * it names: the next pull asks for the whole document. */
+		if (is_delta)
+			p->want_full = 1;
 		return 0;
 	}
-	/* A document that cannot be cached is still applied: serving the newer
-	 * configuration matters more; a restart would pull it again. */
-	if (dp_cache_write(c->cache_dir, doc->token, doc->token_len, err, sizeof err) != 0)
-		log_warn(NULL, "configuration version %lld is applied but not cached: %s",
-		         (long long)doc->ver, err);
+	if (!is_delta) {
+		/* A document that cannot be cached is still applied: serving the
+		 * newer configuration matters more; a restart would pull it again. */
+		if (dp_cache_write(c->cache_dir, doc->token, doc->token_len, err, sizeof err) != 0)
+			log_warn(NULL, "configuration version %lld is applied but not cached: %s",
+			         (long long)doc->ver, err);
+		p->want_full = 0;
+		if (p->chain.len) {
+			buf_free(&p->chain);
+			memset(&p->chain, 0, sizeof p->chain);
+			chain_store(p);
+		}
+	} else {
+		buf_append(&p->chain, doc->token, doc->token_len);
+		buf_append(&p->chain, "\n", 1);
+		chain_store(p);
+	}
+	atomic_fetch_add(&p->deltas_applied, (unsigned long)is_delta);
 	int64_t ver = doc->ver;
-	size_t nt = doc->ntenants, nk = doc->nkeys;
+	size_t nt = cfgdoc_tenant_count(doc), nk = cfgdoc_key_count(doc);
 	floor_raise(p, ver);
 	dp_time_rfc3339(doc->exp, when);
 	struct dp_snapshot *s = dp_snapshot_new(doc, DP_SOURCE_CONTROL_PLANE);
@@ -407,9 +516,10 @@ static int apply(struct dp_pull *p)
 	dp_snaps_publish(p->app->snaps, s);
 	dp_cell_wait_installed(p->app->cell_wait);
 	log_write(LOG_INFO, NULL,
-	          json_pack("{sI sI sI sI ss}", "version", (json_int_t)ver, "previous",
+	          json_pack("{sI sI sI sI ss ss}", "version", (json_int_t)ver, "previous",
 	                    (json_int_t)(u.loaded ? u.ver : 0), "tenants", (json_int_t)nt, "keys",
-	                    (json_int_t)nk, "expires_at", when),
+	                    (json_int_t)nk, "expires_at", when, "kind",
+	                    is_delta ? CFGDOC_KIND_DELTA : CFGDOC_KIND_FULL),
 	          "configuration version %lld applied", (long long)ver);
 	return 1;
 }
@@ -432,6 +542,13 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 		o = PULL_NOT_MODIFIED;
 	} else if (status == 200) {
 		o = apply(p) ? PULL_UPDATED : PULL_ERROR;
+	} else if (status == 400 && p->sent_since) {
+		/* A control plane of a build without deltas refuses the unknown
+		 * parameter: ask it for whole documents from now on. */
+		log_warn(NULL, "the control plane does not answer delta documents (HTTP 400 to ?since); "
+		               "pulling whole documents");
+		p->no_deltas = 1;
+		o = PULL_NOT_MODIFIED;
 	} else if (dp_cp_config_error(status)) {
 		/* Logged by dp_cp_errors_note, at most once a minute. */
 		snprintf(p->last_error, sizeof p->last_error, "%s (HTTP %ld)",
@@ -651,6 +768,7 @@ void dp_pull_free(struct dp_pull *p)
 	transfer_end(p, &p->cfg);
 	transfer_end(p, &p->status);
 	curl_multi_cleanup(p->multi);
+	buf_free(&p->chain);
 	free(p);
 }
 
@@ -689,10 +807,13 @@ void dp_pull_metrics(struct dp_pull *p, FILE *out)
 	        "# HELP dp_config_applied_total Verified documents put in use (from the cache or the control plane).\n"
 	        "# TYPE dp_config_applied_total counter\n"
 	        "dp_config_applied_total %llu\n"
+	        "# HELP dp_config_deltas_applied_total Delta documents among them (a cell's data plane).\n"
+	        "# TYPE dp_config_deltas_applied_total counter\n"
+	        "dp_config_deltas_applied_total %lu\n"
 	        "# HELP dp_config_rejected_total Documents refused, by reason.\n"
 	        "# TYPE dp_config_rejected_total counter\n",
 	        (long long)u.ver, (long long)u.exp, u.stale, u.tenants, u.keys,
-	        (long long)atomic_load(&p->floor), (unsigned long long)atomic_load(&p->applied));
+	        (long long)atomic_load(&p->floor), (unsigned long long)atomic_load(&p->applied), atomic_load(&p->deltas_applied));
 	for (int r = 1; r < CFGDOC__COUNT; r++)
 		fprintf(out, "dp_config_rejected_total{reason=\"%s\"} %llu\n", cfgdoc_result_names[r],
 		        (unsigned long long)atomic_load(&p->rejected[r]));

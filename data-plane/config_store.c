@@ -30,6 +30,12 @@ int dp_cache_prepare(const char *dir, char *err, size_t errlen)
 enum dp_cache_read dp_cache_read(const char *dir, size_t max_bytes, char **out, size_t *len,
                                  char *err, size_t errlen)
 {
+	return dp_cache_read_file(dir, DP_CACHE_FILE, max_bytes, out, len, err, errlen);
+}
+
+enum dp_cache_read dp_cache_read_file(const char *dir, const char *name, size_t max_bytes, char **out,
+                                      size_t *len, char *err, size_t errlen)
+{
 	char path[4096];
 	enum dp_cache_read ret = DP_CACHE_ERROR;
 	char *buf = NULL;
@@ -38,7 +44,7 @@ enum dp_cache_read dp_cache_read(const char *dir, size_t max_bytes, char **out, 
 
 	*out = NULL;
 	*len = 0;
-	snprintf(path, sizeof path, "%s/%s", dir, DP_CACHE_FILE);
+	snprintf(path, sizeof path, "%s/%s", dir, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)

@@ -1,5 +1,6 @@
 /* The on-disk copy of the last verified configuration document,
- * DP_CACHE_DIR/config.jwt, and the version floor beside it: what a data plane serves from at start-up when
+ * DP_CACHE_DIR/config.jwt, the delta documents applied since
+ * (config.deltas), and the version floor beside them: what a data plane serves from at start-up when
  * the control plane cannot be reached. It is written atomically (a
  * temporary file, fsync, rename, fsync of the directory), so a crash leaves
  * either the old document or the new one, never a mixture. The file holds
@@ -13,6 +14,11 @@
 #define DP_CACHE_FILE "config.jwt"
 #define DP_CACHE_REJECTED "config.jwt.rejected"
 #define DP_VERSION_FILE "version"
+/* The delta documents applied on top of config.jwt, in order, one token a
+ * line; replaced whole, atomically, at every apply (dp_file_replace), and
+ * emptied when a full document is cached. A delta that does not lead on
+ * from the document before it is not applied (cfgdoc_verify_any). */
+#define DP_DELTAS_FILE "config.deltas"
 
 /* Makes sure `dir` is a directory this process can write, creating it
  * (mode 0700) when missing. Returns 0, or -1 with a sentence in `err`. */
@@ -24,6 +30,11 @@ enum dp_cache_read { DP_CACHE_FOUND, DP_CACHE_ABSENT, DP_CACHE_ERROR };
  * seen as too large. Trailing whitespace (a file written by hand) is cut. */
 enum dp_cache_read dp_cache_read(const char *dir, size_t max_bytes, char **out, size_t *len,
                                  char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/* The same for the file `name` of `dir`. */
+enum dp_cache_read dp_cache_read_file(const char *dir, const char *name, size_t max_bytes, char **out,
+                                      size_t *len, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 /* Replaces the cached token atomically. Returns 0, or -1 with `err` set
  * (the previous file is then left as it was). */

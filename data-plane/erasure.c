@@ -229,9 +229,10 @@ static int64_t step(void *ctx)
 	struct todo_ctx t = { 0 };
 
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
-	for (size_t i = 0; s && i < s->doc->ntenants; i++)
-		if (s->doc->tenants[i].status == 'd')
-			db_array_add(&deleted, s->doc->tenants[i].id, strlen(s->doc->tenants[i].id));
+	size_t it = 0;
+	for (const struct cfgdoc_tenant *dt; s && (dt = cfgdoc_tenants_next(s->doc, &it));)
+		if (dt->status == 'd')
+			db_array_add(&deleted, dt->id, strlen(dt->id));
 	dp_snaps_leave(app->snaps);
 	db_array_end(&deleted);
 	if (!s)

@@ -341,10 +341,11 @@ static int sweep(struct dp_log *l, struct todo *t)
 	if (s) {
 		ret = 0;
 		l->swept_ver = s->doc->ver;
-		for (size_t i = 0; i < s->doc->ntenants; i++) {
-			if (s->doc->tenants[i].status == 'd')
+		size_t it = 0;
+		for (const struct cfgdoc_tenant *dt; (dt = cfgdoc_tenants_next(s->doc, &it));) {
+			if (dt->status == 'd')
 				continue; /* erasure's */
-			db_array_add(&arr, s->doc->tenants[i].id, strlen(s->doc->tenants[i].id));
+			db_array_add(&arr, dt->id, strlen(dt->id));
 			n++;
 		}
 	}

@@ -367,13 +367,13 @@ static int64_t retention_step(void *ctx)
 	size_t n = 0;
 
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
-	if (s && (list = calloc(s->doc->ntenants ? s->doc->ntenants : 1, sizeof *list))) {
-		for (size_t i = 0; i < s->doc->ntenants; i++) {
-			const struct cfgdoc_tenant *t = &s->doc->tenants[i];
+	size_t it = 0, count = s ? cfgdoc_tenant_count(s->doc) : 0;
+	if (s && (list = calloc(count ? count : 1, sizeof *list))) {
+		for (const struct cfgdoc_tenant *t; n < count && (t = cfgdoc_tenants_next(s->doc, &it));) {
 			if (t->status == 'd')
 				continue; /* kept as they are: deleting a tenant's data is not retention */
 			memcpy(list[n].id, t->id, sizeof list[n].id);
-			list[n++].days = s->doc->plans[t->plan].retention_days;
+			list[n++].days = cfgdoc_tenant_plan(s->doc, t)->retention_days;
 		}
 	}
 	dp_snaps_leave(app->snaps);

@@ -18,6 +18,7 @@ int main(void)
 	srunner_add_suite(sr, password_suite());
 	srunner_add_suite(sr, login_guard_suite());
 	srunner_add_suite(sr, cfgdoc_suite());
+	srunner_add_suite(sr, cfgdelta_suite());
 	srunner_add_suite(sr, log_suite());
 	srunner_add_suite(sr, snapshot_suite());
 	srunner_add_suite(sr, event_suite());

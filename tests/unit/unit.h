@@ -17,6 +17,7 @@ Suite *secret_suite(void);
 Suite *password_suite(void);
 Suite *login_guard_suite(void);
 Suite *cfgdoc_suite(void);
+Suite *cfgdelta_suite(void);
 Suite *log_suite(void);
 Suite *snapshot_suite(void);
 Suite *event_suite(void);
