@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "cfgdoc.h"
+#include "cfgdoc_envelope.h"
 #include "jwk.h"
 #include "secret.h"
 #include "unit.h"
@@ -590,6 +591,76 @@ START_TEST(refuses_inconsistent_records)
 }
 END_TEST
 
+/* A large document's bulk text is cut out before the JSON parser sees it:
+ * what it gives must be what parsing the whole payload gives, and a
+ * payload the cut does not fit is still parsed whole, duplicates refused. */
+static char *payload_doc(const struct model *m, const char *tail)
+{
+	json_t *c = model_claims(m, m->ver);
+	char *small = json_dumps(c, JSON_COMPACT);
+	json_decref(c);
+	struct buf p = { 0 };
+	buf_append(&p, small, strlen(small) - 1);
+	buf_append(&p, tail, strlen(tail));
+	free(small);
+	char *tok = cfgdoc_envelope_sign(&key, p.p, p.len);
+	buf_free(&p);
+	ck_assert_ptr_nonnull(tok);
+	return tok;
+}
+
+START_TEST(bulk_text_cut_or_parsed_whole)
+{
+	struct model m;
+	model_init(&m, 5);
+	struct buf recs = { 0 }, tail = { 0 };
+	for (int i = 0; i < MAX_T; i++)
+		if (m.t[i].present)
+			record(&m.t[i], &recs);
+	ck_assert_uint_gt(recs.len, 4096); /* large enough to be cut */
+	char detail[256];
+	int is_delta;
+	struct cfgdoc *d = NULL;
+	/* Cut: the records last. */
+	buf_append(&tail, ",\"tenants\":\"", 12);
+	buf_append(&tail, recs.p, recs.len);
+	buf_append(&tail, "\"}", 3);
+	char *tok = payload_doc(&m, tail.p);
+	ck_assert_msg(apply(tok, NULL, 0, &d, &is_delta, detail, sizeof detail) == CFGDOC_OK, "%s", detail);
+	check_state(d, &m);
+	cfgdoc_free(d);
+	free(tok);
+	/* Whole: another member after the records. */
+	buf_free(&tail);
+	buf_append(&tail, ",\"tenants\":\"", 12);
+	buf_append(&tail, recs.p, recs.len);
+	buf_append(&tail, "\",\"later\":\"x\"}", 16);
+	tok = payload_doc(&m, tail.p);
+	ck_assert_msg(apply(tok, NULL, 0, &d, &is_delta, detail, sizeof detail) == CFGDOC_OK, "%s", detail);
+	check_state(d, &m);
+	cfgdoc_free(d);
+	free(tok);
+	/* The bulk member twice: refused, cut or not. */
+	buf_free(&tail);
+	buf_append(&tail, ",\"tenants\":\"\",\"tenants\":\"", 27);
+	buf_append(&tail, recs.p, recs.len);
+	buf_append(&tail, "\"}", 3);
+	tok = payload_doc(&m, tail.p);
+	refused(tok, NULL, 0, CFGDOC_MALFORMED, NULL);
+	free(tok);
+	/* An escape in the records: parsed whole, then refused as content. */
+	buf_free(&tail);
+	buf_append(&tail, ",\"tenants\":\"", 12);
+	buf_append(&tail, recs.p, recs.len);
+	buf_append(&tail, "t|\\u0041\"}", 11);
+	tok = payload_doc(&m, tail.p);
+	refused(tok, NULL, 0, CFGDOC_BAD_CONTENT, "tenants");
+	free(tok);
+	buf_free(&tail);
+	buf_free(&recs);
+}
+END_TEST
+
 struct recs {
 	size_t n, len[4], stop_at;
 };
@@ -654,6 +725,7 @@ Suite *cfgdelta_suite(void)
 	tcase_add_test(tc, refuses_digest_mismatch);
 	tcase_add_test(tc, refuses_inconsistent_records);
 	tcase_add_test(tc, delta_claims_checked);
+	tcase_add_test(tc, bulk_text_cut_or_parsed_whole);
 	suite_add_tcase(s, tc);
 	return s;
 }
