@@ -17,6 +17,7 @@
 #include "billing.h"
 #include "cells.h"
 #include "config_doc.h"
+#include "doc_worker.h"
 #include "cp_app.h"
 #include "deadline.h"
 #include "cpdb.h"
@@ -466,9 +467,22 @@ static int cmd_serve(struct cp_app *app)
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
+	/* The worker builds the documents the polls wait for; a NOTIFY wakes it. */
+	if (app->keys && !(app->worker = doc_worker_start(app, err, sizeof err))) {
+		log_error(NULL, "%s", err);
+		lp_stop(app->lp);
+		keyring_free(app->keys);
+		doc_cache_free(app->docs);
+		login_guard_free(app->login);
+		db_pool_free(app->db);
+		return SVC_EXIT_FAILURE;
+	}
+	lp_set_hook(app->lp, doc_worker_kick, app->worker);
 	struct http_server *srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
 		log_error(NULL, "%s", err);
+		lp_set_hook(app->lp, NULL, NULL);
+		doc_worker_stop(app->worker);
 		lp_stop(app->lp);
 		keyring_free(app->keys);
 		doc_cache_free(app->docs);
@@ -479,6 +493,8 @@ static int cmd_serve(struct cp_app *app)
 	if (pthread_create(&upkeep_thread, NULL, upkeep_main, &up) != 0) {
 		log_error(NULL, "cannot start the upkeep thread");
 		http_server_free(srv);
+		lp_set_hook(app->lp, NULL, NULL);
+		doc_worker_stop(app->worker);
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
@@ -493,6 +509,8 @@ static int cmd_serve(struct cp_app *app)
 	pthread_mutex_unlock(&up.lock);
 	pthread_join(upkeep_thread, NULL);
 	http_server_free(srv);
+	lp_set_hook(app->lp, NULL, NULL);
+	doc_worker_stop(app->worker);
 	lp_stop(app->lp);
 	keyring_free(app->keys);
 	doc_cache_free(app->docs);
