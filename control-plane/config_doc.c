@@ -1,7 +1,7 @@
 /* Issuing signed documents (regional, cell, routes): build from one
  * database snapshot, sign once per version, store so every replica serves
  * the same bytes, and keep the latest per subject in memory. Only the
- * document worker (doc_worker.c) builds, through cp_doc_refresh: request
+ * document worker (doc_worker.c, woken through lp_kick) builds, through cp_doc_refresh: request
  * threads read what it published. A cell's document is published as a
  * delta from the state the worker last published (the change log of
  * 0011_config_changes.sql names the tenants to send), with a full one
@@ -21,7 +21,6 @@
 #include "jsonx.h"
 #include "log.h"
 #include "longpoll.h"
-#include "doc_worker.h"
 #include "secret.h"
 #include "keyring.h"
 #include "seal.h"
@@ -194,7 +193,7 @@ int cp_doc_published(struct cp_app *app, const struct cp_doc_subject *subj, int6
 		*full = doc_ref(s->doc);
 	pthread_mutex_unlock(&app->docs->lock);
 	if (added)
-		doc_worker_kick(app->worker);
+		lp_kick(app->lp);
 	return 0;
 }
 
@@ -208,7 +207,7 @@ void cp_doc_want(struct cp_app *app, const struct cp_doc_subject *subj, int64_t 
 			s->want_full = full_at;
 		pthread_mutex_unlock(&app->docs->lock);
 	}
-	doc_worker_kick(app->worker);
+	lp_kick(app->lp);
 }
 
 enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *subj, int64_t base,

@@ -183,12 +183,19 @@ void lp_set_hook(struct lp *lp, void (*fn)(void *), void *arg)
 /* Wakes the document worker: a version rose somewhere. */
 static void call_hook(struct lp *lp)
 {
+	if (!lp)
+		return;
 	pthread_mutex_lock(&lp->lock);
 	void (*fn)(void *) = lp->hook;
 	void *arg = lp->hook_arg;
 	pthread_mutex_unlock(&lp->lock);
 	if (fn)
 		fn(arg);
+}
+
+void lp_kick(struct lp *lp)
+{
+	call_hook(lp);
 }
 
 /* What the server says on the idle LISTEN connection (its going away,

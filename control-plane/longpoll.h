@@ -29,6 +29,8 @@ int lp_park(struct lp *lp, struct http_req *req, const char *key, int64_t seen,
 void lp_published(struct lp *lp, const char *key, int64_t version);
 /* `fn(arg)` is called whenever a NOTIFY says a region's version rose. */
 void lp_set_hook(struct lp *lp, void (*fn)(void *), void *arg);
+/* Calls the hook now (a request waits for the document worker). Accepts NULL. */
+void lp_kick(struct lp *lp);
 /* Resumes every parked request and refuses new parks (drain); `app` is
  * the struct cp_app (http_server_opts.on_drain). */
 void lp_drain(void *app);

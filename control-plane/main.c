@@ -118,6 +118,7 @@ static const char *const q_page[] = { "limit", "cursor", NULL };
 static const char *const q_tenants[] = { "region", "status", "limit", "cursor", NULL };
 static const char *const q_audit[] = { "tenant_id", "limit", "cursor", NULL };
 static const char *const q_wait[] = { "wait", NULL };
+static const char *const q_cell_doc[] = { "wait", "since", "full", NULL };
 static const char *const q_lookup[] = { "tenant", NULL };
 static const char *const q_usage[] = { "period", NULL };
 
@@ -175,7 +176,7 @@ static const struct http_route cp_routes[] = {
 	{ "PATCH", "/v1/regions/{region}/cells/{cell}", cp_cells_update, BODY, ADM, NULL },
 	{ "GET", "/v1/regions/{region}/routes", cp_region_routes, 0, REG, q_wait },
 	{ "POST", "/v1/cells/{cell}/credentials", cp_cell_credentials_create, BODY, ADM, NULL },
-	{ "GET", "/v1/cells/{cell}/config", cp_cell_config, 0, CEL, q_wait },
+	{ "GET", "/v1/cells/{cell}/config", cp_cell_config, 0, CEL, q_cell_doc },
 	{ "POST", "/v1/tenants/{id}/moves", cp_moves_create, BODY, USR, NULL },
 	{ "GET", "/v1/tenants/{id}/moves", cp_moves_list, 0, USR, NULL },
 	{ "GET", "/v1/tenants/{id}/moves/{move}", cp_moves_get, 0, USR, NULL },
