@@ -1,6 +1,11 @@
 /* Issuing signed documents (regional, cell, routes): build from one
  * database snapshot, sign once per version, store so every replica serves
- * the same bytes, and keep the latest per subject in memory. */
+ * the same bytes, and keep the latest per subject in memory. Only the
+ * document worker (doc_worker.c, woken through lp_kick) builds, through cp_doc_refresh: request
+ * threads read what it published. A cell's document is published as a
+ * delta from the state the worker last published (the change log of
+ * 0011_config_changes.sql names the tenants to send), with a full one
+ * rebuilt now and then, or when a request needs it. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,6 +20,7 @@
 #include "cpdb.h"
 #include "jsonx.h"
 #include "log.h"
+#include "longpoll.h"
 #include "secret.h"
 #include "keyring.h"
 #include "seal.h"
@@ -23,11 +29,38 @@
 /* Subjects held in memory: regions, cells and routes documents. */
 #define MAX_SUBJECTS 1024
 #define KEEP_VERSIONS 5
+/* Deltas kept per cell: in memory, and in the store (config_deltas); the
+ * change log keeps as many versions. */
+#define MEM_DELTAS 256
+#define KEEP_DELTAS 4096
+/* A cell's full document is rebuilt when it is this many versions behind. */
+#define FULL_EVERY 256
+
+/* A cell's state as the worker last published it: per tenant (16 bytes of
+ * its uuid) the SHA-256 of its record, and their sum (cfgdoc.h). Open
+ * addressing, linear probing, deletion by backward shift. */
+struct rec_ent {
+	unsigned char id[16], h[32];
+	unsigned char used;
+};
+struct cell_state {
+	int64_t ver;
+	struct rec_ent *e;
+	size_t cap, n;
+	struct cfgdoc_sum sum;
+	int64_t full_ver, full_iat;   /* the last full document published */
+};
 
 struct doc_slot {
 	struct cp_doc_subject subject;
-	pthread_mutex_t build;    /* one build per subject at a time in this process */
-	struct cp_doc *doc;       /* guarded by doc_cache.lock */
+	/* guarded by doc_cache.lock: */
+	struct cp_doc *doc;           /* the newest full document */
+	int64_t published;            /* newest version published, full or delta; -1: none */
+	struct cp_doc *deltas[MEM_DELTAS]; /* the newest deltas, a ring */
+	size_t dnext;
+	int64_t want_full;            /* a request waits for a full at this version or above */
+	/* the worker's only: */
+	struct cell_state *cs;
 };
 
 struct doc_cache {
@@ -36,6 +69,11 @@ struct doc_cache {
 	size_t n;
 	atomic_ulong built;        /* documents this process built and signed */
 	atomic_ulong build_us;     /* the time that took, in microseconds */
+	atomic_ulong fulls;        /* full cell documents built */
+	atomic_ulong deltas;       /* delta documents built */
+	atomic_ulong delta_us;     /* the time those took */
+	atomic_ulong delta_bytes;  /* the size of the last one */
+	atomic_ulong fallbacks;    /* deltas that could not be built: a full instead */
 };
 
 static struct cp_doc *doc_ref(struct cp_doc *d)
@@ -53,6 +91,29 @@ void cp_doc_release(void *vd)
 	}
 }
 
+static struct cp_doc *doc_new(int64_t version, int64_t base, char *token)
+{
+	struct cp_doc *d = calloc(1, sizeof *d);
+	if (!d) {
+		free(token);
+		return NULL;
+	}
+	d->refs = 1;
+	d->version = version;
+	d->base = base;
+	d->token = token;
+	d->len = strlen(token);
+	return d;
+}
+
+static void cell_state_free(struct cell_state *cs)
+{
+	if (cs) {
+		free(cs->e);
+		free(cs);
+	}
+}
+
 struct doc_cache *doc_cache_new(void)
 {
 	struct doc_cache *dc = calloc(1, sizeof *dc);
@@ -67,7 +128,9 @@ void doc_cache_free(struct doc_cache *dc)
 		return;
 	for (size_t i = 0; i < dc->n; i++) {
 		cp_doc_release(dc->slots[i].doc);
-		pthread_mutex_destroy(&dc->slots[i].build);
+		for (size_t j = 0; j < MEM_DELTAS; j++)
+			cp_doc_release(dc->slots[i].deltas[j]);
+		cell_state_free(dc->slots[i].cs);
 	}
 	pthread_mutex_destroy(&dc->lock);
 	free(dc);
@@ -87,47 +150,230 @@ int cp_doc_subject(struct cp_doc_subject *s, enum cp_doc_kind kind, const char *
 	} else {
 		snprintf(s->aud, sizeof s->aud, "%s%s", kind == CP_DOC_ROUTES ? CFGDOC_AUD_ROUTES : "", region);
 	}
+	snprintf(s->full_key, sizeof s->full_key, "full:%s", s->aud);
 	return 0;
 }
 
 /* The slot of a subject; a cell's slot is its region's too, so the cell
- * is found by aud, which holds no region. */
-static struct doc_slot *slot_for(struct doc_cache *dc, const struct cp_doc_subject *subj)
+ * is found by aud, which holds no region. *added is 1 for a new one. */
+static struct doc_slot *slot_for(struct doc_cache *dc, const struct cp_doc_subject *subj, int *added)
 {
 	struct doc_slot *s = NULL;
+	*added = 0;
 	pthread_mutex_lock(&dc->lock);
 	for (size_t i = 0; i < dc->n && !s; i++)
 		if (!strcmp(dc->slots[i].subject.aud, subj->aud) &&
 		    !strcmp(dc->slots[i].subject.region, subj->region))
 			s = &dc->slots[i];
 	if (!s && dc->n < MAX_SUBJECTS) {
-		s = &dc->slots[dc->n++];
+		s = &dc->slots[dc->n];
+		memset(s, 0, sizeof *s);
 		s->subject = *subj;
-		pthread_mutex_init(&s->build, NULL);
+		s->published = -1;
+		s->want_full = -1;
+		dc->n++; /* the worker sees it complete */
+		*added = 1;
 	}
 	pthread_mutex_unlock(&dc->lock);
 	return s;
 }
 
-/* The cached document if it is at least `want`, with a reference. */
-static struct cp_doc *cached(struct doc_cache *dc, struct doc_slot *s, int64_t want)
+int cp_doc_published(struct cp_app *app, const struct cp_doc_subject *subj, int64_t *ver,
+                     struct cp_doc **full)
 {
-	struct cp_doc *d = NULL;
-	pthread_mutex_lock(&dc->lock);
-	if (s->doc && s->doc->version >= want)
-		d = doc_ref(s->doc);
-	pthread_mutex_unlock(&dc->lock);
-	return d;
+	int added;
+	struct doc_slot *s = slot_for(app->docs, subj, &added);
+	*ver = -1;
+	*full = NULL;
+	if (!s)
+		return -1;
+	pthread_mutex_lock(&app->docs->lock);
+	*ver = s->published;
+	if (s->doc)
+		*full = doc_ref(s->doc);
+	pthread_mutex_unlock(&app->docs->lock);
+	if (added)
+		lp_kick(app->lp);
+	return 0;
 }
 
-static void cache_put(struct doc_cache *dc, struct doc_slot *s, struct cp_doc *d)
+void cp_doc_want(struct cp_app *app, const struct cp_doc_subject *subj, int64_t full_at)
 {
-	pthread_mutex_lock(&dc->lock);
-	if (!s->doc || s->doc->version < d->version) {
-		cp_doc_release(s->doc);
-		s->doc = doc_ref(d);
+	int added;
+	struct doc_slot *s = slot_for(app->docs, subj, &added);
+	if (s && full_at >= 0) {
+		pthread_mutex_lock(&app->docs->lock);
+		if (full_at > s->want_full)
+			s->want_full = full_at;
+		pthread_mutex_unlock(&app->docs->lock);
 	}
+	lp_kick(app->lp);
+}
+
+enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *subj, int64_t base,
+                            struct cp_doc **out)
+{
+	int added;
+	struct doc_slot *s = slot_for(app->docs, subj, &added);
+	*out = NULL;
+	if (!s)
+		return DB_ERROR;
+	pthread_mutex_lock(&app->docs->lock);
+	for (size_t i = 0; i < MEM_DELTAS && !*out; i++)
+		if (s->deltas[i] && s->deltas[i]->base == base)
+			*out = doc_ref(s->deltas[i]);
+	pthread_mutex_unlock(&app->docs->lock);
+	if (*out)
+		return DB_OK;
+	/* One another replica built, or older than those held: a read. */
+	struct db_conn *c = db_acquire(app->db);
+	if (!c)
+		return DB_UNAVAILABLE;
+	int64_t ver;
+	char *token = NULL;
+	enum db_status st = cpdb_delta_get(c, subj->aud, base, &ver, &token);
+	db_release(app->db, c);
+	if (st == DB_OK && !(*out = doc_new(ver, base, token)))
+		st = DB_ERROR;
+	return st;
+}
+
+/* Makes `d` (a reference taken) the subject's newest full document or one
+ * of its deltas, then wakes the polls waiting for it. */
+static void publish(struct cp_app *app, struct doc_slot *s, struct cp_doc *d)
+{
+	struct doc_cache *dc = app->docs;
+	int64_t pub, full = -1;
+	pthread_mutex_lock(&dc->lock);
+	if (d->base < 0) {
+		if (!s->doc || s->doc->version <= d->version) {
+			cp_doc_release(s->doc);
+			s->doc = d;
+		} else {
+			cp_doc_release(d);
+		}
+		full = s->doc->version;
+	} else {
+		cp_doc_release(s->deltas[s->dnext]);
+		s->deltas[s->dnext] = d;
+		s->dnext = (s->dnext + 1) % MEM_DELTAS;
+	}
+	if (d->version > s->published)
+		s->published = d->version;
+	pub = s->published;
 	pthread_mutex_unlock(&dc->lock);
+	lp_published(app->lp, s->subject.aud, pub);
+	if (full >= 0)
+		lp_published(app->lp, s->subject.full_key, full);
+}
+
+/* ---- the per-record state of a cell ---- */
+
+static int uuid_bytes(const char *s, unsigned char out[16])
+{
+	size_t j = 0;
+	for (size_t i = 0; i < 36; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return -1;
+			continue;
+		}
+		int v = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;
+		if (v < 0)
+			return -1;
+		if (j % 2 == 0)
+			out[j / 2] = (unsigned char)(v << 4);
+		else
+			out[j / 2] |= (unsigned char)v;
+		j++;
+	}
+	return 0;
+}
+
+static size_t rec_slot(const struct cell_state *cs, const unsigned char id[16])
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ id[i]) * 1099511628211ULL;
+	return (size_t)(h & (cs->cap - 1));
+}
+
+static struct rec_ent *rec_find(const struct cell_state *cs, const unsigned char id[16])
+{
+	if (!cs->cap)
+		return NULL;
+	for (size_t i = rec_slot(cs, id);; i = (i + 1) & (cs->cap - 1)) {
+		if (!cs->e[i].used)
+			return NULL;
+		if (!memcmp(cs->e[i].id, id, 16))
+			return &cs->e[i];
+	}
+}
+
+static int rec_put(struct cell_state *cs, const unsigned char id[16], const unsigned char h[32])
+{
+	if ((cs->n + 1) * 10 > cs->cap * 7) {
+		struct cell_state g = { .cap = cs->cap ? cs->cap * 2 : 1024 };
+		if (!(g.e = calloc(g.cap, sizeof *g.e)))
+			return -1;
+		for (size_t i = 0; i < cs->cap; i++)
+			if (cs->e[i].used) {
+				size_t j = rec_slot(&g, cs->e[i].id);
+				while (g.e[j].used)
+					j = (j + 1) & (g.cap - 1);
+				g.e[j] = cs->e[i];
+			}
+		free(cs->e);
+		cs->e = g.e;
+		cs->cap = g.cap;
+	}
+	size_t i = rec_slot(cs, id);
+	while (cs->e[i].used && memcmp(cs->e[i].id, id, 16))
+		i = (i + 1) & (cs->cap - 1);
+	if (!cs->e[i].used)
+		cs->n++;
+	cs->e[i].used = 1;
+	memcpy(cs->e[i].id, id, 16);
+	memcpy(cs->e[i].h, h, 32);
+	return 0;
+}
+
+static void rec_del(struct cell_state *cs, struct rec_ent *e)
+{
+	size_t i = (size_t)(e - cs->e), j = i;
+	cs->e[i].used = 0;
+	cs->n--;
+	for (;;) {
+		j = (j + 1) & (cs->cap - 1);
+		if (!cs->e[j].used)
+			return;
+		size_t k = rec_slot(cs, cs->e[j].id);
+		/* Moves back an entry whose home is not in (i, j]. */
+		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+			cs->e[i] = cs->e[j];
+			cs->e[j].used = 0;
+			i = j;
+		}
+	}
+}
+
+/* Hashes every record of a full text into `cs` (NULL: only the sum). */
+struct hashing {
+	struct cell_state *cs;
+	struct cfgdoc_sum *sum;
+};
+
+static int hash_record(const char *rec, size_t len, void *arg)
+{
+	struct hashing *hs = arg;
+	unsigned char h[32], id[16];
+	cfgdoc_record_hash(rec, len, h);
+	cfgdoc_sum_add(hs->sum, h);
+	if (!hs->cs)
+		return 0;
+	if (len < 38 || uuid_bytes(rec + 2, id) != 0 || rec_put(hs->cs, id, h) != 0)
+		return -1;
+	return 0;
 }
 
 static json_t *plans_claim(const struct cpdb_plan_limits *plans, size_t n)
@@ -275,15 +521,15 @@ out:
 	return st;
 }
 
-/* The claims and bulk text of a regional or cell document. */
-static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
-                                  const struct cp_doc_subject *subj, const struct cfgdoc_head *head,
-                                  json_t **claims, struct buf *text)
+/* The claims of a regional or cell document but its tenants: those a full
+ * document and a delta of the same version carry alike. */
+static enum db_status state_claims(struct db_conn *c, struct cp_app *app,
+                                   const struct cp_doc_subject *subj, const struct cfgdoc_head *head,
+                                   json_t **claims)
 {
 	json_t *self = NULL, *regions = NULL, *dir, *cell = NULL;
 	struct cpdb_plan_limits *plans = NULL;
 	size_t nplans = 0, i;
-	struct tenants_text tt = { .b = text };
 	const char *only = subj->kind == CP_DOC_CELL ? subj->cell : NULL;
 	enum db_status st;
 	json_t *r;
@@ -296,11 +542,6 @@ static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
 	st = DB_NOT_FOUND;
 	if (cell && strcmp(json_string_value(json_object_get(cell, "region")), subj->region) != 0)
 		goto out;
-	if ((st = cpdb_doc_content(c, subj->region, only, tenants_text_row, &tt)) != DB_OK) {
-		if (tt.failed)
-			log_error(NULL, "%s: a tenant or key cannot be written into the document", subj->aud);
-		goto out;
-	}
 	st = DB_ERROR;
 	dir = json_array();
 	json_array_foreach(regions, i, r)
@@ -346,6 +587,26 @@ out:
 	json_decref(regions);
 	json_decref(cell);
 	free(plans);
+	return st;
+}
+
+/* The claims and bulk text of a regional or cell document. */
+static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
+                                  const struct cp_doc_subject *subj, const struct cfgdoc_head *head,
+                                  json_t **claims, struct buf *text)
+{
+	struct tenants_text tt = { .b = text };
+	enum db_status st = state_claims(c, app, subj, head, claims);
+	if (st != DB_OK)
+		return st;
+	st = cpdb_doc_content(c, subj->region, subj->kind == CP_DOC_CELL ? subj->cell : NULL,
+	                      tenants_text_row, &tt);
+	if (st != DB_OK) {
+		if (tt.failed)
+			log_error(NULL, "%s: a tenant or key cannot be written into the document", subj->aud);
+		json_decref(*claims);
+		*claims = NULL;
+	}
 	return st;
 }
 
@@ -398,32 +659,60 @@ out:
 	return st;
 }
 
-enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
-                            int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
+/* The head of a document of version `ver` signed now: *key the current
+ * signing key (the caller jwk_clear()s it). */
+static enum db_status sign_head(struct cp_app *app, const struct cp_doc_subject *subj, int64_t ver,
+                                struct jwk *key, char jti_hex[33], struct cfgdoc_head *head)
+{
+	unsigned char jti[16];
+	if (keyring_current(app->keys, key) != 0 || secret_random(jti, sizeof jti) != 0)
+		return DB_ERROR;
+	secret_hex(jti, sizeof jti, jti_hex);
+	int64_t now = time(NULL);
+	*head = (struct cfgdoc_head){ .iss = CP_ISSUER, .aud = subj->aud, .jti = jti_hex, .iat = now,
+		                          .exp = now + app->cfg.doc_lifetime_ms / 1000, .ver = ver };
+	return DB_OK;
+}
+
+/* cp_doc_build, and for a regional or cell document the state of its
+ * records into `cs` (NULL: none kept; the digest claim is added alike). */
+static enum db_status build_full(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
+                                 int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64],
+                                 struct cell_state *cs)
 {
 	json_t *claims = NULL;
 	struct buf text = { 0 };
 	struct jwk key = { 0 };
-	unsigned char jti[16];
-	char jti_hex[33];
+	struct cfgdoc_head head;
+	char jti_hex[33], digest[CFGDOC_DIGEST_LEN + 1];
 	enum db_status st;
 
 	*token = NULL;
-	if ((st = cpdb_region_version(c, subj->region, ver)) != DB_OK)
+	if ((st = cpdb_region_version(c, subj->region, ver)) != DB_OK ||
+	    (st = sign_head(app, subj, *ver, &key, jti_hex, &head)) != DB_OK)
 		goto out;
-	st = DB_ERROR;
-	if (keyring_current(app->keys, &key) != 0 || secret_random(jti, sizeof jti) != 0)
-		goto out;
-	secret_hex(jti, sizeof jti, jti_hex);
-	*iat = time(NULL);
-	*exp = *iat + app->cfg.doc_lifetime_ms / 1000;
-	struct cfgdoc_head head = { .iss = CP_ISSUER, .aud = subj->aud, .jti = jti_hex, .iat = *iat,
-		                        .exp = *exp, .ver = *ver };
+	*iat = head.iat;
+	*exp = head.exp;
 	st = subj->kind == CP_DOC_ROUTES ? routes_claims(c, subj, &head, &claims, &text)
 	                                 : full_claims(c, app, subj, &head, &claims, &text);
 	if (st != DB_OK)
 		goto out;
 	st = DB_ERROR;
+	if (subj->kind != CP_DOC_ROUTES) {
+		/* The state digest (cfgdoc.h): older data planes ignore it. */
+		struct cfgdoc_sum sum = { { 0 } };
+		struct hashing hs = { .cs = cs, .sum = &sum };
+		if ((text.p && cfgdoc_each_record(text.p, text.len, hash_record, &hs) != 0) ||
+		    cfgdoc_state_digest(claims, &sum, digest) != 0 ||
+		    json_object_set_new(claims, "digest", json_string(digest)) != 0)
+			goto out;
+		if (cs) {
+			cs->sum = sum;
+			cs->ver = *ver;
+			cs->full_ver = *ver;
+			cs->full_iat = *iat;
+		}
+	}
 	*token = cfgdoc_sign_text(&key, claims, subj->kind == CP_DOC_ROUTES ? "routes" : "tenants",
 	                          text.p ? text.p : "");
 	if (*token) {
@@ -437,6 +726,12 @@ out:
 	return st;
 }
 
+enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
+                            int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
+{
+	return build_full(c, app, subj, ver, token, iat, exp, kid, NULL);
+}
+
 /* The store of a subject's documents: the regional one keeps the table
  * the previous build reads. */
 static enum db_status stored_get(struct db_conn *c, const struct cp_doc_subject *s, int64_t ver,
@@ -446,10 +741,18 @@ static enum db_status stored_get(struct db_conn *c, const struct cp_doc_subject 
 	                                : cpdb_signed_doc_get(c, s->aud, ver, token);
 }
 
+static unsigned long since_us(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (unsigned long)((t1.tv_sec - t0->tv_sec) * 1000000L + (t1.tv_nsec - t0->tv_nsec) / 1000);
+}
+
 struct issue {
 	struct cp_app *app;
 	const struct cp_doc_subject *subject;
-	int64_t want, ver;
+	struct cell_state *cs;     /* a cell's new state, built with the document */
+	int64_t ver;
 	char *token;
 };
 
@@ -462,21 +765,25 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
 
 	free(is->token);
 	is->token = NULL;
-	/* Another replica may have stored this version already. */
+	/* Another replica may have stored this version already (a cell's
+	 * state needs the records: it is built all the same). */
 	enum db_status st = cpdb_region_version(c, subj->region, &is->ver);
 	if (st != DB_OK)
 		return st;
-	st = stored_get(c, subj, is->ver, &is->token);
-	if (st != DB_NOT_FOUND)
-		return st;
-	struct timespec t0, t1;
+	if (!is->cs) {
+		st = stored_get(c, subj, is->ver, &is->token);
+		if (st != DB_NOT_FOUND)
+			return st;
+	} else {
+		free(is->cs->e);
+		memset(is->cs, 0, sizeof *is->cs);
+	}
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((st = cp_doc_build(c, is->app, subj, &is->ver, &built, &iat, &exp, kid)) != DB_OK)
+	if ((st = build_full(c, is->app, subj, &is->ver, &built, &iat, &exp, kid, is->cs)) != DB_OK)
 		return st;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	atomic_fetch_add(&is->app->docs->built, 1);
-	atomic_fetch_add(&is->app->docs->build_us,
-	                 (unsigned long)((t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000));
+	atomic_fetch_add(&is->app->docs->build_us, since_us(&t0));
 	/* A stored document can always be rebuilt from the tables, so its
 	 * commit need not wait for the disk (this transaction only). */
 	if ((st = cpdb_commit_unsynced(c)) != DB_OK) {
@@ -501,40 +808,257 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
 	return st;
 }
 
-enum db_status cp_doc_get(struct cp_app *app, const struct cp_doc_subject *subj, int64_t want,
-                          struct cp_doc **out)
+/* The current full document of a subject, published; a cell's state is
+ * re-based on it. */
+static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s)
 {
-	struct doc_slot *s = slot_for(app->docs, subj);
-	enum db_status st = DB_OK;
-
-	*out = NULL;
-	if (!s)
+	struct issue is = { .app = app, .subject = &s->subject };
+	if (s->subject.kind == CP_DOC_CELL && !(is.cs = calloc(1, sizeof *is.cs)))
 		return DB_ERROR;
-	if ((*out = cached(app->docs, s, want)) != NULL)
+	/* One snapshot: the version and the content it describes agree. */
+	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, issue_tx, &is);
+	struct cp_doc *d = NULL;
+	if (st == DB_OK && !(d = doc_new(is.ver, -1, is.token)))
+		st = DB_ERROR;
+	is.token = NULL;
+	if (st == DB_OK) {
+		if (is.cs) {
+			atomic_fetch_add(&app->docs->fulls, 1);
+			cell_state_free(s->cs);
+			s->cs = is.cs;
+			is.cs = NULL;
+		}
+		publish(app, s, d);
+	}
+	cell_state_free(is.cs);
+	free(is.token);
+	return st;
+}
+
+/* A changed tenant's record in the delta being built. */
+struct changed {
+	unsigned char id[16], h[32];
+	const char *rec;
+	size_t len;
+};
+
+struct delta {
+	struct cp_app *app;
+	const struct cp_doc_subject *subject;
+	const struct cell_state *cs;   /* read only: applied once committed */
+	int64_t ver;
+	int none, incomplete;          /* no new version; the change log lacks one */
+	struct buf records;            /* the upsert text */
+	struct changed *now;           /* the changed tenants present, by their records */
+	size_t nnow;
+	struct buf removed;            /* the remove text */
+	struct cfgdoc_sum sum;         /* the new state's */
+	char *token;
+};
+
+static int collect(const char *rec, size_t len, void *arg)
+{
+	struct delta *dl = arg;
+	struct changed *ch = &dl->now[dl->nnow];
+	if (len < 38 || uuid_bytes(rec + 2, ch->id) != 0)
+		return -1;
+	cfgdoc_record_hash(rec, len, ch->h);
+	ch->rec = rec;
+	ch->len = len;
+	dl->nnow++;
+	return 0;
+}
+
+static void delta_reset(struct delta *dl)
+{
+	buf_free(&dl->records);
+	buf_free(&dl->removed);
+	free(dl->now);
+	dl->now = NULL;
+	dl->nnow = 0;
+	free(dl->token);
+	dl->token = NULL;
+	dl->none = dl->incomplete = 0;
+}
+
+static enum db_status delta_tx(struct db_conn *c, void *vctx)
+{
+	struct delta *dl = vctx;
+	const struct cp_doc_subject *subj = dl->subject;
+	const struct cell_state *cs = dl->cs;
+	struct buf ids = { 0 };
+	struct tenants_text tt = { .b = &dl->records };
+	json_t *claims = NULL;
+	struct jwk key = { 0 };
+	struct cfgdoc_head head;
+	char jti_hex[33], digest[CFGDOC_DIGEST_LEN + 1];
+	size_t n;
+	int complete;
+
+	delta_reset(dl);
+	enum db_status st = cpdb_region_version(c, subj->region, &dl->ver);
+	if (st != DB_OK)
+		return st;
+	if (dl->ver <= cs->ver) {
+		dl->none = 1;
 		return DB_OK;
-	pthread_mutex_lock(&s->build);
-	if ((*out = cached(app->docs, s, want)) == NULL) {
-		struct issue is = { .app = app, .subject = subj, .want = want };
-		/* One snapshot: the version and the content it describes agree. */
-		st = db_tx(app->db, DB_REPEATABLE_READ, issue_tx, &is);
-		if (st == DB_OK) {
-			struct cp_doc *d = calloc(1, sizeof *d);
-			if (d) {
-				d->refs = 1;
-				d->version = is.ver;
-				d->token = is.token;
-				d->len = strlen(is.token);
-				is.token = NULL;
-				cache_put(app->docs, s, d);
-				*out = d;
-			} else {
+	}
+	if ((st = cpdb_config_changed(c, subj->region, cs->ver, dl->ver, &ids, &n, &complete)) != DB_OK)
+		goto out;
+	if (!complete) {
+		dl->incomplete = 1;
+		goto out;
+	}
+	if (n && (st = cpdb_doc_content_of(c, subj->region, subj->cell, ids.p, tenants_text_row, &tt)) != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	/* The changed tenants now in the cell, then those it no longer has. */
+	if (n && !(dl->now = calloc(n, sizeof *dl->now)))
+		goto out;
+	if (dl->records.p && cfgdoc_each_record(dl->records.p, dl->records.len, collect, dl) != 0)
+		goto out;
+	dl->sum = cs->sum;
+	for (size_t i = 0; i < dl->nnow; i++) {
+		const struct rec_ent *e = rec_find(cs, dl->now[i].id);
+		if (e)
+			cfgdoc_sum_sub(&dl->sum, e->h);
+		cfgdoc_sum_add(&dl->sum, dl->now[i].h);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *id = ids.p + 1 + i * 37;
+		unsigned char b[16];
+		const struct rec_ent *e;
+		size_t j;
+		if (uuid_bytes(id, b) != 0)
+			goto out;
+		for (j = 0; j < dl->nnow && memcmp(dl->now[j].id, b, 16); j++)
+			;
+		if (j < dl->nnow || !(e = rec_find(cs, b)))
+			continue;
+		cfgdoc_sum_sub(&dl->sum, e->h);
+		buf_append(&dl->removed, id, 36);
+		buf_append(&dl->removed, ";", 1);
+	}
+	if (dl->removed.failed || (st = sign_head(dl->app, subj, dl->ver, &key, jti_hex, &head)) != DB_OK ||
+	    (st = state_claims(c, dl->app, subj, &head, &claims)) != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	if (cfgdoc_state_digest(claims, &dl->sum, digest) != 0 ||
+	    cfgdoc_delta_claims(claims, cs->ver, dl->removed.p, digest) != 0 ||
+	    !(dl->token = cfgdoc_sign_text(&key, claims, "upsert", dl->records.p ? dl->records.p : "")))
+		goto out;
+	int stored;
+	if ((st = cpdb_commit_unsynced(c)) == DB_OK &&
+	    (st = cpdb_delta_insert(c, subj->aud, cs->ver, dl->ver, dl->token, key.kid, head.iat, head.exp,
+	                            &stored)) == DB_OK)
+		st = cpdb_delta_prune(c, subj->aud, dl->ver, KEEP_DELTAS);
+out:
+	buf_free(&ids);
+	json_decref(claims);
+	jwk_clear(&key);
+	return st;
+}
+
+/* The next delta of a cell, from the state the worker last published.
+ * DB_NOT_FOUND when it cannot be built (the caller builds a full). */
+static enum db_status refresh_delta(struct cp_app *app, struct doc_slot *s)
+{
+	struct cell_state *cs = s->cs;
+	struct delta dl = { .app = app, .subject = &s->subject, .cs = cs };
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, delta_tx, &dl);
+	if (st == DB_OK && dl.incomplete)
+		st = DB_NOT_FOUND;
+	if (st == DB_OK && !dl.none) {
+		/* Committed: the state moves to the new version. */
+		for (size_t i = 0; i < dl.nnow && st == DB_OK; i++)
+			if (rec_put(cs, dl.now[i].id, dl.now[i].h) != 0)
 				st = DB_ERROR;
+		for (const char *p = dl.removed.p; st == DB_OK && p && *p; p += 37) {
+			unsigned char b[16];
+			struct rec_ent *e;
+			if (uuid_bytes(p, b) == 0 && (e = rec_find(cs, b)) != NULL)
+				rec_del(cs, e);
+		}
+		if (st != DB_OK) {
+			cell_state_free(s->cs); /* half applied: the next pass builds a full */
+			s->cs = NULL;
+		} else {
+			cs->sum = dl.sum;
+			int64_t base = cs->ver;
+			cs->ver = dl.ver;
+			struct cp_doc *d = doc_new(dl.ver, base, dl.token);
+			dl.token = NULL;
+			if (d) {
+				atomic_fetch_add(&app->docs->deltas, 1);
+				atomic_store(&app->docs->delta_bytes, d->len);
+				atomic_fetch_add(&app->docs->delta_us, since_us(&t0));
+				publish(app, s, d);
 			}
 		}
-		free(is.token);
 	}
-	pthread_mutex_unlock(&s->build);
+	delta_reset(&dl);
 	return st;
+}
+
+/* Brings one subject up to `ver` (its region's version): a delta when it
+ * can, else a full document. */
+static void refresh_subject(struct cp_app *app, struct doc_slot *s, int64_t ver)
+{
+	int64_t pub, want;
+	pthread_mutex_lock(&app->docs->lock);
+	pub = s->published;
+	want = s->want_full;
+	int64_t full = s->doc ? s->doc->version : -1;
+	pthread_mutex_unlock(&app->docs->lock);
+	if (pub >= ver && want <= full)
+		return;
+	enum db_status st = DB_NOT_FOUND;
+	struct cell_state *cs = s->cs;
+	if (s->subject.kind == CP_DOC_CELL && cs && want <= full && ver - cs->full_ver < FULL_EVERY &&
+	    time(NULL) - cs->full_iat < app->cfg.doc_lifetime_ms / 2000) {
+		st = refresh_delta(app, s);
+		if (st != DB_OK) {
+			atomic_fetch_add(&app->docs->fallbacks, 1);
+			log_warn_limited(NULL, "%s: no delta from version %lld (%s); building a full document",
+			                 s->subject.aud, (long long)cs->ver, db_status_str(st));
+		}
+	}
+	if (st != DB_OK && (st = refresh_full(app, s)) != DB_OK && st != DB_NOT_FOUND)
+		log_warn_limited(NULL, "%s: building the document failed (%s); will retry", s->subject.aud,
+		                 db_status_str(st));
+}
+
+void cp_doc_refresh(struct cp_app *app, int prune)
+{
+	struct doc_cache *dc = app->docs;
+	pthread_mutex_lock(&dc->lock);
+	size_t n = dc->n;
+	pthread_mutex_unlock(&dc->lock);
+	char done[MAX_SUBJECTS][33];
+	size_t ndone = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct doc_slot *s = &dc->slots[i];
+		struct db_conn *c = db_acquire(app->db);
+		int64_t ver;
+		if (!c)
+			return;
+		enum db_status st = cpdb_region_version(c, s->subject.region, &ver);
+		/* The change log of a region, once a pass when asked. */
+		size_t j;
+		for (j = 0; j < ndone && strcmp(done[j], s->subject.region); j++)
+			;
+		if (st == DB_OK && prune && j == ndone) {
+			long removed;
+			snprintf(done[ndone++], sizeof done[0], "%s", s->subject.region);
+			if (cpdb_config_log_prune(c, s->subject.region, ver, KEEP_DELTAS, &removed) != DB_OK)
+				log_warn_limited(NULL, "region %s: pruning the change log failed", s->subject.region);
+		}
+		db_release(app->db, c);
+		if (st == DB_OK)
+			refresh_subject(app, s, ver);
+	}
 }
 
 static void bytes_gauge(struct doc_cache *dc, FILE *out, enum cp_doc_kind kind, const char *name,
@@ -561,6 +1085,24 @@ void doc_cache_metrics(struct doc_cache *dc, FILE *out)
 	        "# TYPE cp_config_build_seconds_total counter\n"
 	        "cp_config_build_seconds_total %.3f\n",
 	        atomic_load(&dc->built), (double)atomic_load(&dc->build_us) / 1e6);
+	fprintf(out,
+	        "# HELP cp_config_full_builds_total Full cell documents built (each re-bases the cell's delta state).\n"
+	        "# TYPE cp_config_full_builds_total counter\n"
+	        "cp_config_full_builds_total %lu\n"
+	        "# HELP cp_config_deltas_built_total Delta cell documents built and signed.\n"
+	        "# TYPE cp_config_deltas_built_total counter\n"
+	        "cp_config_deltas_built_total %lu\n"
+	        "# HELP cp_config_delta_build_seconds_total Time spent building and signing deltas.\n"
+	        "# TYPE cp_config_delta_build_seconds_total counter\n"
+	        "cp_config_delta_build_seconds_total %.3f\n"
+	        "# HELP cp_config_delta_fallbacks_total Deltas that could not be built, a full document instead.\n"
+	        "# TYPE cp_config_delta_fallbacks_total counter\n"
+	        "cp_config_delta_fallbacks_total %lu\n"
+	        "# HELP cp_config_delta_bytes Size of the last delta document built.\n"
+	        "# TYPE cp_config_delta_bytes gauge\n"
+	        "cp_config_delta_bytes %lu\n",
+	        atomic_load(&dc->fulls), atomic_load(&dc->deltas), (double)atomic_load(&dc->delta_us) / 1e6,
+	        atomic_load(&dc->fallbacks), atomic_load(&dc->delta_bytes));
 	pthread_mutex_lock(&dc->lock);
 	bytes_gauge(dc, out, CP_DOC_REGION, "cp_config_document_bytes", "region",
 	            "Size of the newest regional document held, by region.");

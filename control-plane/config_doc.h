@@ -1,8 +1,10 @@
 /* Signed documents (common/cfgdoc.h): a region's regional document, a
- * cell's document and a region's routes document. Each is built from one
- * database snapshot, signed once per version (its region's config
- * version), stored so that every replica serves the same bytes, and the
- * latest of each subject kept in memory (the document cache). */
+ * cell's document (full, or a delta from a base version) and a region's
+ * routes document. Each is built by the document worker (doc_worker.h)
+ * from one database snapshot, signed once per version (its region's
+ * config version), stored so that every replica serves the same bytes,
+ * and the latest of each subject kept in memory (the document cache),
+ * which request threads only read. */
 #ifndef CP_CONFIG_DOC_H
 #define CP_CONFIG_DOC_H
 
@@ -21,6 +23,7 @@ struct doc_cache;
 struct cp_doc {
 	_Atomic int refs;
 	int64_t version;
+	int64_t base;         /* a delta's base version; -1 for a full document */
 	char *token;
 	size_t len;
 };
@@ -35,6 +38,7 @@ struct cp_doc_subject {
 	char region[33];
 	char cell[64];
 	char aud[80];
+	char full_key[88];    /* "full:<aud>": what long polls for a full document wait on */
 };
 /* Fills `s` (cell is read for CP_DOC_CELL only). Returns 0, or -1 when a
  * name does not fit. */
@@ -44,20 +48,34 @@ int cp_doc_subject(struct cp_doc_subject *s, enum cp_doc_kind kind, const char *
 /* NULL when out of memory. doc_cache_free accepts NULL. */
 struct doc_cache *doc_cache_new(void);
 void doc_cache_free(struct doc_cache *dc);
-/* The signed document of `s` at version `want` or newer: from the cache,
- * else from its store (region_documents for a regional document, which
- * the previous build also serves; signed_documents for the others), else
- * built, signed and stored now. DB_NOT_FOUND when the region (or the
- * cell, or the cell in that region) does not exist. *out holds a
- * reference (cp_doc_release). */
-enum db_status cp_doc_get(struct cp_app *app, const struct cp_doc_subject *s, int64_t want,
-                          struct cp_doc **out) __attribute__((warn_unused_result));
+/* What the worker published for `s`, which this registers (the worker
+ * keeps it current from then on): *ver the newest version, full or delta
+ * (-1: none yet), *full a reference to the newest full document (NULL:
+ * none; cp_doc_release). Returns -1 when no subject can be added. */
+int cp_doc_published(struct cp_app *app, const struct cp_doc_subject *s, int64_t *ver,
+                     struct cp_doc **full) __attribute__((warn_unused_result));
+/* Wakes the worker for `s`; with full_at >= 0, asks it for a full
+ * document at that version or above. */
+void cp_doc_want(struct cp_app *app, const struct cp_doc_subject *s, int64_t full_at);
+/* The delta of cell subject `s` from version `base`: from memory, else
+ * from the store (config_deltas); DB_NOT_FOUND when there is none. Its
+ * version may be below the newest (a chain). *out: cp_doc_release. */
+enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *s, int64_t base,
+                            struct cp_doc **out) __attribute__((warn_unused_result));
+/* The worker's pass: brings every registered subject to its region's
+ * version (a stored document, a delta or a full build), publishes and
+ * wakes its long polls; with `prune`, also prunes the regions' change
+ * logs. */
+void cp_doc_refresh(struct cp_app *app, int prune);
 /* Builds and signs the subject's current document in one snapshot, without
  * storing it. *token malloc'd; *ver its version. For issuance and benchmarks. */
 enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *s,
                             int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
 	__attribute__((warn_unused_result));
 /* Appends cp_config_documents_built_total, cp_config_build_seconds_total,
+ * cp_config_full_builds_total, cp_config_deltas_built_total,
+ * cp_config_delta_build_seconds_total, cp_config_delta_fallbacks_total,
+ * cp_config_delta_bytes,
  * cp_config_document_bytes{region}, cp_cell_document_bytes{cell} and
  * cp_routes_document_bytes{region}. */
 void doc_cache_metrics(struct doc_cache *dc, FILE *out);

@@ -37,6 +37,7 @@ struct db_pool;
 struct keyring;
 struct lp;
 struct doc_cache;
+struct doc_worker;
 struct login_guard;
 
 struct cp_app {
@@ -48,6 +49,7 @@ struct cp_app {
 	struct keyring *keys;     /* signing keys (keyring.h) */
 	struct lp *lp;            /* parked long polls (longpoll.h) */
 	struct doc_cache *docs;   /* signed documents by region (config_doc.h) */
+	struct doc_worker *worker; /* builds them (doc_worker.h) */
 	struct login_guard *login; /* login admission (login_guard.h) */
 	/* A hash of no one's password, made at start: unknown accounts are
 	 * checked against it, so they take as long as known ones. */

@@ -11,6 +11,8 @@
 
 #include "db.h"
 
+struct buf;
+
 /* The position of a keyset page: `limit` rows after the row (ts, id) of
  * the cursor, when `have_cursor` (filled by cp_parse_page, mutate.h).
  * A page function returns up to limit + 1 rows, so that the caller knows
@@ -191,6 +193,28 @@ typedef int (*cpdb_doc_row_fn)(const struct cpdb_doc_row *row, void *arg);
  * (a tenant's rows are consecutive). */
 enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
                                 cpdb_doc_row_fn fn, void *arg);
+/* The same, only of the tenants of `ids` (a Postgres array literal of
+ * uuids, "{...}"): the changed tenants of a delta document. */
+enum db_status cpdb_doc_content_of(struct db_conn *c, const char *region, const char *cell,
+                                   const char *ids, cpdb_doc_row_fn fn, void *arg);
+/* The change log (0011_config_changes.sql): the tenants changed by the
+ * transactions that raised the region's version into (base, ver], as a
+ * Postgres array literal appended to `ids` (*n of them). *complete is 0
+ * (and nothing is read) when the log lacks a version of the range. */
+enum db_status cpdb_config_changed(struct db_conn *c, const char *region, int64_t base, int64_t ver,
+                                   struct buf *ids, size_t *n, int *complete);
+/* Removes the change log of the region's versions up to ver - keep, and
+ * the changes no logged version needs, in bounded batches. */
+enum db_status cpdb_config_log_prune(struct db_conn *c, const char *region, int64_t ver, int keep,
+                                     long *removed);
+/* Signed delta documents by (aud, base version); DB_NOT_FOUND if none. */
+enum db_status cpdb_delta_get(struct db_conn *c, const char *aud, int64_t base, int64_t *ver,
+                              char **token);
+enum db_status cpdb_delta_insert(struct db_conn *c, const char *aud, int64_t base, int64_t ver,
+                                 const char *token, const char *kid, int64_t iat, int64_t exp,
+                                 int *stored);
+/* Keeps the deltas whose base is above ver - keep. */
+enum db_status cpdb_delta_prune(struct db_conn *c, const char *aud, int64_t ver, int keep);
 struct cpdb_plan_limits {
 	char id[33];
 	int64_t rate_limit, burst, monthly_event_quota, retention_days;

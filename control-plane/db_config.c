@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "cpdb.h"
 
 enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver)
@@ -120,10 +121,12 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
 	"($2::text IS NULL OR " t ".cell = $2 OR EXISTS (SELECT 1 FROM moves m"                  \
 	" WHERE m.tenant_id = " t ".id AND m.from_cell = $2 AND m.linger_until IS NOT NULL))"
 
-enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
-                                cpdb_doc_row_fn fn, void *arg)
+/* The content of cpdb_doc_content, of every tenant or (when `ids` is not
+ * NULL, a Postgres array literal of uuids) only of those. */
+static enum db_status doc_content(struct db_conn *c, const char *region, const char *cell,
+                                  const char *ids, cpdb_doc_row_fn fn, void *arg)
 {
-	const char *p[] = { region, cell };
+	const char *p[] = { region, cell, ids };
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
 		"SELECT t.id, t.slug, t.status, t.plan, k.id,"
@@ -134,7 +137,8 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const cha
 		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL"
 		"      AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status <> 'deleted'"
 		" WHERE t.region = $1 AND " DOC_CELL("t") " AND " DOC_TENANT("t")
-		" ORDER BY t.id, k.id", 2, p);
+		"   AND ($3::uuid[] IS NULL OR t.id = ANY ($3::uuid[]))"
+		" ORDER BY t.id, k.id", 3, p);
 	if (st != DB_OK)
 		return st;
 	struct cpdb_doc_row row = { .nrows = (size_t)PQntuples(r) };
@@ -153,6 +157,124 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const cha
 	}
 	PQclear(r);
 	return st;
+}
+
+enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
+                                cpdb_doc_row_fn fn, void *arg)
+{
+	return doc_content(c, region, cell, NULL, fn, arg);
+}
+
+enum db_status cpdb_doc_content_of(struct db_conn *c, const char *region, const char *cell,
+                                   const char *ids, cpdb_doc_row_fn fn, void *arg)
+{
+	return doc_content(c, region, cell, ids, fn, arg);
+}
+
+enum db_status cpdb_config_changed(struct db_conn *c, const char *region, int64_t base, int64_t ver,
+                                   struct buf *ids, size_t *n, int *complete)
+{
+	char b[24], v[24];
+	snprintf(b, sizeof b, "%lld", (long long)base);
+	snprintf(v, sizeof v, "%lld", (long long)ver);
+	const char *p[] = { region, b, v };
+	PGresult *r;
+	*n = 0;
+	*complete = 0;
+	/* Every version of the range must have its bump logged: a version
+	 * raised before the log existed, or pruned, leaves a hole. */
+	enum db_status st = db_exec(c, &r,
+		"SELECT count(*) FROM config_bumps WHERE region = $1 AND ver > $2::bigint AND ver <= $3::bigint",
+		3, p);
+	if (st != DB_OK)
+		return st;
+	*complete = atoll(PQgetvalue(r, 0, 0)) == ver - base;
+	PQclear(r);
+	if (!*complete)
+		return DB_OK;
+	st = db_exec(c, &r,
+		"SELECT DISTINCT c.tenant_id FROM config_bumps b JOIN config_changes c ON c.xact = b.xact"
+		" WHERE b.region = $1 AND b.ver > $2::bigint AND b.ver <= $3::bigint", 3, p);
+	if (st != DB_OK)
+		return st;
+	*n = (size_t)PQntuples(r);
+	buf_append(ids, "{", 1);
+	for (size_t i = 0; i < *n; i++) {
+		if (i)
+			buf_append(ids, ",", 1);
+		buf_append(ids, PQgetvalue(r, (int)i, 0), (size_t)PQgetlength(r, (int)i, 0));
+	}
+	buf_append(ids, "}", 1);
+	PQclear(r);
+	return ids->failed ? DB_ERROR : DB_OK;
+}
+
+enum db_status cpdb_config_log_prune(struct db_conn *c, const char *region, int64_t ver, int keep,
+                                     long *removed)
+{
+	char v[24];
+	snprintf(v, sizeof v, "%lld", (long long)(ver - keep));
+	const char *p[] = { region, v };
+	PGresult *r;
+	*removed = 0;
+	enum db_status st = db_exec(c, &r,
+		"DELETE FROM config_bumps WHERE ctid = ANY (ARRAY(SELECT ctid FROM config_bumps"
+		" WHERE region = $1 AND ver <= $2::bigint LIMIT 10000))", 2, p);
+	if (st != DB_OK)
+		return st;
+	*removed += atol(PQcmdTuples(r));
+	PQclear(r);
+	/* The changes of transactions whose bump is gone (pruned, or none:
+	 * a change no document shows); a transaction's changes and bump
+	 * become visible together, so none of a pending one is taken. */
+	st = db_exec(c, &r,
+		"DELETE FROM config_changes WHERE ctid = ANY (ARRAY(SELECT c.ctid FROM config_changes c"
+		" WHERE NOT EXISTS (SELECT 1 FROM config_bumps b WHERE b.xact = c.xact) LIMIT 10000))", 0, NULL);
+	if (st != DB_OK)
+		return st;
+	*removed += atol(PQcmdTuples(r));
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status cpdb_delta_get(struct db_conn *c, const char *aud, int64_t base, int64_t *ver,
+                              char **token)
+{
+	char b[24];
+	snprintf(b, sizeof b, "%lld", (long long)base);
+	const char *p[] = { aud, b };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"SELECT ver, token FROM config_deltas WHERE aud = $1 AND base_ver = $2::bigint", 2, p);
+	if (st != DB_OK)
+		return st;
+	if (PQntuples(r) == 0)
+		st = DB_NOT_FOUND;
+	else if (!(*token = strdup(PQgetvalue(r, 0, 1))))
+		st = DB_ERROR;
+	else
+		*ver = atoll(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return st;
+}
+
+enum db_status cpdb_delta_insert(struct db_conn *c, const char *aud, int64_t base, int64_t ver,
+                                 const char *token, const char *kid, int64_t iat, int64_t exp,
+                                 int *stored)
+{
+	char b[24];
+	snprintf(b, sizeof b, "%lld", (long long)base);
+	const char *keys[] = { aud, b };
+	return doc_store(c,
+		"INSERT INTO config_deltas (aud, base_ver, ver, token, kid, issued_at, expires_at)"
+		" VALUES ($1, $2::bigint, $3::bigint, $4, $5, to_timestamp($6::bigint), to_timestamp($7::bigint))"
+		" ON CONFLICT DO NOTHING RETURNING 1", keys, 2, ver, token, kid, iat, exp, stored);
+}
+
+enum db_status cpdb_delta_prune(struct db_conn *c, const char *aud, int64_t ver, int keep)
+{
+	return doc_prune(c, "DELETE FROM config_deltas WHERE aud = $1 AND base_ver <= $2::bigint", aud,
+	                 ver, keep);
 }
 
 /* Runs a statement and allocates one zeroed element of `size` per row
@@ -217,6 +339,10 @@ enum db_status cpdb_docs_expiring(struct db_conn *c, int64_t within_s, struct cp
 		"               AND d.expires_at < now() + $1::bigint * interval '1 second')"
 		"    OR EXISTS (SELECT 1 FROM signed_documents d WHERE d.region = r.name"
 		"               AND d.version = r.config_version"
+		"               AND d.expires_at < now() + $1::bigint * interval '1 second')"
+		"    OR EXISTS (SELECT 1 FROM config_deltas d WHERE d.aud IN"
+		"               (SELECT 'cell:' || name FROM cells WHERE region = r.name)"
+		"               AND d.ver = r.config_version"
 		"               AND d.expires_at < now() + $1::bigint * interval '1 second')",
 		1, p, sizeof **regions, &a, n);
 	if ((*regions = a) == NULL)

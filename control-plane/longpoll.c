@@ -1,13 +1,16 @@
-/* Long polls of GET /v1/regions/{region}/config?wait=N.
+/* Long polls of the document routes (GET /v1/regions/{region}/config?wait=N
+ * and the others).
  *
  * A request that is up to date is parked (libmicrohttpd suspend) without
- * holding a worker thread. One thread LISTENs on the region_config channel
- * (raised by a trigger whenever a region's config version rises, so a
- * change made through any replica wakes the polls of every replica) and
- * resumes the parked requests of that region; it also resumes requests
- * whose wait is over. It keeps the latest version heard per region, so a
- * notification that arrives between a handler's version check and its
- * park is not lost. */
+ * holding a worker thread, on a key (a document's aud, or "full:<aud>"
+ * for a full document). The document worker resumes the parked requests
+ * of a key when it publishes a newer version of it (lp_published). One
+ * thread LISTENs on the region_config channel (raised by a trigger
+ * whenever a region's config version rises, so a change made through any
+ * replica reaches every replica) and wakes the worker through the hook;
+ * it also resumes requests whose wait is over. The latest version
+ * published per key is kept, so a publication between a handler's check
+ * and its park is not lost. */
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -23,17 +26,18 @@
 #include "log.h"
 #include "longpoll.h"
 
-#define MAX_REGIONS 128
+#define MAX_KEYS 2048
+#define KEY_LEN 96
 
 struct waiter {
 	struct http_req *req;
-	char region[33];
+	char key[KEY_LEN];
 	int64_t seen, deadline_ms;
 	struct waiter *next;
 };
 
 struct heard {
-	char region[33];
+	char key[KEY_LEN];
 	int64_t version;
 };
 
@@ -42,8 +46,10 @@ struct lp {
 	pthread_t thread;
 	pthread_mutex_t lock;
 	struct waiter *waiters;
-	struct heard heard[MAX_REGIONS];
+	struct heard heard[MAX_KEYS];
 	size_t nheard;
+	void (*hook)(void *);       /* called on a NOTIFY: wakes the document worker */
+	void *hook_arg;
 	int draining;
 	atomic_int stop;
 	atomic_long parked;         /* requests parked right now */
@@ -58,43 +64,44 @@ int64_t lp_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Latest version heard for `region` (0 if none). Lock held. */
-static int64_t heard_of(struct lp *lp, const char *region)
+/* Latest version published for `key` (-1 if none). Lock held. */
+static int64_t heard_of(struct lp *lp, const char *key)
 {
 	for (size_t i = 0; i < lp->nheard; i++)
-		if (!strcmp(lp->heard[i].region, region))
+		if (!strcmp(lp->heard[i].key, key))
 			return lp->heard[i].version;
-	return 0;
+	return -1;
 }
 
-static void hear(struct lp *lp, const char *region, int64_t version)
+static void hear(struct lp *lp, const char *key, int64_t version)
 {
 	for (size_t i = 0; i < lp->nheard; i++)
-		if (!strcmp(lp->heard[i].region, region)) {
+		if (!strcmp(lp->heard[i].key, key)) {
 			if (version > lp->heard[i].version)
 				lp->heard[i].version = version;
 			return;
 		}
-	if (lp->nheard < MAX_REGIONS) {
-		snprintf(lp->heard[lp->nheard].region, sizeof lp->heard[0].region, "%s", region);
+	if (lp->nheard < MAX_KEYS) {
+		snprintf(lp->heard[lp->nheard].key, sizeof lp->heard[0].key, "%s", key);
 		lp->heard[lp->nheard++].version = version;
 	}
 }
 
-int lp_park(struct lp *lp, struct http_req *req, const char *region, int64_t seen, int64_t deadline_ms)
+int lp_park(struct lp *lp, struct http_req *req, const char *key, int64_t seen, int64_t deadline_ms)
 {
 	struct waiter *w = calloc(1, sizeof *w);
 	if (!w)
 		return -1;
 	w->req = req;
-	snprintf(w->region, sizeof w->region, "%s", region);
+	snprintf(w->key, sizeof w->key, "%s", key);
 	w->seen = seen;
 	w->deadline_ms = deadline_ms;
 	pthread_mutex_lock(&lp->lock);
-	if (lp->draining || heard_of(lp, region) > seen) {
+	if (lp->draining || heard_of(lp, key) > seen) {
+		int newer = !lp->draining;
 		pthread_mutex_unlock(&lp->lock);
 		free(w);
-		return -1; /* answer now: draining, or a newer version is known */
+		return newer ? 1 : -1; /* a newer version is published, or draining */
 	}
 	/* Suspended before it is visible to the resuming thread. */
 	http_req_suspend(req);
@@ -144,14 +151,51 @@ static int wake_due(const struct waiter *w, void *now)
 }
 
 struct change {
-	const char *region;
+	const char *key;
 	int64_t version;
 };
 
-static int wake_region(const struct waiter *w, void *arg)
+static int wake_key(const struct waiter *w, void *arg)
 {
 	const struct change *ch = arg;
-	return !strcmp(w->region, ch->region) && ch->version > w->seen;
+	return !strcmp(w->key, ch->key) && ch->version > w->seen;
+}
+
+void lp_published(struct lp *lp, const char *key, int64_t version)
+{
+	if (!lp)
+		return;
+	struct change ch = { key, version };
+	pthread_mutex_lock(&lp->lock);
+	hear(lp, key, version);
+	pthread_mutex_unlock(&lp->lock);
+	resume_where(lp, wake_key, &ch);
+}
+
+void lp_set_hook(struct lp *lp, void (*fn)(void *), void *arg)
+{
+	pthread_mutex_lock(&lp->lock);
+	lp->hook = fn;
+	lp->hook_arg = arg;
+	pthread_mutex_unlock(&lp->lock);
+}
+
+/* Wakes the document worker: a version rose somewhere. */
+static void call_hook(struct lp *lp)
+{
+	if (!lp)
+		return;
+	pthread_mutex_lock(&lp->lock);
+	void (*fn)(void *) = lp->hook;
+	void *arg = lp->hook_arg;
+	pthread_mutex_unlock(&lp->lock);
+	if (fn)
+		fn(arg);
+}
+
+void lp_kick(struct lp *lp)
+{
+	call_hook(lp);
 }
 
 /* What the server says on the idle LISTEN connection (its going away,
@@ -183,9 +227,9 @@ static void *listen_main(void *arg)
 		if (!pg && now >= retry_at) {
 			pg = listen_conn(lp);
 			if (pg) {
-				/* Changes made while we were not listening: let every
-				 * parked request look again. */
-				resume_where(lp, wake_any, NULL);
+				/* Changes made while we were not listening: the
+				 * worker looks again. */
+				call_hook(lp);
 			} else {
 				log_warn(NULL, "long polls: cannot LISTEN; retrying in 1 s");
 				retry_at = now + 1000;
@@ -201,13 +245,12 @@ static void *listen_main(void *arg)
 			}
 			char region[33];
 			int64_t version;
-			while (cpdb_config_change(pg, region, &version)) {
-				struct change ch = { region, version };
-				pthread_mutex_lock(&lp->lock);
-				hear(lp, region, version);
-				pthread_mutex_unlock(&lp->lock);
-				resume_where(lp, wake_region, &ch);
-			}
+			int heard = 0;
+			while (cpdb_config_change(pg, region, &version))
+				heard = 1;
+			/* The polls wake when the worker has published the version. */
+			if (heard)
+				call_hook(lp);
 		} else {
 			usleep(100 * 1000);
 		}

@@ -17,6 +17,7 @@
 #include "billing.h"
 #include "cells.h"
 #include "config_doc.h"
+#include "doc_worker.h"
 #include "cp_app.h"
 #include "deadline.h"
 #include "cpdb.h"
@@ -117,6 +118,7 @@ static const char *const q_page[] = { "limit", "cursor", NULL };
 static const char *const q_tenants[] = { "region", "status", "limit", "cursor", NULL };
 static const char *const q_audit[] = { "tenant_id", "limit", "cursor", NULL };
 static const char *const q_wait[] = { "wait", NULL };
+static const char *const q_cell_doc[] = { "wait", "since", "full", NULL };
 static const char *const q_lookup[] = { "tenant", NULL };
 static const char *const q_usage[] = { "period", NULL };
 
@@ -174,7 +176,7 @@ static const struct http_route cp_routes[] = {
 	{ "PATCH", "/v1/regions/{region}/cells/{cell}", cp_cells_update, BODY, ADM, NULL },
 	{ "GET", "/v1/regions/{region}/routes", cp_region_routes, 0, REG, q_wait },
 	{ "POST", "/v1/cells/{cell}/credentials", cp_cell_credentials_create, BODY, ADM, NULL },
-	{ "GET", "/v1/cells/{cell}/config", cp_cell_config, 0, CEL, q_wait },
+	{ "GET", "/v1/cells/{cell}/config", cp_cell_config, 0, CEL, q_cell_doc },
 	{ "POST", "/v1/tenants/{id}/moves", cp_moves_create, BODY, USR, NULL },
 	{ "GET", "/v1/tenants/{id}/moves", cp_moves_list, 0, USR, NULL },
 	{ "GET", "/v1/tenants/{id}/moves/{move}", cp_moves_get, 0, USR, NULL },
@@ -466,9 +468,22 @@ static int cmd_serve(struct cp_app *app)
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
+	/* The worker builds the documents the polls wait for; a NOTIFY wakes it. */
+	if (app->keys && !(app->worker = doc_worker_start(app, err, sizeof err))) {
+		log_error(NULL, "%s", err);
+		lp_stop(app->lp);
+		keyring_free(app->keys);
+		doc_cache_free(app->docs);
+		login_guard_free(app->login);
+		db_pool_free(app->db);
+		return SVC_EXIT_FAILURE;
+	}
+	lp_set_hook(app->lp, doc_worker_kick, app->worker);
 	struct http_server *srv = http_server_start(&o, err, sizeof err);
 	if (!srv) {
 		log_error(NULL, "%s", err);
+		lp_set_hook(app->lp, NULL, NULL);
+		doc_worker_stop(app->worker);
 		lp_stop(app->lp);
 		keyring_free(app->keys);
 		doc_cache_free(app->docs);
@@ -479,6 +494,8 @@ static int cmd_serve(struct cp_app *app)
 	if (pthread_create(&upkeep_thread, NULL, upkeep_main, &up) != 0) {
 		log_error(NULL, "cannot start the upkeep thread");
 		http_server_free(srv);
+		lp_set_hook(app->lp, NULL, NULL);
+		doc_worker_stop(app->worker);
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
@@ -493,6 +510,8 @@ static int cmd_serve(struct cp_app *app)
 	pthread_mutex_unlock(&up.lock);
 	pthread_join(upkeep_thread, NULL);
 	http_server_free(srv);
+	lp_set_hook(app->lp, NULL, NULL);
+	doc_worker_stop(app->worker);
 	lp_stop(app->lp);
 	keyring_free(app->keys);
 	doc_cache_free(app->docs);

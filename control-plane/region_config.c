@@ -5,6 +5,7 @@
  * POST /v1/regions/{name}/credentials (admin: a region's credential),
  * POST /v1/regions/{region}/status (a data plane's report) and
  * GET /v1/regions/{region}/fleet (admin: the reports). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,14 +73,58 @@ static int64_t seen_version(struct http_req *req)
 	return atoll(v + 1);
 }
 
+/* How long a request waits for the worker to publish what it needs (its
+ * first document, a version the database has, a full document) when its
+ * own wait is shorter. */
+#define BUILD_WAIT_MS 10000
+
 struct poll_state {
-	int64_t deadline_ms;
+	int64_t deadline_ms;          /* the long poll's (?wait=N) */
+	int64_t build_deadline_ms;    /* the wait for the worker, at least BUILD_WAIT_MS */
+	int64_t since;                /* ?since=; -1: not given */
+	int full;                     /* ?full=1 */
 };
+
+/* A query parameter of digits only, at most `max`; -1 when malformed. */
+static int64_t digits(const char *v, int64_t max)
+{
+	if (!*v || strlen(v) > 18 || strspn(v, "0123456789") != strlen(v))
+		return -1;
+	int64_t n = atoll(v);
+	return n > max ? -1 : n;
+}
+
+static enum http_result send_doc(struct http_req *req, struct cp_doc *doc)
+{
+	char etag[32];
+	snprintf(etag, sizeof etag, "\"%lld\"", (long long)doc->version);
+	http_add_header(req, "ETag", etag);
+	http_add_header(req, "Cache-Control", "no-store");
+	http_add_header(req, "Config-Kind", doc->base < 0 ? "full" : "delta");
+	return http_reply_shared(req, 200, "application/jwt", doc->token, doc->len, cp_doc_release, doc);
+}
+
+static enum http_result not_modified(struct http_req *req, int64_t ver)
+{
+	char etag[32];
+	snprintf(etag, sizeof etag, "\"%lld\"", (long long)ver);
+	http_add_header(req, "ETag", etag);
+	return http_reply_raw(req, 304, NULL, "", 0);
+}
+
+static enum http_result not_ready(struct http_req *req)
+{
+	http_add_header(req, "Retry-After", "1");
+	return http_reply_problem(req, PROB_UNAVAILABLE, "The document is being built; try again shortly.");
+}
 
 /* Serves the document of `subj` with the long poll every document route
  * shares: ?wait=N (seconds, at most MAX_WAIT_S) and If-None-Match with the
- * version (ETag) the caller holds; parked on the subject's region, whose
- * config version every document carries. */
+ * version (ETag) the caller holds, or for a cell document ?since=<version>
+ * (a delta from it when there is one; ?full=1 for a full document). Only
+ * what the document worker published is served: a request that needs a
+ * version it has not published yet parks until it has (at least
+ * BUILD_WAIT_MS), and is woken by it. */
 static enum http_result serve_doc(struct http_req *req, const struct cp_doc_subject *subj,
                                   const char *missing)
 {
@@ -87,21 +132,32 @@ static enum http_result serve_doc(struct http_req *req, const struct cp_doc_subj
 	const char *wait = http_req_query(req, "wait");
 	struct poll_state *ps = http_req_state(req);
 	struct db_conn *c;
-	int64_t current, seen;
-	char etag[32];
+	int64_t current, seen, pub;
+	int parked;
 
 	if (!app->keys)
 		return no_keys(req);
 	if (!ps) {
+		const char *since = subj->kind == CP_DOC_CELL ? http_req_query(req, "since") : NULL;
+		const char *full = subj->kind == CP_DOC_CELL ? http_req_query(req, "full") : NULL;
 		long w = 0;
+		int64_t sv = -1;
 		if (wait && (strspn(wait, "0123456789") != strlen(wait) || !*wait || strlen(wait) > 3 ||
 		             (w = atol(wait)) > MAX_WAIT_S))
 			return http_reply_invalid_field(req, "wait", "wait must be a number of seconds from 0 to %d.",
 			                                MAX_WAIT_S);
+		if (since && (sv = digits(since, INT64_MAX / 2)) < 0)
+			return http_reply_invalid_field(req, "since", "since must be a config version (digits).");
+		if (full && strcmp(full, "0") && strcmp(full, "1"))
+			return http_reply_invalid_field(req, "full", "full must be 0 or 1.");
 		ps = calloc(1, sizeof *ps);
 		if (!ps)
 			return HTTP_FAILED;
 		ps->deadline_ms = lp_now_ms() + w * 1000;
+		ps->build_deadline_ms = ps->deadline_ms > lp_now_ms() + BUILD_WAIT_MS ? ps->deadline_ms
+		                                                                      : lp_now_ms() + BUILD_WAIT_MS;
+		ps->since = sv;
+		ps->full = full && !strcmp(full, "1");
 		http_req_set_state(req, ps, free);
 	}
 	if (!(c = db_acquire(app->db)))
@@ -112,25 +168,75 @@ static enum http_result serve_doc(struct http_req *req, const struct cp_doc_subj
 		return http_reply_problem(req, PROB_NOT_FOUND, "%s", missing);
 	if (st != DB_OK)
 		return cp_reply_db_error(req, st);
+	seen = ps->since >= 0 ? ps->since : seen_version(req);
 
-	seen = seen_version(req);
-	if (seen >= current) {
-		if (lp_now_ms() < ps->deadline_ms &&
-		    lp_park(app->lp, req, subj->region, seen, ps->deadline_ms) == 0)
-			return HTTP_SUSPENDED; /* parked: this handler runs again when woken */
-		snprintf(etag, sizeof etag, "\"%lld\"", (long long)current);
-		http_add_header(req, "ETag", etag);
-		return http_reply_raw(req, 304, NULL, "", 0);
+	/* A publication between a look and a park makes the park refuse
+	 * (1): look again, a bounded number of times. */
+	for (int look = 0; look < 4; look++) {
+		struct cp_doc *full, *doc = NULL;
+		int64_t now = lp_now_ms();
+		if (cp_doc_published(app, subj, &pub, &full) != 0)
+			return cp_reply_db_error(req, DB_ERROR);
+		if (pub < current) {
+			/* What the database has is not published yet: the worker
+			 * builds it and wakes this request. */
+			cp_doc_want(app, subj, -1);
+			parked = now < ps->build_deadline_ms
+			             ? lp_park(app->lp, req, subj->aud, pub, ps->build_deadline_ms) : -1;
+			if (parked == 0 || parked == 1) {
+				cp_doc_release(full);
+				if (parked == 0)
+					return HTTP_SUSPENDED;
+				continue;
+			}
+			if (pub < 0) {
+				cp_doc_release(full);
+				return not_ready(req);
+			}
+		}
+		if (seen >= pub) {
+			/* Up to date: the long poll, then 304. */
+			cp_doc_release(full);
+			parked = now < ps->deadline_ms ? lp_park(app->lp, req, subj->aud, seen, ps->deadline_ms) : -1;
+			if (parked == 0)
+				return HTTP_SUSPENDED;
+			if (parked == 1)
+				continue;
+			return not_modified(req, pub);
+		}
+		if (ps->since >= 0 && !ps->full) {
+			/* A delta from the caller's version (its ver may be below
+			 * pub: the caller asks again from there). */
+			st = cp_doc_delta(app, subj, ps->since, &doc);
+			if (st == DB_OK) {
+				cp_doc_release(full);
+				return send_doc(req, doc);
+			}
+			if (st != DB_NOT_FOUND) {
+				cp_doc_release(full);
+				return cp_reply_db_error(req, st);
+			}
+		}
+		/* A full document: with ?since=, any newer than the caller's
+		 * version; without (data planes of builds without deltas), the
+		 * published version, as before. */
+		if (full && (ps->since >= 0 ? full->version > seen : full->version >= pub))
+			return send_doc(req, full);
+		cp_doc_want(app, subj, pub);
+		parked = now < ps->build_deadline_ms
+		             ? lp_park(app->lp, req, subj->full_key, pub - 1, ps->build_deadline_ms) : -1;
+		if (parked == 0 || parked == 1) {
+			cp_doc_release(full);
+			if (parked == 0)
+				return HTTP_SUSPENDED;
+			continue;
+		}
+		if (full && full->version > seen)
+			return send_doc(req, full);
+		cp_doc_release(full);
+		return not_ready(req);
 	}
-	struct cp_doc *doc;
-	if ((st = cp_doc_get(app, subj, current, &doc)) == DB_NOT_FOUND)
-		return http_reply_problem(req, PROB_NOT_FOUND, "%s", missing);
-	if (st != DB_OK)
-		return cp_reply_db_error(req, st);
-	snprintf(etag, sizeof etag, "\"%lld\"", (long long)doc->version);
-	http_add_header(req, "ETag", etag);
-	http_add_header(req, "Cache-Control", "no-store");
-	return http_reply_shared(req, 200, "application/jwt", doc->token, doc->len, cp_doc_release, doc);
+	return not_ready(req);
 }
 
 enum http_result cp_region_config(struct http_req *req)

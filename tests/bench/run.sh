@@ -17,6 +17,8 @@
 # latency, checkpoint lag; tests/bench/log.sh).
 # BENCH_ONLY=streams (only log streams: delivery rate against ingest, and
 # delivery lag; tests/bench/streams.sh).
+# BENCH_ONLY=delta (only delta cell documents against full ones,
+# BENCH_TENANTS tenants, 100000 by default; tests/bench/delta.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -28,6 +30,7 @@ BIN=$(cd "$1" && pwd)
 [ "${BENCH_ONLY:-}" != move ] || exec sh "$ROOT/tests/bench/move.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != log ] || exec sh "$ROOT/tests/bench/log.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != streams ] || exec sh "$ROOT/tests/bench/streams.sh" "$BIN"
+[ "${BENCH_ONLY:-}" != delta ] || exec sh "$ROOT/tests/bench/delta.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}

@@ -39,6 +39,7 @@ Suite *log_suite(void); /* test_log.c */
 Suite *streams_suite(void); /* test_stream_delivery.c */
 Suite *queries_suite(void); /* test_queries.c */
 Suite *cells_suite(void); /* test_cells.c */
+Suite *cfg_delta_suite(void); /* test_cfg_delta.c */
 Suite *cells_dp_suite(void); /* test_cells_dp.c */
 Suite *moves_dp_suite(void); /* test_moves_dp.c */
 Suite *cell_router_suite(void); /* test_cells_dp.c */

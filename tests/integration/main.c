@@ -31,6 +31,7 @@ static const struct {
 	{ "feed", feed_suite },               { "erasure", erasure_suite },
 	{ "export", export_suite },           { "log", log_suite },
 	{ "queries", queries_suite },         { "cells", cells_suite },
+	{ "cfg-delta", cfg_delta_suite },
 	{ "cells-dp", cells_dp_suite },       { "moves-dp", moves_dp_suite },
 	{ "cell-router", cell_router_suite }, { "mover", mover_suite },
 	{ "moves", moves_suite },             { "log-routes", log_routes_suite },
