@@ -332,7 +332,11 @@ static void load_cache(struct dp_pull *p)
 		break;
 	}
 	in_use(p, &u);
-	struct cfgdoc_verify_opts o = verify_opts(p, min_version(p, &u), 1);
+	/* A cell's cached document may be older than the floor: its deltas
+	 * (config.deltas) lead on from it, and the version they reach is
+	 * what the floor is held against. */
+	int64_t floor_min = min_version(p, &u);
+	struct cfgdoc_verify_opts o = verify_opts(p, c->cell ? 0 : floor_min, 1);
 	enum cfgdoc_result r = cfgdoc_verify(tok, len, &p->app->trust, &o, &doc, detail, sizeof detail);
 	if (r == CFGDOC_NOT_YET_VALID) {
 		/* Its signature and claims are good: its version still raises the
@@ -364,8 +368,14 @@ static void load_cache(struct dp_pull *p)
 			log_warn(NULL, "the rejected cache file was renamed %s/%s", c->cache_dir, DP_CACHE_REJECTED);
 		return;
 	}
-	if (c->cell)
-		doc = replay_chain(p, doc);
+	if (c->cell && (doc = replay_chain(p, doc))->ver <= floor_min) {
+		snprintf(detail, sizeof detail, "the cached document and its deltas reach version %lld, not newer "
+		         "than %lld, the highest applied", (long long)doc->ver, (long long)floor_min);
+		reject(p, CFGDOC_ROLLBACK, "cached", detail);
+		log_warn(NULL, "the cached configuration is kept in %s but not served (rollback)", c->cache_dir);
+		cfgdoc_free(doc);
+		return;
+	}
 	int64_t ver = doc->ver, exp = doc->exp;
 	size_t nt = cfgdoc_tenant_count(doc), nk = cfgdoc_key_count(doc);
 	/* A cache written before the floor was kept on its own brings it. */

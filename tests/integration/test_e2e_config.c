@@ -67,12 +67,15 @@ struct tenant {
 	char id[40], key_id[32], key[200];
 };
 
-static void tenant_with_key(const char *slug, const char *region, struct tenant *t)
+/* A tenant of `region` (in `cell` when not NULL) with one key. */
+static void tenant_in_cell(const char *slug, const char *region, const char *cell, struct tenant *t)
 {
-	char body[256], path[128];
+	char body[256], path[128], in_cell[96] = "";
 	long st;
-	snprintf(body, sizeof body, "{\"name\":\"%s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"pro\"}",
-	         slug, slug, region);
+	if (cell)
+		snprintf(in_cell, sizeof in_cell, ",\"cell\":\"%s\"", cell);
+	snprintf(body, sizeof body, "{\"name\":\"%s\",\"slug\":\"%s\",\"region\":\"%s\",\"plan\":\"pro\"%s}",
+	         slug, slug, region, in_cell);
 	json_t *j = call(&st, "POST", "/v1/tenants", body);
 	ck_assert_int_eq(st, 201);
 	get_str(j, "id", t->id, sizeof t->id);
@@ -83,6 +86,11 @@ static void tenant_with_key(const char *slug, const char *region, struct tenant 
 	get_str(j, "id", t->key_id, sizeof t->key_id);
 	get_str(j, "secret", t->key, sizeof t->key);
 	json_decref(j);
+}
+
+static void tenant_with_key(const char *slug, const char *region, struct tenant *t)
+{
+	tenant_in_cell(slug, region, NULL, t);
 }
 
 static void write_trust(void)
@@ -335,6 +343,111 @@ START_TEST(revocation_within_a_second)
 }
 END_TEST
 
+/* The value of a /metrics line of a data plane that starts with `series`. */
+static long long dp_metric(struct dp *d, const char *series)
+{
+	struct it_resp r;
+	char u[128], want[160];
+	snprintf(u, sizeof u, "%s/metrics", d->url);
+	it_http(&r, "GET", u, NULL, NULL, 0);
+	snprintf(want, sizeof want, "\n%s ", series);
+	const char *at = strstr(r.body, want);
+	ck_assert_msg(at, "no metric %s", series);
+	long long v = atoll(at + strlen(want));
+	it_resp_free(&r);
+	return v;
+}
+
+/* A data plane of one cell follows its document through deltas: a key
+ * revoked, then a burst of 30 changes, each applied as a delta (never a
+ * whole document after the first), the last version reached; restarted
+ * with the control plane down, it serves that last version from its
+ * cached document and deltas, within a second. */
+START_TEST(cell_follows_deltas_and_restarts_on_them)
+{
+	struct dp c = { 0 };
+	char body[2048], path[200], cell[64], bin[1024], out[4096], name[64], db[512];
+	long st;
+	json_t *j = call(&st, "GET", "/v1/regions/eu/cells", NULL);
+	ck_assert_int_eq(st, 200);
+	get_str(json_array_get(json_object_get(j, "items"), 0), "name", cell, sizeof cell);
+	json_decref(j);
+	struct tenant a, more[30];
+	tenant_in_cell("delta-eu", "eu", cell, &a);
+
+	snprintf(c.region, sizeof c.region, "eu");
+	snprintf(name, sizeof name, "it_e2e_cell_%d", (int)getpid());
+	it_create_db(name, db, sizeof db);
+	snprintf(c.db_env, sizeof c.db_env, "DP_DATABASE_URL=%s", db);
+	snprintf(path, sizeof path, "/v1/cells/%s/credentials", cell);
+	j = call(&st, "POST", path, "{}");
+	ck_assert_int_eq(st, 201);
+	snprintf(c.token_env, sizeof c.token_env, "DP_CELL_TOKEN=%s", json_string_value(json_object_get(j, "token")));
+	json_decref(j);
+	snprintf(c.cache_env, sizeof c.cache_env, "DP_CACHE_DIR=%s/cache-cell-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	snprintf(c.instance_env, sizeof c.instance_env, "DP_INSTANCE=e2e-cell");
+	it_bin("data-plane", bin, sizeof bin);
+	char env_cell[96], env_cp[128], env_trust[700];
+	snprintf(env_cell, sizeof env_cell, "DP_CELL=%s", cell);
+	{
+		const char *const env[] = { c.db_env, "DP_REGION=eu", env_cell, "DP_CONTROL_PLANE_URL=http://127.0.0.1:1", NULL };
+		char *argv[] = { bin, "migrate", NULL };
+		ck_assert_int_eq(it_run("dp-migrate", argv, env, out, sizeof out), 0);
+	}
+	snprintf(env_cp, sizeof env_cp, "DP_CONTROL_PLANE_URL=%s", cp_url);
+	snprintf(env_trust, sizeof env_trust, "DP_TRUST_BUNDLE=%s", trust);
+	const char *const env[] = { c.db_env, "DP_REGION=eu", env_cell, env_cp, env_trust, c.token_env, c.cache_env,
+		                        c.instance_env, "DP_LISTEN=127.0.0.1:0", "DP_ACCESS_LOG=false",
+		                        "DP_PULL_WAIT=20s", NULL };
+	char *argv[] = { bin, NULL };
+	it_spawn(&c.p, "data-plane", argv, env);
+	snprintf(c.url, sizeof c.url, "http://127.0.0.1:%d", it_wait_port(&c.p, 10000));
+	dp_wait_version(&c, region_version("eu"), 10);
+	ck_assert_int_eq(tenant_status(&c, a.key, body, sizeof body), 200);
+	long long applied0 = dp_metric(&c, "dp_config_applied_total");
+	ck_assert_int_eq(dp_metric(&c, "dp_config_deltas_applied_total"), 0);
+
+	/* One key revoked: a delta, applied within a second. */
+	snprintf(path, sizeof path, "/v1/tenants/%s/api-keys/%s", a.id, a.key_id);
+	json_decref(call(&st, "DELETE", path, NULL));
+	ck_assert_int_eq(st, 200);
+	dp_wait_version(&c, region_version("eu"), 1.0);
+	ck_assert_int_eq(tenant_status(&c, a.key, NULL, 0), 401);
+	ck_assert_int_eq(dp_metric(&c, "dp_config_deltas_applied_total"), 1);
+
+	/* A burst: every change is a delta, and the last version is reached. */
+	for (int i = 0; i < 30; i++) {
+		char slug[32];
+		snprintf(slug, sizeof slug, "burst-%d", i);
+		tenant_in_cell(slug, "eu", cell, &more[i]);
+	}
+	long last = region_version("eu");
+	dp_wait_version(&c, last, 10);
+	long long applied = dp_metric(&c, "dp_config_applied_total") - applied0;
+	ck_assert_int_ge(applied, 2);
+	ck_assert_int_eq(dp_metric(&c, "dp_config_deltas_applied_total"), applied);
+	for (int i = 0; i < 30; i++)
+		ck_assert_int_eq(tenant_status(&c, more[i].key, NULL, 0), 200);
+	ck_assert_int_eq(tenant_status(&c, a.key, NULL, 0), 401);
+	stop_dp(&c);
+
+	/* The control plane gone: the restart serves the last version. */
+	ck_assert_int_eq(it_stop(&cp), 0);
+	cp.pid = 0;
+	double t0 = now_s();
+	it_spawn(&c.p, "data-plane", argv, env);
+	snprintf(c.url, sizeof c.url, "http://127.0.0.1:%d", it_wait_port(&c.p, 10000));
+	dp_wait_version(&c, last, 1.0);
+	fprintf(stderr, "  cell data plane restarted on its deltas: version %ld served %.0f ms after start\n", last,
+	        (now_s() - t0) * 1000);
+	ck_assert_int_eq(tenant_status(&c, a.key, NULL, 0), 401);
+	for (int i = 0; i < 30; i++)
+		ck_assert_int_eq(tenant_status(&c, more[i].key, NULL, 0), 200);
+	stop_dp(&c);
+	start_cp(); /* for teardown */
+}
+END_TEST
+
 /* With the control plane SIGKILLed, then a new one SIGSTOPped (it accepts
  * connections and never answers), tenant requests keep succeeding and their
  * p99 does not grow; a data plane restarted meanwhile serves from its cache
@@ -446,6 +559,7 @@ Suite *e2e_config_suite(void)
 	tcase_add_test(tc, revocation_within_a_second);
 	tcase_add_test(tc, control_plane_down_or_hung);
 	tcase_add_test(tc, key_rotation_without_failures);
+	tcase_add_test(tc, cell_follows_deltas_and_restarts_on_them);
 	suite_add_tcase(s, tc);
 	return s;
 }
