@@ -100,6 +100,41 @@ static char *cell_doc(int64_t ver)
 	return sign_cell_doc(&signer, CFGDOC_AUD_CELL CELL, CELL, "us", ver);
 }
 
+/* A delta of the cell's document from `base` to `ver` whose upsert is
+ * T_OWN with K_OWN (and K_NEW with `with_new`): its digest that of the
+ * state it leads to, or, with `bad_digest`, of another. */
+static char *cell_delta(int64_t base, int64_t ver, int with_new, int bad_digest)
+{
+	int saved = doc_with_new_key;
+	doc_with_new_key = with_new;
+	char *full = cell_doc(ver); /* the same claims, read back from a full document */
+	doc_with_new_key = saved;
+	const char *dot1 = strchr(full, '.'), *dot2 = strchr(dot1 + 1, '.');
+	char *payload = malloc((size_t)(dot2 - dot1) + 1);
+	long n = secret_unb64url(dot1 + 1, (size_t)(dot2 - dot1 - 1), payload, (size_t)(dot2 - dot1));
+	ck_assert_int_gt(n, 0);
+	json_t *c = json_loadb(payload, (size_t)n, 0, NULL);
+	ck_assert_ptr_nonnull(c);
+	char *records = strdup(json_string_value(json_object_get(c, "tenants")));
+	json_object_del(c, "tenants");
+	struct cfgdoc_sum sum = { 0 };
+	unsigned char h[32];
+	cfgdoc_record_hash(records, strlen(records), h);
+	cfgdoc_sum_add(&sum, h);
+	if (bad_digest)
+		cfgdoc_sum_add(&sum, h);
+	char digest[CFGDOC_DIGEST_LEN + 1];
+	ck_assert_int_eq(cfgdoc_state_digest(c, &sum, digest), 0);
+	ck_assert_int_eq(cfgdoc_delta_claims(c, base, NULL, digest), 0);
+	char *tok = cfgdoc_sign_text(&signer, c, "upsert", records);
+	ck_assert_ptr_nonnull(tok);
+	json_decref(c);
+	free(records);
+	free(payload);
+	free(full);
+	return tok;
+}
+
 /* A routes document of `region` signed with `key`: "<key>|<cell>;" text. */
 static char *sign_routes(const struct jwk *key, const char *region, int64_t ver, const char *routes)
 {
@@ -126,6 +161,9 @@ struct fcp {
 	/* what it serves (under mu); NULL: 503 */
 	char *config, *routes;
 	long config_ver, routes_ver;
+	char *full;       /* if set: the answer to a config GET with full=1 */
+	long full_ver;
+	int old_build;    /* answer ?since 400, as a control plane without deltas does */
 	/* what it saw (under mu) */
 	char config_path[300], config_auth[300], routes_auth[300], status_auth[300], status_body[2048];
 	char usage_auth[300], usage_key[300], usage_body[8192];
@@ -180,7 +218,15 @@ static void fcp_handle(struct fake_srv *s, int fd, const char *req)
 		snprintf(cp->config_auth, sizeof cp->config_auth, "%s", auth);
 		snprintf(cp->config_path, sizeof cp->config_path, "%s", path);
 		pthread_mutex_unlock(&cp->mu);
-		serve_doc(cp, fd, &cp->config, &cp->config_ver, inm);
+		pthread_mutex_lock(&cp->mu);
+		int whole = cp->full && strstr(path, "full=1"), refuse = cp->old_build && strstr(path, "since=");
+		pthread_mutex_unlock(&cp->mu);
+		if (refuse)
+			fake_respond(fd, 400, "application/problem+json", "{\"code\":\"validation_failed\"}");
+		else if (whole)
+			serve_doc(cp, fd, &cp->full, &cp->full_ver, inm);
+		else
+			serve_doc(cp, fd, &cp->config, &cp->config_ver, inm);
 	} else if (!strcmp(method, "GET") && strstr(path, "/v1/regions/us/routes?") == path) {
 		pthread_mutex_lock(&cp->mu);
 		snprintf(cp->routes_auth, sizeof cp->routes_auth, "%s", auth);
@@ -212,6 +258,7 @@ static void fcp_stop(struct fcp *cp)
 	fake_srv_stop(&cp->srv);
 	free(cp->config);
 	free(cp->routes);
+	free(cp->full);
 	pthread_mutex_destroy(&cp->mu);
 }
 
@@ -1528,11 +1575,97 @@ START_TEST(with_the_control_plane)
 }
 END_TEST
 
+/* A cell's data plane asks for deltas from the version it holds
+ * (?since=); it applies a good one (and keeps it on disk beside the
+ * document), refuses one whose digest names another state and then asks
+ * for the whole document (?full=1), and refuses a replayed older delta. */
+START_TEST(deltas_applied_or_refused)
+{
+	struct fcp cp;
+	struct dp d;
+	char url[100], path[300], code[64], retry[16];
+	start_cell_dp(&cp, &d, url, 5);
+	fcp_get(&cp, cp.config_path, path, sizeof path);
+	const char *own = "us_" K_OWN "_" SEC, *new_key = "us_" K_NEW "_" SEC;
+
+	/* v5 -> v6 adds K_NEW: applied, and kept in config.deltas. */
+	char *good = cell_delta(5, 6, 1, 0);
+	fcp_set(&cp, &cp.config, &cp.config_ver, good, 6);
+	wait_dp_version(&d, 6);
+	ck_assert_int_eq(tenant_call(&d, new_key, NULL, code, sizeof code, retry, sizeof retry), 200);
+	ck_assert_int_eq(dp_metric(&d, "dp_config_deltas_applied_total"), 1);
+	fcp_get(&cp, cp.config_path, path, sizeof path);
+	ck_assert_msg(strstr(path, "since=6"), "the pull after v6 asks %s", path);
+	char *chain = it_slurp(it_fmt("%s/config.deltas", cache_dir));
+	ck_assert_ptr_nonnull(chain);
+	ck_assert_msg(!strcmp(chain, it_fmt("%s\n", good)), "config.deltas holds %.100s", chain);
+	free(chain);
+
+	/* v6 -> v7 with a digest of another state: refused, v6 kept; the
+	 * next pull asks for the whole document, which is applied. */
+	long long refused0 = dp_metric(&d, "dp_config_rejected_total{reason=\"content\"}");
+	char *bad = cell_delta(6, 7, 0, 1), *whole = cell_doc(7);
+	pthread_mutex_lock(&cp.mu);
+	cp.full = strdup(whole);
+	cp.full_ver = 7;
+	pthread_mutex_unlock(&cp.mu);
+	fcp_set(&cp, &cp.config, &cp.config_ver, bad, 7);
+	wait_dp_version(&d, 7);
+	ck_assert_int_gt(dp_metric(&d, "dp_config_rejected_total{reason=\"content\"}"), refused0);
+	ck_assert_int_eq(dp_metric(&d, "dp_config_deltas_applied_total"), 1);
+	ck_assert_int_eq(tenant_call(&d, new_key, NULL, code, sizeof code, retry, sizeof retry), 401);
+	ck_assert_int_eq(tenant_call(&d, own, NULL, code, sizeof code, retry, sizeof retry), 200);
+	/* A whole document empties the delta chain. */
+	chain = it_slurp(it_fmt("%s/config.deltas", cache_dir));
+	ck_assert_str_eq(chain, "");
+	free(chain);
+
+	/* The v5 -> v6 delta again, offered as something newer: refused. */
+	long long rollback0 = dp_metric(&d, "dp_config_rejected_total{reason=\"rollback\"}");
+	fcp_set(&cp, &cp.config, &cp.config_ver, good, 8);
+	long deadline = it_now_ms() + 10000;
+	while (dp_metric(&d, "dp_config_rejected_total{reason=\"rollback\"}") == rollback0) {
+		ck_assert_msg(it_now_ms() < deadline, "the replayed delta was not refused");
+		usleep(50000);
+	}
+	wait_dp_version(&d, 7);
+	ck_assert_int_eq(tenant_call(&d, new_key, NULL, code, sizeof code, retry, sizeof retry), 401);
+	stop_dp(&d);
+	fcp_stop(&cp);
+	free(good);
+	free(bad);
+	free(whole);
+}
+END_TEST
+
+/* Against a control plane of a build without deltas (it refuses the
+ * unknown ?since), the data plane pulls whole documents again. */
+START_TEST(older_control_plane_whole_documents)
+{
+	struct fcp cp;
+	struct dp d;
+	char url[100], path[300];
+	start_cell_dp(&cp, &d, url, 5);
+	pthread_mutex_lock(&cp.mu);
+	cp.old_build = 1;
+	pthread_mutex_unlock(&cp.mu);
+	char *doc = cell_doc(6);
+	fcp_set(&cp, &cp.config, &cp.config_ver, doc, 6);
+	free(doc);
+	wait_dp_version(&d, 6);
+	fcp_get(&cp, cp.config_path, path, sizeof path);
+	ck_assert_msg(!strstr(path, "since="), "the data plane still asks %s", path);
+	stop_dp(&d);
+	fcp_stop(&cp);
+}
+END_TEST
+
 Suite *cells_dp_suite(void)
 {
 	Suite *s = suite_create("cells-dp");
 	const TTest *const tests[] = { wrong_cell_guard, wrong_cell_waits_for_document, foreign_documents_refused, usage_with_cell_token,
-		                                  cell_settings_checked, with_the_control_plane, db_cell_identity };
+		                                  cell_settings_checked, with_the_control_plane, db_cell_identity,
+		                                  deltas_applied_or_refused, older_control_plane_whole_documents };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
 	return s;
 }
