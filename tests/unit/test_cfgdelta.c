@@ -622,9 +622,9 @@ START_TEST(bulk_text_cut_or_parsed_whole)
 	int is_delta;
 	struct cfgdoc *d = NULL;
 	/* Cut: the records last. */
-	buf_append(&tail, ",\"tenants\":\"", 12);
+	buf_append(&tail, ",\"tenants\":\"", strlen(",\"tenants\":\""));
 	buf_append(&tail, recs.p, recs.len);
-	buf_append(&tail, "\"}", 3);
+	buf_append(&tail, "\"}", strlen("\"}"));
 	char *tok = payload_doc(&m, tail.p);
 	ck_assert_msg(apply(tok, NULL, 0, &d, &is_delta, detail, sizeof detail) == CFGDOC_OK, "%s", detail);
 	check_state(d, &m);
@@ -632,9 +632,9 @@ START_TEST(bulk_text_cut_or_parsed_whole)
 	free(tok);
 	/* Whole: another member after the records. */
 	buf_free(&tail);
-	buf_append(&tail, ",\"tenants\":\"", 12);
+	buf_append(&tail, ",\"tenants\":\"", strlen(",\"tenants\":\""));
 	buf_append(&tail, recs.p, recs.len);
-	buf_append(&tail, "\",\"later\":\"x\"}", 16);
+	buf_append(&tail, "\",\"later\":\"x\"}", strlen("\",\"later\":\"x\"}"));
 	tok = payload_doc(&m, tail.p);
 	ck_assert_msg(apply(tok, NULL, 0, &d, &is_delta, detail, sizeof detail) == CFGDOC_OK, "%s", detail);
 	check_state(d, &m);
@@ -642,17 +642,17 @@ START_TEST(bulk_text_cut_or_parsed_whole)
 	free(tok);
 	/* The bulk member twice: refused, cut or not. */
 	buf_free(&tail);
-	buf_append(&tail, ",\"tenants\":\"\",\"tenants\":\"", 27);
+	buf_append(&tail, ",\"tenants\":\"\",\"tenants\":\"", strlen(",\"tenants\":\"\",\"tenants\":\""));
 	buf_append(&tail, recs.p, recs.len);
-	buf_append(&tail, "\"}", 3);
+	buf_append(&tail, "\"}", strlen("\"}"));
 	tok = payload_doc(&m, tail.p);
 	refused(tok, NULL, 0, CFGDOC_MALFORMED, NULL);
 	free(tok);
 	/* An escape in the records: parsed whole, then refused as content. */
 	buf_free(&tail);
-	buf_append(&tail, ",\"tenants\":\"", 12);
+	buf_append(&tail, ",\"tenants\":\"", strlen(",\"tenants\":\""));
 	buf_append(&tail, recs.p, recs.len);
-	buf_append(&tail, "t|\\u0041\"}", 11);
+	buf_append(&tail, "t|\\u0041\"}", strlen("t|\\u0041\"}"));
 	tok = payload_doc(&m, tail.p);
 	refused(tok, NULL, 0, CFGDOC_BAD_CONTENT, "tenants");
 	free(tok);
