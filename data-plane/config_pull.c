@@ -39,11 +39,11 @@
 #define PULL_GRACE_MS 10000       /* total timeout = wait + this */
 #define LOOP_MAX_MS 1000          /* the loop wakes at least this often */
 #define ERROR_MAX 500             /* fleet status last_error */
-/* A cell's data plane asks for a full document (?full=1) once this many
- * deltas are applied on the one it has, or once the tenants the deltas
- * replaced outnumber a sixteenth of it (at least LAYER_MIN): lookups
- * stay two probes, and a restart replays a short chain. */
-#define DELTAS_MAX 1024
+/* A cell's data plane asks for a full document (?full=1) once
+ * DP_CONFIG_DELTAS_MAX deltas are applied on the one it has, or once the
+ * tenants the deltas replaced outnumber a sixteenth of it (at least
+ * LAYER_MIN): lookups stay a few probes, and a restart replays a short
+ * chain. */
 #define LAYER_MIN 4096
 
 enum outcome { PULL_UPDATED, PULL_NOT_MODIFIED, PULL_ERROR, PULL__COUNT };
@@ -176,7 +176,7 @@ static void in_use(struct dp_pull *p, struct in_use *u)
 		u->keys = cfgdoc_key_count(s->doc);
 		u->stale = dp_snapshot_stale(s, (int64_t)time(NULL));
 		const struct cfgdoc *d = s->doc;
-		u->layered_big = d->base && (d->deltas >= DELTAS_MAX ||
+		u->layered_big = d->base && ((long)d->deltas >= p->app->cfg.config_deltas_max ||
 		                             (d->ntenants > LAYER_MIN && d->ntenants > d->base->ntenants / 16));
 	}
 	dp_snaps_leave(p->app->snaps);

@@ -51,6 +51,7 @@ struct dp_config {
 	int64_t clock_skew_ms;
 	const char *instance;               /* NULL: <hostname>-<pid> */
 	long config_max_bytes;
+	long config_deltas_max;             /* with DP_CELL: deltas on one document before ?full=1 */
 	long ingest_writers;
 	long ingest_group_max;
 	long ingest_queue_max;

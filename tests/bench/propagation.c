@@ -4,7 +4,10 @@
  * Each change renames a region of the catalog, which every region's
  * document lists, so every region must apply a new version. The time runs
  * from the control plane's answer to the moment the last data plane's
- * /readyz shows the new version. Prints "p50_ms p99_ms max_ms". */
+ * /readyz shows the new version. Prints "p50_ms p99_ms max_ms".
+ * With PROPAGATION_REVOKE=FILE, each change instead revokes one API key,
+ * line by line of FILE ("<tenant id> <key id>"): a change to one tenant,
+ * which a cell's data plane gets as a delta document. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -82,12 +85,29 @@ int main(int argc, char **argv)
 	double *lat = calloc((size_t)changes, sizeof *lat);
 	char url[512], data[128];
 	CURL *c = curl_easy_init();
+	const char *revoke = getenv("PROPAGATION_REVOKE");
+	FILE *keys = revoke ? fopen(revoke, "r") : NULL;
+	if (revoke && !keys) {
+		fprintf(stderr, "propagation-bench: cannot read %s\n", revoke);
+		return 2;
+	}
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	for (int i = 0; i < changes; i++) {
-		snprintf(url, sizeof url, "%s/v1/regions/in", cp);
-		snprintf(data, sizeof data, "{\"display_name\":\"India %d\"}", i);
-		json_t *r = request(c, "PATCH", url, admin, data);
+		json_t *r;
+		if (keys) {
+			char tenant[64], key[64];
+			if (fscanf(keys, "%63s %63s", tenant, key) != 2) {
+				fprintf(stderr, "propagation-bench: %s has fewer than %d keys\n", revoke, changes);
+				return 2;
+			}
+			snprintf(url, sizeof url, "%s/v1/tenants/%s/api-keys/%s", cp, tenant, key);
+			r = request(c, "DELETE", url, admin, NULL);
+		} else {
+			snprintf(url, sizeof url, "%s/v1/regions/in", cp);
+			snprintf(data, sizeof data, "{\"display_name\":\"India %d\"}", i);
+			r = request(c, "PATCH", url, admin, data);
+		}
 		double t0 = now_s();
 		/* Every region's version after the change (the answer has in's only). */
 		snprintf(url, sizeof url, "%s/v1/regions", cp);
@@ -126,6 +146,8 @@ int main(int argc, char **argv)
 	       lat[changes - 1] * 1000);
 	curl_easy_cleanup(c);
 	curl_global_cleanup();
+	if (keys)
+		fclose(keys);
 	free(lat);
 	return 0;
 }
