@@ -35,6 +35,8 @@
 #define KEEP_DELTAS 4096
 /* A cell's full document is rebuilt when it is this many versions behind. */
 #define FULL_EVERY 256
+/* More changed tenants than this in one step: a full document instead. */
+#define DELTA_MAX_TENANTS 20000
 
 /* A cell's state as the worker last published it: per tenant (16 bytes of
  * its uuid) the SHA-256 of its record, and their sum (cfgdoc.h). Open
@@ -61,6 +63,7 @@ struct doc_slot {
 	int64_t want_full;            /* a request waits for a full at this version or above */
 	/* the worker's only: */
 	struct cell_state *cs;
+	int delta_failed;             /* this pass's delta failed: its full, in the second phase */
 };
 
 struct doc_cache {
@@ -91,7 +94,7 @@ void cp_doc_release(void *vd)
 	}
 }
 
-static struct cp_doc *doc_new(int64_t version, int64_t base, char *token)
+static struct cp_doc *doc_new(int64_t version, int64_t base, int64_t exp, char *token)
 {
 	struct cp_doc *d = calloc(1, sizeof *d);
 	if (!d) {
@@ -101,6 +104,7 @@ static struct cp_doc *doc_new(int64_t version, int64_t base, char *token)
 	d->refs = 1;
 	d->version = version;
 	d->base = base;
+	d->exp = exp;
 	d->token = token;
 	d->len = strlen(token);
 	return d;
@@ -219,8 +223,9 @@ enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *sub
 	if (!s)
 		return DB_ERROR;
 	pthread_mutex_lock(&app->docs->lock);
+	int64_t fresh = (int64_t)time(NULL) + atoi(CPDB_DELTA_FRESH_S);
 	for (size_t i = 0; i < MEM_DELTAS && !*out; i++)
-		if (s->deltas[i] && s->deltas[i]->base == base)
+		if (s->deltas[i] && s->deltas[i]->base == base && s->deltas[i]->exp > fresh)
 			*out = doc_ref(s->deltas[i]);
 	pthread_mutex_unlock(&app->docs->lock);
 	if (*out)
@@ -233,7 +238,8 @@ enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *sub
 	char *token = NULL;
 	enum db_status st = cpdb_delta_get(c, subj->aud, base, &ver, &token);
 	db_release(app->db, c);
-	if (st == DB_OK && !(*out = doc_new(ver, base, token)))
+	/* The store served it only while fresh enough. */
+	if (st == DB_OK && !(*out = doc_new(ver, base, INT64_MAX, token)))
 		st = DB_ERROR;
 	return st;
 }
@@ -361,6 +367,11 @@ static void rec_del(struct cell_state *cs, struct rec_ent *e)
 struct hashing {
 	struct cell_state *cs;
 	struct cfgdoc_sum *sum;
+	/* With `old` (the state the last delta reached): the records that
+	 * differ from it, for the bridging delta; `big` once too many. */
+	const struct cell_state *old;
+	struct buf *upsert;
+	size_t changed;
 };
 
 static int hash_record(const char *rec, size_t len, void *arg)
@@ -373,6 +384,13 @@ static int hash_record(const char *rec, size_t len, void *arg)
 		return 0;
 	if (len < 38 || uuid_bytes(rec + 2, id) != 0 || rec_put(hs->cs, id, h) != 0)
 		return -1;
+	if (hs->old && hs->changed <= DELTA_MAX_TENANTS) {
+		const struct rec_ent *e = rec_find(hs->old, id);
+		if (!e || memcmp(e->h, h, 32) != 0) {
+			hs->changed++;
+			buf_append(hs->upsert, rec, len);
+		}
+	}
 	return 0;
 }
 
@@ -676,9 +694,50 @@ static enum db_status sign_head(struct cp_app *app, const struct cp_doc_subject 
 
 /* cp_doc_build, and for a regional or cell document the state of its
  * records into `cs` (NULL: none kept; the digest claim is added alike). */
+/* The bridging delta of a cell's full rebuild: from `old` (the state its
+ * last delta reached) to the full document's state, its claims those of
+ * the full document (with their digest). NULL when the two differ in too
+ * many tenants, or on an error (the data planes then take the full). */
+static char *bridge_delta(const struct jwk *key, const json_t *claims, const struct cell_state *old,
+                          const struct cell_state *cs, const struct hashing *hs, const char *digest)
+{
+	struct buf removed = { 0 };
+	char *token = NULL;
+	json_t *dc = NULL;
+	size_t gone = 0;
+	if (hs->changed > DELTA_MAX_TENANTS || hs->upsert->failed)
+		return NULL;
+	for (size_t i = 0; i < old->cap; i++)
+		if (old->e[i].used && !rec_find(cs, old->e[i].id)) {
+			static const char hex[] = "0123456789abcdef";
+			const unsigned char *b = old->e[i].id;
+			char id[38];
+			size_t k = 0;
+			for (int j = 0; j < 16; j++) {
+				if (j == 4 || j == 6 || j == 8 || j == 10)
+					id[k++] = '-';
+				id[k++] = hex[b[j] >> 4];
+				id[k++] = hex[b[j] & 15];
+			}
+			id[k++] = ';';
+			buf_append(&removed, id, k);
+			if (++gone + hs->changed > DELTA_MAX_TENANTS)
+				goto out;
+		}
+	buf_append(&removed, "", 1);
+	if (removed.failed || !(dc = json_deep_copy(claims)) ||
+	    cfgdoc_delta_claims(dc, old->ver, removed.p, digest) != 0)
+		goto out;
+	token = cfgdoc_sign_text(key, dc, "upsert", hs->upsert->p ? hs->upsert->p : "");
+out:
+	json_decref(dc);
+	buf_free(&removed);
+	return token;
+}
+
 static enum db_status build_full(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
                                  int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64],
-                                 struct cell_state *cs)
+                                 struct cell_state *cs, const struct cell_state *old, char **bridge)
 {
 	json_t *claims = NULL;
 	struct buf text = { 0 };
@@ -701,11 +760,18 @@ static enum db_status build_full(struct db_conn *c, struct cp_app *app, const st
 	if (subj->kind != CP_DOC_ROUTES) {
 		/* The state digest (cfgdoc.h): older data planes ignore it. */
 		struct cfgdoc_sum sum = { { 0 } };
-		struct hashing hs = { .cs = cs, .sum = &sum };
+		struct buf upsert = { 0 };
+		struct hashing hs = { .cs = cs, .sum = &sum, .upsert = &upsert,
+			                  .old = cs && old && old->ver < *ver ? old : NULL };
 		if ((text.p && cfgdoc_each_record(text.p, text.len, hash_record, &hs) != 0) ||
 		    cfgdoc_state_digest(claims, &sum, digest) != 0 ||
-		    json_object_set_new(claims, "digest", json_string(digest)) != 0)
+		    json_object_set_new(claims, "digest", json_string(digest)) != 0) {
+			buf_free(&upsert);
 			goto out;
+		}
+		if (hs.old && bridge)
+			*bridge = bridge_delta(&key, claims, hs.old, cs, &hs, digest);
+		buf_free(&upsert);
 		if (cs) {
 			cs->sum = sum;
 			cs->ver = *ver;
@@ -729,7 +795,7 @@ out:
 enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
                             int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64])
 {
-	return build_full(c, app, subj, ver, token, iat, exp, kid, NULL);
+	return build_full(c, app, subj, ver, token, iat, exp, kid, NULL, NULL, NULL);
 }
 
 /* The store of a subject's documents: the regional one keeps the table
@@ -752,8 +818,10 @@ struct issue {
 	struct cp_app *app;
 	const struct cp_doc_subject *subject;
 	struct cell_state *cs;     /* a cell's new state, built with the document */
-	int64_t ver;
+	const struct cell_state *old; /* the state its last delta reached, or NULL */
+	int64_t ver, exp;
 	char *token;
+	char *bridge;              /* the delta from old to the new state, or NULL */
 };
 
 static enum db_status issue_tx(struct db_conn *c, void *vctx)
@@ -780,8 +848,12 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
 	}
 	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((st = build_full(c, is->app, subj, &is->ver, &built, &iat, &exp, kid, is->cs)) != DB_OK)
+	free(is->bridge);
+	is->bridge = NULL;
+	if ((st = build_full(c, is->app, subj, &is->ver, &built, &iat, &exp, kid, is->cs, is->old,
+	                     &is->bridge)) != DB_OK)
 		return st;
+	is->exp = exp;
 	atomic_fetch_add(&is->app->docs->built, 1);
 	atomic_fetch_add(&is->app->docs->build_us, since_us(&t0));
 	/* A stored document can always be rebuilt from the tables, so its
@@ -805,6 +877,10 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
 	if (st == DB_OK)
 		st = subj->kind == CP_DOC_REGION ? cpdb_doc_prune(c, subj->region, is->ver, KEEP_VERSIONS)
 		                                 : cpdb_signed_doc_prune(c, subj->aud, is->ver, KEEP_VERSIONS);
+	/* The bridging delta, for the data planes at the old state. */
+	int stored_delta;
+	if (st == DB_OK && is->bridge)
+		st = cpdb_delta_insert(c, subj->aud, is->old->ver, is->ver, is->bridge, kid, iat, exp, &stored_delta);
 	return st;
 }
 
@@ -812,15 +888,22 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
  * re-based on it. */
 static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s)
 {
-	struct issue is = { .app = app, .subject = &s->subject };
+	struct issue is = { .app = app, .subject = &s->subject, .old = s->cs };
 	if (s->subject.kind == CP_DOC_CELL && !(is.cs = calloc(1, sizeof *is.cs)))
 		return DB_ERROR;
 	/* One snapshot: the version and the content it describes agree. */
 	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, issue_tx, &is);
-	struct cp_doc *d = NULL;
-	if (st == DB_OK && !(d = doc_new(is.ver, -1, is.token)))
-		st = DB_ERROR;
-	is.token = NULL;
+	struct cp_doc *d = NULL, *bridge = NULL;
+	if (st == DB_OK) {
+		d = doc_new(is.ver, -1, 0, is.token); /* takes the token, also when it fails */
+		is.token = NULL;
+		if (!d)
+			st = DB_ERROR;
+	}
+	if (st == DB_OK && is.bridge && is.old) {
+		bridge = doc_new(is.ver, is.old->ver, is.exp, is.bridge);
+		is.bridge = NULL;
+	}
 	if (st == DB_OK) {
 		if (is.cs) {
 			atomic_fetch_add(&app->docs->fulls, 1);
@@ -828,10 +911,17 @@ static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s)
 			s->cs = is.cs;
 			is.cs = NULL;
 		}
+		/* The bridge first: the data planes at the old state take it
+		 * rather than the whole document. */
+		if (bridge) {
+			atomic_fetch_add(&app->docs->deltas, 1);
+			publish(app, s, bridge);
+		}
 		publish(app, s, d);
 	}
 	cell_state_free(is.cs);
 	free(is.token);
+	free(is.bridge);
 	return st;
 }
 
@@ -846,8 +936,8 @@ struct delta {
 	struct cp_app *app;
 	const struct cp_doc_subject *subject;
 	const struct cell_state *cs;   /* read only: applied once committed */
-	int64_t ver;
-	int none, incomplete;          /* no new version; the change log lacks one */
+	int64_t ver, exp;
+	int none, incomplete;          /* no new version; the change log lacks one (or too many changed) */
 	struct buf records;            /* the upsert text */
 	struct changed *now;           /* the changed tenants present, by their records */
 	size_t nnow;
@@ -855,6 +945,11 @@ struct delta {
 	struct cfgdoc_sum sum;         /* the new state's */
 	char *token;
 };
+
+static int changed_cmp(const void *a, const void *b)
+{
+	return memcmp(((const struct changed *)a)->id, ((const struct changed *)b)->id, 16);
+}
 
 static int collect(const char *rec, size_t len, void *arg)
 {
@@ -905,7 +1000,9 @@ static enum db_status delta_tx(struct db_conn *c, void *vctx)
 	}
 	if ((st = cpdb_config_changed(c, subj->region, cs->ver, dl->ver, &ids, &n, &complete)) != DB_OK)
 		goto out;
-	if (!complete) {
+	/* A change to a large share of the cell is cheaper as a full document
+	 * (and bounds this transaction's work). */
+	if (!complete || n > DELTA_MAX_TENANTS) {
 		dl->incomplete = 1;
 		goto out;
 	}
@@ -917,6 +1014,8 @@ static enum db_status delta_tx(struct db_conn *c, void *vctx)
 		goto out;
 	if (dl->records.p && cfgdoc_each_record(dl->records.p, dl->records.len, collect, dl) != 0)
 		goto out;
+	if (dl->nnow > 1)
+		qsort(dl->now, dl->nnow, sizeof *dl->now, changed_cmp);
 	dl->sum = cs->sum;
 	for (size_t i = 0; i < dl->nnow; i++) {
 		const struct rec_ent *e = rec_find(cs, dl->now[i].id);
@@ -928,12 +1027,11 @@ static enum db_status delta_tx(struct db_conn *c, void *vctx)
 		const char *id = ids.p + 1 + i * 37;
 		unsigned char b[16];
 		const struct rec_ent *e;
-		size_t j;
 		if (uuid_bytes(id, b) != 0)
 			goto out;
-		for (j = 0; j < dl->nnow && memcmp(dl->now[j].id, b, 16); j++)
-			;
-		if (j < dl->nnow || !(e = rec_find(cs, b)))
+		struct changed probe;
+		memcpy(probe.id, b, 16);
+		if ((dl->nnow && bsearch(&probe, dl->now, dl->nnow, sizeof *dl->now, changed_cmp)) || !(e = rec_find(cs, b)))
 			continue;
 		cfgdoc_sum_sub(&dl->sum, e->h);
 		buf_append(&dl->removed, id, 36);
@@ -942,6 +1040,7 @@ static enum db_status delta_tx(struct db_conn *c, void *vctx)
 	if (dl->removed.failed || (st = sign_head(dl->app, subj, dl->ver, &key, jti_hex, &head)) != DB_OK ||
 	    (st = state_claims(c, dl->app, subj, &head, &claims)) != DB_OK)
 		goto out;
+	dl->exp = head.exp;
 	st = DB_ERROR;
 	if (cfgdoc_state_digest(claims, &dl->sum, digest) != 0 ||
 	    cfgdoc_delta_claims(claims, cs->ver, dl->removed.p, digest) != 0 ||
@@ -988,13 +1087,19 @@ static enum db_status refresh_delta(struct cp_app *app, struct doc_slot *s)
 			cs->sum = dl.sum;
 			int64_t base = cs->ver;
 			cs->ver = dl.ver;
-			struct cp_doc *d = doc_new(dl.ver, base, dl.token);
+			struct cp_doc *d = doc_new(dl.ver, base, dl.exp, dl.token);
 			dl.token = NULL;
 			if (d) {
 				atomic_fetch_add(&app->docs->deltas, 1);
 				atomic_store(&app->docs->delta_bytes, d->len);
 				atomic_fetch_add(&app->docs->delta_us, since_us(&t0));
 				publish(app, s, d);
+			} else {
+				/* Stored but not published: the next pass starts over from
+				 * a full document rather than from a state nobody has. */
+				cell_state_free(s->cs);
+				s->cs = NULL;
+				st = DB_ERROR;
 			}
 		}
 	}
@@ -1003,8 +1108,10 @@ static enum db_status refresh_delta(struct cp_app *app, struct doc_slot *s)
 }
 
 /* Brings one subject up to `ver` (its region's version): a delta when it
- * can, else a full document. */
-static void refresh_subject(struct cp_app *app, struct doc_slot *s, int64_t ver)
+ * can, else a full document; with `deltas_only`, nothing when a delta
+ * cannot do it (a first pass, so that no cell's delta waits behind
+ * another's full build). */
+static void refresh_subject(struct cp_app *app, struct doc_slot *s, int64_t ver, int deltas_only)
 {
 	int64_t pub, want;
 	pthread_mutex_lock(&app->docs->lock);
@@ -1016,16 +1123,22 @@ static void refresh_subject(struct cp_app *app, struct doc_slot *s, int64_t ver)
 		return;
 	enum db_status st = DB_NOT_FOUND;
 	struct cell_state *cs = s->cs;
-	if (s->subject.kind == CP_DOC_CELL && cs && want <= full && ver - cs->full_ver < FULL_EVERY &&
-	    time(NULL) - cs->full_iat < app->cfg.doc_lifetime_ms / 2000) {
+	int can_delta = s->subject.kind == CP_DOC_CELL && cs && want <= full && ver - cs->full_ver < FULL_EVERY &&
+	                time(NULL) - cs->full_iat < app->cfg.doc_lifetime_ms / 2000 && !s->delta_failed;
+	s->delta_failed = 0;
+	if (deltas_only && !can_delta)
+		return;
+	if (can_delta) {
 		st = refresh_delta(app, s);
+		if (st != DB_OK && deltas_only)
+			s->delta_failed = 1;
 		if (st != DB_OK) {
 			atomic_fetch_add(&app->docs->fallbacks, 1);
 			log_warn_limited(NULL, "%s: no delta from version %lld (%s); building a full document",
 			                 s->subject.aud, (long long)cs->ver, db_status_str(st));
 		}
 	}
-	if (st != DB_OK && (st = refresh_full(app, s)) != DB_OK && st != DB_NOT_FOUND)
+	if (st != DB_OK && !deltas_only && (st = refresh_full(app, s)) != DB_OK && st != DB_NOT_FOUND)
 		log_warn_limited(NULL, "%s: building the document failed (%s); will retry", s->subject.aud,
 		                 db_status_str(st));
 }
@@ -1038,6 +1151,8 @@ void cp_doc_refresh(struct cp_app *app, int prune)
 	pthread_mutex_unlock(&dc->lock);
 	char done[MAX_SUBJECTS][33];
 	size_t ndone = 0;
+	/* Deltas first, then full documents. */
+	for (int phase = 0; phase < 2; phase++)
 	for (size_t i = 0; i < n; i++) {
 		struct doc_slot *s = &dc->slots[i];
 		struct db_conn *c = db_acquire(app->db);
@@ -1049,7 +1164,7 @@ void cp_doc_refresh(struct cp_app *app, int prune)
 		size_t j;
 		for (j = 0; j < ndone && strcmp(done[j], s->subject.region); j++)
 			;
-		if (st == DB_OK && prune && j == ndone) {
+		if (st == DB_OK && prune && phase == 1 && j == ndone) {
 			long removed;
 			snprintf(done[ndone++], sizeof done[0], "%s", s->subject.region);
 			if (cpdb_config_log_prune(c, s->subject.region, ver, KEEP_DELTAS, &removed) != DB_OK)
@@ -1057,7 +1172,7 @@ void cp_doc_refresh(struct cp_app *app, int prune)
 		}
 		db_release(app->db, c);
 		if (st == DB_OK)
-			refresh_subject(app, s, ver);
+			refresh_subject(app, s, ver, phase == 0);
 	}
 }
 

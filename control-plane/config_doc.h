@@ -24,6 +24,7 @@ struct cp_doc {
 	_Atomic int refs;
 	int64_t version;
 	int64_t base;         /* a delta's base version; -1 for a full document */
+	int64_t exp;          /* a delta's exp (unix s); 0 when not known (a full document) */
 	char *token;
 	size_t len;
 };

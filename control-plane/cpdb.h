@@ -164,6 +164,13 @@ enum db_status cpdb_idem_store(struct db_conn *c, enum cpdb_idem_store store, co
 /* Removes records older than a day. */
 enum db_status cpdb_idem_purge(struct db_conn *c, long *removed);
 
+/* A document carries every plan of the catalog while it holds at most
+ * this many (the most a data plane reads), else its tenants' plans. */
+#define CPDB_DOC_MAX_PLANS "1000"
+
+/* A delta is served only while it has this long left before its exp (s). */
+#define CPDB_DELTA_FRESH_S "600"
+
 /* ---- regional config documents, credentials, fleet (db_config.c) ---- */
 enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver);
 /* The stored document of (region, version); DB_NOT_FOUND if none. *token malloc'd. */

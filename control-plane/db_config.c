@@ -134,8 +134,11 @@ static enum db_status doc_content(struct db_conn *c, const char *region, const c
 		"       'events:write' = ANY (k.scopes), 'events:read' = ANY (k.scopes),"
 		"       coalesce(extract(epoch FROM k.expires_at)::bigint, 0)"
 		" FROM tenants t"
-		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL"
-		"      AND (k.expires_at IS NULL OR k.expires_at > now()) AND t.status <> 'deleted'"
+		/* Expired keys too, with their expiry (a data plane refuses them):
+		 * a document is a function of its version, whenever and by
+		 * whichever replica it is built, so two builds of one version
+		 * agree, and a delta chain's state with them. */
+		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL AND t.status <> 'deleted'"
 		" WHERE t.region = $1 AND " DOC_CELL("t") " AND " DOC_TENANT("t")
 		"   AND ($3::uuid[] IS NULL OR t.id = ANY ($3::uuid[]))"
 		" ORDER BY t.id, k.id", 3, p);
@@ -245,7 +248,10 @@ enum db_status cpdb_delta_get(struct db_conn *c, const char *aud, int64_t base, 
 	const char *p[] = { aud, b };
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
-		"SELECT ver, token FROM config_deltas WHERE aud = $1 AND base_ver = $2::bigint", 2, p);
+		/* One that expires within DELTA_FRESH_S would be refused by a
+		 * data plane (or soon after): a full document instead. */
+		"SELECT ver, token FROM config_deltas WHERE aud = $1 AND base_ver = $2::bigint"
+		"   AND expires_at > now() + make_interval(secs => " CPDB_DELTA_FRESH_S ")", 2, p);
 	if (st != DB_OK)
 		return st;
 	if (PQntuples(r) == 0)
@@ -305,9 +311,14 @@ enum db_status cpdb_doc_plans(struct db_conn *c, const char *region, const char 
 	const char *p[] = { region, cell };
 	PGresult *r;
 	void *a;
+	/* Every plan of the catalog, when it is no larger than a document
+	 * may carry: read without touching the tenants, so that a delta costs
+	 * the tenants it changes, not the cell's million. Beyond that, the
+	 * plans of the document's tenants. */
 	enum db_status st = rows_array(c, &r,
 		"SELECT id, rate_limit, burst, monthly_event_quota, retention_days FROM plans"
-		" WHERE id IN (SELECT plan FROM tenants t WHERE region = $1"
+		" WHERE (SELECT count(*) FROM plans) <= " CPDB_DOC_MAX_PLANS
+		"    OR id IN (SELECT plan FROM tenants t WHERE region = $1"
 		"              AND " DOC_CELL("t") " AND " DOC_TENANT("t") ")"
 		" ORDER BY id", 2, p, sizeof **plans, &a, n);
 	if ((*plans = a) == NULL)

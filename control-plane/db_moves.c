@@ -234,8 +234,13 @@ enum db_status cpdb_doc_moved(struct db_conn *c, const char *region, struct buf 
 	const char *p[] = { region };
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
+		/* A tenant's region changes only through a move between regions
+		 * (migration 0008), so the keys of this region whose tenant lives
+		 * elsewhere are found through this region's moves, without
+		 * reading every key of the region. */
 		"SELECT k.id, t.region FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
-		" WHERE k.region = $1 AND t.region <> $1 AND k.revoked_at IS NULL AND t.status <> 'deleted'"
+		" WHERE k.tenant_id IN (SELECT m.tenant_id FROM moves m WHERE m.from_region = $1 AND m.kind = 'region')"
+		"   AND k.region = $1 AND t.region <> $1 AND k.revoked_at IS NULL AND t.status <> 'deleted'"
 		" ORDER BY k.id", 1, p);
 	if (st != DB_OK)
 		return st;

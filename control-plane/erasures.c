@@ -58,6 +58,10 @@ static enum db_status erasure_tx(struct db_conn *c, struct http_req *req, void *
 	 * (secrets included) and their reports go too. */
 	if (st == DB_OK && ctx->rep.done && (st = cpdb_streams_erase(c, ctx->rep.tenant_id)) != DB_OK)
 		json_decref(erasure);
+	/* The tenant leaves its region's documents now: a new version, so that
+	 * a delta carries the removal (the change log joins changes to raises). */
+	else if (st == DB_OK && completed_now && (st = cpdb_region_bump(c, ctx->region)) != DB_OK)
+		json_decref(erasure);
 	if (st != DB_OK)
 		return st;
 	json_t *answer = json_pack("{ss so}", "tenant_id", ctx->rep.tenant_id, "erasure", erasure);

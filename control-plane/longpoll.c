@@ -185,12 +185,13 @@ static void call_hook(struct lp *lp)
 {
 	if (!lp)
 		return;
+	/* Called under the lock, so that once lp_set_hook(NULL) returns no
+	 * call can still reach what the hook pointed to (the worker stops
+	 * and is freed right after). The hook only signals. */
 	pthread_mutex_lock(&lp->lock);
-	void (*fn)(void *) = lp->hook;
-	void *arg = lp->hook_arg;
+	if (lp->hook)
+		lp->hook(lp->hook_arg);
 	pthread_mutex_unlock(&lp->lock);
-	if (fn)
-		fn(arg);
 }
 
 void lp_kick(struct lp *lp)

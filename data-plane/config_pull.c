@@ -45,6 +45,7 @@
  * LAYER_MIN): lookups stay a few probes, and a restart replays a short
  * chain. */
 #define LAYER_MIN 4096
+#define NO_DELTAS_RETRY_MS (10 * 60 * 1000)
 
 enum outcome { PULL_UPDATED, PULL_NOT_MODIFIED, PULL_ERROR, PULL__COUNT };
 static const char *const outcome_names[PULL__COUNT] = { "updated", "not_modified", "error" };
@@ -82,6 +83,7 @@ struct dp_pull {
 	int want_full;                 /* a delta did not apply: ask for a full document */
 	int sent_since;                /* the long poll in flight asks for a delta */
 	int no_deltas;                 /* the control plane refused ?since (an older build) */
+	int64_t no_deltas_at;          /* when (mono_ms) */
 };
 
 /* ---- small helpers ---- */
@@ -247,14 +249,23 @@ static int bytes_failure(enum cfgdoc_result r)
 	return r != CFGDOC_NOT_YET_VALID && r != CFGDOC_EXPIRED && r != CFGDOC_ROLLBACK;
 }
 
+/* The most bytes of deltas kept on one document: beyond, the next pull
+ * asks for a whole document (the file is rewritten at each delta). */
+static size_t chain_max(const struct dp_pull *p)
+{
+	size_t m = (size_t)p->app->cfg.config_max_bytes / 4;
+	return m < 16u << 20 ? m : 16u << 20;
+}
+
 /* Replaces DP_CACHE_DIR/config.deltas with p->chain. */
 static void chain_store(struct dp_pull *p)
 {
 	char path[4096], err[512];
 	snprintf(path, sizeof path, "%s/%s", p->app->cfg.cache_dir, DP_DELTAS_FILE);
 	if (dp_file_replace(path, p->chain.p ? p->chain.p : "", p->chain.len, 0600, err, sizeof err) != 0)
-		log_warn(NULL, "the applied deltas are not kept on disk (a restart starts from the full "
-		         "document before them): %s", err);
+		log_warn(NULL, "the applied deltas are not kept on disk: %s (a restart serves the cached "
+		         "document and the deltas kept before, when they reach the version floor; "
+		         "otherwise it waits for the control plane)", err);
 }
 
 /* Start-up: applies the deltas of DP_CACHE_DIR/config.deltas that lead on
@@ -291,7 +302,10 @@ static struct cfgdoc *replay_chain(struct dp_pull *p, struct cfgdoc *doc)
 			cfgdoc_free(next);
 			reject(p, r != CFGDOC_OK ? r : CFGDOC_BAD_CONTENT, "cached delta",
 			       r != CFGDOC_OK ? detail : "a full document in the delta chain");
-			dropped = 1;
+			/* Bytes that can never apply are dropped from the file; a
+			 * delta refused on time only (a clock behind at boot) is
+			 * left there until the next apply rewrites the file. */
+			dropped = r != CFGDOC_NOT_YET_VALID;
 			break;
 		}
 		cfgdoc_free(doc);
@@ -446,10 +460,17 @@ static int start_config(struct dp_pull *p)
 
 	in_use(p, &u);
 	/* A cell's data plane asks for a delta from the version it holds. */
-	p->sent_since = c->cell && u.loaded && !p->no_deltas;
+	/* A control plane that refused ?since is asked again after a while:
+	 * one replica of an older build during a rolling upgrade. */
+	if (p->no_deltas && mono_ms() - p->no_deltas_at > NO_DELTAS_RETRY_MS)
+		p->no_deltas = 0;
+	p->sent_since = c->cell && !p->no_deltas;
+	/* since=0 with nothing in use: the newest whole document published,
+	 * never one built for this request. */
 	if (p->sent_since)
 		snprintf(path, sizeof path, "/v1/cells/%s/config?wait=%ld&since=%lld%s", c->cell, wait_s,
-		         (long long)u.ver, p->want_full || u.layered_big ? "&full=1" : "");
+		         (long long)(u.loaded ? u.ver : 0),
+		         p->want_full || u.layered_big || p->chain.len > chain_max(p) ? "&full=1" : "");
 	else if (c->cell)
 		snprintf(path, sizeof path, "/v1/cells/%s/config?wait=%ld", c->cell, wait_s);
 	else
@@ -487,9 +508,11 @@ static int apply(struct dp_pull *p)
 	dp_snaps_leave(p->app->snaps);
 	if (r != CFGDOC_OK) {
 		reject(p, r, is_delta ? "pulled delta" : "pulled", detail);
-		/* A delta for another base, or one that does not reach the state
-		 * it names: the next pull asks for the whole document. */
-		if (is_delta)
+		/* A delta for another base, one that does not reach the state it
+		 * names, or any answer to a delta request that does not verify
+		 * (an expired delta, say): the next pull asks for the whole
+		 * document, so that no refused answer is asked for again. */
+		if (is_delta || p->sent_since)
 			p->want_full = 1;
 		return 0;
 	}
@@ -558,6 +581,7 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 		log_warn(NULL, "the control plane does not answer delta documents (HTTP 400 to ?since); "
 		               "pulling whole documents");
 		p->no_deltas = 1;
+		p->no_deltas_at = mono_ms();
 		o = PULL_NOT_MODIFIED;
 	} else if (dp_cp_config_error(status)) {
 		/* Logged by dp_cp_errors_note, at most once a minute. */

@@ -106,12 +106,13 @@ static int64_t step(void *ctx)
 	dp_limits_demand(l, (double)(now - r->last_ns) * 1e-9, on_demand, r);
 	r->last_ns = now;
 	/* A deleted tenant's demand is not published: its erasure deletes its
-	 * rows, and nothing may write them back. */
+	 * rows, and nothing may write them back; nor that of a tenant the
+	 * document no longer holds (erased, or moved away). */
 	const struct dp_snapshot *snap = dp_snaps_enter(r->app->snaps);
 	size_t kept = 0;
 	for (size_t i = 0; i < r->nitems; i++) {
 		const struct cfgdoc_tenant *t = snap ? cfgdoc_find_tenant(snap->doc, r->items[i].tenant) : NULL;
-		if (!t || t->status != 'd')
+		if (t && t->status != 'd')
 			r->items[kept++] = r->items[i];
 	}
 	dp_snaps_leave(r->app->snaps);

@@ -70,3 +70,8 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+
+-- The keys of a region whose tenant moved to another region (a document's
+-- `moved` claim) are found through that region's moves, not by reading
+-- every key of the region at every change.
+CREATE INDEX moves_from_region ON moves (from_region, tenant_id) WHERE kind = 'region';
