@@ -33,8 +33,6 @@
  * change log keeps as many versions. */
 #define MEM_DELTAS 256
 #define KEEP_DELTAS 4096
-/* A cell's full document is rebuilt when it is this many versions behind. */
-#define FULL_EVERY 256
 /* More changed tenants than this in one step: a full document instead. */
 #define DELTA_MAX_TENANTS 20000
 
@@ -214,6 +212,14 @@ void cp_doc_want(struct cp_app *app, const struct cp_doc_subject *subj, int64_t 
 	lp_kick(app->lp);
 }
 
+/* A delta is served only while it has this long (s) before its exp:
+ * 10 minutes, or an eighth of the lifetime when that is shorter. */
+static int64_t delta_fresh_s(const struct cp_app *app)
+{
+	int64_t m = app->cfg.doc_lifetime_ms / 8000;
+	return m < 600 ? m : 600;
+}
+
 enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *subj, int64_t base,
                             struct cp_doc **out)
 {
@@ -223,7 +229,7 @@ enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *sub
 	if (!s)
 		return DB_ERROR;
 	pthread_mutex_lock(&app->docs->lock);
-	int64_t fresh = (int64_t)time(NULL) + atoi(CPDB_DELTA_FRESH_S);
+	int64_t margin = delta_fresh_s(app), fresh = (int64_t)time(NULL) + margin;
 	for (size_t i = 0; i < MEM_DELTAS && !*out; i++)
 		if (s->deltas[i] && s->deltas[i]->base == base && s->deltas[i]->exp > fresh)
 			*out = doc_ref(s->deltas[i]);
@@ -236,7 +242,7 @@ enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *sub
 		return DB_UNAVAILABLE;
 	int64_t ver;
 	char *token = NULL;
-	enum db_status st = cpdb_delta_get(c, subj->aud, base, &ver, &token);
+	enum db_status st = cpdb_delta_get(c, subj->aud, base, margin, &ver, &token);
 	db_release(app->db, c);
 	/* The store served it only while fresh enough. */
 	if (st == DB_OK && !(*out = doc_new(ver, base, INT64_MAX, token)))
@@ -1123,7 +1129,7 @@ static void refresh_subject(struct cp_app *app, struct doc_slot *s, int64_t ver,
 		return;
 	enum db_status st = DB_NOT_FOUND;
 	struct cell_state *cs = s->cs;
-	int can_delta = s->subject.kind == CP_DOC_CELL && cs && want <= full && ver - cs->full_ver < FULL_EVERY &&
+	int can_delta = s->subject.kind == CP_DOC_CELL && cs && want <= full && ver - cs->full_ver < app->cfg.full_every &&
 	                time(NULL) - cs->full_iat < app->cfg.doc_lifetime_ms / 2000 && !s->delta_failed;
 	s->delta_failed = 0;
 	if (deltas_only && !can_delta)

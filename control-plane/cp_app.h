@@ -25,6 +25,7 @@ struct cp_config {
 	long login_account_max_failures;
 	const char *signing_keys_dir;
 	int64_t doc_lifetime_ms;
+	long full_every;            /* CP_CONFIG_FULL_EVERY */
 	int64_t key_overlap_ms;
 	int64_t fleet_silent_after_ms;
 	int64_t move_erase_after_ms;        /* default grace period before a moved tenant's source copy is erased */

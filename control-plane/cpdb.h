@@ -168,8 +168,6 @@ enum db_status cpdb_idem_purge(struct db_conn *c, long *removed);
  * this many (the most a data plane reads), else its tenants' plans. */
 #define CPDB_DOC_MAX_PLANS "1000"
 
-/* A delta is served only while it has this long left before its exp (s). */
-#define CPDB_DELTA_FRESH_S "600"
 
 /* ---- regional config documents, credentials, fleet (db_config.c) ---- */
 enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver);
@@ -214,9 +212,10 @@ enum db_status cpdb_config_changed(struct db_conn *c, const char *region, int64_
  * the changes no logged version needs, in bounded batches. */
 enum db_status cpdb_config_log_prune(struct db_conn *c, const char *region, int64_t ver, int keep,
                                      long *removed);
-/* Signed delta documents by (aud, base version); DB_NOT_FOUND if none. */
-enum db_status cpdb_delta_get(struct db_conn *c, const char *aud, int64_t base, int64_t *ver,
-                              char **token);
+/* Signed delta documents by (aud, base version), served only with at
+ * least fresh_s seconds before their exp; DB_NOT_FOUND if none. */
+enum db_status cpdb_delta_get(struct db_conn *c, const char *aud, int64_t base, int64_t fresh_s,
+                              int64_t *ver, char **token);
 enum db_status cpdb_delta_insert(struct db_conn *c, const char *aud, int64_t base, int64_t ver,
                                  const char *token, const char *kid, int64_t iat, int64_t exp,
                                  int *stored);

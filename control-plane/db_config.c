@@ -240,18 +240,19 @@ enum db_status cpdb_config_log_prune(struct db_conn *c, const char *region, int6
 	return DB_OK;
 }
 
-enum db_status cpdb_delta_get(struct db_conn *c, const char *aud, int64_t base, int64_t *ver,
-                              char **token)
+enum db_status cpdb_delta_get(struct db_conn *c, const char *aud, int64_t base, int64_t fresh_s,
+                              int64_t *ver, char **token)
 {
-	char b[24];
+	char b[24], f[24];
 	snprintf(b, sizeof b, "%lld", (long long)base);
-	const char *p[] = { aud, b };
+	snprintf(f, sizeof f, "%lld", (long long)fresh_s);
+	const char *p[] = { aud, b, f };
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
-		/* One that expires within DELTA_FRESH_S would be refused by a
-		 * data plane (or soon after): a full document instead. */
+		/* One that expires within $3 seconds would be refused by a data
+		 * plane (or soon after): a full document instead. */
 		"SELECT ver, token FROM config_deltas WHERE aud = $1 AND base_ver = $2::bigint"
-		"   AND expires_at > now() + make_interval(secs => " CPDB_DELTA_FRESH_S ")", 2, p);
+		"   AND expires_at > now() + make_interval(secs => $3::bigint)", 3, p);
 	if (st != DB_OK)
 		return st;
 	if (PQntuples(r) == 0)

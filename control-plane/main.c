@@ -73,6 +73,8 @@ static const struct cfg_var cp_vars[] = {
 	  "Directory of the ES256 signing keys (created with a first key if empty); unset: no regional documents are issued." },
 	{ "CP_CONFIG_LIFETIME", CFG_DURATION, "7d", 0, O(doc_lifetime_ms), 60000, 31536000000L, NULL,
 	  "Lifetime of a signed regional document; it is re-issued when half of it has passed." },
+	{ "CP_CONFIG_FULL_EVERY", CFG_INT, "256", 0, O(full_every), 1, 1000000, NULL,
+	  "Versions between two full documents of a cell; between them, data planes get deltas." },
 	{ "CP_KEY_OVERLAP", CFG_DURATION, "8d", 0, O(key_overlap_ms), 0, 31536000000L, NULL,
 	  "How long a retired signing key stays in the JWK set (keep it above CP_CONFIG_LIFETIME)." },
 	{ "CP_FLEET_SILENT_AFTER", CFG_DURATION, "60s", 0, O(fleet_silent_after_ms), 1000, 86400000, NULL,

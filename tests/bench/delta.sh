@@ -14,6 +14,8 @@
 # p99 idle, both measured in this run.
 #   tests/bench/delta.sh BINDIR
 set -eu
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -* | '') usage >&2; exit 2 ;; esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=$(cd "$1" && pwd)
 N=${BENCH_TENANTS:-100000}
@@ -35,7 +37,7 @@ trap cleanup EXIT INT TERM
 PORT=18097 TOKEN=bench-admin-token-0123456789abcdef
 export CP_DATABASE_URL="$PGTMP_URL" CP_ADMIN_TOKEN="$TOKEN" CP_SIGNING_KEYS_DIR="$work/keys" \
 	CP_SECRETS_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-"$BIN/control-plane" migrate >/dev/null
+"$BIN/control-plane" migrate >/dev/null 2>&1
 CP_LISTEN=127.0.0.1:$PORT CP_ACCESS_LOG=false "$BIN/control-plane" 2>"$work/cp.log" & pids="$pids $!"
 n=0
 until curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz" 2>/dev/null; do
@@ -108,8 +110,8 @@ KEY=$(api -d '{"name":"load","scopes":["events:read","events:write"]}' \
 export DP_DATABASE_URL="${PGTMP_URL%/*}/celltrail_cell" DP_REGION=us DP_CELL=us-east-1 \
 	DP_CONTROL_PLANE_URL="http://127.0.0.1:$PORT" DP_CELL_TOKEN="$ctok" DP_TRUST_BUNDLE="$work/trust.json" \
 	DP_CACHE_DIR="$work/dpcache" DP_LISTEN="127.0.0.1:$DP_PORT" DP_ACCESS_LOG=false DP_INSTANCE=bench-cell \
-	DP_CONFIG_MAX_BYTES=1073741824 DP_CONFIG_DELTAS_MAX=$((CHANGES + 1))
-"$BIN/data-plane" migrate >/dev/null
+	DP_CONFIG_MAX_BYTES=1073741824 DP_CONFIG_DELTAS_MAX=$((CHANGES + 1)) DP_LOG=false
+"$BIN/data-plane" migrate >/dev/null 2>&1
 want=$(sql -c "SELECT config_version FROM regions WHERE name = 'us'")
 dpver() { curl -fsS "http://127.0.0.1:$DP_PORT/readyz" 2>/dev/null | jq -r '.config_version // 0' 2>/dev/null || echo 0; }
 dpmetric() { curl -fsS "http://127.0.0.1:$DP_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }

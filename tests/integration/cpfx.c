@@ -22,6 +22,12 @@ void cpfx_stop(void)
 	ck_assert_msg(st == 0, "the control plane exited with %d on SIGTERM (log %s)", st, cpfx.proc.log);
 }
 
+void cpfx_restart(const char *const extra[])
+{
+	cpfx_stop();
+	it_cp_restart(&cpfx.proc, cpfx.db, extra, cpfx.url, sizeof cpfx.url);
+}
+
 static void quiet(void *arg, const char *msg)
 {
 	(void)arg;

@@ -35,6 +35,8 @@ void cpfx_start(const char *db_prefix, const char *const extra[]);
 /* Closes the connection, SIGTERMs the control plane and fails the test
  * unless it exits 0. */
 void cpfx_stop(void);
+/* cpfx_stop, then a control plane again on the same database. */
+void cpfx_restart(const char *const extra[]);
 
 /* The connection to the test's database (notices discarded). */
 PGconn *db(void);

@@ -900,6 +900,11 @@ const char *it_js(const json_t *o, const char *key)
 	return s ? s : "";
 }
 
+void it_cp_restart(struct it_proc *p, const char *db, const char *const extra[], char *url, size_t urllen)
+{
+	snprintf(url, urllen, "http://127.0.0.1:%d", cp_spawn(p, db, NULL, extra, 10000));
+}
+
 void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const extra[], char *db,
                  size_t dblen, char *url, size_t urllen)
 {

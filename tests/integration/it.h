@@ -109,6 +109,9 @@ const char *it_js(const json_t *o, const char *key);
  * NULL). */
 void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const extra[], char *db,
                  size_t dblen, char *url, size_t urllen);
+/* A control plane again on the database `db` of an earlier it_cp_start
+ * (the previous one stopped), with `extra`. */
+void it_cp_restart(struct it_proc *p, const char *db, const char *const extra[], char *url, size_t urllen);
 
 /* Writes the control plane's published keys (GET /.well-known/jwks.json
  * of `cp_url`) into the file `path`: a data plane's trust bundle. */

@@ -22,7 +22,10 @@ static void setup(void)
 {
 	snprintf(keys_env, sizeof keys_env, "CP_SIGNING_KEYS_DIR=%s/keys-delta-%d", it_env("IT_LOG_DIR"),
 	         (int)getpid());
-	const char *const extra[] = { keys_env, NULL };
+	/* A full document every 3 versions: every chain below crosses full
+	 * rebuilds, which its data planes must follow through their
+	 * bridging deltas, never a whole document. */
+	const char *const extra[] = { keys_env, "CP_CONFIG_FULL_EVERY=3", NULL };
 	cpfx_start("it_delta", extra);
 }
 
@@ -126,6 +129,21 @@ static void full_at(long ver, char digest[CFGDOC_DIGEST_LEN + 1])
 	digest_of_full(f.claims, digest);
 	ck_assert_str_eq(cs(f.claims, "digest"), digest);
 	got_free(&f);
+}
+
+/* A counter of the control plane's /metrics. */
+static long long cp_metric(const char *series)
+{
+	struct it_resp r;
+	char want[200];
+	it_http(&r, "GET", it_fmt("%s/metrics", cpfx.url), NULL, NULL, 0);
+	ck_assert_int_eq(r.status, 200);
+	snprintf(want, sizeof want, "\n%s ", series);
+	const char *at = strstr(r.body, want);
+	ck_assert_msg(at, "no metric %s", series);
+	long long v = atoll(at + strlen(want));
+	it_resp_free(&r);
+	return v;
 }
 
 static long version(void)
@@ -273,9 +291,13 @@ START_TEST(chain_after_a_burst)
 		}
 	}
 	int steps;
+	long long fulls0 = cp_metric("cp_config_full_builds_total");
 	long v = follow(v0, last, &steps);
 	ck_assert_int_eq(v, version());
 	ck_assert_int_ge(v - v0, 100);
+	/* The chain crossed full rebuilds (one every 3 versions) through
+	 * their bridging deltas: follow() took a delta at every step. */
+	ck_assert_int_ge(fulls0, 3);
 	full_at(v, dfull);
 	ck_assert_str_eq(last, dfull);
 	/* Up to date: 304 at once without wait. */
@@ -321,6 +343,34 @@ START_TEST(fallbacks_and_refusals)
 }
 END_TEST
 
+/* A stored delta that is about to expire is not served (a data plane
+ * would refuse it, and ask for it again): the whole document instead. */
+START_TEST(expiring_delta_not_served)
+{
+	char a[37];
+	tenant("expiring", a);
+	struct got g;
+	get(&g, "since=0");
+	long v0 = g.ver;
+	got_free(&g);
+	key(a, NULL);
+	get(&g, it_fmt("since=%ld&wait=10", v0));
+	ck_assert_int_eq(g.status, 200);
+	ck_assert_str_eq(g.kind, "delta");
+	got_free(&g);
+	/* The stored copy near its exp, and the control plane restarted so
+	 * that only the store has it. */
+	ck_assert_int_eq(qlong(it_fmt("WITH u AS (UPDATE config_deltas SET expires_at = now() + interval '1 minute'"
+	                              " WHERE base_ver = %ld RETURNING 1) SELECT count(*) FROM u", v0)), 1);
+	const char *const extra[] = { keys_env, "CP_CONFIG_FULL_EVERY=3", NULL };
+	cpfx_restart(extra);
+	get(&g, it_fmt("since=%ld&wait=10", v0));
+	ck_assert_int_eq(g.status, 200);
+	ck_assert_str_eq(g.kind, "full");
+	got_free(&g);
+}
+END_TEST
+
 Suite *cfg_delta_suite(void)
 {
 	Suite *s = suite_create("cfg-delta");
@@ -328,6 +378,7 @@ Suite *cfg_delta_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, revoke_is_a_small_delta);
+	tcase_add_test(tc, expiring_delta_not_served);
 	tcase_add_test(tc, new_and_gone_tenants);
 	tcase_add_test(tc, chain_after_a_burst);
 	tcase_add_test(tc, fallbacks_and_refusals);
