@@ -313,8 +313,9 @@ void cfgdoc_routes_free(struct cfgdoc_routes *r);
  *   upsert    instead of tenants: the records (same grammar) of every
  *             tenant that changed since base_ver and is in the document;
  *             each replaces the tenant's whole record (its keys with it)
- *   remove    optional; "<tenant uuid>;" records: tenants the base state
- *             holds that are no longer in the document
+ *   remove    optional; "<tenant uuid>;" records: tenants no longer in
+ *             the document (one the base state does not hold is no
+ *             change)
  * and every other claim (region, directory, plans, cell, moved,
  * stream_rules, streams) carried whole, replacing the base's.
  *

@@ -48,7 +48,6 @@ struct cell_state {
 	struct rec_ent *e;
 	size_t cap, n;
 	struct cfgdoc_sum sum;
-	int64_t full_ver, full_iat;   /* the last full document published */
 };
 
 struct doc_slot {
@@ -59,9 +58,14 @@ struct doc_slot {
 	struct cp_doc *deltas[MEM_DELTAS]; /* the newest deltas, a ring */
 	size_t dnext;
 	int64_t want_full;            /* a request waits for a full at this version or above */
-	/* the worker's only: */
+	int has_state;                /* cs is set (for the fulls thread, which never reads cs) */
+	/* A full document the fulls thread published at a version that may
+	 * not be on the deltas' chain: the deltas thread signs a delta from it
+	 * to the chain, so that data planes starting from it follow the
+	 * chain. -1: none. */
+	int64_t pending_base;
+	/* the deltas thread's only: */
 	struct cell_state *cs;
-	int delta_failed;             /* this pass's delta failed: its full, in the second phase */
 };
 
 struct doc_cache {
@@ -103,6 +107,7 @@ static struct cp_doc *doc_new(int64_t version, int64_t base, int64_t exp, char *
 	d->version = version;
 	d->base = base;
 	d->exp = exp;
+	d->at = (int64_t)time(NULL);
 	d->token = token;
 	d->len = strlen(token);
 	return d;
@@ -173,6 +178,7 @@ static struct doc_slot *slot_for(struct doc_cache *dc, const struct cp_doc_subje
 		s->subject = *subj;
 		s->published = -1;
 		s->want_full = -1;
+		s->pending_base = -1;
 		dc->n++; /* the worker sees it complete */
 		*added = 1;
 	}
@@ -781,8 +787,6 @@ static enum db_status build_full(struct db_conn *c, struct cp_app *app, const st
 		if (cs) {
 			cs->sum = sum;
 			cs->ver = *ver;
-			cs->full_ver = *ver;
-			cs->full_iat = *iat;
 		}
 	}
 	*token = cfgdoc_sign_text(&key, claims, subj->kind == CP_DOC_ROUTES ? "routes" : "tenants",
@@ -890,12 +894,13 @@ static enum db_status issue_tx(struct db_conn *c, void *vctx)
 	return st;
 }
 
-/* The current full document of a subject, published; a cell's state is
- * re-based on it. */
-static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s)
+/* The current full document of a subject, published; with `rebase` (the
+ * deltas thread's only), a cell's state is re-based on it and the
+ * bridging delta from the old state published first. */
+static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s, int rebase)
 {
-	struct issue is = { .app = app, .subject = &s->subject, .old = s->cs };
-	if (s->subject.kind == CP_DOC_CELL && !(is.cs = calloc(1, sizeof *is.cs)))
+	struct issue is = { .app = app, .subject = &s->subject, .old = rebase ? s->cs : NULL };
+	if (rebase && s->subject.kind == CP_DOC_CELL && !(is.cs = calloc(1, sizeof *is.cs)))
 		return DB_ERROR;
 	/* One snapshot: the version and the content it describes agree. */
 	enum db_status st = db_tx(app->db, DB_REPEATABLE_READ, issue_tx, &is);
@@ -911,11 +916,21 @@ static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s)
 		is.bridge = NULL;
 	}
 	if (st == DB_OK) {
-		if (is.cs) {
+		if (s->subject.kind == CP_DOC_CELL)
 			atomic_fetch_add(&app->docs->fulls, 1);
+		if (is.cs) {
 			cell_state_free(s->cs);
 			s->cs = is.cs;
 			is.cs = NULL;
+			pthread_mutex_lock(&app->docs->lock);
+			s->has_state = 1;
+			pthread_mutex_unlock(&app->docs->lock);
+		}
+		if (!rebase && s->subject.kind == CP_DOC_CELL) {
+			pthread_mutex_lock(&app->docs->lock);
+			s->pending_base = d->version;
+			pthread_mutex_unlock(&app->docs->lock);
+			lp_kick(app->lp);
 		}
 		/* The bridge first: the data planes at the old state take it
 		 * rather than the whole document. */
@@ -1089,6 +1104,9 @@ static enum db_status refresh_delta(struct cp_app *app, struct doc_slot *s)
 		if (st != DB_OK) {
 			cell_state_free(s->cs); /* half applied: the next pass builds a full */
 			s->cs = NULL;
+			pthread_mutex_lock(&app->docs->lock);
+			s->has_state = 0;
+			pthread_mutex_unlock(&app->docs->lock);
 		} else {
 			cs->sum = dl.sum;
 			int64_t base = cs->ver;
@@ -1105,6 +1123,9 @@ static enum db_status refresh_delta(struct cp_app *app, struct doc_slot *s)
 				 * a full document rather than from a state nobody has. */
 				cell_state_free(s->cs);
 				s->cs = NULL;
+				pthread_mutex_lock(&app->docs->lock);
+				s->has_state = 0;
+				pthread_mutex_unlock(&app->docs->lock);
 				st = DB_ERROR;
 			}
 		}
@@ -1113,43 +1134,192 @@ static enum db_status refresh_delta(struct cp_app *app, struct doc_slot *s)
 	return st;
 }
 
-/* Brings one subject up to `ver` (its region's version): a delta when it
- * can, else a full document; with `deltas_only`, nothing when a delta
- * cannot do it (a first pass, so that no cell's delta waits behind
- * another's full build). */
-static void refresh_subject(struct cp_app *app, struct doc_slot *s, int64_t ver, int deltas_only)
+/* A delta from `base` (a full document's version, on no chain) to the
+ * state the chain reached (cs->ver), built in a snapshot where the region
+ * is still at cs->ver: the records of the tenants changed since `base`,
+ * and every one of those that is gone (the control plane holds no state
+ * of `base`; a data plane ignores the removal of a tenant it does not
+ * hold, and the digest, of the chain's state, tells whether it arrived). */
+struct extra {
+	struct cp_app *app;
+	const struct cp_doc_subject *subject;
+	const struct cell_state *cs;
+	int64_t base, exp;
+	int skip, give_up;             /* the region moved on; too many changes */
+	char *token;
+};
+
+static int id36_cmp(const void *a, const void *b)
 {
-	int64_t pub, want;
-	pthread_mutex_lock(&app->docs->lock);
-	pub = s->published;
-	want = s->want_full;
-	int64_t full = s->doc ? s->doc->version : -1;
-	pthread_mutex_unlock(&app->docs->lock);
-	if (pub >= ver && want <= full)
-		return;
-	enum db_status st = DB_NOT_FOUND;
-	struct cell_state *cs = s->cs;
-	int can_delta = s->subject.kind == CP_DOC_CELL && cs && want <= full && ver - cs->full_ver < app->cfg.full_every &&
-	                time(NULL) - cs->full_iat < app->cfg.doc_lifetime_ms / 2000 && !s->delta_failed;
-	s->delta_failed = 0;
-	if (deltas_only && !can_delta)
-		return;
-	if (can_delta) {
-		st = refresh_delta(app, s);
-		if (st != DB_OK && deltas_only)
-			s->delta_failed = 1;
-		if (st != DB_OK) {
-			atomic_fetch_add(&app->docs->fallbacks, 1);
-			log_warn_limited(NULL, "%s: no delta from version %lld (%s); building a full document",
-			                 s->subject.aud, (long long)cs->ver, db_status_str(st));
+	return memcmp(a, b, 36);
+}
+
+static int present_id(const char *rec, size_t len, void *arg)
+{
+	struct buf *ids = arg;
+	if (len < 38)
+		return -1;
+	buf_append(ids, rec + 2, 36);
+	return 0;
+}
+
+static enum db_status extra_tx(struct db_conn *c, void *vctx)
+{
+	struct extra *x = vctx;
+	const struct cp_doc_subject *subj = x->subject;
+	struct buf ids = { 0 }, records = { 0 }, present = { 0 }, removed = { 0 };
+	struct tenants_text tt = { .b = &records };
+	json_t *claims = NULL;
+	struct jwk key = { 0 };
+	struct cfgdoc_head head;
+	char jti_hex[33], digest[CFGDOC_DIGEST_LEN + 1];
+	int64_t ver;
+	size_t n;
+	int complete;
+
+	free(x->token);
+	x->token = NULL;
+	enum db_status st = cpdb_region_version(c, subj->region, &ver);
+	if (st != DB_OK)
+		return st;
+	if (ver != x->cs->ver) {
+		x->skip = 1;
+		return DB_OK;
+	}
+	if ((st = cpdb_config_changed(c, subj->region, x->base, ver, &ids, &n, &complete)) != DB_OK)
+		goto out;
+	if (!complete || n > DELTA_MAX_TENANTS) {
+		x->give_up = 1;
+		goto out;
+	}
+	if (n && (st = cpdb_doc_content_of(c, subj->region, subj->cell, ids.p, tenants_text_row, &tt)) != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	if (records.p && cfgdoc_each_record(records.p, records.len, present_id, &present) != 0)
+		goto out;
+	size_t npresent = present.p ? present.len / 36 : 0;
+	if (npresent > 1)
+		qsort(present.p, npresent, 36, id36_cmp);
+	for (size_t i = 0; i < n; i++) {
+		const char *id = ids.p + 1 + i * 37;
+		if (!npresent || !bsearch(id, present.p, npresent, 36, id36_cmp)) {
+			buf_append(&removed, id, 36);
+			buf_append(&removed, ";", 1);
 		}
 	}
-	if (st != DB_OK && !deltas_only && (st = refresh_full(app, s)) != DB_OK && st != DB_NOT_FOUND)
+	buf_append(&removed, "", 1);
+	if (removed.failed || present.failed || (st = sign_head(x->app, subj, ver, &key, jti_hex, &head)) != DB_OK ||
+	    (st = state_claims(c, x->app, subj, &head, &claims)) != DB_OK)
+		goto out;
+	st = DB_ERROR;
+	x->exp = head.exp;
+	if (cfgdoc_state_digest(claims, &x->cs->sum, digest) != 0 ||
+	    cfgdoc_delta_claims(claims, x->base, removed.p, digest) != 0 ||
+	    !(x->token = cfgdoc_sign_text(&key, claims, "upsert", records.p ? records.p : "")))
+		goto out;
+	int stored;
+	if ((st = cpdb_commit_unsynced(c)) == DB_OK)
+		st = cpdb_delta_insert(c, subj->aud, x->base, ver, x->token, key.kid, head.iat, head.exp, &stored);
+out:
+	buf_free(&ids);
+	buf_free(&records);
+	buf_free(&present);
+	buf_free(&removed);
+	json_decref(claims);
+	jwk_clear(&key);
+	return st;
+}
+
+/* The pending base of a cell (see doc_slot), once the chain is at or past
+ * it. */
+static void refresh_pending(struct cp_app *app, struct doc_slot *s)
+{
+	pthread_mutex_lock(&app->docs->lock);
+	int64_t base = s->pending_base;
+	pthread_mutex_unlock(&app->docs->lock);
+	if (base < 0 || !s->cs || base > s->cs->ver)
+		return; /* none, or the chain has not reached it yet */
+	struct extra x = { .app = app, .subject = &s->subject, .cs = s->cs, .base = base };
+	enum db_status st = base == s->cs->ver ? DB_OK : db_tx(app->db, DB_REPEATABLE_READ, extra_tx, &x);
+	if (st != DB_OK || x.skip) {
+		free(x.token);
+		return; /* the next pass */
+	}
+	pthread_mutex_lock(&app->docs->lock);
+	if (s->pending_base == base)
+		s->pending_base = -1;
+	/* Too far: the data planes at `base` get a newer full document. */
+	if (x.give_up && s->cs->ver > s->want_full)
+		s->want_full = s->cs->ver;
+	pthread_mutex_unlock(&app->docs->lock);
+	if (x.token) {
+		struct cp_doc *d = doc_new(s->cs->ver, base, x.exp, x.token);
+		if (d) {
+			atomic_fetch_add(&app->docs->deltas, 1);
+			publish(app, s, d);
+		}
+	} else if (x.give_up) {
+		lp_kick(app->lp);
+	}
+}
+
+/* The deltas thread's part for one subject (cells only): a delta up to
+ * `ver` (its region's version), or, when the cell has no state yet or a
+ * delta cannot be built, a full document the state is re-based on. */
+static void refresh_deltas(struct cp_app *app, struct doc_slot *s, int64_t ver)
+{
+	if (s->subject.kind != CP_DOC_CELL)
+		return;
+	pthread_mutex_lock(&app->docs->lock);
+	int64_t pub = s->published;
+	pthread_mutex_unlock(&app->docs->lock);
+	if (s->cs && pub >= ver) {
+		refresh_pending(app, s);
+		return;
+	}
+	enum db_status st = DB_NOT_FOUND;
+	if (s->cs) {
+		int64_t from = s->cs->ver;
+		if ((st = refresh_delta(app, s)) != DB_OK) {
+			atomic_fetch_add(&app->docs->fallbacks, 1);
+			log_warn_limited(NULL, "%s: no delta from version %lld (%s); building a full document",
+			                 s->subject.aud, (long long)from, db_status_str(st));
+		}
+	}
+	if (st != DB_OK && (st = refresh_full(app, s, 1)) != DB_OK && st != DB_NOT_FOUND)
+		log_warn_limited(NULL, "%s: building the document failed (%s); will retry", s->subject.aud,
+		                 db_status_str(st));
+	if (st == DB_OK)
+		refresh_pending(app, s);
+}
+
+/* The fulls thread's part for one subject: a regional or routes document
+ * of every version asked for; a cell's full document when one is due
+ * (CP_CONFIG_FULL_EVERY versions after the last, half its lifetime, or a
+ * request waiting for one), without touching the cell's delta state, so
+ * that no delta waits for a full build. */
+static void refresh_fulls(struct cp_app *app, struct doc_slot *s, int64_t ver)
+{
+	pthread_mutex_lock(&app->docs->lock);
+	int64_t pub = s->published, want = s->want_full;
+	int64_t full = s->doc ? s->doc->version : -1, age = s->doc ? (int64_t)time(NULL) - s->doc->at : 0;
+	int has_state = s->has_state;
+	pthread_mutex_unlock(&app->docs->lock);
+	int due;
+	if (s->subject.kind != CP_DOC_CELL)
+		due = pub < ver;
+	else
+		due = has_state && (want > full || (full >= 0 && ver - full >= app->cfg.full_every) ||
+		                    age >= app->cfg.doc_lifetime_ms / 2000);
+	if (!due)
+		return;
+	enum db_status st = refresh_full(app, s, 0);
+	if (st != DB_OK && st != DB_NOT_FOUND)
 		log_warn_limited(NULL, "%s: building the document failed (%s); will retry", s->subject.aud,
 		                 db_status_str(st));
 }
 
-void cp_doc_refresh(struct cp_app *app, int prune)
+void cp_doc_refresh(struct cp_app *app, int prune, int fulls)
 {
 	struct doc_cache *dc = app->docs;
 	pthread_mutex_lock(&dc->lock);
@@ -1157,8 +1327,6 @@ void cp_doc_refresh(struct cp_app *app, int prune)
 	pthread_mutex_unlock(&dc->lock);
 	char done[MAX_SUBJECTS][33];
 	size_t ndone = 0;
-	/* Deltas first, then full documents. */
-	for (int phase = 0; phase < 2; phase++)
 	for (size_t i = 0; i < n; i++) {
 		struct doc_slot *s = &dc->slots[i];
 		struct db_conn *c = db_acquire(app->db);
@@ -1170,15 +1338,19 @@ void cp_doc_refresh(struct cp_app *app, int prune)
 		size_t j;
 		for (j = 0; j < ndone && strcmp(done[j], s->subject.region); j++)
 			;
-		if (st == DB_OK && prune && phase == 1 && j == ndone) {
+		if (st == DB_OK && prune && j == ndone) {
 			long removed;
 			snprintf(done[ndone++], sizeof done[0], "%s", s->subject.region);
 			if (cpdb_config_log_prune(c, s->subject.region, ver, KEEP_DELTAS, &removed) != DB_OK)
 				log_warn_limited(NULL, "region %s: pruning the change log failed", s->subject.region);
 		}
 		db_release(app->db, c);
-		if (st == DB_OK)
-			refresh_subject(app, s, ver, phase == 0);
+		if (st == DB_OK) {
+			if (fulls)
+				refresh_fulls(app, s, ver);
+			else
+				refresh_deltas(app, s, ver);
+		}
 	}
 }
 

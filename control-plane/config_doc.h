@@ -25,6 +25,7 @@ struct cp_doc {
 	int64_t version;
 	int64_t base;         /* a delta's base version; -1 for a full document */
 	int64_t exp;          /* a delta's exp (unix s); 0 when not known (a full document) */
+	int64_t at;           /* when this process built or loaded it (unix s) */
 	char *token;
 	size_t len;
 };
@@ -63,11 +64,15 @@ void cp_doc_want(struct cp_app *app, const struct cp_doc_subject *s, int64_t ful
  * version may be below the newest (a chain). *out: cp_doc_release. */
 enum db_status cp_doc_delta(struct cp_app *app, const struct cp_doc_subject *s, int64_t base,
                             struct cp_doc **out) __attribute__((warn_unused_result));
-/* The worker's pass: brings every registered subject to its region's
- * version (a stored document, a delta or a full build), publishes and
- * wakes its long polls; with `prune`, also prunes the regions' change
- * logs. */
-void cp_doc_refresh(struct cp_app *app, int prune);
+/* A pass of one of the worker's two threads over every registered
+ * subject, publishing and waking its long polls. The deltas thread
+ * (`fulls` 0) brings each cell to its region's version with a delta (a
+ * full document only for a cell with no state yet, or when a delta cannot
+ * be built); the fulls thread (`fulls` 1) builds the regional and routes
+ * documents of every version and a cell's full document when one is due,
+ * so that no delta waits behind a full build. With `prune`, also prunes
+ * the regions' change logs. */
+void cp_doc_refresh(struct cp_app *app, int prune, int fulls);
 /* Builds and signs the subject's current document in one snapshot, without
  * storing it. *token malloc'd; *ver its version. For issuance and benchmarks. */
 enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *s,

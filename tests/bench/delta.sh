@@ -113,6 +113,11 @@ export DP_DATABASE_URL="${PGTMP_URL%/*}/celltrail_cell" DP_REGION=us DP_CELL=us-
 	DP_CONFIG_MAX_BYTES=1073741824 DP_CONFIG_DELTAS_MAX=$((CHANGES + 1)) DP_LOG=false
 "$BIN/data-plane" migrate >/dev/null 2>&1
 want=$(sql -c "SELECT config_version FROM regions WHERE name = 'us'")
+# A whole document at the newest version first (the previous build's
+# route builds it), so that the data plane starts on it, not on an older
+# one and the deltas after it (which would count towards its
+# DP_CONFIG_DELTAS_MAX).
+curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$URL?wait=60"
 dpver() { curl -fsS "http://127.0.0.1:$DP_PORT/readyz" 2>/dev/null | jq -r '.config_version // 0' 2>/dev/null || echo 0; }
 dpmetric() { curl -fsS "http://127.0.0.1:$DP_PORT/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
 t0=$(date +%s.%N)

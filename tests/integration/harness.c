@@ -900,6 +900,20 @@ const char *it_js(const json_t *o, const char *key)
 	return s ? s : "";
 }
 
+long long it_metric(const char *base_url, const char *series)
+{
+	struct it_resp r;
+	char want[256];
+	it_http(&r, "GET", it_fmt("%s/metrics", base_url), NULL, NULL, 0);
+	ck_assert_msg(r.status == 200, "GET %s/metrics: %ld", base_url, r.status);
+	snprintf(want, sizeof want, "\n%s ", series);
+	const char *at = strstr(r.body, want);
+	ck_assert_msg(at, "no metric %s at %s", series, base_url);
+	long long v = atoll(at + strlen(want));
+	it_resp_free(&r);
+	return v;
+}
+
 void it_cp_restart(struct it_proc *p, const char *db, const char *const extra[], char *url, size_t urllen)
 {
 	snprintf(url, urllen, "http://127.0.0.1:%d", cp_spawn(p, db, NULL, extra, 10000));

@@ -112,6 +112,10 @@ void it_cp_start(struct it_proc *p, const char *db_prefix, const char *const ext
 /* A control plane again on the database `db` of an earlier it_cp_start
  * (the previous one stopped), with `extra`. */
 void it_cp_restart(struct it_proc *p, const char *db, const char *const extra[], char *url, size_t urllen);
+/* The value of the line of the /metrics page at `base_url` + "/metrics"
+ * that starts with `series` ("name" or "name{labels}"); fails the test
+ * when the page or the series is missing. */
+long long it_metric(const char *base_url, const char *series);
 
 /* Writes the control plane's published keys (GET /.well-known/jwks.json
  * of `cp_url`) into the file `path`: a data plane's trust bundle. */

@@ -134,16 +134,7 @@ static void full_at(long ver, char digest[CFGDOC_DIGEST_LEN + 1])
 /* A counter of the control plane's /metrics. */
 static long long cp_metric(const char *series)
 {
-	struct it_resp r;
-	char want[200];
-	it_http(&r, "GET", it_fmt("%s/metrics", cpfx.url), NULL, NULL, 0);
-	ck_assert_int_eq(r.status, 200);
-	snprintf(want, sizeof want, "\n%s ", series);
-	const char *at = strstr(r.body, want);
-	ck_assert_msg(at, "no metric %s", series);
-	long long v = atoll(at + strlen(want));
-	it_resp_free(&r);
-	return v;
+	return it_metric(cpfx.url, series);
 }
 
 static long version(void)

@@ -343,19 +343,9 @@ START_TEST(revocation_within_a_second)
 }
 END_TEST
 
-/* The value of a /metrics line of a data plane that starts with `series`. */
 static long long dp_metric(struct dp *d, const char *series)
 {
-	struct it_resp r;
-	char u[128], want[160];
-	snprintf(u, sizeof u, "%s/metrics", d->url);
-	it_http(&r, "GET", u, NULL, NULL, 0);
-	snprintf(want, sizeof want, "\n%s ", series);
-	const char *at = strstr(r.body, want);
-	ck_assert_msg(at, "no metric %s", series);
-	long long v = atoll(at + strlen(want));
-	it_resp_free(&r);
-	return v;
+	return it_metric(d->url, series);
 }
 
 /* A data plane of one cell follows its document through deltas: a key

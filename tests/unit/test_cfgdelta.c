@@ -537,11 +537,24 @@ START_TEST(refuses_inconsistent_records)
 	struct chain c;
 	chain_make(&c);
 	char rm[64], *tok;
-	/* t0 is absent (i % 3 == 0) in both states. */
+	/* t0 is absent (i % 3 == 0) in both states: its removal changes
+	 * nothing, and the delta (t2's new record) reaches the model. */
 	ck_assert(!c.m.t[0].present);
 	snprintf(rm, sizeof rm, "%s;", c.m.t[0].id);
+	struct buf t2 = { 0 };
+	record(&c.m.t[2], &t2);
+	tok = raw_delta(&c.m, 2, t2.p, rm);
+	struct cfgdoc *v3 = NULL;
+	int is_delta;
+	char detail[256];
+	ck_assert_msg(apply(tok, c.v2, 2, &v3, &is_delta, detail, sizeof detail) == CFGDOC_OK, "%s", detail);
+	check_state(v3, &c.m);
+	cfgdoc_free(v3);
+	free(tok);
+	buf_free(&t2);
+	/* The same removal without the upsert: not the state the digest names. */
 	tok = raw_delta(&c.m, 2, "", rm);
-	refused(tok, c.v2, 2, CFGDOC_BAD_CONTENT, "remove");
+	refused(tok, c.v2, 2, CFGDOC_BAD_CONTENT, "digest");
 	free(tok);
 	/* A key of t5 given to t4 (both present, t5 left alone). */
 	ck_assert(c.m.t[5].present && c.m.t[5].nkeys > 0 && c.m.t[4].present);
