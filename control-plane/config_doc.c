@@ -443,8 +443,9 @@ static int tenants_text_row(const struct cpdb_doc_row *row, void *arg)
 			goto fail;
 		snprintf(t->last, sizeof t->last, "%s", row->tenant_id);
 	}
-	if (row->key_id && cfgdoc_add_key_b64(b, row->key_id, row->key_sha256_b64, row->can_write,
-	                                      row->can_read, row->expires_at) != 0)
+	unsigned char sha[32];
+	if (row->key_id && (secret_unhex(row->key_sha256_hex, sha, sizeof sha) != 0 ||
+	                    cfgdoc_add_key(b, row->key_id, sha, row->can_write, row->can_read, row->expires_at) != 0))
 		goto fail;
 	if (b->failed)
 		goto fail;
@@ -566,7 +567,7 @@ static enum db_status state_claims(struct db_conn *c, struct cp_app *app,
 
 	if ((st = cpdb_region_get(c, subj->region, &self)) != DB_OK ||
 	    (st = cpdb_regions_list(c, &regions)) != DB_OK ||
-	    (only && (st = cpdb_cell_get(c, only, &cell)) != DB_OK) ||
+	    (only && (st = cpdb_cell_claim(c, only, &cell)) != DB_OK) ||
 	    (st = cpdb_doc_plans(c, subj->region, only, &plans, &nplans)) != DB_OK)
 		goto out;
 	st = DB_NOT_FOUND;

@@ -186,7 +186,7 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
 struct cpdb_doc_row {
 	const char *tenant_id, *slug, *status, *plan;
 	const char *key_id;          /* NULL: the tenant has no usable key */
-	const char *key_sha256_b64;  /* SHA-256 of the secret, base64url */
+	const char *key_sha256_hex;  /* SHA-256 of the secret, hex (64) */
 	int can_write, can_read;     /* scopes events:write, events:read */
 	int64_t expires_at;          /* unix seconds; 0: never */
 	size_t nrows;                /* rows in all, to size a buffer */
@@ -279,6 +279,9 @@ enum db_status cpdb_fleet_list(struct db_conn *c, const char *region, int64_t st
 /* The cells of a region by name (api_cells documents). */
 enum db_status cpdb_cells_list(struct db_conn *c, const char *region, json_t **items);
 enum db_status cpdb_cell_get(struct db_conn *c, const char *name, json_t **doc);
+/* A cell's name, region, kind and status only (a document's `cell`
+ * claim): without the count of its tenants, which reads them all. */
+enum db_status cpdb_cell_claim(struct db_conn *c, const char *name, json_t **doc);
 /* Locks the region's cells until the transaction ends: placements and
  * status changes of one region take turns, so a count they read holds. */
 enum db_status cpdb_cells_lock(struct db_conn *c, const char *region);

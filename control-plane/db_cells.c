@@ -17,6 +17,14 @@ enum db_status cpdb_cell_get(struct db_conn *c, const char *name, json_t **doc)
 	return db_json_one(c, doc, "SELECT doc::text FROM api_cells WHERE name = $1", 1, p);
 }
 
+enum db_status cpdb_cell_claim(struct db_conn *c, const char *name, json_t **doc)
+{
+	const char *p[] = { name };
+	return db_json_one(c, doc,
+		"SELECT json_build_object('name', name, 'region', region, 'kind', kind, 'status', status)::text"
+		" FROM cells WHERE name = $1", 1, p);
+}
+
 enum db_status cpdb_cells_lock(struct db_conn *c, const char *region)
 {
 	const char *p[] = { region };

@@ -279,7 +279,7 @@ enum http_result cp_cell_config(struct http_req *req)
 		struct db_conn *c = db_acquire(app->db);
 		if (!c)
 			return cp_reply_db_error(req, DB_UNAVAILABLE);
-		enum db_status st = cpdb_cell_get(c, cell, &doc);
+		enum db_status st = cpdb_cell_claim(c, cell, &doc);
 		db_release(app->db, c);
 		if (st == DB_NOT_FOUND)
 			return http_reply_problem(req, PROB_NOT_FOUND, "No cell named '%s'.", cell);
