@@ -194,6 +194,21 @@ static enum http_result serve_doc(struct http_req *req, const struct cp_doc_subj
 				return not_ready(req);
 			}
 		}
+		if (seen >= pub && ps->full && ps->since >= 0 && seen == pub) {
+			/* Up to date, and asking for the whole document of its
+			 * version (a data plane whose deltas piled up): it once
+			 * built, else the long poll for it. */
+			if (full && full->version >= seen)
+				return send_doc(req, full);
+			cp_doc_release(full);
+			cp_doc_want(app, subj, seen);
+			parked = now < ps->deadline_ms ? lp_park(app->lp, req, subj->full_key, seen - 1, ps->deadline_ms) : -1;
+			if (parked == 0)
+				return HTTP_SUSPENDED;
+			if (parked == 1)
+				continue;
+			return not_modified(req, pub);
+		}
 		if (seen >= pub) {
 			/* Up to date: the long poll, then 304. */
 			cp_doc_release(full);

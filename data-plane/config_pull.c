@@ -82,6 +82,7 @@ struct dp_pull {
 	struct buf chain;
 	int want_full;                 /* a delta did not apply: ask for a full document */
 	int sent_since;                /* the long poll in flight asks for a delta */
+	int sent_full;                 /* ... or for the whole document (&full=1) */
 	int no_deltas;                 /* the control plane refused ?since (an older build) */
 	int64_t no_deltas_at;          /* when (mono_ms) */
 };
@@ -467,10 +468,10 @@ static int start_config(struct dp_pull *p)
 	p->sent_since = c->cell && !p->no_deltas;
 	/* since=0 with nothing in use: the newest whole document published,
 	 * never one built for this request. */
+	p->sent_full = p->sent_since && u.loaded && (p->want_full || u.layered_big || p->chain.len > chain_max(p));
 	if (p->sent_since)
 		snprintf(path, sizeof path, "/v1/cells/%s/config?wait=%ld&since=%lld%s", c->cell, wait_s,
-		         (long long)(u.loaded ? u.ver : 0),
-		         p->want_full || u.layered_big || p->chain.len > chain_max(p) ? "&full=1" : "");
+		         (long long)(u.loaded ? u.ver : 0), p->sent_full ? "&full=1" : "");
 	else if (c->cell)
 		snprintf(path, sizeof path, "/v1/cells/%s/config?wait=%ld", c->cell, wait_s);
 	else
@@ -497,7 +498,10 @@ static int apply(struct dp_pull *p)
 	char detail[512], err[512], when[32];
 
 	in_use(p, &u);
-	struct cfgdoc_verify_opts o = verify_opts(p, min_version(p, &u), 0);
+	/* Asked for the whole document, one of the version in use is taken
+	 * too: it replaces the deltas piled on the document (a delta of that
+	 * version would not lead on from the state, and is refused). */
+	struct cfgdoc_verify_opts o = verify_opts(p, min_version(p, &u) - (p->sent_full && u.loaded ? 1 : 0), 0);
 	/* The state in use is only ever replaced by this thread: it stays
 	 * valid while a delta is applied to it. */
 	const struct dp_snapshot *cur = dp_snaps_enter(p->app->snaps);

@@ -31,7 +31,7 @@ cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
 	sh tests/pgtmp.sh destroy "$PGTMP_DIR" || true
-	rm -rf "$work"
+	if [ "${BENCH_KEEP:-}" ]; then echo "delta bench: logs kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT INT TERM
 PORT=18097 TOKEN=bench-admin-token-0123456789abcdef

@@ -526,3 +526,13 @@ sh "$ROOT/tests/bench/log.sh" "$BIN"
 # a private stack of its own.
 echo
 sh "$ROOT/tests/bench/streams.sh" "$BIN"
+
+# Delta cell documents against full ones (a control plane and a cell's
+# data plane of their own), and a data plane's cost per change in
+# process (delta-bench), at BENCH_TENANTS tenants x 3 keys.
+echo
+sh "$ROOT/tests/bench/delta.sh" "$BIN"
+set -- $("$BIN/delta-bench" "${BENCH_TENANTS:-100000}" 50)
+awk -v fb="$1" -v fa="$2" -v fby="$3" -v d50="$4" -v d99="$5" -v dby="$6" -v db99="$7" -v rf="$8" -v rl="$9" -v lf="${10}" -v ll="${11}" 'BEGIN {
+	printf "delta-bench (in process): full document %.0f MB built %.2f s, verified+applied %.2f s (the baseline: one per change); a one-key delta (%d bytes) verified+applied p50 %.3f ms, p99 %.3f ms (%.0fx faster than the full), signed p99 %.2f ms; applied tables %d MB, %d MB more after 50 deltas; key lookup %s ns on the full state, %s ns on the layered one\n",
+	fby / 1048576, fb, fa, dby, d50, d99, fa * 1000 / d99, db99, rf, rl, lf, ll }' 
