@@ -59,11 +59,11 @@ struct doc_slot {
 	size_t dnext;
 	int64_t want_full;            /* a request waits for a full at this version or above */
 	int has_state;                /* cs is set (for the fulls thread, which never reads cs) */
-	/* A full document the fulls thread published at a version that may
-	 * not be on the deltas' chain: the deltas thread signs a delta from it
-	 * to the chain, so that data planes starting from it follow the
-	 * chain. -1: none. */
-	int64_t pending_base;
+	/* A cell's full document the fulls thread built, at a version that
+	 * may not be on the deltas' chain: the deltas thread publishes it
+	 * together with a delta from it to the chain, so that a data plane
+	 * starting from it always finds the way on. NULL: none. */
+	struct cp_doc *pending_full;
 	/* the deltas thread's only: */
 	struct cell_state *cs;
 };
@@ -138,6 +138,7 @@ void doc_cache_free(struct doc_cache *dc)
 		for (size_t j = 0; j < MEM_DELTAS; j++)
 			cp_doc_release(dc->slots[i].deltas[j]);
 		cell_state_free(dc->slots[i].cs);
+		cp_doc_release(dc->slots[i].pending_full);
 	}
 	pthread_mutex_destroy(&dc->lock);
 	free(dc);
@@ -178,7 +179,7 @@ static struct doc_slot *slot_for(struct doc_cache *dc, const struct cp_doc_subje
 		s->subject = *subj;
 		s->published = -1;
 		s->want_full = -1;
-		s->pending_base = -1;
+
 		dc->n++; /* the worker sees it complete */
 		*added = 1;
 	}
@@ -928,10 +929,13 @@ static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s, int r
 			pthread_mutex_unlock(&app->docs->lock);
 		}
 		if (!rebase && s->subject.kind == CP_DOC_CELL) {
+			/* Handed to the deltas thread, which publishes it. */
 			pthread_mutex_lock(&app->docs->lock);
-			s->pending_base = d->version;
+			cp_doc_release(s->pending_full);
+			s->pending_full = d;
 			pthread_mutex_unlock(&app->docs->lock);
 			lp_kick(app->lp);
+			d = NULL;
 		}
 		/* The bridge first: the data planes at the old state take it
 		 * rather than the whole document. */
@@ -939,7 +943,8 @@ static enum db_status refresh_full(struct cp_app *app, struct doc_slot *s, int r
 			atomic_fetch_add(&app->docs->deltas, 1);
 			publish(app, s, bridge);
 		}
-		publish(app, s, d);
+		if (d)
+			publish(app, s, d);
 	}
 	cell_state_free(is.cs);
 	free(is.token);
@@ -1231,12 +1236,13 @@ out:
 	return st;
 }
 
-/* The pending base of a cell (see doc_slot), once the chain is at or past
- * it. */
+/* Publishes the full document the fulls thread handed over (see
+ * doc_slot), once the chain is at or past its version: with the delta
+ * from it to the chain first, when it is not on the chain. */
 static void refresh_pending(struct cp_app *app, struct doc_slot *s)
 {
 	pthread_mutex_lock(&app->docs->lock);
-	int64_t base = s->pending_base;
+	int64_t base = s->pending_full ? s->pending_full->version : -1;
 	pthread_mutex_unlock(&app->docs->lock);
 	if (base < 0 || !s->cs || base > s->cs->ver)
 		return; /* none, or the chain has not reached it yet */
@@ -1246,22 +1252,28 @@ static void refresh_pending(struct cp_app *app, struct doc_slot *s)
 		free(x.token);
 		return; /* the next pass */
 	}
-	pthread_mutex_lock(&app->docs->lock);
-	if (s->pending_base == base)
-		s->pending_base = -1;
-	/* Too far: the data planes at `base` get a newer full document. */
-	if (x.give_up && s->cs->ver > s->want_full)
-		s->want_full = s->cs->ver;
-	pthread_mutex_unlock(&app->docs->lock);
 	if (x.token) {
 		struct cp_doc *d = doc_new(s->cs->ver, base, x.exp, x.token);
 		if (d) {
 			atomic_fetch_add(&app->docs->deltas, 1);
 			publish(app, s, d);
 		}
-	} else if (x.give_up) {
-		lp_kick(app->lp);
 	}
+	pthread_mutex_lock(&app->docs->lock);
+	struct cp_doc *full = NULL;
+	if (s->pending_full && s->pending_full->version == base) { /* not replaced meanwhile */
+		full = s->pending_full;
+		s->pending_full = NULL;
+	}
+	/* Too many changes since it: the data planes at `base` get a newer
+	 * full document. */
+	if (x.give_up && s->cs->ver > s->want_full)
+		s->want_full = s->cs->ver;
+	pthread_mutex_unlock(&app->docs->lock);
+	if (full)
+		publish(app, s, full);
+	if (x.give_up)
+		lp_kick(app->lp);
 }
 
 /* The deltas thread's part for one subject (cells only): a delta up to
@@ -1303,7 +1315,10 @@ static void refresh_fulls(struct cp_app *app, struct doc_slot *s, int64_t ver)
 {
 	pthread_mutex_lock(&app->docs->lock);
 	int64_t pub = s->published, want = s->want_full;
-	int64_t full = s->doc ? s->doc->version : -1, age = s->doc ? (int64_t)time(NULL) - s->doc->at : 0;
+	/* A full document built and waiting for the deltas thread counts. */
+	const struct cp_doc *newest = s->pending_full && (!s->doc || s->pending_full->version > s->doc->version)
+	                                  ? s->pending_full : s->doc;
+	int64_t full = newest ? newest->version : -1, age = newest ? (int64_t)time(NULL) - newest->at : 0;
 	int has_state = s->has_state;
 	pthread_mutex_unlock(&app->docs->lock);
 	int due;
