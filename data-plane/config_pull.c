@@ -258,15 +258,20 @@ static size_t chain_max(const struct dp_pull *p)
 	return m < 16u << 20 ? m : 16u << 20;
 }
 
-/* Replaces DP_CACHE_DIR/config.deltas with p->chain. */
-static void chain_store(struct dp_pull *p)
+/* Replaces DP_CACHE_DIR/config.deltas with p->chain; `ver` is the version
+ * it reaches (0: an emptied or cut chain). */
+static void chain_store(struct dp_pull *p, int64_t ver)
 {
 	char path[4096], err[512];
 	snprintf(path, sizeof path, "%s/%s", p->app->cfg.cache_dir, DP_DELTAS_FILE);
-	if (dp_file_replace(path, p->chain.p ? p->chain.p : "", p->chain.len, 0600, err, sizeof err) != 0)
-		log_warn(NULL, "the applied deltas are not kept on disk: %s (a restart serves the cached "
-		         "document and the deltas kept before, when they reach the version floor; "
-		         "otherwise it waits for the control plane)", err);
+	if (dp_file_replace(path, p->chain.p ? p->chain.p : "", p->chain.len, 0600, err, sizeof err) == 0)
+		return;
+	if (ver)
+		log_warn(NULL, "configuration version %lld is applied but its delta is not kept on disk: %s "
+		         "(a restart serves the cached document and the deltas kept before, when they "
+		         "reach the version floor; otherwise it waits for the control plane)", (long long)ver, err);
+	else
+		log_warn(NULL, "the deltas kept on disk could not be rewritten: %s", err);
 }
 
 /* Start-up: applies the deltas of DP_CACHE_DIR/config.deltas that lead on
@@ -317,7 +322,7 @@ static struct cfgdoc *replay_chain(struct dp_pull *p, struct cfgdoc *doc)
 	}
 	free(text);
 	if (dropped)
-		chain_store(p);
+		chain_store(p, 0);
 	if (applied)
 		log_info(NULL, "%zu cached delta(s) applied on the cached document: version %lld", applied,
 		         (long long)doc->ver);
@@ -530,12 +535,12 @@ static int apply(struct dp_pull *p)
 		if (p->chain.len) {
 			buf_free(&p->chain);
 			memset(&p->chain, 0, sizeof p->chain);
-			chain_store(p);
+			chain_store(p, 0);
 		}
 	} else {
 		buf_append(&p->chain, doc->token, doc->token_len);
 		buf_append(&p->chain, "\n", 1);
-		chain_store(p);
+		chain_store(p, doc->ver);
 	}
 	atomic_fetch_add(&p->deltas_applied, (unsigned long)is_delta);
 	int64_t ver = doc->ver;

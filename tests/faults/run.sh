@@ -99,6 +99,22 @@ import base64, json, sys
 p = open(sys.argv[1]).read().strip().split(".")[1]
 print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["ver"])' "$1" 2>/dev/null || echo none
 }
+# The version a cache directory reaches: config.jwt, then the deltas kept
+# beside it (config.deltas, one token a line), each of which must decode.
+cache_ver() {
+	python3 -c '
+import base64, json, os, sys
+def ver(t):
+    p = t.strip().split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["ver"]
+v = ver(open(os.path.join(sys.argv[1], "config.jwt")).read())
+d = os.path.join(sys.argv[1], "config.deltas")
+if os.path.exists(d):
+    for line in open(d).read().splitlines():
+        if line.strip():
+            v = ver(line)
+print(v)' "$1" 2>/dev/null || echo none
+}
 rfc3339_ms() { date -u -d "$1" +%s%3N; }
 
 T_START=$(date +%s)
@@ -352,7 +368,10 @@ if [ -z "$how" ]; then
 else
 	echo "  cache directory: $how"
 	svc_stop "$DP_eu"
-	cp "$(dp_cache eu)/config.jwt" "$CACHE_FS/"
+	# The whole cache: the document, the deltas applied on it, the floor.
+	for f in config.jwt config.deltas version; do
+		[ ! -e "$(dp_cache eu)/$f" ] || cp "$(dp_cache eu)/$f" "$CACHE_FS/"
+	done
 	if [ "$MOUNTED" ]; then
 		dd if=/dev/zero of="$CACHE_FS/filler" bs=4k > /dev/null 2>&1 || true
 	else
@@ -372,12 +391,12 @@ else
 		wait_until 15 key_works "$P" "$key"
 	sleep 2
 	load_stop
-	check "the failure is logged" grep -q "version $v1 is applied but not cached" "$STACK_VAR/log/$DP_eu.log"
-	grep "version $v1 is applied but not cached" "$STACK_VAR/log/$DP_eu.log" | head -n 1 | sed 's/^/    | /'
-	check "the cached file is the previous document, whole (version $(jwt_ver "$CACHE_FS/config.jwt") = $v0)" \
-		[ "$(jwt_ver "$CACHE_FS/config.jwt")" = "$v0" ]
+	check "the failure is logged" grep -q "version $v1 is applied but" "$STACK_VAR/log/$DP_eu.log"
+	grep "version $v1 is applied but" "$STACK_VAR/log/$DP_eu.log" | head -n 1 | sed 's/^/    | /'
+	check "the cached files are the previous document and deltas, whole (version $(cache_ver "$CACHE_FS") = $v0)" \
+		[ "$(cache_ver "$CACHE_FS")" = "$v0" ]
 	check "no temporary file is left in the cache directory ($(ls -A "$CACHE_FS" | tr '\n' ' '))" \
-		[ -z "$(ls -A "$CACHE_FS" | grep -v -e '^config.jwt$' -e '^version$' -e '^filler$')" ]
+		[ -z "$(ls -A "$CACHE_FS" | grep -v -e '^config.jwt$' -e '^config.deltas$' -e '^version$' -e '^filler$')" ]
 	check "the data plane did not crash" same_pid "$DP_eu" "$dp0"
 	check "no request failed ($(errors_total post tenant))" no_errors post tenant
 	svc_stop "$DP_eu"
@@ -390,7 +409,7 @@ else
 	new_key "$T_cachefull" > /dev/null
 	v2=$(cp_version eu)
 	check "once there is room, the next document (version $v2) is cached by itself" \
-		wait_until 15 eval '[ "$(jwt_ver "$CACHE_FS/config.jwt")" = "$v2" ]'
+		wait_until 15 eval '[ "$(cache_ver "$CACHE_FS")" = "$v2" ]'
 	check_tenant cache-full eu "$T_cachefull" "$(dp_port eu)" "$K_cachefull" "$SCEN_DIR/post.load" "$SCEN-post"
 	tally cache-full
 	# Back to its own cache directory (older: it pulls the current document).
