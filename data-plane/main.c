@@ -68,7 +68,7 @@ static const struct cfg_var dp_vars[] = {
 	{ "DP_TRUST_BUNDLE", CFG_STR, NULL, 0, O(trust_bundle), 0, 0, NULL,
 	  "Required to serve. JWK set file of the keys a configuration document may be signed with." },
 	{ "DP_CACHE_DIR", CFG_STR, NULL, 0, O(cache_dir), 0, 0, NULL,
-	  "Required to serve. Directory of the last verified configuration (config.jwt) and the highest version applied (version); created if missing." },
+	  "Required to serve. Directory of the last verified configuration (config.jwt), the deltas applied on it with DP_CELL (config.deltas) and the highest version applied (version); created if missing." },
 	{ "DP_STALE_POLICY", CFG_ENUM, "serve", 0, O(stale_policy), 0, 0, dp_stale_policy_names,
 	  "Tenant routes once the configuration in use has expired: keep serving, or answer 503." },
 	{ "DP_PULL_WAIT", CFG_DURATION, "30s", 0, O(pull_wait_ms), 1000, 60000, NULL,
