@@ -465,8 +465,8 @@ static int start_config(struct dp_pull *p)
 	long wait_s = (long)(c->pull_wait_ms / 1000);
 
 	in_use(p, &u);
-	/* A cell's data plane asks for a delta from the version it holds. */
-	/* A control plane that refused ?since is asked again after a while:
+	/* A cell's data plane asks for a delta from the version it holds. A
+	 * control plane that refused ?since is asked again after a while:
 	 * one replica of an older build during a rolling upgrade. */
 	if (p->no_deltas && mono_ms() - p->no_deltas_at > NO_DELTAS_RETRY_MS)
 		p->no_deltas = 0;

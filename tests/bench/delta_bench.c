@@ -15,29 +15,16 @@
 #include <time.h>
 
 #include "buf.h"
+#include "bench_clock.h"
 #include "cfgdoc.h"
 #include "jwk.h"
 #include "secret.h"
 
 #define ISS "celltrail-control-plane"
 
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static long rss_mb(void)
 {
-	FILE *f = fopen("/proc/self/statm", "r");
-	long pages = 0, res = 0;
-	if (f) {
-		if (fscanf(f, "%ld %ld", &pages, &res) != 2)
-			res = 0;
-		fclose(f);
-	}
-	return res * 4 / 1024;
+	return rss_kb() / 1024;
 }
 
 static int cmp_d(const void *a, const void *b)
