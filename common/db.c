@@ -496,7 +496,6 @@ enum db_status db_ping(struct db_pool *p)
 int db_pool_set_timeouts(struct db_pool *p, unsigned statement_ms)
 {
 	char opt[160];
-	size_t k = 0;
 
 	if (!statement_ms)
 		return 0;
@@ -504,6 +503,13 @@ int db_pool_set_timeouts(struct db_pool *p, unsigned statement_ms)
 	 * the server ends it after the same time. */
 	snprintf(opt, sizeof opt, "-c statement_timeout=%u -c idle_in_transaction_session_timeout=%u", statement_ms,
 	         statement_ms);
+	return db_pool_add_options(p, opt);
+}
+
+int db_pool_add_options(struct db_pool *p, const char *opt)
+{
+	size_t k = 0;
+
 	for (; p->keys[k]; k++)
 		if (!strcmp(p->keys[k], "options"))
 			break;

@@ -119,6 +119,9 @@ enum db_status db_tx_on(struct db_conn *c, db_tx_fn fn, void *ctx) __attribute__
  * transaction commits: a COMMIT is not cut by it.)
  * Call before the pool is used. Returns 0, or -1 when out of memory. */
 int db_pool_set_timeouts(struct db_pool *pool, unsigned statement_ms) __attribute__((warn_unused_result));
+/* Adds server settings ("-c name=value ...") to every new session of the
+ * pool, before the connection string's own. Returns 0 or -1 (memory). */
+int db_pool_add_options(struct db_pool *pool, const char *opt) __attribute__((warn_unused_result));
 
 /* For shutdown: from now on nothing waits on the database. Statements in
  * progress return DB_UNAVAILABLE at once (their connections are cut),

@@ -162,6 +162,13 @@ static int run(PGconn *pg, const char *sql, const char *what, char *err, size_t 
 
 int migrate_run(const char *conninfo, const char *dir, int *applied, char *err, size_t errlen)
 {
+	return migrate_run_in(conninfo, dir, "schema_migrations", applied, err, errlen);
+}
+
+int migrate_run_in(const char *conninfo, const char *dir, const char *table, int *applied, char *err,
+                   size_t errlen)
+{
+	char create[512], find[160], record[200];
 	struct mfile *files = NULL;
 	long nfiles;
 	PGconn *pg = NULL;
@@ -169,6 +176,16 @@ int migrate_run(const char *conninfo, const char *dir, int *applied, char *err, 
 	int ret = -1;
 
 	*applied = 0;
+	/* `table` is one of the callers' constants, never input. */
+	snprintf(create, sizeof create,
+	         "CREATE TABLE IF NOT EXISTS %s ("
+	         " version integer PRIMARY KEY,"
+	         " name text NOT NULL,"
+	         " checksum text NOT NULL,"
+	         " applied_at timestamptz NOT NULL DEFAULT now())",
+	         table);
+	snprintf(find, sizeof find, "SELECT name, checksum FROM %s WHERE version = $1", table);
+	snprintf(record, sizeof record, "INSERT INTO %s (version, name, checksum) VALUES ($1, $2, $3)", table);
 	nfiles = load_dir(dir, &files, err, errlen);
 	if (nfiles < 0)
 		return -1;
@@ -183,13 +200,7 @@ int migrate_run(const char *conninfo, const char *dir, int *applied, char *err, 
 	if (run(pg, "SET client_min_messages = warning", "setup", err, errlen) ||
 	    run(pg, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "taking the migration lock", err,
 	        errlen) ||
-	    run(pg,
-	        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-	        " version integer PRIMARY KEY,"
-	        " name text NOT NULL,"
-	        " checksum text NOT NULL,"
-	        " applied_at timestamptz NOT NULL DEFAULT now())",
-	        "creating schema_migrations", err, errlen))
+	    run(pg, create, "creating the migrations table", err, errlen))
 		goto out;
 
 	for (long i = 0; i < nfiles; i++) {
@@ -198,10 +209,10 @@ int migrate_run(const char *conninfo, const char *dir, int *applied, char *err, 
 		const char *params[3] = { vbuf, f->name, f->sha };
 		snprintf(vbuf, sizeof vbuf, "%d", f->version);
 
-		r = PQexecParams(pg, "SELECT name, checksum FROM schema_migrations WHERE version = $1", 1,
+		r = PQexecParams(pg, find, 1,
 		                 NULL, params, NULL, NULL, 0);
 		if (!ok(r)) {
-			snprintf(err, errlen, "reading schema_migrations: %s", PQresultErrorMessage(r));
+			snprintf(err, errlen, "reading %s: %s", table, PQresultErrorMessage(r));
 			goto out;
 		}
 		if (PQntuples(r) == 1) {
@@ -225,8 +236,7 @@ int migrate_run(const char *conninfo, const char *dir, int *applied, char *err, 
 			PQclear(PQexec(pg, "ROLLBACK"));
 			goto out;
 		}
-		r = PQexecParams(pg, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-		                 3, NULL, params, NULL, NULL, 0);
+		r = PQexecParams(pg, record, 3, NULL, params, NULL, NULL, 0);
 		if (!ok(r)) {
 			snprintf(err, errlen, "recording %s: %s", f->name, PQresultErrorMessage(r));
 			PQclear(PQexec(pg, "ROLLBACK"));

@@ -16,4 +16,10 @@
 int migrate_run(const char *conninfo, const char *dir, int *applied, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 
+/* The same for the migrations of another step kept in their own table:
+ * the region's contract step (migrations/region/contract), which a data
+ * plane applies only when its whole cell runs a build that knows it. */
+int migrate_run_in(const char *conninfo, const char *dir, const char *table, int *applied, char *err,
+                   size_t errlen) __attribute__((warn_unused_result));
+
 #endif
