@@ -105,7 +105,7 @@ all: deps
 
 services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover $(BIN)/celltrail-verify
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd $(BIN)/merkle-vectors
-benchbins: services $(BIN)/faults-load $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/delta-bench $(BIN)/propagation-bench $(BIN)/feed-bench
+benchbins: services $(BIN)/faults-load $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/delta-bench $(BIN)/retention-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
 # No include cycle between modules, nothing in common/ that includes a
 # service, neither service including the other (tests/includes.sh).
@@ -197,6 +197,12 @@ $(BIN)/cfgdoc-bench: $(call obj,tests/bench/cfgdoc_bench.c) $(COMMON_OBJ)
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
 $(BIN)/delta-bench: $(call obj,tests/bench/delta_bench.c) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+$(BIN)/retention-bench: $(call obj,tests/bench/retention_bench.c data-plane/partitions.c data-plane/db_partitions.c \
+		data-plane/db_events.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
@@ -397,12 +403,15 @@ soak: deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane \
-		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region
+		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region \
+		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/contract
 	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover \
 		$(BIN)/celltrail-verify $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 migrations/control-plane/*.sql \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane/
 	install -m 0644 migrations/region/*.sql $(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/
+	install -m 0644 migrations/region/contract/*.sql \
+		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/contract/
 	install -m 0644 deploy/regions.conf $(DESTDIR)$(PREFIX)/share/celltrail/
 
 clean:

@@ -7,6 +7,8 @@
 #include "dpdb.h"
 #include "event.h"
 #include "log.h"
+#include "partitions.h"
+#include "timefmt.h"
 #include "usage_report.h"
 
 /* Microseconds since the epoch to timestamptz and back, exactly. */
@@ -105,7 +107,11 @@ enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS],
 		/* Rows take their seq (the feed's order inside a transaction) in
 		 * the order they are inserted: the request's, whatever the join's. */
 		"  ORDER BY x.n"
-		" ON CONFLICT (tenant_id, id) DO NOTHING",
+		/* No conflict target: with events partitioned by week, (tenant_id,
+		 * id) is unique per partition only (the group holds its tenants'
+		 * locks, dp_db_events_lock_tenants); a row counted out here makes
+		 * the group run again. */
+		" ON CONFLICT DO NOTHING",
 		DP_NCOLS, p);
 	if (st != DB_OK)
 		return st;
@@ -147,7 +153,7 @@ enum {
 };
 struct list_params {
 	const char *v[LIST_PARAMS_MAX];
-	char num[LIST_PARAMS_MAX][24]; /* the text of numeric values */
+	char num[LIST_PARAMS_MAX][TIMEFMT_LEN]; /* the text of numeric values and instants */
 	struct buf own[LIST_PARAMS_MAX]; /* the text of built values (array literals) */
 	int n, overflow;
 };
@@ -166,6 +172,19 @@ static int list_param(struct list_params *ps, const char *text, int64_t num)
 	}
 	ps->v[ps->n++] = text;
 	return ps->n;
+}
+
+/* Adds the instant `us` (microseconds since the epoch) as the next
+ * parameter, as RFC 3339 text for $n::timestamptz, and returns its number. */
+static int list_ts(struct list_params *ps, int64_t us)
+{
+	if (ps->n >= LIST_PARAMS_MAX) {
+		ps->overflow = 1;
+		return 0;
+	}
+	timefmt_format(us, ps->num[ps->n]);
+	ps->v[ps->n] = ps->num[ps->n];
+	return ++ps->n;
 }
 
 /* The next parameter's buffer, to build its text in; NULL once full. */
@@ -326,32 +345,41 @@ static void list_where(const struct dp_event_query *q, struct list_params *ps, s
 			}
 		buf_append(w, "]", 1);
 	}
+	/* Instants as typed constants ($n::timestamptz, RFC 3339 text), which
+	 * the planner compares with the weekly partitions' bounds: only the
+	 * partitions that can hold an answer are planned. */
 	if (q->since_us >= 0)
-		buf_printf(w, " AND occurred_at >= " TS("$%d"), list_param(ps, NULL, q->since_us));
+		buf_printf(w, " AND occurred_at >= $%d::timestamptz", list_ts(ps, q->since_us));
 	if (q->until_us >= 0)
-		buf_printf(w, " AND occurred_at < " TS("$%d"), list_param(ps, NULL, q->until_us));
+		buf_printf(w, " AND occurred_at < $%d::timestamptz", list_ts(ps, q->until_us));
+	if (q->kept_from_us >= 0)
+		buf_printf(w, " AND occurred_at >= $%d::timestamptz", list_ts(ps, q->kept_from_us));
+	if (q->stored_before_us >= 0)
+		buf_printf(w, " AND occurred_at < $%d::timestamptz", list_ts(ps, q->stored_before_us));
 	if (q->received_since_us >= 0)
-		buf_printf(w, " AND received_at >= " TS("$%d"), list_param(ps, NULL, q->received_since_us));
+		buf_printf(w, " AND received_at >= $%d::timestamptz", list_ts(ps, q->received_since_us));
 	if (q->received_until_us >= 0) {
 		/* An event occurs at most DP_EVENT_FUTURE_US after it is
 		 * received (event.h): a bound on occurred_at too, which the
 		 * listing's index can use. */
-		k = list_param(ps, NULL, q->received_until_us);
-		buf_printf(w, " AND received_at < " TS("$%d") " AND occurred_at < " TS("$%d"), k,
-		           list_param(ps, NULL, q->received_until_us + DP_EVENT_FUTURE_US));
+		k = list_ts(ps, q->received_until_us);
+		buf_printf(w, " AND received_at < $%d::timestamptz AND occurred_at < $%d::timestamptz", k,
+		           list_ts(ps, q->received_until_us + DP_EVENT_FUTURE_US));
 	}
 	if (q->has_cursor) {
-		int ts = list_param(ps, NULL, q->cursor_us);
+		int ts = list_ts(ps, q->cursor_us);
 		int seq = list_param(ps, NULL, q->cursor_seq);
 		/* The first test bounds the index scan; the second breaks ties. */
 		const char *op = q->asc ? ">" : "<";
-		buf_printf(w, " AND occurred_at %s= " TS("$%d") " AND (occurred_at %s " TS("$%d") " OR seq %s $%d::bigint)",
+		buf_printf(w, " AND occurred_at %s= $%d::timestamptz AND (occurred_at %s $%d::timestamptz OR seq %s $%d::bigint)",
 		           op, ts, op, ts, op, seq);
 	}
 }
 
-enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn,
-                                 void *ctx)
+/* One statement of a scan: `q` as it is; *rows: the rows handed to `fn`,
+ * *stopped: whether `fn` asked to stop. */
+static enum db_status scan_once(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn, void *ctx,
+                                int *rows, int *stopped)
 {
 	struct list_params *ps = NULL;
 	struct buf w = { 0 }, sql = { 0 };
@@ -384,8 +412,11 @@ enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query 
 	for (int i = 0; i < PQntuples(r); i++) {
 		struct dp_event_row row = { .body = PQgetvalue(r, i, 0), .body_len = (size_t)PQgetlength(r, i, 0),
 			                    .occurred_us = int_at(r, i, 1), .seq = int_at(r, i, 2) };
-		if (fn(ctx, &row))
+		(*rows)++;
+		if (fn(ctx, &row)) {
+			*stopped = 1;
 			break;
+		}
 	}
 out:
 	PQclear(r);
@@ -394,6 +425,86 @@ out:
 	if (ps)
 		list_params_free(ps);
 	free(ps);
+	return st;
+}
+
+/* The windows of a scan, in its order: the two newest weeks of its range
+ * (counted from its upper bound, or now), the seven before, then the rest;
+ * oldest first, the mirror image from its lower bound. Each is the query
+ * with since/until narrowed: a statement plans only the weekly partitions
+ * its window can touch, and a tenant with recent events is answered by the
+ * first. */
+#define SCAN_WINDOWS 3
+static int scan_windows(const struct dp_event_query *q, int64_t lo[SCAN_WINDOWS], int64_t hi[SCAN_WINDOWS])
+{
+	int64_t from = INT64_MIN, to = INT64_MAX; /* [from, to): what the query may return */
+	if (q->since_us >= 0 && q->since_us > from)
+		from = q->since_us;
+	if (q->kept_from_us >= 0 && q->kept_from_us > from)
+		from = q->kept_from_us;
+	if (q->until_us >= 0 && q->until_us < to)
+		to = q->until_us;
+	if (q->stored_before_us >= 0 && q->stored_before_us < to)
+		to = q->stored_before_us;
+	if (q->has_cursor && !q->asc && q->cursor_us < INT64_MAX && q->cursor_us + 1 < to)
+		to = q->cursor_us + 1;
+	if (q->has_cursor && q->asc && q->cursor_us > from)
+		from = q->cursor_us;
+	if (q->asc && from == INT64_MIN)
+		return 0; /* oldest first from the start of time: one statement */
+	static const int64_t span[SCAN_WINDOWS - 1] = { 2, 9 }; /* weeks from the anchor */
+	int n = 0;
+	if (!q->asc) {
+		int64_t anchor = dp_week_of(to == INT64_MAX ? timefmt_now_us() : to - 1), upper = to;
+		for (int i = 0; i < SCAN_WINDOWS - 1 && upper > from; i++) {
+			int64_t b = anchor - (span[i] - 1) * DP_WEEK_US;
+			lo[n] = b > from ? b : from;
+			hi[n++] = upper;
+			upper = lo[n - 1];
+		}
+		if (upper > from) {
+			lo[n] = from;
+			hi[n++] = upper;
+		}
+	} else {
+		int64_t anchor = dp_week_of(from), lower = from;
+		for (int i = 0; i < SCAN_WINDOWS - 1 && lower < to; i++) {
+			int64_t b = anchor + span[i] * DP_WEEK_US;
+			lo[n] = lower;
+			hi[n++] = b < to ? b : to;
+			lower = hi[n - 1];
+		}
+		if (lower < to) {
+			lo[n] = lower;
+			hi[n++] = to;
+		}
+	}
+	return n;
+}
+
+enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query *q, dp_event_row_fn fn,
+                                 void *ctx)
+{
+	int64_t lo[SCAN_WINDOWS], hi[SCAN_WINDOWS];
+	int n = scan_windows(q, lo, hi), rows = 0, stopped = 0;
+	if (n == 0)
+		return scan_once(c, q, fn, ctx, &rows, &stopped);
+	struct dp_event_query *w = malloc(sizeof *w); /* large for a stack */
+	if (!w)
+		return DB_ERROR;
+	enum db_status st = DB_OK;
+	for (int i = 0; i < n && st == DB_OK && !stopped && rows < q->limit; i++) {
+		*w = *q;
+		/* -1 means no bound: a window's bounds are real instants here
+		 * (INT64_MIN/MAX only for an open end, left open). */
+		w->since_us = lo[i] == INT64_MIN ? q->since_us : lo[i] < 0 ? 0 : lo[i];
+		w->until_us = hi[i] == INT64_MAX ? q->until_us : hi[i];
+		w->limit = q->limit - rows;
+		int got = 0;
+		st = scan_once(c, w, fn, ctx, &got, &stopped);
+		rows += got;
+	}
+	free(w);
 	return st;
 }
 
@@ -567,9 +678,11 @@ enum db_status dp_db_retention(struct db_conn *c, const char *tenant, int64_t cu
 		 * remains still verifies), marked removed: the newest leaf of
 		 * each id is its event's (an older one was an earlier event of
 		 * that id, already removed). */
-		"WITH d AS (DELETE FROM events WHERE ctid = ANY(ARRAY("
-		"  SELECT ctid FROM events WHERE tenant_id = $1::uuid AND occurred_at < " TS("$2")
-		"   ORDER BY occurred_at LIMIT $3::int FOR UPDATE SKIP LOCKED)) RETURNING id),"
+		/* Rows named by (occurred_at, seq), unique within a tenant: a
+		 * ctid is not unique across partitions. */
+		"WITH d AS (DELETE FROM events WHERE tenant_id = $1::uuid AND (occurred_at, seq) IN ("
+		"  SELECT occurred_at, seq FROM events WHERE tenant_id = $1::uuid AND occurred_at < " TS("$2")
+		"   ORDER BY occurred_at LIMIT $3::int FOR UPDATE SKIP LOCKED) RETURNING id),"
 		" l AS (UPDATE log_leaves SET event_id = NULL, removed_at = now()"
 		"   WHERE tenant_id = $1::uuid AND leaf_index IN ("
 		"     SELECT max(leaf_index) FROM log_leaves"

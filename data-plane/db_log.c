@@ -104,7 +104,8 @@ enum db_status dp_db_log_rows(struct db_conn *c, const char *tenant, uint64_t af
 	st = db_exec(c, &r,
 	             "WITH h AS MATERIALIZED (SELECT move_xid_add(pg_snapshot_xmin(pg_current_snapshot()),"
 	             "   coalesce((SELECT off FROM tenant_feed_offsets WHERE tenant_id = $1::uuid), 0)) AS x)"
-	             " SELECT e.id, e.body::text, e.tx_id::text, e.seq FROM h, events e"
+	             " SELECT e.id, e.body::text, e.tx_id::text, e.seq,"
+	             "        (extract(epoch FROM e.occurred_at) * 1000000)::bigint FROM h, events e"
 	             "  WHERE e.tenant_id = $1::uuid AND (e.tx_id, e.seq) > ($2::xid8, $3::bigint)"
 	             "    AND e.tx_id < h.x"
 	             "  ORDER BY e.tx_id, e.seq LIMIT $4::int",
@@ -114,7 +115,8 @@ enum db_status dp_db_log_rows(struct db_conn *c, const char *tenant, uint64_t af
 	*n = PQntuples(r);
 	for (int i = 0; i < *n; i++)
 		fn(ctx, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1),
-		   strtoull(PQgetvalue(r, i, 2), NULL, 10), strtoll(PQgetvalue(r, i, 3), NULL, 10));
+		   strtoull(PQgetvalue(r, i, 2), NULL, 10), strtoll(PQgetvalue(r, i, 3), NULL, 10),
+		   strtoll(PQgetvalue(r, i, 4), NULL, 10));
 	PQclear(r);
 	return DB_OK;
 }
@@ -127,16 +129,17 @@ enum db_status dp_db_log_write(struct db_conn *c, const struct dp_log_write *w)
 	snprintf(tx, sizeof tx, "%" PRIu64, w->next_tx);
 	snprintf(seq, sizeof seq, "%" PRId64, w->next_seq);
 	snprintf(iat, sizeof iat, "%" PRId64, w->iat);
-	const char *p[15] = { w->tenant, first, w->ids, w->leaf_hex, w->levels, w->idxs, w->node_hex, size,
-		                  tx, seq, w->frontier_hex, w->root_hex, iat, w->kid, w->jws };
+	const char *p[16] = { w->tenant, first, w->ids, w->leaf_hex, w->levels, w->idxs, w->node_hex, size,
+		                  tx, seq, w->frontier_hex, w->root_hex, iat, w->kid, w->jws, w->occurred_us };
 	/* One round trip for the whole append: every data-modifying CTE runs
 	 * whether or not the statement reads it. The hashes come as one hex
 	 * string each, cut into 32-byte pieces by ordinality. */
 	return db_exec(
 		c, NULL,
-		"WITH l AS (INSERT INTO log_leaves (tenant_id, leaf_index, event_id, leaf_hash)"
-		"   SELECT $1::uuid, $2::bigint + u.k - 1, u.id, substring(b.v FROM ((u.k - 1) * 32 + 1)::int FOR 32)"
-		"     FROM unnest($3::text[]) WITH ORDINALITY AS u(id, k), decode($4, 'hex') AS b(v)),"
+		"WITH l AS (INSERT INTO log_leaves (tenant_id, leaf_index, event_id, leaf_hash, occurred_at)"
+		"   SELECT $1::uuid, $2::bigint + u.k - 1, u.id, substring(b.v FROM ((u.k - 1) * 32 + 1)::int FOR 32),"
+		"          'epoch'::timestamptz + u.o * interval '1 microsecond'"
+		"     FROM unnest($3::text[], $16::bigint[]) WITH ORDINALITY AS u(id, o, k), decode($4, 'hex') AS b(v)),"
 		" n AS (INSERT INTO log_nodes (tenant_id, level, idx, hash)"
 		"   SELECT $1::uuid, u.lv, u.ix, substring(b.v FROM ((u.k - 1) * 32 + 1)::int FOR 32)"
 		"     FROM unnest($5::smallint[], $6::bigint[]) WITH ORDINALITY AS u(lv, ix, k), decode($7, 'hex') AS b(v)),"
@@ -147,7 +150,7 @@ enum db_status dp_db_log_write(struct db_conn *c, const struct dp_log_write *w)
 		" SELECT $1::uuid, $8::bigint, decode($12, 'hex'), to_timestamp($13::bigint), $14, $15"
 		"  WHERE $15::text IS NOT NULL"
 		" ON CONFLICT (tenant_id, tree_size) DO NOTHING",
-		15, p);
+		16, p);
 }
 
 enum db_status dp_db_log_head_get(struct db_conn *c, const char *tenant, struct dp_log_head *h,

@@ -303,7 +303,7 @@ enum db_status dp_db_move_insert(struct db_conn *c, const char *move, const char
 		"   RETURNING m.next_tx, m.next_seq, m.events, m.digest)"                                       \
 		" SELECT up.next_tx::text, up.next_seq, up.events, up.digest::text, n.n FROM up, n"
 		MOVE_INSERT(""),
-		MOVE_INSERT("   ON CONFLICT (tenant_id, id) DO NOTHING"),
+		MOVE_INSERT("   ON CONFLICT DO NOTHING"),
 #undef MOVE_INSERT
 	};
 	enum db_status st = db_exec(c, &r, sql[careful ? 1 : 0], 5, p);

@@ -137,9 +137,20 @@ enum db_status dp_db_log_leaves(struct db_conn *c, const char *tenant, int64_t f
 	const char *p[3] = { tenant, f, to };
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
-	                            "SELECT leaf_index, encode(leaf_hash, 'hex'), event_id FROM log_leaves"
-	                            " WHERE tenant_id = $1::uuid AND leaf_index >= $2::bigint"
-	                            "   AND leaf_index < $3::bigint ORDER BY leaf_index",
+	                            /* A leaf's event is removed when its leaf says
+	                             * so, or when retention removed its week whole
+	                             * (event_drops) and no event of that id and
+	                             * time is left. */
+	                            "SELECT l.leaf_index, encode(l.leaf_hash, 'hex'),"
+	                            "       CASE WHEN l.occurred_at IS NOT NULL AND l.event_id IS NOT NULL"
+	                            "             AND EXISTS (SELECT 1 FROM event_drops d WHERE l.occurred_at >= d.lower"
+	                            "                           AND l.occurred_at < d.upper)"
+	                            "             AND NOT EXISTS (SELECT 1 FROM events e WHERE e.tenant_id = l.tenant_id"
+	                            "                           AND e.id = l.event_id AND e.occurred_at = l.occurred_at)"
+	                            "            THEN NULL ELSE l.event_id END"
+	                            "  FROM log_leaves l"
+	                            " WHERE l.tenant_id = $1::uuid AND l.leaf_index >= $2::bigint"
+	                            "   AND l.leaf_index < $3::bigint ORDER BY l.leaf_index",
 	                            3, p);
 	if (st != DB_OK)
 		return st;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "dpdb.h"
+#include "partitions.h"
 
 #define SINCE(ms) "clock_timestamp() - (" ms ")::bigint * interval '1 millisecond'"
 
@@ -20,8 +21,10 @@ enum db_status dp_db_rate_sync(struct db_conn *c, const char *instance, const ch
 	snprintf(dead, sizeof dead, "%" PRId64, ttl_ms * 10);
 	const char *p1[1] = { instance };
 	st = db_exec(c, NULL,
-	             "INSERT INTO rate_instances (instance_id, seen_at) VALUES ($1, clock_timestamp())"
-	             " ON CONFLICT (instance_id) DO UPDATE SET seen_at = excluded.seen_at",
+	             "INSERT INTO rate_instances (instance_id, seen_at, schema_level)"
+	             " VALUES ($1, clock_timestamp(), " DP_SCHEMA_LEVEL_SQL ")"
+	             " ON CONFLICT (instance_id) DO UPDATE SET seen_at = excluded.seen_at,"
+	             "   schema_level = excluded.schema_level",
 	             1, p1);
 	if (st != DB_OK)
 		return st;

@@ -61,6 +61,7 @@ struct dp_config {
 	int64_t usage_refresh_ms;
 	int64_t retention_interval_ms;
 	long retention_batch;
+	int64_t contract_after_ms;
 	int64_t rate_sync_ms;
 	int64_t idempotency_ttl_ms;
 	int64_t idempotency_purge_interval_ms;

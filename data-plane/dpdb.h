@@ -22,6 +22,11 @@ typedef void (*dp_existing_fn)(void *ctx, const char *tenant, const char *id, co
 enum db_status dp_db_events_existing(struct db_conn *c, const char *tenants, const char *ids,
                                      dp_existing_fn fn, void *ctx) __attribute__((warn_unused_result));
 
+/* Events partitioned by time (db_partitions.c). Before the first lookup of
+ * ids in a group: when events are partitioned, a transaction lock per
+ * tenant of `tenants` (a uuid array literal, repeats allowed). */
+enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants) __attribute__((warn_unused_result));
+
 /* Adds counts[i] events to the usage counter of (tenants[i], periods[i]
  * "YYYY-MM"), received at received_us[i]; the rows are locked until the
  * transaction ends, so the totals passed to `fn` are exact. */
@@ -98,6 +103,12 @@ struct dp_event_query {
 	const char *q;                          /* words that must all be the event's (NULL: none) */
 	int64_t since_us, until_us;             /* occurred_at in [since, until); -1: no bound */
 	int64_t received_since_us, received_until_us; /* received_at, likewise */
+	/* Bounds the listing adds, not the client (-1: none), outside the
+	 * query's identity (its cursors): the start of the week the tenant's
+	 * retention ends in (what is older goes, and is not listed), and an
+	 * instant after every stored occurred_at. With events partitioned by
+	 * week they leave out the partitions that cannot hold an answer. */
+	int64_t kept_from_us, stored_before_us;
 	int asc;                                /* oldest first; else newest first */
 	int has_cursor;
 	int64_t cursor_us, cursor_seq;          /* the last row of the previous page */
@@ -426,19 +437,20 @@ enum db_status dp_db_log_lock_head(struct db_conn *c, const char *tenant, struct
  * order: its id and stored JSON text (valid during the call), and its
  * feed position. *n is how many. Same transaction as the lock. */
 typedef void (*dp_log_row_fn)(void *ctx, const char *id, const char *body, size_t len, uint64_t tx,
-                              int64_t seq);
+                              int64_t seq, int64_t occurred_us);
 enum db_status dp_db_log_rows(struct db_conn *c, const char *tenant, uint64_t after_tx, int64_t after_seq,
                               int limit, dp_log_row_fn fn, void *ctx, int *n)
 	__attribute__((warn_unused_result));
 /* One append's writes, in one statement: the leaves first_index.. (ids: a
- * text array literal; leaf_hex: their 32-byte hashes in hex, one after the
+ * text array literal; occurred_us: a bigint array literal of their events'
+ * occurred_at; leaf_hex: their 32-byte hashes in hex, one after the
  * other), the completed nodes (levels and idxs: array literals; node_hex
  * likewise), the new head, and its signed checkpoint when jws is not NULL (kept if one of that
  * size is there). */
 struct dp_log_write {
 	const char *tenant;
 	int64_t first_index;
-	const char *ids, *leaf_hex;
+	const char *ids, *occurred_us, *leaf_hex;
 	const char *levels, *idxs, *node_hex;
 	int64_t tree_size;
 	uint64_t next_tx;
@@ -557,6 +569,41 @@ typedef void (*dp_stream_state_fn)(void *ctx, const struct dp_stream_state *st);
  * cursor row, with its lag: the tenant's events after its position below
  * the horizon (counted up to 10,000,000) and the age of the first of them. */
 enum db_status dp_db_stream_states(struct db_conn *c, const char *ids, dp_stream_state_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+
+/* ---- events partitioned by time (db_partitions.c) ---- */
+
+/* Whether `events` is partitioned, and where its weekly partitions start. */
+enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int64_t *weekly_from_us)
+	__attribute__((warn_unused_result));
+/* How many instances seen within `within_ms` run a build below `level`
+ * (*older, the sighting kept), and how long since one last did (*quiet_ms:
+ * 0 now, -1 never). */
+enum db_status dp_db_fleet_older(struct db_conn *c, int level, int64_t within_ms, long *older, int64_t *quiet_ms)
+	__attribute__((warn_unused_result));
+/* Makes the weekly partition starting at lower_us if missing (*made). */
+enum db_status dp_db_partition_ensure(struct db_conn *c, int64_t lower_us, int *made)
+	__attribute__((warn_unused_result));
+/* Each weekly partition ending at or before before_us, oldest first. */
+typedef void (*dp_partition_fn)(void *ctx, const char *name, int64_t lower_us, int64_t upper_us);
+enum db_status dp_db_partitions(struct db_conn *c, int64_t before_us, dp_partition_fn fn, void *ctx)
+	__attribute__((warn_unused_result));
+/* In one transaction: holds the weekly partition `name` ([lower_us,
+ * upper_us)) against writes and, unless some event of it belongs to a
+ * tenant that may keep it, sets *freed and truncates it (*removed, when it
+ * held any: *estimate is then the planner's estimate of its rows). A
+ * tenant may keep an event when it is not among `tenants` (uuid array
+ * literal), or when its `kept_from_us` (bigint array literal, same order:
+ * the instant from which it keeps its events) is before upper_us. */
+enum db_status dp_db_partition_remove(struct db_conn *c, const char *name, int64_t lower_us, int64_t upper_us,
+                                      const char *tenants, const char *kept_from_us, int *freed, int *removed,
+                                      int64_t *estimate) __attribute__((warn_unused_result));
+/* Detaches a weekly partition from `events` without locking out its
+ * queries (DETACH ... CONCURRENTLY, or FINALIZE of one left half done):
+ * outside any transaction (DB_AUTOCOMMIT). Nothing when not attached. */
+enum db_status dp_db_partition_detach(struct db_conn *c, const char *name) __attribute__((warn_unused_result));
+/* Then drops it if empty (*dropped), or attaches it again. */
+enum db_status dp_db_partition_forget(struct db_conn *c, const char *name, int *dropped)
 	__attribute__((warn_unused_result));
 
 #endif

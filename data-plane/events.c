@@ -11,6 +11,7 @@
 #include "event.h"
 #include "http.h"
 #include "limits.h"
+#include "partitions.h"
 #include "timefmt.h"
 
 #define RETRY_AFTER_DB "2"
@@ -204,6 +205,7 @@ enum http_step dp_events_query_parse(struct http_req *req, struct dp_event_query
 
 	memset(q, 0, sizeof *q);
 	q->tenant = a ? a->tenant_id : NULL;
+	q->kept_from_us = q->stored_before_us = -1;
 	if (values(req, "actor", DP_EVENT_REF_ID_MAX, q->actor, &q->n_actor) != HTTP_GO_ON ||
 	    values(req, "actor_type", DP_EVENT_REF_TYPE_MAX, q->actor_type, &q->n_actor_type) != HTTP_GO_ON ||
 	    values(req, "action", 4 * DP_EVENT_ACTION_MAX, q->action, &q->n_action) != HTTP_GO_ON ||
@@ -315,6 +317,12 @@ enum http_result dp_handle_events_list(struct http_req *req)
 		rc = HTTP_REPLIED;
 		goto out;
 	}
+	/* An event is stored with an occurred_at at most DP_EVENT_FUTURE_US
+	 * ahead of a clock (an hour more for the clocks' differences), and
+	 * not listed once the week its retention ends in is over. */
+	int64_t now = timefmt_now_us();
+	l->q.kept_from_us = dp_week_of(now - a->plan.retention_days * INT64_C(86400000000));
+	l->q.stored_before_us = now + DP_EVENT_FUTURE_US + INT64_C(3600000000);
 	l->q.limit++; /* one row more than the page: whether a next page exists */
 	buf_append(&l->out, "", 0);
 	enum db_status st = db_tx(app->db, DB_AUTOCOMMIT, list_tx, l);

@@ -418,7 +418,10 @@ static enum db_status step_existing(struct db_conn *c, struct group *gr)
 		}
 		db_array_end(&a);
 		db_array_end(&b);
-		st = a.failed || b.failed ? DB_ERROR : dp_db_events_existing(c, a.p, b.p, on_existing, gr);
+		if (a.failed || b.failed)
+			st = DB_ERROR;
+		else if ((st = dp_db_events_lock_tenants(c, a.p)) == DB_OK)
+			st = dp_db_events_existing(c, a.p, b.p, on_existing, gr);
 	}
 	buf_free(&a);
 	buf_free(&b);

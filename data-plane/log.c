@@ -104,7 +104,7 @@ struct append {
 	int batch;
 	/* per attempt (db_tx may run the body again) */
 	struct merkle_frontier f;
-	struct buf ids, leaf_hex, levels, idxs, node_hex;
+	struct buf ids, occurred, leaf_hex, levels, idxs, node_hex;
 	uint64_t last_tx;
 	int64_t last_seq;
 	int n, busy, failed;
@@ -117,6 +117,7 @@ struct append {
 static void append_reset(struct append *a)
 {
 	buf_free(&a->ids);
+	buf_free(&a->occurred);
 	buf_free(&a->leaf_hex);
 	buf_free(&a->levels);
 	buf_free(&a->idxs);
@@ -138,7 +139,8 @@ static void on_node(int level, uint64_t index, const merkle_hash h, void *ctx)
 	a->nodes++;
 }
 
-static void on_row(void *ctx, const char *id, const char *body, size_t len, uint64_t tx, int64_t seq)
+static void on_row(void *ctx, const char *id, const char *body, size_t len, uint64_t tx, int64_t seq,
+                   int64_t occurred_us)
 {
 	struct append *a = ctx;
 	merkle_hash h;
@@ -155,6 +157,7 @@ static void on_row(void *ctx, const char *id, const char *body, size_t len, uint
 		return;
 	}
 	db_array_add(&a->ids, id, strlen(id));
+	buf_printf(&a->occurred, "%s%" PRId64, a->n > 1 ? "," : "{", occurred_us);
 	hex(&a->leaf_hex, h, MERKLE_HASH_LEN);
 	a->last_tx = tx;
 	a->last_seq = seq;
@@ -213,6 +216,7 @@ static enum db_status append_tx(struct db_conn *c, void *ctx)
 	if (a->n == 0)
 		return DB_OK;
 	db_array_end(&a->ids);
+	buf_append(&a->occurred, "}", 1);
 	if (a->nodes) {
 		buf_append(&a->levels, "}", 1);
 		buf_append(&a->idxs, "}", 1);
@@ -242,13 +246,14 @@ static enum db_status append_tx(struct db_conn *c, void *ctx)
 		st = DB_ERROR;
 		goto out;
 	}
-	if (a->ids.failed || a->leaf_hex.failed || a->levels.failed || a->idxs.failed || a->node_hex.failed ||
+	if (a->ids.failed || a->occurred.failed || a->leaf_hex.failed || a->levels.failed || a->idxs.failed || a->node_hex.failed ||
 	    fr.failed || rt.failed) {
 		st = DB_ERROR;
 		goto out;
 	}
 	struct dp_log_write w = {
-		.tenant = a->tenant, .first_index = h.tree_size, .ids = a->ids.p, .leaf_hex = a->leaf_hex.p,
+		.tenant = a->tenant, .first_index = h.tree_size, .ids = a->ids.p, .occurred_us = a->occurred.p,
+		.leaf_hex = a->leaf_hex.p,
 		.levels = a->levels.p, .idxs = a->idxs.p, .node_hex = a->node_hex.p ? a->node_hex.p : "",
 		.tree_size = (int64_t)a->f.size, .next_tx = a->last_tx, .next_seq = a->last_seq,
 		.frontier_hex = fr.p ? fr.p : "", .root_hex = rt.p, .iat = cp.iat, .kid = a->key->kid,

@@ -29,10 +29,12 @@
 #include "log.h"
 #include "migrate.h"
 #include "names.h"
+#include "partitions.h"
 #include "ratesync.h"
 #include "snapshot.h"
 #include "stream.h"
 #include "svc.h"
+#include "timefmt.h"
 #include "usage.h"
 
 #define PROG "data-plane"
@@ -99,6 +101,10 @@ static const struct cfg_var dp_vars[] = {
 	  "How often tenants' usage this month is read for GET /v1/tenant (its largest lag)." },
 	{ "DP_RETENTION_INTERVAL", CFG_DURATION, "10m", 0, O(retention_interval_ms), 1000, 86400000, NULL,
 	  "How often events past their tenant's retention are deleted." },
+	{ "DP_CONTRACT_AFTER", CFG_DURATION, "24h", 0, O(contract_after_ms), 0, 2592000000, NULL,
+	  "How long no instance of an older build must have been seen in the cell before the contract step "
+	  "(migrations/region/contract: events partitioned by week) is applied; a rollback within it still "
+	  "finds the schema the previous build knows (0 to 30d)." },
 	{ "DP_RETENTION_BATCH", CFG_INT, "1000", 0, O(retention_batch), 1, 100000, NULL,
 	  "Most events one retention statement deletes." },
 	{ "DP_RATE_SYNC_INTERVAL", CFG_DURATION, "250ms", 0, O(rate_sync_ms), 50, 10000, NULL,
@@ -312,7 +318,10 @@ static int open_pool(struct dp_app *app)
 		fprintf(stderr, PROG ": DP_DATABASE_URL: %s\n", err);
 		return -1;
 	}
-	if (db_pool_set_timeouts(app->db, (unsigned)app->cfg.db_statement_timeout_ms) != 0) {
+	/* The build level on every session: the partitioned events' guard
+	 * lets only a build that knows the layout delete from them. */
+	if (db_pool_set_timeouts(app->db, (unsigned)app->cfg.db_statement_timeout_ms) != 0 ||
+	    db_pool_add_options(app->db, "-c celltrail.schema_level=" DP_SCHEMA_LEVEL_SQL) != 0) {
 		fprintf(stderr, PROG ": out of memory\n");
 		db_pool_free(app->db);
 		app->db = NULL;
@@ -502,8 +511,10 @@ static int cmd_serve(struct dp_app *app)
 	 * unreachable one is not: the region keeps answering what it can
 	 * without it. */
 	(void)db_ping(app->db);
+	int region_ok = 0;
 	switch (dp_region_guard_state(app->region, owner, sizeof owner)) {
 	case DP_REGION_OK:
+		region_ok = 1;
 		break;
 	case DP_REGION_MISMATCH:
 		log_error(NULL, "DP_DATABASE_URL points at the database of region '%s', not '%s'; refusing to start",
@@ -548,6 +559,15 @@ static int cmd_serve(struct dp_app *app)
 	if (!(app->cell_wait = dp_cell_wait_start(WRONG_CELL_WAITERS_MAX, err, sizeof err))) {
 		log_error(NULL, "%s", err);
 		goto out;
+	}
+	/* Events' layout before the first request (partitions.h): the contract
+	 * step when the cell's fleet allows it, the weeks ahead made. Retried
+	 * by every retention pass when the database is not there yet. */
+	if (region_ok) {
+		int layout;
+		int64_t weekly_from, now = timefmt_now_us();
+		if (dp_partitions_prepare(app, now, now, &layout, &weekly_from) != 0)
+			log_warn(NULL, "events' partitions not prepared at start; the retention task retries");
 	}
 	dp_pull_load_cache(app->pull);
 	srv = http_server_start(&o, err, sizeof err);

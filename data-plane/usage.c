@@ -16,6 +16,7 @@
 #include "http.h"
 #include "limits.h"
 #include "log.h"
+#include "partitions.h"
 #include "snapshot.h"
 #include "timefmt.h"
 #include "usage_report.h"
@@ -334,11 +335,9 @@ struct dp_retention {
 	struct dp_loop *loop;
 	atomic_int stopping;
 	atomic_ullong deleted, runs, failures;
-};
-
-struct ret_tenant {
-	char id[37];
-	int64_t days;
+	atomic_ullong weeks_removed, weeks_events; /* whole weeks emptied, their events (estimated) */
+	atomic_ullong weeks_dropped;
+	atomic_int partitioned;
 };
 
 struct ret_ctx {
@@ -359,12 +358,21 @@ static enum db_status purge_tx(struct db_conn *c, void *ctx)
 	return dp_db_outbox_purge(c, OUTBOX_KEEP_DAYS, ctx);
 }
 
+/* A pass. With events partitioned by week (partitions.h), the weeks no
+ * tenant keeps go whole first; then each tenant's events past its
+ * retention are deleted in batches, as far as the start of the week its
+ * retention ends in: the rest of that week goes with the week, when every
+ * tenant in it lets it go, or row by row once this tenant's retention has
+ * passed the whole week. So an event past retention stays at most a week
+ * (before the first weekly partition, none: those rows are deleted as
+ * their retention ends). */
 static int64_t retention_step(void *ctx)
 {
 	struct dp_retention *r = ctx;
 	struct dp_app *app = r->app;
-	struct ret_tenant *list = NULL;
+	struct dp_kept *list = NULL;
 	size_t n = 0;
+	int64_t now = timefmt_now_us(), longest = 0;
 
 	const struct dp_snapshot *s = dp_snaps_enter(app->snaps);
 	size_t it = 0, count = s ? cfgdoc_tenant_count(s->doc) : 0;
@@ -372,18 +380,38 @@ static int64_t retention_step(void *ctx)
 		for (const struct cfgdoc_tenant *t; n < count && (t = cfgdoc_tenants_next(s->doc, &it));) {
 			if (t->status == 'd')
 				continue; /* kept as they are: deleting a tenant's data is not retention */
+			int64_t days = cfgdoc_tenant_plan(s->doc, t)->retention_days;
+			if (days > longest)
+				longest = days;
 			memcpy(list[n].id, t->id, sizeof list[n].id);
-			list[n++].days = cfgdoc_tenant_plan(s->doc, t)->retention_days;
+			list[n++].from_us = now - days * INT64_C(86400000000);
 		}
 	}
 	dp_snaps_leave(app->snaps);
 
-	int64_t now = timefmt_now_us();
-	unsigned long long total = 0;
-	int failed = 0;
+	unsigned long long total = 0, weeks = 0, week_events = 0, dropped = 0;
+	int failed = 0, layout = 0;
+	int64_t weekly_from = 0;
+	/* Without a configuration yet, nothing is known of any tenant's
+	 * retention: the layout is still prepared, and the pass comes back
+	 * soon. */
+	/* The oldest week a tenant of the cell may still store an event in,
+	 * with a week to spare (another cell's retention, moving a tenant here,
+	 * may run up to a pass behind): made if missing, never dropped. */
+	int64_t oldest = dp_week_of(now - longest * INT64_C(86400000000)) - DP_WEEK_US;
+	if (dp_partitions_prepare(app, now, oldest, &layout, &weekly_from) != 0) {
+		failed = 1;
+	} else if (layout && n &&
+	           dp_partitions_remove(app, list, n, now, oldest, &weeks,
+	                                &week_events, &dropped) != 0) {
+		failed = 1;
+	}
+	atomic_store(&r->partitioned, layout);
 	for (size_t i = 0; i < n && !failed && !atomic_load(&r->stopping); i++) {
-		struct ret_ctx q = { .tenant = list[i].id, .batch = (int)app->cfg.retention_batch,
-			                 .cutoff_us = now - list[i].days * INT64_C(86400000000) };
+		int64_t cutoff = list[i].from_us;
+		if (layout && cutoff >= weekly_from)
+			cutoff = dp_week_of(cutoff);
+		struct ret_ctx q = { .tenant = list[i].id, .batch = (int)app->cfg.retention_batch, .cutoff_us = cutoff };
 		do {
 			if (db_tx(app->db, DB_READ_COMMITTED, retention_tx, &q) != DB_OK) {
 				failed = 1;
@@ -397,9 +425,14 @@ static int64_t retention_step(void *ctx)
 	if (!failed && db_tx(app->db, DB_AUTOCOMMIT, purge_tx, &purged) != DB_OK)
 		failed = 1;
 	atomic_fetch_add(&r->deleted, total);
+	atomic_fetch_add(&r->weeks_removed, weeks);
+	atomic_fetch_add(&r->weeks_events, week_events);
+	atomic_fetch_add(&r->weeks_dropped, dropped);
 	atomic_fetch_add(failed ? &r->failures : &r->runs, 1);
 	if (total)
 		log_info(NULL, "retention: %llu event(s) past their tenants' retention deleted", total);
+	if (!s && app->cfg.retention_interval_ms > 1000)
+		return 1000;
 	return app->cfg.retention_interval_ms;
 }
 
@@ -432,6 +465,16 @@ void dp_retention_metrics(struct dp_retention *r, FILE *out)
 	        "# TYPE dp_retention_deleted_total counter\ndp_retention_deleted_total %llu\n"
 	        "# HELP dp_retention_runs_total Retention passes by result.\n"
 	        "# TYPE dp_retention_runs_total counter\n"
-	        "dp_retention_runs_total{result=\"ok\"} %llu\ndp_retention_runs_total{result=\"failed\"} %llu\n",
-	        (unsigned long long)r->deleted, (unsigned long long)r->runs, (unsigned long long)r->failures);
+	        "dp_retention_runs_total{result=\"ok\"} %llu\ndp_retention_runs_total{result=\"failed\"} %llu\n"
+	        "# HELP dp_retention_partitions_emptied_total Weekly partitions of events emptied whole by retention.\n"
+	        "# TYPE dp_retention_partitions_emptied_total counter\ndp_retention_partitions_emptied_total %llu\n"
+	        "# HELP dp_retention_partitions_dropped_total Weekly partitions dropped, older than every retention.\n"
+	        "# TYPE dp_retention_partitions_dropped_total counter\ndp_retention_partitions_dropped_total %llu\n"
+	        "# HELP dp_retention_partition_events_total Events of the partitions emptied whole, as the planner estimated them.\n"
+	        "# TYPE dp_retention_partition_events_total counter\ndp_retention_partition_events_total %llu\n"
+	        "# HELP dp_events_partitioned Whether the cell's events are partitioned by week (1) or not yet (0).\n"
+	        "# TYPE dp_events_partitioned gauge\ndp_events_partitioned %d\n",
+	        (unsigned long long)r->deleted, (unsigned long long)r->runs, (unsigned long long)r->failures,
+	        (unsigned long long)r->weeks_removed, (unsigned long long)r->weeks_dropped,
+	        (unsigned long long)r->weeks_events, atomic_load(&r->partitioned));
 }

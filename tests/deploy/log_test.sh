@@ -96,9 +96,11 @@ api POST /v1/plans '{"id":"faults","name":"Log tests","currency":"USD","base_pri
 echo "  stack ready in $(($(date +%s) - T_START)) s"
 
 # The database superuser on a cell's database (the adversary).
-ssql() { # cell SQL
+ssql() { # cell SQL, as a session of the data plane's build (whose level
+	# partitioned events require of a deletion: migration 0012)
 	eval "_u=\$CELL_DB_$(cv "$1")"
-	"$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "${PG_URL%/*}/${_u##*/}" -c "$2"
+	PGOPTIONS='-c celltrail.schema_level=12' "$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 \
+		"${PG_URL%/*}/${_u##*/}" -c "$2"
 }
 
 # ---- the customer's side ----

@@ -94,14 +94,17 @@ static void post_events(const char *dp_url, const char *key, const char *prefix,
 	}
 }
 
-/* Every base table of the regional database with a tenant_id column. */
+/* Every base table of the regional database with a tenant_id column (a
+ * partition of one is that table's: events partitioned by week). */
 static int tenant_tables(const char *db, char names[MAX_TABLES][64])
 {
 	char *list = it_sql(db, "SELECT string_agg(c.table_name, ',' ORDER BY c.table_name)"
 	                        "  FROM information_schema.columns c"
 	                        "  JOIN information_schema.tables t USING (table_schema, table_name)"
 	                        " WHERE c.column_name = 'tenant_id' AND c.table_schema = current_schema()"
-	                        "   AND t.table_type = 'BASE TABLE'");
+	                        "   AND t.table_type = 'BASE TABLE'"
+	                        "   AND NOT (SELECT k.relispartition FROM pg_class k"
+	                        "             WHERE k.oid = quote_ident(c.table_name)::regclass)");
 	int n = 0;
 	ck_assert_ptr_nonnull(list);
 	for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {

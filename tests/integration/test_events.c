@@ -10,6 +10,13 @@
  *   quota                       monthly quota exact, all or nothing, replays free, 429 quota_exceeded
  *   rate_limit                  token buckets (rate 1, burst 3), reads apart from writes, RateLimit-*, Retry-After
  *   retention                   events older than the plan's retention deleted in batches, nothing else
+ *   partitioned_weeks           events partitioned by week: whole weeks no tenant keeps dropped or
+ *                               truncated, a week of several retentions emptied row by row of the tenants
+ *                               past it only; deletions refused to a session of an older build
+ *   contract_waits_for_fleet    events stay unpartitioned while an instance of an older build is live
+ *                               and DP_CONTRACT_AFTER past it, then are converted (nothing lost)
+ *   listing_across_weeks        pages over 40 weeks of events, both orders, every page size, filtered or
+ *                               not: each event once, in order (a statement per window of weeks)
  *   usage_exactly_once          usage billed exactly once across a control-plane outage
  *   sigkill_under_load          a data plane SIGKILLed under load loses no acknowledged event or usage
  *   pg_restart_under_load       the regional database restarted: 503 + Retry-After, then served again
@@ -17,7 +24,8 @@
  *   tenant_usage                GET /v1/tenant usage: own ingests at once, another instance's at its refresh
  *   tenant_usage_unknown        GET /v1/tenant before usage was read: said unknown (null), never 0
  *   ratelimit_headers_on_every_answer  RateLimit-* on every answer of the events routes
- *   concurrent_retries          one id sent at once to two instances: stored once
+ *   concurrent_retries          one id sent at once to two instances: stored once, also when the copies'
+ *                               occurred_at fall in different weekly partitions
  *   quota_exact_across_instances  concurrent load on two instances never passes the quota
  *   ingest_queue_full           DP_INGEST_QUEUE_MAX: 503 with Retry-After, nothing lost
  *
@@ -1388,8 +1396,11 @@ START_TEST(retention)
 	us.extra[0] = "DP_RETENTION_BATCH=700";
 	dp_start(&us);
 
+	/* Past the retention by more than a week: with events partitioned by
+	 * week, an event past its retention may stay until the week its
+	 * retention ends in is over (partitioned_weeks). */
 	for (int i = 0; i < 5; i++)
-		insert_old(&us, &t, it_fmt("old-%d", i), it_fmt("%d days", 2 + i));
+		insert_old(&us, &t, it_fmt("old-%d", i), it_fmt("%d days", 9 + i));
 	insert_old(&us, &t, "young", "20 hours"); /* within the day */
 	/* And many: more than a few retention batches of 700. The retention
 	 * task runs already, so the rows are counted as they are inserted, not
@@ -1402,7 +1413,7 @@ START_TEST(retention)
 	                "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'action', 'old.thing', 'actor', "
 	                "json_build_object('id', 'ghost', 'type', 'user'), 'targets', '[]'::json, 'context', "
 	                "'{}'::json, 'metadata', '{}'::json) "
-	                "FROM generate_series(1, 2500) g, LATERAL (SELECT now() - interval '3 days' - g * interval '1 second' AS o) s "
+	                "FROM generate_series(1, 2500) g, LATERAL (SELECT now() - interval '10 days' - g * interval '1 second' AS o) s "
 	                "RETURNING 1) SELECT count(*) FROM ins",
 	                t.id));
 	ck_assert_str_eq(bulk, "2500");
@@ -1445,6 +1456,216 @@ START_TEST(retention)
 	res_free(&r);
 	/* Usage is about what was stored, not what is kept. */
 	ck_assert_int_eq(counted(&us, &t), 3);
+}
+END_TEST
+
+/* Waits until the data plane's first passes have partitioned `events`. */
+static void wait_partitioned(const struct dp *d)
+{
+	long t0 = it_now_ms();
+	while (sqll(d->db, "SELECT count(*) FROM pg_class WHERE relname = 'events' AND relkind = 'p'") != 1) {
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "events not partitioned %ld ms after start", it_now_ms() - t0);
+		usleep(50000);
+	}
+}
+
+/* The events of (tenant, week k from this one) in the database. */
+static long long week_rows(const struct dp *d, const struct tenant *t, int k)
+{
+	return sqll(d->db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND occurred_at >= "
+	                          "events_week(now()) + %d * interval '7 days' AND occurred_at < "
+	                          "events_week(now()) + %d * interval '7 days'",
+	                          t->id, k, k + 1));
+}
+
+/* `n` events in SQL, 3 days into week k (from this one). */
+static void insert_week(const struct dp *d, const struct tenant *t, const char *prefix, int k, int n)
+{
+	char *c = it_sql(
+		d->db,
+		it_fmt("WITH ins AS (INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, "
+		       "content_sha256, body) SELECT '%s', '%s-' || g, o, o, 'old.thing', 'ghost', "
+		       "sha256(convert_to('%s-' || g, 'UTF8')), json_build_object('id', '%s-' || g, 'occurred_at', "
+		       "to_char(o AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'received_at', "
+		       "to_char(o AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'action', 'old.thing', "
+		       "'actor', json_build_object('id', 'ghost', 'type', 'user'), 'targets', '[]'::json, "
+		       "'context', '{}'::json, 'metadata', '{}'::json) FROM generate_series(1, %d) g, "
+		       "LATERAL (SELECT events_week(now()) + %d * interval '7 days' + interval '3 days' + "
+		       "g * interval '1 second' AS o) s RETURNING 1) SELECT count(*) FROM ins",
+		       t->id, prefix, prefix, prefix, n, k));
+	ck_assert_int_eq(atol(c), n);
+	free(c);
+}
+
+/* Events partitioned by week, as a cell converted 60 weeks ago has them:
+ * a week whose every tenant is past it goes whole (dropped when older
+ * than every plan's retention, truncated otherwise); in a week another
+ * tenant still keeps, or one of a tenant the cell does not know, the
+ * events of the tenants past it go row by row; nothing else goes. A
+ * session of an older build cannot delete. */
+START_TEST(partitioned_weeks)
+{
+	struct tenant t, lasting, other;
+	struct dp us;
+	char key[200], klasting[200];
+	struct res r;
+	new_plan("brief", 1000, 1000, 1000000, 1);
+	new_tenant(&t, "wk-brief", "us", "brief");
+	new_tenant(&lasting, "wk-keep", "us", "pro"); /* 365 days, the longest in this cell */
+	new_key(&t, "rw", key, NULL);
+	new_key(&lasting, "rw", klasting, NULL);
+	dp_prepare(&us, "us", "wk");
+	us.extra[0] = "DP_RETENTION_INTERVAL=1h"; /* a pass at start only */
+	dp_start(&us);
+	wait_partitioned(&us);
+	ck_assert_int_eq(it_metric(us.url, "dp_events_partitioned"), 1);
+	/* Made ahead: this week and the two after it, no more. */
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_partitions WHERE lower >= events_week(now())"), 3);
+	/* Ingested now: a weekly partition. */
+	post(&r, &us, key, ev("young", "a", "u"));
+	EXPECT(&r, 201);
+	res_free(&r);
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT count(*) FROM events e JOIN event_partitions p ON "
+	                                    "p.name = e.tableoid::regclass::text WHERE e.tenant_id = '%s'", t.id)),
+	                 1);
+
+	/* The layout of a cell converted 60 weeks ago: events_before up to
+	 * then, a partition for every week since. (The data plane stopped
+	 * meanwhile: nothing else changes the layout.) */
+	dp_stop(&us);
+	free(it_sql(us.db, "ALTER TABLE events DETACH PARTITION events_before;"
+	                   "UPDATE events_layout SET weekly_from = events_week(now()) - interval '60 weeks';"
+	                   "DO $$ BEGIN EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before "
+	                   "FOR VALUES FROM (MINVALUE) TO (%L)', (SELECT weekly_from FROM events_layout)); END $$;"
+	                   "SELECT count(events_partition_ensure(events_week(now()) - k * interval '7 days')) "
+	                   "FROM generate_series(1, 60) k"));
+	/* Week -58: older than every retention of the cell, both tenants'.
+	 * Week -40: the lasting tenant's only. Week -3: the brief tenant's only.
+	 * Week -2: both. (Each 3 days into its week, so past the brief
+	 * tenant's day whatever today is.) */
+	insert_week(&us, &t, "w58", -58, 30);
+	insert_week(&us, &lasting, "l58", -58, 20);
+	insert_week(&us, &lasting, "l40", -40, 10);
+	insert_week(&us, &t, "w3", -3, 1500);
+	insert_week(&us, &t, "w2", -2, 1200);
+	insert_week(&us, &lasting, "l2", -2, 5);
+	/* An event of a tenant this cell does not know holds its week. */
+	memset(&other, 0, sizeof other);
+	snprintf(other.id, sizeof other.id, "00000000-0000-4000-8000-00000000abcd");
+	insert_week(&us, &other, "x5", -5, 3);
+	insert_week(&us, &t, "w5", -5, 3);
+
+	/* Deleting is for this build's sessions only. */
+	PGconn *pg = PQconnectdb(us.db);
+	ck_assert_int_eq(PQstatus(pg), CONNECTION_OK);
+	PGresult *pr = PQexec(pg, "DELETE FROM events WHERE id = 'w3-1'");
+	ck_assert_msg(PQresultStatus(pr) == PGRES_FATAL_ERROR && strstr(PQresultErrorMessage(pr), "partitioned"),
+	              "a deletion without the build level: %s", PQresultErrorMessage(pr));
+	PQclear(pr);
+	PQfinish(pg);
+	ck_assert_int_eq(week_rows(&us, &t, -3), 1500);
+
+	/* A pass (at start). */
+	dp_start(&us);
+	long t0 = it_now_ms();
+	while (week_rows(&us, &t, -2) > 0 || week_rows(&us, &t, -3) > 0 || week_rows(&us, &t, -58) > 0 ||
+	       week_rows(&us, &t, -5) > 0) {
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "weeks past retention still there %ld ms later",
+		              it_now_ms() - t0);
+		usleep(100000);
+	}
+	/* Week -58 dropped, week -3 truncated (a tenant of a longer plan may
+	 * still store an event there), both recorded for the log. */
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_partitions WHERE lower = events_week(now()) - "
+	                             "interval '58 weeks'"),
+	                 0);
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_partitions WHERE lower = events_week(now()) - "
+	                             "interval '3 weeks'"),
+	                 1);
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_drops WHERE lower IN (events_week(now()) - "
+	                             "interval '58 weeks', events_week(now()) - interval '3 weeks')"),
+	                 2);
+	/* Weeks -2 and -5 kept, emptied of the brief tenant's rows only. */
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_drops WHERE lower IN (events_week(now()) - "
+	                             "interval '2 weeks', events_week(now()) - interval '5 weeks')"),
+	                 0);
+	ck_assert_int_eq(week_rows(&us, &lasting, -2), 5);
+	ck_assert_int_eq(week_rows(&us, &lasting, -40), 10);
+	ck_assert_int_eq(week_rows(&us, &lasting, -58), 0);
+	ck_assert_int_eq(week_rows(&us, &other, -5), 3);
+	ck_assert_int_eq(it_metric(us.url, "dp_retention_partitions_emptied_total"), 2);
+	ck_assert_int_ge(it_metric(us.url, "dp_retention_partitions_dropped_total"), 1);
+	ck_assert_int_eq(it_metric(us.url, "dp_retention_deleted_total"), 1200 + 3);
+	/* What the API answers. */
+	get(&r, &us, key, "/v1/events");
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 1);
+	res_free(&r);
+	get(&r, &us, klasting, "/v1/events?limit=100");
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 15);
+	res_free(&r);
+	/* The truncated week takes events again. */
+	insert_week(&us, &lasting, "l3", -3, 2);
+	ck_assert_int_eq(week_rows(&us, &lasting, -3), 2);
+}
+END_TEST
+
+/* An instance of an older build (no schema_level in its heartbeat) keeps
+ * events unpartitioned, and DP_CONTRACT_AFTER (3 s here) after it was last
+ * seen; then a pass converts them, and every event stored before is still
+ * there, found, listed and replayed. */
+START_TEST(contract_waits_for_fleet)
+{
+	struct tenant t;
+	struct dp us;
+	char key[200];
+	struct res r;
+	new_tenant(&t, "fleet", "us", "pro");
+	new_key(&t, "rw", key, NULL);
+	dp_prepare(&us, "us", "fleet");
+	free(it_sql(us.db, "INSERT INTO rate_instances (instance_id, seen_at) "
+	                   "VALUES ('0123456789abcdef0123456789abcdef', now() + interval '1 hour')"));
+	us.extra[0] = "DP_CONTRACT_AFTER=3s";
+	dp_start(&us);
+	for (int i = 0; i < 20; i++) {
+		post(&r, &us, key, ev(it_fmt("before-%d", i), "a", "u"));
+		EXPECT(&r, 201);
+		res_free(&r);
+	}
+	usleep(2500 * 1000); /* two passes and more */
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM pg_class WHERE relname = 'events' AND relkind = 'r'"), 1);
+	ck_assert_int_eq(it_metric(us.url, "dp_events_partitioned"), 0);
+	free(it_sql(us.db, "DELETE FROM rate_instances WHERE instance_id = '0123456789abcdef0123456789abcdef'"));
+	long gone = it_now_ms();
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM contract_gate"), 1);
+	wait_partitioned(&us);
+	ck_assert_msg(it_now_ms() - gone >= 2000, "partitioned %ld ms after the older instance left, "
+	              "DP_CONTRACT_AFTER is 3 s", it_now_ms() - gone);
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM schema_contracts"), 1);
+	ck_assert_int_eq(stored(&us, &t), 20);
+	for (int i = 20; i < 25; i++) {
+		post(&r, &us, key, ev(it_fmt("after-%d", i), "a", "u"));
+		EXPECT(&r, 201);
+		res_free(&r);
+	}
+	/* The identity goes on past the old rows'. */
+	ck_assert_int_eq(sqll(us.db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id LIKE 'after-%%' "
+	                                    "AND seq > (SELECT max(seq) FROM events WHERE id LIKE 'before-%%')",
+	                                    t.id)),
+	                 5);
+	get(&r, &us, key, "/v1/events?limit=100");
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_array_size(json_object_get(r.json, "items")), 25);
+	res_free(&r);
+	get(&r, &us, key, "/v1/events/before-3");
+	EXPECT(&r, 200);
+	res_free(&r);
+	/* A replay of an event stored before is still a replay. */
+	post(&r, &us, key, ev("before-3", "a", "u"));
+	EXPECT(&r, 200);
+	res_free(&r);
+	ck_assert_int_eq(stored(&us, &t), 25);
 }
 END_TEST
 
@@ -2367,8 +2588,33 @@ START_TEST(concurrent_retries)
 		ck_assert_msg(created == 1 && conflicts == N - 1, "round %d: %d created, %d conflicts", round, created,
 		              conflicts);
 	}
-	ck_assert_int_eq(stored(&us, &t), 5);
-	ck_assert_int_eq(counted(&us, &t), 5);
+	/* Events partitioned by week keep (tenant_id, id) unique within a
+	 * partition only: copies of one id whose occurred_at fall in different
+	 * weeks (this one, 8 and 15 days ago) and in the DEFAULT partition
+	 * are still one event. */
+	wait_partitioned(&us);
+	for (int round = 0; round < 4; round++) {
+		for (int i = 0; i < N; i++) {
+			char at[32];
+			api_time(time(NULL) - (time_t)(i % 3) * 8 * 86400 - (time_t)round * 2 * 86400, i, at);
+			bodies[i] = keep(it_fmt("{\"id\":\"weeks-%d\",\"occurred_at\":\"%s\",\"action\":\"a\","
+			                     "\"actor\":{\"id\":\"u\",\"type\":\"t\"}}",
+			                     round, at));
+		}
+		volley(shots, N, both, 2, key, bodies);
+		int created = 0, conflicts = 0;
+		for (int i = 0; i < N; i++) {
+			created += shots[i].status == 201;
+			conflicts += shots[i].status == 409;
+		}
+		ck_assert_msg(created == 1 && conflicts == N - 1, "weeks round %d: %d created, %d conflicts", round,
+		              created, conflicts);
+		ck_assert_int_eq(sqll(us.db, it_fmt("SELECT count(*) FROM events WHERE tenant_id = '%s' AND id = 'weeks-%d'",
+		                                    t.id, round)),
+		                 1);
+	}
+	ck_assert_int_eq(stored(&us, &t), 9);
+	ck_assert_int_eq(counted(&us, &t), 9);
 	keep_free();
 }
 END_TEST
@@ -2453,12 +2699,72 @@ START_TEST(ingest_queue_full)
 }
 END_TEST
 
+/* Pages of GET /v1/events over events spread across 40 weeks (empty weeks,
+ * dense ones, ties of one instant, some before the weekly partitions),
+ * newest and oldest first, by 1, 7, 50 and 200, with and without an action
+ * filter and a time range: each event once, in the database's own order
+ * (a statement per window of weeks, data-plane/db_events.c). */
+START_TEST(listing_across_weeks)
+{
+	struct tenant t;
+	struct dp us;
+	char key[200], t1[32], t2[32];
+	new_plan("wide", 1000000, 1000000, 1000000000, 365);
+	new_tenant(&t, "weeks-list", "us", "wide");
+	new_key(&t, "rw", key, NULL);
+	dp_prepare(&us, "us", "wl");
+	dp_start(&us);
+	wait_partitioned(&us);
+	/* 160 events, g seconds apart in clusters: g % 16 picks one of 16
+	 * weeks among the last 40 (weeks 5..12 and 20..27 empty), and every
+	 * tenth shares its instant with the one before. */
+	char *c = it_sql(us.db, it_fmt(
+		"WITH ins AS (INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, "
+		"content_sha256, body) SELECT '%s', 'lw-' || g, o, o, a, 'u', sha256(convert_to('lw-' || g, 'UTF8')), "
+		"json_build_object('id', 'lw-' || g, 'occurred_at', to_char(o AT TIME ZONE 'UTC', "
+		"'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'action', a, 'actor', json_build_object('id', 'u', 'type', 'user'), "
+		"'targets', '[]'::json, 'context', '{}'::json, 'metadata', '{}'::json) "
+		"FROM generate_series(1, 160) g, LATERAL (SELECT (ARRAY[0, 1, 2, 3, 4, 13, 14, 15, 16, 17, 18, 19, 28, 33, "
+		"36, 39])[1 + g %% 16] AS wk, CASE WHEN g %% 3 = 0 THEN 'doc.write' ELSE 'doc.read' END AS a) k, "
+		"LATERAL (SELECT now() - interval '1 hour' - k.wk * interval '7 days' - "
+		"(g - CASE WHEN g %% 10 = 0 THEN 1 ELSE 0 END) * interval '1 second' AS o) x RETURNING 1) "
+		"SELECT count(*) FROM ins",
+		t.id));
+	ck_assert_str_eq(c, "160");
+	free(c);
+	api_time(time(NULL) - 200 * 86400, 0, t1);
+	api_time(time(NULL) - 20 * 86400, 0, t2);
+	const struct {
+		const char *query, *where;
+	} cases[] = {
+		{ "", "true" },
+		{ "action=doc.write", "action = 'doc.write'" },
+		{ keep(it_fmt("since=%s&until=%s", t1, t2)),
+		  keep(it_fmt("occurred_at >= '%s'::timestamptz AND occurred_at < '%s'::timestamptz", t1, t2)) },
+	};
+	static const int limits[] = { 1, 7, 50, 200 };
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		for (int asc = 0; asc < 2; asc++) {
+			char *want = it_sql(us.db, it_fmt("SELECT coalesce(string_agg(id, ',' ORDER BY occurred_at %s, seq %s), '')"
+			                                  " FROM events WHERE tenant_id = '%s' AND %s",
+			                                  asc ? "ASC" : "DESC", asc ? "ASC" : "DESC", t.id, cases[i].where));
+			ck_assert_ptr_nonnull(want);
+			const char *q = asc ? keep(it_fmt("%s%sorder=asc", cases[i].query, *cases[i].query ? "&" : ""))
+			                    : cases[i].query;
+			for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++)
+				expect_pages(&us, key, q, limits[l], want);
+			free(want);
+		}
+	keep_free();
+}
+END_TEST
+
 Suite *events_suite(void)
 {
 	Suite *s = suite_create("events");
 	const TTest *const tests[] = {
 		tenant_isolation, misdirected_key, idempotent_retries, validation, quota, rate_limit, retention,
-		usage_exactly_once, sigkill_under_load, pg_restart_under_load, list_filters_and_pages, tenant_usage,
+		partitioned_weeks, contract_waits_for_fleet, listing_across_weeks, usage_exactly_once, sigkill_under_load, pg_restart_under_load, list_filters_and_pages, tenant_usage,
 		tenant_usage_unknown, ratelimit_headers_on_every_answer, concurrent_retries, quota_exact_across_instances, ingest_queue_full,
 	};
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);

@@ -15,6 +15,9 @@
  *                           that verifies, taken at its start; `complete` only without filter or cursor;
  *                           a removed leaf; CSV unchanged; the export, a proof and a consistency proof
  *                           verify offline with bin/celltrail-verify and with tests/log/rfc9162.py
+ *   week_removed            a week of events removed whole (as retention removes it): its leaves listed as
+ *                           removed by their time, unmarked; an event stored there afterwards is not; the
+ *                           export verifies offline
  *   log_off                 DP_LOG=false: the routes answer 404, an export has no trailer
  *
  * CK_RUN_SUITE=log-routes (and CK_RUN_CASE=<test>) runs them alone. */
@@ -26,6 +29,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -780,8 +784,9 @@ START_TEST(export_trailer)
 	ans_free(&a);
 
 	/* Retention's mark, as retention sets it: the leaf stays, listed as
-	 * removed, its event gone. */
-	free(it_sql(s.dp_db, it_fmt("WITH d AS (DELETE FROM events WHERE tenant_id = '%s' AND id = 'lr-2' RETURNING id)"
+	 * removed, its event gone. (Partitioned events take deletions only
+	 * from a session of a build that knows them.) */
+	free(it_sql(s.dp_db, it_fmt("SET celltrail.schema_level = 12; WITH d AS (DELETE FROM events WHERE tenant_id = '%s' AND id = 'lr-2' RETURNING id)"
 	                            " UPDATE log_leaves SET event_id = NULL, removed_at = now() FROM d"
 	                            " WHERE tenant_id = '%s' AND event_id = d.id",
 	                            t.id, t.id)));
@@ -863,6 +868,102 @@ START_TEST(export_trailer)
 }
 END_TEST
 
+/* Verifies an NDJSON export offline with bin/celltrail-verify against the
+ * service's JWKS and newest checkpoint; returns its first line. */
+static void verify_offline(struct cl *c, const char *body, const char *tag, char *out, size_t outlen)
+{
+	const char *d = it_fmt("%s/log-routes-%s-%d", it_env("IT_LOG_DIR"), tag, (int)getpid());
+	char dir[512], cv[1024];
+	snprintf(dir, sizeof dir, "%s", d);
+	mkdir(dir, 0700);
+	struct ans jw, cl;
+	cl_get(c, "/.well-known/jwks.json", NULL, &jw);
+	cl_get(c, "/v1/checkpoints/latest", NULL, &cl);
+	ck_assert_msg(jw.status == 200 && cl.status == 200, "jwks %ld, latest %ld", jw.status, cl.status);
+	write_text(it_fmt("%s/export.ndjson", dir), body);
+	write_text(it_fmt("%s/jwks.json", dir), jw.body.p);
+	write_text(it_fmt("%s/checkpoints", dir), it_fmt("%s\n", cl.body.p));
+	ans_free(&jw);
+	ans_free(&cl);
+	it_bin("celltrail-verify", cv, sizeof cv);
+	char *const run_cv[] = { cv, "--jwks", (char *)it_fmt("%s/jwks.json", dir), "--checkpoints",
+		                 (char *)it_fmt("%s/checkpoints", dir), (char *)it_fmt("%s/export.ndjson", dir), NULL };
+	ck_assert_msg(it_run("celltrail-verify", run_cv, NULL, out, outlen) == 0 && !strncmp(out, "verified:", 9),
+	              "celltrail-verify (%s): %s", tag, out);
+}
+
+/* A week of events removed whole by retention, as the data plane removes
+ * it (events_partition_hold and events_partition_remove, in one
+ * transaction): no leaf is marked, yet the export lists every leaf of that
+ * week as removed, by its event's occurred_at, and the rest verifies
+ * offline; an event stored in that week afterwards is not removed, nor is
+ * one of another week. */
+START_TEST(week_removed)
+{
+	struct it_stack s;
+	struct tenant t;
+	struct cl c;
+	struct model md;
+	log_setup(&s, &t, &c, &md); /* 40 events of now */
+	/* Three of 8 days ago: another week. */
+	char at[32];
+	time_t old = time(NULL) - 8 * 86400;
+	strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", gmtime(&old));
+	struct it_resp r;
+	const char *const h[] = { it_fmt("Authorization: Bearer %s", t.key), "Content-Type: application/json", NULL };
+	for (int i = 0; i < 3; i++) {
+		const char *body = it_fmt("{\"id\":\"old-%d\",\"occurred_at\":\"%s\",\"action\":\"doc.read\","
+		                          "\"actor\":{\"id\":\"u-1\",\"type\":\"user\"}}", i, at);
+		it_http(&r, "POST", it_fmt("%s/v1/events", s.dp_url), h, body, strlen(body));
+		ck_assert_msg(r.status == 201, "POST old-%d: %ld %.300s", i, r.status, r.body);
+		it_resp_free(&r);
+	}
+	ck_assert_int_eq(wait_covered(&c, 43), 43);
+	/* This week's partition holds the 40. */
+	char *week = it_sql(s.dp_db, it_fmt("SELECT DISTINCT tableoid::regclass::text FROM events "
+	                                    "WHERE tenant_id = '%s' AND id LIKE 'lr-%%'", t.id));
+	ck_assert_msg(week && !strncmp(week, "events_w", 8), "the 40 events are in %s", week ? week : "(none)");
+	ck_assert_int_eq(sqll(s.dp_db, it_fmt("SELECT count(*) FROM events WHERE tableoid = '%s'::regclass", week)), 40);
+	free(it_sql(s.dp_db, it_fmt("BEGIN; SELECT events_partition_hold('%s'); SELECT events_partition_remove('%s');"
+	                            " COMMIT", week, week)));
+	ck_assert_int_eq(sqll(s.dp_db, it_fmt("SELECT count(*) FROM log_leaves WHERE tenant_id = '%s' AND "
+	                                      "(removed_at IS NOT NULL OR event_id IS NULL)", t.id)),
+	                 0);
+
+	struct ans a;
+	struct xp x;
+	char out[4096];
+	export_get(&c, "format=ndjson", &a);
+	xp_parse(a.body.p, a.body.len, &x);
+	ck_assert_int_eq(x.events, 3);
+	ck_assert_int_eq(x.tree_size, 43);
+	ck_assert_int_eq(json_array_size(x.removed), 40);
+	for (int k = 0; k < 43; k++) {
+		json_t *id = json_array_get(x.ids, (size_t)k);
+		ck_assert_msg(k < 40 ? json_is_null(id) : json_is_string(id), "leaf %d's id", k);
+	}
+	verify_offline(&c, a.body.p, "week", out, sizeof out);
+	ck_assert_msg(strstr(out, "(40 removed)"), "celltrail-verify: %s", out);
+	xp_free(&x);
+	ans_free(&a);
+
+	/* The week takes events again: the new one is no removed leaf. */
+	post_events(&s, t.key, 100, 1);
+	ck_assert_int_eq(wait_covered(&c, 44), 44);
+	export_get(&c, "format=ndjson", &a);
+	xp_parse(a.body.p, a.body.len, &x);
+	ck_assert_int_eq(x.events, 4);
+	ck_assert_int_eq(json_array_size(x.removed), 40);
+	ck_assert_str_eq(json_string_value(json_array_get(x.ids, 43)), "lr-100");
+	verify_offline(&c, a.body.p, "week-again", out, sizeof out);
+	xp_free(&x);
+	ans_free(&a);
+
+	cl_free(&c);
+	it_stack_stop(&s);
+}
+END_TEST
+
 START_TEST(log_off)
 {
 	/* DP_LOG=false: no log, so no checkpoint, proof or trailer. */
@@ -895,7 +996,7 @@ END_TEST
 Suite *log_routes_suite(void)
 {
 	Suite *s = suite_create("log-routes");
-	const TTest *const tests[] = { proofs_and_checkpoints, export_trailer, log_off };
+	const TTest *const tests[] = { proofs_and_checkpoints, export_trailer, week_removed, log_off };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 240);
 	return s;
 }

@@ -1,0 +1,395 @@
+/* retention-bench: one retention pass over events partitioned by week,
+ * against row-by-row deletion of the same rows, measured in the same run
+ * on the data plane's own code (partitions.c, db_partitions.c and the
+ * retention statement of db_events.c), and the listing of a large tenant
+ * in three cells.
+ *   retention-bench SUPERUSER_URL MIGRATIONS_DIR
+ * BENCH_EVENTS (2000000) events over BENCH_WEEKS (40) weeks, made in SQL,
+ * of BENCH_TENANTS (1000) tenants; the first tenant holds BENCH_BIG
+ * (BENCH_EVENTS / 10) of them. Half the tenants keep 90 days, half (the
+ * first among them) 180. Three databases get the same rows:
+ *   part   events partitioned by week, as a cell converted before the
+ *          oldest event (the contract step, then its layout moved back);
+ *   flat   events as before the contract step (one table);
+ *   alone  partitioned, the first tenant's events only.
+ * Prints, for the pass on `part` and the same rows deleted row by row on
+ * `flat` (DP_RETENTION_BATCH 1000, per tenant, as the retention task
+ * deletes): rows, seconds, WAL bytes (after a CHECKPOINT each), and their
+ * ratios; then GET /v1/events's statement (dp_db_events_scan) for the
+ * first tenant, p50/p99 over BENCH_LISTS (300) runs of four pages (the
+ * newest 50, 50 past a cursor at the middle, 50 of one action, 50 of the
+ * last 7 days) in each database, with the weeks each plans; last, the
+ * contract step (the conversion) applied to `flat`, timed. */
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "bench_clock.h"
+#include "db.h"
+#include "../../data-plane/dp.h"
+#include "../../data-plane/dpdb.h"
+#include "log.h"
+#include "migrate.h"
+#include "../../data-plane/partitions.h"
+#include "timefmt.h"
+
+#define DAY_US INT64_C(86400000000)
+
+static long env_long(const char *name, long def)
+{
+	const char *v = getenv(name);
+	return v && *v ? strtol(v, NULL, 10) : def;
+}
+
+static void die(const char *what, const char *msg)
+{
+	fprintf(stderr, "retention-bench: %s: %s\n", what, msg);
+	exit(1);
+}
+
+static void quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static PGconn *conn(const char *url)
+{
+	PGconn *pg = PQconnectdb(url);
+	if (PQstatus(pg) != CONNECTION_OK)
+		die("connect", PQerrorMessage(pg));
+	PQsetNoticeProcessor(pg, quiet, NULL);
+	return pg;
+}
+
+/* Runs `sql` (no parameters) and returns the first value as a number. */
+static long long q1(PGconn *pg, const char *sql)
+{
+	PGresult *r = PQexec(pg, sql);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+		die(sql, PQresultErrorMessage(r));
+	long long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) && !PQgetisnull(r, 0, 0)
+	                  ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+	                  : 0;
+	PQclear(r);
+	return v;
+}
+
+static void tenant_uuid(long i, char out[37])
+{
+	snprintf(out, 37, "%08x-0000-4000-8000-%012x", (unsigned)(i / 65536) & 0xfffffffu, (unsigned)i);
+}
+
+static char *urlof(const char *super, const char *db)
+{
+	static char out[3][512];
+	static int k;
+	char *u = out[k++ % 3];
+	const char *slash = strrchr(super, '/');
+	snprintf(u, 512, "%.*s/%s", (int)(slash ? slash - super : (long)strlen(super)), super, db);
+	return u;
+}
+
+/* Rows g in [from, to) of the data set: tenant, id, occurred_at. The big
+ * tenant (0) has every g % 10 == 0 when BENCH_BIG is a tenth; in general
+ * g < big. Everything is a function of g and `base_us`. */
+static void fill(PGconn *pg, long from, long to, long tenants, long big, long weeks, int64_t base_us)
+{
+	char sql[4096];
+	snprintf(sql, sizeof sql,
+	         "INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
+	         "                    content_sha256, body, keys)"
+	         " SELECT t, 'e' || g, o, o, a, 'u-' || (g %% 97), '{}', sha256(convert_to('e' || g, 'UTF8')),"
+	         "        json_build_object('id', 'e' || g, 'occurred_at', o, 'action', a, 'actor',"
+	         "                          json_build_object('id', 'u-' || (g %% 97), 'type', 'user'),"
+	         "                          'targets', '[]'::json, 'context', '{}'::json, 'metadata', '{}'::json),"
+	         "        ARRAY['a:' || a, 'w:doc']"
+	         "   FROM generate_series(%ld::bigint, %ld::bigint) g,"
+	         "   LATERAL (SELECT CASE WHEN g < %ld THEN 0 ELSE 1 + (g * 7919) %% (%ld - 1) END AS n) k,"
+	         "   LATERAL (SELECT (lpad(to_hex(k.n / 65536), 8, '0') || '-0000-4000-8000-' ||"
+	         "                    lpad(to_hex(k.n), 12, '0'))::uuid AS t,"
+	         "                   'epoch'::timestamptz + (%" PRId64 " - ((g * 104729) %% (%ld * 7 * 86400)) * 1000000"
+	         "                     - 1000000) * interval '1 microsecond' AS o,"
+	         "                   CASE WHEN g %% 3 = 0 THEN 'doc.write' ELSE 'doc.read' END AS a) x",
+	         from, to - 1, big, tenants, base_us, weeks);
+	(void)q1(pg, sql);
+}
+
+static void make_db(PGconn *super, const char *name)
+{
+	char sql[256];
+	snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+	(void)q1(super, sql);
+	snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+	(void)q1(super, sql);
+}
+
+static void migrate(const char *url, const char *dir, int partitioned, long weeks)
+{
+	char err[1024], sub[4096];
+	int applied;
+	if (migrate_run(url, dir, &applied, err, sizeof err) != 0)
+		die("migrate", err);
+	if (!partitioned)
+		return;
+	snprintf(sub, sizeof sub, "%s/contract", dir);
+	if (migrate_run_in(url, sub, "schema_contracts", &applied, err, sizeof err) != 0)
+		die("contract", err);
+	/* As a cell converted before its oldest event. */
+	PGconn *pg = conn(url);
+	char sql[1024];
+	snprintf(sql, sizeof sql,
+	         "BEGIN; ALTER TABLE events DETACH PARTITION events_before;"
+	         " UPDATE events_layout SET weekly_from = events_week(now()) - %ld * interval '7 days';"
+	         " DO $$ BEGIN EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before"
+	         "   FOR VALUES FROM (MINVALUE) TO (%%L)', (SELECT weekly_from FROM events_layout)); END $$;"
+	         " SELECT count(events_partition_ensure(events_week(now()) + k * interval '7 days'))"
+	         "   FROM generate_series(-%ld, 5) k; COMMIT",
+	         weeks + 1, weeks + 1);
+	(void)q1(pg, sql);
+	PQfinish(pg);
+}
+
+struct pass {
+	double seconds;
+	long long wal, rows_before, rows_after;
+	unsigned long long weeks, dropped, week_events, deleted;
+};
+
+struct ret_q {
+	const char *tenant;
+	int64_t cutoff;
+	long deleted;
+};
+
+static enum db_status ret_tx(struct db_conn *c, void *ctx)
+{
+	struct ret_q *q = ctx;
+	return dp_db_retention(c, q->tenant, q->cutoff, 1000, &q->deleted);
+}
+
+/* One pass: with `partitioned`, whole weeks first (partitions.c), then
+ * per tenant up to the week its retention ends in, as usage.c does; the
+ * row-by-row baseline deletes per tenant up to the same instants. */
+static void run_pass(const char *url, const struct dp_kept *kept, long n, int64_t now, int64_t longest_days,
+                     int partitioned, int64_t weekly_from, struct pass *p)
+{
+	char err[256];
+	struct dp_app app;
+	memset(&app, 0, sizeof app);
+	if (!(app.db = db_pool_new(url, 2, 10000, err, sizeof err)) ||
+	    db_pool_add_options(app.db, "-c celltrail.schema_level=" DP_SCHEMA_LEVEL_SQL) != 0)
+		die("pool", err);
+	PGconn *pg = conn(url);
+	p->rows_before = q1(pg, "SELECT count(*) FROM events");
+	(void)q1(pg, "CHECKPOINT");
+	long long lsn0 = q1(pg, "SELECT pg_current_wal_lsn() - '0/0'");
+	double t0 = now_s();
+	if (partitioned && dp_partitions_remove(&app, kept, (size_t)n, now, now - longest_days * DAY_US, &p->weeks,
+	                                        &p->week_events, &p->dropped) != 0)
+		die("pass", "dp_partitions_remove failed");
+	for (long i = 0; i < n; i++) {
+		int64_t cutoff = kept[i].from_us;
+		if (cutoff >= weekly_from)
+			cutoff = dp_week_of(cutoff);
+		struct ret_q q = { .tenant = kept[i].id, .cutoff = cutoff };
+		do {
+			if (db_tx(app.db, DB_READ_COMMITTED, ret_tx, &q) != DB_OK)
+				die("pass", "retention statement failed");
+			p->deleted += (unsigned long long)q.deleted;
+		} while (q.deleted == 1000);
+	}
+	p->seconds = now_s() - t0;
+	p->wal = q1(pg, "SELECT pg_current_wal_lsn() - '0/0'") - lsn0;
+	p->rows_after = q1(pg, "SELECT count(*) FROM events");
+	PQfinish(pg);
+	db_pool_free(app.db);
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return x < y ? -1 : x > y;
+}
+
+struct list_ctx {
+	int rows;
+	int64_t last_us, last_seq;
+};
+
+static int on_row(void *ctx, const struct dp_event_row *row)
+{
+	struct list_ctx *l = ctx;
+	l->rows++;
+	l->last_us = row->occurred_us;
+	l->last_seq = row->seq;
+	return 0;
+}
+
+struct scan_q {
+	const struct dp_event_query *q;
+	struct list_ctx l;
+};
+
+static enum db_status scan_tx(struct db_conn *c, void *ctx)
+{
+	struct scan_q *s = ctx;
+	memset(&s->l, 0, sizeof s->l);
+	return dp_db_events_scan(c, s->q, on_row, &s->l);
+}
+
+/* p50/p99 in ms of the four pages, `runs` times each, on `url`. */
+static void listing(const char *url, const char *tenant, int64_t now, int64_t mid_us, int runs, double out[2])
+{
+	char err[256];
+	struct db_pool *db = db_pool_new(url, 1, 10000, err, sizeof err);
+	if (!db)
+		die("pool", err);
+	double *ms = malloc(sizeof *ms * (size_t)runs * 4);
+	if (!ms)
+		die("listing", "out of memory");
+	int n = 0;
+	for (int i = 0; i < runs; i++)
+		for (int kind = 0; kind < 4; kind++) {
+			struct dp_event_query q;
+			memset(&q, 0, sizeof q);
+			q.tenant = tenant;
+			q.limit = 50;
+			q.since_us = q.until_us = q.received_since_us = q.received_until_us = -1;
+			/* As GET /v1/events bounds it (events.c), for 180 days. */
+			q.kept_from_us = dp_week_of(now - 180 * DAY_US);
+			q.stored_before_us = now + INT64_C(3900000000);
+			if (kind == 1) {
+				q.has_cursor = 1;
+				q.cursor_us = mid_us;
+				q.cursor_seq = INT64_MAX;
+			} else if (kind == 2) {
+				q.action[0] = "doc.write";
+				q.n_action = 1;
+			} else if (kind == 3) {
+				q.since_us = now - 7 * DAY_US;
+			}
+			struct scan_q s = { .q = &q };
+			double t0 = now_s();
+			if (db_tx(db, DB_READ_COMMITTED, scan_tx, &s) != DB_OK)
+				die("listing", "dp_db_events_scan failed");
+			ms[n++] = (now_s() - t0) * 1000;
+			if (s.l.rows != 50)
+				die("listing", "a page of fewer than 50 rows");
+		}
+	qsort(ms, (size_t)n, sizeof *ms, cmp_d);
+	out[0] = ms[n / 2];
+	out[1] = ms[(size_t)((double)n * 0.99)];
+	free(ms);
+	db_pool_free(db);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: retention-bench SUPERUSER_URL MIGRATIONS_DIR\n");
+		return 2;
+	}
+	log_init("retention-bench", LOG_WARN);
+	long events = env_long("BENCH_EVENTS", 2000000), tenants = env_long("BENCH_TENANTS", 1000),
+	     weeks = env_long("BENCH_WEEKS", 40), big = env_long("BENCH_BIG", events / 10),
+	     runs = env_long("BENCH_LISTS", 300);
+	if (events < 1000 || tenants < 2 || weeks < 30 || big < 1000 || big >= events || runs < 10) {
+		fprintf(stderr, "retention-bench: BENCH_EVENTS >= 1000, BENCH_TENANTS >= 2, BENCH_WEEKS >= 30, "
+		                "1000 <= BENCH_BIG < BENCH_EVENTS, BENCH_LISTS >= 10\n");
+		return 2;
+	}
+	const char *super = argv[1], *dir = argv[2];
+	PGconn *s = conn(super);
+	const char *names[3] = { "bench_ret_part", "bench_ret_flat", "bench_ret_alone" };
+	for (int i = 0; i < 3; i++)
+		make_db(s, names[i]);
+	int64_t now = timefmt_now_us();
+	/* The newest event a second before now. */
+	int64_t base = now;
+	migrate(urlof(super, names[0]), dir, 1, weeks);
+	migrate(urlof(super, names[1]), dir, 0, weeks);
+	migrate(urlof(super, names[2]), dir, 1, weeks);
+	double t0 = now_s();
+	for (int d = 0; d < 3; d++) {
+		PGconn *pg = conn(urlof(super, names[d]));
+		long upto = d == 2 ? big : events;
+		for (long from = 0; from < upto; from += 500000)
+			fill(pg, from, from + 500000 < upto ? from + 500000 : upto, tenants, big, weeks, base);
+		(void)q1(pg, "VACUUM ANALYZE events");
+		PQfinish(pg);
+	}
+	printf("retention bench: %ld events of %ld tenants over %ld weeks (the first tenant %ld), in 3 databases, "
+	       "made in %.0f s\n",
+	       events, tenants, weeks, big, now_s() - t0);
+
+	/* Tenants' retention: the first and every odd one 180 days, the even
+	 * ones 90. */
+	struct dp_kept *kept = calloc((size_t)tenants, sizeof *kept);
+	if (!kept)
+		die("kept", "out of memory");
+	for (long i = 0; i < tenants; i++) {
+		tenant_uuid(i, kept[i].id);
+		kept[i].from_us = now - (i == 0 || i % 2 ? 180 : 90) * DAY_US;
+	}
+	PGconn *pp = conn(urlof(super, names[0]));
+	int64_t weekly_from = q1(pp, "SELECT (extract(epoch FROM weekly_from) * 1000000)::bigint FROM events_layout");
+	PQfinish(pp);
+
+	struct pass part = { 0 }, flat = { 0 }, alone = { 0 };
+	run_pass(urlof(super, names[0]), kept, tenants, now, 180, 1, weekly_from, &part);
+	run_pass(urlof(super, names[1]), kept, tenants, now, 180, 0, weekly_from, &flat);
+	run_pass(urlof(super, names[2]), kept, 1, now, 180, 1, weekly_from, &alone);
+	long long gone_part = part.rows_before - part.rows_after, gone_flat = flat.rows_before - flat.rows_after;
+	printf("retention pass, partitioned: %lld rows removed (%llu week(s) emptied whole, %llu of them dropped; "
+	       "%llu rows deleted one by one) in %.2f s, %.1f MB of WAL\n",
+	       gone_part, part.weeks, part.dropped, part.deleted, part.seconds, (double)part.wal / 1e6);
+	printf("baseline, row by row:        %lld rows deleted in %.2f s, %.1f MB of WAL\n", gone_flat, flat.seconds,
+	       (double)flat.wal / 1e6);
+	printf("same rows: %s; time %.1fx less, WAL %.1fx less\n", gone_part == gone_flat ? "yes" : "NO",
+	       part.seconds > 0 ? flat.seconds / part.seconds : 0, part.wal > 0 ? (double)flat.wal / (double)part.wal : 0);
+
+	/* Listing: the first tenant's 50 newest, past a cursor at the middle
+	 * of its events, of one action, of the last 7 days. */
+	char first[37];
+	tenant_uuid(0, first);
+	int64_t mid = now - 90 * DAY_US;
+	double lp[2], lf[2], la[2];
+	listing(urlof(super, names[2]), first, now, mid, (int)runs, la);
+	listing(urlof(super, names[0]), first, now, mid, (int)runs, lp);
+	listing(urlof(super, names[1]), first, now, mid, (int)runs, lf);
+	PGconn *pg0 = conn(urlof(super, names[0]));
+	long long big_left = q1(pg0, "SELECT count(*) FROM events WHERE tenant_id = '00000000-0000-4000-8000-000000000000'");
+	PQfinish(pg0);
+	pg0 = conn(urlof(super, names[0]));
+	long long weeks_now = q1(pg0, "SELECT count(*) FROM event_partitions");
+	PQfinish(pg0);
+	printf("listing of the first tenant (%lld events kept), p50/p99 ms: alone in its cell %.2f/%.2f; "
+	       "with %lld events in the cell, partitioned %.2f/%.2f (p99 %.2fx alone); unpartitioned %.2f/%.2f; "
+	       "%lld weekly partitions in the cell\n",
+	       big_left, la[0], la[1], part.rows_after, lp[0], lp[1], la[1] > 0 ? lp[1] / la[1] : 0, lf[0], lf[1],
+	       weeks_now);
+	/* The conversion of a cell of that many events. */
+	{
+		char err[1024], sub[4096];
+		int applied;
+		snprintf(sub, sizeof sub, "%s/contract", dir);
+		double c0 = now_s();
+		if (migrate_run_in(urlof(super, names[1]), sub, "schema_contracts", &applied, err, sizeof err) != 0)
+			die("contract", err);
+		printf("contract step (events partitioned) on the unpartitioned copy of %lld events: %.2f s\n",
+		       flat.rows_after, now_s() - c0);
+	}
+	free(kept);
+	if (!getenv("BENCH_KEEP"))
+		for (int i = 0; i < 3; i++) {
+			char sql[128];
+			snprintf(sql, sizeof sql, "DROP DATABASE %s", names[i]);
+			(void)q1(s, sql);
+		}
+	PQfinish(s);
+	return gone_part == gone_flat ? 0 : 1;
+}
