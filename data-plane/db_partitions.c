@@ -196,18 +196,35 @@ enum db_status dp_db_partition_forget(struct db_conn *c, const char *name, int *
 	return DB_OK;
 }
 
-enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants)
+enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants, const char *occurred_us)
 {
-	const char *p[1] = { tenants };
+	const char *p[2] = { tenants, occurred_us };
 	/* Only when events are partitioned: (tenant_id, id) is then unique per
-	 * partition only, so a tenant's writers take turns between looking
-	 * for an id and storing it. In order, so that two groups never wait
-	 * on each other. Reading `events` holds it against the contract step
-	 * until this transaction ends, so the layout seen is the one written. */
-	return db_exec(c, NULL,
-	               "SELECT count(pg_advisory_xact_lock(hashtextextended('celltrail-ingest:' || s.t, 0)))"
-	               "  FROM (SELECT DISTINCT t::text AS t FROM unnest($1::uuid[]) AS t ORDER BY 1) s"
-	               " WHERE (SELECT relkind FROM pg_class WHERE oid = 'events'::regclass) = 'p'"
-	               "   AND NOT EXISTS (SELECT FROM events WHERE false)",
-	               1, p);
+	 * partition only, so two transactions that may store one id in two
+	 * partitions must not look for it at once. Per tenant (hashed into
+	 * 256 locks, so that a group of many tenants takes at most 256), in
+	 * order, so that two groups never wait on each other:
+	 *  - shared when all of the tenant's events of the group fall in this
+	 *    week, away from its ends by more than any transaction lasts: two
+	 *    such transactions store into one partition, whose unique index
+	 *    serializes them;
+	 *  - exclusive otherwise.
+	 * Reading `events` holds it against the contract step until this
+	 * transaction ends, so the layout seen is the one written. */
+	return db_exec(
+		c, NULL,
+		"WITH n AS (SELECT date_bin(interval '7 days', clock_timestamp(), timestamptz '2000-01-03 00:00:00+00') AS w,"
+		"                  clock_timestamp() AS now),"
+		" k AS (SELECT (hashtextextended(e.t::text, 0) & 255)::int AS b,"
+		"              bool_and('epoch'::timestamptz + e.o * interval '1 microsecond' >= n.w"
+		"                       AND 'epoch'::timestamptz + e.o * interval '1 microsecond' < n.w + interval '7 days'"
+		"                       AND n.now >= n.w + interval '10 minutes'"
+		"                       AND n.now < n.w + interval '7 days' - interval '10 minutes') AS shared"
+		"         FROM unnest($1::uuid[], $2::bigint[]) AS e(t, o), n GROUP BY 1 ORDER BY 1)"
+		" SELECT count(CASE WHEN k.shared THEN pg_advisory_xact_lock_shared(1667591241, k.b)"
+		"                   ELSE pg_advisory_xact_lock(1667591241, k.b) END)"
+		"   FROM (SELECT * FROM k ORDER BY b) k"
+		"  WHERE (SELECT relkind FROM pg_class WHERE oid = 'events'::regclass) = 'p'"
+		"    AND NOT EXISTS (SELECT FROM events WHERE false)",
+		2, p);
 }

@@ -23,9 +23,11 @@ enum db_status dp_db_events_existing(struct db_conn *c, const char *tenants, con
                                      dp_existing_fn fn, void *ctx) __attribute__((warn_unused_result));
 
 /* Events partitioned by time (db_partitions.c). Before the first lookup of
- * ids in a group: when events are partitioned, a transaction lock per
- * tenant of `tenants` (a uuid array literal, repeats allowed). */
-enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants) __attribute__((warn_unused_result));
+ * ids in a group: when events are partitioned, transaction locks for the
+ * tenants of `tenants` (a uuid array literal, repeats allowed) whose
+ * events occur at `occurred_us` (a bigint array literal, same order). */
+enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants, const char *occurred_us)
+	__attribute__((warn_unused_result));
 
 /* Adds counts[i] events to the usage counter of (tenants[i], periods[i]
  * "YYYY-MM"), received at received_us[i]; the rows are locked until the

@@ -408,23 +408,26 @@ static enum db_status step_record(struct db_conn *c, struct group *gr)
  * a conflict otherwise. */
 static enum db_status step_existing(struct db_conn *c, struct group *gr)
 {
-	struct buf a = { 0 }, b = { 0 };
+	struct buf a = { 0 }, b = { 0 }, o = { 0 };
 	enum db_status st = DB_OK;
 
 	if (gr->nrefs) {
 		for (size_t i = 0; i < gr->nrefs; i++) {
 			db_array_add(&a, gr->refs[i].tenant, strlen(gr->refs[i].tenant));
 			db_array_add(&b, gr->refs[i].id, strlen(gr->refs[i].id));
+			buf_printf(&o, "%s%" PRId64, i ? "," : "{", gr->refs[i].job->ev[gr->refs[i].idx].occurred_us);
 		}
 		db_array_end(&a);
 		db_array_end(&b);
-		if (a.failed || b.failed)
+		buf_append(&o, "}", 2);
+		if (a.failed || b.failed || o.failed)
 			st = DB_ERROR;
-		else if ((st = dp_db_events_lock_tenants(c, a.p)) == DB_OK)
+		else if ((st = dp_db_events_lock_tenants(c, a.p, o.p)) == DB_OK)
 			st = dp_db_events_existing(c, a.p, b.p, on_existing, gr);
 	}
 	buf_free(&a);
 	buf_free(&b);
+	buf_free(&o);
 	for (size_t i = 0; st == DB_OK && i < gr->n; i++) {
 		struct job *j = gr->jobs[i];
 		if (j->outcome == J_PENDING && j->n_new == 0)

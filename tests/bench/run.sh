@@ -19,6 +19,8 @@
 # delivery lag; tests/bench/streams.sh).
 # BENCH_ONLY=delta (only delta cell documents against full ones,
 # BENCH_TENANTS tenants, 100000 by default; tests/bench/delta.sh).
+# BENCH_ONLY=retention (only retention of events partitioned by week against
+# row-by-row deletion, and listings; tests/bench/retention.sh).
 set -eu
 # --help prints the comment above; an unknown option is a usage error.
 usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
@@ -31,6 +33,7 @@ BIN=$(cd "$1" && pwd)
 [ "${BENCH_ONLY:-}" != log ] || exec sh "$ROOT/tests/bench/log.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != streams ] || exec sh "$ROOT/tests/bench/streams.sh" "$BIN"
 [ "${BENCH_ONLY:-}" != delta ] || exec sh "$ROOT/tests/bench/delta.sh" "$BIN"
+[ "${BENCH_ONLY:-}" != retention ] || exec sh "$ROOT/tests/bench/retention.sh" "$BIN"
 SECS=${BENCH_SECONDS:-5}
 CONNS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-2}
@@ -536,3 +539,8 @@ set -- $("$BIN/delta-bench" "${BENCH_TENANTS:-100000}" 50)
 awk -v fb="$1" -v fa="$2" -v fby="$3" -v d50="$4" -v d99="$5" -v dby="$6" -v db99="$7" -v rf="$8" -v rl="$9" -v lf="${10}" -v ll="${11}" 'BEGIN {
 	printf "delta-bench (in process): full document %.0f MB built %.2f s, verified+applied %.2f s (the baseline: one per change); a one-key delta (%d bytes) verified+applied p50 %.3f ms, p99 %.3f ms (%.0fx faster than the full), signed p99 %.2f ms; applied tables %d MB, %d MB more after 50 deltas; key lookup %s ns on the full state, %s ns on the layered one\n",
 	fby / 1048576, fb, fa, dby, d50, d99, fa * 1000 / d99, db99, rf, rl, lf, ll }' 
+
+# Retention of events partitioned by week against row-by-row deletion of
+# the same rows, and listings in a partitioned and an unpartitioned cell.
+echo
+sh "$ROOT/tests/bench/retention.sh" "$BIN"

@@ -929,6 +929,7 @@ START_TEST(week_removed)
 	ck_assert_int_eq(sqll(s.dp_db, it_fmt("SELECT count(*) FROM log_leaves WHERE tenant_id = '%s' AND "
 	                                      "(removed_at IS NOT NULL OR event_id IS NULL)", t.id)),
 	                 0);
+	free(week);
 
 	struct ans a;
 	struct xp x;
