@@ -22,7 +22,12 @@
 static const struct erasable {
 	const char *table, *erase, *left;
 } erasable[] = {
-	ERASABLE("events", ""),
+	/* Events by (occurred_at, seq), unique within a tenant: partitioned by
+	 * week, a ctid names a row in each partition. */
+	{ "events",
+	  "DELETE FROM events WHERE tenant_id = $1::uuid AND (occurred_at, seq) IN ("
+	  "SELECT occurred_at, seq FROM events WHERE tenant_id = $1::uuid LIMIT $2::int)",
+	  " OR EXISTS (SELECT 1 FROM events WHERE tenant_id = d.t)" },
 	ERASABLE("usage_counters", " AND events = reported"),
 	ERASABLE("rate_demand", ""),
 	ERASABLE("idempotency_keys", ""),

@@ -149,7 +149,7 @@ enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char
 enum {
 	LIST_PARAMS_MAX = 1 /* tenant */ + 2 /* actor, action */ + 1 /* single keys */ +
 	                  5 /* any-of keys: actor, actor_type, action, target, target_type */ + 1 /* q */ +
-	                  2 * DP_QUERY_META_MAX + 5 /* times */ + 2 /* cursor */ + 1 /* limit */
+	                  2 * DP_QUERY_META_MAX + 7 /* times */ + 2 /* cursor */ + 1 /* limit */
 };
 struct list_params {
 	const char *v[LIST_PARAMS_MAX];
@@ -437,22 +437,27 @@ out:
 #define SCAN_WINDOWS 3
 static int scan_windows(const struct dp_event_query *q, int64_t lo[SCAN_WINDOWS], int64_t hi[SCAN_WINDOWS])
 {
-	int64_t from = INT64_MIN, to = INT64_MAX; /* [from, to): what the query may return */
-	if (q->since_us >= 0 && q->since_us > from)
+	/* [from, to): what the query may return. No event is before 1970. */
+	int64_t from = 0, to = INT64_MAX;
+	if (q->since_us > from)
 		from = q->since_us;
-	if (q->kept_from_us >= 0 && q->kept_from_us > from)
+	if (q->kept_from_us > from)
 		from = q->kept_from_us;
 	if (q->until_us >= 0 && q->until_us < to)
 		to = q->until_us;
 	if (q->stored_before_us >= 0 && q->stored_before_us < to)
 		to = q->stored_before_us;
-	if (q->has_cursor && !q->asc && q->cursor_us < INT64_MAX && q->cursor_us + 1 < to)
-		to = q->cursor_us + 1;
+	if (q->has_cursor && !q->asc && q->cursor_us < to - 1)
+		to = q->cursor_us < 0 ? 0 : q->cursor_us + 1;
 	if (q->has_cursor && q->asc && q->cursor_us > from)
 		from = q->cursor_us;
-	if (q->asc && from == INT64_MIN)
-		return 0; /* oldest first from the start of time: one statement */
 	static const int64_t span[SCAN_WINDOWS - 1] = { 2, 9 }; /* weeks from the anchor */
+	const int64_t reach = span[SCAN_WINDOWS - 2] * DP_WEEK_US;
+	/* Nothing to window: an empty range, oldest first from the start of
+	 * time, or an instant too near the end of the integers to count
+	 * weeks from (a forged cursor). One statement answers. */
+	if (to <= from || (q->asc && from == 0) || from > INT64_MAX - 2 * reach)
+		return 0;
 	int n = 0;
 	if (!q->asc) {
 		int64_t anchor = dp_week_of(to == INT64_MAX ? timefmt_now_us() : to - 1), upper = to;
@@ -495,9 +500,9 @@ enum db_status dp_db_events_scan(struct db_conn *c, const struct dp_event_query 
 	enum db_status st = DB_OK;
 	for (int i = 0; i < n && st == DB_OK && !stopped && rows < q->limit; i++) {
 		*w = *q;
-		/* -1 means no bound: a window's bounds are real instants here
-		 * (INT64_MIN/MAX only for an open end, left open). */
-		w->since_us = lo[i] == INT64_MIN ? q->since_us : lo[i] < 0 ? 0 : lo[i];
+		/* Every window's bounds are instants from 1970 on (lo >= 0, hi >
+		 * lo), but an open end: INT64_MAX, left open as the query's. */
+		w->since_us = lo[i];
 		w->until_us = hi[i] == INT64_MAX ? q->until_us : hi[i];
 		w->limit = q->limit - rows;
 		int got = 0;

@@ -98,23 +98,27 @@ enum db_status dp_db_partitions(struct db_conn *c, int64_t before_us, dp_partiti
 
 enum db_status dp_db_partition_remove(struct db_conn *c, const char *name, int64_t lower_us, int64_t upper_us,
                                       const char *tenants, const char *kept_from_us, int *freed, int *removed,
-                                      int64_t *estimate)
+                                      int *detached, int64_t *estimate)
 {
 	char l[24], u[24];
 	snprintf(l, sizeof l, "%" PRId64, lower_us);
 	snprintf(u, sizeof u, "%" PRId64, upper_us);
 	const char *p1[1] = { name };
 	PGresult *r;
-	*freed = *removed = 0;
+	*freed = *removed = *detached = 0;
 	*estimate = 0;
 	/* Held against writes first: an event stored after the look below
-	 * and before the removal would go with the week. */
+	 * and before the removal would go with the week. A week a detachment
+	 * left apart is not looked at through `events` (which does not see
+	 * it): the caller finishes the detachment, and what it holds is
+	 * attached again or dropped empty. */
 	enum db_status st = db_exec(c, &r, "SELECT events_partition_hold($1)", 1, p1);
 	if (st != DB_OK)
 		return st;
-	int exists = !strcmp(PQgetvalue(r, 0, 0), "t");
+	int held = !strcmp(PQgetvalue(r, 0, 0), "held");
+	*detached = !strcmp(PQgetvalue(r, 0, 0), "detached");
 	PQclear(r);
-	if (!exists)
+	if (!held)
 		return DB_OK;
 	/* The tenants with events in the week, one index descent each (a
 	 * loose scan of events_by_time), stopping at the first that may keep
@@ -134,9 +138,9 @@ enum db_status dp_db_partition_remove(struct db_conn *c, const char *name, int64
 		4, p4);
 	if (st != DB_OK)
 		return st;
-	int held = !strcmp(PQgetvalue(r, 0, 0), "t");
+	int kept = !strcmp(PQgetvalue(r, 0, 0), "t");
 	PQclear(r);
-	if (held)
+	if (kept)
 		return DB_OK;
 	if ((st = db_exec(c, &r, "SELECT events_partition_remove($1)", 1, p1)) != DB_OK)
 		return st;
@@ -196,35 +200,40 @@ enum db_status dp_db_partition_forget(struct db_conn *c, const char *name, int *
 	return DB_OK;
 }
 
-enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants, const char *occurred_us)
+enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants, const char *occurred_us,
+                                         int64_t margin_ms)
 {
-	const char *p[2] = { tenants, occurred_us };
+	char m[24];
+	snprintf(m, sizeof m, "%" PRId64, margin_ms);
+	const char *p[3] = { tenants, occurred_us, m };
 	/* Only when events are partitioned: (tenant_id, id) is then unique per
 	 * partition only, so two transactions that may store one id in two
 	 * partitions must not look for it at once. Per tenant (hashed into
 	 * 256 locks, so that a group of many tenants takes at most 256), in
 	 * order, so that two groups never wait on each other:
 	 *  - shared when all of the tenant's events of the group fall in this
-	 *    week, away from its ends by more than any transaction lasts: two
-	 *    such transactions store into one partition, whose unique index
-	 *    serializes them;
+	 *    week, farther from its ends than a transaction can last
+	 *    ($3 ms): two such transactions store into one partition, whose
+	 *    unique index orders them;
 	 *  - exclusive otherwise.
-	 * Reading `events` holds it against the contract step until this
-	 * transaction ends, so the layout seen is the one written. */
+	 * The layout is read by name when the statement runs, after reading
+	 * `events` waited for the contract step and holds it off until this
+	 * transaction ends. */
 	return db_exec(
 		c, NULL,
 		"WITH n AS (SELECT date_bin(interval '7 days', clock_timestamp(), timestamptz '2000-01-03 00:00:00+00') AS w,"
-		"                  clock_timestamp() AS now),"
+		"                  clock_timestamp() AS now, $3::bigint * interval '1 millisecond' AS margin),"
 		" k AS (SELECT (hashtextextended(e.t::text, 0) & 255)::int AS b,"
 		"              bool_and('epoch'::timestamptz + e.o * interval '1 microsecond' >= n.w"
 		"                       AND 'epoch'::timestamptz + e.o * interval '1 microsecond' < n.w + interval '7 days'"
-		"                       AND n.now >= n.w + interval '10 minutes'"
-		"                       AND n.now < n.w + interval '7 days' - interval '10 minutes') AS shared"
-		"         FROM unnest($1::uuid[], $2::bigint[]) AS e(t, o), n GROUP BY 1 ORDER BY 1)"
+		"                       AND n.now >= n.w + n.margin"
+		"                       AND n.now < n.w + interval '7 days' - n.margin) AS shared"
+		"         FROM unnest($1::uuid[], $2::bigint[]) AS e(t, o), n GROUP BY 1)"
 		" SELECT count(CASE WHEN k.shared THEN pg_advisory_xact_lock_shared(1667591241, k.b)"
 		"                   ELSE pg_advisory_xact_lock(1667591241, k.b) END)"
 		"   FROM (SELECT * FROM k ORDER BY b) k"
-		"  WHERE (SELECT relkind FROM pg_class WHERE oid = 'events'::regclass) = 'p'"
-		"    AND NOT EXISTS (SELECT FROM events WHERE false)",
-		2, p);
+		"  WHERE NOT EXISTS (SELECT FROM events WHERE false)"
+		"    AND (SELECT c.relkind FROM pg_class c WHERE c.relname = 'events'"
+		"          AND c.relnamespace = current_schema()::regnamespace) = 'p'",
+		3, p);
 }

@@ -25,9 +25,10 @@ enum db_status dp_db_events_existing(struct db_conn *c, const char *tenants, con
 /* Events partitioned by time (db_partitions.c). Before the first lookup of
  * ids in a group: when events are partitioned, transaction locks for the
  * tenants of `tenants` (a uuid array literal, repeats allowed) whose
- * events occur at `occurred_us` (a bigint array literal, same order). */
-enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants, const char *occurred_us)
-	__attribute__((warn_unused_result));
+ * events occur at `occurred_us` (a bigint array literal, same order);
+ * margin_ms: longer than any transaction lasts. */
+enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants, const char *occurred_us,
+                                         int64_t margin_ms) __attribute__((warn_unused_result));
 
 /* Adds counts[i] events to the usage counter of (tenants[i], periods[i]
  * "YYYY-MM"), received at received_us[i]; the rows are locked until the
@@ -596,10 +597,12 @@ enum db_status dp_db_partitions(struct db_conn *c, int64_t before_us, dp_partiti
  * held any: *estimate is then the planner's estimate of its rows). A
  * tenant may keep an event when it is not among `tenants` (uuid array
  * literal), or when its `kept_from_us` (bigint array literal, same order:
- * the instant from which it keeps its events) is before upper_us. */
+ * the instant from which it keeps its events) is before upper_us.
+ * *detached: the week is apart from `events` (a detachment left it so),
+ * and was not looked at. */
 enum db_status dp_db_partition_remove(struct db_conn *c, const char *name, int64_t lower_us, int64_t upper_us,
                                       const char *tenants, const char *kept_from_us, int *freed, int *removed,
-                                      int64_t *estimate) __attribute__((warn_unused_result));
+                                      int *detached, int64_t *estimate) __attribute__((warn_unused_result));
 /* Detaches a weekly partition from `events` without locking out its
  * queries (DETACH ... CONCURRENTLY, or FINALIZE of one left half done):
  * outside any transaction (DB_AUTOCOMMIT). Nothing when not attached. */

@@ -406,6 +406,15 @@ static enum db_status step_record(struct db_conn *c, struct group *gr)
 
 /* Step 1: client ids already stored: a replay when the content matches,
  * a conflict otherwise. */
+/* Longer than a group's transaction can last: each of its statements, and
+ * each wait between them, is cut at DP_DB_STATEMENT_TIMEOUT (a dozen at
+ * most), and never less than 10 minutes. */
+static int64_t lock_margin_ms(const struct dp_app *app)
+{
+	int64_t m = 12 * app->cfg.db_statement_timeout_ms;
+	return m > 600000 ? m : 600000;
+}
+
 static enum db_status step_existing(struct db_conn *c, struct group *gr)
 {
 	struct buf a = { 0 }, b = { 0 }, o = { 0 };
@@ -422,7 +431,7 @@ static enum db_status step_existing(struct db_conn *c, struct group *gr)
 		buf_append(&o, "}", 2);
 		if (a.failed || b.failed || o.failed)
 			st = DB_ERROR;
-		else if ((st = dp_db_events_lock_tenants(c, a.p, o.p)) == DB_OK)
+		else if ((st = dp_db_events_lock_tenants(c, a.p, o.p, lock_margin_ms(gr->g->app))) == DB_OK)
 			st = dp_db_events_existing(c, a.p, b.p, on_existing, gr);
 	}
 	buf_free(&a);

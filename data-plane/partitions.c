@@ -168,7 +168,7 @@ static enum db_status list_tx(struct db_conn *c, void *ctx)
 struct remove_q {
 	const struct week *w;
 	const char *tenants, *from;
-	int freed, removed, dropped;
+	int freed, removed, detached, dropped;
 	int64_t estimate;
 };
 
@@ -176,7 +176,7 @@ static enum db_status remove_tx(struct db_conn *c, void *ctx)
 {
 	struct remove_q *q = ctx;
 	return dp_db_partition_remove(c, q->w->name, q->w->lower, q->w->upper, q->tenants, q->from, &q->freed,
-	                              &q->removed, &q->estimate);
+	                              &q->removed, &q->detached, &q->estimate);
 }
 
 static enum db_status detach_tx(struct db_conn *c, void *ctx)
@@ -221,7 +221,14 @@ int dp_partitions_remove(struct dp_app *app, const struct dp_kept *kept, size_t 
 		if (ws.w[i].upper > latest)
 			continue;
 		struct remove_q rq = { .w = &ws.w[i], .tenants = ids.p, .from = from.p };
-		if (db_tx(app->db, DB_READ_COMMITTED, remove_tx, &rq) != DB_OK)
+		/* A week whose lock is not had in time (its readers, a statement
+		 * timeout) is left for the next pass; the others go on. */
+		enum db_status st = db_tx(app->db, DB_READ_COMMITTED, remove_tx, &rq);
+		if (st == DB_UNAVAILABLE) {
+			log_info(NULL, "retention: week %s busy, left for the next pass", ws.w[i].name);
+			continue;
+		}
+		if (st != DB_OK)
 			goto out;
 		if (rq.removed) {
 			log_info(NULL, "retention: week %s emptied (about %" PRId64 " event(s)): every tenant with events "
@@ -230,11 +237,17 @@ int dp_partitions_remove(struct dp_app *app, const struct dp_kept *kept, size_t 
 			*events += (unsigned long long)(rq.estimate > 0 ? rq.estimate : 0);
 		}
 		/* Older than every retention: no tenant may store an event there
-		 * any more, and the table goes. */
-		if (!rq.freed || ws.w[i].upper > insertable_us)
+		 * any more, and the table goes. Or a detachment left it apart:
+		 * finished, then dropped empty or attached again. */
+		if (!rq.detached && (!rq.freed || ws.w[i].upper > insertable_us))
 			continue;
-		if (db_tx(app->db, DB_AUTOCOMMIT, detach_tx, &rq) != DB_OK ||
-		    db_tx(app->db, DB_READ_COMMITTED, forget_tx, &rq) != DB_OK)
+		if ((st = db_tx(app->db, DB_AUTOCOMMIT, detach_tx, &rq)) == DB_OK)
+			st = db_tx(app->db, DB_READ_COMMITTED, forget_tx, &rq);
+		if (st == DB_UNAVAILABLE) {
+			log_info(NULL, "retention: week %s busy, its detachment left for the next pass", ws.w[i].name);
+			continue;
+		}
+		if (st != DB_OK)
 			goto out;
 		if (rq.dropped) {
 			log_info(NULL, "retention: week %s dropped", ws.w[i].name);

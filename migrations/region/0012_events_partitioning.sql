@@ -16,6 +16,10 @@ CREATE TABLE contract_gate (
     one            boolean PRIMARY KEY DEFAULT true CHECK (one),
     older_seen_at  timestamptz NOT NULL
 );
+-- A cell that has served events may have run the previous build a moment
+-- ago, seen or not: its wait counts from now. An empty one (a new cell)
+-- is converted at once.
+INSERT INTO contract_gate (older_seen_at) SELECT now() WHERE EXISTS (SELECT 1 FROM events);
 
 -- An event's occurred_at on its leaf, written by the log appender of this
 -- build: a leaf whose event was removed with a whole partition (below) is

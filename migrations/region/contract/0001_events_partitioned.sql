@@ -15,8 +15,9 @@
 -- key); across partitions the ingest holds a transaction lock per
 -- tenant before it looks for existing ids (data-plane/ingest.c).
 --
--- Cost: one scan of the existing table under this migration's lock, to
--- prove the CHECK that makes it a partition without another.
+-- Cost: one scan of the existing table under this migration's lock (every
+-- query of `events` waits for it), to prove the CHECK that makes it a
+-- partition without another.
 
 LOCK TABLE events IN ACCESS EXCLUSIVE MODE;
 
@@ -25,17 +26,19 @@ CREATE FUNCTION events_week(t timestamptz) RETURNS timestamptz
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT date_bin(interval '7 days', t, timestamptz '2000-01-03 00:00:00+00') $$;
 
--- Where the weekly partitions start: the week after the newest stored
--- event (the ingest refuses an occurred_at more than 5 minutes ahead, so
--- at most next week), this week when there is none. Every event before it
--- stays in events_before.
+-- Where the weekly partitions start: the week after the one 5 minutes
+-- from now (the ingest refuses an occurred_at more than 5 minutes ahead,
+-- so every stored event is before it), this week when there is none.
+-- Every event before it stays in events_before.
 CREATE TABLE events_layout (
     one          boolean PRIMARY KEY DEFAULT true CHECK (one),
     weekly_from  timestamptz NOT NULL CHECK (weekly_from = events_week(weekly_from)),
     converted_at timestamptz NOT NULL DEFAULT now()
 );
 INSERT INTO events_layout (weekly_from)
-SELECT events_week(coalesce((SELECT max(occurred_at) FROM events), now() - interval '7 days')) + interval '7 days';
+SELECT CASE WHEN EXISTS (SELECT 1 FROM events)
+            THEN events_week(now() + interval '5 minutes') + interval '7 days'
+            ELSE events_week(now()) END;
 
 -- The weekly partitions: one row each, written by the functions below.
 CREATE TABLE event_partitions (
@@ -71,10 +74,11 @@ CREATE TABLE events (
 ) PARTITION BY RANGE (occurred_at);
 ALTER TABLE events ALTER COLUMN keys SET STATISTICS 1000;
 
--- seq goes on from where the old table's identity stood.
+-- seq goes on from where the old table's identity stood (a tenant moved
+-- in raised it past its copied rows: data-plane/db_move.c).
 SELECT setval(pg_get_serial_sequence('events', 'seq'),
               greatest(coalesce(pg_sequence_last_value(pg_get_serial_sequence('events_before', 'seq')::regclass), 0),
-                       coalesce((SELECT max(seq) FROM events_before), 0), 1));
+                       1));
 ALTER TABLE events_before ALTER COLUMN seq DROP IDENTITY;
 
 DO $$
@@ -120,11 +124,14 @@ CREATE TRIGGER events_guard BEFORE DELETE ON events
 -- The weekly partition starting at `lower`, made if it is missing, with
 -- its own unique index of (tenant_id, id). Returns whether it made one.
 -- Refuses a week before events_layout.weekly_from: those events are in
--- events_before.
+-- events_before. Made apart, then attached: CREATE TABLE ... PARTITION OF
+-- would hold every query of `events` while it waits for its lock; ATTACH
+-- does not (and waits at most 5 s: the next pass tries again).
 CREATE FUNCTION events_partition_ensure(lower timestamptz) RETURNS boolean
     LANGUAGE plpgsql AS $$
 DECLARE
     n text := 'events_w' || to_char(lower AT TIME ZONE 'UTC', 'YYYYMMDD');
+    upper timestamptz := lower + interval '7 days';
 BEGIN
     IF lower <> events_week(lower) THEN
         RAISE EXCEPTION 'events_partition_ensure: % is not the start of a week', lower;
@@ -132,33 +139,49 @@ BEGIN
     IF lower < (SELECT weekly_from FROM events_layout) THEN
         RAISE EXCEPTION 'events_partition_ensure: % is before the weekly partitions', lower;
     END IF;
+    -- The instances of a cell make the same weeks: one at a time.
+    PERFORM pg_advisory_xact_lock(1667591242);
     IF EXISTS (SELECT 1 FROM event_partitions p WHERE p.lower = events_partition_ensure.lower) THEN
         RETURN false;
     END IF;
-    EXECUTE format('CREATE TABLE %I PARTITION OF events FOR VALUES FROM (%L) TO (%L)',
-                   n, lower, lower + interval '7 days');
+    EXECUTE format('CREATE TABLE %I (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', n);
+    EXECUTE format('ALTER TABLE %I ALTER COLUMN keys SET STATISTICS 1000', n);
+    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L)',
+                   n, n || '_week', lower, upper);
     EXECUTE format('CREATE UNIQUE INDEX %I ON %I (tenant_id, id)', n || '_id', n);
-    INSERT INTO event_partitions (name, lower, upper) VALUES (n, lower, lower + interval '7 days');
+    PERFORM set_config('lock_timeout', '5s', true);
+    EXECUTE format('ALTER TABLE events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', n, lower, upper);
+    EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', n, n || '_week'); -- its bound says it now
+    INSERT INTO event_partitions (name, lower, upper) VALUES (n, lower, upper);
     RETURN true;
 END $$;
 
 -- Holds a weekly partition against writes (SHARE: reads go on) until the
 -- transaction ends, so that what is decided about its rows stays true
--- until they are removed. Returns whether it exists.
-CREATE FUNCTION events_partition_hold(pname text) RETURNS boolean
+-- until they are removed. Returns 'held'; 'detached' for one a detachment
+-- left apart (or half done), which no query of `events` sees and which
+-- must not be decided through them; 'missing' for no such week.
+CREATE FUNCTION events_partition_hold(pname text) RETURNS text
     LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM event_partitions WHERE name = pname) THEN
-        RETURN false;
+    IF NOT EXISTS (SELECT 1 FROM event_partitions WHERE name = pname) OR to_regclass(pname) IS NULL THEN
+        RETURN 'missing';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = pname::regclass
+                     AND inhparent = 'events'::regclass AND NOT inhdetachpending) THEN
+        RETURN 'detached';
     END IF;
     EXECUTE format('LOCK TABLE %I IN SHARE MODE', pname);
-    RETURN true;
+    RETURN 'held';
 END $$;
 
 -- Removes every event of a weekly partition (held by
 -- events_partition_hold in the same transaction): truncated, and its range
 -- recorded for the log (event_drops). An empty partition is left as it is.
 -- Returns the planner's estimate of the rows it held, NULL when empty.
+-- TRUNCATE waits at most 2 s for the readers of the week (every statement
+-- that cannot leave the week out waits behind it meanwhile); then the
+-- next pass tries again.
 CREATE FUNCTION events_partition_remove(pname text) RETURNS bigint
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -176,6 +199,7 @@ BEGIN
     END IF;
     SELECT greatest(c.reltuples, 0)::bigint INTO est FROM pg_class c WHERE c.oid = pname::regclass;
     INSERT INTO event_drops (lower, upper) VALUES (p.lower, p.upper);
+    PERFORM set_config('lock_timeout', '2s', true);
     EXECUTE format('TRUNCATE %I', pname);
     RETURN est;
 END $$;
@@ -183,7 +207,8 @@ END $$;
 -- After `ALTER TABLE events DETACH PARTITION <pname> CONCURRENTLY` (which
 -- no function may run): drops the detached week if it is empty, or
 -- attaches it again (an event was stored in it between its truncation and
--- its detachment). Returns whether it was dropped.
+-- its detachment: the next pass decides about it as about any week).
+-- Returns whether it was dropped.
 CREATE FUNCTION events_partition_forget(pname text) RETURNS boolean
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -191,12 +216,19 @@ DECLARE
     nonempty boolean;
 BEGIN
     SELECT * INTO p FROM event_partitions WHERE name = pname FOR UPDATE;
-    IF NOT FOUND OR to_regclass(pname) IS NULL
-       OR EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = pname::regclass) THEN
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF to_regclass(pname) IS NULL THEN
+        DELETE FROM event_partitions WHERE name = pname;
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = pname::regclass) THEN
         RETURN false;
     END IF;
     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', pname) INTO nonempty;
     IF nonempty THEN
+        PERFORM set_config('lock_timeout', '5s', true);
         EXECUTE format('ALTER TABLE events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
                        pname, p.lower, p.upper);
         RETURN false;
