@@ -62,6 +62,7 @@ struct dp_config {
 	int64_t retention_interval_ms;
 	long retention_batch;
 	int64_t contract_after_ms;
+	int events_partitioned;             /* DP_EVENTS_PARTITIONED: apply the contract step */
 	int64_t rate_sync_ms;
 	int64_t idempotency_ttl_ms;
 	int64_t idempotency_purge_interval_ms;

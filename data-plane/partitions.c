@@ -83,6 +83,8 @@ int dp_partitions_prepare(struct dp_app *app, int64_t now_us, int64_t oldest_us,
 	if (db_tx(app->db, DB_READ_COMMITTED, layout_tx, &q) != DB_OK)
 		return -1;
 	if (!q.partitioned) {
+		if (!app->cfg.events_partitioned)
+			return 0; /* DP_EVENTS_PARTITIONED off: the layout stays as it is */
 		if (q.older) {
 			if (q.older != reported_older)
 				log_info(NULL, "partitions: events stay unpartitioned while %ld instance(s) of an older "

@@ -109,6 +109,11 @@ void it_spawn(struct it_proc *p, const char *name, char *const argv[], const cha
 		if (!strcmp(base ? base + 1 : argv[0], "data-plane") && !getenv("DP_LOG_KEYS_DIR") &&
 		    getenv("IT_LOG_KEYS_DIR"))
 			setenv("DP_LOG_KEYS_DIR", getenv("IT_LOG_KEYS_DIR"), 1);
+		/* The suites run their cells' events partitioned by week (the
+		 * default, one table, is what the stack's suites run) unless
+		 * `env` says otherwise. */
+		if (!strcmp(base ? base + 1 : argv[0], "data-plane") && !getenv("DP_EVENTS_PARTITIONED"))
+			setenv("DP_EVENTS_PARTITIONED", "true", 1);
 		/* Unblock what the test runner may have blocked. */
 		sigset_t all;
 		sigemptyset(&all);

@@ -13,8 +13,9 @@
  *   partitioned_weeks           events partitioned by week: whole weeks no tenant keeps dropped or
  *                               truncated, a week of several retentions emptied row by row of the tenants
  *                               past it only; deletions refused to a session of an older build
- *   contract_waits_for_fleet    events stay unpartitioned while an instance of an older build is live
- *                               and DP_CONTRACT_AFTER past it, then are converted (nothing lost)
+ *   contract_waits_for_fleet    events stay unpartitioned without DP_EVENTS_PARTITIONED, and with it while
+ *                               an instance of an older build is live and DP_CONTRACT_AFTER past it,
+ *                               then are converted (nothing lost)
  *   listing_across_weeks        pages over 40 weeks of events, both orders, every page size, filtered or
  *                               not: each event once, in order (a statement per window of weeks)
  *   usage_exactly_once          usage billed exactly once across a control-plane outage
@@ -1618,10 +1619,11 @@ START_TEST(partitioned_weeks)
 }
 END_TEST
 
-/* An instance of an older build (no schema_level in its heartbeat) keeps
- * events unpartitioned, and DP_CONTRACT_AFTER (3 s here) after it was last
- * seen; then a pass converts them, and every event stored before is still
- * there, found, listed and replayed. */
+/* DP_EVENTS_PARTITIONED=false (the default) keeps events unpartitioned.
+ * With it, an instance of an older build (no schema_level in its
+ * heartbeat) keeps them so, and DP_CONTRACT_AFTER (3 s here) after it was
+ * last seen; then a pass converts them, and every event stored before is
+ * still there, found, listed and replayed. */
 START_TEST(contract_waits_for_fleet)
 {
 	struct tenant t;
@@ -1631,11 +1633,20 @@ START_TEST(contract_waits_for_fleet)
 	new_tenant(&t, "fleet", "us", "pro");
 	new_key(&t, "rw", key, NULL);
 	dp_prepare(&us, "us", "fleet");
+	us.extra[0] = "DP_EVENTS_PARTITIONED=false";
+	dp_start(&us);
+	post(&r, &us, key, ev("before-0", "a", "u"));
+	EXPECT(&r, 201);
+	res_free(&r);
+	usleep(2500 * 1000); /* two passes and more */
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM pg_class WHERE relname = 'events' AND relkind = 'r'"), 1);
+	ck_assert_int_eq(it_metric(us.url, "dp_events_partitioned"), 0);
+	dp_stop(&us);
 	free(it_sql(us.db, "INSERT INTO rate_instances (instance_id, seen_at) "
 	                   "VALUES ('0123456789abcdef0123456789abcdef', now() + interval '1 hour')"));
 	us.extra[0] = "DP_CONTRACT_AFTER=3s";
 	dp_start(&us);
-	for (int i = 0; i < 20; i++) {
+	for (int i = 1; i < 20; i++) {
 		post(&r, &us, key, ev(it_fmt("before-%d", i), "a", "u"));
 		EXPECT(&r, 201);
 		res_free(&r);
