@@ -1333,7 +1333,7 @@ Suite *cfgdoc_suite(void)
 	Suite *s = suite_create("cfgdoc");
 	TCase *tc = tcase_create("cfgdoc");
 	tcase_add_checked_fixture(tc, setup, teardown);
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, accepts_and_indexes);
 	tcase_add_test(tc, many_tenants_index);
 	tcase_add_test(tc, refuses_alg_none);
