@@ -11,9 +11,6 @@
 #include "timefmt.h"
 #include "usage_report.h"
 
-/* Microseconds since the epoch to timestamptz and back, exactly. */
-#define TS(p) "('epoch'::timestamptz + (" p ")::bigint * interval '1 microsecond')"
-#define US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
 #define RFC3339(c) "to_char(" c " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 #define PERIOD(p) "((" p ") || '-01')::date"
 

@@ -105,7 +105,7 @@ enum db_status dp_db_log_rows(struct db_conn *c, const char *tenant, uint64_t af
 	             "WITH h AS MATERIALIZED (SELECT move_xid_add(pg_snapshot_xmin(pg_current_snapshot()),"
 	             "   coalesce((SELECT off FROM tenant_feed_offsets WHERE tenant_id = $1::uuid), 0)) AS x)"
 	             " SELECT e.id, e.body::text, e.tx_id::text, e.seq,"
-	             "        (extract(epoch FROM e.occurred_at) * 1000000)::bigint FROM h, events e"
+	             "        " US("e.occurred_at") " FROM h, events e"
 	             "  WHERE e.tenant_id = $1::uuid AND (e.tx_id, e.seq) > ($2::xid8, $3::bigint)"
 	             "    AND e.tx_id < h.x"
 	             "  ORDER BY e.tx_id, e.seq LIMIT $4::int",

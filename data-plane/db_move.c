@@ -9,8 +9,6 @@
 
 #include "dpdb.h"
 
-#define US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
-#define TS(p) "('epoch'::timestamptz + (" p ")::bigint * interval '1 microsecond')"
 /* The tenant's feed horizon: the snapshot's xmin plus its offset. */
 #define HORIZON(t)                                                                          \
 	"move_xid_add(pg_snapshot_xmin(pg_current_snapshot()),"                                  \

@@ -10,9 +10,6 @@
 
 #include "dpdb.h"
 
-#define TS(p) "('epoch'::timestamptz + (" p ")::bigint * interval '1 microsecond')"
-#define US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
-
 enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int64_t *weekly_from_us)
 {
 	PGresult *r;

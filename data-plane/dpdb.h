@@ -13,6 +13,12 @@
 
 struct usage_record;
 
+/* Microseconds since the epoch to timestamptz and back, exactly, in the
+ * statements' text. (TS() is only stable: where the planner must prune
+ * events' weekly partitions, pass an instant as $n::timestamptz text.) */
+#define TS(p) "('epoch'::timestamptz + (" p ")::bigint * interval '1 microsecond')"
+#define US(c) "(extract(epoch FROM " c ") * 1000000)::bigint"
+
 /* ---- ingest (inside the group-commit transaction) ---- */
 
 /* The events that already exist among the pairs (tenants[i], ids[i]),

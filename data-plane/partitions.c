@@ -28,6 +28,11 @@ int64_t dp_week_of(int64_t us)
 	return WEEK_ORIGIN_US + q * DP_WEEK_US;
 }
 
+int64_t dp_partitions_cutoff(int64_t kept_from_us, int partitioned, int64_t weekly_from_us)
+{
+	return partitioned && kept_from_us >= weekly_from_us ? dp_week_of(kept_from_us) : kept_from_us;
+}
+
 static int contract(struct dp_app *app)
 {
 	char dir[4096], err[1024];

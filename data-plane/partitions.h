@@ -37,6 +37,12 @@ struct dp_kept {
 int dp_partitions_prepare(struct dp_app *app, int64_t now_us, int64_t oldest_us, int *layout,
                           int64_t *weekly_from_us);
 
+/* Where a tenant's row-by-row deletion stops: `kept_from_us` (now minus its
+ * retention), or, in the weekly partitions (from weekly_from_us), the
+ * start of the week it falls in: the rest of that week goes with the
+ * week, or once the week is past. */
+int64_t dp_partitions_cutoff(int64_t kept_from_us, int partitioned, int64_t weekly_from_us);
+
 /* Empties every week that ended before now and that no tenant keeps
  * (every tenant with events in it is listed in `kept`, with from_us at or
  * after the week's end): truncated, and, once it ended at or before

@@ -408,10 +408,8 @@ static int64_t retention_step(void *ctx)
 	}
 	atomic_store(&r->partitioned, layout);
 	for (size_t i = 0; i < n && !failed && !atomic_load(&r->stopping); i++) {
-		int64_t cutoff = list[i].from_us;
-		if (layout && cutoff >= weekly_from)
-			cutoff = dp_week_of(cutoff);
-		struct ret_ctx q = { .tenant = list[i].id, .batch = (int)app->cfg.retention_batch, .cutoff_us = cutoff };
+		struct ret_ctx q = { .tenant = list[i].id, .batch = (int)app->cfg.retention_batch,
+			                 .cutoff_us = dp_partitions_cutoff(list[i].from_us, layout, weekly_from) };
 		do {
 			if (db_tx(app->db, DB_READ_COMMITTED, retention_tx, &q) != DB_OK) {
 				failed = 1;

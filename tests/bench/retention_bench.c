@@ -188,14 +188,13 @@ static void run_pass(const char *url, const struct dp_kept *kept, long n, int64_
 	(void)q1(pg, "CHECKPOINT");
 	long long lsn0 = q1(pg, "SELECT pg_current_wal_lsn() - '0/0'");
 	double t0 = now_s();
-	if (partitioned && dp_partitions_remove(&app, kept, (size_t)n, now, now - longest_days * DAY_US, &p->weeks,
-	                                        &p->week_events, &p->dropped) != 0)
+	int64_t oldest = dp_week_of(now - longest_days * DAY_US) - DP_WEEK_US; /* as usage.c */
+	if (partitioned && dp_partitions_remove(&app, kept, (size_t)n, now, oldest, &p->weeks, &p->week_events,
+	                                        &p->dropped) != 0)
 		die("pass", "dp_partitions_remove failed");
 	for (long i = 0; i < n; i++) {
-		int64_t cutoff = kept[i].from_us;
-		if (cutoff >= weekly_from)
-			cutoff = dp_week_of(cutoff);
-		struct ret_q q = { .tenant = kept[i].id, .cutoff = cutoff };
+		/* The partitioned pass's cutoffs on both: the same rows. */
+		struct ret_q q = { .tenant = kept[i].id, .cutoff = dp_partitions_cutoff(kept[i].from_us, 1, weekly_from) };
 		do {
 			if (db_tx(app.db, DB_READ_COMMITTED, ret_tx, &q) != DB_OK)
 				die("pass", "retention statement failed");
