@@ -26,9 +26,10 @@ enum db_status dp_db_events_existing(struct db_conn *c, const char *tenants, con
 	PGresult *r;
 	enum db_status st = db_exec(
 		c, &r,
+		/* events_find (migration 0013): one probe per id, whatever the
+		 * layout of `events`. */
 		"SELECT e.tenant_id::text, e.id, encode(e.content_sha256, 'hex'), e.body::text"
-		"  FROM unnest($1::uuid[], $2::text[]) AS k(tenant_id, id)"
-		"  JOIN events e ON e.tenant_id = k.tenant_id AND e.id = k.id",
+		"  FROM events_find($1::uuid[], $2::text[]) e",
 		2, p);
 	if (st != DB_OK)
 		return st;
@@ -105,9 +106,12 @@ enum db_status dp_db_events_insert(struct db_conn *c, struct buf cols[DP_NCOLS],
 		 * the order they are inserted: the request's, whatever the join's. */
 		"  ORDER BY x.n"
 		/* No conflict target: with events partitioned by week, (tenant_id,
-		 * id) is unique per partition only (the group holds its tenants'
-		 * locks, dp_db_events_lock_tenants); a row counted out here makes
-		 * the group run again. */
+		 * id) is unique per partition only. Across partitions it is
+		 * event_ids (contract 0002), whose trigger fails the statement
+		 * (DB_CONFLICT) on an id another transaction stored meanwhile, or
+		 * before that step the tenants' locks the group holds
+		 * (dp_db_events_lock_tenants). A row counted out here, or that
+		 * failure, makes the group run again. */
 		" ON CONFLICT DO NOTHING",
 		DP_NCOLS, p);
 	if (st != DB_OK)
@@ -122,8 +126,7 @@ enum db_status dp_db_event_get(struct db_conn *c, const char *tenant, const char
 {
 	const char *p[2] = { tenant, id };
 	PGresult *r;
-	enum db_status st = db_exec(c, &r,
-	                            "SELECT body::text FROM events WHERE tenant_id = $1::uuid AND id = $2",
+	enum db_status st = db_exec(c, &r, "SELECT body::text FROM events_find(ARRAY[$1::uuid], ARRAY[$2::text])",
 	                            2, p);
 	if (st != DB_OK)
 		return st;

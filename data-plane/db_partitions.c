@@ -10,16 +10,17 @@
 
 #include "dpdb.h"
 
-enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int64_t *weekly_from_us)
+enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int *ids_indexed, int64_t *weekly_from_us)
 {
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
 	                            "SELECT (SELECT relkind = 'p' FROM pg_class WHERE oid = 'events'::regclass),"
-	                            "       to_regclass('events_layout') IS NOT NULL",
+	                            "       to_regclass('events_layout') IS NOT NULL, to_regclass('event_ids') IS NOT NULL",
 	                            0, NULL);
 	if (st != DB_OK)
 		return st;
 	*partitioned = !strcmp(PQgetvalue(r, 0, 0), "t") && !strcmp(PQgetvalue(r, 0, 1), "t");
+	*ids_indexed = *partitioned && !strcmp(PQgetvalue(r, 0, 2), "t");
 	PQclear(r);
 	*weekly_from_us = 0;
 	if (!*partitioned)
@@ -203,9 +204,11 @@ enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants,
 	char m[24];
 	snprintf(m, sizeof m, "%" PRId64, margin_ms);
 	const char *p[3] = { tenants, occurred_us, m };
-	/* Only when events are partitioned: (tenant_id, id) is then unique per
-	 * partition only, so two transactions that may store one id in two
-	 * partitions must not look for it at once. Per tenant (hashed into
+	/* Only when events are partitioned and their ids not yet indexed
+	 * across partitions (contract 0002, event_ids, makes these locks
+	 * needless): (tenant_id, id) is then unique per partition only, so two
+	 * transactions that may store one id in two partitions must not look
+	 * for it at once. Per tenant (hashed into
 	 * 256 locks, so that a group of many tenants takes at most 256), in
 	 * order, so that two groups never wait on each other:
 	 *  - shared when all of the tenant's events of the group fall in this
@@ -231,6 +234,7 @@ enum db_status dp_db_events_lock_tenants(struct db_conn *c, const char *tenants,
 		"   FROM (SELECT * FROM k ORDER BY b) k"
 		"  WHERE NOT EXISTS (SELECT FROM events WHERE false)"
 		"    AND (SELECT c.relkind FROM pg_class c WHERE c.relname = 'events'"
-		"          AND c.relnamespace = current_schema()::regnamespace) = 'p'",
+		"          AND c.relnamespace = current_schema()::regnamespace) = 'p'"
+		"    AND to_regclass('event_ids') IS NULL",
 		3, p);
 }

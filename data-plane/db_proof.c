@@ -72,7 +72,7 @@ enum db_status dp_db_event_leaf(struct db_conn *c, const char *tenant, const cha
 	 * size read with it, and so is the newest checkpoint. */
 	enum db_status st = db_exec(
 		c, &r,
-		"SELECT EXISTS (SELECT 1 FROM events WHERE tenant_id = $1::uuid AND id = $2),"
+		"SELECT EXISTS (SELECT 1 FROM events_find(ARRAY[$1::uuid], ARRAY[$2::text])),"
 		"       coalesce((SELECT tree_size FROM log_heads WHERE tenant_id = $1::uuid), 0),"
 		"       coalesce((SELECT tree_size FROM log_checkpoints WHERE tenant_id = $1::uuid"
 		"                  ORDER BY tree_size DESC LIMIT 1), 0),"

@@ -582,8 +582,10 @@ enum db_status dp_db_stream_states(struct db_conn *c, const char *ids, dp_stream
 
 /* ---- events partitioned by time (db_partitions.c) ---- */
 
-/* Whether `events` is partitioned, and where its weekly partitions start. */
-enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int64_t *weekly_from_us)
+/* Whether `events` is partitioned, whether its ids are indexed across
+ * partitions (event_ids, contract 0002), and where its weekly partitions
+ * start. */
+enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int *ids_indexed, int64_t *weekly_from_us)
 	__attribute__((warn_unused_result));
 /* How many instances seen within `within_ms` run a build below `level`
  * (*older, the sighting kept), and how long since one last did (*quiet_ms:

@@ -623,9 +623,11 @@ static enum db_status step_insert(struct db_conn *c, struct group *gr)
 		}
 		if (st == DB_OK)
 			st = dp_db_events_insert(c, cols, &inserted);
-		/* Another transaction stored one of these ids since step 1: run
-		 * the group again, which will see it. */
-		if (st == DB_OK && inserted != expected) {
+		/* Another transaction stored one of these ids since step 1 (in
+		 * the same week: counted out; in another, with ids indexed across
+		 * weeks: the index's conflict): run the group again, which will
+		 * see it. */
+		if ((st == DB_OK && inserted != expected) || st == DB_CONFLICT) {
 			atomic_fetch_add(&gr->g->group_retries, 1);
 			st = DB_RETRY;
 		}

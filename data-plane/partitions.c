@@ -46,13 +46,13 @@ static int contract(struct dp_app *app)
 		return -1;
 	}
 	if (applied)
-		log_info(NULL, "partitions: %d contract migration(s) applied from %s: events are partitioned by week",
-		         applied, dir);
+		log_info(NULL, "partitions: %d contract migration(s) applied from %s: events are partitioned by week, "
+		         "their ids indexed across weeks", applied, dir);
 	return 0;
 }
 
 struct layout_q {
-	int partitioned;
+	int partitioned, ids_indexed;
 	int64_t weekly_from;
 	long older;
 	int64_t quiet_ms;
@@ -61,7 +61,7 @@ struct layout_q {
 static enum db_status layout_tx(struct db_conn *c, void *ctx)
 {
 	struct layout_q *q = ctx;
-	enum db_status st = dp_db_events_layout(c, &q->partitioned, &q->weekly_from);
+	enum db_status st = dp_db_events_layout(c, &q->partitioned, &q->ids_indexed, &q->weekly_from);
 	if (st == DB_OK && !q->partitioned)
 		st = dp_db_fleet_older(c, DP_SCHEMA_LEVEL, FLEET_LIVE_MS, &q->older, &q->quiet_ms);
 	return st;
@@ -115,6 +115,12 @@ int dp_partitions_prepare(struct dp_app *app, int64_t now_us, int64_t oldest_us,
 			return -1;
 		if (!q.partitioned)
 			return 0;
+	} else if (!q.ids_indexed) {
+		/* Partitioned by a build before contract 0002: its steps are
+		 * applied whatever the settings say. They are safe beside that
+		 * build (see the migration). */
+		if (contract(app) != 0)
+			return -1;
 	}
 	*layout = 1;
 	*weekly_from_us = q.weekly_from;

@@ -1,5 +1,5 @@
-/* Events partitioned by time (migration 0012 and its contract step
- * migrations/region/contract/0001): when to convert `events`, weekly
+/* Events partitioned by time (migrations 0012, 0013 and the contract steps
+ * migrations/region/contract/0001, 0002): when to convert `events`, weekly
  * partitions made ahead, and whole weeks removed by retention. Called by the
  * retention task (usage.c) only. */
 #ifndef DP_PARTITIONS_H
@@ -13,7 +13,7 @@ struct dp_app;
 /* The build level of this data plane: the newest region migration it
  * knows. Written with every heartbeat (rate_instances.schema_level) and set
  * on every database session (celltrail.schema_level). */
-#define DP_SCHEMA_LEVEL 12
+#define DP_SCHEMA_LEVEL 13
 #define DP_SCHEMA_STR_(x) #x
 #define DP_SCHEMA_STR(x) DP_SCHEMA_STR_(x)
 #define DP_SCHEMA_LEVEL_SQL DP_SCHEMA_STR(DP_SCHEMA_LEVEL)
@@ -29,8 +29,9 @@ struct dp_kept {
 	int64_t from_us;
 };
 
-/* Applies the contract step when no instance of the cell seen in the last
- * minute runs an older build; then makes the weekly partitions from
+/* Applies the contract steps when no instance of the cell seen in the last
+ * minute runs an older build (in a cell partitioned before contract 0002:
+ * its pending steps, at once); then makes the weekly partitions from
  * `oldest_us`'s week (never before the first) to two weeks ahead. *layout:
  * 1 partitioned (and *weekly_from_us set), 0 not yet. Returns 0, or -1 when
  * the database failed (logged). */

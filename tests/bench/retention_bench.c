@@ -18,8 +18,10 @@
  * ratios; then GET /v1/events's statement (dp_db_events_scan) for the
  * first tenant, p50/p99 over BENCH_LISTS (300) runs of four pages (the
  * newest 50, 50 past a cursor at the middle, 50 of one action, 50 of the
- * last 7 days) in each database, with the weeks each plans; last, the
- * contract step (the conversion) applied to `flat`, timed. */
+ * last 7 days) in each database, with the weeks each plans; the ingest's
+ * lookup of a group's ids and its insert of a group (rolled back) on `part`
+ * and `flat`; last, the contract steps (the conversion) applied to `flat`,
+ * timed. */
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -294,6 +296,70 @@ static double lookup_ms(const char *url, int n, int runs)
 	return p50;
 }
 
+struct insert_q {
+	struct buf *cols;
+	long inserted;
+};
+
+static enum db_status insert_tx(struct db_conn *c, void *ctx)
+{
+	struct insert_q *q = ctx;
+	enum db_status st = dp_db_events_insert(c, q->cols, &q->inserted);
+	return st == DB_OK ? DB_ROLLBACK : st; /* measured, not kept */
+}
+
+/* The ingest's insert of a group (dp_db_events_insert), `n` new events of
+ * the first tenant occurring now, rolled back; p50 in ms over `runs`. */
+static double insert_ms(const char *url, int n, int runs)
+{
+	char err[256];
+	struct db_pool *db = db_pool_new(url, 1, 10000, err, sizeof err);
+	if (!db || db_pool_add_options(db, "-c celltrail.schema_level=" DP_SCHEMA_LEVEL_SQL) != 0)
+		die("pool", err);
+	double *ms = malloc(sizeof *ms * (size_t)runs);
+	if (!ms)
+		die("insert", "out of memory");
+	for (int r = 0; r < runs; r++) {
+		struct buf cols[DP_NCOLS] = { { 0 } };
+		int64_t now = (int64_t)(now_s() * 1e6);
+		for (int i = 0; i < n; i++) {
+			char id[48], num[24], body[256];
+			snprintf(id, sizeof id, "ins-%d-%d", r, i);
+			db_array_add(&cols[DP_COL_TENANT], "00000000-0000-4000-8000-000000000000", 36);
+			db_array_add(&cols[DP_COL_ID], id, strlen(id));
+			snprintf(num, sizeof num, "%" PRId64, now);
+			db_array_add(&cols[DP_COL_OCCURRED], num, strlen(num));
+			db_array_add(&cols[DP_COL_RECEIVED], num, strlen(num));
+			db_array_add(&cols[DP_COL_ACTION], "doc.write", 9);
+			db_array_add(&cols[DP_COL_ACTOR], "u-1", 3);
+			db_array_add(&cols[DP_COL_TARGETS], "{}", 2);
+			db_array_add(&cols[DP_COL_SHA], "00000000000000000000000000000000000000000000000000000000000000aa", 64);
+			int bl = snprintf(body, sizeof body,
+			                  "{\"id\":\"%s\",\"action\":\"doc.write\",\"actor\":{\"id\":\"u-1\",\"type\":\"user\"},"
+			                  "\"targets\":[],\"context\":{},\"metadata\":{}}",
+			                  id);
+			db_array_add(&cols[DP_COL_BODY], body, (size_t)bl);
+		}
+		for (int k = 0; k < DP_NCOLS; k++) {
+			db_array_end(&cols[k]);
+			if (cols[k].failed)
+				die("insert", "out of memory");
+		}
+		struct insert_q q = { cols, 0 };
+		double t0 = now_s();
+		if (db_tx(db, DB_READ_COMMITTED, insert_tx, &q) != DB_ROLLBACK || q.inserted != n)
+			die("insert", "dp_db_events_insert failed");
+		ms[r] = (now_s() - t0) * 1000;
+		for (int k = 0; k < DP_NCOLS; k++)
+			buf_free(&cols[k]);
+	}
+	qsort(ms, (size_t)runs, sizeof *ms, cmp_d);
+	double p50 = ms[runs / 2];
+	free(ms);
+	db_pool_free(db);
+	return p50;
+}
+
 /* p50/p99 in ms of the four pages, `runs` times each, on `url`. */
 static void listing(const char *url, const char *tenant, int64_t now, int64_t mid_us, int runs, double out[2])
 {
@@ -426,7 +492,8 @@ int main(int argc, char **argv)
 	       big_left, la[0], la[1], part.rows_after, lp[0], lp[1], la[1] > 0 ? lp[1] / la[1] : 0, lf[0], lf[1],
 	       weeks_now);
 	/* What partitioning costs the ingest: its lookup of a group's ids
-	 * goes through every week. */
+	 * (through event_ids, contract 0002: one probe per id whatever the
+	 * weeks) and its insert (event_ids' trigger). */
 	{
 		double p10 = lookup_ms(urlof(super, names[0]), 10, (int)runs), f10 = lookup_ms(urlof(super, names[1]), 10, (int)runs);
 		double p100 = lookup_ms(urlof(super, names[0]), 100, (int)runs),
@@ -434,6 +501,12 @@ int main(int argc, char **argv)
 		printf("the ingest's lookup of a group's ids, p50 ms: 10 ids partitioned %.2f, unpartitioned %.2f (%.1fx); "
 		       "100 ids %.2f, %.2f (%.1fx)\n",
 		       p10, f10, f10 > 0 ? p10 / f10 : 0, p100, f100, f100 > 0 ? p100 / f100 : 0);
+		double i10 = insert_ms(urlof(super, names[0]), 10, (int)runs), j10 = insert_ms(urlof(super, names[1]), 10, (int)runs);
+		double i100 = insert_ms(urlof(super, names[0]), 100, (int)runs),
+		       j100 = insert_ms(urlof(super, names[1]), 100, (int)runs);
+		printf("the ingest's insert of a group, p50 ms: 10 events partitioned %.2f, unpartitioned %.2f (%.1fx); "
+		       "100 events %.2f, %.2f (%.1fx)\n",
+		       i10, j10, j10 > 0 ? i10 / j10 : 0, i100, j100, j100 > 0 ? i100 / j100 : 0);
 	}
 	/* The conversion of a cell of that many events. */
 	{
