@@ -75,6 +75,34 @@ enum db_status dp_db_partition_ensure(struct db_conn *c, int64_t lower_us, int *
 	return DB_OK;
 }
 
+enum db_status dp_db_events_weeks_ensure(struct db_conn *c, const char *occurred_us, const char *rows_json,
+                                         long *made)
+{
+	const char *p[2] = { occurred_us ? occurred_us : "{}", rows_json ? rows_json : "[]" };
+	PGresult *r;
+	/* The weeks of the instants, or of a move page's rows, that have no
+	 * partition (a tenant whose retention is longer than any the cell
+	 * knew at its last pass, one moved in): made now, never one before
+	 * the weekly partitions (those events are in events_before) nor past
+	 * the two weeks a pass makes ahead. */
+	enum db_status st = db_exec(
+		c, &r,
+		"SELECT count(*) FILTER (WHERE events_partition_ensure(s.w))"
+		"  FROM (SELECT DISTINCT events_week('epoch'::timestamptz + x.o * interval '1 microsecond') AS w"
+		"          FROM (SELECT unnest($1::bigint[]) AS o"
+		"                UNION ALL SELECT (e->>'occurred_at_us')::bigint FROM json_array_elements($2::json) e) x"
+		"         WHERE x.o IS NOT NULL) s"
+		" WHERE s.w >= (SELECT weekly_from FROM events_layout)"
+		"   AND s.w <= events_week(clock_timestamp()) + interval '14 days'"
+		"   AND NOT EXISTS (SELECT 1 FROM event_partitions p WHERE p.lower = s.w)",
+		2, p);
+	if (st != DB_OK)
+		return st;
+	*made = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return DB_OK;
+}
+
 enum db_status dp_db_partitions(struct db_conn *c, int64_t before_us, dp_partition_fn fn, void *ctx)
 {
 	char b[24];

@@ -587,6 +587,14 @@ enum db_status dp_db_stream_states(struct db_conn *c, const char *ids, dp_stream
  * start. */
 enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int *ids_indexed, int64_t *weekly_from_us)
 	__attribute__((warn_unused_result));
+/* Makes the weekly partitions missing for the instants `occurred_us` (a
+ * bigint[] literal, microseconds) or the rows of a move page (`rows_json`,
+ * their occurred_at_us), either NULL: after an insert failed for want of
+ * one (SQLSTATE 23514), in a transaction of its own. *made: how many. */
+enum db_status dp_db_events_weeks_ensure(struct db_conn *c, const char *occurred_us, const char *rows_json,
+                                         long *made) __attribute__((warn_unused_result));
+/* The SQLSTATE of an insert into `events` with no partition for a row. */
+#define DP_NO_PARTITION_STATE "23514"
 /* How many instances seen within `within_ms` run a build below `level`
  * (*older, the sighting kept), and how long since one last did (*quiet_ms:
  * 0 now, -1 never). */

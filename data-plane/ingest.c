@@ -188,6 +188,7 @@ struct group {
 	size_t nkeys;
 	int careful;                 /* quota or a fence at stake: counters first */
 	int fenced_pending;          /* step_fence refused a request that would store */
+	int weeks_missing;           /* the insert met a week with no partition */
 };
 
 static int ref_cmp(const void *a, const void *b)
@@ -621,8 +622,11 @@ static enum db_status step_insert(struct db_conn *c, struct group *gr)
 			if (cols[i].failed)
 				st = DB_ERROR;
 		}
-		if (st == DB_OK)
+		if (st == DB_OK) {
 			st = dp_db_events_insert(c, cols, &inserted);
+			if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE))
+				gr->weeks_missing = 1;
+		}
 		/* Another transaction stored one of these ids since step 1 (in
 		 * the same week: counted out; in another, with ids indexed across
 		 * weeks: the index's conflict): run the group again, which will
@@ -777,6 +781,35 @@ static void hist_add(struct dp_ingest *g, size_t n)
 	atomic_fetch_add(&g->group_events_sum, n);
 }
 
+
+struct weeks_q {
+	const char *occurred;
+	long made;
+};
+
+static enum db_status weeks_tx(struct db_conn *c, void *ctx)
+{
+	struct weeks_q *q = ctx;
+	return dp_db_events_weeks_ensure(c, q->occurred, NULL, &q->made);
+}
+
+/* The weekly partitions of the group's events that are missing, made. */
+static enum db_status weeks_make(struct dp_app *app, const struct group *gr)
+{
+	struct buf o = { 0 };
+	buf_append(&o, "{", 1);
+	for (size_t x = 0; x < gr->n; x++)
+		for (size_t i = 0; i < gr->jobs[x]->n; i++)
+			buf_printf(&o, "%s%" PRId64, o.len > 1 ? "," : "", gr->jobs[x]->ev[i].occurred_us);
+	buf_append(&o, "}", 1);
+	struct weeks_q q = { o.p, 0 };
+	enum db_status st = o.failed ? DB_ERROR : db_tx(app->db, DB_READ_COMMITTED, weeks_tx, &q);
+	if (st == DB_OK)
+		log_info(NULL, "ingest: %ld weekly partition(s) made for events of a week the cell had none for", q.made);
+	buf_free(&o);
+	return st;
+}
+
 static void commit_group(struct dp_ingest *g, struct group *gr)
 {
 	struct dp_app *app = g->app;
@@ -790,9 +823,18 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 	qsort(gr->refs, gr->nrefs, sizeof *gr->refs, ref_cmp);
 	qsort(gr->ikeys, gr->nikeys, sizeof *gr->ikeys, ikey_cmp);
 	gr->careful = 0;
+	gr->weeks_missing = 0;
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
 	if (st == DB_ROLLBACK && gr->careful)
 		st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
+	/* Events partitioned by week, and an event in a week not made yet:
+	 * made, and the group runs once more. */
+	if (st == DB_INVALID && gr->weeks_missing && weeks_make(app, gr) == DB_OK) {
+		gr->weeks_missing = 0;
+		st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
+		if (st == DB_ROLLBACK && gr->careful)
+			st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
+	}
 	atomic_fetch_add(&g->groups, 1);
 	hist_add(g, gr->nevents);
 	int64_t now = timefmt_now_us();

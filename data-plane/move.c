@@ -433,6 +433,7 @@ struct insert_q {
 	int careful;
 	struct dp_move_progress pr;
 	int64_t inserted;
+	int weeks_missing;            /* a row's week has no partition yet */
 };
 
 static enum db_status insert_tx(struct db_conn *c, void *ctx)
@@ -444,6 +445,18 @@ static enum db_status insert_tx(struct db_conn *c, void *ctx)
 		q->careful = 1; /* rows already here (a page posted again): again, skipping them */
 		return DB_RETRY;
 	}
+	if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE))
+		q->weeks_missing = 1;
+	return st;
+}
+
+static enum db_status weeks_tx(struct db_conn *c, void *ctx)
+{
+	struct insert_q *q = ctx;
+	long made = 0;
+	enum db_status st = dp_db_events_weeks_ensure(c, NULL, q->rows_json, &made);
+	if (st == DB_OK)
+		log_info(NULL, "move: %ld weekly partition(s) made for the copied events", made);
 	return st;
 }
 
@@ -473,6 +486,12 @@ enum http_result dp_handle_move_events_post(struct http_req *req)
 	memcpy(q.rows_json, ev, evlen);
 	q.rows_json[evlen] = '\0';
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, insert_tx, &q);
+	/* Events partitioned by week, and a row older than every week the
+	 * cell had: its week made, and the page inserted once more. */
+	if (st == DB_INVALID && q.weeks_missing && db_tx(app->db, DB_READ_COMMITTED, weeks_tx, &q) == DB_OK) {
+		q.weeks_missing = 0;
+		st = db_tx(app->db, DB_READ_COMMITTED, insert_tx, &q);
+	}
 	free(q.rows_json);
 	if (st == DB_INVALID || st == DB_CONFLICT)
 		return http_reply_problem(req, PROB_VALIDATION,

@@ -1633,6 +1633,24 @@ START_TEST(partitioned_weeks)
 	post(&r, &us, key, ev("w2-1", "a", "u"));
 	EXPECT(&r, 200);
 	res_free(&r);
+	/* A week the cell has no partition for (dropped, or never made: no
+	 * tenant kept that long at the last pass) is made when an event of a
+	 * tenant that keeps it comes. */
+	free(it_sql(us.db, "DO $$ DECLARE n text := (SELECT name FROM event_partitions WHERE lower = "
+	                   "events_week(now()) - interval '30 weeks'); BEGIN "
+	                   "EXECUTE format('ALTER TABLE events DETACH PARTITION %I', n); EXECUTE format('DROP TABLE %I', n); "
+	                   "DELETE FROM event_partitions WHERE name = n; END $$"));
+	char *at = it_sql(us.db, "SELECT to_char((events_week(now()) - interval '30 weeks' + interval '3 days') "
+	                         "AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+	post(&r, &us, klasting, it_fmt("{\"id\":\"back-30\",\"occurred_at\":\"%s\",\"action\":\"a\","
+	                               "\"actor\":{\"id\":\"u\",\"type\":\"user\"}}", at));
+	free(at);
+	EXPECT(&r, 201);
+	res_free(&r);
+	ck_assert_int_eq(week_rows(&us, &lasting, -30), 1);
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_partitions WHERE lower = events_week(now()) - "
+	                             "interval '30 weeks'"),
+	                 1);
 }
 END_TEST
 

@@ -1337,11 +1337,51 @@ START_TEST(page_bytes)
 }
 END_TEST
 
+/* A target cell partitioned by week long ago, whose old weeks retention
+ * dropped (or never made: no tenant kept that long): a moved-in tenant's
+ * events of such a week make it, and the page is stored, not refused. */
+START_TEST(weeks_on_demand)
+{
+	struct env e;
+	struct res r;
+	env_start(&e);
+	char *tok = cred(0);
+	long t0 = it_now_ms();
+	while (sqll(e.b.db, "SELECT count(*) FROM pg_class WHERE relname = 'events' AND relkind = 'p'") != 1) {
+		ck_assert_msg(it_now_ms() - t0 < 20000, "cell B not partitioned");
+		usleep(50000);
+	}
+	free(it_sql(e.b.db, "ALTER TABLE events DETACH PARTITION events_before;"
+	                    "UPDATE events_layout SET weekly_from = events_week(now()) - interval '60 weeks';"
+	                    "DO $$ BEGIN EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before "
+	                    "FOR VALUES FROM (MINVALUE) TO (%L)', (SELECT weekly_from FROM events_layout)); END $$"));
+	const char *week = "events_week(now() - interval '70 days')";
+	ck_assert_int_eq(sqll(e.b.db, it_fmt("SELECT count(*) FROM event_partitions WHERE lower = %s", week)), 0);
+	long long at = (long long)time(NULL) * 1000000 - 70LL * 86400 * 1000000;
+	const char *page = it_fmt(
+		"{\"events\": [{\"id\": \"old-1\", \"tx_id\": \"5\", \"seq\": 1, \"occurred_at_us\": %lld,"
+		" \"received_at_us\": %lld, \"action\": \"a\", \"actor_id\": \"u\", \"target_ids\": [],"
+		" \"content_sha256\": \"%064d\", \"body\": {\"id\": \"old-1\"}, \"keys\": []}], \"next\": \"5.1\"}",
+		at, at, 0);
+	mv(&r, &e.b, "POST", "/v1/moves/" MOVE "/events", tok, page);
+	EXPECT(&r, 200);
+	ck_assert_int_eq(json_integer_value(json_object_get(r.json, "inserted")), 1);
+	res_free(&r);
+	ck_assert_int_eq(sqll(e.b.db, it_fmt("SELECT count(*) FROM event_partitions WHERE lower = %s", week)), 1);
+	ck_assert_int_eq(sqll(e.b.db, it_fmt("SELECT count(*) FROM events e JOIN event_partitions p ON "
+	                                     "p.name = e.tableoid::regclass::text WHERE e.id = 'old-1' AND p.lower = %s",
+	                                     week)),
+	                 1);
+	free(tok);
+	env_stop(&e);
+}
+END_TEST
+
 Suite *moves_dp_suite(void)
 {
 	Suite *s = suite_create("moves-dp");
 	const TTest *const tests[] = { credentials_and_limits, move_end_to_end, digest_in_ranges, records_safe_since,
-	                               page_bytes };
+	                               page_bytes, weeks_on_demand };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 180);
 	return s;
 }
