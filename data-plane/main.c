@@ -102,8 +102,9 @@ static const struct cfg_var dp_vars[] = {
 	{ "DP_RETENTION_INTERVAL", CFG_DURATION, "10m", 0, O(retention_interval_ms), 1000, 86400000, NULL,
 	  "How often events past their tenant's retention are deleted." },
 	{ "DP_EVENTS_PARTITIONED", CFG_BOOL, "false", 0, O(events_partitioned), 0, 0, NULL,
-	  "Partition this cell's events by week (the contract step, once DP_CONTRACT_AFTER allows): retention then "
-	  "removes whole weeks, and every ingest group looks its ids up in every week kept. Once applied, it stays." },
+	  "Partition this cell's events by week (the contract steps, once DP_CONTRACT_AFTER allows): retention then "
+	  "removes whole weeks, and reads in commit order (feed, log, streams) go through every week kept. Once "
+	  "applied, it stays." },
 	{ "DP_CONTRACT_AFTER", CFG_DURATION, "24h", 0, O(contract_after_ms), 0, 2592000000, NULL,
 	  "How long no instance of an older build must have been seen in the cell before the contract step "
 	  "(migrations/region/contract: events partitioned by week) is applied; a rollback within it still "
