@@ -280,28 +280,40 @@ static enum db_status classify(const char *state)
 	return DB_ERROR;
 }
 
-enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
-                       const char *const *params)
+/* Publishes the connection's socket as busy (under the lock, so that
+ * db_pool_interrupt() can cut it while this thread waits on it, never
+ * after it was closed); 0, or -1 when the pool is closing. */
+static int busy_begin(struct db_conn *c)
 {
 	struct db_pool *p = c->pool;
-
-	if (res)
-		*res = NULL;
-	/* Published under the lock, so that db_pool_interrupt() can cut the
-	 * socket while this thread waits on it, never after it was closed. */
 	pthread_mutex_lock(&p->lock);
 	int closing = p->closing;
 	if (!closing)
 		c->busy_fd = PQsocket(c->pg);
 	pthread_mutex_unlock(&p->lock);
-	if (closing) {
+	if (closing)
 		c->sqlstate[0] = '\0';
-		return DB_UNAVAILABLE;
-	}
-	PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
-	pthread_mutex_lock(&p->lock);
+	return closing ? -1 : 0;
+}
+
+static void busy_end(struct db_conn *c)
+{
+	pthread_mutex_lock(&c->pool->lock);
 	c->busy_fd = -1;
-	pthread_mutex_unlock(&p->lock);
+	pthread_mutex_unlock(&c->pool->lock);
+}
+
+static enum db_status failed(struct db_conn *c, PGresult *r);
+
+enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
+                       const char *const *params)
+{
+	if (res)
+		*res = NULL;
+	if (busy_begin(c) != 0)
+		return DB_UNAVAILABLE;
+	PGresult *r = PQexecParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+	busy_end(c);
 	ExecStatusType est = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 
 	if (est == PGRES_COMMAND_OK || est == PGRES_TUPLES_OK) {
@@ -312,6 +324,47 @@ enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int n
 			PQclear(r);
 		return DB_OK;
 	}
+	return failed(c, r);
+}
+
+enum db_status db_copy_out(struct db_conn *c, const char *sql, db_line_fn fn, void *arg)
+{
+	if (busy_begin(c) != 0)
+		return DB_UNAVAILABLE;
+	PGresult *r = PQexec(c->pg, sql);
+	if (r && PQresultStatus(r) == PGRES_COPY_OUT) {
+		PQclear(r);
+		char *line;
+		int n, stop = 0;
+		/* Read to the end even once `fn` stopped: the rows are on their
+		 * way, and the connection is usable only after them. */
+		while ((n = PQgetCopyData(c->pg, &line, 0)) > 0) {
+			if (!stop) {
+				size_t len = (size_t)n;
+				if (len && line[len - 1] == '\n')
+					line[--len] = '\0';
+				stop = fn(line, len, arg) != 0;
+			}
+			PQfreemem(line);
+		}
+		r = PQgetResult(c->pg);
+		/* The end of the command: every result read, as PQexec does. */
+		for (PGresult *more; (more = PQgetResult(c->pg));)
+			PQclear(more);
+	}
+	busy_end(c);
+	if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
+		c->sqlstate[0] = '\0';
+		PQclear(r);
+		return DB_OK;
+	}
+	return failed(c, r);
+}
+
+/* A statement failed: its SQLSTATE kept on `c`, classified, logged when
+ * it is ours or the server's (see db_exec); `r` is cleared. */
+static enum db_status failed(struct db_conn *c, PGresult *r)
+{
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state ? state : "");
 	enum db_status st = PQstatus(c->pg) == CONNECTION_BAD ? DB_UNAVAILABLE : classify(state);

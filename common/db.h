@@ -60,6 +60,17 @@ void db_release(struct db_pool *pool, struct db_conn *c);
 enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int nparams,
                        const char *const *params) __attribute__((warn_unused_result));
 
+/* Runs `sql`, a COPY ... TO STDOUT in text format (without parameters: a
+ * statement before it passes them, with set_config), and hands each row
+ * to `fn` as it arrives, without its newline, NUL-terminated and writable:
+ * a result of millions of rows is never held whole, and the caller works
+ * while the server still sends. A non-zero return from `fn` stops the
+ * calls (the rest is read and dropped); the caller keeps why. Failures
+ * as db_exec's. */
+typedef int (*db_line_fn)(char *line, size_t len, void *arg);
+enum db_status db_copy_out(struct db_conn *c, const char *sql, db_line_fn fn, void *arg)
+	__attribute__((warn_unused_result));
+
 /* Runs a query whose first column is JSON text and decodes it.
  * db_json_one: *out is the first row's value (DB_NOT_FOUND when no row).
  * db_json_rows: *out is an array of every row's value.

@@ -432,9 +432,11 @@ static int tenants_text_row(const struct cpdb_doc_row *row, void *arg)
 	struct tenants_text *t = arg;
 	struct buf *b = t->b;
 	if (!b->p) {
-		/* One allocation of about the final size: regrowing tens of
-		 * megabytes costs more than building them. */
-		b->cap = row->nrows * 96 + 64;
+		/* One allocation of about the final size when it is known:
+		 * regrowing tens of megabytes costs more than building them. A
+		 * whole cell streams in unknown (its regrowth moves pages, not
+		 * bytes). */
+		b->cap = (row->nrows ? row->nrows : 1024) * 96 + 64;
 		if (!(b->p = malloc(b->cap)))
 			return -1;
 		b->p[0] = '\0';
@@ -454,6 +456,15 @@ static int tenants_text_row(const struct cpdb_doc_row *row, void *arg)
 fail:
 	t->failed = 1;
 	return -1;
+}
+
+static void tenants_text_reset(void *arg)
+{
+	struct tenants_text *t = arg;
+	buf_free(t->b);
+	*t->b = (struct buf){ 0 };
+	t->last[0] = '\0';
+	t->failed = 0;
 }
 
 struct streams_claim {
@@ -632,7 +643,7 @@ static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
 	if (st != DB_OK)
 		return st;
 	st = cpdb_doc_content(c, subj->region, subj->kind == CP_DOC_CELL ? subj->cell : NULL,
-	                      tenants_text_row, &tt);
+	                      tenants_text_row, tenants_text_reset, &tt);
 	if (st != DB_OK) {
 		if (tt.failed)
 			log_error(NULL, "%s: a tenant or key cannot be written into the document", subj->aud);
@@ -749,6 +760,18 @@ out:
 	return token;
 }
 
+static unsigned long between_ms(const struct timespec *a, const struct timespec *b)
+{
+	return (unsigned long)((b->tv_sec - a->tv_sec) * 1000L + (b->tv_nsec - a->tv_nsec) / 1000000);
+}
+
+static unsigned long since_us(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (unsigned long)((t1.tv_sec - t0->tv_sec) * 1000000L + (t1.tv_nsec - t0->tv_nsec) / 1000);
+}
+
 static enum db_status build_full(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
                                  int64_t *ver, char **token, int64_t *iat, int64_t *exp, char kid[64],
                                  struct cell_state *cs, const struct cell_state *old, char **bridge)
@@ -760,7 +783,9 @@ static enum db_status build_full(struct db_conn *c, struct cp_app *app, const st
 	char jti_hex[33], digest[CFGDOC_DIGEST_LEN + 1];
 	enum db_status st;
 
+	struct timespec t0, t1 = { 0 }, t2 = { 0 };
 	*token = NULL;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((st = cpdb_region_version(c, subj->region, ver)) != DB_OK ||
 	    (st = sign_head(app, subj, *ver, &key, jti_hex, &head)) != DB_OK)
 		goto out;
@@ -770,6 +795,8 @@ static enum db_status build_full(struct db_conn *c, struct cp_app *app, const st
 	                                 : full_claims(c, app, subj, &head, &claims, &text);
 	if (st != DB_OK)
 		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	t2 = t1;
 	st = DB_ERROR;
 	if (subj->kind != CP_DOC_ROUTES) {
 		/* The state digest (cfgdoc.h): older data planes ignore it. */
@@ -790,12 +817,20 @@ static enum db_status build_full(struct db_conn *c, struct cp_app *app, const st
 			cs->sum = sum;
 			cs->ver = *ver;
 		}
+		clock_gettime(CLOCK_MONOTONIC, &t2);
 	}
 	*token = cfgdoc_sign_text(&key, claims, subj->kind == CP_DOC_ROUTES ? "routes" : "tenants",
 	                          text.p ? text.p : "");
 	if (*token) {
 		snprintf(kid, 64, "%s", key.kid);
 		st = DB_OK;
+		/* Where a large cell's build goes, for its operator. */
+		struct timespec t3;
+		clock_gettime(CLOCK_MONOTONIC, &t3);
+		log_info(NULL, "%s: full document of version %lld built in %lu ms (content read and written %lu ms, "
+		         "records hashed %lu ms, signed %lu ms), %zu bytes",
+		         subj->aud, (long long)*ver, between_ms(&t0, &t3), between_ms(&t0, &t1), between_ms(&t1, &t2),
+		         between_ms(&t2, &t3), strlen(*token));
 	}
 out:
 	json_decref(claims);
@@ -819,12 +854,6 @@ static enum db_status stored_get(struct db_conn *c, const struct cp_doc_subject 
 	                                : cpdb_signed_doc_get(c, s->aud, ver, token);
 }
 
-static unsigned long since_us(const struct timespec *t0)
-{
-	struct timespec t1;
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	return (unsigned long)((t1.tv_sec - t0->tv_sec) * 1000000L + (t1.tv_nsec - t0->tv_nsec) / 1000);
-}
 
 struct issue {
 	struct cp_app *app;

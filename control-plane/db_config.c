@@ -5,6 +5,8 @@
 
 #include "buf.h"
 #include "cpdb.h"
+#include "doc_rows.h"
+#include "log.h"
 
 enum db_status cpdb_region_version(struct db_conn *c, const char *region, int64_t *ver)
 {
@@ -117,40 +119,37 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
  * those living there, and those a move between cells took away from it
  * whose linger has not ended (moves.linger_until, CP_MOVE_LINGER), so that
  * the source serves their reads while the router may still send them there. */
-#define DOC_CELL(t)                                                                            \
-	"($2::text IS NULL OR " t ".cell = $2 OR EXISTS (SELECT 1 FROM moves m"                  \
-	" WHERE m.tenant_id = " t ".id AND m.from_cell = $2 AND m.linger_until IS NOT NULL))"
+#define DOC_CELL_OF(t, cell)                                                                   \
+	"(" cell " IS NULL OR " t ".cell = " cell " OR EXISTS (SELECT 1 FROM moves m"            \
+	" WHERE m.tenant_id = " t ".id AND m.from_cell = " cell " AND m.linger_until IS NOT NULL))"
+#define DOC_CELL(t) DOC_CELL_OF(t, "$2::text")
 
-/* The content of cpdb_doc_content, of every tenant or (when `ids` is not
- * NULL, a Postgres array literal of uuids) only of those. */
-static enum db_status doc_content(struct db_conn *c, const char *region, const char *cell,
-                                  const char *ids, cpdb_doc_row_fn fn, void *arg)
+/* The content rows of the region `region`'s tenants placed in `cell` (SQL
+ * expressions): a tenant, then a key if it has one (see cpdb_doc_row). */
+#define DOC_CONTENT(region, cell)                                                              \
+	"SELECT t.id, t.slug, t.status, t.plan, k.id,"                                             \
+	/* hex: a third of the cost of base64url in SQL at 3M keys */                              \
+	"       encode(k.secret_sha256, 'hex'),"                                                   \
+	"       'events:write' = ANY (k.scopes), 'events:read' = ANY (k.scopes),"                  \
+	"       coalesce(extract(epoch FROM k.expires_at)::bigint, 0)"                             \
+	" FROM tenants t"                                                                          \
+	/* Expired keys too, with their expiry (a data plane refuses them):                        \
+	 * a document is a function of its version, whenever and by                               \
+	 * whichever replica it is built, so two builds of one version                             \
+	 * agree, and a delta chain's state with them. */                                          \
+	" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL AND t.status <> 'deleted'" \
+	" WHERE t.region = " region " AND " DOC_CELL_OF("t", cell) " AND " DOC_TENANT("t")
+
+/* The content of the region's tenants placed in `cell`, in order (tenant
+ * id, then key id); when `ids` is not NULL (a Postgres array literal of
+ * uuids) only of those. */
+static enum db_status doc_content_ordered(struct db_conn *c, const char *region, const char *cell,
+                                          const char *ids, cpdb_doc_row_fn fn, void *arg)
 {
 	const char *p[] = { region, cell, ids };
 	PGresult *r;
-	enum db_status st;
-	/* The whole cell (a million tenants, three million keys): read in
-	 * sequence, joined by hash and sorted in memory (this transaction
-	 * only); through the indexes it reads the heap in random order,
-	 * three times as long. */
-	if (!ids && ((st = db_exec(c, NULL, "SET LOCAL enable_indexscan = off", 0, NULL)) != DB_OK ||
-	             (st = db_exec(c, NULL, "SET LOCAL enable_bitmapscan = off", 0, NULL)) != DB_OK ||
-	             (st = db_exec(c, NULL, "SET LOCAL work_mem = '1GB'", 0, NULL)) != DB_OK ||
-	             (st = db_exec(c, NULL, "SET LOCAL jit = off", 0, NULL)) != DB_OK))
-		return st;
-	st = db_exec(c, &r,
-		"SELECT t.id, t.slug, t.status, t.plan, k.id,"
-		/* hex: a third of the cost of base64url in SQL at 3M keys */
-		"       encode(k.secret_sha256, 'hex'),"
-		"       'events:write' = ANY (k.scopes), 'events:read' = ANY (k.scopes),"
-		"       coalesce(extract(epoch FROM k.expires_at)::bigint, 0)"
-		" FROM tenants t"
-		/* Expired keys too, with their expiry (a data plane refuses them):
-		 * a document is a function of its version, whenever and by
-		 * whichever replica it is built, so two builds of one version
-		 * agree, and a delta chain's state with them. */
-		" LEFT JOIN api_keys k ON k.tenant_id = t.id AND k.revoked_at IS NULL AND t.status <> 'deleted'"
-		" WHERE t.region = $1 AND " DOC_CELL("t") " AND " DOC_TENANT("t")
+	enum db_status st = db_exec(c, &r,
+		DOC_CONTENT("$1", "$2::text")
 		"   AND ($3::uuid[] IS NULL OR t.id = ANY ($3::uuid[]))"
 		" ORDER BY t.id, k.id", 3, p);
 	if (st != DB_OK)
@@ -174,15 +173,56 @@ static enum db_status doc_content(struct db_conn *c, const char *region, const c
 }
 
 enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
-                                cpdb_doc_row_fn fn, void *arg)
+                                cpdb_doc_row_fn fn, cpdb_doc_reset_fn reset, void *arg)
 {
-	return doc_content(c, region, cell, NULL, fn, arg);
+	const char *p[] = { region, cell };
+	enum db_status st;
+	/* The whole cell (a million tenants, three million keys): read in
+	 * sequence and joined by hash in memory (this transaction only);
+	 * through the indexes it reads the heap in random order, three times
+	 * as long. Not sorted: rows stream in (COPY) while the server still
+	 * joins, a tenant's group handed on as soon as it is complete, its
+	 * keys sorted here. COPY takes no parameters: they are settings of
+	 * this transaction. */
+	if ((st = db_exec(c, NULL, "SET LOCAL enable_indexscan = off", 0, NULL)) != DB_OK ||
+	    (st = db_exec(c, NULL, "SET LOCAL enable_bitmapscan = off", 0, NULL)) != DB_OK ||
+	    (st = db_exec(c, NULL, "SET LOCAL work_mem = '1GB'", 0, NULL)) != DB_OK ||
+	    (st = db_exec(c, NULL, "SET LOCAL jit = off", 0, NULL)) != DB_OK ||
+	    (st = db_exec(c, NULL,
+	                  "SELECT set_config('celltrail.doc_region', $1, true),"
+	                  "       set_config('celltrail.doc_cell', coalesce($2, ''), true)",
+	                  2, p)) != DB_OK)
+		return st;
+	struct doc_rows ds;
+	doc_rows_init(&ds, fn, arg);
+	st = db_copy_out(c,
+		"COPY (" DOC_CONTENT("current_setting('celltrail.doc_region')",
+		                     "nullif(current_setting('celltrail.doc_cell'), '')") ") TO STDOUT",
+		doc_rows_line, &ds);
+	if (st == DB_OK)
+		doc_rows_finish(&ds);
+	doc_rows_free(&ds);
+	if (st != DB_OK)
+		return st;
+	if (ds.bad) {
+		log_error(NULL, "document content of %s: a row that is not what the statement selects", region);
+		return DB_ERROR;
+	}
+	if (ds.stopped)
+		return DB_ERROR;
+	if (ds.ungrouped) {
+		/* Another plan than the hash join: the same rows, in order. */
+		log_warn(NULL, "document content of %s: rows not grouped by tenant, read again in order", region);
+		reset(arg);
+		return doc_content_ordered(c, region, cell, NULL, fn, arg);
+	}
+	return DB_OK;
 }
 
 enum db_status cpdb_doc_content_of(struct db_conn *c, const char *region, const char *cell,
                                    const char *ids, cpdb_doc_row_fn fn, void *arg)
 {
-	return doc_content(c, region, cell, ids, fn, arg);
+	return doc_content_ordered(c, region, cell, ids, fn, arg);
 }
 
 enum db_status cpdb_config_changed(struct db_conn *c, const char *region, int64_t base, int64_t ver,

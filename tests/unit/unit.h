@@ -31,5 +31,6 @@ Suite *merkle_suite(void);
 Suite *checkpoint_suite(void);
 Suite *seal_suite(void);
 Suite *residency_suite(void);
+Suite *doc_rows_suite(void);
 
 #endif
