@@ -645,6 +645,91 @@ START_TEST(documents)
 }
 END_TEST
 
+/* The tenant records of a verified cell document, sorted, each checked:
+ * a tenant once, its keys in id order. */
+static size_t records_of(const json_t *claims, char recs[][600], size_t max)
+{
+	const char *text = it_js(claims, "tenants"), *p = text;
+	size_t n = 0;
+	while (*p) {
+		const char *next = strstr(p + 1, "t|");
+		while (next && next[-1] != ';')
+			next = strstr(next + 1, "t|");
+		size_t len = next ? (size_t)(next - p) : strlen(p);
+		ck_assert_uint_lt(n, max);
+		ck_assert_uint_lt(len, 600);
+		memcpy(recs[n], p, len);
+		recs[n][len] = '\0';
+		/* Its keys ascending. */
+		char last[25] = "";
+		for (const char *k = strstr(recs[n], ";k|"); k; k = strstr(k + 1, ";k|")) {
+			ck_assert_msg(strncmp(last, k + 3, 24) < 0, "keys out of order in %s", recs[n]);
+			memcpy(last, k + 3, 24);
+		}
+		n++;
+		p += len;
+	}
+	qsort(recs, n, sizeof recs[0], (int (*)(const void *, const void *))strcmp);
+	for (size_t i = 1; i < n; i++)
+		ck_assert_msg(strncmp(recs[i - 1], recs[i], 38) != 0, "tenant twice: %.38s", recs[i]);
+	return n;
+}
+
+/* A cell document holds every tenant of the cell once, its keys in id
+ * order, streamed grouped by tenant from the hash join though the keys are
+ * stored interleaved; after a change, only the changed tenant's record
+ * differs. */
+START_TEST(content_records)
+{
+	static char a[16][600], b[16][600];
+	char tok[160];
+	struct doc d;
+	/* Six tenants of us-west-2 whose keys are stored interleaved, and a
+	 * thousand elsewhere, so that keys outnumber the cell's tenants. */
+	free(q("INSERT INTO tenants (slug, name, region, plan, cell) SELECT 'mix-' || i, 'Mix', 'us', 'free', "
+	       "'us-west-2' FROM generate_series(1, 6) i"));
+	free(q("INSERT INTO tenants (slug, name, region, plan, cell) SELECT 'bulk-' || i, 'Bulk', 'us', 'free', "
+	       "'us-east-1' FROM generate_series(1, 1000) i"));
+	free(q("INSERT INTO api_keys (id, tenant_id, name, secret_sha256, scopes) SELECT substr(md5(t.id::text || k), "
+	       "1, 24), t.id, 'k' || k, sha256(convert_to(t.id::text || k, 'UTF8')), ARRAY['events:read'] "
+	       "FROM generate_series(1, 3) k, tenants t WHERE t.slug LIKE 'mix-%' OR t.slug LIKE 'bulk-%' ORDER BY k, t.id"));
+	free(q("UPDATE regions SET config_version = config_version + 1 WHERE name = 'us'"));
+	free(q("ANALYZE tenants"));
+	free(q("ANALYZE api_keys"));
+	credential("cells/us-west-2", tok);
+	fetch(&d, "/v1/cells/us-west-2/config", tok, NULL, 0);
+	json_t *claims = verified(&d, "cell:us-west-2");
+	size_t na = records_of(claims, a, 16);
+	json_decref(claims);
+	free(d.body);
+	ck_assert_uint_eq(na, 6);
+	for (size_t i = 0; i < na; i++)
+		ck_assert_msg(strstr(a[i], "|mix-") && strlen(a[i]) > 38 + 3 * 70, "%s", a[i]);
+	/* Streamed grouped by tenant, though the keys are stored
+	 * interleaved: not read again. */
+	ck_assert_int_eq(it_metric(cpfx.url, "cp_config_content_rereads_total"), 0);
+	/* A delta's records (read in order) agree with the full document's:
+	 * the keys of one tenant revoked but one, then the next full. */
+	free(q("UPDATE api_keys SET revoked_at = now() WHERE name <> 'k2' AND tenant_id = "
+	       "(SELECT id FROM tenants WHERE slug = 'mix-3')"));
+	free(q("UPDATE regions SET config_version = config_version + 1 WHERE name = 'us'"));
+	fetch(&d, "/v1/cells/us-west-2/config", tok, NULL, 0);
+	claims = verified(&d, "cell:us-west-2");
+	size_t nb = records_of(claims, b, 16);
+	json_decref(claims);
+	free(d.body);
+	ck_assert_uint_eq(nb, na);
+	size_t changed = 0;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0) {
+			changed++;
+			ck_assert_ptr_nonnull(strstr(b[i], "|mix-3|"));
+			ck_assert_ptr_null(strstr(b[i] + 3, ";k|") ? strstr(strstr(b[i] + 3, ";k|") + 3, ";k|") : NULL);
+		}
+	ck_assert_uint_eq(changed, 1);
+}
+END_TEST
+
 /* ---- who reads what ---- */
 
 static long status_of(const char *path, const char *token)
@@ -919,7 +1004,7 @@ END_TEST
 Suite *cells_suite(void)
 {
 	Suite *s = suite_create("cells");
-	const TTest *const tests[] = { catalog, placement, documents, credentials, long_poll, usage };
+	const TTest *const tests[] = { catalog, placement, documents, content_records, credentials, long_poll, usage };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);
 	return s;
 }
