@@ -21,6 +21,7 @@ struct db_conn {
 	PGconn *pg;
 	int in_use;
 	char sqlstate[6];
+	char constraint[64];      /* the constraint the last failure names, "" if none */
 	struct db_pool *pool;
 	int busy_fd;           /* the socket while a statement runs, else -1; under pool->lock */
 };
@@ -250,6 +251,11 @@ const char *db_last_sqlstate(const struct db_conn *c)
 	return c->sqlstate;
 }
 
+const char *db_last_constraint(const struct db_conn *c)
+{
+	return c->constraint;
+}
+
 /* 57014: query_canceled (statement_timeout); 55P03: lock_not_available. */
 static int is_timeout(const char *state)
 {
@@ -317,7 +323,7 @@ enum db_status db_exec(struct db_conn *c, PGresult **res, const char *sql, int n
 	ExecStatusType est = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 
 	if (est == PGRES_COMMAND_OK || est == PGRES_TUPLES_OK) {
-		c->sqlstate[0] = '\0';
+		c->sqlstate[0] = c->constraint[0] = '\0';
 		if (res)
 			*res = r;
 		else
@@ -348,13 +354,24 @@ enum db_status db_copy_out(struct db_conn *c, const char *sql, db_line_fn fn, vo
 			PQfreemem(line);
 		}
 		r = PQgetResult(c->pg);
+		if (n == -2 && r && PQresultStatus(r) == PGRES_COPY_OUT) {
+			/* libpq could not take a row (out of memory) and is still
+			 * in the COPY: the session cannot be used again. */
+			PQclear(r);
+			busy_end(c);
+			log_error(NULL, "database: a COPY could not be read to its end: %s", PQerrorMessage(c->pg));
+			PQfinish(c->pg);
+			c->pg = NULL;
+			c->sqlstate[0] = c->constraint[0] = '\0';
+			return DB_ERROR;
+		}
 		/* The end of the command: every result read, as PQexec does. */
 		for (PGresult *more; (more = PQgetResult(c->pg));)
 			PQclear(more);
 	}
 	busy_end(c);
 	if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
-		c->sqlstate[0] = '\0';
+		c->sqlstate[0] = c->constraint[0] = '\0';
 		PQclear(r);
 		return DB_OK;
 	}
@@ -366,6 +383,8 @@ enum db_status db_copy_out(struct db_conn *c, const char *sql, db_line_fn fn, vo
 static enum db_status failed(struct db_conn *c, PGresult *r)
 {
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	const char *cons = r ? PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME) : NULL;
+	snprintf(c->constraint, sizeof c->constraint, "%s", cons ? cons : "");
 	snprintf(c->sqlstate, sizeof c->sqlstate, "%s", state ? state : "");
 	enum db_status st = PQstatus(c->pg) == CONNECTION_BAD ? DB_UNAVAILABLE : classify(state);
 	if (st == DB_ERROR || st == DB_UNAVAILABLE) {

@@ -96,6 +96,8 @@ void db_array_end(struct buf *b);
 
 /* The SQLSTATE of the last failed statement on `c` ("" if none). */
 const char *db_last_sqlstate(const struct db_conn *c);
+/* The constraint the last failed statement on `c` names ("" if none). */
+const char *db_last_constraint(const struct db_conn *c);
 
 /* A transaction body: runs statements on `c`, returns DB_OK to commit or
  * any other status to roll back (DB_RETRY asks for another attempt). It may

@@ -79,7 +79,6 @@ struct doc_cache {
 	atomic_ulong delta_us;     /* the time those took */
 	atomic_ulong delta_bytes;  /* the size of the last one */
 	atomic_ulong fallbacks;    /* deltas that could not be built: a full instead */
-	atomic_ulong rereads;      /* full contents that came ungrouped and were read again in order */
 };
 
 static struct cp_doc *doc_ref(struct cp_doc *d)
@@ -424,7 +423,6 @@ struct tenants_text {
 	struct buf *b;
 	char last[40];    /* the tenant of the previous row */
 	int failed;       /* a tenant or key cannot be written */
-	atomic_ulong *rereads;
 };
 
 /* Appends one content row to the tenants text: the tenant at its first
@@ -436,8 +434,7 @@ static int tenants_text_row(const struct cpdb_doc_row *row, void *arg)
 	if (!b->p) {
 		/* One allocation of about the final size when it is known:
 		 * regrowing tens of megabytes costs more than building them. A
-		 * whole cell streams in unknown (its regrowth moves pages, not
-		 * bytes). */
+		 * whole cell's is not (its regrowth moves pages, not bytes). */
 		b->cap = (row->nrows ? row->nrows : 1024) * 96 + 64;
 		if (!(b->p = malloc(b->cap)))
 			return -1;
@@ -458,16 +455,6 @@ static int tenants_text_row(const struct cpdb_doc_row *row, void *arg)
 fail:
 	t->failed = 1;
 	return -1;
-}
-
-static void tenants_text_reset(void *arg)
-{
-	struct tenants_text *t = arg;
-	atomic_fetch_add(t->rereads, 1);
-	buf_free(t->b);
-	*t->b = (struct buf){ 0 };
-	t->last[0] = '\0';
-	t->failed = 0;
 }
 
 struct streams_claim {
@@ -641,12 +628,12 @@ static enum db_status full_claims(struct db_conn *c, struct cp_app *app,
                                   const struct cp_doc_subject *subj, const struct cfgdoc_head *head,
                                   json_t **claims, struct buf *text)
 {
-	struct tenants_text tt = { .b = text, .rereads = &app->docs->rereads };
+	struct tenants_text tt = { .b = text };
 	enum db_status st = state_claims(c, app, subj, head, claims);
 	if (st != DB_OK)
 		return st;
 	st = cpdb_doc_content(c, subj->region, subj->kind == CP_DOC_CELL ? subj->cell : NULL,
-	                      tenants_text_row, tenants_text_reset, &tt);
+	                      tenants_text_row, &tt);
 	if (st != DB_OK) {
 		if (tt.failed)
 			log_error(NULL, "%s: a tenant or key cannot be written into the document", subj->aud);
@@ -1439,14 +1426,11 @@ void doc_cache_metrics(struct doc_cache *dc, FILE *out)
 	        "# HELP cp_config_delta_fallbacks_total Deltas that could not be built, a full document instead.\n"
 	        "# TYPE cp_config_delta_fallbacks_total counter\n"
 	        "cp_config_delta_fallbacks_total %lu\n"
-	        "# HELP cp_config_content_rereads_total Full documents whose content came ungrouped by tenant (another plan than the hash join) and was read again in order, which takes about twice as long.\n"
-	        "# TYPE cp_config_content_rereads_total counter\n"
-	        "cp_config_content_rereads_total %lu\n"
 	        "# HELP cp_config_delta_bytes Size of the last delta document built.\n"
 	        "# TYPE cp_config_delta_bytes gauge\n"
 	        "cp_config_delta_bytes %lu\n",
 	        atomic_load(&dc->fulls), atomic_load(&dc->deltas), (double)atomic_load(&dc->delta_us) / 1e6,
-	        atomic_load(&dc->fallbacks), atomic_load(&dc->rereads), atomic_load(&dc->delta_bytes));
+	        atomic_load(&dc->fallbacks), atomic_load(&dc->delta_bytes));
 	pthread_mutex_lock(&dc->lock);
 	bytes_gauge(dc, out, CP_DOC_REGION, "cp_config_document_bytes", "region",
 	            "Size of the newest regional document held, by region.");

@@ -81,7 +81,6 @@ enum db_status cp_doc_build(struct db_conn *c, struct cp_app *app, const struct 
 /* Appends cp_config_documents_built_total, cp_config_build_seconds_total,
  * cp_config_full_builds_total, cp_config_deltas_built_total,
  * cp_config_delta_build_seconds_total, cp_config_delta_fallbacks_total,
- * cp_config_content_rereads_total,
  * cp_config_delta_bytes,
  * cp_config_document_bytes{region}, cp_cell_document_bytes{cell} and
  * cp_routes_document_bytes{region}. */

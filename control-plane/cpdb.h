@@ -193,16 +193,12 @@ struct cpdb_doc_row {
 };
 /* Returns nonzero to stop; cpdb_doc_content then returns DB_ERROR. */
 typedef int (*cpdb_doc_row_fn)(const struct cpdb_doc_row *row, void *arg);
-/* Forgets every row handed on so far: they come again. */
-typedef void (*cpdb_doc_reset_fn)(void *arg);
 /* Calls `fn` on every row of the region's content (only of the tenants
  * placed in `cell` unless it is NULL): a tenant's rows are consecutive,
  * its keys in id order, the tenants in no set order (the document's
- * digest is a sum over them). Rows are handed on as they arrive (nrows is
- * 0). Should they come in another order than the statement's plan gives,
- * `reset` is called and they come again, ordered by tenant id. */
+ * digest is a sum over them); nrows is 0. */
 enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
-                                cpdb_doc_row_fn fn, cpdb_doc_reset_fn reset, void *arg);
+                                cpdb_doc_row_fn fn, void *arg);
 /* The same, only of the tenants of `ids` (a Postgres array literal of
  * uuids, "{...}"): the changed tenants of a delta document; ordered by
  * tenant id, then key id, and nrows set. */

@@ -173,17 +173,17 @@ static enum db_status doc_content_ordered(struct db_conn *c, const char *region,
 }
 
 enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const char *cell,
-                                cpdb_doc_row_fn fn, cpdb_doc_reset_fn reset, void *arg)
+                                cpdb_doc_row_fn fn, void *arg)
 {
 	const char *p[] = { region, cell };
 	enum db_status st;
 	/* The whole cell (a million tenants, three million keys): read in
 	 * sequence and joined by hash in memory (this transaction only);
 	 * through the indexes it reads the heap in random order, three times
-	 * as long. Not sorted: rows stream in (COPY) while the server still
-	 * joins, a tenant's group handed on as soon as it is complete, its
-	 * keys sorted here. COPY takes no parameters: they are settings of
-	 * this transaction. */
+	 * as long. Not sorted by the server: the rows stream in (COPY) and are
+	 * held compactly while the server still joins, then grouped here
+	 * (doc_rows.c), whatever order the plan gives them. COPY takes no
+	 * parameters: they are settings of this transaction. */
 	if ((st = db_exec(c, NULL, "SET LOCAL enable_indexscan = off", 0, NULL)) != DB_OK ||
 	    (st = db_exec(c, NULL, "SET LOCAL enable_bitmapscan = off", 0, NULL)) != DB_OK ||
 	    (st = db_exec(c, NULL, "SET LOCAL work_mem = '1GB'", 0, NULL)) != DB_OK ||
@@ -205,18 +205,11 @@ enum db_status cpdb_doc_content(struct db_conn *c, const char *region, const cha
 	if (st != DB_OK)
 		return st;
 	if (ds.bad) {
-		log_error(NULL, "document content of %s: a row that is not what the statement selects", region);
+		log_error(NULL, "document content of %s: a row that is not what the statement selects, "
+		          "or out of memory", region);
 		return DB_ERROR;
 	}
-	if (ds.stopped)
-		return DB_ERROR;
-	if (ds.ungrouped) {
-		/* Another plan than the hash join: the same rows, in order. */
-		log_warn(NULL, "document content of %s: rows not grouped by tenant, read again in order", region);
-		reset(arg);
-		return doc_content_ordered(c, region, cell, NULL, fn, arg);
-	}
-	return DB_OK;
+	return ds.stopped ? DB_ERROR : DB_OK;
 }
 
 enum db_status cpdb_doc_content_of(struct db_conn *c, const char *region, const char *cell,

@@ -14,15 +14,13 @@ void doc_rows_init(struct doc_rows *d, cpdb_doc_row_fn fn, void *arg)
 
 void doc_rows_free(struct doc_rows *d)
 {
+	free(d->tenants);
 	free(d->keys);
-	free(d->seen);
+	free(d->slots);
+	buf_free(&d->strs);
+	d->tenants = NULL;
 	d->keys = NULL;
-	d->seen = NULL;
-}
-
-static int key_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct doc_key *)a)->id, ((const struct doc_key *)b)->id);
+	d->slots = NULL;
 }
 
 static int hexval(char ch)
@@ -30,90 +28,61 @@ static int hexval(char ch)
 	return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
 }
 
-/* The 16 bytes of a uuid's text (lower case hex, dashes where they go);
- * -1 for anything else. */
-static int uuid_raw(const char *s, unsigned char out[16])
+/* Whether `s` is a uuid's text: lower case hex, dashes where they go. */
+static int uuid_text(const char *s)
 {
-	size_t j = 0;
 	if (strlen(s) != 36)
-		return -1;
-	for (size_t i = 0; i < 36; i++) {
-		if (i == 8 || i == 13 || i == 18 || i == 23) {
-			if (s[i] != '-')
-				return -1;
-			continue;
-		}
-		int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-		if (hi < 0 || lo < 0)
-			return -1;
-		out[j++] = (unsigned char)(hi << 4 | lo);
-		i++;
-	}
-	return 0;
+		return 0;
+	for (size_t i = 0; i < 36; i++)
+		if (i == 8 || i == 13 || i == 18 || i == 23 ? s[i] != '-' : hexval(s[i]) < 0)
+			return 0;
+	return 1;
 }
 
-static size_t seen_slot(unsigned char (*t)[16], size_t cap, const unsigned char id[16])
+static uint64_t id_hash(const char *id)
 {
-	static const unsigned char zero[16];
-	uint64_t h;
-	memcpy(&h, id + 8, 8); /* random bits of a v4 uuid; any bits do */
-	size_t k = (size_t)(h ^ h >> 29) & (cap - 1);
-	while (memcmp(t[k], zero, 16) && memcmp(t[k], id, 16))
-		k = (k + 1) & (cap - 1);
+	uint64_t h = 1469598103934665603ULL;
+	for (size_t i = 0; i < 36; i++)
+		h = (h ^ (unsigned char)id[i]) * 1099511628211ULL;
+	return h ^ h >> 29;
+}
+
+/* The slot of tenant `id`: its own, or the empty one where it goes. */
+static size_t slot_of(const struct doc_rows *d, const char *id)
+{
+	size_t k = (size_t)id_hash(id) & (d->capslots - 1);
+	while (d->slots[k] && memcmp(d->tenants[d->slots[k] - 1].id, id, 36) != 0)
+		k = (k + 1) & (d->capslots - 1);
 	return k;
 }
 
-/* Whether the group of tenant `id` ended already. */
-static int seen_has(const struct doc_rows *ds, const unsigned char id[16])
+static int slots_grow(struct doc_rows *d)
 {
-	return ds->capseen && !memcmp(ds->seen[seen_slot(ds->seen, ds->capseen, id)], id, 16);
-}
-
-/* Records that the group of tenant `id` ended; -1 when out of memory. */
-static int seen_add(struct doc_rows *ds, const unsigned char id[16])
-{
-	static const unsigned char zero[16];
-	if (2 * (ds->nseen + 1) > ds->capseen) {
-		size_t cap = ds->capseen ? 2 * ds->capseen : (size_t)1 << 16;
-		unsigned char(*t)[16] = calloc(cap, 16);
-		if (!t)
-			return -1;
-		for (size_t i = 0; i < ds->capseen; i++)
-			if (memcmp(ds->seen[i], zero, 16))
-				memcpy(t[seen_slot(t, cap, ds->seen[i])], ds->seen[i], 16);
-		free(ds->seen);
-		ds->seen = t;
-		ds->capseen = cap;
+	size_t cap = d->capslots ? 2 * d->capslots : (size_t)1 << 12;
+	uint32_t *old = d->slots;
+	size_t oldcap = d->capslots;
+	if (!(d->slots = calloc(cap, sizeof *d->slots))) {
+		d->slots = old;
+		return -1;
 	}
-	size_t k = seen_slot(ds->seen, ds->capseen, id);
-	if (memcmp(ds->seen[k], id, 16)) {
-		memcpy(ds->seen[k], id, 16);
-		ds->nseen++;
-	}
+	d->capslots = cap;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i])
+			d->slots[slot_of(d, d->tenants[old[i] - 1].id)] = old[i];
+	free(old);
 	return 0;
 }
 
-/* Hands the open group on: the tenant, then its keys in id order. */
-static int group_end(struct doc_rows *ds)
+static int grow(void **p, size_t *cap, size_t n, size_t size)
 {
-	if (!ds->have)
+	if (n < *cap)
 		return 0;
-	ds->have = 0;
-	struct cpdb_doc_row row = { .tenant_id = ds->tenant, .slug = ds->slug, .status = ds->status,
-		                        .plan = ds->plan };
-	if (ds->nkeys > 1)
-		qsort(ds->keys, ds->nkeys, sizeof *ds->keys, key_cmp);
-	if (ds->nkeys == 0)
-		return ds->fn(&row, ds->arg);
-	for (size_t i = 0; i < ds->nkeys; i++) {
-		row.key_id = ds->keys[i].id;
-		row.key_sha256_hex = ds->keys[i].sha;
-		row.can_write = ds->keys[i].w;
-		row.can_read = ds->keys[i].r;
-		row.expires_at = ds->keys[i].exp;
-		if (ds->fn(&row, ds->arg) != 0)
-			return -1;
-	}
+	size_t c = *cap ? 2 * *cap : 1024;
+	void *q = realloc(*p, c * size);
+	if (!q)
+		return -1;
+	*p = q;
+	*cap = c;
 	return 0;
 }
 
@@ -128,12 +97,49 @@ static int field_copy(char *out, size_t n, const char *f)
 	return 0;
 }
 
+/* The tenant of a row, found or added; -1 (bad) for a field of the wrong
+ * shape, or fields that differ from its earlier rows'. */
+static long tenant_of(struct doc_rows *d, char *const f[4])
+{
+	for (int i = 1; i < 4; i++)
+		if (!*f[i] || strlen(f[i]) > 63 || strchr(f[i], '\\'))
+			return -1;
+	if (!uuid_text(f[0]))
+		return -1;
+	if (2 * (d->ntenants + 1) > d->capslots && slots_grow(d) != 0)
+		return -1;
+	size_t k = slot_of(d, f[0]);
+	if (d->slots[k]) {
+		const struct doc_tenant *t = &d->tenants[d->slots[k] - 1];
+		const char *s = d->strs.p + t->strs;
+		for (int i = 1; i < 4; i++, s += strlen(s) + 1)
+			if (strcmp(s, f[i]) != 0)
+				return -1;
+		return (long)d->slots[k] - 1;
+	}
+	if (d->ntenants >= UINT32_MAX - 1 ||
+	    grow((void **)&d->tenants, &d->captenants, d->ntenants, sizeof *d->tenants) != 0)
+		return -1;
+	struct doc_tenant *t = &d->tenants[d->ntenants];
+	memcpy(t->id, f[0], 37);
+	t->nkeys = 0;
+	t->strs = d->strs.len;
+	for (int i = 1; i < 4; i++)
+		buf_append(&d->strs, f[i], strlen(f[i]) + 1);
+	if (d->strs.failed)
+		return -1;
+	d->slots[k] = (uint32_t)++d->ntenants;
+	return (long)d->ntenants - 1;
+}
+
 int doc_rows_line(char *line, size_t len, void *arg)
 {
-	struct doc_rows *ds = arg;
+	struct doc_rows *d = arg;
 	char *f[9];
 	size_t nf = 0;
 	(void)len;
+	if (d->bad)
+		return -1;
 	for (char *p = line;;) {
 		if (nf == 9) {
 			nf++; /* a tenth field */
@@ -146,76 +152,84 @@ int doc_rows_line(char *line, size_t len, void *arg)
 		*tab = '\0';
 		p = tab + 1;
 	}
-	if (nf != 9) {
-		ds->bad = 1;
-		return -1;
-	}
-	ds->rows++;
-	if (!ds->have || strcmp(f[0], ds->tenant) != 0) {
-		unsigned char id[16];
-		if (uuid_raw(f[0], id) != 0) {
-			ds->bad = 1;
-			return -1;
-		}
-		/* Met again after its group ended: not grouped by tenant. */
-		if (seen_has(ds, id)) {
-			ds->ungrouped = 1;
-			return -1;
-		}
-		if (ds->have) {
-			unsigned char prev[16];
-			if (uuid_raw(ds->tenant, prev) != 0 || seen_add(ds, prev) < 0) {
-				ds->bad = 1;
-				return -1;
-			}
-			if (group_end(ds) != 0) {
-				ds->stopped = 1;
-				return -1;
-			}
-		}
-		if (field_copy(ds->tenant, sizeof ds->tenant, f[0]) != 0 ||
-		    field_copy(ds->slug, sizeof ds->slug, f[1]) != 0 ||
-		    field_copy(ds->status, sizeof ds->status, f[2]) != 0 ||
-		    field_copy(ds->plan, sizeof ds->plan, f[3]) != 0) {
-			ds->bad = 1;
-			return -1;
-		}
-		ds->have = 1;
-		ds->nkeys = 0;
-	}
+	long t;
+	if (nf != 9 || (t = tenant_of(d, f)) < 0)
+		goto bad;
+	d->rows++;
 	if (!strcmp(f[4], "\\N"))
 		return 0; /* a tenant without a usable key */
-	if (ds->nkeys == ds->capkeys) {
-		size_t cap = ds->capkeys ? 2 * ds->capkeys : 8;
-		struct doc_key *k = realloc(ds->keys, cap * sizeof *k);
-		if (!k) {
-			ds->bad = 1;
-			return -1;
-		}
-		ds->keys = k;
-		ds->capkeys = cap;
-	}
-	struct doc_key *k = &ds->keys[ds->nkeys];
+	if (grow((void **)&d->keys, &d->capkeys, d->nkeys, sizeof *d->keys) != 0)
+		goto bad;
+	struct doc_key *k = &d->keys[d->nkeys];
 	char *end;
 	if (field_copy(k->id, sizeof k->id, f[4]) != 0 || field_copy(k->sha, sizeof k->sha, f[5]) != 0 ||
-	    (strcmp(f[6], "t") && strcmp(f[6], "f")) || (strcmp(f[7], "t") && strcmp(f[7], "f"))) {
-		ds->bad = 1;
-		return -1;
-	}
+	    (strcmp(f[6], "t") && strcmp(f[6], "f")) || (strcmp(f[7], "t") && strcmp(f[7], "f")))
+		goto bad;
 	k->w = f[6][0] == 't';
 	k->r = f[7][0] == 't';
 	k->exp = strtoll(f[8], &end, 10);
-	if (*end || end == f[8]) {
-		ds->bad = 1;
-		return -1;
-	}
-	ds->nkeys++;
+	if (*end || end == f[8])
+		goto bad;
+	k->tenant = (uint32_t)t;
+	d->tenants[t].nkeys++;
+	d->nkeys++;
 	return 0;
+bad:
+	d->bad = 1;
+	return -1;
 }
 
+/* qsort_r's comparison of two keys by their index: by id. */
+static int key_cmp(const void *a, const void *b, void *keys)
+{
+	const struct doc_key *k = keys;
+	return strcmp(k[*(const uint32_t *)a].id, k[*(const uint32_t *)b].id);
+}
 
 void doc_rows_finish(struct doc_rows *d)
 {
-	if (!d->ungrouped && !d->bad && !d->stopped && group_end(d) != 0)
-		d->stopped = 1;
+	if (d->bad || d->stopped)
+		return;
+	/* The keys' indexes by tenant (a counting sort: a tenant's keys start
+	 * where the keys of the tenants before it end), then each tenant's by
+	 * id. */
+	size_t *start = malloc((d->ntenants + 1) * sizeof *start);
+	uint32_t *order = malloc((d->nkeys ? d->nkeys : 1) * sizeof *order);
+	if (!start || !order || d->nkeys > UINT32_MAX) {
+		free(start);
+		free(order);
+		d->bad = 1;
+		return;
+	}
+	start[0] = 0;
+	for (size_t i = 0; i < d->ntenants; i++)
+		start[i + 1] = start[i] + d->tenants[i].nkeys;
+	for (size_t i = 0; i < d->nkeys; i++)
+		order[start[d->keys[i].tenant]++] = (uint32_t)i;
+	for (size_t i = d->ntenants; i > 0; i--)
+		start[i] = start[i - 1];
+	start[0] = 0;
+	for (size_t i = 0; i < d->ntenants && !d->stopped; i++) {
+		const struct doc_tenant *t = &d->tenants[i];
+		struct cpdb_doc_row row = { .tenant_id = t->id, .slug = d->strs.p + t->strs };
+		row.status = row.slug + strlen(row.slug) + 1;
+		row.plan = row.status + strlen(row.status) + 1;
+		uint32_t *o = order + start[i];
+		if (t->nkeys > 1)
+			qsort_r(o, t->nkeys, sizeof *o, key_cmp, d->keys);
+		if (t->nkeys == 0 && d->fn(&row, d->arg) != 0)
+			d->stopped = 1;
+		for (uint32_t j = 0; j < t->nkeys && !d->stopped; j++) {
+			const struct doc_key *k = &d->keys[o[j]];
+			row.key_id = k->id;
+			row.key_sha256_hex = k->sha;
+			row.can_write = k->w;
+			row.can_read = k->r;
+			row.expires_at = k->exp;
+			if (d->fn(&row, d->arg) != 0)
+				d->stopped = 1;
+		}
+	}
+	free(start);
+	free(order);
 }

@@ -1,9 +1,8 @@
 /* Unit tests of control-plane/doc_rows: a cell's content rows grouped by
- * tenant as they stream in. Random cells against a model (every row handed
- * on once, a tenant's rows together, its keys in id order, whatever the
- * order of tenants and of keys in a group), rows out of their group,
- * every field's limit at both ends, malformed rows, and a consumer that
- * stops. */
+ * tenant as they stream in. Random cells whose rows come in any order
+ * against a model (every row handed on once, a tenant's rows together,
+ * its keys in id order), every field's limit at both ends, malformed rows,
+ * a tenant whose rows disagree, and a consumer that stops. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +67,9 @@ static void feed(struct doc_rows *d, char lines[][200], size_t n)
 	doc_rows_finish(d);
 }
 
+/* snprintf into a row buffer, which must hold it. */
+#define ROW(buf, ...) ck_assert_int_lt(snprintf((buf), 200, __VA_ARGS__), 200)
+
 struct model_tenant {
 	char id[37], slug[40], status[16], plan[16];
 	int nkeys;
@@ -104,42 +106,36 @@ START_TEST(grouped_against_model)
 				t->exp[k] = rnd(&seed) % 3 ? 0 : 1700000000LL + rnd(&seed);
 			}
 		}
-		/* The tenants in random order, each one's keys in random order. */
-		size_t order[200];
-		for (size_t i = 0; i < nt; i++)
-			order[i] = i;
-		for (size_t i = nt; i > 1; i--) {
-			size_t j = rnd(&seed) % i, x = order[i - 1];
-			order[i - 1] = order[j];
-			order[j] = x;
-		}
-		for (size_t oi = 0; oi < nt; oi++) {
-			struct model_tenant *t = &m[order[oi]];
-			int ko[6] = { 0, 1, 2, 3, 4, 5 };
-			for (int i = t->nkeys; i > 1; i--) {
-				int j = (int)(rnd(&seed) % (unsigned)i), x = ko[i - 1];
-				ko[i - 1] = ko[j];
-				ko[j] = x;
-			}
+		for (size_t i = 0; i < nt; i++) {
+			struct model_tenant *t = &m[i];
 			if (t->nkeys == 0) {
-				snprintf(lines[nl++], 200, "%s\t%s\t%s\t%s\t\\N\t\\N\t\\N\t\\N\t0", t->id, t->slug, t->status,
+				ROW(lines[nl++], "%s\t%s\t%s\t%s\t\\N\t\\N\t\\N\t\\N\t0", t->id, t->slug, t->status,
 				         t->plan);
-				snprintf(want[nw++], 200, "%s|%s|%s|%s|-|-|0|0|0", t->id, t->slug, t->status, t->plan);
+				ROW(want[nw++], "%s|%s|%s|%s|-|-|0|0|0", t->id, t->slug, t->status, t->plan);
 			}
-			for (int x = 0; x < t->nkeys; x++) {
-				int k = ko[x];
-				snprintf(lines[nl++], 200, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%lld", t->id, t->slug, t->status,
+			for (int k = 0; k < t->nkeys; k++) {
+				ROW(lines[nl++], "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%lld", t->id, t->slug, t->status,
 				         t->plan, t->key[k], t->sha[k], t->w[k] ? "t" : "f", t->r[k] ? "t" : "f", t->exp[k]);
-				snprintf(want[nw++], 200, "%s|%s|%s|%s|%s|%s|%d|%d|%lld", t->id, t->slug, t->status, t->plan,
+				ROW(want[nw++], "%s|%s|%s|%s|%s|%s|%d|%d|%lld", t->id, t->slug, t->status, t->plan,
 				         t->key[k], t->sha[k], t->w[k], t->r[k], t->exp[k]);
+			}
+		}
+		/* Every row in any order: grouped by tenant (the hash join's
+		 * order) in some rounds, shuffled whole in the others. */
+		if (round % 3) {
+			for (size_t i = nl; i > 1; i--) {
+				size_t j = rnd(&seed) % i;
+				char x[200];
+				memcpy(x, lines[i - 1], 200);
+				memcpy(lines[i - 1], lines[j], 200);
+				memcpy(lines[j], x, 200);
 			}
 		}
 		struct doc_rows d;
 		memset(&got, 0, sizeof got);
 		doc_rows_init(&d, collect, &got);
 		feed(&d, lines, nl);
-		ck_assert_msg(!d.ungrouped && !d.bad && !d.stopped, "round %u: %d %d %d", round, d.ungrouped, d.bad,
-		              d.stopped);
+		ck_assert_msg(!d.bad && !d.stopped, "round %u: %d %d", round, d.bad, d.stopped);
 		ck_assert_uint_eq(d.rows, nl);
 		ck_assert_uint_eq(got.n, nw);
 		/* A tenant's rows together, its keys ascending. */
@@ -172,14 +168,15 @@ END_TEST
 #define K2 "aaaaaaaaaaaaaaaaaaaaaaa2"
 #define SHA "0000000000000000000000000000000000000000000000000000000000000000"
 
-/* A tenant that comes again after another's rows: the rows are not
- * grouped; nothing is handed on past it. */
-START_TEST(out_of_group)
+/* Two tenants' keys interleaved (keys hashed by tenant, read in their
+ * stored order): each tenant's handed on together; a tenant whose rows
+ * disagree on its own fields is refused. */
+START_TEST(interleaved)
 {
 	static char lines[4][200] = {
-		T1 "\ta-slug\tactive\tpro\t" K1 "\t" SHA "\tt\tt\t0",
+		T1 "\ta-slug\tactive\tpro\t" K2 "\t" SHA "\tt\tt\t0",
 		T2 "\tb-slug\tactive\tpro\t" K1 "\t" SHA "\tt\tf\t0",
-		T1 "\ta-slug\tactive\tpro\t" K2 "\t" SHA "\tf\tt\t0",
+		T1 "\ta-slug\tactive\tpro\t" K1 "\t" SHA "\tf\tt\t0",
 		T2 "\tb-slug\tactive\tpro\t" K2 "\t" SHA "\tf\tt\t0",
 	};
 	static struct seen_rows got;
@@ -187,10 +184,23 @@ START_TEST(out_of_group)
 	memset(&got, 0, sizeof got);
 	doc_rows_init(&d, collect, &got);
 	feed(&d, lines, 4);
-	ck_assert(d.ungrouped);
 	ck_assert(!d.bad && !d.stopped);
-	ck_assert_uint_eq(got.n, 1); /* T1's group, ended by T2's first row */
-	ck_assert_uint_eq(d.rows, 3);
+	ck_assert_uint_eq(got.n, 4);
+	ck_assert_str_eq(got.row[0], T1 "|a-slug|active|pro|" K1 "|" SHA "|0|1|0");
+	ck_assert_str_eq(got.row[1], T1 "|a-slug|active|pro|" K2 "|" SHA "|1|1|0");
+	ck_assert_str_eq(got.row[2], T2 "|b-slug|active|pro|" K1 "|" SHA "|1|0|0");
+	ck_assert_str_eq(got.row[3], T2 "|b-slug|active|pro|" K2 "|" SHA "|0|1|0");
+	doc_rows_free(&d);
+
+	static char differ[2][200] = {
+		T1 "\ta-slug\tactive\tpro\t" K2 "\t" SHA "\tt\tt\t0",
+		T1 "\ta-slug\tsuspended\tpro\t" K1 "\t" SHA "\tf\tt\t0",
+	};
+	memset(&got, 0, sizeof got);
+	doc_rows_init(&d, collect, &got);
+	feed(&d, differ, 2);
+	ck_assert(d.bad);
+	ck_assert_uint_eq(got.n, 0);
 	doc_rows_free(&d);
 }
 END_TEST
@@ -205,9 +215,13 @@ START_TEST(field_limits)
 		/* slug: 63 bytes fit, 64 do not */
 		{ T1 "\taaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\tactive\tpro\t\\N\t\\N\t\\N\t\\N\t0", 0 },
 		{ T1 "\taaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\tactive\tpro\t\\N\t\\N\t\\N\t\\N\t0", 1 },
-		/* status: 15 and 16 */
-		{ T1 "\ts\tsssssssssssssss\tpro\t\\N\t\\N\t\\N\t\\N\t0", 0 },
-		{ T1 "\ts\tssssssssssssssss\tpro\t\\N\t\\N\t\\N\t\\N\t0", 1 },
+		/* slug, status, plan: not empty */
+		{ T1 "\t\tactive\tpro\t\\N\t\\N\t\\N\t\\N\t0", 1 },
+		{ T1 "\ts\t\tpro\t\\N\t\\N\t\\N\t\\N\t0", 1 },
+		{ T1 "\ts\tactive\t\t\\N\t\\N\t\\N\t\\N\t0", 1 },
+		/* status: 63 and 64 */
+		{ T1 "\ts\tsssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss\tpro\t\\N\t\\N\t\\N\t\\N\t0", 0 },
+		{ T1 "\ts\tssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssssss\tpro\t\\N\t\\N\t\\N\t\\N\t0", 1 },
 		/* plan: 63 and 64 */
 		{ T1 "\ts\tactive\tppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp\t\\N\t\\N\t\\N\t\\N\t0", 0 },
 		{ T1 "\ts\tactive\tpppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppppp\t\\N\t\\N\t\\N\t\\N\t0", 1 },
@@ -263,7 +277,7 @@ START_TEST(consumer_stops)
 	got.stop_at = 2;
 	doc_rows_init(&d, collect, &got);
 	feed(&d, lines, 3);
-	ck_assert(d.stopped && !d.bad && !d.ungrouped);
+	ck_assert(d.stopped && !d.bad);
 	ck_assert_uint_eq(got.n, 1);
 	ck_assert(strstr(got.row[0], K1)); /* the smaller key first */
 	doc_rows_free(&d);
@@ -275,7 +289,7 @@ Suite *doc_rows_suite(void)
 	Suite *s = suite_create("doc_rows");
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, grouped_against_model);
-	tcase_add_test(tc, out_of_group);
+	tcase_add_test(tc, interleaved);
 	tcase_add_test(tc, field_limits);
 	tcase_add_test(tc, consumer_stops);
 	suite_add_tcase(s, tc);
