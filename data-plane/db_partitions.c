@@ -168,7 +168,12 @@ enum db_status dp_db_partition_remove(struct db_conn *c, const char *name, int64
 	PQclear(r);
 	if (kept)
 		return DB_OK;
-	if ((st = db_exec(c, &r, "SELECT events_partition_remove($1)", 1, p1)) != DB_OK)
+	/* With ids indexed across weeks, the week's entries are deleted one
+	 * by one first (the week held against writes only): the time that
+	 * takes for a week of millions of events, beyond the statements'
+	 * usual bound, this transaction only. */
+	if ((st = db_exec(c, NULL, "SET LOCAL statement_timeout = '" DP_WEEK_REMOVE_TIMEOUT "'", 0, NULL)) != DB_OK ||
+	    (st = db_exec(c, &r, "SELECT events_partition_remove($1)", 1, p1)) != DB_OK)
 		return st;
 	*removed = !PQgetisnull(r, 0, 0);
 	*estimate = *removed ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;

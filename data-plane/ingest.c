@@ -624,7 +624,8 @@ static enum db_status step_insert(struct db_conn *c, struct group *gr)
 		}
 		if (st == DB_OK) {
 			st = dp_db_events_insert(c, cols, &inserted);
-			if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE))
+			if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE) &&
+			    !*db_last_constraint(c))
 				gr->weeks_missing = 1;
 		}
 		/* Another transaction stored one of these ids since step 1 (in
@@ -793,8 +794,9 @@ static enum db_status weeks_tx(struct db_conn *c, void *ctx)
 	return dp_db_events_weeks_ensure(c, q->occurred, NULL, &q->made);
 }
 
-/* The weekly partitions of the group's events that are missing, made. */
-static enum db_status weeks_make(struct dp_app *app, const struct group *gr)
+/* The weekly partitions of the group's events that are missing, made:
+ * how many, or -1 when the database failed. */
+static long weeks_make(struct dp_app *app, const struct group *gr)
 {
 	struct buf o = { 0 };
 	buf_append(&o, "{", 1);
@@ -807,7 +809,7 @@ static enum db_status weeks_make(struct dp_app *app, const struct group *gr)
 	if (st == DB_OK)
 		log_info(NULL, "ingest: %ld weekly partition(s) made for events of a week the cell had none for", q.made);
 	buf_free(&o);
-	return st;
+	return st == DB_OK ? q.made : -1;
 }
 
 static void commit_group(struct dp_ingest *g, struct group *gr)
@@ -829,7 +831,7 @@ static void commit_group(struct dp_ingest *g, struct group *gr)
 		st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
 	/* Events partitioned by week, and an event in a week not made yet:
 	 * made, and the group runs once more. */
-	if (st == DB_INVALID && gr->weeks_missing && weeks_make(app, gr) == DB_OK) {
+	if (st == DB_INVALID && gr->weeks_missing && weeks_make(app, gr) >= 0) {
 		gr->weeks_missing = 0;
 		st = db_tx(app->db, DB_READ_COMMITTED, group_tx, gr);
 		if (st == DB_ROLLBACK && gr->careful)

@@ -445,7 +445,7 @@ static enum db_status insert_tx(struct db_conn *c, void *ctx)
 		q->careful = 1; /* rows already here (a page posted again): again, skipping them */
 		return DB_RETRY;
 	}
-	if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE))
+	if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE) && !*db_last_constraint(c))
 		q->weeks_missing = 1;
 	return st;
 }
@@ -457,6 +457,7 @@ static enum db_status weeks_tx(struct db_conn *c, void *ctx)
 	enum db_status st = dp_db_events_weeks_ensure(c, NULL, q->rows_json, &made);
 	if (st == DB_OK)
 		log_info(NULL, "move: %ld weekly partition(s) made for the copied events", made);
+	q->weeks_missing = st == DB_OK; /* made, or by another instance meanwhile: once more */
 	return st;
 }
 
@@ -488,7 +489,8 @@ enum http_result dp_handle_move_events_post(struct http_req *req)
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, insert_tx, &q);
 	/* Events partitioned by week, and a row older than every week the
 	 * cell had: its week made, and the page inserted once more. */
-	if (st == DB_INVALID && q.weeks_missing && db_tx(app->db, DB_READ_COMMITTED, weeks_tx, &q) == DB_OK) {
+	if (st == DB_INVALID && q.weeks_missing && db_tx(app->db, DB_READ_COMMITTED, weeks_tx, &q) == DB_OK &&
+	    q.weeks_missing) {
 		q.weeks_missing = 0;
 		st = db_tx(app->db, DB_READ_COMMITTED, insert_tx, &q);
 	}

@@ -62,7 +62,7 @@ static enum db_status layout_tx(struct db_conn *c, void *ctx)
 {
 	struct layout_q *q = ctx;
 	enum db_status st = dp_db_events_layout(c, &q->partitioned, &q->ids_indexed, &q->weekly_from);
-	if (st == DB_OK && !q->partitioned)
+	if (st == DB_OK && !q->ids_indexed)
 		st = dp_db_fleet_older(c, DP_SCHEMA_LEVEL, FLEET_LIVE_MS, &q->older, &q->quiet_ms);
 	return st;
 }
@@ -78,49 +78,58 @@ static enum db_status ensure_tx(struct db_conn *c, void *ctx)
 	return dp_db_partition_ensure(c, q->lower, &q->made);
 }
 
-int dp_partitions_prepare(struct dp_app *app, int64_t now_us, int64_t oldest_us, int *layout,
-                          int64_t *weekly_from_us)
+/* Whether the contract steps may be applied now: DP_EVENTS_PARTITIONED
+ * on, no instance of an older build live in the cell, and none seen for
+ * DP_CONTRACT_AFTER (a rollback within it still finds the schema the
+ * previous build knows). Says once why not. */
+static int contract_allowed(const struct dp_app *app, const struct layout_q *q)
 {
 	static long reported_older = -1;
 	static int reported_wait;
+	if (!app->cfg.events_partitioned)
+		return 0; /* the layout stays as it is */
+	if (q->older) {
+		if (q->older != reported_older)
+			log_info(NULL, "partitions: the contract steps wait while %ld instance(s) of an older build run in "
+			         "this cell", q->older);
+		reported_older = q->older;
+		reported_wait = 0;
+		return 0;
+	}
+	if (q->quiet_ms >= 0 && q->quiet_ms < app->cfg.contract_after_ms) {
+		if (!reported_wait)
+			log_info(NULL, "partitions: the contract steps are applied %" PRId64 " s from now, once no instance "
+			         "of an older build was seen for DP_CONTRACT_AFTER",
+			         (app->cfg.contract_after_ms - q->quiet_ms) / 1000);
+		reported_wait = 1;
+		reported_older = 0;
+		return 0;
+	}
+	return 1;
+}
+
+int dp_partitions_prepare(struct dp_app *app, int64_t now_us, int64_t oldest_us, int *layout,
+                          int64_t *weekly_from_us)
+{
 	struct layout_q q = { 0 };
 	*layout = 0;
 	if (db_tx(app->db, DB_READ_COMMITTED, layout_tx, &q) != DB_OK)
 		return -1;
 	if (!q.partitioned) {
-		if (!app->cfg.events_partitioned)
-			return 0; /* DP_EVENTS_PARTITIONED off: the layout stays as it is */
-		if (q.older) {
-			if (q.older != reported_older)
-				log_info(NULL, "partitions: events stay unpartitioned while %ld instance(s) of an older "
-				         "build run in this cell", q.older);
-			reported_older = q.older;
-			reported_wait = 0;
+		if (!contract_allowed(app, &q))
 			return 0;
-		}
-		/* A rollback within DP_CONTRACT_AFTER of the last older instance
-		 * finds the schema it knows. */
-		if (q.quiet_ms >= 0 && q.quiet_ms < app->cfg.contract_after_ms) {
-			if (!reported_wait)
-				log_info(NULL, "partitions: events partitioned %" PRId64 " s from now, once no instance of an "
-				         "older build was seen for DP_CONTRACT_AFTER",
-				         (app->cfg.contract_after_ms - q.quiet_ms) / 1000);
-			reported_wait = 1;
-			reported_older = 0;
-			return 0;
-		}
 		if (contract(app) != 0)
 			return -1;
 		if (db_tx(app->db, DB_READ_COMMITTED, layout_tx, &q) != DB_OK)
 			return -1;
 		if (!q.partitioned)
 			return 0;
-	} else if (!q.ids_indexed) {
-		/* Partitioned by a build before contract 0002: its steps are
-		 * applied whatever the settings say. They are safe beside that
-		 * build (see the migration). */
-		if (contract(app) != 0)
-			return -1;
+	} else if (!q.ids_indexed && contract_allowed(app, &q)) {
+		/* Partitioned by a build before contract 0002: its step, under
+		 * the conversion's conditions. Until it is applied the ingest
+		 * guards ids with its tenants' locks, and should it fail (logged),
+		 * retention goes on all the same. */
+		(void)contract(app);
 	}
 	*layout = 1;
 	*weekly_from_us = q.weekly_from;

@@ -13,6 +13,8 @@
  *   partitioned_weeks           events partitioned by week: whole weeks no tenant keeps dropped or
  *                               truncated, a week of several retentions emptied row by row of the tenants
  *                               past it only; deletions refused to a session of an older build
+ *   ids_indexed_later           a cell partitioned before the index of ids across weeks gets it, every
+ *                               week's ids in it (a detached one's too), ids found through it
  *   contract_waits_for_fleet    events stay unpartitioned without DP_EVENTS_PARTITIONED, and with it while
  *                               an instance of an older build is live and DP_CONTRACT_AFTER past it,
  *                               then are converted (nothing lost)
@@ -1654,6 +1656,92 @@ START_TEST(partitioned_weeks)
 }
 END_TEST
 
+/* A cell partitioned by a build before the index of ids across weeks
+ * (contract 0001 only): this build applies 0002 under the conversion's
+ * conditions, indexing every event of its weeks, those of a week a
+ * detachment left apart too; an id stored before is then found whatever
+ * week a copy of it names, and the detached week comes back with its ids. */
+START_TEST(ids_indexed_later)
+{
+	struct tenant t, brief;
+	struct dp us;
+	char key[200];
+	struct res r;
+	new_tenant(&t, "idx", "us", "pro");
+	new_key(&t, "rw", key, NULL);
+	/* A tenant keeping a day: every week that ended is looked at. */
+	new_plan("idx-brief", 1000, 1000, 1000000, 1);
+	new_tenant(&brief, "idx-brief", "us", "idx-brief");
+	dp_prepare(&us, "us", "idx");
+	us.extra[0] = "DP_RETENTION_INTERVAL=1h";
+	dp_start(&us);
+	wait_partitioned(&us);
+	dp_stop(&us);
+	/* Back to 0001 only, weeks made for the last ten. */
+	free(it_sql(us.db,
+	            "DROP TRIGGER event_ids_add ON events; DROP TRIGGER event_ids_remove ON events;"
+	            "DROP FUNCTION event_ids_add(); DROP FUNCTION event_ids_remove();"
+	            "CREATE OR REPLACE FUNCTION events_find(tenants uuid[], ids text[]) RETURNS TABLE (tenant_id uuid,"
+	            " id text, occurred_at timestamptz, content_sha256 bytea, body json) LANGUAGE sql STABLE AS $$"
+	            " SELECT e.tenant_id, e.id, e.occurred_at, e.content_sha256, e.body FROM unnest(tenants, ids) AS k(t, i)"
+	            " JOIN events e ON e.tenant_id = k.t AND e.id = k.i $$;"
+	            "DROP TABLE event_ids; DELETE FROM schema_contracts WHERE version = 2;"
+	            "ALTER TABLE events DETACH PARTITION events_before;"
+	            "UPDATE events_layout SET weekly_from = events_week(now()) - interval '10 weeks';"
+	            "DO $$ BEGIN EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before "
+	            "FOR VALUES FROM (MINVALUE) TO (%L)', (SELECT weekly_from FROM events_layout)); END $$;"
+	            "SELECT count(events_partition_ensure(events_week(now()) - k * interval '7 days')) "
+	            "FROM generate_series(1, 10) k"));
+	insert_week(&us, &t, "a", -6, 20);
+	insert_week(&us, &t, "b", -2, 30);
+	insert_week(&us, &t, "c", -4, 5);
+	free(it_sql(us.db, "DO $$ BEGIN EXECUTE format('ALTER TABLE events DETACH PARTITION %I', "
+	                   "(SELECT name FROM event_partitions WHERE lower = events_week(now()) - interval '4 weeks')); END $$"));
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM pg_class WHERE relname = 'event_ids'"), 0);
+
+	/* The step waits for DP_EVENTS_PARTITIONED, as the conversion does. */
+	us.extra[1] = "DP_EVENTS_PARTITIONED=false";
+	dp_start(&us);
+	usleep(1500 * 1000);
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM pg_class WHERE relname = 'event_ids'"), 0);
+	/* Ids still found through every week meanwhile (the tenants' locks). */
+	post(&r, &us, key, ev("b-1", "other", "u"));
+	EXPECT_PROBLEM(&r, 409, "conflict", "id");
+	res_free(&r);
+	dp_stop(&us);
+	us.extra[1] = NULL;
+	dp_start(&us);
+	long t0 = it_now_ms();
+	while (sqll(us.db, "SELECT count(*) FROM schema_contracts") != 2) {
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "contract 0002 not applied");
+		usleep(50000);
+	}
+	/* Every event of the weeks indexed, those of the detached week too. */
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_ids"), 20 + 30 + 5);
+	/* A copy of a stored id in another week is a conflict, found through
+	 * the index; a new id is stored. */
+	post(&r, &us, key, ev("a-3", "other", "u"));
+	EXPECT_PROBLEM(&r, 409, "conflict", "id");
+	res_free(&r);
+	post(&r, &us, key, ev("fresh-1", "a", "u"));
+	EXPECT(&r, 201);
+	res_free(&r);
+	ck_assert_int_eq(sqll(us.db, "SELECT count(*) FROM event_ids"), 20 + 30 + 5 + 1);
+	/* The detached week attached again by a pass, its ids found. */
+	dp_stop(&us);
+	us.extra[0] = "DP_RETENTION_INTERVAL=1s";
+	dp_start(&us);
+	t0 = it_now_ms();
+	while (week_rows(&us, &t, -4) != 5) {
+		ck_assert_msg(it_now_ms() - t0 < SLOW_MS, "the detached week not attached again");
+		usleep(100000);
+	}
+	post(&r, &us, key, ev("c-2", "other", "u"));
+	EXPECT_PROBLEM(&r, 409, "conflict", "id");
+	res_free(&r);
+}
+END_TEST
+
 /* DP_EVENTS_PARTITIONED=false (the default) keeps events unpartitioned.
  * With it, an instance of an older build (no schema_level in its
  * heartbeat) keeps them so, and DP_CONTRACT_AFTER (3 s here) after it was
@@ -2839,7 +2927,7 @@ Suite *events_suite(void)
 	Suite *s = suite_create("events");
 	const TTest *const tests[] = {
 		tenant_isolation, misdirected_key, idempotent_retries, validation, quota, rate_limit, retention,
-		partitioned_weeks, contract_waits_for_fleet, listing_across_weeks, usage_exactly_once, sigkill_under_load, pg_restart_under_load, list_filters_and_pages, tenant_usage,
+		partitioned_weeks, ids_indexed_later, contract_waits_for_fleet, listing_across_weeks, usage_exactly_once, sigkill_under_load, pg_restart_under_load, list_filters_and_pages, tenant_usage,
 		tenant_usage_unknown, ratelimit_headers_on_every_answer, concurrent_retries, quota_exact_across_instances, ingest_queue_full,
 	};
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 60);

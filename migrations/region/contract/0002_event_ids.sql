@@ -15,10 +15,13 @@
 --  - a week's truncation removes the week's entries
 --    (events_partition_remove below): TRUNCATE fires no DELETE trigger.
 --
--- Cost: one pass over the weekly partitions' rows under this step's lock
--- (empty at a conversion: 0001 starts them the week after); an entry per
--- stored event (about 80 bytes with its indexes) and a statement trigger
--- per insert and per delete.
+-- Cost: one pass over the weekly partitions' rows under this step's lock,
+-- which holds every query of `events` meanwhile (nothing at a conversion:
+-- 0001 starts them the week after; a cell partitioned before this step
+-- pays for its weeks, and gets the step under the same conditions as the
+-- conversion, data-plane/partitions.c); an entry per stored event (about
+-- 80 bytes with its indexes), a statement trigger per insert and per
+-- delete, and removing a week deletes its entries one by one.
 
 LOCK TABLE events IN ACCESS EXCLUSIVE MODE;
 
@@ -32,6 +35,21 @@ CREATE INDEX event_ids_by_time ON event_ids (occurred_at);
 
 INSERT INTO event_ids (tenant_id, id, occurred_at)
 SELECT tenant_id, id, occurred_at FROM events WHERE occurred_at >= (SELECT weekly_from FROM events_layout);
+-- And the events of a week a detachment left apart (which `events` does
+-- not see): events_partition_forget may attach it again.
+DO $$
+DECLARE
+    p record;
+BEGIN
+    FOR p IN SELECT name FROM event_partitions ORDER BY lower LOOP
+        IF to_regclass(p.name) IS NOT NULL AND NOT EXISTS (
+               SELECT 1 FROM pg_inherits WHERE inhrelid = p.name::regclass
+                  AND inhparent = 'events'::regclass AND NOT inhdetachpending) THEN
+            EXECUTE format('INSERT INTO event_ids (tenant_id, id, occurred_at)'
+                           ' SELECT tenant_id, id, occurred_at FROM %I ON CONFLICT DO NOTHING', p.name);
+        END IF;
+    END LOOP;
+END $$;
 
 CREATE FUNCTION event_ids_add() RETURNS trigger
     LANGUAGE plpgsql AS $$
@@ -73,7 +91,12 @@ BEGIN
          WHERE d.occurred_at >= wf;
 END $$;
 
--- As in 0001, and the week's entries of event_ids go with its events.
+-- As in 0001, and the week's entries of event_ids go with its events:
+-- deleted first, while the week is only held against writes (SHARE:
+-- reads of every week go on), then the week truncated, which holds
+-- every statement that cannot leave the week out only for as long as
+-- TRUNCATE takes. (The caller gives the transaction the time a week of
+-- entries takes to delete.)
 CREATE OR REPLACE FUNCTION events_partition_remove(pname text) RETURNS bigint
     LANGUAGE plpgsql AS $$
 DECLARE
@@ -91,8 +114,41 @@ BEGIN
     END IF;
     SELECT greatest(c.reltuples, 0)::bigint INTO est FROM pg_class c WHERE c.oid = pname::regclass;
     INSERT INTO event_drops (lower, upper) VALUES (p.lower, p.upper);
+    DELETE FROM event_ids WHERE occurred_at >= p.lower AND occurred_at < p.upper;
     PERFORM set_config('lock_timeout', '2s', true);
     EXECUTE format('TRUNCATE %I', pname);
-    DELETE FROM event_ids WHERE occurred_at >= p.lower AND occurred_at < p.upper;
     RETURN est;
+END $$;
+
+-- As in 0001; a week attached again brings its events' entries of
+-- event_ids (those stored while it was attached have theirs already).
+CREATE OR REPLACE FUNCTION events_partition_forget(pname text) RETURNS boolean
+    LANGUAGE plpgsql AS $$
+DECLARE
+    p event_partitions;
+    nonempty boolean;
+BEGIN
+    SELECT * INTO p FROM event_partitions WHERE name = pname FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    IF to_regclass(pname) IS NULL THEN
+        DELETE FROM event_partitions WHERE name = pname;
+        RETURN false;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = pname::regclass) THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %I)', pname) INTO nonempty;
+    IF nonempty THEN
+        EXECUTE format('INSERT INTO event_ids (tenant_id, id, occurred_at)'
+                       ' SELECT tenant_id, id, occurred_at FROM %I ON CONFLICT DO NOTHING', pname);
+        PERFORM set_config('lock_timeout', '5s', true);
+        EXECUTE format('ALTER TABLE events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                       pname, p.lower, p.upper);
+        RETURN false;
+    END IF;
+    EXECUTE format('DROP TABLE %I', pname);
+    DELETE FROM event_partitions WHERE name = pname;
+    RETURN true;
 END $$;
