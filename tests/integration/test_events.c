@@ -1500,6 +1500,20 @@ static void insert_week(const struct dp *d, const struct tenant *t, const char *
 	free(c);
 }
 
+/* The layout of a cell converted `weeks` weeks ago: events_before up to
+ * then, a partition for every week since. (Its data plane stopped
+ * meanwhile: nothing else changes the layout.) */
+static void converted_weeks_ago(const struct dp *d, int weeks)
+{
+	free(it_sql(d->db, it_fmt("ALTER TABLE events DETACH PARTITION events_before;"
+	                          "UPDATE events_layout SET weekly_from = events_week(now()) - interval '%d weeks';"
+	                          "DO $$ BEGIN EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before "
+	                          "FOR VALUES FROM (MINVALUE) TO (%%L)', (SELECT weekly_from FROM events_layout)); END $$;"
+	                          "SELECT count(events_partition_ensure(events_week(now()) - k * interval '7 days')) "
+	                          "FROM generate_series(1, %d) k",
+	                          weeks, weeks)));
+}
+
 /* Events partitioned by week, as a cell converted 60 weeks ago has them:
  * a week whose every tenant is past it goes whole (dropped when older
  * than every plan's retention, truncated otherwise); in a week another
@@ -1536,12 +1550,7 @@ START_TEST(partitioned_weeks)
 	 * then, a partition for every week since. (The data plane stopped
 	 * meanwhile: nothing else changes the layout.) */
 	dp_stop(&us);
-	free(it_sql(us.db, "ALTER TABLE events DETACH PARTITION events_before;"
-	                   "UPDATE events_layout SET weekly_from = events_week(now()) - interval '60 weeks';"
-	                   "DO $$ BEGIN EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before "
-	                   "FOR VALUES FROM (MINVALUE) TO (%L)', (SELECT weekly_from FROM events_layout)); END $$;"
-	                   "SELECT count(events_partition_ensure(events_week(now()) - k * interval '7 days')) "
-	                   "FROM generate_series(1, 60) k"));
+	converted_weeks_ago(&us, 60);
 	/* Week -58: older than every retention of the cell, both tenants'.
 	 * Week -40: the lasting tenant's only. Week -3: the brief tenant's only.
 	 * Week -2: both. (Each 3 days into its week, so past the brief
@@ -1685,13 +1694,8 @@ START_TEST(ids_indexed_later)
 	            " id text, occurred_at timestamptz, content_sha256 bytea, body json) LANGUAGE sql STABLE AS $$"
 	            " SELECT e.tenant_id, e.id, e.occurred_at, e.content_sha256, e.body FROM unnest(tenants, ids) AS k(t, i)"
 	            " JOIN events e ON e.tenant_id = k.t AND e.id = k.i $$;"
-	            "DROP TABLE event_ids; DELETE FROM schema_contracts WHERE version = 2;"
-	            "ALTER TABLE events DETACH PARTITION events_before;"
-	            "UPDATE events_layout SET weekly_from = events_week(now()) - interval '10 weeks';"
-	            "DO $$ BEGIN EXECUTE format('ALTER TABLE events ATTACH PARTITION events_before "
-	            "FOR VALUES FROM (MINVALUE) TO (%L)', (SELECT weekly_from FROM events_layout)); END $$;"
-	            "SELECT count(events_partition_ensure(events_week(now()) - k * interval '7 days')) "
-	            "FROM generate_series(1, 10) k"));
+	            "DROP TABLE event_ids; DELETE FROM schema_contracts WHERE version = 2"));
+	converted_weeks_ago(&us, 10);
 	insert_week(&us, &t, "a", -6, 20);
 	insert_week(&us, &t, "b", -2, 30);
 	insert_week(&us, &t, "c", -4, 5);
