@@ -446,8 +446,12 @@ static int tenants_text_row(const struct cpdb_doc_row *row, void *arg)
 		snprintf(t->last, sizeof t->last, "%s", row->tenant_id);
 	}
 	unsigned char sha[32];
-	if (row->key_id && (secret_unhex(row->key_sha256_hex, sha, sizeof sha) != 0 ||
-	                    cfgdoc_add_key(b, row->key_id, sha, row->can_write, row->can_read, row->expires_at) != 0))
+	if (row->key_id && row->key_sha256_b64 &&
+	    cfgdoc_add_key_b64(b, row->key_id, row->key_sha256_b64, row->can_write, row->can_read, row->expires_at) != 0)
+		goto fail;
+	if (row->key_id && !row->key_sha256_b64 &&
+	    (secret_unhex(row->key_sha256_hex, sha, sizeof sha) != 0 ||
+	     cfgdoc_add_key(b, row->key_id, sha, row->can_write, row->can_read, row->expires_at) != 0))
 		goto fail;
 	if (b->failed)
 		goto fail;

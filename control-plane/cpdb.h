@@ -186,7 +186,8 @@ enum db_status cpdb_doc_prune(struct db_conn *c, const char *region, int64_t ver
 struct cpdb_doc_row {
 	const char *tenant_id, *slug, *status, *plan;
 	const char *key_id;          /* NULL: the tenant has no usable key */
-	const char *key_sha256_hex;  /* SHA-256 of the secret, hex (64) */
+	const char *key_sha256_hex;  /* SHA-256 of the secret, hex (64); or */
+	const char *key_sha256_b64;  /* the same, base64url (43), when not NULL */
 	int can_write, can_read;     /* scopes events:write, events:read */
 	int64_t expires_at;          /* unix seconds; 0: never */
 	size_t nrows;                /* rows in all, to size a buffer */

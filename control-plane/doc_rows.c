@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "doc_rows.h"
+#include "secret.h"
 
 void doc_rows_init(struct doc_rows *d, cpdb_doc_row_fn fn, void *arg)
 {
 	memset(d, 0, sizeof *d);
 	d->fn = fn;
 	d->arg = arg;
+	d->last = -1;
 }
 
 void doc_rows_free(struct doc_rows *d)
@@ -104,6 +106,14 @@ static long tenant_of(struct doc_rows *d, char *const f[4])
 	for (int i = 1; i < 4; i++)
 		if (!*f[i] || strlen(f[i]) > 63 || strchr(f[i], '\\'))
 			return -1;
+	if (d->last >= 0 && !memcmp(d->tenants[d->last].id, f[0], 37)) {
+		/* The previous row's tenant (rows mostly come grouped). */
+		const char *s = d->strs.p + d->tenants[d->last].strs;
+		for (int i = 1; i < 4; i++, s += strlen(s) + 1)
+			if (strcmp(s, f[i]) != 0)
+				return -1;
+		return d->last;
+	}
 	if (!uuid_text(f[0]))
 		return -1;
 	if (2 * (d->ntenants + 1) > d->capslots && slots_grow(d) != 0)
@@ -115,7 +125,7 @@ static long tenant_of(struct doc_rows *d, char *const f[4])
 		for (int i = 1; i < 4; i++, s += strlen(s) + 1)
 			if (strcmp(s, f[i]) != 0)
 				return -1;
-		return (long)d->slots[k] - 1;
+		return d->last = (long)d->slots[k] - 1;
 	}
 	if (d->ntenants >= UINT32_MAX - 1 ||
 	    grow((void **)&d->tenants, &d->captenants, d->ntenants, sizeof *d->tenants) != 0)
@@ -129,7 +139,7 @@ static long tenant_of(struct doc_rows *d, char *const f[4])
 	if (d->strs.failed)
 		return -1;
 	d->slots[k] = (uint32_t)++d->ntenants;
-	return (long)d->ntenants - 1;
+	return d->last = (long)d->ntenants - 1;
 }
 
 int doc_rows_line(char *line, size_t len, void *arg)
@@ -162,9 +172,11 @@ int doc_rows_line(char *line, size_t len, void *arg)
 		goto bad;
 	struct doc_key *k = &d->keys[d->nkeys];
 	char *end;
-	if (field_copy(k->id, sizeof k->id, f[4]) != 0 || field_copy(k->sha, sizeof k->sha, f[5]) != 0 ||
+	unsigned char sha[32];
+	if (field_copy(k->id, sizeof k->id, f[4]) != 0 || secret_unhex(f[5], sha, sizeof sha) != 0 ||
 	    (strcmp(f[6], "t") && strcmp(f[6], "f")) || (strcmp(f[7], "t") && strcmp(f[7], "f")))
 		goto bad;
+	secret_b64url(sha, sizeof sha, k->sha);
 	k->w = f[6][0] == 't';
 	k->r = f[7][0] == 't';
 	k->exp = strtoll(f[8], &end, 10);
@@ -222,7 +234,7 @@ void doc_rows_finish(struct doc_rows *d)
 		for (uint32_t j = 0; j < t->nkeys && !d->stopped; j++) {
 			const struct doc_key *k = &d->keys[o[j]];
 			row.key_id = k->id;
-			row.key_sha256_hex = k->sha;
+			row.key_sha256_b64 = k->sha;
 			row.can_write = k->w;
 			row.can_read = k->r;
 			row.expires_at = k->exp;

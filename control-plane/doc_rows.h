@@ -15,7 +15,7 @@
 #include "cpdb.h"
 
 struct doc_key {
-	char id[25], sha[65];
+	char id[25], sha[48];          /* the SHA-256 base64url (43), from the hex as it streams in */
 	unsigned char w, r;
 	uint32_t tenant;               /* index into tenants */
 	int64_t exp;
@@ -38,6 +38,7 @@ struct doc_rows {
 	uint32_t *slots;               /* tenants by id: open addressing, kept at most half full; */
 	size_t capslots;               /* 0 is empty, else index + 1 */
 	size_t rows;                   /* rows read */
+	long last;                     /* the tenant of the previous row, -1 */
 	/* Why the rows stopped (at most one is set):
 	 *  bad      a row is not what the statement selects (the field count,
 	 *           an escape, a value of the wrong shape, a tenant's fields
@@ -52,7 +53,8 @@ void doc_rows_init(struct doc_rows *d, cpdb_doc_row_fn fn, void *arg);
  * (t/f), expiry (unix s). Returns non-zero once the rows are bad. */
 int doc_rows_line(char *line, size_t len, void *d);
 /* After the last row: hands every tenant on, in the order they first
- * came, each with its keys in id order. */
+ * came, each with its keys in id order (key_sha256_b64 set: converted
+ * while the rows streamed in, when this process waited for the server). */
 void doc_rows_finish(struct doc_rows *d);
 void doc_rows_free(struct doc_rows *d);
 

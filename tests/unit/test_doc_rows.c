@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../control-plane/doc_rows.c"
+#include "secret.h"
 #include "unit.h"
 
 #define MAXROWS 2000
@@ -25,8 +26,9 @@ static int collect(const struct cpdb_doc_row *r, void *arg)
 	ck_assert_uint_lt(s->n, MAXROWS);
 	if (s->stop_at && s->n + 1 == s->stop_at)
 		return -1;
+	ck_assert(!r->key_id || (r->key_sha256_b64 && !r->key_sha256_hex));
 	snprintf(s->row[s->n], sizeof s->row[s->n], "%s|%s|%s|%s|%s|%s|%d|%d|%lld", r->tenant_id, r->slug,
-	         r->status, r->plan, r->key_id ? r->key_id : "-", r->key_id ? r->key_sha256_hex : "-",
+	         r->status, r->plan, r->key_id ? r->key_id : "-", r->key_id ? r->key_sha256_b64 : "-",
 	         r->key_id ? r->can_write : 0, r->key_id ? r->can_read : 0,
 	         (long long)(r->key_id ? r->expires_at : 0));
 	snprintf(s->tenant[s->n], sizeof s->tenant[s->n], "%s", r->tenant_id);
@@ -116,8 +118,12 @@ START_TEST(grouped_against_model)
 			for (int k = 0; k < t->nkeys; k++) {
 				ROW(lines[nl++], "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%lld", t->id, t->slug, t->status,
 				         t->plan, t->key[k], t->sha[k], t->w[k] ? "t" : "f", t->r[k] ? "t" : "f", t->exp[k]);
+				unsigned char raw[32];
+				char b64[48];
+				ck_assert_int_eq(secret_unhex(t->sha[k], raw, sizeof raw), 0);
+				secret_b64url(raw, sizeof raw, b64);
 				ROW(want[nw++], "%s|%s|%s|%s|%s|%s|%d|%d|%lld", t->id, t->slug, t->status, t->plan,
-				         t->key[k], t->sha[k], t->w[k], t->r[k], t->exp[k]);
+				         t->key[k], b64, t->w[k], t->r[k], t->exp[k]);
 			}
 		}
 		/* Every row in any order: grouped by tenant (the hash join's
@@ -167,6 +173,7 @@ END_TEST
 #define K1 "aaaaaaaaaaaaaaaaaaaaaaa1"
 #define K2 "aaaaaaaaaaaaaaaaaaaaaaa2"
 #define SHA "0000000000000000000000000000000000000000000000000000000000000000"
+#define SHA_B64 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" /* the same, base64url */
 
 /* Two tenants' keys interleaved (keys hashed by tenant, read in their
  * stored order): each tenant's handed on together; a tenant whose rows
@@ -186,10 +193,10 @@ START_TEST(interleaved)
 	feed(&d, lines, 4);
 	ck_assert(!d.bad && !d.stopped);
 	ck_assert_uint_eq(got.n, 4);
-	ck_assert_str_eq(got.row[0], T1 "|a-slug|active|pro|" K1 "|" SHA "|0|1|0");
-	ck_assert_str_eq(got.row[1], T1 "|a-slug|active|pro|" K2 "|" SHA "|1|1|0");
-	ck_assert_str_eq(got.row[2], T2 "|b-slug|active|pro|" K1 "|" SHA "|1|0|0");
-	ck_assert_str_eq(got.row[3], T2 "|b-slug|active|pro|" K2 "|" SHA "|0|1|0");
+	ck_assert_str_eq(got.row[0], T1 "|a-slug|active|pro|" K1 "|" SHA_B64 "|0|1|0");
+	ck_assert_str_eq(got.row[1], T1 "|a-slug|active|pro|" K2 "|" SHA_B64 "|1|1|0");
+	ck_assert_str_eq(got.row[2], T2 "|b-slug|active|pro|" K1 "|" SHA_B64 "|1|0|0");
+	ck_assert_str_eq(got.row[3], T2 "|b-slug|active|pro|" K2 "|" SHA_B64 "|0|1|0");
 	doc_rows_free(&d);
 
 	static char differ[2][200] = {
