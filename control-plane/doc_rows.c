@@ -106,7 +106,7 @@ static long tenant_of(struct doc_rows *d, char *const f[4])
 	for (int i = 1; i < 4; i++)
 		if (!*f[i] || strlen(f[i]) > 63 || strchr(f[i], '\\'))
 			return -1;
-	if (d->last >= 0 && !memcmp(d->tenants[d->last].id, f[0], 37)) {
+	if (d->last >= 0 && !strcmp(d->tenants[d->last].id, f[0])) {
 		/* The previous row's tenant (rows mostly come grouped). */
 		const char *s = d->strs.p + d->tenants[d->last].strs;
 		for (int i = 1; i < 4; i++, s += strlen(s) + 1)
