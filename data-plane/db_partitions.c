@@ -75,6 +75,11 @@ enum db_status dp_db_partition_ensure(struct db_conn *c, int64_t lower_us, int *
 	return DB_OK;
 }
 
+int dp_db_no_partition(struct db_conn *c, enum db_status st)
+{
+	return st == DB_INVALID && !strcmp(db_last_sqlstate(c), "23514") && !*db_last_constraint(c);
+}
+
 enum db_status dp_db_events_weeks_ensure(struct db_conn *c, const char *occurred_us, const char *rows_json,
                                          long *made)
 {

@@ -593,9 +593,10 @@ enum db_status dp_db_events_layout(struct db_conn *c, int *partitioned, int *ids
  * one (SQLSTATE 23514), in a transaction of its own. *made: how many. */
 enum db_status dp_db_events_weeks_ensure(struct db_conn *c, const char *occurred_us, const char *rows_json,
                                          long *made) __attribute__((warn_unused_result));
-/* The SQLSTATE of an insert into `events` with no partition for a row
- * (a check violation that names no constraint). */
-#define DP_NO_PARTITION_STATE "23514"
+/* Whether the statement that just failed on `c` with `st` was an insert
+ * into `events` with no partition for a row: a check violation (23514)
+ * that names no constraint. */
+int dp_db_no_partition(struct db_conn *c, enum db_status st);
 /* How long removing a whole week may take (its entries of event_ids are
  * deleted one by one). */
 #define DP_WEEK_REMOVE_TIMEOUT "15min"

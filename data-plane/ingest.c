@@ -624,8 +624,7 @@ static enum db_status step_insert(struct db_conn *c, struct group *gr)
 		}
 		if (st == DB_OK) {
 			st = dp_db_events_insert(c, cols, &inserted);
-			if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE) &&
-			    !*db_last_constraint(c))
+			if (dp_db_no_partition(c, st))
 				gr->weeks_missing = 1;
 		}
 		/* Another transaction stored one of these ids since step 1 (in

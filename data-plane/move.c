@@ -445,7 +445,7 @@ static enum db_status insert_tx(struct db_conn *c, void *ctx)
 		q->careful = 1; /* rows already here (a page posted again): again, skipping them */
 		return DB_RETRY;
 	}
-	if (st == DB_INVALID && !strcmp(db_last_sqlstate(c), DP_NO_PARTITION_STATE) && !*db_last_constraint(c))
+	if (dp_db_no_partition(c, st))
 		q->weeks_missing = 1;
 	return st;
 }
