@@ -34,8 +34,8 @@ void res_free(struct res *r)
 
 void expect_status(const struct res *r, long st, int line)
 {
-	ck_assert_msg(r->status == st, "line %d: status %ld, want %ld: %.700s", line, r->status, st,
-	              r->raw.body);
+	ck_assert_msg(r->status == st, "line %d: status %ld, want %ld: %s%.700s", line, r->status, st,
+	              r->raw.error, r->raw.body);
 }
 
 void expect_problem(const struct res *r, long st, const char *code, const char *field,

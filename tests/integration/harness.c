@@ -179,6 +179,45 @@ char *it_slurp(const char *path)
 	return buf;
 }
 
+/* What a process that does not answer is doing, on stderr for the
+ * failure's report: the end of its log, the cluster's sessions that are
+ * not idle (a lock wait shows there), and its threads' stacks. */
+static void it_diagnose(const struct it_proc *p)
+{
+	char *log = it_slurp(p->log);
+	size_t n = log ? strlen(log) : 0;
+	fprintf(stderr, "---- %s, its last lines:\n%s\n", p->log, log ? log + (n > 3000 ? n - 3000 : 0) : "");
+	free(log);
+	const char *super = getenv("IT_PG_URL");
+	PGconn *pg = super ? PQconnectdb(super) : NULL;
+	if (pg && PQstatus(pg) == CONNECTION_OK) {
+		PGresult *r = PQexec(pg, "SELECT string_agg(format('%s pid %s %s %s/%s %s s: %s', datname, pid, state,"
+		                         " wait_event_type, wait_event, round(extract(epoch FROM now() - query_start)),"
+		                         " left(query, 200)), E'\\n') FROM pg_stat_activity"
+		                         " WHERE state IS DISTINCT FROM 'idle' AND pid <> pg_backend_pid()");
+		if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+			fprintf(stderr, "---- sessions not idle:\n%s\n", PQgetvalue(r, 0, 0));
+		PQclear(r);
+	}
+	PQfinish(pg);
+	char pglog[600];
+	snprintf(pglog, sizeof pglog, "%s/postgres.log", getenv("IT_PG_DIR") ? getenv("IT_PG_DIR") : "/nonexistent");
+	if ((log = it_slurp(pglog)) != NULL) {
+		n = strlen(log);
+		fprintf(stderr, "---- %s, its last lines:\n%s\n", pglog, log + (n > 2000 ? n - 2000 : 0));
+		free(log);
+	}
+	if (p->pid > 0 && access("/usr/bin/gdb", X_OK) == 0) {
+		char cmd[256];
+		snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/gdb -p %d -batch -ex 'thread apply all bt' 2>&1 | grep '^#\\|^Thread' >&2",
+		         (int)p->pid);
+		fprintf(stderr, "---- threads of pid %d:\n", (int)p->pid);
+		fflush(stderr);
+		if (system(cmd) != 0)
+			fprintf(stderr, "(gdb gave no stacks)\n");
+	}
+}
+
 int it_wait_port(struct it_proc *p, int timeout_ms)
 {
 	long deadline = it_now_ms() + timeout_ms;
@@ -191,8 +230,12 @@ int it_wait_port(struct it_proc *p, int timeout_ms)
 		else if (log && (at = strstr(log, "\"port\":")) != NULL)
 			port = atoi(at + 7);
 		free(log);
-		if (port > 0)
+		if (port > 0) {
+			long took = it_now_ms() - (deadline - timeout_ms);
+			if (took > 5000) /* a start takes well under a second: worth a line */
+				fprintf(stderr, "note: %s announced its port after %ld ms\n", p->log, took);
 			return port;
+		}
 		int st;
 		if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
 			p->pid = 0;
@@ -201,6 +244,7 @@ int it_wait_port(struct it_proc *p, int timeout_ms)
 		}
 		usleep(10000);
 	}
+	it_diagnose(p);
 	ck_abort_msg("no port announced within %d ms (log %s)", timeout_ms, p->log);
 	return -1;
 }
@@ -275,10 +319,15 @@ static void perform(struct it_resp *r, CURL *c, const char *const headers[], str
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 20000L);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	if (curl_easy_perform(c) == CURLE_OK)
+	long t0 = it_now_ms();
+	CURLcode cc = curl_easy_perform(c);
+	if (cc == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	else
+	else {
 		r->status = 0;
+		snprintf(r->error, sizeof r->error, "curl %d (%s) after %ld ms", (int)cc, curl_easy_strerror(cc),
+		         it_now_ms() - t0);
+	}
 	if (!r->body)
 		r->body = calloc(1, 1);
 	curl_slist_free_all(list);

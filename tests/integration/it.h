@@ -124,6 +124,7 @@ void it_write_trust(const char *cp_url, const char *path);
 /* --- HTTP --- */
 struct it_resp {
 	long status;          /* 0 when no response (connection failed) */
+	char error[160];      /* with status 0: curl's reason (refused, timed out) */
 	char *body;
 	size_t len;
 	char headers[8192];

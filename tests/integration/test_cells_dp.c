@@ -322,7 +322,7 @@ static void start_dp(struct dp *d, const char *cp_url)
 	it_bin("data-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
 	it_spawn(&d->p, "data-plane-cell", argv, env);
-	d->port = it_wait_port(&d->p, 10000);
+	d->port = it_wait_port(&d->p, 30000);
 }
 
 static void stop_dp(struct dp *d)
@@ -767,7 +767,7 @@ static void start_db_dp(struct dp *d, const char *db, const char *cache, const c
 	it_bin("data-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
 	it_spawn(&d->p, cell ? "data-plane-cell" : "data-plane-region", argv, env);
-	d->port = it_wait_port(&d->p, 10000);
+	d->port = it_wait_port(&d->p, 30000);
 }
 
 /* /readyz's "database" once it is no longer `from`; its body into *out. */
