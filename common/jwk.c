@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
@@ -78,6 +79,28 @@ int jwk_generate(struct jwk *k)
 	return rc;
 }
 
+/* Fills `k` from a private key just read (freed here); `what` names its
+ * source in `err`. */
+static int load_pkey(EVP_PKEY *pkey, const char *what, struct jwk *k, char *err, size_t errlen)
+{
+	char group[32] = "";
+	size_t glen;
+	if (!pkey || EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
+	                                            sizeof group, &glen) != 1 ||
+	    strcmp(group, "prime256v1") != 0) {
+		EVP_PKEY_free(pkey);
+		snprintf(err, errlen, "%s is not a P-256 private key in PEM", what);
+		return -1;
+	}
+	int rc = fill(k, pkey, 1);
+	EVP_PKEY_free(pkey);
+	if (rc) {
+		jwk_clear(k);
+		snprintf(err, errlen, "cannot use the key in %s", what);
+	}
+	return rc;
+}
+
 int jwk_load_private(const char *path, struct jwk *k, char *err, size_t errlen)
 {
 	memset(k, 0, sizeof *k);
@@ -88,22 +111,21 @@ int jwk_load_private(const char *path, struct jwk *k, char *err, size_t errlen)
 	}
 	EVP_PKEY *pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
 	fclose(f);
-	char group[32] = "";
-	size_t glen;
-	if (!pkey || EVP_PKEY_get_utf8_string_param(pkey, OSSL_PKEY_PARAM_GROUP_NAME, group,
-	                                            sizeof group, &glen) != 1 ||
-	    strcmp(group, "prime256v1") != 0) {
-		EVP_PKEY_free(pkey);
-		snprintf(err, errlen, "%s is not a P-256 private key in PEM", path);
+	return load_pkey(pkey, path, k, err, errlen);
+}
+
+int jwk_from_private_pem(const char *pem, size_t len, const char *what, struct jwk *k, char *err,
+                         size_t errlen)
+{
+	memset(k, 0, sizeof *k);
+	if (len > INT_MAX) {
+		snprintf(err, errlen, "%s is not a P-256 private key in PEM", what);
 		return -1;
 	}
-	int rc = fill(k, pkey, 1);
-	EVP_PKEY_free(pkey);
-	if (rc) {
-		jwk_clear(k);
-		snprintf(err, errlen, "cannot use the key in %s", path);
-	}
-	return rc;
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *pkey = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	BIO_free(b);
+	return load_pkey(pkey, what, k, err, errlen);
 }
 
 int jwk_save_private(const struct jwk *k, const char *path)

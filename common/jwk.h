@@ -19,6 +19,10 @@ int jwk_generate(struct jwk *k) __attribute__((warn_unused_result));
 /* Loads a private key from a PEM file. Returns 0, or -1 with `err` set. */
 int jwk_load_private(const char *path, struct jwk *k, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+/* Reads a private key from `len` bytes of PEM in memory; `what` names it
+ * in `err`. Returns 0, or -1 with `err` set. */
+int jwk_from_private_pem(const char *pem, size_t len, const char *what, struct jwk *k, char *err,
+                         size_t errlen) __attribute__((warn_unused_result));
 /* Writes the private key to `path` atomically with mode 0600. */
 int jwk_save_private(const struct jwk *k, const char *path) __attribute__((warn_unused_result));
 /* The public JWK: {kty, crv, x, y, kid, alg, use}. New reference. */

@@ -112,36 +112,35 @@ static int changed(struct keyring *kr)
 	return m.tv_sec != kr->seen_mtime.tv_sec || m.tv_nsec != kr->seen_mtime.tv_nsec;
 }
 
-/* (Re)loads the current key and builds the JWK set. Called with the lock held. */
-static int reload(struct keyring *kr, char *err, size_t errlen)
+/* Hands each key of the ring to `fn`: the current one first (which must
+ * load: -1 with `err` otherwise), the staged one, the retired ones within
+ * the overlap. `fn` takes the key over. */
+typedef int (*ring_fn)(enum keyring_role role, int64_t retired_at, struct jwk *k, void *arg);
+
+static int scan(const struct keyring *kr, ring_fn fn, void *arg, char *err, size_t errlen)
 {
 	char kid[64], next[64];
-	struct jwk cur;
-	json_t *keys = json_array();
+	struct jwk k;
 	time_t now = time(NULL);
 
 	if (read_small(kr->dir, "current", kid, sizeof kid) != 0) {
 		snprintf(err, errlen, "%s/current is missing", kr->dir);
-		json_decref(keys);
 		return -1;
 	}
-	if (load_key(kr->dir, kid, &cur, err, errlen) != 0) {
-		json_decref(keys);
+	if (load_key(kr->dir, kid, &k, err, errlen) != 0 || fn(KEYRING_CURRENT, 0, &k, arg) != 0)
 		return -1;
-	}
-	json_array_append_new(keys, jwk_public_json(&cur));
 	if (read_small(kr->dir, "next", next, sizeof next) == 0 && strcmp(next, kid) != 0) {
-		struct jwk k;
 		char why[256];
 		if (load_key(kr->dir, next, &k, why, sizeof why) == 0) {
-			json_array_append_new(keys, jwk_public_json(&k));
-			jwk_clear(&k);
+			if (fn(KEYRING_NEXT, 0, &k, arg) != 0)
+				return -1;
 		} else {
 			log_warn(NULL, "staged signing key: %s", why);
 		}
 	}
 	DIR *d = opendir(kr->dir);
-	for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
+	int rc = 0;
+	for (struct dirent *e; rc == 0 && d && (e = readdir(d)) != NULL;) {
 		char when[32], old[64];
 		if (strncmp(e->d_name, "retired-", 8) != 0 || strlen(e->d_name + 8) >= sizeof old)
 			continue;
@@ -149,22 +148,104 @@ static int reload(struct keyring *kr, char *err, size_t errlen)
 		if (!strcmp(old, kid) || read_small(kr->dir, e->d_name, when, sizeof when) != 0 ||
 		    now - atoll(when) > kr->overlap_s)
 			continue;
-		struct jwk k;
 		char why[256];
-		if (load_key(kr->dir, old, &k, why, sizeof why) == 0) {
-			json_array_append_new(keys, jwk_public_json(&k));
-			jwk_clear(&k);
-		}
+		if (load_key(kr->dir, old, &k, why, sizeof why) == 0)
+			rc = fn(KEYRING_RETIRED, atoll(when), &k, arg);
 	}
 	if (d)
 		closedir(d);
+	if (rc)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
+struct jwks_acc {
+	json_t *keys;
+	struct jwk current;
+};
+
+static int to_jwks(enum keyring_role role, int64_t retired_at, struct jwk *k, void *arg)
+{
+	struct jwks_acc *a = arg;
+	(void)retired_at;
+	int rc = json_array_append_new(a->keys, jwk_public_json(k));
+	if (role == KEYRING_CURRENT)
+		a->current = *k; /* kept */
+	else
+		jwk_clear(k);
+	return rc;
+}
+
+/* (Re)loads the current key and builds the JWK set. Called with the lock held. */
+static int reload(struct keyring *kr, char *err, size_t errlen)
+{
+	struct jwks_acc a = { .keys = json_array() };
+	if (!a.keys || scan(kr, to_jwks, &a, err, errlen) != 0) {
+		json_decref(a.keys);
+		jwk_clear(&a.current);
+		return -1;
+	}
 	jwk_clear(&kr->current);
-	kr->current = cur;
+	kr->current = a.current;
 	json_decref(kr->jwks);
-	kr->jwks = json_pack("{so}", "keys", keys);
-	struct timespec a = mtime_of(kr->dir, "current"), b = mtime_of(kr->dir, "next");
-	kr->seen_mtime = (a.tv_sec > b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec > b.tv_nsec)) ? a : b;
+	kr->jwks = json_pack("{so}", "keys", a.keys);
+	struct timespec m1 = mtime_of(kr->dir, "current"), m2 = mtime_of(kr->dir, "next");
+	kr->seen_mtime = (m1.tv_sec > m2.tv_sec || (m1.tv_sec == m2.tv_sec && m1.tv_nsec > m2.tv_nsec)) ? m1 : m2;
 	return 0;
+}
+
+struct keys_acc {
+	struct keyring_key *k;
+	size_t n, cap;
+};
+
+static int to_list(enum keyring_role role, int64_t retired_at, struct jwk *k, void *arg)
+{
+	struct keys_acc *a = arg;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 4;
+		struct keyring_key *p = realloc(a->k, cap * sizeof *p);
+		if (!p) {
+			jwk_clear(k);
+			return -1;
+		}
+		a->k = p;
+		a->cap = cap;
+	}
+	a->k[a->n++] = (struct keyring_key){ .role = role, .retired_at = retired_at, .key = *k };
+	return 0;
+}
+
+int keyring_keys(struct keyring *kr, struct keyring_key **keys, size_t *n)
+{
+	struct keys_acc a = { 0 };
+	char err[256];
+	pthread_mutex_lock(&kr->lock);
+	int rc = scan(kr, to_list, &a, err, sizeof err);
+	pthread_mutex_unlock(&kr->lock);
+	if (rc) {
+		keyring_keys_free(a.k, a.n);
+		return -1;
+	}
+	*keys = a.k;
+	*n = a.n;
+	return 0;
+}
+
+void keyring_keys_free(struct keyring_key *keys, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		jwk_clear(&keys[i].key);
+	free(keys);
+}
+
+struct keyring *keyring_open_existing(const char *dir, int64_t overlap_s, char *err, size_t errlen)
+{
+	char kid[64];
+	err[0] = '\0';
+	if (read_small(dir, "current", kid, sizeof kid) != 0)
+		return NULL;
+	return keyring_open(dir, overlap_s, err, errlen);
 }
 
 struct keyring *keyring_open(const char *dir, int64_t overlap_s, char *err, size_t errlen)

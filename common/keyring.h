@@ -22,7 +22,22 @@ struct keyring;
 /* Opens `dir`, creating it and a first key when it holds none.
  * Returns NULL with `err` set. */
 struct keyring *keyring_open(const char *dir, int64_t overlap_s, char *err, size_t errlen);
+/* keyring_open for a directory that must hold a ring already: NULL with
+ * `err` empty when it holds none (no `current`), with `err` set when it
+ * cannot be read. */
+struct keyring *keyring_open_existing(const char *dir, int64_t overlap_s, char *err, size_t errlen);
 void keyring_free(struct keyring *kr);
+
+/* Every key the JWK set publishes, private part included, with its role
+ * (keyring_keys_free() frees the array). Returns 0 or -1. */
+enum keyring_role { KEYRING_CURRENT, KEYRING_NEXT, KEYRING_RETIRED };
+struct keyring_key {
+	enum keyring_role role;
+	int64_t retired_at;   /* unix seconds, for KEYRING_RETIRED */
+	struct jwk key;
+};
+int keyring_keys(struct keyring *kr, struct keyring_key **keys, size_t *n) __attribute__((warn_unused_result));
+void keyring_keys_free(struct keyring_key *keys, size_t n);
 
 /* Copies the current signing key into `out` (caller jwk_clear()s it),
  * reloading the directory first if it changed. Returns 0 or -1. */

@@ -22,7 +22,7 @@
 #include "log.h"
 #include "longpoll.h"
 #include "secret.h"
-#include "keyring.h"
+#include "signing_keys.h"
 #include "seal.h"
 #include <openssl/crypto.h>
 
@@ -698,11 +698,11 @@ out:
 
 /* The head of a document of version `ver` signed now: *key the current
  * signing key (the caller jwk_clear()s it). */
-static enum db_status sign_head(struct cp_app *app, const struct cp_doc_subject *subj, int64_t ver,
-                                struct jwk *key, char jti_hex[33], struct cfgdoc_head *head)
+static enum db_status sign_head(struct db_conn *c, struct cp_app *app, const struct cp_doc_subject *subj,
+                                int64_t ver, struct jwk *key, char jti_hex[33], struct cfgdoc_head *head)
 {
 	unsigned char jti[16];
-	if (keyring_current(app->keys, key) != 0 || secret_random(jti, sizeof jti) != 0)
+	if (cp_signing_key(app, c, key) != 0 || secret_random(jti, sizeof jti) != 0)
 		return DB_ERROR;
 	secret_hex(jti, sizeof jti, jti_hex);
 	int64_t now = time(NULL);
@@ -781,7 +781,7 @@ static enum db_status build_full(struct db_conn *c, struct cp_app *app, const st
 	*token = NULL;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if ((st = cpdb_region_version(c, subj->region, ver)) != DB_OK ||
-	    (st = sign_head(app, subj, *ver, &key, jti_hex, &head)) != DB_OK)
+	    (st = sign_head(c, app, subj, *ver, &key, jti_hex, &head)) != DB_OK)
 		goto out;
 	*iat = head.iat;
 	*exp = head.exp;
@@ -1087,7 +1087,7 @@ static enum db_status delta_tx(struct db_conn *c, void *vctx)
 		buf_append(&dl->removed, id, 36);
 		buf_append(&dl->removed, ";", 1);
 	}
-	if (dl->removed.failed || (st = sign_head(dl->app, subj, dl->ver, &key, jti_hex, &head)) != DB_OK ||
+	if (dl->removed.failed || (st = sign_head(c, dl->app, subj, dl->ver, &key, jti_hex, &head)) != DB_OK ||
 	    (st = state_claims(c, dl->app, subj, &head, &claims)) != DB_OK)
 		goto out;
 	dl->exp = head.exp;
@@ -1237,7 +1237,7 @@ static enum db_status extra_tx(struct db_conn *c, void *vctx)
 		}
 	}
 	buf_append(&removed, "", 1);
-	if (removed.failed || present.failed || (st = sign_head(x->app, subj, ver, &key, jti_hex, &head)) != DB_OK ||
+	if (removed.failed || present.failed || (st = sign_head(c, x->app, subj, ver, &key, jti_hex, &head)) != DB_OK ||
 	    (st = state_claims(c, x->app, subj, &head, &claims)) != DB_OK)
 		goto out;
 	st = DB_ERROR;

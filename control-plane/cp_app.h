@@ -23,6 +23,7 @@ struct cp_config {
 	long login_per_source_burst;
 	int64_t login_lockout_max_ms;
 	long login_account_max_failures;
+	const char *signing_kek;        /* CP_SIGNING_KEK: keys in the database */
 	const char *signing_keys_dir;
 	int64_t doc_lifetime_ms;
 	long full_every;            /* CP_CONFIG_FULL_EVERY */
@@ -36,6 +37,7 @@ struct cp_config {
 
 struct db_pool;
 struct keyring;
+struct cp_signing;
 struct lp;
 struct doc_cache;
 struct doc_worker;
@@ -47,7 +49,8 @@ struct cp_app {
 	unsigned char secrets_key[32];   /* seals secrets kept for idempotent replays */
 	unsigned char admin_token_sha256[32];
 	int have_admin_token;
-	struct keyring *keys;     /* signing keys (keyring.h) */
+	struct keyring *keys;     /* signing keys of CP_SIGNING_KEYS_DIR (keyring.h) */
+	struct cp_signing *signing; /* or of the database (signing_keys.h) */
 	struct lp *lp;            /* parked long polls (longpoll.h) */
 	struct doc_cache *docs;   /* signed documents by region (config_doc.h) */
 	struct doc_worker *worker; /* builds them (doc_worker.h) */

@@ -133,6 +133,32 @@ enum db_status cpdb_api_key_revoke(struct db_conn *c, const char *tenant_id, con
 enum db_status cpdb_api_key_expiry_check(struct db_conn *c, const char *expires_at, int *future,
                                          int *representable);
 
+/* ---- signing keys (db_signing.c) ---- */
+/* A row of signing_keys as cpdb_signing_keys hands it over (valid during
+ * the call); `sealed` only for the current key. */
+struct cpdb_signing_key {
+	const char *kid, *state, *public_jwk, *sealed, *kek_id;
+	int64_t activated_at; /* unix seconds; 0 when never current */
+};
+typedef void (*cpdb_signing_key_fn)(const struct cpdb_signing_key *k, void *arg);
+/* The keys to sign with and publish: current, staged, and previous ones
+ * retired less than `overlap_s` ago; current first. */
+enum db_status cpdb_signing_keys(struct db_conn *c, int64_t overlap_s, cpdb_signing_key_fn fn, void *arg);
+/* A new key, staged or current (DB_CONFLICT: there is one already). */
+enum db_status cpdb_signing_key_insert(struct db_conn *c, const char *kid, const char *state,
+                                       const char *public_jwk, const char *sealed, const char *kek_id);
+/* A key that stopped signing at `retired_at` (unix seconds), imported. */
+enum db_status cpdb_signing_key_previous(struct db_conn *c, const char *kid, const char *public_jwk,
+                                         const char *sealed, const char *kek_id, int64_t retired_at);
+/* Serializes changes to the keys until the transaction ends. */
+enum db_status cpdb_signing_keys_lock(struct db_conn *c);
+/* The key `kid` (NULL: any) in `state` (NULL: any), as the list shows it. */
+enum db_status cpdb_signing_key_get(struct db_conn *c, const char *kid, const char *state, json_t **doc);
+/* Moves `kid` to `state`, setting its times (DB_NOT_FOUND: no such key). */
+enum db_status cpdb_signing_key_set_state(struct db_conn *c, const char *kid, const char *state);
+/* Every key ever kept, newest first within each state. */
+enum db_status cpdb_signing_keys_list(struct db_conn *c, json_t **items);
+
 /* ---- audit log (db_audit.c) ---- */
 enum db_status cpdb_audit_insert(struct db_conn *c, const char *actor_type, const char *actor_id,
                                  const char *tenant_id, const char *action, const char *object_type,

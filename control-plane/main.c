@@ -4,6 +4,7 @@
  *   control-plane [serve]   run the HTTP service
  *   control-plane migrate   apply pending migrations, then exit
  *   control-plane --help    print usage and the configuration table */
+#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@
 #include "streams.h"
 #include "secret.h"
 #include "keyring.h"
+#include "signing_keys.h"
 #include "svc.h"
 #include "tenants.h"
 #include "users.h"
@@ -69,8 +71,10 @@ static const struct cfg_var cp_vars[] = {
 	  "Login attempts per minute from one source address (an IPv6 /64); beyond, 429 with Retry-After." },
 	{ "CP_LOGIN_PER_SOURCE_BURST", CFG_INT, "10", 0, O(login_per_source_burst), 1, 1000000, NULL,
 	  "Login attempts one source address may make at once before CP_LOGIN_PER_SOURCE_RATE applies." },
+	{ "CP_SIGNING_KEK", CFG_SECRET, NULL, 0, O(signing_kek), 0, 0, NULL,
+	  "64 hex characters (openssl rand -hex 32), the same for every replica: keeps the signing keys in the database, sealed with it (any number of replicas sign with one key). Unset: CP_SIGNING_KEYS_DIR." },
 	{ "CP_SIGNING_KEYS_DIR", CFG_STR, NULL, 0, O(signing_keys_dir), 0, 0, NULL,
-	  "Directory of the ES256 signing keys (created with a first key if empty); unset: no regional documents are issued." },
+	  "Without CP_SIGNING_KEK: directory of the ES256 signing keys of a single control-plane host (created with a first key if empty). With it: a ring imported into the database at the first start. Neither: no regional documents are issued." },
 	{ "CP_CONFIG_LIFETIME", CFG_DURATION, "7d", 0, O(doc_lifetime_ms), 60000, 31536000000L, NULL,
 	  "Lifetime of a signed regional document; it is re-issued when half of it has passed." },
 	{ "CP_CONFIG_FULL_EVERY", CFG_INT, "256", 0, O(full_every), 1, 1000000, NULL,
@@ -214,19 +218,25 @@ static void cp_metrics(FILE *out, void *vapp)
 	login_guard_metrics(app->login, out);
 	doc_cache_metrics(app->docs, out);
 	cp_moves_metrics(app, out);
+	cp_signing_metrics(app, out);
 }
 
 static void usage(FILE *out)
 {
 	cfg_print_help(out,
-	               "Usage: " PROG " [serve|migrate|routes|jwks|stage-key|rotate-key|--help]\n\n"
-	               "  serve       run the HTTP API (the default)\n"
-	               "  migrate     apply pending migrations to CP_DATABASE_URL and exit\n"
-	               "  routes      print the route table (method, path, auth) and exit\n"
-	               "  jwks        print the public JWK set of CP_SIGNING_KEYS_DIR (a trust bundle)\n"
-	               "  stage-key   add a next signing key: published in the JWK set, not yet signing\n"
-	               "  rotate-key  make the staged (or a new) key sign, retire the old one, and\n"
-	               "              raise every region's config version so documents are re-signed",
+	               "Usage: " PROG " [serve|migrate|routes|jwks|signing-keys|stage-key|rotate-key|retire-key KID|--help]\n\n"
+	               "  serve         run the HTTP API (the default)\n"
+	               "  migrate       apply pending migrations to CP_DATABASE_URL and exit\n"
+	               "  routes        print the route table (method, path, auth) and exit\n"
+	               "  jwks          print the public JWK set of the signing keys (a trust bundle)\n"
+	               "  signing-keys  list the signing keys with their states and times (CP_SIGNING_KEK)\n"
+	               "  stage-key     add a next signing key: published in the JWK set, not yet signing\n"
+	               "  rotate-key    make the staged (or a new) key sign, keep the old one published\n"
+	               "                for CP_KEY_OVERLAP, and raise every region's config version so\n"
+	               "                documents are re-signed\n"
+	               "  retire-key KID  stop publishing a staged or previous key (CP_SIGNING_KEK)\n"
+	               "With CP_SIGNING_KEK the keys are the database's: each command is one change for\n"
+	               "every replica, recorded in the audit log as done by $USER@host.",
 	               cp_vars);
 }
 
@@ -252,6 +262,14 @@ static int load_secrets(struct cp_app *app)
 		                "(generate one with: openssl rand -hex 32)\n");
 		return -1;
 	}
+	unsigned char kek[32];
+	if (app->cfg.signing_kek &&
+	    (strlen(app->cfg.signing_kek) != 64 || secret_unhex(app->cfg.signing_kek, kek, 32) != 0)) {
+		fprintf(stderr, PROG ": invalid configuration: CP_SIGNING_KEK must be 64 hex characters "
+		                "(generate one with: openssl rand -hex 32)\n");
+		return -1;
+	}
+	OPENSSL_cleanse(kek, sizeof kek);
 	if (app->cfg.admin_token) {
 		if (strlen(app->cfg.admin_token) < 32) {
 			fprintf(stderr, PROG ": invalid configuration: CP_ADMIN_TOKEN: must have at least 32 characters\n");
@@ -266,27 +284,51 @@ static int load_secrets(struct cp_app *app)
 static int need_keys_dir(struct cp_app *app)
 {
 	if (!app->cfg.signing_keys_dir) {
-		fprintf(stderr, PROG ": invalid configuration: CP_SIGNING_KEYS_DIR: required for this command\n");
+		fprintf(stderr, PROG ": invalid configuration: CP_SIGNING_KEYS_DIR or CP_SIGNING_KEK: required for this command\n");
 		return -1;
 	}
 	return 0;
 }
 
+/* A pool of one connection for a command, or NULL (said on stderr). */
+static struct db_pool *command_db(struct cp_app *app)
+{
+	char err[512];
+	if (!app->cfg.database_url) {
+		fprintf(stderr, PROG ": invalid configuration: CP_DATABASE_URL: required with CP_SIGNING_KEK\n");
+		return NULL;
+	}
+	struct db_pool *db = db_pool_new(app->cfg.database_url, 1, 5000, err, sizeof err);
+	if (!db)
+		fprintf(stderr, PROG ": CP_DATABASE_URL: %s\n", err);
+	return db;
+}
+
 static int cmd_jwks(struct cp_app *app)
 {
 	char err[512];
-	if (need_keys_dir(app))
-		return SVC_EXIT_USAGE;
-	struct keyring *kr = keyring_open(app->cfg.signing_keys_dir, app->cfg.key_overlap_ms / 1000, err, sizeof err);
-	if (!kr) {
+	json_t *j = NULL;
+	if (app->cfg.signing_kek) {
+		struct db_pool *db = command_db(app);
+		if (!db)
+			return SVC_EXIT_USAGE;
+		j = cp_signing_db_jwks(db, app->cfg.key_overlap_ms / 1000, err, sizeof err);
+		db_pool_free(db);
+	} else {
+		if (need_keys_dir(app))
+			return SVC_EXIT_USAGE;
+		struct keyring *kr = keyring_open(app->cfg.signing_keys_dir, app->cfg.key_overlap_ms / 1000, err, sizeof err);
+		if (kr)
+			j = keyring_jwks(kr);
+		keyring_free(kr);
+	}
+	if (!j) {
 		fprintf(stderr, PROG ": %s\n", err);
 		return SVC_EXIT_FAILURE;
 	}
-	json_t *j = keyring_jwks(kr);
 	json_dumpf(j, stdout, JSON_INDENT(2));
 	putchar('\n');
 	json_decref(j);
-	keyring_free(kr);
 	return SVC_EXIT_OK;
 }
 
@@ -296,9 +338,63 @@ static enum db_status bump_all_tx(struct db_conn *c, void *ctx)
 	return cpdb_regions_bump_all(c);
 }
 
-static int cmd_keys(struct cp_app *app, int rotate)
+enum key_cmd { KEY_STAGE, KEY_ROTATE, KEY_RETIRE, KEY_LIST };
+
+/* The database's keys: one transaction each, audited. */
+static int cmd_db_keys(struct cp_app *app, enum key_cmd what, const char *arg)
+{
+	char err[512], kid[64] = "", actor[300];
+	cp_signing_actor(actor, sizeof actor);
+	struct db_pool *db = command_db(app);
+	if (!db)
+		return SVC_EXIT_USAGE;
+	int rc = 0;
+	json_t *list = NULL;
+	switch (what) {
+	case KEY_STAGE:
+		rc = cp_signing_stage(db, app->cfg.signing_kek, actor, kid, err, sizeof err);
+		break;
+	case KEY_ROTATE:
+		rc = cp_signing_rotate(db, app->cfg.signing_kek, actor, kid, err, sizeof err);
+		break;
+	case KEY_RETIRE:
+		rc = cp_signing_retire(db, arg, actor, err, sizeof err);
+		break;
+	case KEY_LIST:
+		rc = (list = cp_signing_db_list(db, err, sizeof err)) ? 0 : -1;
+		break;
+	}
+	db_pool_free(db);
+	if (rc != 0) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return SVC_EXIT_FAILURE;
+	}
+	if (what == KEY_STAGE)
+		printf("staged signing key %s: every replica publishes it within a second; rotate-key once the data "
+		       "planes trust it\n", kid);
+	else if (what == KEY_ROTATE)
+		printf("signing key %s is current on every replica; documents are re-signed\n", kid);
+	else if (what == KEY_RETIRE)
+		printf("signing key %s is retired: no longer published\n", arg);
+	else {
+		json_dumpf(list, stdout, JSON_INDENT(2));
+		putchar('\n');
+		json_decref(list);
+	}
+	return SVC_EXIT_OK;
+}
+
+static int cmd_keys(struct cp_app *app, enum key_cmd what, const char *arg)
 {
 	char err[512], kid[64];
+	if (app->cfg.signing_kek)
+		return cmd_db_keys(app, what, arg);
+	if (what == KEY_RETIRE || what == KEY_LIST) {
+		fprintf(stderr, PROG ": invalid configuration: CP_SIGNING_KEK: required for this command (the keys of "
+		                "CP_SIGNING_KEYS_DIR retire by themselves after CP_KEY_OVERLAP)\n");
+		return SVC_EXIT_USAGE;
+	}
+	int rotate = what == KEY_ROTATE;
 	if (need_keys_dir(app))
 		return SVC_EXIT_USAGE;
 	if ((rotate ? keyring_rotate : keyring_stage)(app->cfg.signing_keys_dir, kid, err, sizeof err) != 0) {
@@ -310,6 +406,10 @@ static int cmd_keys(struct cp_app *app, int rotate)
 		return SVC_EXIT_OK;
 	}
 	printf("signing key %s is current\n", kid);
+	if (!app->cfg.database_url) {
+		fprintf(stderr, PROG ": invalid configuration: CP_DATABASE_URL: required but not set (see " PROG " --help)\n");
+		return SVC_EXIT_USAGE;
+	}
 	/* New documents for every region, signed with the new key. */
 	app->db = db_pool_new(app->cfg.database_url, 1, 5000, err, sizeof err);
 	enum db_status st = app->db ? db_tx(app->db, DB_READ_COMMITTED, bump_all_tx, NULL) : DB_ERROR;
@@ -444,10 +544,17 @@ static int cmd_serve(struct cp_app *app)
 		log_warn(NULL, "could not seed the region catalog from %s (database down or file invalid)",
 		         regions);
 	err[0] = '\0';
-	if (app->cfg.signing_keys_dir)
+	int keys_failed = 0;
+	if (app->cfg.signing_kek) {
+		app->signing = cp_signing_open(app->db, app->cfg.signing_kek, app->cfg.key_overlap_ms / 1000,
+		                               app->cfg.signing_keys_dir, err, sizeof err);
+		keys_failed = !app->signing;
+	} else if (app->cfg.signing_keys_dir) {
 		app->keys = keyring_open(app->cfg.signing_keys_dir, app->cfg.key_overlap_ms / 1000, err, sizeof err);
-	else
-		log_warn(NULL, "CP_SIGNING_KEYS_DIR is not set: no regional documents will be issued");
+		keys_failed = !app->keys;
+	} else {
+		log_warn(NULL, "neither CP_SIGNING_KEK nor CP_SIGNING_KEYS_DIR is set: no regional documents will be issued");
+	}
 	/* A login holds a database connection through its password check (its
 	 * delay and its account are decided in one transaction): as many
 	 * checks as connections would leave none to the other routes. */
@@ -460,21 +567,23 @@ static int cmd_serve(struct cp_app *app)
 	                             app->cfg.login_per_source_burst);
 	if (cp_login_init(app) != 0)
 		snprintf(err, sizeof err, "cannot hash passwords (CP_SCRYPT_LOG2N=%ld)", app->cfg.scrypt_log2n);
-	if ((app->cfg.signing_keys_dir && !app->keys) || !app->docs || !app->login ||
+	if (keys_failed || !app->docs || !app->login ||
 	    !app->login_dummy_hash[0] || !(app->lp = lp_start(app, err, sizeof err))) {
 		log_error(NULL, "signing keys, logins or long polls: %s", err);
 		fprintf(stderr, PROG ": %s\n", err);
 		keyring_free(app->keys);
+		cp_signing_free(app->signing);
 		doc_cache_free(app->docs);
 		login_guard_free(app->login);
 		db_pool_free(app->db);
 		return SVC_EXIT_FAILURE;
 	}
 	/* The worker builds the documents the polls wait for; a NOTIFY wakes it. */
-	if (app->keys && !(app->worker = doc_worker_start(app, err, sizeof err))) {
+	if (cp_signing_configured(app) && !(app->worker = doc_worker_start(app, err, sizeof err))) {
 		log_error(NULL, "%s", err);
 		lp_stop(app->lp);
 		keyring_free(app->keys);
+		cp_signing_free(app->signing);
 		doc_cache_free(app->docs);
 		login_guard_free(app->login);
 		db_pool_free(app->db);
@@ -488,6 +597,7 @@ static int cmd_serve(struct cp_app *app)
 		doc_worker_stop(app->worker);
 		lp_stop(app->lp);
 		keyring_free(app->keys);
+		cp_signing_free(app->signing);
 		doc_cache_free(app->docs);
 		login_guard_free(app->login);
 		db_pool_free(app->db);
@@ -516,6 +626,7 @@ static int cmd_serve(struct cp_app *app)
 	doc_worker_stop(app->worker);
 	lp_stop(app->lp);
 	keyring_free(app->keys);
+	cp_signing_free(app->signing);
 	doc_cache_free(app->docs);
 	login_guard_free(app->login);
 	db_pool_free(app->db);
@@ -535,11 +646,12 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "routes") && argc == 2)
 		return cmd_routes();
-	static const char *const cmds[] = { "serve", "migrate", "jwks", "stage-key", "rotate-key", NULL };
+	static const char *const cmds[] = { "serve", "migrate", "jwks", "signing-keys", "stage-key", "rotate-key", NULL };
 	int known = 0;
 	for (int i = 0; cmds[i]; i++)
 		known |= !strcmp(cmd, cmds[i]);
-	if (argc > 2 || !known) {
+	int retire = !strcmp(cmd, "retire-key");
+	if ((retire && argc != 3) || (!retire && (argc > 2 || !known))) {
 		usage(stderr);
 		return SVC_EXIT_USAGE;
 	}
@@ -550,7 +662,11 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "jwks"))
 		return cmd_jwks(&app);
 	if (!strcmp(cmd, "stage-key"))
-		return cmd_keys(&app, 0);
+		return cmd_keys(&app, KEY_STAGE, NULL);
+	if (!strcmp(cmd, "signing-keys"))
+		return cmd_keys(&app, KEY_LIST, NULL);
+	if (retire)
+		return cmd_keys(&app, KEY_RETIRE, argv[2]);
 	if (!app.cfg.database_url) {
 		fprintf(stderr, PROG ": invalid configuration: CP_DATABASE_URL: required but not set (see " PROG " --help)\n");
 		return SVC_EXIT_USAGE;
@@ -558,7 +674,7 @@ int main(int argc, char **argv)
 	if (!strcmp(cmd, "migrate"))
 		return cmd_migrate(&app);
 	if (!strcmp(cmd, "rotate-key"))
-		return cmd_keys(&app, 1);
+		return cmd_keys(&app, KEY_ROTATE, NULL);
 	if (load_secrets(&app) != 0)
 		return SVC_EXIT_USAGE;
 	return cmd_serve(&app);

@@ -25,7 +25,7 @@
 #include "names.h"
 #include "principal.h"
 #include "requests.h"
-#include "keyring.h"
+#include "signing_keys.h"
 
 static const char *const states[] = { "awaiting_approval", "copying", "catching_up", "cutover",
 	                                  "verifying", "done", "aborted", "failed", NULL };
@@ -657,7 +657,7 @@ static json_t *claim_answer(struct cp_app *app, json_t *doc, int64_t erase_at)
 	snprintf(m.to_cell, sizeof m.to_cell, "%s", js(doc, "to_cell"));
 	m.iat = time(NULL);
 	m.exp = m.iat + app->cfg.move_credential_ttl_ms / 1000;
-	if (!app->keys || keyring_current(app->keys, &key) != 0)
+	if (cp_signing_key(app, NULL, &key) != 0)
 		goto out;
 	if (!(token = movecred_sign(&key, CP_ISSUER, &m)))
 		goto out;
@@ -681,10 +681,10 @@ enum http_result cp_moves_claim(struct http_req *req)
 		return http_reply_problem(req, PROB_NOT_FOUND, "No such region.");
 	if (mover_begin(req, &ctx, cpreq_move_claim, &obj) != HTTP_GO_ON)
 		return HTTP_REPLIED;
-	if (!app->keys) {
+	if (!cp_signing_configured(app)) {
 		json_decref(obj);
 		return http_reply_problem(req, PROB_UNAVAILABLE, "This control plane has no signing key "
-		                          "(CP_SIGNING_KEYS_DIR) and cannot sign move credentials.");
+		                          "(CP_SIGNING_KEK or CP_SIGNING_KEYS_DIR) and cannot sign move credentials.");
 	}
 	enum db_status st = db_tx(app->db, DB_READ_COMMITTED, claim_tx, &ctx);
 	if (st != DB_OK) {

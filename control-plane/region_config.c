@@ -21,22 +21,22 @@
 #include "principal.h"
 #include "region_config.h"
 #include "secret.h"
-#include "keyring.h"
+#include "signing_keys.h"
 
 #define MAX_WAIT_S 60
 
 static enum http_result no_keys(struct http_req *req)
 {
 	return http_reply_problem(req, PROB_UNAVAILABLE,
-	                          "This control plane has no signing keys (CP_SIGNING_KEYS_DIR is not set).");
+	                          "This control plane has no signing keys (neither CP_SIGNING_KEK nor CP_SIGNING_KEYS_DIR is set).");
 }
 
 enum http_result cp_jwks(struct http_req *req)
 {
 	struct cp_app *app = http_req_app(req);
-	if (!app->keys)
+	if (!cp_signing_configured(app))
 		return no_keys(req);
-	json_t *jwks = keyring_jwks(app->keys);
+	json_t *jwks = cp_signing_jwks(app);
 	if (!jwks)
 		return HTTP_FAILED;
 	http_add_header(req, "Cache-Control", "max-age=60");
@@ -135,7 +135,7 @@ static enum http_result serve_doc(struct http_req *req, const struct cp_doc_subj
 	int64_t current, seen, pub;
 	int parked;
 
-	if (!app->keys)
+	if (!cp_signing_configured(app))
 		return no_keys(req);
 	if (!ps) {
 		const char *since = subj->kind == CP_DOC_CELL ? http_req_query(req, "since") : NULL;

@@ -176,12 +176,12 @@ load_secrets() {
 	umask 077
 	touch "$VAR/secrets"
 	. "$VAR/secrets"
-	for name in PG_PASSWORD CP_DB_PASSWORD ADMIN_TOKEN CP_SECRETS_KEY DEMO_PASSWORD \
+	for name in PG_PASSWORD CP_DB_PASSWORD ADMIN_TOKEN CP_SECRETS_KEY CP_SIGNING_KEK DEMO_PASSWORD \
 		$(for c in $ALL_CELLS; do eval "echo \$CDB_PWVAR_$(v "$c")"; done); do
 		eval "val=\${$name:-}"
 		if [ -z "$val" ]; then
 			val=$(pg_random_hex)
-			[ "$name" = CP_SECRETS_KEY ] && val="$val$(pg_random_hex)"  # 32 bytes
+			case $name in CP_SECRETS_KEY | CP_SIGNING_KEK) val="$val$(pg_random_hex)" ;; esac  # 32 bytes
 			printf '%s=%s\n' "$name" "$val" >> "$VAR/secrets"
 			eval "$name=\$val"
 		fi
@@ -729,14 +729,14 @@ cmd_start() {
 	write_regions_file
 	start_service control-plane CP_LISTEN="127.0.0.1:$CP_PORT" CP_DATABASE_URL="$CP_DB_URL" \
 		CP_ADMIN_TOKEN="$ADMIN_TOKEN" CP_SECRETS_KEY="$CP_SECRETS_KEY" \
-		CP_SIGNING_KEYS_DIR="$VAR/signing-keys" \
+		CP_SIGNING_KEK="$CP_SIGNING_KEK" CP_SIGNING_KEYS_DIR="$VAR/signing-keys" \
 		CP_REGIONS_FILE="$VAR/run/regions.conf" -- "$BIN/control-plane"
 	wait_healthy control-plane "http://127.0.0.1:$CP_PORT"
 	sync_cells
 	seed_demo
 	seed_streams
 	# The data planes and the routers trust the keys the control plane publishes.
-	CP_SIGNING_KEYS_DIR="$VAR/signing-keys" "$BIN/control-plane" jwks > "$VAR/trust-bundle.json" ||
+	CP_DATABASE_URL="$CP_DB_URL" CP_SIGNING_KEK="$CP_SIGNING_KEK" "$BIN/control-plane" jwks > "$VAR/trust-bundle.json" ||
 		die "could not export the trust bundle"
 	start_routing_and_data_planes
 	start_movers

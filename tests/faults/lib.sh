@@ -60,6 +60,7 @@ stack_up() { # regions
 	. "$STACK_VAR/stack.env"
 	# What the control plane is started with, to start it again.
 	CP_SECRETS_KEY=$(sed -n 's/^CP_SECRETS_KEY=//p' "$STACK_VAR/secrets")
+	CP_SIGNING_KEK=$(sed -n 's/^CP_SIGNING_KEK=//p' "$STACK_VAR/secrets")
 	CP_PG_DATA=$(readlink -f "$STACK_VAR/pg-cp")/data
 	ALL_CELLS=""
 	for _r in $STACK_REGIONS; do
@@ -162,7 +163,8 @@ http_status() { # url [curl options...]
 cp_start() { # [VAR=value...]
 	svc_run control-plane "$BIN/control-plane" CP_LISTEN="127.0.0.1:$STACK_CP_PORT" \
 		CP_DATABASE_URL="$CP_DATABASE_URL" CP_ADMIN_TOKEN="$ADMIN_TOKEN" \
-		CP_SECRETS_KEY="$CP_SECRETS_KEY" CP_SIGNING_KEYS_DIR="$STACK_VAR/signing-keys" \
+		CP_SECRETS_KEY="$CP_SECRETS_KEY" CP_SIGNING_KEK="$CP_SIGNING_KEK" \
+		CP_SIGNING_KEYS_DIR="$STACK_VAR/signing-keys" \
 		CP_REGIONS_FILE="$STACK_VAR/run/regions.conf" "$@"
 	wait_until 20 cp_healthy || fatal "the control plane did not start (log: $STACK_VAR/log/control-plane.log)"
 }

@@ -21,13 +21,18 @@
 
 static struct it_proc cp, cp2;
 static char db[512], url[64], url2[64], keys[512], env_db[600], env_keys[600];
+static const char *env_extra; /* one more setting of the control planes started, or NULL */
+
+/* The key-encryption keys of the signing keys kept in the database. */
+#define KEK "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define KEK_OTHER "ff0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 
 static void start_cp(struct it_proc *p, char *u, size_t ulen)
 {
 	char bin[1024];
 	it_bin("control-plane", bin, sizeof bin);
 	const char *const env[] = { env_db, env_keys, "CP_LISTEN=127.0.0.1:0", "CP_ADMIN_TOKEN=" ADMIN,
-		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SCRYPT_LOG2N=10", NULL };
+		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SCRYPT_LOG2N=10", env_extra, NULL };
 	char *argv[] = { bin, NULL };
 	it_spawn(p, "control-plane", argv, env);
 	snprintf(u, ulen, "http://127.0.0.1:%d", it_wait_port(p, 10000));
@@ -54,6 +59,31 @@ static void teardown(void)
 	if (cp2.pid > 0)
 		ck_assert_int_eq(it_stop(&cp2), 0);
 	ck_assert_msg(it_stop(&cp) == 0, "control plane exit (log %s)", cp.log);
+}
+
+/* Keys in the database: a migrated database, no control plane yet. */
+static void setup_kek(void)
+{
+	char name[64], bin[1024], out[4096];
+	snprintf(name, sizeof name, "it_kek_%d", (int)getpid());
+	it_create_db(name, db, sizeof db);
+	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", db);
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK);
+	snprintf(keys, sizeof keys, "%s/keys-%d", it_env("IT_LOG_DIR"), (int)getpid());
+	env_extra = NULL;
+	it_bin("control-plane", bin, sizeof bin);
+	char *argv[] = { bin, "migrate", NULL };
+	const char *const env[] = { env_db, NULL };
+	ck_assert_int_eq(it_run("migrate", argv, env, out, sizeof out), 0);
+	cp.pid = cp2.pid = 0;
+}
+
+static void teardown_kek(void)
+{
+	if (cp2.pid > 0)
+		ck_assert_int_eq(it_stop(&cp2), 0);
+	if (cp.pid > 0)
+		ck_assert_msg(it_stop(&cp) == 0, "control plane exit (log %s)", cp.log);
 }
 
 /* ---- helpers ---- */
@@ -507,6 +537,263 @@ START_TEST(pyjwt_verifies)
 }
 END_TEST
 
+/* ---- signing keys kept in the database (CP_SIGNING_KEK) ---- */
+
+/* `control-plane <cmd> [arg]` with the test database and `env_keys`;
+ * its exit status, its output into `out`. */
+static int key_cmd(const char *cmd, const char *arg, char *out, size_t len)
+{
+	char bin[1024];
+	it_bin("control-plane", bin, sizeof bin);
+	char *argv[] = { bin, (char *)cmd, (char *)arg, NULL };
+	const char *const env[] = { env_db, env_keys, env_extra, NULL };
+	return it_run(cmd, argv, env, out, len);
+}
+
+/* The kids of a control plane's JWK set, sorted, joined by spaces. */
+static void jwks_kids(const char *base, char *out, size_t len)
+{
+	long st;
+	json_t *j = call(&st, "GET", base, "/.well-known/jwks.json", NULL, NULL);
+	ck_assert_int_eq(st, 200);
+	json_t *ks = json_object_get(j, "keys");
+	const char *v[8];
+	size_t n = json_array_size(ks);
+	ck_assert_uint_le(n, 8);
+	for (size_t i = 0; i < n; i++)
+		v[i] = str(json_array_get(ks, i), "kid");
+	for (size_t i = 1; i < n; i++)
+		for (size_t k = i; k > 0 && strcmp(v[k - 1], v[k]) > 0; k--) {
+			const char *t = v[k];
+			v[k] = v[k - 1];
+			v[k - 1] = t;
+		}
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		snprintf(out + strlen(out), len - strlen(out), "%s%s", i ? " " : "", v[i]);
+	json_decref(j);
+}
+
+/* Waits (up to 5 s) until the JWK set of `base` is `want`. */
+static void wait_kids(const char *base, const char *want)
+{
+	char got[1024] = "";
+	for (int i = 0; i < 100; i++) {
+		jwks_kids(base, got, sizeof got);
+		if (!strcmp(got, want))
+			return;
+		usleep(50 * 1000);
+	}
+	ck_abort_msg("%s publishes [%s], want [%s]", base, got, want);
+}
+
+/* The kid a region document of `base` is signed with, and its etag. */
+static void doc_kid(const char *base, const char *tok, const char *etag, char kid[64], char new_etag[32])
+{
+	struct doc d;
+	char trust[600];
+	fetch(&d, base, "eu", tok, etag, 0);
+	ck_assert_msg(d.status == 200, "%s: document status %ld", base, d.status);
+	trust_file(base, trust);
+	struct cfgdoc *cd = verify(&d, "eu", trust);
+	snprintf(kid, 64, "%s", cd->kid);
+	if (new_etag)
+		snprintf(new_etag, 32, "%s", d.etag);
+	cfgdoc_free(cd);
+	free(d.body);
+}
+
+static char *sql1(const char *q)
+{
+	char *v = it_sql(db, q);
+	return v ? v : strdup("");
+}
+
+/* Two replicas on one database sign with one key and publish one set;
+ * the key is kept sealed, never as a PEM. */
+START_TEST(kek_replicas_one_identity)
+{
+	char k1[1024], k2[1024], tok[128], kid1[64], kid2[64];
+	start_cp(&cp, url, sizeof url);
+	start_cp(&cp2, url2, sizeof url2);
+	jwks_kids(url, k1, sizeof k1);
+	jwks_kids(url2, k2, sizeof k2);
+	ck_assert_str_eq(k1, k2);
+	ck_assert_int_eq(strlen(k1), 43); /* one key */
+	credential("eu", tok);
+	doc_kid(url, tok, NULL, kid1, NULL);
+	doc_kid(url2, tok, NULL, kid2, NULL);
+	ck_assert_str_eq(kid1, k1);
+	ck_assert_str_eq(kid2, k1);
+	char *v = sql1("SELECT count(*) || ' ' || bool_and(sealed NOT LIKE '%PRIVATE%' AND kek_id ~ '^[0-9a-f]{16}$')"
+	               " || ' ' || min(state) FROM signing_keys");
+	ck_assert_str_eq(v, "1 true current");
+	free(v);
+	v = sql1("SELECT actor_type || ' ' || action || ' ' || object_id FROM audit_log WHERE object_type = 'signing_key'");
+	ck_assert_str_eq(v, it_fmt("operator signing_key.create %s", k1));
+	free(v);
+	ck_assert_int_ge(it_metric(url, "cp_signing_key_age_seconds"), 0);
+	ck_assert_int_le(it_metric(url, "cp_signing_key_age_seconds"), 60);
+	/* Nothing on disk: no directory was named. */
+	struct stat sb;
+	ck_assert_int_ne(stat(keys, &sb), 0);
+}
+END_TEST
+
+/* Two control planes started at once on an empty table make one key. */
+START_TEST(kek_first_start_race)
+{
+	char bin[1024], k1[1024], k2[1024];
+	it_bin("control-plane", bin, sizeof bin);
+	const char *const env[] = { env_db, env_keys, "CP_LISTEN=127.0.0.1:0", "CP_ADMIN_TOKEN=" ADMIN,
+		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SCRYPT_LOG2N=10", NULL };
+	char *argv[] = { bin, NULL };
+	it_spawn(&cp, "control-plane", argv, env);
+	it_spawn(&cp2, "control-plane", argv, env);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", it_wait_port(&cp, 30000));
+	snprintf(url2, sizeof url2, "http://127.0.0.1:%d", it_wait_port(&cp2, 30000));
+	jwks_kids(url, k1, sizeof k1);
+	jwks_kids(url2, k2, sizeof k2);
+	ck_assert_str_eq(k1, k2);
+	ck_assert_int_eq(sqll(db, "SELECT count(*) FROM signing_keys"), 1);
+}
+END_TEST
+
+/* Stage, rotate and retire, each one command on the database, reach
+ * every replica without a restart, and are recorded. */
+START_TEST(kek_stage_rotate_retire)
+{
+	char out[8192], tok[128], old[64], staged[64], kid[64], etag[32], etag2[32];
+	start_cp(&cp, url, sizeof url);
+	start_cp(&cp2, url2, sizeof url2);
+	credential("eu", tok);
+	jwks_kids(url, old, sizeof old);
+	doc_kid(url, tok, NULL, kid, etag);
+	doc_kid(url2, tok, NULL, kid, etag2);
+	ck_assert_str_eq(kid, old);
+
+	ck_assert_msg(key_cmd("stage-key", NULL, out, sizeof out) == 0, "%s", out);
+	char *v = sql1("SELECT kid FROM signing_keys WHERE state = 'staged'");
+	snprintf(staged, sizeof staged, "%s", v);
+	free(v);
+	ck_assert_ptr_nonnull(strstr(out, staged));
+	char both[200];
+	snprintf(both, sizeof both, "%s %s", strcmp(old, staged) < 0 ? old : staged, strcmp(old, staged) < 0 ? staged : old);
+	wait_kids(url, both);
+	wait_kids(url2, both);
+	/* One staged key at a time. */
+	ck_assert_int_ne(key_cmd("stage-key", NULL, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "is staged already"), "%s", out);
+
+	ck_assert_msg(key_cmd("rotate-key", NULL, out, sizeof out) == 0, "%s", out);
+	/* The rotation raised the versions: both replicas' new documents are
+	 * signed with the staged key, the old one stays published. */
+	doc_kid(url, tok, etag, kid, NULL);
+	ck_assert_str_eq(kid, staged);
+	doc_kid(url2, tok, etag2, kid, NULL);
+	ck_assert_str_eq(kid, staged);
+	wait_kids(url2, both);
+
+	/* The current key cannot be retired; the previous one can. */
+	ck_assert_int_ne(key_cmd("retire-key", staged, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "is current"), "%s", out);
+	ck_assert_int_ne(key_cmd("retire-key", "no-such-key", out, sizeof out), 0);
+	ck_assert_msg(key_cmd("retire-key", old, out, sizeof out) == 0, "%s", out);
+	wait_kids(url, staged);
+	wait_kids(url2, staged);
+	ck_assert_int_ne(key_cmd("retire-key", old, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "retired already"), "%s", out);
+
+	ck_assert_msg(key_cmd("signing-keys", NULL, out, sizeof out) == 0, "%s", out);
+	json_t *list = json_loads(strchr(out, '['), 0, NULL);
+	ck_assert_int_eq(json_array_size(list), 2);
+	ck_assert_str_eq(str(json_array_get(list, 0), "state"), "current");
+	ck_assert_str_eq(str(json_array_get(list, 0), "kid"), staged);
+	ck_assert_str_eq(str(json_array_get(list, 1), "state"), "retired");
+	json_decref(list);
+	v = sql1("SELECT string_agg(action || ':' || actor_type, ' ' ORDER BY id) FROM audit_log"
+	         " WHERE object_type = 'signing_key'");
+	ck_assert_str_eq(v, "signing_key.create:operator signing_key.stage:operator signing_key.rotate:operator "
+	                    "signing_key.rotate:operator signing_key.retire:operator");
+	free(v);
+	/* `jwks` prints the database's set without a replica. */
+	ck_assert_msg(key_cmd("jwks", NULL, out, sizeof out) == 0, "%s", out);
+	ck_assert_ptr_nonnull(strstr(out, staged));
+	ck_assert_ptr_null(strstr(out, old));
+}
+END_TEST
+
+/* A replica with another CP_SIGNING_KEK refuses to start and says why;
+ * one with a malformed KEK is a usage error. */
+START_TEST(kek_wrong_key_refused)
+{
+	char out[8192], bin[1024];
+	start_cp(&cp, url, sizeof url);
+	it_bin("control-plane", bin, sizeof bin);
+	char *argv[] = { bin, NULL };
+	const char *const env[] = { env_db, "CP_SIGNING_KEK=" KEK_OTHER, "CP_LISTEN=127.0.0.1:0",
+		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SCRYPT_LOG2N=10", NULL };
+	ck_assert_int_ne(it_run("control-plane-other-kek", argv, env, out, sizeof out), 0);
+	ck_assert_msg(strstr(out, "sealed with the key-encryption key") && strstr(out, "CP_SIGNING_KEK"), "%s", out);
+	const char *const bad[] = { env_db, "CP_SIGNING_KEK=abc", "CP_LISTEN=127.0.0.1:0",
+		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, NULL };
+	ck_assert_int_eq(it_run("control-plane-bad-kek", argv, bad, out, sizeof out), 2);
+	ck_assert_msg(strstr(out, "CP_SIGNING_KEK must be 64 hex characters"), "%s", out);
+	/* The key commands too. */
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK_OTHER);
+	ck_assert_int_eq(key_cmd("rotate-key", NULL, out, sizeof out), 0); /* a new key, sealed with the other KEK */
+	char kid[1024];
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK);
+	/* The running replica cannot open it: it keeps signing with what it has and says why. */
+	struct doc d;
+	char tok[128], before[1024];
+	jwks_kids(url, before, sizeof before);
+	credential("eu", tok);
+	fetch(&d, url, "eu", tok, NULL, 0);
+	ck_assert_int_eq(d.status, 503);
+	free(d.body);
+	usleep(1100 * 1000); /* past the JWK set's age */
+	jwks_kids(url, kid, sizeof kid);
+	ck_assert_str_eq(kid, before); /* the set read last: it cannot vouch for what it cannot open */
+	char *log = it_slurp(cp.log);
+	ck_assert_msg(strstr(log, "every replica needs the same CP_SIGNING_KEK"), "%s", log);
+	free(log);
+}
+END_TEST
+
+/* At the first start with keys in the database, the ring of
+ * CP_SIGNING_KEYS_DIR is imported: its kids, and which one signs. */
+START_TEST(kek_imports_the_directory)
+{
+	char out[8192], ring[1024], cur[64];
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEYS_DIR=%s", keys);
+	ck_assert_msg(key_cmd("jwks", NULL, out, sizeof out) == 0, "%s", out);
+	ck_assert_msg(key_cmd("stage-key", NULL, out, sizeof out) == 0, "%s", out);
+	char path[700];
+	snprintf(path, sizeof path, "%s/current", keys);
+	char *c = it_slurp(path);
+	snprintf(cur, sizeof cur, "%.43s", c);
+	free(c);
+	static char dir_env[600];
+	snprintf(dir_env, sizeof dir_env, "CP_SIGNING_KEYS_DIR=%s", keys);
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK);
+	env_extra = dir_env;
+	start_cp(&cp, url, sizeof url);
+	jwks_kids(url, ring, sizeof ring);
+	ck_assert_int_eq(strlen(ring), 43 * 2 + 1);
+	ck_assert_ptr_nonnull(strstr(ring, cur));
+	char *v = sql1("SELECT kid FROM signing_keys WHERE state = 'current'");
+	ck_assert_str_eq(v, cur);
+	free(v);
+	ck_assert_int_eq(sqll(db, "SELECT count(*) FROM signing_keys WHERE state = 'staged'"), 1);
+	ck_assert_int_eq(sqll(db, "SELECT count(*) FROM audit_log WHERE action = 'signing_key.import'"), 2);
+	/* A second start imports nothing more. */
+	ck_assert_int_eq(it_stop(&cp), 0);
+	start_cp(&cp, url, sizeof url);
+	ck_assert_int_eq(sqll(db, "SELECT count(*) FROM signing_keys"), 2);
+}
+END_TEST
+
 Suite *config_issue_suite(void)
 {
 	Suite *s = suite_create("config-issue");
@@ -522,5 +809,14 @@ Suite *config_issue_suite(void)
 	tcase_add_test(tc, fleet_status);
 	tcase_add_test(tc, pyjwt_verifies);
 	suite_add_tcase(s, tc);
+	TCase *kek = tcase_create("keys-in-database");
+	tcase_set_timeout(kek, 60);
+	tcase_add_checked_fixture(kek, setup_kek, teardown_kek);
+	tcase_add_test(kek, kek_replicas_one_identity);
+	tcase_add_test(kek, kek_first_start_race);
+	tcase_add_test(kek, kek_stage_rotate_retire);
+	tcase_add_test(kek, kek_wrong_key_refused);
+	tcase_add_test(kek, kek_imports_the_directory);
+	suite_add_tcase(s, kek);
 	return s;
 }

@@ -1,0 +1,625 @@
+/* The control plane's signing identity (signing_keys.h). */
+#include "signing_keys.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cp_app.h"
+#include "cpdb.h"
+#include "keyring.h"
+#include "log.h"
+#include "secret.h"
+
+/* The JWK set a replica serves is read again when older than this. */
+#define JWKS_MAX_AGE_MS 1000
+
+struct cp_signing {
+	struct db_pool *db;
+	unsigned char kek[32];
+	char kek_id[17];
+	int64_t overlap_s;
+	pthread_mutex_t lock;
+	struct jwk current;       /* kid "" before the first load */
+	int64_t activated_at;     /* unix seconds */
+	json_t *jwks;
+	int64_t loaded_ms;        /* monotonic, of the last load */
+};
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The KEK from 64 hex characters, and its id: the hex of the first 8
+ * bytes of its SHA-256, which names it in the rows it sealed. */
+static int kek_parse(const char *hex, unsigned char kek[32], char id[17], char *err, size_t errlen)
+{
+	unsigned char md[32];
+	if (!hex || strlen(hex) != 64 || secret_unhex(hex, kek, 32) != 0) {
+		snprintf(err, errlen, "CP_SIGNING_KEK must be 64 hex characters (generate one with: openssl rand -hex 32)");
+		return -1;
+	}
+	secret_sha256(kek, 32, md);
+	secret_hex(md, 8, id);
+	return 0;
+}
+
+/* ---- reading the rows ---- */
+
+struct rows {
+	json_t *keys;
+	char kid[64], kek_id[17];
+	char *sealed;
+	int64_t activated_at;
+	int bad;
+};
+
+static void on_row(const struct cpdb_signing_key *k, void *arg)
+{
+	struct rows *r = arg;
+	json_t *j = json_loads(k->public_jwk, 0, NULL);
+	struct jwk pub;
+	char why[200];
+	if (!j || jwk_from_json(j, &pub, why, sizeof why) != 0 || strcmp(pub.kid, k->kid) != 0) {
+		log_error(NULL, "signing key %s: its public JWK is not the key its kid names; left out", k->kid);
+		json_decref(j);
+		return;
+	}
+	jwk_clear(&pub);
+	json_array_append_new(r->keys, j);
+	if (!strcmp(k->state, "current") && k->sealed) {
+		snprintf(r->kid, sizeof r->kid, "%s", k->kid);
+		snprintf(r->kek_id, sizeof r->kek_id, "%s", k->kek_id);
+		free(r->sealed);
+		r->sealed = strdup(k->sealed);
+		r->bad |= !r->sealed;
+		r->activated_at = k->activated_at;
+	}
+}
+
+/* Opens the current key's sealed private key. */
+static int open_sealed(const unsigned char kek[32], const char *kek_id, const struct rows *r, struct jwk *key,
+                       char *err, size_t errlen)
+{
+	size_t len;
+	if (strcmp(r->kek_id, kek_id) != 0) {
+		snprintf(err, errlen, "the current signing key %s is sealed with the key-encryption key %s, and "
+		         "CP_SIGNING_KEK here is %s: every replica needs the same CP_SIGNING_KEK", r->kid, r->kek_id, kek_id);
+		return -1;
+	}
+	char *pem = secret_open(kek, r->sealed, &len);
+	if (!pem) {
+		snprintf(err, errlen, "the current signing key %s cannot be opened with CP_SIGNING_KEK", r->kid);
+		return -1;
+	}
+	int rc = jwk_from_private_pem(pem, len, "the sealed signing key", key, err, errlen);
+	OPENSSL_cleanse(pem, len);
+	free(pem);
+	if (rc == 0 && strcmp(key->kid, r->kid) != 0) {
+		snprintf(err, errlen, "the row of signing key %s holds key %s", r->kid, key->kid);
+		jwk_clear(key);
+		rc = -1;
+	}
+	return rc;
+}
+
+struct load_q {
+	int64_t overlap_s;
+	struct rows rows;
+};
+
+static enum db_status load_tx(struct db_conn *c, void *ctx)
+{
+	struct load_q *q = ctx;
+	json_decref(q->rows.keys);
+	free(q->rows.sealed);
+	memset(&q->rows, 0, sizeof q->rows);
+	if (!(q->rows.keys = json_array()))
+		return DB_ERROR;
+	return cpdb_signing_keys(c, q->overlap_s, on_row, &q->rows);
+}
+
+/* Reads the rows on `c` (NULL: the pool's) and installs what they say.
+ * Returns 0, or -1 with `err` (the keys in use stay as they were). */
+static int load(struct cp_signing *s, struct db_conn *c, char *err, size_t errlen)
+{
+	struct load_q q = { .overlap_s = s->overlap_s };
+	enum db_status st = c ? load_tx(c, &q) : db_tx(s->db, DB_AUTOCOMMIT, load_tx, &q);
+	int rc = -1;
+	struct jwk key = { 0 };
+	if (st != DB_OK || q.rows.bad) {
+		snprintf(err, errlen, "the signing keys cannot be read (%s)", db_status_str(st));
+		goto out;
+	}
+	if (!q.rows.kid[0]) {
+		snprintf(err, errlen, "no signing key is current (control-plane rotate-key makes one)");
+		goto out;
+	}
+	pthread_mutex_lock(&s->lock);
+	int same = !strcmp(s->current.kid, q.rows.kid);
+	pthread_mutex_unlock(&s->lock);
+	if (!same && open_sealed(s->kek, s->kek_id, &q.rows, &key, err, errlen) != 0)
+		goto out;
+	json_t *jwks = json_pack("{so}", "keys", q.rows.keys);
+	q.rows.keys = NULL;
+	if (!jwks) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	pthread_mutex_lock(&s->lock);
+	if (!same) {
+		if (s->current.kid[0])
+			log_info(NULL, "signing key %s is current (was %s)", key.kid, s->current.kid);
+		jwk_clear(&s->current);
+		s->current = key;
+		memset(&key, 0, sizeof key);
+	}
+	s->activated_at = q.rows.activated_at;
+	json_decref(s->jwks);
+	s->jwks = jwks;
+	s->loaded_ms = mono_ms();
+	pthread_mutex_unlock(&s->lock);
+	rc = 0;
+out:
+	jwk_clear(&key);
+	json_decref(q.rows.keys);
+	free(q.rows.sealed);
+	return rc;
+}
+
+/* ---- the first key ---- */
+
+static json_t *audit_view(const char *kid, const char *state)
+{
+	return json_pack("{ss ss}", "kid", kid, "state", state);
+}
+
+static enum db_status audit(struct db_conn *c, const char *actor, const char *action, const char *kid,
+                            json_t *before, json_t *after)
+{
+	char *b = before ? json_dumps(before, JSON_COMPACT) : NULL;
+	char *a = after ? json_dumps(after, JSON_COMPACT) : NULL;
+	enum db_status st = (before && !b) || (after && !a)
+	                        ? DB_ERROR
+	                        : cpdb_audit_insert(c, "operator", actor, NULL, action, "signing_key", kid, b, a, NULL);
+	free(b);
+	free(a);
+	json_decref(before);
+	json_decref(after);
+	return st;
+}
+
+/* Seals `k` and inserts it in `state`. */
+static enum db_status insert_key(struct db_conn *c, const unsigned char kek[32], const char *kek_id,
+                                 const struct jwk *k, const char *state, int64_t retired_at)
+{
+	json_t *pub = jwk_public_json(k);
+	char *pubs = pub ? json_dumps(pub, JSON_COMPACT) : NULL;
+	char *sealed = secret_seal(kek, k->private_pem, strlen(k->private_pem));
+	enum db_status st = DB_ERROR;
+	if (pubs && sealed)
+		st = retired_at ? cpdb_signing_key_previous(c, k->kid, pubs, sealed, kek_id, retired_at)
+		                : cpdb_signing_key_insert(c, k->kid, state, pubs, sealed, kek_id);
+	json_decref(pub);
+	free(pubs);
+	free(sealed);
+	return st;
+}
+
+struct first_q {
+	const unsigned char *kek;
+	const char *kek_id, *dir, *actor;
+	int64_t overlap_s;
+	char kid[64];
+	int made, imported;
+	char err[300];
+};
+
+/* Imports the ring of a CP_SIGNING_KEYS_DIR: current, next (staged), and
+ * the keys retired within the overlap (previous). */
+static enum db_status import_ring(struct db_conn *c, struct first_q *q)
+{
+	struct keyring *kr = keyring_open_existing(q->dir, q->overlap_s, q->err, sizeof q->err);
+	if (!kr)
+		return q->err[0] ? DB_ERROR : DB_NOT_FOUND; /* a ring that cannot be read; none */
+	struct keyring_key *keys = NULL;
+	size_t n = 0;
+	enum db_status st = DB_ERROR;
+	if (keyring_keys(kr, &keys, &n) != 0) {
+		snprintf(q->err, sizeof q->err, "cannot read the keys of %s", q->dir);
+		goto out;
+	}
+	st = DB_OK;
+	for (size_t i = 0; i < n && st == DB_OK; i++) {
+		const char *state = keys[i].role == KEYRING_CURRENT ? "current"
+		                    : keys[i].role == KEYRING_NEXT  ? "staged"
+		                                                    : "previous";
+		st = insert_key(c, q->kek, q->kek_id, &keys[i].key, state,
+		                keys[i].role == KEYRING_RETIRED ? keys[i].retired_at : 0);
+		if (st == DB_OK)
+			st = audit(c, q->actor, "signing_key.import", keys[i].key.kid, NULL,
+			           audit_view(keys[i].key.kid, state));
+		if (keys[i].role == KEYRING_CURRENT)
+			snprintf(q->kid, sizeof q->kid, "%s", keys[i].key.kid);
+	}
+	q->imported = st == DB_OK ? (int)n : 0;
+out:
+	keyring_keys_free(keys, n);
+	keyring_free(kr);
+	return st;
+}
+
+static enum db_status first_tx(struct db_conn *c, void *ctx)
+{
+	struct first_q *q = ctx;
+	json_t *cur = NULL;
+	q->made = q->imported = 0;
+	q->err[0] = '\0';
+	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK)
+		st = cpdb_signing_key_get(c, NULL, "current", &cur);
+	json_decref(cur);
+	if (st != DB_NOT_FOUND)
+		return st; /* DB_OK: a key is current already */
+	if (q->dir) {
+		st = import_ring(c, q);
+		if (st != DB_NOT_FOUND)
+			return st;
+	}
+	struct jwk k;
+	if (jwk_generate(&k) != 0)
+		return DB_ERROR;
+	st = insert_key(c, q->kek, q->kek_id, &k, "current", 0);
+	if (st == DB_OK)
+		st = audit(c, q->actor, "signing_key.create", k.kid, NULL, audit_view(k.kid, "current"));
+	snprintf(q->kid, sizeof q->kid, "%s", k.kid);
+	jwk_clear(&k);
+	q->made = st == DB_OK;
+	return st;
+}
+
+void cp_signing_actor(char *out, size_t len)
+{
+	char host[128] = "";
+	const char *user = getenv("USER");
+	if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+		snprintf(host, sizeof host, "unknown");
+	snprintf(out, len, "%s@%s", user && *user ? user : "control-plane", host);
+}
+
+struct cp_signing *cp_signing_open(struct db_pool *db, const char *kek_hex, int64_t overlap_s,
+                                   const char *import_dir, char *err, size_t errlen)
+{
+	struct cp_signing *s = calloc(1, sizeof *s);
+	char actor[300];
+	if (!s) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	s->db = db;
+	s->overlap_s = overlap_s;
+	pthread_mutex_init(&s->lock, NULL);
+	if (kek_parse(kek_hex, s->kek, s->kek_id, err, errlen) != 0)
+		goto fail;
+	cp_signing_actor(actor, sizeof actor);
+	struct first_q q = { .kek = s->kek, .kek_id = s->kek_id, .dir = import_dir, .actor = actor,
+		                 .overlap_s = overlap_s };
+	enum db_status st = db_tx(db, DB_READ_COMMITTED, first_tx, &q);
+	if (st != DB_OK) {
+		snprintf(err, errlen, "the signing keys cannot be prepared: %s", q.err[0] ? q.err : db_status_str(st));
+		goto fail;
+	}
+	if (q.imported)
+		log_info(NULL, "imported %d signing key(s) of %s into the database; signing key %s is current",
+		         q.imported, import_dir, q.kid);
+	else if (q.made)
+		log_info(NULL, "created signing key %s in the database", q.kid);
+	if (load(s, NULL, err, errlen) != 0)
+		goto fail;
+	return s;
+fail:
+	cp_signing_free(s);
+	return NULL;
+}
+
+void cp_signing_free(struct cp_signing *s)
+{
+	if (!s)
+		return;
+	OPENSSL_cleanse(s->kek, sizeof s->kek);
+	jwk_clear(&s->current);
+	json_decref(s->jwks);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+/* ---- signing ---- */
+
+int cp_signing_configured(const struct cp_app *app)
+{
+	return app->signing || app->keys;
+}
+
+static int copy_key(const struct jwk *from, struct jwk *to)
+{
+	memset(to, 0, sizeof *to);
+	memcpy(to->kid, from->kid, sizeof to->kid);
+	memcpy(to->x, from->x, sizeof to->x);
+	memcpy(to->y, from->y, sizeof to->y);
+	to->public_pem = strdup(from->public_pem);
+	to->private_pem = strdup(from->private_pem);
+	if (to->public_pem && to->private_pem)
+		return 0;
+	jwk_clear(to);
+	return -1;
+}
+
+int cp_signing_key(struct cp_app *app, struct db_conn *c, struct jwk *key)
+{
+	struct cp_signing *s = app->signing;
+	char err[400];
+	memset(key, 0, sizeof *key);
+	if (!s)
+		return app->keys ? keyring_current(app->keys, key) : -1;
+	/* The rows as this transaction sees them: a rotation is followed at
+	 * once, whichever replica made it. */
+	if (load(s, c, err, sizeof err) != 0) {
+		log_error(NULL, "signing: %s", err);
+		return -1;
+	}
+	pthread_mutex_lock(&s->lock);
+	int rc = copy_key(&s->current, key);
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+json_t *cp_signing_jwks(struct cp_app *app)
+{
+	struct cp_signing *s = app->signing;
+	char err[400];
+	if (!s)
+		return app->keys ? keyring_jwks(app->keys) : NULL;
+	pthread_mutex_lock(&s->lock);
+	int stale = mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
+	pthread_mutex_unlock(&s->lock);
+	if (stale && load(s, NULL, err, sizeof err) != 0)
+		log_warn_limited(NULL, "signing: %s; serving the JWK set read last", err);
+	pthread_mutex_lock(&s->lock);
+	json_t *j = json_deep_copy(s->jwks);
+	pthread_mutex_unlock(&s->lock);
+	return j;
+}
+
+void cp_signing_metrics(struct cp_app *app, FILE *out)
+{
+	struct cp_signing *s = app->signing;
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->lock);
+	int64_t at = s->activated_at;
+	pthread_mutex_unlock(&s->lock);
+	fprintf(out, "# HELP cp_signing_key_age_seconds Time since the current signing key began to sign.\n"
+	             "# TYPE cp_signing_key_age_seconds gauge\ncp_signing_key_age_seconds %lld\n",
+	        at > 0 ? (long long)(time(NULL) - at) : 0LL);
+}
+
+/* ---- the operator's commands ---- */
+
+struct op_q {
+	const unsigned char *kek;
+	const char *kek_id, *actor, *kid_in;
+	int rotate;
+	char kid[64], old[64];
+	char err[300];
+};
+
+static const char *jstr(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+	return v ? v : "";
+}
+
+static enum db_status stage_tx(struct db_conn *c, void *ctx)
+{
+	struct op_q *q = ctx;
+	json_t *staged = NULL;
+	q->err[0] = '\0';
+	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK)
+		st = cpdb_signing_key_get(c, NULL, "staged", &staged);
+	if (st == DB_OK) {
+		snprintf(q->err, sizeof q->err, "key %s is staged already: rotate-key makes it sign, retire-key %s drops it",
+		         jstr(staged, "kid"), jstr(staged, "kid"));
+		json_decref(staged);
+		return DB_ROLLBACK;
+	}
+	if (st != DB_NOT_FOUND)
+		return st;
+	struct jwk k;
+	if (jwk_generate(&k) != 0)
+		return DB_ERROR;
+	st = insert_key(c, q->kek, q->kek_id, &k, "staged", 0);
+	if (st == DB_OK)
+		st = audit(c, q->actor, "signing_key.stage", k.kid, NULL, audit_view(k.kid, "staged"));
+	snprintf(q->kid, sizeof q->kid, "%s", k.kid);
+	jwk_clear(&k);
+	return st;
+}
+
+static enum db_status rotate_tx(struct db_conn *c, void *ctx)
+{
+	struct op_q *q = ctx;
+	json_t *staged = NULL, *cur = NULL;
+	q->err[0] = q->old[0] = '\0';
+	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK && (st = cpdb_signing_key_get(c, NULL, "current", &cur)) == DB_OK) {
+		snprintf(q->old, sizeof q->old, "%s", jstr(cur, "kid"));
+		json_decref(cur);
+		st = cpdb_signing_key_set_state(c, q->old, "previous");
+		if (st == DB_OK)
+			st = audit(c, q->actor, "signing_key.rotate", q->old, audit_view(q->old, "current"),
+			           audit_view(q->old, "previous"));
+	} else if (st == DB_NOT_FOUND) {
+		st = DB_OK;
+	}
+	if (st != DB_OK)
+		return st;
+	st = cpdb_signing_key_get(c, NULL, "staged", &staged);
+	int was_staged = st == DB_OK;
+	if (st == DB_OK) {
+		snprintf(q->kid, sizeof q->kid, "%s", jstr(staged, "kid"));
+		json_decref(staged);
+		st = cpdb_signing_key_set_state(c, q->kid, "current");
+	} else if (st == DB_NOT_FOUND) {
+		struct jwk k;
+		if (jwk_generate(&k) != 0)
+			return DB_ERROR;
+		st = insert_key(c, q->kek, q->kek_id, &k, "current", 0);
+		snprintf(q->kid, sizeof q->kid, "%s", k.kid);
+		jwk_clear(&k);
+	}
+	if (st == DB_OK)
+		st = audit(c, q->actor, "signing_key.rotate", q->kid, was_staged ? audit_view(q->kid, "staged") : NULL,
+		           audit_view(q->kid, "current"));
+	/* New documents for every region, signed with the new key. */
+	if (st == DB_OK)
+		st = cpdb_regions_bump_all(c);
+	return st;
+}
+
+static enum db_status retire_tx(struct db_conn *c, void *ctx)
+{
+	struct op_q *q = ctx;
+	json_t *k = NULL;
+	q->err[0] = '\0';
+	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK)
+		st = cpdb_signing_key_get(c, q->kid_in, NULL, &k);
+	if (st == DB_NOT_FOUND) {
+		snprintf(q->err, sizeof q->err, "no signing key %s", q->kid_in);
+		return DB_ROLLBACK;
+	}
+	if (st != DB_OK)
+		return st;
+	const char *state = jstr(k, "state");
+	if (!strcmp(state, "current") || !strcmp(state, "retired")) {
+		snprintf(q->err, sizeof q->err, !strcmp(state, "current")
+		                                    ? "key %s is current: rotate-key first, then retire it"
+		                                    : "key %s is retired already", q->kid_in);
+		json_decref(k);
+		return DB_ROLLBACK;
+	}
+	json_t *before = audit_view(q->kid_in, state);
+	json_decref(k);
+	st = cpdb_signing_key_set_state(c, q->kid_in, "retired");
+	if (st == DB_OK)
+		st = audit(c, q->actor, "signing_key.retire", q->kid_in, before, audit_view(q->kid_in, "retired"));
+	else
+		json_decref(before);
+	snprintf(q->kid, sizeof q->kid, "%s", q->kid_in);
+	return st;
+}
+
+static int run_op(struct db_pool *db, db_tx_fn fn, struct op_q *q, char kid[64], char *err, size_t errlen)
+{
+	enum db_status st = db_tx(db, DB_READ_COMMITTED, fn, q);
+	if (st != DB_OK) {
+		snprintf(err, errlen, "%s", q->err[0] ? q->err : db_status_str(st));
+		return -1;
+	}
+	if (kid)
+		snprintf(kid, 64, "%s", q->kid);
+	return 0;
+}
+
+int cp_signing_stage(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
+                     size_t errlen)
+{
+	unsigned char kek[32];
+	char kek_id[17];
+	if (kek_parse(kek_hex, kek, kek_id, err, errlen) != 0)
+		return -1;
+	struct op_q q = { .kek = kek, .kek_id = kek_id, .actor = actor };
+	int rc = run_op(db, stage_tx, &q, kid, err, errlen);
+	OPENSSL_cleanse(kek, sizeof kek);
+	return rc;
+}
+
+int cp_signing_rotate(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
+                      size_t errlen)
+{
+	unsigned char kek[32];
+	char kek_id[17];
+	if (kek_parse(kek_hex, kek, kek_id, err, errlen) != 0)
+		return -1;
+	struct op_q q = { .kek = kek, .kek_id = kek_id, .actor = actor };
+	int rc = run_op(db, rotate_tx, &q, kid, err, errlen);
+	OPENSSL_cleanse(kek, sizeof kek);
+	return rc;
+}
+
+int cp_signing_retire(struct db_pool *db, const char *kid, const char *actor, char *err, size_t errlen)
+{
+	struct op_q q = { .actor = actor, .kid_in = kid };
+	return run_op(db, retire_tx, &q, NULL, err, errlen);
+}
+
+struct pub_q {
+	int64_t overlap_s;
+	json_t *keys;
+};
+
+static void on_pub(const struct cpdb_signing_key *k, void *arg)
+{
+	struct pub_q *q = arg;
+	json_t *j = json_loads(k->public_jwk, 0, NULL);
+	if (j)
+		json_array_append_new(q->keys, j);
+}
+
+static enum db_status pub_tx(struct db_conn *c, void *ctx)
+{
+	struct pub_q *q = ctx;
+	json_array_clear(q->keys);
+	return cpdb_signing_keys(c, q->overlap_s, on_pub, q);
+}
+
+json_t *cp_signing_db_jwks(struct db_pool *db, int64_t overlap_s, char *err, size_t errlen)
+{
+	struct pub_q q = { .overlap_s = overlap_s, .keys = json_array() };
+	enum db_status st = q.keys ? db_tx(db, DB_AUTOCOMMIT, pub_tx, &q) : DB_ERROR;
+	if (st != DB_OK || !json_array_size(q.keys)) {
+		snprintf(err, errlen, st != DB_OK ? "the signing keys cannot be read (%s)" : "no signing keys%s",
+		         st != DB_OK ? db_status_str(st) : "");
+		json_decref(q.keys);
+		return NULL;
+	}
+	return json_pack("{so}", "keys", q.keys);
+}
+
+static enum db_status list_tx(struct db_conn *c, void *ctx)
+{
+	json_t **items = ctx;
+	json_decref(*items);
+	*items = NULL;
+	return cpdb_signing_keys_list(c, items);
+}
+
+json_t *cp_signing_db_list(struct db_pool *db, char *err, size_t errlen)
+{
+	json_t *items = NULL;
+	enum db_status st = db_tx(db, DB_AUTOCOMMIT, list_tx, &items);
+	if (st != DB_OK) {
+		snprintf(err, errlen, "the signing keys cannot be read (%s)", db_status_str(st));
+		json_decref(items);
+		return NULL;
+	}
+	return items;
+}
