@@ -77,7 +77,7 @@ BIN   ?= bin
 COMMON_SRC := $(wildcard common/*.c)
 CP_SRC     := $(wildcard control-plane/*.c)
 # The router agent is its own binary; it shares the cache module.
-ROUTER_SRC := data-plane/cell_router.c data-plane/config_store.c
+ROUTER_SRC := data-plane/cell_router.c data-plane/config_store.c data-plane/trust_store.c
 # The move agent too: it calls the cells' move routes and the control plane.
 # (It links data-plane/jscan.c as well, which the data plane has.)
 MOVER_SRC  := data-plane/mover.c data-plane/mover_call.c

@@ -238,42 +238,56 @@ void cfgdoc_free(struct cfgdoc *d)
 
 /* ---- trust bundle ---- */
 
+int cfgdoc_trust_from_json(const json_t *set, const char *what, struct cfgdoc_trust *t, char *err, size_t errlen)
+{
+	json_t *keys = json_object_get(set, "keys"), *k;
+	size_t i;
+
+	memset(t, 0, sizeof *t);
+	if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > 64) {
+		snprintf(err, errlen, "%s: expected a JWK set {\"keys\": [1 to 64 keys]}", what);
+		return -1;
+	}
+	t->keys = calloc(json_array_size(keys), sizeof *t->keys);
+	if (!t->keys) {
+		snprintf(err, errlen, "%s: out of memory", what);
+		return -1;
+	}
+	json_array_foreach(keys, i, k) {
+		char why[200];
+		if (jwk_from_json(k, &t->keys[t->n], why, sizeof why) != 0) {
+			snprintf(err, errlen, "%s: %s", what, why);
+			cfgdoc_trust_free(t);
+			return -1;
+		}
+		t->n++;
+	}
+	return 0;
+}
+
 int cfgdoc_trust_load(const char *path, struct cfgdoc_trust *t, char *err, size_t errlen)
 {
 	json_error_t je;
-	json_t *set = json_load_file(path, JSON_REJECT_DUPLICATES, &je), *keys;
-	size_t i;
-	json_t *k;
+	json_t *set = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+	char what[600];
 
 	memset(t, 0, sizeof *t);
 	if (!set) {
 		snprintf(err, errlen, "cannot read trust bundle %s: %s", path, je.text);
 		return -1;
 	}
-	keys = json_object_get(set, "keys");
-	if (!json_is_array(keys) || json_array_size(keys) == 0 || json_array_size(keys) > 64) {
-		snprintf(err, errlen, "trust bundle %s: expected a JWK set {\"keys\": [1 to 64 keys]}", path);
-		json_decref(set);
-		return -1;
-	}
-	t->keys = calloc(json_array_size(keys), sizeof *t->keys);
-	if (!t->keys) {
-		snprintf(err, errlen, "trust bundle %s: out of memory", path);
-		json_decref(set);
-		return -1;
-	}
-	json_array_foreach(keys, i, k) {
-		char why[200];
-		if (jwk_from_json(k, &t->keys[t->n], why, sizeof why) != 0) {
-			snprintf(err, errlen, "trust bundle %s: %s", path, why);
-			cfgdoc_trust_free(t);
-			json_decref(set);
-			return -1;
-		}
-		t->n++;
-	}
+	snprintf(what, sizeof what, "trust bundle %s", path);
+	int rc = cfgdoc_trust_from_json(set, what, t, err, errlen);
 	json_decref(set);
-	return 0;
+	return rc;
+}
+
+const struct jwk *cfgdoc_trust_find(const struct cfgdoc_trust *t, const char *kid)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (!strcmp(t->keys[i].kid, kid))
+			return &t->keys[i];
+	return NULL;
 }
 
 void cfgdoc_trust_free(struct cfgdoc_trust *t)
@@ -821,12 +835,10 @@ int cfgdoc_envelope_verify(const char *token, size_t len, const struct cfgdoc_tr
 		snprintf(detail, dlen, "header 'crit' is not supported");
 		goto out;
 	}
-	for (size_t i = 0; kid && i < trust->n; i++)
-		if (!strcmp(trust->keys[i].kid, kid))
-			key = &trust->keys[i];
+	key = kid ? cfgdoc_trust_find(trust, kid) : NULL;
 	if (!key) {
 		res = CFGDOC_UNKNOWN_KID;
-		snprintf(detail, dlen, "kid '%.64s' is not in the trust bundle", kid ? kid : "(none)");
+		snprintf(detail, dlen, "kid '%.64s' is not among the keys trusted here (the trust bundle, or the signed key set kept)", kid ? kid : "(none)");
 		goto out;
 	}
 

@@ -220,6 +220,11 @@ struct cfgdoc_trust {
 };
 int cfgdoc_trust_load(const char *path, struct cfgdoc_trust *t, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+/* The same from a JWK set already parsed; `what` names it in `err`. */
+int cfgdoc_trust_from_json(const json_t *set, const char *what, struct cfgdoc_trust *t, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* The key `kid` of `t`, or NULL. */
+const struct jwk *cfgdoc_trust_find(const struct cfgdoc_trust *t, const char *kid);
 void cfgdoc_trust_free(struct cfgdoc_trust *t);
 
 /* ---- verification ---- */
@@ -227,7 +232,7 @@ enum cfgdoc_result {
 	CFGDOC_OK = 0,
 	CFGDOC_MALFORMED,     /* not a compact JWS, or too large */
 	CFGDOC_BAD_ALG,       /* header alg other than ES256 */
-	CFGDOC_UNKNOWN_KID,   /* kid missing or not in the trust bundle */
+	CFGDOC_UNKNOWN_KID,   /* kid missing or not among the keys trusted */
 	CFGDOC_BAD_SIGNATURE,
 	CFGDOC_BAD_ISSUER,
 	CFGDOC_WRONG_AUDIENCE,

@@ -16,8 +16,6 @@
 struct cp_app;
 struct doc_cache;
 
-#define CP_ISSUER "celltrail-control-plane"
-
 /* A signed document, shared by reference between the cache and the
  * responses that send it. */
 struct cp_doc {

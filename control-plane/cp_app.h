@@ -8,6 +8,10 @@
 
 #include "svc.h"
 
+/* The issuer of everything the control plane signs: documents, move
+ * credentials, key sets (the data planes' DP_CONFIG_ISSUER). */
+#define CP_ISSUER "celltrail-control-plane"
+
 struct cp_config {
 	struct svc_common_cfg common;
 	const char *database_url;

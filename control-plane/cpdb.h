@@ -135,10 +135,11 @@ enum db_status cpdb_api_key_expiry_check(struct db_conn *c, const char *expires_
 
 /* ---- signing keys (db_signing.c) ---- */
 /* A row of signing_keys as cpdb_signing_keys hands it over (valid during
- * the call); `sealed` only for the current key. */
+ * the call). */
 struct cpdb_signing_key {
 	const char *kid, *state, *public_jwk, *sealed, *kek_id;
 	int64_t activated_at; /* unix seconds; 0 when never current */
+	int64_t set_ver;      /* the key set's version: the highest ver of any row */
 };
 typedef void (*cpdb_signing_key_fn)(const struct cpdb_signing_key *k, void *arg);
 /* The keys to sign with and publish: current, staged, and previous ones

@@ -15,8 +15,9 @@ enum db_status cpdb_signing_keys(struct db_conn *c, int64_t overlap_s, cpdb_sign
 	 * one, and previous keys within the overlap. */
 	enum db_status st = db_exec(
 		c, &r,
-		"SELECT kid, state, public_jwk::text, CASE WHEN state = 'current' THEN sealed END, kek_id,"
-		"       COALESCE(floor(extract(epoch FROM activated_at))::bigint, 0)"
+		"SELECT kid, state, public_jwk::text, sealed, kek_id,"
+		"       COALESCE(floor(extract(epoch FROM activated_at))::bigint, 0),"
+		"       (SELECT max(ver) FROM signing_keys)"
 		"  FROM signing_keys"
 		" WHERE state IN ('staged', 'current')"
 		"    OR (state = 'previous' AND retired_at > now() - $1::bigint * interval '1 second')"
@@ -32,6 +33,7 @@ enum db_status cpdb_signing_keys(struct db_conn *c, int64_t overlap_s, cpdb_sign
 			.sealed = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3),
 			.kek_id = PQgetvalue(r, i, 4),
 			.activated_at = strtoll(PQgetvalue(r, i, 5), NULL, 10),
+			.set_ver = strtoll(PQgetvalue(r, i, 6), NULL, 10),
 		};
 		fn(&k, arg);
 	}
@@ -83,7 +85,7 @@ enum db_status cpdb_signing_key_set_state(struct db_conn *c, const char *kid, co
 	PGresult *r;
 	enum db_status st = db_exec(
 		c, &r,
-		"UPDATE signing_keys SET state = $2,"
+		"UPDATE signing_keys SET state = $2, ver = nextval('signing_keys_ver'),"
 		"       activated_at = CASE WHEN $2 = 'current' THEN clock_timestamp() ELSE activated_at END,"
 		"       retired_at = CASE WHEN $2 = 'previous' OR (state = 'current' AND $2 = 'retired')"
 		"                         THEN clock_timestamp() ELSE retired_at END"

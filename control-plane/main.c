@@ -4,7 +4,6 @@
  *   control-plane [serve]   run the HTTP service
  *   control-plane migrate   apply pending migrations, then exit
  *   control-plane --help    print usage and the configuration table */
-#include <openssl/crypto.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -136,6 +135,7 @@ static const struct http_route cp_routes[] = {
 	{ "POST", "/v1/auth/login", cp_auth_login, 4096, PUB, NULL },
 	{ "POST", "/v1/auth/logout", cp_auth_logout, BODY, USR, NULL },
 	{ "GET", "/.well-known/jwks.json", cp_jwks, 0, PUB, NULL },
+	{ "GET", "/v1/signing-keys", cp_keyset, 0, PUB, NULL },
 	{ "GET", "/v1/regions", cp_regions_list, 0, PUB, NULL },
 	{ "GET", "/v1/regions/{region}/config", cp_region_config, 0, REG, q_wait },
 	{ "POST", "/v1/regions/{region}/status", cp_region_status, 4096, REG, NULL },
@@ -262,14 +262,11 @@ static int load_secrets(struct cp_app *app)
 		                "(generate one with: openssl rand -hex 32)\n");
 		return -1;
 	}
-	unsigned char kek[32];
-	if (app->cfg.signing_kek &&
-	    (strlen(app->cfg.signing_kek) != 64 || secret_unhex(app->cfg.signing_kek, kek, 32) != 0)) {
-		fprintf(stderr, PROG ": invalid configuration: CP_SIGNING_KEK must be 64 hex characters "
-		                "(generate one with: openssl rand -hex 32)\n");
+	char why[200];
+	if (app->cfg.signing_kek && cp_signing_kek_check(app->cfg.signing_kek, why, sizeof why) != 0) {
+		fprintf(stderr, PROG ": invalid configuration: %s\n", why);
 		return -1;
 	}
-	OPENSSL_cleanse(kek, sizeof kek);
 	if (app->cfg.admin_token) {
 		if (strlen(app->cfg.admin_token) < 32) {
 			fprintf(stderr, PROG ": invalid configuration: CP_ADMIN_TOKEN: must have at least 32 characters\n");

@@ -144,6 +144,21 @@ enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *ten
 	return st;
 }
 
+enum db_status cp_audit_operator(struct db_conn *c, const char *actor, const char *action, const char *object_type,
+                                 const char *object_id, json_t *before, json_t *after)
+{
+	char *b = before ? json_dumps(before, JSON_COMPACT) : NULL;
+	char *a = after ? json_dumps(after, JSON_COMPACT) : NULL;
+	enum db_status st = (before && !b) || (after && !a)
+	                        ? DB_ERROR
+	                        : cpdb_audit_insert(c, "operator", actor, NULL, action, object_type, object_id, b, a, NULL);
+	free(b);
+	free(a);
+	json_decref(before);
+	json_decref(after);
+	return st;
+}
+
 enum db_status cp_credential_created(struct cp_outcome *out, json_t *doc, const char *token)
 {
 	json_object_set_new(doc, "token", json_string(token));

@@ -37,6 +37,12 @@ enum http_result cp_mutate_keyed(struct http_req *req, const struct idem *k, cp_
 enum db_status cp_audit(struct db_conn *c, struct http_req *req, const char *tenant_id,
                         const char *action, const char *object_type, const char *object_id,
                         json_t *before, json_t *after) __attribute__((warn_unused_result));
+/* The same for a command an operator ran on a control-plane host (the
+ * signing keys'): actor type "operator", `actor` its user@host, no tenant
+ * and no request; `before` and `after` (may be NULL) are stolen. */
+enum db_status cp_audit_operator(struct db_conn *c, const char *actor, const char *action, const char *object_type,
+                                 const char *object_id, json_t *before, json_t *after)
+	__attribute__((warn_unused_result));
 /* Ends a transaction that created a credential of the fleet, once the
  * caller has audited it (cp_audit with its action, a literal the audit
  * spec test reads): answers 201 with `doc` (stolen) and `token`, shown this

@@ -73,6 +73,30 @@ static int64_t seen_version(struct http_req *req)
 	return atoll(v + 1);
 }
 
+/* The signed key set (common/keyset.h): public, like the JWK set, and
+ * useful only to a holder that trusts one of the keys that sign it. */
+enum http_result cp_keyset(struct http_req *req)
+{
+	struct cp_app *app = http_req_app(req);
+	int64_t ver = 0;
+	char etag[32];
+	if (!app->signing)
+		return http_reply_problem(req, PROB_NOT_FOUND, "This control plane keeps its signing keys in "
+		                          "CP_SIGNING_KEYS_DIR: signed key sets need the keys in its database "
+		                          "(CP_SIGNING_KEK).");
+	char *doc = cp_signing_keyset(app, &ver);
+	if (!doc)
+		return http_reply_problem(req, PROB_UNAVAILABLE, "The signing keys cannot be read now.");
+	snprintf(etag, sizeof etag, "\"%lld\"", (long long)ver);
+	http_add_header(req, "ETag", etag);
+	http_add_header(req, "Cache-Control", "no-cache");
+	enum http_result rc = seen_version(req) == ver
+	                          ? http_reply_raw(req, 304, NULL, "", 0)
+	                          : http_reply_raw(req, 200, "application/jose+json", doc, strlen(doc));
+	free(doc);
+	return rc;
+}
+
 /* How long a request waits for the worker to publish what it needs (its
  * first document, a version the database has, a full document) when its
  * own wait is shorter. */

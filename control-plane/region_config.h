@@ -6,6 +6,8 @@
 
 struct http_req;
 enum http_result cp_jwks(struct http_req *req);
+/* GET /v1/signing-keys: the signed key set the data planes and routers follow. */
+enum http_result cp_keyset(struct http_req *req);
 enum http_result cp_region_config(struct http_req *req);
 /* GET /v1/regions/{region}/routes: the routes document (region credential or admin). */
 enum http_result cp_region_routes(struct http_req *req);

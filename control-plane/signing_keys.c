@@ -12,11 +12,15 @@
 #include "cp_app.h"
 #include "cpdb.h"
 #include "keyring.h"
+#include "keyset.h"
 #include "log.h"
+#include "mutate.h"
 #include "secret.h"
 
 /* The JWK set a replica serves is read again when older than this. */
 #define JWKS_MAX_AGE_MS 1000
+
+#define HELD_MAX KEYSET_MAX_SIGNATURES
 
 struct cp_signing {
 	struct db_pool *db;
@@ -24,9 +28,14 @@ struct cp_signing {
 	char kek_id[17];
 	int64_t overlap_s;
 	pthread_mutex_t lock;
-	struct jwk current;       /* kid "" before the first load */
-	int64_t activated_at;     /* unix seconds */
+	/* The published keys, opened: the current one first (kid "" before
+	 * the first load). */
+	struct jwk held[HELD_MAX];
+	size_t nheld;
+	int64_t activated_at;     /* of the current key, unix seconds */
 	json_t *jwks;
+	int64_t set_ver;          /* version of `keyset` */
+	char *keyset;             /* the signed key set (keyset.h) */
 	int64_t loaded_ms;        /* monotonic, of the last load */
 };
 
@@ -51,14 +60,43 @@ static int kek_parse(const char *hex, unsigned char kek[32], char id[17], char *
 	return 0;
 }
 
+int cp_signing_kek_check(const char *kek_hex, char *err, size_t errlen)
+{
+	unsigned char kek[32];
+	char id[17];
+	int rc = kek_parse(kek_hex, kek, id, err, errlen);
+	OPENSSL_cleanse(kek, sizeof kek);
+	return rc;
+}
+
+static int copy_key(const struct jwk *from, struct jwk *to)
+{
+	memset(to, 0, sizeof *to);
+	memcpy(to->kid, from->kid, sizeof to->kid);
+	memcpy(to->x, from->x, sizeof to->x);
+	memcpy(to->y, from->y, sizeof to->y);
+	to->public_pem = strdup(from->public_pem);
+	to->private_pem = from->private_pem ? strdup(from->private_pem) : NULL;
+	if (to->public_pem && (to->private_pem || !from->private_pem))
+		return 0;
+	jwk_clear(to);
+	return -1;
+}
+
 /* ---- reading the rows ---- */
+
+struct row {
+	char kid[64], kek_id[17];
+	char *sealed;
+	int current;
+};
 
 struct rows {
 	json_t *keys;
-	char kid[64], kek_id[17];
-	char *sealed;
-	int64_t activated_at;
-	int bad;
+	struct row r[HELD_MAX];
+	size_t n;
+	int64_t activated_at, set_ver;
+	int bad, current;
 };
 
 static void on_row(const struct cpdb_signing_key *k, void *arg)
@@ -67,36 +105,52 @@ static void on_row(const struct cpdb_signing_key *k, void *arg)
 	json_t *j = json_loads(k->public_jwk, 0, NULL);
 	struct jwk pub;
 	char why[200];
+	r->set_ver = k->set_ver;
 	if (!j || jwk_from_json(j, &pub, why, sizeof why) != 0 || strcmp(pub.kid, k->kid) != 0) {
 		log_error(NULL, "signing key %s: its public JWK is not the key its kid names; left out", k->kid);
 		json_decref(j);
 		return;
 	}
 	jwk_clear(&pub);
+	if (r->n == HELD_MAX) {
+		log_error(NULL, "more than %d signing keys are published; %s is left out", HELD_MAX, k->kid);
+		json_decref(j);
+		return;
+	}
 	json_array_append_new(r->keys, j);
-	if (!strcmp(k->state, "current") && k->sealed) {
-		snprintf(r->kid, sizeof r->kid, "%s", k->kid);
-		snprintf(r->kek_id, sizeof r->kek_id, "%s", k->kek_id);
-		free(r->sealed);
-		r->sealed = strdup(k->sealed);
-		r->bad |= !r->sealed;
+	struct row *w = &r->r[r->n++];
+	snprintf(w->kid, sizeof w->kid, "%s", k->kid);
+	snprintf(w->kek_id, sizeof w->kek_id, "%s", k->kek_id);
+	w->sealed = strdup(k->sealed);
+	r->bad |= !w->sealed;
+	w->current = !strcmp(k->state, "current"); /* the query puts it first */
+	if (w->current) {
+		r->current = 1;
 		r->activated_at = k->activated_at;
 	}
 }
 
-/* Opens the current key's sealed private key. */
-static int open_sealed(const unsigned char kek[32], const char *kek_id, const struct rows *r, struct jwk *key,
+static void rows_clear(struct rows *r)
+{
+	json_decref(r->keys);
+	for (size_t i = 0; i < r->n; i++)
+		free(r->r[i].sealed);
+	memset(r, 0, sizeof *r);
+}
+
+/* Opens a row's sealed private key. */
+static int open_sealed(const unsigned char kek[32], const char *kek_id, const struct row *r, struct jwk *key,
                        char *err, size_t errlen)
 {
 	size_t len;
 	if (strcmp(r->kek_id, kek_id) != 0) {
-		snprintf(err, errlen, "the current signing key %s is sealed with the key-encryption key %s, and "
+		snprintf(err, errlen, "the signing key %s is sealed with the key-encryption key %s, and "
 		         "CP_SIGNING_KEK here is %s: every replica needs the same CP_SIGNING_KEK", r->kid, r->kek_id, kek_id);
 		return -1;
 	}
 	char *pem = secret_open(kek, r->sealed, &len);
 	if (!pem) {
-		snprintf(err, errlen, "the current signing key %s cannot be opened with CP_SIGNING_KEK", r->kid);
+		snprintf(err, errlen, "the signing key %s cannot be opened with CP_SIGNING_KEK", r->kid);
 		return -1;
 	}
 	int rc = jwk_from_private_pem(pem, len, "the sealed signing key", key, err, errlen);
@@ -118,59 +172,82 @@ struct load_q {
 static enum db_status load_tx(struct db_conn *c, void *ctx)
 {
 	struct load_q *q = ctx;
-	json_decref(q->rows.keys);
-	free(q->rows.sealed);
-	memset(&q->rows, 0, sizeof q->rows);
+	rows_clear(&q->rows);
 	if (!(q->rows.keys = json_array()))
 		return DB_ERROR;
 	return cpdb_signing_keys(c, q->overlap_s, on_row, &q->rows);
 }
 
-/* Reads the rows on `c` (NULL: the pool's) and installs what they say.
- * Returns 0, or -1 with `err` (the keys in use stay as they were). */
+/* Reads the rows on `c` (NULL: the pool's) and installs what they say:
+ * the published keys opened (those held already are not opened again),
+ * the JWK set, and the key set signed by all of them when its version
+ * changed. Returns 0, or -1 with `err` (the keys in use stay). */
 static int load(struct cp_signing *s, struct db_conn *c, char *err, size_t errlen)
 {
 	struct load_q q = { .overlap_s = s->overlap_s };
 	enum db_status st = c ? load_tx(c, &q) : db_tx(s->db, DB_AUTOCOMMIT, load_tx, &q);
+	struct jwk held[HELD_MAX];
+	size_t n = 0;
+	char *keyset = NULL;
+	json_t *jwks = NULL;
 	int rc = -1;
-	struct jwk key = { 0 };
 	if (st != DB_OK || q.rows.bad) {
 		snprintf(err, errlen, "the signing keys cannot be read (%s)", db_status_str(st));
 		goto out;
 	}
-	if (!q.rows.kid[0]) {
+	if (!q.rows.current) {
 		snprintf(err, errlen, "no signing key is current (control-plane rotate-key makes one)");
 		goto out;
 	}
+	for (; n < q.rows.n; n++) {
+		const struct jwk *have = NULL;
+		pthread_mutex_lock(&s->lock);
+		for (size_t k = 0; k < s->nheld && !have; k++)
+			if (!strcmp(s->held[k].kid, q.rows.r[n].kid))
+				have = &s->held[k];
+		int copied = have ? copy_key(have, &held[n]) : -1;
+		pthread_mutex_unlock(&s->lock);
+		if (copied != 0 && open_sealed(s->kek, s->kek_id, &q.rows.r[n], &held[n], err, errlen) != 0)
+			goto out;
+	}
 	pthread_mutex_lock(&s->lock);
-	int same = !strcmp(s->current.kid, q.rows.kid);
+	int resign = q.rows.set_ver != s->set_ver || !s->keyset;
 	pthread_mutex_unlock(&s->lock);
-	if (!same && open_sealed(s->kek, s->kek_id, &q.rows, &key, err, errlen) != 0)
+	if (resign && !(keyset = keyset_sign(held, n, q.rows.set_ver, (int64_t)time(NULL), CP_ISSUER))) {
+		snprintf(err, errlen, "cannot sign the key set");
 		goto out;
-	json_t *jwks = json_pack("{so}", "keys", q.rows.keys);
-	q.rows.keys = NULL;
-	if (!jwks) {
+	}
+	if (!(jwks = json_pack("{sO}", "keys", q.rows.keys))) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
 	pthread_mutex_lock(&s->lock);
-	if (!same) {
-		if (s->current.kid[0])
-			log_info(NULL, "signing key %s is current (was %s)", key.kid, s->current.kid);
-		jwk_clear(&s->current);
-		s->current = key;
-		memset(&key, 0, sizeof key);
-	}
+	if (s->held[0].kid[0] && strcmp(s->held[0].kid, held[0].kid) != 0)
+		log_info(NULL, "signing key %s is current (was %s)", held[0].kid, s->held[0].kid);
+	for (size_t k = 0; k < s->nheld; k++)
+		jwk_clear(&s->held[k]);
+	memcpy(s->held, held, n * sizeof *held);
+	s->nheld = n;
+	n = 0;
 	s->activated_at = q.rows.activated_at;
 	json_decref(s->jwks);
 	s->jwks = jwks;
+	jwks = NULL;
+	if (keyset) {
+		free(s->keyset);
+		s->keyset = keyset;
+		s->set_ver = q.rows.set_ver;
+		keyset = NULL;
+	}
 	s->loaded_ms = mono_ms();
 	pthread_mutex_unlock(&s->lock);
 	rc = 0;
 out:
-	jwk_clear(&key);
-	json_decref(q.rows.keys);
-	free(q.rows.sealed);
+	for (size_t k = 0; k < n; k++)
+		jwk_clear(&held[k]);
+	free(keyset);
+	json_decref(jwks);
+	rows_clear(&q.rows);
 	return rc;
 }
 
@@ -179,21 +256,6 @@ out:
 static json_t *audit_view(const char *kid, const char *state)
 {
 	return json_pack("{ss ss}", "kid", kid, "state", state);
-}
-
-static enum db_status audit(struct db_conn *c, const char *actor, const char *action, const char *kid,
-                            json_t *before, json_t *after)
-{
-	char *b = before ? json_dumps(before, JSON_COMPACT) : NULL;
-	char *a = after ? json_dumps(after, JSON_COMPACT) : NULL;
-	enum db_status st = (before && !b) || (after && !a)
-	                        ? DB_ERROR
-	                        : cpdb_audit_insert(c, "operator", actor, NULL, action, "signing_key", kid, b, a, NULL);
-	free(b);
-	free(a);
-	json_decref(before);
-	json_decref(after);
-	return st;
 }
 
 /* Seals `k` and inserts it in `state`. */
@@ -244,7 +306,7 @@ static enum db_status import_ring(struct db_conn *c, struct first_q *q)
 		st = insert_key(c, q->kek, q->kek_id, &keys[i].key, state,
 		                keys[i].role == KEYRING_RETIRED ? keys[i].retired_at : 0);
 		if (st == DB_OK)
-			st = audit(c, q->actor, "signing_key.import", keys[i].key.kid, NULL,
+			st = cp_audit_operator(c, q->actor, "signing_key.import", "signing_key", keys[i].key.kid, NULL,
 			           audit_view(keys[i].key.kid, state));
 		if (keys[i].role == KEYRING_CURRENT)
 			snprintf(q->kid, sizeof q->kid, "%s", keys[i].key.kid);
@@ -278,7 +340,7 @@ static enum db_status first_tx(struct db_conn *c, void *ctx)
 		return DB_ERROR;
 	st = insert_key(c, q->kek, q->kek_id, &k, "current", 0);
 	if (st == DB_OK)
-		st = audit(c, q->actor, "signing_key.create", k.kid, NULL, audit_view(k.kid, "current"));
+		st = cp_audit_operator(c, q->actor, "signing_key.create", "signing_key", k.kid, NULL, audit_view(k.kid, "current"));
 	snprintf(q->kid, sizeof q->kid, "%s", k.kid);
 	jwk_clear(&k);
 	q->made = st == DB_OK;
@@ -334,8 +396,10 @@ void cp_signing_free(struct cp_signing *s)
 	if (!s)
 		return;
 	OPENSSL_cleanse(s->kek, sizeof s->kek);
-	jwk_clear(&s->current);
+	for (size_t k = 0; k < s->nheld; k++)
+		jwk_clear(&s->held[k]);
 	json_decref(s->jwks);
+	free(s->keyset);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -345,20 +409,6 @@ void cp_signing_free(struct cp_signing *s)
 int cp_signing_configured(const struct cp_app *app)
 {
 	return app->signing || app->keys;
-}
-
-static int copy_key(const struct jwk *from, struct jwk *to)
-{
-	memset(to, 0, sizeof *to);
-	memcpy(to->kid, from->kid, sizeof to->kid);
-	memcpy(to->x, from->x, sizeof to->x);
-	memcpy(to->y, from->y, sizeof to->y);
-	to->public_pem = strdup(from->public_pem);
-	to->private_pem = strdup(from->private_pem);
-	if (to->public_pem && to->private_pem)
-		return 0;
-	jwk_clear(to);
-	return -1;
 }
 
 int cp_signing_key(struct cp_app *app, struct db_conn *c, struct jwk *key)
@@ -375,7 +425,7 @@ int cp_signing_key(struct cp_app *app, struct db_conn *c, struct jwk *key)
 		return -1;
 	}
 	pthread_mutex_lock(&s->lock);
-	int rc = copy_key(&s->current, key);
+	int rc = copy_key(&s->held[0], key);
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }
@@ -395,6 +445,24 @@ json_t *cp_signing_jwks(struct cp_app *app)
 	json_t *j = json_deep_copy(s->jwks);
 	pthread_mutex_unlock(&s->lock);
 	return j;
+}
+
+char *cp_signing_keyset(struct cp_app *app, int64_t *ver)
+{
+	struct cp_signing *s = app->signing;
+	char err[400];
+	if (!s)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	int stale = mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
+	pthread_mutex_unlock(&s->lock);
+	if (stale && load(s, NULL, err, sizeof err) != 0)
+		log_warn_limited(NULL, "signing: %s; serving the key set read last", err);
+	pthread_mutex_lock(&s->lock);
+	char *doc = s->keyset ? strdup(s->keyset) : NULL;
+	*ver = s->set_ver;
+	pthread_mutex_unlock(&s->lock);
+	return doc;
 }
 
 void cp_signing_metrics(struct cp_app *app, FILE *out)
@@ -447,7 +515,7 @@ static enum db_status stage_tx(struct db_conn *c, void *ctx)
 		return DB_ERROR;
 	st = insert_key(c, q->kek, q->kek_id, &k, "staged", 0);
 	if (st == DB_OK)
-		st = audit(c, q->actor, "signing_key.stage", k.kid, NULL, audit_view(k.kid, "staged"));
+		st = cp_audit_operator(c, q->actor, "signing_key.stage", "signing_key", k.kid, NULL, audit_view(k.kid, "staged"));
 	snprintf(q->kid, sizeof q->kid, "%s", k.kid);
 	jwk_clear(&k);
 	return st;
@@ -464,7 +532,7 @@ static enum db_status rotate_tx(struct db_conn *c, void *ctx)
 		json_decref(cur);
 		st = cpdb_signing_key_set_state(c, q->old, "previous");
 		if (st == DB_OK)
-			st = audit(c, q->actor, "signing_key.rotate", q->old, audit_view(q->old, "current"),
+			st = cp_audit_operator(c, q->actor, "signing_key.rotate", "signing_key", q->old, audit_view(q->old, "current"),
 			           audit_view(q->old, "previous"));
 	} else if (st == DB_NOT_FOUND) {
 		st = DB_OK;
@@ -486,7 +554,7 @@ static enum db_status rotate_tx(struct db_conn *c, void *ctx)
 		jwk_clear(&k);
 	}
 	if (st == DB_OK)
-		st = audit(c, q->actor, "signing_key.rotate", q->kid, was_staged ? audit_view(q->kid, "staged") : NULL,
+		st = cp_audit_operator(c, q->actor, "signing_key.rotate", "signing_key", q->kid, was_staged ? audit_view(q->kid, "staged") : NULL,
 		           audit_view(q->kid, "current"));
 	/* New documents for every region, signed with the new key. */
 	if (st == DB_OK)
@@ -520,7 +588,7 @@ static enum db_status retire_tx(struct db_conn *c, void *ctx)
 	json_decref(k);
 	st = cpdb_signing_key_set_state(c, q->kid_in, "retired");
 	if (st == DB_OK)
-		st = audit(c, q->actor, "signing_key.retire", q->kid_in, before, audit_view(q->kid_in, "retired"));
+		st = cp_audit_operator(c, q->actor, "signing_key.retire", "signing_key", q->kid_in, before, audit_view(q->kid_in, "retired"));
 	else
 		json_decref(before);
 	snprintf(q->kid, sizeof q->kid, "%s", q->kid_in);

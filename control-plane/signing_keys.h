@@ -34,6 +34,10 @@ struct cp_app;
 struct db_conn;
 struct db_pool;
 
+/* Whether `kek_hex` is a key-encryption key (64 hex characters): 0, or
+ * -1 with `err`. */
+int cp_signing_kek_check(const char *kek_hex, char *err, size_t errlen);
+
 /* The database's keys: checks `kek_hex` (64 hex characters), makes or
  * imports the first key when there is none (from `import_dir` when it
  * holds a ring, NULL: none), and opens the current key. NULL with `err`
@@ -49,6 +53,10 @@ void cp_signing_free(struct cp_signing *s);
 int cp_signing_key(struct cp_app *app, struct db_conn *c, struct jwk *key) __attribute__((warn_unused_result));
 /* The public JWK set (new reference), NULL when there are no keys. */
 json_t *cp_signing_jwks(struct cp_app *app);
+/* The signed key set (common/keyset.h) of the database's keys and its
+ * version, at most a second old (malloc'd); NULL with keys in
+ * CP_SIGNING_KEYS_DIR or none. */
+char *cp_signing_keyset(struct cp_app *app, int64_t *ver);
 /* Whether this control plane has signing keys at all. */
 int cp_signing_configured(const struct cp_app *app);
 /* cp_signing_key_age_seconds (the current key's time since it began to

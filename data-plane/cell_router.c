@@ -39,6 +39,7 @@
 #include "cfgdoc.h"
 #include "config.h"
 #include "config_store.h"
+#include "trust_store.h"
 #include "http.h"
 #include "log.h"
 #include "names.h"
@@ -117,8 +118,10 @@ struct mapped {
 
 struct router {
 	struct router_config cfg;
-	struct cfgdoc_trust trust;
+	struct trust_store *trust; /* keys a document may be signed with (trust_store.h) */
 	int once;
+	int64_t next_keyset;       /* the pull thread's: when to ask for the signed key set (mono ms) */
+	int keyset_absent;         /* the control plane offers none (404): said once */
 
 	pthread_mutex_t lock;
 	pthread_cond_t wake;      /* the push thread: a new map, or stop */
@@ -506,7 +509,9 @@ static void load_cache(struct router *r)
 		break;
 	}
 	struct cfgdoc_verify_opts o = verify_opts(r, min_version(r), 1);
-	enum cfgdoc_result res = cfgdoc_verify_routes(tok, len, &r->trust, &o, &d, detail, sizeof detail);
+	const struct cfgdoc_trust *trust = trust_store_get(r->trust);
+	enum cfgdoc_result res = cfgdoc_verify_routes(tok, len, trust, &o, &d, detail, sizeof detail);
+	trust_store_put(r->trust, trust);
 	free(tok);
 	if (res != CFGDOC_OK) {
 		reject(r, res, "cached", detail);
@@ -615,8 +620,13 @@ static enum outcome pull(struct router *r, long wait_s)
 		struct cfgdoc_routes *d = NULL;
 		char detail[600];
 		struct cfgdoc_verify_opts vo = verify_opts(r, min_version(r), 0);
-		enum cfgdoc_result res = cfgdoc_verify_routes(body->p ? body->p : "", body->len, &r->trust, &vo, &d,
+		const struct cfgdoc_trust *trust = trust_store_get(r->trust);
+		enum cfgdoc_result res = cfgdoc_verify_routes(body->p ? body->p : "", body->len, trust, &vo, &d,
 		                                              detail, sizeof detail);
+		trust_store_put(r->trust, trust);
+		/* Signed with a key not trusted here: the key set is asked for at once. */
+		if (res == CFGDOC_UNKNOWN_KID)
+			r->next_keyset = 0;
 		if (res != CFGDOC_OK)
 			reject(r, res, "pulled", detail);
 		else if (apply(r, d, SRC_CONTROL_PLANE, 1) == 0)
@@ -642,13 +652,81 @@ out:
 	return o;
 }
 
+/* Asks for the signed key set and applies it (trust_store.h). Returns 1
+ * when the keys trusted here changed. */
+static int keyset_pull(struct router *r)
+{
+	char url[2048], inm[64], err[512], errbuf[CURL_ERROR_SIZE] = "";
+	struct answer ans = { 0 };
+	struct curl_slist *h = NULL;
+	long status = 0;
+	int changed = 0;
+	CURL *easy = curl_easy_init();
+	int64_t held = trust_store_version(r->trust);
+	snprintf(inm, sizeof inm, "If-None-Match: \"%lld\"", (long long)held);
+	if (!easy || url_join(url, sizeof url, r->cfg.control_plane_url, "/v1/signing-keys") != 0 ||
+	    (held && !(h = curl_slist_append(h, inm))))
+		goto out;
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltrail-cell-router");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)r->cfg.connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &ans);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(easy, CURLOPT_XFERINFODATA, r);
+	CURLcode rc = curl_easy_perform(easy);
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+	if (rc != CURLE_OK) {
+		if (!atomic_load(&r->stop))
+			log_warn_limited(NULL, "signed key set not fetched: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	} else if (status == 200 && !ans.too_large) {
+		enum keyset_result kr = trust_store_apply(r->trust, ans.body.p ? ans.body.p : "", ans.body.len, err, sizeof err);
+		if (kr == KEYSET_OK) {
+			log_info(NULL, "now trusting the signing keys of key set version %lld",
+			         (long long)trust_store_version(r->trust));
+			changed = 1;
+		} else if (kr != KEYSET_SAME) {
+			log_error(NULL, "signed key set refused (%s): %s", keyset_result_names[kr], err);
+		}
+	} else if (status == 404) {
+		if (!r->keyset_absent)
+			log_info(NULL, "the control plane offers no signed key set: trusting ROUTER_TRUST_BUNDLE's keys "
+			               "until it does");
+		r->keyset_absent = 1;
+	} else if (status != 304) {
+		log_warn_limited(NULL, "signed key set not fetched: the control plane answered HTTP %ld", status);
+	}
+out:
+	curl_slist_free_all(h);
+	curl_easy_cleanup(easy);
+	buf_free(&ans.body);
+	return changed;
+}
+
 static void *pull_thread(void *arg)
 {
 	struct router *r = arg;
 	log_set_task("routes_pull");
 	while (!atomic_load(&r->stop)) {
+		if (mono_ms() >= r->next_keyset) {
+			keyset_pull(r);
+			r->next_keyset = mono_ms() + 30000;
+		}
 		int64_t started = mono_ms(), delay = 0;
 		enum outcome o = pull(r, (long)(r->cfg.pull_wait_ms / 1000));
+		if (o == PULL_ERROR && r->next_keyset == 0) {
+			/* A document signed with a key not trusted here: the key set
+			 * first, and the pull again at once when it brought new keys. */
+			r->next_keyset = mono_ms() + 30000;
+			if (keyset_pull(r))
+				continue;
+		}
 		if (o == PULL_ERROR) {
 			r->failures++;
 			unsigned shift = r->failures > 7 ? 7 : r->failures - 1;
@@ -795,7 +873,8 @@ static int check_config(struct router *r)
 		return usage_error("ROUTER_HAPROXY_SOCKET", "must not be empty when set");
 	if (dp_cache_prepare(c->cache_dir, err, sizeof err) != 0)
 		return usage_error("ROUTER_CACHE_DIR", err);
-	if (cfgdoc_trust_load(c->trust_bundle, &r->trust, err, sizeof err) != 0)
+	/* The key set accepted last (ROUTER_CACHE_DIR), else the bundle. */
+	if (!(r->trust = trust_store_open(c->trust_bundle, c->cache_dir, ISSUER, err, sizeof err)))
 		return usage_error("ROUTER_TRUST_BUNDLE", err);
 	return 0;
 }
@@ -893,13 +972,13 @@ int main(int argc, char **argv)
 	r.rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, PROG ": cannot initialize libcurl\n");
-		cfgdoc_trust_free(&r.trust);
+		trust_store_free(r.trust);
 		return SVC_EXIT_FAILURE;
 	}
 	ret = r.once ? run_once(&r) : run(&r);
 	mapped_put(&r, r.map);
 	r.map = NULL;
-	cfgdoc_trust_free(&r.trust);
+	trust_store_free(r.trust);
 	curl_global_cleanup();
 	pthread_cond_destroy(&r.wake);
 	pthread_mutex_destroy(&r.lock);

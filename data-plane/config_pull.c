@@ -23,12 +23,14 @@
 #include "cell_wait.h"
 #include "cfgdoc.h"
 #include "config_store.h"
+#include "keyset.h"
 #include "cp_client.h"
 #include "cp_errors.h"
 #include "dp.h"
 #include "log.h"
 #include "secret.h"
 #include "snapshot.h"
+#include "trust_store.h"
 
 #define STATUS_INTERVAL_MS 15000  /* fleet status at least this often */
 #define STATUS_TIMEOUT_MS 5000    /* a status POST is best effort */
@@ -46,6 +48,10 @@
  * chain. */
 #define LAYER_MIN 4096
 #define NO_DELTAS_RETRY_MS (10 * 60 * 1000)
+/* The signed key set (trust_store.h) is asked for every
+ * DP_KEYSET_INTERVAL, at start, and at once when a document names a key
+ * not trusted here; a request takes at most this long. */
+#define KEYSET_TIMEOUT_MS 10000
 
 enum outcome { PULL_UPDATED, PULL_NOT_MODIFIED, PULL_ERROR, PULL__COUNT };
 static const char *const outcome_names[PULL__COUNT] = { "updated", "not_modified", "error" };
@@ -60,6 +66,7 @@ struct dp_pull {
 	/* read by /metrics and /readyz on any thread */
 	atomic_uint_least64_t applied, rejected[CFGDOC__COUNT], pulls[PULL__COUNT];
 	atomic_ulong deltas_applied;   /* of `applied` */
+	atomic_uint_least64_t keysets[KEYSET__COUNT]; /* signed key sets fetched, by outcome */
 	atomic_int_least64_t last_ok;
 	/* The highest version ever applied here (also DP_CACHE_DIR/version):
 	 * nothing older is accepted, whatever happened to the cached file.
@@ -71,7 +78,9 @@ struct dp_pull {
 	int64_t kept_nbf;
 
 	/* the pull thread's own (the main thread's before it starts) */
-	struct dp_cp_request cfg, status;
+	struct dp_cp_request cfg, status, keyset;
+	int keyset_due;                /* ask for the key set now */
+	int keyset_absent;             /* the control plane offers none (404): said once */
 	char last_error[ERROR_MAX + 1];
 	unsigned failures;             /* consecutive failed pulls, for the backoff */
 	int status_failing;
@@ -302,8 +311,10 @@ static struct cfgdoc *replay_chain(struct dp_pull *p, struct cfgdoc *doc)
 		struct cfgdoc *next = NULL;
 		int is_delta = 0;
 		struct cfgdoc_verify_opts o = verify_opts(p, doc->ver, 1);
-		enum cfgdoc_result r = cfgdoc_verify_any(line, strlen(line), &p->app->trust, &o, doc, &next,
+		const struct cfgdoc_trust *trust = trust_store_get(p->app->trust);
+		enum cfgdoc_result r = cfgdoc_verify_any(line, strlen(line), trust, &o, doc, &next,
 		                                         &is_delta, detail, sizeof detail);
+		trust_store_put(p->app->trust, trust);
 		if (r != CFGDOC_OK || !is_delta) {
 			cfgdoc_free(next);
 			reject(p, r != CFGDOC_OK ? r : CFGDOC_BAD_CONTENT, "cached delta",
@@ -357,7 +368,8 @@ static void load_cache(struct dp_pull *p)
 	 * what the floor is held against. */
 	int64_t floor_min = min_version(p, &u);
 	struct cfgdoc_verify_opts o = verify_opts(p, c->cell ? 0 : floor_min, 1);
-	enum cfgdoc_result r = cfgdoc_verify(tok, len, &p->app->trust, &o, &doc, detail, sizeof detail);
+	const struct cfgdoc_trust *trust = trust_store_get(p->app->trust);
+	enum cfgdoc_result r = cfgdoc_verify(tok, len, trust, &o, &doc, detail, sizeof detail);
 	if (r == CFGDOC_NOT_YET_VALID) {
 		/* Its signature and claims are good: its version still raises the
 		 * floor, and the clock is waited for. Verified again with a clock
@@ -367,12 +379,13 @@ static void load_cache(struct dp_pull *p)
 		struct cfgdoc_verify_opts later = o;
 		later.now = INT64_C(1) << 40;
 		later.min_version = 0;
-		if (cfgdoc_verify(tok, len, &p->app->trust, &later, &ahead, ignored, sizeof ignored) == CFGDOC_OK) {
+		if (cfgdoc_verify(tok, len, trust, &later, &ahead, ignored, sizeof ignored) == CFGDOC_OK) {
 			floor_raise(p, ahead->ver);
 			p->kept_nbf = ahead->nbf;
 			cfgdoc_free(ahead);
 		}
 	}
+	trust_store_put(p->app->trust, trust);
 	free(tok);
 	if (r != CFGDOC_OK) {
 		reject(p, r, "cached", detail);
@@ -511,10 +524,16 @@ static int apply(struct dp_pull *p)
 	 * valid while a delta is applied to it. */
 	const struct dp_snapshot *cur = dp_snaps_enter(p->app->snaps);
 	int is_delta = 0;
+	const struct cfgdoc_trust *trust = trust_store_get(p->app->trust);
 	enum cfgdoc_result r = cfgdoc_verify_any(p->cfg.body.p ? p->cfg.body.p : "", p->cfg.body.len,
-	                                         &p->app->trust, &o, cur ? cur->doc : NULL, &doc, &is_delta,
+	                                         trust, &o, cur ? cur->doc : NULL, &doc, &is_delta,
 	                                         detail, sizeof detail);
+	trust_store_put(p->app->trust, trust);
 	dp_snaps_leave(p->app->snaps);
+	/* Signed with a key not trusted here: a rotation this data plane has
+	 * not followed yet. The key set is asked for at once. */
+	if (r == CFGDOC_UNKNOWN_KID)
+		p->keyset_due = 1;
 	if (r != CFGDOC_OK) {
 		reject(p, r, is_delta ? "pulled delta" : "pulled", detail);
 		/* A delta for another base, one that does not reach the state it
@@ -625,6 +644,62 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 	return 0;
 }
 
+/* ---- the signed key set ---- */
+
+static struct log_limit keyset_refused_limit;
+
+static int start_keyset(struct dp_pull *p)
+{
+	char inm[64];
+	int64_t held = trust_store_version(p->app->trust);
+	if (transfer_begin(p, &p->keyset, "/v1/signing-keys", KEYSET_MAX_BYTES, KEYSET_TIMEOUT_MS))
+		return -1;
+	if (held > 0) {
+		snprintf(inm, sizeof inm, "If-None-Match: \"%lld\"", (long long)held);
+		if (dp_cp_request_header(&p->keyset, inm) != 0)
+			return -1;
+	}
+	return transfer_add(p, &p->keyset);
+}
+
+/* The key set's request ended with `rc`. Returns 1 when the keys trusted
+ * here changed (a document refused for its key is then asked for again). */
+static int finish_keyset(struct dp_pull *p, CURLcode rc)
+{
+	long status = 0;
+	char err[512];
+	int changed = 0;
+	curl_easy_getinfo(p->keyset.easy, CURLINFO_RESPONSE_CODE, &status);
+	if (rc != CURLE_OK) {
+		log_warn_limited(NULL, "signed key set not fetched: %s", dp_cp_request_error(&p->keyset, rc));
+	} else if (status == 200) {
+		enum keyset_result r = trust_store_apply(p->app->trust, p->keyset.body.p ? p->keyset.body.p : "",
+		                                         p->keyset.body.len, err, sizeof err);
+		atomic_fetch_add(&p->keysets[r], 1);
+		if (r == KEYSET_OK) {
+			const struct cfgdoc_trust *t = trust_store_get(p->app->trust);
+			log_info(NULL, "now trusting the %zu signing key(s) of key set version %lld",
+			         t->n, (long long)trust_store_version(p->app->trust));
+			trust_store_put(p->app->trust, t);
+			changed = 1;
+		} else if (r != KEYSET_SAME) {
+			log_write_limited(&keyset_refused_limit, LOG_ERROR, NULL, NULL, "signed key set refused (%s): %s",
+			                  keyset_result_names[r], err);
+		}
+	} else if (status == 304) {
+		atomic_fetch_add(&p->keysets[KEYSET_SAME], 1);
+	} else if (status == 404) {
+		if (!p->keyset_absent)
+			log_info(NULL, "the control plane offers no signed key set (its keys are not in its database): "
+			               "trusting DP_TRUST_BUNDLE's keys until it does");
+		p->keyset_absent = 1;
+	} else {
+		log_warn_limited(NULL, "signed key set not fetched: the control plane answered HTTP %ld", status);
+	}
+	transfer_end(p, &p->keyset);
+	return changed;
+}
+
 /* ---- fleet status ---- */
 
 static int start_status(struct dp_pull *p)
@@ -688,8 +763,8 @@ static void *run(void *arg)
 {
 	struct dp_pull *p = arg;
 	log_set_task("config_pull");
-	int64_t next_pull = 0, next_status = 0, started = 0;
-	int cfg_on = 0, status_on = 0, status_due = 1;
+	int64_t next_pull = 0, next_status = 0, next_keyset = 0, started = 0;
+	int cfg_on = 0, status_on = 0, status_due = 1, keyset_on = 0;
 
 	/* Verifying and indexing a large document is CPU work that should not
 	 * take cores from the requests being served meanwhile: this thread
@@ -733,6 +808,15 @@ static void *run(void *arg)
 				status_due = 1;
 			}
 		}
+		if (!keyset_on && (p->keyset_due || now >= next_keyset)) {
+			p->keyset_due = 0;
+			if (start_keyset(p) == 0) {
+				keyset_on = 1;
+			} else {
+				transfer_end(p, &p->keyset);
+				next_keyset = now + p->app->cfg.keyset_interval_ms;
+			}
+		}
 		if (!status_on && (status_due || now >= next_status)) {
 			status_due = 0;
 			if (start_status(p) == 0) {
@@ -762,6 +846,12 @@ static void *run(void *arg)
 				finish_status(p, rc);
 				status_on = 0;
 				next_status = mono_ms() + STATUS_INTERVAL_MS;
+			} else if (keyset_on && easy == p->keyset.easy) {
+				/* New keys: a document refused for its key is asked for again now. */
+				if (finish_keyset(p, rc) && !cfg_on)
+					next_pull = 0;
+				keyset_on = 0;
+				next_keyset = mono_ms() + p->app->cfg.keyset_interval_ms;
 			}
 		}
 		dp_snaps_reclaim(p->app->snaps);
@@ -772,6 +862,8 @@ static void *run(void *arg)
 			timeout = next_pull - now;
 		if (!status_on && next_status - now < timeout)
 			timeout = next_status - now;
+		if (!keyset_on && (p->keyset_due || next_keyset - now < timeout))
+			timeout = p->keyset_due ? 0 : next_keyset - now;
 		if (!status_on && status_due)
 			timeout = 0;
 		if (timeout > 0)
@@ -779,6 +871,7 @@ static void *run(void *arg)
 	}
 	transfer_end(p, &p->cfg);
 	transfer_end(p, &p->status);
+	transfer_end(p, &p->keyset);
 	return NULL;
 }
 
@@ -810,6 +903,7 @@ void dp_pull_free(struct dp_pull *p)
 	dp_pull_stop(p);
 	transfer_end(p, &p->cfg);
 	transfer_end(p, &p->status);
+	transfer_end(p, &p->keyset);
 	curl_multi_cleanup(p->multi);
 	buf_free(&p->chain);
 	free(p);
@@ -865,4 +959,12 @@ void dp_pull_metrics(struct dp_pull *p, FILE *out)
 	for (int o = 0; o < PULL__COUNT; o++)
 		fprintf(out, "dp_config_pulls_total{outcome=\"%s\"} %llu\n", outcome_names[o],
 		        (unsigned long long)atomic_load(&p->pulls[o]));
+	fprintf(out, "# HELP dp_keyset_version Version of the signed key set whose keys are trusted here (0: the trust bundle's).\n"
+	             "# TYPE dp_keyset_version gauge\ndp_keyset_version %lld\n"
+	             "# HELP dp_keysets_total Signed key sets fetched from the control plane, by outcome.\n"
+	             "# TYPE dp_keysets_total counter\n",
+	        (long long)trust_store_version(p->app->trust));
+	for (int r = 0; r < KEYSET__COUNT; r++)
+		fprintf(out, "dp_keysets_total{outcome=\"%s\"} %llu\n", keyset_result_names[r],
+		        (unsigned long long)atomic_load(&p->keysets[r]));
 }

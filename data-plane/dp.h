@@ -47,6 +47,7 @@ struct dp_config {
 	const char *cache_dir;
 	int stale_policy;                   /* enum dp_stale_policy */
 	int64_t pull_wait_ms;
+	int64_t keyset_interval_ms;   /* DP_KEYSET_INTERVAL */
 	int64_t pull_connect_timeout_ms;
 	int64_t clock_skew_ms;
 	const char *instance;               /* NULL: <hostname>-<pid> */
@@ -98,7 +99,7 @@ struct dp_app {
 	struct dp_config cfg;
 	char instance[129];                 /* DP_INSTANCE or its default */
 	struct db_pool *db;
-	struct cfgdoc_trust trust;          /* keys a document may be signed with */
+	struct trust_store *trust;          /* keys a document may be signed with (trust_store.h) */
 	struct dp_snaps *snaps;             /* the configuration in use */
 	struct dp_pull *pull;               /* loads it: cache at start, then the control plane */
 	struct dp_ingest *ingest;           /* group commit of POST /v1/events */

@@ -34,6 +34,7 @@
 #include "snapshot.h"
 #include "stream.h"
 #include "svc.h"
+#include "trust_store.h"
 #include "timefmt.h"
 #include "usage.h"
 
@@ -75,6 +76,8 @@ static const struct cfg_var dp_vars[] = {
 	  "Tenant routes once the configuration in use has expired: keep serving, or answer 503." },
 	{ "DP_PULL_WAIT", CFG_DURATION, "30s", 0, O(pull_wait_ms), 1000, 60000, NULL,
 	  "How long the control plane may hold a config pull open for a newer version (1s to 60s)." },
+	{ "DP_KEYSET_INTERVAL", CFG_DURATION, "30s", 0, O(keyset_interval_ms), 1000, 3600000, NULL,
+	  "How often the signed key set of the control plane's signing keys is asked for (also at start, and at once when a document is signed with a key not trusted here)." },
 	{ "DP_PULL_CONNECT_TIMEOUT", CFG_DURATION, "2s", 0, O(pull_connect_timeout_ms), 100, 60000, NULL,
 	  "Longest wait to connect to the control plane." },
 	{ "DP_CLOCK_SKEW", CFG_DURATION, "60s", 0, O(clock_skew_ms), 0, 3600000, NULL,
@@ -475,7 +478,8 @@ static int serve_config(struct dp_app *app)
 				*h = '-';
 		snprintf(app->instance, sizeof app->instance, "%s-%ld", host, (long)getpid());
 	}
-	if (cfgdoc_trust_load(c->trust_bundle, &app->trust, err, sizeof err) != 0)
+	/* The key set accepted last (DP_CACHE_DIR), else the bundle. */
+	if (!(app->trust = trust_store_open(c->trust_bundle, c->cache_dir, DP_CONFIG_ISSUER, err, sizeof err)))
 		return usage_error("DP_TRUST_BUNDLE", err[0] ? err : "cannot be loaded");
 	return 0;
 }
@@ -501,7 +505,7 @@ static int cmd_serve(struct dp_app *app)
 		return ret;
 	ret = SVC_EXIT_FAILURE;
 	if (open_pool(app)) {
-		cfgdoc_trust_free(&app->trust);
+		trust_store_free(app->trust);
 		return SVC_EXIT_USAGE;
 	}
 	/* Every session is checked before it is used, at start as later: a
@@ -647,7 +651,7 @@ out:
 	dp_limits_free(app->limits);
 	dp_pull_free(app->pull);
 	dp_snaps_free(app->snaps);
-	cfgdoc_trust_free(&app->trust);
+	trust_store_free(app->trust);
 	db_pool_free(app->db);
 	dp_region_guard_free(app->region);
 	return ret;

@@ -13,6 +13,7 @@
 #include "http.h"
 #include "jscan.h"
 #include "log.h"
+#include "trust_store.h"
 #include "movecred.h"
 #include "names.h"
 #include "snapshot.h"
@@ -77,7 +78,9 @@ enum http_step dp_move_authenticate(struct http_req *req, int auth)
 	struct movecred *m = calloc(1, sizeof *m);
 	if (!m)
 		return HTTP_ANSWERED; /* nothing queued: 500 */
-	enum cfgdoc_result r = movecred_verify(tok, strlen(tok), &app->trust, &o, move, m, detail, sizeof detail);
+	const struct cfgdoc_trust *trust = trust_store_get(app->trust);
+	enum cfgdoc_result r = movecred_verify(tok, strlen(tok), trust, &o, move, m, detail, sizeof detail);
+	trust_store_put(app->trust, trust);
 	if (r != CFGDOC_OK) {
 		free(m);
 		log_warn(NULL, "move %s: credential refused (%s): %s", move, cfgdoc_result_names[r], detail);

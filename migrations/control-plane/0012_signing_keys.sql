@@ -15,6 +15,10 @@
 -- failing to open it. The kid is the RFC 7638 thumbprint of the public
 -- key, which a replica recomputes from the key it opens: a sealed key
 -- copied onto another row is refused.
+-- `ver` is taken from signing_keys_ver at every change of a row: the
+-- highest is the version of the signed key set (common/keyset.h) that the
+-- data planes and routers follow.
+CREATE SEQUENCE signing_keys_ver;
 CREATE TABLE signing_keys (
     kid          text PRIMARY KEY CHECK (kid ~ '^[A-Za-z0-9_-]{43}$'),
     state        text NOT NULL CHECK (state IN ('staged', 'current', 'previous', 'retired')),
@@ -24,6 +28,7 @@ CREATE TABLE signing_keys (
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
     activated_at timestamptz,
     retired_at   timestamptz,
+    ver          bigint NOT NULL DEFAULT nextval('signing_keys_ver'),
     CHECK (state <> 'current' OR (activated_at IS NOT NULL AND retired_at IS NULL)),
     CHECK (state <> 'previous' OR retired_at IS NOT NULL)
 );

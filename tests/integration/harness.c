@@ -898,6 +898,13 @@ void it_stack_dp_restart(struct it_stack *s, const char *const dp_env[])
 	it_stack_sync(s);
 }
 
+void it_stack_dp_respawn(struct it_stack *s, const char *const dp_env[])
+{
+	int st = it_stop(&s->dp);
+	ck_assert_msg(st == 0, "the data plane exited with %d on SIGTERM (log %s)", st, s->dp.log);
+	stack_dp_spawn(s, dp_env);
+}
+
 void it_stack_cp_stop(struct it_stack *s)
 {
 	int st = it_stop(&s->cp);

@@ -19,6 +19,7 @@ Suite *cp_api_suite(void);   /* test_cp_api.c */
 Suite *openapi_suite(void);  /* test_openapi.c */
 Suite *dp_config_suite(void); /* test_dp_config.c */
 Suite *config_issue_suite(void); /* test_config_issue.c */
+Suite *rotation_suite(void);     /* test_rotation.c */
 Suite *e2e_config_suite(void); /* test_e2e_config.c */
 Suite *billing_suite(void); /* test_billing.c */
 Suite *events_suite(void); /* test_events.c */
@@ -212,6 +213,9 @@ void it_stack_sync(const struct it_stack *s);
  * again on the same database and cache, with `dp_env` (NULL-terminated,
  * may be NULL) replacing or adding variables; waits until it serves. */
 void it_stack_dp_restart(struct it_stack *s, const char *const dp_env[]);
+/* The same without waiting for the control plane's version (which may be
+ * down): only until the data plane listens. */
+void it_stack_dp_respawn(struct it_stack *s, const char *const dp_env[]);
 /* Stops the control plane (failing the test unless it exits 0), and
  * starts it again on the same database, keys and port, with `cp_env`
  * (NULL-terminated, may be NULL) added. */

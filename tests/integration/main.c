@@ -36,7 +36,7 @@ static const struct {
 	{ "cell-router", cell_router_suite }, { "mover", mover_suite },
 	{ "moves", moves_suite },             { "log-routes", log_routes_suite },
 	{ "streams", streams_suite },         { "cp-streams", cp_streams_suite },
-	{ "stream-send", stream_send_suite },
+	{ "stream-send", stream_send_suite },  { "key-rotation", rotation_suite },
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

@@ -534,39 +534,43 @@ static void collect_actions(const char *path, char *text, void *vctx)
 	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
 	if (strcasestr(text, "INSERT INTO audit_log") && strcmp(base, "db_audit.c"))
 		add_word(c->writers, sizeof c->writers, base);
-	for (char *p = text; (p = strstr(p, "cp_audit(")) != NULL; p++) {
-		if (p > text && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
-			continue;
-		/* A declaration or definition names a type first: no call. */
-		const char *args = p + 9;
-		if (!strncmp(args, "struct ", 7))
-			continue;
-		int depth = 1, found = 0;
-		for (const char *q = args; *q && depth; q++) {
-			if (*q == '(')
-				depth++;
-			else if (*q == ')')
-				depth--;
-			else if (*q == '"') {
-				const char *e = strchr(q + 1, '"');
-				if (!e)
-					break;
-				if (is_action(q + 1, (size_t)(e - q - 1))) {
-					char a[128];
-					snprintf(a, sizeof a, "%.*s", (int)(e - q - 1), q + 1);
-					add_word(c->actions, sizeof c->actions, a);
-					found = 1;
+	/* cp_audit() for requests, cp_audit_operator() for an operator's commands. */
+	static const char *const calls[] = { "cp_audit(", "cp_audit_operator(" };
+	for (size_t ci = 0; ci < 2; ci++) {
+		for (char *p = text; (p = strstr(p, calls[ci])) != NULL; p++) {
+			if (p > text && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
+				continue;
+			/* A declaration or definition names a type first: no call. */
+			const char *args = p + strlen(calls[ci]);
+			if (!strncmp(args, "struct ", 7))
+				continue;
+			int depth = 1, found = 0;
+			for (const char *q = args; *q && depth; q++) {
+				if (*q == '(')
+					depth++;
+				else if (*q == ')')
+					depth--;
+				else if (*q == '"') {
+					const char *e = strchr(q + 1, '"');
+					if (!e)
+						break;
+					if (is_action(q + 1, (size_t)(e - q - 1))) {
+						char a[128];
+						snprintf(a, sizeof a, "%.*s", (int)(e - q - 1), q + 1);
+						add_word(c->actions, sizeof c->actions, a);
+						found = 1;
+					}
+					q = e;
 				}
-				q = e;
 			}
-		}
-		if (!found) {
-			char where[200];
-			int line = 1;
-			for (const char *q = text; q < p; q++)
-				line += *q == '\n';
-			snprintf(where, sizeof where, "%s:%d", base, line);
-			add_word(c->opaque, sizeof c->opaque, where);
+			if (!found) {
+				char where[200];
+				int line = 1;
+				for (const char *q = text; q < p; q++)
+					line += *q == '\n';
+				snprintf(where, sizeof where, "%s:%d", base, line);
+				add_word(c->opaque, sizeof c->opaque, where);
+			}
 		}
 	}
 }

@@ -32,5 +32,6 @@ Suite *checkpoint_suite(void);
 Suite *seal_suite(void);
 Suite *residency_suite(void);
 Suite *doc_rows_suite(void);
+Suite *keyset_suite(void);
 
 #endif
