@@ -6,6 +6,7 @@
 #                 the rollout, moves, log and streams tests (tests/deploy/)
 #                 and the fault scenarios but expiry (tests/faults/)
 #   make test-streams  log streams end to end (tests/deploy/streams_test.sh)
+#   make test-cli the admin CLI (bin/celltrail) on a private stack
 #   make bench    HTTP benchmarks against a same-run hello-world baseline
 #   make faults   fault scenarios on a private stack under load (tests/faults/)
 #   make soak     bounded soak: mixed traffic, a control-plane restart, RSS
@@ -103,7 +104,8 @@ deps:
 all: deps
 	@$(MAKE) --no-print-directory services
 
-services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover $(BIN)/celltrail-verify
+services: $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover $(BIN)/celltrail-verify \
+	$(BIN)/celltrail
 testbins: check-includes services $(BIN)/unit-tests $(BIN)/it-tests $(BIN)/http-testd $(BIN)/merkle-vectors
 benchbins: services $(BIN)/faults-load $(BIN)/hello-bench $(BIN)/cfgdoc-bench $(BIN)/delta-bench $(BIN)/retention-bench $(BIN)/propagation-bench $(BIN)/feed-bench
 
@@ -167,6 +169,20 @@ $(BIN)/celltrail-verify: $(call obj,$(VERIFY_SRC)) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+# The admin command line of the control-plane API (cli/, README "Admin
+# CLI"); `make test-cli` drives it on a private stack (tests/deploy/
+# cli_test.sh, ports from CLI_TEST_PORT, 19100; not part of `make test`).
+CLI_SRC := $(wildcard cli/*.c)
+$(BIN)/celltrail: $(call obj,$(CLI_SRC)) $(COMMON_OBJ)
+	@mkdir -p $(BIN)
+	@echo "  LINK  $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
+
+.PHONY: test-cli
+test-cli: deps
+	@$(MAKE) --no-print-directory services
+	@sh tests/deploy/cli_test.sh $(BIN)
 
 # RFC 9162 test vectors from common/merkle.c, for tests/log/verify_test.sh.
 $(BIN)/merkle-vectors: $(call obj,tests/log/merkle_vectors.c) $(COMMON_OBJ)
@@ -312,7 +328,7 @@ test: deps
 	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
 	@# The end-to-end tests, each on a private stack (its own ports and
 	@# clusters), mostly wait: on moves, appends, a stream receiver down
-	@# for a minute. The streams, log and moves tests and the fuzz smoke
+	@# for a minute. The streams, log, CLI and moves tests and the fuzz smoke
 	@# runs (a core for a few seconds each) go side by side; their outputs
 	@# are printed after. The fault scenarios, then the rollout test, run
 	@# after them, each alone: their gates count every request that failed
@@ -320,12 +336,14 @@ test: deps
 	@sh tests/deploy/streams_test.sh $(BIN) > build/streams-test.out 2>&1 & st=$$!; \
 	 $(MAKE) --no-print-directory fuzz-smoke > build/fuzz-smoke.out 2>&1 & f=$$!; \
 	 sh tests/deploy/log_test.sh $(BIN) > build/log-test.out 2>&1 & l=$$!; \
-	 trap 'kill $$st $$f $$l 2>/dev/null; exit 1' INT TERM; \
+	 sh tests/deploy/cli_test.sh $(BIN) > build/cli-test.out 2>&1 & c=$$!; \
+	 trap 'kill $$st $$f $$l $$c 2>/dev/null; exit 1' INT TERM; \
 	 m=0; sh tests/deploy/moves_test.sh $(BIN) || m=$$?; \
 	 t=0; wait $$l || t=$$?; cat build/log-test.out; \
 	 z=0; wait $$f || z=$$?; cat build/fuzz-smoke.out; \
 	 x=0; wait $$st || x=$$?; cat build/streams-test.out; \
-	 [ $$m = 0 ] && [ $$t = 0 ] && [ $$z = 0 ] && [ $$x = 0 ]
+	 y=0; wait $$c || y=$$?; cat build/cli-test.out; \
+	 [ $$m = 0 ] && [ $$t = 0 ] && [ $$z = 0 ] && [ $$x = 0 ] && [ $$y = 0 ]
 	@FAULTS_SKIP="expiry $(TEST_SKIPS_FAULTS) $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
 	@$(MAKE) --no-print-directory test-deploy
 
@@ -406,7 +424,7 @@ install: all
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/contract
 	install -m 0755 $(BIN)/control-plane $(BIN)/data-plane $(BIN)/cell-router $(BIN)/mover \
-		$(BIN)/celltrail-verify $(DESTDIR)$(PREFIX)/bin/
+		$(BIN)/celltrail-verify $(BIN)/celltrail $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 migrations/control-plane/*.sql \
 		$(DESTDIR)$(PREFIX)/share/celltrail/migrations/control-plane/
 	install -m 0644 migrations/region/*.sql $(DESTDIR)$(PREFIX)/share/celltrail/migrations/region/

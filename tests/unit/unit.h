@@ -33,5 +33,6 @@ Suite *seal_suite(void);
 Suite *residency_suite(void);
 Suite *doc_rows_suite(void);
 Suite *keyset_suite(void);
+Suite *celltrail_cli_suite(void);
 
 #endif
