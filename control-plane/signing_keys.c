@@ -275,6 +275,20 @@ static enum db_status insert_key(struct db_conn *c, const unsigned char kek[32],
 	return st;
 }
 
+/* A new key, sealed and inserted in `state` (current or staged); its kid
+ * into `kid`. */
+static enum db_status make_key(struct db_conn *c, const unsigned char kek[32], const char *kek_id, const char *state,
+                               char kid[64])
+{
+	struct jwk k;
+	if (jwk_generate(&k) != 0)
+		return DB_ERROR;
+	enum db_status st = insert_key(c, kek, kek_id, &k, state, 0);
+	snprintf(kid, 64, "%s", k.kid);
+	jwk_clear(&k);
+	return st;
+}
+
 struct first_q {
 	const unsigned char *kek;
 	const char *kek_id, *dir, *actor;
@@ -335,14 +349,9 @@ static enum db_status first_tx(struct db_conn *c, void *ctx)
 		if (st != DB_NOT_FOUND)
 			return st;
 	}
-	struct jwk k;
-	if (jwk_generate(&k) != 0)
-		return DB_ERROR;
-	st = insert_key(c, q->kek, q->kek_id, &k, "current", 0);
+	st = make_key(c, q->kek, q->kek_id, "current", q->kid);
 	if (st == DB_OK)
-		st = cp_audit_operator(c, q->actor, "signing_key.create", "signing_key", k.kid, NULL, audit_view(k.kid, "current"));
-	snprintf(q->kid, sizeof q->kid, "%s", k.kid);
-	jwk_clear(&k);
+		st = cp_audit_operator(c, q->actor, "signing_key.create", "signing_key", q->kid, NULL, audit_view(q->kid, "current"));
 	q->made = st == DB_OK;
 	return st;
 }
@@ -510,14 +519,9 @@ static enum db_status stage_tx(struct db_conn *c, void *ctx)
 	}
 	if (st != DB_NOT_FOUND)
 		return st;
-	struct jwk k;
-	if (jwk_generate(&k) != 0)
-		return DB_ERROR;
-	st = insert_key(c, q->kek, q->kek_id, &k, "staged", 0);
+	st = make_key(c, q->kek, q->kek_id, "staged", q->kid);
 	if (st == DB_OK)
-		st = cp_audit_operator(c, q->actor, "signing_key.stage", "signing_key", k.kid, NULL, audit_view(k.kid, "staged"));
-	snprintf(q->kid, sizeof q->kid, "%s", k.kid);
-	jwk_clear(&k);
+		st = cp_audit_operator(c, q->actor, "signing_key.stage", "signing_key", q->kid, NULL, audit_view(q->kid, "staged"));
 	return st;
 }
 
@@ -546,12 +550,7 @@ static enum db_status rotate_tx(struct db_conn *c, void *ctx)
 		json_decref(staged);
 		st = cpdb_signing_key_set_state(c, q->kid, "current");
 	} else if (st == DB_NOT_FOUND) {
-		struct jwk k;
-		if (jwk_generate(&k) != 0)
-			return DB_ERROR;
-		st = insert_key(c, q->kek, q->kek_id, &k, "current", 0);
-		snprintf(q->kid, sizeof q->kid, "%s", k.kid);
-		jwk_clear(&k);
+		st = make_key(c, q->kek, q->kek_id, "current", q->kid);
 	}
 	if (st == DB_OK)
 		st = cp_audit_operator(c, q->actor, "signing_key.rotate", "signing_key", q->kid, was_staged ? audit_view(q->kid, "staged") : NULL,

@@ -560,6 +560,27 @@ static int on_progress(void *ctx, curl_off_t a, curl_off_t b, curl_off_t c, curl
 	return atomic_load(&((struct router *)ctx)->stop) ? 1 : 0;
 }
 
+/* The options every call to the control plane shares: `url`, headers
+ * `h`, at most `timeout_ms`, the answer into `ans` (bounded), the reason
+ * of a failure into `errbuf`, cut short when the router stops. */
+static void easy_setup(struct router *r, CURL *easy, const char *url, struct curl_slist *h, long timeout_ms,
+                       struct answer *ans, char *errbuf)
+{
+	curl_easy_setopt(easy, CURLOPT_URL, url);
+	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltrail-cell-router");
+	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)r->cfg.connect_timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(easy, CURLOPT_WRITEDATA, ans);
+	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(easy, CURLOPT_XFERINFODATA, r);
+}
+
 /* One pull, holding it open at most `wait_s`; applies a newer document. */
 static enum outcome pull(struct router *r, long wait_s)
 {
@@ -589,20 +610,8 @@ static enum outcome pull(struct router *r, long wait_s)
 			goto out;
 		h = h2;
 	}
-	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltrail-cell-router");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)r->cfg.connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, wait_s * 1000 + PULL_GRACE_MS);
+	easy_setup(r, easy, url, h, wait_s * 1000 + PULL_GRACE_MS, &ans, errbuf);
 	curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &ans);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(easy, CURLOPT_XFERINFODATA, r);
 	curl_easy_setopt(easy, CURLOPT_QUICK_EXIT, 1L);
 	CURLcode rc = curl_easy_perform(easy);
 	explicit_bzero(auth, sizeof auth);
@@ -667,19 +676,7 @@ static int keyset_pull(struct router *r)
 	if (!easy || url_join(url, sizeof url, r->cfg.control_plane_url, "/v1/signing-keys") != 0 ||
 	    (held && !(h = curl_slist_append(h, inm))))
 		goto out;
-	curl_easy_setopt(easy, CURLOPT_URL, url);
-	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltrail-cell-router");
-	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)r->cfg.connect_timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, 10000L);
-	curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(easy, CURLOPT_WRITEDATA, &ans);
-	curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
-	curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, on_progress);
-	curl_easy_setopt(easy, CURLOPT_XFERINFODATA, r);
+	easy_setup(r, easy, url, h, 10000, &ans, errbuf);
 	CURLcode rc = curl_easy_perform(easy);
 	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
 	if (rc != CURLE_OK) {
