@@ -179,6 +179,12 @@ $(BIN)/celltrail: $(call obj,$(CLI_SRC)) $(COMMON_OBJ)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
+.PHONY: test-alerts
+# The alert rules (promtool check and test rules), their runbook links and
+# the dashboards' metrics (deploy/prometheus, deploy/grafana; seconds).
+test-alerts: deps
+	@sh tests/deploy/alerts_test.sh
+
 .PHONY: test-cli
 test-cli: deps
 	@$(MAKE) --no-print-directory services
@@ -319,12 +325,15 @@ test-suites: deps
 
 test: deps
 	@mkdir -p build
-	@# The OpenAPI lint (whose first run installs Redocly from npm) goes
-	@# beside the builds and the suites; its output is printed after them.
+	@# The OpenAPI lint (whose first run installs Redocly from npm) and the
+	@# alert rules' tests (promtool) go beside the builds and the suites;
+	@# their output is printed after them.
 	@$(MAKE) --no-print-directory lint-openapi > build/lint-openapi.out 2>&1 & o=$$!; \
-	 trap 'kill $$o 2>/dev/null; exit 1' INT TERM; \
+	 sh tests/deploy/alerts_test.sh > build/alerts-test.out 2>&1 & a=$$!; \
+	 trap 'kill $$o $$a 2>/dev/null; exit 1' INT TERM; \
 	 s=0; $(MAKE) --no-print-directory test-suites || s=$$?; \
-	 r=0; wait $$o || r=$$?; cat build/lint-openapi.out; [ $$s = 0 ] && [ $$r = 0 ]
+	 r=0; wait $$o || r=$$?; cat build/lint-openapi.out; \
+	 q=0; wait $$a || q=$$?; cat build/alerts-test.out; [ $$s = 0 ] && [ $$r = 0 ] && [ $$q = 0 ]
 	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
 	@# The end-to-end tests, each on a private stack (its own ports and
 	@# clusters), mostly wait: on moves, appends, a stream receiver down
