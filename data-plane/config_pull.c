@@ -690,7 +690,7 @@ static int finish_keyset(struct dp_pull *p, CURLcode rc)
 		atomic_fetch_add(&p->keysets[KEYSET_SAME], 1);
 	} else if (status == 404) {
 		if (!p->keyset_absent)
-			log_info(NULL, "the control plane offers no signed key set (its keys are not in its database): "
+			log_info(NULL, "the control plane offers no signed key set (its keys are kept in CP_SIGNING_KEYS_DIR, or it is of an older build): "
 			               "trusting DP_TRUST_BUNDLE's keys until it does");
 		p->keyset_absent = 1;
 	} else {
