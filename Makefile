@@ -185,6 +185,12 @@ $(BIN)/celltrail: $(call obj,$(CLI_SRC)) $(COMMON_OBJ)
 test-alerts: deps
 	@sh tests/deploy/alerts_test.sh
 
+.PHONY: test-kubernetes
+# Every overlay of deploy/kubernetes rendered and validated offline against
+# the Kubernetes API schemas (seconds; the first run installs the validator).
+test-kubernetes: deps
+	@sh tests/deploy/kubernetes_test.sh
+
 .PHONY: test-cli
 test-cli: deps
 	@$(MAKE) --no-print-directory services
@@ -325,15 +331,19 @@ test-suites: deps
 
 test: deps
 	@mkdir -p build
-	@# The OpenAPI lint (whose first run installs Redocly from npm) and the
-	@# alert rules' tests (promtool) go beside the builds and the suites;
-	@# their output is printed after them.
+	@# The OpenAPI lint (whose first run installs Redocly from npm), the
+	@# alert rules' tests (promtool) and the Kubernetes manifests' offline
+	@# validation go beside the builds and the suites; their output is
+	@# printed after them.
 	@$(MAKE) --no-print-directory lint-openapi > build/lint-openapi.out 2>&1 & o=$$!; \
 	 sh tests/deploy/alerts_test.sh > build/alerts-test.out 2>&1 & a=$$!; \
-	 trap 'kill $$o $$a 2>/dev/null; exit 1' INT TERM; \
+	 sh tests/deploy/kubernetes_test.sh > build/kubernetes-test.out 2>&1 & k=$$!; \
+	 trap 'kill $$o $$a $$k 2>/dev/null; exit 1' INT TERM; \
 	 s=0; $(MAKE) --no-print-directory test-suites || s=$$?; \
 	 r=0; wait $$o || r=$$?; cat build/lint-openapi.out; \
-	 q=0; wait $$a || q=$$?; cat build/alerts-test.out; [ $$s = 0 ] && [ $$r = 0 ] && [ $$q = 0 ]
+	 q=0; wait $$a || q=$$?; cat build/alerts-test.out; \
+	 w=0; wait $$k || w=$$?; cat build/kubernetes-test.out; \
+	 [ $$s = 0 ] && [ $$r = 0 ] && [ $$q = 0 ] && [ $$w = 0 ]
 	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
 	@# The end-to-end tests, each on a private stack (its own ports and
 	@# clusters), mostly wait: on moves, appends, a stream receiver down
