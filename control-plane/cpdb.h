@@ -159,6 +159,10 @@ enum db_status cpdb_signing_key_get(struct db_conn *c, const char *kid, const ch
 enum db_status cpdb_signing_key_set_state(struct db_conn *c, const char *kid, const char *state);
 /* Every key ever kept, newest first within each state. */
 enum db_status cpdb_signing_keys_list(struct db_conn *c, json_t **items);
+/* The previous keys whose overlap (`overlap_s` after they stopped
+ * signing) has passed. */
+typedef void (*cpdb_signing_kid_fn)(const char *kid, void *arg);
+enum db_status cpdb_signing_keys_aged(struct db_conn *c, int64_t overlap_s, cpdb_signing_kid_fn fn, void *arg);
 
 /* ---- audit log (db_audit.c) ---- */
 enum db_status cpdb_audit_insert(struct db_conn *c, const char *actor_type, const char *actor_id,

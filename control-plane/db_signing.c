@@ -73,7 +73,7 @@ enum db_status cpdb_signing_key_get(struct db_conn *c, const char *kid, const ch
 {
 	const char *p[] = { kid, state };
 	return db_json_one(c, doc,
-		"SELECT json_build_object('kid', kid, 'state', state, 'created_at', created_at,"
+		"SELECT json_build_object('kid', kid, 'state', state, 'kek_id', kek_id, 'created_at', created_at,"
 		"                         'activated_at', activated_at, 'retired_at', retired_at)::text"
 		"  FROM signing_keys WHERE ($1::text IS NULL OR kid = $1) AND ($2::text IS NULL OR state = $2)",
 		2, p);
@@ -101,10 +101,29 @@ enum db_status cpdb_signing_key_set_state(struct db_conn *c, const char *kid, co
 enum db_status cpdb_signing_keys_list(struct db_conn *c, json_t **items)
 {
 	return db_json_rows(c, items,
-		"SELECT json_build_object('kid', kid, 'state', state, 'created_at', created_at,"
+		"SELECT json_build_object('kid', kid, 'state', state, 'kek_id', kek_id, 'created_at', created_at,"
 		"                         'activated_at', activated_at, 'retired_at', retired_at)::text"
 		"  FROM signing_keys"
 		" ORDER BY CASE state WHEN 'current' THEN 0 WHEN 'staged' THEN 1 WHEN 'previous' THEN 2 ELSE 3 END,"
 		"          created_at DESC",
 		0, NULL);
+}
+
+enum db_status cpdb_signing_keys_aged(struct db_conn *c, int64_t overlap_s, cpdb_signing_kid_fn fn, void *arg)
+{
+	char ov[24];
+	snprintf(ov, sizeof ov, "%lld", (long long)overlap_s);
+	const char *p[] = { ov };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+		"SELECT kid FROM signing_keys"
+		" WHERE state = 'previous' AND retired_at <= now() - $1::bigint * interval '1 second'"
+		" ORDER BY kid",
+		1, p);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++)
+		fn(PQgetvalue(r, i, 0), arg);
+	PQclear(r);
+	return DB_OK;
 }

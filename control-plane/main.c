@@ -472,6 +472,7 @@ static void *upkeep_main(void *arg)
 			log_warn(NULL, "idempotency purge failed; will retry");
 		if (db_tx(u->app->db, DB_READ_COMMITTED, reissue_tx, u->app) != DB_OK)
 			log_warn(NULL, "re-issuing expiring documents failed; will retry");
+		cp_signing_age(u->app);
 		pthread_mutex_lock(&u->lock);
 		/* Often enough that a document is re-issued well before it
 		 * expires, whatever CP_CONFIG_LIFETIME is: a re-issue is due at half

@@ -180,15 +180,21 @@ static enum db_status load_tx(struct db_conn *c, void *ctx)
 
 /* Reads the rows on `c` (NULL: the pool's) and installs what they say:
  * the published keys opened (those held already are not opened again),
- * the JWK set, and the key set signed by all of them when its version
- * changed. Returns 0, or -1 with `err` (the keys in use stay). */
-static int load(struct cp_signing *s, struct db_conn *c, char *err, size_t errlen)
+ * the JWK set, and the key set signed by those keys when its version
+ * changed. A key other than the current one that cannot be opened (sealed
+ * with another CP_SIGNING_KEK) is published but does not sign the set;
+ * the current one must open. What an older snapshot read (a transaction
+ * begun before another's change) is not installed over a newer one. Into
+ * `current` (may be NULL), the current key of the rows this call read.
+ * Returns 0, or -1 with `err` (the keys in use stay). */
+static int load(struct cp_signing *s, struct db_conn *c, struct jwk *current, char *err, size_t errlen)
 {
+	static struct log_limit unopened;
 	struct load_q q = { .overlap_s = s->overlap_s };
 	enum db_status st = c ? load_tx(c, &q) : db_tx(s->db, DB_AUTOCOMMIT, load_tx, &q);
 	struct jwk held[HELD_MAX];
 	size_t n = 0;
-	char *keyset = NULL;
+	char *keyset = NULL, why[400];
 	json_t *jwks = NULL;
 	int rc = -1;
 	if (st != DB_OK || q.rows.bad) {
@@ -199,20 +205,36 @@ static int load(struct cp_signing *s, struct db_conn *c, char *err, size_t errle
 		snprintf(err, errlen, "no signing key is current (control-plane rotate-key makes one)");
 		goto out;
 	}
-	for (; n < q.rows.n; n++) {
+	for (size_t i = 0; i < q.rows.n; i++) {
 		const struct jwk *have = NULL;
 		pthread_mutex_lock(&s->lock);
 		for (size_t k = 0; k < s->nheld && !have; k++)
-			if (!strcmp(s->held[k].kid, q.rows.r[n].kid))
+			if (!strcmp(s->held[k].kid, q.rows.r[i].kid))
 				have = &s->held[k];
 		int copied = have ? copy_key(have, &held[n]) : -1;
 		pthread_mutex_unlock(&s->lock);
-		if (copied != 0 && open_sealed(s->kek, s->kek_id, &q.rows.r[n], &held[n], err, errlen) != 0)
+		if (copied == 0 || open_sealed(s->kek, s->kek_id, &q.rows.r[i], &held[n], why, sizeof why) == 0) {
+			n++;
+		} else if (q.rows.r[i].current) {
+			snprintf(err, errlen, "%s", why);
 			goto out;
+		} else {
+			log_write_limited(&unopened, LOG_ERROR, NULL, NULL, "signing: %s; it is published but does not "
+			                  "sign the key set (control-plane retire-key %s drops it)", why, q.rows.r[i].kid);
+		}
+	}
+	if (current && copy_key(&held[0], current) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
 	}
 	pthread_mutex_lock(&s->lock);
+	int older = q.rows.set_ver < s->set_ver;
 	int resign = q.rows.set_ver != s->set_ver || !s->keyset;
 	pthread_mutex_unlock(&s->lock);
+	if (older) {
+		rc = 0; /* a newer view is installed already */
+		goto out;
+	}
 	if (resign && !(keyset = keyset_sign(held, n, q.rows.set_ver, (int64_t)time(NULL), CP_ISSUER))) {
 		snprintf(err, errlen, "cannot sign the key set");
 		goto out;
@@ -222,6 +244,11 @@ static int load(struct cp_signing *s, struct db_conn *c, char *err, size_t errle
 		goto out;
 	}
 	pthread_mutex_lock(&s->lock);
+	if (q.rows.set_ver < s->set_ver) { /* installed meanwhile */
+		pthread_mutex_unlock(&s->lock);
+		rc = 0;
+		goto out;
+	}
 	if (s->held[0].kid[0] && strcmp(s->held[0].kid, held[0].kid) != 0)
 		log_info(NULL, "signing key %s is current (was %s)", held[0].kid, s->held[0].kid);
 	for (size_t k = 0; k < s->nheld; k++)
@@ -243,6 +270,8 @@ static int load(struct cp_signing *s, struct db_conn *c, char *err, size_t errle
 	pthread_mutex_unlock(&s->lock);
 	rc = 0;
 out:
+	if (rc != 0 && current)
+		jwk_clear(current);
 	for (size_t k = 0; k < n; k++)
 		jwk_clear(&held[k]);
 	free(keyset);
@@ -392,7 +421,7 @@ struct cp_signing *cp_signing_open(struct db_pool *db, const char *kek_hex, int6
 		         q.imported, import_dir, q.kid);
 	else if (q.made)
 		log_info(NULL, "created signing key %s in the database", q.kid);
-	if (load(s, NULL, err, errlen) != 0)
+	if (load(s, NULL, NULL, err, errlen) != 0)
 		goto fail;
 	return s;
 fail:
@@ -427,16 +456,13 @@ int cp_signing_key(struct cp_app *app, struct db_conn *c, struct jwk *key)
 	memset(key, 0, sizeof *key);
 	if (!s)
 		return app->keys ? keyring_current(app->keys, key) : -1;
-	/* The rows as this transaction sees them: a rotation is followed at
-	 * once, whichever replica made it. */
-	if (load(s, c, err, sizeof err) != 0) {
+	/* The current key as this transaction sees the rows: a rotation is
+	 * followed at once, whichever replica made it. */
+	if (load(s, c, key, err, sizeof err) != 0) {
 		log_error(NULL, "signing: %s", err);
 		return -1;
 	}
-	pthread_mutex_lock(&s->lock);
-	int rc = copy_key(&s->held[0], key);
-	pthread_mutex_unlock(&s->lock);
-	return rc;
+	return 0;
 }
 
 json_t *cp_signing_jwks(struct cp_app *app)
@@ -448,7 +474,7 @@ json_t *cp_signing_jwks(struct cp_app *app)
 	pthread_mutex_lock(&s->lock);
 	int stale = mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
 	pthread_mutex_unlock(&s->lock);
-	if (stale && load(s, NULL, err, sizeof err) != 0)
+	if (stale && load(s, NULL, NULL, err, sizeof err) != 0)
 		log_warn_limited(NULL, "signing: %s; serving the JWK set read last", err);
 	pthread_mutex_lock(&s->lock);
 	json_t *j = json_deep_copy(s->jwks);
@@ -465,7 +491,7 @@ char *cp_signing_keyset(struct cp_app *app, int64_t *ver)
 	pthread_mutex_lock(&s->lock);
 	int stale = mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
 	pthread_mutex_unlock(&s->lock);
-	if (stale && load(s, NULL, err, sizeof err) != 0)
+	if (stale && load(s, NULL, NULL, err, sizeof err) != 0)
 		log_warn_limited(NULL, "signing: %s; serving the key set read last", err);
 	pthread_mutex_lock(&s->lock);
 	char *doc = s->keyset ? strdup(s->keyset) : NULL;
@@ -503,12 +529,33 @@ static const char *jstr(const json_t *o, const char *k)
 	return v ? v : "";
 }
 
+/* Refuses a command whose CP_SIGNING_KEK did not seal the key in `state`
+ * (when there is one): a key it sealed could not be opened by the
+ * replicas, which would stop signing. */
+static enum db_status same_kek(struct db_conn *c, struct op_q *q, const char *state)
+{
+	json_t *k = NULL;
+	enum db_status st = cpdb_signing_key_get(c, NULL, state, &k);
+	if (st == DB_NOT_FOUND)
+		return DB_OK;
+	if (st == DB_OK && strcmp(jstr(k, "kek_id"), q->kek_id) != 0) {
+		snprintf(q->err, sizeof q->err, "CP_SIGNING_KEK here (%s) is not the key-encryption key that sealed the %s "
+		         "signing key %s (%s): the replicas could not open a key sealed with it; nothing was changed",
+		         q->kek_id, state, jstr(k, "kid"), jstr(k, "kek_id"));
+		st = DB_ROLLBACK;
+	}
+	json_decref(k);
+	return st;
+}
+
 static enum db_status stage_tx(struct db_conn *c, void *ctx)
 {
 	struct op_q *q = ctx;
 	json_t *staged = NULL;
 	q->err[0] = '\0';
 	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK)
+		st = same_kek(c, q, "current");
 	if (st == DB_OK)
 		st = cpdb_signing_key_get(c, NULL, "staged", &staged);
 	if (st == DB_OK) {
@@ -531,6 +578,10 @@ static enum db_status rotate_tx(struct db_conn *c, void *ctx)
 	json_t *staged = NULL, *cur = NULL;
 	q->err[0] = q->old[0] = '\0';
 	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK)
+		st = same_kek(c, q, "current");
+	if (st == DB_OK)
+		st = same_kek(c, q, "staged");
 	if (st == DB_OK && (st = cpdb_signing_key_get(c, NULL, "current", &cur)) == DB_OK) {
 		snprintf(q->old, sizeof q->old, "%s", jstr(cur, "kid"));
 		json_decref(cur);
@@ -636,6 +687,54 @@ int cp_signing_retire(struct db_pool *db, const char *kid, const char *actor, ch
 {
 	struct op_q q = { .actor = actor, .kid_in = kid };
 	return run_op(db, retire_tx, &q, NULL, err, errlen);
+}
+
+/* ---- previous keys whose overlap has passed ---- */
+
+struct age_q {
+	const char *actor;
+	int64_t overlap_s;
+	char kid[HELD_MAX][64];
+	size_t n;
+};
+
+static void on_aged(const char *kid, void *arg)
+{
+	struct age_q *q = arg;
+	if (q->n < HELD_MAX)
+		snprintf(q->kid[q->n++], sizeof q->kid[0], "%s", kid);
+}
+
+static enum db_status age_tx(struct db_conn *c, void *ctx)
+{
+	struct age_q *q = ctx;
+	q->n = 0;
+	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK)
+		st = cpdb_signing_keys_aged(c, q->overlap_s, on_aged, q);
+	for (size_t i = 0; i < q->n && st == DB_OK; i++) {
+		st = cpdb_signing_key_set_state(c, q->kid[i], "retired");
+		if (st == DB_OK)
+			st = cp_audit_operator(c, q->actor, "signing_key.retire", "signing_key", q->kid[i],
+			                       audit_view(q->kid[i], "previous"), audit_view(q->kid[i], "retired"));
+	}
+	return st;
+}
+
+void cp_signing_age(struct cp_app *app)
+{
+	char actor[360], host[300];
+	if (!app->signing)
+		return;
+	cp_signing_actor(host, sizeof host);
+	snprintf(actor, sizeof actor, "%s (CP_KEY_OVERLAP passed)", host);
+	struct age_q q = { .actor = actor, .overlap_s = app->signing->overlap_s };
+	if (db_tx(app->db, DB_READ_COMMITTED, age_tx, &q) != DB_OK) {
+		log_warn(NULL, "signing: retiring the keys whose overlap passed failed; will retry");
+		return;
+	}
+	for (size_t i = 0; i < q.n; i++)
+		log_info(NULL, "signing key %s retired: CP_KEY_OVERLAP has passed since it stopped signing", q.kid[i]);
 }
 
 struct pub_q {

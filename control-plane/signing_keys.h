@@ -72,6 +72,11 @@ void cp_signing_metrics(struct cp_app *app, FILE *out);
  *         documents are re-signed;
  * retire: a staged or previous key leaves the JWK set (refused for the
  *         current key). */
+/* Retires the previous keys whose CP_KEY_OVERLAP has passed, as a
+ * change of the keys (a new key set version, an audit record), so that
+ * the holders of the key set stop trusting them too. Run by every
+ * replica's upkeep; one at a time (the table lock). */
+void cp_signing_age(struct cp_app *app);
 /* Who runs this process, for the audit log: $USER@host. */
 void cp_signing_actor(char *out, size_t len);
 int cp_signing_stage(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,

@@ -516,8 +516,9 @@ static void load_cache(struct router *r)
 	if (res != CFGDOC_OK) {
 		reject(r, res, "cached", detail);
 		/* Bytes that can never verify are set aside; a time or version
-		 * failure is kept (a clock behind): a pull replaces it. */
-		if (res != CFGDOC_NOT_YET_VALID && res != CFGDOC_ROLLBACK) {
+		 * failure is kept (a clock behind), and so is a key not trusted
+		 * yet (its key set not fetched): a pull replaces it. */
+		if (res != CFGDOC_NOT_YET_VALID && res != CFGDOC_ROLLBACK && res != CFGDOC_UNKNOWN_KID) {
 			if (dp_cache_reject(r->cfg.cache_dir, err, sizeof err) != 0)
 				log_warn(NULL, "%s", err);
 			else
@@ -693,8 +694,7 @@ static int keyset_pull(struct router *r)
 		}
 	} else if (status == 404) {
 		if (!r->keyset_absent)
-			log_info(NULL, "the control plane offers no signed key set: trusting ROUTER_TRUST_BUNDLE's keys "
-			               "until it does");
+			log_info(NULL, "the control plane offers no signed key set: the keys trusted now stay until it does");
 		r->keyset_absent = 1;
 	} else if (status != 304) {
 		log_warn_limited(NULL, "signed key set not fetched: the control plane answered HTTP %ld", status);

@@ -256,7 +256,10 @@ struct dp_pull *dp_pull_new(struct dp_app *app)
  * it is; it is not served, but it still counts for the floor. */
 static int bytes_failure(enum cfgdoc_result r)
 {
-	return r != CFGDOC_NOT_YET_VALID && r != CFGDOC_EXPIRED && r != CFGDOC_ROLLBACK;
+	/* A key not trusted here is not the bytes' fault: the key set that
+	 * names it may not be fetched yet (a restart with the control plane
+	 * down, a kept set that was damaged). */
+	return r != CFGDOC_NOT_YET_VALID && r != CFGDOC_EXPIRED && r != CFGDOC_ROLLBACK && r != CFGDOC_UNKNOWN_KID;
 }
 
 /* The most bytes of deltas kept on one document: beyond, the next pull
@@ -691,7 +694,7 @@ static int finish_keyset(struct dp_pull *p, CURLcode rc)
 	} else if (status == 404) {
 		if (!p->keyset_absent)
 			log_info(NULL, "the control plane offers no signed key set (its keys are kept in CP_SIGNING_KEYS_DIR, or it is of an older build): "
-			               "trusting DP_TRUST_BUNDLE's keys until it does");
+			               "the keys trusted now stay until it does");
 		p->keyset_absent = 1;
 	} else {
 		log_warn_limited(NULL, "signed key set not fetched: the control plane answered HTTP %ld", status);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config_store.h"
 #include "log.h"
@@ -49,6 +51,16 @@ struct trust_store *trust_store_open(const char *bundle_path, const char *cache_
 	g->refs = 1;
 	s->now = g;
 	FILE *f = fopen(s->path, "rb");
+	struct stat st;
+	/* Only a file this process's user wrote, and nobody else may change:
+	 * whoever can write it decides what is trusted. */
+	if (f && (fstat(fileno(f), &st) != 0 || st.st_uid != geteuid() || (st.st_mode & 022))) {
+		log_error(NULL, "%s is not this user's own file or others may write it: not trusted; trusting the "
+		          "trust bundle %s", s->path, bundle_path);
+		fclose(f);
+		f = NULL;
+		errno = 0;
+	}
 	if (f) {
 		char *buf = malloc(KEYSET_MAX_BYTES + 1);
 		size_t n = buf ? fread(buf, 1, KEYSET_MAX_BYTES + 1, f) : 0;
@@ -67,7 +79,7 @@ struct trust_store *trust_store_open(const char *bundle_path, const char *cache_
 		 * from the bundle again is what a new instance would do. */
 		log_error(NULL, "%s cannot be used (%s): trusting the trust bundle %s", s->path,
 		          keyset_result_names[r], bundle_path);
-	} else if (errno != ENOENT) {
+	} else if (errno && errno != ENOENT) {
 		log_error(NULL, "cannot open %s: %s; trusting the trust bundle %s", s->path, strerror(errno), bundle_path);
 	}
 	if (cfgdoc_trust_load(bundle_path, &g->t, err, errlen) != 0) {

@@ -25,6 +25,9 @@
 #      (region, cell, instance, job; le of _bucket) gives it, and a value
 #      the table lists, where it lists them.
 set -eu
+# --help prints the comment above; an unknown option is a usage error.
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
+case "${1:-}" in -h | --help) usage; exit 0 ;; -*) usage >&2; exit 2 ;; esac
 
 cd "$(dirname "$0")/../.."
 PROMTOOL=${PROMTOOL:-promtool}

@@ -21,7 +21,7 @@
 
 static struct it_proc cp, cp2;
 static char db[512], url[64], url2[64], keys[512], env_db[600], env_keys[600];
-static const char *env_extra; /* one more setting of the control planes started, or NULL */
+static const char *env_extra, *env_extra2; /* more settings of the control planes started, or NULL */
 
 /* The key-encryption keys of the signing keys kept in the database. */
 #define KEK "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
@@ -32,7 +32,7 @@ static void start_cp(struct it_proc *p, char *u, size_t ulen)
 	char bin[1024];
 	it_bin("control-plane", bin, sizeof bin);
 	const char *const env[] = { env_db, env_keys, "CP_LISTEN=127.0.0.1:0", "CP_ADMIN_TOKEN=" ADMIN,
-		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SCRYPT_LOG2N=10", env_extra, NULL };
+		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SCRYPT_LOG2N=10", env_extra, env_extra2, NULL };
 	char *argv[] = { bin, NULL };
 	it_spawn(p, "control-plane", argv, env);
 	snprintf(u, ulen, "http://127.0.0.1:%d", it_wait_port(p, 10000));
@@ -70,7 +70,7 @@ static void setup_kek(void)
 	snprintf(env_db, sizeof env_db, "CP_DATABASE_URL=%s", db);
 	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK);
 	snprintf(keys, sizeof keys, "%s/keys-%d", it_env("IT_LOG_DIR"), (int)getpid());
-	env_extra = NULL;
+	env_extra = env_extra2 = NULL;
 	it_bin("control-plane", bin, sizeof bin);
 	char *argv[] = { bin, "migrate", NULL };
 	const char *const env[] = { env_db, NULL };
@@ -739,25 +739,53 @@ START_TEST(kek_wrong_key_refused)
 		                        "CP_SECRETS_KEY=" IT_SECRETS_KEY, NULL };
 	ck_assert_int_eq(it_run("control-plane-bad-kek", argv, bad, out, sizeof out), 2);
 	ck_assert_msg(strstr(out, "CP_SIGNING_KEK must be 64 hex characters"), "%s", out);
-	/* The key commands too. */
-	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK_OTHER);
-	ck_assert_int_eq(key_cmd("rotate-key", NULL, out, sizeof out), 0); /* a new key, sealed with the other KEK */
-	char kid[1024];
-	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK);
-	/* The running replica cannot open it: it keeps signing with what it has and says why. */
-	struct doc d;
-	char tok[128], before[1024];
+	/* The key commands too: a key sealed with another KEK could not be
+	 * opened by the replicas, so nothing is changed. */
+	char before[1024], after[1024];
 	jwks_kids(url, before, sizeof before);
-	credential("eu", tok);
-	fetch(&d, url, "eu", tok, NULL, 0);
-	ck_assert_int_eq(d.status, 503);
-	free(d.body);
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK_OTHER);
+	static const char *const cmds[] = { "stage-key", "rotate-key" };
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_ne(key_cmd(cmds[i], NULL, out, sizeof out), 0);
+		ck_assert_msg(strstr(out, "is not the key-encryption key that sealed the current signing key"), "%s", out);
+	}
+	ck_assert_int_eq(sqll(db, "SELECT count(*) FROM signing_keys"), 1);
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK);
+	/* A staged key sealed with the right one, then rotate-key with the
+	 * wrong one: refused for the staged key as well. */
+	ck_assert_msg(key_cmd("stage-key", NULL, out, sizeof out) == 0, "%s", out);
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK_OTHER);
+	ck_assert_int_ne(key_cmd("rotate-key", NULL, out, sizeof out), 0);
+	snprintf(env_keys, sizeof env_keys, "CP_SIGNING_KEK=" KEK);
+	ck_assert_int_eq(sqll(db, "SELECT count(*) FROM signing_keys WHERE state = 'current'"), 1);
 	usleep(1100 * 1000); /* past the JWK set's age */
-	jwks_kids(url, kid, sizeof kid);
-	ck_assert_str_eq(kid, before); /* the set read last: it cannot vouch for what it cannot open */
-	char *log = it_slurp(cp.log);
-	ck_assert_msg(strstr(log, "every replica needs the same CP_SIGNING_KEK"), "%s", log);
-	free(log);
+	jwks_kids(url, after, sizeof after);
+	ck_assert_uint_eq(strlen(after), 2 * 43 + 1); /* the first key and the staged one */
+	ck_assert_ptr_nonnull(strstr(after, before));
+}
+END_TEST
+
+/* A previous key whose CP_KEY_OVERLAP has passed is retired by the
+ * control plane itself: a change of the keys like any other (a new key
+ * set version, an audit record), so that the data planes stop trusting
+ * it too. */
+START_TEST(kek_overlap_passed)
+{
+	char out[8192];
+	env_extra = "CP_KEY_OVERLAP=0s";
+	env_extra2 = "CP_CONFIG_LIFETIME=60s"; /* the upkeep every 7.5 s */
+	start_cp(&cp, url, sizeof url);
+	char *first = sql1("SELECT kid FROM signing_keys WHERE state = 'current'");
+	long long ver = sqll(db, "SELECT max(ver) FROM signing_keys");
+	ck_assert_msg(key_cmd("rotate-key", NULL, out, sizeof out) == 0, "%s", out);
+	for (int i = 0; i < 300 && sqll(db, it_fmt("SELECT count(*) FROM signing_keys WHERE kid = '%s' AND state = 'retired'", first)) == 0; i++)
+		usleep(100 * 1000);
+	ck_assert_int_eq(sqll(db, it_fmt("SELECT count(*) FROM signing_keys WHERE kid = '%s' AND state = 'retired'", first)), 1);
+	ck_assert_int_gt(sqll(db, "SELECT max(ver) FROM signing_keys"), ver + 1);
+	char *v = sql1("SELECT actor_id FROM audit_log WHERE action = 'signing_key.retire'");
+	ck_assert_msg(strstr(v, "(CP_KEY_OVERLAP passed)"), "%s", v);
+	free(v);
+	free(first);
 }
 END_TEST
 
@@ -817,6 +845,7 @@ Suite *config_issue_suite(void)
 	tcase_add_test(kek, kek_stage_rotate_retire);
 	tcase_add_test(kek, kek_wrong_key_refused);
 	tcase_add_test(kek, kek_imports_the_directory);
+	tcase_add_test(kek, kek_overlap_passed);
 	suite_add_tcase(s, kek);
 	return s;
 }

@@ -310,6 +310,9 @@ Suite *doc_rows_suite(void)
 {
 	Suite *s = suite_create("doc_rows");
 	TCase *tc = tcase_create("core");
+	/* Every combination against the model: a few seconds under the
+	 * sanitizers, more on a loaded machine. */
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, grouped_against_model);
 	tcase_add_test(tc, interleaved);
 	tcase_add_test(tc, field_limits);

@@ -332,9 +332,19 @@ START_TEST(store_follows_a_rotation)
 	ck_assert_ptr_nonnull(s);
 	ck_assert_int_eq(trust_store_version(s), 4);
 	ck_assert(!trusts(s, &k1) && trusts(s, &k2));
-	/* A damaged file: the bundle again, said in the log. */
+	/* A file others may write decides nothing: the bundle again. */
 	char path[400];
 	snprintf(path, sizeof path, "%s/" DP_KEYSET_FILE, dir);
+	trust_store_free(s);
+	ck_assert_int_eq(chmod(path, 0666), 0);
+	s = trust_store_open(bundle, dir, ISS, err, sizeof err);
+	ck_assert_int_eq(trust_store_version(s), 0);
+	ck_assert(trusts(s, &k1) && !trusts(s, &k2));
+	trust_store_free(s);
+	ck_assert_int_eq(chmod(path, 0644), 0);
+	s = trust_store_open(bundle, dir, ISS, err, sizeof err);
+	ck_assert_int_eq(trust_store_version(s), 4);
+	/* A damaged file: the bundle again, said in the log. */
 	FILE *f = fopen(path, "w");
 	fputs("{\"payload\":", f);
 	fclose(f);
