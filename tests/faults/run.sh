@@ -4,7 +4,9 @@
 # request's id and status, injects one fault, and checks the outcome
 # written in tests/faults/README.md: no acknowledged event lost, usage
 # billed exactly, data planes serving where the design says they do, and
-# recovery without a restart by hand.
+# recovery without a restart by hand. The last, restore, destroys a cell's
+# database and restores it from a base backup and the WAL archive
+# (deploy/backup/), and measures the recovery point it reached.
 #
 #   tests/faults/run.sh [BIN]
 #
@@ -34,6 +36,7 @@ chmod 0755 "$WORK"  # the stack's PostgreSQL runs as another user
 . "$ROOT/tests/faults/lib.sh"
 . "$ROOT/tests/faults/cells.sh"
 . "$ROOT/tests/faults/moves.sh"
+. "$ROOT/tests/faults/restore.sh"
 
 CACHE_FS="$WORK/cachefs"
 MOUNTED=""
@@ -480,6 +483,9 @@ check_tenant expiry-closed jp "$T_staleclosed" "$(dp_port jp)" "$K_staleclosed" 
 tally expiry-closed
 finish
 fi
+
+# Last: it destroys and restores the database of jp's cell.
+if want restore; then restore_drill; fi
 
 echo "== faults: summary"
 echo "   (requests sent, of them POSTs, POSTs acknowledged 201 and their events, requests not answered 2xx"
