@@ -657,20 +657,8 @@ static int run_op(struct db_pool *db, db_tx_fn fn, struct op_q *q, char kid[64],
 	return 0;
 }
 
-int cp_signing_stage(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
-                     size_t errlen)
-{
-	unsigned char kek[32];
-	char kek_id[17];
-	if (kek_parse(kek_hex, kek, kek_id, err, errlen) != 0)
-		return -1;
-	struct op_q q = { .kek = kek, .kek_id = kek_id, .actor = actor };
-	int rc = run_op(db, stage_tx, &q, kid, err, errlen);
-	OPENSSL_cleanse(kek, sizeof kek);
-	return rc;
-}
-
-int cp_signing_rotate(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
+/* A command that seals a key: run with the KEK parsed, then wiped. */
+static int sealing_op(struct db_pool *db, db_tx_fn fn, const char *kek_hex, const char *actor, char kid[64], char *err,
                       size_t errlen)
 {
 	unsigned char kek[32];
@@ -678,9 +666,21 @@ int cp_signing_rotate(struct db_pool *db, const char *kek_hex, const char *actor
 	if (kek_parse(kek_hex, kek, kek_id, err, errlen) != 0)
 		return -1;
 	struct op_q q = { .kek = kek, .kek_id = kek_id, .actor = actor };
-	int rc = run_op(db, rotate_tx, &q, kid, err, errlen);
+	int rc = run_op(db, fn, &q, kid, err, errlen);
 	OPENSSL_cleanse(kek, sizeof kek);
 	return rc;
+}
+
+int cp_signing_stage(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
+                     size_t errlen)
+{
+	return sealing_op(db, stage_tx, kek_hex, actor, kid, err, errlen);
+}
+
+int cp_signing_rotate(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
+                      size_t errlen)
+{
+	return sealing_op(db, rotate_tx, kek_hex, actor, kid, err, errlen);
 }
 
 int cp_signing_retire(struct db_pool *db, const char *kid, const char *actor, char *err, size_t errlen)
