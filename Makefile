@@ -42,7 +42,8 @@ DEB_PACKAGES += prometheus
 # is on the PATH (a Node from elsewhere brings its own and conflicts with it).
 DEB_PACKAGES += nodejs
 # python3-jwcrypto: an independent JOSE implementation that the sealed
-# stream secrets are checked against (tests/unit/seal_interop.py).
+# stream secrets and the signed key sets are checked against
+# (tests/unit/seal_interop.py, tests/unit/keyset_interop.py).
 DEB_PACKAGES += python3-jwcrypto
 # The openssl command makes the test CAs of the stream receivers
 # (tests/streams/), whose S3 server, s3rver, npm installs like Redocly.

@@ -247,6 +247,85 @@ START_TEST(signatures_bounded)
 }
 END_TEST
 
+/* Runs tests/unit/keyset_interop.py with `args`; its output (malloc'd)
+ * or NULL when it failed. */
+static char *interop(const char *args)
+{
+	char cmd[4096];
+	snprintf(cmd, sizeof cmd, "/usr/bin/python3 tests/unit/keyset_interop.py %s", args);
+	FILE *p = popen(cmd, "r");
+	if (!p)
+		return NULL;
+	char *out = calloc(1, KEYSET_MAX_BYTES);
+	size_t n = fread(out, 1, KEYSET_MAX_BYTES - 1, p);
+	out[n] = '\0';
+	if (pclose(p) != 0) {
+		free(out);
+		return NULL;
+	}
+	out[strcspn(out, "\n")] = '\0';
+	return out;
+}
+
+static void pem_file(const struct jwk *k, char path[64])
+{
+	snprintf(path, 64, "/tmp/ct-keyset-XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, k->private_pem, strlen(k->private_pem)), (int)strlen(k->private_pem));
+	close(fd);
+}
+
+/* Any standard JOSE library verifies the sets we sign, and we verify the
+ * sets it signs: python3-jwcrypto, written apart from ours. */
+START_TEST(interoperates_with_jwcrypto)
+{
+	char p1[64], p2[64], p3[64], set[64], args[512], want[300];
+	pem_file(&k1, p1);
+	pem_file(&k2, p2);
+	pem_file(&k3, p3);
+	const struct jwk *both[] = { &k1, &k2 };
+	char *doc = set_of(both, 2, 9);
+	snprintf(set, sizeof set, "/tmp/ct-keyset-XXXXXX");
+	int fd = mkstemp(set);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, doc, strlen(doc)), (int)strlen(doc));
+	close(fd);
+	free(doc);
+	snprintf(args, sizeof args, "verify %s %s %s", set, p1, p2);
+	char *out = interop(args);
+	ck_assert_msg(out, "jwcrypto did not verify our key set");
+	snprintf(want, sizeof want, "9 %s %s", strcmp(k1.kid, k2.kid) < 0 ? k1.kid : k2.kid,
+	         strcmp(k1.kid, k2.kid) < 0 ? k2.kid : k1.kid);
+	ck_assert_str_eq(out, want);
+	free(out);
+	/* A key that did not sign it: jwcrypto refuses too. */
+	snprintf(args, sizeof args, "verify %s %s 2>/dev/null", set, p3);
+	ck_assert_ptr_null(interop(args));
+
+	snprintf(args, sizeof args, "sign 11 %s %s", p1, p3);
+	char *theirs = interop(args);
+	ck_assert_msg(theirs, "jwcrypto did not sign");
+	const struct jwk *only1[] = { &k1 }, *only2[] = { &k2 };
+	struct cfgdoc_trust t;
+	int64_t ver = 0;
+	size_t n = 0;
+	trust_of(&t, only1, 1);
+	ck_assert_int_eq(check(theirs, &t, 9, &ver, &n), KEYSET_OK);
+	ck_assert_int_eq(ver, 11);
+	ck_assert_uint_eq(n, 2);
+	cfgdoc_trust_free(&t);
+	trust_of(&t, only2, 1);
+	ck_assert_int_eq(check(theirs, &t, 9, &ver, &n), KEYSET_UNTRUSTED);
+	cfgdoc_trust_free(&t);
+	free(theirs);
+	unlink(p1);
+	unlink(p2);
+	unlink(p3);
+	unlink(set);
+}
+END_TEST
+
 static char dir[256], bundle[300];
 
 static void store_setup(void)
@@ -383,6 +462,7 @@ Suite *keyset_suite(void)
 	tcase_add_test(tc, refused_unless_a_trusted_key_signs);
 	tcase_add_test(tc, refused_when_altered_or_malformed);
 	tcase_add_test(tc, signatures_bounded);
+	tcase_add_test(tc, interoperates_with_jwcrypto);
 	suite_add_tcase(s, tc);
 	TCase *st = tcase_create("store");
 	tcase_add_checked_fixture(st, store_setup, store_teardown);
