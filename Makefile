@@ -332,6 +332,10 @@ test-suites: deps
 
 test: deps
 	@mkdir -p build
+	@# The tools the jobs beside the builds need are installed first, one
+	@# at a time: two package installs at once fail on dpkg's lock.
+	@$(MAKE) --no-print-directory $(REDOCLY)
+	@command -v kubectl >/dev/null 2>&1 || sh deploy/deps.sh kubernetes-client
 	@# The OpenAPI lint (whose first run installs Redocly from npm), the
 	@# alert rules' tests (promtool) and the Kubernetes manifests' offline
 	@# validation go beside the builds and the suites; their output is
