@@ -192,9 +192,13 @@ print(json.loads(base64.urlsafe_b64decode(t + "=" * (-len(t) % 4)))["tree_size"]
 	check "and every POST and GET /v1/events sent from 2 s after that succeeded" \
 		[ "$(errors_in post $((t_ok + 2000)) 99999999999999)$(errors_in query $((t_ok + 2000)) 99999999999999)" = 00 ]
 	down_n=$(awk -v a="$t_destroy0" -v b="$t_restored" '$6 >= a && $6 < b' "$SCEN_DIR/post.load" | wc -l)
-	others=$(awk '$3 != 201 && $3 != 503' "$SCEN_DIR/post.load" | wc -l)
-	check "POSTs were answered 201 or 503, nothing else ($others; $down_n sent while the database was gone)" [ "$others" = 0 ]
-	awk '$3 != 201 && $3 != 503' "$SCEN_DIR/post.load" | head -n 3 | sed 's/^/    | /'
+	# 200 is the answer to a request whose events are all stored already
+	# (a request that reached the data plane twice): a correct answer,
+	# counted.
+	others=$(awk '$3 != 200 && $3 != 201 && $3 != 503' "$SCEN_DIR/post.load" | wc -l)
+	replays=$(awk '$3 == 200' "$SCEN_DIR/post.load" | wc -l)
+	check "POSTs were answered 201, 503 or 200 (a replay: $replays), nothing else ($others; $down_n sent while the database was gone)" [ "$others" = 0 ]
+	awk '$3 != 200 && $3 != 201 && $3 != 503' "$SCEN_DIR/post.load" | head -n 3 | sed 's/^/    | /'
 
 	# What is present of what was acknowledged before the destruction.
 	# (acked.pre: "id ack-ms", the ack's time the request's start plus its latency)
