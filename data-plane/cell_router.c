@@ -139,6 +139,7 @@ struct router {
 	int64_t floor;            /* the pull thread's (main's before it starts) */
 	unsigned failures;
 	uint64_t rng;
+	atomic_uint_least64_t keysets[KEYSET__COUNT]; /* signed key sets fetched, by outcome */
 	atomic_uint_least64_t pulls[PULL__COUNT], rejected[CFGDOC__COUNT], map_updates,
 		map_update_failures, map_update_us;
 };
@@ -685,6 +686,7 @@ static int keyset_pull(struct router *r)
 			log_warn_limited(NULL, "signed key set not fetched: %s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
 	} else if (status == 200 && !ans.too_large) {
 		enum keyset_result kr = trust_store_apply(r->trust, ans.body.p ? ans.body.p : "", ans.body.len, err, sizeof err);
+		atomic_fetch_add(&r->keysets[kr], 1);
 		if (kr == KEYSET_OK) {
 			log_info(NULL, "now trusting the signing keys of key set version %lld",
 			         (long long)trust_store_version(r->trust));
@@ -696,7 +698,9 @@ static int keyset_pull(struct router *r)
 		if (!r->keyset_absent)
 			log_info(NULL, "the control plane offers no signed key set: the keys trusted now stay until it does");
 		r->keyset_absent = 1;
-	} else if (status != 304) {
+	} else if (status == 304) {
+		atomic_fetch_add(&r->keysets[KEYSET_SAME], 1);
+	} else {
 		log_warn_limited(NULL, "signed key set not fetched: the control plane answered HTTP %ld", status);
 	}
 out:
@@ -819,6 +823,14 @@ static void router_metrics(FILE *out, void *arg)
 	for (int i = 1; i < CFGDOC__COUNT; i++)
 		fprintf(out, "router_documents_rejected_total{reason=\"%s\"} %llu\n", cfgdoc_result_names[i],
 		        (unsigned long long)atomic_load(&r->rejected[i]));
+	fprintf(out, "# HELP router_keyset_version Version of the signed key set whose keys are trusted here (0: the trust bundle's).\n"
+	             "# TYPE router_keyset_version gauge\nrouter_keyset_version %lld\n"
+	             "# HELP router_keysets_total Signed key sets fetched from the control plane, by outcome.\n"
+	             "# TYPE router_keysets_total counter\n",
+	        (long long)trust_store_version(r->trust));
+	for (int i = 0; i < KEYSET__COUNT; i++)
+		fprintf(out, "router_keysets_total{outcome=\"%s\"} %llu\n", keyset_result_names[i],
+		        (unsigned long long)atomic_load(&r->keysets[i]));
 }
 
 static const struct http_route routes[] = {

@@ -33,6 +33,7 @@
 #include "fixtures.h"
 #include "it.h"
 #include "jwk.h"
+#include "keyset.h"
 #include "secret.h"
 
 #define CELL "us-east-1"
@@ -164,6 +165,8 @@ struct fcp {
 	char *full;       /* if set: the answer to a config GET with full=1 */
 	long full_ver;
 	int old_build;    /* answer ?since 400, as a control plane without deltas does */
+	char *keyset;     /* the signed key set of GET /v1/signing-keys; NULL: 404 */
+	long keyset_ver;
 	/* what it saw (under mu) */
 	char config_path[300], config_auth[300], routes_auth[300], status_auth[300], status_body[2048];
 	char usage_auth[300], usage_key[300], usage_body[8192];
@@ -232,6 +235,19 @@ static void fcp_handle(struct fake_srv *s, int fd, const char *req)
 		snprintf(cp->routes_auth, sizeof cp->routes_auth, "%s", auth);
 		pthread_mutex_unlock(&cp->mu);
 		serve_doc(cp, fd, &cp->routes, &cp->routes_ver, inm);
+	} else if (!strcmp(method, "GET") && !strcmp(path, "/v1/signing-keys")) {
+		char etag[40];
+		pthread_mutex_lock(&cp->mu);
+		char *set = cp->keyset ? strdup(cp->keyset) : NULL;
+		snprintf(etag, sizeof etag, "\"%ld\"", cp->keyset_ver);
+		pthread_mutex_unlock(&cp->mu);
+		if (!set)
+			fake_respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
+		else if (!strcmp(inm, etag))
+			fake_respond(fd, 304, "application/jose+json", "");
+		else
+			fake_respond(fd, 200, "application/jose+json", set);
+		free(set);
 	} else {
 		fake_respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
 	}
@@ -259,6 +275,7 @@ static void fcp_stop(struct fcp *cp)
 	free(cp->config);
 	free(cp->routes);
 	free(cp->full);
+	free(cp->keyset);
 	pthread_mutex_destroy(&cp->mu);
 }
 
@@ -1323,6 +1340,71 @@ START_TEST(router_keeps_haproxy_current)
 }
 END_TEST
 
+/* The router follows the control plane's key rotation through signed key
+ * sets, without a restart: a set signed by a key it trusts brings a new
+ * key, and a routes document signed with that key is applied; a set
+ * signed by a key it does not trust is refused and changes nothing. */
+START_TEST(router_follows_key_sets)
+{
+	struct fcp cp;
+	struct hap h;
+	struct router r;
+	char url[100];
+	snprintf(h.map, sizeof h.map, "%s/routes.map", dir);
+	h.sock[0] = '\0';
+	fcp_start(&cp);
+	snprintf(url, sizeof url, "http://127.0.0.1:%d", cp.srv.port);
+	char *v1 = sign_routes(&signer, "us", 1, ROUTES_1);
+	fcp_set(&cp, &cp.routes, &cp.routes_ver, v1, 1);
+	free(v1);
+	/* The set {signer, stranger}, signed by both: the router trusts signer. */
+	struct jwk both[2] = { signer, stranger };
+	char *set = keyset_sign(both, 2, 5, (int64_t)time(NULL), "celltrail-control-plane");
+	ck_assert_ptr_nonnull(set);
+	fcp_set(&cp, &cp.keyset, &cp.keyset_ver, set, 5);
+	free(set);
+	router_start(&r, url, &h);
+	long deadline = it_now_ms() + 15000;
+	while (router_metric(&r, "router_keyset_version") != 5 && it_now_ms() < deadline)
+		usleep(50 * 1000);
+	ck_assert_int_eq(router_metric(&r, "router_keyset_version"), 5);
+	ck_assert_int_ge(router_metric(&r, "router_keysets_total{outcome=\"ok\"}"), 1);
+
+	/* Routes signed with the key the set brought: applied. */
+	char *v2 = sign_routes(&stranger, "us", 2, ROUTES_2);
+	fcp_set(&cp, &cp.routes, &cp.routes_ver, v2, 2);
+	free(v2);
+	deadline = it_now_ms() + 15000;
+	while (router_metric(&r, "router_config_version") != 2 && it_now_ms() < deadline)
+		usleep(50 * 1000);
+	ck_assert_int_eq(router_metric(&r, "router_config_version"), 2);
+	char *text = it_slurp(h.map);
+	ck_assert_str_eq(text, MAP_2);
+	free(text);
+
+	/* A newer set signed only by a key the router does not trust. */
+	struct jwk other;
+	ck_assert_int_eq(jwk_generate(&other), 0);
+	set = keyset_sign(&other, 1, 6, (int64_t)time(NULL), "celltrail-control-plane");
+	fcp_set(&cp, &cp.keyset, &cp.keyset_ver, set, 6);
+	free(set);
+	/* A routes document signed with that key makes the router ask at once. */
+	char *v3 = sign_routes(&other, "us", 3, ROUTES_1);
+	fcp_set(&cp, &cp.routes, &cp.routes_ver, v3, 3);
+	free(v3);
+	deadline = it_now_ms() + 15000;
+	while (router_metric(&r, "router_keysets_total{outcome=\"untrusted\"}") < 1 && it_now_ms() < deadline)
+		usleep(50 * 1000);
+	ck_assert_int_ge(router_metric(&r, "router_keysets_total{outcome=\"untrusted\"}"), 1);
+	ck_assert_int_eq(router_metric(&r, "router_keyset_version"), 5);
+	ck_assert_int_eq(router_metric(&r, "router_config_version"), 2);
+	jwk_clear(&other);
+	router_metrics_match_readme(&r);
+	router_stop(&r);
+	fcp_stop(&cp);
+}
+END_TEST
+
 /* The router's cache at start, with the control plane down: an expired
  * verified document is applied all the same and reported; one for
  * another region is set aside; one signed by a key not trusted here is
@@ -1674,7 +1756,8 @@ Suite *cells_dp_suite(void)
 Suite *cell_router_suite(void)
 {
 	Suite *s = suite_create("cell-router");
-	const TTest *const tests[] = { router_keeps_haproxy_current, router_cache_at_start, router_large_map };
+	const TTest *const tests[] = { router_keeps_haproxy_current, router_cache_at_start, router_large_map,
+		                           router_follows_key_sets };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
 	return s;
 }
