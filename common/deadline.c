@@ -1,4 +1,4 @@
-/* Deadlines for condition waits (deadline.h). */
+/* Deadlines for condition waits, and the monotonic clock (deadline.h). */
 #include "deadline.h"
 
 struct timespec deadline_in(clockid_t clk, int64_t ms)
@@ -12,4 +12,11 @@ struct timespec deadline_in(clockid_t clk, int64_t ms)
 		t.tv_nsec -= 1000000000L;
 	}
 	return t;
+}
+
+int64_t deadline_mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -11,6 +11,7 @@
 
 #include "cp_app.h"
 #include "cpdb.h"
+#include "deadline.h"
 #include "keyring.h"
 #include "keyset.h"
 #include "log.h"
@@ -38,13 +39,6 @@ struct cp_signing {
 	char *keyset;             /* the signed key set (keyset.h) */
 	int64_t loaded_ms;        /* monotonic, of the last load */
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The KEK from 64 hex characters, and its id: the hex of the first 8
  * bytes of its SHA-256, which names it in the rows it sealed. */
@@ -266,7 +260,7 @@ static int load(struct cp_signing *s, struct db_conn *c, struct jwk *current, ch
 		s->set_ver = q.rows.set_ver;
 		keyset = NULL;
 	}
-	s->loaded_ms = mono_ms();
+	s->loaded_ms = deadline_mono_ms();
 	pthread_mutex_unlock(&s->lock);
 	rc = 0;
 out:
@@ -472,7 +466,7 @@ json_t *cp_signing_jwks(struct cp_app *app)
 	if (!s)
 		return app->keys ? keyring_jwks(app->keys) : NULL;
 	pthread_mutex_lock(&s->lock);
-	int stale = mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
+	int stale = deadline_mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
 	pthread_mutex_unlock(&s->lock);
 	if (stale && load(s, NULL, NULL, err, sizeof err) != 0)
 		log_warn_limited(NULL, "signing: %s; serving the JWK set read last", err);
@@ -489,7 +483,7 @@ char *cp_signing_keyset(struct cp_app *app, int64_t *ver)
 	if (!s)
 		return NULL;
 	pthread_mutex_lock(&s->lock);
-	int stale = mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
+	int stale = deadline_mono_ms() - s->loaded_ms >= JWKS_MAX_AGE_MS;
 	pthread_mutex_unlock(&s->lock);
 	if (stale && load(s, NULL, NULL, err, sizeof err) != 0)
 		log_warn_limited(NULL, "signing: %s; serving the key set read last", err);

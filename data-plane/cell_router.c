@@ -39,11 +39,12 @@
 #include "cfgdoc.h"
 #include "config.h"
 #include "config_store.h"
-#include "trust_store.h"
+#include "deadline.h"
 #include "http.h"
 #include "log.h"
 #include "names.h"
 #include "svc.h"
+#include "trust_store.h"
 #include "url.h"
 
 #define PROG "cell-router"
@@ -143,13 +144,6 @@ struct router {
 	atomic_uint_least64_t pulls[PULL__COUNT], rejected[CFGDOC__COUNT], map_updates,
 		map_update_failures, map_update_us;
 };
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void mapped_put(struct router *r, struct mapped *m)
 {
@@ -315,7 +309,7 @@ static int push(struct router *r)
 	m->refs++;
 	pthread_mutex_unlock(&r->lock);
 
-	int64_t t0 = mono_ms();
+	int64_t t0 = deadline_mono_ms();
 	struct timespec a, b;
 	clock_gettime(CLOCK_MONOTONIC, &a);
 	int rc = haproxy_replace(r->cfg.haproxy_socket, r->cfg.map_file, m, err, sizeof err);
@@ -336,7 +330,7 @@ static int push(struct router *r)
 		atomic_fetch_add(&r->map_updates, 1);
 		atomic_fetch_add(&r->map_update_us, us);
 		log_write(LOG_INFO, NULL,
-		          json_pack("{sI sI}", "version", (json_int_t)m->ver, "ms", (json_int_t)(mono_ms() - t0)),
+		          json_pack("{sI sI}", "version", (json_int_t)m->ver, "ms", (json_int_t)(deadline_mono_ms() - t0)),
 		          "HAProxy's map %s now holds routes version %lld", r->cfg.map_file, (long long)m->ver);
 	} else {
 		atomic_fetch_add(&r->map_update_failures, 1);
@@ -715,16 +709,16 @@ static void *pull_thread(void *arg)
 	struct router *r = arg;
 	log_set_task("routes_pull");
 	while (!atomic_load(&r->stop)) {
-		if (mono_ms() >= r->next_keyset) {
+		if (deadline_mono_ms() >= r->next_keyset) {
 			keyset_pull(r);
-			r->next_keyset = mono_ms() + 30000;
+			r->next_keyset = deadline_mono_ms() + 30000;
 		}
-		int64_t started = mono_ms(), delay = 0;
+		int64_t started = deadline_mono_ms(), delay = 0;
 		enum outcome o = pull(r, (long)(r->cfg.pull_wait_ms / 1000));
 		if (o == PULL_ERROR && r->next_keyset == 0) {
 			/* A document signed with a key not trusted here: the key set
 			 * first, and the pull again at once when it brought new keys. */
-			r->next_keyset = mono_ms() + 30000;
+			r->next_keyset = deadline_mono_ms() + 30000;
 			if (keyset_pull(r))
 				continue;
 		}
@@ -742,9 +736,9 @@ static void *pull_thread(void *arg)
 			r->failures = 0;
 			/* A control plane that answers 304 at once is not polled in a loop. */
 			if (o == PULL_NOT_MODIFIED)
-				delay = started + 1000 - mono_ms();
+				delay = started + 1000 - deadline_mono_ms();
 		}
-		for (int64_t until = mono_ms() + delay; !atomic_load(&r->stop) && mono_ms() < until;)
+		for (int64_t until = deadline_mono_ms() + delay; !atomic_load(&r->stop) && deadline_mono_ms() < until;)
 			usleep(50000);
 	}
 	return NULL;

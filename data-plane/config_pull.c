@@ -23,10 +23,11 @@
 #include "cell_wait.h"
 #include "cfgdoc.h"
 #include "config_store.h"
-#include "keyset.h"
 #include "cp_client.h"
 #include "cp_errors.h"
+#include "deadline.h"
 #include "dp.h"
+#include "keyset.h"
 #include "log.h"
 #include "secret.h"
 #include "snapshot.h"
@@ -93,17 +94,10 @@ struct dp_pull {
 	int sent_since;                /* the long poll in flight asks for a delta */
 	int sent_full;                 /* ... or for the whole document (&full=1) */
 	int no_deltas;                 /* the control plane refused ?since (an older build) */
-	int64_t no_deltas_at;          /* when (mono_ms) */
+	int64_t no_deltas_at;          /* when (deadline_mono_ms) */
 };
 
 /* ---- small helpers ---- */
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void dp_time_rfc3339(int64_t t, char out[32])
 {
@@ -484,7 +478,7 @@ static int start_config(struct dp_pull *p)
 	/* A cell's data plane asks for a delta from the version it holds. A
 	 * control plane that refused ?since is asked again after a while:
 	 * one replica of an older build during a rolling upgrade. */
-	if (p->no_deltas && mono_ms() - p->no_deltas_at > NO_DELTAS_RETRY_MS)
+	if (p->no_deltas && deadline_mono_ms() - p->no_deltas_at > NO_DELTAS_RETRY_MS)
 		p->no_deltas = 0;
 	p->sent_since = c->cell && !p->no_deltas;
 	/* since=0 with nothing in use: the newest whole document published,
@@ -612,7 +606,7 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 		log_warn(NULL, "the control plane does not answer delta documents (HTTP 400 to ?since); "
 		               "pulling whole documents");
 		p->no_deltas = 1;
-		p->no_deltas_at = mono_ms();
+		p->no_deltas_at = deadline_mono_ms();
 		o = PULL_NOT_MODIFIED;
 	} else if (dp_cp_config_error(status)) {
 		/* Logged by dp_cp_errors_note, at most once a minute. */
@@ -641,7 +635,7 @@ static int64_t finish_config(struct dp_pull *p, CURLcode rc, int64_t started)
 	atomic_store(&p->last_ok, (int64_t)time(NULL));
 	if (o == PULL_NOT_MODIFIED) {
 		/* A control plane that answers 304 at once is not polled in a loop. */
-		int64_t left = started + POLL_FLOOR_MS - mono_ms();
+		int64_t left = started + POLL_FLOOR_MS - deadline_mono_ms();
 		return left > 0 ? left : 0;
 	}
 	return 0;
@@ -778,7 +772,7 @@ static void *run(void *arg)
 		log_warn(NULL, "config pull: could not lower this thread's priority");
 
 	while (!atomic_load(&p->stop)) {
-		int64_t now = mono_ms();
+		int64_t now = deadline_mono_ms();
 		struct in_use u;
 
 		in_use(p, &u);
@@ -842,24 +836,24 @@ static void *run(void *arg)
 			if (rc == CURLE_ABORTED_BY_CALLBACK)
 				continue; /* stopping: not a failure to report */
 			if (cfg_on && easy == p->cfg.easy) {
-				next_pull = mono_ms() + finish_config(p, rc, started);
+				next_pull = deadline_mono_ms() + finish_config(p, rc, started);
 				cfg_on = 0;
 				status_due = 1;
 			} else if (status_on && easy == p->status.easy) {
 				finish_status(p, rc);
 				status_on = 0;
-				next_status = mono_ms() + STATUS_INTERVAL_MS;
+				next_status = deadline_mono_ms() + STATUS_INTERVAL_MS;
 			} else if (keyset_on && easy == p->keyset.easy) {
 				/* New keys: a document refused for its key is asked for again now. */
 				if (finish_keyset(p, rc) && !cfg_on)
 					next_pull = 0;
 				keyset_on = 0;
-				next_keyset = mono_ms() + p->app->cfg.keyset_interval_ms;
+				next_keyset = deadline_mono_ms() + p->app->cfg.keyset_interval_ms;
 			}
 		}
 		dp_snaps_reclaim(p->app->snaps);
 
-		now = mono_ms();
+		now = deadline_mono_ms();
 		int64_t timeout = LOOP_MAX_MS;
 		if (!cfg_on && next_pull - now < timeout)
 			timeout = next_pull - now;

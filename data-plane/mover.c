@@ -34,6 +34,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "deadline.h"
 #include "http.h"
 #include "jscan.h"
 #include "log.h"
@@ -167,13 +168,6 @@ struct move {
 /* What a step did with its move. */
 enum res { MV_OK = 0, MV_STOP, MV_FAIL, MV_DEFER };
 
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int64_t mono_us(void)
 {
 	struct timespec ts;
@@ -184,8 +178,8 @@ static int64_t mono_us(void)
 /* Sleeps `ms`, or less once stopping. */
 static void nap(struct mover *mv, int64_t ms)
 {
-	for (int64_t until = mono_ms() + ms; !atomic_load(&mv->stop) && mono_ms() < until;) {
-		int64_t left = until - mono_ms();
+	for (int64_t until = deadline_mono_ms() + ms; !atomic_load(&mv->stop) && deadline_mono_ms() < until;) {
+		int64_t left = until - deadline_mono_ms();
 		usleep((useconds_t)(left > 50 ? 50000 : left > 0 ? left * 1000 : 0));
 	}
 }
@@ -354,7 +348,7 @@ static enum res report(struct mover *mv, struct move *m, const char *state, cons
 		json_object_set_new(b, "error", json_string(error));
 	long st = cp_call(mv, "POST", path, b, &ans);
 	enum res r = MV_STOP;
-	m->reported_ms = mono_ms();
+	m->reported_ms = deadline_mono_ms();
 	if (st >= 200 && st < 300) {
 		if (state)
 			snprintf(m->state, sizeof m->state, "%s", state);
@@ -441,7 +435,7 @@ static long claim(struct mover *mv, struct move *m)
 /* Renews the lease (and reports the figures) once a second. */
 static enum res renew(struct mover *mv, struct move *m)
 {
-	if (m->final || mono_ms() - m->reported_ms < REPORT_EVERY_MS)
+	if (m->final || deadline_mono_ms() - m->reported_ms < REPORT_EVERY_MS)
 		return MV_OK;
 	return report(mv, m, NULL, NULL);
 }
@@ -499,8 +493,8 @@ static long dp_finish(struct mover *mv, struct move *m, struct mover_conn *c, in
 		else
 			log_warn_limited(NULL, "move %s: %s %s%s failed (%s): trying again", m->id, method, base, path,
 			                 mover_conn_error(c));
-		int64_t until = mono_ms() + backoff_ms(mv, tries);
-		while (mono_ms() < until && !atomic_load(&mv->stop)) {
+		int64_t until = deadline_mono_ms() + backoff_ms(mv, tries);
+		while (deadline_mono_ms() < until && !atomic_load(&mv->stop)) {
 			if (renew(mv, m) != MV_OK)
 				return -1;
 			nap(mv, 100);
@@ -615,7 +609,7 @@ static enum res target_progress(struct mover *mv, struct move *m, char *digest, 
  * measurements the lag shrinks by what was copied. */
 static enum res measure_lag(struct mover *mv, struct move *m, int now)
 {
-	int64_t t = mono_ms(), every = m->lag_took_ms * 4;
+	int64_t t = deadline_mono_ms(), every = m->lag_took_ms * 4;
 	if (!now && t - m->lag_at_ms < (every > REPORT_EVERY_MS ? every : REPORT_EVERY_MS))
 		return MV_OK;
 	char path[256];
@@ -635,7 +629,7 @@ static enum res measure_lag(struct mover *mv, struct move *m, int now)
 	}
 	m->lag = n;
 	m->lag_base = m->copied;
-	m->lag_at_ms = mono_ms();
+	m->lag_at_ms = deadline_mono_ms();
 	m->lag_took_ms = m->lag_at_ms - t;
 	return MV_OK;
 }
@@ -1158,7 +1152,7 @@ static void defer(struct mover *mv, const struct move *m, int64_t ms)
 		d = oldest;
 	snprintf(d->id, sizeof d->id, "%s", m->id);
 	snprintf(d->state, sizeof d->state, "%s", m->state);
-	d->until_ms = mono_ms() + ms;
+	d->until_ms = deadline_mono_ms() + ms;
 }
 
 /* Claims and drives moves until stopped; with --once, until nothing is
@@ -1182,7 +1176,7 @@ static int work(struct mover *mv)
 		}
 		fails = 0;
 		const struct deferred *d = st == 200 ? deferred_find(mv, m.id, m.state) : NULL;
-		if (st == 204 || (d && d->until_ms > mono_ms())) {
+		if (st == 204 || (d && d->until_ms > deadline_mono_ms())) {
 			if (mv->once)
 				break;
 			nap(mv, mv->cfg.interval_ms);
@@ -1206,7 +1200,7 @@ static int work(struct mover *mv)
 		m.lease_s = fresh.lease_s;
 		m.cred = cred;
 		m.page = page;
-		m.reported_ms = mono_ms();
+		m.reported_ms = deadline_mono_ms();
 		char state[24];
 		snprintf(state, sizeof state, "%s", m.state);
 		move_log(LOG_INFO, &m, "claim", json_pack("{ss ss}", "from_region", m.from_region, "to_region", m.to_region),
