@@ -19,4 +19,12 @@
 int url_join(char *out, size_t outlen, const char *base, const char *path)
 	__attribute__((warn_unused_result));
 
+/* A CA file pinned for calls to `url` (the service's *_CA_FILE setting):
+ * only certificates it issued are accepted, the system's trust store is
+ * not consulted. Returns NULL when `ca_file` is NULL (no pin: the system's
+ * store, as for any https URL) or usable: `url` is https (a pin on plain
+ * http would protect nothing and is a mistake) and the file can be read
+ * and holds a PEM certificate. Otherwise the reason, for the operator. */
+const char *url_ca_problem(const char *url, const char *ca_file);
+
 #endif

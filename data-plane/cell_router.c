@@ -63,6 +63,7 @@ struct router_config {
 	struct cfg_addr listen;
 	const char *region;
 	const char *control_plane_url;
+	const char *control_plane_ca_file;  /* NULL: the system's trust store */
 	const char *region_token;           /* secret: never logged */
 	const char *trust_bundle;
 	const char *cache_dir;
@@ -82,6 +83,8 @@ static const struct cfg_var router_vars[] = {
 	  "Name of the region whose routes this agent applies ([a-z][a-z0-9-]*)." },
 	{ "ROUTER_CONTROL_PLANE_URL", CFG_STR, NULL, 1, O(control_plane_url), 0, 0, NULL,
 	  "Base URL of the control plane (GET /v1/regions/{region}/routes)." },
+	{ "ROUTER_CONTROL_PLANE_CA_FILE", CFG_STR, NULL, 0, O(control_plane_ca_file), 0, 0, NULL,
+	  "CA certificate (PEM) the control plane's https certificate must chain to: pinned, the system's trust store is then not used. Requires an https:// ROUTER_CONTROL_PLANE_URL." },
 	{ "ROUTER_REGION_TOKEN", CFG_SECRET, NULL, 1, O(region_token), 0, 0, NULL,
 	  "The region's credential at the control plane." },
 	{ "ROUTER_TRUST_BUNDLE", CFG_STR, NULL, 1, O(trust_bundle), 0, 0, NULL,
@@ -565,6 +568,10 @@ static void easy_setup(struct router *r, CURL *easy, const char *url, struct cur
 	curl_easy_setopt(easy, CURLOPT_URL, url);
 	curl_easy_setopt(easy, CURLOPT_HTTPHEADER, h);
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (r->cfg.control_plane_ca_file) { /* pinned: this CA only */
+		curl_easy_setopt(easy, CURLOPT_CAINFO, r->cfg.control_plane_ca_file);
+		curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltrail-cell-router");
 	curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)r->cfg.connect_timeout_ms);
@@ -864,6 +871,9 @@ static int check_config(struct router *r)
 		return usage_error("ROUTER_CONTROL_PLANE_URL", "must start with http:// or https://");
 	if (strlen(c->control_plane_url) > 900)
 		return usage_error("ROUTER_CONTROL_PLANE_URL", "longer than 900 characters");
+	const char *ca = url_ca_problem(c->control_plane_url, c->control_plane_ca_file);
+	if (ca)
+		return usage_error("ROUTER_CONTROL_PLANE_CA_FILE", ca);
 	for (const char *t = c->region_token; *t; t++)
 		if (*t <= ' ' || *t > '~')
 			return usage_error("ROUTER_REGION_TOKEN", "must be printable ASCII without spaces");

@@ -42,6 +42,10 @@ int dp_cp_request_begin(struct dp_cp_request *r, const struct dp_config *cfg, co
 		goto out;
 	curl_easy_setopt(r->easy, CURLOPT_URL, url);
 	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (cfg->control_plane_ca_file) { /* pinned: this CA only */
+		curl_easy_setopt(r->easy, CURLOPT_CAINFO, cfg->control_plane_ca_file);
+		curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(r->easy, CURLOPT_USERAGENT, DP_CP_USER_AGENT);
 	curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->pull_connect_timeout_ms);

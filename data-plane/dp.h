@@ -39,6 +39,7 @@ struct dp_config {
 	const char *region;
 	const char *database_url;
 	const char *control_plane_url;
+	const char *control_plane_ca_file; /* NULL: the system's trust store */
 	const char *migrations_dir;
 	const char *region_token;           /* secret: never logged */
 	const char *cell;                   /* DP_CELL: NULL serves the whole region (no cells) */

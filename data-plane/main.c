@@ -36,6 +36,7 @@
 #include "svc.h"
 #include "trust_store.h"
 #include "timefmt.h"
+#include "url.h"
 #include "usage.h"
 
 #define PROG "data-plane"
@@ -60,6 +61,8 @@ static const struct cfg_var dp_vars[] = {
 	  "PostgreSQL connection string of this region's own database." },
 	{ "DP_CONTROL_PLANE_URL", CFG_STR, NULL, 1, O(control_plane_url), 0, 0, NULL,
 	  "Base URL of the control plane (config is pulled from it, never on a request's path)." },
+	{ "DP_CONTROL_PLANE_CA_FILE", CFG_STR, NULL, 0, O(control_plane_ca_file), 0, 0, NULL,
+	  "CA certificate (PEM) the control plane's https certificate must chain to: pinned, the system's trust store is then not used. Requires an https:// DP_CONTROL_PLANE_URL." },
 	{ "DP_MIGRATIONS_DIR", CFG_STR, NULL, 0, O(migrations_dir), 0, 0, NULL,
 	  "Directory of the regional migrations (default: the one shipped with the binary)." },
 	{ "DP_REGION_TOKEN", CFG_SECRET, NULL, 0, O(region_token), 0, 0, NULL,
@@ -453,6 +456,9 @@ static int serve_config(struct dp_app *app)
 			return usage_error(tok_var, "must be printable ASCII without spaces");
 	if (strlen(c->control_plane_url) > 900)
 		return usage_error("DP_CONTROL_PLANE_URL", "longer than 900 characters");
+	const char *ca = url_ca_problem(c->control_plane_url, c->control_plane_ca_file);
+	if (ca)
+		return usage_error("DP_CONTROL_PLANE_CA_FILE", ca);
 	if (!c->trust_bundle || !*c->trust_bundle)
 		return usage_error("DP_TRUST_BUNDLE", "required to serve");
 	if (!c->cache_dir || !*c->cache_dir)

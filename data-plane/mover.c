@@ -65,6 +65,7 @@ struct mover_config {
 	struct cfg_addr listen;
 	const char *region;
 	const char *control_plane_url;
+	const char *ca_file;        /* NULL: the system's trust store */
 	const char *region_token;   /* secret: never logged */
 	const char *cells;
 	const char *id;
@@ -83,6 +84,8 @@ static const struct cfg_var mover_vars[] = {
 	  "The region this agent moves tenants into ([a-z][a-z0-9-]*): it claims the moves whose target is there." },
 	{ "MOVER_CONTROL_PLANE_URL", CFG_STR, NULL, 1, O(control_plane_url), 0, 0, NULL,
 	  "Base URL of the control plane (POST /v1/regions/{region}/moves/claim)." },
+	{ "MOVER_CA_FILE", CFG_STR, NULL, 0, O(ca_file), 0, 0, NULL,
+	  "CA certificate (PEM) that the https certificates of the control plane and of the cells must chain to: pinned, the system's trust store is then not used. Requires an https:// MOVER_CONTROL_PLANE_URL." },
 	{ "MOVER_REGION_TOKEN", CFG_SECRET, NULL, 1, O(region_token), 0, 0, NULL,
 	  "The region's credential at the control plane." },
 	{ "MOVER_CELLS", CFG_STR, NULL, 1, O(cells), 0, 0, NULL,
@@ -1321,6 +1324,9 @@ static int check_config(struct mover *mv)
 		return usage_error("MOVER_CONTROL_PLANE_URL", "must start with http:// or https://");
 	if (strlen(c->control_plane_url) > 900)
 		return usage_error("MOVER_CONTROL_PLANE_URL", "longer than 900 characters");
+	const char *ca = url_ca_problem(c->control_plane_url, c->ca_file);
+	if (ca)
+		return usage_error("MOVER_CA_FILE", ca);
 	if (!*c->region_token)
 		return usage_error("MOVER_REGION_TOKEN", "must not be empty");
 	for (const char *t = c->region_token; *t; t++)
@@ -1382,6 +1388,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	mv.cp.multi = mv.src.multi = mv.dst.multi = mv.aux.multi = mv.multi;
+	mv.cp.ca_file = mv.src.ca_file = mv.dst.ca_file = mv.aux.ca_file = mv.cfg.ca_file;
 	if (!mv.once) {
 		struct http_server_opts o = {
 			.service = PROG,

@@ -64,6 +64,10 @@ int mover_conn_prepare(struct mover_conn *c, const char *method, const char *url
 	}
 	curl_easy_setopt(c->easy, CURLOPT_HTTPHEADER, c->headers);
 	curl_easy_setopt(c->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (c->ca_file) { /* pinned: this CA only */
+		curl_easy_setopt(c->easy, CURLOPT_CAINFO, c->ca_file);
+		curl_easy_setopt(c->easy, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(c->easy, CURLOPT_USERAGENT, "celltrail-mover");
 	curl_easy_setopt(c->easy, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->easy, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);

@@ -21,6 +21,8 @@
 struct mover_conn {
 	CURLM *multi;                  /* borrowed, set by the owner: its connection cache
 	                                * keeps every connection open between calls */
+	const char *ca_file;           /* borrowed, set by the owner: the CA pinned for
+	                                * https (NULL: the system's trust store) */
 	CURL *easy;
 	struct curl_slist *headers;
 	struct buf answer;             /* the last call's answer body */

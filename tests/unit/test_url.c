@@ -1,7 +1,9 @@
 /* Unit tests of common/url: the one way a data plane builds the URL of a
  * control-plane call, whatever slashes DP_CONTROL_PLANE_URL ends with. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "unit.h"
 #include "url.h"
@@ -57,6 +59,42 @@ START_TEST(length_bound_both_ends)
 }
 END_TEST
 
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+START_TEST(ca_pin_checked)
+{
+	char dir[] = "/tmp/ct-url-XXXXXX", pem[64], junk[64], gone[64];
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(pem, sizeof pem, "%s/ca.pem", dir);
+	snprintf(junk, sizeof junk, "%s/junk.pem", dir);
+	snprintf(gone, sizeof gone, "%s/missing.pem", dir);
+	write_file(pem, "# local CA\n-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+	write_file(junk, "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n");
+
+	/* No pin: nothing to check, whatever the scheme. */
+	ck_assert_ptr_null(url_ca_problem("http://cp:8080", NULL));
+	ck_assert_ptr_null(url_ca_problem("https://cp", NULL));
+	/* A pin on https with a PEM certificate. */
+	ck_assert_ptr_null(url_ca_problem("https://cp", pem));
+	/* A pin that would protect nothing, or that cannot work, is refused. */
+	ck_assert_ptr_nonnull(url_ca_problem("http://cp:8080", pem));
+	ck_assert_ptr_nonnull(url_ca_problem("HTTPS://cp", pem));
+	ck_assert_ptr_nonnull(url_ca_problem("https://cp", ""));
+	ck_assert_ptr_nonnull(url_ca_problem("https://cp", gone));
+	ck_assert_ptr_nonnull(url_ca_problem("https://cp", junk));
+	ck_assert_ptr_nonnull(url_ca_problem("https://cp", dir)); /* a directory reads as nothing */
+	unlink(pem);
+	unlink(junk);
+	rmdir(dir);
+}
+END_TEST
+
 Suite *url_suite(void)
 {
 	Suite *s = suite_create("url");
@@ -64,6 +102,7 @@ Suite *url_suite(void)
 	tcase_add_test(tc, every_slash_combination);
 	tcase_add_test(tc, scheme_slashes_kept);
 	tcase_add_test(tc, length_bound_both_ends);
+	tcase_add_test(tc, ca_pin_checked);
 	suite_add_tcase(s, tc);
 	return s;
 }
