@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "forwarded.h"
 #include "svc.h"
 
 /* The issuer of everything the control plane signs: documents, move
@@ -27,6 +28,7 @@ struct cp_config {
 	long login_per_source_burst;
 	int64_t login_lockout_max_ms;
 	long login_account_max_failures;
+	const char *trusted_proxies;    /* CP_TRUSTED_PROXIES */
 	const char *signing_kek;        /* CP_SIGNING_KEK: keys in the database */
 	const char *signing_keys_dir;
 	int64_t doc_lifetime_ms;
@@ -59,6 +61,7 @@ struct cp_app {
 	struct doc_cache *docs;   /* signed documents by region (config_doc.h) */
 	struct doc_worker *worker; /* builds them (doc_worker.h) */
 	struct login_guard *login; /* login admission (login_guard.h) */
+	struct fwd_list proxies;  /* CP_TRUSTED_PROXIES: whose X-Forwarded-For is believed */
 	/* A hash of no one's password, made at start: unknown accounts are
 	 * checked against it, so they take as long as known ones. */
 	char login_dummy_hash[160];

@@ -9,6 +9,7 @@
 
 #include "cp_app.h"
 #include "cpdb.h"
+#include "forwarded.h"
 #include "http.h"
 #include "log.h"
 #include "login.h"
@@ -165,8 +166,12 @@ enum http_result cp_auth_login(struct http_req *req)
 		http_add_header(req, "WWW-Authenticate", "Bearer");
 		return http_reply_problem(req, PROB_UNAUTHORIZED, "Unknown email or wrong password.");
 	}
-	login_source_key(http_req_peer(req), ctx.source);
-	if ((wait_s = login_guard_take(app->login, http_req_peer(req))) > 0) {
+	/* The source: the TCP peer, or the client behind a trusted proxy. */
+	struct sockaddr_storage fwd;
+	const struct sockaddr *src =
+		fwd_client(&app->proxies, http_req_peer(req), http_req_header(req, "X-Forwarded-For"), &fwd);
+	login_source_key(src, ctx.source);
+	if ((wait_s = login_guard_take(app->login, src)) > 0) {
 		json_decref(obj);
 		retry_after(req, NULL, wait_s);
 		return http_reply_problem_ex(req, PROB_RATE_LIMITED,

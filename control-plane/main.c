@@ -68,6 +68,8 @@ static const struct cfg_var cp_vars[] = {
 	  "Password checks running at once; further logins get 503 login_busy with Retry-After." },
 	{ "CP_LOGIN_PER_SOURCE_RATE", CFG_INT, "10", 0, O(login_per_source_rate), 1, 1000000, NULL,
 	  "Login attempts per minute from one source address (an IPv6 /64); beyond, 429 with Retry-After." },
+	{ "CP_TRUSTED_PROXIES", CFG_STR, NULL, 0, O(trusted_proxies), 0, 0, NULL,
+	  "Addresses or prefixes (a.b.c.d[/n], x:y::z[/n]; at most 32, space- or comma-separated) of the proxies in front of the control plane (its TLS edge, an Ingress): a request from one of them comes from the last address of its X-Forwarded-For, for what is kept per source (logins). Unset: the TCP peer is the source." },
 	{ "CP_LOGIN_PER_SOURCE_BURST", CFG_INT, "10", 0, O(login_per_source_burst), 1, 1000000, NULL,
 	  "Login attempts one source address may make at once before CP_LOGIN_PER_SOURCE_RATE applies." },
 	{ "CP_SIGNING_KEK", CFG_SECRET, NULL, 0, O(signing_kek), 0, 0, NULL,
@@ -526,6 +528,10 @@ static int cmd_serve(struct cp_app *app)
 	pthread_t upkeep_thread;
 	char regions[4096];
 
+	if (fwd_parse(app->cfg.trusted_proxies, &app->proxies, err, sizeof err) != 0) {
+		fprintf(stderr, PROG ": CP_TRUSTED_PROXIES: %s\n", err);
+		return SVC_EXIT_USAGE;
+	}
 	app->db = db_pool_new(app->cfg.database_url, (unsigned)app->cfg.common.db_pool_size,
 	                      (unsigned)app->cfg.common.db_acquire_timeout_ms, err, sizeof err);
 	if (!app->db) {

@@ -250,6 +250,48 @@ START_TEST(login_per_source_limit)
 }
 END_TEST
 
+/* A login from SOURCE carrying X-Forwarded-For XFF; its status. */
+static long login_via(const char *source, const char *xff)
+{
+	struct it_resp r;
+	char fwd[128], url[128];
+	snprintf(fwd, sizeof fwd, "X-Forwarded-For: %s", xff);
+	const char *const h[] = { "Content-Type: application/json", fwd, NULL };
+	const char *body = "{\"tenant\":\"proxied\",\"email\":\"owner@proxied.test\",\"password\":\"" WRONG "\"}";
+	snprintf(url, sizeof url, "%s/v1/auth/login", cp_url);
+	it_http_from(&r, source, "POST", url, h, body, strlen(body));
+	long st = r.status;
+	it_resp_free(&r);
+	return st;
+}
+
+/* Behind a trusted proxy (CP_TRUSTED_PROXIES; the control plane's TLS
+ * edge), the source of a login is the address the proxy appended to
+ * X-Forwarded-For: each client behind it has its own bucket, and what the
+ * client wrote before it is not believed. From a peer that is not
+ * trusted, X-Forwarded-For is ignored: the peer is the source. */
+START_TEST(login_source_behind_trusted_proxy)
+{
+	const char *const extra[] = { "CP_TRUSTED_PROXIES=127.0.0.2/32", "CP_LOGIN_PER_SOURCE_BURST=2",
+	                              "CP_LOGIN_PER_SOURCE_RATE=1", "CP_LOGIN_MAX_FAILURES=100", NULL };
+	start(extra);
+	tenant_with_owner("proxied", "owner@proxied.test");
+
+	/* Client .1 behind the proxy, whatever it wrote itself first. */
+	ck_assert_int_eq(login_via("127.0.0.2", "198.51.100.1, 203.0.113.1"), 401);
+	ck_assert_int_eq(login_via("127.0.0.2", "198.51.100.2, 203.0.113.1"), 401);
+	ck_assert_int_eq(login_via("127.0.0.2", "203.0.113.1"), 429);
+	/* Client .2 behind the same proxy: its own bucket. */
+	ck_assert_int_eq(login_via("127.0.0.2", "203.0.113.1, 203.0.113.2"), 401);
+	ck_assert_int_eq(login_via("127.0.0.2", "203.0.113.2"), 401);
+	ck_assert_int_eq(login_via("127.0.0.2", "203.0.113.2"), 429);
+	/* Not a trusted peer: the header changes nothing. */
+	ck_assert_int_eq(login_via("127.0.0.3", "203.0.113.7"), 401);
+	ck_assert_int_eq(login_via("127.0.0.3", "203.0.113.8"), 401);
+	ck_assert_int_eq(login_via("127.0.0.3", "203.0.113.9"), 429);
+}
+END_TEST
+
 /* An attacker who knows the owner's email and the tenant's slug fails
  * CP_LOGIN_MAX_FAILURES times from one address: that address is delayed
  * for that account (from the max-th failure, not before), the right
@@ -446,7 +488,7 @@ END_TEST
 Suite *login_suite(void)
 {
 	const TTest *const tests[] = {
-		login_flood_leaves_other_routes_alone, login_per_source_limit,
+		login_flood_leaves_other_routes_alone, login_per_source_limit, login_source_behind_trusted_proxy,
 		login_failures_delay_only_their_source, login_delays_match_model, login_parallel_guesses,
 		login_delay_cap,
 		login_distributed_guessing,

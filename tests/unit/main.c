@@ -23,6 +23,7 @@ int main(void)
 	srunner_add_suite(sr, snapshot_suite());
 	srunner_add_suite(sr, event_suite());
 	srunner_add_suite(sr, url_suite());
+	srunner_add_suite(sr, forwarded_suite());
 	srunner_add_suite(sr, usage_report_suite());
 	srunner_add_suite(sr, erasure_report_suite());
 	srunner_add_suite(sr, export_suite());

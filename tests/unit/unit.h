@@ -22,6 +22,7 @@ Suite *log_suite(void);
 Suite *snapshot_suite(void);
 Suite *event_suite(void);
 Suite *url_suite(void);
+Suite *forwarded_suite(void);
 Suite *usage_report_suite(void);
 Suite *erasure_report_suite(void);
 Suite *export_suite(void);
