@@ -7,6 +7,8 @@
 #                 and the fault scenarios but expiry (tests/faults/)
 #   make test-streams  log streams end to end (tests/deploy/streams_test.sh)
 #   make test-cli the admin CLI (bin/celltrail) on a private stack
+#   make test-tls TLS on every hop of a private stack, certificates renewed
+#                 under load without a restart (tests/deploy/tls_test.sh)
 #   make bench    HTTP benchmarks against a same-run hello-world baseline
 #   make faults   fault scenarios on a private stack under load (tests/faults/)
 #   make soak     bounded soak: mixed traffic, a control-plane restart, RSS
@@ -29,6 +31,8 @@ BUILD_PACKAGES := gcc libc6-dev make pkg-config \
 DEB_PACKAGES := $(BUILD_PACKAGES) ca-certificates curl check libsubunit-dev \
 	postgresql-15 wrk python3 python3-jwt python3-cryptography python3-yaml \
 	haproxy socat
+# openssl: the local stack's CA and certificates (deploy/local/certs.sh).
+DEB_PACKAGES += openssl
 # jq: the README's walk-through (and its test) reads the answers with it.
 DEB_PACKAGES += jq
 # clang with its libFuzzer runtime, and llvm-symbolizer for the reports (make fuzz).
@@ -197,6 +201,11 @@ test-cli: deps
 	@$(MAKE) --no-print-directory services
 	@sh tests/deploy/cli_test.sh $(BIN)
 
+.PHONY: test-tls
+test-tls: deps
+	@$(MAKE) --no-print-directory services $(BIN)/faults-load
+	@sh tests/deploy/tls_test.sh $(BIN)
+
 # RFC 9162 test vectors from common/merkle.c, for tests/log/verify_test.sh.
 $(BIN)/merkle-vectors: $(call obj,tests/log/merkle_vectors.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
@@ -352,7 +361,7 @@ test: deps
 	@$(MAKE) --no-print-directory services $(BIN)/faults-load $(BIN)/celltrail-verify
 	@# The end-to-end tests, each on a private stack (its own ports and
 	@# clusters), mostly wait: on moves, appends, a stream receiver down
-	@# for a minute. The streams, log, CLI and moves tests and the fuzz smoke
+	@# for a minute. The streams, log, CLI, TLS and moves tests and the fuzz smoke
 	@# runs (a core for a few seconds each) go side by side; their outputs
 	@# are printed after. The fault scenarios, then the rollout test, run
 	@# after them, each alone: their gates count every request that failed
@@ -361,13 +370,15 @@ test: deps
 	 $(MAKE) --no-print-directory fuzz-smoke > build/fuzz-smoke.out 2>&1 & f=$$!; \
 	 sh tests/deploy/log_test.sh $(BIN) > build/log-test.out 2>&1 & l=$$!; \
 	 sh tests/deploy/cli_test.sh $(BIN) > build/cli-test.out 2>&1 & c=$$!; \
-	 trap 'kill $$st $$f $$l $$c 2>/dev/null; exit 1' INT TERM; \
+	 sh tests/deploy/tls_test.sh $(BIN) > build/tls-test.out 2>&1 & tl=$$!; \
+	 trap 'kill $$st $$f $$l $$c $$tl 2>/dev/null; exit 1' INT TERM; \
 	 m=0; sh tests/deploy/moves_test.sh $(BIN) || m=$$?; \
 	 t=0; wait $$l || t=$$?; cat build/log-test.out; \
 	 z=0; wait $$f || z=$$?; cat build/fuzz-smoke.out; \
 	 x=0; wait $$st || x=$$?; cat build/streams-test.out; \
 	 y=0; wait $$c || y=$$?; cat build/cli-test.out; \
-	 [ $$m = 0 ] && [ $$t = 0 ] && [ $$z = 0 ] && [ $$x = 0 ] && [ $$y = 0 ]
+	 v=0; wait $$tl || v=$$?; cat build/tls-test.out; \
+	 [ $$m = 0 ] && [ $$t = 0 ] && [ $$z = 0 ] && [ $$x = 0 ] && [ $$y = 0 ] && [ $$v = 0 ]
 	@FAULTS_SKIP="expiry $(TEST_SKIPS_FAULTS) $(MOVE_FAULTS)" $(MAKE) --no-print-directory faults
 	@$(MAKE) --no-print-directory test-deploy
 

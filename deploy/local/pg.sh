@@ -53,6 +53,36 @@ logging_collector = off
 CONF
 }
 
+# pg_tls DATADIR CRT KEY: the cluster serves TLS with CRT and KEY (copied
+# into DATADIR, owned by the cluster's owner, the key 0600) and accepts
+# connections over TLS only (pg_hba: hostssl). Idempotent; a running
+# cluster rereads its files (pg_ctl reload: new connections get the new
+# certificate, open ones keep theirs; no restart).
+pg_tls() {
+	for _f in "$2:server.crt:0644" "$3:server.key:0600"; do
+		_src=${_f%%:*} _rest=${_f#*:}
+		_dst="$1/${_rest%%:*}"
+		cp "$_src" "$_dst.new"
+		chmod "${_rest#*:}" "$_dst.new"
+		[ "$(id -u)" = 0 ] && chown postgres:postgres "$_dst.new"
+		mv "$_dst.new" "$_dst"
+	done
+	grep -q "^include_if_exists = 'celltrail-tls.conf'" "$1/postgresql.conf" ||
+		echo "include_if_exists = 'celltrail-tls.conf'" >> "$1/postgresql.conf"
+	cat > "$1/celltrail-tls.conf" <<CONF
+# Written by deploy/local/pg.sh (pg_tls)
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+ssl_min_protocol_version = 'TLSv1.2'
+CONF
+	[ "$(id -u)" = 0 ] && chown postgres:postgres "$1/celltrail-tls.conf"
+	sed -i 's/^host\([[:space:]]\)/hostssl\1/' "$1/pg_hba.conf"
+	if pg_running "$1"; then
+		pg_as_owner "$PG_BIN/pg_ctl" -D "$1" reload >/dev/null
+	fi
+}
+
 # pg_start DATADIR PORT LOGFILE: starts the cluster and waits until it
 # accepts connections. Fails (without retrying) when the port is taken.
 pg_start() {

@@ -8,6 +8,8 @@
 #   deploy/local/stack.sh start   (make run)  create once, migrate, (re)start
 #   deploy/local/stack.sh stop    (make stop) stop what start started, by pid
 #   deploy/local/stack.sh status
+#   deploy/local/stack.sh renew-certs   new certificates for every TLS hop,
+#                                       taken up without a restart
 #
 # Everything lives under var/: the clusters, logs, pid files, generated
 # secrets, stack.env and waves (deploy/waves for this stack's catalog, for
@@ -40,6 +42,18 @@
 #   STACK_CP_PG_PORT (unset): put the control plane's database in a cluster
 #   of its own (var/pg-cp) on that port, so that it can be stopped without
 #   the cells' (tests/faults do); keep it the same for one STACK_VAR.
+#   TLS: every hop a client or a service makes over the network is TLS,
+#   with certificates of a local CA made once (var/tls/ca.crt: CA_CERT of
+#   stack.env; deploy/local/certs.sh). It terminates at HAProxy, on the
+#   same host as the service behind it: the control plane's edge (its own
+#   HAProxy on STACK_CP_PORT; the control plane listens on loopback at
+#   STACK_CP_BACKEND_PORT, default STACK_CP_PORT + 9) and each region's
+#   endpoint (the balancer). The data planes, routers and movers call the
+#   control plane over https with the CA pinned (*_CA_FILE), and every
+#   service reaches PostgreSQL with sslmode=verify-full (clusters accept
+#   TLS only). Certificates last TLS_CERT_DAYS (30); a start reissues any
+#   within TLS_RENEW_DAYS (7) of its end, and `renew-certs` reissues all,
+#   handing them to HAProxy (runtime API) and PostgreSQL (reload).
 #   STACK_CELL_CLUSTERS (0): 1 puts each cell's database in a cluster of its
 #   own (var/pg-<cell>), on ports from STACK_CELL_PG_PORT (STACK_PG_PORT + 1)
 #   in the order the cells are run, so that one cell's database can fail
@@ -53,6 +67,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 VAR="${STACK_VAR:-$ROOT/var}"
 BIN="$ROOT/bin"
 CP_PORT=${STACK_CP_PORT:-8080}
+CP_BACKEND_PORT=${STACK_CP_BACKEND_PORT:-$((CP_PORT + 9))}
 DP_BASE_PORT=${STACK_DP_BASE_PORT:-8081}
 PG_PORT=${STACK_PG_PORT:-15432}  # below the ephemeral range (32768+): see README
 CP_DB_PORT=${STACK_CP_PG_PORT:-$PG_PORT}
@@ -65,6 +80,10 @@ CELL_CLUSTERS=${STACK_CELL_CLUSTERS:-0}
 CELL_PG_PORT=${STACK_CELL_PG_PORT:-$((PG_PORT + 1))}
 LB_SLOTS=8  # balancer server slots per cell: instances during a rollout
 . "$ROOT/deploy/local/pg.sh"
+. "$ROOT/deploy/local/certs.sh"
+TLS_DIR="$VAR/tls"
+CA_CERT="$TLS_DIR/ca.crt"
+CP_URL="https://127.0.0.1:$CP_PORT"
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'stack: %s\n' "$*" >&2; exit 1; }
@@ -165,6 +184,7 @@ cluster_up() { # name port
 		say "creating the PostgreSQL cluster in var/$1 (port $2)"
 		pg_init "$pgdir/data" "$PG_PASSWORD"
 	fi
+	pg_tls "$pgdir/data" "$TLS_DIR/postgres.crt" "$TLS_DIR/postgres.key"
 	if ! pg_running "$pgdir/data"; then
 		pg_start "$pgdir/data" "$2" "$pgdir/postgres.log" ||
 			die "PostgreSQL did not start (port $2 taken? see $pgdir/postgres.log)"
@@ -197,8 +217,8 @@ dp_port() { # region -> port, by its position in $REGIONS
 	done
 }
 
-pg_url() { # user password db [port]
-	echo "postgresql://$1:$2@127.0.0.1:${4:-$PG_PORT}/$3"
+pg_url() { # user password db [port]: over TLS, the server's certificate checked against the local CA
+	echo "postgresql://$1:$2@127.0.0.1:${4:-$PG_PORT}/$3?sslmode=verify-full&sslrootcert=$CA_CERT"
 }
 
 # Creates a role and its own database, reachable by that role only.
@@ -262,7 +282,7 @@ stop_services() {
 
 wait_healthy() { # name url
 	n=0
-	until curl -fsS -o /dev/null --max-time 1 "$2/healthz" 2>/dev/null; do
+	until curl -fsS -o /dev/null --max-time 1 --cacert "$CA_CERT" "$2/healthz" 2>/dev/null; do
 		n=$((n + 1))
 		if [ $n -ge 100 ]; then
 			tail -n 20 "$VAR/log/$1.log" >&2 || true
@@ -287,10 +307,10 @@ start_service() { # name env-assignments... -- binary
 # unless the status is 2xx.
 api() {
 	if [ $# -ge 3 ]; then
-		curl -fsS -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
-			-H 'Content-Type: application/json' -d "$3" "http://127.0.0.1:$CP_PORT$2"
+		curl -fsS --cacert "$CA_CERT" -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" \
+			-H 'Content-Type: application/json' -d "$3" "$CP_URL$2"
 	else
-		curl -fsS -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" "http://127.0.0.1:$CP_PORT$2"
+		curl -fsS --cacert "$CA_CERT" -X "$1" -H "Authorization: Bearer $ADMIN_TOKEN" "$CP_URL$2"
 	fi
 }
 
@@ -374,7 +394,7 @@ sync_cells() {
 seed_demo() {
 	for r in $REGIONS; do
 		eval "first=\${CELLS_$r%% *}"
-		api PATCH "/v1/regions/$r" "{\"endpoint\":\"http://127.0.0.1:$(dp_port "$r")\"}" >/dev/null ||
+		api PATCH "/v1/regions/$r" "{\"endpoint\":\"https://127.0.0.1:$(dp_port "$r")\"}" >/dev/null ||
 			die "could not set the endpoint of region $r"
 		eval "tenant=\${DEMO_TENANT_$r:-}"
 		if [ -z "$tenant" ] || ! api GET "/v1/tenants/$tenant" >/dev/null 2>&1; then
@@ -449,7 +469,8 @@ write_envs() {
 		cat > "$VAR/run/cell-$c.env" <<ENV
 DP_REGION='$r'
 DP_CELL='$c'
-DP_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
+DP_CONTROL_PLANE_URL='$CP_URL'
+DP_CONTROL_PLANE_CA_FILE='$CA_CERT'
 DP_DATABASE_URL='$(cell_db_url "$c")'
 DP_CELL_TOKEN='$token'
 DP_TRUST_BUNDLE='$VAR/trust-bundle.json'
@@ -470,7 +491,8 @@ ENV
 		eval "token=\$REGION_TOKEN_$r"
 		cat > "$VAR/run/router-$r.env" <<ENV
 ROUTER_REGION='$r'
-ROUTER_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
+ROUTER_CONTROL_PLANE_URL='$CP_URL'
+ROUTER_CONTROL_PLANE_CA_FILE='$CA_CERT'
 ROUTER_REGION_TOKEN='$token'
 ROUTER_TRUST_BUNDLE='$VAR/trust-bundle.json'
 ROUTER_CACHE_DIR='$VAR/cache/router-$r'
@@ -503,6 +525,7 @@ write_balancer_cfg() {
 		# them (make bench: about 35,000 req/s routed with two threads,
 		# 50,000 with one). A router host of its own sizes it to its cores.
 		echo "	nbthread 1"
+		echo "	ssl-default-bind-options ssl-min-ver TLSv1.2"
 		if [ "$(id -u)" = 0 ]; then
 			echo "	user nobody"
 			echo "	group nogroup"
@@ -529,7 +552,7 @@ CFG
 		for r in $REGIONS; do
 			eval "cs=\$CELLS_$r"
 			echo "frontend dp_$r"
-			echo "	bind 127.0.0.1:$(dp_port "$r")"
+			echo "	bind 127.0.0.1:$(dp_port "$r") ssl crt $TLS_DIR/router.pem alpn http/1.1"
 			echo "	http-request del-header X-Celltrail-Cell"
 			echo "	http-request set-var(txn.cell) req.hdr(authorization),word(2,_),map($VAR/run/routes-$r.map)"
 			echo "	http-request set-header X-Celltrail-Cell %[var(txn.cell)] if { var(txn.cell) -m found }"
@@ -556,6 +579,82 @@ PORT_FIRST=$INSTANCE_PORT
 PORT_LAST=$((INSTANCE_PORT + 99))
 DRAIN_WAIT=30
 ENV
+}
+
+# The CA once, and each certificate the stack serves (deploy/local/certs.sh)
+# unless it is fresh; ALL=1 reissues every one.
+tls_setup() { # [ALL]
+	command -v openssl >/dev/null || die "openssl is needed (make deps installs it)"
+	tls_ca "$TLS_DIR" || die "could not make the local CA in $TLS_DIR"
+	for n in cp router postgres; do
+		if [ "${1:-}" = 1 ] || ! tls_fresh "$TLS_DIR" "$n"; then
+			tls_issue "$TLS_DIR" "$n" || die "could not issue the certificate $n in $TLS_DIR"
+		fi
+	done
+}
+
+# The control plane's TLS edge: an HAProxy of its own (the control plane
+# is global, the regions' balancer regional) on STACK_CP_PORT, in front of
+# the control plane on loopback. Its long polls (config, routes) are held
+# open up to a minute: the edge waits longer than that.
+write_cp_edge_cfg() {
+	{
+		echo "# Written by deploy/local/stack.sh"
+		echo "global"
+		echo "	stats socket $VAR/run/cp-edge.sock mode 600 level admin"
+		echo "	log stdout format raw local0 info"
+		echo "	maxconn 4096"
+		echo "	nbthread 1"
+		echo "	ssl-default-bind-options ssl-min-ver TLSv1.2"
+		if [ "$(id -u)" = 0 ]; then
+			echo "	user nobody"
+			echo "	group nogroup"
+		fi
+		cat <<'CFG'
+defaults
+	mode http
+	log global
+	option httplog
+	option dontlog-normal
+	timeout connect 2s
+	timeout client 120s
+	timeout server 120s
+	timeout http-keep-alive 10s
+	retries 3
+	retry-on conn-failure empty-response
+	# The client's address, for what the control plane keeps per source
+	# (logins): appended to X-Forwarded-For, believed from this edge only
+	# (CP_TRUSTED_PROXIES).
+	option forwardfor
+	http-error status 503 content-type application/problem+json string '{"type":"urn:celltrail:problem:unavailable","title":"Service unavailable","status":503,"code":"unavailable","detail":"The control plane is not answering; retry shortly."}' hdr Retry-After 1
+CFG
+		echo "frontend cp"
+		echo "	bind 127.0.0.1:$CP_PORT ssl crt $TLS_DIR/cp.pem alpn http/1.1"
+		echo "	default_backend cp"
+		echo "backend cp"
+		echo "	server cp1 127.0.0.1:$CP_BACKEND_PORT"
+	} > "$VAR/run/cp-edge.cfg"
+}
+
+# An HAProxy from var/run/NAME.cfg, once its configuration checks; returns
+# when its runtime API (var/run/NAME.sock) answers.
+start_haproxy() { # name what
+	haproxy -c -q -f "$VAR/run/$1.cfg" || die "invalid configuration $VAR/run/$1.cfg"
+	start_service "$1" -- haproxy -db -f "$VAR/run/$1.cfg"
+	n=0
+	until [ -S "$VAR/run/$1.sock" ]; do
+		n=$((n + 1))
+		[ $n -lt 100 ] || { tail -n 20 "$VAR/log/$1.log" >&2; die "$2 did not start (log: $VAR/log/$1.log)"; }
+		sleep 0.1
+	done
+}
+
+start_cp_edge() {
+	command -v haproxy >/dev/null && command -v socat >/dev/null ||
+		die "haproxy and socat are needed (make deps installs them)"
+	rm -f "$VAR/run/cp-edge.sock"
+	write_cp_edge_cfg
+	start_haproxy cp-edge "the control plane's edge"
 }
 
 # A cell-router, run from its region's settings file.
@@ -586,14 +685,7 @@ start_routing_and_data_planes() {
 			{ tail -n 5 "$VAR/log/cell-router-$r.log" >&2; die "the map of region $r could not be built (log: $VAR/log/cell-router-$r.log)"; }
 	done
 	write_balancer_cfg
-	haproxy -c -q -f "$VAR/run/balancer.cfg" || die "invalid balancer configuration $VAR/run/balancer.cfg"
-	start_service balancer -- haproxy -db -f "$VAR/run/balancer.cfg"
-	n=0
-	until [ -S "$VAR/run/balancer.sock" ]; do
-		n=$((n + 1))
-		[ $n -lt 100 ] || { tail -n 20 "$VAR/log/balancer.log" >&2; die "the balancer did not start (log: $VAR/log/balancer.log)"; }
-		sleep 0.1
-	done
+	start_haproxy balancer "the balancer"
 	for r in $REGIONS; do start_router "$r"; done
 	names=""
 	for c in $ALL_CELLS; do
@@ -622,8 +714,8 @@ start_routing_and_data_planes() {
 		# The demo key is routed to its cell and served there.
 		eval "key=\$DEMO_KEY_$r"
 		n=0
-		until curl -fsS -o /dev/null --max-time 2 -H "Authorization: Bearer $key" \
-			"http://127.0.0.1:$(dp_port "$r")/v1/tenant" 2>/dev/null; do
+		until curl -fsS -o /dev/null --max-time 2 --cacert "$CA_CERT" -H "Authorization: Bearer $key" \
+			"https://127.0.0.1:$(dp_port "$r")/v1/tenant" 2>/dev/null; do
 			n=$((n + 1))
 			[ $n -lt 100 ] || die "region $r: its demo key is not served through its router within 20 s (logs: $VAR/log/)"
 			sleep 0.2
@@ -647,7 +739,8 @@ start_movers() {
 		eval "token=\$REGION_TOKEN_$r"
 		cat > "$VAR/run/mover-$r.env" <<ENV
 MOVER_REGION='$r'
-MOVER_CONTROL_PLANE_URL='http://127.0.0.1:$CP_PORT'
+MOVER_CONTROL_PLANE_URL='$CP_URL'
+MOVER_CA_FILE='$CA_CERT'
 MOVER_REGION_TOKEN='$token'
 MOVER_CELLS='$(echo $cells)'
 MOVER_LISTEN='127.0.0.1:$(mover_port "$r")'
@@ -702,6 +795,7 @@ cmd_start() {
 	chmod 0755 "$VAR"
 	load_secrets
 	stop_services
+	tls_setup
 
 	# var/pg: the control plane's database unless it has a cluster of its
 	# own, and the cells' unless each has one.
@@ -721,17 +815,18 @@ cmd_start() {
 		eval "ensure_db \$CDB_ROLE_$cv \"\$$_pwv\" \$CDB_NAME_$cv \$CDB_PORT_$cv"
 		eval "r=\$CELL_REGION_$cv"
 		# DP_CELL: migrate claims the database for its cell (region 0008).
-		DP_REGION=$r DP_CELL=$c DP_CONTROL_PLANE_URL="http://127.0.0.1:$CP_PORT" DP_DATABASE_URL=$(cell_db_url "$c") \
+		DP_REGION=$r DP_CELL=$c DP_CONTROL_PLANE_URL="$CP_URL" DP_DATABASE_URL=$(cell_db_url "$c") \
 			"$BIN/data-plane" migrate >>"$VAR/log/migrate.log" 2>&1 ||
 			{ tail -n 5 "$VAR/log/migrate.log" >&2; die "migrations of cell $c (region $r) failed"; }
 	done
 
 	write_regions_file
-	start_service control-plane CP_LISTEN="127.0.0.1:$CP_PORT" CP_DATABASE_URL="$CP_DB_URL" \
+	start_service control-plane CP_LISTEN="127.0.0.1:$CP_BACKEND_PORT" CP_TRUSTED_PROXIES=127.0.0.1 CP_DATABASE_URL="$CP_DB_URL" \
 		CP_ADMIN_TOKEN="$ADMIN_TOKEN" CP_SECRETS_KEY="$CP_SECRETS_KEY" \
 		CP_SIGNING_KEK="$CP_SIGNING_KEK" CP_SIGNING_KEYS_DIR="$VAR/signing-keys" \
 		CP_REGIONS_FILE="$VAR/run/regions.conf" -- "$BIN/control-plane"
-	wait_healthy control-plane "http://127.0.0.1:$CP_PORT"
+	start_cp_edge
+	wait_healthy control-plane "$CP_URL"
 	sync_cells
 	seed_demo
 	seed_streams
@@ -745,25 +840,31 @@ cmd_start() {
 	umask 077
 	{
 		echo "# Written by deploy/local/stack.sh; source it: . var/stack.env"
-		echo "CP_URL=http://127.0.0.1:$CP_PORT"
+		echo "CP_URL=$CP_URL"
+		echo "CA_CERT=$CA_CERT"
+		echo "# curl and bin/celltrail in a shell that sourced this file trust the local CA (and only it)."
+		echo "CURL_CA_BUNDLE=$CA_CERT"
+		echo "CELLTRAIL_CACERT=$CA_CERT"
+		echo "CP_LISTEN=127.0.0.1:$CP_BACKEND_PORT"
 		echo "ADMIN_TOKEN=$ADMIN_TOKEN"
 		echo "REGIONS=\"$REGIONS\""
 		for r in $REGIONS; do
-			echo "DP_URL_$r=http://127.0.0.1:$(dp_port "$r")"
+			echo "DP_URL_$r=https://127.0.0.1:$(dp_port "$r")"
 			eval "echo CELLS_$r=\\\"\$CELLS_$r\\\""
 			echo "ROUTER_URL_$r=http://127.0.0.1:$(router_port "$r")"
 			if [ -x "$BIN/mover" ]; then echo "MOVER_URL_$r=http://127.0.0.1:$(mover_port "$r")"; fi
 		done
-		echo "PG_URL=$(pg_url postgres "$PG_PASSWORD" postgres)"
+		# (Quoted: a connection URL's query has '&'.)
+		echo "PG_URL='$(pg_url postgres "$PG_PASSWORD" postgres)'"
 		echo "PG_BIN=$PG_BIN"
-		echo "CP_DATABASE_URL=$CP_DB_URL"
+		echo "CP_DATABASE_URL='$CP_DB_URL'"
 		for r in $REGIONS; do
 			eval "first=\${CELLS_$r%% *}"
-			echo "DP_DATABASE_URL_$r=$(cell_db_url "$first")"
+			echo "DP_DATABASE_URL_$r='$(cell_db_url "$first")'"
 		done
 		for c in $ALL_CELLS; do
 			cv=$(v "$c")
-			echo "CELL_DB_$cv=$(cell_db_url "$c")"
+			echo "CELL_DB_$cv='$(cell_db_url "$c")'"
 			eval "echo CELL_TOKEN_$cv=\$CELL_TOKEN_$cv"
 			inst=$(sh "$ROOT/deploy/drivers/local" list-instances "$c" | head -n 1)
 			echo "CELL_URL_$cv=$(sh "$ROOT/deploy/drivers/local" url "$inst")"
@@ -776,7 +877,7 @@ cmd_start() {
 			eval "echo DEMO_KEY_$r=\$DEMO_KEY_$r"
 			echo "DEMO_OWNER_$r=owner@demo-$r.test"
 		done
-		printf 'export CP_URL ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL DEMO_PASSWORD TRUST_BUNDLE'
+		printf 'export CP_URL CA_CERT CURL_CA_BUNDLE CELLTRAIL_CACERT CP_LISTEN ADMIN_TOKEN REGIONS PG_URL PG_BIN CP_DATABASE_URL DEMO_PASSWORD TRUST_BUNDLE'
 		for r in $REGIONS; do
 			printf ' DP_URL_%s CELLS_%s ROUTER_URL_%s DP_DATABASE_URL_%s DEMO_TENANT_%s DEMO_KEY_%s DEMO_OWNER_%s REGION_TOKEN_%s' \
 				"$r" "$r" "$r" "$r" "$r" "$r" "$r" "$r"
@@ -792,9 +893,9 @@ cmd_start() {
 
 The local stack is running.
 
-  control plane   http://127.0.0.1:$CP_PORT
+  control plane   $CP_URL (TLS: HAProxy; the control plane on 127.0.0.1:$CP_BACKEND_PORT)
 $(for r in $REGIONS; do
-	printf '  region %-8s http://127.0.0.1:%s  (router: HAProxy and cell-router, http://127.0.0.1:%s/metrics)\n' \
+	printf '  region %-8s https://127.0.0.1:%s  (router: HAProxy and cell-router, http://127.0.0.1:%s/metrics)\n' \
 		"$r" "$(dp_port "$r")" "$(router_port "$r")"
 	if [ -x "$BIN/mover" ]; then
 		printf '    mover                 http://127.0.0.1:%s/metrics (copies the tenants moving into %s)\n' "$(mover_port "$r")" "$r"
@@ -811,26 +912,27 @@ done)
   PostgreSQL      127.0.0.1:$PG_PORT (cluster in var/pg)$(
 	[ "$CELL_CLUSTERS" = 1 ] && printf '; a cluster per cell from 127.0.0.1:%s (var/pg-<cell>)' "$CELL_PG_PORT")
   logs            var/log/*.log (one JSON object per line)
+  local CA        $CA_CERT (every https URL above, and PostgreSQL: sslmode=verify-full)
 
 Clients use the region's endpoint; HAProxy sends each request to the cell
 of its key's tenant. Each region has a demo tenant (demo-<region>, in the
 region's first cell) with an owner and an API key.
 Try:
   . var/stack.env
-  curl -s \$CP_URL/v1/regions
-  curl -s -H "Authorization: Bearer \$ADMIN_TOKEN" \$CP_URL/v1/regions/$first/cells
-  curl -s "\$CP_URL/v1/lookup?tenant=demo-$first"
-  curl -s -H "Authorization: Bearer \$ADMIN_TOKEN" \$CP_URL/v1/tenants
-  curl -s -H 'Content-Type: application/json' \\
+  curl -s --cacert \$CA_CERT \$CP_URL/v1/regions
+  curl -s --cacert \$CA_CERT -H "Authorization: Bearer \$ADMIN_TOKEN" \$CP_URL/v1/regions/$first/cells
+  curl -s --cacert \$CA_CERT "\$CP_URL/v1/lookup?tenant=demo-$first"
+  curl -s --cacert \$CA_CERT -H "Authorization: Bearer \$ADMIN_TOKEN" \$CP_URL/v1/tenants
+  curl -s --cacert \$CA_CERT -H 'Content-Type: application/json' \\
        -d "{\"tenant\":\"demo-$first\",\"email\":\"\$DEMO_OWNER_$first\",\"password\":\"\$DEMO_PASSWORD\"}" \\
        \$CP_URL/v1/auth/login
-  curl -s \$DP_URL_$first/healthz
-  curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" -H 'Content-Type: application/json' \\
+  curl -s --cacert \$CA_CERT \$DP_URL_$first/healthz
+  curl -s --cacert \$CA_CERT -H "Authorization: Bearer \$DEMO_KEY_$first" -H 'Content-Type: application/json' \\
        -d '{"action":"user.login","actor":{"id":"u-1","type":"user"}}' \$DP_URL_$first/v1/events
-  curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" "\$DP_URL_$first/v1/events?actor=u-1"
-  curl -s -H "Authorization: Bearer \$DEMO_KEY_$first" \$DP_URL_$first/v1/tenant
+  curl -s --cacert \$CA_CERT -H "Authorization: Bearer \$DEMO_KEY_$first" "\$DP_URL_$first/v1/events?actor=u-1"
+  curl -s --cacert \$CA_CERT -H "Authorization: Bearer \$DEMO_KEY_$first" \$DP_URL_$first/v1/tenant
   curl -s \$ROUTER_URL_$first/metrics | grep ^router_
-  curl -s \$CP_URL/metrics | grep http_requests_total
+  curl -s --cacert \$CA_CERT \$CP_URL/metrics | grep http_requests_total
   deploy/local/stack.sh status
 
 Stop everything with: make stop
@@ -856,6 +958,26 @@ cmd_stop() {
 	done
 }
 
+# New certificates for every hop, taken up while everything runs: HAProxy
+# gets them through its runtime API (the control plane's edge, the
+# regions' balancer), each PostgreSQL cluster rereads its files. A process
+# that is not running takes them up when it starts.
+cmd_renew_certs() {
+	[ -s "$CA_CERT" ] || die "no local CA in $TLS_DIR: start the stack first"
+	tls_setup 1
+	for e in cp-edge:cp balancer:router; do
+		sock="$VAR/run/${e%%:*}.sock"
+		if [ -S "$sock" ]; then
+			tls_haproxy_reload "$sock" "$TLS_DIR/${e#*:}.pem" || die "HAProxy (${e%%:*}) refused the new certificate ${e#*:}"
+			say "${e%%:*}: serving certificate ${e#*:} serial $(tls_serial "$TLS_DIR/${e#*:}.crt")"
+		fi
+	done
+	for cl in $(clusters); do
+		pg_tls "$(pg_home "$cl")/data" "$TLS_DIR/postgres.crt" "$TLS_DIR/postgres.key"
+		say "postgresql (var/$cl): serving certificate postgres serial $(tls_serial "$TLS_DIR/postgres.crt")"
+	done
+}
+
 cmd_status() {
 	for f in "$VAR"/run/*.pid; do
 		[ -e "$f" ] || continue
@@ -876,5 +998,6 @@ case "${1:-}" in
 start) cmd_start ;;
 stop) cmd_stop ;;
 status) cmd_status ;;
-*) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+renew-certs) cmd_renew_certs ;;
+*) echo "usage: $0 start|stop|status|renew-certs" >&2; exit 2 ;;
 esac

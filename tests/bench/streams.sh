@@ -70,7 +70,8 @@ until [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $K" 
 	n=$((n + 1)); [ $n -le 150 ] || die "the tenant's key is not served within 30 s"
 	sleep 0.2
 done
-DB="${PG_URL%/*}/${DP_DATABASE_URL_us##*/}"
+_db=${DP_DATABASE_URL_us%%\?*}
+DB="$PG_URL&dbname=${_db##*/}"  # the region's database, as the superuser (over TLS)
 stored() { "$PG_BIN/psql" -X -q -tA "$DB" -c "SELECT count(*) FROM events WHERE tenant_id = '$T'"; }
 received() { "$PY" "$RX" count "$work/rx" "$S"; }
 now() { date +%s.%N; }

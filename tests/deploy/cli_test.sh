@@ -226,7 +226,7 @@ ct keys revoke "$T" "$K"
 check "keys revoke: exit 0, revoked_at set" eval '[ "$RC" = 0 ] && grep -q "^revoked_at  *20" "$OUT"'
 ct keys show "$T" "$K" --json
 check "keys show --json: revoked" eval '[ "$(jq -r .revoked_at "$OUT")" != null ]'
-key_refused() { [ "$(http_status "http://127.0.0.1:$(router_port us)/v1/tenant" -H "Authorization: Bearer $KS")" = 401 ]; }
+key_refused() { [ "$(http_status "$(port_url "$(router_port us)")/v1/tenant" -H "Authorization: Bearer $KS")" = 401 ]; }
 check "the revoked key is refused at the region's endpoint" wait_until 20 key_refused
 
 # ---- 3. cells, regions, fleet, moves, streams ----
@@ -410,11 +410,11 @@ want 2 "a CA file that cannot be read: exit 2" "no-such-ca.pem cannot be read"
 
 unset CELLTRAIL_URL CELLTRAIL_TOKEN
 CONF=$WORK/celltrail.conf
-printf '# the CLI test\nurl = %s\ntoken = "%s"\n' "$CP_URL" "$ADMIN_TOKEN" > "$CONF"
+printf '# the CLI test\nurl = %s\ntoken = "%s"\ncacert = %s\n' "$CP_URL" "$ADMIN_TOKEN" "$CA_CERT" > "$CONF"
 chmod 600 "$CONF"
 export CELLTRAIL_CONFIG="$CONF"
 ct tenants show "$T" --json
-check "the configuration file (\$CELLTRAIL_CONFIG, mode 0600) gives the URL and the token" \
+check "the configuration file (\$CELLTRAIL_CONFIG, mode 0600) gives the URL, the token and the CA" \
 	eval '[ "$RC" = 0 ] && [ "$(jq -r .id "$OUT")" = "$T" ]'
 export CELLTRAIL_TOKEN=wrong-token
 ct tenants show "$T"
@@ -445,7 +445,7 @@ unset CELLTRAIL_CONFIG
 
 # ---- the tenant offboarded ----
 
-export CELLTRAIL_URL="$CP_URL" CELLTRAIL_TOKEN="$ADMIN_TOKEN"
+export CELLTRAIL_URL="$CP_URL" CELLTRAIL_TOKEN="$ADMIN_TOKEN" CELLTRAIL_CACERT="$CA_CERT"
 ct tenants delete "$T2" --yes
 check "tenants delete --yes: status deleted" eval '[ "$RC" = 0 ] && grep -q "^status  *deleted\$" "$OUT"'
 

@@ -100,7 +100,7 @@ ssql() { # cell SQL, as a session of the data plane's build (whose level
 	# partitioned events require of a deletion: migration 0012)
 	eval "_u=\$CELL_DB_$(cv "$1")"
 	PGOPTIONS='-c celltrail.schema_level=12' "$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 \
-		"${PG_URL%/*}/${_u##*/}" -c "$2"
+		"$(su_url "$_u")" -c "$2"
 }
 
 # ---- the customer's side ----
@@ -290,7 +290,7 @@ out.append("COMMIT;")
 print("\n".join(out))
 PY
 	eval "_u=\$CELL_DB_$(cv $CELL)"
-	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "${PG_URL%/*}/${_u##*/}" -f "$D/rebuild.sql" > /dev/null
+	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 "$(su_url "$_u")" -f "$D/rebuild.sql" > /dev/null
 }
 
 # meta: the actor of meta-6 changed in its stored body: named as that

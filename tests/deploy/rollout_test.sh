@@ -110,7 +110,7 @@ exec "$work/A/bin/data-plane" "\$@"
 EOF
 	chmod +x "$work/$1/bin/data-plane"
 }
-wrapper B DP_CONTROL_PLANE_URL http://127.0.0.1:9   # never ready: no config
+wrapper B DP_CONTROL_PLANE_URL https://127.0.0.1:9  # never ready: no config
 wrapper C DP_DATABASE_URL postgresql://celltrail:x@127.0.0.1:9/none  # POSTs: 503
 
 # Background traffic through the regions' routers, bounded: at most 600

@@ -193,7 +193,7 @@ cp_post() { # path json
 }
 is_status() { [ "$(sget "$1" "$2" status)" = "$3" ]; }  # tenant stream status
 cpsql() { "$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "$CP_DATABASE_URL" -c "$1"; }
-csql() { "$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "${PG_URL%/*}/${CELL_DB_us_east_1##*/}" -c "$1"; }
+csql() { "$PG_BIN/psql" -X -q -tA -v ON_ERROR_STOP=1 "$(su_url "$CELL_DB_us_east_1")" -c "$1"; }
 webhook() { echo "{\"kind\":\"webhook\",\"url\":\"https://$1\",\"secret\":\"$2\"${3:+,$3}}"; }  # host:port/path secret [more]
 s3() { # port bucket region [more]
 	echo "{\"kind\":\"s3\",\"endpoint\":\"http://127.0.0.1:$1\",\"bucket\":\"$2\",\"region\":\"$3\",\"access_key_id\":\"AKIACELLTRAILTEST\",\"secret_access_key\":\"$SEC_S3\",\"prefix\":\"ct/\"${4:+,$4}}"
@@ -232,7 +232,7 @@ cross_xid_digit() {
 	_n=$((_b - _x + 5))
 	[ $_n -le 100000 ] || { echo "  b: (transaction ids at $_x: the next digit is $_n away, not crossed)"; return 0; }
 	{ echo "SET synchronous_commit = off;"; seq $_n | sed 's/.*/SELECT pg_current_xact_id();/'; } |
-		"$PG_BIN/psql" -X -q -tA "${PG_URL%/*}/${CELL_DB_us_east_1##*/}" > /dev/null
+		"$PG_BIN/psql" -X -q -tA "$(su_url "$CELL_DB_us_east_1")" > /dev/null
 	echo "  b: the cell's transaction ids advanced from $_x past $_b while the receiver is down"
 }
 b_wrote() { [ "$(wc -l < "$D/b.posted")" -ge 8 ]; }
@@ -380,8 +380,7 @@ SELECT format('SELECT %s FROM %I.%I;', CASE WHEN c.udt_name = 'bytea' THEN forma
 	echo "$(wc -l < "$D/cols.sql") columns"
 }
 scan() { # prints what it found; fails when it found a secret
-	_su="${PG_URL%/*}"
-	_c1=$(dump_db "$_su/${CP_DATABASE_URL##*/}" "$D/cp.dump") && _c2=$(dump_db "$_su/${CELL_DB_us_east_1##*/}" "$D/cell.dump") ||
+	_c1=$(dump_db "$(su_url "$CP_DATABASE_URL")" "$D/cp.dump") && _c2=$(dump_db "$(su_url "$CELL_DB_us_east_1")" "$D/cell.dump") ||
 		{ echo "could not read the databases"; return 1; }
 	echo "scanned: control plane $_c1, cell $_c2"
 	find "$STACK_VAR"/cache* "$STACK_VAR"/log* -type f > "$D/files" 2>/dev/null || true

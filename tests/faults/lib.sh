@@ -90,6 +90,21 @@ inst_port() { sed -n 's/^INST_PORT=//p' "$STACK_VAR/run/data-plane-$1.inst"; }
 # The port of REGION's endpoint (its router), of its own data plane
 # (straight), and that data plane's cache directory.
 router_port() { eval "echo \${DP_URL_$1##*:}"; }
+# The database of a connection URL, as the cluster's superuser (PG_URL,
+# over TLS like every connection of the stack: its query string is kept
+# and the database named in it).
+su_url() { # database-url
+	_db=${1%%\?*}
+	printf '%s&dbname=%s\n' "$PG_URL" "${_db##*/}"
+}
+# The base URL of a port: a region's endpoint (its router) is https, with
+# the stack's CA (CURL_CA_BUNDLE); a data plane's own port plain http.
+port_url() { # port
+	for _r in $REGIONS; do
+		[ "$1" = "$(router_port "$_r")" ] && { echo "https://127.0.0.1:$1"; return; }
+	done
+	echo "http://127.0.0.1:$1"
+}
 dp_port() { eval "inst_port \${DP_$1#data-plane-}"; }
 dp_cache() { eval "echo \$STACK_VAR/cache/\${DP_$1#data-plane-}"; }
 
@@ -161,7 +176,7 @@ http_status() { # url [curl options...]
 
 # The control plane, as the stack starts it, with more settings if given.
 cp_start() { # [VAR=value...]
-	svc_run control-plane "$BIN/control-plane" CP_LISTEN="127.0.0.1:$STACK_CP_PORT" \
+	svc_run control-plane "$BIN/control-plane" CP_LISTEN="$CP_LISTEN" CP_TRUSTED_PROXIES=127.0.0.1 \
 		CP_DATABASE_URL="$CP_DATABASE_URL" CP_ADMIN_TOKEN="$ADMIN_TOKEN" \
 		CP_SECRETS_KEY="$CP_SECRETS_KEY" CP_SIGNING_KEK="$CP_SIGNING_KEK" \
 		CP_SIGNING_KEYS_DIR="$STACK_VAR/signing-keys" \
@@ -182,7 +197,7 @@ dp_start() { # name cell|region port cache-dir [VAR=value...]
 	eval "_db=\$CELL_DB_$(cv "$_cell") _tok=\$CELL_TOKEN_$(cv "$_cell")"
 	# shellcheck disable=SC2086
 	svc_run "$_name" "$BIN/data-plane" DP_REGION="$_reg" DP_CELL="$_cell" DP_LISTEN="127.0.0.1:$_port" \
-		DP_CONTROL_PLANE_URL="$CP_URL" DP_DATABASE_URL="$_db" DP_CELL_TOKEN="$_tok" \
+		DP_CONTROL_PLANE_URL="$CP_URL" DP_CONTROL_PLANE_CA_FILE="$CA_CERT" DP_DATABASE_URL="$_db" DP_CELL_TOKEN="$_tok" \
 		DP_TRUST_BUNDLE="$TRUST_BUNDLE" DP_CACHE_DIR="$_cache" DP_INSTANCE="faults-$_name" \
 		DP_LOG_KEYS_DIR="$STACK_VAR/log-keys/$_reg" $DP_TEST_ENV "$@"
 	wait_until 20 dp_healthy "$_port" || fatal "$_name did not start (log: $STACK_VAR/log/$_name.log)"
@@ -320,7 +335,7 @@ new_key() { # tenant
 }
 
 key_works() { # port key
-	[ "$(http_status "http://127.0.0.1:$1/v1/tenant" -H "Authorization: Bearer $2")" = 200 ]
+	[ "$(http_status "$(port_url "$1")/v1/tenant" -H "Authorization: Bearer $2")" = 200 ]
 }
 
 # ---- load ----
@@ -331,7 +346,7 @@ LOADS=""  # "pid file" pairs of the running load generators
 load_start() { # name port key mode rate [faults-load options...]
 	_n=$1 _port=$2 _key=$3 _mode=$4 _rate=$5
 	shift 5
-	"$BIN/faults-load" -u "http://127.0.0.1:$_port" -k "$_key" -m "$_mode" -r "$_rate" \
+	"$BIN/faults-load" -u "$(port_url "$_port")" -k "$_key" -m "$_mode" -r "$_rate" \
 		-o "$SCEN_DIR/$_n.load" -p "$SCEN-$_n" "$@" 2>> "$SCEN_DIR/load.summary" &
 	LOADS="$LOADS $!"
 }
@@ -404,7 +419,7 @@ replay_unacked() { # port key stored-ids-file loads ("file prefix" pairs)...
 			_resent=$((_resent + 1))
 			_h=$(post_body "$2" "${_r%%:*}" "${_r#*:}" | curl -s -o /dev/null -D - --max-time 10 \
 				-H "Authorization: Bearer $_key" -H 'Content-Type: application/json' \
-				--data-binary @- "http://127.0.0.1:$_port/v1/events" | tr -d '\r')
+				--data-binary @- "$(port_url "$_port")/v1/events" | tr -d '\r')
 			case "$_h" in
 			"HTTP/1.1 200"*) printf '%s\n' "$_h" | grep -qi '^idempotent-replayed: true' && _replayed=$((_replayed + 1)) ;;
 			esac

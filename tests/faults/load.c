@@ -6,6 +6,9 @@
  *               [-d SECONDS] [-p PREFIX] [-b EVENTS] [-c INFLIGHT] [-t TIMEOUT_MS]
  *               [-i] [-n] [-a IDS_FILE] [-s CURSOR] [-l LIMIT] [-f]
  *
+ * An https URL is checked against the CA file CURL_CA_BUNDLE names, as
+ * curl(1) does (the local stack's own CA), else the system's.
+ *
  * Sends RATE requests a second to the data plane at URL with the API key
  * KEY, from when it starts until SECONDS have passed (default: until
  * SIGTERM or SIGINT), waits for the requests in flight, and exits 0.
@@ -240,6 +243,7 @@ int main(int argc, char **argv)
 	enum mode mode = MODE_POST;
 	int have_mode = 0, opt, idem = 0, with_ids = 1, follow = 0;
 	char base[512] = "", cursor[256] = "";
+	const char *ca_file = getenv("CURL_CA_BUNDLE");
 
 	while ((opt = getopt(argc, argv, "u:k:m:r:o:d:p:b:c:t:ina:s:l:f")) != -1) {
 		switch (opt) {
@@ -342,6 +346,8 @@ int main(int argc, char **argv)
 				x->seq = ++seq;
 				slot_no++;
 				x->easy = curl_easy_init();
+				if (ca_file) /* like curl(1): the CA https answers are checked against */
+					curl_easy_setopt(x->easy, CURLOPT_CAINFO, ca_file);
 				char rid[256];
 				snprintf(rid, sizeof rid, "X-Request-Id: %s-%" PRIu64, prefix, x->seq);
 				x->headers = curl_slist_append(NULL, auth);

@@ -77,7 +77,7 @@ sample() {
 		for n in control-plane $(for r in $REGIONS; do eval "echo \$DP_$r"; done); do
 			p=$(svc_pid "$n") || continue
 			kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
-			case $n in control-plane) port=$STACK_CP_PORT ;; *) port=$(inst_port "${n#data-plane-}") ;; esac
+			case $n in control-plane) port=${CP_LISTEN##*:} ;; *) port=$(inst_port "${n#data-plane-}") ;; esac
 			[ -n "$kb" ] && echo "$t $n $p $kb $(conns "$port")"
 		done
 		sleep 2
