@@ -53,6 +53,7 @@
  * DP_KEYSET_INTERVAL, at start, and at once when a document names a key
  * not trusted here; a request takes at most this long. */
 #define KEYSET_TIMEOUT_MS 10000
+#define KEYSET_WANT_FLOOR_MS 5000 /* dp_pull_want_keyset: at most this often */
 
 enum outcome { PULL_UPDATED, PULL_NOT_MODIFIED, PULL_ERROR, PULL__COUNT };
 static const char *const outcome_names[PULL__COUNT] = { "updated", "not_modified", "error" };
@@ -68,6 +69,7 @@ struct dp_pull {
 	atomic_uint_least64_t applied, rejected[CFGDOC__COUNT], pulls[PULL__COUNT];
 	atomic_ulong deltas_applied;   /* of `applied` */
 	atomic_uint_least64_t keysets[KEYSET__COUNT]; /* signed key sets fetched, by outcome */
+	atomic_int keyset_wanted;      /* dp_pull_want_keyset() */
 	atomic_int_least64_t last_ok;
 	/* The highest version ever applied here (also DP_CACHE_DIR/version):
 	 * nothing older is accepted, whatever happened to the cached file.
@@ -760,7 +762,7 @@ static void *run(void *arg)
 {
 	struct dp_pull *p = arg;
 	log_set_task("config_pull");
-	int64_t next_pull = 0, next_status = 0, next_keyset = 0, started = 0;
+	int64_t next_pull = 0, next_status = 0, next_keyset = 0, started = 0, want_next = 0;
 	int cfg_on = 0, status_on = 0, status_due = 1, keyset_on = 0;
 
 	/* Verifying and indexing a large document is CPU work that should not
@@ -804,6 +806,11 @@ static void *run(void *arg)
 				next_pull = now + backoff_ms(p);
 				status_due = 1;
 			}
+		}
+		/* A key a request met: asked for at once, once per floor. */
+		if (now >= want_next && atomic_exchange(&p->keyset_wanted, 0)) {
+			p->keyset_due = 1;
+			want_next = now + KEYSET_WANT_FLOOR_MS;
 		}
 		if (!keyset_on && (p->keyset_due || now >= next_keyset)) {
 			p->keyset_due = 0;
@@ -861,6 +868,8 @@ static void *run(void *arg)
 			timeout = next_status - now;
 		if (!keyset_on && (p->keyset_due || next_keyset - now < timeout))
 			timeout = p->keyset_due ? 0 : next_keyset - now;
+		if (atomic_load(&p->keyset_wanted) && want_next - now < timeout)
+			timeout = want_next - now;
 		if (!status_on && status_due)
 			timeout = 0;
 		if (timeout > 0)
@@ -881,6 +890,13 @@ int dp_pull_start(struct dp_pull *p, char *err, size_t errlen)
 	}
 	p->running = 1;
 	return 0;
+}
+
+void dp_pull_want_keyset(struct dp_pull *p)
+{
+	if (!p || atomic_exchange(&p->keyset_wanted, 1))
+		return; /* already wanted: the loop was woken for it */
+	curl_multi_wakeup(p->multi);
 }
 
 void dp_pull_stop(struct dp_pull *p)

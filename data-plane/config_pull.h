@@ -41,6 +41,13 @@ void dp_pull_stop(struct dp_pull *p);
 /* Stops (if needed) and frees. Accepts NULL. */
 void dp_pull_free(struct dp_pull *p);
 
+/* A request met a credential signed with a key not trusted here (a move's,
+ * after a rotation this data plane has not followed yet): the key set is
+ * asked for soon, not at the next DP_KEYSET_INTERVAL. At most once every 5
+ * seconds, whatever the requests: a made-up key id costs the control plane
+ * nothing more. Any thread. */
+void dp_pull_want_keyset(struct dp_pull *p);
+
 /* Unix seconds of the last pull answered with a verified document or 304;
  * 0 when there was none. Any thread. */
 int64_t dp_pull_last_ok(const struct dp_pull *p);

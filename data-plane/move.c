@@ -8,6 +8,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "config_pull.h"
 #include "dp.h"
 #include "dpdb.h"
 #include "http.h"
@@ -84,6 +85,10 @@ enum http_step dp_move_authenticate(struct http_req *req, int auth)
 	if (r != CFGDOC_OK) {
 		free(m);
 		log_warn(NULL, "move %s: credential refused (%s): %s", move, cfgdoc_result_names[r], detail);
+		/* Perhaps a key of a rotation not followed yet: the mover's
+		 * next attempt may find it trusted. */
+		if (r == CFGDOC_UNKNOWN_KID)
+			dp_pull_want_keyset(app->pull);
 		if (r == CFGDOC_WRONG_AUDIENCE)
 			return refuse(req, PROB_FORBIDDEN, "This credential is for another move.");
 		return refuse(req, PROB_UNAUTHORIZED, "The move's credential is not valid (malformed, "

@@ -27,6 +27,7 @@
 #include "fixtures.h"
 #include "it.h"
 #include "jwk.h"
+#include "keyset.h"
 #include "movecred.h"
 #include "secret.h"
 
@@ -96,6 +97,8 @@ struct fcp {
 	char *doc[2];
 	long ver[2];
 	int64_t usage_events[2];  /* events of T reported by cell A, B */
+	char *keyset;             /* GET /v1/signing-keys (NULL: 404) */
+	int keyset_gets;
 };
 
 static void fcp_handle(struct fake_srv *s, int fd, const char *req)
@@ -120,6 +123,16 @@ static void fcp_handle(struct fake_srv *s, int fd, const char *req)
 		else
 			fake_nothing_newer(&cp->srv, fd, tok != NULL);
 		free(tok);
+	} else if (!strcmp(method, "GET") && !strcmp(path, "/v1/signing-keys")) {
+		pthread_mutex_lock(&cp->mu);
+		cp->keyset_gets++;
+		char *ks = cp->keyset ? strdup(cp->keyset) : NULL;
+		pthread_mutex_unlock(&cp->mu);
+		if (ks)
+			fake_respond(fd, 200, "application/jose+json", ks);
+		else
+			fake_respond(fd, 404, "application/problem+json", "{\"code\":\"not_found\"}");
+		free(ks);
 	} else if (!strcmp(method, "POST") && !strcmp(path, "/v1/usage")) {
 		json_t *v = json_loads(body, 0, NULL), *rec;
 		size_t k;
@@ -145,6 +158,14 @@ static void fcp_set(struct fcp *cp, int i, char *doc, long ver)
 	cp->doc[i] = doc;
 	cp->ver[i] = ver;
 	pthread_mutex_unlock(&cp->mu);
+}
+
+static int fcp_keyset_gets(struct fcp *cp)
+{
+	pthread_mutex_lock(&cp->mu);
+	int n = cp->keyset_gets;
+	pthread_mutex_unlock(&cp->mu);
+	return n;
 }
 
 static int64_t fcp_usage(struct fcp *cp, int i)
@@ -176,7 +197,7 @@ static void start_dp(struct dp *d, const char *cell, const char *token, const ch
 	snprintf(e_inst, sizeof e_inst, "DP_INSTANCE=it-%s", cell);
 	const char *const env[] = { e_db, e_cp, e_trust, e_cache, e_cell, e_tok, e_inst, "DP_REGION=us",
 		                        "DP_LISTEN=127.0.0.1:0", "DP_ACCESS_LOG=false", "DP_USAGE_REPORT_INTERVAL=200ms",
-		                        "DP_ERASURE_BATCH=100", NULL };
+		                        "DP_ERASURE_BATCH=100", "DP_KEYSET_INTERVAL=1h", NULL };
 	d->cell = cell;
 	it_bin("data-plane", bin, sizeof bin);
 	char *argv[] = { bin, NULL };
@@ -232,6 +253,7 @@ static void env_stop(struct env *e)
 	fake_srv_stop(&e->cp.srv);
 	free(e->cp.doc[0]);
 	free(e->cp.doc[1]);
+	free(e->cp.keyset);
 	pthread_mutex_destroy(&e->cp.mu);
 }
 
@@ -1377,11 +1399,70 @@ START_TEST(weeks_on_demand)
 }
 END_TEST
 
+/* A move credential signed with a key this data plane does not trust yet
+ * (a rotation it has not followed: its next key-set fetch is an hour
+ * away) makes it ask for the signed key set at once: the mover's next
+ * attempt is served. Credentials of made-up keys make it ask at most once
+ * every 5 s, however many come. */
+START_TEST(credential_of_a_key_not_followed_yet)
+{
+	struct env e;
+	struct res r;
+	struct jwk rotated;
+	ck_assert_int_eq(jwk_generate(&rotated), 0);
+	env_start(&e);
+	/* The new set, vouched for by the key the data planes trust. */
+	const struct jwk both[2] = { signer, rotated };
+	char *ks = keyset_sign(both, 2, 2, (int64_t)time(NULL), ISS);
+	ck_assert_ptr_nonnull(ks);
+	pthread_mutex_lock(&e.cp.mu);
+	e.cp.keyset = ks;
+	pthread_mutex_unlock(&e.cp.mu);
+
+	const char *src = "/v1/moves/" MOVE "/events?limit=1";
+	char *tok = cred_ex(&rotated, MOVE, 0, 0, 600);
+	mv(&r, &e.a, "GET", src, tok, NULL);
+	ck_assert_msg(r.status == 401, "a key not trusted yet: %ld, want 401", r.status);
+	res_free(&r);
+	long st = 0;
+	long t0 = it_now_ms();
+	while (st != 200 && it_now_ms() - t0 < 10000) {
+		usleep(200 * 1000);
+		mv(&r, &e.a, "GET", src, tok, NULL);
+		st = r.status;
+		res_free(&r);
+	}
+	ck_assert_msg(st == 200, "the credential of the new key is still refused after 10 s (%ld)", st);
+
+	/* 100 credentials of a key no set holds, within about a second: the
+	 * key set is asked for once more (at the floor), not 100 times. */
+	char *junk = cred_ex(&stranger, MOVE, 0, 0, 600);
+	int g0 = fcp_keyset_gets(&e.cp);
+	t0 = it_now_ms();
+	for (int i = 0; i < 100; i++) {
+		mv(&r, &e.a, "GET", src, junk, NULL);
+		ck_assert_int_eq(r.status, 401);
+		res_free(&r);
+	}
+	/* (The floor since the fetch the new key caused has passed by then.) */
+	usleep(6000 * 1000);
+	long took = it_now_ms() - t0;
+	int asked = fcp_keyset_gets(&e.cp) - g0;
+	ck_assert_msg(asked >= 1 && asked <= took / 5000 + 1,
+	              "%d key-set fetches for 100 made-up keys in %lld ms (want 1 .. %lld)", asked, (long long)took,
+	              (long long)(took / 5000 + 1));
+	free(junk);
+	free(tok);
+	jwk_clear(&rotated);
+	env_stop(&e);
+}
+END_TEST
+
 Suite *moves_dp_suite(void)
 {
 	Suite *s = suite_create("moves-dp");
 	const TTest *const tests[] = { credentials_and_limits, move_end_to_end, digest_in_ranges, records_safe_since,
-	                               page_bytes, weeks_on_demand };
+	                               page_bytes, weeks_on_demand, credential_of_a_key_not_followed_yet };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 180);
 	return s;
 }
