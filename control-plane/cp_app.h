@@ -30,6 +30,7 @@ struct cp_config {
 	long login_account_max_failures;
 	const char *trusted_proxies;    /* CP_TRUSTED_PROXIES */
 	const char *signing_kek;        /* CP_SIGNING_KEK: keys in the database */
+	const char *signing_kek_prev;   /* CP_SIGNING_KEK_PREVIOUS: while resealing */
 	const char *signing_keys_dir;
 	int64_t doc_lifetime_ms;
 	long full_every;            /* CP_CONFIG_FULL_EVERY */

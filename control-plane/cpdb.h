@@ -159,6 +159,10 @@ enum db_status cpdb_signing_key_get(struct db_conn *c, const char *kid, const ch
 enum db_status cpdb_signing_key_set_state(struct db_conn *c, const char *kid, const char *state);
 /* Every key ever kept, newest first within each state. */
 enum db_status cpdb_signing_keys_list(struct db_conn *c, json_t **items);
+/* Every row, whatever its state, oldest first: what a reseal goes over. */
+enum db_status cpdb_signing_keys_all(struct db_conn *c, cpdb_signing_key_fn fn, void *arg);
+/* The private key of `kid` sealed again, under the KEK `kek_id`. */
+enum db_status cpdb_signing_key_reseal(struct db_conn *c, const char *kid, const char *sealed, const char *kek_id);
 /* The previous keys whose overlap (`overlap_s` after they stopped
  * signing) has passed. */
 typedef void (*cpdb_signing_kid_fn)(const char *kid, void *arg);

@@ -127,3 +127,38 @@ enum db_status cpdb_signing_keys_aged(struct db_conn *c, int64_t overlap_s, cpdb
 	PQclear(r);
 	return DB_OK;
 }
+
+enum db_status cpdb_signing_keys_all(struct db_conn *c, cpdb_signing_key_fn fn, void *arg)
+{
+	PGresult *r;
+	enum db_status st = db_exec(c, &r,
+	                            "SELECT kid, state, public_jwk::text, sealed, kek_id FROM signing_keys"
+	                            " ORDER BY created_at, kid",
+	                            0, NULL);
+	if (st != DB_OK)
+		return st;
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct cpdb_signing_key k = {
+			.kid = PQgetvalue(r, i, 0),
+			.state = PQgetvalue(r, i, 1),
+			.public_jwk = PQgetvalue(r, i, 2),
+			.sealed = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3),
+			.kek_id = PQgetvalue(r, i, 4),
+		};
+		fn(&k, arg);
+	}
+	PQclear(r);
+	return DB_OK;
+}
+
+enum db_status cpdb_signing_key_reseal(struct db_conn *c, const char *kid, const char *sealed, const char *kek_id)
+{
+	const char *p[] = { kid, sealed, kek_id };
+	PGresult *r;
+	enum db_status st = db_exec(c, &r, "UPDATE signing_keys SET sealed = $2, kek_id = $3 WHERE kid = $1", 3, p);
+	if (st != DB_OK)
+		return st;
+	st = strcmp(PQcmdTuples(r), "1") ? DB_NOT_FOUND : DB_OK;
+	PQclear(r);
+	return st;
+}

@@ -74,6 +74,8 @@ static const struct cfg_var cp_vars[] = {
 	  "Login attempts one source address may make at once before CP_LOGIN_PER_SOURCE_RATE applies." },
 	{ "CP_SIGNING_KEK", CFG_SECRET, NULL, 0, O(signing_kek), 0, 0, NULL,
 	  "64 hex characters (openssl rand -hex 32), the same for every replica: keeps the signing keys in the database, sealed with it (any number of replicas sign with one key). Unset: CP_SIGNING_KEYS_DIR." },
+	{ "CP_SIGNING_KEK_PREVIOUS", CFG_SECRET, NULL, 0, O(signing_kek_prev), 0, 0, NULL,
+	  "Only while the keys move to a new CP_SIGNING_KEK: the one they are sealed with now (64 hex characters). Replicas open keys sealed with either; reseal-keys seals them all under CP_SIGNING_KEK; then unset it." },
 	{ "CP_SIGNING_KEYS_DIR", CFG_STR, NULL, 0, O(signing_keys_dir), 0, 0, NULL,
 	  "Without CP_SIGNING_KEK: directory of the ES256 signing keys of a single control-plane host (created with a first key if empty). With it: a ring imported into the database at the first start. Neither: no regional documents are issued." },
 	{ "CP_CONFIG_LIFETIME", CFG_DURATION, "7d", 0, O(doc_lifetime_ms), 60000, 31536000000L, NULL,
@@ -226,7 +228,7 @@ static void cp_metrics(FILE *out, void *vapp)
 static void usage(FILE *out)
 {
 	cfg_print_help(out,
-	               "Usage: " PROG " [serve|migrate|routes|jwks|signing-keys|stage-key|rotate-key|retire-key KID|--help]\n\n"
+	               "Usage: " PROG " [serve|migrate|routes|jwks|signing-keys|stage-key|rotate-key|retire-key KID|reseal-keys|--help]\n\n"
 	               "  serve         run the HTTP API (the default)\n"
 	               "  migrate       apply pending migrations to CP_DATABASE_URL and exit\n"
 	               "  routes        print the route table (method, path, auth) and exit\n"
@@ -237,6 +239,8 @@ static void usage(FILE *out)
 	               "                for CP_KEY_OVERLAP, and raise every region's config version so\n"
 	               "                documents are re-signed\n"
 	               "  retire-key KID  stop publishing a staged or previous key (CP_SIGNING_KEK)\n"
+	               "  reseal-keys   seal every key again under a new CP_SIGNING_KEK, from the one in\n"
+	               "                CP_SIGNING_KEK_PREVIOUS (the keys, the key set and documents stay)\n"
 	               "With CP_SIGNING_KEK the keys are the database's: each command is one change for\n"
 	               "every replica, recorded in the audit log as done by $USER@host.",
 	               cp_vars);
@@ -337,7 +341,7 @@ static enum db_status bump_all_tx(struct db_conn *c, void *ctx)
 	return cpdb_regions_bump_all(c);
 }
 
-enum key_cmd { KEY_STAGE, KEY_ROTATE, KEY_RETIRE, KEY_LIST };
+enum key_cmd { KEY_STAGE, KEY_ROTATE, KEY_RETIRE, KEY_LIST, KEY_RESEAL };
 
 /* The database's keys: one transaction each, audited. */
 static int cmd_db_keys(struct cp_app *app, enum key_cmd what, const char *arg)
@@ -349,7 +353,11 @@ static int cmd_db_keys(struct cp_app *app, enum key_cmd what, const char *arg)
 		return SVC_EXIT_USAGE;
 	int rc = 0;
 	json_t *list = NULL;
+	struct cp_reseal_result rs;
 	switch (what) {
+	case KEY_RESEAL:
+		rc = cp_signing_reseal(db, app->cfg.signing_kek, app->cfg.signing_kek_prev, actor, &rs, err, sizeof err);
+		break;
 	case KEY_STAGE:
 		rc = cp_signing_stage(db, app->cfg.signing_kek, actor, kid, err, sizeof err);
 		break;
@@ -375,6 +383,10 @@ static int cmd_db_keys(struct cp_app *app, enum key_cmd what, const char *arg)
 		printf("signing key %s is current on every replica; documents are re-signed\n", kid);
 	else if (what == KEY_RETIRE)
 		printf("signing key %s is retired: no longer published\n", arg);
+	else if (what == KEY_RESEAL)
+		printf("%d signing key(s) resealed from key-encryption key %s to %s (%d already under it, %d retired "
+		       "left under another); once every replica runs with CP_SIGNING_KEK alone, CP_SIGNING_KEK_PREVIOUS "
+		       "can be destroyed\n", rs.resealed, rs.prev_id, rs.kek_id, rs.already, rs.left);
 	else {
 		json_dumpf(list, stdout, JSON_INDENT(2));
 		putchar('\n');
@@ -388,7 +400,7 @@ static int cmd_keys(struct cp_app *app, enum key_cmd what, const char *arg)
 	char err[512], kid[64];
 	if (app->cfg.signing_kek)
 		return cmd_db_keys(app, what, arg);
-	if (what == KEY_RETIRE || what == KEY_LIST) {
+	if (what == KEY_RETIRE || what == KEY_LIST || what == KEY_RESEAL) {
 		fprintf(stderr, PROG ": invalid configuration: CP_SIGNING_KEK: required for this command (the keys of "
 		                "CP_SIGNING_KEYS_DIR retire by themselves after CP_KEY_OVERLAP)\n");
 		return SVC_EXIT_USAGE;
@@ -550,7 +562,8 @@ static int cmd_serve(struct cp_app *app)
 	err[0] = '\0';
 	int keys_failed = 0;
 	if (app->cfg.signing_kek) {
-		app->signing = cp_signing_open(app->db, app->cfg.signing_kek, app->cfg.key_overlap_ms / 1000,
+		app->signing = cp_signing_open(app->db, app->cfg.signing_kek, app->cfg.signing_kek_prev,
+		                               app->cfg.key_overlap_ms / 1000,
 		                               app->cfg.signing_keys_dir, err, sizeof err);
 		keys_failed = !app->signing;
 	} else if (app->cfg.signing_keys_dir) {
@@ -650,7 +663,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "routes") && argc == 2)
 		return cmd_routes();
-	static const char *const cmds[] = { "serve", "migrate", "jwks", "signing-keys", "stage-key", "rotate-key", NULL };
+	static const char *const cmds[] = { "serve",     "migrate",    "jwks",        "signing-keys",
+		                            "stage-key", "rotate-key", "reseal-keys", NULL };
 	int known = 0;
 	for (int i = 0; cmds[i]; i++)
 		known |= !strcmp(cmd, cmds[i]);
@@ -679,6 +693,8 @@ int main(int argc, char **argv)
 		return cmd_migrate(&app);
 	if (!strcmp(cmd, "rotate-key"))
 		return cmd_keys(&app, KEY_ROTATE, NULL);
+	if (!strcmp(cmd, "reseal-keys"))
+		return cmd_keys(&app, KEY_RESEAL, NULL);
 	if (load_secrets(&app) != 0)
 		return SVC_EXIT_USAGE;
 	return cmd_serve(&app);

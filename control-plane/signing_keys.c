@@ -27,6 +27,11 @@ struct cp_signing {
 	struct db_pool *db;
 	unsigned char kek[32];
 	char kek_id[17];
+	/* CP_SIGNING_KEK_PREVIOUS, while the keys are resealed under a new
+	 * CP_SIGNING_KEK (reseal-keys): rows it sealed still open. */
+	unsigned char kek_prev[32];
+	char kek_prev_id[17];
+	int have_prev;
 	int64_t overlap_s;
 	pthread_mutex_t lock;
 	/* The published keys, opened: the current one first (kid "" before
@@ -42,15 +47,35 @@ struct cp_signing {
 
 /* The KEK from 64 hex characters, and its id: the hex of the first 8
  * bytes of its SHA-256, which names it in the rows it sealed. */
-static int kek_parse(const char *hex, unsigned char kek[32], char id[17], char *err, size_t errlen)
+static int kek_parse_named(const char *name, const char *hex, unsigned char kek[32], char id[17], char *err,
+                           size_t errlen)
 {
 	unsigned char md[32];
 	if (!hex || strlen(hex) != 64 || secret_unhex(hex, kek, 32) != 0) {
-		snprintf(err, errlen, "CP_SIGNING_KEK must be 64 hex characters (generate one with: openssl rand -hex 32)");
+		snprintf(err, errlen, "%s must be 64 hex characters (generate one with: openssl rand -hex 32)", name);
 		return -1;
 	}
 	secret_sha256(kek, 32, md);
 	secret_hex(md, 8, id);
+	return 0;
+}
+
+static int kek_parse(const char *hex, unsigned char kek[32], char id[17], char *err, size_t errlen)
+{
+	return kek_parse_named("CP_SIGNING_KEK", hex, kek, id, err, errlen);
+}
+
+/* CP_SIGNING_KEK_PREVIOUS beside CP_SIGNING_KEK: a key of its own. */
+static int kek_prev_parse(const char *hex, const char *kek_id, unsigned char kek[32], char id[17], char *err,
+                          size_t errlen)
+{
+	if (kek_parse_named("CP_SIGNING_KEK_PREVIOUS", hex, kek, id, err, errlen) != 0)
+		return -1;
+	if (!strcmp(id, kek_id)) {
+		snprintf(err, errlen, "CP_SIGNING_KEK_PREVIOUS is CP_SIGNING_KEK: set it to the key-encryption key being "
+		                      "replaced, or unset it");
+		return -1;
+	}
 	return 0;
 }
 
@@ -78,6 +103,7 @@ static int copy_key(const struct jwk *from, struct jwk *to)
 }
 
 /* ---- reading the rows ---- */
+
 
 struct row {
 	char kid[64], kek_id[17];
@@ -207,7 +233,10 @@ static int load(struct cp_signing *s, struct db_conn *c, struct jwk *current, ch
 				have = &s->held[k];
 		int copied = have ? copy_key(have, &held[n]) : -1;
 		pthread_mutex_unlock(&s->lock);
-		if (copied == 0 || open_sealed(s->kek, s->kek_id, &q.rows.r[i], &held[n], why, sizeof why) == 0) {
+		const struct row *row = &q.rows.r[i];
+		int prev = s->have_prev && !strcmp(row->kek_id, s->kek_prev_id);
+		if (copied == 0 || open_sealed(prev ? s->kek_prev : s->kek, prev ? s->kek_prev_id : s->kek_id, row,
+		                               &held[n], why, sizeof why) == 0) {
 			n++;
 		} else if (q.rows.r[i].current) {
 			snprintf(err, errlen, "%s", why);
@@ -388,8 +417,8 @@ void cp_signing_actor(char *out, size_t len)
 	snprintf(out, len, "%s@%s", user && *user ? user : "control-plane", host);
 }
 
-struct cp_signing *cp_signing_open(struct db_pool *db, const char *kek_hex, int64_t overlap_s,
-                                   const char *import_dir, char *err, size_t errlen)
+struct cp_signing *cp_signing_open(struct db_pool *db, const char *kek_hex, const char *prev_hex,
+                                   int64_t overlap_s, const char *import_dir, char *err, size_t errlen)
 {
 	struct cp_signing *s = calloc(1, sizeof *s);
 	char actor[300];
@@ -402,6 +431,9 @@ struct cp_signing *cp_signing_open(struct db_pool *db, const char *kek_hex, int6
 	pthread_mutex_init(&s->lock, NULL);
 	if (kek_parse(kek_hex, s->kek, s->kek_id, err, errlen) != 0)
 		goto fail;
+	if (prev_hex && kek_prev_parse(prev_hex, s->kek_id, s->kek_prev, s->kek_prev_id, err, errlen) != 0)
+		goto fail;
+	s->have_prev = prev_hex != NULL;
 	cp_signing_actor(actor, sizeof actor);
 	struct first_q q = { .kek = s->kek, .kek_id = s->kek_id, .dir = import_dir, .actor = actor,
 		                 .overlap_s = overlap_s };
@@ -428,6 +460,7 @@ void cp_signing_free(struct cp_signing *s)
 	if (!s)
 		return;
 	OPENSSL_cleanse(s->kek, sizeof s->kek);
+	OPENSSL_cleanse(s->kek_prev, sizeof s->kek_prev);
 	for (size_t k = 0; k < s->nheld; k++)
 		jwk_clear(&s->held[k]);
 	json_decref(s->jwks);
@@ -681,6 +714,142 @@ int cp_signing_retire(struct db_pool *db, const char *kid, const char *actor, ch
 {
 	struct op_q q = { .actor = actor, .kid_in = kid };
 	return run_op(db, retire_tx, &q, NULL, err, errlen);
+}
+
+/* ---- a new key-encryption key ---- */
+
+struct reseal_row {
+	char kid[64], state[16], kek_id[17];
+	char *sealed;
+};
+
+struct reseal_q {
+	const unsigned char *kek, *prev;
+	const char *kek_id, *prev_id, *actor;
+	struct reseal_row *rows;
+	size_t n, cap;
+	int resealed, already, left, bad;
+	char err[400];
+};
+
+static void on_sealed(const struct cpdb_signing_key *k, void *arg)
+{
+	struct reseal_q *q = arg;
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 16;
+		struct reseal_row *r = realloc(q->rows, cap * sizeof *r);
+		if (!r) {
+			q->bad = 1;
+			return;
+		}
+		q->rows = r;
+		q->cap = cap;
+	}
+	struct reseal_row *w = &q->rows[q->n];
+	snprintf(w->kid, sizeof w->kid, "%s", k->kid);
+	snprintf(w->state, sizeof w->state, "%s", k->state);
+	snprintf(w->kek_id, sizeof w->kek_id, "%s", k->kek_id);
+	w->sealed = k->sealed ? strdup(k->sealed) : NULL;
+	q->bad |= k->sealed && !w->sealed;
+	q->n++;
+}
+
+static void reseal_rows_clear(struct reseal_q *q)
+{
+	for (size_t i = 0; i < q->n; i++)
+		free(q->rows[i].sealed);
+	q->n = 0;
+}
+
+/* Every row sealed under the previous KEK: opened with it, checked (the
+ * key its kid names), sealed under the new one; a row already under the
+ * new one is left; one under neither refuses the whole change, unless it
+ * is retired (never opened again). */
+static enum db_status reseal_tx(struct db_conn *c, void *ctx)
+{
+	struct reseal_q *q = ctx;
+	q->err[0] = '\0';
+	q->resealed = q->already = q->left = 0;
+	reseal_rows_clear(q);
+	enum db_status st = cpdb_signing_keys_lock(c);
+	if (st == DB_OK)
+		st = cpdb_signing_keys_all(c, on_sealed, q);
+	if (st == DB_OK && q->bad)
+		st = DB_ERROR;
+	for (size_t i = 0; i < q->n && st == DB_OK; i++) {
+		struct reseal_row *r = &q->rows[i];
+		if (!strcmp(r->kek_id, q->kek_id)) {
+			q->already++;
+			continue;
+		}
+		if (strcmp(r->kek_id, q->prev_id) != 0 || !r->sealed) {
+			if (!strcmp(r->state, "retired")) {
+				q->left++;
+				continue;
+			}
+			snprintf(q->err, sizeof q->err, "the %s signing key %s is sealed with the key-encryption key %s, "
+			         "neither CP_SIGNING_KEK (%s) nor CP_SIGNING_KEK_PREVIOUS (%s): nothing was changed",
+			         r->state, r->kid, r->kek_id, q->kek_id, q->prev_id);
+			return DB_ROLLBACK;
+		}
+		struct row one = { .sealed = r->sealed };
+		struct jwk key;
+		snprintf(one.kid, sizeof one.kid, "%s", r->kid);
+		snprintf(one.kek_id, sizeof one.kek_id, "%s", r->kek_id);
+		if (open_sealed(q->prev, q->prev_id, &one, &key, q->err, sizeof q->err) != 0) {
+			snprintf(q->err + strlen(q->err), sizeof q->err - strlen(q->err), " (with CP_SIGNING_KEK_PREVIOUS): "
+			         "nothing was changed");
+			return DB_ROLLBACK;
+		}
+		char *sealed = secret_seal(q->kek, key.private_pem, strlen(key.private_pem));
+		jwk_clear(&key);
+		if (!sealed)
+			return DB_ERROR;
+		st = cpdb_signing_key_reseal(c, r->kid, sealed, q->kek_id);
+		free(sealed);
+		if (st == DB_OK)
+			st = cp_audit_operator(c, q->actor, "signing_key.reseal", "signing_key", r->kid,
+			                       json_pack("{ss ss}", "kid", r->kid, "kek_id", q->prev_id),
+			                       json_pack("{ss ss}", "kid", r->kid, "kek_id", q->kek_id));
+		q->resealed += st == DB_OK;
+	}
+	return st;
+}
+
+int cp_signing_reseal(struct db_pool *db, const char *kek_hex, const char *prev_hex, const char *actor,
+                      struct cp_reseal_result *out, char *err, size_t errlen)
+{
+	unsigned char kek[32], prev[32];
+	char kek_id[17], prev_id[17];
+	int rc = -1;
+	memset(out, 0, sizeof *out);
+	if (kek_parse(kek_hex, kek, kek_id, err, errlen) != 0)
+		goto wipe;
+	if (!prev_hex) {
+		snprintf(err, errlen, "CP_SIGNING_KEK_PREVIOUS: required: the key-encryption key the keys are sealed "
+		                      "with now (CP_SIGNING_KEK is the new one)");
+		goto wipe;
+	}
+	if (kek_prev_parse(prev_hex, kek_id, prev, prev_id, err, errlen) != 0)
+		goto wipe;
+	struct reseal_q q = { .kek = kek, .prev = prev, .kek_id = kek_id, .prev_id = prev_id, .actor = actor };
+	enum db_status st = db_tx(db, DB_READ_COMMITTED, reseal_tx, &q);
+	if (st != DB_OK) {
+		snprintf(err, errlen, "%s", q.err[0] ? q.err : db_status_str(st));
+	} else {
+		out->resealed = q.resealed;
+		out->already = q.already;
+		out->left = q.left;
+		snprintf(out->kek_id, sizeof out->kek_id, "%s", kek_id);
+		snprintf(out->prev_id, sizeof out->prev_id, "%s", prev_id);
+		rc = 0;
+	}
+	reseal_rows_clear(&q);
+	free(q.rows);
+wipe:
+	OPENSSL_cleanse(kek, sizeof kek);
+	OPENSSL_cleanse(prev, sizeof prev);
+	return rc;
 }
 
 /* ---- previous keys whose overlap has passed ---- */

@@ -42,8 +42,8 @@ int cp_signing_kek_check(const char *kek_hex, char *err, size_t errlen);
  * imports the first key when there is none (from `import_dir` when it
  * holds a ring, NULL: none), and opens the current key. NULL with `err`
  * (a wrong CP_SIGNING_KEK says so). */
-struct cp_signing *cp_signing_open(struct db_pool *db, const char *kek_hex, int64_t overlap_s,
-                                   const char *import_dir, char *err, size_t errlen);
+struct cp_signing *cp_signing_open(struct db_pool *db, const char *kek_hex, const char *prev_hex,
+                                   int64_t overlap_s, const char *import_dir, char *err, size_t errlen);
 void cp_signing_free(struct cp_signing *s);
 
 /* The current signing key into `key` (the caller jwk_clear()s it), read
@@ -72,6 +72,20 @@ void cp_signing_metrics(struct cp_app *app, FILE *out);
  *         documents are re-signed;
  * retire: a staged or previous key leaves the JWK set (refused for the
  *         current key). */
+/* A new key-encryption key: every key sealed under `prev_hex`
+ * (CP_SIGNING_KEK_PREVIOUS, the one in use) is sealed again under
+ * `kek_hex` (CP_SIGNING_KEK, the new one), in one transaction, each
+ * recorded in the audit log (signing_key.reseal). Keys already under the
+ * new one are left (the command can run again); a retired key under
+ * neither is left; any other under neither refuses the whole change. The
+ * public keys, the key set and the documents do not change. Replicas
+ * started with both keys open either, before and after. */
+struct cp_reseal_result {
+	int resealed, already, left;
+	char kek_id[17], prev_id[17];
+};
+int cp_signing_reseal(struct db_pool *db, const char *kek_hex, const char *prev_hex, const char *actor,
+                      struct cp_reseal_result *out, char *err, size_t errlen);
 /* Retires the previous keys whose CP_KEY_OVERLAP has passed, as a
  * change of the keys (a new key set version, an audit record), so that
  * the holders of the key set stop trusting them too. Run by every

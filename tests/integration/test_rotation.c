@@ -194,10 +194,106 @@ START_TEST(rotation_without_restarts)
 }
 END_TEST
 
+#define KEK_B "8081828384858687888990919293949596979899a0a1a2a3a4a5a6a7a8a9aaab"
+#define KEK_C "c0c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedf"
+
+/* `control-plane <cmd>` with CP_SIGNING_KEK `kek` and, unless NULL,
+ * CP_SIGNING_KEK_PREVIOUS `prev`; its exit status, its output in `out`. */
+static int kek_cmd(const char *cmd, const char *kek, const char *prev, char *out, size_t outlen)
+{
+	char bin[1024], db[600], k[100], p[100];
+	it_bin("control-plane", bin, sizeof bin);
+	snprintf(db, sizeof db, "CP_DATABASE_URL=%s", st.cp_db);
+	snprintf(k, sizeof k, "CP_SIGNING_KEK=%s", kek);
+	snprintf(p, sizeof p, "CP_SIGNING_KEK_PREVIOUS=%s", prev ? prev : "");
+	char *argv[] = { "timeout", "30", bin, (char *)cmd, NULL };
+	const char *const env[] = { db, k, prev ? p : NULL, NULL };
+	return it_run(cmd, argv, env, out, outlen);
+}
+
+/* A serve of the control plane with CP_SIGNING_KEK `kek` alone: whether it
+ * refuses to start, and why (it never gets to listen when it refuses). */
+static int serve_refused(const char *kek, char *out, size_t outlen)
+{
+	char bin[1024], db[600], k[100];
+	it_bin("control-plane", bin, sizeof bin);
+	snprintf(db, sizeof db, "CP_DATABASE_URL=%s", st.cp_db);
+	snprintf(k, sizeof k, "CP_SIGNING_KEK=%s", kek);
+	char *argv[] = { "timeout", "10", bin, "serve", NULL };
+	const char *const env[] = { db, k, "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_LISTEN=127.0.0.1:0", NULL };
+	int rc = it_run("serve", argv, env, out, outlen);
+	return rc != 0 && rc != 124; /* 124: still running at the timeout, so it started */
+}
+
+/* A new key-encryption key, the fleet never down: replicas run with the
+ * new CP_SIGNING_KEK and the old one as CP_SIGNING_KEK_PREVIOUS, reseal-keys
+ * seals every key again under the new one (audited, each key once; again:
+ * nothing to do), then the replicas run with the new one alone and a
+ * rotation works. The old KEK alone no longer opens the keys; a reseal
+ * from a KEK that sealed none of them changes nothing; the data plane
+ * serves throughout. */
+START_TEST(kek_replaced_without_restarts_of_data_planes)
+{
+	char out[4096];
+	const char *const cp_env[] = { "CP_SIGNING_KEK=" KEK, NULL };
+	it_stack_start(&st, "eu", cp_env, NULL);
+	long long ver = wait_metric("dp_keyset_version", 1);
+	key_cmd("stage-key", NULL);
+	char *old_id = cp_sql("SELECT DISTINCT kek_id FROM signing_keys");
+
+	/* Replicas with both keys: they open what the old one sealed. */
+	it_stack_cp_stop(&st);
+	const char *const both[] = { "CP_SIGNING_KEK=" KEK_B, "CP_SIGNING_KEK_PREVIOUS=" KEK, NULL };
+	it_stack_cp_start(&st, both);
+	ck_assert_msg(kek_cmd("reseal-keys", KEK_B, KEK_B, out, sizeof out) != 0 && strstr(out, "is CP_SIGNING_KEK"),
+	              "the same key as both: %s", out);
+	ck_assert_msg(kek_cmd("reseal-keys", KEK_B, NULL, out, sizeof out) != 0 &&
+	              strstr(out, "CP_SIGNING_KEK_PREVIOUS: required"), "no previous key: %s", out);
+	ck_assert_msg(kek_cmd("reseal-keys", KEK_B, KEK, out, sizeof out) == 0, "reseal-keys: %s", out);
+	ck_assert_msg(strstr(out, "2 signing key(s) resealed"), "%s", out);
+	char *n_old = cp_sql(it_fmt("SELECT count(*) FROM signing_keys WHERE kek_id = '%s'", old_id));
+	ck_assert_str_eq(n_old, "0");
+	char *audited = cp_sql("SELECT count(*) FROM audit_log WHERE action = 'signing_key.reseal' AND actor_type = 'operator'");
+	ck_assert_str_eq(audited, "2");
+	ck_assert_msg(kek_cmd("reseal-keys", KEK_B, KEK, out, sizeof out) == 0 && strstr(out, "0 signing key(s) resealed") &&
+	              strstr(out, "2 already"), "a second reseal: %s", out);
+
+	/* The new key alone: it starts, and a rotation under it works (the
+	 * data plane follows it, never restarted). */
+	it_stack_cp_stop(&st);
+	const char *const only_b[] = { "CP_SIGNING_KEK=" KEK_B, NULL };
+	it_stack_cp_start(&st, only_b);
+	ck_assert_msg(kek_cmd("rotate-key", KEK_B, NULL, out, sizeof out) == 0, "rotate-key under the new KEK: %s", out);
+	wait_metric("dp_keyset_version", ver + 2);
+	char auth[300], url[128];
+	struct it_resp r;
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", st.key);
+	const char *const h[] = { auth, NULL };
+	snprintf(url, sizeof url, "%s/v1/events?limit=1", st.dp_url);
+	it_http(&r, "GET", url, h, NULL, 0);
+	ck_assert_msg(r.status == 200, "the data plane after the new KEK: %ld %.300s", r.status, r.body);
+	it_resp_free(&r);
+
+	/* The old key alone opens nothing any more. */
+	ck_assert_msg(serve_refused(KEK, out, sizeof out) && strstr(out, "key-encryption key"),
+	              "a replica with the old KEK alone: %s", out);
+	/* A reseal from a key that sealed none of them: refused whole. */
+	ck_assert_msg(kek_cmd("reseal-keys", KEK_C, KEK, out, sizeof out) != 0 && strstr(out, "nothing was changed"),
+	              "a reseal from the wrong key: %s", out);
+	char *still = cp_sql(it_fmt("SELECT count(*) FROM signing_keys WHERE kek_id = '%s'", old_id));
+	ck_assert_str_eq(still, "0");
+	free(still);
+	free(audited);
+	free(n_old);
+	free(old_id);
+	it_stack_stop(&st);
+}
+END_TEST
+
 Suite *rotation_suite(void)
 {
 	Suite *s = suite_create("key-rotation");
-	const TTest *const tests[] = { rotation_without_restarts };
+	const TTest *const tests[] = { rotation_without_restarts, kek_replaced_without_restarts_of_data_planes };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 120);
 	return s;
 }
