@@ -70,6 +70,7 @@ struct router_config {
 	const char *map_file;
 	const char *haproxy_socket;
 	int64_t pull_wait_ms;
+	int64_t keyset_interval_ms;
 	int64_t connect_timeout_ms;
 	int64_t clock_skew_ms;
 	int log_level;
@@ -97,6 +98,8 @@ static const struct cfg_var router_vars[] = {
 	  "Unix socket of HAProxy's runtime API (stats socket, level admin); unset: only the map file is written." },
 	{ "ROUTER_PULL_WAIT", CFG_DURATION, "30s", 0, O(pull_wait_ms), 1000, 60000, NULL,
 	  "How long the control plane may hold a pull open for a newer version (1s to 60s)." },
+	{ "ROUTER_KEYSET_INTERVAL", CFG_DURATION, "30s", 0, O(keyset_interval_ms), 1000, 3600000, NULL,
+	  "How often the signed key set of the control plane's signing keys is asked for (also at start, and at once when a document is signed with a key not trusted here), between two pulls." },
 	{ "ROUTER_PULL_CONNECT_TIMEOUT", CFG_DURATION, "2s", 0, O(connect_timeout_ms), 100, 60000, NULL,
 	  "Longest wait to connect to the control plane." },
 	{ "ROUTER_CLOCK_SKEW", CFG_DURATION, "60s", 0, O(clock_skew_ms), 0, 3600000, NULL,
@@ -718,14 +721,14 @@ static void *pull_thread(void *arg)
 	while (!atomic_load(&r->stop)) {
 		if (deadline_mono_ms() >= r->next_keyset) {
 			keyset_pull(r);
-			r->next_keyset = deadline_mono_ms() + 30000;
+			r->next_keyset = deadline_mono_ms() + r->cfg.keyset_interval_ms;
 		}
 		int64_t started = deadline_mono_ms(), delay = 0;
 		enum outcome o = pull(r, (long)(r->cfg.pull_wait_ms / 1000));
 		if (o == PULL_ERROR && r->next_keyset == 0) {
 			/* A document signed with a key not trusted here: the key set
 			 * first, and the pull again at once when it brought new keys. */
-			r->next_keyset = deadline_mono_ms() + 30000;
+			r->next_keyset = deadline_mono_ms() + r->cfg.keyset_interval_ms;
 			if (keyset_pull(r))
 				continue;
 		}
