@@ -362,7 +362,7 @@ static int cmd_db_keys(struct cp_app *app, enum key_cmd what, const char *arg)
 		rc = cp_signing_stage(db, app->cfg.signing_kek, actor, kid, err, sizeof err);
 		break;
 	case KEY_ROTATE:
-		rc = cp_signing_rotate(db, app->cfg.signing_kek, actor, kid, err, sizeof err);
+		rc = cp_signing_rotate(db, app->cfg.signing_kek, app->cfg.key_overlap_ms / 1000, actor, kid, err, sizeof err);
 		break;
 	case KEY_RETIRE:
 		rc = cp_signing_retire(db, arg, actor, err, sizeof err);

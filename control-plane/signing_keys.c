@@ -546,6 +546,7 @@ struct op_q {
 	const unsigned char *kek;
 	const char *kek_id, *actor, *kid_in;
 	int rotate;
+	int64_t overlap_s;          /* rotate: CP_KEY_OVERLAP */
 	char kid[64], old[64];
 	char err[300];
 };
@@ -609,6 +610,20 @@ static enum db_status rotate_tx(struct db_conn *c, void *ctx)
 		st = same_kek(c, q, "current");
 	if (st == DB_OK)
 		st = same_kek(c, q, "staged");
+	/* Without a staged key the new key set is signed by the new key and
+	 * the one it replaces, which holders trust; with no overlap the old
+	 * one is gone at once and the set is signed by a key no holder knows. */
+	if (st == DB_OK && q->overlap_s == 0) {
+		st = cpdb_signing_key_get(c, NULL, "staged", &staged);
+		json_decref(staged);
+		staged = NULL;
+		if (st == DB_NOT_FOUND) {
+			snprintf(q->err, sizeof q->err, "no key is staged and CP_KEY_OVERLAP is 0: no data plane or router "
+			         "could follow the new key (its key set would be signed by it alone); stage-key first, let "
+			         "them take it (dp_keyset_version), then rotate-key; nothing was changed");
+			return DB_ROLLBACK;
+		}
+	}
 	if (st == DB_OK && (st = cpdb_signing_key_get(c, NULL, "current", &cur)) == DB_OK) {
 		snprintf(q->old, sizeof q->old, "%s", jstr(cur, "kid"));
 		json_decref(cur);
@@ -685,14 +700,14 @@ static int run_op(struct db_pool *db, db_tx_fn fn, struct op_q *q, char kid[64],
 }
 
 /* A command that seals a key: run with the KEK parsed, then wiped. */
-static int sealing_op(struct db_pool *db, db_tx_fn fn, const char *kek_hex, const char *actor, char kid[64], char *err,
-                      size_t errlen)
+static int sealing_op(struct db_pool *db, db_tx_fn fn, const char *kek_hex, int64_t overlap_s, const char *actor,
+                      char kid[64], char *err, size_t errlen)
 {
 	unsigned char kek[32];
 	char kek_id[17];
 	if (kek_parse(kek_hex, kek, kek_id, err, errlen) != 0)
 		return -1;
-	struct op_q q = { .kek = kek, .kek_id = kek_id, .actor = actor };
+	struct op_q q = { .kek = kek, .kek_id = kek_id, .actor = actor, .overlap_s = overlap_s };
 	int rc = run_op(db, fn, &q, kid, err, errlen);
 	OPENSSL_cleanse(kek, sizeof kek);
 	return rc;
@@ -701,13 +716,13 @@ static int sealing_op(struct db_pool *db, db_tx_fn fn, const char *kek_hex, cons
 int cp_signing_stage(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
                      size_t errlen)
 {
-	return sealing_op(db, stage_tx, kek_hex, actor, kid, err, errlen);
+	return sealing_op(db, stage_tx, kek_hex, -1, actor, kid, err, errlen);
 }
 
-int cp_signing_rotate(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
-                      size_t errlen)
+int cp_signing_rotate(struct db_pool *db, const char *kek_hex, int64_t overlap_s, const char *actor, char kid[64],
+                      char *err, size_t errlen)
 {
-	return sealing_op(db, rotate_tx, kek_hex, actor, kid, err, errlen);
+	return sealing_op(db, rotate_tx, kek_hex, overlap_s, actor, kid, err, errlen);
 }
 
 int cp_signing_retire(struct db_pool *db, const char *kid, const char *actor, char *err, size_t errlen)

@@ -95,8 +95,9 @@ void cp_signing_age(struct cp_app *app);
 void cp_signing_actor(char *out, size_t len);
 int cp_signing_stage(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
                      size_t errlen);
-int cp_signing_rotate(struct db_pool *db, const char *kek_hex, const char *actor, char kid[64], char *err,
-                      size_t errlen);
+/* (Refused with CP_KEY_OVERLAP `overlap_s` 0 and no staged key.) */
+int cp_signing_rotate(struct db_pool *db, const char *kek_hex, int64_t overlap_s, const char *actor, char kid[64],
+                      char *err, size_t errlen);
 int cp_signing_retire(struct db_pool *db, const char *kid, const char *actor, char *err, size_t errlen);
 /* The JWK set of the database's keys (no CP_SIGNING_KEK needed), and the
  * list of every key with its state and times (new references). */

@@ -290,10 +290,49 @@ START_TEST(kek_replaced_without_restarts_of_data_planes)
 }
 END_TEST
 
+/* `control-plane rotate-key` with CP_KEY_OVERLAP `overlap`; its exit status. */
+static int rotate_with_overlap(const char *overlap, char *out, size_t outlen)
+{
+	char bin[1024], db[600], ov[64];
+	it_bin("control-plane", bin, sizeof bin);
+	snprintf(db, sizeof db, "CP_DATABASE_URL=%s", st.cp_db);
+	snprintf(ov, sizeof ov, "CP_KEY_OVERLAP=%s", overlap);
+	char *argv[] = { bin, "rotate-key", NULL };
+	const char *const env[] = { db, "CP_SIGNING_KEK=" KEK, ov, NULL };
+	return it_run("rotate-key", argv, env, out, outlen);
+}
+
+/* With CP_KEY_OVERLAP 0 a key that was not staged first could not be
+ * followed (the key it replaces leaves the set at once): rotate-key
+ * refuses it and changes nothing; staged first, it goes through. The
+ * smallest overlap (1 s) lets an unstaged rotation through. */
+START_TEST(rotation_unstaged_without_overlap_refused)
+{
+	char out[4096];
+	const char *const cp_env[] = { "CP_SIGNING_KEK=" KEK, NULL };
+	it_stack_start(&st, "eu", cp_env, NULL);
+	char *k1 = cp_sql("SELECT kid FROM signing_keys WHERE state = 'current'");
+	ck_assert_msg(rotate_with_overlap("0", out, sizeof out) != 0 && strstr(out, "no key is staged"),
+	              "rotate-key, nothing staged, no overlap: %s", out);
+	char *still = cp_sql("SELECT kid || ' ' || (SELECT count(*) FROM signing_keys) FROM signing_keys WHERE state = 'current'");
+	ck_assert_str_eq(still, it_fmt("%s 1", k1));
+	key_cmd("stage-key", NULL);
+	ck_assert_msg(rotate_with_overlap("0", out, sizeof out) == 0, "rotate-key of a staged key, no overlap: %s", out);
+	ck_assert_msg(rotate_with_overlap("1s", out, sizeof out) == 0, "rotate-key, nothing staged, 1 s overlap: %s", out);
+	char *n = cp_sql("SELECT count(*) FROM signing_keys");
+	ck_assert_str_eq(n, "3");
+	free(n);
+	free(still);
+	free(k1);
+	it_stack_stop(&st);
+}
+END_TEST
+
 Suite *rotation_suite(void)
 {
 	Suite *s = suite_create("key-rotation");
-	const TTest *const tests[] = { rotation_without_restarts, kek_replaced_without_restarts_of_data_planes };
+	const TTest *const tests[] = { rotation_without_restarts, kek_replaced_without_restarts_of_data_planes,
+		                           rotation_unstaged_without_overlap_refused };
 	it_add_tests(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 120);
 	return s;
 }
