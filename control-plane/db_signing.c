@@ -5,26 +5,14 @@
 
 #include "cpdb.h"
 
-enum db_status cpdb_signing_keys(struct db_conn *c, int64_t overlap_s, cpdb_signing_key_fn fn, void *arg)
+/* The columns of a struct cpdb_signing_key, in each_key()'s order. */
+#define KEY_COLUMNS                                                                                            \
+	"kid, state, public_jwk::text, sealed, kek_id, COALESCE(floor(extract(epoch FROM activated_at))::bigint, 0)," \
+	" (SELECT max(ver) FROM signing_keys)"
+
+/* Hands each row of `r` (KEY_COLUMNS) to `fn`, then clears `r`. */
+static void each_key(PGresult *r, cpdb_signing_key_fn fn, void *arg)
 {
-	char ov[24];
-	snprintf(ov, sizeof ov, "%lld", (long long)overlap_s);
-	const char *p[] = { ov };
-	PGresult *r;
-	/* What a replica signs with and publishes: the current key, the staged
-	 * one, and previous keys within the overlap. */
-	enum db_status st = db_exec(
-		c, &r,
-		"SELECT kid, state, public_jwk::text, sealed, kek_id,"
-		"       COALESCE(floor(extract(epoch FROM activated_at))::bigint, 0),"
-		"       (SELECT max(ver) FROM signing_keys)"
-		"  FROM signing_keys"
-		" WHERE state IN ('staged', 'current')"
-		"    OR (state = 'previous' AND retired_at > now() - $1::bigint * interval '1 second')"
-		" ORDER BY CASE state WHEN 'current' THEN 0 WHEN 'staged' THEN 1 ELSE 2 END, retired_at DESC, kid",
-		1, p);
-	if (st != DB_OK)
-		return st;
 	for (int i = 0; i < PQntuples(r); i++) {
 		struct cpdb_signing_key k = {
 			.kid = PQgetvalue(r, i, 0),
@@ -38,6 +26,27 @@ enum db_status cpdb_signing_keys(struct db_conn *c, int64_t overlap_s, cpdb_sign
 		fn(&k, arg);
 	}
 	PQclear(r);
+}
+
+enum db_status cpdb_signing_keys(struct db_conn *c, int64_t overlap_s, cpdb_signing_key_fn fn, void *arg)
+{
+	char ov[24];
+	snprintf(ov, sizeof ov, "%lld", (long long)overlap_s);
+	const char *p[] = { ov };
+	PGresult *r;
+	/* What a replica signs with and publishes: the current key, the staged
+	 * one, and previous keys within the overlap. */
+	enum db_status st = db_exec(
+		c, &r,
+		"SELECT " KEY_COLUMNS
+		"  FROM signing_keys"
+		" WHERE state IN ('staged', 'current')"
+		"    OR (state = 'previous' AND retired_at > now() - $1::bigint * interval '1 second')"
+		" ORDER BY CASE state WHEN 'current' THEN 0 WHEN 'staged' THEN 1 ELSE 2 END, retired_at DESC, kid",
+		1, p);
+	if (st != DB_OK)
+		return st;
+	each_key(r, fn, arg);
 	return DB_OK;
 }
 
@@ -132,22 +141,10 @@ enum db_status cpdb_signing_keys_all(struct db_conn *c, cpdb_signing_key_fn fn, 
 {
 	PGresult *r;
 	enum db_status st = db_exec(c, &r,
-	                            "SELECT kid, state, public_jwk::text, sealed, kek_id FROM signing_keys"
-	                            " ORDER BY created_at, kid",
-	                            0, NULL);
+	                            "SELECT " KEY_COLUMNS " FROM signing_keys ORDER BY created_at, kid", 0, NULL);
 	if (st != DB_OK)
 		return st;
-	for (int i = 0; i < PQntuples(r); i++) {
-		struct cpdb_signing_key k = {
-			.kid = PQgetvalue(r, i, 0),
-			.state = PQgetvalue(r, i, 1),
-			.public_jwk = PQgetvalue(r, i, 2),
-			.sealed = PQgetisnull(r, i, 3) ? NULL : PQgetvalue(r, i, 3),
-			.kek_id = PQgetvalue(r, i, 4),
-		};
-		fn(&k, arg);
-	}
-	PQclear(r);
+	each_key(r, fn, arg);
 	return DB_OK;
 }
 

@@ -504,6 +504,27 @@ ENV
 	umask 022
 }
 
+# The global section of an HAProxy of the stack (var/run/NAME.cfg): its
+# runtime API on var/run/NAME.sock (certificates and servers change through
+# it), TLS 1.2 at least, and, when started as root, nobody's rights once it
+# has read its certificates. One thread: here HAProxy shares the cores with
+# every data plane (and a benchmark's load), and a second thread only
+# contends with them (make bench: about 35,000 req/s routed with two
+# threads, 50,000 with one). A router host of its own sizes it to its cores.
+haproxy_global() { # name
+	echo "# Written by deploy/local/stack.sh"
+	echo "global"
+	echo "	stats socket $VAR/run/$1.sock mode 600 level admin"
+	echo "	log stdout format raw local0 info"
+	echo "	maxconn 4096"
+	echo "	nbthread 1"
+	echo "	ssl-default-bind-options ssl-min-ver TLSv1.2"
+	if [ "$(id -u)" = 0 ]; then
+		echo "	user nobody"
+		echo "	group nogroup"
+	fi
+}
+
 # HAProxy, each region's router: one frontend on the region's port that
 # sends a request to the backend of its key's cell (the cell-router's map:
 # key id -> cell; word 2 of "Bearer <region>_<key id>_<secret>" split on
@@ -515,21 +536,7 @@ ENV
 # is retried on another instance of the same cell.
 write_balancer_cfg() {
 	{
-		echo "# Written by deploy/local/stack.sh"
-		echo "global"
-		echo "	stats socket $VAR/run/balancer.sock mode 600 level admin"
-		echo "	log stdout format raw local0 info"
-		echo "	maxconn 4096"
-		# One thread: here HAProxy shares the cores with every data plane
-		# (and a benchmark's load), and a second thread only contends with
-		# them (make bench: about 35,000 req/s routed with two threads,
-		# 50,000 with one). A router host of its own sizes it to its cores.
-		echo "	nbthread 1"
-		echo "	ssl-default-bind-options ssl-min-ver TLSv1.2"
-		if [ "$(id -u)" = 0 ]; then
-			echo "	user nobody"
-			echo "	group nogroup"
-		fi
+		haproxy_global balancer
 		cat <<'CFG'
 defaults
 	mode http
@@ -599,17 +606,7 @@ tls_setup() { # [ALL]
 # open up to a minute: the edge waits longer than that.
 write_cp_edge_cfg() {
 	{
-		echo "# Written by deploy/local/stack.sh"
-		echo "global"
-		echo "	stats socket $VAR/run/cp-edge.sock mode 600 level admin"
-		echo "	log stdout format raw local0 info"
-		echo "	maxconn 4096"
-		echo "	nbthread 1"
-		echo "	ssl-default-bind-options ssl-min-ver TLSv1.2"
-		if [ "$(id -u)" = 0 ]; then
-			echo "	user nobody"
-			echo "	group nogroup"
-		fi
+		haproxy_global cp-edge
 		cat <<'CFG'
 defaults
 	mode http
