@@ -7,7 +7,8 @@
  * /readyz shows the new version. Prints "p50_ms p99_ms max_ms".
  * With PROPAGATION_REVOKE=FILE, each change instead revokes one API key,
  * line by line of FILE ("<tenant id> <key id>"): a change to one tenant,
- * which a cell's data plane gets as a delta document. */
+ * which a cell's data plane gets as a delta document. An https URL is
+ * checked against the CA file CURL_CA_BUNDLE names, as curl(1) does. */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -60,6 +61,9 @@ static json_t *request(CURL *c, const char *method, const char *url, const char 
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
 	if (data)
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, data);
+	const char *ca = getenv("CURL_CA_BUNDLE"); /* like curl(1): the local stack's CA */
+	if (ca)
+		curl_easy_setopt(c, CURLOPT_CAINFO, ca);
 	CURLcode rc = curl_easy_perform(c);
 	curl_slist_free_all(h);
 	json_error_t e;

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import ssl
 import sys
 import threading
@@ -156,7 +157,11 @@ def probe(argv):
     import urllib.parse
     url, key, n, every, prefix, sent = argv[:6]
     u = urllib.parse.urlsplit(url)
-    c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    if u.scheme == "https":  # the local stack: its CA, as curl takes it (CURL_CA_BUNDLE)
+        ctx = ssl.create_default_context(cafile=os.environ.get("CURL_CA_BUNDLE"))
+        c = http.client.HTTPSConnection(u.hostname, u.port, timeout=10, context=ctx)
+    else:
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
     with open(sent, "a") as out:
         for i in range(1, int(n) + 1):
             t0 = time.time()
