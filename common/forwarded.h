@@ -6,11 +6,13 @@
  * plane's login guard) would then put every client in one bucket. With a
  * list of trusted proxies (addresses or CIDR prefixes, IPv4 and IPv6), a
  * request whose TCP peer is one of them is taken to come from the address
- * that proxy appended: the last entry of X-Forwarded-For (HAProxy's
- * `option forwardfor`, nginx's $proxy_add_x_forwarded_for). Entries before
- * it were written by the client and are not believed; a peer that is not
- * trusted is the client, whatever it sends. A malformed last entry, or
- * none, leaves the peer. */
+ * that proxy put last: the last entry of the last X-Forwarded-For line
+ * (nginx's $proxy_add_x_forwarded_for appends to the client's line;
+ * HAProxy's `option forwardfor` adds a line of its own after the client's,
+ * so the caller passes the last line: http_req_header_last). Whatever
+ * comes before it was written by the client and is not believed; a peer
+ * that is not trusted is the client, whatever it sends. A malformed last
+ * entry, or none, leaves the peer. */
 #ifndef CT_FORWARDED_H
 #define CT_FORWARDED_H
 

@@ -592,6 +592,26 @@ const char *http_req_header(const struct http_req *req, const char *name)
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
 }
 
+struct last_header {
+	const char *name, *value;
+};
+
+static enum MHD_Result on_header_line(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct last_header *l = cls;
+	(void)kind;
+	if (key && !strcasecmp(key, l->name))
+		l->value = value;
+	return MHD_YES;
+}
+
+const char *http_req_header_last(const struct http_req *req, const char *name)
+{
+	struct last_header l = { name, NULL };
+	MHD_get_connection_values(req->conn, MHD_HEADER_KIND, on_header_line, &l);
+	return l.value;
+}
+
 const char *http_req_body(const struct http_req *req, size_t *len)
 {
 	*len = req->body_len;

@@ -130,6 +130,11 @@ int http_req_query_values(const struct http_req *req, const char *name, const ch
 int http_req_query_prefixed(const struct http_req *req, const char *prefix, const char **names,
                             const char **vals, int max);
 const char *http_req_header(const struct http_req *req, const char *name);
+/* The last of the header lines named `name` (case-insensitive), NULL when
+ * there is none: what a proxy added after the client's own lines (a proxy
+ * adds its X-Forwarded-For as a line of its own, after any the client
+ * sent; http_req_header gives the first). */
+const char *http_req_header_last(const struct http_req *req, const char *name);
 /* 1 when the Accept header value `accept` (NULL: none) lists the media
  * type `type` exactly (case-insensitive; a wildcard does not count) and
  * does not refuse it with q=0. */

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -214,7 +215,7 @@ void jwk_clear(struct jwk *k)
 {
 	free(k->public_pem);
 	if (k->private_pem) {
-		memset(k->private_pem, 0, strlen(k->private_pem));
+		OPENSSL_cleanse(k->private_pem, strlen(k->private_pem));
 		free(k->private_pem);
 	}
 	memset(k, 0, sizeof *k);

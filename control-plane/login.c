@@ -169,7 +169,7 @@ enum http_result cp_auth_login(struct http_req *req)
 	/* The source: the TCP peer, or the client behind a trusted proxy. */
 	struct sockaddr_storage fwd;
 	const struct sockaddr *src =
-		fwd_client(&app->proxies, http_req_peer(req), http_req_header(req, "X-Forwarded-For"), &fwd);
+		fwd_client(&app->proxies, http_req_peer(req), http_req_header_last(req, "X-Forwarded-For"), &fwd);
 	login_source_key(src, ctx.source);
 	if ((wait_s = login_guard_take(app->login, src)) > 0) {
 		json_decref(obj);

@@ -273,6 +273,11 @@ static int load_secrets(struct cp_app *app)
 		fprintf(stderr, PROG ": invalid configuration: %s\n", why);
 		return -1;
 	}
+	if (app->cfg.signing_kek_prev &&
+	    cp_signing_kek_prev_check(app->cfg.signing_kek, app->cfg.signing_kek_prev, why, sizeof why) != 0) {
+		fprintf(stderr, PROG ": invalid configuration: %s\n", why);
+		return -1;
+	}
 	if (app->cfg.admin_token) {
 		if (strlen(app->cfg.admin_token) < 32) {
 			fprintf(stderr, PROG ": invalid configuration: CP_ADMIN_TOKEN: must have at least 32 characters\n");

@@ -79,6 +79,21 @@ static int kek_prev_parse(const char *hex, const char *kek_id, unsigned char kek
 	return 0;
 }
 
+int cp_signing_kek_prev_check(const char *kek_hex, const char *prev_hex, char *err, size_t errlen)
+{
+	unsigned char kek[32], prev[32];
+	char id[17], prev_id[17];
+	int rc = -1;
+	if (!kek_hex)
+		snprintf(err, errlen, "CP_SIGNING_KEK_PREVIOUS: set without CP_SIGNING_KEK (it is only for moving the "
+		                      "keys of the database to a new CP_SIGNING_KEK)");
+	else if (kek_parse(kek_hex, kek, id, err, errlen) == 0)
+		rc = kek_prev_parse(prev_hex, id, prev, prev_id, err, errlen);
+	OPENSSL_cleanse(kek, sizeof kek);
+	OPENSSL_cleanse(prev, sizeof prev);
+	return rc;
+}
+
 int cp_signing_kek_check(const char *kek_hex, char *err, size_t errlen)
 {
 	unsigned char kek[32];
@@ -159,18 +174,18 @@ static void rows_clear(struct rows *r)
 }
 
 /* Opens a row's sealed private key. */
-static int open_sealed(const unsigned char kek[32], const char *kek_id, const struct row *r, struct jwk *key,
-                       char *err, size_t errlen)
+static int open_sealed(const unsigned char kek[32], const char *kek_id, const char *setting, const struct row *r,
+                       struct jwk *key, char *err, size_t errlen)
 {
 	size_t len;
 	if (strcmp(r->kek_id, kek_id) != 0) {
 		snprintf(err, errlen, "the signing key %s is sealed with the key-encryption key %s, and "
-		         "CP_SIGNING_KEK here is %s: every replica needs the same CP_SIGNING_KEK", r->kid, r->kek_id, kek_id);
+		         "%s here is %s: every replica needs the same CP_SIGNING_KEK", r->kid, r->kek_id, setting, kek_id);
 		return -1;
 	}
 	char *pem = secret_open(kek, r->sealed, &len);
 	if (!pem) {
-		snprintf(err, errlen, "the signing key %s cannot be opened with CP_SIGNING_KEK", r->kid);
+		snprintf(err, errlen, "the signing key %s cannot be opened with %s", r->kid, setting);
 		return -1;
 	}
 	int rc = jwk_from_private_pem(pem, len, "the sealed signing key", key, err, errlen);
@@ -235,8 +250,9 @@ static int load(struct cp_signing *s, struct db_conn *c, struct jwk *current, ch
 		pthread_mutex_unlock(&s->lock);
 		const struct row *row = &q.rows.r[i];
 		int prev = s->have_prev && !strcmp(row->kek_id, s->kek_prev_id);
-		if (copied == 0 || open_sealed(prev ? s->kek_prev : s->kek, prev ? s->kek_prev_id : s->kek_id, row,
-		                               &held[n], why, sizeof why) == 0) {
+		if (copied == 0 || open_sealed(prev ? s->kek_prev : s->kek, prev ? s->kek_prev_id : s->kek_id,
+		                               prev ? "CP_SIGNING_KEK_PREVIOUS" : "CP_SIGNING_KEK", row, &held[n], why,
+		                               sizeof why) == 0) {
 			n++;
 		} else if (q.rows.r[i].current) {
 			snprintf(err, errlen, "%s", why);
@@ -811,9 +827,8 @@ static enum db_status reseal_tx(struct db_conn *c, void *ctx)
 		struct jwk key;
 		snprintf(one.kid, sizeof one.kid, "%s", r->kid);
 		snprintf(one.kek_id, sizeof one.kek_id, "%s", r->kek_id);
-		if (open_sealed(q->prev, q->prev_id, &one, &key, q->err, sizeof q->err) != 0) {
-			snprintf(q->err + strlen(q->err), sizeof q->err - strlen(q->err), " (with CP_SIGNING_KEK_PREVIOUS): "
-			         "nothing was changed");
+		if (open_sealed(q->prev, q->prev_id, "CP_SIGNING_KEK_PREVIOUS", &one, &key, q->err, sizeof q->err) != 0) {
+			snprintf(q->err + strlen(q->err), sizeof q->err - strlen(q->err), ": nothing was changed");
 			return DB_ROLLBACK;
 		}
 		char *sealed = secret_seal(q->kek, key.private_pem, strlen(key.private_pem));

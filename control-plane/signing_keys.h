@@ -37,6 +37,9 @@ struct db_pool;
 /* Whether `kek_hex` is a key-encryption key (64 hex characters): 0, or
  * -1 with `err`. */
 int cp_signing_kek_check(const char *kek_hex, char *err, size_t errlen);
+/* Whether `prev_hex` can be CP_SIGNING_KEK_PREVIOUS beside CP_SIGNING_KEK
+ * `kek_hex` (NULL: unset, which it cannot be beside): 0, or -1 with `err`. */
+int cp_signing_kek_prev_check(const char *kek_hex, const char *prev_hex, char *err, size_t errlen);
 
 /* The database's keys: checks `kek_hex` (64 hex characters), makes or
  * imports the first key when there is none (from `import_dir` when it

@@ -56,11 +56,14 @@ EXT
 }
 
 # tls_fresh DIR NAME: true when NAME's certificate exists, was issued by
-# DIR's CA and lasts at least TLS_RENEW_DAYS more days.
+# DIR's CA, lasts at least TLS_RENEW_DAYS more days, and is the key's (an
+# issue cut short between its renames leaves a pair that is not).
 tls_fresh() {
 	[ -s "$1/$2.crt" ] && [ -s "$1/$2.key" ] && [ -s "$1/$2.pem" ] &&
 		openssl verify -CAfile "$1/ca.crt" "$1/$2.crt" >/dev/null 2>&1 &&
-		openssl x509 -in "$1/$2.crt" -noout -checkend $((TLS_RENEW_DAYS * 86400)) >/dev/null 2>&1
+		openssl x509 -in "$1/$2.crt" -noout -checkend $((TLS_RENEW_DAYS * 86400)) >/dev/null 2>&1 &&
+		[ "$(openssl x509 -in "$1/$2.crt" -noout -pubkey 2>/dev/null)" = "$(openssl pkey -in "$1/$2.key" -pubout 2>/dev/null)" ] &&
+		[ "$(openssl x509 -in "$1/$2.pem" -noout -pubkey 2>/dev/null)" = "$(openssl pkey -in "$1/$2.pem" -pubout 2>/dev/null)" ]
 }
 
 # tls_serial FILE: the serial number of the certificate in FILE (hex).

@@ -617,16 +617,20 @@ defaults
 	timeout client 120s
 	timeout server 120s
 	timeout http-keep-alive 10s
+	# Only a connection that failed is tried again: a request sent and
+	# not answered (the control plane stopped mid-request) may have been
+	# carried out, and a POST must not run twice.
 	retries 3
-	retry-on conn-failure empty-response
-	# The client's address, for what the control plane keeps per source
-	# (logins): appended to X-Forwarded-For, believed from this edge only
-	# (CP_TRUSTED_PROXIES).
-	option forwardfor
+	retry-on conn-failure
 	http-error status 503 content-type application/problem+json string '{"type":"urn:celltrail:problem:unavailable","title":"Service unavailable","status":503,"code":"unavailable","detail":"The control plane is not answering; retry shortly."}' hdr Retry-After 1
 CFG
 		echo "frontend cp"
 		echo "	bind 127.0.0.1:$CP_PORT ssl crt $TLS_DIR/cp.pem alpn http/1.1"
+		# The client's address, for what the control plane keeps per
+		# source (logins), believed from this edge only
+		# (CP_TRUSTED_PROXIES): whatever X-Forwarded-For the client sent
+		# is replaced, not added to.
+		echo "	http-request set-header X-Forwarded-For %[src]"
 		echo "	default_backend cp"
 		echo "backend cp"
 		echo "	server cp1 127.0.0.1:$CP_BACKEND_PORT"
@@ -964,7 +968,7 @@ cmd_renew_certs() {
 	tls_setup 1
 	for e in cp-edge:cp balancer:router; do
 		sock="$VAR/run/${e%%:*}.sock"
-		if [ -S "$sock" ]; then
+		if ours "$VAR/run/${e%%:*}.pid" && [ -S "$sock" ]; then
 			tls_haproxy_reload "$sock" "$TLS_DIR/${e#*:}.pem" || die "HAProxy (${e%%:*}) refused the new certificate ${e#*:}"
 			say "${e%%:*}: serving certificate ${e#*:} serial $(tls_serial "$TLS_DIR/${e#*:}.crt")"
 		fi

@@ -250,13 +250,15 @@ START_TEST(login_per_source_limit)
 }
 END_TEST
 
-/* A login from SOURCE carrying X-Forwarded-For XFF; its status. */
-static long login_via(const char *source, const char *xff)
+/* A login from SOURCE carrying the X-Forwarded-For line XFF, and a second
+ * one, XFF2, after it unless NULL (as HAProxy adds its own); its status. */
+static long login_via2(const char *source, const char *xff, const char *xff2)
 {
 	struct it_resp r;
-	char fwd[128], url[128];
+	char fwd[128], fwd2[128], url[128];
 	snprintf(fwd, sizeof fwd, "X-Forwarded-For: %s", xff);
-	const char *const h[] = { "Content-Type: application/json", fwd, NULL };
+	snprintf(fwd2, sizeof fwd2, "X-Forwarded-For: %s", xff2 ? xff2 : "");
+	const char *const h[] = { "Content-Type: application/json", fwd, xff2 ? fwd2 : NULL, NULL };
 	const char *body = "{\"tenant\":\"proxied\",\"email\":\"owner@proxied.test\",\"password\":\"" WRONG "\"}";
 	snprintf(url, sizeof url, "%s/v1/auth/login", cp_url);
 	it_http_from(&r, source, "POST", url, h, body, strlen(body));
@@ -265,10 +267,16 @@ static long login_via(const char *source, const char *xff)
 	return st;
 }
 
+static long login_via(const char *source, const char *xff)
+{
+	return login_via2(source, xff, NULL);
+}
+
 /* Behind a trusted proxy (CP_TRUSTED_PROXIES; the control plane's TLS
- * edge), the source of a login is the address the proxy appended to
- * X-Forwarded-For: each client behind it has its own bucket, and what the
- * client wrote before it is not believed. From a peer that is not
+ * edge), the source of a login is the address the proxy put last in
+ * X-Forwarded-For, in the line it appended or in a line of its own after
+ * the client's (HAProxy): each client behind it has its own bucket, and
+ * what the client wrote before it is not believed. From a peer that is not
  * trusted, X-Forwarded-For is ignored: the peer is the source. */
 START_TEST(login_source_behind_trusted_proxy)
 {
@@ -285,6 +293,12 @@ START_TEST(login_source_behind_trusted_proxy)
 	ck_assert_int_eq(login_via("127.0.0.2", "203.0.113.1, 203.0.113.2"), 401);
 	ck_assert_int_eq(login_via("127.0.0.2", "203.0.113.2"), 401);
 	ck_assert_int_eq(login_via("127.0.0.2", "203.0.113.2"), 429);
+	/* Client .3 sends a line of its own, the proxy adds its line after it:
+	 * the proxy's line counts, whatever the client's says. */
+	ck_assert_int_eq(login_via2("127.0.0.2", "198.51.100.77", "203.0.113.3"), 401);
+	ck_assert_int_eq(login_via2("127.0.0.2", "198.51.100.78", "203.0.113.3"), 401);
+	ck_assert_int_eq(login_via2("127.0.0.2", "198.51.100.79", "203.0.113.3"), 429);
+	ck_assert_int_eq(login_via2("127.0.0.2", "203.0.113.3", "203.0.113.4"), 401); /* .4's own bucket */
 	/* Not a trusted peer: the header changes nothing. */
 	ck_assert_int_eq(login_via("127.0.0.3", "203.0.113.7"), 401);
 	ck_assert_int_eq(login_via("127.0.0.3", "203.0.113.8"), 401);

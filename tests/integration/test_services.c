@@ -61,6 +61,10 @@ START_TEST(bad_config_exits_2)
 		{ "data-plane", { "DP_REGION=us", "DP_DATABASE_URL=x", "DP_CONTROL_PLANE_URL=http://x", "DP_KEYSET_INTERVAL=3601s" }, "DP_KEYSET_INTERVAL" },
 		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_TRUSTED_PROXIES=10.0.0.0/33" }, "CP_TRUSTED_PROXIES" },
 		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_TRUSTED_PROXIES=proxy.internal" }, "CP_TRUSTED_PROXIES" },
+		/* The previous KEK: only beside a KEK, and not the same one. */
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SIGNING_KEK_PREVIOUS=" IT_SECRETS_KEY }, "CP_SIGNING_KEK_PREVIOUS" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SIGNING_KEK=" IT_SECRETS_KEY, "CP_SIGNING_KEK_PREVIOUS=" IT_SECRETS_KEY }, "CP_SIGNING_KEK_PREVIOUS" },
+		{ "control-plane", { "CP_DATABASE_URL=postgresql://x@127.0.0.1:1/x", "CP_SECRETS_KEY=" IT_SECRETS_KEY, "CP_SIGNING_KEK=" IT_SECRETS_KEY, "CP_SIGNING_KEK_PREVIOUS=abc" }, "CP_SIGNING_KEK_PREVIOUS" },
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		int st = run_bin(cases[i].bin, "serve", cases[i].env);
