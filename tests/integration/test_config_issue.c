@@ -777,6 +777,8 @@ START_TEST(kek_overlap_passed)
 	start_cp(&cp, url, sizeof url);
 	char *first = sql1("SELECT kid FROM signing_keys WHERE state = 'current'");
 	long long ver = sqll(db, "SELECT max(ver) FROM signing_keys");
+	/* (Staged first: with no overlap an unstaged rotation is refused.) */
+	ck_assert_msg(key_cmd("stage-key", NULL, out, sizeof out) == 0, "%s", out);
 	ck_assert_msg(key_cmd("rotate-key", NULL, out, sizeof out) == 0, "%s", out);
 	for (int i = 0; i < 300 && sqll(db, it_fmt("SELECT count(*) FROM signing_keys WHERE kid = '%s' AND state = 'retired'", first)) == 0; i++)
 		usleep(100 * 1000);
