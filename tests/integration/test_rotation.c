@@ -117,6 +117,19 @@ static int kept_has(const char *kid)
 	return strstr(claims, kid) != NULL;
 }
 
+/* The stack's data plane answers a read of the tenant's events (200). */
+static void expect_served(const char *when)
+{
+	struct it_resp r;
+	char auth[300], url[128];
+	snprintf(auth, sizeof auth, "Authorization: Bearer %s", st.key);
+	const char *const h[] = { auth, NULL };
+	snprintf(url, sizeof url, "%s/v1/events?limit=1", st.dp_url);
+	it_http(&r, "GET", url, h, NULL, 0);
+	ck_assert_msg(r.status == 200, "%s: %ld %.300s", when, r.status, r.body);
+	it_resp_free(&r);
+}
+
 START_TEST(rotation_without_restarts)
 {
 	const char *const cp_env[] = { "CP_SIGNING_KEK=" KEK, NULL };
@@ -177,14 +190,7 @@ START_TEST(rotation_without_restarts)
 	 * is what lets it serve. */
 	it_stack_cp_stop(&st);
 	it_stack_dp_respawn(&st, dp_env);
-	struct it_resp r;
-	char auth[300], url[128];
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", st.key);
-	const char *const h[] = { auth, NULL };
-	snprintf(url, sizeof url, "%s/v1/events?limit=1", st.dp_url);
-	it_http(&r, "GET", url, h, NULL, 0);
-	ck_assert_msg(r.status == 200, "after a restart with the control plane down: %ld %.300s", r.status, r.body);
-	it_resp_free(&r);
+	expect_served("after a restart with the control plane down");
 	ck_assert_int_ge(it_metric(st.dp_url, "dp_keyset_version"), ver);
 	free(k1);
 	free(k2);
@@ -265,14 +271,7 @@ START_TEST(kek_replaced_without_restarts_of_data_planes)
 	it_stack_cp_start(&st, only_b);
 	ck_assert_msg(kek_cmd("rotate-key", KEK_B, NULL, out, sizeof out) == 0, "rotate-key under the new KEK: %s", out);
 	wait_metric("dp_keyset_version", ver + 2);
-	char auth[300], url[128];
-	struct it_resp r;
-	snprintf(auth, sizeof auth, "Authorization: Bearer %s", st.key);
-	const char *const h[] = { auth, NULL };
-	snprintf(url, sizeof url, "%s/v1/events?limit=1", st.dp_url);
-	it_http(&r, "GET", url, h, NULL, 0);
-	ck_assert_msg(r.status == 200, "the data plane after the new KEK: %ld %.300s", r.status, r.body);
-	it_resp_free(&r);
+	expect_served("the data plane after the new KEK");
 
 	/* The old key alone opens nothing any more. */
 	ck_assert_msg(serve_refused(KEK, out, sizeof out) && strstr(out, "key-encryption key"),
