@@ -3,8 +3,9 @@
 #   make run      start the local multi-region stack (deploy/local/stack.sh)
 #   make stop     stop every process the stack started
 #   make test     unit + integration tests, then again under ASan+UBSan, then
-#                 the rollout, moves, log and streams tests (tests/deploy/)
-#                 and the fault scenarios but expiry (tests/faults/)
+#                 the rollout, moves, log, streams, CLI and TLS tests
+#                 (tests/deploy/), the alert rules and the Kubernetes
+#                 manifests, and the fault scenarios but expiry (tests/faults/)
 #   make test-streams  log streams end to end (tests/deploy/streams_test.sh)
 #   make test-cli the admin CLI (bin/celltrail) on a private stack
 #   make test-tls TLS on every hop of a private stack, certificates renewed
