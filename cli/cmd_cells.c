@@ -57,6 +57,15 @@ static json_t *region_names(struct cli *c, const struct opts *o, int *rc)
 	return names;
 }
 
+/* GET `route` ("/v1/regions/{}/...") of the region `name` into `ans`. */
+static int region_get(struct cli *c, const char *route, const json_t *name, struct api_answer *ans)
+{
+	char path[API_PATH_MAX];
+	const char *args[] = { json_string_value(name), NULL };
+	int rc = cli_path(c, path, sizeof path, route, args);
+	return rc != 0 ? rc : api_call(c->api, "GET", path, NULL, ans);
+}
+
 /* ---- cells ---- */
 
 static const struct cli_col cell_cols[] = {
@@ -86,9 +95,7 @@ static int cells_list(struct cli *c, const struct cli_cmd *cmd, const struct opt
 	json_t *name;
 	json_array_foreach(names, i, name) {
 		struct api_answer ans;
-		const char *args[] = { json_string_value(name), NULL };
-		if ((rc = cli_path(c, path, sizeof path, "/v1/regions/{}/cells", args)) != 0 ||
-		    (rc = api_call(c->api, "GET", path, NULL, &ans)) != API_OK)
+		if ((rc = region_get(c, "/v1/regions/{}/cells", name, &ans)) != API_OK)
 			goto out;
 		json_t *items = json_object_get(ans.json, "items");
 		int bad = !json_is_array(items) ? 1
@@ -197,7 +204,6 @@ static void fleet_summary(const json_t *fleet, const char *region)
 /* `fleet status [REGION]`: each data plane as it last reported. */
 static int fleet_status(struct cli *c, const struct cli_cmd *cmd, const struct opts *o)
 {
-	char path[API_PATH_MAX];
 	int rc = API_OK;
 	json_t *names, *docs = NULL;
 	struct table *t = NULL;
@@ -210,9 +216,7 @@ static int fleet_status(struct cli *c, const struct cli_cmd *cmd, const struct o
 	json_t *name;
 	json_array_foreach(names, i, name) {
 		struct api_answer ans;
-		const char *args[] = { json_string_value(name), NULL };
-		if ((rc = cli_path(c, path, sizeof path, "/v1/regions/{}/fleet", args)) != 0 ||
-		    (rc = api_call(c->api, "GET", path, NULL, &ans)) != API_OK)
+		if ((rc = region_get(c, "/v1/regions/{}/fleet", name, &ans)) != API_OK)
 			goto out;
 		if (o->npos && c->json) {
 			rc = cli_print_answer(c, &ans, NULL);

@@ -88,23 +88,28 @@ enum db_status cpdb_signing_key_get(struct db_conn *c, const char *kid, const ch
 		2, p);
 }
 
-enum db_status cpdb_signing_key_set_state(struct db_conn *c, const char *kid, const char *state)
+/* An UPDATE of the one row of key $1: DB_NOT_FOUND when there is none. */
+static enum db_status update_key(struct db_conn *c, const char *sql, int n, const char *const *p)
 {
-	const char *p[] = { kid, state };
 	PGresult *r;
-	enum db_status st = db_exec(
-		c, &r,
-		"UPDATE signing_keys SET state = $2, ver = nextval('signing_keys_ver'),"
-		"       activated_at = CASE WHEN $2 = 'current' THEN clock_timestamp() ELSE activated_at END,"
-		"       retired_at = CASE WHEN $2 = 'previous' OR (state = 'current' AND $2 = 'retired')"
-		"                         THEN clock_timestamp() ELSE retired_at END"
-		" WHERE kid = $1",
-		2, p);
+	enum db_status st = db_exec(c, &r, sql, n, p);
 	if (st != DB_OK)
 		return st;
 	st = strcmp(PQcmdTuples(r), "1") ? DB_NOT_FOUND : DB_OK;
 	PQclear(r);
 	return st;
+}
+
+enum db_status cpdb_signing_key_set_state(struct db_conn *c, const char *kid, const char *state)
+{
+	const char *p[] = { kid, state };
+	return update_key(c,
+	                  "UPDATE signing_keys SET state = $2, ver = nextval('signing_keys_ver'),"
+	                  "       activated_at = CASE WHEN $2 = 'current' THEN clock_timestamp() ELSE activated_at END,"
+	                  "       retired_at = CASE WHEN $2 = 'previous' OR (state = 'current' AND $2 = 'retired')"
+	                  "                         THEN clock_timestamp() ELSE retired_at END"
+	                  " WHERE kid = $1",
+	                  2, p);
 }
 
 enum db_status cpdb_signing_keys_list(struct db_conn *c, json_t **items)
@@ -151,11 +156,5 @@ enum db_status cpdb_signing_keys_all(struct db_conn *c, cpdb_signing_key_fn fn, 
 enum db_status cpdb_signing_key_reseal(struct db_conn *c, const char *kid, const char *sealed, const char *kek_id)
 {
 	const char *p[] = { kid, sealed, kek_id };
-	PGresult *r;
-	enum db_status st = db_exec(c, &r, "UPDATE signing_keys SET sealed = $2, kek_id = $3 WHERE kid = $1", 3, p);
-	if (st != DB_OK)
-		return st;
-	st = strcmp(PQcmdTuples(r), "1") ? DB_NOT_FOUND : DB_OK;
-	PQclear(r);
-	return st;
+	return update_key(c, "UPDATE signing_keys SET sealed = $2, kek_id = $3 WHERE kid = $1", 3, p);
 }
