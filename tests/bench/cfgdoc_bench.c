@@ -1,7 +1,8 @@
 /* cfgdoc-bench: verifies and indexes one regional document, as a data
  * plane does when it applies one, and prints the time it took and the
  * memory it added.
- *   cfgdoc-bench TOKEN_FILE TRUST_BUNDLE REGION [ROUNDS] */
+ *   cfgdoc-bench TOKEN_FILE TRUST_BUNDLE REGION [ROUNDS [CELL]]
+ * CELL: the document is a cell's (aud "cell:CELL"). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +15,7 @@
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: cfgdoc-bench TOKEN_FILE TRUST_BUNDLE REGION [ROUNDS]\n");
+		fprintf(stderr, "usage: cfgdoc-bench TOKEN_FILE TRUST_BUNDLE REGION [ROUNDS [CELL]]\n");
 		return 2;
 	}
 	int rounds = argc > 4 ? atoi(argv[4]) : 3;
@@ -36,7 +37,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct cfgdoc_verify_opts o = { .issuer = "celltrail-control-plane", .region = argv[3],
-		                            .now = time(NULL), .skew = 60 };
+		                            .cell = argc > 5 ? argv[5] : NULL, .now = time(NULL), .skew = 60,
+		                            .max_bytes = (size_t)len };
 	double best = 1e9;
 	long base = rss_kb(), held = 0;
 	size_t tenants = 0, keys = 0;

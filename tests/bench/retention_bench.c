@@ -7,26 +7,31 @@
  * BENCH_EVENTS (2000000) events over BENCH_WEEKS (40) weeks, made in SQL,
  * of BENCH_TENANTS (1000) tenants; the first tenant holds BENCH_BIG
  * (BENCH_EVENTS / 10) of them. Half the tenants keep 90 days, half (the
- * first among them) 180. Three databases get the same rows:
+ * first among them) 180. Three databases get the same rows, made by two
+ * sessions with the indexes built after the rows, and one large copy at a
+ * time (at 100M events a copy is about 60 GB):
+ *   alone  partitioned, the first tenant's events only (kept to the end);
  *   part   events partitioned by week, as a cell converted before the
  *          oldest event (the contract step, then its layout moved back);
- *   flat   events as before the contract step (one table);
- *   alone  partitioned, the first tenant's events only.
+ *          dropped after its pass;
+ *   flat   events as before the contract step (one table), made after.
  * Prints, for the pass on `part` and the same rows deleted row by row on
  * `flat` (DP_RETENTION_BATCH 1000, per tenant, as the retention task
  * deletes): rows, seconds, WAL bytes (after a CHECKPOINT each), and their
  * ratios; then GET /v1/events's statement (dp_db_events_scan) for the
  * first tenant, p50/p99 over BENCH_LISTS (300) runs of four pages (the
  * newest 50, 50 past a cursor at the middle, 50 of one action, 50 of the
- * last 7 days) in each database, with the weeks each plans; the ingest's
- * lookup of a group's ids and its insert of a group (rolled back) on `part`
- * and `flat`; last, the contract steps (the conversion) applied to `flat`,
+ * last 7 days) in each database, before the pass, with every event in the
+ * cell; the ingest's lookup of a group's ids and its insert of a group
+ * (rolled back) on `part` and `flat`; last, the contract steps (the
+ * conversion) applied to `flat`,
  * timed. */
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 #include <time.h>
 
 #include "bench_clock.h"
@@ -97,11 +102,11 @@ static char *urlof(const char *super, const char *db)
 
 /* Rows g in [from, to) of the data set: tenant, id, occurred_at. The big
  * tenant (0) has every g % 10 == 0 when BENCH_BIG is a tenth; in general
- * g < big. Everything is a function of g and `base_us`. */
-static void fill(PGconn *pg, long from, long to, long tenants, long big, long weeks, int64_t base_us)
+ * g < big. Everything is a function of g and `base_us`, so a copy made
+ * again holds the same rows. */
+static void fill_sql(char *sql, size_t len, long from, long to, long tenants, long big, long weeks, int64_t base_us)
 {
-	char sql[4096];
-	snprintf(sql, sizeof sql,
+	snprintf(sql, len,
 	         "INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
 	         "                    content_sha256, body, keys)"
 	         " SELECT t, 'e' || g, o, o, a, 'u-' || (g %% 97), '{}', sha256(convert_to('e' || g, 'UTF8')),"
@@ -117,7 +122,101 @@ static void fill(PGconn *pg, long from, long to, long tenants, long big, long we
 	         "                     - 1000000) * interval '1 microsecond' AS o,"
 	         "                   CASE WHEN g %% 3 = 0 THEN 'doc.write' ELSE 'doc.read' END AS a) x",
 	         from, to - 1, big, tenants, base_us, weeks);
-	(void)q1(pg, sql);
+}
+
+/* The indexes of `events` (and its weeks) and of `event_ids`, as the
+ * migrations made them, set aside in bench_defs and dropped: a load builds
+ * each once, sorted, instead of inserting every row into eight indexes
+ * (hours at 100M rows on two cores). An index of a week that hangs on a
+ * partitioned index goes and comes back with it. */
+static void indexes_drop(PGconn *pg)
+{
+	(void)q1(pg,
+	         "CREATE TABLE bench_defs AS"
+	         " SELECT i.indexrelid::regclass::text AS name, c.relname AS tbl, con.conname AS con,"
+	         "        CASE WHEN con.oid IS NOT NULL THEN pg_get_constraintdef(con.oid)"
+	         "             ELSE replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ') END AS def"
+	         "   FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid"
+	         "   LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid"
+	         "                              AND con.contype IN ('p', 'u')"
+	         "  WHERE (c.relname IN ('events', 'event_ids')"
+	         "         OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'events'::regclass))"
+	         "    AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)");
+	(void)q1(pg,
+	         "DO $$ DECLARE d record; BEGIN"
+	         " FOR d IN SELECT * FROM bench_defs LOOP"
+	         "  IF d.con IS NOT NULL THEN EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', d.tbl, d.con);"
+	         "  ELSE EXECUTE format('DROP INDEX %s', d.name); END IF;"
+	         " END LOOP; END $$");
+}
+
+/* Builds again what indexes_drop set aside, constraints first. */
+static void indexes_build(PGconn *pg)
+{
+	(void)q1(pg, "SET maintenance_work_mem = '1GB'");
+	(void)q1(pg,
+	         "DO $$ DECLARE d record; BEGIN"
+	         " FOR d IN SELECT * FROM bench_defs ORDER BY con IS NULL, name LOOP"
+	         "  IF d.con IS NOT NULL THEN"
+	         "   EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I %s', d.tbl, d.con, d.def);"
+	         "  ELSE EXECUTE d.def; END IF;"
+	         " END LOOP; END $$");
+	(void)q1(pg, "DROP TABLE bench_defs");
+}
+
+/* Rows [0, upto) into the database at `url`: indexes dropped, the rows
+ * inserted by two sessions at once, 500,000 a statement, the indexes
+ * built, then VACUUM ANALYZE. Returns the seconds it took. */
+static double fill(const char *url, long upto, long tenants, long big, long weeks, int64_t base_us)
+{
+	double t0 = now_s();
+	PGconn *pg[2] = { conn(url), conn(url) };
+	indexes_drop(pg[0]);
+	long next = 0;
+	int busy[2] = { 0, 0 };
+	for (;;) {
+		for (int k = 0; k < 2; k++)
+			if (!busy[k] && next < upto) {
+				char sql[4096];
+				long to = next + 500000 < upto ? next + 500000 : upto;
+				fill_sql(sql, sizeof sql, next, to, tenants, big, weeks, base_us);
+				if (!PQsendQuery(pg[k], sql))
+					die("fill", PQerrorMessage(pg[k]));
+				busy[k] = 1;
+				next = to;
+			}
+		if (!busy[0] && !busy[1])
+			break;
+		fd_set in;
+		FD_ZERO(&in);
+		int top = 0;
+		for (int k = 0; k < 2; k++)
+			if (busy[k]) {
+				FD_SET(PQsocket(pg[k]), &in);
+				top = PQsocket(pg[k]) > top ? PQsocket(pg[k]) : top;
+			}
+		if (select(top + 1, &in, NULL, NULL, NULL) < 0)
+			die("fill", "select failed");
+		for (int k = 0; k < 2; k++) {
+			if (!busy[k] || !FD_ISSET(PQsocket(pg[k]), &in))
+				continue;
+			if (!PQconsumeInput(pg[k]))
+				die("fill", PQerrorMessage(pg[k]));
+			if (PQisBusy(pg[k]))
+				continue;
+			for (PGresult *r; (r = PQgetResult(pg[k]));) {
+				if (PQresultStatus(r) != PGRES_COMMAND_OK)
+					die("fill", PQresultErrorMessage(r));
+				PQclear(r);
+			}
+			busy[k] = 0;
+		}
+	}
+	indexes_build(pg[0]);
+	(void)q1(pg[0], "VACUUM ANALYZE");
+	PQfinish(pg[0]);
+	PQfinish(pg[1]);
+	return now_s() - t0;
 }
 
 static void make_db(PGconn *super, const char *name)
@@ -429,21 +528,9 @@ int main(int argc, char **argv)
 	int64_t now = timefmt_now_us();
 	/* The newest event a second before now. */
 	int64_t base = now;
-	migrate(urlof(super, names[0]), dir, 1, weeks);
-	migrate(urlof(super, names[1]), dir, 0, weeks);
-	migrate(urlof(super, names[2]), dir, 1, weeks);
-	double t0 = now_s();
-	for (int d = 0; d < 3; d++) {
-		PGconn *pg = conn(urlof(super, names[d]));
-		long upto = d == 2 ? big : events;
-		for (long from = 0; from < upto; from += 500000)
-			fill(pg, from, from + 500000 < upto ? from + 500000 : upto, tenants, big, weeks, base);
-		(void)q1(pg, "VACUUM ANALYZE events");
-		PQfinish(pg);
-	}
-	printf("retention bench: %ld events of %ld tenants over %ld weeks (the first tenant %ld), in 3 databases, "
-	       "made in %.0f s\n",
-	       events, tenants, weeks, big, now_s() - t0);
+	printf("retention bench: %ld events of %ld tenants over %ld weeks (the first tenant %ld); one copy of the "
+	       "cell at a time\n", events, tenants, weeks, big);
+	fflush(stdout);
 
 	/* Tenants' retention: the first and every odd one 180 days, the even
 	 * ones 90. */
@@ -454,14 +541,62 @@ int main(int argc, char **argv)
 		tenant_uuid(i, kept[i].id);
 		kept[i].from_us = now - (i == 0 || i % 2 ? 180 : 90) * DAY_US;
 	}
+	char first[37];
+	tenant_uuid(0, first);
+	int64_t mid = now - 90 * DAY_US;
+	double lp[2], lf[2], la[2], lk[4], ik[4];
+	struct pass part = { 0 }, flat = { 0 }, alone = { 0 };
+
+	/* The first tenant alone in its cell, kept to the end (a tenth of the
+	 * size at most). */
+	migrate(urlof(super, names[2]), dir, 1, weeks);
+	double made = fill(urlof(super, names[2]), big, tenants, big, weeks, base);
+	printf("  the first tenant alone, partitioned: made in %.0f s\n", made);
+	fflush(stdout);
+
+	/* The partitioned cell: listed with every event in it, then one pass. */
+	migrate(urlof(super, names[0]), dir, 1, weeks);
+	made = fill(urlof(super, names[0]), events, tenants, big, weeks, base);
 	PGconn *pp = conn(urlof(super, names[0]));
 	int64_t weekly_from = q1(pp, "SELECT (extract(epoch FROM weekly_from) * 1000000)::bigint FROM events_layout");
+	long long part_bytes = q1(pp, "SELECT pg_database_size(current_database())");
+	long long weeks_then = q1(pp, "SELECT count(*) FROM event_partitions");
 	PQfinish(pp);
-
-	struct pass part = { 0 }, flat = { 0 }, alone = { 0 };
+	printf("  partitioned: made in %.0f s, %.1f GB (%.0f bytes an event with its indexes)\n", made,
+	       (double)part_bytes / 1e9, (double)part_bytes / (double)events);
+	fflush(stdout);
+	listing(urlof(super, names[2]), first, now, mid, (int)runs, la);
+	listing(urlof(super, names[0]), first, now, mid, (int)runs, lp);
+	/* What partitioning costs the ingest: its lookup of a group's ids
+	 * (through event_ids, contract 0002: one probe per id whatever the
+	 * weeks) and its insert (event_ids' trigger). */
+	lk[0] = lookup_ms(urlof(super, names[0]), 10, (int)runs);
+	lk[2] = lookup_ms(urlof(super, names[0]), 100, (int)runs);
+	ik[0] = insert_ms(urlof(super, names[0]), 10, (int)runs);
+	ik[2] = insert_ms(urlof(super, names[0]), 100, (int)runs);
 	run_pass(urlof(super, names[0]), kept, tenants, now, 180, 1, weekly_from, &part);
-	run_pass(urlof(super, names[1]), kept, tenants, now, 180, 0, weekly_from, &flat);
 	run_pass(urlof(super, names[2]), kept, 1, now, 180, 1, weekly_from, &alone);
+	printf("  retention pass, partitioned: %lld rows removed (%llu week(s) emptied whole, %llu of them dropped; "
+	       "%llu rows deleted one by one) in %.2f s, %.1f MB of WAL\n",
+	       part.rows_before - part.rows_after, part.weeks, part.dropped, part.deleted, part.seconds,
+	       (double)part.wal / 1e6);
+	fflush(stdout);
+	if (!getenv("BENCH_KEEP"))
+		(void)q1(s, "DROP DATABASE bench_ret_part");
+
+	/* The same rows in one table (as before the contract step), deleted
+	 * row by row. */
+	migrate(urlof(super, names[1]), dir, 0, weeks);
+	made = fill(urlof(super, names[1]), events, tenants, big, weeks, base);
+	printf("  unpartitioned: made in %.0f s\n", made);
+	fflush(stdout);
+	listing(urlof(super, names[1]), first, now, mid, (int)runs, lf);
+	lk[1] = lookup_ms(urlof(super, names[1]), 10, (int)runs);
+	lk[3] = lookup_ms(urlof(super, names[1]), 100, (int)runs);
+	ik[1] = insert_ms(urlof(super, names[1]), 10, (int)runs);
+	ik[3] = insert_ms(urlof(super, names[1]), 100, (int)runs);
+	run_pass(urlof(super, names[1]), kept, tenants, now, 180, 0, weekly_from, &flat);
+
 	long long gone_part = part.rows_before - part.rows_after, gone_flat = flat.rows_before - flat.rows_after;
 	printf("retention pass, partitioned: %lld rows removed (%llu week(s) emptied whole, %llu of them dropped; "
 	       "%llu rows deleted one by one) in %.2f s, %.1f MB of WAL\n",
@@ -470,44 +605,20 @@ int main(int argc, char **argv)
 	       (double)flat.wal / 1e6);
 	printf("same rows: %s; time %.1fx less, WAL %.1fx less\n", gone_part == gone_flat ? "yes" : "NO",
 	       part.seconds > 0 ? flat.seconds / part.seconds : 0, part.wal > 0 ? (double)flat.wal / (double)part.wal : 0);
-
 	/* Listing: the first tenant's 50 newest, past a cursor at the middle
-	 * of its events, of one action, of the last 7 days. */
-	char first[37];
-	tenant_uuid(0, first);
-	int64_t mid = now - 90 * DAY_US;
-	double lp[2], lf[2], la[2];
-	listing(urlof(super, names[2]), first, now, mid, (int)runs, la);
-	listing(urlof(super, names[0]), first, now, mid, (int)runs, lp);
-	listing(urlof(super, names[1]), first, now, mid, (int)runs, lf);
-	PGconn *pg0 = conn(urlof(super, names[0]));
-	long long big_left = q1(pg0, "SELECT count(*) FROM events WHERE tenant_id = '00000000-0000-4000-8000-000000000000'");
-	PQfinish(pg0);
-	pg0 = conn(urlof(super, names[0]));
-	long long weeks_now = q1(pg0, "SELECT count(*) FROM event_partitions");
-	PQfinish(pg0);
-	printf("listing of the first tenant (%lld events kept), p50/p99 ms: alone in its cell %.2f/%.2f; "
-	       "with %lld events in the cell, partitioned %.2f/%.2f (p99 %.2fx alone); unpartitioned %.2f/%.2f; "
-	       "%lld weekly partitions in the cell\n",
-	       big_left, la[0], la[1], part.rows_after, lp[0], lp[1], la[1] > 0 ? lp[1] / la[1] : 0, lf[0], lf[1],
-	       weeks_now);
-	/* What partitioning costs the ingest: its lookup of a group's ids
-	 * (through event_ids, contract 0002: one probe per id whatever the
-	 * weeks) and its insert (event_ids' trigger). */
-	{
-		double p10 = lookup_ms(urlof(super, names[0]), 10, (int)runs), f10 = lookup_ms(urlof(super, names[1]), 10, (int)runs);
-		double p100 = lookup_ms(urlof(super, names[0]), 100, (int)runs),
-		       f100 = lookup_ms(urlof(super, names[1]), 100, (int)runs);
-		printf("the ingest's lookup of a group's ids, p50 ms: 10 ids partitioned %.2f, unpartitioned %.2f (%.1fx); "
-		       "100 ids %.2f, %.2f (%.1fx)\n",
-		       p10, f10, f10 > 0 ? p10 / f10 : 0, p100, f100, f100 > 0 ? p100 / f100 : 0);
-		double i10 = insert_ms(urlof(super, names[0]), 10, (int)runs), j10 = insert_ms(urlof(super, names[1]), 10, (int)runs);
-		double i100 = insert_ms(urlof(super, names[0]), 100, (int)runs),
-		       j100 = insert_ms(urlof(super, names[1]), 100, (int)runs);
-		printf("the ingest's insert of a group, p50 ms: 10 events partitioned %.2f, unpartitioned %.2f (%.1fx); "
-		       "100 events %.2f, %.2f (%.1fx)\n",
-		       i10, j10, j10 > 0 ? i10 / j10 : 0, i100, j100, j100 > 0 ? i100 / j100 : 0);
-	}
+	 * of its events, of one action, of the last 7 days; before the pass,
+	 * with every event in the cell. */
+	printf("listing of the first tenant (%lld events kept after the pass), p50/p99 ms: alone in its cell "
+	       "%.2f/%.2f; with %lld events in the cell, partitioned %.2f/%.2f (p99 %.2fx alone); unpartitioned "
+	       "%.2f/%.2f; %lld weekly partitions in the cell\n",
+	       alone.rows_after, la[0], la[1], part.rows_before, lp[0], lp[1], la[1] > 0 ? lp[1] / la[1] : 0, lf[0],
+	       lf[1], weeks_then);
+	printf("the ingest's lookup of a group's ids, p50 ms: 10 ids partitioned %.2f, unpartitioned %.2f (%.1fx); "
+	       "100 ids %.2f, %.2f (%.1fx)\n",
+	       lk[0], lk[1], lk[1] > 0 ? lk[0] / lk[1] : 0, lk[2], lk[3], lk[3] > 0 ? lk[2] / lk[3] : 0);
+	printf("the ingest's insert of a group, p50 ms: 10 events partitioned %.2f, unpartitioned %.2f (%.1fx); "
+	       "100 events %.2f, %.2f (%.1fx)\n",
+	       ik[0], ik[1], ik[1] > 0 ? ik[0] / ik[1] : 0, ik[2], ik[3], ik[3] > 0 ? ik[2] / ik[3] : 0);
 	/* The conversion of a cell of that many events. */
 	{
 		char err[1024], sub[4096];
@@ -523,7 +634,7 @@ int main(int argc, char **argv)
 	if (!getenv("BENCH_KEEP"))
 		for (int i = 0; i < 3; i++) {
 			char sql[128];
-			snprintf(sql, sizeof sql, "DROP DATABASE %s", names[i]);
+			snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", names[i]);
 			(void)q1(s, sql);
 		}
 	PQfinish(s);
