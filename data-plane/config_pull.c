@@ -68,6 +68,7 @@ struct dp_pull {
 	/* read by /metrics and /readyz on any thread */
 	atomic_uint_least64_t applied, rejected[CFGDOC__COUNT], pulls[PULL__COUNT];
 	atomic_ulong deltas_applied;   /* of `applied` */
+	atomic_ullong apply_ms;        /* the last pulled document's verify, cache and swap */
 	atomic_uint_least64_t keysets[KEYSET__COUNT]; /* signed key sets fetched, by outcome */
 	atomic_int keyset_wanted;      /* dp_pull_want_keyset() */
 	atomic_int_least64_t last_ok;
@@ -326,6 +327,7 @@ static struct cfgdoc *replay_chain(struct dp_pull *p, struct cfgdoc *doc)
 		}
 		cfgdoc_free(doc);
 		doc = next;
+		cfgdoc_token_drop(doc); /* the line is kept below */
 		applied++;
 		buf_append(&p->chain, line, strlen(line));
 		buf_append(&p->chain, "\n", 1);
@@ -400,6 +402,7 @@ static void load_cache(struct dp_pull *p)
 			log_warn(NULL, "the rejected cache file was renamed %s/%s", c->cache_dir, DP_CACHE_REJECTED);
 		return;
 	}
+	cfgdoc_token_drop(doc); /* read from the cache: not written again */
 	if (c->cell && (doc = replay_chain(p, doc))->ver <= floor_min) {
 		snprintf(detail, sizeof detail, "the cached document and its deltas reach version %lld, not newer "
 		         "than %lld, the highest applied", (long long)doc->ver, (long long)floor_min);
@@ -514,6 +517,7 @@ static int apply(struct dp_pull *p)
 	struct cfgdoc *doc = NULL;
 	char detail[512], err[512], when[32];
 
+	int64_t t0 = deadline_mono_ms();
 	in_use(p, &u);
 	/* Asked for the whole document, one of the version in use is taken
 	 * too: it replaces the deltas piled on the document (a delta of that
@@ -560,6 +564,7 @@ static int apply(struct dp_pull *p)
 		buf_append(&p->chain, "\n", 1);
 		chain_store(p, doc->ver);
 	}
+	cfgdoc_token_drop(doc); /* cached: the state in use never reads it */
 	atomic_fetch_add(&p->deltas_applied, (unsigned long)is_delta);
 	int64_t ver = doc->ver;
 	size_t nt = cfgdoc_tenant_count(doc), nk = cfgdoc_key_count(doc);
@@ -575,11 +580,13 @@ static int apply(struct dp_pull *p)
 	atomic_fetch_add(&p->pulls[PULL_UPDATED], 1);
 	dp_snaps_publish(p->app->snaps, s);
 	dp_cell_wait_installed(p->app->cell_wait);
+	int64_t took = deadline_mono_ms() - t0;
+	atomic_store(&p->apply_ms, (unsigned long long)took);
 	log_write(LOG_INFO, NULL,
-	          json_pack("{sI sI sI sI ss ss}", "version", (json_int_t)ver, "previous",
+	          json_pack("{sI sI sI sI ss ss sI}", "version", (json_int_t)ver, "previous",
 	                    (json_int_t)(u.loaded ? u.ver : 0), "tenants", (json_int_t)nt, "keys",
 	                    (json_int_t)nk, "expires_at", when, "kind",
-	                    is_delta ? CFGDOC_KIND_DELTA : CFGDOC_KIND_FULL),
+	                    is_delta ? CFGDOC_KIND_DELTA : CFGDOC_KIND_FULL, "apply_ms", (json_int_t)took),
 	          "configuration version %lld applied", (long long)ver);
 	return 1;
 }
@@ -960,10 +967,14 @@ void dp_pull_metrics(struct dp_pull *p, FILE *out)
 	        "# HELP dp_config_deltas_applied_total Delta documents among them (a cell's data plane).\n"
 	        "# TYPE dp_config_deltas_applied_total counter\n"
 	        "dp_config_deltas_applied_total %lu\n"
+	        "# HELP dp_config_apply_seconds Time the last document pulled from the control plane took to verify, cache and put in use (0: none yet).\n"
+	        "# TYPE dp_config_apply_seconds gauge\n"
+	        "dp_config_apply_seconds %.3f\n"
 	        "# HELP dp_config_rejected_total Documents refused, by reason.\n"
 	        "# TYPE dp_config_rejected_total counter\n",
 	        (long long)u.ver, (long long)u.exp, u.stale, u.tenants, u.keys,
-	        (long long)atomic_load(&p->floor), (unsigned long long)atomic_load(&p->applied), atomic_load(&p->deltas_applied));
+	        (long long)atomic_load(&p->floor), (unsigned long long)atomic_load(&p->applied), atomic_load(&p->deltas_applied),
+	        (double)atomic_load(&p->apply_ms) / 1e3);
 	for (int r = 1; r < CFGDOC__COUNT; r++)
 		fprintf(out, "dp_config_rejected_total{reason=\"%s\"} %llu\n", cfgdoc_result_names[r],
 		        (unsigned long long)atomic_load(&p->rejected[r]));
