@@ -7,9 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 #include <openssl/sha.h>
-#include <pthread.h>
 
 #include "cfgdoc_envelope.h"
 #include "jws.h"
@@ -1620,21 +1618,11 @@ int cfgdoc_plans_add(json_t *plans, const char *id, int64_t rate, int64_t burst,
 
 /* ---- the state digest (cfgdoc.h) ---- */
 
-/* SHA-256 fetched once: SHA256() looks the algorithm up (under a lock) at
- * every call, a tenth of a million-tenant document's verify. */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
-{
-	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
+/* secret_sha256: the algorithm fetched once; SHA256() looks it up under
+ * a lock at every call, per record of a million-tenant document. */
 void cfgdoc_record_hash(const char *rec, size_t len, unsigned char out[32])
 {
-	pthread_once(&sha256_once, sha256_fetch);
-	if (!sha256_md || !EVP_Digest(rec, len, out, NULL, sha256_md, NULL))
-		SHA256((const unsigned char *)rec, len, out);
+	secret_sha256(rec, len, out);
 }
 
 void cfgdoc_sum_add(struct cfgdoc_sum *s, const unsigned char h[32])

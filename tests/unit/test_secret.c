@@ -72,6 +72,27 @@ START_TEST(hex_round_trip)
 }
 END_TEST
 
+START_TEST(unhex_every_byte_pair)
+{
+	/* Every pair of bytes against a reference written here: accepted
+	 * exactly when both are hex digits (either case), with their value. */
+	for (int a = 1; a < 256; a++)
+		for (int b = 0; b < 256; b++) {
+			char in[3] = { (char)a, (char)b, '\0' };
+			unsigned char out = 0;
+			int va = a >= '0' && a <= '9' ? a - '0' : a >= 'a' && a <= 'f' ? a - 'a' + 10
+			       : a >= 'A' && a <= 'F' ? a - 'A' + 10 : -1;
+			int vb = b >= '0' && b <= '9' ? b - '0' : b >= 'a' && b <= 'f' ? b - 'a' + 10
+			       : b >= 'A' && b <= 'F' ? b - 'A' + 10 : -1;
+			int rc = secret_unhex(in, &out, 1);
+			if (va < 0 || vb < 0)
+				ck_assert_msg(rc == -1, "0x%02x 0x%02x accepted", a, b);
+			else
+				ck_assert_msg(rc == 0 && out == (unsigned char)(va << 4 | vb), "0x%02x 0x%02x", a, b);
+		}
+}
+END_TEST
+
 START_TEST(unhex_refuses)
 {
 	/* Hex of the wrong length or with a non-hex character is refused. */
@@ -396,6 +417,7 @@ Suite *secret_suite(void)
 	tcase_add_test(tc, random_fills);
 	tcase_add_test(tc, hex_round_trip);
 	tcase_add_test(tc, unhex_refuses);
+	tcase_add_test(tc, unhex_every_byte_pair);
 	tcase_add_test(tc, b64url_rfc4648_vectors);
 	tcase_add_test(tc, b64url_alphabet);
 	tcase_add_test(tc, unb64url_refuses);
