@@ -204,13 +204,6 @@ const struct cfgdoc_region *cfgdoc_find_region(const struct cfgdoc *d, const cha
 	return NULL;
 }
 
-void cfgdoc_token_drop(struct cfgdoc *d)
-{
-	free(d->token);
-	d->token = NULL;
-	d->token_len = 0;
-}
-
 void cfgdoc_free(struct cfgdoc *d)
 {
 	if (!d || atomic_fetch_sub(&d->refs, 1) > 0)
@@ -990,6 +983,8 @@ static enum cfgdoc_result doc_head(struct cfgdoc *d, const struct cfgdoc_envelop
 		snprintf(detail, dlen, "the region record is '%s', not '%s'", d->self.name, o->region);
 		return CFGDOC_BAD_CONTENT;
 	}
+	if (o->no_token)
+		return CFGDOC_OK;
 	if (!(d->token = token_copy(token, len))) {
 		snprintf(detail, dlen, "out of memory");
 		return CFGDOC_BAD_CONTENT;

@@ -169,7 +169,7 @@ struct cfgdoc {
 	uint32_t *moved_slots;                 /* the same, over moved[].key */
 	size_t moved_cap;
 	char *token;                           /* the verified text, for the cache; */
-	size_t token_len;                      /* NULL, 0 once dropped (cfgdoc_token_drop) */
+	size_t token_len;                      /* NULL, 0 with cfgdoc_verify_opts.no_token */
 
 	/* The state digest (cfgdoc_state_digest): thash[i] is the record hash
 	 * of tenants[i], sum their sum over the whole state. */
@@ -212,10 +212,6 @@ const struct cfgdoc_moved *cfgdoc_find_moved(const struct cfgdoc *d, const char 
 /* Drops the caller's reference: a full document a layered state still
  * uses is freed with the last of them. Accepts NULL. */
 void cfgdoc_free(struct cfgdoc *d);
-/* Frees the copy of the token a verified document holds, once it has been
- * cached: a million tenants' document is 380 MB of text the state in use
- * never reads again. Only before the document is shared. */
-void cfgdoc_token_drop(struct cfgdoc *d);
 
 /* ---- trust bundle: a JWK set file of the keys a data plane accepts ---- */
 struct cfgdoc_trust {
@@ -261,6 +257,10 @@ struct cfgdoc_verify_opts {
 	int64_t min_version;      /* the document's ver must be greater */
 	int allow_expired;        /* for a cached document at start: report, do not refuse */
 	size_t max_bytes;
+	/* The caller keeps the token's bytes itself (to cache them): the
+	 * document holds no copy (token NULL). A million tenants' document is
+	 * 380 MB of text the state in use never reads again. */
+	int no_token;
 };
 
 /* Verifies `token` in this order: header alg exactly ES256 and kid in the

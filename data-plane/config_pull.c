@@ -203,6 +203,7 @@ static struct cfgdoc_verify_opts verify_opts(const struct dp_pull *p, int64_t mi
 		.min_version = min_version,
 		.allow_expired = allow_expired,
 		.max_bytes = (size_t)p->app->cfg.config_max_bytes,
+		.no_token = 1, /* cached from the bytes pulled or read */
 	};
 	return o;
 }
@@ -327,7 +328,6 @@ static struct cfgdoc *replay_chain(struct dp_pull *p, struct cfgdoc *doc)
 		}
 		cfgdoc_free(doc);
 		doc = next;
-		cfgdoc_token_drop(doc); /* the line is kept below */
 		applied++;
 		buf_append(&p->chain, line, strlen(line));
 		buf_append(&p->chain, "\n", 1);
@@ -402,7 +402,6 @@ static void load_cache(struct dp_pull *p)
 			log_warn(NULL, "the rejected cache file was renamed %s/%s", c->cache_dir, DP_CACHE_REJECTED);
 		return;
 	}
-	cfgdoc_token_drop(doc); /* read from the cache: not written again */
 	if (c->cell && (doc = replay_chain(p, doc))->ver <= floor_min) {
 		snprintf(detail, sizeof detail, "the cached document and its deltas reach version %lld, not newer "
 		         "than %lld, the highest applied", (long long)doc->ver, (long long)floor_min);
@@ -550,7 +549,7 @@ static int apply(struct dp_pull *p)
 	if (!is_delta) {
 		/* A document that cannot be cached is still applied: serving the
 		 * newer configuration matters more; a restart would pull it again. */
-		if (dp_cache_write(c->cache_dir, doc->token, doc->token_len, err, sizeof err) != 0)
+		if (dp_cache_write(c->cache_dir, p->cfg.body.p, p->cfg.body.len, err, sizeof err) != 0)
 			log_warn(NULL, "configuration version %lld is applied but not cached: %s",
 			         (long long)doc->ver, err);
 		p->want_full = 0;
@@ -560,11 +559,10 @@ static int apply(struct dp_pull *p)
 			chain_store(p, 0);
 		}
 	} else {
-		buf_append(&p->chain, doc->token, doc->token_len);
+		buf_append(&p->chain, p->cfg.body.p, p->cfg.body.len);
 		buf_append(&p->chain, "\n", 1);
 		chain_store(p, doc->ver);
 	}
-	cfgdoc_token_drop(doc); /* cached: the state in use never reads it */
 	atomic_fetch_add(&p->deltas_applied, (unsigned long)is_delta);
 	int64_t ver = doc->ver;
 	size_t nt = cfgdoc_tenant_count(doc), nk = cfgdoc_key_count(doc);
