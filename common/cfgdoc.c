@@ -340,7 +340,7 @@ static int plan_index(const struct cfgdoc *d, const char *id, uint32_t *out)
 }
 
 /* Builds tenants, keys and their tables from the tenants text (modified in place). */
-static int parse_tenants(struct cfgdoc *d, char *text, char *detail, size_t dlen)
+static int parse_tenants(struct cfgdoc *d, char *text, void (*pause)(void), char *detail, size_t dlen)
 {
 	size_t nt = 0, nk = 0, lineno = 0;
 	/* Count first, to allocate once: a record starts the text or follows ';'. */
@@ -369,6 +369,8 @@ static int parse_tenants(struct cfgdoc *d, char *text, char *detail, size_t dlen
 			goto bad; /* every record is ended */
 		*next++ = '\0';
 		lineno++;
+		if (pause && lineno % CFGDOC_PAUSE_EVERY == 0)
+			pause();
 		int n = split(line, f, 6);
 		if (n == 5 && !strcmp(f[0], "t") && d->ntenants < nt) {
 			struct cfgdoc_tenant *t = &d->tenants[d->ntenants];
@@ -668,6 +670,7 @@ bad_plans:
 struct hashes {
 	unsigned char (*h)[32];
 	size_t n, cap;
+	void (*pause)(void);
 };
 
 static int hash_record(const char *rec, size_t len, void *arg)
@@ -682,6 +685,8 @@ static int hash_record(const char *rec, size_t len, void *arg)
 		hs->cap = cap;
 	}
 	cfgdoc_record_hash(rec, len, hs->h[hs->n++]);
+	if (hs->pause && hs->n % CFGDOC_PAUSE_EVERY == 0)
+		hs->pause();
 	return 0;
 }
 
@@ -698,16 +703,16 @@ static char *text_claim(json_t *claims, const char *name, char *detail, size_t d
 
 /* Parses a tenants or upsert text (in place: the claim is ours to cut)
  * into d's own tenants and keys, with the hash of each record. */
-static int parse_records(struct cfgdoc *d, char *text, char *detail, size_t dlen)
+static int parse_records(struct cfgdoc *d, char *text, void (*pause)(void), char *detail, size_t dlen)
 {
-	struct hashes hs = { 0 };
+	struct hashes hs = { .pause = pause };
 	if (cfgdoc_each_record(text, strlen(text), hash_record, &hs) != 0) {
 		free(hs.h);
 		snprintf(detail, dlen, "out of memory");
 		return -1;
 	}
 	d->thash = hs.h;
-	if (parse_tenants(d, text, detail, dlen) != 0)
+	if (parse_tenants(d, text, pause, detail, dlen) != 0)
 		return -1;
 	if (hs.n != d->ntenants) {
 		snprintf(detail, dlen, "the tenant records do not start with a tenant");
@@ -1006,7 +1011,7 @@ static enum cfgdoc_result full_state(const struct cfgdoc_envelope *e, const stru
 	if ((res = doc_head(d, e, o, token, len, detail, dlen)) != CFGDOC_OK)
 		goto out;
 	res = CFGDOC_BAD_CONTENT;
-	if (!(text = text_claim(e->claims, "tenants", detail, dlen)) || parse_records(d, text, detail, dlen) != 0)
+	if (!(text = text_claim(e->claims, "tenants", detail, dlen)) || parse_records(d, text, o->pause, detail, dlen) != 0)
 		goto out;
 	for (size_t i = 0; i < d->ntenants; i++)
 		cfgdoc_sum_add(&d->sum, d->thash[i]);
@@ -1289,7 +1294,7 @@ enum cfgdoc_result cfgdoc_verify_any(const char *token, size_t len, const struct
 		snprintf(detail, dlen, "claim 'remove' is not a string");
 		goto out;
 	}
-	if (!(text = text_claim(e.claims, "upsert", detail, dlen)) || parse_records(u, text, detail, dlen) != 0 ||
+	if (!(text = text_claim(e.claims, "upsert", detail, dlen)) || parse_records(u, text, o->pause, detail, dlen) != 0 ||
 	    (rm && parse_remove(u, json_string_value(rm), detail, dlen) != 0) || layer(u, state, detail, dlen) != 0 ||
 	    check_digest(e.claims, &u->sum, 1, detail, dlen) != 0)
 		goto out;

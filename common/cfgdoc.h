@@ -261,7 +261,13 @@ struct cfgdoc_verify_opts {
 	 * document holds no copy (token NULL). A million tenants' document is
 	 * 380 MB of text the state in use never reads again. */
 	int no_token;
+	/* Called every CFGDOC_PAUSE_EVERY records while a document's records
+	 * are hashed and parsed (seconds at a million tenants), or NULL: a
+	 * caller sharing its cores with requests yields there, so that the
+	 * requests wait for a fraction of a millisecond of this work at most. */
+	void (*pause)(void);
 };
+#define CFGDOC_PAUSE_EVERY 128
 
 /* Verifies `token` in this order: header alg exactly ES256 and kid in the
  * trust bundle (before any signature work); signature; iss; aud; nbf/exp;

@@ -182,6 +182,12 @@ START_TEST(accepts_and_indexes)
 }
 END_TEST
 
+static int pauses;
+static void count_pause(void)
+{
+	pauses++;
+}
+
 START_TEST(many_tenants_index)
 {
 	/* A region with thousands of tenants still finds each key (the tables grow). */
@@ -207,6 +213,21 @@ START_TEST(many_tenants_index)
 		ck_assert_ptr_nonnull(k);
 		ck_assert_uint_eq(k->tenant, (unsigned)i);
 	}
+	/* The holder of the verified bytes gets them back whole, */
+	ck_assert_uint_eq(d->token_len, strlen(tok));
+	ck_assert_str_eq(d->token, tok);
+	cfgdoc_free(d);
+	/* or no copy with no_token; a pause every CFGDOC_PAUSE_EVERY records
+	 * hashed (3000 tenants) and parsed (6000 lines), the same state. */
+	pauses = 0;
+	o.no_token = 1;
+	o.pause = count_pause;
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
+	ck_assert_ptr_null(d->token);
+	ck_assert_uint_eq(d->token_len, 0);
+	ck_assert_int_eq(pauses, 3000 / CFGDOC_PAUSE_EVERY + 6000 / CFGDOC_PAUSE_EVERY);
+	ck_assert_uint_eq(d->nkeys, 3000);
+	ck_assert_ptr_nonnull(cfgdoc_find_key(d, kid));
 	cfgdoc_free(d);
 	free(tok);
 	free(text);
