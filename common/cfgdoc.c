@@ -850,14 +850,24 @@ int cfgdoc_envelope_verify(const char *token, size_t len, const struct cfgdoc_tr
 	/* 2. The signature, with the key the kid names and the alg pinned above.
 	 * OpenSSL checks it directly: libjwt 1.10 decodes into alloca() buffers
 	 * sized by the token, which overflows a thread's stack for large ones. */
-	if (!jws_es256_verify(key, token, (size_t)(dot2 - token), dot2 + 1, len - (size_t)(dot2 + 1 - token))) {
+	if (!jws_es256_verify_paced(key, token, (size_t)(dot2 - token), dot2 + 1, len - (size_t)(dot2 + 1 - token),
+	                            o->pause)) {
 		res = CFGDOC_BAD_SIGNATURE;
 		snprintf(detail, dlen, "the signature does not verify with key %.64s", key->kid);
 		goto out;
 	}
 	size_t p64 = (size_t)(dot2 - dot1 - 1);
 	tok = malloc(p64 + 1);
-	long plen = tok ? secret_unb64url(dot1 + 1, p64, tok, p64) : -1;
+	/* Decoded a megabyte at a time (four characters make three bytes, so
+	 * every piece but the last decodes whole), pausing between. */
+	long plen = tok ? 0 : -1;
+	for (size_t at = 0; plen >= 0 && at < p64; at += JWS_PACE_BYTES) {
+		size_t n = p64 - at < JWS_PACE_BYTES ? p64 - at : JWS_PACE_BYTES;
+		long got = secret_unb64url(dot1 + 1 + at, n, tok + plen, p64 - (size_t)plen);
+		plen = got < 0 ? -1 : plen + got;
+		if (o->pause && plen >= 0 && at + n < p64)
+			o->pause();
+	}
 	if (plen <= 0 || !(claims = load_claims(tok, (size_t)plen, &je)) || !json_is_object(claims)) {
 		snprintf(detail, dlen, "the payload is not a JSON object");
 		goto out;

@@ -13,6 +13,12 @@
 int jws_es256_verify(const struct jwk *key, const char *input, size_t len, const char *sig64,
                      size_t sig64len)
 {
+	return jws_es256_verify_paced(key, input, len, sig64, sig64len, NULL);
+}
+
+int jws_es256_verify_paced(const struct jwk *key, const char *input, size_t len, const char *sig64,
+                           size_t sig64len, void (*pause)(void))
+{
 	unsigned char raw[64], der[80];
 	BIO *bio = BIO_new_mem_buf(key->public_pem, -1);
 	EVP_PKEY *pkey = bio ? PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL) : NULL;
@@ -32,7 +38,14 @@ int jws_es256_verify(const struct jwk *key, const char *input, size_t len, const
 	int derlen = i2d_ECDSA_SIG(sig, &p);
 	if (derlen <= 0 || EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, pkey) != 1)
 		goto out;
-	ok = EVP_DigestVerify(md, der, (size_t)derlen, (const unsigned char *)input, len) == 1;
+	for (size_t at = 0; at < len; at += JWS_PACE_BYTES) {
+		size_t n = len - at < JWS_PACE_BYTES ? len - at : JWS_PACE_BYTES;
+		if (EVP_DigestVerifyUpdate(md, input + at, n) != 1)
+			goto out;
+		if (pause && at + n < len)
+			pause();
+	}
+	ok = EVP_DigestVerifyFinal(md, der, (size_t)derlen) == 1;
 out:
 	BN_free(r);
 	BN_free(s);

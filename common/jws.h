@@ -19,5 +19,10 @@ char *jws_es256_sign(const struct jwk *key, const char *header, size_t hlen, con
  * signature of input[0..len), else 0 (also on any malformed input). */
 int jws_es256_verify(const struct jwk *key, const char *input, size_t len, const char *sig64,
                      size_t sig64len);
+/* The same, hashing the input a megabyte at a time with pause() (when not
+ * NULL) between: a large document's verify yields to other work. */
+int jws_es256_verify_paced(const struct jwk *key, const char *input, size_t len, const char *sig64,
+                           size_t sig64len, void (*pause)(void));
+#define JWS_PACE_BYTES ((size_t)1 << 20)
 
 #endif

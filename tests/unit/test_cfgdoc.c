@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "cfgdoc.h"
+#include "jws.h"
 #include "jwk.h"
 #include "secret.h"
 #include "unit.h"
@@ -229,6 +230,52 @@ START_TEST(many_tenants_index)
 	ck_assert_uint_eq(d->nkeys, 3000);
 	ck_assert_ptr_nonnull(cfgdoc_find_key(d, kid));
 	cfgdoc_free(d);
+	free(tok);
+	free(text);
+}
+END_TEST
+
+START_TEST(large_document_in_pieces)
+{
+	/* A document of several megabytes is decoded and hashed a megabyte at
+	 * a time: the same state, and a pause between every two pieces. */
+	struct buf b = { 0 };
+	unsigned char h[32] = { 7 };
+	char id[37], kid[25], slug[32];
+	const int n = 12000;
+	for (int i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000001", i);
+		snprintf(slug, sizeof slug, "large-%d", i);
+		snprintf(kid, sizeof kid, "%024x", i + 1);
+		ck_assert_int_eq(cfgdoc_add_tenant(&b, id, slug, "active", "free"), 0);
+		ck_assert_int_eq(cfgdoc_add_key(&b, kid, h, 1, 0, 0), 0);
+	}
+	char *text = buf_take(&b), detail[256];
+	char *tok = sign_with(&trusted, claims("us", "us", 1, now + 60), text);
+	const char *dot1 = strchr(tok, '.'), *dot2 = strchr(dot1 + 1, '.');
+	size_t p64 = (size_t)(dot2 - dot1 - 1), input = (size_t)(dot2 - tok);
+	ck_assert_uint_gt(p64, 2 * JWS_PACE_BYTES);
+	struct cfgdoc_verify_opts o = opts(0);
+	o.max_bytes = 0;
+	o.pause = count_pause;
+	pauses = 0;
+	struct cfgdoc *d;
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
+	size_t pieces = (p64 + JWS_PACE_BYTES - 1) / JWS_PACE_BYTES + (input + JWS_PACE_BYTES - 1) / JWS_PACE_BYTES;
+	ck_assert_int_eq(pauses, (int)(pieces - 2) + n / CFGDOC_PAUSE_EVERY + 2 * n / CFGDOC_PAUSE_EVERY);
+	ck_assert_uint_eq(d->ntenants, (size_t)n);
+	for (int i = 0; i < n; i += 997) {
+		snprintf(kid, sizeof kid, "%024x", i + 1);
+		const struct cfgdoc_key *k = cfgdoc_find_key(d, kid);
+		ck_assert_ptr_nonnull(k);
+		ck_assert_uint_eq(k->tenant, (unsigned)i);
+		snprintf(slug, sizeof slug, "large-%d", i);
+		ck_assert_str_eq(d->tenants[i].slug, slug);
+	}
+	cfgdoc_free(d);
+	/* One character changed in the last piece: the signature fails. */
+	tok[input - 2] = tok[input - 2] == 'A' ? 'B' : 'A';
+	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_BAD_SIGNATURE);
 	free(tok);
 	free(text);
 }
@@ -1357,6 +1404,7 @@ Suite *cfgdoc_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, accepts_and_indexes);
 	tcase_add_test(tc, many_tenants_index);
+	tcase_add_test(tc, large_document_in_pieces);
 	tcase_add_test(tc, refuses_alg_none);
 	tcase_add_test(tc, refuses_hs256_with_public_key);
 	tcase_add_test(tc, refuses_unknown_kid);
