@@ -42,16 +42,22 @@ static int uuid_text(const char *s)
 }
 
 /* A uuid text's hash: five overlapping 8-byte words cover its 36 bytes,
- * mixed by multiplication. Byte by byte it was a chain of 36 dependent
- * multiplications, per row of a million-tenant document. */
+ * mixed by multiplication, then MurmurHash3's finalizer, so that every
+ * byte reaches the low bits a slot is taken from (ids made in sequence
+ * differ in their last bytes only). Byte by byte it was a chain of 36
+ * dependent multiplications, per row of a million-tenant document. */
 static uint64_t id_hash(const char *id)
 {
-	uint64_t w[5], h = 0;
+	uint64_t w, h = 0;
 	for (int i = 0; i < 5; i++) {
-		memcpy(&w[i], id + (i < 4 ? 8 * i : 28), 8);
-		h = (h ^ w[i]) * 0x9E3779B97F4A7C15ULL;
-		h ^= h >> 29;
+		memcpy(&w, id + (i < 4 ? 8 * i : 28), 8);
+		h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
 	}
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ULL;
+	h ^= h >> 33;
 	return h;
 }
 

@@ -583,13 +583,14 @@ static int apply(struct dp_pull *p)
 		fail(p, "out of memory applying configuration version %lld", (long long)ver);
 		return 0;
 	}
-	/* Counted first, so that whoever sees the new version sees it counted. */
+	/* Counted and timed first, so that whoever sees the new version sees
+	 * it counted (the swap itself is a pointer's store). */
+	int64_t took = deadline_mono_ms() - t0;
+	atomic_store(&p->apply_ms, (unsigned long long)took);
 	atomic_fetch_add(&p->applied, 1);
 	atomic_fetch_add(&p->pulls[PULL_UPDATED], 1);
 	dp_snaps_publish(p->app->snaps, s);
 	dp_cell_wait_installed(p->app->cell_wait);
-	int64_t took = deadline_mono_ms() - t0;
-	atomic_store(&p->apply_ms, (unsigned long long)took);
 	log_write(LOG_INFO, NULL,
 	          json_pack("{sI sI sI sI ss ss sI}", "version", (json_int_t)ver, "previous",
 	                    (json_int_t)(u.loaded ? u.ver : 0), "tenants", (json_int_t)nt, "keys",

@@ -129,8 +129,9 @@ done
 t1=$(date +%s.%N)
 rss=$(awk '/VmRSS/ { print int($2 / 1024) }' "/proc/$dp/status")
 took=$(dpmetric dp_config_apply_seconds)
-awk -v a="$t0" -v b="$t1" -v r="$rss" -v v="$took" 'BEGIN {
-	printf "delta bench: cell data plane: first full document verified, cached and applied in %.2f s (dp_config_apply_seconds; target < 5 s: %s); in use %.2f s after the process started, with its start and the transfer; RSS %d MB\n", v, (v < 5 ? "met" : "NOT met"), b - a, r }'
+awk -v a="$t0" -v b="$t1" -v r="$rss" -v v="${took:-0}" 'BEGIN {
+	if (v + 0 <= 0) { print "delta bench: the data plane reports no apply time (dp_config_apply_seconds)" > "/dev/stderr"; exit 1 }
+	printf "delta bench: cell data plane: first full document verified, cached and applied in %.2f s (dp_config_apply_seconds; target < 5 s: %s); in use %.2f s after the process started, with its start and the transfer (%s); RSS %d MB\n", v, (v < 5 ? "met" : "NOT met"), b - a, (b - a < 5 ? "also under 5 s" : "over 5 s"), r }'
 
 sql -F ' ' -c "SELECT k.tenant_id, k.id FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
                 WHERE k.revoked_at IS NULL AND k.name = 'k2' AND t.slug LIKE 'bulk-%' ORDER BY k.id LIMIT $CHANGES" > "$work/revoke.txt"

@@ -238,46 +238,58 @@ END_TEST
 START_TEST(large_document_in_pieces)
 {
 	/* A document of several megabytes is decoded and hashed a megabyte at
-	 * a time: the same state, and a pause between every two pieces. */
-	struct buf b = { 0 };
-	unsigned char h[32] = { 7 };
-	char id[37], kid[25], slug[32];
+	 * a time: the same state, and a pause between every two pieces; with
+	 * the payload's last piece ending on each length base64url allows
+	 * (4k, 4k + 2, 4k + 3 characters: the first slug's length moves it). */
 	const int n = 12000;
-	for (int i = 0; i < n; i++) {
-		snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000001", i);
-		snprintf(slug, sizeof slug, "large-%d", i);
-		snprintf(kid, sizeof kid, "%024x", i + 1);
-		ck_assert_int_eq(cfgdoc_add_tenant(&b, id, slug, "active", "free"), 0);
-		ck_assert_int_eq(cfgdoc_add_key(&b, kid, h, 1, 0, 0), 0);
+	unsigned seen = 0;
+	for (int pad = 0; pad < 12 && seen != (1u << 0 | 1u << 2 | 1u << 3); pad++) {
+		struct buf b = { 0 };
+		unsigned char h[32] = { 7 };
+		char id[37], kid[25], slug[48];
+		for (int i = 0; i < n; i++) {
+			snprintf(id, sizeof id, "%08x-0000-4000-8000-000000000001", i);
+			snprintf(slug, sizeof slug, "large-%d%.*s", i, i ? 0 : pad, "xxxxxxxxxxxxxxxx");
+			snprintf(kid, sizeof kid, "%024x", i + 1);
+			ck_assert_int_eq(cfgdoc_add_tenant(&b, id, slug, "active", "free"), 0);
+			ck_assert_int_eq(cfgdoc_add_key(&b, kid, h, 1, 0, 0), 0);
+		}
+		char *text = buf_take(&b), detail[256];
+		char *tok = sign_with(&trusted, claims("us", "us", 1, now + 60), text);
+		const char *dot1 = strchr(tok, '.'), *dot2 = strchr(dot1 + 1, '.');
+		size_t p64 = (size_t)(dot2 - dot1 - 1), input = (size_t)(dot2 - tok);
+		ck_assert_uint_gt(p64, 2 * JWS_PACE_BYTES);
+		if (seen & 1u << (p64 % 4)) {
+			free(tok);
+			free(text);
+			continue;
+		}
+		seen |= 1u << (p64 % 4);
+		struct cfgdoc_verify_opts o = opts(0);
+		o.max_bytes = 0;
+		o.pause = count_pause;
+		pauses = 0;
+		struct cfgdoc *d;
+		ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
+		size_t pieces = (p64 + JWS_PACE_BYTES - 1) / JWS_PACE_BYTES + (input + JWS_PACE_BYTES - 1) / JWS_PACE_BYTES;
+		ck_assert_int_eq(pauses, (int)(pieces - 2) + n / CFGDOC_PAUSE_EVERY + 2 * n / CFGDOC_PAUSE_EVERY);
+		ck_assert_uint_eq(d->ntenants, (size_t)n);
+		ck_assert_uint_eq(strlen(d->tenants[0].slug), 7 + (size_t)pad);
+		for (int i = 0; i < n; i += 997) {
+			snprintf(kid, sizeof kid, "%024x", i + 1);
+			const struct cfgdoc_key *k = cfgdoc_find_key(d, kid);
+			ck_assert_ptr_nonnull(k);
+			ck_assert_uint_eq(k->tenant, (unsigned)i);
+			if (i) {
+				snprintf(slug, sizeof slug, "large-%d", i);
+				ck_assert_str_eq(d->tenants[i].slug, slug);
+			}
+		}
+		cfgdoc_free(d);
+		free(tok);
+		free(text);
 	}
-	char *text = buf_take(&b), detail[256];
-	char *tok = sign_with(&trusted, claims("us", "us", 1, now + 60), text);
-	const char *dot1 = strchr(tok, '.'), *dot2 = strchr(dot1 + 1, '.');
-	size_t p64 = (size_t)(dot2 - dot1 - 1), input = (size_t)(dot2 - tok);
-	ck_assert_uint_gt(p64, 2 * JWS_PACE_BYTES);
-	struct cfgdoc_verify_opts o = opts(0);
-	o.max_bytes = 0;
-	o.pause = count_pause;
-	pauses = 0;
-	struct cfgdoc *d;
-	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_OK);
-	size_t pieces = (p64 + JWS_PACE_BYTES - 1) / JWS_PACE_BYTES + (input + JWS_PACE_BYTES - 1) / JWS_PACE_BYTES;
-	ck_assert_int_eq(pauses, (int)(pieces - 2) + n / CFGDOC_PAUSE_EVERY + 2 * n / CFGDOC_PAUSE_EVERY);
-	ck_assert_uint_eq(d->ntenants, (size_t)n);
-	for (int i = 0; i < n; i += 997) {
-		snprintf(kid, sizeof kid, "%024x", i + 1);
-		const struct cfgdoc_key *k = cfgdoc_find_key(d, kid);
-		ck_assert_ptr_nonnull(k);
-		ck_assert_uint_eq(k->tenant, (unsigned)i);
-		snprintf(slug, sizeof slug, "large-%d", i);
-		ck_assert_str_eq(d->tenants[i].slug, slug);
-	}
-	cfgdoc_free(d);
-	/* One character changed in the last piece: the signature fails. */
-	tok[input - 2] = tok[input - 2] == 'A' ? 'B' : 'A';
-	ck_result(cfgdoc_verify(tok, strlen(tok), &trust, &o, &d, detail, sizeof detail), CFGDOC_BAD_SIGNATURE);
-	free(tok);
-	free(text);
+	ck_assert_uint_eq(seen, 1u << 0 | 1u << 2 | 1u << 3);
 }
 END_TEST
 
