@@ -262,9 +262,11 @@ struct cfgdoc_verify_opts {
 	 * 380 MB of text the state in use never reads again. */
 	int no_token;
 	/* Called every CFGDOC_PAUSE_EVERY records while a document's records
-	 * are hashed and parsed (seconds at a million tenants), or NULL: a
-	 * caller sharing its cores with requests yields there, so that the
-	 * requests wait for a fraction of a millisecond of this work at most. */
+	 * are hashed and parsed, and between the JWS_PACE_BYTES pieces of its
+	 * payload's decode and its signature's hash (seconds in all at a
+	 * million tenants), or NULL: a caller sharing its cores with requests
+	 * yields there, so that they wait behind this work for a fraction of a
+	 * millisecond at most. */
 	void (*pause)(void);
 };
 #define CFGDOC_PAUSE_EVERY 128

@@ -192,9 +192,9 @@ static void in_use(struct dp_pull *p, struct in_use *u)
 	dp_snaps_leave(p->app->snaps);
 }
 
-/* Between records of a large document: the requests this thread shares
- * its cores with go first (its nice value sets its share, this how long
- * they may wait behind it). */
+/* Between pieces of a large document's verify (cfgdoc_verify_opts.pause):
+ * the requests this thread shares its cores with go first. Its nice value
+ * sets its share of the cores; this, how long a request waits behind it. */
 static void pause_for_requests(void)
 {
 	sched_yield();
