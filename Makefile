@@ -213,7 +213,7 @@ $(BIN)/merkle-vectors: $(call obj,tests/log/merkle_vectors.c) $(COMMON_OBJ)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS) $(LDFLAGS)
 
-$(BIN)/unit-tests: $(call obj,$(UNIT_SRC)) $(call obj,control-plane/password.c) $(COMMON_OBJ)
+$(BIN)/unit-tests: $(call obj,$(UNIT_SRC)) $(call obj,control-plane/password.c) $(call obj,data-plane/config_store.c) $(COMMON_OBJ)
 	@mkdir -p $(BIN)
 	@echo "  LINK  $@"
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(PKG_LIBS) $(LDFLAGS)

@@ -91,7 +91,7 @@ static const struct cfg_var router_vars[] = {
 	{ "ROUTER_TRUST_BUNDLE", CFG_STR, NULL, 1, O(trust_bundle), 0, 0, NULL,
 	  "JWK set file of the keys a routes document may be signed with." },
 	{ "ROUTER_CACHE_DIR", CFG_STR, NULL, 1, O(cache_dir), 0, 0, NULL,
-	  "Directory of the last verified routes document (config.jwt) and the highest version applied (version); created if missing." },
+	  "Directory of the last verified routes document (config.jwt) and the highest version applied (version); created if missing. One process's own: temporary files an earlier process left there are removed at start." },
 	{ "ROUTER_MAP_FILE", CFG_STR, NULL, 1, O(map_file), 0, 0, NULL,
 	  "The HAProxy map file written (<key id> <cell> per line); also the map's name in HAProxy's runtime API." },
 	{ "ROUTER_HAPROXY_SOCKET", CFG_STR, NULL, 0, O(haproxy_socket), 0, 0, NULL,
@@ -887,8 +887,11 @@ static int check_config(struct router *r)
 		return usage_error("ROUTER_MAP_FILE", "must be a path without spaces");
 	if (c->haproxy_socket && !*c->haproxy_socket)
 		return usage_error("ROUTER_HAPROXY_SOCKET", "must not be empty when set");
-	if (dp_cache_prepare(c->cache_dir, err, sizeof err) != 0)
+	int leftovers;
+	if (dp_cache_prepare(c->cache_dir, &leftovers, err, sizeof err) != 0)
 		return usage_error("ROUTER_CACHE_DIR", err);
+	if (leftovers)
+		log_warn(NULL, "removed %d temporary file(s) an earlier process left in %s", leftovers, c->cache_dir);
 	/* The key set accepted last (ROUTER_CACHE_DIR), else the bundle. */
 	if (!(r->trust = trust_store_open(c->trust_bundle, c->cache_dir, ISSUER, err, sizeof err)))
 		return usage_error("ROUTER_TRUST_BUNDLE", err);

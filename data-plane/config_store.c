@@ -1,16 +1,21 @@
 /* The cached configuration document on disk. */
 #include "config_store.h"
+#include "trust_store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-int dp_cache_prepare(const char *dir, char *err, size_t errlen)
+int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
 {
+	if (removed)
+		*removed = 0;
 	struct stat st;
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
@@ -24,6 +29,27 @@ int dp_cache_prepare(const char *dir, char *err, size_t errlen)
 		snprintf(err, errlen, "%s is not writable: %s", dir, strerror(errno));
 		return -1;
 	}
+	/* The temporary files a process ended (crashed, killed) before it
+	 * renamed them: ".<name>.XXXXXX" of the files written here. A whole
+	 * document's is as large as the document. */
+	static const char *const names[] = { DP_CACHE_FILE, DP_DELTAS_FILE, DP_VERSION_FILE, DP_KEYSET_FILE };
+	DIR *dh = opendir(dir);
+	struct dirent *e;
+	while (dh && (e = readdir(dh))) {
+		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+			size_t n = strlen(names[i]);
+			if (e->d_name[0] == '.' && !strncmp(e->d_name + 1, names[i], n) && e->d_name[n + 1] == '.' &&
+			    strlen(e->d_name + n + 2) == 6) {
+				char path[4096];
+				snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+				if (unlink(path) == 0 && removed)
+					(*removed)++;
+				break;
+			}
+		}
+	}
+	if (dh)
+		closedir(dh);
 	return 0;
 }
 
@@ -96,65 +122,134 @@ out:
 	return ret;
 }
 
-/* Replaces dir/name with `data` atomically and durably: a temporary file,
- * fsync, rename, fsync of the directory. */
-static int write_atomic(const char *dir, const char *name, const char *data, size_t len,
-                        mode_t mode, char *err, size_t errlen)
+/* Writes `data` to a new temporary file beside dir/name (its path in
+ * `tmp`) and syncs it. A megabyte a write: one write of a document of
+ * hundreds of megabytes holds the file's lock for its whole copy. Returns
+ * 0, or -1 with `err` set and no file left. */
+static int write_temp(const char *dir, const char *name, const char *data, size_t len, mode_t mode,
+                      char tmp[4096], char *err, size_t errlen)
 {
-	char tmp[4096], path[4096];
-	int fd = -1, dfd = -1, ret = -1;
+	int fd = -1;
 
-	snprintf(path, sizeof path, "%s/%s", dir, name);
-	snprintf(tmp, sizeof tmp, "%s/.%s.XXXXXX", dir, name);
+	snprintf(tmp, 4096, "%s/.%s.XXXXXX", dir, name);
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create a file in %s: %s", dir, strerror(errno));
-		goto out;
+		tmp[0] = '\0';
+		return -1;
 	}
 	if (mode != 0600 && fchmod(fd, mode) != 0) {
 		snprintf(err, errlen, "cannot chmod %s: %s", tmp, strerror(errno));
-		goto out;
+		goto fail;
 	}
 	for (size_t off = 0; off < len;) {
-		ssize_t w = write(fd, data + off, len - off);
+		size_t n = len - off < DP_CACHE_WRITE_PIECE ? len - off : DP_CACHE_WRITE_PIECE;
+		ssize_t w = write(fd, data + off, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
 			snprintf(err, errlen, "cannot write %s: %s", tmp, strerror(errno));
-			goto out;
+			goto fail;
 		}
 		off += (size_t)w;
 	}
 	if (fsync(fd) != 0) {
 		snprintf(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));
-		goto out;
+		goto fail;
 	}
 	if (close(fd) != 0) {
 		fd = -1;
 		snprintf(err, errlen, "cannot close %s: %s", tmp, strerror(errno));
-		goto out;
+		goto fail;
 	}
-	fd = -1;
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	tmp[0] = '\0';
+	return -1;
+}
+
+/* Renames the synced temporary file `tmp` to dir/name and syncs the
+ * directory. Returns 0, or -1 with `err` set (the temporary file is then
+ * removed when it was not renamed). */
+static int install(const char *dir, const char *name, char tmp[4096], char *err, size_t errlen)
+{
+	char path[4096];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
 	if (rename(tmp, path) != 0) {
 		snprintf(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-		goto out;
+		unlink(tmp);
+		tmp[0] = '\0';
+		return -1;
 	}
 	tmp[0] = '\0'; /* renamed: nothing to remove */
 	/* The rename is durable only once the directory itself is synced. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0 || fsync(dfd) != 0) {
 		snprintf(err, errlen, "cannot fsync directory %s: %s", dir, strerror(errno));
-		goto out;
+		if (dfd >= 0)
+			close(dfd);
+		return -1;
 	}
-	ret = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	if (ret != 0 && tmp[0])
-		unlink(tmp);
-	return ret;
+	close(dfd);
+	return 0;
+}
+
+/* Replaces dir/name with `data` atomically and durably: a temporary file,
+ * fsync, rename, fsync of the directory. */
+static int write_atomic(const char *dir, const char *name, const char *data, size_t len,
+                        mode_t mode, char *err, size_t errlen)
+{
+	char tmp[4096];
+	if (write_temp(dir, name, data, len, mode, tmp, err, errlen) != 0)
+		return -1;
+	return install(dir, name, tmp, err, errlen);
+}
+
+static void *stage_run(void *arg)
+{
+	struct dp_cache_stage *s = arg;
+	s->rc = write_temp(s->dir, DP_CACHE_FILE, s->data, s->len, 0600, s->tmp, s->err, sizeof s->err);
+	return NULL;
+}
+
+int dp_cache_stage_begin(struct dp_cache_stage *s, const char *dir, const char *token, size_t len)
+{
+	memset(s, 0, sizeof *s);
+	s->dir = dir;
+	s->data = token;
+	s->len = len;
+	if (pthread_create(&s->thread, NULL, stage_run, s) != 0)
+		return -1;
+	s->started = 1;
+	return 0;
+}
+
+int dp_cache_stage_commit(struct dp_cache_stage *s, char *err, size_t errlen)
+{
+	if (!s->started) {
+		snprintf(err, errlen, "no cache write was started");
+		return -1;
+	}
+	pthread_join(s->thread, NULL);
+	s->started = 0;
+	if (s->rc != 0) {
+		snprintf(err, errlen, "%s", s->err);
+		return -1;
+	}
+	return install(s->dir, DP_CACHE_FILE, s->tmp, err, errlen);
+}
+
+void dp_cache_stage_abort(struct dp_cache_stage *s)
+{
+	if (!s->started)
+		return;
+	pthread_join(s->thread, NULL);
+	s->started = 0;
+	if (s->rc == 0 && s->tmp[0])
+		unlink(s->tmp);
 }
 
 int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)

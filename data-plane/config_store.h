@@ -8,6 +8,7 @@
 #ifndef DP_CONFIG_STORE_H
 #define DP_CONFIG_STORE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,8 +22,12 @@
 #define DP_DELTAS_FILE "config.deltas"
 
 /* Makes sure `dir` is a directory this process can write, creating it
- * (mode 0700) when missing. Returns 0, or -1 with a sentence in `err`. */
-int dp_cache_prepare(const char *dir, char *err, size_t errlen) __attribute__((warn_unused_result));
+ * (mode 0700) when missing, and removes the temporary files an earlier
+ * process left there (counted in *removed when not NULL): a cache
+ * directory belongs to one process. Returns 0, or -1 with a sentence in
+ * `err`. */
+int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
 
 enum dp_cache_read { DP_CACHE_FOUND, DP_CACHE_ABSENT, DP_CACHE_ERROR };
 /* Reads the cached token into *out (malloc'd, NUL-terminated, caller
@@ -40,6 +45,37 @@ enum dp_cache_read dp_cache_read_file(const char *dir, const char *name, size_t 
  * (the previous file is then left as it was). */
 int dp_cache_write(const char *dir, const char *token, size_t len, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
+
+/* Files are written a piece of this size at a time. */
+#define DP_CACHE_WRITE_PIECE (1u << 20)
+
+/* A document written to its temporary file on a thread of its own while
+ * it is verified, so that a large document's write and fsync overlap its
+ * verification instead of following it. It takes the cached file's place
+ * only through dp_cache_stage_commit, once verified: a document that does
+ * not verify is never renamed into place. `token` must stay unchanged
+ * until the commit or the abort, one of which must follow every begin
+ * that returned 0. */
+struct dp_cache_stage {
+	pthread_t thread;
+	int started;
+	const char *dir, *data;
+	size_t len;
+	int rc;
+	char tmp[4096];
+	char err[512];
+};
+/* Starts the write. Returns 0, or -1 when no thread could be started
+ * (nothing was written: dp_cache_write is the way left). */
+int dp_cache_stage_begin(struct dp_cache_stage *s, const char *dir, const char *token, size_t len)
+	__attribute__((warn_unused_result));
+/* Waits for the write and renames the file into place, as dp_cache_write
+ * would have. Returns 0, or -1 with `err` set and the previous file left
+ * as it was. */
+int dp_cache_stage_commit(struct dp_cache_stage *s, char *err, size_t errlen)
+	__attribute__((warn_unused_result));
+/* Waits for the write and removes what it wrote. */
+void dp_cache_stage_abort(struct dp_cache_stage *s);
 
 /* The version floor, DP_CACHE_DIR/version: the highest configuration
  * version this instance has applied, as decimal digits and a newline. It

@@ -74,7 +74,7 @@ static const struct cfg_var dp_vars[] = {
 	{ "DP_TRUST_BUNDLE", CFG_STR, NULL, 0, O(trust_bundle), 0, 0, NULL,
 	  "Required to serve. JWK set file of the keys a configuration document may be signed with." },
 	{ "DP_CACHE_DIR", CFG_STR, NULL, 0, O(cache_dir), 0, 0, NULL,
-	  "Required to serve. Directory of the last verified configuration (config.jwt), the deltas applied on it with DP_CELL (config.deltas) and the highest version applied (version); created if missing." },
+	  "Required to serve. Directory of the last verified configuration (config.jwt), the deltas applied on it with DP_CELL (config.deltas) and the highest version applied (version); created if missing. One process's own: temporary files an earlier process left there are removed at start." },
 	{ "DP_STALE_POLICY", CFG_ENUM, "serve", 0, O(stale_policy), 0, 0, dp_stale_policy_names,
 	  "Tenant routes once the configuration in use has expired: keep serving, or answer 503." },
 	{ "DP_PULL_WAIT", CFG_DURATION, "30s", 0, O(pull_wait_ms), 1000, 60000, NULL,
@@ -463,8 +463,11 @@ static int serve_config(struct dp_app *app)
 		return usage_error("DP_TRUST_BUNDLE", "required to serve");
 	if (!c->cache_dir || !*c->cache_dir)
 		return usage_error("DP_CACHE_DIR", "required to serve");
-	if (dp_cache_prepare(c->cache_dir, err, sizeof err) != 0)
+	int leftovers;
+	if (dp_cache_prepare(c->cache_dir, &leftovers, err, sizeof err) != 0)
 		return usage_error("DP_CACHE_DIR", err);
+	if (leftovers)
+		log_warn(NULL, "removed %d temporary file(s) an earlier process left in %s", leftovers, c->cache_dir);
 	if (c->log && (!c->log_keys_dir || !*c->log_keys_dir))
 		return usage_error("DP_LOG_KEYS_DIR", "required while DP_LOG is on (the region's log keys; "
 		                                      "or set DP_LOG=false to run without the tamper-evident log)");

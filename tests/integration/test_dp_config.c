@@ -6,6 +6,7 @@
  * The control plane's config endpoint is played by a small fake server in
  * this process, serving documents signed here with a key of our own. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
@@ -118,6 +119,20 @@ static char *read_cache(const char *name)
 	char path[700];
 	snprintf(path, sizeof path, "%s/%s", cache_dir, name);
 	return it_slurp(path);
+}
+
+/* Temporary files left in the cache directory: a document is written to
+ * one while it is verified, renamed into place or removed after. */
+static int cache_temporaries(void)
+{
+	DIR *dh = opendir(cache_dir);
+	ck_assert_ptr_nonnull(dh);
+	int n = 0;
+	struct dirent *e;
+	while ((e = readdir(dh)))
+		n += e->d_name[0] == '.' && strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(dh);
+	return n;
 }
 
 /* Per test: a signing key and its trust bundle, an empty cache directory
@@ -709,6 +724,7 @@ START_TEST(pulls_newer_version)
 	ck_assert_ptr_nonnull(cached);
 	ck_assert_str_eq(cached, v8);
 	free(cached);
+	ck_assert_int_eq(cache_temporaries(), 0);
 	s = wait_status(&cp, "\"version\":8", 5000);
 	ck_assert_str_eq(json_string_value(json_object_get(s, "source")), "control-plane");
 	json_decref(s);
@@ -771,6 +787,8 @@ START_TEST(pulled_documents_verified)
 		char *cached = read_cache("config.jwt");
 		ck_assert_str_eq(cached, v7);
 		free(cached);
+		/* Written while it was verified, the refused document is gone. */
+		ck_assert_int_eq(cache_temporaries(), 0);
 		free(bad);
 	}
 

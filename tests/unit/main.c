@@ -36,6 +36,7 @@ int main(void)
 	srunner_add_suite(sr, doc_rows_suite());
 	srunner_add_suite(sr, keyset_suite());
 	srunner_add_suite(sr, celltrail_cli_suite());
+	srunner_add_suite(sr, config_store_suite());
 
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

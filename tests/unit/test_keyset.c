@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../data-plane/config_store.c"
+#include "../../data-plane/config_store.h"
 #include "../../data-plane/trust_store.c"
 #include "jansson.h"
 #include "jws.h"

@@ -35,5 +35,6 @@ Suite *residency_suite(void);
 Suite *doc_rows_suite(void);
 Suite *keyset_suite(void);
 Suite *celltrail_cli_suite(void);
+Suite *config_store_suite(void);
 
 #endif
