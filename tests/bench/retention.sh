@@ -4,7 +4,9 @@
 # rest of its cell (bin/retention-bench, tests/bench/retention_bench.c),
 # on a throwaway PostgreSQL. Knobs: BENCH_EVENTS (2000000), BENCH_TENANTS
 # (1000), BENCH_WEEKS (40), BENCH_BIG (BENCH_EVENTS / 10), BENCH_LISTS
-# (300). The bench holds one copy of the cell at a time, about 820 bytes
+# (300), BENCH_ORDER (random: events made in no order of time, the worst
+# case for deletes; time: in the order they occurred, as a cell ingests
+# them, BENCH_EVENTS then a multiple of BENCH_BIG). The bench holds one copy of the cell at a time, about 820 bytes
 # an event with its indexes (100,000,000 events: 82 GB free on the disk
 # of the throwaway cluster, /tmp), plus the first tenant's copy.
 #   tests/bench/retention.sh BINDIR

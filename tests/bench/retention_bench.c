@@ -6,7 +6,8 @@
  *   retention-bench SUPERUSER_URL MIGRATIONS_DIR
  * BENCH_EVENTS (2000000) events over BENCH_WEEKS (40) weeks, made in SQL,
  * of BENCH_TENANTS (1000) tenants; the first tenant holds BENCH_BIG
- * (BENCH_EVENTS / 10) of them. Half the tenants keep 90 days, half (the
+ * (BENCH_EVENTS / 10) of them, made in random order of time or, with
+ * BENCH_ORDER=time, in the order they occurred. Half the tenants keep 90 days, half (the
  * first among them) 180. Three databases get the same rows, made by two
  * sessions with the indexes built after the rows, and one large copy at a
  * time (at 100M events a copy is about 60 GB):
@@ -100,12 +101,31 @@ static char *urlof(const char *super, const char *db)
 	return u;
 }
 
+/* BENCH_ORDER=time: events are made in the order they occurred, as a
+ * cell ingests them; 0 (random, the default): in no order of time, each
+ * row's delete on a page of its own, the worst case. */
+static long time_order_events;
+
 /* Rows g in [from, to) of the data set: tenant, id, occurred_at. The big
  * tenant (0) has every g % 10 == 0 when BENCH_BIG is a tenth; in general
  * g < big. Everything is a function of g and `base_us`, so a copy made
- * again holds the same rows. */
+ * again holds the same rows. In time order (BENCH_EVENTS a multiple s of
+ * BENCH_BIG), g is given the slot of time `slot`: the big tenant's rows
+ * every s-th slot, the others' the slots between, in order, so that each
+ * is made (first the big tenant's, then the others') oldest first. */
 static void fill_sql(char *sql, size_t len, long from, long to, long tenants, long big, long weeks, int64_t base_us)
 {
+	char when[512];
+	long span_s = weeks * 7 * 86400;
+	if (time_order_events) {
+		long s = time_order_events / big;
+		snprintf(when, sizeof when,
+		         "%" PRId64 " - ((%ld - 1 - CASE WHEN g < %ld THEN g * %ld"
+		         " ELSE (g - %ld) + (g - %ld) / %ld + 1 END) * %ld / %ld) * 1000000",
+		         base_us, time_order_events, big, s, big, big, s - 1, span_s, time_order_events);
+	} else {
+		snprintf(when, sizeof when, "%" PRId64 " - ((g * 104729) %% %ld) * 1000000", base_us, span_s);
+	}
 	snprintf(sql, len,
 	         "INSERT INTO events (tenant_id, id, occurred_at, received_at, action, actor_id, target_ids,"
 	         "                    content_sha256, body, keys)"
@@ -118,10 +138,9 @@ static void fill_sql(char *sql, size_t len, long from, long to, long tenants, lo
 	         "   LATERAL (SELECT CASE WHEN g < %ld THEN 0 ELSE 1 + (g * 7919) %% (%ld - 1) END AS n) k,"
 	         "   LATERAL (SELECT (lpad(to_hex(k.n / 65536), 8, '0') || '-0000-4000-8000-' ||"
 	         "                    lpad(to_hex(k.n), 12, '0'))::uuid AS t,"
-	         "                   'epoch'::timestamptz + (%" PRId64 " - ((g * 104729) %% (%ld * 7 * 86400)) * 1000000"
-	         "                     - 1000000) * interval '1 microsecond' AS o,"
+	         "                   'epoch'::timestamptz + (%s - 1000000) * interval '1 microsecond' AS o,"
 	         "                   CASE WHEN g %% 3 = 0 THEN 'doc.write' ELSE 'doc.read' END AS a) x",
-	         from, to - 1, big, tenants, base_us, weeks);
+	         from, to - 1, big, tenants, when);
 }
 
 /* The indexes of `events` (and its weeks) and of `event_ids`, as the
@@ -515,11 +534,16 @@ int main(int argc, char **argv)
 	long events = env_long("BENCH_EVENTS", 2000000), tenants = env_long("BENCH_TENANTS", 1000),
 	     weeks = env_long("BENCH_WEEKS", 40), big = env_long("BENCH_BIG", events / 10),
 	     runs = env_long("BENCH_LISTS", 300);
-	if (events < 1000 || tenants < 2 || weeks < 30 || big < 1000 || big >= events || runs < 10) {
+	const char *order = getenv("BENCH_ORDER") ? getenv("BENCH_ORDER") : "random";
+	if (events < 1000 || tenants < 2 || weeks < 30 || big < 1000 || big >= events || runs < 10 ||
+	    (strcmp(order, "random") && strcmp(order, "time")) || (!strcmp(order, "time") && events % big)) {
 		fprintf(stderr, "retention-bench: BENCH_EVENTS >= 1000, BENCH_TENANTS >= 2, BENCH_WEEKS >= 30, "
-		                "1000 <= BENCH_BIG < BENCH_EVENTS, BENCH_LISTS >= 10\n");
+		                "1000 <= BENCH_BIG < BENCH_EVENTS, BENCH_LISTS >= 10, BENCH_ORDER random or time "
+		                "(time: BENCH_EVENTS a multiple of BENCH_BIG)\n");
 		return 2;
 	}
+	if (!strcmp(order, "time"))
+		time_order_events = events;
 	const char *super = argv[1], *dir = argv[2];
 	PGconn *s = conn(super);
 	const char *names[3] = { "bench_ret_part", "bench_ret_flat", "bench_ret_alone" };
@@ -528,8 +552,9 @@ int main(int argc, char **argv)
 	int64_t now = timefmt_now_us();
 	/* The newest event a second before now. */
 	int64_t base = now;
-	printf("retention bench: %ld events of %ld tenants over %ld weeks (the first tenant %ld); one copy of the "
-	       "cell at a time\n", events, tenants, weeks, big);
+	printf("retention bench: %ld events of %ld tenants over %ld weeks (the first tenant %ld), made in %s; one "
+	       "copy of the cell at a time\n", events, tenants, weeks, big,
+	       time_order_events ? "the order they occurred (BENCH_ORDER=time)" : "random order of time");
 	fflush(stdout);
 
 	/* Tenants' retention: the first and every odd one 180 days, the even
