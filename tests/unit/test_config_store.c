@@ -60,6 +60,17 @@ static char *cached(size_t *len)
 	return r == DP_CACHE_FOUND ? out : NULL;
 }
 
+/* The cached file holds `want`, and nothing else is in dir. */
+static void cached_alone(const char *want)
+{
+	size_t len;
+	char *got = cached(&len);
+	ck_assert_ptr_nonnull(got);
+	ck_assert_str_eq(got, want);
+	ck_assert_int_eq(entries(), 1);
+	free(got);
+}
+
 /* Printable bytes that differ from piece to piece (the cache reader cuts
  * trailing whitespace, so none is used). */
 static char *pattern(size_t len, unsigned seed)
@@ -117,12 +128,7 @@ START_TEST(stage_abort_keeps_previous)
 		struct dp_cache_stage s;
 		ck_assert_int_eq(dp_cache_stage_begin(&s, dir, data, lengths[i]), 0);
 		dp_cache_stage_abort(&s);
-		size_t len;
-		char *got = cached(&len);
-		ck_assert_ptr_nonnull(got);
-		ck_assert_str_eq(got, "previous");
-		ck_assert_int_eq(entries(), 1);
-		free(got);
+		cached_alone("previous");
 		free(data);
 	}
 	/* Aborting twice, or after nothing started, does nothing. */
@@ -149,12 +155,7 @@ START_TEST(stage_write_failure_reported)
 	ck_assert_ptr_nonnull(strstr(err, missing));
 	ck_assert_int_eq(dp_cache_stage_begin(&s, missing, "new", 3), 0);
 	dp_cache_stage_abort(&s);
-	size_t len;
-	char *got = cached(&len);
-	ck_assert_ptr_nonnull(got);
-	ck_assert_str_eq(got, "previous");
-	ck_assert_int_eq(entries(), 1);
-	free(got);
+	cached_alone("previous");
 }
 END_TEST
 
