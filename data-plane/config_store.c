@@ -1,6 +1,5 @@
 /* The cached configuration document on disk. */
 #include "config_store.h"
-#include "trust_store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -30,9 +29,10 @@ int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
 		return -1;
 	}
 	/* The temporary files a process ended (crashed, killed) before it
-	 * renamed them: ".<name>.XXXXXX" of the files written here. A whole
-	 * document's is as large as the document. */
-	static const char *const names[] = { DP_CACHE_FILE, DP_DELTAS_FILE, DP_VERSION_FILE, DP_KEYSET_FILE };
+	 * renamed them: ".<name>.XXXXXX" of this module's files. A whole
+	 * document's is as large as the document. (The key set's, a few
+	 * kilobytes, is trust_store's.) */
+	static const char *const names[] = { DP_CACHE_FILE, DP_DELTAS_FILE, DP_VERSION_FILE };
 	DIR *dh = opendir(dir);
 	struct dirent *e;
 	while (dh && (e = readdir(dh))) {

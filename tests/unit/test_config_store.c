@@ -192,11 +192,10 @@ START_TEST(prepare_removes_leftovers)
 {
 	/* What a process ended before its rename leaves, and names alike
 	 * that are not that. */
-	static const char *const left[] = { ".config.jwt.aB3xY9", ".config.deltas.000000", ".version.zzzzzz",
-		                            ".keyset.json.Q1w2E3" };
+	static const char *const left[] = { ".config.jwt.aB3xY9", ".config.deltas.000000", ".version.zzzzzz" };
 	static const char *const kept[] = { "config.jwt", ".config.jwt.aB3xY", ".config.jwt.aB3xY9z",
 		                            ".config.jwtXaB3xY9", ".other.aB3xY9", "config.jwt.aB3xY9",
-		                            ".config.jwt.rejected" };
+		                            ".config.jwt.rejected", ".keyset.json.Q1w2E3" };
 	char path[600];
 	for (size_t i = 0; i < sizeof left / sizeof left[0]; i++) {
 		snprintf(path, sizeof path, "%s/%s", dir, left[i]);
