@@ -424,7 +424,9 @@ START_TEST(cursor_and_gate)
 	bulk_tenant(&s, &other, "feed-other", "[\"events:write\",\"events:read\"]");
 	bulk_tenant(&s, &wonly, "feed-wonly", "[\"events:write\"]");
 	post_events(s.dp_url, &b, ev("c1"));
-	feed(&x, s.dp_url, &b, "", 20000);
+	/* A wait: another transaction open meanwhile can hold the event back
+	 * a moment. */
+	feed(&x, s.dp_url, &b, "wait=10", 20000);
 	ck_assert_int_eq(json_array_size(page(&x)), 1);
 	char good[64];
 	snprintf(good, sizeof good, "%s", cursor_of(&x));
@@ -485,7 +487,7 @@ START_TEST(out_of_order_commit_not_skipped)
 	it_stack_start(&s, "us", NULL, NULL);
 	bulk_tenant(&s, &b, "feed-ooo", "[\"events:write\",\"events:read\"]");
 	post_events(s.dp_url, &b, ev("before"));
-	feed(&x, s.dp_url, &b, "", 20000);
+	feed(&x, s.dp_url, &b, "wait=10", 20000); /* as in cursor_and_gate */
 	ck_assert_int_eq(json_array_size(page(&x)), 1);
 	char cur[64];
 	snprintf(cur, sizeof cur, "%s", cursor_of(&x));
