@@ -5,11 +5,39 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "log.h"
+
+int dp_file_leftovers_remove(const char *dir, const char *name)
+{
+	size_t n = strlen(name);
+	int removed = 0;
+	DIR *dh = opendir(dir);
+	if (!dh) {
+		log_warn(NULL, "cannot read %s to remove what an earlier process left: %s", dir, strerror(errno));
+		return 0;
+	}
+	struct dirent *e;
+	while ((e = readdir(dh))) {
+		if (e->d_name[0] != '.' || strncmp(e->d_name + 1, name, n) != 0 || e->d_name[n + 1] != '.' ||
+		    strlen(e->d_name + n + 2) != 6)
+			continue;
+		char path[4096];
+		snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			removed++;
+		else
+			log_warn(NULL, "cannot remove %s, left by an earlier process: %s", path, strerror(errno));
+	}
+	closedir(dh);
+	return removed;
+}
 
 int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
 {
@@ -28,28 +56,15 @@ int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
 		snprintf(err, errlen, "%s is not writable: %s", dir, strerror(errno));
 		return -1;
 	}
-	/* The temporary files a process ended (crashed, killed) before it
-	 * renamed them: ".<name>.XXXXXX" of this module's files. A whole
-	 * document's is as large as the document. (The key set's, a few
-	 * kilobytes, is trust_store's.) */
+	/* What a process ended (crashed, killed) before its rename left of
+	 * this module's files: a whole document's is as large as the
+	 * document. (The key set's is trust_store's to remove.) */
 	static const char *const names[] = { DP_CACHE_FILE, DP_DELTAS_FILE, DP_VERSION_FILE };
-	DIR *dh = opendir(dir);
-	struct dirent *e;
-	while (dh && (e = readdir(dh))) {
-		for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-			size_t n = strlen(names[i]);
-			if (e->d_name[0] == '.' && !strncmp(e->d_name + 1, names[i], n) && e->d_name[n + 1] == '.' &&
-			    strlen(e->d_name + n + 2) == 6) {
-				char path[4096];
-				snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-				if (unlink(path) == 0 && removed)
-					(*removed)++;
-				break;
-			}
-		}
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+		int n = dp_file_leftovers_remove(dir, names[i]);
+		if (removed)
+			*removed += n;
 	}
-	if (dh)
-		closedir(dh);
 	return 0;
 }
 
@@ -127,7 +142,7 @@ out:
  * hundreds of megabytes holds the file's lock for its whole copy. Returns
  * 0, or -1 with `err` set and no file left. */
 static int write_temp(const char *dir, const char *name, const char *data, size_t len, mode_t mode,
-                      char tmp[4096], char *err, size_t errlen)
+                      const atomic_int *cancel, char tmp[4096], char *err, size_t errlen)
 {
 	int fd = -1;
 
@@ -143,6 +158,11 @@ static int write_temp(const char *dir, const char *name, const char *data, size_
 		goto fail;
 	}
 	for (size_t off = 0; off < len;) {
+		/* A document that will not be kept is not written further. */
+		if (cancel && atomic_load(cancel)) {
+			snprintf(err, errlen, "the write of %s was cancelled", tmp);
+			goto fail;
+		}
 		size_t n = len - off < DP_CACHE_WRITE_PIECE ? len - off : DP_CACHE_WRITE_PIECE;
 		ssize_t w = write(fd, data + off, n);
 		if (w < 0 && errno == EINTR)
@@ -152,6 +172,10 @@ static int write_temp(const char *dir, const char *name, const char *data, size_
 			goto fail;
 		}
 		off += (size_t)w;
+	}
+	if (cancel && atomic_load(cancel)) {
+		snprintf(err, errlen, "the write of %s was cancelled", tmp);
+		goto fail;
 	}
 	if (fsync(fd) != 0) {
 		snprintf(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));
@@ -203,7 +227,7 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
                         mode_t mode, char *err, size_t errlen)
 {
 	char tmp[4096];
-	if (write_temp(dir, name, data, len, mode, tmp, err, errlen) != 0)
+	if (write_temp(dir, name, data, len, mode, NULL, tmp, err, errlen) != 0)
 		return -1;
 	return install(dir, name, tmp, err, errlen);
 }
@@ -211,13 +235,14 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
 static void *stage_run(void *arg)
 {
 	struct dp_cache_stage *s = arg;
-	s->rc = write_temp(s->dir, DP_CACHE_FILE, s->data, s->len, 0600, s->tmp, s->err, sizeof s->err);
+	s->rc = write_temp(s->dir, DP_CACHE_FILE, s->data, s->len, 0600, &s->cancel, s->tmp, s->err, sizeof s->err);
 	return NULL;
 }
 
 int dp_cache_stage_begin(struct dp_cache_stage *s, const char *dir, const char *token, size_t len)
 {
 	memset(s, 0, sizeof *s);
+	atomic_init(&s->cancel, 0);
 	s->dir = dir;
 	s->data = token;
 	s->len = len;
@@ -246,6 +271,7 @@ void dp_cache_stage_abort(struct dp_cache_stage *s)
 {
 	if (!s->started)
 		return;
+	atomic_store(&s->cancel, 1);
 	pthread_join(s->thread, NULL);
 	s->started = 0;
 	if (s->rc == 0 && s->tmp[0])

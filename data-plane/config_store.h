@@ -9,6 +9,7 @@
 #define DP_CONFIG_STORE_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,10 +22,16 @@
  * from the document before it is not applied (cfgdoc_verify_any). */
 #define DP_DELTAS_FILE "config.deltas"
 
+/* Removes the temporary files of `name` (".<name>.XXXXXX") that a
+ * process ended before it renamed them; one that cannot be removed is
+ * logged. Returns how many were removed. For the modules that write files
+ * of their own in the cache directory with dp_file_replace. */
+int dp_file_leftovers_remove(const char *dir, const char *name);
+
 /* Makes sure `dir` is a directory this process can write, creating it
- * (mode 0700) when missing, and removes the temporary files an earlier
- * process left there (counted in *removed when not NULL): a cache
- * directory belongs to one process. Returns 0, or -1 with a sentence in
+ * (mode 0700) when missing, and removes the temporary files of config.jwt,
+ * config.deltas and version an earlier process left there (counted in
+ * *removed when not NULL): a cache directory belongs to one process. Returns 0, or -1 with a sentence in
  * `err`. */
 int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
@@ -59,6 +66,7 @@ int dp_cache_write(const char *dir, const char *token, size_t len, char *err, si
 struct dp_cache_stage {
 	pthread_t thread;
 	int started;
+	atomic_int cancel; /* set by the abort: the rest is not written */
 	const char *dir, *data;
 	size_t len;
 	int rc;
@@ -74,7 +82,7 @@ int dp_cache_stage_begin(struct dp_cache_stage *s, const char *dir, const char *
  * as it was. */
 int dp_cache_stage_commit(struct dp_cache_stage *s, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
-/* Waits for the write and removes what it wrote. */
+/* Stops the write where it is, waits for it, and removes what it wrote. */
 void dp_cache_stage_abort(struct dp_cache_stage *s);
 
 /* The version floor, DP_CACHE_DIR/version: the highest configuration

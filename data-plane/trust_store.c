@@ -47,6 +47,9 @@ struct trust_store *trust_store_open(const char *bundle_path, const char *cache_
 	}
 	pthread_mutex_init(&s->lock, NULL);
 	snprintf(s->path, sizeof s->path, "%s/%s", cache_dir, DP_KEYSET_FILE);
+	int left = dp_file_leftovers_remove(cache_dir, DP_KEYSET_FILE);
+	if (left)
+		log_warn(NULL, "removed %d temporary file(s) of %s an earlier process left", left, s->path);
 	snprintf(s->issuer, sizeof s->issuer, "%s", issuer);
 	g->refs = 1;
 	s->now = g;

@@ -105,7 +105,7 @@ START_TEST(stage_commit_replaces_whole)
 		char *data = pattern(lengths[i], (unsigned)i);
 		struct dp_cache_stage s;
 		ck_assert_int_eq(dp_cache_stage_begin(&s, dir, data, lengths[i]), 0);
-		ck_assert_int_eq(dp_cache_stage_commit(&s, err, sizeof err), 0);
+		ck_assert_msg(dp_cache_stage_commit(&s, err, sizeof err) == 0, "%s", err);
 		size_t len;
 		char *got = cached(&len);
 		ck_assert_ptr_nonnull(got);
@@ -156,6 +156,25 @@ START_TEST(stage_write_failure_reported)
 	ck_assert_int_eq(dp_cache_stage_begin(&s, missing, "new", 3), 0);
 	dp_cache_stage_abort(&s);
 	cached_alone("previous");
+}
+END_TEST
+
+START_TEST(stage_rename_failure_reported)
+{
+	char err[512], path[128], inner[160];
+	/* config.jwt a directory that is not empty: the rename fails, the
+	 * commit says so, and no temporary file is left. */
+	snprintf(path, sizeof path, "%s/config.jwt", dir);
+	ck_assert_int_eq(mkdir(path, 0700), 0);
+	snprintf(inner, sizeof inner, "%s/x", path);
+	write_text(inner);
+	struct dp_cache_stage s;
+	ck_assert_int_eq(dp_cache_stage_begin(&s, dir, "new", 3), 0);
+	ck_assert_int_eq(dp_cache_stage_commit(&s, err, sizeof err), -1);
+	ck_assert_msg(strstr(err, "cannot rename"), "%s", err);
+	ck_assert_int_eq(entries(), 1);
+	ck_assert_int_eq(unlink(inner), 0);
+	ck_assert_int_eq(rmdir(path), 0);
 }
 END_TEST
 
@@ -215,6 +234,10 @@ START_TEST(prepare_removes_leftovers)
 		ck_assert_msg(exists(kept[i]), "%s was removed", kept[i]);
 	ck_assert_int_eq(dp_cache_prepare(dir, &removed, err, sizeof err), 0);
 	ck_assert_int_eq(removed, 0);
+	/* The key set's is its module's to remove, with the same rule. */
+	ck_assert_int_eq(dp_file_leftovers_remove(dir, "keyset.json"), 1);
+	ck_assert(!exists(".keyset.json.Q1w2E3"));
+	ck_assert_int_eq(dp_file_leftovers_remove(dir, "keyset.json"), 0);
 }
 END_TEST
 
@@ -226,6 +249,7 @@ Suite *config_store_suite(void)
 	tcase_add_test(tc, stage_commit_replaces_whole);
 	tcase_add_test(tc, stage_abort_keeps_previous);
 	tcase_add_test(tc, stage_write_failure_reported);
+	tcase_add_test(tc, stage_rename_failure_reported);
 	tcase_add_test(tc, replace_in_pieces);
 	tcase_add_test(tc, prepare_removes_leftovers);
 	suite_add_tcase(s, tc);
