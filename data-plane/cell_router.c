@@ -887,11 +887,8 @@ static int check_config(struct router *r)
 		return usage_error("ROUTER_MAP_FILE", "must be a path without spaces");
 	if (c->haproxy_socket && !*c->haproxy_socket)
 		return usage_error("ROUTER_HAPROXY_SOCKET", "must not be empty when set");
-	int leftovers;
-	if (dp_cache_prepare(c->cache_dir, &leftovers, err, sizeof err) != 0)
+	if (dp_cache_prepare(c->cache_dir, NULL, err, sizeof err) != 0)
 		return usage_error("ROUTER_CACHE_DIR", err);
-	if (leftovers)
-		log_warn(NULL, "removed %d temporary file(s) an earlier process left in %s", leftovers, c->cache_dir);
 	/* The key set accepted last (ROUTER_CACHE_DIR), else the bundle. */
 	if (!(r->trust = trust_store_open(c->trust_bundle, c->cache_dir, ISSUER, err, sizeof err)))
 		return usage_error("ROUTER_TRUST_BUNDLE", err);

@@ -60,11 +60,13 @@ int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
 	 * this module's files: a whole document's is as large as the
 	 * document. (The key set's is trust_store's to remove.) */
 	static const char *const names[] = { DP_CACHE_FILE, DP_DELTAS_FILE, DP_VERSION_FILE };
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-		int n = dp_file_leftovers_remove(dir, names[i]);
-		if (removed)
-			*removed += n;
-	}
+	int n = 0;
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		n += dp_file_leftovers_remove(dir, names[i]);
+	if (n)
+		log_warn(NULL, "removed %d temporary file(s) an earlier process left in %s", n, dir);
+	if (removed)
+		*removed = n;
 	return 0;
 }
 
@@ -157,12 +159,15 @@ static int write_temp(const char *dir, const char *name, const char *data, size_
 		snprintf(err, errlen, "cannot chmod %s: %s", tmp, strerror(errno));
 		goto fail;
 	}
-	for (size_t off = 0; off < len;) {
-		/* A document that will not be kept is not written further. */
+	for (size_t off = 0;;) {
+		/* A document that will not be kept is not written further, nor
+		 * synced. */
 		if (cancel && atomic_load(cancel)) {
 			snprintf(err, errlen, "the write of %s was cancelled", tmp);
 			goto fail;
 		}
+		if (off == len)
+			break;
 		size_t n = len - off < DP_CACHE_WRITE_PIECE ? len - off : DP_CACHE_WRITE_PIECE;
 		ssize_t w = write(fd, data + off, n);
 		if (w < 0 && errno == EINTR)
@@ -172,10 +177,6 @@ static int write_temp(const char *dir, const char *name, const char *data, size_
 			goto fail;
 		}
 		off += (size_t)w;
-	}
-	if (cancel && atomic_load(cancel)) {
-		snprintf(err, errlen, "the write of %s was cancelled", tmp);
-		goto fail;
 	}
 	if (fsync(fd) != 0) {
 		snprintf(err, errlen, "cannot fsync %s: %s", tmp, strerror(errno));

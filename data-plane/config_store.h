@@ -29,10 +29,10 @@
 int dp_file_leftovers_remove(const char *dir, const char *name);
 
 /* Makes sure `dir` is a directory this process can write, creating it
- * (mode 0700) when missing, and removes the temporary files of config.jwt,
- * config.deltas and version an earlier process left there (counted in
- * *removed when not NULL): a cache directory belongs to one process. Returns 0, or -1 with a sentence in
- * `err`. */
+ * (mode 0700) when missing, and removes (and logs) the temporary files of
+ * config.jwt, config.deltas and version an earlier process left there,
+ * counted in *removed when not NULL: a cache directory belongs to one
+ * process. Returns 0, or -1 with a sentence in `err`. */
 int dp_cache_prepare(const char *dir, int *removed, char *err, size_t errlen)
 	__attribute__((warn_unused_result));
 

@@ -463,11 +463,8 @@ static int serve_config(struct dp_app *app)
 		return usage_error("DP_TRUST_BUNDLE", "required to serve");
 	if (!c->cache_dir || !*c->cache_dir)
 		return usage_error("DP_CACHE_DIR", "required to serve");
-	int leftovers;
-	if (dp_cache_prepare(c->cache_dir, &leftovers, err, sizeof err) != 0)
+	if (dp_cache_prepare(c->cache_dir, NULL, err, sizeof err) != 0)
 		return usage_error("DP_CACHE_DIR", err);
-	if (leftovers)
-		log_warn(NULL, "removed %d temporary file(s) an earlier process left in %s", leftovers, c->cache_dir);
 	if (c->log && (!c->log_keys_dir || !*c->log_keys_dir))
 		return usage_error("DP_LOG_KEYS_DIR", "required while DP_LOG is on (the region's log keys; "
 		                                      "or set DP_LOG=false to run without the tamper-evident log)");
